@@ -1,0 +1,53 @@
+"""Tool time.
+
+Everything that waits for or measures a tool works in *tool seconds*, read from
+an injected clock. On real hardware the clock runs at wall speed
+(``time_scale = 1.0``); against the simulator it runs ``time_scale`` times
+faster, so a 600 s stencil changeover passes in 6 s of wall time at 100x.
+
+The simulator keeps its own clock type (``sim.clock``) because it must not
+import the drivers; both only need ``now()``, so one object can serve both
+sides when the simulated line runs in the controller's process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """What drivers, sequences and the controller need of time."""
+
+    scale: float
+
+    def now(self) -> float:
+        """Tool seconds since the clock started."""
+        ...
+
+    async def sleep(self, tool_seconds: float) -> None:
+        """Wait this many tool seconds."""
+        ...
+
+
+class ScaledClock:
+    """Monotonic wall time multiplied by ``scale`` (tool seconds per wall second)."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        if not scale > 0:
+            raise ValueError(f"time scale must be > 0, got {scale!r}")
+        self.scale = float(scale)
+        self._origin = time.monotonic()
+
+    def now(self) -> float:
+        return (time.monotonic() - self._origin) * self.scale
+
+    def to_wall(self, tool_seconds: float) -> float:
+        return tool_seconds / self.scale
+
+    async def sleep(self, tool_seconds: float) -> None:
+        await asyncio.sleep(max(0.0, tool_seconds) / self.scale)
+
+    def __repr__(self) -> str:
+        return f"ScaledClock(scale={self.scale})"

@@ -1,0 +1,237 @@
+"""The line configuration: which tools a line has and how to reach each one.
+
+It is the single thing that decides simulator or hardware. ``bumpline sim``
+writes one for the simulated line; a fab writes one for its real tools. Both
+look the same, for example::
+
+    [line]
+    name = "sim-line-1"
+    time_scale = 100.0        # tool seconds per wall second; 1.0 on real hardware
+
+    [tools.printer-1]
+    role = "printer"          # printer | placer | oven | cleaner
+    transport = "serial"      # serial | modbus-tcp | modbus-rtu
+    port = "/dev/pts/5"       # any pyserial URL
+    baudrate = 115200
+
+Every error names the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROLES = ("printer", "placer", "oven", "cleaner")
+TRANSPORTS = ("serial", "modbus-tcp", "modbus-rtu")
+# Which transports each role's host interface uses (from the tools' specs).
+ROLE_TRANSPORTS = {
+    "printer": ("serial",),
+    "placer": ("serial",),
+    "oven": ("modbus-tcp",),
+    "cleaner": ("modbus-rtu",),
+}
+PARITIES = ("N", "E", "O")
+DEFAULT_BAUDRATE = {"serial": 115200, "modbus-rtu": 19200}
+DEFAULT_PARITY = {"serial": "N", "modbus-rtu": "E"}
+DEFAULT_UNIT = {"oven": 1, "cleaner": 2}
+
+
+class LineConfigError(ValueError):
+    """A line configuration that cannot be used, with where and why."""
+
+
+@dataclass(frozen=True)
+class ToolConfig:
+    name: str
+    role: str
+    transport: str
+    port: str | int  # pyserial URL for serial/modbus-rtu, TCP port for modbus-tcp
+    host: str | None = None  # modbus-tcp only
+    baudrate: int | None = None
+    parity: str = "N"
+    unit: int | None = None  # Modbus device id
+    timeout_s: float = 0.5  # reply timeout, wall seconds
+    retries: int = 3
+    model: str | None = None  # register map / tool model name; None = the role's default
+    faults: str = ""  # simulator only: a fault plan (see sim.faults)
+
+    @property
+    def endpoint(self) -> str:
+        if self.transport == "modbus-tcp":
+            return f"{self.host}:{self.port}"
+        return str(self.port)
+
+
+@dataclass(frozen=True)
+class LineConfig:
+    name: str
+    time_scale: float
+    tools: dict[str, ToolConfig] = field(default_factory=dict)
+    source: str = "<memory>"
+
+    def by_role(self, role: str) -> list[ToolConfig]:
+        return [t for t in self.tools.values() if t.role == role]
+
+    def tool(self, name: str) -> ToolConfig:
+        try:
+            return self.tools[name]
+        except KeyError:
+            known = ", ".join(self.tools) or "none"
+            raise LineConfigError(
+                f"{self.source}: no tool named '{name}' (tools: {known})"
+            ) from None
+
+
+def load_line_config(path: str | Path) -> LineConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LineConfigError(f"{path}: cannot read line configuration: {exc.strerror}") from None
+    return parse_line_config(text, source=str(path))
+
+
+def parse_line_config(text: str, *, source: str = "<memory>") -> LineConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LineConfigError(f"{source}: not valid TOML: {exc}") from None
+    return _build(data, source)
+
+
+class _Reader:
+    """Pulls typed values out of one TOML table, naming the key on error."""
+
+    def __init__(self, table: dict[str, Any], prefix: str, source: str) -> None:
+        self.table, self.prefix, self.source = table, prefix, source
+        self.used: set[str] = set()
+
+    def fail(self, key: str, expected: str) -> LineConfigError:
+        got = self.table.get(key, None)
+        shown = "missing" if key not in self.table else f"got {got!r}"
+        return LineConfigError(f"{self.source}: {self.prefix}{key}: expected {expected} ({shown})")
+
+    def get(self, key: str, kind: type | tuple[type, ...], expected: str, default: Any = ...) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if default is ...:
+                raise self.fail(key, expected)
+            return default
+        value = self.table[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise self.fail(key, expected)
+        return value
+
+    def check_unknown(self, allowed: set[str]) -> None:
+        for key in self.table:
+            if key not in allowed:
+                raise LineConfigError(
+                    f"{self.source}: {self.prefix}{key}: unknown key "
+                    f"(known: {', '.join(sorted(allowed))})"
+                )
+
+
+_TOOL_KEYS = {
+    "role", "transport", "port", "host", "baudrate", "parity", "unit",
+    "timeout_s", "retries", "model", "faults",
+}
+
+
+def _build(data: dict[str, Any], source: str) -> LineConfig:
+    line_table = data.get("line")
+    if not isinstance(line_table, dict):
+        raise LineConfigError(f"{source}: [line]: expected a table with name and time_scale")
+    line = _Reader(line_table, "line.", source)
+    name = line.get("name", str, "a line name (text)")
+    scale = line.get("time_scale", (int, float), "a number > 0", 1.0)
+    if not scale > 0:
+        raise line.fail("time_scale", "a number > 0")
+    line.check_unknown({"name", "time_scale"})
+
+    tools_table = data.get("tools", {})
+    if not isinstance(tools_table, dict):
+        raise LineConfigError(f"{source}: tools: expected [tools.NAME] tables")
+    tools = {n: _tool(n, t, source) for n, t in tools_table.items()}
+    unknown = set(data) - {"line", "tools"}
+    if unknown:
+        raise LineConfigError(f"{source}: {sorted(unknown)[0]}: unknown table (known: line, tools)")
+    return LineConfig(name=name, time_scale=float(scale), tools=tools, source=source)
+
+
+def _tool(name: str, table: Any, source: str) -> ToolConfig:
+    if not isinstance(table, dict):
+        raise LineConfigError(f"{source}: tools.{name}: expected a table")
+    r = _Reader(table, f"tools.{name}.", source)
+    role = r.get("role", str, "one of " + " | ".join(ROLES))
+    if role not in ROLES:
+        raise r.fail("role", "one of " + " | ".join(ROLES))
+    allowed = ROLE_TRANSPORTS[role]
+    transport = r.get("transport", str, " | ".join(allowed), allowed[0])
+    if transport not in allowed:
+        raise r.fail("transport", f"{' | '.join(allowed)} for a {role}")
+
+    host = None
+    if transport == "modbus-tcp":
+        host = r.get("host", str, "a host name or address")
+        port: str | int = r.get("port", int, "a TCP port number 1-65535")
+        if not 0 < port < 65536:
+            raise r.fail("port", "a TCP port number 1-65535")
+    else:
+        port = r.get("port", str, "a pyserial URL: /dev/ttyUSB0, a pty path or socket://HOST:PORT")
+        if not port.strip():
+            raise r.fail("port", "a pyserial URL: /dev/ttyUSB0, a pty path or socket://HOST:PORT")
+
+    baudrate = None
+    parity = "N"
+    if transport in DEFAULT_BAUDRATE:
+        baudrate = r.get("baudrate", int, "a baud rate such as 115200", DEFAULT_BAUDRATE[transport])
+        if baudrate <= 0:
+            raise r.fail("baudrate", "a positive baud rate")
+        parity = r.get("parity", str, "N | E | O", DEFAULT_PARITY[transport])
+        if parity not in PARITIES:
+            raise r.fail("parity", "N | E | O")
+
+    unit = None
+    if transport.startswith("modbus"):
+        unit = r.get("unit", int, "a Modbus unit id 0-247", DEFAULT_UNIT[role])
+        if not 0 <= unit <= 247:
+            raise r.fail("unit", "a Modbus unit id 0-247")
+
+    timeout_s = float(r.get("timeout_s", (int, float), "a reply timeout in seconds > 0", 0.5))
+    if timeout_s <= 0:
+        raise r.fail("timeout_s", "a reply timeout in seconds > 0")
+    retries = r.get("retries", int, "a retry count 0-10", 3)
+    if not 0 <= retries <= 10:
+        raise r.fail("retries", "a retry count 0-10")
+    model = r.get("model", str, "a tool model name", None)
+    faults = r.get("faults", str, "a fault plan such as \"drop=0.2\"", "")
+    r.check_unknown(_TOOL_KEYS)
+    return ToolConfig(
+        name=name, role=role, transport=transport, port=port, host=host, baudrate=baudrate,
+        parity=parity, unit=unit, timeout_s=timeout_s, retries=retries, model=model, faults=faults,
+    )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def dump_line_config(config: LineConfig) -> str:
+    """TOML text for a line configuration (what ``bumpline sim --config-out`` writes)."""
+    out = ["[line]", f"name = {_toml_value(config.name)}", f"time_scale = {config.time_scale!r}", ""]
+    for tool in config.tools.values():
+        out.append(f"[tools.{tool.name}]")
+        for key in ("role", "transport", "host", "port", "baudrate", "parity", "unit", "model"):
+            value = getattr(tool, key)
+            if value is None or (key == "parity" and tool.baudrate is None):
+                continue
+            out.append(f"{key} = {_toml_value(value)}")
+        if tool.faults:
+            out.append(f"faults = {_toml_value(tool.faults)}")
+        out.append("")
+    return "\n".join(out)

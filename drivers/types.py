@@ -1,0 +1,256 @@
+"""Typed values the drivers take and return, in engineering units.
+
+This module is the contract between the drivers and everything above them
+(sequences, controller, CLI). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+
+
+@dataclass(frozen=True)
+class Identity:
+    vendor: str
+    model: str
+    serial: str
+    firmware: str
+
+
+@dataclass(frozen=True)
+class Alarm:
+    code: int
+    text: str
+
+
+# --- Paste printer WP-300 -----------------------------------------------------------------------
+
+
+class PrinterState(str, Enum):
+    IDLE = "IDLE"
+    CHANGEOVER = "CHANGEOVER"
+    LOADING = "LOADING"
+    READY = "READY"
+    PRINTING = "PRINTING"
+    INSPECTING = "INSPECTING"
+    DONE = "DONE"
+    UNLOADING = "UNLOADING"
+    WIPING = "WIPING"
+    FILLING = "FILLING"
+    ALARM = "ALARM"
+
+
+@dataclass(frozen=True)
+class PrinterStatus:
+    state: PrinterState
+    wafer_id: str | None
+    alarm_code: int
+    prints_since_wipe: int
+    paste_level_pct: float
+    stencil_id: str
+    paste_alloy: str
+
+
+@dataclass(frozen=True)
+class PrintRecipe:
+    name: str
+    squeegee_kgf: float  # 0.5-10.0
+    speed_mm_s: float  # 5-200
+    separation_mm_s: float  # 0.1-10.0
+    stencil_id: str
+    passes: int  # 1-3
+    wipe_every: int  # 0-50, 0 = never
+
+
+class RunStatus(str, Enum):
+    """Outcome of one tool cycle as the tool reports it (RES status)."""
+
+    OK = "OK"
+    ABORTED = "ABORTED"
+    ALARM = "ALARM"
+
+
+@dataclass(frozen=True)
+class PrintResult:
+    wafer_id: str
+    status: RunStatus
+    vol_mean_pct: float
+    vol_min_pct: float
+    vol_max_pct: float
+    bridges: int
+    insufficient: int
+
+
+# --- Ball mounter WBM-300 -----------------------------------------------------------------------
+
+
+class PlacerState(str, Enum):
+    IDLE = "IDLE"
+    CHANGEOVER = "CHANGEOVER"
+    LOADING = "LOADING"
+    READY = "READY"
+    FLUXING = "FLUXING"
+    PLACING = "PLACING"
+    INSPECTING = "INSPECTING"
+    DONE = "DONE"
+    REPAIRING = "REPAIRING"
+    UNLOADING = "UNLOADING"
+    ALARM = "ALARM"
+
+
+@dataclass(frozen=True)
+class PlacerStatus:
+    state: PlacerState
+    wafer_id: str | None
+    alarm_code: int
+    ball_alloy: str
+    ball_diameter_um: int
+    ball_level_pct: float
+    flux_level_pct: float
+
+
+@dataclass(frozen=True)
+class PlacementRecipe:
+    name: str
+    ball_diameter_um: int  # 60-760
+    ball_alloy: str
+    flux_um: int  # 5-50
+    pitch_um: int  # 100-2000
+    sites: int  # 1-3,000,000
+
+
+@dataclass(frozen=True)
+class PlacementResult:
+    wafer_id: str
+    status: RunStatus
+    sites: int
+    placed: int
+    missing: int
+    extra: int
+    offset_max_um: int
+
+    @property
+    def defects(self) -> int:
+        return self.missing + self.extra
+
+
+# --- Reflow oven RF-10N -------------------------------------------------------------------------
+
+
+class OvenState(IntEnum):
+    OFF = 0
+    HEATING = 1
+    READY = 2
+    PROCESSING = 3
+    ALARM = 4
+    STANDBY = 5
+
+
+class ExitFlag(IntEnum):
+    """Bits of EXIT_FLAGS."""
+
+    BELT_STOPPED = 1
+    O2_HIGH = 2
+    ZONE_ALARM = 4
+
+
+ZONES = 10
+
+
+@dataclass(frozen=True)
+class ReflowProfile:
+    zone_setpoints_c: tuple[float, ...]  # 10 values, 0 = zone off, 0.0-400.0
+    conveyor_mm_min: int  # 200-1500
+    o2_limit_ppm: int  # 10-1000
+    tal_threshold_c: float  # 50.0-400.0, the liquidus of the alloy being reflowed
+    profile_id: int  # 0-65535, the host's tag
+
+    def __post_init__(self) -> None:
+        if len(self.zone_setpoints_c) != ZONES:
+            raise ValueError(f"a reflow profile has {ZONES} zone setpoints")
+
+
+@dataclass(frozen=True)
+class OvenStatus:
+    state: OvenState
+    zone_pv_c: tuple[float | None, ...]  # None = thermocouple failed (0x7FFF)
+    wafers_on_belt: int
+    alarm_code: int
+    o2_ppm: int
+    active_profile_id: int
+    entrance_clear: bool
+    wafer_at_exit: bool
+    zones_stable: bool
+    alarm_active: bool
+    nitrogen_on: bool
+    conveyor_running: bool
+
+
+@dataclass(frozen=True)
+class ReflowResult:
+    wafer_id: str
+    peak_c: float
+    tal_s: float
+    ramp_max_c_s: float
+    cool_max_c_s: float
+    profile_id: int
+    o2_max_ppm: int
+    flags: int  # ExitFlag bits
+    curve_c: tuple[float, ...] = field(default=())  # wafer temperature every 5 s from LOAD
+
+    CURVE_INTERVAL_S = 5.0
+
+    def has_flag(self, flag: ExitFlag) -> bool:
+        return bool(self.flags & flag)
+
+
+# --- Flux cleaner FC-1 --------------------------------------------------------------------------
+
+
+class CleanerState(IntEnum):
+    IDLE = 0
+    READY = 1
+    LOADED = 2
+    WASHING = 3
+    RINSING = 4
+    DRYING = 5
+    DONE = 6
+    ALARM = 7
+
+
+class CleanStatus(IntEnum):
+    NONE = 0
+    OK = 1
+    ABORTED = 2
+    ALARM = 3
+
+
+@dataclass(frozen=True)
+class CleanRecipe:
+    wash_temp_c: float  # 30.0-80.0
+    wash_time_s: int  # 10-900
+    rinse_time_s: int  # 10-900
+    dry_time_s: int  # 10-900
+    spray_pressure_bar: float  # 0.5-6.0
+
+
+@dataclass(frozen=True)
+class CleanerStatus:
+    state: CleanerState
+    wash_temp_c: float
+    rinse_resistivity_mohm_cm: float
+    remaining_s: int
+    alarm_code: int
+    wafer_present: bool
+    chemistry_low: bool
+    di_resistivity_low: bool
+    door_open: bool
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    wafer_id: str
+    status: CleanStatus
+    ionic_ug_cm2: float  # µg NaCl-eq / cm²
+    cycle_count: int

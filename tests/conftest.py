@@ -1,0 +1,115 @@
+"""Shared test fixtures.
+
+* ``--line-config FILE`` runs the driver conformance tests against the tools a
+  line configuration names (real hardware in the loop). Without it, the tests
+  start their own simulated tools. Tests marked ``faults`` need the simulator's
+  fault injection and are skipped against real tools.
+* An autouse fixture fails any test that leaves asyncio tasks, threads or file
+  descriptors (ptys, sockets, serial ports) open behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import threading
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--line-config",
+        action="store",
+        default=None,
+        metavar="FILE",
+        help="run driver conformance tests against the tools in this line configuration",
+    )
+
+
+@pytest.fixture(scope="session")
+def line_config_path(request: pytest.FixtureRequest) -> str | None:
+    return request.config.getoption("--line-config")
+
+
+@pytest.fixture
+def hardware(line_config_path: str | None) -> bool:
+    """True when the tests talk to real tools named by --line-config."""
+    return line_config_path is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and asyncio.iscoroutinefunction(item.obj):
+            item.fixturenames.insert(0, "no_leaked_tasks")
+    if config.getoption("--line-config") is None:
+        return
+    skip = pytest.mark.skip(reason="needs simulator fault injection; not run against real tools")
+    for item in items:
+        if "faults" in item.keywords:
+            item.add_marker(skip)
+
+
+_PORT_KINDS = ("socket:", "/dev/pts", "/dev/ptmx", "/dev/tty")
+
+
+def _open_ports() -> set[tuple[int, str]]:
+    """(fd, target) of every open socket, pty and tty; fd numbers alone get reused."""
+    ports = set()
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:  # not Linux: no fd accounting
+        return ports
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(_PORT_KINDS):
+            ports.add((int(fd), target))
+    return ports
+
+
+# Threads some libraries start once and keep for the life of the process.
+_PERSISTENT_THREAD_PREFIXES = ("asyncio_", "ThreadPoolExecutor", "pydevd", "Dummy-")
+
+
+@pytest.fixture
+async def no_leaked_tasks():
+    """Added to every async test: fail it if it leaves asyncio tasks running."""
+    yield
+    await asyncio.sleep(0)  # let tasks that were just cancelled finish
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    if tasks:
+        for t in tasks:
+            t.cancel()
+        pytest.fail(f"tasks left running: {tasks}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest):
+    """Fail a test that leaves threads or ports open."""
+    threads_before = set(threading.enumerate())
+    ports_before = _open_ports()
+    yield
+    gc.collect()
+    problems: list[str] = []
+
+    deadline_threads = [
+        t
+        for t in threading.enumerate()
+        if t not in threads_before and t.is_alive() and not t.name.startswith(_PERSISTENT_THREAD_PREFIXES)
+    ]
+    for t in deadline_threads:
+        t.join(timeout=2.0)  # a thread that is already stopping gets a moment to finish
+    leaked_threads = [t for t in deadline_threads if t.is_alive()]
+    if leaked_threads:
+        problems.append(f"threads left running: {[t.name for t in leaked_threads]}")
+
+    leaked = [f"{fd}->{target}" for fd, target in sorted(_open_ports() - ports_before)]
+    if leaked:
+        problems.append(f"ports/sockets left open: {leaked}")
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
