@@ -1,0 +1,37 @@
+# bumpline: every target bootstraps its own .venv from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench lint docs clean venv
+
+# (Re)build the venv when it is missing or pyproject.toml changed since it was built.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## make demo: a 25-wafer rebump lot on the simulated line, with a live view and an HTML report
+demo: $(STAMP)
+	$(BIN)/bumpline run --lot DEMO-$$(date +%H%M%S) --recipe rebump-hipb-snpb --wafers 25 --speed 400 --db sqlite:///demo.db
+
+## make test: the whole test suite (warnings are errors)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -W error
+
+## make bench: speed targets (never timed assertions in the tests)
+bench: $(STAMP)
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check controller drivers sequences sim tests benchmarks
+
+docs: $(STAMP)
+	$(BIN)/bumpline recipe diagram --out docs/wafer-state-machine.mmd
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info reports demo.db*

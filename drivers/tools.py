@@ -1,0 +1,105 @@
+"""Open the drivers for the tools a line configuration names.
+
+This is where a ``ToolConfig`` (role + transport + address) becomes a driver
+object; nothing above the drivers builds links by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.line_config import LineConfig, ToolConfig
+
+Trace = Callable[[str, str, Any], None]  # (tool name, direction '>'/'<', frame or text)
+
+
+def _link_for(tool: ToolConfig, trace: Trace | None) -> Any:
+    tool_trace = (lambda direction, data: trace(tool.name, direction, data)) if trace else None
+    if tool.transport == "serial":
+        from drivers.serial_link import HostLinkPort
+
+        return HostLinkPort(
+            str(tool.port), tool=tool.name, baudrate=tool.baudrate or 115200,
+            timeout_s=tool.timeout_s, retries=tool.retries, trace=tool_trace,
+        )
+    from drivers.modbus_link import ModbusLink
+
+    if tool.transport == "modbus-tcp":
+        return ModbusLink.tcp(
+            str(tool.host), int(tool.port), tool=tool.name, unit=tool.unit or 1,
+            timeout_s=tool.timeout_s, retries=tool.retries, trace=tool_trace,
+        )
+    return ModbusLink.rtu(
+        str(tool.port), tool=tool.name, unit=tool.unit or 2, baudrate=tool.baudrate or 19200,
+        parity=tool.parity, timeout_s=tool.timeout_s, retries=tool.retries, trace=tool_trace,
+    )
+
+
+def _driver_for(tool: ToolConfig, link: Any, clock: Clock) -> Any:
+    if tool.role == "printer":
+        from drivers.printer import PastePrinter
+
+        return PastePrinter(link, clock)
+    if tool.role == "placer":
+        from drivers.placer import BallPlacer
+
+        return BallPlacer(link, clock)
+    if tool.role == "oven":
+        from drivers.oven import ReflowOven
+
+        return ReflowOven(link, clock, register_map=tool.model)
+    from drivers.cleaner import FluxCleaner
+
+    return FluxCleaner(link, clock, register_map=tool.model)
+
+
+@contextlib.asynccontextmanager
+async def open_tool(tool: ToolConfig, clock: Clock, *, trace: Trace | None = None) -> AsyncIterator[Any]:
+    """The driver for one tool, with its link open; closed on exit."""
+    link = _link_for(tool, trace)
+    await link.open()
+    try:
+        yield _driver_for(tool, link, clock)
+    finally:
+        await link.close()
+
+
+class LineTools:
+    """The open drivers of a line, by tool name and by role."""
+
+    def __init__(self, config: LineConfig, drivers: dict[str, Any]) -> None:
+        self.config = config
+        self._drivers = drivers
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._drivers:
+            self.config.tool(name)  # raises the clear "no tool named" error
+        return self._drivers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._drivers)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return list(self._drivers.items())
+
+    def by_role(self, role: str) -> list[Any]:
+        return [self._drivers[t.name] for t in self.config.by_role(role)]
+
+    def role_of(self, name: str) -> str:
+        return self.config.tool(name).role
+
+
+@contextlib.asynccontextmanager
+async def open_line(
+    config: LineConfig, clock: Clock, *, trace: Trace | None = None, roles: tuple[str, ...] | None = None
+) -> AsyncIterator[LineTools]:
+    """Open a driver for every tool of the line (or of the given roles)."""
+    async with contextlib.AsyncExitStack() as stack:
+        drivers = {}
+        for tool in config.tools.values():
+            if roles is None or tool.role in roles:
+                drivers[tool.name] = await stack.enter_async_context(open_tool(tool, clock, trace=trace))
+        yield LineTools(config, drivers)

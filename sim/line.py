@@ -1,0 +1,161 @@
+"""The simulated line: every tool model served behind its real wire protocol.
+
+``SimulatedLine`` builds one model per tool, serves each the way the real tool
+is reached (printer and ball mounter on a pty or raw TCP, the oven on Modbus
+TCP, the cleaner on Modbus RTU over raw TCP or a pty) and describes the result
+as a line configuration, so drivers connect to it exactly as they would to
+hardware. It runs on the caller's event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sim.clock import ScaledClock
+from sim.faults import FaultPlan
+
+log = logging.getLogger("sim.line")
+
+ROLES = ("printer", "placer", "oven", "cleaner")
+DEFAULT_LAYOUT = {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1}
+
+
+@dataclass
+class ServedTool:
+    name: str
+    role: str
+    model: Any
+    server: Any
+    config: dict[str, Any]  # this tool's [tools.NAME] table of the line configuration
+
+
+class SimulatedLine:
+    """Start with ``async with SimulatedLine(speed=100) as line:``; ``line.config_text()``
+    is the line configuration naming every endpoint."""
+
+    def __init__(
+        self,
+        *,
+        speed: float = 100.0,
+        seed: int = 0,
+        faults: dict[str, FaultPlan] | None = None,
+        clock: Any = None,
+        layout: dict[str, int] | None = None,
+        serial_transport: str = "pty",
+        cleaner_transport: str = "tcp",
+        name: str = "sim-line-1",
+        host: str = "127.0.0.1",
+    ) -> None:
+        if serial_transport not in ("pty", "tcp"):
+            raise ValueError(f"serial transport must be pty or tcp, got {serial_transport!r}")
+        if cleaner_transport not in ("pty", "tcp"):
+            raise ValueError(f"cleaner transport must be pty or tcp, got {cleaner_transport!r}")
+        self.clock = clock if clock is not None else ScaledClock(speed)
+        self.speed = float(getattr(self.clock, "scale", speed))
+        self.seed = seed
+        self.faults = dict(faults or {})
+        self.layout = dict(DEFAULT_LAYOUT if layout is None else layout)
+        unknown = set(self.layout) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown role(s) in layout: {sorted(unknown)}")
+        self.serial_transport = serial_transport
+        self.cleaner_transport = cleaner_transport
+        self.name = name
+        self.host = host
+        self.tools: dict[str, ServedTool] = {}
+
+    @property
+    def models(self) -> dict[str, Any]:
+        return {name: tool.model for name, tool in self.tools.items()}
+
+    def tool_names(self) -> list[str]:
+        return [f"{role}-{i}" for role in ROLES for i in range(1, self.layout.get(role, 0) + 1)]
+
+    async def start(self) -> None:
+        try:
+            for index, tool_name in enumerate(self.tool_names()):
+                role = tool_name.rsplit("-", 1)[0]
+                plan = self.faults.setdefault(tool_name, FaultPlan())
+                plan.seed(self.seed * 1000 + index)
+                self.tools[tool_name] = await self._start_tool(tool_name, role, index, plan)
+                log.info("%s (%s) serving at %s", tool_name, role, self.tools[tool_name].config)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_tool(self, name: str, role: str, index: int, plan: FaultPlan) -> ServedTool:
+        seed = self.seed * 1000 + index
+        if role in ("printer", "placer"):
+            from sim.serial_server import SerialToolServer
+
+            if role == "printer":
+                from sim.printer import PastePrinterModel as Model
+            else:
+                from sim.placer import BallPlacerModel as Model
+            model = Model(seed=seed)
+            server = SerialToolServer(model, self.clock, name=name, faults=plan)
+            if self.serial_transport == "pty":
+                url = await server.start_pty()
+            else:
+                url = await server.start_tcp(self.host)
+            config = {"role": role, "transport": "serial", "port": url, "baudrate": 115200}
+        elif role == "oven":
+            from sim.modbus_server import OvenServer
+            from sim.oven import OvenModel
+
+            model = OvenModel(seed=seed)
+            server = OvenServer(model, self.clock, name=name, faults=plan)
+            host, port = await server.start_tcp(self.host)
+            config = {"role": role, "transport": "modbus-tcp", "host": host, "port": port,
+                      "unit": 1}
+        else:
+            from sim.cleaner import CleanerModel
+            from sim.modbus_server import CleanerServer
+
+            model = CleanerModel(seed=seed)
+            server = CleanerServer(model, self.clock, name=name, faults=plan)
+            if self.cleaner_transport == "pty":
+                url = await server.start_rtu_pty()
+            else:
+                url = await server.start_rtu_tcp(self.host)
+            config = {"role": role, "transport": "modbus-rtu", "port": url, "baudrate": 19200,
+                      "parity": "E", "unit": 2}
+        return ServedTool(name=name, role=role, model=model, server=server, config=config)
+
+    async def stop(self) -> None:
+        for tool in reversed(list(self.tools.values())):
+            try:
+                await tool.server.stop()
+            except Exception:  # noqa: BLE001 - keep closing the others
+                log.exception("error stopping %s", tool.name)
+        self.tools.clear()
+
+    async def __aenter__(self) -> SimulatedLine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def config_text(self) -> str:
+        """The line configuration (TOML) for this running line."""
+        out = [
+            "# Written by the bumpline simulator; describes the simulated line's endpoints.",
+            "[line]",
+            f"name = {_toml(self.name)}",
+            f"time_scale = {self.speed!r}",
+            "",
+        ]
+        for tool in self.tools.values():
+            out.append(f"[tools.{tool.name}]")
+            out.extend(f"{key} = {_toml(value)}" for key, value in tool.config.items())
+            out.append("")
+        return "\n".join(out)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
