@@ -1,0 +1,117 @@
+"""Engine and schema setup for the controller's database.
+
+One engine per process. SQLite (the default, a file next to the operator) runs
+in WAL mode with ``synchronous=NORMAL``: a commit is an append to the log
+without an fsync, so recording a wafer transition costs well under a
+millisecond, and operators' query commands read while the controller writes.
+Any other SQLAlchemy URL works too (e.g. PostgreSQL for a shared fab server).
+
+The schema is owned by Alembic: opening a database runs ``upgrade head``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+DEFAULT_DB_URL = "sqlite:///bumpline.db"
+DB_ENV = "BUMPLINE_DB"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Execution option read by the BEGIN hook: writers take the write lock up front.
+BEGIN_OPTION = "bumpline_sqlite_begin"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL that cannot be used."""
+
+
+def resolve_db_url(url: str | None) -> str:
+    """The URL to use: the given one, else ``$BUMPLINE_DB``, else ./bumpline.db."""
+    return url or os.environ.get(DB_ENV) or DEFAULT_DB_URL
+
+
+def parse_db_url(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseUrlError(
+            f"database URL {url!r} is not a SQLAlchemy URL (expected e.g. sqlite:///bumpline.db)"
+        ) from exc
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL; None for other back ends and in-memory SQLite."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """The process's engine for ``url`` (SQLite gets WAL, NORMAL sync, FKs, a busy timeout)."""
+    parsed = parse_db_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, echo=echo, pool_pre_ping=True)
+    in_memory = sqlite_file(parsed) is None
+    kwargs: dict = {}
+    if in_memory:
+        # One shared connection, or every checkout would see its own empty database.
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    engine = create_engine(parsed, echo=echo, **kwargs)
+    _configure_sqlite(engine, wal=not in_memory)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
+        # Let SQLAlchemy's BEGIN below drive transactions, not pysqlite's guesswork.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # noqa: ANN001
+        # IMMEDIATE for writers: two writers never deadlock upgrading a read lock.
+        mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine (same pool), beginning write transactions with the write lock."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+    return engine
+
+
+def alembic_config() -> Config:
+    """Alembic configuration built in code (no alembic.ini to install or find)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Bring the schema to the newest revision (creates every table on a new database)."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -1,0 +1,226 @@
+"""The controller's tables, as SQLAlchemy 2 typed ORM classes.
+
+Every change to these classes needs an Alembic revision in
+``controller/migrations/versions`` (``tests/test_migrations.py`` fails on
+drift). Times are UTC wall-clock times; ``tool_time`` columns hold the
+controller clock's tool seconds where the event came from a tool.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so later migrations (batch mode on SQLite) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every back end (SQLite keeps no zone: store UTC, read UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store keeps UTC, pass an aware time")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON(none_as_null=True)}
+
+
+class Lot(Base):
+    __tablename__ = "lots"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    recipe_name: Mapped[str] = mapped_column(String(64))
+    recipe_version: Mapped[str] = mapped_column(String(32))
+    recipe_hash: Mapped[str] = mapped_column(String(128))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_before_hold: Mapped[str | None] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+    wafers: Mapped[list[Wafer]] = relationship(back_populates="lot", order_by="Wafer.slot")
+
+
+class Wafer(Base):
+    __tablename__ = "wafers"
+    __table_args__ = (UniqueConstraint("lot_id", "slot"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    lot_id: Mapped[str] = mapped_column(ForeignKey("lots.id"), index=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(32))
+    location: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime]
+
+    lot: Mapped[Lot] = relationship(back_populates="wafers")
+
+
+class WaferEvent(Base):
+    """One transition of a wafer's state machine, committed before the command that follows."""
+
+    __tablename__ = "wafer_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    wafer_id: Mapped[str] = mapped_column(ForeignKey("wafers.id"), index=True)
+    at: Mapped[datetime]
+    step_index: Mapped[int | None] = mapped_column(Integer)
+    step_kind: Mapped[str | None] = mapped_column(String(32))
+    from_state: Mapped[str] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    trigger: Mapped[str] = mapped_column(String(64))
+    why: Mapped[str] = mapped_column(Text, default="")
+    tool: Mapped[str | None] = mapped_column(String(64))
+    tool_time: Mapped[float | None] = mapped_column(Float)
+    measurements: Mapped[dict[str, Any] | None]
+
+
+class WaferStep(Base):
+    """One attempt at one recipe step of one wafer on one tool."""
+
+    __tablename__ = "wafer_steps"
+    __table_args__ = (UniqueConstraint("wafer_id", "step_index", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    wafer_id: Mapped[str] = mapped_column(ForeignKey("wafers.id"), index=True)
+    step_index: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    kind: Mapped[str] = mapped_column(String(32))
+    tool: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    disposition: Mapped[str | None] = mapped_column(String(32))
+    parameters: Mapped[dict[str, Any]]
+    windows: Mapped[dict[str, Any]]
+    results: Mapped[dict[str, Any] | None]
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    tool_time_start: Mapped[float | None] = mapped_column(Float)
+    tool_time_end: Mapped[float | None] = mapped_column(Float)
+
+
+class StepCurve(Base):
+    """A wafer's measured temperature curve from a reflow step."""
+
+    __tablename__ = "step_curves"
+
+    step_id: Mapped[int] = mapped_column(ForeignKey("wafer_steps.id"), primary_key=True)
+    interval_s: Mapped[float] = mapped_column(Float)
+    liquidus_c: Mapped[float | None] = mapped_column(Float)
+    samples_c: Mapped[list[float]] = mapped_column(JSON(none_as_null=True))
+
+
+class StepIntent(Base):
+    """Written before a command that must not be repeated; open = it may have happened."""
+
+    __tablename__ = "step_intents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("wafer_steps.id"), index=True)
+    tool: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(String(32))
+    written_at: Mapped[datetime]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    resolved_at: Mapped[datetime | None]
+
+
+class Alarm(Base):
+    __tablename__ = "alarms"
+    __table_args__ = (Index("ix_alarms_active", "tool", "cleared_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tool: Mapped[str] = mapped_column(String(64))
+    code: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(String(200))
+    # Plain columns, not foreign keys: a tool may name a wafer this database never saw.
+    wafer_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    lot_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    step_id: Mapped[int | None] = mapped_column(Integer)
+    set_at: Mapped[datetime]
+    tool_time: Mapped[float | None] = mapped_column(Float)
+    cleared_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class ToolState(Base):
+    """A change of a tool's SEMI E10 state (a row per change, not per poll)."""
+
+    __tablename__ = "tool_states"
+    __table_args__ = (Index("ix_tool_states_tool_at", "tool", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tool: Mapped[str] = mapped_column(String(64))
+    e10_state: Mapped[str] = mapped_column(String(24))
+    tool_state: Mapped[str] = mapped_column(String(32), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+    tool_time: Mapped[float | None] = mapped_column(Float)
+
+
+class OperatorRequest(Base):
+    """An operator's or engineer's request the scheduler has to act on."""
+
+    __tablename__ = "operator_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lot_id: Mapped[str] = mapped_column(ForeignKey("lots.id"), index=True)
+    wafer_id: Mapped[str | None] = mapped_column(ForeignKey("wafers.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime]
+    handled_at: Mapped[datetime | None]
+    handled_note: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """Who did what, when: every transition and every operator or engineer action."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(48))
+    lot_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    wafer_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,322 @@
+"""Driver for the FC-1 flux cleaner (Modbus RTU; spec: flux-cleaner.md).
+
+Registers are looked up by name in the cleaner's register map
+(``drivers/maps/fc-1.toml``). Values cross this module in engineering units as
+the types of ``drivers/types.py``; waits are in tool seconds on the injected
+clock.
+
+One wafer::
+
+    await cleaner.set_recipe(recipe)
+    await cleaner.wait_bath_ready(timeout_s=1200)
+    await cleaner.load("LOT42-07"); await cleaner.start()
+    await cleaner.wait_done(timeout_s=1200)
+    result = await cleaner.result(); await cleaner.unload()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from drivers.clock import Clock
+from drivers.console import ConsoleCommand, expect_args, float_arg, int_arg, simple
+from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
+from drivers.modbus_link import MappedRegisters, ModbusLink, after_lost_reply
+from drivers.register_map import RegisterMap, load_register_map
+from drivers.types import (
+    Alarm,
+    CleanerState,
+    CleanerStatus,
+    CleanRecipe,
+    CleanResult,
+    CleanStatus,
+)
+
+DEFAULT_MODEL = "fc-1"
+BATH_TOLERANCE_C = 2.0  # START needs the bath within this of WASH_TEMP_SP (spec)
+CYCLE_STATES = (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING)
+
+
+class FluxCleaner:
+    def __init__(
+        self,
+        link: ModbusLink,
+        clock: Clock,
+        *,
+        register_map: RegisterMap | str | None = None,
+        poll_s: float = 2.0,
+    ) -> None:
+        if not poll_s > 0:
+            raise ValueError(f"{link.tool}: poll interval must be > 0 tool seconds, got {poll_s}")
+        self.link = link
+        self.clock = clock
+        self.poll_s = poll_s
+        if not isinstance(register_map, RegisterMap):
+            register_map = load_register_map(register_map or DEFAULT_MODEL)
+        self.map = m = register_map
+        self.regs = MappedRegisters(link, m)
+        self._recipe = m.block(
+            "WASH_TEMP_SP", "WASH_TIME", "RINSE_TIME", "DRY_TIME", "SPRAY_PRESSURE"
+        )
+        self._process = m.block(
+            "STATE", "WASH_TEMP_PV", "RINSE_RESISTIVITY", "REMAINING_S", "ALARM_CODE"
+        )
+        self._inputs = m.block("WAFER_PRESENT", "CHEMISTRY_LOW", "DI_RESISTIVITY_LOW", "DOOR_OPEN")
+        self._result = m.block("RESULT_IONIC", "RESULT_STATUS", "RESULT_WAFER_ID", "CYCLE_COUNT")
+
+    @property
+    def name(self) -> str:
+        return self.link.tool
+
+    def __repr__(self) -> str:
+        return f"FluxCleaner({self.name}, {self.map.model})"
+
+    # --- recipe ----------------------------------------------------------------------------------
+
+    async def set_recipe(self, recipe: CleanRecipe) -> None:
+        """Write the five recipe registers in one request."""
+        await self.regs.write_block(
+            self._recipe,
+            {
+                "WASH_TEMP_SP": recipe.wash_temp_c,
+                "WASH_TIME": recipe.wash_time_s,
+                "RINSE_TIME": recipe.rinse_time_s,
+                "DRY_TIME": recipe.dry_time_s,
+                "SPRAY_PRESSURE": recipe.spray_pressure_bar,
+            },
+        )
+
+    async def recipe(self) -> CleanRecipe:
+        v = await self.regs.read_block(self._recipe)
+        return CleanRecipe(
+            wash_temp_c=v["WASH_TEMP_SP"],
+            wash_time_s=v["WASH_TIME"],
+            rinse_time_s=v["RINSE_TIME"],
+            dry_time_s=v["DRY_TIME"],
+            spray_pressure_bar=v["SPRAY_PRESSURE"],
+        )
+
+    # --- readings --------------------------------------------------------------------------------
+
+    async def status(self) -> CleanerStatus:
+        """Process values and the four inputs: two requests."""
+        v = await self.regs.read_block(self._process)
+        inputs = await self.regs.read_block(self._inputs)
+        return CleanerStatus(
+            state=self._cleaner_state(v["STATE"]),
+            wash_temp_c=v["WASH_TEMP_PV"],
+            rinse_resistivity_mohm_cm=v["RINSE_RESISTIVITY"],
+            remaining_s=v["REMAINING_S"],
+            alarm_code=v["ALARM_CODE"],
+            wafer_present=inputs["WAFER_PRESENT"],
+            chemistry_low=inputs["CHEMISTRY_LOW"],
+            di_resistivity_low=inputs["DI_RESISTIVITY_LOW"],
+            door_open=inputs["DOOR_OPEN"],
+        )
+
+    async def state(self) -> CleanerState:
+        return self._cleaner_state(await self.regs.read("STATE"))
+
+    async def alarm(self) -> Alarm | None:
+        code = await self.regs.read("ALARM_CODE")
+        return Alarm(code, self.map.alarm_text(code)) if code else None
+
+    async def result(self) -> CleanResult:
+        """The last finished wafer: residue, outcome, id and the cycle counter."""
+        v = await self.regs.read_block(self._result)
+        status_name = self.map["RESULT_STATUS"].code_name(v["RESULT_STATUS"])
+        try:
+            status = CleanStatus[status_name]
+        except KeyError:
+            raise ToolError(self.name, f"RESULT_STATUS = {v['RESULT_STATUS']}: unknown") from None
+        return CleanResult(
+            wafer_id=v["RESULT_WAFER_ID"],
+            status=status,
+            ionic_ug_cm2=v["RESULT_IONIC"],
+            cycle_count=v["CYCLE_COUNT"],
+        )
+
+    # --- waiting ---------------------------------------------------------------------------------
+
+    async def wait_for(self, *states: CleanerState, timeout_s: float) -> CleanerState:
+        """Until the cleaner is in one of ``states`` (tool seconds); ToolAlarm on an alarm
+        unless ALARM is one of the states asked for."""
+        if not states:
+            raise ValueError(f"{self.name}: wait_for needs at least one state")
+        deadline = self.clock.now() + timeout_s
+        wanted = ", ".join(s.name for s in states)
+        while True:
+            v = await self.regs.read_block(self._process)
+            state = self._cleaner_state(v["STATE"])
+            if state in states:
+                return state
+            if state is CleanerState.ALARM:
+                raise self._tool_alarm(v["ALARM_CODE"])
+            why = f"not {wanted} within {timeout_s:g} s (state {state.name})"
+            await self._pause_until(deadline, why)
+
+    async def wait_done(self, timeout_s: float) -> None:
+        await self.wait_for(CleanerState.DONE, timeout_s=timeout_s)
+
+    async def wait_bath_ready(self, timeout_s: float) -> float:
+        """Until the bath is within ±2 °C of WASH_TEMP_SP (what START needs); the bath °C."""
+        setpoint = await self.regs.read("WASH_TEMP_SP")
+        deadline = self.clock.now() + timeout_s
+        while True:
+            v = await self.regs.read_block(self._process)
+            if self._cleaner_state(v["STATE"]) is CleanerState.ALARM:
+                raise self._tool_alarm(v["ALARM_CODE"])
+            bath = v["WASH_TEMP_PV"]
+            if abs(bath - setpoint) <= BATH_TOLERANCE_C:
+                return bath
+            why = (
+                f"bath {bath} °C not within ±{BATH_TOLERANCE_C} °C of {setpoint} °C "
+                f"in {timeout_s:g} s"
+            )
+            await self._pause_until(deadline, why)
+
+    async def _pause_until(self, deadline: float, timeout_message: str) -> None:
+        remaining = deadline - self.clock.now()
+        if remaining <= 0:
+            raise ToolTimeout(self.name, timeout_message)
+        await self.clock.sleep(min(self.poll_s, remaining))
+
+    # --- wafers ----------------------------------------------------------------------------------
+
+    async def load(self, wafer_id: str) -> None:
+        """WAFER_ID, then COMMAND = LOAD: the wafer is in the chamber (LOADED)."""
+        if not wafer_id:
+            raise ValueError(f"{self.name}: a wafer id is needed to load a wafer")
+        reg = self.map["WAFER_ID"]
+        try:
+            words = reg.encode(wafer_id)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
+        await self.link.write_registers(reg.address, words, what="WAFER_ID")
+        await self._command("LOAD", done=(CleanerState.LOADED,))
+
+    async def start(self) -> None:
+        """Wash, rinse, dry (LOADED, bath at temperature)."""
+        await self._command("START", done=(*CYCLE_STATES, CleanerState.DONE))
+
+    async def unload(self) -> None:
+        await self._command("UNLOAD", done=(CleanerState.IDLE, CleanerState.READY))
+
+    async def clear(self) -> None:
+        """Clear a latched alarm whose cause is gone."""
+        non_alarm = tuple(s for s in CleanerState if s is not CleanerState.ALARM)
+        await self._command("CLEAR", done=non_alarm)
+
+    async def abort(self) -> None:
+        """Stop a running cycle; the wafer ends DONE with RESULT_STATUS ABORTED."""
+        await self._command("ABORT", done=(CleanerState.DONE,))
+
+    # --- commands --------------------------------------------------------------------------------
+
+    async def _command(self, name: str, done: tuple[CleanerState, ...]) -> None:
+        try:
+            await self.regs.command("COMMAND", name)
+        except DeviceBusy as exc:
+            state = await self.state()
+            if after_lost_reply(exc) and state in done:
+                return  # the first copy was carried out; its reply was lost
+            why = await self._why_refused(name, state)
+            raise DeviceBusy(self.name, f"COMMAND={name} ({why})") from None
+
+    async def _why_refused(self, command: str, state: CleanerState) -> str:
+        why = f"state {state.name}"
+        if state is CleanerState.ALARM and command != "CLEAR":
+            alarm = await self.alarm()
+            return f"{why}, alarm {alarm.code} {alarm.text}" if alarm else why
+        if command == "CLEAR" and state is CleanerState.ALARM:
+            return "the alarm's cause is still present"
+        if command == "START" and state is CleanerState.LOADED:
+            s = await self.status()
+            setpoint = await self.regs.read("WASH_TEMP_SP")
+            why += f", bath {s.wash_temp_c} °C vs setpoint {setpoint} °C"
+        return why
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _cleaner_state(self, code: int) -> CleanerState:
+        name = self.map["STATE"].code_name(code)
+        try:
+            return CleanerState[name]
+        except KeyError:
+            raise ToolError(self.name, f"STATE = {code}: not a state of {self.map.model}") from None
+
+    def _tool_alarm(self, code: int) -> ToolAlarm:
+        return ToolAlarm(self.name, code, self.map.alarm_text(code))
+
+
+# --- console commands (bumpline tool NAME COMMAND ...) -----------------------------------------
+
+_RECIPE_USAGE = "recipe [WASH_C WASH_S RINSE_S DRY_S PRESSURE_BAR]"
+
+
+async def _recipe(cleaner: FluxCleaner, args: list[str]) -> object:
+    if args:
+        expect_args(_RECIPE_USAGE, args, 5)
+        await cleaner.set_recipe(
+            CleanRecipe(
+                wash_temp_c=float_arg(args[0], "wash temperature (°C)"),
+                wash_time_s=int_arg(args[1], "wash time (s)"),
+                rinse_time_s=int_arg(args[2], "rinse time (s)"),
+                dry_time_s=int_arg(args[3], "dry time (s)"),
+                spray_pressure_bar=float_arg(args[4], "spray pressure (bar)"),
+            )
+        )
+    return await cleaner.recipe()
+
+
+async def _load(cleaner: FluxCleaner, args: list[str]) -> object:
+    expect_args("load WAFER_ID", args, 1)
+    await cleaner.load(args[0])
+    return f"loaded {args[0]}"
+
+
+def _timeout(usage: str, args: list[str], default: float) -> float:
+    expect_args(usage, args, 0, 1)
+    return float_arg(args[0], "timeout (tool seconds)") if args else default
+
+
+async def _wait_done(cleaner: FluxCleaner, args: list[str]) -> object:
+    await cleaner.wait_done(_timeout("wait-done [TIMEOUT_S]", args, 3600.0))
+    return await cleaner.result()
+
+
+async def _wait_bath(cleaner: FluxCleaner, args: list[str]) -> object:
+    bath = await cleaner.wait_bath_ready(_timeout("wait-bath [TIMEOUT_S]", args, 3600.0))
+    return f"bath ready at {bath} °C"
+
+
+async def _done(call: Awaitable[None], text: str) -> str:
+    await call
+    return text
+
+
+async def _alarm_or_none(cleaner: FluxCleaner) -> object:
+    return await cleaner.alarm() or "no alarm"
+
+
+def _action(
+    name: str, help: str, call: Callable[[FluxCleaner], Awaitable[None]]
+) -> ConsoleCommand:
+    return simple(name, help, lambda c: _done(call(c), f"{name} done"))
+
+
+CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
+    simple("status", "state, bath, rinse, remaining time and inputs", lambda c: c.status()),
+    ConsoleCommand("recipe", _RECIPE_USAGE, "show the recipe, or write a new one", _recipe),
+    ConsoleCommand("load", "load WAFER_ID", "place a wafer in the chamber", _load),
+    _action("start", "wash, rinse and dry the loaded wafer", lambda c: c.start()),
+    simple("result", "the last finished wafer's result", lambda c: c.result()),
+    _action("unload", "take the cleaned wafer out", lambda c: c.unload()),
+    _action("clear", "clear a latched alarm whose cause is gone", lambda c: c.clear()),
+    _action("abort", "stop the running cycle", lambda c: c.abort()),
+    simple("alarm", "the latched alarm, if any", _alarm_or_none),
+    ConsoleCommand("wait-done", "wait-done [TIMEOUT_S]",
+                   "wait for the cycle to finish and show the result", _wait_done),
+    ConsoleCommand("wait-bath", "wait-bath [TIMEOUT_S]",
+                   "wait for the bath to reach the wash temperature", _wait_bath),
+)

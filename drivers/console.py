@@ -1,0 +1,90 @@
+"""Console commands: a tool's commands typed by hand (``bumpline tool NAME COMMAND ARGS``).
+
+Each driver module declares ``CONSOLE_COMMANDS``, a tuple of ``ConsoleCommand``.
+A command turns the CLI's string arguments into a typed driver call; a bad
+argument is a ``ConsoleUsageError`` that says what was expected, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+E = TypeVar("E", bound=Enum)
+
+
+class ConsoleUsageError(ValueError):
+    """Arguments a console command cannot use, and the command's usage."""
+
+
+@dataclass(frozen=True)
+class ConsoleCommand:
+    name: str
+    usage: str  # e.g. "load WAFER_ID"
+    help: str
+    run: Callable[[Any, list[str]], Awaitable[object]]  # (driver, args) -> result or None
+
+
+def find_command(commands: Iterable[ConsoleCommand], name: str) -> ConsoleCommand:
+    table = {c.name: c for c in commands}
+    if name not in table:
+        raise ConsoleUsageError(f"unknown command '{name}' (commands: {', '.join(table)})")
+    return table[name]
+
+
+async def run_command(
+    commands: Iterable[ConsoleCommand], driver: Any, name: str, args: Sequence[str]
+) -> object:
+    """Find ``name`` and run it on ``driver``; usage errors name the command."""
+    return await find_command(commands, name).run(driver, list(args))
+
+
+# --- argument helpers for command implementations -----------------------------------------------
+
+
+def expect_args(usage: str, args: Sequence[str], least: int, most: int | None = None) -> None:
+    most = least if most is None else most
+    if not least <= len(args) <= most:
+        want = str(least) if least == most else f"{least}-{most}"
+        raise ConsoleUsageError(f"usage: {usage} (expected {want} arguments, got {len(args)})")
+
+
+def int_arg(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConsoleUsageError(f"{what}: expected a whole number, got '{text}'") from None
+
+
+def float_arg(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConsoleUsageError(f"{what}: expected a number, got '{text}'")
+    return value
+
+
+def enum_arg(text: str, enum: type[E], what: str) -> E:
+    try:
+        return enum(text.strip().upper())
+    except ValueError:
+        names = ", ".join(str(m.value) for m in enum)  # type: ignore[attr-defined]
+        raise ConsoleUsageError(f"{what}: expected one of {names}, got '{text}'") from None
+
+
+def simple(
+    name: str, help: str, call: Callable[[Any], Awaitable[object]]
+) -> ConsoleCommand:
+    """A command that takes no arguments."""
+
+    async def run(driver: Any, args: list[str]) -> object:
+        expect_args(name, args, 0)
+        return await call(driver)
+
+    return ConsoleCommand(name, name, help, run)

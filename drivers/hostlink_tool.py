@@ -1,0 +1,200 @@
+"""What the two HostLink/1 tools share: IDN/ALR/CLR/ABT, reading reply fields, waiting on STS.
+
+``PastePrinter`` and ``BallPlacer`` build on ``HostLinkTool``; each adds its own
+status layout and commands. Reply fields are read through ``Fields`` so a
+field the tool should not have sent becomes a ``LinkError`` that names the
+tool, the command and the field — never an IndexError or a raw string.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, Generic, Protocol, TypeVar
+
+from drivers.clock import Clock
+from drivers.console import (
+    ConsoleCommand,
+    ConsoleUsageError,
+    enum_arg,
+    expect_args,
+    float_arg,
+    simple,
+)
+from drivers.errors import LinkError, ToolAlarm, ToolTimeout
+from drivers.serial_link import HostLinkPort
+from drivers.types import Alarm, Identity
+
+E = TypeVar("E", bound=Enum)
+
+
+class _Status(Protocol):
+    @property
+    def state(self) -> Enum: ...
+
+    @property
+    def alarm_code(self) -> int: ...
+
+
+S = TypeVar("S", bound=_Status)  # the tool's status dataclass
+
+DEFAULT_WAIT_S = 3600.0  # console ``wait`` without a timeout: an hour of tool time
+
+
+class Fields:
+    """The ACK fields of one reply, read by position with the expected type."""
+
+    def __init__(self, tool: str, cmd: str, fields: Sequence[str], names: Sequence[str]) -> None:
+        if len(fields) != len(names):
+            raise LinkError(
+                tool,
+                f"{cmd} reply has {len(fields)} fields, expected {len(names)} "
+                f"({', '.join(names) or 'none'}): {list(fields)}",
+            )
+        self.tool, self.cmd, self.names = tool, cmd, list(names)
+        self.values = dict(zip(names, fields, strict=True))
+
+    def _bad(self, name: str, expected: str) -> LinkError:
+        return LinkError(
+            self.tool,
+            f"{self.cmd} reply field {name}: expected {expected}, got {self.values[name]!r}",
+        )
+
+    def text(self, name: str) -> str:
+        return self.values[name]
+
+    def optional_text(self, name: str) -> str | None:
+        return self.values[name] or None
+
+    def whole(self, name: str) -> int:
+        value = self.values[name]
+        if not value.isdigit():
+            raise self._bad(name, "a whole number")
+        return int(value)
+
+    def decimal(self, name: str) -> float:
+        try:
+            value = float(self.values[name])
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise self._bad(name, "a number")
+        return value
+
+    def choice(self, name: str, enum: type[E]) -> E:
+        try:
+            return enum(self.values[name])
+        except ValueError:
+            known = "|".join(str(m.value) for m in enum)  # type: ignore[attr-defined]
+            raise self._bad(name, known) from None
+
+
+def number_text(value: float, min_places: int = 0) -> str:
+    """A number as the tools write it: ``6.0``, ``40``, ``0.25`` — no exponent, no noise."""
+    text = f"{value:.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    frac = frac.ljust(min_places, "0")
+    return f"{whole}.{frac}" if frac else whole
+
+
+class HostLinkTool(Generic[S]):
+    """Base of the HostLink/1 drivers: one tool behind one ``HostLinkPort``."""
+
+    STATE: type[Enum]  # the tool's STS states
+    ALARM_STATE: Enum
+
+    def __init__(self, port: HostLinkPort, clock: Clock, *, poll_s: float = 1.0) -> None:
+        if not poll_s > 0:
+            raise ValueError(f"{port.tool}: poll interval must be > 0 s, got {poll_s!r}")
+        self.port = port
+        self.clock = clock
+        self.poll_s = float(poll_s)
+
+    @property
+    def name(self) -> str:
+        return self.port.tool
+
+    async def _call(self, cmd: str, *args: str, fields: Sequence[str] = ()) -> Fields:
+        return Fields(self.name, cmd, await self.port.request(cmd, *args), fields)
+
+    async def identify(self) -> Identity:
+        f = await self._call("IDN", fields=("vendor", "model", "serial", "firmware"))
+        return Identity(f.text("vendor"), f.text("model"), f.text("serial"), f.text("firmware"))
+
+    async def alarm(self) -> Alarm | None:
+        """The latched alarm, or None when there is none (ALR ``0,``)."""
+        f = await self._call("ALR", fields=("code", "text"))
+        code = f.whole("code")
+        return Alarm(code, f.text("text")) if code else None
+
+    async def clear_alarm(self) -> None:
+        await self._call("CLR")
+
+    async def abort(self) -> None:
+        await self._call("ABT")
+
+    async def status(self) -> S:
+        raise NotImplementedError
+
+    async def wait_for(self, *states: Enum | str, timeout_s: float) -> S:
+        """Poll STS every ``poll_s`` tool seconds until the tool is in one of ``states``.
+
+        An alarm the caller did not wait for raises ``ToolAlarm`` (with ALR's
+        text); not arriving within ``timeout_s`` tool seconds raises ``ToolTimeout``.
+        """
+        if not states:
+            raise ValueError(f"{self.name}: wait_for needs at least one state")
+        wanted = {self._state(s) for s in states}
+        deadline = self.clock.now() + timeout_s
+        while True:
+            status = await self.status()
+            state = status.state
+            if state in wanted:
+                return status
+            if state is self.ALARM_STATE:
+                alarm = await self.alarm()  # STS has the code; ALR adds the text
+                code = alarm.code if alarm else status.alarm_code
+                raise ToolAlarm(self.name, code, alarm.text if alarm else "")
+            left = deadline - self.clock.now()
+            if left <= 0:
+                names = " or ".join(sorted(s.value for s in wanted))
+                raise ToolTimeout(
+                    self.name, f"not {names} after {timeout_s:g} s (tool time); still {state.value}"
+                )
+            await self.clock.sleep(min(self.poll_s, left))
+
+    def _state(self, state: Enum | str) -> Enum:
+        try:
+            return self.STATE(state.value if isinstance(state, Enum) else state)
+        except ValueError:
+            known = ", ".join(str(m.value) for m in self.STATE)
+            raise ValueError(f"{self.name}: no state {state!r} (states: {known})") from None
+
+def common_console_commands(state_enum: type[Enum]) -> tuple[ConsoleCommand, ...]:
+    """status, identify, alarm, clear, abort and wait, shared by both HostLink tools."""
+    states = ",".join(str(s.value) for s in state_enum)
+    wait_usage = "wait STATE[,STATE...] [TIMEOUT_S]"
+
+    async def wait(driver: Any, args: list[str]) -> object:
+        expect_args(wait_usage, args, 1, 2)
+        wanted = [enum_arg(s, state_enum, "STATE") for s in args[0].split(",") if s.strip()]
+        if not wanted:
+            raise ConsoleUsageError(f"usage: {wait_usage} (no state given)")
+        timeout = float_arg(args[1], "TIMEOUT_S") if len(args) > 1 else DEFAULT_WAIT_S
+        return await driver.wait_for(*wanted, timeout_s=timeout)
+
+    return (
+        simple("status", "state, wafer and counters (STS)", lambda d: d.status()),
+        simple("identify", "vendor, model, serial, firmware (IDN)", lambda d: d.identify()),
+        simple("alarm", "the latched alarm, if any (ALR)", lambda d: d.alarm()),
+        simple("clear", "clear an alarm whose cause is gone (CLR)", lambda d: d.clear_alarm()),
+        simple("abort", "stop the running operation (ABT)", lambda d: d.abort()),
+        ConsoleCommand(
+            "wait", wait_usage,
+            f"poll STS until the tool is in one of the states ({states}); "
+            f"timeout in tool seconds, default {DEFAULT_WAIT_S:g}",
+            wait,
+        ),
+    )
+

@@ -1,0 +1,512 @@
+"""Request/response to one Modbus tool: the only driver module that imports pymodbus.
+
+``ModbusLink.tcp(...)`` reaches a Modbus TCP tool; ``ModbusLink.rtu(url, ...)``
+reaches an RTU tool through any pyserial URL (a device, a pty) or, for
+``socket://HOST:PORT``, a serial device server in raw TCP mode (RTU frames
+with CRC carried over a TCP connection).
+
+What the link does so the drivers need not:
+
+* every request has a reply timeout and a bounded number of attempts; a reply
+  that does not match the request (a late reply to an earlier one) is dropped
+  and the request sent again;
+* a lost connection (the tool restarted) is re-opened by the next request;
+* exception responses become ``IllegalAddress`` / ``IllegalValue`` /
+  ``DeviceBusy`` naming the tool and the register; no usable reply becomes
+  ``LinkError``;
+* reads longer than one PDU allows (125 registers, 2000 bits) are split.
+
+pymodbus's own retries and background reconnection are switched off
+(``retries=0``, ``reconnect_delay=0``) so that exactly one policy - this one -
+decides, and ``close()`` leaves no tasks behind.
+
+``MappedRegisters`` adds named access through a register map
+(``drivers/register_map.py``) on top of a link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+
+from drivers.errors import DeviceBusy, LinkError, ModbusToolError, ToolError, modbus_error
+from drivers.register_map import Block, RegisterMap
+
+# pymodbus logs every timeout at ERROR; the link reports them itself as LinkError.
+# A NullHandler keeps them off stderr unless the application configures logging.
+logging.getLogger("pymodbus").addHandler(logging.NullHandler())
+
+Trace = Callable[[str, str], None]  # ('>' or '<', text)
+E = TypeVar("E", bound=ToolError)
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+MAX_READ_REGISTERS = 125  # Modbus PDU limit for FC 03/04
+MAX_READ_BITS = 2000  # for FC 01/02
+MAX_WRITE_REGISTERS = 123  # for FC 16
+BUSY_PAUSE_S = 0.02  # wall seconds before re-asking a tool that said busy (x attempt)
+CLOSE_SPINS = 100  # loop turns allowed for a closed socket to be released
+
+FC_READ_COILS, FC_READ_DISCRETE, FC_READ_HOLDING, FC_READ_INPUT = 1, 2, 3, 4
+FC_WRITE_COIL, FC_WRITE_REGISTER, FC_WRITE_REGISTERS = 5, 6, 16
+
+
+def after_lost_reply(exc: BaseException) -> bool:
+    """True if a failed request had been sent before without an answer.
+
+    The earlier copy may have been carried out: a command whose reply was lost
+    and whose repeat the tool refuses as not allowed in its new state
+    (DeviceBusy), or a command the link would not repeat (LinkError). The
+    driver asks the tool what happened before calling it a failure.
+    """
+    return bool(getattr(exc, "after_lost_reply", False))
+
+
+class ModbusLink:
+    """One Modbus tool (one unit id) over TCP or RTU. Open before use; close when done."""
+
+    def __init__(
+        self,
+        make_client: Callable[[], Client],
+        *,
+        tool: str,
+        unit: int,
+        endpoint: str,
+        timeout_s: float = 0.5,
+        retries: int = 3,
+        trace: Trace | None = None,
+    ) -> None:
+        if not 0 <= unit <= 247:
+            raise ValueError(f"{tool}: Modbus unit id must be 0-247, got {unit}")
+        if not timeout_s > 0:
+            raise ValueError(f"{tool}: reply timeout must be > 0 s, got {timeout_s}")
+        if retries < 0:
+            raise ValueError(f"{tool}: retries must be >= 0, got {retries}")
+        self._make_client = make_client
+        self.tool = tool
+        self.unit = unit
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.trace = trace
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    # --- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def tcp(
+        cls,
+        host: str,
+        port: int,
+        *,
+        tool: str,
+        unit: int,
+        timeout_s: float = 0.5,
+        retries: int = 3,
+        trace: Trace | None = None,
+    ) -> ModbusLink:
+        """A Modbus TCP tool."""
+
+        def make() -> Client:
+            return AsyncModbusTcpClient(
+                host, port=port, name=tool, timeout=timeout_s, retries=0, reconnect_delay=0
+            )
+
+        return cls(make, tool=tool, unit=unit, endpoint=f"{host}:{port}", timeout_s=timeout_s,
+                   retries=retries, trace=trace)
+
+    @classmethod
+    def rtu(
+        cls,
+        url: str,
+        *,
+        tool: str,
+        unit: int,
+        baudrate: int = 19200,
+        parity: str = "E",
+        timeout_s: float = 0.5,
+        retries: int = 3,
+        trace: Trace | None = None,
+    ) -> ModbusLink:
+        """A Modbus RTU tool on a serial port, a pty, or ``socket://HOST:PORT``."""
+        if parity not in ("N", "E", "O"):
+            raise ValueError(f"{tool}: parity must be N, E or O, got {parity!r}")
+        if url.startswith("socket://"):
+            host, port = _socket_address(url, tool)
+
+            # RTU frames (with CRC) over plain TCP, as a serial device server passes them on.
+            def make() -> Client:
+                return AsyncModbusTcpClient(
+                    host, port=port, framer=FramerType.RTU, name=tool, timeout=timeout_s,
+                    retries=0, reconnect_delay=0,
+                )
+        else:
+            if not url.strip():
+                raise ValueError(
+                    f"{tool}: empty serial port; expected a device, pty path or socket://HOST:PORT"
+                )
+            if _is_pty(url):
+                # A pty carries bytes, not bits on a wire: parity means nothing there, and
+                # recent Linux kernels refuse to set it on one.
+                parity = "N"
+
+            def make() -> Client:
+                return AsyncModbusSerialClient(
+                    url, framer=FramerType.RTU, baudrate=baudrate, bytesize=8, parity=parity,
+                    stopbits=1, name=tool, timeout=timeout_s, retries=0, reconnect_delay=0,
+                )
+
+        return cls(make, tool=tool, unit=unit, endpoint=url, timeout_s=timeout_s,
+                   retries=retries, trace=trace)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None
+
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        self._client = self._make_client()
+        try:
+            connected = await self._client.connect()
+        except Exception as exc:  # e.g. termios.error: a port that refuses its settings
+            await self.close()
+            raise LinkError(self.tool, f"cannot open {self.endpoint}: {exc}") from None
+        if not connected:
+            await self.close()
+            raise LinkError(self.tool, f"cannot connect to {self.endpoint}")
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        transport = client.ctx.transport
+        client.close()
+        await _released(transport)
+
+    async def __aenter__(self) -> ModbusLink:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"ModbusLink({self.tool} at {self.endpoint} unit {self.unit})"
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    async def read_holding(self, address: int, count: int, *, what: str) -> list[int]:
+        return await self._read_words(FC_READ_HOLDING, "read_holding", address, count, what)
+
+    async def read_input(self, address: int, count: int, *, what: str) -> list[int]:
+        return await self._read_words(FC_READ_INPUT, "read_input", address, count, what)
+
+    async def read_coils(self, address: int, count: int, *, what: str) -> list[bool]:
+        return await self._read_bits(FC_READ_COILS, "read_coils", address, count, what)
+
+    async def read_discrete(self, address: int, count: int, *, what: str) -> list[bool]:
+        return await self._read_bits(FC_READ_DISCRETE, "read_discrete", address, count, what)
+
+    async def read(self, table: str, address: int, count: int, *, what: str) -> list[int]:
+        """Any table by name (holding | input | coil | discrete); bits come back as 0/1."""
+        if table == "holding":
+            return await self.read_holding(address, count, what=what)
+        if table == "input":
+            return await self.read_input(address, count, what=what)
+        if table == "coil":
+            return [int(b) for b in await self.read_coils(address, count, what=what)]
+        if table == "discrete":
+            return [int(b) for b in await self.read_discrete(address, count, what=what)]
+        raise ValueError(f"{self.tool}: {what}: no Modbus table {table!r}")
+
+    async def _read_words(self, fc: int, op: str, address: int, count: int, what: str) -> list[int]:
+        _check_span(self.tool, what, address, count)
+        out: list[int] = []
+        for start in range(address, address + count, MAX_READ_REGISTERS):
+            n = min(MAX_READ_REGISTERS, address + count - start)
+            reply = await self._request(
+                op, f"{start}..{start + n - 1}", what, self._reader(fc, start, n),
+                lambda r, n=n: len(r.registers) == n,
+            )
+            out.extend(reply.registers)
+        return out
+
+    async def _read_bits(self, fc: int, op: str, address: int, count: int, what: str) -> list[bool]:
+        _check_span(self.tool, what, address, count)
+        out: list[bool] = []
+        for start in range(address, address + count, MAX_READ_BITS):
+            n = min(MAX_READ_BITS, address + count - start)
+            reply = await self._request(
+                op, f"{start}..{start + n - 1}", what, self._reader(fc, start, n),
+                lambda r, n=n: len(r.bits) >= n,
+                shown=lambda r, n=n: str([int(b) for b in r.bits[:n]]),
+            )
+            out.extend(bool(b) for b in reply.bits[:n])
+        return out
+
+    def _reader(
+        self, fc: int, address: int, count: int
+    ) -> Callable[[Client], Awaitable[ModbusPDU]]:
+        unit = self.unit
+        if fc == FC_READ_HOLDING:
+            return lambda c: c.read_holding_registers(address, count=count, device_id=unit)
+        if fc == FC_READ_INPUT:
+            return lambda c: c.read_input_registers(address, count=count, device_id=unit)
+        if fc == FC_READ_COILS:
+            return lambda c: c.read_coils(address, count=count, device_id=unit)
+        return lambda c: c.read_discrete_inputs(address, count=count, device_id=unit)
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    async def write_register(
+        self, address: int, value: int, *, what: str, resend: bool = True
+    ) -> None:
+        """``resend=False`` for a command that must not run twice: when its reply is lost
+        the link does not send it again but raises LinkError marked ``after_lost_reply``,
+        and the caller finds out from the tool whether it ran."""
+        _check_span(self.tool, what, address, 1)
+        _check_words(self.tool, what, [value])
+        unit = self.unit
+        await self._request(
+            "write_register", f"{address} = {value}", what,
+            lambda c: c.write_register(address, value, device_id=unit),
+            lambda r: r.address == address and list(r.registers[:1]) == [value],
+            resend=resend,
+        )
+
+    async def write_registers(self, address: int, values: Sequence[int], *, what: str) -> None:
+        values = list(values)
+        _check_span(self.tool, what, address, len(values))
+        if len(values) > MAX_WRITE_REGISTERS:
+            raise ValueError(
+                f"{self.tool}: {what}: at most {MAX_WRITE_REGISTERS} registers per write"
+            )
+        _check_words(self.tool, what, values)
+        unit = self.unit
+        await self._request(
+            "write_registers", f"{address}..{address + len(values) - 1} = {values}", what,
+            lambda c: c.write_registers(address, values, device_id=unit),
+            lambda r: r.address == address and r.count == len(values),
+        )
+
+    async def write_coil(self, address: int, value: bool, *, what: str) -> None:
+        _check_span(self.tool, what, address, 1)
+        unit, value = self.unit, bool(value)
+        await self._request(
+            "write_coil", f"{address} = {int(value)}", what,
+            lambda c: c.write_coil(address, value, device_id=unit),
+            lambda r: r.address == address,
+        )
+
+    # --- the one request loop --------------------------------------------------------------------
+
+    async def _request(
+        self,
+        op: str,
+        span: str,
+        what: str,
+        send: Callable[[Client], Awaitable[ModbusPDU]],
+        matches: Callable[[ModbusPDU], bool],
+        *,
+        resend: bool = True,
+        shown: Callable[[ModbusPDU], str] | None = None,
+    ) -> ModbusPDU:
+        trace = self.trace
+        if trace:
+            trace(">", f"{op} {span} unit {self.unit} ({what})")
+        lost_reply = False  # an earlier copy may have been carried out
+        async with self._lock:
+            for attempt in range(self.retries + 1):
+                last = attempt == self.retries
+                client = self._client
+                if client is None:
+                    raise LinkError(self.tool, f"{what}: link to {self.endpoint} is closed")
+                if not client.connected and not await _connect(client):
+                    problem = f"cannot connect to {self.endpoint}"
+                    if not last:
+                        await asyncio.sleep(self.timeout_s / 5)  # the tool may be restarting
+                else:
+                    try:
+                        reply = await send(client)
+                    except ModbusException:  # nothing decodable within the timeout
+                        reply = None
+                    if reply is None:
+                        problem = f"no reply within {self.timeout_s:g} s"
+                        lost_reply = True
+                    elif reply.isError():
+                        error = modbus_error(self.tool, what, reply.exception_code)
+                        if not isinstance(error, DeviceBusy) or last:
+                            if trace:
+                                trace("<", f"exception {reply.exception_code:02d} {error.meaning}")
+                            raise _flagged(error, lost_reply)
+                        problem = "tool busy"
+                        await asyncio.sleep(BUSY_PAUSE_S * (attempt + 1))
+                    elif not matches(reply):
+                        problem = "a reply that does not match the request"
+                        lost_reply = True
+                    else:
+                        if trace:
+                            trace("<", shown(reply) if shown else _shown(reply))
+                        return reply
+                if lost_reply and not resend:
+                    last = True  # the tool may have acted on it: the caller must look first
+                if trace:
+                    trace("<", problem if last else f"{problem}; asking again")
+                if last:
+                    break
+        raise _flagged(
+            LinkError(
+                self.tool,
+                f"{what}: {problem} ({op} {span} unit {self.unit} at {self.endpoint}, "
+                f"{attempt + 1} attempt{'s' if attempt else ''})",
+            ),
+            lost_reply,
+        )
+
+
+class MappedRegisters:
+    """Named access to a tool through its register map: what the drivers use."""
+
+    def __init__(self, link: ModbusLink, register_map: RegisterMap) -> None:
+        self.link = link
+        self.map = register_map
+
+    async def read_block(self, block: Block) -> dict[str, Any]:
+        """Every entry of a block (one request per 125 registers), decoded."""
+        if len(block.runs) == 1:
+            words = await self.link.read(block.table, block.address, block.count, what=block.label)
+        else:
+            words = [0] * block.count
+            for address, count in block.runs:
+                run = await self.link.read(block.table, address, count, what=block.label)
+                words[address - block.address : address - block.address + count] = run
+        return block.decode(words)
+
+    async def read(self, name: str) -> Any:
+        """One entry, decoded (a tuple for array entries such as ZONE_PV)."""
+        reg = self.map[name]
+        words = await self.link.read(reg.table, reg.address, reg.count, what=name)
+        values = reg.decode_all(words)
+        return values if reg.values > 1 else values[0]
+
+    async def write(self, name: str, value: Any) -> None:
+        reg = self.map[name]
+        if reg.table == "coil":
+            await self.link.write_coil(reg.address, bool(value), what=name)
+            return
+        if reg.table != "holding":
+            raise ValueError(
+                f"{self.link.tool}: {name} is in the {reg.table} table and cannot be written"
+            )
+        words = reg.encode_all(value) if reg.values > 1 else reg.encode(value)
+        await self._write_words(reg.address, words, name)
+
+    async def write_block(self, block: Block, values: Mapping[str, Any]) -> None:
+        """Several contiguous holding entries in one write; the tool refuses all or none."""
+        words: list[int] = []
+        for reg in block.entries:
+            value = values[reg.name]
+            words.extend(reg.encode_all(value) if reg.values > 1 else reg.encode(value))
+        if not block.contiguous:
+            raise ValueError(
+                f"{self.link.tool}: {block.label} is not one contiguous run of registers"
+            )
+        try:
+            await self._write_words(block.address, words, block.label)
+        except ModbusToolError as exc:
+            if exc.code != 3:
+                raise
+            # Name the values the vendor's ranges reject, not just the block.
+            problems = [
+                p for reg in block.entries for p in reg.out_of_range(block.words_of(reg, words))
+            ]
+            if not problems:
+                raise
+            raise type(exc)(self.link.tool, f"{block.label} ({'; '.join(problems)})") from None
+
+    async def command(self, register: str, code_name: str, *, resend: bool = True) -> None:
+        """Write a named code (``COMMAND`` = ``APPLY``); the error names both."""
+        reg = self.map[register]
+        what = f"{register}={code_name}"
+        await self.link.write_register(reg.address, reg.code(code_name), what=what, resend=resend)
+
+    async def _write_words(self, address: int, words: list[int], what: str) -> None:
+        if len(words) == 1:
+            await self.link.write_register(address, words[0], what=what)
+        else:
+            await self.link.write_registers(address, words, what=what)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _socket_address(url: str, tool: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise ValueError(f"{tool}: bad serial device server URL {url!r}: expected socket://HOST:PORT")
+    return parts.hostname, port
+
+
+async def _connect(client: Client) -> bool:
+    try:
+        return await client.connect()
+    except Exception:  # a port that vanished or refuses its settings: not there now
+        return False
+
+
+def _is_pty(path: str) -> bool:
+    return os.path.realpath(path).startswith("/dev/pts/")
+
+
+def _check_span(tool: str, what: str, address: int, count: int) -> None:
+    if not 0 <= address <= 0xFFFF or count < 1 or address + count > 0x10000:
+        raise ValueError(
+            f"{tool}: {what}: bad register span {address} (+{count}); addresses are 0-65535"
+        )
+
+
+def _check_words(tool: str, what: str, values: Sequence[int]) -> None:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFF:
+            raise ValueError(f"{tool}: {what}: {v!r} is not a 16-bit register word (0-65535)")
+
+
+def _flagged(error: E, lost_reply: bool) -> E:
+    if lost_reply:
+        error.after_lost_reply = True  # type: ignore[attr-defined]
+    return error
+
+
+def _shown(reply: ModbusPDU) -> str:
+    if reply.function_code in (FC_READ_HOLDING, FC_READ_INPUT):
+        return str(list(reply.registers))
+    return "ok"
+
+
+async def _released(transport: Any) -> None:
+    """Give the event loop the turns it needs to really close a socket transport."""
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is None:  # serial transports close synchronously
+        return
+    for _ in range(CLOSE_SPINS):
+        if sock.fileno() == -1:
+            return
+        await asyncio.sleep(0)

@@ -1,0 +1,432 @@
+"""Driver for the RF-10N reflow oven (Modbus TCP; spec: reflow-oven.md).
+
+Registers are looked up by name in the oven's register map
+(``drivers/maps/rf-10n.toml``), so another oven model is a new map file.
+Every value crosses this module in engineering units (°C, s, ppm) as the
+types of ``drivers/types.py``. Waits are in tool seconds on the injected clock.
+
+One wafer, as the spec's worked example::
+
+    await oven.stage_profile(profile); await oven.apply(); await oven.set_nitrogen(True)
+    await oven.wait_ready(timeout_s=1800)
+    await oven.load("LOT42-07")
+    result = await oven.wait_exit(timeout_s=900)
+    await oven.unload()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from drivers.clock import Clock
+from drivers.console import (
+    ConsoleCommand,
+    ConsoleUsageError,
+    expect_args,
+    float_arg,
+    int_arg,
+    simple,
+)
+from drivers.errors import DeviceBusy, LinkError, ToolAlarm, ToolError, ToolTimeout
+from drivers.modbus_link import (
+    MAX_READ_REGISTERS,
+    MappedRegisters,
+    ModbusLink,
+    after_lost_reply,
+)
+from drivers.register_map import RegisterMap, load_register_map
+from drivers.types import ZONES, Alarm, OvenState, OvenStatus, ReflowProfile, ReflowResult
+
+DEFAULT_MODEL = "rf-10n"
+
+
+class ReflowOven:
+    def __init__(
+        self,
+        link: ModbusLink,
+        clock: Clock,
+        *,
+        register_map: RegisterMap | str | None = None,
+        poll_s: float = 2.0,
+    ) -> None:
+        if not poll_s > 0:
+            raise ValueError(f"{link.tool}: poll interval must be > 0 tool seconds, got {poll_s}")
+        self.link = link
+        self.clock = clock
+        self.poll_s = poll_s
+        if not isinstance(register_map, RegisterMap):
+            register_map = load_register_map(register_map or DEFAULT_MODEL)
+        self.map = m = register_map
+        self.regs = MappedRegisters(link, m)
+        # The few requests the driver makes, worked out once from the map.
+        self._profile = m.block(
+            "ZONE_SP", "CONVEYOR_SPEED", "O2_LIMIT", "TAL_THRESHOLD", "PROFILE_ID"
+        )
+        self._zone_pv = m["ZONE_PV"]
+        self._process = m.block(
+            "ZONE_PV", "STATE", "WAFERS_ON_BELT", "ALARM_CODE", "O2_PPM", "ACTIVE_PROFILE_ID"
+        )
+        self._state = m.block("STATE", "WAFERS_ON_BELT", "ALARM_CODE")
+        self._flags = m.block("ENTRANCE_CLEAR", "WAFER_AT_EXIT", "ZONES_STABLE", "ALARM_ACTIVE")
+        self._coils = m.block("N2_ON", "CONVEYOR_RUN")
+        self._exit = m.block(
+            "EXIT_PEAK", "EXIT_TAL", "EXIT_RAMP_MAX", "EXIT_COOL_MAX", "EXIT_PROFILE_ID",
+            "EXIT_O2_MAX", "EXIT_FLAGS", "EXIT_WAFER_ID",
+        )
+        self._curve_len = m["EXIT_CURVE_LEN"]
+        self._curve = m["EXIT_CURVE"]
+        if m["ZONE_SP"].values != ZONES or self._zone_pv.values != ZONES:
+            raise ValueError(f"{m.source}: ZONE_SP and ZONE_PV must hold {ZONES} zones")
+
+    @property
+    def name(self) -> str:
+        return self.link.tool
+
+    def __repr__(self) -> str:
+        return f"ReflowOven({self.name}, {self.map.model})"
+
+    # --- profile ---------------------------------------------------------------------------------
+
+    async def stage_profile(self, profile: ReflowProfile) -> None:
+        """Write the staging registers in one request; nothing changes on the oven until APPLY."""
+        await self.regs.write_block(
+            self._profile,
+            {
+                "ZONE_SP": profile.zone_setpoints_c,
+                "CONVEYOR_SPEED": profile.conveyor_mm_min,
+                "O2_LIMIT": profile.o2_limit_ppm,
+                "TAL_THRESHOLD": profile.tal_threshold_c,
+                "PROFILE_ID": profile.profile_id,
+            },
+        )
+
+    async def staged_profile(self) -> ReflowProfile:
+        """The setpoints staged now (read back from the holding registers)."""
+        v = await self.regs.read_block(self._profile)
+        return ReflowProfile(
+            zone_setpoints_c=tuple(v["ZONE_SP"]),
+            conveyor_mm_min=v["CONVEYOR_SPEED"],
+            o2_limit_ppm=v["O2_LIMIT"],
+            tal_threshold_c=v["TAL_THRESHOLD"],
+            profile_id=v["PROFILE_ID"],
+        )
+
+    async def apply(self) -> None:
+        """Make the staged profile active (belt empty, no alarm); the zones start moving."""
+        await self._command("APPLY")
+
+    async def standby(self) -> None:
+        """All zones to 100 °C (belt empty)."""
+        await self._command("STANDBY")
+
+    async def set_nitrogen(self, on: bool) -> None:
+        await self.regs.write("N2_ON", on)
+
+    async def set_conveyor(self, run: bool) -> None:
+        """Stopping the belt flags every wafer on it."""
+        await self.regs.write("CONVEYOR_RUN", run)
+
+    # --- readings --------------------------------------------------------------------------------
+
+    async def zone_temperatures(self) -> tuple[float | None, ...]:
+        """Zone 1..10 temperatures in °C, None for a failed thermocouple: one request."""
+        reg = self._zone_pv
+        words = await self.link.read(reg.table, reg.address, reg.count, what="ZONE_PV")
+        return reg.decode_all(words)
+
+    async def status(self) -> OvenStatus:
+        """Everything at a glance in three requests: process values, inputs, coils."""
+        v = await self.regs.read_block(self._process)
+        flags = await self.regs.read_block(self._flags)
+        coils = await self.regs.read_block(self._coils)
+        return OvenStatus(
+            state=self._oven_state(v["STATE"]),
+            zone_pv_c=tuple(v["ZONE_PV"]),
+            wafers_on_belt=v["WAFERS_ON_BELT"],
+            alarm_code=v["ALARM_CODE"],
+            o2_ppm=v["O2_PPM"],
+            active_profile_id=v["ACTIVE_PROFILE_ID"],
+            entrance_clear=flags["ENTRANCE_CLEAR"],
+            wafer_at_exit=flags["WAFER_AT_EXIT"],
+            zones_stable=flags["ZONES_STABLE"],
+            alarm_active=flags["ALARM_ACTIVE"],
+            nitrogen_on=coils["N2_ON"],
+            conveyor_running=coils["CONVEYOR_RUN"],
+        )
+
+    async def state(self) -> OvenState:
+        return self._oven_state(await self.regs.read("STATE"))
+
+    async def alarm(self) -> Alarm | None:
+        """The latched alarm, or None."""
+        code = await self.regs.read("ALARM_CODE")
+        return Alarm(code, self.map.alarm_text(code)) if code else None
+
+    # --- waiting ---------------------------------------------------------------------------------
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Until the oven is READY (tool seconds); ToolAlarm if it latches an alarm."""
+        deadline = self.clock.now() + timeout_s
+        while True:
+            v = await self.regs.read_block(self._state)
+            state = self._oven_state(v["STATE"])
+            if state is OvenState.READY:
+                return
+            if state is OvenState.ALARM:
+                raise self._tool_alarm(v["ALARM_CODE"])
+            why = f"not READY within {timeout_s:g} s (state {state.name})"
+            await self._pause_until(deadline, why)
+
+    async def wait_exit(self, timeout_s: float) -> ReflowResult:
+        """Until a wafer waits at the exit (tool seconds), then its result."""
+        deadline = self.clock.now() + timeout_s
+        while True:
+            flags = await self.regs.read_block(self._flags)
+            if flags["WAFER_AT_EXIT"]:
+                return await self.exit_result()
+            if flags["ALARM_ACTIVE"]:
+                raise self._tool_alarm(await self.regs.read("ALARM_CODE"))
+            await self._pause_until(deadline, f"no wafer at the exit within {timeout_s:g} s")
+
+    async def _pause_until(self, deadline: float, timeout_message: str) -> None:
+        remaining = deadline - self.clock.now()
+        if remaining <= 0:
+            raise ToolTimeout(self.name, timeout_message)
+        await self.clock.sleep(min(self.poll_s, remaining))
+
+    # --- wafers ----------------------------------------------------------------------------------
+
+    async def load(self, wafer_id: str) -> None:
+        """Put a wafer on the belt: LOAD_WAFER_ID, then COMMAND = LOAD."""
+        if not wafer_id:
+            raise ValueError(f"{self.name}: a wafer id is needed to load a wafer")
+        words = self._checked(self.map["LOAD_WAFER_ID"].encode, wafer_id)
+        flags = await self.regs.read_block(self._flags)
+        if not flags["ENTRANCE_CLEAR"]:
+            raise DeviceBusy(self.name, "COMMAND=LOAD not sent: ENTRANCE_CLEAR = 0")
+        on_belt = await self.regs.read("WAFERS_ON_BELT")
+        reg = self.map["LOAD_WAFER_ID"]
+        await self.link.write_registers(reg.address, words, what="LOAD_WAFER_ID")
+        # Never sent twice: a repeat could put a second wafer on the belt once the entrance
+        # clears. After a lost reply the belt count tells whether the wafer went on.
+        await self._command("LOAD", done=self._belt_count_is(on_belt + 1), resend=False)
+
+    async def exit_result(self) -> ReflowResult:
+        """The exit wafer's measured profile: IR 20-37, then the curve (chunked)."""
+        v = await self.regs.read_block(self._exit)
+        return ReflowResult(
+            wafer_id=v["EXIT_WAFER_ID"],
+            peak_c=v["EXIT_PEAK"],
+            tal_s=v["EXIT_TAL"],
+            ramp_max_c_s=v["EXIT_RAMP_MAX"],
+            cool_max_c_s=v["EXIT_COOL_MAX"],
+            profile_id=v["EXIT_PROFILE_ID"],
+            o2_max_ppm=v["EXIT_O2_MAX"],
+            flags=v["EXIT_FLAGS"],
+            curve_c=await self.exit_curve(),
+        )
+
+    async def exit_curve(self) -> tuple[float, ...]:
+        """The exit wafer's temperature every 5 s; the length and the first samples in one read."""
+        length_reg, curve = self._curve_len, self._curve
+        table = curve.table
+        if length_reg.table == table and length_reg.end == curve.address:
+            # EXIT_CURVE_LEN sits just before the curve: read it with the first chunk.
+            count = min(MAX_READ_REGISTERS, 1 + curve.count)
+            first = await self.link.read(table, length_reg.address, count, what="EXIT_CURVE_LEN")
+            length = first[0]
+            samples = first[1 : 1 + length]
+        else:
+            length, samples = await self.regs.read("EXIT_CURVE_LEN"), []
+        if not 0 <= length <= curve.count:
+            raise ToolError(self.name, f"EXIT_CURVE_LEN = {length}: expected 0..{curve.count}")
+        if len(samples) < length:
+            start = curve.address + len(samples)
+            samples += await self.link.read(table, start, length - len(samples), what="EXIT_CURVE")
+        return curve.decode_all(samples + [0] * (curve.count - length))[:length]
+
+    async def unload(self) -> None:
+        """The host has taken the exit wafer."""
+        on_belt = await self.regs.read("WAFERS_ON_BELT")
+        # Never sent twice: a repeat could release the next wafer reaching the exit.
+        await self._command("UNLOAD", done=self._belt_count_is(on_belt - 1), resend=False)
+
+    async def clear(self) -> None:
+        """Clear a latched alarm whose cause is gone."""
+        await self._command("CLEAR", done=self._alarm_gone)
+
+    # --- commands --------------------------------------------------------------------------------
+
+    async def _command(
+        self,
+        name: str,
+        done: Callable[[], Awaitable[bool]] | None = None,
+        *,
+        resend: bool = True,
+    ) -> None:
+        """COMMAND = name. ``done`` tells, after a lost reply, whether the oven carried it out."""
+        for _ in range(self.link.retries + 1):
+            try:
+                await self.regs.command("COMMAND", name, resend=resend)
+                return
+            except DeviceBusy as exc:
+                if after_lost_reply(exc) and done is not None and await done():
+                    return  # the first copy was carried out; its reply was lost
+                reason = await self._why_refused(name)
+                raise DeviceBusy(self.name, f"COMMAND={name} ({reason})") from None
+            except LinkError as exc:
+                if resend or not after_lost_reply(exc) or done is None:
+                    raise
+                if await done():
+                    return
+                # It did not happen: sending it again is safe.
+        raise LinkError(self.name, f"COMMAND={name}: no reply from the oven")
+
+    async def _why_refused(self, command: str) -> str:
+        """What the spec says stops this command, as the oven reports it now."""
+        s = await self.status()
+        state = f"state {s.state.name}"
+        if s.alarm_code and command != "CLEAR":
+            return f"{state}, alarm {s.alarm_code} latched"
+        if command == "LOAD":
+            blocked = [
+                text
+                for ok, text in (
+                    (s.state in (OvenState.READY, OvenState.PROCESSING), state),
+                    (s.entrance_clear, "ENTRANCE_CLEAR = 0"),
+                    (s.nitrogen_on, "N2_ON = 0"),
+                )
+                if not ok
+            ]
+            return ", ".join(blocked) or state
+        if command in ("APPLY", "STANDBY") and s.wafers_on_belt:
+            return f"{s.wafers_on_belt} wafer(s) on the belt"
+        if command == "UNLOAD" and not s.wafer_at_exit:
+            return "no wafer at the exit"
+        if command == "CLEAR":
+            return "the alarm's cause is still present" if s.alarm_code else "no alarm latched"
+        return f"not allowed in {state}"
+
+    def _belt_count_is(self, expected: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return await self.regs.read("WAFERS_ON_BELT") == expected
+
+        return check
+
+    async def _alarm_gone(self) -> bool:
+        return not (await self.regs.read_block(self._flags))["ALARM_ACTIVE"]
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _oven_state(self, code: int) -> OvenState:
+        name = self.map["STATE"].code_name(code)
+        try:
+            return OvenState[name]
+        except KeyError:
+            raise ToolError(self.name, f"STATE = {code}: not a state of {self.map.model}") from None
+
+    def _tool_alarm(self, code: int) -> ToolAlarm:
+        return ToolAlarm(self.name, code, self.map.alarm_text(code))
+
+    def _checked(self, encode: Callable[[str], list[int]], value: str) -> list[int]:
+        try:
+            return encode(value)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
+
+
+# --- console commands (bumpline tool NAME COMMAND ...) -----------------------------------------
+
+
+def _timeout(usage: str, args: list[str], default: float) -> float:
+    expect_args(usage, args, 0, 1)
+    return float_arg(args[0], "timeout (tool seconds)") if args else default
+
+
+def _switch(usage: str, args: list[str], on: str, off: str) -> bool:
+    expect_args(usage, args, 1)
+    word = args[0].lower()
+    if word not in (on, off):
+        raise ConsoleUsageError(f"usage: {usage} (got '{args[0]}')")
+    return word == on
+
+
+_PROFILE_USAGE = "profile [Z1 .. Z10 SPEED_MM_MIN O2_LIMIT_PPM TAL_C PROFILE_ID]"
+
+
+async def _profile(oven: ReflowOven, args: list[str]) -> object:
+    if args:
+        expect_args(_PROFILE_USAGE, args, ZONES + 4)
+        zones = tuple(
+            float_arg(a, f"zone {i + 1} setpoint (°C)") for i, a in enumerate(args[:ZONES])
+        )
+        speed, o2, tal, pid = args[ZONES:]
+        await oven.stage_profile(
+            ReflowProfile(
+                zone_setpoints_c=zones,
+                conveyor_mm_min=int_arg(speed, "conveyor speed (mm/min)"),
+                o2_limit_ppm=int_arg(o2, "O2 limit (ppm)"),
+                tal_threshold_c=float_arg(tal, "TAL threshold (°C)"),
+                profile_id=int_arg(pid, "profile id"),
+            )
+        )
+    return await oven.staged_profile()
+
+
+async def _n2(oven: ReflowOven, args: list[str]) -> object:
+    on = _switch("n2 on|off", args, "on", "off")
+    await oven.set_nitrogen(on)
+    return f"nitrogen {'on' if on else 'off'}"
+
+
+async def _conveyor(oven: ReflowOven, args: list[str]) -> object:
+    run = _switch("conveyor run|stop", args, "run", "stop")
+    await oven.set_conveyor(run)
+    return f"conveyor {'running' if run else 'stopped'}"
+
+
+async def _load(oven: ReflowOven, args: list[str]) -> object:
+    expect_args("load WAFER_ID", args, 1)
+    await oven.load(args[0])
+    return f"loaded {args[0]}"
+
+
+async def _wait_ready(oven: ReflowOven, args: list[str]) -> object:
+    await oven.wait_ready(_timeout("wait-ready [TIMEOUT_S]", args, 1800.0))
+    return "ready"
+
+
+async def _wait_exit(oven: ReflowOven, args: list[str]) -> object:
+    return await oven.wait_exit(_timeout("wait-exit [TIMEOUT_S]", args, 900.0))
+
+
+async def _done(call: Awaitable[None], text: str) -> str:
+    await call
+    return text
+
+
+CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
+    simple("status", "state, zone temperatures, O2, belt and exit", lambda o: o.status()),
+    simple("zones", "zone 1..10 temperatures (°C)", lambda o: o.zone_temperatures()),
+    ConsoleCommand("profile", _PROFILE_USAGE, "show the staged profile, or stage one", _profile),
+    simple("apply", "make the staged profile active (belt empty)",
+           lambda o: _done(o.apply(), "applied")),
+    ConsoleCommand("n2", "n2 on|off", "switch the nitrogen purge", _n2),
+    ConsoleCommand("conveyor", "conveyor run|stop", "run or stop the belt (stopping flags wafers)",
+                   _conveyor),
+    ConsoleCommand("load", "load WAFER_ID", "put a wafer on the belt", _load),
+    simple("result", "the exit wafer's measured profile", lambda o: o.exit_result()),
+    simple("unload", "the exit wafer has been taken", lambda o: _done(o.unload(), "unloaded")),
+    simple("clear", "clear a latched alarm whose cause is gone",
+           lambda o: _done(o.clear(), "cleared")),
+    simple("standby", "all zones to 100 °C (belt empty)", lambda o: _done(o.standby(), "standby")),
+    simple("alarm", "the latched alarm, if any", lambda o: _alarm_or_none(o)),
+    ConsoleCommand("wait-ready", "wait-ready [TIMEOUT_S]", "wait until READY (tool seconds)",
+                   _wait_ready),
+    ConsoleCommand("wait-exit", "wait-exit [TIMEOUT_S]",
+                   "wait for a wafer at the exit and show its result", _wait_exit),
+)
+
+
+async def _alarm_or_none(oven: ReflowOven) -> object:
+    return await oven.alarm() or "no alarm"

@@ -1,0 +1,133 @@
+"""Driver of the WP-300 stencil paste printer (HostLink/1, paste-printer.md).
+
+One typed method per command. Ranges are the tool's to enforce: a value it
+refuses comes back as ``BadParameter`` (NAK 03), exactly as on the real tool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drivers.console import ConsoleCommand, expect_args, float_arg, int_arg, simple
+from drivers.hostlink_tool import HostLinkTool, common_console_commands, number_text
+from drivers.types import PrinterState, PrinterStatus, PrintRecipe, PrintResult, RunStatus
+
+STS_FIELDS = (
+    "state", "wafer_id", "alarm_code", "prints_since_wipe", "paste_level_pct", "stencil_id",
+    "paste_alloy",
+)
+RES_FIELDS = (
+    "wafer_id", "status", "vol_mean_pct", "vol_min_pct", "vol_max_pct", "bridges", "insufficient",
+)
+
+
+class PastePrinter(HostLinkTool[PrinterStatus]):
+    """A WP-300 paste printer behind a ``HostLinkPort``."""
+
+    STATE = PrinterState
+    ALARM_STATE = PrinterState.ALARM
+
+    async def status(self) -> PrinterStatus:
+        f = await self._call("STS", fields=STS_FIELDS)
+        return PrinterStatus(
+            state=f.choice("state", PrinterState),
+            wafer_id=f.optional_text("wafer_id"),
+            alarm_code=f.whole("alarm_code"),
+            prints_since_wipe=f.whole("prints_since_wipe"),
+            paste_level_pct=f.decimal("paste_level_pct"),
+            stencil_id=f.text("stencil_id"),
+            paste_alloy=f.text("paste_alloy"),
+        )
+
+    async def set_recipe(self, recipe: PrintRecipe) -> None:
+        # numbers as in the spec's golden frame: "6.0,40,1.0"
+        await self._call(
+            "RCP",
+            recipe.name,
+            number_text(recipe.squeegee_kgf, 1),
+            number_text(recipe.speed_mm_s),
+            number_text(recipe.separation_mm_s, 1),
+            recipe.stencil_id,
+            number_text(recipe.passes),
+            number_text(recipe.wipe_every),
+        )
+
+    async def changeover(self, stencil_id: str, paste_alloy: str) -> None:
+        """Start a stencil and paste exchange (CHANGEOVER 600 s); clears the recipe."""
+        await self._call("CHG", stencil_id, paste_alloy)
+
+    async def load(self, wafer_id: str) -> None:
+        """Start taking in and aligning a wafer (LOADING 20 s, then READY)."""
+        await self._call("LOD", wafer_id)
+
+    async def start_print(self) -> None:
+        await self._call("PRT")
+
+    async def result(self) -> PrintResult:
+        f = await self._call("RES", fields=RES_FIELDS)
+        return PrintResult(
+            wafer_id=f.text("wafer_id"),
+            status=f.choice("status", RunStatus),
+            vol_mean_pct=f.decimal("vol_mean_pct"),
+            vol_min_pct=f.decimal("vol_min_pct"),
+            vol_max_pct=f.decimal("vol_max_pct"),
+            bridges=f.whole("bridges"),
+            insufficient=f.whole("insufficient"),
+        )
+
+    async def unload(self) -> None:
+        await self._call("ULD")
+
+    async def wipe(self) -> None:
+        await self._call("WPE")
+
+    async def fill(self) -> None:
+        await self._call("FIL")
+
+
+# --- console ------------------------------------------------------------------------------------
+
+_RECIPE_USAGE = (
+    "recipe NAME SQUEEGEE_KGF SPEED_MM_S SEPARATION_MM_S STENCIL_ID PASSES WIPE_EVERY"
+)
+
+
+async def _recipe(printer: Any, args: list[str]) -> None:
+    expect_args(_RECIPE_USAGE, args, 7)
+    await printer.set_recipe(
+        PrintRecipe(
+            name=args[0],
+            squeegee_kgf=float_arg(args[1], "SQUEEGEE_KGF"),
+            speed_mm_s=float_arg(args[2], "SPEED_MM_S"),
+            separation_mm_s=float_arg(args[3], "SEPARATION_MM_S"),
+            stencil_id=args[4],
+            passes=int_arg(args[5], "PASSES"),
+            wipe_every=int_arg(args[6], "WIPE_EVERY"),
+        )
+    )
+
+
+async def _changeover(printer: Any, args: list[str]) -> None:
+    expect_args("changeover STENCIL_ID PASTE_ALLOY", args, 2)
+    await printer.changeover(args[0], args[1])
+
+
+async def _load(printer: Any, args: list[str]) -> None:
+    expect_args("load WAFER_ID", args, 1)
+    await printer.load(args[0])
+
+
+CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
+    *common_console_commands(PrinterState),
+    ConsoleCommand("recipe", _RECIPE_USAGE, "store print parameters (RCP; IDLE only)", _recipe),
+    ConsoleCommand(
+        "changeover", "changeover STENCIL_ID PASTE_ALLOY",
+        "exchange stencil and paste cartridge, 600 s (CHG)", _changeover,
+    ),
+    ConsoleCommand("load", "load WAFER_ID", "take in and align a wafer (LOD)", _load),
+    simple("print", "print the loaded wafer (PRT)", lambda p: p.start_print()),
+    simple("result", "the printed wafer's SPI result (RES)", lambda p: p.result()),
+    simple("unload", "hand the wafer out (ULD)", lambda p: p.unload()),
+    simple("wipe", "wipe the stencil underside (WPE)", lambda p: p.wipe()),
+    simple("fill", "refill the paste cartridge, 120 s (FIL)", lambda p: p.fill()),
+)

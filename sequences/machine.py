@@ -1,0 +1,283 @@
+"""The per-wafer state machine, built from a recipe's steps with ``transitions``.
+
+States: ``queued``; for each step *i* ``step{i}_waiting`` (for a tool),
+``step{i}_running`` and ``step{i}_judging``; ``complete``; ``held`` (resume
+returns to where the wafer was); ``awaiting_disposition`` (an engineer decides:
+continue as is, retry where a repeat cannot harm the wafer, or scrap);
+``aborted`` and ``scrapped``.
+
+The machine only records and checks moves; it never talks to a tool. Callbacks
+are short and synchronous: every transition emits one ``WaferEvent`` to
+``on_event`` before ``fire`` returns, so the caller has persisted it before it
+sends the next tool command. Long tool operations belong to the runner.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from transitions import Machine
+
+from sequences.errors import SequenceError
+
+QUEUED, COMPLETE, HELD = "queued", "complete", "held"
+AWAITING = "awaiting_disposition"
+ABORTED, SCRAPPED = "aborted", "scrapped"
+FINAL_STATES = (COMPLETE, ABORTED, SCRAPPED)
+TRIGGERS = ("start", "tool_acquired", "step_done", "repair", "judged_ok", "step_failed",
+            "hold", "resume", "abort", "retry", "continue_as_is", "scrap")
+_STEP_STATE = re.compile(r"^step(\d+)_(waiting|running|judging)$")
+
+
+def waiting(i: int) -> str:
+    return f"step{i}_waiting"
+
+
+def running(i: int) -> str:
+    return f"step{i}_running"
+
+
+def judging(i: int) -> str:
+    return f"step{i}_judging"
+
+
+def step_of(state: str) -> int | None:
+    m = _STEP_STATE.match(state)
+    return int(m.group(1)) if m else None
+
+
+@dataclass(frozen=True)
+class WaferEvent:
+    """One transition of one wafer: what the controller persists."""
+
+    wafer_id: str
+    step: int | None  # 1-based recipe step the event concerns
+    step_kind: str | None
+    from_state: str
+    to_state: str
+    trigger: str
+    why: str
+    measurements: dict[str, Any] = field(default_factory=dict)
+    tool: str | None = None
+    tool_time: float = 0.0
+
+
+def retry_targets(kinds: Sequence[str]) -> dict[int, int]:
+    """Step (1-based) -> step a retry restarts from, for steps a repeat cannot harm.
+
+    Before its reflow a misprint or a bad placement is stripped and everything
+    deposited since the last reflow is redone, so the retry restarts at the first
+    deposit after that reflow. A clean may simply run again. A reflow never.
+    """
+    targets: dict[int, int] = {}
+    first_deposit: int | None = None
+    for i, kind in enumerate(kinds, start=1):
+        if kind in ("print", "place"):
+            first_deposit = first_deposit or i
+            targets[i] = first_deposit
+        elif kind == "reflow":
+            first_deposit = None
+        elif kind == "clean":
+            targets[i] = i
+    return targets
+
+
+class _Wafer:
+    """The model object transitions decorates with ``state`` and trigger methods."""
+
+    state: str
+
+
+def transition_table(
+    kinds: Sequence[str], first: int = 1, last: int | None = None,
+    resume_to: Callable[[str], Callable[..., bool]] | None = None,
+    failed_at: Callable[[int], Callable[..., bool]] | None = None,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """States and transitions for steps first..last (1-based, inclusive)."""
+    last = len(kinds) if last is None else last
+    if not 1 <= first <= last <= len(kinds):
+        raise SequenceError(f"steps {first}-{last} outside the recipe's 1-{len(kinds)}")
+    resume_to = resume_to or _named_condition("resumes_to", lambda: True)
+    failed_at = failed_at or (lambda i: _named_condition(f"failed_at_step{i}", lambda: True))
+    numbers = range(first, last + 1)
+    states = [QUEUED]
+    for i in numbers:
+        states += [waiting(i), running(i), judging(i)]
+    states += [COMPLETE, HELD, AWAITING, ABORTED, SCRAPPED]
+
+    def after(i: int) -> str:
+        return waiting(i + 1) if i < last else COMPLETE
+
+    t: list[dict[str, Any]] = [{"trigger": "start", "source": QUEUED, "dest": waiting(first)}]
+    for i in numbers:
+        t.append({"trigger": "tool_acquired", "source": waiting(i), "dest": running(i)})
+        t.append({"trigger": "step_done", "source": running(i), "dest": judging(i)})
+        if kinds[i - 1] == "place":
+            t.append({"trigger": "repair", "source": judging(i), "dest": running(i)})
+        t.append({"trigger": "judged_ok", "source": judging(i), "dest": after(i)})
+        t.append({"trigger": "step_failed", "source": [running(i), judging(i)], "dest": AWAITING})
+    holdable = [QUEUED] + [waiting(i) for i in numbers]
+    t.append({"trigger": "hold", "source": holdable, "dest": HELD})
+    for state in holdable:
+        t.append({"trigger": "resume", "source": HELD, "dest": state,
+                  "conditions": [resume_to(state)]})
+    live = [s for s in states if s not in FINAL_STATES]
+    t.append({"trigger": "abort", "source": live, "dest": ABORTED})
+    targets = retry_targets(kinds)
+    for i in numbers:
+        cond = failed_at(i)
+        target = targets.get(i)
+        if target is not None and target >= first:
+            t.append({"trigger": "retry", "source": AWAITING, "dest": waiting(target),
+                      "conditions": [cond]})
+        t.append({"trigger": "continue_as_is", "source": AWAITING, "dest": after(i),
+                  "conditions": [cond]})
+    t.append({"trigger": "scrap", "source": [HELD, AWAITING], "dest": SCRAPPED})
+    return states, t
+
+
+def _named_condition(name: str, fn: Callable[[], bool]) -> Callable[..., bool]:
+    def condition(*_: Any, **__: Any) -> bool:
+        return fn()
+
+    condition.__name__ = condition.__qualname__ = name
+    return condition
+
+
+class WaferMachine:
+    """One wafer's state; ``fire`` moves it and emits a WaferEvent, or raises SequenceError."""
+
+    def __init__(
+        self,
+        wafer_id: str,
+        kinds: Sequence[str],
+        *,
+        first: int = 1,
+        last: int | None = None,
+        on_event: Callable[[WaferEvent], None] | None = None,
+        now: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        self.wafer_id = wafer_id
+        self.kinds = tuple(kinds)
+        self.first = first
+        self.last = len(self.kinds) if last is None else last
+        self.on_event = on_event
+        self.now = now
+        self.step: int | None = None  # the step the wafer is at (or was, when held/failed)
+        self.held_from: str | None = None
+        self.failed_step: int | None = None
+        self.hold_reason = ""
+        self.retry_targets = retry_targets(self.kinds)
+        self._wafer = _Wafer()
+        states, table = transition_table(
+            self.kinds, first, self.last,
+            resume_to=lambda s: _named_condition(f"was_{s}", lambda: self.held_from == s),
+            failed_at=lambda i: _named_condition(f"failed_at_step{i}",
+                                                 lambda: self.failed_step == i),
+        )
+        self._machine = Machine(
+            model=self._wafer, states=states, transitions=table, initial=QUEUED,
+            auto_transitions=False, send_event=True, ignore_invalid_triggers=False,
+            after_state_change=self._emit,
+        )
+        self._pending: dict[str, Any] = {}
+
+    @property
+    def state(self) -> str:
+        return self._wafer.state
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def step_kind(self) -> str | None:
+        return self.kinds[self.step - 1] if self.step else None
+
+    def allowed(self) -> list[str]:
+        """Triggers that can fire now (conditions included)."""
+        return [t for t in TRIGGERS if self._may(t)]
+
+    def may(self, trigger: str) -> bool:
+        return self._may(trigger)
+
+    def _may(self, trigger: str) -> bool:
+        return trigger in self._machine.get_triggers(self.state) and getattr(
+            self._wafer, f"may_{trigger}")()
+
+    def fire(
+        self, trigger: str, *, why: str = "", measurements: dict[str, Any] | None = None,
+        tool: str | None = None,
+    ) -> WaferEvent:
+        """Move the wafer; its WaferEvent has been delivered to on_event on return."""
+        if trigger not in TRIGGERS:
+            raise SequenceError(f"unknown wafer event '{trigger}' (known: {', '.join(TRIGGERS)})")
+        source = self.state
+        if not self._may(trigger):
+            allowed = ", ".join(self.allowed()) or "none"
+            where = f" at step {self.step} ({self.step_kind})" if self.step else ""
+            raise SequenceError(
+                f"wafer {self.wafer_id} is {source}{where}: '{trigger}' is not allowed now "
+                f"(allowed: {allowed})"
+            )
+        if trigger == "hold":
+            self.held_from, self.hold_reason = source, why
+        self._pending = {"why": why, "measurements": dict(measurements or {}), "tool": tool,
+                         "source": source, "step": self.step}
+        if trigger == "step_failed":
+            self.failed_step = self.step
+        getattr(self._wafer, trigger)()
+        event = self._last_event
+        return event
+
+    def _emit(self, event_data: Any) -> None:
+        dest = self.state
+        source = self._pending["source"]
+        trigger = event_data.event.name
+        step = self._pending["step"] if self._pending["step"] is not None else step_of(dest)
+        dest_step = step_of(dest)
+        if dest_step is not None:
+            self.step = dest_step
+        if trigger == "resume":
+            self.held_from, self.hold_reason = None, ""
+        if trigger in ("retry", "continue_as_is"):
+            self.failed_step = None
+        event = WaferEvent(
+            wafer_id=self.wafer_id,
+            step=step,
+            step_kind=self.kinds[step - 1] if step else None,
+            from_state=source,
+            to_state=dest,
+            trigger=trigger,
+            why=self._pending["why"],
+            measurements=self._pending["measurements"],
+            tool=self._pending["tool"],
+            tool_time=self.now(),
+        )
+        self._last_event = event
+        if self.on_event is not None:
+            self.on_event(event)
+
+
+def mermaid_diagram(kinds: Sequence[str], title: str = "wafer") -> str:
+    """The state machine for these steps as a Mermaid stateDiagram."""
+    from transitions.extensions.diagrams import GraphMachine
+
+    states, table = transition_table(
+        kinds,
+        resume_to=lambda s: _named_condition(f"was_{s}", lambda: True),
+        failed_at=lambda i: _named_condition(f"failed_at_step{i}", lambda: True),
+    )
+    machine = GraphMachine(
+        model=_Wafer(), states=states, transitions=table, initial=QUEUED, auto_transitions=False,
+        graph_engine="mermaid", show_conditions=True, title=title,
+    )
+    source = machine.model.get_graph().draw(None)
+    # transitions writes "Class"; Mermaid's keyword is lowercase.
+    return "\n".join(
+        line.replace("Class ", "class ", 1) if line.lstrip().startswith("Class ") else line
+        for line in source.splitlines()
+    ) + "\n"

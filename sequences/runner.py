@@ -1,0 +1,383 @@
+"""Running one wafer through a recipe (or a range of its steps).
+
+``WaferRun`` owns the wafer's state machine and the asyncio task of the step in
+progress. The caller picks the tool for each step (``await run.run_step(driver)``)
+and may hold, resume, abort or disposition the wafer from outside at any time;
+every move is a ``WaferEvent`` delivered to ``on_event`` before the next tool
+command is sent. ``run_wafer`` is the simple loop ``bumpline sequence run`` uses:
+prepare the tool, run the step, for each step in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.errors import ToolAlarm, ToolError, ToolTimeout
+from sequences import steps as tool_steps
+from sequences.alloys import AlloyLibrary, default_alloys
+from sequences.errors import SequenceError
+from sequences.interlocks import HistoryEntry, WaferHistory, history_interlocks
+from sequences.judge import Judgment, judge_clean, judge_place, judge_print, judge_reflow
+from sequences.machine import (
+    ABORTED,
+    AWAITING,
+    QUEUED,
+    WaferEvent,
+    WaferMachine,
+    step_of,
+    waiting,
+)
+from sequences.recipe import PlaceStep, PrintStep, Recipe, ReflowStep, Step
+from sequences.validate import DEFAULT_OPTIONS, ValidationOptions
+
+log = logging.getLogger("sequences.runner")
+
+_STOPPED = object()  # tool work ended by abort, hold or a failure (the state says which)
+WAFER_ID = re.compile(r"^[\x20-\x7e]{1,16}$")
+DISPOSITIONS = ("continue", "retry", "scrap")
+FREE_TIMEOUT_S = 1800.0  # how long a step waits for a tool busy with other work
+
+
+def parse_step_range(text: str | None, count: int) -> tuple[int, int]:
+    """'2-4', '3' or None (all) -> (first, last), 1-based inclusive."""
+    if text is None or text == "":
+        return 1, count
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    if not m:
+        raise SequenceError(f"steps '{text}': expected N or N-M (e.g. 2-4)")
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) else first
+    if not 1 <= first <= last <= count:
+        raise SequenceError(f"steps '{text}': the recipe has steps 1-{count}")
+    return first, last
+
+
+class WaferRun:
+    """One wafer through steps first..last of a recipe."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        wafer_id: str,
+        clock: Clock,
+        *,
+        steps: tuple[int, int] | None = None,
+        on_event: Callable[[WaferEvent], None] | None = None,
+        history: WaferHistory | None = None,
+        alloys: AlloyLibrary | None = None,
+        options: ValidationOptions = DEFAULT_OPTIONS,
+    ) -> None:
+        if not WAFER_ID.match(wafer_id) or set(wafer_id) & set("$*,"):
+            raise SequenceError(
+                f"wafer id {wafer_id!r}: expected 1-16 printable characters without $ * ,")
+        self.recipe = recipe
+        self.wafer_id = wafer_id
+        self.clock = clock
+        self.first, self.last = steps or (1, len(recipe.steps))
+        self.alloys = alloys or default_alloys()
+        self.options = options
+        self.history = history if history is not None else WaferHistory.assumed(recipe, self.first)
+        self.events: list[WaferEvent] = []
+        self._on_event = on_event
+        self.machine = WaferMachine(
+            wafer_id, [s.kind for s in recipe.steps], first=self.first, last=self.last,
+            on_event=self._deliver, now=clock.now,
+        )
+        self.judgments: dict[int, Judgment] = {}  # last judgment per step
+        self.tool_notes: list[str] = []  # what abort left the tool doing
+        self._task: asyncio.Task[Any] | None = None
+        self._driver: Any = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._hold_after: str | None = None
+        self._stop_requested = False
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self.machine.state
+
+    @property
+    def done(self) -> bool:
+        return self.machine.done
+
+    @property
+    def next_step(self) -> int | None:
+        """The step waiting for a tool, or None."""
+        state = self.state
+        return step_of(state) if state.endswith("_waiting") else None
+
+    @property
+    def next_role(self) -> str | None:
+        number = self.next_step
+        return tool_steps.ROLE_OF_KIND[self.recipe.step(number).kind] if number else None
+
+    def _deliver(self, event: WaferEvent) -> None:
+        self.events.append(event)
+        if self._on_event is not None:
+            self._on_event(event)
+
+    # --- moves from outside --------------------------------------------------------------------
+
+    def start(self, why: str = "") -> WaferEvent:
+        return self.machine.fire("start", why=why or f"recipe {self.recipe.name} "
+                                 f"v{self.recipe.version} {self.recipe.hash[:12]}")
+
+    def hold(self, why: str) -> WaferEvent | None:
+        """Hold the wafer now; while a step runs, hold it as soon as the step ends."""
+        if self.state.endswith(("_running", "_judging")):
+            self._hold_after = why or "hold requested"
+            return None
+        event = self.machine.fire("hold", why=why)
+        task = self._task
+        if task is not None and not task.done():  # stop waiting for the tool
+            self._stop_requested = True
+            task.cancel()
+        return event
+
+    def resume(self, why: str = "") -> WaferEvent:
+        return self.machine.fire("resume", why=why)
+
+    async def abort(self, why: str) -> WaferEvent:
+        """Abort at once: the event first, then the step's task is cancelled and the tool
+        gets ABT and hands the wafer out. A wafer already on the oven belt cannot be
+        stopped: it rides to the exit, where the running step takes it off."""
+        before = self.state
+        number = self.machine.step
+        event = self.machine.fire("abort", why=why, tool=getattr(self._driver, "name", None))
+        step = self.recipe.step(number) if number else None
+        if before.endswith("_waiting"):
+            await self._stop_task()
+        elif before.endswith(("_running", "_judging")) and not isinstance(step, ReflowStep):
+            await self._stop_task()
+            if step is not None:
+                self.tool_notes += await tool_steps.abort_tool(self._driver, step, self.wafer_id)
+        return event
+
+    async def _stop_task(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            self._stop_requested = True
+            task.cancel()
+            await asyncio.wait([task])
+
+    def disposition(self, decision: str, why: str) -> WaferEvent:
+        """An engineer's decision for a wafer awaiting disposition (or scrap for a held one)."""
+        if decision not in DISPOSITIONS:
+            raise SequenceError(f"disposition '{decision}': expected {' | '.join(DISPOSITIONS)}")
+        if not why.strip():
+            raise SequenceError("a disposition needs a reason")
+        failed = self.machine.failed_step
+        if decision == "scrap":
+            return self.machine.fire("scrap", why=why)
+        if decision == "retry":
+            if self.state == AWAITING and not self.machine.may("retry"):
+                kind = self.machine.step_kind
+                raise SequenceError(
+                    f"wafer {self.wafer_id}: step {failed} ({kind}) cannot be retried"
+                    + (": a reflow is never repeated" if kind == "reflow" else
+                       ": its retry would restart before this run's first step"))
+            event = self.machine.fire("retry", why=why)
+            self.history.forget_from(self.machine.step or self.first)
+            return event
+        event = self.machine.fire("continue_as_is", why=why)
+        if failed is not None:
+            self._record(failed, self.judgments.get(failed), accepted_as_is=why)
+        return event
+
+    # --- running a step --------------------------------------------------------------------------
+
+    async def run_step(self, driver: Any) -> str:
+        """Run the waiting step on ``driver``; returns the wafer's state afterwards.
+
+        Interlocks first (a refusal holds the wafer, nothing is sent to the tool);
+        then the step as a task; then the judgment against the recipe's windows.
+        """
+        if self.state == QUEUED:
+            self.start()
+        number = self.next_step
+        if number is None:
+            raise SequenceError(
+                f"wafer {self.wafer_id} is {self.state}: no step is waiting for a tool")
+        step = self.recipe.step(number)
+        tool_steps.check_role(driver, step)
+        if not self._idle.is_set():
+            raise SequenceError(f"wafer {self.wafer_id}: a step is already running")
+        self._idle.clear()
+        self._driver = driver
+        try:
+            return await self._run_step(number, step, driver)
+        finally:
+            self._task = None
+            self._idle.set()
+
+    async def _run_step(self, number: int, step: Step, driver: Any) -> str:
+        here = waiting(number)
+        tool = driver.name
+        try:
+            reasons = await self._tool_work(self._readiness(number, step, driver))
+        except ToolError as exc:
+            reasons = [str(exc)]
+        if reasons is _STOPPED or self.state != here:  # held or aborted meanwhile
+            return self.state
+        if reasons:
+            self.machine.fire("hold", why="interlock: " + "; ".join(reasons), tool=tool)
+            return self.state
+        self.machine.fire("tool_acquired", why=f"{step.kind} on {tool}", tool=tool)
+        outcome = await self._step_work(tool_steps.execute(
+            driver, step, self.wafer_id, clock=self.clock,
+            recipe_name=self.recipe.tool_recipe_name(number)), tool)
+        if outcome is _STOPPED:
+            return self.state
+        judgment = self._judge(step, outcome, repaired=False)
+        self.machine.fire("step_done", why=f"{step.kind} finished", tool=tool,
+                          measurements=judgment.measurements)
+        while judgment.repair:
+            self.machine.fire("repair", why=judgment.why, tool=tool)
+            result = await self._step_work(tool_steps.repair(driver), tool)
+            if result is _STOPPED:
+                return self.state
+            judgment = self._judge(step, tool_steps.StepResult(result), repaired=True)
+            self.machine.fire("step_done", why="repair finished", tool=tool,
+                              measurements=judgment.measurements)
+        self.judgments[number] = judgment
+        if await self._step_work(tool_steps.unload(driver, step), tool) is _STOPPED:
+            return self.state
+        if judgment.ok:
+            self.machine.fire("judged_ok", why=judgment.why, tool=tool,
+                              measurements=judgment.measurements)
+            self._record(number, judgment)
+            if self._hold_after is not None and self.state.endswith("_waiting"):
+                why, self._hold_after = self._hold_after, None
+                self.machine.fire("hold", why=why)
+        else:
+            self.machine.fire("step_failed", why=judgment.why, tool=tool,
+                              measurements=judgment.measurements)
+        return self.state
+
+    async def _readiness(self, number: int, step: Step, driver: Any) -> list[str]:
+        status = await tool_steps.wait_until_free(driver, self.wafer_id, self.clock,
+                                                  FREE_TIMEOUT_S)
+        reasons = history_interlocks(number, step, self.history, self.alloys, self.options)
+        return reasons + await tool_steps.interlock_reasons(driver, step, self.wafer_id, status)
+
+    async def _tool_work(self, coro: Any) -> Any:
+        """Run tool work as the wafer's task, so abort and hold can reach it at once;
+        _STOPPED when they did."""
+        self._stop_requested = False
+        self._task = asyncio.create_task(coro)
+        try:
+            result = await self._task
+        except asyncio.CancelledError:
+            if self._stop_requested and not _cancelling():
+                return _STOPPED
+            raise
+        finally:
+            self._task = None
+        return _STOPPED if self.state == ABORTED else result
+
+    async def _step_work(self, coro: Any, tool: str) -> Any:
+        """Tool work of a running step: a tool alarm, timeout or error fails the step
+        (awaiting disposition, with the alarm's code and text); _STOPPED then too."""
+        try:
+            return await self._tool_work(coro)
+        except ToolAlarm as exc:
+            self._fail(f"alarm {exc.code} {exc.text}".strip(), tool,
+                       {"alarm_code": exc.code, "alarm_text": exc.text})
+        except ToolTimeout as exc:
+            self._fail(f"timeout: {exc.detail}", tool, {})
+        except ToolError as exc:
+            self._fail(f"tool error: {exc.detail}", tool, {"error": type(exc).__name__})
+        return _STOPPED
+
+    def _fail(self, why: str, tool: str, measurements: dict[str, Any]) -> None:
+        if self.machine.may("step_failed"):
+            self.machine.fire("step_failed", why=why, tool=tool, measurements=measurements)
+
+    def _judge(self, step: Step, outcome: tool_steps.StepResult, *, repaired: bool) -> Judgment:
+        r = outcome.result
+        if isinstance(step, PrintStep):
+            judgment = judge_print(step, r, self.wafer_id)
+        elif isinstance(step, PlaceStep):
+            judgment = judge_place(step, r, self.wafer_id, repaired=repaired)
+        elif isinstance(step, ReflowStep):
+            judgment = judge_reflow(step, r, self.wafer_id)
+        else:
+            judgment = judge_clean(step, r, self.wafer_id)
+        if outcome.alarms:
+            texts = tuple(f"alarm {a.code} {a.text} during the pass" for a in outcome.alarms)
+            judgment = Judgment(False, judgment.findings + texts,
+                                {**judgment.measurements,
+                                 "alarms": [f"{a.code} {a.text}" for a in outcome.alarms]})
+        return judgment
+
+    def _record(self, number: int, judgment: Judgment | None, accepted_as_is: str = "") -> None:
+        step = self.recipe.step(number)
+        peak = judgment.measurements.get("peak_c") if judgment else None
+        self.history.record(HistoryEntry(number, step.kind, getattr(step, "alloy", None),
+                                         peak, accepted_as_is))
+
+
+def _cancelling() -> bool:
+    """True when the current task itself is being cancelled (not just the step task)."""
+    task = asyncio.current_task()
+    return bool(task and task.cancelling())
+
+
+ToolPicker = Callable[[str], Any]
+
+
+def _picker(tools: Any) -> ToolPicker:
+    """Tools as a LineTools (by_role), a role -> driver mapping, or drivers to sort by role."""
+    if hasattr(tools, "by_role"):
+        def pick(role: str) -> Any:
+            found = tools.by_role(role)
+            if not found:
+                raise SequenceError(f"the line has no {role}")
+            return found[0]
+        return pick
+    if isinstance(tools, Mapping):
+        def pick_mapped(role: str) -> Any:
+            if role not in tools:
+                raise SequenceError(f"no {role} given (have: {', '.join(tools)})")
+            return tools[role]
+        return pick_mapped
+    by_role = {tool_steps.role_of(d): d for d in tools}
+    return _picker(by_role)
+
+
+async def run_wafer(
+    recipe: Recipe,
+    wafer_id: str,
+    tools: Any,
+    clock: Clock,
+    *,
+    steps: tuple[int, int] | None = None,
+    on_event: Callable[[WaferEvent], None] | None = None,
+    on_prepare: Callable[[str], None] | None = None,
+    history: WaferHistory | None = None,
+) -> WaferRun:
+    """Prepare the tool and run the step, for each step in order, until the wafer is
+    complete, held, awaiting disposition or aborted. Returns the run (state, events)."""
+    pick = _picker(tools)
+    run = WaferRun(recipe, wafer_id, clock, steps=steps, on_event=on_event, history=history)
+    run.start()
+    while (number := run.next_step) is not None:
+        step = recipe.step(number)
+        driver = pick(tool_steps.ROLE_OF_KIND[step.kind])
+        try:
+            await tool_steps.prepare_tool(driver, step, clock=clock,
+                                          recipe_name=recipe.tool_recipe_name(number),
+                                          log=on_prepare)
+        except ToolError as exc:
+            run.hold(f"preparing {driver.name} for step {number} ({step.kind}) failed: {exc}")
+            break
+        await run.run_step(driver)
+    return run
+

@@ -1,0 +1,517 @@
+"""FC-1 single-wafer spray flux cleaner: the tool behind its Modbus register map.
+
+Pure and lazy like the oven: every entry point takes ``now`` (tool seconds) and
+first integrates in fixed 1 s steps. Figures chosen where the spec gives none
+(documented in docs/simulator.md, "Modbus tools"):
+
+* the bath heats at 0.05 C/s and cools at 0.01 C/s toward its setpoint (toward
+  room temperature with a failed heater); at power-up it is already at the
+  default 60.0 C setpoint, so the line can start at once;
+* residue left = 0.05 + 25 * exp(-E) ug NaCl-eq/cm2, where 25 ug/cm2 is the flux
+  residue of a normal reflow and E = integral of k dt over the wash with
+  k = 0.0384/s * 2 ** ((T_bath - 60 C) / 10 C) * sqrt(pressure / 2.5 bar):
+  60 C for 120 s leaves about 0.3, 40 C for 120 s about 8;
+* rinse water below 10 MOhm.cm adds 0.1 ug/cm2 per MOhm.cm it is short;
+* the measurement carries +-5 % noise from ``random.Random(seed)``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from sim.modbus_map import (
+    DEVICE_BUSY,
+    ILLEGAL_FUNCTION,
+    ILLEGAL_VALUE,
+    Refusal,
+    Table,
+    addresses,
+    check_span,
+    check_text_words,
+    registers_to_text,
+    text_to_registers,
+    to_u16,
+    u32_words,
+)
+
+STEP_S = 1.0
+AMBIENT_C = 25.0
+
+
+class CleanerState(IntEnum):
+    IDLE = 0
+    READY = 1
+    LOADED = 2
+    WASHING = 3
+    RINSING = 4
+    DRYING = 5
+    DONE = 6
+    ALARM = 7
+
+
+class Command(IntEnum):
+    LOAD = 1
+    START = 2
+    UNLOAD = 3
+    CLEAR = 4
+    ABORT = 5
+
+
+class ResultStatus(IntEnum):
+    NONE = 0
+    OK = 1
+    ABORTED = 2
+    ALARM = 3
+
+
+ALARM_TEXT = {
+    400: "DOOR OPEN",
+    610: "BATH TEMPERATURE OUT OF RANGE",
+    620: "SPRAY PRESSURE LOW",
+    630: "DI RESISTIVITY LOW",
+    640: "CHEMISTRY LOW",
+}
+
+HR_WASH_TEMP_SP = 0
+HR_COMMAND = 5
+HR_WAFER_ID = 10
+ID_REGISTERS = 8
+HOLDING_MAP = addresses(range(0, 6), range(10, 18))
+INPUT_MAP = addresses(range(0, 7), range(10, 18), range(20, 22))
+DISCRETE_MAP = addresses(range(4))
+
+_LIMITS = {0: (300, 800), 1: (10, 900), 2: (10, 900), 3: (10, 900), 4: (5, 60)}
+_NAMES = {0: "WASH_TEMP_SP", 1: "WASH_TIME", 2: "RINSE_TIME", 3: "DRY_TIME",
+          4: "SPRAY_PRESSURE"}
+# Power-up recipe: 60.0 C, wash 120 s, rinse 60 s, dry 60 s, 2.5 bar.
+_POWER_UP_RECIPE = [600, 120, 60, 60, 25]
+
+BATH_HEAT_C_S = 0.05
+BATH_COOL_C_S = 0.01
+START_BAND_C = 2.0  # START needs the bath this close to WASH_TEMP_SP
+WASH_BAND_C = 5.0  # 610 when the bath strays further while washing
+DI_NOMINAL_MOHM_CM = 15.0
+DI_LOW_MOHM_CM = 10.0
+DI_NOISE_MOHM_CM = 0.2
+CHEMISTRY_LIFE_CYCLES = 500
+RESIDUE_AFTER_REFLOW = 25.0  # ug NaCl-eq/cm2 before cleaning (assumed)
+RESIDUE_FLOOR = 0.05
+K_WASH_60C = 0.0384  # 1/s at 60 C and 2.5 bar
+RINSE_CONTAMINATION_PER_MOHM = 0.1
+MEASUREMENT_NOISE = 0.05
+
+
+def wash_rate(bath_c: float, pressure_bar: float) -> float:
+    """Residue removal rate (1/s): doubles every 10 C, grows with the root of spray pressure."""
+    return K_WASH_60C * 2.0 ** ((bath_c - 60.0) / 10.0) * math.sqrt(pressure_bar / 2.5)
+
+
+def residue_left(exposure: float, rinse_short_mohm: float = 0.0) -> float:
+    """Ionic residue (ug NaCl-eq/cm2) after a wash of the given exposure (integral of k dt)."""
+    return (RESIDUE_FLOOR + RESIDUE_AFTER_REFLOW * math.exp(-exposure)
+            + RINSE_CONTAMINATION_PER_MOHM * rinse_short_mohm)
+
+
+@dataclass
+class _Cycle:
+    wafer_id: str
+    started: float
+    wash_s: int
+    rinse_s: int
+    dry_s: int
+    wash_sp_c: float
+    pressure_bar: float
+    elapsed_s: int = 0
+    exposure: float = 0.0
+    rinse_short_mohm: float = 0.0
+    pending_alarms: tuple[int, ...] = ()
+
+    @property
+    def total_s(self) -> int:
+        return self.wash_s + self.rinse_s + self.dry_s
+
+    def phase(self) -> CleanerState:
+        if self.elapsed_s < self.wash_s:
+            return CleanerState.WASHING
+        if self.elapsed_s < self.wash_s + self.rinse_s:
+            return CleanerState.RINSING
+        return CleanerState.DRYING
+
+
+class CleanerModel:
+    """The cleaner's state and physics; ``read``/``write`` are its register map."""
+
+    function_codes = frozenset({2, 3, 4, 6, 16})
+    register_span = {Table.COILS: 0, Table.DISCRETE_INPUTS: 4, Table.HOLDING: 18, Table.INPUT: 22}
+
+    def __init__(self, seed: int = 0, *, start: float = 0.0) -> None:
+        self._rng = random.Random(seed)
+        self._t = float(start)
+        self._recipe = list(_POWER_UP_RECIPE)
+        self._wafer_id_regs = [0] * ID_REGISTERS
+        self._bath_c = _POWER_UP_RECIPE[0] / 10.0
+        self._heater_ok = True
+        self._spray_ok = True
+        self._di_mohm = DI_NOMINAL_MOHM_CM
+        self._di_noise = 0.0
+        self._door_open = False
+        self._wafer: str | None = None  # wafer in the chamber
+        self._wafer_number = 0
+        self._cycle: _Cycle | None = None  # running cycle
+        self._done = False  # the wafer in the chamber has finished (or ended) its cycle
+        self._result_ionic = 0.0
+        self._result_status = ResultStatus.NONE
+        self._result_wafer = ""
+        self._cycle_count = 0
+        self._chemistry_cycles = 0
+        self._alarms: list[int] = []
+        self._wafers_loaded = 0
+        self._time_alarms: list[tuple[float, int]] = []
+        self._wafer_alarms: dict[int, list[int]] = {}
+        self._door_events: list[tuple[float, bool]] = []  # (tool time, open?)
+        self._scheduled: set[tuple[Any, ...]] = set()
+        self._events: deque[tuple[float, str]] = deque(maxlen=1000)
+        self._last_state = self._state()
+
+    # --- time ----------------------------------------------------------------------------------
+
+    @property
+    def time(self) -> float:
+        return self._t
+
+    def advance(self, now: float) -> None:
+        while self._t + STEP_S <= now + 1e-9:
+            self._step()
+
+    def _step(self) -> None:
+        sp = self._recipe[HR_WASH_TEMP_SP] / 10.0
+        target = sp if self._heater_ok else AMBIENT_C
+        if self._bath_c < target:
+            self._bath_c = min(target, self._bath_c + BATH_HEAT_C_S * STEP_S)
+        else:
+            self._bath_c = max(target, self._bath_c - BATH_COOL_C_S * STEP_S)
+        self._di_noise = (2.0 * self._rng.random() - 1.0) * DI_NOISE_MOHM_CM
+
+        cycle = self._cycle
+        if cycle is not None:
+            phase = cycle.phase()
+            if phase is CleanerState.WASHING:
+                cycle.exposure += wash_rate(self._bath_c, cycle.pressure_bar) * STEP_S
+            elif phase is CleanerState.RINSING:
+                short = max(0.0, DI_LOW_MOHM_CM - self._di_mohm)
+                cycle.rinse_short_mohm = max(cycle.rinse_short_mohm, short)
+            cycle.elapsed_s += 1
+        self._t += STEP_S
+
+        while self._door_events and self._door_events[0][0] <= self._t + 1e-9:
+            _, opened = self._door_events.pop(0)
+            self._set_door(opened, "fault plan")
+        while self._time_alarms and self._time_alarms[0][0] <= self._t + 1e-9:
+            self._latch(self._time_alarms.pop(0)[1], "fault plan")
+        cycle = self._cycle
+        if cycle is not None:
+            phase = cycle.phase()
+            if cycle.pending_alarms and cycle.elapsed_s >= cycle.wash_s // 2:
+                codes, cycle.pending_alarms = cycle.pending_alarms, ()
+                for code in codes:
+                    self._latch(code, "fault plan")
+            elif (phase is CleanerState.WASHING
+                  and abs(self._bath_c - cycle.wash_sp_c) > WASH_BAND_C):
+                self._latch(610, f"bath {self._bath_c:.1f} C")
+            elif phase in (CleanerState.WASHING, CleanerState.RINSING) and not self._spray_ok:
+                self._latch(620)
+        cycle = self._cycle
+        if cycle is not None and cycle.elapsed_s >= cycle.total_s:
+            self._end_cycle(ResultStatus.OK)
+        self._note_state()
+
+    def _end_cycle(self, status: ResultStatus) -> None:
+        cycle = self._cycle
+        assert cycle is not None
+        noise = 1.0 + (2.0 * self._rng.random() - 1.0) * MEASUREMENT_NOISE
+        self._result_ionic = residue_left(cycle.exposure, cycle.rinse_short_mohm) * noise
+        self._result_status = status
+        self._result_wafer = cycle.wafer_id
+        self._cycle = None
+        self._done = True
+        self._event(f"cycle of {cycle.wafer_id!r} ended {status.name}, "
+                    f"residue {self._result_ionic:.2f} ug/cm2")
+
+    # --- derived state ---------------------------------------------------------------------------
+
+    def _wash_sp(self) -> float:
+        return self._recipe[HR_WASH_TEMP_SP] / 10.0
+
+    def _bath_ready(self) -> bool:
+        return abs(self._bath_c - self._wash_sp()) <= START_BAND_C
+
+    def _state(self) -> CleanerState:
+        if self._alarms:
+            return CleanerState.ALARM
+        if self._cycle is not None:
+            return self._cycle.phase()
+        if self._wafer is not None:
+            return CleanerState.DONE if self._done else CleanerState.LOADED
+        return CleanerState.READY if self._bath_ready() else CleanerState.IDLE
+
+    def _cause_present(self, code: int) -> bool:
+        if code == 400:
+            return self._door_open
+        if code == 610:
+            return not self._heater_ok or abs(self._bath_c - self._wash_sp()) > WASH_BAND_C
+        if code == 620:
+            return not self._spray_ok
+        if code == 630:
+            return self._di_mohm < DI_LOW_MOHM_CM
+        if code == 640:
+            return self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES
+        return False  # fault-plan alarms are momentary
+
+    def _event(self, text: str) -> None:
+        self._events.append((self._t, text))
+
+    def _note_state(self) -> None:
+        state = self._state()
+        if state != self._last_state:
+            self._event(f"state {self._last_state.name} -> {state.name}")
+            self._last_state = state
+
+    def drain_events(self) -> list[tuple[float, str]]:
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def _latch(self, code: int, why: str = "") -> None:
+        if code in self._alarms:
+            return
+        self._alarms.append(code)
+        self._event(f"alarm {code} {ALARM_TEXT.get(code, 'ALARM')}" + (f" ({why})" if why else ""))
+        if self._cycle is not None:  # any alarm stops the spray: the wafer's cycle ends here
+            self._end_cycle(ResultStatus.ALARM)
+        self._note_state()
+
+    def _set_door(self, opened: bool, why: str = "") -> None:
+        if opened == self._door_open:
+            return
+        self._door_open = opened
+        self._event(f"door {'opened' if opened else 'closed'}" + (f" ({why})" if why else ""))
+        if opened:
+            self._latch(400)
+
+    # --- register map ----------------------------------------------------------------------------
+
+    def read(self, table: Table, address: int, count: int, now: float) -> list[Any]:
+        self.advance(now)
+        if table is Table.HOLDING:
+            check_span(HOLDING_MAP, table, address, count)
+            return [self._holding(a) for a in range(address, address + count)]
+        if table is Table.INPUT:
+            check_span(INPUT_MAP, table, address, count)
+            return [self._input(a) for a in range(address, address + count)]
+        if table is Table.DISCRETE_INPUTS:
+            check_span(DISCRETE_MAP, table, address, count)
+            bits = [self._wafer is not None,
+                    self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES,
+                    self._di_mohm < DI_LOW_MOHM_CM, self._door_open]
+            return bits[address:address + count]
+        raise Refusal(ILLEGAL_FUNCTION, "the FC-1 has no coils")
+
+    def _holding(self, a: int) -> int:
+        if a < HR_COMMAND:
+            return self._recipe[a]
+        if a == HR_COMMAND:
+            return 0
+        return self._wafer_id_regs[a - HR_WAFER_ID]
+
+    def _input(self, a: int) -> int:
+        if a < 10:
+            cycle = self._cycle
+            remaining = cycle.total_s - cycle.elapsed_s if cycle else 0
+            return [int(self._state()), to_u16(self._bath_c, 10),
+                    to_u16(self._di_mohm + self._di_noise, 10), remaining,
+                    self._alarms[0] if self._alarms else 0,
+                    to_u16(self._result_ionic, 100), int(self._result_status)][a]
+        if a < 20:
+            return text_to_registers(self._result_wafer, ID_REGISTERS)[a - 10]
+        return u32_words(self._cycle_count)[a - 20]
+
+    def write(self, table: Table, address: int, values: Sequence[Any], now: float) -> None:
+        self.advance(now)
+        if table is not Table.HOLDING:
+            raise Refusal(ILLEGAL_FUNCTION, f"{table.value} cannot be written on the FC-1")
+        check_span(HOLDING_MAP, table, address, len(values))
+        words = [int(v) for v in values]
+        span = range(address, address + len(words))
+        for a, w in zip(span, words, strict=True):
+            if a in _LIMITS:
+                lo, hi = _LIMITS[a]
+                if not lo <= w <= hi:
+                    raise Refusal(ILLEGAL_VALUE, f"{_NAMES[a]} = {w}: expected {lo}..{hi}")
+        check_text_words([w for a, w in zip(span, words, strict=True) if a >= HR_WAFER_ID],
+                         "WAFER_ID")
+        if address == HR_COMMAND:
+            self._command(words[0])
+        else:
+            for a, w in zip(span, words, strict=True):
+                if a < HR_COMMAND:
+                    self._recipe[a] = w
+                else:
+                    self._wafer_id_regs[a - HR_WAFER_ID] = w
+        self._note_state()
+
+    # --- commands --------------------------------------------------------------------------------
+
+    def _command(self, code: int) -> None:
+        try:
+            command = Command(code)
+        except ValueError:
+            raise Refusal(ILLEGAL_VALUE, f"COMMAND {code}: unknown code (1-5)") from None
+        state = self._state()
+        if command is Command.LOAD:
+            _busy_unless(state in (CleanerState.IDLE, CleanerState.READY),
+                         f"LOAD: state {state.name}")
+            wafer_id = registers_to_text(self._wafer_id_regs)
+            if not wafer_id:
+                raise Refusal(ILLEGAL_VALUE, "LOAD: WAFER_ID is empty")
+            self._wafer, self._done = wafer_id, False
+            self._wafers_loaded += 1
+            self._wafer_number = self._wafers_loaded
+            self._event(f"LOAD {wafer_id!r} (wafer {self._wafer_number})")
+        elif command is Command.START:
+            _busy_unless(state is CleanerState.LOADED, f"START: state {state.name}")
+            _busy_unless(self._bath_ready(), f"START: bath {self._bath_c:.1f} C, not within "
+                         f"{START_BAND_C} C of {self._wash_sp():.1f} C")
+            # Pre-start checks: a failed one latches its alarm and refuses the START.
+            if self._di_mohm < DI_LOW_MOHM_CM:
+                self._latch(630, f"{self._di_mohm:.1f} MOhm.cm")
+            if self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES:
+                self._latch(640, f"{self._chemistry_cycles} cycles since replenished")
+            _busy_unless(not self._alarms, f"START: alarm {self._alarms[:1]} latched")
+            assert self._wafer is not None
+            r = self._recipe
+            self._cycle = _Cycle(
+                wafer_id=self._wafer, started=self._t, wash_s=r[1], rinse_s=r[2], dry_s=r[3],
+                wash_sp_c=r[0] / 10.0, pressure_bar=r[4] / 10.0,
+                pending_alarms=tuple(self._wafer_alarms.pop(self._wafer_number, [])))
+            self._cycle_count += 1
+            self._chemistry_cycles += 1
+            self._event(f"START {self._wafer!r}: wash {r[1]} s at {r[0] / 10:.1f} C, "
+                        f"rinse {r[2]} s, dry {r[3]} s")
+        elif command is Command.UNLOAD:
+            _busy_unless(state is CleanerState.DONE, f"UNLOAD: state {state.name}")
+            self._event(f"UNLOAD {self._wafer!r}")
+            self._wafer, self._done = None, False
+        elif command is Command.CLEAR:
+            _busy_unless(bool(self._alarms), "CLEAR: no alarm latched")
+            for code in self._alarms:
+                _busy_unless(not self._cause_present(code), f"CLEAR: cause of {code} still present")
+            self._event(f"CLEAR alarms {self._alarms}")
+            self._alarms = []
+        else:
+            _busy_unless(state in (CleanerState.WASHING, CleanerState.RINSING,
+                                   CleanerState.DRYING), f"ABORT: state {state.name}")
+            self._end_cycle(ResultStatus.ABORTED)
+        self._note_state()
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    def schedule_alarm(self, code: int, *, at_time: float | None = None,
+                       at_wafer: int | None = None) -> None:
+        """Raise ``code`` at a tool time, or half way through the N-th loaded wafer's wash.
+
+        Momentary: its cause is gone at once, so CLEAR works."""
+        if (at_time is None) == (at_wafer is None):
+            raise ValueError("cleaner alarm: give exactly one of at_time or at_wafer")
+        key = ("alarm", code, at_time, at_wafer)
+        if key in self._scheduled:
+            return
+        self._scheduled.add(key)
+        if at_time is not None:
+            self._time_alarms.append((at_time, code))
+            self._time_alarms.sort()
+        else:
+            assert at_wafer is not None
+            self._wafer_alarms.setdefault(at_wafer, []).append(code)
+
+    def schedule_door(self, open_at: float, close_at: float | None = None) -> None:
+        """Open the door (alarm 400) at a tool time; close it again at ``close_at``."""
+        key = ("door", open_at, close_at)
+        if key in self._scheduled:
+            return
+        self._scheduled.add(key)
+        self._door_events.append((open_at, True))
+        if close_at is not None:
+            if close_at < open_at:
+                raise ValueError(f"cleaner door: closes at {close_at} before it opens at {open_at}")
+            self._door_events.append((close_at, False))
+        self._door_events.sort()
+
+    def apply_fault_plan(self, plan: Any, tool: str = "cleaner") -> None:
+        """Take the scheduled parts of a ``sim.faults.FaultPlan`` (alarms, door)."""
+        for alarm in plan.alarms:
+            self.schedule_alarm(alarm.code, at_time=alarm.at_time, at_wafer=alarm.at_wafer)
+        if plan.door_open_at is not None:
+            self.schedule_door(plan.door_open_at, plan.door_close_at)
+
+    def open_door(self, now: float) -> None:
+        self.advance(now)
+        self._set_door(True)
+        self._note_state()
+
+    def close_door(self, now: float) -> None:
+        self.advance(now)
+        self._set_door(False)
+        self._note_state()
+
+    def fail_bath_heater(self, now: float) -> None:
+        """The bath heater fails: the bath cools toward room; 610 if it strays while washing."""
+        self.advance(now)
+        self._heater_ok = False
+
+    def repair_bath_heater(self, now: float) -> None:
+        self.advance(now)
+        self._heater_ok = True
+
+    def lose_spray_pressure(self, now: float) -> None:
+        """The spray pump fails: 620 as soon as the tool sprays (wash or rinse)."""
+        self.advance(now)
+        self._spray_ok = False
+
+    def restore_spray_pressure(self, now: float) -> None:
+        self.advance(now)
+        self._spray_ok = True
+
+    def contaminate_di(self, now: float, mohm_cm: float = 8.0) -> None:
+        """The DI water degrades to ``mohm_cm`` (below 10: 630 before the next START)."""
+        self.advance(now)
+        self._di_mohm = float(mohm_cm)
+
+    def restore_di(self, now: float) -> None:
+        self.advance(now)
+        self._di_mohm = DI_NOMINAL_MOHM_CM
+
+    def replenish_chemistry(self, now: float) -> None:
+        self.advance(now)
+        self._chemistry_cycles = 0
+        self._event("chemistry replenished")
+
+    # --- for tests: a read-only look inside ------------------------------------------------------
+
+    def state(self, now: float) -> CleanerState:
+        self.advance(now)
+        return self._state()
+
+    def bath_c(self, now: float) -> float:
+        self.advance(now)
+        return self._bath_c
+
+
+def _busy_unless(condition: bool, reason: str) -> None:
+    if not condition:
+        raise Refusal(DEVICE_BUSY, reason)

@@ -1,0 +1,116 @@
+"""Register-level plumbing shared by the simulated Modbus tools (oven, cleaner).
+
+A tool model exposes its register map through ``read``/``write`` on one of the
+four Modbus tables and refuses a request by raising :class:`Refusal` with the
+Modbus exception code the real tool would answer. The server (the only module
+that touches pymodbus) turns a refusal into an exception response on the wire.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from enum import Enum
+from typing import Protocol
+
+ILLEGAL_FUNCTION = 1
+ILLEGAL_ADDRESS = 2
+ILLEGAL_VALUE = 3
+DEVICE_BUSY = 6
+
+
+class Table(Enum):
+    COILS = "coils"
+    DISCRETE_INPUTS = "discrete inputs"
+    HOLDING = "holding registers"
+    INPUT = "input registers"
+
+
+# Which table each supported function code reads or writes.
+FUNCTION_TABLES: dict[int, Table] = {
+    1: Table.COILS,
+    5: Table.COILS,
+    15: Table.COILS,
+    2: Table.DISCRETE_INPUTS,
+    3: Table.HOLDING,
+    6: Table.HOLDING,
+    16: Table.HOLDING,
+    4: Table.INPUT,
+}
+
+
+class Refusal(Exception):
+    """The tool answers this request with a Modbus exception ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"exception {code:02d}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class RegisterModel(Protocol):
+    """What a Modbus server needs of a tool model."""
+
+    function_codes: frozenset[int]
+    register_span: dict[Table, int]  # highest address + 1 per table
+
+    def read(self, table: Table, address: int, count: int, now: float) -> list[int] | list[bool]:
+        """Values of ``count`` addresses from ``address``; raises Refusal."""
+        ...
+
+    def write(self, table: Table, address: int, values: Sequence[int] | Sequence[bool],
+              now: float) -> None:
+        """Write ``values`` from ``address``; raises Refusal and then writes nothing."""
+        ...
+
+    def drain_events(self) -> list[tuple[float, str]]:
+        """State changes and alarms since the last call, as (tool time, text)."""
+        ...
+
+
+def check_span(valid: frozenset[int], table: Table, address: int, count: int) -> None:
+    """Exception 02 unless every address in the span exists."""
+    if count < 1:
+        raise Refusal(ILLEGAL_VALUE, f"{table.value}: count {count} < 1")
+    for a in range(address, address + count):
+        if a not in valid:
+            raise Refusal(ILLEGAL_ADDRESS, f"{table.value} address {a} is not in the map")
+
+
+def addresses(*spans: Iterable[int]) -> frozenset[int]:
+    return frozenset(a for span in spans for a in span)
+
+
+def to_s16(value: float, scale: float = 10.0) -> int:
+    """A reading in engineering units as a signed 16-bit register (two's complement)."""
+    raw = max(-32768, min(32767, round(value * scale)))
+    return raw & 0xFFFF
+
+
+def to_u16(value: float, scale: float = 1.0) -> int:
+    return max(0, min(0xFFFF, round(value * scale)))
+
+
+def u32_words(value: int) -> list[int]:
+    """Unsigned 32-bit as two registers, high word first."""
+    value &= 0xFFFFFFFF
+    return [value >> 16, value & 0xFFFF]
+
+
+def text_to_registers(text: str, registers: int) -> list[int]:
+    """ASCII, two characters per register, high byte first, NUL padded."""
+    raw = text.encode("ascii")[: registers * 2].ljust(registers * 2, b"\0")
+    return [(raw[i] << 8) | raw[i + 1] for i in range(0, len(raw), 2)]
+
+
+def registers_to_text(words: Sequence[int]) -> str:
+    raw = b"".join(w.to_bytes(2, "big") for w in words)
+    return raw.split(b"\0", 1)[0].decode("ascii")
+
+
+def check_text_words(words: Sequence[int], what: str) -> None:
+    """Exception 03 for a byte that is neither printable ASCII nor NUL padding."""
+    for w in words:
+        for byte in (w >> 8, w & 0xFF):
+            if byte != 0 and not 0x20 <= byte <= 0x7E:
+                raise Refusal(ILLEGAL_VALUE, f"{what}: byte 0x{byte:02X} is not printable ASCII")

@@ -1,0 +1,570 @@
+"""RF-10N 10-zone nitrogen reflow oven: the tool behind its Modbus register map.
+
+Pure and lazy: every entry point takes ``now`` (tool seconds) and first
+integrates the physics (``sim.thermal``) in fixed 1 s steps from the last time
+it was asked, so the state never depends on how often anyone looks. A request
+at ``now`` acts on the state of the last whole step (like a PLC scan).
+
+Choices the spec leaves open are listed in docs/simulator.md ("Modbus tools").
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import Any
+
+from sim.modbus_map import (
+    DEVICE_BUSY,
+    ILLEGAL_FUNCTION,
+    ILLEGAL_VALUE,
+    Refusal,
+    Table,
+    addresses,
+    check_span,
+    check_text_words,
+    registers_to_text,
+    text_to_registers,
+    to_s16,
+    to_u16,
+)
+from sim.thermal import (
+    AMBIENT_C,
+    HEATING_ZONES,
+    O2_AIR_PPM,
+    STEP_S,
+    STUCK_HEATER_EXCESS_C,
+    TUNNEL_MM,
+    ZONES,
+    WaferPass,
+    air_at,
+    o2_step,
+    zone_air_step,
+)
+
+
+class OvenState(IntEnum):
+    OFF = 0
+    HEATING = 1
+    READY = 2
+    PROCESSING = 3
+    ALARM = 4
+    STANDBY = 5
+
+
+class Command(IntEnum):
+    APPLY = 1
+    LOAD = 2
+    UNLOAD = 3
+    CLEAR = 4
+    STANDBY = 5
+
+
+ALARM_TEXT = {
+    510: "ZONE OVER TEMPERATURE",
+    520: "CONVEYOR JAM",
+    530: "EXIT BLOCKED",
+    540: "O2 HIGH",
+    550: "N2 FLOW LOW",
+    560: "THERMOCOUPLE FAULT",
+    900: "EMERGENCY STOP",
+}
+ZONE_ALARMS = frozenset({510, 560})
+BELT_STOPPING_ALARMS = frozenset({520, 530, 900})
+
+FLAG_BELT_STOPPED = 1
+FLAG_O2_HIGH = 2
+FLAG_ZONE_ALARM = 4
+
+# Register addresses (protocol, 0-based).
+HR_ZONE_SP = 0
+HR_CONVEYOR_SPEED = 10
+HR_O2_LIMIT = 11
+HR_TAL_THRESHOLD = 12
+HR_PROFILE_ID = 13
+HR_COMMAND = 20
+HR_LOAD_WAFER_ID = 30
+IR_STATE = 10
+IR_EXIT = 20
+IR_EXIT_WAFER_ID = 30
+IR_CURVE_LEN = 99
+IR_CURVE = 100
+CURVE_REGISTERS = 250
+ID_REGISTERS = 8
+TC_FAILED = 0x7FFF
+
+HOLDING_MAP = addresses(range(0, 14), [HR_COMMAND], range(30, 38))
+INPUT_MAP = addresses(range(0, 15), range(20, 27), range(30, 38), [IR_CURVE_LEN],
+                      range(IR_CURVE, IR_CURVE + CURVE_REGISTERS))
+DISCRETE_MAP = addresses(range(4))
+COIL_MAP = addresses(range(2))
+
+# Staging limits (raw register values), per holding register 0-12; 13 takes any value.
+_LIMITS = {**{a: (0, 4000) for a in range(10)}, 10: (200, 1500), 11: (10, 1000), 12: (500, 4000)}
+_NAMES = {**{a: f"ZONE_SP[{a + 1}]" for a in range(10)}, 10: "CONVEYOR_SPEED", 11: "O2_LIMIT",
+          12: "TAL_THRESHOLD", 13: "PROFILE_ID"}
+
+# Power-up staging: zones off; 600 mm/min, 100 ppm, Sn63Pb37 liquidus 183.0 C, profile 0.
+_POWER_UP_STAGING = [0] * 10 + [600, 100, 1830, 0]
+
+READY_HOLD_S = 60.0
+STABLE_BAND_C = 2.0
+OVER_TEMPERATURE_C = 15.0
+ENTRANCE_CLEAR_MM = 450.0
+NOISE_C = 0.15  # thermocouple reading noise, uniform +-
+STANDBY_SETPOINT_C = 100.0
+
+
+class OvenModel:
+    """The oven's state and physics; ``read``/``write`` are its register map."""
+
+    function_codes = frozenset({1, 2, 3, 4, 5, 6, 16})
+    register_span = {Table.COILS: 2, Table.DISCRETE_INPUTS: 4, Table.HOLDING: 38,
+                     Table.INPUT: IR_CURVE + CURVE_REGISTERS}
+
+    def __init__(self, seed: int = 0, *, start: float = 0.0) -> None:
+        self._rng = random.Random(seed)
+        self._t = float(start)  # model time: advances in whole steps
+        self._staged = list(_POWER_UP_STAGING)
+        self._load_id = [0] * ID_REGISTERS
+        self._setpoints = [0.0] * ZONES
+        self._speed_mm_min = 600
+        self._o2_limit = 100
+        self._tal_threshold_c = 183.0
+        self._profile_id = 0
+        self._applied = False
+        self._standby = False
+        self._air = [AMBIENT_C] * ZONES
+        self._noise = [0.0] * ZONES
+        self._o2 = O2_AIR_PPM
+        self._n2_coil = False
+        self._belt_coil = True
+        self._n2_supply_ok = True
+        self._tunnel: list[WaferPass] = []  # in load order: [0] is nearest the exit
+        self._exit_waiting: WaferPass | None = None
+        self._exit_result: WaferPass | None = None
+        self._alarms: list[int] = []  # latched, oldest first
+        self._tc_failed: set[int] = set()
+        self._stuck_heaters: set[int] = set()
+        self._jammed = False
+        self._estop = False
+        self._stable_since: float | None = None
+        self._armed = False  # over-temperature watch starts once READY was reached
+        self._wafers_taken = 0
+        self._time_alarms: list[tuple[float, int]] = []  # (tool time, code), sorted
+        self._wafer_alarms: dict[int, list[int]] = {}  # wafer number -> codes
+        self._scheduled: set[tuple[int, float | None, int | None]] = set()
+        self._events: deque[tuple[float, str]] = deque(maxlen=1000)
+        self._last_state = self._state()
+
+    # --- time ----------------------------------------------------------------------------------
+
+    @property
+    def time(self) -> float:
+        """Tool time of the last integrated step."""
+        return self._t
+
+    def advance(self, now: float) -> None:
+        """Integrate the physics up to ``now`` in whole steps."""
+        while self._t + STEP_S <= now + 1e-9:
+            self._step()
+
+    def _step(self) -> None:
+        heaters_off = self._estop
+        for i in range(ZONES):
+            sp = self._setpoints[i]
+            if sp <= 0 or heaters_off or i in self._tc_failed:
+                self._air[i] = zone_air_step(self._air[i], AMBIENT_C, cooling_zone=False)
+            else:
+                target = sp + STUCK_HEATER_EXCESS_C if i in self._stuck_heaters else sp
+                self._air[i] = zone_air_step(self._air[i], target, i >= HEATING_ZONES)
+        rnd = self._rng.random
+        self._noise = [(2.0 * rnd() - 1.0) * NOISE_C for _ in range(ZONES)]
+        self._o2 = o2_step(self._o2, self._n2_coil and self._n2_supply_ok)
+
+        running = self._belt_running()
+        travel = self._speed_mm_min / 60.0 * STEP_S if running else 0.0
+        o2 = self._o2
+        o2_high = o2 > self._o2_limit
+        flags = (0 if running else FLAG_BELT_STOPPED) | (FLAG_O2_HIGH if o2_high else 0)
+        if any(code in ZONE_ALARMS for code in self._alarms):
+            flags |= FLAG_ZONE_ALARM
+        mid_tunnel_alarms: list[int] = []
+        for wafer in self._tunnel:
+            start = wafer.position_mm
+            wafer.position_mm = min(TUNNEL_MM, start + travel)
+            wafer.step(air_at(0.5 * (start + wafer.position_mm), self._air), o2)
+            wafer.flags |= flags
+            if wafer.pending_alarms and wafer.position_mm >= TUNNEL_MM / 2:
+                mid_tunnel_alarms.extend(wafer.pending_alarms)
+                wafer.pending_alarms = []
+        self._t += STEP_S
+
+        for code in mid_tunnel_alarms:
+            self._latch(code, "fault plan")
+        while self._time_alarms and self._time_alarms[0][0] <= self._t + 1e-9:
+            self._latch(self._time_alarms.pop(0)[1], "fault plan")
+        self._arrive_at_exit()
+        if self._armed and self._over_temperature():
+            self._latch(510)
+        if self._tunnel and o2_high:
+            self._latch(540)
+        if self._n2_coil and not self._n2_supply_ok:
+            self._latch(550)
+
+        if self._zones_stable():
+            if self._stable_since is None:
+                self._stable_since = self._t
+        else:
+            self._stable_since = None
+        if not self._armed and self._applied and not self._standby and self._ready():
+            self._armed = True
+        self._note_state()
+
+    def _arrive_at_exit(self) -> None:
+        if not self._tunnel or self._tunnel[0].position_mm < TUNNEL_MM:
+            return
+        if self._exit_waiting is None:
+            wafer = self._tunnel.pop(0)
+            self._exit_waiting = self._exit_result = wafer
+            self._event(f"wafer {wafer.wafer_id!r} at the exit, peak {wafer.peak_c:.1f} C")
+        elif 530 not in self._alarms:
+            self._latch(530, f"wafer {self._tunnel[0].wafer_id!r} behind "
+                             f"{self._exit_waiting.wafer_id!r}")
+            for wafer in self._tunnel:
+                wafer.flags |= FLAG_BELT_STOPPED
+
+    # --- derived state ---------------------------------------------------------------------------
+
+    def _belt_running(self) -> bool:
+        return (self._belt_coil and not self._jammed and not self._estop
+                and not any(code in BELT_STOPPING_ALARMS for code in self._alarms))
+
+    def _zones_stable(self) -> bool:
+        if self._estop:
+            return False
+        for i, sp in enumerate(self._setpoints):
+            if sp > 0 and (i in self._tc_failed or abs(self._air[i] - sp) > STABLE_BAND_C):
+                return False
+        return True
+
+    def _ready(self) -> bool:
+        return self._stable_since is not None and self._t - self._stable_since >= READY_HOLD_S
+
+    def _over_temperature(self) -> bool:
+        return any(sp > 0 and i not in self._tc_failed and self._air[i] > sp + OVER_TEMPERATURE_C
+                   for i, sp in enumerate(self._setpoints))
+
+    def _wafers_on_belt(self) -> int:
+        return len(self._tunnel) + (self._exit_waiting is not None)
+
+    def _entrance_clear(self) -> bool:
+        return not self._tunnel or self._tunnel[-1].position_mm >= ENTRANCE_CLEAR_MM
+
+    def _state(self) -> OvenState:
+        if self._alarms:
+            return OvenState.ALARM
+        if self._standby:
+            return OvenState.STANDBY
+        if not self._applied:
+            return OvenState.OFF
+        if self._wafers_on_belt():
+            return OvenState.PROCESSING
+        return OvenState.READY if self._ready() else OvenState.HEATING
+
+    def _cause_present(self, code: int) -> bool:
+        if code == 510:
+            return self._over_temperature()
+        if code == 520:
+            return self._jammed
+        if code == 530:
+            return self._exit_waiting is not None
+        if code == 540:
+            return bool(self._tunnel) and self._o2 > self._o2_limit
+        if code == 550:
+            return self._n2_coil and not self._n2_supply_ok
+        if code == 560:
+            return bool(self._tc_failed)
+        if code == 900:
+            return self._estop
+        return False  # fault-plan alarms are momentary: only the latch remains
+
+    # --- events (the server logs them) -----------------------------------------------------------
+
+    def _event(self, text: str) -> None:
+        self._events.append((self._t, text))
+
+    def _note_state(self) -> None:
+        state = self._state()
+        if state != self._last_state:
+            self._event(f"state {self._last_state.name} -> {state.name}")
+            self._last_state = state
+
+    def drain_events(self) -> list[tuple[float, str]]:
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def _latch(self, code: int, why: str = "") -> None:
+        if code in self._alarms:
+            return
+        self._alarms.append(code)
+        text = ALARM_TEXT.get(code, "ALARM")
+        self._event(f"alarm {code} {text}" + (f" ({why})" if why else ""))
+        if code in ZONE_ALARMS:
+            for wafer in self._tunnel:
+                wafer.flags |= FLAG_ZONE_ALARM
+        self._note_state()
+
+    # --- register map ----------------------------------------------------------------------------
+
+    def read(self, table: Table, address: int, count: int, now: float) -> list[Any]:
+        self.advance(now)
+        if table is Table.HOLDING:
+            check_span(HOLDING_MAP, table, address, count)
+            return [self._holding(a) for a in range(address, address + count)]
+        if table is Table.INPUT:
+            check_span(INPUT_MAP, table, address, count)
+            return [self._input(a) for a in range(address, address + count)]
+        if table is Table.DISCRETE_INPUTS:
+            check_span(DISCRETE_MAP, table, address, count)
+            bits = [self._entrance_clear(), self._exit_waiting is not None,
+                    self._zones_stable(), bool(self._alarms)]
+            return bits[address:address + count]
+        check_span(COIL_MAP, table, address, count)
+        return [self._n2_coil, self._belt_coil][address:address + count]
+
+    def _holding(self, a: int) -> int:
+        if a < 14:
+            return self._staged[a]
+        if a == HR_COMMAND:
+            return 0
+        return self._load_id[a - HR_LOAD_WAFER_ID]
+
+    def _input(self, a: int) -> int:
+        if a < ZONES:
+            return TC_FAILED if a in self._tc_failed else to_s16(self._air[a] + self._noise[a])
+        if a < IR_EXIT:
+            return [int(self._state()), self._wafers_on_belt(),
+                    self._alarms[0] if self._alarms else 0,
+                    to_u16(self._o2), self._profile_id][a - IR_STATE]
+        w = self._exit_result
+        if a < IR_EXIT_WAFER_ID:
+            if w is None:
+                return 0
+            return [to_s16(w.peak_c), to_u16(w.tal_s, 10), to_u16(w.ramp_max_c_s, 100),
+                    to_u16(w.cool_max_c_s, 100), w.profile_id, to_u16(w.o2_max_ppm),
+                    w.flags][a - IR_EXIT]
+        if a < IR_CURVE_LEN:
+            words = text_to_registers(w.wafer_id if w else "", ID_REGISTERS)
+            return words[a - IR_EXIT_WAFER_ID]
+        curve = w.curve_c if w else []
+        if a == IR_CURVE_LEN:
+            return len(curve)
+        k = a - IR_CURVE
+        return to_s16(curve[k]) if k < len(curve) else 0
+
+    def write(self, table: Table, address: int, values: Sequence[Any], now: float) -> None:
+        self.advance(now)
+        count = len(values)
+        if table is Table.COILS:
+            check_span(COIL_MAP, table, address, count)
+            for a, value in zip(range(address, address + count), values, strict=True):
+                self._set_coil(a, bool(value))
+        elif table is Table.HOLDING:
+            check_span(HOLDING_MAP, table, address, count)
+            self._write_holding(address, [int(v) for v in values])
+        else:
+            raise Refusal(ILLEGAL_FUNCTION, f"{table.value} are read only")
+        self._note_state()
+
+    def _set_coil(self, a: int, on: bool) -> None:
+        if a == 0 and on != self._n2_coil:
+            self._n2_coil = on
+            self._event(f"N2 purge {'on' if on else 'off'}")
+            if on and not self._n2_supply_ok:
+                self._latch(550)
+        elif a == 1 and on != self._belt_coil:
+            self._belt_coil = on
+            self._event(f"conveyor {'run' if on else 'stop'}")
+
+    def _write_holding(self, address: int, words: list[int]) -> None:
+        span = range(address, address + len(words))
+        for a, w in zip(span, words, strict=True):  # check everything before writing anything
+            if a in _LIMITS:
+                lo, hi = _LIMITS[a]
+                if not lo <= w <= hi:
+                    raise Refusal(ILLEGAL_VALUE, f"{_NAMES[a]} = {w}: expected {lo}..{hi}")
+        if address <= HR_LOAD_WAFER_ID + ID_REGISTERS - 1 and address + len(words) > 30:
+            check_text_words([w for a, w in zip(span, words, strict=True) if a >= 30],
+                             "LOAD_WAFER_ID")
+        if address == HR_COMMAND:
+            self._command(words[0])
+            return
+        for a, w in zip(span, words, strict=True):
+            if a < 14:
+                self._staged[a] = w
+            else:
+                self._load_id[a - HR_LOAD_WAFER_ID] = w
+
+    # --- commands --------------------------------------------------------------------------------
+
+    def _command(self, code: int) -> None:
+        try:
+            command = Command(code)
+        except ValueError:
+            raise Refusal(ILLEGAL_VALUE, f"COMMAND {code}: unknown code (1-5)") from None
+        if command is Command.APPLY:
+            self._busy_unless(self._wafers_on_belt() == 0, "APPLY: wafers on the belt")
+            self._busy_unless(not self._alarms, f"APPLY: alarm {self._alarm_code()} latched")
+            s = self._staged
+            self._setpoints = [w / 10.0 for w in s[:ZONES]]
+            self._speed_mm_min, self._o2_limit = s[HR_CONVEYOR_SPEED], s[HR_O2_LIMIT]
+            self._tal_threshold_c, self._profile_id = s[HR_TAL_THRESHOLD] / 10.0, s[HR_PROFILE_ID]
+            self._applied, self._standby, self._armed = True, False, False
+            self._stable_since = None  # READY again only after 60 s stable at these setpoints
+            self._event(f"APPLY profile {self._profile_id}: setpoints "
+                        f"{', '.join(f'{sp:g}' for sp in self._setpoints)} C, "
+                        f"{self._speed_mm_min} mm/min")
+        elif command is Command.LOAD:
+            state = self._state()
+            self._busy_unless(state in (OvenState.READY, OvenState.PROCESSING),
+                              f"LOAD: state {state.name}")
+            self._busy_unless(self._entrance_clear(), "LOAD: entrance not clear")
+            self._busy_unless(self._n2_coil, "LOAD: N2 purge off")
+            wafer_id = registers_to_text(self._load_id)
+            if not wafer_id:
+                raise Refusal(ILLEGAL_VALUE, "LOAD: LOAD_WAFER_ID is empty")
+            self._wafers_taken += 1
+            self._tunnel.append(WaferPass(
+                wafer_id=wafer_id, number=self._wafers_taken, profile_id=self._profile_id,
+                tal_threshold_c=self._tal_threshold_c, o2_max_ppm=self._o2,
+                pending_alarms=self._wafer_alarms.pop(self._wafers_taken, [])))
+            self._event(f"LOAD {wafer_id!r} (wafer {self._wafers_taken})")
+        elif command is Command.UNLOAD:
+            self._busy_unless(self._exit_waiting is not None, "UNLOAD: no wafer at the exit")
+            assert self._exit_waiting is not None
+            self._event(f"UNLOAD {self._exit_waiting.wafer_id!r}")
+            self._exit_waiting = None
+        elif command is Command.CLEAR:
+            self._busy_unless(bool(self._alarms), "CLEAR: no alarm latched")
+            for code in self._alarms:
+                self._busy_unless(not self._cause_present(code),
+                                  f"CLEAR: cause of alarm {code} still present")
+            self._event(f"CLEAR alarms {self._alarms}")
+            self._alarms = []
+        else:
+            self._busy_unless(self._wafers_on_belt() == 0, "STANDBY: wafers on the belt")
+            self._setpoints = [STANDBY_SETPOINT_C] * ZONES
+            self._standby, self._armed = True, False
+            self._stable_since = None
+            self._event("STANDBY: all zones to 100.0 C")
+        self._note_state()
+
+    def _alarm_code(self) -> int:
+        return self._alarms[0] if self._alarms else 0
+
+    @staticmethod
+    def _busy_unless(condition: bool, reason: str) -> None:
+        if not condition:
+            raise Refusal(DEVICE_BUSY, reason)
+
+    # --- faults (fault plan, tests, the operator's hands) ----------------------------------------
+
+    def schedule_alarm(self, code: int, *, at_time: float | None = None,
+                       at_wafer: int | None = None) -> None:
+        """Raise ``code`` at a tool time, or when the N-th wafer is half way through the tunnel.
+
+        Such an alarm is momentary: its cause is gone at once, so CLEAR works."""
+        if (at_time is None) == (at_wafer is None):
+            raise ValueError("oven alarm: give exactly one of at_time or at_wafer")
+        key = (code, at_time, at_wafer)
+        if key in self._scheduled:  # two servers with one plan schedule it once
+            return
+        self._scheduled.add(key)
+        if at_time is not None:
+            self._time_alarms.append((at_time, code))
+            self._time_alarms.sort()
+        else:
+            assert at_wafer is not None
+            self._wafer_alarms.setdefault(at_wafer, []).append(code)
+
+    def apply_fault_plan(self, plan: Any, tool: str = "oven") -> None:
+        """Take the scheduled parts of a ``sim.faults.FaultPlan`` (alarms)."""
+        if getattr(plan, "door_open_at", None) is not None:
+            raise ValueError(f"{tool}: door= faults apply to the cleaner; the RF-10N spec "
+                             "has no door alarm")
+        for alarm in plan.alarms:
+            self.schedule_alarm(alarm.code, at_time=alarm.at_time, at_wafer=alarm.at_wafer)
+
+    def _zone_index(self, zone: int) -> int:
+        if not 1 <= zone <= ZONES:
+            raise ValueError(f"oven zone must be 1-{ZONES}, got {zone}")
+        return zone - 1
+
+    def fail_thermocouple(self, zone: int, now: float) -> None:
+        """The zone's thermocouple opens: it reads 0x7FFF, its heater is cut, alarm 560."""
+        self.advance(now)
+        self._tc_failed.add(self._zone_index(zone))
+        self._latch(560, f"zone {zone}")
+
+    def repair_thermocouple(self, zone: int, now: float) -> None:
+        self.advance(now)
+        self._tc_failed.discard(self._zone_index(zone))
+
+    def stick_heater(self, zone: int, now: float) -> None:
+        """A welded heater relay: the zone runs away above setpoint (510 once READY)."""
+        self.advance(now)
+        self._stuck_heaters.add(self._zone_index(zone))
+
+    def repair_heater(self, zone: int, now: float) -> None:
+        self.advance(now)
+        self._stuck_heaters.discard(self._zone_index(zone))
+
+    def lose_nitrogen(self, now: float) -> None:
+        """N2 supply fails: O2 climbs toward air; alarm 550 while the purge is switched on."""
+        self.advance(now)
+        self._n2_supply_ok = False
+        if self._n2_coil:
+            self._latch(550)
+
+    def restore_nitrogen(self, now: float) -> None:
+        self.advance(now)
+        self._n2_supply_ok = True
+
+    def jam_conveyor(self, now: float) -> None:
+        self.advance(now)
+        self._jammed = True
+        self._latch(520)
+
+    def clear_jam(self, now: float) -> None:
+        self.advance(now)
+        self._jammed = False
+
+    def press_estop(self, now: float) -> None:
+        """Emergency stop: belt stops, every heater is cut, alarm 900."""
+        self.advance(now)
+        self._estop = True
+        self._latch(900)
+
+    def release_estop(self, now: float) -> None:
+        self.advance(now)
+        self._estop = False
+
+    # --- for tests and the benchmark: a read-only look inside ------------------------------------
+
+    def state(self, now: float) -> OvenState:
+        self.advance(now)
+        return self._state()
+
+    def zone_air(self, now: float) -> list[float]:
+        """True zone air temperatures (no thermocouple noise)."""
+        self.advance(now)
+        return list(self._air)
+
+    def wafer_positions(self, now: float) -> list[tuple[str, float]]:
+        """(wafer id, mm from the entrance) of every wafer in the tunnel, nearest the exit first."""
+        self.advance(now)
+        return [(w.wafer_id, w.position_mm) for w in self._tunnel]

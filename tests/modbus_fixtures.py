@@ -1,0 +1,190 @@
+"""Test rigs for the Modbus drivers: a driver on a simulated tool over a real socket
+or pty, or - with ``--line-config FILE`` - on the real tool of that role.
+
+* ``SimOven`` / ``SimCleaner``: a simulated tool served by ``sim.modbus_server``
+  on the caller's loop, restartable on the same port with the same model (the
+  tool "reboots" but keeps its physical state, as a PLC restart would).
+* ``oven_under_test`` / ``cleaner_under_test``: ``(driver, sim)`` for the test
+  files' ``oven_env`` / ``cleaner_env`` fixtures; ``sim`` is None on real tools,
+  and tests that need it are marked ``faults`` (skipped there).
+
+Driver and simulator share one clock object, so tool time agrees exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from drivers.cleaner import FluxCleaner
+from drivers.clock import ScaledClock
+from drivers.line_config import load_line_config
+from drivers.modbus_link import ModbusLink
+from drivers.oven import ReflowOven
+from drivers.tools import open_tool
+from sim.cleaner import CleanerModel
+from sim.faults import FaultPlan
+from sim.modbus_server import CleanerServer, OvenServer
+from sim.oven import OvenModel
+
+TIME_SCALE = 1000.0  # tool seconds per wall second against the simulator
+LINK_TIMEOUT_S = 0.25  # the simulator answers at once; keeps fault tests quick
+POLL_S = 5.0  # driver poll interval, tool seconds
+
+
+@dataclass
+class SimOven:
+    """A simulated RF-10N on Modbus TCP."""
+
+    clock: ScaledClock
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    model: OvenModel = field(default_factory=OvenModel)
+    name: str = "oven-1"
+    host: str = "127.0.0.1"
+    port: int = 0
+    server: OvenServer | None = None
+
+    async def start(self) -> None:
+        self.server = OvenServer(self.model, self.clock, name=self.name, faults=self.faults)
+        self.host, self.port = await self.server.start_tcp(self.host, self.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+    async def restart(self) -> None:
+        """The server goes away and comes back on the same port with the same model."""
+        await self.stop()
+        await self.start()
+
+    def link(self, **kw: Any) -> ModbusLink:
+        options = {"tool": self.name, "unit": 1, "timeout_s": LINK_TIMEOUT_S} | kw
+        return ModbusLink.tcp(self.host, self.port, **options)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+
+@dataclass
+class SimCleaner:
+    """A simulated FC-1 on Modbus RTU over raw TCP (``socket://``) or a pty."""
+
+    clock: ScaledClock
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    model: CleanerModel = field(default_factory=CleanerModel)
+    name: str = "cleaner-1"
+    transport: str = "tcp"  # tcp | pty
+    url: str = ""
+    server: CleanerServer | None = None
+
+    async def start(self) -> None:
+        self.server = CleanerServer(self.model, self.clock, name=self.name, faults=self.faults)
+        if self.transport == "pty":
+            self.url = await self.server.start_rtu_pty()
+        else:
+            port = int(self.url.rsplit(":", 1)[1]) if self.url else 0
+            self.url = await self.server.start_rtu_tcp("127.0.0.1", port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    def link(self, **kw: Any) -> ModbusLink:
+        options = {"tool": self.name, "unit": 2, "timeout_s": LINK_TIMEOUT_S} | kw
+        return ModbusLink.rtu(self.url, **options)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+
+class DropArmedReply(FaultPlan):
+    """Drops exactly the next reply after ``armed`` is set: a request carried out whose
+    answer is lost on the way back."""
+
+    def __init__(self) -> None:
+        super().__init__(drop=1e-12)  # nonzero, so the server asks about every reply
+        self.armed = False
+
+    def roll(self, probability: float) -> bool:
+        if self.armed and probability == self.drop:
+            self.armed = False
+            return True
+        return super().roll(probability)
+
+
+@contextlib.asynccontextmanager
+async def sim_oven(faults: FaultPlan | None = None, *, scale: float = TIME_SCALE,
+                   retries: int = 3, timeout_s: float = LINK_TIMEOUT_S,
+                   ) -> AsyncIterator[tuple[ReflowOven, SimOven]]:
+    sim = SimOven(ScaledClock(scale), faults or FaultPlan())
+    await sim.start()
+    link = sim.link(retries=retries, timeout_s=timeout_s)
+    try:
+        await link.open()
+        yield ReflowOven(link, sim.clock, poll_s=POLL_S), sim
+    finally:
+        await link.close()
+        await sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def sim_cleaner(faults: FaultPlan | None = None, *, transport: str = "tcp",
+                      scale: float = TIME_SCALE, retries: int = 3,
+                      timeout_s: float = LINK_TIMEOUT_S,
+                      ) -> AsyncIterator[tuple[FluxCleaner, SimCleaner]]:
+    sim = SimCleaner(ScaledClock(scale), faults or FaultPlan(), transport=transport)
+    await sim.start()
+    link = sim.link(retries=retries, timeout_s=timeout_s)
+    try:
+        await link.open()
+        yield FluxCleaner(link, sim.clock, poll_s=POLL_S), sim
+    finally:
+        await link.close()
+        await sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def real_tool(line_config_path: str, role: str) -> AsyncIterator[Any]:
+    config = load_line_config(line_config_path)
+    tools = config.by_role(role)
+    if not tools:
+        pytest.skip(f"{line_config_path} names no {role}")
+    async with open_tool(tools[0], ScaledClock(config.time_scale)) as driver:
+        driver.poll_s = POLL_S
+        yield driver
+
+
+@contextlib.asynccontextmanager
+async def oven_under_test(
+    line_config_path: str | None,
+) -> AsyncIterator[tuple[ReflowOven, SimOven | None]]:
+    """The oven a conformance test talks to: simulated, or the real one in --line-config."""
+    if line_config_path:
+        async with real_tool(line_config_path, "oven") as driver:
+            yield driver, None
+        return
+    async with sim_oven() as env:
+        yield env
+
+
+@contextlib.asynccontextmanager
+async def cleaner_under_test(
+    line_config_path: str | None,
+) -> AsyncIterator[tuple[FluxCleaner, SimCleaner | None]]:
+    """The cleaner a conformance test talks to: simulated, or the real one in --line-config."""
+    if line_config_path:
+        async with real_tool(line_config_path, "cleaner") as driver:
+            yield driver, None
+        return
+    async with sim_cleaner() as env:
+        yield env

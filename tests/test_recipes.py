@@ -1,0 +1,189 @@
+"""Recipe files: parsing, the canonical hash, and clear messages for malformed files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sequences.errors import RecipeError, RecipeInvalid
+from sequences.recipe import (
+    PlaceStep,
+    PrintStep,
+    ReflowStep,
+    find_recipe,
+    load_recipe,
+    parse_recipe,
+    shipped_recipe_paths,
+)
+
+SHIPPED = ["ballmount-sac305", "ballmount-sac305-rebump-snbi", "corecap-pb90-snpb",
+           "rebump-hipb-snpb", "rebump-sac305-snbi"]
+
+
+def hipb_text() -> str:
+    return shipped_recipe_paths()["rebump-hipb-snpb"].read_text(encoding="utf-8")
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(RecipeInvalid) as info:
+        parse_recipe(text, source="bad.toml")
+    return [str(p) for p in info.value.problems]
+
+
+def test_every_recipe_named_in_the_brief_is_shipped() -> None:
+    assert sorted(shipped_recipe_paths()) == SHIPPED
+
+
+def test_rebump_recipe_reads_as_written() -> None:
+    r = find_recipe("rebump-hipb-snpb")
+    assert [s.kind for s in r.steps] == ["print", "reflow", "clean", "print", "reflow", "clean"]
+    first, cap = r.steps[0], r.steps[3]
+    assert isinstance(first, PrintStep) and isinstance(cap, PrintStep)
+    assert (first.stencil_id, first.paste_alloy) == ("ST-300-100", "Pb95Sn5")
+    assert (cap.stencil_id, cap.paste_alloy) == ("ST-300-080", "Sn63Pb37")
+    high, low = r.steps[1], r.steps[4]
+    assert isinstance(high, ReflowStep) and isinstance(low, ReflowStep)
+    assert high.tal_threshold_c == 312.0 and low.tal_threshold_c == 183.0  # liquidus melted
+    assert high.profile_id != low.profile_id
+    assert high.max_ramp_c_s == 3.0 and high.max_cool_c_s == 6.0  # J-STD defaults
+    profile = high.tool_profile()
+    assert profile.zone_setpoints_c == high.zones_c and profile.tal_threshold_c == 312.0
+
+
+def test_ball_mount_recipe_has_a_repairable_limit() -> None:
+    place = find_recipe("ballmount-sac305").steps[0]
+    assert isinstance(place, PlaceStep)
+    assert place.max_defects_after_repair <= place.max_defects
+    assert place.tool_recipe("x").ball_alloy == "SAC305"
+
+
+def test_hash_is_stable_and_ignores_layout_but_not_meaning() -> None:
+    text = hipb_text()
+    a = parse_recipe(text)
+    reformatted = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    reformatted = reformatted.replace("squeegee_kgf = 6.0", "squeegee_kgf = 6")
+    assert parse_recipe(reformatted).hash == a.hash
+    assert len(a.hash) == 64 and a.hash == parse_recipe(text).hash
+    changed = parse_recipe(text.replace("squeegee_kgf = 6.0", "squeegee_kgf = 6.5"))
+    assert changed.hash != a.hash
+
+
+def test_explicit_profile_id_is_kept() -> None:
+    text = hipb_text().replace('note = "high-lead reflow"',
+                               'note = "high-lead reflow"\nprofile_id = 4242')
+    assert parse_recipe(text).steps[1].profile_id == 4242  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("[[steps]]", "[[steps]"), "bad.toml: not valid TOML"),
+        (('paste_alloy = "Pb95Sn5"', 'paste_alloy = "Pb97Sn3"'),
+         "bad.toml: step 1 (print): unknown alloy: paste_alloy: expected an alloy id from the "
+         "alloy library (got 'Pb97Sn3'); known: Sn63Pb37"),
+        (('kind = "clean"', 'kind = "etch"'),
+         "bad.toml: step 3: unknown step kind: kind = 'etch'; expected one of print, place, "
+         "reflow, clean"),
+        (("squeegee_kgf = 6.0", "squeegee_kgf = 12.0"),
+         "bad.toml: step 1 (print): range: squeegee_kgf = 12.0: expected squeegee force "
+         "0.5-10.0 kgf"),
+        (("squeegee_kgf = 6.0", 'squeegee_kgf = "firm"'),
+         "bad.toml: step 1 (print): wrong type: squeegee_kgf: expected squeegee force "
+         "0.5-10.0 kgf (got 'firm')"),
+        (("passes = 1\n", "passes = 1\nsqueege_kgf = 5.0\n"),
+         "bad.toml: step 1 (print): unknown key: 'squeege_kgf'"),
+        (("conveyor_mm_min = 600", "conveyor_mm_min = 100"),
+         "bad.toml: step 2 (reflow): range: conveyor_mm_min = 100: expected conveyor "
+         "200-1500 mm/min"),
+        (("wash_temp_c = 60.0", "wash_temp_c = 95.0"),
+         "bad.toml: step 3 (clean): range: wash_temp_c = 95.0: expected wash 30-80 °C"),
+        (("version = 1", "version = 0"), "bad.toml: version: expected a whole number >= 1"),
+        (('name = "rebump-hipb-snpb"', 'colour = "red"\nname = "rebump-hipb-snpb"'),
+         "bad.toml: unknown key: 'colour'"),
+    ],
+)
+def test_malformed_recipes_are_clear_messages(change: tuple[str, str], expected: str) -> None:
+    text = hipb_text()
+    assert change[0] in text
+    found = problems_of(text.replace(change[0], change[1], 1))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_zone_list_needs_ten_values() -> None:
+    text = hipb_text().replace("362.0, 362.0, 150.0, 50.0]", "362.0, 362.0]", 1)
+    assert any("zones_c: expected 10 zone setpoints 0-400 °C (0 = off)" in p
+               and "(8 values given)" in p for p in problems_of(text))
+
+
+def test_every_malformation_is_reported_not_just_the_first() -> None:
+    text = (hipb_text().replace("squeegee_kgf = 6.0", "squeegee_kgf = 12.0")
+            .replace("passes = 1", "passes = 7", 1)
+            .replace("wash_time_s = 120", "wash_time_s = 5", 1)
+            .replace('paste_alloy = "Sn63Pb37"', 'paste_alloy = "Unobtainium"'))
+    found = problems_of(text)
+    assert len(found) == 4
+    assert [p.split(":")[1].strip() for p in found] == [
+        "step 1 (print)", "step 1 (print)", "step 3 (clean)", "step 4 (print)"]
+
+
+def test_missing_key_and_empty_recipe() -> None:
+    found = problems_of(hipb_text().replace("max_ionic_ug_cm2 = 1.56", "", 1))
+    assert found == ["bad.toml: step 3 (clean): missing key: max_ionic_ug_cm2: expected ionic "
+                     "residue limit, µg NaCl-eq/cm²"]
+    assert problems_of('name = "x"\nversion = 1\n') == [
+        "bad.toml: steps: expected at least one [[steps]] table"]
+
+
+def test_place_step_geometry_is_checked() -> None:
+    text = Path(shipped_recipe_paths()["ballmount-sac305"]).read_text(encoding="utf-8")
+    found = problems_of(text.replace("pitch_um = 400", "pitch_um = 200"))
+    assert found == ["bad.toml: step 1 (place): range: pitch_um = 200 must exceed "
+                     "ball_diameter_um = 250 (balls would touch)"]
+
+
+def test_unknown_recipe_and_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="no recipe named 'nope' \\(shipped: ballmount-sac305"):
+        find_recipe("nope")
+    with pytest.raises(RecipeError, match="missing.toml: cannot read recipe"):
+        load_recipe(tmp_path / "missing.toml")
+    binary = tmp_path / "blob.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(RecipeError, match="blob.toml: not a text file"):
+        load_recipe(binary)
+
+
+# --- bumpline recipe ... ------------------------------------------------------------------------
+
+
+def test_cli_validate_lists_every_problem_and_fails(tmp_path: Path, capsys) -> None:
+    from controller.cli import main
+
+    bad = tmp_path / "rebump-x.toml"
+    bad.write_text(hipb_text().replace("squeegee_kgf = 6.0", "squeegee_kgf = 12.0")
+                   .replace("peak_c = [215.0, 240.0]", "peak_c = [215.0, 300.0]"),
+                   encoding="utf-8")
+    assert main(["recipe", "validate", "rebump-hipb-snpb", str(bad)]) == 1
+    out, err = capsys.readouterr()
+    assert "rebump-hipb-snpb.toml: ok" in out
+    assert f"{bad}: 2 problems" in out
+    assert "rebump-x.toml: step 1 (print): range: squeegee_kgf = 12.0" in out
+    assert "rebump-x.toml: step 5 (reflow): rebump rule: peak window reaches 300 °C" in out
+    assert "1 of 2 recipe file(s) refused" in err
+    assert main(["recipe", "validate", *SHIPPED]) == 0
+
+
+def test_cli_list_show_and_diagram(tmp_path: Path, capsys) -> None:
+    from controller.cli import main
+
+    assert main(["recipe", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("rebump-hipb-snpb", "corecap-pb90-snpb"))
+    assert main(["recipe", "show", "corecap-pb90-snpb"]) == 0
+    out = capsys.readouterr().out
+    assert "Pb90Sn10: Pb 90% Sn 10%; solidus 268 °C" in out and "TAL above 302 °C" in out
+    out_file = tmp_path / "machine.mmd"
+    assert main(["recipe", "diagram", "ballmount-sac305", "--out", str(out_file)]) == 0
+    assert "awaiting_disposition --> step1_waiting: retry" in out_file.read_text("utf-8")
+    assert main(["recipe", "show", "no-such-recipe"]) == 1
+    assert "no recipe named 'no-such-recipe'" in capsys.readouterr().err

@@ -1,0 +1,644 @@
+"""WP-300 paste printer model: states, durations, refusals, consumption, clogging, alarms."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from sim.clock import ManualClock
+from sim.faults import parse_tool_faults
+from sim.hostlink import Nak
+from sim.printer import PastePrinterModel
+
+RECIPE = ["HIPB-1", "6.0", "40", "1.0", "ST-300-100", "1", "20"]
+
+
+class Host:
+    """Drives a model the way the link does: command, args, tool time from a ManualClock."""
+
+    def __init__(self, model: PastePrinterModel) -> None:
+        self.model = model
+        self.clock = ManualClock()
+
+    def __call__(self, cmd: str, *args: str) -> list[str]:
+        return self.model.handle(cmd, list(args), self.clock.now())
+
+    def nak(self, cmd: str, *args: str) -> int:
+        with pytest.raises(Nak) as refused:
+            self(cmd, *args)
+        return refused.value.code
+
+    def wait(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    def state(self) -> str:
+        return self("STS")[0]
+
+    def sts(self) -> dict[str, str]:
+        keys = "state wafer_id alarm prints_since_wipe paste stencil alloy".split()
+        return dict(zip(keys, self("STS"), strict=True))
+
+    def load(self, wafer: str = "W1", recipe: list[str] = RECIPE) -> None:
+        if self.model.recipe is None:
+            self("RCP", *recipe)
+        self("LOD", wafer)
+        self.wait(20)
+
+    def print_wafer(self, wafer: str = "W1", recipe: list[str] = RECIPE) -> list[str]:
+        self.load(wafer, recipe)
+        self("PRT")
+        self.wait(30 * int(recipe[5]) + 10)
+        assert self.state() == "DONE"
+        return self("RES")
+
+    def unload(self) -> None:
+        self("ULD")
+        self.wait(10 + (15 if self.state() == "WIPING" else 0))
+        assert self.state() == "IDLE"
+
+
+@pytest.fixture
+def host() -> Host:
+    return Host(PastePrinterModel(seed=1))
+
+
+def assert_stays(host: Host, state: str, seconds: float) -> None:
+    """``state`` holds for ``seconds`` (checked just before the end) and not a moment longer."""
+    assert host.state() == state
+    host.wait(seconds - 0.25)  # quarter seconds add up exactly in binary floating point
+    assert host.state() == state
+    host.wait(0.25)
+    assert host.state() != state
+
+
+# --- identity and status ------------------------------------------------------------------
+
+
+def test_identity_and_initial_status(host: Host) -> None:
+    assert host("IDN") == ["ACME-PRINT", "WP-300", "SN1042", "2.4.1"]
+    assert host("STS") == ["IDLE", "", "0", "0", "100.0", "ST-300-100", "Pb95Sn5"]
+    assert host("ALR") == ["0", ""]
+
+
+def test_initial_setup_is_configurable() -> None:
+    model = PastePrinterModel(stencil_id="ST-300-080", paste_alloy="Sn63Pb37", paste_level_pct=42.4)
+    assert Host(model)("STS") == ["IDLE", "", "0", "0", "42.4", "ST-300-080", "Sn63Pb37"]
+
+
+def test_bad_initial_paste_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="WP-300 paste_level_pct"):
+        PastePrinterModel(paste_level_pct=120)
+
+
+# --- a wafer through the printer ----------------------------------------------------------
+
+
+def test_full_cycle_states_and_durations(host: Host) -> None:
+    host("RCP", "HIPB-2", "6.0", "40", "1.0", "ST-300-100", "2", "0")
+    host("LOD", "LOT42-07")
+    assert host.sts()["wafer_id"] == "LOT42-07"
+    assert_stays(host, "LOADING", 20)
+    assert host.state() == "READY"
+    host("PRT")
+    assert_stays(host, "PRINTING", 60)  # 30 s x 2 passes
+    assert_stays(host, "INSPECTING", 10)
+    assert host.state() == "DONE"
+    res = host("RES")
+    assert res[:2] == ["LOT42-07", "OK"]
+    host("ULD")
+    assert_stays(host, "UNLOADING", 10)
+    assert host.sts() == {
+        "state": "IDLE", "wafer_id": "", "alarm": "0", "prints_since_wipe": "1",
+        "paste": "99.6", "stencil": "ST-300-100", "alloy": "Pb95Sn5",
+    }
+    m = host.model
+    assert (m.prints_executed, m.wafers_loaded, m.wafers_unloaded) == (1, 1, 1)
+
+
+def test_recipe_is_kept_across_wafers(host: Host) -> None:
+    host.print_wafer("W1")
+    host.unload()
+    host("LOD", "W2")  # no new RCP needed
+    host.wait(20)
+    assert host.state() == "READY"
+
+
+def test_result_format(host: Host) -> None:
+    res = host.print_wafer("LOT42-07")
+    assert len(res) == 7
+    assert res[:2] == ["LOT42-07", "OK"]
+    for volume in res[2:5]:
+        assert re.fullmatch(r"\d+\.\d", volume)
+    assert float(res[3]) <= float(res[2]) <= float(res[4])
+    assert res[5].isdigit() and res[6].isdigit()
+
+
+def test_fresh_stencil_deposit_is_realistic() -> None:
+    for seed in range(20):
+        host = Host(PastePrinterModel(seed=seed))
+        res = host.print_wafer()
+        mean, low, high = map(float, res[2:5])
+        assert 95.0 <= mean <= 104.0
+        assert 60.0 < low < mean < high < 140.0
+        assert res[5:] == ["0", "0"] or int(res[5]) <= 2
+
+
+def test_a_wafer_left_in_done_does_not_time_out(host: Host) -> None:
+    host.print_wafer()
+    host.wait(10 * 24 * 3600)
+    assert host.state() == "DONE"
+
+
+def test_state_is_exact_without_polling_in_between(host: Host) -> None:
+    host("RCP", *RECIPE)
+    host("LOD", "W1")
+    host.wait(10_000)  # nobody asked in between: LOADING ended at 20 s, READY since
+    assert host.state() == "READY"
+    assert host.model.drain_log() == ["t=0.0s IDLE -> LOADING", "t=20.0s LOADING -> READY"]
+
+
+# --- wiping -------------------------------------------------------------------------------
+
+
+def test_unload_wipes_first_when_due(host: Host) -> None:
+    recipe = ["R", "6.0", "40", "1.0", "ST-300-100", "1", "2"]
+    host.print_wafer("W1", recipe)
+    host("ULD")
+    assert host.state() == "UNLOADING"  # 1 print < wipe_every 2
+    host.wait(10)
+    host.print_wafer("W2", recipe)
+    host("ULD")
+    assert_stays(host, "WIPING", 15)
+    assert host.sts()["wafer_id"] == "W2"
+    assert_stays(host, "UNLOADING", 10)
+    assert host.sts()["prints_since_wipe"] == "0"
+    assert host.model.wipes == 1
+
+
+def test_wipe_every_zero_never_wipes() -> None:
+    host = Host(PastePrinterModel(prints_since_wipe=50))
+    host.print_wafer("W1", ["R", "6.0", "40", "1.0", "ST-300-100", "1", "0"])
+    host("ULD")
+    assert host.state() == "UNLOADING"
+
+
+def test_wpe_wipes_the_stencil() -> None:
+    host = Host(PastePrinterModel(prints_since_wipe=33))
+    host("WPE")
+    assert_stays(host, "WIPING", 15)
+    assert host.sts()["prints_since_wipe"] == "0"
+    assert host.state() == "IDLE"
+
+
+# --- changeover ---------------------------------------------------------------------------
+
+
+def test_changeover_takes_600s_and_clears_the_recipe() -> None:
+    host = Host(PastePrinterModel(paste_level_pct=30.0, prints_since_wipe=9))
+    host("RCP", *RECIPE)
+    host("CHG", "ST-300-080", "Sn63Pb37")
+    # during the changeover the old setup is still what is mounted
+    assert host.sts()["stencil"] == "ST-300-100"
+    assert_stays(host, "CHANGEOVER", 600)
+    assert host("STS") == ["IDLE", "", "0", "0", "100.0", "ST-300-080", "Sn63Pb37"]
+    assert host.nak("LOD", "W1") == 4  # a new RCP is required
+    assert host.nak("RCP", *RECIPE) == 3  # ST-300-100 is no longer mounted
+    host("RCP", "SNPB-1", "5.0", "40", "1.0", "ST-300-080", "1", "10")
+    host("LOD", "W1")
+    assert host.model.changeovers == 1
+
+
+def test_aborted_changeover_keeps_the_old_setup_and_no_recipe(host: Host) -> None:
+    host("RCP", *RECIPE)
+    host("CHG", "ST-300-080", "Sn63Pb37")
+    host.wait(100)
+    host("ABT")
+    assert host.sts()["state"] == "IDLE"
+    assert host.sts()["stencil"] == "ST-300-100"
+    assert host.nak("LOD", "W1") == 4
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "index, value",
+    [
+        (1, "0.4"), (1, "10.1"), (1, "abc"), (1, ""), (1, "-1.0"), (1, "1e3"), (1, " 6.0"),
+        (2, "4.9"), (2, "201"), (3, "0.09"), (3, "10.5"),
+        (4, "ST-300-080"), (5, "0"), (5, "4"), (5, "1.0"), (6, "51"), (6, "-1"), (0, ""),
+    ],
+)
+def test_recipe_out_of_range_is_bad_parameter(host: Host, index: int, value: str) -> None:
+    args = list(RECIPE)
+    args[index] = value
+    assert host.nak("RCP", *args) == 3
+    assert host.model.recipe is None
+
+
+@pytest.mark.parametrize(
+    "index, value",
+    [(1, "0.5"), (1, "10.0"), (2, "5"), (2, "200"), (3, "0.1"), (3, "10.0"), (5, "3"), (6, "50")],
+)
+def test_recipe_range_limits_are_accepted(host: Host, index: int, value: str) -> None:
+    args = list(RECIPE)
+    args[index] = value
+    assert host("RCP", *args) == []
+    assert host.model.recipe is not None
+
+
+def test_wrong_argument_counts_are_bad_parameter(host: Host) -> None:
+    assert host.nak("RCP", *RECIPE[:6]) == 3
+    assert host.nak("CHG", "ST-300-080") == 3
+    assert host.nak("STS", "x") == 3
+    assert host.nak("IDN", "") == 3
+    host("RCP", *RECIPE)
+    assert host.nak("LOD") == 3
+
+
+@pytest.mark.parametrize("wafer", ["", "W" * 17, " W1"])
+def test_bad_wafer_id_is_bad_parameter(host: Host, wafer: str) -> None:
+    host("RCP", *RECIPE)
+    assert host.nak("LOD", wafer) == 3
+    assert host.state() == "IDLE"
+
+
+def test_sixteen_character_wafer_id_is_accepted(host: Host) -> None:
+    host("RCP", *RECIPE)
+    host("LOD", "W" * 16)
+    assert host.sts()["wafer_id"] == "W" * 16
+
+
+def test_unknown_command(host: Host) -> None:
+    assert host.nak("PLC") == 2  # the ball placer's, not the printer's
+    assert host.nak("FOO") == 2
+
+
+def test_wrong_state_refusals(host: Host) -> None:
+    assert host.nak("LOD", "W1") == 4  # IDLE but no RCP
+    for cmd in ("PRT", "RES", "ULD"):
+        assert host.nak(cmd) == 4
+    assert host.nak("CLR") == 4  # no alarm
+    host.load()
+    assert host.state() == "READY"
+    assert host.nak("RCP", *RECIPE) == 4
+    assert host.nak("CHG", "ST-300-080", "Sn63Pb37") == 4
+    for cmd in ("WPE", "FIL", "RES", "ULD"):
+        assert host.nak(cmd) == 4
+    assert host.nak("LOD", "W2") == 4
+    host("PRT")
+    assert host.nak("PRT") == 4
+    assert host.nak("ABT", "now") == 3
+
+
+# --- paste consumption --------------------------------------------------------------------
+
+
+def test_each_print_uses_0_4_percent(host: Host) -> None:
+    for n in range(1, 4):
+        host.print_wafer(f"W{n}")
+        host.unload()
+        assert host.model.paste_level_pct == pytest.approx(100 - 0.4 * n)
+    assert host.sts()["paste"] == "98.8"
+
+
+def test_empty_cartridge_raises_102_before_the_next_print() -> None:
+    host = Host(PastePrinterModel(paste_level_pct=0.8))
+    host.print_wafer("W1")
+    host.unload()
+    host.print_wafer("W2")
+    host.unload()
+    assert host.sts()["paste"] == "0.0"
+    host.load("W3")
+    assert host("PRT") == []  # taken, then the tool stops without printing
+    assert host.sts()["state"] == "ALARM" and host.sts()["alarm"] == "102"
+    assert host("ALR") == ["102", "PASTE EMPTY"]
+    assert host.model.prints_executed == 2
+    assert host.nak("CLR") == 4  # only FIL clears an empty cartridge
+    assert host.nak("ULD") == 5
+    host("FIL")  # allowed in ALARM with 102
+    assert host.sts()["alarm"] == "0"
+    assert_stays(host, "FILLING", 120)
+    assert host.sts()["paste"] == "100.0"
+    # the wafer stayed in the tool unprinted: it is the host's to disposition
+    assert host.state() == "DONE"
+    assert host("RES")[:2] == ["W3", "ALARM"]
+    host.unload()
+    assert host.model.fills == 1
+
+
+def test_fil_from_idle(host: Host) -> None:
+    host.print_wafer()
+    host.unload()
+    host("FIL")
+    assert_stays(host, "FILLING", 120)
+    assert host.state() == "IDLE" and host.sts()["paste"] == "100.0"
+
+
+def test_fil_is_refused_in_other_alarms(host: Host) -> None:
+    host.model.raise_alarm(300, host.clock.now())
+    assert host.nak("FIL") == 5
+
+
+# --- clogging -----------------------------------------------------------------------------
+
+
+def _volumes(prints_since_wipe: int, seeds: range) -> tuple[float, float]:
+    """Average mean volume and average max-min spread over several wafers."""
+    means, spreads = [], []
+    for seed in seeds:
+        host = Host(PastePrinterModel(seed=seed, prints_since_wipe=prints_since_wipe))
+        res = host.print_wafer()
+        means.append(float(res[2]))
+        spreads.append(float(res[4]) - float(res[3]))
+    return sum(means) / len(means), sum(spreads) / len(spreads)
+
+
+def test_volume_falls_and_scatters_more_as_paste_builds_up() -> None:
+    fresh_mean, fresh_spread = _volumes(0, range(10))
+    used_mean, used_spread = _volumes(30, range(10))
+    clogged_mean, clogged_spread = _volumes(55, range(10))
+    assert fresh_mean > used_mean + 5 > clogged_mean + 10
+    assert fresh_spread < used_spread < clogged_spread
+
+
+def test_defects_rise_with_clogging() -> None:
+    fresh = [Host(PastePrinterModel(seed=s)).print_wafer() for s in range(10)]
+    clogged = [
+        Host(PastePrinterModel(seed=s, prints_since_wipe=59)).print_wafer() for s in range(10)
+    ]
+    assert sum(int(r[5]) + int(r[6]) for r in clogged) > sum(int(r[5]) + int(r[6]) for r in fresh)
+    assert sum(int(r[6]) for r in clogged) > 0
+
+
+def test_wiping_restores_the_deposit() -> None:
+    host = Host(PastePrinterModel(seed=3, prints_since_wipe=50))
+    clogged = float(host.print_wafer("W1")[2])
+    host.unload()
+    host("WPE")
+    host.wait(15)
+    fresh = float(host.print_wafer("W2")[2])
+    assert fresh > clogged + 10
+
+
+def test_more_than_60_prints_since_wipe_raises_220() -> None:
+    host = Host(PastePrinterModel(prints_since_wipe=59))
+    never_wipe = ["R", "6.0", "40", "1.0", "ST-300-100", "1", "0"]
+    host.print_wafer("W60", never_wipe)
+    host.unload()
+    host.load("W61", never_wipe)
+    host("PRT")
+    host.wait(40)
+    assert host.sts()["state"] == "ALARM" and host("ALR") == ["220", "STENCIL CLOGGED"]
+    assert host.sts()["prints_since_wipe"] == "61"
+    host("CLR")
+    assert host.state() == "DONE"
+    res = host("RES")
+    assert res[:2] == ["W61", "ALARM"] and float(res[2]) > 0  # measured, then stopped
+    host.unload()
+    # cleared but not wiped: the next print is refused by the same alarm, before printing
+    host.load("W62", never_wipe)
+    host("PRT")
+    assert host("ALR")[0] == "220" and host.model.prints_executed == 2
+    host("CLR")
+    host.unload()
+    host("WPE")
+    host.wait(15)
+    host.print_wafer("W63", never_wipe)
+    assert host.sts()["prints_since_wipe"] == "1"
+
+
+# --- alarms -------------------------------------------------------------------------------
+
+
+def test_alignment_failure_leaves_the_wafer_for_the_host() -> None:
+    host = Host(PastePrinterModel(align_fail_rate=1.0))
+    host("RCP", *RECIPE)
+    host("LOD", "W1")
+    assert_stays(host, "LOADING", 20)
+    assert host("ALR") == ["210", "ALIGNMENT FAILED"]
+    assert host.nak("PRT") == 5
+    assert host.nak("RES") == 5
+    host("CLR")
+    assert host.state() == "DONE"
+    assert host("RES") == ["W1", "ALARM", "0.0", "0.0", "0.0", "0", "0"]
+    host.unload()
+
+
+def test_alignment_failures_are_rare_by_default() -> None:
+    failures = 0
+    for seed in range(200):
+        host = Host(PastePrinterModel(seed=seed))
+        host.load()
+        failures += host.state() == "ALARM"
+    assert failures <= 5
+
+
+def test_squeegee_fault_while_printing(host: Host) -> None:
+    host.load()
+    host("PRT")
+    host.wait(12)
+    host.model.raise_alarm(300, host.clock.now())
+    assert host.sts()["state"] == "ALARM"
+    assert host("ALR") == ["300", "SQUEEGEE PRESSURE FAULT"]
+    host.wait(1000)  # a stopped tool stays stopped
+    assert host.state() == "ALARM"
+    host("CLR")
+    assert host.state() == "DONE" and host("RES")[1] == "ALARM"
+
+
+def test_door_interlock(host: Host) -> None:
+    host("RCP", *RECIPE)
+    host.model.open_door(host.clock.now())
+    assert host("ALR") == ["400", "DOOR OPEN"]
+    assert host.nak("LOD", "W1") == 6  # the interlock itself refuses motion
+    assert host.nak("CLR") == 4  # cause persists
+    assert host("IDN")[1] == "WP-300"
+    host.model.close_door(host.clock.now())
+    assert host.nak("LOD", "W1") == 5  # closed, but still latched
+    host("CLR")
+    assert host.state() == "IDLE"
+    host("LOD", "W1")
+
+
+def test_door_opened_while_printing_stops_the_wafer(host: Host) -> None:
+    host.load()
+    host("PRT")
+    host.wait(5)
+    host.model.open_door(host.clock.now())
+    host.wait(100)
+    host.model.close_door(host.clock.now())
+    host("CLR")
+    assert host.state() == "DONE"
+    assert host("RES")[:2] == ["W1", "ALARM"]
+
+
+def test_emergency_stop_outranks_the_door(host: Host) -> None:
+    host.model.open_door(0.0)
+    host.model.press_estop(0.0)
+    assert host("ALR") == ["900", "EMERGENCY STOP"]
+    host.model.close_door(0.0)
+    assert host.nak("CLR") == 4
+    assert host.nak("WPE") == 6
+    host.model.release_estop(0.0)
+    host("CLR")
+    assert host("ALR") == ["0", ""] and host.state() == "IDLE"
+
+
+def test_a_lesser_alarm_does_not_replace_a_latched_one(host: Host) -> None:
+    host.model.raise_alarm(300, 0.0)
+    host.model.raise_alarm(220, 0.0)
+    assert host("ALR")[0] == "300"
+
+
+def test_alarm_on_a_finished_wafer_keeps_its_result(host: Host) -> None:
+    res = host.print_wafer()
+    host.model.press_estop(host.clock.now())
+    host.model.release_estop(host.clock.now())
+    host("CLR")
+    assert host("RES") == res
+
+
+# --- abort --------------------------------------------------------------------------------
+
+
+def test_abort_while_printing_leaves_the_wafer_aborted(host: Host) -> None:
+    host.load()
+    host("PRT")
+    host.wait(10)
+    host("ABT")
+    assert host.state() == "DONE"
+    assert host("RES")[:2] == ["W1", "ABORTED"]
+    assert host.model.prints_executed == 1 and host.model.paste_level_pct == 99.6
+    host.unload()
+
+
+@pytest.mark.parametrize("after", [0.0, 5.0])  # READY, LOADING
+def test_abort_before_printing_leaves_the_wafer_aborted(host: Host, after: float) -> None:
+    host("RCP", *RECIPE)
+    host("LOD", "W1")
+    host.wait(20 - after)
+    host("ABT")
+    assert host.state() == "DONE" and host("RES")[1] == "ABORTED"
+    assert host.model.prints_executed == 0
+
+
+def test_abort_without_a_wafer_goes_idle(host: Host) -> None:
+    host("ABT")
+    assert host.state() == "IDLE"
+    host("WPE")
+    host.wait(5)
+    host("ABT")
+    assert host.state() == "IDLE"
+    assert host.model.wipes == 0
+
+
+def test_abort_while_unloading_keeps_the_result(host: Host) -> None:
+    res = host.print_wafer()
+    host("ULD")
+    host.wait(5)
+    host("ABT")
+    assert host.state() == "DONE" and host("RES") == res
+
+
+def test_abort_does_not_clear_an_alarm(host: Host) -> None:
+    host.model.raise_alarm(300, 0.0)
+    host("ABT")
+    assert host.state() == "ALARM"
+
+
+# --- scheduled faults ---------------------------------------------------------------------
+
+
+def test_alarm_at_a_tool_time() -> None:
+    host = Host(PastePrinterModel(faults=parse_tool_faults("alarm=300@100")))
+    host.wait(99.75)
+    assert host.state() == "IDLE"
+    host.wait(0.25)
+    assert host("ALR") == ["300", "SQUEEGEE PRESSURE FAULT"]
+
+
+def test_alarm_at_the_nth_wafer_stops_that_wafer_mid_print() -> None:
+    host = Host(PastePrinterModel(faults=parse_tool_faults("alarm=300@wafer2")))
+    assert host.print_wafer("W1")[1] == "OK"
+    host.unload()
+    host.load("W2")
+    host("PRT")
+    assert_stays(host, "PRINTING", 15)  # halfway through one 30 s pass
+    assert host("ALR")[0] == "300"
+    host("CLR")
+    assert host("RES")[:2] == ["W2", "ALARM"]
+    host.unload()
+    assert host.print_wafer("W3")[1] == "OK"
+
+
+def test_alignment_alarm_at_the_nth_wafer_fires_while_loading() -> None:
+    host = Host(PastePrinterModel(faults=parse_tool_faults("alarm=210@wafer1")))
+    host("RCP", *RECIPE)
+    host("LOD", "W1")
+    assert_stays(host, "LOADING", 10)
+    assert host("ALR")[0] == "210"
+
+
+def test_scheduled_door_opens_and_closes() -> None:
+    host = Host(PastePrinterModel(faults=parse_tool_faults("door=50-80")))
+    host("RCP", *RECIPE)
+    host.wait(60)
+    assert host("ALR")[0] == "400" and host.nak("LOD", "W1") == 6
+    assert host.nak("CLR") == 4
+    host.wait(20)
+    host("CLR")
+    host("LOD", "W1")
+
+
+def test_scheduled_alarm_lands_at_its_own_time_however_late_the_poll() -> None:
+    host = Host(PastePrinterModel(faults=parse_tool_faults("alarm=300@30")))
+    host("RCP", *RECIPE)
+    host("LOD", "W1")
+    host.wait(500)
+    assert host.state() == "ALARM"
+    assert host.model.drain_log() == [
+        "t=0.0s IDLE -> LOADING",
+        "t=20.0s LOADING -> READY",
+        "t=30.0s alarm 300 SQUEEGEE PRESSURE FAULT",
+        "t=30.0s READY -> ALARM",
+    ]
+    host("CLR")
+    assert host("RES")[1] == "ALARM"
+
+
+# --- determinism --------------------------------------------------------------------------
+
+
+def _run(seed: int) -> list[list[str]]:
+    host = Host(PastePrinterModel(seed=seed, prints_since_wipe=20, align_fail_rate=0.2))
+    results = []
+    for n in range(8):
+        host.load(f"W{n}")
+        if host.state() == "ALARM":
+            host("CLR")
+        else:
+            host("PRT")
+            host.wait(40)
+        results.append(host("RES"))
+        host.unload()
+    return results
+
+
+def test_same_seed_same_run_and_another_seed_another() -> None:
+    assert _run(7) == _run(7)
+    assert _run(7) != _run(8)
+
+
+def test_fault_plan_with_alarm_code_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match="WP-300 fault plan: alarm code must be > 0"):
+        PastePrinterModel(faults=parse_tool_faults("alarm=0@10"))
+
+
+def test_a_clock_read_behind_the_model_never_rewinds_it(host: Host) -> None:
+    host("RCP", *RECIPE)
+    host.model.handle("LOD", ["W1"], 100.0)
+    assert host.model.handle("STS", [], 50.0)[0] == "LOADING"  # still 100 s for the tool
+    assert host.model.state_at(119.75) == "LOADING"
+    assert host.model.state_at(120.0) == "READY"

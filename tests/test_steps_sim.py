@@ -1,0 +1,319 @@
+"""End to end on the simulated line: real drivers over real ptys, sockets and Modbus
+servers, the simulator's tool models behind them, and the wafer's events checked."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from drivers.clock import ScaledClock
+from drivers.line_config import parse_line_config
+from drivers.tools import LineTools, open_line
+from drivers.types import PlacerState, PrinterState
+from sequences import steps as tool_steps
+from sequences.errors import InterlockError, SequenceError
+from sequences.machine import WaferEvent
+from sequences.recipe import find_recipe, parse_recipe, shipped_recipe_paths
+from sequences.runner import WaferRun, run_wafer
+from sim.faults import parse_faults
+from sim.line import SimulatedLine
+
+SPEED = 2000.0  # tool seconds per wall second
+
+
+class Line:
+    """A simulated line with its drivers open, and one timeline of events and frames."""
+
+    def __init__(self, tools: LineTools, clock: ScaledClock, sim: SimulatedLine) -> None:
+        self.tools, self.clock, self.sim = tools, clock, sim
+        self.timeline: list[tuple[str, Any]] = []  # ("event", WaferEvent) | ("frame", (tool, data))
+
+    def trace(self, tool: str, direction: str, data: Any) -> None:
+        if direction == ">":
+            self.timeline.append(("frame", (tool, data)))
+
+    def on_event(self, event: WaferEvent) -> None:
+        self.timeline.append(("event", event))
+
+    @property
+    def events(self) -> list[WaferEvent]:
+        return [e for kind, e in self.timeline if kind == "event"]
+
+    def __getitem__(self, role: str) -> Any:
+        return self.tools.by_role(role)[0]
+
+
+@contextlib.asynccontextmanager
+async def simulated_line(faults: str = "", seed: int = 1) -> AsyncIterator[Line]:
+    clock = ScaledClock(SPEED)
+    async with SimulatedLine(speed=SPEED, seed=seed, clock=clock,
+                             faults=parse_faults(faults)) as sim:
+        config = parse_line_config(sim.config_text(), source="sim")
+        holder: list[Line] = []
+        trace = lambda tool, d, data: holder[0].trace(tool, d, data)  # noqa: E731
+        async with open_line(config, clock, trace=trace) as tools:
+            holder.append(Line(tools, clock, sim))
+            yield holder[0]
+
+
+def sent(frame: Any, command: str) -> bool:
+    """A HostLink request frame carrying this command, or a Modbus request for this name."""
+    if isinstance(frame, bytes | bytearray):
+        fields = bytes(frame).split(b"*")[0].split(b",")
+        return len(fields) > 1 and fields[1] == command.encode()
+    return command in str(frame)
+
+
+@pytest.mark.parametrize("name", sorted(shipped_recipe_paths()))
+async def test_one_wafer_of_every_shipped_recipe(name: str) -> None:
+    recipe = find_recipe(name)
+    async with simulated_line() as line:
+        run = await run_wafer(recipe, "W-" + name[:8], line.tools, line.clock,
+                              on_event=line.on_event)
+        assert run.state == "complete", run.events[-1]
+        events = line.events
+        assert events == run.events
+        assert all(e.wafer_id == "W-" + name[:8] for e in events)
+        times = [e.tool_time for e in events]
+        assert times == sorted(times)
+        for number, step in enumerate(recipe.steps, start=1):
+            mine = [e for e in events if e.step == number]
+            triggers = [e.trigger for e in mine]
+            assert triggers[0] in ("start", "tool_acquired")
+            core = [t for t in triggers if t != "start"]
+            assert core[0] == "tool_acquired" and core[-1] == "judged_ok"
+            assert core[1:-1] in (["step_done"], ["step_done", "repair", "step_done"])
+            role = tool_steps.ROLE_OF_KIND[step.kind]
+            assert {e.tool for e in mine if e.tool} == {line[role].name}
+            done = [e for e in mine if e.trigger == "step_done"][-1]
+            m = done.measurements
+            if step.kind == "reflow":  # the measured profile sits in the recipe's own windows
+                assert step.peak_c[0] <= m["peak_c"] <= step.peak_c[1]
+                assert step.tal_s[0] <= m["tal_s"] <= step.tal_s[1]
+                assert m["ramp_max_c_s"] <= 3.0 and m["cool_max_c_s"] <= 6.0
+                assert m["profile_id"] == step.profile_id and m["flags"] == 0
+            elif step.kind == "print":
+                assert step.vol_mean_pct[0] <= m["vol_mean_pct"] <= step.vol_mean_pct[1]
+            elif step.kind == "place":
+                first = [e for e in mine if e.trigger == "step_done"][0].measurements
+                repaired = "repair" in triggers
+                assert repaired == (first["defects"] > step.max_defects_after_repair)
+                assert m["defects"] <= step.max_defects_after_repair
+            else:
+                assert m["ionic_ug_cm2"] <= step.max_ionic_ug_cm2
+        assert events[-1].to_state == "complete"
+        # every tool is left free for the next wafer
+        assert (await line["printer"].status()).state is PrinterState.IDLE
+        assert (await line["placer"].status()).state is PlacerState.IDLE
+        assert not (await line["oven"].status()).wafer_at_exit
+
+
+async def test_events_are_delivered_before_the_tool_is_commanded() -> None:
+    recipe = find_recipe("rebump-hipb-snpb")
+    async with simulated_line() as line:
+        run = await run_wafer(recipe, "W-ORDER", line.tools, line.clock, steps=(1, 2),
+                              on_event=line.on_event)
+        assert run.state == "complete"
+        timeline = line.timeline
+
+        def index(pred) -> int:
+            return next(i for i, item in enumerate(timeline) if pred(item))
+
+        acquired_print = index(lambda it: it[0] == "event" and it[1].trigger == "tool_acquired")
+        first_lod = index(lambda it: it[0] == "frame" and sent(it[1][1], "LOD"))
+        assert acquired_print < first_lod
+        acquired_oven = index(lambda it: it[0] == "event" and it[1].trigger == "tool_acquired"
+                              and it[1].step == 2)
+        load = index(lambda it: it[0] == "frame" and sent(it[1][1], "LOAD_WAFER_ID"))
+        assert acquired_oven < load
+        # the print's judgment is recorded before the oven is touched for the reflow
+        judged = index(lambda it: it[0] == "event" and it[1].trigger == "judged_ok")
+        first_oven = index(lambda it: it[0] == "frame" and it[1][0] == "oven-1")
+        assert judged < first_oven
+
+
+async def test_wrong_paste_mounted_holds_the_wafer_and_leaves_the_printer_alone() -> None:
+    recipe = find_recipe("rebump-sac305-snbi")  # SAC305 paste; the printer starts on Pb95Sn5
+    async with simulated_line() as line:
+        printer = line["printer"]
+        run = WaferRun(recipe, "W-PASTE", line.clock, on_event=line.on_event)
+        run.start()
+        state = await run.run_step(printer)
+        assert state == "held"
+        hold = line.events[-1]
+        assert hold.trigger == "hold" and hold.tool == printer.name
+        assert "Pb95Sn5 paste loaded, the step needs SAC305" in hold.why
+        assert hold.why.startswith("interlock: ")
+        frames = [f for kind, f in line.timeline if kind == "frame"]
+        assert not any(sent(data, c) for _, data in frames for c in ("LOD", "CHG", "RCP"))
+        status = await printer.status()
+        assert (status.paste_alloy, status.state) == ("Pb95Sn5", PrinterState.IDLE)
+        with pytest.raises(InterlockError, match="printer-1: interlock: stencil ST-300-100 "
+                           "mounted, the step needs"):
+            await tool_steps.check_interlocks(printer, recipe.step(4), "W-PASTE")
+        # the explicit setup change, then resume and run
+        done = await tool_steps.prepare_tool(printer, recipe.step(1), clock=line.clock)
+        assert any("CHG" in d for d in done)
+        run.resume("printer changed over")
+        assert await run.run_step(printer) == "step2_waiting"
+
+
+async def test_oven_not_ready_holds_the_reflow() -> None:
+    recipe = find_recipe("rebump-hipb-snpb")
+    async with simulated_line() as line:
+        oven = line["oven"]
+        run = WaferRun(recipe, "W-OVEN", line.clock, steps=(2, 3), on_event=line.on_event)
+        assert await run.run_step(oven) == "held"
+        why = line.events[-1].why
+        assert f"the step needs profile {recipe.step(2).profile_id}" in why  # type: ignore[union-attr]
+        assert "not READY or PROCESSING" in why and "nitrogen is off" in why
+        assert not any(sent(f[1], "COMMAND=LOAD") or sent(f[1], "COMMAND=APPLY")
+                       for kind, f in line.timeline if kind == "frame")
+        run.resume()
+        with pytest.raises(SequenceError, match="a reflow step runs on an oven; printer-1 is a "
+                                                "printer"):
+            await run.run_step(line["printer"])
+        assert run.state == "step2_waiting"  # a refused call changes nothing
+
+
+async def test_abort_reaches_a_running_print_at_once() -> None:
+    recipe = find_recipe("rebump-hipb-snpb")
+    async with simulated_line() as line:
+        printer = line["printer"]
+        await tool_steps.prepare_tool(printer, recipe.step(1), clock=line.clock)
+        run = WaferRun(recipe, "W-ABORT", line.clock, on_event=line.on_event)
+        task = asyncio.create_task(run.run_step(printer))
+        deadline = line.clock.now() + 600
+        while (await printer.status()).state is not PrinterState.PRINTING:
+            assert line.clock.now() < deadline, "the print never started"
+            await line.clock.sleep(1.0)
+        event = await run.abort("lot cancelled")
+        assert run.state == "aborted" and event.from_state == "step1_running"
+        assert await task == "aborted"
+        assert any(sent(f[1], "ABT") for kind, f in line.timeline if kind == "frame")
+        assert "ABT sent" in run.tool_notes and "wafer unloaded" in run.tool_notes
+        status = await printer.wait_for(PrinterState.IDLE, timeout_s=120)
+        assert status.wafer_id is None
+        assert [e.trigger for e in line.events][-1] == "abort"  # nothing after the abort
+
+
+async def test_hold_while_running_takes_effect_when_the_step_ends() -> None:
+    recipe = find_recipe("ballmount-sac305")
+    async with simulated_line() as line:
+        placer = line["placer"]
+        await tool_steps.prepare_tool(placer, recipe.step(1), clock=line.clock)
+        run = WaferRun(recipe, "W-HOLD", line.clock, on_event=line.on_event)
+        task = asyncio.create_task(run.run_step(placer))
+        deadline = line.clock.now() + 600
+        while run.state != "step1_running":
+            assert line.clock.now() < deadline
+            await line.clock.sleep(1.0)
+        assert run.hold("engineer wants to look at it") is None  # deferred
+        assert await task == "held"
+        assert [e.trigger for e in line.events][-2:] == ["judged_ok", "hold"]
+        assert line.events[-1].from_state == "step2_waiting"
+        run.resume("looked")
+        assert run.state == "step2_waiting"
+
+
+@pytest.mark.faults
+async def test_tool_alarm_awaits_disposition_and_a_placement_can_be_retried() -> None:
+    recipe = find_recipe("ballmount-sac305")
+    async with simulated_line(faults="placer-1:alarm=240@wafer1") as line:
+        placer = line["placer"]
+        await tool_steps.prepare_tool(placer, recipe.step(1), clock=line.clock)
+        run = WaferRun(recipe, "W-ALARM", line.clock, on_event=line.on_event)
+        assert await run.run_step(placer) == "awaiting_disposition"
+        failed = line.events[-1]
+        assert failed.trigger == "step_failed" and failed.tool == placer.name
+        assert failed.measurements["alarm_code"] == 240
+        assert "240" in failed.why and failed.measurements["alarm_text"]
+        with pytest.raises(SequenceError, match="needs a reason"):
+            run.disposition("retry", " ")
+        await placer.clear_alarm()  # the engineer clears the tool; the wafer is still inside
+        run.disposition("retry", "head reseated; re-place")
+        assert run.state == "step1_waiting"
+        assert await run.run_step(placer) == "step2_waiting"
+        assert (await placer.status()).state is PlacerState.IDLE
+
+
+async def test_out_of_window_reflow_awaits_disposition_and_is_never_retried() -> None:
+    text = shipped_recipe_paths()["ballmount-sac305"].read_text(encoding="utf-8")
+    text = text.replace("tal_s = [50.0, 100.0]", "tal_s = [10.0, 20.0]")
+    recipe = parse_recipe(text, source="tight.toml")
+    async with simulated_line() as line:
+        run = await run_wafer(recipe, "W-TAL", line.tools, line.clock, steps=(1, 2),
+                              on_event=line.on_event)
+        assert run.state == "awaiting_disposition"
+        failed = line.events[-1]
+        assert failed.step == 2 and failed.trigger == "step_failed"
+        assert "time above 220 °C" in failed.why and "outside 10-20 s" in failed.why
+        assert failed.measurements["tal_s"] > 20
+        assert not (await line["oven"].status()).wafer_at_exit  # taken off all the same
+        with pytest.raises(SequenceError, match="a reflow is never repeated"):
+            run.disposition("retry", "try again")
+        run.disposition("continue", "TAL long but bumps inspected fine")
+        assert run.state == "complete"
+        assert run.history.entries[-1].accepted_as_is == "TAL long but bumps inspected fine"
+
+
+def test_sequence_run_command_on_the_in_process_line(capsys) -> None:
+    from controller.cli import main
+
+    assert main(["sequence", "run", "rebump-hipb-snpb", "--wafer", "W-CLI", "--steps", "1-3",
+                 "--speed", str(SPEED)]) == 0
+    out = capsys.readouterr().out
+    assert "step 1 (print)   step1_waiting -> step1_running [tool_acquired]" in out
+    assert "measured: peak_c" in out and "windows: peak 340-360 °C" in out
+    assert "printer-1:" in out and "requests (" in out  # the exchanges, summarised
+    assert "prepare oven-1: profile" in out and "wafer W-CLI complete" in out
+
+
+def test_sequence_run_refuses_bad_input(capsys, tmp_path) -> None:
+    from controller.cli import main
+
+    assert main(["sequence", "run", "rebump-hipb-snpb", "--wafer", "W1", "--steps", "5-9"]) == 1
+    assert "steps '5-9': the recipe has steps 1-6" in capsys.readouterr().err
+    assert main(["sequence", "run", "rebump-hipb-snpb", "--wafer", "W,1"]) == 1
+    assert "wafer id 'W,1': expected 1-16 printable characters" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text(shipped_recipe_paths()["rebump-hipb-snpb"].read_text("utf-8")
+                   .replace("peak_c = [215.0, 240.0]", "peak_c = [215.0, 300.0]"), "utf-8")
+    assert main(["sequence", "run", str(bad), "--wafer", "W1"]) == 1
+    assert "rebump rule" in capsys.readouterr().err
+    assert main(["sequence", "run", "rebump-hipb-snpb", "--wafer", "W1",
+                 "--line", str(tmp_path / "none.toml")]) == 1
+    assert "none.toml: cannot read line configuration" in capsys.readouterr().err
+
+
+async def test_two_wafers_share_the_oven_and_each_takes_its_own_off() -> None:
+    recipe = find_recipe("ballmount-sac305")
+    async with simulated_line() as line:
+        placer, oven = line["placer"], line["oven"]
+        runs = [WaferRun(recipe, f"W-SHARE{i}", line.clock, on_event=line.on_event)
+                for i in (1, 2)]
+        await tool_steps.prepare_tool(placer, recipe.step(1), clock=line.clock)
+        for run in runs:
+            assert await run.run_step(placer) == "step2_waiting"
+        await tool_steps.prepare_tool(oven, recipe.step(2), clock=line.clock)
+        states = await asyncio.gather(*(run.run_step(oven) for run in runs))
+        assert states == ["step3_waiting", "step3_waiting"]
+        for run in runs:
+            done = [e for e in run.events if e.trigger == "step_done" and e.step == 2]
+            assert len(done) == 1 and recipe.step(2).peak_c[0] <= done[0].measurements[
+                "peak_c"] <= recipe.step(2).peak_c[1]
+        loads = [item for kind, item in line.timeline
+                 if kind == "frame" and sent(item[1], "COMMAND=LOAD")]
+        assert len(loads) == 2
+        # both rode the belt together: the second LOAD went out before the first came off
+        second_load = line.timeline.index(("frame", loads[1]))
+        first_off = next(i for i, (kind, e) in enumerate(line.timeline)
+                         if kind == "event" and e.trigger == "step_done" and e.step == 2)
+        assert second_load < first_off
+        status = await oven.status()
+        assert status.alarm_code == 0 and status.wafers_on_belt == 0
+        assert not status.wafer_at_exit
