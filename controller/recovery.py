@@ -64,7 +64,7 @@ def recovered_run(store: Store, recipe: Recipe, wafer_id: str, state: str, clock
         held_from = last.from_state if last is not None and last.to_state == HELD else waiting(1)
         run.restore(HELD, held_from=held_from, hold_reason=last.why if last else "")
     elif state == AWAITING:
-        failed = last.step_index if last is not None else None
+        failed = last.step_index if last is not None else None  # the step that failed
         run.restore(AWAITING, step=failed, failed_step=failed)
     else:
         run.restore(state)
@@ -105,6 +105,12 @@ async def _settle(controller: LineController, wafer: Any, step: Any, number: int
         states = PrinterState if isinstance(step, PrintStep) else PlacerState
         status = await driver.status()
         if status.wafer_id == wafer_id:
+            if status.state is states.LOADING:
+                status = await driver.wait_for(states.READY, states.DONE, timeout_s=600.0)
+            if status.state is states.READY:  # loaded, never started: start it (once)
+                _note(controller, wafer, f"{tool.name} holds it loaded: starting it")
+                await (driver.start_print() if isinstance(step, PrintStep)
+                       else driver.start_placement())
             if status.state is not states.DONE:
                 status = await driver.wait_for(states.DONE, timeout_s=1800.0)
             _note(controller, wafer, f"{tool.name} still holds it: taking its result")
@@ -116,20 +122,26 @@ async def _settle(controller: LineController, wafer: Any, step: Any, number: int
     elif isinstance(step, CleanStep):
         status = await driver.status()
         result = await driver.result()
-        if result.wafer_id == wafer_id and (status.state is CleanerState.DONE
-                                            or not status.wafer_present):
+        # The cleaner keeps its last result: it is this step's only if it names the wafer
+        # and its cycle is newer than every clean the wafer had before.
+        earlier = [s.results.get("cycle_count", -1) for s in controller.store.steps(wafer_id)
+                   if s.kind == "clean" and s.results and s.step_index != number]
+        ours = result.wafer_id == wafer_id and result.cycle_count > max(earlier, default=-1)
+        if ours and (status.state is CleanerState.DONE or not status.wafer_present):
             _note(controller, wafer, f"{tool.name} reports its clean result")
-            await run.adopt_result(driver, result)
+            await run.adopt_result(driver, result, unloaded=not status.wafer_present)
             return
         if status.wafer_present and status.state in (CleanerState.LOADED, CleanerState.WASHING,
                                                      CleanerState.RINSING, CleanerState.DRYING):
-            # Our wafer is the one inside (the tool names the wafer it loaded in WAFER_ID).
+            if status.state is CleanerState.LOADED:  # loaded, never started: start it (once)
+                await driver.start()
             await driver.wait_for(CleanerState.DONE, timeout_s=3600.0)
             result = await driver.result()
             if result.wafer_id == wafer_id:
+                _note(controller, wafer, f"{tool.name} finished its clean")
                 await run.adopt_result(driver, result)
                 return
-        if run.state.endswith("_running") and not status.wafer_present:
+        if run.state.endswith("_running") and not status.wafer_present and not ours:
             _back_to_waiting(controller, wafer, number, f"{tool.name} never took it")
             return
     elif isinstance(step, ReflowStep):
@@ -162,9 +174,17 @@ async def _settle_oven(controller: LineController, tool: Any) -> None:
                 await wafer.run.adopt_result(driver, result, unloaded=True)
                 continue
             if status.wafers_on_belt == 0 and not status.wafer_at_exit:
+                loaded = {i.wafer_id for i in controller.store.open_intents()
+                          if i.command == "LOAD"}
                 for wafer in riders.values():
-                    _back_to_waiting(controller, wafer, step_of(wafer.run.state),
-                                     f"belt empty and {tool.name} never showed it: not reflowed")
+                    if wafer.run.wafer_id in loaded:
+                        # LOAD may have been sent and another wafer's result has since
+                        # replaced this one's at the exit: only a person can tell.
+                        _to_disposition(controller, wafer, f"its LOAD may have reached "
+                                        f"{tool.name} but the oven no longer shows it")
+                    else:
+                        _back_to_waiting(controller, wafer, step_of(wafer.run.state),
+                                         f"{tool.name} never took it (no LOAD was sent)")
                 return
         if status.alarm_active:
             try:

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import reduce
 from operator import xor
+from typing import NamedTuple
 
 MAX_FRAME = 255  # bytes, '$' to '\n' inclusive
 START = 0x24  # '$'
 END = b"\r\n"
 _CMD = re.compile(rb"[A-Z]{3}")
-_SEQ = re.compile(rb"[0-9]{2}")
-_HEX = b"0123456789ABCDEF"
-_NAK_CODE = re.compile(rb"[0-9]{1,3}")
+_CMD_STR = re.compile(r"[A-Z]{3}")
+_SEQ_STR = re.compile(r"[0-9]{2}")
+_NAK_CODE_STR = re.compile(r"[0-9]{1,3}")
+_SEQ_TEXT = [b"%02d" % n for n in range(100)]
+_HEX_PAIRS = [b"%02X" % n for n in range(256)]
+_CK_VALUE = {pair: n for n, pair in enumerate(_HEX_PAIRS)}  # uppercase only, as the spec says
 _FIELD = re.compile(rb"[\x20-\x23\x25-\x29\x2b\x2d-\x7e]*")  # printable, not $ * ,
 _BODY = re.compile(rb"[\x20-\x23\x25-\x29\x2b-\x7e]*")  # printable, not $ *
 
@@ -41,22 +44,26 @@ def checksum(body: bytes) -> int:
     return reduce(xor, body, 0)  # C-level loop: this sits on every request's path
 
 
-def _check_field(value: str, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise FrameError(f"{what} must be text, got {type(value).__name__} {value!r}")
-    raw = value.encode("ascii") if value.isascii() else b"\x00"
-    if not _FIELD.fullmatch(raw):
-        raise FrameError(
-            f"{what} {value!r}: only printable ASCII without '$', '*' or ',' is allowed"
-        )
-    return raw
+def _field_bytes(fields: Iterable[str]) -> list[bytes]:
+    out = []
+    for i, value in enumerate(fields):
+        raw = value.encode("ascii") if isinstance(value, str) and value.isascii() else None
+        if raw is None or not _FIELD.fullmatch(raw):
+            if not isinstance(value, str):
+                raise FrameError(
+                    f"field {i + 1} must be text, got {type(value).__name__} {value!r}"
+                )
+            raise FrameError(
+                f"field {i + 1} {value!r}: only printable ASCII without '$', '*' or ',' "
+                "is allowed"
+            )
+        out.append(raw)
+    return out
 
 
-def encode_frame(fields: Sequence[str]) -> bytes:
-    """``$f1,f2,...*CK\\r\\n`` for already-validated field text."""
-    body = b",".join(_check_field(f, f"field {i + 1}") for i, f in enumerate(fields))
+def _frame(body: bytes) -> bytes:
     ck = checksum(body)
-    frame = b"$" + body + b"*" + bytes((_HEX[ck >> 4], _HEX[ck & 15])) + END
+    frame = b"$" + body + b"*" + _HEX_PAIRS[ck] + END
     if len(frame) > MAX_FRAME:
         raise FrameError(
             f"frame would be {len(frame)} bytes; HostLink/1 allows at most {MAX_FRAME}"
@@ -64,30 +71,36 @@ def encode_frame(fields: Sequence[str]) -> bytes:
     return frame
 
 
-def _seq_text(seq: int) -> str:
+def encode_frame(fields: Sequence[str]) -> bytes:
+    """``$f1,f2,...*CK\\r\\n`` from field text, each field checked."""
+    return _frame(b",".join(_field_bytes(fields)))
+
+
+def _seq_bytes(seq: int) -> bytes:
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= 99:
         raise FrameError(f"sequence number must be 0-99, got {seq!r}")
-    return f"{seq:02d}"
+    return _SEQ_TEXT[seq]
 
 
-def _check_cmd(cmd: str) -> str:
-    if not isinstance(cmd, str) or not _CMD.fullmatch(cmd.encode("ascii", "replace")):
+def _cmd_bytes(cmd: str) -> bytes:
+    raw = cmd.encode("ascii", "replace") if isinstance(cmd, str) else b""
+    if not _CMD.fullmatch(raw):
         raise FrameError(f"command must be three uppercase letters, got {cmd!r}")
-    return cmd
+    return raw
 
 
 def encode_request(seq: int, cmd: str, args: Iterable[str] = ()) -> bytes:
     """The request frame ``$SEQ,CMD[,arg...]*CK\\r\\n``."""
-    return encode_frame([_seq_text(seq), _check_cmd(cmd), *args])
+    return _frame(b",".join([_seq_bytes(seq), _cmd_bytes(cmd), *_field_bytes(args)]))
 
 
 def encode_reply(seq: int, cmd: str, fields: Iterable[str] = (), *, ack: bool = True) -> bytes:
     """A reply frame as a tool sends it (for tests and line-noise tools)."""
-    return encode_frame([_seq_text(seq), "ACK" if ack else "NAK", _check_cmd(cmd), *fields])
+    head = [_seq_bytes(seq), b"ACK" if ack else b"NAK", _cmd_bytes(cmd)]
+    return _frame(b",".join(head + _field_bytes(fields)))
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """One parsed reply. For a NAK, ``fields`` is ``(code, text)``."""
 
     seq: int
@@ -104,56 +117,53 @@ class Reply:
         return "" if self.ack else self.fields[1]
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     seq: int
     cmd: str
     args: tuple[str, ...] = ()
 
 
-def split_frame(frame: bytes) -> list[bytes]:
+def split_frame(frame: bytes) -> list[str]:
     """Check framing, characters and checksum; return the body's fields."""
     if len(frame) > MAX_FRAME:
         raise FrameError(f"frame is {len(frame)} bytes, over the {MAX_FRAME}-byte limit")
-    if len(frame) < 6 or frame[0] != START or not frame.endswith(END) or frame[-5] != 0x2A:
+    if len(frame) < 6 or frame[0] != START or frame[-5:-4] != b"*" or not frame.endswith(END):
         raise FrameError(f"not a $...*CK\\r\\n frame: {frame!r}")
-    body, ck_text = frame[1:-5], frame[-4:-2]
+    body = frame[1:-5]
     if not _BODY.fullmatch(body):
         raise FrameError(f"frame body holds a forbidden byte: {frame!r}")
-    if ck_text[0] not in _HEX or ck_text[1] not in _HEX:
+    ck = _CK_VALUE.get(frame[-4:-2])
+    if ck is None:
         raise FrameError(f"checksum must be two uppercase hex digits: {frame!r}")
-    if int(ck_text, 16) != checksum(body):
+    if ck != checksum(body):
         raise ChecksumError(
-            f"checksum {ck_text.decode()} does not match body (expected "
+            f"checksum {frame[-4:-2].decode()} does not match body (expected "
             f"{checksum(body):02X}): {frame!r}"
         )
-    return body.split(b",")
+    return body.decode("ascii").split(",")
 
 
 def parse_reply(frame: bytes) -> Reply:
     """A tool's reply frame, checked in full; anything else raises FrameError."""
     parts = split_frame(frame)
-    if len(parts) < 3 or not _SEQ.fullmatch(parts[0]) or not _CMD.fullmatch(parts[2]):
+    if len(parts) < 3 or not _SEQ_STR.fullmatch(parts[0]) or not _CMD_STR.fullmatch(parts[2]):
         raise FrameError(f"not a reply (SEQ,ACK|NAK,CMD...): {frame!r}")
     kind = parts[1]
-    fields = tuple(p.decode("ascii") for p in parts[3:])
-    if kind == b"ACK":
-        ack = True
-    elif kind == b"NAK":
-        ack = False
-        if len(fields) != 2 or not _NAK_CODE.fullmatch(parts[3]):
+    if kind == "ACK":
+        return Reply(int(parts[0]), True, parts[2], tuple(parts[3:]))
+    if kind == "NAK":
+        if len(parts) != 5 or not _NAK_CODE_STR.fullmatch(parts[3]):
             raise FrameError(f"a NAK carries exactly a numeric code and a text: {frame!r}")
-    else:
-        raise FrameError(f"reply is neither ACK nor NAK: {frame!r}")
-    return Reply(int(parts[0]), ack, parts[2].decode("ascii"), fields)
+        return Reply(int(parts[0]), False, parts[2], (parts[3], parts[4]))
+    raise FrameError(f"reply is neither ACK nor NAK: {frame!r}")
 
 
 def parse_request(frame: bytes) -> Request:
     """A host's request frame (used by line-noise test tools, not by the driver)."""
     parts = split_frame(frame)
-    if len(parts) < 2 or not _SEQ.fullmatch(parts[0]) or not _CMD.fullmatch(parts[1]):
+    if len(parts) < 2 or not _SEQ_STR.fullmatch(parts[0]) or not _CMD_STR.fullmatch(parts[1]):
         raise FrameError(f"not a request (SEQ,CMD...): {frame!r}")
-    return Request(int(parts[0]), parts[1].decode("ascii"), tuple(p.decode() for p in parts[2:]))
+    return Request(int(parts[0]), parts[1], tuple(parts[2:]))
 
 
 class FrameExtractor:

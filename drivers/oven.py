@@ -212,7 +212,7 @@ class ReflowOven:
         await self._command("LOAD", done=self._belt_count_is(on_belt + 1), resend=False)
 
     async def exit_result(self) -> ReflowResult:
-        """The exit wafer's measured profile: IR 20-37, then the curve (chunked)."""
+        """The exit wafer's measured profile: the EXIT_ registers, then its curve."""
         v = await self.regs.read_block(self._exit)
         return ReflowResult(
             wafer_id=v["EXIT_WAFER_ID"],

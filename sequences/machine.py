@@ -208,6 +208,34 @@ class WaferMachine:
         return trigger in self._machine.get_triggers(self.state) and getattr(
             self._wafer, f"may_{trigger}")()
 
+    def restore(self, state: str, *, step: int | None = None, failed_step: int | None = None,
+                held_from: str | None = None, hold_reason: str = "",
+                announce: str | None = None) -> WaferEvent | None:
+        """Put the wafer back into a stored state (controller recovery after a stop).
+
+        With ``announce`` the move is an event (trigger ``recover``) for the record:
+        used when recovery moves a wafer, e.g. back to waiting because its tool never
+        took it. Without it the machine just resumes where the store says it was.
+        """
+        names = {s for s in self._machine.states}
+        if state not in names:
+            raise SequenceError(f"wafer {self.wafer_id}: cannot restore unknown state {state!r}")
+        source = self.state
+        self._machine.set_state(state, model=self._wafer)
+        self.step = step if step is not None else (
+            step_of(state) or (step_of(held_from) if held_from else None) or self.step)
+        self.failed_step = failed_step
+        self.held_from, self.hold_reason = held_from, hold_reason
+        if announce is None:
+            return None
+        event = WaferEvent(wafer_id=self.wafer_id, step=self.step, step_kind=self.step_kind,
+                           from_state=source, to_state=state, trigger="recover", why=announce,
+                           tool_time=self.now())
+        self._last_event = event
+        if self.on_event is not None:
+            self.on_event(event)
+        return event
+
     def fire(
         self, trigger: str, *, why: str = "", measurements: dict[str, Any] | None = None,
         tool: str | None = None,

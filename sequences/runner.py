@@ -89,6 +89,7 @@ class WaferRun:
             on_event=self._deliver, now=clock.now,
         )
         self.judgments: dict[int, Judgment] = {}  # last judgment per step
+        self.results: dict[int, Any] = {}  # last raw tool result per step (reflow curves)
         self.tool_notes: list[str] = []  # what abort left the tool doing
         self._task: asyncio.Task[Any] | None = None
         self._driver: Any = None
@@ -235,19 +236,29 @@ class WaferRun:
             recipe_name=self.recipe.tool_recipe_name(number)), tool)
         if outcome is _STOPPED:
             return self.state
+        return await self._finish(number, step, driver, outcome)
+
+    async def _finish(self, number: int, step: Step, driver: Any,
+                      outcome: tool_steps.StepResult, *, unloaded: bool = False) -> str:
+        """Judge what the tool measured, repair where allowed, unload, and move on."""
+        tool = driver.name
+        self.results[number] = outcome.result
         judgment = self._judge(step, outcome, repaired=False)
-        self.machine.fire("step_done", why=f"{step.kind} finished", tool=tool,
-                          measurements=judgment.measurements)
+        if self.state.endswith("_running"):
+            self.machine.fire("step_done", why=f"{step.kind} finished", tool=tool,
+                              measurements=judgment.measurements)
         while judgment.repair:
             self.machine.fire("repair", why=judgment.why, tool=tool)
             result = await self._step_work(tool_steps.repair(driver), tool)
             if result is _STOPPED:
                 return self.state
+            self.results[number] = result
             judgment = self._judge(step, tool_steps.StepResult(result), repaired=True)
             self.machine.fire("step_done", why="repair finished", tool=tool,
                               measurements=judgment.measurements)
         self.judgments[number] = judgment
-        if await self._step_work(tool_steps.unload(driver, step), tool) is _STOPPED:
+        if not unloaded and await self._step_work(tool_steps.unload(driver, step),
+                                                  tool) is _STOPPED:
             return self.state
         if judgment.ok:
             self.machine.fire("judged_ok", why=judgment.why, tool=tool,
@@ -260,6 +271,33 @@ class WaferRun:
             self.machine.fire("step_failed", why=judgment.why, tool=tool,
                               measurements=judgment.measurements)
         return self.state
+
+    # --- recovery after a controller stop ------------------------------------------------------
+
+    def restore(self, state: str, **kwargs: Any) -> None:
+        """Back into the state the store recorded (see WaferMachine.restore)."""
+        self.machine.restore(state, **kwargs)
+
+    async def adopt_result(self, driver: Any, result: Any, *, unloaded: bool = False) -> str:
+        """The step in progress when the controller stopped has its result at the tool:
+        judge it and go on exactly as if this run had waited for it."""
+        number = step_of(self.state)
+        if number is None or not self.state.endswith(("_running", "_judging")):
+            raise SequenceError(f"wafer {self.wafer_id} is {self.state}: no step in progress")
+        self._idle.clear()
+        self._driver = driver
+        try:
+            return await self._finish(number, self.recipe.step(number), driver,
+                                      tool_steps.StepResult(result), unloaded=unloaded)
+        finally:
+            self._idle.set()
+
+    def fail_recovered(self, why: str) -> None:
+        """Recovery could not tell what happened to the step in progress: an engineer decides."""
+        if self.machine.may("step_failed"):
+            self.machine.fire("step_failed", why=f"recovery: {why}")
+        elif self.machine.may("hold"):
+            self.machine.fire("hold", why=f"recovery: {why}")
 
     async def _readiness(self, number: int, step: Step, driver: Any) -> list[str]:
         status = await tool_steps.wait_until_free(driver, self.wafer_id, self.clock,

@@ -355,14 +355,23 @@ class CleanerModel:
                     raise Refusal(ILLEGAL_VALUE, f"{_NAMES[a]} = {w}: expected {lo}..{hi}")
         check_text_words([w for a, w in zip(span, words, strict=True) if a >= HR_WAFER_ID],
                          "WAFER_ID")
-        if address == HR_COMMAND:
-            self._command(words[0])
-        else:
-            for a, w in zip(span, words, strict=True):
-                if a < HR_COMMAND:
-                    self._recipe[a] = w
-                else:
-                    self._wafer_id_regs[a - HR_WAFER_ID] = w
+        command = words[HR_COMMAND - address] if HR_COMMAND in span else None
+        if command is not None and command not in {c.value for c in Command}:
+            raise Refusal(ILLEGAL_VALUE, f"COMMAND {command}: unknown code (1-5)")
+        before = list(self._recipe)
+        for a, w in zip(span, words, strict=True):
+            if a < HR_COMMAND:
+                self._recipe[a] = w
+            elif a > HR_COMMAND:
+                self._wafer_id_regs[a - HR_WAFER_ID] = w
+        if command is not None:
+            # One request writing recipe values and COMMAND: values first, then the command;
+            # a refused command leaves the recipe as it was (nothing of the request is kept).
+            try:
+                self._command(command)
+            except Refusal:
+                self._recipe = before
+                raise
         self._note_state()
 
     # --- commands --------------------------------------------------------------------------------

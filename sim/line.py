@@ -120,8 +120,11 @@ class SimulatedLine:
                 url = await server.start_rtu_pty()
             else:
                 url = await server.start_rtu_tcp(self.host)
+            # A pty carries no parity (this kernel refuses PARENB on ptys); RTU framing and
+            # CRC are the same either way. A real RS-485 line or device server uses E.
+            parity = "N" if self.cleaner_transport == "pty" else "E"
             config = {"role": role, "transport": "modbus-rtu", "port": url, "baudrate": 19200,
-                      "parity": "E", "unit": 2}
+                      "parity": parity, "unit": 2}
         return ServedTool(name=name, role=role, model=model, server=server, config=config)
 
     async def stop(self) -> None:

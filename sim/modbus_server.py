@@ -175,7 +175,10 @@ class ModbusToolServer:
             trace_pdu=self._trace_pdu,
             custom_pdu=[_ReadCoils, _ReadDiscreteInputs],
         )
-        await server.serve_forever(background=True)
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus: "Could not start listen"
+            raise OSError(f"{self.name}: cannot listen on {host}:{port} ({exc})") from None
         self._servers.append(server)
         bound = server.transport.sockets[0].getsockname()  # type: ignore[attr-defined]
         kind = "Modbus RTU over TCP" if rtu else "Modbus TCP"

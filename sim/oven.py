@@ -34,6 +34,7 @@ from sim.thermal import (
     AMBIENT_C,
     HEATING_ZONES,
     O2_AIR_PPM,
+    O2_PURGED_PPM,
     STEP_S,
     STUCK_HEATER_EXCESS_C,
     TUNNEL_MM,
@@ -114,6 +115,7 @@ STABLE_BAND_C = 2.0
 OVER_TEMPERATURE_C = 15.0
 ENTRANCE_CLEAR_MM = 450.0
 NOISE_C = 0.15  # thermocouple reading noise, uniform +-
+_NOISE_TABLE = 4099  # prime: the pattern does not line up with the 10 zones
 STANDBY_SETPOINT_C = 100.0
 
 
@@ -125,8 +127,12 @@ class OvenModel:
                      Table.INPUT: IR_CURVE + CURVE_REGISTERS}
 
     def __init__(self, seed: int = 0, *, start: float = 0.0) -> None:
-        self._rng = random.Random(seed)
+        rng = random.Random(seed)
+        # Thermocouple noise by step number (not drawn in sequence), so idle time can be skipped
+        # in one go and the readings still do not depend on how often anyone polls.
+        self._noise_table = [(2.0 * rng.random() - 1.0) * NOISE_C for _ in range(_NOISE_TABLE)]
         self._t = float(start)  # model time: advances in whole steps
+        self._steps = 0
         self._staged = list(_POWER_UP_STAGING)
         self._load_id = [0] * ID_REGISTERS
         self._setpoints = [0.0] * ZONES
@@ -137,7 +143,6 @@ class OvenModel:
         self._applied = False
         self._standby = False
         self._air = [AMBIENT_C] * ZONES
-        self._noise = [0.0] * ZONES
         self._o2 = O2_AIR_PPM
         self._n2_coil = False
         self._belt_coil = True
@@ -169,7 +174,36 @@ class OvenModel:
     def advance(self, now: float) -> None:
         """Integrate the physics up to ``now`` in whole steps."""
         while self._t + STEP_S <= now + 1e-9:
+            steps = int((now - self._t) / STEP_S + 1e-9)
+            if steps > 2 and self._settled():
+                self._coast(steps - 1)  # the last step runs in full: events, state
             self._step()
+
+    def _settled(self) -> bool:
+        """Nothing will change but time: empty tunnel, no faults acting, air and O2 converged."""
+        if (self._tunnel or self._estop or self._stuck_heaters or self._tc_failed
+                or (self._n2_coil and not self._n2_supply_ok)):
+            return False
+        # thermal.py puts air and O2 exactly on target once they are within a hair of it
+        if self._o2 != (O2_PURGED_PPM if self._n2_coil else O2_AIR_PPM):
+            return False
+        return all(air == (sp if sp > 0 else AMBIENT_C)
+                   for air, sp in zip(self._air, self._setpoints, strict=True))
+
+    def _coast(self, steps: int) -> None:
+        """Skip ``steps`` quiet steps at once (only scheduled alarms could interrupt them)."""
+        if self._time_alarms:
+            due = int((self._time_alarms[0][0] - self._t) / STEP_S + 1e-9) - 1
+            steps = min(steps, due)
+        stable_from = self._t + STEP_S if self._stable_since is None else self._stable_since
+        if self._applied and not self._standby and not self._armed:
+            # READY (and its event) must come in a full step, at its exact time
+            steps = min(steps, round((stable_from + READY_HOLD_S - self._t) / STEP_S) - 1)
+        if steps < 1:
+            return
+        self._t += steps * STEP_S
+        self._steps += steps
+        self._stable_since = stable_from  # settled air is within the band
 
     def _step(self) -> None:
         heaters_off = self._estop
@@ -180,8 +214,7 @@ class OvenModel:
             else:
                 target = sp + STUCK_HEATER_EXCESS_C if i in self._stuck_heaters else sp
                 self._air[i] = zone_air_step(self._air[i], target, i >= HEATING_ZONES)
-        rnd = self._rng.random
-        self._noise = [(2.0 * rnd() - 1.0) * NOISE_C for _ in range(ZONES)]
+        self._steps += 1
         self._o2 = o2_step(self._o2, self._n2_coil and self._n2_supply_ok)
 
         running = self._belt_running()
@@ -345,7 +378,10 @@ class OvenModel:
 
     def _input(self, a: int) -> int:
         if a < ZONES:
-            return TC_FAILED if a in self._tc_failed else to_s16(self._air[a] + self._noise[a])
+            if a in self._tc_failed:
+                return TC_FAILED
+            noise = self._noise_table[(self._steps * ZONES + a) % _NOISE_TABLE]
+            return to_s16(self._air[a] + noise)
         if a < IR_EXIT:
             return [int(self._state()), self._wafers_on_belt(),
                     self._alarms[0] if self._alarms else 0,

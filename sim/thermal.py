@@ -47,6 +47,11 @@ A_WAFER = math.exp(-STEP_S / TAU_WAFER_S)
 A_PURGE = math.exp(-STEP_S / TAU_PURGE_S)
 A_INGRESS = math.exp(-STEP_S / TAU_INGRESS_S)
 
+# Closer than this to its target, air (or O2) is put exactly on it: the state stops changing,
+# which lets the oven skip quiet time in one go with the same result as stepping through it.
+SETTLED_C = 0.001
+SETTLED_O2_PPM = 0.01
+
 CURVE_INTERVAL_S = 5
 CURVE_MAX_SAMPLES = 250
 
@@ -65,7 +70,8 @@ def zone_air_step(air_c: float, target_c: float, cooling_zone: bool) -> float:
         a = A_COOLING_ZONE
     else:
         a = A_HEAT if target_c > air_c else A_COOL
-    return target_c + (air_c - target_c) * a
+    air_c = target_c + (air_c - target_c) * a
+    return target_c if abs(air_c - target_c) < SETTLED_C else air_c
 
 
 def air_at(position_mm: float, zone_air_c: list[float]) -> float:
@@ -81,9 +87,9 @@ def air_at(position_mm: float, zone_air_c: list[float]) -> float:
 
 
 def o2_step(o2_ppm: float, purging: bool) -> float:
-    if purging:
-        return O2_PURGED_PPM + (o2_ppm - O2_PURGED_PPM) * A_PURGE
-    return O2_AIR_PPM + (o2_ppm - O2_AIR_PPM) * A_INGRESS
+    target = O2_PURGED_PPM if purging else O2_AIR_PPM
+    o2_ppm = target + (o2_ppm - target) * (A_PURGE if purging else A_INGRESS)
+    return target if abs(o2_ppm - target) < SETTLED_O2_PPM else o2_ppm
 
 
 def time_above(t0: float, t1: float, threshold: float, dt: float = STEP_S) -> float:

@@ -5,9 +5,11 @@
   be made to break on purpose (stale replies, silence, garbage).
 * ``LineNoise`` — a pty relay between a driver and a simulated tool that can
   damage or inject frames on the way, like a bad cable would.
-* ``printer_env`` / ``placer_env`` fixtures — a driver connected to a simulated
-  tool over a pty and over TCP (``socket://``), or, with ``--line-config FILE``,
-  to the real tool of that role.
+* ``printer`` / ``placer`` fixtures (a ``ToolRig``) and ``printer_line`` /
+  ``placer_line`` factories (for a tool with faults or a chosen start state) —
+  a driver connected to a simulated tool over a pty and over TCP
+  (``socket://``), or, with ``--line-config FILE``, to the real tool of that
+  role, first brought to IDLE.
 """
 
 from __future__ import annotations
@@ -190,6 +192,10 @@ class ToolRig:
     clock: Any
     frames: list[tuple[str, bytes]] = field(default_factory=list)
     server: Any = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.server is not None
 
     @property
     def model(self) -> Any:

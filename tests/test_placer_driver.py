@@ -179,7 +179,8 @@ async def test_full_placement_cycle_with_repair(placer: ToolRig) -> None:
         assert r.wafer_id == "LOT42-07" and r.status is RunStatus.OK
         assert r.sites == 120_000 and r.placed + r.missing + r.extra == r.sites
     assert repaired.defects <= first.defects
-    assert (placer.model.placements_executed, placer.model.repairs) == (1, 1)
+    if placer.simulated:  # the tool's own counts
+        assert (placer.model.placements_executed, placer.model.repairs) == (1, 1)
     assert (await b.status()).ball_level_pct < 100.0
 
 
@@ -247,6 +248,27 @@ async def test_nak_05_and_06(placer: ToolRig) -> None:
     placer.model.close_door(placer.now())
     await b.clear_alarm()
     await b.set_recipe(await recipe_for(b))
+
+
+@pytest.mark.faults
+async def test_emergency_stop_while_loading(placer: ToolRig) -> None:
+    b = placer.driver
+    await b.set_recipe(await recipe_for(b))
+    await b.load("W-900")
+    placer.model.press_estop(placer.now())
+    with pytest.raises(ToolAlarm) as info:
+        await b.wait_for(S.READY, timeout_s=PATIENCE_S)
+    assert (info.value.code, info.value.text) == (900, "EMERGENCY STOP")
+    with pytest.raises(InterlockActive):
+        await b.unload()
+    with pytest.raises(WrongState):
+        await b.clear_alarm()  # still pressed
+    placer.model.release_estop(placer.now())
+    await b.clear_alarm()
+    assert (await b.status()).state is S.DONE
+    assert (await b.result()).status is RunStatus.ALARM
+    await b.unload()
+    await b.wait_for(S.IDLE, timeout_s=PATIENCE_S)
 
 
 @pytest.mark.faults

@@ -140,6 +140,16 @@ def test_cycle_phases_timing_and_result() -> None:
     assert h.ir(6) == [1]  # the last result stays after UNLOAD
 
 
+def test_recipe_and_command_in_one_write() -> None:
+    h = Host()
+    h.load()
+    h.refused(6, lambda: h.hr(0, [700, 30, 30, 30, 25, START]))  # bath not at 70 C
+    assert h.cleaner.read(H, 0, 6, 0) == [600, 120, 60, 60, 25, 0]  # nothing kept
+    h.refused(3, lambda: h.hr(0, [600, 30, 30, 30, 25, 7]))
+    h.hr(0, [600, 30, 20, 10, 25, START])
+    assert h.state() is S.WASHING and h.ir(3) == [60]
+
+
 def test_start_needs_the_bath_at_temperature() -> None:
     h = Host()
     h.recipe(temp=700)

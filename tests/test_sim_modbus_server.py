@@ -219,6 +219,14 @@ async def test_scheduled_alarm_from_the_fault_plan_is_logged(caplog: pytest.LogC
     assert any("CLEAR" in m for m in messages)
 
 
+async def test_a_port_in_use_is_a_clear_error() -> None:
+    async with served_oven() as (_, model, clock, host, port):
+        other = OvenServer(model, clock, name="oven-2")
+        with pytest.raises(OSError, match=f"oven-2: cannot listen on {host}:{port}"):
+            await other.start_tcp(host, port)
+        await other.stop()
+
+
 def test_bad_server_configuration_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="oven-x: door= faults apply to the cleaner"):
         OvenServer(OvenModel(), ManualClock(), name="oven-x", faults=parse_tool_faults("door=5"))

@@ -483,6 +483,31 @@ def test_deterministic_under_a_seed_and_independent_of_polling() -> None:
     assert run(3, 1.0) != run(4, 1.0)
 
 
+def test_quiet_hours_skipped_at_once_read_the_same_as_stepped_through() -> None:
+    def run(poll_every: float) -> tuple[list[int], list[bool], list[tuple[float, str]]]:
+        h = Host(9)
+
+        def go_to(t: float) -> None:
+            while h.now < t:
+                h.clock.advance(min(poll_every, t - h.now))
+                h.ir(0, 15)
+
+        h.oven.schedule_alarm(520, at_time=4000)
+        h.apply(EUTECTIC)
+        h.coil(0, True)
+        go_to(3000)
+        h.cmd(APPLY)  # the same setpoints again: READY 60 s later
+        go_to(5000)
+        return h.ir(0, 15), [h.di(a) for a in range(4)], h.oven.drain_events()
+
+    stepped, skipped = run(1.0), run(2000.0)
+    assert stepped == skipped
+    registers, bits, events = stepped
+    assert registers[12] == 520 and bits == [True, False, True, True]
+    assert (3061.0, "state HEATING -> READY") in events  # stable from 3001, +60 s
+    assert (4000.0, "alarm 520 CONVEYOR JAM (fault plan)") in events  # not skipped over
+
+
 def test_events_record_state_changes_and_alarms() -> None:
     h = Host()
     h.warm()

@@ -48,9 +48,11 @@ class Line:
 
 
 @contextlib.asynccontextmanager
-async def simulated_line(faults: str = "", seed: int = 1) -> AsyncIterator[Line]:
-    clock = ScaledClock(SPEED)
-    async with SimulatedLine(speed=SPEED, seed=seed, clock=clock,
+async def simulated_line(
+    faults: str = "", seed: int = 1, speed: float = SPEED
+) -> AsyncIterator[Line]:
+    clock = ScaledClock(speed)
+    async with SimulatedLine(speed=speed, seed=seed, clock=clock,
                              faults=parse_faults(faults)) as sim:
         config = parse_line_config(sim.config_text(), source="sim")
         holder: list[Line] = []
@@ -182,14 +184,16 @@ async def test_oven_not_ready_holds_the_reflow() -> None:
 
 async def test_abort_reaches_a_running_print_at_once() -> None:
     recipe = find_recipe("rebump-hipb-snpb")
-    async with simulated_line() as line:
+    # a slow clock: the wafer is in the printer for ~60 tool s, which must outlast the poll
+    async with simulated_line(speed=100.0) as line:
         printer = line["printer"]
         await tool_steps.prepare_tool(printer, recipe.step(1), clock=line.clock)
         run = WaferRun(recipe, "W-ABORT", line.clock, on_event=line.on_event)
         task = asyncio.create_task(run.run_step(printer))
+        in_tool = (PrinterState.LOADING, PrinterState.READY, PrinterState.PRINTING)
         deadline = line.clock.now() + 600
-        while (await printer.status()).state is not PrinterState.PRINTING:
-            assert line.clock.now() < deadline, "the print never started"
+        while (await printer.status()).state not in in_tool:
+            assert line.clock.now() < deadline, "the wafer never went into the printer"
             await line.clock.sleep(1.0)
         event = await run.abort("lot cancelled")
         assert run.state == "aborted" and event.from_state == "step1_running"
@@ -206,14 +210,16 @@ async def test_hold_while_running_takes_effect_when_the_step_ends() -> None:
     async with simulated_line() as line:
         placer = line["placer"]
         await tool_steps.prepare_tool(placer, recipe.step(1), clock=line.clock)
-        run = WaferRun(recipe, "W-HOLD", line.clock, on_event=line.on_event)
-        task = asyncio.create_task(run.run_step(placer))
-        deadline = line.clock.now() + 600
-        while run.state != "step1_running":
-            assert line.clock.now() < deadline
-            await line.clock.sleep(1.0)
-        assert run.hold("engineer wants to look at it") is None  # deferred
-        assert await task == "held"
+        deferred: list[object] = []
+
+        def hold_once_running(event: WaferEvent) -> None:
+            line.on_event(event)
+            if event.trigger == "tool_acquired":  # the step is running now
+                deferred.append(run.hold("engineer wants to look at it"))
+
+        run = WaferRun(recipe, "W-HOLD", line.clock, on_event=hold_once_running)
+        assert await run.run_step(placer) == "held"
+        assert deferred == [None]  # not held mid-step: deferred to its end
         assert [e.trigger for e in line.events][-2:] == ["judged_ok", "hold"]
         assert line.events[-1].from_state == "step2_waiting"
         run.resume("looked")
@@ -292,7 +298,9 @@ def test_sequence_run_refuses_bad_input(capsys, tmp_path) -> None:
 
 async def test_two_wafers_share_the_oven_and_each_takes_its_own_off() -> None:
     recipe = find_recipe("ballmount-sac305")
-    async with simulated_line() as line:
+    # the second wafer reaches the exit ~39 tool s after the first: at 300x that leaves
+    # the first one's step 130 ms of wall time to take its wafer off
+    async with simulated_line(speed=300.0) as line:
         placer, oven = line["placer"], line["oven"]
         runs = [WaferRun(recipe, f"W-SHARE{i}", line.clock, on_event=line.on_event)
                 for i in (1, 2)]
