@@ -10,6 +10,7 @@ follows it (persist before acting).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ from sequences.recipe import Recipe, ReflowStep, Step
 from sequences.runner import WaferRun
 
 log = logging.getLogger("controller.lots")
+
+REQUEST_LOOK_S = 0.5  # wall seconds between looks at operator and engineer requests
 
 RecipeLoader = Callable[[str], Recipe]
 
@@ -78,6 +81,7 @@ class LineController:
         self._lots: list[str] = []
         self._results: dict[tuple[str, int], Any] = {}
         self._intents: dict[str, int] = {}
+        self._next_request_look = 0.0
 
     # --- lots --------------------------------------------------------------------------------
 
@@ -187,7 +191,7 @@ class LineController:
         if event.trigger != "judged_ok" and event.why:
             results.setdefault("why", event.why)
         self.store.end_step(wafer.step_id, status=status, results=results, curve_c=curve,
-                            liquidus_c=liquidus, tool_time=event.tool_time)
+                            liquidus_c=liquidus, tool_time=event.tool_time, fetch=False)
         intent = self._intents.pop(event.wafer_id, None)
         if intent is not None:
             self.store.resolve_intent(intent, "done")
@@ -228,6 +232,11 @@ class LineController:
     # --- operator and engineer requests ------------------------------------------------------
 
     def _handle_requests(self) -> None:
+        # People type slower than this; looking twice a second keeps the hot loop cheap.
+        now = time.monotonic()
+        if now < self._next_request_look:
+            return
+        self._next_request_look = now + REQUEST_LOOK_S
         for request in self.store.pending_requests():
             if request.lot_id not in self._lots:
                 continue

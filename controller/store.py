@@ -798,33 +798,33 @@ class Store:
         params = _finite_json(parameters, "step parameters")
         wins = _check_windows(windows or {})
         now = self._now()
-        with self._write() as session, session.begin():
-            wafer = session.get(Wafer, wafer_id)
-            if wafer is None:
+        # Core statements, not ORM units of work: this is on the scheduler's hot path.
+        with self._writer.begin() as conn:
+            moved = conn.execute(
+                update(Wafer).where(Wafer.id == wafer_id).values(location=tool, updated_at=now)
+            ).rowcount
+            if not moved:
                 raise StoreError(f"no wafer {wafer_id}")
-            last = session.scalar(
-                select(WaferStep.attempt)
-                .where(WaferStep.wafer_id == wafer_id, WaferStep.step_index == step_index)
-                .order_by(WaferStep.attempt.desc())
-                .limit(1)
-            )
-            step = WaferStep(
-                wafer_id=wafer_id,
-                step_index=step_index,
-                attempt=(last or 0) + 1,
-                kind=kind,
-                tool=tool,
-                status="running",
-                parameters=params,
-                windows=wins,
-                started_at=now,
-                tool_time_start=tool_time,
-            )
-            session.add(step)
-            wafer.location = tool
-            wafer.updated_at = now
-            session.flush()
-            return step.id
+            last = conn.execute(
+                select(func.max(WaferStep.attempt)).where(
+                    WaferStep.wafer_id == wafer_id, WaferStep.step_index == step_index
+                )
+            ).scalar()
+            return conn.execute(
+                insert(WaferStep).returning(WaferStep.id),
+                {
+                    "wafer_id": wafer_id,
+                    "step_index": step_index,
+                    "attempt": (last or 0) + 1,
+                    "kind": kind,
+                    "tool": tool,
+                    "status": "running",
+                    "parameters": params,
+                    "windows": wins,
+                    "started_at": now,
+                    "tool_time_start": tool_time,
+                },
+            ).scalar_one()
 
     def end_step(
         self,
@@ -837,8 +837,12 @@ class Store:
         curve_interval_s: float = 5.0,
         liquidus_c: float | None = None,
         tool_time: float | None = None,
-    ) -> StepInfo:
-        """Record a step's end: the results measured and, for a reflow, the wafer's curve."""
+        fetch: bool = True,
+    ) -> StepInfo | None:
+        """Record a step's end: the results measured and, for a reflow, the wafer's curve.
+
+        Returns the step as stored, unless ``fetch`` is false (the scheduler's hot path).
+        """
         if status not in STEP_STATUSES[1:]:
             raise StoreError(
                 f"step status {status!r}: expected one of {', '.join(STEP_STATUSES[1:])}"
@@ -852,27 +856,38 @@ class Store:
             if not curve_interval_s > 0:
                 raise StoreError(f"step {step_id}: curve interval must be > 0 s")
         now = self._now()
-        with self._write() as session, session.begin():
-            step = session.get(WaferStep, step_id)
-            if step is None:
+        with self._writer.begin() as conn:
+            current = conn.execute(
+                select(WaferStep.status, WaferStep.wafer_id).where(WaferStep.id == step_id)
+            ).first()
+            if current is None:
                 raise StoreError(f"no step {step_id}")
-            if step.status != "running":
-                raise StoreError(f"step {step_id} of {step.wafer_id} already ended ({step.status})")
-            step.status = status
-            step.results = data
-            step.disposition = disposition
-            step.ended_at = now
-            step.tool_time_end = tool_time
-            if samples is not None:
-                session.add(
-                    StepCurve(
-                        step_id=step_id,
-                        interval_s=float(curve_interval_s),
-                        liquidus_c=liquidus_c,
-                        samples_c=samples,
-                    )
+            if current.status != "running":
+                raise StoreError(
+                    f"step {step_id} of {current.wafer_id} already ended ({current.status})"
                 )
-        return self.get_step(step_id)
+            conn.execute(
+                update(WaferStep)
+                .where(WaferStep.id == step_id)
+                .values(
+                    status=status,
+                    results=data,
+                    disposition=disposition,
+                    ended_at=now,
+                    tool_time_end=tool_time,
+                )
+            )
+            if samples is not None:
+                conn.execute(
+                    insert(StepCurve),
+                    {
+                        "step_id": step_id,
+                        "interval_s": float(curve_interval_s),
+                        "liquidus_c": liquidus_c,
+                        "samples_c": samples,
+                    },
+                )
+        return self.get_step(step_id) if fetch else None
 
     def get_step(self, step_id: int) -> StepInfo:
         with self._read() as session:

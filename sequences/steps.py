@@ -45,6 +45,16 @@ BATH_HEAT_C_S, BATH_COOL_C_S = 0.05, 0.01
 POLL_S = 1.0  # how often the oven's exit and entrance are looked at while a wafer rides
 
 
+async def expect(clock: Clock, nominal_s: float) -> None:
+    """Wait the time the spec says an operation takes before polling for its end.
+
+    Polling from the start would cost a round trip per poll interval for nothing;
+    the tool cannot be faster than its nominal time, and a slower one is caught by
+    the polls that follow.
+    """
+    await clock.sleep(nominal_s)
+
+
 def bound(nominal_s: float) -> float:
     """A generous timeout for an operation the spec says takes ``nominal_s``."""
     return nominal_s * 2.0 + 60.0
@@ -255,8 +265,10 @@ async def execute(
         await _release_own(driver, wafer_id, PrinterState)
         await driver.set_recipe(step.tool_recipe(recipe_name))
         await driver.load(wafer_id)
+        await expect(clock, LOAD_S)
         await driver.wait_for(PrinterState.READY, timeout_s=bound(LOAD_S))
         await driver.start_print()
+        await expect(clock, PRINT_PASS_S * step.passes + SPI_S)
         await driver.wait_for(PrinterState.DONE,
                               timeout_s=bound(PRINT_PASS_S * step.passes + SPI_S))
         return StepResult(await driver.result())
@@ -264,8 +276,10 @@ async def execute(
         await _release_own(driver, wafer_id, PlacerState)
         await driver.set_recipe(step.tool_recipe(recipe_name))
         await driver.load(wafer_id)
+        await expect(clock, LOAD_S)
         await driver.wait_for(PlacerState.READY, timeout_s=bound(LOAD_S))
         await driver.start_placement()
+        await expect(clock, PLACE_S)
         await driver.wait_for(PlacerState.DONE, timeout_s=bound(PLACE_S))
         return StepResult(await driver.result())
     if isinstance(step, ReflowStep):
@@ -279,6 +293,7 @@ async def execute(
     await driver.load(wafer_id)
     await driver.start()
     cycle = step.wash_time_s + step.rinse_time_s + step.dry_time_s
+    await expect(clock, cycle)
     await driver.wait_for(CleanerState.DONE, timeout_s=bound(cycle))
     return StepResult(await driver.result())
 
@@ -294,9 +309,11 @@ async def unload(driver: Any, step: Step) -> None:
     """Hand the wafer out after judging; the oven's wafer is already off the belt."""
     if isinstance(step, PrintStep):
         await driver.unload()
+        await expect(driver.clock, UNLOAD_S)
         await driver.wait_for(PrinterState.IDLE, timeout_s=bound(UNLOAD_S + WIPE_S))
     elif isinstance(step, PlaceStep):
         await driver.unload()
+        await expect(driver.clock, UNLOAD_S)
         await driver.wait_for(PlacerState.IDLE, timeout_s=bound(UNLOAD_S))
     elif isinstance(step, CleanStep):
         await driver.unload()
@@ -327,9 +344,11 @@ async def _reflow(driver: Any, step: ReflowStep, wafer_id: str, clock: Clock) ->
                 raise ToolTimeout(driver.name, "entrance not clear for the wafer")
             await clock.sleep(POLL_S)
         await driver.load(wafer_id)
-    # The wafer is on the belt now: it comes out whatever happens, so keep watching the
-    # exit (alarms are recorded, not fatal) and take it off as soon as it is there.
+    # The wafer is on the belt now: it comes out whatever happens. Nothing to see before
+    # it can reach the exit; then watch the exit (alarms are recorded, not fatal) and take
+    # it off as soon as it is there. The exit flags report anything that hit its pass.
     deadline = clock.now() + bound(step.transit_s)
+    await expect(clock, step.transit_s)
     while True:
         status = await driver.status()
         await note_alarm(status)

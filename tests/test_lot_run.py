@@ -33,6 +33,7 @@ from controller.store import Store, slots_for_count
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import LineTools, open_line
+from drivers.types import PrinterState
 from sequences.machine import WaferEvent
 from sequences.recipe import ReflowStep
 from sequences.validate import load_valid_recipe
@@ -43,8 +44,9 @@ SPEED = 2000.0  # tool seconds per wall second; the full-lot test checks the run
 SEED = 1
 RECIPE = "rebump-hipb-snpb"
 STEPS = 6
-WAIT_S = 60.0  # wall-second bound on any wait for the controller (a hang fails, never a pass)
-E10_OF_A_RUN = {"productive", "standby", "scheduled_down"}
+WAIT_S = 30.0  # wall-second bound on any wait for the controller (a hang fails, never a pass)
+ABORT_WAIT_S = 15.0  # an aborted 3-wafer lot ends in about a second of wall time
+E10_OF_A_RUN = {"productive", "standby", "scheduled down"}
 
 
 @dataclass
@@ -101,8 +103,9 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path: Path, *, faults: dict[str, FaultPlan] | None = None) -> AsyncIterator[Rig]:
-    clock = ScaledClock(SPEED)
+async def rig(tmp_path: Path, *, faults: dict[str, FaultPlan] | None = None,
+              speed: float = SPEED) -> AsyncIterator[Rig]:
+    clock = ScaledClock(speed)
     async with SimulatedLine(clock=clock, seed=SEED, faults=faults or {}) as line:
         config = parse_line_config(line.config_text(), source="simulated line")
         async with open_line(config, clock) as tools:
@@ -127,7 +130,13 @@ def is_(wafer: str, trigger: str, step: int | None = None) -> Callable[[WaferEve
 
 
 async def assert_line_empty(r: Rig) -> None:
-    """No wafer inside any tool: the models, and what the tools say over their protocols."""
+    """No wafer inside any tool: the models, and what the tools say over their protocols.
+
+    A wafer the printer was told to hand out may still be on its way out (UNLOADING
+    10 tool s, after a wipe 15 more): wait for that, and for nothing else (a wafer left
+    in DONE or mid-print never reaches IDLE and the wait fails).
+    """
+    await r.tools["printer-1"].wait_for(PrinterState.IDLE, timeout_s=60.0)
     now = r.clock.now()
     printer = r.model("printer-1")
     assert printer.wafer_id is None and printer.state_at(now) == "IDLE", printer.state_at(now)
@@ -329,33 +338,65 @@ async def test_hold_and_continue_one_wafer_while_the_lot_runs(tmp_path: Path) ->
         assert_event_chain(r, held)
 
 
-async def test_abort_a_lot_mid_run_leaves_no_wafer_in_a_tool(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
-        wafers = r.new_lot("ABORT1", 3)
-        watch = Watch()
-        in_printer = watch.when(is_(wafers[1], "tool_acquired", step=1))
-        task = asyncio.create_task(r.controller(watch).run(["ABORT1"]))
-        try:
-            await asyncio.wait_for(in_printer, WAIT_S)
-            r.store.abort_lot("ABORT1", user="operator", reason="wrong paste lot")
-            (outcome,) = await finish(task)
-        finally:
-            task.cancel()
+async def abort_when(r: Rig, lot: str, wafers: int,
+                     when: Callable[[list[str]], Callable[[WaferEvent], bool]]) -> LotOutcome:
+    """Run a lot and abort it through the store at the first event matching ``when``."""
+    ids = r.new_lot(lot, wafers)
+    watch = Watch()
+    moment = watch.when(when(ids))
+    controller = r.controller(watch)
+    task = asyncio.create_task(controller.run([lot]))
+    try:
+        await asyncio.wait_for(moment, WAIT_S)
+        r.store.abort_lot(lot, user="operator", reason="wrong paste lot")
+        (outcome,) = await asyncio.wait_for(task, ABORT_WAIT_S)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return outcome
 
-        assert outcome.state == "aborted"
-        assert set(outcome.wafers.values()) <= {"aborted", "complete"}
-        assert outcome.wafers[wafers[1]] == "aborted"  # it was in the printer
-        for wafer in wafers:
-            info = r.store.get_wafer(wafer)
-            assert info.outcome in ("aborted", "good")
-            assert all(s.status in ("done", "aborted") for s in r.store.steps(wafer))
-            assert_event_chain(r, wafer)
-        (printing,) = [s for s in r.store.steps(wafers[1]) if s.step_index == 1]
-        assert printing.status == "aborted"
-        assert r.store.open_intents() == []
-        # The printer got ABT and handed the wafer out; nothing is left in any tool.
-        assert r.model("printer-1").wafers_unloaded == r.model("printer-1").wafers_loaded
+
+def assert_aborted_cleanly(r: Rig, outcome: LotOutcome) -> None:
+    assert outcome.state == "aborted" and r.store.get_lot(outcome.lot_id).state == "aborted"
+    assert set(outcome.wafers.values()) <= {"aborted", "complete"}
+    assert "aborted" in outcome.wafers.values()
+    for wafer, state in outcome.wafers.items():
+        info = r.store.get_wafer(wafer)
+        assert (info.state, info.outcome) == (state, "good" if state == "complete" else "aborted")
+        # No step left open: each ended done, or aborted with its wafer.
+        assert all(s.status in ("done", "aborted") for s in r.store.steps(wafer))
+        assert_event_chain(r, wafer)
+    assert r.store.open_intents() == []
+
+
+async def test_abort_a_lot_while_a_wafer_prints(tmp_path: Path) -> None:
+    # At 50x the first print (load + print + inspection: 60 tool s) lasts 1.2 s of wall
+    # time, far longer than the scheduler takes to see a request (its idle wake is 0.2 s),
+    # so the abort surely reaches wafer 1 inside the printer.
+    async with rig(tmp_path, speed=50.0) as r:
+        outcome = await abort_when(r, "ABORT1", 2,
+                                   lambda ids: is_(ids[0], "tool_acquired", step=1))
+        assert_aborted_cleanly(r, outcome)
+        assert outcome.wafers == {"ABORT1-01": "aborted", "ABORT1-02": "aborted"}
+        (printing,) = r.store.steps("ABORT1-01")
+        assert printing.status == "aborted" and printing.step_index == 1
+        assert r.store.steps("ABORT1-02") == []  # never started
+        # The printer got ABT mid-print and handed the wafer out.
         await assert_line_empty(r)
+        printer = r.model("printer-1")
+        assert (printer.wafers_loaded, printer.wafers_unloaded) == (1, 1)
+
+
+async def test_abort_a_lot_spread_over_the_line(tmp_path: Path) -> None:
+    # When wafer 3 has been reflowed the others are somewhere between the oven, the
+    # cleaner and the second print: wherever each one is, it ends aborted or complete.
+    async with rig(tmp_path) as r:
+        outcome = await abort_when(r, "ABORT2", 3,
+                                   lambda ids: is_(ids[2], "judged_ok", step=2))
+        assert_aborted_cleanly(r, outcome)
+        await assert_line_empty(r)
+        printer = r.model("printer-1")
+        assert printer.wafers_unloaded == printer.wafers_loaded
 
 
 # --- alarms and interlocks --------------------------------------------------------------------
@@ -495,7 +536,7 @@ async def test_an_open_door_shows_as_an_alarm_and_the_tool_down(tmp_path: Path) 
         door = await door_open_lot(r, "DOOR2")
         await door.stop()
         latest = {s.tool: s.e10_state for s in r.store.tool_states_latest()}
-        assert latest.get("printer-1") == "unscheduled_down", latest
+        assert latest.get("printer-1") == "unscheduled down", latest
         assert [a.code for a in r.store.alarms(tool="printer-1", active_only=True)] == [400]
 
 
