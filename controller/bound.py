@@ -63,8 +63,12 @@ def _setup(step: Step) -> tuple[object, ...]:
     return ()
 
 
-CHANGEOVER_S = {"printer": PRINTER_CHANGEOVER_S, "placer": PLACER_CHANGEOVER_S,
-                "oven": OVEN_CHANGEOVER_MIN_S, "cleaner": 0.0}
+CHANGEOVER_S = {
+    "printer": PRINTER_CHANGEOVER_S,
+    "placer": PLACER_CHANGEOVER_S,
+    "oven": OVEN_CHANGEOVER_MIN_S,
+    "cleaner": 0.0,
+}
 
 
 @dataclass
@@ -75,8 +79,12 @@ class MakespanBound:
     critical_path_s: float = 0.0
 
 
-def lower_bound(recipe: Recipe, wafers: int, tools: dict[str, int],
-                mounted: dict[str, tuple[object, ...]] | None = None) -> MakespanBound:
+def lower_bound(
+    recipe: Recipe,
+    wafers: int,
+    tools: dict[str, int],
+    mounted: dict[str, tuple[object, ...]] | None = None,
+) -> MakespanBound:
     """The bound for ``wafers`` wafers of ``recipe`` on a line with ``tools[role]`` tools.
 
     ``mounted`` is each role's setup at the start (e.g. the printer's stencil and
@@ -103,7 +111,7 @@ def lower_bound(recipe: Recipe, wafers: int, tools: dict[str, int],
         indices = [i for i, s in enumerate(steps) if ROLE[s.kind] == role]
         work = wafers * sum(tool_occupancy(steps[i]) for i in indices)
         head = sum(durations[: indices[0]])
-        tail = sum(durations[indices[-1] + 1:])
+        tail = sum(durations[indices[-1] + 1 :])
         if role == "oven":  # the last wafer still rides the whole tunnel after it enters
             tail += durations[indices[-1]] - tool_occupancy(steps[indices[-1]])
         per_role[role] = head + (work + changeovers.get(role, 0.0)) / count + tail

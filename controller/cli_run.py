@@ -19,7 +19,6 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from controller.errors import EXIT_USAGE, UserError
@@ -29,26 +28,52 @@ DEFAULT_SPEED = 200.0
 
 def register(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--line", metavar="FILE",
-                        help="line configuration; without it a simulated line runs in-process")
-    common.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                        help="database URL (default $BUMPLINE_DB, else sqlite:///bumpline.db)")
-    common.add_argument("--speed", type=_speed, default=DEFAULT_SPEED,
-                        help=f"time scale of the in-process simulated line (default "
-                        f"{DEFAULT_SPEED:g}); a --line file sets its own")
+    common.add_argument(
+        "--line",
+        metavar="FILE",
+        help="line configuration; without it a simulated line runs in-process",
+    )
+    common.add_argument(
+        "--db",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="database URL (default $BUMPLINE_DB, else sqlite:///bumpline.db)",
+    )
+    common.add_argument(
+        "--speed",
+        type=_speed,
+        default=DEFAULT_SPEED,
+        help=f"time scale of the in-process simulated line (default "
+        f"{DEFAULT_SPEED:g}); a --line file sets its own",
+    )
     common.add_argument("--seed", type=int, default=0, help="simulated line's random seed")
-    common.add_argument("--faults", default="", metavar="SPEC",
-                        help="fault plan for the in-process simulated line (docs/simulator.md)")
-    common.add_argument("--report-dir", default="reports", metavar="DIR",
-                        help="where lot reports are written (default ./reports)")
+    common.add_argument(
+        "--faults",
+        default="",
+        metavar="SPEC",
+        help="fault plan for the in-process simulated line (docs/simulator.md)",
+    )
+    common.add_argument(
+        "--report-dir",
+        default="reports",
+        metavar="DIR",
+        help="where lot reports are written (default ./reports)",
+    )
     common.add_argument("--user", help="who is running it (default $BUMPLINE_USER or login)")
-    common.add_argument("--wait-for-disposition", action="store_true",
-                        help="when only held wafers are left, wait for 'bumpline wafer "
-                        "disposition' instead of ending")
+    common.add_argument(
+        "--wait-for-disposition",
+        action="store_true",
+        help="when only held wafers are left, wait for 'bumpline wafer "
+        "disposition' instead of ending",
+    )
 
-    p = sub.add_parser("run", parents=[common], help="run a lot to the end (the main job)",
-                       description="Start a lot and run it to the end in the foreground, with "
-                       "live progress per wafer; then print the lot summary and the report.")
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run a lot to the end (the main job)",
+        description="Start a lot and run it to the end in the foreground, with "
+        "live progress per wafer; then print the lot summary and the report.",
+    )
     p.add_argument("--lot", metavar="ID", help="lot id (new lot)")
     p.add_argument("--recipe", metavar="NAME", help="recipe name or file")
     which = p.add_mutually_exclusive_group()
@@ -59,11 +84,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plain", action="store_true", help="one line per event, no live table")
     p.set_defaults(handler=cmd_run)
 
-    s = sub.add_parser("serve", parents=[common], help="run the line as a service",
-                       description="Continue unfinished lots, then pick up queued lots "
-                       "('bumpline lot start') until Ctrl-C or SIGTERM.")
-    s.add_argument("--once", action="store_true",
-                   help="stop when no lot is left instead of waiting for new ones")
+    s = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the line as a service",
+        description="Continue unfinished lots, then pick up queued lots "
+        "('bumpline lot start') until Ctrl-C or SIGTERM.",
+    )
+    s.add_argument(
+        "--once",
+        action="store_true",
+        help="stop when no lot is left instead of waiting for new ones",
+    )
     s.set_defaults(handler=cmd_serve, plain=True)
 
 
@@ -89,8 +121,11 @@ async def line_tools(args: argparse.Namespace) -> AsyncIterator[tuple[Any, Any, 
 
     if args.line:
         if args.faults:
-            raise UserError("--faults applies to the in-process simulated line; with --line, "
-                            "start 'bumpline sim --faults ...' instead", exit_code=EXIT_USAGE)
+            raise UserError(
+                "--faults applies to the in-process simulated line; with --line, "
+                "start 'bumpline sim --faults ...' instead",
+                exit_code=EXIT_USAGE,
+            )
         config = load_line_config(args.line)
         clock = ScaledClock(config.time_scale)
         async with open_line(config, clock) as tools:
@@ -100,8 +135,9 @@ async def line_tools(args: argparse.Namespace) -> AsyncIterator[tuple[Any, Any, 
     from sim.line import SimulatedLine
 
     clock = ScaledClock(args.speed)
-    async with SimulatedLine(clock=clock, seed=args.seed,
-                             faults=fault_plans(args.faults, None)) as line:
+    async with SimulatedLine(
+        clock=clock, seed=args.seed, faults=fault_plans(args.faults, None)
+    ) as line:
         config = parse_line_config(line.config_text(), source="simulated line")
         async with open_line(config, clock) as tools:
             yield tools, clock, f"simulated line in-process at {args.speed:g}x"
@@ -114,8 +150,11 @@ def _install_stop(controller: Any) -> Any:
     def stop() -> None:
         stops["count"] += 1
         if stops["count"] == 1:
-            print("\nstopping: no new steps start; running steps finish and are recorded "
-                  "(Ctrl-C again to leave at once)", file=sys.stderr)
+            print(
+                "\nstopping: no new steps start; running steps finish and are recorded "
+                "(Ctrl-C again to leave at once)",
+                file=sys.stderr,
+            )
             controller.stop()
         else:
             raise KeyboardInterrupt
@@ -140,21 +179,31 @@ def _new_lot(args: argparse.Namespace, store: Any) -> str:
 
     if args.resume:
         if args.lot or args.recipe or args.wafers is not None or args.slots:
-            raise UserError("--resume continues a stored lot: give no --lot, --recipe, "
-                            "--wafers or --slots with it", exit_code=EXIT_USAGE)
+            raise UserError(
+                "--resume continues a stored lot: give no --lot, --recipe, "
+                "--wafers or --slots with it",
+                exit_code=EXIT_USAGE,
+            )
         store.get_lot(args.resume)  # a clear error when there is no such lot
         return args.resume
-    missing = [flag for flag, value in (("--lot", args.lot), ("--recipe", args.recipe))
-               if not value]
+    missing = [
+        flag for flag, value in (("--lot", args.lot), ("--recipe", args.recipe)) if not value
+    ]
     if args.wafers is None and not args.slots:
         missing.append("--wafers or --slots")
     if missing:
         raise UserError(f"run needs {', '.join(missing)} (or --resume LOT)", exit_code=EXIT_USAGE)
     slots = slots_for_count(args.wafers) if args.wafers is not None else parse_slots(args.slots)
     recipe = load_valid_recipe(args.recipe)
-    lot = store.create_lot(args.lot, recipe_name=args.recipe, recipe_version=recipe.version,
-                           recipe_hash=recipe.hash, slots=slots,
-                           priority=args.priority or DEFAULT_PRIORITY, user=_user(args))
+    lot = store.create_lot(
+        args.lot,
+        recipe_name=args.recipe,
+        recipe_version=recipe.version,
+        recipe_hash=recipe.hash,
+        slots=slots,
+        priority=args.priority or DEFAULT_PRIORITY,
+        user=_user(args),
+    )
     return lot.id
 
 
@@ -164,12 +213,14 @@ async def cmd_run(args: argparse.Namespace) -> int:
     store = Store(getattr(args, "db", None))
     try:
         lot_id = _new_lot(args, store)
-        return await _run_lots(args, store, [lot_id])
+        status, _stopped = await _run_lots(args, store, [lot_id])
+        return status
     finally:
         store.close()
 
 
-async def _run_lots(args: argparse.Namespace, store: Any, lot_ids: list[str]) -> int:
+async def _run_lots(args: argparse.Namespace, store: Any, lot_ids: list[str]) -> tuple[int, bool]:
+    """Run the lots; (exit status, whether an operator stopped it)."""
     from controller.cli_lots import _user
     from controller.lots import LineController
     from controller.progress import LiveProgress
@@ -180,9 +231,15 @@ async def _run_lots(args: argparse.Namespace, store: Any, lot_ids: list[str]) ->
     cpu_started = time.process_time()
     async with line_tools(args) as (tools, clock, where):
         live = LiveProgress(store, lot_ids, plain=args.plain or not sys.stdout.isatty())
-        controller = LineController(store, tools, clock, recipes=load_valid_recipe,
-                                    user=_user(args), progress=live.progress,
-                                    wait_for_dispositions=args.wait_for_disposition)
+        controller = LineController(
+            store,
+            tools,
+            clock,
+            recipes=load_valid_recipe,
+            user=_user(args),
+            progress=live.progress,
+            wait_for_dispositions=args.wait_for_disposition,
+        )
         print(f"bumpline: {', '.join(lot_ids)} on the {where}", flush=True)
         remove = _install_stop(controller)
         tool_start = clock.now()
@@ -191,6 +248,7 @@ async def _run_lots(args: argparse.Namespace, store: Any, lot_ids: list[str]) ->
                 outcomes = await controller.run(lot_ids)
         finally:
             remove()
+        stopped = controller.stopped
         tool_s = clock.now() - tool_start
     wall_s = time.monotonic() - started
     cpu_s = time.process_time() - cpu_started
@@ -201,28 +259,33 @@ async def _run_lots(args: argparse.Namespace, store: Any, lot_ids: list[str]) ->
         print(f"report: {path}")
         if outcome.state != "complete":
             status = 3
-            print(f"lot {outcome.lot_id} is {outcome.state}: continue it with "
-                  f"'bumpline run --resume {outcome.lot_id}'"
-                  + (" --line FILE" if args.line else ""))
-    return status
+            print(
+                f"lot {outcome.lot_id} is {outcome.state}: continue it with "
+                f"'bumpline run --resume {outcome.lot_id}'"
+                + (f" --line {args.line}" if args.line else "")
+            )
+    return status, stopped
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
+    """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
+    until none is left). Held wafers wait for their disposition."""
     from controller.store import LotState, Store
 
+    args.wait_for_disposition = not args.once
     store = Store(getattr(args, "db", None))
     try:
         while True:
             unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING, LotState.HELD])]
             queued = store.next_queued_lot()
-            lots = unfinished + ([queued.id] if queued else [])
-            if lots:
-                status = await _run_lots(args, store, lots)
-                if status and args.once:
-                    return status
+            lots = unfinished + ([queued.id] if queued and queued.id not in unfinished else [])
+            if not lots:
+                if args.once:
+                    return 0
+                await asyncio.sleep(1.0)  # a person queues lots; look once a second
                 continue
-            if args.once:
-                return 0
-            await asyncio.sleep(1.0)
+            status, stopped = await _run_lots(args, store, lots)
+            if stopped or (args.once and status):
+                return status
     finally:
         store.close()

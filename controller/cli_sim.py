@@ -20,23 +20,50 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ptys / TCP / Modbus, write the line configuration that reaches them, and run until "
         "Ctrl-C or SIGTERM.",
     )
-    p.add_argument("--speed", type=_positive_float, default=100.0,
-                   help="tool seconds per wall second (the line's time_scale; default 100)")
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=100.0,
+        help="tool seconds per wall second (the line's time_scale; default 100)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--faults", default="", metavar="SPEC",
-                   help="fault plan, e.g. 'printer-1:drop=0.2;oven-1:alarm=550@1200' "
-                   "(see docs/simulator.md)")
-    p.add_argument("--line", metavar="FILE",
-                   help="take each tool's faults from this line configuration's 'faults' keys")
-    p.add_argument("--config-out", metavar="FILE", default="sim-line.toml",
-                   help="where to write the line configuration (default sim-line.toml)")
-    p.add_argument("--serial", choices=("pty", "tcp"), default="pty",
-                   help="serve the serial tools on ptys (default) or raw TCP (socket://)")
-    p.add_argument("--cleaner", choices=("pty", "tcp"), default="tcp",
-                   help="serve the cleaner's Modbus RTU on raw TCP (default) or a pty")
+    p.add_argument(
+        "--faults",
+        default="",
+        metavar="SPEC",
+        help="fault plan, e.g. 'printer-1:drop=0.2;oven-1:alarm=550@1200' (see docs/simulator.md)",
+    )
+    p.add_argument(
+        "--line",
+        metavar="FILE",
+        help="take each tool's faults from this line configuration's 'faults' keys",
+    )
+    p.add_argument(
+        "--config-out",
+        metavar="FILE",
+        default="sim-line.toml",
+        help="where to write the line configuration (default sim-line.toml)",
+    )
+    p.add_argument(
+        "--serial",
+        choices=("pty", "tcp"),
+        default="pty",
+        help="serve the serial tools on ptys (default) or raw TCP (socket://)",
+    )
+    p.add_argument(
+        "--cleaner",
+        choices=("pty", "tcp"),
+        default="tcp",
+        help="serve the cleaner's Modbus RTU on raw TCP (default) or a pty",
+    )
     for role in ("printers", "placers", "ovens", "cleaners"):
-        p.add_argument(f"--{role}", type=int, default=1, metavar="N",
-                       help=f"number of simulated {role} (default 1)")
+        p.add_argument(
+            f"--{role}",
+            type=int,
+            default=1,
+            metavar="N",
+            help=f"number of simulated {role} (default 1)",
+        )
     p.set_defaults(handler=run_sim)
 
 
@@ -68,8 +95,12 @@ def fault_plans(spec: str, line_file: str | None) -> dict:
 async def run_sim(args: argparse.Namespace) -> int:
     from sim.line import SimulatedLine
 
-    layout = {"printer": args.printers, "placer": args.placers, "oven": args.ovens,
-              "cleaner": args.cleaners}
+    layout = {
+        "printer": args.printers,
+        "placer": args.placers,
+        "oven": args.ovens,
+        "cleaner": args.cleaners,
+    }
     if any(n < 0 or n > 8 for n in layout.values()):
         raise UserError("tool counts must be 0-8 per role", exit_code=2)
     plans = fault_plans(args.faults, args.line)
@@ -79,23 +110,39 @@ async def run_sim(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    line = SimulatedLine(speed=args.speed, seed=args.seed, faults=plans, layout=layout,
-                         serial_transport=args.serial, cleaner_transport=args.cleaner)
+    line = SimulatedLine(
+        speed=args.speed,
+        seed=args.seed,
+        faults=plans,
+        layout=layout,
+        serial_transport=args.serial,
+        cleaner_transport=args.cleaner,
+    )
     unknown = set(plans) - set(line.tool_names())
     if unknown:
-        raise UserError(f"--faults names unknown tool(s): {', '.join(sorted(unknown))} "
-                        f"(tools: {', '.join(line.tool_names())})", exit_code=2)
+        raise UserError(
+            f"--faults names unknown tool(s): {', '.join(sorted(unknown))} "
+            f"(tools: {', '.join(line.tool_names())})",
+            exit_code=2,
+        )
     try:
         async with line:
             out = Path(args.config_out)
-            out.write_text(line.config_text(), encoding="utf-8")
-            print(f"simulated line '{line.name}' at {line.speed:g}x; configuration in {out}",
-                  file=sys.stderr)
+            out.write_text(line.config_text(), encoding="utf-8")  # noqa: ASYNC240 - once, tiny
+            print(
+                f"simulated line '{line.name}' at {line.speed:g}x; configuration in {out}",
+                file=sys.stderr,
+            )
             for tool in line.tools.values():
-                where = tool.config.get("port") if "host" not in tool.config else \
-                    f"{tool.config['host']}:{tool.config['port']}"
-                print(f"  {tool.name:<10} {tool.role:<8} {tool.config['transport']:<11} {where}",
-                      file=sys.stderr)
+                where = (
+                    tool.config.get("port")
+                    if "host" not in tool.config
+                    else f"{tool.config['host']}:{tool.config['port']}"
+                )
+                print(
+                    f"  {tool.name:<10} {tool.role:<8} {tool.config['transport']:<11} {where}",
+                    file=sys.stderr,
+                )
             sys.stderr.flush()
             await stop.wait()
             print("stopping simulated line", file=sys.stderr)

@@ -100,14 +100,17 @@ async def run_tool(args: argparse.Namespace) -> int:
     if command is None:
         raise UserError(
             f"{tool.name} ({tool.role}) has no command '{args.tool_command}' "
-            f"(commands: {', '.join(commands)})", exit_code=EXIT_USAGE)
+            f"(commands: {', '.join(commands)})",
+            exit_code=EXIT_USAGE,
+        )
     trace = _tracer(time.monotonic()) if args.trace else None
     async with open_tool(tool, ScaledClock(config.time_scale), trace=trace) as driver:
         try:
             result = await command.run(driver, list(args.args))
         except ConsoleUsageError as exc:
-            raise UserError(f"{tool.name} {command.name}: {exc} (usage: {command.usage})",
-                            exit_code=EXIT_USAGE) from None
+            raise UserError(
+                f"{tool.name} {command.name}: {exc} (usage: {command.usage})", exit_code=EXIT_USAGE
+            ) from None
     if args.json:
         print(json.dumps(_plain(result), indent=2))
     else:

@@ -92,7 +92,8 @@ class LineController:
             raise StoreError(
                 f"lot {lot_id}: recipe {lot.recipe_name} changed since the lot was started "
                 f"(hash {lot.recipe_hash[:12]} then, {recipe.hash[:12]} now); "
-                "the lot cannot continue with a different recipe")
+                "the lot cannot continue with a different recipe"
+            )
         return recipe
 
     def add_lot(self, lot_id: str) -> None:
@@ -113,7 +114,7 @@ class LineController:
         self._lots.append(lot_id)
 
     def _wafer_run(self, recipe: Recipe, wafer_id: str, state: str) -> WaferRun:
-        """A run for a wafer in ``state`` as the store has it (recovery for anything past queued)."""
+        """A run for a wafer in ``state`` as stored (recovery for anything past queued)."""
         if state == QUEUED:
             return WaferRun(recipe, wafer_id, self.clock)
         from controller.recovery import recovered_run
@@ -130,7 +131,7 @@ class LineController:
             await self.scheduler.run()
             self._close_finished_lots()
             blocked = self._waiting_for_people()
-            if not blocked or not self.wait_for_dispositions or self.scheduler._stopping:  # noqa: SLF001
+            if not blocked or not self.wait_for_dispositions or self.scheduler.stopping:
                 break
             self.progress.on_waiting_for_people(blocked)
             await self._wait_for_request()
@@ -140,16 +141,25 @@ class LineController:
         """Ctrl-C: no new steps start; running ones finish and are recorded."""
         self.scheduler.stop()
 
+    @property
+    def stopped(self) -> bool:
+        return self.scheduler.stopping
+
     async def _wait_for_request(self) -> None:
         import asyncio
 
-        while not self.store.pending_requests() and not self.scheduler._stopping:  # noqa: SLF001
-            await asyncio.sleep(0.5)
+        # Requests come from other processes (bumpline wafer disposition) through the
+        # database, which has no notification: look twice a second.
+        while not self.store.pending_requests() and not self.scheduler.stopping:  # noqa: ASYNC110
+            await asyncio.sleep(REQUEST_LOOK_S)
 
     def _waiting_for_people(self) -> list[str]:
-        return [w.run.wafer_id for w in self.scheduler.wafers.values()
-                if w.run.state in (HELD, AWAITING) or (w.lot_id in self.scheduler.held_lots
-                                                       and not w.run.done)]
+        return [
+            w.run.wafer_id
+            for w in self.scheduler.wafers.values()
+            if w.run.state in (HELD, AWAITING)
+            or (w.lot_id in self.scheduler.held_lots and not w.run.done)
+        ]
 
     def _close_finished_lots(self) -> None:
         for lot_id in self._lots:
@@ -158,8 +168,9 @@ class LineController:
                 continue
             wafers = self.store.wafers(lot_id)
             if all(w.state in FINAL_STATES for w in wafers):
-                self.store.set_lot_state(lot_id, LotState.COMPLETE, user=self.user,
-                                         reason="every wafer finished")
+                self.store.set_lot_state(
+                    lot_id, LotState.COMPLETE, user=self.user, reason="every wafer finished"
+                )
 
     def _outcome(self, lot_id: str) -> LotOutcome:
         lot = self.store.get_lot(lot_id)
@@ -173,8 +184,14 @@ class LineController:
         if event.trigger == "tool_acquired":
             step = run.recipe.step(event.step)
             wafer.step_id = self.store.start_step(
-                event.wafer_id, event.step, step.kind, event.tool or "?",
-                step_parameters(step), windows=step_windows(step), tool_time=event.tool_time)
+                event.wafer_id,
+                event.step,
+                step.kind,
+                event.tool or "?",
+                step_parameters(step),
+                windows=step_windows(step),
+                tool_time=event.tool_time,
+            )
         elif wafer.step_id is not None and event.trigger in ("judged_ok", "step_failed", "abort"):
             step = run.recipe.step(event.step) if event.step else None
             self._end_step(wafer, step, event)
@@ -190,8 +207,15 @@ class LineController:
         results = dict(event.measurements)
         if event.trigger != "judged_ok" and event.why:
             results.setdefault("why", event.why)
-        self.store.end_step(wafer.step_id, status=status, results=results, curve_c=curve,
-                            liquidus_c=liquidus, tool_time=event.tool_time, fetch=False)
+        self.store.end_step(
+            wafer.step_id,
+            status=status,
+            results=results,
+            curve_c=curve,
+            liquidus_c=liquidus,
+            tool_time=event.tool_time,
+            fetch=False,
+        )
         intent = self._intents.pop(event.wafer_id, None)
         if intent is not None:
             self.store.resolve_intent(intent, "done")
@@ -200,8 +224,7 @@ class LineController:
     def _before_oven_load(self, wafer_id: str) -> None:
         wafer = self.scheduler.wafers.get(wafer_id)
         if wafer is not None and wafer.step_id is not None:
-            self._intents[wafer_id] = self.store.record_intent(wafer.step_id, "LOAD",
-                                                               tool="oven")
+            self._intents[wafer_id] = self.store.record_intent(wafer.step_id, "LOAD", tool="oven")
 
     def _step_started(self, wafer: WaferSlot, step: Step, tool: ToolSlot) -> None:
         self._tool_state(tool, E10State.PRODUCTIVE, f"{step.kind} {wafer.run.wafer_id}")
@@ -214,11 +237,13 @@ class LineController:
 
     def _alarm(self, tool: ToolSlot, code: int, text: str, wafer_id: str | None) -> None:
         if code:
-            self.store.alarm_set(tool.name, code, text, wafer_id=wafer_id,
-                                 tool_time=self.clock.now())
+            self.store.alarm_set(
+                tool.name, code, text, wafer_id=wafer_id, tool_time=self.clock.now()
+            )
             self._tool_state(tool, E10State.UNSCHEDULED_DOWN, f"alarm {code} {text}")
-            self.progress.on_tool_note(tool.name, f"ALARM {code} {text}"
-                                       + (f" (wafer {wafer_id})" if wafer_id else ""))
+            self.progress.on_tool_note(
+                tool.name, f"ALARM {code} {text}" + (f" (wafer {wafer_id})" if wafer_id else "")
+            )
         else:
             self.store.alarm_cleared(tool.name)
             self._tool_state(tool, E10State.STANDBY, "alarm cleared")

@@ -16,8 +16,13 @@ from rich.table import Table
 from controller.lots import LotOutcome, Progress
 from sequences.machine import WaferEvent
 
-_STYLE = {"complete": "green", "held": "yellow", "awaiting_disposition": "bold yellow",
-          "aborted": "red", "scrapped": "red"}
+_STYLE = {
+    "complete": "green",
+    "held": "yellow",
+    "awaiting_disposition": "bold yellow",
+    "aborted": "red",
+    "scrapped": "red",
+}
 
 
 def _describe(state: str, event: WaferEvent | None) -> str:
@@ -42,13 +47,15 @@ class LiveProgress:
                 self.wafers[wafer.id] = (wafer.state, None, "")
         self.notes: list[str] = []
         self._live: Live | None = None
-        self.progress = Progress(on_event=self._event, on_tool_note=self._note,
-                                 on_waiting_for_people=self._blocked)
+        self.progress = Progress(
+            on_event=self._event, on_tool_note=self._note, on_waiting_for_people=self._blocked
+        )
 
     def __enter__(self) -> LiveProgress:
         if not self.plain:
-            self._live = Live(self._table(), console=self.console, refresh_per_second=4,
-                              transient=False)
+            self._live = Live(
+                self._table(), console=self.console, refresh_per_second=4, transient=False
+            )
             self._live.__enter__()
         return self
 
@@ -64,11 +71,21 @@ class LiveProgress:
         if event.trigger in ("judged_ok", "step_failed") and event.measurements:
             result = _short(event.step_kind, event.measurements)
         self.wafers[event.wafer_id] = (event.to_state, event, result)
-        if self.plain and event.trigger in ("judged_ok", "step_failed", "hold", "abort", "scrap",
-                                            "continue_as_is", "retry", "recover"):
-            print(f"{event.wafer_id:<16} step {event.step or '-'} {event.step_kind or '':<6} "
-                  f"{event.trigger:<14} -> {event.to_state:<22} {result or event.why}",
-                  flush=True)
+        if self.plain and event.trigger in (
+            "judged_ok",
+            "step_failed",
+            "hold",
+            "abort",
+            "scrap",
+            "continue_as_is",
+            "retry",
+            "recover",
+        ):
+            print(
+                f"{event.wafer_id:<16} step {event.step or '-'} {event.step_kind or '':<6} "
+                f"{event.trigger:<14} -> {event.to_state:<22} {result or event.why}",
+                flush=True,
+            )
         elif self._live is not None:
             self._live.update(self._table())
 
@@ -81,8 +98,10 @@ class LiveProgress:
             self._live.update(self._table())
 
     def _blocked(self, wafers: list[str]) -> None:
-        text = (f"waiting for people: {', '.join(wafers)} held or awaiting disposition "
-                "('bumpline wafer disposition ID --continue|--retry|--scrap --reason ...')")
+        text = (
+            f"waiting for people: {', '.join(wafers)} held or awaiting disposition "
+            "('bumpline wafer disposition ID --continue|--retry|--scrap --reason ...')"
+        )
         self._note("controller", text)
 
     def _table(self) -> Table:
@@ -92,11 +111,15 @@ class LiveProgress:
         table.add_column("last result")
         for wafer_id, (state, event, result) in self.wafers.items():
             style = _STYLE.get(state, "")
-            table.add_row(wafer_id, f"[{style}]{_describe(state, event)}[/]" if style
-                          else _describe(state, event), result)
+            table.add_row(
+                wafer_id,
+                f"[{style}]{_describe(state, event)}[/]" if style else _describe(state, event),
+                result,
+            )
         done = sum(1 for s, _, _ in self.wafers.values() if s == "complete")
         table.caption = f"{done}/{len(self.wafers)} complete" + (
-            "\n" + "\n".join(self.notes) if self.notes else "")
+            "\n" + "\n".join(self.notes) if self.notes else ""
+        )
         return table
 
     def summary(self, outcome: LotOutcome, *, tool_s: float, wall_s: float, cpu_s: float) -> None:
@@ -105,13 +128,20 @@ class LiveProgress:
             counts[state] = counts.get(state, 0) + 1
         total = len(outcome.wafers)
         good = counts.get("complete", 0)
-        print(f"\nlot {outcome.lot_id}: {outcome.state}; {good}/{total} wafers complete"
-              f" (yield {100.0 * good / total:.0f} %)" if total else "", file=sys.stdout)
+        print(
+            f"\nlot {outcome.lot_id}: {outcome.state}; {good}/{total} wafers complete"
+            f" (yield {100.0 * good / total:.0f} %)"
+            if total
+            else "",
+            file=sys.stdout,
+        )
         for state, n in sorted(counts.items()):
             if state != "complete":
                 print(f"  {n} {state.replace('_', ' ')}")
-        print(f"  tool time {tool_s / 3600:.2f} h in {wall_s:.1f} s wall "
-              f"({tool_s / wall_s if wall_s else 0:.0f}x); controller CPU {cpu_s:.1f} s")
+        print(
+            f"  tool time {tool_s / 3600:.2f} h in {wall_s:.1f} s wall "
+            f"({tool_s / wall_s if wall_s else 0:.0f}x); controller CPU {cpu_s:.1f} s"
+        )
 
 
 def _short(kind: str | None, m: dict[str, Any]) -> str:

@@ -94,8 +94,13 @@ class EntranceGuard:
     Every other attribute is the driver's own.
     """
 
-    def __init__(self, driver: Any, clock: Clock, on_loaded: Callable[[str], None],
-                 before_load: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        driver: Any,
+        clock: Clock,
+        on_loaded: Callable[[str], None],
+        before_load: Callable[[str], None],
+    ) -> None:
         self._driver = driver
         self._clock = clock
         self._on_loaded = on_loaded
@@ -137,14 +142,19 @@ class Scheduler:
             slot = ToolSlot(name, role, driver)
             if role == "oven":
                 slot.driver = EntranceGuard(
-                    driver, clock, lambda _w, oven=slot: self._loaded(oven),
-                    before_load or (lambda _w: None))
+                    driver,
+                    clock,
+                    lambda _w, oven=slot: self._loaded(oven),
+                    before_load or (lambda _w: None),
+                )
             self.tools[name] = slot
         self.wafers: dict[str, WaferSlot] = {}
         self._on_event = on_event
         self._on_step_start = on_step_start
         self._on_step_end = on_step_end
-        self._on_tool_note = on_tool_note or (lambda tool, text: log.info("%s: %s", tool.name, text))
+        self._on_tool_note = on_tool_note or (
+            lambda tool, text: log.info("%s: %s", tool.name, text)
+        )
         self._on_alarm = on_alarm
         self._poll_requests = poll_requests
         self.auto_clear_alarms = auto_clear_alarms
@@ -153,11 +163,19 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._order = 0
+        self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
 
     # --- wafers ------------------------------------------------------------------------------
 
-    def add_wafer(self, recipe: Recipe, wafer_id: str, lot_id: str, priority: int, *,
-                  run: WaferRun | None = None) -> WaferSlot:
+    def add_wafer(
+        self,
+        recipe: Recipe,
+        wafer_id: str,
+        lot_id: str,
+        priority: int,
+        *,
+        run: WaferRun | None = None,
+    ) -> WaferSlot:
         slot_ref: list[WaferSlot] = []
         run = run or WaferRun(recipe, wafer_id, self.clock)
         run._on_event = lambda event: self._on_event(event, slot_ref[0])  # noqa: SLF001
@@ -179,12 +197,17 @@ class Scheduler:
         self.wake()
 
     @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
     def running_steps(self) -> int:
         return sum(1 for w in self.wafers.values() if w.running)
 
     def _waiting(self) -> list[WaferSlot]:
         return [
-            w for w in self.wafers.values()
+            w
+            for w in self.wafers.values()
             if not w.running and w.run.next_step is not None and w.lot_id not in self.held_lots
         ]
 
@@ -282,8 +305,11 @@ class Scheduler:
             return False
         for wafer in self.wafers.values():
             run = wafer.run
-            if run.done or wafer.lot_id in self.held_lots or run.state in ("held",
-                                                                            "awaiting_disposition"):
+            if (
+                run.done
+                or wafer.lot_id in self.held_lots
+                or run.state in ("held", "awaiting_disposition")
+            ):
                 continue
             start = run.next_step or (run.machine.step or 1)
             if wafer.running and run.machine.step is not None:
@@ -334,6 +360,8 @@ class Scheduler:
             failed_here = run.state == "awaiting_disposition" and run.machine.failed_step == number
             if failed_here:
                 await self._after_failure(wafer, step, tool)
+            elif run.state == "held" and "alarm" in run.machine.hold_reason:
+                await self._tool_down(tool, run.wafer_id)
             self.wake()
 
     async def _after_failure(self, wafer: WaferSlot, step: Step, tool: ToolSlot) -> None:
@@ -352,19 +380,41 @@ class Scheduler:
             for note in notes:
                 self._on_tool_note(tool, f"{wafer.run.wafer_id}: {note}")
 
+    async def _tool_down(self, tool: ToolSlot, wafer_id: str) -> None:
+        """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
+        service until its alarm is cleared; then the wafers it held go on (interlock re-checked)."""
+        try:
+            alarm = await tool.driver.alarm()
+        except ToolError:
+            alarm = None
+        if alarm is None:
+            return
+        tool.alarm = alarm.code
+        self._held_by_alarm.setdefault(tool.name, set()).add(wafer_id)
+        if self._on_alarm:
+            self._on_alarm(tool, alarm.code, alarm.text, None)
+
     async def _try_clear(self, tool: ToolSlot) -> None:
         if not self.auto_clear_alarms:
             return
         try:
-            await tool.driver.clear_alarm() if hasattr(tool.driver, "clear_alarm") \
-                else await tool.driver.clear()
+            await tool.driver.clear_alarm() if hasattr(
+                tool.driver, "clear_alarm"
+            ) else await tool.driver.clear()
         except ToolError as exc:
             self._on_tool_note(tool, f"alarm {tool.alarm} not cleared: {exc.detail}")
             return
         self._on_tool_note(tool, f"alarm {tool.alarm} cleared (cause gone)")
         if self._on_alarm:
             self._on_alarm(tool, 0, "", None)
-        tool.alarm = 0
+        cleared, tool.alarm = tool.alarm, 0
+        for wafer_id in sorted(self._held_by_alarm.pop(tool.name, set())):
+            wafer = self.wafers.get(wafer_id)
+            if wafer is not None and wafer.run.state == "held":
+                wafer.run.resume(
+                    f"{tool.name} back in service (alarm {cleared} cleared); "
+                    "interlocks are checked again before the step"
+                )
 
     async def _check_alarms(self) -> None:
         """Tools out of service come back when their alarm's cause is gone."""
@@ -384,7 +434,9 @@ class Scheduler:
         step = run.recipe.step(number)
         try:
             done = await tool_steps.prepare_tool(
-                tool.driver, step, clock=self.clock,
+                tool.driver,
+                step,
+                clock=self.clock,
                 recipe_name=run.recipe.tool_recipe_name(number),
                 log=lambda text: self._on_tool_note(tool, text.split(": ", 1)[-1]),
             )
@@ -415,14 +467,21 @@ def step_parameters(step: Step) -> dict[str, Any]:
 def step_windows(step: Step) -> dict[str, Any]:
     """The recipe's acceptance windows for a step, as [low, high] (None = open)."""
     if isinstance(step, PrintStep):
-        return {"vol_mean_pct": list(step.vol_mean_pct), "vol_min_pct": [step.vol_min_pct_min, None],
-                "bridges": [None, step.max_bridges], "insufficient": [None, step.max_insufficient]}
+        return {
+            "vol_mean_pct": list(step.vol_mean_pct),
+            "vol_min_pct": [step.vol_min_pct_min, None],
+            "bridges": [None, step.max_bridges],
+            "insufficient": [None, step.max_insufficient],
+        }
     if isinstance(step, PlaceStep):
         return {"defects": [None, step.max_defects_after_repair]}
     if isinstance(step, ReflowStep):
-        return {"peak_c": list(step.peak_c), "tal_s": list(step.tal_s),
-                "ramp_max_c_s": [None, step.max_ramp_c_s], "cool_max_c_s": [None, step.max_cool_c_s],
-                "o2_max_ppm": [None, step.o2_limit_ppm]}
+        return {
+            "peak_c": list(step.peak_c),
+            "tal_s": list(step.tal_s),
+            "ramp_max_c_s": [None, step.max_ramp_c_s],
+            "cool_max_c_s": [None, step.max_cool_c_s],
+            "o2_max_ppm": [None, step.o2_limit_ppm],
+        }
     assert isinstance(step, CleanStep)
     return {"ionic_ug_cm2": [None, step.max_ionic_ug_cm2]}
-

@@ -114,7 +114,9 @@ class _Reader:
         shown = "missing" if key not in self.table else f"got {got!r}"
         return LineConfigError(f"{self.source}: {self.prefix}{key}: expected {expected} ({shown})")
 
-    def get(self, key: str, kind: type | tuple[type, ...], expected: str, default: Any = ...) -> Any:
+    def get(
+        self, key: str, kind: type | tuple[type, ...], expected: str, default: Any = ...
+    ) -> Any:
         self.used.add(key)
         if key not in self.table:
             if default is ...:
@@ -135,8 +137,17 @@ class _Reader:
 
 
 _TOOL_KEYS = {
-    "role", "transport", "port", "host", "baudrate", "parity", "unit",
-    "timeout_s", "retries", "model", "faults",
+    "role",
+    "transport",
+    "port",
+    "host",
+    "baudrate",
+    "parity",
+    "unit",
+    "timeout_s",
+    "retries",
+    "model",
+    "faults",
 }
 
 
@@ -207,11 +218,21 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
     if not 0 <= retries <= 10:
         raise r.fail("retries", "a retry count 0-10")
     model = r.get("model", str, "a tool model name", None)
-    faults = r.get("faults", str, "a fault plan such as \"drop=0.2\"", "")
+    faults = r.get("faults", str, 'a fault plan such as "drop=0.2"', "")
     r.check_unknown(_TOOL_KEYS)
     return ToolConfig(
-        name=name, role=role, transport=transport, port=port, host=host, baudrate=baudrate,
-        parity=parity, unit=unit, timeout_s=timeout_s, retries=retries, model=model, faults=faults,
+        name=name,
+        role=role,
+        transport=transport,
+        port=port,
+        host=host,
+        baudrate=baudrate,
+        parity=parity,
+        unit=unit,
+        timeout_s=timeout_s,
+        retries=retries,
+        model=model,
+        faults=faults,
     )
 
 
@@ -223,7 +244,12 @@ def _toml_value(value: Any) -> str:
 
 def dump_line_config(config: LineConfig) -> str:
     """TOML text for a line configuration (what ``bumpline sim --config-out`` writes)."""
-    out = ["[line]", f"name = {_toml_value(config.name)}", f"time_scale = {config.time_scale!r}", ""]
+    out = [
+        "[line]",
+        f"name = {_toml_value(config.name)}",
+        f"time_scale = {config.time_scale!r}",
+        "",
+    ]
     for tool in config.tools.values():
         out.append(f"[tools.{tool.name}]")
         for key in ("role", "transport", "host", "port", "baudrate", "parity", "unit", "model"):

@@ -22,19 +22,34 @@ def _link_for(tool: ToolConfig, trace: Trace | None) -> Any:
         from drivers.serial_link import HostLinkPort
 
         return HostLinkPort(
-            str(tool.port), tool=tool.name, baudrate=tool.baudrate or 115200,
-            timeout_s=tool.timeout_s, retries=tool.retries, trace=tool_trace,
+            str(tool.port),
+            tool=tool.name,
+            baudrate=tool.baudrate or 115200,
+            timeout_s=tool.timeout_s,
+            retries=tool.retries,
+            trace=tool_trace,
         )
     from drivers.modbus_link import ModbusLink
 
     if tool.transport == "modbus-tcp":
         return ModbusLink.tcp(
-            str(tool.host), int(tool.port), tool=tool.name, unit=tool.unit or 1,
-            timeout_s=tool.timeout_s, retries=tool.retries, trace=tool_trace,
+            str(tool.host),
+            int(tool.port),
+            tool=tool.name,
+            unit=tool.unit or 1,
+            timeout_s=tool.timeout_s,
+            retries=tool.retries,
+            trace=tool_trace,
         )
     return ModbusLink.rtu(
-        str(tool.port), tool=tool.name, unit=tool.unit or 2, baudrate=tool.baudrate or 19200,
-        parity=tool.parity, timeout_s=tool.timeout_s, retries=tool.retries, trace=tool_trace,
+        str(tool.port),
+        tool=tool.name,
+        unit=tool.unit or 2,
+        baudrate=tool.baudrate or 19200,
+        parity=tool.parity,
+        timeout_s=tool.timeout_s,
+        retries=tool.retries,
+        trace=tool_trace,
     )
 
 
@@ -57,7 +72,9 @@ def _driver_for(tool: ToolConfig, link: Any, clock: Clock) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def open_tool(tool: ToolConfig, clock: Clock, *, trace: Trace | None = None) -> AsyncIterator[Any]:
+async def open_tool(
+    tool: ToolConfig, clock: Clock, *, trace: Trace | None = None
+) -> AsyncIterator[Any]:
     """The driver for one tool, with its link open; closed on exit."""
     link = _link_for(tool, trace)
     await link.open()
@@ -94,12 +111,18 @@ class LineTools:
 
 @contextlib.asynccontextmanager
 async def open_line(
-    config: LineConfig, clock: Clock, *, trace: Trace | None = None, roles: tuple[str, ...] | None = None
+    config: LineConfig,
+    clock: Clock,
+    *,
+    trace: Trace | None = None,
+    roles: tuple[str, ...] | None = None,
 ) -> AsyncIterator[LineTools]:
     """Open a driver for every tool of the line (or of the given roles)."""
     async with contextlib.AsyncExitStack() as stack:
         drivers = {}
         for tool in config.tools.values():
             if roles is None or tool.role in roles:
-                drivers[tool.name] = await stack.enter_async_context(open_tool(tool, clock, trace=trace))
+                drivers[tool.name] = await stack.enter_async_context(
+                    open_tool(tool, clock, trace=trace)
+                )
         yield LineTools(config, drivers)

@@ -7,7 +7,7 @@ This module is the contract between the drivers and everything above them
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Alarm:
 # --- Paste printer WP-300 -----------------------------------------------------------------------
 
 
-class PrinterState(str, Enum):
+class PrinterState(StrEnum):
     IDLE = "IDLE"
     CHANGEOVER = "CHANGEOVER"
     LOADING = "LOADING"
@@ -63,7 +63,7 @@ class PrintRecipe:
     wipe_every: int  # 0-50, 0 = never
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """Outcome of one tool cycle as the tool reports it (RES status)."""
 
     OK = "OK"
@@ -85,7 +85,7 @@ class PrintResult:
 # --- Ball mounter WBM-300 -----------------------------------------------------------------------
 
 
-class PlacerState(str, Enum):
+class PlacerState(StrEnum):
     IDLE = "IDLE"
     CHANGEOVER = "CHANGEOVER"
     LOADING = "LOADING"

@@ -108,8 +108,13 @@ class SimulatedLine:
             model = OvenModel(seed=seed)
             server = OvenServer(model, self.clock, name=name, faults=plan)
             host, port = await server.start_tcp(self.host)
-            config = {"role": role, "transport": "modbus-tcp", "host": host, "port": port,
-                      "unit": 1}
+            config = {
+                "role": role,
+                "transport": "modbus-tcp",
+                "host": host,
+                "port": port,
+                "unit": 1,
+            }
         else:
             from sim.cleaner import CleanerModel
             from sim.modbus_server import CleanerServer
@@ -123,8 +128,14 @@ class SimulatedLine:
             # A pty carries no parity (this kernel refuses PARENB on ptys); RTU framing and
             # CRC are the same either way. A real RS-485 line or device server uses E.
             parity = "N" if self.cleaner_transport == "pty" else "E"
-            config = {"role": role, "transport": "modbus-rtu", "port": url, "baudrate": 19200,
-                      "parity": parity, "unit": 2}
+            config = {
+                "role": role,
+                "transport": "modbus-rtu",
+                "port": url,
+                "baudrate": 19200,
+                "parity": parity,
+                "unit": 2,
+            }
         return ServedTool(name=name, role=role, model=model, server=server, config=config)
 
     async def stop(self) -> None:

@@ -100,7 +100,9 @@ def no_leaks(request: pytest.FixtureRequest):
     deadline_threads = [
         t
         for t in threading.enumerate()
-        if t not in threads_before and t.is_alive() and not t.name.startswith(_PERSISTENT_THREAD_PREFIXES)
+        if t not in threads_before
+        and t.is_alive()
+        and not t.name.startswith(_PERSISTENT_THREAD_PREFIXES)
     ]
     for t in deadline_threads:
         t.join(timeout=2.0)  # a thread that is already stopping gets a moment to finish

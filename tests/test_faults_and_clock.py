@@ -16,7 +16,10 @@ def test_parses_a_plan_per_tool() -> None:
     )
     p = plans["printer-1"]
     assert (p.drop, p.corrupt, p.delay, p.delay_s) == (0.2, 0.05, 0.1, 0.8)
-    assert plans["oven-1"].alarms == [ScheduledAlarm(550, at_time=1200.0), ScheduledAlarm(530, at_wafer=3)]
+    assert plans["oven-1"].alarms == [
+        ScheduledAlarm(550, at_time=1200.0),
+        ScheduledAlarm(530, at_wafer=3),
+    ]
     c = plans["cleaner-1"]
     assert (c.door_open_at, c.door_close_at, c.busy) == (100.0, 160.0, 0.5)
     assert not p.is_empty

@@ -45,7 +45,11 @@ def test_parses_every_tool_with_its_transport() -> None:
     oven = config.tool("oven-1")
     assert (oven.host, oven.port, oven.unit) == ("127.0.0.1", 15020, 1)
     cleaner = config.tool("cleaner-1")
-    assert (cleaner.port, cleaner.parity, cleaner.baudrate) == ("socket://127.0.0.1:15021", "E", 19200)
+    assert (cleaner.port, cleaner.parity, cleaner.baudrate) == (
+        "socket://127.0.0.1:15021",
+        "E",
+        19200,
+    )
     assert config.by_role("printer")[0].endpoint == "/dev/pts/5"
 
 
@@ -72,14 +76,25 @@ def test_dump_round_trips(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (('role = "printer"', 'role = "feeder"'),
-         "line.toml: tools.printer-1.role: expected one of printer | placer | oven | cleaner (got 'feeder')"),
+        (
+            ('role = "printer"', 'role = "feeder"'),
+            "line.toml: tools.printer-1.role: expected one of printer | placer | oven | cleaner (got 'feeder')",  # noqa: E501
+        ),
         (('port = "/dev/pts/5"\n', ""), "line.toml: tools.printer-1.port: expected a pyserial URL"),
-        (("port = 15020", 'port = "15020"'), "tools.oven-1.port: expected a TCP port number 1-65535 (got '15020')"),
+        (
+            ("port = 15020", 'port = "15020"'),
+            "tools.oven-1.port: expected a TCP port number 1-65535 (got '15020')",
+        ),
         (("port = 15020", "port = 70000"), "tools.oven-1.port: expected a TCP port number"),
         (("time_scale = 100.0", "time_scale = -1"), "line.time_scale: expected a number > 0"),
-        (("time_scale = 100.0", 'time_scale = "fast"'), "line.time_scale: expected a number > 0 (got 'fast')"),
-        (('transport = "serial"', 'transport = "modbus-tcp"'), "tools.printer-1.transport: expected serial for a printer"),
+        (
+            ("time_scale = 100.0", 'time_scale = "fast"'),
+            "line.time_scale: expected a number > 0 (got 'fast')",
+        ),
+        (
+            ('transport = "serial"', 'transport = "modbus-tcp"'),
+            "tools.printer-1.transport: expected serial for a printer",
+        ),
         (('parity = "E"', 'parity = "X"'), "tools.cleaner-1.parity: expected N | E | O"),
         (("unit = 2", "unit = 300"), "tools.cleaner-1.unit: expected a Modbus unit id 0-247"),
         (("baudrate = 115200", "baudrat = 115200"), "tools.printer-1.baudrat: unknown key"),
@@ -101,5 +116,7 @@ def test_missing_file_is_a_clear_error(tmp_path) -> None:
 
 def test_unknown_tool_name_lists_the_tools() -> None:
     config = parse_line_config(GOOD, source="line.toml")
-    with pytest.raises(LineConfigError, match=r"no tool named 'printer-9' \(tools: printer-1, oven-1, cleaner-1\)"):
+    with pytest.raises(
+        LineConfigError, match=r"no tool named 'printer-9' \(tools: printer-1, oven-1, cleaner-1\)"
+    ):
         config.tool("printer-9")

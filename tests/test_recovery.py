@@ -42,7 +42,10 @@ def sim_line(tmp_path: Path):
     log = open(tmp_path / "sim.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [*BUMPLINE, "sim", "--speed", str(SPEED), "--seed", "3", "--config-out", str(config)],
-        stdout=subprocess.DEVNULL, stderr=log, cwd=tmp_path)
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        cwd=tmp_path,
+    )
     try:
         _wait_for_file(config, proc)
         yield config, tmp_path / "sim.log"
@@ -58,8 +61,9 @@ def sim_line(tmp_path: Path):
 
 def _run_until(args: list[str], cwd: Path, kill_after_steps: int | None) -> tuple[int, str]:
     """Run the controller; SIGKILL it once it has finished that many more steps."""
-    proc = subprocess.Popen([*BUMPLINE, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            cwd=cwd, text=True)
+    proc = subprocess.Popen(
+        [*BUMPLINE, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, text=True
+    )
     seen, out = 0, []
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -82,8 +86,21 @@ def _retry_misprints(db: str, cwd: Path) -> None:
                 continue
             last = store.events(wafer.id)[-1]
             assert last.step_kind == "print" and not last.why.startswith("recovery"), last
-            subprocess.run([*BUMPLINE, "wafer", "disposition", wafer.id, "--retry", "--reason",
-                            "reprint after clean", "--db", db], cwd=cwd, check=True)
+            subprocess.run(
+                [
+                    *BUMPLINE,
+                    "wafer",
+                    "disposition",
+                    wafer.id,
+                    "--retry",
+                    "--reason",
+                    "reprint after clean",
+                    "--db",
+                    db,
+                ],
+                cwd=cwd,
+                check=True,
+            )
 
 
 @pytest.mark.slow
@@ -91,8 +108,11 @@ def test_sigkill_at_several_points_then_the_lot_completes(sim_line, tmp_path: Pa
     config, sim_log = sim_line
     db = f"sqlite:///{tmp_path / 'line.db'}"
     common = ["--line", str(config), "--db", db, "--plain", "--report-dir", str(tmp_path)]
-    code, out = _run_until(["run", "--lot", "K1", "--recipe", "rebump-hipb-snpb",
-                            "--wafers", str(WAFERS), *common], tmp_path, kill_after_steps=2)
+    code, out = _run_until(
+        ["run", "--lot", "K1", "--recipe", "rebump-hipb-snpb", "--wafers", str(WAFERS), *common],
+        tmp_path,
+        kill_after_steps=2,
+    )
     assert code == -signal.SIGKILL, out
     # Kill again at later points: during the first pass, around the changeovers, the cap pass.
     for kill_after in (3, 4, 5):
@@ -113,7 +133,10 @@ def test_sigkill_at_several_points_then_the_lot_completes(sim_line, tmp_path: Pa
             steps = store.steps(wafer.id)
             done = Counter(s.step_index for s in steps if s.status == "done")
             # Every step recorded exactly once as done, with its results.
-            assert done == Counter(range(1, 7)), (wafer.id, [(s.step_index, s.status) for s in steps])
+            assert done == Counter(range(1, 7)), (
+                wafer.id,
+                [(s.step_index, s.status) for s in steps],
+            )
             for s in steps:
                 if s.status == "done":
                     assert s.results, (wafer.id, s.step_index)

@@ -1,0 +1,317 @@
+"""A 25-wafer rebump lot on the simulated line: makespan against the lower bound.
+
+    .venv/bin/python benchmarks/bench_lot.py [--speed S] [--wafers N] [--no-baseline]
+    .venv/bin/python benchmarks/bench_lot.py --sweep      # which time scales stay correct
+
+The simulator runs in its own process (``bumpline sim``), so the CPU measured
+here is the controller's alone: drivers, scheduler, store. This process runs the
+lot with ``LineController`` on a fresh SQLite file and reports
+
+* makespan: tool seconds from the start of the run to its end;
+* the lower bound (``controller.bound.lower_bound``; the printer starts mounted
+  with ST-300-100 / Pb95Sn5) and efficiency = bound / makespan;
+* controller CPU per wafer, wall time, peak memory (ru_maxrss);
+
+then a one-wafer-at-a-time baseline on a fresh simulator (N lots of one wafer,
+one after the other) for comparison. A run is correct when every wafer is
+complete and the oven never raised alarm 530 (exit blocked); a run that is not
+correct fails whatever its numbers.
+
+Targets: efficiency >= 0.9, <= 20 ms controller CPU per wafer, peak memory <= 200 MB.
+Exit status 0 when every target is met, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a plain script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from controller.bound import MakespanBound, lower_bound  # noqa: E402
+from controller.lots import LineController  # noqa: E402
+from controller.store import Store, slots_for_count  # noqa: E402
+from drivers.clock import ScaledClock  # noqa: E402
+from drivers.line_config import LineConfig, LineConfigError, load_line_config  # noqa: E402
+from drivers.tools import open_line  # noqa: E402
+from sequences.validate import load_valid_recipe  # noqa: E402
+
+RECIPE = "rebump-hipb-snpb"
+MOUNTED = {"printer": ("ST-300-100", "Pb95Sn5")}  # what the simulated printer powers up with
+DEFAULT_SPEED = 400.0
+DEFAULT_SEED = 1  # seed 0 draws a printer alignment failure (alarm 210) on wafer 9
+SWEEP_SPEEDS = (200.0, 400.0, 800.0)
+TARGET_EFFICIENCY = 0.9
+TARGET_CPU_MS_PER_WAFER = 20.0
+TARGET_PEAK_MB = 200.0
+SIM_START_TIMEOUT_S = 30.0  # wall seconds for the simulator to write its configuration
+EXIT_BLOCKED = re.compile(r"alarm 530\b")
+SIM_ALARM = re.compile(r"\balarm (\d+)\b")
+
+
+@dataclass
+class RunResult:
+    label: str
+    speed: float
+    wafers: int
+    makespan_s: float
+    wall_s: float
+    cpu_s: float
+    states: dict[str, int] = field(default_factory=dict)
+    sim_alarms: list[str] = field(default_factory=list)  # alarm lines from the simulator's log
+    store_alarms: list[str] = field(default_factory=list)
+    busy: dict[str, float] = field(default_factory=dict)  # tool -> share of the makespan busy
+
+    @property
+    def complete(self) -> int:
+        return self.states.get("complete", 0)
+
+    @property
+    def exit_blocked(self) -> bool:
+        return any(EXIT_BLOCKED.search(line) for line in self.sim_alarms + self.store_alarms)
+
+    @property
+    def correct(self) -> bool:
+        return self.complete == self.wafers and not self.exit_blocked
+
+    @property
+    def cpu_ms_per_wafer(self) -> float:
+        return 1000.0 * self.cpu_s / self.wafers
+
+
+# --- the simulator, in its own process --------------------------------------------------------
+
+
+def _bumpline() -> list[str]:
+    script = Path(sys.executable).with_name("bumpline")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "controller.cli"]
+
+
+@contextlib.contextmanager
+def simulator(speed: float, workdir: Path, seed: int) -> Iterator[tuple[LineConfig, Path]]:
+    """``bumpline sim`` as a subprocess; yields its line configuration and its log file."""
+    config_path = workdir / f"sim-line-{speed:g}x-{time.monotonic_ns()}.toml"
+    log_path = config_path.with_suffix(".log")
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            [*_bumpline(), "sim", "--speed", f"{speed:g}", "--seed", str(seed),
+             "--config-out", str(config_path)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        try:
+            yield _wait_for_config(proc, config_path, log_path), log_path
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_for_config(proc: subprocess.Popen[bytes], path: Path, log_path: Path) -> LineConfig:
+    deadline = time.monotonic() + SIM_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench_lot: the simulator exited ({proc.returncode}): "
+                             f"{log_path.read_text(encoding='utf-8').strip()}")
+        if path.exists():
+            with contextlib.suppress(LineConfigError):  # still being written
+                return load_line_config(path)
+        time.sleep(0.05)  # polling a file another process writes; bounded by the deadline
+    raise SystemExit(f"bench_lot: no line configuration in {path} after "
+                     f"{SIM_START_TIMEOUT_S:g} s")
+
+
+def _sim_alarms(log_path: Path) -> list[str]:
+    return [line.strip() for line in log_path.read_text(encoding="utf-8").splitlines()
+            if SIM_ALARM.search(line)]
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+def _new_lot(store: Store, lot_id: str, wafers: int) -> None:
+    recipe = load_valid_recipe(RECIPE)
+    store.create_lot(lot_id, recipe_name=RECIPE, recipe_version=recipe.version,
+                     recipe_hash=recipe.hash, slots=slots_for_count(wafers), user="bench")
+
+
+async def _run(config: LineConfig, db: Path, lots: list[tuple[str, int]], label: str,
+               speed: float, log_path: Path) -> RunResult:
+    """Run the lots one after the other on the line; measure the whole."""
+    clock = ScaledClock(config.time_scale)
+    store = Store(f"sqlite:///{db}")
+    try:
+        async with open_line(config, clock) as tools:
+            for lot_id, wafers in lots:
+                _new_lot(store, lot_id, wafers)
+            busy: dict[str, float] = {}
+            wall0, cpu0, tool0 = time.monotonic(), time.process_time(), clock.now()
+            for lot_id, _ in lots:
+                controller = LineController(store, tools, clock, recipes=load_valid_recipe,
+                                            user="bench")
+                await controller.run([lot_id])
+                for name, slot in controller.scheduler.tools.items():
+                    busy[name] = busy.get(name, 0.0) + slot.busy_s
+            makespan = clock.now() - tool0
+            wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+        states: dict[str, int] = {}
+        for lot_id, _ in lots:
+            for wafer in store.wafers(lot_id):
+                states[wafer.state] = states.get(wafer.state, 0) + 1
+        store_alarms = [f"{a.tool} alarm {a.code} {a.text} ({a.wafer_id or '-'})"
+                        for a in store.alarms()]
+    finally:
+        store.close()
+    return RunResult(label, speed, sum(n for _, n in lots), makespan, wall, cpu, states,
+                     _sim_alarms(log_path), store_alarms,
+                     {name: b / makespan for name, b in busy.items()} if makespan else {})
+
+
+def run_lot(speed: float, wafers: int, workdir: Path, seed: int) -> tuple[RunResult, LineConfig]:
+    with simulator(speed, workdir, seed) as (config, log_path):
+        result = asyncio.run(_run(config, workdir / f"lot-{speed:g}x.db", [("BENCH", wafers)],
+                                  f"{wafers}-wafer lot", speed, log_path))
+    return result, config
+
+
+def run_baseline(speed: float, wafers: int, workdir: Path, seed: int) -> RunResult:
+    """One wafer at a time: N one-wafer lots in a row on a fresh simulator."""
+    lots = [(f"ONE{i:02d}", 1) for i in range(1, wafers + 1)]
+    with simulator(speed, workdir, seed) as (config, log_path):
+        return asyncio.run(_run(config, workdir / f"baseline-{speed:g}x.db", lots,
+                                "one wafer at a time", speed, log_path))
+
+
+def bound_for(config: LineConfig, wafers: int) -> MakespanBound:
+    counts = {role: len(config.by_role(role)) for role in ("printer", "placer", "oven",
+                                                             "cleaner")}
+    return lower_bound(load_valid_recipe(RECIPE), wafers, counts, mounted=MOUNTED)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def _row(r: RunResult, bound: MakespanBound) -> str:
+    eff = bound.seconds / r.makespan_s if r.makespan_s else 0.0
+    return (f"{r.label:<22} {r.speed:>6g}x {r.complete:>3}/{r.wafers:<3} {r.makespan_s:>9.0f} s "
+            f"{r.makespan_s / 3600:>6.2f} h {eff:>6.3f} {r.cpu_ms_per_wafer:>8.1f} "
+            f"{r.wall_s:>8.1f} s  {'yes' if r.correct else 'NO'}")
+
+
+def _header() -> str:
+    return (f"{'run':<22} {'speed':>7} {'done':>7} {'makespan':>11} {'':>8} {'eff.':>6} "
+            f"{'CPU ms/w':>8} {'wall':>10}  correct")
+
+
+def _problems(r: RunResult) -> list[str]:
+    out = []
+    if r.complete != r.wafers:
+        out.append(f"{r.label} at {r.speed:g}x: only {r.complete}/{r.wafers} wafers complete "
+                   f"({', '.join(f'{n} {s}' for s, n in sorted(r.states.items()))})")
+    if r.exit_blocked:
+        out.append(f"{r.label} at {r.speed:g}x: the oven raised 530 (exit blocked)")
+    out += [f"{r.label} at {r.speed:g}x: simulator log: {line}" for line in r.sim_alarms]
+    out += [f"{r.label} at {r.speed:g}x: stored alarm: {line}" for line in r.store_alarms]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--speed", type=float, default=DEFAULT_SPEED,
+                        help=f"simulator time scale (default {DEFAULT_SPEED:g})")
+    parser.add_argument("--wafers", type=int, default=25, help="wafers in the lot (default 25)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help=f"simulator seed (default {DEFAULT_SEED})")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the one-wafer-at-a-time baseline")
+    parser.add_argument("--sweep", action="store_true",
+                        help=f"run the lot at {', '.join(f'{s:g}' for s in SWEEP_SPEEDS)}x "
+                        "and report which time scales stay correct (no baseline)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.wafers <= 25:
+        parser.error(f"--wafers must be 1-25, got {args.wafers}")
+    if not args.speed > 0:
+        parser.error(f"--speed must be > 0, got {args.speed:g}")
+
+    with tempfile.TemporaryDirectory(prefix="bench_lot-") as tmp:
+        workdir = Path(tmp)
+        if args.sweep:
+            return _sweep(args.wafers, workdir, args.seed)
+        lot, config = run_lot(args.speed, args.wafers, workdir, args.seed)
+        memory = peak_mb()  # before the baseline: the lot run alone
+        baseline = None if args.no_baseline else run_baseline(args.speed, args.wafers, workdir,
+                                                              args.seed)
+    bound = bound_for(config, args.wafers)
+    efficiency = bound.seconds / lot.makespan_s
+
+    print(f"bench_lot: {args.wafers} wafers of {RECIPE}, simulator in its own process at "
+          f"{args.speed:g}x (seed {args.seed})")
+    print(f"lower bound {bound.seconds:.0f} s ({bound.seconds / 3600:.2f} h), set by "
+          f"{bound.limiting}; per role: "
+          + ", ".join(f"{role} {s:.0f} s" for role, s in sorted(bound.per_role.items())))
+    print()
+    print(_header())
+    print(_row(lot, bound))
+    if baseline is not None:
+        print(_row(baseline, bound))
+        print(f"speed-up over one wafer at a time: {baseline.makespan_s / lot.makespan_s:.2f}x")
+    print("tool busy (share of the lot's makespan): "
+          + ", ".join(f"{name} {share:.0%}" for name, share in sorted(lot.busy.items())))
+    print()
+    checks = [
+        ("every wafer complete, no alarm 530", lot.correct, f"{lot.complete}/{lot.wafers}"
+         + (", 530 raised" if lot.exit_blocked else ""), "all, none"),
+        ("efficiency (bound / makespan)", efficiency >= TARGET_EFFICIENCY,
+         f"{efficiency:.3f}", f">= {TARGET_EFFICIENCY}"),
+        ("controller CPU per wafer", lot.cpu_ms_per_wafer <= TARGET_CPU_MS_PER_WAFER,
+         f"{lot.cpu_ms_per_wafer:.1f} ms", f"<= {TARGET_CPU_MS_PER_WAFER:g} ms"),
+        ("peak memory (ru_maxrss)", memory <= TARGET_PEAK_MB, f"{memory:.0f} MB",
+         f"<= {TARGET_PEAK_MB:g} MB"),
+    ]
+    if baseline is not None:
+        checks.append(("baseline: every wafer complete", baseline.correct,
+                       f"{baseline.complete}/{baseline.wafers}", "all"))
+    for name, ok, value, target in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name:<38} {value:>14}   target {target}")
+    for problem in _problems(lot) + (_problems(baseline) if baseline else []):
+        print(f"  note: {problem}")
+    print(f"controller wall time {lot.wall_s:.1f} s for {lot.makespan_s / 3600:.2f} h of tool "
+          f"time ({lot.makespan_s / lot.wall_s:.0f}x achieved)")
+    return 0 if all(ok for _, ok, _, _ in checks) else 1
+
+
+def _sweep(wafers: int, workdir: Path, seed: int) -> int:
+    results = [run_lot(speed, wafers, workdir, seed) for speed in SWEEP_SPEEDS]
+    bound = bound_for(results[0][1], wafers)
+    print(f"bench_lot --sweep: {wafers} wafers of {RECIPE}; lower bound {bound.seconds:.0f} s")
+    print(_header())
+    for result, _ in results:
+        print(_row(result, bound))
+        for problem in _problems(result):
+            print(f"  note: {problem}")
+    correct = [r.speed for r, _ in results if r.correct]
+    print(f"highest correct time scale: {max(correct):g}x" if correct
+          else "no time scale was correct")
+    return 0 if correct else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
