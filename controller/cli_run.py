@@ -18,7 +18,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from controller.errors import EXIT_USAGE, UserError
@@ -172,39 +172,50 @@ def _install_stop(controller: Any) -> Any:
 # --- run --------------------------------------------------------------------------------------
 
 
-def _new_lot(args: argparse.Namespace, store: Any) -> str:
+def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
+    """Check the lot arguments now; return what creates (or names) the lot once the line
+    is open, so an unreachable tool leaves no half-started lot behind."""
     from controller.cli_lots import _user
-    from controller.store import DEFAULT_PRIORITY, parse_slots, slots_for_count
+    from controller.store import DEFAULT_PRIORITY, StoreError, parse_slots, slots_for_count
     from sequences.validate import load_valid_recipe
 
     if args.resume:
         if args.lot or args.recipe or args.wafers is not None or args.slots:
             raise UserError(
-                "--resume continues a stored lot: give no --lot, --recipe, "
-                "--wafers or --slots with it",
+                "--resume continues a stored lot: give no --lot, --recipe, --wafers or "
+                "--slots with it",
                 exit_code=EXIT_USAGE,
             )
         store.get_lot(args.resume)  # a clear error when there is no such lot
-        return args.resume
-    missing = [
-        flag for flag, value in (("--lot", args.lot), ("--recipe", args.recipe)) if not value
-    ]
+        return lambda: args.resume
+    given = (("--lot", args.lot), ("--recipe", args.recipe))
+    missing = [flag for flag, value in given if not value]
     if args.wafers is None and not args.slots:
         missing.append("--wafers or --slots")
     if missing:
         raise UserError(f"run needs {', '.join(missing)} (or --resume LOT)", exit_code=EXIT_USAGE)
     slots = slots_for_count(args.wafers) if args.wafers is not None else parse_slots(args.slots)
     recipe = load_valid_recipe(args.recipe)
-    lot = store.create_lot(
-        args.lot,
-        recipe_name=args.recipe,
-        recipe_version=recipe.version,
-        recipe_hash=recipe.hash,
-        slots=slots,
-        priority=args.priority or DEFAULT_PRIORITY,
-        user=_user(args),
-    )
-    return lot.id
+    try:
+        store.get_lot(args.lot)
+    except StoreError:
+        pass  # no such lot yet: good
+    else:
+        raise StoreError(f"lot {args.lot} already exists (lot ids are never reused)")
+
+    def create() -> str:
+        lot = store.create_lot(
+            args.lot,
+            recipe_name=args.recipe,
+            recipe_version=recipe.version,
+            recipe_hash=recipe.hash,
+            slots=slots,
+            priority=args.priority or DEFAULT_PRIORITY,
+            user=_user(args),
+        )
+        return lot.id
+
+    return create
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
@@ -212,15 +223,17 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
     store = Store(getattr(args, "db", None))
     try:
-        lot_id = _new_lot(args, store)
-        status, _stopped = await _run_lots(args, store, [lot_id])
+        lot = _lot_to_run(args, store)
+        status, _stopped = await _run_lots(args, store, lambda: [lot()])
         return status
     finally:
         store.close()
 
 
-async def _run_lots(args: argparse.Namespace, store: Any, lot_ids: list[str]) -> tuple[int, bool]:
-    """Run the lots; (exit status, whether an operator stopped it)."""
+async def _run_lots(
+    args: argparse.Namespace, store: Any, lots: Callable[[], list[str]]
+) -> tuple[int, bool]:
+    """Open the line, then run the lots; (exit status, whether an operator stopped it)."""
     from controller.cli_lots import _user
     from controller.lots import LineController
     from controller.progress import LiveProgress
@@ -230,6 +243,7 @@ async def _run_lots(args: argparse.Namespace, store: Any, lot_ids: list[str]) ->
     started = time.monotonic()
     cpu_started = time.process_time()
     async with line_tools(args) as (tools, clock, where):
+        lot_ids = lots()
         live = LiveProgress(store, lot_ids, plain=args.plain or not sys.stdout.isatty())
         controller = LineController(
             store,
@@ -284,7 +298,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
                     return 0
                 await asyncio.sleep(1.0)  # a person queues lots; look once a second
                 continue
-            status, stopped = await _run_lots(args, store, lots)
+            status, stopped = await _run_lots(args, store, lambda ids=lots: ids)
             if stopped or (args.once and status):
                 return status
     finally:

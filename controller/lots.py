@@ -219,7 +219,7 @@ class LineController:
         intent = self._intents.pop(event.wafer_id, None)
         if intent is not None:
             self.store.resolve_intent(intent, "done")
-        wafer.step_id = None
+        wafer.last_step_id, wafer.step_id = wafer.step_id, None
 
     def _before_oven_load(self, wafer_id: str) -> None:
         wafer = self.scheduler.wafers.get(wafer_id)
@@ -237,8 +237,14 @@ class LineController:
 
     def _alarm(self, tool: ToolSlot, code: int, text: str, wafer_id: str | None) -> None:
         if code:
+            wafer = self.scheduler.wafers.get(wafer_id or "")
             self.store.alarm_set(
-                tool.name, code, text, wafer_id=wafer_id, tool_time=self.clock.now()
+                tool.name,
+                code,
+                text,
+                wafer_id=wafer_id,
+                step_id=wafer.last_step_id if wafer else None,
+                tool_time=self.clock.now(),
             )
             self._tool_state(tool, E10State.UNSCHEDULED_DOWN, f"alarm {code} {text}")
             self.progress.on_tool_note(

@@ -86,6 +86,7 @@ class WaferSlot:
     ready_since: float = 0.0
     running: bool = False
     step_id: int | None = None  # the store's record of the step in progress
+    last_step_id: int | None = None  # the store's record of the step that ended last
 
 
 class EntranceGuard:

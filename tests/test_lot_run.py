@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from controller.bound import lower_bound
-from controller.lots import LineController, LotOutcome, Progress
-from controller.scheduler import step_parameters
+from controller.lots import REQUEST_LOOK_S, LineController, LotOutcome, Progress
+from controller.scheduler import IDLE_WAKE_S, step_parameters
 from controller.store import Store, slots_for_count
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
@@ -45,6 +45,7 @@ SEED = 1
 RECIPE = "rebump-hipb-snpb"
 STEPS = 6
 WAIT_S = 30.0  # wall-second bound on any wait for the controller (a hang fails, never a pass)
+PRINT_TOOL_S = 20.0 + 30.0 + 10.0  # printer LOADING + PRINTING (1 pass) + INSPECTING
 ABORT_WAIT_S = 15.0  # an aborted 3-wafer lot ends in about a second of wall time
 E10_OF_A_RUN = {"productive", "standby", "scheduled down"}
 
@@ -370,10 +371,12 @@ def assert_aborted_cleanly(r: Rig, outcome: LotOutcome) -> None:
 
 
 async def test_abort_a_lot_while_a_wafer_prints(tmp_path: Path) -> None:
-    # At 50x the first print (load + print + inspection: 60 tool s) lasts 1.2 s of wall
-    # time, far longer than the scheduler takes to see a request (its idle wake is 0.2 s),
-    # so the abort surely reaches wafer 1 inside the printer.
-    async with rig(tmp_path, speed=50.0) as r:
+    # The controller looks at requests every REQUEST_LOOK_S and its loop wakes at least every
+    # IDLE_WAKE_S (wall seconds). Slow the line down until the first print (load + print +
+    # inspection: 60 tool s) lasts four times that, so the abort surely finds wafer 1 inside
+    # the printer.
+    speed = PRINT_TOOL_S / (4 * (REQUEST_LOOK_S + IDLE_WAKE_S))
+    async with rig(tmp_path, speed=speed) as r:
         outcome = await abort_when(r, "ABORT1", 2,
                                    lambda ids: is_(ids[0], "tool_acquired", step=1))
         assert_aborted_cleanly(r, outcome)
