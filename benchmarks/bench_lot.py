@@ -13,7 +13,9 @@ lot with ``LineController`` on a fresh SQLite file and reports
 * controller CPU per wafer, wall time, peak memory (ru_maxrss);
 
 then a one-wafer-at-a-time baseline on a fresh simulator (N lots of one wafer,
-one after the other) for comparison. A run is correct when every wafer is
+one after the other) for comparison only: it is not a target, and a wafer the
+process itself fails there (a random SPI bridge, say) is listed, not counted
+against the controller. A run is correct when every wafer is
 complete and the oven never raised alarm 530 (exit blocked); a run that is not
 correct fails whatever its numbers.
 
@@ -295,9 +297,6 @@ def main(argv: list[str] | None = None) -> int:
         ("peak memory (ru_maxrss)", memory <= TARGET_PEAK_MB, f"{memory:.0f} MB",
          f"<= {TARGET_PEAK_MB:g} MB"),
     ]
-    if baseline is not None:
-        checks.append(("baseline: every wafer complete", baseline.correct,
-                       f"{baseline.complete}/{baseline.wafers}", "all"))
     for name, ok, value, target in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {name:<38} {value:>14}   target {target}")
     for problem in _problems(lot) + (_problems(baseline) if baseline else []):

@@ -62,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.verbose < 2:
+        # The links report a failed connection or request themselves, in one line naming
+        # the tool; pymodbus's own warnings would say it twice. -vv shows them.
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     handler = args.handler
     try:
         if inspect.iscoroutinefunction(handler):
