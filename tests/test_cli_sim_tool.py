@@ -29,9 +29,25 @@ def sim_process(tmp_path_factory: pytest.TempPathFactory):
     where = tmp_path_factory.mktemp("sim")
     config = where / "line.toml"
     proc = subprocess.Popen(
-        [*BUMPLINE, "sim", "--speed", "1000", "--seed", "1", "--serial", "tcp",
-         "--faults", "placer-1:alarm=240@1", "--config-out", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=where)
+        [
+            *BUMPLINE,
+            "sim",
+            "--speed",
+            "1000",
+            "--seed",
+            "1",
+            "--serial",
+            "tcp",
+            "--faults",
+            "placer-1:alarm=240@1",
+            "--config-out",
+            str(config),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=where,
+    )
     deadline = time.monotonic() + 30
     while "[tools.cleaner-1]" not in (config.read_text() if config.exists() else ""):
         assert proc.poll() is None, proc.stderr.read()
@@ -55,8 +71,10 @@ def test_sim_writes_every_tool_into_the_line_configuration(sim_process) -> None:
     assert line.time_scale == 1000.0
     roles = {t.name: (t.role, t.transport) for t in line.tools.values()}
     assert roles == {
-        "printer-1": ("printer", "serial"), "placer-1": ("placer", "serial"),
-        "oven-1": ("oven", "modbus-tcp"), "cleaner-1": ("cleaner", "modbus-rtu"),
+        "printer-1": ("printer", "serial"),
+        "placer-1": ("placer", "serial"),
+        "oven-1": ("oven", "modbus-tcp"),
+        "cleaner-1": ("cleaner", "modbus-rtu"),
     }
     assert str(line.tool("printer-1").port).startswith("socket://127.0.0.1:")
     assert line.tool("cleaner-1").parity == "E"
@@ -136,7 +154,8 @@ def test_an_unreachable_tool_is_one_line(tmp_path: Path) -> None:
         '[line]\nname = "x"\n[tools.printer-1]\nrole = "printer"\n'
         f'port = "{tmp_path / "no-such-port"}"\n'
         '[tools.oven-1]\nrole = "oven"\ntransport = "modbus-tcp"\nhost = "127.0.0.1"\n'
-        "port = 9\ntimeout_s = 0.2\nretries = 0\n")
+        "port = 9\ntimeout_s = 0.2\nretries = 0\n"
+    )
     for tool in ("printer-1", "oven-1"):
         out = _bumpline("tool", tool, "status", "--line", str(config), cwd=tmp_path)
         assert out.returncode == 1, out
@@ -146,8 +165,13 @@ def test_an_unreachable_tool_is_one_line(tmp_path: Path) -> None:
 
 def test_sim_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "line.toml"
-    proc = subprocess.Popen([*BUMPLINE, "sim", "--config-out", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [*BUMPLINE, "sim", "--config-out", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     deadline = time.monotonic() + 30
     while not config.exists():
         assert proc.poll() is None and time.monotonic() < deadline

@@ -1,0 +1,103 @@
+"""The scheduler's policy on the real simulated line, and the makespan lower bound."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from controller.bound import lower_bound, step_seconds, tool_occupancy
+from controller.lots import LineController
+from controller.store import Store
+from drivers.clock import ScaledClock
+from drivers.line_config import parse_line_config
+from drivers.tools import open_line
+from sequences.recipe import find_recipe
+from sequences.validate import load_valid_recipe
+from sim.line import SimulatedLine
+
+HIPB = find_recipe("rebump-hipb-snpb")
+MOUNTED = {"printer": ("ST-300-100", "Pb95Sn5")}
+
+
+async def _run_lot(tmp_path: Path, layout: dict[str, int], wafers: int, speed: float = 1500.0):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    clock = ScaledClock(speed)
+    async with SimulatedLine(clock=clock, seed=11, layout=layout) as line:
+        config = parse_line_config(line.config_text())
+        with Store(f"sqlite:///{tmp_path / 'line.db'}") as store:
+            store.create_lot(
+                "S1",
+                recipe_name=HIPB.name,
+                recipe_version=HIPB.version,
+                recipe_hash=HIPB.hash,
+                slots=list(range(1, wafers + 1)),
+                user="t",
+            )
+            async with open_line(config, clock) as tools:
+                controller = LineController(store, tools, clock, recipes=load_valid_recipe)
+                start = clock.now()
+                (outcome,) = await controller.run(["S1"])
+                makespan = clock.now() - start
+            steps = {w.id: store.steps(w.id) for w in store.wafers("S1")}
+            return outcome, steps, line.models, makespan
+
+
+async def test_batches_changeovers_and_uses_every_tool_of_a_role(tmp_path: Path) -> None:
+    outcome, steps, models, _ = await _run_lot(
+        tmp_path, {"printer": 1, "placer": 0, "oven": 1, "cleaner": 2}, wafers=4
+    )
+    finished = {w: s for w, s in outcome.wafers.items()}
+    # Alignment failures are random (seeded); every wafer that finished went through all.
+    assert sum(1 for s in finished.values() if s == "complete") >= 3, finished
+    # One stencil/paste changeover for the whole lot: first pass, change, second pass.
+    assert models["printer-1"].changeovers == 1
+    prints = sorted(
+        (s.started_at, s.step_index)
+        for ws in steps.values()
+        for s in ws
+        if s.kind == "print" and s.status == "done"
+    )
+    first_pass = [i for _, i in prints if i == 1]
+    assert [i for _, i in prints[: len(first_pass)]] == first_pass  # no cap print in between
+    # Both cleaners took wafers.
+    cleaners = Counter(s.tool for ws in steps.values() for s in ws if s.kind == "clean")
+    assert set(cleaners) == {"cleaner-1", "cleaner-2"}, cleaners
+
+
+@pytest.mark.slow
+async def test_a_second_cleaner_shortens_the_lot(tmp_path: Path) -> None:
+    _, _, _, one = await _run_lot(tmp_path / "one", {"printer": 1, "oven": 1, "cleaner": 1}, 4)
+    _, _, _, two = await _run_lot(tmp_path / "two", {"printer": 1, "oven": 1, "cleaner": 2}, 4)
+    assert two < one
+
+
+def test_step_times_follow_the_specs() -> None:
+    print_step, reflow, clean = HIPB.step(1), HIPB.step(2), HIPB.step(3)
+    assert step_seconds(print_step) == pytest.approx(20 + 30 + 10 + 10 + 15 / 20)
+    assert step_seconds(reflow) == pytest.approx(4000 / 600 * 60)  # 400 s in the tunnel
+    assert tool_occupancy(reflow) == pytest.approx(450 / 600 * 60)  # the entrance spacing
+    assert step_seconds(clean) == 120 + 60 + 60
+
+
+def test_the_cleaner_bounds_a_rebump_lot() -> None:
+    bound = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 1}, MOUNTED)
+    assert bound.limiting == "cleaner"
+    # head: print (70.75 s) + the high-lead reflow's 400 s; work: 50 cleans of 240 s.
+    assert bound.seconds == pytest.approx(70.75 + 400 + 50 * 240)
+    two = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 2}, MOUNTED)
+    assert two.seconds < bound.seconds
+    assert two.per_role["cleaner"] == pytest.approx(70.75 + 400 + 25 * 240)
+
+
+def test_one_wafer_is_bounded_by_its_critical_path() -> None:
+    bound = lower_bound(HIPB, 1, {"printer": 1, "oven": 1, "cleaner": 1}, MOUNTED)
+    assert bound.limiting == "critical path"
+    steps = sum(step_seconds(s) for s in HIPB.steps)
+    assert bound.seconds == pytest.approx(steps + 600 + 2 * 900)  # cap paste + two profiles
+
+
+def test_a_missing_role_is_an_error() -> None:
+    with pytest.raises(ValueError, match="needs a cleaner"):
+        lower_bound(HIPB, 5, {"printer": 1, "oven": 1}, MOUNTED)
