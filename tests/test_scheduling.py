@@ -22,7 +22,7 @@ MOUNTED = {"printer": ("ST-300-100", "Pb95Sn5")}
 
 
 async def _run_lot(tmp_path: Path, layout: dict[str, int], wafers: int, speed: float = 1500.0):
-    tmp_path.mkdir(parents=True, exist_ok=True)
+    tmp_path.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test setup
     clock = ScaledClock(speed)
     async with SimulatedLine(clock=clock, seed=11, layout=layout) as line:
         config = parse_line_config(line.config_text())
