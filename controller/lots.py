@@ -287,7 +287,7 @@ class LineController:
             self.scheduler.held_lots.discard(request.lot_id)
             return "lot resumed"
         if action == "abort_lot":
-            self.scheduler.held_lots.discard(request.lot_id)
+            self.scheduler.held_lots.add(request.lot_id)  # nothing new starts meanwhile
             for wafer in wafers:
                 if not wafer.run.done:
                     self._spawn_abort(wafer, request.reason or "lot aborted")
@@ -310,4 +310,11 @@ class LineController:
         return f"unknown request {action}"
 
     def _spawn_abort(self, wafer: WaferSlot, why: str) -> None:
-        self.scheduler._spawn(wafer.run.abort(why))  # noqa: SLF001
+        async def abort() -> None:
+            await wafer.run.abort(why)
+            for note in wafer.run.tool_notes:  # what the abort left each tool doing
+                self.store.audit("controller", "wafer.abort", note, lot_id=wafer.lot_id,
+                                 wafer_id=wafer.run.wafer_id)
+            wafer.run.tool_notes.clear()
+
+        self.scheduler._spawn(abort())  # noqa: SLF001

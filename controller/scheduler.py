@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from controller.bound import tool_occupancy
 from drivers.clock import Clock
 from drivers.errors import ToolError
 from sequences import steps as tool_steps
@@ -61,6 +62,8 @@ class ToolSlot:
     setup: tuple[Any, ...] | None = None  # None: not known yet
     busy: bool = False  # a step or a changeover owns the tool
     riding: set[str] = field(default_factory=set)  # oven: wafers on the belt
+    entrance_at: float = 0.0  # oven: tool time the last wafer will have cleared the entrance
+    spacing_s: float = 0.0  # oven: belt time the wafer being loaded needs at the entrance
     alarm: int = 0  # latched alarm code, 0 = in service
     changeovers: int = 0
     busy_since: float | None = None
@@ -223,6 +226,7 @@ class Scheduler:
         or until ``stop()`` and the running steps have finished."""
         try:
             while True:
+                self._wake.clear()  # a wake that comes while we dispatch is kept
                 if self._poll_requests is not None:
                     self._poll_requests()
                 if self._stopping:
@@ -233,7 +237,6 @@ class Scheduler:
                     await self._dispatch()
                     if not self._progressing():
                         return
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
         finally:
@@ -273,7 +276,9 @@ class Scheduler:
             wanted.sort(key=lambda w: (w.priority, w.ready_since, w.order))
             same = [w for w in wanted if self._key(w) == tool.setup]
             if same:
-                if tool.role == "oven" and not await self._oven_can_take(tool):
+                if tool.role == "oven" and (
+                    self.clock.now() < tool.entrance_at or not await self._oven_can_take(tool)
+                ):
                     continue
                 self._start_step(same[0], tool)
                 waiting.remove(same[0])
@@ -330,16 +335,24 @@ class Scheduler:
         tool.take(self.clock.now())
         if tool.role == "oven":
             tool.riding.add(wafer.run.wafer_id)
+            tool.spacing_s = tool_occupancy(wafer.run.recipe.step(wafer.run.next_step))
         self._spawn(self._run_step(wafer, tool))
 
     def _loaded(self, oven: ToolSlot) -> None:
-        """A wafer is on the belt: the entrance is free for the next one."""
+        """A wafer is on the belt: the next may follow once it has cleared the entrance."""
+        oven.entrance_at = self.clock.now() + oven.spacing_s
         oven.release(self.clock.now())
         self.wake()
 
     async def _run_step(self, wafer: WaferSlot, tool: ToolSlot) -> None:
         run = wafer.run
         number = run.next_step
+        if number is None:  # aborted or held between dispatch and this task's start
+            wafer.running = False
+            tool.riding.discard(run.wafer_id)
+            tool.release(self.clock.now())
+            self.wake()
+            return
         step = run.recipe.step(number)
         if self._on_step_start:
             self._on_step_start(wafer, step, tool)

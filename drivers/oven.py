@@ -164,8 +164,12 @@ class ReflowOven:
 
     # --- waiting ---------------------------------------------------------------------------------
 
-    async def wait_ready(self, timeout_s: float) -> None:
-        """Until the oven is READY (tool seconds); ToolAlarm if it latches an alarm."""
+    async def wait_ready(self, timeout_s: float, poll_s: float | None = None) -> None:
+        """Until the oven is READY (tool seconds); ToolAlarm if it latches an alarm.
+
+        ``poll_s`` overrides the poll interval: a 20-minute profile change needs no
+        look every 2 s.
+        """
         deadline = self.clock.now() + timeout_s
         while True:
             v = await self.regs.read_block(self._state)
@@ -175,7 +179,7 @@ class ReflowOven:
             if state is OvenState.ALARM:
                 raise self._tool_alarm(v["ALARM_CODE"])
             why = f"not READY within {timeout_s:g} s (state {state.name})"
-            await self._pause_until(deadline, why)
+            await self._pause_until(deadline, why, poll_s)
 
     async def wait_exit(self, timeout_s: float) -> ReflowResult:
         """Until a wafer waits at the exit (tool seconds), then its result."""
@@ -188,11 +192,13 @@ class ReflowOven:
                 raise self._tool_alarm(await self.regs.read("ALARM_CODE"))
             await self._pause_until(deadline, f"no wafer at the exit within {timeout_s:g} s")
 
-    async def _pause_until(self, deadline: float, timeout_message: str) -> None:
+    async def _pause_until(
+        self, deadline: float, timeout_message: str, poll_s: float | None = None
+    ) -> None:
         remaining = deadline - self.clock.now()
         if remaining <= 0:
             raise ToolTimeout(self.name, timeout_message)
-        await self.clock.sleep(min(self.poll_s, remaining))
+        await self.clock.sleep(min(poll_s or self.poll_s, remaining))
 
     # --- wafers ----------------------------------------------------------------------------------
 

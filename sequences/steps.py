@@ -42,6 +42,7 @@ LOAD_S, UNLOAD_S, WIPE_S = 20.0, 10.0, 15.0
 PRINT_PASS_S, SPI_S = 30.0, 10.0
 PLACE_S = 25.0 + 40.0 + 15.0
 BATH_HEAT_C_S, BATH_COOL_C_S = 0.05, 0.01
+READY_POLL_S = 10.0  # a profile change takes minutes: look at the oven every 10 s meanwhile
 POLL_S = 1.0  # how often the oven's exit and entrance are looked at while a wafer rides
 
 
@@ -232,7 +233,7 @@ async def _prepare_oven(driver: Any, step: ReflowStep, clock: Clock, note: Log) 
         note("nitrogen on")
         await driver.set_nitrogen(True)
     # Cooling from a high-lead profile takes 15-25 minutes (reflow-oven.md).
-    await driver.wait_ready(timeout_s=3600.0)
+    await driver.wait_ready(timeout_s=3600.0, poll_s=READY_POLL_S)
     deadline = clock.now() + bound(120.0)
     while True:
         status = await driver.status()
