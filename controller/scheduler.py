@@ -29,7 +29,7 @@ from typing import Any
 
 from controller.bound import tool_occupancy
 from drivers.clock import Clock
-from drivers.errors import ToolError
+from drivers.errors import DeviceBusy, ToolError
 from sequences import steps as tool_steps
 from sequences.machine import WaferEvent
 from sequences.recipe import CleanStep, PlaceStep, PrintStep, Recipe, ReflowStep, Step
@@ -38,6 +38,7 @@ from sequences.runner import WaferRun
 log = logging.getLogger("controller.scheduler")
 
 IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool alarms
+ENTRANCE_WAIT_S = 4000.0 / 200 * 60  # the slowest belt's full transit, tool seconds
 
 
 def setup_key(step: Step) -> tuple[Any, ...]:
@@ -116,10 +117,19 @@ class EntranceGuard:
 
     async def load(self, wafer_id: str) -> None:
         async with self._lock:
-            while not (await self._driver.status()).entrance_clear:
-                await self._clock.sleep(tool_steps.POLL_S)
             self._before_load(wafer_id)  # persist the intent: a LOAD is never repeated blindly
-            await self._driver.load(wafer_id)
+            deadline = self._clock.now() + ENTRANCE_WAIT_S
+            while True:
+                try:
+                    await self._driver.load(wafer_id)
+                    break
+                except DeviceBusy:
+                    # Refused before anything was sent while the wafer ahead still blocks
+                    # the entrance; any other refusal is the step's to handle.
+                    status = await self._driver.status()
+                    if status.entrance_clear or self._clock.now() > deadline:
+                        raise
+                    await self._clock.sleep(tool_steps.POLL_S)
             self._on_loaded(wafer_id)
 
 
@@ -276,10 +286,8 @@ class Scheduler:
             wanted.sort(key=lambda w: (w.priority, w.ready_since, w.order))
             same = [w for w in wanted if self._key(w) == tool.setup]
             if same:
-                if tool.role == "oven" and (
-                    self.clock.now() < tool.entrance_at or not await self._oven_can_take(tool)
-                ):
-                    continue
+                if tool.role == "oven" and self.clock.now() < tool.entrance_at:
+                    continue  # the wafer ahead has not cleared the entrance yet
                 self._start_step(same[0], tool)
                 waiting.remove(same[0])
             elif not self._still_needed(tool):
@@ -300,10 +308,6 @@ class Scheduler:
             except ToolError as exc:
                 log.warning("%s: cannot read setup: %s", tool.name, exc)
                 return
-
-    async def _oven_can_take(self, tool: ToolSlot) -> bool:
-        status = await tool.driver.status()
-        return status.entrance_clear and not status.alarm_active
 
     def _still_needed(self, tool: ToolSlot) -> bool:
         """Does any unfinished wafer still need this tool's current setup next on its role?"""
