@@ -275,8 +275,10 @@ async def _run_lots(
             status = 3
             print(
                 f"lot {outcome.lot_id} is {outcome.state}: continue it with "
-                f"'bumpline run --resume {outcome.lot_id}'"
+                f"'bumpline run --resume {outcome.lot_id}"
                 + (f" --line {args.line}" if args.line else "")
+                + (f" --db {args.db}" if getattr(args, "db", None) else "")
+                + "' (after 'bumpline wafer disposition' for held wafers)"
             )
     return status, stopped
 
