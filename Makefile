@@ -25,7 +25,9 @@ test: $(STAMP)
 
 ## make bench: speed targets (never timed assertions in the tests)
 bench: $(STAMP)
-	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@failed=""; for b in benchmarks/bench_*.py; do echo "== $$b"; \
+		$(BIN)/python $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "benchmarks missing a target:$$failed"; exit 1; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller drivers sequences sim tests benchmarks

@@ -182,6 +182,7 @@ async def prepare_tool(
         if interlocks.printer_setup(step, status):
             note(f"changeover to stencil {step.stencil_id} and {step.paste_alloy} paste (CHG)")
             await driver.changeover(step.stencil_id, step.paste_alloy)
+            await expect(clock, PRINTER_CHANGEOVER_S)
             await driver.wait_for(PrinterState.IDLE, timeout_s=bound(PRINTER_CHANGEOVER_S))
         await driver.set_recipe(step.tool_recipe(recipe_name))
         note(f"print parameters {recipe_name} stored (RCP)")
@@ -190,6 +191,7 @@ async def prepare_tool(
         if interlocks.placer_setup(step, status):
             note(f"changeover to {step.ball_diameter_um} µm {step.ball_alloy} balls (CHG)")
             await driver.changeover(step.ball_alloy, step.ball_diameter_um)
+            await expect(clock, PLACER_CHANGEOVER_S)
             await driver.wait_for(PlacerState.IDLE, timeout_s=bound(PLACER_CHANGEOVER_S))
         await driver.set_recipe(step.tool_recipe(recipe_name))
         note(f"placement parameters {recipe_name} stored (RCP)")
