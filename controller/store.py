@@ -21,16 +21,18 @@ import dataclasses
 import json
 import math
 import re
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
+from pathlib import Path
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Engine, String, bindparam, func, insert, select, update
+from sqlalchemy import JSON, Engine, String, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -44,6 +46,7 @@ from controller.models import (
     StepCurve,
     StepIntent,
     ToolState,
+    UtcDateTime,
     Wafer,
     WaferEvent,
     WaferStep,
@@ -401,9 +404,14 @@ class Store:
         except (SQLAlchemyError, ImportError) as exc:
             raise StoreError(f"cannot open database {where}: {_reason(exc)}") from None
         self._writer = db.writer(self._engine)
+        self._hot: _SqliteHotPath | None = None
         try:
             db.upgrade_to_head(self._engine)
-        except (SQLAlchemyError, ImportError, CommandError) as exc:
+            # A second connection on the same file for the hot path; an in-memory database
+            # would be a different database on another connection, so it has none.
+            if path is not None:
+                self._hot = _SqliteHotPath(self._engine, path)
+        except (SQLAlchemyError, ImportError, CommandError, sqlite3.Error) as exc:
             # CommandError: e.g. the database was stamped by a newer bumpline.
             self._engine.dispose()
             raise StoreError(f"cannot open database {where}: {_reason(exc)}") from None
@@ -419,6 +427,8 @@ class Store:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._hot is not None:
+                self._hot.close()
             self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -711,6 +721,42 @@ class Store:
             raise StoreError(f"unknown wafer outcome {outcome!r} (expected {', '.join(OUTCOMES)})")
         data = _finite_json(measurements, "measurements") if measurements is not None else None
         now = self._now()
+        detail = f"{from_state} -> {to_state} ({trigger})" + (f": {why}" if why else "")
+        if self._hot is not None:
+            hot = self._hot
+            at = hot.when(now)
+            with hot.transaction() as cur:
+                row = cur.execute(
+                    hot.move_wafer, (to_state, at, location, outcome, wafer_id)
+                ).fetchone()
+                if row is None:
+                    raise StoreError(f"no wafer {wafer_id}")
+                event = {
+                    "wafer_id": wafer_id,
+                    "at": at,
+                    "step_index": step_index,
+                    "step_kind": step_kind,
+                    "from_state": from_state,
+                    "to_state": to_state,
+                    "trigger": trigger,
+                    "why": why,
+                    "tool": tool,
+                    "tool_time": tool_time,
+                    "measurements": hot.json(data),
+                }
+                event_id = cur.execute(
+                    hot.add_event, [event[c] for c in hot.event_cols]
+                ).fetchone()[0]
+                audit = {
+                    "at": at,
+                    "actor": actor,
+                    "action": "wafer.transition",
+                    "lot_id": row[0],
+                    "wafer_id": wafer_id,
+                    "detail": detail,
+                }
+                cur.execute(hot.add_audit, [audit[c] for c in hot.audit_cols])
+            return event_id
         # Prebuilt Core statements, not ORM units of work: this is the hot path (~30 per wafer).
         with self._writer.begin() as conn:
             lot_id = conn.execute(
@@ -749,8 +795,7 @@ class Store:
                     "action": "wafer.transition",
                     "lot_id": lot_id,
                     "wafer_id": wafer_id,
-                    "detail": f"{from_state} -> {to_state} ({trigger})"
-                    + (f": {why}" if why else ""),
+                    "detail": detail,
                 },
             )
         return event_id
@@ -798,6 +843,31 @@ class Store:
         params = _finite_json(parameters, "step parameters")
         wins = _check_windows(windows or {})
         now = self._now()
+        if self._hot is not None:
+            hot = self._hot
+            at = hot.when(now)
+            with hot.transaction() as cur:
+                if not cur.execute(hot.locate, (tool, at, wafer_id)).rowcount:
+                    raise StoreError(f"no wafer {wafer_id}")
+                last = cur.execute(hot.last_attempt, (wafer_id, step_index)).fetchone()[0]
+                step = {
+                    "wafer_id": wafer_id,
+                    "step_index": step_index,
+                    "attempt": (last or 0) + 1,
+                    "kind": kind,
+                    "tool": tool,
+                    "status": "running",
+                    "disposition": None,
+                    "parameters": hot.json(params),
+                    "windows": hot.json(wins),
+                    "results": None,
+                    "started_at": at,
+                    "ended_at": None,
+                    "tool_time_start": tool_time,
+                    "tool_time_end": None,
+                }
+                step_id = cur.execute(hot.add_step, [step[c] for c in hot.step_cols]).fetchone()[0]
+            return step_id
         # Core statements, not ORM units of work: this is on the scheduler's hot path.
         with self._writer.begin() as conn:
             moved = conn.execute(
@@ -856,6 +926,24 @@ class Store:
             if not curve_interval_s > 0:
                 raise StoreError(f"step {step_id}: curve interval must be > 0 s")
         now = self._now()
+        if self._hot is not None:
+            hot = self._hot
+            with hot.transaction() as cur:
+                current = cur.execute(hot.step_state, (step_id,)).fetchone()
+                if current is None:
+                    raise StoreError(f"no step {step_id}")
+                if current[0] != "running":
+                    raise StoreError(f"step {step_id} of {current[1]} already ended ({current[0]})")
+                cur.execute(
+                    hot.end_step,
+                    (status, hot.json(data), disposition, hot.when(now), tool_time, step_id),
+                )
+                if samples is not None:
+                    cur.execute(
+                        hot.add_curve,
+                        (step_id, float(curve_interval_s), liquidus_c, hot.json(samples)),
+                    )
+            return self.get_step(step_id) if fetch else None
         with self._writer.begin() as conn:
             current = conn.execute(
                 select(WaferStep.status, WaferStep.wafer_id).where(WaferStep.id == step_id)
@@ -914,6 +1002,16 @@ class Store:
     def record_intent(self, step_id: int, command: str, *, tool: str | None = None) -> int:
         """Commit "about to send ``command``" before a command that must not be repeated."""
         now = self._now()
+        if self._hot is not None:
+            hot = self._hot
+            with hot.transaction() as cur:
+                step = cur.execute(hot.step_state, (step_id,)).fetchone()
+                if step is None:
+                    raise StoreError(f"no step {step_id}")
+                row = cur.execute(
+                    hot.add_intent, (step_id, tool or step[2], command, hot.when(now))
+                ).fetchone()
+            return row[0]
         with self._write() as session, session.begin():
             step = session.get(WaferStep, step_id)
             if step is None:
@@ -1334,6 +1432,87 @@ class Store:
                 alarms=tuple(self.alarms(wafer_id=wafer_id)),
                 requests=tuple(self.requests(wafer_id=wafer_id)),
             )
+
+
+# --- the SQLite hot path -------------------------------------------------------------------------
+
+
+class _SqliteHotPath:
+    """The scheduler's per-transition writes on a plain sqlite3 connection (SQLite files only).
+
+    Same rows as the Core path (values converted by the bind processors SQLAlchemy
+    itself uses for SQLite), each call one ``BEGIN IMMEDIATE`` … ``COMMIT``: it skips
+    SQLAlchemy's per-statement and per-transaction work, which was most of the
+    controller's CPU per wafer. Other back ends, and every other call, use SQLAlchemy.
+    """
+
+    def __init__(self, engine: Engine, path: Path) -> None:
+        dialect = engine.dialect
+        # dialect_impl: the processors of SQLite's own DATETIME and JSON, exactly as the
+        # Core path stores them (text without a zone; JSON text or NULL).
+        when = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+        as_json = JSON(none_as_null=True).dialect_impl(dialect).bind_processor(dialect)
+        if when is None or as_json is None:
+            raise RuntimeError("SQLite's DATETIME and JSON types lost their bind processors")
+        self.when, self.json = when, as_json
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in (
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            f"busy_timeout={db.SQLITE_BUSY_TIMEOUT_MS}",
+        ):
+            self.db.execute(f"PRAGMA {pragma}")
+        self._lock = threading.Lock()
+        event_cols = [c.name for c in WaferEvent.__table__.c if c.name != "id"]
+        audit_cols = [c.name for c in AuditEntry.__table__.c if c.name != "id"]
+        step_cols = [c.name for c in WaferStep.__table__.c if c.name != "id"]
+        self.event_cols, self.audit_cols, self.step_cols = event_cols, audit_cols, step_cols
+        self.move_wafer = (
+            "UPDATE wafers SET state = ?, updated_at = ?, location = coalesce(?, location), "
+            "outcome = coalesce(?, outcome) WHERE id = ? RETURNING lot_id"
+        )
+        self.add_event = _insert_sql("wafer_events", event_cols) + " RETURNING id"
+        self.add_audit = _insert_sql("audit_log", audit_cols)
+        self.locate = "UPDATE wafers SET location = ?, updated_at = ? WHERE id = ?"
+        self.last_attempt = (
+            "SELECT max(attempt) FROM wafer_steps WHERE wafer_id = ? AND step_index = ?"
+        )
+        self.add_step = _insert_sql("wafer_steps", step_cols) + " RETURNING id"
+        self.step_state = "SELECT status, wafer_id, tool FROM wafer_steps WHERE id = ?"
+        self.end_step = (
+            "UPDATE wafer_steps SET status = ?, results = ?, disposition = ?, ended_at = ?, "
+            "tool_time_end = ? WHERE id = ?"
+        )
+        self.add_curve = _insert_sql(
+            "step_curves", ["step_id", "interval_s", "liquidus_c", "samples_c"]
+        )
+        self.add_intent = (
+            _insert_sql("step_intents", ["step_id", "tool", "command", "written_at"])
+            + " RETURNING id"
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cur = self.db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)})"
 
 
 # --- hot-path statements, built once ----------------------------------------------------------
