@@ -1028,6 +1028,14 @@ class Store:
         if outcome not in INTENT_OUTCOMES:
             raise StoreError(f"intent outcome {outcome!r}: expected {', '.join(INTENT_OUTCOMES)}")
         now = self._now()
+        if self._hot is not None:
+            with self._hot.transaction() as cur:
+                done = cur.execute(
+                    self._hot.resolve_intent, (outcome, self._hot.when(now), intent_id)
+                ).rowcount
+            if not done:
+                raise StoreError(f"no open intent {intent_id}")
+            return
         with self._writer.begin() as conn:
             done = conn.execute(
                 update(StepIntent)
@@ -1479,6 +1487,10 @@ class _SqliteHotPath:
         )
         self.add_step = _insert_sql("wafer_steps", step_cols) + " RETURNING id"
         self.step_state = "SELECT status, wafer_id, tool FROM wafer_steps WHERE id = ?"
+        self.resolve_intent = (
+            "UPDATE step_intents SET outcome = ?, resolved_at = ? "
+            "WHERE id = ? AND resolved_at IS NULL"
+        )
         self.end_step = (
             "UPDATE wafer_steps SET status = ?, results = ?, disposition = ?, ended_at = ?, "
             "tool_time_end = ? WHERE id = ?"

@@ -35,7 +35,15 @@ from drivers.modbus_link import (
     after_lost_reply,
 )
 from drivers.register_map import RegisterMap, load_register_map
-from drivers.types import ZONES, Alarm, OvenState, OvenStatus, ReflowProfile, ReflowResult
+from drivers.types import (
+    ZONES,
+    Alarm,
+    OvenSignals,
+    OvenState,
+    OvenStatus,
+    ReflowProfile,
+    ReflowResult,
+)
 
 DEFAULT_MODEL = "rf-10n"
 
@@ -152,6 +160,16 @@ class ReflowOven:
             alarm_active=flags["ALARM_ACTIVE"],
             nitrogen_on=coils["N2_ON"],
             conveyor_running=coils["CONVEYOR_RUN"],
+        )
+
+    async def signals(self) -> OvenSignals:
+        """Entrance, exit, zones stable and alarm in one request (discrete inputs 0-3)."""
+        flags = await self.regs.read_block(self._flags)
+        return OvenSignals(
+            entrance_clear=flags["ENTRANCE_CLEAR"],
+            wafer_at_exit=flags["WAFER_AT_EXIT"],
+            zones_stable=flags["ZONES_STABLE"],
+            alarm_active=flags["ALARM_ACTIVE"],
         )
 
     async def state(self) -> OvenState:

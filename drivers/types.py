@@ -188,6 +188,16 @@ class OvenStatus:
 
 
 @dataclass(frozen=True)
+class OvenSignals:
+    """The oven's discrete inputs: one request, for polling the entrance and the exit."""
+
+    entrance_clear: bool
+    wafer_at_exit: bool
+    zones_stable: bool
+    alarm_active: bool
+
+
+@dataclass(frozen=True)
 class ReflowResult:
     wafer_id: str
     peak_c: float

@@ -326,7 +326,7 @@ async def _reflow(driver: Any, step: ReflowStep, wafer_id: str, clock: Clock) ->
     alarms: list[Alarm] = []
 
     async def note_alarm(status: Any) -> None:
-        if status.alarm_active or status.alarm_code:
+        if status.alarm_active or getattr(status, "alarm_code", 0):
             alarm = await driver.alarm()
             if alarm is not None and alarm not in alarms:
                 alarms.append(alarm)
@@ -353,9 +353,10 @@ async def _reflow(driver: Any, step: ReflowStep, wafer_id: str, clock: Clock) ->
     deadline = clock.now() + bound(step.transit_s)
     await expect(clock, step.transit_s)
     while True:
-        status = await driver.status()
-        await note_alarm(status)
-        if status.wafer_at_exit:
+        signals = await driver.signals()  # one request per look, not a full status
+        if signals.alarm_active:
+            await note_alarm(signals)
+        if signals.wafer_at_exit:
             result = await driver.exit_result()
             if result.wafer_id == wafer_id:
                 await driver.unload()

@@ -168,8 +168,10 @@ async def test_one_wafer_worked_example(oven_env) -> None:
     await oven.wait_ready(timeout_s=1800)
     ready = await oven.status()
     assert ready.state is OvenState.READY and ready.zones_stable and ready.entrance_clear
-    assert all(abs(pv - sp) <= 3.0 for pv, sp in zip(ready.zone_pv_c, profile.zone_setpoints_c,
-                                                       strict=True))
+    assert all(
+        abs(pv - sp) <= 3.0
+        for pv, sp in zip(ready.zone_pv_c, profile.zone_setpoints_c, strict=True)
+    )
 
     await oven.load("LOT42-07")
     loaded = await oven.status()
@@ -275,8 +277,21 @@ async def test_a_load_whose_reply_was_lost_is_not_reported_as_refused() -> None:
 async def test_console_commands(oven_env) -> None:
     oven, _ = oven_env
     names = {c.name for c in CONSOLE_COMMANDS}
-    assert {"status", "zones", "profile", "apply", "n2", "load", "result", "unload", "clear",
-            "standby", "alarm", "wait-ready", "wait-exit"} <= names
+    assert {
+        "status",
+        "zones",
+        "profile",
+        "apply",
+        "n2",
+        "load",
+        "result",
+        "unload",
+        "clear",
+        "standby",
+        "alarm",
+        "wait-ready",
+        "wait-exit",
+    } <= names
     args = "150 165 175 185 200 230 245 235 120 60 600 100 183 42".split()
     assert await run_command(CONSOLE_COMMANDS, oven, "profile", args) == EUTECTIC
     assert await run_command(CONSOLE_COMMANDS, oven, "n2", ["on"]) == "nitrogen on"
@@ -288,3 +303,17 @@ async def test_console_commands(oven_env) -> None:
         await run_command(CONSOLE_COMMANDS, oven, "profile", ["150", "hot"] + args[2:])
     with pytest.raises(ConsoleUsageError, match="usage: profile"):
         await run_command(CONSOLE_COMMANDS, oven, "profile", ["150"])
+
+
+async def test_signals_match_the_full_status_in_one_request(oven_env) -> None:
+    oven, _sim = oven_env
+    trace = counting_trace(oven)
+    signals = await oven.signals()
+    assert len(trace) == 1  # one request: the discrete inputs
+    status = await oven.status()
+    assert (
+        signals.entrance_clear,
+        signals.wafer_at_exit,
+        signals.zones_stable,
+        signals.alarm_active,
+    ) == (status.entrance_clear, status.wafer_at_exit, status.zones_stable, status.alarm_active)

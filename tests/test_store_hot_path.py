@@ -41,7 +41,8 @@ def _write(path: Path, *, hot: bool) -> dict[str, list[tuple]]:
         )
         store.end_step(first, status="failed", results={"bridges": 1})
         again = store.start_step("L1-01", 1, "print", "printer-1", {"passes": 1}, tool_time=99.0)
-        store.record_intent(again, "LOAD")
+        intent = store.record_intent(again, "LOAD")
+        store.resolve_intent(intent, "done")
         store.end_step(
             again,
             results={"peak_c": 348.8},
