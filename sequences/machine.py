@@ -205,7 +205,10 @@ class WaferMachine:
         return self._may(trigger)
 
     def _may(self, trigger: str) -> bool:
-        return trigger in self._machine.get_triggers(self.state) and getattr(
+        # A direct look-up of the trigger's transitions from this state (get_triggers scans
+        # every event of the machine, on every fire).
+        event = self._machine.events.get(trigger)
+        return bool(event and event.transitions.get(self.state)) and getattr(
             self._wafer, f"may_{trigger}")()
 
     def restore(self, state: str, *, step: int | None = None, failed_step: int | None = None,

@@ -42,7 +42,7 @@ LOAD_S, UNLOAD_S, WIPE_S = 20.0, 10.0, 15.0
 PRINT_PASS_S, SPI_S = 30.0, 10.0
 PLACE_S = 25.0 + 40.0 + 15.0
 BATH_HEAT_C_S, BATH_COOL_C_S = 0.05, 0.01
-READY_POLL_S = 10.0  # a profile change takes minutes: look at the oven every 10 s meanwhile
+READY_POLL_S = 20.0  # a profile change takes 15-25 minutes: look at the oven every 20 s
 POLL_S = 1.0  # how often the oven's exit and entrance are looked at while a wafer rides
 
 
@@ -288,8 +288,7 @@ async def execute(
     if isinstance(step, ReflowStep):
         return await _reflow(driver, step, wafer_id, clock)
     assert isinstance(step, CleanStep)
-    status = await driver.status()
-    if status.state is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id:
+    if await driver.state() is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id:
         await driver.unload()
     # Same wash temperature (the interlock checked it); times and pressure are this wafer's.
     await driver.set_recipe(step.tool_recipe())
@@ -335,13 +334,13 @@ async def _reflow(driver: Any, step: ReflowStep, wafer_id: str, clock: Clock) ->
     # Other wafers' steps share the oven: LOAD_WAFER_ID + LOAD must not interleave.
     async with _entrance_lock(driver):
         while True:  # wait for the last loaded wafer to clear the entrance
-            status = await driver.status()
-            if status.alarm_active:
+            signals = await driver.signals()
+            if signals.alarm_active:
                 alarm = await driver.alarm()
-                raise ToolAlarm(driver.name, alarm.code if alarm else status.alarm_code,
+                raise ToolAlarm(driver.name, alarm.code if alarm else 0,
                                 alarm.text if alarm else "")
-            if status.entrance_clear and status.state in (OvenState.READY,
-                                                          OvenState.PROCESSING):
+            if signals.entrance_clear and await driver.state() in (OvenState.READY,
+                                                                   OvenState.PROCESSING):
                 break
             if clock.now() >= deadline:
                 raise ToolTimeout(driver.name, "entrance not clear for the wafer")
