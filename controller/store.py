@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic.util import CommandError
 from sqlalchemy import JSON, Engine, String, bindparam, func, insert, select, update
@@ -1599,141 +1599,52 @@ def _audit(
     )
 
 
+def _copy(info: type[_Info], row: Any, **extra: Any) -> _Info:
+    """An Info record from an ORM row: every field of the same name, plus ``extra``."""
+    names = _INFO_FIELDS.get(info)
+    if names is None:
+        names = _INFO_FIELDS[info] = tuple(f.name for f in dataclasses.fields(info))
+    return info(**{n: extra[n] if n in extra else getattr(row, n) for n in names})
+
+
+_Info = TypeVar("_Info")
+_INFO_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _lot_info(lot: Lot, wafer_count: int) -> LotInfo:
-    return LotInfo(
-        id=lot.id,
-        recipe_name=lot.recipe_name,
-        recipe_version=lot.recipe_version,
-        recipe_hash=lot.recipe_hash,
-        priority=lot.priority,
-        state=lot.state,
-        created_by=lot.created_by,
-        created_at=lot.created_at,
-        started_at=lot.started_at,
-        ended_at=lot.ended_at,
-        wafer_count=wafer_count,
-    )
+    return _copy(LotInfo, lot, wafer_count=wafer_count)
 
 
 def _wafer_info(w: Wafer) -> WaferInfo:
-    return WaferInfo(
-        id=w.id,
-        lot_id=w.lot_id,
-        slot=w.slot,
-        state=w.state,
-        location=w.location,
-        outcome=w.outcome,
-        updated_at=w.updated_at,
-    )
+    return _copy(WaferInfo, w)
 
 
 def _event_info(e: WaferEvent) -> EventInfo:
-    return EventInfo(
-        id=e.id,
-        wafer_id=e.wafer_id,
-        at=e.at,
-        step_index=e.step_index,
-        step_kind=e.step_kind,
-        from_state=e.from_state,
-        to_state=e.to_state,
-        trigger=e.trigger,
-        why=e.why,
-        tool=e.tool,
-        tool_time=e.tool_time,
-        measurements=e.measurements,
-    )
+    return _copy(EventInfo, e)
 
 
 def _step_info(s: WaferStep, curve: StepCurve | None) -> StepInfo:
-    return StepInfo(
-        id=s.id,
-        wafer_id=s.wafer_id,
-        step_index=s.step_index,
-        attempt=s.attempt,
-        kind=s.kind,
-        tool=s.tool,
-        status=s.status,
-        disposition=s.disposition,
-        parameters=s.parameters,
-        windows=s.windows,
-        results=s.results,
-        started_at=s.started_at,
-        ended_at=s.ended_at,
-        tool_time_start=s.tool_time_start,
-        tool_time_end=s.tool_time_end,
-        curve=None
-        if curve is None
-        else CurveInfo(
-            interval_s=curve.interval_s,
-            liquidus_c=curve.liquidus_c,
-            samples_c=tuple(curve.samples_c),
-        ),
-    )
+    shown = None
+    if curve is not None:
+        shown = CurveInfo(curve.interval_s, curve.liquidus_c, tuple(curve.samples_c))
+    return _copy(StepInfo, s, curve=shown)
 
 
 def _intent_info(i: StepIntent, wafer_id: str, step_index: int) -> IntentInfo:
-    return IntentInfo(
-        id=i.id,
-        step_id=i.step_id,
-        wafer_id=wafer_id,
-        step_index=step_index,
-        tool=i.tool,
-        command=i.command,
-        written_at=i.written_at,
-        outcome=i.outcome,
-        resolved_at=i.resolved_at,
-    )
+    return _copy(IntentInfo, i, wafer_id=wafer_id, step_index=step_index)
 
 
 def _alarm_info(a: Alarm) -> AlarmInfo:
-    return AlarmInfo(
-        id=a.id,
-        tool=a.tool,
-        code=a.code,
-        text=a.text,
-        wafer_id=a.wafer_id,
-        lot_id=a.lot_id,
-        step_id=a.step_id,
-        set_at=a.set_at,
-        tool_time=a.tool_time,
-        cleared_at=a.cleared_at,
-        acknowledged_at=a.acknowledged_at,
-        acknowledged_by=a.acknowledged_by,
-    )
+    return _copy(AlarmInfo, a)
 
 
 def _tool_state_info(t: ToolState) -> ToolStateInfo:
-    return ToolStateInfo(
-        tool=t.tool,
-        e10_state=t.e10_state,
-        tool_state=t.tool_state,
-        reason=t.reason,
-        at=t.at,
-        tool_time=t.tool_time,
-    )
+    return _copy(ToolStateInfo, t)
 
 
 def _request_info(r: OperatorRequest) -> RequestInfo:
-    return RequestInfo(
-        id=r.id,
-        lot_id=r.lot_id,
-        wafer_id=r.wafer_id,
-        action=r.action,
-        reason=r.reason,
-        requested_by=r.requested_by,
-        requested_at=r.requested_at,
-        handled_at=r.handled_at,
-        handled_note=r.handled_note,
-    )
+    return _copy(RequestInfo, r)
 
 
 def _audit_info(a: AuditEntry) -> AuditInfo:
-    return AuditInfo(
-        id=a.id,
-        at=a.at,
-        actor=a.actor,
-        action=a.action,
-        lot_id=a.lot_id,
-        wafer_id=a.wafer_id,
-        detail=a.detail,
-    )
+    return _copy(AuditInfo, a)
