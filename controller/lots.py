@@ -25,7 +25,7 @@ from sequences.runner import WaferRun
 
 log = logging.getLogger("controller.lots")
 
-REQUEST_LOOK_S = 0.5  # wall seconds between looks at operator and engineer requests
+REQUEST_LOOK_S = 1.0  # wall seconds between looks at operator and engineer requests
 
 RecipeLoader = Callable[[str], Recipe]
 
@@ -149,7 +149,7 @@ class LineController:
         import asyncio
 
         # Requests come from other processes (bumpline wafer disposition) through the
-        # database, which has no notification: look twice a second.
+        # database, which has no notification: look once a second.
         while not self.store.pending_requests() and not self.scheduler.stopping:  # noqa: ASYNC110
             await asyncio.sleep(REQUEST_LOOK_S)
 
@@ -263,7 +263,7 @@ class LineController:
     # --- operator and engineer requests ------------------------------------------------------
 
     def _handle_requests(self) -> None:
-        # People type slower than this; looking twice a second keeps the hot loop cheap.
+        # People type slower than this; looking once a second keeps the hot loop cheap.
         now = time.monotonic()
         if now < self._next_request_look:
             return

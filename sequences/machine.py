@@ -14,6 +14,7 @@ sends the next tool command. Long tool operations belong to the runner.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ def judging(i: int) -> str:
     return f"step{i}_judging"
 
 
+@functools.cache  # a handful of state names, asked about on every dispatch
 def step_of(state: str) -> int | None:
     m = _STEP_STATE.match(state)
     return int(m.group(1)) if m else None

@@ -18,6 +18,7 @@ several steps live in ``sequences.validate``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -153,7 +154,7 @@ class Recipe:
     steps: tuple[Step, ...]
     source: str = "<memory>"
 
-    @property
+    @functools.cached_property  # the recipe is frozen: hash it once
     def hash(self) -> str:
         """sha256 of the canonical content: the same for any file meaning the same recipe."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
