@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from controller.lots import LotOutcome, Progress
-from sequences.machine import WaferEvent
+from sequences.machine import WaferEvent, step_of
 
 _STYLE = {
     "complete": "green",
@@ -26,13 +26,14 @@ _STYLE = {
 
 
 def _describe(state: str, event: WaferEvent | None) -> str:
-    if event is None:
-        return state
-    if state.endswith("_running"):
-        return f"step {event.step} {event.step_kind}: running on {event.tool}"
+    number = step_of(state)
+    if number is None:
+        return state.replace("_", " ")
+    if state.endswith("_running") and event is not None:
+        return f"step {number} {event.step_kind}: running on {event.tool}"
     if state.endswith("_waiting"):
-        return f"step {event.step if event.to_state == state else event.step} waiting for a tool"
-    return state.replace("_", " ")
+        return f"step {number} waiting for a tool"
+    return f"step {number} " + state.rsplit("_", 1)[1]
 
 
 class LiveProgress:
