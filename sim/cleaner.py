@@ -29,6 +29,7 @@ from sim.modbus_map import (
     DEVICE_BUSY,
     ILLEGAL_FUNCTION,
     ILLEGAL_VALUE,
+    EventLog,
     Refusal,
     Table,
     addresses,
@@ -144,7 +145,7 @@ class _Cycle:
         return CleanerState.DRYING
 
 
-class CleanerModel:
+class CleanerModel(EventLog):
     """The cleaner's state and physics; ``read``/``write`` are its register map."""
 
     function_codes = frozenset({2, 3, 4, 6, 16})
@@ -272,20 +273,6 @@ class CleanerModel:
         if code == 640:
             return self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES
         return False  # fault-plan alarms are momentary
-
-    def _event(self, text: str) -> None:
-        self._events.append((self._t, text))
-
-    def _note_state(self) -> None:
-        state = self._state()
-        if state != self._last_state:
-            self._event(f"state {self._last_state.name} -> {state.name}")
-            self._last_state = state
-
-    def drain_events(self) -> list[tuple[float, str]]:
-        events = list(self._events)
-        self._events.clear()
-        return events
 
     def _latch(self, code: int, why: str = "") -> None:
         if code in self._alarms:

@@ -9,6 +9,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import Protocol
@@ -114,3 +115,32 @@ def check_text_words(words: Sequence[int], what: str) -> None:
         for byte in (w >> 8, w & 0xFF):
             if byte != 0 and not 0x20 <= byte <= 0x7E:
                 raise Refusal(ILLEGAL_VALUE, f"{what}: byte 0x{byte:02X} is not printable ASCII")
+
+
+class EventLog:
+    """What a model reports for the server to log: state changes and alarms, with tool time.
+
+    A model sets ``_events``, ``_t`` (its current tool time) and ``_last_state``, and
+    provides ``_state()``.
+    """
+
+    _events: deque[tuple[float, str]]
+    _t: float
+    _last_state: Enum
+
+    def _state(self) -> Enum:
+        raise NotImplementedError
+
+    def _event(self, text: str) -> None:
+        self._events.append((self._t, text))
+
+    def _note_state(self) -> None:
+        state = self._state()
+        if state != self._last_state:
+            self._event(f"state {self._last_state.name} -> {state.name}")
+            self._last_state = state
+
+    def drain_events(self) -> list[tuple[float, str]]:
+        events = list(self._events)
+        self._events.clear()
+        return events

@@ -20,6 +20,7 @@ from sim.modbus_map import (
     DEVICE_BUSY,
     ILLEGAL_FUNCTION,
     ILLEGAL_VALUE,
+    EventLog,
     Refusal,
     Table,
     addresses,
@@ -119,7 +120,7 @@ _NOISE_TABLE = 4099  # prime: the pattern does not line up with the 10 zones
 STANDBY_SETPOINT_C = 100.0
 
 
-class OvenModel:
+class OvenModel(EventLog):
     """The oven's state and physics; ``read``/``write`` are its register map."""
 
     function_codes = frozenset({1, 2, 3, 4, 5, 6, 16})
@@ -325,20 +326,6 @@ class OvenModel:
         return False  # fault-plan alarms are momentary: only the latch remains
 
     # --- events (the server logs them) -----------------------------------------------------------
-
-    def _event(self, text: str) -> None:
-        self._events.append((self._t, text))
-
-    def _note_state(self) -> None:
-        state = self._state()
-        if state != self._last_state:
-            self._event(f"state {self._last_state.name} -> {state.name}")
-            self._last_state = state
-
-    def drain_events(self) -> list[tuple[float, str]]:
-        events = list(self._events)
-        self._events.clear()
-        return events
 
     def _latch(self, code: int, why: str = "") -> None:
         if code in self._alarms:
