@@ -249,7 +249,13 @@ class WaferMachine:
         if trigger not in TRIGGERS:
             raise SequenceError(f"unknown wafer event '{trigger}' (known: {', '.join(TRIGGERS)})")
         source = self.state
-        if not self._may(trigger):
+        # Most moves have no condition: a look-up of the transition from this state says
+        # whether it is allowed; only conditioned ones (resume, retry, continue) ask may_.
+        event = self._machine.events.get(trigger)
+        candidates = event.transitions.get(source) if event else None
+        if not candidates or (
+            any(t.conditions for t in candidates) and not self._may(trigger)
+        ):
             allowed = ", ".join(self.allowed()) or "none"
             where = f" at step {self.step} ({self.step_kind})" if self.step else ""
             raise SequenceError(
