@@ -9,6 +9,7 @@ follows it (persist before acting).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -73,6 +74,7 @@ class LineController:
             on_event=self._persist_event,
             on_step_start=self._step_started,
             on_tool_note=self._tool_note,
+            on_changeover=self._changeover_started,
             on_alarm=self._alarm,
             before_load=self._before_oven_load,
             poll_requests=self._handle_requests,
@@ -146,8 +148,6 @@ class LineController:
         return self.scheduler.stopping
 
     async def _wait_for_request(self) -> None:
-        import asyncio
-
         # Requests come from other processes (bumpline wafer disposition) through the
         # database, which has no notification: look once a second.
         while not self.store.pending_requests() and not self.scheduler.stopping:  # noqa: ASYNC110
@@ -229,9 +229,10 @@ class LineController:
     def _step_started(self, wafer: WaferSlot, step: Step, tool: ToolSlot) -> None:
         self._tool_state(tool, E10State.PRODUCTIVE, f"{step.kind} {wafer.run.wafer_id}")
 
+    def _changeover_started(self, tool: ToolSlot, step: Step) -> None:
+        self._tool_state(tool, E10State.SCHEDULED_DOWN, f"setup for a {step.kind} step")
+
     def _tool_note(self, tool: ToolSlot, text: str) -> None:
-        if "changeover" in text or "APPLY" in text or "profile" in text:
-            self._tool_state(tool, E10State.SCHEDULED_DOWN, text)
         self.store.audit(tool.name, "tool.note", text)
         self.progress.on_tool_note(tool.name, text)
 
@@ -313,8 +314,13 @@ class LineController:
         async def abort() -> None:
             await wafer.run.abort(why)
             for note in wafer.run.tool_notes:  # what the abort left each tool doing
-                self.store.audit("controller", "wafer.abort", note, lot_id=wafer.lot_id,
-                                 wafer_id=wafer.run.wafer_id)
+                self.store.audit(
+                    "controller",
+                    "wafer.abort",
+                    note,
+                    lot_id=wafer.lot_id,
+                    wafer_id=wafer.run.wafer_id,
+                )
             wafer.run.tool_notes.clear()
 
         self.scheduler._spawn(abort())  # noqa: SLF001

@@ -66,7 +66,6 @@ class ToolSlot:
     entrance_at: float = 0.0  # oven: tool time the last wafer will have cleared the entrance
     spacing_s: float = 0.0  # oven: belt time the wafer being loaded needs at the entrance
     alarm: int = 0  # latched alarm code, 0 = in service
-    changeovers: int = 0
     busy_since: float | None = None
     busy_s: float = 0.0  # tool seconds spent on steps and changeovers
 
@@ -94,9 +93,9 @@ class WaferSlot:
 
 
 class EntranceGuard:
-    """Wraps the oven driver so that LOADs are serialised and the scheduler hears of each.
-
-    Every other attribute is the driver's own.
+    """Wraps the oven driver: every LOAD gets its intent record first, a LOAD refused for
+    a still-blocked entrance is tried again, and the scheduler hears of each wafer that
+    goes on the belt. Every other attribute is the driver's own.
     """
 
     def __init__(
@@ -110,27 +109,26 @@ class EntranceGuard:
         self._clock = clock
         self._on_loaded = on_loaded
         self._before_load = before_load
-        self._lock = asyncio.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._driver, name)
 
     async def load(self, wafer_id: str) -> None:
-        async with self._lock:
-            self._before_load(wafer_id)  # persist the intent: a LOAD is never repeated blindly
-            deadline = self._clock.now() + ENTRANCE_WAIT_S
-            while True:
-                try:
-                    await self._driver.load(wafer_id)
-                    break
-                except DeviceBusy:
-                    # Refused before anything was sent while the wafer ahead still blocks
-                    # the entrance; any other refusal is the step's to handle.
-                    status = await self._driver.status()
-                    if status.entrance_clear or self._clock.now() > deadline:
-                        raise
-                    await self._clock.sleep(tool_steps.POLL_S)
-            self._on_loaded(wafer_id)
+        # The step code already holds its per-oven entrance lock here (sequences.steps).
+        self._before_load(wafer_id)  # persist the intent: a LOAD is never repeated blindly
+        deadline = self._clock.now() + ENTRANCE_WAIT_S
+        while True:
+            try:
+                await self._driver.load(wafer_id)
+                break
+            except DeviceBusy:
+                # Refused before anything was sent while the wafer ahead still blocks
+                # the entrance; any other refusal is the step's to handle.
+                status = await self._driver.status()
+                if status.entrance_clear or self._clock.now() > deadline:
+                    raise
+                await self._clock.sleep(tool_steps.POLL_S)
+        self._on_loaded(wafer_id)
 
 
 class Scheduler:
@@ -145,6 +143,7 @@ class Scheduler:
         on_step_start: Callable[[WaferSlot, Step, ToolSlot], None] | None = None,
         on_step_end: Callable[[WaferSlot, Step, ToolSlot], None] | None = None,
         on_tool_note: Callable[[ToolSlot, str], None] | None = None,
+        on_changeover: Callable[[ToolSlot, Step], None] | None = None,
         on_alarm: Callable[[ToolSlot, int, str, str | None], None] | None = None,
         before_load: Callable[[str], None] | None = None,
         poll_requests: Callable[[], None] | None = None,
@@ -166,6 +165,7 @@ class Scheduler:
         self._on_event = on_event
         self._on_step_start = on_step_start
         self._on_step_end = on_step_end
+        self._on_changeover = on_changeover
         self._on_tool_note = on_tool_note or (
             lambda tool, text: log.info("%s: %s", tool.name, text)
         )
@@ -382,12 +382,17 @@ class Scheduler:
                 await self._tool_down(tool, run.wafer_id)
             self.wake()
 
+    @staticmethod
+    async def _read_alarm(tool: ToolSlot) -> Any:
+        """The tool's latched alarm, or None (also when the tool cannot be asked)."""
+        try:
+            return await tool.driver.alarm()
+        except ToolError:
+            return None
+
     async def _after_failure(self, wafer: WaferSlot, step: Step, tool: ToolSlot) -> None:
         """A failed wafer leaves the tool (so the line goes on); an alarm is recorded."""
-        try:
-            alarm = await tool.driver.alarm()
-        except ToolError:
-            alarm = None
+        alarm = await self._read_alarm(tool)
         if alarm is not None:
             tool.alarm = alarm.code
             if self._on_alarm:
@@ -401,10 +406,7 @@ class Scheduler:
     async def _tool_down(self, tool: ToolSlot, wafer_id: str) -> None:
         """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
         service until its alarm is cleared; then the wafers it held go on (interlock re-checked)."""
-        try:
-            alarm = await tool.driver.alarm()
-        except ToolError:
-            alarm = None
+        alarm = await self._read_alarm(tool)
         if alarm is None:
             return
         tool.alarm = alarm.code
@@ -450,8 +452,10 @@ class Scheduler:
         run = wafer.run
         number = run.next_step
         step = run.recipe.step(number)
+        if self._on_changeover:
+            self._on_changeover(tool, step)
         try:
-            done = await tool_steps.prepare_tool(
+            await tool_steps.prepare_tool(
                 tool.driver,
                 step,
                 clock=self.clock,
@@ -459,14 +463,9 @@ class Scheduler:
                 log=lambda text: self._on_tool_note(tool, text.split(": ", 1)[-1]),
             )
             tool.setup = setup_key(step)
-            if any("CHG" in d or "APPLY" in d for d in done):
-                tool.changeovers += 1
         except ToolError as exc:
             self._on_tool_note(tool, f"changeover failed: {exc.detail}")
-            try:
-                alarm = await tool.driver.alarm()
-            except ToolError:
-                alarm = None
+            alarm = await self._read_alarm(tool)
             tool.alarm = alarm.code if alarm else -1
             if alarm and self._on_alarm:
                 self._on_alarm(tool, alarm.code, alarm.text, None)
