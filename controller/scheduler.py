@@ -437,9 +437,10 @@ class Scheduler:
                 )
 
     async def _check_alarms(self) -> None:
-        """Tools out of service come back when their alarm's cause is gone."""
+        """Tools out of service come back when their alarm's cause is gone. A tool whose
+        setup failed without an alarm (-1) has nothing to clear: it waits for a person."""
         for tool in self.tools.values():
-            if tool.alarm and not tool.busy:
+            if tool.alarm > 0 and not tool.busy:
                 await self._try_clear(tool)
 
     # --- changeovers -------------------------------------------------------------------------
