@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -128,7 +129,11 @@ async def run_sim(args: argparse.Namespace) -> int:
     try:
         async with line:
             out = Path(args.config_out)
-            out.write_text(line.config_text(), encoding="utf-8")  # noqa: ASYNC240 - once, tiny
+            # Written aside and renamed into place, so whoever waits for the file to appear
+            # never reads half of it.
+            partial = out.with_name(out.name + ".partial")
+            partial.write_text(line.config_text(), encoding="utf-8")  # noqa: ASYNC240 - tiny
+            os.replace(partial, out)
             print(
                 f"simulated line '{line.name}' at {line.speed:g}x; configuration in {out}",
                 file=sys.stderr,

@@ -11,10 +11,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from sim_process import wait_for_line_config
 
 BUMPLINE = [sys.executable, "-m", "controller.cli"]
 
@@ -48,11 +48,7 @@ def sim_process(tmp_path_factory: pytest.TempPathFactory):
         text=True,
         cwd=where,
     )
-    deadline = time.monotonic() + 30
-    while "[tools.cleaner-1]" not in (config.read_text() if config.exists() else ""):
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "the simulator wrote no line configuration"
-        time.sleep(0.05)  # waiting on another process's file: nothing to await
+    wait_for_line_config(config, proc)
     try:
         yield proc, config, where
     finally:
@@ -172,10 +168,7 @@ def test_sim_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         text=True,
         cwd=tmp_path,
     )
-    deadline = time.monotonic() + 30
-    while not config.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)  # waiting on another process's file: nothing to await
+    wait_for_line_config(config, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err

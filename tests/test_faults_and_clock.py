@@ -1,6 +1,5 @@
 """Fault plans and clocks: the small shared pieces."""
 
-import asyncio
 
 import pytest
 
@@ -66,4 +65,3 @@ async def test_scaled_clock_runs_faster_than_wall_time() -> None:
     assert clock.now() - start >= 50.0
     with pytest.raises(ValueError):
         ScaledClock(0)
-    await asyncio.sleep(0)

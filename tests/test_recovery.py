@@ -13,27 +13,17 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from sim_process import wait_for_line_config
 
 from controller.store import Store
 
 BUMPLINE = [sys.executable, "-m", "controller.cli"]
 WAFERS = 3
 SPEED = 400
-
-
-def _wait_for_file(path: Path, proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not (path.exists() and path.read_text().strip().endswith(("2", '"E"', '"N"'))):
-        if proc.poll() is not None:
-            raise AssertionError(f"simulator exited early: {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            raise AssertionError("simulator did not write its line configuration")
-        time.sleep(0.05)  # polling a file another process writes; not a stand-in for an event
 
 
 @pytest.fixture
@@ -47,7 +37,7 @@ def sim_line(tmp_path: Path):
         cwd=tmp_path,
     )
     try:
-        _wait_for_file(config, proc)
+        wait_for_line_config(config, proc)
         yield config, tmp_path / "sim.log"
     finally:
         proc.send_signal(signal.SIGTERM)
