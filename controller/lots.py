@@ -79,9 +79,7 @@ class LineController:
             before_load=self._before_oven_load,
             poll_requests=self._handle_requests,
         )
-        self.recipe_of: dict[str, Recipe] = {}
         self._lots: list[str] = []
-        self._results: dict[tuple[str, int], Any] = {}
         self._intents: dict[str, int] = {}
         self._next_request_look = 0.0
 
@@ -103,7 +101,6 @@ class LineController:
         if lot.state in (LotState.COMPLETE.value, LotState.ABORTED.value):
             raise StoreError(f"lot {lot_id} is {lot.state}: nothing to run")
         recipe = self._recipe_for(lot_id)
-        self.recipe_of[lot_id] = recipe
         if lot.state == LotState.QUEUED.value:
             self.store.set_lot_state(lot_id, LotState.RUNNING, user=self.user)
         elif lot.state == LotState.HELD.value:

@@ -141,7 +141,6 @@ class Scheduler:
         *,
         on_event: Callable[[WaferEvent, WaferSlot], None],
         on_step_start: Callable[[WaferSlot, Step, ToolSlot], None] | None = None,
-        on_step_end: Callable[[WaferSlot, Step, ToolSlot], None] | None = None,
         on_tool_note: Callable[[ToolSlot, str], None] | None = None,
         on_changeover: Callable[[ToolSlot, Step], None] | None = None,
         on_alarm: Callable[[ToolSlot, int, str, str | None], None] | None = None,
@@ -164,7 +163,6 @@ class Scheduler:
         self.wafers: dict[str, WaferSlot] = {}
         self._on_event = on_event
         self._on_step_start = on_step_start
-        self._on_step_end = on_step_end
         self._on_changeover = on_changeover
         self._on_tool_note = on_tool_note or (
             lambda tool, text: log.info("%s: %s", tool.name, text)
@@ -373,8 +371,6 @@ class Scheduler:
                     tool.release(self.clock.now())
             else:
                 tool.release(self.clock.now())
-            if self._on_step_end:
-                self._on_step_end(wafer, step, tool)
             failed_here = run.state == "awaiting_disposition" and run.machine.failed_step == number
             if failed_here:
                 await self._after_failure(wafer, step, tool)
