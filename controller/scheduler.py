@@ -273,10 +273,13 @@ class Scheduler:
         waiting = self._waiting()
         if not waiting:
             return
+        by_role: dict[str | None, list[WaferSlot]] = {}
+        for w in waiting:
+            by_role.setdefault(w.run.next_role, []).append(w)
         for tool in self.tools.values():
             if tool.busy or tool.alarm:
                 continue
-            wanted = [w for w in waiting if w.run.next_role == tool.role]
+            wanted = by_role.get(tool.role)
             if not wanted:
                 continue
             if tool.setup is None:
@@ -287,7 +290,7 @@ class Scheduler:
                 if tool.role == "oven" and self.clock.now() < tool.entrance_at:
                     continue  # the wafer ahead has not cleared the entrance yet
                 self._start_step(same[0], tool)
-                waiting.remove(same[0])
+                wanted.remove(same[0])  # the next tool of this role takes another wafer
             elif not self._still_needed(tool):
                 if tool.role == "oven" and tool.riding:
                     continue  # a new profile needs an empty belt; wait for the riders

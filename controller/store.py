@@ -267,8 +267,13 @@ class WaferHistory:
     requests: tuple[RequestInfo, ...]
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """A store result (dataclasses, datetimes, tuples) as plain JSON data."""
+    if type(value) in _PLAIN:  # most values of a result (a reflow curve is 80 floats)
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, datetime):
@@ -353,13 +358,16 @@ def _check_slots(slots: Sequence[int]) -> list[int]:
     return sorted(slots)
 
 
-def _finite_json(value: Any, what: str) -> Any:
-    """JSON-safe copy of a parameters/results mapping (NaN/inf have no JSON form)."""
+def _finite_json_text(value: Any, what: str) -> str:
+    """A parameters/results mapping as JSON text (NaN/inf have no JSON form).
+
+    The same text SQLAlchemy's JSON type writes for the decoded value (``json.dumps``),
+    so the SQLite hot path stores it as is instead of encoding twice.
+    """
     try:
-        text = json.dumps(jsonable(value), allow_nan=False)
+        return json.dumps(jsonable(value), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{what} cannot be stored: {exc}") from None
-    return json.loads(text)
 
 
 def _utc_now() -> datetime:
@@ -719,7 +727,8 @@ class Store:
             outcome = OUTCOME_OF_STATE.get(to_state)
         elif outcome not in OUTCOMES:
             raise StoreError(f"unknown wafer outcome {outcome!r} (expected {', '.join(OUTCOMES)})")
-        data = _finite_json(measurements, "measurements") if measurements is not None else None
+        text = (_finite_json_text(measurements, "measurements")
+                if measurements is not None else None)
         now = self._now()
         detail = f"{from_state} -> {to_state} ({trigger})" + (f": {why}" if why else "")
         if self._hot is not None:
@@ -742,7 +751,7 @@ class Store:
                     "why": why,
                     "tool": tool,
                     "tool_time": tool_time,
-                    "measurements": hot.json(data),
+                    "measurements": text,
                 }
                 event_id = cur.execute(
                     hot.add_event, [event[c] for c in hot.event_cols]
@@ -784,7 +793,7 @@ class Store:
                     "why": why,
                     "tool": tool,
                     "tool_time": tool_time,
-                    "measurements": data,
+                    "measurements": json.loads(text) if text is not None else None,
                 },
             ).scalar_one()
             conn.execute(
@@ -840,7 +849,7 @@ class Store:
         ``windows`` maps a result name to its accepted ``[low, high]`` (None = open
         end), as the recipe gives them; a retried step gets the next attempt number.
         """
-        params = _finite_json(parameters, "step parameters")
+        params = _finite_json_text(parameters, "step parameters")
         wins = _check_windows(windows or {})
         now = self._now()
         if self._hot is not None:
@@ -858,7 +867,7 @@ class Store:
                     "tool": tool,
                     "status": "running",
                     "disposition": None,
-                    "parameters": hot.json(params),
+                    "parameters": params,
                     "windows": hot.json(wins),
                     "results": None,
                     "started_at": at,
@@ -889,7 +898,7 @@ class Store:
                     "kind": kind,
                     "tool": tool,
                     "status": "running",
-                    "parameters": params,
+                    "parameters": json.loads(params),
                     "windows": wins,
                     "started_at": now,
                     "tool_time_start": tool_time,
@@ -917,7 +926,7 @@ class Store:
             raise StoreError(
                 f"step status {status!r}: expected one of {', '.join(STEP_STATUSES[1:])}"
             )
-        data = _finite_json(results, "step results") if results is not None else None
+        text = _finite_json_text(results, "step results") if results is not None else None
         samples: list[float] | None = None
         if curve_c is not None:
             samples = [float(v) for v in curve_c]
@@ -936,7 +945,7 @@ class Store:
                     raise StoreError(f"step {step_id} of {current[1]} already ended ({current[0]})")
                 cur.execute(
                     hot.end_step,
-                    (status, hot.json(data), disposition, hot.when(now), tool_time, step_id),
+                    (status, text, disposition, hot.when(now), tool_time, step_id),
                 )
                 if samples is not None:
                     cur.execute(
@@ -959,7 +968,7 @@ class Store:
                 .where(WaferStep.id == step_id)
                 .values(
                     status=status,
-                    results=data,
+                    results=json.loads(text) if text is not None else None,
                     disposition=disposition,
                     ended_at=now,
                     tool_time_end=tool_time,

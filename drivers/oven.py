@@ -225,9 +225,8 @@ class ReflowOven:
         if not wafer_id:
             raise ValueError(f"{self.name}: a wafer id is needed to load a wafer")
         words = self._checked(self.map["LOAD_WAFER_ID"].encode, wafer_id)
-        flags = await self.regs.read_block(self._flags)
-        if not flags["ENTRANCE_CLEAR"]:
-            raise DeviceBusy(self.name, "COMMAND=LOAD not sent: ENTRANCE_CLEAR = 0")
+        # The oven itself refuses a LOAD it cannot take (not READY, entrance not clear, no
+        # nitrogen: exception 06, explained by _why_refused), so nothing is checked first.
         on_belt = await self.regs.read("WAFERS_ON_BELT")
         reg = self.map["LOAD_WAFER_ID"]
         await self.link.write_registers(reg.address, words, what="LOAD_WAFER_ID")

@@ -143,7 +143,19 @@ class Register:
             return (ascii_text(words),)
         if self.type == "bool":
             return tuple(bool(w) for w in words)
-        return tuple(self._engineering(raw, unsigned) for raw, unsigned in self._raws(words))
+        if self.type == "u32":
+            return tuple(self._engineering(raw, unsigned) for raw, unsigned in self._raws(words))
+        # u16 / s16, the common case (zones, exit curve): one pass, no per-value calls
+        signed, none_at = self.type == "s16", self.no_reading
+        digits, scale = self._digits, self.scale  # type: ignore[attr-defined]
+        out: list[Any] = []
+        for w in words:
+            if w == none_at:
+                out.append(None)
+                continue
+            raw = w - 0x10000 if signed and w >= 0x8000 else w
+            out.append(raw if digits is None else round(raw * scale, digits))
+        return tuple(out)
 
     def _raws(self, words: Sequence[int]) -> list[tuple[int, int]]:
         """(value as the type reads it, the unsigned word value) for each value."""

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from transitions import Machine
+from transitions import EventData, Machine
 
 from sequences.errors import SequenceError
 
@@ -88,9 +88,11 @@ def retry_targets(kinds: Sequence[str]) -> dict[int, int]:
 
 
 class _Wafer:
-    """The model object transitions decorates with ``state`` and trigger methods."""
+    """The model transitions moves: its ``state``, and the WaferMachine it belongs to."""
 
-    state: str
+    def __init__(self, owner: WaferMachine | None = None) -> None:
+        self.state = QUEUED
+        self.owner = owner
 
 
 def transition_table(
@@ -149,6 +151,44 @@ def _named_condition(name: str, fn: Callable[[], bool]) -> Callable[..., bool]:
     return condition
 
 
+def _wafer_condition(name: str, test: Callable[[WaferMachine], bool]) -> Callable[..., bool]:
+    """A condition on the wafer the shared machine is moving (``send_event``: EventData)."""
+    def condition(event_data: EventData) -> bool:
+        return test(event_data.model.owner)
+
+    condition.__name__ = condition.__qualname__ = name
+    return condition
+
+
+def _was(state: str) -> Callable[..., bool]:
+    return _wafer_condition(f"was_{state}", lambda wafer: wafer.held_from == state)
+
+
+def _failed_at(step: int) -> Callable[..., bool]:
+    return _wafer_condition(f"failed_at_step{step}", lambda wafer: wafer.failed_step == step)
+
+
+def _emit_for_owner(event_data: EventData) -> None:
+    event_data.model.owner._emit(event_data)
+
+
+@functools.cache
+def _shared_machine(kinds: tuple[str, ...], first: int, last: int) -> Machine:
+    """One transitions Machine per step table, shared by every wafer that runs it.
+
+    Building a Machine costs about 2 ms (its Transition and Condition objects); a lot
+    of 25 wafers of one recipe needs one. Wafers are not added to it as models (that
+    binds some 70 methods to each): the WaferMachine fires its events with
+    ``Event.trigger(model)``, and conditions read the wafer from the EventData.
+    """
+    states, table = transition_table(kinds, first, last, resume_to=_was, failed_at=_failed_at)
+    return Machine(
+        model=None, states=states, transitions=table, initial=QUEUED,
+        auto_transitions=False, send_event=True, ignore_invalid_triggers=False,
+        after_state_change=_emit_for_owner,
+    )
+
+
 class WaferMachine:
     """One wafer's state; ``fire`` moves it and emits a WaferEvent, or raises SequenceError."""
 
@@ -173,18 +213,8 @@ class WaferMachine:
         self.failed_step: int | None = None
         self.hold_reason = ""
         self.retry_targets = retry_targets(self.kinds)
-        self._wafer = _Wafer()
-        states, table = transition_table(
-            self.kinds, first, self.last,
-            resume_to=lambda s: _named_condition(f"was_{s}", lambda: self.held_from == s),
-            failed_at=lambda i: _named_condition(f"failed_at_step{i}",
-                                                 lambda: self.failed_step == i),
-        )
-        self._machine = Machine(
-            model=self._wafer, states=states, transitions=table, initial=QUEUED,
-            auto_transitions=False, send_event=True, ignore_invalid_triggers=False,
-            after_state_change=self._emit,
-        )
+        self._wafer = _Wafer(self)
+        self._machine = _shared_machine(self.kinds, first, self.last)
         self._pending: dict[str, Any] = {}
 
     @property
@@ -207,11 +237,17 @@ class WaferMachine:
         return self._may(trigger)
 
     def _may(self, trigger: str) -> bool:
-        # A direct look-up of the trigger's transitions from this state (get_triggers scans
-        # every event of the machine, on every fire).
+        # A direct look-up of the trigger's transitions from this state; conditions are
+        # checked only where there are any.
         event = self._machine.events.get(trigger)
-        return bool(event and event.transitions.get(self.state)) and getattr(
-            self._wafer, f"may_{trigger}")()
+        candidates = event.transitions.get(self.state) if event else None
+        if not candidates:
+            return False
+        if not any(t.conditions for t in candidates):
+            return True
+        data = EventData(self._machine.get_state(self.state), event, self._machine,
+                         self._wafer, (), {})
+        return any(all(c.check(data) for c in t.conditions) for t in candidates)
 
     def restore(self, state: str, *, step: int | None = None, failed_step: int | None = None,
                 held_from: str | None = None, hold_reason: str = "",
@@ -222,8 +258,7 @@ class WaferMachine:
         used when recovery moves a wafer, e.g. back to waiting because its tool never
         took it. Without it the machine just resumes where the store says it was.
         """
-        names = {s for s in self._machine.states}
-        if state not in names:
+        if state not in self._machine.states:
             raise SequenceError(f"wafer {self.wafer_id}: cannot restore unknown state {state!r}")
         source = self.state
         self._machine.set_state(state, model=self._wafer)
@@ -268,9 +303,9 @@ class WaferMachine:
                          "source": source, "step": self.step}
         if trigger == "step_failed":
             self.failed_step = self.step
-        getattr(self._wafer, trigger)()
-        event = self._last_event
-        return event
+        if not event.trigger(self._wafer):  # a condition changed under us: nothing moved
+            raise SequenceError(f"wafer {self.wafer_id} is {source}: '{trigger}' did not move it")
+        return self._last_event
 
     def _emit(self, event_data: Any) -> None:
         dest = self.state

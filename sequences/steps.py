@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.errors import ToolAlarm, ToolError, ToolTimeout
+from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
 from drivers.types import (
     Alarm,
     CleanerState,
@@ -333,19 +333,23 @@ async def _reflow(driver: Any, step: ReflowStep, wafer_id: str, clock: Clock) ->
     deadline = clock.now() + bound(step.transit_s)
     # Other wafers' steps share the oven: LOAD_WAFER_ID + LOAD must not interleave.
     async with _entrance_lock(driver):
+        refused = ""
         while True:  # wait for the last loaded wafer to clear the entrance
             signals = await driver.signals()
             if signals.alarm_active:
                 alarm = await driver.alarm()
                 raise ToolAlarm(driver.name, alarm.code if alarm else 0,
                                 alarm.text if alarm else "")
-            if signals.entrance_clear and await driver.state() in (OvenState.READY,
-                                                                   OvenState.PROCESSING):
-                break
+            if signals.entrance_clear:
+                try:
+                    await driver.load(wafer_id)
+                    break
+                except DeviceBusy as exc:  # refused (not READY just now): the wafer is not on
+                    refused = f" ({exc})"
             if clock.now() >= deadline:
-                raise ToolTimeout(driver.name, "entrance not clear for the wafer")
+                raise ToolTimeout(driver.name, f"could not load the wafer: entrance not clear "
+                                  f"or oven not ready{refused}")
             await clock.sleep(POLL_S)
-        await driver.load(wafer_id)
     # The wafer is on the belt now: it comes out whatever happens. Nothing to see before
     # it can reach the exit; then watch the exit (alarms are recorded, not fatal) and take
     # it off as soon as it is there. The exit flags report anything that hit its pass.

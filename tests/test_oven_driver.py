@@ -177,6 +177,10 @@ async def test_one_wafer_worked_example(oven_env) -> None:
     loaded = await oven.status()
     assert loaded.state is OvenState.PROCESSING and loaded.wafers_on_belt == 1
     assert not loaded.entrance_clear
+    # The next wafer must wait for the entrance: the oven refuses, the driver says why.
+    with pytest.raises(DeviceBusy, match=r"COMMAND=LOAD \(ENTRANCE_CLEAR = 0\)"):
+        await oven.load("LOT42-08")
+    assert (await oven.status()).wafers_on_belt == 1
 
     result = await oven.wait_exit(timeout_s=1800)
     assert result.wafer_id == "LOT42-07"

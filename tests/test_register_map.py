@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.register_map import (
+    Register,
     RegisterMapError,
     ascii_text,
     ascii_words,
@@ -125,6 +126,25 @@ def test_thermocouple_failure_reads_none() -> None:
     pv = load_register_map("rf-10n")["ZONE_PV"]
     words = [2251, 0x7FFF, 0xFFF6] + [0] * 7
     assert pv.decode_all(words) == (225.1, None, -1.0) + (0.0,) * 7
+
+
+@given(
+    kind=st.sampled_from(["u16", "s16"]),
+    scale=st.sampled_from([1, 0.1, 0.01]),
+    no_reading=st.sampled_from([None, 0x7FFF, 0]),
+    words=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=130),
+)
+def test_word_decoding_matches_the_scalar_codecs(
+    kind: str, scale: float, no_reading: int | None, words: list[int]
+) -> None:
+    """The one-pass u16/s16 decoder gives what s16() and scaled() give word by word."""
+    reg = Register("R", "input", 0, count=len(words), type=kind, scale=scale,
+                   no_reading=no_reading)
+    expected = tuple(
+        None if w == no_reading else scaled(s16(w) if kind == "s16" else w, scale)
+        for w in words
+    )
+    assert reg.decode_all(words) == expected
 
 
 def test_array_and_text_encoding() -> None:
