@@ -176,6 +176,12 @@ class LineController:
     # --- persistence hooks (called synchronously, before the next tool command) --------------
 
     def _persist_event(self, event: WaferEvent, wafer: WaferSlot) -> None:
+        # The transition and the step record it opens or closes commit together.
+        with self.store.atomic():
+            self._record_event(event, wafer)
+        self.progress.on_event(event)
+
+    def _record_event(self, event: WaferEvent, wafer: WaferSlot) -> None:
         self.store.record_event(event)
         run = wafer.run
         if event.trigger == "tool_acquired":
@@ -192,7 +198,6 @@ class LineController:
         elif wafer.step_id is not None and event.trigger in ("judged_ok", "step_failed", "abort"):
             step = run.recipe.step(event.step) if event.step else None
             self._end_step(wafer, step, event)
-        self.progress.on_event(event)
 
     def _end_step(self, wafer: WaferSlot, step: Step | None, event: WaferEvent) -> None:
         status = {"judged_ok": "done", "step_failed": "failed", "abort": "aborted"}[event.trigger]
@@ -220,7 +225,9 @@ class LineController:
 
     def _before_oven_load(self, wafer_id: str) -> None:
         wafer = self.scheduler.wafers.get(wafer_id)
-        if wafer is not None and wafer.step_id is not None:
+        # One intent per step: a LOAD the oven refused and the step tries again is the same
+        # intent (nothing went on the belt the first time).
+        if wafer is not None and wafer.step_id is not None and wafer_id not in self._intents:
             self._intents[wafer_id] = self.store.record_intent(wafer.step_id, "LOAD", tool="oven")
 
     def _step_started(self, wafer: WaferSlot, step: Step, tool: ToolSlot) -> None:

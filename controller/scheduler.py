@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from controller.bound import tool_occupancy
 from drivers.clock import Clock
-from drivers.errors import DeviceBusy, ToolError
+from drivers.errors import ToolError
 from sequences import steps as tool_steps
 from sequences.machine import WaferEvent
 from sequences.recipe import CleanStep, PlaceStep, PrintStep, Recipe, ReflowStep, Step
@@ -38,7 +40,6 @@ from sequences.runner import WaferRun
 log = logging.getLogger("controller.scheduler")
 
 IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool alarms
-ENTRANCE_WAIT_S = 4000.0 / 200 * 60  # the slowest belt's full transit, tool seconds
 
 
 def setup_key(step: Step) -> tuple[Any, ...]:
@@ -62,6 +63,7 @@ class ToolSlot:
     driver: Any
     setup: tuple[Any, ...] | None = None  # None: not known yet
     busy: bool = False  # a step or a changeover owns the tool
+    holder: str | None = None  # the wafer whose step owns it (None: a changeover)
     riding: set[str] = field(default_factory=set)  # oven: wafers on the belt
     entrance_at: float = 0.0  # oven: tool time the last wafer will have cleared the entrance
     spacing_s: float = 0.0  # oven: belt time the wafer being loaded needs at the entrance
@@ -69,15 +71,23 @@ class ToolSlot:
     busy_since: float | None = None
     busy_s: float = 0.0  # tool seconds spent on steps and changeovers
 
-    def take(self, now: float) -> None:
+    def take(self, now: float, holder: str | None = None) -> None:
         self.busy = True
         self.busy_since = now
+        self.holder = holder
 
     def release(self, now: float) -> None:
         if self.busy_since is not None:
             self.busy_s += now - self.busy_since
         self.busy = False
         self.busy_since = None
+        self.holder = None
+
+    def release_for(self, wafer_id: str, now: float) -> None:
+        """Release the tool if this wafer's step still holds it (an oven is handed on at
+        the LOAD, so a step ending later must not free it under the next wafer)."""
+        if self.busy and self.holder == wafer_id:
+            self.release(now)
 
 
 @dataclass
@@ -93,20 +103,21 @@ class WaferSlot:
 
 
 class EntranceGuard:
-    """Wraps the oven driver: every LOAD gets its intent record first, a LOAD refused for
-    a still-blocked entrance is tried again, and the scheduler hears of each wafer that
-    goes on the belt. Every other attribute is the driver's own.
+    """Wraps the oven driver: every LOAD gets its intent record first, and the scheduler
+    hears of each wafer that goes on the belt. Every other attribute is the driver's own.
+
+    A LOAD the oven refuses (06: the entrance still blocked, not READY) left nothing on
+    the belt; the step code (sequences.steps) waits and tries again, under its per-oven
+    entrance lock, and the intent recorded for the first try stays the step's one intent.
     """
 
     def __init__(
         self,
         driver: Any,
-        clock: Clock,
         on_loaded: Callable[[str], None],
         before_load: Callable[[str], None],
     ) -> None:
         self._driver = driver
-        self._clock = clock
         self._on_loaded = on_loaded
         self._before_load = before_load
 
@@ -114,20 +125,8 @@ class EntranceGuard:
         return getattr(self._driver, name)
 
     async def load(self, wafer_id: str) -> None:
-        # The step code already holds its per-oven entrance lock here (sequences.steps).
         self._before_load(wafer_id)  # persist the intent: a LOAD is never repeated blindly
-        deadline = self._clock.now() + ENTRANCE_WAIT_S
-        while True:
-            try:
-                await self._driver.load(wafer_id)
-                break
-            except DeviceBusy:
-                # Refused before anything was sent while the wafer ahead still blocks
-                # the entrance; any other refusal is the step's to handle.
-                status = await self._driver.status()
-                if status.entrance_clear or self._clock.now() > deadline:
-                    raise
-                await self._clock.sleep(tool_steps.POLL_S)
+        await self._driver.load(wafer_id)
         self._on_loaded(wafer_id)
 
 
@@ -155,7 +154,6 @@ class Scheduler:
             if role == "oven":
                 slot.driver = EntranceGuard(
                     driver,
-                    clock,
                     lambda _w, oven=slot: self._loaded(oven),
                     before_load or (lambda _w: None),
                 )
@@ -337,7 +335,7 @@ class Scheduler:
 
     def _start_step(self, wafer: WaferSlot, tool: ToolSlot) -> None:
         wafer.running = True
-        tool.take(self.clock.now())
+        tool.take(self.clock.now(), wafer.run.wafer_id)
         if tool.role == "oven":
             tool.riding.add(wafer.run.wafer_id)
             tool.spacing_s = tool_occupancy(wafer.run.recipe.step(wafer.run.next_step))
@@ -355,7 +353,7 @@ class Scheduler:
         if number is None:  # aborted or held between dispatch and this task's start
             wafer.running = False
             tool.riding.discard(run.wafer_id)
-            tool.release(self.clock.now())
+            tool.release_for(run.wafer_id, self.clock.now())
             self.wake()
             return
         step = run.recipe.step(number)
@@ -370,16 +368,19 @@ class Scheduler:
             wafer.ready_since = self.clock.now()
             if tool.role == "oven":
                 tool.riding.discard(run.wafer_id)
-                if tool.busy:  # never got onto the belt
-                    tool.release(self.clock.now())
-            else:
-                tool.release(self.clock.now())
-            failed_here = run.state == "awaiting_disposition" and run.machine.failed_step == number
-            if failed_here:
-                await self._after_failure(wafer, step, tool)
-            elif run.state == "held" and "alarm" in run.machine.hold_reason:
-                await self._tool_down(tool, run.wafer_id)
-            self.wake()
+            try:
+                failed_here = (run.state == "awaiting_disposition"
+                               and run.machine.failed_step == number)
+                if failed_here:
+                    await self._after_failure(wafer, step, tool)
+                elif run.state == "held" and "alarm" in run.machine.hold_reason:
+                    await self._tool_down(tool, run.wafer_id)
+            finally:
+                # Only now may another wafer have the tool (the failed one is out). The oven
+                # was handed on at the LOAD: it is still this wafer's only if the wafer
+                # never got onto the belt.
+                tool.release_for(run.wafer_id, self.clock.now())
+                self.wake()
 
     @staticmethod
     async def _read_alarm(tool: ToolSlot) -> Any:
@@ -474,11 +475,12 @@ class Scheduler:
             self.wake()
 
 
-def step_parameters(step: Step) -> dict[str, Any]:
-    """What is sent to the tool for a step, for the store."""
+@functools.cache  # recipe steps are frozen; every wafer of a lot sends the same ones
+def step_parameters(step: Step) -> Mapping[str, Any]:
+    """What is sent to the tool for a step, for the store (read-only)."""
     data = asdict(step)
     data.pop("note", None)
-    return data
+    return MappingProxyType(data)
 
 
 def step_windows(step: Step) -> dict[str, Any]:

@@ -445,6 +445,22 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """The scheduler's writes inside commit together, or not at all.
+
+        On the SQLite hot path this is one transaction for, say, a transition and the
+        step record it opens: one commit instead of several. Only the hot-path writes
+        (record_transition/record_event, start_step, end_step, record_intent,
+        resolve_intent) may be called inside; any other write would wait for this
+        transaction's lock. Elsewhere each write still commits on its own.
+        """
+        if self._hot is None:
+            yield
+            return
+        with self._hot.transaction():
+            yield
+
     def _read(self) -> AbstractContextManager[Session]:
         """A read session: the snapshot's while one is open (see ``_snapshot``), else a new one."""
         shared = getattr(self._local, "snapshot", None)
@@ -1479,7 +1495,8 @@ class _SqliteHotPath:
             f"busy_timeout={db.SQLITE_BUSY_TIMEOUT_MS}",
         ):
             self.db.execute(f"PRAGMA {pragma}")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._open: sqlite3.Cursor | None = None  # the transaction in progress
         event_cols = [c.name for c in WaferEvent.__table__.c if c.name != "id"]
         audit_cols = [c.name for c in AuditEntry.__table__.c if c.name != "id"]
         step_cols = [c.name for c in WaferStep.__table__.c if c.name != "id"]
@@ -1514,9 +1531,14 @@ class _SqliteHotPath:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One BEGIN IMMEDIATE … COMMIT; nested calls join the open one (``Store.atomic``)."""
         with self._lock:
+            if self._open is not None:
+                yield self._open
+                return
             cur = self.db.cursor()
             cur.execute("BEGIN IMMEDIATE")
+            self._open = cur
             try:
                 yield cur
             except BaseException:
@@ -1525,6 +1547,7 @@ class _SqliteHotPath:
             else:
                 cur.execute("COMMIT")
             finally:
+                self._open = None
                 cur.close()
 
     def close(self) -> None:

@@ -97,6 +97,7 @@ class WaferRun:
         self._idle.set()
         self._hold_after: str | None = None
         self._stop_requested = False
+        self._next_seen: tuple[str, tuple[int | None, str | None]] = ("", (None, None))
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -111,13 +112,25 @@ class WaferRun:
     @property
     def next_step(self) -> int | None:
         """The step waiting for a tool, or None."""
-        state = self.state
-        return step_of(state) if state.endswith("_waiting") else None
+        return self._next()[0]
 
     @property
     def next_role(self) -> str | None:
-        number = self.next_step
-        return tool_steps.ROLE_OF_KIND[self.recipe.step(number).kind] if number else None
+        """The role of the tool the waiting step needs, or None."""
+        return self._next()[1]
+
+    def _next(self) -> tuple[int | None, str | None]:
+        # The scheduler asks this of every waiting wafer on every dispatch: work it out
+        # once per state.
+        state = self.machine.state
+        seen, found = self._next_seen
+        if state == seen:
+            return found
+        number = step_of(state) if state.endswith("_waiting") else None
+        found = (number, tool_steps.ROLE_OF_KIND[self.recipe.step(number).kind]
+                 if number else None)
+        self._next_seen = (state, found)
+        return found
 
     def _deliver(self, event: WaferEvent) -> None:
         self.events.append(event)

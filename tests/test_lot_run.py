@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from controller.bound import lower_bound
+from controller.bound import lower_bound, tool_occupancy
 from controller.lots import REQUEST_LOOK_S, LineController, LotOutcome, Progress
 from controller.scheduler import IDLE_WAKE_S, step_parameters
 from controller.store import Store, slots_for_count
@@ -197,7 +197,7 @@ async def test_a_full_lot_leaves_a_complete_record(tmp_path: Path) -> None:
                 assert s.parameters and s.windows and s.results
                 assert s.tool_time_start is not None and s.tool_time_end is not None
                 assert s.tool_time_end > s.tool_time_start
-                assert s.parameters == json.loads(json.dumps(step_parameters(recipe_step)))
+                assert s.parameters == json.loads(json.dumps(dict(step_parameters(recipe_step))))
                 if isinstance(recipe_step, ReflowStep):
                     low, high = recipe_step.peak_c
                     assert low <= s.results["peak_c"] <= high
@@ -219,6 +219,12 @@ async def test_a_full_lot_leaves_a_complete_record(tmp_path: Path) -> None:
             assert sorted(i.step_index for i in loads) == [2, 5]  # one per reflow, never more
             assert all(i.outcome == "done" for i in loads)
         assert r.store.open_intents() == []
+        # The oven takes the next wafer only once the one ahead has cleared its entrance.
+        for index in (2, 5):
+            starts = sorted(s.tool_time_start for w in wafers for s in r.store.steps(w)
+                            if s.step_index == index)
+            spacing = tool_occupancy(recipe.step(index))
+            assert all(b - a >= spacing for a, b in zip(starts, starts[1:], strict=False))
 
         # E10: every tool of the line was seen, and productive at some point.
         history = r.store.tool_state_history()

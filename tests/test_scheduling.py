@@ -9,6 +9,7 @@ import pytest
 
 from controller.bound import lower_bound, step_seconds, tool_occupancy
 from controller.lots import LineController
+from controller.scheduler import ToolSlot
 from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
@@ -101,3 +102,17 @@ def test_one_wafer_is_bounded_by_its_critical_path() -> None:
 def test_a_missing_role_is_an_error() -> None:
     with pytest.raises(ValueError, match="needs a cleaner"):
         lower_bound(HIPB, 5, {"printer": 1, "oven": 1}, MOUNTED)
+
+
+def test_a_step_releases_only_the_tool_it_holds() -> None:
+    """The oven is handed to the next wafer at the LOAD: a wafer leaving the exit later
+    must not free it under the wafer being loaded."""
+    oven = ToolSlot("oven-1", "oven", driver=None)
+    oven.take(10.0, "W-01")
+    oven.release(12.0)  # W-01 is on the belt
+    oven.take(60.0, "W-02")  # W-02's step holds the oven until its LOAD
+    oven.release_for("W-01", 400.0)  # W-01's step ends at the exit
+    assert oven.busy and oven.holder == "W-02"
+    oven.release_for("W-02", 401.0)  # W-02 never got on the belt: its step frees the oven
+    assert not oven.busy and oven.holder is None
+    assert oven.busy_s == pytest.approx(2.0 + 341.0)
