@@ -268,11 +268,14 @@ class ReflowOven:
             samples += await self.link.read(table, start, length - len(samples), what="EXIT_CURVE")
         return curve.decode_all(samples + [0] * (curve.count - length))[:length]
 
-    async def unload(self) -> None:
-        """The host has taken the exit wafer."""
-        on_belt = await self.regs.read("WAFERS_ON_BELT")
-        # Never sent twice: a repeat could release the next wafer reaching the exit.
-        await self._command("UNLOAD", done=self._belt_count_is(on_belt - 1), resend=False)
+    async def unload(self, wafer_id: str | None = None) -> None:
+        """The host has taken the exit wafer (``wafer_id``: the one ``exit_result`` named;
+        read from the exit registers when not given)."""
+        if wafer_id is None:
+            wafer_id = await self.regs.read("EXIT_WAFER_ID")
+        # Never sent twice blindly: a repeat could release the next wafer reaching the exit.
+        # After a lost reply the exit tells: our wafer is gone from it, or it is not.
+        await self._command("UNLOAD", done=self._gone_from_exit(wafer_id), resend=False)
 
     async def clear(self) -> None:
         """Clear a latched alarm whose cause is gone."""
@@ -333,6 +336,16 @@ class ReflowOven:
     def _belt_count_is(self, expected: int) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:
             return await self.regs.read("WAFERS_ON_BELT") == expected
+
+        return check
+
+    def _gone_from_exit(self, wafer_id: str) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            # Results stay until the next wafer reaches the exit: an empty exit, or another
+            # wafer's id there, means ours was taken.
+            if not (await self.regs.read_block(self._flags))["WAFER_AT_EXIT"]:
+                return True
+            return await self.regs.read("EXIT_WAFER_ID") != wafer_id
 
         return check
 

@@ -149,10 +149,7 @@ class WaferRun:
             self._hold_after = why or "hold requested"
             return None
         event = self.machine.fire("hold", why=why)
-        task = self._task
-        if task is not None and not task.done():  # stop waiting for the tool
-            self._stop_requested = True
-            task.cancel()
+        self._stop_work()  # stop waiting for the tool
         return event
 
     def resume(self, why: str = "") -> WaferEvent:
@@ -174,12 +171,19 @@ class WaferRun:
                 self.tool_notes += await tool_steps.abort_tool(self._driver, step, self.wafer_id)
         return event
 
-    async def _stop_task(self) -> None:
+    def _stop_work(self) -> bool:
+        """Cancel the tool work in progress (from another task); False if there is none."""
         task = self._task
-        if task is not None and not task.done():
+        if task is None or task.done() or task is asyncio.current_task():
+            return False
+        if not self._stop_requested:  # one cancellation: a second would read as from outside
             self._stop_requested = True
             task.cancel()
-            await asyncio.wait([task])
+        return True
+
+    async def _stop_task(self) -> None:
+        if self._stop_work():
+            await self._idle.wait()  # the step has let go of the tool
 
     def disposition(self, decision: str, why: str) -> WaferEvent:
         """An engineer's decision for a wafer awaiting disposition (or scrap for a held one)."""
@@ -234,19 +238,21 @@ class WaferRun:
     async def _run_step(self, number: int, step: Step, driver: Any) -> str:
         here = waiting(number)
         tool = driver.name
+        seen: tool_steps.ToolView | None = None
         try:
-            reasons = await self._tool_work(self._readiness(number, step, driver))
+            checked = await self._tool_work(self._readiness(number, step, driver))
         except ToolError as exc:
-            reasons = [str(exc)]
-        if reasons is _STOPPED or self.state != here:  # held or aborted meanwhile
+            checked = ([str(exc)], None)
+        if checked is _STOPPED or self.state != here:  # held or aborted meanwhile
             return self.state
+        reasons, seen = checked
         if reasons:
             self.machine.fire("hold", why="interlock: " + "; ".join(reasons), tool=tool)
             return self.state
         self.machine.fire("tool_acquired", why=f"{step.kind} on {tool}", tool=tool)
         outcome = await self._step_work(tool_steps.execute(
             driver, step, self.wafer_id, clock=self.clock,
-            recipe_name=self.recipe.tool_recipe_name(number)), tool)
+            recipe_name=self.recipe.tool_recipe_name(number), seen=seen), tool)
         if outcome is _STOPPED:
             return self.state
         return await self._finish(number, step, driver, outcome)
@@ -312,21 +318,31 @@ class WaferRun:
         elif self.machine.may("hold"):
             self.machine.fire("hold", why=f"recovery: {why}")
 
-    async def _readiness(self, number: int, step: Step, driver: Any) -> list[str]:
+    async def _readiness(
+        self, number: int, step: Step, driver: Any
+    ) -> tuple[list[str], tool_steps.ToolView]:
         status = await tool_steps.wait_until_free(driver, self.wafer_id, self.clock,
                                                   FREE_TIMEOUT_S)
         reasons = history_interlocks(number, step, self.history, self.alloys, self.options)
-        return reasons + await tool_steps.interlock_reasons(driver, step, self.wafer_id, status)
+        tool_reasons, seen = await tool_steps.interlock_check(driver, step, self.wafer_id, status)
+        return reasons + tool_reasons, seen
 
     async def _tool_work(self, coro: Any) -> Any:
-        """Run tool work as the wafer's task, so abort and hold can reach it at once;
-        _STOPPED when they did."""
+        """Run tool work in this task, marked so abort and hold can reach it at once (they
+        cancel the task; the cancellation arrives inside the work); _STOPPED when they did.
+
+        No task of its own: a task per piece of tool work cost two event-loop turns each,
+        a sixth of the controller's CPU per wafer.
+        """
+        task = asyncio.current_task()
         self._stop_requested = False
-        self._task = asyncio.create_task(coro)
+        self._task = task
         try:
-            result = await self._task
+            result = await coro
         except asyncio.CancelledError:
-            if self._stop_requested and not _cancelling():
+            # Ours alone (hold/abort), not also a cancellation of the task from outside.
+            if self._stop_requested and task is not None and task.cancelling() == 1:
+                task.uncancel()
                 return _STOPPED
             raise
         finally:
@@ -373,12 +389,6 @@ class WaferRun:
         peak = judgment.measurements.get("peak_c") if judgment else None
         self.history.record(HistoryEntry(number, step.kind, getattr(step, "alloy", None),
                                          peak, accepted_as_is))
-
-
-def _cancelling() -> bool:
-    """True when the current task itself is being cancelled (not just the step task)."""
-    task = asyncio.current_task()
-    return bool(task and task.cancelling())
 
 
 ToolPicker = Callable[[str], Any]

@@ -120,27 +120,51 @@ async def wait_until_free(driver: Any, wafer_id: str, clock: Clock, timeout_s: f
         await clock.sleep(POLL_S)
 
 
+@dataclass(frozen=True)
+class ToolView:
+    """What the interlock check read from the tool just before a step.
+
+    The scheduler gives the tool to the step alone, so ``execute`` may start from it
+    instead of asking the tool again.
+    """
+
+    status: Any
+    clean_recipe: Any = None  # cleaner: its recipe registers
+    own_wafer_done: bool = False  # this wafer is still in the tool, finished (an earlier stop)
+
+
 async def interlock_reasons(
     driver: Any, step: Step, wafer_id: str, status: Any = None
 ) -> list[str]:
     """Why the tool must not take this step now (empty: go)."""
+    return (await interlock_check(driver, step, wafer_id, status))[0]
+
+
+async def interlock_check(
+    driver: Any, step: Step, wafer_id: str, status: Any = None
+) -> tuple[list[str], ToolView]:
+    """Why the tool must not take this step now (empty: go), and what was read to know."""
     status = status if status is not None else await driver.status()
+    recipe = None
+    own = False
     if isinstance(step, PrintStep):
         reasons = interlocks.printer_interlocks(step, status, wafer_id)
+        own = status.state is PrinterState.DONE and status.wafer_id == wafer_id
     elif isinstance(step, PlaceStep):
         reasons = interlocks.placer_interlocks(step, status, wafer_id)
+        own = status.state is PlacerState.DONE and status.wafer_id == wafer_id
     elif isinstance(step, ReflowStep):
         reasons = interlocks.oven_interlocks(step, status)
     else:
         own = status.state is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id
-        reasons = interlocks.cleaner_interlocks(step, status, await driver.recipe(),
-                                                own_wafer_done=own)
+        recipe = await driver.recipe()
+        reasons = interlocks.cleaner_interlocks(step, status, recipe, own_wafer_done=own)
     if status.alarm_code:
         alarm = await driver.alarm()
         if alarm is not None:
             reasons = [f"alarm {alarm.code} {alarm.text} active" if r.startswith("alarm ") else r
                        for r in reasons]
-    return reasons
+    return reasons, ToolView(status, recipe, own)
 
 
 async def setup_mismatches(driver: Any, step: Step) -> list[str]:
@@ -259,13 +283,16 @@ class StepResult:
 
 
 async def execute(
-    driver: Any, step: Step, wafer_id: str, *, clock: Clock, recipe_name: str
+    driver: Any, step: Step, wafer_id: str, *, clock: Clock, recipe_name: str,
+    seen: ToolView | None = None,
 ) -> StepResult:
     """Run the step on the tool up to its result. The wafer stays in a printer, mounter
     or cleaner (DONE) for the caller to judge (and repair) before ``unload``; the oven's
-    wafer is unloaded at the exit at once, so it never blocks the wafers behind it."""
+    wafer is unloaded at the exit at once, so it never blocks the wafers behind it.
+
+    ``seen`` is what the interlock check read just before (saves asking again)."""
     if isinstance(step, PrintStep):
-        await _release_own(driver, wafer_id, PrinterState)
+        await _release_own(driver, wafer_id, PrinterState, seen)
         await driver.set_recipe(step.tool_recipe(recipe_name))
         await driver.load(wafer_id)
         await expect(clock, LOAD_S)
@@ -276,7 +303,7 @@ async def execute(
                               timeout_s=bound(PRINT_PASS_S * step.passes + SPI_S))
         return StepResult(await driver.result())
     if isinstance(step, PlaceStep):
-        await _release_own(driver, wafer_id, PlacerState)
+        await _release_own(driver, wafer_id, PlacerState, seen)
         await driver.set_recipe(step.tool_recipe(recipe_name))
         await driver.load(wafer_id)
         await expect(clock, LOAD_S)
@@ -288,10 +315,17 @@ async def execute(
     if isinstance(step, ReflowStep):
         return await _reflow(driver, step, wafer_id, clock)
     assert isinstance(step, CleanStep)
-    if await driver.state() is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id:
+    if seen is not None:
+        own = seen.own_wafer_done
+    else:
+        own = (await driver.state() is CleanerState.DONE
+               and (await driver.result()).wafer_id == wafer_id)
+    if own:
         await driver.unload()
     # Same wash temperature (the interlock checked it); times and pressure are this wafer's.
-    await driver.set_recipe(step.tool_recipe())
+    wanted = step.tool_recipe()
+    if seen is None or seen.clean_recipe != wanted:
+        await driver.set_recipe(wanted)
     await driver.load(wafer_id)
     await driver.start()
     cycle = step.wash_time_s + step.rinse_time_s + step.dry_time_s
@@ -362,7 +396,7 @@ async def _reflow(driver: Any, step: ReflowStep, wafer_id: str, clock: Clock) ->
         if signals.wafer_at_exit:
             result = await driver.exit_result()
             if result.wafer_id == wafer_id:
-                await driver.unload()
+                await driver.unload(wafer_id)
                 return StepResult(result, alarms)
         if clock.now() >= deadline:
             alarm_text = "; ".join(f"alarm {a.code} {a.text}" for a in alarms)
@@ -382,10 +416,14 @@ def _entrance_lock(driver: Any) -> asyncio.Lock:
     return lock
 
 
-async def _release_own(driver: Any, wafer_id: str, states: Any) -> None:
+async def _release_own(driver: Any, wafer_id: str, states: Any, seen: ToolView | None) -> None:
     """Our own wafer left in the tool by an earlier alarm or abort goes out first."""
-    status = await driver.status()
-    if status.state is states.DONE and status.wafer_id == wafer_id:
+    if seen is not None:
+        own = seen.own_wafer_done
+    else:
+        status = await driver.status()
+        own = status.state is states.DONE and status.wafer_id == wafer_id
+    if own:
         await driver.unload()
         await driver.wait_for(states.IDLE, timeout_s=bound(UNLOAD_S + WIPE_S))
 

@@ -275,6 +275,38 @@ async def test_a_load_whose_reply_was_lost_is_not_reported_as_refused() -> None:
         assert status.wafers_on_belt == 1 and status.state is OvenState.PROCESSING
 
 
+@pytest.mark.faults
+async def test_an_unload_whose_reply_was_lost_is_not_sent_again() -> None:
+    plan = DropArmedReply()
+    async with sim_oven(plan) as (oven, _):
+        await oven.stage_profile(EUTECTIC)
+        await oven.apply()
+        await oven.set_nitrogen(True)
+        await oven.wait_ready(timeout_s=1800)
+        await oven.load("LOT42-12")
+        result = await oven.wait_exit(timeout_s=1800)
+        sent: list[str] = []
+        replies: list[str] = []
+
+        def arm_on_unload(direction: str, text: str) -> None:
+            if direction == ">":
+                sent.append(text)
+                if text.startswith("write_register 20 = 3 "):  # COMMAND=UNLOAD
+                    plan.armed = True
+                    replies.clear()
+            elif direction == "<":
+                replies.append(text)
+
+        oven.link.trace = arm_on_unload
+        # UNLOAD ran but its reply is lost: the exit is empty now, so it was carried out.
+        await oven.unload(result.wafer_id)
+        oven.link.trace = None
+        assert replies[0] == "no reply within 0.25 s"
+        assert sum(t.startswith("write_register 20 = 3 ") for t in sent) == 1
+        status = await oven.status()
+        assert status.wafers_on_belt == 0 and not status.wafer_at_exit
+
+
 # --- console commands -------------------------------------------------------------------------
 
 
