@@ -13,6 +13,10 @@ lot with ``LineController`` on a fresh SQLite file and reports
   with ST-300-100 / Pb95Sn5) and efficiency = bound / makespan;
 * controller CPU per wafer, wall time, peak memory (ru_maxrss);
 
+the lot is run ``--runs`` times (3), each on a fresh simulator and database: the
+CPU figure is the median (one run on a small VM moves by a few ms per wafer with
+the same work), efficiency the worst run, and every run must be correct;
+
 then a one-wafer-at-a-time baseline on a fresh simulator (N lots of one wafer,
 one after the other) for comparison only: it is not a target, and a wafer the
 process itself fails there (a random SPI bridge, say) is listed, not counted
@@ -32,6 +36,7 @@ import contextlib
 import re
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +60,7 @@ from sequences.validate import load_valid_recipe  # noqa: E402
 RECIPE = "rebump-hipb-snpb"
 MOUNTED = {"printer": ("ST-300-100", "Pb95Sn5")}  # what the simulated printer powers up with
 DEFAULT_SPEED = 800.0  # the highest of 200, 400, 800 that stays correct (--sweep)
+DEFAULT_RUNS = 3  # single runs on a 2-core VM move by a few ms of CPU per wafer: take the median
 DEFAULT_SEED = 1  # seed 0 draws a printer alignment failure (alarm 210) on wafer 9
 SWEEP_SPEEDS = (200.0, 400.0, 800.0)
 TARGET_EFFICIENCY = 0.9
@@ -191,9 +197,11 @@ async def _run(config: LineConfig, db: Path, lots: list[tuple[str, int]], label:
                      unfinished)
 
 
-def run_lot(speed: float, wafers: int, workdir: Path, seed: int) -> tuple[RunResult, LineConfig]:
+def run_lot(speed: float, wafers: int, workdir: Path, seed: int,
+            run: int = 1) -> tuple[RunResult, LineConfig]:
     with simulator(speed, workdir, seed) as (config, log_path):
-        result = asyncio.run(_run(config, workdir / f"lot-{speed:g}x.db", [("BENCH", wafers)],
+        db = workdir / f"lot-{speed:g}x-{run}.db"
+        result = asyncio.run(_run(config, db, [("BENCH", wafers)],
                                   f"{wafers}-wafer lot", speed, log_path))
     return result, config
 
@@ -251,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wafers", type=int, default=25, help="wafers in the lot (default 25)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"simulator seed (default {DEFAULT_SEED})")
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS,
+                        help=f"lot runs, each on a fresh simulator (default {DEFAULT_RUNS}); "
+                        "CPU per wafer is their median")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the one-wafer-at-a-time baseline")
     parser.add_argument("--baseline-speed", type=float, default=None, metavar="S",
@@ -262,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.wafers <= 25:
         parser.error(f"--wafers must be 1-25, got {args.wafers}")
+    if not 1 <= args.runs <= 9:
+        parser.error(f"--runs must be 1-9, got {args.runs}")
     for flag, value in (("--speed", args.speed), ("--baseline-speed", args.baseline_speed)):
         if value is not None and not value > 0:
             parser.error(f"{flag} must be > 0, got {value:g}")
@@ -270,12 +283,20 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         if args.sweep:
             return _sweep(args.wafers, workdir, args.seed)
-        lot, config = run_lot(args.speed, args.wafers, workdir, args.seed)
-        memory = peak_mb()  # before the baseline: the lot run alone
+        lots = []
+        for run in range(1, args.runs + 1):
+            lot, config = run_lot(args.speed, args.wafers, workdir, args.seed, run)
+            lot.label = f"{args.wafers}-wafer lot" + (f", run {run}" if args.runs > 1 else "")
+            lots.append(lot)
+        memory = peak_mb()  # before the baseline: the lot runs alone
         baseline = None if args.no_baseline else run_baseline(
             args.baseline_speed or args.speed, args.wafers, workdir, args.seed)
     bound = bound_for(config, args.wafers)
-    efficiency = bound.seconds / lot.makespan_s
+    efficiencies = [bound.seconds / r.makespan_s for r in lots]
+    efficiency = min(efficiencies)  # the worst run must meet it
+    cpu = statistics.median(r.cpu_ms_per_wafer for r in lots)
+    cpus = sorted(r.cpu_ms_per_wafer for r in lots)
+    correct = all(r.correct for r in lots)
 
     print(f"bench_lot: {args.wafers} wafers of {RECIPE}, simulator in its own process at "
           f"{args.speed:g}x (seed {args.seed})")
@@ -284,27 +305,35 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{role} {s:.0f} s" for role, s in sorted(bound.per_role.items())))
     print()
     print(_header())
-    print(_row(lot, bound))
+    for r in lots:
+        print(_row(r, bound))
+    lot = lots[0]
     if baseline is not None:
         print(_row(baseline, bound))
         print(f"speed-up over one wafer at a time: {baseline.makespan_s / lot.makespan_s:.2f}x")
-    print("tool busy (share of the lot's makespan): "
+    print("tool busy (share of the first lot's makespan): "
           + ", ".join(f"{name} {share:.0%}" for name, share in sorted(lot.busy.items())
                       if share > 0))
     print()
+    several = len(lots) > 1
     checks = [
-        ("every wafer complete, no alarm 530", lot.correct, f"{lot.complete}/{lot.wafers}"
-         + (", 530 raised" if lot.exit_blocked else ""), "all, none"),
-        ("efficiency (bound / makespan)", efficiency >= TARGET_EFFICIENCY,
-         f"{efficiency:.3f}", f">= {TARGET_EFFICIENCY}"),
-        ("controller CPU per wafer", lot.cpu_ms_per_wafer <= TARGET_CPU_MS_PER_WAFER,
-         f"{lot.cpu_ms_per_wafer:.1f} ms", f"<= {TARGET_CPU_MS_PER_WAFER:g} ms"),
+        ("every wafer complete, no alarm 530", correct,
+         ", ".join(f"{r.complete}/{r.wafers}" + (" 530" if r.exit_blocked else "") for r in lots),
+         "all, none"),
+        ("efficiency (bound / makespan)" + (", worst run" if several else ""),
+         efficiency >= TARGET_EFFICIENCY, f"{efficiency:.3f}", f">= {TARGET_EFFICIENCY}"),
+        ("controller CPU per wafer" + (", median" if several else ""),
+         cpu <= TARGET_CPU_MS_PER_WAFER, f"{cpu:.1f} ms", f"<= {TARGET_CPU_MS_PER_WAFER:g} ms"),
         ("peak memory (ru_maxrss)", memory <= TARGET_PEAK_MB, f"{memory:.0f} MB",
          f"<= {TARGET_PEAK_MB:g} MB"),
     ]
     for name, ok, value, target in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {name:<38} {value:>14}   target {target}")
-    for problem in _problems(lot) + (_problems(baseline) if baseline else []):
+    if several:
+        print(f"      CPU per wafer of the runs: {', '.join(f'{c:.1f}' for c in cpus)} ms "
+              "(this machine's scheduling moves single runs by a few ms)")
+    for problem in [p for r in lots for p in _problems(r)] + (
+            _problems(baseline) if baseline else []):
         print(f"  note: {problem}")
     print(f"controller wall time {lot.wall_s:.1f} s for {lot.makespan_s / 3600:.2f} h of tool "
           f"time ({lot.makespan_s / lot.wall_s:.0f}x achieved)")

@@ -223,7 +223,8 @@ class Scheduler:
 
     def _progressing(self) -> bool:
         """Anything that can still move without a person: a step running, a wafer waiting."""
-        return bool(self.running_steps or self._waiting() or self._tasks)
+        # Cheapest first: a running step has a task; only then look at every wafer.
+        return bool(self._tasks or self.running_steps or self._waiting())
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -268,6 +269,8 @@ class Scheduler:
         task.add_done_callback(finished)
 
     async def _dispatch(self) -> None:
+        if all(tool.busy or tool.alarm for tool in self.tools.values()):
+            return  # nothing to give out (the usual case: a step just woke us for nothing)
         waiting = self._waiting()
         if not waiting:
             return

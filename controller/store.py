@@ -1187,6 +1187,8 @@ class Store:
 
     def pending_requests(self, lot_id: str | None = None) -> list[RequestInfo]:
         """Requests the scheduler has not handled yet, oldest first."""
+        if self._hot is not None and not self._hot.any_pending():
+            return []  # the controller asks once a second; almost always there are none
         where = [OperatorRequest.handled_at.is_(None)]
         if lot_id is not None:
             where.append(OperatorRequest.lot_id == lot_id)
@@ -1524,6 +1526,7 @@ class _SqliteHotPath:
         self.add_curve = _insert_sql(
             "step_curves", ["step_id", "interval_s", "liquidus_c", "samples_c"]
         )
+        self.pending = "SELECT 1 FROM operator_requests WHERE handled_at IS NULL LIMIT 1"
         self.add_intent = (
             _insert_sql("step_intents", ["step_id", "tool", "command", "written_at"])
             + " RETURNING id"
@@ -1549,6 +1552,11 @@ class _SqliteHotPath:
             finally:
                 self._open = None
                 cur.close()
+
+    def any_pending(self) -> bool:
+        """Is any operator request unhandled? (A plain read on the hot connection.)"""
+        with self._lock:
+            return self.db.execute(self.pending).fetchone() is not None
 
     def close(self) -> None:
         self.db.close()

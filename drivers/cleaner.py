@@ -10,13 +10,14 @@ One wafer::
     await cleaner.set_recipe(recipe)
     await cleaner.wait_bath_ready(timeout_s=1200)
     await cleaner.load("LOT42-07"); await cleaner.start()
-    await cleaner.wait_done(timeout_s=1200)
-    result = await cleaner.result(); await cleaner.unload()
+    result = await cleaner.wait_result(timeout_s=1200)  # or wait_done(), then result()
+    await cleaner.unload()
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from drivers.clock import Clock
 from drivers.console import ConsoleCommand, expect_args, float_arg, int_arg, simple
@@ -63,6 +64,13 @@ class FluxCleaner:
         )
         self._inputs = m.block("WAFER_PRESENT", "CHEMISTRY_LOW", "DI_RESISTIVITY_LOW", "DOOR_OPEN")
         self._result = m.block("RESULT_IONIC", "RESULT_STATUS", "RESULT_WAFER_ID", "CYCLE_COUNT")
+        # The process values and the last result sit side by side (IR 0-6): one read tells
+        # that the cycle is DONE and what it measured.
+        self._process_and_result = m.block(
+            "STATE", "WASH_TEMP_PV", "RINSE_RESISTIVITY", "REMAINING_S", "ALARM_CODE",
+            "RESULT_IONIC", "RESULT_STATUS",
+        )
+        self._result_id = m.block("RESULT_WAFER_ID", "CYCLE_COUNT")
 
     @property
     def name(self) -> str:
@@ -123,7 +131,9 @@ class FluxCleaner:
 
     async def result(self) -> CleanResult:
         """The last finished wafer: residue, outcome, id and the cycle counter."""
-        v = await self.regs.read_block(self._result)
+        return self._clean_result(await self.regs.read_block(self._result))
+
+    def _clean_result(self, v: dict[str, Any]) -> CleanResult:
         status_name = self.map["RESULT_STATUS"].code_name(v["RESULT_STATUS"])
         try:
             status = CleanStatus[status_name]
@@ -135,6 +145,23 @@ class FluxCleaner:
             ionic_ug_cm2=v["RESULT_IONIC"],
             cycle_count=v["CYCLE_COUNT"],
         )
+
+    async def wait_result(self, timeout_s: float) -> CleanResult:
+        """Until the cycle is DONE (tool seconds), then its result; ToolAlarm on an alarm.
+
+        The state and the residue come in one read, so the poll that sees DONE is also
+        the first half of the result.
+        """
+        deadline = self.clock.now() + timeout_s
+        while True:
+            v = await self.regs.read_block(self._process_and_result)
+            state = self._cleaner_state(v["STATE"])
+            if state is CleanerState.DONE:
+                return self._clean_result(v | await self.regs.read_block(self._result_id))
+            if state is CleanerState.ALARM:
+                raise self._tool_alarm(v["ALARM_CODE"])
+            await self._pause_until(deadline, f"not DONE within {timeout_s:g} s "
+                                              f"(state {state.name})")
 
     # --- waiting ---------------------------------------------------------------------------------
 

@@ -330,8 +330,7 @@ async def execute(
     await driver.start()
     cycle = step.wash_time_s + step.rinse_time_s + step.dry_time_s
     await expect(clock, cycle)
-    await driver.wait_for(CleanerState.DONE, timeout_s=bound(cycle))
-    return StepResult(await driver.result())
+    return StepResult(await driver.wait_result(timeout_s=bound(cycle)))
 
 
 async def repair(driver: Any) -> PlacementResult:

@@ -126,6 +126,26 @@ async def test_one_wafer_cycle(cleaner_env) -> None:
     assert after.state in (CleanerState.READY, CleanerState.IDLE) and not after.wafer_present
 
 
+async def test_wait_result_reads_the_result_with_the_poll_that_sees_done(cleaner_env) -> None:
+    cleaner, _ = cleaner_env
+    await finish_any_wafer(cleaner)
+    await cleaner.set_recipe(RECIPE)
+    await cleaner.wait_bath_ready(timeout_s=1800)
+    await cleaner.load("LOT42-10")
+    await cleaner.start()
+    await cleaner.wait_done(timeout_s=600)
+    requests: list[str] = []
+    cleaner.link.trace = lambda d, text: requests.append(text) if d == ">" else None
+    result = await cleaner.wait_result(timeout_s=10)
+    cleaner.link.trace = None
+    assert result == await cleaner.result()  # the same as the three-read result()
+    assert (result.wafer_id, result.status) == ("LOT42-10", CleanStatus.OK)
+    # IR 0-6 (state and residue), then the id and the cycle counter: three requests.
+    assert [r.split(" (")[0] for r in requests] == [
+        "read_input 0..6 unit 2", "read_input 10..17 unit 2", "read_input 20..21 unit 2"]
+    await cleaner.unload()
+
+
 async def test_abort_ends_the_wafer_aborted(cleaner_env) -> None:
     cleaner, _ = cleaner_env
     await finish_any_wafer(cleaner)
@@ -153,6 +173,8 @@ async def test_door_open_alarm_stops_the_wait() -> None:
         with pytest.raises(ToolAlarm) as info:
             await cleaner.wait_done(timeout_s=600)
         assert (info.value.code, info.value.text) == (400, "DOOR OPEN")
+        with pytest.raises(ToolAlarm, match="400"):
+            await cleaner.wait_result(timeout_s=600)
         assert await cleaner.alarm() == Alarm(400, "DOOR OPEN")
         assert (await cleaner.status()).door_open
         with pytest.raises(DeviceBusy, match="COMMAND=CLEAR"):
