@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
+from drivers.errors import (
+    AlarmActive,
+    DeviceBusy,
+    ToolAlarm,
+    ToolError,
+    ToolTimeout,
+    WrongState,
+)
 from drivers.types import (
     Alarm,
     CleanerState,
@@ -54,6 +61,21 @@ async def expect(clock: Clock, nominal_s: float) -> None:
     the polls that follow.
     """
     await clock.sleep(nominal_s)
+
+
+async def when_in(driver: Any, state: Any, timeout_s: float, command: Callable[[], Any]) -> Any:
+    """Send a HostLink command that needs ``state``, once the spec's time for getting
+    there has passed: usually the tool is there, and a status poll first would be a
+    round trip for nothing. If it is not (NAK 04 WRONG STATE, or 05 ALARM ACTIVE:
+    nothing was changed), wait for the state (an alarm raises ToolAlarm with its text)
+    and send the command again.
+    """
+    try:
+        return await command()
+    except (WrongState, AlarmActive):
+        pass
+    await driver.wait_for(state, timeout_s=timeout_s)
+    return await command()
 
 
 def bound(nominal_s: float) -> float:
@@ -296,22 +318,20 @@ async def execute(
         await driver.set_recipe(step.tool_recipe(recipe_name))
         await driver.load(wafer_id)
         await expect(clock, LOAD_S)
-        await driver.wait_for(PrinterState.READY, timeout_s=bound(LOAD_S))
-        await driver.start_print()
+        await when_in(driver, PrinterState.READY, bound(LOAD_S), driver.start_print)
         await expect(clock, PRINT_PASS_S * step.passes + SPI_S)
-        await driver.wait_for(PrinterState.DONE,
-                              timeout_s=bound(PRINT_PASS_S * step.passes + SPI_S))
-        return StepResult(await driver.result())
+        return StepResult(await when_in(driver, PrinterState.DONE,
+                                        bound(PRINT_PASS_S * step.passes + SPI_S),
+                                        driver.result))
     if isinstance(step, PlaceStep):
         await _release_own(driver, wafer_id, PlacerState, seen)
         await driver.set_recipe(step.tool_recipe(recipe_name))
         await driver.load(wafer_id)
         await expect(clock, LOAD_S)
-        await driver.wait_for(PlacerState.READY, timeout_s=bound(LOAD_S))
-        await driver.start_placement()
+        await when_in(driver, PlacerState.READY, bound(LOAD_S), driver.start_placement)
         await expect(clock, PLACE_S)
-        await driver.wait_for(PlacerState.DONE, timeout_s=bound(PLACE_S))
-        return StepResult(await driver.result())
+        return StepResult(await when_in(driver, PlacerState.DONE, bound(PLACE_S),
+                                        driver.result))
     if isinstance(step, ReflowStep):
         return await _reflow(driver, step, wafer_id, clock)
     assert isinstance(step, CleanStep)

@@ -226,6 +226,38 @@ async def test_hold_while_running_takes_effect_when_the_step_ends() -> None:
         assert run.state == "step2_waiting"
 
 
+async def test_a_command_sent_before_its_state_waits_and_is_sent_again() -> None:
+    """PRT goes out when the spec says the wafer is aligned; a tool that is not there yet
+    answers NAK 04 (nothing changed), so the step polls and sends PRT once more."""
+    recipe = find_recipe("rebump-hipb-snpb")
+    async with simulated_line() as line:
+        printer = line["printer"]
+        await tool_steps.prepare_tool(printer, recipe.step(1), clock=line.clock)
+        await printer.load("W-EARLY")
+        mark = len(line.timeline)
+        await tool_steps.when_in(printer, PrinterState.READY, 120.0, printer.start_print)
+        frames = [f[1] for kind, f in line.timeline[mark:] if kind == "frame"]
+        prt = [i for i, f in enumerate(frames) if sent(f, "PRT")]
+        assert len(prt) == 2  # refused while LOADING, accepted once READY
+        assert any(sent(f, "STS") for f in frames[prt[0]:prt[1]])
+        assert (await printer.status()).state is PrinterState.PRINTING
+
+
+@pytest.mark.faults
+async def test_an_alignment_alarm_stops_the_print_with_its_code() -> None:
+    recipe = find_recipe("rebump-hipb-snpb")
+    async with simulated_line(faults="printer-1:alarm=210@wafer1") as line:
+        printer = line["printer"]
+        await tool_steps.prepare_tool(printer, recipe.step(1), clock=line.clock)
+        run = WaferRun(recipe, "W-ALIGN", line.clock, on_event=line.on_event)
+        assert await run.run_step(printer) == "awaiting_disposition"
+        failed = line.events[-1]
+        assert (failed.trigger, failed.measurements["alarm_code"]) == ("step_failed", 210)
+        assert "ALIGNMENT FAILED" in failed.why
+        prt = [f for kind, f in line.timeline if kind == "frame" and sent(f[1], "PRT")]
+        assert len(prt) == 1  # refused (alarm latched), never sent again
+
+
 @pytest.mark.faults
 async def test_tool_alarm_awaits_disposition_and_a_placement_can_be_retried() -> None:
     recipe = find_recipe("ballmount-sac305")
