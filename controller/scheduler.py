@@ -171,6 +171,8 @@ class Scheduler:
         self.held_lots: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._timed_wake: asyncio.Task[None] | None = None  # dispatch again at a tool time
+        self._timed_wake_at = 0.0
         self._stopping = False
         self._order = 0
         self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
@@ -249,7 +251,25 @@ class Scheduler:
         finally:
             await self._cancel_tasks()
 
+    def _wake_at(self, tool_time: float) -> None:
+        """Dispatch again at this tool time (when the oven's entrance clears): the loop's
+        heartbeat is in wall seconds, hundreds of tool seconds at simulator speed."""
+        pending = self._timed_wake
+        if pending is not None and not pending.done():
+            if self._timed_wake_at <= tool_time:
+                return
+            pending.cancel()
+
+        async def later() -> None:
+            await self.clock.sleep(tool_time - self.clock.now())
+            self.wake()
+
+        self._timed_wake_at = tool_time
+        self._timed_wake = asyncio.create_task(later())
+
     async def _cancel_tasks(self) -> None:
+        if self._timed_wake is not None:
+            self._timed_wake.cancel()
         tasks = [t for t in self._tasks if not t.done()]
         for t in tasks:
             t.cancel()
@@ -289,7 +309,8 @@ class Scheduler:
             same = [w for w in wanted if self._key(w) == tool.setup]
             if same:
                 if tool.role == "oven" and self.clock.now() < tool.entrance_at:
-                    continue  # the wafer ahead has not cleared the entrance yet
+                    self._wake_at(tool.entrance_at)  # the wafer ahead clears it then
+                    continue
                 self._start_step(same[0], tool)
                 wanted.remove(same[0])  # the next tool of this role takes another wafer
             elif not self._still_needed(tool):

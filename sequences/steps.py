@@ -50,6 +50,8 @@ PRINT_PASS_S, SPI_S = 30.0, 10.0
 PLACE_S = 25.0 + 40.0 + 15.0
 BATH_HEAT_C_S, BATH_COOL_C_S = 0.05, 0.01
 READY_POLL_S = 20.0  # a profile change takes 15-25 minutes: look at the oven every 20 s
+BIG_COOLDOWN_C = 100.0  # hottest zone this much above the new profile's: high-lead to eutectic
+BIG_COOLDOWN_MIN_S = 600.0  # such a change takes no less (the spec: typically 15-25 min)
 POLL_S = 1.0  # how often the oven's exit and entrance are looked at while a wafer rides
 
 
@@ -277,10 +279,17 @@ async def _prepare_oven(driver: Any, step: ReflowStep, clock: Clock, note: Log) 
              f"TAL above {step.tal_threshold_c:g} °C (stage + APPLY)")
         await driver.stage_profile(step.tool_profile())
         await driver.apply()
+        hottest_now = max((pv for pv in status.zone_pv_c if pv is not None), default=0.0)
+        cooling = hottest_now - step.hottest_zone_c
+    else:
+        cooling = 0.0
     if not status.nitrogen_on:
         note("nitrogen on")
         await driver.set_nitrogen(True)
-    # Cooling from a high-lead profile takes 15-25 minutes (reflow-oven.md).
+    # Cooling from a high-lead profile takes 15-25 minutes (reflow-oven.md): no look at
+    # the oven in the first 10 of them, then one every READY_POLL_S.
+    if cooling >= BIG_COOLDOWN_C:
+        await expect(clock, BIG_COOLDOWN_MIN_S)
     await driver.wait_ready(timeout_s=3600.0, poll_s=READY_POLL_S)
     deadline = clock.now() + bound(120.0)
     while True:

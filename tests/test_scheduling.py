@@ -65,6 +65,13 @@ async def test_batches_changeovers_and_uses_every_tool_of_a_role(tmp_path: Path)
     # Both cleaners took wafers.
     cleaners = Counter(s.tool for ws in steps.values() for s in ws if s.kind == "clean")
     assert set(cleaners) == {"cleaner-1", "cleaner-2"}, cleaners
+    # The oven is a pipeline: after the profile change every wafer waits for it, and each
+    # goes in as soon as the one ahead has cleared the entrance (not a wall-clock beat later).
+    second_pass = sorted(s.tool_time_start for ws in steps.values() for s in ws
+                         if s.step_index == 5 and s.status == "done")
+    spacing = tool_occupancy(HIPB.step(5))
+    gaps = [b - a for a, b in zip(second_pass, second_pass[1:], strict=False)]
+    assert gaps and all(spacing <= gap <= spacing + 30.0 for gap in gaps), (spacing, gaps)
 
 
 @pytest.mark.slow
