@@ -23,7 +23,7 @@ from drivers.clock import Clock
 from drivers.console import ConsoleCommand, expect_args, float_arg, int_arg, simple
 from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
 from drivers.modbus_link import MappedRegisters, ModbusLink, after_lost_reply
-from drivers.register_map import RegisterMap, load_register_map
+from drivers.register_map import Block, RegisterMap, load_register_map
 from drivers.types import (
     Alarm,
     CleanerState,
@@ -152,16 +152,8 @@ class FluxCleaner:
         The state and the residue come in one read, so the poll that sees DONE is also
         the first half of the result.
         """
-        deadline = self.clock.now() + timeout_s
-        while True:
-            v = await self.regs.read_block(self._process_and_result)
-            state = self._cleaner_state(v["STATE"])
-            if state is CleanerState.DONE:
-                return self._clean_result(v | await self.regs.read_block(self._result_id))
-            if state is CleanerState.ALARM:
-                raise self._tool_alarm(v["ALARM_CODE"])
-            await self._pause_until(deadline, f"not DONE within {timeout_s:g} s "
-                                              f"(state {state.name})")
+        v = await self._poll_until((CleanerState.DONE,), timeout_s, self._process_and_result)
+        return self._clean_result(v | await self.regs.read_block(self._result_id))
 
     # --- waiting ---------------------------------------------------------------------------------
 
@@ -170,13 +162,21 @@ class FluxCleaner:
         unless ALARM is one of the states asked for."""
         if not states:
             raise ValueError(f"{self.name}: wait_for needs at least one state")
+        v = await self._poll_until(states, timeout_s, self._process)
+        return self._cleaner_state(v["STATE"])
+
+    async def _poll_until(
+        self, states: tuple[CleanerState, ...], timeout_s: float, block: Block
+    ) -> dict[str, Any]:
+        """Read ``block`` (it starts with STATE and holds ALARM_CODE) every ``poll_s`` until
+        the state is one of ``states``; its values then."""
         deadline = self.clock.now() + timeout_s
         wanted = ", ".join(s.name for s in states)
         while True:
-            v = await self.regs.read_block(self._process)
+            v = await self.regs.read_block(block)
             state = self._cleaner_state(v["STATE"])
             if state in states:
-                return state
+                return v
             if state is CleanerState.ALARM:
                 raise self._tool_alarm(v["ALARM_CODE"])
             why = f"not {wanted} within {timeout_s:g} s (state {state.name})"

@@ -238,7 +238,6 @@ class WaferRun:
     async def _run_step(self, number: int, step: Step, driver: Any) -> str:
         here = waiting(number)
         tool = driver.name
-        seen: tool_steps.ToolView | None = None
         try:
             checked = await self._tool_work(self._readiness(number, step, driver))
         except ToolError as exc:

@@ -315,15 +315,15 @@ class StepResult:
 
 async def execute(
     driver: Any, step: Step, wafer_id: str, *, clock: Clock, recipe_name: str,
-    seen: ToolView | None = None,
+    seen: ToolView,
 ) -> StepResult:
     """Run the step on the tool up to its result. The wafer stays in a printer, mounter
     or cleaner (DONE) for the caller to judge (and repair) before ``unload``; the oven's
     wafer is unloaded at the exit at once, so it never blocks the wafers behind it.
 
-    ``seen`` is what the interlock check read just before (saves asking again)."""
+    ``seen`` is what the interlock check (``interlock_check``) read just before."""
     if isinstance(step, PrintStep):
-        await _release_own(driver, wafer_id, PrinterState, seen)
+        await _release_own(driver, PrinterState, seen)
         await driver.set_recipe(step.tool_recipe(recipe_name))
         await driver.load(wafer_id)
         await expect(clock, LOAD_S)
@@ -333,7 +333,7 @@ async def execute(
                                         bound(PRINT_PASS_S * step.passes + SPI_S),
                                         driver.result))
     if isinstance(step, PlaceStep):
-        await _release_own(driver, wafer_id, PlacerState, seen)
+        await _release_own(driver, PlacerState, seen)
         await driver.set_recipe(step.tool_recipe(recipe_name))
         await driver.load(wafer_id)
         await expect(clock, LOAD_S)
@@ -344,16 +344,11 @@ async def execute(
     if isinstance(step, ReflowStep):
         return await _reflow(driver, step, wafer_id, clock)
     assert isinstance(step, CleanStep)
-    if seen is not None:
-        own = seen.own_wafer_done
-    else:
-        own = (await driver.state() is CleanerState.DONE
-               and (await driver.result()).wafer_id == wafer_id)
-    if own:
+    if seen.own_wafer_done:
         await driver.unload()
     # Same wash temperature (the interlock checked it); times and pressure are this wafer's.
     wanted = step.tool_recipe()
-    if seen is None or seen.clean_recipe != wanted:
+    if seen.clean_recipe != wanted:
         await driver.set_recipe(wanted)
     await driver.load(wafer_id)
     await driver.start()
@@ -444,14 +439,9 @@ def _entrance_lock(driver: Any) -> asyncio.Lock:
     return lock
 
 
-async def _release_own(driver: Any, wafer_id: str, states: Any, seen: ToolView | None) -> None:
+async def _release_own(driver: Any, states: Any, seen: ToolView) -> None:
     """Our own wafer left in the tool by an earlier alarm or abort goes out first."""
-    if seen is not None:
-        own = seen.own_wafer_done
-    else:
-        status = await driver.status()
-        own = status.state is states.DONE and status.wafer_id == wafer_id
-    if own:
+    if seen.own_wafer_done:
         await driver.unload()
         await driver.wait_for(states.IDLE, timeout_s=bound(UNLOAD_S + WIPE_S))
 
