@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from controller.cli_sim import positive_float
 from controller.errors import UserError
 
 DEFAULT_DIAGRAM_RECIPE = "rebump-hipb-snpb"
@@ -49,20 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wafer", required=True, metavar="ID", help="wafer id (1-16 characters)")
     p.add_argument("--line", metavar="FILE", help="line configuration of the tools to use")
     p.add_argument("--steps", metavar="N-M", help="run only these steps, e.g. 2-4")
-    p.add_argument("--speed", type=_positive_float, default=400.0,
+    p.add_argument("--speed", type=positive_float, default=400.0,
                    help="simulated line: tool seconds per wall second (default 400)")
     p.add_argument("--seed", type=int, default=0, help="simulated line: random seed")
     p.set_defaults(handler=sequence_run)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _console():

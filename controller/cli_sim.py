@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--speed",
-        type=_positive_float,
+        type=positive_float,
         default=100.0,
         help="tool seconds per wall second (the line's time_scale; default 100)",
     )
@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_sim)
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0 (time scales, seconds)."""
     try:
         value = float(text)
     except ValueError:

@@ -145,7 +145,6 @@ class Scheduler:
         on_alarm: Callable[[ToolSlot, int, str, str | None], None] | None = None,
         before_load: Callable[[str], None] | None = None,
         poll_requests: Callable[[], None] | None = None,
-        auto_clear_alarms: bool = True,
     ) -> None:
         self.clock = clock
         self.tools: dict[str, ToolSlot] = {}
@@ -167,7 +166,6 @@ class Scheduler:
         )
         self._on_alarm = on_alarm
         self._poll_requests = poll_requests
-        self.auto_clear_alarms = auto_clear_alarms
         self.held_lots: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -188,12 +186,10 @@ class Scheduler:
         *,
         run: WaferRun | None = None,
     ) -> WaferSlot:
-        slot_ref: list[WaferSlot] = []
         run = run or WaferRun(recipe, wafer_id, self.clock)
-        run._on_event = lambda event: self._on_event(event, slot_ref[0])  # noqa: SLF001
         self._order += 1
         slot = WaferSlot(run, lot_id, priority, self._order, ready_since=self.clock.now())
-        slot_ref.append(slot)
+        run._on_event = lambda event: self._on_event(event, slot)  # noqa: SLF001
         self.wafers[wafer_id] = slot
         if run.state == "queued":
             run.start()
@@ -439,8 +435,6 @@ class Scheduler:
             self._on_alarm(tool, alarm.code, alarm.text, None)
 
     async def _try_clear(self, tool: ToolSlot) -> None:
-        if not self.auto_clear_alarms:
-            return
         try:
             await tool.driver.clear_alarm() if hasattr(
                 tool.driver, "clear_alarm"

@@ -96,16 +96,18 @@ class _Wafer:
 
 
 def transition_table(
-    kinds: Sequence[str], first: int = 1, last: int | None = None,
-    resume_to: Callable[[str], Callable[..., bool]] | None = None,
-    failed_at: Callable[[int], Callable[..., bool]] | None = None,
+    kinds: Sequence[str], first: int = 1, last: int | None = None, *,
+    resume_to: Callable[[str], Callable[..., bool]],
+    failed_at: Callable[[int], Callable[..., bool]],
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """States and transitions for steps first..last (1-based, inclusive)."""
+    """States and transitions for steps first..last (1-based, inclusive).
+
+    ``resume_to(state)`` and ``failed_at(step)`` make the conditions of resume (back to
+    the state the wafer was held from) and of retry/continue (at the step that failed).
+    """
     last = len(kinds) if last is None else last
     if not 1 <= first <= last <= len(kinds):
         raise SequenceError(f"steps {first}-{last} outside the recipe's 1-{len(kinds)}")
-    resume_to = resume_to or _named_condition("resumes_to", lambda: True)
-    failed_at = failed_at or (lambda i: _named_condition(f"failed_at_step{i}", lambda: True))
     numbers = range(first, last + 1)
     states = [QUEUED]
     for i in numbers:
@@ -212,7 +214,6 @@ class WaferMachine:
         self.held_from: str | None = None
         self.failed_step: int | None = None
         self.hold_reason = ""
-        self.retry_targets = retry_targets(self.kinds)
         self._wafer = _Wafer(self)
         self._machine = _shared_machine(self.kinds, first, self.last)
         self._pending: dict[str, Any] = {}
@@ -231,12 +232,10 @@ class WaferMachine:
 
     def allowed(self) -> list[str]:
         """Triggers that can fire now (conditions included)."""
-        return [t for t in TRIGGERS if self._may(t)]
+        return [t for t in TRIGGERS if self.may(t)]
 
     def may(self, trigger: str) -> bool:
-        return self._may(trigger)
-
-    def _may(self, trigger: str) -> bool:
+        """Can ``trigger`` fire now (conditions included)?"""
         # A direct look-up of the trigger's transitions from this state; conditions are
         # checked only where there are any.
         event = self._machine.events.get(trigger)
@@ -284,13 +283,7 @@ class WaferMachine:
         if trigger not in TRIGGERS:
             raise SequenceError(f"unknown wafer event '{trigger}' (known: {', '.join(TRIGGERS)})")
         source = self.state
-        # Most moves have no condition: a look-up of the transition from this state says
-        # whether it is allowed; only conditioned ones (resume, retry, continue) ask may_.
-        event = self._machine.events.get(trigger)
-        candidates = event.transitions.get(source) if event else None
-        if not candidates or (
-            any(t.conditions for t in candidates) and not self._may(trigger)
-        ):
+        if not self.may(trigger):
             allowed = ", ".join(self.allowed()) or "none"
             where = f" at step {self.step} ({self.step_kind})" if self.step else ""
             raise SequenceError(
@@ -303,7 +296,7 @@ class WaferMachine:
                          "source": source, "step": self.step}
         if trigger == "step_failed":
             self.failed_step = self.step
-        if not event.trigger(self._wafer):  # a condition changed under us: nothing moved
+        if not self._machine.events[trigger].trigger(self._wafer):  # nothing moved
             raise SequenceError(f"wafer {self.wafer_id} is {source}: '{trigger}' did not move it")
         return self._last_event
 

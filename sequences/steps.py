@@ -48,7 +48,7 @@ PRINTER_CHANGEOVER_S, PLACER_CHANGEOVER_S = 600.0, 900.0
 LOAD_S, UNLOAD_S, WIPE_S = 20.0, 10.0, 15.0
 PRINT_PASS_S, SPI_S = 30.0, 10.0
 PLACE_S = 25.0 + 40.0 + 15.0
-BATH_HEAT_C_S, BATH_COOL_C_S = 0.05, 0.01
+BATH_COOL_C_S = 0.01  # °C/s (flux-cleaner.md): how long a bath takes to come down
 READY_POLL_S = 20.0  # a profile change takes 15-25 minutes: look at the oven every 20 s
 BIG_COOLDOWN_C = 100.0  # hottest zone this much above the new profile's: high-lead to eutectic
 BIG_COOLDOWN_MIN_S = 600.0  # such a change takes no less (the spec: typically 15-25 min)
@@ -155,13 +155,6 @@ class ToolView:
     status: Any
     clean_recipe: Any = None  # cleaner: its recipe registers
     own_wafer_done: bool = False  # this wafer is still in the tool, finished (an earlier stop)
-
-
-async def interlock_reasons(
-    driver: Any, step: Step, wafer_id: str, status: Any = None
-) -> list[str]:
-    """Why the tool must not take this step now (empty: go)."""
-    return (await interlock_check(driver, step, wafer_id, status))[0]
 
 
 async def interlock_check(
@@ -492,6 +485,6 @@ def _state_name(status: Any) -> str:
 async def check_interlocks(driver: Any, step: Step, wafer_id: str) -> None:
     """Raise InterlockError naming every reason the tool must not take the step now."""
     check_role(driver, step)
-    reasons = await interlock_reasons(driver, step, wafer_id)
+    reasons, _ = await interlock_check(driver, step, wafer_id)
     if reasons:
         raise InterlockError(driver.name, reasons)

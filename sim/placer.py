@@ -211,8 +211,8 @@ class BallPlacerModel(HostLinkTool):
         return []
 
     def _chg(self, args: list[str], now: float) -> list[str]:
-        if not self.alarm:
-            self._need("IDLE")
+        # IDLE, or ALARM 111 (its remedy); never a second CHG while one runs.
+        self._need("ALARM" if self.alarm else "IDLE")
         want_args(args, 2, "CHG")
         alloy = parse_id(args[0], "ball_alloy")
         diameter = parse_int(args[1], "ball_diameter_um", 60, 760)

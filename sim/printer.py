@@ -283,8 +283,7 @@ class PastePrinterModel(HostLinkTool):
             self.settle("IDLE", t)
 
     def _fil(self, args: list[str], now: float) -> list[str]:
-        if not self.alarm:
-            self._need("IDLE")
+        self._need("ALARM" if self.alarm else "IDLE")  # IDLE, or ALARM 102 (its remedy)
         want_args(args, 0, "FIL")
         self.alarm = 0  # FIL is how alarm 102 clears; the refill starts at once
 

@@ -20,3 +20,15 @@ def wait_for_line_config(path: Path, proc: subprocess.Popen, timeout_s: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"bumpline sim wrote no line configuration in {timeout_s:g} s")
         time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """SIGTERM a test's `bumpline sim` (it stops cleanly on it); SIGKILL if it hangs."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sim_process import wait_for_line_config
+from sim_process import stop, wait_for_line_config
 
 BUMPLINE = [sys.executable, "-m", "controller.cli"]
 
@@ -48,13 +48,11 @@ def sim_process(tmp_path_factory: pytest.TempPathFactory):
         text=True,
         cwd=where,
     )
-    wait_for_line_config(config, proc)
     try:
+        wait_for_line_config(config, proc)
         yield proc, config, where
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
+        stop(proc)
         proc.stdout.close()
         proc.stderr.close()
 
@@ -168,9 +166,12 @@ def test_sim_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         text=True,
         cwd=tmp_path,
     )
-    wait_for_line_config(config, proc)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=20)
+    try:
+        wait_for_line_config(config, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        stop(proc)
     assert proc.returncode == 0, err
     assert "stopping simulated line" in err
     assert "Traceback" not in err

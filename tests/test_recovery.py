@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sim_process import wait_for_line_config
+from sim_process import stop, wait_for_line_config
 
 from controller.store import Store
 
@@ -40,12 +40,7 @@ def sim_line(tmp_path: Path):
         wait_for_line_config(config, proc)
         yield config, tmp_path / "sim.log"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=10)
         log.close()
 
 

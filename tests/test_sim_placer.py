@@ -298,6 +298,7 @@ def test_short_ball_supply_raises_111_and_needs_a_changeover() -> None:
     assert host.nak("CLR") == 4
     assert host.nak("ULD") == 5
     host("CHG", "SAC305", "250")  # allowed in ALARM 111
+    assert host.nak("CHG", "SAC305", "250") == 4  # not a second one while it changes over
     assert_stays(host, "CHANGEOVER", 900)
     assert host.state() == "ALARM" and host("STS")[5] == "100.0"
     host("CLR")
