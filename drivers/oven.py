@@ -16,6 +16,7 @@ One wafer, as the spec's worked example::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from drivers.clock import Clock
@@ -66,6 +67,9 @@ class ReflowOven:
             register_map = load_register_map(register_map or DEFAULT_MODEL)
         self.map = m = register_map
         self.regs = MappedRegisters(link, m)
+        # LOAD judges a lost reply by the belt count, which an UNLOAD also changes: the two
+        # exchanges never interleave (held for the requests only, not for any waiting).
+        self._belt = asyncio.Lock()
         # The few requests the driver makes, worked out once from the map.
         self._profile = m.block(
             "ZONE_SP", "CONVEYOR_SPEED", "O2_LIMIT", "TAL_THRESHOLD", "PROFILE_ID"
@@ -227,12 +231,13 @@ class ReflowOven:
         words = self._checked(self.map["LOAD_WAFER_ID"].encode, wafer_id)
         # The oven itself refuses a LOAD it cannot take (not READY, entrance not clear, no
         # nitrogen: exception 06, explained by _why_refused), so nothing is checked first.
-        on_belt = await self.regs.read("WAFERS_ON_BELT")
-        reg = self.map["LOAD_WAFER_ID"]
-        await self.link.write_registers(reg.address, words, what="LOAD_WAFER_ID")
-        # Never sent twice: a repeat could put a second wafer on the belt once the entrance
-        # clears. After a lost reply the belt count tells whether the wafer went on.
-        await self._command("LOAD", done=self._belt_count_is(on_belt + 1), resend=False)
+        async with self._belt:
+            on_belt = await self.regs.read("WAFERS_ON_BELT")
+            reg = self.map["LOAD_WAFER_ID"]
+            await self.link.write_registers(reg.address, words, what="LOAD_WAFER_ID")
+            # Never sent twice: a repeat could put a second wafer on the belt once the
+            # entrance clears. After a lost reply the belt count tells whether it went on.
+            await self._command("LOAD", done=self._belt_count_is(on_belt + 1), resend=False)
 
     async def exit_result(self) -> ReflowResult:
         """The exit wafer's measured profile: the EXIT_ registers, then its curve."""
@@ -275,7 +280,8 @@ class ReflowOven:
             wafer_id = await self.regs.read("EXIT_WAFER_ID")
         # Never sent twice blindly: a repeat could release the next wafer reaching the exit.
         # After a lost reply the exit tells: our wafer is gone from it, or it is not.
-        await self._command("UNLOAD", done=self._gone_from_exit(wafer_id), resend=False)
+        async with self._belt:
+            await self._command("UNLOAD", done=self._gone_from_exit(wafer_id), resend=False)
 
     async def clear(self) -> None:
         """Clear a latched alarm whose cause is gone."""

@@ -4,6 +4,7 @@ one-wafer worked example, alarms, reconnection, console commands."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -273,6 +274,38 @@ async def test_a_load_whose_reply_was_lost_is_not_reported_as_refused() -> None:
         assert replies[1] == "[1]"  # WAFERS_ON_BELT
         status = await oven.status()
         assert status.wafers_on_belt == 1 and status.state is OvenState.PROCESSING
+
+
+@pytest.mark.faults
+async def test_an_unload_during_a_lost_load_reply_does_not_load_the_wafer_twice() -> None:
+    """The belt count tells whether a LOAD whose reply was lost happened; an UNLOAD of the
+    exit wafer must not slip in between the count before and the count after."""
+    plan = DropArmedReply()
+    async with sim_oven(plan) as (oven, _):
+        await oven.stage_profile(EUTECTIC)
+        await oven.apply()
+        await oven.set_nitrogen(True)
+        await oven.wait_ready(timeout_s=1800)
+        await oven.load("LOT42-13")
+        first = await oven.wait_exit(timeout_s=1800)  # waits at the exit
+        sent: list[str] = []
+        unloading: list[asyncio.Task[None]] = []
+
+        def on_frame(direction: str, text: str) -> None:
+            if direction != ">":
+                return
+            sent.append(text)
+            if text.startswith("write_register 20 = 2 "):  # COMMAND=LOAD: its reply is lost
+                plan.armed = True
+                unloading.append(asyncio.create_task(oven.unload(first.wafer_id)))
+
+        oven.link.trace = on_frame
+        await oven.load("LOT42-14")
+        await unloading[0]
+        oven.link.trace = None
+        assert sum(t.startswith("write_register 20 = 2 ") for t in sent) == 1
+        status = await oven.status()
+        assert status.wafers_on_belt == 1 and not status.wafer_at_exit
 
 
 @pytest.mark.faults
