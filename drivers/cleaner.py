@@ -21,11 +21,11 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.console import ConsoleCommand, expect_args, float_arg, int_arg, simple
-from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
-from drivers.modbus_link import MappedRegisters, ModbusLink, after_lost_reply
-from drivers.register_map import Block, RegisterMap, load_register_map
+from drivers.errors import DeviceBusy, ToolError
+from drivers.modbus_link import ModbusLink, after_lost_reply
+from drivers.modbus_tool import ModbusTool
+from drivers.register_map import Block, RegisterMap
 from drivers.types import (
-    Alarm,
     CleanerState,
     CleanerStatus,
     CleanRecipe,
@@ -38,7 +38,10 @@ BATH_TOLERANCE_C = 2.0  # START needs the bath within this of WASH_TEMP_SP (spec
 CYCLE_STATES = (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING)
 
 
-class FluxCleaner:
+class FluxCleaner(ModbusTool[CleanerState]):
+    DEFAULT_MODEL = DEFAULT_MODEL
+    STATE = CleanerState
+
     def __init__(
         self,
         link: ModbusLink,
@@ -47,15 +50,8 @@ class FluxCleaner:
         register_map: RegisterMap | str | None = None,
         poll_s: float = 2.0,
     ) -> None:
-        if not poll_s > 0:
-            raise ValueError(f"{link.tool}: poll interval must be > 0 tool seconds, got {poll_s}")
-        self.link = link
-        self.clock = clock
-        self.poll_s = poll_s
-        if not isinstance(register_map, RegisterMap):
-            register_map = load_register_map(register_map or DEFAULT_MODEL)
-        self.map = m = register_map
-        self.regs = MappedRegisters(link, m)
+        super().__init__(link, clock, register_map=register_map, poll_s=poll_s)
+        m = self.map
         self._recipe = m.block(
             "WASH_TEMP_SP", "WASH_TIME", "RINSE_TIME", "DRY_TIME", "SPRAY_PRESSURE"
         )
@@ -71,13 +67,6 @@ class FluxCleaner:
             "RESULT_IONIC", "RESULT_STATUS",
         )
         self._result_id = m.block("RESULT_WAFER_ID", "CYCLE_COUNT")
-
-    @property
-    def name(self) -> str:
-        return self.link.tool
-
-    def __repr__(self) -> str:
-        return f"FluxCleaner({self.name}, {self.map.model})"
 
     # --- recipe ----------------------------------------------------------------------------------
 
@@ -111,7 +100,7 @@ class FluxCleaner:
         v = await self.regs.read_block(self._process)
         inputs = await self.regs.read_block(self._inputs)
         return CleanerStatus(
-            state=self._cleaner_state(v["STATE"]),
+            state=self._state_of(v["STATE"]),
             wash_temp_c=v["WASH_TEMP_PV"],
             rinse_resistivity_mohm_cm=v["RINSE_RESISTIVITY"],
             remaining_s=v["REMAINING_S"],
@@ -121,13 +110,6 @@ class FluxCleaner:
             di_resistivity_low=inputs["DI_RESISTIVITY_LOW"],
             door_open=inputs["DOOR_OPEN"],
         )
-
-    async def state(self) -> CleanerState:
-        return self._cleaner_state(await self.regs.read("STATE"))
-
-    async def alarm(self) -> Alarm | None:
-        code = await self.regs.read("ALARM_CODE")
-        return Alarm(code, self.map.alarm_text(code)) if code else None
 
     async def result(self) -> CleanResult:
         """The last finished wafer: residue, outcome, id and the cycle counter."""
@@ -163,7 +145,7 @@ class FluxCleaner:
         if not states:
             raise ValueError(f"{self.name}: wait_for needs at least one state")
         v = await self._poll_until(states, timeout_s, self._process)
-        return self._cleaner_state(v["STATE"])
+        return self._state_of(v["STATE"])
 
     async def _poll_until(
         self, states: tuple[CleanerState, ...], timeout_s: float, block: Block
@@ -174,7 +156,7 @@ class FluxCleaner:
         wanted = ", ".join(s.name for s in states)
         while True:
             v = await self.regs.read_block(block)
-            state = self._cleaner_state(v["STATE"])
+            state = self._state_of(v["STATE"])
             if state in states:
                 return v
             if state is CleanerState.ALARM:
@@ -191,7 +173,7 @@ class FluxCleaner:
         deadline = self.clock.now() + timeout_s
         while True:
             v = await self.regs.read_block(self._process)
-            if self._cleaner_state(v["STATE"]) is CleanerState.ALARM:
+            if self._state_of(v["STATE"]) is CleanerState.ALARM:
                 raise self._tool_alarm(v["ALARM_CODE"])
             bath = v["WASH_TEMP_PV"]
             if abs(bath - setpoint) <= BATH_TOLERANCE_C:
@@ -202,23 +184,12 @@ class FluxCleaner:
             )
             await self._pause_until(deadline, why)
 
-    async def _pause_until(self, deadline: float, timeout_message: str) -> None:
-        remaining = deadline - self.clock.now()
-        if remaining <= 0:
-            raise ToolTimeout(self.name, timeout_message)
-        await self.clock.sleep(min(self.poll_s, remaining))
-
     # --- wafers ----------------------------------------------------------------------------------
 
     async def load(self, wafer_id: str) -> None:
         """WAFER_ID, then COMMAND = LOAD: the wafer is in the chamber (LOADED)."""
-        if not wafer_id:
-            raise ValueError(f"{self.name}: a wafer id is needed to load a wafer")
+        words = self._wafer_id_words("WAFER_ID", wafer_id)
         reg = self.map["WAFER_ID"]
-        try:
-            words = reg.encode(wafer_id)
-        except ValueError as exc:
-            raise ValueError(f"{self.name}: {exc}") from None
         await self.link.write_registers(reg.address, words, what="WAFER_ID")
         await self._command("LOAD", done=(CleanerState.LOADED,))
 
@@ -265,15 +236,6 @@ class FluxCleaner:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _cleaner_state(self, code: int) -> CleanerState:
-        name = self.map["STATE"].code_name(code)
-        try:
-            return CleanerState[name]
-        except KeyError:
-            raise ToolError(self.name, f"STATE = {code}: not a state of {self.map.model}") from None
-
-    def _tool_alarm(self, code: int) -> ToolAlarm:
-        return ToolAlarm(self.name, code, self.map.alarm_text(code))
 
 
 # --- console commands (bumpline tool NAME COMMAND ...) -----------------------------------------

@@ -28,17 +28,12 @@ from drivers.console import (
     int_arg,
     simple,
 )
-from drivers.errors import DeviceBusy, LinkError, ToolAlarm, ToolError, ToolTimeout
-from drivers.modbus_link import (
-    MAX_READ_REGISTERS,
-    MappedRegisters,
-    ModbusLink,
-    after_lost_reply,
-)
-from drivers.register_map import RegisterMap, load_register_map
+from drivers.errors import DeviceBusy, LinkError, ToolError
+from drivers.modbus_link import MAX_READ_REGISTERS, ModbusLink, after_lost_reply
+from drivers.modbus_tool import ModbusTool
+from drivers.register_map import RegisterMap
 from drivers.types import (
     ZONES,
-    Alarm,
     OvenSignals,
     OvenState,
     OvenStatus,
@@ -49,7 +44,10 @@ from drivers.types import (
 DEFAULT_MODEL = "rf-10n"
 
 
-class ReflowOven:
+class ReflowOven(ModbusTool[OvenState]):
+    DEFAULT_MODEL = DEFAULT_MODEL
+    STATE = OvenState
+
     def __init__(
         self,
         link: ModbusLink,
@@ -58,15 +56,8 @@ class ReflowOven:
         register_map: RegisterMap | str | None = None,
         poll_s: float = 2.0,
     ) -> None:
-        if not poll_s > 0:
-            raise ValueError(f"{link.tool}: poll interval must be > 0 tool seconds, got {poll_s}")
-        self.link = link
-        self.clock = clock
-        self.poll_s = poll_s
-        if not isinstance(register_map, RegisterMap):
-            register_map = load_register_map(register_map or DEFAULT_MODEL)
-        self.map = m = register_map
-        self.regs = MappedRegisters(link, m)
+        super().__init__(link, clock, register_map=register_map, poll_s=poll_s)
+        m = self.map
         # LOAD judges a lost reply by the belt count, which an UNLOAD also changes: the two
         # exchanges never interleave (held for the requests only, not for any waiting).
         self._belt = asyncio.Lock()
@@ -74,7 +65,6 @@ class ReflowOven:
         self._profile = m.block(
             "ZONE_SP", "CONVEYOR_SPEED", "O2_LIMIT", "TAL_THRESHOLD", "PROFILE_ID"
         )
-        self._zone_pv = m["ZONE_PV"]
         self._process = m.block(
             "ZONE_PV", "STATE", "WAFERS_ON_BELT", "ALARM_CODE", "O2_PPM", "ACTIVE_PROFILE_ID"
         )
@@ -87,15 +77,8 @@ class ReflowOven:
         )
         self._curve_len = m["EXIT_CURVE_LEN"]
         self._curve = m["EXIT_CURVE"]
-        if m["ZONE_SP"].values != ZONES or self._zone_pv.values != ZONES:
+        if m["ZONE_SP"].values != ZONES or m["ZONE_PV"].values != ZONES:
             raise ValueError(f"{m.source}: ZONE_SP and ZONE_PV must hold {ZONES} zones")
-
-    @property
-    def name(self) -> str:
-        return self.link.tool
-
-    def __repr__(self) -> str:
-        return f"ReflowOven({self.name}, {self.map.model})"
 
     # --- profile ---------------------------------------------------------------------------------
 
@@ -142,9 +125,7 @@ class ReflowOven:
 
     async def zone_temperatures(self) -> tuple[float | None, ...]:
         """Zone 1..10 temperatures in °C, None for a failed thermocouple: one request."""
-        reg = self._zone_pv
-        words = await self.link.read(reg.table, reg.address, reg.count, what="ZONE_PV")
-        return reg.decode_all(words)
+        return await self.regs.read("ZONE_PV")
 
     async def status(self) -> OvenStatus:
         """Everything at a glance in three requests: process values, inputs, coils."""
@@ -152,7 +133,7 @@ class ReflowOven:
         flags = await self.regs.read_block(self._flags)
         coils = await self.regs.read_block(self._coils)
         return OvenStatus(
-            state=self._oven_state(v["STATE"]),
+            state=self._state_of(v["STATE"]),
             zone_pv_c=tuple(v["ZONE_PV"]),
             wafers_on_belt=v["WAFERS_ON_BELT"],
             alarm_code=v["ALARM_CODE"],
@@ -176,14 +157,6 @@ class ReflowOven:
             alarm_active=flags["ALARM_ACTIVE"],
         )
 
-    async def state(self) -> OvenState:
-        return self._oven_state(await self.regs.read("STATE"))
-
-    async def alarm(self) -> Alarm | None:
-        """The latched alarm, or None."""
-        code = await self.regs.read("ALARM_CODE")
-        return Alarm(code, self.map.alarm_text(code)) if code else None
-
     # --- waiting ---------------------------------------------------------------------------------
 
     async def wait_ready(self, timeout_s: float, poll_s: float | None = None) -> None:
@@ -195,7 +168,7 @@ class ReflowOven:
         deadline = self.clock.now() + timeout_s
         while True:
             v = await self.regs.read_block(self._state)
-            state = self._oven_state(v["STATE"])
+            state = self._state_of(v["STATE"])
             if state is OvenState.READY:
                 return
             if state is OvenState.ALARM:
@@ -214,21 +187,11 @@ class ReflowOven:
                 raise self._tool_alarm(await self.regs.read("ALARM_CODE"))
             await self._pause_until(deadline, f"no wafer at the exit within {timeout_s:g} s")
 
-    async def _pause_until(
-        self, deadline: float, timeout_message: str, poll_s: float | None = None
-    ) -> None:
-        remaining = deadline - self.clock.now()
-        if remaining <= 0:
-            raise ToolTimeout(self.name, timeout_message)
-        await self.clock.sleep(min(poll_s or self.poll_s, remaining))
-
     # --- wafers ----------------------------------------------------------------------------------
 
     async def load(self, wafer_id: str) -> None:
         """Put a wafer on the belt: LOAD_WAFER_ID, then COMMAND = LOAD."""
-        if not wafer_id:
-            raise ValueError(f"{self.name}: a wafer id is needed to load a wafer")
-        words = self._checked(self.map["LOAD_WAFER_ID"].encode, wafer_id)
+        words = self._wafer_id_words("LOAD_WAFER_ID", wafer_id)
         # The oven itself refuses a LOAD it cannot take (not READY, entrance not clear, no
         # nitrogen: exception 06, explained by _why_refused), so nothing is checked first.
         async with self._belt:
@@ -360,21 +323,6 @@ class ReflowOven:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _oven_state(self, code: int) -> OvenState:
-        name = self.map["STATE"].code_name(code)
-        try:
-            return OvenState[name]
-        except KeyError:
-            raise ToolError(self.name, f"STATE = {code}: not a state of {self.map.model}") from None
-
-    def _tool_alarm(self, code: int) -> ToolAlarm:
-        return ToolAlarm(self.name, code, self.map.alarm_text(code))
-
-    def _checked(self, encode: Callable[[str], list[int]], value: str) -> list[int]:
-        try:
-            return encode(value)
-        except ValueError as exc:
-            raise ValueError(f"{self.name}: {exc}") from None
 
 
 # --- console commands (bumpline tool NAME COMMAND ...) -----------------------------------------

@@ -1,0 +1,88 @@
+"""What the Modbus drivers (oven, cleaner) share: one tool behind a ``ModbusLink``,
+read and written by name through its register map.
+
+Both specs work alike here ("exceptions as for the oven", flux-cleaner.md): a STATE
+register whose codes the map names, an ALARM_CODE register with the map's alarm
+texts, waits in tool seconds on the injected clock.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import ClassVar, Generic, TypeVar
+
+from drivers.clock import Clock
+from drivers.errors import ToolAlarm, ToolError, ToolTimeout
+from drivers.modbus_link import MappedRegisters, ModbusLink
+from drivers.register_map import RegisterMap, load_register_map
+from drivers.types import Alarm
+
+St = TypeVar("St", bound=Enum)
+
+
+class ModbusTool(Generic[St]):
+    """Base of the Modbus drivers. A subclass names its map and its state enum."""
+
+    DEFAULT_MODEL: ClassVar[str]
+    STATE: ClassVar[type[Enum]]
+
+    def __init__(
+        self,
+        link: ModbusLink,
+        clock: Clock,
+        *,
+        register_map: RegisterMap | str | None = None,
+        poll_s: float = 2.0,
+    ) -> None:
+        if not poll_s > 0:
+            raise ValueError(f"{link.tool}: poll interval must be > 0 tool seconds, got {poll_s}")
+        self.link = link
+        self.clock = clock
+        self.poll_s = poll_s
+        if not isinstance(register_map, RegisterMap):
+            register_map = load_register_map(register_map or self.DEFAULT_MODEL)
+        self.map = register_map
+        self.regs = MappedRegisters(link, register_map)
+
+    @property
+    def name(self) -> str:
+        return self.link.tool
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}, {self.map.model})"
+
+    async def state(self) -> St:
+        return self._state_of(await self.regs.read("STATE"))
+
+    async def alarm(self) -> Alarm | None:
+        """The latched alarm, or None."""
+        code = await self.regs.read("ALARM_CODE")
+        return Alarm(code, self.map.alarm_text(code)) if code else None
+
+    async def _pause_until(
+        self, deadline: float, timeout_message: str, poll_s: float | None = None
+    ) -> None:
+        """Sleep one poll interval (or what is left of it); ToolTimeout past the deadline."""
+        remaining = deadline - self.clock.now()
+        if remaining <= 0:
+            raise ToolTimeout(self.name, timeout_message)
+        await self.clock.sleep(min(poll_s or self.poll_s, remaining))
+
+    def _state_of(self, code: int) -> St:
+        name = self.map["STATE"].code_name(code)
+        try:
+            return self.STATE[name]  # type: ignore[return-value]
+        except KeyError:
+            raise ToolError(self.name, f"STATE = {code}: not a state of {self.map.model}") from None
+
+    def _tool_alarm(self, code: int) -> ToolAlarm:
+        return ToolAlarm(self.name, code, self.map.alarm_text(code))
+
+    def _wafer_id_words(self, register: str, wafer_id: str) -> list[int]:
+        """The register words of a wafer id (ValueError, naming the tool, if it cannot be)."""
+        if not wafer_id:
+            raise ValueError(f"{self.name}: a wafer id is needed to load a wafer")
+        try:
+            return self.map[register].encode(wafer_id)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
