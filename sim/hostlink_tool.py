@@ -131,6 +131,9 @@ class HostLinkTool:
         self.step: Step | None = None
         self.alarm = 0
         self.alarm_since = 0.0
+        # An alarm an interlock (door, e-stop) was shown over, whose own remedy is still
+        # due (102 needs FIL, 111 needs CHG): CLR of the interlock shows it again.
+        self._beneath: tuple[int, float] | None = None
         self.door_open = False
         self.estop_pressed = False
         self.wafer_id: str | None = None
@@ -323,6 +326,8 @@ class HostLinkTool:
             self._log.append(f"t={t:.1f}s alarm {code} while {self.alarm} latched (not shown)")
             self._note(t)
             return
+        if self.alarm and not self.alarm_cause_gone(self.alarm, t):
+            self._beneath = (self.alarm, self.alarm_since)
         self.alarm, self.alarm_since = code, t
         self.alarm_raised(code, t)
         self._log.append(f"t={t:.1f}s alarm {code} {self.alarm_text(code)}")
@@ -367,6 +372,10 @@ class HostLinkTool:
             raise Nak(4, f"cause of alarm {self.alarm} persists")
         self._log.append(f"t={now:.1f}s alarm {self.alarm} cleared")
         self.alarm = 0
+        beneath, self._beneath = self._beneath, None
+        if beneath is not None and not self.alarm_cause_gone(beneath[0], now):
+            self.alarm, self.alarm_since = beneath
+            self._log.append(f"t={now:.1f}s alarm {self.alarm} shown again (cause persists)")
         return []
 
     def _abt(self, args: list[str], now: float) -> list[str]:

@@ -328,6 +328,21 @@ def test_empty_cartridge_raises_102_before_the_next_print() -> None:
     assert host.model.fills == 1
 
 
+def test_a_door_opened_over_102_does_not_let_clr_clear_it() -> None:
+    host = Host(PastePrinterModel(paste_level_pct=0.0))
+    host.load("W1")
+    host("PRT")
+    assert host("ALR") == ["102", "PASTE EMPTY"]
+    host.model.open_door(host.clock.now())
+    assert host("ALR")[0] == "400"  # the interlock is shown over it
+    host.model.close_door(host.clock.now())
+    host("CLR")  # clears the door alarm only: the cartridge is still empty
+    assert host("ALR") == ["102", "PASTE EMPTY"]
+    assert host.nak("CLR") == 4  # only FIL clears 102 (paste-printer.md)
+    host("FIL")
+    assert host.sts()["alarm"] == "0"
+
+
 def test_fil_from_idle(host: Host) -> None:
     host.print_wafer()
     host.unload()
