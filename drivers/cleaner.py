@@ -20,7 +20,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.console import ConsoleCommand, expect_args, float_arg, int_arg, simple
+from drivers.console import (
+    ConsoleCommand,
+    alarm_or_none,
+    done_text,
+    expect_args,
+    float_arg,
+    int_arg,
+    simple,
+    timeout_arg,
+)
 from drivers.errors import DeviceBusy, ToolError
 from drivers.modbus_link import ModbusLink, after_lost_reply
 from drivers.modbus_tool import ModbusTool
@@ -264,34 +273,23 @@ async def _load(cleaner: FluxCleaner, args: list[str]) -> object:
     return f"loaded {args[0]}"
 
 
-def _timeout(usage: str, args: list[str], default: float) -> float:
-    expect_args(usage, args, 0, 1)
-    return float_arg(args[0], "timeout (tool seconds)") if args else default
-
 
 async def _wait_done(cleaner: FluxCleaner, args: list[str]) -> object:
-    await cleaner.wait_done(_timeout("wait-done [TIMEOUT_S]", args, 3600.0))
+    await cleaner.wait_done(timeout_arg("wait-done [TIMEOUT_S]", args, 3600.0))
     return await cleaner.result()
 
 
 async def _wait_bath(cleaner: FluxCleaner, args: list[str]) -> object:
-    bath = await cleaner.wait_bath_ready(_timeout("wait-bath [TIMEOUT_S]", args, 3600.0))
+    bath = await cleaner.wait_bath_ready(timeout_arg("wait-bath [TIMEOUT_S]", args, 3600.0))
     return f"bath ready at {bath} °C"
 
 
-async def _done(call: Awaitable[None], text: str) -> str:
-    await call
-    return text
-
-
-async def _alarm_or_none(cleaner: FluxCleaner) -> object:
-    return await cleaner.alarm() or "no alarm"
 
 
 def _action(
     name: str, help: str, call: Callable[[FluxCleaner], Awaitable[None]]
 ) -> ConsoleCommand:
-    return simple(name, help, lambda c: _done(call(c), f"{name} done"))
+    return simple(name, help, lambda c: done_text(call(c), f"{name} done"))
 
 
 CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
@@ -303,7 +301,7 @@ CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
     _action("unload", "take the cleaned wafer out", lambda c: c.unload()),
     _action("clear", "clear a latched alarm whose cause is gone", lambda c: c.clear()),
     _action("abort", "stop the running cycle", lambda c: c.abort()),
-    simple("alarm", "the latched alarm, if any", _alarm_or_none),
+    simple("alarm", "the latched alarm, if any", alarm_or_none),
     ConsoleCommand("wait-done", "wait-done [TIMEOUT_S]",
                    "wait for the cycle to finish and show the result", _wait_done),
     ConsoleCommand("wait-bath", "wait-bath [TIMEOUT_S]",

@@ -70,6 +70,23 @@ def float_arg(text: str, what: str) -> float:
     return value
 
 
+def timeout_arg(usage: str, args: Sequence[str], default: float) -> float:
+    """An optional single argument: a timeout in tool seconds."""
+    expect_args(usage, args, 0, 1)
+    return float_arg(args[0], "timeout (tool seconds)") if args else default
+
+
+async def done_text(call: Awaitable[object], text: str) -> str:
+    """Run a command that returns nothing; say ``text`` when it is done."""
+    await call
+    return text
+
+
+async def alarm_or_none(driver: Any) -> object:
+    """The driver's latched alarm, or "no alarm"."""
+    return await driver.alarm() or "no alarm"
+
+
 def enum_arg(text: str, enum: type[E], what: str) -> E:
     try:
         return enum(text.strip().upper())

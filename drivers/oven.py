@@ -23,10 +23,13 @@ from drivers.clock import Clock
 from drivers.console import (
     ConsoleCommand,
     ConsoleUsageError,
+    alarm_or_none,
+    done_text,
     expect_args,
     float_arg,
     int_arg,
     simple,
+    timeout_arg,
 )
 from drivers.errors import DeviceBusy, LinkError, ToolError
 from drivers.modbus_link import MAX_READ_REGISTERS, ModbusLink, after_lost_reply
@@ -328,10 +331,6 @@ class ReflowOven(ModbusTool[OvenState]):
 # --- console commands (bumpline tool NAME COMMAND ...) -----------------------------------------
 
 
-def _timeout(usage: str, args: list[str], default: float) -> float:
-    expect_args(usage, args, 0, 1)
-    return float_arg(args[0], "timeout (tool seconds)") if args else default
-
 
 def _switch(usage: str, args: list[str], on: str, off: str) -> bool:
     expect_args(usage, args, 1)
@@ -382,17 +381,13 @@ async def _load(oven: ReflowOven, args: list[str]) -> object:
 
 
 async def _wait_ready(oven: ReflowOven, args: list[str]) -> object:
-    await oven.wait_ready(_timeout("wait-ready [TIMEOUT_S]", args, 1800.0))
+    await oven.wait_ready(timeout_arg("wait-ready [TIMEOUT_S]", args, 1800.0))
     return "ready"
 
 
 async def _wait_exit(oven: ReflowOven, args: list[str]) -> object:
-    return await oven.wait_exit(_timeout("wait-exit [TIMEOUT_S]", args, 900.0))
+    return await oven.wait_exit(timeout_arg("wait-exit [TIMEOUT_S]", args, 900.0))
 
-
-async def _done(call: Awaitable[None], text: str) -> str:
-    await call
-    return text
 
 
 CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
@@ -400,23 +395,20 @@ CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
     simple("zones", "zone 1..10 temperatures (°C)", lambda o: o.zone_temperatures()),
     ConsoleCommand("profile", _PROFILE_USAGE, "show the staged profile, or stage one", _profile),
     simple("apply", "make the staged profile active (belt empty)",
-           lambda o: _done(o.apply(), "applied")),
+           lambda o: done_text(o.apply(), "applied")),
     ConsoleCommand("n2", "n2 on|off", "switch the nitrogen purge", _n2),
     ConsoleCommand("conveyor", "conveyor run|stop", "run or stop the belt (stopping flags wafers)",
                    _conveyor),
     ConsoleCommand("load", "load WAFER_ID", "put a wafer on the belt", _load),
     simple("result", "the exit wafer's measured profile", lambda o: o.exit_result()),
-    simple("unload", "the exit wafer has been taken", lambda o: _done(o.unload(), "unloaded")),
+    simple("unload", "the exit wafer has been taken", lambda o: done_text(o.unload(), "unloaded")),
     simple("clear", "clear a latched alarm whose cause is gone",
-           lambda o: _done(o.clear(), "cleared")),
-    simple("standby", "all zones to 100 °C (belt empty)", lambda o: _done(o.standby(), "standby")),
-    simple("alarm", "the latched alarm, if any", lambda o: _alarm_or_none(o)),
+           lambda o: done_text(o.clear(), "cleared")),
+    simple("standby", "all zones to 100 °C (belt empty)",
+           lambda o: done_text(o.standby(), "standby")),
+    simple("alarm", "the latched alarm, if any", alarm_or_none),
     ConsoleCommand("wait-ready", "wait-ready [TIMEOUT_S]", "wait until READY (tool seconds)",
                    _wait_ready),
     ConsoleCommand("wait-exit", "wait-exit [TIMEOUT_S]",
                    "wait for a wafer at the exit and show its result", _wait_exit),
 )
-
-
-async def _alarm_or_none(oven: ReflowOven) -> object:
-    return await oven.alarm() or "no alarm"
