@@ -35,6 +35,7 @@ from drivers.modbus_link import ModbusLink, after_lost_reply
 from drivers.modbus_tool import ModbusTool
 from drivers.register_map import Block, RegisterMap
 from drivers.types import (
+    BATH_TOLERANCE_C,
     CleanerState,
     CleanerStatus,
     CleanRecipe,
@@ -43,7 +44,6 @@ from drivers.types import (
 )
 
 DEFAULT_MODEL = "fc-1"
-BATH_TOLERANCE_C = 2.0  # START needs the bath within this of WASH_TEMP_SP (spec)
 CYCLE_STATES = (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING)
 
 

@@ -43,9 +43,6 @@ class ScaledClock:
     def now(self) -> float:
         return (time.monotonic() - self._origin) * self.scale
 
-    def to_wall(self, tool_seconds: float) -> float:
-        return tool_seconds / self.scale
-
     async def sleep(self, tool_seconds: float) -> None:
         await asyncio.sleep(max(0.0, tool_seconds) / self.scale)
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 ROLES = ("printer", "placer", "oven", "cleaner")
-TRANSPORTS = ("serial", "modbus-tcp", "modbus-rtu")
 # Which transports each role's host interface uses (from the tools' specs).
 ROLE_TRANSPORTS = {
     "printer": ("serial",),

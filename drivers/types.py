@@ -218,6 +218,9 @@ class ReflowResult:
 # --- Flux cleaner FC-1 --------------------------------------------------------------------------
 
 
+BATH_TOLERANCE_C = 2.0  # the FC-1 STARTs only with the bath within this of WASH_TEMP_SP
+
+
 class CleanerState(IntEnum):
     IDLE = 0
     READY = 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drivers.types import (
+    BATH_TOLERANCE_C,
     CleanerState,
     CleanerStatus,
     CleanRecipe,
@@ -33,7 +34,6 @@ from sequences.recipe import (
 )
 from sequences.validate import ValidationOptions
 
-BATH_TOLERANCE_C = 2.0  # the cleaner's own START condition (flux-cleaner.md)
 PASTE_PER_PRINT_PCT = 0.4
 FLUX_PER_WAFER_PCT = 0.5
 
