@@ -24,7 +24,8 @@ import math
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sim.faults import FaultPlan
 from sim.hostlink import Nak
@@ -137,6 +138,10 @@ class HostLinkTool:
         self.door_open = False
         self.estop_pressed = False
         self.wafer_id: str | None = None
+        # The wafer's RES (a frozen dataclass with ``status`` and ``fields()``); final once
+        # its processing is over, so an abort after that keeps it.
+        self.result: Any = None
+        self.result_final = False
         self.wafers_loaded = 0
         self.wafers_unloaded = 0
         self._events: list[_Event] = []
@@ -168,14 +173,29 @@ class HostLinkTool:
         """Commands besides the common five that the latched alarm lets through."""
         return False
 
+    def unmeasured_result(self, status: str) -> Any:
+        """The RES of a wafer stopped (ALARM, ABORTED) before it was inspected."""
+        raise NotImplementedError
+
     def on_alarm(self, code: int, t: float) -> None:
         """An alarm stopped the tool at ``t``: give an unfinished wafer its result."""
+        self._stop_wafer("ALARM")
 
     def alarm_raised(self, code: int, t: float) -> None:
         """Alarm ``code`` was latched at ``t`` (start what clears it, e.g. a refill)."""
 
     def on_abort(self, t: float) -> None:
         """ABT stopped the running step, or a READY wafer, at ``t``."""
+        self._stop_wafer("ABORTED")
+
+    def _stop_wafer(self, status: str) -> None:
+        if self.wafer_id is None or self.result_final:
+            return
+        if self.result is not None:  # stopped mid-repair: the last inspection still stands
+            self.result = replace(self.result, status=status)
+        else:
+            self.result = self.unmeasured_result(status)
+        self.result_final = True
 
     # --- the host's entry point --------------------------------------------------------------
 
@@ -309,6 +329,7 @@ class HostLinkTool:
             self._armed = [a.code for a in plan.alarms if a.at_wafer == self.wafers_loaded]
 
     def hand_out_wafer(self, t: float) -> None:
+        self.result, self.result_final = None, False
         self.wafer_id = None
         self.wafers_unloaded += 1
         self._armed = []
@@ -347,6 +368,18 @@ class HostLinkTool:
             self._shown = state
 
     # --- the common commands -----------------------------------------------------------------
+
+    def need(self, *states: str) -> None:
+        """NAK 04 unless the tool is in one of ``states``."""
+        if self.state not in states:
+            raise Nak(4, f"not allowed in {self.state}")
+
+    def _res(self, args: list[str], now: float) -> list[str]:
+        """RES (both tools: the result of the wafer in DONE); subclasses register it."""
+        self.need("DONE")
+        want_args(args, 0, "RES")
+        assert self.result is not None
+        return self.result.fields()
 
     def _idn(self, args: list[str], now: float) -> list[str]:
         want_args(args, 0, "IDN")

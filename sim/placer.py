@@ -79,6 +79,8 @@ class PlacementReport:
 
 
 class BallPlacerModel(HostLinkTool):
+    result: PlacementReport | None  # the wafer's RES (HostLinkTool keeps it)
+
     IDENTITY = ("ACME-BALL", "WBM-300", "SN0077", "1.9.0")
     ALARM_TEXT = {
         BALL_SUPPLY_EMPTY: "BALL SUPPLY EMPTY",
@@ -111,8 +113,6 @@ class BallPlacerModel(HostLinkTool):
         self.flux_tenths = round(flux_level_pct * 10)
         self.mask_wafers = mask_wafers  # wafers through the masks since the last changeover
         self.recipe: PlacementParameters | None = None
-        self.result: PlacementReport | None = None
-        self.result_final = False
         self._supply_exchanged = True  # alarm 111 clears only after a CHG
         self._flux_refill_due: float | None = None
         # counters a test can check
@@ -169,30 +169,13 @@ class BallPlacerModel(HostLinkTool):
     def allowed_in_alarm(self, cmd: str) -> bool:
         return cmd == "CHG" and self.alarm == BALL_SUPPLY_EMPTY
 
-    def on_alarm(self, code: int, t: float) -> None:
-        self._stop_wafer("ALARM")
-
-    def on_abort(self, t: float) -> None:
-        self._stop_wafer("ABORTED")
-
-    def _stop_wafer(self, status: str) -> None:
-        if self.wafer_id is None or self.result_final:
-            return
-        if self.result is not None:  # stopped mid-repair: the last inspection still stands
-            self.result = replace(self.result, status=status)
-        else:
-            sites = self.recipe.sites if self.recipe else 0
-            self.result = PlacementReport(self.wafer_id, status, sites)
-        self.result_final = True
+    def unmeasured_result(self, status: str) -> PlacementReport:
+        return PlacementReport(self.wafer_id or "", status, self.recipe.sites if self.recipe else 0)
 
     # --- commands ----------------------------------------------------------------------------
 
-    def _need(self, *states: str) -> None:
-        if self.state not in states:
-            raise Nak(4, f"not allowed in {self.state}")
-
     def _rcp(self, args: list[str], now: float) -> list[str]:
-        self._need("IDLE")
+        self.need("IDLE")
         want_args(args, 6, "RCP")
         name, diameter, alloy, flux, pitch, sites = args
         recipe = PlacementParameters(
@@ -212,7 +195,7 @@ class BallPlacerModel(HostLinkTool):
 
     def _chg(self, args: list[str], now: float) -> list[str]:
         # IDLE, or ALARM 111 (its remedy); never a second CHG while one runs.
-        self._need("ALARM" if self.alarm else "IDLE")
+        self.need("ALARM" if self.alarm else "IDLE")
         want_args(args, 2, "CHG")
         alloy = parse_id(args[0], "ball_alloy")
         diameter = parse_int(args[1], "ball_diameter_um", 60, 760)
@@ -230,7 +213,7 @@ class BallPlacerModel(HostLinkTool):
         return []
 
     def _lod(self, args: list[str], now: float) -> list[str]:
-        self._need("IDLE")
+        self.need("IDLE")
         if self.recipe is None:
             raise Nak(4, "LOD needs an RCP first")
         want_args(args, 1, "LOD")
@@ -240,7 +223,7 @@ class BallPlacerModel(HostLinkTool):
         return []
 
     def _plc(self, args: list[str], now: float) -> list[str]:
-        self._need("READY")
+        self.need("READY")
         want_args(args, 0, "PLC")
         recipe = self.recipe
         assert recipe is not None  # READY is only reached after an RCP
@@ -270,14 +253,8 @@ class BallPlacerModel(HostLinkTool):
         self.result_final = True
         self.settle("DONE", t)
 
-    def _res(self, args: list[str], now: float) -> list[str]:
-        self._need("DONE")
-        want_args(args, 0, "RES")
-        assert self.result is not None
-        return self.result.fields()
-
     def _rpr(self, args: list[str], now: float) -> list[str]:
-        self._need("DONE")
+        self.need("DONE")
         want_args(args, 0, "RPR")
         before = self.result
         if before is None or before.status != "OK":
@@ -306,14 +283,10 @@ class BallPlacerModel(HostLinkTool):
         self.settle("DONE", t)
 
     def _uld(self, args: list[str], now: float) -> list[str]:
-        self._need("DONE")
+        self.need("DONE")
         want_args(args, 0, "ULD")
 
-        def out(t: float) -> None:
-            self.result, self.result_final = None, False
-            self.hand_out_wafer(t)
-
-        self.start("UNLOADING", now, UNLOADING_S, out)
+        self.start("UNLOADING", now, UNLOADING_S, self.hand_out_wafer)
         return []
 
     # --- the placement -----------------------------------------------------------------------

@@ -75,6 +75,8 @@ class SpiResult:
 
 
 class PastePrinterModel(HostLinkTool):
+    result: SpiResult | None  # the wafer's RES (HostLinkTool keeps it)
+
     IDENTITY = ("ACME-PRINT", "WP-300", "SN1042", "2.4.1")
     ALARM_TEXT = {
         PASTE_EMPTY: "PASTE EMPTY",
@@ -109,8 +111,6 @@ class PastePrinterModel(HostLinkTool):
         self.align_fail_rate = align_fail_rate
         self.spi_sites = spi_sites
         self.recipe: PrintParameters | None = None
-        self.result: SpiResult | None = None
-        self.result_final = False  # the wafer's processing is over; an abort keeps the result
         # counters a test can check
         self.prints_executed = 0
         self.wipes = 0
@@ -144,25 +144,13 @@ class PastePrinterModel(HostLinkTool):
     def allowed_in_alarm(self, cmd: str) -> bool:
         return cmd == "FIL" and self.alarm == PASTE_EMPTY
 
-    def on_alarm(self, code: int, t: float) -> None:
-        self._stop_wafer("ALARM")
-
-    def on_abort(self, t: float) -> None:
-        self._stop_wafer("ABORTED")
-
-    def _stop_wafer(self, status: str) -> None:
-        if self.wafer_id is not None and not self.result_final:
-            self.result = SpiResult(self.wafer_id, status)  # not measured
-            self.result_final = True
+    def unmeasured_result(self, status: str) -> SpiResult:
+        return SpiResult(self.wafer_id or "", status)  # not measured
 
     # --- commands ----------------------------------------------------------------------------
 
-    def _need(self, *states: str) -> None:
-        if self.state not in states:
-            raise Nak(4, f"not allowed in {self.state}")
-
     def _rcp(self, args: list[str], now: float) -> list[str]:
-        self._need("IDLE")
+        self.need("IDLE")
         want_args(args, 7, "RCP")
         name, squeegee, speed, separation, stencil, passes, wipe_every = args
         recipe = PrintParameters(
@@ -180,7 +168,7 @@ class PastePrinterModel(HostLinkTool):
         return []
 
     def _chg(self, args: list[str], now: float) -> list[str]:
-        self._need("IDLE")
+        self.need("IDLE")
         want_args(args, 2, "CHG")
         stencil = parse_id(args[0], "stencil_id")
         alloy = parse_id(args[1], "paste_alloy")
@@ -197,7 +185,7 @@ class PastePrinterModel(HostLinkTool):
         return []
 
     def _lod(self, args: list[str], now: float) -> list[str]:
-        self._need("IDLE")
+        self.need("IDLE")
         if self.recipe is None:
             raise Nak(4, "LOD needs an RCP first")
         want_args(args, 1, "LOD")
@@ -214,7 +202,7 @@ class PastePrinterModel(HostLinkTool):
             self.settle("READY", t)
 
     def _prt(self, args: list[str], now: float) -> list[str]:
-        self._need("READY")
+        self.need("READY")
         want_args(args, 0, "PRT")
         assert self.recipe is not None  # READY is only reached after an RCP
         # Both refusals are alarms after the ACK: the tool takes the command, then stops.
@@ -245,14 +233,8 @@ class PastePrinterModel(HostLinkTool):
         else:
             self.settle("DONE", t)
 
-    def _res(self, args: list[str], now: float) -> list[str]:
-        self._need("DONE")
-        want_args(args, 0, "RES")
-        assert self.result is not None
-        return self.result.fields()
-
     def _uld(self, args: list[str], now: float) -> list[str]:
-        self._need("DONE")
+        self.need("DONE")
         want_args(args, 0, "ULD")
         wipe_every = self.recipe.wipe_every if self.recipe else 0
         if 0 < wipe_every <= self.prints_since_wipe:
@@ -262,14 +244,10 @@ class PastePrinterModel(HostLinkTool):
         return []
 
     def _unload(self, t: float) -> None:
-        def out(t: float) -> None:
-            self.result, self.result_final = None, False
-            self.hand_out_wafer(t)
-
-        self.start("UNLOADING", t, UNLOADING_S, out)
+        self.start("UNLOADING", t, UNLOADING_S, self.hand_out_wafer)
 
     def _wpe(self, args: list[str], now: float) -> list[str]:
-        self._need("IDLE")
+        self.need("IDLE")
         want_args(args, 0, "WPE")
         self.start("WIPING", now, WIPING_S, lambda t: self._wiped(t, then_unload=False))
         return []
@@ -283,7 +261,7 @@ class PastePrinterModel(HostLinkTool):
             self.settle("IDLE", t)
 
     def _fil(self, args: list[str], now: float) -> list[str]:
-        self._need("ALARM" if self.alarm else "IDLE")  # IDLE, or ALARM 102 (its remedy)
+        self.need("ALARM" if self.alarm else "IDLE")  # IDLE, or ALARM 102 (its remedy)
         want_args(args, 0, "FIL")
         self.alarm = 0  # FIL is how alarm 102 clears; the refill starts at once
 
