@@ -26,13 +26,13 @@ from enum import IntEnum
 from typing import Any
 
 from sim.modbus_map import (
-    DEVICE_BUSY,
     ILLEGAL_FUNCTION,
     ILLEGAL_VALUE,
-    EventLog,
+    LatchedAlarms,
     Refusal,
     Table,
     addresses,
+    busy_unless,
     check_span,
     check_text_words,
     registers_to_text,
@@ -145,8 +145,11 @@ class _Cycle:
         return CleanerState.DRYING
 
 
-class CleanerModel(EventLog):
+class CleanerModel(LatchedAlarms):
     """The cleaner's state and physics; ``read``/``write`` are its register map."""
+
+    TOOL = "cleaner"
+    ALARM_TEXT = ALARM_TEXT
 
     function_codes = frozenset({2, 3, 4, 6, 16})
     register_span = {Table.COILS: 0, Table.DISCRETE_INPUTS: 4, Table.HOLDING: 18, Table.INPUT: 22}
@@ -171,12 +174,9 @@ class CleanerModel(EventLog):
         self._result_wafer = ""
         self._cycle_count = 0
         self._chemistry_cycles = 0
-        self._alarms: list[int] = []
+        self._init_alarms()
         self._wafers_loaded = 0
-        self._time_alarms: list[tuple[float, int]] = []
-        self._wafer_alarms: dict[int, list[int]] = {}
         self._door_events: list[tuple[float, bool]] = []  # (tool time, open?)
-        self._scheduled: set[tuple[Any, ...]] = set()
         self._events: deque[tuple[float, str]] = deque(maxlen=1000)
         self._last_state = self._state()
 
@@ -213,8 +213,7 @@ class CleanerModel(EventLog):
         while self._door_events and self._door_events[0][0] <= self._t + 1e-9:
             _, opened = self._door_events.pop(0)
             self._set_door(opened, "fault plan")
-        while self._time_alarms and self._time_alarms[0][0] <= self._t + 1e-9:
-            self._latch(self._time_alarms.pop(0)[1], "fault plan")
+        self._fire_due_alarms()
         cycle = self._cycle
         if cycle is not None:
             phase = cycle.phase()
@@ -274,14 +273,9 @@ class CleanerModel(EventLog):
             return self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES
         return False  # fault-plan alarms are momentary
 
-    def _latch(self, code: int, why: str = "") -> None:
-        if code in self._alarms:
-            return
-        self._alarms.append(code)
-        self._event(f"alarm {code} {ALARM_TEXT.get(code, 'ALARM')}" + (f" ({why})" if why else ""))
+    def _latched(self, code: int) -> None:
         if self._cycle is not None:  # any alarm stops the spray: the wafer's cycle ends here
             self._end_cycle(ResultStatus.ALARM)
-        self._note_state()
 
     def _set_door(self, opened: bool, why: str = "") -> None:
         if opened == self._door_open:
@@ -370,7 +364,7 @@ class CleanerModel(EventLog):
             raise Refusal(ILLEGAL_VALUE, f"COMMAND {code}: unknown code (1-5)") from None
         state = self._state()
         if command is Command.LOAD:
-            _busy_unless(state in (CleanerState.IDLE, CleanerState.READY),
+            busy_unless(state in (CleanerState.IDLE, CleanerState.READY),
                          f"LOAD: state {state.name}")
             wafer_id = registers_to_text(self._wafer_id_regs)
             if not wafer_id:
@@ -380,15 +374,15 @@ class CleanerModel(EventLog):
             self._wafer_number = self._wafers_loaded
             self._event(f"LOAD {wafer_id!r} (wafer {self._wafer_number})")
         elif command is Command.START:
-            _busy_unless(state is CleanerState.LOADED, f"START: state {state.name}")
-            _busy_unless(self._bath_ready(), f"START: bath {self._bath_c:.1f} C, not within "
+            busy_unless(state is CleanerState.LOADED, f"START: state {state.name}")
+            busy_unless(self._bath_ready(), f"START: bath {self._bath_c:.1f} C, not within "
                          f"{START_BAND_C} C of {self._wash_sp():.1f} C")
             # Pre-start checks: a failed one latches its alarm and refuses the START.
             if self._di_mohm < DI_LOW_MOHM_CM:
                 self._latch(630, f"{self._di_mohm:.1f} MOhm.cm")
             if self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES:
                 self._latch(640, f"{self._chemistry_cycles} cycles since replenished")
-            _busy_unless(not self._alarms, f"START: alarm {self._alarms[:1]} latched")
+            busy_unless(not self._alarms, f"START: alarm {self._alarms[:1]} latched")
             assert self._wafer is not None
             r = self._recipe
             self._cycle = _Cycle(
@@ -400,40 +394,18 @@ class CleanerModel(EventLog):
             self._event(f"START {self._wafer!r}: wash {r[1]} s at {r[0] / 10:.1f} C, "
                         f"rinse {r[2]} s, dry {r[3]} s")
         elif command is Command.UNLOAD:
-            _busy_unless(state is CleanerState.DONE, f"UNLOAD: state {state.name}")
+            busy_unless(state is CleanerState.DONE, f"UNLOAD: state {state.name}")
             self._event(f"UNLOAD {self._wafer!r}")
             self._wafer, self._done = None, False
         elif command is Command.CLEAR:
-            _busy_unless(bool(self._alarms), "CLEAR: no alarm latched")
-            for code in self._alarms:
-                _busy_unless(not self._cause_present(code), f"CLEAR: cause of {code} still present")
-            self._event(f"CLEAR alarms {self._alarms}")
-            self._alarms = []
+            self._clear_alarms()
         else:
-            _busy_unless(state in (CleanerState.WASHING, CleanerState.RINSING,
+            busy_unless(state in (CleanerState.WASHING, CleanerState.RINSING,
                                    CleanerState.DRYING), f"ABORT: state {state.name}")
             self._end_cycle(ResultStatus.ABORTED)
         self._note_state()
 
     # --- faults ----------------------------------------------------------------------------------
-
-    def schedule_alarm(self, code: int, *, at_time: float | None = None,
-                       at_wafer: int | None = None) -> None:
-        """Raise ``code`` at a tool time, or half way through the N-th loaded wafer's wash.
-
-        Momentary: its cause is gone at once, so CLEAR works."""
-        if (at_time is None) == (at_wafer is None):
-            raise ValueError("cleaner alarm: give exactly one of at_time or at_wafer")
-        key = ("alarm", code, at_time, at_wafer)
-        if key in self._scheduled:
-            return
-        self._scheduled.add(key)
-        if at_time is not None:
-            self._time_alarms.append((at_time, code))
-            self._time_alarms.sort()
-        else:
-            assert at_wafer is not None
-            self._wafer_alarms.setdefault(at_wafer, []).append(code)
 
     def schedule_door(self, open_at: float, close_at: float | None = None) -> None:
         """Open the door (alarm 400) at a tool time; close it again at ``close_at``."""
@@ -506,8 +478,3 @@ class CleanerModel(EventLog):
     def bath_c(self, now: float) -> float:
         self.advance(now)
         return self._bath_c
-
-
-def _busy_unless(condition: bool, reason: str) -> None:
-    if not condition:
-        raise Refusal(DEVICE_BUSY, reason)

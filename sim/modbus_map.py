@@ -10,9 +10,9 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 ILLEGAL_FUNCTION = 1
 ILLEGAL_ADDRESS = 2
@@ -109,6 +109,12 @@ def registers_to_text(words: Sequence[int]) -> str:
     return raw.split(b"\0", 1)[0].decode("ascii")
 
 
+def busy_unless(condition: bool, reason: str) -> None:
+    """Exception 06 (SERVER DEVICE BUSY: not allowed now) unless ``condition``."""
+    if not condition:
+        raise Refusal(DEVICE_BUSY, reason)
+
+
 def check_text_words(words: Sequence[int], what: str) -> None:
     """Exception 03 for a byte that is neither printable ASCII nor NUL padding."""
     for w in words:
@@ -144,3 +150,74 @@ class EventLog:
         events = list(self._events)
         self._events.clear()
         return events
+
+
+class LatchedAlarms(EventLog):
+    """The alarm latch of a Modbus tool model, as both specs have it: alarms latch
+    (oldest first), COMMAND = CLEAR clears them all once every cause is gone, and the
+    fault plan schedules alarms at a tool time or for the N-th wafer.
+
+    A model calls ``_init_alarms()``, calls ``_fire_due_alarms()`` in each time step,
+    and provides ``ALARM_TEXT``, ``TOOL``, ``_cause_present(code)`` and, for what an
+    alarm does to the work in progress, ``_latched(code)``.
+    """
+
+    TOOL: ClassVar[str]
+    ALARM_TEXT: ClassVar[Mapping[int, str]]
+    _alarms: list[int]
+    _time_alarms: list[tuple[float, int]]  # (tool time, code), sorted
+    _wafer_alarms: dict[int, list[int]]  # wafer number -> codes
+    _scheduled: set[tuple[object, ...]]  # what a plan asked for (two servers, one plan)
+
+    def _init_alarms(self) -> None:
+        self._alarms = []
+        self._time_alarms = []
+        self._wafer_alarms = {}
+        self._scheduled = set()
+
+    def _cause_present(self, code: int) -> bool:
+        raise NotImplementedError
+
+    def _latched(self, code: int) -> None:
+        """Alarm ``code`` was just latched: stop what it stops."""
+
+    def _latch(self, code: int, why: str = "") -> None:
+        if code in self._alarms:
+            return
+        self._alarms.append(code)
+        text = self.ALARM_TEXT.get(code, "ALARM")
+        self._event(f"alarm {code} {text}" + (f" ({why})" if why else ""))
+        self._latched(code)
+        self._note_state()
+
+    def _fire_due_alarms(self) -> None:
+        while self._time_alarms and self._time_alarms[0][0] <= self._t + 1e-9:
+            self._latch(self._time_alarms.pop(0)[1], "fault plan")
+
+    def _clear_alarms(self) -> None:
+        """COMMAND = CLEAR (06 while none is latched or a cause persists)."""
+        busy_unless(bool(self._alarms), "CLEAR: no alarm latched")
+        for code in self._alarms:
+            busy_unless(not self._cause_present(code),
+                        f"CLEAR: cause of alarm {code} still present")
+        self._event(f"CLEAR alarms {self._alarms}")
+        self._alarms = []
+
+    def schedule_alarm(self, code: int, *, at_time: float | None = None,
+                       at_wafer: int | None = None) -> None:
+        """Raise ``code`` at a tool time, or half way through the N-th wafer's processing
+        (the oven: its pass through the tunnel; the cleaner: its wash).
+
+        Momentary: its cause is gone at once, so CLEAR works."""
+        if (at_time is None) == (at_wafer is None):
+            raise ValueError(f"{self.TOOL} alarm: give exactly one of at_time or at_wafer")
+        key = ("alarm", code, at_time, at_wafer)
+        if key in self._scheduled:  # two servers with one plan schedule it once
+            return
+        self._scheduled.add(key)
+        if at_time is not None:
+            self._time_alarms.append((at_time, code))
+            self._time_alarms.sort()
+        else:
+            assert at_wafer is not None
+            self._wafer_alarms.setdefault(at_wafer, []).append(code)

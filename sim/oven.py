@@ -17,13 +17,13 @@ from enum import IntEnum
 from typing import Any
 
 from sim.modbus_map import (
-    DEVICE_BUSY,
     ILLEGAL_FUNCTION,
     ILLEGAL_VALUE,
-    EventLog,
+    LatchedAlarms,
     Refusal,
     Table,
     addresses,
+    busy_unless,
     check_span,
     check_text_words,
     registers_to_text,
@@ -120,8 +120,11 @@ _NOISE_TABLE = 4099  # prime: the pattern does not line up with the 10 zones
 STANDBY_SETPOINT_C = 100.0
 
 
-class OvenModel(EventLog):
+class OvenModel(LatchedAlarms):
     """The oven's state and physics; ``read``/``write`` are its register map."""
+
+    TOOL = "oven"
+    ALARM_TEXT = ALARM_TEXT
 
     function_codes = frozenset({1, 2, 3, 4, 5, 6, 16})
     register_span = {Table.COILS: 2, Table.DISCRETE_INPUTS: 4, Table.HOLDING: 38,
@@ -151,7 +154,7 @@ class OvenModel(EventLog):
         self._tunnel: list[WaferPass] = []  # in load order: [0] is nearest the exit
         self._exit_waiting: WaferPass | None = None
         self._exit_result: WaferPass | None = None
-        self._alarms: list[int] = []  # latched, oldest first
+        self._init_alarms()
         self._tc_failed: set[int] = set()
         self._stuck_heaters: set[int] = set()
         self._jammed = False
@@ -159,9 +162,6 @@ class OvenModel(EventLog):
         self._stable_since: float | None = None
         self._armed = False  # over-temperature watch starts once READY was reached
         self._wafers_taken = 0
-        self._time_alarms: list[tuple[float, int]] = []  # (tool time, code), sorted
-        self._wafer_alarms: dict[int, list[int]] = {}  # wafer number -> codes
-        self._scheduled: set[tuple[int, float | None, int | None]] = set()
         self._events: deque[tuple[float, str]] = deque(maxlen=1000)
         self._last_state = self._state()
 
@@ -238,8 +238,7 @@ class OvenModel(EventLog):
 
         for code in mid_tunnel_alarms:
             self._latch(code, "fault plan")
-        while self._time_alarms and self._time_alarms[0][0] <= self._t + 1e-9:
-            self._latch(self._time_alarms.pop(0)[1], "fault plan")
+        self._fire_due_alarms()
         self._arrive_at_exit()
         if self._armed and self._over_temperature():
             self._latch(510)
@@ -327,16 +326,10 @@ class OvenModel(EventLog):
 
     # --- events (the server logs them) -----------------------------------------------------------
 
-    def _latch(self, code: int, why: str = "") -> None:
-        if code in self._alarms:
-            return
-        self._alarms.append(code)
-        text = ALARM_TEXT.get(code, "ALARM")
-        self._event(f"alarm {code} {text}" + (f" ({why})" if why else ""))
+    def _latched(self, code: int) -> None:
         if code in ZONE_ALARMS:
             for wafer in self._tunnel:
                 wafer.flags |= FLAG_ZONE_ALARM
-        self._note_state()
 
     # --- register map ----------------------------------------------------------------------------
 
@@ -440,8 +433,8 @@ class OvenModel(EventLog):
         except ValueError:
             raise Refusal(ILLEGAL_VALUE, f"COMMAND {code}: unknown code (1-5)") from None
         if command is Command.APPLY:
-            self._busy_unless(self._wafers_on_belt() == 0, "APPLY: wafers on the belt")
-            self._busy_unless(not self._alarms, f"APPLY: alarm {self._alarm_code()} latched")
+            busy_unless(self._wafers_on_belt() == 0, "APPLY: wafers on the belt")
+            busy_unless(not self._alarms, f"APPLY: alarm {self._alarm_code()} latched")
             s = self._staged
             self._setpoints = [w / 10.0 for w in s[:ZONES]]
             self._speed_mm_min, self._o2_limit = s[HR_CONVEYOR_SPEED], s[HR_O2_LIMIT]
@@ -453,10 +446,10 @@ class OvenModel(EventLog):
                         f"{self._speed_mm_min} mm/min")
         elif command is Command.LOAD:
             state = self._state()
-            self._busy_unless(state in (OvenState.READY, OvenState.PROCESSING),
+            busy_unless(state in (OvenState.READY, OvenState.PROCESSING),
                               f"LOAD: state {state.name}")
-            self._busy_unless(self._entrance_clear(), "LOAD: entrance not clear")
-            self._busy_unless(self._n2_coil, "LOAD: N2 purge off")
+            busy_unless(self._entrance_clear(), "LOAD: entrance not clear")
+            busy_unless(self._n2_coil, "LOAD: N2 purge off")
             wafer_id = registers_to_text(self._load_id)
             if not wafer_id:
                 raise Refusal(ILLEGAL_VALUE, "LOAD: LOAD_WAFER_ID is empty")
@@ -467,19 +460,14 @@ class OvenModel(EventLog):
                 pending_alarms=self._wafer_alarms.pop(self._wafers_taken, [])))
             self._event(f"LOAD {wafer_id!r} (wafer {self._wafers_taken})")
         elif command is Command.UNLOAD:
-            self._busy_unless(self._exit_waiting is not None, "UNLOAD: no wafer at the exit")
+            busy_unless(self._exit_waiting is not None, "UNLOAD: no wafer at the exit")
             assert self._exit_waiting is not None
             self._event(f"UNLOAD {self._exit_waiting.wafer_id!r}")
             self._exit_waiting = None
         elif command is Command.CLEAR:
-            self._busy_unless(bool(self._alarms), "CLEAR: no alarm latched")
-            for code in self._alarms:
-                self._busy_unless(not self._cause_present(code),
-                                  f"CLEAR: cause of alarm {code} still present")
-            self._event(f"CLEAR alarms {self._alarms}")
-            self._alarms = []
+            self._clear_alarms()
         else:
-            self._busy_unless(self._wafers_on_belt() == 0, "STANDBY: wafers on the belt")
+            busy_unless(self._wafers_on_belt() == 0, "STANDBY: wafers on the belt")
             self._setpoints = [STANDBY_SETPOINT_C] * ZONES
             self._standby, self._armed = True, False
             self._stable_since = None
@@ -489,30 +477,7 @@ class OvenModel(EventLog):
     def _alarm_code(self) -> int:
         return self._alarms[0] if self._alarms else 0
 
-    @staticmethod
-    def _busy_unless(condition: bool, reason: str) -> None:
-        if not condition:
-            raise Refusal(DEVICE_BUSY, reason)
-
     # --- faults (fault plan, tests, the operator's hands) ----------------------------------------
-
-    def schedule_alarm(self, code: int, *, at_time: float | None = None,
-                       at_wafer: int | None = None) -> None:
-        """Raise ``code`` at a tool time, or when the N-th wafer is half way through the tunnel.
-
-        Such an alarm is momentary: its cause is gone at once, so CLEAR works."""
-        if (at_time is None) == (at_wafer is None):
-            raise ValueError("oven alarm: give exactly one of at_time or at_wafer")
-        key = (code, at_time, at_wafer)
-        if key in self._scheduled:  # two servers with one plan schedule it once
-            return
-        self._scheduled.add(key)
-        if at_time is not None:
-            self._time_alarms.append((at_time, code))
-            self._time_alarms.sort()
-        else:
-            assert at_wafer is not None
-            self._wafer_alarms.setdefault(at_wafer, []).append(code)
 
     def apply_fault_plan(self, plan: Any, tool: str = "oven") -> None:
         """Take the scheduled parts of a ``sim.faults.FaultPlan`` (alarms)."""
