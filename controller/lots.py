@@ -18,7 +18,7 @@ from typing import Any
 
 from controller.e10 import E10State
 from controller.scheduler import Scheduler, ToolSlot, WaferSlot, step_parameters, step_windows
-from controller.store import LotState, Store, StoreError
+from controller.store import LotInfo, LotState, Store, StoreError
 from drivers.clock import Clock
 from sequences.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent
 from sequences.recipe import Recipe, ReflowStep, Step
@@ -85,12 +85,11 @@ class LineController:
 
     # --- lots --------------------------------------------------------------------------------
 
-    def _recipe_for(self, lot_id: str) -> Recipe:
-        lot = self.store.get_lot(lot_id)
+    def _recipe_for(self, lot: LotInfo) -> Recipe:
         recipe = self.recipes(lot.recipe_name)
         if recipe.hash != lot.recipe_hash:
             raise StoreError(
-                f"lot {lot_id}: recipe {lot.recipe_name} changed since the lot was started "
+                f"lot {lot.id}: recipe {lot.recipe_name} changed since the lot was started "
                 f"(hash {lot.recipe_hash[:12]} then, {recipe.hash[:12]} now); "
                 "the lot cannot continue with a different recipe"
             )
@@ -100,7 +99,7 @@ class LineController:
         lot = self.store.get_lot(lot_id)
         if lot.state in (LotState.COMPLETE.value, LotState.ABORTED.value):
             raise StoreError(f"lot {lot_id} is {lot.state}: nothing to run")
-        recipe = self._recipe_for(lot_id)
+        recipe = self._recipe_for(lot)
         if lot.state == LotState.QUEUED.value:
             self.store.set_lot_state(lot_id, LotState.RUNNING, user=self.user)
         elif lot.state == LotState.HELD.value:
