@@ -247,14 +247,19 @@ async def test_lost_and_busy_replies_are_absorbed() -> None:
         assert await oven.staged_profile() == EUTECTIC
 
 
+async def make_ready(oven: ReflowOven) -> None:
+    """The eutectic profile applied, nitrogen on, the oven READY."""
+    await oven.stage_profile(EUTECTIC)
+    await oven.apply()
+    await oven.set_nitrogen(True)
+    await oven.wait_ready(timeout_s=1800)
+
+
 @pytest.mark.faults
 async def test_a_load_whose_reply_was_lost_is_not_reported_as_refused() -> None:
     plan = DropArmedReply()
     async with sim_oven(plan) as (oven, _):
-        await oven.stage_profile(EUTECTIC)
-        await oven.apply()
-        await oven.set_nitrogen(True)
-        await oven.wait_ready(timeout_s=1800)
+        await make_ready(oven)
         replies: list[str] = []
 
         def arm_on_load(direction: str, text: str) -> None:
@@ -282,10 +287,7 @@ async def test_an_unload_during_a_lost_load_reply_does_not_load_the_wafer_twice(
     exit wafer must not slip in between the count before and the count after."""
     plan = DropArmedReply()
     async with sim_oven(plan) as (oven, _):
-        await oven.stage_profile(EUTECTIC)
-        await oven.apply()
-        await oven.set_nitrogen(True)
-        await oven.wait_ready(timeout_s=1800)
+        await make_ready(oven)
         await oven.load("LOT42-13")
         first = await oven.wait_exit(timeout_s=1800)  # waits at the exit
         sent: list[str] = []
@@ -312,10 +314,7 @@ async def test_an_unload_during_a_lost_load_reply_does_not_load_the_wafer_twice(
 async def test_an_unload_whose_reply_was_lost_is_not_sent_again() -> None:
     plan = DropArmedReply()
     async with sim_oven(plan) as (oven, _):
-        await oven.stage_profile(EUTECTIC)
-        await oven.apply()
-        await oven.set_nitrogen(True)
-        await oven.wait_ready(timeout_s=1800)
+        await make_ready(oven)
         await oven.load("LOT42-12")
         result = await oven.wait_exit(timeout_s=1800)
         sent: list[str] = []
