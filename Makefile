@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint docs clean venv
+.PHONY: demo test bench lint docs clean venv report-check
 
 # (Re)build the venv when it is missing or pyproject.toml changed since it was built.
 $(STAMP): pyproject.toml
@@ -29,8 +29,13 @@ bench: $(STAMP)
 		$(BIN)/python $$b || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "benchmarks missing a target:$$failed"; exit 1; fi
 
+## make report-check: run a small lot, render its report in headless Chromium, write screenshots
+## (needs Debian's chromium: apt-get install -y chromium)
+report-check: $(STAMP)
+	$(BIN)/python tools/report_check.py --out reports/report-check
+
 lint: $(STAMP)
-	$(BIN)/ruff check controller drivers sequences sim tests benchmarks
+	$(BIN)/ruff check controller drivers sequences sim tests benchmarks tools
 
 docs: $(STAMP)
 	$(BIN)/bumpline recipe diagram --out docs/wafer-state-machine.mmd

@@ -51,6 +51,7 @@ class Axes:
     y1: float
     width: int = WIDTH
     height: int = HEIGHT
+    top: int = TOP  # room above the plot area (a line of notes)
 
     @classmethod
     def around(
@@ -70,7 +71,7 @@ class Axes:
         return LEFT + (value - self.x0) / (self.x1 - self.x0) * span
 
     def y(self, value: float) -> float:
-        span = self.height - TOP - BOTTOM
+        span = self.height - self.top - BOTTOM
         return self.height - BOTTOM - (value - self.y0) / (self.y1 - self.y0) * span
 
     def clamp_y(self, value: float) -> float:
@@ -90,13 +91,14 @@ class Axes:
                 parts.append(f'<text class="tick" x="{x:.1f}" y="{self.height - BOTTOM + 12}" '
                              f'text-anchor="middle">{_fmt(t)}</text>')
         parts.append(
-            f'<rect class="frame" x="{LEFT}" y="{TOP}" width="{self.width - LEFT - RIGHT}" '
-            f'height="{self.height - TOP - BOTTOM}"/>'
+            f'<rect class="frame" x="{LEFT}" y="{self.top}" width="{self.width - LEFT - RIGHT}" '
+            f'height="{self.height - self.top - BOTTOM}"/>'
         )
         parts.append(f'<text class="label" x="{(LEFT + self.width - RIGHT) / 2:.0f}" '
                      f'y="{self.height - 4}" text-anchor="middle">{_e(x_label)}</text>')
-        parts.append(f'<text class="label" x="10" y="{TOP + (self.height - TOP - BOTTOM) / 2:.0f}" '
-                     f'transform="rotate(-90 10 {TOP + (self.height - TOP - BOTTOM) / 2:.0f})" '
+        middle = self.top + (self.height - self.top - BOTTOM) / 2
+        parts.append(f'<text class="label" x="10" y="{middle:.0f}" '
+                     f'transform="rotate(-90 10 {middle:.0f})" '
                      f'text-anchor="middle">{_e(y_label)}</text>')
         return parts
 
@@ -176,7 +178,8 @@ def profile_svg(
     shaded, an earlier bump's solidus, the peak marked with the tool's reading, and
     ``notes`` (TAL, ramp and cool against their limits) in the top-left corner."""
     times = [i * interval_s for i in range(len(samples_c))]
-    axes = Axes.around(times, _y_range(samples_c, limits))
+    top = TOP + (18 if notes else 0)
+    axes = Axes.around(times, _y_range(samples_c, limits), height=HEIGHT + top - TOP, top=top)
     parts = axes.frame("time from LOAD (s)", "°C")
     parts += _limits(axes, limits)
     if limits.liquidus_c is not None:
@@ -187,11 +190,11 @@ def profile_svg(
         shown = peak_c if peak_c is not None else samples_c[i]
         x, y = axes.x(times[i]), axes.y(samples_c[i])
         parts.append(f'<circle class="peak" cx="{x:.1f}" cy="{y:.1f}" r="3"/>'
-                     f'<text class="note" x="{x + 6:.1f}" y="{max(TOP + 10, y - 4):.1f}">'
+                     f'<text class="note" x="{x + 6:.1f}" y="{max(axes.top + 10, y - 4):.1f}">'
                      f"peak {shown:.1f} °C</text>")
-    for n, text in enumerate(notes):
-        parts.append(f'<text class="note" x="{LEFT + 6}" y="{TOP + 13 + 13 * n}">{_e(text)}</text>')
-    return _svg(parts, title)
+    if notes:  # one line above the plot, clear of the curve and the limits
+        parts.append(f'<text class="note" x="{LEFT}" y="{TOP + 2}">{_e(" · ".join(notes))}</text>')
+    return _svg(parts, title, height=axes.height)
 
 
 def _above(axes: Axes, times: Sequence[float], temps: Sequence[float], line: float) -> list[str]:
@@ -253,8 +256,8 @@ def trend_svg(
     height = 190
     values = [v for _, v in points]
     limits = [v for v in (window or ()) if v is not None]
-    axes = Axes.around([0.0, max(1.0, len(points) - 1.0)], values + limits, pad=0.12,
-                       height=height)
+    # Half a slot of room each side, so the first and last wafers are off the frame.
+    axes = Axes.around([-0.5, len(points) - 0.5], values + limits, pad=0.12, height=height)
     parts = axes.frame("wafer (slot order)", y_label, x_ticks=False)
     for i, (wafer, _) in enumerate(points):
         if len(points) <= 25 or i % 2 == 0:
