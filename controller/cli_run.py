@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from controller.cli_output import db_url
 from controller.errors import EXIT_USAGE, UserError
 
 DEFAULT_SPEED = 200.0
@@ -35,9 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     common.add_argument(
         "--db",
-        metavar="URL",
+        metavar="URL|FILE",
+        type=db_url,
         default=argparse.SUPPRESS,
-        help="database URL (default $BUMPLINE_DB, else sqlite:///bumpline.db)",
+        help="database: a SQLAlchemy URL or a SQLite file (default $BUMPLINE_DB, else "
+        "bumpline.db)",
     )
     common.add_argument(
         "--speed",
