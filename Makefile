@@ -15,9 +15,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## make demo: a 25-wafer rebump lot on the simulated line, with a live view and an HTML report
+## make demo: a 25-wafer rebump lot DEMO on the simulated line, with a live view and an HTML
+## report (reports/DEMO/report.html); each demo starts a fresh demo.db (lot ids are never reused)
+DEMO_ARGS := --lot DEMO --recipe rebump-hipb-snpb --wafers 25 --speed 250 --seed 1 --db demo.db
 demo: $(STAMP)
-	$(BIN)/bumpline run --lot DEMO-$$(date +%H%M%S) --recipe rebump-hipb-snpb --wafers 25 --speed 250 --seed 1 --db sqlite:///demo.db || test $$? -eq 3
+	rm -f demo.db demo.db-wal demo.db-shm
+	$(BIN)/bumpline run $(DEMO_ARGS) || test $$? -eq 3
 
 ## make test: the whole test suite (warnings are errors)
 test: $(STAMP)

@@ -263,11 +263,30 @@ def cmd_lot_start(args: argparse.Namespace) -> int:
     return 0
 
 
+CONTROLLER_ACTIONS = ("controller.start", "controller.stop")  # written by `run` and `serve`
+
+
+def controller_running(store: Store, lot_id: str) -> bool | None:
+    """Does a controller run this lot now? None when no controller ever said (a lot that is
+    not started, or one run before controllers recorded it). A controller killed outright
+    (SIGKILL, power) cannot say it stopped: its lots still read as running."""
+    marks = [a for a in store.audit_log(lot_id=lot_id) if a.action in CONTROLLER_ACTIONS]
+    return None if not marks else marks[-1].action == "controller.start"
+
+
+def _state_shown(state: str, running: bool | None) -> str:
+    if state == LotState.RUNNING.value and running is False:
+        return "stopped"  # running in the database, but no controller runs it
+    return state
+
+
 def cmd_lot_list(args: argparse.Namespace) -> int:
     with _store(args) as store:
         lots = store.list_lots(args.state)
+        running = {lot.id: controller_running(store, lot.id) for lot in lots}
     if wants_json(args):
-        return print_json(lots)
+        return print_json([{**jsonable(lot), "controller_running": running[lot.id]}
+                           for lot in lots])
     if not lots:
         print("no lots")
         return 0
@@ -276,7 +295,7 @@ def cmd_lot_list(args: argparse.Namespace) -> int:
         [
             [
                 lot.id,
-                lot.state,
+                _state_shown(lot.state, running[lot.id]),
                 f"{lot.recipe_name} v{lot.recipe_version}",
                 lot.wafer_count,
                 lot.priority,
@@ -294,9 +313,13 @@ def cmd_lot_show(args: argparse.Namespace) -> int:
         lot = store.get_lot(args.lot_id)
         wafers = store.wafers(lot.id)
         pending = store.pending_requests(lot.id)
+        running = controller_running(store, lot.id)
     if wants_json(args):
-        return print_json({"lot": lot, "wafers": wafers, "pending_requests": pending})
-    print(f"lot {lot.id}: {lot.state}, priority {lot.priority}")
+        return print_json({"lot": {**jsonable(lot), "controller_running": running},
+                           "wafers": wafers, "pending_requests": pending})
+    print(f"lot {lot.id}: {_state_shown(lot.state, running)}, priority {lot.priority}")
+    if _state_shown(lot.state, running) == "stopped":
+        print(f"  no controller runs it: continue it with 'bumpline run --resume {lot.id}'")
     print(f"  recipe   {lot.recipe_name} v{lot.recipe_version} ({lot.recipe_hash})")
     print(f"  queued   {_t(lot.created_at)} by {lot.created_by}")
     print(f"  started  {_t(lot.started_at)}   ended {_t(lot.ended_at)}")
