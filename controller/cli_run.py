@@ -344,7 +344,7 @@ def resume_hint(store: Any, lot_id: str, args: argparse.Namespace) -> list[str]:
     lot = store.get_lot(lot_id)
     if lot.state in ("complete", "aborted"):
         return []
-    db = f" --db {shlex.quote(args.db)}" if getattr(args, "db", None) else ""
+    db = f" --db {shlex.quote(db_shown(args.db))}" if getattr(args, "db", None) else ""
     line = f" --line {shlex.quote(args.line)}" if getattr(args, "line", None) else ""
     waiting = [w for w in store.wafers(lot_id) if w.state in (HELD, AWAITING)]
     lines = [f"lot {lot_id} is {lot.state} and not finished."]
@@ -352,13 +352,21 @@ def resume_hint(store: Any, lot_id: str, args: argparse.Namespace) -> list[str]:
         names = ", ".join(w.id for w in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
         lines.append(f"{len(waiting)} wafer{'s wait' if len(waiting) != 1 else ' waits'} "
                      f"for an engineer ({names}); decide each with")
-        lines.append(f"  bumpline wafer disposition {waiting[0].id} "
-                     f"--continue|--retry|--scrap --reason TEXT{db}")
+        lines.append("--continue, --retry or --scrap, e.g.")
+        lines.append(f"  bumpline wafer disposition {waiting[0].id} --retry --reason TEXT{db}")
         lines.append("then continue the lot with")
     else:
         lines.append("continue it with")
     lines.append(f"  bumpline run --resume {lot_id}{line}{db}")
     return lines
+
+
+def db_shown(url: str) -> str:
+    """``--db`` as a person would type it: a SQLite file's path, else the URL."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and "?" not in url and url != prefix + ":memory:":
+        return url[len(prefix):]
+    return url
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
@@ -371,6 +379,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     store = Store(getattr(args, "db", None))
     left: set[str] = set()  # --once: lots that stopped for a person, not taken again
     status = 0
+    idle_said = False
     try:
         with Stopper() as stopper:
             while not stopper.count:
@@ -383,9 +392,14 @@ async def cmd_serve(args: argparse.Namespace) -> int:
                 if not lots:
                     if args.once:
                         break
+                    if not idle_said:
+                        print("bumpline serve: no lot to run; waiting for 'bumpline lot start' "
+                              "(Ctrl-C or SIGTERM stops)", flush=True)
+                        idle_said = True
                     with contextlib.suppress(TimeoutError):  # a person queues lots
                         await asyncio.wait_for(stopper.stopped.wait(), 1.0)
                     continue
+                idle_said = False
                 run_status, outcomes = await _run_lots(args, store, lambda ids=lots: ids,
                                                        stopper)
                 if stopper.count:
