@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.cli_output import add_json, db_url, print_json, print_table, wants_json
+from controller.cli_toolstate import tools_now
 from controller.errors import UserError
 from controller.store import (
     DEFAULT_PRIORITY,
@@ -486,15 +487,16 @@ def cmd_alarm_ack(args: argparse.Namespace) -> int:
 
 def cmd_tools(args: argparse.Namespace) -> int:
     with _store(args) as store:
-        states = store.tool_states_latest()
+        tools = tools_now(store)
     if wants_json(args):
-        return print_json(states)
-    if not states:
+        return print_json([{**jsonable(n.state), "derived": n.derived} for n in tools])
+    if not tools:
         print("no tool states recorded yet")
         return 0
     print_table(
         ["tool", "E10 state", "tool state", "since", "reason"],
-        [[s.tool, s.e10_state, s.tool_state, _t(s.at), s.reason] for s in states],
+        [[n.state.tool, n.state.e10_state, n.state.tool_state, _t(n.state.at), n.state.reason]
+         for n in tools],
     )
     return 0
 
