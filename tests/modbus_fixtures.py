@@ -155,13 +155,50 @@ async def sim_cleaner(faults: FaultPlan | None = None, *, transport: str = "tcp"
 
 @contextlib.asynccontextmanager
 async def real_tool(line_config_path: str, role: str) -> AsyncIterator[Any]:
+    """The real tool of ``role``; what a test changes of its settings (the oven's profile,
+    the cleaner's recipe) is put back afterwards, and a failure to is the test's failure."""
     config = load_line_config(line_config_path)
     tools = config.by_role(role)
     if not tools:
         pytest.skip(f"{line_config_path} names no {role}")
     async with open_tool(tools[0], ScaledClock(config.time_scale)) as driver:
         driver.poll_s = POLL_S
-        yield driver
+        saved = await _settings(driver, role)
+        try:
+            yield driver
+        finally:
+            await _restore(driver, role, saved, tools[0].name)
+
+
+async def _settings(driver: Any, role: str) -> Any:
+    if role == "oven":
+        return await driver.staged_profile(), (await driver.status()).active_profile_id
+    if role == "cleaner":
+        return await driver.recipe()
+    return None
+
+
+async def _restore(driver: Any, role: str, saved: Any, name: str) -> None:
+    from drivers.errors import ToolError
+
+    try:
+        if role == "oven":
+            staged, active_id = saved
+            if (await driver.status()).active_profile_id == active_id:
+                return
+            if staged.profile_id != active_id:
+                pytest.fail(f"{name}: was on profile {active_id}, whose setpoints could not be "
+                            f"read back (profile {staged.profile_id} was staged): set profile "
+                            f"{active_id} on the tool", pytrace=False)
+            if (await driver.status()).alarm_code:
+                await driver.clear()
+            await driver.stage_profile(staged)
+            await driver.apply()
+        elif role == "cleaner" and await driver.recipe() != saved:
+            await driver.set_recipe(saved)
+    except ToolError as exc:
+        pytest.fail(f"{name}: could not restore its settings after the test ({exc}): "
+                    f"check them on the tool", pytrace=False)
 
 
 @contextlib.asynccontextmanager
