@@ -112,7 +112,7 @@ def _main(argv: Sequence[str] | None) -> int:
             result = asyncio.run(handler(args))
         else:
             result = handler(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # a second Ctrl-C before a lot runs
         print("bumpline: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

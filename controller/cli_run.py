@@ -174,12 +174,15 @@ class Stopper:
         self.count += 1
         self.stopped.set()
         if self.count == 1:
+            # Without a controller: an idle serve ends; a run whose line is still opening
+            # stops as soon as its controller exists.
             if self.controller is not None:
                 print("\nstopping: no new steps start; running steps finish and are "
                       "recorded (Ctrl-C again to leave at once)", file=sys.stderr)
                 self.controller.stop()
-        elif self.controller is not None and self._task is not None:
-            self.left_at_once = True
+        elif self._task is not None:
+            # At once; with no controller (the line still opening) main() says "interrupted".
+            self.left_at_once = self.controller is not None
             self._task.cancel()
 
 

@@ -153,8 +153,10 @@ def _step_cell(step: StepInfo, attempts: int) -> str:
     value = results.get(names[0]) if names else None
     bad = [n for n, w in step.windows.items() if in_window(results.get(n), w) is False]
     text = _value(value) if value is not None else step.status
-    if bad:
-        text = f'<span class="out" title="out of window: {_e(", ".join(bad))}">{_e(text)}</span>'
+    why = results.get("why")
+    if bad or step.status in ("failed", "aborted"):
+        tip = f"out of window: {', '.join(bad)}" if bad else f"{step.status}: {why or ''}"
+        text = f'<span class="out" title="{_e(tip)}">{_e(text)}</span>'
     else:
         text = _e(text)
     if attempts > 1:
