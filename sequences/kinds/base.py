@@ -195,8 +195,9 @@ class StepKind(ABC, Generic[S]):
         return self.nominal_s(step)
 
     def bound_setup(self, step: S) -> tuple[Any, ...] | None:
-        """The setup the makespan bound counts changeovers of (None: none are needed)."""
-        return self.setup_key(step)
+        """The setup the makespan bound counts changeovers of (None: none are needed), as
+        the line configuration names it (the setup key without the kind's name)."""
+        return self.setup_key(step)[1:]
 
     # --- results (pure) ---
 
