@@ -20,7 +20,7 @@ from controller.e10 import E10State
 from controller.events import EventKind, LineEvent, LineEventStream
 from controller.journal import StoreJournal
 from controller.recovery import Recovery
-from controller.scheduler import Scheduler, ToolReport, WaferSlot
+from controller.scheduler import ScheduledWafer, Scheduler, ToolReport
 from controller.store import LotInfo, LotState, Store, StoreError
 from drivers.clock import Clock
 from sequences.errors import SequenceError
@@ -293,7 +293,7 @@ class LineController:
             return f"refused: {exc}"
         return f"unknown request {action}"
 
-    def _spawn_abort(self, wafer: WaferSlot, why: str) -> None:
+    def _spawn_abort(self, wafer: ScheduledWafer, why: str) -> None:
         async def abort() -> None:
             await wafer.run.abort(why)
             for note in wafer.run.tool_notes:  # what the abort left each tool doing

@@ -35,7 +35,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 
 from controller.journal import StoreJournal
-from controller.scheduler import ToolSlot, WaferSlot
+from controller.scheduler import ScheduledTool, ScheduledWafer
 from controller.store import Store
 from drivers.clock import Clock
 from drivers.errors import ToolError
@@ -92,12 +92,13 @@ class Recovery:
                 self.journal.adopt(wafer_id, self._open_step(wafer_id, number))
         return run
 
-    async def settle(self, wafers: Iterable[WaferSlot], tools: Mapping[str, ToolSlot]) -> None:
+    async def settle(self, wafers: Iterable[ScheduledWafer],
+                     tools: Mapping[str, ScheduledTool]) -> None:
         """Ask the tools about every wafer that was mid-step, and settle each one once.
 
         The wafers are grouped by the tool that had them before anything is asked, so a
         wafer one settlement moves on is never taken for mid-step by another."""
-        by_tool: dict[str, list[WaferSlot]] = {}
+        by_tool: dict[str, list[ScheduledWafer]] = {}
         for wafer in wafers:
             where = wafer.run.machine.where
             if not where.in_step or where.step is None:
@@ -112,7 +113,7 @@ class Recovery:
         for tool_name, group in by_tool.items():
             await self._settle_tool(tools[tool_name], group)
 
-    async def _settle_tool(self, tool: ToolSlot, group: list[WaferSlot]) -> None:
+    async def _settle_tool(self, tool: ScheduledTool, group: list[ScheduledWafer]) -> None:
         first = group[0].run
         kind = kind_of(first.recipe.step(first.machine.where.step))
         try:
@@ -128,7 +129,7 @@ class Recovery:
         for wafer in group:
             await self._carry_out(wafer, tool, found[wafer.run.wafer_id])
 
-    def _recovering(self, wafer: WaferSlot) -> Recovering:
+    def _recovering(self, wafer: ScheduledWafer) -> Recovering:
         run = wafer.run
         number = run.machine.where.step
         assert number is not None
@@ -141,7 +142,7 @@ class Recovery:
         return Recovering(run.wafer_id, number, run.machine.where.phase.value == "judging",
                           earlier, intents, lambda text: self.note(run.wafer_id, text))
 
-    async def _carry_out(self, wafer: WaferSlot, tool: ToolSlot, found: Settled) -> None:
+    async def _carry_out(self, wafer: ScheduledWafer, tool: ScheduledTool, found: Settled) -> None:
         run = wafer.run
         number = run.machine.where.step
         if isinstance(found, TakeResult):
@@ -169,7 +170,7 @@ class Recovery:
                 return step.id
         return None
 
-    def _to_disposition(self, wafer: WaferSlot, why: str) -> None:
+    def _to_disposition(self, wafer: ScheduledWafer, why: str) -> None:
         self.note(wafer.run.wafer_id, why)
         wafer.run.fail_recovered(why)
 

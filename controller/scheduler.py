@@ -50,7 +50,7 @@ class ToolReport:
 
 
 @dataclass
-class ToolSlot:
+class ScheduledTool:
     """One tool as the scheduler sees it."""
 
     name: str
@@ -86,7 +86,7 @@ class ToolSlot:
 
 
 @dataclass
-class WaferSlot:
+class ScheduledWafer:
     run: WaferRun
     lot_id: str
     priority: int
@@ -107,9 +107,9 @@ class Scheduler:
         poll_requests: Callable[[], None] | None = None,
     ) -> None:
         self.clock = clock
-        self.tools = {name: ToolSlot(name, role, driver)
+        self.tools = {name: ScheduledTool(name, role, driver)
                       for name, (role, driver) in tools.items()}
-        self.wafers: dict[str, WaferSlot] = {}
+        self.wafers: dict[str, ScheduledWafer] = {}
         self._report = report or (lambda r: log.info("%s: %s %s", r.tool, r.what, r.text))
         self._poll_requests = poll_requests
         self.held_lots: set[str] = set()
@@ -123,16 +123,16 @@ class Scheduler:
 
     # --- wafers ------------------------------------------------------------------------------
 
-    def add_wafer(self, run: WaferRun, lot_id: str, priority: int) -> WaferSlot:
+    def add_wafer(self, run: WaferRun, lot_id: str, priority: int) -> ScheduledWafer:
         self._order += 1
-        slot = WaferSlot(run, lot_id, priority, self._order, ready_since=self.clock.now())
+        slot = ScheduledWafer(run, lot_id, priority, self._order, ready_since=self.clock.now())
         self.wafers[run.wafer_id] = slot
         if run.phase is Phase.QUEUED:
             run.start()
         self.wake()
         return slot
 
-    def note(self, tool: ToolSlot, text: str) -> None:
+    def note(self, tool: ScheduledTool, text: str) -> None:
         self._report(ToolReport(tool.name, "note", text))
 
     def spawn(self, coro: Any) -> None:
@@ -155,7 +155,7 @@ class Scheduler:
     def running_steps(self) -> int:
         return sum(1 for w in self.wafers.values() if w.running)
 
-    def _waiting(self) -> list[WaferSlot]:
+    def _waiting(self) -> list[ScheduledWafer]:
         return [
             w
             for w in self.wafers.values()
@@ -233,7 +233,7 @@ class Scheduler:
         waiting = self._waiting()
         if not waiting:
             return
-        by_role: dict[str | None, list[WaferSlot]] = {}
+        by_role: dict[str | None, list[ScheduledWafer]] = {}
         for w in waiting:
             by_role.setdefault(w.run.next_role, []).append(w)
         for tool in self.tools.values():
@@ -257,11 +257,11 @@ class Scheduler:
                     continue  # a new profile needs an empty belt; wait for the riders
                 self._start_changeover(tool, wanted[0])
 
-    def _key(self, wafer: WaferSlot) -> tuple[Any, ...]:
+    def _key(self, wafer: ScheduledWafer) -> tuple[Any, ...]:
         step = wafer.run.recipe.step(wafer.run.next_step)
         return kind_of(step).setup_key(step)
 
-    async def _learn_setup(self, tool: ToolSlot, wanted: list[WaferSlot]) -> None:
+    async def _learn_setup(self, tool: ScheduledTool, wanted: list[ScheduledWafer]) -> None:
         """What the tool is set up for, from the tool; not while it changes over (a
         changeover in progress still shows the old setup): the next look learns it."""
         try:
@@ -278,7 +278,7 @@ class Scheduler:
         except ToolError as exc:
             log.warning("%s: cannot read setup: %s", tool.name, exc)
 
-    def _still_needed(self, tool: ToolSlot) -> bool:
+    def _still_needed(self, tool: ScheduledTool) -> bool:
         """Does any unfinished wafer still need this tool's current setup next on its role?"""
         if tool.setup is None:
             return False
@@ -301,7 +301,7 @@ class Scheduler:
 
     # --- steps -------------------------------------------------------------------------------
 
-    def _start_step(self, wafer: WaferSlot, tool: ToolSlot) -> None:
+    def _start_step(self, wafer: ScheduledWafer, tool: ScheduledTool) -> None:
         wafer.running = True
         tool.take(self.clock.now(), wafer.run.wafer_id)
         step = wafer.run.recipe.step(wafer.run.next_step)
@@ -310,14 +310,14 @@ class Scheduler:
             tool.spacing_s = kind_of(step).occupancy_s(step)
         self._spawn(self._run_step(wafer, tool))
 
-    def _handed_on(self, tool: ToolSlot) -> None:
+    def _handed_on(self, tool: ScheduledTool) -> None:
         """A pipelined tool took the wafer (the oven: it is on the belt): the next may
         follow once it has cleared the entrance."""
         tool.entrance_at = self.clock.now() + tool.spacing_s
         tool.release(self.clock.now())
         self.wake()
 
-    async def _run_step(self, wafer: WaferSlot, tool: ToolSlot) -> None:
+    async def _run_step(self, wafer: ScheduledWafer, tool: ScheduledTool) -> None:
         run = wafer.run
         number = run.next_step
         if number is None:  # aborted or held between dispatch and this task's start
@@ -351,14 +351,14 @@ class Scheduler:
                 self.wake()
 
     @staticmethod
-    async def _read_alarm(tool: ToolSlot) -> Any:
+    async def _read_alarm(tool: ScheduledTool) -> Any:
         """The tool's latched alarm, or None (also when the tool cannot be asked)."""
         try:
             return await tool.driver.alarm()
         except ToolError:
             return None
 
-    async def _after_failure(self, wafer: WaferSlot, step: Any, tool: ToolSlot) -> None:
+    async def _after_failure(self, wafer: ScheduledWafer, step: Any, tool: ScheduledTool) -> None:
         """A failed wafer leaves the tool (so the line goes on); an alarm is recorded."""
         alarm = await self._read_alarm(tool)
         if alarm is not None:
@@ -369,7 +369,7 @@ class Scheduler:
         for note in await kind_of(step).abort(tool.driver, step, wafer.run.wafer_id):
             self.note(tool, f"{wafer.run.wafer_id}: {note}")
 
-    async def _tool_down(self, tool: ToolSlot, wafer_id: str) -> None:
+    async def _tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
         service until its alarm is cleared; then the wafers it held go on (interlock re-checked)."""
         alarm = await self._read_alarm(tool)
@@ -379,7 +379,7 @@ class Scheduler:
         self._held_by_alarm.setdefault(tool.name, set()).add(wafer_id)
         self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
 
-    async def _try_clear(self, tool: ToolSlot) -> None:
+    async def _try_clear(self, tool: ScheduledTool) -> None:
         try:
             await tool.driver.clear_alarm() if hasattr(
                 tool.driver, "clear_alarm"
@@ -407,11 +407,11 @@ class Scheduler:
 
     # --- changeovers -------------------------------------------------------------------------
 
-    def _start_changeover(self, tool: ToolSlot, wafer: WaferSlot) -> None:
+    def _start_changeover(self, tool: ScheduledTool, wafer: ScheduledWafer) -> None:
         tool.take(self.clock.now())
         self._spawn(self._changeover(tool, wafer))
 
-    async def _changeover(self, tool: ToolSlot, wafer: WaferSlot) -> None:
+    async def _changeover(self, tool: ScheduledTool, wafer: ScheduledWafer) -> None:
         run = wafer.run
         number = run.next_step
         step = run.recipe.step(number)

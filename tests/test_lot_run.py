@@ -198,7 +198,8 @@ async def test_a_full_lot_leaves_a_complete_record(tmp_path: Path) -> None:
                 assert s.parameters and s.windows and s.results
                 assert s.tool_time_start is not None and s.tool_time_end is not None
                 assert s.tool_time_end > s.tool_time_start
-                assert s.parameters == json.loads(json.dumps(dict(kind_of(recipe_step).parameters(recipe_step))))
+                sent = dict(kind_of(recipe_step).parameters(recipe_step))
+                assert s.parameters == json.loads(json.dumps(sent))
                 if isinstance(recipe_step, ReflowStep):
                     low, high = recipe_step.peak_c
                     assert low <= s.results["peak_c"] <= high

@@ -19,8 +19,8 @@ from sequences.kinds.base import (
     StepResult,
     ToolView,
     alarm_reasons,
-    bound,
     expect,
+    timeout_for,
 )
 from sequences.kinds.hostlink_step import HostLinkStepKind
 from sequences.recipe import PlaceStep
@@ -110,7 +110,7 @@ class BallPlace(HostLinkStepKind[PlaceStep]):
             note(f"changeover to {step.ball_diameter_um} µm {step.ball_alloy} balls (CHG)")
             await driver.changeover(step.ball_alloy, step.ball_diameter_um)
             await expect(clock, CHANGEOVER_S)
-            await driver.wait_for(PlacerState.IDLE, timeout_s=bound(CHANGEOVER_S))
+            await driver.wait_for(PlacerState.IDLE, timeout_s=timeout_for(CHANGEOVER_S))
         await driver.set_recipe(step.tool_recipe(recipe_name))
         note(f"placement parameters {recipe_name} stored (RCP)")
 
@@ -123,7 +123,7 @@ class BallPlace(HostLinkStepKind[PlaceStep]):
     async def repair(self, driver: Any) -> PlacementResult:
         """The mounter's automatic repair (RPR) and its new result."""
         await driver.repair()
-        await driver.wait_for(PlacerState.DONE, timeout_s=bound(REPAIR_MAX_S))
+        await driver.wait_for(PlacerState.DONE, timeout_s=timeout_for(REPAIR_MAX_S))
         return await driver.result()
 
     async def start(self, driver: Any) -> None:

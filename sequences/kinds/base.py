@@ -62,7 +62,7 @@ async def when_in(driver: Any, state: Any, timeout_s: float,
     return await command()
 
 
-def bound(nominal_s: float) -> float:
+def timeout_for(nominal_s: float) -> float:
     """A generous timeout for an operation the spec says takes ``nominal_s``."""
     return nominal_s * 2.0 + 60.0
 

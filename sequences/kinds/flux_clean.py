@@ -33,8 +33,8 @@ from sequences.kinds.base import (
     ToolView,
     Unknown,
     alarm_reasons,
-    bound,
     expect,
+    timeout_for,
 )
 from sequences.recipe import CleanStep
 
@@ -120,7 +120,7 @@ class FluxClean(StepKind[CleanStep]):
         gap = abs(status.wash_temp_c - step.wash_temp_c)
         if gap > BATH_TOLERANCE_C:
             note(f"waiting for the bath: {status.wash_temp_c:g} -> {step.wash_temp_c:g} °C")
-        await driver.wait_bath_ready(timeout_s=bound(gap / BATH_COOL_C_S))
+        await driver.wait_bath_ready(timeout_s=timeout_for(gap / BATH_COOL_C_S))
 
     async def execute(self, driver: Any, step: CleanStep, ctx: StepContext, seen: ToolView
                       ) -> StepResult:
@@ -135,7 +135,7 @@ class FluxClean(StepKind[CleanStep]):
             await driver.start()
         cycle = self.nominal_s(step)
         await expect(ctx.clock, cycle)
-        return StepResult(await driver.wait_result(timeout_s=bound(cycle)))
+        return StepResult(await driver.wait_result(timeout_s=timeout_for(cycle)))
 
     async def unload(self, driver: Any, step: CleanStep) -> None:
         await driver.unload()
@@ -146,7 +146,7 @@ class FluxClean(StepKind[CleanStep]):
             if (await driver.status()).state in WORKING:
                 await driver.abort()
                 notes.append("ABORT sent")
-                await driver.wait_for(CleanerState.DONE, timeout_s=bound(ABORT_S))
+                await driver.wait_for(CleanerState.DONE, timeout_s=timeout_for(ABORT_S))
             if (await driver.status()).state is CleanerState.DONE:
                 await driver.unload()
                 notes.append("wafer unloaded")

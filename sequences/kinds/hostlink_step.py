@@ -25,8 +25,8 @@ from sequences.kinds.base import (
     TakeResult,
     ToolView,
     Unknown,
-    bound,
     expect,
+    timeout_for,
     wait_free,
     when_in,
 )
@@ -67,13 +67,13 @@ class HostLinkStepKind(StepKind[S]):
         return ToolView(status, own_wafer_done=own)
 
     async def free(self, driver: Any, clock: Clock) -> Any:
-        return await wait_free(self, driver, "", clock, bound(self.changeover_s))
+        return await wait_free(self, driver, "", clock, timeout_for(self.changeover_s))
 
     async def release_own(self, driver: Any, seen: ToolView) -> None:
         """Our own wafer left in the tool by an earlier alarm or abort goes out first."""
         if seen.own_wafer_done:
             await driver.unload()
-            await driver.wait_for(self.states.IDLE, timeout_s=bound(self.to_idle_s))
+            await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
 
     async def load_and_run(self, driver: Any, step: S, ctx: StepContext,
                            start: Callable[[], Awaitable[Any]]) -> StepResult:
@@ -81,16 +81,16 @@ class HostLinkStepKind(StepKind[S]):
         await driver.load(ctx.wafer_id)
         await expect(ctx.clock, self.load_s)
         async with guarded(ctx.journal, ctx.wafer_id, self.guarded[0], driver.name):
-            await when_in(driver, st.READY, bound(self.load_s), start)
+            await when_in(driver, st.READY, timeout_for(self.load_s), start)
         cycle = self.cycle_s(step)
         await expect(ctx.clock, cycle)
-        return StepResult(await when_in(driver, st.DONE, bound(cycle),
+        return StepResult(await when_in(driver, st.DONE, timeout_for(cycle),
                                         driver.result))
 
     async def unload(self, driver: Any, step: S) -> None:
         await driver.unload()
         await expect(driver.clock, self.unload_s)
-        await driver.wait_for(self.states.IDLE, timeout_s=bound(self.to_idle_s))
+        await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
 
     async def abort(self, driver: Any, step: S, wafer_id: str) -> list[str]:
         st = self.states
@@ -101,7 +101,7 @@ class HostLinkStepKind(StepKind[S]):
                 await driver.abort()
                 notes.append("ABT sent")
                 status = await driver.wait_for(st.DONE, st.IDLE,
-                                               timeout_s=bound(10.0))
+                                               timeout_s=timeout_for(10.0))
             if status.state is st.DONE and status.wafer_id == wafer_id:
                 await driver.unload()
                 notes.append("wafer unloaded")
@@ -119,7 +119,7 @@ class HostLinkStepKind(StepKind[S]):
         if status.wafer_id == wafer.wafer_id:
             if status.state is st.LOADING:
                 status = await driver.wait_for(st.READY, st.DONE,
-                                               timeout_s=bound(self.load_s))
+                                               timeout_s=timeout_for(self.load_s))
             if status.state is st.READY:
                 # Loaded and not started. A start whose intent is open may be on its way:
                 # the tool's READY says it never arrived (HostLink answers before it acts).

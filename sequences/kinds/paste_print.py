@@ -19,8 +19,8 @@ from sequences.kinds.base import (
     StepResult,
     ToolView,
     alarm_reasons,
-    bound,
     expect,
+    timeout_for,
 )
 from sequences.kinds.hostlink_step import HostLinkStepKind
 from sequences.recipe import PrintStep
@@ -102,7 +102,7 @@ class PastePrint(HostLinkStepKind[PrintStep]):
             note(f"changeover to stencil {step.stencil_id} and {step.paste_alloy} paste (CHG)")
             await driver.changeover(step.stencil_id, step.paste_alloy)
             await expect(clock, CHANGEOVER_S)
-            await driver.wait_for(PrinterState.IDLE, timeout_s=bound(CHANGEOVER_S))
+            await driver.wait_for(PrinterState.IDLE, timeout_s=timeout_for(CHANGEOVER_S))
         await driver.set_recipe(step.tool_recipe(recipe_name))
         note(f"print parameters {recipe_name} stored (RCP)")
 

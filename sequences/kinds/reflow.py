@@ -31,8 +31,8 @@ from sequences.kinds.base import (
     ToolView,
     Unknown,
     alarm_reasons,
-    bound,
     expect,
+    timeout_for,
 )
 from sequences.recipe import ReflowStep
 
@@ -142,7 +142,7 @@ class Reflow(StepKind[ReflowStep]):
         ):
             if status.wafers_on_belt:
                 note(f"waiting for {status.wafers_on_belt} wafer(s) to leave the belt")
-                deadline = clock.now() + bound(SLOWEST_TRANSIT_S)
+                deadline = clock.now() + timeout_for(SLOWEST_TRANSIT_S)
                 while (await driver.status()).wafers_on_belt:
                     if clock.now() >= deadline:
                         raise ToolTimeout(driver.name,
@@ -163,7 +163,7 @@ class Reflow(StepKind[ReflowStep]):
         if cooling >= BIG_COOLDOWN_C:
             await expect(clock, BIG_COOLDOWN_MIN_S)
         await driver.wait_ready(timeout_s=3600.0, poll_s=READY_POLL_S)
-        deadline = clock.now() + bound(120.0)
+        deadline = clock.now() + timeout_for(120.0)
         while True:
             status = await driver.status()
             if status.o2_ppm <= step.o2_limit_ppm:
@@ -180,7 +180,7 @@ class Reflow(StepKind[ReflowStep]):
         clock, wafer_id = ctx.clock, ctx.wafer_id
         alarms: list[Alarm] = []
         ride = transit_s(step)
-        deadline = clock.now() + bound(ride)
+        deadline = clock.now() + timeout_for(ride)
         async with _entrance_lock(driver):  # other wafers' steps share the entrance
             refused = ""
             while True:  # wait for the last loaded wafer to clear the entrance
@@ -203,7 +203,7 @@ class Reflow(StepKind[ReflowStep]):
         ctx.tool_free()  # the next wafer may follow once this one clears the entrance
         # On the belt: it comes out whatever happens. Nothing to see before it can reach
         # the exit; then watch the exit (alarms are recorded, not fatal).
-        deadline = clock.now() + bound(ride)
+        deadline = clock.now() + timeout_for(ride)
         await expect(clock, ride)
         while True:
             signals = await driver.signals()  # one request per look, not a full status
@@ -219,7 +219,7 @@ class Reflow(StepKind[ReflowStep]):
             if clock.now() >= deadline:
                 alarm_text = "; ".join(f"alarm {a.code} {a.text}" for a in alarms)
                 raise ToolTimeout(driver.name, f"wafer {wafer_id} not at the exit after "
-                                  f"{bound(ride):g} s" + (f" ({alarm_text})" if alarms
+                                  f"{timeout_for(ride):g} s" + (f" ({alarm_text})" if alarms
                                                            else ""))
             await clock.sleep(POLL_S)
 
