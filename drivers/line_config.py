@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.register_map import RegisterMapError, map_path, models_for_role
+from drivers.register_map import models_for_role
 
 ROLES = ("printer", "placer", "oven", "cleaner")
 # Which transports each role's host interface uses (from the tools' specs).
@@ -255,12 +255,8 @@ def _model(r: _Reader, role: str) -> str | None:
     model = r.get("model", str, expected, DEFAULT_MODEL[role])
     if model.upper() in known:
         return model.upper()
-    if model.endswith(".toml") or "/" in model:
-        try:
-            if map_path(model).exists():
-                return model
-        except RegisterMapError:
-            pass
+    if (model.endswith(".toml") or "/" in model) and Path(model).exists():
+        return model  # a map file of the fab's own (relative to the working directory)
     raise r.fail("model", expected)
 
 

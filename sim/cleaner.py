@@ -132,7 +132,7 @@ def residue_left(exposure: float, rinse_short_mohm: float = 0.0) -> float:
 
 
 @dataclass
-class _Cycle:
+class Cycle:
     """One wafer's cycle. ``wash_s`` / ``wash_sp_c`` are its first phase's: the wash, or
     on the FC-2 the strip (``first_phase`` STRIPPING)."""
 
@@ -190,7 +190,7 @@ class CleanerModel(LatchedAlarms):
         self._door_open = False
         self._wafer: str | None = None  # wafer in the chamber
         self._wafer_number = 0
-        self._cycle: _Cycle | None = None  # running cycle
+        self._cycle: Cycle | None = None  # running cycle
         self._done = False  # the wafer in the chamber has finished (or ended) its cycle
         self._result_ionic = 0.0
         self._result_status = ResultStatus.NONE
@@ -246,7 +246,7 @@ class CleanerModel(LatchedAlarms):
     def _heat_tanks(self) -> None:
         self._bath_c = approach(self._bath_c, self._wash_sp() if self._heater_ok else AMBIENT_C)
 
-    def _expose(self, cycle: _Cycle, phase: CleanerState) -> None:
+    def _expose(self, cycle: Cycle, phase: CleanerState) -> None:
         """One second of the cycle's physics."""
         if phase is CleanerState.WASHING:
             cycle.exposure += wash_rate(self._bath_c, cycle.pressure_bar) * STEP_S
@@ -254,7 +254,7 @@ class CleanerModel(LatchedAlarms):
             short = max(0.0, DI_LOW_MOHM_CM - self._di_mohm)
             cycle.rinse_short_mohm = max(cycle.rinse_short_mohm, short)
 
-    def _check_running(self, cycle: _Cycle, phase: CleanerState) -> None:
+    def _check_running(self, cycle: Cycle, phase: CleanerState) -> None:
         """Alarms a running cycle raises (610 bath astray, 620 no spray)."""
         if phase is CleanerState.WASHING and abs(self._bath_c - cycle.wash_sp_c) > WASH_BAND_C:
             self._latch(610, f"bath {self._bath_c:.1f} C")
@@ -262,7 +262,7 @@ class CleanerModel(LatchedAlarms):
                        CleanerState.RINSING) and not self._spray_ok:
             self._latch(620)
 
-    def _measure(self, cycle: _Cycle) -> None:
+    def _measure(self, cycle: Cycle) -> None:
         """The result of a finished (or stopped) cycle."""
         noise = 1.0 + (2.0 * self._rng.random() - 1.0) * MEASUREMENT_NOISE
         self._result_ionic = residue_left(cycle.exposure, cycle.rinse_short_mohm) * noise
@@ -279,14 +279,14 @@ class CleanerModel(LatchedAlarms):
         if self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES:
             self._latch(640, f"{self._chemistry_cycles} cycles since replenished")
 
-    def _new_cycle(self, pending: tuple[int, ...]) -> _Cycle:
+    def _new_cycle(self, pending: tuple[int, ...]) -> Cycle:
         """The loaded wafer's cycle from the recipe registers; uses up its chemistry."""
         assert self._wafer is not None
         r = self._recipe
         self._chemistry_cycles += 1
         self._event(f"START {self._wafer!r}: wash {r[1]} s at {r[0] / 10:.1f} C, "
                     f"rinse {r[2]} s, dry {r[3]} s")
-        return _Cycle(wafer_id=self._wafer, started=self._t, wash_s=r[1], rinse_s=r[2],
+        return Cycle(wafer_id=self._wafer, started=self._t, wash_s=r[1], rinse_s=r[2],
                       dry_s=r[3], wash_sp_c=r[0] / 10.0, pressure_bar=r[4] / 10.0,
                       pending_alarms=pending)
 

@@ -26,9 +26,6 @@ import math
 from dataclasses import dataclass
 
 from sim.cleaner import (
-    _LIMITS,
-    _NAMES,
-    _POWER_UP_RECIPE,
     ALARM_TEXT,
     AMBIENT_C,
     DI_LOW_MOHM_CM,
@@ -37,7 +34,7 @@ from sim.cleaner import (
     STEP_S,
     CleanerModel,
     CleanerState,
-    _Cycle,
+    Cycle,
     approach,
     wash_rate,
 )
@@ -65,7 +62,7 @@ def mask_left_pct(dose_s: float) -> float:
 
 
 @dataclass
-class _StripCycle(_Cycle):
+class _StripCycle(Cycle):
     strip_dose_s: float = 0.0
 
 
@@ -77,12 +74,12 @@ class StripperModel(CleanerModel):
     HOLDING_MAP = addresses(range(0, 9), range(10, 18))
     INPUT_MAP = addresses(range(0, 10), range(10, 18), range(20, 22))
     DISCRETE_MAP = addresses(range(5))
-    LIMITS = {**_LIMITS, HR_MODE: (1, 2), HR_STRIP_TEMP_SP: (300, 800),
+    LIMITS = {**CleanerModel.LIMITS, HR_MODE: (1, 2), HR_STRIP_TEMP_SP: (300, 800),
               HR_STRIP_TIME: (60, 1800)}
-    NAMES = {**_NAMES, HR_MODE: "MODE", HR_STRIP_TEMP_SP: "STRIP_TEMP_SP",
+    NAMES = {**CleanerModel.NAMES, HR_MODE: "MODE", HR_STRIP_TEMP_SP: "STRIP_TEMP_SP",
              HR_STRIP_TIME: "STRIP_TIME"}
     # Power-up: FLUX_CLEAN, strip 50.0 C for 600 s (the spec's dry-film figures).
-    POWER_UP_RECIPE = {**_POWER_UP_RECIPE, HR_MODE: FLUX_CLEAN, HR_STRIP_TEMP_SP: 500,
+    POWER_UP_RECIPE = {**CleanerModel.POWER_UP_RECIPE, HR_MODE: FLUX_CLEAN, HR_STRIP_TEMP_SP: 500,
                        HR_STRIP_TIME: 600}
 
     register_span = {Table.COILS: 0, Table.DISCRETE_INPUTS: 5, Table.HOLDING: 18, Table.INPUT: 22}
@@ -118,7 +115,7 @@ class StripperModel(CleanerModel):
 
     # --- the cycle -------------------------------------------------------------------------------
 
-    def _expose(self, cycle: _Cycle, phase: CleanerState) -> None:
+    def _expose(self, cycle: Cycle, phase: CleanerState) -> None:
         if phase is CleanerState.STRIPPING:
             assert isinstance(cycle, _StripCycle)
             cycle.strip_dose_s += strip_rate(self._strip_c) * STEP_S
@@ -126,13 +123,13 @@ class StripperModel(CleanerModel):
         else:
             super()._expose(cycle, phase)
 
-    def _check_running(self, cycle: _Cycle, phase: CleanerState) -> None:
+    def _check_running(self, cycle: Cycle, phase: CleanerState) -> None:
         if phase is CleanerState.STRIPPING and abs(self._strip_c - cycle.wash_sp_c) > STRIP_BAND_C:
             self._latch(660, f"strip tank {self._strip_c:.1f} C")
         else:
             super()._check_running(cycle, phase)
 
-    def _measure(self, cycle: _Cycle) -> None:
+    def _measure(self, cycle: Cycle) -> None:
         super()._measure(cycle)
         if isinstance(cycle, _StripCycle):
             noise = 1.0 + (2.0 * self._rng.random() - 1.0) * MEASUREMENT_NOISE
@@ -156,7 +153,7 @@ class StripperModel(CleanerModel):
         if self._stripper_low():
             self._latch(650, f"{self._stripper_wafers} wafers since replenished")
 
-    def _new_cycle(self, pending: tuple[int, ...]) -> _Cycle:
+    def _new_cycle(self, pending: tuple[int, ...]) -> Cycle:
         if self._mode_active != RESIST_STRIP:
             return super()._new_cycle(pending)
         assert self._wafer is not None

@@ -123,6 +123,12 @@ def test_a_refused_command_is_one_line_and_non_zero(sim_process) -> None:
     assert out.stderr.strip() == "bumpline: printer-1: PRT refused: NAK 04 WRONG STATE"
     assert "Traceback" not in out.stderr
 
+    out = _bumpline("tool", "cleaner-1", "load", "W1", "strip", "--line", str(config), cwd=where)
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith(
+        "bumpline: cleaner-1: the FC-1 has no RESIST_STRIP mode; a resist strip needs")
+    assert len(out.stderr.strip().splitlines()) == 1
+
 
 def test_a_scheduled_alarm_shows_on_the_tool(sim_process) -> None:
     _, config, where = sim_process
