@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="tcp",
         help="serve the cleaner's Modbus RTU on raw TCP (default) or a pty",
     )
-    for role in ("printers", "placers", "ovens", "cleaners"):
+    for role in ("printers", "placers", "ovens"):
         p.add_argument(
             f"--{role}",
             type=int,
@@ -65,6 +65,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             metavar="N",
             help=f"number of simulated {role} (default 1)",
         )
+    p.add_argument(
+        "--cleaners",
+        type=cleaner_layout,
+        default=(1, ()),
+        metavar="N|MODEL,...",
+        help="number of simulated cleaners (FC-1s; default 1), or their models in order, "
+        "e.g. 'fc-2' or 'fc-1,fc-2'",
+    )
     p.set_defaults(handler=run_sim)
 
 
@@ -77,6 +85,21 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def cleaner_layout(text: str) -> tuple[int, tuple[str, ...]]:
+    """argparse type for --cleaners: (count, models of cleaner-1, cleaner-2, ...)."""
+    from sim.stripper import CLEANER_MODELS
+
+    if text.strip().isdigit():
+        return int(text), ()
+    models = tuple(m.strip().upper() for m in text.split(","))
+    unknown = [m for m in models if m not in CLEANER_MODELS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"'{text}': expected a number or cleaner models from "
+            f"{', '.join(m.lower() for m in CLEANER_MODELS)}, comma-separated")
+    return len(models), models
 
 
 def fault_plans(spec: str, line_file: str | None) -> dict:
@@ -101,7 +124,7 @@ async def run_sim(args: argparse.Namespace) -> int:
         "printer": args.printers,
         "placer": args.placers,
         "oven": args.ovens,
-        "cleaner": args.cleaners,
+        "cleaner": args.cleaners[0],
     }
     if any(n < 0 or n > 8 for n in layout.values()):
         raise UserError("tool counts must be 0-8 per role", exit_code=2)
@@ -119,6 +142,7 @@ async def run_sim(args: argparse.Namespace) -> int:
         layout=layout,
         serial_transport=args.serial,
         cleaner_transport=args.cleaner,
+        cleaner_models=args.cleaners[1],
     )
     unknown = set(plans) - set(line.tool_names())
     if unknown:
@@ -145,8 +169,10 @@ async def run_sim(args: argparse.Namespace) -> int:
                     if "host" not in tool.config
                     else f"{tool.config['host']}:{tool.config['port']}"
                 )
+                model = tool.config.get("model", "")
                 print(
-                    f"  {tool.name:<10} {tool.role:<8} {tool.config['transport']:<11} {where}",
+                    f"  {tool.name:<10} {tool.role:<8} {tool.config['transport']:<11} {where}"
+                    + (f"  ({model})" if model else ""),
                     file=sys.stderr,
                 )
             sys.stderr.flush()

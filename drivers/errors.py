@@ -24,6 +24,10 @@ class ToolTimeout(ToolError):
     """A long operation did not reach the expected state in time (tool seconds)."""
 
 
+class NotSupported(ToolError):
+    """The tool's model cannot do what was asked (a resist strip on an FC-1); nothing sent."""
+
+
 class ToolAlarm(ToolError):
     """The tool latched an alarm while we waited on it."""
 

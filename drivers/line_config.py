@@ -14,6 +14,11 @@ look the same, for example::
     port = "/dev/pts/5"       # any pyserial URL
     baudrate = 115200
 
+    [tools.cleaner-1]
+    role = "cleaner"
+    model = "FC-2"            # oven and cleaner: RF-10N; FC-1 (default) | FC-2
+    port = "socket://10.0.0.5:4001"
+
 Every error names the file, the key and what was expected.
 """
 
@@ -23,6 +28,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from drivers.register_map import models_for_role
 
 ROLES = ("printer", "placer", "oven", "cleaner")
 # Which transports each role's host interface uses (from the tools' specs).
@@ -36,6 +43,9 @@ PARITIES = ("N", "E", "O")
 DEFAULT_BAUDRATE = {"serial": 115200, "modbus-rtu": 19200}
 DEFAULT_PARITY = {"serial": "N", "modbus-rtu": "E"}
 DEFAULT_UNIT = {"oven": 1, "cleaner": 2}
+# The model a Modbus tool is taken to be when the configuration names none (the line
+# had one model of each before the FC-2).
+DEFAULT_MODEL = {"oven": "RF-10N", "cleaner": "FC-1"}
 
 
 class LineConfigError(ValueError):
@@ -54,7 +64,7 @@ class ToolConfig:
     unit: int | None = None  # Modbus device id
     timeout_s: float = 0.5  # reply timeout, wall seconds
     retries: int = 3
-    model: str | None = None  # register map / tool model name; None = the role's default
+    model: str | None = None  # oven, cleaner: tool model (register map name, or a map file)
     faults: str = ""  # simulator only: a fault plan (see sim.faults)
 
     @property
@@ -216,7 +226,7 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
     retries = r.get("retries", int, "a retry count 0-10", 3)
     if not 0 <= retries <= 10:
         raise r.fail("retries", "a retry count 0-10")
-    model = r.get("model", str, "a tool model name", None)
+    model = _model(r, role)
     faults = r.get("faults", str, 'a fault plan such as "drop=0.2"', "")
     r.check_unknown(_TOOL_KEYS)
     return ToolConfig(
@@ -233,6 +243,21 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         model=model,
         faults=faults,
     )
+
+
+def _model(r: _Reader, role: str) -> str | None:
+    """The tool model: a shipped model of the role (any case; stored as the map names it)
+    or the path of a register map file. Printers and placers have no maps."""
+    if role not in DEFAULT_MODEL:
+        return r.get("model", str, "a tool model name", None)
+    known = models_for_role(role)
+    expected = f"{' | '.join(known)} or the path of a register map file"
+    model = r.get("model", str, expected, DEFAULT_MODEL[role])
+    if model.upper() in known:
+        return model.upper()
+    if (model.endswith(".toml") or "/" in model) and Path(model).exists():
+        return model  # a map file of the fab's own (relative to the working directory)
+    raise r.fail("model", expected)
 
 
 def _toml_value(value: Any) -> str:

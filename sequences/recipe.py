@@ -7,7 +7,7 @@ A recipe file::
     description = "..."
 
     [[steps]]
-    kind = "print"          # print | place | reflow | clean
+    kind = "print"          # print | place | reflow | clean | strip
     ...
 
 Parsing collects every problem it can (unknown keys, wrong types, values
@@ -27,7 +27,15 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from drivers.types import ZONES, CleanRecipe, PlacementRecipe, PrintRecipe, ReflowProfile
+from drivers.types import (
+    ZONES,
+    CleanMode,
+    CleanRecipe,
+    PlacementRecipe,
+    PrintRecipe,
+    ReflowProfile,
+    StripRecipe,
+)
 from sequences.alloys import AlloyLibrary, default_alloys
 from sequences.errors import Problem, RecipeError, RecipeInvalid
 
@@ -79,6 +87,11 @@ class PlaceStep:
     max_defects: int  # most missing + extra balls the automatic repair is tried on
     max_defects_after_repair: int  # most defects a wafer may leave the mounter with
     note: str = ""
+    # Where the balls go, when not onto bare pads: into the openings of a polymer mask
+    # (seed 004; stripped after the reflow), or onto Cu posts (seed 001).
+    mask: str | None = None  # a mask id from the library (dry-film | photoresist)
+    post_diameter_um: int | None = None
+    post_pitch_um: int | None = None
 
     @property
     def alloy(self) -> str:
@@ -136,8 +149,35 @@ class CleanStep:
         )
 
 
-Step = PrintStep | PlaceStep | ReflowStep | CleanStep
-STEP_KINDS: dict[str, type] = {c.kind: c for c in (PrintStep, PlaceStep, ReflowStep, CleanStep)}
+@dataclass(frozen=True)
+class StripStep:
+    """The FC-2's resist strip: removes the mask a ball mount placed into (and the flux),
+    after the reflow that bonds the balls."""
+
+    kind: ClassVar[str] = "strip"
+    mode: ClassVar[CleanMode] = CleanMode.RESIST_STRIP  # the cleaner mode it loads with
+    mask: str  # the mask it strips: must be the one on the wafer
+    strip_temp_c: float
+    strip_time_s: int
+    rinse_time_s: int
+    dry_time_s: int
+    spray_pressure_bar: float
+    max_mask_residue_pct: float  # most wafer area with mask left (the FC-2's optical check)
+    max_ionic_ug_cm2: float  # the strip stands in for the clean, so its residue counts too
+    note: str = ""
+
+    def tool_recipe(self) -> StripRecipe:
+        return StripRecipe(
+            strip_temp_c=self.strip_temp_c, strip_time_s=self.strip_time_s,
+            rinse_time_s=self.rinse_time_s, dry_time_s=self.dry_time_s,
+            spray_pressure_bar=self.spray_pressure_bar,
+        )
+
+
+Step = PrintStep | PlaceStep | ReflowStep | CleanStep | StripStep
+STEP_KINDS: dict[str, type] = {
+    c.kind: c for c in (PrintStep, PlaceStep, ReflowStep, CleanStep, StripStep)
+}
 DEPOSIT_KINDS = ("print", "place")
 
 
@@ -159,7 +199,10 @@ class Recipe:
             "name": self.name,
             "version": self.version,
             "description": self.description,
-            "steps": [{"kind": s.kind, **asdict(s)} for s in self.steps],
+            # Unset optional fields (None) are left out, so a recipe that does not use
+            # them keeps the hash it had before they existed.
+            "steps": [{"kind": s.kind, **{k: v for k, v in asdict(s).items() if v is not None}}
+                      for s in self.steps],
         }
         return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -221,6 +264,25 @@ _STEP_KEYS: dict[str, dict[str, _Spec]] = {
     },
 }
 _OPTIONAL = {"note": "", "profile_id": None, "max_ramp_c_s": 3.0, "max_cool_c_s": 6.0}
+
+# --- the mask strip (FC-2) and where the balls go (mask, Cu posts) --------------------------
+_STEP_KEYS["place"] |= {
+    "mask": ("mask", None, "the mask the balls go into: a mask id from the library"),
+    "post_diameter_um": ("int", (20, 2000), "Cu post diameter 20-2000 µm"),
+    "post_pitch_um": ("int", (100, 2000), "Cu post pitch 100-2000 µm"),
+}
+_STEP_KEYS["strip"] = {
+    "mask": ("mask", None, "the mask it strips: a mask id from the library"),
+    "strip_temp_c": ("float", (30.0, 80.0), "strip tank 30-80 °C"),
+    "strip_time_s": ("int", (60, 1800), "strip 60-1800 s"),
+    "rinse_time_s": ("int", (10, 900), "rinse 10-900 s"),
+    "dry_time_s": ("int", (10, 900), "dry 10-900 s"),
+    "spray_pressure_bar": ("float", (0.5, 6.0), "spray 0.5-6.0 bar"),
+    "max_mask_residue_pct": ("float", (0.0, 100.0), "most wafer area with mask left, %"),
+    "max_ionic_ug_cm2": ("float", (0.01, 100.0), "ionic residue limit, µg NaCl-eq/cm²"),
+}
+_OPTIONAL |= {"mask": None, "post_diameter_um": None, "post_pitch_um": None}
+_REQUIRED = {("strip", "mask")}  # optional elsewhere, not here
 _TOP_KEYS = {"name", "version", "description", "steps"}
 
 _MISSING = object()
@@ -335,7 +397,7 @@ def _parse_step(
     for key, (typ, bounds, what) in spec.items():
         value = raw.get(key, _MISSING)
         if value is _MISSING:
-            if key in _OPTIONAL:
+            if key in _OPTIONAL and (kind, key) not in _REQUIRED:
                 values[key] = _OPTIONAL[key]
                 continue
             problem(kind, "missing key", f"{key}: expected {what}")
@@ -343,7 +405,7 @@ def _parse_step(
             continue
         ok, converted, message = _convert(typ, bounds, value, alloys)
         if converted is None:
-            problem(kind, "wrong type" if typ != "alloy" else "unknown alloy",
+            problem(kind, {"alloy": "unknown alloy", "mask": "unknown mask"}.get(typ, "wrong type"),
                     f"{key}: expected {what} (got {value!r}){message}")
             broken = True
             continue
@@ -365,6 +427,9 @@ def _parse_step(
             problem(kind, "range", f"max_defects_after_repair = "
                     f"{values['max_defects_after_repair']} exceeds max_defects = "
                     f"{values['max_defects']} (repair never makes a wafer worse)")
+        if (values["post_diameter_um"] is None) != (values["post_pitch_um"] is None):
+            problem(kind, "missing key", "Cu posts: give both post_diameter_um and "
+                    "post_pitch_um (or neither, for balls on bare pads)")
     if kind == "reflow":
         values["tal_threshold_c"] = 0.0  # filled by resolve_tal_thresholds
         if values["profile_id"] is None:
@@ -386,6 +451,10 @@ def _convert(
     if typ == "alloy":
         if not isinstance(value, str) or value not in alloys:
             return False, None, f"; known: {', '.join(alloys.ids())}"
+        return True, value, ""
+    if typ == "mask":
+        if not isinstance(value, str) or value not in alloys.masks:
+            return False, None, f"; known: {', '.join(alloys.masks) or 'none'}"
         return True, value, ""
     if typ == "float":
         if not number:

@@ -1,23 +1,28 @@
 """The recipe validator: refuses recipes that would damage wafers.
 
-Each rule comes from /work/shared/specs/process-data.md (see docs/recipes.md for
-the reasons and sources). ``validate`` returns every problem in a recipe; it
-never stops at the first.
+Each rule comes from ../shared/specs/process-data.md, the mask-strip rules from
+../shared/specs/flux-cleaner-fc2.md (see docs/recipes.md for the reasons and
+sources). ``validate`` returns every problem in a recipe; it never stops at the
+first.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sequences.alloys import Alloy, AlloyLibrary, default_alloys
+from sequences.alloys import Alloy, AlloyLibrary, Mask, default_alloys
 from sequences.errors import Problem, RecipeInvalid
 from sequences.recipe import (
     DEPOSIT_KINDS,
     CleanStep,
+    PlaceStep,
     Recipe,
     ReflowStep,
     Step,
+    StripStep,
     find_recipe,
     parse_recipe_problems,
     read_recipe_text,
@@ -35,6 +40,9 @@ class ValidationOptions:
     # J-STD-020 package limits.
     max_ramp_c_s: float = 3.0
     max_cool_c_s: float = 6.0
+    # A ball on a Cu post at most this many post diameters wide (assumed: a wider ball
+    # is not held by the post top and rolls off onto the resin).
+    max_ball_per_post: float = 2.0
 
 
 DEFAULT_OPTIONS = ValidationOptions()
@@ -86,7 +94,11 @@ def validate(
                 add(number, step, "clean before reflow",
                     f"the wash would strip the unreflowed {what}")
             dirty_since = None
+        elif isinstance(step, StripStep):
+            dirty_since = None  # the stripper removes the flux too (flux-cleaner-fc2.md)
 
+    _check_masks(recipe, alloys, add)
+    _check_posts(recipe, options, add)
     last = len(recipe.steps)
     if pending:
         what = ", ".join(f"{a.id} from step {d}" for d, a in pending)
@@ -143,6 +155,96 @@ def _check_reflow(number, step: ReflowStep, pending, bumps, options, add) -> Non
         add(number, step, "unreachable peak",
             f"peak window starts at {low:g} °C but the hottest zone is set to "
             f"{step.hottest_zone_c:g} °C (the wafer never gets hotter than the air)")
+
+
+Add = Callable[[int | None, Step | None, str, str], None]
+
+
+def _check_masks(recipe: Recipe, alloys: AlloyLibrary, add: Add) -> None:
+    """Balls placed into a polymer mask (seed 004): the reflow that bonds them stays under
+    the mask's limit, and a strip of that mask follows it before anything else is
+    deposited (flux-cleaner-fc2.md, "Process figures for the mask strip")."""
+    on: tuple[int, Mask] | None = None  # the mask on the wafer and the step that placed into it
+    bonded_at: int | None = None  # the reflow that bonded its balls
+    for number, step in enumerate(recipe.steps, start=1):
+        if step.kind in DEPOSIT_KINDS:
+            if on is not None and bonded_at is not None:
+                add(number, step, "strip the mask",
+                    f"{step.kind} onto a wafer still carrying the {on[1].id} mask from step "
+                    f"{on[0]}: strip it after the reflow at step {bonded_at}, before anything "
+                    "else is deposited")
+            if isinstance(step, PlaceStep) and step.mask is not None:
+                if on is not None and bonded_at is None and on[1].id != step.mask:
+                    add(number, step, "strip the mask",
+                        f"balls into a {step.mask} mask while the {on[1].id} mask from step "
+                        f"{on[0]} is on the wafer (one mask at a time)")
+                on, bonded_at = (number, alloys.masks[step.mask]), None
+        elif isinstance(step, ReflowStep) and on is not None:
+            mask, high = on[1], step.peak_c[1]
+            if high > mask.max_reflow_peak_c:
+                add(number, step, "mask limit",
+                    f"peak window reaches {high:g} °C with the {mask.id} mask from step {on[0]} "
+                    f"on the wafer; above {mask.figure('max_reflow_peak_c')} it hardens and no "
+                    f"longer strips (keep the peak <= {mask.max_reflow_peak_c:g} °C)")
+            bonded_at = bonded_at or number
+        elif isinstance(step, StripStep):
+            if on is None:
+                add(number, step, "strip without mask",
+                    "no ball mount into a mask before it: there is no mask to strip")
+                continue
+            if bonded_at is None:
+                add(number, step, "strip before reflow",
+                    f"stripping the {on[1].id} mask from step {on[0]} before a reflow bonds "
+                    "its balls would wash them off")
+            if step.mask != on[1].id:
+                add(number, step, "strip the mask",
+                    f"strips {step.mask}, but the mask from step {on[0]} is {on[1].id}")
+            _check_strip_window(number, step, on[1], add)
+            on, bonded_at = None, None
+    if on is not None:
+        add(None, None, "strip the mask",
+            f"the recipe ends with the {on[1].id} mask from step {on[0]} still on the wafer")
+
+
+def _check_strip_window(number: int, step: StripStep, mask: Mask, add: Add) -> None:
+    for key, value in (("strip_temp_c", step.strip_temp_c), ("strip_time_s", step.strip_time_s)):
+        low, high = getattr(mask, key)
+        if not low <= value <= high:
+            add(number, step, "strip window",
+                f"{key} = {value:g} outside the {mask.figure(key)} the {mask.id} mask is "
+                "stripped in (residue left, or the bumps attacked)")
+
+
+# A ball must carry enough solder to cap the post top with at least a hemisphere:
+# pi d^3 / 6 >= pi D^3 / 12, so d >= D / 2^(1/3).
+_MIN_BALL_PER_POST = 1 / 2 ** (1 / 3)
+
+
+def _check_posts(recipe: Recipe, options: ValidationOptions, add: Add) -> None:
+    """Balls onto Cu posts (seed 001, terminals on the posts of a sealed, polished wafer):
+    the posts' pitch and diameter against the ball."""
+    for number, step in enumerate(recipe.steps, start=1):
+        if not isinstance(step, PlaceStep) or step.post_diameter_um is None:
+            continue
+        post, pitch, ball = step.post_diameter_um, step.post_pitch_um, step.ball_diameter_um
+        if pitch != step.pitch_um:
+            add(number, step, "cu post",
+                f"pitch_um = {step.pitch_um} but the posts sit at {pitch} µm: one ball on "
+                "every post needs the same pitch")
+        if pitch is not None and post >= pitch:
+            add(number, step, "cu post",
+                f"post_diameter_um = {post} is not under the post pitch {pitch} µm "
+                "(the posts would touch)")
+        least = math.ceil(post * _MIN_BALL_PER_POST)
+        if ball < least:
+            add(number, step, "cu post",
+                f"a {ball} µm ball holds too little solder to cap a {post} µm post with a "
+                f"hemisphere (needs >= {least} µm)")
+        most = post * options.max_ball_per_post
+        if ball > most:
+            add(number, step, "cu post",
+                f"a {ball} µm ball is over {options.max_ball_per_post:g} times the {post} µm "
+                f"post (assumed limit {most:g} µm): the post top no longer holds it")
 
 
 def check(

@@ -4,17 +4,20 @@
 is reached (printer and ball mounter on a pty or raw TCP, the oven on Modbus
 TCP, the cleaner on Modbus RTU over raw TCP or a pty) and describes the result
 as a line configuration, so drivers connect to it exactly as they would to
-hardware. It runs on the caller's event loop.
+hardware. Each cleaner is an FC-1 or an FC-2 (``cleaner_models``), and the
+configuration names the model. It runs on the caller's event loop.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sim.clock import ScaledClock
 from sim.faults import FaultPlan
+from sim.stripper import cleaner_model
 
 log = logging.getLogger("sim.line")
 
@@ -47,7 +50,10 @@ class SimulatedLine:
         cleaner_transport: str = "tcp",
         name: str = "sim-line-1",
         host: str = "127.0.0.1",
+        cleaner_models: Sequence[str] = (),
     ) -> None:
+        """``cleaner_models``: the model of cleaner-1, cleaner-2, ... (FC-1 or FC-2); cleaners
+        beyond the list are FC-1s."""
         if serial_transport not in ("pty", "tcp"):
             raise ValueError(f"serial transport must be pty or tcp, got {serial_transport!r}")
         if cleaner_transport not in ("pty", "tcp"):
@@ -60,6 +66,9 @@ class SimulatedLine:
         unknown = set(self.layout) - set(ROLES)
         if unknown:
             raise ValueError(f"unknown role(s) in layout: {sorted(unknown)}")
+        for model_name in cleaner_models:
+            cleaner_model(model_name)  # ValueError naming the known models
+        self.cleaner_models = [m.upper() for m in cleaner_models]
         self.serial_transport = serial_transport
         self.cleaner_transport = cleaner_transport
         self.name = name
@@ -116,10 +125,12 @@ class SimulatedLine:
                 "unit": 1,
             }
         else:
-            from sim.cleaner import CleanerModel
             from sim.modbus_server import CleanerServer
 
-            model = CleanerModel(seed=seed)
+            number = int(name.rsplit("-", 1)[1])
+            model_name = (self.cleaner_models[number - 1] if number <= len(self.cleaner_models)
+                          else "FC-1")
+            model = cleaner_model(model_name)(seed=seed)
             server = CleanerServer(model, self.clock, name=name, faults=plan)
             if self.cleaner_transport == "pty":
                 url = await server.start_rtu_pty()
@@ -135,6 +146,7 @@ class SimulatedLine:
                 "baudrate": 19200,
                 "parity": parity,
                 "unit": 2,
+                "model": model_name,
             }
         return ServedTool(name=name, role=role, model=model, server=server, config=config)
 

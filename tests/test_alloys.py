@@ -72,3 +72,31 @@ def test_bad_library_is_refused_with_file_and_key(change: tuple[str, str], messa
     with pytest.raises(RecipeError, match=message) as info:
         parse_alloys(GOOD.replace(*change), source="lib.toml")
     assert str(info.value).startswith("lib.toml: ")
+
+
+def test_masks_carry_the_fc2_page_figures_as_assumed() -> None:
+    masks = default_alloys().masks
+    assert {m: masks[m].max_reflow_peak_c for m in masks} == {"dry-film": 260.0,
+                                                              "photoresist": 250.0}
+    dry = masks["dry-film"]
+    assert (dry.strip_temp_c, dry.strip_time_s) == ((45.0, 80.0), (300.0, 900.0))
+    assert dry.figure("max_reflow_peak_c") == "260 °C (assumed)"
+    assert dry.figure("strip_time_s") == "300-900 s (assumed)"
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        ('max_reflow_peak_c = "hot"\nstrip_temp_c = [45, 80]\nstrip_time_s = [300, 900]\n'
+         'source = "x"', "masks.m.max_reflow_peak_c: expected a temperature"),
+        ('max_reflow_peak_c = 260\nstrip_temp_c = [80, 45]\nstrip_time_s = [300, 900]\n'
+         'source = "x"', "masks.m.strip_temp_c: expected \\[low, high\\]"),
+        ('max_reflow_peak_c = 260\nstrip_temp_c = [45, 80]\nstrip_time_s = [300, 900]\n'
+         'source = "x"\ncolour = "blue"', "masks.m.colour: unknown key"),
+    ],
+)
+def test_bad_mask_is_refused_with_file_and_key(mask: str, message: str) -> None:
+    text = ('[alloys.A]\ncomposition = { Sn = 100.0 }\nsolidus_c = 232.0\nliquidus_c = 232.0\n'
+            'peak_c = [250.0, 260.0]\ntal_s = [30.0, 60.0]\nsource = "x"\n\n[masks.m]\n' + mask)
+    with pytest.raises(RecipeError, match=f"lib.toml: {message}"):
+        parse_alloys(text, source="lib.toml")

@@ -120,3 +120,21 @@ def test_unknown_tool_name_lists_the_tools() -> None:
         LineConfigError, match=r"no tool named 'printer-9' \(tools: printer-1, oven-1, cleaner-1\)"
     ):
         config.tool("printer-9")
+
+
+def test_each_modbus_tool_names_its_model_fc1_by_default() -> None:
+    config = parse_line_config(GOOD)
+    assert config.tool("cleaner-1").model == "FC-1"  # a configuration from before the FC-2
+    assert config.tool("oven-1").model == "RF-10N"
+    fc2 = parse_line_config(GOOD + 'model = "fc-2"\n')  # appended to cleaner-1
+    assert fc2.tool("cleaner-1").model == "FC-2"
+    assert 'model = "FC-2"' in dump_line_config(fc2)
+    assert parse_line_config(dump_line_config(fc2)).tool("cleaner-1").model == "FC-2"
+
+
+@pytest.mark.parametrize("model", ["FC-3", "rf-10n", "maps/none.toml"])
+def test_an_unknown_model_for_the_role_is_refused(model: str) -> None:
+    with pytest.raises(LineConfigError, match=(
+            r"line.toml: tools.cleaner-1.model: expected FC-1 \| FC-2 or the path of a "
+            rf"register map file \(got '{model}'\)")):
+        parse_line_config(GOOD + f'model = "{model}"\n', source="line.toml")

@@ -81,7 +81,15 @@ def sent(frame: Any, command: str) -> bool:
     return command in str(frame)
 
 
-@pytest.mark.parametrize("name", sorted(shipped_recipe_paths()))
+def _shipped_cases() -> list[Any]:
+    """Every shipped recipe; those with a strip step (FC-2) fail until that kind runs."""
+    strip = pytest.mark.xfail(strict=True, reason="strip step execution not wired yet")
+    return [pytest.param(name, marks=strip)
+            if any(s.kind == "strip" for s in find_recipe(name).steps) else name
+            for name in sorted(shipped_recipe_paths())]
+
+
+@pytest.mark.parametrize("name", _shipped_cases())
 async def test_one_wafer_of_every_shipped_recipe(name: str) -> None:
     recipe = find_recipe(name)
     async with simulated_line() as line:
