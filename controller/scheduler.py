@@ -29,7 +29,7 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import ToolError
-from sequences.kinds import kind_of
+from sequences.kinds import StepKind, kind_of
 from sequences.machine import Phase
 from sequences.runner import WaferRun
 
@@ -242,10 +242,13 @@ class Scheduler:
             wanted = by_role.get(tool.role)
             if not wanted:
                 continue
+            able = [w for w in wanted if self._kind(w).can_run(tool.driver)]
+            if not able:
+                continue  # e.g. strips on a line's FC-1: they wait for the FC-2
             if tool.setup is None:
-                await self._learn_setup(tool, wanted)
-            wanted.sort(key=lambda w: (w.priority, w.ready_since, w.order))
-            same = [w for w in wanted if self._key(w) == tool.setup]
+                await self._learn_setup(tool, able)
+            able.sort(key=lambda w: (w.priority, w.ready_since, w.order))
+            same = [w for w in able if self._key(w) == tool.setup]
             if same:
                 if self.clock.now() < tool.entrance_at:  # a pipelined tool's entrance
                     self._wake_at(tool.entrance_at)  # the wafer ahead clears it then
@@ -255,7 +258,11 @@ class Scheduler:
             elif not self._still_needed(tool):
                 if tool.riding:
                     continue  # a new profile needs an empty belt; wait for the riders
-                self._start_changeover(tool, wanted[0])
+                self._start_changeover(tool, able[0])
+
+    @staticmethod
+    def _kind(wafer: ScheduledWafer) -> StepKind[Any]:
+        return kind_of(wafer.run.recipe.step(wafer.run.next_step))
 
     def _key(self, wafer: ScheduledWafer) -> tuple[Any, ...]:
         step = wafer.run.recipe.step(wafer.run.next_step)

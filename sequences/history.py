@@ -71,7 +71,7 @@ def history_interlocks(
             bumps += [(d, entry) for d in pending]
             pending = []
             dirty = entry
-        elif entry.kind == "clean":
+        elif entry.kind in ("clean", "strip"):  # a resist strip removes the flux too
             dirty = None
     if step.kind in DEPOSIT_KINDS and dirty is not None:
         reasons.append(f"not cleaned since the reflow at step {dirty.step}")

@@ -434,23 +434,24 @@ async def check_interlocks(driver: Any, step: Step, wafer_id: str) -> None:
         raise InterlockError(driver.name, reasons)
 
 
-ToolPicker = Callable[[str], Any]
+ToolPicker = Callable[[StepKind[Any]], Any]
 
 
 def _picker(tools: Any) -> ToolPicker:
     """Tools as a LineTools (by_role) or a role -> driver mapping."""
     if hasattr(tools, "by_role"):
-        def pick(role: str) -> Any:
-            found = tools.by_role(role)
+        def pick(kind: StepKind[Any]) -> Any:
+            found = [d for d in tools.by_role(kind.role) if kind.can_run(d)]
             if not found:
-                raise SequenceError(f"the line has no {role}")
+                raise SequenceError(f"the line has no {kind.role} that can take a "
+                                    f"{kind.name} step")
             return found[0]
         return pick
     if isinstance(tools, Mapping):
-        def pick_mapped(role: str) -> Any:
-            if role not in tools:
-                raise SequenceError(f"no {role} given (have: {', '.join(tools)})")
-            return tools[role]
+        def pick_mapped(kind: StepKind[Any]) -> Any:
+            if kind.role not in tools:
+                raise SequenceError(f"no {kind.role} given (have: {', '.join(tools)})")
+            return tools[kind.role]
         return pick_mapped
     raise SequenceError("tools: expected the line's tools or a role -> driver mapping")
 
@@ -474,7 +475,7 @@ async def run_wafer(
     while (number := run.next_step) is not None:
         step = recipe.step(number)
         kind = kind_of(step)
-        driver = pick(kind.role)
+        driver = pick(kind)
 
         def note(text: str, tool: str = driver.name) -> None:
             if on_prepare is not None:

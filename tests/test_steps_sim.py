@@ -52,11 +52,12 @@ class Line:
 
 @contextlib.asynccontextmanager
 async def simulated_line(
-    faults: str = "", seed: int = 1, speed: float = SPEED
+    faults: str = "", seed: int = 1, speed: float = SPEED, cleaners: tuple[str, ...] = ()
 ) -> AsyncIterator[Line]:
     clock = ScaledClock(speed)
-    async with SimulatedLine(speed=speed, seed=seed, clock=clock,
-                             faults=parse_faults(faults)) as sim:
+    layout = {"printer": 1, "placer": 1, "oven": 1, "cleaner": max(1, len(cleaners))}
+    async with SimulatedLine(speed=speed, seed=seed, clock=clock, layout=layout,
+                             faults=parse_faults(faults), cleaner_models=cleaners) as sim:
         config = parse_line_config(sim.config_text(), source="sim")
         holder: list[Line] = []
         trace = lambda tool, d, data: holder[0].trace(tool, d, data)  # noqa: E731
@@ -81,18 +82,11 @@ def sent(frame: Any, command: str) -> bool:
     return command in str(frame)
 
 
-def _shipped_cases() -> list[Any]:
-    """Every shipped recipe; those with a strip step (FC-2) fail until that kind runs."""
-    strip = pytest.mark.xfail(strict=True, reason="strip step execution not wired yet")
-    return [pytest.param(name, marks=strip)
-            if any(s.kind == "strip" for s in find_recipe(name).steps) else name
-            for name in sorted(shipped_recipe_paths())]
-
-
-@pytest.mark.parametrize("name", _shipped_cases())
+@pytest.mark.parametrize("name", sorted(shipped_recipe_paths()))
 async def test_one_wafer_of_every_shipped_recipe(name: str) -> None:
     recipe = find_recipe(name)
-    async with simulated_line() as line:
+    # A line with an FC-1 and an FC-2: a strip can only go to the FC-2.
+    async with simulated_line(cleaners=("FC-1", "FC-2")) as line:
         run = await run_wafer(recipe, "W-" + name[:8], line.tools, line.clock,
                               journal=line.journal)
         assert run.state == "complete", run.events[-1]
@@ -108,8 +102,9 @@ async def test_one_wafer_of_every_shipped_recipe(name: str) -> None:
             core = [t for t in triggers if t != "start"]
             assert core[0] == "tool_acquired" and core[-1] == "judged_ok"
             assert core[1:-1] in (["step_done"], ["step_done", "repair", "step_done"])
-            role = ROLE_OF_KIND[step.kind]
-            assert {e.tool for e in mine if e.tool} == {line[role].name}
+            able = [d.name for d in line.tools.by_role(ROLE_OF_KIND[step.kind])
+                    if kind_of(step).can_run(d)]
+            assert {e.tool for e in mine if e.tool} == {able[0]}  # strips: the FC-2 only
             done = [e for e in mine if e.trigger == "step_done"][-1]
             m = done.measurements
             if step.kind == "reflow":  # the measured profile sits in the recipe's own windows
@@ -126,6 +121,9 @@ async def test_one_wafer_of_every_shipped_recipe(name: str) -> None:
                 assert m["defects"] <= step.max_defects_after_repair
             else:
                 assert m["ionic_ug_cm2"] <= step.max_ionic_ug_cm2
+                if step.kind == "strip":
+                    assert m["mask_residue_pct"] <= step.max_mask_residue_pct
+                    assert able == ["cleaner-2"]
         assert events[-1].to_state == "complete"
         # every tool is left free for the next wafer
         assert (await line["printer"].status()).state is PrinterState.IDLE

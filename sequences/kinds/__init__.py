@@ -16,9 +16,10 @@ from sequences.kinds.base import StepKind
 from sequences.kinds.flux_clean import FLUX_CLEAN
 from sequences.kinds.paste_print import PASTE_PRINT
 from sequences.kinds.reflow import REFLOW
+from sequences.kinds.resist_strip import RESIST_STRIP
 
 KINDS: dict[str, StepKind[Any]] = {k.name: k for k in (PASTE_PRINT, BALL_PLACE, REFLOW,
-                                                        FLUX_CLEAN)}
+                                                        FLUX_CLEAN, RESIST_STRIP)}
 ROLE_OF_KIND: dict[str, str] = {name: kind.role for name, kind in KINDS.items()}
 ROLES: tuple[str, ...] = tuple(dict.fromkeys(ROLE_OF_KIND.values()))
 

@@ -165,6 +165,13 @@ class StepKind(ABC, Generic[S]):
         if not hasattr(driver, self.driver_mark):
             raise SequenceError(f"a {self.name} step runs on {_a(self.role)}; "
                                 f"{getattr(driver, 'name', driver)} is not one")
+        if not self.can_run(driver):
+            raise SequenceError(f"{driver.name} cannot take a {self.name} step (its model "
+                                "has no such mode)")
+
+    def can_run(self, driver: Any) -> bool:
+        """This tool of the role can take the kind (a cleaner whose model has the mode)."""
+        return True
 
     # --- setup and readiness (pure) ---
 

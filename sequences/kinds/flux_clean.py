@@ -41,11 +41,12 @@ from sequences.recipe import CleanStep
 BATH_COOL_C_S = 0.01  # °C/s: how long a bath takes to come down
 ABORT_S = 10.0
 SETTLE_WAIT_S = 3600.0
-WORKING = (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING)
+WORKING = (CleanerState.WASHING, CleanerState.STRIPPING, CleanerState.RINSING,
+           CleanerState.DRYING)
 BUSY = (CleanerState.LOADED, *WORKING)
 
 
-class FluxClean(StepKind[CleanStep]):
+class FluxClean(StepKind[Any]):
     name, role = "clean", "cleaner"
     driver_mark = "wait_bath_ready"
     repeatable = True
