@@ -118,6 +118,8 @@ class GemEquipment:
         )
         self.comm = CommState.DISABLED
         self._communicating = asyncio.Event()
+        self._pump_busy = False
+        self._pumped = asyncio.Condition()
         self._events = events
         self._subscription: Subscription | None = None
         self._outgoing: asyncio.Queue[Outgoing | _Unspool] = asyncio.Queue()
@@ -174,6 +176,7 @@ class GemEquipment:
     # -- the host link: establish communications (E30 §4.1)
 
     async def _on_connection(self, conn: HsmsConnection) -> None:
+        self._communicating.clear()  # a new session establishes anew
         selected = asyncio.ensure_future(conn.wait_selected())
         closed = asyncio.ensure_future(conn.closed.wait())
         try:
@@ -330,6 +333,19 @@ class GemEquipment:
         """Wait until everything queued so far has been sent or spooled (tests, shutdown)."""
         await self._outgoing.join()
 
+    async def drained_after_events(self) -> None:
+        """Wait until every line event published so far is reported (sent or spooled)."""
+        subscription = self._subscription
+        if subscription is not None:
+            async with self._pumped:
+                await self._pumped.wait_for(
+                    lambda: not subscription.pending() and not self._pump_busy)
+        await self._outgoing.join()
+
+    async def communicating(self) -> None:
+        """Wait until an S1F13/S1F14 exchange established communications."""
+        await self._communicating.wait()
+
     async def _sender(self) -> None:
         while True:
             item = await self._outgoing.get()
@@ -385,6 +401,7 @@ class GemEquipment:
 
     async def _pump(self, subscription: Subscription) -> None:
         async for event in subscription:
+            self._pump_busy = True
             if subscription.missed:
                 log.warning("GEM fell %d line events behind; status variables read the store",
                             subscription.missed)
@@ -393,6 +410,9 @@ class GemEquipment:
                 on_line_event(self, event)
             except Exception:  # reporting must never stop
                 log.exception("GEM could not report %s", event.kind)
+            self._pump_busy = False
+            async with self._pumped:
+                self._pumped.notify_all()
 
 
 def _first(body: Item | None) -> object:

@@ -86,16 +86,16 @@ class ProgramsCapability:
     async def _s7f3(self, message: Message) -> Reply:
         ppid_item, body_item = message.body.items
         ppid = ppid_item.text
-        if body_item.fmt is Fmt.B:
-            raw = bytes(body_item.value)
+        if body_item.fmt is Fmt.B:  # binary PPBODY: the file's UTF-8 bytes
+            try:
+                text = bytes(body_item.value).decode("utf-8")
+            except UnicodeDecodeError:
+                return self._refuse(ppid, ACKC7_OTHER, "not UTF-8 text (a recipe is TOML)")
         else:
-            raw = body_item.text.encode("latin-1")
+            text = body_item.text
+        raw = text.encode("utf-8")
         if len(raw) > MAX_PP_BYTES:
             return self._refuse(ppid, ACKC7_LENGTH, f"longer than {MAX_PP_BYTES} bytes")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return self._refuse(ppid, ACKC7_OTHER, "not UTF-8 text (a recipe is TOML)")
         try:
             recipe, problems = parse_recipe_problems(text, source=ppid)
             if recipe is not None:
@@ -112,14 +112,20 @@ class ProgramsCapability:
         if clash:
             return self._refuse(ppid, ACKC7_NOT_GRANTED, clash)
         with self.eq.db.write_session() as session, session.begin():
-            if session.scalars(select(GemProcessProgram.id).where(
-                    GemProcessProgram.ppid == ppid, GemProcessProgram.version == recipe.version,
-                    GemProcessProgram.body_hash == digest)).first() is None:
+            row = session.scalars(select(GemProcessProgram).where(
+                GemProcessProgram.ppid == ppid,
+                GemProcessProgram.version == recipe.version)).first()
+            new = row is None or row.deleted_at is not None
+            if row is None:
                 session.add(GemProcessProgram(
                     ppid=ppid, version=recipe.version, body=text, body_hash=digest,
                     stored_at=self.eq.db.now(), stored_by="host"))
-        self.eq.commands.audit("gem.pp_download", f"{ppid} v{recipe.version} ({digest[:12]})")
-        self.eq.emit(ids.CE_PP_CHANGED, {ids.DV_PPID: A(ppid)})
+            elif row.deleted_at is not None:  # the same text again: deleted no more
+                row.deleted_at = None
+        if new:  # the same program again changes nothing and reports nothing
+            self.eq.commands.audit("gem.pp_download",
+                                   f"{ppid} v{recipe.version} ({digest[:12]})")
+            self.eq.emit(ids.CE_PP_CHANGED, {ids.DV_PPID: A(ppid)})
         return 4, B(ACKC7_ACCEPTED)
 
     def _version_clash(self, ppid: str, version: int, digest: str) -> str | None:
