@@ -1,4 +1,5 @@
-"""A minimal factory host for tests: the active HSMS end, written from E37 and E5.
+"""A minimal factory host for tests (the active HSMS end, written from E37 and E5), and
+the line it talks to (``GemLine``: a store, an event stream and the equipment).
 
 It uses the codec and frame layout (tested byte-exact on their own) but none of the
 equipment's logic: it connects, selects, sends primaries and answers the
@@ -13,8 +14,15 @@ import contextlib
 import itertools
 import struct
 
-from controller.gem.hsms import CONTROL_SESSION, Message, SType
-from controller.gem.secs2 import A, B, Item, L
+from controller.events import EventKind, LineEventStream
+from controller.gem.commands import StoreLineCommands
+from controller.gem.config import GemConfig
+from controller.gem.equipment import GemEquipment
+from controller.gem.hsms import CONTROL_SESSION, Message, SType, Timers
+from controller.gem.secs2 import B, Item, L
+from controller.gem.spool import GemDatabase
+from controller.gem.states import CommState
+from controller.store import Store
 
 WAIT_S = 10.0  # a guard against a hang, never a timing assertion
 
@@ -142,8 +150,51 @@ class TestHost:
         self._writer = None
 
 
-def text(message: Message) -> str:
-    return repr(message.body)
+
+# --- the line side: a store, an event stream, the equipment ---------------------------------
+
+TOOLS = ("printer-1", "placer-1", "oven-1", "cleaner-1")
+CONFIG = GemConfig(port=0, host="127.0.0.1", model_name="BUMPLINE-T",
+                   timers=Timers(t3=2.0, t5=1.0, t6=1.0, t7=2.0, t8=1.0))
+RECIPE = "rebump-hipb-snpb"
 
 
-__all__ = ["A", "TestHost", "WAIT_S"]
+class GemLine:
+    """A store, an event stream and the equipment on them, restartable."""
+
+    def __init__(self, url: str, config: GemConfig = CONFIG) -> None:
+        self.url, self.config = url, config
+        self.store = Store(url)
+        self.stream = LineEventStream("line-1", lambda: 0.0)
+        self.eq: GemEquipment | None = None
+        self.terminal: list[str] = []
+        self.hosts: list[TestHost] = []
+
+    async def start(self) -> GemEquipment:
+        self.eq = GemEquipment(self.config, db=GemDatabase(self.store.engine),
+                               commands=StoreLineCommands(self.store), events=self.stream,
+                               tools=TOOLS, on_terminal=self.terminal.append)
+        await self.eq.start()
+        return self.eq
+
+    async def host(self) -> TestHost:
+        """A host connected, selected and communicating (it answered our S1F13)."""
+        host = TestHost()
+        self.hosts.append(host)
+        await host.connect(self.eq.port)
+        await host.primary(1, 13)
+        await self.eq.communicating()  # the S1F14 is handled in the equipment's own task
+        assert self.eq.comm is CommState.COMMUNICATING
+        return host
+
+    async def publish(self, kind: EventKind, **fields) -> None:
+        self.stream.publish(kind, **fields)
+        await self.eq.drained_after_events()
+
+    async def close(self) -> None:
+        for host in self.hosts:  # a failed test's hosts too
+            with contextlib.suppress(Exception):
+                await host.close(separate=False)
+        if self.eq is not None:
+            await self.eq.close()
+        self.store.close()

@@ -10,80 +10,25 @@ from dataclasses import replace
 
 import pytest
 
-from controller.events import EventKind, LineEventStream
+from controller.events import EventKind
 from controller.gem import ids
-from controller.gem.commands import StoreLineCommands
-from controller.gem.config import GemConfig
-from controller.gem.equipment import GemEquipment
-from controller.gem.hsms import Message, Timers
+from controller.gem.hsms import Message
 from controller.gem.secs2 import BOOLEAN, U1, U4, A, B, Fmt, L
-from controller.gem.spool import GemDatabase
 from controller.gem.states import CommState, ControlState
-from controller.store import LotState, Store
+from controller.store import LotState
 from sequences.recipe import shipped_recipe_paths
-from tests.gem_host import TestHost
-
-TOOLS = ("printer-1", "placer-1", "oven-1", "cleaner-1")
-CONFIG = GemConfig(port=0, host="127.0.0.1", model_name="BUMPLINE-T",
-                   timers=Timers(t3=2.0, t5=1.0, t6=1.0, t7=2.0, t8=1.0))
-RECIPE = "rebump-hipb-snpb"
-
-
-class Line:
-    """A store, an event stream and the equipment on them, restartable."""
-
-    def __init__(self, url: str, config: GemConfig = CONFIG) -> None:
-        self.url, self.config = url, config
-        self.store = Store(url)
-        self.stream = LineEventStream("line-1", lambda: 0.0)
-        self.eq: GemEquipment | None = None
-        self.terminal: list[str] = []
-        self.hosts: list[TestHost] = []
-
-    async def start(self) -> GemEquipment:
-        self.eq = GemEquipment(self.config, db=GemDatabase(self.store.engine),
-                               commands=StoreLineCommands(self.store), events=self.stream,
-                               tools=TOOLS, on_terminal=self.terminal.append)
-        await self.eq.start()
-        return self.eq
-
-    async def host(self) -> TestHost:
-        """A host connected, selected and communicating (it answered our S1F13)."""
-        host = TestHost()
-        self.hosts.append(host)
-        await host.connect(self.eq.port)
-        await host.primary(1, 13)
-        await _until_communicating(self.eq)
-        return host
-
-    async def publish(self, kind: EventKind, **fields) -> None:
-        self.stream.publish(kind, **fields)
-        await self.eq.drained_after_events()
-
-    async def close(self) -> None:
-        for host in self.hosts:  # a failed test's hosts too
-            with contextlib.suppress(Exception):
-                await host.close(separate=False)
-        if self.eq is not None:
-            await self.eq.close()
-        self.store.close()
-
-
-async def _until_communicating(eq: GemEquipment) -> None:
-    # the S1F14 reply is processed in the equipment's own task: wait for its effect
-    await eq.communicating()
-    assert eq.comm is CommState.COMMUNICATING
+from tests.gem_host import CONFIG, RECIPE, GemLine, TestHost
 
 
 @pytest.fixture
 async def line(tmp_path):
-    line = Line(f"sqlite:///{tmp_path / 'gem.db'}")
+    line = GemLine(f"sqlite:///{tmp_path / 'gem.db'}")
     await line.start()
     yield line
     await line.close()
 
 
-async def online_remote(line: Line) -> TestHost:
+async def online_remote(line: GemLine) -> TestHost:
     host = await line.host()
     assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
     return host
@@ -301,7 +246,7 @@ async def test_spooled_while_the_link_is_down_and_delivered_in_order_after(line)
 
 
 async def test_spool_limit_and_purge(tmp_path):
-    line = Line(f"sqlite:///{tmp_path / 'small.db'}", replace(CONFIG, spool_limit=2))
+    line = GemLine(f"sqlite:///{tmp_path / 'small.db'}", replace(CONFIG, spool_limit=2))
     await line.start()
     try:
         host = await online_remote(line)
@@ -345,20 +290,20 @@ async def test_process_programs_validated_versioned_listed(line):
     assert "version 1 is already stored" in notices[0].body.items[1].text
     reason = notices[1].body.items[1].text
     assert reason.startswith("PP gem-remelt refused:") and "rebump" in reason
-    assert "308 °C" in reason and "<= 288 °C" in reason  # the validator's numbers
+    assert "308 degC" in reason and "<= 288 degC" in reason  # the validator's numbers
     events = await host.count(6, 11, 3)
     assert [ceid_of(m) for m in events] == [ids.CE_PP_CHANGED, ids.CE_PP_REFUSED,
                                             ids.CE_PP_REFUSED]
     names = (await host.request(7, 19)).body.python()
     assert "gem-ok" in names and RECIPE in names and "gem-remelt" not in names
     upload = await host.request(7, 5, A("gem-ok"))
-    assert upload.body == L(A("gem-ok"), A(good))
+    assert upload.body == L(A("gem-ok"), B(*good.encode("utf-8")))  # "°C": not ASCII
     assert (await host.request(7, 5, A("nothing"))).body == L()
     assert (await host.request(7, 17, L(A(RECIPE)))).body == B(1)  # shipped: not the host's
     assert (await host.request(7, 17, L(A("gem-ok")))).body == B(0)
     assert (await host.request(7, 5, A("gem-ok"))).body == L()
     assert (await host.request(7, 3, L(A("gem-ok"), A(good)))).body == B(0)  # back again
-    assert (await host.request(7, 5, A("gem-ok"))).body == L(A("gem-ok"), A(good))
+    assert (await host.request(7, 5, A("gem-ok"))).body.items[1] == B(*good.encode("utf-8"))
     await host.close()
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from controller.gem import ids
-from controller.gem.secs2 import U4, A, B, Fmt, Item, L
+from controller.gem.secs2 import U4, A, B, Fmt, Item, L, ascii_text
 from controller.gem.status_capability import ids_of
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class AlarmsCapability:
         """An alarm was set or cleared on the line: report it (never waits)."""
         alarm = self.known.get(alid)
         if alarm is None:  # a code the tables do not list: still reported, never dropped
-            alarm = ids.Alarm(alid, (f"{tool} {text}" if tool else text)[:40], tool,
+            alarm = ids.Alarm(alid, ascii_text(f"{tool} {text}" if tool else text)[:40], tool,
                               ids.ALCD_ATTENTION)
             self.known[alid] = alarm
         if is_set:

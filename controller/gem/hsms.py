@@ -34,6 +34,9 @@ log = logging.getLogger("controller.gem.hsms")
 
 MAX_FRAME = 16 * 1024 * 1024  # larger frames are refused (a broken or hostile peer)
 CONTROL_SESSION = 0xFFFF
+# Our transactions are numbered from 2^31: a host that matches replies by system bytes
+# alone (some do) then never takes our primary for the reply to its own request.
+FIRST_SYSTEM = 0x8000_0000
 
 
 class SType(IntEnum):
@@ -334,7 +337,7 @@ class HsmsPassive:
         self._handler = handler
         self._on_connection = on_connection
         self._server: asyncio.Server | None = None
-        self._system = itertools.count(1)
+        self._system = itertools.count(FIRST_SYSTEM)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:

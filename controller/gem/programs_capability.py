@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from controller.gem import ids
-from controller.gem.secs2 import A, B, Fmt, L
+from controller.gem.secs2 import A, B, Fmt, L, ascii_text
 from controller.models import GemProcessProgram
 from sequences.errors import RecipeError
 from sequences.recipe import NAME_PATTERN, parse_recipe_problems, shipped_recipe_paths
@@ -144,7 +144,8 @@ class ProgramsCapability:
         log.warning("process program %s refused: %s", ppid, reason)
         self.eq.commands.audit("gem.pp_refused", f"{ppid}: {reason}")
         self.eq.terminal.to_host(f"PP {ppid} refused: {reason}")
-        self.eq.emit(ids.CE_PP_REFUSED, {ids.DV_PPID: A(ppid), ids.DV_REASON: A(reason)})
+        self.eq.emit(ids.CE_PP_REFUSED,
+                     {ids.DV_PPID: A(ppid), ids.DV_REASON: A(ascii_text(reason))})
         return 4, B(ackc7)
 
     async def _s7f5(self, message: Message) -> Reply:
@@ -152,7 +153,9 @@ class ProgramsCapability:
         body = self.body(ppid)
         if body is None:
             return 6, L()  # E5: zero-length list when the program does not exist
-        return 6, L(A(ppid), A(body))
+        if body.isascii():
+            return 6, L(A(ppid), A(body))
+        return 6, L(A(ppid), B(*body.encode("utf-8")))  # the file's bytes, never altered
 
     async def _s7f17(self, message: Message) -> Reply:
         ppids = [item.text for item in message.body.items] if message.body else []

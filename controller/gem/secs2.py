@@ -120,6 +120,15 @@ def A(text: str) -> Item:  # noqa: N802
     return Item(Fmt.A, str(text))
 
 
+_ASCII = str.maketrans({"°": "deg", "µ": "u", "≤": "<=", "≥": ">=", "–": "-", "—": "-",
+                        "±": "+/-", "²": "2", "³": "3"})
+
+
+def ascii_text(text: str) -> str:
+    """Text for a host: E5 ``A`` items are ASCII, and many hosts decode nothing else."""
+    return text.translate(_ASCII).encode("ascii", "replace").decode("ascii")
+
+
 def B(*values: int) -> Item:  # noqa: N802
     return Item(Fmt.B, tuple(_check_range(Fmt.B, v) for v in values))
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from controller.gem.secs2 import A, B, L
+from controller.gem.secs2 import A, B, L, ascii_text
 
 if TYPE_CHECKING:
     from controller.gem.equipment import GemEquipment, Reply
@@ -34,7 +34,7 @@ class TerminalCapability:
         return {(10, 3): self._s10f3}
 
     def to_host(self, text: str) -> None:
-        self.eq.send_primary(10, 1, L(B(TID), A(text)), "S10F1 terminal text")
+        self.eq.send_primary(10, 1, L(B(TID), A(ascii_text(text))), "S10F1 terminal text")
 
     async def _s10f3(self, message: Message) -> Reply:
         _tid, text_item = message.body.items
