@@ -72,7 +72,7 @@ class Host:
             if reply is None:
                 payload = b""
             elif isinstance(reply, bytes):
-                payload = encode(Secs2Item(reply, FormatCode.BINARY))
+                payload = encode(reply, FormatCode.BINARY)
             else:
                 payload = encode([Secs2Item(r, FormatCode.BINARY) if isinstance(r, bytes)
                                   else r for r in reply])
@@ -87,7 +87,8 @@ class Host:
             self.connection.on_message_received = self.on_primary
             return {"ok": await self.connection.connect()}
         if op == "request":
-            data = encode(item(command["body"])) if command.get("body") else b""
+            body = item(command["body"]) if command.get("body") else None
+            data = encode(body.value, body.format_code) if body is not None else b""
             header, reply = await self.connection.send_data_message(
                 command["s"], command["f"], True, data)
             return {"s": header.stream & 0x7F, "f": header.function, "body": body_of(reply)}
