@@ -78,6 +78,15 @@ class GemDatabase:
                 row.value = {"v": value}
                 row.updated_at = self._now()
 
+    def take(self, key: str) -> Any:
+        """Read and remove a value in one transaction (a request handled once)."""
+        with Session(self._writer) as session, session.begin():
+            row = session.get(GemSetting, key)
+            if row is None:
+                return None
+            session.delete(row)
+            return row.value["v"]
+
     # -- the spool
 
     def spool(
