@@ -1,4 +1,4 @@
-"""Alarm management (E30 §4.3): every tool and line alarm has an ALID; S5F1 reports
+"""Alarm management: every tool and line alarm has an ALID; S5F1 reports
 it set and cleared (when the host enabled it), S5F3 enables, S5F5 lists, S5F7
 lists the enabled ones. The ALARMSET/ALARMCLEARED collection events follow every
 change whatever the enables say.

@@ -173,7 +173,7 @@ class GemEquipment:
     def port(self) -> int:
         return self.server.port
 
-    # -- the host link: establish communications (E30 §4.1)
+    # -- the host link: establish communications
 
     async def _on_connection(self, conn: HsmsConnection) -> None:
         self._communicating.clear()  # a new session establishes anew
@@ -273,7 +273,7 @@ class GemEquipment:
             self._outgoing.put_nowait(_Unspool())
         return 24, B(0)
 
-    # -- control state: the operator's switches and the host's requests (E30 §4.2)
+    # -- control state: the operator's switches and the host's requests
 
     def _switch(self, change: Callable[[], object]) -> object:
         """Apply a control-state change; persist it and report its collection event."""
@@ -292,7 +292,7 @@ class GemEquipment:
         return result
 
     async def operator_online(self) -> ControlState:
-        """The operator's ON-LINE switch: attempt online (S1F1 to the host, E30 §4.2.2)."""
+        """The operator's ON-LINE switch: attempt online (S1F1 to the host)."""
         self.control.operator_online()
         conn = self.server.connection
         try:

@@ -1,4 +1,4 @@
-"""Process program management (E30 §4.9): recipes are process programs (PPID = recipe name).
+"""Process program management: recipes are process programs (PPID = recipe name).
 
 * S7F1/S7F2 load inquire, S7F3/S7F4 download, S7F5/S7F6 upload, S7F17/S7F18
   delete, S7F19/S7F20 list.

@@ -1,4 +1,4 @@
-"""Remote commands (E30 §4.8): S2F41 host command send and S2F49 enhanced remote
+"""Remote commands: S2F41 host command send and S2F49 enhanced remote
 command, for START, HOLD, RESUME, ABORT and PP-SELECT (ids.COMMANDS).
 
 E30's rule first: a remote command is carried out only in ONLINE-REMOTE; in

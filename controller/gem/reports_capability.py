@@ -1,4 +1,4 @@
-"""Dynamic event reports (E30 §4.2.1.1): the host defines reports (S2F33), links them
+"""Dynamic event reports: the host defines reports (S2F33), links them
 to collection events (S2F35) and enables events (S2F37); the equipment then sends
 S6F11 with the linked reports' values. S1F23 lists the events and their data.
 

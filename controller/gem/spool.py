@@ -5,7 +5,7 @@ Both live in the controller's database (tables ``gem_settings`` and
 store, so a spooled event survives a controller restart exactly like a wafer
 record does.
 
-Spooling (E30 §4.6): while the host cannot be reached, spoolable messages
+Spooling: while the host cannot be reached, spoolable messages
 (S5F1 alarm reports, S6F11 event reports) are appended here instead of being
 lost. Once anything is spooled, later spoolable messages are appended too
 (delivery stays in order) until the host asks for them (S6F23 RSDC 0) or purges

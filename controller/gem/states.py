@@ -1,15 +1,15 @@
 """The E30 state models the host sees: communication state and control state.
 
-Named after SEMI E30 (GEM) §4. Both are small explicit tables rather than a
+Named after SEMI E30 (GEM). Both are small explicit tables rather than a
 library's machine, so the rules E30 sets (which messages each state allows) read
 next to the states themselves.
 
-Communication state (E30 §4.1): DISABLED, or ENABLED and then NOT_COMMUNICATING
+Communication state: DISABLED, or ENABLED and then NOT_COMMUNICATING
 (WAIT_CRA after we sent S1F13, WAIT_DELAY between attempts) until an S1F13/S1F14
 exchange makes it COMMUNICATING. Losing the HSMS session returns it to
 NOT_COMMUNICATING.
 
-Control state (E30 §4.2): OFFLINE (EQUIPMENT_OFFLINE, ATTEMPT_ONLINE, HOST_OFFLINE)
+Control state: OFFLINE (EQUIPMENT_OFFLINE, ATTEMPT_ONLINE, HOST_OFFLINE)
 or ONLINE (LOCAL, REMOTE). The operator switches offline/online and local/remote;
 the host asks with S1F15 (go offline) and S1F17 (go online). The control state is
 persisted by the equipment (``GemSettings``) so a restart never silently
@@ -64,7 +64,7 @@ def allowed_offline(stream: int, function: int) -> bool:
 
 
 class ControlModel:
-    """The control state and its operator/host switches (E30 §4.2 transitions 1-16).
+    """The control state and its operator/host switches (E30).
 
     ``remote`` is the operator's LOCAL/REMOTE switch: it decides which ONLINE
     substate going online leads to, and is kept while offline.
@@ -78,7 +78,7 @@ class ControlModel:
         self.remote = remote
         self._before_attempt = offline_default
 
-    # -- operator (E30 transitions 3, 10, 11, 12)
+    # -- operator
 
     def operator_online(self) -> ControlState:
         """Start an attempt to go online (the equipment then sends S1F1)."""
@@ -101,7 +101,7 @@ class ControlModel:
             self.state = ControlState.ONLINE_REMOTE if remote else ControlState.ONLINE_LOCAL
         return self.state
 
-    # -- outcome of an attempt (transitions 4, 5)
+    # -- outcome of an attempt
 
     def attempt_succeeded(self) -> ControlState:
         if self.state is ControlState.ATTEMPT_ONLINE:
@@ -113,7 +113,7 @@ class ControlModel:
             self.state = self._before_attempt
         return self.state
 
-    # -- host (S1F15 transition 13, S1F17 transition 6)
+    # -- host (S1F15, S1F17)
 
     def host_offline(self) -> int:
         """S1F15: OFLACK 0 (done). Only reachable online: offline answers SxF0 before this."""

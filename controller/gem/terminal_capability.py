@@ -1,4 +1,4 @@
-"""Terminal services (E30 §4.10): text between the host and the operator.
+"""Terminal services: text between the host and the operator.
 
 S10F3 (host → equipment, terminal display single) is shown to the operator: it
 goes to the ``on_terminal`` callback (the live view or operator screen), the log,
