@@ -13,7 +13,7 @@ import pytest
 from controller.events import EventKind
 from controller.gem import ids
 from controller.gem.hsms import Message
-from controller.gem.secs2 import BOOLEAN, U1, U4, A, B, Fmt, L
+from controller.gem.secs2 import BOOLEAN, U1, U4, A, B, Fmt, L, decode
 from controller.gem.states import CommState, ControlState
 from controller.store import LotState
 from sequences.recipe import shipped_recipe_paths
@@ -346,3 +346,35 @@ async def test_close_is_clean_with_a_host_attached(line):
         await host.close(separate=False)
     assert line.eq.comm is CommState.DISABLED
     line.eq = None
+
+
+async def test_a_body_that_is_not_secs2_gets_s9f7_and_the_link_stays(line):
+    host = await online_remote(line)
+    # S1F3 W, system 0x99, body: an A item that claims 5 bytes and has 1
+    header = bytes.fromhex("0000 8103 0000 00000099")
+    await host.send_raw(len(header + b"\x41\x05A").to_bytes(4, "big") + header + b"\x41\x05A")
+    s9f7 = await host.primary(9, 7)
+    assert bytes(s9f7.body.value) == header
+    assert (await host.request(1, 1)).function == 2  # still selected and answering
+    await host.close()
+
+
+async def test_closing_spools_what_the_host_has_not_acknowledged(line):
+    host = await online_remote(line)
+    await setup_reports(host)
+
+    async def silent(message):  # the host stops acknowledging
+        pass
+
+    host._answer = silent
+    for step in (1, 2, 3):  # the first is in flight, the others wait behind it
+        line.stream.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
+                            step=step, step_kind="print")
+    await host.count(6, 11, 1)
+    await line.eq.close()  # stopping the controller loses none of them
+    eq = await line.start()
+    assert [report_values(decode_body(s))[0][2] for s in eq.db.spooled()] == [1, 2, 3]
+
+
+def decode_body(spooled):
+    return Message(spooled.stream, spooled.function, decode(spooled.body))

@@ -122,6 +122,7 @@ class GemEquipment:
         self._pumped = asyncio.Condition()
         self._events = events
         self._subscription: Subscription | None = None
+        self._pump_task: asyncio.Future[None] | None = None
         self._outgoing: asyncio.Queue[Outgoing | _Unspool] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self.status = StatusCapability(self, tools)
@@ -150,24 +151,30 @@ class GemEquipment:
         self._spawn(self._sender())
         if self._events is not None:
             self._subscription = self._events.subscribe("gem")
-            self._spawn(self._pump(self._subscription))
+            self._pump_task = self._spawn(self._pump(self._subscription))
         log.info("GEM equipment %s (%s) listening on port %d, control state %s", self.mdln,
                  self.softrev, self.server.port, self.control.state.label)
 
     async def close(self) -> None:
-        """Stop listening, separate from the host, end every task (spooled data stays)."""
+        """Stop listening and separate from the host; nothing reported is lost: line events
+        already published are reported, and what the host has not acknowledged is spooled."""
         if self._subscription is not None:
-            self._subscription.close()
-        await self.server.close()
+            self._subscription.close()  # the pump reports what is queued, then ends
+        await self.server.close()  # a report in flight fails and is spooled, as the rest
+        if self._pump_task is not None:
+            await self._pump_task
+        with contextlib.suppress(TimeoutError):  # a guard: spooling never waits on the host
+            await asyncio.wait_for(self._outgoing.join(), self.config.timers.t3)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.comm = CommState.DISABLED
 
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
+    def _spawn(self, coroutine: Awaitable[None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     @property
     def port(self) -> int:
@@ -217,6 +224,10 @@ class GemEquipment:
     async def _on_message(self, conn: HsmsConnection, message: Message) -> None:
         if message.session != self.config.device_id:
             await self._error(conn, 1, message)  # unrecognized device id
+            return
+        if message.error is not None:  # the body is not SECS-II: S9F7, the link stays
+            log.warning("%s from the host: %s", message.name, message.error)
+            await self._error(conn, 7, message)
             return
         key = (message.stream, message.function)
         handler = self._handlers.get(key)

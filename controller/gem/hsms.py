@@ -80,6 +80,7 @@ class Message:
     session: int = 0
     stype: SType = SType.DATA
     status: int = 0  # byte 3 of a control message (select status, reject reason)
+    error: str | None = None  # a data message whose body is not SECS-II (body None)
 
     @property
     def name(self) -> str:
@@ -105,7 +106,11 @@ class Message:
         except ValueError:
             raise HsmsError(f"unknown SType {stype_code}") from None
         if stype is SType.DATA:
-            return cls(b2 & 0x7F, b3, decode(frame[10:]), bool(b2 & 0x80), system, session)
+            try:
+                body, error = decode(frame[10:]), None
+            except Secs2Error as exc:  # answered (S9F7) by the equipment, not a broken link
+                body, error = None, str(exc)
+            return cls(b2 & 0x7F, b3, body, bool(b2 & 0x80), system, session, error=error)
         return cls(b2, 0, None, False, system, session, stype, b3)
 
 
