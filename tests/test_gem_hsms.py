@@ -128,6 +128,10 @@ async def test_equipment_requests_get_their_replies_or_t3(echo):
     with pytest.raises(ReplyTimeout, match="S6F11"):
         await conn.request(6, 11, L(U1(2)))
     assert host_silent.is_set()
+    s9f9 = await host.primary(9, 9)  # E5: the host is told which transaction timed out
+    timed_out = host.received[-2]
+    assert bytes(s9f9.body.value) == timed_out.to_bytes()[4:14]
+    await conn.linktest()  # a control transaction (T6) on the same link
     await host.close()
     with pytest.raises(HsmsError, match="down|not selected|closed"):
         await conn.request(6, 11, L(U1(3)))

@@ -6,9 +6,9 @@ messages through handlers contributed by small capability modules
 (``*_capability.py``: status data, event reports, alarms, remote commands,
 process programs, terminal services). Line events reach it through a
 subscription to the controller's ``LineEventStream``; what it sends the host
-(S6F11, S5F1, S10F1) goes through one sender task, in order, so a slow or absent
-host never blocks the line: a message the host cannot take is spooled in the
-database (``spool``) and delivered when the host asks (S6F23).
+(S6F11, S5F1, S10F1) goes through one sender task (``sender``), in order, so a
+slow or absent host never blocks the line: a message the host cannot take is
+spooled in the database (``spool``) and delivered when the host asks (S6F23).
 
 E30 rules enforced here, before any handler runs:
 
@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from importlib import metadata
 
 from controller.events import LineEventStream, Subscription
@@ -39,7 +38,8 @@ from controller.gem.hsms import HsmsConnection, HsmsError, HsmsPassive, Message
 from controller.gem.programs_capability import ProgramsCapability
 from controller.gem.remote_capability import RemoteCapability
 from controller.gem.reports_capability import ReportsCapability
-from controller.gem.secs2 import U1, B, Item, L, Secs2Error, decode, encode
+from controller.gem.secs2 import U1, B, Item, L, Secs2Error
+from controller.gem.sender import Outgoing, Sender
 from controller.gem.spool import GemDatabase
 from controller.gem.states import (
     CommState,
@@ -63,19 +63,6 @@ class Abort(Exception):
 
 class BadStructure(Exception):
     """The primary's body is not the structure its message defines (answered with S9F7)."""
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    stream: int
-    function: int
-    body: Item
-    what: str  # for logs and the spool, e.g. "CEID 21"
-    force: bool = False  # send even though the control state just went offline
-
-
-class _Unspool:
-    """A request, queued behind what is already waiting, to send the spool (S6F23 RSDC 0)."""
 
 
 _CONTROL_EVENTS = {
@@ -123,7 +110,7 @@ class GemEquipment:
         self._events = events
         self._subscription: Subscription | None = None
         self._pump_task: asyncio.Future[None] | None = None
-        self._outgoing: asyncio.Queue[Outgoing | _Unspool] = asyncio.Queue()
+        self.sender = Sender(self)
         self._tasks: set[asyncio.Task[None]] = set()
         self.status = StatusCapability(self, tools)
         self.reports = ReportsCapability(self)
@@ -148,7 +135,7 @@ class GemEquipment:
     async def start(self) -> None:
         await self.server.start()
         self.comm = CommState.WAIT_DELAY  # enabled, waiting for a host
-        self._spawn(self._sender())
+        self._spawn(self.sender.run())
         if self._events is not None:
             self._subscription = self._events.subscribe("gem")
             self._pump_task = self._spawn(self._pump(self._subscription))
@@ -164,7 +151,7 @@ class GemEquipment:
         if self._pump_task is not None:
             await self._pump_task
         with contextlib.suppress(TimeoutError):  # a guard: spooling never waits on the host
-            await asyncio.wait_for(self._outgoing.join(), self.config.timers.t3)
+            await asyncio.wait_for(self.sender.drained(), self.config.timers.t3)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -281,7 +268,7 @@ class GemEquipment:
         if rsdc == 1:
             self.db.purge()
         else:
-            self._outgoing.put_nowait(_Unspool())
+            self.sender.unspool()
         return 24, B(0)
 
     # -- control state: the operator's switches and the host's requests
@@ -335,14 +322,14 @@ class GemEquipment:
 
     def send(self, outgoing: Outgoing) -> None:
         """Queue a primary for the host; never waits (the line must not)."""
-        self._outgoing.put_nowait(outgoing)
+        self.sender.put(outgoing)
 
     def send_primary(self, stream: int, function: int, body: Item, what: str) -> None:
         self.send(Outgoing(stream, function, body, what))
 
     async def drained(self) -> None:
         """Wait until everything queued so far has been sent or spooled (tests, shutdown)."""
-        await self._outgoing.join()
+        await self.sender.drained()
 
     async def drained_after_events(self) -> None:
         """Wait until every line event published so far is reported (sent or spooled)."""
@@ -351,62 +338,11 @@ class GemEquipment:
             async with self._pumped:
                 await self._pumped.wait_for(
                     lambda: not subscription.pending() and not self._pump_busy)
-        await self._outgoing.join()
+        await self.sender.drained()
 
     async def communicating(self) -> None:
         """Wait until an S1F13/S1F14 exchange established communications."""
         await self._communicating.wait()
-
-    async def _sender(self) -> None:
-        while True:
-            item = await self._outgoing.get()
-            try:
-                if isinstance(item, _Unspool):
-                    await self._unspool()
-                else:
-                    await self._deliver(item)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one bad message must not end reporting
-                log.exception("sending %r to the host failed", item)
-            finally:
-                self._outgoing.task_done()
-
-    async def _deliver(self, out: Outgoing) -> None:
-        if not self.control.state.online and not out.force:
-            log.debug("%s not sent: control state %s", out.what, self.control.state.label)
-            return
-        conn = self.server.connection
-        if self.comm.communicating and conn is not None and not self.db.spool_count():
-            try:
-                await conn.request(out.stream, out.function, out.body)
-                return
-            except HsmsError as exc:
-                if "aborted" in str(exc):  # the host answered SxF0: it had it and refused
-                    log.warning("host refused %s: %s", out.what, exc)
-                    return
-                log.warning("%s not delivered (%s): spooled", out.what, exc)
-        if out.stream in (5, 6):  # E30 spoolable streams
-            self.db.spool(out.stream, out.function, encode(out.body), out.what,
-                          limit=int(self.status.constant(ids.EC_MAX_SPOOL_SIZE)),
-                          overwrite=bool(self.status.constant(ids.EC_OVERWRITE_SPOOL)))
-        else:
-            log.warning("%s dropped: the host link is down and S%d is not spooled", out.what,
-                        out.stream)
-
-    async def _unspool(self) -> None:
-        limit = int(self.status.constant(ids.EC_MAX_SPOOL_TRANSMIT)) or None
-        for spooled in self.db.spooled(limit):
-            conn = self.server.connection
-            if conn is None or not self.comm.communicating:
-                return  # the rest stays spooled for the next request
-            try:
-                await conn.request(spooled.stream, spooled.function, decode(spooled.body))
-            except HsmsError as exc:
-                if "aborted" not in str(exc):
-                    log.warning("spool transmit stopped at %s: %s", spooled.what, exc)
-                    return
-            self.db.delivered(spooled.id)
 
     # -- line events
 

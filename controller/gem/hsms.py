@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from controller.gem.secs2 import Item, Secs2Error, decode, encode
+from controller.gem.secs2 import B, Item, Secs2Error, decode, encode
 
 log = logging.getLogger("controller.gem.hsms")
 
@@ -53,6 +53,10 @@ class SType(IntEnum):
 
 class HsmsError(Exception):
     """The link cannot carry the message (down, not selected, or no reply in time)."""
+
+
+class HostAborted(HsmsError):
+    """The host answered our primary with SxF0: it received it and will not take it."""
 
 
 class ReplyTimeout(HsmsError):
@@ -164,11 +168,17 @@ class HsmsConnection:
         if not self.selected:
             raise HsmsError("the host link is not selected")
         system = self.next_system()
-        reply = await self._transact(
-            Message(stream, function, body, True, system, self.device_id), self.timers.t3
-        )
+        primary = Message(stream, function, body, True, system, self.device_id)
+        try:
+            reply = await self._transact(primary, self.timers.t3)
+        except ReplyTimeout:
+            # E5: S9F9 transaction timer timeout, with the header of the primary (SHEAD)
+            with contextlib.suppress(HsmsError):
+                await self.send(Message(9, 9, B(*primary.to_bytes()[4:14]), False,
+                                        self.next_system(), self.device_id))
+            raise
         if reply.function == 0:
-            raise HsmsError(f"the host aborted S{stream}F{function} (S{stream}F0)")
+            raise HostAborted(f"the host aborted S{stream}F{function} (S{stream}F0)")
         return reply
 
     async def reply(self, primary: Message, function: int, body: Item | None) -> None:
