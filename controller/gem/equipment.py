@@ -193,8 +193,9 @@ class GemEquipment:
             await _wait_any(conn.closed, self._communicating,
                             limit_s=self.status.constant(ids.EC_ESTABLISH_COMM_DELAY))
         await conn.closed.wait()
-        self.comm = CommState.WAIT_DELAY
-        self._communicating.clear()
+        if self.server.connection is conn:  # not a newer session already established
+            self.comm = CommState.WAIT_DELAY
+            self._communicating.clear()
         log.info("host link down: spoolable messages are spooled until the host asks (S6F23)")
 
     def _now_communicating(self) -> None:
