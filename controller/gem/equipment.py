@@ -170,7 +170,8 @@ class GemEquipment:
     # -- the host link: establish communications
 
     async def _on_connection(self, conn: HsmsConnection) -> None:
-        self._communicating.clear()  # a new session establishes anew
+        self.comm = CommState.WAIT_DELAY  # a new session establishes anew
+        self._communicating.clear()
         selected = asyncio.ensure_future(conn.wait_selected())
         closed = asyncio.ensure_future(conn.closed.wait())
         try:
