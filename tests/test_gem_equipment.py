@@ -188,6 +188,10 @@ async def test_remote_commands_refused_with_the_reason(line):
     assert await command("START", ("LOTID", A("L4")), ("RECIPE", A(RECIPE)),
                          ("SLOTS", A("1"))) == [2, []]
     assert not [lot for lot in line.store.list_lots() if lot.id == "L4"]
+    trail = [a.detail for a in line.store.audit_log() if a.action == "gem.rcmd"]
+    assert trail[0] == "FLY(): refused, HCACK 1: no remote command 'FLY'"
+    assert trail[-1].startswith("START(LOTID=L4, RECIPE=rebump-hipb-snpb, SLOTS=1): refused, "
+                                "HCACK 2: control state is online-local")
     await host.close()
 
 

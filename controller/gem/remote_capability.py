@@ -71,9 +71,13 @@ class RemoteCapability:
         try:
             hcack = self.execute(rcmd, dict(pairs))
             cpacks: list[tuple[str, int]] = []
+            outcome = f"HCACK {hcack}"
         except _Refused as refused:
             log.warning("host command %s refused (HCACK %d): %s", rcmd, refused.hcack, refused)
             hcack, cpacks = refused.hcack, refused.cpacks
+            outcome = f"refused, HCACK {hcack}: {refused}"
+        shown = ", ".join(f"{name}={_show(value)}" for name, value in pairs)
+        self.eq.commands.audit("gem.rcmd", f"{rcmd}({shown}): {outcome}")
         return L(B(hcack), L(*(L(A(name), B(cpack)) for name, cpack in cpacks)))
 
     def execute(self, rcmd: str, params: dict[str, Item]) -> int:
@@ -154,3 +158,8 @@ class RemoteCapability:
         except ValueError:
             raise _Refused(HCACK_PARAMETER_INVALID, [("PRIORITY", CPACK_BAD_FORMAT)],
                            "PRIORITY must be a whole number") from None
+
+
+def _show(value: Item) -> str:
+    shown = value.python()
+    return repr(shown) if not isinstance(shown, str) else shown
