@@ -9,7 +9,6 @@ states and oven zone temperatures also follow the line events as they come.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from controller.gem import ids
@@ -155,7 +154,7 @@ class StatusCapability:
         return A(state[offset])
 
     def _clock(self) -> str:
-        now = datetime.now(UTC)
+        now = self.eq.db.now()  # the injected UTC clock the database writes with
         if self.constant(ids.EC_TIME_FORMAT) == 0:
             return now.strftime("%y%m%d%H%M%S")
         return now.strftime("%Y%m%d%H%M%S") + f"{now.microsecond // 10_000:02d}"
