@@ -8,7 +8,7 @@ handed to the equipment's handler only while selected.
 Timers (wall seconds, they are about the wire):
 
 * T3 reply timeout for a primary we send with the W-bit (``request``);
-* T6 control transaction timeout (our linktest, used to notice a dead link);
+* T6 control transaction timeout (a linktest we send);
 * T7 not-selected timeout: a connection that is not selected in time is closed;
 * T8 network inter-character timeout: a frame that stops mid-way closes the link.
 * T5 connect separation applies to the active (host) side; kept for the settings.
