@@ -2,7 +2,7 @@
 
     bumpline run --lot ID --recipe NAME (--wafers N | --slots LIST) [--line FILE] [--db URL]
     bumpline run --resume LOT [--line FILE] [--db URL]
-    bumpline serve --line FILE [--db URL]
+    bumpline serve --line FILE [--db URL] [--gem]
 
 Without ``--line`` both start the simulated line in the same process (the
 embedded default) at ``--speed`` times real time. Ctrl-C (or SIGTERM) stops
@@ -95,6 +95,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--once",
         action="store_true",
         help="stop when no lot is left instead of waiting for new ones",
+    )
+    s.add_argument(
+        "--gem",
+        action="store_true",
+        help="also serve the factory host over SECS/GEM (HSMS-SS passive; settings in the "
+        "line file's [gem] section, docs/gem.md)",
     )
     s.set_defaults(handler=cmd_serve, plain=True)
 
@@ -286,11 +292,14 @@ async def _run_lots(
 async def cmd_serve(args: argparse.Namespace) -> int:
     """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
     until none is left). Held wafers wait for their disposition."""
+    from controller.gem.service import gem_service
     from controller.store import LotState, Store
 
     args.wait_for_disposition = not args.once
     store = Store(getattr(args, "db", None))
+    services = contextlib.AsyncExitStack()  # --gem: the factory host link, for the whole run
     try:
+        await services.enter_async_context(gem_service(args, store))
         while True:
             unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING, LotState.HELD])]
             queued = store.next_queued_lot()
@@ -304,4 +313,5 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             if stopped or (args.once and status):
                 return status
     finally:
+        await services.aclose()
         store.close()

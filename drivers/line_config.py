@@ -80,6 +80,9 @@ class LineConfig:
     time_scale: float
     tools: dict[str, ToolConfig] = field(default_factory=dict)
     source: str = "<memory>"
+    # The optional [gem] table as written; the factory host interface checks it
+    # (controller/gem/config.py), so drivers/ knows nothing of GEM.
+    gem: dict[str, Any] | None = None
 
     def by_role(self, role: str) -> list[ToolConfig]:
         return [t for t in self.tools.values() if t.role == role]
@@ -175,10 +178,14 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
     if not isinstance(tools_table, dict):
         raise LineConfigError(f"{source}: tools: expected [tools.NAME] tables")
     tools = {n: _tool(n, t, source) for n, t in tools_table.items()}
-    unknown = set(data) - {"line", "tools"}
+    unknown = set(data) - {"line", "tools", "gem"}
     if unknown:
-        raise LineConfigError(f"{source}: {sorted(unknown)[0]}: unknown table (known: line, tools)")
-    return LineConfig(name=name, time_scale=float(scale), tools=tools, source=source)
+        raise LineConfigError(
+            f"{source}: {sorted(unknown)[0]}: unknown table (known: gem, line, tools)"
+        )
+    return LineConfig(
+        name=name, time_scale=float(scale), tools=tools, source=source, gem=data.get("gem")
+    )
 
 
 def _tool(name: str, table: Any, source: str) -> ToolConfig:
@@ -261,6 +268,8 @@ def _model(r: _Reader, role: str) -> str | None:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
@@ -283,5 +292,9 @@ def dump_line_config(config: LineConfig) -> str:
             out.append(f"{key} = {_toml_value(value)}")
         if tool.faults:
             out.append(f"faults = {_toml_value(tool.faults)}")
+        out.append("")
+    if config.gem is not None:
+        out.append("[gem]")
+        out.extend(f"{key} = {_toml_value(value)}" for key, value in config.gem.items())
         out.append("")
     return "\n".join(out)
