@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from controller.errors import EXIT_USAGE, UserError
+from controller.events import LineEventStream
 
 DEFAULT_SPEED = 200.0
 
@@ -237,7 +238,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run_lots(
-    args: argparse.Namespace, store: Any, lots: Callable[[], list[str]]
+    args: argparse.Namespace, store: Any, lots: Callable[[], list[str]],
+    events: LineEventStream | None = None,
 ) -> tuple[int, bool]:
     """Open the line, then run the lots; (exit status, whether an operator stopped it)."""
     from controller.cli_lots import _user
@@ -259,6 +261,7 @@ async def _run_lots(
             user=_user(args),
             progress=live.progress,
             wait_for_dispositions=args.wait_for_disposition,
+            events=events,
         )
         print(f"bumpline: {', '.join(lot_ids)} on the {where}", flush=True)
         remove = _install_stop(controller)
@@ -299,7 +302,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     store = Store(getattr(args, "db", None))
     services = contextlib.AsyncExitStack()  # --gem: the factory host link, for the whole run
     try:
-        await services.enter_async_context(gem_service(args, store))
+        events = await services.enter_async_context(gem_service(args, store))
         while True:
             unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING, LotState.HELD])]
             queued = store.next_queued_lot()
@@ -309,7 +312,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
                     return 0
                 await asyncio.sleep(1.0)  # a person queues lots; look once a second
                 continue
-            status, stopped = await _run_lots(args, store, lambda ids=lots: ids)
+            status, stopped = await _run_lots(args, store, lambda ids=lots: ids, events)
             if stopped or (args.once and status):
                 return status
     finally:

@@ -174,6 +174,10 @@ class LineEventStream:
             subscription._offer(event)
         return event
 
+    def use_clock(self, now: Callable[[], float]) -> None:
+        """Tool time from the line's clock (a stream made before the line was opened)."""
+        self._now = now
+
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for each event, synchronously (keep it quick); returns the undo."""
         self._listeners.append(listener)

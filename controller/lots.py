@@ -91,6 +91,7 @@ class LineController:
         self.progress = progress or Progress()
         self.wait_for_dispositions = wait_for_dispositions
         self.events = events or LineEventStream(line_id, clock.now)
+        self.events.use_clock(clock.now)
         self.events.listen(self.progress.listen)
         self._e10: dict[str, str] = {}
         self.scheduler = Scheduler(
