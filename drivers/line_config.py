@@ -9,8 +9,8 @@ look the same, for example::
     time_scale = 100.0        # tool seconds per wall second; 1.0 on real hardware
 
     [tools.printer-1]
-    role = "printer"          # printer | placer | oven | cleaner
-    transport = "serial"      # serial | modbus-tcp | modbus-rtu
+    role = "printer"          # printer | placer | oven | cleaner | plater
+    transport = "serial"      # serial | modbus-tcp | modbus-rtu | text-tcp
     port = "/dev/pts/5"       # any pyserial URL
     baudrate = 115200
 
@@ -24,18 +24,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROLES = ("printer", "placer", "oven", "cleaner")
+ROLES = ("printer", "placer", "oven", "cleaner", "plater")
 # Which transports each role's host interface uses (from the tools' specs).
 ROLE_TRANSPORTS = {
     "printer": ("serial",),
     "placer": ("serial",),
     "oven": ("modbus-tcp",),
     "cleaner": ("modbus-rtu",),
+    "plater": ("text-tcp",),
 }
+TCP_TRANSPORTS = ("modbus-tcp", "text-tcp")
 PARITIES = ("N", "E", "O")
 DEFAULT_BAUDRATE = {"serial": 115200, "modbus-rtu": 19200}
 DEFAULT_PARITY = {"serial": "N", "modbus-rtu": "E"}
 DEFAULT_UNIT = {"oven": 1, "cleaner": 2}
+# Reply timeout (wall s) by transport: the plater's spec counts a command lost after 2 s.
+DEFAULT_TIMEOUT_S = {"text-tcp": 2.5}
 
 
 class LineConfigError(ValueError):
@@ -47,8 +51,8 @@ class ToolConfig:
     name: str
     role: str
     transport: str
-    port: str | int  # pyserial URL for serial/modbus-rtu, TCP port for modbus-tcp
-    host: str | None = None  # modbus-tcp only
+    port: str | int  # pyserial URL for serial/modbus-rtu, TCP port for modbus-tcp/text-tcp
+    host: str | None = None  # modbus-tcp and text-tcp only
     baudrate: int | None = None
     parity: str = "N"
     unit: int | None = None  # Modbus device id
@@ -56,10 +60,11 @@ class ToolConfig:
     retries: int = 3
     model: str | None = None  # register map / tool model name; None = the role's default
     faults: str = ""  # simulator only: a fault plan (see sim.faults)
+    state_file: str = ""  # simulator only: where the plater keeps what survives a power loss
 
     @property
     def endpoint(self) -> str:
-        if self.transport == "modbus-tcp":
+        if self.transport in TCP_TRANSPORTS:
             return f"{self.host}:{self.port}"
         return str(self.port)
 
@@ -147,6 +152,7 @@ _TOOL_KEYS = {
     "retries",
     "model",
     "faults",
+    "state_file",
 }
 
 
@@ -184,7 +190,7 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         raise r.fail("transport", f"{' | '.join(allowed)} for a {role}")
 
     host = None
-    if transport == "modbus-tcp":
+    if transport in TCP_TRANSPORTS:
         host = r.get("host", str, "a host name or address")
         port: str | int = r.get("port", int, "a TCP port number 1-65535")
         if not 0 < port < 65536:
@@ -210,7 +216,8 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         if not 0 <= unit <= 247:
             raise r.fail("unit", "a Modbus unit id 0-247")
 
-    timeout_s = float(r.get("timeout_s", (int, float), "a reply timeout in seconds > 0", 0.5))
+    timeout_s = float(r.get("timeout_s", (int, float), "a reply timeout in seconds > 0",
+                            DEFAULT_TIMEOUT_S.get(transport, 0.5)))
     if timeout_s <= 0:
         raise r.fail("timeout_s", "a reply timeout in seconds > 0")
     retries = r.get("retries", int, "a retry count 0-10", 3)
@@ -218,6 +225,7 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         raise r.fail("retries", "a retry count 0-10")
     model = r.get("model", str, "a tool model name", None)
     faults = r.get("faults", str, 'a fault plan such as "drop=0.2"', "")
+    state_file = r.get("state_file", str, "a file path (simulated plater only)", "")
     r.check_unknown(_TOOL_KEYS)
     return ToolConfig(
         name=name,
@@ -232,6 +240,7 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         retries=retries,
         model=model,
         faults=faults,
+        state_file=state_file,
     )
 
 
@@ -258,5 +267,7 @@ def dump_line_config(config: LineConfig) -> str:
             out.append(f"{key} = {_toml_value(value)}")
         if tool.faults:
             out.append(f"faults = {_toml_value(tool.faults)}")
+        if tool.state_file:
+            out.append(f"state_file = {_toml_value(tool.state_file)}")
         out.append("")
     return "\n".join(out)

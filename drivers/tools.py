@@ -29,6 +29,17 @@ def _link_for(tool: ToolConfig, trace: Trace | None) -> Any:
             retries=tool.retries,
             trace=tool_trace,
         )
+    if tool.transport == "text-tcp":
+        from drivers.textline_link import TextLineLink
+
+        def text_trace(direction: str, line: str) -> None:
+            if trace is not None:
+                trace(tool.name, direction, line)
+
+        return TextLineLink.tcp(
+            str(tool.host), int(tool.port), tool=tool.name, timeout_s=tool.timeout_s,
+            trace=text_trace if trace else None,
+        )
     from drivers.modbus_link import ModbusLink
 
     if tool.transport == "modbus-tcp":
@@ -66,6 +77,10 @@ def _driver_for(tool: ToolConfig, link: Any, clock: Clock) -> Any:
         from drivers.oven import ReflowOven
 
         return ReflowOven(link, clock, register_map=tool.model)
+    if tool.role == "plater":
+        from drivers.plater import BarrierPlater
+
+        return BarrierPlater(link, clock, retries=tool.retries)
     from drivers.cleaner import FluxCleaner
 
     return FluxCleaner(link, clock, register_map=tool.model)
@@ -75,11 +90,15 @@ def _driver_for(tool: ToolConfig, link: Any, clock: Clock) -> Any:
 async def open_tool(
     tool: ToolConfig, clock: Clock, *, trace: Trace | None = None
 ) -> AsyncIterator[Any]:
-    """The driver for one tool, with its link open; closed on exit."""
+    """The driver for one tool, with its link open; closed on exit.
+
+    The driver is made before the link opens: a driver that hooks the connection (the
+    plater's event catch-up) sees the very first one."""
     link = _link_for(tool, trace)
+    driver = _driver_for(tool, link, clock)
     await link.open()
     try:
-        yield _driver_for(tool, link, clock)
+        yield driver
     finally:
         await link.close()
 
