@@ -236,7 +236,7 @@ class PlaterModel:
             return
         for bath, code, setpoint in (("ni", 700, self.recipe.ni_temp_c),
                                      ("au", 710, self.recipe.au_temp_c)):
-            if abs(self.bath_c[bath] - setpoint) > RUN_BAND_C:
+            if not _within(self.bath_c[bath], setpoint, RUN_BAND_C):
                 self._latch(code, f"{bath} bath {self.bath_c[bath]:.1f} C")
                 return
         if done:
@@ -275,8 +275,8 @@ class PlaterModel:
         return State.ALARM if self.alarms else self._base
 
     def _baths_ready(self) -> bool:
-        return (abs(self.bath_c["ni"] - self.recipe.ni_temp_c) <= READY_BAND_C
-                and abs(self.bath_c["au"] - self.recipe.au_temp_c) <= READY_BAND_C)
+        return (_within(self.bath_c["ni"], self.recipe.ni_temp_c, READY_BAND_C)
+                and _within(self.bath_c["au"], self.recipe.au_temp_c, READY_BAND_C))
 
     def _cause_present(self, code: int) -> bool:
         if code == 400:
@@ -368,7 +368,7 @@ class PlaterModel:
     def _note_baths(self) -> None:
         reached = False
         for bath, setpoint in (("ni", self.recipe.ni_temp_c), ("au", self.recipe.au_temp_c)):
-            there = abs(self.bath_c[bath] - setpoint) <= READY_BAND_C
+            there = _within(self.bath_c[bath], setpoint, READY_BAND_C)
             reached |= there and not self._at_setpoint[bath]
             self._at_setpoint[bath] = there
         if reached:
@@ -430,8 +430,8 @@ class PlaterModel:
         self._allowed("RECIPE", State.IDLE, State.DONE)
         self.recipe = Recipe(*values)
         self._at_setpoint = {  # a bath already there pushes no BATH event
-            "ni": abs(self.bath_c["ni"] - values[2]) <= READY_BAND_C,
-            "au": abs(self.bath_c["au"] - values[3]) <= READY_BAND_C}
+            "ni": _within(self.bath_c["ni"], values[2], READY_BAND_C),
+            "au": _within(self.bath_c["au"], values[3], READY_BAND_C)}
         self.dirty = True
         return "OK"
 
@@ -668,6 +668,10 @@ _COMMANDS = {
 def _arity(args: list[str], count: int) -> None:
     if len(args) != count:
         raise Refused(1, f"expected {count} field(s), got {len(args)}")
+
+
+def _within(value: float, setpoint: float, band: float) -> bool:
+    return abs(value - setpoint) <= band + 1e-6  # the integration's rounding is no excursion
 
 
 def _good_id(text: str) -> bool:

@@ -31,6 +31,10 @@ from sim.faults import FaultPlan
 from sim.plater import ERROR_TEXT, LINE_MAX, PlaterModel
 
 
+class PlaterStateError(ValueError):
+    """A state file the plater cannot come back from (named, with why)."""
+
+
 class ToolClock(Protocol):
     def now(self) -> float: ...
 
@@ -74,11 +78,14 @@ class PlaterServer:
         path = Path(state_file)
         try:
             saved: dict[str, Any] | None = json.loads(path.read_text(encoding="utf-8"))
+            return PlaterModel(seed=seed, start=start, saved=saved)
         except FileNotFoundError:
-            saved = None
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"plater state file {path}: cannot use it: {exc}") from None
-        return PlaterModel(seed=seed, start=start, saved=saved)
+            return PlaterModel(seed=seed, start=start)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            raise PlaterStateError(
+                f"plater state file {path}: cannot restore from it ({why}); "
+                "move it away to start the plater afresh") from None
 
     async def __aenter__(self) -> PlaterServer:
         return self
