@@ -143,6 +143,11 @@ def describe_step(step: Any) -> tuple[str, str]:
                 f"profile {step.profile_id}, TAL above {step.tal_threshold_c:g} °C",
                 f"peak {_w(step.peak_c)} °C, TAL {_w(step.tal_s)} s, ramp <= "
                 f"{step.max_ramp_c_s:g} °C/s, cool <= {step.max_cool_c_s:g} °C/s")
+    if k == "barrier":
+        batch = f", batches of {step.batch_size}" if step.batch_size else ""
+        return (f"Ni {step.ni_um:g} µm at {step.ni_temp_c:g} °C, Au {step.au_um:g} µm at "
+                f"{step.au_temp_c:g} °C{batch}",
+                f"Ni {_w(step.ni_measured_um)} µm, Au {_w(step.au_measured_um)} µm per wafer")
     return (f"wash {step.wash_temp_c:g} °C {step.wash_time_s} s, rinse {step.rinse_time_s} s, "
             f"dry {step.dry_time_s} s, {step.spray_pressure_bar:g} bar",
             f"ionic <= {step.max_ionic_ug_cm2:g} µg/cm²")

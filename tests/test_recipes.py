@@ -18,7 +18,8 @@ from sequences.recipe import (
 )
 
 SHIPPED = ["ballmount-sac305", "ballmount-sac305-rebump-snbi", "corecap-pb90-snpb",
-           "rebump-hipb-snpb", "rebump-sac305-snbi"]
+           "rebump-hipb-niau-snbi", "rebump-hipb-snpb", "rebump-sac305-snbi",
+           "rebump-sncu-niau-snpb"]
 
 
 def hipb_text() -> str:

@@ -70,7 +70,21 @@ def sent(frame: Any, command: str) -> bool:
     return command in str(frame)
 
 
-@pytest.mark.parametrize("name", sorted(shipped_recipe_paths()))
+# The barrier recipes validate, but no step execution runs a barrier step yet: the
+# integrator wires the kind into the rebuilt runner. Strict: once it runs, this fails
+# until the mark is removed.
+BARRIER_NOT_RUN = pytest.mark.xfail(
+    strict=True, reason="no execution for the 'barrier' step kind yet (EP-25 plater: "
+    "sequences/steps.py and the runner are being rebuilt around step kinds)")
+
+
+def _shipped_runs() -> list:
+    return [pytest.param(name, marks=BARRIER_NOT_RUN)
+            if any(s.kind == "barrier" for s in find_recipe(name).steps) else name
+            for name in sorted(shipped_recipe_paths())]
+
+
+@pytest.mark.parametrize("name", _shipped_runs())
 async def test_one_wafer_of_every_shipped_recipe(name: str) -> None:
     recipe = find_recipe(name)
     async with simulated_line() as line:
