@@ -99,6 +99,7 @@ class BarrierPlater:
         self.attempts = retries + 1  # per command; an action only after STATE? says so
         self.events_lost = 0  # numbers the tool no longer held when we asked for them
         self.duplicates = 0  # events seen twice (live and replayed), delivered once
+        self.renumbered = 0  # times the tool's numbering went back (a tool reset or swap)
         self._last_seq = last_seq
         self._subscribers: list[EventCallback] = []
         self._holding = True  # until the first catch-up: events wait, in seq order
@@ -135,20 +136,39 @@ class BarrierPlater:
             self._history.append(PlaterEvent(line.seq, line.name, line.fields))
         if self._holding:
             self._held.append(line)
-        else:
-            self._accept(line)
+            return
+        last = self._last_seq
+        if self._history is None and last is not None and line.seq <= last:
+            # Live on a caught-up connection numbers only grow: the tool lost its count.
+            # Its events from here are new, not duplicates to drop.
+            self.renumbered += 1
+            log.warning("%s: event #%d after #%d: the tool's numbering went back; "
+                        "following it from here", self.name, line.seq, last)
+            self._last_seq = line.seq - 1
+        self._accept(line)
 
     async def _catch_up(self) -> None:
         """After a (re)connection: what we missed, then what came live meanwhile, in order."""
         try:
             if self._last_seq is not None:
-                fields = await self.link.request(f"EVENTS? {self._last_seq}")
+                fields = await self._catch_up_request(f"EVENTS? {self._last_seq}")
                 log.info("%s: %s event(s) replayed after #%d", self.name,
                          fields[0] if fields else "?", self._last_seq)
         finally:
             held, self._held, self._holding = sorted(self._held, key=lambda e: e.seq), [], False
             for line in held:
                 self._accept(line)
+
+    async def _catch_up_request(self, line: str) -> list[str]:
+        """EVENTS? on the link itself (it is opening): repeated on a lost reply; a second
+        replay only brings numbers that are then dropped as duplicates."""
+        for attempt in range(self.attempts):
+            try:
+                return await self.link.request(line)
+            except ReplyLost:
+                if attempt + 1 == self.attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     def _accept(self, line: EventLine) -> None:
         last = self._last_seq

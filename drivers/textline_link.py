@@ -161,8 +161,15 @@ class TextLineLink:
                     raise
                 # the tool may not yet have seen our previous connection close
                 await asyncio.sleep(0.05 * (attempt + 1))
-        for hook in self._connect_hooks:
-            await hook()
+            except BaseException:
+                await self._drop_connection()
+                raise
+        try:
+            for hook in self._connect_hooks:
+                await hook()
+        except BaseException:
+            await self._drop_connection()  # half open is not open: the next call starts afresh
+            raise
 
     async def _open_once(self) -> None:
         for before in self._connecting_hooks:
@@ -173,10 +180,14 @@ class TextLineLink:
             raise LinkError(self.tool, f"cannot connect to {self.endpoint}: {exc}") from None
         self._writer, self._broken = writer, None
         self._reader_task = asyncio.create_task(self._read(reader), name=f"textline-{self.tool}")
-        try:
-            self.identity = await self.request("*IDN?")
-        except ReplyLost:
-            raise LinkError(self.tool, f"{self.endpoint} did not answer *IDN?") from None
+        for attempt in range(self.connect_attempts):  # *IDN? changes nothing: safe to repeat
+            try:
+                self.identity = await self.request("*IDN?")
+                break
+            except ReplyLost as exc:
+                if self._broken is not None or attempt + 1 == self.connect_attempts:
+                    raise LinkError(self.tool, f"{self.endpoint} did not answer *IDN? "
+                                    f"({exc.detail})") from None
         self.connections += 1
 
     async def close(self) -> None:
