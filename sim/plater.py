@@ -18,121 +18,56 @@ Figures from ../shared/specs/barrier-plater.md; choices where it is silent
 * per wafer, the batch mean x (1 + u), u uniform, re-centred so the batch mean
   is what the gauge stopped at: nickel within ±5 %, gold within ±10 %;
 * the tank level falls 0.1 % per wafer plated; below 20 % START raises 730.
+
+The figures, the state and step names and the batch records live in
+``sim/plater_process.py``; this module is the tool's behaviour.
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from dataclasses import asdict
 from typing import Any
 
-STEP_S = 1.0
-AMBIENT_C = 25.0
-MODEL_ID = "BARRIERTEK,EP-25"
-FIRMWARE = "1.3.0"
-EVENT_LOG_SIZE = 1000
-BATCH_MAX = 25
-ID_MAX = 16
-LINE_MAX = 512
-
-NI_RATE_UM_H = 15.0  # at 85 °C, fresh bath
-NI_RATE_PER_C = 1.08
-NI_RATE_PER_MTO = 0.95
-MTO_PER_WAFER_UM = 0.004
-MTO_WARN, MTO_LIFE = 5.5, 6.0
-PH_FRESH, PH_LOW = 4.8, 4.4
-HEAT_C_S = {"ni": 0.03, "au": 0.05}
-COOL_C_S = {"ni": 0.01, "au": 0.02}
-READY_BAND_C = 1.0  # START and the BATH event
-RUN_BAND_C = 3.0  # 700 / 710 while RUNNING
-LEVEL_PER_WAFER_PCT = 0.1
-LEVEL_LOW_PCT = 20.0
-REPLENISH_S = 3600.0
-NI_SPREAD, AU_SPREAD = 0.05, 0.10
-
-RANGES = {"ni_um": (1.0, 8.0), "au_um": (0.02, 0.15), "ni_temp_c": (80.0, 90.0),
-          "au_temp_c": (75.0, 88.0)}
-
-ALARM_TEXT = {
-    400: "DOOR OPEN",
-    700: "NI BATH TEMP OUT",
-    710: "AU BATH TEMP OUT",
-    720: "NI PH OUT OF RANGE",
-    730: "TANK LEVEL LOW",
-    740: "NI BATH LIFE",
-    741: "NI MTO HIGH",
-    900: "EMERGENCY STOP",
-}
-ERROR_TEXT = {1: "SYNTAX", 2: "UNKNOWN", 3: "RANGE", 4: "WRONG STATE", 5: "NOT READY",
-              6: "ALARM ACTIVE", 9: "BUSY LINK"}
-
-
-class State(StrEnum):
-    IDLE = "IDLE"
-    LOADED = "LOADED"
-    RUNNING = "RUNNING"
-    DONE = "DONE"
-    ALARM = "ALARM"
-    MAINT = "MAINT"
-
-
-STEPS = ("PRECLEAN", "ACTIVATE", "NI_PLATE", "RINSE_1", "AU_IMMERSION", "RINSE_2", "DRY")
-FIXED_S = {"PRECLEAN": 120.0, "ACTIVATE": 90.0, "RINSE_1": 60.0, "RINSE_2": 60.0, "DRY": 300.0}
-
-
-def gold_time_s(au_um: float) -> float:
-    return 600.0 if au_um <= 0.05 + 1e-9 else 900.0 if au_um <= 0.10 + 1e-9 else 1200.0
-
-
-def nickel_rate_um_s(bath_c: float, mto: float) -> float:
-    return NI_RATE_UM_H / 3600.0 * NI_RATE_PER_C ** (bath_c - 85.0) * NI_RATE_PER_MTO ** mto
-
-
-class Refused(Exception):
-    """``ERR <code> <text>``: nothing was changed."""
-
-    def __init__(self, code: int, why: str = "") -> None:
-        super().__init__(why)
-        self.code = code
-        self.why = why
-
-    @property
-    def line(self) -> str:
-        return f"ERR {self.code:02d} {ERROR_TEXT[self.code]}"
-
-
-@dataclass
-class Recipe:
-    ni_um: float = 3.0
-    au_um: float = 0.08
-    ni_temp_c: float = 85.0
-    au_temp_c: float = 80.0
-
-
-@dataclass
-class Batch:
-    batch_id: str
-    wafers: list[str]
-    step: int = -1  # index into STEPS while running
-    step_elapsed_s: float = 0.0
-    ni_um: float = 0.0
-    au_um: float = 0.0
-    pending_alarms: list[int] = field(default_factory=list)  # fault plan: half way through
-
-
-@dataclass
-class Result:
-    batch_id: str
-    status: str
-    wafers: dict[str, tuple[float, float]]  # wafer id -> (ni µm, au µm)
-
-    def line(self) -> str:
-        ni = [v[0] for v in self.wafers.values()]
-        au = [v[1] for v in self.wafers.values()]
-        return (f"OK {self.batch_id} {self.status} {sum(ni) / len(ni):.3f} {min(ni):.3f} "
-                f"{max(ni):.3f} {sum(au) / len(au):.3f} {len(ni)}")
+from sim.plater_process import (
+    ALARM_TEXT,
+    AMBIENT_C,
+    AU_SPREAD,
+    BATCH_MAX,
+    COOL_C_S,
+    EVENT_LOG_SIZE,
+    FIRMWARE,
+    FIXED_S,
+    HEAT_C_S,
+    LEVEL_LOW_PCT,
+    LEVEL_PER_WAFER_PCT,
+    LINE_MAX,
+    MODEL_ID,
+    MTO_LIFE,
+    MTO_PER_WAFER_UM,
+    MTO_WARN,
+    NI_SPREAD,
+    PH_FRESH,
+    PH_LOW,
+    RANGES,
+    READY_BAND_C,
+    REPLENISH_S,
+    RUN_BAND_C,
+    STEP_S,
+    STEPS,
+    Batch,
+    Recipe,
+    Refused,
+    Result,
+    State,
+    arity,
+    gold_time_s,
+    good_id,
+    nickel_rate_um_s,
+    spread_factors,
+    within,
+)
 
 
 class PlaterModel:
@@ -236,7 +171,7 @@ class PlaterModel:
             return
         for bath, code, setpoint in (("ni", 700, self.recipe.ni_temp_c),
                                      ("au", 710, self.recipe.au_temp_c)):
-            if not _within(self.bath_c[bath], setpoint, RUN_BAND_C):
+            if not within(self.bath_c[bath], setpoint, RUN_BAND_C):
                 self._latch(code, f"{bath} bath {self.bath_c[bath]:.1f} C")
                 return
         if done:
@@ -253,8 +188,8 @@ class PlaterModel:
         batch = self.batch
         assert batch is not None
         n = len(batch.wafers)
-        ni = _spread(self._rng, n, NI_SPREAD)
-        au = _spread(self._rng, n, AU_SPREAD)
+        ni = spread_factors(self._rng, n, NI_SPREAD)
+        au = spread_factors(self._rng, n, AU_SPREAD)
         self.result = Result(batch.batch_id, status, {
             w: (round(batch.ni_um * ni[i], 3), round(batch.au_um * au[i], 4))
             for i, w in enumerate(batch.wafers)})
@@ -275,8 +210,8 @@ class PlaterModel:
         return State.ALARM if self.alarms else self._base
 
     def _baths_ready(self) -> bool:
-        return (_within(self.bath_c["ni"], self.recipe.ni_temp_c, READY_BAND_C)
-                and _within(self.bath_c["au"], self.recipe.au_temp_c, READY_BAND_C))
+        return (within(self.bath_c["ni"], self.recipe.ni_temp_c, READY_BAND_C)
+                and within(self.bath_c["au"], self.recipe.au_temp_c, READY_BAND_C))
 
     def _cause_present(self, code: int) -> bool:
         if code == 400:
@@ -368,7 +303,7 @@ class PlaterModel:
     def _note_baths(self) -> None:
         reached = False
         for bath, setpoint in (("ni", self.recipe.ni_temp_c), ("au", self.recipe.au_temp_c)):
-            there = _within(self.bath_c[bath], setpoint, READY_BAND_C)
+            there = within(self.bath_c[bath], setpoint, READY_BAND_C)
             reached |= there and not self._at_setpoint[bath]
             self._at_setpoint[bath] = there
         if reached:
@@ -408,18 +343,18 @@ class PlaterModel:
         return handler(self, args)
 
     def _idn(self, args: list[str]) -> str:
-        _arity(args, 0)
+        arity(args, 0)
         return f"OK {MODEL_ID},{self.serial},{FIRMWARE}"
 
     def _state_q(self, args: list[str]) -> str:
-        _arity(args, 0)
+        arity(args, 0)
         batch = self.batch
         step = STEPS[batch.step] if batch and self._base is State.RUNNING else "-"
         return f"OK {self.state.value} {batch.batch_id if batch else '-'} {step} " \
                f"{self.remaining_s()}"
 
     def _recipe_set(self, args: list[str]) -> str:
-        _arity(args, 4)
+        arity(args, 4)
         try:
             values = [float(a) for a in args]
         except ValueError:
@@ -430,20 +365,20 @@ class PlaterModel:
         self._allowed("RECIPE", State.IDLE, State.DONE)
         self.recipe = Recipe(*values)
         self._at_setpoint = {  # a bath already there pushes no BATH event
-            "ni": _within(self.bath_c["ni"], values[2], READY_BAND_C),
-            "au": _within(self.bath_c["au"], values[3], READY_BAND_C)}
+            "ni": within(self.bath_c["ni"], values[2], READY_BAND_C),
+            "au": within(self.bath_c["au"], values[3], READY_BAND_C)}
         self.dirty = True
         return "OK"
 
     def _recipe_q(self, args: list[str]) -> str:
-        _arity(args, 0)
+        arity(args, 0)
         r = self.recipe
         return f"OK {r.ni_um:g} {r.au_um:g} {r.ni_temp_c:g} {r.au_temp_c:g}"
 
     def _load(self, args: list[str]) -> str:
-        _arity(args, 2)
+        arity(args, 2)
         batch_id, wafers = args[0], args[1].split(",")
-        if not _good_id(batch_id) or not all(_good_id(w) for w in wafers):
+        if not good_id(batch_id) or not all(good_id(w) for w in wafers):
             raise Refused(3, "ids must be 1-16 printable characters")
         if len(wafers) > BATCH_MAX or len(set(wafers)) != len(wafers):
             raise Refused(3, f"{len(wafers)} wafers (1-{BATCH_MAX}, each once)")
@@ -454,7 +389,7 @@ class PlaterModel:
         return "OK"
 
     def _start(self, args: list[str]) -> str:
-        _arity(args, 0)
+        arity(args, 0)
         self._allowed("START", State.LOADED)
         if self.door_open:
             raise Refused(5, "door open")
@@ -475,20 +410,20 @@ class PlaterModel:
         return "OK"
 
     def _abort(self, args: list[str]) -> str:
-        _arity(args, 0)
+        arity(args, 0)
         self._allowed("ABORT", State.RUNNING)
         self._end_batch("ABORTED")
         return "OK"
 
     def _unload(self, args: list[str]) -> str:
-        _arity(args, 0)
+        arity(args, 0)
         self._allowed("UNLOAD", State.DONE)
         self.batch = None
         self._set_base(State.IDLE)
         return "OK"
 
     def _clear(self, args: list[str]) -> str:
-        _arity(args, 0)
+        arity(args, 0)
         if not self.alarms:
             raise Refused(4, "no alarm to clear")
         for code in self.alarms:
@@ -513,12 +448,12 @@ class PlaterModel:
         return f"OK {args[0]} {values[0]:.3f} {values[1]:.4f}"
 
     def _bath_q(self, args: list[str]) -> str:
-        _arity(args, 0)
+        arity(args, 0)
         return (f"OK {self.bath_c['ni']:.1f} {self.bath_c['au']:.1f} {self.ph:.2f} "
                 f"{self.mto:.2f} {self.level_pct:.1f}")
 
     def _replenish(self, args: list[str]) -> str:
-        _arity(args, 0)
+        arity(args, 0)
         state = self.state
         replenishable = [c for c in self.alarms if c in (720, 740)]
         if state is State.ALARM and self.alarms != replenishable:
@@ -535,7 +470,7 @@ class PlaterModel:
         return "OK"
 
     def _events_q(self, args: list[str]) -> str:
-        _arity(args, 1)
+        arity(args, 1)
         if not args[0].isdigit():
             raise Refused(1, "EVENTS? takes an event number")
         replay = self.events_after(int(args[0]))
@@ -544,7 +479,7 @@ class PlaterModel:
         return f"OK {len(replay)}"
 
     def _alarm_q(self, args: list[str]) -> str:
-        _arity(args, 0)
+        arity(args, 0)
         if not self.alarms:
             return "OK 0 NONE"
         return f"OK {self.alarms[0]} {ALARM_TEXT.get(self.alarms[0], 'ALARM')}"
@@ -663,23 +598,3 @@ _COMMANDS = {
     "EVENTS?": PlaterModel._events_q,
     "ALARM?": PlaterModel._alarm_q,
 }
-
-
-def _arity(args: list[str], count: int) -> None:
-    if len(args) != count:
-        raise Refused(1, f"expected {count} field(s), got {len(args)}")
-
-
-def _within(value: float, setpoint: float, band: float) -> bool:
-    return abs(value - setpoint) <= band + 1e-6  # the integration's rounding is no excursion
-
-
-def _good_id(text: str) -> bool:
-    return 0 < len(text) <= ID_MAX and text.isprintable() and "," not in text
-
-
-def _spread(rng: random.Random, n: int, spread: float) -> list[float]:
-    """n factors around 1, mean exactly 1, each within ±spread of it."""
-    draws = [rng.uniform(-spread / 2, spread / 2) for _ in range(n)]
-    mean = sum(draws) / n
-    return [1.0 + d - mean for d in draws]

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sim.faults import FaultPlan
-from sim.plater import ERROR_TEXT, LINE_MAX, PlaterModel
+from sim.plater import PlaterModel
+from sim.plater_process import ERROR_TEXT, LINE_MAX
 
 
 class PlaterStateError(ValueError):

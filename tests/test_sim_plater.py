@@ -11,7 +11,8 @@ import pytest
 
 from sim.clock import ManualClock
 from sim.faults import parse_tool_faults
-from sim.plater import EVENT_LOG_SIZE, STEPS, PlaterModel, nickel_rate_um_s
+from sim.plater import PlaterModel
+from sim.plater_process import EVENT_LOG_SIZE, STEPS, nickel_rate_um_s
 from sim.plater_server import PlaterServer, PlaterStateError
 
 HEAT_UP_S = 2100  # nickel 25 -> 84 °C at 0.03 °C/s takes 1,967 s; gold is sooner
