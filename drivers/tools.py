@@ -7,7 +7,7 @@ object; nothing above the drivers builds links by hand.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from drivers.clock import Clock
@@ -64,7 +64,7 @@ def _link_for(tool: ToolConfig, trace: Trace | None) -> Any:
     )
 
 
-def _driver_for(tool: ToolConfig, link: Any, clock: Clock) -> Any:
+def _driver_for(tool: ToolConfig, link: Any, clock: Clock, last_seq: int | None = None) -> Any:
     if tool.role == "printer":
         from drivers.printer import PastePrinter
 
@@ -80,7 +80,7 @@ def _driver_for(tool: ToolConfig, link: Any, clock: Clock) -> Any:
     if tool.role == "plater":
         from drivers.plater import BarrierPlater
 
-        return BarrierPlater(link, clock, retries=tool.retries)
+        return BarrierPlater(link, clock, retries=tool.retries, last_seq=last_seq)
     from drivers.cleaner import FluxCleaner
 
     return FluxCleaner(link, clock, register_map=tool.model)
@@ -88,14 +88,17 @@ def _driver_for(tool: ToolConfig, link: Any, clock: Clock) -> Any:
 
 @contextlib.asynccontextmanager
 async def open_tool(
-    tool: ToolConfig, clock: Clock, *, trace: Trace | None = None
+    tool: ToolConfig, clock: Clock, *, trace: Trace | None = None,
+    last_seq: int | None = None,
 ) -> AsyncIterator[Any]:
     """The driver for one tool, with its link open; closed on exit.
 
-    The driver is made before the link opens: a driver that hooks the connection (the
-    plater's event catch-up) sees the very first one."""
+    ``last_seq``: for a tool that numbers its pushed events (the plater), the last
+    number the caller persisted; the events after it are fetched as the link opens.
+    The driver is made before the link opens, so its catch-up sees the very first
+    connection."""
     link = _link_for(tool, trace)
-    driver = _driver_for(tool, link, clock)
+    driver = _driver_for(tool, link, clock, last_seq)
     await link.open()
     try:
         yield driver
@@ -135,13 +138,18 @@ async def open_line(
     *,
     trace: Trace | None = None,
     roles: tuple[str, ...] | None = None,
+    event_seqs: Mapping[str, int] | None = None,
 ) -> AsyncIterator[LineTools]:
-    """Open a driver for every tool of the line (or of the given roles)."""
+    """Open a driver for every tool of the line (or of the given roles).
+
+    ``event_seqs``: per tool name, the last pushed-event number the caller persisted
+    (see ``open_tool``)."""
+    seqs = event_seqs or {}
     async with contextlib.AsyncExitStack() as stack:
         drivers = {}
         for tool in config.tools.values():
             if roles is None or tool.role in roles:
                 drivers[tool.name] = await stack.enter_async_context(
-                    open_tool(tool, clock, trace=trace)
+                    open_tool(tool, clock, trace=trace, last_seq=seqs.get(tool.name))
                 )
         yield LineTools(config, drivers)

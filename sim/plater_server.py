@@ -95,6 +95,7 @@ class PlaterServer:
         await self.stop()
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        self._save(strict=True)  # a state file that cannot be written: say so before serving
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self, loop), host, port)
         bound = self._server.sockets[0].getsockname()[1]
@@ -215,12 +216,20 @@ class PlaterServer:
             self.drop_host()
         self._after_change()
 
-    def _save(self) -> None:
+    def _save(self, *, strict: bool = False) -> None:
         if self.state_file is None or not self.model.dirty:
             return
         partial = self.state_file.with_name(self.state_file.name + ".partial")
-        partial.write_text(json.dumps(self.model.snapshot()), encoding="utf-8")
-        os.replace(partial, self.state_file)
+        try:
+            partial.write_text(json.dumps(self.model.snapshot()), encoding="utf-8")
+            os.replace(partial, self.state_file)
+        except OSError as exc:
+            why = f"plater state file {self.state_file}: cannot write it ({exc.strerror})"
+            if strict:
+                raise PlaterStateError(why) from None
+            # serving on matters more than the file; it is tried again at the next change
+            self.log.error("%s %s", self.name, why)
+            return
         self.model.dirty = False
 
 

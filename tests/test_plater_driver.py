@@ -319,6 +319,21 @@ async def test_a_whole_batch_with_every_event_once() -> None:
     assert events[-1].fields == ("IDLE",) and plater.last_seq == events[-1].seq
 
 
+async def test_open_tool_catches_up_from_the_seq_the_caller_kept() -> None:
+    from drivers.line_config import parse_line_config
+    from drivers.tools import open_tool
+
+    async with sim_plater() as sim:
+        config = parse_line_config(
+            f'[line]\nname="l"\ntime_scale={SPEED}\n[tools.plater-1]\nrole="plater"\n'
+            f'host="{sim.host}"\nport={sim.port}\n')
+        async with open_tool(config.tool("plater-1"), sim.clock, last_seq=0) as plater:
+            assert isinstance(plater, BarrierPlater)
+            await plater.status()  # the catch-up ran as the link opened
+            # the power-up STATE event, and any BATH event since, were replayed
+            assert plater.last_seq == sim.server.model.seq >= 1
+
+
 async def test_a_second_host_is_turned_away_busy() -> None:
     async with sim_plater() as sim:
         async with sim.link():

@@ -350,3 +350,11 @@ async def test_server_keeps_the_event_log_in_its_state_file(tmp_path) -> None:
 def test_disconnect_is_a_fault_plan_key() -> None:
     plan = parse_tool_faults("disconnect=3000,drop=0.1", tool="plater-1")
     assert plan.disconnects == [3000.0] and plan.drop == 0.1 and not plan.is_empty
+
+
+async def test_a_state_file_that_cannot_be_written_is_refused_before_serving(tmp_path) -> None:
+    server = PlaterServer(PlaterModel(), ManualClock(), name="plater-1",
+                          state_file=tmp_path / "missing" / "plater-1.json")
+    with pytest.raises(PlaterStateError, match=r"plater-1.json: cannot write it \(No such file"):
+        await server.start_tcp()
+    await server.stop()
