@@ -219,17 +219,20 @@ class BarrierPlater:
         raise AssertionError("unreachable")
 
     async def _act(self, line: str, carried_out: Callable[[], Awaitable[bool]]) -> None:
-        """An action: after a lost reply, resent only if the tool shows it did not happen."""
-        for attempt in range(self.attempts):
+        """An action: after a lost reply, resent only if the tool shows it did not happen;
+        ReplyLost when every copy's reply was lost and the tool does not show it done."""
+        lost: ReplyLost | None = None
+        for _ in range(self.attempts):
             try:
                 await self._send(line)
                 return
-            except ReplyLost:
-                if attempt + 1 == self.attempts:
-                    raise
+            except ReplyLost as exc:
+                lost = exc
             if await carried_out():
                 log.info("%s: %s was carried out; its reply was lost", self.name, line)
                 return
+        assert lost is not None
+        raise lost
 
     def _fields(self, command: str, fields: list[str], count: int) -> list[str]:
         if len(fields) < count:
@@ -357,11 +360,11 @@ class BarrierPlater:
 
     async def _pause(self, deadline: float, why: str) -> None:
         """Until the next event or one poll interval (tool seconds); ToolTimeout past the
-        deadline."""
+        deadline. The caller clears ``_changed`` before its query, so an event that came
+        with the reply still cuts the pause short."""
         remaining = deadline - self.clock.now()
         if remaining <= 0:
             raise ToolTimeout(self.name, why)
-        self._changed.clear()
         sleeper = asyncio.ensure_future(self.clock.sleep(min(self.poll_s, remaining)))
         waker = asyncio.ensure_future(self._changed.wait())
         try:
@@ -380,6 +383,7 @@ class BarrierPlater:
         deadline = self.clock.now() + timeout_s
         wanted = ", ".join(states)
         while True:
+            self._changed.clear()
             s = await self.status()
             if s.state in states:
                 return s
@@ -401,6 +405,7 @@ class BarrierPlater:
         recipe = await self.recipe()
         deadline = self.clock.now() + timeout_s
         while True:
+            self._changed.clear()
             bath = await self.bath()
             ni_off = abs(bath.ni_temp_c - recipe.ni_temp_c)
             au_off = abs(bath.au_temp_c - recipe.au_temp_c)

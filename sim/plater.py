@@ -92,6 +92,7 @@ class PlaterModel:
         self.batch: Batch | None = None  # loaded, running or done carrier
         self.result: Result | None = None
         self._maint_until: float | None = None
+        self._after_maint = State.IDLE  # a carrier loaded (or done) before REPLENISH stays
         self._warned_mto = False
         self._seq = 0
         self.log: deque[tuple[int, str]] = deque(maxlen=EVENT_LOG_SIZE)
@@ -135,7 +136,7 @@ class PlaterModel:
             self._plate(batch)
         if self._maint_until is not None and self._t >= self._maint_until - 1e-9:
             self._maint_until = None
-            self._set_base(State.IDLE)
+            self._set_base(self._after_maint)
             self._note("bath replenished; MAINT over")
         while self._door_events and self._door_events[0][0] <= self._t + 1e-9:
             self.set_door(self._door_events.pop(0)[1], self._t)
@@ -465,6 +466,7 @@ class PlaterModel:
         for code in self.alarms:
             self._push("CLEARED", str(code))
         self.alarms = []
+        self._after_maint = self._base if self._base in (State.LOADED, State.DONE) else State.IDLE
         self._base = State.MAINT
         self._push("STATE", State.MAINT.value)
         return "OK"
@@ -579,6 +581,9 @@ class PlaterModel:
             self._end_batch("ABORTED")  # its carrier is rinsed by hand; logged for EVENTS?
         elif base in (State.LOADED, State.DONE):
             self._base = base
+        elif self.batch is not None:  # MAINT ends with the power; the carrier is still there
+            done = self.result is not None and self.result.batch_id == self.batch.batch_id
+            self._base = State.DONE if done else State.LOADED
         self._outbox.clear()  # nobody was connected through the power loss
 
 

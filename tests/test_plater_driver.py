@@ -187,6 +187,16 @@ async def test_a_lost_start_reply_is_resent_when_state_shows_it_did_not_run() ->
         assert s.wire.used_up
 
 
+async def test_an_action_whose_every_reply_is_lost_and_not_seen_done_is_reply_lost() -> None:
+    script = [sent(IDN[0]), got(IDN[1]), sent("UNLOAD"),
+              sent("STATE?"), got("OK DONE B7 - 0"), sent("UNLOAD"),
+              sent("STATE?"), got("OK DONE B7 - 0")]
+    async with scripted(script, retries=1) as s:
+        with pytest.raises(ReplyLost, match="plater-1: UNLOAD: reply lost"):
+            await s.plater.unload()
+        assert s.wire.used_up
+
+
 async def test_queries_are_repeated_and_give_up_with_reply_lost() -> None:
     script = [sent(IDN[0]), got(IDN[1]), sent("STATE?"), sent("STATE?"),
               got("OK IDLE - - 0"), sent("STATE?"), sent("STATE?")]

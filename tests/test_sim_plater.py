@@ -198,9 +198,11 @@ def test_bath_life_warns_at_5_5_and_refuses_start_at_6_mto_until_replenished() -
     assert m.handle("CLEAR", m.time) == "ERR 06 ALARM ACTIVE"  # its cause is still there
     ok(m, "REPLENISH")
     assert m.handle("STATE?", m.time) == "OK MAINT B2 - 3600"
+    assert m.handle("START", m.time) == "ERR 04 WRONG STATE"
     m.advance(m.time + 3600)
-    assert m.state.value == "IDLE"
+    assert m.state.value == "LOADED"  # the carrier waited in the load port
     assert ok(m, "BATH?").split(" ")[3:5] == ["4.80", "0.00"]
+    ok(m, "START")
 
 
 def test_ph_below_4_4_ends_the_running_batch_with_720() -> None:
