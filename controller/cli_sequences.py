@@ -265,6 +265,7 @@ async def sequence_run(args: argparse.Namespace) -> int:
 
 
 async def _run(recipe, wafer_id, tools, clock, steps, con, exchanges) -> Any:
+    from sequences.journal import MemoryJournal
     from sequences.runner import run_wafer
 
     escape = _e
@@ -290,7 +291,7 @@ async def _run(recipe, wafer_id, tools, clock, steps, con, exchanges) -> Any:
     def on_prepare(text: str) -> None:
         con.print(f"[cyan]{clock.now():8.0f} s  prepare {escape(text)}[/]")
 
-    return await run_wafer(recipe, wafer_id, tools, clock, steps=steps, on_event=on_event,
-                           on_prepare=on_prepare)
+    return await run_wafer(recipe, wafer_id, tools, clock, steps=steps,
+                           journal=MemoryJournal(listeners=[on_event]), on_prepare=on_prepare)
 
 

@@ -117,11 +117,6 @@ class ReflowStep:
     def hottest_zone_c(self) -> float:
         return max(self.zones_c[:8])  # zones 9-10 cool
 
-    @property
-    def transit_s(self) -> float:
-        """Tool seconds from LOAD to the exit (4,000 mm heated tunnel)."""
-        return 4000.0 / self.conveyor_mm_min * 60.0
-
     def tool_profile(self) -> ReflowProfile:
         return ReflowProfile(
             zone_setpoints_c=self.zones_c, conveyor_mm_min=self.conveyor_mm_min,

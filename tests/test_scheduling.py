@@ -9,7 +9,7 @@ import pytest
 
 from controller.bound import lower_bound, step_seconds, tool_occupancy
 from controller.lots import LineController
-from controller.scheduler import ToolSlot
+from controller.scheduler import ScheduledTool
 from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
@@ -114,7 +114,7 @@ def test_a_missing_role_is_an_error() -> None:
 def test_a_step_releases_only_the_tool_it_holds() -> None:
     """The oven is handed to the next wafer at the LOAD: a wafer leaving the exit later
     must not free it under the wafer being loaded."""
-    oven = ToolSlot("oven-1", "oven", driver=None)
+    oven = ScheduledTool("oven-1", "oven", driver=None)
     oven.take(10.0, "W-01")
     oven.release(12.0)  # W-01 is on the belt
     oven.take(60.0, "W-02")  # W-02's step holds the oven until its LOAD
