@@ -81,12 +81,12 @@ def sent(frame: Any, command: str) -> bool:
     return command in str(frame)
 
 
-# The barrier recipes validate, but no step execution runs a barrier step yet: the
-# integrator wires the kind into the rebuilt runner. Strict: once it runs, this fails
-# until the mark is removed.
+# The barrier recipes validate, but no step kind module runs a barrier step yet: the
+# integrator wires it (sequences/kinds/). Strict: once it runs, this fails until the
+# mark is removed.
 BARRIER_NOT_RUN = pytest.mark.xfail(
-    strict=True, reason="no execution for the 'barrier' step kind yet (EP-25 plater: "
-    "sequences/steps.py and the runner are being rebuilt around step kinds)")
+    strict=True, reason="no step kind module for 'barrier' yet (EP-25 plater, "
+    "sequences/kinds/: the integrator wires it)")
 
 
 def _shipped_runs() -> list:
