@@ -156,6 +156,11 @@ def describe_step(step: Any) -> tuple[str, str]:
                 f"{step.rinse_time_s} s, dry {step.dry_time_s} s, {step.spray_pressure_bar:g} bar",
                 f"mask left <= {step.max_mask_residue_pct:g} %, ionic <= "
                 f"{step.max_ionic_ug_cm2:g} µg/cm²")
+    if k == "barrier":
+        batch = f", batches of {step.batch_size}" if step.batch_size else ""
+        return (f"Ni {step.ni_um:g} µm at {step.ni_temp_c:g} °C, Au {step.au_um:g} µm at "
+                f"{step.au_temp_c:g} °C{batch}",
+                f"Ni {_w(step.ni_measured_um)} µm, Au {_w(step.au_measured_um)} µm per wafer")
     return (f"wash {step.wash_temp_c:g} °C {step.wash_time_s} s, rinse {step.rinse_time_s} s, "
             f"dry {step.dry_time_s} s, {step.spray_pressure_bar:g} bar",
             f"ionic <= {step.max_ionic_ug_cm2:g} µg/cm²")
