@@ -4,7 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint docs clean venv report-check
+# An independent SECS/GEM host for the GEM tests (tests/gemhost/host.py): secsgem-driver's
+# import name collides with other GEM packages, so it lives in its own virtualenv.
+GEMHOST       := .venv-gemhost
+GEMHOST_STAMP := $(GEMHOST)/.installed
+
+.PHONY: demo test bench lint docs clean venv gemhost report-check
 
 # (Re)build the venv when it is missing or pyproject.toml changed since it was built.
 $(STAMP): pyproject.toml
@@ -15,6 +20,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(GEMHOST_STAMP):
+	@test -x $(GEMHOST)/bin/python || $(PYTHON) -m venv $(GEMHOST)
+	$(GEMHOST)/bin/python -m pip install --quiet 'secsgem-driver==1.0.0'
+	@touch $@
+
+## make gemhost: the independent GEM host the GEM tests talk to (skipped when missing)
+gemhost: $(GEMHOST_STAMP)
+
 ## make demo: a 25-wafer rebump lot DEMO on the simulated line, with a live view and an HTML
 ## report (reports/DEMO/report.html); each demo starts a fresh demo.db (lot ids are never reused)
 DEMO_ARGS := --lot DEMO --recipe rebump-hipb-snpb --wafers 25 --speed 250 --seed 1 --db demo.db
@@ -24,6 +37,7 @@ demo: $(STAMP)
 
 ## make test: the whole test suite (warnings are errors)
 test: $(STAMP)
+	@$(MAKE) --no-print-directory gemhost || echo "make gemhost failed: the independent-host GEM test will skip"
 	$(BIN)/python -m pytest -q -W error
 
 ## make bench: speed targets (never timed assertions in the tests)
@@ -44,4 +58,4 @@ docs: $(STAMP)
 	$(BIN)/bumpline recipe diagram --out docs/wafer-state-machine.mmd
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info reports demo.db*
+	rm -rf $(VENV) $(GEMHOST) .pytest_cache .hypothesis *.egg-info reports demo.db*

@@ -22,53 +22,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sequences.recipe import CleanStep, PlaceStep, PrintStep, Recipe, ReflowStep, Step
-
-# Nominal durations from the tool specs (tool seconds).
-PRINT_LOAD_S, PRINT_PASS_S, SPI_S, PRINT_UNLOAD_S, WIPE_S = 20.0, 30.0, 10.0, 10.0, 15.0
-PLACE_LOAD_S, PLACE_S, PLACE_UNLOAD_S = 20.0, 25.0 + 40.0 + 15.0, 10.0
-PRINTER_CHANGEOVER_S, PLACER_CHANGEOVER_S = 600.0, 900.0
-OVEN_CHANGEOVER_MIN_S = 15 * 60.0  # reflow-oven.md: a profile change takes 15-25 min
-TUNNEL_MM, ENTRANCE_SPACING_MM = 4000.0, 450.0
-ROLE = {"print": "printer", "place": "placer", "reflow": "oven", "clean": "cleaner"}
+from sequences.kinds import kind_of
+from sequences.recipe import Recipe, Step
 
 
 def step_seconds(step: Step) -> float:
     """How long one wafer's step keeps it busy (the oven: LOAD to exit)."""
-    if isinstance(step, PrintStep):
-        wipe = WIPE_S / step.wipe_every if step.wipe_every else 0.0
-        return PRINT_LOAD_S + PRINT_PASS_S * step.passes + SPI_S + PRINT_UNLOAD_S + wipe
-    if isinstance(step, PlaceStep):
-        return PLACE_LOAD_S + PLACE_S + PLACE_UNLOAD_S
-    if isinstance(step, ReflowStep):
-        return TUNNEL_MM / step.conveyor_mm_min * 60.0
-    assert isinstance(step, CleanStep)
-    return float(step.wash_time_s + step.rinse_time_s + step.dry_time_s)
+    return kind_of(step).nominal_s(step)
 
 
 def tool_occupancy(step: Step) -> float:
     """How long a step keeps its tool from taking the next wafer."""
-    if isinstance(step, ReflowStep):
-        return ENTRANCE_SPACING_MM / step.conveyor_mm_min * 60.0
-    return step_seconds(step)
-
-
-def _setup(step: Step) -> tuple[object, ...]:
-    if isinstance(step, PrintStep):
-        return (step.stencil_id, step.paste_alloy)
-    if isinstance(step, PlaceStep):
-        return (step.ball_alloy, step.ball_diameter_um)
-    if isinstance(step, ReflowStep):
-        return (step.profile_id,)
-    return ()
-
-
-CHANGEOVER_S = {
-    "printer": PRINTER_CHANGEOVER_S,
-    "placer": PLACER_CHANGEOVER_S,
-    "oven": OVEN_CHANGEOVER_MIN_S,
-    "cleaner": 0.0,
-}
+    return kind_of(step).occupancy_s(step)
 
 
 @dataclass
@@ -95,27 +60,33 @@ def lower_bound(
     durations = [step_seconds(s) for s in steps]
     setups: dict[str, list[tuple[object, ...]]] = {}
     for step in steps:
-        role = ROLE[step.kind]
-        if step.kind != "clean" and _setup(step) not in setups.setdefault(role, []):
-            setups[role].append(_setup(step))
+        kind = kind_of(step)
+        setup = kind.bound_setup(step)
+        if setup is not None and setup not in setups.setdefault(kind.role, []):
+            setups[kind.role].append(setup)
     changeovers = {
-        role: CHANGEOVER_S[role] * sum(1 for s in needed if s != mounted.get(role))
+        role: _changeover_s(role, steps) * sum(1 for s in needed if s != mounted.get(role))
         for role, needed in setups.items()
     }
     critical = sum(durations) + sum(changeovers.values())
     per_role: dict[str, float] = {}
-    for role in {ROLE[s.kind] for s in steps}:
+    roles = [kind_of(s).role for s in steps]
+    for role in set(roles):
         count = tools.get(role, 0)
         if count <= 0:
             raise ValueError(f"the recipe needs a {role} and the line has none")
-        indices = [i for i, s in enumerate(steps) if ROLE[s.kind] == role]
+        indices = [i for i, r in enumerate(roles) if r == role]
         work = wafers * sum(tool_occupancy(steps[i]) for i in indices)
         head = sum(durations[: indices[0]])
         tail = sum(durations[indices[-1] + 1 :])
-        if role == "oven":  # the last wafer still rides the whole tunnel after it enters
+        if kind_of(steps[indices[-1]]).pipelined:  # the last wafer still rides it out
             tail += durations[indices[-1]] - tool_occupancy(steps[indices[-1]])
         per_role[role] = head + (work + changeovers.get(role, 0.0)) / count + tail
     limiting = max(per_role, key=per_role.__getitem__)
     if critical >= per_role[limiting]:
         return MakespanBound(critical, "critical path", per_role, critical)
     return MakespanBound(per_role[limiting], limiting, per_role, critical)
+
+
+def _changeover_s(role: str, steps: tuple[Step, ...]) -> float:
+    return next(kind_of(s).changeover_s for s in steps if kind_of(s).role == role)

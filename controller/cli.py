@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "controller.cli_sequences",
     "controller.cli_tool",
     "controller.cli_sim",
+    "controller.cli_gem",
 )
 
 

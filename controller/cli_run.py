@@ -2,7 +2,7 @@
 
     bumpline run --lot ID --recipe NAME (--wafers N | --slots LIST) [--line FILE] [--db URL]
     bumpline run --resume LOT [--line FILE] [--db URL]
-    bumpline serve --line FILE [--db URL]
+    bumpline serve --line FILE [--db URL] [--gem]
 
 Without ``--line`` both start the simulated line in the same process (the
 embedded default) at ``--speed`` times real time. Ctrl-C (or SIGTERM) stops
@@ -24,6 +24,7 @@ from typing import Any
 
 from controller.cli_output import db_url
 from controller.errors import EXIT_USAGE, UserError
+from controller.events import LineEventStream
 
 DEFAULT_SPEED = 200.0
 
@@ -99,6 +100,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--once",
         action="store_true",
         help="stop when no lot is left instead of waiting for new ones",
+    )
+    s.add_argument(
+        "--gem",
+        action="store_true",
+        help="also serve the factory host over SECS/GEM (HSMS-SS passive; settings in the "
+        "line file's [gem] section, docs/gem.md)",
     )
     s.set_defaults(handler=cmd_serve, plain=True)
 
@@ -249,7 +256,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run_lots(
-    args: argparse.Namespace, store: Any, lots: Callable[[], list[str]], stopper: Stopper
+    args: argparse.Namespace, store: Any, lots: Callable[[], list[str]], stopper: Stopper,
+    events: LineEventStream | None = None,
 ) -> tuple[int, list[Any]]:
     """Open the line, then run the lots; (exit status, the lots' outcomes)."""
     from controller.cli_lots import _user
@@ -271,6 +279,7 @@ async def _run_lots(
             user=_user(args),
             progress=live.progress,
             wait_for_dispositions=args.wait_for_disposition,
+            events=events,
         )
         print(f"bumpline: {', '.join(lot_ids)} on the {where}", flush=True)
         _mark_controller(store, lot_ids, "controller.start", f"run on the {where}")
@@ -376,6 +385,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
     until none is left). Held wafers wait for their disposition; with --once a lot that
     stops on them is left for a person, and serve goes on with the others (exit 3)."""
+    from controller.gem.service import gem_service
     from controller.store import LotState, Store
 
     args.wait_for_disposition = not args.once
@@ -383,7 +393,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     left: set[str] = set()  # --once: lots that stopped for a person, not taken again
     status = 0
     idle_said = False
+    services = contextlib.AsyncExitStack()  # --gem: the factory host link, for the whole run
     try:
+        events = await services.enter_async_context(gem_service(args, store))
         with Stopper() as stopper:
             while not stopper.count:
                 unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING,
@@ -404,7 +416,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
                     continue
                 idle_said = False
                 run_status, outcomes = await _run_lots(args, store, lambda ids=lots: ids,
-                                                       stopper)
+                                                       stopper, events)
                 if stopper.count:
                     return run_status
                 left.update(o.lot_id for o in outcomes if o.state != "complete")
@@ -413,4 +425,5 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             print("bumpline serve: stopped", file=sys.stderr)
         return status
     finally:
+        await services.aclose()
         store.close()

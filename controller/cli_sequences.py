@@ -158,6 +158,11 @@ def recipe_show(args: argparse.Namespace) -> int:
         a = alloys[alloy_id]
         con.print(_e(f"  {a.id}: {a.composition_text()}; solidus {a.figure('solidus_c')}, "
                      f"liquidus {a.figure('liquidus_c')}") + f"  [dim]({_e(a.source)})[/]")
+    for mask_id in sorted({getattr(s, "mask", None) for s in r.steps} - {None}):
+        m = alloys.masks[mask_id]
+        con.print(_e(f"  {m.id} mask: reflow peak <= {m.figure('max_reflow_peak_c')}; stripped "
+                     f"at {m.figure('strip_temp_c')} for {m.figure('strip_time_s')}")
+                  + f"  [dim]({_e(m.source)})[/]")
     for p in problems:
         con.print(f"[red]{_e(p)}[/]")
     return 1 if problems else 0
@@ -194,8 +199,11 @@ def describe_step(step: Any) -> tuple[str, str]:
                 f"mean vol {_w(step.vol_mean_pct)} %, min vol >= {step.vol_min_pct_min:g} %, "
                 f"bridges <= {step.max_bridges}, insufficient <= {step.max_insufficient}")
     if k == "place":
+        into = f", into {step.mask} mask" if step.mask else ""
+        if step.post_diameter_um is not None:
+            into += f", on {step.post_diameter_um} µm Cu posts at {step.post_pitch_um} µm"
         return (f"{step.ball_diameter_um} µm {step.ball_alloy}, flux {step.flux_um} µm, "
-                f"pitch {step.pitch_um} µm, {step.sites} sites",
+                f"pitch {step.pitch_um} µm, {step.sites} sites{into}",
                 f"repair if <= {step.max_defects} defects; <= "
                 f"{step.max_defects_after_repair} left")
     if k == "reflow":
@@ -204,6 +212,16 @@ def describe_step(step: Any) -> tuple[str, str]:
                 f"profile {step.profile_id}, TAL above {step.tal_threshold_c:g} °C",
                 f"peak {_w(step.peak_c)} °C, TAL {_w(step.tal_s)} s, ramp <= "
                 f"{step.max_ramp_c_s:g} °C/s, cool <= {step.max_cool_c_s:g} °C/s")
+    if k == "strip":
+        return (f"strip {step.mask} {step.strip_temp_c:g} °C {step.strip_time_s} s, rinse "
+                f"{step.rinse_time_s} s, dry {step.dry_time_s} s, {step.spray_pressure_bar:g} bar",
+                f"mask left <= {step.max_mask_residue_pct:g} %, ionic <= "
+                f"{step.max_ionic_ug_cm2:g} µg/cm²")
+    if k == "barrier":
+        batch = f", batches of {step.batch_size}" if step.batch_size else ""
+        return (f"Ni {step.ni_um:g} µm at {step.ni_temp_c:g} °C, Au {step.au_um:g} µm at "
+                f"{step.au_temp_c:g} °C{batch}",
+                f"Ni {_w(step.ni_measured_um)} µm, Au {_w(step.au_measured_um)} µm per wafer")
     return (f"wash {step.wash_temp_c:g} °C {step.wash_time_s} s, rinse {step.rinse_time_s} s, "
             f"dry {step.dry_time_s} s, {step.spray_pressure_bar:g} bar",
             f"ionic <= {step.max_ionic_ug_cm2:g} µg/cm²")
@@ -321,6 +339,7 @@ async def sequence_run(args: argparse.Namespace) -> int:
 
 
 async def _run(recipe, wafer_id, tools, clock, steps, con, exchanges) -> Any:
+    from sequences.journal import MemoryJournal
     from sequences.runner import run_wafer
 
     escape = _e
@@ -346,7 +365,7 @@ async def _run(recipe, wafer_id, tools, clock, steps, con, exchanges) -> Any:
     def on_prepare(text: str) -> None:
         con.print(f"[cyan]{clock.now():8.0f} s  prepare {escape(text)}[/]")
 
-    return await run_wafer(recipe, wafer_id, tools, clock, steps=steps, on_event=on_event,
-                           on_prepare=on_prepare)
+    return await run_wafer(recipe, wafer_id, tools, clock, steps=steps,
+                           journal=MemoryJournal(listeners=[on_event]), on_prepare=on_prepare)
 
 

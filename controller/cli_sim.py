@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sim",
         help="start the simulated line (every tool behind its real protocol)",
         description="Serve a simulated printer, ball mounter, reflow oven and flux cleaner on "
-        "ptys / TCP / Modbus, write the line configuration that reaches them, and run until "
-        "Ctrl-C or SIGTERM.",
+        "ptys / TCP / Modbus (and, with --platers, barrier platers on text lines over TCP), "
+        "write the line configuration that reaches them, and run until Ctrl-C or SIGTERM.",
     )
     p.add_argument(
         "--speed",
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--line",
         metavar="FILE",
-        help="take each tool's faults from this line configuration's 'faults' keys",
+        help="take each tool's faults (and a plater's state_file) from this line configuration",
     )
     p.add_argument(
         "--config-out",
@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="tcp",
         help="serve the cleaner's Modbus RTU on raw TCP (default) or a pty",
     )
-    for role in ("printers", "placers", "ovens", "cleaners"):
+    for role in ("printers", "placers", "ovens"):
         p.add_argument(
             f"--{role}",
             type=int,
@@ -65,6 +65,27 @@ def register(sub: argparse._SubParsersAction) -> None:
             metavar="N",
             help=f"number of simulated {role} (default 1)",
         )
+    p.add_argument(
+        "--cleaners",
+        type=cleaner_layout,
+        default=(1, ()),
+        metavar="N|MODEL,...",
+        help="number of simulated cleaners (FC-1s; default 1), or their models in order, "
+        "e.g. 'fc-2' or 'fc-1,fc-2'",
+    )
+    p.add_argument(
+        "--platers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="number of simulated EP-25 barrier platers (default 0: only barrier recipes need one)",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where each plater keeps what survives a restart (its event log and numbering) as "
+        "NAME.state.json (default: beside --config-out)",
+    )
     p.set_defaults(handler=run_sim)
 
 
@@ -77,6 +98,21 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def cleaner_layout(text: str) -> tuple[int, tuple[str, ...]]:
+    """argparse type for --cleaners: (count, models of cleaner-1, cleaner-2, ...)."""
+    from sim.stripper import CLEANER_MODELS
+
+    if text.strip().isdigit():
+        return int(text), ()
+    models = tuple(m.strip().upper() for m in text.split(","))
+    unknown = [m for m in models if m not in CLEANER_MODELS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"'{text}': expected a number or cleaner models from "
+            f"{', '.join(m.lower() for m in CLEANER_MODELS)}, comma-separated")
+    return len(models), models
 
 
 def fault_plans(spec: str, line_file: str | None) -> dict:
@@ -94,6 +130,16 @@ def fault_plans(spec: str, line_file: str | None) -> dict:
     return plans
 
 
+def plater_state_files(line_file: str | None) -> dict[str, str]:
+    """The ``state_file`` keys of a line configuration's platers."""
+    if not line_file:
+        return {}
+    from drivers.line_config import load_line_config
+
+    return {t.name: t.state_file for t in load_line_config(line_file).tools.values()
+            if t.state_file}
+
+
 async def run_sim(args: argparse.Namespace) -> int:
     from sim.line import SimulatedLine
 
@@ -101,11 +147,16 @@ async def run_sim(args: argparse.Namespace) -> int:
         "printer": args.printers,
         "placer": args.placers,
         "oven": args.ovens,
-        "cleaner": args.cleaners,
+        "cleaner": args.cleaners[0],
+        "plater": args.platers,
     }
     if any(n < 0 or n > 8 for n in layout.values()):
         raise UserError("tool counts must be 0-8 per role", exit_code=2)
     plans = fault_plans(args.faults, args.line)
+    state_dir = Path(args.state_dir) if args.state_dir else Path(args.config_out).parent
+    state_files = {f"plater-{i}": state_dir / f"plater-{i}.state.json"
+                   for i in range(1, args.platers + 1)}
+    state_files.update(plater_state_files(args.line))
     if args.verbose == 0:  # a running simulator shows tool activity by default
         logging.getLogger("sim").setLevel(logging.INFO)
     stop = asyncio.Event()
@@ -119,6 +170,8 @@ async def run_sim(args: argparse.Namespace) -> int:
         layout=layout,
         serial_transport=args.serial,
         cleaner_transport=args.cleaner,
+        cleaner_models=args.cleaners[1],
+        state_files=state_files,
     )
     unknown = set(plans) - set(line.tool_names())
     if unknown:
@@ -127,6 +180,8 @@ async def run_sim(args: argparse.Namespace) -> int:
             f"(tools: {', '.join(line.tool_names())})",
             exit_code=2,
         )
+    from sim.plater_server import PlaterStateError
+
     try:
         async with line:
             out = Path(args.config_out)
@@ -145,13 +200,17 @@ async def run_sim(args: argparse.Namespace) -> int:
                     if "host" not in tool.config
                     else f"{tool.config['host']}:{tool.config['port']}"
                 )
+                model = tool.config.get("model", "")
                 print(
-                    f"  {tool.name:<10} {tool.role:<8} {tool.config['transport']:<11} {where}",
+                    f"  {tool.name:<10} {tool.role:<8} {tool.config['transport']:<11} {where}"
+                    + (f"  ({model})" if model else ""),
                     file=sys.stderr,
                 )
             sys.stderr.flush()
             await stop.wait()
             print("stopping simulated line", file=sys.stderr)
+    except PlaterStateError as exc:
+        raise UserError(str(exc)) from None
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -23,6 +23,7 @@ DRIVER_MODULES = {
     "placer": "drivers.placer",
     "oven": "drivers.oven",
     "cleaner": "drivers.cleaner",
+    "plater": "drivers.plater",
 }
 
 

@@ -116,6 +116,7 @@ _MAPS: dict[type, dict[Any, E10State]] = {
         CleanerState.READY: _S,
         CleanerState.LOADED: _P,
         CleanerState.WASHING: _P,
+        CleanerState.STRIPPING: _P,  # the FC-2's resist strip: producing, as WASHING
         CleanerState.RINSING: _P,
         CleanerState.DRYING: _P,
         CleanerState.DONE: _P,

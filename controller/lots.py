@@ -17,11 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.e10 import E10State
-from controller.scheduler import Scheduler, ToolSlot, WaferSlot, step_parameters, step_windows
+from controller.events import EventKind, LineEvent, LineEventStream
+from controller.journal import StoreJournal
+from controller.recovery import Recovery
+from controller.scheduler import ScheduledWafer, Scheduler, ToolReport
 from controller.store import LotInfo, LotState, Store, StoreError
 from drivers.clock import Clock
+from sequences.errors import SequenceError
 from sequences.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent
-from sequences.recipe import Recipe, ReflowStep, Step
+from sequences.recipe import Recipe
 from sequences.runner import WaferRun
 
 log = logging.getLogger("controller.lots")
@@ -33,11 +37,28 @@ RecipeLoader = Callable[[str], Recipe]
 
 @dataclass
 class Progress:
-    """What a live display needs; the controller calls these, they must be quick."""
+    """What a live display needs; fed from the line event stream, they must be quick."""
 
     on_event: Callable[[WaferEvent], None] = lambda event: None
     on_tool_note: Callable[[str, str], None] = lambda tool, text: None
     on_waiting_for_people: Callable[[list[str]], None] = lambda wafers: None
+
+    def listen(self, event: LineEvent) -> None:
+        """A line event, for the display."""
+        data = event.data
+        if event.kind is EventKind.WAFER_TRANSITION:
+            self.on_event(WaferEvent(
+                wafer_id=event.wafer_id or "", step=data["step"], step_kind=data["step_kind"],
+                from_state=data["from_state"], to_state=data["to_state"],
+                trigger=data["trigger"], why=data["why"],
+                measurements=dict(data["measurements"]), tool=event.tool,
+                tool_time=event.tool_time))
+        elif event.kind is EventKind.TOOL_NOTE:
+            self.on_tool_note(event.tool or "", data["text"])
+        elif event.kind is EventKind.ALARM_SET:
+            wafer = data.get("wafer_id")
+            self.on_tool_note(event.tool or "", f"ALARM {data['code']} {data['text']}"
+                              + (f" (wafer {wafer})" if wafer else ""))
 
 
 @dataclass
@@ -60,6 +81,8 @@ class LineController:
         user: str = "controller",
         progress: Progress | None = None,
         wait_for_dispositions: bool = False,
+        line_id: str = "line",
+        events: LineEventStream | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -67,21 +90,23 @@ class LineController:
         self.user = user
         self.progress = progress or Progress()
         self.wait_for_dispositions = wait_for_dispositions
+        self.events = events or LineEventStream(line_id, clock.now)
+        self.events.use_clock(clock.now)
+        self.events.listen(self.progress.listen)
         self._e10: dict[str, str] = {}
         self.scheduler = Scheduler(
             {name: (tools.role_of(name), driver) for name, driver in tools.items()},
             clock,
-            on_event=self._persist_event,
-            on_step_start=self._step_started,
-            on_tool_note=self._tool_note,
-            on_changeover=self._changeover_started,
-            on_alarm=self._alarm,
-            before_load=self._before_oven_load,
+            report=self._tool_report,
             poll_requests=self._handle_requests,
         )
+        self.journal = StoreJournal(store, self.events, self._lot_of)
         self._lots: list[str] = []
-        self._intents: dict[str, int] = {}
         self._next_request_look = 0.0
+
+    def _lot_of(self, wafer_id: str) -> str | None:
+        wafer = self.scheduler.wafers.get(wafer_id)
+        return wafer.lot_id if wafer else None
 
     # --- lots --------------------------------------------------------------------------------
 
@@ -101,30 +126,39 @@ class LineController:
             raise StoreError(f"lot {lot_id} is {lot.state}: nothing to run")
         recipe = self._recipe_for(lot)
         if lot.state == LotState.QUEUED.value:
-            self.store.set_lot_state(lot_id, LotState.RUNNING, user=self.user)
+            self._set_lot_state(lot_id, LotState.RUNNING, previous=lot.state)
         elif lot.state == LotState.HELD.value:
             self.scheduler.held_lots.add(lot_id)
+        self._lots.append(lot_id)
         for wafer in self.store.wafers(lot_id):
             if wafer.state in FINAL_STATES:
                 continue
-            run = self._wafer_run(recipe, wafer.id, wafer.state)
-            self.scheduler.add_wafer(recipe, wafer.id, lot_id, lot.priority, run=run)
-        self._lots.append(lot_id)
+            if wafer.state == QUEUED:
+                run = WaferRun(recipe, wafer.id, self.clock, journal=self.journal)
+            else:
+                run = self._recovery().restored_run(recipe, wafer.id, wafer.state)
+            self.scheduler.add_wafer(run, lot_id, lot.priority)
 
-    def _wafer_run(self, recipe: Recipe, wafer_id: str, state: str) -> WaferRun:
-        """A run for a wafer in ``state`` as stored (recovery for anything past queued)."""
-        if state == QUEUED:
-            return WaferRun(recipe, wafer_id, self.clock)
-        from controller.recovery import recovered_run
+    def _recovery(self) -> Recovery:
+        return Recovery(self.store, self.journal, self.clock, self._recovery_note)
 
-        return recovered_run(self.store, recipe, wafer_id, state, self.clock)
+    def _recovery_note(self, wafer_id: str, text: str) -> None:
+        lot_id = self._lot_of(wafer_id)
+        self.store.audit("recovery", "wafer.recovery", text, lot_id=lot_id, wafer_id=wafer_id)
+        self.events.publish(EventKind.TOOL_NOTE, lot_id=lot_id, wafer_id=wafer_id,
+                            tool="recovery", text=f"{wafer_id}: {text}")
+
+    def _set_lot_state(self, lot_id: str, state: LotState, *, previous: str,
+                       reason: str = "") -> None:
+        lot = self.store.set_lot_state(lot_id, state, user=self.user, reason=reason)
+        self.events.publish(EventKind.LOT_STATE, lot_id=lot_id, state=state.value,
+                            previous=previous, recipe=lot.recipe_name, reason=reason)
 
     async def run(self, lot_ids: list[str]) -> list[LotOutcome]:
         for lot_id in lot_ids:
             self.add_lot(lot_id)
-        from controller.recovery import settle_recovered
-
-        await settle_recovered(self)
+        await self._recovery().settle(list(self.scheduler.wafers.values()),
+                                      self.scheduler.tools)
         while True:
             await self.scheduler.run()
             self._close_finished_lots()
@@ -164,105 +198,51 @@ class LineController:
                 continue
             wafers = self.store.wafers(lot_id)
             if all(w.state in FINAL_STATES for w in wafers):
-                self.store.set_lot_state(
-                    lot_id, LotState.COMPLETE, user=self.user, reason="every wafer finished"
-                )
+                self._set_lot_state(lot_id, LotState.COMPLETE, previous=lot.state,
+                                    reason="every wafer finished")
 
     def _outcome(self, lot_id: str) -> LotOutcome:
         lot = self.store.get_lot(lot_id)
         return LotOutcome(lot_id, lot.state, {w.id: w.state for w in self.store.wafers(lot_id)})
 
-    # --- persistence hooks (called synchronously, before the next tool command) --------------
+    # --- what the scheduler reports of the tools ---------------------------------------------
 
-    def _persist_event(self, event: WaferEvent, wafer: WaferSlot) -> None:
-        # The transition and the step record it opens or closes commit together.
-        with self.store.atomic():
-            self._record_event(event, wafer)
-        self.progress.on_event(event)
-
-    def _record_event(self, event: WaferEvent, wafer: WaferSlot) -> None:
-        self.store.record_event(event)
-        run = wafer.run
-        if event.trigger == "tool_acquired":
-            step = run.recipe.step(event.step)
-            wafer.step_id = self.store.start_step(
-                event.wafer_id,
-                event.step,
-                step.kind,
-                event.tool or "?",
-                step_parameters(step),
-                windows=step_windows(step),
-                tool_time=event.tool_time,
-            )
-        elif wafer.step_id is not None and event.trigger in ("judged_ok", "step_failed", "abort"):
-            step = run.recipe.step(event.step) if event.step else None
-            self._end_step(wafer, step, event)
-
-    def _end_step(self, wafer: WaferSlot, step: Step | None, event: WaferEvent) -> None:
-        status = {"judged_ok": "done", "step_failed": "failed", "abort": "aborted"}[event.trigger]
-        curve = liquidus = None
-        result = getattr(wafer.run, "results", {}).get(event.step) if event.step else None
-        if isinstance(step, ReflowStep) and result is not None:
-            curve = list(result.curve_c)
-            liquidus = step.tal_threshold_c
-        results = dict(event.measurements)
-        if event.trigger != "judged_ok" and event.why:
-            results.setdefault("why", event.why)
-        self.store.end_step(
-            wafer.step_id,
-            status=status,
-            results=results,
-            curve_c=curve,
-            liquidus_c=liquidus,
-            tool_time=event.tool_time,
-            fetch=False,
-        )
-        intent = self._intents.pop(event.wafer_id, None)
-        if intent is not None:
-            self.store.resolve_intent(intent, "done")
-        wafer.last_step_id, wafer.step_id = wafer.step_id, None
-
-    def _before_oven_load(self, wafer_id: str) -> None:
-        wafer = self.scheduler.wafers.get(wafer_id)
-        # One intent per step: a LOAD the oven refused and the step tries again is the same
-        # intent (nothing went on the belt the first time).
-        if wafer is not None and wafer.step_id is not None and wafer_id not in self._intents:
-            self._intents[wafer_id] = self.store.record_intent(wafer.step_id, "LOAD", tool="oven")
-
-    def _step_started(self, wafer: WaferSlot, step: Step, tool: ToolSlot) -> None:
-        self._tool_state(tool, E10State.PRODUCTIVE, f"{step.kind} {wafer.run.wafer_id}")
-
-    def _changeover_started(self, tool: ToolSlot, step: Step) -> None:
-        self._tool_state(tool, E10State.SCHEDULED_DOWN, f"setup for a {step.kind} step")
-
-    def _tool_note(self, tool: ToolSlot, text: str) -> None:
-        self.store.audit(tool.name, "tool.note", text)
-        self.progress.on_tool_note(tool.name, text)
-
-    def _alarm(self, tool: ToolSlot, code: int, text: str, wafer_id: str | None) -> None:
-        if code:
-            wafer = self.scheduler.wafers.get(wafer_id or "")
-            self.store.alarm_set(
-                tool.name,
-                code,
-                text,
-                wafer_id=wafer_id,
-                step_id=wafer.last_step_id if wafer else None,
-                tool_time=self.clock.now(),
-            )
-            self._tool_state(tool, E10State.UNSCHEDULED_DOWN, f"alarm {code} {text}")
-            self.progress.on_tool_note(
-                tool.name, f"ALARM {code} {text}" + (f" (wafer {wafer_id})" if wafer_id else "")
-            )
-        else:
-            self.store.alarm_cleared(tool.name)
+    def _tool_report(self, report: ToolReport) -> None:
+        what, tool = report.what, report.tool
+        if what == "note":
+            self.store.audit(tool, "tool.note", report.text)
+            self.events.publish(EventKind.TOOL_NOTE, tool=tool, text=report.text)
+        elif what == "productive":
+            self._tool_state(tool, E10State.PRODUCTIVE, report.text)
+        elif what == "setup":
+            self._tool_state(tool, E10State.SCHEDULED_DOWN, report.text)
+        elif what == "alarm":
+            wafer = self.scheduler.wafers.get(report.wafer_id or "")
+            step_id = None
+            if wafer is not None:
+                steps = self.store.steps(wafer.run.wafer_id)
+                step_id = steps[-1].id if steps else None
+            self.store.alarm_set(tool, report.code, report.text, wafer_id=report.wafer_id,
+                                 step_id=step_id, tool_time=self.clock.now())
+            self._tool_state(tool, E10State.UNSCHEDULED_DOWN,
+                             f"alarm {report.code} {report.text}")
+            self.events.publish(EventKind.ALARM_SET, tool=tool, code=report.code,
+                                text=report.text, wafer_id=report.wafer_id,
+                                lot_id=self._lot_of(report.wafer_id or ""),
+                                wafers=[report.wafer_id] if report.wafer_id else [])
+        elif what == "alarm_cleared":
+            self.store.alarm_cleared(tool)
             self._tool_state(tool, E10State.STANDBY, "alarm cleared")
+            self.events.publish(EventKind.ALARM_CLEARED, tool=tool, code=report.code, text="")
 
-    def _tool_state(self, tool: ToolSlot, state: E10State, reason: str) -> None:
-        if self._e10.get(tool.name) == state.value:
+    def _tool_state(self, tool: str, state: E10State, reason: str) -> None:
+        previous = self._e10.get(tool)
+        if previous == state.value:
             return
-        self._e10[tool.name] = state.value
-        self.store.record_tool_state(tool.name, state, reason=reason, tool_time=self.clock.now())
+        self._e10[tool] = state.value
+        self.store.record_tool_state(tool, state, reason=reason, tool_time=self.clock.now())
+        self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=state.value,
+                            previous=previous, reason=reason)
 
     # --- operator and engineer requests ------------------------------------------------------
 
@@ -277,11 +257,12 @@ class LineController:
                 continue
             note = self._apply(request)
             self.store.mark_request_handled(request.id, note=note)
+            self.events.publish(EventKind.OPERATOR_REQUEST, lot_id=request.lot_id,
+                                wafer_id=request.wafer_id, action=request.action,
+                                by=request.requested_by, reason=request.reason, outcome=note)
             self.scheduler.wake()
 
     def _apply(self, request: Any) -> str:
-        from sequences.errors import SequenceError
-
         wafers = [w for w in self.scheduler.wafers.values() if w.lot_id == request.lot_id]
         action = request.action
         if action == "hold_lot":
@@ -313,7 +294,7 @@ class LineController:
             return f"refused: {exc}"
         return f"unknown request {action}"
 
-    def _spawn_abort(self, wafer: WaferSlot, why: str) -> None:
+    def _spawn_abort(self, wafer: ScheduledWafer, why: str) -> None:
         async def abort() -> None:
             await wafer.run.abort(why)
             for note in wafer.run.tool_notes:  # what the abort left each tool doing
@@ -326,4 +307,4 @@ class LineController:
                 )
             wafer.run.tool_notes.clear()
 
-        self.scheduler._spawn(abort())  # noqa: SLF001
+        self.scheduler.spawn(abort())

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -224,3 +225,45 @@ class AuditEntry(Base):
     lot_id: Mapped[str | None] = mapped_column(String(32), index=True)
     wafer_id: Mapped[str | None] = mapped_column(String(32), index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+# --- the factory host interface (controller/gem, docs/gem.md) ----------------------------------
+
+
+class GemSetting(Base):
+    """A persisted GEM setting: control state, reports, links, enables, constants (JSON)."""
+
+    __tablename__ = "gem_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+
+
+class GemSpooled(Base):
+    """A message kept while the host link was down (E30 spooling), sent oldest first."""
+
+    __tablename__ = "gem_spool"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stream: Mapped[int] = mapped_column(Integer)
+    function: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # the SECS-II item as on the wire
+    what: Mapped[str] = mapped_column(String(64), default="")  # e.g. "CEID 21" for logs
+    spooled_at: Mapped[datetime]
+
+
+class GemProcessProgram(Base):
+    """A process program (recipe text) the host downloaded; versions are kept, never replaced."""
+
+    __tablename__ = "gem_process_programs"
+    __table_args__ = (UniqueConstraint("ppid", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ppid: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    stored_at: Mapped[datetime]
+    stored_by: Mapped[str] = mapped_column(String(64))
+    deleted_at: Mapped[datetime | None]

@@ -24,8 +24,8 @@ from rich.text import Text
 from controller.lots import LotOutcome, Progress
 from controller.report.kinds import short_result
 from controller.report.page import duration
+from sequences.kinds import ROLE_OF_KIND
 from sequences.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent, step_of
-from sequences.steps import ROLE_OF_KIND
 
 _STYLE = {
     "complete": "green",

@@ -23,271 +23,155 @@ Stored state -> what the tool shows -> what happens:
 * anything else: awaiting disposition, with what was found.
 
 A reflow is never run again without an engineer's disposition.
+
+Each kind's own rule (``StepKind.settle``) asks its tool; this module groups the
+wafers found mid-step by tool (every wafer riding one oven is settled in one
+pass), settles each exactly once, and carries out what the kind found.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
 
+from controller.journal import StoreJournal
+from controller.scheduler import ScheduledTool, ScheduledWafer
 from controller.store import Store
 from drivers.clock import Clock
 from drivers.errors import ToolError
-from drivers.types import CleanerState, PlacerState, PrinterState
-from sequences.interlocks import HistoryEntry, WaferHistory
-from sequences.machine import AWAITING, HELD, step_of, waiting
-from sequences.recipe import CleanStep, PlaceStep, PrintStep, Recipe, ReflowStep
+from sequences.history import HistoryEntry, WaferHistory
+from sequences.kinds import kind_of
+from sequences.kinds.base import NeverTaken, Recovering, Settled, TakeResult
+from sequences.machine import AWAITING, HELD, state_of, waiting
+from sequences.recipe import Recipe
 from sequences.runner import WaferRun
-
-if TYPE_CHECKING:
-    from controller.lots import LineController
 
 log = logging.getLogger("controller.recovery")
 
-RECOVERY_ACTOR = "recovery"
+Note = Callable[[str, str], None]  # (wafer, text)
 
 
-def _history(store: Store, recipe: Recipe, wafer_id: str) -> WaferHistory:
-    """What the wafer has been through, from its finished steps."""
-    history = WaferHistory()
-    for step in store.steps(wafer_id):
-        if step.status != "done" and not step.disposition:
-            continue
-        recipe_step = recipe.step(step.step_index)
-        peak = (step.results or {}).get("peak_c")
-        history.record(
-            HistoryEntry(
-                step.step_index,
-                recipe_step.kind,
-                getattr(recipe_step, "alloy", None),
-                peak,
-                step.disposition or "",
-            )
-        )
-    return history
+class Recovery:
+    """Restores wafer runs from the store and settles those found mid-step."""
 
+    def __init__(self, store: Store, journal: StoreJournal, clock: Clock, note: Note) -> None:
+        self.store = store
+        self.journal = journal
+        self.clock = clock
+        self.note = note
 
-def recovered_run(
-    store: Store, recipe: Recipe, wafer_id: str, state: str, clock: Clock
-) -> WaferRun:
-    """A run restored to the stored state; mid-step wafers are settled later by the tools."""
-    events = store.events(wafer_id)
-    history = _history(store, recipe, wafer_id)
-    run = WaferRun(recipe, wafer_id, clock, history=history)
-    last = events[-1] if events else None
-    if state == HELD:
-        held_from = last.from_state if last is not None and last.to_state == HELD else waiting(1)
-        run.restore(HELD, held_from=held_from, hold_reason=last.why if last else "")
-    elif state == AWAITING:
-        failed = last.step_index if last is not None else None  # the step that failed
-        run.restore(AWAITING, step=failed, failed_step=failed)
-    else:
-        run.restore(state)
-    return run
-
-
-async def settle_recovered(controller: LineController) -> None:
-    """Ask the tools about every wafer that was mid-step, and settle each one."""
-    mid_step = [
-        w
-        for w in controller.scheduler.wafers.values()
-        if w.run.state.endswith(("_running", "_judging"))
-    ]
-    if not mid_step:
-        return
-    tools = controller.scheduler.tools
-    for wafer in mid_step:
-        run = wafer.run
-        number = step_of(run.state)
-        step = run.recipe.step(number)
-        tool_name = _last_tool(controller.store, run.wafer_id, number)
-        tool = tools.get(tool_name) if tool_name else None
-        if tool is None:
-            _to_disposition(
-                controller,
-                wafer,
-                f"controller stopped during step {number} "
-                f"({step.kind}); tool {tool_name or 'unknown'} is not on this line",
-            )
-            continue
-        open_step = _open_step(controller.store, run.wafer_id, number)
-        wafer.step_id = open_step
-        try:
-            await _settle(controller, wafer, step, number, tool)
-        except ToolError as exc:
-            _to_disposition(
-                controller,
-                wafer,
-                f"controller stopped during step {number} "
-                f"({step.kind}) and {tool.name} could not be asked: {exc}",
-            )
-
-
-async def _settle(
-    controller: LineController, wafer: Any, step: Any, number: int, tool: Any
-) -> None:
-    run = wafer.run
-    driver = tool.driver
-    wafer_id = run.wafer_id
-    if isinstance(step, PrintStep | PlaceStep):
-        states = PrinterState if isinstance(step, PrintStep) else PlacerState
-        status = await driver.status()
-        if status.wafer_id == wafer_id:
-            if status.state is states.LOADING:
-                status = await driver.wait_for(states.READY, states.DONE, timeout_s=600.0)
-            if status.state is states.READY:  # loaded, never started: start it (once)
-                _note(controller, wafer, f"{tool.name} holds it loaded: starting it")
-                await (
-                    driver.start_print()
-                    if isinstance(step, PrintStep)
-                    else driver.start_placement()
-                )
-            if status.state is not states.DONE:
-                status = await driver.wait_for(states.DONE, timeout_s=1800.0)
-            _note(controller, wafer, f"{tool.name} still holds it: taking its result")
-            await run.adopt_result(driver, await driver.result())
-            return
-        if run.state.endswith("_running"):
-            _back_to_waiting(controller, wafer, number, f"{tool.name} never took it")
-            return
-    elif isinstance(step, CleanStep):
-        status = await driver.status()
-        result = await driver.result()
-        # The cleaner keeps its last result: it is this step's only if it names the wafer
-        # and its cycle is newer than every clean the wafer had before.
-        earlier = [
-            s.results.get("cycle_count", -1)
-            for s in controller.store.steps(wafer_id)
-            if s.kind == "clean" and s.results and s.step_index != number
-        ]
-        ours = result.wafer_id == wafer_id and result.cycle_count > max(earlier, default=-1)
-        if ours and (status.state is CleanerState.DONE or not status.wafer_present):
-            _note(controller, wafer, f"{tool.name} reports its clean result")
-            await run.adopt_result(driver, result, unloaded=not status.wafer_present)
-            return
-        if status.wafer_present and status.state in (
-            CleanerState.LOADED,
-            CleanerState.WASHING,
-            CleanerState.RINSING,
-            CleanerState.DRYING,
-        ):
-            if status.state is CleanerState.LOADED:  # loaded, never started: start it (once)
-                await driver.start()
-            await driver.wait_for(CleanerState.DONE, timeout_s=3600.0)
-            result = await driver.result()
-            if result.wafer_id == wafer_id:
-                _note(controller, wafer, f"{tool.name} finished its clean")
-                await run.adopt_result(driver, result)
-                return
-        if run.state.endswith("_running") and not status.wafer_present and not ours:
-            _back_to_waiting(controller, wafer, number, f"{tool.name} never took it")
-            return
-    elif isinstance(step, ReflowStep):
-        await _settle_oven(controller, tool)
-        return
-    _to_disposition(
-        controller,
-        wafer,
-        f"controller stopped during step {number} ({step.kind}); "
-        f"{tool.name} no longer shows the wafer",
-    )
-
-
-async def _settle_oven(controller: LineController, tool: Any) -> None:
-    """Let the belt empty; give each exiting wafer its own result. Done once per oven."""
-    if getattr(tool, "_recovered", False):
-        return
-    tool._recovered = True  # noqa: SLF001
-    riders = {
-        w.run.wafer_id: w
-        for w in controller.scheduler.wafers.values()
-        if w.run.state.endswith(("_running", "_judging"))
-        and isinstance(w.run.recipe.step(step_of(w.run.state)), ReflowStep)
-    }
-    driver = tool.driver
-    clock = controller.clock
-    deadline = clock.now() + 4000.0 / 200 * 60 * 2  # twice the slowest belt's transit
-    while riders:
-        status = await driver.status()
-        if status.wafer_at_exit or (status.wafers_on_belt == 0):
-            result = await driver.exit_result()
-            wafer = riders.pop(result.wafer_id, None)
-            if status.wafer_at_exit:
-                await driver.unload()
-            if wafer is not None:
-                _note(controller, wafer, f"{tool.name} delivered it at the exit")
-                await wafer.run.adopt_result(driver, result, unloaded=True)
+    def history(self, recipe: Recipe, wafer_id: str) -> WaferHistory:
+        """What the wafer has been through, from its finished steps."""
+        history = WaferHistory()
+        for step in self.store.steps(wafer_id):
+            if step.status != "done" and not step.disposition:
                 continue
-            if status.wafers_on_belt == 0 and not status.wafer_at_exit:
-                loaded = {
-                    i.wafer_id for i in controller.store.open_intents() if i.command == "LOAD"
-                }
-                for wafer in riders.values():
-                    if wafer.run.wafer_id in loaded:
-                        # LOAD may have been sent and another wafer's result has since
-                        # replaced this one's at the exit: only a person can tell.
-                        _to_disposition(
-                            controller,
-                            wafer,
-                            f"its LOAD may have reached "
-                            f"{tool.name} but the oven no longer shows it",
-                        )
-                    else:
-                        _back_to_waiting(
-                            controller,
-                            wafer,
-                            step_of(wafer.run.state),
-                            f"{tool.name} never took it (no LOAD was sent)",
-                        )
-                return
-        if status.alarm_active:
-            try:
-                await driver.clear()
-            except ToolError as exc:
-                log.info("%s: alarm not cleared yet: %s", tool.name, exc)
-        if clock.now() > deadline:
-            for wafer in riders.values():
-                _to_disposition(
-                    controller,
-                    wafer,
-                    f"{tool.name} did not deliver it within twice the transit time",
-                )
+            recipe_step = recipe.step(step.step_index)
+            history.record(HistoryEntry(
+                step.step_index, recipe_step.kind, getattr(recipe_step, "alloy", None),
+                (step.results or {}).get("peak_c"), step.disposition or ""))
+        return history
+
+    def restored_run(self, recipe: Recipe, wafer_id: str, state: str) -> WaferRun:
+        """A run restored to the stored state; mid-step wafers are settled by ``settle``."""
+        events = self.store.events(wafer_id)
+        run = WaferRun(recipe, wafer_id, self.clock, journal=self.journal,
+                       history=self.history(recipe, wafer_id))
+        last = events[-1] if events else None
+        if state == HELD:
+            held_from = last.from_state if last is not None and last.to_state == HELD \
+                else waiting(1)
+            run.restore(HELD, held_from=held_from, hold_reason=last.why if last else "")
+        elif state == AWAITING:
+            failed = last.step_index if last is not None else None  # the step that failed
+            run.restore(AWAITING, step=failed, failed_step=failed)
+        else:
+            run.restore(state)
+            number = state_of(state).step
+            if state_of(state).in_step and number is not None:
+                self.journal.adopt(wafer_id, self._open_step(wafer_id, number))
+        return run
+
+    async def settle(self, wafers: Iterable[ScheduledWafer],
+                     tools: Mapping[str, ScheduledTool]) -> None:
+        """Ask the tools about every wafer that was mid-step, and settle each one once.
+
+        The wafers are grouped by the tool that had them before anything is asked, so a
+        wafer one settlement moves on is never taken for mid-step by another."""
+        by_tool: dict[str, list[ScheduledWafer]] = {}
+        for wafer in wafers:
+            where = wafer.run.machine.where
+            if not where.in_step or where.step is None:
+                continue
+            tool_name = self._last_tool(wafer.run.wafer_id, where.step)
+            if tool_name is None or tool_name not in tools:
+                self._to_disposition(wafer, f"controller stopped during step {where.step} "
+                                     f"({wafer.run.machine.step_kind}); tool "
+                                     f"{tool_name or 'unknown'} is not on this line")
+                continue
+            by_tool.setdefault(tool_name, []).append(wafer)
+        for tool_name, group in by_tool.items():
+            await self._settle_tool(tools[tool_name], group)
+
+    async def _settle_tool(self, tool: ScheduledTool, group: list[ScheduledWafer]) -> None:
+        first = group[0].run
+        kind = kind_of(first.recipe.step(first.machine.where.step))
+        try:
+            found = await kind.settle_all(tool.driver, [
+                (w.run.recipe.step(w.run.machine.where.step), self._recovering(w))
+                for w in group], self.clock)
+        except ToolError as exc:
+            for wafer in group:
+                self._to_disposition(wafer, f"controller stopped during step "
+                                     f"{wafer.run.machine.where.step} ({kind.name}) and "
+                                     f"{tool.name} could not be asked: {exc}")
             return
-        await clock.sleep(2.0)
+        for wafer in group:
+            await self._carry_out(wafer, tool, found[wafer.run.wafer_id])
+
+    def _recovering(self, wafer: ScheduledWafer) -> Recovering:
+        run = wafer.run
+        number = run.machine.where.step
+        assert number is not None
+        kind = run.machine.step_kind
+        earlier = tuple(s.results or {} for s in self.store.steps(run.wafer_id)
+                        if s.kind == kind and s.step_index != number)
+        step_id = self.journal.step_record(run.wafer_id)
+        intents = tuple(i.command for i in self.store.step_intents(step_id)
+                        if i.outcome != "failed") if step_id is not None else ()
+        return Recovering(run.wafer_id, number, run.machine.where.phase.value == "judging",
+                          earlier, intents, lambda text: self.note(run.wafer_id, text))
+
+    async def _carry_out(self, wafer: ScheduledWafer, tool: ScheduledTool, found: Settled) -> None:
+        run = wafer.run
+        number = run.machine.where.step
+        if isinstance(found, TakeResult):
+            self.note(run.wafer_id, found.how)
+            try:
+                await run.adopt_result(tool.driver, found.result, unloaded=found.unloaded)
+            except ToolError as exc:
+                self._to_disposition(wafer, f"{tool.name}: its result was taken, then: {exc}")
+        elif isinstance(found, NeverTaken):
+            self.note(run.wafer_id, f"step {number}: {found.why}; it waits for a tool again")
+            run.back_to_waiting(f"recovery: {found.why}")
+        else:
+            self._to_disposition(wafer, f"controller stopped during step {number} "
+                                 f"({run.machine.step_kind}); {getattr(found, 'why', found)}")
+
+    def _last_tool(self, wafer_id: str, number: int) -> str | None:
+        for event in reversed(self.store.events(wafer_id)):
+            if event.step_index == number and event.tool:
+                return event.tool
+        return None
+
+    def _open_step(self, wafer_id: str, number: int) -> int | None:
+        for step in reversed(self.store.steps(wafer_id)):
+            if step.step_index == number and step.status == "running":
+                return step.id
+        return None
+
+    def _to_disposition(self, wafer: ScheduledWafer, why: str) -> None:
+        self.note(wafer.run.wafer_id, why)
+        wafer.run.fail_recovered(why)
 
 
-def _last_tool(store: Store, wafer_id: str, number: int) -> str | None:
-    for event in reversed(store.events(wafer_id)):
-        if event.step_index == number and event.tool:
-            return event.tool
-    return None
-
-
-def _open_step(store: Store, wafer_id: str, number: int) -> int | None:
-    for step in reversed(store.steps(wafer_id)):
-        if step.step_index == number and step.status == "running":
-            return step.id
-    return None
-
-
-def _note(controller: LineController, wafer: Any, text: str) -> None:
-    controller.store.audit(
-        RECOVERY_ACTOR, "wafer.recovery", text, lot_id=wafer.lot_id, wafer_id=wafer.run.wafer_id
-    )
-    controller.progress.on_tool_note("recovery", f"{wafer.run.wafer_id}: {text}")
-
-
-def _back_to_waiting(controller: LineController, wafer: Any, number: int, why: str) -> None:
-    """The step provably did not start on the tool: run it again from waiting."""
-    if wafer.step_id is not None:
-        controller.store.end_step(
-            wafer.step_id, status="aborted", results={"why": f"recovery: {why}"}
-        )
-        wafer.step_id = None
-    _note(controller, wafer, f"step {number}: {why}; it waits for a tool again")
-    wafer.run.restore(waiting(number), announce=f"recovery: {why}")
-
-
-def _to_disposition(controller: LineController, wafer: Any, why: str) -> None:
-    _note(controller, wafer, why)
-    wafer.run.fail_recovered(why)

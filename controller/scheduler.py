@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from controller.bound import tool_occupancy
 from drivers.clock import Clock
 from drivers.errors import ToolError
-from sequences import steps as tool_steps
-from sequences.machine import WaferEvent
-from sequences.recipe import CleanStep, PlaceStep, PrintStep, Recipe, ReflowStep, Step
+from sequences.kinds import StepKind, kind_of
+from sequences.machine import Phase
 from sequences.runner import WaferRun
 
 log = logging.getLogger("controller.scheduler")
@@ -42,20 +38,19 @@ log = logging.getLogger("controller.scheduler")
 IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool alarms
 
 
-def setup_key(step: Step) -> tuple[Any, ...]:
-    """What a tool must be set up with for this step (changeovers change it)."""
-    if isinstance(step, PrintStep):
-        return ("print", step.stencil_id, step.paste_alloy)
-    if isinstance(step, PlaceStep):
-        return ("place", step.ball_alloy, step.ball_diameter_um)
-    if isinstance(step, ReflowStep):
-        return ("reflow", step.profile_id)
-    assert isinstance(step, CleanStep)
-    return ("clean", step.wash_temp_c)
+@dataclass(frozen=True)
+class ToolReport:
+    """What the scheduler tells the line about a tool (the controller records it)."""
+
+    tool: str
+    what: str  # "productive", "setup", "note", "alarm", "alarm_cleared"
+    text: str = ""
+    code: int = 0  # alarm code
+    wafer_id: str | None = None  # the wafer the tool works on, or its alarm concerns
 
 
 @dataclass
-class ToolSlot:
+class ScheduledTool:
     """One tool as the scheduler sees it."""
 
     name: str
@@ -91,43 +86,13 @@ class ToolSlot:
 
 
 @dataclass
-class WaferSlot:
+class ScheduledWafer:
     run: WaferRun
     lot_id: str
     priority: int
     order: int  # slot order within the lot, for stable tie-breaking
     ready_since: float = 0.0
     running: bool = False
-    step_id: int | None = None  # the store's record of the step in progress
-    last_step_id: int | None = None  # the store's record of the step that ended last
-
-
-class EntranceGuard:
-    """Wraps the oven driver: every LOAD gets its intent record first, and the scheduler
-    hears of each wafer that goes on the belt. Every other attribute is the driver's own.
-
-    A LOAD the oven refuses (06: the entrance still blocked, not READY) left nothing on
-    the belt; the step code (sequences.steps) waits and tries again, under its per-oven
-    entrance lock, and the intent recorded for the first try stays the step's one intent.
-    """
-
-    def __init__(
-        self,
-        driver: Any,
-        on_loaded: Callable[[str], None],
-        before_load: Callable[[str], None],
-    ) -> None:
-        self._driver = driver
-        self._on_loaded = on_loaded
-        self._before_load = before_load
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._driver, name)
-
-    async def load(self, wafer_id: str) -> None:
-        self._before_load(wafer_id)  # persist the intent: a LOAD is never repeated blindly
-        await self._driver.load(wafer_id)
-        self._on_loaded(wafer_id)
 
 
 class Scheduler:
@@ -138,33 +103,14 @@ class Scheduler:
         tools: dict[str, tuple[str, Any]],
         clock: Clock,
         *,
-        on_event: Callable[[WaferEvent, WaferSlot], None],
-        on_step_start: Callable[[WaferSlot, Step, ToolSlot], None] | None = None,
-        on_tool_note: Callable[[ToolSlot, str], None] | None = None,
-        on_changeover: Callable[[ToolSlot, Step], None] | None = None,
-        on_alarm: Callable[[ToolSlot, int, str, str | None], None] | None = None,
-        before_load: Callable[[str], None] | None = None,
+        report: Callable[[ToolReport], None] | None = None,
         poll_requests: Callable[[], None] | None = None,
     ) -> None:
         self.clock = clock
-        self.tools: dict[str, ToolSlot] = {}
-        for name, (role, driver) in tools.items():
-            slot = ToolSlot(name, role, driver)
-            if role == "oven":
-                slot.driver = EntranceGuard(
-                    driver,
-                    lambda _w, oven=slot: self._loaded(oven),
-                    before_load or (lambda _w: None),
-                )
-            self.tools[name] = slot
-        self.wafers: dict[str, WaferSlot] = {}
-        self._on_event = on_event
-        self._on_step_start = on_step_start
-        self._on_changeover = on_changeover
-        self._on_tool_note = on_tool_note or (
-            lambda tool, text: log.info("%s: %s", tool.name, text)
-        )
-        self._on_alarm = on_alarm
+        self.tools = {name: ScheduledTool(name, role, driver)
+                      for name, (role, driver) in tools.items()}
+        self.wafers: dict[str, ScheduledWafer] = {}
+        self._report = report or (lambda r: log.info("%s: %s %s", r.tool, r.what, r.text))
         self._poll_requests = poll_requests
         self.held_lots: set[str] = set()
         self._wake = asyncio.Event()
@@ -177,24 +123,21 @@ class Scheduler:
 
     # --- wafers ------------------------------------------------------------------------------
 
-    def add_wafer(
-        self,
-        recipe: Recipe,
-        wafer_id: str,
-        lot_id: str,
-        priority: int,
-        *,
-        run: WaferRun | None = None,
-    ) -> WaferSlot:
-        run = run or WaferRun(recipe, wafer_id, self.clock)
+    def add_wafer(self, run: WaferRun, lot_id: str, priority: int) -> ScheduledWafer:
         self._order += 1
-        slot = WaferSlot(run, lot_id, priority, self._order, ready_since=self.clock.now())
-        run._on_event = lambda event: self._on_event(event, slot)  # noqa: SLF001
-        self.wafers[wafer_id] = slot
-        if run.state == "queued":
+        slot = ScheduledWafer(run, lot_id, priority, self._order, ready_since=self.clock.now())
+        self.wafers[run.wafer_id] = slot
+        if run.phase is Phase.QUEUED:
             run.start()
         self.wake()
         return slot
+
+    def note(self, tool: ScheduledTool, text: str) -> None:
+        self._report(ToolReport(tool.name, "note", text))
+
+    def spawn(self, coro: Any) -> None:
+        """Run work the scheduler waits for before it stops (an abort's tool work)."""
+        self._spawn(coro)
 
     def wake(self) -> None:
         self._wake.set()
@@ -212,7 +155,7 @@ class Scheduler:
     def running_steps(self) -> int:
         return sum(1 for w in self.wafers.values() if w.running)
 
-    def _waiting(self) -> list[WaferSlot]:
+    def _waiting(self) -> list[ScheduledWafer]:
         return [
             w
             for w in self.wafers.values()
@@ -290,7 +233,7 @@ class Scheduler:
         waiting = self._waiting()
         if not waiting:
             return
-        by_role: dict[str | None, list[WaferSlot]] = {}
+        by_role: dict[str | None, list[ScheduledWafer]] = {}
         for w in waiting:
             by_role.setdefault(w.run.next_role, []).append(w)
         for tool in self.tools.values():
@@ -299,75 +242,89 @@ class Scheduler:
             wanted = by_role.get(tool.role)
             if not wanted:
                 continue
+            able = [w for w in wanted if self._kind(w).can_run(tool.driver)]
+            if not able:
+                continue  # e.g. strips on a line's FC-1: they wait for the FC-2
             if tool.setup is None:
-                await self._learn_setup(tool, wanted)
-            wanted.sort(key=lambda w: (w.priority, w.ready_since, w.order))
-            same = [w for w in wanted if self._key(w) == tool.setup]
+                await self._learn_setup(tool, able)
+            able.sort(key=lambda w: (w.priority, w.ready_since, w.order))
+            same = [w for w in able if self._key(w) == tool.setup]
             if same:
-                if tool.role == "oven" and self.clock.now() < tool.entrance_at:
+                if self.clock.now() < tool.entrance_at:  # a pipelined tool's entrance
                     self._wake_at(tool.entrance_at)  # the wafer ahead clears it then
                     continue
                 self._start_step(same[0], tool)
                 wanted.remove(same[0])  # the next tool of this role takes another wafer
             elif not self._still_needed(tool):
-                if tool.role == "oven" and tool.riding:
+                if tool.riding:
                     continue  # a new profile needs an empty belt; wait for the riders
-                self._start_changeover(tool, wanted[0])
+                self._start_changeover(tool, able[0])
 
-    def _key(self, wafer: WaferSlot) -> tuple[Any, ...]:
-        return setup_key(wafer.run.recipe.step(wafer.run.next_step))
+    @staticmethod
+    def _kind(wafer: ScheduledWafer) -> StepKind[Any]:
+        return kind_of(wafer.run.recipe.step(wafer.run.next_step))
 
-    async def _learn_setup(self, tool: ToolSlot, wanted: list[WaferSlot]) -> None:
-        for wafer in wanted:
-            step = wafer.run.recipe.step(wafer.run.next_step)
-            try:
-                if not await tool_steps.setup_mismatches(tool.driver, step):
-                    tool.setup = setup_key(step)
+    def _key(self, wafer: ScheduledWafer) -> tuple[Any, ...]:
+        step = wafer.run.recipe.step(wafer.run.next_step)
+        return kind_of(step).setup_key(step)
+
+    async def _learn_setup(self, tool: ScheduledTool, wanted: list[ScheduledWafer]) -> None:
+        """What the tool is set up for, from the tool; not while it changes over (a
+        changeover in progress still shows the old setup): the next look learns it."""
+        try:
+            status = await tool.driver.status()
+            for wafer in wanted:
+                step = wafer.run.recipe.step(wafer.run.next_step)
+                kind = kind_of(step)
+                if kind.busy(status, ""):
                     return
-            except ToolError as exc:
-                log.warning("%s: cannot read setup: %s", tool.name, exc)
-                return
+                view = await kind.look(tool.driver, step, "", status)
+                if not kind.setup_mismatches(step, view):
+                    tool.setup = kind.setup_key(step)
+                    return
+        except ToolError as exc:
+            log.warning("%s: cannot read setup: %s", tool.name, exc)
 
-    def _still_needed(self, tool: ToolSlot) -> bool:
+    def _still_needed(self, tool: ScheduledTool) -> bool:
         """Does any unfinished wafer still need this tool's current setup next on its role?"""
         if tool.setup is None:
             return False
         for wafer in self.wafers.values():
             run = wafer.run
-            if (
-                run.done
-                or wafer.lot_id in self.held_lots
-                or run.state in ("held", "awaiting_disposition")
-            ):
+            if run.done or wafer.lot_id in self.held_lots or run.phase in (Phase.HELD,
+                                                                            Phase.AWAITING):
                 continue
             start = run.next_step or (run.machine.step or 1)
             if wafer.running and run.machine.step is not None:
                 start = run.machine.step + 1
             for number in range(start, run.last + 1):
                 step = run.recipe.step(number)
-                if tool_steps.ROLE_OF_KIND[step.kind] == tool.role:
-                    if setup_key(step) == tool.setup:
+                kind = kind_of(step)
+                if kind.role == tool.role:
+                    if kind.setup_key(step) == tool.setup:
                         return True
                     break
         return False
 
     # --- steps -------------------------------------------------------------------------------
 
-    def _start_step(self, wafer: WaferSlot, tool: ToolSlot) -> None:
+    def _start_step(self, wafer: ScheduledWafer, tool: ScheduledTool) -> None:
         wafer.running = True
         tool.take(self.clock.now(), wafer.run.wafer_id)
-        if tool.role == "oven":
+        step = wafer.run.recipe.step(wafer.run.next_step)
+        if kind_of(step).pipelined:
             tool.riding.add(wafer.run.wafer_id)
-            tool.spacing_s = tool_occupancy(wafer.run.recipe.step(wafer.run.next_step))
+            tool.spacing_s = kind_of(step).occupancy_s(step)
         self._spawn(self._run_step(wafer, tool))
 
-    def _loaded(self, oven: ToolSlot) -> None:
-        """A wafer is on the belt: the next may follow once it has cleared the entrance."""
-        oven.entrance_at = self.clock.now() + oven.spacing_s
-        oven.release(self.clock.now())
+    def _handed_on(self, tool: ScheduledTool) -> None:
+        """A pipelined tool took the wafer (the oven: it is on the belt): the next may
+        follow once it has cleared the entrance."""
+        tool.entrance_at = self.clock.now() + tool.spacing_s
+        tool.release(self.clock.now())
         self.wake()
 
-    async def _run_step(self, wafer: WaferSlot, tool: ToolSlot) -> None:
+    async def _run_step(self, wafer: ScheduledWafer, tool: ScheduledTool) -> None:
         run = wafer.run
         number = run.next_step
         if number is None:  # aborted or held between dispatch and this task's start
@@ -377,24 +334,22 @@ class Scheduler:
             self.wake()
             return
         step = run.recipe.step(number)
-        if self._on_step_start:
-            self._on_step_start(wafer, step, tool)
+        self._report(ToolReport(tool.name, "productive", f"{step.kind} {run.wafer_id}",
+                                wafer_id=run.wafer_id))
+        on_tool_free = (lambda: self._handed_on(tool)) if kind_of(step).pipelined else None
         try:
-            await run.run_step(tool.driver)
+            await run.run_step(tool.driver, on_tool_free=on_tool_free)
         except ToolError as exc:  # the runner turns tool errors into events; belt and braces
             log.error("%s: step %s of %s: %s", tool.name, number, run.wafer_id, exc)
         finally:
             wafer.running = False
             wafer.ready_since = self.clock.now()
-            if tool.role == "oven":
-                tool.riding.discard(run.wafer_id)
+            tool.riding.discard(run.wafer_id)
             try:
-                failed_here = (run.state == "awaiting_disposition"
-                               and run.machine.failed_step == number)
-                if failed_here:
+                if run.phase is Phase.AWAITING and run.machine.failed_step == number:
                     await self._after_failure(wafer, step, tool)
-                elif run.state == "held" and "alarm" in run.machine.hold_reason:
-                    await self._tool_down(tool, run.wafer_id)
+                elif run.phase is Phase.HELD and run.machine.held_from == f"step{number}_waiting":
+                    await self._tool_down(tool, run.wafer_id)  # held at its interlock
             finally:
                 # Only now may another wafer have the tool (the failed one is out). The oven
                 # was handed on at the LOAD: it is still this wafer's only if the wafer
@@ -403,27 +358,25 @@ class Scheduler:
                 self.wake()
 
     @staticmethod
-    async def _read_alarm(tool: ToolSlot) -> Any:
+    async def _read_alarm(tool: ScheduledTool) -> Any:
         """The tool's latched alarm, or None (also when the tool cannot be asked)."""
         try:
             return await tool.driver.alarm()
         except ToolError:
             return None
 
-    async def _after_failure(self, wafer: WaferSlot, step: Step, tool: ToolSlot) -> None:
+    async def _after_failure(self, wafer: ScheduledWafer, step: Any, tool: ScheduledTool) -> None:
         """A failed wafer leaves the tool (so the line goes on); an alarm is recorded."""
         alarm = await self._read_alarm(tool)
         if alarm is not None:
             tool.alarm = alarm.code
-            if self._on_alarm:
-                self._on_alarm(tool, alarm.code, alarm.text, wafer.run.wafer_id)
+            self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
+                                    wafer.run.wafer_id))
             await self._try_clear(tool)
-        if tool.role != "oven":
-            notes = await tool_steps.abort_tool(tool.driver, step, wafer.run.wafer_id)
-            for note in notes:
-                self._on_tool_note(tool, f"{wafer.run.wafer_id}: {note}")
+        for note in await kind_of(step).abort(tool.driver, step, wafer.run.wafer_id):
+            self.note(tool, f"{wafer.run.wafer_id}: {note}")
 
-    async def _tool_down(self, tool: ToolSlot, wafer_id: str) -> None:
+    async def _tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
         service until its alarm is cleared; then the wafers it held go on (interlock re-checked)."""
         alarm = await self._read_alarm(tool)
@@ -431,24 +384,22 @@ class Scheduler:
             return
         tool.alarm = alarm.code
         self._held_by_alarm.setdefault(tool.name, set()).add(wafer_id)
-        if self._on_alarm:
-            self._on_alarm(tool, alarm.code, alarm.text, None)
+        self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
 
-    async def _try_clear(self, tool: ToolSlot) -> None:
+    async def _try_clear(self, tool: ScheduledTool) -> None:
         try:
             await tool.driver.clear_alarm() if hasattr(
                 tool.driver, "clear_alarm"
             ) else await tool.driver.clear()
         except ToolError as exc:
-            self._on_tool_note(tool, f"alarm {tool.alarm} not cleared: {exc.detail}")
+            self.note(tool, f"alarm {tool.alarm} not cleared: {exc.detail}")
             return
-        self._on_tool_note(tool, f"alarm {tool.alarm} cleared (cause gone)")
-        if self._on_alarm:
-            self._on_alarm(tool, 0, "", None)
+        self.note(tool, f"alarm {tool.alarm} cleared (cause gone)")
+        self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
         cleared, tool.alarm = tool.alarm, 0
         for wafer_id in sorted(self._held_by_alarm.pop(tool.name, set())):
             wafer = self.wafers.get(wafer_id)
-            if wafer is not None and wafer.run.state == "held":
+            if wafer is not None and wafer.run.phase is Phase.HELD:
                 wafer.run.resume(
                     f"{tool.name} back in service (alarm {cleared} cleared); "
                     "interlocks are checked again before the step"
@@ -463,62 +414,27 @@ class Scheduler:
 
     # --- changeovers -------------------------------------------------------------------------
 
-    def _start_changeover(self, tool: ToolSlot, wafer: WaferSlot) -> None:
+    def _start_changeover(self, tool: ScheduledTool, wafer: ScheduledWafer) -> None:
         tool.take(self.clock.now())
         self._spawn(self._changeover(tool, wafer))
 
-    async def _changeover(self, tool: ToolSlot, wafer: WaferSlot) -> None:
+    async def _changeover(self, tool: ScheduledTool, wafer: ScheduledWafer) -> None:
         run = wafer.run
         number = run.next_step
         step = run.recipe.step(number)
-        if self._on_changeover:
-            self._on_changeover(tool, step)
+        kind = kind_of(step)
+        self._report(ToolReport(tool.name, "setup", f"setup for a {step.kind} step"))
         try:
-            await tool_steps.prepare_tool(
-                tool.driver,
-                step,
-                clock=self.clock,
-                recipe_name=run.recipe.tool_recipe_name(number),
-                log=lambda text: self._on_tool_note(tool, text.split(": ", 1)[-1]),
-            )
-            tool.setup = setup_key(step)
+            await kind.prepare(tool.driver, step, clock=self.clock,
+                               recipe_name=run.recipe.tool_recipe_name(number),
+                               note=lambda text: self.note(tool, text))
+            tool.setup = kind.setup_key(step)
         except ToolError as exc:
-            self._on_tool_note(tool, f"changeover failed: {exc.detail}")
+            self.note(tool, f"changeover failed: {exc.detail}")
             alarm = await self._read_alarm(tool)
             tool.alarm = alarm.code if alarm else -1
-            if alarm and self._on_alarm:
-                self._on_alarm(tool, alarm.code, alarm.text, None)
+            if alarm:
+                self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
         finally:
             tool.release(self.clock.now())
             self.wake()
-
-
-@functools.cache  # recipe steps are frozen; every wafer of a lot sends the same ones
-def step_parameters(step: Step) -> Mapping[str, Any]:
-    """What is sent to the tool for a step, for the store (read-only)."""
-    data = asdict(step)
-    data.pop("note", None)
-    return MappingProxyType(data)
-
-
-def step_windows(step: Step) -> dict[str, Any]:
-    """The recipe's acceptance windows for a step, as [low, high] (None = open)."""
-    if isinstance(step, PrintStep):
-        return {
-            "vol_mean_pct": list(step.vol_mean_pct),
-            "vol_min_pct": [step.vol_min_pct_min, None],
-            "bridges": [None, step.max_bridges],
-            "insufficient": [None, step.max_insufficient],
-        }
-    if isinstance(step, PlaceStep):
-        return {"defects": [None, step.max_defects_after_repair]}
-    if isinstance(step, ReflowStep):
-        return {
-            "peak_c": list(step.peak_c),
-            "tal_s": list(step.tal_s),
-            "ramp_max_c_s": [None, step.max_ramp_c_s],
-            "cool_max_c_s": [None, step.max_cool_c_s],
-            "o2_max_ppm": [None, step.o2_limit_ppm],
-        }
-    assert isinstance(step, CleanStep)
-    return {"ionic_ug_cm2": [None, step.max_ionic_ug_cm2]}

@@ -1074,6 +1074,10 @@ class Store:
         """Commands that may or may not have reached their tool (for recovery after a crash)."""
         return self._intents(StepIntent.resolved_at.is_(None))
 
+    def step_intents(self, step_id: int) -> list[IntentInfo]:
+        """Every intent recorded for one step record, open or resolved, in order."""
+        return self._intents(StepIntent.step_id == step_id)
+
     def _intents(self, *where: Any) -> list[IntentInfo]:
         with self._read() as session:
             rows = session.execute(

@@ -1,15 +1,20 @@
-"""Driver for the FC-1 flux cleaner (Modbus RTU; spec: flux-cleaner.md).
+"""Driver for the FC-1 flux cleaner and the FC-2 cleaner/stripper (Modbus RTU;
+specs: flux-cleaner.md, flux-cleaner-fc2.md).
 
 Registers are looked up by name in the cleaner's register map
-(``drivers/maps/fc-1.toml``). Values cross this module in engineering units as
-the types of ``drivers/types.py``; waits are in tool seconds on the injected
-clock.
+(``drivers/maps/fc-1.toml``, ``fc-2.toml``): one driver serves both models, and
+the FC-2's extra registers are read wherever its map has them. What a map cannot
+say lives here: MODE is written before every LOAD on a model that has it (the
+tool reads it at LOAD), a strip is refused on a model without RESIST_STRIP, and a
+strip's START waits on the strip tank rather than the wash bath. Values cross
+this module in engineering units as the types of ``drivers/types.py``; waits are
+in tool seconds on the injected clock.
 
 One wafer::
 
-    await cleaner.set_recipe(recipe)
-    await cleaner.wait_bath_ready(timeout_s=1200)
-    await cleaner.load("LOT42-07"); await cleaner.start()
+    await cleaner.set_recipe(recipe)            # FC-2 strip: set_strip_recipe(...)
+    await cleaner.wait_bath_ready(timeout_s=1200)  # strip: mode=CleanMode.RESIST_STRIP
+    await cleaner.load("LOT42-07"); await cleaner.start()   # strip: load(..., mode=...)
     result = await cleaner.wait_result(timeout_s=1200)  # or wait_done(), then result()
     await cleaner.unload()
 """
@@ -22,6 +27,7 @@ from typing import Any
 from drivers.clock import Clock
 from drivers.console import (
     ConsoleCommand,
+    ConsoleUsageError,
     alarm_or_none,
     done_text,
     expect_args,
@@ -30,7 +36,7 @@ from drivers.console import (
     simple,
     timeout_arg,
 )
-from drivers.errors import DeviceBusy, ToolError
+from drivers.errors import DeviceBusy, NotSupported, ToolError
 from drivers.modbus_link import ModbusLink, after_lost_reply
 from drivers.modbus_tool import ModbusTool
 from drivers.register_map import Block, RegisterMap
@@ -38,13 +44,23 @@ from drivers.types import (
     BATH_TOLERANCE_C,
     CleanerState,
     CleanerStatus,
+    CleanMode,
     CleanRecipe,
     CleanResult,
     CleanStatus,
+    StripRecipe,
 )
 
 DEFAULT_MODEL = "fc-1"
-CYCLE_STATES = (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING)
+CYCLE_STATES = (
+    CleanerState.WASHING, CleanerState.STRIPPING, CleanerState.RINSING, CleanerState.DRYING
+)
+# What START checks in each mode: (setpoint, reading, what it is called).
+_TANKS = {
+    CleanMode.FLUX_CLEAN: ("WASH_TEMP_SP", "WASH_TEMP_PV", "bath"),
+    CleanMode.RESIST_STRIP: ("STRIP_TEMP_SP", "STRIP_TEMP_PV", "strip tank"),
+}
+_FC2_PROCESS = ("STRIP_TEMP_PV", "RESULT_MASK_RESIDUE", "MODE_ACTIVE")  # IR 7-9
 
 
 class FluxCleaner(ModbusTool[CleanerState]):
@@ -64,18 +80,45 @@ class FluxCleaner(ModbusTool[CleanerState]):
         self._recipe = m.block(
             "WASH_TEMP_SP", "WASH_TIME", "RINSE_TIME", "DRY_TIME", "SPRAY_PRESSURE"
         )
+        # A model's optional registers (the FC-2's) join the blocks wherever its map has them.
         self._process = m.block(
-            "STATE", "WASH_TEMP_PV", "RINSE_RESISTIVITY", "REMAINING_S", "ALARM_CODE"
+            "STATE", "WASH_TEMP_PV", "RINSE_RESISTIVITY", "REMAINING_S", "ALARM_CODE",
+            *m.present(*_FC2_PROCESS),
         )
-        self._inputs = m.block("WAFER_PRESENT", "CHEMISTRY_LOW", "DI_RESISTIVITY_LOW", "DOOR_OPEN")
-        self._result = m.block("RESULT_IONIC", "RESULT_STATUS", "RESULT_WAFER_ID", "CYCLE_COUNT")
-        # The process values and the last result sit side by side (IR 0-6): one read tells
-        # that the cycle is DONE and what it measured.
+        self._inputs = m.block(
+            "WAFER_PRESENT", "CHEMISTRY_LOW", "DI_RESISTIVITY_LOW", "DOOR_OPEN",
+            *m.present("STRIPPER_LOW"),
+        )
+        self._result = m.block(
+            "RESULT_IONIC", "RESULT_STATUS", "RESULT_WAFER_ID", "CYCLE_COUNT",
+            *m.present("RESULT_MASK_RESIDUE"),
+        )
+        # The process values and the last result sit side by side (IR 0-6, FC-2 0-9): one
+        # read tells that the cycle is DONE and what it measured.
         self._process_and_result = m.block(
             "STATE", "WASH_TEMP_PV", "RINSE_RESISTIVITY", "REMAINING_S", "ALARM_CODE",
-            "RESULT_IONIC", "RESULT_STATUS",
+            "RESULT_IONIC", "RESULT_STATUS", *m.present(*_FC2_PROCESS),
         )
         self._result_id = m.block("RESULT_WAFER_ID", "CYCLE_COUNT")
+        self._strip = (
+            m.block("STRIP_TEMP_SP", "STRIP_TIME") if self.supports(CleanMode.RESIST_STRIP)
+            else None
+        )
+        self._rinse_dry = m.block("RINSE_TIME", "DRY_TIME", "SPRAY_PRESSURE")
+
+    # --- what the model can do -------------------------------------------------------------------
+
+    def supports(self, mode: CleanMode) -> bool:
+        """Every cleaner cleans flux; a resist strip needs a model whose MODE has it (FC-2)."""
+        return mode is CleanMode.FLUX_CLEAN or self.map.has_code("MODE", mode.value)
+
+    def _require(self, mode: CleanMode) -> None:
+        if not self.supports(mode):
+            raise NotSupported(
+                self.name,
+                f"the {self.map.model} has no {mode.value} mode; a resist strip needs a "
+                f"cleaner/stripper such as the FC-2 (model = \"FC-2\" in the line configuration)",
+            )
 
     # --- recipe ----------------------------------------------------------------------------------
 
@@ -102,6 +145,36 @@ class FluxCleaner(ModbusTool[CleanerState]):
             spray_pressure_bar=v["SPRAY_PRESSURE"],
         )
 
+    async def set_strip_recipe(self, recipe: StripRecipe) -> None:
+        """An FC-2 strip: the strip tank and time, then rinse, dry and spray (two requests)."""
+        self._require(CleanMode.RESIST_STRIP)
+        assert self._strip is not None
+        await self.regs.write_block(
+            self._strip,
+            {"STRIP_TEMP_SP": recipe.strip_temp_c, "STRIP_TIME": recipe.strip_time_s},
+        )
+        await self.regs.write_block(
+            self._rinse_dry,
+            {
+                "RINSE_TIME": recipe.rinse_time_s,
+                "DRY_TIME": recipe.dry_time_s,
+                "SPRAY_PRESSURE": recipe.spray_pressure_bar,
+            },
+        )
+
+    async def strip_recipe(self) -> StripRecipe:
+        self._require(CleanMode.RESIST_STRIP)
+        assert self._strip is not None
+        strip = await self.regs.read_block(self._strip)
+        rest = await self.regs.read_block(self._rinse_dry)
+        return StripRecipe(
+            strip_temp_c=strip["STRIP_TEMP_SP"],
+            strip_time_s=strip["STRIP_TIME"],
+            rinse_time_s=rest["RINSE_TIME"],
+            dry_time_s=rest["DRY_TIME"],
+            spray_pressure_bar=rest["SPRAY_PRESSURE"],
+        )
+
     # --- readings --------------------------------------------------------------------------------
 
     async def status(self) -> CleanerStatus:
@@ -118,7 +191,19 @@ class FluxCleaner(ModbusTool[CleanerState]):
             chemistry_low=inputs["CHEMISTRY_LOW"],
             di_resistivity_low=inputs["DI_RESISTIVITY_LOW"],
             door_open=inputs["DOOR_OPEN"],
+            strip_temp_c=v.get("STRIP_TEMP_PV"),
+            mode_active=self._mode_of(v.get("MODE_ACTIVE")),
+            stripper_low=inputs.get("STRIPPER_LOW"),
         )
+
+    def _mode_of(self, code: int | None) -> CleanMode | None:
+        if not code:
+            return None  # no such register, or no wafer in the chamber
+        name = self.map["MODE_ACTIVE"].code_name(code)
+        try:
+            return CleanMode[name]
+        except KeyError:
+            raise ToolError(self.name, f"MODE_ACTIVE = {code}: unknown") from None
 
     async def result(self) -> CleanResult:
         """The last finished wafer: residue, outcome, id and the cycle counter."""
@@ -135,6 +220,7 @@ class FluxCleaner(ModbusTool[CleanerState]):
             status=status,
             ionic_ug_cm2=v["RESULT_IONIC"],
             cycle_count=v["CYCLE_COUNT"],
+            mask_residue_pct=v.get("RESULT_MASK_RESIDUE"),
         )
 
     async def wait_result(self, timeout_s: float) -> CleanResult:
@@ -176,34 +262,48 @@ class FluxCleaner(ModbusTool[CleanerState]):
     async def wait_done(self, timeout_s: float) -> None:
         await self.wait_for(CleanerState.DONE, timeout_s=timeout_s)
 
-    async def wait_bath_ready(self, timeout_s: float) -> float:
-        """Until the bath is within ±2 °C of WASH_TEMP_SP (what START needs); the bath °C."""
-        setpoint = await self.regs.read("WASH_TEMP_SP")
+    async def wait_bath_ready(
+        self, timeout_s: float, mode: CleanMode = CleanMode.FLUX_CLEAN
+    ) -> float:
+        """Until the tank ``mode`` uses is within ±2 °C of its setpoint (what START needs):
+        the wash bath, or an FC-2's strip tank. Its °C."""
+        self._require(mode)
+        sp_name, pv_name, tank = _TANKS[mode]
+        setpoint = await self.regs.read(sp_name)
         deadline = self.clock.now() + timeout_s
         while True:
             v = await self.regs.read_block(self._process)
             if self._state_of(v["STATE"]) is CleanerState.ALARM:
                 raise self._tool_alarm(v["ALARM_CODE"])
-            bath = v["WASH_TEMP_PV"]
+            bath = v[pv_name]
             if abs(bath - setpoint) <= BATH_TOLERANCE_C:
                 return bath
             why = (
-                f"bath {bath} °C not within ±{BATH_TOLERANCE_C} °C of {setpoint} °C "
+                f"{tank} {bath} °C not within ±{BATH_TOLERANCE_C} °C of {setpoint} °C "
                 f"in {timeout_s:g} s"
             )
             await self._pause_until(deadline, why)
 
     # --- wafers ----------------------------------------------------------------------------------
 
-    async def load(self, wafer_id: str) -> None:
-        """WAFER_ID, then COMMAND = LOAD: the wafer is in the chamber (LOADED)."""
+    async def load(self, wafer_id: str, mode: CleanMode = CleanMode.FLUX_CLEAN) -> None:
+        """[MODE,] WAFER_ID, then COMMAND = LOAD: the wafer is in the chamber (LOADED) and
+        keeps the mode it was loaded with. MODE is written on every model that has it, so a
+        flux clean never inherits the strip mode of the wafer before."""
+        self._require(mode)
         words = self._wafer_id_words("WAFER_ID", wafer_id)
+        if "MODE" in self.map:
+            try:
+                await self.regs.command("MODE", mode.value)
+            except DeviceBusy:
+                state = await self.state()
+                raise DeviceBusy(self.name, f"MODE={mode.value} (state {state.name})") from None
         reg = self.map["WAFER_ID"]
         await self.link.write_registers(reg.address, words, what="WAFER_ID")
         await self._command("LOAD", done=(CleanerState.LOADED,))
 
     async def start(self) -> None:
-        """Wash, rinse, dry (LOADED, bath at temperature)."""
+        """Wash (FC-2 strip: strip), rinse, dry (LOADED, its tank at temperature)."""
         await self._command("START", done=(*CYCLE_STATES, CleanerState.DONE))
 
     async def unload(self) -> None:
@@ -239,12 +339,11 @@ class FluxCleaner(ModbusTool[CleanerState]):
             return "the alarm's cause is still present"
         if command == "START" and state is CleanerState.LOADED:
             s = await self.status()
-            setpoint = await self.regs.read("WASH_TEMP_SP")
-            why += f", bath {s.wash_temp_c} °C vs setpoint {setpoint} °C"
+            sp_name, _, tank = _TANKS[s.mode_active or CleanMode.FLUX_CLEAN]
+            reading = s.strip_temp_c if sp_name == "STRIP_TEMP_SP" else s.wash_temp_c
+            setpoint = await self.regs.read(sp_name)
+            why += f", {tank} {reading} °C vs setpoint {setpoint} °C"
         return why
-
-    # --- helpers ---------------------------------------------------------------------------------
-
 
 
 # --- console commands (bumpline tool NAME COMMAND ...) -----------------------------------------
@@ -267,10 +366,33 @@ async def _recipe(cleaner: FluxCleaner, args: list[str]) -> object:
     return await cleaner.recipe()
 
 
+_STRIP_USAGE = "strip-recipe [STRIP_C STRIP_S RINSE_S DRY_S PRESSURE_BAR]"
+_LOAD_USAGE = "load WAFER_ID [clean|strip]"
+_MODES = {"clean": CleanMode.FLUX_CLEAN, "strip": CleanMode.RESIST_STRIP}
+
+
+async def _strip_recipe(cleaner: FluxCleaner, args: list[str]) -> object:
+    if args:
+        expect_args(_STRIP_USAGE, args, 5)
+        await cleaner.set_strip_recipe(
+            StripRecipe(
+                strip_temp_c=float_arg(args[0], "strip temperature (°C)"),
+                strip_time_s=int_arg(args[1], "strip time (s)"),
+                rinse_time_s=int_arg(args[2], "rinse time (s)"),
+                dry_time_s=int_arg(args[3], "dry time (s)"),
+                spray_pressure_bar=float_arg(args[4], "spray pressure (bar)"),
+            )
+        )
+    return await cleaner.strip_recipe()
+
+
 async def _load(cleaner: FluxCleaner, args: list[str]) -> object:
-    expect_args("load WAFER_ID", args, 1)
-    await cleaner.load(args[0])
-    return f"loaded {args[0]}"
+    expect_args(_LOAD_USAGE, args, 1, 2)
+    mode = _MODES.get(args[1] if len(args) == 2 else "clean")
+    if mode is None:
+        raise ConsoleUsageError(f"usage: {_LOAD_USAGE} (mode '{args[1]}': expected clean|strip)")
+    await cleaner.load(args[0], mode)
+    return f"loaded {args[0]} ({mode.value})"
 
 
 
@@ -284,6 +406,13 @@ async def _wait_bath(cleaner: FluxCleaner, args: list[str]) -> object:
     return f"bath ready at {bath} °C"
 
 
+async def _wait_strip_tank(cleaner: FluxCleaner, args: list[str]) -> object:
+    usage = "wait-strip-tank [TIMEOUT_S]"
+    tank = await cleaner.wait_bath_ready(timeout_arg(usage, args, 3600.0),
+                                         CleanMode.RESIST_STRIP)
+    return f"strip tank ready at {tank} °C"
+
+
 
 
 def _action(
@@ -295,7 +424,11 @@ def _action(
 CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
     simple("status", "state, bath, rinse, remaining time and inputs", lambda c: c.status()),
     ConsoleCommand("recipe", _RECIPE_USAGE, "show the recipe, or write a new one", _recipe),
-    ConsoleCommand("load", "load WAFER_ID", "place a wafer in the chamber", _load),
+    ConsoleCommand("strip-recipe", _STRIP_USAGE,
+                   "FC-2: show the strip recipe, or write a new one", _strip_recipe),
+    ConsoleCommand("load", _LOAD_USAGE,
+                   "place a wafer in the chamber, for a flux clean (default) or an FC-2 strip",
+                   _load),
     _action("start", "wash, rinse and dry the loaded wafer", lambda c: c.start()),
     simple("result", "the last finished wafer's result", lambda c: c.result()),
     _action("unload", "take the cleaned wafer out", lambda c: c.unload()),
@@ -306,4 +439,7 @@ CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
                    "wait for the cycle to finish and show the result", _wait_done),
     ConsoleCommand("wait-bath", "wait-bath [TIMEOUT_S]",
                    "wait for the bath to reach the wash temperature", _wait_bath),
+    ConsoleCommand("wait-strip-tank", "wait-strip-tank [TIMEOUT_S]",
+                   "FC-2: wait for the strip tank to reach the strip temperature",
+                   _wait_strip_tank),
 )

@@ -48,3 +48,29 @@ class ScaledClock:
 
     def __repr__(self) -> str:
         return f"ScaledClock(scale={self.scale})"
+
+
+class ManualClock:
+    """Tool time that moves only when something sleeps: each sleep advances it at once.
+
+    For logic that waits on tools in memory (scripted tools, table tests): no wall
+    time passes, so no test depends on how busy the machine is.
+    """
+
+    scale = float("inf")
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, tool_seconds: float) -> None:
+        self._now += max(0.0, tool_seconds)
+
+    async def sleep(self, tool_seconds: float) -> None:
+        self.advance(tool_seconds)
+        await asyncio.sleep(0)  # let other tasks run, as a real wait would
+
+    def __repr__(self) -> str:
+        return f"ManualClock(now={self._now:g})"

@@ -9,10 +9,15 @@ look the same, for example::
     time_scale = 100.0        # tool seconds per wall second; 1.0 on real hardware
 
     [tools.printer-1]
-    role = "printer"          # printer | placer | oven | cleaner
-    transport = "serial"      # serial | modbus-tcp | modbus-rtu
+    role = "printer"          # printer | placer | oven | cleaner | plater
+    transport = "serial"      # serial | modbus-tcp | modbus-rtu | text-tcp
     port = "/dev/pts/5"       # any pyserial URL
     baudrate = 115200
+
+    [tools.cleaner-1]
+    role = "cleaner"
+    model = "FC-2"            # oven and cleaner: RF-10N; FC-1 (default) | FC-2
+    port = "socket://10.0.0.5:4001"
 
 Every error names the file, the key and what was expected.
 """
@@ -24,18 +29,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROLES = ("printer", "placer", "oven", "cleaner")
+from drivers.register_map import models_for_role
+
+ROLES = ("printer", "placer", "oven", "cleaner", "plater")
 # Which transports each role's host interface uses (from the tools' specs).
 ROLE_TRANSPORTS = {
     "printer": ("serial",),
     "placer": ("serial",),
     "oven": ("modbus-tcp",),
     "cleaner": ("modbus-rtu",),
+    "plater": ("text-tcp",),
 }
+TCP_TRANSPORTS = ("modbus-tcp", "text-tcp")
 PARITIES = ("N", "E", "O")
 DEFAULT_BAUDRATE = {"serial": 115200, "modbus-rtu": 19200}
 DEFAULT_PARITY = {"serial": "N", "modbus-rtu": "E"}
 DEFAULT_UNIT = {"oven": 1, "cleaner": 2}
+# The model a Modbus tool is taken to be when the configuration names none (the line
+# had one model of each before the FC-2).
+DEFAULT_MODEL = {"oven": "RF-10N", "cleaner": "FC-1"}
+# Reply timeout (wall s) by transport: the plater's spec counts a command lost after 2 s.
+DEFAULT_TIMEOUT_S = {"text-tcp": 2.5}
 
 
 class LineConfigError(ValueError):
@@ -47,19 +61,20 @@ class ToolConfig:
     name: str
     role: str
     transport: str
-    port: str | int  # pyserial URL for serial/modbus-rtu, TCP port for modbus-tcp
-    host: str | None = None  # modbus-tcp only
+    port: str | int  # pyserial URL for serial/modbus-rtu, TCP port for modbus-tcp/text-tcp
+    host: str | None = None  # modbus-tcp and text-tcp only
     baudrate: int | None = None
     parity: str = "N"
     unit: int | None = None  # Modbus device id
     timeout_s: float = 0.5  # reply timeout, wall seconds
     retries: int = 3
-    model: str | None = None  # register map / tool model name; None = the role's default
+    model: str | None = None  # oven, cleaner: tool model (register map name, or a map file)
     faults: str = ""  # simulator only: a fault plan (see sim.faults)
+    state_file: str = ""  # simulator only: where the plater keeps what survives a power loss
 
     @property
     def endpoint(self) -> str:
-        if self.transport == "modbus-tcp":
+        if self.transport in TCP_TRANSPORTS:
             return f"{self.host}:{self.port}"
         return str(self.port)
 
@@ -70,6 +85,9 @@ class LineConfig:
     time_scale: float
     tools: dict[str, ToolConfig] = field(default_factory=dict)
     source: str = "<memory>"
+    # The optional [gem] table as written; the factory host interface checks it
+    # (controller/gem/config.py), so drivers/ knows nothing of GEM.
+    gem: dict[str, Any] | None = None
 
     def by_role(self, role: str) -> list[ToolConfig]:
         return [t for t in self.tools.values() if t.role == role]
@@ -147,6 +165,7 @@ _TOOL_KEYS = {
     "retries",
     "model",
     "faults",
+    "state_file",
 }
 
 
@@ -165,10 +184,14 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
     if not isinstance(tools_table, dict):
         raise LineConfigError(f"{source}: tools: expected [tools.NAME] tables")
     tools = {n: _tool(n, t, source) for n, t in tools_table.items()}
-    unknown = set(data) - {"line", "tools"}
+    unknown = set(data) - {"line", "tools", "gem"}
     if unknown:
-        raise LineConfigError(f"{source}: {sorted(unknown)[0]}: unknown table (known: line, tools)")
-    return LineConfig(name=name, time_scale=float(scale), tools=tools, source=source)
+        raise LineConfigError(
+            f"{source}: {sorted(unknown)[0]}: unknown table (known: gem, line, tools)"
+        )
+    return LineConfig(
+        name=name, time_scale=float(scale), tools=tools, source=source, gem=data.get("gem")
+    )
 
 
 def _tool(name: str, table: Any, source: str) -> ToolConfig:
@@ -184,7 +207,7 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         raise r.fail("transport", f"{' | '.join(allowed)} for a {role}")
 
     host = None
-    if transport == "modbus-tcp":
+    if transport in TCP_TRANSPORTS:
         host = r.get("host", str, "a host name or address")
         port: str | int = r.get("port", int, "a TCP port number 1-65535")
         if not 0 < port < 65536:
@@ -210,14 +233,16 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         if not 0 <= unit <= 247:
             raise r.fail("unit", "a Modbus unit id 0-247")
 
-    timeout_s = float(r.get("timeout_s", (int, float), "a reply timeout in seconds > 0", 0.5))
+    timeout_s = float(r.get("timeout_s", (int, float), "a reply timeout in seconds > 0",
+                            DEFAULT_TIMEOUT_S.get(transport, 0.5)))
     if timeout_s <= 0:
         raise r.fail("timeout_s", "a reply timeout in seconds > 0")
     retries = r.get("retries", int, "a retry count 0-10", 3)
     if not 0 <= retries <= 10:
         raise r.fail("retries", "a retry count 0-10")
-    model = r.get("model", str, "a tool model name", None)
+    model = _model(r, role)
     faults = r.get("faults", str, 'a fault plan such as "drop=0.2"', "")
+    state_file = r.get("state_file", str, "a file path (simulated plater only)", "")
     r.check_unknown(_TOOL_KEYS)
     return ToolConfig(
         name=name,
@@ -232,10 +257,28 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         retries=retries,
         model=model,
         faults=faults,
+        state_file=state_file,
     )
 
 
+def _model(r: _Reader, role: str) -> str | None:
+    """The tool model: a shipped model of the role (any case; stored as the map names it)
+    or the path of a register map file. Printers and placers have no maps."""
+    if role not in DEFAULT_MODEL:
+        return r.get("model", str, "a tool model name", None)
+    known = models_for_role(role)
+    expected = f"{' | '.join(known)} or the path of a register map file"
+    model = r.get("model", str, expected, DEFAULT_MODEL[role])
+    if model.upper() in known:
+        return model.upper()
+    if (model.endswith(".toml") or "/" in model) and Path(model).exists():
+        return model  # a map file of the fab's own (relative to the working directory)
+    raise r.fail("model", expected)
+
+
 def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
@@ -258,5 +301,11 @@ def dump_line_config(config: LineConfig) -> str:
             out.append(f"{key} = {_toml_value(value)}")
         if tool.faults:
             out.append(f"faults = {_toml_value(tool.faults)}")
+        if tool.state_file:
+            out.append(f"state_file = {_toml_value(tool.state_file)}")
+        out.append("")
+    if config.gem is not None:
+        out.append("[gem]")
+        out.extend(f"{key} = {_toml_value(value)}" for key, value in config.gem.items())
         out.append("")
     return "\n".join(out)

@@ -4,7 +4,9 @@ A map names every register, coil and input of a Modbus tool: which table it
 lives in, its address, how many registers it spans, how to decode it (type,
 scale, unit), its valid range, and the codes written to or read from it. The
 drivers look registers up by name, so another oven model means another map
-file, not another driver. See ``docs/protocols.md`` for the file format.
+file, not another driver. A model that is a known tool plus some registers (the
+FC-2 is the FC-1 with a strip mode) says ``extends = "fc-1"`` and lists only what
+it adds or changes. See ``docs/protocols.md`` for the file format.
 
 Everything here is pure: encode/decode between engineering values and 16-bit
 words, and the map loader. No I/O beyond reading the map file.
@@ -12,6 +14,7 @@ words, and the map loader. No I/O beyond reading the map file.
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -289,6 +292,8 @@ class RegisterMap:
     unit: int | None = None  # the model's default Modbus unit id
     read_across_gaps: bool = False  # the tool answers reads spanning unmapped addresses
     source: str = "<memory>"
+    role: str = ""  # the line role the model serves (oven, cleaner); "" = not said
+    extends: str = ""  # the model this map builds on, if any
 
     def __getitem__(self, name: str) -> Register:
         try:
@@ -300,6 +305,14 @@ class RegisterMap:
 
     def __contains__(self, name: object) -> bool:
         return name in self.registers
+
+    def has_code(self, register: str, code_name: str) -> bool:
+        """Whether this model has ``register`` and it knows ``code_name`` (a capability)."""
+        return register in self.registers and code_name in self.registers[register].codes
+
+    def present(self, *names: str) -> tuple[str, ...]:
+        """The names this model maps, in the order given (optional registers of a family)."""
+        return tuple(n for n in names if n in self.registers)
 
     def block(self, *names: str) -> Block:
         """The requests that read the named entries (all in one table) together."""
@@ -341,11 +354,24 @@ def known_models() -> list[str]:
     return sorted(p.stem for p in MAPS_DIR.glob("*.toml"))
 
 
-def map_path(model_name_or_path: str | Path) -> Path:
-    """A model name (``rf-10n``, ``RF-10N``) or a path to a map file."""
+@functools.cache
+def models_for_role(role: str) -> dict[str, str]:
+    """Shipped models that say they serve ``role``: upper-case model name -> map stem."""
+    out = {}
+    for stem in known_models():
+        m = load_register_map(stem)
+        if m.role == role:
+            out[m.model.upper()] = stem
+    return out
+
+
+def map_path(model_name_or_path: str | Path, *, relative_to: Path | None = None) -> Path:
+    """A model name (``rf-10n``, ``RF-10N``) or a path to a map file (relative to the
+    map that names it, for ``extends``)."""
     text = str(model_name_or_path)
     if isinstance(model_name_or_path, Path) or text.endswith(".toml") or "/" in text:
-        return Path(text)
+        path = Path(text)
+        return relative_to / path if relative_to is not None and not path.is_absolute() else path
     path = MAPS_DIR / f"{text.lower()}.toml"
     if not path.exists():
         raise RegisterMapError(
@@ -355,24 +381,46 @@ def map_path(model_name_or_path: str | Path) -> Path:
     return path
 
 
-def load_register_map(model_name_or_path: str | Path) -> RegisterMap:
+def load_register_map(
+    model_name_or_path: str | Path, *, _chain: tuple[str, ...] = ()
+) -> RegisterMap:
     path = map_path(model_name_or_path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RegisterMapError(f"{path}: cannot read register map: {exc.strerror}") from None
-    return parse_register_map(text, source=str(path))
+    return parse_register_map(text, source=str(path), _chain=_chain)
 
 
-def parse_register_map(text: str, *, source: str = "<memory>") -> RegisterMap:
+def parse_register_map(
+    text: str, *, source: str = "<memory>", _chain: tuple[str, ...] = ()
+) -> RegisterMap:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RegisterMapError(f"{source}: not valid TOML: {exc}") from None
-    return _MapReader(source).build(data)
+    base = None
+    tool = data.get("tool")
+    if isinstance(tool, dict) and "extends" in tool:
+        base = _base_map(tool["extends"], source, _chain)
+    return _MapReader(source).build(data, base)
 
 
-_TOOL_KEYS = {"model", "description", "unit", "read_across_gaps"}
+def _base_map(extends: Any, source: str, chain: tuple[str, ...]) -> RegisterMap:
+    """The map an ``extends`` key names, loaded with its own bases (no cycles)."""
+    if not isinstance(extends, str) or not extends:
+        raise RegisterMapError(
+            f"{source}: tool.extends: expected a model name or map file (got {extends!r})"
+        )
+    here = Path(source).parent if source != "<memory>" else None
+    path = map_path(extends, relative_to=here)
+    chain = (*chain, str(Path(source).resolve()))
+    if str(path.resolve()) in chain:
+        raise RegisterMapError(f"{source}: tool.extends: {extends!r} leads back here (a cycle)")
+    return load_register_map(path, _chain=chain)
+
+
+_TOOL_KEYS = {"model", "description", "unit", "read_across_gaps", "role", "extends"}
 _ENTRY_KEYS = {
     "address", "count", "type", "scale", "unit", "range", "description", "codes", "bits",
     "no_reading",
@@ -387,7 +435,9 @@ class _MapReader:
         shown = "missing" if got is ... else f"got {got!r}"
         return RegisterMapError(f"{self.source}: {key}: expected {expected} ({shown})")
 
-    def build(self, data: dict[str, Any]) -> RegisterMap:
+    def build(self, data: dict[str, Any], base: RegisterMap | None = None) -> RegisterMap:
+        """The map in ``data``; on top of ``base`` (its entries, alarms, unit, role) when it
+        extends one: an entry of the same name replaces the base's (same table only)."""
         unknown = set(data) - {"tool", "alarms", *TABLES}
         if unknown:
             raise RegisterMapError(
@@ -406,14 +456,18 @@ class _MapReader:
                     f"{self.source}: tool.{key}: unknown key "
                     f"(known: {', '.join(sorted(_TOOL_KEYS))})"
                 )
-        unit = tool.get("unit")
+        unit = tool.get("unit", base.unit if base else None)
         bad_unit = isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit <= 247
         if unit is not None and bad_unit:
             raise self.fail("tool.unit", "a Modbus unit id 0-247", unit)
 
-        gaps = tool.get("read_across_gaps", False)
+        gaps = tool.get("read_across_gaps", base.read_across_gaps if base else False)
         if not isinstance(gaps, bool):
             raise self.fail("tool.read_across_gaps", "true or false", gaps)
+        role = tool.get("role", base.role if base else "")
+        if not isinstance(role, str):
+            raise self.fail("tool.role", "the line role the model serves (oven, cleaner)", role)
+        inherited: dict[str, Register] = dict(base.registers) if base else {}
         registers: dict[str, Register] = {}
         for table in TABLES:
             entries = data.get(table, {})
@@ -425,18 +479,27 @@ class _MapReader:
                         f"{self.source}: {table}.{name}: name already used in "
                         f"{registers[name].table} (names must be unique across tables)"
                     )
+                old = inherited.pop(name, None)
+                if old is not None and old.table != table:
+                    raise RegisterMapError(
+                        f"{self.source}: {table}.{name}: {base.model} has {name} in "  # type: ignore[union-attr]
+                        f"{old.table} (an extending map replaces an entry in its own table)"
+                    )
                 registers[name] = self.entry(table, name, entry)
+        registers = inherited | registers
         if not registers:
             raise RegisterMapError(f"{self.source}: no registers (expected [holding.NAME] etc.)")
         self.check_overlaps(registers.values())
         return RegisterMap(
             model=model,
             registers=registers,
-            alarms=self.alarms(data.get("alarms", {})),
+            alarms=(dict(base.alarms) if base else {}) | self.alarms(data.get("alarms", {})),
             description=str(tool.get("description", "")),
             unit=unit,
             read_across_gaps=gaps,
             source=self.source,
+            role=role,
+            extends=base.model if base else "",
         )
 
     def entry(self, table: str, name: str, entry: Any) -> Register:

@@ -7,7 +7,7 @@ object; nothing above the drivers builds links by hand.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from drivers.clock import Clock
@@ -28,6 +28,17 @@ def _link_for(tool: ToolConfig, trace: Trace | None) -> Any:
             timeout_s=tool.timeout_s,
             retries=tool.retries,
             trace=tool_trace,
+        )
+    if tool.transport == "text-tcp":
+        from drivers.textline_link import TextLineLink
+
+        def text_trace(direction: str, line: str) -> None:
+            if trace is not None:
+                trace(tool.name, direction, line)
+
+        return TextLineLink.tcp(
+            str(tool.host), int(tool.port), tool=tool.name, timeout_s=tool.timeout_s,
+            trace=text_trace if trace else None,
         )
     from drivers.modbus_link import ModbusLink
 
@@ -53,7 +64,7 @@ def _link_for(tool: ToolConfig, trace: Trace | None) -> Any:
     )
 
 
-def _driver_for(tool: ToolConfig, link: Any, clock: Clock) -> Any:
+def _driver_for(tool: ToolConfig, link: Any, clock: Clock, last_seq: int | None = None) -> Any:
     if tool.role == "printer":
         from drivers.printer import PastePrinter
 
@@ -66,6 +77,10 @@ def _driver_for(tool: ToolConfig, link: Any, clock: Clock) -> Any:
         from drivers.oven import ReflowOven
 
         return ReflowOven(link, clock, register_map=tool.model)
+    if tool.role == "plater":
+        from drivers.plater import BarrierPlater
+
+        return BarrierPlater(link, clock, retries=tool.retries, last_seq=last_seq)
     from drivers.cleaner import FluxCleaner
 
     return FluxCleaner(link, clock, register_map=tool.model)
@@ -73,13 +88,20 @@ def _driver_for(tool: ToolConfig, link: Any, clock: Clock) -> Any:
 
 @contextlib.asynccontextmanager
 async def open_tool(
-    tool: ToolConfig, clock: Clock, *, trace: Trace | None = None
+    tool: ToolConfig, clock: Clock, *, trace: Trace | None = None,
+    last_seq: int | None = None,
 ) -> AsyncIterator[Any]:
-    """The driver for one tool, with its link open; closed on exit."""
+    """The driver for one tool, with its link open; closed on exit.
+
+    ``last_seq``: for a tool that numbers its pushed events (the plater), the last
+    number the caller persisted; the events after it are fetched as the link opens.
+    The driver is made before the link opens, so its catch-up sees the very first
+    connection."""
     link = _link_for(tool, trace)
+    driver = _driver_for(tool, link, clock, last_seq)
     await link.open()
     try:
-        yield _driver_for(tool, link, clock)
+        yield driver
     finally:
         await link.close()
 
@@ -116,13 +138,18 @@ async def open_line(
     *,
     trace: Trace | None = None,
     roles: tuple[str, ...] | None = None,
+    event_seqs: Mapping[str, int] | None = None,
 ) -> AsyncIterator[LineTools]:
-    """Open a driver for every tool of the line (or of the given roles)."""
+    """Open a driver for every tool of the line (or of the given roles).
+
+    ``event_seqs``: per tool name, the last pushed-event number the caller persisted
+    (see ``open_tool``)."""
+    seqs = event_seqs or {}
     async with contextlib.AsyncExitStack() as stack:
         drivers = {}
         for tool in config.tools.values():
             if roles is None or tool.role in roles:
                 drivers[tool.name] = await stack.enter_async_context(
-                    open_tool(tool, clock, trace=trace)
+                    open_tool(tool, clock, trace=trace, last_seq=seqs.get(tool.name))
                 )
         yield LineTools(config, drivers)

@@ -215,10 +215,10 @@ class ReflowResult:
         return bool(self.flags & flag)
 
 
-# --- Flux cleaner FC-1 --------------------------------------------------------------------------
+# --- Flux cleaner FC-1 and cleaner/stripper FC-2 -----------------------------------------------
 
 
-BATH_TOLERANCE_C = 2.0  # the FC-1 STARTs only with the bath within this of WASH_TEMP_SP
+BATH_TOLERANCE_C = 2.0  # START only with the bath (FC-2 strip: the strip tank) within this
 
 
 class CleanerState(IntEnum):
@@ -230,6 +230,14 @@ class CleanerState(IntEnum):
     DRYING = 5
     DONE = 6
     ALARM = 7
+    STRIPPING = 8  # FC-2 only: the resist strip, in place of WASHING
+
+
+class CleanMode(StrEnum):
+    """What a cleaner cycle does to the wafer (the FC-2's MODE; an FC-1 only cleans flux)."""
+
+    FLUX_CLEAN = "FLUX_CLEAN"
+    RESIST_STRIP = "RESIST_STRIP"
 
 
 class CleanStatus(IntEnum):
@@ -249,6 +257,17 @@ class CleanRecipe:
 
 
 @dataclass(frozen=True)
+class StripRecipe:
+    """An FC-2 resist strip: the strip tank and time in place of the wash's."""
+
+    strip_temp_c: float  # 30.0-80.0
+    strip_time_s: int  # 60-1800
+    rinse_time_s: int  # 10-900
+    dry_time_s: int  # 10-900
+    spray_pressure_bar: float  # 0.5-6.0
+
+
+@dataclass(frozen=True)
 class CleanerStatus:
     state: CleanerState
     wash_temp_c: float
@@ -259,6 +278,10 @@ class CleanerStatus:
     chemistry_low: bool
     di_resistivity_low: bool
     door_open: bool
+    # FC-2 only (None on a model without them)
+    strip_temp_c: float | None = None
+    mode_active: CleanMode | None = None  # the mode of the wafer in the chamber
+    stripper_low: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -267,3 +290,84 @@ class CleanResult:
     status: CleanStatus
     ionic_ug_cm2: float  # µg NaCl-eq / cm²
     cycle_count: int
+    mask_residue_pct: float | None = None  # FC-2: wafer area with mask left; 0 after a clean
+
+
+# --- Barrier plater EP-25 -----------------------------------------------------------------------
+
+
+class PlaterState(StrEnum):
+    IDLE = "IDLE"
+    LOADED = "LOADED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    ALARM = "ALARM"
+    MAINT = "MAINT"
+
+
+class PlaterStep(StrEnum):
+    PRECLEAN = "PRECLEAN"
+    ACTIVATE = "ACTIVATE"
+    NI_PLATE = "NI_PLATE"
+    RINSE_1 = "RINSE_1"
+    AU_IMMERSION = "AU_IMMERSION"
+    RINSE_2 = "RINSE_2"
+    DRY = "DRY"
+
+
+PLATER_BATCH_MAX = 25  # wafers in one carrier
+PLATER_BATH_BAND_C = 1.0  # START needs both baths this close to their setpoints
+
+
+@dataclass(frozen=True)
+class BarrierRecipe:
+    ni_um: float  # 1.0-8.0
+    au_um: float  # 0.02-0.15
+    ni_temp_c: float  # 80-90
+    au_temp_c: float  # 75-88
+
+
+@dataclass(frozen=True)
+class PlaterStatus:
+    state: PlaterState
+    batch_id: str | None
+    step: PlaterStep | None
+    remaining_s: float
+
+
+@dataclass(frozen=True)
+class PlaterBath:
+    ni_temp_c: float
+    au_temp_c: float
+    ni_ph: float
+    ni_mto: float  # metal turnovers since the last REPLENISH
+    ni_level_pct: float
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: str
+    status: RunStatus
+    ni_mean_um: float
+    ni_min_um: float
+    ni_max_um: float
+    au_mean_um: float
+    wafers: int
+
+
+@dataclass(frozen=True)
+class WaferBarrier:
+    """One wafer's barrier as the plater's XRF head measured it at the end of its batch."""
+
+    wafer_id: str
+    ni_um: float
+    au_um: float
+
+
+@dataclass(frozen=True)
+class PlaterEvent:
+    """A pushed event, numbered by the tool (``seq`` survives reconnects and power loss)."""
+
+    seq: int
+    name: str  # STATE | STEP | DONE | ALARM | CLEARED | BATH
+    fields: tuple[str, ...]

@@ -1,4 +1,6 @@
-"""The solder alloy library: melting range, composition and where each figure came from.
+"""The solder alloy library: melting range, composition and where each figure came from;
+and the polymer masks balls can be placed into (the hottest reflow each survives and
+its strip window).
 
 Loaded from ``alloys.toml`` next to this module (or any file with the same
 layout). Lead and bismuth content are derived from the composition, so the
@@ -54,12 +56,33 @@ class Alloy:
         return " ".join(f"{element} {pct:g}%" for element, pct in self.composition)
 
 
-class AlloyLibrary:
-    """Alloys by id; unknown ids get an error listing the known ones."""
+@dataclass(frozen=True)
+class Mask:
+    """A polymer mask (dry film, photoresist) that holds balls in its openings until the
+    reflow, then is stripped."""
 
-    def __init__(self, alloys: dict[str, Alloy], source: str) -> None:
+    id: str
+    max_reflow_peak_c: float  # a hotter reflow hardens it so it no longer strips
+    strip_temp_c: tuple[float, float]  # the stripper bath it is rated for
+    strip_time_s: tuple[float, float]
+    source: str
+    assumed: frozenset[str]
+
+    def figure(self, name: str) -> str:
+        value = getattr(self, name)
+        unit = " s" if name.endswith("_s") else " °C"
+        text = f"{value:g}" if isinstance(value, float) else f"{value[0]:g}-{value[1]:g}"
+        return text + unit + (" (assumed)" if name in self.assumed else "")
+
+
+class AlloyLibrary:
+    """Alloys by id; unknown ids get an error listing the known ones. ``masks`` by id."""
+
+    def __init__(self, alloys: dict[str, Alloy], source: str,
+                 masks: dict[str, Mask] | None = None) -> None:
         self._alloys = dict(alloys)
         self.source = source
+        self.masks: dict[str, Mask] = dict(masks or {})
 
     def __contains__(self, alloy_id: object) -> bool:
         return alloy_id in self._alloys
@@ -87,7 +110,11 @@ def parse_alloys(text: str, *, source: str = "<memory>") -> AlloyLibrary:
     table = data.get("alloys")
     if not isinstance(table, dict) or not table:
         raise RecipeError(f"{source}: expected [alloys.ID] tables")
-    return AlloyLibrary({k: _alloy(k, v, source) for k, v in table.items()}, source)
+    masks = data.get("masks", {})
+    if not isinstance(masks, dict):
+        raise RecipeError(f"{source}: masks: expected [masks.ID] tables")
+    return AlloyLibrary({k: _alloy(k, v, source) for k, v in table.items()}, source,
+                        {k: _mask(k, v, source) for k, v in masks.items()})
 
 
 def load_alloys(path: str | Path = LIBRARY_PATH) -> AlloyLibrary:
@@ -153,6 +180,42 @@ def _alloy(alloy_id: str, t: Any, source: str) -> Alloy:
         source=t["source"],
         assumed=frozenset(assumed),
     )
+
+
+_MASK_FIGURES = ("max_reflow_peak_c", "strip_temp_c", "strip_time_s")
+
+
+def _mask(mask_id: str, t: Any, source: str) -> Mask:
+    where = f"{source}: masks.{mask_id}"
+
+    def fail(key: str, expected: str) -> RecipeError:
+        got = f"got {t[key]!r}" if key in t else "missing"
+        return RecipeError(f"{where}.{key}: expected {expected} ({got})")
+
+    if not isinstance(t, dict):
+        raise RecipeError(f"{where}: expected a table")
+    known = {*_MASK_FIGURES, "source", "assumed"}
+    for key in t:
+        if key not in known:
+            raise RecipeError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
+    peak = t.get("max_reflow_peak_c")
+    if not _is_number(peak) or not 0 < peak < 1000:
+        raise fail("max_reflow_peak_c", "a temperature in °C")
+    windows = {}
+    for key in ("strip_temp_c", "strip_time_s"):
+        value = t.get(key)
+        if not (isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
+                and 0 <= value[0] <= value[1]):
+            raise fail(key, "[low, high]")
+        windows[key] = (float(value[0]), float(value[1]))
+    if not isinstance(t.get("source"), str) or not t["source"].strip():
+        raise fail("source", "where the figures come from")
+    assumed = t.get("assumed", [])
+    if not isinstance(assumed, list) or not all(a in _MASK_FIGURES for a in assumed):
+        raise fail("assumed", f"a list of figure names ({', '.join(_MASK_FIGURES)})")
+    return Mask(id=mask_id, max_reflow_peak_c=float(peak), strip_temp_c=windows["strip_temp_c"],
+                strip_time_s=windows["strip_time_s"], source=t["source"],
+                assumed=frozenset(assumed))
 
 
 def _is_number(value: Any) -> bool:

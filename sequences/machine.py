@@ -4,25 +4,38 @@ States: ``queued``; for each step *i* ``step{i}_waiting`` (for a tool),
 ``step{i}_running`` and ``step{i}_judging``; ``complete``; ``held`` (resume
 returns to where the wafer was); ``awaiting_disposition`` (an engineer decides:
 continue as is, retry where a repeat cannot harm the wafer, or scrap);
-``aborted`` and ``scrapped``.
+``aborted`` and ``scrapped``. A state's name is what the store keeps;
+``WaferState`` is the same state as a value (phase and step number), so nobody
+parses names.
 
 The machine only records and checks moves; it never talks to a tool. Callbacks
 are short and synchronous: every transition emits one ``WaferEvent`` to
 ``on_event`` before ``fire`` returns, so the caller has persisted it before it
 sends the next tool command. Long tool operations belong to the runner.
+
+One transitions ``Machine`` serves every wafer of a step table
+(docs/decisions/0008): each wafer is added to it as a model with
+``model_override=True``, so only the two methods the model declares
+(``trigger``, ``may_trigger``) are bound to it, and is removed once final.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, NamedTuple
 
 from transitions import EventData, Machine
 
 from sequences.errors import SequenceError
+from sequences.journal import StepClosed, StepOpened, WaferEvent
+from sequences.kinds import kind_of
+
+__all__ = ["StepClosed", "StepOpened", "WaferEvent", "WaferMachine", "WaferState", "Phase",
+           "state_of"]
 
 QUEUED, COMPLETE, HELD = "queued", "complete", "held"
 AWAITING = "awaiting_disposition"
@@ -30,7 +43,55 @@ ABORTED, SCRAPPED = "aborted", "scrapped"
 FINAL_STATES = (COMPLETE, ABORTED, SCRAPPED)
 TRIGGERS = ("start", "tool_acquired", "step_done", "repair", "judged_ok", "step_failed",
             "hold", "resume", "abort", "retry", "continue_as_is", "scrap")
+# model_override reports every method it leaves unbound as a warning; leaving them
+# unbound is why it is used (a quarter of a millisecond per wafer of log records).
+logging.getLogger("transitions.core").setLevel(logging.ERROR)
 _STEP_STATE = re.compile(r"^step(\d+)_(waiting|running|judging)$")
+
+
+class Phase(StrEnum):
+    QUEUED = "queued"
+    WAITING = "waiting"  # for a tool
+    RUNNING = "running"  # on its tool
+    JUDGING = "judging"  # the tool's result against the recipe's windows
+    COMPLETE = "complete"
+    HELD = "held"
+    AWAITING = "awaiting_disposition"
+    ABORTED = "aborted"
+    SCRAPPED = "scrapped"
+
+
+IN_STEP = (Phase.RUNNING, Phase.JUDGING)  # a step owns a tool
+
+
+class WaferState(NamedTuple):
+    """A wafer's state as a value: its phase, and the step for waiting/running/judging."""
+
+    phase: Phase
+    step: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"step{self.step}_{self.phase.value}" if self.step else self.phase.value
+
+    @property
+    def in_step(self) -> bool:
+        return self.phase in IN_STEP
+
+    @property
+    def final(self) -> bool:
+        return self.phase in (Phase.COMPLETE, Phase.ABORTED, Phase.SCRAPPED)
+
+
+@functools.cache  # a handful of state names, asked about on every dispatch
+def state_of(name: str) -> WaferState:
+    m = _STEP_STATE.match(name)
+    if m:
+        return WaferState(Phase(m.group(2)), int(m.group(1)))
+    try:
+        return WaferState(Phase(name))
+    except ValueError:
+        raise SequenceError(f"no wafer state {name!r}") from None
 
 
 def waiting(i: int) -> str:
@@ -45,26 +106,8 @@ def judging(i: int) -> str:
     return f"step{i}_judging"
 
 
-@functools.cache  # a handful of state names, asked about on every dispatch
 def step_of(state: str) -> int | None:
-    m = _STEP_STATE.match(state)
-    return int(m.group(1)) if m else None
-
-
-@dataclass(frozen=True)
-class WaferEvent:
-    """One transition of one wafer: what the controller persists."""
-
-    wafer_id: str
-    step: int | None  # 1-based recipe step the event concerns
-    step_kind: str | None
-    from_state: str
-    to_state: str
-    trigger: str
-    why: str
-    measurements: dict[str, Any] = field(default_factory=dict)
-    tool: str | None = None
-    tool_time: float = 0.0
+    return state_of(state).step
 
 
 def retry_targets(kinds: Sequence[str]) -> dict[int, int]:
@@ -77,22 +120,30 @@ def retry_targets(kinds: Sequence[str]) -> dict[int, int]:
     targets: dict[int, int] = {}
     first_deposit: int | None = None
     for i, kind in enumerate(kinds, start=1):
-        if kind in ("print", "place"):
+        if kind_of(kind).deposit:
             first_deposit = first_deposit or i
             targets[i] = first_deposit
-        elif kind == "reflow":
-            first_deposit = None
-        elif kind == "clean":
+        elif kind_of(kind).repeatable:
             targets[i] = i
+        else:  # a reflow (or any step that changes what was deposited) is never repeated
+            first_deposit = None
     return targets
 
 
 class _Wafer:
-    """The model transitions moves: its ``state``, and the WaferMachine it belongs to."""
+    """The model transitions moves: its ``state``, and the WaferMachine it belongs to.
+
+    It declares the only methods the shared machine may bind (``model_override``)."""
 
     def __init__(self, owner: WaferMachine | None = None) -> None:
         self.state = QUEUED
         self.owner = owner
+
+    def trigger(self, trigger_name: str, **kwargs: Any) -> bool:
+        raise RuntimeError("bound by the machine")  # pragma: no cover
+
+    def may_trigger(self, trigger_name: str) -> bool:
+        raise RuntimeError("bound by the machine")  # pragma: no cover
 
 
 def transition_table(
@@ -121,7 +172,7 @@ def transition_table(
     for i in numbers:
         t.append({"trigger": "tool_acquired", "source": waiting(i), "dest": running(i)})
         t.append({"trigger": "step_done", "source": running(i), "dest": judging(i)})
-        if kinds[i - 1] == "place":
+        if kind_of(kinds[i - 1]).repairable:
             t.append({"trigger": "repair", "source": judging(i), "dest": running(i)})
         t.append({"trigger": "judged_ok", "source": judging(i), "dest": after(i)})
         t.append({"trigger": "step_failed", "source": [running(i), judging(i)], "dest": AWAITING})
@@ -179,15 +230,15 @@ def _shared_machine(kinds: tuple[str, ...], first: int, last: int) -> Machine:
     """One transitions Machine per step table, shared by every wafer that runs it.
 
     Building a Machine costs about 2 ms (its Transition and Condition objects); a lot
-    of 25 wafers of one recipe needs one. Wafers are not added to it as models (that
-    binds some 70 methods to each): the WaferMachine fires its events with
-    ``Event.trigger(model)``, and conditions read the wafer from the EventData.
+    of 25 wafers of one recipe needs one. Wafers are added as models with
+    ``model_override=True``: only the ``trigger`` and ``may_trigger`` they declare are
+    bound to each; conditions read the wafer from the EventData.
     """
     states, table = transition_table(kinds, first, last, resume_to=_was, failed_at=_failed_at)
     return Machine(
         model=None, states=states, transitions=table, initial=QUEUED,
         auto_transitions=False, send_event=True, ignore_invalid_triggers=False,
-        after_state_change=_emit_for_owner,
+        after_state_change=_emit_for_owner, model_override=True,
     )
 
 
@@ -216,11 +267,18 @@ class WaferMachine:
         self.hold_reason = ""
         self._wafer = _Wafer(self)
         self._machine = _shared_machine(self.kinds, first, self.last)
-        self._pending: dict[str, Any] = {}
+        self._machine.add_model(self._wafer, initial=QUEUED)
+        self._last_event: WaferEvent | None = None
 
     @property
     def state(self) -> str:
+        """The state's name (what the store keeps)."""
         return self._wafer.state
+
+    @property
+    def where(self) -> WaferState:
+        """The state as a value: phase and step."""
+        return state_of(self._wafer.state)
 
     @property
     def done(self) -> bool:
@@ -236,21 +294,12 @@ class WaferMachine:
 
     def may(self, trigger: str) -> bool:
         """Can ``trigger`` fire now (conditions included)?"""
-        # A direct look-up of the trigger's transitions from this state; conditions are
-        # checked only where there are any.
-        event = self._machine.events.get(trigger)
-        candidates = event.transitions.get(self.state) if event else None
-        if not candidates:
-            return False
-        if not any(t.conditions for t in candidates):
-            return True
-        data = EventData(self._machine.get_state(self.state), event, self._machine,
-                         self._wafer, (), {})
-        return any(all(c.check(data) for c in t.conditions) for t in candidates)
+        return self._wafer.may_trigger(trigger)
 
     def restore(self, state: str, *, step: int | None = None, failed_step: int | None = None,
                 held_from: str | None = None, hold_reason: str = "",
-                announce: str | None = None) -> WaferEvent | None:
+                announce: str | None = None, closes: StepClosed | None = None
+                ) -> WaferEvent | None:
         """Put the wafer back into a stored state (controller recovery after a stop).
 
         With ``announce`` the move is an event (trigger ``recover``) for the record:
@@ -269,17 +318,19 @@ class WaferMachine:
             return None
         event = WaferEvent(wafer_id=self.wafer_id, step=self.step, step_kind=self.step_kind,
                            from_state=source, to_state=state, trigger="recover", why=announce,
-                           tool_time=self.now())
-        self._last_event = event
-        if self.on_event is not None:
-            self.on_event(event)
+                           tool_time=self.now(), closes=closes)
+        self._deliver(event)
         return event
 
     def fire(
         self, trigger: str, *, why: str = "", measurements: dict[str, Any] | None = None,
-        tool: str | None = None,
+        tool: str | None = None, opens: StepOpened | None = None,
+        closes: StepClosed | None = None,
     ) -> WaferEvent:
-        """Move the wafer; its WaferEvent has been delivered to on_event on return."""
+        """Move the wafer; its WaferEvent has been delivered to on_event on return.
+
+        ``opens``/``closes``: the step record this transition opens or closes, committed
+        with it by the journal."""
         if trigger not in TRIGGERS:
             raise SequenceError(f"unknown wafer event '{trigger}' (known: {', '.join(TRIGGERS)})")
         source = self.state
@@ -292,19 +343,20 @@ class WaferMachine:
             )
         if trigger == "hold":
             self.held_from, self.hold_reason = source, why
-        self._pending = {"why": why, "measurements": dict(measurements or {}), "tool": tool,
-                         "source": source, "step": self.step}
         if trigger == "step_failed":
             self.failed_step = self.step
-        if not self._machine.events[trigger].trigger(self._wafer):  # nothing moved
+        if not self._wafer.trigger(trigger, why=why, measurements=measurements, tool=tool,
+                                   opens=opens, closes=closes, source=source, step=self.step):
             raise SequenceError(f"wafer {self.wafer_id} is {source}: '{trigger}' did not move it")
+        assert self._last_event is not None
         return self._last_event
 
-    def _emit(self, event_data: Any) -> None:
+    def _emit(self, event_data: EventData) -> None:
+        """After a transition: the WaferEvent, from what ``fire`` passed to the trigger."""
+        data = event_data.kwargs
         dest = self.state
-        source = self._pending["source"]
         trigger = event_data.event.name
-        step = self._pending["step"] if self._pending["step"] is not None else step_of(dest)
+        step = data["step"] if data["step"] is not None else step_of(dest)
         dest_step = step_of(dest)
         if dest_step is not None:
             self.step = dest_step
@@ -312,18 +364,17 @@ class WaferMachine:
             self.held_from, self.hold_reason = None, ""
         if trigger in ("retry", "continue_as_is"):
             self.failed_step = None
-        event = WaferEvent(
-            wafer_id=self.wafer_id,
-            step=step,
+        self._deliver(WaferEvent(
+            wafer_id=self.wafer_id, step=step,
             step_kind=self.kinds[step - 1] if step else None,
-            from_state=source,
-            to_state=dest,
-            trigger=trigger,
-            why=self._pending["why"],
-            measurements=self._pending["measurements"],
-            tool=self._pending["tool"],
-            tool_time=self.now(),
-        )
+            from_state=data["source"], to_state=dest, trigger=trigger, why=data["why"],
+            measurements=dict(data["measurements"] or {}), tool=data["tool"],
+            tool_time=self.now(), opens=data["opens"], closes=data["closes"],
+        ))
+        if dest in FINAL_STATES:  # nothing moves it again: the shared machine lets go
+            self._machine.remove_model(self._wafer)
+
+    def _deliver(self, event: WaferEvent) -> None:
         self._last_event = event
         if self.on_event is not None:
             self.on_event(event)

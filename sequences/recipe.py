@@ -7,7 +7,7 @@ A recipe file::
     description = "..."
 
     [[steps]]
-    kind = "print"          # print | place | reflow | clean
+    kind = "print"          # print | place | reflow | clean | strip | barrier
     ...
 
 Parsing collects every problem it can (unknown keys, wrong types, values
@@ -27,7 +27,17 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from drivers.types import ZONES, CleanRecipe, PlacementRecipe, PrintRecipe, ReflowProfile
+from drivers.types import (
+    PLATER_BATCH_MAX,
+    ZONES,
+    BarrierRecipe,
+    CleanMode,
+    CleanRecipe,
+    PlacementRecipe,
+    PrintRecipe,
+    ReflowProfile,
+    StripRecipe,
+)
 from sequences.alloys import AlloyLibrary, default_alloys
 from sequences.errors import Problem, RecipeError, RecipeInvalid
 
@@ -79,6 +89,11 @@ class PlaceStep:
     max_defects: int  # most missing + extra balls the automatic repair is tried on
     max_defects_after_repair: int  # most defects a wafer may leave the mounter with
     note: str = ""
+    # Where the balls go, when not onto bare pads: into the openings of a polymer mask
+    # (seed 004; stripped after the reflow), or onto Cu posts (seed 001).
+    mask: str | None = None  # a mask id from the library (dry-film | photoresist)
+    post_diameter_um: int | None = None
+    post_pitch_um: int | None = None
 
     @property
     def alloy(self) -> str:
@@ -109,11 +124,6 @@ class ReflowStep:
     def hottest_zone_c(self) -> float:
         return max(self.zones_c[:8])  # zones 9-10 cool
 
-    @property
-    def transit_s(self) -> float:
-        """Tool seconds from LOAD to the exit (4,000 mm heated tunnel)."""
-        return 4000.0 / self.conveyor_mm_min * 60.0
-
     def tool_profile(self) -> ReflowProfile:
         return ReflowProfile(
             zone_setpoints_c=self.zones_c, conveyor_mm_min=self.conveyor_mm_min,
@@ -141,8 +151,57 @@ class CleanStep:
         )
 
 
-Step = PrintStep | PlaceStep | ReflowStep | CleanStep
-STEP_KINDS: dict[str, type] = {c.kind: c for c in (PrintStep, PlaceStep, ReflowStep, CleanStep)}
+@dataclass(frozen=True)
+class StripStep:
+    """The FC-2's resist strip: removes the mask a ball mount placed into (and the flux),
+    after the reflow that bonds the balls."""
+
+    kind: ClassVar[str] = "strip"
+    mode: ClassVar[CleanMode] = CleanMode.RESIST_STRIP  # the cleaner mode it loads with
+    mask: str  # the mask it strips: must be the one on the wafer
+    strip_temp_c: float
+    strip_time_s: int
+    rinse_time_s: int
+    dry_time_s: int
+    spray_pressure_bar: float
+    max_mask_residue_pct: float  # most wafer area with mask left (the FC-2's optical check)
+    max_ionic_ug_cm2: float  # the strip stands in for the clean, so its residue counts too
+    note: str = ""
+
+    def tool_recipe(self) -> StripRecipe:
+        return StripRecipe(
+            strip_temp_c=self.strip_temp_c, strip_time_s=self.strip_time_s,
+            rinse_time_s=self.rinse_time_s, dry_time_s=self.dry_time_s,
+            spray_pressure_bar=self.spray_pressure_bar,
+        )
+
+
+@dataclass(frozen=True)
+class BarrierStep:
+    """The optional diffusion barrier of the rebump flow: electroless nickel with an
+    immersion-gold coating on the first bumps, plated a batch at a time on the EP-25
+    (../shared/specs/barrier-plater.md; seed 003, claims 7-11)."""
+
+    kind: ClassVar[str] = "barrier"
+    ni_um: float
+    au_um: float
+    ni_temp_c: float
+    au_temp_c: float
+    # acceptance: each wafer's thickness as the plater's XRF head measured it
+    ni_measured_um: Window
+    au_measured_um: Window
+    batch_size: int | None = None  # wafers per carrier; None = as many as are ready (1-25)
+    note: str = ""
+
+    def tool_recipe(self) -> BarrierRecipe:
+        return BarrierRecipe(ni_um=self.ni_um, au_um=self.au_um, ni_temp_c=self.ni_temp_c,
+                             au_temp_c=self.au_temp_c)
+
+
+Step = PrintStep | PlaceStep | ReflowStep | CleanStep | StripStep | BarrierStep
+STEP_KINDS: dict[str, type] = {
+    c.kind: c for c in (PrintStep, PlaceStep, ReflowStep, CleanStep, StripStep, BarrierStep)
+}
 DEPOSIT_KINDS = ("print", "place")
 
 
@@ -164,7 +223,10 @@ class Recipe:
             "name": self.name,
             "version": self.version,
             "description": self.description,
-            "steps": [{"kind": s.kind, **asdict(s)} for s in self.steps],
+            # Unset optional fields (None) are left out, so a recipe that does not use
+            # them keeps the hash it had before they existed.
+            "steps": [{"kind": s.kind, **{k: v for k, v in asdict(s).items() if v is not None}}
+                      for s in self.steps],
         }
         return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -224,8 +286,38 @@ _STEP_KEYS: dict[str, dict[str, _Spec]] = {
         "spray_pressure_bar": ("float", (0.5, 6.0), "spray 0.5-6.0 bar"),
         "max_ionic_ug_cm2": ("float", (0.01, 100.0), "ionic residue limit, µg NaCl-eq/cm²"),
     },
+    "barrier": {
+        "ni_um": ("float", (1.0, 8.0), "electroless nickel 1.0-8.0 µm"),
+        "au_um": ("float", (0.02, 0.15), "immersion gold 0.02-0.15 µm"),
+        "ni_temp_c": ("float", (80.0, 90.0), "nickel bath 80-90 °C"),
+        "au_temp_c": ("float", (75.0, 88.0), "gold bath 75-88 °C"),
+        "ni_measured_um": ("window", (0.0, 10.0), "[min, max] measured nickel per wafer, µm"),
+        "au_measured_um": ("window", (0.0, 1.0), "[min, max] measured gold per wafer, µm"),
+        "batch_size": ("int", (1, PLATER_BATCH_MAX),
+                       f"wafers per plating batch 1-{PLATER_BATCH_MAX} (optional)"),
+    },
 }
 _OPTIONAL = {"note": "", "profile_id": None, "max_ramp_c_s": 3.0, "max_cool_c_s": 6.0}
+
+# --- the mask strip (FC-2) and where the balls go (mask, Cu posts) --------------------------
+_STEP_KEYS["place"] |= {
+    "mask": ("mask", None, "the mask the balls go into: a mask id from the library"),
+    "post_diameter_um": ("int", (20, 2000), "Cu post diameter 20-2000 µm"),
+    "post_pitch_um": ("int", (100, 2000), "Cu post pitch 100-2000 µm"),
+}
+_STEP_KEYS["strip"] = {
+    "mask": ("mask", None, "the mask it strips: a mask id from the library"),
+    "strip_temp_c": ("float", (30.0, 80.0), "strip tank 30-80 °C"),
+    "strip_time_s": ("int", (60, 1800), "strip 60-1800 s"),
+    "rinse_time_s": ("int", (10, 900), "rinse 10-900 s"),
+    "dry_time_s": ("int", (10, 900), "dry 10-900 s"),
+    "spray_pressure_bar": ("float", (0.5, 6.0), "spray 0.5-6.0 bar"),
+    "max_mask_residue_pct": ("float", (0.0, 100.0), "most wafer area with mask left, %"),
+    "max_ionic_ug_cm2": ("float", (0.01, 100.0), "ionic residue limit, µg NaCl-eq/cm²"),
+}
+_OPTIONAL |= {"mask": None, "post_diameter_um": None, "post_pitch_um": None}
+_REQUIRED = {("strip", "mask")}  # optional elsewhere, not here
+_OPTIONAL |= {"batch_size": None}
 _TOP_KEYS = {"name", "version", "description", "steps"}
 
 _MISSING = object()
@@ -340,7 +432,7 @@ def _parse_step(
     for key, (typ, bounds, what) in spec.items():
         value = raw.get(key, _MISSING)
         if value is _MISSING:
-            if key in _OPTIONAL:
+            if key in _OPTIONAL and (kind, key) not in _REQUIRED:
                 values[key] = _OPTIONAL[key]
                 continue
             problem(kind, "missing key", f"{key}: expected {what}")
@@ -348,7 +440,7 @@ def _parse_step(
             continue
         ok, converted, message = _convert(typ, bounds, value, alloys)
         if converted is None:
-            problem(kind, "wrong type" if typ != "alloy" else "unknown alloy",
+            problem(kind, {"alloy": "unknown alloy", "mask": "unknown mask"}.get(typ, "wrong type"),
                     f"{key}: expected {what} (got {value!r}){message}")
             broken = True
             continue
@@ -370,6 +462,15 @@ def _parse_step(
             problem(kind, "range", f"max_defects_after_repair = "
                     f"{values['max_defects_after_repair']} exceeds max_defects = "
                     f"{values['max_defects']} (repair never makes a wafer worse)")
+        if (values["post_diameter_um"] is None) != (values["post_pitch_um"] is None):
+            problem(kind, "missing key", "Cu posts: give both post_diameter_um and "
+                    "post_pitch_um (or neither, for balls on bare pads)")
+    if kind == "barrier":
+        for key, nominal in (("ni_measured_um", "ni_um"), ("au_measured_um", "au_um")):
+            low, high = values[key]
+            if not low <= values[nominal] <= high:
+                problem(kind, "range", f"{key} = [{low:g}, {high:g}] does not hold {nominal} = "
+                        f"{values[nominal]:g} (every batch would be refused)")
     if kind == "reflow":
         values["tal_threshold_c"] = 0.0  # filled by resolve_tal_thresholds
         if values["profile_id"] is None:
@@ -391,6 +492,10 @@ def _convert(
     if typ == "alloy":
         if not isinstance(value, str) or value not in alloys:
             return False, None, f"; known: {', '.join(alloys.ids())}"
+        return True, value, ""
+    if typ == "mask":
+        if not isinstance(value, str) or value not in alloys.masks:
+            return False, None, f"; known: {', '.join(alloys.masks) or 'none'}"
         return True, value, ""
     if typ == "float":
         if not number:

@@ -2,10 +2,11 @@
 
 ``WaferRun`` owns the wafer's state machine and the asyncio task of the step in
 progress. The caller picks the tool for each step (``await run.run_step(driver)``)
-and may hold, resume, abort or disposition the wafer from outside at any time;
-every move is a ``WaferEvent`` delivered to ``on_event`` before the next tool
-command is sent. ``run_wafer`` is the simple loop ``bumpline sequence run`` uses:
-prepare the tool, run the step, for each step in order.
+and may hold, resume, abort or disposition the wafer from outside at any time.
+Every move is a ``WaferEvent`` committed by the wafer journal before the next
+tool command is sent; what each step does on its tool is its kind's
+(``sequences.kinds``). ``run_wafer`` is the simple loop ``bumpline sequence run``
+uses: prepare the tool, run the step, for each step in order.
 """
 
 from __future__ import annotations
@@ -18,21 +19,23 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import ToolAlarm, ToolError, ToolTimeout
-from sequences import steps as tool_steps
 from sequences.alloys import AlloyLibrary, default_alloys
-from sequences.errors import SequenceError
-from sequences.interlocks import HistoryEntry, WaferHistory, history_interlocks
-from sequences.judge import Judgment, judge_clean, judge_place, judge_print, judge_reflow
+from sequences.errors import InterlockError, SequenceError
+from sequences.history import HistoryEntry, WaferHistory, history_interlocks
+from sequences.journal import MemoryJournal, StepClosed, StepOpened, WaferJournal
+from sequences.judge import Judgment
+from sequences.kinds import ROLE_OF_KIND, StepKind, kind_of
+from sequences.kinds.base import StepContext, StepResult, ToolView, wait_free
 from sequences.machine import (
     ABORTED,
     AWAITING,
     QUEUED,
+    Phase,
     WaferEvent,
     WaferMachine,
-    step_of,
     waiting,
 )
-from sequences.recipe import PlaceStep, PrintStep, Recipe, ReflowStep, Step
+from sequences.recipe import Recipe, Step
 from sequences.validate import DEFAULT_OPTIONS, ValidationOptions
 
 log = logging.getLogger("sequences.runner")
@@ -66,8 +69,8 @@ class WaferRun:
         wafer_id: str,
         clock: Clock,
         *,
+        journal: WaferJournal | None = None,
         steps: tuple[int, int] | None = None,
-        on_event: Callable[[WaferEvent], None] | None = None,
         history: WaferHistory | None = None,
         alloys: AlloyLibrary | None = None,
         options: ValidationOptions = DEFAULT_OPTIONS,
@@ -78,12 +81,12 @@ class WaferRun:
         self.recipe = recipe
         self.wafer_id = wafer_id
         self.clock = clock
+        self.journal: WaferJournal = journal if journal is not None else MemoryJournal()
         self.first, self.last = steps or (1, len(recipe.steps))
         self.alloys = alloys or default_alloys()
         self.options = options
         self.history = history if history is not None else WaferHistory.assumed(recipe, self.first)
-        self.events: list[WaferEvent] = []
-        self._on_event = on_event
+        self.events: list[WaferEvent] = []  # this run's own moves, in order
         self.machine = WaferMachine(
             wafer_id, [s.kind for s in recipe.steps], first=self.first, last=self.last,
             on_event=self._deliver, now=clock.now,
@@ -97,7 +100,7 @@ class WaferRun:
         self._idle.set()
         self._hold_after: str | None = None
         self._stop_requested = False
-        self._next_seen: tuple[str, tuple[int | None, str | None]] = ("", (None, None))
+        self._step_open = False  # a step record is open (from tool_acquired to its end)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -106,69 +109,85 @@ class WaferRun:
         return self.machine.state
 
     @property
+    def phase(self) -> Phase:
+        return self.machine.where.phase
+
+    @property
     def done(self) -> bool:
         return self.machine.done
 
     @property
     def next_step(self) -> int | None:
         """The step waiting for a tool, or None."""
-        return self._next()[0]
+        where = self.machine.where
+        return where.step if where.phase is Phase.WAITING else None
 
     @property
     def next_role(self) -> str | None:
         """The role of the tool the waiting step needs, or None."""
-        return self._next()[1]
-
-    def _next(self) -> tuple[int | None, str | None]:
-        # The scheduler asks this of every waiting wafer on every dispatch: work it out
-        # once per state.
-        state = self.machine.state
-        seen, found = self._next_seen
-        if state == seen:
-            return found
-        number = step_of(state) if state.endswith("_waiting") else None
-        found = (number, tool_steps.ROLE_OF_KIND[self.recipe.step(number).kind]
-                 if number else None)
-        self._next_seen = (state, found)
-        return found
+        number = self.next_step
+        return ROLE_OF_KIND[self.machine.kinds[number - 1]] if number else None
 
     def _deliver(self, event: WaferEvent) -> None:
         self.events.append(event)
-        if self._on_event is not None:
-            self._on_event(event)
+        self.journal.record(event)
+
+    def _fire(self, trigger: str, *, why: str = "", tool: str | None = None,
+              measurements: dict[str, Any] | None = None, opens: StepOpened | None = None,
+              closes: StepClosed | None = None) -> WaferEvent:
+        if opens is not None:
+            self._step_open = True
+        elif self._step_open and trigger in ("judged_ok", "step_failed", "abort"):
+            closes = closes or self._closing(trigger, why, measurements)
+        if closes is not None:
+            self._step_open = False
+        return self.machine.fire(trigger, why=why, tool=tool, measurements=measurements,
+                                 opens=opens, closes=closes)
+
+    def _closing(self, trigger: str, why: str, measurements: dict[str, Any] | None
+                 ) -> StepClosed:
+        status = {"judged_ok": "done", "step_failed": "failed", "abort": "aborted"}[trigger]
+        results = dict(measurements or {})
+        if trigger != "judged_ok" and why:
+            results.setdefault("why", why)
+        number = self.machine.step
+        curve = None
+        if number is not None and number in self.results:
+            step = self.recipe.step(number)
+            curve = kind_of(step).curve(step, self.results[number])
+        return StepClosed(status, results, *(curve or (None, None)))
 
     # --- moves from outside --------------------------------------------------------------------
 
     def start(self, why: str = "") -> WaferEvent:
-        return self.machine.fire("start", why=why or f"recipe {self.recipe.name} "
-                                 f"v{self.recipe.version} {self.recipe.hash[:12]}")
+        return self._fire("start", why=why or f"recipe {self.recipe.name} "
+                          f"v{self.recipe.version} {self.recipe.hash[:12]}")
 
     def hold(self, why: str) -> WaferEvent | None:
         """Hold the wafer now; while a step runs, hold it as soon as the step ends."""
-        if self.state.endswith(("_running", "_judging")):
+        if self.machine.where.in_step:
             self._hold_after = why or "hold requested"
             return None
-        event = self.machine.fire("hold", why=why)
+        event = self._fire("hold", why=why)
         self._stop_work()  # stop waiting for the tool
         return event
 
     def resume(self, why: str = "") -> WaferEvent:
-        return self.machine.fire("resume", why=why)
+        return self._fire("resume", why=why)
 
     async def abort(self, why: str) -> WaferEvent:
         """Abort at once: the event first, then the step's task is cancelled and the tool
         gets ABT and hands the wafer out. A wafer already on the oven belt cannot be
         stopped: it rides to the exit, where the running step takes it off."""
-        before = self.state
+        before = self.machine.where
         number = self.machine.step
-        event = self.machine.fire("abort", why=why, tool=getattr(self._driver, "name", None))
+        event = self._fire("abort", why=why, tool=getattr(self._driver, "name", None))
         step = self.recipe.step(number) if number else None
-        if before.endswith("_waiting"):
+        if before.phase is Phase.WAITING:
             await self._stop_task()
-        elif before.endswith(("_running", "_judging")) and not isinstance(step, ReflowStep):
+        elif before.in_step and step is not None and not kind_of(step).rides_out:
             await self._stop_task()
-            if step is not None:
-                self.tool_notes += await tool_steps.abort_tool(self._driver, step, self.wafer_id)
+            self.tool_notes += await kind_of(step).abort(self._driver, step, self.wafer_id)
         return event
 
     def _stop_work(self) -> bool:
@@ -193,7 +212,7 @@ class WaferRun:
             raise SequenceError("a disposition needs a reason")
         failed = self.machine.failed_step
         if decision == "scrap":
-            return self.machine.fire("scrap", why=why)
+            return self._fire("scrap", why=why)
         if decision == "retry":
             if self.state == AWAITING and not self.machine.may("retry"):
                 kind = self.machine.step_kind
@@ -201,21 +220,23 @@ class WaferRun:
                     f"wafer {self.wafer_id}: step {failed} ({kind}) cannot be retried"
                     + (": a reflow is never repeated" if kind == "reflow" else
                        ": its retry would restart before this run's first step"))
-            event = self.machine.fire("retry", why=why)
+            event = self._fire("retry", why=why)
             self.history.forget_from(self.machine.step or self.first)
             return event
-        event = self.machine.fire("continue_as_is", why=why)
+        event = self._fire("continue_as_is", why=why)
         if failed is not None:
             self._record(failed, self.judgments.get(failed), accepted_as_is=why)
         return event
 
     # --- running a step --------------------------------------------------------------------------
 
-    async def run_step(self, driver: Any) -> str:
+    async def run_step(self, driver: Any, *, on_tool_free: Callable[[], None] | None = None
+                       ) -> str:
         """Run the waiting step on ``driver``; returns the wafer's state afterwards.
 
         Interlocks first (a refusal holds the wafer, nothing is sent to the tool);
-        then the step as a task; then the judgment against the recipe's windows.
+        then the step in this task; then the judgment against the recipe's windows.
+        ``on_tool_free``: a pipelined tool (the oven) may take the next wafer now.
         """
         if self.state == QUEUED:
             self.start()
@@ -224,106 +245,127 @@ class WaferRun:
             raise SequenceError(
                 f"wafer {self.wafer_id} is {self.state}: no step is waiting for a tool")
         step = self.recipe.step(number)
-        tool_steps.check_role(driver, step)
+        kind_of(step).check_driver(driver)
         if not self._idle.is_set():
             raise SequenceError(f"wafer {self.wafer_id}: a step is already running")
         self._idle.clear()
         self._driver = driver
         try:
-            return await self._run_step(number, step, driver)
+            return await self._run_step(number, step, driver, on_tool_free)
         finally:
             self._task = None
             self._idle.set()
 
-    async def _run_step(self, number: int, step: Step, driver: Any) -> str:
+    async def _run_step(self, number: int, step: Step, driver: Any,
+                        on_tool_free: Callable[[], None] | None) -> str:
         here = waiting(number)
         tool = driver.name
+        kind = kind_of(step)
         try:
-            checked = await self._tool_work(self._readiness(number, step, driver))
+            checked = await self._tool_work(self._readiness(number, step, kind, driver))
         except ToolError as exc:
             checked = ([str(exc)], None)
         if checked is _STOPPED or self.state != here:  # held or aborted meanwhile
             return self.state
         reasons, seen = checked
         if reasons:
-            self.machine.fire("hold", why="interlock: " + "; ".join(reasons), tool=tool)
+            self._fire("hold", why="interlock: " + "; ".join(reasons), tool=tool)
             return self.state
-        self.machine.fire("tool_acquired", why=f"{step.kind} on {tool}", tool=tool)
-        outcome = await self._step_work(tool_steps.execute(
-            driver, step, self.wafer_id, clock=self.clock,
-            recipe_name=self.recipe.tool_recipe_name(number), seen=seen), tool)
+        self._fire("tool_acquired", why=f"{step.kind} on {tool}", tool=tool,
+                   opens=StepOpened(step.kind, kind.parameters(step), kind.windows(step)))
+        ctx = StepContext(self.wafer_id, self.clock, self.recipe.tool_recipe_name(number),
+                          self.journal, on_tool_free or (lambda: None))
+        outcome = await self._step_work(kind.execute(driver, step, ctx, seen), tool)
         if outcome is _STOPPED:
             return self.state
         return await self._finish(number, step, driver, outcome)
 
     async def _finish(self, number: int, step: Step, driver: Any,
-                      outcome: tool_steps.StepResult, *, unloaded: bool = False) -> str:
+                      outcome: StepResult, *, unloaded: bool = False) -> str:
         """Judge what the tool measured, repair where allowed, unload, and move on."""
         tool = driver.name
+        kind = kind_of(step)
         self.results[number] = outcome.result
         judgment = self._judge(step, outcome, repaired=False)
-        if self.state.endswith("_running"):
-            self.machine.fire("step_done", why=f"{step.kind} finished", tool=tool,
-                              measurements=judgment.measurements)
+        if self.phase is Phase.RUNNING:
+            self._fire("step_done", why=f"{step.kind} finished", tool=tool,
+                       measurements=judgment.measurements)
         while judgment.repair:
-            self.machine.fire("repair", why=judgment.why, tool=tool)
-            result = await self._step_work(tool_steps.repair(driver), tool)
+            self._fire("repair", why=judgment.why, tool=tool)
+            result = await self._step_work(kind.repair(driver), tool)
             if result is _STOPPED:
                 return self.state
             self.results[number] = result
-            judgment = self._judge(step, tool_steps.StepResult(result), repaired=True)
-            self.machine.fire("step_done", why="repair finished", tool=tool,
-                              measurements=judgment.measurements)
+            judgment = self._judge(step, StepResult(result), repaired=True)
+            self._fire("step_done", why="repair finished", tool=tool,
+                       measurements=judgment.measurements)
         self.judgments[number] = judgment
-        if not unloaded and await self._step_work(tool_steps.unload(driver, step),
+        if not unloaded and await self._step_work(kind.unload(driver, step),
                                                   tool) is _STOPPED:
             return self.state
         if judgment.ok:
-            self.machine.fire("judged_ok", why=judgment.why, tool=tool,
-                              measurements=judgment.measurements)
+            self._fire("judged_ok", why=judgment.why, tool=tool,
+                       measurements=judgment.measurements)
             self._record(number, judgment)
-            if self._hold_after is not None and self.state.endswith("_waiting"):
+            if self._hold_after is not None and self.phase is Phase.WAITING:
                 why, self._hold_after = self._hold_after, None
-                self.machine.fire("hold", why=why)
+                self._fire("hold", why=why)
         else:
-            self.machine.fire("step_failed", why=judgment.why, tool=tool,
-                              measurements=judgment.measurements)
+            self._fire("step_failed", why=judgment.why, tool=tool,
+                       measurements=judgment.measurements)
         return self.state
 
     # --- recovery after a controller stop ------------------------------------------------------
 
     def restore(self, state: str, **kwargs: Any) -> None:
-        """Back into the state the store recorded (see WaferMachine.restore)."""
+        """Back into the state the store recorded (see WaferMachine.restore); a step that
+        was in progress has its record open."""
         self.machine.restore(state, **kwargs)
+        self._step_open = self.machine.where.in_step
+
+    def back_to_waiting(self, why: str) -> None:
+        """Recovery: the step in progress provably never reached its tool; its record is
+        closed as aborted and the wafer waits for a tool again."""
+        number = self.machine.where.step
+        if number is None or not self.machine.where.in_step:
+            raise SequenceError(f"wafer {self.wafer_id} is {self.state}: no step in progress")
+        closes = StepClosed("aborted", {"why": why}) if self._step_open else None
+        self._step_open = False
+        self.machine.restore(waiting(number), announce=why, closes=closes)
 
     async def adopt_result(self, driver: Any, result: Any, *, unloaded: bool = False) -> str:
         """The step in progress when the controller stopped has its result at the tool:
         judge it and go on exactly as if this run had waited for it."""
-        number = step_of(self.state)
-        if number is None or not self.state.endswith(("_running", "_judging")):
+        where = self.machine.where
+        if where.step is None or not where.in_step:
             raise SequenceError(f"wafer {self.wafer_id} is {self.state}: no step in progress")
         self._idle.clear()
         self._driver = driver
         try:
-            return await self._finish(number, self.recipe.step(number), driver,
-                                      tool_steps.StepResult(result), unloaded=unloaded)
+            return await self._finish(where.step, self.recipe.step(where.step), driver,
+                                      StepResult(result), unloaded=unloaded)
         finally:
             self._idle.set()
 
     def fail_recovered(self, why: str) -> None:
         """Recovery could not tell what happened to the step in progress: an engineer decides."""
         if self.machine.may("step_failed"):
-            self.machine.fire("step_failed", why=f"recovery: {why}")
+            self._fire("step_failed", why=f"recovery: {why}")
         elif self.machine.may("hold"):
-            self.machine.fire("hold", why=f"recovery: {why}")
+            self._fire("hold", why=f"recovery: {why}")
 
     async def _readiness(
-        self, number: int, step: Step, driver: Any
-    ) -> tuple[list[str], tool_steps.ToolView]:
-        status = await tool_steps.wait_until_free(driver, self.wafer_id, self.clock,
-                                                  FREE_TIMEOUT_S)
+        self, number: int, step: Step, kind: StepKind[Any], driver: Any
+    ) -> tuple[list[str], ToolView]:
+        status = await wait_free(kind, driver, self.wafer_id, self.clock, FREE_TIMEOUT_S)
         reasons = history_interlocks(number, step, self.history, self.alloys, self.options)
-        tool_reasons, seen = await tool_steps.interlock_check(driver, step, self.wafer_id, status)
+        seen = await kind.look(driver, step, self.wafer_id, status)
+        tool_reasons = kind.interlocks(step, seen, self.wafer_id)
+        if status.alarm_code:  # name the alarm, not just its number
+            alarm = await driver.alarm()
+            if alarm is not None:
+                tool_reasons = [f"alarm {alarm.code} {alarm.text} active"
+                                if r.startswith("alarm ") else r for r in tool_reasons]
         return reasons + tool_reasons, seen
 
     async def _tool_work(self, coro: Any) -> Any:
@@ -331,7 +373,7 @@ class WaferRun:
         cancel the task; the cancellation arrives inside the work); _STOPPED when they did.
 
         No task of its own: a task per piece of tool work cost two event-loop turns each,
-        a sixth of the controller's CPU per wafer.
+        a sixth of the controller's CPU per wafer (docs/decisions/0009).
         """
         task = asyncio.current_task()
         self._stop_requested = False
@@ -364,18 +406,10 @@ class WaferRun:
 
     def _fail(self, why: str, tool: str, measurements: dict[str, Any]) -> None:
         if self.machine.may("step_failed"):
-            self.machine.fire("step_failed", why=why, tool=tool, measurements=measurements)
+            self._fire("step_failed", why=why, tool=tool, measurements=measurements)
 
-    def _judge(self, step: Step, outcome: tool_steps.StepResult, *, repaired: bool) -> Judgment:
-        r = outcome.result
-        if isinstance(step, PrintStep):
-            judgment = judge_print(step, r, self.wafer_id)
-        elif isinstance(step, PlaceStep):
-            judgment = judge_place(step, r, self.wafer_id, repaired=repaired)
-        elif isinstance(step, ReflowStep):
-            judgment = judge_reflow(step, r, self.wafer_id)
-        else:
-            judgment = judge_clean(step, r, self.wafer_id)
+    def _judge(self, step: Step, outcome: StepResult, *, repaired: bool) -> Judgment:
+        judgment = kind_of(step).judge(step, outcome.result, self.wafer_id, repaired=repaired)
         if outcome.alarms:
             texts = tuple(f"alarm {a.code} {a.text} during the pass" for a in outcome.alarms)
             judgment = Judgment(False, judgment.findings + texts,
@@ -390,26 +424,36 @@ class WaferRun:
                                          peak, accepted_as_is))
 
 
-ToolPicker = Callable[[str], Any]
+async def check_interlocks(driver: Any, step: Step, wafer_id: str) -> None:
+    """Raise InterlockError naming every reason the tool must not take the step now."""
+    kind = kind_of(step)
+    kind.check_driver(driver)
+    view = await kind.look(driver, step, wafer_id, await driver.status())
+    reasons = kind.interlocks(step, view, wafer_id)
+    if reasons:
+        raise InterlockError(driver.name, reasons)
+
+
+ToolPicker = Callable[[StepKind[Any]], Any]
 
 
 def _picker(tools: Any) -> ToolPicker:
-    """Tools as a LineTools (by_role), a role -> driver mapping, or drivers to sort by role."""
+    """Tools as a LineTools (by_role) or a role -> driver mapping."""
     if hasattr(tools, "by_role"):
-        def pick(role: str) -> Any:
-            found = tools.by_role(role)
+        def pick(kind: StepKind[Any]) -> Any:
+            found = [d for d in tools.by_role(kind.role) if kind.can_run(d)]
             if not found:
-                raise SequenceError(f"the line has no {role}")
+                raise SequenceError(f"the line has no {kind.role} that can take a "
+                                    f"{kind.name} step")
             return found[0]
         return pick
     if isinstance(tools, Mapping):
-        def pick_mapped(role: str) -> Any:
-            if role not in tools:
-                raise SequenceError(f"no {role} given (have: {', '.join(tools)})")
-            return tools[role]
+        def pick_mapped(kind: StepKind[Any]) -> Any:
+            if kind.role not in tools:
+                raise SequenceError(f"no {kind.role} given (have: {', '.join(tools)})")
+            return tools[kind.role]
         return pick_mapped
-    by_role = {tool_steps.role_of(d): d for d in tools}
-    return _picker(by_role)
+    raise SequenceError("tools: expected the line's tools or a role -> driver mapping")
 
 
 async def run_wafer(
@@ -419,22 +463,27 @@ async def run_wafer(
     clock: Clock,
     *,
     steps: tuple[int, int] | None = None,
-    on_event: Callable[[WaferEvent], None] | None = None,
+    journal: WaferJournal | None = None,
     on_prepare: Callable[[str], None] | None = None,
     history: WaferHistory | None = None,
 ) -> WaferRun:
     """Prepare the tool and run the step, for each step in order, until the wafer is
     complete, held, awaiting disposition or aborted. Returns the run (state, events)."""
     pick = _picker(tools)
-    run = WaferRun(recipe, wafer_id, clock, steps=steps, on_event=on_event, history=history)
+    run = WaferRun(recipe, wafer_id, clock, steps=steps, journal=journal, history=history)
     run.start()
     while (number := run.next_step) is not None:
         step = recipe.step(number)
-        driver = pick(tool_steps.ROLE_OF_KIND[step.kind])
+        kind = kind_of(step)
+        driver = pick(kind)
+
+        def note(text: str, tool: str = driver.name) -> None:
+            if on_prepare is not None:
+                on_prepare(f"{tool}: {text}")
+
         try:
-            await tool_steps.prepare_tool(driver, step, clock=clock,
-                                          recipe_name=recipe.tool_recipe_name(number),
-                                          log=on_prepare)
+            await kind.prepare(driver, step, clock=clock,
+                               recipe_name=recipe.tool_recipe_name(number), note=note)
         except ToolError as exc:
             run.hold(f"preparing {driver.name} for step {number} ({step.kind}) failed: {exc}")
             break

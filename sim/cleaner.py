@@ -1,5 +1,9 @@
 """FC-1 single-wafer spray flux cleaner: the tool behind its Modbus register map.
 
+The FC-2 (``sim/stripper.py``) is this tool with a second chemistry; it builds on
+the hooks marked "FC-2 hook" rather than repeating the cycle, the alarm latch or
+the register plumbing.
+
 Pure and lazy like the oven: every entry point takes ``now`` (tool seconds) and
 first integrates in fixed 1 s steps. Figures chosen where the spec gives none
 (documented in docs/simulator.md, "Modbus tools"):
@@ -20,7 +24,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -54,6 +58,7 @@ class CleanerState(IntEnum):
     DRYING = 5
     DONE = 6
     ALARM = 7
+    STRIPPING = 8  # FC-2 only
 
 
 class Command(IntEnum):
@@ -90,8 +95,8 @@ DISCRETE_MAP = addresses(range(4))
 _LIMITS = {0: (300, 800), 1: (10, 900), 2: (10, 900), 3: (10, 900), 4: (5, 60)}
 _NAMES = {0: "WASH_TEMP_SP", 1: "WASH_TIME", 2: "RINSE_TIME", 3: "DRY_TIME",
           4: "SPRAY_PRESSURE"}
-# Power-up recipe: 60.0 C, wash 120 s, rinse 60 s, dry 60 s, 2.5 bar.
-_POWER_UP_RECIPE = [600, 120, 60, 60, 25]
+# Power-up recipe by holding address: 60.0 C, wash 120 s, rinse 60 s, dry 60 s, 2.5 bar.
+_POWER_UP_RECIPE = {0: 600, 1: 120, 2: 60, 3: 60, 4: 25}
 
 BATH_HEAT_C_S = 0.05
 BATH_COOL_C_S = 0.01
@@ -113,6 +118,13 @@ def wash_rate(bath_c: float, pressure_bar: float) -> float:
     return K_WASH_60C * 2.0 ** ((bath_c - 60.0) / 10.0) * math.sqrt(pressure_bar / 2.5)
 
 
+def approach(value: float, target: float) -> float:
+    """One second of a tank heating (0.05 C/s) or cooling (0.01 C/s) toward ``target``."""
+    if value < target:
+        return min(target, value + BATH_HEAT_C_S * STEP_S)
+    return max(target, value - BATH_COOL_C_S * STEP_S)
+
+
 def residue_left(exposure: float, rinse_short_mohm: float = 0.0) -> float:
     """Ionic residue (ug NaCl-eq/cm2) after a wash of the given exposure (integral of k dt)."""
     return (RESIDUE_FLOOR + RESIDUE_AFTER_REFLOW * math.exp(-exposure)
@@ -120,7 +132,10 @@ def residue_left(exposure: float, rinse_short_mohm: float = 0.0) -> float:
 
 
 @dataclass
-class _Cycle:
+class Cycle:
+    """One wafer's cycle. ``wash_s`` / ``wash_sp_c`` are its first phase's: the wash, or
+    on the FC-2 the strip (``first_phase`` STRIPPING)."""
+
     wafer_id: str
     started: float
     wash_s: int
@@ -132,6 +147,7 @@ class _Cycle:
     exposure: float = 0.0
     rinse_short_mohm: float = 0.0
     pending_alarms: tuple[int, ...] = ()
+    first_phase: CleanerState = CleanerState.WASHING
 
     @property
     def total_s(self) -> int:
@@ -139,7 +155,7 @@ class _Cycle:
 
     def phase(self) -> CleanerState:
         if self.elapsed_s < self.wash_s:
-            return CleanerState.WASHING
+            return self.first_phase
         if self.elapsed_s < self.wash_s + self.rinse_s:
             return CleanerState.RINSING
         return CleanerState.DRYING
@@ -149,7 +165,14 @@ class CleanerModel(LatchedAlarms):
     """The cleaner's state and physics; ``read``/``write`` are its register map."""
 
     TOOL = "cleaner"
-    ALARM_TEXT = ALARM_TEXT
+    MODEL = "FC-1"
+    ALARM_TEXT: Mapping[int, str] = ALARM_TEXT
+    HOLDING_MAP = HOLDING_MAP
+    INPUT_MAP = INPUT_MAP
+    DISCRETE_MAP = DISCRETE_MAP
+    LIMITS: Mapping[int, tuple[int, int]] = _LIMITS
+    NAMES: Mapping[int, str] = _NAMES
+    POWER_UP_RECIPE: Mapping[int, int] = _POWER_UP_RECIPE
 
     function_codes = frozenset({2, 3, 4, 6, 16})
     register_span = {Table.COILS: 0, Table.DISCRETE_INPUTS: 4, Table.HOLDING: 18, Table.INPUT: 22}
@@ -157,9 +180,9 @@ class CleanerModel(LatchedAlarms):
     def __init__(self, seed: int = 0, *, start: float = 0.0) -> None:
         self._rng = random.Random(seed)
         self._t = float(start)
-        self._recipe = list(_POWER_UP_RECIPE)
+        self._recipe = dict(self.POWER_UP_RECIPE)  # holding address -> word
         self._wafer_id_regs = [0] * ID_REGISTERS
-        self._bath_c = _POWER_UP_RECIPE[0] / 10.0
+        self._bath_c = self._recipe[HR_WASH_TEMP_SP] / 10.0
         self._heater_ok = True
         self._spray_ok = True
         self._di_mohm = DI_NOMINAL_MOHM_CM
@@ -167,7 +190,7 @@ class CleanerModel(LatchedAlarms):
         self._door_open = False
         self._wafer: str | None = None  # wafer in the chamber
         self._wafer_number = 0
-        self._cycle: _Cycle | None = None  # running cycle
+        self._cycle: Cycle | None = None  # running cycle
         self._done = False  # the wafer in the chamber has finished (or ended) its cycle
         self._result_ionic = 0.0
         self._result_status = ResultStatus.NONE
@@ -191,22 +214,12 @@ class CleanerModel(LatchedAlarms):
             self._step()
 
     def _step(self) -> None:
-        sp = self._recipe[HR_WASH_TEMP_SP] / 10.0
-        target = sp if self._heater_ok else AMBIENT_C
-        if self._bath_c < target:
-            self._bath_c = min(target, self._bath_c + BATH_HEAT_C_S * STEP_S)
-        else:
-            self._bath_c = max(target, self._bath_c - BATH_COOL_C_S * STEP_S)
+        self._heat_tanks()
         self._di_noise = (2.0 * self._rng.random() - 1.0) * DI_NOISE_MOHM_CM
 
         cycle = self._cycle
         if cycle is not None:
-            phase = cycle.phase()
-            if phase is CleanerState.WASHING:
-                cycle.exposure += wash_rate(self._bath_c, cycle.pressure_bar) * STEP_S
-            elif phase is CleanerState.RINSING:
-                short = max(0.0, DI_LOW_MOHM_CM - self._di_mohm)
-                cycle.rinse_short_mohm = max(cycle.rinse_short_mohm, short)
+            self._expose(cycle, cycle.phase())
             cycle.elapsed_s += 1
         self._t += STEP_S
 
@@ -221,21 +234,79 @@ class CleanerModel(LatchedAlarms):
                 codes, cycle.pending_alarms = cycle.pending_alarms, ()
                 for code in codes:
                     self._latch(code, "fault plan")
-            elif (phase is CleanerState.WASHING
-                  and abs(self._bath_c - cycle.wash_sp_c) > WASH_BAND_C):
-                self._latch(610, f"bath {self._bath_c:.1f} C")
-            elif phase in (CleanerState.WASHING, CleanerState.RINSING) and not self._spray_ok:
-                self._latch(620)
+            else:
+                self._check_running(cycle, phase)
         cycle = self._cycle
         if cycle is not None and cycle.elapsed_s >= cycle.total_s:
             self._end_cycle(ResultStatus.OK)
         self._note_state()
 
+    # --- FC-2 hooks: the tanks, the cycle's physics and alarms --------------------------------
+
+    def _heat_tanks(self) -> None:
+        self._bath_c = approach(self._bath_c, self._wash_sp() if self._heater_ok else AMBIENT_C)
+
+    def _expose(self, cycle: Cycle, phase: CleanerState) -> None:
+        """One second of the cycle's physics."""
+        if phase is CleanerState.WASHING:
+            cycle.exposure += wash_rate(self._bath_c, cycle.pressure_bar) * STEP_S
+        elif phase is CleanerState.RINSING:
+            short = max(0.0, DI_LOW_MOHM_CM - self._di_mohm)
+            cycle.rinse_short_mohm = max(cycle.rinse_short_mohm, short)
+
+    def _check_running(self, cycle: Cycle, phase: CleanerState) -> None:
+        """Alarms a running cycle raises (610 bath astray, 620 no spray)."""
+        if phase is CleanerState.WASHING and abs(self._bath_c - cycle.wash_sp_c) > WASH_BAND_C:
+            self._latch(610, f"bath {self._bath_c:.1f} C")
+        elif phase in (CleanerState.WASHING, CleanerState.STRIPPING,
+                       CleanerState.RINSING) and not self._spray_ok:
+            self._latch(620)
+
+    def _measure(self, cycle: Cycle) -> None:
+        """The result of a finished (or stopped) cycle."""
+        noise = 1.0 + (2.0 * self._rng.random() - 1.0) * MEASUREMENT_NOISE
+        self._result_ionic = residue_left(cycle.exposure, cycle.rinse_short_mohm) * noise
+
+    def _start_tank_ready(self) -> tuple[bool, str]:
+        """Whether START may run the loaded wafer's cycle, and why not."""
+        return self._bath_ready(), (f"bath {self._bath_c:.1f} C, not within {START_BAND_C} C "
+                                    f"of {self._wash_sp():.1f} C")
+
+    def _pre_start_checks(self) -> None:
+        """Checks before START: a failed one latches its alarm (and the START is refused)."""
+        if self._di_mohm < DI_LOW_MOHM_CM:
+            self._latch(630, f"{self._di_mohm:.1f} MOhm.cm")
+        if self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES:
+            self._latch(640, f"{self._chemistry_cycles} cycles since replenished")
+
+    def _new_cycle(self, pending: tuple[int, ...]) -> Cycle:
+        """The loaded wafer's cycle from the recipe registers; uses up its chemistry."""
+        assert self._wafer is not None
+        r = self._recipe
+        self._chemistry_cycles += 1
+        self._event(f"START {self._wafer!r}: wash {r[1]} s at {r[0] / 10:.1f} C, "
+                    f"rinse {r[2]} s, dry {r[3]} s")
+        return Cycle(wafer_id=self._wafer, started=self._t, wash_s=r[1], rinse_s=r[2],
+                      dry_s=r[3], wash_sp_c=r[0] / 10.0, pressure_bar=r[4] / 10.0,
+                      pending_alarms=pending)
+
+    def _check_write(self, span: range, state: CleanerState) -> None:
+        """Refuse (06) a write the state does not allow; the FC-1 allows all."""
+
+    def _loaded(self) -> None:
+        """A wafer was just loaded."""
+
+    def _unloaded(self) -> None:
+        """The wafer was just taken out."""
+
+    def _discrete_bits(self) -> list[bool]:
+        return [self._wafer is not None, self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES,
+                self._di_mohm < DI_LOW_MOHM_CM, self._door_open]
+
     def _end_cycle(self, status: ResultStatus) -> None:
         cycle = self._cycle
         assert cycle is not None
-        noise = 1.0 + (2.0 * self._rng.random() - 1.0) * MEASUREMENT_NOISE
-        self._result_ionic = residue_left(cycle.exposure, cycle.rinse_short_mohm) * noise
+        self._measure(cycle)
         self._result_status = status
         self._result_wafer = cycle.wafer_id
         self._cycle = None
@@ -251,6 +322,10 @@ class CleanerModel(LatchedAlarms):
     def _bath_ready(self) -> bool:
         return abs(self._bath_c - self._wash_sp()) <= START_BAND_C
 
+    def _ready(self) -> bool:
+        """READY rather than IDLE with the chamber empty (FC-2 hook: the tank of MODE)."""
+        return self._bath_ready()
+
     def _state(self) -> CleanerState:
         if self._alarms:
             return CleanerState.ALARM
@@ -258,7 +333,7 @@ class CleanerModel(LatchedAlarms):
             return self._cycle.phase()
         if self._wafer is not None:
             return CleanerState.DONE if self._done else CleanerState.LOADED
-        return CleanerState.READY if self._bath_ready() else CleanerState.IDLE
+        return CleanerState.READY if self._ready() else CleanerState.IDLE
 
     def _cause_present(self, code: int) -> bool:
         if code == 400:
@@ -290,21 +365,18 @@ class CleanerModel(LatchedAlarms):
     def read(self, table: Table, address: int, count: int, now: float) -> list[Any]:
         self.advance(now)
         if table is Table.HOLDING:
-            check_span(HOLDING_MAP, table, address, count)
+            check_span(self.HOLDING_MAP, table, address, count)
             return [self._holding(a) for a in range(address, address + count)]
         if table is Table.INPUT:
-            check_span(INPUT_MAP, table, address, count)
+            check_span(self.INPUT_MAP, table, address, count)
             return [self._input(a) for a in range(address, address + count)]
         if table is Table.DISCRETE_INPUTS:
-            check_span(DISCRETE_MAP, table, address, count)
-            bits = [self._wafer is not None,
-                    self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES,
-                    self._di_mohm < DI_LOW_MOHM_CM, self._door_open]
-            return bits[address:address + count]
-        raise Refusal(ILLEGAL_FUNCTION, "the FC-1 has no coils")
+            check_span(self.DISCRETE_MAP, table, address, count)
+            return self._discrete_bits()[address:address + count]
+        raise Refusal(ILLEGAL_FUNCTION, f"the {self.MODEL} has no coils")
 
     def _holding(self, a: int) -> int:
-        if a < HR_COMMAND:
+        if a in self._recipe:
             return self._recipe[a]
         if a == HR_COMMAND:
             return 0
@@ -325,25 +397,26 @@ class CleanerModel(LatchedAlarms):
     def write(self, table: Table, address: int, values: Sequence[Any], now: float) -> None:
         self.advance(now)
         if table is not Table.HOLDING:
-            raise Refusal(ILLEGAL_FUNCTION, f"{table.value} cannot be written on the FC-1")
-        check_span(HOLDING_MAP, table, address, len(values))
+            raise Refusal(ILLEGAL_FUNCTION, f"{table.value} cannot be written on the {self.MODEL}")
+        check_span(self.HOLDING_MAP, table, address, len(values))
         words = [int(v) for v in values]
         span = range(address, address + len(words))
         for a, w in zip(span, words, strict=True):
-            if a in _LIMITS:
-                lo, hi = _LIMITS[a]
+            if a in self.LIMITS:
+                lo, hi = self.LIMITS[a]
                 if not lo <= w <= hi:
-                    raise Refusal(ILLEGAL_VALUE, f"{_NAMES[a]} = {w}: expected {lo}..{hi}")
+                    raise Refusal(ILLEGAL_VALUE, f"{self.NAMES[a]} = {w}: expected {lo}..{hi}")
         check_text_words([w for a, w in zip(span, words, strict=True) if a >= HR_WAFER_ID],
                          "WAFER_ID")
         command = words[HR_COMMAND - address] if HR_COMMAND in span else None
         if command is not None and command not in {c.value for c in Command}:
             raise Refusal(ILLEGAL_VALUE, f"COMMAND {command}: unknown code (1-5)")
-        before = list(self._recipe)
+        self._check_write(span, self._state())
+        before = dict(self._recipe)
         for a, w in zip(span, words, strict=True):
-            if a < HR_COMMAND:
+            if a in self._recipe:
                 self._recipe[a] = w
-            elif a > HR_COMMAND:
+            elif a >= HR_WAFER_ID:
                 self._wafer_id_regs[a - HR_WAFER_ID] = w
         if command is not None:
             # One request writing recipe values and COMMAND: values first, then the command;
@@ -372,36 +445,27 @@ class CleanerModel(LatchedAlarms):
             self._wafer, self._done = wafer_id, False
             self._wafers_loaded += 1
             self._wafer_number = self._wafers_loaded
+            self._loaded()
             self._event(f"LOAD {wafer_id!r} (wafer {self._wafer_number})")
         elif command is Command.START:
             busy_unless(state is CleanerState.LOADED, f"START: state {state.name}")
-            busy_unless(self._bath_ready(), f"START: bath {self._bath_c:.1f} C, not within "
-                         f"{START_BAND_C} C of {self._wash_sp():.1f} C")
-            # Pre-start checks: a failed one latches its alarm and refuses the START.
-            if self._di_mohm < DI_LOW_MOHM_CM:
-                self._latch(630, f"{self._di_mohm:.1f} MOhm.cm")
-            if self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES:
-                self._latch(640, f"{self._chemistry_cycles} cycles since replenished")
+            ready, why = self._start_tank_ready()
+            busy_unless(ready, f"START: {why}")
+            self._pre_start_checks()
             busy_unless(not self._alarms, f"START: alarm {self._alarms[:1]} latched")
-            assert self._wafer is not None
-            r = self._recipe
-            self._cycle = _Cycle(
-                wafer_id=self._wafer, started=self._t, wash_s=r[1], rinse_s=r[2], dry_s=r[3],
-                wash_sp_c=r[0] / 10.0, pressure_bar=r[4] / 10.0,
-                pending_alarms=tuple(self._wafer_alarms.pop(self._wafer_number, [])))
+            self._cycle = self._new_cycle(tuple(self._wafer_alarms.pop(self._wafer_number, [])))
             self._cycle_count += 1
-            self._chemistry_cycles += 1
-            self._event(f"START {self._wafer!r}: wash {r[1]} s at {r[0] / 10:.1f} C, "
-                        f"rinse {r[2]} s, dry {r[3]} s")
         elif command is Command.UNLOAD:
             busy_unless(state is CleanerState.DONE, f"UNLOAD: state {state.name}")
             self._event(f"UNLOAD {self._wafer!r}")
             self._wafer, self._done = None, False
+            self._unloaded()
         elif command is Command.CLEAR:
             self._clear_alarms()
         else:
-            busy_unless(state in (CleanerState.WASHING, CleanerState.RINSING,
-                                   CleanerState.DRYING), f"ABORT: state {state.name}")
+            busy_unless(state in (CleanerState.WASHING, CleanerState.STRIPPING,
+                                   CleanerState.RINSING, CleanerState.DRYING),
+                        f"ABORT: state {state.name}")
             self._end_cycle(ResultStatus.ABORTED)
         self._note_state()
 

@@ -2,24 +2,30 @@
 
 ``SimulatedLine`` builds one model per tool, serves each the way the real tool
 is reached (printer and ball mounter on a pty or raw TCP, the oven on Modbus
-TCP, the cleaner on Modbus RTU over raw TCP or a pty) and describes the result
+TCP, the cleaner on Modbus RTU over raw TCP or a pty, the barrier plater on
+text lines over TCP) and describes the result
 as a line configuration, so drivers connect to it exactly as they would to
-hardware. It runs on the caller's event loop.
+hardware. Each cleaner is an FC-1 or an FC-2 (``cleaner_models``), and the
+configuration names the model. It runs on the caller's event loop.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sim.clock import ScaledClock
 from sim.faults import FaultPlan
+from sim.stripper import cleaner_model
 
 log = logging.getLogger("sim.line")
 
-ROLES = ("printer", "placer", "oven", "cleaner")
-DEFAULT_LAYOUT = {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1}
+ROLES = ("printer", "placer", "oven", "cleaner", "plater")
+# The barrier plater serves only the optional barrier step: a line has one when asked.
+DEFAULT_LAYOUT = {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1, "plater": 0}
 
 
 @dataclass
@@ -47,7 +53,13 @@ class SimulatedLine:
         cleaner_transport: str = "tcp",
         name: str = "sim-line-1",
         host: str = "127.0.0.1",
+        cleaner_models: Sequence[str] = (),
+        state_files: dict[str, str | Path] | None = None,
     ) -> None:
+        """``cleaner_models``: the model of cleaner-1, cleaner-2, ... (FC-1 or FC-2); cleaners
+        beyond the list are FC-1s. ``state_files``: per plater, where it keeps what survives a
+        power loss (its event log and numbering); a plater without one forgets them when it
+        stops."""
         if serial_transport not in ("pty", "tcp"):
             raise ValueError(f"serial transport must be pty or tcp, got {serial_transport!r}")
         if cleaner_transport not in ("pty", "tcp"):
@@ -60,10 +72,14 @@ class SimulatedLine:
         unknown = set(self.layout) - set(ROLES)
         if unknown:
             raise ValueError(f"unknown role(s) in layout: {sorted(unknown)}")
+        for model_name in cleaner_models:
+            cleaner_model(model_name)  # ValueError naming the known models
+        self.cleaner_models = [m.upper() for m in cleaner_models]
         self.serial_transport = serial_transport
         self.cleaner_transport = cleaner_transport
         self.name = name
         self.host = host
+        self.state_files = {k: str(v) for k, v in (state_files or {}).items()}
         self.tools: dict[str, ServedTool] = {}
 
     @property
@@ -115,11 +131,28 @@ class SimulatedLine:
                 "port": port,
                 "unit": 1,
             }
+        elif role == "plater":
+            from sim.plater import PlaterModel
+            from sim.plater_server import PlaterServer
+
+            state_file = self.state_files.get(name)
+            if state_file:
+                model = PlaterServer.restore_model(state_file, seed=seed, start=self.clock.now())
+            else:
+                model = PlaterModel(seed=seed, start=self.clock.now())
+            server = PlaterServer(model, self.clock, name=name, faults=plan,
+                                  state_file=state_file)
+            host, port = await server.start_tcp(self.host)
+            config = {"role": role, "transport": "text-tcp", "host": host, "port": port}
+            if state_file:
+                config["state_file"] = state_file
         else:
-            from sim.cleaner import CleanerModel
             from sim.modbus_server import CleanerServer
 
-            model = CleanerModel(seed=seed)
+            number = int(name.rsplit("-", 1)[1])
+            model_name = (self.cleaner_models[number - 1] if number <= len(self.cleaner_models)
+                          else "FC-1")
+            model = cleaner_model(model_name)(seed=seed)
             server = CleanerServer(model, self.clock, name=name, faults=plan)
             if self.cleaner_transport == "pty":
                 url = await server.start_rtu_pty()
@@ -135,6 +168,7 @@ class SimulatedLine:
                 "baudrate": 19200,
                 "parity": parity,
                 "unit": 2,
+                "model": model_name,
             }
         return ServedTool(name=name, role=role, model=model, server=server, config=config)
 

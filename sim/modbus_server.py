@@ -294,7 +294,7 @@ class OvenServer(ModbusToolServer):
 
 
 class CleanerServer(ModbusToolServer):
-    """The FC-1 flux cleaner: Modbus RTU (raw TCP or a pty), unit 2."""
+    """The FC-1 flux cleaner or FC-2 cleaner/stripper: Modbus RTU (raw TCP or a pty), unit 2."""
 
     default_unit = 2
 

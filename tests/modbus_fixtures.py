@@ -1,7 +1,8 @@
 """Test rigs for the Modbus drivers: a driver on a simulated tool over a real socket
 or pty, or - with ``--line-config FILE`` - on the real tool of that role.
 
-* ``SimOven`` / ``SimCleaner``: a simulated tool served by ``sim.modbus_server``
+* ``SimOven`` / ``SimCleaner`` (an FC-1, or an FC-2 with ``model=StripperModel()``):
+  a simulated tool served by ``sim.modbus_server``
   on the caller's loop, restartable on the same port with the same model (the
   tool "reboots" but keeps its physical state, as a PLC restart would).
 * ``oven_under_test`` / ``cleaner_under_test``: ``(driver, sim)`` for the test
@@ -30,6 +31,7 @@ from sim.cleaner import CleanerModel
 from sim.faults import FaultPlan
 from sim.modbus_server import CleanerServer, OvenServer
 from sim.oven import OvenModel
+from sim.stripper import cleaner_model
 
 TIME_SCALE = 1000.0  # tool seconds per wall second against the simulator
 LINK_TIMEOUT_S = 0.25  # the simulator answers at once; keeps fault tests quick
@@ -72,7 +74,7 @@ class SimOven:
 
 @dataclass
 class SimCleaner:
-    """A simulated FC-1 on Modbus RTU over raw TCP (``socket://``) or a pty."""
+    """A simulated FC-1 (or FC-2) on Modbus RTU over raw TCP (``socket://``) or a pty."""
 
     clock: ScaledClock
     faults: FaultPlan = field(default_factory=FaultPlan)
@@ -140,14 +142,16 @@ async def sim_oven(faults: FaultPlan | None = None, *, scale: float = TIME_SCALE
 @contextlib.asynccontextmanager
 async def sim_cleaner(faults: FaultPlan | None = None, *, transport: str = "tcp",
                       scale: float = TIME_SCALE, retries: int = 3,
-                      timeout_s: float = LINK_TIMEOUT_S,
+                      timeout_s: float = LINK_TIMEOUT_S, model: str = "FC-1",
                       ) -> AsyncIterator[tuple[FluxCleaner, SimCleaner]]:
-    sim = SimCleaner(ScaledClock(scale), faults or FaultPlan(), transport=transport)
+    """The driver, with the register map of ``model``, on that simulated model."""
+    sim = SimCleaner(ScaledClock(scale), faults or FaultPlan(), model=cleaner_model(model)(),
+                     transport=transport)
     await sim.start()
     link = sim.link(retries=retries, timeout_s=timeout_s)
     try:
         await link.open()
-        yield FluxCleaner(link, sim.clock, poll_s=POLL_S), sim
+        yield FluxCleaner(link, sim.clock, register_map=model, poll_s=POLL_S), sim
     finally:
         await link.close()
         await sim.stop()

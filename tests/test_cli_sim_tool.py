@@ -25,7 +25,8 @@ def _bumpline(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def sim_process(tmp_path_factory: pytest.TempPathFactory):
-    """`bumpline sim` with a scheduled printer alarm, serving the serial tools over TCP."""
+    """`bumpline sim` with a scheduled printer alarm, serving the serial tools over TCP, and
+    one cleaner of each model."""
     where = tmp_path_factory.mktemp("sim")
     config = where / "line.toml"
     proc = subprocess.Popen(
@@ -40,6 +41,8 @@ def sim_process(tmp_path_factory: pytest.TempPathFactory):
             "tcp",
             "--faults",
             "placer-1:alarm=240@1",
+            "--cleaners",
+            "fc-1,fc-2",
             "--config-out",
             str(config),
         ],
@@ -69,9 +72,12 @@ def test_sim_writes_every_tool_into_the_line_configuration(sim_process) -> None:
         "placer-1": ("placer", "serial"),
         "oven-1": ("oven", "modbus-tcp"),
         "cleaner-1": ("cleaner", "modbus-rtu"),
+        "cleaner-2": ("cleaner", "modbus-rtu"),
     }
     assert str(line.tool("printer-1").port).startswith("socket://127.0.0.1:")
     assert line.tool("cleaner-1").parity == "E"
+    assert [line.tool(f"cleaner-{n}").model for n in (1, 2)] == ["FC-1", "FC-2"]
+    assert 'model = "FC-2"' in config.read_text(encoding="utf-8")  # named, not defaulted
 
 
 def test_tool_runs_commands_on_every_tool(sim_process) -> None:
@@ -88,6 +94,11 @@ def test_tool_runs_commands_on_every_tool(sim_process) -> None:
     out = _bumpline("tool", "cleaner-1", "status", "--line", str(config), "--json", cwd=where)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["state"] in ("READY", "IDLE")
+    assert json.loads(out.stdout)["strip_temp_c"] is None  # an FC-1 has no strip tank
+
+    out = _bumpline("tool", "cleaner-2", "status", "--line", str(config), "--json", cwd=where)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["strip_temp_c"] == 50.0  # the FC-2's, read through its map
 
 
 def test_trace_shows_every_frame_with_a_timestamp(sim_process) -> None:
@@ -111,6 +122,12 @@ def test_a_refused_command_is_one_line_and_non_zero(sim_process) -> None:
     assert out.returncode == 1
     assert out.stderr.strip() == "bumpline: printer-1: PRT refused: NAK 04 WRONG STATE"
     assert "Traceback" not in out.stderr
+
+    out = _bumpline("tool", "cleaner-1", "load", "W1", "strip", "--line", str(config), cwd=where)
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith(
+        "bumpline: cleaner-1: the FC-1 has no RESIST_STRIP mode; a resist strip needs")
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_a_scheduled_alarm_shows_on_the_tool(sim_process) -> None:
@@ -183,6 +200,7 @@ def test_sim_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         (["sim", "--speed", "0"], "must be > 0"),
         (["sim", "--faults", "printer-1:explode=1"], "unknown key 'explode'"),
         (["sim", "--faults", "printer-7:drop=0.1"], "unknown tool(s): printer-7"),
+        (["sim", "--cleaners", "fc-1,fc-3"], "cleaner models from fc-1, fc-2"),
     ],
 )
 def test_sim_refuses_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:

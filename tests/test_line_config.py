@@ -64,6 +64,24 @@ def test_defaults_follow_the_role() -> None:
     assert config.time_scale == 1.0
 
 
+def test_the_plater_is_a_text_line_tool_on_tcp(tmp_path) -> None:
+    config = parse_line_config(
+        '[line]\nname="l"\n[tools.plater-1]\nrole="plater"\nhost="10.0.0.9"\nport=5025\n'
+        'state_file="plater-1.json"\n'
+    )
+    p = config.tool("plater-1")
+    assert (p.transport, p.endpoint, p.baudrate, p.unit) == (
+        "text-tcp", "10.0.0.9:5025", None, None)
+    assert p.timeout_s == 2.5  # past the spec's 2 s after which a command counts as lost
+    assert p.state_file == "plater-1.json"
+    path = tmp_path / "out.toml"
+    path.write_text(dump_line_config(config))
+    assert load_line_config(path).tools == config.tools
+    with pytest.raises(LineConfigError, match="tools.p.transport: expected text-tcp for a plater"):
+        parse_line_config('[line]\nname="l"\n[tools.p]\nrole="plater"\ntransport="serial"\n'
+                          'port="/dev/ttyUSB0"\n')
+
+
 def test_dump_round_trips(tmp_path) -> None:
     config = parse_line_config(GOOD)
     path = tmp_path / "out.toml"
@@ -78,7 +96,7 @@ def test_dump_round_trips(tmp_path) -> None:
     [
         (
             ('role = "printer"', 'role = "feeder"'),
-            "line.toml: tools.printer-1.role: expected one of printer | placer | oven | cleaner (got 'feeder')",  # noqa: E501
+            "line.toml: tools.printer-1.role: expected one of printer | placer | oven | cleaner | plater (got 'feeder')",  # noqa: E501
         ),
         (('port = "/dev/pts/5"\n', ""), "line.toml: tools.printer-1.port: expected a pyserial URL"),
         (
@@ -120,3 +138,21 @@ def test_unknown_tool_name_lists_the_tools() -> None:
         LineConfigError, match=r"no tool named 'printer-9' \(tools: printer-1, oven-1, cleaner-1\)"
     ):
         config.tool("printer-9")
+
+
+def test_each_modbus_tool_names_its_model_fc1_by_default() -> None:
+    config = parse_line_config(GOOD)
+    assert config.tool("cleaner-1").model == "FC-1"  # a configuration from before the FC-2
+    assert config.tool("oven-1").model == "RF-10N"
+    fc2 = parse_line_config(GOOD + 'model = "fc-2"\n')  # appended to cleaner-1
+    assert fc2.tool("cleaner-1").model == "FC-2"
+    assert 'model = "FC-2"' in dump_line_config(fc2)
+    assert parse_line_config(dump_line_config(fc2)).tool("cleaner-1").model == "FC-2"
+
+
+@pytest.mark.parametrize("model", ["FC-3", "rf-10n", "maps/none.toml"])
+def test_an_unknown_model_for_the_role_is_refused(model: str) -> None:
+    with pytest.raises(LineConfigError, match=(
+            r"line.toml: tools.cleaner-1.model: expected FC-1 \| FC-2 or the path of a "
+            rf"register map file \(got '{model}'\)")):
+        parse_line_config(GOOD + f'model = "{model}"\n', source="line.toml")

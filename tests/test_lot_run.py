@@ -28,12 +28,13 @@ import pytest
 
 from controller.bound import lower_bound, tool_occupancy
 from controller.lots import REQUEST_LOOK_S, LineController, LotOutcome, Progress
-from controller.scheduler import IDLE_WAKE_S, step_parameters
+from controller.scheduler import IDLE_WAKE_S
 from controller.store import Store, slots_for_count
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import LineTools, open_line
 from drivers.types import PrinterState
+from sequences.kinds import kind_of
 from sequences.machine import WaferEvent
 from sequences.recipe import ReflowStep
 from sequences.validate import load_valid_recipe
@@ -197,7 +198,8 @@ async def test_a_full_lot_leaves_a_complete_record(tmp_path: Path) -> None:
                 assert s.parameters and s.windows and s.results
                 assert s.tool_time_start is not None and s.tool_time_end is not None
                 assert s.tool_time_end > s.tool_time_start
-                assert s.parameters == json.loads(json.dumps(dict(step_parameters(recipe_step))))
+                sent = dict(kind_of(recipe_step).parameters(recipe_step))
+                assert s.parameters == json.loads(json.dumps(sent))
                 if isinstance(recipe_step, ReflowStep):
                     low, high = recipe_step.peak_c
                     assert low <= s.results["peak_c"] <= high

@@ -6,19 +6,22 @@ from pathlib import Path
 
 import pytest
 
+from drivers.types import CleanMode, StripRecipe
 from sequences.errors import RecipeError, RecipeInvalid
 from sequences.recipe import (
     PlaceStep,
     PrintStep,
     ReflowStep,
+    StripStep,
     find_recipe,
     load_recipe,
     parse_recipe,
     shipped_recipe_paths,
 )
 
-SHIPPED = ["ballmount-sac305", "ballmount-sac305-rebump-snbi", "corecap-pb90-snpb",
-           "rebump-hipb-snpb", "rebump-sac305-snbi"]
+SHIPPED = ["ballmount-mask-sac305", "ballmount-sac305", "ballmount-sac305-rebump-snbi",
+           "corecap-pb90-snpb", "rebump-hipb-niau-snbi", "rebump-hipb-snpb", "rebump-sac305-snbi",
+           "rebump-sncu-niau-snpb", "wlcsp-cupost-snag35"]
 
 
 def hipb_text() -> str:
@@ -127,6 +130,51 @@ def test_every_malformation_is_reported_not_just_the_first() -> None:
         "step 1 (print)", "step 1 (print)", "step 3 (clean)", "step 4 (print)"]
 
 
+def test_seed_004_recipe_places_into_a_dry_film_and_strips_it() -> None:
+    r = find_recipe("ballmount-mask-sac305")
+    assert [s.kind for s in r.steps] == ["place", "reflow", "strip"]
+    place, strip = r.steps[0], r.steps[2]
+    assert isinstance(place, PlaceStep) and isinstance(strip, StripStep)
+    assert place.mask == strip.mask == "dry-film" and place.post_diameter_um is None
+    assert strip.mode is CleanMode.RESIST_STRIP  # what the FC-2 is loaded with
+    assert strip.tool_recipe() == StripRecipe(strip_temp_c=50.0, strip_time_s=600,
+                                              rinse_time_s=60, dry_time_s=60,
+                                              spray_pressure_bar=3.0)
+    assert (strip.max_mask_residue_pct, strip.max_ionic_ug_cm2) == (0.5, 1.56)
+
+
+def test_seed_001_recipe_puts_its_balls_on_cu_posts() -> None:
+    r = find_recipe("wlcsp-cupost-snag35")
+    place = r.steps[0]
+    assert isinstance(place, PlaceStep) and place.mask is None
+    assert (place.ball_alloy, place.ball_diameter_um) == ("SnAg3.5", 300)
+    assert (place.post_diameter_um, place.post_pitch_um) == (250, 500) == (250, place.pitch_um)
+
+
+def test_optional_place_keys_left_out_keep_the_hash() -> None:
+    text = Path(shipped_recipe_paths()["ballmount-sac305"]).read_text(encoding="utf-8")
+    plain = parse_recipe(text)
+    assert "mask" not in plain.canonical_json() and "post_" not in plain.canonical_json()
+    masked = parse_recipe(text.replace('kind = "place"', 'kind = "place"\nmask = "dry-film"'))
+    assert '"mask":"dry-film"' in masked.canonical_json() and masked.hash != plain.hash
+
+
+def test_strip_and_mask_keys_are_checked() -> None:
+    text = shipped_recipe_paths()["ballmount-mask-sac305"].read_text(encoding="utf-8")
+    assert problems_of(text.replace('mask = "dry-film"\nstrip_temp_c', "strip_temp_c")) == [
+        "bad.toml: step 3 (strip): missing key: mask: expected the mask it strips: a mask id "
+        "from the library"]
+    assert problems_of(text.replace('mask = "dry-film"', 'mask = "wax"', 1)) == [
+        "bad.toml: step 1 (place): unknown mask: mask: expected the mask the balls go into: a "
+        "mask id from the library (got 'wax'); known: dry-film, photoresist"]
+    assert problems_of(text.replace("strip_time_s = 600", "strip_time_s = 3600")) == [
+        "bad.toml: step 3 (strip): range: strip_time_s = 3600: expected strip 60-1800 s"]
+    posts = text.replace("pitch_um = 400", "pitch_um = 400\npost_pitch_um = 400")
+    assert problems_of(posts) == [
+        "bad.toml: step 1 (place): missing key: Cu posts: give both post_diameter_um and "
+        "post_pitch_um (or neither, for balls on bare pads)"]
+
+
 def test_missing_key_and_empty_recipe() -> None:
     found = problems_of(hipb_text().replace("max_ionic_ug_cm2 = 1.56", "", 1))
     assert found == ["bad.toml: step 3 (clean): missing key: max_ionic_ug_cm2: expected ionic "
@@ -143,7 +191,8 @@ def test_place_step_geometry_is_checked() -> None:
 
 
 def test_unknown_recipe_and_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(RecipeError, match="no recipe named 'nope' \\(shipped: ballmount-sac305"):
+    with pytest.raises(RecipeError,
+                       match="no recipe named 'nope' \\(shipped: ballmount-mask-sac305"):
         find_recipe("nope")
     with pytest.raises(RecipeError, match="missing.toml: cannot read recipe"):
         load_recipe(tmp_path / "missing.toml")
@@ -173,7 +222,7 @@ def test_cli_validate_lists_every_problem_and_fails(tmp_path: Path, capsys) -> N
     assert main(["recipe", "validate", *SHIPPED]) == 0
 
 
-def test_cli_list_show_and_diagram(tmp_path: Path, capsys) -> None:
+def test_cli_list_show_and_diagram(tmp_path: Path, capsys, monkeypatch) -> None:
     from controller.cli import main
 
     assert main(["recipe", "list"]) == 0
@@ -182,6 +231,14 @@ def test_cli_list_show_and_diagram(tmp_path: Path, capsys) -> None:
     assert main(["recipe", "show", "corecap-pb90-snpb"]) == 0
     out = capsys.readouterr().out
     assert "Pb90Sn10: Pb 90% Sn 10%; solidus 268 °C" in out and "TAL above 302 °C" in out
+    monkeypatch.setenv("COLUMNS", "400")  # one line per table row
+    assert main(["recipe", "show", "ballmount-mask-sac305"]) == 0
+    out = capsys.readouterr().out
+    assert "into dry-film mask" in out and "strip dry-film 50 °C 600 s" in out
+    assert "mask left <= 0.5 %, ionic <= 1.56 µg/cm²" in out
+    assert "dry-film mask: reflow peak <= 260 °C (assumed)" in out
+    assert main(["recipe", "show", "wlcsp-cupost-snag35"]) == 0
+    assert "on 250 µm Cu posts at 500 µm" in capsys.readouterr().out
     out_file = tmp_path / "machine.mmd"
     assert main(["recipe", "diagram", "ballmount-sac305", "--out", str(out_file)]) == 0
     assert "awaiting_disposition --> step1_waiting: retry" in out_file.read_text("utf-8")

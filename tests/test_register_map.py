@@ -242,3 +242,62 @@ def test_bad_map_files_name_file_key_and_expectation(text: str, message: str) ->
     with pytest.raises(RegisterMapError, match=message) as info:
         parse_register_map(text, source="maps/bad.toml")
     assert str(info.value).startswith("maps/bad.toml: ")
+
+
+# --- a model that extends another (the FC-2 is the FC-1 plus a strip mode) -----------------------
+
+
+def test_fc2_is_the_fc1_plus_its_own_registers() -> None:
+    fc1, fc2 = load_register_map("fc-1"), load_register_map("FC-2")
+    assert (fc2.model, fc2.extends, fc2.role, fc2.unit) == ("FC-2", "FC-1", "cleaner", 2)
+    for name, reg in fc1.registers.items():
+        if name != "STATE":
+            assert fc2[name] == reg  # every FC-1 entry holds unchanged
+    assert fc2["STATE"].codes == {**fc1["STATE"].codes, "STRIPPING": 8}
+    added = {n: (r.table, r.address) for n, r in fc2.registers.items() if n not in fc1}
+    assert added == {
+        "MODE": ("holding", 6), "STRIP_TEMP_SP": ("holding", 7), "STRIP_TIME": ("holding", 8),
+        "STRIP_TEMP_PV": ("input", 7), "RESULT_MASK_RESIDUE": ("input", 8),
+        "MODE_ACTIVE": ("input", 9), "STRIPPER_LOW": ("discrete", 4),
+    }
+    assert fc2["MODE"].codes == {"FLUX_CLEAN": 1, "RESIST_STRIP": 2}
+    assert fc2["STRIP_TIME"].range == (60, 1800)
+    assert fc2["RESULT_MASK_RESIDUE"].decode([25]) == 2.5
+    assert fc2.alarms == {**fc1.alarms, 650: "STRIPPER LOW",
+                          660: "STRIP TANK TEMPERATURE OUT OF RANGE"}
+    assert fc2.has_code("MODE", "RESIST_STRIP") and not fc1.has_code("MODE", "RESIST_STRIP")
+    assert fc2.present("STRIP_TEMP_PV", "NOPE") == ("STRIP_TEMP_PV",)
+
+
+def test_an_extending_map_file_names_its_base_by_model_or_relative_path(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text(
+        '[tool]\nmodel = "B"\nunit = 7\n[input.T]\naddress = 0\n[alarms]\n1 = "ONE"\n')
+    (tmp_path / "child.toml").write_text(
+        '[tool]\nmodel = "C"\nextends = "base.toml"\n[input.U]\naddress = 1\n'
+        '[alarms]\n2 = "TWO"\n')
+    child = load_register_map(tmp_path / "child.toml")
+    assert (child.model, child.extends, child.unit) == ("C", "B", 7)
+    assert set(child.registers) == {"T", "U"} and child.alarms == {1: "ONE", 2: "TWO"}
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.toml": '[tool]\nmodel = "A"\nextends = "b.toml"\n[input.X]\naddress = 1\n',
+          "b.toml": '[tool]\nmodel = "B"\nextends = "a.toml"\n[input.Y]\naddress = 2\n'},
+         "tool.extends: 'a.toml' leads back here"),
+        ({"a.toml": '[tool]\nmodel = "A"\nextends = "fc-9"\n[input.X]\naddress = 1\n'},
+         "no register map for tool model 'fc-9'"),
+        ({"a.toml": '[tool]\nmodel = "A"\nextends = "fc-1"\n[holding.STATE]\naddress = 30\n'},
+         "holding.STATE: FC-1 has STATE in input"),
+        ({"a.toml": '[tool]\nmodel = "A"\nextends = "fc-1"\n[input.X]\naddress = 5\n'},
+         "input.X: address 5 overlaps input.RESULT_IONIC"),
+        ({"a.toml": '[tool]\nmodel = "A"\nextends = 1\n[input.X]\naddress = 1\n'},
+         "tool.extends: expected a model name"),
+    ],
+)
+def test_bad_extends(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(RegisterMapError, match=message):
+        load_register_map(tmp_path / "a.toml")

@@ -9,7 +9,7 @@ import pytest
 
 from controller.bound import lower_bound, step_seconds, tool_occupancy
 from controller.lots import LineController
-from controller.scheduler import ToolSlot
+from controller.scheduler import ScheduledTool
 from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
@@ -114,7 +114,7 @@ def test_a_missing_role_is_an_error() -> None:
 def test_a_step_releases_only_the_tool_it_holds() -> None:
     """The oven is handed to the next wafer at the LOAD: a wafer leaving the exit later
     must not free it under the wafer being loaded."""
-    oven = ToolSlot("oven-1", "oven", driver=None)
+    oven = ScheduledTool("oven-1", "oven", driver=None)
     oven.take(10.0, "W-01")
     oven.release(12.0)  # W-01 is on the belt
     oven.take(60.0, "W-02")  # W-02's step holds the oven until its LOAD
@@ -123,3 +123,48 @@ def test_a_step_releases_only_the_tool_it_holds() -> None:
     oven.release_for("W-02", 401.0)  # W-02 never got on the belt: its step frees the oven
     assert not oven.busy and oven.holder is None
     assert oven.busy_s == pytest.approx(2.0 + 341.0)
+
+
+async def _run_lots(tmp_path: Path, layout: dict[str, int], cleaners: list[str],
+                    lots: dict[str, tuple[str, int]], speed: float = 1500.0):
+    """Lots (id -> recipe, wafers) on a simulated line whose cleaners are these models."""
+    clock = ScaledClock(speed)
+    async with SimulatedLine(clock=clock, seed=11, layout=layout,
+                             cleaner_models=cleaners) as line:
+        config = parse_line_config(line.config_text())
+        with Store(f"sqlite:///{tmp_path / 'line.db'}") as store:
+            for lot_id, (name, wafers) in lots.items():
+                recipe = find_recipe(name)
+                store.create_lot(lot_id, recipe_name=recipe.name, recipe_version=recipe.version,
+                                 recipe_hash=recipe.hash, slots=list(range(1, wafers + 1)),
+                                 user="t")
+            async with open_line(config, clock) as tools:
+                controller = LineController(store, tools, clock, recipes=load_valid_recipe)
+                outcomes = await controller.run(list(lots))
+            steps = [s for lot_id in lots for w in store.wafers(lot_id) for s in store.steps(w.id)]
+            return outcomes, steps, line.models
+
+
+async def test_strips_go_only_to_the_fc2_of_a_mixed_line(tmp_path: Path) -> None:
+    outcomes, steps, _ = await _run_lots(
+        tmp_path, {"printer": 1, "placer": 1, "oven": 1, "cleaner": 2}, ["FC-1", "FC-2"],
+        {"MASK": ("ballmount-mask-sac305", 3), "HIPB": ("rebump-hipb-snpb", 2)})
+    assert all(o.state == "complete" for o in outcomes), outcomes
+    strips = Counter(s.tool for s in steps if s.kind == "strip" and s.status == "done")
+    assert strips == {"cleaner-2": 3}
+    cleans = Counter(s.tool for s in steps if s.kind == "clean" and s.status == "done")
+    assert sum(cleans.values()) == 4  # two per rebump wafer, on either cleaner
+
+
+async def test_one_fc2_strips_and_cleans_changing_mode_as_a_setup(tmp_path: Path) -> None:
+    outcomes, steps, models = await _run_lots(
+        tmp_path, {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1}, ["FC-2"],
+        {"MASK": ("ballmount-mask-sac305", 2), "CUPOST": ("wlcsp-cupost-snag35", 2)})
+    assert all(o.state == "complete" for o in outcomes), outcomes
+    done = sorted((s.tool_time_start, s.kind) for s in steps
+                  if s.kind in ("strip", "clean") and s.status == "done")
+    assert {k for _, k in done} == {"strip", "clean"}
+    assert {s.tool for s in steps if s.kind in ("strip", "clean")} == {"cleaner-1"}
+    # Batched by setup: the mode changes once, not at every wafer.
+    changes = sum(1 for (_, a), (_, b) in zip(done, done[1:], strict=False) if a != b)
+    assert changes == 1, done

@@ -14,11 +14,13 @@ from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import LineTools, open_line
 from drivers.types import PlacerState, PrinterState
-from sequences import steps as tool_steps
 from sequences.errors import InterlockError, SequenceError
+from sequences.journal import MemoryJournal
+from sequences.kinds import ROLE_OF_KIND, kind_of
+from sequences.kinds.base import when_in
 from sequences.machine import WaferEvent
 from sequences.recipe import find_recipe, parse_recipe, shipped_recipe_paths
-from sequences.runner import WaferRun, run_wafer
+from sequences.runner import WaferRun, check_interlocks, run_wafer
 from sim.faults import parse_faults
 from sim.line import SimulatedLine
 
@@ -31,6 +33,7 @@ class Line:
     def __init__(self, tools: LineTools, clock: ScaledClock, sim: SimulatedLine) -> None:
         self.tools, self.clock, self.sim = tools, clock, sim
         self.timeline: list[tuple[str, Any]] = []  # ("event", WaferEvent) | ("frame", (tool, data))
+        self.journal = MemoryJournal(listeners=[self.on_event])
 
     def trace(self, tool: str, direction: str, data: Any) -> None:
         if direction == ">":
@@ -49,17 +52,26 @@ class Line:
 
 @contextlib.asynccontextmanager
 async def simulated_line(
-    faults: str = "", seed: int = 1, speed: float = SPEED
+    faults: str = "", seed: int = 1, speed: float = SPEED, cleaners: tuple[str, ...] = ()
 ) -> AsyncIterator[Line]:
     clock = ScaledClock(speed)
-    async with SimulatedLine(speed=speed, seed=seed, clock=clock,
-                             faults=parse_faults(faults)) as sim:
+    layout = {"printer": 1, "placer": 1, "oven": 1, "cleaner": max(1, len(cleaners))}
+    async with SimulatedLine(speed=speed, seed=seed, clock=clock, layout=layout,
+                             faults=parse_faults(faults), cleaner_models=cleaners) as sim:
         config = parse_line_config(sim.config_text(), source="sim")
         holder: list[Line] = []
         trace = lambda tool, d, data: holder[0].trace(tool, d, data)  # noqa: E731
         async with open_line(config, clock, trace=trace) as tools:
             holder.append(Line(tools, clock, sim))
             yield holder[0]
+
+
+async def prepare(driver: Any, step: Any, clock: Any) -> list[str]:
+    """Set the tool up for the step, as the scheduler does; what was done."""
+    done: list[str] = []
+    await kind_of(step).prepare(driver, step, clock=clock, recipe_name="bumpline",
+                                note=done.append)
+    return done
 
 
 def sent(frame: Any, command: str) -> bool:
@@ -70,12 +82,27 @@ def sent(frame: Any, command: str) -> bool:
     return command in str(frame)
 
 
-@pytest.mark.parametrize("name", sorted(shipped_recipe_paths()))
+# The barrier recipes validate, but no step kind module runs a barrier step yet: the
+# integrator wires it (sequences/kinds/). Strict: once it runs, this fails until the
+# mark is removed.
+BARRIER_NOT_RUN = pytest.mark.xfail(
+    strict=True, reason="no step kind module for 'barrier' yet (EP-25 plater, "
+    "sequences/kinds/: the integrator wires it)")
+
+
+def _shipped_runs() -> list:
+    return [pytest.param(name, marks=BARRIER_NOT_RUN)
+            if any(s.kind == "barrier" for s in find_recipe(name).steps) else name
+            for name in sorted(shipped_recipe_paths())]
+
+
+@pytest.mark.parametrize("name", _shipped_runs())
 async def test_one_wafer_of_every_shipped_recipe(name: str) -> None:
     recipe = find_recipe(name)
-    async with simulated_line() as line:
+    # A line with an FC-1 and an FC-2: a strip can only go to the FC-2.
+    async with simulated_line(cleaners=("FC-1", "FC-2")) as line:
         run = await run_wafer(recipe, "W-" + name[:8], line.tools, line.clock,
-                              on_event=line.on_event)
+                              journal=line.journal)
         assert run.state == "complete", run.events[-1]
         events = line.events
         assert events == run.events
@@ -89,8 +116,9 @@ async def test_one_wafer_of_every_shipped_recipe(name: str) -> None:
             core = [t for t in triggers if t != "start"]
             assert core[0] == "tool_acquired" and core[-1] == "judged_ok"
             assert core[1:-1] in (["step_done"], ["step_done", "repair", "step_done"])
-            role = tool_steps.ROLE_OF_KIND[step.kind]
-            assert {e.tool for e in mine if e.tool} == {line[role].name}
+            able = [d.name for d in line.tools.by_role(ROLE_OF_KIND[step.kind])
+                    if kind_of(step).can_run(d)]
+            assert {e.tool for e in mine if e.tool} == {able[0]}  # strips: the FC-2 only
             done = [e for e in mine if e.trigger == "step_done"][-1]
             m = done.measurements
             if step.kind == "reflow":  # the measured profile sits in the recipe's own windows
@@ -107,6 +135,9 @@ async def test_one_wafer_of_every_shipped_recipe(name: str) -> None:
                 assert m["defects"] <= step.max_defects_after_repair
             else:
                 assert m["ionic_ug_cm2"] <= step.max_ionic_ug_cm2
+                if step.kind == "strip":
+                    assert m["mask_residue_pct"] <= step.max_mask_residue_pct
+                    assert able == ["cleaner-2"]
         assert events[-1].to_state == "complete"
         # every tool is left free for the next wafer
         assert (await line["printer"].status()).state is PrinterState.IDLE
@@ -118,7 +149,7 @@ async def test_events_are_delivered_before_the_tool_is_commanded() -> None:
     recipe = find_recipe("rebump-hipb-snpb")
     async with simulated_line() as line:
         run = await run_wafer(recipe, "W-ORDER", line.tools, line.clock, steps=(1, 2),
-                              on_event=line.on_event)
+                              journal=line.journal)
         assert run.state == "complete"
         timeline = line.timeline
 
@@ -142,7 +173,7 @@ async def test_wrong_paste_mounted_holds_the_wafer_and_leaves_the_printer_alone(
     recipe = find_recipe("rebump-sac305-snbi")  # SAC305 paste; the printer starts on Pb95Sn5
     async with simulated_line() as line:
         printer = line["printer"]
-        run = WaferRun(recipe, "W-PASTE", line.clock, on_event=line.on_event)
+        run = WaferRun(recipe, "W-PASTE", line.clock, journal=line.journal)
         run.start()
         state = await run.run_step(printer)
         assert state == "held"
@@ -156,9 +187,9 @@ async def test_wrong_paste_mounted_holds_the_wafer_and_leaves_the_printer_alone(
         assert (status.paste_alloy, status.state) == ("Pb95Sn5", PrinterState.IDLE)
         with pytest.raises(InterlockError, match="printer-1: interlock: stencil ST-300-100 "
                            "mounted, the step needs"):
-            await tool_steps.check_interlocks(printer, recipe.step(4), "W-PASTE")
+            await check_interlocks(printer, recipe.step(4), "W-PASTE")
         # the explicit setup change, then resume and run
-        done = await tool_steps.prepare_tool(printer, recipe.step(1), clock=line.clock)
+        done = await prepare(printer, recipe.step(1), line.clock)
         assert any("CHG" in d for d in done)
         run.resume("printer changed over")
         assert await run.run_step(printer) == "step2_waiting"
@@ -168,7 +199,7 @@ async def test_oven_not_ready_holds_the_reflow() -> None:
     recipe = find_recipe("rebump-hipb-snpb")
     async with simulated_line() as line:
         oven = line["oven"]
-        run = WaferRun(recipe, "W-OVEN", line.clock, steps=(2, 3), on_event=line.on_event)
+        run = WaferRun(recipe, "W-OVEN", line.clock, steps=(2, 3), journal=line.journal)
         assert await run.run_step(oven) == "held"
         why = line.events[-1].why
         assert f"the step needs profile {recipe.step(2).profile_id}" in why  # type: ignore[union-attr]
@@ -176,8 +207,8 @@ async def test_oven_not_ready_holds_the_reflow() -> None:
         assert not any(sent(f[1], "COMMAND=LOAD") or sent(f[1], "COMMAND=APPLY")
                        for kind, f in line.timeline if kind == "frame")
         run.resume()
-        with pytest.raises(SequenceError, match="a reflow step runs on an oven; printer-1 is a "
-                                                "printer"):
+        with pytest.raises(SequenceError, match="a reflow step runs on an oven; printer-1 is not "
+                                                "one"):
             await run.run_step(line["printer"])
         assert run.state == "step2_waiting"  # a refused call changes nothing
 
@@ -187,8 +218,8 @@ async def test_abort_reaches_a_running_print_at_once() -> None:
     # a slow clock: the wafer is in the printer for ~60 tool s, which must outlast the poll
     async with simulated_line(speed=100.0) as line:
         printer = line["printer"]
-        await tool_steps.prepare_tool(printer, recipe.step(1), clock=line.clock)
-        run = WaferRun(recipe, "W-ABORT", line.clock, on_event=line.on_event)
+        await prepare(printer, recipe.step(1), line.clock)
+        run = WaferRun(recipe, "W-ABORT", line.clock, journal=line.journal)
         task = asyncio.create_task(run.run_step(printer))
         in_tool = (PrinterState.LOADING, PrinterState.READY, PrinterState.PRINTING)
         deadline = line.clock.now() + 600
@@ -209,7 +240,7 @@ async def test_hold_while_running_takes_effect_when_the_step_ends() -> None:
     recipe = find_recipe("ballmount-sac305")
     async with simulated_line() as line:
         placer = line["placer"]
-        await tool_steps.prepare_tool(placer, recipe.step(1), clock=line.clock)
+        await prepare(placer, recipe.step(1), line.clock)
         deferred: list[object] = []
 
         def hold_once_running(event: WaferEvent) -> None:
@@ -217,7 +248,8 @@ async def test_hold_while_running_takes_effect_when_the_step_ends() -> None:
             if event.trigger == "tool_acquired":  # the step is running now
                 deferred.append(run.hold("engineer wants to look at it"))
 
-        run = WaferRun(recipe, "W-HOLD", line.clock, on_event=hold_once_running)
+        run = WaferRun(recipe, "W-HOLD", line.clock,
+                       journal=MemoryJournal(listeners=[hold_once_running]))
         assert await run.run_step(placer) == "held"
         assert deferred == [None]  # not held mid-step: deferred to its end
         assert [e.trigger for e in line.events][-2:] == ["judged_ok", "hold"]
@@ -232,10 +264,10 @@ async def test_a_command_sent_before_its_state_waits_and_is_sent_again() -> None
     recipe = find_recipe("rebump-hipb-snpb")
     async with simulated_line() as line:
         printer = line["printer"]
-        await tool_steps.prepare_tool(printer, recipe.step(1), clock=line.clock)
+        await prepare(printer, recipe.step(1), line.clock)
         await printer.load("W-EARLY")
         mark = len(line.timeline)
-        await tool_steps.when_in(printer, PrinterState.READY, 120.0, printer.start_print)
+        await when_in(printer, PrinterState.READY, 120.0, printer.start_print)
         frames = [f[1] for kind, f in line.timeline[mark:] if kind == "frame"]
         prt = [i for i, f in enumerate(frames) if sent(f, "PRT")]
         assert len(prt) == 2  # refused while LOADING, accepted once READY
@@ -248,8 +280,8 @@ async def test_an_alignment_alarm_stops_the_print_with_its_code() -> None:
     recipe = find_recipe("rebump-hipb-snpb")
     async with simulated_line(faults="printer-1:alarm=210@wafer1") as line:
         printer = line["printer"]
-        await tool_steps.prepare_tool(printer, recipe.step(1), clock=line.clock)
-        run = WaferRun(recipe, "W-ALIGN", line.clock, on_event=line.on_event)
+        await prepare(printer, recipe.step(1), line.clock)
+        run = WaferRun(recipe, "W-ALIGN", line.clock, journal=line.journal)
         assert await run.run_step(printer) == "awaiting_disposition"
         failed = line.events[-1]
         assert (failed.trigger, failed.measurements["alarm_code"]) == ("step_failed", 210)
@@ -263,8 +295,8 @@ async def test_tool_alarm_awaits_disposition_and_a_placement_can_be_retried() ->
     recipe = find_recipe("ballmount-sac305")
     async with simulated_line(faults="placer-1:alarm=240@wafer1") as line:
         placer = line["placer"]
-        await tool_steps.prepare_tool(placer, recipe.step(1), clock=line.clock)
-        run = WaferRun(recipe, "W-ALARM", line.clock, on_event=line.on_event)
+        await prepare(placer, recipe.step(1), line.clock)
+        run = WaferRun(recipe, "W-ALARM", line.clock, journal=line.journal)
         assert await run.run_step(placer) == "awaiting_disposition"
         failed = line.events[-1]
         assert failed.trigger == "step_failed" and failed.tool == placer.name
@@ -285,7 +317,7 @@ async def test_out_of_window_reflow_awaits_disposition_and_is_never_retried() ->
     recipe = parse_recipe(text, source="tight.toml")
     async with simulated_line() as line:
         run = await run_wafer(recipe, "W-TAL", line.tools, line.clock, steps=(1, 2),
-                              on_event=line.on_event)
+                              journal=line.journal)
         assert run.state == "awaiting_disposition"
         failed = line.events[-1]
         assert failed.step == 2 and failed.trigger == "step_failed"
@@ -334,12 +366,12 @@ async def test_two_wafers_share_the_oven_and_each_takes_its_own_off() -> None:
     # the first one's step 130 ms of wall time to take its wafer off
     async with simulated_line(speed=300.0) as line:
         placer, oven = line["placer"], line["oven"]
-        runs = [WaferRun(recipe, f"W-SHARE{i}", line.clock, on_event=line.on_event)
+        runs = [WaferRun(recipe, f"W-SHARE{i}", line.clock, journal=line.journal)
                 for i in (1, 2)]
-        await tool_steps.prepare_tool(placer, recipe.step(1), clock=line.clock)
+        await prepare(placer, recipe.step(1), line.clock)
         for run in runs:
             assert await run.run_step(placer) == "step2_waiting"
-        await tool_steps.prepare_tool(oven, recipe.step(2), clock=line.clock)
+        await prepare(oven, recipe.step(2), line.clock)
         states = await asyncio.gather(*(run.run_step(oven) for run in runs))
         assert states == ["step3_waiting", "step3_waiting"]
         for run in runs:

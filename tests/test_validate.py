@@ -119,7 +119,8 @@ def test_bismuth_solder_on_a_lead_bump_is_refused() -> None:
     assert found == [
         "variant.toml: step 5 (reflow): no Sn-Bi over lead: reflowing bismuth-bearing Sn42Bi58 "
         "onto the lead-bearing Pb95Sn5 bump from step 2: Sn-Bi-Pb forms a ternary eutectic "
-        "near 95 °C"
+        "near 95 °C (an intact Ni/Au barrier of >= 2 µm nickel between them would allow it: "
+        "an assumption of barrier-plater.md, not a standard)"
     ]
 
 
@@ -228,3 +229,118 @@ def test_validate_file_reports_range_and_rule_problems_together(tmp_path: Path) 
     ]
     path.write_text("name = [", encoding="utf-8")
     assert [p.rule for p in validate_file(path)] == ["not valid TOML"]
+
+
+# --- a ball mount into a polymer mask, and its strip (seed 004, flux-cleaner-fc2.md) ------------
+
+STRIP = """
+[[steps]]
+kind = "strip"
+mask = "{mask}"
+strip_temp_c = {temp}
+strip_time_s = {time}
+rinse_time_s = 60
+dry_time_s = 60
+spray_pressure_bar = 3.0
+max_mask_residue_pct = 0.5
+max_ionic_ug_cm2 = 1.56
+"""
+
+
+def masked(alloy: str, mask: str = "dry-film") -> str:
+    return placed(alloy).replace('kind = "place"', f'kind = "place"\nmask = "{mask}"')
+
+
+def strip(mask: str = "dry-film", temp: float = 50.0, time: int = 600) -> str:
+    return STRIP.format(mask=mask, temp=temp, time=time)
+
+
+SAC_REFLOW = reflow(240, 255)
+
+
+def test_the_strip_stands_in_for_the_clean_after_the_bonding_reflow() -> None:
+    assert problems(masked("SAC305"), SAC_REFLOW, strip()) == []
+    assert problems(masked("SAC305"), SAC_REFLOW, CLEAN, strip()) == []
+    # ... and a rebump may follow it, as after a clean
+    assert problems(masked("SAC305"), SAC_REFLOW, strip(), printed("Sn42Bi58"),
+                    reflow(160, 190), CLEAN) == []
+
+
+def test_a_masked_ball_mount_needs_its_strip() -> None:
+    assert problems(masked("SAC305"), SAC_REFLOW, CLEAN) == [
+        "variant.toml: strip the mask: the recipe ends with the dry-film mask from step 1 "
+        "still on the wafer"]
+    assert problems(masked("SAC305"), SAC_REFLOW, CLEAN, printed("Sn42Bi58"), reflow(160, 190),
+                    CLEAN, strip()) == [
+        "variant.toml: step 4 (print): strip the mask: print onto a wafer still carrying the "
+        "dry-film mask from step 1: strip it after the reflow at step 2, before anything else "
+        "is deposited"]
+
+
+def test_the_bonding_reflow_stays_under_the_mask_limit() -> None:
+    assert problems(masked("SAC305", "photoresist"), SAC_REFLOW, strip("photoresist")) == [
+        "variant.toml: step 2 (reflow): mask limit: peak window reaches 255 °C with the "
+        "photoresist mask from step 1 on the wafer; above 250 °C (assumed) it hardens and no "
+        "longer strips (keep the peak <= 250 °C)"]
+    assert problems(masked("SAC305", "photoresist"), reflow(240, 250),
+                    strip("photoresist")) == []
+
+
+def test_strip_order_mask_and_window() -> None:
+    assert problems(masked("SAC305"), strip(), SAC_REFLOW, CLEAN) == [
+        "variant.toml: step 2 (strip): strip before reflow: stripping the dry-film mask from "
+        "step 1 before a reflow bonds its balls would wash them off"]
+    assert problems(placed("SAC305"), SAC_REFLOW, strip()) == [
+        "variant.toml: step 3 (strip): strip without mask: no ball mount into a mask before "
+        "it: there is no mask to strip"]
+    assert problems(masked("SAC305"), SAC_REFLOW, strip("photoresist", 40.0, 1200)) == [
+        "variant.toml: step 3 (strip): strip the mask: strips photoresist, but the mask from "
+        "step 1 is dry-film",
+        "variant.toml: step 3 (strip): strip window: strip_temp_c = 40 outside the 45-80 °C "
+        "(assumed) the dry-film mask is stripped in (residue left, or the bumps attacked)",
+        "variant.toml: step 3 (strip): strip window: strip_time_s = 1200 outside the 300-900 s "
+        "(assumed) the dry-film mask is stripped in (residue left, or the bumps attacked)",
+    ]
+
+
+def test_the_seed_004_recipe_is_refused_without_its_strip_or_too_hot() -> None:
+    text = shipped_recipe_paths()["ballmount-mask-sac305"].read_text(encoding="utf-8")
+    no_strip = text.split('[[steps]]\nkind = "strip"')[0]
+    assert [str(p) for p in validate(parse_recipe(no_strip, source="m.toml"))] == [
+        "m.toml: strip the mask: the recipe ends with the dry-film mask from step 1 still on "
+        "the wafer",
+        "m.toml: ends clean: the recipe ends after the reflow at step 2 without a clean (last "
+        "step 2 is reflow)",
+    ]
+    too_hot = text.replace("peak_c = [240.0, 255.0]", "peak_c = [245.0, 270.0]")
+    assert [str(p) for p in validate(parse_recipe(too_hot, source="m.toml"))] == [
+        "m.toml: step 2 (reflow): mask limit: peak window reaches 270 °C with the dry-film mask "
+        "from step 1 on the wafer; above 260 °C (assumed) it hardens and no longer strips "
+        "(keep the peak <= 260 °C)"]
+
+
+# --- balls on Cu posts (seed 001) -----------------------------------------------------------------
+
+
+def on_posts(ball: int, post: int, post_pitch: int, pitch: int = 500) -> str:
+    return placed("SnAg3.5").replace("ball_diameter_um = 250", f"ball_diameter_um = {ball}") \
+        .replace("pitch_um = 400", f"pitch_um = {pitch}\npost_diameter_um = {post}\n"
+                 f"post_pitch_um = {post_pitch}")
+
+
+def test_posts_are_checked_against_the_ball() -> None:
+    good = (reflow(241, 255), CLEAN)
+    assert problems(on_posts(300, 250, 500), *good) == []
+    assert problems(on_posts(300, 250, 450), *good) == [
+        "variant.toml: step 1 (place): cu post: pitch_um = 500 but the posts sit at 450 µm: one "
+        "ball on every post needs the same pitch"]
+    assert problems(on_posts(180, 250, 500), *good) == [
+        "variant.toml: step 1 (place): cu post: a 180 µm ball holds too little solder to cap a "
+        "250 µm post with a hemisphere (needs >= 199 µm)"]
+    assert problems(on_posts(520, 250, 600, pitch=600), *good) == [
+        "variant.toml: step 1 (place): cu post: a 520 µm ball is over 2 times the 250 µm post "
+        "(assumed limit 500 µm): the post top no longer holds it"]
+    assert problems(on_posts(520, 250, 600, pitch=600), *good, max_ball_per_post=2.5) == []
+    assert problems(on_posts(450, 500, 500), *good) == [
+        "variant.toml: step 1 (place): cu post: post_diameter_um = 500 is not under the post "
+        "pitch 500 µm (the posts would touch)"]

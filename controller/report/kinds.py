@@ -18,6 +18,7 @@ _TRENDS: dict[str, tuple[str, ...]] = {
     "place": ("defects",),
     "reflow": ("peak_c", "tal_s", "ramp_max_c_s"),
     "clean": ("ionic_ug_cm2",),
+    "strip": ("mask_residue_pct", "ionic_ug_cm2"),
 }
 
 _LABELS = {
@@ -28,6 +29,7 @@ _LABELS = {
     "ramp_max_c_s": "max ramp (°C/s)",
     "cool_max_c_s": "max cool (°C/s)",
     "ionic_ug_cm2": "ionic residue (µg/cm²)",
+    "mask_residue_pct": "mask left (%)",
 }
 
 
@@ -68,4 +70,7 @@ def short_result(kind: str | None, m: Mapping[str, Any]) -> str:
         return f"peak {m['peak_c']:.1f} °C, TAL {m.get('tal_s', 0):.0f} s"
     if kind == "clean" and "ionic_ug_cm2" in m:
         return f"residue {m['ionic_ug_cm2']:.2f} µg/cm²"
+    if kind == "strip" and "mask_residue_pct" in m:
+        residue = m.get("ionic_ug_cm2", 0)
+        return f"mask left {m['mask_residue_pct']:.1f} %, residue {residue:.2f} µg/cm²"
     return ""

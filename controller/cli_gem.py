@@ -1,0 +1,111 @@
+"""The factory host interface from the command line.
+
+    bumpline gem status [--db URL]
+    bumpline gem control (online | offline | local | remote) [--db URL] [--user NAME]
+    bumpline gem tables [--out docs/gem.md]
+
+``control`` is the operator's switch (E30 control state): it is recorded in the
+database and the running ``bumpline serve --gem`` carries it out within a second
+(going online asks the host with S1F1 first). ``tables`` writes the SVID, DVID,
+ECID, CEID, ALID and RCMD tables of docs/gem.md from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from controller.errors import EXIT_USAGE, UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    gem = sub.add_parser("gem", help="the factory host interface (SECS/GEM)",
+                         description="SECS/GEM: control state, status, the id tables.")
+    gem_sub = gem.add_subparsers(dest="gem_command", metavar="COMMAND", parser_class=type(gem))
+    gem_sub.required = True
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
+                    help="database URL (default $BUMPLINE_DB, else sqlite:///bumpline.db)")
+
+    p = gem_sub.add_parser("status", parents=[db], help="control state, spool, host setup")
+    p.set_defaults(handler=cmd_gem_status)
+
+    p = gem_sub.add_parser("control", parents=[db], help="switch the E30 control state",
+                           description="online: attempt online (the host must answer S1F1); "
+                           "offline: equipment-offline; local/remote: the online substate.")
+    p.add_argument("action", choices=("online", "offline", "local", "remote"))
+    p.add_argument("--user", metavar="NAME", default=argparse.SUPPRESS,
+                   help="who switches (default $BUMPLINE_USER, else your login name)")
+    p.set_defaults(handler=cmd_gem_control)
+
+    p = gem_sub.add_parser("tables", help="write the id tables of docs/gem.md from the code")
+    p.add_argument("--out", metavar="FILE",
+                   help="rewrite the tables section of this file (e.g. docs/gem.md); "
+                   "without it, print them")
+    p.set_defaults(handler=cmd_gem_tables)
+
+
+def _gem_db(args: argparse.Namespace):  # noqa: ANN202 - (Store, GemDatabase)
+    from controller.gem.spool import GemDatabase
+    from controller.store import Store
+
+    store = Store(getattr(args, "db", None), create=False)
+    return store, GemDatabase(store.engine)
+
+
+def cmd_gem_status(args: argparse.Namespace) -> int:
+    from controller.gem.service import OPERATOR_REQUEST
+    from controller.gem.states import ControlState
+
+    store, db = _gem_db(args)
+    try:
+        control = db.load("control") or {}
+        state = ControlState(control.get("state", ControlState.EQUIPMENT_OFFLINE))
+        print(f"control state   {state.label} (switch: "
+              f"{'remote' if control.get('remote', True) else 'local'})")
+        pending = db.load(OPERATOR_REQUEST)
+        if pending:
+            print(f"pending switch  {pending['action']} by {pending['by']} at {pending['at']}")
+        spool = db.spool_state()
+        print(f"spool           {db.spool_count()} message(s)"
+              + (f", full, {spool['lost']} lost" if spool["full"] else ""))
+        print(f"reports         {len(db.load('reports') or {})} defined, "
+              f"{len(db.load('links') or {})} events linked, "
+              f"{len(db.load('enabled_events') or [])} events enabled")
+        print(f"PP-SELECT       {db.load('pp_selected') or '-'}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_gem_control(args: argparse.Namespace) -> int:
+    from controller.cli_lots import _user
+    from controller.gem.service import OPERATOR_REQUEST
+
+    store, db = _gem_db(args)
+    try:
+        db.save(OPERATOR_REQUEST, {"action": args.action, "by": _user(args),
+                                   "at": datetime.now(UTC).isoformat(timespec="seconds")})
+    finally:
+        store.close()
+    print(f"control {args.action} requested: a running 'bumpline serve --gem' carries it out "
+          f"within a second ('bumpline gem status' shows the result)")
+    return 0
+
+
+def cmd_gem_tables(args: argparse.Namespace) -> int:
+    from controller.gem.doc_tables import replace_tables, tables_markdown
+
+    tables = tables_markdown()
+    if not args.out:
+        print(tables)
+        return 0
+    path = Path(args.out)
+    try:
+        text = path.read_text(encoding="utf-8")
+        path.write_text(replace_tables(text, tables), encoding="utf-8")
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}", exit_code=EXIT_USAGE) from None
+    print(f"{path}: id tables written")
+    return 0

@@ -1,0 +1,1 @@
+"""The factory host interface: SECS/GEM over HSMS-SS (docs/gem.md)."""

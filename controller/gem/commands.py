@@ -1,0 +1,141 @@
+"""What the host may ask of the line, as a small interface, and its adapter on the store.
+
+GEM never drives tools itself: a remote command becomes the same store request
+an operator's ``bumpline lot start/hold/resume/abort`` makes (controller/cli_lots.py),
+audited with ``host`` as the actor, and the running controller carries it out.
+``LineCommands`` is the interface the equipment is written against, so a future
+controller API can replace ``StoreLineCommands`` without touching GEM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from controller.store import LotState, Store, StoreError
+from sequences.errors import RecipeError
+from sequences.recipe import NAME_PATTERN
+from sequences.validate import load_valid_recipe
+
+HOST = "host"  # the actor in the audit log for everything the factory host asks
+
+
+class CommandRefused(Exception):
+    """The line cannot do what the host asked; ``hcack`` (E5) and the reason."""
+
+    def __init__(self, hcack: int, reason: str, *, parameter: str | None = None,
+                 cpack: int = 2) -> None:
+        super().__init__(reason)
+        self.hcack = hcack
+        self.parameter = parameter  # the CPNAME at fault, answered with ``cpack``
+        self.cpack = cpack
+
+
+# HCACK values (E5)
+HCACK_DONE = 0
+HCACK_INVALID_COMMAND = 1
+HCACK_CANNOT_NOW = 2
+HCACK_PARAMETER_INVALID = 3
+HCACK_LATER = 4  # acknowledged; completion is signalled by an event
+HCACK_ALREADY = 5
+HCACK_NO_OBJECT = 6
+
+
+@dataclass(frozen=True)
+class LineSnapshot:
+    """What the status variables report about lots and tools, read in one go."""
+
+    running_lots: tuple[str, ...] = ()
+    queued_lots: tuple[str, ...] = ()
+    wafers_good: int = 0
+    wafers_scrapped: int = 0
+    wafers_in_process: int = 0
+    tool_states: dict[str, tuple[str, str]] = field(default_factory=dict)  # E10, tool state
+
+
+class LineCommands(Protocol):
+    def start_lot(self, lot_id: str, recipe: str, slots: Sequence[int], priority: int) -> None:
+        ...
+
+    def hold_lot(self, lot_id: str, reason: str) -> None: ...
+
+    def resume_lot(self, lot_id: str, reason: str) -> None: ...
+
+    def abort_lot(self, lot_id: str, reason: str) -> None: ...
+
+    def check_recipe(self, name: str) -> None:
+        """Raise CommandRefused unless ``name`` is a recipe the line can run."""
+
+    def snapshot(self) -> LineSnapshot: ...
+
+    def audit(self, action: str, detail: str) -> None:
+        """Record something the host did that no lot command records (PP downloads...)."""
+
+
+class StoreLineCommands:
+    """``LineCommands`` on the controller's store: requests the running controller executes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def start_lot(self, lot_id: str, recipe: str, slots: Sequence[int], priority: int) -> None:
+        checked = self._recipe(recipe)
+        try:
+            self.store.create_lot(
+                lot_id, recipe_name=checked.name, recipe_version=checked.version,
+                recipe_hash=checked.hash, slots=slots, priority=priority, user=HOST,
+            )
+        except StoreError as exc:
+            text = str(exc)
+            parameter = ("LOTID" if "lot" in text else "SLOTS" if "slot" in text
+                         else "PRIORITY" if "priority" in text else None)
+            raise CommandRefused(HCACK_PARAMETER_INVALID, text, parameter=parameter) from None
+
+    def hold_lot(self, lot_id: str, reason: str) -> None:
+        self._change(self.store.hold_lot, lot_id, reason)
+
+    def resume_lot(self, lot_id: str, reason: str) -> None:
+        self._change(self.store.resume_lot, lot_id, reason)
+
+    def abort_lot(self, lot_id: str, reason: str) -> None:
+        self._change(self.store.abort_lot, lot_id, reason)
+
+    def check_recipe(self, name: str) -> None:
+        self._recipe(name)
+
+    def audit(self, action: str, detail: str) -> None:
+        self.store.audit(HOST, action, detail)
+
+    def snapshot(self) -> LineSnapshot:
+        store = self.store
+        running = store.list_lots([LotState.RUNNING, LotState.HELD])
+        queued = store.list_lots([LotState.QUEUED])
+        outcomes = [w.outcome for lot in running for w in store.wafers(lot.id)]
+        return LineSnapshot(
+            running_lots=tuple(lot.id for lot in reversed(running)),
+            queued_lots=tuple(lot.id for lot in reversed(queued)),
+            wafers_good=outcomes.count("good"),
+            wafers_scrapped=outcomes.count("scrapped"),
+            wafers_in_process=outcomes.count(None),
+            tool_states={t.tool: (t.e10_state, t.tool_state) for t in store.tool_states_latest()},
+        )
+
+    def _recipe(self, name: str):  # noqa: ANN202 - a sequences Recipe
+        if not NAME_PATTERN.match(name):  # a name from the library, never a path on this host
+            raise CommandRefused(HCACK_PARAMETER_INVALID, f"{name!r} is not a recipe name",
+                                 parameter="RECIPE")
+        try:
+            return load_valid_recipe(name)
+        except RecipeError as exc:
+            first = str(exc).splitlines()[0]
+            raise CommandRefused(HCACK_PARAMETER_INVALID, first, parameter="RECIPE") from None
+
+    def _change(self, change, lot_id: str, reason: str) -> None:  # noqa: ANN001
+        try:
+            change(lot_id, user=HOST, reason=reason)
+        except StoreError as exc:
+            text = str(exc)
+            if text.startswith("no lot"):
+                raise CommandRefused(HCACK_NO_OBJECT, text, parameter="LOTID") from None
+            raise CommandRefused(HCACK_CANNOT_NOW, text) from None

@@ -1,0 +1,71 @@
+"""The id tables of docs/gem.md, written from controller/gem/ids.py (``bumpline gem tables``).
+
+The doc keeps the tables between two marker lines; ``replace_tables`` rewrites
+only that part, and tests/test_gem_docs.py fails when the doc is not current.
+"""
+
+from __future__ import annotations
+
+from controller.gem import ids
+
+BEGIN = "<!-- gem-tables:begin (bumpline gem tables --out docs/gem.md) -->"
+END = "<!-- gem-tables:end -->"
+STANDARD_LINE = ("printer-1", "placer-1", "oven-1", "cleaner-1")
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def tables_markdown(tools: tuple[str, ...] = STANDARD_LINE) -> str:
+    lines = [BEGIN, "", "### Status variables (SVID)", "",
+             "Per tool: SVID = 1000 + 100 × role (printer 1, placer 2, oven 3, cleaner 4) "
+             "+ 10 × unit + offset; shown for the standard line "
+             f"({', '.join(tools)}).", ""]
+    svs = list(ids.LINE_SVS) + [v for t in tools for v in ids.tool_svs(t)]
+    lines += _table(["SVID", "name", "format", "units", "meaning"],
+                    [[v.vid, v.name, v.fmt.name, v.units, v.description] for v in svs])
+    lines += ["### Data variables (DVID, valid inside the events that carry them)", ""]
+    lines += _table(["DVID", "name", "format", "meaning"],
+                    [[v.vid, v.name, v.fmt.name, v.description] for v in ids.DVS])
+    lines += ["### Equipment constants (ECID)", ""]
+    lines += _table(["ECID", "name", "format", "units", "min", "max", "default", "meaning"],
+                    [[v.vid, v.name, v.fmt.name, v.units, _s(v.minimum), _s(v.maximum),
+                      _s(v.default), v.description] for v in ids.ECS])
+    lines += ["### Collection events (CEID)", ""]
+    names = {v.vid: v.name for v in ids.DVS}
+    lines += _table(["CEID", "name", "when", "data variables"],
+                    [[e.ceid, e.name, e.description, ", ".join(names[d] for d in e.dvids)]
+                     for e in ids.EVENTS])
+    lines += ["### Alarms (ALID)", "",
+              "Tool alarms: ALID = 100000 × role + 1000 × unit + the tool's alarm code "
+              "(../shared/specs/); a code not listed still gets its ALID. Line alarms are "
+              "below 100. ALCD category: 2 equipment safety, 4 attention.", ""]
+    alarms = list(ids.line_alarms()) + [a for t in tools for a in ids.tool_alarms(t)]
+    lines += _table(["ALID", "ALTX", "tool", "ALCD category"],
+                    [[a.alid, a.text, a.tool or "line", a.category] for a in alarms])
+    lines += ["### Remote commands (RCMD, S2F41 / S2F49)", ""]
+    lines += _table(["RCMD", "parameters (CPNAME: value)", "does"],
+                    [[c.rcmd, "; ".join(f"{n}: {w}" for n, w in c.parameters), c.description]
+                     for c in ids.COMMANDS])
+    return "\n".join(lines + [END])
+
+
+def _s(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def replace_tables(document: str, tables: str) -> str:
+    """The document with the text between the markers replaced by ``tables``."""
+    try:
+        head, rest = document.split(BEGIN, 1)
+        _old, tail = rest.split(END, 1)
+    except ValueError:
+        raise ValueError(f"the document has no '{BEGIN}' ... '{END}' section") from None
+    return head + tables + tail

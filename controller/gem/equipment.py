@@ -1,0 +1,384 @@
+"""The GEM equipment: bumpline as the factory host sees it (SEMI E30 over HSMS-SS).
+
+``GemEquipment`` listens for the host (``hsms.HsmsPassive``), keeps the E30
+communication and control states (``states``), and answers the host's primary
+messages through handlers contributed by small capability modules
+(``*_capability.py``: status data, event reports, alarms, remote commands,
+process programs, terminal services). Line events reach it through a
+subscription to the controller's ``LineEventStream``; what it sends the host
+(S6F11, S5F1, S10F1) goes through one sender task (``sender``), in order, so a
+slow or absent host never blocks the line: a message the host cannot take is
+spooled in the database (``spool``) and delivered when the host asks (S6F23).
+
+E30 rules enforced here, before any handler runs:
+
+* not communicating (no S1F13/S1F14 exchange yet): every primary but S1F13 is
+  answered with SxF0;
+* equipment-offline and host-offline: every primary but S1F13 and S1F17 is
+  answered with SxF0;
+* a message for another device id gets S9F1, an unknown stream S9F3, an unknown
+  function S9F5, a body that is not the message's structure S9F7.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import metadata
+
+from controller.events import LineEventStream, Subscription
+from controller.gem import ids
+from controller.gem.alarms_capability import AlarmsCapability
+from controller.gem.commands import LineCommands
+from controller.gem.config import GemConfig
+from controller.gem.events_capability import on_line_event
+from controller.gem.hsms import HsmsConnection, HsmsError, HsmsPassive, Message
+from controller.gem.programs_capability import ProgramsCapability
+from controller.gem.remote_capability import RemoteCapability
+from controller.gem.reports_capability import ReportsCapability
+from controller.gem.secs2 import U1, B, Item, L, Secs2Error
+from controller.gem.sender import Outgoing, Sender
+from controller.gem.spool import GemDatabase
+from controller.gem.states import (
+    CommState,
+    ControlError,
+    ControlModel,
+    ControlState,
+    allowed_offline,
+)
+from controller.gem.status_capability import StatusCapability
+from controller.gem.terminal_capability import TerminalCapability
+
+log = logging.getLogger("controller.gem")
+
+Reply = tuple[int, Item | None]  # (function of the reply, its body)
+Handler = Callable[[Message], Awaitable[Reply]]
+
+
+class Abort(Exception):
+    """Answer the primary with SxF0 (E5 abort transaction)."""
+
+
+class BadStructure(Exception):
+    """The primary's body is not the structure its message defines (answered with S9F7)."""
+
+
+_CONTROL_EVENTS = {
+    ControlState.EQUIPMENT_OFFLINE: ids.CE_EQUIPMENT_OFFLINE,
+    ControlState.ONLINE_LOCAL: ids.CE_CONTROL_LOCAL,
+    ControlState.ONLINE_REMOTE: ids.CE_CONTROL_REMOTE,
+    ControlState.HOST_OFFLINE: ids.CE_HOST_OFFLINE,
+}
+
+
+def software_revision() -> str:
+    try:
+        return metadata.version("bumpline")[:20]
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+        return "unknown"
+
+
+class GemEquipment:
+    """One line's GEM interface; ``await start()`` in the controller's loop, ``close()``."""
+
+    def __init__(
+        self,
+        config: GemConfig,
+        *,
+        db: GemDatabase,
+        commands: LineCommands,
+        events: LineEventStream | None = None,
+        tools: Sequence[str] = (),
+        on_terminal: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.commands = commands
+        self.mdln = config.model_name
+        self.softrev = software_revision()
+        saved = db.load("control") or {}
+        self.control = ControlModel(
+            ControlState(saved.get("state", ControlState.EQUIPMENT_OFFLINE)),
+            remote=saved.get("remote", True),
+        )
+        self.comm = CommState.DISABLED
+        self._communicating = asyncio.Event()
+        self._pump_busy = False
+        self._pumped = asyncio.Condition()
+        self._events = events
+        self._subscription: Subscription | None = None
+        self._pump_task: asyncio.Future[None] | None = None
+        self.sender = Sender(self)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.status = StatusCapability(self, tools)
+        self.reports = ReportsCapability(self)
+        self.alarms = AlarmsCapability(self, tools)
+        self.remote = RemoteCapability(self)
+        self.programs = ProgramsCapability(self)
+        self.terminal = TerminalCapability(self, on_terminal)
+        self._handlers: dict[tuple[int, int], Handler] = {
+            (1, 1): self._s1f1, (1, 13): self._s1f13, (1, 15): self._s1f15,
+            (1, 17): self._s1f17, (6, 23): self._s6f23,
+        }
+        for capability in (self.status, self.reports, self.alarms, self.remote,
+                           self.programs, self.terminal):
+            self._handlers.update(capability.handlers())
+        self.server = HsmsPassive(
+            host=config.host, port=config.port, device_id=config.device_id,
+            timers=config.timers, handler=self._on_message, on_connection=self._on_connection,
+        )
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        await self.server.start()
+        self.comm = CommState.WAIT_DELAY  # enabled, waiting for a host
+        self._spawn(self.sender.run())
+        if self._events is not None:
+            self._subscription = self._events.subscribe("gem")
+            self._pump_task = self._spawn(self._pump(self._subscription))
+        log.info("GEM equipment %s (%s) listening on port %d, control state %s", self.mdln,
+                 self.softrev, self.server.port, self.control.state.label)
+
+    async def close(self) -> None:
+        """Stop listening and separate from the host; nothing reported is lost: line events
+        already published are reported, and what the host has not acknowledged is spooled."""
+        if self._subscription is not None:
+            self._subscription.close()  # the pump reports what is queued, then ends
+        await self.server.close()  # a report in flight fails and is spooled, as the rest
+        if self._pump_task is not None:
+            await self._pump_task
+        with contextlib.suppress(TimeoutError):  # a guard: spooling never waits on the host
+            await asyncio.wait_for(self.sender.drained(), self.config.timers.t3)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.comm = CommState.DISABLED
+
+    def _spawn(self, coroutine: Awaitable[None]) -> asyncio.Future[None]:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    # -- the host link: establish communications
+
+    async def _on_connection(self, conn: HsmsConnection) -> None:
+        self.comm = CommState.WAIT_DELAY  # a new session establishes anew
+        self._communicating.clear()
+        selected = asyncio.ensure_future(conn.wait_selected())
+        closed = asyncio.ensure_future(conn.closed.wait())
+        try:
+            await asyncio.wait({selected, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            selected.cancel()
+            closed.cancel()
+        while conn.selected and not self.comm.communicating:
+            self.comm = CommState.WAIT_CRA
+            try:
+                reply = await conn.request(1, 13, L(*self._mdln_softrev()))
+                if _first(reply.body) == 0:
+                    self._now_communicating()
+                    break
+            except (HsmsError, Secs2Error, BadStructure) as exc:
+                log.info("establish communications: %s", exc)
+            if self.comm.communicating:  # the host's own S1F13 got there first
+                break
+            self.comm = CommState.WAIT_DELAY
+            await _wait_any(conn.closed, self._communicating,
+                            limit_s=self.status.constant(ids.EC_ESTABLISH_COMM_DELAY))
+        await conn.closed.wait()
+        if self.server.connection is conn:  # not a newer session already established
+            self.comm = CommState.WAIT_DELAY
+            self._communicating.clear()
+        log.info("host link down: spoolable messages are spooled until the host asks (S6F23)")
+
+    def _now_communicating(self) -> None:
+        if not self.comm.communicating:
+            log.info("communicating with the host")
+        self.comm = CommState.COMMUNICATING
+        self._communicating.set()
+
+    def _mdln_softrev(self) -> tuple[Item, Item]:
+        return self.status.text(self.mdln), self.status.text(self.softrev)
+
+    # -- receiving primaries
+
+    async def _on_message(self, conn: HsmsConnection, message: Message) -> None:
+        if message.session != self.config.device_id:
+            await self._error(conn, 1, message)  # unrecognized device id
+            return
+        if message.error is not None:  # the body is not SECS-II: S9F7, the link stays
+            log.warning("%s from the host: %s", message.name, message.error)
+            await self._error(conn, 7, message)
+            return
+        key = (message.stream, message.function)
+        handler = self._handlers.get(key)
+        try:
+            if not self.comm.communicating and key != (1, 13):
+                raise Abort
+            if not self.control.state.online and not allowed_offline(*key):
+                raise Abort
+            if handler is None:
+                known = any(stream == message.stream for stream, _ in self._handlers)
+                await self._error(conn, 5 if known else 3, message)
+                return
+            function, body = await handler(message)
+        except Abort:
+            function, body = 0, None
+        except (BadStructure, ValueError, TypeError, AttributeError) as exc:
+            # a body not shaped as the message defines (Secs2Error is a ValueError)
+            log.warning("%s from the host: %s", message.name, exc)
+            await self._error(conn, 7, message)  # illegal data
+            return
+        if message.wbit:
+            await conn.reply(message, function, body)
+
+    async def _error(self, conn: HsmsConnection, function: int, message: Message) -> None:
+        header = message.to_bytes()[4:14]  # MHEAD: the offending message's header
+        with contextlib.suppress(HsmsError):
+            await conn.send(Message(9, function, B(*header), False, conn.next_system(),
+                                    self.config.device_id))
+
+    async def _s1f1(self, message: Message) -> Reply:
+        return 2, L(*self._mdln_softrev())
+
+    async def _s1f13(self, message: Message) -> Reply:
+        self._now_communicating()
+        return 14, L(B(0), L(*self._mdln_softrev()))
+
+    async def _s1f15(self, message: Message) -> Reply:
+        oflack = self._switch(self.control.host_offline)
+        return 16, B(oflack)
+
+    async def _s1f17(self, message: Message) -> Reply:
+        onlack = self._switch(self.control.host_online)
+        return 18, B(onlack)
+
+    async def _s6f23(self, message: Message) -> Reply:
+        rsdc = _first(message.body)
+        if rsdc not in (0, 1):
+            raise BadStructure(f"RSDC {rsdc!r} is neither 0 (transmit) nor 1 (purge)")
+        if not self.db.spool_count():
+            return 24, B(2)  # no spooled data
+        if rsdc == 1:
+            self.db.purge()
+        else:
+            self.sender.unspool()
+        return 24, B(0)
+
+    # -- control state: the operator's switches and the host's requests
+
+    def _switch(self, change: Callable[[], object]) -> object:
+        """Apply a control-state change; persist it and report its collection event."""
+        before, was_remote = self.control.state, self.control.remote
+        result = change()
+        after = self.control.state
+        if (after, self.control.remote) != (before, was_remote):
+            self.db.save("control", {"state": int(after), "remote": self.control.remote})
+        if after != before:
+            log.info("control state %s -> %s", before.label, after.label)
+            ceid = _CONTROL_EVENTS.get(after)
+            failed_attempt = before is ControlState.ATTEMPT_ONLINE and not after.online
+            if ceid is not None and not failed_attempt:  # the last offline report is sent
+                self.emit(ceid, {ids.DV_PREVIOUS_CONTROL_STATE: U1(int(before))},
+                          force=not after.online)
+        return result
+
+    async def operator_online(self) -> ControlState:
+        """The operator's ON-LINE switch: attempt online (S1F1 to the host)."""
+        self.control.operator_online()
+        conn = self.server.connection
+        try:
+            if conn is None or not self.comm.communicating:
+                raise HsmsError("not communicating with the host")
+            await conn.request(1, 1, None)
+        except HsmsError as exc:
+            self._switch(self.control.attempt_failed)
+            raise ControlError(f"host did not answer S1F1 ({exc}): stays offline") from None
+        self._switch(self.control.attempt_succeeded)
+        return self.control.state
+
+    def operator_offline(self) -> ControlState:
+        self._switch(self.control.operator_offline)
+        return self.control.state
+
+    def operator_remote(self, remote: bool) -> ControlState:
+        """The operator's LOCAL/REMOTE switch."""
+        self._switch(lambda: self.control.operator_switch(remote=remote))
+        return self.control.state
+
+    # -- sending: events, alarms, terminal text; spooled when the host cannot take them
+
+    def emit(self, ceid: int, values: dict[int, Item], *, force: bool = False) -> None:
+        """Report collection event ``ceid`` (if the host enabled it) with its data values."""
+        body = self.reports.event_report(ceid, values)
+        if body is not None:
+            self.send(Outgoing(6, 11, body, f"CEID {ceid}", force=force))
+
+    def send(self, outgoing: Outgoing) -> None:
+        """Queue a primary for the host; never waits (the line must not)."""
+        self.sender.put(outgoing)
+
+    def send_primary(self, stream: int, function: int, body: Item, what: str) -> None:
+        self.send(Outgoing(stream, function, body, what))
+
+    async def drained(self) -> None:
+        """Wait until everything queued so far has been sent or spooled (tests, shutdown)."""
+        await self.sender.drained()
+
+    async def drained_after_events(self) -> None:
+        """Wait until every line event published so far is reported (sent or spooled)."""
+        subscription = self._subscription
+        if subscription is not None:
+            async with self._pumped:
+                await self._pumped.wait_for(
+                    lambda: not subscription.pending() and not self._pump_busy)
+        await self.sender.drained()
+
+    async def communicating(self) -> None:
+        """Wait until an S1F13/S1F14 exchange established communications."""
+        await self._communicating.wait()
+
+    # -- line events
+
+    async def _pump(self, subscription: Subscription) -> None:
+        async for event in subscription:
+            self._pump_busy = True
+            if subscription.missed:
+                log.warning("GEM fell %d line events behind; status variables read the store",
+                            subscription.missed)
+                subscription.missed = 0
+            try:
+                on_line_event(self, event)
+            except Exception:  # reporting must never stop
+                log.exception("GEM could not report %s", event.kind)
+            self._pump_busy = False
+            async with self._pumped:
+                self._pumped.notify_all()
+
+
+def _first(body: Item | None) -> object:
+    """The first scalar of a body: an ack code (``B`` or ``U1``), or the first list element's."""
+    if body is None:
+        raise BadStructure("empty body")
+    while body.fmt.name == "L":
+        if not body.value:
+            raise BadStructure("empty list")
+        body = body.value[0]
+    return body.scalar
+
+
+async def _wait_any(*events: asyncio.Event, limit_s: float) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,100 @@
+"""From line events to GEM: which collection event (and alarm) each line event is.
+
+The controller publishes a ``LineEvent`` only after committing it; this module
+turns each into the CEID the host knows (ids.EVENTS) with its data values, and
+tool/line alarms into S5F1 through the alarms capability. One place, so the
+mapping table in docs/gem.md and the code cannot disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from controller.events import EventKind, LineEvent
+from controller.gem import ids
+from controller.gem.secs2 import F8, U2, A, Item, L
+
+if TYPE_CHECKING:
+    from controller.gem.equipment import GemEquipment
+
+log = logging.getLogger("controller.gem.events")
+
+# (state, previous) of a LOT_STATE event -> CEID; previous None matches any.
+_LOT_EVENTS: tuple[tuple[str, str | None, int], ...] = (
+    ("running", "held", ids.CE_LOT_RESUMED),
+    ("queued", "held", ids.CE_LOT_RESUMED),
+    ("running", None, ids.CE_LOT_STARTED),
+    ("complete", None, ids.CE_LOT_COMPLETED),
+    ("aborted", None, ids.CE_LOT_ABORTED),
+    ("held", None, ids.CE_LOT_HELD),
+)
+
+
+def on_line_event(eq: GemEquipment, event: LineEvent) -> None:
+    data = event.data
+    common: dict[int, Item] = {ids.DV_LOT_ID: A(event.lot_id or ""),
+                               ids.DV_WAFER_ID: A(event.wafer_id or ""),
+                               ids.DV_TOOL: A(event.tool or "")}
+    kind = event.kind
+    if kind is EventKind.LOT_STATE:
+        state, previous = str(data.get("state", "")), data.get("previous")
+        for to, frm, ceid in _LOT_EVENTS:
+            if state == to and (frm is None or previous == frm):
+                eq.emit(ceid, common | {ids.DV_RECIPE: A(str(data.get("recipe", ""))),
+                                        ids.DV_LOT_STATE: A(state),
+                                        ids.DV_REASON: A(str(data.get("reason", "")))})
+                return
+    elif kind is EventKind.WAFER_TRANSITION:
+        eq.emit(ids.CE_WAFER_TRANSITION, common | {
+            ids.DV_WAFER_STATE: A(str(data.get("to_state", ""))),
+            ids.DV_REASON: A(str(data.get("why") or data.get("trigger") or ""))})
+    elif kind in (EventKind.STEP_STARTED, EventKind.STEP_ENDED, EventKind.DISPOSITION_NEEDED):
+        values = common | {ids.DV_STEP: U2(int(data.get("step", 0))),
+                           ids.DV_STEP_KIND: A(str(data.get("step_kind", "")))}
+        if kind is EventKind.STEP_STARTED:
+            eq.emit(ids.CE_STEP_STARTED, values)
+        elif kind is EventKind.STEP_ENDED:
+            eq.emit(ids.CE_STEP_ENDED, values | {
+                ids.DV_OUTCOME: A(str(data.get("outcome", ""))),
+                ids.DV_MEASUREMENTS: _measurements(data.get("measurements") or {}),
+                ids.DV_REASON: A(str(data.get("why") or ""))})
+        else:
+            eq.emit(ids.CE_DISPOSITION_NEEDED,
+                    values | {ids.DV_REASON: A(str(data.get("why") or ""))})
+    elif kind in (EventKind.ALARM_SET, EventKind.ALARM_CLEARED):
+        code = data.get("code")
+        alid = ids.alid_for(event.tool, code)
+        if alid is None:
+            log.warning("alarm %r on %s has no ALID (not a tool alarm code or a line alarm): "
+                        "reported as the line's interlock alarm", code, event.tool)
+            alid = ids.ALID_INTERLOCK
+        eq.alarms.changed(alid, is_set=kind is EventKind.ALARM_SET,
+                          text=str(data.get("text", code)), tool=event.tool)
+    elif kind is EventKind.TOOL_STATE and event.tool:
+        _tool_state(eq, event.tool, data)
+
+
+def _tool_state(eq: GemEquipment, tool: str, data: Mapping[str, Any]) -> None:
+    status = eq.status
+    before = status.tool_state.get(tool, ("", ""))
+    e10 = str(data.get("e10_state", before[0]))
+    status.tool_state[tool] = (e10, str(data.get("tool_state", before[1])))
+    zones = data.get("zones_c")
+    if isinstance(zones, list | tuple):
+        status.zone_temps[tool] = tuple(float(z) for z in zones)
+    if e10 != before[0] or "previous" in data:
+        eq.emit(ids.CE_E10_STATE_CHANGED, {
+            ids.DV_TOOL: A(tool), ids.DV_E10_STATE: A(e10),
+            ids.DV_PREVIOUS_E10_STATE: A(str(data.get("previous", before[0]))),
+            ids.DV_REASON: A(str(data.get("reason", "")))})
+
+
+def _measurements(values: Mapping[str, Any]) -> Item:
+    pairs = []
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue  # only numbers are measurements; texts travel in REASON
+        pairs.append(L(A(str(name)), F8(float(value))))
+    return L(*pairs)

@@ -1,0 +1,388 @@
+"""HSMS-SS (SEMI E37/E37.1) on asyncio streams: the equipment's passive end of the host link.
+
+One TCP connection at a time (HSMS-SS is a single session): a second connection
+while one is open is closed at once. The host selects (``select.req``), may
+check the link (``linktest.req``), deselects or separates; data messages are
+handed to the equipment's handler only while selected.
+
+Timers (wall seconds, they are about the wire):
+
+* T3 reply timeout for a primary we send with the W-bit (``request``);
+* T6 control transaction timeout (a linktest we send);
+* T7 not-selected timeout: a connection that is not selected in time is closed;
+* T8 network inter-character timeout: a frame that stops mid-way closes the link.
+* T5 connect separation applies to the active (host) side; kept for the settings.
+
+Nothing here blocks: the read loop runs in its own task, a reply reaches the
+task waiting for it through a future keyed by the system bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from controller.gem.secs2 import B, Item, Secs2Error, decode, encode
+
+log = logging.getLogger("controller.gem.hsms")
+
+MAX_FRAME = 16 * 1024 * 1024  # larger frames are refused (a broken or hostile peer)
+CONTROL_SESSION = 0xFFFF
+# Our transactions are numbered from 2^31: a host that matches replies by system bytes
+# alone (some do) then never takes our primary for the reply to its own request.
+FIRST_SYSTEM = 0x8000_0000
+
+
+class SType(IntEnum):
+    DATA = 0
+    SELECT_REQ = 1
+    SELECT_RSP = 2
+    DESELECT_REQ = 3
+    DESELECT_RSP = 4
+    LINKTEST_REQ = 5
+    LINKTEST_RSP = 6
+    REJECT_REQ = 7
+    SEPARATE_REQ = 9
+
+
+class HsmsError(Exception):
+    """The link cannot carry the message (down, not selected, or no reply in time)."""
+
+
+class HostAborted(HsmsError):
+    """The host answered our primary with SxF0: it received it and will not take it."""
+
+
+class ReplyTimeout(HsmsError):
+    """No reply within T3 (or T6 for a control transaction)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    t3: float = 45.0
+    t5: float = 10.0
+    t6: float = 5.0
+    t7: float = 10.0
+    t8: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One HSMS message: a SECS-II data message (``stype`` DATA) or a control message."""
+
+    stream: int
+    function: int
+    body: Item | None = None
+    wbit: bool = False
+    system: int = 0
+    session: int = 0
+    stype: SType = SType.DATA
+    status: int = 0  # byte 3 of a control message (select status, reject reason)
+    error: str | None = None  # a data message whose body is not SECS-II (body None)
+
+    @property
+    def name(self) -> str:
+        return f"S{self.stream}F{self.function}" if self.stype is SType.DATA else self.stype.name
+
+    def to_bytes(self) -> bytes:
+        if self.stype is SType.DATA:
+            b2, b3 = (0x80 if self.wbit else 0) | self.stream, self.function
+        else:
+            b2, b3 = (self.stream, self.status)  # reject.req carries the SType it rejects
+        body = encode(self.body) if self.body is not None else b""
+        header = struct.pack(">HBBBBI", self.session, b2, b3, 0, self.stype, self.system)
+        return struct.pack(">I", len(header) + len(body)) + header + body
+
+    @classmethod
+    def from_frame(cls, frame: bytes) -> Message:
+        """A message from the bytes after the length field (header + body)."""
+        session, b2, b3, ptype, stype_code, system = struct.unpack(">HBBBBI", frame[:10])
+        if ptype != 0:
+            raise HsmsError(f"PType {ptype} is not SECS-II")
+        try:
+            stype = SType(stype_code)
+        except ValueError:
+            raise HsmsError(f"unknown SType {stype_code}") from None
+        if stype is SType.DATA:
+            try:
+                body, error = decode(frame[10:]), None
+            except Secs2Error as exc:  # answered (S9F7) by the equipment, not a broken link
+                body, error = None, str(exc)
+            return cls(b2 & 0x7F, b3, body, bool(b2 & 0x80), system, session, error=error)
+        return cls(b2, 0, None, False, system, session, stype, b3)
+
+
+Handler = Callable[["HsmsConnection", Message], Awaitable[None]]
+
+
+class HsmsConnection:
+    """One TCP connection from the host, from connect to close."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        device_id: int,
+        timers: Timers,
+        handler: Handler,
+        system: itertools.count,
+    ) -> None:
+        self.device_id = device_id
+        self.timers = timers
+        self.selected = False
+        self.closed = asyncio.Event()
+        self._reader = reader
+        self._writer = writer
+        self._handler = handler
+        self._system = system
+        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._send_lock = asyncio.Lock()
+        self._selected_event = asyncio.Event()
+        self.peer = writer.get_extra_info("peername")
+
+    # -- sending
+
+    def next_system(self) -> int:
+        return next(self._system) & 0xFFFFFFFF
+
+    async def send(self, message: Message) -> None:
+        if self.closed.is_set():
+            raise HsmsError("the host link is down")
+        async with self._send_lock:
+            try:
+                self._writer.write(message.to_bytes())
+                await self._writer.drain()
+            except (ConnectionError, OSError) as exc:
+                self._close(f"send failed: {exc}")
+                raise HsmsError(f"the host link is down ({exc})") from None
+
+    async def request(self, stream: int, function: int, body: Item | None) -> Message:
+        """Send a primary with the W-bit and wait (T3) for its reply."""
+        if not self.selected:
+            raise HsmsError("the host link is not selected")
+        system = self.next_system()
+        primary = Message(stream, function, body, True, system, self.device_id)
+        try:
+            reply = await self._transact(primary, self.timers.t3)
+        except ReplyTimeout:
+            # E5: S9F9 transaction timer timeout, with the header of the primary (SHEAD)
+            with contextlib.suppress(HsmsError):
+                await self.send(Message(9, 9, B(*primary.to_bytes()[4:14]), False,
+                                        self.next_system(), self.device_id))
+            raise
+        if reply.function == 0:
+            raise HostAborted(f"the host aborted S{stream}F{function} (S{stream}F0)")
+        return reply
+
+    async def reply(self, primary: Message, function: int, body: Item | None) -> None:
+        await self.send(
+            Message(primary.stream, function, body, False, primary.system, self.device_id)
+        )
+
+    async def linktest(self) -> None:
+        system = self.next_system()
+        await self._transact(
+            Message(0, 0, None, False, system, CONTROL_SESSION, SType.LINKTEST_REQ),
+            self.timers.t6,
+        )
+
+    async def _transact(self, message: Message, limit_s: float) -> Message:
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[message.system] = future
+        try:
+            await self.send(message)
+            closed = asyncio.ensure_future(self.closed.wait())
+            try:
+                done, _ = await asyncio.wait({future, closed}, timeout=limit_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+            if future in done:
+                return future.result()
+            if self.closed.is_set():
+                raise HsmsError(f"the host link went down awaiting the reply to {message.name}")
+            raise ReplyTimeout(f"no reply to {message.name} within {limit_s:g} s")
+        finally:
+            self._pending.pop(message.system, None)
+
+    # -- receiving
+
+    async def run(self) -> None:
+        """Read until the link closes; T7 closes a connection never selected."""
+        t7 = asyncio.get_running_loop().call_later(
+            self.timers.t7, self._close_unselected
+        )
+        try:
+            while not self.closed.is_set():
+                message = await self._read_message()
+                if message is None:
+                    break
+                await self._dispatch(message)
+        except (HsmsError, Secs2Error) as exc:
+            log.warning("host link %s: %s; closing", self.peer, exc)
+        except (ConnectionError, OSError) as exc:
+            log.info("host link %s lost: %s", self.peer, exc)
+        finally:
+            t7.cancel()
+            self._close("read loop ended")
+
+    def _close_unselected(self) -> None:
+        if not self.selected and not self.closed.is_set():
+            log.warning("host link %s: not selected within T7; closing", self.peer)
+            self._close("T7")
+
+    async def _read_message(self) -> Message | None:
+        try:
+            head = await self._reader.readexactly(4)
+        except asyncio.IncompleteReadError:
+            return None  # the host closed the connection
+        (length,) = struct.unpack(">I", head)
+        if not 10 <= length <= MAX_FRAME:
+            raise HsmsError(f"frame length {length} out of range")
+        try:
+            frame = await asyncio.wait_for(self._reader.readexactly(length), self.timers.t8)
+        except TimeoutError:
+            raise HsmsError("T8: the frame stopped mid-way") from None
+        except asyncio.IncompleteReadError:
+            return None
+        return Message.from_frame(frame)
+
+    async def _dispatch(self, message: Message) -> None:
+        control = Message(0, 0, None, False, message.system, CONTROL_SESSION)
+        kind = message.stype
+        if kind is SType.DATA:
+            if not self.selected:
+                await self.send(_reject(message, reason=4))  # entity not selected
+                return
+            pending = self._pending.get(message.system)
+            if pending is not None and message.function % 2 == 0 and not pending.done():
+                pending.set_result(message)
+                return
+            if message.function % 2 == 0:
+                log.warning("unexpected reply %s (system %#x) dropped", message.name,
+                            message.system)
+                return
+            await self._handler(self, message)
+        elif kind is SType.SELECT_REQ:
+            status = 1 if self.selected else 0  # 1: communication already active
+            await self.send(_control(control, SType.SELECT_RSP, status))
+            if not self.selected:
+                self.selected = True
+                self._selected_event.set()
+        elif kind is SType.DESELECT_REQ:
+            status = 0 if self.selected else 1  # 1: communication not established
+            await self.send(_control(control, SType.DESELECT_RSP, status))
+            self.selected = False
+            self._close("deselected")  # HSMS-SS: deselect ends the session
+        elif kind is SType.LINKTEST_REQ:
+            await self.send(_control(control, SType.LINKTEST_RSP, 0))
+        elif kind is SType.SEPARATE_REQ:
+            self._close("separated by the host")
+        elif kind in (SType.LINKTEST_RSP, SType.SELECT_RSP, SType.DESELECT_RSP):
+            pending = self._pending.get(message.system)
+            if pending is not None and not pending.done():
+                pending.set_result(message)
+        elif kind is SType.REJECT_REQ:
+            log.warning("host rejected a message (reason %d)", message.status)
+        else:  # pragma: no cover - SType covers every decoded value
+            await self.send(_reject(message, reason=2))
+
+    async def wait_selected(self) -> None:
+        await self._selected_event.wait()
+
+    # -- closing
+
+    def _close(self, why: str) -> None:
+        if self.closed.is_set():
+            return
+        log.info("host link %s closed: %s", self.peer, why)
+        self.selected = False
+        self.closed.set()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(HsmsError(f"the host link closed ({why})"))
+        with contextlib.suppress(Exception):
+            self._writer.close()
+
+    async def close(self, *, separate: bool = False) -> None:
+        if separate and self.selected and not self.closed.is_set():
+            with contextlib.suppress(HsmsError):
+                await self.send(Message(0, 0, None, False, self.next_system(),
+                                        CONTROL_SESSION, SType.SEPARATE_REQ))
+        self._close("closed by the equipment")
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+
+
+def _control(like: Message, stype: SType, status: int) -> Message:
+    return Message(0, 0, None, False, like.system, CONTROL_SESSION, stype, status)
+
+
+def _reject(message: Message, *, reason: int) -> Message:
+    # reject.req: byte 2 is the SType (or stream) rejected, byte 3 the reason code
+    rejected = message.stream if message.stype is SType.DATA else int(message.stype)
+    return Message(rejected, 0, None, False, message.system, message.session,
+                   SType.REJECT_REQ, reason)
+
+
+class HsmsPassive:
+    """The listening equipment end: accepts one host connection at a time."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        device_id: int,
+        timers: Timers,
+        handler: Handler,
+        on_connection: Callable[[HsmsConnection], Awaitable[None]],
+    ) -> None:
+        self.host, self.port = host, port
+        self.device_id = device_id
+        self.timers = timers
+        self.connection: HsmsConnection | None = None
+        self._handler = handler
+        self._on_connection = on_connection
+        self._server: asyncio.Server | None = None
+        self._system = itertools.count(FIRST_SYSTEM)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]  # port 0: the one given
+        log.info("HSMS-SS passive on %s:%d (device id %d)", self.host, self.port, self.device_id)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connection is not None and not self.connection.closed.is_set():
+            log.warning("second host connection from %s refused (HSMS-SS: one session)",
+                        writer.get_extra_info("peername"))
+            writer.close()
+            return
+        connection = HsmsConnection(reader, writer, device_id=self.device_id,
+                                    timers=self.timers, handler=self._handler,
+                                    system=self._system)
+        self.connection = connection
+        watcher = asyncio.ensure_future(self._on_connection(connection))
+        self._tasks.add(watcher)
+        watcher.add_done_callback(self._tasks.discard)
+        await connection.run()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self.connection is not None:
+            await self.connection.close(separate=True)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()

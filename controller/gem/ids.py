@@ -1,0 +1,347 @@
+"""What the host can name: SVIDs, DVIDs, ECIDs, CEIDs, ALIDs and remote commands, as data.
+
+These tables are the contract with the fab's MES: an id, once published in
+docs/gem.md (generated from here by ``bumpline gem tables``), keeps its meaning.
+New ids are appended; none is reused.
+
+* Status variables (SV) are read at any time (S1F3); data variables (DV) have a
+  value only inside the collection event that carries them; equipment constants
+  (EC) are settings the host reads and writes (S2F13/S2F15), persisted.
+* Per-tool status variables and tool alarms are numbered from the tool's role
+  and unit (``printer-1`` is role 1, unit 1), so a line with two ovens has two
+  sets without a table change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from controller.gem.secs2 import Fmt
+
+
+class VarKind(StrEnum):
+    SV = "SV"
+    DV = "DV"
+    EC = "EC"
+
+
+@dataclass(frozen=True)
+class Variable:
+    vid: int
+    name: str
+    kind: VarKind
+    fmt: Fmt  # the item format its value is sent in (L for lists)
+    units: str = ""
+    description: str = ""
+    # equipment constants only: minimum, maximum, default
+    minimum: float | None = None
+    maximum: float | None = None
+    default: float | bool | None = None
+
+
+@dataclass(frozen=True)
+class CollectionEvent:
+    ceid: int
+    name: str
+    description: str
+    dvids: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class RemoteCommand:
+    rcmd: str
+    parameters: tuple[tuple[str, str], ...]  # (CPNAME, what it is)
+    description: str
+
+
+# --- status variables --------------------------------------------------------------------------
+
+SV_CONTROL_STATE = 1
+SV_CLOCK = 2
+SV_MDLN = 3
+SV_SOFTREV = 4
+SV_SPOOL_COUNT_ACTUAL = 5
+SV_SPOOL_COUNT_TOTAL = 6
+SV_SPOOL_FULL = 7
+SV_LINE_STATE = 10
+SV_RUNNING_LOTS = 11
+SV_QUEUED_LOTS = 12
+SV_WAFERS_GOOD = 13
+SV_WAFERS_SCRAPPED = 14
+SV_WAFERS_IN_PROCESS = 15
+SV_ALARMS_SET = 20
+SV_PP_SELECTED = 30
+
+_SV = VarKind.SV
+LINE_SVS = (
+    Variable(SV_CONTROL_STATE, "CONTROLSTATE", _SV, Fmt.U1, "",
+             "1 equipment-offline, 2 attempt-online, 3 host-offline, 4 online-local, "
+             "5 online-remote"),
+    Variable(SV_CLOCK, "CLOCK", _SV, Fmt.A, "", "equipment time YYYYMMDDhhmmsscc (UTC)"),
+    Variable(SV_MDLN, "MDLN", _SV, Fmt.A, "", "equipment model name"),
+    Variable(SV_SOFTREV, "SOFTREV", _SV, Fmt.A, "", "software revision (bumpline version)"),
+    Variable(SV_SPOOL_COUNT_ACTUAL, "SPOOLCOUNTACTUAL", _SV, Fmt.U4, "messages",
+             "messages in the spool now"),
+    Variable(SV_SPOOL_COUNT_TOTAL, "SPOOLCOUNTTOTAL", _SV, Fmt.U4, "messages",
+             "messages spooled since the spool was last emptied, overwritten ones included"),
+    Variable(SV_SPOOL_FULL, "SPOOLFULL", _SV, Fmt.BOOLEAN, "", "the spool reached MAXSPOOLSIZE"),
+    Variable(SV_LINE_STATE, "LINESTATE", _SV, Fmt.A, "", "idle or running"),
+    Variable(SV_RUNNING_LOTS, "RUNNINGLOTS", _SV, Fmt.L, "", "ids of lots running or held"),
+    Variable(SV_QUEUED_LOTS, "QUEUEDLOTS", _SV, Fmt.L, "", "ids of queued lots"),
+    Variable(SV_WAFERS_GOOD, "WAFERSGOOD", _SV, Fmt.U4, "wafers",
+             "good wafers in the running lots"),
+    Variable(SV_WAFERS_SCRAPPED, "WAFERSSCRAPPED", _SV, Fmt.U4, "wafers",
+             "scrapped wafers in the running lots"),
+    Variable(SV_WAFERS_IN_PROCESS, "WAFERSINPROCESS", _SV, Fmt.U4, "wafers",
+             "unfinished wafers of the running lots"),
+    Variable(SV_ALARMS_SET, "ALARMSSET", _SV, Fmt.L, "", "ALIDs of the alarms set now"),
+    Variable(SV_PP_SELECTED, "PPSELECTED", _SV, Fmt.A, "",
+             "process program chosen by PP-SELECT for the next START without RECIPE"),
+)
+
+# Per tool: SVID = 1000 + 100 × role + 10 × unit + offset.
+ROLES = ("printer", "placer", "oven", "cleaner")  # role number = index + 1
+TOOL_SV_OFFSETS = (
+    (0, "E10STATE", Fmt.A, "", "SEMI E10 state of the tool"),
+    (1, "TOOLSTATE", Fmt.A, "", "the tool's own state name"),
+    (2, "ZONETEMPS", Fmt.L, "°C", "oven zone temperatures, zone 1 first (ovens only)"),
+)
+
+
+def tool_number(tool: str) -> tuple[int, int] | None:
+    """(role number, unit) of a tool named ``<role>-<unit>``; None for other names."""
+    role, _, unit = tool.rpartition("-")
+    if role not in ROLES or not unit.isdigit() or not 1 <= int(unit) <= 9:
+        return None
+    return ROLES.index(role) + 1, int(unit)
+
+
+def tool_svs(tool: str) -> tuple[Variable, ...]:
+    number = tool_number(tool)
+    if number is None:
+        return ()
+    role, unit = number
+    out = []
+    for offset, name, fmt, units, text in TOOL_SV_OFFSETS:
+        if name == "ZONETEMPS" and ROLES[role - 1] != "oven":
+            continue
+        out.append(Variable(1000 + 100 * role + 10 * unit + offset,
+                            f"{tool.upper().replace('-', '')}{name}", _SV, fmt, units,
+                            f"{tool}: {text}"))
+    return tuple(out)
+
+
+# --- data variables (valid inside the events that carry them) ---------------------------------
+
+DV_LOT_ID = 200
+DV_WAFER_ID = 201
+DV_RECIPE = 202
+DV_STEP = 203
+DV_STEP_KIND = 204
+DV_OUTCOME = 205
+DV_MEASUREMENTS = 206
+DV_REASON = 207
+DV_TOOL = 208
+DV_ALID = 209
+DV_ALTX = 210
+DV_LOT_STATE = 211
+DV_PREVIOUS_CONTROL_STATE = 212
+DV_E10_STATE = 213
+DV_PREVIOUS_E10_STATE = 214
+DV_WAFER_STATE = 215
+DV_PPID = 216
+
+_DV = VarKind.DV
+DVS = (
+    Variable(DV_LOT_ID, "LOTID", _DV, Fmt.A),
+    Variable(DV_WAFER_ID, "WAFERID", _DV, Fmt.A),
+    Variable(DV_RECIPE, "RECIPE", _DV, Fmt.A, "", "recipe (process program) of the lot"),
+    Variable(DV_STEP, "STEP", _DV, Fmt.U2, "", "1-based step number in the recipe"),
+    Variable(DV_STEP_KIND, "STEPKIND", _DV, Fmt.A, "", "print, place, reflow or clean"),
+    Variable(DV_OUTCOME, "OUTCOME", _DV, Fmt.A, "", "the step's outcome (ok, out-of-window...)"),
+    Variable(DV_MEASUREMENTS, "MEASUREMENTS", _DV, Fmt.L, "",
+             "L,n of L,2 <A name> <F8 value>: the step's measured results"),
+    Variable(DV_REASON, "REASON", _DV, Fmt.A, "", "why (hold, abort, refusal, disposition)"),
+    Variable(DV_TOOL, "TOOL", _DV, Fmt.A),
+    Variable(DV_ALID, "ALID", _DV, Fmt.U4),
+    Variable(DV_ALTX, "ALTX", _DV, Fmt.A),
+    Variable(DV_LOT_STATE, "LOTSTATE", _DV, Fmt.A, "", "queued, running, held, complete, aborted"),
+    Variable(DV_PREVIOUS_CONTROL_STATE, "PREVIOUSCONTROLSTATE", _DV, Fmt.U1),
+    Variable(DV_E10_STATE, "E10STATE", _DV, Fmt.A),
+    Variable(DV_PREVIOUS_E10_STATE, "PREVIOUSE10STATE", _DV, Fmt.A),
+    Variable(DV_WAFER_STATE, "WAFERSTATE", _DV, Fmt.A, "", "the wafer's state after the event"),
+    Variable(DV_PPID, "PPID", _DV, Fmt.A),
+)
+
+# --- equipment constants -----------------------------------------------------------------------
+
+EC_ESTABLISH_COMM_DELAY = 50
+EC_MAX_SPOOL_SIZE = 51
+EC_OVERWRITE_SPOOL = 52
+EC_MAX_SPOOL_TRANSMIT = 53
+EC_TIME_FORMAT = 54
+
+_EC = VarKind.EC
+ECS = (
+    Variable(EC_ESTABLISH_COMM_DELAY, "ESTABLISHCOMMUNICATIONSTIMEOUT", _EC, Fmt.U2, "s",
+             "wait between S1F13 attempts", 1, 3600, 10),
+    Variable(EC_MAX_SPOOL_SIZE, "MAXSPOOLSIZE", _EC, Fmt.U4, "messages",
+             "spool limit", 1, 1_000_000, 10_000),
+    Variable(EC_OVERWRITE_SPOOL, "OVERWRITESPOOL", _EC, Fmt.BOOLEAN, "",
+             "when full: true drops the oldest, false keeps the oldest and counts the rest lost",
+             None, None, False),
+    Variable(EC_MAX_SPOOL_TRANSMIT, "MAXSPOOLTRANSMIT", _EC, Fmt.U4, "messages",
+             "messages sent per S6F23 request; 0 = all", 0, 1_000_000, 0),
+    Variable(EC_TIME_FORMAT, "TIMEFORMAT", _EC, Fmt.U1, "",
+             "CLOCK format: 0 = YYMMDDhhmmss, 1 = YYYYMMDDhhmmsscc", 0, 1, 1),
+)
+
+# --- collection events -------------------------------------------------------------------------
+
+CE_EQUIPMENT_OFFLINE = 1
+CE_CONTROL_LOCAL = 2
+CE_CONTROL_REMOTE = 3
+CE_HOST_OFFLINE = 4
+CE_LOT_STARTED = 10
+CE_LOT_COMPLETED = 11
+CE_LOT_ABORTED = 12
+CE_LOT_HELD = 13
+CE_LOT_RESUMED = 14
+CE_STEP_STARTED = 20
+CE_STEP_ENDED = 21
+CE_DISPOSITION_NEEDED = 22
+CE_WAFER_TRANSITION = 23
+CE_ALARM_SET = 30
+CE_ALARM_CLEARED = 31
+CE_E10_STATE_CHANGED = 40
+CE_PP_CHANGED = 50
+CE_PP_REFUSED = 51
+CE_PP_SELECTED = 52
+
+_CONTROL_DVS = (DV_PREVIOUS_CONTROL_STATE,)
+_LOT_DVS = (DV_LOT_ID, DV_RECIPE, DV_LOT_STATE, DV_REASON)
+_STEP_DVS = (DV_LOT_ID, DV_WAFER_ID, DV_STEP, DV_STEP_KIND, DV_TOOL)
+EVENTS = (
+    CollectionEvent(CE_EQUIPMENT_OFFLINE, "EQUIPMENTOFFLINE", "control state: equipment-offline",
+                    _CONTROL_DVS),
+    CollectionEvent(CE_CONTROL_LOCAL, "CONTROLSTATELOCAL", "control state: online-local",
+                    _CONTROL_DVS),
+    CollectionEvent(CE_CONTROL_REMOTE, "CONTROLSTATEREMOTE", "control state: online-remote",
+                    _CONTROL_DVS),
+    CollectionEvent(CE_HOST_OFFLINE, "HOSTOFFLINE", "control state: host-offline", _CONTROL_DVS),
+    CollectionEvent(CE_LOT_STARTED, "LOTSTARTED", "a lot started running", _LOT_DVS),
+    CollectionEvent(CE_LOT_COMPLETED, "LOTCOMPLETED", "a lot completed", _LOT_DVS),
+    CollectionEvent(CE_LOT_ABORTED, "LOTABORTED", "a lot was aborted", _LOT_DVS),
+    CollectionEvent(CE_LOT_HELD, "LOTHELD", "a lot was held", _LOT_DVS),
+    CollectionEvent(CE_LOT_RESUMED, "LOTRESUMED", "a held lot was resumed", _LOT_DVS),
+    CollectionEvent(CE_STEP_STARTED, "WAFERSTEPSTARTED", "a wafer's step started on a tool",
+                    _STEP_DVS),
+    CollectionEvent(CE_STEP_ENDED, "WAFERSTEPENDED", "a wafer's step ended, with its results",
+                    _STEP_DVS + (DV_OUTCOME, DV_MEASUREMENTS, DV_REASON)),
+    CollectionEvent(CE_DISPOSITION_NEEDED, "WAFERDISPOSITIONNEEDED",
+                    "a held wafer waits for an engineer's disposition", _STEP_DVS + (DV_REASON,)),
+    CollectionEvent(CE_WAFER_TRANSITION, "WAFERTRANSITION", "a wafer changed state",
+                    (DV_LOT_ID, DV_WAFER_ID, DV_WAFER_STATE, DV_REASON)),
+    CollectionEvent(CE_ALARM_SET, "ALARMSET", "an alarm was set",
+                    (DV_ALID, DV_ALTX, DV_TOOL)),
+    CollectionEvent(CE_ALARM_CLEARED, "ALARMCLEARED", "an alarm was cleared",
+                    (DV_ALID, DV_ALTX, DV_TOOL)),
+    CollectionEvent(CE_E10_STATE_CHANGED, "E10STATECHANGED", "a tool's SEMI E10 state changed",
+                    (DV_TOOL, DV_E10_STATE, DV_PREVIOUS_E10_STATE, DV_REASON)),
+    CollectionEvent(CE_PP_CHANGED, "PPCHANGED", "a process program was stored (S7F3)",
+                    (DV_PPID,)),
+    CollectionEvent(CE_PP_REFUSED, "PPREFUSED",
+                    "a downloaded process program was refused; REASON says why",
+                    (DV_PPID, DV_REASON)),
+    CollectionEvent(CE_PP_SELECTED, "PPSELECTED", "PP-SELECT chose a process program",
+                    (DV_PPID,)),
+)
+
+# --- alarms ------------------------------------------------------------------------------------
+
+# Line alarms (not a tool's own): ALID < 100.
+ALID_TOOL_LINK_LOST = 1
+ALID_INTERLOCK = 2
+LINE_ALARMS = {
+    ALID_TOOL_LINK_LOST: ("TOOL LINK LOST", "link_lost"),
+    ALID_INTERLOCK: ("INTERLOCK", "interlock"),
+}
+
+# Tool alarms, ALID = 100000 × role + 1000 × unit + the tool's alarm code (../shared/specs/).
+TOOL_ALARMS: dict[str, dict[int, str]] = {
+    "printer": {102: "PASTE EMPTY", 210: "ALIGNMENT FAILED", 220: "STENCIL CLOGGED",
+                300: "SQUEEGEE PRESSURE FAULT", 400: "DOOR OPEN", 900: "EMERGENCY STOP"},
+    "placer": {111: "BALL SUPPLY EMPTY", 121: "FLUX EMPTY", 230: "VACUUM FAULT",
+               240: "PLACEMENT HEAD FAULT", 400: "DOOR OPEN", 900: "EMERGENCY STOP"},
+    "oven": {510: "ZONE OVER TEMPERATURE", 520: "CONVEYOR JAM", 530: "EXIT BLOCKED",
+             540: "O2 HIGH", 550: "N2 FLOW LOW", 560: "THERMOCOUPLE FAULT",
+             900: "EMERGENCY STOP"},
+    "cleaner": {400: "DOOR OPEN", 610: "BATH TEMPERATURE OUT OF RANGE",
+                620: "SPRAY PRESSURE LOW", 630: "DI RESISTIVITY LOW", 640: "CHEMISTRY LOW"},
+}
+ALCD_SET = 0x80  # bit 8 of ALCD: the alarm is set
+ALCD_EQUIPMENT_SAFETY = 2  # E5 ALCD category: equipment safety
+ALCD_ATTENTION = 4  # E5 ALCD category: attention flags
+
+
+@dataclass(frozen=True)
+class Alarm:
+    alid: int
+    text: str  # ALTX, at most 40 characters
+    tool: str | None
+    category: int
+
+
+def tool_alarms(tool: str) -> tuple[Alarm, ...]:
+    number = tool_number(tool)
+    if number is None:
+        return ()
+    role, unit = number
+    out = []
+    for code, text in TOOL_ALARMS[ROLES[role - 1]].items():
+        category = ALCD_EQUIPMENT_SAFETY if code in (400, 900) else ALCD_ATTENTION
+        out.append(Alarm(100_000 * role + 1000 * unit + code, f"{tool} {text}"[:40], tool,
+                         category))
+    return tuple(out)
+
+
+def line_alarms() -> tuple[Alarm, ...]:
+    return tuple(Alarm(alid, text, None, ALCD_EQUIPMENT_SAFETY)
+                 for alid, (text, _code) in LINE_ALARMS.items())
+
+
+def alid_for(tool: str | None, code: object) -> int | None:
+    """The ALID of an ALARM_SET/ALARM_CLEARED event: a tool's numeric code, or a line
+    alarm named by its code text; None when the code is not in the tables."""
+    if isinstance(code, str):
+        for alid, (_text, name) in LINE_ALARMS.items():
+            if code == name:
+                return alid
+        if code.isdigit():
+            code = int(code)
+    if tool is None or isinstance(code, bool) or not isinstance(code, int):
+        return None
+    number = tool_number(tool)
+    if number is None or not 1 <= code <= 999:  # a code not in the specs still gets an ALID
+        return None
+    return 100_000 * number[0] + 1000 * number[1] + code
+
+
+# --- remote commands ---------------------------------------------------------------------------
+
+COMMANDS = (
+    RemoteCommand("START", (("LOTID", "A: new lot id (≤ 13 characters)"),
+                            ("RECIPE", "A: recipe name; omitted: the PP-SELECTed one"),
+                            ("SLOTS", "A '1-5,8' or L of U1 slot numbers"),
+                            ("PRIORITY", "U1 1 (most urgent) .. 9; default 5")),
+                  "queue a lot; the controller starts it (LOTSTARTED follows)"),
+    RemoteCommand("HOLD", (("LOTID", "A"), ("REASON", "A, optional")),
+                  "hold a lot: no new wafer of it starts"),
+    RemoteCommand("RESUME", (("LOTID", "A"), ("REASON", "A, optional")),
+                  "resume a held lot"),
+    RemoteCommand("ABORT", (("LOTID", "A"), ("REASON", "A, required")),
+                  "abort a lot: no more wafers start; wafers in the carrier are aborted"),
+    RemoteCommand("PP-SELECT", (("PPID", "A: a recipe name"),),
+                  "choose the recipe for the next START without RECIPE"),
+)

@@ -1,0 +1,125 @@
+"""Dynamic event reports: the host defines reports (S2F33), links them
+to collection events (S2F35) and enables events (S2F37); the equipment then sends
+S6F11 with the linked reports' values. S1F23 lists the events and their data.
+
+Definitions, links and enables are persisted: a restart keeps what the host set up.
+Every request is all or nothing: one bad entry refuses the whole message.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from controller.gem import ids
+from controller.gem.secs2 import U4, A, B, Fmt, Item, L
+from controller.gem.status_capability import ids_of
+
+if TYPE_CHECKING:
+    from controller.gem.equipment import GemEquipment, Reply
+    from controller.gem.hsms import Message
+
+EVENTS = {event.ceid: event for event in ids.EVENTS}
+
+
+class ReportsCapability:
+    def __init__(self, eq: GemEquipment) -> None:
+        self.eq = eq
+        self.reports: dict[int, list[int]] = {
+            int(k): v for k, v in (eq.db.load("reports") or {}).items()}
+        self.links: dict[int, list[int]] = {
+            int(k): v for k, v in (eq.db.load("links") or {}).items()}
+        self.enabled: set[int] = set(eq.db.load("enabled_events") or [])
+        self._dataid = itertools.count(1)
+
+    def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:
+        return {(2, 33): self._s2f33, (2, 35): self._s2f35, (2, 37): self._s2f37,
+                (1, 23): self._s1f23}
+
+    def event_report(self, ceid: int, values: dict[int, Item]) -> Item | None:
+        """The S6F11 body for ``ceid``, or None when the host has not enabled it."""
+        if ceid not in self.enabled:
+            return None
+        reports = [
+            L(U4(rptid), L(*self.eq.status.values(self.reports[rptid], values)))
+            for rptid in self.links.get(ceid, ())
+        ]
+        return L(U4(next(self._dataid)), U4(ceid), L(*reports))
+
+    def _save(self) -> None:
+        self.eq.db.save("reports", {str(k): v for k, v in self.reports.items()})
+        self.eq.db.save("links", {str(k): v for k, v in self.links.items()})
+        self.eq.db.save("enabled_events", sorted(self.enabled))
+
+    async def _s2f33(self, message: Message) -> Reply:
+        _dataid, definitions = message.body.items
+        if not definitions.items:  # L,0: delete every report (and its links)
+            self.reports.clear()
+            self.links.clear()
+            self._save()
+            return 34, B(0)
+        reports = dict(self.reports)
+        for definition in definitions.items:
+            rptid_item, vids_item = definition.items
+            rptid, vids = rptid_item.number, ids_of(vids_item)
+            if not vids:  # RPTID with no VIDs: delete that report
+                if rptid not in reports:
+                    return 34, B(4)
+                reports.pop(rptid)
+                continue
+            if rptid in reports:
+                return 34, B(3)  # DRACK 3: RPTID already defined
+            if any(v not in self.eq.status.variables for v in vids):
+                return 34, B(4)  # DRACK 4: a VID does not exist
+            reports[rptid] = vids
+        self.reports = reports
+        for ceid in list(self.links):  # links to deleted reports go with them
+            self.links[ceid] = [r for r in self.links[ceid] if r in reports]
+        self._save()
+        return 34, B(0)
+
+    async def _s2f35(self, message: Message) -> Reply:
+        _dataid, links = message.body.items
+        new = dict(self.links)
+        for link in links.items:
+            ceid_item, rptids_item = link.items
+            ceid, rptids = ceid_item.number, ids_of(rptids_item)
+            if ceid not in EVENTS:
+                return 36, B(4)  # LRACK 4: CEID does not exist
+            if not rptids:
+                new.pop(ceid, None)  # L,0: unlink every report from the event
+                continue
+            if any(r not in self.reports for r in rptids):
+                return 36, B(5)  # LRACK 5: RPTID does not exist
+            if new.get(ceid):
+                return 36, B(3)  # LRACK 3: CEID already has reports linked
+            new[ceid] = rptids
+        self.links = new
+        self._save()
+        return 36, B(0)
+
+    async def _s2f37(self, message: Message) -> Reply:
+        ceed_item, ceids_item = message.body.items
+        if ceed_item.fmt is not Fmt.BOOLEAN:
+            raise ValueError(f"CEED must be BOOLEAN, got {ceed_item!r}")
+        enable, ceids = bool(ceed_item.scalar), ids_of(ceids_item) or list(EVENTS)
+        if any(c not in EVENTS for c in ceids):
+            return 38, B(1)  # ERACK 1: a CEID does not exist
+        if enable:
+            self.enabled.update(ceids)
+        else:
+            self.enabled.difference_update(ceids)
+        self._save()
+        return 38, B(0)
+
+    async def _s1f23(self, message: Message) -> Reply:
+        ceids = ids_of(message.body) or list(EVENTS)
+        out = []
+        for ceid in ceids:
+            event = EVENTS.get(ceid)
+            if event is None:
+                out.append(L(U4(ceid), A(""), L()))
+            else:
+                out.append(L(U4(ceid), A(event.name), L(*(U4(v) for v in event.dvids))))
+        return 24, L(*out)

@@ -1,0 +1,165 @@
+"""GEM persistence: settings that must survive a restart, and the E30 spool.
+
+Both live in the controller's database (tables ``gem_settings`` and
+``gem_spool``, migration ``0002_gem``), written through the same engine as the
+store, so a spooled event survives a controller restart exactly like a wafer
+record does.
+
+Spooling: while the host cannot be reached, spoolable messages
+(S5F1 alarm reports, S6F11 event reports) are appended here instead of being
+lost. Once anything is spooled, later spoolable messages are appended too
+(delivery stays in order) until the host asks for them (S6F23 RSDC 0) or purges
+them (RSDC 1). A message leaves the spool only after the host acknowledged it:
+nothing lost, nothing twice. ``MAXSPOOLSIZE`` bounds the spool; when full,
+``OVERWRITESPOOL`` decides between dropping the oldest and refusing the newest
+(both counted in ``SPOOLCOUNTTOTAL`` and logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.orm import Session
+
+from controller.db import writer
+from controller.models import GemSetting, GemSpooled
+
+log = logging.getLogger("controller.gem.spool")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Spooled:
+    id: int
+    stream: int
+    function: int
+    body: bytes
+    what: str
+
+
+class GemDatabase:
+    """Settings and spool on the controller's engine (``Store.engine``)."""
+
+    def __init__(self, engine: Engine, *, now: Callable[[], datetime] = _utc_now) -> None:
+        self._engine = engine
+        self._writer = writer(engine)
+        self._now = now
+
+    def read_session(self) -> Session:
+        return Session(self._engine, expire_on_commit=False)
+
+    def write_session(self) -> Session:
+        return Session(self._writer, expire_on_commit=False)
+
+    def now(self) -> datetime:
+        return self._now()
+
+    # -- settings (JSON values under a key)
+
+    def load(self, key: str, default: Any = None) -> Any:
+        with Session(self._engine) as session:
+            row = session.get(GemSetting, key)
+            return default if row is None else row.value["v"]
+
+    def save(self, key: str, value: Any) -> None:
+        with Session(self._writer) as session, session.begin():
+            row = session.get(GemSetting, key)
+            if row is None:
+                session.add(GemSetting(key=key, value={"v": value}, updated_at=self._now()))
+            else:
+                row.value = {"v": value}
+                row.updated_at = self._now()
+
+    def take(self, key: str) -> Any:
+        """Read and remove a value in one transaction (a request handled once)."""
+        with Session(self._writer) as session, session.begin():
+            row = session.get(GemSetting, key)
+            if row is None:
+                return None
+            session.delete(row)
+            return row.value["v"]
+
+    # -- the spool
+
+    def spool(
+        self, stream: int, function: int, body: bytes, what: str, *, limit: int, overwrite: bool
+    ) -> bool:
+        """Append a message; False when the spool is full and keeps its oldest (lost, logged)."""
+        with Session(self._writer) as session, session.begin():
+            count = session.scalar(select(func.count(GemSpooled.id))) or 0
+            state = self._spool_state(session)
+            state["total"] += 1
+            stored = True
+            if count >= limit:
+                state["full"] = True
+                if overwrite:
+                    oldest = session.scalars(
+                        select(GemSpooled.id).order_by(GemSpooled.id)
+                        .limit(count - limit + 1)
+                    ).all()
+                    session.execute(delete(GemSpooled).where(GemSpooled.id.in_(oldest)))
+                    log.warning("spool full (%d): dropped the oldest %d message(s) for %s",
+                                limit, len(oldest), what)
+                else:
+                    stored = False
+                    state["lost"] += 1
+                    log.warning("spool full (%d): %s not spooled (OVERWRITESPOOL false)",
+                                limit, what)
+            if stored:
+                session.add(GemSpooled(stream=stream, function=function, body=body, what=what,
+                                       spooled_at=self._now()))
+            self._save_spool_state(session, state)
+        return stored
+
+    def spooled(self, limit: int | None = None) -> list[Spooled]:
+        """The oldest spooled messages first (all, or at most ``limit``)."""
+        with Session(self._engine) as session:
+            query = select(GemSpooled).order_by(GemSpooled.id)
+            if limit:
+                query = query.limit(limit)
+            return [Spooled(r.id, r.stream, r.function, r.body, r.what)
+                    for r in session.scalars(query)]
+
+    def delivered(self, spooled_id: int) -> None:
+        """The host acknowledged it: it leaves the spool (and the spool resets when empty)."""
+        with Session(self._writer) as session, session.begin():
+            session.execute(delete(GemSpooled).where(GemSpooled.id == spooled_id))
+            if not session.scalar(select(func.count(GemSpooled.id))):
+                self._save_spool_state(session, {"total": 0, "full": False, "lost": 0})
+
+    def purge(self) -> int:
+        with Session(self._writer) as session, session.begin():
+            count = session.execute(delete(GemSpooled)).rowcount
+            self._save_spool_state(session, {"total": 0, "full": False, "lost": 0})
+        log.info("spool purged by the host: %d message(s) discarded", count)
+        return count
+
+    def spool_count(self) -> int:
+        with Session(self._engine) as session:
+            return session.scalar(select(func.count(GemSpooled.id))) or 0
+
+    def spool_state(self) -> dict[str, Any]:
+        """{"total": spooled since last emptied, "full": bool, "lost": refused when full}."""
+        with Session(self._engine) as session:
+            return self._spool_state(session)
+
+    def _spool_state(self, session: Session) -> dict[str, Any]:
+        row = session.get(GemSetting, "spool")
+        base = {"total": 0, "full": False, "lost": 0}
+        return base | (dict(row.value["v"]) if row is not None else {})
+
+    def _save_spool_state(self, session: Session, state: dict[str, Any]) -> None:
+        row = session.get(GemSetting, "spool")
+        if row is None:
+            session.add(GemSetting(key="spool", value={"v": state}, updated_at=self._now()))
+        else:
+            row.value = {"v": state}
+            row.updated_at = self._now()

@@ -1,0 +1,233 @@
+"""Status data the host reads: status variables (S1F3/S1F11), equipment constants
+(S2F13/S2F15/S2F29), and the values data variables carry inside events.
+
+Line status (lots, wafer counts, tool E10 states) is read from the store when
+the host asks, so it is right even after a restart or a missed event; tool
+states and oven zone temperatures also follow the line events as they come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from controller.gem import ids
+from controller.gem.secs2 import (
+    BOOLEAN,
+    F4,
+    F8,
+    I1,
+    I2,
+    I4,
+    I8,
+    U1,
+    U2,
+    U4,
+    U8,
+    A,
+    B,
+    Fmt,
+    Item,
+    L,
+    Secs2Error,
+)
+
+if TYPE_CHECKING:  # the equipment composes this capability; no import at run time
+    from controller.gem.equipment import GemEquipment, Reply
+    from controller.gem.hsms import Message
+
+_MAKERS: dict[Fmt, Callable[..., Item]] = {
+    Fmt.U1: U1, Fmt.U2: U2, Fmt.U4: U4, Fmt.U8: U8, Fmt.I1: I1, Fmt.I2: I2, Fmt.I4: I4,
+    Fmt.I8: I8, Fmt.F4: F4, Fmt.F8: F8, Fmt.BOOLEAN: BOOLEAN,
+}
+_EMPTY = L()
+
+
+def make_item(fmt: Fmt, value: Any) -> Item:
+    """An item of ``fmt`` holding a Python value (a list of items for L)."""
+    if isinstance(value, Item):
+        return value
+    if fmt is Fmt.A:
+        return A(str(value))
+    if fmt is Fmt.L:
+        return L(*value)
+    return _MAKERS[fmt](value)
+
+
+def ids_of(body: Item | None) -> list[int]:
+    """Ids from a list of id items or one id array (E5 allows either; empty = all)."""
+    if body is None:
+        return []
+    if body.fmt is Fmt.L:
+        return [item.number for item in body.items]
+    if body.fmt in (Fmt.A, Fmt.BOOLEAN, Fmt.F4, Fmt.F8):
+        raise Secs2Error(f"expected ids, got {body!r}")
+    return [int(v) for v in body.value]
+
+
+class StatusCapability:
+    def __init__(self, eq: GemEquipment, tools: list[str] | tuple[str, ...]) -> None:
+        self.eq = eq
+        self.tools = tuple(tools)
+        self.variables: dict[int, ids.Variable] = {}
+        for var in ids.LINE_SVS + ids.DVS + ids.ECS:
+            self.variables[var.vid] = var
+        for tool in self.tools:
+            for var in ids.tool_svs(tool):
+                self.variables[var.vid] = var
+        self.tool_state: dict[str, tuple[str, str]] = {}  # tool -> (E10 state, tool state)
+        self.zone_temps: dict[str, tuple[float, ...]] = {}
+        self._constants: dict[str, Any] = dict(eq.db.load("constants") or {})
+
+    def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:
+        return {(1, 3): self._s1f3, (1, 11): self._s1f11, (2, 13): self._s2f13,
+                (2, 15): self._s2f15, (2, 29): self._s2f29}
+
+    # -- values
+
+    def text(self, value: str) -> Item:
+        return A(value)
+
+    def constant(self, ecid: int) -> Any:
+        var = self.variables[ecid]
+        if str(ecid) in self._constants:
+            return self._constants[str(ecid)]
+        if ecid == ids.EC_MAX_SPOOL_SIZE:
+            return self.eq.config.spool_limit
+        if ecid == ids.EC_OVERWRITE_SPOOL:
+            return self.eq.config.spool_overwrite
+        return var.default
+
+    def values(self, vids: list[int], dvs: dict[int, Item] | None = None) -> list[Item]:
+        """Each variable's value as an item; an unknown id (or a DV outside its event) is L,0."""
+        snapshot = None
+        out = []
+        for vid in vids:
+            var = self.variables.get(vid)
+            if var is None:
+                out.append(_EMPTY)
+            elif var.kind is ids.VarKind.DV:
+                out.append((dvs or {}).get(vid, _EMPTY))
+            elif var.kind is ids.VarKind.EC:
+                out.append(make_item(var.fmt, self.constant(vid)))
+            else:
+                if snapshot is None and vid in _SNAPSHOT_SVS:
+                    snapshot = self.eq.commands.snapshot()
+                out.append(self._sv(var, snapshot))
+        return out
+
+    def _sv(self, var: ids.Variable, snap: Any) -> Item:
+        vid = var.vid
+        simple = {
+            ids.SV_CONTROL_STATE: lambda: U1(int(self.eq.control.state)),
+            ids.SV_CLOCK: lambda: A(self._clock()),
+            ids.SV_MDLN: lambda: A(self.eq.mdln),
+            ids.SV_SOFTREV: lambda: A(self.eq.softrev),
+            ids.SV_SPOOL_COUNT_ACTUAL: lambda: U4(self.eq.db.spool_count()),
+            ids.SV_SPOOL_COUNT_TOTAL: lambda: U4(self.eq.db.spool_state()["total"]),
+            ids.SV_SPOOL_FULL: lambda: BOOLEAN(self.eq.db.spool_state()["full"]),
+            ids.SV_ALARMS_SET: lambda: L(*(U4(a) for a in sorted(self.eq.alarms.active))),
+            ids.SV_PP_SELECTED: lambda: A(self.eq.remote.pp_selected or ""),
+        }
+        if vid in simple:
+            return simple[vid]()
+        if vid in _SNAPSHOT_SVS:
+            return {
+                ids.SV_LINE_STATE: lambda: A("running" if snap.running_lots else "idle"),
+                ids.SV_RUNNING_LOTS: lambda: L(*(A(x) for x in snap.running_lots)),
+                ids.SV_QUEUED_LOTS: lambda: L(*(A(x) for x in snap.queued_lots)),
+                ids.SV_WAFERS_GOOD: lambda: U4(snap.wafers_good),
+                ids.SV_WAFERS_SCRAPPED: lambda: U4(snap.wafers_scrapped),
+                ids.SV_WAFERS_IN_PROCESS: lambda: U4(snap.wafers_in_process),
+            }[vid]()
+        return self._tool_sv(var)
+
+    def _tool_sv(self, var: ids.Variable) -> Item:
+        offset = var.vid % 10
+        tool = next(t for t in self.tools if var in ids.tool_svs(t))
+        if offset == 2:
+            return L(*(F4(t) for t in self.zone_temps.get(tool, ())))
+        state = self.tool_state.get(tool)
+        if state is None:
+            stored = self.eq.commands.snapshot().tool_states.get(tool)
+            state = stored or ("", "")
+        return A(state[offset])
+
+    def _clock(self) -> str:
+        now = self.eq.db.now()  # the injected UTC clock the database writes with
+        if self.constant(ids.EC_TIME_FORMAT) == 0:
+            return now.strftime("%y%m%d%H%M%S")
+        return now.strftime("%Y%m%d%H%M%S") + f"{now.microsecond // 10_000:02d}"
+
+    # -- handlers
+
+    async def _s1f3(self, message: Message) -> Reply:
+        vids = ids_of(message.body) or [v.vid for v in self._svs()]
+        return 4, L(*self.values(vids))
+
+    async def _s1f11(self, message: Message) -> Reply:
+        vids = ids_of(message.body) or [v.vid for v in self._svs()]
+        out = []
+        for vid in vids:
+            var = self.variables.get(vid)
+            if var is None or var.kind is not ids.VarKind.SV:
+                out.append(L(U4(vid), A(""), A("")))  # E5: unknown SVID, empty name
+            else:
+                out.append(L(U4(vid), A(var.name), A(var.units)))
+        return 12, L(*out)
+
+    async def _s2f13(self, message: Message) -> Reply:
+        ecids = ids_of(message.body) or [v.vid for v in ids.ECS]
+        return 14, L(*(self.values([e])[0] if self._is_ec(e) else _EMPTY for e in ecids))
+
+    async def _s2f15(self, message: Message) -> Reply:
+        changes = {}
+        for pair in message.body.items if message.body else ():
+            ecid_item, value_item = pair.items
+            ecid = ecid_item.number
+            if not self._is_ec(ecid):
+                return 16, B(1)  # EAC 1: no such ECID
+            var = self.variables[ecid]
+            if value_item.fmt is Fmt.L or value_item.fmt is Fmt.A:
+                return 16, B(3)  # EAC 3: out of range / wrong kind
+            value = value_item.scalar
+            if var.fmt is Fmt.BOOLEAN:
+                value = bool(value)
+            elif var.minimum is not None and not var.minimum <= value <= var.maximum:
+                return 16, B(3)
+            changes[str(ecid)] = value
+        self._constants.update(changes)
+        self.eq.db.save("constants", self._constants)
+        return 16, B(0)
+
+    async def _s2f29(self, message: Message) -> Reply:
+        ecids = ids_of(message.body) or [v.vid for v in ids.ECS]
+        out = []
+        for ecid in ecids:
+            if not self._is_ec(ecid):
+                out.append(L(U4(ecid), A(""), _EMPTY, _EMPTY, _EMPTY, A("")))
+                continue
+            var = self.variables[ecid]
+            limits = [make_item(var.fmt, x) if x is not None else _EMPTY
+                      for x in (var.minimum, var.maximum, self._default(var))]
+            out.append(L(U4(ecid), A(var.name), *limits, A(var.units)))
+        return 30, L(*out)
+
+    def _default(self, var: ids.Variable) -> Any:
+        if var.vid == ids.EC_MAX_SPOOL_SIZE:
+            return self.eq.config.spool_limit
+        if var.vid == ids.EC_OVERWRITE_SPOOL:
+            return self.eq.config.spool_overwrite
+        return var.default
+
+    def _is_ec(self, vid: int) -> bool:
+        var = self.variables.get(vid)
+        return var is not None and var.kind is ids.VarKind.EC
+
+    def _svs(self) -> list[ids.Variable]:
+        return [v for v in self.variables.values() if v.kind is ids.VarKind.SV]
+
+
+_SNAPSHOT_SVS = frozenset({ids.SV_LINE_STATE, ids.SV_RUNNING_LOTS, ids.SV_QUEUED_LOTS,
+                           ids.SV_WAFERS_GOOD, ids.SV_WAFERS_SCRAPPED,
+                           ids.SV_WAFERS_IN_PROCESS})

@@ -1,0 +1,50 @@
+"""Terminal services: text between the host and the operator.
+
+S10F3 (host → equipment, terminal display single) is shown to the operator: it
+goes to the ``on_terminal`` callback (the live view or operator screen), the log,
+and the audit log, and is answered with ACKC10 0. ``to_host`` sends operator
+text (and the equipment's own notices, such as why a process program was
+refused) as S10F1; it is queued like every other primary and never waits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from controller.gem.secs2 import A, B, L, ascii_text
+
+if TYPE_CHECKING:
+    from controller.gem.equipment import GemEquipment, Reply
+    from controller.gem.hsms import Message
+
+log = logging.getLogger("controller.gem.terminal")
+
+TID = 0  # bumpline has one operator terminal
+
+
+class TerminalCapability:
+    def __init__(self, eq: GemEquipment, on_terminal: Callable[[str], None] | None) -> None:
+        self.eq = eq
+        self.on_terminal = on_terminal
+        self.received: list[str] = []  # this run's host messages, newest last
+
+    def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:
+        return {(10, 3): self._s10f3}
+
+    def to_host(self, text: str) -> None:
+        self.eq.send_primary(10, 1, L(B(TID), A(ascii_text(text))), "S10F1 terminal text")
+
+    async def _s10f3(self, message: Message) -> Reply:
+        _tid, text_item = message.body.items
+        text = text_item.text
+        self.received.append(text)
+        log.warning("message from the host: %s", text)
+        self.eq.commands.audit("gem.terminal", text)
+        if self.on_terminal is not None:
+            try:
+                self.on_terminal(text)
+            except Exception:  # a display must never break the host link
+                log.exception("terminal display failed")
+        return 4, B(0)

@@ -1,0 +1,91 @@
+"""The wafer journal on the store: commit each transition, then tell the line.
+
+``StoreJournal`` is the controller's ``sequences.journal.WaferJournal``. A
+transition and the step record it opens or closes commit in one transaction
+(``Store.atomic``); only then is it published on the line event stream, so no
+subscriber hears of something a crash could take back. When a step record
+closes, the intents still open on it are answered: the step got its result, so
+the command they guarded happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from controller.events import EventKind, LineEventStream
+from controller.store import Store
+from sequences.journal import DONE, WaferEvent
+from sequences.machine import AWAITING
+
+
+class StoreJournal:
+    def __init__(self, store: Store, stream: LineEventStream,
+                 lot_of: Callable[[str], str | None]) -> None:
+        self.store = store
+        self.stream = stream
+        self._lot_of = lot_of
+        self._open_step: dict[str, int] = {}  # wafer -> its open step record
+        self._open_intents: dict[str, list[int]] = {}  # wafer -> intents on that record
+
+    def adopt(self, wafer_id: str, step_id: int | None) -> None:
+        """Recovery: the wafer's step record found open in the store."""
+        if step_id is None:
+            self._open_step.pop(wafer_id, None)
+        else:
+            self._open_step[wafer_id] = step_id
+            self._open_intents[wafer_id] = [i.id for i in self.store.step_intents(step_id)
+                                            if i.outcome is None]
+
+    def step_record(self, wafer_id: str) -> int | None:
+        return self._open_step.get(wafer_id)
+
+    def record(self, event: WaferEvent) -> None:
+        wafer_id = event.wafer_id
+        with self.store.atomic():
+            self.store.record_event(event)
+            if event.opens is not None:
+                self._open_step[wafer_id] = self.store.start_step(
+                    wafer_id, event.step, event.opens.kind, event.tool or "?",
+                    event.opens.parameters, windows=event.opens.windows,
+                    tool_time=event.tool_time)
+            elif event.closes is not None and wafer_id in self._open_step:
+                closes = event.closes
+                self.store.end_step(
+                    self._open_step.pop(wafer_id), status=closes.status,
+                    results=dict(closes.results), curve_c=closes.curve_c,
+                    liquidus_c=closes.liquidus_c, tool_time=event.tool_time, fetch=False)
+                for intent in self._open_intents.pop(wafer_id, ()):
+                    self.store.resolve_intent(intent, DONE)
+        self._publish(event)
+
+    def intend(self, wafer_id: str, command: str, tool: str) -> int:
+        step_id = self._open_step[wafer_id]  # a guarded command is always inside a step
+        intent = self.store.record_intent(step_id, command, tool=tool)
+        self._open_intents.setdefault(wafer_id, []).append(intent)
+        return intent
+
+    def resolve(self, intent: int, outcome: str) -> None:
+        self.store.resolve_intent(intent, outcome)
+        for intents in self._open_intents.values():
+            if intent in intents:
+                intents.remove(intent)
+
+    def _publish(self, event: WaferEvent) -> None:
+        lot_id = self._lot_of(event.wafer_id)
+        common = dict(lot_id=lot_id, wafer_id=event.wafer_id, tool=event.tool,
+                      tool_time=event.tool_time)
+        publish = self.stream.publish
+        publish(EventKind.WAFER_TRANSITION, **common, step=event.step,
+                step_kind=event.step_kind, from_state=event.from_state,
+                to_state=event.to_state, trigger=event.trigger, why=event.why,
+                measurements=event.measurements)
+        if event.opens is not None:
+            publish(EventKind.STEP_STARTED, **common, step=event.step,
+                    step_kind=event.step_kind, parameters=dict(event.opens.parameters))
+        elif event.closes is not None:
+            publish(EventKind.STEP_ENDED, **common, step=event.step,
+                    step_kind=event.step_kind, outcome=event.closes.status,
+                    measurements=dict(event.closes.results), why=event.why)
+        if event.to_state == AWAITING:
+            publish(EventKind.DISPOSITION_NEEDED, **common, step=event.step,
+                    step_kind=event.step_kind, why=event.why)

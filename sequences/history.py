@@ -1,0 +1,95 @@
+"""The wafer's own history, and the rules it must satisfy before each step.
+
+The recipe's rules (``sequences.validate``) are checked against what the recipe
+says; these are checked before every step against what was really done to this
+wafer: the measured peaks of its reflows, the alloys deposited, whether it was
+cleaned since its last reflow. Pure functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sequences.alloys import AlloyLibrary
+from sequences.recipe import DEPOSIT_KINDS, Recipe, Step
+from sequences.validate import ValidationOptions
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    step: int  # recipe step number
+    kind: str
+    alloy: str | None = None  # deposits
+    peak_c: float | None = None  # reflows: the measured peak (None when not measured here)
+    accepted_as_is: str = ""  # an engineer's reason for continuing out of window
+
+
+@dataclass
+class WaferHistory:
+    """What has been done to the wafer, in order; the runner appends as steps pass."""
+
+    entries: list[HistoryEntry] = field(default_factory=list)
+
+    @classmethod
+    def assumed(cls, recipe: Recipe, before: int) -> WaferHistory:
+        """Steps 1..before-1 taken as done to the recipe (a run of a later range)."""
+        return cls([_nominal(n, s) for n, s in enumerate(recipe.steps[: before - 1], start=1)])
+
+    def record(self, entry: HistoryEntry) -> None:
+        self.entries.append(entry)
+
+    def forget_from(self, step: int) -> None:
+        """A retry restarts at ``step``: what was done from there on is stripped."""
+        self.entries = [e for e in self.entries if e.step < step]
+
+
+def _nominal(number: int, step: Step) -> HistoryEntry:
+    return HistoryEntry(number, step.kind, getattr(step, "alloy", None))
+
+
+def history_interlocks(
+    number: int, step: Step, history: WaferHistory, alloys: AlloyLibrary,
+    options: ValidationOptions,
+) -> list[str]:
+    """Whether what was really done to this wafer allows the step."""
+    reasons: list[str] = []
+    bumps: list[tuple[HistoryEntry, HistoryEntry]] = []  # (deposit, reflow)
+    pending: list[HistoryEntry] = []
+    dirty: HistoryEntry | None = None
+    for entry in history.entries:
+        if entry.kind in DEPOSIT_KINDS:
+            pending.append(entry)
+        elif entry.kind == "reflow":
+            if entry.peak_c is not None and not entry.accepted_as_is:
+                for deposit, reflow in bumps:
+                    solidus = alloys[deposit.alloy].solidus_c
+                    if entry.peak_c >= solidus:
+                        reasons.append(
+                            f"the reflow at step {entry.step} reached {entry.peak_c:g} °C, "
+                            f"remelting the {deposit.alloy} bump from step {reflow.step} "
+                            f"(solidus {solidus:g} °C)")
+            bumps += [(d, entry) for d in pending]
+            pending = []
+            dirty = entry
+        elif entry.kind in ("clean", "strip"):  # a resist strip removes the flux too
+            dirty = None
+    if step.kind in DEPOSIT_KINDS and dirty is not None:
+        reasons.append(f"not cleaned since the reflow at step {dirty.step}")
+    if step.kind == "reflow":
+        if not pending:
+            reasons.append("nothing deposited on the wafer since its last reflow")
+        high = step.peak_c[1]  # type: ignore[attr-defined]
+        for deposit, reflow in bumps:
+            alloy = alloys[deposit.alloy]
+            if high > alloy.solidus_c - options.rebump_margin_c:
+                reasons.append(
+                    f"peak window reaches {high:g} °C while the {alloy.id} bump from step "
+                    f"{reflow.step} begins to melt at {alloy.solidus_c:g} °C")
+        for new in pending:
+            if not alloys[new.alloy].contains_bismuth:
+                continue
+            for deposit, _ in bumps:
+                if alloys[deposit.alloy].contains_lead:
+                    reasons.append(f"{new.alloy} would be reflowed onto a lead-bearing "
+                                   f"{deposit.alloy} bump")
+    return reasons

@@ -1,0 +1,36 @@
+"""Step kinds: one module per kind of recipe step, found by the step's ``kind``.
+
+``kind_of(step)`` is the only way the runner, scheduler, recovery, the makespan
+bound and the record learn what a step needs; nothing asks which class a step
+is. A new kind is one module here (a ``StepKind``), one driver, one simulator
+model and its command table or register map (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sequences.errors import SequenceError
+from sequences.kinds.ball_place import BALL_PLACE
+from sequences.kinds.base import StepKind
+from sequences.kinds.flux_clean import FLUX_CLEAN
+from sequences.kinds.paste_print import PASTE_PRINT
+from sequences.kinds.reflow import REFLOW
+from sequences.kinds.resist_strip import RESIST_STRIP
+
+KINDS: dict[str, StepKind[Any]] = {k.name: k for k in (PASTE_PRINT, BALL_PLACE, REFLOW,
+                                                        FLUX_CLEAN, RESIST_STRIP)}
+ROLE_OF_KIND: dict[str, str] = {name: kind.role for name, kind in KINDS.items()}
+ROLES: tuple[str, ...] = tuple(dict.fromkeys(ROLE_OF_KIND.values()))
+
+
+def kind_of(step: Any) -> StepKind[Any]:
+    """The kind of a recipe step (or of a kind name)."""
+    name = step if isinstance(step, str) else step.kind
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise SequenceError(f"no step kind '{name}' (known: {', '.join(KINDS)})") from None
+
+
+__all__ = ["KINDS", "ROLES", "ROLE_OF_KIND", "StepKind", "kind_of"]

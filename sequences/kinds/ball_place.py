@@ -1,0 +1,137 @@
+"""The place step: solder ball mounting with inspection and one repair (ball-placer.md).
+
+Spec constants (../shared/specs/ball-placer.md): a ball change (CHG) takes
+900 s; LOAD 20 s, flux 25 s, placement 40 s, inspection 15 s, UNLOAD 10 s; a
+repair (RPR) takes 5 s plus 0.5 s per defect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.types import PlacementResult, PlacerState, PlacerStatus, RunStatus
+from sequences.judge import Judgment, same_wafer
+from sequences.kinds.base import (
+    Note,
+    Recovering,
+    StepContext,
+    StepResult,
+    ToolView,
+    alarm_reasons,
+    expect,
+    timeout_for,
+)
+from sequences.kinds.hostlink_step import HostLinkStepKind
+from sequences.recipe import PlaceStep
+
+CHANGEOVER_S = 900.0
+LOAD_S, UNLOAD_S = 20.0, 10.0
+PLACE_S = 25.0 + 40.0 + 15.0  # flux, place, inspect
+REPAIR_MAX_S = 5.0 + 0.5 * 1000
+FLUX_PER_WAFER_PCT = 0.5  # flux level a wafer needs at least
+
+
+class BallPlace(HostLinkStepKind[PlaceStep]):
+    name, role = "place", "placer"
+    driver_mark = "start_placement"
+    changeover_s = CHANGEOVER_S
+    deposit = True
+    repairable = True
+    states = PlacerState
+    what = "ball mounter"
+    guarded = ("PLC",)
+    load_s, unload_s, to_idle_s = LOAD_S, UNLOAD_S, UNLOAD_S
+
+    def setup_key(self, step: PlaceStep) -> tuple[Any, ...]:
+        return ("place", step.ball_alloy, step.ball_diameter_um)
+
+    def setup_mismatches(self, step: PlaceStep, view: ToolView) -> list[str]:
+        st: PlacerStatus = view.status
+        if st.ball_alloy != step.ball_alloy or st.ball_diameter_um != step.ball_diameter_um:
+            return [f"{st.ball_diameter_um} µm {st.ball_alloy} balls loaded, the step needs "
+                    f"{step.ball_diameter_um} µm {step.ball_alloy}"]
+        return []
+
+    def interlocks(self, step: PlaceStep, view: ToolView, wafer_id: str) -> list[str]:
+        st: PlacerStatus = view.status
+        reasons = alarm_reasons(st.alarm_code, st.state is PlacerState.ALARM)
+        reasons += self.occupied(st, wafer_id)
+        reasons += self.setup_mismatches(step, view)
+        if st.flux_level_pct < FLUX_PER_WAFER_PCT:
+            reasons.append(f"flux level {st.flux_level_pct:g} % is below one wafer "
+                           f"({FLUX_PER_WAFER_PCT:g} %)")
+        if st.ball_level_pct <= 0:
+            reasons.append("ball supply empty")
+        return reasons
+
+    def cycle_s(self, step: PlaceStep) -> float:
+        return PLACE_S
+
+    def nominal_s(self, step: PlaceStep) -> float:
+        return LOAD_S + PLACE_S + UNLOAD_S
+
+    def judge(self, step: PlaceStep, result: PlacementResult, wafer_id: str, *,
+              repaired: bool = False) -> Judgment:
+        """Defects up to max_defects get one automatic repair; after it (or when none was
+        needed) at most max_defects_after_repair may remain. More than max_defects is not
+        worth repairing (a mask or supply problem): the wafer waits for an engineer."""
+        r = result
+        measurements = {
+            "status": r.status.value, "sites": r.sites, "placed": r.placed,
+            "missing": r.missing, "extra": r.extra, "defects": r.defects,
+            "offset_max_um": r.offset_max_um, "repaired": repaired,
+        }
+        findings = same_wafer(wafer_id, r.wafer_id)
+        if r.status is not RunStatus.OK:
+            findings.append(f"placement status {r.status.value}")
+        if r.sites != step.sites:
+            findings.append(f"the mounter inspected {r.sites} sites, the recipe has {step.sites}")
+        if findings:
+            return Judgment(False, tuple(findings), measurements)
+        if r.defects <= step.max_defects_after_repair:
+            return Judgment(True, (), measurements)
+        counted = f"{r.defects} ball defects ({r.missing} missing, {r.extra} extra)"
+        if repaired:
+            return Judgment(False, (f"{counted} after repair, above the limit "
+                                    f"{step.max_defects_after_repair}",), measurements)
+        if r.defects > step.max_defects:
+            return Judgment(False, (f"{counted}, above the {step.max_defects} worth "
+                                    "repairing",), measurements)
+        return Judgment(False, (f"{counted}: repairing",), measurements, repair=True)
+
+    def windows(self, step: PlaceStep) -> dict[str, list[float | None]]:
+        return {"defects": [None, step.max_defects_after_repair]}
+
+    async def prepare(self, driver: Any, step: PlaceStep, *, clock: Clock, recipe_name: str,
+                      note: Note) -> None:
+        status = await self.free(driver, clock)
+        if self.setup_mismatches(step, ToolView(status)):
+            note(f"changeover to {step.ball_diameter_um} µm {step.ball_alloy} balls (CHG)")
+            await driver.changeover(step.ball_alloy, step.ball_diameter_um)
+            await expect(clock, CHANGEOVER_S)
+            await driver.wait_for(PlacerState.IDLE, timeout_s=timeout_for(CHANGEOVER_S))
+        await driver.set_recipe(step.tool_recipe(recipe_name))
+        note(f"placement parameters {recipe_name} stored (RCP)")
+
+    async def execute(self, driver: Any, step: PlaceStep, ctx: StepContext, seen: ToolView
+                      ) -> StepResult:
+        await self.release_own(driver, seen)
+        await driver.set_recipe(step.tool_recipe(ctx.recipe_name))
+        return await self.load_and_run(driver, step, ctx, driver.start_placement)
+
+    async def repair(self, driver: Any) -> PlacementResult:
+        """The mounter's automatic repair (RPR) and its new result."""
+        await driver.repair()
+        await driver.wait_for(PlacerState.DONE, timeout_s=timeout_for(REPAIR_MAX_S))
+        return await driver.result()
+
+    async def start(self, driver: Any) -> None:
+        await driver.start_placement()
+
+    async def settle(self, driver: Any, step: PlaceStep, wafer: Recovering, clock: Clock
+                     ) -> Any:
+        return await self.settle_hostlink(driver, wafer, self.start)
+
+
+BALL_PLACE = BallPlace()

@@ -1,0 +1,300 @@
+"""What every step kind provides (``StepKind``), and the helpers the kinds share.
+
+A step kind is everything bumpline knows about one kind of recipe step and the
+tool role that runs it: the setup the tool must have, what makes the tool busy,
+the interlocks, preparing the tool, running the step up to its result, repair,
+unload and abort, the judgment against the recipe's windows, the nominal times
+the scheduler and the makespan bound use, and how recovery settles a wafer found
+mid-step after a stop. One module per kind implements it; ``sequences.kinds``
+maps a step's ``kind`` to its implementation. Nothing outside the kind modules
+asks which class a step is.
+
+Kinds never decide what happens to the wafer (that is the runner and its state
+machine); they run tool operations and return what the tool measured. All waits
+are in tool seconds on the injected clock and always bounded.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from drivers.clock import Clock
+from drivers.errors import AlarmActive, ToolTimeout, WrongState
+from drivers.types import Alarm
+from sequences.errors import SequenceError
+from sequences.judge import Judgment
+from sequences.recipe import Step
+
+if TYPE_CHECKING:
+    from sequences.journal import WaferJournal
+
+POLL_S = 1.0  # how often a tool is looked at while waiting for it to be free
+
+
+async def expect(clock: Clock, nominal_s: float) -> None:
+    """Wait the time the spec says an operation takes before polling for its end.
+
+    Polling from the start would cost a round trip per poll interval for nothing;
+    the tool cannot be faster than its nominal time, and a slower one is caught by
+    the polls that follow.
+    """
+    await clock.sleep(nominal_s)
+
+
+async def when_in(driver: Any, state: Any, timeout_s: float,
+                  command: Callable[[], Awaitable[Any]]) -> Any:
+    """Send a HostLink command that needs ``state``, once the spec's time for getting
+    there has passed: usually the tool is there, and a status poll first would be a
+    round trip for nothing. If it is not (NAK 04 WRONG STATE, or 05 ALARM ACTIVE:
+    nothing was changed), wait for the state (an alarm raises ToolAlarm with its text)
+    and send the command again.
+    """
+    try:
+        return await command()
+    except (WrongState, AlarmActive):
+        pass
+    await driver.wait_for(state, timeout_s=timeout_s)
+    return await command()
+
+
+def timeout_for(nominal_s: float) -> float:
+    """A generous timeout for an operation the spec says takes ``nominal_s``."""
+    return nominal_s * 2.0 + 60.0
+
+
+Note = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ToolView:
+    """What the interlock check read from the tool just before a step.
+
+    The scheduler gives the tool to the step alone, so ``execute`` may start from it
+    instead of asking the tool again.
+    """
+
+    status: Any
+    clean_recipe: Any = None  # cleaner: its recipe registers
+    own_wafer_done: bool = False  # this wafer is still in the tool, finished (an earlier stop)
+
+
+@dataclass
+class StepResult:
+    """What the tool measured, plus alarms it raised while the wafer rode through."""
+
+    result: Any
+    alarms: list[Alarm] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a running step needs besides its tool: whose wafer, which clock, which record."""
+
+    wafer_id: str
+    clock: Clock
+    recipe_name: str  # the name the tool stores the step's parameters under
+    journal: WaferJournal
+    tool_free: Callable[[], None] = lambda: None  # a pipelined tool may take the next wafer
+
+
+class Settled:
+    """How recovery found a step that was in progress when the controller stopped."""
+
+
+@dataclass(frozen=True)
+class TakeResult(Settled):
+    """The tool has the step's result: judge it and go on."""
+
+    result: Any
+    unloaded: bool = False
+    how: str = ""
+
+
+@dataclass(frozen=True)
+class NeverTaken(Settled):
+    """The tool provably never took the wafer: it waits for a tool again."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Unknown(Settled):
+    """What happened cannot be told from the tool: an engineer decides."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Recovering:
+    """What recovery knows of a wafer found mid-step (for a kind's ``settle``)."""
+
+    wafer_id: str
+    step_number: int
+    judging: bool  # the step's result had been taken (running: not yet)
+    earlier_results: tuple[Mapping[str, Any], ...]  # this wafer's earlier steps of the kind
+    intents: tuple[str, ...]  # commands with an intent recorded for this step ("LOAD", …)
+    note: Note
+
+
+S = TypeVar("S", bound=Step)
+
+
+class StepKind(ABC, Generic[S]):
+    """One kind of recipe step and the tool role that runs it."""
+
+    name: ClassVar[str]  # the recipe's ``kind``
+    role: ClassVar[str]  # the tool role that runs it
+    changeover_s: ClassVar[float] = 0.0  # nominal setup change (the makespan bound)
+    deposit: ClassVar[bool] = False  # puts solder on the wafer (retry strips back to it)
+    repeatable: ClassVar[bool] = False  # a retry may simply run it again
+    repairable: ClassVar[bool] = False  # the tool has a repair for a failed judgment
+    rides_out: ClassVar[bool] = False  # once taken, the tool cannot stop it (abort waits)
+    pipelined: ClassVar[bool] = False  # the tool takes the next wafer before this one is out
+    driver_mark: ClassVar[str]  # a verb only this role's driver has (until typed protocols)
+    # Commands that change the wafer and must never be repeated blindly: each is
+    # journalled as an intent before it is sent.
+    guarded: ClassVar[tuple[str, ...]] = ()
+
+    def check_driver(self, driver: Any) -> None:
+        """Refuse to run the step on a tool of another role (a wrong line file)."""
+        if not hasattr(driver, self.driver_mark):
+            raise SequenceError(f"a {self.name} step runs on {_a(self.role)}; "
+                                f"{getattr(driver, 'name', driver)} is not one")
+        if not self.can_run(driver):
+            raise SequenceError(f"{driver.name} cannot take a {self.name} step (its model "
+                                "has no such mode)")
+
+    def can_run(self, driver: Any) -> bool:
+        """This tool of the role can take the kind (a cleaner whose model has the mode)."""
+        return True
+
+    # --- setup and readiness (pure) ---
+
+    @abstractmethod
+    def setup_key(self, step: S) -> tuple[Any, ...]:
+        """What a tool must be set up with for this step (a changeover changes it)."""
+
+    @abstractmethod
+    def setup_mismatches(self, step: S, view: ToolView) -> list[str]:
+        """How the tool's setup differs from the step's (empty: set up)."""
+
+    @abstractmethod
+    def busy(self, status: Any, wafer_id: str) -> bool:
+        """The tool works on another wafer or a setup change that will end by itself."""
+
+    @abstractmethod
+    def interlocks(self, step: S, view: ToolView, wafer_id: str) -> list[str]:
+        """Why the tool must not take this step now (empty: go)."""
+
+    # --- what the scheduler and the makespan bound need (pure) ---
+
+    @abstractmethod
+    def nominal_s(self, step: S) -> float:
+        """How long one wafer's step keeps it busy (spec nominal times)."""
+
+    def occupancy_s(self, step: S) -> float:
+        """How long the step keeps its tool from taking the next wafer."""
+        return self.nominal_s(step)
+
+    def bound_setup(self, step: S) -> tuple[Any, ...] | None:
+        """The setup the makespan bound counts changeovers of (None: none are needed), as
+        the line configuration names it (the setup key without the kind's name)."""
+        return self.setup_key(step)[1:]
+
+    # --- results (pure) ---
+
+    @abstractmethod
+    def judge(self, step: S, result: Any, wafer_id: str, *, repaired: bool = False) -> Judgment:
+        """The tool's result against the recipe's windows."""
+
+    @abstractmethod
+    def windows(self, step: S) -> dict[str, list[float | None]]:
+        """The recipe's acceptance windows, as [low, high] (None = open), for the record."""
+
+    def curve(self, step: S, result: Any) -> tuple[list[float], float] | None:
+        """A measured curve and its liquidus line, for the record (reflow only)."""
+        return None
+
+    def parameters(self, step: S) -> Mapping[str, Any]:
+        """What is sent to the tool for the step, for the record (read-only)."""
+        return _parameters(step)
+
+    # --- talking to the tool ---
+
+    async def look(self, driver: Any, step: S, wafer_id: str, status: Any) -> ToolView:
+        """What the interlock check needs beyond the status."""
+        return ToolView(status)
+
+    @abstractmethod
+    async def prepare(self, driver: Any, step: S, *, clock: Clock, recipe_name: str,
+                      note: Note) -> None:
+        """Change the tool's setup to what the step needs, saying what was done."""
+
+    @abstractmethod
+    async def execute(self, driver: Any, step: S, ctx: StepContext, seen: ToolView
+                      ) -> StepResult:
+        """Run the step on the tool up to its result."""
+
+    async def repair(self, driver: Any) -> Any:
+        raise NotImplementedError(f"a {self.name} step has no repair")
+
+    async def unload(self, driver: Any, step: S) -> None:
+        """Hand the wafer out after judging."""
+
+    async def abort(self, driver: Any, step: S, wafer_id: str) -> list[str]:
+        """Stop the tool's work on the wafer and hand it out; what was done (never raises)."""
+        return []
+
+    # --- recovery after a controller stop ---
+
+    @abstractmethod
+    async def settle(self, driver: Any, step: S, wafer: Recovering, clock: Clock) -> Settled:
+        """Ask the tool what became of a wafer that was mid-step when the controller stopped."""
+
+    async def settle_all(self, driver: Any, wafers: list[tuple[S, Recovering]], clock: Clock
+                         ) -> dict[str, Settled]:
+        """Every wafer one tool had mid-step, each settled once (a pipelined tool may hold
+        several: the oven settles its whole belt in one pass)."""
+        return {w.wafer_id: await self.settle(driver, step, w, clock) for step, w in wafers}
+
+
+@functools.cache  # recipe steps are frozen; every wafer of a lot sends the same ones
+def _parameters(step: Step) -> Mapping[str, Any]:
+    data = asdict(step)
+    data.pop("note", None)
+    return MappingProxyType(data)
+
+
+async def wait_free(kind: StepKind[Any], driver: Any, wafer_id: str, clock: Clock,
+                    timeout_s: float) -> Any:
+    """The tool's status once it is not busy with something else (ToolTimeout if it stays)."""
+    deadline = clock.now() + timeout_s
+    while True:
+        status = await driver.status()
+        if not kind.busy(status, wafer_id):
+            return status
+        if clock.now() >= deadline:
+            raise ToolTimeout(driver.name, f"still busy ({state_name(status)}) after "
+                              f"{timeout_s:g} s")
+        await clock.sleep(POLL_S)
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def state_name(status: Any) -> str:
+    state = status.state
+    value = getattr(state, "value", None)
+    return value if isinstance(value, str) else state.name
+
+
+def alarm_reasons(code: int, latched: bool) -> list[str]:
+    if code:
+        return [f"alarm {code} active"]
+    return ["alarm latched"] if latched else []

@@ -1,0 +1,123 @@
+"""The print step: stencil paste printing with solder paste inspection (paste-printer.md).
+
+Spec constants (../shared/specs/paste-printer.md): a stencil or paste change
+(CHG) takes 600 s; LOAD 20 s, each print pass 30 s, SPI 10 s, UNLOAD 10 s, and a
+stencil wipe of 15 s every ``wipe_every`` prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.types import PrinterState, PrinterStatus, PrintResult, RunStatus
+from sequences.judge import Judgment, at_least, at_most, same_wafer, window
+from sequences.kinds.base import (
+    Note,
+    Recovering,
+    StepContext,
+    StepResult,
+    ToolView,
+    alarm_reasons,
+    expect,
+    timeout_for,
+)
+from sequences.kinds.hostlink_step import HostLinkStepKind
+from sequences.recipe import PrintStep
+
+CHANGEOVER_S = 600.0
+LOAD_S, UNLOAD_S, WIPE_S = 20.0, 10.0, 15.0
+PRINT_PASS_S, SPI_S = 30.0, 10.0
+PASTE_PER_PRINT_PCT = 0.4  # paste level a print needs at least
+
+
+class PastePrint(HostLinkStepKind[PrintStep]):
+    name, role = "print", "printer"
+    driver_mark = "start_print"
+    changeover_s = CHANGEOVER_S
+    deposit = True
+    states = PrinterState
+    what = "printer"
+    guarded = ("PRT",)
+    load_s, unload_s, to_idle_s = LOAD_S, UNLOAD_S, UNLOAD_S + WIPE_S
+
+    def setup_key(self, step: PrintStep) -> tuple[Any, ...]:
+        return ("print", step.stencil_id, step.paste_alloy)
+
+    def setup_mismatches(self, step: PrintStep, view: ToolView) -> list[str]:
+        st: PrinterStatus = view.status
+        reasons = []
+        if st.stencil_id != step.stencil_id:
+            reasons.append(f"stencil {st.stencil_id} mounted, the step needs {step.stencil_id}")
+        if st.paste_alloy != step.paste_alloy:
+            reasons.append(f"{st.paste_alloy} paste loaded, the step needs {step.paste_alloy}")
+        return reasons
+
+    def interlocks(self, step: PrintStep, view: ToolView, wafer_id: str) -> list[str]:
+        st: PrinterStatus = view.status
+        reasons = alarm_reasons(st.alarm_code, st.state is PrinterState.ALARM)
+        reasons += self.occupied(st, wafer_id)
+        reasons += self.setup_mismatches(step, view)
+        if st.paste_level_pct < PASTE_PER_PRINT_PCT:
+            reasons.append(f"paste level {st.paste_level_pct:g} % is below one print "
+                           f"({PASTE_PER_PRINT_PCT:g} %)")
+        return reasons
+
+    def cycle_s(self, step: PrintStep) -> float:
+        return PRINT_PASS_S * step.passes + SPI_S
+
+    def nominal_s(self, step: PrintStep) -> float:
+        wipe = WIPE_S / step.wipe_every if step.wipe_every else 0.0
+        return LOAD_S + self.cycle_s(step) + UNLOAD_S + wipe
+
+    def judge(self, step: PrintStep, result: PrintResult, wafer_id: str, *,
+              repaired: bool = False) -> Judgment:
+        r = result
+        measurements = {
+            "status": r.status.value, "vol_mean_pct": r.vol_mean_pct,
+            "vol_min_pct": r.vol_min_pct, "vol_max_pct": r.vol_max_pct, "bridges": r.bridges,
+            "insufficient": r.insufficient,
+        }
+        findings = same_wafer(wafer_id, r.wafer_id)
+        if r.status is not RunStatus.OK:
+            findings.append(f"print status {r.status.value}")
+        findings += window("SPI mean volume", r.vol_mean_pct, step.vol_mean_pct, " %")
+        findings += at_least("SPI smallest volume", r.vol_min_pct, step.vol_min_pct_min, " %")
+        findings += at_most("bridges", r.bridges, step.max_bridges)
+        findings += at_most("insufficient sites", r.insufficient, step.max_insufficient)
+        return Judgment(not findings, tuple(findings), measurements)
+
+    def windows(self, step: PrintStep) -> dict[str, list[float | None]]:
+        return {
+            "vol_mean_pct": list(step.vol_mean_pct),
+            "vol_min_pct": [step.vol_min_pct_min, None],
+            "bridges": [None, step.max_bridges],
+            "insufficient": [None, step.max_insufficient],
+        }
+
+    async def prepare(self, driver: Any, step: PrintStep, *, clock: Clock, recipe_name: str,
+                      note: Note) -> None:
+        status = await self.free(driver, clock)
+        if self.setup_mismatches(step, ToolView(status)):
+            note(f"changeover to stencil {step.stencil_id} and {step.paste_alloy} paste (CHG)")
+            await driver.changeover(step.stencil_id, step.paste_alloy)
+            await expect(clock, CHANGEOVER_S)
+            await driver.wait_for(PrinterState.IDLE, timeout_s=timeout_for(CHANGEOVER_S))
+        await driver.set_recipe(step.tool_recipe(recipe_name))
+        note(f"print parameters {recipe_name} stored (RCP)")
+
+    async def execute(self, driver: Any, step: PrintStep, ctx: StepContext, seen: ToolView
+                      ) -> StepResult:
+        await self.release_own(driver, seen)
+        await driver.set_recipe(step.tool_recipe(ctx.recipe_name))
+        return await self.load_and_run(driver, step, ctx, driver.start_print)
+
+    async def start(self, driver: Any) -> None:
+        await driver.start_print()
+
+    async def settle(self, driver: Any, step: PrintStep, wafer: Recovering, clock: Clock
+                     ) -> Any:
+        return await self.settle_hostlink(driver, wafer, self.start)
+
+
+PASTE_PRINT = PastePrint()

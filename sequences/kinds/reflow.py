@@ -1,0 +1,287 @@
+"""The reflow step: the 10-zone nitrogen reflow oven (reflow-oven.md).
+
+The oven is a pipeline: a wafer loaded at the entrance rides the 4,000 mm heated
+tunnel at the profile's belt speed; the next may follow once the wafer ahead has
+cleared the entrance (450 mm of travel); at the exit the host reads its measured
+profile and unloads it. The tool cannot stop a wafer on the belt: an abort lets
+it ride out. A profile change takes 15-25 minutes (a high-lead to eutectic
+cool-down the longest) and needs an empty belt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
+from drivers.types import Alarm, ExitFlag, OvenState, OvenStatus, ReflowResult
+from sequences.journal import guarded
+from sequences.judge import Judgment, at_most, same_wafer, window
+from sequences.kinds.base import (
+    NeverTaken,
+    Note,
+    Recovering,
+    Settled,
+    StepContext,
+    StepKind,
+    StepResult,
+    TakeResult,
+    ToolView,
+    Unknown,
+    alarm_reasons,
+    expect,
+    timeout_for,
+)
+from sequences.recipe import ReflowStep
+
+TUNNEL_MM = 4000.0  # heated tunnel, entrance to exit
+ENTRANCE_SPACING_MM = 450.0  # belt travel before the entrance is clear for the next wafer
+SLOWEST_BELT_MM_MIN = 200  # the recipe format's lowest conveyor speed
+CHANGEOVER_MIN_S = 15 * 60.0  # a profile change takes 15-25 min
+READY_POLL_S = 20.0  # during a profile change, look at the oven this often
+BIG_COOLDOWN_C = 100.0  # hottest zone this much above the new profile's: high-lead to eutectic
+BIG_COOLDOWN_MIN_S = 600.0  # such a change takes no less
+POLL_S = 1.0  # how often the exit and entrance are looked at while a wafer rides
+RECOVERY_POLL_S = 2.0
+
+
+def transit_s(step: ReflowStep) -> float:
+    """Tool seconds from LOAD to the exit."""
+    return TUNNEL_MM / step.conveyor_mm_min * 60.0
+
+
+SLOWEST_TRANSIT_S = TUNNEL_MM / SLOWEST_BELT_MM_MIN * 60.0
+
+
+class Reflow(StepKind[ReflowStep]):
+    name, role = "reflow", "oven"
+    driver_mark = "stage_profile"
+    changeover_s = CHANGEOVER_MIN_S
+    rides_out = True
+    pipelined = True
+    guarded = ("LOAD",)
+
+    def setup_key(self, step: ReflowStep) -> tuple[Any, ...]:
+        return ("reflow", step.profile_id)
+
+    def setup_mismatches(self, step: ReflowStep, view: ToolView) -> list[str]:
+        st: OvenStatus = view.status
+        reasons = []
+        if st.active_profile_id != step.profile_id:
+            reasons.append(f"oven runs profile {st.active_profile_id}, the step needs profile "
+                           f"{step.profile_id}")
+        if st.state not in (OvenState.READY, OvenState.PROCESSING):
+            reasons.append(f"oven is {st.state.name}, not READY or PROCESSING")
+        if not st.nitrogen_on:
+            reasons.append("nitrogen is off")
+        return reasons
+
+    def busy(self, status: Any, wafer_id: str) -> bool:
+        return status.state is OvenState.HEATING
+
+    def interlocks(self, step: ReflowStep, view: ToolView, wafer_id: str) -> list[str]:
+        st: OvenStatus = view.status
+        reasons = alarm_reasons(st.alarm_code, st.alarm_active or st.state is OvenState.ALARM)
+        reasons += self.setup_mismatches(step, view)
+        if st.nitrogen_on and st.o2_ppm > step.o2_limit_ppm:
+            reasons.append(f"O2 {st.o2_ppm} ppm above the step's limit {step.o2_limit_ppm} ppm")
+        if not st.conveyor_running:
+            reasons.append("conveyor stopped")
+        return reasons
+
+    def nominal_s(self, step: ReflowStep) -> float:
+        return transit_s(step)
+
+    def occupancy_s(self, step: ReflowStep) -> float:
+        return ENTRANCE_SPACING_MM / step.conveyor_mm_min * 60.0
+
+    def judge(self, step: ReflowStep, result: ReflowResult, wafer_id: str, *,
+              repaired: bool = False) -> Judgment:
+        r = result
+        measurements = {
+            "peak_c": r.peak_c, "tal_s": r.tal_s, "tal_threshold_c": step.tal_threshold_c,
+            "ramp_max_c_s": r.ramp_max_c_s, "cool_max_c_s": r.cool_max_c_s,
+            "profile_id": r.profile_id, "o2_max_ppm": r.o2_max_ppm, "flags": r.flags,
+        }
+        findings = same_wafer(wafer_id, r.wafer_id)
+        findings += window("peak", r.peak_c, step.peak_c, " °C")
+        findings += window(f"time above {step.tal_threshold_c:g} °C", r.tal_s, step.tal_s, " s")
+        findings += at_most("heating ramp", r.ramp_max_c_s, step.max_ramp_c_s, " °C/s")
+        findings += at_most("cooling rate", r.cool_max_c_s, step.max_cool_c_s, " °C/s")
+        findings += at_most("O2", r.o2_max_ppm, step.o2_limit_ppm, " ppm")
+        if r.profile_id != step.profile_id:
+            findings.append(f"reflowed with profile {r.profile_id}, the step's is "
+                            f"{step.profile_id}")
+        for flag, text in ((ExitFlag.BELT_STOPPED, "the belt stopped during its pass"),
+                           (ExitFlag.O2_HIGH, "O2 went above the limit during its pass"),
+                           (ExitFlag.ZONE_ALARM, "a zone alarm during its pass")):
+            if r.has_flag(flag):
+                findings.append(text)
+        return Judgment(not findings, tuple(findings), measurements)
+
+    def windows(self, step: ReflowStep) -> dict[str, list[float | None]]:
+        return {
+            "peak_c": list(step.peak_c),
+            "tal_s": list(step.tal_s),
+            "ramp_max_c_s": [None, step.max_ramp_c_s],
+            "cool_max_c_s": [None, step.max_cool_c_s],
+            "o2_max_ppm": [None, step.o2_limit_ppm],
+        }
+
+    def curve(self, step: ReflowStep, result: Any) -> tuple[list[float], float] | None:
+        return list(result.curve_c), step.tal_threshold_c
+
+    async def prepare(self, driver: Any, step: ReflowStep, *, clock: Clock, recipe_name: str,
+                      note: Note) -> None:
+        status = await driver.status()
+        cooling = 0.0
+        if status.active_profile_id != step.profile_id or status.state not in (
+            OvenState.READY, OvenState.PROCESSING, OvenState.HEATING
+        ):
+            if status.wafers_on_belt:
+                note(f"waiting for {status.wafers_on_belt} wafer(s) to leave the belt")
+                deadline = clock.now() + timeout_for(SLOWEST_TRANSIT_S)
+                while (await driver.status()).wafers_on_belt:
+                    if clock.now() >= deadline:
+                        raise ToolTimeout(driver.name,
+                                          "belt not empty: cannot apply a new profile")
+                    await clock.sleep(POLL_S)
+            note(f"profile {step.profile_id}: zones {'/'.join(f'{z:g}' for z in step.zones_c)}"
+                 f" °C, {step.conveyor_mm_min} mm/min, O2 limit {step.o2_limit_ppm} ppm, "
+                 f"TAL above {step.tal_threshold_c:g} °C (stage + APPLY)")
+            await driver.stage_profile(step.tool_profile())
+            await driver.apply()
+            hottest_now = max((pv for pv in status.zone_pv_c if pv is not None), default=0.0)
+            cooling = hottest_now - step.hottest_zone_c
+        if not status.nitrogen_on:
+            note("nitrogen on")
+            await driver.set_nitrogen(True)
+        # Cooling from a high-lead profile takes 15-25 minutes: no look at the oven in
+        # the first 10 of them, then one every READY_POLL_S.
+        if cooling >= BIG_COOLDOWN_C:
+            await expect(clock, BIG_COOLDOWN_MIN_S)
+        await driver.wait_ready(timeout_s=3600.0, poll_s=READY_POLL_S)
+        deadline = clock.now() + timeout_for(120.0)
+        while True:
+            status = await driver.status()
+            if status.o2_ppm <= step.o2_limit_ppm:
+                break
+            if clock.now() >= deadline:
+                raise ToolTimeout(driver.name, f"O2 {status.o2_ppm} ppm still above the "
+                                  f"step's limit {step.o2_limit_ppm} ppm")
+            await clock.sleep(POLL_S)
+
+    async def execute(self, driver: Any, step: ReflowStep, ctx: StepContext, seen: ToolView
+                      ) -> StepResult:
+        """Load at the entrance (journalled), then take the wafer off at the exit at once,
+        so it never blocks the wafers behind it."""
+        clock, wafer_id = ctx.clock, ctx.wafer_id
+        alarms: list[Alarm] = []
+        ride = transit_s(step)
+        deadline = clock.now() + timeout_for(ride)
+        async with _entrance_lock(driver):  # other wafers' steps share the entrance
+            refused = ""
+            while True:  # wait for the last loaded wafer to clear the entrance
+                signals = await driver.signals()
+                if signals.alarm_active:
+                    alarm = await driver.alarm()
+                    raise ToolAlarm(driver.name, alarm.code if alarm else 0,
+                                    alarm.text if alarm else "")
+                if signals.entrance_clear:
+                    try:
+                        async with guarded(ctx.journal, wafer_id, "LOAD", driver.name):
+                            await driver.load(wafer_id)
+                        break
+                    except DeviceBusy as exc:  # refused (not READY just now): not on the belt
+                        refused = f" ({exc})"
+                if clock.now() >= deadline:
+                    raise ToolTimeout(driver.name, "could not load the wafer: entrance not "
+                                      f"clear or oven not ready{refused}")
+                await clock.sleep(POLL_S)
+        ctx.tool_free()  # the next wafer may follow once this one clears the entrance
+        # On the belt: it comes out whatever happens. Nothing to see before it can reach
+        # the exit; then watch the exit (alarms are recorded, not fatal).
+        deadline = clock.now() + timeout_for(ride)
+        await expect(clock, ride)
+        while True:
+            signals = await driver.signals()  # one request per look, not a full status
+            if signals.alarm_active:
+                alarm = await driver.alarm()
+                if alarm is not None and alarm not in alarms:
+                    alarms.append(alarm)
+            if signals.wafer_at_exit:
+                result = await driver.exit_result()
+                if result.wafer_id == wafer_id:
+                    await driver.unload(wafer_id)
+                    return StepResult(result, alarms)
+            if clock.now() >= deadline:
+                alarm_text = "; ".join(f"alarm {a.code} {a.text}" for a in alarms)
+                raise ToolTimeout(driver.name, f"wafer {wafer_id} not at the exit after "
+                                  f"{timeout_for(ride):g} s" + (f" ({alarm_text})" if alarms
+                                                           else ""))
+            await clock.sleep(POLL_S)
+
+    async def abort(self, driver: Any, step: ReflowStep, wafer_id: str) -> list[str]:
+        return ["the oven has no abort: the wafer rides to the exit"]
+
+    async def settle(self, driver: Any, step: ReflowStep, wafer: Recovering, clock: Clock
+                     ) -> Settled:
+        return (await self.settle_all(driver, [(step, wafer)], clock))[wafer.wafer_id]
+
+    async def settle_all(self, driver: Any, wafers: list[tuple[ReflowStep, Recovering]],
+                         clock: Clock) -> dict[str, Settled]:
+        """Let the belt empty, giving each exiting wafer its own result; every wafer that
+        was riding is settled exactly once."""
+        riders = {w.wafer_id: w for _, w in wafers}
+        settled: dict[str, Settled] = {}
+        deadline = clock.now() + 2 * SLOWEST_TRANSIT_S
+        while riders:
+            status = await driver.status()
+            if status.wafer_at_exit or status.wafers_on_belt == 0:
+                result = await driver.exit_result()
+                rider = riders.pop(result.wafer_id, None)
+                if status.wafer_at_exit:
+                    await driver.unload()
+                if rider is not None:
+                    settled[rider.wafer_id] = TakeResult(
+                        result, unloaded=True, how=f"{driver.name} delivered it at the exit")
+                    continue
+                if status.wafers_on_belt == 0 and not status.wafer_at_exit:
+                    for rider in riders.values():
+                        if "LOAD" in rider.intents:
+                            # LOAD may have been sent and another wafer's result has since
+                            # replaced this one's at the exit: only a person can tell.
+                            settled[rider.wafer_id] = Unknown(
+                                f"its LOAD may have reached {driver.name} but the oven no "
+                                "longer shows it")
+                        else:
+                            settled[rider.wafer_id] = NeverTaken(
+                                f"{driver.name} never took it (no LOAD was sent)")
+                    return settled
+            if status.alarm_active:
+                try:
+                    await driver.clear()
+                except ToolError:
+                    pass  # the cause is still there; the belt goes on regardless
+            if clock.now() > deadline:
+                for rider in riders.values():
+                    settled[rider.wafer_id] = Unknown(
+                        f"{driver.name} did not deliver it within twice the transit time")
+                return settled
+            await clock.sleep(RECOVERY_POLL_S)
+        return settled
+
+
+_ENTRANCE_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _entrance_lock(driver: Any) -> asyncio.Lock:
+    lock = _ENTRANCE_LOCKS.get(driver)
+    if lock is None:
+        lock = _ENTRANCE_LOCKS[driver] = asyncio.Lock()
+    return lock
+
+
+REFLOW = Reflow()

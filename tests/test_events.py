@@ -1,0 +1,79 @@
+"""The line event stream: order, listeners that fail, subscribers that fall behind."""
+
+import asyncio
+import json
+
+from controller.events import EventKind, LineEventStream
+
+
+def make_stream() -> LineEventStream:
+    clock = iter(range(100, 10_000))
+    return LineEventStream("line-1", lambda: float(next(clock)))
+
+
+def test_events_are_numbered_in_order_and_carry_ids_and_times():
+    stream = make_stream()
+    seen = []
+    stream.listen(seen.append)
+    stream.publish(EventKind.LOT_STATE, lot_id="L1", state="running", previous="queued")
+    stream.publish(EventKind.ALARM_SET, tool="oven-1", code=530, text="EXIT BLOCKED",
+                   wafers=["L1-01"])
+    assert [e.seq for e in seen] == [1, 2]
+    assert seen[0].tool_time == 100.0 and seen[1].tool_time == 101.0
+    assert seen[1].data["code"] == 530 and seen[1].tool == "oven-1"
+    payload = json.loads(json.dumps(seen[1].as_dict()))
+    assert payload["kind"] == "alarm_set" and payload["schema"] == 1
+    assert payload["utc"].endswith("+00:00")
+
+
+def test_a_failing_listener_never_reaches_the_publisher():
+    stream = make_stream()
+    good = []
+
+    def broken(event):
+        raise RuntimeError("display crashed")
+
+    stream.listen(broken)
+    stream.listen(good.append)
+    stream.publish(EventKind.TOOL_NOTE, tool="printer-1", text="changeover")
+    assert len(good) == 1 and stream.listener_failures == 1
+
+
+def test_unlisten_stops_delivery():
+    stream = make_stream()
+    seen = []
+    undo = stream.listen(seen.append)
+    stream.publish(EventKind.TOOL_NOTE, text="a")
+    undo()
+    stream.publish(EventKind.TOOL_NOTE, text="b")
+    assert [e.data["text"] for e in seen] == ["a"]
+
+
+async def test_a_subscriber_reads_in_order_in_its_own_task():
+    stream = make_stream()
+    sub = stream.subscribe("gem")
+    got = []
+
+    async def reader():
+        async for event in sub:
+            got.append(event.seq)
+
+    task = asyncio.create_task(reader())
+    for _ in range(5):
+        stream.publish(EventKind.TOOL_NOTE, text="x")
+    sub.close()
+    await task
+    assert got == [1, 2, 3, 4, 5]
+
+
+async def test_a_slow_subscriber_loses_the_oldest_and_knows_how_many():
+    stream = make_stream()
+    sub = stream.subscribe("web", maxsize=3)
+    for _ in range(10):  # never blocks the publisher
+        stream.publish(EventKind.TOOL_NOTE, text="x")
+    assert sub.missed == 7
+    assert [(await sub.get()).seq for _ in range(3)] == [8, 9, 10]
+    assert sub.get_nowait() is None
+    sub.close()
+    stream.publish(EventKind.TOOL_NOTE, text="after close")
+    assert sub.pending() == 0

@@ -1,0 +1,384 @@
+"""The GEM equipment end to end on real sockets and a real database, driven by a host
+written from the standards (tests/gem_host.py): establish, control state, dynamic
+reports, remote commands into the store, alarms, spooling across a dropped link and
+a restart, process programs through the validator, terminal services."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+
+import pytest
+
+from controller.events import EventKind
+from controller.gem import ids
+from controller.gem.hsms import Message
+from controller.gem.secs2 import BOOLEAN, U1, U4, A, B, Fmt, L, decode
+from controller.gem.states import CommState, ControlState
+from controller.store import LotState
+from sequences.recipe import shipped_recipe_paths
+from tests.gem_host import CONFIG, RECIPE, GemLine, TestHost
+
+
+@pytest.fixture
+async def line(tmp_path):
+    line = GemLine(f"sqlite:///{tmp_path / 'gem.db'}")
+    await line.start()
+    yield line
+    await line.close()
+
+
+async def online_remote(line: GemLine) -> TestHost:
+    host = await line.host()
+    assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
+    return host
+
+
+async def setup_reports(host: TestHost) -> None:
+    """RPT 1 = LOTID, WAFERID, STEP, OUTCOME, CONTROLSTATE; on lot/step events; all enabled."""
+    vids = L(*(U4(v) for v in (ids.DV_LOT_ID, ids.DV_WAFER_ID, ids.DV_STEP, ids.DV_OUTCOME,
+                               ids.SV_CONTROL_STATE)))
+    drack = await host.request(2, 33, L(U4(1), L(L(U4(1), vids))))
+    assert drack.body == B(0)
+    links = L(*(L(U4(c), L(U4(1))) for c in (ids.CE_LOT_STARTED, ids.CE_STEP_STARTED,
+                                              ids.CE_STEP_ENDED)))
+    assert (await host.request(2, 35, L(U4(2), links))).body == B(0)
+    assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
+
+
+def ceid_of(message) -> int:
+    return message.body.items[1].number
+
+
+def report_values(message) -> list:
+    return [r.items[1].python() for r in message.body.items[2].items]
+
+
+# --- establish communications and the control state -------------------------------------------
+
+
+async def test_s1f13_s1f1_and_the_offline_rules(line):
+    host = await line.host()
+    s1f13 = host.received[0]
+    assert s1f13.body == L(A("BUMPLINE-T"), A(line.eq.softrev))
+    # equipment-offline: every primary but S1F13 and S1F17 gets SxF0
+    assert (await host.request(1, 1)).function == 0
+    assert (await host.request(2, 41, L(A("HOLD"), L()))).function == 0
+    assert (await host.request(1, 17)).body == B(1)  # ONLACK 1: the operator decides
+    reply = await host.request(1, 13, L())
+    assert reply.body == L(B(0), L(A("BUMPLINE-T"), A(line.eq.softrev)))
+    # the operator goes online; local/remote follows the switch
+    assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
+    s1f2 = await host.request(1, 1)
+    assert s1f2.body.items[0] == A("BUMPLINE-T")  # MDLN is ours, never a library's
+    assert (await host.request(1, 17)).body == B(2)  # already online
+    assert (await host.request(1, 15)).body == B(0)  # host-offline
+    assert line.eq.control.state is ControlState.HOST_OFFLINE
+    assert (await host.request(1, 3, L())).function == 0
+    assert (await host.request(1, 17)).body == B(0)
+    assert line.eq.control.state is ControlState.ONLINE_REMOTE
+    await host.close()
+
+
+async def test_unknown_device_stream_and_function_get_s9(line):
+    host = await online_remote(line)
+    await host.send(replace_session(await _primary(host, 1, 3), 7))
+    s9f1 = await host.primary(9, 1)
+    assert len(s9f1.body.value) == 10  # MHEAD: the header we sent
+    await host.send(await _primary(host, 99, 1))
+    await host.primary(9, 3)
+    await host.send(await _primary(host, 1, 99))
+    await host.primary(9, 5)
+    await host.send(await _primary(host, 2, 33, U4(5)))  # not L,2 <DATAID> <L>
+    await host.primary(9, 7)
+    await host.close()
+
+
+async def _primary(host: TestHost, stream: int, function: int, body=None) -> Message:
+    return Message(stream, function, body, True, 0x7777, host.device_id)
+
+
+def replace_session(message, session: int):
+    return replace(message, session=session)
+
+
+async def test_control_state_and_setup_survive_a_restart(line):
+    host = await online_remote(line)
+    await setup_reports(host)
+    assert (await host.request(5, 3, L(B(0), U4()))).body == B(0)  # disable all alarms
+    assert (await host.request(2, 15, L(L(U4(ids.EC_MAX_SPOOL_TRANSMIT), U4(3))))).body == B(0)
+    await host.close()
+    await line.eq.close()
+    eq = await line.start()
+    assert eq.control.state is ControlState.ONLINE_REMOTE
+    assert eq.reports.reports == {1: [200, 201, 203, 205, 1]}
+    assert ids.CE_STEP_ENDED in eq.reports.enabled
+    assert eq.alarms.disabled == set(eq.alarms.known)
+    host = await line.host()
+    ecs = await host.request(2, 13, L(U4(ids.EC_MAX_SPOOL_TRANSMIT)))
+    assert ecs.body == L(U4(3))
+    await host.close()
+
+
+# --- data collection, events, remote commands ---------------------------------------------------
+
+
+async def test_start_a_lot_and_receive_its_events_in_order(line):
+    host = await online_remote(line)
+    await setup_reports(host)
+    params = L(L(A("LOTID"), A("L1")), L(A("RECIPE"), A(RECIPE)), L(A("SLOTS"), A("1-2")),
+               L(A("PRIORITY"), U1(3)))
+    reply = await host.request(2, 41, L(A("START"), params))
+    assert reply.body == L(B(4), L())  # acknowledged, completion by event
+    lot = line.store.get_lot("L1")
+    assert (lot.state, lot.priority, lot.wafer_count, lot.created_by) == (
+        LotState.QUEUED, 3, 2, "host")
+    before = len(host.received)
+    await line.publish(EventKind.LOT_STATE, lot_id="L1", state="running", previous="queued",
+                       recipe=RECIPE)
+    for step in (1, 2):
+        await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
+                           tool="printer-1", step=step, step_kind="print")
+        await line.publish(EventKind.STEP_ENDED, lot_id="L1", wafer_id="L1-01",
+                           tool="printer-1", step=step, step_kind="print", outcome="ok",
+                           measurements={"vol_mean_pct": 101.5})
+    reports = await host.count(6, 11, 5)
+    assert [ceid_of(m) for m in reports] == [ids.CE_LOT_STARTED] + [
+        ids.CE_STEP_STARTED, ids.CE_STEP_ENDED] * 2
+    assert report_values(reports[0]) == [["L1", "", [], [], 5]]  # DVs outside their event: L,0
+    assert report_values(reports[4]) == [["L1", "L1-01", 2, "ok", 5]]
+    assert all(m.wbit for m in host.received[before:])
+    # status variables read the store
+    svs = await host.request(1, 3, L(U4(ids.SV_QUEUED_LOTS), U4(ids.SV_CONTROL_STATE)))
+    assert svs.body == L(L(A("L1")), U1(5))
+    await host.close()
+
+
+async def test_remote_commands_refused_with_the_reason(line):
+    host = await online_remote(line)
+
+    async def command(rcmd, *params):
+        reply = await host.request(2, 41, L(A(rcmd), L(*(L(A(n), v) for n, v in params))))
+        return reply.body.python()
+
+    assert await command("FLY") == [1, []]
+    assert await command("START", ("LOTID", A("L2")), ("RECIPE", A("no-such")),
+                         ("SLOTS", A("1"))) == [3, [["RECIPE", 2]]]
+    assert await command("START", ("LOTID", A("L2")), ("RECIPE", A("../etc/x")),
+                         ("SLOTS", A("1"))) == [3, [["RECIPE", 2]]]
+    assert await command("START", ("LOTID", A("L2")), ("COLOUR", A("red"))) == [3, [["COLOUR", 1]]]
+    assert await command("START", ("LOTID", U4(2)), ("RECIPE", A(RECIPE)),
+                         ("SLOTS", A("1"))) == [3, [["LOTID", 3]]]
+    assert await command("HOLD", ("LOTID", A("NOPE"))) == [6, [["LOTID", 2]]]
+    # S2F49 with a slot list and PP-SELECT's recipe
+    assert await command("PP-SELECT", ("PPID", A(RECIPE))) == [0, []]
+    reply = await host.request(2, 49, L(U4(1), A(""), A("START"), L(
+        L(A("LOTID"), A("L3")), L(A("SLOTS"), L(U1(2), U1(4))))))
+    assert reply.function == 50 and reply.body.python() == [4, []]
+    assert [w.slot for w in line.store.wafers("L3")] == [2, 4]
+    assert line.store.get_lot("L3").recipe_name == RECIPE
+    assert await command("HOLD", ("LOTID", A("L3")), ("REASON", A("MES says"))) == [0, []]
+    assert line.store.get_lot("L3").state == LotState.HELD
+    assert await command("ABORT", ("LOTID", A("L3"))) == [3, [["REASON", 2]]]
+    assert await command("ABORT", ("LOTID", A("L3")), ("REASON", A("bad carrier"))) == [0, []]
+    audit = [a for a in line.store.audit_log(lot_id="L3")]
+    assert [a.actor for a in audit] == ["host"] * 3
+    # online-local: remote commands are refused with HCACK 2 (E30)
+    assert line.eq.operator_remote(False) is ControlState.ONLINE_LOCAL
+    assert await command("START", ("LOTID", A("L4")), ("RECIPE", A(RECIPE)),
+                         ("SLOTS", A("1"))) == [2, []]
+    assert not [lot for lot in line.store.list_lots() if lot.id == "L4"]
+    trail = [a.detail for a in line.store.audit_log() if a.action == "gem.rcmd"]
+    assert trail[0] == "FLY(): refused, HCACK 1: no remote command 'FLY'"
+    assert trail[-1].startswith("START(LOTID=L4, RECIPE=rebump-hipb-snpb, SLOTS=1): refused, "
+                                "HCACK 2: control state is online-local")
+    await host.close()
+
+
+# --- alarms ---------------------------------------------------------------------------------
+
+
+async def test_alarm_set_and_cleared_reach_the_host_without_waiting(line):
+    host = await online_remote(line)
+    alid = 300_000 + 1000 + 540  # oven-1, O2 HIGH
+    line.stream.publish(EventKind.ALARM_SET, tool="oven-1", code=540, text="O2 HIGH")
+    # publishing returned at once; the report follows
+    s5f1 = await host.primary(5, 1)
+    assert s5f1.body == L(B(0x80 | ids.ALCD_ATTENTION), U4(alid), A("oven-1 O2 HIGH"))
+    listed = await host.request(5, 5, U4(alid))
+    assert listed.body == L(L(B(0x80 | ids.ALCD_ATTENTION), U4(alid), A("oven-1 O2 HIGH")))
+    assert (await host.request(1, 3, L(U4(ids.SV_ALARMS_SET)))).body == L(L(U4(alid)))
+    line.stream.publish(EventKind.ALARM_CLEARED, tool="oven-1", code=540, text="O2 HIGH")
+    cleared = (await host.count(5, 1, 2))[1]
+    assert cleared.body.items[0] == B(ids.ALCD_ATTENTION)
+    assert (await host.request(5, 3, L(B(0), U4(alid)))).body == B(0)
+    assert alid not in [e.items[1].number for e in (await host.request(5, 7)).body.items]
+    assert (await host.request(5, 3, L(B(0x80), U4(1234567)))).body == B(1)
+    await host.close()
+
+
+# --- spooling ---------------------------------------------------------------------------------
+
+
+async def test_spooled_while_the_link_is_down_and_delivered_in_order_after(line):
+    host = await online_remote(line)
+    await setup_reports(host)
+    await host.close()
+    await line.eq.server.connection.closed.wait()
+    for step in (1, 2, 3):
+        await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
+                           tool="oven-1", step=step, step_kind="reflow")
+    line.stream.publish(EventKind.ALARM_SET, tool="oven-1", code=520, text="CONVEYOR JAM")
+    await line.eq.drained_after_events()
+    assert line.eq.db.spool_count() == 5  # 3 steps, S5F1, ALARMSET
+    # a restart in between loses nothing
+    await line.eq.close()
+    eq = await line.start()
+    host = await line.host()
+    svs = await host.request(1, 3, L(U4(ids.SV_SPOOL_COUNT_ACTUAL)))
+    assert svs.body == L(U4(5))
+    live_before = len(host.received)
+    assert (await host.request(6, 23, U1(0))).body == B(0)
+    await host.count(6, 11, 4)
+    delivered = host.received[live_before:]
+    assert [(m.stream, m.function) for m in delivered] == [(6, 11)] * 3 + [(5, 1), (6, 11)]
+    assert [report_values(m)[0][2] for m in delivered[:3]] == [1, 2, 3]
+    await eq.drained()
+    assert eq.db.spool_count() == 0
+    assert (await host.request(6, 23, U1(0))).body == B(2)  # nothing spooled
+    await host.close()
+
+
+async def test_spool_limit_and_purge(tmp_path):
+    line = GemLine(f"sqlite:///{tmp_path / 'small.db'}", replace(CONFIG, spool_limit=2))
+    await line.start()
+    try:
+        host = await online_remote(line)
+        assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
+        await host.close()
+        await line.eq.server.connection.closed.wait()
+        for step in (1, 2, 3):
+            await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
+                               step=step, step_kind="print")
+        assert line.eq.db.spool_count() == 2  # OVERWRITESPOOL false: the oldest are kept
+        assert line.eq.db.spool_state() == {"total": 3, "full": True, "lost": 1}
+        host = await line.host()
+        assert (await host.request(6, 23, U1(1))).body == B(0)  # purge
+        assert line.eq.db.spool_count() == 0
+        await host.close()
+    finally:
+        await line.close()
+
+
+# --- process programs and terminal services -------------------------------------------------
+
+
+def shipped(name: str) -> str:
+    return shipped_recipe_paths()[name].read_text(encoding="utf-8")
+
+
+async def test_process_programs_validated_versioned_listed(line):
+    host = await online_remote(line)
+    assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
+    good = shipped(RECIPE).replace(f'name = "{RECIPE}"', 'name = "gem-ok"')
+    remelt = good.replace('name = "gem-ok"', 'name = "gem-remelt"').replace(
+        "peak_c = [215.0, 240.0]", "peak_c = [215.0, 300.0]")
+    assert (await host.request(7, 1, L(A("gem-ok"), U4(len(good))))).body == B(0)
+    assert (await host.request(7, 3, L(A("gem-ok"), A(good)))).body == B(0)
+    assert (await host.request(7, 3, L(A("gem-ok"), A(good)))).body == B(0)  # same: idempotent
+    changed = good.replace("squeegee_kgf = 6.0", "squeegee_kgf = 6.5")
+    assert (await host.request(7, 3, L(A("gem-ok"), A(changed)))).body == B(1)
+    refused = await host.request(7, 3, L(A("gem-remelt"), A(remelt)))
+    assert refused.body == B(6)
+    notices = await host.count(10, 1, 2)
+    assert "version 1 is already stored" in notices[0].body.items[1].text
+    reason = notices[1].body.items[1].text
+    assert reason.startswith("PP gem-remelt refused:") and "rebump" in reason
+    assert "308 degC" in reason and "<= 288 degC" in reason  # the validator's numbers
+    events = await host.count(6, 11, 3)
+    assert [ceid_of(m) for m in events] == [ids.CE_PP_CHANGED, ids.CE_PP_REFUSED,
+                                            ids.CE_PP_REFUSED]
+    names = (await host.request(7, 19)).body.python()
+    assert "gem-ok" in names and RECIPE in names and "gem-remelt" not in names
+    upload = await host.request(7, 5, A("gem-ok"))
+    assert upload.body == L(A("gem-ok"), B(*good.encode("utf-8")))  # "°C": not ASCII
+    assert (await host.request(7, 5, A("nothing"))).body == L()
+    assert (await host.request(7, 17, L(A(RECIPE)))).body == B(1)  # shipped: not the host's
+    assert (await host.request(7, 17, L(A("gem-ok")))).body == B(0)
+    assert (await host.request(7, 5, A("gem-ok"))).body == L()
+    assert (await host.request(7, 3, L(A("gem-ok"), A(good)))).body == B(0)  # back again
+    assert (await host.request(7, 5, A("gem-ok"))).body.items[1] == B(*good.encode("utf-8"))
+    await host.close()
+
+
+async def test_terminal_messages_both_ways(line):
+    host = await online_remote(line)
+    assert (await host.request(10, 3, L(B(0), A("call the MES desk")))).body == B(0)
+    assert line.terminal == ["call the MES desk"]
+    line.eq.terminal.to_host("oven-1 PM done")
+    s10f1 = await host.primary(10, 1)
+    assert s10f1.body == L(B(0), A("oven-1 PM done"))
+    await host.close()
+
+
+async def test_status_and_constants_namelists(line):
+    host = await online_remote(line)
+    names = (await host.request(1, 11, L(U4(ids.SV_CONTROL_STATE), U4(1211), U4(999)))).body
+    assert names.python() == [[1, "CONTROLSTATE", ""], [1211, "PLACER1TOOLSTATE", ""],
+                              [999, "", ""]]
+    assert (await host.request(2, 15, L(L(U4(ids.EC_TIME_FORMAT), U1(7))))).body == B(3)
+    assert (await host.request(2, 15, L(L(U4(4242), U1(1))))).body == B(1)
+    ec = (await host.request(2, 29, L(U4(ids.EC_MAX_SPOOL_SIZE)))).body.items[0]
+    assert ec.python() == [ids.EC_MAX_SPOOL_SIZE, "MAXSPOOLSIZE", 1, 1_000_000, 10_000,
+                           "messages"]
+    namelist = (await host.request(1, 23, L(U4(ids.CE_ALARM_SET)))).body
+    assert namelist.python() == [[ids.CE_ALARM_SET, "ALARMSET",
+                                  [ids.DV_ALID, ids.DV_ALTX, ids.DV_TOOL]]]
+    line.stream.publish(EventKind.TOOL_STATE, tool="oven-1", e10_state="productive",
+                        previous="standby", tool_state="PROCESSING", zones_c=[150.0, 175.5])
+    await line.eq.drained_after_events()
+    svs = await host.request(1, 3, L(U4(1310), U4(1311), U4(1312)))
+    assert svs.body.python() == ["productive", "PROCESSING", [150.0, 175.5]]
+    assert svs.body.items[2].items[0].fmt is Fmt.F4
+    await host.close()
+
+
+async def test_close_is_clean_with_a_host_attached(line):
+    host = await online_remote(line)
+    await line.eq.close()
+    with contextlib.suppress(Exception):
+        await host.close(separate=False)
+    assert line.eq.comm is CommState.DISABLED
+    line.eq = None
+
+
+async def test_a_body_that_is_not_secs2_gets_s9f7_and_the_link_stays(line):
+    host = await online_remote(line)
+    # S1F3 W, system 0x99, body: an A item that claims 5 bytes and has 1
+    header = bytes.fromhex("0000 8103 0000 00000099")
+    await host.send_raw(len(header + b"\x41\x05A").to_bytes(4, "big") + header + b"\x41\x05A")
+    s9f7 = await host.primary(9, 7)
+    assert bytes(s9f7.body.value) == header
+    assert (await host.request(1, 1)).function == 2  # still selected and answering
+    await host.close()
+
+
+async def test_closing_spools_what_the_host_has_not_acknowledged(line):
+    host = await online_remote(line)
+    await setup_reports(host)
+
+    async def silent(message):  # the host stops acknowledging
+        pass
+
+    host._answer = silent
+    for step in (1, 2, 3):  # the first is in flight, the others wait behind it
+        line.stream.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
+                            step=step, step_kind="print")
+    await host.count(6, 11, 1)
+    await line.eq.close()  # stopping the controller loses none of them
+    eq = await line.start()
+    assert [report_values(decode_body(s))[0][2] for s in eq.db.spooled()] == [1, 2, 3]
+
+
+def decode_body(spooled):
+    return Message(spooled.stream, spooled.function, decode(spooled.body))

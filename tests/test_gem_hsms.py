@@ -1,0 +1,137 @@
+"""HSMS-SS (E37) on real sockets: frames byte-exact, select/linktest/deselect/separate,
+the T7 and T8 timers, one session at a time, replies matched by system bytes."""
+
+import asyncio
+
+import pytest
+
+from controller.gem.hsms import (
+    CONTROL_SESSION,
+    HsmsConnection,
+    HsmsError,
+    HsmsPassive,
+    Message,
+    ReplyTimeout,
+    SType,
+    Timers,
+)
+from controller.gem.secs2 import U1, A, L
+from tests.gem_host import TestHost
+
+FAST = Timers(t3=0.5, t5=1.0, t6=0.5, t7=0.3, t8=0.3)
+
+
+def test_frames_are_e37_byte_exact():
+    select = Message(0, 0, None, False, 1, CONTROL_SESSION, SType.SELECT_REQ)
+    assert select.to_bytes().hex(" ") == "00 00 00 0a ff ff 00 00 00 01 00 00 00 01"
+    s1f1 = Message(1, 1, None, True, 0x12345678, 0)
+    assert s1f1.to_bytes().hex(" ") == "00 00 00 0a 00 00 81 01 00 00 12 34 56 78"
+    s1f2 = Message(1, 2, L(A("BUMP"), A("0.1")), False, 7, 3)
+    wire = s1f2.to_bytes()
+    assert wire[:14].hex(" ") == "00 00 00 17 00 03 01 02 00 00 00 00 00 07"  # 10 + 2 + 6 + 5
+    assert Message.from_frame(wire[4:]) == s1f2
+    assert Message.from_frame(select.to_bytes()[4:]) == select
+
+
+class Echo:
+    """Equipment end under test: answers S1F1 and records connections."""
+
+    def __init__(self):
+        self.connections: list[HsmsConnection] = []
+        self.server = HsmsPassive(host="127.0.0.1", port=0, device_id=0, timers=FAST,
+                                  handler=self.handle, on_connection=self.connected)
+
+    async def handle(self, conn, message):
+        if (message.stream, message.function) == (1, 1):
+            await conn.reply(message, 2, L(A("ECHO"), A("1")))
+
+    async def connected(self, conn):
+        self.connections.append(conn)
+
+
+@pytest.fixture
+async def echo():
+    e = Echo()
+    await e.server.start()
+    yield e
+    await e.server.close()
+
+
+async def test_select_then_data_then_linktest_then_separate(echo):
+    host = TestHost()
+    await host.connect(echo.server.port)
+    reply = await host.request(1, 1)
+    assert reply.function == 2 and reply.body == L(A("ECHO"), A("1"))
+    linktest = await host.control(SType.LINKTEST_REQ)
+    assert linktest.stype is SType.LINKTEST_RSP
+    again = await host.control(SType.SELECT_REQ)
+    assert again.status == 1  # already selected
+    await host.close(separate=True)
+    await echo.connections[0].closed.wait()
+
+
+async def test_data_before_select_is_rejected(echo):
+    host = TestHost()
+    await host.connect(echo.server.port, select=False)
+    reply = await host.request(1, 1)
+    assert reply.stype is SType.REJECT_REQ and reply.status == 4  # entity not selected
+    await host.close()
+
+
+async def test_a_connection_never_selected_is_closed_after_t7(echo):
+    host = TestHost()
+    await host.connect(echo.server.port, select=False)
+    await asyncio.wait_for(host.closed.wait(), 5)
+    assert not echo.connections[0].selected
+    await host.close(separate=False)
+
+
+async def test_a_frame_that_stops_midway_closes_the_link_after_t8(echo):
+    host = TestHost()
+    await host.connect(echo.server.port)
+    await host.send_raw(bytes.fromhex("0000000a0000"))  # 6 of the 14 bytes
+    await asyncio.wait_for(host.closed.wait(), 5)
+    await host.close(separate=False)
+
+
+async def test_hsms_ss_takes_one_session_at_a_time(echo):
+    first, second = TestHost(), TestHost()
+    await first.connect(echo.server.port)
+    await second.connect(echo.server.port, select=False)
+    await asyncio.wait_for(second.closed.wait(), 5)  # refused at once
+    assert (await first.request(1, 1)).function == 2  # the first is untouched
+    await second.close(separate=False)
+    await first.close()
+
+
+async def test_deselect_ends_the_session(echo):
+    host = TestHost()
+    await host.connect(echo.server.port)
+    reply = await host.control(SType.DESELECT_REQ)
+    assert reply.stype is SType.DESELECT_RSP and reply.status == 0
+    await asyncio.wait_for(host.closed.wait(), 5)
+    await host.close(separate=False)
+
+
+async def test_equipment_requests_get_their_replies_or_t3(echo):
+    host = TestHost()
+    await host.connect(echo.server.port)
+    conn = echo.connections[0]
+    reply = await conn.request(6, 11, L(U1(1)))  # the host answers S6F12
+    assert reply.function == 12
+    host_silent = asyncio.Event()
+
+    async def never_answer(message):  # the host stops answering
+        host_silent.set()
+
+    host._answer = never_answer
+    with pytest.raises(ReplyTimeout, match="S6F11"):
+        await conn.request(6, 11, L(U1(2)))
+    assert host_silent.is_set()
+    s9f9 = await host.primary(9, 9)  # E5: the host is told which transaction timed out
+    timed_out = host.received[-2]
+    assert bytes(s9f9.body.value) == timed_out.to_bytes()[4:14]
+    await conn.linktest()  # a control transaction (T6) on the same link
+    await host.close()
+    with pytest.raises(HsmsError, match="down|not selected|closed"):
+        await conn.request(6, 11, L(U1(3)))

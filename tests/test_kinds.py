@@ -1,0 +1,324 @@
+"""Each step kind on its own, in memory: setup, interlocks, judgment, windows, times,
+and how recovery settles a wafer found mid-step, with scripted tools and a manual clock."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from drivers.clock import ManualClock
+from drivers.types import (
+    CleanerState,
+    CleanerStatus,
+    CleanResult,
+    CleanStatus,
+    ExitFlag,
+    OvenState,
+    OvenStatus,
+    PlacementResult,
+    PlacerState,
+    PlacerStatus,
+    PrinterState,
+    PrinterStatus,
+    PrintResult,
+    ReflowResult,
+    RunStatus,
+)
+from sequences.errors import SequenceError
+from sequences.kinds import KINDS, ROLE_OF_KIND, kind_of
+from sequences.kinds.base import NeverTaken, Recovering, TakeResult, ToolView, Unknown
+from sequences.machine import retry_targets
+from sequences.recipe import find_recipe
+
+RECIPE = find_recipe("rebump-hipb-snpb")
+PRINT, REFLOW, CLEAN = RECIPE.step(1), RECIPE.step(2), RECIPE.step(3)
+PLACE = find_recipe("ballmount-sac305").step(1)
+
+PRINTER_IDLE = PrinterStatus(PrinterState.IDLE, None, 0, 0, 80.0, PRINT.stencil_id,
+                             PRINT.paste_alloy)
+PLACER_IDLE = PlacerStatus(PlacerState.IDLE, None, 0, PLACE.ball_alloy, PLACE.ball_diameter_um,
+                           50.0, 50.0)
+OVEN_READY = OvenStatus(OvenState.READY, (150.0,) * 10, 0, 0, 20, REFLOW.profile_id, True,
+                        False, True, False, True, True)
+CLEANER_READY = CleanerStatus(CleanerState.READY, CLEAN.wash_temp_c, 18.0, 0, 0, False, False,
+                              False, False)
+CLEAN_RECIPE = CLEAN.tool_recipe()
+
+
+def test_the_registry_knows_every_kind_and_its_role():
+    assert ROLE_OF_KIND == {"print": "printer", "place": "placer", "reflow": "oven",
+                            "clean": "cleaner"}
+    for name, kind in KINDS.items():
+        assert kind_of(name) is kind and kind.name == name
+
+
+def test_retry_targets_come_from_the_kinds():
+    # A misprint before its reflow restarts at the deposit; a clean runs again; a reflow never.
+    assert retry_targets(["print", "reflow", "clean", "print", "reflow", "clean"]) == {
+        1: 1, 3: 3, 4: 4, 6: 6}
+    assert retry_targets(["place", "print", "reflow"]) == {1: 1, 2: 1}
+
+
+@pytest.mark.parametrize(("step", "status", "extra", "reasons"), [
+    (PRINT, PRINTER_IDLE, {}, []),
+    (PRINT, PRINTER_IDLE, {"stencil_id": "ST-300-080"},
+     ["stencil ST-300-080 mounted, the step needs ST-300-100"]),
+    (PRINT, PRINTER_IDLE, {"paste_level_pct": 0.2}, ["paste level 0.2 % is below one print"]),
+    (PRINT, PRINTER_IDLE, {"state": PrinterState.ALARM, "alarm_code": 102},
+     ["alarm 102 active", "printer is ALARM"]),
+    (PRINT, PRINTER_IDLE, {"state": PrinterState.DONE, "wafer_id": "W-OTHER"},
+     ["printer is DONE with wafer W-OTHER"]),
+    (PRINT, PRINTER_IDLE, {"state": PrinterState.DONE, "wafer_id": "W-1"}, []),  # its own
+    (PLACE, PLACER_IDLE, {}, []),
+    (PLACE, PLACER_IDLE, {"ball_level_pct": 0.0}, ["ball supply empty"]),
+    (PLACE, PLACER_IDLE, {"flux_level_pct": 0.1}, ["flux level 0.1 % is below one wafer"]),
+    (PLACE, PLACER_IDLE, {"ball_diameter_um": 200}, ["200 µm SAC305 balls loaded"]),
+    (REFLOW, OVEN_READY, {}, []),
+    (REFLOW, OVEN_READY, {"o2_ppm": 500}, ["O2 500 ppm above the step's limit 100 ppm"]),
+    (REFLOW, OVEN_READY, {"nitrogen_on": False}, ["nitrogen is off"]),
+    (REFLOW, OVEN_READY, {"conveyor_running": False}, ["conveyor stopped"]),
+    (REFLOW, OVEN_READY, {"active_profile_id": 7}, ["oven runs profile 7"]),
+    (REFLOW, OVEN_READY, {"alarm_active": True}, ["alarm latched"]),
+    (CLEAN, CLEANER_READY, {}, []),
+    (CLEAN, CLEANER_READY, {"door_open": True}, ["door open"]),
+    (CLEAN, CLEANER_READY, {"chemistry_low": True}, ["chemistry low"]),
+    (CLEAN, CLEANER_READY, {"wash_temp_c": 50.0}, ["bath at 50 °C, not within ±2 °C of 60 °C"]),
+    (CLEAN, CLEANER_READY, {"state": CleanerState.WASHING}, ["cleaner is WASHING"]),
+])
+def test_interlocks(step, status, extra, reasons):
+    kind = kind_of(step)
+    view = ToolView(dataclasses.replace(status, **extra), CLEAN_RECIPE)
+    found = kind.interlocks(step, view, "W-1")
+    assert len(found) == len(reasons), found
+    for want, got in zip(reasons, found, strict=True):
+        assert got.startswith(want), (got, want)
+
+
+@pytest.mark.parametrize(("step", "status", "extra", "busy"), [
+    (PRINT, PRINTER_IDLE, {}, False),
+    (PRINT, PRINTER_IDLE, {"state": PrinterState.CHANGEOVER}, True),  # ends by itself
+    (PRINT, PRINTER_IDLE, {"state": PrinterState.ALARM}, False),  # waits for a person
+    (PRINT, PRINTER_IDLE, {"state": PrinterState.DONE, "wafer_id": "W-2"}, True),
+    (PRINT, PRINTER_IDLE, {"state": PrinterState.DONE, "wafer_id": "W-1"}, False),
+    (PLACE, PLACER_IDLE, {"state": PlacerState.REPAIRING}, True),
+    (REFLOW, OVEN_READY, {"state": OvenState.HEATING}, True),
+    (REFLOW, OVEN_READY, {"state": OvenState.PROCESSING}, False),  # a pipeline: takes more
+    (CLEAN, CLEANER_READY, {"state": CleanerState.DRYING}, True),
+    (CLEAN, CLEANER_READY, {"state": CleanerState.DONE}, False),
+])
+def test_busy(step, status, extra, busy):
+    assert kind_of(step).busy(dataclasses.replace(status, **extra), "W-1") is busy
+
+
+def test_setup_keys_and_the_bound_setups():
+    assert kind_of(PRINT).setup_key(PRINT) == ("print", "ST-300-100", "Pb95Sn5")
+    assert kind_of(PRINT).bound_setup(PRINT) == ("ST-300-100", "Pb95Sn5")
+    assert kind_of(REFLOW).setup_key(REFLOW) == ("reflow", REFLOW.profile_id)
+    assert kind_of(CLEAN).bound_setup(CLEAN) is None  # a bath is waited out, not changed over
+
+
+def test_nominal_times_from_the_specs():
+    assert kind_of(PRINT).nominal_s(PRINT) == pytest.approx(20 + 30 + 10 + 10 + 15 / 20)
+    assert kind_of(PLACE).nominal_s(PLACE) == 20 + 80 + 10
+    assert kind_of(REFLOW).nominal_s(REFLOW) == pytest.approx(4000 / 600 * 60)
+    assert kind_of(REFLOW).occupancy_s(REFLOW) == pytest.approx(450 / 600 * 60)
+    assert kind_of(CLEAN).nominal_s(CLEAN) == 240
+
+
+def _print_result(**extra: Any) -> PrintResult:
+    base = PrintResult("W-1", RunStatus.OK, 100.0, 80.0, 110.0, 0, 0)
+    return dataclasses.replace(base, **extra)
+
+
+@pytest.mark.parametrize(("result", "ok", "finding"), [
+    (_print_result(), True, ""),
+    (_print_result(vol_mean_pct=70.0), False, "SPI mean volume 70 % outside 85-115 %"),
+    (_print_result(bridges=1), False, "bridges 1 above the limit 0"),
+    (_print_result(wafer_id="W-9"), False, "the tool reported wafer 'W-9', expected 'W-1'"),
+    (_print_result(status=RunStatus.ABORTED), False, "print status ABORTED"),
+])
+def test_print_judgment(result, ok, finding):
+    judgment = kind_of(PRINT).judge(PRINT, result, "W-1")
+    assert judgment.ok is ok
+    assert (finding in judgment.why) if finding else judgment.why == "within every window"
+
+
+@pytest.mark.parametrize(("defects", "repaired", "ok", "repair"), [
+    (0, False, True, False),
+    (PLACE.max_defects_after_repair, False, True, False),
+    (PLACE.max_defects, False, False, True),  # worth one repair
+    (PLACE.max_defects + 1, False, False, False),  # not worth it: an engineer decides
+    (PLACE.max_defects, True, False, False),  # still too many after the repair
+])
+def test_place_judgment_and_its_one_repair(defects, repaired, ok, repair):
+    result = PlacementResult("W-1", RunStatus.OK, PLACE.sites, PLACE.sites - defects, defects,
+                             0, 5)
+    judgment = kind_of(PLACE).judge(PLACE, result, "W-1", repaired=repaired)
+    assert (judgment.ok, judgment.repair) == (ok, repair)
+
+
+def test_reflow_judgment_names_every_window_it_missed():
+    result = ReflowResult("W-1", 380.0, 20.0, 4.0, 1.0, REFLOW.profile_id, 50,
+                          ExitFlag.BELT_STOPPED, (25.0, 380.0))
+    judgment = kind_of(REFLOW).judge(REFLOW, result, "W-1")
+    assert not judgment.ok
+    assert "peak 380 °C outside 340-360 °C" in judgment.why
+    assert "heating ramp 4 °C/s above the limit" in judgment.why
+    assert "the belt stopped during its pass" in judgment.why
+    assert kind_of(REFLOW).curve(REFLOW, result) == ([25.0, 380.0], REFLOW.tal_threshold_c)
+
+
+def test_clean_judgment_and_windows():
+    result = CleanResult("W-1", CleanStatus.OK, 2.0, 7)
+    judgment = kind_of(CLEAN).judge(CLEAN, result, "W-1")
+    assert not judgment.ok and "ionic residue 2 µg/cm² above the limit 1.56" in judgment.why
+    assert kind_of(CLEAN).windows(CLEAN) == {"ionic_ug_cm2": [None, 1.56]}
+
+
+# --- recovery: each kind's rule, against scripted tools ---------------------------------
+
+
+class ScriptedPrinter:
+    """A printer that answers from a script of statuses; records what it was sent."""
+
+    name = "printer-1"
+
+    def __init__(self, *statuses: PrinterStatus, result: PrintResult | None = None) -> None:
+        self.statuses = list(statuses)
+        self.sent: list[str] = []
+        self._result = result or _print_result()
+
+    async def status(self) -> PrinterStatus:
+        return self.statuses[0] if len(self.statuses) == 1 else self.statuses.pop(0)
+
+    async def wait_for(self, *states: Any, timeout_s: float) -> PrinterStatus:
+        while (status := await self.status()).state not in states:
+            pass
+        return status
+
+    async def start_print(self) -> None:
+        self.sent.append("PRT")
+
+    async def result(self) -> PrintResult:
+        self.sent.append("RES")
+        return self._result
+
+
+def recovering(*, judging: bool = False, intents: tuple[str, ...] = (),
+               earlier: tuple[dict[str, Any], ...] = ()) -> Recovering:
+    return Recovering("W-1", 1, judging, earlier, intents, lambda text: None)
+
+
+def printer(state: PrinterState, wafer: str | None) -> PrinterStatus:
+    return dataclasses.replace(PRINTER_IDLE, state=state, wafer_id=wafer)
+
+
+async def test_a_print_the_printer_holds_done_is_taken_as_it_is():
+    tool = ScriptedPrinter(printer(PrinterState.DONE, "W-1"))
+    found = await kind_of(PRINT).settle(tool, PRINT, recovering(), ManualClock())
+    assert isinstance(found, TakeResult) and found.result.wafer_id == "W-1"
+    assert tool.sent == ["RES"]  # nothing was printed again
+
+
+async def test_a_print_loaded_but_never_started_is_started_once():
+    tool = ScriptedPrinter(printer(PrinterState.READY, "W-1"), printer(PrinterState.PRINTING,
+                                                                       "W-1"),
+                           printer(PrinterState.DONE, "W-1"))
+    found = await kind_of(PRINT).settle(tool, PRINT, recovering(), ManualClock())
+    assert isinstance(found, TakeResult)
+    assert tool.sent == ["PRT", "RES"]
+
+
+@pytest.mark.parametrize(("judging", "settled"), [(False, NeverTaken), (True, Unknown)])
+async def test_a_print_the_printer_does_not_hold(judging, settled):
+    tool = ScriptedPrinter(printer(PrinterState.IDLE, None))
+    found = await kind_of(PRINT).settle(tool, PRINT, recovering(judging=judging), ManualClock())
+    assert isinstance(found, settled) and tool.sent == []
+
+
+class ScriptedCleaner:
+    name = "cleaner-1"
+
+    def __init__(self, status: CleanerStatus, result: CleanResult) -> None:
+        self._status, self._result = status, result
+        self.sent: list[str] = []
+
+    async def status(self) -> CleanerStatus:
+        return self._status
+
+    async def result(self) -> CleanResult:
+        return self._result
+
+    async def start(self) -> None:
+        self.sent.append("START")
+        self._status = dataclasses.replace(self._status, state=CleanerState.DONE)
+        self._result = dataclasses.replace(self._result, wafer_id="W-1")
+
+    async def wait_for(self, *states: Any, timeout_s: float) -> CleanerStatus:
+        assert self._status.state in states
+        return self._status
+
+
+@pytest.mark.parametrize(("state", "present", "result_wafer", "cycle", "judging", "want",
+                          "sent"), [
+    (CleanerState.DONE, True, "W-1", 8, False, TakeResult, []),  # finished, still inside
+    (CleanerState.READY, False, "W-1", 8, True, TakeResult, []),  # finished and unloaded
+    (CleanerState.READY, False, "W-1", 5, False, NeverTaken, []),  # an earlier clean's result
+    (CleanerState.LOADED, True, "W-0", 5, False, TakeResult, ["START"]),  # loaded, not started
+    (CleanerState.READY, False, "W-0", 5, False, NeverTaken, []),
+    (CleanerState.READY, False, "W-0", 5, True, Unknown, []),
+])
+async def test_clean_recovery(state, present, result_wafer, cycle, judging, want, sent):
+    tool = ScriptedCleaner(dataclasses.replace(CLEANER_READY, state=state, wafer_present=present),
+                           CleanResult(result_wafer, CleanStatus.OK, 0.2, cycle))
+    wafer = recovering(judging=judging, earlier=({"cycle_count": 6},))
+    found = await kind_of(CLEAN).settle(tool, CLEAN, wafer, ManualClock())
+    assert isinstance(found, want), found
+    assert tool.sent == sent
+
+
+class ScriptedOven:
+    """A belt that delivers its wafers at the exit in order."""
+
+    name = "oven-1"
+
+    def __init__(self, belt: list[str], last_exit: str = "W-OLD") -> None:
+        self.belt = belt
+        self.last_exit = last_exit
+        self.at_exit = False
+        self.unloaded: list[str] = []
+
+    async def status(self) -> OvenStatus:
+        if not self.at_exit and self.belt:
+            self.last_exit = self.belt.pop(0)
+            self.at_exit = True
+        return dataclasses.replace(OVEN_READY, wafers_on_belt=len(self.belt) + self.at_exit,
+                                   wafer_at_exit=self.at_exit)
+
+    async def exit_result(self) -> ReflowResult:
+        return ReflowResult(self.last_exit, 350.0, 60.0, 1.0, 2.0, REFLOW.profile_id, 20, 0)
+
+    async def unload(self, wafer_id: str | None = None) -> None:
+        self.unloaded.append(self.last_exit)
+        self.at_exit = False
+
+
+async def test_the_oven_settles_every_rider_once_and_a_lost_one_by_its_load_intent():
+    oven = ScriptedOven(["W-1", "W-2"])
+    riders = [(REFLOW, dataclasses.replace(recovering(), wafer_id=w, intents=i))
+              for w, i in (("W-1", ("LOAD",)), ("W-2", ("LOAD",)), ("W-3", ("LOAD",)),
+                           ("W-4", ()))]
+    found = await kind_of(REFLOW).settle_all(oven, riders, ManualClock())
+    assert set(found) == {"W-1", "W-2", "W-3", "W-4"}
+    assert isinstance(found["W-1"], TakeResult) and found["W-1"].unloaded
+    assert isinstance(found["W-2"], TakeResult)
+    assert isinstance(found["W-3"], Unknown)  # its LOAD may have reached the oven
+    assert isinstance(found["W-4"], NeverTaken)  # no LOAD was ever sent
+    assert oven.unloaded == ["W-1", "W-2"]
+
+
+def test_every_kind_refuses_a_driver_of_another_role():
+    with pytest.raises(SequenceError, match="a reflow step runs on an oven"):
+        kind_of(REFLOW).check_driver(ScriptedPrinter(PRINTER_IDLE))
