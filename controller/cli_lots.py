@@ -360,7 +360,7 @@ def cmd_lot_action(args: argparse.Namespace) -> int:
 
 
 def cmd_lot_report(args: argparse.Namespace) -> int:
-    from controller.report import write_lot_report  # matplotlib loads only when needed
+    from controller.report import write_lot_report
 
     with _store(args) as store:
         path = write_lot_report(store, args.lot_id, Path(args.out))
