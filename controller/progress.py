@@ -261,7 +261,7 @@ class LiveProgress:
         line = Text(f"{wafer:<16} ")
         line.append(text, style=_STYLE.get(v.state, ""))
         if v.result:
-            line.append(f"  {v.result}", style="dim")
+            line.append(f"  last: {v.result}", style="dim")
         return line
 
     def _screen(self) -> Group:
