@@ -156,7 +156,7 @@ def _register_lot(sub: argparse._SubParsersAction, db, as_json, user) -> None:  
         "--out",
         default="reports",
         metavar="DIR",
-        help="folder for <lot>/report.html and its plots (default ./reports)",
+        help="folder for <lot>/report.html, one self-contained file (default ./reports)",
     )
     p.set_defaults(handler=cmd_lot_report)
 
