@@ -242,7 +242,7 @@ async def _settle_oven(controller: LineController, tool: Any) -> None:
                 return
         if status.alarm_active:
             try:
-                await driver.clear()
+                await driver.clear_alarm()
             except ToolError as exc:
                 log.info("%s: alarm not cleared yet: %s", tool.name, exc)
         if clock.now() > deadline:

@@ -33,7 +33,7 @@ from drivers.console import (
 from drivers.errors import DeviceBusy, ToolError
 from drivers.modbus_link import ModbusLink, after_lost_reply
 from drivers.modbus_tool import ModbusTool
-from drivers.register_map import Block, RegisterMap
+from drivers.register_map import RegisterMap
 from drivers.types import (
     BATH_TOLERANCE_C,
     CleanerState,
@@ -47,7 +47,7 @@ DEFAULT_MODEL = "fc-1"
 CYCLE_STATES = (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING)
 
 
-class FluxCleaner(ModbusTool[CleanerState]):
+class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
     DEFAULT_MODEL = DEFAULT_MODEL
     STATE = CleanerState
 
@@ -76,6 +76,7 @@ class FluxCleaner(ModbusTool[CleanerState]):
             "RESULT_IONIC", "RESULT_STATUS",
         )
         self._result_id = m.block("RESULT_WAFER_ID", "CYCLE_COUNT")
+        self._watch = self._process
 
     # --- recipe ----------------------------------------------------------------------------------
 
@@ -148,33 +149,8 @@ class FluxCleaner(ModbusTool[CleanerState]):
 
     # --- waiting ---------------------------------------------------------------------------------
 
-    async def wait_for(self, *states: CleanerState, timeout_s: float) -> CleanerState:
-        """Until the cleaner is in one of ``states`` (tool seconds); ToolAlarm on an alarm
-        unless ALARM is one of the states asked for."""
-        if not states:
-            raise ValueError(f"{self.name}: wait_for needs at least one state")
-        v = await self._poll_until(states, timeout_s, self._process)
-        return self._state_of(v["STATE"])
-
-    async def _poll_until(
-        self, states: tuple[CleanerState, ...], timeout_s: float, block: Block
-    ) -> dict[str, Any]:
-        """Read ``block`` (it starts with STATE and holds ALARM_CODE) every ``poll_s`` until
-        the state is one of ``states``; its values then."""
-        deadline = self.clock.now() + timeout_s
-        wanted = ", ".join(s.name for s in states)
-        while True:
-            v = await self.regs.read_block(block)
-            state = self._state_of(v["STATE"])
-            if state in states:
-                return v
-            if state is CleanerState.ALARM:
-                raise self._tool_alarm(v["ALARM_CODE"])
-            why = f"not {wanted} within {timeout_s:g} s (state {state.name})"
-            await self._pause_until(deadline, why)
-
     async def wait_done(self, timeout_s: float) -> None:
-        await self.wait_for(CleanerState.DONE, timeout_s=timeout_s)
+        await self._poll_until((CleanerState.DONE,), timeout_s, self._process)
 
     async def wait_bath_ready(self, timeout_s: float) -> float:
         """Until the bath is within ±2 °C of WASH_TEMP_SP (what START needs); the bath °C."""
@@ -209,8 +185,8 @@ class FluxCleaner(ModbusTool[CleanerState]):
     async def unload(self) -> None:
         await self._command("UNLOAD", done=(CleanerState.IDLE, CleanerState.READY))
 
-    async def clear(self) -> None:
-        """Clear a latched alarm whose cause is gone."""
+    async def clear_alarm(self) -> None:
+        """Clear a latched alarm whose cause is gone (COMMAND = CLEAR)."""
         non_alarm = tuple(s for s in CleanerState if s is not CleanerState.ALARM)
         await self._command("CLEAR", done=non_alarm)
 

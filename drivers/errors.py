@@ -24,6 +24,12 @@ class ToolTimeout(ToolError):
     """A long operation did not reach the expected state in time (tool seconds)."""
 
 
+class StateUnreachable(ToolTimeout):
+    """A wait that can never end: the tool cannot reach the awaited state by itself from
+    the state it is in (per its spec) - it needs a host command first. A ``ToolTimeout``
+    known in advance, so callers that handle timeouts handle it alike."""
+
+
 class ToolAlarm(ToolError):
     """The tool latched an alarm while we waited on it."""
 

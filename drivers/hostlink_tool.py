@@ -9,9 +9,9 @@ tool, the command and the field — never an IndexError or a raw string.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from drivers.clock import Clock
 from drivers.console import (
@@ -22,7 +22,7 @@ from drivers.console import (
     float_arg,
     simple,
 )
-from drivers.errors import LinkError, ToolAlarm, ToolTimeout
+from drivers.errors import LinkError, StateUnreachable, ToolAlarm, ToolTimeout
 from drivers.serial_link import HostLinkPort
 from drivers.types import Alarm, Identity
 
@@ -103,6 +103,9 @@ class HostLinkTool(Generic[S]):
 
     STATE: type[Enum]  # the tool's STS states
     ALARM_STATE: Enum
+    # What each state becomes by itself, with no host command (the spec's command table);
+    # ALARM may follow any state. ``wait_for`` fails at once for a state that cannot come.
+    NEXT: ClassVar[Mapping[Enum, tuple[Enum, ...]]] = {}
 
     def __init__(self, port: HostLinkPort, clock: Clock, *, poll_s: float = 1.0) -> None:
         if not poll_s > 0:
@@ -156,6 +159,12 @@ class HostLinkTool(Generic[S]):
                 alarm = await self.alarm()  # STS has the code; ALR adds the text
                 code = alarm.code if alarm else status.alarm_code
                 raise ToolAlarm(self.name, code, alarm.text if alarm else "")
+            if not wanted & self.reachable(state):
+                names = " or ".join(sorted(s.value for s in wanted))
+                raise StateUnreachable(
+                    self.name, f"not {names}: {state.value} does not lead there without a "
+                    "host command"
+                )
             left = deadline - self.clock.now()
             if left <= 0:
                 names = " or ".join(sorted(s.value for s in wanted))
@@ -163,6 +172,16 @@ class HostLinkTool(Generic[S]):
                     self.name, f"not {names} after {timeout_s:g} s (tool time); still {state.value}"
                 )
             await self.clock.sleep(min(self.poll_s, left))
+
+    def reachable(self, state: Enum) -> set[Enum]:
+        """The states the tool can reach from ``state`` on its own (``state`` included)."""
+        seen, todo = {state, self.ALARM_STATE}, [state]
+        while todo:
+            for nxt in self.NEXT.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
 
     def _state(self, state: Enum | str) -> Enum:
         try:

@@ -47,7 +47,7 @@ from drivers.types import (
 DEFAULT_MODEL = "rf-10n"
 
 
-class ReflowOven(ModbusTool[OvenState]):
+class ReflowOven(ModbusTool[OvenState, OvenStatus]):
     DEFAULT_MODEL = DEFAULT_MODEL
     STATE = OvenState
 
@@ -72,6 +72,7 @@ class ReflowOven(ModbusTool[OvenState]):
             "ZONE_PV", "STATE", "WAFERS_ON_BELT", "ALARM_CODE", "O2_PPM", "ACTIVE_PROFILE_ID"
         )
         self._state = m.block("STATE", "WAFERS_ON_BELT", "ALARM_CODE")
+        self._watch = self._state
         self._flags = m.block("ENTRANCE_CLEAR", "WAFER_AT_EXIT", "ZONES_STABLE", "ALARM_ACTIVE")
         self._coils = m.block("N2_ON", "CONVEYOR_RUN")
         self._exit = m.block(
@@ -249,8 +250,8 @@ class ReflowOven(ModbusTool[OvenState]):
         async with self._belt:
             await self._command("UNLOAD", done=self._gone_from_exit(wafer_id), resend=False)
 
-    async def clear(self) -> None:
-        """Clear a latched alarm whose cause is gone."""
+    async def clear_alarm(self) -> None:
+        """Clear a latched alarm whose cause is gone (COMMAND = CLEAR)."""
         await self._command("CLEAR", done=self._alarm_gone)
 
     # --- commands --------------------------------------------------------------------------------

@@ -23,6 +23,15 @@ class BallPlacer(HostLinkTool[PlacerStatus]):
 
     STATE = PlacerState
     ALARM_STATE = PlacerState.ALARM
+    NEXT = {
+        PlacerState.CHANGEOVER: (PlacerState.IDLE,),
+        PlacerState.LOADING: (PlacerState.READY,),
+        PlacerState.FLUXING: (PlacerState.PLACING,),
+        PlacerState.PLACING: (PlacerState.INSPECTING,),
+        PlacerState.INSPECTING: (PlacerState.DONE,),
+        PlacerState.REPAIRING: (PlacerState.INSPECTING, PlacerState.DONE),  # re-inspects
+        PlacerState.UNLOADING: (PlacerState.IDLE,),
+    }
 
     async def status(self) -> PlacerStatus:
         f = await self._call("STS", fields=STS_FIELDS)

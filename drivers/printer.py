@@ -26,6 +26,15 @@ class PastePrinter(HostLinkTool[PrinterStatus]):
 
     STATE = PrinterState
     ALARM_STATE = PrinterState.ALARM
+    NEXT = {
+        PrinterState.CHANGEOVER: (PrinterState.IDLE,),
+        PrinterState.LOADING: (PrinterState.READY,),
+        PrinterState.PRINTING: (PrinterState.INSPECTING,),
+        PrinterState.INSPECTING: (PrinterState.DONE,),
+        PrinterState.UNLOADING: (PrinterState.IDLE,),
+        PrinterState.WIPING: (PrinterState.UNLOADING, PrinterState.IDLE),  # ULD may wipe first
+        PrinterState.FILLING: (PrinterState.IDLE,),
+    }
 
     async def status(self) -> PrinterStatus:
         f = await self._call("STS", fields=STS_FIELDS)

@@ -30,7 +30,7 @@ async def finish_any_wafer(cleaner: FluxCleaner) -> None:
     state = await cleaner.state()
     if state in (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING):
         await cleaner.abort()
-        state = await cleaner.wait_for(CleanerState.DONE, timeout_s=60)
+        state = (await cleaner.wait_for(CleanerState.DONE, timeout_s=60)).state
     if state is CleanerState.DONE:
         await cleaner.unload()
 
@@ -154,7 +154,7 @@ async def test_abort_ends_the_wafer_aborted(cleaner_env) -> None:
     await cleaner.load("LOT42-08")
     await cleaner.start()
     await cleaner.abort()
-    assert await cleaner.wait_for(CleanerState.DONE, timeout_s=60) is CleanerState.DONE
+    assert (await cleaner.wait_for(CleanerState.DONE, timeout_s=60)).state is CleanerState.DONE
     result = await cleaner.result()
     assert (result.wafer_id, result.status) == ("LOT42-08", CleanStatus.ABORTED)
     await cleaner.unload()
@@ -178,10 +178,10 @@ async def test_door_open_alarm_stops_the_wait() -> None:
         assert await cleaner.alarm() == Alarm(400, "DOOR OPEN")
         assert (await cleaner.status()).door_open
         with pytest.raises(DeviceBusy, match="COMMAND=CLEAR"):
-            await cleaner.clear()
+            await cleaner.clear_alarm()
         sim.model.close_door(sim.now())
-        await cleaner.clear()
-        assert await cleaner.wait_for(CleanerState.DONE, timeout_s=10) is CleanerState.DONE
+        await cleaner.clear_alarm()
+        assert (await cleaner.wait_for(CleanerState.DONE, timeout_s=10)).state is CleanerState.DONE
         assert (await cleaner.result()).status is CleanStatus.ALARM
 
 

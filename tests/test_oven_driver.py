@@ -86,7 +86,7 @@ async def test_command_not_allowed_now_is_device_busy(oven_env) -> None:
     with pytest.raises(DeviceBusy, match="oven-1: COMMAND=UNLOAD \\(no wafer at the exit\\)"):
         await oven.unload()
     with pytest.raises(DeviceBusy, match="COMMAND=CLEAR \\(no alarm latched\\)"):
-        await oven.clear()
+        await oven.clear_alarm()
     await oven.set_nitrogen(False)
     await oven.stage_profile(EUTECTIC)
     await oven.apply()  # HEATING: a LOAD must wait for READY (and for nitrogen)
@@ -217,9 +217,9 @@ async def test_thermocouple_fault_latches_an_alarm_the_driver_raises() -> None:
         assert (info.value.code, info.value.text) == (560, "THERMOCOUPLE FAULT")
         assert await oven.alarm() == Alarm(560, "THERMOCOUPLE FAULT")
         with pytest.raises(DeviceBusy, match="COMMAND=CLEAR \\(the alarm's cause is still present"):
-            await oven.clear()
+            await oven.clear_alarm()
         sim.model.repair_thermocouple(3, sim.now())
-        await oven.clear()
+        await oven.clear_alarm()
         assert await oven.alarm() is None
 
 

@@ -14,6 +14,7 @@ from drivers.errors import (
     BadParameter,
     InterlockActive,
     LinkError,
+    StateUnreachable,
     ToolAlarm,
     ToolTimeout,
     UnknownCommand,
@@ -334,8 +335,23 @@ async def test_flux_empty_clears_after_the_refill(placer_line: RigFactory) -> No
 
 
 async def test_wait_for_times_out_in_tool_time(placer: ToolRig) -> None:
-    with pytest.raises(ToolTimeout, match=r"placer-1: not DONE or READY after 5 s"):
-        await placer.driver.wait_for(S.READY, S.DONE, timeout_s=5)
+    status = await placer.driver.status()
+    await placer.driver.changeover(status.ball_alloy, status.ball_diameter_um)  # 900 s
+    with pytest.raises(ToolTimeout, match=r"placer-1: not IDLE or READY after 5 s"):
+        await placer.driver.wait_for(S.READY, S.IDLE, timeout_s=5)
+
+
+async def test_waiting_for_a_state_an_idle_tool_cannot_reach_fails_at_once(
+    placer: ToolRig,
+) -> None:
+    # IDLE becomes DONE only through LOD and PLC: an hour of polling would change nothing.
+    sent = len(placer.sent())
+    with pytest.raises(StateUnreachable) as info:
+        await placer.driver.wait_for(S.DONE, timeout_s=3600)
+    assert str(info.value) == (
+        "placer-1: not DONE: IDLE does not lead there without a host command"
+    )
+    assert [parse_request(f).cmd for f in placer.sent()[sent:]] == ["STS"]
 
 
 @pytest.mark.faults

@@ -464,8 +464,9 @@ async def test_stencil_clogged_after_too_many_prints(printer_line: RigFactory) -
 
 
 async def test_wait_for_times_out_in_tool_time(printer: ToolRig) -> None:
-    with pytest.raises(ToolTimeout, match=r"not READY after 10 s \(tool time\); still IDLE"):
-        await printer.driver.wait_for(S.READY, timeout_s=10)
+    await printer.driver.wipe()  # WIPING 15 s, then IDLE
+    with pytest.raises(ToolTimeout, match=r"not IDLE after 10 s \(tool time\); still WIPING"):
+        await printer.driver.wait_for(S.IDLE, timeout_s=10)
 
 
 async def test_wait_for_returns_at_once_when_already_there(printer: ToolRig) -> None:
