@@ -16,20 +16,9 @@ One wafer::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.console import (
-    ConsoleCommand,
-    alarm_or_none,
-    done_text,
-    expect_args,
-    float_arg,
-    int_arg,
-    simple,
-    timeout_arg,
-)
 from drivers.errors import DeviceBusy, ToolError
 from drivers.modbus_link import ModbusLink, after_lost_reply
 from drivers.modbus_tool import ModbusTool
@@ -218,68 +207,3 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
             setpoint = await self.regs.read("WASH_TEMP_SP")
             why += f", bath {s.wash_temp_c} °C vs setpoint {setpoint} °C"
         return why
-
-    # --- helpers ---------------------------------------------------------------------------------
-
-
-
-# --- console commands (bumpline tool NAME COMMAND ...) -----------------------------------------
-
-_RECIPE_USAGE = "recipe [WASH_C WASH_S RINSE_S DRY_S PRESSURE_BAR]"
-
-
-async def _recipe(cleaner: FluxCleaner, args: list[str]) -> object:
-    if args:
-        expect_args(_RECIPE_USAGE, args, 5)
-        await cleaner.set_recipe(
-            CleanRecipe(
-                wash_temp_c=float_arg(args[0], "wash temperature (°C)"),
-                wash_time_s=int_arg(args[1], "wash time (s)"),
-                rinse_time_s=int_arg(args[2], "rinse time (s)"),
-                dry_time_s=int_arg(args[3], "dry time (s)"),
-                spray_pressure_bar=float_arg(args[4], "spray pressure (bar)"),
-            )
-        )
-    return await cleaner.recipe()
-
-
-async def _load(cleaner: FluxCleaner, args: list[str]) -> object:
-    expect_args("load WAFER_ID", args, 1)
-    await cleaner.load(args[0])
-    return f"loaded {args[0]}"
-
-
-
-async def _wait_done(cleaner: FluxCleaner, args: list[str]) -> object:
-    await cleaner.wait_done(timeout_arg("wait-done [TIMEOUT_S]", args, 3600.0))
-    return await cleaner.result()
-
-
-async def _wait_bath(cleaner: FluxCleaner, args: list[str]) -> object:
-    bath = await cleaner.wait_bath_ready(timeout_arg("wait-bath [TIMEOUT_S]", args, 3600.0))
-    return f"bath ready at {bath} °C"
-
-
-
-
-def _action(
-    name: str, help: str, call: Callable[[FluxCleaner], Awaitable[None]]
-) -> ConsoleCommand:
-    return simple(name, help, lambda c: done_text(call(c), f"{name} done"))
-
-
-CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
-    simple("status", "state, bath, rinse, remaining time and inputs", lambda c: c.status()),
-    ConsoleCommand("recipe", _RECIPE_USAGE, "show the recipe, or write a new one", _recipe),
-    ConsoleCommand("load", "load WAFER_ID", "place a wafer in the chamber", _load),
-    _action("start", "wash, rinse and dry the loaded wafer", lambda c: c.start()),
-    simple("result", "the last finished wafer's result", lambda c: c.result()),
-    _action("unload", "take the cleaned wafer out", lambda c: c.unload()),
-    _action("clear", "clear a latched alarm whose cause is gone", lambda c: c.clear()),
-    _action("abort", "stop the running cycle", lambda c: c.abort()),
-    simple("alarm", "the latched alarm, if any", alarm_or_none),
-    ConsoleCommand("wait-done", "wait-done [TIMEOUT_S]",
-                   "wait for the cycle to finish and show the result", _wait_done),
-    ConsoleCommand("wait-bath", "wait-bath [TIMEOUT_S]",
-                   "wait for the bath to reach the wash temperature", _wait_bath),
-)

@@ -47,11 +47,15 @@ class NakError(ToolError):
 
     code = 0
 
-    def __init__(self, tool: str, command: str, code: int, text: str) -> None:
-        super().__init__(tool, f"{command} refused: NAK {code:02d} {text}")
+    def __init__(self, tool: str, command: str, code: int, text: str, why: str = "") -> None:
+        # ``why``: what the driver found out about the refusal (the state the tool is in
+        # and what the command needs); ``text`` stays the tool's own words.
+        message = f"{command} refused: NAK {code:02d} {text}"
+        super().__init__(tool, f"{message} ({why})" if why else message)
         self.command = command
         self.code = code
         self.text = text
+        self.why = why
 
 
 class ChecksumNak(NakError):

@@ -11,17 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from drivers.clock import Clock
-from drivers.console import (
-    ConsoleCommand,
-    ConsoleUsageError,
-    enum_arg,
-    expect_args,
-    float_arg,
-    simple,
-)
 from drivers.errors import LinkError, StateUnreachable, ToolAlarm, ToolTimeout
 from drivers.serial_link import HostLinkPort
 from drivers.types import Alarm, Identity
@@ -38,8 +30,6 @@ class _Status(Protocol):
 
 
 S = TypeVar("S", bound=_Status)  # the tool's status dataclass
-
-DEFAULT_WAIT_S = 3600.0  # console ``wait`` without a timeout: an hour of tool time
 
 
 class Fields:
@@ -189,31 +179,3 @@ class HostLinkTool(Generic[S]):
         except ValueError:
             known = ", ".join(str(m.value) for m in self.STATE)
             raise ValueError(f"{self.name}: no state {state!r} (states: {known})") from None
-
-def common_console_commands(state_enum: type[Enum]) -> tuple[ConsoleCommand, ...]:
-    """status, identify, alarm, clear, abort and wait, shared by both HostLink tools."""
-    states = ",".join(str(s.value) for s in state_enum)
-    wait_usage = "wait STATE[,STATE...] [TIMEOUT_S]"
-
-    async def wait(driver: Any, args: list[str]) -> object:
-        expect_args(wait_usage, args, 1, 2)
-        wanted = [enum_arg(s, state_enum, "STATE") for s in args[0].split(",") if s.strip()]
-        if not wanted:
-            raise ConsoleUsageError(f"usage: {wait_usage} (no state given)")
-        timeout = float_arg(args[1], "TIMEOUT_S") if len(args) > 1 else DEFAULT_WAIT_S
-        return await driver.wait_for(*wanted, timeout_s=timeout)
-
-    return (
-        simple("status", "state, wafer and counters (STS)", lambda d: d.status()),
-        simple("identify", "vendor, model, serial, firmware (IDN)", lambda d: d.identify()),
-        simple("alarm", "the latched alarm, if any (ALR)", lambda d: d.alarm()),
-        simple("clear", "clear an alarm whose cause is gone (CLR)", lambda d: d.clear_alarm()),
-        simple("abort", "stop the running operation (ABT)", lambda d: d.abort()),
-        ConsoleCommand(
-            "wait", wait_usage,
-            f"poll STS until the tool is in one of the states ({states}); "
-            f"timeout in tool seconds, default {DEFAULT_WAIT_S:g}",
-            wait,
-        ),
-    )
-

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from modbus_fixtures import DropArmedReply, cleaner_under_test, sim_cleaner
 
-from drivers.cleaner import CONSOLE_COMMANDS, CYCLE_STATES, FluxCleaner
-from drivers.console import ConsoleUsageError, run_command
+from controller.console import CLEANER_COMMANDS as CONSOLE_COMMANDS
+from controller.console import ConsoleUsageError, run_command
+from drivers.cleaner import CYCLE_STATES, FluxCleaner
 from drivers.errors import DeviceBusy, IllegalAddress, IllegalValue, ToolAlarm
 from drivers.modbus_link import ModbusLink
 from drivers.types import Alarm, CleanerState, CleanRecipe, CleanStatus

@@ -103,13 +103,18 @@ def test_trace_shows_every_frame_with_a_timestamp(sim_process) -> None:
     out = _bumpline("tool", "oven-1", "zones", "--line", str(config), "--trace", cwd=where)
     assert out.returncode == 0, out.stderr
     assert " oven-1 > " in out.stderr and " oven-1 < " in out.stderr
+    assert out.stdout.splitlines()[0] == "zone  °C" and len(out.stdout.splitlines()) == 11
 
 
 def test_a_refused_command_is_one_line_and_non_zero(sim_process) -> None:
     _, config, where = sim_process
     out = _bumpline("tool", "printer-1", "print", "--line", str(config), cwd=where)
     assert out.returncode == 1
-    assert out.stderr.strip() == "bumpline: printer-1: PRT refused: NAK 04 WRONG STATE"
+    # the tool's NAK, then what the console found out: the state it is in and what PRT needs
+    assert out.stderr.strip() == (
+        "bumpline: printer-1: PRT refused: NAK 04 WRONG STATE "
+        "(printer-1 is IDLE; PRT needs READY (a loaded wafer))"
+    )
     assert "Traceback" not in out.stderr
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from modbus_fixtures import DropArmedReply, oven_under_test, sim_oven
 
-from drivers.console import ConsoleUsageError, run_command
+from controller.console import OVEN_COMMANDS as CONSOLE_COMMANDS
+from controller.console import ConsoleUsageError, run_command
 from drivers.errors import DeviceBusy, IllegalAddress, IllegalValue, ToolAlarm, ToolTimeout
-from drivers.oven import CONSOLE_COMMANDS, ReflowOven
+from drivers.oven import ReflowOven
 from drivers.register_map import MAPS_DIR, load_register_map
 from drivers.types import Alarm, OvenState, ReflowProfile
 from sim.faults import FaultPlan

@@ -8,7 +8,8 @@ import pytest
 import serial_fixtures
 from serial_fixtures import RigFactory, ToolRig, scripted_tool
 
-from drivers.console import ConsoleUsageError, run_command
+from controller.console import PLACER_COMMANDS as CONSOLE_COMMANDS
+from controller.console import ConsoleUsageError, run_command
 from drivers.errors import (
     AlarmActive,
     BadParameter,
@@ -21,7 +22,7 @@ from drivers.errors import (
     WrongState,
 )
 from drivers.hostlink import encode_reply, encode_request, parse_request
-from drivers.placer import CONSOLE_COMMANDS, BallPlacer
+from drivers.placer import BallPlacer
 from drivers.serial_link import HostLinkPort
 from drivers.types import (
     Alarm,

@@ -8,7 +8,8 @@ import pytest
 import serial_fixtures
 from serial_fixtures import RigFactory, ToolRig, scripted_tool
 
-from drivers.console import ConsoleUsageError, run_command
+from controller.console import PRINTER_COMMANDS as CONSOLE_COMMANDS
+from controller.console import ConsoleUsageError, run_command
 from drivers.errors import (
     AlarmActive,
     BadParameter,
@@ -20,7 +21,7 @@ from drivers.errors import (
     WrongState,
 )
 from drivers.hostlink import encode_reply, encode_request, parse_request
-from drivers.printer import CONSOLE_COMMANDS, PastePrinter
+from drivers.printer import PastePrinter
 from drivers.serial_link import HostLinkPort
 from drivers.types import (
     Alarm,
@@ -464,8 +465,8 @@ async def test_stencil_clogged_after_too_many_prints(printer_line: RigFactory) -
 
 
 async def test_wait_for_times_out_in_tool_time(printer: ToolRig) -> None:
-    await printer.driver.wipe()  # WIPING 15 s, then IDLE
-    with pytest.raises(ToolTimeout, match=r"not IDLE after 10 s \(tool time\); still WIPING"):
+    await printer.driver.fill()  # FILLING 120 s, then IDLE
+    with pytest.raises(ToolTimeout, match=r"not IDLE after 10 s \(tool time\); still FILLING"):
         await printer.driver.wait_for(S.IDLE, timeout_s=10)
 
 
@@ -480,7 +481,7 @@ async def test_console_on_the_tool(printer: ToolRig) -> None:
     status = await run_command(CONSOLE_COMMANDS, p, "status", [])
     assert isinstance(status, PrinterStatus) and status.state is S.IDLE
     assert (await run_command(CONSOLE_COMMANDS, p, "identify", [])).model == "WP-300"
-    assert await run_command(CONSOLE_COMMANDS, p, "alarm", []) is None
+    assert await run_command(CONSOLE_COMMANDS, p, "alarm", []) == "no alarm"
     waited = await run_command(CONSOLE_COMMANDS, p, "wait", ["idle,ready", "5"])
     assert waited.state is S.IDLE
     with pytest.raises(WrongState):
