@@ -98,7 +98,9 @@ def test_trace_shows_every_frame_with_a_timestamp(sim_process) -> None:
     got = [line for line in out.stderr.splitlines() if " printer-1 < " in line]
     assert sent and got
     assert sent[0].split()[0].replace(".", "").isdigit()  # a timestamp first
-    assert ",STS*" in sent[0] and ",ACK,STS," in got[0]
+    # the link's opening IDN (hostlink.md rule 3: a new process is never a retransmission)
+    assert ",IDN*" in sent[0] and ",ACK,IDN," in got[0]
+    assert ",STS*" in sent[1] and ",ACK,STS," in got[1]
 
     out = _bumpline("tool", "oven-1", "zones", "--line", str(config), "--trace", cwd=where)
     assert out.returncode == 0, out.stderr

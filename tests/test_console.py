@@ -46,6 +46,7 @@ async def test_no_alarm_says_so_and_an_empty_wafer_id_is_a_dash(placer: ToolRig)
 
 
 async def test_waiting_for_a_state_the_tool_cannot_reach_fails_at_once(placer: ToolRig) -> None:
+    await placer.driver.status()  # past the link's opening IDN
     sent = len(placer.sent())
     with pytest.raises(StateUnreachable, match="placer-1: not DONE: IDLE does not lead there"):
         await run_tool_command("placer", placer.driver, "wait", ["DONE", "3600"])

@@ -66,7 +66,7 @@ def golden_tool(frame: bytes) -> bytes | None:
 
 async def test_placer_speaks_the_golden_frames_byte_for_byte() -> None:
     async with scripted_tool(golden_tool) as (tool, url):
-        async with HostLinkPort(url, tool="placer-1", timeout_s=0.1, retries=0) as port:
+        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.1, retries=0) as port:
             b = BallPlacer(port, ManualClock())  # type: ignore[arg-type]
             for _ in range(20):
                 assert (await b.status()).ball_level_pct == 99.0
@@ -89,7 +89,7 @@ async def test_unexpected_result_fields_are_a_clear_link_error() -> None:
         return encode_reply(parse_request(frame).seq, "RES", fields)
 
     async with scripted_tool(reply) as (_, url):
-        async with HostLinkPort(url, tool="placer-1", timeout_s=0.1) as port:
+        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.1) as port:
             with pytest.raises(LinkError) as info:
                 await BallPlacer(port, ManualClock()).result()  # type: ignore[arg-type]
     assert str(info.value) == (
@@ -104,7 +104,7 @@ def ack_anything(frame: bytes) -> bytes:
 
 async def test_console_commands_parse_arguments_into_the_right_frames() -> None:
     async with scripted_tool(ack_anything) as (tool, url):
-        async with HostLinkPort(url, tool="placer-1", timeout_s=0.1) as port:
+        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.1) as port:
             b = BallPlacer(port, ManualClock())  # type: ignore[arg-type]
             args = ["SAC305-250", "250", "SAC305", "25", "400", "120000"]
             await run_command(CONSOLE_COMMANDS, b, "recipe", args)
@@ -346,6 +346,7 @@ async def test_waiting_for_a_state_an_idle_tool_cannot_reach_fails_at_once(
     placer: ToolRig,
 ) -> None:
     # IDLE becomes DONE only through LOD and PLC: an hour of polling would change nothing.
+    await placer.driver.status()  # past the link's opening IDN
     sent = len(placer.sent())
     with pytest.raises(StateUnreachable) as info:
         await placer.driver.wait_for(S.DONE, timeout_s=3600)

@@ -72,7 +72,9 @@ def golden_tool(frame: bytes) -> bytes | None:
 
 async def test_printer_speaks_the_golden_frames_byte_for_byte() -> None:
     async with scripted_tool(golden_tool) as (tool, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=0.1, retries=0) as port:
+        async with HostLinkPort(
+            url, tool="printer-1", timeout_s=0.1, retries=0, sync=False,
+        ) as port:
             p = PastePrinter(port, ManualClock())  # type: ignore[arg-type]
             for _ in range(7):
                 await p.status()
@@ -117,7 +119,7 @@ async def test_unexpected_status_fields_are_a_clear_link_error(
         return encode_reply(parse_request(frame).seq, "STS", fields)
 
     async with scripted_tool(reply) as (_, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=0.1) as port:
+        async with HostLinkPort(url, sync=False, tool="printer-1", timeout_s=0.1) as port:
             with pytest.raises(LinkError, match=message) as info:
                 await PastePrinter(port, ManualClock()).status()  # type: ignore[arg-type]
     assert str(info.value).startswith("printer-1: STS reply ")
@@ -129,7 +131,7 @@ async def test_unexpected_result_status_is_a_clear_link_error() -> None:
         return encode_reply(parse_request(frame).seq, "RES", fields)
 
     async with scripted_tool(reply) as (_, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=0.1) as port:
+        async with HostLinkPort(url, sync=False, tool="printer-1", timeout_s=0.1) as port:
             with pytest.raises(LinkError, match=r"RES reply field status: expected OK\|ABORTED"):
                 await PastePrinter(port, ManualClock()).result()  # type: ignore[arg-type]
 
@@ -141,7 +143,7 @@ def ack_anything(frame: bytes) -> bytes:
 
 async def test_console_commands_parse_arguments_into_the_right_frames() -> None:
     async with scripted_tool(ack_anything) as (tool, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=0.1) as port:
+        async with HostLinkPort(url, sync=False, tool="printer-1", timeout_s=0.1) as port:
             p = PastePrinter(port, ManualClock())  # type: ignore[arg-type]
             args = ["HIPB-1", "6", "40", "1", "ST-300-100", "1", "20"]
             assert await run_command(CONSOLE_COMMANDS, p, "recipe", args) is None
@@ -534,3 +536,30 @@ async def test_delayed_replies_arrive_stale_and_are_dropped(printer_line: RigFac
         result = await print_one_wafer(rig.driver, "W-LATE")
         assert result.status is RunStatus.OK and rig.model.prints_executed == 1
         assert rig.port.retransmissions > 0 and rig.port.stale_replies > 0
+
+
+# --- a new host process after another one (hostlink.md rule 3) --------------------------------
+
+
+async def test_a_second_host_process_is_never_answered_from_the_first_ones_memory() -> None:
+    """``bumpline tool printer-1 wipe`` twice: two links, both starting at SEQ 00. The tool
+    remembers the first process's last request; the second must still wipe."""
+    from sim.printer import PastePrinterModel
+    from sim.serial_server import SerialToolServer
+
+    clock = ManualClock()
+    server = SerialToolServer(PastePrinterModel(seed=0), clock, name="printer-1")
+    try:
+        url = await server.start_pty()
+        for _ in range(2):  # two processes, each with its own link and driver
+            async with HostLinkPort(url, tool="printer-1", timeout_s=0.5) as port:
+                await PastePrinter(port, clock).wipe()  # type: ignore[arg-type]
+                # WPE is the process's last request: what the tool remembers
+            clock.advance(60.0)  # the operator waits; the wipe (15 s) ends
+        async with HostLinkPort(url, tool="printer-1", timeout_s=0.5) as port:
+            status = await PastePrinter(port, clock).status()  # type: ignore[arg-type]
+        assert status.state is S.IDLE and status.prints_since_wipe == 0
+    finally:
+        await server.stop()
+    assert server.endpoint.retransmissions == 0
+    assert server.model.wipes == 2
