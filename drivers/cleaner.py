@@ -20,7 +20,7 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, ToolError
-from drivers.modbus_link import ModbusLink, after_lost_reply
+from drivers.modbus_link import ModbusLink
 from drivers.modbus_tool import ModbusTool
 from drivers.register_map import RegisterMap
 from drivers.types import (
@@ -186,12 +186,16 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
     # --- commands --------------------------------------------------------------------------------
 
     async def _command(self, name: str, done: tuple[CleanerState, ...]) -> None:
+        """COMMAND = name. After a lost reply the link asks the cleaner's state (``done``:
+        the states the command leads to) before sending it again or calling it failed."""
+
+        async def happened() -> bool:
+            return await self.state() in done
+
         try:
-            await self.regs.command("COMMAND", name)
-        except DeviceBusy as exc:
+            await self.regs.command("COMMAND", name, done=happened)
+        except DeviceBusy:
             state = await self.state()
-            if after_lost_reply(exc) and state in done:
-                return  # the first copy was carried out; its reply was lost
             why = await self._why_refused(name, state)
             raise DeviceBusy(self.name, f"COMMAND={name} ({why})") from None
 

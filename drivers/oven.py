@@ -20,8 +20,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from drivers.clock import Clock
-from drivers.errors import DeviceBusy, LinkError, ToolError
-from drivers.modbus_link import MAX_READ_REGISTERS, ModbusLink, after_lost_reply
+from drivers.errors import DeviceBusy, ToolError
+from drivers.modbus_link import MAX_READ_REGISTERS, ModbusLink
 from drivers.modbus_tool import ModbusTool
 from drivers.register_map import RegisterMap
 from drivers.types import (
@@ -101,11 +101,11 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
 
     async def apply(self) -> None:
         """Make the staged profile active (belt empty, no alarm); the zones start moving."""
-        await self._command("APPLY")
+        await self._command("APPLY", done=self._applied)
 
     async def standby(self) -> None:
         """All zones to 100 °C (belt empty)."""
-        await self._command("STANDBY")
+        await self._command("STANDBY", done=self._in_state(OvenState.STANDBY))
 
     async def set_nitrogen(self, on: bool) -> None:
         await self.regs.write("N2_ON", on)
@@ -193,7 +193,7 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
             await self.link.write_registers(reg.address, words, what="LOAD_WAFER_ID")
             # Never sent twice: a repeat could put a second wafer on the belt once the
             # entrance clears. After a lost reply the belt count tells whether it went on.
-            await self._command("LOAD", done=self._belt_count_is(on_belt + 1), resend=False)
+            await self._command("LOAD", done=self._belt_count_is(on_belt + 1))
 
     async def exit_result(self) -> ReflowResult:
         """The exit wafer's measured profile: the EXIT_ registers, then its curve."""
@@ -237,7 +237,7 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         # Never sent twice blindly: a repeat could release the next wafer reaching the exit.
         # After a lost reply the exit tells: our wafer is gone from it, or it is not.
         async with self._belt:
-            await self._command("UNLOAD", done=self._gone_from_exit(wafer_id), resend=False)
+            await self._command("UNLOAD", done=self._gone_from_exit(wafer_id))
 
     async def clear_alarm(self) -> None:
         """Clear a latched alarm whose cause is gone (COMMAND = CLEAR)."""
@@ -245,30 +245,14 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
 
     # --- commands --------------------------------------------------------------------------------
 
-    async def _command(
-        self,
-        name: str,
-        done: Callable[[], Awaitable[bool]] | None = None,
-        *,
-        resend: bool = True,
-    ) -> None:
-        """COMMAND = name. ``done`` tells, after a lost reply, whether the oven carried it out."""
-        for _ in range(self.link.retries + 1):
-            try:
-                await self.regs.command("COMMAND", name, resend=resend)
-                return
-            except DeviceBusy as exc:
-                if after_lost_reply(exc) and done is not None and await done():
-                    return  # the first copy was carried out; its reply was lost
-                reason = await self._why_refused(name)
-                raise DeviceBusy(self.name, f"COMMAND={name} ({reason})") from None
-            except LinkError as exc:
-                if resend or not after_lost_reply(exc) or done is None:
-                    raise
-                if await done():
-                    return
-                # It did not happen: sending it again is safe.
-        raise LinkError(self.name, f"COMMAND={name}: no reply from the oven")
+    async def _command(self, name: str, done: Callable[[], Awaitable[bool]]) -> None:
+        """COMMAND = name. ``done`` is the oven's word on whether it was carried out, which
+        the link asks after a lost reply instead of sending the command again blindly."""
+        try:
+            await self.regs.command("COMMAND", name, done=done)
+        except DeviceBusy:
+            reason = await self._why_refused(name)
+            raise DeviceBusy(self.name, f"COMMAND={name} ({reason})") from None
 
     async def _why_refused(self, command: str) -> str:
         """What the spec says stops this command, as the oven reports it now."""
@@ -308,6 +292,20 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
             if not (await self.regs.read_block(self._flags))["WAFER_AT_EXIT"]:
                 return True
             return await self.regs.read("EXIT_WAFER_ID") != wafer_id
+
+        return check
+
+    async def _applied(self) -> bool:
+        # The staged tag is active and the zones are moving to it (or already there). A
+        # profile that was active already reads the same: applying it again changes nothing.
+        state = self._state_of(await self.regs.read("STATE"))
+        active = await self.regs.read("ACTIVE_PROFILE_ID")
+        staged = await self.regs.read("PROFILE_ID")
+        return active == staged and state in (OvenState.HEATING, OvenState.READY)
+
+    def _in_state(self, state: OvenState) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return await self.state() is state
 
         return check
 

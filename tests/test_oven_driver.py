@@ -273,11 +273,12 @@ async def test_a_load_whose_reply_was_lost_is_not_reported_as_refused() -> None:
         oven.link.trace = arm_on_load
         # LOAD ran but its reply is lost. It is not sent again (at this time scale the
         # entrance clears within one reply timeout, and a repeat would load a second wafer):
-        # the driver reads the belt count instead and sees the wafer on the belt.
+        # the link asks the driver's probe, which reads the belt count: the wafer is on.
         await oven.load("LOT42-11")
         oven.link.trace = None
-        assert replies[0] == "no reply within 0.25 s"
+        assert replies[0] == "no reply within 0.25 s; asking the tool"
         assert replies[1] == "[1]"  # WAFERS_ON_BELT
+        assert replies[2] == "reply lost; the tool says it was carried out"
         status = await oven.status()
         assert status.wafers_on_belt == 1 and status.state is OvenState.PROCESSING
 
@@ -334,7 +335,8 @@ async def test_an_unload_whose_reply_was_lost_is_not_sent_again() -> None:
         # UNLOAD ran but its reply is lost: the exit is empty now, so it was carried out.
         await oven.unload(result.wafer_id)
         oven.link.trace = None
-        assert replies[0] == "no reply within 0.25 s"
+        assert replies[0] == "no reply within 0.25 s; asking the tool"
+        assert replies[-1] == "reply lost; the tool says it was carried out"
         assert sum(t.startswith("write_register 20 = 3 ") for t in sent) == 1
         status = await oven.status()
         assert status.wafers_on_belt == 0 and not status.wafer_at_exit
