@@ -467,21 +467,47 @@ class MappedRegisters:
 
     async def read_block(self, block: Block) -> dict[str, Any]:
         """Every entry of a block (one request per 125 registers), decoded."""
+        for attempt in range(self.link.retries + 1):
+            values = block.decode(await self._block_words(block))
+            if not self._implausible(block.entries, values, attempt):
+                break
+        return values
+
+    async def _block_words(self, block: Block) -> list[int]:
         if len(block.runs) == 1:
-            words = await self.link.read(block.table, block.address, block.count, what=block.label)
-        else:
-            words = [0] * block.count
-            for address, count in block.runs:
-                run = await self.link.read(block.table, address, count, what=block.label)
-                words[address - block.address : address - block.address + count] = run
-        return block.decode(words)
+            return await self.link.read(block.table, block.address, block.count, what=block.label)
+        words = [0] * block.count
+        for address, count in block.runs:
+            run = await self.link.read(block.table, address, count, what=block.label)
+            words[address - block.address : address - block.address + count] = run
+        return words
 
     async def read(self, name: str) -> Any:
         """One entry, decoded (a tuple for array entries such as ZONE_PV)."""
         reg = self.map[name]
-        words = await self.link.read(reg.table, reg.address, reg.count, what=name)
-        values = reg.decode_all(words)
-        return values if reg.values > 1 else values[0]
+        for attempt in range(self.link.retries + 1):
+            values = reg.decode_all(await self.link.read(reg.table, reg.address, reg.count,
+                                                         what=name))
+            value = values if reg.values > 1 else values[0]
+            if not self._implausible((reg,), {name: value}, attempt):
+                break
+        return value
+
+    def _implausible(self, entries: Sequence[Any], values: Mapping[str, Any], attempt: int) -> bool:
+        """A code the tool cannot report (a STATE the map does not list) is a damaged reply:
+        Modbus TCP carries no checksum of its own. True (read again) while attempts are left;
+        the last reading goes up as it is and the driver names the odd value."""
+        odd = [
+            f"{reg.name} = {values[reg.name]!r}"
+            for reg in entries
+            if reg.table == "input" and _implausible(reg, values[reg.name])
+        ]
+        if not odd or attempt == self.link.retries:
+            return False
+        self.link.garbled_replies += 1
+        if self.link.trace:
+            self.link.trace("<", f"implausible {', '.join(odd)}: reading again")
+        return True
 
     async def write(self, name: str, value: Any) -> None:
         reg = self.map[name]
@@ -534,6 +560,16 @@ class MappedRegisters:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _implausible(reg: Any, value: Any) -> bool:
+    """A value the tool cannot report: a code its map does not list, or text that is not
+    printable ASCII (the specs: "Text is ASCII")."""
+    if reg.codes:
+        return value not in reg.codes.values()
+    if reg.type == "ascii":
+        return not all(" " <= ch <= "~" for ch in value)
+    return False
 
 
 def _socket_address(url: str, tool: str) -> tuple[str, int]:

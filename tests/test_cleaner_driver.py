@@ -5,7 +5,7 @@ real cleaner: conformance, a full cycle, abort, alarms, reconnection, console.""
 from __future__ import annotations
 
 import pytest
-from modbus_fixtures import DropArmedReply, cleaner_under_test, sim_cleaner
+from modbus_fixtures import DropArmedReply, DropReplies, cleaner_under_test, sim_cleaner
 
 from controller.console import CLEANER_COMMANDS as CONSOLE_COMMANDS
 from controller.console import ConsoleUsageError, run_command
@@ -248,6 +248,51 @@ async def test_corrupted_and_lost_replies_are_absorbed() -> None:
         for _ in range(10):
             await cleaner.set_recipe(RECIPE)
             assert await cleaner.recipe() == RECIPE
+
+
+@pytest.mark.faults
+async def test_an_unload_whose_every_reply_was_lost_is_done_when_the_cleaner_says_so() -> None:
+    """UNLOAD ran; its reply and the next three (as many as the link's attempts) are lost.
+    The link does not count attempts and give up: it asks the cleaner, which is READY."""
+    plan = DropReplies()
+    async with sim_cleaner(plan) as (cleaner, _):
+        await cleaner.set_recipe(RECIPE)
+        await cleaner.wait_bath_ready(timeout_s=1800)
+        await cleaner.load("LOT42-40")
+        await cleaner.start()
+        await cleaner.wait_done(timeout_s=1800)
+        unloads: list[str] = []
+
+        def arm_on_unload(direction: str, text: str) -> None:
+            if direction == ">" and text.startswith("write_register 5 = 3 "):  # UNLOAD
+                unloads.append(text)
+                plan.left = cleaner.link.retries + 1
+
+        cleaner.link.trace = arm_on_unload
+        await cleaner.unload()
+        cleaner.link.trace = None
+        assert unloads == ["write_register 5 = 3 unit 2 (COMMAND=UNLOAD)"]  # sent once
+        assert (await cleaner.status()).state in (CleanerState.IDLE, CleanerState.READY)
+
+
+@pytest.mark.faults
+async def test_every_command_is_judged_on_the_cleaners_word_on_a_lossy_bus() -> None:
+    """Issue 10 item 7: drop=0.1, corrupt=0.05 on RTU. A command whose every reply is lost
+    is still done when the cleaner says so; each wafer is started once and comes out."""
+    plan = FaultPlan(drop=0.1, corrupt=0.05)
+    plan.seed(7)
+    async with sim_cleaner(plan, retries=6) as (cleaner, _):
+        await cleaner.set_recipe(RECIPE)
+        for n in range(3):
+            await cleaner.wait_bath_ready(timeout_s=1800)
+            before = (await cleaner.result()).cycle_count
+            await cleaner.load(f"LOT42-3{n}")
+            await cleaner.start()
+            result = await cleaner.wait_result(timeout_s=1800)
+            assert (result.wafer_id, result.status) == (f"LOT42-3{n}", CleanStatus.OK)
+            assert result.cycle_count == before + 1  # started once
+            await cleaner.unload()
+            assert (await cleaner.status()).state in (CleanerState.IDLE, CleanerState.READY)
 
 
 async def test_wrong_unit_gets_no_answer_on_the_bus(cleaner_env) -> None:

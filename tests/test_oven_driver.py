@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from modbus_fixtures import DropArmedReply, oven_under_test, sim_oven
+from modbus_fixtures import CorruptArmedReply, DropArmedReply, oven_under_test, sim_oven
 
 from controller.console import OVEN_COMMANDS as CONSOLE_COMMANDS
 from controller.console import ConsoleUsageError, run_command
@@ -340,6 +340,28 @@ async def test_an_unload_whose_reply_was_lost_is_not_sent_again() -> None:
         assert sum(t.startswith("write_register 20 = 3 ") for t in sent) == 1
         status = await oven.status()
         assert status.wafers_on_belt == 0 and not status.wafer_at_exit
+
+
+# --- damaged replies from the simulator (issue 10 item 8) -------------------------------------
+
+# The STATE block's reply (IR 10-12) over Modbus TCP: MBAP header (7 bytes), function code,
+# byte count, then STATE high and low byte.
+BYTE_COUNT, STATE_LOW_BYTE = 8, 10
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("at", [BYTE_COUNT, STATE_LOW_BYTE])
+async def test_a_damaged_reply_is_read_again_without_a_traceback(
+    at: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    plan = CorruptArmedReply(at)
+    async with sim_oven(plan) as (oven, _):
+        plan.armed = True
+        status = await oven.wait_for(OvenState.OFF, timeout_s=10)
+        assert status.state is OvenState.OFF
+        assert oven.link.garbled_replies == 1
+        assert not plan.armed  # the damage was done
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
 
 
 # --- console commands -------------------------------------------------------------------------
