@@ -96,6 +96,10 @@ class HostLinkTool(Generic[S]):
     # What each state becomes by itself, with no host command (the spec's command table);
     # ALARM may follow any state. ``wait_for`` fails at once for a state that cannot come.
     NEXT: ClassVar[Mapping[Enum, tuple[Enum, ...]]] = {}
+    # The states a command leads to, told apart from where it may start: when every reply
+    # to it was lost, STS says whether it was carried out. Commands not here (RCP, ABT, a
+    # wipe or refill that may already be over) cannot be judged, and their LinkError stands.
+    LEADS_TO: ClassVar[Mapping[str, frozenset[Enum]]] = {}
 
     def __init__(self, port: HostLinkPort, clock: Clock, *, poll_s: float = 1.0) -> None:
         if not poll_s > 0:
@@ -109,7 +113,27 @@ class HostLinkTool(Generic[S]):
         return self.port.tool
 
     async def _call(self, cmd: str, *args: str, fields: Sequence[str] = ()) -> Fields:
-        return Fields(self.name, cmd, await self.port.request(cmd, *args), fields)
+        try:
+            reply = await self.port.request(cmd, *args)
+        except LinkError:
+            # The port has retransmitted the identical frame as often as it may; the tool
+            # would have answered from memory. Before calling it failed, ask the tool.
+            if fields or not await self._carried_out(cmd, args):
+                raise
+            return Fields(self.name, cmd, [], fields)
+        return Fields(self.name, cmd, reply, fields)
+
+    async def _carried_out(self, cmd: str, args: Sequence[str]) -> bool:
+        after = self.LEADS_TO.get(cmd)
+        if after is None:
+            return False
+        try:
+            status = await self.status()
+        except LinkError:
+            return False  # the tool cannot be asked either: the first LinkError stands
+        if cmd == "LOD" and status.wafer_id != args[0]:  # type: ignore[attr-defined]
+            return False
+        return status.state in after
 
     async def identify(self) -> Identity:
         f = await self._call("IDN", fields=("vendor", "model", "serial", "firmware"))

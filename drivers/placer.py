@@ -29,6 +29,16 @@ class BallPlacer(HostLinkTool[PlacerStatus]):
         PlacerState.REPAIRING: (PlacerState.INSPECTING, PlacerState.DONE),  # re-inspects
         PlacerState.UNLOADING: (PlacerState.IDLE,),
     }
+    LEADS_TO = {
+        "LOD": frozenset({PlacerState.LOADING, PlacerState.READY}),
+        "PLC": frozenset({
+            PlacerState.FLUXING, PlacerState.PLACING, PlacerState.INSPECTING, PlacerState.DONE,
+        }),
+        "RPR": frozenset({PlacerState.REPAIRING, PlacerState.INSPECTING}),
+        "ULD": frozenset({PlacerState.UNLOADING, PlacerState.IDLE}),
+        "CHG": frozenset({PlacerState.CHANGEOVER}),
+        "CLR": frozenset(set(PlacerState) - {PlacerState.ALARM}),
+    }
 
     async def status(self) -> PlacerStatus:
         f = await self._call("STS", fields=STS_FIELDS)

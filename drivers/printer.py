@@ -32,6 +32,13 @@ class PastePrinter(HostLinkTool[PrinterStatus]):
         PrinterState.WIPING: (PrinterState.UNLOADING, PrinterState.IDLE),  # ULD may wipe first
         PrinterState.FILLING: (PrinterState.IDLE,),
     }
+    LEADS_TO = {
+        "LOD": frozenset({PrinterState.LOADING, PrinterState.READY}),
+        "PRT": frozenset({PrinterState.PRINTING, PrinterState.INSPECTING, PrinterState.DONE}),
+        "ULD": frozenset({PrinterState.UNLOADING, PrinterState.WIPING, PrinterState.IDLE}),
+        "CHG": frozenset({PrinterState.CHANGEOVER}),
+        "CLR": frozenset(set(PrinterState) - {PrinterState.ALARM}),
+    }
 
     async def status(self) -> PrinterStatus:
         f = await self._call("STS", fields=STS_FIELDS)

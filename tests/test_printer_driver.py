@@ -515,6 +515,31 @@ async def test_lost_replies_do_not_print_twice(printer_line: RigFactory) -> None
 
 
 @pytest.mark.faults
+async def test_a_print_whose_every_reply_was_lost_is_done_when_sts_says_so(
+    printer_line: RigFactory,
+) -> None:
+    """Every retransmission of PRT goes unanswered; the print started with the first one.
+    The driver asks STS before calling it failed, and the wafer is printed once."""
+    from modbus_fixtures import DropReplies
+
+    plan = DropReplies()
+    async with printer_line(faults=plan, retries=2) as rig:
+        p = rig.driver
+        await p.set_recipe(await recipe_for(p))
+        await p.load("W-QUIET")
+        await p.wait_for(S.READY, timeout_s=PATIENCE_S)
+        plan.left = rig.port.retries + 1  # PRT and its two retransmissions
+        await p.start_print()
+        assert [parse_request(f).cmd for f in rig.sent()[-4:]] == ["PRT", "PRT", "PRT", "STS"]
+        await p.wait_for(S.DONE, timeout_s=PATIENCE_S)
+        assert rig.model.prints_executed == 1
+        recipe = await recipe_for(p)
+        plan.left = rig.port.retries + 1  # RCP changes nothing STS could show: not judged
+        with pytest.raises(LinkError, match="no reply to RCP after 3 attempts"):
+            await p.set_recipe(recipe)
+
+
+@pytest.mark.faults
 async def test_corrupted_replies_are_recovered(printer_line: RigFactory) -> None:
     from sim.faults import FaultPlan
 
