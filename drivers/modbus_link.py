@@ -24,8 +24,8 @@ pymodbus's own retries and background reconnection are switched off
 (``retries=0``, ``reconnect_delay=0``) so that exactly one policy - this one -
 decides, and ``close()`` leaves no tasks behind.
 
-``MappedRegisters`` adds named access through a register map
-(``drivers/register_map.py``) on top of a link.
+``drivers/mapped_registers.py`` adds named access through a register map on
+top of a link.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -42,8 +42,7 @@ from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
-from drivers.errors import DeviceBusy, LinkError, ModbusToolError, ToolError, modbus_error
-from drivers.register_map import Block, RegisterMap
+from drivers.errors import DeviceBusy, LinkError, ToolError, modbus_error
 
 # pymodbus logs every timeout at ERROR; the link reports them itself as LinkError.
 # A NullHandler keeps them off stderr unless the application configures logging.
@@ -51,6 +50,7 @@ logging.getLogger("pymodbus").addHandler(logging.NullHandler())
 
 Trace = Callable[[str, str], None]  # ('>' or '<', text)
 Probe = Callable[[], Awaitable[bool]]  # "was it carried out?", asked of the tool
+Exchange = Callable[[bytes], bytes | None]  # request ADU -> reply ADU (None: no reply)
 E = TypeVar("E", bound=ToolError)
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
@@ -173,6 +173,45 @@ class ModbusLink:
 
         return cls(make, tool=tool, unit=unit, endpoint=url, timeout_s=timeout_s,
                    retries=retries, trace=trace)
+
+    @classmethod
+    def in_memory(
+        cls,
+        exchange: Exchange,
+        *,
+        tool: str,
+        unit: int,
+        framer: str = "tcp",
+        timeout_s: float = 0.05,
+        retries: int = 3,
+        trace: Trace | None = None,
+    ) -> ModbusLink:
+        """A tool that is a function: each whole request ADU the real pymodbus client frames
+        is handed to ``exchange``, whose bytes (or None: silence) come back as the reply.
+
+        No socket, no pty: for byte-exact exchange tests (a list of request/reply ADUs) and
+        dry runs. ``framer`` is ``tcp`` (MBAP header) or ``rtu`` (CRC, as on the FC-1's bus).
+        """
+        if framer not in ("tcp", "rtu"):
+            raise ValueError(f"{tool}: framer must be tcp or rtu, got {framer!r}")
+
+        def make() -> Client:
+            client = AsyncModbusTcpClient(
+                "in-memory", port=0, name=tool, timeout=timeout_s, retries=0, reconnect_delay=0,
+                framer=FramerType.RTU if framer == "rtu" else FramerType.SOCKET,
+            )
+            ctx = client.ctx
+
+            async def create() -> tuple[asyncio.Transport, Any]:
+                transport = _MemoryTransport(ctx, exchange)
+                ctx.connection_made(transport)
+                return transport, ctx
+
+            ctx.call_create = create
+            return client
+
+        return cls(make, tool=tool, unit=unit, endpoint=f"in-memory ({framer})",
+                   timeout_s=timeout_s, retries=retries, trace=trace)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -389,9 +428,11 @@ class ModbusLink:
             elif reply.isError():
                 error = modbus_error(self.tool, what, reply.exception_code)
                 if isinstance(error, DeviceBusy) and lost_reply and done is not None:
-                    # Refused now, perhaps because the lost copy already did it: ask.
+                    # Refused now, perhaps because the lost copy already did it: the tool's
+                    # word decides, once - done, or a refusal to report (not to resend).
                     if await self._happened(done, what, trace):
                         return None
+                    last = True
                 if not isinstance(error, DeviceBusy) or last:
                     if trace:
                         trace("<", f"exception {reply.exception_code:02d} {error.meaning}")
@@ -458,118 +499,38 @@ class ModbusLink:
         ctx.callback_data = callback_data  # type: ignore[method-assign]
 
 
-class MappedRegisters:
-    """Named access to a tool through its register map: what the drivers use."""
-
-    def __init__(self, link: ModbusLink, register_map: RegisterMap) -> None:
-        self.link = link
-        self.map = register_map
-
-    async def read_block(self, block: Block) -> dict[str, Any]:
-        """Every entry of a block (one request per 125 registers), decoded."""
-        for attempt in range(self.link.retries + 1):
-            values = block.decode(await self._block_words(block))
-            if not self._implausible(block.entries, values, attempt):
-                break
-        return values
-
-    async def _block_words(self, block: Block) -> list[int]:
-        if len(block.runs) == 1:
-            return await self.link.read(block.table, block.address, block.count, what=block.label)
-        words = [0] * block.count
-        for address, count in block.runs:
-            run = await self.link.read(block.table, address, count, what=block.label)
-            words[address - block.address : address - block.address + count] = run
-        return words
-
-    async def read(self, name: str) -> Any:
-        """One entry, decoded (a tuple for array entries such as ZONE_PV)."""
-        reg = self.map[name]
-        for attempt in range(self.link.retries + 1):
-            values = reg.decode_all(await self.link.read(reg.table, reg.address, reg.count,
-                                                         what=name))
-            value = values if reg.values > 1 else values[0]
-            if not self._implausible((reg,), {name: value}, attempt):
-                break
-        return value
-
-    def _implausible(self, entries: Sequence[Any], values: Mapping[str, Any], attempt: int) -> bool:
-        """A code the tool cannot report (a STATE the map does not list) is a damaged reply:
-        Modbus TCP carries no checksum of its own. True (read again) while attempts are left;
-        the last reading goes up as it is and the driver names the odd value."""
-        odd = [
-            f"{reg.name} = {values[reg.name]!r}"
-            for reg in entries
-            if reg.table == "input" and _implausible(reg, values[reg.name])
-        ]
-        if not odd or attempt == self.link.retries:
-            return False
-        self.link.garbled_replies += 1
-        if self.link.trace:
-            self.link.trace("<", f"implausible {', '.join(odd)}: reading again")
-        return True
-
-    async def write(self, name: str, value: Any) -> None:
-        reg = self.map[name]
-        if reg.table == "coil":
-            await self.link.write_coil(reg.address, bool(value), what=name)
-            return
-        if reg.table != "holding":
-            raise ValueError(
-                f"{self.link.tool}: {name} is in the {reg.table} table and cannot be written"
-            )
-        words = reg.encode_all(value) if reg.values > 1 else reg.encode(value)
-        await self._write_words(reg.address, words, name)
-
-    async def write_block(self, block: Block, values: Mapping[str, Any]) -> None:
-        """Several contiguous holding entries in one write; the tool refuses all or none."""
-        words: list[int] = []
-        for reg in block.entries:
-            value = values[reg.name]
-            words.extend(reg.encode_all(value) if reg.values > 1 else reg.encode(value))
-        if not block.contiguous:
-            raise ValueError(
-                f"{self.link.tool}: {block.label} is not one contiguous run of registers"
-            )
-        try:
-            await self._write_words(block.address, words, block.label)
-        except ModbusToolError as exc:
-            if exc.code != 3:
-                raise
-            # Name the values the vendor's ranges reject, not just the block.
-            problems = [
-                p for reg in block.entries for p in reg.out_of_range(block.words_of(reg, words))
-            ]
-            if not problems:
-                raise
-            raise type(exc)(self.link.tool, f"{block.label} ({'; '.join(problems)})") from None
-
-    async def command(self, register: str, code_name: str, *, done: Probe) -> None:
-        """Write a named code (``COMMAND`` = ``APPLY``); the error names both. ``done`` tells,
-        from the tool's state, whether the command was carried out (a command register
-        reads back 0, so only the driver knows what to look at)."""
-        reg = self.map[register]
-        what = f"{register}={code_name}"
-        await self.link.write_register(reg.address, reg.code(code_name), what=what, done=done)
-
-    async def _write_words(self, address: int, words: list[int], what: str) -> None:
-        if len(words) == 1:
-            await self.link.write_register(address, words[0], what=what)
-        else:
-            await self.link.write_registers(address, words, what=what)
-
-
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _implausible(reg: Any, value: Any) -> bool:
-    """A value the tool cannot report: a code its map does not list, or text that is not
-    printable ASCII (the specs: "Text is ASCII")."""
-    if reg.codes:
-        return value not in reg.codes.values()
-    if reg.type == "ascii":
-        return not all(" " <= ch <= "~" for ch in value)
-    return False
+class _MemoryTransport(asyncio.Transport):
+    """The wire of ``ModbusLink.in_memory``: what the client writes goes to ``exchange``;
+    its answer arrives on the next loop turn, as bytes from a socket would."""
+
+    def __init__(self, protocol: Any, exchange: Exchange) -> None:
+        super().__init__()
+        self._protocol = protocol
+        self._exchange = exchange
+        self._closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        reply = self._exchange(bytes(data))
+        if reply:
+            asyncio.get_running_loop().call_soon(self._deliver, reply)
+
+    def _deliver(self, reply: bytes) -> None:
+        if not self._closing:
+            self._protocol.data_received(reply)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
 
 
 def _socket_address(url: str, tool: str) -> tuple[str, int]:

@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import ToolAlarm, ToolError, ToolTimeout
-from drivers.modbus_link import MappedRegisters, ModbusLink
+from drivers.mapped_registers import MappedRegisters
+from drivers.modbus_link import ModbusLink
 from drivers.register_map import Block, RegisterMap, load_register_map
 from drivers.types import Alarm
 
