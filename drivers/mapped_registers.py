@@ -3,8 +3,9 @@
 ``MappedRegisters`` reads and writes entries of a ``drivers/register_map.py`` map
 by name, in engineering units, over a ``ModbusLink``. It also holds the one
 check the link cannot make: Modbus TCP carries no checksum of its own, so a
-reading the tool cannot have sent (a STATE code its map does not list, text
-that is not printable ASCII) is taken for a damaged reply and read again.
+reading the tool cannot have sent (a STATE code its map does not list, an
+alarm code its alarm table does not list, text that is not printable ASCII)
+is taken for a damaged reply and read again.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class MappedRegisters:
         odd = [
             f"{reg.name} = {values[reg.name]!r}"
             for reg in entries
-            if reg.table == "input" and _implausible(reg, values[reg.name])
+            if reg.table == "input" and _implausible(reg, values[reg.name], self.map)
         ]
         if not odd or attempt == self.link.retries:
             return False
@@ -118,9 +119,12 @@ class MappedRegisters:
             await self.link.write_registers(address, words, what=what)
 
 
-def _implausible(reg: Any, value: Any) -> bool:
-    """A value the tool cannot report: a code its map does not list, or text that is not
-    printable ASCII (the specs: "Text is ASCII")."""
+def _implausible(reg: Any, value: Any, register_map: RegisterMap) -> bool:
+    """A value the tool cannot report: a code its map does not list, an alarm code its
+    alarm table does not list, or text that is not printable ASCII ("Text is ASCII").
+    An unlisted alarm that reads the same again is taken as it is (UNKNOWN ALARM)."""
+    if reg.name == "ALARM_CODE" and register_map.alarms:
+        return bool(value) and value not in register_map.alarms
     if reg.codes:
         return value not in reg.codes.values()
     if reg.type == "ascii":

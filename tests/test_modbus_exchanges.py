@@ -118,6 +118,21 @@ async def test_oven_status_is_three_requests_decoded_in_engineering_units() -> N
     assert status.nitrogen_on and status.conveyor_running
 
 
+async def test_an_oven_reading_it_cannot_have_sent_is_read_again() -> None:
+    # Modbus TCP has no checksum of its own: an alarm code the oven does not have (a
+    # damaged byte) is read again; one that reads the same twice is taken as it is.
+    pairs = [
+        (tcp(1, "04 000C 0001"), tcp(1, "04 02 FF00")),  # ALARM_CODE 65280: no such alarm
+        (tcp(2, "04 000C 0001"), tcp(2, "04 02 0000")),  # read again: none
+        (tcp(3, "04 000C 0001"), tcp(3, "04 02 0208")),  # 520 CONVEYOR JAM: taken at once
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        assert await oven.alarm() is None
+        alarm = await oven.alarm()
+        assert alarm is not None and (alarm.code, alarm.text) == (520, "CONVEYOR JAM")
+        assert oven.link.garbled_replies == 1
+
+
 async def test_oven_load_is_count_then_id_then_command() -> None:
     pairs = [
         (tcp(1, WAFERS_ON_BELT), tcp(1, "04 02 0000")),
