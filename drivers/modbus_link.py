@@ -322,8 +322,9 @@ class ModbusLink:
         self, address: int, value: int, *, what: str, done: Probe | None = None
     ) -> None:
         """One holding register. ``done`` is the tool's word for a command register (which
-        reads back 0): after a lost reply the link asks it before sending again. Without
-        it, the register is read back."""
+        reads back 0): after a lost reply the link asks it before sending again, and a 06
+        is the tool's refusal, reported at once (the spec: "not allowed in the current
+        state"), not a busy tool to ask again. Without it, the register is read back."""
         _check_span(self.tool, what, address, 1)
         _check_words(self.tool, what, [value])
         unit = self.unit
@@ -333,6 +334,7 @@ class ModbusLink:
             lambda r: r.function_code == FC_WRITE_REGISTER and r.address == address
             and list(r.registers[:1]) == [value],
             done=done or self._holds(address, [value], what),
+            refusal_is_final=done is not None,
         )
 
     async def write_registers(self, address: int, values: Sequence[int], *, what: str) -> None:
@@ -387,6 +389,7 @@ class ModbusLink:
         matches: Callable[[ModbusPDU], bool],
         *,
         done: Probe | None = None,
+        refusal_is_final: bool = False,
         shown: Callable[[ModbusPDU], str] | None = None,
     ) -> ModbusPDU | None:
         """Send until the tool answers, at most ``retries + 1`` times; the reply, or None when
@@ -433,7 +436,7 @@ class ModbusLink:
                     if await self._happened(done, what, trace):
                         return None
                     last = True
-                if not isinstance(error, DeviceBusy) or last:
+                if not isinstance(error, DeviceBusy) or last or refusal_is_final:
                     if trace:
                         trace("<", f"exception {reply.exception_code:02d} {error.meaning}")
                     raise _flagged(error, lost_reply)

@@ -243,9 +243,9 @@ async def test_cleaner_start_that_did_not_arrive_is_sent_once_more() -> None:
 
 async def test_cleaner_start_refused_is_explained_with_the_bath() -> None:
     pairs = [
-        # 06 with no reply lost: "busy" as far as the link can tell, so asked again (with a
-        # short pause) until the attempts are used up; nothing was lost, nothing to probe
-        *[(rtu(COMMAND_START), rtu("86 06"))] * 4,
+        # 06 to a command: the cleaner's refusal, not a busy tool: reported at once, not
+        # sent again (nothing was lost, nothing to probe), and explained
+        (rtu(COMMAND_START), rtu("86 06")),
         (rtu(STATE), rtu("04 02 0002")),  # LOADED
         # status(): process values (IR 0-4), then the inputs (DI 0-3)
         (rtu("04 0000 0005"), rtu("04 0A 0002 01F4 0096 0000 0000")),  # bath 50.0 °C
