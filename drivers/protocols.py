@@ -145,7 +145,8 @@ class Cleaner(Tool[CleanerStatus], Protocol):
 
 AnyTool = Printer | Placer | Oven | Cleaner
 
-ROLES: dict[str, type[Tool[Any]]] = {
+# role -> its protocol, for isinstance checks (a protocol class, so typed loosely)
+ROLES: dict[str, Any] = {
     "printer": Printer,
     "placer": Placer,
     "oven": Oven,

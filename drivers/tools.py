@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from drivers.clock import Clock
 from drivers.line_config import LineConfig, ToolConfig
 from drivers.protocols import ROLES, AnyTool, Cleaner, Oven, Placer, Printer
-
-T = TypeVar("T")
 
 Trace = Callable[[str, str, Any], None]  # (tool name, direction '>'/'<', frame or text)
 
@@ -126,22 +124,22 @@ class LineTools:
     # error that names both.
 
     def printer(self, name: str) -> Printer:
-        return self._typed(name, "printer", Printer)
+        return cast(Printer, self._of_role(name, "printer"))
 
     def placer(self, name: str) -> Placer:
-        return self._typed(name, "placer", Placer)
+        return cast(Placer, self._of_role(name, "placer"))
 
     def oven(self, name: str) -> Oven:
-        return self._typed(name, "oven", Oven)
+        return cast(Oven, self._of_role(name, "oven"))
 
     def cleaner(self, name: str) -> Cleaner:
-        return self._typed(name, "cleaner", Cleaner)
+        return cast(Cleaner, self._of_role(name, "cleaner"))
 
-    def _typed(self, name: str, role: str, kind: type[T]) -> T:
+    def _of_role(self, name: str, role: str) -> AnyTool:
         actual = self.role_of(name)
         if actual != role:
             raise ValueError(f"{name} is a {actual} in {self.config.source}, not a {role}")
-        return cast(T, self[name])
+        return self[name]
 
 
 @contextlib.asynccontextmanager

@@ -45,10 +45,9 @@ async def test_modbus_drivers_are_their_kind_and_wait_for_returns_the_status() -
     async with sim_cleaner() as (cleaner, _):
         typed_cleaner: Cleaner = cleaner
         assert isinstance(typed_cleaner, Cleaner) and not isinstance(cleaner, Oven)
-        status = await typed_cleaner.wait_for(CleanerState.IDLE, CleanerState.READY,
-                                              timeout_s=10)
-        assert isinstance(status, CleanerStatus)
-        assert status.state in (CleanerState.IDLE, CleanerState.READY)
+        clean = await typed_cleaner.wait_for(CleanerState.IDLE, CleanerState.READY, timeout_s=10)
+        assert isinstance(clean, CleanerStatus)
+        assert clean.state in (CleanerState.IDLE, CleanerState.READY)
 
 
 def test_every_kind_clears_an_alarm_with_the_same_verb() -> None:

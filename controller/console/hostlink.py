@@ -7,6 +7,7 @@ strings and says what happened.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from controller.console.args import (
     ConsoleCommand,
@@ -32,7 +33,9 @@ def common_commands(state_enum: type[Enum]) -> tuple[ConsoleCommand, ...]:
 
     async def wait(driver: Printer | Placer, args: list[str]) -> object:
         expect_args(wait_usage, args, 1, 2)
-        wanted = [enum_arg(s, state_enum, "STATE") for s in args[0].split(",") if s.strip()]
+        wanted: list[Any] = [
+            enum_arg(s, state_enum, "STATE") for s in args[0].split(",") if s.strip()
+        ]
         if not wanted:
             raise ConsoleUsageError(f"usage: {wait_usage} (no state given)")
         timeout = float_arg(args[1], "TIMEOUT_S") if len(args) > 1 else DEFAULT_WAIT_S
