@@ -407,9 +407,7 @@ class Scheduler:
 
     async def _try_clear(self, tool: ScheduledTool) -> None:
         try:
-            await tool.driver.clear_alarm() if hasattr(
-                tool.driver, "clear_alarm"
-            ) else await tool.driver.clear()
+            await tool.driver.clear_alarm()
         except ToolError as exc:
             self.note(tool, f"alarm {tool.alarm} not cleared: {exc.detail}")
             return

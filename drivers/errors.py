@@ -28,6 +28,12 @@ class NotSupported(ToolError):
     """The tool's model cannot do what was asked (a resist strip on an FC-1); nothing sent."""
 
 
+class StateUnreachable(ToolTimeout):
+    """A wait that can never end: the tool cannot reach the awaited state by itself from
+    the state it is in (per its spec) - it needs a host command first. A ``ToolTimeout``
+    known in advance, so callers that handle timeouts handle it alike."""
+
+
 class ToolAlarm(ToolError):
     """The tool latched an alarm while we waited on it."""
 
@@ -45,11 +51,15 @@ class NakError(ToolError):
 
     code = 0
 
-    def __init__(self, tool: str, command: str, code: int, text: str) -> None:
-        super().__init__(tool, f"{command} refused: NAK {code:02d} {text}")
+    def __init__(self, tool: str, command: str, code: int, text: str, why: str = "") -> None:
+        # ``why``: what the driver found out about the refusal (the state the tool is in
+        # and what the command needs); ``text`` stays the tool's own words.
+        message = f"{command} refused: NAK {code:02d} {text}"
+        super().__init__(tool, f"{message} ({why})" if why else message)
         self.command = command
         self.code = code
         self.text = text
+        self.why = why
 
 
 class ChecksumNak(NakError):

@@ -32,6 +32,21 @@ from typing import Any
 from drivers.register_map import models_for_role
 
 ROLES = ("printer", "placer", "oven", "cleaner", "plater")
+DEFAULT_TIMEOUT_S = 0.5  # reply timeout, wall seconds: hostlink.md's recommendation
+# A scaled (simulated) line shares its machine with the simulator: a reply may wait on a
+# busy event loop, so its timeout never drops below this (docs/decisions/0007).
+MIN_SCALED_TIMEOUT_S = 0.1
+
+
+def default_timeout_s(time_scale: float) -> float:
+    """The reply timeout (wall seconds) of a tool whose table names none.
+
+    A lost reply costs one timeout before the resend. On hardware that is 0.5 s; on a line
+    at ``time_scale`` it would be 0.5 x time_scale tool seconds (125 s at 250x: longer than
+    a wafer may wait at the oven exit), so the timeout shrinks with the scale, down to what
+    a shared machine needs to answer.
+    """
+    return min(DEFAULT_TIMEOUT_S, max(MIN_SCALED_TIMEOUT_S, DEFAULT_TIMEOUT_S / time_scale))
 # Which transports each role's host interface uses (from the tools' specs).
 ROLE_TRANSPORTS = {
     "printer": ("serial",),
@@ -49,7 +64,7 @@ DEFAULT_UNIT = {"oven": 1, "cleaner": 2}
 # had one model of each before the FC-2).
 DEFAULT_MODEL = {"oven": "RF-10N", "cleaner": "FC-1"}
 # Reply timeout (wall s) by transport: the plater's spec counts a command lost after 2 s.
-DEFAULT_TIMEOUT_S = {"text-tcp": 2.5}
+PLATER_TIMEOUT_S = 2.5
 
 
 class LineConfigError(ValueError):
@@ -66,7 +81,7 @@ class ToolConfig:
     baudrate: int | None = None
     parity: str = "N"
     unit: int | None = None  # Modbus device id
-    timeout_s: float = 0.5  # reply timeout, wall seconds
+    timeout_s: float = DEFAULT_TIMEOUT_S  # reply timeout, wall seconds
     retries: int = 3
     model: str | None = None  # oven, cleaner: tool model (register map name, or a map file)
     faults: str = ""  # simulator only: a fault plan (see sim.faults)
@@ -183,7 +198,7 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
     tools_table = data.get("tools", {})
     if not isinstance(tools_table, dict):
         raise LineConfigError(f"{source}: tools: expected [tools.NAME] tables")
-    tools = {n: _tool(n, t, source) for n, t in tools_table.items()}
+    tools = {n: _tool(n, t, source, float(scale)) for n, t in tools_table.items()}
     unknown = set(data) - {"line", "tools", "gem"}
     if unknown:
         raise LineConfigError(
@@ -194,7 +209,7 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
     )
 
 
-def _tool(name: str, table: Any, source: str) -> ToolConfig:
+def _tool(name: str, table: Any, source: str, time_scale: float) -> ToolConfig:
     if not isinstance(table, dict):
         raise LineConfigError(f"{source}: tools.{name}: expected a table")
     r = _Reader(table, f"tools.{name}.", source)
@@ -234,7 +249,8 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
             raise r.fail("unit", "a Modbus unit id 0-247")
 
     timeout_s = float(r.get("timeout_s", (int, float), "a reply timeout in seconds > 0",
-                            DEFAULT_TIMEOUT_S.get(transport, 0.5)))
+                            PLATER_TIMEOUT_S if transport == "text-tcp"
+                            else default_timeout_s(time_scale)))
     if timeout_s <= 0:
         raise r.fail("timeout_s", "a reply timeout in seconds > 0")
     retries = r.get("retries", int, "a retry count 0-10", 3)

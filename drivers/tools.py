@@ -1,17 +1,20 @@
 """Open the drivers for the tools a line configuration names.
 
 This is where a ``ToolConfig`` (role + transport + address) becomes a driver
-object; nothing above the drivers builds links by hand.
+object; nothing above the drivers builds links by hand. A driver's role is the
+one its configuration names; ``LineTools`` hands drivers out typed by that role
+(``drivers/protocols.py``), never by guessing from the methods a driver has.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from drivers.clock import Clock
 from drivers.line_config import LineConfig, ToolConfig
+from drivers.protocols import ROLES, AnyTool, Cleaner, Oven, Placer, Printer
 
 Trace = Callable[[str, str, Any], None]  # (tool name, direction '>'/'<', frame or text)
 
@@ -64,7 +67,15 @@ def _link_for(tool: ToolConfig, trace: Trace | None) -> Any:
     )
 
 
-def _driver_for(tool: ToolConfig, link: Any, clock: Clock, last_seq: int | None = None) -> Any:
+def _driver_for(tool: ToolConfig, link: Any, clock: Clock, last_seq: int | None = None
+                ) -> AnyTool:
+    driver = _new_driver(tool, link, clock, last_seq)
+    if not isinstance(driver, ROLES[tool.role]):  # a driver class that lost a verb
+        raise TypeError(f"{tool.name}: {type(driver).__name__} is not a {tool.role} driver")
+    return driver
+
+
+def _new_driver(tool: ToolConfig, link: Any, clock: Clock, last_seq: int | None) -> AnyTool:
     if tool.role == "printer":
         from drivers.printer import PastePrinter
 
@@ -90,7 +101,7 @@ def _driver_for(tool: ToolConfig, link: Any, clock: Clock, last_seq: int | None 
 async def open_tool(
     tool: ToolConfig, clock: Clock, *, trace: Trace | None = None,
     last_seq: int | None = None,
-) -> AsyncIterator[Any]:
+) -> AsyncIterator[AnyTool]:
     """The driver for one tool, with its link open; closed on exit.
 
     ``last_seq``: for a tool that numbers its pushed events (the plater), the last
@@ -109,26 +120,49 @@ async def open_tool(
 class LineTools:
     """The open drivers of a line, by tool name and by role."""
 
-    def __init__(self, config: LineConfig, drivers: dict[str, Any]) -> None:
+    def __init__(self, config: LineConfig, drivers: dict[str, AnyTool]) -> None:
         self.config = config
         self._drivers = drivers
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: str) -> AnyTool:
         if name not in self._drivers:
             self.config.tool(name)  # raises the clear "no tool named" error
+            raise KeyError(f"{name} was not opened (its role was left out)")
         return self._drivers[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._drivers)
 
-    def items(self) -> list[tuple[str, Any]]:
+    def items(self) -> list[tuple[str, AnyTool]]:
         return list(self._drivers.items())
 
-    def by_role(self, role: str) -> list[Any]:
-        return [self._drivers[t.name] for t in self.config.by_role(role)]
+    def by_role(self, role: str) -> list[AnyTool]:
+        return [self._drivers[t.name] for t in self.config.by_role(role) if t.name in self._drivers]
 
     def role_of(self, name: str) -> str:
+        """The role the line configuration gives the tool."""
         return self.config.tool(name).role
+
+    # Typed access: the configuration says what a tool is; asking for the wrong kind is an
+    # error that names both.
+
+    def printer(self, name: str) -> Printer:
+        return cast(Printer, self._of_role(name, "printer"))
+
+    def placer(self, name: str) -> Placer:
+        return cast(Placer, self._of_role(name, "placer"))
+
+    def oven(self, name: str) -> Oven:
+        return cast(Oven, self._of_role(name, "oven"))
+
+    def cleaner(self, name: str) -> Cleaner:
+        return cast(Cleaner, self._of_role(name, "cleaner"))
+
+    def _of_role(self, name: str, role: str) -> AnyTool:
+        actual = self.role_of(name)
+        if actual != role:
+            raise ValueError(f"{name} is a {actual} in {self.config.source}, not a {role}")
+        return self[name]
 
 
 @contextlib.asynccontextmanager

@@ -171,6 +171,11 @@ class ReflowProfile:
             raise ValueError(f"a reflow profile has {ZONES} zone setpoints")
 
 
+# O2_PPM is one unsigned word: the oven reports anything at or above 65535 ppm (air, no
+# purge: about 209,000 ppm) as 65535. The spec is silent; see docs/protocols.md.
+O2_OVER_RANGE_PPM = 0xFFFF
+
+
 @dataclass(frozen=True)
 class OvenStatus:
     state: OvenState

@@ -15,6 +15,7 @@ Driver and simulator share one clock object, so tool time agrees exactly.
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +120,45 @@ class DropArmedReply(FaultPlan):
 
     def roll(self, probability: float) -> bool:
         if self.armed and probability == self.drop:
+            self.armed = False
+            return True
+        return super().roll(probability)
+
+
+class DropReplies(FaultPlan):
+    """Drops the next ``left`` replies, whatever they answer: a bus that goes quiet."""
+
+    def __init__(self) -> None:
+        super().__init__(drop=1e-12)
+        self.left = 0
+
+    def roll(self, probability: float) -> bool:
+        if self.left and probability == self.drop:
+            self.left -= 1
+            return True
+        return super().roll(probability)
+
+
+class _FixedByte(random.Random):
+    """Picks byte ``at`` of a reply to damage; the rest of the generator is as ever."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(0)
+        self.at = at
+
+    def randrange(self, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
+        return self.at
+
+
+class CorruptArmedReply(FaultPlan):
+    """Damages byte ``at`` (XOR 0xFF) of exactly the next reply after ``armed`` is set."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(corrupt=1e-12, rng=_FixedByte(at))  # nonzero: every reply is asked
+        self.armed = False
+
+    def roll(self, probability: float) -> bool:
+        if self.armed and probability == self.corrupt:
             self.armed = False
             return True
         return super().roll(probability)

@@ -82,6 +82,20 @@ def test_the_plater_is_a_text_line_tool_on_tcp(tmp_path) -> None:
                           'port="/dev/ttyUSB0"\n')
 
 
+@pytest.mark.parametrize(
+    ("scale", "timeout_s"), [(1.0, 0.5), (2.0, 0.25), (250.0, 0.1), (2000.0, 0.1)]
+)
+def test_reply_timeouts_shrink_with_the_time_scale(scale: float, timeout_s: float) -> None:
+    # a lost reply on a fast simulated line must not cost minutes of tool time
+    # (docs/decisions/0007-link-timeouts-and-tool-time.md)
+    config = parse_line_config(
+        f'[line]\nname="l"\ntime_scale={scale}\n[tools.p]\nrole="printer"\nport="x"\n'
+        '[tools.o]\nrole="oven"\nhost="h"\nport=502\ntimeout_s=0.3\n'
+    )
+    assert config.tool("p").timeout_s == timeout_s
+    assert config.tool("o").timeout_s == 0.3  # said explicitly: kept
+
+
 def test_dump_round_trips(tmp_path) -> None:
     config = parse_line_config(GOOD)
     path = tmp_path / "out.toml"

@@ -202,23 +202,109 @@ async def test_busy_once_then_done(scripted, links) -> None:
     assert len(tool.requests) == 2
 
 
-async def test_refusal_after_a_lost_reply_is_flagged(scripted, links) -> None:
-    # The first LOAD was carried out but its reply lost; the tool refuses the repeat.
+def probe(answer: bool | Exception, asked: list[int]) -> Callable[[], Awaitable[bool]]:
+    """A driver's "did it happen?" for a command: records each time it is asked."""
+
+    async def done() -> bool:
+        asked.append(1)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return done
+
+
+async def test_a_refusal_after_a_lost_reply_asks_the_tool_first(scripted, links) -> None:
+    # The first LOAD's reply was lost; the tool refuses the repeat, and says it did not run.
     tool, port = await scripted(lambda n, pdu: None if n == 1 else bytes([0x86, 6]))
     link = await tcp_link(port, links, retries=1)
+    asked: list[int] = []
     with pytest.raises(DeviceBusy) as info:
-        await link.write_register(20, 2, what="COMMAND=LOAD")
+        await link.write_register(20, 2, what="COMMAND=LOAD", done=probe(False, asked))
     assert after_lost_reply(info.value)
+    assert len(asked) == 2  # before the resend, and before calling the refusal a failure
+    assert len(tool.requests) == 2
 
 
-async def test_a_command_that_must_not_run_twice_is_not_resent(scripted, links) -> None:
+async def test_a_refusal_of_a_command_the_lost_copy_carried_out_is_success(
+    scripted, links
+) -> None:
+    tool, port = await scripted(lambda n, pdu: None if n == 1 else bytes([0x86, 6]))
+    link = await tcp_link(port, links, retries=3)
+    answers = iter([False, True])  # not yet when asked first; done when refused
+
+    async def done() -> bool:
+        return next(answers)
+
+    await link.write_register(20, 2, what="COMMAND=LOAD", done=done)
+    assert len(tool.requests) == 2
+
+
+async def test_a_command_the_tool_says_ran_is_not_sent_again(scripted, links) -> None:
     tool, port = await scripted(lambda n, pdu: None if n == 1 else echo(pdu))
     link = await tcp_link(port, links, retries=3)
-    expected = "COMMAND=LOAD: no reply within 0.2 s .* 1 attempt\\)"
-    with pytest.raises(LinkError, match=expected) as info:
-        await link.write_register(20, 2, what="COMMAND=LOAD", resend=False)
+    asked: list[int] = []
+    await link.write_register(20, 2, what="COMMAND=LOAD", done=probe(True, asked))
+    assert len(tool.requests) == 1 and len(asked) == 1
+
+
+async def test_a_command_the_tool_says_did_not_run_is_sent_again(scripted, links) -> None:
+    tool, port = await scripted(lambda n, pdu: None if n == 1 else echo(pdu))
+    link = await tcp_link(port, links, retries=3)
+    asked: list[int] = []
+    await link.write_register(20, 2, what="COMMAND=LOAD", done=probe(False, asked))
+    assert len(tool.requests) == 2 and len(asked) == 1
+
+
+async def test_silence_is_judged_on_the_tools_word_before_giving_up(scripted, links) -> None:
+    tool, port = await scripted(lambda n, pdu: None)
+    link = await tcp_link(port, links, retries=2)
+    asked: list[int] = []
+    with pytest.raises(LinkError, match="3 attempts, and the tool says it was not done") as info:
+        await link.write_register(20, 2, what="COMMAND=LOAD", done=probe(False, asked))
     assert after_lost_reply(info.value)
-    assert len(tool.requests) == 1
+    assert len(asked) == 3 and len(tool.requests) == 3
+    # ... and a tool that cannot be asked is not guessed about
+    err = LinkError("oven-1", "STATE: no reply")
+    with pytest.raises(LinkError, match="reply lost, and the tool could not be asked .*STATE"):
+        await link.write_register(20, 2, what="COMMAND=LOAD", done=probe(err, []))
+
+
+async def test_a_setpoint_write_whose_reply_was_lost_is_read_back_not_resent(
+    scripted, links
+) -> None:
+    def tool_side(n: int, pdu: bytes) -> bytes | None:
+        if n == 1:
+            return None  # written; the reply is lost
+        return registers_reply(3, [100])  # the read-back: the value is there
+
+    tool, port = await scripted(tool_side)
+    link = await tcp_link(port, links, retries=3)
+    await link.write_register(11, 100, what="O2_LIMIT")
+    assert [r[7] for r in tool.requests] == [6, 3]  # FC 06, then FC 03 - no second write
+
+
+# --- garbled replies (issue 10 item 8) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "garbled",
+    [
+        bytes([4, 40, 0x08, 0xCB]),  # byte count beyond the frame: pymodbus cannot decode it
+        bytes([0xFB, 0x14]),  # the function code damaged: an "exception" to another function
+    ],
+)
+async def test_a_garbled_reply_is_asked_again_without_a_traceback(
+    scripted, links, garbled: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    tool, port = await scripted(
+        lambda n, pdu: garbled if n == 1 else registers_reply(4, [2251, 2302])
+    )
+    link = await tcp_link(port, links)
+    assert await link.read_input(0, 2, what="ZONE_PV") == [2251, 2302]
+    assert link.garbled_replies == 1
+    assert len(tool.requests) == 2
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
 
 
 # --- trace ------------------------------------------------------------------------------------

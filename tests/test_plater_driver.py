@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from controller.console import ConsoleUsageError, run_command
+from controller.console.plater import PLATER_COMMANDS
 from drivers.clock import ScaledClock
-from drivers.console import ConsoleUsageError, run_command
 from drivers.errors import LinkBusy, RefusedRange, RefusedState, ReplyLost, ToolAlarm
-from drivers.plater import CONSOLE_COMMANDS, BarrierPlater
+from drivers.plater import BarrierPlater
 from drivers.textline_link import TextLineLink
 from drivers.types import BarrierRecipe, PlaterEvent, PlaterState, PlaterStep, RunStatus
 from sim.clock import ManualClock
@@ -252,11 +253,11 @@ async def test_a_failed_catch_up_leaves_the_link_closed() -> None:
 async def test_the_console_refuses_bad_arguments_in_one_line() -> None:
     async with scripted([sent(IDN[0]), got(IDN[1])]) as s:
         with pytest.raises(ConsoleUsageError, match="expected 4 arguments"):
-            await run_command(CONSOLE_COMMANDS, s.plater, "recipe", ["3", "0.08"])
+            await run_command(PLATER_COMMANDS, s.plater, "recipe", ["3", "0.08"])
         with pytest.raises(ConsoleUsageError, match="expected 1-16 printable characters"):
-            await run_command(CONSOLE_COMMANDS, s.plater, "load", ["B1", "W 1"])
+            await run_command(PLATER_COMMANDS, s.plater, "load", ["B1", "W 1"])
         with pytest.raises(ConsoleUsageError, match="a batch holds 1-25 wafers"):
-            await run_command(CONSOLE_COMMANDS, s.plater, "load",
+            await run_command(PLATER_COMMANDS, s.plater, "load",
                               ["B1", ",".join(f"W{i}" for i in range(26))])
         assert s.wire.used_up
 
@@ -398,7 +399,7 @@ async def test_an_alarm_ends_the_batch_and_clear_leads_to_done() -> None:
             with pytest.raises(ToolAlarm, match="alarm 700 NI BATH TEMP OUT") as caught:
                 await plater.wait_done(PATIENCE_S)
             result = await plater.result()
-            await plater.clear()
+            await plater.clear_alarm()
             state = await plater.state()
     assert caught.value.code == 700
     assert result.status is RunStatus.ALARM and 0 < result.ni_mean_um < 3.0
