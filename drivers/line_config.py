@@ -34,7 +34,7 @@ from drivers.register_map import models_for_role
 ROLES = ("printer", "placer", "oven", "cleaner", "plater")
 DEFAULT_TIMEOUT_S = 0.5  # reply timeout, wall seconds: hostlink.md's recommendation
 # A scaled (simulated) line shares its machine with the simulator: a reply may wait on a
-# busy event loop, so its timeout never drops below this (docs/decisions/0007).
+# busy event loop, so its timeout never drops below this (docs/decisions/0012).
 MIN_SCALED_TIMEOUT_S = 0.1
 
 

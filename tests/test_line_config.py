@@ -87,7 +87,7 @@ def test_the_plater_is_a_text_line_tool_on_tcp(tmp_path) -> None:
 )
 def test_reply_timeouts_shrink_with_the_time_scale(scale: float, timeout_s: float) -> None:
     # a lost reply on a fast simulated line must not cost minutes of tool time
-    # (docs/decisions/0007-link-timeouts-and-tool-time.md)
+    # (docs/decisions/0012-link-timeouts-and-tool-time.md)
     config = parse_line_config(
         f'[line]\nname="l"\ntime_scale={scale}\n[tools.p]\nrole="printer"\nport="x"\n'
         '[tools.o]\nrole="oven"\nhost="h"\nport=502\ntimeout_s=0.3\n'
