@@ -21,6 +21,9 @@ import threading
 
 import pytest
 
+# Fixture modules every test file may use without importing them.
+pytest_plugins = ["serial_fixtures", "modbus_fixtures"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

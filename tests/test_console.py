@@ -9,7 +9,6 @@ wait that can never end fails at once.
 from __future__ import annotations
 
 import pytest
-import serial_fixtures
 from modbus_fixtures import sim_cleaner, sim_oven
 from serial_fixtures import ToolRig
 
@@ -18,9 +17,6 @@ from controller.console.show import show, zone_table
 from drivers.errors import StateUnreachable, WrongState
 from drivers.hostlink import parse_request
 from drivers.types import CleanRecipe
-
-placer, placer_line = serial_fixtures.placer, serial_fixtures.placer_line
-serial_transport = serial_fixtures.serial_transport
 
 RECIPE = CleanRecipe(wash_temp_c=60.0, wash_time_s=120, rinse_time_s=60, dry_time_s=60,
                      spray_pressure_bar=2.5)

@@ -1,9 +1,10 @@
 """ModbusLink against real sockets: exact request bytes, timeouts and bounded retries,
 late/mismatched replies, exception mapping, chunked reads, reconnection, RTU over TCP.
 
-Two kinds of server stand on the other side: a hand-written byte-level tool
-(``ScriptedTool``), which lets a test decide reply by reply what the wire
-carries (silence, a wrong reply, an exception), and a plain pymodbus server for
+Two kinds of server stand on the other side: a byte-level tool
+(``ScriptedTool`` of tests/scripted.py with Modbus TCP framing), which lets a
+test decide reply by reply what the wire carries (silence, a wrong reply, an
+exception), and a plain pymodbus server for
 ordinary traffic. The simulated oven and cleaner are exercised through the
 drivers in test_oven_driver.py and test_cleaner_driver.py.
 """
@@ -19,6 +20,7 @@ import pytest
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+from scripted import ModbusTcpFraming, ScriptedTool, modbus_answer
 
 from drivers.errors import DeviceBusy, IllegalAddress, IllegalValue, LinkError
 from drivers.modbus_link import ModbusLink, after_lost_reply
@@ -27,46 +29,6 @@ from drivers.modbus_link import ModbusLink, after_lost_reply
 
 # (request number, request PDU) -> reply PDU, or None for silence
 Reply = Callable[[int, bytes], bytes | None]
-
-
-class ScriptedTool:
-    """Modbus TCP server that records each request and answers as ``reply`` says."""
-
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
-        self.requests: list[bytes] = []  # whole ADUs as received
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
-        try:
-            while True:
-                header = await reader.readexactly(7)
-                tid, _pid, length, unit = struct.unpack(">HHHB", header)
-                pdu = await reader.readexactly(length - 1)
-                self.requests.append(header + pdu)
-                answer = self.reply(len(self.requests), pdu)
-                if answer is not None:
-                    writer.write(struct.pack(">HHHB", tid, 0, len(answer) + 1, unit) + answer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for w in self._writers:
-            w.close()
-        for w in self._writers:
-            try:
-                await w.wait_closed()
-            except ConnectionError:
-                pass
-        await self._server.wait_closed()
 
 
 def registers_reply(fc: int, words: list[int]) -> bytes:
@@ -83,9 +45,10 @@ async def scripted() -> AsyncIterator[Callable[[Reply], Awaitable[tuple[Scripted
     tools: list[ScriptedTool] = []
 
     async def start(reply: Reply) -> tuple[ScriptedTool, int]:
-        tool = ScriptedTool(reply)
+        tool = ScriptedTool(modbus_answer(reply), ModbusTcpFraming())
         tools.append(tool)
-        return tool, await tool.start()
+        await tool.start_tcp()
+        return tool, tool.port
 
     yield start
     for tool in tools:

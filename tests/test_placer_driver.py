@@ -5,7 +5,6 @@ with --line-config)."""
 from __future__ import annotations
 
 import pytest
-import serial_fixtures
 from serial_fixtures import RigFactory, ToolRig, scripted_tool
 
 from controller.console import PLACER_COMMANDS as CONSOLE_COMMANDS
@@ -36,8 +35,6 @@ from drivers.types import (
 from sim.clock import ManualClock
 
 # a placer driver on a simulated WBM-300 over pty and TCP (or the real one)
-placer, placer_line = serial_fixtures.placer, serial_fixtures.placer_line
-serial_transport = serial_fixtures.serial_transport
 
 S = PlacerState
 PATIENCE_S = 36_000.0  # tool seconds: bounds the waits without biting under fault injection

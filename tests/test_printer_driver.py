@@ -5,7 +5,6 @@ with --line-config)."""
 from __future__ import annotations
 
 import pytest
-import serial_fixtures
 from serial_fixtures import RigFactory, ToolRig, scripted_tool
 
 from controller.console import PRINTER_COMMANDS as CONSOLE_COMMANDS
@@ -35,8 +34,6 @@ from drivers.types import (
 from sim.clock import ManualClock
 
 # a printer driver on a simulated WP-300 over pty and TCP (or the real one)
-printer, printer_line = serial_fixtures.printer, serial_fixtures.printer_line
-serial_transport = serial_fixtures.serial_transport
 
 S = PrinterState
 PATIENCE_S = 36_000.0  # tool seconds: bounds the fault-injection waits without ever biting
