@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 GEMHOST       := .venv-gemhost
 GEMHOST_STAMP := $(GEMHOST)/.installed
 
-.PHONY: demo test bench lint docs clean venv gemhost report-check
+.PHONY: demo test test-timing bench lint docs clean venv gemhost report-check
 
 # (Re)build the venv when it is missing or pyproject.toml changed since it was built.
 $(STAMP): pyproject.toml
@@ -39,6 +39,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	@$(MAKE) --no-print-directory gemhost || echo "make gemhost failed: the independent-host GEM test will skip"
 	$(BIN)/python -m pytest -q -W error
+
+## make test-timing: the few tests that depend on wall-clock margins at simulator speed
+test-timing: $(STAMP)
+	$(BIN)/python -m pytest -q -W error -m timing
 
 ## make bench: speed targets (never timed assertions in the tests)
 bench: $(STAMP)

@@ -379,6 +379,7 @@ def assert_aborted_cleanly(r: Rig, outcome: LotOutcome) -> None:
     assert r.store.open_intents() == []
 
 
+@pytest.mark.timing
 async def test_abort_a_lot_while_a_wafer_prints(tmp_path: Path) -> None:
     # The controller looks at requests every REQUEST_LOOK_S and its loop wakes at least every
     # IDLE_WAKE_S (wall seconds). Slow the line down until the first print (load + print +

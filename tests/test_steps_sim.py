@@ -360,6 +360,7 @@ def test_sequence_run_refuses_bad_input(capsys, tmp_path) -> None:
     assert "none.toml: cannot read line configuration" in capsys.readouterr().err
 
 
+@pytest.mark.timing
 async def test_two_wafers_share_the_oven_and_each_takes_its_own_off() -> None:
     recipe = find_recipe("ballmount-sac305")
     # the second wafer reaches the exit ~39 tool s after the first: at 300x that leaves
