@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from controller.events import EventKind  # noqa: E402
 from controller.gem import ids  # noqa: E402
 from controller.gem.secs2 import BOOLEAN, U1, U4, L  # noqa: E402
+from controller.line.events import EventKind  # noqa: E402
 from tests.gem_host import GemLine  # noqa: E402
 
 TARGETS = {"publish_ms": 0.1, "live_per_s": 200.0, "spool_write_per_s": 100.0,

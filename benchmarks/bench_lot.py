@@ -9,7 +9,7 @@ here is the controller's alone: drivers, scheduler, store. This process runs the
 lot with ``LineController`` on a fresh SQLite file and reports
 
 * makespan: tool seconds from the start of the run to its end;
-* the lower bound (``controller.bound.lower_bound``; the printer starts mounted
+* the lower bound (``controller.line.bound.lower_bound``; the printer starts mounted
   with ST-300-100 / Pb95Sn5) and efficiency = bound / makespan;
 * controller CPU per wafer, wall time, peak memory (ru_maxrss);
 
@@ -53,13 +53,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from controller.bound import MakespanBound, lower_bound  # noqa: E402
-from controller.lots import LineController  # noqa: E402
+from controller.line.bound import MakespanBound, lower_bound  # noqa: E402
+from controller.line.controller import LineController  # noqa: E402
 from controller.store import Store, slots_for_count  # noqa: E402
 from drivers.clock import ScaledClock  # noqa: E402
 from drivers.line_config import LineConfig, LineConfigError, load_line_config  # noqa: E402
 from drivers.tools import open_line  # noqa: E402
-from sequences.validate import load_valid_recipe  # noqa: E402
+from sequences.recipes.validate import load_valid_recipe  # noqa: E402
 
 RECIPE = "rebump-hipb-snpb"
 MOUNTED = {"printer": ("ST-300-100", "Pb95Sn5")}  # what the simulated printer powers up with
@@ -199,7 +199,7 @@ async def _run(config: LineConfig, db: Path, lots: list[tuple[str, int]], label:
                 controller = LineController(store, tools, clock, recipes=load_valid_recipe,
                                             user="bench")
                 await controller.run([lot_id])
-                for name, slot in controller.scheduler.tools.items():
+                for name, slot in controller.line.scheduler.tools.items():
                     busy[name] = busy.get(name, 0.0) + slot.busy_s
             makespan = clock.now() - tool0
             wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0

@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from controller.e10 import E10State  # noqa: E402
+from controller.line.e10 import E10State  # noqa: E402
+from controller.line.scheduler import step_parameters, step_windows  # noqa: E402
 from controller.report import render_lot_report  # noqa: E402
-from controller.scheduler import step_parameters, step_windows  # noqa: E402
 from controller.store import Store  # noqa: E402
-from sequences.validate import load_valid_recipe  # noqa: E402
+from sequences.recipes.validate import load_valid_recipe  # noqa: E402
 
 RECIPE = "rebump-hipb-snpb"
 WAFERS = 25

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from controller import db
-from controller.e10 import E10State
+from controller.line.e10 import E10State
 from controller.models import (
     Alarm,
     AuditEntry,
@@ -51,8 +51,8 @@ from controller.models import (
     WaferEvent,
     WaferStep,
 )
-from sequences.machine import ABORTED, AWAITING, COMPLETE, HELD, QUEUED, SCRAPPED
-from sequences.machine import WaferEvent as WaferMachineEvent
+from sequences.wafer.machine import ABORTED, AWAITING, COMPLETE, HELD, QUEUED, SCRAPPED
+from sequences.wafer.machine import WaferEvent as WaferMachineEvent
 
 
 class StoreError(Exception):
@@ -78,7 +78,7 @@ LOT_TRANSITIONS: dict[LotState, set[LotState]] = {
     LotState.ABORTED: set(),
 }
 
-# A wafer's state is its state machine's (sequences.machine): the store writes only the
+# A wafer's state is its state machine's (sequences.wafer.machine): the store writes only the
 # first one and the outcome its final states imply (yield counts "good").
 WAFER_START_STATE = QUEUED
 WAFER_START_LOCATION = "carrier"
@@ -826,7 +826,8 @@ class Store:
         return event_id
 
     def record_event(self, event: WaferMachineEvent) -> int:
-        """Record a transition of ``sequences.machine.WaferMachine`` (its ``on_event`` hook)."""
+        """Record a transition of ``sequences.wafer.machine.WaferMachine`` (its ``on_event``
+        hook)."""
         return self.record_transition(
             event.wafer_id,
             event.from_state,

@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import struct
 
-from controller.events import EventKind, LineEventStream
 from controller.gem.commands import StoreLineCommands
 from controller.gem.config import GemConfig
 from controller.gem.equipment import GemEquipment
@@ -22,6 +21,7 @@ from controller.gem.hsms import CONTROL_SESSION, Message, SType, Timers
 from controller.gem.secs2 import B, Item, L
 from controller.gem.spool import GemDatabase
 from controller.gem.states import CommState
+from controller.line.events import EventKind, LineEventStream
 from controller.store import Store
 
 WAIT_S = 10.0  # a guard against a hang, never a timing assertion

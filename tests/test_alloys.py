@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sequences.alloys import default_alloys, parse_alloys
 from sequences.errors import RecipeError
+from sequences.recipes.alloys import default_alloys, parse_alloys
 
 
 def test_library_holds_every_alloy_of_the_process_data() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main
-from controller.e10 import E10State
+from controller.line.e10 import E10State
 from controller.store import Store
-from sequences.recipe import find_recipe
+from sequences.recipes.recipe import find_recipe
 
 RECIPE = "rebump-hipb-snpb"
 BUMPLINE = Path(sys.executable).with_name("bumpline")
@@ -124,12 +124,12 @@ def test_duplicate_lot_and_unknown_recipe(capsys, db: str) -> None:
 def test_missing_recipe_library_is_a_clear_error(
     capsys, db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "sequences.recipe", None)  # the import now fails
+    monkeypatch.setitem(sys.modules, "sequences.recipes.recipe", None)  # the import now fails
     code, _, err = start(capsys, db)
     assert code == 1
     assert err.startswith(
         "bumpline: cannot look up recipe 'rebump-hipb-snpb': the recipe "
-        "library (sequences.recipe) does not import"
+        "library (sequences.recipes.recipe) does not import"
     )
 
 

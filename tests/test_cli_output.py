@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main
-from controller.cli_output import db_url
-from sequences.recipe import find_recipe, shipped_recipe_paths
+from controller.cli.output import db_url
+from sequences.recipes.recipe import find_recipe, shipped_recipe_paths
 
 BUMPLINE = Path(sys.executable).with_name("bumpline")
 LONGEST = "ballmount-sac305-rebump-snbi"

@@ -20,7 +20,7 @@ import pytest
 
 from controller.cli import main
 from controller.store import Store
-from sequences.validate import load_valid_recipe
+from sequences.recipes.validate import load_valid_recipe
 
 RECIPE = "rebump-hipb-snpb"
 SPEED = "2000"

@@ -3,7 +3,7 @@
 import asyncio
 import json
 
-from controller.events import EventKind, LineEventStream
+from controller.line.events import EventKind, LineEventStream
 
 
 def make_stream() -> LineEventStream:

@@ -10,13 +10,13 @@ from dataclasses import replace
 
 import pytest
 
-from controller.events import EventKind
 from controller.gem import ids
 from controller.gem.hsms import Message
 from controller.gem.secs2 import BOOLEAN, U1, U4, A, B, Fmt, L, decode
 from controller.gem.states import CommState, ControlState
+from controller.line.events import EventKind
 from controller.store import LotState
-from sequences.recipe import shipped_recipe_paths
+from sequences.recipes.recipe import shipped_recipe_paths
 from tests.gem_host import CONFIG, RECIPE, GemLine, TestHost
 
 

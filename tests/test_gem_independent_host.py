@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from controller.events import EventKind
 from controller.gem import ids
 from controller.gem.states import ControlState
+from controller.line.events import EventKind
 from controller.store import LotState
-from sequences.recipe import shipped_recipe_paths
+from sequences.recipes.recipe import shipped_recipe_paths
 from tests.gem_host import RECIPE, WAIT_S, GemLine
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,8 +29,8 @@ from drivers.types import (
 from sequences.errors import SequenceError
 from sequences.kinds import KINDS, ROLE_OF_KIND, kind_of
 from sequences.kinds.base import NeverTaken, Recovering, TakeResult, ToolView, Unknown
-from sequences.machine import retry_targets
-from sequences.recipe import find_recipe
+from sequences.recipes.recipe import find_recipe
+from sequences.wafer.machine import retry_targets
 
 RECIPE = find_recipe("rebump-hipb-snpb")
 PRINT, REFLOW, CLEAN = RECIPE.step(1), RECIPE.step(2), RECIPE.step(3)
@@ -49,7 +49,7 @@ CLEAN_RECIPE = CLEAN.tool_recipe()
 
 def test_the_registry_knows_every_kind_and_its_role():
     assert ROLE_OF_KIND == {"print": "printer", "place": "placer", "reflow": "oven",
-                            "clean": "cleaner"}
+                            "clean": "cleaner", "strip": "cleaner"}
     for name, kind in KINDS.items():
         assert kind_of(name) is kind and kind.name == name
 

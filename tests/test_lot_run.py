@@ -26,18 +26,18 @@ from typing import Any
 
 import pytest
 
-from controller.bound import lower_bound, tool_occupancy
-from controller.lots import REQUEST_LOOK_S, LineController, LotOutcome, Progress
-from controller.scheduler import IDLE_WAKE_S
+from controller.line.bound import lower_bound, tool_occupancy
+from controller.line.controller import REQUEST_LOOK_S, LineController, LotOutcome, Progress
+from controller.line.scheduler import IDLE_WAKE_S
 from controller.store import Store, slots_for_count
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import LineTools, open_line
 from drivers.types import PrinterState
 from sequences.kinds import kind_of
-from sequences.machine import WaferEvent
-from sequences.recipe import ReflowStep
-from sequences.validate import load_valid_recipe
+from sequences.recipes.recipe import ReflowStep
+from sequences.recipes.validate import load_valid_recipe
+from sequences.wafer.machine import WaferEvent
 from sim.faults import FaultPlan, ScheduledAlarm
 from sim.line import SimulatedLine
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sequences.errors import SequenceError
-from sequences.machine import (
+from sequences.wafer.machine import (
     FINAL_STATES,
     TRIGGERS,
     WaferEvent,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from controller.lots import LotOutcome
-from controller.progress import LiveProgress, _describe
+from controller.cli.progress import LiveProgress, _describe
+from controller.line.controller import LotOutcome
 from controller.store import Store
-from sequences.machine import WaferEvent
+from sequences.wafer.machine import WaferEvent
 
 
 class Clock:

@@ -8,7 +8,7 @@ import pytest
 
 from drivers.types import CleanMode, StripRecipe
 from sequences.errors import RecipeError, RecipeInvalid
-from sequences.recipe import (
+from sequences.recipes.recipe import (
     PlaceStep,
     PrintStep,
     ReflowStep,

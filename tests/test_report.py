@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.e10 import E10State
+from controller.line.e10 import E10State
 from controller.report import (
     Timeline,
     duration,

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from controller.bound import lower_bound, step_seconds, tool_occupancy
-from controller.lots import LineController
-from controller.scheduler import ScheduledTool
+from controller.line.bound import lower_bound, step_seconds, tool_occupancy
+from controller.line.controller import LineController
+from controller.line.scheduler import ScheduledTool
 from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import open_line
-from sequences.recipe import find_recipe
-from sequences.validate import load_valid_recipe
+from sequences.recipes.recipe import find_recipe
+from sequences.recipes.validate import load_valid_recipe
 from sim.line import SimulatedLine
 
 HIPB = find_recipe("rebump-hipb-snpb")

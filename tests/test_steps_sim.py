@@ -15,12 +15,12 @@ from drivers.line_config import parse_line_config
 from drivers.tools import LineTools, open_line
 from drivers.types import PlacerState, PrinterState
 from sequences.errors import InterlockError, SequenceError
-from sequences.journal import MemoryJournal
 from sequences.kinds import ROLE_OF_KIND, kind_of
 from sequences.kinds.base import when_in
-from sequences.machine import WaferEvent
-from sequences.recipe import find_recipe, parse_recipe, shipped_recipe_paths
-from sequences.runner import WaferRun, check_interlocks, run_wafer
+from sequences.recipes.recipe import find_recipe, parse_recipe, shipped_recipe_paths
+from sequences.wafer.journal import MemoryJournal
+from sequences.wafer.machine import WaferEvent
+from sequences.wafer.runner import WaferRun, check_interlocks, run_wafer
 from sim.faults import parse_faults
 from sim.line import SimulatedLine
 

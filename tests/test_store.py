@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.e10 import E10State, ToolMode, e10_from_status, e10_state
+from controller.line.e10 import E10State, ToolMode, e10_from_status, e10_state
 from controller.store import (
     Disposition,
     LotState,
@@ -29,7 +29,7 @@ from drivers.types import (
     PrinterState,
     PrinterStatus,
 )
-from sequences.machine import WaferMachine
+from sequences.wafer.machine import WaferMachine
 
 
 class Ticker:
@@ -643,7 +643,7 @@ def test_database_from_a_newer_bumpline_is_refused(tmp_path: Path) -> None:
         Store(url)
 
 
-# --- SEMI E10 mapping (controller/e10.py) -------------------------------------------------------
+# --- SEMI E10 mapping (controller/line/e10.py) ---------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sequences.errors import RecipeInvalid
-from sequences.recipe import find_recipe, parse_recipe, shipped_recipe_paths
-from sequences.validate import (
+from sequences.recipes.recipe import find_recipe, parse_recipe, shipped_recipe_paths
+from sequences.recipes.validate import (
     ValidationOptions,
     check,
     load_valid_recipe,

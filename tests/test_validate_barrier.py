@@ -7,8 +7,8 @@ import pytest
 
 from drivers.types import BarrierRecipe
 from sequences.errors import RecipeInvalid
-from sequences.recipe import BarrierStep, parse_recipe, shipped_recipe_paths
-from sequences.validate import validate
+from sequences.recipes.recipe import BarrierStep, parse_recipe, shipped_recipe_paths
+from sequences.recipes.validate import validate
 
 SNCU = "rebump-sncu-niau-snpb"
 HIPB = "rebump-hipb-niau-snbi"

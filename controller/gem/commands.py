@@ -1,7 +1,7 @@
 """What the host may ask of the line, as a small interface, and its adapter on the store.
 
 GEM never drives tools itself: a remote command becomes the same store request
-an operator's ``bumpline lot start/hold/resume/abort`` makes (controller/cli_lots.py),
+an operator's ``bumpline lot start/hold/resume/abort`` makes (controller/cli/lots.py),
 audited with ``host`` as the actor, and the running controller carries it out.
 ``LineCommands`` is the interface the equipment is written against, so a future
 controller API can replace ``StoreLineCommands`` without touching GEM.
@@ -15,8 +15,8 @@ from typing import Protocol
 
 from controller.store import LotState, Store, StoreError
 from sequences.errors import RecipeError
-from sequences.recipe import NAME_PATTERN
-from sequences.validate import load_valid_recipe
+from sequences.recipes.recipe import NAME_PATTERN
+from sequences.recipes.validate import load_valid_recipe
 
 HOST = "host"  # the actor in the audit log for everything the factory host asks
 

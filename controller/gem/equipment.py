@@ -28,7 +28,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
 
-from controller.events import LineEventStream, Subscription
 from controller.gem import ids
 from controller.gem.alarms_capability import AlarmsCapability
 from controller.gem.commands import LineCommands
@@ -50,6 +49,7 @@ from controller.gem.states import (
 )
 from controller.gem.status_capability import StatusCapability
 from controller.gem.terminal_capability import TerminalCapability
+from controller.line.events import LineEventStream, Subscription
 
 log = logging.getLogger("controller.gem")
 

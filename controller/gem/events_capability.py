@@ -12,9 +12,9 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from controller.events import EventKind, LineEvent
 from controller.gem import ids
 from controller.gem.secs2 import F8, U2, A, Item, L
+from controller.line.events import EventKind, LineEvent
 
 if TYPE_CHECKING:
     from controller.gem.equipment import GemEquipment

@@ -3,7 +3,7 @@
 * S7F1/S7F2 load inquire, S7F3/S7F4 download, S7F5/S7F6 upload, S7F17/S7F18
   delete, S7F19/S7F20 list.
 * A download is parsed and run through the metallurgical validator
-  (sequences/validate.py) exactly as ``bumpline recipe validate`` does. A refused
+  (sequences/recipes/validate.py) exactly as ``bumpline recipe validate`` does. A refused
   program is answered with ACKC7 6 and the reasons are sent to the host: an S10F1
   terminal message and the PPREFUSED event (REASON).
 * Stored programs are versioned by the recipe's own ``version``: the same name and
@@ -24,8 +24,8 @@ from controller.gem import ids
 from controller.gem.secs2 import A, B, Fmt, L, ascii_text
 from controller.models import GemProcessProgram
 from sequences.errors import RecipeError
-from sequences.recipe import NAME_PATTERN, parse_recipe_problems, shipped_recipe_paths
-from sequences.validate import validate
+from sequences.recipes.recipe import NAME_PATTERN, parse_recipe_problems, shipped_recipe_paths
+from sequences.recipes.validate import validate
 
 if TYPE_CHECKING:
     from controller.gem.equipment import GemEquipment, Reply

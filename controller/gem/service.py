@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from controller.errors import UserError
-from controller.events import LineEventStream
 from controller.gem.commands import StoreLineCommands
 from controller.gem.config import GemConfig, parse_gem_config
 from controller.gem.equipment import GemEquipment
 from controller.gem.spool import GemDatabase
 from controller.gem.states import ControlError
+from controller.line.events import LineEventStream
 from drivers.line_config import load_line_config
 
 log = logging.getLogger("controller.gem")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from controller.e10 import E10State
+from controller.line.e10 import E10State
 from controller.report.kinds import trend_results
 from controller.report.timeline import Timeline
 from controller.store import AlarmInfo, LotInfo, StepInfo, ToolStateInfo, WaferHistory

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sequences.alloys import default_alloys
+from sequences.recipes.alloys import default_alloys
 
 # Results followed across the lot, per kind, in the order shown.
 _TRENDS: dict[str, tuple[str, ...]] = {

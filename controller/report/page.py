@@ -16,7 +16,7 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-from controller.e10 import E10State
+from controller.line.e10 import E10State
 from controller.report.figures import (
     LotFigures,
     ToolFigures,

@@ -12,7 +12,6 @@ from typing import Any
 from drivers.clock import Clock
 from drivers.protocols import Placer
 from drivers.types import PlacementResult, PlacerState, PlacerStatus, RunStatus
-from sequences.judge import Judgment, same_wafer
 from sequences.kinds.base import (
     Note,
     Recovering,
@@ -24,7 +23,8 @@ from sequences.kinds.base import (
     timeout_for,
 )
 from sequences.kinds.hostlink_step import HostLinkStepKind
-from sequences.recipe import PlaceStep
+from sequences.recipes.recipe import PlaceStep
+from sequences.wafer.judge import Judgment, same_wafer
 
 CHANGEOVER_S = 900.0
 LOAD_S, UNLOAD_S = 20.0, 10.0

@@ -27,11 +27,11 @@ from drivers.clock import Clock
 from drivers.errors import AlarmActive, ToolTimeout, WrongState
 from drivers.types import Alarm
 from sequences.errors import SequenceError
-from sequences.judge import Judgment
-from sequences.recipe import Step
+from sequences.recipes.recipe import Step
+from sequences.wafer.judge import Judgment
 
 if TYPE_CHECKING:
-    from sequences.journal import WaferJournal
+    from sequences.wafer.journal import WaferJournal
 
 POLL_S = 1.0  # how often a tool is looked at while waiting for it to be free
 

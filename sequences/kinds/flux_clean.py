@@ -20,8 +20,6 @@ from drivers.types import (
     CleanResult,
     CleanStatus,
 )
-from sequences.journal import guarded
-from sequences.judge import Judgment, at_most, same_wafer
 from sequences.kinds.base import (
     NeverTaken,
     Note,
@@ -37,7 +35,9 @@ from sequences.kinds.base import (
     expect,
     timeout_for,
 )
-from sequences.recipe import CleanStep
+from sequences.recipes.recipe import CleanStep
+from sequences.wafer.journal import guarded
+from sequences.wafer.judge import Judgment, at_most, same_wafer
 
 BATH_COOL_C_S = 0.01  # °C/s: how long a bath takes to come down
 ABORT_S = 10.0

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from drivers.clock import Clock
 from drivers.errors import ToolError
-from sequences.journal import guarded
 from sequences.kinds.base import (
     NeverTaken,
     Recovering,
@@ -30,6 +29,7 @@ from sequences.kinds.base import (
     wait_free,
     when_in,
 )
+from sequences.wafer.journal import guarded
 
 SETTLE_WAIT_S = 1800.0  # recovery waits this long for a step the tool is still running
 

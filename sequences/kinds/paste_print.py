@@ -12,7 +12,6 @@ from typing import Any
 from drivers.clock import Clock
 from drivers.protocols import Printer
 from drivers.types import PrinterState, PrinterStatus, PrintResult, RunStatus
-from sequences.judge import Judgment, at_least, at_most, same_wafer, window
 from sequences.kinds.base import (
     Note,
     Recovering,
@@ -24,7 +23,8 @@ from sequences.kinds.base import (
     timeout_for,
 )
 from sequences.kinds.hostlink_step import HostLinkStepKind
-from sequences.recipe import PrintStep
+from sequences.recipes.recipe import PrintStep
+from sequences.wafer.judge import Judgment, at_least, at_most, same_wafer, window
 
 CHANGEOVER_S = 600.0
 LOAD_S, UNLOAD_S, WIPE_S = 20.0, 10.0, 15.0

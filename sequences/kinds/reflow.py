@@ -18,8 +18,6 @@ from drivers.clock import Clock
 from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
 from drivers.protocols import Oven
 from drivers.types import Alarm, ExitFlag, OvenState, OvenStatus, ReflowResult
-from sequences.journal import guarded
-from sequences.judge import Judgment, at_most, same_wafer, window
 from sequences.kinds.base import (
     NeverTaken,
     Note,
@@ -35,7 +33,9 @@ from sequences.kinds.base import (
     expect,
     timeout_for,
 )
-from sequences.recipe import ReflowStep
+from sequences.recipes.recipe import ReflowStep
+from sequences.wafer.journal import guarded
+from sequences.wafer.judge import Judgment, at_most, same_wafer, window
 
 TUNNEL_MM = 4000.0  # heated tunnel, entrance to exit
 ENTRANCE_SPACING_MM = 450.0  # belt travel before the entrance is clear for the next wafer

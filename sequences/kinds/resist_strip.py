@@ -23,8 +23,6 @@ from drivers.types import (
     CleanResult,
     CleanStatus,
 )
-from sequences.journal import guarded
-from sequences.judge import Judgment, at_most, same_wafer
 from sequences.kinds.base import (
     Note,
     StepContext,
@@ -35,7 +33,9 @@ from sequences.kinds.base import (
     timeout_for,
 )
 from sequences.kinds.flux_clean import BATH_COOL_C_S, FluxClean
-from sequences.recipe import StripStep
+from sequences.recipes.recipe import StripStep
+from sequences.wafer.journal import guarded
+from sequences.wafer.judge import Judgment, at_most, same_wafer
 
 MODE = CleanMode.RESIST_STRIP
 

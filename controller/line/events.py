@@ -35,7 +35,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-log = logging.getLogger("controller.events")
+log = logging.getLogger("controller.line.events")
 
 SCHEMA = 1
 

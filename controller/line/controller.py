@@ -16,19 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.e10 import E10State
-from controller.events import EventKind, LineEvent, LineEventStream
-from controller.journal import StoreJournal
-from controller.recovery import Recovery
-from controller.scheduler import ScheduledWafer, Scheduler, ToolReport
+from controller.line.e10 import E10State
+from controller.line.events import EventKind, LineEvent, LineEventStream
+from controller.line.journal import StoreJournal
+from controller.line.recovery import Recovery
+from controller.line.scheduler import ScheduledWafer, Scheduler, ToolReport
 from controller.store import LotInfo, LotState, Store, StoreError
 from drivers.clock import Clock
 from sequences.errors import SequenceError
-from sequences.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent
-from sequences.recipe import Recipe
-from sequences.runner import WaferRun
+from sequences.recipes.recipe import Recipe
+from sequences.wafer.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent
+from sequences.wafer.runner import WaferRun
 
-log = logging.getLogger("controller.lots")
+log = logging.getLogger("controller.line.controller")
 
 REQUEST_LOOK_S = 1.0  # wall seconds between looks at operator and engineer requests
 
@@ -56,7 +56,7 @@ class Progress:
         elif event.kind is EventKind.TOOL_NOTE:
             self.on_tool_note(event.tool or "", data["text"])
         elif event.kind is EventKind.ALARM_SET:
-            wafer = data.get("wafer_id")
+            wafer = event.wafer_id
             self.on_tool_note(event.tool or "", f"ALARM {data['code']} {data['text']}"
                               + (f" (wafer {wafer})" if wafer else ""))
 

@@ -30,10 +30,10 @@ from typing import Any
 from drivers.clock import Clock
 from drivers.errors import ToolError
 from sequences.kinds import StepKind, kind_of
-from sequences.machine import Phase
-from sequences.runner import WaferRun
+from sequences.wafer.machine import Phase
+from sequences.wafer.runner import WaferRun
 
-log = logging.getLogger("controller.scheduler")
+log = logging.getLogger("controller.line.scheduler")
 
 IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool alarms
 

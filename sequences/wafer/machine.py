@@ -31,8 +31,8 @@ from typing import Any, NamedTuple
 from transitions import EventData, Machine
 
 from sequences.errors import SequenceError
-from sequences.journal import StepClosed, StepOpened, WaferEvent
 from sequences.kinds import kind_of
+from sequences.wafer.journal import StepClosed, StepOpened, WaferEvent
 
 __all__ = ["StepClosed", "StepOpened", "WaferEvent", "WaferMachine", "WaferState", "Phase",
            "state_of"]

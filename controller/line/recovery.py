@@ -34,19 +34,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-from controller.journal import StoreJournal
-from controller.scheduler import ScheduledTool, ScheduledWafer
+from controller.line.journal import StoreJournal
+from controller.line.scheduler import ScheduledTool, ScheduledWafer
 from controller.store import Store
 from drivers.clock import Clock
 from drivers.errors import ToolError
-from sequences.history import HistoryEntry, WaferHistory
 from sequences.kinds import kind_of
 from sequences.kinds.base import NeverTaken, Recovering, Settled, TakeResult
-from sequences.machine import AWAITING, HELD, state_of, waiting
-from sequences.recipe import Recipe
-from sequences.runner import WaferRun
+from sequences.recipes.history import HistoryEntry, WaferHistory
+from sequences.recipes.recipe import Recipe
+from sequences.wafer.machine import AWAITING, HELD, state_of, waiting
+from sequences.wafer.runner import WaferRun
 
-log = logging.getLogger("controller.recovery")
+log = logging.getLogger("controller.line.recovery")
 
 Note = Callable[[str, str], None]  # (wafer, text)
 

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from controller.cli_output import (
+from controller.cli.output import (
     add_json,
     console,
     is_terminal,
@@ -17,7 +17,7 @@ from controller.cli_output import (
     print_table,
     wants_json,
 )
-from controller.cli_sim import positive_float
+from controller.cli.sim import positive_float
 from controller.errors import UserError
 
 DEFAULT_DIAGRAM_RECIPE = "rebump-hipb-snpb"
@@ -83,8 +83,8 @@ def _e(text: object) -> str:
 
 def recipe_list(args: argparse.Namespace) -> int:
     from sequences.errors import RecipeError
-    from sequences.recipe import load_recipe, shipped_recipe_paths
-    from sequences.validate import validate
+    from sequences.recipes.recipe import load_recipe, shipped_recipe_paths
+    from sequences.recipes.validate import validate
 
     entries = []
     for name, path in shipped_recipe_paths().items():
@@ -125,9 +125,9 @@ def recipe_list(args: argparse.Namespace) -> int:
 
 
 def recipe_show(args: argparse.Namespace) -> int:
-    from sequences.alloys import default_alloys
-    from sequences.recipe import find_recipe
-    from sequences.validate import validate
+    from sequences.recipes.alloys import default_alloys
+    from sequences.recipes.recipe import find_recipe
+    from sequences.recipes.validate import validate
 
     r = find_recipe(args.name)
     alloys = default_alloys()
@@ -233,8 +233,8 @@ def _w(window: tuple[float, float]) -> str:
 
 def recipe_validate(args: argparse.Namespace) -> int:
     from sequences.errors import RecipeError
-    from sequences.recipe import shipped_recipe_paths
-    from sequences.validate import validate_file
+    from sequences.recipes.recipe import shipped_recipe_paths
+    from sequences.recipes.validate import validate_file
 
     shipped = shipped_recipe_paths()
     failed = 0
@@ -258,8 +258,8 @@ def recipe_validate(args: argparse.Namespace) -> int:
 
 
 def recipe_diagram(args: argparse.Namespace) -> int:
-    from sequences.machine import mermaid_diagram
-    from sequences.validate import load_valid_recipe
+    from sequences.recipes.validate import load_valid_recipe
+    from sequences.wafer.machine import mermaid_diagram
 
     r = load_valid_recipe(args.name)
     text = mermaid_diagram([s.kind for s in r.steps], r.name)
@@ -307,8 +307,8 @@ async def sequence_run(args: argparse.Namespace) -> int:
     from drivers.clock import ScaledClock
     from drivers.line_config import load_line_config, parse_line_config
     from drivers.tools import open_line
-    from sequences.runner import parse_step_range
-    from sequences.validate import load_valid_recipe
+    from sequences.recipes.validate import load_valid_recipe
+    from sequences.wafer.runner import parse_step_range
 
     recipe = load_valid_recipe(args.recipe)
     steps = parse_step_range(args.steps, len(recipe.steps))
@@ -339,8 +339,8 @@ async def sequence_run(args: argparse.Namespace) -> int:
 
 
 async def _run(recipe, wafer_id, tools, clock, steps, con, exchanges) -> Any:
-    from sequences.journal import MemoryJournal
-    from sequences.runner import run_wafer
+    from sequences.wafer.journal import MemoryJournal
+    from sequences.wafer.runner import run_wafer
 
     escape = _e
 

@@ -19,14 +19,16 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import ToolAlarm, ToolError, ToolTimeout
-from sequences.alloys import AlloyLibrary, default_alloys
 from sequences.errors import InterlockError, SequenceError
-from sequences.history import HistoryEntry, WaferHistory, history_interlocks
-from sequences.journal import MemoryJournal, StepClosed, StepOpened, WaferJournal
-from sequences.judge import Judgment
 from sequences.kinds import ROLE_OF_KIND, StepKind, kind_of
 from sequences.kinds.base import StepContext, StepResult, ToolView, wait_free
-from sequences.machine import (
+from sequences.recipes.alloys import AlloyLibrary, default_alloys
+from sequences.recipes.history import HistoryEntry, WaferHistory, history_interlocks
+from sequences.recipes.recipe import Recipe, Step
+from sequences.recipes.validate import DEFAULT_OPTIONS, ValidationOptions
+from sequences.wafer.journal import MemoryJournal, StepClosed, StepOpened, WaferJournal
+from sequences.wafer.judge import Judgment
+from sequences.wafer.machine import (
     ABORTED,
     AWAITING,
     QUEUED,
@@ -35,10 +37,8 @@ from sequences.machine import (
     WaferMachine,
     waiting,
 )
-from sequences.recipe import Recipe, Step
-from sequences.validate import DEFAULT_OPTIONS, ValidationOptions
 
-log = logging.getLogger("sequences.runner")
+log = logging.getLogger("sequences.wafer.runner")
 
 _STOPPED = object()  # tool work ended by abort, hold or a failure (the state says which)
 WAFER_ID = re.compile(r"^[\x20-\x7e]{1,16}$")

@@ -7,7 +7,7 @@ then the wafers in work and the latest events with what room is left; a larger
 terminal shows every wafer. Piped to a file or a CI log, each finished step,
 hold and tool note is one line instead.
 
-Its input is the controller's ``Progress`` callbacks (controller/lots.py); the
+Its input is the controller's ``Progress`` callbacks (controller/line/controller.py); the
 clock is the line's (tool time) when given.
 """
 
@@ -21,11 +21,11 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from controller.lots import LotOutcome, Progress
+from controller.line.controller import LotOutcome, Progress
 from controller.report.kinds import short_result
 from controller.report.page import duration
 from sequences.kinds import ROLE_OF_KIND
-from sequences.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent, step_of
+from sequences.wafer.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent, step_of
 
 _STYLE = {
     "complete": "green",
@@ -306,7 +306,7 @@ def _clock(seconds: float) -> str:
 
 def _recipe_kinds(store: Any, lot_id: str) -> list[str]:
     from sequences.errors import RecipeError
-    from sequences.recipe import find_recipe
+    from sequences.recipes.recipe import find_recipe
 
     try:
         return [s.kind for s in find_recipe(store.get_lot(lot_id).recipe_name).steps]

@@ -1,6 +1,6 @@
 """The wafer journal on the store: commit each transition, then tell the line.
 
-``StoreJournal`` is the controller's ``sequences.journal.WaferJournal``. A
+``StoreJournal`` is the controller's ``sequences.wafer.journal.WaferJournal``. A
 transition and the step record it opens or closes commit in one transaction
 (``Store.atomic``); only then is it published on the line event stream, so no
 subscriber hears of something a crash could take back. When a step record
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from controller.events import EventKind, LineEventStream
+from controller.line.events import EventKind, LineEventStream
 from controller.store import Store
-from sequences.journal import DONE, WaferEvent
-from sequences.machine import AWAITING
+from sequences.wafer.journal import DONE, WaferEvent
+from sequences.wafer.machine import AWAITING
 
 
 class StoreJournal:

@@ -22,9 +22,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from controller.cli_output import db_url
+from controller.cli.output import db_url
 from controller.errors import EXIT_USAGE, UserError
-from controller.events import LineEventStream
+from controller.line.events import LineEventStream
 
 DEFAULT_SPEED = 200.0
 
@@ -142,7 +142,7 @@ async def line_tools(args: argparse.Namespace) -> AsyncIterator[tuple[Any, Any, 
         async with open_line(config, clock) as tools:
             yield tools, clock, f"line {config.name} ({args.line}, {config.time_scale:g}x)"
         return
-    from controller.cli_sim import fault_plans
+    from controller.cli.sim import fault_plans
     from sim.line import SimulatedLine
 
     clock = ScaledClock(args.speed)
@@ -199,9 +199,9 @@ class Stopper:
 def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
     """Check the lot arguments now; return what creates (or names) the lot once the line
     is open, so an unreachable tool leaves no half-started lot behind."""
-    from controller.cli_lots import _user
+    from controller.cli.lots import _user
     from controller.store import DEFAULT_PRIORITY, StoreError, parse_slots, slots_for_count
-    from sequences.validate import load_valid_recipe
+    from sequences.recipes.validate import load_valid_recipe
 
     if args.resume:
         if args.lot or args.recipe or args.wafers is not None or args.slots:
@@ -260,10 +260,10 @@ async def _run_lots(
     events: LineEventStream | None = None,
 ) -> tuple[int, list[Any]]:
     """Open the line, then run the lots; (exit status, the lots' outcomes)."""
-    from controller.cli_lots import _user
-    from controller.lots import LineController
-    from controller.progress import LiveProgress
-    from sequences.validate import load_valid_recipe
+    from controller.cli.lots import _user
+    from controller.cli.progress import LiveProgress
+    from controller.line.controller import LineController
+    from sequences.recipes.validate import load_valid_recipe
 
     started = time.monotonic()
     cpu_started = time.process_time()
@@ -317,7 +317,7 @@ async def _run_lots(
 
 
 def _outcome(store: Any, lot_id: str) -> Any:
-    from controller.lots import LotOutcome
+    from controller.line.controller import LotOutcome
 
     lot = store.get_lot(lot_id)
     return LotOutcome(lot_id, lot.state, {w.id: w.state for w in store.wafers(lot_id)})
@@ -351,7 +351,7 @@ def _mark_controller(store: Any, lot_ids: list[str], action: str, detail: str) -
 def resume_hint(store: Any, lot_id: str, args: argparse.Namespace) -> list[str]:
     """What to do with a lot that did not complete, one command per line (no line wraps
     mid-command on an 80-column terminal), the dispositions only when a wafer waits."""
-    from sequences.machine import AWAITING, HELD
+    from sequences.wafer.machine import AWAITING, HELD
 
     lot = store.get_lot(lot_id)
     if lot.state in ("complete", "aborted"):

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller.cli_output import add_json, db_url, print_json, print_table, wants_json
-from controller.cli_toolstate import tools_now
+from controller.cli.output import add_json, db_url, print_json, print_table, wants_json
+from controller.cli.toolstate import tools_now
 from controller.errors import UserError
 from controller.store import (
     DEFAULT_PRIORITY,
@@ -230,15 +230,17 @@ def _user(args: argparse.Namespace) -> str:
 def lookup_recipe(name: str) -> tuple[str, str, str]:
     """(name, version, hash) of a recipe from the recipe library."""
     try:
-        recipes = importlib.import_module("sequences.recipe")
+        recipes = importlib.import_module("sequences.recipes.recipe")
     except ImportError as exc:
         raise UserError(
-            f"cannot look up recipe '{name}': the recipe library (sequences.recipe) does not "
+            f"cannot look up recipe '{name}': the recipe library (sequences.recipes.recipe) "
+            "does not "
             f"import ({exc})"
         ) from None
     get = getattr(recipes, "get_recipe", None) or getattr(recipes, "find_recipe", None)
     if get is None:
-        raise UserError(f"cannot look up recipe '{name}': sequences.recipe has no get_recipe()")
+        raise UserError(f"cannot look up recipe '{name}': sequences.recipes.recipe has no "
+                        "get_recipe()")
     recipe = get(name)  # RecipeError (unknown or malformed) is printed as one line by main
     return recipe.name, str(recipe.version), recipe.hash
 

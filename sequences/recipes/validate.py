@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sequences.alloys import Alloy, AlloyLibrary, Mask, default_alloys
 from sequences.errors import Problem, RecipeInvalid
-from sequences.recipe import (
+from sequences.recipes.alloys import Alloy, AlloyLibrary, Mask, default_alloys
+from sequences.recipes.recipe import (
     DEPOSIT_KINDS,
     BarrierStep,
     CleanStep,

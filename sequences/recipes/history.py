@@ -1,6 +1,6 @@
 """The wafer's own history, and the rules it must satisfy before each step.
 
-The recipe's rules (``sequences.validate``) are checked against what the recipe
+The recipe's rules (``sequences.recipes.validate``) are checked against what the recipe
 says; these are checked before every step against what was really done to this
 wafer: the measured peaks of its reflows, the alloys deposited, whether it was
 cleaned since its last reflow. Pure functions.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sequences.alloys import AlloyLibrary
-from sequences.recipe import DEPOSIT_KINDS, Recipe, Step
-from sequences.validate import ValidationOptions
+from sequences.recipes.alloys import AlloyLibrary
+from sequences.recipes.recipe import DEPOSIT_KINDS, Recipe, Step
+from sequences.recipes.validate import ValidationOptions
 
 
 @dataclass(frozen=True)

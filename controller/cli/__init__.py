@@ -23,19 +23,19 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from controller.cli_output import db_from_env
+from controller.cli.output import db_from_env
 from controller.errors import EXIT_USAGE, UserError, user_message
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader gone away
 
 # Command-group modules, in the order `bumpline --help` lists them.
 COMMAND_MODULES = (
-    "controller.cli_run",
-    "controller.cli_lots",
-    "controller.cli_sequences",
-    "controller.cli_tool",
-    "controller.cli_sim",
-    "controller.cli_gem",
+    "controller.cli.run",
+    "controller.cli.lots",
+    "controller.cli.sequences",
+    "controller.cli.tool",
+    "controller.cli.sim",
+    "controller.cli.gem",
 )
 
 

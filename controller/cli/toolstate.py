@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from controller.e10 import E10State
+from controller.line.e10 import E10State
 from controller.store import LotState, StepInfo, Store, ToolStateInfo
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sequences.kinds import kind_of
-from sequences.recipe import Recipe, Step
+from sequences.recipes.recipe import Recipe, Step
 
 
 def step_seconds(step: Step) -> float:

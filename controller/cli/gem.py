@@ -80,7 +80,7 @@ def cmd_gem_status(args: argparse.Namespace) -> int:
 
 
 def cmd_gem_control(args: argparse.Namespace) -> int:
-    from controller.cli_lots import _user
+    from controller.cli.lots import _user
     from controller.gem.service import OPERATOR_REQUEST
 
     store, db = _gem_db(args)

@@ -13,7 +13,7 @@ A recipe file::
 Parsing collects every problem it can (unknown keys, wrong types, values
 outside the tools' ranges, unknown alloys) before giving up, so one run of
 ``bumpline recipe validate`` shows them all. The metallurgical rules that span
-several steps live in ``sequences.validate``.
+several steps live in ``sequences.recipes.validate``.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from drivers.types import (
     ReflowProfile,
     StripRecipe,
 )
-from sequences.alloys import AlloyLibrary, default_alloys
 from sequences.errors import Problem, RecipeError, RecipeInvalid
+from sequences.recipes.alloys import AlloyLibrary, default_alloys
 
-RECIPES_DIR = Path(__file__).with_name("recipes")
+RECIPES_DIR = Path(__file__).with_name("shipped")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 # HostLink fields may not hold these (framing characters).
 _HOSTLINK_FORBIDDEN = set("$*,")
