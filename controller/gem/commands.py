@@ -69,6 +69,9 @@ class LineCommands(Protocol):
 
     def snapshot(self) -> LineSnapshot: ...
 
+    def lot_state(self, lot_id: str) -> tuple[str, str]:
+        """(state, recipe name) of a lot as stored; ("", "") when there is no such lot."""
+
     def audit(self, action: str, detail: str) -> None:
         """Record something the host did that no lot command records (PP downloads...)."""
 
@@ -120,6 +123,13 @@ class StoreLineCommands:
             wafers_in_process=outcomes.count(None),
             tool_states={t.tool: (t.e10_state, t.tool_state) for t in store.tool_states_latest()},
         )
+
+    def lot_state(self, lot_id: str) -> tuple[str, str]:
+        try:
+            lot = self.store.get_lot(lot_id)
+        except StoreError:
+            return "", ""
+        return str(lot.state), lot.recipe_name
 
     def _recipe(self, name: str):  # noqa: ANN202 - a sequences Recipe
         if not NAME_PATTERN.match(name):  # a name from the library, never a path on this host
