@@ -53,7 +53,8 @@ class IndependentHost:
     async def __call__(self, op: str, **fields) -> dict:
         self.proc.stdin.write((json.dumps({"op": op, **fields}) + "\n").encode())
         await self.proc.stdin.drain()
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 2 * WAIT_S)
+        limit_s = 2 * max(WAIT_S, fields.get("timeout", 0))
+        line = await asyncio.wait_for(self.proc.stdout.readline(), limit_s)
         if not line:
             pytest.fail(f"the host ended: {self.log_path.read_text()[-2000:]}")
         answer = json.loads(line)

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from controller.programs import StoredRecipes
 from controller.store import LotState, Store, StoreError
 from sequences.errors import RecipeError
 from sequences.recipe import NAME_PATTERN
-from sequences.validate import load_valid_recipe
 
 HOST = "host"  # the actor in the audit log for everything the factory host asks
 
@@ -81,6 +81,7 @@ class StoreLineCommands:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._recipes = StoredRecipes(store.engine)
 
     def start_lot(self, lot_id: str, recipe: str, slots: Sequence[int], priority: int) -> None:
         checked = self._recipe(recipe)
@@ -136,7 +137,7 @@ class StoreLineCommands:
             raise CommandRefused(HCACK_PARAMETER_INVALID, f"{name!r} is not a recipe name",
                                  parameter="RECIPE")
         try:
-            return load_valid_recipe(name)
+            return self._recipes(name)  # the library's, or a program the host downloaded
         except RecipeError as exc:
             first = str(exc).splitlines()[0]
             raise CommandRefused(HCACK_PARAMETER_INVALID, first, parameter="RECIPE") from None

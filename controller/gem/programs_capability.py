@@ -9,6 +9,8 @@
 * Stored programs are versioned by the recipe's own ``version``: the same name and
   version with other text is refused, never silently overwritten; deleting marks a
   program deleted and keeps its text. Shipped recipes are read-only programs.
+* A stored program can be run: START and the controller load recipes through
+  ``controller.programs.StoredRecipes`` (the newest undeleted version).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy import select
 from controller.gem import ids
 from controller.gem.secs2 import A, B, Fmt, L, ascii_text
 from controller.models import GemProcessProgram
+from controller.programs import newest_program
 from sequences.errors import RecipeError
 from sequences.recipe import NAME_PATTERN, parse_recipe_problems, shipped_recipe_paths
 from sequences.validate import validate
@@ -53,11 +56,7 @@ class ProgramsCapability:
 
     def stored(self, ppid: str) -> GemProcessProgram | None:
         with self.eq.db.read_session() as session:
-            return session.scalars(
-                select(GemProcessProgram)
-                .where(GemProcessProgram.ppid == ppid, GemProcessProgram.deleted_at.is_(None))
-                .order_by(GemProcessProgram.version.desc()).limit(1)
-            ).first()
+            return newest_program(session, ppid)
 
     def body(self, ppid: str) -> str | None:
         """The newest stored version's text, else the shipped recipe's, else None."""
