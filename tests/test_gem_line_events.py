@@ -4,6 +4,8 @@ operator requests, and a tool's first E10 report has no previous state."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from controller.events import EventKind
@@ -76,4 +78,25 @@ async def test_a_tools_first_e10_report_has_an_empty_previous_state(line):
         (ids.CE_E10_STATE_CHANGED, ["oven-1", "scheduled down", ""]),
         (ids.CE_E10_STATE_CHANGED, ["oven-1", "productive", "scheduled down"]),
     ]
+    await host.close()
+
+
+async def test_a_tools_status_fills_its_variables_without_an_e10_event(line):
+    host = await line.host()
+    assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
+    await link(host, (ids.DV_TOOL, ids.DV_E10_STATE), (ids.CE_E10_STATE_CHANGED,))
+    await line.publish(EventKind.TOOL_STATE, tool="oven-1", e10_state="productive",
+                       previous=None, reason="reflow W-01")
+    # LineController._tool_status: what the oven said of itself, no E10 change
+    zones = [150.0, 170.5, None] + [200.0] * 7  # zone 3's thermocouple failed
+    await line.publish(EventKind.TOOL_STATE, tool="oven-1", e10_state="productive",
+                       tool_state="PROCESSING", zones_c=zones)
+    reply = await host.request(1, 3, L(U4(1310), U4(1311), U4(1312)))
+    e10, state, temps = reply.body.items
+    assert (e10.text, state.text) == ("productive", "PROCESSING")
+    values = [item.scalar for item in temps.items]
+    assert values[:2] == [150.0, 170.5] and math.isnan(values[2]) and values[3:] == [200.0] * 7
+    await line.eq.drained_after_events()
+    s6f11 = [m for m in host.received if (m.stream, m.function) == (6, 11)]
+    assert reports(s6f11) == [(ids.CE_E10_STATE_CHANGED, ["oven-1", "productive"])]
     await host.close()

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from controller.cli import main
+from controller.e10 import E10State
 from controller.gem import ids
 from controller.gem.equipment import software_revision
 from controller.gem.secs2 import BOOLEAN, U1, U2, U4, A, B, Fmt, Item, L
@@ -41,6 +42,7 @@ LOT_WAIT_S = 180.0  # a whole lot on a busy machine: a guard against a hang only
 RECIPE = "ballmount-sac305"  # place, reflow, clean
 REMELT = "rebump-hipb-snpb"  # its second reflow must stay below the first bump's liquidus
 ALID_N2_LOW = 301_550  # oven-1, alarm 550 (../shared/specs/)
+OVEN_SVS = (1310, 1311, 1312)  # oven-1: E10 state, tool state, zone temperatures (docs/gem.md)
 REPORTED = (ids.DV_LOT_ID, ids.DV_WAFER_ID, ids.DV_STEP, ids.DV_STEP_KIND, ids.DV_TOOL,
             ids.DV_OUTCOME, ids.DV_WAFER_STATE, ids.DV_ALID, ids.DV_RECIPE)
 EVENTS = (ids.CE_LOT_STARTED, ids.CE_LOT_COMPLETED, ids.CE_STEP_STARTED, ids.CE_STEP_ENDED,
@@ -297,6 +299,11 @@ async def _scenario(serve: Serve, host: Any, port: int) -> None:
     await host.connect(port)
     assert (await host.request(1, 13, ["L", []]))[0] == 14
     assert await host.request(1, 3, u4s(ids.SV_CONTROL_STATE)) == (4, [5])  # still remote
+    # the tools' own states and the oven's zones, read by the controller on E10 changes
+    f, (oven_e10, oven_state, zones) = await host.request(1, 3, u4s(*OVEN_SVS))
+    assert f == 4 and oven_e10 in {state.value for state in E10State}
+    assert oven_state in ("READY", "PROCESSING", "HEATING")
+    assert len(zones) == 10 and all(20.0 < z < 300.0 for z in zones)
     assert (await host.request(1, 3, u4s(ids.SV_SPOOL_COUNT_ACTUAL)))[1][0] > 0
     assert await host.request(6, 23, ["U1", 0]) == (24, [0])
     need = total - len(live)

@@ -9,6 +9,7 @@ mapping table in docs/gem.md and the code cannot disagree.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -96,8 +97,8 @@ def _tool_state(eq: GemEquipment, tool: str, data: Mapping[str, Any]) -> None:
     e10 = str(data.get("e10_state", before[0]))
     status.tool_state[tool] = (e10, str(data.get("tool_state", before[1])))
     zones = data.get("zones_c")
-    if isinstance(zones, list | tuple):
-        status.zone_temps[tool] = tuple(float(z) for z in zones)
+    if isinstance(zones, list | tuple):  # a failed thermocouple (None) reads NaN
+        status.zone_temps[tool] = tuple(math.nan if z is None else float(z) for z in zones)
     if e10 != before[0] or "previous" in data:
         eq.emit(ids.CE_E10_STATE_CHANGED, {
             ids.DV_TOOL: A(tool), ids.DV_E10_STATE: A(e10),
