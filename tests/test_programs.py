@@ -10,11 +10,14 @@ import pytest
 from sqlalchemy.orm import Session
 
 from controller.gem.commands import CommandRefused, StoreLineCommands
+from controller.gem.secs2 import A, B, L
+from controller.gem.states import ControlState
 from controller.models import GemProcessProgram
 from controller.programs import StoredRecipes
 from controller.store import Store
 from sequences.errors import RecipeError
 from sequences.recipe import shipped_recipe_paths
+from tests.gem_host import GemLine
 
 SHIPPED = "ballmount-sac305"
 
@@ -70,3 +73,32 @@ def test_deleted_unknown_and_invalid_programs_are_refused(store):
     with pytest.raises(CommandRefused, match="too-hot") as refused:
         StoreLineCommands(store).start_lot("PP2", "too-hot", [1], 5)
     assert refused.value.parameter == "RECIPE"
+
+
+async def test_a_program_with_lots_still_to_run_keeps_its_version(tmp_path):
+    line = GemLine(f"sqlite:///{tmp_path / 'gem.db'}")
+    await line.start()
+    try:
+        host = await line.host()
+        assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
+
+        async def download(version: int) -> int:
+            body = B(*program("ball-x", version).encode("utf-8"))
+            return (await host.request(7, 3, L(A("ball-x"), body))).body.scalar
+
+        assert await download(1) == 0
+        start = L(A("START"), L(L(A("LOTID"), A("X1")), L(A("RECIPE"), A("ball-x")),
+                                L(A("SLOTS"), A("1"))))
+        assert (await host.request(2, 41, start)).body == L(B(4), L())
+        assert await download(1) == 0  # the same program again changes nothing
+        assert await download(2) == 1  # X1 would meet another recipe than it was started with
+        notice = await host.primary(10, 1)
+        assert "lot(s) X1 still to run on it" in notice.body.items[1].text
+        assert (await host.request(7, 17, L(A("ball-x")))).body == B(1)
+        line.store.abort_lot("X1", user="ann", reason="not needed")
+        assert await download(2) == 0
+        assert StoredRecipes(line.store.engine)("ball-x").version == 2
+        assert (await host.request(7, 17, L(A("ball-x")))).body == B(0)
+        await host.close()
+    finally:
+        await line.close()

@@ -72,6 +72,9 @@ class LineCommands(Protocol):
     def lot_state(self, lot_id: str) -> tuple[str, str]:
         """(state, recipe name) of a lot as stored; ("", "") when there is no such lot."""
 
+    def unfinished_lots(self, recipe: str) -> list[str]:
+        """Ids of the queued, running or held lots on ``recipe``."""
+
     def audit(self, action: str, detail: str) -> None:
         """Record something the host did that no lot command records (PP downloads...)."""
 
@@ -124,6 +127,10 @@ class StoreLineCommands:
             wafers_in_process=outcomes.count(None),
             tool_states={t.tool: (t.e10_state, t.tool_state) for t in store.tool_states_latest()},
         )
+
+    def unfinished_lots(self, recipe: str) -> list[str]:
+        lots = self.store.list_lots([LotState.QUEUED, LotState.RUNNING, LotState.HELD])
+        return [lot.id for lot in lots if lot.recipe_name == recipe]
 
     def lot_state(self, lot_id: str) -> tuple[str, str]:
         try:
