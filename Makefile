@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 GEMHOST       := .venv-gemhost
 GEMHOST_STAMP := $(GEMHOST)/.installed
 
-.PHONY: demo test bench lint docs clean venv gemhost
+.PHONY: demo test test-timing bench lint docs clean venv gemhost report-check
 
 # (Re)build the venv when it is missing or pyproject.toml changed since it was built.
 $(STAMP): pyproject.toml
@@ -28,14 +28,21 @@ $(GEMHOST_STAMP):
 ## make gemhost: the independent GEM host the GEM tests talk to (skipped when missing)
 gemhost: $(GEMHOST_STAMP)
 
-## make demo: a 25-wafer rebump lot on the simulated line, with a live view and an HTML report
+## make demo: a 25-wafer rebump lot DEMO on the simulated line, with a live view and an HTML
+## report (reports/DEMO/report.html); each demo starts a fresh demo.db (lot ids are never reused)
+DEMO_ARGS := --lot DEMO --recipe rebump-hipb-snpb --wafers 25 --speed 250 --seed 1 --db demo.db
 demo: $(STAMP)
-	$(BIN)/bumpline run --lot DEMO-$$(date +%H%M%S) --recipe rebump-hipb-snpb --wafers 25 --speed 250 --seed 1 --db sqlite:///demo.db || test $$? -eq 3
+	rm -f demo.db demo.db-wal demo.db-shm
+	$(BIN)/bumpline run $(DEMO_ARGS) || test $$? -eq 3
 
 ## make test: the whole test suite (warnings are errors)
 test: $(STAMP)
 	@$(MAKE) --no-print-directory gemhost || echo "make gemhost failed: the independent-host GEM test will skip"
 	$(BIN)/python -m pytest -q -W error
+
+## make test-timing: the few tests that depend on wall-clock margins at simulator speed
+test-timing: $(STAMP)
+	$(BIN)/python -m pytest -q -W error -m timing
 
 ## make bench: speed targets (never timed assertions in the tests)
 bench: $(STAMP)
@@ -43,8 +50,13 @@ bench: $(STAMP)
 		$(BIN)/python $$b || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "benchmarks missing a target:$$failed"; exit 1; fi
 
+## make report-check: run a small lot, render its report in headless Chromium, write screenshots
+## (needs Debian's chromium: apt-get install -y chromium)
+report-check: $(STAMP)
+	$(BIN)/python tools/report_check.py --out reports/report-check
+
 lint: $(STAMP)
-	$(BIN)/ruff check controller drivers sequences sim tests benchmarks
+	$(BIN)/ruff check controller drivers sequences sim tests benchmarks tools
 
 docs: $(STAMP)
 	$(BIN)/bumpline recipe diagram --out docs/wafer-state-machine.mmd

@@ -5,6 +5,10 @@ which adds its parsers and sets ``handler`` (a function taking the parsed
 arguments; it may be ``async``). ``main`` runs the handler and turns every
 expected failure into one clear line on stderr and a non-zero exit: a user
 never sees a traceback for bad input, an unreachable tool or a refused command.
+
+Output cut short by its reader (``bumpline lot list | head``) ends quietly with
+exit status 141, as a tool killed by SIGPIPE does: the reader has what it asked
+for, and a message would only land in the middle of the pipeline's output.
 """
 
 from __future__ import annotations
@@ -14,10 +18,15 @@ import asyncio
 import importlib
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
+from controller.cli_output import db_from_env
 from controller.errors import EXIT_USAGE, UserError, user_message
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader gone away
 
 # Command-group modules, in the order `bumpline --help` lists them.
 COMMAND_MODULES = (
@@ -43,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Line controller for a wafer bump-and-rebump line.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--version", action="version", version=f"bumpline {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
@@ -56,9 +66,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return metadata.version("bumpline")
+    except metadata.PackageNotFoundError:  # running from a source tree that was not installed
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test's captured stdout)
+        pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    db_from_env(args)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -73,9 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = asyncio.run(handler(args))
         else:
             result = handler(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # a second Ctrl-C before a lot runs
         print("bumpline: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # main() ends it quietly
     except UserError as exc:
         print(f"bumpline: {exc}", file=sys.stderr)
         return exc.exit_code

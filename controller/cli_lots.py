@@ -18,15 +18,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
-import json
 import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from controller.cli_output import add_json, db_url, print_json, print_table, wants_json
+from controller.cli_toolstate import tools_now
 from controller.errors import UserError
 from controller.store import (
     DEFAULT_PRIORITY,
@@ -52,17 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument(
         "--db",
-        metavar="URL",
+        metavar="URL|FILE",
+        type=db_url,
         default=argparse.SUPPRESS,
-        help="database URL (default $BUMPLINE_DB, else sqlite:///bumpline.db)",
+        help="database: a SQLAlchemy URL or a SQLite file (default $BUMPLINE_DB, else "
+        "bumpline.db)",
     )
     as_json = argparse.ArgumentParser(add_help=False)
-    as_json.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print JSON instead of a table",
-    )
+    add_json(as_json)
     user = argparse.ArgumentParser(add_help=False)
     user.add_argument(
         "--user",
@@ -159,7 +156,7 @@ def _register_lot(sub: argparse._SubParsersAction, db, as_json, user) -> None:  
         "--out",
         default="reports",
         metavar="DIR",
-        help="folder for <lot>/report.html and its plots (default ./reports)",
+        help="folder for <lot>/report.html, one self-contained file (default ./reports)",
     )
     p.set_defaults(handler=cmd_lot_report)
 
@@ -267,20 +264,39 @@ def cmd_lot_start(args: argparse.Namespace) -> int:
     return 0
 
 
+CONTROLLER_ACTIONS = ("controller.start", "controller.stop")  # written by `run` and `serve`
+
+
+def controller_running(store: Store, lot_id: str) -> bool | None:
+    """Does a controller run this lot now? None when no controller ever said (a lot that is
+    not started, or one run before controllers recorded it). A controller killed outright
+    (SIGKILL, power) cannot say it stopped: its lots still read as running."""
+    marks = [a for a in store.audit_log(lot_id=lot_id) if a.action in CONTROLLER_ACTIONS]
+    return None if not marks else marks[-1].action == "controller.start"
+
+
+def _state_shown(state: str, running: bool | None) -> str:
+    if state == LotState.RUNNING.value and running is False:
+        return "stopped"  # running in the database, but no controller runs it
+    return state
+
+
 def cmd_lot_list(args: argparse.Namespace) -> int:
     with _store(args) as store:
         lots = store.list_lots(args.state)
-    if _wants_json(args):
-        return _print_json(lots)
+        running = {lot.id: controller_running(store, lot.id) for lot in lots}
+    if wants_json(args):
+        return print_json([{**jsonable(lot), "controller_running": running[lot.id]}
+                           for lot in lots])
     if not lots:
         print("no lots")
         return 0
-    _print_table(
+    print_table(
         ["lot", "state", "recipe", "wafers", "priority", "queued", "by"],
         [
             [
                 lot.id,
-                lot.state,
+                _state_shown(lot.state, running[lot.id]),
                 f"{lot.recipe_name} v{lot.recipe_version}",
                 lot.wafer_count,
                 lot.priority,
@@ -298,9 +314,13 @@ def cmd_lot_show(args: argparse.Namespace) -> int:
         lot = store.get_lot(args.lot_id)
         wafers = store.wafers(lot.id)
         pending = store.pending_requests(lot.id)
-    if _wants_json(args):
-        return _print_json({"lot": lot, "wafers": wafers, "pending_requests": pending})
-    print(f"lot {lot.id}: {lot.state}, priority {lot.priority}")
+        running = controller_running(store, lot.id)
+    if wants_json(args):
+        return print_json({"lot": {**jsonable(lot), "controller_running": running},
+                           "wafers": wafers, "pending_requests": pending})
+    print(f"lot {lot.id}: {_state_shown(lot.state, running)}, priority {lot.priority}")
+    if _state_shown(lot.state, running) == "stopped":
+        print(f"  no controller runs it: continue it with 'bumpline run --resume {lot.id}'")
     print(f"  recipe   {lot.recipe_name} v{lot.recipe_version} ({lot.recipe_hash})")
     print(f"  queued   {_t(lot.created_at)} by {lot.created_by}")
     print(f"  started  {_t(lot.started_at)}   ended {_t(lot.ended_at)}")
@@ -311,7 +331,7 @@ def cmd_lot_show(args: argparse.Namespace) -> int:
         f"{outcomes.count(None)} unfinished"
     )
     print()
-    _print_table(
+    print_table(
         ["slot", "wafer", "state", "location", "outcome"],
         [[w.slot, w.id, w.state, w.location, w.outcome or ""] for w in wafers],
     )
@@ -340,7 +360,7 @@ def cmd_lot_action(args: argparse.Namespace) -> int:
 
 
 def cmd_lot_report(args: argparse.Namespace) -> int:
-    from controller.report import write_lot_report  # matplotlib loads only when needed
+    from controller.report import write_lot_report
 
     with _store(args) as store:
         path = write_lot_report(store, args.lot_id, Path(args.out))
@@ -351,8 +371,8 @@ def cmd_lot_report(args: argparse.Namespace) -> int:
 def cmd_wafer_show(args: argparse.Namespace) -> int:
     with _store(args) as store:
         history = store.wafer_history(args.wafer_id)
-    if _wants_json(args):
-        return _print_json(history)
+    if wants_json(args):
+        return print_json(history)
     w = history.wafer
     print(
         f"wafer {w.id} (lot {w.lot_id}, slot {w.slot}): {w.state} at {w.location}"
@@ -431,12 +451,12 @@ def cmd_wafer_disposition(args: argparse.Namespace) -> int:
 def cmd_alarms(args: argparse.Namespace) -> int:
     with _store(args) as store:
         alarms = store.alarms(active_only=args.active)
-    if _wants_json(args):
-        return _print_json([{**jsonable(a), "active": a.active} for a in alarms])
+    if wants_json(args):
+        return print_json([{**jsonable(a), "active": a.active} for a in alarms])
     if not alarms:
         print("no active alarms" if args.active else "no alarms")
         return 0
-    _print_table(
+    print_table(
         ["#", "tool", "code", "text", "wafer", "set", "cleared", "acknowledged"],
         [
             [
@@ -467,37 +487,21 @@ def cmd_alarm_ack(args: argparse.Namespace) -> int:
 
 def cmd_tools(args: argparse.Namespace) -> int:
     with _store(args) as store:
-        states = store.tool_states_latest()
-    if _wants_json(args):
-        return _print_json(states)
-    if not states:
+        tools = tools_now(store)
+    if wants_json(args):
+        return print_json([{**jsonable(n.state), "derived": n.derived} for n in tools])
+    if not tools:
         print("no tool states recorded yet")
         return 0
-    _print_table(
+    print_table(
         ["tool", "E10 state", "tool state", "since", "reason"],
-        [[s.tool, s.e10_state, s.tool_state, _t(s.at), s.reason] for s in states],
+        [[n.state.tool, n.state.e10_state, n.state.tool_state, _t(n.state.at), n.state.reason]
+         for n in tools],
     )
     return 0
 
 
 # --- output -------------------------------------------------------------------------------------
-
-
-def _wants_json(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "json", False))
-
-
-def _print_json(value: Any) -> int:
-    json.dump(jsonable(value), sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
-    return 0
-
-
-def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    for row in [list(headers), *cells]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _t(moment: datetime | None) -> str:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shlex
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from controller.cli_output import db_url
 from controller.errors import EXIT_USAGE, UserError
 from controller.events import LineEventStream
 
@@ -36,9 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     common.add_argument(
         "--db",
-        metavar="URL",
+        metavar="URL|FILE",
+        type=db_url,
         default=argparse.SUPPRESS,
-        help="database URL (default $BUMPLINE_DB, else sqlite:///bumpline.db)",
+        help="database: a SQLAlchemy URL or a SQLite file (default $BUMPLINE_DB, else "
+        "bumpline.db)",
     )
     common.add_argument(
         "--speed",
@@ -162,30 +166,43 @@ async def line_tools(args: argparse.Namespace) -> AsyncIterator[tuple[Any, Any, 
             yield tools, clock, f"simulated line in-process at {args.speed:g}x"
 
 
-def _install_stop(controller: Any) -> Any:
-    loop = asyncio.get_running_loop()
-    stops = {"count": 0}
+class Stopper:
+    """Ctrl-C and SIGTERM for a whole command: the first stops cleanly (no new step starts;
+    running steps finish and are recorded; an idle ``serve`` simply ends), the second
+    leaves at once (steps still running are left to ``--resume``, which asks the tools)."""
 
-    def stop() -> None:
-        stops["count"] += 1
-        if stops["count"] == 1:
-            print(
-                "\nstopping: no new steps start; running steps finish and are recorded "
-                "(Ctrl-C again to leave at once)",
-                file=sys.stderr,
-            )
-            controller.stop()
-        else:
-            raise KeyboardInterrupt
+    def __init__(self) -> None:
+        self.count = 0
+        self.left_at_once = False
+        self.controller: Any = None  # the LineController running now, if any
+        self.stopped = asyncio.Event()
+        self._task = asyncio.current_task()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+    def __enter__(self) -> Stopper:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._signal)
+        return self
 
-    def remove() -> None:
+    def __exit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
-    return remove
+    def _signal(self) -> None:
+        self.count += 1
+        self.stopped.set()
+        if self.count == 1:
+            # Without a controller: an idle serve ends; a run whose line is still opening
+            # stops as soon as its controller exists.
+            if self.controller is not None:
+                print("\nstopping: no new steps start; running steps finish and are "
+                      "recorded (Ctrl-C again to leave at once)", file=sys.stderr)
+                self.controller.stop()
+        elif self._task is not None:
+            # At once; with no controller (the line still opening) main() says "interrupted".
+            self.left_at_once = self.controller is not None
+            self._task.cancel()
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -243,28 +260,29 @@ async def cmd_run(args: argparse.Namespace) -> int:
     store = Store(getattr(args, "db", None))
     try:
         lot = _lot_to_run(args, store)
-        status, _stopped = await _run_lots(args, store, lambda: [lot()])
+        with Stopper() as stopper:
+            status, _ = await _run_lots(args, store, lambda: [lot()], stopper)
         return status
     finally:
         store.close()
 
 
 async def _run_lots(
-    args: argparse.Namespace, store: Any, lots: Callable[[], list[str]],
+    args: argparse.Namespace, store: Any, lots: Callable[[], list[str]], stopper: Stopper,
     events: LineEventStream | None = None,
-) -> tuple[int, bool]:
-    """Open the line, then run the lots; (exit status, whether an operator stopped it)."""
+) -> tuple[int, list[Any]]:
+    """Open the line, then run the lots; (exit status, the lots' outcomes)."""
     from controller.cli_lots import _user
     from controller.lots import LineController
     from controller.programs import StoredRecipes
     from controller.progress import LiveProgress
-    from controller.report import write_lot_report
 
     started = time.monotonic()
     cpu_started = time.process_time()
     async with line_tools(args) as (tools, clock, where):
         lot_ids = lots()
-        live = LiveProgress(store, lot_ids, plain=args.plain or not sys.stdout.isatty())
+        live = LiveProgress(store, lot_ids, plain=args.plain or not sys.stdout.isatty(),
+                            clock=clock)
         controller = LineController(
             store,
             tools,
@@ -276,57 +294,148 @@ async def _run_lots(
             events=events,
         )
         print(f"bumpline: {', '.join(lot_ids)} on the {where}", flush=True)
-        remove = _install_stop(controller)
-        tool_start = clock.now()
+        _mark_controller(store, lot_ids, "controller.start", f"run on the {where}")
+        stopper.controller = controller
+        if stopper.count:  # Ctrl-C while the line was opening
+            controller.stop()
         try:
             with live:
-                outcomes = await controller.run(lot_ids)
+                await controller.run(lot_ids)
+        except asyncio.CancelledError:
+            if not stopper.left_at_once:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
-            remove()
-        stopped = controller.stopped
-        tool_s = clock.now() - tool_start
+            stopper.controller = None
+            _mark_controller(store, lot_ids, "controller.stop", "no controller runs the lot")
+    outcomes = [_outcome(store, lot_id) for lot_id in lot_ids]
     wall_s = time.monotonic() - started
     cpu_s = time.process_time() - cpu_started
-    status = 0
+    status = 130 if stopper.left_at_once else 0
     for outcome in outcomes:
-        path = write_lot_report(store, outcome.lot_id, args.report_dir)
-        live.summary(outcome, tool_s=tool_s, wall_s=wall_s, cpu_s=cpu_s)
-        print(f"report: {path}")
+        path = _report(store, outcome.lot_id, args.report_dir)
+        live.summary(outcome, tool_s=_lot_tool_seconds(store, outcome.lot_id), wall_s=wall_s,
+                     cpu_s=cpu_s)
+        if path is not None:
+            print(f"report: {path}")
         if outcome.state != "complete":
-            status = 3
-            print(
-                f"lot {outcome.lot_id} is {outcome.state}: continue it with "
-                f"'bumpline run --resume {outcome.lot_id}"
-                + (f" --line {args.line}" if args.line else "")
-                + (f" --db {args.db}" if getattr(args, "db", None) else "")
-                + "' (after 'bumpline wafer disposition' for held wafers)"
-            )
-    return status, stopped
+            status = status or 3
+            for line in resume_hint(store, outcome.lot_id, args):
+                print(line)
+    if stopper.left_at_once:
+        print("bumpline: left at once; steps that were running are checked with the tools "
+              "on --resume", file=sys.stderr)
+    return status, outcomes
+
+
+def _outcome(store: Any, lot_id: str) -> Any:
+    from controller.lots import LotOutcome
+
+    lot = store.get_lot(lot_id)
+    return LotOutcome(lot_id, lot.state, {w.id: w.state for w in store.wafers(lot_id)})
+
+
+def _report(store: Any, lot_id: str, out_dir: str) -> Any:
+    from controller.report import write_lot_report
+    from controller.store import StoreError
+
+    try:
+        return write_lot_report(store, lot_id, out_dir)
+    except StoreError as exc:  # the lot ran and is recorded: say so, and go on
+        print(f"bumpline: {exc}", file=sys.stderr)
+        return None
+
+
+def _lot_tool_seconds(store: Any, lot_id: str) -> float:
+    """The lot's own tool time, over every controller run of it (the report's figure)."""
+    from controller.report import lot_timeline
+
+    return lot_timeline([store.wafer_history(w.id) for w in store.wafers(lot_id)]).span
+
+
+def _mark_controller(store: Any, lot_ids: list[str], action: str, detail: str) -> None:
+    """Record that a controller starts or stops running these lots (``lot list`` says
+    whether a running lot has one)."""
+    for lot_id in lot_ids:
+        store.audit("controller", action, detail, lot_id=lot_id)
+
+
+def resume_hint(store: Any, lot_id: str, args: argparse.Namespace) -> list[str]:
+    """What to do with a lot that did not complete, one command per line (no line wraps
+    mid-command on an 80-column terminal), the dispositions only when a wafer waits."""
+    from sequences.machine import AWAITING, HELD
+
+    lot = store.get_lot(lot_id)
+    if lot.state in ("complete", "aborted"):
+        return []
+    db = f" --db {shlex.quote(db_shown(args.db))}" if getattr(args, "db", None) else ""
+    line = f" --line {shlex.quote(args.line)}" if getattr(args, "line", None) else ""
+    waiting = [w for w in store.wafers(lot_id) if w.state in (HELD, AWAITING)]
+    lines = [f"lot {lot_id} is {lot.state} and not finished."]
+    if waiting:
+        names = ", ".join(w.id for w in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
+        lines.append(f"{len(waiting)} wafer{'s wait' if len(waiting) != 1 else ' waits'} "
+                     f"for an engineer ({names}); decide each with")
+        lines.append("--continue, --retry or --scrap, e.g.")
+        lines.append(f"  bumpline wafer disposition {waiting[0].id} --retry --reason TEXT{db}")
+        lines.append("then continue the lot with")
+    else:
+        lines.append("continue it with")
+    lines.append(f"  bumpline run --resume {lot_id}{line}{db}")
+    return lines
+
+
+def db_shown(url: str) -> str:
+    """``--db`` as a person would type it: a SQLite file's path, else the URL."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and "?" not in url and url != prefix + ":memory:":
+        return url[len(prefix):]
+    return url
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
     """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
-    until none is left). Held wafers wait for their disposition."""
+    until none is left). Held wafers wait for their disposition; with --once a lot that
+    stops on them is left for a person, and serve goes on with the others (exit 3)."""
     from controller.gem.service import gem_service
     from controller.store import LotState, Store
 
     args.wait_for_disposition = not args.once
     store = Store(getattr(args, "db", None))
+    left: set[str] = set()  # --once: lots that stopped for a person, not taken again
+    status = 0
+    idle_said = False
     services = contextlib.AsyncExitStack()  # --gem: the factory host link, for the whole run
     try:
         events = await services.enter_async_context(gem_service(args, store))
-        while True:
-            unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING, LotState.HELD])]
-            queued = store.next_queued_lot()
-            lots = unfinished + ([queued.id] if queued and queued.id not in unfinished else [])
-            if not lots:
-                if args.once:
-                    return 0
-                await asyncio.sleep(1.0)  # a person queues lots; look once a second
-                continue
-            status, stopped = await _run_lots(args, store, lambda ids=lots: ids, events)
-            if stopped or (args.once and status):
-                return status
+        with Stopper() as stopper:
+            while not stopper.count:
+                unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING,
+                                                                 LotState.HELD])
+                              if lot.id not in left]
+                queued = store.next_queued_lot()
+                lots = unfinished + ([queued.id] if queued and queued.id not in unfinished
+                                     else [])
+                if not lots:
+                    if args.once:
+                        break
+                    if not idle_said:
+                        print("bumpline serve: no lot to run; waiting for 'bumpline lot start' "
+                              "(Ctrl-C or SIGTERM stops)", flush=True)
+                        idle_said = True
+                    with contextlib.suppress(TimeoutError):  # a person queues lots
+                        await asyncio.wait_for(stopper.stopped.wait(), 1.0)
+                    continue
+                idle_said = False
+                run_status, outcomes = await _run_lots(args, store, lambda ids=lots: ids,
+                                                       stopper, events)
+                if stopper.count:
+                    return run_status
+                left.update(o.lot_id for o in outcomes if o.state != "complete")
+                status = status or run_status
+        if stopper.count:
+            print("bumpline serve: stopped", file=sys.stderr)
+        return status
     finally:
         await services.aclose()
         store.close()

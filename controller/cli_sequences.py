@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from controller.cli_output import (
+    add_json,
+    console,
+    is_terminal,
+    print_json,
+    print_table,
+    wants_json,
+)
 from controller.cli_sim import positive_float
 from controller.errors import UserError
 
@@ -21,9 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  parser_class=type(recipe))
     rsub.required = True
     p = rsub.add_parser("list", help="the shipped recipes")
+    add_json(p)
     p.set_defaults(handler=recipe_list)
     p = rsub.add_parser("show", help="one recipe's steps, windows and derived settings")
     p.add_argument("name", metavar="NAME", help="a shipped recipe name or a .toml file")
+    add_json(p)
     p.set_defaults(handler=recipe_show)
     p = rsub.add_parser("validate", help="check recipe files against every rule",
                         description="Check recipe files (or shipped names); lists every "
@@ -57,9 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _console():
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
+    return console()
 
 
 def _e(text: object) -> str:
@@ -73,46 +82,78 @@ def _e(text: object) -> str:
 
 
 def recipe_list(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from sequences.errors import RecipeError
     from sequences.recipe import load_recipe, shipped_recipe_paths
     from sequences.validate import validate
 
-    table = Table("recipe", "v", "steps", "hash", "valid", "description", box=None)
+    entries = []
     for name, path in shipped_recipe_paths().items():
         try:
             r = load_recipe(path)
-            problems = validate(r)
+            problems = [str(p) for p in validate(r)]
         except RecipeError as exc:
-            table.add_row(_e(name), "", "", "", "[red]no[/]", _e(str(exc).splitlines()[0]))
+            entries.append({"name": name, "version": None, "steps": [], "hash": None,
+                            "valid": False, "problems": [str(exc)], "description": ""})
             continue
-        ok = "yes" if not problems else f"[red]{len(problems)} problems[/]"
-        table.add_row(_e(name), str(r.version), " ".join(s.kind for s in r.steps),
-                      r.hash[:12], ok, _e(r.description))
+        entries.append({"name": name, "version": r.version, "steps": [s.kind for s in r.steps],
+                        "hash": r.hash, "valid": not problems, "problems": problems,
+                        "description": r.description})
+    if wants_json(args):
+        return print_json(entries)
+    rows = []
+    for e in entries:
+        if e["hash"] is None:
+            valid = "no: " + e["problems"][0].splitlines()[0]
+        else:
+            valid = "yes" if e["valid"] else f"{len(e['problems'])} problems"
+        rows.append([e["name"], e["version"] or "", " ".join(e["steps"]),
+                     (e["hash"] or "")[:12], valid, e["description"]])
+    headers = ["recipe", "v", "steps", "hash", "valid", "description"]
+    if not is_terminal():
+        print_table(headers, rows)  # a pipe or a file: one line per recipe, never cut
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None)
+    for h in headers:
+        # Names and hashes are never cut; the description wraps.
+        table.add_column(h, no_wrap=h in ("recipe", "hash"), overflow="fold")
+    for row in rows:
+        table.add_row(*(_e(c) for c in row))
     _console().print(table)
     return 0
 
 
 def recipe_show(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from sequences.alloys import default_alloys
     from sequences.recipe import find_recipe
     from sequences.validate import validate
 
     r = find_recipe(args.name)
+    alloys = default_alloys()
+    used = sorted({getattr(s, "alloy", None) for s in r.steps} - {None})
+    problems = [str(p) for p in validate(r)]
+    if wants_json(args):
+        print_json(recipe_json(r, [alloys[a] for a in used], problems))
+        return 1 if problems else 0
     con = _console()
     con.print(f"[bold]{_e(r.name)}[/] v{r.version}  sha256 {r.hash}")
     if r.description:
         con.print(_e(r.description))
-    table = Table("#", "kind", "settings", "accepted when", box=None)
+    rows = []
     for number, step in enumerate(r.steps, start=1):
         settings, windows = describe_step(step)
-        table.add_row(str(number), step.kind, _e(settings), _e(windows))
-    con.print(table)
-    alloys = default_alloys()
-    used = sorted({getattr(s, "alloy", None) for s in r.steps} - {None})
+        rows.append([str(number), step.kind, settings, windows])
+    headers = ["#", "kind", "settings", "accepted when"]
+    if is_terminal():
+        from rich.table import Table
+
+        table = Table(*headers, box=None)
+        for row in rows:
+            table.add_row(*(_e(c) for c in row))
+        con.print(table)
+    else:
+        print_table(headers, rows)
     for alloy_id in used:
         a = alloys[alloy_id]
         con.print(_e(f"  {a.id}: {a.composition_text()}; solidus {a.figure('solidus_c')}, "
@@ -122,10 +163,30 @@ def recipe_show(args: argparse.Namespace) -> int:
         con.print(_e(f"  {m.id} mask: reflow peak <= {m.figure('max_reflow_peak_c')}; stripped "
                      f"at {m.figure('strip_temp_c')} for {m.figure('strip_time_s')}")
                   + f"  [dim]({_e(m.source)})[/]")
-    problems = validate(r)
     for p in problems:
         con.print(f"[red]{_e(p)}[/]")
     return 1 if problems else 0
+
+
+def recipe_json(r: Any, alloys: list[Any], problems: list[str]) -> dict[str, Any]:
+    """``recipe show --json``: the recipe as its file says it, what bumpline derives from it
+    (profile id, TAL threshold, the one-line summaries), the alloys it uses, its problems."""
+    steps = []
+    for number, step in enumerate(r.steps, start=1):
+        settings, accepted = describe_step(step)
+        steps.append({"number": number, "kind": step.kind, **asdict(step),
+                      "settings": settings, "accepted_when": accepted})
+    return {
+        "name": r.name,
+        "version": r.version,
+        "hash": r.hash,
+        "description": r.description,
+        "steps": steps,
+        "alloys": [{"id": a.id, "composition": a.composition_text(), "solidus_c": a.solidus_c,
+                    "liquidus_c": a.liquidus_c, "source": a.source} for a in alloys],
+        "valid": not problems,
+        "problems": problems,
+    }
 
 
 def describe_step(step: Any) -> tuple[str, str]:
@@ -156,6 +217,11 @@ def describe_step(step: Any) -> tuple[str, str]:
                 f"{step.rinse_time_s} s, dry {step.dry_time_s} s, {step.spray_pressure_bar:g} bar",
                 f"mask left <= {step.max_mask_residue_pct:g} %, ionic <= "
                 f"{step.max_ionic_ug_cm2:g} µg/cm²")
+    if k == "barrier":
+        batch = f", batches of {step.batch_size}" if step.batch_size else ""
+        return (f"Ni {step.ni_um:g} µm at {step.ni_temp_c:g} °C, Au {step.au_um:g} µm at "
+                f"{step.au_temp_c:g} °C{batch}",
+                f"Ni {_w(step.ni_measured_um)} µm, Au {_w(step.au_measured_um)} µm per wafer")
     return (f"wash {step.wash_temp_c:g} °C {step.wash_time_s} s, rinse {step.rinse_time_s} s, "
             f"dry {step.dry_time_s} s, {step.spray_pressure_bar:g} bar",
             f"ionic <= {step.max_ionic_ug_cm2:g} µg/cm²")

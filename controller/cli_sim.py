@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sim",
         help="start the simulated line (every tool behind its real protocol)",
         description="Serve a simulated printer, ball mounter, reflow oven and flux cleaner on "
-        "ptys / TCP / Modbus, write the line configuration that reaches them, and run until "
-        "Ctrl-C or SIGTERM.",
+        "ptys / TCP / Modbus (and, with --platers, barrier platers on text lines over TCP), "
+        "write the line configuration that reaches them, and run until Ctrl-C or SIGTERM.",
     )
     p.add_argument(
         "--speed",
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--line",
         metavar="FILE",
-        help="take each tool's faults from this line configuration's 'faults' keys",
+        help="take each tool's faults (and a plater's state_file) from this line configuration",
     )
     p.add_argument(
         "--config-out",
@@ -72,6 +72,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N|MODEL,...",
         help="number of simulated cleaners (FC-1s; default 1), or their models in order, "
         "e.g. 'fc-2' or 'fc-1,fc-2'",
+    )
+    p.add_argument(
+        "--platers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="number of simulated EP-25 barrier platers (default 0: only barrier recipes need one)",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where each plater keeps what survives a restart (its event log and numbering) as "
+        "NAME.state.json (default: beside --config-out)",
     )
     p.set_defaults(handler=run_sim)
 
@@ -117,6 +130,16 @@ def fault_plans(spec: str, line_file: str | None) -> dict:
     return plans
 
 
+def plater_state_files(line_file: str | None) -> dict[str, str]:
+    """The ``state_file`` keys of a line configuration's platers."""
+    if not line_file:
+        return {}
+    from drivers.line_config import load_line_config
+
+    return {t.name: t.state_file for t in load_line_config(line_file).tools.values()
+            if t.state_file}
+
+
 async def run_sim(args: argparse.Namespace) -> int:
     from sim.line import SimulatedLine
 
@@ -125,10 +148,15 @@ async def run_sim(args: argparse.Namespace) -> int:
         "placer": args.placers,
         "oven": args.ovens,
         "cleaner": args.cleaners[0],
+        "plater": args.platers,
     }
     if any(n < 0 or n > 8 for n in layout.values()):
         raise UserError("tool counts must be 0-8 per role", exit_code=2)
     plans = fault_plans(args.faults, args.line)
+    state_dir = Path(args.state_dir) if args.state_dir else Path(args.config_out).parent
+    state_files = {f"plater-{i}": state_dir / f"plater-{i}.state.json"
+                   for i in range(1, args.platers + 1)}
+    state_files.update(plater_state_files(args.line))
     if args.verbose == 0:  # a running simulator shows tool activity by default
         logging.getLogger("sim").setLevel(logging.INFO)
     stop = asyncio.Event()
@@ -143,6 +171,7 @@ async def run_sim(args: argparse.Namespace) -> int:
         serial_transport=args.serial,
         cleaner_transport=args.cleaner,
         cleaner_models=args.cleaners[1],
+        state_files=state_files,
     )
     unknown = set(plans) - set(line.tool_names())
     if unknown:
@@ -151,6 +180,8 @@ async def run_sim(args: argparse.Namespace) -> int:
             f"(tools: {', '.join(line.tool_names())})",
             exit_code=2,
         )
+    from sim.plater_server import PlaterStateError
+
     try:
         async with line:
             out = Path(args.config_out)
@@ -178,6 +209,8 @@ async def run_sim(args: argparse.Namespace) -> int:
             sys.stderr.flush()
             await stop.wait()
             print("stopping simulated line", file=sys.stderr)
+    except PlaterStateError as exc:
+        raise UserError(str(exc)) from None
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

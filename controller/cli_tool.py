@@ -8,22 +8,14 @@ timestamp; ``--json`` prints the typed result as JSON.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import enum
-import importlib
 import json
 import sys
 import time
 from typing import Any
 
+from controller.console import COMMANDS, ConsoleCommand, ConsoleUsageError, run_tool_command
+from controller.console.show import plain, show
 from controller.errors import EXIT_USAGE, UserError
-
-DRIVER_MODULES = {
-    "printer": "drivers.printer",
-    "placer": "drivers.placer",
-    "oven": "drivers.oven",
-    "cleaner": "drivers.cleaner",
-}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,35 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_tool)
 
 
-def console_commands(role: str) -> dict[str, Any]:
-    module = importlib.import_module(DRIVER_MODULES[role])
-    return {c.name: c for c in module.CONSOLE_COMMANDS}
-
-
-def _plain(value: Any) -> Any:
-    """Typed results as JSON-ready values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "ok"
-    plain = _plain(value)
-    if isinstance(plain, dict):
-        width = max(len(k) for k in plain) if plain else 0
-        lines = []
-        for key, item in plain.items():
-            if isinstance(item, list) and len(item) > 12:
-                item = f"[{len(item)} values: {', '.join(map(str, item[:6]))}, ...]"
-            lines.append(f"{key:<{width}}  {item}")
-        return "\n".join(lines)
-    return str(plain)
+def console_commands(role: str) -> dict[str, ConsoleCommand]:
+    return {c.name: c for c in COMMANDS[role]}
 
 
 def _tracer(start: float):
@@ -84,7 +49,6 @@ def _tracer(start: float):
 
 async def run_tool(args: argparse.Namespace) -> int:
     from drivers.clock import ScaledClock
-    from drivers.console import ConsoleUsageError
     from drivers.line_config import load_line_config
     from drivers.tools import open_tool
 
@@ -106,13 +70,13 @@ async def run_tool(args: argparse.Namespace) -> int:
     trace = _tracer(time.monotonic()) if args.trace else None
     async with open_tool(tool, ScaledClock(config.time_scale), trace=trace) as driver:
         try:
-            result = await command.run(driver, list(args.args))
+            result = await run_tool_command(tool.role, driver, command.name, args.args)
         except ConsoleUsageError as exc:
             raise UserError(
                 f"{tool.name} {command.name}: {exc} (usage: {command.usage})", exit_code=EXIT_USAGE
             ) from None
     if args.json:
-        print(json.dumps(_plain(result), indent=2))
+        print(json.dumps(plain(result), indent=2))
     else:
-        print(_show(result))
+        print((command.show or show)(result))
     return 0

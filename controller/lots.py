@@ -217,6 +217,8 @@ class LineController:
             self._tool_state(tool, E10State.PRODUCTIVE, report.text)
         elif what == "setup":
             self._tool_state(tool, E10State.SCHEDULED_DOWN, report.text)
+        elif what == "standby":
+            self._tool_state(tool, E10State.STANDBY, report.text)
         elif what == "alarm":
             wafer = self.scheduler.wafers.get(report.wafer_id or "")
             step_id = None

@@ -43,7 +43,7 @@ class ToolReport:
     """What the scheduler tells the line about a tool (the controller records it)."""
 
     tool: str
-    what: str  # "productive", "setup", "note", "alarm", "alarm_cleared"
+    what: str  # "productive", "setup", "standby", "note", "alarm", "alarm_cleared"
     text: str = ""
     code: int = 0  # alarm code
     wafer_id: str | None = None  # the wafer the tool works on, or its alarm concerns
@@ -65,6 +65,7 @@ class ScheduledTool:
     alarm: int = 0  # latched alarm code, 0 = in service
     busy_since: float | None = None
     busy_s: float = 0.0  # tool seconds spent on steps and changeovers
+    working: bool = False  # the line was told it is productive or in setup (not standby)
 
     def take(self, now: float, holder: str | None = None) -> None:
         self.busy = True
@@ -230,6 +231,24 @@ class Scheduler:
     async def _dispatch(self) -> None:
         if all(tool.busy or tool.alarm for tool in self.tools.values()):
             return  # nothing to give out (the usual case: a step just woke us for nothing)
+        try:
+            await self._give_out()
+        finally:
+            self._standby()
+
+    def _standby(self) -> None:
+        """A tool left without work after a dispatch is in standby (E10): said once, and
+        not between a step's end and the next wafer's start."""
+        for tool in self.tools.values():
+            if tool.working and not (tool.busy or tool.riding or tool.alarm):
+                tool.working = False
+                self._report(ToolReport(tool.name, "standby", "no wafer to take"))
+
+    def _mark(self, tool: ScheduledTool, report: ToolReport) -> None:
+        tool.working = True
+        self._report(report)
+
+    async def _give_out(self) -> None:
         waiting = self._waiting()
         if not waiting:
             return
@@ -334,8 +353,8 @@ class Scheduler:
             self.wake()
             return
         step = run.recipe.step(number)
-        self._report(ToolReport(tool.name, "productive", f"{step.kind} {run.wafer_id}",
-                                wafer_id=run.wafer_id))
+        self._mark(tool, ToolReport(tool.name, "productive", f"{step.kind} {run.wafer_id}",
+                                    wafer_id=run.wafer_id))
         on_tool_free = (lambda: self._handed_on(tool)) if kind_of(step).pipelined else None
         try:
             await run.run_step(tool.driver, on_tool_free=on_tool_free)
@@ -388,9 +407,7 @@ class Scheduler:
 
     async def _try_clear(self, tool: ScheduledTool) -> None:
         try:
-            await tool.driver.clear_alarm() if hasattr(
-                tool.driver, "clear_alarm"
-            ) else await tool.driver.clear()
+            await tool.driver.clear_alarm()
         except ToolError as exc:
             self.note(tool, f"alarm {tool.alarm} not cleared: {exc.detail}")
             return
@@ -423,7 +440,7 @@ class Scheduler:
         number = run.next_step
         step = run.recipe.step(number)
         kind = kind_of(step)
-        self._report(ToolReport(tool.name, "setup", f"setup for a {step.kind} step"))
+        self._mark(tool, ToolReport(tool.name, "setup", f"setup for a {step.kind} step"))
         try:
             await kind.prepare(tool.driver, step, clock=self.clock,
                                recipe_name=run.recipe.tool_recipe_name(number),

@@ -21,25 +21,13 @@ One wafer::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.console import (
-    ConsoleCommand,
-    ConsoleUsageError,
-    alarm_or_none,
-    done_text,
-    expect_args,
-    float_arg,
-    int_arg,
-    simple,
-    timeout_arg,
-)
 from drivers.errors import DeviceBusy, NotSupported, ToolError
-from drivers.modbus_link import ModbusLink, after_lost_reply
+from drivers.modbus_link import ModbusLink
 from drivers.modbus_tool import ModbusTool
-from drivers.register_map import Block, RegisterMap
+from drivers.register_map import RegisterMap
 from drivers.types import (
     BATH_TOLERANCE_C,
     CleanerState,
@@ -63,7 +51,7 @@ _TANKS = {
 _FC2_PROCESS = ("STRIP_TEMP_PV", "RESULT_MASK_RESIDUE", "MODE_ACTIVE")  # IR 7-9
 
 
-class FluxCleaner(ModbusTool[CleanerState]):
+class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
     DEFAULT_MODEL = DEFAULT_MODEL
     STATE = CleanerState
 
@@ -105,6 +93,7 @@ class FluxCleaner(ModbusTool[CleanerState]):
             else None
         )
         self._rinse_dry = m.block("RINSE_TIME", "DRY_TIME", "SPRAY_PRESSURE")
+        self._watch = self._process
 
     # --- what the model can do -------------------------------------------------------------------
 
@@ -234,33 +223,8 @@ class FluxCleaner(ModbusTool[CleanerState]):
 
     # --- waiting ---------------------------------------------------------------------------------
 
-    async def wait_for(self, *states: CleanerState, timeout_s: float) -> CleanerState:
-        """Until the cleaner is in one of ``states`` (tool seconds); ToolAlarm on an alarm
-        unless ALARM is one of the states asked for."""
-        if not states:
-            raise ValueError(f"{self.name}: wait_for needs at least one state")
-        v = await self._poll_until(states, timeout_s, self._process)
-        return self._state_of(v["STATE"])
-
-    async def _poll_until(
-        self, states: tuple[CleanerState, ...], timeout_s: float, block: Block
-    ) -> dict[str, Any]:
-        """Read ``block`` (it starts with STATE and holds ALARM_CODE) every ``poll_s`` until
-        the state is one of ``states``; its values then."""
-        deadline = self.clock.now() + timeout_s
-        wanted = ", ".join(s.name for s in states)
-        while True:
-            v = await self.regs.read_block(block)
-            state = self._state_of(v["STATE"])
-            if state in states:
-                return v
-            if state is CleanerState.ALARM:
-                raise self._tool_alarm(v["ALARM_CODE"])
-            why = f"not {wanted} within {timeout_s:g} s (state {state.name})"
-            await self._pause_until(deadline, why)
-
     async def wait_done(self, timeout_s: float) -> None:
-        await self.wait_for(CleanerState.DONE, timeout_s=timeout_s)
+        await self._poll_until((CleanerState.DONE,), timeout_s, self._process)
 
     async def wait_bath_ready(
         self, timeout_s: float, mode: CleanMode = CleanMode.FLUX_CLEAN
@@ -293,8 +257,14 @@ class FluxCleaner(ModbusTool[CleanerState]):
         self._require(mode)
         words = self._wafer_id_words("WAFER_ID", wafer_id)
         if "MODE" in self.map:
+            reg = self.map["MODE"]
+
+            async def mode_set() -> bool:  # MODE reads back what was written
+                words = await self.link.read_holding(reg.address, 1, what="MODE")
+                return words[0] == reg.code(mode.value)
+
             try:
-                await self.regs.command("MODE", mode.value)
+                await self.regs.command("MODE", mode.value, done=mode_set)
             except DeviceBusy:
                 state = await self.state()
                 raise DeviceBusy(self.name, f"MODE={mode.value} (state {state.name})") from None
@@ -309,8 +279,8 @@ class FluxCleaner(ModbusTool[CleanerState]):
     async def unload(self) -> None:
         await self._command("UNLOAD", done=(CleanerState.IDLE, CleanerState.READY))
 
-    async def clear(self) -> None:
-        """Clear a latched alarm whose cause is gone."""
+    async def clear_alarm(self) -> None:
+        """Clear a latched alarm whose cause is gone (COMMAND = CLEAR)."""
         non_alarm = tuple(s for s in CleanerState if s is not CleanerState.ALARM)
         await self._command("CLEAR", done=non_alarm)
 
@@ -321,12 +291,16 @@ class FluxCleaner(ModbusTool[CleanerState]):
     # --- commands --------------------------------------------------------------------------------
 
     async def _command(self, name: str, done: tuple[CleanerState, ...]) -> None:
+        """COMMAND = name. After a lost reply the link asks the cleaner's state (``done``:
+        the states the command leads to) before sending it again or calling it failed."""
+
+        async def happened() -> bool:
+            return await self.state() in done
+
         try:
-            await self.regs.command("COMMAND", name)
-        except DeviceBusy as exc:
+            await self.regs.command("COMMAND", name, done=happened)
+        except DeviceBusy:
             state = await self.state()
-            if after_lost_reply(exc) and state in done:
-                return  # the first copy was carried out; its reply was lost
             why = await self._why_refused(name, state)
             raise DeviceBusy(self.name, f"COMMAND={name} ({why})") from None
 
@@ -344,102 +318,3 @@ class FluxCleaner(ModbusTool[CleanerState]):
             setpoint = await self.regs.read(sp_name)
             why += f", {tank} {reading} °C vs setpoint {setpoint} °C"
         return why
-
-
-# --- console commands (bumpline tool NAME COMMAND ...) -----------------------------------------
-
-_RECIPE_USAGE = "recipe [WASH_C WASH_S RINSE_S DRY_S PRESSURE_BAR]"
-
-
-async def _recipe(cleaner: FluxCleaner, args: list[str]) -> object:
-    if args:
-        expect_args(_RECIPE_USAGE, args, 5)
-        await cleaner.set_recipe(
-            CleanRecipe(
-                wash_temp_c=float_arg(args[0], "wash temperature (°C)"),
-                wash_time_s=int_arg(args[1], "wash time (s)"),
-                rinse_time_s=int_arg(args[2], "rinse time (s)"),
-                dry_time_s=int_arg(args[3], "dry time (s)"),
-                spray_pressure_bar=float_arg(args[4], "spray pressure (bar)"),
-            )
-        )
-    return await cleaner.recipe()
-
-
-_STRIP_USAGE = "strip-recipe [STRIP_C STRIP_S RINSE_S DRY_S PRESSURE_BAR]"
-_LOAD_USAGE = "load WAFER_ID [clean|strip]"
-_MODES = {"clean": CleanMode.FLUX_CLEAN, "strip": CleanMode.RESIST_STRIP}
-
-
-async def _strip_recipe(cleaner: FluxCleaner, args: list[str]) -> object:
-    if args:
-        expect_args(_STRIP_USAGE, args, 5)
-        await cleaner.set_strip_recipe(
-            StripRecipe(
-                strip_temp_c=float_arg(args[0], "strip temperature (°C)"),
-                strip_time_s=int_arg(args[1], "strip time (s)"),
-                rinse_time_s=int_arg(args[2], "rinse time (s)"),
-                dry_time_s=int_arg(args[3], "dry time (s)"),
-                spray_pressure_bar=float_arg(args[4], "spray pressure (bar)"),
-            )
-        )
-    return await cleaner.strip_recipe()
-
-
-async def _load(cleaner: FluxCleaner, args: list[str]) -> object:
-    expect_args(_LOAD_USAGE, args, 1, 2)
-    mode = _MODES.get(args[1] if len(args) == 2 else "clean")
-    if mode is None:
-        raise ConsoleUsageError(f"usage: {_LOAD_USAGE} (mode '{args[1]}': expected clean|strip)")
-    await cleaner.load(args[0], mode)
-    return f"loaded {args[0]} ({mode.value})"
-
-
-
-async def _wait_done(cleaner: FluxCleaner, args: list[str]) -> object:
-    await cleaner.wait_done(timeout_arg("wait-done [TIMEOUT_S]", args, 3600.0))
-    return await cleaner.result()
-
-
-async def _wait_bath(cleaner: FluxCleaner, args: list[str]) -> object:
-    bath = await cleaner.wait_bath_ready(timeout_arg("wait-bath [TIMEOUT_S]", args, 3600.0))
-    return f"bath ready at {bath} °C"
-
-
-async def _wait_strip_tank(cleaner: FluxCleaner, args: list[str]) -> object:
-    usage = "wait-strip-tank [TIMEOUT_S]"
-    tank = await cleaner.wait_bath_ready(timeout_arg(usage, args, 3600.0),
-                                         CleanMode.RESIST_STRIP)
-    return f"strip tank ready at {tank} °C"
-
-
-
-
-def _action(
-    name: str, help: str, call: Callable[[FluxCleaner], Awaitable[None]]
-) -> ConsoleCommand:
-    return simple(name, help, lambda c: done_text(call(c), f"{name} done"))
-
-
-CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
-    simple("status", "state, bath, rinse, remaining time and inputs", lambda c: c.status()),
-    ConsoleCommand("recipe", _RECIPE_USAGE, "show the recipe, or write a new one", _recipe),
-    ConsoleCommand("strip-recipe", _STRIP_USAGE,
-                   "FC-2: show the strip recipe, or write a new one", _strip_recipe),
-    ConsoleCommand("load", _LOAD_USAGE,
-                   "place a wafer in the chamber, for a flux clean (default) or an FC-2 strip",
-                   _load),
-    _action("start", "wash, rinse and dry the loaded wafer", lambda c: c.start()),
-    simple("result", "the last finished wafer's result", lambda c: c.result()),
-    _action("unload", "take the cleaned wafer out", lambda c: c.unload()),
-    _action("clear", "clear a latched alarm whose cause is gone", lambda c: c.clear()),
-    _action("abort", "stop the running cycle", lambda c: c.abort()),
-    simple("alarm", "the latched alarm, if any", alarm_or_none),
-    ConsoleCommand("wait-done", "wait-done [TIMEOUT_S]",
-                   "wait for the cycle to finish and show the result", _wait_done),
-    ConsoleCommand("wait-bath", "wait-bath [TIMEOUT_S]",
-                   "wait for the bath to reach the wash temperature", _wait_bath),
-    ConsoleCommand("wait-strip-tank", "wait-strip-tank [TIMEOUT_S]",
-                   "FC-2: wait for the strip tank to reach the strip temperature",
-                   _wait_strip_tank),
-)

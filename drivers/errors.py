@@ -28,6 +28,12 @@ class NotSupported(ToolError):
     """The tool's model cannot do what was asked (a resist strip on an FC-1); nothing sent."""
 
 
+class StateUnreachable(ToolTimeout):
+    """A wait that can never end: the tool cannot reach the awaited state by itself from
+    the state it is in (per its spec) - it needs a host command first. A ``ToolTimeout``
+    known in advance, so callers that handle timeouts handle it alike."""
+
+
 class ToolAlarm(ToolError):
     """The tool latched an alarm while we waited on it."""
 
@@ -45,11 +51,15 @@ class NakError(ToolError):
 
     code = 0
 
-    def __init__(self, tool: str, command: str, code: int, text: str) -> None:
-        super().__init__(tool, f"{command} refused: NAK {code:02d} {text}")
+    def __init__(self, tool: str, command: str, code: int, text: str, why: str = "") -> None:
+        # ``why``: what the driver found out about the refusal (the state the tool is in
+        # and what the command needs); ``text`` stays the tool's own words.
+        message = f"{command} refused: NAK {code:02d} {text}"
+        super().__init__(tool, f"{message} ({why})" if why else message)
         self.command = command
         self.code = code
         self.text = text
+        self.why = why
 
 
 class ChecksumNak(NakError):
@@ -126,3 +136,70 @@ MODBUS_ERRORS: dict[int, type[ModbusToolError]] = {
 def modbus_error(tool: str, register: str, code: int) -> ModbusToolError:
     cls = MODBUS_ERRORS.get(code)
     return cls(tool, register) if cls else ModbusToolError(tool, register, code)
+
+
+# --- text-line tools (the EP-25 plater) ---------------------------------------------------------
+
+
+class ReplyLost(LinkError):
+    """A command got no reply: timed out or the connection dropped while it was in flight.
+
+    The command may or may not have been carried out; the caller asks the tool's state
+    before sending anything again (text-line commands are not idempotent on the wire).
+    """
+
+    def __init__(self, tool: str, command: str, why: str) -> None:
+        super().__init__(tool, f"{command}: reply lost ({why})")
+        self.command = command
+
+
+class LinkBusy(LinkError):
+    """``ERR 09 BUSY LINK``: another host holds the tool's one connection."""
+
+
+class CommandRefused(ToolError):
+    """``ERR <code> <text>``: the tool refused a command; nothing was changed."""
+
+    code = 0
+
+    def __init__(self, tool: str, command: str, code: int, text: str) -> None:
+        super().__init__(tool, f"{command} refused: ERR {code:02d} {text}")
+        self.command = command
+        self.code = code
+        self.text = text
+
+
+class RefusedSyntax(CommandRefused):
+    code = 1
+
+
+class RefusedUnknown(CommandRefused):
+    code = 2
+
+
+class RefusedRange(CommandRefused):
+    code = 3
+
+
+class RefusedState(CommandRefused):
+    code = 4
+
+
+class RefusedNotReady(CommandRefused):
+    code = 5
+
+
+class RefusedAlarm(CommandRefused):
+    code = 6
+
+
+TEXT_ERRORS: dict[int, type[CommandRefused]] = {
+    cls.code: cls
+    for cls in (RefusedSyntax, RefusedUnknown, RefusedRange, RefusedState, RefusedNotReady,
+                RefusedAlarm)
+}
+
+
+def text_error(tool: str, command: str, code: int, text: str) -> CommandRefused:
+    """The exception for an ``ERR`` reply (an unlisted code still gets a CommandRefused)."""
+    return TEXT_ERRORS.get(code, CommandRefused)(tool, command, code, text)

@@ -9,20 +9,12 @@ tool, the command and the field — never an IndexError or a raw string.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from drivers.clock import Clock
-from drivers.console import (
-    ConsoleCommand,
-    ConsoleUsageError,
-    enum_arg,
-    expect_args,
-    float_arg,
-    simple,
-)
-from drivers.errors import LinkError, ToolAlarm, ToolTimeout
+from drivers.errors import LinkError, StateUnreachable, ToolAlarm, ToolTimeout
 from drivers.serial_link import HostLinkPort
 from drivers.types import Alarm, Identity
 
@@ -38,8 +30,6 @@ class _Status(Protocol):
 
 
 S = TypeVar("S", bound=_Status)  # the tool's status dataclass
-
-DEFAULT_WAIT_S = 3600.0  # console ``wait`` without a timeout: an hour of tool time
 
 
 class Fields:
@@ -103,6 +93,13 @@ class HostLinkTool(Generic[S]):
 
     STATE: type[Enum]  # the tool's STS states
     ALARM_STATE: Enum
+    # What each state becomes by itself, with no host command (the spec's command table);
+    # ALARM may follow any state. ``wait_for`` fails at once for a state that cannot come.
+    NEXT: ClassVar[Mapping[Enum, tuple[Enum, ...]]] = {}
+    # The states a command leads to, told apart from where it may start: when every reply
+    # to it was lost, STS says whether it was carried out. Commands not here (RCP, ABT, a
+    # wipe or refill that may already be over) cannot be judged, and their LinkError stands.
+    LEADS_TO: ClassVar[Mapping[str, frozenset[Enum]]] = {}
 
     def __init__(self, port: HostLinkPort, clock: Clock, *, poll_s: float = 1.0) -> None:
         if not poll_s > 0:
@@ -116,7 +113,27 @@ class HostLinkTool(Generic[S]):
         return self.port.tool
 
     async def _call(self, cmd: str, *args: str, fields: Sequence[str] = ()) -> Fields:
-        return Fields(self.name, cmd, await self.port.request(cmd, *args), fields)
+        try:
+            reply = await self.port.request(cmd, *args)
+        except LinkError:
+            # The port has retransmitted the identical frame as often as it may; the tool
+            # would have answered from memory. Before calling it failed, ask the tool.
+            if fields or not await self._carried_out(cmd, args):
+                raise
+            return Fields(self.name, cmd, [], fields)
+        return Fields(self.name, cmd, reply, fields)
+
+    async def _carried_out(self, cmd: str, args: Sequence[str]) -> bool:
+        after = self.LEADS_TO.get(cmd)
+        if after is None:
+            return False
+        try:
+            status = await self.status()
+        except LinkError:
+            return False  # the tool cannot be asked either: the first LinkError stands
+        if cmd == "LOD" and status.wafer_id != args[0]:  # type: ignore[attr-defined]
+            return False
+        return status.state in after
 
     async def identify(self) -> Identity:
         f = await self._call("IDN", fields=("vendor", "model", "serial", "firmware"))
@@ -156,6 +173,12 @@ class HostLinkTool(Generic[S]):
                 alarm = await self.alarm()  # STS has the code; ALR adds the text
                 code = alarm.code if alarm else status.alarm_code
                 raise ToolAlarm(self.name, code, alarm.text if alarm else "")
+            if not wanted & self.reachable(state):
+                names = " or ".join(sorted(s.value for s in wanted))
+                raise StateUnreachable(
+                    self.name, f"not {names}: {state.value} does not lead there without a "
+                    "host command"
+                )
             left = deadline - self.clock.now()
             if left <= 0:
                 names = " or ".join(sorted(s.value for s in wanted))
@@ -164,37 +187,19 @@ class HostLinkTool(Generic[S]):
                 )
             await self.clock.sleep(min(self.poll_s, left))
 
+    def reachable(self, state: Enum) -> set[Enum]:
+        """The states the tool can reach from ``state`` on its own (``state`` included)."""
+        seen, todo = {state, self.ALARM_STATE}, [state]
+        while todo:
+            for nxt in self.NEXT.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
     def _state(self, state: Enum | str) -> Enum:
         try:
             return self.STATE(state.value if isinstance(state, Enum) else state)
         except ValueError:
             known = ", ".join(str(m.value) for m in self.STATE)
             raise ValueError(f"{self.name}: no state {state!r} (states: {known})") from None
-
-def common_console_commands(state_enum: type[Enum]) -> tuple[ConsoleCommand, ...]:
-    """status, identify, alarm, clear, abort and wait, shared by both HostLink tools."""
-    states = ",".join(str(s.value) for s in state_enum)
-    wait_usage = "wait STATE[,STATE...] [TIMEOUT_S]"
-
-    async def wait(driver: Any, args: list[str]) -> object:
-        expect_args(wait_usage, args, 1, 2)
-        wanted = [enum_arg(s, state_enum, "STATE") for s in args[0].split(",") if s.strip()]
-        if not wanted:
-            raise ConsoleUsageError(f"usage: {wait_usage} (no state given)")
-        timeout = float_arg(args[1], "TIMEOUT_S") if len(args) > 1 else DEFAULT_WAIT_S
-        return await driver.wait_for(*wanted, timeout_s=timeout)
-
-    return (
-        simple("status", "state, wafer and counters (STS)", lambda d: d.status()),
-        simple("identify", "vendor, model, serial, firmware (IDN)", lambda d: d.identify()),
-        simple("alarm", "the latched alarm, if any (ALR)", lambda d: d.alarm()),
-        simple("clear", "clear an alarm whose cause is gone (CLR)", lambda d: d.clear_alarm()),
-        simple("abort", "stop the running operation (ABT)", lambda d: d.abort()),
-        ConsoleCommand(
-            "wait", wait_usage,
-            f"poll STS until the tool is in one of the states ({states}); "
-            f"timeout in tool seconds, default {DEFAULT_WAIT_S:g}",
-            wait,
-        ),
-    )
-

@@ -9,8 +9,8 @@ look the same, for example::
     time_scale = 100.0        # tool seconds per wall second; 1.0 on real hardware
 
     [tools.printer-1]
-    role = "printer"          # printer | placer | oven | cleaner
-    transport = "serial"      # serial | modbus-tcp | modbus-rtu
+    role = "printer"          # printer | placer | oven | cleaner | plater
+    transport = "serial"      # serial | modbus-tcp | modbus-rtu | text-tcp
     port = "/dev/pts/5"       # any pyserial URL
     baudrate = 115200
 
@@ -31,14 +31,31 @@ from typing import Any
 
 from drivers.register_map import models_for_role
 
-ROLES = ("printer", "placer", "oven", "cleaner")
+ROLES = ("printer", "placer", "oven", "cleaner", "plater")
+DEFAULT_TIMEOUT_S = 0.5  # reply timeout, wall seconds: hostlink.md's recommendation
+# A scaled (simulated) line shares its machine with the simulator: a reply may wait on a
+# busy event loop, so its timeout never drops below this (docs/decisions/0012).
+MIN_SCALED_TIMEOUT_S = 0.1
+
+
+def default_timeout_s(time_scale: float) -> float:
+    """The reply timeout (wall seconds) of a tool whose table names none.
+
+    A lost reply costs one timeout before the resend. On hardware that is 0.5 s; on a line
+    at ``time_scale`` it would be 0.5 x time_scale tool seconds (125 s at 250x: longer than
+    a wafer may wait at the oven exit), so the timeout shrinks with the scale, down to what
+    a shared machine needs to answer.
+    """
+    return min(DEFAULT_TIMEOUT_S, max(MIN_SCALED_TIMEOUT_S, DEFAULT_TIMEOUT_S / time_scale))
 # Which transports each role's host interface uses (from the tools' specs).
 ROLE_TRANSPORTS = {
     "printer": ("serial",),
     "placer": ("serial",),
     "oven": ("modbus-tcp",),
     "cleaner": ("modbus-rtu",),
+    "plater": ("text-tcp",),
 }
+TCP_TRANSPORTS = ("modbus-tcp", "text-tcp")
 PARITIES = ("N", "E", "O")
 DEFAULT_BAUDRATE = {"serial": 115200, "modbus-rtu": 19200}
 DEFAULT_PARITY = {"serial": "N", "modbus-rtu": "E"}
@@ -46,6 +63,8 @@ DEFAULT_UNIT = {"oven": 1, "cleaner": 2}
 # The model a Modbus tool is taken to be when the configuration names none (the line
 # had one model of each before the FC-2).
 DEFAULT_MODEL = {"oven": "RF-10N", "cleaner": "FC-1"}
+# Reply timeout (wall s) by transport: the plater's spec counts a command lost after 2 s.
+PLATER_TIMEOUT_S = 2.5
 
 
 class LineConfigError(ValueError):
@@ -57,19 +76,20 @@ class ToolConfig:
     name: str
     role: str
     transport: str
-    port: str | int  # pyserial URL for serial/modbus-rtu, TCP port for modbus-tcp
-    host: str | None = None  # modbus-tcp only
+    port: str | int  # pyserial URL for serial/modbus-rtu, TCP port for modbus-tcp/text-tcp
+    host: str | None = None  # modbus-tcp and text-tcp only
     baudrate: int | None = None
     parity: str = "N"
     unit: int | None = None  # Modbus device id
-    timeout_s: float = 0.5  # reply timeout, wall seconds
+    timeout_s: float = DEFAULT_TIMEOUT_S  # reply timeout, wall seconds
     retries: int = 3
     model: str | None = None  # oven, cleaner: tool model (register map name, or a map file)
     faults: str = ""  # simulator only: a fault plan (see sim.faults)
+    state_file: str = ""  # simulator only: where the plater keeps what survives a power loss
 
     @property
     def endpoint(self) -> str:
-        if self.transport == "modbus-tcp":
+        if self.transport in TCP_TRANSPORTS:
             return f"{self.host}:{self.port}"
         return str(self.port)
 
@@ -160,6 +180,7 @@ _TOOL_KEYS = {
     "retries",
     "model",
     "faults",
+    "state_file",
 }
 
 
@@ -177,7 +198,7 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
     tools_table = data.get("tools", {})
     if not isinstance(tools_table, dict):
         raise LineConfigError(f"{source}: tools: expected [tools.NAME] tables")
-    tools = {n: _tool(n, t, source) for n, t in tools_table.items()}
+    tools = {n: _tool(n, t, source, float(scale)) for n, t in tools_table.items()}
     unknown = set(data) - {"line", "tools", "gem"}
     if unknown:
         raise LineConfigError(
@@ -188,7 +209,7 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
     )
 
 
-def _tool(name: str, table: Any, source: str) -> ToolConfig:
+def _tool(name: str, table: Any, source: str, time_scale: float) -> ToolConfig:
     if not isinstance(table, dict):
         raise LineConfigError(f"{source}: tools.{name}: expected a table")
     r = _Reader(table, f"tools.{name}.", source)
@@ -201,7 +222,7 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         raise r.fail("transport", f"{' | '.join(allowed)} for a {role}")
 
     host = None
-    if transport == "modbus-tcp":
+    if transport in TCP_TRANSPORTS:
         host = r.get("host", str, "a host name or address")
         port: str | int = r.get("port", int, "a TCP port number 1-65535")
         if not 0 < port < 65536:
@@ -227,7 +248,9 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         if not 0 <= unit <= 247:
             raise r.fail("unit", "a Modbus unit id 0-247")
 
-    timeout_s = float(r.get("timeout_s", (int, float), "a reply timeout in seconds > 0", 0.5))
+    timeout_s = float(r.get("timeout_s", (int, float), "a reply timeout in seconds > 0",
+                            PLATER_TIMEOUT_S if transport == "text-tcp"
+                            else default_timeout_s(time_scale)))
     if timeout_s <= 0:
         raise r.fail("timeout_s", "a reply timeout in seconds > 0")
     retries = r.get("retries", int, "a retry count 0-10", 3)
@@ -235,6 +258,7 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         raise r.fail("retries", "a retry count 0-10")
     model = _model(r, role)
     faults = r.get("faults", str, 'a fault plan such as "drop=0.2"', "")
+    state_file = r.get("state_file", str, "a file path (simulated plater only)", "")
     r.check_unknown(_TOOL_KEYS)
     return ToolConfig(
         name=name,
@@ -249,6 +273,7 @@ def _tool(name: str, table: Any, source: str) -> ToolConfig:
         retries=retries,
         model=model,
         faults=faults,
+        state_file=state_file,
     )
 
 
@@ -292,6 +317,8 @@ def dump_line_config(config: LineConfig) -> str:
             out.append(f"{key} = {_toml_value(value)}")
         if tool.faults:
             out.append(f"faults = {_toml_value(tool.faults)}")
+        if tool.state_file:
+            out.append(f"state_file = {_toml_value(tool.state_file)}")
         out.append("")
     if config.gem is not None:
         out.append("[gem]")

@@ -8,8 +8,12 @@ with CRC carried over a TCP connection).
 What the link does so the drivers need not:
 
 * every request has a reply timeout and a bounded number of attempts; a reply
-  that does not match the request (a late reply to an earlier one) is dropped
-  and the request sent again;
+  that does not match the request (a late reply to an earlier one) or that
+  cannot be decoded is dropped and the request sent again;
+* the link is the one owner of resends, but a write is judged on the tool's
+  word: after a lost reply it asks a probe - the registers read back, or for a
+  command the driver's "did it happen?" - before sending again, before calling
+  a refusal (exception 06) a failure, and before giving up;
 * a lost connection (the tool restarted) is re-opened by the next request;
 * exception responses become ``IllegalAddress`` / ``IllegalValue`` /
   ``DeviceBusy`` naming the tool and the register; no usable reply becomes
@@ -20,8 +24,8 @@ pymodbus's own retries and background reconnection are switched off
 (``retries=0``, ``reconnect_delay=0``) so that exactly one policy - this one -
 decides, and ``close()`` leaves no tasks behind.
 
-``MappedRegisters`` adds named access through a register map
-(``drivers/register_map.py``) on top of a link.
+``drivers/mapped_registers.py`` adds named access through a register map on
+top of a link.
 """
 
 from __future__ import annotations
@@ -29,23 +33,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
-from drivers.errors import DeviceBusy, LinkError, ModbusToolError, ToolError, modbus_error
-from drivers.register_map import Block, RegisterMap
+from drivers.errors import DeviceBusy, LinkError, ToolError, modbus_error
 
 # pymodbus logs every timeout at ERROR; the link reports them itself as LinkError.
 # A NullHandler keeps them off stderr unless the application configures logging.
 logging.getLogger("pymodbus").addHandler(logging.NullHandler())
 
 Trace = Callable[[str, str], None]  # ('>' or '<', text)
+Probe = Callable[[], Awaitable[bool]]  # "was it carried out?", asked of the tool
+Exchange = Callable[[bytes], bytes | None]  # request ADU -> reply ADU (None: no reply)
 E = TypeVar("E", bound=ToolError)
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
@@ -99,6 +104,7 @@ class ModbusLink:
         self.trace = trace
         self._client: Client | None = None
         self._lock = asyncio.Lock()
+        self.garbled_replies = 0  # replies that could not be decoded (dropped, asked again)
 
     # --- construction ----------------------------------------------------------------------------
 
@@ -168,6 +174,45 @@ class ModbusLink:
         return cls(make, tool=tool, unit=unit, endpoint=url, timeout_s=timeout_s,
                    retries=retries, trace=trace)
 
+    @classmethod
+    def in_memory(
+        cls,
+        exchange: Exchange,
+        *,
+        tool: str,
+        unit: int,
+        framer: str = "tcp",
+        timeout_s: float = 0.05,
+        retries: int = 3,
+        trace: Trace | None = None,
+    ) -> ModbusLink:
+        """A tool that is a function: each whole request ADU the real pymodbus client frames
+        is handed to ``exchange``, whose bytes (or None: silence) come back as the reply.
+
+        No socket, no pty: for byte-exact exchange tests (a list of request/reply ADUs) and
+        dry runs. ``framer`` is ``tcp`` (MBAP header) or ``rtu`` (CRC, as on the FC-1's bus).
+        """
+        if framer not in ("tcp", "rtu"):
+            raise ValueError(f"{tool}: framer must be tcp or rtu, got {framer!r}")
+
+        def make() -> Client:
+            client = AsyncModbusTcpClient(
+                "in-memory", port=0, name=tool, timeout=timeout_s, retries=0, reconnect_delay=0,
+                framer=FramerType.RTU if framer == "rtu" else FramerType.SOCKET,
+            )
+            ctx = client.ctx
+
+            async def create() -> tuple[asyncio.Transport, Any]:
+                transport = _MemoryTransport(ctx, exchange)
+                ctx.connection_made(transport)
+                return transport, ctx
+
+            ctx.call_create = create
+            return client
+
+        return cls(make, tool=tool, unit=unit, endpoint=f"in-memory ({framer})",
+                   timeout_s=timeout_s, retries=retries, trace=trace)
+
     # --- lifecycle -------------------------------------------------------------------------------
 
     @property
@@ -178,6 +223,7 @@ class ModbusLink:
         if self._client is not None:
             return
         self._client = self._make_client()
+        self._guard_decoding(self._client)
         try:
             connected = await self._client.connect()
         except Exception as exc:  # e.g. termios.error: a port that refuses its settings
@@ -237,9 +283,10 @@ class ModbusLink:
         for start in range(address, address + count, MAX_READ_REGISTERS):
             n = min(MAX_READ_REGISTERS, address + count - start)
             reply = await self._request(
-                op, f"{start}..{start + n - 1}", what, self._reader(fc, start, n),
-                lambda r, n=n: len(r.registers) == n,
+                fc, op, f"{start}..{start + n - 1}", what, self._reader(fc, start, n),
+                lambda r, n=n: r.function_code == fc and len(r.registers) == n,
             )
+            assert reply is not None  # only a request with a probe ends without a reply
             out.extend(reply.registers)
         return out
 
@@ -249,10 +296,11 @@ class ModbusLink:
         for start in range(address, address + count, MAX_READ_BITS):
             n = min(MAX_READ_BITS, address + count - start)
             reply = await self._request(
-                op, f"{start}..{start + n - 1}", what, self._reader(fc, start, n),
-                lambda r, n=n: len(r.bits) >= n,
+                fc, op, f"{start}..{start + n - 1}", what, self._reader(fc, start, n),
+                lambda r, n=n: r.function_code == fc and len(r.bits) >= n,
                 shown=lambda r, n=n: str([int(b) for b in r.bits[:n]]),
             )
+            assert reply is not None
             out.extend(bool(b) for b in reply.bits[:n])
         return out
 
@@ -271,19 +319,22 @@ class ModbusLink:
     # --- writes ----------------------------------------------------------------------------------
 
     async def write_register(
-        self, address: int, value: int, *, what: str, resend: bool = True
+        self, address: int, value: int, *, what: str, done: Probe | None = None
     ) -> None:
-        """``resend=False`` for a command that must not run twice: when its reply is lost
-        the link does not send it again but raises LinkError marked ``after_lost_reply``,
-        and the caller finds out from the tool whether it ran."""
+        """One holding register. ``done`` is the tool's word for a command register (which
+        reads back 0): after a lost reply the link asks it before sending again, and a 06
+        is the tool's refusal, reported at once (the spec: "not allowed in the current
+        state"), not a busy tool to ask again. Without it, the register is read back."""
         _check_span(self.tool, what, address, 1)
         _check_words(self.tool, what, [value])
         unit = self.unit
         await self._request(
-            "write_register", f"{address} = {value}", what,
+            FC_WRITE_REGISTER, "write_register", f"{address} = {value}", what,
             lambda c: c.write_register(address, value, device_id=unit),
-            lambda r: r.address == address and list(r.registers[:1]) == [value],
-            resend=resend,
+            lambda r: r.function_code == FC_WRITE_REGISTER and r.address == address
+            and list(r.registers[:1]) == [value],
+            done=done or self._holds(address, [value], what),
+            refusal_is_final=done is not None,
         )
 
     async def write_registers(self, address: int, values: Sequence[int], *, what: str) -> None:
@@ -296,160 +347,193 @@ class ModbusLink:
         _check_words(self.tool, what, values)
         unit = self.unit
         await self._request(
-            "write_registers", f"{address}..{address + len(values) - 1} = {values}", what,
+            FC_WRITE_REGISTERS, "write_registers",
+            f"{address}..{address + len(values) - 1} = {values}", what,
             lambda c: c.write_registers(address, values, device_id=unit),
-            lambda r: r.address == address and r.count == len(values),
+            lambda r: r.function_code == FC_WRITE_REGISTERS and r.address == address
+            and r.count == len(values),
+            done=self._holds(address, values, what),
         )
 
     async def write_coil(self, address: int, value: bool, *, what: str) -> None:
         _check_span(self.tool, what, address, 1)
         unit, value = self.unit, bool(value)
+
+        async def holds() -> bool:
+            return await self.read_coils(address, 1, what=what) == [value]
+
         await self._request(
-            "write_coil", f"{address} = {int(value)}", what,
+            FC_WRITE_COIL, "write_coil", f"{address} = {int(value)}", what,
             lambda c: c.write_coil(address, value, device_id=unit),
-            lambda r: r.address == address,
+            lambda r: r.function_code == FC_WRITE_COIL and r.address == address,
+            done=holds,
         )
+
+    def _holds(self, address: int, values: list[int], what: str) -> Probe:
+        """A write's probe: the registers read back as written."""
+
+        async def holds() -> bool:
+            return await self.read_holding(address, len(values), what=what) == values
+
+        return holds
 
     # --- the one request loop --------------------------------------------------------------------
 
     async def _request(
         self,
+        fc: int,
         op: str,
         span: str,
         what: str,
         send: Callable[[Client], Awaitable[ModbusPDU]],
         matches: Callable[[ModbusPDU], bool],
         *,
-        resend: bool = True,
+        done: Probe | None = None,
+        refusal_is_final: bool = False,
         shown: Callable[[ModbusPDU], str] | None = None,
-    ) -> ModbusPDU:
+    ) -> ModbusPDU | None:
+        """Send until the tool answers, at most ``retries + 1`` times; the reply, or None when
+        ``done`` said that a request whose reply was lost had been carried out.
+
+        ``done`` is the tool's word for a request that must not simply be sent again: after
+        a lost or garbled reply it is asked before any resend, and before a refusal or a
+        silence is called a failure.
+        """
         trace = self.trace
         if trace:
             trace(">", f"{op} {span} unit {self.unit} ({what})")
         lost_reply = False  # an earlier copy may have been carried out
-        async with self._lock:
-            for attempt in range(self.retries + 1):
-                last = attempt == self.retries
+        problem = ""
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            if lost_reply and done is not None and await self._happened(done, what, trace):
+                return None  # the earlier copy was carried out; its reply was lost
+            async with self._lock:  # one request on the wire at a time; probes go between
                 client = self._client
                 if client is None:
                     raise LinkError(self.tool, f"{what}: link to {self.endpoint} is closed")
+                reply: ModbusPDU | None = None
                 if not client.connected and not await _connect(client):
                     problem = f"cannot connect to {self.endpoint}"
-                    if not last:
-                        await asyncio.sleep(self.timeout_s / 5)  # the tool may be restarting
                 else:
                     try:
                         reply = await send(client)
                     except ModbusException:  # nothing decodable within the timeout
                         reply = None
-                    if reply is None:
-                        problem = f"no reply within {self.timeout_s:g} s"
-                        lost_reply = True
-                    elif reply.isError():
-                        error = modbus_error(self.tool, what, reply.exception_code)
-                        if not isinstance(error, DeviceBusy) or last:
-                            if trace:
-                                trace("<", f"exception {reply.exception_code:02d} {error.meaning}")
-                            raise _flagged(error, lost_reply)
-                        problem = "tool busy"
-                        await asyncio.sleep(BUSY_PAUSE_S * (attempt + 1))
-                    elif not matches(reply):
-                        problem = "a reply that does not match the request"
-                        lost_reply = True
-                    else:
-                        if trace:
-                            trace("<", shown(reply) if shown else _shown(reply))
-                        return reply
-                if lost_reply and not resend:
-                    last = True  # the tool may have acted on it: the caller must look first
+                    lost_reply = lost_reply or reply is None
+                    problem = f"no reply within {self.timeout_s:g} s"
+            if reply is None:
+                if not client.connected and not last:
+                    await asyncio.sleep(self.timeout_s / 5)  # the tool may be restarting
+            elif reply.isError() and (reply.function_code & 0x7F) != fc:
+                problem, lost_reply = "a garbled reply (exception to another function)", True
+                self.garbled_replies += 1
+            elif reply.isError():
+                error = modbus_error(self.tool, what, reply.exception_code)
+                if isinstance(error, DeviceBusy) and lost_reply and done is not None:
+                    # Refused now, perhaps because the lost copy already did it: the tool's
+                    # word decides, once - done, or a refusal to report (not to resend).
+                    if await self._happened(done, what, trace):
+                        return None
+                    last = True
+                if not isinstance(error, DeviceBusy) or last or refusal_is_final:
+                    if trace:
+                        trace("<", f"exception {reply.exception_code:02d} {error.meaning}")
+                    raise _flagged(error, lost_reply)
+                problem = "tool busy"
+                await asyncio.sleep(BUSY_PAUSE_S * (attempt + 1))
+            elif not matches(reply):
+                problem, lost_reply = "a reply that does not match the request", True
+            else:
                 if trace:
-                    trace("<", problem if last else f"{problem}; asking again")
-                if last:
-                    break
+                    trace("<", shown(reply) if shown else _shown(reply))
+                return reply
+            if trace:
+                then = "asking the tool" if lost_reply and done else "asking again"
+                trace("<", problem if last and not (lost_reply and done) else f"{problem}; {then}")
+        if lost_reply and done is not None and await self._happened(done, what, trace):
+            return None
         raise _flagged(
             LinkError(
                 self.tool,
                 f"{what}: {problem} ({op} {span} unit {self.unit} at {self.endpoint}, "
-                f"{attempt + 1} attempt{'s' if attempt else ''})",
+                f"{self.retries + 1} attempt{'s' if self.retries else ''}"
+                f"{', and the tool says it was not done' if lost_reply and done else ''})",
             ),
             lost_reply,
         )
 
-
-class MappedRegisters:
-    """Named access to a tool through its register map: what the drivers use."""
-
-    def __init__(self, link: ModbusLink, register_map: RegisterMap) -> None:
-        self.link = link
-        self.map = register_map
-
-    async def read_block(self, block: Block) -> dict[str, Any]:
-        """Every entry of a block (one request per 125 registers), decoded."""
-        if len(block.runs) == 1:
-            words = await self.link.read(block.table, block.address, block.count, what=block.label)
-        else:
-            words = [0] * block.count
-            for address, count in block.runs:
-                run = await self.link.read(block.table, address, count, what=block.label)
-                words[address - block.address : address - block.address + count] = run
-        return block.decode(words)
-
-    async def read(self, name: str) -> Any:
-        """One entry, decoded (a tuple for array entries such as ZONE_PV)."""
-        reg = self.map[name]
-        words = await self.link.read(reg.table, reg.address, reg.count, what=name)
-        values = reg.decode_all(words)
-        return values if reg.values > 1 else values[0]
-
-    async def write(self, name: str, value: Any) -> None:
-        reg = self.map[name]
-        if reg.table == "coil":
-            await self.link.write_coil(reg.address, bool(value), what=name)
-            return
-        if reg.table != "holding":
-            raise ValueError(
-                f"{self.link.tool}: {name} is in the {reg.table} table and cannot be written"
-            )
-        words = reg.encode_all(value) if reg.values > 1 else reg.encode(value)
-        await self._write_words(reg.address, words, name)
-
-    async def write_block(self, block: Block, values: Mapping[str, Any]) -> None:
-        """Several contiguous holding entries in one write; the tool refuses all or none."""
-        words: list[int] = []
-        for reg in block.entries:
-            value = values[reg.name]
-            words.extend(reg.encode_all(value) if reg.values > 1 else reg.encode(value))
-        if not block.contiguous:
-            raise ValueError(
-                f"{self.link.tool}: {block.label} is not one contiguous run of registers"
-            )
+    async def _happened(self, done: Probe, what: str, trace: Trace | None) -> bool:
+        """Ask the tool whether a request whose reply was lost was carried out."""
         try:
-            await self._write_words(block.address, words, block.label)
-        except ModbusToolError as exc:
-            if exc.code != 3:
-                raise
-            # Name the values the vendor's ranges reject, not just the block.
-            problems = [
-                p for reg in block.entries for p in reg.out_of_range(block.words_of(reg, words))
-            ]
-            if not problems:
-                raise
-            raise type(exc)(self.link.tool, f"{block.label} ({'; '.join(problems)})") from None
+            happened = await done()
+        except LinkError as exc:
+            raise _flagged(
+                LinkError(self.tool, f"{what}: reply lost, and the tool could not be asked "
+                          f"whether it was carried out ({exc.detail})"),
+                True,
+            ) from None
+        if trace:
+            trace("<", f"reply lost; the tool says it was {'' if happened else 'not '}carried out")
+        return happened
 
-    async def command(self, register: str, code_name: str, *, resend: bool = True) -> None:
-        """Write a named code (``COMMAND`` = ``APPLY``); the error names both."""
-        reg = self.map[register]
-        what = f"{register}={code_name}"
-        await self.link.write_register(reg.address, reg.code(code_name), what=what, resend=resend)
+    def _guard_decoding(self, client: Client) -> None:
+        """A reply pymodbus cannot decode must end the wait for it, not the connection.
 
-    async def _write_words(self, address: int, words: list[int], what: str) -> None:
-        if len(words) == 1:
-            await self.link.write_register(address, words[0], what=what)
-        else:
-            await self.link.write_registers(address, words, what=what)
+        pymodbus 3.16 decodes replies inside ``data_received``; a frame whose PDU it cannot
+        decode raises ``ModbusIOException`` there, which asyncio reports as "Fatal error:
+        protocol.data_received() call failed" with a traceback, and then it closes the
+        transport while the request waits out its timeout. Here the undecodable bytes are
+        dropped and the waiting request fails at once as garbled, so the link asks again.
+        """
+        ctx = client.ctx
+        decode = ctx.callback_data
+
+        def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
+            try:
+                return decode(data, addr)
+            except ModbusException as exc:
+                self.garbled_replies += 1
+                waiting = ctx.response_future
+                if not waiting.done():
+                    waiting.set_exception(ModbusIOException(f"garbled reply: {exc}"))
+                return len(data)  # nothing in what was buffered can be trusted
+
+        ctx.callback_data = callback_data  # type: ignore[method-assign]
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+class _MemoryTransport(asyncio.Transport):
+    """The wire of ``ModbusLink.in_memory``: what the client writes goes to ``exchange``;
+    its answer arrives on the next loop turn, as bytes from a socket would."""
+
+    def __init__(self, protocol: Any, exchange: Exchange) -> None:
+        super().__init__()
+        self._protocol = protocol
+        self._exchange = exchange
+        self._closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        reply = self._exchange(bytes(data))
+        if reply:
+            asyncio.get_running_loop().call_soon(self._deliver, reply)
+
+    def _deliver(self, reply: bytes) -> None:
+        if not self._closing:
+            self._protocol.data_received(reply)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
 
 
 def _socket_address(url: str, tool: str) -> tuple[str, int]:

@@ -9,19 +9,22 @@ texts, waits in tool seconds on the injected clock.
 from __future__ import annotations
 
 from enum import Enum
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import ToolAlarm, ToolError, ToolTimeout
-from drivers.modbus_link import MappedRegisters, ModbusLink
-from drivers.register_map import RegisterMap, load_register_map
+from drivers.mapped_registers import MappedRegisters
+from drivers.modbus_link import ModbusLink
+from drivers.register_map import Block, RegisterMap, load_register_map
 from drivers.types import Alarm
 
 St = TypeVar("St", bound=Enum)
+S = TypeVar("S")  # the tool's status dataclass
 
 
-class ModbusTool(Generic[St]):
-    """Base of the Modbus drivers. A subclass names its map and its state enum."""
+class ModbusTool(Generic[St, S]):
+    """Base of the Modbus drivers. A subclass names its map and its state enum, and the
+    block ``_watch`` that ``wait_for`` polls (it starts with STATE and holds ALARM_CODE)."""
 
     DEFAULT_MODEL: ClassVar[str]
     STATE: ClassVar[type[Enum]]
@@ -43,6 +46,7 @@ class ModbusTool(Generic[St]):
             register_map = load_register_map(register_map or self.DEFAULT_MODEL)
         self.map = register_map
         self.regs = MappedRegisters(link, register_map)
+        self._watch: Block = register_map.block("STATE", "ALARM_CODE")
 
     @property
     def name(self) -> str:
@@ -53,6 +57,34 @@ class ModbusTool(Generic[St]):
 
     async def state(self) -> St:
         return self._state_of(await self.regs.read("STATE"))
+
+    async def status(self) -> S:
+        raise NotImplementedError
+
+    async def wait_for(self, *states: St, timeout_s: float) -> S:
+        """Until the tool is in one of ``states`` (tool seconds), then its status; ToolAlarm
+        on an alarm unless ALARM is one of the states asked for."""
+        if not states:
+            raise ValueError(f"{self.name}: wait_for needs at least one state")
+        await self._poll_until(states, timeout_s, self._watch)
+        return await self.status()
+
+    async def _poll_until(
+        self, states: tuple[St, ...], timeout_s: float, block: Block
+    ) -> dict[str, Any]:
+        """Read ``block`` (it starts with STATE and holds ALARM_CODE) every ``poll_s`` until
+        the state is one of ``states``; its values then."""
+        deadline = self.clock.now() + timeout_s
+        wanted = ", ".join(s.name for s in states)
+        while True:
+            v = await self.regs.read_block(block)
+            state = self._state_of(v["STATE"])
+            if state in states:
+                return v
+            if state.name == "ALARM":
+                raise self._tool_alarm(v["ALARM_CODE"])
+            why = f"not {wanted} within {timeout_s:g} s (state {state.name})"
+            await self._pause_until(deadline, why)
 
     async def alarm(self) -> Alarm | None:
         """The latched alarm, or None."""

@@ -20,19 +20,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from drivers.clock import Clock
-from drivers.console import (
-    ConsoleCommand,
-    ConsoleUsageError,
-    alarm_or_none,
-    done_text,
-    expect_args,
-    float_arg,
-    int_arg,
-    simple,
-    timeout_arg,
-)
-from drivers.errors import DeviceBusy, LinkError, ToolError
-from drivers.modbus_link import MAX_READ_REGISTERS, ModbusLink, after_lost_reply
+from drivers.errors import DeviceBusy, ToolError
+from drivers.modbus_link import MAX_READ_REGISTERS, ModbusLink
 from drivers.modbus_tool import ModbusTool
 from drivers.register_map import RegisterMap
 from drivers.types import (
@@ -47,7 +36,7 @@ from drivers.types import (
 DEFAULT_MODEL = "rf-10n"
 
 
-class ReflowOven(ModbusTool[OvenState]):
+class ReflowOven(ModbusTool[OvenState, OvenStatus]):
     DEFAULT_MODEL = DEFAULT_MODEL
     STATE = OvenState
 
@@ -72,6 +61,7 @@ class ReflowOven(ModbusTool[OvenState]):
             "ZONE_PV", "STATE", "WAFERS_ON_BELT", "ALARM_CODE", "O2_PPM", "ACTIVE_PROFILE_ID"
         )
         self._state = m.block("STATE", "WAFERS_ON_BELT", "ALARM_CODE")
+        self._watch = self._state
         self._flags = m.block("ENTRANCE_CLEAR", "WAFER_AT_EXIT", "ZONES_STABLE", "ALARM_ACTIVE")
         self._coils = m.block("N2_ON", "CONVEYOR_RUN")
         self._exit = m.block(
@@ -111,11 +101,11 @@ class ReflowOven(ModbusTool[OvenState]):
 
     async def apply(self) -> None:
         """Make the staged profile active (belt empty, no alarm); the zones start moving."""
-        await self._command("APPLY")
+        await self._command("APPLY", done=self._applied)
 
     async def standby(self) -> None:
         """All zones to 100 °C (belt empty)."""
-        await self._command("STANDBY")
+        await self._command("STANDBY", done=self._in_state(OvenState.STANDBY))
 
     async def set_nitrogen(self, on: bool) -> None:
         await self.regs.write("N2_ON", on)
@@ -203,7 +193,7 @@ class ReflowOven(ModbusTool[OvenState]):
             await self.link.write_registers(reg.address, words, what="LOAD_WAFER_ID")
             # Never sent twice: a repeat could put a second wafer on the belt once the
             # entrance clears. After a lost reply the belt count tells whether it went on.
-            await self._command("LOAD", done=self._belt_count_is(on_belt + 1), resend=False)
+            await self._command("LOAD", done=self._belt_count_is(on_belt + 1))
 
     async def exit_result(self) -> ReflowResult:
         """The exit wafer's measured profile: the EXIT_ registers, then its curve."""
@@ -247,38 +237,22 @@ class ReflowOven(ModbusTool[OvenState]):
         # Never sent twice blindly: a repeat could release the next wafer reaching the exit.
         # After a lost reply the exit tells: our wafer is gone from it, or it is not.
         async with self._belt:
-            await self._command("UNLOAD", done=self._gone_from_exit(wafer_id), resend=False)
+            await self._command("UNLOAD", done=self._gone_from_exit(wafer_id))
 
-    async def clear(self) -> None:
-        """Clear a latched alarm whose cause is gone."""
+    async def clear_alarm(self) -> None:
+        """Clear a latched alarm whose cause is gone (COMMAND = CLEAR)."""
         await self._command("CLEAR", done=self._alarm_gone)
 
     # --- commands --------------------------------------------------------------------------------
 
-    async def _command(
-        self,
-        name: str,
-        done: Callable[[], Awaitable[bool]] | None = None,
-        *,
-        resend: bool = True,
-    ) -> None:
-        """COMMAND = name. ``done`` tells, after a lost reply, whether the oven carried it out."""
-        for _ in range(self.link.retries + 1):
-            try:
-                await self.regs.command("COMMAND", name, resend=resend)
-                return
-            except DeviceBusy as exc:
-                if after_lost_reply(exc) and done is not None and await done():
-                    return  # the first copy was carried out; its reply was lost
-                reason = await self._why_refused(name)
-                raise DeviceBusy(self.name, f"COMMAND={name} ({reason})") from None
-            except LinkError as exc:
-                if resend or not after_lost_reply(exc) or done is None:
-                    raise
-                if await done():
-                    return
-                # It did not happen: sending it again is safe.
-        raise LinkError(self.name, f"COMMAND={name}: no reply from the oven")
+    async def _command(self, name: str, done: Callable[[], Awaitable[bool]]) -> None:
+        """COMMAND = name. ``done`` is the oven's word on whether it was carried out, which
+        the link asks after a lost reply instead of sending the command again blindly."""
+        try:
+            await self.regs.command("COMMAND", name, done=done)
+        except DeviceBusy:
+            reason = await self._why_refused(name)
+            raise DeviceBusy(self.name, f"COMMAND={name} ({reason})") from None
 
     async def _why_refused(self, command: str) -> str:
         """What the spec says stops this command, as the oven reports it now."""
@@ -321,94 +295,19 @@ class ReflowOven(ModbusTool[OvenState]):
 
         return check
 
+    async def _applied(self) -> bool:
+        # The staged tag is active and the zones are moving to it (or already there). A
+        # profile that was active already reads the same: applying it again changes nothing.
+        state = self._state_of(await self.regs.read("STATE"))
+        active = await self.regs.read("ACTIVE_PROFILE_ID")
+        staged = await self.regs.read("PROFILE_ID")
+        return active == staged and state in (OvenState.HEATING, OvenState.READY)
+
+    def _in_state(self, state: OvenState) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return await self.state() is state
+
+        return check
+
     async def _alarm_gone(self) -> bool:
         return not (await self.regs.read_block(self._flags))["ALARM_ACTIVE"]
-
-    # --- helpers ---------------------------------------------------------------------------------
-
-
-
-# --- console commands (bumpline tool NAME COMMAND ...) -----------------------------------------
-
-
-
-def _switch(usage: str, args: list[str], on: str, off: str) -> bool:
-    expect_args(usage, args, 1)
-    word = args[0].lower()
-    if word not in (on, off):
-        raise ConsoleUsageError(f"usage: {usage} (got '{args[0]}')")
-    return word == on
-
-
-_PROFILE_USAGE = "profile [Z1 .. Z10 SPEED_MM_MIN O2_LIMIT_PPM TAL_C PROFILE_ID]"
-
-
-async def _profile(oven: ReflowOven, args: list[str]) -> object:
-    if args:
-        expect_args(_PROFILE_USAGE, args, ZONES + 4)
-        zones = tuple(
-            float_arg(a, f"zone {i + 1} setpoint (°C)") for i, a in enumerate(args[:ZONES])
-        )
-        speed, o2, tal, pid = args[ZONES:]
-        await oven.stage_profile(
-            ReflowProfile(
-                zone_setpoints_c=zones,
-                conveyor_mm_min=int_arg(speed, "conveyor speed (mm/min)"),
-                o2_limit_ppm=int_arg(o2, "O2 limit (ppm)"),
-                tal_threshold_c=float_arg(tal, "TAL threshold (°C)"),
-                profile_id=int_arg(pid, "profile id"),
-            )
-        )
-    return await oven.staged_profile()
-
-
-async def _n2(oven: ReflowOven, args: list[str]) -> object:
-    on = _switch("n2 on|off", args, "on", "off")
-    await oven.set_nitrogen(on)
-    return f"nitrogen {'on' if on else 'off'}"
-
-
-async def _conveyor(oven: ReflowOven, args: list[str]) -> object:
-    run = _switch("conveyor run|stop", args, "run", "stop")
-    await oven.set_conveyor(run)
-    return f"conveyor {'running' if run else 'stopped'}"
-
-
-async def _load(oven: ReflowOven, args: list[str]) -> object:
-    expect_args("load WAFER_ID", args, 1)
-    await oven.load(args[0])
-    return f"loaded {args[0]}"
-
-
-async def _wait_ready(oven: ReflowOven, args: list[str]) -> object:
-    await oven.wait_ready(timeout_arg("wait-ready [TIMEOUT_S]", args, 1800.0))
-    return "ready"
-
-
-async def _wait_exit(oven: ReflowOven, args: list[str]) -> object:
-    return await oven.wait_exit(timeout_arg("wait-exit [TIMEOUT_S]", args, 900.0))
-
-
-
-CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
-    simple("status", "state, zone temperatures, O2, belt and exit", lambda o: o.status()),
-    simple("zones", "zone 1..10 temperatures (°C)", lambda o: o.zone_temperatures()),
-    ConsoleCommand("profile", _PROFILE_USAGE, "show the staged profile, or stage one", _profile),
-    simple("apply", "make the staged profile active (belt empty)",
-           lambda o: done_text(o.apply(), "applied")),
-    ConsoleCommand("n2", "n2 on|off", "switch the nitrogen purge", _n2),
-    ConsoleCommand("conveyor", "conveyor run|stop", "run or stop the belt (stopping flags wafers)",
-                   _conveyor),
-    ConsoleCommand("load", "load WAFER_ID", "put a wafer on the belt", _load),
-    simple("result", "the exit wafer's measured profile", lambda o: o.exit_result()),
-    simple("unload", "the exit wafer has been taken", lambda o: done_text(o.unload(), "unloaded")),
-    simple("clear", "clear a latched alarm whose cause is gone",
-           lambda o: done_text(o.clear(), "cleared")),
-    simple("standby", "all zones to 100 °C (belt empty)",
-           lambda o: done_text(o.standby(), "standby")),
-    simple("alarm", "the latched alarm, if any", alarm_or_none),
-    ConsoleCommand("wait-ready", "wait-ready [TIMEOUT_S]", "wait until READY (tool seconds)",
-                   _wait_ready),
-    ConsoleCommand("wait-exit", "wait-exit [TIMEOUT_S]",
-                   "wait for a wafer at the exit and show its result", _wait_exit),
-)

@@ -5,10 +5,7 @@ One typed method per command; ranges are the tool's to enforce (NAK 03).
 
 from __future__ import annotations
 
-from typing import Any
-
-from drivers.console import ConsoleCommand, expect_args, int_arg, simple
-from drivers.hostlink_tool import HostLinkTool, common_console_commands, number_text
+from drivers.hostlink_tool import HostLinkTool, number_text
 from drivers.types import PlacementRecipe, PlacementResult, PlacerState, PlacerStatus, RunStatus
 
 STS_FIELDS = (
@@ -23,6 +20,25 @@ class BallPlacer(HostLinkTool[PlacerStatus]):
 
     STATE = PlacerState
     ALARM_STATE = PlacerState.ALARM
+    NEXT = {
+        PlacerState.CHANGEOVER: (PlacerState.IDLE,),
+        PlacerState.LOADING: (PlacerState.READY,),
+        PlacerState.FLUXING: (PlacerState.PLACING,),
+        PlacerState.PLACING: (PlacerState.INSPECTING,),
+        PlacerState.INSPECTING: (PlacerState.DONE,),
+        PlacerState.REPAIRING: (PlacerState.INSPECTING, PlacerState.DONE),  # re-inspects
+        PlacerState.UNLOADING: (PlacerState.IDLE,),
+    }
+    LEADS_TO = {
+        "LOD": frozenset({PlacerState.LOADING, PlacerState.READY}),
+        "PLC": frozenset({
+            PlacerState.FLUXING, PlacerState.PLACING, PlacerState.INSPECTING, PlacerState.DONE,
+        }),
+        "RPR": frozenset({PlacerState.REPAIRING, PlacerState.INSPECTING}),
+        "ULD": frozenset({PlacerState.UNLOADING, PlacerState.IDLE}),
+        "CHG": frozenset({PlacerState.CHANGEOVER}),
+        "CLR": frozenset(set(PlacerState) - {PlacerState.ALARM}),
+    }
 
     async def status(self) -> PlacerStatus:
         f = await self._call("STS", fields=STS_FIELDS)
@@ -76,47 +92,3 @@ class BallPlacer(HostLinkTool[PlacerStatus]):
 
     async def unload(self) -> None:
         await self._call("ULD")
-
-
-# --- console ------------------------------------------------------------------------------------
-
-_RECIPE_USAGE = "recipe NAME BALL_DIAMETER_UM BALL_ALLOY FLUX_UM PITCH_UM SITES"
-
-
-async def _recipe(placer: Any, args: list[str]) -> None:
-    expect_args(_RECIPE_USAGE, args, 6)
-    await placer.set_recipe(
-        PlacementRecipe(
-            name=args[0],
-            ball_diameter_um=int_arg(args[1], "BALL_DIAMETER_UM"),
-            ball_alloy=args[2],
-            flux_um=int_arg(args[3], "FLUX_UM"),
-            pitch_um=int_arg(args[4], "PITCH_UM"),
-            sites=int_arg(args[5], "SITES"),
-        )
-    )
-
-
-async def _changeover(placer: Any, args: list[str]) -> None:
-    expect_args("changeover BALL_ALLOY BALL_DIAMETER_UM", args, 2)
-    await placer.changeover(args[0], int_arg(args[1], "BALL_DIAMETER_UM"))
-
-
-async def _load(placer: Any, args: list[str]) -> None:
-    expect_args("load WAFER_ID", args, 1)
-    await placer.load(args[0])
-
-
-CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
-    *common_console_commands(PlacerState),
-    ConsoleCommand("recipe", _RECIPE_USAGE, "store placement parameters (RCP; IDLE only)", _recipe),
-    ConsoleCommand(
-        "changeover", "changeover BALL_ALLOY BALL_DIAMETER_UM",
-        "exchange ball supply and masks, 900 s (CHG)", _changeover,
-    ),
-    ConsoleCommand("load", "load WAFER_ID", "take in a wafer (LOD)", _load),
-    simple("place", "flux, place and inspect the wafer (PLC)", lambda p: p.start_placement()),
-    simple("result", "the placed wafer's inspection result (RES)", lambda p: p.result()),
-    simple("repair", "repair missing and extra balls (RPR)", lambda p: p.repair()),
-    simple("unload", "hand the wafer out (ULD)", lambda p: p.unload()),
-)

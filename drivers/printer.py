@@ -6,10 +6,7 @@ refuses comes back as ``BadParameter`` (NAK 03), exactly as on the real tool.
 
 from __future__ import annotations
 
-from typing import Any
-
-from drivers.console import ConsoleCommand, expect_args, float_arg, int_arg, simple
-from drivers.hostlink_tool import HostLinkTool, common_console_commands, number_text
+from drivers.hostlink_tool import HostLinkTool, number_text
 from drivers.types import PrinterState, PrinterStatus, PrintRecipe, PrintResult, RunStatus
 
 STS_FIELDS = (
@@ -26,6 +23,22 @@ class PastePrinter(HostLinkTool[PrinterStatus]):
 
     STATE = PrinterState
     ALARM_STATE = PrinterState.ALARM
+    NEXT = {
+        PrinterState.CHANGEOVER: (PrinterState.IDLE,),
+        PrinterState.LOADING: (PrinterState.READY,),
+        PrinterState.PRINTING: (PrinterState.INSPECTING,),
+        PrinterState.INSPECTING: (PrinterState.DONE,),
+        PrinterState.UNLOADING: (PrinterState.IDLE,),
+        PrinterState.WIPING: (PrinterState.UNLOADING, PrinterState.IDLE),  # ULD may wipe first
+        PrinterState.FILLING: (PrinterState.IDLE,),
+    }
+    LEADS_TO = {
+        "LOD": frozenset({PrinterState.LOADING, PrinterState.READY}),
+        "PRT": frozenset({PrinterState.PRINTING, PrinterState.INSPECTING, PrinterState.DONE}),
+        "ULD": frozenset({PrinterState.UNLOADING, PrinterState.WIPING, PrinterState.IDLE}),
+        "CHG": frozenset({PrinterState.CHANGEOVER}),
+        "CLR": frozenset(set(PrinterState) - {PrinterState.ALARM}),
+    }
 
     async def status(self) -> PrinterStatus:
         f = await self._call("STS", fields=STS_FIELDS)
@@ -83,51 +96,3 @@ class PastePrinter(HostLinkTool[PrinterStatus]):
 
     async def fill(self) -> None:
         await self._call("FIL")
-
-
-# --- console ------------------------------------------------------------------------------------
-
-_RECIPE_USAGE = (
-    "recipe NAME SQUEEGEE_KGF SPEED_MM_S SEPARATION_MM_S STENCIL_ID PASSES WIPE_EVERY"
-)
-
-
-async def _recipe(printer: Any, args: list[str]) -> None:
-    expect_args(_RECIPE_USAGE, args, 7)
-    await printer.set_recipe(
-        PrintRecipe(
-            name=args[0],
-            squeegee_kgf=float_arg(args[1], "SQUEEGEE_KGF"),
-            speed_mm_s=float_arg(args[2], "SPEED_MM_S"),
-            separation_mm_s=float_arg(args[3], "SEPARATION_MM_S"),
-            stencil_id=args[4],
-            passes=int_arg(args[5], "PASSES"),
-            wipe_every=int_arg(args[6], "WIPE_EVERY"),
-        )
-    )
-
-
-async def _changeover(printer: Any, args: list[str]) -> None:
-    expect_args("changeover STENCIL_ID PASTE_ALLOY", args, 2)
-    await printer.changeover(args[0], args[1])
-
-
-async def _load(printer: Any, args: list[str]) -> None:
-    expect_args("load WAFER_ID", args, 1)
-    await printer.load(args[0])
-
-
-CONSOLE_COMMANDS: tuple[ConsoleCommand, ...] = (
-    *common_console_commands(PrinterState),
-    ConsoleCommand("recipe", _RECIPE_USAGE, "store print parameters (RCP; IDLE only)", _recipe),
-    ConsoleCommand(
-        "changeover", "changeover STENCIL_ID PASTE_ALLOY",
-        "exchange stencil and paste cartridge, 600 s (CHG)", _changeover,
-    ),
-    ConsoleCommand("load", "load WAFER_ID", "take in and align a wafer (LOD)", _load),
-    simple("print", "print the loaded wafer (PRT)", lambda p: p.start_print()),
-    simple("result", "the printed wafer's SPI result (RES)", lambda p: p.result()),
-    simple("unload", "hand the wafer out (ULD)", lambda p: p.unload()),
-    simple("wipe", "wipe the stencil underside (WPE)", lambda p: p.wipe()),
-    simple("fill", "refill the paste cartridge, 120 s (FIL)", lambda p: p.fill()),
-)

@@ -11,7 +11,11 @@ a time and applies the link rules of hostlink.md:
 * replies with another SEQ or CMD are stale (late answers to earlier
   requests) and are dropped;
 * after ``retries`` retransmissions it gives up with a ``LinkError`` naming the
-  tool and the command; NAK 02-06 raise their ``drivers.errors`` class.
+  tool and the command; NAK 02-06 raise their ``drivers.errors`` class;
+* the first request after ``open()`` is preceded by an ``IDN`` whose reply is
+  dropped: the tool remembers the previous host process's last request, and a
+  new process starting at the same SEQ with the same body would otherwise be
+  answered from memory and not executed (rule 3). IDN is harmless either way.
 
 Reading never blocks the loop: the port's file descriptor is watched with
 ``loop.add_reader``; only a port without one (``loop://``) gets a reader thread.
@@ -58,7 +62,10 @@ class HostLinkPort:
         timeout_s: float = 0.5,
         retries: int = 3,
         trace: Trace | None = None,
+        sync: bool = True,
     ) -> None:
+        """``sync=False`` skips the opening IDN: only for a scripted tool in a byte-exact test,
+        which has no previous request to be mistaken for."""
         if not timeout_s > 0:
             raise ValueError(f"{tool}: reply timeout must be > 0 s, got {timeout_s!r}")
         if retries < 0:
@@ -73,6 +80,8 @@ class HostLinkPort:
         self.stale_replies = 0  # well-formed replies dropped for a wrong SEQ or CMD
         self.garbled_replies = 0  # frames that failed framing or checksum
         self._seq = 0
+        self.sync = sync
+        self._synced = False
         self._serial: serial.SerialBase | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
@@ -108,6 +117,7 @@ class HostLinkPort:
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(self.tool, f"cannot open port {self.url}: {exc}") from None
         self._loop, self._serial, self._broken = loop, ser, None
+        self._synced = not self.sync
         self._extractor.clear()
         self._frames.clear()
         try:
@@ -167,13 +177,23 @@ class HostLinkPort:
         async with self._lock:
             if self._serial is None:
                 raise LinkError(self.tool, f"port {self.url} is not open")
-            seq = self._seq
             try:
-                frame = encode_request(seq, cmd, args)
-            except FrameError as exc:
+                frame = encode_request(self._seq, cmd, args)
+            except FrameError as exc:  # checked before any byte goes out: it uses no SEQ
                 raise FrameError(f"{self.tool}: cannot send {cmd}: {exc}") from None
-            self._seq = (seq + 1) % 100
-            return await self._exchange(seq, cmd, frame)
+            if not self._synced:
+                # The tool compares with its previous request, perhaps another process's:
+                # make that one an IDN of ours, so our first real request cannot equal it.
+                seq = self._take_seq()
+                await self._exchange(seq, "IDN", encode_request(seq, "IDN", ()))
+                self._synced = True
+                frame = encode_request(self._seq, cmd, args)
+            return await self._exchange(self._take_seq(), cmd, frame)
+
+    def _take_seq(self) -> int:
+        seq = self._seq
+        self._seq = (seq + 1) % 100
+        return seq
 
     async def _exchange(self, seq: int, cmd: str, frame: bytes) -> list[str]:
         assert self._loop is not None

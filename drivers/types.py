@@ -171,6 +171,11 @@ class ReflowProfile:
             raise ValueError(f"a reflow profile has {ZONES} zone setpoints")
 
 
+# O2_PPM is one unsigned word: the oven reports anything at or above 65535 ppm (air, no
+# purge: about 209,000 ppm) as 65535. The spec is silent; see docs/protocols.md.
+O2_OVER_RANGE_PPM = 0xFFFF
+
+
 @dataclass(frozen=True)
 class OvenStatus:
     state: OvenState
@@ -291,3 +296,83 @@ class CleanResult:
     ionic_ug_cm2: float  # µg NaCl-eq / cm²
     cycle_count: int
     mask_residue_pct: float | None = None  # FC-2: wafer area with mask left; 0 after a clean
+
+
+# --- Barrier plater EP-25 -----------------------------------------------------------------------
+
+
+class PlaterState(StrEnum):
+    IDLE = "IDLE"
+    LOADED = "LOADED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    ALARM = "ALARM"
+    MAINT = "MAINT"
+
+
+class PlaterStep(StrEnum):
+    PRECLEAN = "PRECLEAN"
+    ACTIVATE = "ACTIVATE"
+    NI_PLATE = "NI_PLATE"
+    RINSE_1 = "RINSE_1"
+    AU_IMMERSION = "AU_IMMERSION"
+    RINSE_2 = "RINSE_2"
+    DRY = "DRY"
+
+
+PLATER_BATCH_MAX = 25  # wafers in one carrier
+PLATER_BATH_BAND_C = 1.0  # START needs both baths this close to their setpoints
+
+
+@dataclass(frozen=True)
+class BarrierRecipe:
+    ni_um: float  # 1.0-8.0
+    au_um: float  # 0.02-0.15
+    ni_temp_c: float  # 80-90
+    au_temp_c: float  # 75-88
+
+
+@dataclass(frozen=True)
+class PlaterStatus:
+    state: PlaterState
+    batch_id: str | None
+    step: PlaterStep | None
+    remaining_s: float
+
+
+@dataclass(frozen=True)
+class PlaterBath:
+    ni_temp_c: float
+    au_temp_c: float
+    ni_ph: float
+    ni_mto: float  # metal turnovers since the last REPLENISH
+    ni_level_pct: float
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: str
+    status: RunStatus
+    ni_mean_um: float
+    ni_min_um: float
+    ni_max_um: float
+    au_mean_um: float
+    wafers: int
+
+
+@dataclass(frozen=True)
+class WaferBarrier:
+    """One wafer's barrier as the plater's XRF head measured it at the end of its batch."""
+
+    wafer_id: str
+    ni_um: float
+    au_um: float
+
+
+@dataclass(frozen=True)
+class PlaterEvent:
+    """A pushed event, numbered by the tool (``seq`` survives reconnects and power loss)."""
+
+    seq: int
+    name: str  # STATE | STEP | DONE | ALARM | CLEARED | BATH
+    fields: tuple[str, ...]

@@ -7,7 +7,7 @@ A recipe file::
     description = "..."
 
     [[steps]]
-    kind = "print"          # print | place | reflow | clean | strip
+    kind = "print"          # print | place | reflow | clean | strip | barrier
     ...
 
 Parsing collects every problem it can (unknown keys, wrong types, values
@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from drivers.types import (
+    PLATER_BATCH_MAX,
     ZONES,
+    BarrierRecipe,
     CleanMode,
     CleanRecipe,
     PlacementRecipe,
@@ -174,9 +176,31 @@ class StripStep:
         )
 
 
-Step = PrintStep | PlaceStep | ReflowStep | CleanStep | StripStep
+@dataclass(frozen=True)
+class BarrierStep:
+    """The optional diffusion barrier of the rebump flow: electroless nickel with an
+    immersion-gold coating on the first bumps, plated a batch at a time on the EP-25
+    (../shared/specs/barrier-plater.md; seed 003, claims 7-11)."""
+
+    kind: ClassVar[str] = "barrier"
+    ni_um: float
+    au_um: float
+    ni_temp_c: float
+    au_temp_c: float
+    # acceptance: each wafer's thickness as the plater's XRF head measured it
+    ni_measured_um: Window
+    au_measured_um: Window
+    batch_size: int | None = None  # wafers per carrier; None = as many as are ready (1-25)
+    note: str = ""
+
+    def tool_recipe(self) -> BarrierRecipe:
+        return BarrierRecipe(ni_um=self.ni_um, au_um=self.au_um, ni_temp_c=self.ni_temp_c,
+                             au_temp_c=self.au_temp_c)
+
+
+Step = PrintStep | PlaceStep | ReflowStep | CleanStep | StripStep | BarrierStep
 STEP_KINDS: dict[str, type] = {
-    c.kind: c for c in (PrintStep, PlaceStep, ReflowStep, CleanStep, StripStep)
+    c.kind: c for c in (PrintStep, PlaceStep, ReflowStep, CleanStep, StripStep, BarrierStep)
 }
 DEPOSIT_KINDS = ("print", "place")
 
@@ -262,6 +286,16 @@ _STEP_KEYS: dict[str, dict[str, _Spec]] = {
         "spray_pressure_bar": ("float", (0.5, 6.0), "spray 0.5-6.0 bar"),
         "max_ionic_ug_cm2": ("float", (0.01, 100.0), "ionic residue limit, µg NaCl-eq/cm²"),
     },
+    "barrier": {
+        "ni_um": ("float", (1.0, 8.0), "electroless nickel 1.0-8.0 µm"),
+        "au_um": ("float", (0.02, 0.15), "immersion gold 0.02-0.15 µm"),
+        "ni_temp_c": ("float", (80.0, 90.0), "nickel bath 80-90 °C"),
+        "au_temp_c": ("float", (75.0, 88.0), "gold bath 75-88 °C"),
+        "ni_measured_um": ("window", (0.0, 10.0), "[min, max] measured nickel per wafer, µm"),
+        "au_measured_um": ("window", (0.0, 1.0), "[min, max] measured gold per wafer, µm"),
+        "batch_size": ("int", (1, PLATER_BATCH_MAX),
+                       f"wafers per plating batch 1-{PLATER_BATCH_MAX} (optional)"),
+    },
 }
 _OPTIONAL = {"note": "", "profile_id": None, "max_ramp_c_s": 3.0, "max_cool_c_s": 6.0}
 
@@ -283,6 +317,7 @@ _STEP_KEYS["strip"] = {
 }
 _OPTIONAL |= {"mask": None, "post_diameter_um": None, "post_pitch_um": None}
 _REQUIRED = {("strip", "mask")}  # optional elsewhere, not here
+_OPTIONAL |= {"batch_size": None}
 _TOP_KEYS = {"name", "version", "description", "steps"}
 
 _MISSING = object()
@@ -430,6 +465,12 @@ def _parse_step(
         if (values["post_diameter_um"] is None) != (values["post_pitch_um"] is None):
             problem(kind, "missing key", "Cu posts: give both post_diameter_um and "
                     "post_pitch_um (or neither, for balls on bare pads)")
+    if kind == "barrier":
+        for key, nominal in (("ni_measured_um", "ni_um"), ("au_measured_um", "au_um")):
+            low, high = values[key]
+            if not low <= values[nominal] <= high:
+                problem(kind, "range", f"{key} = [{low:g}, {high:g}] does not hold {nominal} = "
+                        f"{values[nominal]:g} (every batch would be refused)")
     if kind == "reflow":
         values["tal_threshold_c"] = 0.0  # filled by resolve_tal_thresholds
         if values["profile_id"] is None:

@@ -16,6 +16,7 @@ Keys (all optional):
 ``alarm=CODE@T``   raise alarm CODE at tool time T seconds
 ``alarm=CODE@waferN`` raise alarm CODE while the N-th wafer (1-based) is processed
 ``door=T``         open the door (alarm 400) at tool time T; ``door=T-U`` closes it at U
+``disconnect=T``   text-line tools (the plater): drop the host connection at tool time T
 
 Several ``alarm=`` keys may be given. Random faults draw from a generator seeded
 by ``bumpline sim --seed`` so a faulty run repeats exactly.
@@ -49,6 +50,7 @@ class FaultPlan:
     alarms: list[ScheduledAlarm] = field(default_factory=list)
     door_open_at: float | None = None
     door_close_at: float | None = None
+    disconnects: list[float] = field(default_factory=list)  # tool times
     rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     def seed(self, seed: int) -> None:
@@ -61,7 +63,8 @@ class FaultPlan:
     @property
     def is_empty(self) -> bool:
         return (
-            not (self.drop or self.corrupt or self.delay or self.busy or self.alarms)
+            not (self.drop or self.corrupt or self.delay or self.busy or self.alarms
+                 or self.disconnects)
             and self.door_open_at is None
         )
 
@@ -104,10 +107,16 @@ def parse_tool_faults(text: str, *, tool: str = "") -> FaultPlan:
                 raise FaultSpecError(f"fault '{item}'{where}: expected door=SECONDS[-SECONDS]")
             plan.door_open_at = float(m.group(1))
             plan.door_close_at = float(m.group(2)) if m.group(2) else None
+        elif key == "disconnect":
+            at = _number(value, item, where)
+            if at < 0:
+                raise FaultSpecError(f"fault '{item}'{where}: expected disconnect=SECONDS >= 0")
+            plan.disconnects.append(at)
+            plan.disconnects.sort()
         else:
             raise FaultSpecError(
                 f"fault '{item}'{where}: unknown key '{key}' "
-                "(drop, corrupt, delay, delay_s, busy, alarm, door)"
+                "(drop, corrupt, delay, delay_s, busy, alarm, door, disconnect)"
             )
     return plan
 

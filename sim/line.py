@@ -2,7 +2,8 @@
 
 ``SimulatedLine`` builds one model per tool, serves each the way the real tool
 is reached (printer and ball mounter on a pty or raw TCP, the oven on Modbus
-TCP, the cleaner on Modbus RTU over raw TCP or a pty) and describes the result
+TCP, the cleaner on Modbus RTU over raw TCP or a pty, the barrier plater on
+text lines over TCP) and describes the result
 as a line configuration, so drivers connect to it exactly as they would to
 hardware. Each cleaner is an FC-1 or an FC-2 (``cleaner_models``), and the
 configuration names the model. It runs on the caller's event loop.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sim.clock import ScaledClock
@@ -21,8 +23,9 @@ from sim.stripper import cleaner_model
 
 log = logging.getLogger("sim.line")
 
-ROLES = ("printer", "placer", "oven", "cleaner")
-DEFAULT_LAYOUT = {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1}
+ROLES = ("printer", "placer", "oven", "cleaner", "plater")
+# The barrier plater serves only the optional barrier step: a line has one when asked.
+DEFAULT_LAYOUT = {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1, "plater": 0}
 
 
 @dataclass
@@ -51,9 +54,12 @@ class SimulatedLine:
         name: str = "sim-line-1",
         host: str = "127.0.0.1",
         cleaner_models: Sequence[str] = (),
+        state_files: dict[str, str | Path] | None = None,
     ) -> None:
         """``cleaner_models``: the model of cleaner-1, cleaner-2, ... (FC-1 or FC-2); cleaners
-        beyond the list are FC-1s."""
+        beyond the list are FC-1s. ``state_files``: per plater, where it keeps what survives a
+        power loss (its event log and numbering); a plater without one forgets them when it
+        stops."""
         if serial_transport not in ("pty", "tcp"):
             raise ValueError(f"serial transport must be pty or tcp, got {serial_transport!r}")
         if cleaner_transport not in ("pty", "tcp"):
@@ -73,6 +79,7 @@ class SimulatedLine:
         self.cleaner_transport = cleaner_transport
         self.name = name
         self.host = host
+        self.state_files = {k: str(v) for k, v in (state_files or {}).items()}
         self.tools: dict[str, ServedTool] = {}
 
     @property
@@ -124,6 +131,21 @@ class SimulatedLine:
                 "port": port,
                 "unit": 1,
             }
+        elif role == "plater":
+            from sim.plater import PlaterModel
+            from sim.plater_server import PlaterServer
+
+            state_file = self.state_files.get(name)
+            if state_file:
+                model = PlaterServer.restore_model(state_file, seed=seed, start=self.clock.now())
+            else:
+                model = PlaterModel(seed=seed, start=self.clock.now())
+            server = PlaterServer(model, self.clock, name=name, faults=plan,
+                                  state_file=state_file)
+            host, port = await server.start_tcp(self.host)
+            config = {"role": role, "transport": "text-tcp", "host": host, "port": port}
+            if state_file:
+                config["state_file"] = state_file
         else:
             from sim.modbus_server import CleanerServer
 

@@ -1,9 +1,13 @@
 """Shared test fixtures.
 
 * ``--line-config FILE`` runs the driver conformance tests against the tools a
-  line configuration names (real hardware in the loop). Without it, the tests
-  start their own simulated tools. Tests marked ``faults`` need the simulator's
-  fault injection and are skipped against real tools.
+  line configuration names (real hardware in the loop): ``pytest -m conformance
+  --line-config FILE``. With it only the conformance tests run (the rest of the
+  suite has nothing to say about real tools), and a file that does not load
+  stops pytest before any test. Without it, the tests start their own simulated
+  tools. Conformance tests are the ones that take the ``line_config_path``
+  fixture (marked ``conformance`` here); those marked ``faults`` need the
+  simulator's fault injection and are skipped against real tools.
 * An autouse fixture fails any test that leaves asyncio tasks, threads or file
   descriptors (ptys, sockets, serial ports) open behind it.
 """
@@ -16,6 +20,9 @@ import os
 import threading
 
 import pytest
+
+# Fixture modules every test file may use without importing them.
+pytest_plugins = ["serial_fixtures", "modbus_fixtures"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,12 +46,30 @@ def hardware(line_config_path: str | None) -> bool:
     return line_config_path is not None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    path = config.getoption("--line-config")
+    if path is None:
+        return
+    from drivers.line_config import LineConfigError, load_line_config
+
+    try:
+        load_line_config(path)
+    except LineConfigError as exc:  # before any test, not as one test's error among passes
+        raise pytest.UsageError(f"--line-config: {exc}") from None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if isinstance(item, pytest.Function) and asyncio.iscoroutinefunction(item.obj):
             item.fixturenames.insert(0, "no_leaked_tasks")
+        if "line_config_path" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.conformance)
     if config.getoption("--line-config") is None:
         return
+    others = [item for item in items if "conformance" not in item.keywords]
+    if others:
+        config.hook.pytest_deselected(items=others)
+        items[:] = [item for item in items if "conformance" in item.keywords]
     skip = pytest.mark.skip(reason="needs simulator fault injection; not run against real tools")
     for item in items:
         if "faults" in item.keywords:

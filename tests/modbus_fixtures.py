@@ -15,6 +15,7 @@ Driver and simulator share one clock object, so tool time agrees exactly.
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,6 +125,45 @@ class DropArmedReply(FaultPlan):
         return super().roll(probability)
 
 
+class DropReplies(FaultPlan):
+    """Drops the next ``left`` replies, whatever they answer: a bus that goes quiet."""
+
+    def __init__(self) -> None:
+        super().__init__(drop=1e-12)
+        self.left = 0
+
+    def roll(self, probability: float) -> bool:
+        if self.left and probability == self.drop:
+            self.left -= 1
+            return True
+        return super().roll(probability)
+
+
+class _FixedByte(random.Random):
+    """Picks byte ``at`` of a reply to damage; the rest of the generator is as ever."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(0)
+        self.at = at
+
+    def randrange(self, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
+        return self.at
+
+
+class CorruptArmedReply(FaultPlan):
+    """Damages byte ``at`` (XOR 0xFF) of exactly the next reply after ``armed`` is set."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(corrupt=1e-12, rng=_FixedByte(at))  # nonzero: every reply is asked
+        self.armed = False
+
+    def roll(self, probability: float) -> bool:
+        if self.armed and probability == self.corrupt:
+            self.armed = False
+            return True
+        return super().roll(probability)
+
+
 @contextlib.asynccontextmanager
 async def sim_oven(faults: FaultPlan | None = None, *, scale: float = TIME_SCALE,
                    retries: int = 3, timeout_s: float = LINK_TIMEOUT_S,
@@ -159,13 +199,50 @@ async def sim_cleaner(faults: FaultPlan | None = None, *, transport: str = "tcp"
 
 @contextlib.asynccontextmanager
 async def real_tool(line_config_path: str, role: str) -> AsyncIterator[Any]:
+    """The real tool of ``role``; what a test changes of its settings (the oven's profile,
+    the cleaner's recipe) is put back afterwards, and a failure to is the test's failure."""
     config = load_line_config(line_config_path)
     tools = config.by_role(role)
     if not tools:
         pytest.skip(f"{line_config_path} names no {role}")
     async with open_tool(tools[0], ScaledClock(config.time_scale)) as driver:
         driver.poll_s = POLL_S
-        yield driver
+        saved = await _settings(driver, role)
+        try:
+            yield driver
+        finally:
+            await _restore(driver, role, saved, tools[0].name)
+
+
+async def _settings(driver: Any, role: str) -> Any:
+    if role == "oven":
+        return await driver.staged_profile(), (await driver.status()).active_profile_id
+    if role == "cleaner":
+        return await driver.recipe()
+    return None
+
+
+async def _restore(driver: Any, role: str, saved: Any, name: str) -> None:
+    from drivers.errors import ToolError
+
+    try:
+        if role == "oven":
+            staged, active_id = saved
+            if (await driver.status()).active_profile_id == active_id:
+                return
+            if staged.profile_id != active_id:
+                pytest.fail(f"{name}: was on profile {active_id}, whose setpoints could not be "
+                            f"read back (profile {staged.profile_id} was staged): set profile "
+                            f"{active_id} on the tool", pytrace=False)
+            if (await driver.status()).alarm_code:
+                await driver.clear()
+            await driver.stage_profile(staged)
+            await driver.apply()
+        elif role == "cleaner" and await driver.recipe() != saved:
+            await driver.set_recipe(saved)
+    except ToolError as exc:
+        pytest.fail(f"{name}: could not restore its settings after the test ({exc}): "
+                    f"check them on the tool", pytrace=False)
 
 
 @contextlib.asynccontextmanager

@@ -1,8 +1,9 @@
 """Test rigs for the HostLink/1 drivers, all over real ptys and sockets.
 
-* ``ScriptedTool`` — the tool end of a pty or a TCP socket that answers each
-  request frame through a test's handler; for link rules the simulator cannot
-  be made to break on purpose (stale replies, silence, garbage).
+* ``scripted_tool`` — a ``ScriptedTool`` (tests/scripted.py) speaking HostLink
+  frames on a pty or a TCP socket, answering each request frame through a
+  test's handler; for link rules the simulator cannot be made to break on
+  purpose (stale replies, silence, garbage).
 * ``LineNoise`` — a pty relay between a driver and a simulated tool that can
   damage or inject frames on the way, like a bad cable would.
 * ``printer`` / ``placer`` fixtures (a ``ToolRig``) and ``printer_line`` /
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from scripted import Answer, ScriptedTool
 
 from drivers.clock import ScaledClock
 from drivers.hostlink import FrameExtractor
@@ -31,101 +33,15 @@ from drivers.placer import BallPlacer
 from drivers.printer import PastePrinter
 from drivers.serial_link import HostLinkPort
 
-Handler = Callable[[bytes], "bytes | list[bytes] | None"]
-
 TIME_SCALE = 2000.0  # tool seconds per wall second against the simulator
 LINK_TIMEOUT_S = 0.25  # the simulator answers at once; keeps drop tests quick
 
 
-class ScriptedTool:
-    """The far end of a real pty or TCP connection, answering through ``handler``."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[bytes] = []
-        self._extractor = FrameExtractor()
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._server: asyncio.Server | None = None
-        self._transports: list[asyncio.Transport] = []
-
-    async def start_pty(self) -> str:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        asyncio.get_running_loop().add_reader(master, self._on_pty)
-        return os.ttyname(slave)
-
-    async def start_tcp(self) -> str:
-        tool = self
-
-        class Proto(asyncio.Protocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                assert isinstance(transport, asyncio.Transport)
-                self.transport = transport
-                tool._transports.append(transport)
-
-            def data_received(self, data: bytes) -> None:
-                for out in tool._answer(data):
-                    self.transport.write(out)
-
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(Proto, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        return f"socket://127.0.0.1:{port}"
-
-    def send(self, data: bytes) -> None:
-        """Write bytes toward the host unasked (a misbehaving line)."""
-        if self._master is not None:
-            os.write(self._master, data)
-        for t in self._transports:
-            t.write(data)
-
-    def _answer(self, data: bytes) -> list[bytes]:
-        out: list[bytes] = []
-        for frame in self._extractor.feed(data):
-            self.requests.append(frame)
-            reply = self.handler(frame)
-            if reply:
-                out.extend([reply] if isinstance(reply, bytes) else reply)
-        return out
-
-    def _on_pty(self) -> None:
-        assert self._master is not None
-        try:
-            data = os.read(self._master, 4096)
-        except OSError:
-            return
-        for out in self._answer(data):
-            os.write(self._master, out)
-
-    def hang_up(self) -> None:
-        """The tool end goes away (cable pulled, server down)."""
-        if self._master is not None:
-            asyncio.get_running_loop().remove_reader(self._master)
-            os.close(self._master)
-            self._master = None
-        if self._slave is not None:
-            os.close(self._slave)
-            self._slave = None
-        for t in self._transports:
-            t.close()
-
-    async def stop(self) -> None:
-        self.hang_up()
-        self._transports.clear()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-
 @contextlib.asynccontextmanager
 async def scripted_tool(
-    handler: Handler, transport: str = "pty"
+    handler: Answer, transport: str = "pty"
 ) -> AsyncIterator[tuple[ScriptedTool, str]]:
-    tool = ScriptedTool(handler)
+    tool = ScriptedTool(handler, FrameExtractor().feed)
     url = await (tool.start_pty() if transport == "pty" else tool.start_tcp())
     try:
         yield tool, url

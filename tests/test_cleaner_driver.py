@@ -5,10 +5,11 @@ real cleaner: conformance, a full cycle, abort, alarms, reconnection, console.""
 from __future__ import annotations
 
 import pytest
-from modbus_fixtures import DropArmedReply, cleaner_under_test, sim_cleaner
+from modbus_fixtures import DropArmedReply, DropReplies, cleaner_under_test, sim_cleaner
 
-from drivers.cleaner import CONSOLE_COMMANDS, CYCLE_STATES, FluxCleaner
-from drivers.console import ConsoleUsageError, run_command
+from controller.console import CLEANER_COMMANDS as CONSOLE_COMMANDS
+from controller.console import ConsoleUsageError, run_command
+from drivers.cleaner import CYCLE_STATES, FluxCleaner
 from drivers.errors import DeviceBusy, IllegalAddress, IllegalValue, ToolAlarm
 from drivers.modbus_link import ModbusLink
 from drivers.types import Alarm, CleanerState, CleanRecipe, CleanStatus
@@ -30,7 +31,7 @@ async def finish_any_wafer(cleaner: FluxCleaner) -> None:
     state = await cleaner.state()
     if state in (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING):
         await cleaner.abort()
-        state = await cleaner.wait_for(CleanerState.DONE, timeout_s=60)
+        state = (await cleaner.wait_for(CleanerState.DONE, timeout_s=60)).state
     if state is CleanerState.DONE:
         await cleaner.unload()
 
@@ -154,7 +155,7 @@ async def test_abort_ends_the_wafer_aborted(cleaner_env) -> None:
     await cleaner.load("LOT42-08")
     await cleaner.start()
     await cleaner.abort()
-    assert await cleaner.wait_for(CleanerState.DONE, timeout_s=60) is CleanerState.DONE
+    assert (await cleaner.wait_for(CleanerState.DONE, timeout_s=60)).state is CleanerState.DONE
     result = await cleaner.result()
     assert (result.wafer_id, result.status) == ("LOT42-08", CleanStatus.ABORTED)
     await cleaner.unload()
@@ -178,10 +179,10 @@ async def test_door_open_alarm_stops_the_wait() -> None:
         assert await cleaner.alarm() == Alarm(400, "DOOR OPEN")
         assert (await cleaner.status()).door_open
         with pytest.raises(DeviceBusy, match="COMMAND=CLEAR"):
-            await cleaner.clear()
+            await cleaner.clear_alarm()
         sim.model.close_door(sim.now())
-        await cleaner.clear()
-        assert await cleaner.wait_for(CleanerState.DONE, timeout_s=10) is CleanerState.DONE
+        await cleaner.clear_alarm()
+        assert (await cleaner.wait_for(CleanerState.DONE, timeout_s=10)).state is CleanerState.DONE
         assert (await cleaner.result()).status is CleanStatus.ALARM
 
 
@@ -201,17 +202,21 @@ async def test_a_command_whose_reply_was_lost_is_not_reported_as_refused() -> No
         await cleaner.load("LOT42-10")
         before = (await cleaner.result()).cycle_count
         replies: list[str] = []
+        starts: list[str] = []
 
         def arm_on_start(direction: str, text: str) -> None:
             if direction == ">" and text.startswith("write_register 5 = 2 "):  # COMMAND=START
                 plan.armed = True
                 replies.clear()  # from here on: the replies to this command
+                starts.append(text)
             elif direction == "<":
                 replies.append(text)
 
         cleaner.link.trace = arm_on_start
-        await cleaner.start()  # START ran; its repeat gets 06; the driver sees the cycle running
-        assert replies[0].startswith("no reply") and replies[1].startswith("tool busy")
+        await cleaner.start()  # START ran, its reply was lost: the cleaner's state says so
+        assert replies[0] == "no reply within 0.25 s; asking the tool"
+        assert replies[-1] == "reply lost; the tool says it was carried out"
+        assert len(starts) == 1  # never sent again
         cleaner.link.trace = None
         assert await cleaner.state() in (*CYCLE_STATES, CleanerState.DONE)
         assert (await cleaner.result()).cycle_count == before + 1  # started once, not twice
@@ -243,6 +248,51 @@ async def test_corrupted_and_lost_replies_are_absorbed() -> None:
         for _ in range(10):
             await cleaner.set_recipe(RECIPE)
             assert await cleaner.recipe() == RECIPE
+
+
+@pytest.mark.faults
+async def test_an_unload_whose_every_reply_was_lost_is_done_when_the_cleaner_says_so() -> None:
+    """UNLOAD ran; its reply and the next three (as many as the link's attempts) are lost.
+    The link does not count attempts and give up: it asks the cleaner, which is READY."""
+    plan = DropReplies()
+    async with sim_cleaner(plan) as (cleaner, _):
+        await cleaner.set_recipe(RECIPE)
+        await cleaner.wait_bath_ready(timeout_s=1800)
+        await cleaner.load("LOT42-40")
+        await cleaner.start()
+        await cleaner.wait_done(timeout_s=1800)
+        unloads: list[str] = []
+
+        def arm_on_unload(direction: str, text: str) -> None:
+            if direction == ">" and text.startswith("write_register 5 = 3 "):  # UNLOAD
+                unloads.append(text)
+                plan.left = cleaner.link.retries + 1
+
+        cleaner.link.trace = arm_on_unload
+        await cleaner.unload()
+        cleaner.link.trace = None
+        assert unloads == ["write_register 5 = 3 unit 2 (COMMAND=UNLOAD)"]  # sent once
+        assert (await cleaner.status()).state in (CleanerState.IDLE, CleanerState.READY)
+
+
+@pytest.mark.faults
+async def test_every_command_is_judged_on_the_cleaners_word_on_a_lossy_bus() -> None:
+    """Issue 10 item 7: drop=0.1, corrupt=0.05 on RTU. A command whose every reply is lost
+    is still done when the cleaner says so; each wafer is started once and comes out."""
+    plan = FaultPlan(drop=0.1, corrupt=0.05)
+    plan.seed(7)
+    async with sim_cleaner(plan, retries=6) as (cleaner, _):
+        await cleaner.set_recipe(RECIPE)
+        for n in range(3):
+            await cleaner.wait_bath_ready(timeout_s=1800)
+            before = (await cleaner.result()).cycle_count
+            await cleaner.load(f"LOT42-3{n}")
+            await cleaner.start()
+            result = await cleaner.wait_result(timeout_s=1800)
+            assert (result.wafer_id, result.status) == (f"LOT42-3{n}", CleanStatus.OK)
+            assert result.cycle_count == before + 1  # started once
+            await cleaner.unload()
+            assert (await cleaner.status()).state in (CleanerState.IDLE, CleanerState.READY)
 
 
 async def test_wrong_unit_gets_no_answer_on_the_bus(cleaner_env) -> None:

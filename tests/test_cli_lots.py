@@ -312,3 +312,26 @@ def test_real_bumpline_process(db: str, tmp_path: Path) -> None:
     missing = bumpline("lot", "list", "--db", f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}")
     assert missing.returncode == 1 and missing.stderr.startswith("bumpline: no database at")
     assert "Traceback" not in missing.stderr
+
+
+def test_tools_shows_an_idle_tool_in_standby_after_its_last_step(capsys, db: str) -> None:
+    # As the controller records it: PRODUCTIVE with no tool state when a step starts, and
+    # nothing when it ends.
+    start(capsys, db, "LOT42", "--wafers", "1")
+    with Store(db) as store:
+        store.set_lot_state("LOT42", "running")
+        store.record_tool_state("printer-1", E10State.PRODUCTIVE, reason="print LOT42-01")
+        step = store.start_step("LOT42-01", 1, "print", "printer-1", {})
+        store.record_tool_state("oven-1", E10State.PRODUCTIVE, reason="reflow LOT42-01")
+        store.start_step("LOT42-01", 2, "reflow", "oven-1", {})
+        ended = store.end_step(step, results={"bridges": 0})
+    tools = {t["tool"]: t for t in run_json(capsys, "tools", "--db", db)}
+    assert (tools["printer-1"]["e10_state"], tools["printer-1"]["tool_state"]) == (
+        "standby", "idle")
+    assert tools["printer-1"]["at"] == ended.ended_at.isoformat()
+    assert tools["printer-1"]["reason"] == "print LOT42-01 ended; no step since"
+    assert (tools["oven-1"]["e10_state"], tools["oven-1"]["tool_state"]) == (
+        "productive", "busy: reflow LOT42-01")
+    assert tools["oven-1"]["derived"] is True
+    out = run(capsys, "tools", "--db", db)[1]
+    assert "printer-1  standby     idle" in out

@@ -124,7 +124,10 @@ def test_run_a_lot_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     # One line per finished step (output is not a terminal): 2 wafers x 6 steps.
     assert len(re.findall(r"^CLI1-0[12] +step \d .* judged_ok ", out, re.MULTILINE)) == 12
     report = assert_lot_complete(tmp_path, out, "CLI1", 2)
-    assert len(list(report.parent.glob("*-reflow.png"))) == 4  # 2 wafers x 2 reflows
+    # One self-contained file: 2 wafers x 2 reflows, 2 overlays, inline.
+    assert [p.name for p in report.parent.iterdir()] == ["report.html"]
+    page = report.read_text(encoding="utf-8")
+    assert page.count('class="curve"') == 4 and page.count("<img") == 0
 
 
 def test_resume_a_queued_lot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

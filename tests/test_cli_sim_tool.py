@@ -109,18 +109,25 @@ def test_trace_shows_every_frame_with_a_timestamp(sim_process) -> None:
     got = [line for line in out.stderr.splitlines() if " printer-1 < " in line]
     assert sent and got
     assert sent[0].split()[0].replace(".", "").isdigit()  # a timestamp first
-    assert ",STS*" in sent[0] and ",ACK,STS," in got[0]
+    # the link's opening IDN (hostlink.md rule 3: a new process is never a retransmission)
+    assert ",IDN*" in sent[0] and ",ACK,IDN," in got[0]
+    assert ",STS*" in sent[1] and ",ACK,STS," in got[1]
 
     out = _bumpline("tool", "oven-1", "zones", "--line", str(config), "--trace", cwd=where)
     assert out.returncode == 0, out.stderr
     assert " oven-1 > " in out.stderr and " oven-1 < " in out.stderr
+    assert out.stdout.splitlines()[0] == "zone  °C" and len(out.stdout.splitlines()) == 11
 
 
 def test_a_refused_command_is_one_line_and_non_zero(sim_process) -> None:
     _, config, where = sim_process
     out = _bumpline("tool", "printer-1", "print", "--line", str(config), cwd=where)
     assert out.returncode == 1
-    assert out.stderr.strip() == "bumpline: printer-1: PRT refused: NAK 04 WRONG STATE"
+    # the tool's NAK, then what the console found out: the state it is in and what PRT needs
+    assert out.stderr.strip() == (
+        "bumpline: printer-1: PRT refused: NAK 04 WRONG STATE "
+        "(printer-1 is IDLE; PRT needs READY (a loaded wafer))"
+    )
     assert "Traceback" not in out.stderr
 
     out = _bumpline("tool", "cleaner-1", "load", "W1", "strip", "--line", str(config), cwd=where)

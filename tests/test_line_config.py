@@ -64,6 +64,38 @@ def test_defaults_follow_the_role() -> None:
     assert config.time_scale == 1.0
 
 
+def test_the_plater_is_a_text_line_tool_on_tcp(tmp_path) -> None:
+    config = parse_line_config(
+        '[line]\nname="l"\n[tools.plater-1]\nrole="plater"\nhost="10.0.0.9"\nport=5025\n'
+        'state_file="plater-1.json"\n'
+    )
+    p = config.tool("plater-1")
+    assert (p.transport, p.endpoint, p.baudrate, p.unit) == (
+        "text-tcp", "10.0.0.9:5025", None, None)
+    assert p.timeout_s == 2.5  # past the spec's 2 s after which a command counts as lost
+    assert p.state_file == "plater-1.json"
+    path = tmp_path / "out.toml"
+    path.write_text(dump_line_config(config))
+    assert load_line_config(path).tools == config.tools
+    with pytest.raises(LineConfigError, match="tools.p.transport: expected text-tcp for a plater"):
+        parse_line_config('[line]\nname="l"\n[tools.p]\nrole="plater"\ntransport="serial"\n'
+                          'port="/dev/ttyUSB0"\n')
+
+
+@pytest.mark.parametrize(
+    ("scale", "timeout_s"), [(1.0, 0.5), (2.0, 0.25), (250.0, 0.1), (2000.0, 0.1)]
+)
+def test_reply_timeouts_shrink_with_the_time_scale(scale: float, timeout_s: float) -> None:
+    # a lost reply on a fast simulated line must not cost minutes of tool time
+    # (docs/decisions/0012-link-timeouts-and-tool-time.md)
+    config = parse_line_config(
+        f'[line]\nname="l"\ntime_scale={scale}\n[tools.p]\nrole="printer"\nport="x"\n'
+        '[tools.o]\nrole="oven"\nhost="h"\nport=502\ntimeout_s=0.3\n'
+    )
+    assert config.tool("p").timeout_s == timeout_s
+    assert config.tool("o").timeout_s == 0.3  # said explicitly: kept
+
+
 def test_dump_round_trips(tmp_path) -> None:
     config = parse_line_config(GOOD)
     path = tmp_path / "out.toml"
@@ -78,7 +110,7 @@ def test_dump_round_trips(tmp_path) -> None:
     [
         (
             ('role = "printer"', 'role = "feeder"'),
-            "line.toml: tools.printer-1.role: expected one of printer | placer | oven | cleaner (got 'feeder')",  # noqa: E501
+            "line.toml: tools.printer-1.role: expected one of printer | placer | oven | cleaner | plater (got 'feeder')",  # noqa: E501
         ),
         (('port = "/dev/pts/5"\n', ""), "line.toml: tools.printer-1.port: expected a pyserial URL"),
         (

@@ -1,9 +1,10 @@
 """ModbusLink against real sockets: exact request bytes, timeouts and bounded retries,
 late/mismatched replies, exception mapping, chunked reads, reconnection, RTU over TCP.
 
-Two kinds of server stand on the other side: a hand-written byte-level tool
-(``ScriptedTool``), which lets a test decide reply by reply what the wire
-carries (silence, a wrong reply, an exception), and a plain pymodbus server for
+Two kinds of server stand on the other side: a byte-level tool
+(``ScriptedTool`` of tests/scripted.py with Modbus TCP framing), which lets a
+test decide reply by reply what the wire carries (silence, a wrong reply, an
+exception), and a plain pymodbus server for
 ordinary traffic. The simulated oven and cleaner are exercised through the
 drivers in test_oven_driver.py and test_cleaner_driver.py.
 """
@@ -19,6 +20,7 @@ import pytest
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+from scripted import ModbusTcpFraming, ScriptedTool, modbus_answer
 
 from drivers.errors import DeviceBusy, IllegalAddress, IllegalValue, LinkError
 from drivers.modbus_link import ModbusLink, after_lost_reply
@@ -27,46 +29,6 @@ from drivers.modbus_link import ModbusLink, after_lost_reply
 
 # (request number, request PDU) -> reply PDU, or None for silence
 Reply = Callable[[int, bytes], bytes | None]
-
-
-class ScriptedTool:
-    """Modbus TCP server that records each request and answers as ``reply`` says."""
-
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
-        self.requests: list[bytes] = []  # whole ADUs as received
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
-        try:
-            while True:
-                header = await reader.readexactly(7)
-                tid, _pid, length, unit = struct.unpack(">HHHB", header)
-                pdu = await reader.readexactly(length - 1)
-                self.requests.append(header + pdu)
-                answer = self.reply(len(self.requests), pdu)
-                if answer is not None:
-                    writer.write(struct.pack(">HHHB", tid, 0, len(answer) + 1, unit) + answer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for w in self._writers:
-            w.close()
-        for w in self._writers:
-            try:
-                await w.wait_closed()
-            except ConnectionError:
-                pass
-        await self._server.wait_closed()
 
 
 def registers_reply(fc: int, words: list[int]) -> bytes:
@@ -83,9 +45,10 @@ async def scripted() -> AsyncIterator[Callable[[Reply], Awaitable[tuple[Scripted
     tools: list[ScriptedTool] = []
 
     async def start(reply: Reply) -> tuple[ScriptedTool, int]:
-        tool = ScriptedTool(reply)
+        tool = ScriptedTool(modbus_answer(reply), ModbusTcpFraming())
         tools.append(tool)
-        return tool, await tool.start()
+        await tool.start_tcp()
+        return tool, tool.port
 
     yield start
     for tool in tools:
@@ -202,23 +165,109 @@ async def test_busy_once_then_done(scripted, links) -> None:
     assert len(tool.requests) == 2
 
 
-async def test_refusal_after_a_lost_reply_is_flagged(scripted, links) -> None:
-    # The first LOAD was carried out but its reply lost; the tool refuses the repeat.
+def probe(answer: bool | Exception, asked: list[int]) -> Callable[[], Awaitable[bool]]:
+    """A driver's "did it happen?" for a command: records each time it is asked."""
+
+    async def done() -> bool:
+        asked.append(1)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return done
+
+
+async def test_a_refusal_after_a_lost_reply_asks_the_tool_first(scripted, links) -> None:
+    # The first LOAD's reply was lost; the tool refuses the repeat, and says it did not run.
     tool, port = await scripted(lambda n, pdu: None if n == 1 else bytes([0x86, 6]))
     link = await tcp_link(port, links, retries=1)
+    asked: list[int] = []
     with pytest.raises(DeviceBusy) as info:
-        await link.write_register(20, 2, what="COMMAND=LOAD")
+        await link.write_register(20, 2, what="COMMAND=LOAD", done=probe(False, asked))
     assert after_lost_reply(info.value)
+    assert len(asked) == 2  # before the resend, and before calling the refusal a failure
+    assert len(tool.requests) == 2
 
 
-async def test_a_command_that_must_not_run_twice_is_not_resent(scripted, links) -> None:
+async def test_a_refusal_of_a_command_the_lost_copy_carried_out_is_success(
+    scripted, links
+) -> None:
+    tool, port = await scripted(lambda n, pdu: None if n == 1 else bytes([0x86, 6]))
+    link = await tcp_link(port, links, retries=3)
+    answers = iter([False, True])  # not yet when asked first; done when refused
+
+    async def done() -> bool:
+        return next(answers)
+
+    await link.write_register(20, 2, what="COMMAND=LOAD", done=done)
+    assert len(tool.requests) == 2
+
+
+async def test_a_command_the_tool_says_ran_is_not_sent_again(scripted, links) -> None:
     tool, port = await scripted(lambda n, pdu: None if n == 1 else echo(pdu))
     link = await tcp_link(port, links, retries=3)
-    expected = "COMMAND=LOAD: no reply within 0.2 s .* 1 attempt\\)"
-    with pytest.raises(LinkError, match=expected) as info:
-        await link.write_register(20, 2, what="COMMAND=LOAD", resend=False)
+    asked: list[int] = []
+    await link.write_register(20, 2, what="COMMAND=LOAD", done=probe(True, asked))
+    assert len(tool.requests) == 1 and len(asked) == 1
+
+
+async def test_a_command_the_tool_says_did_not_run_is_sent_again(scripted, links) -> None:
+    tool, port = await scripted(lambda n, pdu: None if n == 1 else echo(pdu))
+    link = await tcp_link(port, links, retries=3)
+    asked: list[int] = []
+    await link.write_register(20, 2, what="COMMAND=LOAD", done=probe(False, asked))
+    assert len(tool.requests) == 2 and len(asked) == 1
+
+
+async def test_silence_is_judged_on_the_tools_word_before_giving_up(scripted, links) -> None:
+    tool, port = await scripted(lambda n, pdu: None)
+    link = await tcp_link(port, links, retries=2)
+    asked: list[int] = []
+    with pytest.raises(LinkError, match="3 attempts, and the tool says it was not done") as info:
+        await link.write_register(20, 2, what="COMMAND=LOAD", done=probe(False, asked))
     assert after_lost_reply(info.value)
-    assert len(tool.requests) == 1
+    assert len(asked) == 3 and len(tool.requests) == 3
+    # ... and a tool that cannot be asked is not guessed about
+    err = LinkError("oven-1", "STATE: no reply")
+    with pytest.raises(LinkError, match="reply lost, and the tool could not be asked .*STATE"):
+        await link.write_register(20, 2, what="COMMAND=LOAD", done=probe(err, []))
+
+
+async def test_a_setpoint_write_whose_reply_was_lost_is_read_back_not_resent(
+    scripted, links
+) -> None:
+    def tool_side(n: int, pdu: bytes) -> bytes | None:
+        if n == 1:
+            return None  # written; the reply is lost
+        return registers_reply(3, [100])  # the read-back: the value is there
+
+    tool, port = await scripted(tool_side)
+    link = await tcp_link(port, links, retries=3)
+    await link.write_register(11, 100, what="O2_LIMIT")
+    assert [r[7] for r in tool.requests] == [6, 3]  # FC 06, then FC 03 - no second write
+
+
+# --- garbled replies (issue 10 item 8) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "garbled",
+    [
+        bytes([4, 40, 0x08, 0xCB]),  # byte count beyond the frame: pymodbus cannot decode it
+        bytes([0xFB, 0x14]),  # the function code damaged: an "exception" to another function
+    ],
+)
+async def test_a_garbled_reply_is_asked_again_without_a_traceback(
+    scripted, links, garbled: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    tool, port = await scripted(
+        lambda n, pdu: garbled if n == 1 else registers_reply(4, [2251, 2302])
+    )
+    link = await tcp_link(port, links)
+    assert await link.read_input(0, 2, what="ZONE_PV") == [2251, 2302]
+    assert link.garbled_replies == 1
+    assert len(tool.requests) == 2
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
 
 
 # --- trace ------------------------------------------------------------------------------------

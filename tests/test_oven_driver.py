@@ -8,11 +8,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from modbus_fixtures import DropArmedReply, oven_under_test, sim_oven
+from modbus_fixtures import CorruptArmedReply, DropArmedReply, oven_under_test, sim_oven
 
-from drivers.console import ConsoleUsageError, run_command
+from controller.console import OVEN_COMMANDS as CONSOLE_COMMANDS
+from controller.console import ConsoleUsageError, run_command
 from drivers.errors import DeviceBusy, IllegalAddress, IllegalValue, ToolAlarm, ToolTimeout
-from drivers.oven import CONSOLE_COMMANDS, ReflowOven
+from drivers.oven import ReflowOven
 from drivers.register_map import MAPS_DIR, load_register_map
 from drivers.types import Alarm, OvenState, ReflowProfile
 from sim.faults import FaultPlan
@@ -86,7 +87,7 @@ async def test_command_not_allowed_now_is_device_busy(oven_env) -> None:
     with pytest.raises(DeviceBusy, match="oven-1: COMMAND=UNLOAD \\(no wafer at the exit\\)"):
         await oven.unload()
     with pytest.raises(DeviceBusy, match="COMMAND=CLEAR \\(no alarm latched\\)"):
-        await oven.clear()
+        await oven.clear_alarm()
     await oven.set_nitrogen(False)
     await oven.stage_profile(EUTECTIC)
     await oven.apply()  # HEATING: a LOAD must wait for READY (and for nitrogen)
@@ -217,9 +218,9 @@ async def test_thermocouple_fault_latches_an_alarm_the_driver_raises() -> None:
         assert (info.value.code, info.value.text) == (560, "THERMOCOUPLE FAULT")
         assert await oven.alarm() == Alarm(560, "THERMOCOUPLE FAULT")
         with pytest.raises(DeviceBusy, match="COMMAND=CLEAR \\(the alarm's cause is still present"):
-            await oven.clear()
+            await oven.clear_alarm()
         sim.model.repair_thermocouple(3, sim.now())
-        await oven.clear()
+        await oven.clear_alarm()
         assert await oven.alarm() is None
 
 
@@ -272,11 +273,12 @@ async def test_a_load_whose_reply_was_lost_is_not_reported_as_refused() -> None:
         oven.link.trace = arm_on_load
         # LOAD ran but its reply is lost. It is not sent again (at this time scale the
         # entrance clears within one reply timeout, and a repeat would load a second wafer):
-        # the driver reads the belt count instead and sees the wafer on the belt.
+        # the link asks the driver's probe, which reads the belt count: the wafer is on.
         await oven.load("LOT42-11")
         oven.link.trace = None
-        assert replies[0] == "no reply within 0.25 s"
+        assert replies[0] == "no reply within 0.25 s; asking the tool"
         assert replies[1] == "[1]"  # WAFERS_ON_BELT
+        assert replies[2] == "reply lost; the tool says it was carried out"
         status = await oven.status()
         assert status.wafers_on_belt == 1 and status.state is OvenState.PROCESSING
 
@@ -333,10 +335,33 @@ async def test_an_unload_whose_reply_was_lost_is_not_sent_again() -> None:
         # UNLOAD ran but its reply is lost: the exit is empty now, so it was carried out.
         await oven.unload(result.wafer_id)
         oven.link.trace = None
-        assert replies[0] == "no reply within 0.25 s"
+        assert replies[0] == "no reply within 0.25 s; asking the tool"
+        assert replies[-1] == "reply lost; the tool says it was carried out"
         assert sum(t.startswith("write_register 20 = 3 ") for t in sent) == 1
         status = await oven.status()
         assert status.wafers_on_belt == 0 and not status.wafer_at_exit
+
+
+# --- damaged replies from the simulator (issue 10 item 8) -------------------------------------
+
+# The STATE block's reply (IR 10-12) over Modbus TCP: MBAP header (7 bytes), function code,
+# byte count, then STATE high and low byte.
+BYTE_COUNT, STATE_LOW_BYTE = 8, 10
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("at", [BYTE_COUNT, STATE_LOW_BYTE])
+async def test_a_damaged_reply_is_read_again_without_a_traceback(
+    at: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    plan = CorruptArmedReply(at)
+    async with sim_oven(plan) as (oven, _):
+        plan.armed = True
+        status = await oven.wait_for(OvenState.OFF, timeout_s=10)
+        assert status.state is OvenState.OFF
+        assert oven.link.garbled_replies == 1
+        assert not plan.armed  # the damage was done
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
 
 
 # --- console commands -------------------------------------------------------------------------

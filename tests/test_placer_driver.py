@@ -5,22 +5,23 @@ with --line-config)."""
 from __future__ import annotations
 
 import pytest
-import serial_fixtures
 from serial_fixtures import RigFactory, ToolRig, scripted_tool
 
-from drivers.console import ConsoleUsageError, run_command
+from controller.console import PLACER_COMMANDS as CONSOLE_COMMANDS
+from controller.console import ConsoleUsageError, run_command
 from drivers.errors import (
     AlarmActive,
     BadParameter,
     InterlockActive,
     LinkError,
+    StateUnreachable,
     ToolAlarm,
     ToolTimeout,
     UnknownCommand,
     WrongState,
 )
 from drivers.hostlink import encode_reply, encode_request, parse_request
-from drivers.placer import CONSOLE_COMMANDS, BallPlacer
+from drivers.placer import BallPlacer
 from drivers.serial_link import HostLinkPort
 from drivers.types import (
     Alarm,
@@ -34,8 +35,6 @@ from drivers.types import (
 from sim.clock import ManualClock
 
 # a placer driver on a simulated WBM-300 over pty and TCP (or the real one)
-placer, placer_line = serial_fixtures.placer, serial_fixtures.placer_line
-serial_transport = serial_fixtures.serial_transport
 
 S = PlacerState
 PATIENCE_S = 36_000.0  # tool seconds: bounds the waits without biting under fault injection
@@ -64,7 +63,7 @@ def golden_tool(frame: bytes) -> bytes | None:
 
 async def test_placer_speaks_the_golden_frames_byte_for_byte() -> None:
     async with scripted_tool(golden_tool) as (tool, url):
-        async with HostLinkPort(url, tool="placer-1", timeout_s=0.1, retries=0) as port:
+        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.1, retries=0) as port:
             b = BallPlacer(port, ManualClock())  # type: ignore[arg-type]
             for _ in range(20):
                 assert (await b.status()).ball_level_pct == 99.0
@@ -87,7 +86,7 @@ async def test_unexpected_result_fields_are_a_clear_link_error() -> None:
         return encode_reply(parse_request(frame).seq, "RES", fields)
 
     async with scripted_tool(reply) as (_, url):
-        async with HostLinkPort(url, tool="placer-1", timeout_s=0.1) as port:
+        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.1) as port:
             with pytest.raises(LinkError) as info:
                 await BallPlacer(port, ManualClock()).result()  # type: ignore[arg-type]
     assert str(info.value) == (
@@ -102,7 +101,7 @@ def ack_anything(frame: bytes) -> bytes:
 
 async def test_console_commands_parse_arguments_into_the_right_frames() -> None:
     async with scripted_tool(ack_anything) as (tool, url):
-        async with HostLinkPort(url, tool="placer-1", timeout_s=0.1) as port:
+        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.1) as port:
             b = BallPlacer(port, ManualClock())  # type: ignore[arg-type]
             args = ["SAC305-250", "250", "SAC305", "25", "400", "120000"]
             await run_command(CONSOLE_COMMANDS, b, "recipe", args)
@@ -334,8 +333,24 @@ async def test_flux_empty_clears_after_the_refill(placer_line: RigFactory) -> No
 
 
 async def test_wait_for_times_out_in_tool_time(placer: ToolRig) -> None:
-    with pytest.raises(ToolTimeout, match=r"placer-1: not DONE or READY after 5 s"):
-        await placer.driver.wait_for(S.READY, S.DONE, timeout_s=5)
+    status = await placer.driver.status()
+    await placer.driver.changeover(status.ball_alloy, status.ball_diameter_um)  # 900 s
+    with pytest.raises(ToolTimeout, match=r"placer-1: not IDLE or READY after 5 s"):
+        await placer.driver.wait_for(S.READY, S.IDLE, timeout_s=5)
+
+
+async def test_waiting_for_a_state_an_idle_tool_cannot_reach_fails_at_once(
+    placer: ToolRig,
+) -> None:
+    # IDLE becomes DONE only through LOD and PLC: an hour of polling would change nothing.
+    await placer.driver.status()  # past the link's opening IDN
+    sent = len(placer.sent())
+    with pytest.raises(StateUnreachable) as info:
+        await placer.driver.wait_for(S.DONE, timeout_s=3600)
+    assert str(info.value) == (
+        "placer-1: not DONE: IDLE does not lead there without a host command"
+    )
+    assert [parse_request(f).cmd for f in placer.sent()[sent:]] == ["STS"]
 
 
 @pytest.mark.faults

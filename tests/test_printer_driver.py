@@ -5,10 +5,10 @@ with --line-config)."""
 from __future__ import annotations
 
 import pytest
-import serial_fixtures
 from serial_fixtures import RigFactory, ToolRig, scripted_tool
 
-from drivers.console import ConsoleUsageError, run_command
+from controller.console import PRINTER_COMMANDS as CONSOLE_COMMANDS
+from controller.console import ConsoleUsageError, run_command
 from drivers.errors import (
     AlarmActive,
     BadParameter,
@@ -20,7 +20,7 @@ from drivers.errors import (
     WrongState,
 )
 from drivers.hostlink import encode_reply, encode_request, parse_request
-from drivers.printer import CONSOLE_COMMANDS, PastePrinter
+from drivers.printer import PastePrinter
 from drivers.serial_link import HostLinkPort
 from drivers.types import (
     Alarm,
@@ -34,8 +34,6 @@ from drivers.types import (
 from sim.clock import ManualClock
 
 # a printer driver on a simulated WP-300 over pty and TCP (or the real one)
-printer, printer_line = serial_fixtures.printer, serial_fixtures.printer_line
-serial_transport = serial_fixtures.serial_transport
 
 S = PrinterState
 PATIENCE_S = 36_000.0  # tool seconds: bounds the fault-injection waits without ever biting
@@ -71,7 +69,9 @@ def golden_tool(frame: bytes) -> bytes | None:
 
 async def test_printer_speaks_the_golden_frames_byte_for_byte() -> None:
     async with scripted_tool(golden_tool) as (tool, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=0.1, retries=0) as port:
+        async with HostLinkPort(
+            url, tool="printer-1", timeout_s=0.1, retries=0, sync=False,
+        ) as port:
             p = PastePrinter(port, ManualClock())  # type: ignore[arg-type]
             for _ in range(7):
                 await p.status()
@@ -116,7 +116,7 @@ async def test_unexpected_status_fields_are_a_clear_link_error(
         return encode_reply(parse_request(frame).seq, "STS", fields)
 
     async with scripted_tool(reply) as (_, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=0.1) as port:
+        async with HostLinkPort(url, sync=False, tool="printer-1", timeout_s=0.1) as port:
             with pytest.raises(LinkError, match=message) as info:
                 await PastePrinter(port, ManualClock()).status()  # type: ignore[arg-type]
     assert str(info.value).startswith("printer-1: STS reply ")
@@ -128,7 +128,7 @@ async def test_unexpected_result_status_is_a_clear_link_error() -> None:
         return encode_reply(parse_request(frame).seq, "RES", fields)
 
     async with scripted_tool(reply) as (_, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=0.1) as port:
+        async with HostLinkPort(url, sync=False, tool="printer-1", timeout_s=0.1) as port:
             with pytest.raises(LinkError, match=r"RES reply field status: expected OK\|ABORTED"):
                 await PastePrinter(port, ManualClock()).result()  # type: ignore[arg-type]
 
@@ -140,7 +140,7 @@ def ack_anything(frame: bytes) -> bytes:
 
 async def test_console_commands_parse_arguments_into_the_right_frames() -> None:
     async with scripted_tool(ack_anything) as (tool, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=0.1) as port:
+        async with HostLinkPort(url, sync=False, tool="printer-1", timeout_s=0.1) as port:
             p = PastePrinter(port, ManualClock())  # type: ignore[arg-type]
             args = ["HIPB-1", "6", "40", "1", "ST-300-100", "1", "20"]
             assert await run_command(CONSOLE_COMMANDS, p, "recipe", args) is None
@@ -464,8 +464,9 @@ async def test_stencil_clogged_after_too_many_prints(printer_line: RigFactory) -
 
 
 async def test_wait_for_times_out_in_tool_time(printer: ToolRig) -> None:
-    with pytest.raises(ToolTimeout, match=r"not READY after 10 s \(tool time\); still IDLE"):
-        await printer.driver.wait_for(S.READY, timeout_s=10)
+    await printer.driver.fill()  # FILLING 120 s, then IDLE
+    with pytest.raises(ToolTimeout, match=r"not IDLE after 10 s \(tool time\); still FILLING"):
+        await printer.driver.wait_for(S.IDLE, timeout_s=10)
 
 
 async def test_wait_for_returns_at_once_when_already_there(printer: ToolRig) -> None:
@@ -479,7 +480,7 @@ async def test_console_on_the_tool(printer: ToolRig) -> None:
     status = await run_command(CONSOLE_COMMANDS, p, "status", [])
     assert isinstance(status, PrinterStatus) and status.state is S.IDLE
     assert (await run_command(CONSOLE_COMMANDS, p, "identify", [])).model == "WP-300"
-    assert await run_command(CONSOLE_COMMANDS, p, "alarm", []) is None
+    assert await run_command(CONSOLE_COMMANDS, p, "alarm", []) == "no alarm"
     waited = await run_command(CONSOLE_COMMANDS, p, "wait", ["idle,ready", "5"])
     assert waited.state is S.IDLE
     with pytest.raises(WrongState):
@@ -511,6 +512,31 @@ async def test_lost_replies_do_not_print_twice(printer_line: RigFactory) -> None
 
 
 @pytest.mark.faults
+async def test_a_print_whose_every_reply_was_lost_is_done_when_sts_says_so(
+    printer_line: RigFactory,
+) -> None:
+    """Every retransmission of PRT goes unanswered; the print started with the first one.
+    The driver asks STS before calling it failed, and the wafer is printed once."""
+    from modbus_fixtures import DropReplies
+
+    plan = DropReplies()
+    async with printer_line(faults=plan, retries=2) as rig:
+        p = rig.driver
+        await p.set_recipe(await recipe_for(p))
+        await p.load("W-QUIET")
+        await p.wait_for(S.READY, timeout_s=PATIENCE_S)
+        plan.left = rig.port.retries + 1  # PRT and its two retransmissions
+        await p.start_print()
+        assert [parse_request(f).cmd for f in rig.sent()[-4:]] == ["PRT", "PRT", "PRT", "STS"]
+        await p.wait_for(S.DONE, timeout_s=PATIENCE_S)
+        assert rig.model.prints_executed == 1
+        recipe = await recipe_for(p)
+        plan.left = rig.port.retries + 1  # RCP changes nothing STS could show: not judged
+        with pytest.raises(LinkError, match="no reply to RCP after 3 attempts"):
+            await p.set_recipe(recipe)
+
+
+@pytest.mark.faults
 async def test_corrupted_replies_are_recovered(printer_line: RigFactory) -> None:
     from sim.faults import FaultPlan
 
@@ -532,3 +558,30 @@ async def test_delayed_replies_arrive_stale_and_are_dropped(printer_line: RigFac
         result = await print_one_wafer(rig.driver, "W-LATE")
         assert result.status is RunStatus.OK and rig.model.prints_executed == 1
         assert rig.port.retransmissions > 0 and rig.port.stale_replies > 0
+
+
+# --- a new host process after another one (hostlink.md rule 3) --------------------------------
+
+
+async def test_a_second_host_process_is_never_answered_from_the_first_ones_memory() -> None:
+    """``bumpline tool printer-1 wipe`` twice: two links, both starting at SEQ 00. The tool
+    remembers the first process's last request; the second must still wipe."""
+    from sim.printer import PastePrinterModel
+    from sim.serial_server import SerialToolServer
+
+    clock = ManualClock()
+    server = SerialToolServer(PastePrinterModel(seed=0), clock, name="printer-1")
+    try:
+        url = await server.start_pty()
+        for _ in range(2):  # two processes, each with its own link and driver
+            async with HostLinkPort(url, tool="printer-1", timeout_s=0.5) as port:
+                await PastePrinter(port, clock).wipe()  # type: ignore[arg-type]
+                # WPE is the process's last request: what the tool remembers
+            clock.advance(60.0)  # the operator waits; the wipe (15 s) ends
+        async with HostLinkPort(url, tool="printer-1", timeout_s=0.5) as port:
+            status = await PastePrinter(port, clock).status()  # type: ignore[arg-type]
+        assert status.state is S.IDLE and status.prints_since_wipe == 0
+    finally:
+        await server.stop()
+    assert server.endpoint.retransmissions == 0
+    assert server.model.wipes == 2

@@ -20,7 +20,8 @@ from sequences.recipe import (
 )
 
 SHIPPED = ["ballmount-mask-sac305", "ballmount-sac305", "ballmount-sac305-rebump-snbi",
-           "corecap-pb90-snpb", "rebump-hipb-snpb", "rebump-sac305-snbi", "wlcsp-cupost-snag35"]
+           "corecap-pb90-snpb", "rebump-hipb-niau-snbi", "rebump-hipb-snpb", "rebump-sac305-snbi",
+           "rebump-sncu-niau-snpb", "wlcsp-cupost-snag35"]
 
 
 def hipb_text() -> str:

@@ -54,7 +54,9 @@ class Recorder:
 async def test_request_returns_ack_fields_and_traces_both_ways(transport: str) -> None:
     trace = Recorder()
     async with scripted_tool(idn, transport) as (tool, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=FAST, trace=trace) as port:
+        async with HostLinkPort(
+            url, tool="printer-1", timeout_s=FAST, trace=trace, sync=False,
+        ) as port:
             assert await port.request("IDN") == ["ACME-PRINT", "WP-300", "SN1042", "2.4.1"]
     assert trace.frames == [
         (">", b"$00,IDN*6F\r\n"),
@@ -66,7 +68,7 @@ async def test_request_returns_ack_fields_and_traces_both_ways(transport: str) -
 
 async def test_sequence_numbers_count_up_and_wrap_99_to_00() -> None:
     async with scripted_tool(ack) as (tool, url):
-        async with HostLinkPort(url, tool="t", timeout_s=FAST) as port:
+        async with HostLinkPort(url, sync=False, tool="t", timeout_s=FAST) as port:
             for _ in range(102):
                 assert await port.request("STS") == []
     seqs = [parse_request(f).seq for f in tool.requests]
@@ -84,7 +86,7 @@ async def test_lost_reply_is_recovered_by_retransmitting_the_identical_frame() -
 
     trace = Recorder()
     async with scripted_tool(drop_first) as (tool, url):
-        async with HostLinkPort(url, tool="t", timeout_s=FAST, trace=trace) as port:
+        async with HostLinkPort(url, sync=False, tool="t", timeout_s=FAST, trace=trace) as port:
             assert await port.request("STS") == ["IDLE"]
             assert await port.request("STS") == ["IDLE"]
     assert trace.sent() == [b"$00,STS*78\r\n"] * 2 + [b"$01,STS*79\r\n"] * 2
@@ -95,7 +97,9 @@ async def test_lost_reply_is_recovered_by_retransmitting_the_identical_frame() -
 @pytest.mark.parametrize("transport", ["pty", "tcp"])
 async def test_silent_tool_gives_link_error_after_bounded_retries(transport: str) -> None:
     async with scripted_tool(lambda frame: None, transport) as (tool, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=FAST, retries=2) as port:
+        async with HostLinkPort(
+            url, tool="printer-1", timeout_s=FAST, retries=2, sync=False,
+        ) as port:
             with pytest.raises(LinkError) as info:
                 await port.request("PRT")
     assert str(info.value) == "printer-1: no reply to PRT after 3 attempts (timeout 0.1 s)"
@@ -114,7 +118,7 @@ async def test_stale_replies_are_discarded() -> None:
         ]
 
     async with scripted_tool(with_stale) as (tool, url):
-        async with HostLinkPort(url, tool="t", timeout_s=FAST) as port:
+        async with HostLinkPort(url, sync=False, tool="t", timeout_s=FAST) as port:
             assert await port.request("STS") == ["FRESH"]
     assert port.stale_replies == 2
     assert port.retransmissions == 0
@@ -123,7 +127,7 @@ async def test_stale_replies_are_discarded() -> None:
 
 async def test_unsolicited_frames_between_requests_are_dropped() -> None:
     async with scripted_tool(lambda f: ack(f, "NOW")) as (tool, url):
-        async with HostLinkPort(url, tool="t", timeout_s=FAST) as port:
+        async with HostLinkPort(url, sync=False, tool="t", timeout_s=FAST) as port:
             assert await port.request("STS") == ["NOW"]
             # a duplicate of the answer arrives late, after the exchange ended
             tool.send(encode_reply(0, "STS", ["THEN"]))
@@ -133,7 +137,7 @@ async def test_unsolicited_frames_between_requests_are_dropped() -> None:
 
 async def test_garbage_around_replies_is_ignored() -> None:
     async with scripted_tool(lambda f: [b"\x00\xff noise\r\n", ack(f, "OK"), b"tail"]) as (_, url):
-        async with HostLinkPort(url, tool="t", timeout_s=FAST) as port:
+        async with HostLinkPort(url, sync=False, tool="t", timeout_s=FAST) as port:
             assert await port.request("STS") == ["OK"]
             assert await port.request("STS") == ["OK"]
     assert port.retransmissions == 0 and port.garbled_replies == 0
@@ -152,7 +156,7 @@ async def test_corrupted_reply_is_recovered() -> None:
 
     trace = Recorder()
     async with scripted_tool(corrupt_first) as (tool, url):
-        async with HostLinkPort(url, tool="t", timeout_s=FAST, trace=trace) as port:
+        async with HostLinkPort(url, sync=False, tool="t", timeout_s=FAST, trace=trace) as port:
             assert await port.request("STS") == ["IDLE"]
     assert port.garbled_replies == 1 and port.retransmissions == 1
     assert tool.requests == [b"$00,STS*78\r\n"] * 2
@@ -161,7 +165,9 @@ async def test_corrupted_reply_is_recovered() -> None:
 
 async def test_always_garbled_replies_end_in_link_error_naming_what_was_seen() -> None:
     async with scripted_tool(lambda f: ack(f, "X")[:-5] + b"*00\r\n") as (_, url):
-        async with HostLinkPort(url, tool="placer-1", timeout_s=FAST, retries=1) as port:
+        async with HostLinkPort(
+            url, tool="placer-1", timeout_s=FAST, retries=1, sync=False,
+        ) as port:
             with pytest.raises(LinkError, match=r"placer-1: no valid reply to STS after 2 attempts"
                                r" \(timeout 0.1 s; 2 garbled\)"):
                 await port.request("STS")
@@ -175,7 +181,7 @@ async def test_nak_01_checksum_makes_the_host_retransmit() -> None:
         return nak(frame, 1, "CHECKSUM") if len(seen) == 1 else ack(frame)
 
     async with scripted_tool(checksum_nak_first) as (_, url):
-        async with HostLinkPort(url, tool="t", timeout_s=FAST) as port:
+        async with HostLinkPort(url, sync=False, tool="t", timeout_s=FAST) as port:
             assert await port.request("PRT") == []
     assert seen == [b"$00,PRT*7A\r\n"] * 2
     assert port.retransmissions == 1
@@ -196,7 +202,7 @@ async def test_naks_raise_their_error_class_without_retransmitting(
     code: int, text: str, cls: type[NakError]
 ) -> None:
     async with scripted_tool(lambda f: nak(f, code, text)) as (tool, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=FAST) as port:
+        async with HostLinkPort(url, sync=False, tool="printer-1", timeout_s=FAST) as port:
             with pytest.raises(cls) as info:
                 await port.request("PRT")
     assert type(info.value) is cls
@@ -208,7 +214,7 @@ async def test_naks_raise_their_error_class_without_retransmitting(
 async def test_one_request_in_flight_at_a_time() -> None:
     trace = Recorder()
     async with scripted_tool(lambda f: ack(f, parse_request(f).cmd)) as (_, url):
-        async with HostLinkPort(url, tool="t", timeout_s=FAST, trace=trace) as port:
+        async with HostLinkPort(url, sync=False, tool="t", timeout_s=FAST, trace=trace) as port:
             results = await asyncio.gather(*(port.request(c) for c in ("STS", "ALR", "RES", "IDN")))
     assert results == [["STS"], ["ALR"], ["RES"], ["IDN"]]
     assert [d for d, _ in trace.frames] == [">", "<"] * 4
@@ -216,7 +222,7 @@ async def test_one_request_in_flight_at_a_time() -> None:
 
 async def test_bad_argument_is_a_frame_error_naming_the_tool_and_uses_no_sequence_number() -> None:
     async with scripted_tool(ack) as (tool, url):
-        async with HostLinkPort(url, tool="printer-1", timeout_s=FAST) as port:
+        async with HostLinkPort(url, sync=False, tool="printer-1", timeout_s=FAST) as port:
             with pytest.raises(FrameError, match=r"printer-1: cannot send LOD: .*'A,B'"):
                 await port.request("LOD", "A,B")
             await port.request("STS")
@@ -225,7 +231,7 @@ async def test_bad_argument_is_a_frame_error_naming_the_tool_and_uses_no_sequenc
 
 async def test_tool_hanging_up_is_a_link_error() -> None:
     async with scripted_tool(ack) as (tool, url):
-        async with HostLinkPort(url, tool="t", timeout_s=FAST) as port:
+        async with HostLinkPort(url, sync=False, tool="t", timeout_s=FAST) as port:
             assert await port.request("STS") == []
             tool.hang_up()
             with pytest.raises(LinkError, match="t: "):
@@ -240,7 +246,7 @@ async def test_unopenable_port_is_a_clear_link_error() -> None:
 
 
 async def test_request_on_a_closed_port_is_a_link_error() -> None:
-    port = HostLinkPort("loop://", tool="t")
+    port = HostLinkPort("loop://", sync=False, tool="t")
     with pytest.raises(LinkError, match="t: port loop:// is not open"):
         await port.request("STS")
 
@@ -248,7 +254,9 @@ async def test_request_on_a_closed_port_is_a_link_error() -> None:
 async def test_loop_url_works_through_the_reader_thread() -> None:
     # loop:// has no file descriptor; it hands our own frame back, which is no reply
     trace = Recorder()
-    async with HostLinkPort("loop://", tool="t", timeout_s=FAST, retries=1, trace=trace) as port:
+    async with HostLinkPort(
+        "loop://", tool="t", timeout_s=FAST, retries=1, trace=trace, sync=False,
+    ) as port:
         with pytest.raises(LinkError, match="no valid reply to STS after 2 attempts"):
             await port.request("STS")
     assert trace.received() == [b"$00,STS*78\r\n"] * 2
@@ -257,6 +265,6 @@ async def test_loop_url_works_through_the_reader_thread() -> None:
 
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="printer-1: reply timeout must be > 0 s"):
-        HostLinkPort("loop://", tool="printer-1", timeout_s=0)
+        HostLinkPort("loop://", sync=False, tool="printer-1", timeout_s=0)
     with pytest.raises(ValueError, match="printer-1: retries must be >= 0"):
-        HostLinkPort("loop://", tool="printer-1", retries=-1)
+        HostLinkPort("loop://", sync=False, tool="printer-1", retries=-1)

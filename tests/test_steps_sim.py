@@ -82,7 +82,21 @@ def sent(frame: Any, command: str) -> bool:
     return command in str(frame)
 
 
-@pytest.mark.parametrize("name", sorted(shipped_recipe_paths()))
+# The barrier recipes validate, but no step kind module runs a barrier step yet: the
+# integrator wires it (sequences/kinds/). Strict: once it runs, this fails until the
+# mark is removed.
+BARRIER_NOT_RUN = pytest.mark.xfail(
+    strict=True, reason="no step kind module for 'barrier' yet (EP-25 plater, "
+    "sequences/kinds/: the integrator wires it)")
+
+
+def _shipped_runs() -> list:
+    return [pytest.param(name, marks=BARRIER_NOT_RUN)
+            if any(s.kind == "barrier" for s in find_recipe(name).steps) else name
+            for name in sorted(shipped_recipe_paths())]
+
+
+@pytest.mark.parametrize("name", _shipped_runs())
 async def test_one_wafer_of_every_shipped_recipe(name: str) -> None:
     recipe = find_recipe(name)
     # A line with an FC-1 and an FC-2: a strip can only go to the FC-2.
@@ -346,6 +360,7 @@ def test_sequence_run_refuses_bad_input(capsys, tmp_path) -> None:
     assert "none.toml: cannot read line configuration" in capsys.readouterr().err
 
 
+@pytest.mark.timing
 async def test_two_wafers_share_the_oven_and_each_takes_its_own_off() -> None:
     recipe = find_recipe("ballmount-sac305")
     # the second wafer reaches the exit ~39 tool s after the first: at 300x that leaves

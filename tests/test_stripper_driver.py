@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from modbus_fixtures import sim_cleaner
 
-from drivers.cleaner import CONSOLE_COMMANDS, FluxCleaner
-from drivers.console import ConsoleUsageError, run_command
+from controller.console import CLEANER_COMMANDS, ConsoleUsageError, run_command
+from drivers.cleaner import FluxCleaner
 from drivers.errors import DeviceBusy, IllegalValue, NotSupported, ToolAlarm
 from drivers.types import CleanerState, CleanMode, CleanRecipe, CleanStatus, StripRecipe
 
@@ -64,7 +64,8 @@ async def test_a_wafer_stripped_on_the_fc2() -> None:
 
 async def test_a_flux_clean_on_the_fc2_writes_mode_flux_clean() -> None:
     async with sim_cleaner(model="FC-2") as (cleaner, _):
-        await cleaner.regs.command("MODE", "RESIST_STRIP")  # left so by the wafer before
+        # left so by the wafer before
+        await cleaner.regs.write("MODE", cleaner.map["MODE"].code("RESIST_STRIP"))
         await cleaner.set_recipe(CLEAN)
         await cleaner.wait_bath_ready(timeout_s=1800)
         await cleaner.load("LOT42-08")
@@ -129,8 +130,8 @@ async def test_the_fc1_refuses_a_strip_before_sending_anything() -> None:
 async def test_console_strip_commands() -> None:
     async with sim_cleaner(model="FC-2") as (cleaner, _):
         args = "50 600 30 30 2.5".split()
-        assert await run_command(CONSOLE_COMMANDS, cleaner, "strip-recipe", args) == STRIP
-        out = await run_command(CONSOLE_COMMANDS, cleaner, "load", ["W1", "strip"])
-        assert out == "loaded W1 (RESIST_STRIP)"
+        assert await run_command(CLEANER_COMMANDS, cleaner, "strip-recipe", args) == STRIP
+        out = await run_command(CLEANER_COMMANDS, cleaner, "load", ["W1", "strip"])
+        assert out == "W1 is in the chamber (LOADED, RESIST_STRIP)"
         with pytest.raises(ConsoleUsageError, match="expected clean|strip"):
-            await run_command(CONSOLE_COMMANDS, cleaner, "load", ["W2", "etch"])
+            await run_command(CLEANER_COMMANDS, cleaner, "load", ["W2", "etch"])

@@ -119,7 +119,8 @@ def test_bismuth_solder_on_a_lead_bump_is_refused() -> None:
     assert found == [
         "variant.toml: step 5 (reflow): no Sn-Bi over lead: reflowing bismuth-bearing Sn42Bi58 "
         "onto the lead-bearing Pb95Sn5 bump from step 2: Sn-Bi-Pb forms a ternary eutectic "
-        "near 95 °C"
+        "near 95 °C (an intact Ni/Au barrier of >= 2 µm nickel between them would allow it: "
+        "an assumption of barrier-plater.md, not a standard)"
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from drivers.clock import Clock
+from drivers.protocols import Placer
 from drivers.types import PlacementResult, PlacerState, PlacerStatus, RunStatus
 from sequences.judge import Judgment, same_wafer
 from sequences.kinds.base import (
@@ -34,7 +35,7 @@ FLUX_PER_WAFER_PCT = 0.5  # flux level a wafer needs at least
 
 class BallPlace(HostLinkStepKind[PlaceStep]):
     name, role = "place", "placer"
-    driver_mark = "start_placement"
+    driver_type = Placer
     changeover_s = CHANGEOVER_S
     deposit = True
     repairable = True

@@ -155,14 +155,14 @@ class StepKind(ABC, Generic[S]):
     repairable: ClassVar[bool] = False  # the tool has a repair for a failed judgment
     rides_out: ClassVar[bool] = False  # once taken, the tool cannot stop it (abort waits)
     pipelined: ClassVar[bool] = False  # the tool takes the next wafer before this one is out
-    driver_mark: ClassVar[str]  # a verb only this role's driver has (until typed protocols)
+    driver_type: ClassVar[type]  # the tool protocol its role's drivers implement
     # Commands that change the wafer and must never be repeated blindly: each is
     # journalled as an intent before it is sent.
     guarded: ClassVar[tuple[str, ...]] = ()
 
     def check_driver(self, driver: Any) -> None:
         """Refuse to run the step on a tool of another role (a wrong line file)."""
-        if not hasattr(driver, self.driver_mark):
+        if not _is_a(driver, self.driver_type):
             raise SequenceError(f"a {self.name} step runs on {_a(self.role)}; "
                                 f"{getattr(driver, 'name', driver)} is not one")
         if not self.can_run(driver):
@@ -282,6 +282,18 @@ async def wait_free(kind: StepKind[Any], driver: Any, wafer_id: str, clock: Cloc
             raise ToolTimeout(driver.name, f"still busy ({state_name(status)}) after "
                               f"{timeout_s:g} s")
         await clock.sleep(POLL_S)
+
+
+_CHECKED: dict[tuple[type, type], bool] = {}
+
+
+def _is_a(driver: Any, protocol: type) -> bool:
+    """isinstance against a tool protocol, once per driver class (it walks every verb)."""
+    key = (type(driver), protocol)
+    known = _CHECKED.get(key)
+    if known is None:
+        known = _CHECKED[key] = isinstance(driver, protocol)
+    return known
 
 
 def _a(noun: str) -> str:

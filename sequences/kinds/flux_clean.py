@@ -11,6 +11,7 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import ToolError
+from drivers.protocols import Cleaner
 from drivers.types import (
     BATH_TOLERANCE_C,
     CleanerState,
@@ -48,7 +49,7 @@ BUSY = (CleanerState.LOADED, *WORKING)
 
 class FluxClean(StepKind[Any]):
     name, role = "clean", "cleaner"
-    driver_mark = "wait_bath_ready"
+    driver_type = Cleaner
     repeatable = True
     guarded = ("START",)
 

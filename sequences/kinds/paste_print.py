@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from drivers.clock import Clock
+from drivers.protocols import Printer
 from drivers.types import PrinterState, PrinterStatus, PrintResult, RunStatus
 from sequences.judge import Judgment, at_least, at_most, same_wafer, window
 from sequences.kinds.base import (
@@ -33,7 +34,7 @@ PASTE_PER_PRINT_PCT = 0.4  # paste level a print needs at least
 
 class PastePrint(HostLinkStepKind[PrintStep]):
     name, role = "print", "printer"
-    driver_mark = "start_print"
+    driver_type = Printer
     changeover_s = CHANGEOVER_S
     deposit = True
     states = PrinterState

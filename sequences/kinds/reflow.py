@@ -16,6 +16,7 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
+from drivers.protocols import Oven
 from drivers.types import Alarm, ExitFlag, OvenState, OvenStatus, ReflowResult
 from sequences.journal import guarded
 from sequences.judge import Judgment, at_most, same_wafer, window
@@ -57,7 +58,7 @@ SLOWEST_TRANSIT_S = TUNNEL_MM / SLOWEST_BELT_MM_MIN * 60.0
 
 class Reflow(StepKind[ReflowStep]):
     name, role = "reflow", "oven"
-    driver_mark = "stage_profile"
+    driver_type = Oven
     changeover_s = CHANGEOVER_MIN_S
     rides_out = True
     pipelined = True
@@ -262,7 +263,7 @@ class Reflow(StepKind[ReflowStep]):
                     return settled
             if status.alarm_active:
                 try:
-                    await driver.clear()
+                    await driver.clear_alarm()
                 except ToolError:
                     pass  # the cause is still there; the belt goes on regardless
             if clock.now() > deadline:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from drivers.clock import Clock
+from drivers.protocols import Cleaner
 from drivers.types import (
     BATH_TOLERANCE_C,
     CleanerState,
@@ -41,7 +42,7 @@ MODE = CleanMode.RESIST_STRIP
 
 class ResistStrip(FluxClean):
     name, role = "strip", "cleaner"
-    driver_mark = "wait_bath_ready"
+    driver_type = Cleaner
     repeatable = False  # a second strip attacks the bumps' under-metal: an engineer decides
 
     def can_run(self, driver: Any) -> bool:

@@ -1,9 +1,8 @@
-"""Console commands: a tool's commands typed by hand (``bumpline tool NAME COMMAND ARGS``).
+"""The console's command type and argument parsing (``bumpline tool NAME COMMAND ARGS``).
 
-Each driver module declares ``CONSOLE_COMMANDS``, a tuple of ``ConsoleCommand``.
-A command turns the CLI's string arguments into a typed driver call; a bad
-argument is a ``ConsoleUsageError`` that says what was expected, never a
-traceback.
+A ``ConsoleCommand`` turns the CLI's string arguments into a typed driver call;
+a bad argument is a ``ConsoleUsageError`` that says what was expected, never a
+traceback. The drivers know nothing of this: they offer typed verbs only.
 """
 
 from __future__ import annotations
@@ -27,6 +26,9 @@ class ConsoleCommand:
     usage: str  # e.g. "load WAFER_ID"
     help: str
     run: Callable[[Any, list[str]], Awaitable[object]]  # (driver, args) -> result or None
+    # How the result reads as text, when the generic rendering (controller/console/show.py)
+    # would not do; --json always prints the typed value itself.
+    show: Callable[[Any], str] | None = None
 
 
 def find_command(commands: Iterable[ConsoleCommand], name: str) -> ConsoleCommand:
@@ -83,7 +85,7 @@ async def done_text(call: Awaitable[object], text: str) -> str:
 
 
 async def alarm_or_none(driver: Any) -> object:
-    """The driver's latched alarm, or "no alarm"."""
+    """The driver's latched alarm, or "no alarm" (never a bare ``ok``)."""
     return await driver.alarm() or "no alarm"
 
 
@@ -96,7 +98,10 @@ def enum_arg(text: str, enum: type[E], what: str) -> E:
 
 
 def simple(
-    name: str, help: str, call: Callable[[Any], Awaitable[object]]
+    name: str,
+    help: str,
+    call: Callable[[Any], Awaitable[object]],
+    show: Callable[[Any], str] | None = None,
 ) -> ConsoleCommand:
     """A command that takes no arguments."""
 
@@ -104,4 +109,4 @@ def simple(
         expect_args(name, args, 0)
         return await call(driver)
 
-    return ConsoleCommand(name, name, help, run)
+    return ConsoleCommand(name, name, help, run, show)

@@ -1,0 +1,67 @@
+"""Hardware in the loop: `pytest -m conformance --line-config FILE` runs only the driver
+conformance tests, refuses a bad file before any test, and puts back what the tests
+change on the tools (here the in-process simulated line stands in for the real one)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from modbus_fixtures import real_tool
+
+from drivers.types import CleanRecipe, ReflowProfile
+from sim.line import SimulatedLine
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE_42 = ReflowProfile(
+    zone_setpoints_c=(150.0, 165.0, 175.0, 185.0, 200.0, 230.0, 245.0, 235.0, 120.0, 60.0),
+    conveyor_mm_min=600, o2_limit_ppm=100, tal_threshold_c=183.0, profile_id=42)
+QUICK_CLEAN = CleanRecipe(wash_temp_c=60.0, wash_time_s=120, rinse_time_s=30, dry_time_s=30,
+                          spray_pressure_bar=2.5)
+
+
+def pytest_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+
+
+def test_a_line_config_that_does_not_load_stops_pytest_first(tmp_path: Path) -> None:
+    done = pytest_run("tests/test_oven_driver.py", "--line-config", str(tmp_path / "nope.toml"))
+    assert done.returncode == 4, done.stdout + done.stderr  # usage error: nothing ran
+    assert "--line-config:" in done.stderr and "nope.toml" in done.stderr
+    assert " passed" not in done.stdout
+
+
+def test_line_config_runs_only_the_conformance_tests(tmp_path: Path) -> None:
+    config = tmp_path / "line.toml"
+    config.write_text(
+        '[line]\nname = "bench"\ntime_scale = 1.0\n\n'
+        '[tools.oven-1]\nrole = "oven"\ntransport = "modbus-tcp"\nhost = "127.0.0.1"\n'
+        "port = 1502\nunit = 1\n", encoding="utf-8")
+    done = pytest_run("tests/test_oven_driver.py", "tests/test_report.py", "--collect-only",
+                      "--line-config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    collected = [line for line in done.stdout.splitlines() if "::" in line]
+    assert collected and all(line.startswith("tests/test_oven_driver.py::") for line in collected)
+    plain = pytest_run("tests/test_oven_driver.py", "--collect-only", "-m", "conformance")
+    assert len([line for line in plain.stdout.splitlines() if "::" in line]) == len(collected)
+
+
+async def test_what_a_test_changes_on_the_tools_is_put_back(tmp_path: Path) -> None:
+    async with SimulatedLine(speed=1000.0, seed=1) as line:
+        config = tmp_path / "line.toml"
+        config.write_text(line.config_text(), encoding="utf-8")
+        async with real_tool(str(config), "oven") as oven:
+            before = (await oven.status()).active_profile_id
+            await oven.stage_profile(PROFILE_42)
+            await oven.apply()
+            assert (await oven.status()).active_profile_id == 42 != before
+        async with real_tool(str(config), "cleaner") as cleaner:
+            original = await cleaner.recipe()
+            await cleaner.set_recipe(QUICK_CLEAN)
+            assert await cleaner.recipe() == QUICK_CLEAN != original
+        async with real_tool(str(config), "oven") as oven:
+            assert (await oven.status()).active_profile_id == before
+        async with real_tool(str(config), "cleaner") as cleaner:
+            assert await cleaner.recipe() == original

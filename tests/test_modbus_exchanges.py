@@ -1,0 +1,282 @@
+"""The oven and cleaner drivers byte for byte: scripted request/reply ADUs, no socket or pty.
+
+In the style of PyMeasure's ``expected_protocol``: a test lists every request the
+driver must send and the reply the tool gives (``None``: the reply is lost), runs the
+driver verb, and the script must be used up exactly. The real ``ModbusLink`` and the
+real pymodbus client frame and parse the bytes; only the wire is in memory
+(``ModbusLink.in_memory``). Addresses and encodings are those of
+``../shared/specs/reflow-oven.md`` and ``../shared/specs/flux-cleaner.md`` (neither
+prints golden frames, so every ADU here is written out from their tables).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from drivers.cleaner import FluxCleaner
+from drivers.errors import DeviceBusy, LinkError
+from drivers.modbus_link import ModbusLink
+from drivers.oven import ReflowOven
+from drivers.types import CleanerState, OvenState
+from sim.clock import ManualClock
+
+Pair = tuple[bytes, bytes | None]
+
+
+class ExpectedExchanges:
+    """The tool side of a scripted exchange: each request must be the next one listed."""
+
+    def __init__(self, pairs: Sequence[Pair]) -> None:
+        self.pairs = list(pairs)
+        self.used = 0
+
+    def __call__(self, request: bytes) -> bytes | None:
+        n = self.used + 1
+        assert self.used < len(self.pairs), f"request {n} not in the script: {request.hex(' ')}"
+        want, reply = self.pairs[self.used]
+        assert request == want, f"request {n}: sent {request.hex(' ')}, expected {want.hex(' ')}"
+        self.used = n
+        return reply
+
+    def assert_used_up(self) -> None:
+        left = [want.hex(" ") for want, _ in self.pairs[self.used :]]
+        assert not left, f"requests the driver never sent: {left}"
+
+
+@contextlib.asynccontextmanager
+async def expected_exchanges(
+    driver_cls: type[Any], pairs: Sequence[Pair], *, framer: str, unit: int, tool: str
+) -> AsyncIterator[Any]:
+    script = ExpectedExchanges(pairs)
+    link = ModbusLink.in_memory(script, tool=tool, unit=unit, framer=framer, timeout_s=0.05)
+    await link.open()
+    try:
+        yield driver_cls(link, ManualClock())
+    finally:
+        await link.close()
+    script.assert_used_up()
+
+
+# --- framing -------------------------------------------------------------------------------------
+
+
+def tcp(tid: int, pdu: str, unit: int = 1) -> bytes:
+    """A Modbus TCP ADU: MBAP header (transaction id, protocol 0, length, unit), then the PDU."""
+    body = bytes.fromhex(pdu)
+    return struct.pack(">HHHB", tid, 0, len(body) + 1, unit) + body
+
+
+def crc16(data: bytes) -> bytes:
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return struct.pack("<H", crc)
+
+
+def rtu(pdu: str, unit: int = 2) -> bytes:
+    """A Modbus RTU ADU: unit, PDU, CRC-16 low byte first."""
+    frame = bytes([unit]) + bytes.fromhex(pdu)
+    return frame + crc16(frame)
+
+
+def test_the_frame_helpers_agree_with_the_modbus_references() -> None:
+    # "01 03 0000 000A C5CD": the classic RTU example, also used in test_modbus_link.py
+    assert rtu("03 0000 000A", unit=1) == bytes.fromhex("01 03 0000 000A C5 CD")
+    assert tcp(1, "04 000A 0003") == bytes.fromhex("0001 0000 0006 01 04 000A 0003")
+
+
+# --- oven (Modbus TCP, unit 1) -------------------------------------------------------------------
+
+WAFERS_ON_BELT = "04 000B 0001"  # IR 11
+LOAD_ID = "10 001E 0008 10 4C4F 5434 322D 3037 0000 0000 0000 0000"  # HR 30-37 = "LOT42-07"
+LOAD_ID_OK = "10 001E 0008"
+COMMAND_LOAD = "06 0014 0002"  # HR 20 = 2
+COMMAND_UNLOAD = "06 0014 0003"  # HR 20 = 3
+FLAGS = "02 0000 0004"  # DI 0-3: ENTRANCE_CLEAR, WAFER_AT_EXIT, ZONES_STABLE, ALARM_ACTIVE
+
+
+async def test_oven_status_is_three_requests_decoded_in_engineering_units() -> None:
+    pairs = [
+        (tcp(1, "04 0000 000F"),
+         tcp(1, "04 1E" + " 0901" * 9 + " 7FFF" + " 0002 0000 0000 0014 002A")),
+        (tcp(2, FLAGS), tcp(2, "02 01 05")),  # entrance clear, zones stable
+        (tcp(3, "01 0000 0002"), tcp(3, "01 01 03")),  # N2 on, belt running
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        status = await oven.status()
+    assert status.state is OvenState.READY and status.active_profile_id == 42
+    assert status.zone_pv_c == (230.5,) * 9 + (None,)  # 0x7FFF: thermocouple failed
+    assert (status.o2_ppm, status.wafers_on_belt, status.alarm_code) == (20, 0, 0)
+    assert status.entrance_clear and status.zones_stable and not status.wafer_at_exit
+    assert status.nitrogen_on and status.conveyor_running
+
+
+async def test_an_oven_reading_it_cannot_have_sent_is_read_again() -> None:
+    # Modbus TCP has no checksum of its own: an alarm code the oven does not have (a
+    # damaged byte) is read again; one that reads the same twice is taken as it is.
+    pairs = [
+        (tcp(1, "04 000C 0001"), tcp(1, "04 02 FF00")),  # ALARM_CODE 65280: no such alarm
+        (tcp(2, "04 000C 0001"), tcp(2, "04 02 0000")),  # read again: none
+        (tcp(3, "04 000C 0001"), tcp(3, "04 02 0208")),  # 520 CONVEYOR JAM: taken at once
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        assert await oven.alarm() is None
+        alarm = await oven.alarm()
+        assert alarm is not None and (alarm.code, alarm.text) == (520, "CONVEYOR JAM")
+        assert oven.link.garbled_replies == 1
+
+
+async def test_oven_load_is_count_then_id_then_command() -> None:
+    pairs = [
+        (tcp(1, WAFERS_ON_BELT), tcp(1, "04 02 0000")),
+        (tcp(2, LOAD_ID), tcp(2, LOAD_ID_OK)),
+        (tcp(3, COMMAND_LOAD), tcp(3, COMMAND_LOAD)),
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        await oven.load("LOT42-07")
+
+
+async def test_oven_load_whose_reply_is_lost_is_judged_by_the_belt_count() -> None:
+    pairs = [
+        (tcp(1, WAFERS_ON_BELT), tcp(1, "04 02 0000")),
+        (tcp(2, LOAD_ID), tcp(2, LOAD_ID_OK)),
+        (tcp(3, COMMAND_LOAD), None),  # carried out; the reply is lost
+        (tcp(4, WAFERS_ON_BELT), tcp(4, "04 02 0001")),  # one on the belt: it went on
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        await oven.load("LOT42-07")  # not sent again, not reported as failed
+
+
+async def test_oven_load_that_did_not_arrive_is_sent_once_more() -> None:
+    pairs = [
+        (tcp(1, WAFERS_ON_BELT), tcp(1, "04 02 0000")),
+        (tcp(2, LOAD_ID), tcp(2, LOAD_ID_OK)),
+        (tcp(3, COMMAND_LOAD), None),  # lost on the way to the oven
+        (tcp(4, WAFERS_ON_BELT), tcp(4, "04 02 0000")),  # nothing went on
+        (tcp(5, COMMAND_LOAD), tcp(5, COMMAND_LOAD)),
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        await oven.load("LOT42-07")
+
+
+async def test_oven_load_refused_after_a_lost_reply_is_explained() -> None:
+    pairs = [
+        (tcp(1, WAFERS_ON_BELT), tcp(1, "04 02 0000")),
+        (tcp(2, LOAD_ID), tcp(2, LOAD_ID_OK)),
+        (tcp(3, COMMAND_LOAD), None),
+        (tcp(4, WAFERS_ON_BELT), tcp(4, "04 02 0000")),  # not on the belt
+        (tcp(5, COMMAND_LOAD), tcp(5, "86 06")),  # refused now
+        (tcp(6, WAFERS_ON_BELT), tcp(6, "04 02 0000")),  # and still not on: a real refusal
+        # _why_refused: the full status
+        (tcp(7, "04 0000 000F"), tcp(7, "04 1E" + " 0901" * 10 + " 0002 0000 0000 0014 002A")),
+        (tcp(8, FLAGS), tcp(8, "02 01 04")),  # entrance NOT clear
+        (tcp(9, "01 0000 0002"), tcp(9, "01 01 03")),
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        with pytest.raises(DeviceBusy, match=r"oven-1: COMMAND=LOAD \(ENTRANCE_CLEAR = 0\)"):
+            await oven.load("LOT42-07")
+
+
+async def test_oven_unload_whose_reply_is_lost_is_judged_by_the_exit() -> None:
+    pairs = [
+        (tcp(1, COMMAND_UNLOAD), None),
+        (tcp(2, FLAGS), tcp(2, "02 01 05")),  # nothing at the exit: ours was taken
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        await oven.unload("LOT42-07")
+
+
+async def test_oven_unload_still_at_the_exit_after_every_lost_reply_is_a_link_error() -> None:
+    at_exit = "04 10 4C4F 5434 322D 3037 0000 0000 0000 0000"  # IR 30-37 = "LOT42-07"
+    pairs: list[Pair] = []
+    tid = 0
+    for _ in range(4):  # retries=3: four attempts, each judged on the oven's word first
+        if tid:
+            pairs += [(tcp(tid + 1, FLAGS), tcp(tid + 1, "02 01 07")),
+                      (tcp(tid + 2, "04 001E 0008"), tcp(tid + 2, at_exit))]
+            tid += 2
+        pairs.append((tcp(tid + 1, COMMAND_UNLOAD), None))
+        tid += 1
+    pairs += [(tcp(tid + 1, FLAGS), tcp(tid + 1, "02 01 07")),
+              (tcp(tid + 2, "04 001E 0008"), tcp(tid + 2, at_exit))]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        with pytest.raises(LinkError, match="COMMAND=UNLOAD: no reply .* 4 attempts, and the "
+                           "tool says it was not done"):
+            await oven.unload("LOT42-07")
+
+
+# --- cleaner (Modbus RTU, unit 2) ----------------------------------------------------------------
+
+COMMAND_START = "06 0005 0002"  # HR 5 = 2
+STATE = "04 0000 0001"  # IR 0
+
+
+async def test_cleaner_start_whose_reply_is_lost_is_judged_by_its_state() -> None:
+    pairs = [
+        (rtu(COMMAND_START), None),  # carried out; the reply is lost
+        (rtu(STATE), rtu("04 02 0003")),  # WASHING: it started
+    ]
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        await cleaner.start()
+
+
+async def test_cleaner_start_that_did_not_arrive_is_sent_once_more() -> None:
+    pairs = [
+        (rtu(COMMAND_START), None),
+        (rtu(STATE), rtu("04 02 0002")),  # still LOADED: it never arrived
+        (rtu(COMMAND_START), rtu(COMMAND_START)),
+    ]
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        await cleaner.start()
+
+
+async def test_cleaner_start_refused_is_explained_with_the_bath() -> None:
+    pairs = [
+        # 06 to a command: the cleaner's refusal, not a busy tool: reported at once, not
+        # sent again (nothing was lost, nothing to probe), and explained
+        (rtu(COMMAND_START), rtu("86 06")),
+        (rtu(STATE), rtu("04 02 0002")),  # LOADED
+        # status(): process values (IR 0-4), then the inputs (DI 0-3)
+        (rtu("04 0000 0005"), rtu("04 0A 0002 01F4 0096 0000 0000")),  # bath 50.0 °C
+        (rtu("02 0000 0004"), rtu("02 01 01")),
+        (rtu("03 0000 0001"), rtu("03 02 0258")),  # WASH_TEMP_SP 60.0 °C
+    ]
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        with pytest.raises(DeviceBusy, match=r"COMMAND=START \(state LOADED, bath 50.0 °C vs "
+                           r"setpoint 60.0 °C\)"):
+            await cleaner.start()
+
+
+async def test_cleaner_wait_for_returns_the_status() -> None:
+    pairs = [
+        (rtu("04 0000 0005"), rtu("04 0A 0006 0258 0096 0000 0000")),  # DONE
+        (rtu("04 0000 0005"), rtu("04 0A 0006 0258 0096 0000 0000")),  # status(): values
+        (rtu("02 0000 0004"), rtu("02 01 01")),  # ... and inputs: wafer present
+    ]
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        status = await cleaner.wait_for(CleanerState.DONE, timeout_s=60)
+    assert status.state is CleanerState.DONE and status.wafer_present and status.wash_temp_c == 60.0
+
+
+async def test_a_script_the_driver_leaves_unfinished_fails_the_test() -> None:
+    script = ExpectedExchanges([(rtu(STATE), rtu("04 02 0000")), (rtu(STATE), None)])
+    assert script(rtu(STATE)) == rtu("04 02 0000")
+    with pytest.raises(AssertionError, match="never sent"):
+        script.assert_used_up()
+    with pytest.raises(AssertionError, match="request 2: sent"):
+        script(rtu(COMMAND_START))
