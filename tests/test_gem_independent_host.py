@@ -7,7 +7,8 @@ enable events, start a lot by S2F41 (queued in the store), receive each step's S
 in order and S5F1 for an oven alarm, drop the link and reconnect to receive the
 spooled events in order (S6F23), download a recipe that remelts the first bump and
 see it refused with the reason, switch to online-local and see S2F41 refused, go
-equipment-offline and see S1F3 aborted.
+equipment-offline and see S1F3 aborted. Here the line events are published by the
+test; tests/test_gem_serve_e2e.py runs the same scenario against the real controller.
 """
 
 from __future__ import annotations
