@@ -87,12 +87,13 @@ class TestHost:
             await asyncio.wait_for(self._new.wait_for(lambda: found() is not None), WAIT_S)
             return found()
 
-    async def count(self, stream: int, function: int, n: int) -> list[Message]:
+    async def count(self, stream: int, function: int, n: int, *,
+                    limit_s: float = WAIT_S) -> list[Message]:
         """Wait until ``n`` S<stream>F<function> primaries arrived; return them in order."""
         def matching() -> list[Message]:
             return [m for m in self.received if (m.stream, m.function) == (stream, function)]
         async with self._new:
-            await asyncio.wait_for(self._new.wait_for(lambda: len(matching()) >= n), WAIT_S)
+            await asyncio.wait_for(self._new.wait_for(lambda: len(matching()) >= n), limit_s)
             return matching()
 
     async def _read(self) -> None:

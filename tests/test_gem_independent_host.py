@@ -7,7 +7,8 @@ enable events, start a lot by S2F41 (queued in the store), receive each step's S
 in order and S5F1 for an oven alarm, drop the link and reconnect to receive the
 spooled events in order (S6F23), download a recipe that remelts the first bump and
 see it refused with the reason, switch to online-local and see S2F41 refused, go
-equipment-offline and see S1F3 aborted.
+equipment-offline and see S1F3 aborted. Here the line events are published by the
+test; tests/test_gem_serve_e2e.py runs the same scenario against the real controller.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class IndependentHost:
     async def __call__(self, op: str, **fields) -> dict:
         self.proc.stdin.write((json.dumps({"op": op, **fields}) + "\n").encode())
         await self.proc.stdin.drain()
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 2 * WAIT_S)
+        limit_s = 2 * max(WAIT_S, fields.get("timeout", 0))
+        line = await asyncio.wait_for(self.proc.stdout.readline(), limit_s)
         if not line:
             pytest.fail(f"the host ended: {self.log_path.read_text()[-2000:]}")
         answer = json.loads(line)

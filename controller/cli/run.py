@@ -107,7 +107,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also serve the factory host over SECS/GEM (HSMS-SS passive; settings in the "
         "line file's [gem] section, docs/gem.md)",
     )
+    s.add_argument(
+        "--gem-port",
+        type=_port,
+        metavar="PORT",
+        help="HSMS port for --gem, overriding [gem] port (0: any free port, printed)",
+    )
     s.set_defaults(handler=cmd_serve, plain=True)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535, got {text!r}")
+    return int(text)
 
 
 def _speed(text: str) -> float:
@@ -263,7 +275,7 @@ async def _run_lots(
     from controller.cli.lots import _user
     from controller.cli.progress import LiveProgress
     from controller.line.controller import LineController
-    from sequences.recipes.validate import load_valid_recipe
+    from controller.programs import StoredRecipes
 
     started = time.monotonic()
     cpu_started = time.process_time()
@@ -275,7 +287,7 @@ async def _run_lots(
             store,
             tools,
             clock,
-            recipes=load_valid_recipe,
+            recipes=StoredRecipes(store.engine),  # shipped, or downloaded by the host
             user=_user(args),
             progress=live.progress,
             wait_for_dispositions=args.wait_for_disposition,

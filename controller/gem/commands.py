@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from controller.programs import StoredRecipes
 from controller.store import LotState, Store, StoreError
 from sequences.errors import RecipeError
 from sequences.recipes.recipe import NAME_PATTERN
-from sequences.recipes.validate import load_valid_recipe
 
 HOST = "host"  # the actor in the audit log for everything the factory host asks
 
@@ -69,6 +69,12 @@ class LineCommands(Protocol):
 
     def snapshot(self) -> LineSnapshot: ...
 
+    def lot_state(self, lot_id: str) -> tuple[str, str]:
+        """(state, recipe name) of a lot as stored; ("", "") when there is no such lot."""
+
+    def unfinished_lots(self, recipe: str) -> list[str]:
+        """Ids of the queued, running or held lots on ``recipe``."""
+
     def audit(self, action: str, detail: str) -> None:
         """Record something the host did that no lot command records (PP downloads...)."""
 
@@ -78,6 +84,7 @@ class StoreLineCommands:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._recipes = StoredRecipes(store.engine)
 
     def start_lot(self, lot_id: str, recipe: str, slots: Sequence[int], priority: int) -> None:
         checked = self._recipe(recipe)
@@ -121,12 +128,23 @@ class StoreLineCommands:
             tool_states={t.tool: (t.e10_state, t.tool_state) for t in store.tool_states_latest()},
         )
 
+    def unfinished_lots(self, recipe: str) -> list[str]:
+        lots = self.store.list_lots([LotState.QUEUED, LotState.RUNNING, LotState.HELD])
+        return [lot.id for lot in lots if lot.recipe_name == recipe]
+
+    def lot_state(self, lot_id: str) -> tuple[str, str]:
+        try:
+            lot = self.store.get_lot(lot_id)
+        except StoreError:
+            return "", ""
+        return str(lot.state), lot.recipe_name
+
     def _recipe(self, name: str):  # noqa: ANN202 - a sequences Recipe
         if not NAME_PATTERN.match(name):  # a name from the library, never a path on this host
             raise CommandRefused(HCACK_PARAMETER_INVALID, f"{name!r} is not a recipe name",
                                  parameter="RECIPE")
         try:
-            return load_valid_recipe(name)
+            return self._recipes(name)  # the library's, or a program the host downloaded
         except RecipeError as exc:
             first = str(exc).splitlines()[0]
             raise CommandRefused(HCACK_PARAMETER_INVALID, first, parameter="RECIPE") from None

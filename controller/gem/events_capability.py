@@ -9,6 +9,7 @@ mapping table in docs/gem.md and the code cannot disagree.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,15 @@ _LOT_EVENTS: tuple[tuple[str, str | None, int], ...] = (
     ("aborted", None, ids.CE_LOT_ABORTED),
     ("held", None, ids.CE_LOT_HELD),
 )
+
+# The controller carries out hold/resume/abort (from the host, the CLI or the screen) as
+# requests on lots it runs and publishes OPERATOR_REQUEST, not LOT_STATE: the store
+# changed the lot's state when the request was made. action -> CEID.
+_LOT_REQUESTS: dict[str, int] = {
+    "hold_lot": ids.CE_LOT_HELD,
+    "resume_lot": ids.CE_LOT_RESUMED,
+    "abort_lot": ids.CE_LOT_ABORTED,
+}
 
 
 def on_line_event(eq: GemEquipment, event: LineEvent) -> None:
@@ -72,6 +82,11 @@ def on_line_event(eq: GemEquipment, event: LineEvent) -> None:
             alid = ids.ALID_INTERLOCK
         eq.alarms.changed(alid, is_set=kind is EventKind.ALARM_SET,
                           text=str(data.get("text", code)), tool=event.tool)
+    elif kind is EventKind.OPERATOR_REQUEST and data.get("action") in _LOT_REQUESTS:
+        state, recipe = eq.commands.lot_state(event.lot_id or "")
+        eq.emit(_LOT_REQUESTS[data["action"]], common | {
+            ids.DV_RECIPE: A(recipe), ids.DV_LOT_STATE: A(state),
+            ids.DV_REASON: A(str(data.get("reason") or ""))})
     elif kind is EventKind.TOOL_STATE and event.tool:
         _tool_state(eq, event.tool, data)
 
@@ -82,12 +97,13 @@ def _tool_state(eq: GemEquipment, tool: str, data: Mapping[str, Any]) -> None:
     e10 = str(data.get("e10_state", before[0]))
     status.tool_state[tool] = (e10, str(data.get("tool_state", before[1])))
     zones = data.get("zones_c")
-    if isinstance(zones, list | tuple):
-        status.zone_temps[tool] = tuple(float(z) for z in zones)
+    if isinstance(zones, list | tuple):  # a failed thermocouple (None) reads NaN
+        status.zone_temps[tool] = tuple(math.nan if z is None else float(z) for z in zones)
     if e10 != before[0] or "previous" in data:
         eq.emit(ids.CE_E10_STATE_CHANGED, {
             ids.DV_TOOL: A(tool), ids.DV_E10_STATE: A(e10),
-            ids.DV_PREVIOUS_E10_STATE: A(str(data.get("previous", before[0]))),
+            # the controller's first report of a tool has previous None: nothing known before
+            ids.DV_PREVIOUS_E10_STATE: A(str(data.get("previous") or before[0])),
             ids.DV_REASON: A(str(data.get("reason", "")))})
 
 

@@ -9,6 +9,10 @@
 * Stored programs are versioned by the recipe's own ``version``: the same name and
   version with other text is refused, never silently overwritten; deleting marks a
   program deleted and keeps its text. Shipped recipes are read-only programs.
+* A stored program can be run: START and the controller load recipes through
+  ``controller.programs.StoredRecipes`` (the newest undeleted version). So that a
+  lot never meets another recipe than it was started with, a program with
+  unfinished lots on it gets no new version and is not deleted until they finish.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy import select
 from controller.gem import ids
 from controller.gem.secs2 import A, B, Fmt, L, ascii_text
 from controller.models import GemProcessProgram
+from controller.programs import newest_program
 from sequences.errors import RecipeError
 from sequences.recipes.recipe import NAME_PATTERN, parse_recipe_problems, shipped_recipe_paths
 from sequences.recipes.validate import validate
@@ -53,11 +58,7 @@ class ProgramsCapability:
 
     def stored(self, ppid: str) -> GemProcessProgram | None:
         with self.eq.db.read_session() as session:
-            return session.scalars(
-                select(GemProcessProgram)
-                .where(GemProcessProgram.ppid == ppid, GemProcessProgram.deleted_at.is_(None))
-                .order_by(GemProcessProgram.version.desc()).limit(1)
-            ).first()
+            return newest_program(session, ppid)
 
     def body(self, ppid: str) -> str | None:
         """The newest stored version's text, else the shipped recipe's, else None."""
@@ -138,7 +139,18 @@ class ProgramsCapability:
         if same is not None and same.body_hash != digest:
             return (f"{ppid} version {version} is already stored with other text; "
                     f"a changed program needs a new version")
+        if same is None or same.deleted_at is not None:
+            return self._in_use(ppid, "a new version")
         return None
+
+    def _in_use(self, ppid: str, change: str) -> str | None:
+        """Lots still to run on ``ppid`` would meet another recipe than they were
+        started with (the controller refuses to continue them): no change meanwhile."""
+        lots = self.eq.commands.unfinished_lots(ppid)
+        if not lots:
+            return None
+        return (f"{ppid}: lot(s) {', '.join(lots)} still to run on it; {change} must "
+                "wait until they have finished")
 
     def _refuse(self, ppid: str, ackc7: int, reason: str) -> Reply:
         log.warning("process program %s refused: %s", ppid, reason)
@@ -169,6 +181,8 @@ class ProgramsCapability:
             present = {r.ppid for r in rows}
             if any(p not in present for p in targets):
                 return 18, B(ACKC7_NOT_FOUND)
+            if any(self._in_use(p, "deleting it") for p in targets):
+                return 18, B(ACKC7_NOT_GRANTED)
             for row in rows:
                 if row.ppid in targets:
                     row.deleted_at = self.eq.db.now()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -70,6 +71,8 @@ async def gem_service(args: Any, store: Any) -> AsyncIterator[LineEventStream | 
         yield None
         return
     config, tools, line_name = gem_settings(args.line)
+    if getattr(args, "gem_port", None) is not None:  # serve --gem-port
+        config = dataclasses.replace(config, port=args.gem_port)
     loop = asyncio.get_running_loop()
     stream = LineEventStream(line_name, loop.time)
     eq = GemEquipment(config, db=GemDatabase(store.engine), commands=StoreLineCommands(store),

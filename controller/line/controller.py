@@ -23,6 +23,7 @@ from controller.line.recovery import Recovery
 from controller.line.scheduler import ScheduledWafer, Scheduler, ToolReport
 from controller.store import LotInfo, LotState, Store, StoreError
 from drivers.clock import Clock
+from drivers.errors import ToolError
 from sequences.errors import SequenceError
 from sequences.recipes.recipe import Recipe
 from sequences.wafer.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent
@@ -245,6 +246,27 @@ class LineController:
         self.store.record_tool_state(tool, state, reason=reason, tool_time=self.clock.now())
         self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=state.value,
                             previous=previous, reason=reason)
+        self.scheduler.spawn(self._tool_status(tool))
+
+    async def _tool_status(self, tool: str) -> None:
+        """What the tool says of itself once its E10 state changed (its state name; an
+        oven's zone temperatures), for the factory host's status variables: a TOOL_STATE
+        without ``previous``, i.e. no E10 change. One status read per change, on the
+        tool's own link (its lock orders it with the step's requests)."""
+        read = getattr(self.scheduler.tools[tool].driver, "status", None)
+        if read is None:
+            return
+        try:
+            status = await read()
+        except ToolError as exc:  # the step's own requests report a broken link
+            log.debug("%s: no status for the host: %s", tool, exc)
+            return
+        extra: dict[str, Any] = {"tool_state": status.state.name}
+        zones = getattr(status, "zone_pv_c", None)
+        if zones is not None:
+            extra["zones_c"] = list(zones)  # zone 1 first; None: a failed thermocouple
+        self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=self._e10[tool],
+                            **extra)
 
     # --- operator and engineer requests ------------------------------------------------------
 

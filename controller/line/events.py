@@ -50,7 +50,7 @@ class EventKind(StrEnum):
     DISPOSITION_NEEDED = "disposition_needed"  # step, step_kind, why
     ALARM_SET = "alarm_set"  # code, text, wafers
     ALARM_CLEARED = "alarm_cleared"  # code, text
-    TOOL_STATE = "tool_state"  # e10_state, previous, reason
+    TOOL_STATE = "tool_state"  # e10_state, previous, reason; or e10_state, tool_state, zones_c
     TOOL_NOTE = "tool_note"  # text (setup changes, waits: what an operator reads)
     OPERATOR_REQUEST = "operator_request"  # action, target, by, reason, outcome
 

@@ -8,9 +8,11 @@ command per line on stdin and reads one JSON answer per line on stdout:
     {"op": "connect", "port": 5000}            -> {"ok": true}
     {"op": "request", "s": 1, "f": 1, "body": ITEM or null}
                                                -> {"s": 1, "f": 2, "body": VALUE}
-    {"op": "received", "s": 6, "f": 11, "count": 3}
-                                               -> {"bodies": [VALUE, ...]} (waits)
-    {"op": "disconnect"}                       -> {"ok": true}
+    {"op": "received", "s": 6, "f": 11, "count": 3, "timeout": 15, "all": false}
+                                               -> {"bodies": [VALUE, ...]} (waits; the
+                                                  first count, or all received so far)
+    {"op": "disconnect"}                       -> {"ok": true} (received kept until
+                                                  the next connect)
     {"op": "quit"}
 
 ITEM is ``[FORMAT, value]`` with FORMAT one of L, A, B, BOOLEAN, U1, U2, U4, I4, F4
@@ -81,6 +83,7 @@ class Host:
     async def run(self, command):
         op = command["op"]
         if op == "connect":
+            self.received.clear()  # what the last connection got stays readable until now
             self.connection = HSMSConnection("127.0.0.1", command["port"], mode="active",
                                              session_id=command.get("device_id", 0),
                                              reply_timeout=10)
@@ -96,11 +99,12 @@ class Host:
             key, count = (command["s"], command["f"]), command["count"]
             async with self.changed:
                 await asyncio.wait_for(self.changed.wait_for(
-                    lambda: len(self.received.get(key, [])) >= count), WAIT_S)
-                return {"bodies": self.received[key][:count]}
+                    lambda: len(self.received.get(key, [])) >= count),
+                    command.get("timeout", WAIT_S))
+                bodies = self.received.get(key, [])
+                return {"bodies": bodies if command.get("all") else bodies[:count]}
         if op == "disconnect":
             await self.connection.disconnect()
-            self.received.clear()
             return {"ok": True}
         raise ValueError(f"unknown op {op!r}")
 
