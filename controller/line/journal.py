@@ -11,11 +11,15 @@ the command they guarded happened.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from controller.line.events import EventKind, LineEventStream
 from controller.store import Store
 from sequences.wafer.journal import DONE, WaferEvent
-from sequences.wafer.machine import AWAITING
+from sequences.wafer.machine import AWAITING, HELD
+
+INTERLOCK = "interlock:"  # how the runner says a wafer was stopped at an interlock
+INTERLOCK_ALARM = "interlock"  # the line alarm's code on the event stream (docs/events.md)
 
 
 class StoreJournal:
@@ -26,6 +30,7 @@ class StoreJournal:
         self._lot_of = lot_of
         self._open_step: dict[str, int] = {}  # wafer -> its open step record
         self._open_intents: dict[str, list[int]] = {}  # wafer -> intents on that record
+        self._interlocked: set[str] = set()  # wafers held at an interlock (a line alarm)
 
     def adopt(self, wafer_id: str, step_id: int | None) -> None:
         """Recovery: the wafer's step record found open in the store."""
@@ -89,3 +94,19 @@ class StoreJournal:
         if event.to_state == AWAITING:
             publish(EventKind.DISPOSITION_NEEDED, **common, step=event.step,
                     step_kind=event.step_kind, why=event.why)
+        self._interlock_alarm(event, common)
+
+    def _interlock_alarm(self, event: WaferEvent, common: dict[str, Any]) -> None:
+        """An interlock that stops a wafer is a line alarm (code "interlock") for the host and
+        the screen; it clears when no wafer is held at one any more."""
+        wafer = event.wafer_id
+        if event.trigger == "hold" and event.why.startswith(INTERLOCK):
+            first = not self._interlocked
+            self._interlocked.add(wafer)
+            self.stream.publish(EventKind.ALARM_SET, **common, code=INTERLOCK_ALARM,
+                                text=event.why, wafers=sorted(self._interlocked), first=first)
+        elif wafer in self._interlocked and event.from_state == HELD:
+            self._interlocked.discard(wafer)
+            if not self._interlocked:
+                self.stream.publish(EventKind.ALARM_CLEARED, **common, code=INTERLOCK_ALARM,
+                                    text="no wafer held at an interlock")

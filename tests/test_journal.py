@@ -1,0 +1,94 @@
+"""The wafer journal on the store: committed before it is told, step records with their
+transitions, intents answered, interlocks as a line alarm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.line.events import EventKind, LineEventStream
+from controller.line.journal import StoreJournal
+from controller.store import Store
+from drivers.errors import WrongState
+from sequences.kinds import kind_of
+from sequences.recipes.recipe import find_recipe
+from sequences.wafer.journal import StepOpened, guarded
+from sequences.wafer.machine import WaferMachine
+
+RECIPE = find_recipe("rebump-hipb-snpb")
+
+
+@pytest.fixture
+def rig(tmp_path: Path):
+    store = Store(f"sqlite:///{tmp_path / 'line.db'}")
+    store.create_lot("J1", recipe_name=RECIPE.name, recipe_version=RECIPE.version,
+                     recipe_hash=RECIPE.hash, slots=[1, 2], user="t")
+    stream = LineEventStream("line-1", lambda: 0.0)
+    journal = StoreJournal(store, stream, lambda wafer: "J1")
+    seen: list[tuple[str, int]] = []
+
+    def committed_first(event) -> None:  # what the store holds when a listener hears it
+        if event.kind is EventKind.WAFER_TRANSITION:
+            seen.append((event.data["to_state"], len(store.events(event.wafer_id))))
+
+    stream.listen(committed_first)
+    yield store, stream, journal, seen
+    store.close()
+
+
+def machine(journal: StoreJournal, wafer: str = "J1-01") -> WaferMachine:
+    return WaferMachine(wafer, [s.kind for s in RECIPE.steps], on_event=journal.record)
+
+
+async def test_a_transition_is_committed_before_anyone_hears_of_it(rig) -> None:
+    store, stream, journal, seen = rig
+    m = machine(journal)
+    m.fire("start")
+    step = RECIPE.step(1)
+    kind = kind_of(step)
+    m.fire("tool_acquired", tool="printer-1",
+           opens=StepOpened("print", kind.parameters(step), kind.windows(step)))
+    assert seen == [("step1_waiting", 1), ("step1_running", 2)]
+    (record,) = store.steps("J1-01")
+    assert record.status == "running" and record.tool == "printer-1"
+
+
+async def test_guarded_commands_leave_intents_open_only_when_nobody_knows(rig) -> None:
+    store, _, journal, _ = rig
+    m = machine(journal)
+    m.fire("start")
+    step = RECIPE.step(1)
+    m.fire("tool_acquired", tool="printer-1",
+           opens=StepOpened("print", kind_of(step).parameters(step), kind_of(step).windows(step)))
+    async with guarded(journal, "J1-01", "PRT", "printer-1"):
+        pass  # acknowledged
+    with pytest.raises(WrongState):
+        async with guarded(journal, "J1-01", "PRT", "printer-1"):
+            raise WrongState("printer-1", "PRT", 4, "WRONG STATE")  # refused: nothing changed
+    with pytest.raises(TimeoutError):
+        async with guarded(journal, "J1-01", "PRT", "printer-1"):
+            raise TimeoutError  # no reply: the tool may have it
+    outcomes = [i.outcome for i in store.step_intents(journal.step_record("J1-01"))]
+    assert outcomes == ["done", "failed", None]
+    assert len(store.open_intents()) == 1
+    m.fire("step_done")
+    m.fire("judged_ok", why="within every window")
+    assert store.open_intents() == []  # the step got its result: the command happened
+    assert store.steps("J1-01")[0].status == "done"
+
+
+async def test_an_interlock_is_a_line_alarm_until_no_wafer_waits_at_one(rig) -> None:
+    _, stream, journal, _ = rig
+    alarms = []
+    stream.listen(lambda e: alarms.append((e.kind.value, e.data["code"], e.data.get("wafers")))
+                  if e.kind in (EventKind.ALARM_SET, EventKind.ALARM_CLEARED) else None)
+    one, two = machine(journal, "J1-01"), machine(journal, "J1-02")
+    for m in (one, two):
+        m.fire("start")
+        m.fire("hold", why="interlock: door open", tool="printer-1")
+    one.fire("resume")
+    assert alarms == [("alarm_set", "interlock", ["J1-01"]),
+                      ("alarm_set", "interlock", ["J1-01", "J1-02"])]
+    two.fire("resume")
+    assert alarms[-1] == ("alarm_cleared", "interlock", None)
