@@ -13,7 +13,7 @@ from controller.store import Store
 from drivers.errors import WrongState
 from sequences.kinds import kind_of
 from sequences.recipes.recipe import find_recipe
-from sequences.wafer.journal import StepOpened, guarded
+from sequences.wafer.journal import StepClosed, StepOpened, guarded
 from sequences.wafer.machine import WaferMachine
 
 RECIPE = find_recipe("rebump-hipb-snpb")
@@ -73,7 +73,8 @@ async def test_guarded_commands_leave_intents_open_only_when_nobody_knows(rig) -
     assert outcomes == ["done", "failed", None]
     assert len(store.open_intents()) == 1
     m.fire("step_done")
-    m.fire("judged_ok", why="within every window")
+    m.fire("judged_ok", why="within every window",
+           closes=StepClosed("done", {"vol_mean_pct": 100.0}))
     assert store.open_intents() == []  # the step got its result: the command happened
     assert store.steps("J1-01")[0].status == "done"
 
