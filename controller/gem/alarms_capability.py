@@ -14,16 +14,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from controller.gem import ids
+from controller.gem.context import Equipment, Reply
 from controller.gem.secs2 import U4, A, B, Fmt, Item, L, ascii_text
 from controller.gem.status_capability import ids_of
 
 if TYPE_CHECKING:
-    from controller.gem.equipment import GemEquipment, Reply
     from controller.gem.hsms import Message
 
 
 class AlarmsCapability:
-    def __init__(self, eq: GemEquipment, tools: list[str] | tuple[str, ...]) -> None:
+    def __init__(self, eq: Equipment, tools: list[str] | tuple[str, ...]) -> None:
         self.eq = eq
         self.known: dict[int, ids.Alarm] = {a.alid: a for a in ids.line_alarms()}
         for tool in tools:

@@ -32,6 +32,7 @@ from controller.gem import ids
 from controller.gem.alarms_capability import AlarmsCapability
 from controller.gem.commands import LineCommands
 from controller.gem.config import GemConfig
+from controller.gem.context import Reply
 from controller.gem.events_capability import on_line_event
 from controller.gem.hsms import HsmsConnection, HsmsError, HsmsPassive, Message
 from controller.gem.programs_capability import ProgramsCapability
@@ -53,7 +54,6 @@ from controller.line.events import LineEventStream, Subscription
 
 log = logging.getLogger("controller.gem")
 
-Reply = tuple[int, Item | None]  # (function of the reply, its body)
 Handler = Callable[[Message], Awaitable[Reply]]
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from controller.gem import ids
+from controller.gem.context import Equipment
 from controller.gem.secs2 import F8, U2, A, Item, L
 from controller.line.events import EventKind, LineEvent
-
-if TYPE_CHECKING:
-    from controller.gem.equipment import GemEquipment
 
 log = logging.getLogger("controller.gem.events")
 
@@ -42,7 +40,7 @@ _LOT_REQUESTS: dict[str, int] = {
 }
 
 
-def on_line_event(eq: GemEquipment, event: LineEvent) -> None:
+def on_line_event(eq: Equipment, event: LineEvent) -> None:
     data = event.data
     common: dict[int, Item] = {ids.DV_LOT_ID: A(event.lot_id or ""),
                                ids.DV_WAFER_ID: A(event.wafer_id or ""),
@@ -91,7 +89,7 @@ def on_line_event(eq: GemEquipment, event: LineEvent) -> None:
         _tool_state(eq, event.tool, data)
 
 
-def _tool_state(eq: GemEquipment, tool: str, data: Mapping[str, Any]) -> None:
+def _tool_state(eq: Equipment, tool: str, data: Mapping[str, Any]) -> None:
     status = eq.status
     before = status.tool_state.get(tool, ("", ""))
     e10 = str(data.get("e10_state", before[0]))

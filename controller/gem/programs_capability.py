@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from controller.gem import ids
+from controller.gem.context import Equipment, Reply
 from controller.gem.secs2 import A, B, Fmt, L, ascii_text
 from controller.models import GemProcessProgram
 from controller.programs import newest_program
@@ -33,7 +34,6 @@ from sequences.recipes.recipe import NAME_PATTERN, parse_recipe_problems, shippe
 from sequences.recipes.validate import validate
 
 if TYPE_CHECKING:
-    from controller.gem.equipment import GemEquipment, Reply
     from controller.gem.hsms import Message
 
 log = logging.getLogger("controller.gem.programs")
@@ -47,7 +47,7 @@ ACKC7_OTHER = 6
 
 
 class ProgramsCapability:
-    def __init__(self, eq: GemEquipment) -> None:
+    def __init__(self, eq: Equipment) -> None:
         self.eq = eq
 
     def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:

@@ -25,12 +25,12 @@ from controller.gem.commands import (
     HCACK_PARAMETER_INVALID,
     CommandRefused,
 )
+from controller.gem.context import Equipment, Reply
 from controller.gem.secs2 import A, B, Fmt, Item, L
 from controller.gem.states import ControlState
 from controller.store import DEFAULT_PRIORITY, StoreError, parse_slots
 
 if TYPE_CHECKING:
-    from controller.gem.equipment import GemEquipment, Reply
     from controller.gem.hsms import Message
 
 log = logging.getLogger("controller.gem.remote")
@@ -48,7 +48,7 @@ class _Refused(Exception):
 
 
 class RemoteCapability:
-    def __init__(self, eq: GemEquipment) -> None:
+    def __init__(self, eq: Equipment) -> None:
         self.eq = eq
         self.pp_selected: str | None = eq.db.load("pp_selected")
 

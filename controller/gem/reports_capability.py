@@ -13,18 +13,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from controller.gem import ids
+from controller.gem.context import Equipment, Reply
 from controller.gem.secs2 import U4, A, B, Fmt, Item, L
 from controller.gem.status_capability import ids_of
 
 if TYPE_CHECKING:
-    from controller.gem.equipment import GemEquipment, Reply
     from controller.gem.hsms import Message
 
 EVENTS = {event.ceid: event for event in ids.EVENTS}
 
 
 class ReportsCapability:
-    def __init__(self, eq: GemEquipment) -> None:
+    def __init__(self, eq: Equipment) -> None:
         self.eq = eq
         self.reports: dict[int, list[int]] = {
             int(k): v for k, v in (eq.db.load("reports") or {}).items()}

@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from controller.gem import ids
+from controller.gem.context import Equipment
 from controller.gem.hsms import HostAborted, HsmsError
 from controller.gem.secs2 import Item, decode, encode
-
-if TYPE_CHECKING:
-    from controller.gem.equipment import GemEquipment
 
 log = logging.getLogger("controller.gem")
 
@@ -40,7 +37,7 @@ class _Unspool:
 
 
 class Sender:
-    def __init__(self, eq: GemEquipment) -> None:
+    def __init__(self, eq: Equipment) -> None:
         self.eq = eq
         self._queue: asyncio.Queue[Outgoing | _Unspool] = asyncio.Queue()
 

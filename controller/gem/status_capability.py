@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from controller.gem import ids
+from controller.gem.context import Equipment, Reply
 from controller.gem.secs2 import (
     BOOLEAN,
     F4,
@@ -33,7 +34,6 @@ from controller.gem.secs2 import (
 )
 
 if TYPE_CHECKING:  # the equipment composes this capability; no import at run time
-    from controller.gem.equipment import GemEquipment, Reply
     from controller.gem.hsms import Message
 
 _MAKERS: dict[Fmt, Callable[..., Item]] = {
@@ -66,7 +66,7 @@ def ids_of(body: Item | None) -> list[int]:
 
 
 class StatusCapability:
-    def __init__(self, eq: GemEquipment, tools: list[str] | tuple[str, ...]) -> None:
+    def __init__(self, eq: Equipment, tools: list[str] | tuple[str, ...]) -> None:
         self.eq = eq
         self.tools = tuple(tools)
         self.variables: dict[int, ids.Variable] = {}

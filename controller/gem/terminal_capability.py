@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from controller.gem.context import Equipment, Reply
 from controller.gem.secs2 import A, B, L, ascii_text
 
 if TYPE_CHECKING:
-    from controller.gem.equipment import GemEquipment, Reply
     from controller.gem.hsms import Message
 
 log = logging.getLogger("controller.gem.terminal")
@@ -25,7 +25,7 @@ TID = 0  # bumpline has one operator terminal
 
 
 class TerminalCapability:
-    def __init__(self, eq: GemEquipment, on_terminal: Callable[[str], None] | None) -> None:
+    def __init__(self, eq: Equipment, on_terminal: Callable[[str], None] | None) -> None:
         self.eq = eq
         self.on_terminal = on_terminal
         self.received: list[str] = []  # this run's host messages, newest last
