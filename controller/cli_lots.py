@@ -20,6 +20,7 @@ import getpass
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -27,20 +28,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller.errors import UserError
-from controller.store import (
+from controller.domain import (
     DEFAULT_PRIORITY,
     MAX_WAFERS,
     PRIORITY_RANGE,
-    AlarmInfo,
     Disposition,
     LotState,
-    Store,
-    jsonable,
-    parse_slots,
     slot_text,
     slots_for_count,
 )
+from controller.errors import UserError
+from controller.store import AlarmInfo, Store, jsonable
 
 USER_ENV = "BUMPLINE_USER"
 
@@ -244,6 +242,33 @@ def lookup_recipe(name: str) -> tuple[str, str, str]:
         raise UserError(f"cannot look up recipe '{name}': sequences.recipe has no get_recipe()")
     recipe = get(name)  # RecipeError (unknown or malformed) is printed as one line by main
     return recipe.name, str(recipe.version), recipe.hash
+
+
+def parse_slots(text: str) -> list[int]:
+    """Slots from an operator's list like ``1-5,8,10`` (sorted; every slot once, 1-25)."""
+    spec = text.strip()
+    if not spec:
+        raise UserError("empty slot list (expected e.g. 1-5,8,10)")
+    slots: list[int] = []
+    for part in spec.split(","):
+        item = part.strip()
+        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", item)
+        if not match:
+            raise UserError(
+                f"bad slot list {spec!r}: {item!r} is not a slot or a range "
+                "(expected e.g. 1-5,8,10)"
+            )
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) else first
+        if last < first:
+            raise UserError(f"bad slot list {spec!r}: range {item!r} runs backwards")
+        for slot in range(first, last + 1):
+            if not 1 <= slot <= MAX_WAFERS:
+                raise UserError(f"bad slot list {spec!r}: slot {slot} is outside 1-{MAX_WAFERS}")
+            if slot in slots:
+                raise UserError(f"bad slot list {spec!r}: slot {slot} appears twice")
+            slots.append(slot)
+    return sorted(slots)
 
 
 def cmd_lot_start(args: argparse.Namespace) -> int:

@@ -175,8 +175,9 @@ def _install_stop(controller: Any) -> Any:
 def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
     """Check the lot arguments now; return what creates (or names) the lot once the line
     is open, so an unreachable tool leaves no half-started lot behind."""
-    from controller.cli_lots import _user
-    from controller.store import DEFAULT_PRIORITY, StoreError, parse_slots, slots_for_count
+    from controller.cli_lots import _user, parse_slots
+    from controller.domain import DEFAULT_PRIORITY, slots_for_count
+    from controller.store import StoreError
     from sequences.validate import load_valid_recipe
 
     if args.resume:

@@ -4,6 +4,7 @@
   line configuration names (real hardware in the loop). Without it, the tests
   start their own simulated tools. Tests marked ``faults`` need the simulator's
   fault injection and are skipped against real tools.
+* ``db_url`` runs a test on SQLite and on a throwaway PostgreSQL (``databases.py``).
 * An autouse fixture fails any test that leaves asyncio tasks, threads or file
   descriptors (ptys, sockets, serial ports) open behind it.
 """
@@ -16,6 +17,7 @@ import os
 import threading
 
 import pytest
+from databases import db_url, pg_cluster, pg_url, sqlite_url  # noqa: F401 - shared fixtures
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

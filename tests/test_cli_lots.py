@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main
+from controller.cli_lots import parse_slots
 from controller.e10 import E10State
+from controller.errors import UserError
 from controller.store import Store
 from sequences.recipe import find_recipe
 
@@ -312,3 +314,36 @@ def test_real_bumpline_process(db: str, tmp_path: Path) -> None:
     missing = bumpline("lot", "list", "--db", f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}")
     assert missing.returncode == 1 and missing.stderr.startswith("bumpline: no database at")
     assert "Traceback" not in missing.stderr
+
+
+# --- the operator's slot lists (pure) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "slots"),
+    [
+        ("1-5,8,10", [1, 2, 3, 4, 5, 8, 10]),
+        ("25", [25]),
+        (" 3 , 1 ", [1, 3]),
+        ("1-25", list(range(1, 26))),
+    ],
+)
+def test_slot_lists(text: str, slots: list[int]) -> None:
+    assert parse_slots(text) == slots
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty slot list"),
+        ("1-5,x", "'x' is not a slot or a range"),
+        ("1-5,3", "slot 3 appears twice"),
+        ("5-1", "runs backwards"),
+        ("0", "slot 0 is outside 1-25"),
+        ("24-26", "slot 26 is outside 1-25"),
+        ("1,,2", "'' is not a slot"),
+    ],
+)
+def test_bad_slot_lists_name_the_problem(text: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        parse_slots(text)

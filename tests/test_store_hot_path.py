@@ -1,80 +1,11 @@
-"""The SQLite hot path writes exactly the rows the SQLAlchemy Core path writes."""
+"""The scheduler's hot writes: refused for unknown wafers, grouped by ``Store.atomic``."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 from controller.store import Store
-
-WHEN = datetime(2026, 11, 25, 18, 0, 0, 123456, tzinfo=UTC)
-
-
-def _write(path: Path, *, hot: bool) -> dict[str, list[tuple]]:
-    with Store(f"sqlite:///{path}", now=lambda: WHEN) as store:
-        assert (store._hot is not None) is True  # SQLite gets the hot path by default
-        if not hot:
-            store._hot = None
-        store.create_lot(
-            "L1", recipe_name="r", recipe_version=1, recipe_hash="h", slots=[1, 2], user="op"
-        )
-        store.record_transition(
-            "L1-01",
-            "queued",
-            "step1_waiting",
-            "start",
-            "go",
-            measurements={"peak_c": 348.8, "flags": 0},
-        )
-        store.record_transition(
-            "L1-02", "queued", "held", "hold", "", location="carrier", outcome=None
-        )
-        first = store.start_step(
-            "L1-01",
-            1,
-            "print",
-            "printer-1",
-            {"passes": 1},
-            windows={"bridges": [None, 0]},
-            tool_time=12.5,
-        )
-        store.end_step(first, status="failed", results={"bridges": 1})
-        again = store.start_step("L1-01", 1, "print", "printer-1", {"passes": 1}, tool_time=99.0)
-        intent = store.record_intent(again, "LOAD")
-        store.resolve_intent(intent, "done")
-        store.end_step(
-            again,
-            results={"peak_c": 348.8},
-            curve_c=[25.0, 150.0, 348.8, 90.0],
-            liquidus_c=312.0,
-            tool_time=140.0,
-            fetch=False,
-        )
-    db = sqlite3.connect(path)
-    try:
-        return {
-            table: db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
-            for table in (
-                "wafers",
-                "wafer_events",
-                "wafer_steps",
-                "audit_log",
-                "step_intents",
-                "step_curves",
-            )
-        }
-    finally:
-        db.close()
-
-
-def test_hot_path_rows_equal_core_rows(tmp_path: Path) -> None:
-    hot = _write(tmp_path / "hot.db", hot=True)
-    core = _write(tmp_path / "core.db", hot=False)
-    assert hot == core
-    assert len(hot["step_intents"]) == 1 and len(hot["step_curves"]) == 1
-    assert [row[3] for row in hot["wafer_steps"]] == [1, 2]  # attempts count up
-    assert hot["wafer_events"][0][2] == "2026-11-25 18:00:00.123456"  # stored as Core does
 
 
 def test_unknown_wafer_is_refused_on_the_hot_path(tmp_path: Path) -> None:
