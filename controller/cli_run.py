@@ -8,6 +8,12 @@ Without ``--line`` both start the simulated line in the same process (the
 embedded default) at ``--speed`` times real time. Ctrl-C (or SIGTERM) stops
 cleanly: no new step starts, running steps finish and are recorded, and the lot
 can be continued with ``--resume``.
+
+One controller per line and per lot: both commands lock the line (``[line] id``
+of the configuration, else the file's resolved path, else ``sim`` for the
+in-process simulated line) and every lot they run in the database, renew the
+leases while they run and release them at the end; a second controller is
+refused with the holder named (``docs/database.md``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 from controller.errors import EXIT_USAGE, UserError
 
 DEFAULT_SPEED = 200.0
+SIM_LINE_ID = "sim"  # the in-process simulated line's id for the line lock
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -169,6 +176,72 @@ def _install_stop(controller: Any) -> Any:
     return remove
 
 
+# --- one controller per line and per lot ------------------------------------------------------
+
+
+def line_id(args: argparse.Namespace) -> str:
+    """The line to lock: ``[line] id``, else the configuration's resolved path, else "sim"."""
+    if not args.line:
+        return SIM_LINE_ID
+    from pathlib import Path
+
+    from drivers.line_config import load_line_config
+
+    config = load_line_config(args.line)
+    return config.id or str(Path(args.line).resolve())
+
+
+class Leases:
+    """The line and lot locks this controller holds, renewed in the background.
+
+    Leases are in wall seconds (they are about processes, not tools), like link
+    timeouts.
+    """
+
+    def __init__(self, store: Any, holder: str) -> None:
+        from controller.store import DEFAULT_LEASE_S
+
+        self.store, self.holder = store, holder
+        self.lease_s = DEFAULT_LEASE_S
+        self.held: dict[str, Any] = {}  # resource -> LockInfo
+
+    def take_line(self, line: str) -> None:
+        lock = self.store.acquire_line_lock(line, lease_s=self.lease_s, holder=self.holder)
+        self.held[lock.resource] = lock
+
+    def take_lot(self, lot_id: str) -> None:
+        """Lock a lot; ``LockHeldError`` (a ``StoreError``) names the controller running it."""
+        from controller.persistence.locks import lot_resource
+
+        if lot_resource(lot_id) not in self.held:
+            lock = self.store.acquire_lot_lock(lot_id, lease_s=self.lease_s, holder=self.holder)
+            self.held[lock.resource] = lock
+
+    def release_lots(self) -> None:
+        for resource in [r for r in self.held if r.startswith("lot:")]:
+            self.store.release_lock(self.held.pop(resource))
+
+    def release_all(self) -> None:
+        for lock in self.held.values():
+            with contextlib.suppress(Exception):  # best effort: the lease expires anyway
+                self.store.release_lock(lock)
+        self.held.clear()
+
+    async def heartbeat(self, on_lost: Callable[[str], None]) -> None:
+        """Renew every lease a third of the way through it; a lock lost stops the controller."""
+        from controller.store import StoreError
+
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            for resource, lock in list(self.held.items()):
+                try:
+                    self.held[resource] = self.store.renew_lock(lock, lease_s=self.lease_s)
+                except StoreError as exc:
+                    self.held.pop(resource, None)
+                    on_lost(str(exc))
+                    return
+
+
 # --- run --------------------------------------------------------------------------------------
 
 
@@ -220,19 +293,31 @@ def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    from controller.cli_lots import _user
     from controller.store import Store
 
     store = Store(getattr(args, "db", None))
+    leases = Leases(store, f"bumpline run by {_user(args)}")
     try:
         lot = _lot_to_run(args, store)
-        status, _stopped = await _run_lots(args, store, lambda: [lot()])
+        leases.take_line(line_id(args))
+        if args.resume:
+            leases.take_lot(args.resume)  # before the line opens: refused at once
+
+        def lots() -> list[str]:
+            lot_id = lot()
+            leases.take_lot(lot_id)
+            return [lot_id]
+
+        status, _stopped = await _run_lots(args, store, lots, leases)
         return status
     finally:
+        leases.release_all()
         store.close()
 
 
 async def _run_lots(
-    args: argparse.Namespace, store: Any, lots: Callable[[], list[str]]
+    args: argparse.Namespace, store: Any, lots: Callable[[], list[str]], leases: Leases
 ) -> tuple[int, bool]:
     """Open the line, then run the lots; (exit status, whether an operator stopped it)."""
     from controller.cli_lots import _user
@@ -257,12 +342,21 @@ async def _run_lots(
         )
         print(f"bumpline: {', '.join(lot_ids)} on the {where}", flush=True)
         remove = _install_stop(controller)
+
+        def lost(why: str) -> None:
+            print(f"bumpline: {why}: stopping", file=sys.stderr, flush=True)
+            controller.stop()
+
+        heartbeat = asyncio.create_task(leases.heartbeat(lost))
         tool_start = clock.now()
         try:
             with live:
                 outcomes = await controller.run(lot_ids)
         finally:
             remove()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
         stopped = controller.stopped
         tool_s = clock.now() - tool_start
     wall_s = time.monotonic() - started
@@ -287,22 +381,43 @@ async def _run_lots(
 async def cmd_serve(args: argparse.Namespace) -> int:
     """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
     until none is left). Held wafers wait for their disposition."""
-    from controller.store import LotState, Store
+    from controller.cli_lots import _user
+    from controller.store import LockHeldError, LotState, Store
 
     args.wait_for_disposition = not args.once
     store = Store(getattr(args, "db", None))
+    leases = Leases(store, f"bumpline serve by {_user(args)}")
+    elsewhere: set[str] = set()  # lots another controller runs: said once, then left alone
     try:
+        leases.take_line(line_id(args))
         while True:
             unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING, LotState.HELD])]
             queued = store.next_queued_lot()
-            lots = unfinished + ([queued.id] if queued and queued.id not in unfinished else [])
+            candidates = unfinished + (
+                [queued.id] if queued and queued.id not in unfinished else []
+            )
+            lots = []
+            for lot_id in candidates:
+                try:
+                    leases.take_lot(lot_id)
+                except LockHeldError as exc:
+                    if lot_id not in elsewhere:
+                        elsewhere.add(lot_id)
+                        print(f"bumpline: leaving {exc}", file=sys.stderr, flush=True)
+                    continue
+                elsewhere.discard(lot_id)
+                lots.append(lot_id)
             if not lots:
                 if args.once:
                     return 0
                 await asyncio.sleep(1.0)  # a person queues lots; look once a second
                 continue
-            status, stopped = await _run_lots(args, store, lambda ids=lots: ids)
+            try:
+                status, stopped = await _run_lots(args, store, lambda ids=lots: ids, leases)
+            finally:
+                leases.release_lots()
             if stopped or (args.once and status):
                 return status
     finally:
+        leases.release_all()
         store.close()

@@ -64,13 +64,20 @@ def test_defaults_follow_the_role() -> None:
     assert config.time_scale == 1.0
 
 
+def test_the_line_id_is_optional() -> None:
+    assert parse_line_config(GOOD).id is None
+    config = parse_line_config(GOOD.replace('name = "sim-line-1"', 'name = "l"\nid = "bay-2"'))
+    assert config.id == "bay-2"
+
+
 def test_dump_round_trips(tmp_path) -> None:
-    config = parse_line_config(GOOD)
+    config = parse_line_config(GOOD.replace('name = "sim-line-1"', 'name = "l"\nid = "bay-2"'))
     path = tmp_path / "out.toml"
     path.write_text(dump_line_config(config))
     again = load_line_config(path)
     assert again.tools == config.tools
     assert again.time_scale == config.time_scale
+    assert again.id == "bay-2"
 
 
 @pytest.mark.parametrize(
@@ -99,6 +106,8 @@ def test_dump_round_trips(tmp_path) -> None:
         (("unit = 2", "unit = 300"), "tools.cleaner-1.unit: expected a Modbus unit id 0-247"),
         (("baudrate = 115200", "baudrat = 115200"), "tools.printer-1.baudrat: unknown key"),
         (('name = "sim-line-1"', "name = ["), "line.toml: not valid TOML"),
+        (('name = "sim-line-1"', 'name = "l"\nid = 7'), "line.id: expected a line id (text)"),
+        (('name = "sim-line-1"', 'name = "l"\nid = " "'), "line.id: expected a line id"),
     ],
 )
 def test_errors_name_file_key_and_expectation(edit, message) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -22,14 +21,15 @@ HIPB = find_recipe("rebump-hipb-snpb")
 MOUNTED = {"printer": ("ST-300-100", "Pb95Sn5")}
 
 
-async def _run_lot(tmp_path: Path, layout: dict[str, int], wafers: int, speed: float = 1500.0):
-    tmp_path.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test setup
+async def _run_lot(
+    db_url: str, layout: dict[str, int], wafers: int, speed: float = 1500.0, lot: str = "S1"
+):
     clock = ScaledClock(speed)
     async with SimulatedLine(clock=clock, seed=11, layout=layout) as line:
         config = parse_line_config(line.config_text())
-        with Store(f"sqlite:///{tmp_path / 'line.db'}") as store:
+        with Store(db_url) as store:
             store.create_lot(
-                "S1",
+                lot,
                 recipe_name=HIPB.name,
                 recipe_version=HIPB.version,
                 recipe_hash=HIPB.hash,
@@ -39,15 +39,15 @@ async def _run_lot(tmp_path: Path, layout: dict[str, int], wafers: int, speed: f
             async with open_line(config, clock) as tools:
                 controller = LineController(store, tools, clock, recipes=load_valid_recipe)
                 start = clock.now()
-                (outcome,) = await controller.run(["S1"])
+                (outcome,) = await controller.run([lot])
                 makespan = clock.now() - start
-            steps = {w.id: store.steps(w.id) for w in store.wafers("S1")}
+            steps = {w.id: store.steps(w.id) for w in store.wafers(lot)}
             return outcome, steps, line.models, makespan
 
 
-async def test_batches_changeovers_and_uses_every_tool_of_a_role(tmp_path: Path) -> None:
+async def test_batches_changeovers_and_uses_every_tool_of_a_role(db_url: str) -> None:
     outcome, steps, models, _ = await _run_lot(
-        tmp_path, {"printer": 1, "placer": 0, "oven": 1, "cleaner": 2}, wafers=4
+        db_url, {"printer": 1, "placer": 0, "oven": 1, "cleaner": 2}, wafers=4
     )
     finished = {w: s for w, s in outcome.wafers.items()}
     # Alignment failures are random (seeded); every wafer that finished went through all.
@@ -75,9 +75,9 @@ async def test_batches_changeovers_and_uses_every_tool_of_a_role(tmp_path: Path)
 
 
 @pytest.mark.slow
-async def test_a_second_cleaner_shortens_the_lot(tmp_path: Path) -> None:
-    _, _, _, one = await _run_lot(tmp_path / "one", {"printer": 1, "oven": 1, "cleaner": 1}, 4)
-    _, _, _, two = await _run_lot(tmp_path / "two", {"printer": 1, "oven": 1, "cleaner": 2}, 4)
+async def test_a_second_cleaner_shortens_the_lot(db_url: str) -> None:
+    _, _, _, one = await _run_lot(db_url, {"printer": 1, "oven": 1, "cleaner": 1}, 4, lot="S1")
+    _, _, _, two = await _run_lot(db_url, {"printer": 1, "oven": 1, "cleaner": 2}, 4, lot="S2")
     assert two < one
 
 
