@@ -211,7 +211,7 @@ class Leases:
 
     def take_lot(self, lot_id: str) -> None:
         """Lock a lot; ``LockHeldError`` (a ``StoreError``) names the controller running it."""
-        from controller.persistence.locks import lot_resource
+        from controller.store import lot_resource
 
         if lot_resource(lot_id) not in self.held:
             lock = self.store.acquire_lot_lock(lot_id, lease_s=self.lease_s, holder=self.holder)

@@ -112,6 +112,8 @@ __all__ = [
     "WaferInfo",
     "check_lot_id",
     "jsonable",
+    "line_resource",
+    "lot_resource",
     "slot_text",
     "slots_for_count",
     "wafer_id",

@@ -16,6 +16,7 @@ import gc
 import os
 import threading
 
+import databases
 import pytest
 from databases import db_url, pg_cluster, pg_url, sqlite_url  # noqa: F401 - shared fixtures
 
@@ -41,7 +42,14 @@ def hardware(line_config_path: str | None) -> bool:
     return line_config_path is not None
 
 
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # noqa: ANN001
+    line = databases.summary_line(config)
+    if line is not None:
+        terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    databases.leave_out_postgres(config, items)
     for item in items:
         if isinstance(item, pytest.Function) and asyncio.iscoroutinefunction(item.obj):
             item.fixturenames.insert(0, "no_leaked_tasks")

@@ -5,8 +5,10 @@ and once on a fresh database of a PostgreSQL cluster this session starts for
 itself (``initdb`` into a temporary folder, ``pg_ctl start`` on 127.0.0.1 with
 ``fsync=off``). As root the cluster runs as the ``postgres`` user (PostgreSQL
 refuses root, and so do the pytest plugins that start clusters: hence our own).
-Without PostgreSQL's server binaries or the psycopg driver, the PostgreSQL half
-is skipped with one reason, so ``-ra`` reports it on one line.
+Without PostgreSQL's server binaries or the psycopg driver (or with
+``BUMPLINE_TEST_NO_POSTGRES=1``), the PostgreSQL runs are left out at
+collection and the summary says so in one line (``conftest.py`` calls the
+hooks below).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pathlib import Path
 
 import pytest
 
-PG_SKIP = "no PostgreSQL here (server binaries or psycopg missing): PostgreSQL runs skipped"
+_LEFT_OUT = pytest.StashKey[tuple[int, str]]()
+PG_SKIP = "no PostgreSQL here (server binaries or psycopg missing)"
+PG_OFF = "BUMPLINE_TEST_NO_POSTGRES is set"
 START_TIMEOUT_S = 60
 
 
@@ -63,6 +67,8 @@ def _free_port() -> int:
 
 
 def _why_no_postgres() -> str | None:
+    if os.environ.get("BUMPLINE_TEST_NO_POSTGRES"):
+        return PG_OFF
     try:
         import psycopg  # noqa: F401
     except ImportError:
@@ -70,6 +76,33 @@ def _why_no_postgres() -> str | None:
     if _pg_bindir() is None:
         return PG_SKIP
     return None
+
+
+def _on_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    on_param = callspec is not None and callspec.params.get("db_url") == "postgresql"
+    return on_param or "pg_url" in getattr(item, "fixturenames", ())
+
+
+def leave_out_postgres(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without PostgreSQL, drop its runs from the session (counted for the summary)."""
+    why = _why_no_postgres()
+    if why is None:
+        return
+    dropped = [item for item in items if _on_postgres(item)]
+    if dropped:
+        items[:] = [item for item in items if not _on_postgres(item)]
+        config.hook.pytest_deselected(items=dropped)
+        config.stash[_LEFT_OUT] = (len(dropped), why)
+
+
+def summary_line(config: pytest.Config) -> str | None:
+    """The one line saying what was left out, if anything."""
+    left_out = config.stash.get(_LEFT_OUT, None)
+    if left_out is None:
+        return None
+    count, why = left_out
+    return f"PostgreSQL: {count} test runs not run: {why}"
 
 
 @pytest.fixture(scope="session")
