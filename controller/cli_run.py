@@ -204,6 +204,8 @@ class Leases:
         self.store, self.holder = store, holder
         self.lease_s = DEFAULT_LEASE_S
         self.held: dict[str, Any] = {}  # resource -> LockInfo
+        self.lost: str | None = None  # why a lock was lost, once it was
+        self.stop: Callable[[], None] | None = None  # the running controller's stop()
 
     def take_line(self, line: str) -> None:
         lock = self.store.acquire_line_lock(line, lease_s=self.lease_s, holder=self.holder)
@@ -227,7 +229,7 @@ class Leases:
                 self.store.release_lock(lock)
         self.held.clear()
 
-    async def heartbeat(self, on_lost: Callable[[str], None]) -> None:
+    async def heartbeat(self) -> None:
         """Renew every lease a third of the way through it; a lock lost stops the controller."""
         from controller.store import StoreError
 
@@ -238,8 +240,24 @@ class Leases:
                     self.held[resource] = self.store.renew_lock(lock, lease_s=self.lease_s)
                 except StoreError as exc:
                     self.held.pop(resource, None)
-                    on_lost(str(exc))
+                    self.lost = str(exc)
+                    print(f"bumpline: {self.lost}: stopping", file=sys.stderr, flush=True)
+                    if self.stop is not None:
+                        self.stop()
                     return
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[Leases]:
+        """The heartbeat runs for the whole block (opening the line may take longer than
+        a lease); the locks are released at its end."""
+        beat = asyncio.create_task(self.heartbeat())
+        try:
+            yield self
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            self.release_all()
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -301,16 +319,17 @@ async def cmd_run(args: argparse.Namespace) -> int:
     try:
         lot = _lot_to_run(args, store)
         leases.take_line(line_id(args))
-        if args.resume:
-            leases.take_lot(args.resume)  # before the line opens: refused at once
+        async with leases.kept():
+            if args.resume:
+                leases.take_lot(args.resume)  # before the line opens: refused at once
 
-        def lots() -> list[str]:
-            lot_id = lot()
-            leases.take_lot(lot_id)
-            return [lot_id]
+            def lots() -> list[str]:
+                lot_id = lot()
+                leases.take_lot(lot_id)
+                return [lot_id]
 
-        status, _stopped = await _run_lots(args, store, lots, leases)
-        return status
+            status, _stopped = await _run_lots(args, store, lots, leases)
+            return status
     finally:
         leases.release_all()
         store.close()
@@ -324,11 +343,14 @@ async def _run_lots(
     from controller.lots import LineController
     from controller.progress import LiveProgress
     from controller.report import write_lot_report
+    from controller.store import StoreError
     from sequences.validate import load_valid_recipe
 
     started = time.monotonic()
     cpu_started = time.process_time()
     async with line_tools(args) as (tools, clock, where):
+        if leases.lost is not None:  # lost while the line was opening: start nothing
+            raise StoreError(leases.lost)
         lot_ids = lots()
         live = LiveProgress(store, lot_ids, plain=args.plain or not sys.stdout.isatty())
         controller = LineController(
@@ -342,21 +364,14 @@ async def _run_lots(
         )
         print(f"bumpline: {', '.join(lot_ids)} on the {where}", flush=True)
         remove = _install_stop(controller)
-
-        def lost(why: str) -> None:
-            print(f"bumpline: {why}: stopping", file=sys.stderr, flush=True)
-            controller.stop()
-
-        heartbeat = asyncio.create_task(leases.heartbeat(lost))
+        leases.stop = controller.stop
         tool_start = clock.now()
         try:
             with live:
                 outcomes = await controller.run(lot_ids)
         finally:
             remove()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            leases.stop = None
         stopped = controller.stopped
         tool_s = clock.now() - tool_start
     wall_s = time.monotonic() - started
@@ -382,42 +397,49 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
     until none is left). Held wafers wait for their disposition."""
     from controller.cli_lots import _user
-    from controller.store import LockHeldError, LotState, Store
+    from controller.store import Store
 
     args.wait_for_disposition = not args.once
     store = Store(getattr(args, "db", None))
     leases = Leases(store, f"bumpline serve by {_user(args)}")
-    elsewhere: set[str] = set()  # lots another controller runs: said once, then left alone
     try:
         leases.take_line(line_id(args))
-        while True:
-            unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING, LotState.HELD])]
-            queued = store.next_queued_lot()
-            candidates = unfinished + (
-                [queued.id] if queued and queued.id not in unfinished else []
-            )
-            lots = []
-            for lot_id in candidates:
-                try:
-                    leases.take_lot(lot_id)
-                except LockHeldError as exc:
-                    if lot_id not in elsewhere:
-                        elsewhere.add(lot_id)
-                        print(f"bumpline: leaving {exc}", file=sys.stderr, flush=True)
-                    continue
-                elsewhere.discard(lot_id)
-                lots.append(lot_id)
-            if not lots:
-                if args.once:
-                    return 0
-                await asyncio.sleep(1.0)  # a person queues lots; look once a second
-                continue
-            try:
-                status, stopped = await _run_lots(args, store, lambda ids=lots: ids, leases)
-            finally:
-                leases.release_lots()
-            if stopped or (args.once and status):
-                return status
+        async with leases.kept():
+            return await _serve(args, store, leases)
     finally:
         leases.release_all()
         store.close()
+
+
+async def _serve(args: argparse.Namespace, store: Any, leases: Leases) -> int:
+    from controller.store import LockHeldError, LotState, StoreError
+
+    elsewhere: set[str] = set()  # lots another controller runs: said once, then left alone
+    while True:
+        if leases.lost is not None:
+            raise StoreError(leases.lost)
+        unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING, LotState.HELD])]
+        queued = store.next_queued_lot()
+        candidates = unfinished + ([queued.id] if queued and queued.id not in unfinished else [])
+        lots = []
+        for lot_id in candidates:
+            try:
+                leases.take_lot(lot_id)
+            except LockHeldError as exc:
+                if lot_id not in elsewhere:
+                    elsewhere.add(lot_id)
+                    print(f"bumpline: leaving {exc}", file=sys.stderr, flush=True)
+                continue
+            elsewhere.discard(lot_id)
+            lots.append(lot_id)
+        if not lots:
+            if args.once:
+                return 0
+            await asyncio.sleep(1.0)  # a person queues lots; look once a second
+            continue
+        try:
+            status, stopped = await _run_lots(args, store, lambda ids=lots: ids, leases)
+        finally:
+            leases.release_lots()
+        if stopped or (args.once and status):
+            return status

@@ -136,7 +136,9 @@ def test_a_sigkilled_holder_on_this_host_is_taken_over_at_once(db_url: str) -> N
                 stream.close()
 
 
-async def test_a_lost_lock_stops_the_heartbeat_and_says_why(db_url: str) -> None:
+async def test_a_lost_lock_stops_the_controller_and_says_why(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     clock = Clock()
     with Store(db_url, now=clock) as mine, Store(db_url, now=clock) as theirs:
         leases = Leases(mine, "bumpline run by ann")
@@ -144,14 +146,15 @@ async def test_a_lost_lock_stops_the_heartbeat_and_says_why(db_url: str) -> None
         leases.take_line("bay-1")
         clock.t = T0 + timedelta(seconds=1)  # our lease has run out ...
         theirs.acquire_line_lock("bay-1", host="other-host", pid=7)  # ... and was taken over
-        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        beat = asyncio.create_task(leases.heartbeat(lost.set_result))
-        why = await asyncio.wait_for(lost, PROCESS_TIMEOUT_S)
-        await asyncio.wait_for(beat, PROCESS_TIMEOUT_S)
-        assert why.startswith("this controller lost its lock on line bay-1: now held by host "
-                              "other-host, pid 7")
+        stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        leases.stop = lambda: stopped.set_result(None)  # what stops the controller
+        async with leases.kept():
+            await asyncio.wait_for(stopped, PROCESS_TIMEOUT_S)
+        assert leases.lost is not None
+        assert leases.lost.startswith("this controller lost its lock on line bay-1: now held "
+                                      "by host other-host, pid 7")
         assert leases.held == {}
-        leases.release_all()
+        assert "bumpline: this controller lost its lock on line bay-1" in capsys.readouterr().err
         assert theirs.line_lock_holder("bay-1").host == "other-host"  # type: ignore[union-attr]
 
 

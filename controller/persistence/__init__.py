@@ -7,6 +7,6 @@
   line and per lot;
 - ``records``: the frozen dataclasses reads return.
 
-Nothing outside ``controller.store`` imports these modules' functions: the
-facade is the API (``docs/database.md``).
+The rest of the controller uses the facade, never these modules directly
+(``docs/database.md``).
 """
