@@ -4,7 +4,8 @@ One engine per process. SQLite (the default, a file next to the operator) runs
 in WAL mode with ``synchronous=NORMAL``: a commit is an append to the log
 without an fsync, so recording a wafer transition costs well under a
 millisecond, and operators' query commands read while the controller writes.
-Any other SQLAlchemy URL works too (e.g. PostgreSQL for a shared fab server).
+PostgreSQL (``postgresql+psycopg://…``, the ``bumpline[postgres]`` extra) is
+the other supported back end, for a fab server shared by several lines.
 
 The schema is owned by Alembic: opening a database runs ``upgrade head``.
 """

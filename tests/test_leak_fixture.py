@@ -9,11 +9,13 @@ import pytest
 pytest_plugins = ["pytester"]
 
 CONFTEST = (Path(__file__).parent / "conftest.py").read_text()
+DATABASES = (Path(__file__).parent / "databases.py").read_text()  # the conftest imports it
 INI = "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
 
 
 def _run(pytester: pytest.Pytester, test_source: str) -> pytest.RunResult:
     pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(databases=DATABASES)
     pytester.makeini(INI)
     pytester.makepyfile(test_source)
     return pytester.runpytest_subprocess("-p", "no:cacheprovider")

@@ -134,7 +134,13 @@ class Database:
 
     @property
     def _open(self) -> Connection | None:
+        """This thread's open snapshot or atomic block, if any."""
         return getattr(self._local, "conn", None)
+
+    @property
+    def _grouped(self) -> bool:
+        """Is this thread inside ``atomic()`` (writes join its transaction)?"""
+        return getattr(self._local, "grouped", False)
 
     def _writer_conn(self) -> Connection:
         if self._writer is None or self._writer.closed:
@@ -146,7 +152,7 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """One committed transaction (or the open ``atomic`` one, committed at its end)."""
         conn = self._open
-        if conn is not None:
+        if conn is not None and self._grouped:
             yield conn
             return
         with self._lock:
@@ -167,17 +173,19 @@ class Database:
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """Writes (and reads) inside share one transaction: all commit, or none."""
-        if self._open is not None:
+        if self._grouped:
             yield
             return
+        if self._open is not None:
+            raise RuntimeError("atomic() inside a snapshot: a snapshot only reads")
         with self._lock:
             conn = self._writer_conn()
             with conn.begin():
-                self._local.conn = conn
+                self._local.conn, self._local.grouped = conn, True
                 try:
                     yield
                 finally:
-                    self._local.conn = None
+                    self._local.conn, self._local.grouped = None, False
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
