@@ -184,7 +184,9 @@ class Store:
         """The scheduler's writes inside commit together, or not at all.
 
         One transaction for, say, a transition and the step record it opens: one
-        commit instead of several, on every back end. Reads inside see the writes.
+        commit instead of several, on every back end. Only the hot-path writes
+        (record_transition/record_event, start_step, end_step, record_intent,
+        resolve_intent) may be called inside; reads inside see the state before it.
         """
         with self._db.atomic():
             yield

@@ -120,9 +120,18 @@ def test_atomic_writes_commit_together(db_url: str) -> None:
         with store.atomic():
             store.record_transition("L1-01", "step1_waiting", "step1_running", "tool_acquired")
             store.start_step("L1-01", 1, "print", "printer-1", {"passes": 1})
-            assert store.get_wafer("L1-01").location == "printer-1"  # we see our writes
             assert _counts(other) == before  # nothing visible to others until the end
         assert _counts(other) == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+
+def test_only_hot_writes_go_inside_atomic(db_url: str) -> None:
+    with Store(db_url) as store:
+        _lot(store)
+        with pytest.raises(RuntimeError, match="only the scheduler's hot writes"), store.atomic():
+            store.record_transition("L1-01", "queued", "step1_waiting", "start")
+            store.alarm_set("printer-1", 210, "ALIGNMENT FAILED")
+        assert store.get_wafer("L1-01").state == "queued"  # and the block rolled back
+        assert store.alarms() == []
 
 
 def test_atomic_failure_keeps_none_of_the_writes(db_url: str) -> None:

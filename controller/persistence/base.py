@@ -7,9 +7,8 @@ inside one short transaction (SQLite: ``BEGIN IMMEDIATE``, see
 units of work: the same statements run on both back ends, and the per-wafer
 CPU stays low (``docs/decisions/0007-write-path.md``).
 
-``atomic()`` lets the scheduler group writes (a transition and the step record
-it opens) into one transaction: writes inside join it, and reads inside see
-them.
+``atomic()`` lets the scheduler group its hot writes (a transition and the step
+record it opens) into one transaction: all commit, or none.
 """
 
 from __future__ import annotations
@@ -58,10 +57,12 @@ def reason(exc: BaseException) -> str:
 
 def finite_json(value: Any, what: str) -> Any:
     """A parameters/results mapping as plain JSON data (NaN/inf have no JSON form)."""
+    data = jsonable(value)
     try:
-        return json.loads(json.dumps(jsonable(value), allow_nan=False))
+        json.dumps(data, allow_nan=False)  # the check; the JSON column type encodes it
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{what} cannot be stored: {exc}") from None
+    return data
 
 
 class HotStatement:
@@ -87,7 +88,7 @@ class HotStatement:
         compiled = self._compiled.get(conn.dialect)
         if compiled is None:
             compiled = self._compiled[conn.dialect] = _Compiled(self, conn.dialect)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(compiled.sql, compiled.params(values))
             row = cursor.fetchone() if cursor.description is not None else None
@@ -100,19 +101,20 @@ class _Compiled:
     def __init__(self, hot: HotStatement, dialect: Dialect) -> None:
         compiled = hot.statement.compile(dialect=dialect, column_keys=hot.keys)  # type: ignore[attr-defined]
         self.sql: str = compiled.string
-        self.order: list[str] | None = list(compiled.positiontup) if compiled.positional else None
         self.processors: dict[str, Callable[[Any], Any]] = {}
         for name, bind in compiled.binds.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self.processors[name] = processor
+        # Positional back ends (SQLite): each parameter's name and processor, in order.
+        self.order: list[tuple[str, Callable[[Any], Any] | None]] | None = None
+        if compiled.positional:
+            self.order = [(n, self.processors.get(n)) for n in compiled.positiontup]
 
     def params(self, values: Mapping[str, Any]) -> Any:
-        processors = self.processors
         if self.order is not None:
-            return [
-                processors[n](values[n]) if n in processors else values[n] for n in self.order
-            ]
+            return [values[n] if p is None else p(values[n]) for n, p in self.order]
+        processors = self.processors
         return {n: processors[n](v) if n in processors else v for n, v in values.items()}
 
 
@@ -128,19 +130,22 @@ class Database:
         self.engine = engine
         self.now = now
         self.dialect = engine.dialect.name
+        # In-memory SQLite is one connection shared by every checkout: a transaction
+        # held open across calls (atomic) would be every reader's transaction too.
+        self._shared = self.dialect == "sqlite" and db.sqlite_file(engine.url) is None
         self._writer: Connection | None = None
         self._lock = threading.RLock()
         self._local = threading.local()
 
     @property
-    def _open(self) -> Connection | None:
-        """This thread's open snapshot or atomic block, if any."""
-        return getattr(self._local, "conn", None)
+    def _snapshot(self) -> Connection | None:
+        """This thread's open read snapshot, if any."""
+        return getattr(self._local, "snapshot", None)
 
     @property
-    def _grouped(self) -> bool:
-        """Is this thread inside ``atomic()`` (writes join its transaction)?"""
-        return getattr(self._local, "grouped", False)
+    def _grouped(self) -> Connection | None:
+        """This thread's open ``atomic()`` block (hot writes join its transaction)."""
+        return getattr(self._local, "grouped", None)
 
     def _writer_conn(self) -> Connection:
         if self._writer is None or self._writer.closed:
@@ -150,58 +155,92 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One committed transaction (or the open ``atomic`` one, committed at its end)."""
-        conn = self._open
-        if conn is not None and self._grouped:
-            yield conn
-            return
+        """One committed transaction for any Core statements."""
+        if self._grouped is not None:
+            raise RuntimeError(
+                "only the scheduler's hot writes (transitions, steps, intents) may run "
+                "inside Store.atomic()"
+            )
         with self._lock:
             conn = self._writer_conn()
             with conn.begin():
                 yield conn
 
     @contextmanager
+    def _raw_transaction(self, conn: Connection) -> Iterator[None]:
+        # BEGIN and COMMIT straight on the DBAPI connection: SQLAlchemy's transaction
+        # bookkeeping was a fifth of a transition's CPU. psycopg begins by itself.
+        raw = conn.connection.dbapi_connection
+        if self.dialect == "sqlite":
+            raw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        try:
+            yield
+        except BaseException:
+            raw.rollback()  # type: ignore[union-attr]
+            raise
+        raw.commit()  # type: ignore[union-attr]
+
+    @contextmanager
+    def hot_write(self) -> Iterator[Connection]:
+        """``write()`` for a transaction of ``HotStatement``s only (the scheduler's hot path).
+
+        Only ``HotStatement.run`` may use the connection inside (a ``conn.execute``
+        would begin a second transaction); inside ``atomic()`` it joins the open one.
+        """
+        grouped = self._grouped
+        if grouped is not None:
+            yield grouped
+            return
+        with self._lock:
+            conn = self._writer_conn()
+            with self._raw_transaction(conn):
+                yield conn
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """The hot writes inside share one transaction: all commit, or none.
+
+        Reads inside do not see them until the block ends (they use other
+        connections); other writes are refused inside. On in-memory SQLite each
+        write commits on its own.
+        """
+        if self._grouped is not None or self._shared:
+            yield
+            return
+        with self._lock:
+            conn = self._writer_conn()
+            with self._raw_transaction(conn):
+                self._local.grouped = conn
+                try:
+                    yield
+                finally:
+                    self._local.grouped = None
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection for reads: the open snapshot or atomic block's, else a fresh one."""
-        conn = self._open
-        if conn is not None:
-            yield conn
+        """A connection for reads: the open snapshot's, else a pooled one."""
+        snapshot = self._snapshot
+        if snapshot is not None:
+            yield snapshot
             return
         with self.engine.connect() as conn:
             yield conn
 
     @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """Writes (and reads) inside share one transaction: all commit, or none."""
-        if self._grouped:
-            yield
-            return
-        if self._open is not None:
-            raise RuntimeError("atomic() inside a snapshot: a snapshot only reads")
-        with self._lock:
-            conn = self._writer_conn()
-            with conn.begin():
-                self._local.conn, self._local.grouped = conn, True
-                try:
-                    yield
-                finally:
-                    self._local.conn, self._local.grouped = None, False
-
-    @contextmanager
     def snapshot(self) -> Iterator[None]:
         """Reads inside see one consistent state of the database (one read transaction)."""
-        if self._open is not None:
+        if self._snapshot is not None:
             yield
             return
         with self.engine.connect() as conn:
             if self.dialect == "postgresql":
                 conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
-                self._local.conn = conn
+                self._local.snapshot = conn
                 try:
                     yield
                 finally:
-                    self._local.conn = None
+                    self._local.snapshot = None
 
     def close(self) -> None:
         with self._lock:

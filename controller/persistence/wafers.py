@@ -135,7 +135,7 @@ def record_transition(
         outcome = wafer_outcome(to_state, outcome)
     data = finite_json(measurements, "measurements") if measurements is not None else None
     now = database.now()
-    with database.write() as conn:
+    with database.hot_write() as conn:
         moved, _ = _MOVE_WAFER.run(
             conn,
             {
@@ -198,7 +198,7 @@ def start_step(
     with rules():
         wins = check_windows(windows or {})
     now = database.now()
-    with database.write() as conn:
+    with database.hot_write() as conn:
         if not _LOCATE.run(conn, {"wafer": wafer_id, "tool": tool, "at": now})[1]:
             raise StoreError(f"no wafer {wafer_id}")
         last = _LAST_ATTEMPT.run(conn, {"wafer": wafer_id, "index": step_index})[0][0]
@@ -246,7 +246,7 @@ def end_step(
         if not curve_interval_s > 0:
             raise StoreError(f"step {step_id}: curve interval must be > 0 s")
     now = database.now()
-    with database.write() as conn:
+    with database.hot_write() as conn:
         current, _ = _STEP_STATE.run(conn, {"step": step_id})
         if current is None:
             raise StoreError(f"no step {step_id}")
@@ -308,7 +308,7 @@ def record_intent(
     database: Database, step_id: int, command: str, *, tool: str | None = None
 ) -> int:
     now = database.now()
-    with database.write() as conn:
+    with database.hot_write() as conn:
         step, _ = _STEP_STATE.run(conn, {"step": step_id})
         if step is None:
             raise StoreError(f"no step {step_id}")
@@ -329,7 +329,7 @@ def resolve_intent(database: Database, intent_id: int, outcome: str = "done") ->
     with rules():
         check_intent_outcome(outcome)
     now = database.now()
-    with database.write() as conn:
+    with database.hot_write() as conn:
         done = _RESOLVE_INTENT.run(conn, {"intent": intent_id, "outcome": outcome, "at": now})[1]
     if not done:
         raise StoreError(f"no open intent {intent_id}")
