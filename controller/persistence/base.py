@@ -3,7 +3,8 @@
 Every aggregate module (lots, wafers, requests, alarms, tool states, audit,
 locks) works on a ``Database``: ``write()`` yields a SQLAlchemy Core connection
 inside one short transaction (SQLite: ``BEGIN IMMEDIATE``, see
-``controller.db``), ``read()`` a connection for reads. Core statements, not ORM
+``controller.db``), ``hot_write()`` the same for the scheduler's hot
+statements, ``read()`` a connection for reads. Core statements, not ORM
 units of work: the same statements run on both back ends, and the per-wafer
 CPU stays low (``docs/decisions/0007-write-path.md``).
 
@@ -68,7 +69,7 @@ def finite_json(value: Any, what: str) -> Any:
 class HotStatement:
     """A Core statement the scheduler runs tens of times per wafer: compiled once per back end.
 
-    ``run`` executes it on the DBAPI cursor of a connection inside its SQLAlchemy
+    ``run`` executes it on the DBAPI cursor of a connection inside an open
     transaction, with the very bind processors SQLAlchemy would apply (UTC times,
     JSON): the same SQL and the same stored values as ``conn.execute(statement)``,
     without SQLAlchemy's per-execute bookkeeping, which was most of a transition's
