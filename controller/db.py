@@ -4,7 +4,8 @@ One engine per process. SQLite (the default, a file next to the operator) runs
 in WAL mode with ``synchronous=NORMAL``: a commit is an append to the log
 without an fsync, so recording a wafer transition costs well under a
 millisecond, and operators' query commands read while the controller writes.
-Any other SQLAlchemy URL works too (e.g. PostgreSQL for a shared fab server).
+PostgreSQL (``postgresql+psycopg://…``, the ``bumpline[postgres]`` extra) is
+the other supported back end, for a fab server shared by several lines.
 
 The schema is owned by Alembic: opening a database runs ``upgrade head``.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
@@ -25,7 +26,7 @@ DEFAULT_DB_URL = "sqlite:///bumpline.db"
 DB_ENV = "BUMPLINE_DB"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-# Execution option read by the BEGIN hook: writers take the write lock up front.
+# Marks a pooled connection whose next BEGIN takes the write lock (see begin_as_writer).
 BEGIN_OPTION = "bumpline_sqlite_begin"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -76,7 +77,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
-        # Let SQLAlchemy's BEGIN below drive transactions, not pysqlite's guesswork.
+        # Let the BEGIN below drive transactions, not pysqlite's guesswork.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
@@ -88,18 +89,36 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # noqa: ANN001
-        # IMMEDIATE for writers: two writers never deadlock upgrading a read lock.
-        mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+    # BEGIN in the dialect, not in a "begin" connection event: any connection event
+    # makes SQLAlchemy dispatch events around every statement, which doubled the CPU
+    # of a wafer transition (docs/decisions/0007-write-path.md). pysqlite's own
+    # do_begin does nothing; ours begins DEFERRED, or IMMEDIATE when marked a writer.
+    def _do_begin(connection) -> None:  # noqa: ANN001 - the pool's proxied DBAPI connection
+        mode = connection.info.pop(BEGIN_OPTION, "DEFERRED")
+        connection.driver_connection.execute(f"BEGIN {mode}")
+
+    engine.dialect.do_begin = _do_begin  # type: ignore[method-assign]
+
+
+def begin_as_writer(connection: Connection) -> None:
+    """Mark ``connection``'s next BEGIN on SQLite as IMMEDIATE (takes the write lock up front).
+
+    Two writers then queue on the lock instead of failing with "database is locked"
+    when one upgrades a read to a write. Other back ends need nothing.
+    """
+    if connection.dialect.name == "sqlite":
+        connection.connection.info[BEGIN_OPTION] = "IMMEDIATE"
 
 
 def writer(engine: Engine) -> Engine:
-    """The same engine (same pool), beginning write transactions with the write lock."""
-    if engine.dialect.name == "sqlite":
-        return engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-    return engine
+    """The engine, for code that writes through ORM sessions (GEM's settings and spool):
+    every transaction it begins takes the write lock up front (``begin_as_writer``).
+
+    A listener on a copy of the engine, not on the engine: events on the store's own
+    engine would slow every statement of the hot path."""
+    option_engine = engine.execution_options()
+    event.listen(option_engine, "begin", begin_as_writer)
+    return option_engine
 
 
 def alembic_config() -> Config:

@@ -47,5 +47,5 @@ def user_message(exc: BaseException) -> str | None:
 # Other layers' error base classes that carry a user-ready message.
 _LAYER_ERRORS: list[tuple[str, list[str]]] = [
     ("sequences.errors", ["RecipeError", "SequenceError", "InterlockError"]),
-    ("controller.store", ["StoreError"]),
+    ("controller.domain", ["RuleError"]),  # StoreError is one
 ]

@@ -267,3 +267,23 @@ class GemProcessProgram(Base):
     stored_at: Mapped[datetime]
     stored_by: Mapped[str] = mapped_column(String(64))
     deleted_at: Mapped[datetime | None]
+
+
+class ControllerLock(Base):
+    """A lease: one controller per line and per lot (``controller.persistence.locks``).
+
+    The holder renews ``expires_at`` while it runs; a lease past it, or one held on
+    this host by a process that is gone, is stale and taken over.
+    """
+
+    __tablename__ = "controller_locks"
+
+    # "line:<line id>" or "lot:<lot id>"
+    resource: Mapped[str] = mapped_column(String(512), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str] = mapped_column(String(200), default="")
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

@@ -6,6 +6,7 @@ look the same, for example::
 
     [line]
     name = "sim-line-1"
+    id = "bump-line-2"        # optional: what one-controller-per-line locks on
     time_scale = 100.0        # tool seconds per wall second; 1.0 on real hardware
 
     [tools.printer-1]
@@ -103,6 +104,9 @@ class LineConfig:
     # The optional [gem] table as written; the factory host interface checks it
     # (controller/gem/config.py), so drivers/ knows nothing of GEM.
     gem: dict[str, Any] | None = None
+    # The line's identity for "one controller per line"; None: the controller uses the
+    # configuration file's resolved path.
+    id: str | None = None
 
     def by_role(self, role: str) -> list[ToolConfig]:
         return [t for t in self.tools.values() if t.role == role]
@@ -193,7 +197,10 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
     scale = line.get("time_scale", (int, float), "a number > 0", 1.0)
     if not scale > 0:
         raise line.fail("time_scale", "a number > 0")
-    line.check_unknown({"name", "time_scale"})
+    line_id = line.get("id", str, "a line id (text)", None)
+    if line_id is not None and not line_id.strip():
+        raise line.fail("id", "a line id (non-empty text)")
+    line.check_unknown({"name", "id", "time_scale"})
 
     tools_table = data.get("tools", {})
     if not isinstance(tools_table, dict):
@@ -205,7 +212,12 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
             f"{source}: {sorted(unknown)[0]}: unknown table (known: gem, line, tools)"
         )
     return LineConfig(
-        name=name, time_scale=float(scale), tools=tools, source=source, gem=data.get("gem")
+        name=name,
+        time_scale=float(scale),
+        tools=tools,
+        source=source,
+        gem=data.get("gem"),
+        id=line_id.strip() if line_id is not None else None,
     )
 
 
@@ -305,6 +317,7 @@ def dump_line_config(config: LineConfig) -> str:
     out = [
         "[line]",
         f"name = {_toml_value(config.name)}",
+        *([f"id = {_toml_value(config.id)}"] if config.id is not None else []),
         f"time_scale = {config.time_scale!r}",
         "",
     ]

@@ -8,6 +8,7 @@
   tools. Conformance tests are the ones that take the ``line_config_path``
   fixture (marked ``conformance`` here); those marked ``faults`` need the
   simulator's fault injection and are skipped against real tools.
+* ``db_url`` runs a test on SQLite and on a throwaway PostgreSQL (``databases.py``).
 * An autouse fixture fails any test that leaves asyncio tasks, threads or file
   descriptors (ptys, sockets, serial ports) open behind it.
 """
@@ -19,7 +20,9 @@ import gc
 import os
 import threading
 
+import databases
 import pytest
+from databases import db_url, pg_cluster, pg_url, sqlite_url  # noqa: F401 - shared fixtures
 
 # Fixture modules every test file may use without importing them.
 pytest_plugins = ["serial_fixtures", "modbus_fixtures"]
@@ -56,9 +59,14 @@ def pytest_configure(config: pytest.Config) -> None:
         load_line_config(path)
     except LineConfigError as exc:  # before any test, not as one test's error among passes
         raise pytest.UsageError(f"--line-config: {exc}") from None
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # noqa: ANN001
+    line = databases.summary_line(config)
+    if line is not None:
+        terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    databases.leave_out_postgres(config, items)
     for item in items:
         if isinstance(item, pytest.Function) and asyncio.iscoroutinefunction(item.obj):
             item.fixturenames.insert(0, "no_leaked_tasks")

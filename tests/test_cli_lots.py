@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main
+from controller.domain import RuleError, parse_slots
 from controller.line.e10 import E10State
 from controller.store import Store
 from sequences.recipes.recipe import find_recipe
@@ -335,3 +336,36 @@ def test_tools_shows_an_idle_tool_in_standby_after_its_last_step(capsys, db: str
     assert tools["oven-1"]["derived"] is True
     out = run(capsys, "tools", "--db", db)[1]
     assert "printer-1  standby     idle" in out
+
+
+# --- the operator's slot lists (pure) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "slots"),
+    [
+        ("1-5,8,10", [1, 2, 3, 4, 5, 8, 10]),
+        ("25", [25]),
+        (" 3 , 1 ", [1, 3]),
+        ("1-25", list(range(1, 26))),
+    ],
+)
+def test_slot_lists(text: str, slots: list[int]) -> None:
+    assert parse_slots(text) == slots
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty slot list"),
+        ("1-5,x", "'x' is not a slot or a range"),
+        ("1-5,3", "slot 3 appears twice"),
+        ("5-1", "runs backwards"),
+        ("0", "slot 0 is outside 1-25"),
+        ("24-26", "slot 26 is outside 1-25"),
+        ("1,,2", "'' is not a slot"),
+    ],
+)
+def test_bad_slot_lists_name_the_problem(text: str, message: str) -> None:
+    with pytest.raises(RuleError, match=message):
+        parse_slots(text)

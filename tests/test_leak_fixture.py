@@ -11,11 +11,13 @@ pytest_plugins = ["pytester"]
 # The leak checks of the suite's own conftest, without the fixture modules it plugs in.
 CONFTEST = "\n".join(line for line in (Path(__file__).parent / "conftest.py").read_text()
                       .splitlines() if not line.startswith("pytest_plugins ="))
+DATABASES = (Path(__file__).parent / "databases.py").read_text()  # the conftest imports it
 INI = "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
 
 
 def _run(pytester: pytest.Pytester, test_source: str) -> pytest.RunResult:
     pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(databases=DATABASES)
     pytester.makeini(INI)
     pytester.makepyfile(test_source)
     return pytester.runpytest_subprocess("-p", "no:cacheprovider")

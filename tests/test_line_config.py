@@ -96,13 +96,20 @@ def test_reply_timeouts_shrink_with_the_time_scale(scale: float, timeout_s: floa
     assert config.tool("o").timeout_s == 0.3  # said explicitly: kept
 
 
+def test_the_line_id_is_optional() -> None:
+    assert parse_line_config(GOOD).id is None
+    config = parse_line_config(GOOD.replace('name = "sim-line-1"', 'name = "l"\nid = "bay-2"'))
+    assert config.id == "bay-2"
+
+
 def test_dump_round_trips(tmp_path) -> None:
-    config = parse_line_config(GOOD)
+    config = parse_line_config(GOOD.replace('name = "sim-line-1"', 'name = "l"\nid = "bay-2"'))
     path = tmp_path / "out.toml"
     path.write_text(dump_line_config(config))
     again = load_line_config(path)
     assert again.tools == config.tools
     assert again.time_scale == config.time_scale
+    assert again.id == "bay-2"
 
 
 @pytest.mark.parametrize(
@@ -131,6 +138,8 @@ def test_dump_round_trips(tmp_path) -> None:
         (("unit = 2", "unit = 300"), "tools.cleaner-1.unit: expected a Modbus unit id 0-247"),
         (("baudrate = 115200", "baudrat = 115200"), "tools.printer-1.baudrat: unknown key"),
         (('name = "sim-line-1"', "name = ["), "line.toml: not valid TOML"),
+        (('name = "sim-line-1"', 'name = "l"\nid = 7'), "line.id: expected a line id (text)"),
+        (('name = "sim-line-1"', 'name = "l"\nid = " "'), "line.id: expected a line id"),
     ],
 )
 def test_errors_name_file_key_and_expectation(edit, message) -> None:

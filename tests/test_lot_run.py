@@ -21,7 +21,6 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,14 +104,14 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path: Path, *, faults: dict[str, FaultPlan] | None = None,
+async def rig(db_url: str, *, faults: dict[str, FaultPlan] | None = None,
               speed: float = SPEED) -> AsyncIterator[Rig]:
     clock = ScaledClock(speed)
     async with SimulatedLine(clock=clock, seed=SEED, faults=faults or {}) as line:
         config = parse_line_config(line.config_text(), source="simulated line")
         line.models["printer-1"].align_fail_rate = 0.0  # see the module docstring
         async with open_line(config, clock) as tools:
-            store = Store(f"sqlite:///{tmp_path / 'line.db'}")
+            store = Store(db_url)  # SQLite, then PostgreSQL (tests/databases.py)
             try:
                 yield Rig(line, tools, clock, store)
             finally:
@@ -167,8 +166,8 @@ def assert_event_chain(r: Rig, wafer: str, *, first: str = "queued") -> None:
 # --- a whole lot ------------------------------------------------------------------------------
 
 
-async def test_a_full_lot_leaves_a_complete_record(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_a_full_lot_leaves_a_complete_record(db_url: str) -> None:
+    async with rig(db_url) as r:
         wafers = r.new_lot("FULL1", 3)
         recipe = load_valid_recipe(RECIPE)
         start = r.clock.now()
@@ -248,8 +247,8 @@ async def test_a_full_lot_leaves_a_complete_record(tmp_path: Path) -> None:
         await assert_line_empty(r)
 
 
-async def test_the_more_urgent_lot_starts_first(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_the_more_urgent_lot_starts_first(db_url: str) -> None:
+    async with rig(db_url) as r:
         normal = r.new_lot("NORMAL", 2, priority=5)
         hot = r.new_lot("HOT", 2, priority=1)  # queued after, but more urgent
         outcomes = await run_lots(r.controller(), ["NORMAL", "HOT"])
@@ -274,8 +273,8 @@ async def test_the_more_urgent_lot_starts_first(tmp_path: Path) -> None:
 # --- people: hold, resume, abort --------------------------------------------------------------
 
 
-async def test_hold_and_resume_a_lot_while_it_runs(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_hold_and_resume_a_lot_while_it_runs(db_url: str) -> None:
+    async with rig(db_url) as r:
         wafers = r.new_lot("HOLD1", 3)
         watch = Watch()
         first_printed = watch.when(is_(wafers[0], "judged_ok", step=1))
@@ -313,8 +312,8 @@ async def test_hold_and_resume_a_lot_while_it_runs(tmp_path: Path) -> None:
             assert_event_chain(r, wafer)
 
 
-async def test_hold_and_continue_one_wafer_while_the_lot_runs(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_hold_and_continue_one_wafer_while_the_lot_runs(db_url: str) -> None:
+    async with rig(db_url) as r:
         wafers = r.new_lot("HOLD2", 3)
         held = wafers[1]
         watch = Watch()
@@ -380,13 +379,13 @@ def assert_aborted_cleanly(r: Rig, outcome: LotOutcome) -> None:
 
 
 @pytest.mark.timing
-async def test_abort_a_lot_while_a_wafer_prints(tmp_path: Path) -> None:
+async def test_abort_a_lot_while_a_wafer_prints(db_url: str) -> None:
     # The controller looks at requests every REQUEST_LOOK_S and its loop wakes at least every
     # IDLE_WAKE_S (wall seconds). Slow the line down until the first print (load + print +
     # inspection: 60 tool s) lasts four times that, so the abort surely finds wafer 1 inside
     # the printer.
     speed = PRINT_TOOL_S / (4 * (REQUEST_LOOK_S + IDLE_WAKE_S))
-    async with rig(tmp_path, speed=speed) as r:
+    async with rig(db_url, speed=speed) as r:
         outcome = await abort_when(r, "ABORT1", 2,
                                    lambda ids: is_(ids[0], "tool_acquired", step=1))
         assert_aborted_cleanly(r, outcome)
@@ -400,10 +399,10 @@ async def test_abort_a_lot_while_a_wafer_prints(tmp_path: Path) -> None:
         assert (printer.wafers_loaded, printer.wafers_unloaded) == (1, 1)
 
 
-async def test_abort_a_lot_spread_over_the_line(tmp_path: Path) -> None:
+async def test_abort_a_lot_spread_over_the_line(db_url: str) -> None:
     # When wafer 3 has been reflowed the others are somewhere between the oven, the
     # cleaner and the second print: wherever each one is, it ends aborted or complete.
-    async with rig(tmp_path) as r:
+    async with rig(db_url) as r:
         outcome = await abort_when(r, "ABORT2", 3,
                                    lambda ids: is_(ids[2], "judged_ok", step=2))
         assert_aborted_cleanly(r, outcome)
@@ -439,8 +438,8 @@ def assert_only_second_wafer_hit(r: Rig, wafers: list[str]) -> None:
 
 
 @pytest.mark.faults
-async def test_an_alarm_holds_one_wafer_and_retry_completes_it(tmp_path: Path) -> None:
-    async with rig(tmp_path, faults=squeegee_alarm_on_second_wafer()) as r:
+async def test_an_alarm_holds_one_wafer_and_retry_completes_it(db_url: str) -> None:
+    async with rig(db_url, faults=squeegee_alarm_on_second_wafer()) as r:
         wafers = r.new_lot("ALARM1", 3)
         watch = Watch()
         task = asyncio.create_task(r.controller(watch, wait=True).run(["ALARM1"]))
@@ -465,9 +464,9 @@ async def test_an_alarm_holds_one_wafer_and_retry_completes_it(tmp_path: Path) -
 
 
 @pytest.mark.faults
-async def test_an_alarm_then_retry_in_a_second_run(tmp_path: Path) -> None:
+async def test_an_alarm_then_retry_in_a_second_run(db_url: str) -> None:
     """The engineer's retry arrives after the controller ended; the next run picks it up."""
-    async with rig(tmp_path, faults=squeegee_alarm_on_second_wafer()) as r:
+    async with rig(db_url, faults=squeegee_alarm_on_second_wafer()) as r:
         wafers = r.new_lot("ALARM1", 3)
         (outcome,) = await run_lots(r.controller(), ["ALARM1"])
         assert outcome.state == "running"
@@ -484,8 +483,8 @@ async def test_an_alarm_then_retry_in_a_second_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.faults
-async def test_an_alarm_is_recorded_with_the_step_it_hit(tmp_path: Path) -> None:
-    async with rig(tmp_path, faults=squeegee_alarm_on_second_wafer()) as r:
+async def test_an_alarm_is_recorded_with_the_step_it_hit(db_url: str) -> None:
+    async with rig(db_url, faults=squeegee_alarm_on_second_wafer()) as r:
         wafers = r.new_lot("ALARM1", 3)
         await run_lots(r.controller(), ["ALARM1"])
         (alarm,) = r.store.alarms(tool="printer-1")
@@ -522,8 +521,8 @@ async def door_open_lot(r: Rig, lot: str) -> DoorOpenLot:
     return DoorOpenLot(wafer, watch, controller, task)
 
 
-async def test_an_open_door_keeps_the_wafer_out_with_the_reason(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_an_open_door_keeps_the_wafer_out_with_the_reason(db_url: str) -> None:
+    async with rig(db_url) as r:
         door = await door_open_lot(r, "DOOR1")
         wafer = door.wafer
         (outcome,) = await door.stop()
@@ -542,10 +541,10 @@ async def test_an_open_door_keeps_the_wafer_out_with_the_reason(tmp_path: Path) 
         assert_event_chain(r, wafer)
 
 
-async def test_an_open_door_shows_as_an_alarm_and_the_tool_down(tmp_path: Path) -> None:
+async def test_an_open_door_shows_as_an_alarm_and_the_tool_down(db_url: str) -> None:
     """The refused step is visible where operators look: alarms and the printer's E10 state
     (docs/operators.md shows printer-1 'unscheduled down ... alarm 400 DOOR OPEN')."""
-    async with rig(tmp_path) as r:
+    async with rig(db_url) as r:
         door = await door_open_lot(r, "DOOR2")
         await door.stop()
         latest = {s.tool: s.e10_state for s in r.store.tool_states_latest()}
@@ -553,10 +552,10 @@ async def test_an_open_door_shows_as_an_alarm_and_the_tool_down(tmp_path: Path) 
         assert [a.code for a in r.store.alarms(tool="printer-1", active_only=True)] == [400]
 
 
-async def test_an_open_door_closed_again_lets_the_wafer_run(tmp_path: Path) -> None:
+async def test_an_open_door_closed_again_lets_the_wafer_run(db_url: str) -> None:
     """Once a person closes the door and continues the wafer, the controller clears the
     tool's alarm (CLR is accepted now that the cause is gone) and the wafer runs."""
-    async with rig(tmp_path) as r:
+    async with rig(db_url) as r:
         door = await door_open_lot(r, "DOOR3")
         wafer, watch, task = door.wafer, door.watch, door.task
         try:

@@ -89,9 +89,11 @@ def _retry_misprints(db: str, cwd: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_at_several_points_then_the_lot_completes(sim_line, tmp_path: Path) -> None:
+def test_sigkill_at_several_points_then_the_lot_completes(
+    sim_line, tmp_path: Path, db_url: str
+) -> None:
     config, sim_log = sim_line
-    db = f"sqlite:///{tmp_path / 'line.db'}"
+    db = db_url  # SQLite, then PostgreSQL
     common = ["--line", str(config), "--db", db, "--plain", "--report-dir", str(tmp_path)]
     code, out = _run_until(
         ["run", "--lot", "K1", "--recipe", "rebump-hipb-snpb", "--wafers", str(WAFERS), *common],

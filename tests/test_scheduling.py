@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -22,14 +21,15 @@ HIPB = find_recipe("rebump-hipb-snpb")
 MOUNTED = {"printer": ("ST-300-100", "Pb95Sn5")}
 
 
-async def _run_lot(tmp_path: Path, layout: dict[str, int], wafers: int, speed: float = 1500.0):
-    tmp_path.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test setup
+async def _run_lot(
+    db_url: str, layout: dict[str, int], wafers: int, speed: float = 1500.0, lot: str = "S1"
+):
     clock = ScaledClock(speed)
     async with SimulatedLine(clock=clock, seed=11, layout=layout) as line:
         config = parse_line_config(line.config_text())
-        with Store(f"sqlite:///{tmp_path / 'line.db'}") as store:
+        with Store(db_url) as store:
             store.create_lot(
-                "S1",
+                lot,
                 recipe_name=HIPB.name,
                 recipe_version=HIPB.version,
                 recipe_hash=HIPB.hash,
@@ -39,15 +39,15 @@ async def _run_lot(tmp_path: Path, layout: dict[str, int], wafers: int, speed: f
             async with open_line(config, clock) as tools:
                 controller = LineController(store, tools, clock, recipes=load_valid_recipe)
                 start = clock.now()
-                (outcome,) = await controller.run(["S1"])
+                (outcome,) = await controller.run([lot])
                 makespan = clock.now() - start
-            steps = {w.id: store.steps(w.id) for w in store.wafers("S1")}
+            steps = {w.id: store.steps(w.id) for w in store.wafers(lot)}
             return outcome, steps, line.models, makespan
 
 
-async def test_batches_changeovers_and_uses_every_tool_of_a_role(tmp_path: Path) -> None:
+async def test_batches_changeovers_and_uses_every_tool_of_a_role(db_url: str) -> None:
     outcome, steps, models, _ = await _run_lot(
-        tmp_path, {"printer": 1, "placer": 0, "oven": 1, "cleaner": 2}, wafers=4
+        db_url, {"printer": 1, "placer": 0, "oven": 1, "cleaner": 2}, wafers=4
     )
     finished = {w: s for w, s in outcome.wafers.items()}
     # Alignment failures are random (seeded); every wafer that finished went through all.
@@ -78,20 +78,20 @@ def _second_pass_gaps(steps: dict) -> tuple[list[float], float]:
 
 
 @pytest.mark.timing
-async def test_the_oven_takes_each_wafer_as_soon_as_the_entrance_clears(tmp_path: Path) -> None:
+async def test_the_oven_takes_each_wafer_as_soon_as_the_entrance_clears(db_url: str) -> None:
     # After the profile change every wafer waits for the oven, and each goes in as soon as
     # the one ahead has cleared the entrance, not a wall-clock beat later: within 30 tool
     # seconds, 20 ms of wall time at 1500x (a timing test: `make test-timing`).
     _, steps, _, _ = await _run_lot(
-        tmp_path, {"printer": 1, "placer": 0, "oven": 1, "cleaner": 2}, wafers=4)
+        db_url, {"printer": 1, "placer": 0, "oven": 1, "cleaner": 2}, wafers=4)
     gaps, spacing = _second_pass_gaps(steps)
     assert gaps and all(spacing <= gap <= spacing + 30.0 for gap in gaps), (spacing, gaps)
 
 
 @pytest.mark.slow
-async def test_a_second_cleaner_shortens_the_lot(tmp_path: Path) -> None:
-    _, _, _, one = await _run_lot(tmp_path / "one", {"printer": 1, "oven": 1, "cleaner": 1}, 4)
-    _, _, _, two = await _run_lot(tmp_path / "two", {"printer": 1, "oven": 1, "cleaner": 2}, 4)
+async def test_a_second_cleaner_shortens_the_lot(db_url: str) -> None:
+    _, _, _, one = await _run_lot(db_url, {"printer": 1, "oven": 1, "cleaner": 1}, 4, lot="S1")
+    _, _, _, two = await _run_lot(db_url, {"printer": 1, "oven": 1, "cleaner": 2}, 4, lot="S2")
     assert two < one
 
 
@@ -139,14 +139,14 @@ def test_a_step_releases_only_the_tool_it_holds() -> None:
     assert oven.busy_s == pytest.approx(2.0 + 341.0)
 
 
-async def _run_lots(tmp_path: Path, layout: dict[str, int], cleaners: list[str],
+async def _run_lots(db_url: str, layout: dict[str, int], cleaners: list[str],
                     lots: dict[str, tuple[str, int]], speed: float = 1500.0):
     """Lots (id -> recipe, wafers) on a simulated line whose cleaners are these models."""
     clock = ScaledClock(speed)
     async with SimulatedLine(clock=clock, seed=11, layout=layout,
                              cleaner_models=cleaners) as line:
         config = parse_line_config(line.config_text())
-        with Store(f"sqlite:///{tmp_path / 'line.db'}") as store:
+        with Store(db_url) as store:
             for lot_id, (name, wafers) in lots.items():
                 recipe = find_recipe(name)
                 store.create_lot(lot_id, recipe_name=recipe.name, recipe_version=recipe.version,
@@ -159,9 +159,9 @@ async def _run_lots(tmp_path: Path, layout: dict[str, int], cleaners: list[str],
             return outcomes, steps, line.models
 
 
-async def test_strips_go_only_to_the_fc2_of_a_mixed_line(tmp_path: Path) -> None:
+async def test_strips_go_only_to_the_fc2_of_a_mixed_line(db_url: str) -> None:
     outcomes, steps, _ = await _run_lots(
-        tmp_path, {"printer": 1, "placer": 1, "oven": 1, "cleaner": 2}, ["FC-1", "FC-2"],
+        db_url, {"printer": 1, "placer": 1, "oven": 1, "cleaner": 2}, ["FC-1", "FC-2"],
         {"MASK": ("ballmount-mask-sac305", 3), "HIPB": ("rebump-hipb-snpb", 2)})
     assert all(o.state == "complete" for o in outcomes), outcomes
     strips = Counter(s.tool for s in steps if s.kind == "strip" and s.status == "done")
@@ -170,9 +170,9 @@ async def test_strips_go_only_to_the_fc2_of_a_mixed_line(tmp_path: Path) -> None
     assert sum(cleans.values()) == 4  # two per rebump wafer, on either cleaner
 
 
-async def test_one_fc2_strips_and_cleans_changing_mode_as_a_setup(tmp_path: Path) -> None:
+async def test_one_fc2_strips_and_cleans_changing_mode_as_a_setup(db_url: str) -> None:
     outcomes, steps, models = await _run_lots(
-        tmp_path, {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1}, ["FC-2"],
+        db_url, {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1}, ["FC-2"],
         {"MASK": ("ballmount-mask-sac305", 2), "CUPOST": ("wlcsp-cupost-snag35", 2)})
     assert all(o.state == "complete" for o in outcomes), outcomes
     done = sorted((s.tool_time_start, s.kind) for s in steps

@@ -17,9 +17,6 @@ from controller.store import (
     Store,
     StoreError,
     jsonable,
-    parse_slots,
-    slot_text,
-    slots_for_count,
 )
 from drivers.types import (
     CleanerState,
@@ -44,13 +41,16 @@ class Ticker:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'line.db'}"
+def store(db_url: str):
+    """A store on SQLite, then on PostgreSQL (``db_url`` is parametrised)."""
+    s = Store(db_url, now=Ticker())
+    yield s
+    s.close()
 
 
 @pytest.fixture
-def store(db_url: str):
-    s = Store(db_url, now=Ticker())
+def sqlite_store(sqlite_url: str):
+    s = Store(sqlite_url, now=Ticker())
     yield s
     s.close()
 
@@ -90,47 +90,6 @@ def test_duplicate_lot_id_is_refused_and_changes_nothing(store: Store) -> None:
     with pytest.raises(StoreError, match="lot LOT42 already exists"):
         make_lot(store, slots=[7])
     assert [w.slot for w in store.wafers("LOT42")] == [1, 2, 3]
-
-
-@pytest.mark.parametrize(
-    ("text", "slots"),
-    [
-        ("1-5,8,10", [1, 2, 3, 4, 5, 8, 10]),
-        ("25", [25]),
-        (" 3 , 1 ", [1, 3]),
-        ("1-25", list(range(1, 26))),
-    ],
-)
-def test_slot_lists(text: str, slots: list[int]) -> None:
-    assert parse_slots(text) == slots
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "empty slot list"),
-        ("1-5,x", "'x' is not a slot or a range"),
-        ("1-5,3", "slot 3 appears twice"),
-        ("5-1", "runs backwards"),
-        ("0", "slot 0 is outside 1-25"),
-        ("24-26", "slot 26 is outside 1-25"),
-        ("1,,2", "'' is not a slot"),
-    ],
-)
-def test_bad_slot_lists_name_the_problem(text: str, message: str) -> None:
-    with pytest.raises(StoreError, match=message):
-        parse_slots(text)
-
-
-@pytest.mark.parametrize("count", [0, 26, -1])
-def test_wafer_count_must_fit_one_carrier(count: int) -> None:
-    with pytest.raises(StoreError, match="wafer count must be 1-25"):
-        slots_for_count(count)
-    assert slots_for_count(25) == list(range(1, 26))
-
-
-def test_slot_text_is_compact() -> None:
-    assert slot_text([1, 2, 3, 5, 7, 8]) == "1-3,5,7-8"
 
 
 @pytest.mark.parametrize(
@@ -547,16 +506,17 @@ def test_everything_survives_reopening(db_url: str) -> None:
     json.dumps(written)  # the CLI's --json output is plain JSON
 
 
-def test_sqlite_runs_in_wal_mode_with_normal_sync(store: Store, tmp_path: Path) -> None:
-    with store.engine.connect() as conn:
+def test_sqlite_runs_in_wal_mode_with_normal_sync(sqlite_store: Store) -> None:
+    with sqlite_store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
 def test_reader_keeps_its_snapshot_while_the_controller_commits(
-    store: Store, tmp_path: Path
+    sqlite_store: Store, tmp_path: Path
 ) -> None:
+    store = sqlite_store
     make_lot(store)
     reader = sqlite3.connect(tmp_path / "line.db", isolation_level=None)
     try:

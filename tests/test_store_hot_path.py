@@ -1,88 +1,97 @@
-"""The SQLite hot path writes exactly the rows the SQLAlchemy Core path writes."""
+"""The scheduler's hot writes: one path, the same rows on SQLite and PostgreSQL.
+
+``HotStatement`` runs a Core statement on the DBAPI cursor (compiled once per
+back end); it must store exactly what ``conn.execute(statement)`` stores, and a
+wafer's whole record must read back the same from either back end.
+``Store.atomic`` groups writes into one transaction on both.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
-from controller.store import Store
+import pytest
+from sqlalchemy import func, select
+
+from controller.models import AuditEntry, WaferEvent, WaferStep
+from controller.persistence import wafers as hot_wafers
+from controller.store import Store, StoreError, jsonable
 
 WHEN = datetime(2026, 11, 25, 18, 0, 0, 123456, tzinfo=UTC)
 
 
-def _write(path: Path, *, hot: bool) -> dict[str, list[tuple]]:
-    with Store(f"sqlite:///{path}", now=lambda: WHEN) as store:
-        assert (store._hot is not None) is True  # SQLite gets the hot path by default
-        if not hot:
-            store._hot = None
-        store.create_lot(
-            "L1", recipe_name="r", recipe_version=1, recipe_hash="h", slots=[1, 2], user="op"
-        )
-        store.record_transition(
-            "L1-01",
-            "queued",
-            "step1_waiting",
-            "start",
-            "go",
-            measurements={"peak_c": 348.8, "flags": 0},
-        )
-        store.record_transition(
-            "L1-02", "queued", "held", "hold", "", location="carrier", outcome=None
-        )
-        first = store.start_step(
-            "L1-01",
-            1,
-            "print",
-            "printer-1",
-            {"passes": 1},
-            windows={"bridges": [None, 0]},
-            tool_time=12.5,
-        )
-        store.end_step(first, status="failed", results={"bridges": 1})
-        again = store.start_step("L1-01", 1, "print", "printer-1", {"passes": 1}, tool_time=99.0)
-        intent = store.record_intent(again, "LOAD")
-        store.resolve_intent(intent, "done")
-        store.end_step(
-            again,
-            results={"peak_c": 348.8},
-            curve_c=[25.0, 150.0, 348.8, 90.0],
-            liquidus_c=312.0,
-            tool_time=140.0,
-            fetch=False,
-        )
-    db = sqlite3.connect(path)
-    try:
+def _scenario(store: Store) -> None:
+    """A wafer's life in small: transitions, a failed and a retried step, an intent, a curve."""
+    store.create_lot(
+        "L1", recipe_name="r", recipe_version=1, recipe_hash="h", slots=[1, 2], user="op"
+    )
+    store.record_transition(
+        "L1-01", "queued", "step1_waiting", "start", "go",
+        measurements={"peak_c": 348.8, "flags": 0},
+    )
+    store.record_transition("L1-02", "queued", "held", "hold", "", location="carrier")
+    first = store.start_step(
+        "L1-01", 1, "print", "printer-1", {"passes": 1},
+        windows={"bridges": [None, 0]}, tool_time=12.5,
+    )
+    store.end_step(first, status="failed", results={"bridges": 1})
+    again = store.start_step("L1-01", 1, "print", "printer-1", {"passes": 1}, tool_time=99.0)
+    intent = store.record_intent(again, "LOAD")
+    store.resolve_intent(intent, "done")
+    store.end_step(
+        again, results={"peak_c": 348.8}, curve_c=[25.0, 150.0, 348.8, 90.0], liquidus_c=312.0,
+        tool_time=140.0, fetch=False,
+    )
+    store.record_transition("L1-01", "step1_running", "complete", "judged_ok")
+
+
+def _record(url: str) -> dict[str, Any]:
+    with Store(url, now=lambda: WHEN) as store:
+        _scenario(store)
         return {
-            table: db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
-            for table in (
-                "wafers",
-                "wafer_events",
-                "wafer_steps",
-                "audit_log",
-                "step_intents",
-                "step_curves",
-            )
+            "history": [jsonable(store.wafer_history(w)) for w in ("L1-01", "L1-02")],
+            "audit": [jsonable(a) for a in store.audit_log()],
+            "lot": jsonable(store.get_lot("L1")),
         }
-    finally:
-        db.close()
 
 
-def test_hot_path_rows_equal_core_rows(tmp_path: Path) -> None:
-    hot = _write(tmp_path / "hot.db", hot=True)
-    core = _write(tmp_path / "core.db", hot=False)
-    assert hot == core
-    assert len(hot["step_intents"]) == 1 and len(hot["step_curves"]) == 1
-    assert [row[3] for row in hot["wafer_steps"]] == [1, 2]  # attempts count up
-    assert hot["wafer_events"][0][2] == "2026-11-25 18:00:00.123456"  # stored as Core does
+def test_sqlite_and_postgresql_store_the_same_record(sqlite_url: str, pg_url: str) -> None:
+    on_sqlite, on_postgres = _record(sqlite_url), _record(pg_url)
+    assert on_sqlite == on_postgres
+    steps = on_sqlite["history"][0]["steps"]
+    assert [(s["attempt"], s["status"]) for s in steps] == [(1, "failed"), (2, "done")]
+    assert steps[1]["curve"]["samples_c"] == [25.0, 150.0, 348.8, 90.0]
+    assert on_sqlite["history"][0]["wafer"]["outcome"] == "good"
+    assert on_sqlite["history"][0]["events"][0]["at"] == "2026-11-25T18:00:00.123456+00:00"
 
 
-def test_unknown_wafer_is_refused_on_the_hot_path(tmp_path: Path) -> None:
-    import pytest
+def test_a_hot_statement_stores_what_core_stores(db_url: str) -> None:
+    """The same values through HotStatement.run and through conn.execute: equal rows."""
+    values = {
+        "wafer_id": "L1-01", "at": WHEN, "step_index": 2, "step_kind": "reflow",
+        "from_state": "a", "to_state": "b", "trigger": "t", "why": "w", "tool": "oven-1",
+        "tool_time": 1.5, "measurements": {"peak_c": 348.8, "curve": [1.0, 2.5]},
+    }
+    with Store(db_url) as store:
+        store.create_lot(
+            "L1", recipe_name="r", recipe_version=1, recipe_hash="h", slots=[1], user="op"
+        )
+        with store.engine.begin() as conn:
+            (hot_id,), _ = hot_wafers._ADD_EVENT.run(conn, values)
+            core_id = conn.execute(hot_wafers._ADD_EVENT.statement, values).scalar_one()
+            rows = conn.execute(
+                select(WaferEvent.__table__).where(WaferEvent.id.in_([hot_id, core_id]))
+                .order_by(WaferEvent.id)
+            ).all()
+        hot, core = (dict(r._mapping) for r in rows)
+        assert hot.pop("id") != core.pop("id")
+        assert hot == core
+        assert hot["at"] == WHEN and hot["measurements"] == values["measurements"]
 
-    from controller.store import StoreError
 
-    with Store(f"sqlite:///{tmp_path / 'x.db'}") as store:
+def test_unknown_wafer_is_refused_on_the_hot_path(db_url: str) -> None:
+    with Store(db_url) as store:
         with pytest.raises(StoreError, match="no wafer NOPE-01"):
             store.record_transition("NOPE-01", "queued", "step1_waiting", "start")
         with pytest.raises(StoreError, match="no wafer NOPE-01"):
@@ -95,44 +104,44 @@ def _lot(store: Store) -> None:
     )
 
 
-def _counts(path: Path) -> tuple[int, int, int]:
-    """Events, steps and audit lines another connection sees now."""
-    db = sqlite3.connect(path)
-    try:
-        return tuple(  # type: ignore[return-value]
-            db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("wafer_events", "wafer_steps", "audit_log")
+def _counts(other: Store) -> tuple[int, ...]:
+    """Events, steps and audit lines another connection (another store) sees now."""
+    with other.engine.connect() as conn:
+        return tuple(
+            conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (WaferEvent.__table__, WaferStep.__table__, AuditEntry.__table__)
         )
-    finally:
-        db.close()
 
 
-def test_atomic_writes_commit_together(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    with Store(f"sqlite:///{path}") as store:
+def test_atomic_writes_commit_together(db_url: str) -> None:
+    with Store(db_url) as store, Store(db_url) as other:
         _lot(store)
-        before = _counts(path)
+        before = _counts(other)
         with store.atomic():
             store.record_transition("L1-01", "step1_waiting", "step1_running", "tool_acquired")
             store.start_step("L1-01", 1, "print", "printer-1", {"passes": 1})
-            assert _counts(path) == before  # nothing visible until the block ends
-        events, steps, audit = _counts(path)
-        assert (events, steps, audit) == (before[0] + 1, before[1] + 1, before[2] + 1)
+            assert _counts(other) == before  # nothing visible to others until the end
+        assert _counts(other) == (before[0] + 1, before[1] + 1, before[2] + 1)
 
 
-def test_atomic_failure_keeps_none_of_the_writes(tmp_path: Path) -> None:
-    import pytest
-
-    from controller.store import StoreError
-
-    path = tmp_path / "a.db"
-    with Store(f"sqlite:///{path}") as store:
+def test_only_hot_writes_go_inside_atomic(db_url: str) -> None:
+    with Store(db_url) as store:
         _lot(store)
-        before = _counts(path)
+        with pytest.raises(RuntimeError, match="only the scheduler's hot writes"), store.atomic():
+            store.record_transition("L1-01", "queued", "step1_waiting", "start")
+            store.alarm_set("printer-1", 210, "ALIGNMENT FAILED")
+        assert store.get_wafer("L1-01").state == "queued"  # and the block rolled back
+        assert store.alarms() == []
+
+
+def test_atomic_failure_keeps_none_of_the_writes(db_url: str) -> None:
+    with Store(db_url) as store, Store(db_url) as other:
+        _lot(store)
+        before = _counts(other)
         with pytest.raises(StoreError, match="no wafer NOPE-01"), store.atomic():
             store.record_transition("L1-01", "step1_waiting", "step1_running", "tool_acquired")
             store.start_step("NOPE-01", 1, "print", "printer-1", {})
-        assert _counts(path) == before
+        assert _counts(other) == before
         assert store.wafers("L1")[0].state == "queued"  # the transition rolled back too
         store.record_transition("L1-01", "queued", "step1_waiting", "start")  # usable again
-        assert _counts(path)[0] == before[0] + 1
+        assert _counts(other)[0] == before[0] + 1

@@ -27,20 +27,18 @@ from typing import Any
 
 from controller.cli.output import add_json, db_url, print_json, print_table, wants_json
 from controller.cli.toolstate import tools_now
-from controller.errors import UserError
-from controller.store import (
+from controller.domain import (
     DEFAULT_PRIORITY,
     MAX_WAFERS,
     PRIORITY_RANGE,
-    AlarmInfo,
     Disposition,
     LotState,
-    Store,
-    jsonable,
     parse_slots,
     slot_text,
     slots_for_count,
 )
+from controller.errors import UserError
+from controller.store import AlarmInfo, Store, jsonable
 
 USER_ENV = "BUMPLINE_USER"
 

@@ -8,6 +8,12 @@ Without ``--line`` both start the simulated line in the same process (the
 embedded default) at ``--speed`` times real time. Ctrl-C (or SIGTERM) stops
 cleanly: no new step starts, running steps finish and are recorded, and the lot
 can be continued with ``--resume``.
+
+One controller per line and per lot: both commands lock the line (``[line] id``
+of the configuration, else the file's resolved path, else ``sim`` for the
+in-process simulated line) and every lot they run in the database, renew the
+leases while they run and release them at the end; a second controller is
+refused with the holder named (``docs/database.md``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from controller.errors import EXIT_USAGE, UserError
 from controller.line.events import LineEventStream
 
 DEFAULT_SPEED = 200.0
+SIM_LINE_ID = "sim"  # the in-process simulated line's id for the line lock
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -205,6 +212,90 @@ class Stopper:
             self._task.cancel()
 
 
+# --- one controller per line and per lot ------------------------------------------------------
+
+
+def line_id(args: argparse.Namespace) -> str:
+    """The line to lock: ``[line] id``, else the configuration's resolved path, else "sim"."""
+    if not args.line:
+        return SIM_LINE_ID
+    from pathlib import Path
+
+    from drivers.line_config import load_line_config
+
+    config = load_line_config(args.line)
+    return config.id or str(Path(args.line).resolve())
+
+
+class Leases:
+    """The line and lot locks this controller holds, renewed in the background.
+
+    Leases are in wall seconds (they are about processes, not tools), like link
+    timeouts.
+    """
+
+    def __init__(self, store: Any, holder: str) -> None:
+        from controller.store import DEFAULT_LEASE_S
+
+        self.store, self.holder = store, holder
+        self.lease_s = DEFAULT_LEASE_S
+        self.held: dict[str, Any] = {}  # resource -> LockInfo
+        self.lost: str | None = None  # why a lock was lost, once it was
+        self.stop: Callable[[], None] | None = None  # the running controller's stop()
+
+    def take_line(self, line: str) -> None:
+        lock = self.store.acquire_line_lock(line, lease_s=self.lease_s, holder=self.holder)
+        self.held[lock.resource] = lock
+
+    def take_lot(self, lot_id: str) -> None:
+        """Lock a lot; ``LockHeldError`` (a ``StoreError``) names the controller running it."""
+        from controller.store import lot_resource
+
+        if lot_resource(lot_id) not in self.held:
+            lock = self.store.acquire_lot_lock(lot_id, lease_s=self.lease_s, holder=self.holder)
+            self.held[lock.resource] = lock
+
+    def release_lots(self) -> None:
+        for resource in [r for r in self.held if r.startswith("lot:")]:
+            self.store.release_lock(self.held.pop(resource))
+
+    def release_all(self) -> None:
+        for lock in self.held.values():
+            with contextlib.suppress(Exception):  # best effort: the lease expires anyway
+                self.store.release_lock(lock)
+        self.held.clear()
+
+    async def heartbeat(self) -> None:
+        """Renew every lease a third of the way through it; a lock lost stops the controller."""
+        from controller.store import StoreError
+
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            for resource, lock in list(self.held.items()):
+                try:
+                    self.held[resource] = self.store.renew_lock(lock, lease_s=self.lease_s)
+                except StoreError as exc:
+                    self.held.pop(resource, None)
+                    self.lost = str(exc)
+                    print(f"bumpline: {self.lost}: stopping", file=sys.stderr, flush=True)
+                    if self.stop is not None:
+                        self.stop()
+                    return
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[Leases]:
+        """The heartbeat runs for the whole block (opening the line may take longer than
+        a lease); the locks are released at its end."""
+        beat = asyncio.create_task(self.heartbeat())
+        try:
+            yield self
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            self.release_all()
+
+
 # --- run --------------------------------------------------------------------------------------
 
 
@@ -212,7 +303,8 @@ def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
     """Check the lot arguments now; return what creates (or names) the lot once the line
     is open, so an unreachable tool leaves no half-started lot behind."""
     from controller.cli.lots import _user
-    from controller.store import DEFAULT_PRIORITY, StoreError, parse_slots, slots_for_count
+    from controller.domain import DEFAULT_PRIORITY, parse_slots, slots_for_count
+    from controller.store import StoreError
     from sequences.recipes.validate import load_valid_recipe
 
     if args.resume:
@@ -255,31 +347,47 @@ def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    from controller.cli.lots import _user
     from controller.store import Store
 
     store = Store(getattr(args, "db", None))
+    leases = Leases(store, f"bumpline run by {_user(args)}")
     try:
         lot = _lot_to_run(args, store)
-        with Stopper() as stopper:
-            status, _ = await _run_lots(args, store, lambda: [lot()], stopper)
-        return status
+        leases.take_line(line_id(args))
+        async with leases.kept():
+            if args.resume:
+                leases.take_lot(args.resume)  # before the line opens: refused at once
+
+            def lots() -> list[str]:
+                lot_id = lot()
+                leases.take_lot(lot_id)
+                return [lot_id]
+
+            with Stopper() as stopper:
+                status, _ = await _run_lots(args, store, lots, stopper, leases)
+            return status
     finally:
+        leases.release_all()
         store.close()
 
 
 async def _run_lots(
     args: argparse.Namespace, store: Any, lots: Callable[[], list[str]], stopper: Stopper,
-    events: LineEventStream | None = None,
+    leases: Leases, events: LineEventStream | None = None,
 ) -> tuple[int, list[Any]]:
     """Open the line, then run the lots; (exit status, the lots' outcomes)."""
     from controller.cli.lots import _user
     from controller.cli.progress import LiveProgress
     from controller.line.controller import LineController
     from controller.programs import StoredRecipes
+    from controller.store import StoreError
 
     started = time.monotonic()
     cpu_started = time.process_time()
     async with line_tools(args) as (tools, clock, where):
+        if leases.lost is not None:  # lost while the line was opening: start nothing
+            raise StoreError(leases.lost)
         lot_ids = lots()
         live = LiveProgress(store, lot_ids, plain=args.plain or not sys.stdout.isatty(),
                             clock=clock)
@@ -296,6 +404,7 @@ async def _run_lots(
         print(f"bumpline: {', '.join(lot_ids)} on the {where}", flush=True)
         _mark_controller(store, lot_ids, "controller.start", f"run on the {where}")
         stopper.controller = controller
+        leases.stop = controller.stop
         if stopper.count:  # Ctrl-C while the line was opening
             controller.stop()
         try:
@@ -307,6 +416,7 @@ async def _run_lots(
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
             stopper.controller = None
+            leases.stop = None
             _mark_controller(store, lot_ids, "controller.stop", "no controller runs the lot")
     outcomes = [_outcome(store, lot_id) for lot_id in lot_ids]
     wall_s = time.monotonic() - started
@@ -397,45 +507,74 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
     until none is left). Held wafers wait for their disposition; with --once a lot that
     stops on them is left for a person, and serve goes on with the others (exit 3)."""
+    from controller.cli.lots import _user
     from controller.gem.service import gem_service
-    from controller.store import LotState, Store
+    from controller.store import Store
 
     args.wait_for_disposition = not args.once
     store = Store(getattr(args, "db", None))
-    left: set[str] = set()  # --once: lots that stopped for a person, not taken again
-    status = 0
-    idle_said = False
+    leases = Leases(store, f"bumpline serve by {_user(args)}")
     services = contextlib.AsyncExitStack()  # --gem: the factory host link, for the whole run
     try:
+        leases.take_line(line_id(args))
+        await services.enter_async_context(leases.kept())
         events = await services.enter_async_context(gem_service(args, store))
-        with Stopper() as stopper:
-            while not stopper.count:
-                unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING,
-                                                                 LotState.HELD])
-                              if lot.id not in left]
-                queued = store.next_queued_lot()
-                lots = unfinished + ([queued.id] if queued and queued.id not in unfinished
-                                     else [])
-                if not lots:
-                    if args.once:
-                        break
-                    if not idle_said:
-                        print("bumpline serve: no lot to run; waiting for 'bumpline lot start' "
-                              "(Ctrl-C or SIGTERM stops)", flush=True)
-                        idle_said = True
-                    with contextlib.suppress(TimeoutError):  # a person queues lots
-                        await asyncio.wait_for(stopper.stopped.wait(), 1.0)
-                    continue
-                idle_said = False
-                run_status, outcomes = await _run_lots(args, store, lambda ids=lots: ids,
-                                                       stopper, events)
-                if stopper.count:
-                    return run_status
-                left.update(o.lot_id for o in outcomes if o.state != "complete")
-                status = status or run_status
-        if stopper.count:
-            print("bumpline serve: stopped", file=sys.stderr)
-        return status
+        return await _serve(args, store, leases, events)
     finally:
         await services.aclose()
+        leases.release_all()
         store.close()
+
+
+async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
+                 events: LineEventStream | None) -> int:
+    from controller.store import LockHeldError, LotState, StoreError
+
+    left: set[str] = set()  # --once: lots that stopped for a person, not taken again
+    elsewhere: set[str] = set()  # lots another controller runs: said once, then left alone
+    status = 0
+    idle_said = False
+    with Stopper() as stopper:
+        while not stopper.count:
+            unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING,
+                                                             LotState.HELD])
+                          if lot.id not in left]
+            if leases.lost is not None:
+                raise StoreError(leases.lost)
+            queued = store.next_queued_lot()
+            candidates = unfinished + ([queued.id] if queued and queued.id not in unfinished
+                                       else [])
+            lots = []
+            for lot_id in candidates:
+                try:
+                    leases.take_lot(lot_id)
+                except LockHeldError as exc:
+                    if lot_id not in elsewhere:
+                        elsewhere.add(lot_id)
+                        print(f"bumpline: leaving {exc}", file=sys.stderr, flush=True)
+                    continue
+                elsewhere.discard(lot_id)
+                lots.append(lot_id)
+            if not lots:
+                if args.once:
+                    break
+                if not idle_said:
+                    print("bumpline serve: no lot to run; waiting for 'bumpline lot start' "
+                          "(Ctrl-C or SIGTERM stops)", flush=True)
+                    idle_said = True
+                with contextlib.suppress(TimeoutError):  # a person queues lots
+                    await asyncio.wait_for(stopper.stopped.wait(), 1.0)
+                continue
+            idle_said = False
+            try:
+                run_status, outcomes = await _run_lots(args, store, lambda ids=lots: ids,
+                                                       stopper, leases, events)
+            finally:
+                leases.release_lots()
+            if stopper.count:
+                return run_status
+            left.update(o.lot_id for o in outcomes if o.state != "complete")
+            status = status or run_status
+    if stopper.count:
+        print("bumpline serve: stopped", file=sys.stderr)
+    return status

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from controller.domain import DEFAULT_PRIORITY, parse_slots
 from controller.gem import ids
 from controller.gem.commands import (
     HCACK_CANNOT_NOW,
@@ -28,7 +29,7 @@ from controller.gem.commands import (
 from controller.gem.context import Equipment, Reply
 from controller.gem.secs2 import A, B, Fmt, Item, L
 from controller.gem.states import ControlState
-from controller.store import DEFAULT_PRIORITY, StoreError, parse_slots
+from controller.store import StoreError
 
 if TYPE_CHECKING:
     from controller.gem.hsms import Message

@@ -1,0 +1,251 @@
+"""One way to read and one way to write, for SQLite and PostgreSQL alike.
+
+Every aggregate module (lots, wafers, requests, alarms, tool states, audit,
+locks) works on a ``Database``: ``write()`` yields a SQLAlchemy Core connection
+inside one short transaction (SQLite: ``BEGIN IMMEDIATE``, see
+``controller.db``), ``hot_write()`` the same for the scheduler's hot
+statements, ``read()`` a connection for reads. Core statements, not ORM
+units of work: the same statements run on both back ends, and the per-wafer
+CPU stays low (``docs/decisions/0007-write-path.md``).
+
+``atomic()`` lets the scheduler group its hot writes (a transition and the step
+record it opens) into one transaction: all commit, or none.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import Executable
+
+from controller import db
+from controller.domain import RuleError
+from controller.persistence.records import jsonable
+
+
+class StoreError(RuleError):
+    """A store request that cannot be honoured; the message is for the user as it is."""
+
+
+@contextmanager
+def rules() -> Iterator[None]:
+    """A refusal by the line's rules (``controller.domain``), raised as a ``StoreError``."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except RuleError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def reason(exc: BaseException) -> str:
+    """The driver's own words for a database failure, without SQLAlchemy's boilerplate."""
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).split("\n")[0]
+
+
+def finite_json(value: Any, what: str) -> Any:
+    """A parameters/results mapping as plain JSON data (NaN/inf have no JSON form)."""
+    data = jsonable(value)
+    try:
+        json.dumps(data, allow_nan=False)  # the check; the JSON column type encodes it
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{what} cannot be stored: {exc}") from None
+    return data
+
+
+class HotStatement:
+    """A Core statement the scheduler runs tens of times per wafer: compiled once per back end.
+
+    ``run`` executes it on the DBAPI cursor of a connection inside an open
+    transaction, with the very bind processors SQLAlchemy would apply (UTC times,
+    JSON): the same SQL and the same stored values as ``conn.execute(statement)``,
+    without SQLAlchemy's per-execute bookkeeping, which was most of a transition's
+    CPU (``docs/decisions/0007-write-path.md``). ``keys`` names the columns an
+    INSERT sets.
+    """
+
+    def __init__(self, statement: Executable, keys: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.keys = list(keys) if keys is not None else None
+        self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def run(self, conn: Connection, values: Mapping[str, Any]) -> tuple[Any, int]:
+        """(first row or None, rows affected)."""
+        compiled = self._compiled.get(conn.dialect)
+        if compiled is None:
+            compiled = self._compiled[conn.dialect] = _Compiled(self, conn.dialect)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(compiled.sql, compiled.params(values))
+            row = cursor.fetchone() if cursor.description is not None else None
+            return row, cursor.rowcount
+        finally:
+            cursor.close()
+
+
+class _Compiled:
+    def __init__(self, hot: HotStatement, dialect: Dialect) -> None:
+        compiled = hot.statement.compile(dialect=dialect, column_keys=hot.keys)  # type: ignore[attr-defined]
+        self.sql: str = compiled.string
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+        # Positional back ends (SQLite): each parameter's name and processor, in order.
+        self.order: list[tuple[str, Callable[[Any], Any] | None]] | None = None
+        if compiled.positional:
+            self.order = [(n, self.processors.get(n)) for n in compiled.positiontup]
+
+    def params(self, values: Mapping[str, Any]) -> Any:
+        if self.order is not None:
+            return [values[n] if p is None else p(values[n]) for n, p in self.order]
+        processors = self.processors
+        return {n: processors[n](v) if n in processors else v for n, v in values.items()}
+
+
+class Database:
+    """The engine, the clock and the transactions every aggregate module shares.
+
+    Writes go through one connection the store keeps open (a pool checkout per
+    transition was a third of the CPU of a write), one thread at a time; reads
+    take pooled connections, so a reader never waits for a writer.
+    """
+
+    def __init__(self, engine: Engine, now: Callable[[], datetime]) -> None:
+        self.engine = engine
+        self.now = now
+        self.dialect = engine.dialect.name
+        # In-memory SQLite is one connection shared by every checkout: a transaction
+        # held open across calls (atomic) would be every reader's transaction too.
+        self._shared = self.dialect == "sqlite" and db.sqlite_file(engine.url) is None
+        self._writer: Connection | None = None
+        self._lock = threading.RLock()
+        self._local = threading.local()
+
+    @property
+    def _snapshot(self) -> Connection | None:
+        """This thread's open read snapshot, if any."""
+        return getattr(self._local, "snapshot", None)
+
+    @property
+    def _grouped(self) -> Connection | None:
+        """This thread's open ``atomic()`` block (hot writes join its transaction)."""
+        return getattr(self._local, "grouped", None)
+
+    def _writer_conn(self) -> Connection:
+        if self._writer is None or self._writer.closed:
+            self._writer = self.engine.connect()
+        db.begin_as_writer(self._writer)  # for the BEGIN that follows
+        return self._writer
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One committed transaction for any Core statements."""
+        if self._grouped is not None:
+            raise RuntimeError(
+                "only the scheduler's hot writes (transitions, steps, intents) may run "
+                "inside Store.atomic()"
+            )
+        with self._lock:
+            conn = self._writer_conn()
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _raw_transaction(self, conn: Connection) -> Iterator[None]:
+        # BEGIN and COMMIT straight on the DBAPI connection: SQLAlchemy's transaction
+        # bookkeeping was a fifth of a transition's CPU. psycopg begins by itself.
+        raw = conn.connection.dbapi_connection
+        if self.dialect == "sqlite":
+            raw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        try:
+            yield
+        except BaseException:
+            raw.rollback()  # type: ignore[union-attr]
+            raise
+        raw.commit()  # type: ignore[union-attr]
+
+    @contextmanager
+    def hot_write(self) -> Iterator[Connection]:
+        """``write()`` for a transaction of ``HotStatement``s only (the scheduler's hot path).
+
+        Only ``HotStatement.run`` may use the connection inside (a ``conn.execute``
+        would begin a second transaction); inside ``atomic()`` it joins the open one.
+        """
+        grouped = self._grouped
+        if grouped is not None:
+            yield grouped
+            return
+        with self._lock:
+            conn = self._writer_conn()
+            with self._raw_transaction(conn):
+                yield conn
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """The hot writes inside share one transaction: all commit, or none.
+
+        Reads inside do not see them until the block ends (they use other
+        connections); other writes are refused inside. On in-memory SQLite each
+        write commits on its own.
+        """
+        if self._grouped is not None or self._shared:
+            yield
+            return
+        with self._lock:
+            conn = self._writer_conn()
+            with self._raw_transaction(conn):
+                self._local.grouped = conn
+                try:
+                    yield
+                finally:
+                    self._local.grouped = None
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reads: the open snapshot's, else a pooled one."""
+        snapshot = self._snapshot
+        if snapshot is not None:
+            yield snapshot
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one consistent state of the database (one read transaction)."""
+        if self._snapshot is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                self._local.snapshot = conn
+                try:
+                    yield
+                finally:
+                    self._local.snapshot = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        self.engine.dispose()

@@ -1,0 +1,243 @@
+"""The lot aggregate: a lot, its wafers' first rows, and its state changes.
+
+A lot's state changes (start, hold, resume, abort, complete) and the wafers an
+abort ends in the carrier commit together with their audit line and, for a
+person's hold/resume/abort, the request the scheduler acts on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from controller.domain import (
+    DEFAULT_PRIORITY,
+    FINAL_LOT_STATES,
+    OUTCOME_OF_STATE,
+    WAFER_START_LOCATION,
+    WAFER_START_STATE,
+    LotState,
+    check_lot_id,
+    check_priority,
+    check_slots,
+    lot_state,
+    next_lot_state,
+    slot_text,
+    wafer_id,
+)
+from controller.models import Lot, OperatorRequest, Wafer, WaferEvent
+from controller.persistence.audit import add_audit
+from controller.persistence.base import Database, StoreError, rules
+from controller.persistence.records import LotInfo, lot_info
+from sequences.wafer.machine import ABORTED
+
+_LOTS = Lot.__table__
+_WAFERS = Wafer.__table__
+
+
+def create_lot(
+    database: Database,
+    lot_id: str,
+    *,
+    recipe_name: str,
+    recipe_version: str | int,
+    recipe_hash: str,
+    slots: Sequence[int],
+    priority: int = DEFAULT_PRIORITY,
+    user: str,
+) -> LotInfo:
+    with rules():
+        lot_id = check_lot_id(lot_id)
+        slots = check_slots(slots)
+        check_priority(priority)
+    if not recipe_name:
+        raise StoreError("a lot needs a recipe name")
+    now = database.now()
+    exists = StoreError(f"lot {lot_id} already exists (lot ids are never reused)")
+    try:
+        with database.write() as conn:
+            if conn.execute(select(_LOTS.c.id).where(_LOTS.c.id == lot_id)).first():
+                raise exists
+            conn.execute(
+                insert(_LOTS),
+                {
+                    "id": lot_id,
+                    "recipe_name": recipe_name,
+                    "recipe_version": str(recipe_version),
+                    "recipe_hash": recipe_hash,
+                    "priority": priority,
+                    "state": LotState.QUEUED.value,
+                    "state_before_hold": None,
+                    "created_by": user,
+                    "created_at": now,
+                    "started_at": None,
+                    "ended_at": None,
+                },
+            )
+            conn.execute(
+                insert(_WAFERS),
+                [
+                    {
+                        "id": wafer_id(lot_id, slot),
+                        "lot_id": lot_id,
+                        "slot": slot,
+                        "state": WAFER_START_STATE,
+                        "location": WAFER_START_LOCATION,
+                        "outcome": None,
+                        "updated_at": now,
+                    }
+                    for slot in slots
+                ],
+            )
+            add_audit(
+                conn,
+                now,
+                user,
+                "lot.start",
+                f"recipe {recipe_name} v{recipe_version} ({recipe_hash[:12]}), "
+                f"slots {slot_text(slots)}, priority {priority}",
+                lot_id=lot_id,
+            )
+    except IntegrityError:  # another process created it between our check and insert
+        raise exists from None
+    return get_lot(database, lot_id)
+
+
+def _info(conn: Connection, row: object) -> LotInfo:
+    count = conn.execute(
+        select(func.count()).select_from(_WAFERS).where(_WAFERS.c.lot_id == row.id)  # type: ignore[attr-defined]
+    ).scalar_one()
+    return lot_info(row, count)  # type: ignore[arg-type]
+
+
+def get_lot(database: Database, lot_id: str) -> LotInfo:
+    with database.read() as conn:
+        row = conn.execute(select(_LOTS).where(_LOTS.c.id == lot_id)).first()
+        if row is None:
+            raise StoreError(f"no lot {lot_id}")
+        return _info(conn, row)
+
+
+def list_lots(
+    database: Database, states: Iterable[str | LotState] | None = None
+) -> list[LotInfo]:
+    query = select(_LOTS).order_by(_LOTS.c.created_at.desc(), _LOTS.c.id)
+    if states is not None:
+        with rules():
+            wanted = [lot_state(s).value for s in states]
+        query = query.where(_LOTS.c.state.in_(wanted))
+    with database.read() as conn:
+        lots = conn.execute(query).all()
+        counts = dict(
+            conn.execute(
+                select(_WAFERS.c.lot_id, func.count()).group_by(_WAFERS.c.lot_id)
+            ).all()
+        )
+    return [lot_info(lot, counts.get(lot.id, 0)) for lot in lots]  # type: ignore[arg-type]
+
+
+def next_queued_lot(database: Database) -> LotInfo | None:
+    with database.read() as conn:
+        row = conn.execute(
+            select(_LOTS)
+            .where(_LOTS.c.state == LotState.QUEUED.value)
+            .order_by(_LOTS.c.priority, _LOTS.c.created_at, _LOTS.c.id)
+            .limit(1)
+        ).first()
+        return None if row is None else _info(conn, row)
+
+
+def change_lot(
+    database: Database,
+    lot_id: str,
+    target: LotState | None,
+    *,
+    user: str,
+    reason: str,
+    action: str,
+    request: str | None = None,
+) -> None:
+    """Move a lot to ``target`` (None: resume to the state it was held in)."""
+    now = database.now()
+    with database.write() as conn:
+        lot = conn.execute(
+            select(_LOTS.c.state, _LOTS.c.state_before_hold, _LOTS.c.started_at).where(
+                _LOTS.c.id == lot_id
+            )
+        ).first()
+        if lot is None:
+            raise StoreError(f"no lot {lot_id}")
+        current = LotState(lot.state)
+        with rules():
+            target = next_lot_state(lot_id, current, target, lot.state_before_hold)
+        values: dict[str, object] = {"state": target.value}
+        if target is LotState.HELD:
+            values["state_before_hold"] = current.value
+        elif current is LotState.HELD:
+            values["state_before_hold"] = None
+        if target is LotState.RUNNING and lot.started_at is None:
+            values["started_at"] = now
+        if target in FINAL_LOT_STATES:
+            values["ended_at"] = now
+        conn.execute(update(_LOTS).where(_LOTS.c.id == lot_id).values(**values))
+        if target is LotState.ABORTED:
+            _abort_wafers_at_home(conn, lot_id, now, reason)
+        detail = f"{current.value} -> {target.value}" + (f": {reason}" if reason else "")
+        add_audit(conn, now, user, action, detail, lot_id=lot_id)
+        if request is not None:
+            conn.execute(
+                insert(OperatorRequest.__table__),
+                {
+                    "lot_id": lot_id,
+                    "wafer_id": None,
+                    "action": request,
+                    "reason": reason,
+                    "requested_by": user,
+                    "requested_at": now,
+                    "handled_at": None,
+                    "handled_note": None,
+                },
+            )
+
+
+def _abort_wafers_at_home(conn: Connection, lot_id: str, now: object, reason: str) -> None:
+    """Wafers that never left the carrier end with the lot; their requests are closed."""
+    home = conn.execute(
+        select(_WAFERS.c.id)
+        .where(_WAFERS.c.lot_id == lot_id, _WAFERS.c.state == WAFER_START_STATE)
+        .order_by(_WAFERS.c.slot)
+    ).scalars().all()
+    if not home:
+        return
+    conn.execute(
+        update(_WAFERS)
+        .where(_WAFERS.c.id.in_(home))
+        .values(state=ABORTED, outcome=OUTCOME_OF_STATE[ABORTED], updated_at=now)
+    )
+    conn.execute(
+        insert(WaferEvent.__table__),
+        [
+            {
+                "wafer_id": wafer,
+                "at": now,
+                "step_index": None,
+                "step_kind": None,
+                "from_state": WAFER_START_STATE,
+                "to_state": ABORTED,
+                "trigger": "abort",
+                "why": reason or "lot aborted",
+                "tool": None,
+                "tool_time": None,
+                "measurements": None,
+            }
+            for wafer in home
+        ],
+    )
+    requests = OperatorRequest.__table__
+    conn.execute(
+        update(requests)
+        .where(requests.c.wafer_id.in_(home), requests.c.handled_at.is_(None))
+        .values(handled_at=now, handled_note="wafer aborted with its lot before it started")
+    )

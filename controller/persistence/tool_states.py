@@ -1,0 +1,81 @@
+"""The tool-state aggregate: a tool's SEMI E10 state, a row per change (not per poll)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, insert, select
+
+from controller.line.e10 import E10State
+from controller.models import ToolState
+from controller.persistence.base import Database, StoreError
+from controller.persistence.records import ToolStateInfo, tool_state_info
+
+_STATES = ToolState.__table__
+_LATEST = (
+    select(_STATES.c.e10_state, _STATES.c.tool_state)
+    .order_by(_STATES.c.id.desc())
+    .limit(1)
+)
+_ADD = insert(_STATES)
+
+
+def record_tool_state(
+    database: Database,
+    tool: str,
+    e10_state: E10State | str,
+    *,
+    tool_state: str = "",
+    reason: str = "",
+    tool_time: float | None = None,
+) -> bool:
+    """Record a tool's E10 state if it changed; True when a row was written."""
+    try:
+        state = e10_state if isinstance(e10_state, E10State) else E10State.parse(e10_state)
+    except ValueError as exc:
+        raise StoreError(f"{tool}: {exc}") from None
+    now = database.now()
+    with database.write() as conn:
+        latest = conn.execute(_LATEST.where(_STATES.c.tool == tool)).first()
+        if latest is not None and tuple(latest) == (state.value, tool_state):
+            return False
+        conn.execute(
+            _ADD,
+            {
+                "tool": tool,
+                "e10_state": state.value,
+                "tool_state": tool_state,
+                "reason": reason,
+                "at": now,
+                "tool_time": tool_time,
+            },
+        )
+    return True
+
+
+def tool_states_latest(database: Database) -> list[ToolStateInfo]:
+    """The newest E10 state of every tool seen, by tool name."""
+    newest = (
+        select(_STATES.c.tool, func.max(_STATES.c.id).label("id"))
+        .group_by(_STATES.c.tool)
+        .subquery()
+    )
+    with database.read() as conn:
+        rows = conn.execute(
+            select(_STATES).join(newest, newest.c.id == _STATES.c.id).order_by(_STATES.c.tool)
+        ).all()
+    return [tool_state_info(r) for r in rows]
+
+
+def tool_state_history(
+    database: Database, tool: str | None = None, *, until: datetime | None = None
+) -> list[ToolStateInfo]:
+    """E10 state changes, oldest first."""
+    query = select(_STATES).order_by(_STATES.c.id)
+    if tool is not None:
+        query = query.where(_STATES.c.tool == tool)
+    if until is not None:
+        query = query.where(_STATES.c.at <= until)
+    with database.read() as conn:
+        rows = conn.execute(query).all()
+    return [tool_state_info(r) for r in rows]

@@ -1,0 +1,239 @@
+"""One controller per line and per lot: leases in the database, on SQLite and PostgreSQL.
+
+The store's lock API, and the real thing: two ``bumpline run`` processes on one
+line, and a SIGKILLed holder whose lock the next controller takes over without
+anyone removing it by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from controller.cli.run import Leases
+from controller.store import LockHeldError, Store, StoreError
+from sequences.recipes.validate import load_valid_recipe
+
+BUMPLINE = Path(sys.executable).with_name("bumpline")
+RECIPE = "rebump-hipb-snpb"
+T0 = datetime(2026, 12, 1, 8, 0, 0, tzinfo=UTC)
+PROCESS_TIMEOUT_S = 120.0  # a hang fails instead of blocking the suite
+
+
+class Clock:
+    """The store's wall clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+def test_a_second_controller_is_refused_with_the_holder_named(db_url: str) -> None:
+    with Store(db_url) as first, Store(db_url) as second:
+        held = first.acquire_line_lock("bay-1", holder="bumpline run by ann")
+        with pytest.raises(LockHeldError) as refused:
+            second.acquire_line_lock("bay-1")
+        message = str(refused.value)
+        assert message.startswith("line bay-1 is already run by another controller: ")
+        assert f"host {socket.gethostname()}, pid {os.getpid()} (bumpline run by ann)" in message
+        assert "since " in message and "lease until " in message
+        assert refused.value.holder.token == held.token
+        # Lots are locked on their own: the same lot twice is refused, another lot is not.
+        first.acquire_lot_lock("C1")
+        with pytest.raises(LockHeldError, match="lot C1 is already run by another controller"):
+            second.acquire_lot_lock("C1")
+        second.acquire_lot_lock("C2")
+        second.acquire_line_lock("bay-2")
+
+
+def test_release_lets_the_next_controller_in(db_url: str) -> None:
+    with Store(db_url) as first, Store(db_url) as second:
+        held = first.acquire_line_lock("bay-1")
+        assert first.release_lock(held) is True
+        assert first.release_lock(held) is False  # not ours any more
+        assert first.line_lock_holder("bay-1") is None
+        taken = second.acquire_line_lock("bay-1")
+        assert second.line_lock_holder("bay-1") == taken
+
+
+def test_an_expired_lease_is_taken_over_and_the_loser_hears_it(db_url: str) -> None:
+    clock = Clock()
+    with Store(db_url, now=clock) as first, Store(db_url, now=clock) as second:
+        # A holder on another host: only its lease can tell whether it still runs.
+        held = first.acquire_line_lock("bay-1", lease_s=30, host="other-host", pid=4242)
+        clock.t = T0 + timedelta(seconds=20)
+        held = first.renew_lock(held, lease_s=30)  # the heartbeat: now good until +50 s
+        assert held.expires_at == T0 + timedelta(seconds=50)
+        clock.t = T0 + timedelta(seconds=45)
+        with pytest.raises(LockHeldError, match="host other-host, pid 4242"):
+            second.acquire_line_lock("bay-1")
+        clock.t = T0 + timedelta(seconds=50)  # expired
+        taken = second.acquire_line_lock("bay-1")
+        assert (taken.host, taken.pid) == (socket.gethostname(), os.getpid())
+        (takeover,) = [a for a in second.audit_log() if a.action == "lock.takeover"]
+        assert "line bay-1 taken over" in takeover.detail
+        assert "host other-host, pid 4242" in takeover.detail
+        assert "its lease had expired" in takeover.detail
+        with pytest.raises(StoreError, match="this controller lost its lock on line bay-1: now "
+                           f"held by host {socket.gethostname()}"):
+            first.renew_lock(held)
+        assert first.release_lock(held) is False
+        assert second.line_lock_holder("bay-1") == taken
+
+
+def test_a_bad_lease_is_refused(db_url: str) -> None:
+    with Store(db_url) as store, pytest.raises(StoreError, match="lease must be > 0 s"):
+        store.acquire_line_lock("bay-1", lease_s=0)
+
+
+_HOLDER = """
+import sys
+from controller.store import Store
+with Store(sys.argv[1]) as store:
+    lock = store.acquire_line_lock("bay-1", holder="child")
+    print(lock.pid, flush=True)
+    sys.stdin.read()  # hold it until killed
+"""
+
+
+def test_a_sigkilled_holder_on_this_host_is_taken_over_at_once(db_url: str) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, db_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert int(child.stdout.readline()) == child.pid  # it holds the lock now
+        with Store(db_url) as store:
+            with pytest.raises(LockHeldError, match=f"pid {child.pid} \\(child\\)"):
+                store.acquire_line_lock("bay-1")  # alive: refused
+            child.send_signal(signal.SIGKILL)
+            assert child.wait(timeout=PROCESS_TIMEOUT_S) == -signal.SIGKILL
+            # The lease (30 s) has not run out: the dead pid on this host is what frees it.
+            taken = store.acquire_line_lock("bay-1")
+            assert taken.pid == os.getpid()
+            (takeover,) = [a for a in store.audit_log() if a.action == "lock.takeover"]
+            assert f"pid {child.pid}" in takeover.detail
+            assert "its process is gone" in takeover.detail
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=PROCESS_TIMEOUT_S)
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+
+
+async def test_a_lost_lock_stops_the_controller_and_says_why(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = Clock()
+    with Store(db_url, now=clock) as mine, Store(db_url, now=clock) as theirs:
+        leases = Leases(mine, "bumpline run by ann")
+        leases.lease_s = 0.03  # renewals every 10 ms of wall time
+        leases.take_line("bay-1")
+        clock.t = T0 + timedelta(seconds=1)  # our lease has run out ...
+        theirs.acquire_line_lock("bay-1", host="other-host", pid=7)  # ... and was taken over
+        stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        leases.stop = lambda: stopped.set_result(None)  # what stops the controller
+        async with leases.kept():
+            await asyncio.wait_for(stopped, PROCESS_TIMEOUT_S)
+        assert leases.lost is not None
+        assert leases.lost.startswith("this controller lost its lock on line bay-1: now held "
+                                      "by host other-host, pid 7")
+        assert leases.held == {}
+        assert "bumpline: this controller lost its lock on line bay-1" in capsys.readouterr().err
+        assert theirs.line_lock_holder("bay-1").host == "other-host"  # type: ignore[union-attr]
+
+
+# --- the real thing: bumpline run, twice ---------------------------------------------------------
+
+
+def _bumpline(*args: str, db: str, tmp_path: Path) -> list[str]:
+    return [str(BUMPLINE), *args, "--db", db, "--report-dir", str(tmp_path / "reports"),
+            "--user", "tester", "--plain"]
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_two_bumpline_runs_on_one_line(db_url: str, tmp_path: Path) -> None:
+    """The second run is refused naming the first; once the first is SIGKILLed, a resume
+    takes the line over and finishes the lot."""
+    recipe = load_valid_recipe(RECIPE)
+    with Store(db_url) as store:
+        store.create_lot("C2", recipe_name=RECIPE, recipe_version=recipe.version,
+                         recipe_hash=recipe.hash, slots=[1], user="tester")
+    first = subprocess.Popen(
+        _bumpline("run", "--lot", "C1", "--recipe", RECIPE, "--wafers", "1", "--speed", "20",
+                  db=db_url, tmp_path=tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert first.stdout is not None
+        started = first.stdout.readline()  # printed once the line and the lot are locked
+        assert started.startswith("bumpline: C1 on the simulated line"), started
+
+        second = subprocess.run(
+            _bumpline("run", "--resume", "C2", "--speed", "2000", db=db_url, tmp_path=tmp_path),
+            capture_output=True, text=True, cwd=tmp_path, timeout=PROCESS_TIMEOUT_S,
+        )
+        error = _one_line_error(second)
+        assert error.startswith("bumpline: line sim is already run by another controller: ")
+        assert f"pid {first.pid} (bumpline run by tester), since " in error
+
+        # Another line, the same lot: refused on the lot, before any tool is opened.
+        other_line = tmp_path / "other.toml"
+        other_line.write_text('[line]\nname = "other"\nid = "bay-9"\n')
+        third = subprocess.run(
+            _bumpline("run", "--resume", "C1", "--line", str(other_line), db=db_url,
+                      tmp_path=tmp_path),
+            capture_output=True, text=True, cwd=tmp_path, timeout=PROCESS_TIMEOUT_S,
+        )
+        assert _one_line_error(third).startswith(
+            "bumpline: lot C1 is already run by another controller: "
+        )
+
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(timeout=PROCESS_TIMEOUT_S) == -signal.SIGKILL
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=PROCESS_TIMEOUT_S)
+        if first.stdout is not None:
+            first.stdout.close()
+
+    resumed = subprocess.run(
+        _bumpline("run", "--resume", "C1", "--speed", "2000", db=db_url, tmp_path=tmp_path),
+        capture_output=True, text=True, cwd=tmp_path, timeout=PROCESS_TIMEOUT_S,
+    )
+    assert resumed.returncode in (0, 3), resumed.stdout + resumed.stderr  # 3: a held wafer
+    assert "lot C1: " in resumed.stdout
+    with Store(db_url) as store:
+        assert store.get_lot("C1").state in ("complete", "running")
+        takeovers = [a.detail for a in store.audit_log() if a.action == "lock.takeover"]
+        assert any(d.startswith("line sim taken over") for d in takeovers), takeovers
+        assert any(d.startswith("lot C1 taken over") for d in takeovers), takeovers
+        # Released at the end: nobody holds the line or the lot now.
+        assert store.line_lock_holder("sim") is None
+        assert store.lot_lock_holder("C1") is None
