@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller import batching
 from drivers.clock import Clock
 from drivers.errors import ToolError
 from sequences.kinds import StepKind, kind_of
@@ -268,7 +269,10 @@ class Scheduler:
                 await self._learn_setup(tool, able)
             able.sort(key=lambda w: (w.priority, w.ready_since, w.order))
             same = [w for w in able if self._key(w) == tool.setup]
-            if same:
+            if same and self._kind(same[0]).batch:
+                for w in self._batch(tool, same):
+                    wanted.remove(w)
+            elif same:
                 if self.clock.now() < tool.entrance_at:  # a pipelined tool's entrance
                     self._wake_at(tool.entrance_at)  # the wafer ahead clears it then
                     continue
@@ -278,6 +282,26 @@ class Scheduler:
                 if tool.riding:
                     continue  # a new profile needs an empty belt; wait for the riders
                 self._start_changeover(tool, able[0])
+
+    def _batch(self, tool: ScheduledTool, same: list[ScheduledWafer]) -> list[ScheduledWafer]:
+        """A batch tool: start a batch of waiting wafers now, or wait (controller/batching.py)."""
+        decision = batching.choose(self, tool, same)
+        if not decision.start:
+            if decision.look_again_at is not None:
+                self._wake_at(decision.look_again_at)
+            return []
+        log.info("%s: batch of %d: %s", tool.name, len(decision.start), decision.why)
+        batching.start(self, decision.start, tool)
+        return decision.start
+
+    def mark_productive(self, tool: ScheduledTool, text: str, wafer_id: str | None) -> None:
+        self._mark(tool, ToolReport(tool.name, "productive", text, wafer_id=wafer_id))
+
+    async def after_failure(self, wafer: ScheduledWafer, step: Any, tool: ScheduledTool) -> None:
+        await self._after_failure(wafer, step, tool)
+
+    async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
+        await self._tool_down(tool, wafer_id)
 
     @staticmethod
     def _kind(wafer: ScheduledWafer) -> StepKind[Any]:

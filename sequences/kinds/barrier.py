@@ -295,9 +295,9 @@ class Barrier(StepKind[BarrierStep]):
         if batch is None or wafer_id is None:
             await _unload_if_done(driver)
             return
-        await batch.judged(wafer_id, lambda: self.close(driver, batch))
+        await batch.judged(wafer_id, lambda: self.close_batch(driver, batch))
 
-    async def close(self, driver: Any, batch: Batch) -> None:
+    async def close_batch(self, driver: Any, batch: Any) -> None:
         """The carrier out once the batch is over (DONE: UNLOAD; anything else: nothing)."""
         if self._open.get(driver.name) is batch:
             del self._open[driver.name]

@@ -252,6 +252,9 @@ class StepKind(ABC, Generic[S]):
     async def unload(self, driver: Any, step: S) -> None:
         """Hand the wafer out after judging."""
 
+    async def close_batch(self, driver: Any, batch: Any) -> None:
+        """A batch kind: the batch is over for every member (the carrier goes out)."""
+
     async def abort(self, driver: Any, step: S, wafer_id: str) -> list[str]:
         """Stop the tool's work on the wafer and hand it out; what was done (never raises)."""
         return []

@@ -21,7 +21,6 @@ Pure asyncio; what the tool work is belongs to the kind (``sequences.kinds.barri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -113,23 +112,6 @@ class Batch:
         if self._unload is None:
             self._unload = asyncio.ensure_future(unload())
         await asyncio.shield(self._unload)
-
-    async def close(self, unload: Callable[[], Awaitable[Any]]) -> None:
-        """After every member left: the carrier goes out if no member took it out."""
-        for wafer_id in self.members:
-            self.left.add(wafer_id)
-            if wafer_id in self.arrived:
-                self.done_with.add(wafer_id)
-        self._check_in()
-        self._check_out()
-        if self._work is not None and not self._work.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._work)
-        if self._unload is None and self._work is not None:
-            self._unload = asyncio.ensure_future(unload())
-        if self._unload is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._unload)
 
     @property
     def unloaded(self) -> bool:

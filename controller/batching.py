@@ -1,0 +1,169 @@
+"""Batch tools in the scheduler: when a batch starts, and running it.
+
+A batch tool (the EP-25 plater: up to 25 wafers, one cycle whose time does not
+depend on how many ride) takes the waiting wafers that need its setup together.
+The start rule (docs/scheduling.md, "Batch tools", has the reasoning):
+
+* **full**: as many wafers wait as one cycle takes (the recipe's ``batch_size``,
+  else the tool's 25): start;
+* **nobody else is coming**: no other unfinished wafer (not held, not awaiting
+  disposition) will reach this step with this setup: start, so the end of a lot
+  never waits for wafers that will not come;
+* **the batch would be over before it could fill**: a batch started now ends
+  before the wafers still to come could fill it (their expected arrival, from
+  the nominal times of the steps they still need and the work queued on those
+  tools): start, the tool would idle otherwise and the latecomers lose nothing;
+* **maximum wait**: the longest-waiting wafer has waited one cycle time: start;
+* otherwise wait: the wafers to come arrive before a batch started now would end,
+  and riding together saves a whole cycle.
+
+Upstream tools keep working meanwhile: waiting here holds only this tool. The
+scheduler calls ``choose`` from its dispatch for a kind whose ``batch`` flag is
+set, and ``run_batch`` as the batch's task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from drivers.errors import ToolError
+from sequences.kinds import kind_of
+from sequences.kinds.barrier import batch_id_for
+from sequences.kinds.batch import Batch
+from sequences.machine import Phase
+
+if TYPE_CHECKING:
+    from controller.scheduler import ScheduledTool, ScheduledWafer, Scheduler
+
+MAX_WAIT_CYCLES = 1.0  # the longest a wafer waits for company, in cycle times
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the start rule decided for a batch tool, and why (for the log and tests)."""
+
+    start: list[ScheduledWafer]  # empty: wait
+    why: str
+    look_again_at: float | None = None  # tool time the rule may change without an arrival
+
+
+def arrivals(sched: Scheduler, step_key: tuple[Any, ...], role: str,
+             waiting: list[ScheduledWafer]) -> list[float]:
+    """Expected tool seconds from now until each other unfinished wafer reaches a step of
+    ``role`` with this setup, sorted (a lower estimate: each wafer's remaining nominal
+    path, and the work queued ahead of it on every role it still needs)."""
+    here = {w.run.wafer_id for w in waiting}
+    counts: dict[str, int] = {}
+    for tool in sched.tools.values():
+        counts[tool.role] = counts.get(tool.role, 0) + 1
+    load: dict[str, float] = {}
+    paths: list[float] = []
+    for wafer in sched.wafers.values():
+        run = wafer.run
+        if run.wafer_id in here or run.done or wafer.lot_id in sched.held_lots \
+                or run.phase in (Phase.HELD, Phase.AWAITING):
+            continue
+        current = run.machine.step
+        if wafer.running and current is not None:
+            start = current + 1  # its current step is under way: counted as nearly over
+        else:
+            start = run.next_step or current or run.first
+        path = 0.0
+        reaches = False
+        for number in range(start, run.last + 1):
+            step = run.recipe.step(number)
+            kind = kind_of(step)
+            if kind.role == role:
+                reaches = kind.setup_key(step) == step_key
+                break
+            path += kind.nominal_s(step)
+            load[kind.role] = load.get(kind.role, 0.0) + kind.occupancy_s(step)
+        if reaches:
+            paths.append(path)
+    if not paths:
+        return []
+    queued = max((w / max(1, counts.get(r, 1)) for r, w in load.items()), default=0.0)
+    paths.sort()
+    # The k-th arrival: not before its own path, nor before k/n of the queued work.
+    n = len(paths)
+    return [max(p, queued * (i + 1) / n) for i, p in enumerate(paths)]
+
+
+def choose(sched: Scheduler, tool: ScheduledTool, same: list[ScheduledWafer]) -> Decision:
+    """The batch start rule for the waiting wafers ``same`` (oldest first) on ``tool``."""
+    first = same[0]
+    step = first.run.recipe.step(first.run.next_step)
+    kind = kind_of(step)
+    cap = kind.batch_capacity(step)
+    now = sched.clock.now()
+    if len(same) >= cap:
+        return Decision(same[:cap], f"full ({cap} wafers)")
+    coming = arrivals(sched, kind.setup_key(step), tool.role, same)
+    if not coming:
+        return Decision(same, "no other wafer will reach this step")
+    cycle = kind.nominal_s(step)
+    fill = coming[min(cap - len(same), len(coming)) - 1]  # the wafer that fills it, or the last
+    if cycle <= fill:
+        return Decision(same, f"a batch now ends before the next ones fill it ({fill:.0f} s)")
+    oldest = min(w.ready_since for w in same)
+    deadline = oldest + MAX_WAIT_CYCLES * cycle
+    if now >= deadline:
+        return Decision(same, f"waited the maximum ({MAX_WAIT_CYCLES * cycle:.0f} s)")
+    return Decision([], f"waiting for {len(coming)} wafer(s), expected within {fill:.0f} s",
+                    look_again_at=deadline)
+
+
+def start(sched: Scheduler, group: list[ScheduledWafer], tool: ScheduledTool) -> Batch:
+    """Take the tool for the group and run its batch in a task of the scheduler's."""
+    ids = [w.run.wafer_id for w in group]
+    batch = Batch(batch_id_for(ids, sched.clock.now()), ids, tool.name)
+    for wafer in group:
+        wafer.running = True
+    tool.take(sched.clock.now(), batch.batch_id)
+    sched.spawn(run_batch(sched, group, tool, batch))
+    return batch
+
+
+async def run_batch(sched: Scheduler, group: list[ScheduledWafer], tool: ScheduledTool,
+                    batch: Batch) -> None:
+    """Every member's step at once, meeting at the batch; the tool is free once the
+    carrier is out. A batch an alarm ended has every rider awaiting disposition with
+    that alarm; the alarm is recorded once and cleared if its cause is gone."""
+    number = group[0].run.next_step
+    step = group[0].run.recipe.step(number)
+    kind = kind_of(step)
+    sched.mark_productive(tool, f"{step.kind} batch {batch.batch_id} "
+                          f"({len(group)} wafers)", group[0].run.wafer_id)
+    try:
+        await asyncio.gather(*(_member(sched, w, tool, batch) for w in group))
+        failed = [w for w in group if w.run.phase is Phase.AWAITING
+                  and w.run.machine.failed_step == number]
+        held = [w for w in group if w.run.phase is Phase.HELD
+                and w.run.machine.held_from == f"step{number}_waiting"]
+        if failed:
+            await sched.after_failure(failed[0], step, tool)
+        elif held:
+            await sched.tool_down(tool, held[0].run.wafer_id)
+        try:
+            await kind.close_batch(tool.driver, batch)
+        except ToolError as exc:
+            sched.note(tool, f"batch {batch.batch_id}: carrier not unloaded: {exc.detail}")
+    finally:
+        tool.release(sched.clock.now())
+        sched.wake()
+
+
+async def _member(sched: Scheduler, wafer: ScheduledWafer, tool: ScheduledTool,
+                  batch: Batch) -> None:
+    run = wafer.run
+    try:
+        if run.next_step is not None:
+            await run.run_step(tool.driver, batch=batch)
+    except ToolError as exc:  # the runner turns tool errors into events; belt and braces
+        sched.note(tool, f"{run.wafer_id}: {exc}")
+    finally:
+        batch.leave(run.wafer_id)
+        wafer.running = False
+        wafer.ready_since = sched.clock.now()
