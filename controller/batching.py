@@ -115,6 +115,38 @@ def choose(sched: Scheduler, tool: ScheduledTool, same: list[ScheduledWafer]) ->
                     look_again_at=deadline)
 
 
+def warm_up(sched: Scheduler, tool: ScheduledTool) -> bool:
+    """An idle batch tool whose setup is not known yet is set up for the first batch step
+    an unfinished wafer will need, before any wafer arrives: the plater's baths take
+    about half an hour from cold, which the upstream steps then hide."""
+    for wafer in sched.wafers.values():
+        run = wafer.run
+        if run.done or run.phase in (Phase.HELD, Phase.AWAITING):
+            continue
+        for number in range(run.next_step or run.machine.step or run.first, run.last + 1):
+            step = run.recipe.step(number)
+            kind = kind_of(step)
+            if kind.role == tool.role and kind.batch and kind.can_run(tool.driver):
+                tool.take(sched.clock.now())
+                sched.spawn(_warm(sched, tool, step, run.recipe.tool_recipe_name(number)))
+                return True
+    return False
+
+
+async def _warm(sched: Scheduler, tool: ScheduledTool, step: Any, recipe_name: str) -> None:
+    kind = kind_of(step)
+    sched.mark_setup(tool, f"setup for a {step.kind} step (ahead of its wafers)")
+    try:
+        await kind.prepare(tool.driver, step, clock=sched.clock, recipe_name=recipe_name,
+                           note=lambda text: sched.note(tool, text))
+        tool.setup = kind.setup_key(step)
+    except ToolError as exc:
+        sched.note(tool, f"setup ahead of the wafers failed: {exc.detail}")
+    finally:
+        tool.release(sched.clock.now())
+        sched.wake()
+
+
 def start(sched: Scheduler, group: list[ScheduledWafer], tool: ScheduledTool) -> Batch:
     """Take the tool for the group and run its batch in a task of the scheduler's."""
     ids = [w.run.wafer_id for w in group]

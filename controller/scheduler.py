@@ -30,7 +30,7 @@ from typing import Any
 from controller import batching
 from drivers.clock import Clock
 from drivers.errors import ToolError
-from sequences.kinds import StepKind, kind_of
+from sequences.kinds import KINDS, StepKind, kind_of
 from sequences.machine import Phase
 from sequences.runner import WaferRun
 
@@ -122,6 +122,7 @@ class Scheduler:
         self._stopping = False
         self._order = 0
         self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
+        self._batch_roles = {k.role for k in KINDS.values() if k.batch}  # set up ahead
 
     # --- wafers ------------------------------------------------------------------------------
 
@@ -261,6 +262,8 @@ class Scheduler:
                 continue
             wanted = by_role.get(tool.role)
             if not wanted:
+                if tool.setup is None and tool.role in self._batch_roles:
+                    batching.warm_up(self, tool)
                 continue
             able = [w for w in wanted if self._kind(w).can_run(tool.driver)]
             if not able:
@@ -293,6 +296,9 @@ class Scheduler:
         log.info("%s: batch of %d: %s", tool.name, len(decision.start), decision.why)
         batching.start(self, decision.start, tool)
         return decision.start
+
+    def mark_setup(self, tool: ScheduledTool, text: str) -> None:
+        self._mark(tool, ToolReport(tool.name, "setup", text))
 
     def mark_productive(self, tool: ScheduledTool, text: str, wafer_id: str | None) -> None:
         self._mark(tool, ToolReport(tool.name, "productive", text, wafer_id=wafer_id))
