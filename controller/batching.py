@@ -37,7 +37,7 @@ from sequences.machine import Phase
 if TYPE_CHECKING:
     from controller.scheduler import ScheduledTool, ScheduledWafer, Scheduler
 
-MAX_WAIT_CYCLES = 1.0  # the longest a wafer waits for company, in cycle times
+MAX_WAIT_CYCLES = 2.0  # the longest a wafer waits for company, in cycle times
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,11 @@ class Decision:
 
 
 def arrivals(sched: Scheduler, step_key: tuple[Any, ...], role: str,
-             waiting: list[ScheduledWafer]) -> list[float]:
+             waiting: list[ScheduledWafer]) -> tuple[list[float], dict[str, float]]:
     """Expected tool seconds from now until each other unfinished wafer reaches a step of
     ``role`` with this setup, sorted (a lower estimate: each wafer's remaining nominal
-    path, and the work queued ahead of it on every role it still needs)."""
+    path, and the work queued ahead of it on every role it still needs); and that work
+    per role (tool seconds, divided among the role's tools)."""
     here = {w.run.wafer_id for w in waiting}
     counts: dict[str, int] = {}
     for tool in sched.tools.values():
@@ -82,13 +83,46 @@ def arrivals(sched: Scheduler, step_key: tuple[Any, ...], role: str,
             load[kind.role] = load.get(kind.role, 0.0) + kind.occupancy_s(step)
         if reaches:
             paths.append(path)
+    per_tool = {r: w / max(1, counts.get(r, 1)) for r, w in load.items()}
     if not paths:
-        return []
-    queued = max((w / max(1, counts.get(r, 1)) for r, w in load.items()), default=0.0)
+        return [], per_tool
+    queued = max(per_tool.values(), default=0.0)
     paths.sort()
     # The k-th arrival: not before its own path, nor before k/n of the queued work.
     n = len(paths)
-    return [max(p, queued * (i + 1) / n) for i, p in enumerate(paths)]
+    return [max(p, queued * (i + 1) / n) for i, p in enumerate(paths)], per_tool
+
+
+@dataclass(frozen=True)
+class Downstream:
+    """The steps after the batch step, as the start rule sees them: the busiest role's
+    time per wafer, the path to it, and the work already waiting for it."""
+
+    role: str
+    per_wafer_s: float
+    before_s: float  # nominal path from the batch's end to that role's step (and through it)
+    backlog_s: float  # work for it from wafers already past the batch step
+
+
+def downstream(sched: Scheduler, wafer: ScheduledWafer, number: int) -> Downstream:
+    run = wafer.run
+    counts: dict[str, int] = {}
+    for tool in sched.tools.values():
+        counts[tool.role] = counts.get(tool.role, 0) + 1
+    work: dict[str, float] = {}
+    path = 0.0
+    for n in range(number + 1, run.last + 1):
+        step = run.recipe.step(n)
+        kind = kind_of(step)
+        work[kind.role] = work.get(kind.role, 0.0) + kind.occupancy_s(step) / max(
+            1, counts.get(kind.role, 1))
+        path += kind.nominal_s(step)
+    if not work:
+        return Downstream("", 0.0, 0.0, 0.0)
+    role = max(work, key=work.__getitem__)
+    past = sum(1 for w in sched.wafers.values() if not w.run.done
+               and w.run.recipe is run.recipe and (w.run.machine.step or 0) > number)
+    return Downstream(role, work[role], max(0.0, path - work[role]), past * work[role])
 
 
 def choose(sched: Scheduler, tool: ScheduledTool, same: list[ScheduledWafer]) -> Decision:
@@ -100,19 +134,42 @@ def choose(sched: Scheduler, tool: ScheduledTool, same: list[ScheduledWafer]) ->
     now = sched.clock.now()
     if len(same) >= cap:
         return Decision(same[:cap], f"full ({cap} wafers)")
-    coming = arrivals(sched, kind.setup_key(step), tool.role, same)
+    coming, load = arrivals(sched, kind.setup_key(step), tool.role, same)
     if not coming:
         return Decision(same, "no other wafer will reach this step")
     cycle = kind.nominal_s(step)
-    fill = coming[min(cap - len(same), len(coming)) - 1]  # the wafer that fills it, or the last
+    late = min(cap - len(same), len(coming))  # the wafers that would still fit
+    fill = coming[late - 1]  # the wafer that fills it, or the last to come
     if cycle <= fill:
         return Decision(same, f"a batch now ends before the next ones fill it ({fill:.0f} s)")
+    now_s, wait_s = finish_times(downstream(sched, first, first.run.next_step), load,
+                                 len(same), late, cycle, fill)
+    if now_s <= wait_s:
+        return Decision(same, f"starting now ends the wafers sooner ({now_s:.0f} s against "
+                        f"{wait_s:.0f} s waiting)")
     oldest = min(w.ready_since for w in same)
     deadline = oldest + MAX_WAIT_CYCLES * cycle
     if now >= deadline:
         return Decision(same, f"waited the maximum ({MAX_WAIT_CYCLES * cycle:.0f} s)")
     return Decision([], f"waiting for {len(coming)} wafer(s), expected within {fill:.0f} s",
                     look_again_at=deadline)
+
+
+def finish_times(down: Downstream, load: dict[str, float], waiting: int, late: int,
+                 cycle: float, fill: float) -> tuple[float, float]:
+    """When the waiting and the late wafers would be through the busiest role after the batch
+    step (tool seconds from now): starting now (the late ones ride the next batch), or
+    waiting ``fill`` seconds for them all to ride together."""
+    d = down.per_wafer_s
+    free = down.backlog_s + load.get(down.role, 0.0)  # that role's work queued meanwhile
+
+    def through(ends: float, n: int, free_at: float) -> float:
+        return max(free_at, ends + down.before_s) + n * d
+
+    first = through(cycle, waiting, free)
+    start_now = through(max(cycle, fill) + cycle, late, first)
+    wait = through(fill + cycle, waiting + late, free)
+    return start_now, wait
 
 
 def warm_up(sched: Scheduler, tool: ScheduledTool) -> bool:
