@@ -208,6 +208,10 @@ def start(sched: Scheduler, group: list[ScheduledWafer], tool: ScheduledTool) ->
     """Take the tool for the group and run its batch in a task of the scheduler's."""
     ids = [w.run.wafer_id for w in group]
     batch = Batch(batch_id_for(ids, sched.clock.now()), ids, tool.name)
+    if sched.batch_log is not None:  # written before the carrier is loaded
+        step = group[0].run.recipe.step(group[0].run.next_step)
+        sched.batch_log.started(batch.batch_id, tool.name, step.kind,
+                                dict(kind_of(step).parameters(step)), ids, sched.clock.now())
     for wafer in group:
         wafer.running = True
     tool.take(sched.clock.now(), batch.batch_id)
@@ -239,9 +243,33 @@ async def run_batch(sched: Scheduler, group: list[ScheduledWafer], tool: Schedul
             await kind.close_batch(tool.driver, batch)
         except ToolError as exc:
             sched.note(tool, f"batch {batch.batch_id}: carrier not unloaded: {exc.detail}")
+        if sched.batch_log is not None:
+            sched.batch_log.ended(batch.batch_id, tool_time=sched.clock.now(),
+                                  **_verdict(group, number))
     finally:
         tool.release(sched.clock.now())
         sched.wake()
+
+
+def _verdict(group: list[ScheduledWafer], number: int) -> dict[str, Any]:
+    """How the batch ended, from its members' records: the tool's status and baths from
+    a judged wafer, the alarm from a wafer it failed."""
+    out: dict[str, Any] = {"state": "failed", "status": None}
+    for wafer in group:
+        judgment = wafer.run.judgments.get(number)
+        if judgment is not None:
+            m = judgment.measurements
+            out.update(state="done", status=m.get("batch_status"),
+                       ni_bath_c=m.get("ni_bath_c"), au_bath_c=m.get("au_bath_c"))
+            break
+    for wafer in group:
+        for event in reversed(wafer.run.events):
+            code = (event.measurements or {}).get("alarm_code")
+            if event.step == number and event.trigger == "step_failed" and code:
+                out.update(state="failed", status=out["status"] or "ALARM", alarm_code=code,
+                           alarm_text=event.measurements.get("alarm_text"))
+                return out
+    return out
 
 
 async def _member(sched: Scheduler, wafer: ScheduledWafer, tool: ScheduledTool,

@@ -123,6 +123,7 @@ class Scheduler:
         self._order = 0
         self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
         self._batch_roles = {k.role for k in KINDS.values() if k.batch}  # set up ahead
+        self.batch_log: Any = None  # controller/batch_records.BatchRecords: batches recorded
 
     # --- wafers ------------------------------------------------------------------------------
 

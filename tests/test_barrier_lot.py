@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from controller.batch_records import BatchRecords
 from controller.bound import lower_bound
 from controller.lots import LineController
 from controller.store import Store
@@ -32,11 +33,12 @@ async def _run_lot(tmp_path: Path, wafers: int, speed: float = 2000.0):
                 (outcome,) = await controller.run(["B1"])
                 makespan = clock.now() - start
             steps = {w.id: store.steps(w.id) for w in store.wafers("B1")}
-            return outcome, steps, line.models, makespan
+            records = BatchRecords(store)
+            return outcome, steps, line.models, makespan, records.batches(), records.seqs()
 
 
 async def test_a_lot_rides_the_plater_in_batches_judged_per_wafer(tmp_path: Path) -> None:
-    outcome, steps, models, makespan = await _run_lot(tmp_path, wafers=4)
+    outcome, steps, models, makespan, records, seqs = await _run_lot(tmp_path, wafers=4)
     barrier = {w: [s for s in ws if s.kind == "barrier"] for w, ws in steps.items()}
     done = {w: s[-1] for w, s in barrier.items() if s and s[-1].status == "done"}
     assert len(done) == len(barrier) == 4, {w: [x.status for x in s] for w, s in barrier.items()}
@@ -57,6 +59,14 @@ async def test_a_lot_rides_the_plater_in_batches_judged_per_wafer(tmp_path: Path
         assert abs(done[wafer].results["ni_um"] - ni) < 1e-3  # as sent: 3-4 decimals
         assert abs(done[wafer].results["au_um"] - au) < 1e-3
     assert plater.batch is None  # the carrier went out
+    # The record: every batch with its wafers in carrier order, its verdict and its baths;
+    # the plater's last event number kept for the next start.
+    assert {r.id: sorted(r.wafers) for r in records} == {k: sorted(v) for k, v in
+                                                         batches.items()}
+    for r in records:
+        assert (r.state, r.status, r.tool) == ("done", "OK", "plater-1")
+        assert abs(r.ni_bath_c - SNCU.step(4).ni_temp_c) <= 1.0
+    assert seqs == {"plater-1": plater._seq}
     assert all(state == "complete" for state in outcome.wafers.values()), outcome.wafers
     bound = lower_bound(SNCU, 4, {"printer": 1, "oven": 1, "cleaner": 1, "plater": 1})
     assert makespan >= bound.seconds
