@@ -230,7 +230,11 @@ async def run_batch(sched: Scheduler, group: list[ScheduledWafer], tool: Schedul
     sched.mark_productive(tool, f"{step.kind} batch {batch.batch_id} "
                           f"({len(group)} wafers)", group[0].run.wafer_id)
     try:
-        await asyncio.gather(*(_member(sched, w, tool, batch) for w in group))
+        try:
+            await asyncio.gather(*(_member(sched, w, tool, batch) for w in group))
+        except asyncio.CancelledError:
+            await batch.cancel()
+            raise
         failed = [w for w in group if w.run.phase is Phase.AWAITING
                   and w.run.machine.failed_step == number]
         held = [w for w in group if w.run.phase is Phase.HELD

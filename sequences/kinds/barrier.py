@@ -353,8 +353,7 @@ class Barrier(StepKind[BarrierStep]):
                     mine = await driver.wafer_result(w.wafer_id)
                 except ToolError:
                     mine = None
-            if mine is not None and last is not None and (
-                    "START" in w.intents or last.status is not RunStatus.OK):
+            if mine is not None and last is not None:  # it rode the last batch: once
                 settled[w.wafer_id] = TakeResult(
                     BarrierOutcome(mine, last), unloaded=status.state is PlaterState.IDLE,
                     how=f"{driver.name} reports batch {last.batch_id} {last.status.name}")

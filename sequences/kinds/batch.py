@@ -21,6 +21,7 @@ Pure asyncio; what the tool work is belongs to the kind (``sequences.kinds.barri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -112,6 +113,15 @@ class Batch:
         if self._unload is None:
             self._unload = asyncio.ensure_future(unload())
         await asyncio.shield(self._unload)
+
+    async def cancel(self) -> None:
+        """The controller stops dead: the tool work is left where it is (recovery asks the
+        tool later), its task is ended, not orphaned."""
+        for future in (self._work, self._unload):
+            if future is not None and not future.done():
+                future.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await future
 
     @property
     def unloaded(self) -> bool:
