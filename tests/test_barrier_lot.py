@@ -8,6 +8,7 @@ from pathlib import Path
 from controller.batch_records import BatchRecords
 from controller.bound import lower_bound
 from controller.lots import LineController
+from controller.report import render_lot_report
 from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
@@ -34,6 +35,11 @@ async def _run_lot(tmp_path: Path, wafers: int, speed: float = 2000.0):
                 makespan = clock.now() - start
             steps = {w.id: store.steps(w.id) for w in store.wafers("B1")}
             records = BatchRecords(store)
+            page = render_lot_report(store, "B1")
+            assert '<h2 id="batches">' in page and "barrier nickel" in page
+            for r in records.batches():
+                assert r.id in page  # the batch table, and every wafer's batch id
+            assert "ni_bath_c" in page
             return outcome, steps, line.models, makespan, records.batches(), records.seqs()
 
 
