@@ -8,7 +8,10 @@ import math
 
 import pytest
 
+from controller import batching
 from controller.bound import lower_bound
+from controller.scheduler import Scheduler
+from drivers.clock import ManualClock
 from drivers.types import (
     Alarm,
     BatchResult,
@@ -24,7 +27,9 @@ from sequences.history import HistoryEntry, WaferHistory, history_interlocks
 from sequences.kinds import kind_of
 from sequences.kinds.barrier import BARRIER, BarrierOutcome, PlaterView
 from sequences.kinds.batch import Batch
+from sequences.machine import waiting
 from sequences.recipe import find_recipe
+from sequences.runner import WaferRun
 from sequences.validate import DEFAULT_OPTIONS
 
 SNCU = find_recipe("rebump-sncu-niau-snpb")
@@ -150,3 +155,41 @@ def test_the_bound_counts_whole_cycles_and_the_cut_at_the_batch() -> None:
     b26 = lower_bound(SNCU, 26, line, mounted)
     assert b26.per_role["plater"] - b25.per_role["plater"] == pytest.approx(
         (math.ceil(26 / 25) - 1) * cycle, abs=1.0)
+
+
+def _line_with(waiting_at: dict[int, int]):  # noqa: ANN202 - test helper
+    """A scheduler (no tools are talked to) with wafers waiting at the given steps."""
+    clock = ManualClock()
+    sched = Scheduler({name: (name.split("-")[0], None) for name in
+                       ("printer-1", "oven-1", "cleaner-1", "plater-1")}, clock)
+    here = []
+    for step, count in sorted(waiting_at.items(), reverse=True):
+        for i in range(count):
+            run = WaferRun(SNCU, f"S{step}-{i}", clock)
+            run.restore(waiting(step))
+            slot = sched.add_wafer(run, "L", 5)
+            if step == 4:
+                here.append(slot)
+    return sched, clock, here
+
+
+def test_the_batch_start_rule() -> None:
+    # Nobody else is coming: start with what waits (the end of a lot never waits).
+    sched, clock, here = _line_with({4: 3})
+    decision = batching.choose(sched, sched.tools["plater-1"], here)
+    assert len(decision.start) == 3 and "no other wafer" in decision.why
+    # Two more are a clean away: riding together saves a cycle; wait, with a deadline.
+    sched, clock, here = _line_with({4: 3, 3: 2})
+    decision = batching.choose(sched, sched.tools["plater-1"], here)
+    assert decision.start == [] and decision.look_again_at == pytest.approx(
+        2 * BARRIER.nominal_s(STEP))
+    clock.advance(2 * BARRIER.nominal_s(STEP))  # the maximum wait
+    assert len(batching.choose(sched, sched.tools["plater-1"], here).start) == 3
+    # The rest of the lot is a whole first pass away: a batch now is over before it.
+    sched, clock, here = _line_with({4: 3, 1: 20})
+    decision = batching.choose(sched, sched.tools["plater-1"], here)
+    assert len(decision.start) == 3 and "ends before" in decision.why
+    # Full: a carrier's worth starts at once.
+    sched, clock, here = _line_with({4: 27, 1: 5})
+    decision = batching.choose(sched, sched.tools["plater-1"], here)
+    assert len(decision.start) == BARRIER.batch_capacity(STEP) and decision.why.startswith("full")
