@@ -193,3 +193,10 @@ def test_the_batch_start_rule() -> None:
     sched, clock, here = _line_with({4: 27, 1: 5})
     decision = batching.choose(sched, sched.tools["plater-1"], here)
     assert len(decision.start) == BARRIER.batch_capacity(STEP) and decision.why.startswith("full")
+
+
+def test_an_ended_batchs_carrier_does_not_block_the_next_batch() -> None:
+    done = PlaterStatus(PlaterState.DONE, "B6", None, 0)
+    assert BARRIER.interlocks(STEP, view(done), "W1") == ["plater is DONE"]
+    ended = PlaterView(done, recipe=STEP.tool_recipe(), bath=HOT, ended_carrier=True)
+    assert BARRIER.interlocks(STEP, ended, "W1") == []

@@ -90,6 +90,7 @@ class PlaterView(ToolView):
     bath: PlaterBath | None = None
     alarm_code: int = 0
     alarm_text: str = ""
+    ended_carrier: bool = False  # DONE with a carrier no batch of ours still holds
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class Barrier(StepKind[BarrierStep]):
             reasons.append(f"alarm {view.alarm_code} {view.alarm_text} active".replace("  ", " "))
         elif st.state is PlaterState.ALARM:
             reasons.append("alarm latched")
-        if st.state not in (PlaterState.IDLE, PlaterState.ALARM):
+        if st.state not in (PlaterState.IDLE, PlaterState.ALARM) and not view.ended_carrier:
             reasons.append(f"plater is {st.state}")
         reasons += self.setup_mismatches(step, view)
         bath = view.bath
@@ -204,9 +205,12 @@ class Barrier(StepKind[BarrierStep]):
     async def look(self, driver: Any, step: BarrierStep, wafer_id: str, status: Any
                    ) -> ToolView:
         alarm = await driver.alarm()
+        # A batch an alarm ended leaves its carrier DONE once the alarm clears; its wafers
+        # went to disposition, so the next batch takes it out before loading.
+        ended = status.state is PlaterState.DONE and driver.name not in self._open
         return PlaterView(status, recipe=await driver.recipe(), bath=await driver.bath(),
                           alarm_code=alarm.code if alarm else 0,
-                          alarm_text=alarm.text if alarm else "")
+                          alarm_text=alarm.text if alarm else "", ended_carrier=ended)
 
     async def prepare(self, driver: Any, step: BarrierStep, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
@@ -254,6 +258,7 @@ class Barrier(StepKind[BarrierStep]):
 
         unsubscribe = driver.on_event(heard)
         try:
+            await _unload_if_done(driver)  # an ended batch's carrier (see ``look``)
             async with contextlib.AsyncExitStack() as stack:
                 for wafer_id in riders:
                     await stack.enter_async_context(guarded(
