@@ -67,4 +67,4 @@ docs: $(STAMP)
 	$(BIN)/bumpline recipe diagram --out docs/wafer-state-machine.mmd
 
 clean:
-	rm -rf $(VENV) $(GEMHOST) .pytest_cache .hypothesis *.egg-info reports demo.db*
+	rm -rf $(VENV) $(GEMHOST) .pytest_cache .hypothesis *.egg-info reports demo.db* demo-barrier.db*
