@@ -311,8 +311,10 @@ class Barrier(StepKind[BarrierStep]):
     async def abort(self, driver: Any, step: BarrierStep, wafer_id: str) -> list[str]:
         """A failed member leaves its batch; the last one out takes the carrier out."""
         batch = self._open.get(driver.name)
-        if batch is not None and wafer_id in batch.members:
-            return []  # the batch's close unloads it once
+        if batch is not None and wafer_id in batch.members and len(batch.members) > 1:
+            return []  # the batch's close (controller/batching.py) unloads it once
+        if batch is not None:
+            self._open.pop(driver.name, None)  # a batch of one: this wafer was all of it
         try:
             if await _unload_if_done(driver):
                 return ["UNLOAD after the batch ended"]
