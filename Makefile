@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 GEMHOST       := .venv-gemhost
 GEMHOST_STAMP := $(GEMHOST)/.installed
 
-.PHONY: demo test test-timing bench lint docs clean venv gemhost report-check
+.PHONY: demo demo-barrier test test-timing bench lint docs clean venv gemhost report-check
 
 # (Re)build the venv when it is missing or pyproject.toml changed since it was built.
 $(STAMP): pyproject.toml
@@ -34,6 +34,15 @@ DEMO_ARGS := --lot DEMO --recipe rebump-hipb-snpb --wafers 25 --speed 250 --seed
 demo: $(STAMP)
 	rm -f demo.db demo.db-wal demo.db-shm
 	$(BIN)/bumpline run $(DEMO_ARGS) || test $$? -eq 3
+
+## make demo-barrier: the barrier flow (rebump-sncu-niau-snpb: SnCu0.7, Ni/Au barrier in
+## batches on the EP-25 plater, Sn63Pb37) on a simulated line with a plater; report in
+## reports/DEMOB/report.html, a fresh demo-barrier.db each time
+DEMO_BARRIER_ARGS := --lot DEMOB --recipe rebump-sncu-niau-snpb --wafers 25 --platers 1 \
+	--speed 250 --seed 1 --db demo-barrier.db
+demo-barrier: $(STAMP)
+	rm -f demo-barrier.db demo-barrier.db-wal demo-barrier.db-shm
+	$(BIN)/bumpline run $(DEMO_BARRIER_ARGS) || test $$? -eq 3
 
 ## make test: the whole test suite (warnings are errors)
 test: $(STAMP)
@@ -62,4 +71,4 @@ docs: $(STAMP)
 	$(BIN)/bumpline recipe diagram --out docs/wafer-state-machine.mmd
 
 clean:
-	rm -rf $(VENV) $(GEMHOST) .pytest_cache .hypothesis *.egg-info reports demo.db*
+	rm -rf $(VENV) $(GEMHOST) .pytest_cache .hypothesis *.egg-info reports demo.db* demo-barrier.db*

@@ -61,7 +61,7 @@ from drivers.line_config import LineConfig, LineConfigError, load_line_config  #
 from drivers.tools import open_line  # noqa: E402
 from sequences.recipes.validate import load_valid_recipe  # noqa: E402
 
-RECIPE = "rebump-hipb-snpb"
+RECIPE = "rebump-hipb-snpb"  # --recipe changes it (a barrier recipe's line gets a plater)
 MOUNTED = {"printer": ("ST-300-100", "Pb95Sn5")}  # what the simulated printer powers up with
 DEFAULT_SPEED = 1600.0  # the highest of --sweep's scales still correct with margin (0.93)
 DEFAULT_RUNS = 3  # single runs on a 2-core VM move by a few ms of CPU per wafer: take the median
@@ -142,7 +142,7 @@ def simulator(speed: float, workdir: Path, seed: int) -> Iterator[tuple[LineConf
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(
             [*_bumpline(), "sim", "--speed", f"{speed:g}", "--seed", str(seed),
-             "--config-out", str(config_path)],
+             "--config-out", str(config_path), *_plater_args()],
             stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
             preexec_fn=_on_cpu(_cpus()[1]))
         try:
@@ -154,6 +154,12 @@ def simulator(speed: float, workdir: Path, seed: int) -> Iterator[tuple[LineConf
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _plater_args() -> list[str]:
+    """A recipe with a barrier step needs the line's plater (the default line has none)."""
+    needs = any(s.kind == "barrier" for s in load_valid_recipe(RECIPE).steps)
+    return ["--platers", "1"] if needs else []
 
 
 def _wait_for_config(proc: subprocess.Popen[bytes], path: Path, log_path: Path) -> LineConfig:
@@ -241,7 +247,7 @@ def run_baseline(speed: float, wafers: int, workdir: Path, seed: int) -> RunResu
 
 def bound_for(config: LineConfig, wafers: int) -> MakespanBound:
     counts = {role: len(config.by_role(role)) for role in ("printer", "placer", "oven",
-                                                             "cleaner")}
+                                                             "cleaner", "plater")}
     return lower_bound(load_valid_recipe(RECIPE), wafers, counts, mounted=MOUNTED)
 
 
@@ -277,10 +283,18 @@ def _problems(r: RunResult) -> list[str]:
     return out
 
 
+def _use_recipe(name: str) -> None:
+    global RECIPE
+    RECIPE = name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--speed", type=float, default=DEFAULT_SPEED,
                         help=f"simulator time scale (default {DEFAULT_SPEED:g})")
+    parser.add_argument("--recipe", default=RECIPE,
+                        help=f"shipped recipe to run (default {RECIPE}; e.g. "
+                        "rebump-sncu-niau-snpb, the barrier flow on a line with a plater)")
     parser.add_argument("--wafers", type=int, default=25, help="wafers in the lot (default 25)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"simulator seed (default {DEFAULT_SEED})")
@@ -296,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run the lot at {', '.join(f'{s:g}' for s in SWEEP_SPEEDS)}x "
                         "and report which time scales stay correct (no baseline)")
     args = parser.parse_args(argv)
+    _use_recipe(args.recipe)
     if not 1 <= args.wafers <= 25:
         parser.error(f"--wafers must be 1-25, got {args.wafers}")
     if not 1 <= args.runs <= 9:

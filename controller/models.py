@@ -163,6 +163,45 @@ class StepIntent(Base):
     resolved_at: Mapped[datetime | None]
 
 
+class Batch(Base):
+    """One cycle of a batch tool (the plater) and how it ended; its wafers in BatchWafer."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # the tool's batch id
+    tool: Mapped[str] = mapped_column(String(64), index=True)
+    step_kind: Mapped[str] = mapped_column(String(32))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16))  # started | done | failed
+    status: Mapped[str | None] = mapped_column(String(16))  # the tool's: OK, ABORTED, ALARM
+    started_at: Mapped[datetime]
+    tool_time_start: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[datetime | None]
+    tool_time_end: Mapped[float | None] = mapped_column(Float)
+    ni_bath_c: Mapped[float | None] = mapped_column(Float)  # the baths as the batch started
+    au_bath_c: Mapped[float | None] = mapped_column(Float)
+    alarm_code: Mapped[int | None] = mapped_column(Integer)
+    alarm_text: Mapped[str | None] = mapped_column(String(200))
+
+
+class BatchWafer(Base):
+    __tablename__ = "batch_wafers"
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    wafer_id: Mapped[str] = mapped_column(ForeignKey("wafers.id"), primary_key=True, index=True)
+    slot: Mapped[int] = mapped_column(Integer)  # order in the carrier's LOAD line
+
+
+class ToolEventSeq(Base):
+    """The last pushed-event number a tool delivered (handed back to its driver at start)."""
+
+    __tablename__ = "tool_event_seqs"
+
+    tool: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
 class Alarm(Base):
     __tablename__ = "alarms"
     __table_args__ = (Index("ix_alarms_active", "tool", "cleared_at"),)

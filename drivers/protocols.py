@@ -15,6 +15,7 @@ verbs: it comes from the line configuration (``drivers/tools.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from drivers.clock import Clock
@@ -175,6 +176,7 @@ class Plater(Tool[PlaterStatus], Protocol):
     async def wait_done(self, timeout_s: float) -> BatchResult: ...
     async def wait_bath_ready(self, timeout_s: float) -> PlaterBath: ...
     async def history(self, after_seq: int) -> list[PlaterEvent]: ...
+    def on_event(self, callback: Callable[[PlaterEvent], None]) -> Callable[[], None]: ...
 
 
 AnyTool = Printer | Placer | Oven | Cleaner | Plater

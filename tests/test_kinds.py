@@ -49,7 +49,7 @@ CLEAN_RECIPE = CLEAN.tool_recipe()
 
 def test_the_registry_knows_every_kind_and_its_role():
     assert ROLE_OF_KIND == {"print": "printer", "place": "placer", "reflow": "oven",
-                            "clean": "cleaner", "strip": "cleaner"}
+                            "clean": "cleaner", "strip": "cleaner", "barrier": "plater"}
     for name, kind in KINDS.items():
         assert kind_of(name) is kind and kind.name == name
 

@@ -252,6 +252,7 @@ class LiveProgress:
         if t.wafers:
             wafers = ", ".join(sorted(t.wafers))
             what = (f"{len(t.wafers)} on the belt: {wafers}" if t.role == "oven"
+                    else f"batch of {len(t.wafers)}: {wafers}" if t.role == "plater"
                     else f"busy: {wafers}")
             return Text(f"{t.name:<10} {what}", style="cyan")
         return Text(f"{t.name:<10} idle" + (f" · {t.note}" if t.note else ""))

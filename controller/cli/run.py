@@ -60,6 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     common.add_argument("--seed", type=int, default=0, help="simulated line's random seed")
     common.add_argument(
+        "--platers",
+        type=int,
+        default=0,
+        choices=range(0, 3),
+        metavar="N",
+        help="EP-25 barrier platers on the in-process simulated line (default 0; a barrier "
+        "recipe needs one)",
+    )
+    common.add_argument(
         "--faults",
         default="",
         metavar="SPEC",
@@ -143,8 +152,12 @@ def _speed(text: str) -> float:
 
 
 @contextlib.asynccontextmanager
-async def line_tools(args: argparse.Namespace) -> AsyncIterator[tuple[Any, Any, str]]:
-    """(open drivers, clock, description) for --line FILE or an in-process simulated line."""
+async def line_tools(args: argparse.Namespace, event_seqs: dict[str, int] | None = None
+                     ) -> AsyncIterator[tuple[Any, Any, str]]:
+    """(open drivers, clock, description) for --line FILE or an in-process simulated line.
+
+    ``event_seqs``: the last pushed-event number persisted per tool (the plater's driver
+    fetches what it missed from there)."""
     from drivers.clock import ScaledClock
     from drivers.line_config import load_line_config, parse_line_config
     from drivers.tools import open_line
@@ -158,18 +171,20 @@ async def line_tools(args: argparse.Namespace) -> AsyncIterator[tuple[Any, Any, 
             )
         config = load_line_config(args.line)
         clock = ScaledClock(config.time_scale)
-        async with open_line(config, clock) as tools:
+        async with open_line(config, clock, event_seqs=event_seqs) as tools:
             yield tools, clock, f"line {config.name} ({args.line}, {config.time_scale:g}x)"
         return
     from controller.cli.sim import fault_plans
     from sim.line import SimulatedLine
 
     clock = ScaledClock(args.speed)
+    platers = getattr(args, "platers", 0)
+    layout = {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1, "plater": platers}
     async with SimulatedLine(
-        clock=clock, seed=args.seed, faults=fault_plans(args.faults, None)
+        clock=clock, seed=args.seed, faults=fault_plans(args.faults, None), layout=layout
     ) as line:
         config = parse_line_config(line.config_text(), source="simulated line")
-        async with open_line(config, clock) as tools:
+        async with open_line(config, clock, event_seqs=event_seqs) as tools:
             yield tools, clock, f"simulated line in-process at {args.speed:g}x"
 
 
@@ -379,13 +394,14 @@ async def _run_lots(
     """Open the line, then run the lots; (exit status, the lots' outcomes)."""
     from controller.cli.lots import _user
     from controller.cli.progress import LiveProgress
+    from controller.line.batch_records import BatchRecords
     from controller.line.controller import LineController
     from controller.programs import StoredRecipes
     from controller.store import StoreError
 
     started = time.monotonic()
     cpu_started = time.process_time()
-    async with line_tools(args) as (tools, clock, where):
+    async with line_tools(args, BatchRecords(store).seqs()) as (tools, clock, where):
         if leases.lost is not None:  # lost while the line was opening: start nothing
             raise StoreError(leases.lost)
         lot_ids = lots()

@@ -15,12 +15,31 @@ For every role r the line has ``n_r`` tools of:
 
 The bound is the largest ``bound_r``, and never less than one wafer's own
 critical path (all its steps back to back, plus the changeovers it needs).
+
+A batch tool (the plater: ``kind.batch``, up to ``batch_capacity`` wafers in one
+cycle of ``nominal_s`` whatever their number) works ``k = ceil(wafers / cap)``
+cycles at least, not one per wafer. It also cuts the flow: a wafer leaves it
+only when its whole batch is done. The scheduler may split a lot into more
+batches than k, so the bound assumes nothing about their sizes, only that
+
+* the last batch starts after every wafer is through the steps before it, and
+  at least one wafer then still needs the steps after it;
+* no wafer starts the steps after it before the first batch has ended;
+* the batches follow each other on the tools of the role:
+
+    bound_batch = max(before(n) + cycle + after(1), before(1) + cycle + after(n),
+                      before(1) + ceil(k / n_batch) x cycle + after(1))
+
+where before(m) and after(m) bound m wafers through the steps before and after
+the batch step (this same function; the steps after start from the setups the
+steps before left mounted).
 Pure: no I/O, tested directly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 from sequences.kinds import kind_of
 from sequences.recipes.recipe import Recipe, Step
@@ -57,6 +76,8 @@ def lower_bound(
     """
     mounted = mounted or {}
     steps = recipe.steps
+    if not steps or wafers <= 0:
+        return MakespanBound(0.0, "critical path")
     durations = [step_seconds(s) for s in steps]
     setups: dict[str, list[tuple[object, ...]]] = {}
     for step in steps:
@@ -76,16 +97,55 @@ def lower_bound(
         if count <= 0:
             raise ValueError(f"the recipe needs a {role} and the line has none")
         indices = [i for i, r in enumerate(roles) if r == role]
-        work = wafers * sum(tool_occupancy(steps[i]) for i in indices)
+        work = sum(_work(steps[i], wafers) for i in indices)
         head = sum(durations[: indices[0]])
         tail = sum(durations[indices[-1] + 1 :])
         if kind_of(steps[indices[-1]]).pipelined:  # the last wafer still rides it out
             tail += durations[indices[-1]] - tool_occupancy(steps[indices[-1]])
         per_role[role] = head + (work + changeovers.get(role, 0.0)) / count + tail
+    for i, step in enumerate(steps):
+        if kind_of(step).batch:
+            per_role[f"{kind_of(step).role} batches at step {i + 1}"] = _batch_bound(
+                recipe, i, wafers, tools, mounted)
     limiting = max(per_role, key=per_role.__getitem__)
     if critical >= per_role[limiting]:
         return MakespanBound(critical, "critical path", per_role, critical)
     return MakespanBound(per_role[limiting], limiting, per_role, critical)
+
+
+def _work(step: Step, wafers: int) -> float:
+    """What ``wafers`` wafers of a step ask of its tools (a batch tool: whole cycles)."""
+    kind = kind_of(step)
+    if kind.batch:
+        return math.ceil(wafers / kind.batch_capacity(step)) * kind.nominal_s(step)
+    return wafers * tool_occupancy(step)
+
+
+def _batch_bound(recipe: Recipe, index: int, wafers: int, tools: dict[str, int],
+                 mounted: dict[str, tuple[object, ...]]) -> float:
+    """The flow cut at a batch step (see the module's docstring)."""
+    step = recipe.steps[index]
+    kind = kind_of(step)
+    cap = kind.batch_capacity(step)
+    k = math.ceil(wafers / cap)
+    before = recipe.steps[:index]
+    after = recipe.steps[index + 1:]
+    left = dict(mounted)
+    for s in before:
+        setup = kind_of(s).bound_setup(s)
+        if setup is not None:
+            left[kind_of(s).role] = setup
+    cycle = kind.nominal_s(step)
+    rounds = math.ceil(k / max(1, tools.get(kind.role, 1)))
+
+    def up(m: int) -> float:
+        return lower_bound(replace(recipe, steps=before), m, tools, mounted).seconds
+
+    def down(m: int) -> float:
+        return lower_bound(replace(recipe, steps=after), m, tools, left).seconds
+
+    return max(up(wafers) + cycle + down(1), up(1) + cycle + down(wafers),
+               up(1) + rounds * cycle + down(1))
 
 
 def _changeover_s(role: str, steps: tuple[Step, ...]) -> float:

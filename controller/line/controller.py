@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.line.batch_records import BatchRecords
 from controller.line.e10 import E10State
 from controller.line.events import EventKind, LineEvent, LineEventStream
 from controller.line.journal import StoreJournal
@@ -102,6 +103,12 @@ class LineController:
             poll_requests=self._handle_requests,
         )
         self.journal = StoreJournal(store, self.events, self._lot_of)
+        # Batch tools: batches with their wafers, and each pushing tool's last event number.
+        self.batches = BatchRecords(store)
+        self.scheduler.batch_log = self.batches
+        for name, driver in tools.items():
+            if callable(getattr(driver, "on_event", None)):
+                driver.on_event(lambda event, tool=name: self.batches.save_seq(tool, event.seq))
         self._lots: list[str] = []
         self._next_request_look = 0.0
 

@@ -69,7 +69,8 @@ class Recovery:
             recipe_step = recipe.step(step.step_index)
             history.record(HistoryEntry(
                 step.step_index, recipe_step.kind, getattr(recipe_step, "alloy", None),
-                (step.results or {}).get("peak_c"), step.disposition or ""))
+                (step.results or {}).get("peak_c"), step.disposition or "",
+                (step.results or {}).get("ni_um")))
         return history
 
     def restored_run(self, recipe: Recipe, wafer_id: str, state: str) -> WaferRun:

@@ -24,76 +24,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from controller.line import batching
+from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
 from drivers.errors import ToolError
-from sequences.kinds import StepKind, kind_of
+from sequences.kinds import KINDS, StepKind, kind_of
 from sequences.wafer.machine import Phase
 from sequences.wafer.runner import WaferRun
 
 log = logging.getLogger("controller.line.scheduler")
 
 IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool alarms
-
-
-@dataclass(frozen=True)
-class ToolReport:
-    """What the scheduler tells the line about a tool (the controller records it)."""
-
-    tool: str
-    what: str  # "productive", "setup", "standby", "note", "alarm", "alarm_cleared"
-    text: str = ""
-    code: int = 0  # alarm code
-    wafer_id: str | None = None  # the wafer the tool works on, or its alarm concerns
-
-
-@dataclass
-class ScheduledTool:
-    """One tool as the scheduler sees it."""
-
-    name: str
-    role: str
-    driver: Any
-    setup: tuple[Any, ...] | None = None  # None: not known yet
-    busy: bool = False  # a step or a changeover owns the tool
-    holder: str | None = None  # the wafer whose step owns it (None: a changeover)
-    riding: set[str] = field(default_factory=set)  # oven: wafers on the belt
-    entrance_at: float = 0.0  # oven: tool time the last wafer will have cleared the entrance
-    spacing_s: float = 0.0  # oven: belt time the wafer being loaded needs at the entrance
-    alarm: int = 0  # latched alarm code, 0 = in service
-    busy_since: float | None = None
-    busy_s: float = 0.0  # tool seconds spent on steps and changeovers
-    working: bool = False  # the line was told it is productive or in setup (not standby)
-
-    def take(self, now: float, holder: str | None = None) -> None:
-        self.busy = True
-        self.busy_since = now
-        self.holder = holder
-
-    def release(self, now: float) -> None:
-        if self.busy_since is not None:
-            self.busy_s += now - self.busy_since
-        self.busy = False
-        self.busy_since = None
-        self.holder = None
-
-    def release_for(self, wafer_id: str, now: float) -> None:
-        """Release the tool if this wafer's step still holds it (an oven is handed on at
-        the LOAD, so a step ending later must not free it under the next wafer)."""
-        if self.busy and self.holder == wafer_id:
-            self.release(now)
-
-
-@dataclass
-class ScheduledWafer:
-    run: WaferRun
-    lot_id: str
-    priority: int
-    order: int  # slot order within the lot, for stable tie-breaking
-    ready_since: float = 0.0
-    running: bool = False
 
 
 class Scheduler:
@@ -121,6 +64,8 @@ class Scheduler:
         self._stopping = False
         self._order = 0
         self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
+        self._batch_roles = {k.role for k in KINDS.values() if k.batch}  # set up ahead
+        self.batch_log: Any = None  # controller/batch_records.BatchRecords: batches recorded
 
     # --- wafers ------------------------------------------------------------------------------
 
@@ -260,6 +205,8 @@ class Scheduler:
                 continue
             wanted = by_role.get(tool.role)
             if not wanted:
+                if tool.setup is None and tool.role in self._batch_roles:
+                    batching.warm_up(self, tool)
                 continue
             able = [w for w in wanted if self._kind(w).can_run(tool.driver)]
             if not able:
@@ -268,7 +215,10 @@ class Scheduler:
                 await self._learn_setup(tool, able)
             able.sort(key=lambda w: (w.priority, w.ready_since, w.order))
             same = [w for w in able if self._key(w) == tool.setup]
-            if same:
+            if same and self._kind(same[0]).batch:
+                for w in self._batch(tool, same):
+                    wanted.remove(w)
+            elif same:
                 if self.clock.now() < tool.entrance_at:  # a pipelined tool's entrance
                     self._wake_at(tool.entrance_at)  # the wafer ahead clears it then
                     continue
@@ -278,6 +228,29 @@ class Scheduler:
                 if tool.riding:
                     continue  # a new profile needs an empty belt; wait for the riders
                 self._start_changeover(tool, able[0])
+
+    def _batch(self, tool: ScheduledTool, same: list[ScheduledWafer]) -> list[ScheduledWafer]:
+        """A batch tool: start a batch of waiting wafers now, or wait (line/batching.py)."""
+        decision = batching.choose(self, tool, same)
+        if not decision.start:
+            if decision.look_again_at is not None:
+                self._wake_at(decision.look_again_at)
+            return []
+        log.info("%s: batch of %d: %s", tool.name, len(decision.start), decision.why)
+        batching.start(self, decision.start, tool)
+        return decision.start
+
+    def mark_setup(self, tool: ScheduledTool, text: str) -> None:
+        self._mark(tool, ToolReport(tool.name, "setup", text))
+
+    def mark_productive(self, tool: ScheduledTool, text: str, wafer_id: str | None) -> None:
+        self._mark(tool, ToolReport(tool.name, "productive", text, wafer_id=wafer_id))
+
+    async def after_failure(self, wafer: ScheduledWafer, step: Any, tool: ScheduledTool) -> None:
+        await self._after_failure(wafer, step, tool)
+
+    async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
+        await self._tool_down(tool, wafer_id)
 
     @staticmethod
     def _kind(wafer: ScheduledWafer) -> StepKind[Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
+from controller.line.batch_records import BatchRecords
 from controller.report.figures import (
     MIN_CPK_WAFERS,
     LotFigures,
@@ -57,6 +58,7 @@ def render_lot_report(store: Store, lot_id: str) -> str:
     alarms = store.alarms(lot_id=lot_id)
     timeline = lot_timeline(histories)
     steps = [s for h in histories for s in h.steps]
+    riders = {h.wafer.id for h in histories}
     tools = [
         tool_figures(tool, steps, store.tool_state_history(tool), alarms, timeline)
         for tool in sorted({s.tool for s in steps})
@@ -70,6 +72,7 @@ def render_lot_report(store: Store, lot_id: str) -> str:
         tools=tools,
         trends=lot_trends(histories),
         timeline=timeline,
+        batches=[b for b in BatchRecords(store).batches() if set(b.wafers) & riders],
     )
 
 

@@ -19,6 +19,7 @@ _TRENDS: dict[str, tuple[str, ...]] = {
     "reflow": ("peak_c", "tal_s", "ramp_max_c_s"),
     "clean": ("ionic_ug_cm2",),
     "strip": ("mask_residue_pct", "ionic_ug_cm2"),
+    "barrier": ("ni_um", "au_um"),
 }
 
 _LABELS = {
@@ -30,6 +31,10 @@ _LABELS = {
     "cool_max_c_s": "max cool (°C/s)",
     "ionic_ug_cm2": "ionic residue (µg/cm²)",
     "mask_residue_pct": "mask left (%)",
+    "ni_um": "barrier nickel (µm, XRF per wafer)",
+    "au_um": "barrier gold (µm, XRF per wafer)",
+    "ni_bath_c": "nickel bath (°C)",
+    "au_bath_c": "gold bath (°C)",
 }
 
 
@@ -73,4 +78,6 @@ def short_result(kind: str | None, m: Mapping[str, Any]) -> str:
     if kind == "strip" and "mask_residue_pct" in m:
         residue = m.get("ionic_ug_cm2", 0)
         return f"mask left {m['mask_residue_pct']:.1f} %, residue {residue:.2f} µg/cm²"
+    if kind == "barrier" and "ni_um" in m:
+        return f"Ni {m['ni_um']:.2f} µm, Au {m.get('au_um', 0):.3f} µm ({m.get('batch_id', '')})"
     return ""

@@ -16,6 +16,7 @@ from importlib import resources
 from string import Template
 from typing import Any
 
+from controller.line.batch_records import BatchInfo
 from controller.line.e10 import E10State
 from controller.report.figures import (
     LotFigures,
@@ -53,6 +54,7 @@ def render_page(
     tools: Sequence[ToolFigures],
     trends: Sequence[Trend],
     timeline: Timeline,
+    batches: Sequence[BatchInfo] = (),
 ) -> str:
     return Template(_template()).substitute(
         lot_id=_e(lot.id),
@@ -64,6 +66,7 @@ def render_page(
         trends=_trends(trends) or "<p>No results to trend yet.</p>",
         utilisation=_utilisation(tools),
         alarms=_alarms(alarms),
+        batches=_batches(batches),
         wafers="\n".join(_wafer_section(h, timeline) for h in histories) or "<p>No wafers.</p>",
     )
 
@@ -307,6 +310,24 @@ def _alarms(alarms: Sequence[AlarmInfo]) -> str:
             [_num(a.id), _e(a.tool), _num(a.code), _e(a.text), wafer, _t(a.set_at), cleared, acked]
         )
     headers = ["#", "tool", "code", "text", "wafer", "set", "cleared", "acknowledged"]
+    return _table(headers, rows)
+
+
+def _batches(batches: Sequence[BatchInfo]) -> str:
+    """A batch tool's cycles: the wafers that rode together, the verdict, the baths."""
+    if not batches:
+        return "<p>No batch tool ran for this lot.</p>"
+    rows = []
+    for b in batches:
+        wafers = ", ".join(f'<a href="#{_e(w)}">{_e(w)}</a>' for w in b.wafers)
+        alarm = f"{b.alarm_code} {_e(b.alarm_text or '')}" if b.alarm_code else "—"
+        ends = (b.tool_time_end - b.tool_time_start
+                if b.tool_time_end is not None and b.tool_time_start is not None else None)
+        rows.append([_e(b.id), _e(b.tool), _e(b.step_kind), _num(len(b.wafers)), wafers,
+                     _e(b.status or b.state), _num(_value(b.ni_bath_c)),
+                     _num(_value(b.au_bath_c)), alarm, duration(ends)])
+    headers = ["batch", "tool", "step", "wafers", "which", "status", "Ni bath °C",
+               "Au bath °C", "alarm", "tool time"]
     return _table(headers, rows)
 
 

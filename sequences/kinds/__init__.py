@@ -12,6 +12,7 @@ from typing import Any
 
 from sequences.errors import SequenceError
 from sequences.kinds.ball_place import BALL_PLACE
+from sequences.kinds.barrier import BARRIER
 from sequences.kinds.base import StepKind
 from sequences.kinds.flux_clean import FLUX_CLEAN
 from sequences.kinds.paste_print import PASTE_PRINT
@@ -19,7 +20,7 @@ from sequences.kinds.reflow import REFLOW
 from sequences.kinds.resist_strip import RESIST_STRIP
 
 KINDS: dict[str, StepKind[Any]] = {k.name: k for k in (PASTE_PRINT, BALL_PLACE, REFLOW,
-                                                        FLUX_CLEAN, RESIST_STRIP)}
+                                                        FLUX_CLEAN, RESIST_STRIP, BARRIER)}
 ROLE_OF_KIND: dict[str, str] = {name: kind.role for name, kind in KINDS.items()}
 ROLES: tuple[str, ...] = tuple(dict.fromkeys(ROLE_OF_KIND.values()))
 

@@ -100,6 +100,7 @@ class StepContext:
     recipe_name: str  # the name the tool stores the step's parameters under
     journal: WaferJournal
     tool_free: Callable[[], None] = lambda: None  # a pipelined tool may take the next wafer
+    batch: Any = None  # a batch tool: the Batch this wafer rides in (None: a batch of one)
 
 
 class Settled:
@@ -155,6 +156,7 @@ class StepKind(ABC, Generic[S]):
     repairable: ClassVar[bool] = False  # the tool has a repair for a failed judgment
     rides_out: ClassVar[bool] = False  # once taken, the tool cannot stop it (abort waits)
     pipelined: ClassVar[bool] = False  # the tool takes the next wafer before this one is out
+    batch: ClassVar[bool] = False  # several wafers ride one cycle (controller/line/batching.py)
     driver_type: ClassVar[type]  # the tool protocol its role's drivers implement
     # Commands that change the wafer and must never be repeated blindly: each is
     # journalled as an intent before it is sent.
@@ -196,6 +198,10 @@ class StepKind(ABC, Generic[S]):
     @abstractmethod
     def nominal_s(self, step: S) -> float:
         """How long one wafer's step keeps it busy (spec nominal times)."""
+
+    def batch_capacity(self, step: S) -> int:
+        """How many wafers one cycle takes (1 unless the kind is a batch kind)."""
+        return 1
 
     def occupancy_s(self, step: S) -> float:
         """How long the step keeps its tool from taking the next wafer."""
@@ -245,6 +251,9 @@ class StepKind(ABC, Generic[S]):
 
     async def unload(self, driver: Any, step: S) -> None:
         """Hand the wafer out after judging."""
+
+    async def close_batch(self, driver: Any, batch: Any) -> None:
+        """A batch kind: the batch is over for every member (the carrier goes out)."""
 
     async def abort(self, driver: Any, step: S, wafer_id: str) -> list[str]:
         """Stop the tool's work on the wafer and hand it out; what was done (never raises)."""

@@ -22,6 +22,7 @@ class HistoryEntry:
     alloy: str | None = None  # deposits
     peak_c: float | None = None  # reflows: the measured peak (None when not measured here)
     accepted_as_is: str = ""  # an engineer's reason for continuing out of window
+    ni_um: float | None = None  # barriers: this wafer's measured nickel
 
 
 @dataclass
@@ -44,7 +45,8 @@ class WaferHistory:
 
 
 def _nominal(number: int, step: Step) -> HistoryEntry:
-    return HistoryEntry(number, step.kind, getattr(step, "alloy", None))
+    return HistoryEntry(number, step.kind, getattr(step, "alloy", None),
+                        ni_um=getattr(step, "ni_um", None))
 
 
 def history_interlocks(
@@ -54,6 +56,7 @@ def history_interlocks(
     """Whether what was really done to this wafer allows the step."""
     reasons: list[str] = []
     bumps: list[tuple[HistoryEntry, HistoryEntry]] = []  # (deposit, reflow)
+    covered: set[int] = set()  # bumps (their deposit's step) under an intact barrier
     pending: list[HistoryEntry] = []
     dirty: HistoryEntry | None = None
     for entry in history.entries:
@@ -73,6 +76,9 @@ def history_interlocks(
             dirty = entry
         elif entry.kind in ("clean", "strip"):  # a resist strip removes the flux too
             dirty = None
+        elif entry.kind == "barrier" and entry.ni_um is not None and \
+                entry.ni_um >= options.min_barrier_ni_um:
+            covered |= {d.step for d, _ in bumps}
     if step.kind in DEPOSIT_KINDS and dirty is not None:
         reasons.append(f"not cleaned since the reflow at step {dirty.step}")
     if step.kind == "reflow":
@@ -89,7 +95,9 @@ def history_interlocks(
             if not alloys[new.alloy].contains_bismuth:
                 continue
             for deposit, _ in bumps:
-                if alloys[deposit.alloy].contains_lead:
+                # Across an intact barrier the new solder wets the Ni/Au, not the lead
+                # (an assumption of barrier-plater.md, as the validator says).
+                if alloys[deposit.alloy].contains_lead and deposit.step not in covered:
                     reasons.append(f"{new.alloy} would be reflowed onto a lead-bearing "
                                    f"{deposit.alloy} bump")
     return reasons

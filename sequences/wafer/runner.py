@@ -230,13 +230,14 @@ class WaferRun:
 
     # --- running a step --------------------------------------------------------------------------
 
-    async def run_step(self, driver: Any, *, on_tool_free: Callable[[], None] | None = None
-                       ) -> str:
+    async def run_step(self, driver: Any, *, on_tool_free: Callable[[], None] | None = None,
+                       batch: Any = None) -> str:
         """Run the waiting step on ``driver``; returns the wafer's state afterwards.
 
         Interlocks first (a refusal holds the wafer, nothing is sent to the tool);
         then the step in this task; then the judgment against the recipe's windows.
         ``on_tool_free``: a pipelined tool (the oven) may take the next wafer now.
+        ``batch``: a batch tool's step rides with others (``sequences.kinds.batch``).
         """
         if self.state == QUEUED:
             self.start()
@@ -251,13 +252,13 @@ class WaferRun:
         self._idle.clear()
         self._driver = driver
         try:
-            return await self._run_step(number, step, driver, on_tool_free)
+            return await self._run_step(number, step, driver, on_tool_free, batch)
         finally:
             self._task = None
             self._idle.set()
 
     async def _run_step(self, number: int, step: Step, driver: Any,
-                        on_tool_free: Callable[[], None] | None) -> str:
+                        on_tool_free: Callable[[], None] | None, batch: Any = None) -> str:
         here = waiting(number)
         tool = driver.name
         kind = kind_of(step)
@@ -274,7 +275,7 @@ class WaferRun:
         self._fire("tool_acquired", why=f"{step.kind} on {tool}", tool=tool,
                    opens=StepOpened(step.kind, kind.parameters(step), kind.windows(step)))
         ctx = StepContext(self.wafer_id, self.clock, self.recipe.tool_recipe_name(number),
-                          self.journal, on_tool_free or (lambda: None))
+                          self.journal, on_tool_free or (lambda: None), batch)
         outcome = await self._step_work(kind.execute(driver, step, ctx, seen), tool)
         if outcome is _STOPPED:
             return self.state
@@ -361,7 +362,7 @@ class WaferRun:
         reasons = history_interlocks(number, step, self.history, self.alloys, self.options)
         seen = await kind.look(driver, step, self.wafer_id, status)
         tool_reasons = kind.interlocks(step, seen, self.wafer_id)
-        if status.alarm_code:  # name the alarm, not just its number
+        if getattr(status, "alarm_code", 0):  # name the alarm, not just its number
             alarm = await driver.alarm()
             if alarm is not None:
                 tool_reasons = [f"alarm {alarm.code} {alarm.text} active"
@@ -419,9 +420,10 @@ class WaferRun:
 
     def _record(self, number: int, judgment: Judgment | None, accepted_as_is: str = "") -> None:
         step = self.recipe.step(number)
-        peak = judgment.measurements.get("peak_c") if judgment else None
+        measured = judgment.measurements if judgment else {}
         self.history.record(HistoryEntry(number, step.kind, getattr(step, "alloy", None),
-                                         peak, accepted_as_is))
+                                         measured.get("peak_c"), accepted_as_is,
+                                         measured.get("ni_um")))
 
 
 async def check_interlocks(driver: Any, step: Step, wafer_id: str) -> None:

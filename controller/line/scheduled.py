@@ -1,0 +1,68 @@
+"""What the scheduler knows of the line: each tool and each wafer it dispatches, and the
+reports it gives the line about the tools. Plain records, shared by the scheduler and the
+batch dispatching of batch tools (``controller/line/batching.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sequences.wafer.runner import WaferRun
+
+
+@dataclass(frozen=True)
+class ToolReport:
+    """What the scheduler tells the line about a tool (the controller records it)."""
+
+    tool: str
+    what: str  # "productive", "setup", "standby", "note", "alarm", "alarm_cleared"
+    text: str = ""
+    code: int = 0  # alarm code
+    wafer_id: str | None = None  # the wafer the tool works on, or its alarm concerns
+
+
+@dataclass
+class ScheduledTool:
+    """One tool as the scheduler sees it."""
+
+    name: str
+    role: str
+    driver: Any
+    setup: tuple[Any, ...] | None = None  # None: not known yet
+    busy: bool = False  # a step or a changeover owns the tool
+    holder: str | None = None  # the wafer whose step owns it (None: a changeover)
+    riding: set[str] = field(default_factory=set)  # oven: wafers on the belt
+    entrance_at: float = 0.0  # oven: tool time the last wafer will have cleared the entrance
+    spacing_s: float = 0.0  # oven: belt time the wafer being loaded needs at the entrance
+    alarm: int = 0  # latched alarm code, 0 = in service
+    busy_since: float | None = None
+    busy_s: float = 0.0  # tool seconds spent on steps and changeovers
+    working: bool = False  # the line was told it is productive or in setup (not standby)
+
+    def take(self, now: float, holder: str | None = None) -> None:
+        self.busy = True
+        self.busy_since = now
+        self.holder = holder
+
+    def release(self, now: float) -> None:
+        if self.busy_since is not None:
+            self.busy_s += now - self.busy_since
+        self.busy = False
+        self.busy_since = None
+        self.holder = None
+
+    def release_for(self, wafer_id: str, now: float) -> None:
+        """Release the tool if this wafer's step still holds it (an oven is handed on at
+        the LOAD, so a step ending later must not free it under the next wafer)."""
+        if self.busy and self.holder == wafer_id:
+            self.release(now)
+
+
+@dataclass
+class ScheduledWafer:
+    run: WaferRun
+    lot_id: str
+    priority: int
+    order: int  # slot order within the lot, for stable tie-breaking
+    ready_since: float = 0.0
+    running: bool = False

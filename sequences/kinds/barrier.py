@@ -1,0 +1,421 @@
+"""The barrier step: the EP-25's batch electroless Ni / immersion Au barrier
+(../shared/specs/barrier-plater.md).
+
+A batch tool: up to 25 wafers in one carrier ride one cycle whose time does not
+depend on how many there are. Every member's step meets at a ``Batch``
+(``sequences.kinds.batch``); the batch's own task sends LOAD and START (each a
+guarded intent per wafer) and waits for the pushed ``DONE`` of its batch id,
+not for a poll; every wafer then asks ``RESULT? <wafer_id>`` and is judged on
+its own against the step's windows; UNLOAD goes once, after all are judged. A
+step run without a batch (``bumpline sequence run``) is a batch of one.
+
+A batch an alarm ended (700/710 bath out of band, 900 emergency stop) fails
+every member's step with that alarm: they go to disposition together. After a
+controller stop, recovery asks the plater (``STATE?``, ``RESULT?``, the events
+it missed) and never sends START for a batch the tool may already have run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.errors import ToolAlarm, ToolError, ToolTimeout
+from drivers.protocols import Plater
+from drivers.types import (
+    PLATER_BATCH_MAX,
+    PLATER_BATH_BAND_C,
+    BatchResult,
+    PlaterBath,
+    PlaterEvent,
+    PlaterState,
+    PlaterStatus,
+    RunStatus,
+    WaferBarrier,
+)
+from sequences.kinds.base import (
+    NeverTaken,
+    Note,
+    Recovering,
+    Settled,
+    StepContext,
+    StepKind,
+    StepResult,
+    TakeResult,
+    ToolView,
+    Unknown,
+    timeout_for,
+)
+from sequences.kinds.batch import Batch
+from sequences.recipes.recipe import BarrierStep
+from sequences.wafer.journal import guarded
+from sequences.wafer.judge import Judgment, same_wafer, window
+
+# Spec figures (barrier-plater.md, "Steps of a batch" and "Behaviour").
+FIXED_S = 120.0 + 90.0 + 60.0 + 60.0 + 300.0  # preclean, activate, two rinses, dry
+NI_RATE_UM_H = 15.0  # at 85 °C, fresh bath
+NI_RATE_PER_C = 1.08
+NI_HEAT_C_S, NI_COOL_C_S = 0.03, 0.01
+AU_HEAT_C_S, AU_COOL_C_S = 0.05, 0.02
+MTO_LIFE = 6.0  # 740 before the next START
+PH_LOW = 4.4  # 720 below
+WARNING_ONLY = (741,)  # NI MTO HIGH does not block
+BATH_SETTLE_S = 300.0  # a bath that drifted out of band between check and START
+
+
+def gold_s(au_um: float) -> float:
+    return 600.0 if au_um <= 0.05 + 1e-9 else 900.0 if au_um <= 0.10 + 1e-9 else 1200.0
+
+
+def nickel_s(ni_um: float, ni_temp_c: float) -> float:
+    """Nickel time on a fresh bath (an aged one is slower: the gauge stops the step)."""
+    return ni_um / (NI_RATE_UM_H * NI_RATE_PER_C ** (ni_temp_c - 85.0)) * 3600.0
+
+
+def batch_id_for(wafer_ids: list[str] | tuple[str, ...], now: float) -> str:
+    """A batch id the plater takes (<= 16 characters) that differs between batches."""
+    digest = hashlib.sha1(f"{now:.3f}|{','.join(wafer_ids)}".encode()).hexdigest()
+    return f"B{digest[:11].upper()}"
+
+
+@dataclass(frozen=True)
+class PlaterView(ToolView):
+    """STATE? plus what the interlocks need: the stored recipe, the baths, the alarm."""
+
+    recipe: Any = None
+    bath: PlaterBath | None = None
+    alarm_code: int = 0
+    alarm_text: str = ""
+    ended_carrier: bool = False  # DONE with a carrier no batch of ours still holds
+
+
+@dataclass(frozen=True)
+class BarrierOutcome:
+    """One wafer's barrier and the batch it rode in (the record keeps both)."""
+
+    wafer: WaferBarrier
+    batch: BatchResult
+    bath: PlaterBath | None = None  # the baths as the batch started
+    wafers: tuple[str, ...] = ()
+
+
+@dataclass
+class _Run:
+    """What the batch's tool work saw (its events and baths)."""
+
+    result: BatchResult | None = None
+    bath: PlaterBath | None = None
+    alarm: tuple[int, str] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Barrier(StepKind[BarrierStep]):
+    name, role = "barrier", "plater"
+    driver_type = Plater
+    batch: bool = True  # several wafers ride one cycle (the scheduler gathers them)
+    rides_out = True  # one wafer's abort cannot stop its batch-mates' cycle
+    guarded = ("LOAD", "START")
+
+    def __init__(self) -> None:
+        self._open: dict[str, Batch] = {}  # tool name -> the batch in it
+
+    def batch_capacity(self, step: BarrierStep) -> int:
+        return step.batch_size or PLATER_BATCH_MAX
+
+    # --- setup and readiness -------------------------------------------------------------------
+
+    def setup_key(self, step: BarrierStep) -> tuple[Any, ...]:
+        return ("barrier", step.ni_um, step.au_um, step.ni_temp_c, step.au_temp_c)
+
+    def setup_mismatches(self, step: BarrierStep, view: ToolView) -> list[str]:
+        assert isinstance(view, PlaterView)
+        reasons = []
+        if view.recipe is not None and view.recipe != step.tool_recipe():
+            r = view.recipe
+            reasons.append(f"plater recipe is {r.ni_um:g} µm Ni / {r.au_um:g} µm Au at "
+                           f"{r.ni_temp_c:g}/{r.au_temp_c:g} °C, the step needs "
+                           f"{step.ni_um:g} / {step.au_um:g} at {step.ni_temp_c:g}/"
+                           f"{step.au_temp_c:g} °C")
+        bath = view.bath
+        if bath is not None:
+            for name, at, wanted in (("nickel", bath.ni_temp_c, step.ni_temp_c),
+                                     ("gold", bath.au_temp_c, step.au_temp_c)):
+                if abs(at - wanted) > PLATER_BATH_BAND_C:
+                    reasons.append(f"{name} bath at {at:g} °C, not within "
+                                   f"±{PLATER_BATH_BAND_C:g} °C of {wanted:g} °C")
+        return reasons
+
+    def busy(self, status: PlaterStatus, wafer_id: str) -> bool:
+        return status.state in (PlaterState.LOADED, PlaterState.RUNNING, PlaterState.MAINT)
+
+    def interlocks(self, step: BarrierStep, view: ToolView, wafer_id: str) -> list[str]:
+        assert isinstance(view, PlaterView)
+        st: PlaterStatus = view.status
+        reasons = []
+        if view.alarm_code and view.alarm_code not in WARNING_ONLY:
+            reasons.append(f"alarm {view.alarm_code} {view.alarm_text} active".replace("  ", " "))
+        elif st.state is PlaterState.ALARM:
+            reasons.append("alarm latched")
+        if st.state not in (PlaterState.IDLE, PlaterState.ALARM) and not view.ended_carrier:
+            reasons.append(f"plater is {st.state}")
+        reasons += self.setup_mismatches(step, view)
+        bath = view.bath
+        if bath is not None:
+            if bath.ni_mto >= MTO_LIFE:
+                reasons.append(f"nickel bath at {bath.ni_mto:g} MTO, its life ends at "
+                               f"{MTO_LIFE:g}: replenish it")
+            if bath.ni_ph < PH_LOW:
+                reasons.append(f"nickel bath pH {bath.ni_ph:g} below {PH_LOW:g}: replenish it")
+        return reasons
+
+    # --- times ---------------------------------------------------------------------------------
+
+    def nominal_s(self, step: BarrierStep) -> float:
+        """One batch, whatever its size: the spec's step times on a fresh bath."""
+        return FIXED_S + nickel_s(step.ni_um, step.ni_temp_c) + gold_s(step.au_um)
+
+    # --- results -------------------------------------------------------------------------------
+
+    def judge(self, step: BarrierStep, result: BarrierOutcome, wafer_id: str, *,
+              repaired: bool = False) -> Judgment:
+        w, b = result.wafer, result.batch
+        measurements: dict[str, Any] = {
+            "ni_um": w.ni_um, "au_um": w.au_um, "batch_id": b.batch_id,
+            "batch_status": b.status.name, "batch_wafers": b.wafers,
+            "ni_mean_um": b.ni_mean_um, "au_mean_um": b.au_mean_um}
+        if result.bath is not None:
+            measurements.update(ni_bath_c=result.bath.ni_temp_c, au_bath_c=result.bath.au_temp_c,
+                                ni_mto=result.bath.ni_mto)
+        findings = same_wafer(wafer_id, w.wafer_id)
+        if b.status is not RunStatus.OK:
+            findings.append(f"batch {b.batch_id} ended {b.status.name}")
+        findings += window("nickel", w.ni_um, step.ni_measured_um, " µm")
+        findings += window("gold", w.au_um, step.au_measured_um, " µm")
+        return Judgment(not findings, tuple(findings), measurements)
+
+    def windows(self, step: BarrierStep) -> dict[str, list[float | None]]:
+        return {"ni_um": list(step.ni_measured_um), "au_um": list(step.au_measured_um)}
+
+    # --- talking to the tool -------------------------------------------------------------------
+
+    async def look(self, driver: Any, step: BarrierStep, wafer_id: str, status: Any
+                   ) -> ToolView:
+        alarm = await driver.alarm()
+        # A batch an alarm ended leaves its carrier DONE once the alarm clears; its wafers
+        # went to disposition, so the next batch takes it out before loading.
+        ended = status.state is PlaterState.DONE and driver.name not in self._open
+        return PlaterView(status, recipe=await driver.recipe(), bath=await driver.bath(),
+                          alarm_code=alarm.code if alarm else 0,
+                          alarm_text=alarm.text if alarm else "", ended_carrier=ended)
+
+    async def prepare(self, driver: Any, step: BarrierStep, *, clock: Clock, recipe_name: str,
+                      note: Note) -> None:
+        wanted = step.tool_recipe()
+        if await driver.recipe() != wanted:
+            note(f"barrier recipe: {step.ni_um:g} µm Ni at {step.ni_temp_c:g} °C, "
+                 f"{step.au_um:g} µm Au at {step.au_temp_c:g} °C")
+            await driver.set_recipe(wanted)
+        bath = await driver.bath()
+        ni_s = _bath_s(bath.ni_temp_c, step.ni_temp_c, NI_HEAT_C_S, NI_COOL_C_S)
+        au_s = _bath_s(bath.au_temp_c, step.au_temp_c, AU_HEAT_C_S, AU_COOL_C_S)
+        if max(ni_s, au_s) > 0:
+            note(f"waiting for the baths: nickel {bath.ni_temp_c:g} -> {step.ni_temp_c:g} °C, "
+                 f"gold {bath.au_temp_c:g} -> {step.au_temp_c:g} °C")
+        await driver.wait_bath_ready(timeout_s=timeout_for(max(ni_s, au_s)))
+
+    async def execute(self, driver: Any, step: BarrierStep, ctx: StepContext, seen: ToolView
+                      ) -> StepResult:
+        batch = ctx.batch
+        if batch is None:  # a wafer run on its own: a batch of one
+            batch = Batch(batch_id_for([ctx.wafer_id], ctx.clock.now()), [ctx.wafer_id],
+                          driver.name)
+        self._open[driver.name] = batch
+
+        async def work(b: Batch) -> _Run:
+            return await self._plate(driver, step, b, ctx)
+
+        run: _Run = await batch.run(ctx.wafer_id, work, ctx.journal)
+        assert run.result is not None
+        wafer = await driver.wafer_result(ctx.wafer_id)
+        return StepResult(BarrierOutcome(wafer, run.result, run.bath, batch.riders))
+
+    async def _plate(self, driver: Any, step: BarrierStep, batch: Batch, ctx: StepContext
+                     ) -> _Run:
+        """The batch's one cycle: LOAD, START, and the pushed DONE of its batch id."""
+        run = _Run()
+        riders = list(batch.riders)
+
+        def heard(event: PlaterEvent) -> None:
+            if event.name == "ALARM" and event.fields and event.fields[0] not in ("741",):
+                code = int(event.fields[0]) if event.fields[0].isdigit() else 0
+                run.alarm = (code, " ".join(event.fields[1:]))
+            elif event.name == "DONE" and event.fields[:1] == (batch.batch_id,):
+                run.done.set()
+
+        unsubscribe = driver.on_event(heard)
+        try:
+            await _unload_if_done(driver)  # an ended batch's carrier (see ``look``)
+            async with contextlib.AsyncExitStack() as stack:
+                for wafer_id in riders:
+                    await stack.enter_async_context(guarded(
+                        batch.journals[wafer_id] or ctx.journal, wafer_id, "LOAD", driver.name))
+                await driver.load(batch.batch_id, riders)
+            # The interlocks saw the baths in band; START needs them there still.
+            run.bath = await driver.wait_bath_ready(timeout_s=timeout_for(BATH_SETTLE_S))
+            async with contextlib.AsyncExitStack() as stack:
+                for wafer_id in riders:
+                    await stack.enter_async_context(guarded(
+                        batch.journals[wafer_id] or ctx.journal, wafer_id, "START", driver.name))
+                await driver.start()
+            cycle = self.nominal_s(step)
+            await _first(run.done.wait(), ctx.clock.sleep(timeout_for(cycle)))
+            if not run.done.is_set():
+                # No DONE heard (a dropped link delivers it on the next command): ask.
+                await driver.wait_for(PlaterState.DONE, timeout_s=timeout_for(cycle))
+            run.result = await driver.result()
+        except ToolAlarm:
+            run.result = await _ended(driver, batch.batch_id)
+            if run.result is None:
+                raise
+        finally:
+            unsubscribe()
+        if run.result.batch_id != batch.batch_id:
+            raise ToolError(driver.name, f"RESULT? names batch {run.result.batch_id}, "
+                            f"expected {batch.batch_id}")
+        if run.result.status is RunStatus.ALARM:
+            code, text = run.alarm or (0, "")
+            if not code:
+                alarm = await driver.alarm()
+                code, text = (alarm.code, alarm.text) if alarm else (0, "batch ended by an alarm")
+            raise ToolAlarm(driver.name, code, text)
+        return run
+
+    async def unload(self, driver: Any, step: BarrierStep) -> None:
+        batch = self._open.get(driver.name)
+        wafer_id = batch.wafer_of_current_task() if batch is not None else None
+        if batch is None or wafer_id is None:
+            await _unload_if_done(driver)
+            return
+        await batch.judged(wafer_id, lambda: self.close_batch(driver, batch))
+
+    async def close_batch(self, driver: Any, batch: Any) -> None:
+        """The carrier out once the batch is over (DONE: UNLOAD; anything else: nothing)."""
+        if self._open.get(driver.name) is batch:
+            del self._open[driver.name]
+        await _unload_if_done(driver)
+
+    async def abort(self, driver: Any, step: BarrierStep, wafer_id: str) -> list[str]:
+        """A failed member leaves its batch; the last one out takes the carrier out."""
+        batch = self._open.get(driver.name)
+        if batch is not None and wafer_id in batch.members and len(batch.members) > 1:
+            return []  # the batch's close (controller/line/batching.py) unloads it once
+        if batch is not None:
+            self._open.pop(driver.name, None)  # a batch of one: this wafer was all of it
+        try:
+            if await _unload_if_done(driver):
+                return ["UNLOAD after the batch ended"]
+        except ToolError as exc:
+            return [f"UNLOAD refused: {exc.detail}"]
+        return []
+
+    # --- recovery ------------------------------------------------------------------------------
+
+    async def settle(self, driver: Any, step: BarrierStep, wafer: Recovering, clock: Clock
+                     ) -> Settled:
+        return (await self.settle_all(driver, [(step, wafer)], clock))[wafer.wafer_id]
+
+    async def settle_all(self, driver: Any, wafers: list[tuple[BarrierStep, Recovering]],
+                         clock: Clock) -> dict[str, Settled]:
+        """Ask the plater what became of the batch: never START again for a wafer whose
+        START may have reached it. A batch still running is waited for (its DONE)."""
+        settled: dict[str, Settled] = {}
+        if not wafers:
+            return settled
+        step = wafers[0][0]
+        status = await driver.status()
+        if status.state in (PlaterState.LOADED, PlaterState.RUNNING):
+            if status.state is PlaterState.LOADED:
+                for _, w in wafers:
+                    w.note(f"{driver.name}: batch {status.batch_id} loaded, not started; "
+                           "an engineer decides (START is never resent blind)")
+            else:
+                try:
+                    await driver.wait_for(PlaterState.DONE, PlaterState.ALARM,
+                                          timeout_s=timeout_for(self.nominal_s(step)))
+                except ToolTimeout:
+                    pass
+                status = await driver.status()
+        try:
+            last = await driver.result()
+        except ToolError:
+            last = None
+        for _, w in wafers:
+            mine = None
+            if last is not None:
+                try:
+                    mine = await driver.wafer_result(w.wafer_id)
+                except ToolError:
+                    mine = None
+            if mine is not None and last is not None:  # it rode the last batch: once
+                settled[w.wafer_id] = TakeResult(
+                    BarrierOutcome(mine, last), unloaded=status.state is PlaterState.IDLE,
+                    how=f"{driver.name} reports batch {last.batch_id} {last.status.name}")
+            elif status.state in (PlaterState.LOADED, PlaterState.RUNNING):
+                settled[w.wafer_id] = Unknown(f"{driver.name} is {status.state} with batch "
+                                              f"{status.batch_id}")
+            elif "START" in w.intents:
+                settled[w.wafer_id] = Unknown(f"START may have reached {driver.name} but its "
+                                              "last result does not name the wafer")
+            elif "LOAD" in w.intents and status.state is PlaterState.LOADED:
+                settled[w.wafer_id] = Unknown(f"{driver.name} holds the carrier, not started")
+            else:
+                settled[w.wafer_id] = NeverTaken(f"{driver.name} never started it (no START "
+                                                 "was sent)")
+        if status.state is PlaterState.DONE and any(
+                isinstance(s, TakeResult) for s in settled.values()):
+            await _unload_if_done(driver)
+            settled = {k: (TakeResult(v.result, True, v.how) if isinstance(v, TakeResult)
+                           else v) for k, v in settled.items()}
+        return settled
+
+
+def _bath_s(at: float, wanted: float, heat: float, cool: float) -> float:
+    gap = wanted - at
+    if abs(gap) <= PLATER_BATH_BAND_C:
+        return 0.0
+    return gap / heat if gap > 0 else -gap / cool
+
+
+async def _first(*aws: Any) -> None:
+    """Until the first of ``aws`` ends; the others are cancelled."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+async def _ended(driver: Any, batch_id: str) -> BatchResult | None:
+    """The result of a batch an alarm ended, once it has one (None: it has not ended)."""
+    try:
+        result: BatchResult = await driver.result()
+    except ToolError:
+        return None
+    return result if result.batch_id == batch_id else None
+
+
+async def _unload_if_done(driver: Any) -> bool:
+    if (await driver.status()).state is PlaterState.DONE:
+        await driver.unload()
+        return True
+    return False
+
+
+BARRIER = Barrier()

@@ -1,0 +1,202 @@
+"""The barrier kind's pure parts (interlocks, times, judgment), the batch meeting point,
+the history's barrier relaxation and the makespan bound with a batch tool."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from controller.line import batching
+from controller.line.bound import lower_bound
+from controller.line.scheduler import Scheduler
+from drivers.clock import ManualClock
+from drivers.types import (
+    Alarm,
+    BatchResult,
+    PlaterBath,
+    PlaterState,
+    PlaterStatus,
+    RunStatus,
+    WaferBarrier,
+)
+from sequences.errors import SequenceError
+from sequences.kinds import kind_of
+from sequences.kinds.barrier import BARRIER, BarrierOutcome, PlaterView
+from sequences.kinds.batch import Batch
+from sequences.recipes.alloys import default_alloys
+from sequences.recipes.history import HistoryEntry, WaferHistory, history_interlocks
+from sequences.recipes.recipe import find_recipe
+from sequences.recipes.validate import DEFAULT_OPTIONS
+from sequences.wafer.machine import waiting
+from sequences.wafer.runner import WaferRun
+
+SNCU = find_recipe("rebump-sncu-niau-snpb")
+HIPB_SNBI = find_recipe("rebump-hipb-niau-snbi")
+STEP = SNCU.step(4)
+IDLE = PlaterStatus(PlaterState.IDLE, None, None, 0.0)
+HOT = PlaterBath(85.2, 79.6, 4.75, 0.4, 90.0)
+
+
+def view(status: PlaterStatus = IDLE, bath: PlaterBath = HOT, alarm: Alarm | None = None,
+         recipe: object = None) -> PlaterView:
+    return PlaterView(status, recipe=recipe or STEP.tool_recipe(), bath=bath,
+                      alarm_code=alarm.code if alarm else 0,
+                      alarm_text=alarm.text if alarm else "")
+
+
+@pytest.mark.parametrize(("v", "reasons"), [
+    (view(), []),
+    (view(alarm=Alarm(741, "NI MTO HIGH")), []),  # a warning, not a stop
+    (view(PlaterStatus(PlaterState.ALARM, None, None, 0), alarm=Alarm(400, "DOOR OPEN")),
+     ["alarm 400 DOOR OPEN active"]),
+    (view(PlaterStatus(PlaterState.RUNNING, "B1", None, 600)), ["plater is RUNNING"]),
+    (view(bath=PlaterBath(83.5, 80.0, 4.7, 1.0, 90.0)),
+     ["nickel bath at 83.5 °C, not within ±1 °C of 85 °C"]),
+    (view(bath=PlaterBath(85.0, 80.0, 4.41, 6.0, 90.0)),
+     ["nickel bath at 6 MTO, its life ends at 6: replenish it"]),
+    (view(bath=PlaterBath(85.0, 80.0, 4.3, 2.0, 90.0)),
+     ["nickel bath pH 4.3 below 4.4: replenish it"]),
+])
+def test_interlocks(v: PlaterView, reasons: list[str]) -> None:
+    assert BARRIER.interlocks(STEP, v, "W1") == reasons
+
+
+def test_a_wrong_stored_recipe_is_a_setup_difference() -> None:
+    other = find_recipe("rebump-hipb-niau-snbi").step(4).tool_recipe()
+    if other == STEP.tool_recipe():
+        other = type(other)(4.0, 0.05, 86.0, 80.0)
+    (reason,) = BARRIER.setup_mismatches(STEP, view(recipe=other))
+    assert reason.startswith("plater recipe is")
+
+
+def test_the_batch_time_is_the_spec_cycle_whatever_the_count() -> None:
+    # 120 + 90 + 3 µm at 15 µm/h (720 s) + 60 + 900 (0.08 µm Au) + 60 + 300
+    assert BARRIER.nominal_s(STEP) == pytest.approx(2250.0)
+    assert BARRIER.batch and BARRIER.batch_capacity(STEP) == (STEP.batch_size or 25)
+    assert BARRIER.busy(PlaterStatus(PlaterState.LOADED, "B", None, 0), "W1")
+    assert not BARRIER.busy(IDLE, "W1")
+
+
+def _outcome(ni: float, au: float, status: RunStatus = RunStatus.OK) -> BarrierOutcome:
+    return BarrierOutcome(WaferBarrier("W1", ni, au),
+                          BatchResult("B7", status, 3.0, 2.9, 3.1, 0.08, 3), HOT)
+
+
+def test_each_wafer_is_judged_on_its_own_thickness() -> None:
+    ok = BARRIER.judge(STEP, _outcome(3.02, 0.081), "W1")
+    assert ok.ok and ok.measurements["ni_bath_c"] == 85.2
+    thin = BARRIER.judge(STEP, _outcome(2.5, 0.081), "W1")
+    assert not thin.ok and thin.findings == ("nickel 2.5 µm outside 2.7-3.3 µm",)
+    alarm = BARRIER.judge(STEP, _outcome(3.0, 0.08, RunStatus.ALARM), "W1")
+    assert alarm.findings == ("batch B7 ended ALARM",)
+    assert BARRIER.windows(STEP) == {"ni_um": list(STEP.ni_measured_um),
+                                     "au_um": list(STEP.au_measured_um)}
+
+
+async def test_the_batch_runs_its_work_once_after_everyone_arrived_or_left() -> None:
+    batch = Batch("B1", ["W1", "W2", "W3"])
+    runs: list[tuple[str, ...]] = []
+    unloads: list[int] = []
+
+    async def work(b: Batch) -> str:
+        # Only once every member arrived or left: no interlock check sees a loaded carrier.
+        assert set(b.arrived) | b.left == set(b.members)
+        runs.append(b.riders)
+        return "plated"
+
+    async def unload() -> None:
+        unloads.append(1)
+
+    async def member(wafer: str) -> str:
+        out = await batch.run(wafer, work)
+        await batch.judged(wafer, unload)
+        return out
+
+    async def held(wafer: str) -> str:
+        batch.leave(wafer)  # held at its interlock: it never arrives
+        return "held"
+
+    got = await asyncio.gather(member("W1"), member("W3"), held("W2"))
+    assert got == ["plated", "plated", "held"]
+    assert runs == [("W1", "W3")] and unloads == [1]
+    with pytest.raises(SequenceError):
+        Batch("B2", ["W1", "W1"])
+
+
+def test_sn_bi_over_lead_is_allowed_across_an_intact_measured_barrier() -> None:
+    recipe = HIPB_SNBI
+    reflow = next(n for n, s in enumerate(recipe.steps, 1) if n > 4 and s.kind == "reflow")
+    alloys = default_alloys()
+
+    def reasons(ni_um: float | None) -> list[str]:
+        history = WaferHistory.assumed(recipe, reflow)
+        history.entries = [e if e.kind != "barrier" else HistoryEntry(e.step, e.kind,
+                                                                       ni_um=ni_um)
+                           for e in history.entries]
+        return history_interlocks(reflow, recipe.step(reflow), history, alloys,
+                                  DEFAULT_OPTIONS)
+
+    assert not [r for r in reasons(3.0) if "lead-bearing" in r]
+    assert [r for r in reasons(1.5) if "lead-bearing" in r]  # too thin: not a barrier
+
+
+def test_the_bound_counts_whole_cycles_and_the_cut_at_the_batch() -> None:
+    line = {"printer": 1, "oven": 1, "cleaner": 1, "plater": 1}
+    mounted = {"printer": ("ST-300-100", "SnCu0.7")}
+    cycle = kind_of(STEP).nominal_s(STEP)
+    b25 = lower_bound(SNCU, 25, line, mounted)
+    assert b25.per_role["plater"] < 2 * cycle + 3000  # one cycle of work, not 25
+    cut = b25.per_role["plater batches at step 4"]
+    before = lower_bound(SNCU.__class__(SNCU.name, SNCU.version, "", SNCU.steps[:3]), 25,
+                         line, mounted).seconds
+    assert cut >= before + cycle  # every wafer through the first pass, then a cycle
+    b26 = lower_bound(SNCU, 26, line, mounted)
+    assert b26.per_role["plater"] - b25.per_role["plater"] == pytest.approx(
+        (math.ceil(26 / 25) - 1) * cycle, abs=1.0)
+
+
+def _line_with(waiting_at: dict[int, int]):  # noqa: ANN202 - test helper
+    """A scheduler (no tools are talked to) with wafers waiting at the given steps."""
+    clock = ManualClock()
+    sched = Scheduler({name: (name.split("-")[0], None) for name in
+                       ("printer-1", "oven-1", "cleaner-1", "plater-1")}, clock)
+    here = []
+    for step, count in sorted(waiting_at.items(), reverse=True):
+        for i in range(count):
+            run = WaferRun(SNCU, f"S{step}-{i}", clock)
+            run.restore(waiting(step))
+            slot = sched.add_wafer(run, "L", 5)
+            if step == 4:
+                here.append(slot)
+    return sched, clock, here
+
+
+def test_the_batch_start_rule() -> None:
+    # Nobody else is coming: start with what waits (the end of a lot never waits).
+    sched, clock, here = _line_with({4: 3})
+    decision = batching.choose(sched, sched.tools["plater-1"], here)
+    assert len(decision.start) == 3 and "no other wafer" in decision.why
+    # Two more are a clean away: riding together saves a cycle; wait, with a deadline.
+    sched, clock, here = _line_with({4: 3, 3: 2})
+    decision = batching.choose(sched, sched.tools["plater-1"], here)
+    assert decision.start == [] and decision.look_again_at == pytest.approx(
+        2 * BARRIER.nominal_s(STEP))
+    clock.advance(2 * BARRIER.nominal_s(STEP))  # the maximum wait
+    assert len(batching.choose(sched, sched.tools["plater-1"], here).start) == 3
+    # The rest of the lot is a whole first pass away: a batch now is over before it.
+    sched, clock, here = _line_with({4: 3, 1: 20})
+    decision = batching.choose(sched, sched.tools["plater-1"], here)
+    assert len(decision.start) == 3 and "ends before" in decision.why
+    # Full: a carrier's worth starts at once.
+    sched, clock, here = _line_with({4: 27, 1: 5})
+    decision = batching.choose(sched, sched.tools["plater-1"], here)
+    assert len(decision.start) == BARRIER.batch_capacity(STEP) and decision.why.startswith("full")
+
+
+def test_an_ended_batchs_carrier_does_not_block_the_next_batch() -> None:
+    done = PlaterStatus(PlaterState.DONE, "B6", None, 0)
+    assert BARRIER.interlocks(STEP, view(done), "W1") == ["plater is DONE"]
+    ended = PlaterView(done, recipe=STEP.tool_recipe(), bath=HOT, ended_carrier=True)
+    assert BARRIER.interlocks(STEP, ended, "W1") == []
