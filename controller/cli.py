@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "controller.cli_tool",
     "controller.cli_sim",
     "controller.cli_gem",
+    "controller.cli_web",
 )
 
 

@@ -2,7 +2,7 @@
 
     bumpline run --lot ID --recipe NAME (--wafers N | --slots LIST) [--line FILE] [--db URL]
     bumpline run --resume LOT [--line FILE] [--db URL]
-    bumpline serve --line FILE [--db URL] [--gem]
+    bumpline serve --line FILE [--db URL] [--gem] [--web [HOST:PORT]]
 
 Without ``--line`` both start the simulated line in the same process (the
 embedded default) at ``--speed`` times real time. Ctrl-C (or SIGTERM) stops
@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from controller.errors import EXIT_USAGE, UserError
@@ -102,6 +103,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also serve the factory host over SECS/GEM (HSMS-SS passive; settings in the "
         "line file's [gem] section, docs/gem.md)",
+    )
+    s.add_argument(
+        "--web",
+        nargs="?",
+        const="127.0.0.1:8080",
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve the operator screen (default 127.0.0.1:8080; docs/operators.md, "
+        "docs/security.md)",
     )
     s.set_defaults(handler=cmd_serve, plain=True)
 
@@ -292,6 +302,15 @@ async def _run_lots(
     return status, stopped
 
 
+async def _serve_web(args: argparse.Namespace, store: Any, events: LineEventStream,
+                     services: contextlib.AsyncExitStack) -> None:
+    from controller.web.app import WebContext, web_server
+
+    context = WebContext(store, events, Path(args.report_dir))
+    url = await services.enter_async_context(web_server(context, args.web))
+    print(f"web: the operator screen at {url}", flush=True)
+
+
 async def cmd_serve(args: argparse.Namespace) -> int:
     """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
     until none is left). Held wafers wait for their disposition."""
@@ -303,6 +322,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     services = contextlib.AsyncExitStack()  # --gem: the factory host link, for the whole run
     try:
         events = await services.enter_async_context(gem_service(args, store))
+        if args.web:  # one stream for GEM and the screen, the controller publishes into it
+            events = events or LineEventStream("line", asyncio.get_running_loop().time)
+            await _serve_web(args, store, events, services)
         while True:
             unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING, LotState.HELD])]
             queued = store.next_queued_lot()
