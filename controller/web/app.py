@@ -97,7 +97,7 @@ def build_app(web: WebContext, *, secret: str | None = None) -> Starlette:
 
 def parse_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
         raise UserError(f"--web needs HOST:PORT, e.g. {DEFAULT_ADDRESS} (got '{text}')",
                         exit_code=EXIT_USAGE)
     return host.strip("[]"), int(port)

@@ -110,6 +110,12 @@ def writes(role: Role, action: str, *, needs_line: bool = True) -> Callable[[End
 
     def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def checked(request: Request) -> Response:
+            try:
+                return await _checked(request)
+            finally:
+                await request.close()  # uploaded files' temporary files
+
+        async def _checked(request: Request) -> Response:
             web = request.app.state.web
             user = current_user(request)
             if user is None:
