@@ -10,6 +10,7 @@ A refused or malformed request comes back as one line on the page it came from.
 
 from __future__ import annotations
 
+import hmac
 import tomllib
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from controller.store import DEFAULT_PRIORITY, StoreError, parse_slots, slots_for_count
-from controller.web.auth import client_address, csrf_token, writes
+from controller.web.auth import client_address, csrf_token, note, writes
 from controller.web.users import Role, UserInfo
 from sequences.errors import RecipeError, RecipeInvalid
 from sequences.recipe import parse_recipe_problems, shipped_recipe_paths
@@ -31,7 +32,7 @@ FAILED = (StoreError, RecipeError, ValueError)
 
 def _back(request: Request, message: str, *, ok: bool = True, fallback: str = "/line"
           ) -> Response:
-    request.session["flash"] = {"ok": ok, "text": message}
+    note(request, "flash", {"ok": ok, "text": message})
     referer = urlsplit(request.headers.get("referer", ""))
     path = referer.path if referer.path.startswith("/") and not referer.path.startswith("//") \
         else ""  # only a path on this screen: never a redirect to elsewhere
@@ -57,7 +58,8 @@ async def login(request: Request) -> Response:
     web = request.app.state.web
     form = await _form(request)
     name, address = form.get("name", "").lower(), client_address(request)
-    if form.get("csrf") != request.session.get("csrf"):
+    expected = request.session.get("csrf")
+    if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
         return PlainTextResponse("refused: the login form is stale (reload the page)", 403)
     wait = web.limiter.blocked(name, address)
     if wait > 0:
@@ -67,7 +69,7 @@ async def login(request: Request) -> Response:
     if user is None:
         web.limiter.failed(name, address)
         web.audit(name or "-", "web.login_failed", f"from {address}")
-        request.session["flash"] = {"ok": False, "text": "wrong name or password"}
+        note(request, "flash", {"ok": False, "text": "wrong name or password"})
         return RedirectResponse("/", 303)
     web.limiter.succeeded(name)
     request.session.clear()  # a new session and a new CSRF token on every login
@@ -187,7 +189,7 @@ async def recipe_validate(request: Request, user: UserInfo) -> Response:
                      ok=False)
     except FAILED as exc:
         return _done(request, user, "recipe.validate", _line(exc), ok=False)
-    request.session["validation"] = {"file": name, "problems": [str(p) for p in problems]}
+    note(request, "validation", {"file": name, "problems": [str(p) for p in problems]})
     verdict = (f"{name}: valid" if not problems else
                f"{name}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
     return _done(request, user, "recipe.validate", verdict, ok=not problems)

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -55,6 +56,7 @@ class WebContext:
     users: UserBook = field(init=False)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     view: LineView = field(default_factory=LineView)
+    notes: dict[tuple[str, str], Any] = field(default_factory=dict)  # auth.note
 
     def __post_init__(self) -> None:
         self.users = UserBook(self.store)

@@ -28,7 +28,8 @@ from starlette.responses import PlainTextResponse, Response
 from controller.web.users import Role, UserInfo
 
 LOGIN_WINDOW_S = 300.0  # wall seconds over which failed logins are counted
-LOGIN_FAILURES = 5  # failures within the window that lock out a name or an address
+LOGIN_FAILURES = 5
+MAX_NOTES = 1000  # failures within the window that lock out a name or an address
 
 
 @dataclass
@@ -70,6 +71,22 @@ def csrf_token(request: Request) -> str:
     if not token:
         token = request.session["csrf"] = secrets.token_urlsafe(32)
     return token
+
+
+def note(request: Request, kind: str, value: Any) -> None:
+    """Something to show on the next page this session loads (a write's outcome).
+
+    Kept on the server, keyed by the session's CSRF token, not in the cookie: a page's
+    live requests run alongside and each sends the cookie back as it saw it, which
+    would bring a shown message back or lose one."""
+    notes = request.app.state.web.notes
+    if len(notes) > MAX_NOTES:  # sessions that never came back for theirs
+        notes.clear()
+    notes[(csrf_token(request), kind)] = value
+
+
+def take_note(request: Request, kind: str) -> Any:
+    return request.app.state.web.notes.pop((csrf_token(request), kind), None)
 
 
 def current_user(request: Request) -> UserInfo | None:

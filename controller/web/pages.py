@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from controller.store import Disposition, StoreError
-from controller.web.auth import csrf_token, current_user
+from controller.web.auth import csrf_token, current_user, take_note
 from controller.web.users import Role, UserInfo
 from controller.web.views import first_bump_solidus, judged, lot_progress, reflow_svg
 from sequences.errors import RecipeError
@@ -39,18 +39,24 @@ WAITING = ("held", "awaiting_disposition")
 def render(request: Request, page: str, user: UserInfo | None, status: int = 200,
            **context: Any) -> Response:
     web = request.app.state.web
-    live = request.query_params.get("live") == "1"
+    live = request.query_params.get("live") == "1" or page.startswith("_")  # a part only
     name = f"{page}.html" if page.startswith("_") else (
-        f"{page}_live.html" if live else f"{page}.html")
+        f"{page}_live.html" if live else f"{page}.html")  # parts never take a page's notes
     context.update(
         user=user, nav=[(p, label) for p, label, role in NAV if user and user.role >= role],
         page=page, read_only=web.read_only, csrf=csrf_token(request),
-        flash=request.session.pop("flash", None) if not live else None,
-        Role=Role, active_alarms=web.store.alarms(active_only=True) if user else [],
+        flash=take_note(request, "flash") if not live else None,
+        Role=Role, active_alarms=_loud_alarms(web.store) if user else [],
     )
     return request.app.state.templates.TemplateResponse(request, name, context,
                                                         status_code=status,
                                                         headers={"Cache-Control": "no-store"})
+
+
+def _loud_alarms(store: Any) -> list[Any]:
+    """Active alarms, and cleared ones nobody acknowledged yet: an alarm the controller
+    cleared in a second (decision 0005) must still reach a person."""
+    return [a for a in store.alarms() if a.active or a.acknowledged_at is None]
 
 
 def _page(least: Role) -> Any:
@@ -167,7 +173,7 @@ def recipes(request: Request, user: UserInfo) -> Response:
                 error = str(exc)
     return render(request, "recipes", user, names=sorted(shipped_recipe_paths()),
                   shown=shown, text=text, error=error,
-                  result=request.session.pop("validation", None))
+                  result=take_note(request, "validation"))
 
 
 @_page(Role.OPERATOR)
