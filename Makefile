@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 GEMHOST       := .venv-gemhost
 GEMHOST_STAMP := $(GEMHOST)/.installed
 
-.PHONY: demo test bench lint docs clean venv gemhost
+.PHONY: demo test bench lint docs clean venv gemhost screens
 
 # (Re)build the venv when it is missing or pyproject.toml changed since it was built.
 $(STAMP): pyproject.toml
@@ -42,6 +42,10 @@ bench: $(STAMP)
 	@failed=""; for b in benchmarks/bench_*.py; do echo "== $$b"; \
 		$(BIN)/python $$b || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "benchmarks missing a target:$$failed"; exit 1; fi
+
+## make screens: screenshots of each operator screen page into docs/screens/ (needs chromium)
+screens: $(STAMP)
+	BUMPLINE_SCREENS=docs/screens $(BIN)/python -m pytest -q -W error -p no:randomly tests/test_web_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller drivers sequences sim tests benchmarks

@@ -36,7 +36,8 @@ if CHROMIUM is None or sync_playwright is None:
 BUMPLINE = [sys.executable, "-m", "controller.cli"]
 SCREENS = os.environ.get("BUMPLINE_SCREENS")
 WAIT_MS = 60_000  # the longest any step of the scenario may take (a slow CI machine)
-USERS = {"olga": ("operator", "operator-pass-1"), "erik": ("engineer", "engineer-pass-1")}
+USERS = {"olga": ("operator", "operator-pass-1"), "erik": ("engineer", "engineer-pass-1"),
+         "ada": ("admin", "admin-pass-123")}
 
 
 def _free_port() -> int:
@@ -184,3 +185,10 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
     operator.click("#lot-action button[formaction='/lots/resume']")
     expect(operator.locator("#flash")).to_contain_text("lot E2E: running")
     expect(operator.locator("ul.recent")).to_contain_text("E2E complete")
+
+    # Only an admin manages users.
+    admin = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    _login(admin, url, "ada")
+    admin.goto(url + "/users")
+    expect(admin.locator("table.users")).to_contain_text("olga")
+    _shot(admin, "users")

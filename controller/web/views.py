@@ -123,10 +123,13 @@ def reflow_svg(step: StepInfo, solidus: tuple[str, float] | None) -> str:
                                f"first bump {solidus[0]} solidus" if solidus else "")):
         if value is None:
             continue
+        # liquidus labelled above its line at the right, solidus below at the left: the
+        # two are often a few degrees apart
+        at = (f'x="{SVG_W - PAD_R - 4}" y="{y(value) - 3:.1f}" text-anchor="end"'
+              if css == "liquidus" else f'x="{PAD_L + 4}" y="{y(value) + 11:.1f}"')
         parts.append(f'<line class="{css}" x1="{PAD_L}" x2="{SVG_W - PAD_R}" '
                      f'y1="{y(value):.1f}" y2="{y(value):.1f}"/>'
-                     f'<text class="{css}" x="{SVG_W - PAD_R - 4}" y="{y(value) - 3:.1f}" '
-                     f'text-anchor="end">{escape(label)} {value:g} °C</text>')
+                     f'<text class="{css}" {at}>{escape(label)} {value:g} °C</text>')
     points = " ".join(f"{x(t):.1f},{y(c):.1f}" for t, c in zip(times, temps, strict=True))
     parts.append(f'<polyline class="temp" points="{points}"/>')
     peak = max(range(len(temps)), key=temps.__getitem__)
