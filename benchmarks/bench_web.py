@@ -8,7 +8,7 @@ and with the screen: with it, ``web_server`` serves from the controller's loop
 and ``--clients`` (3) browsers' worth of traffic comes from a separate process
 (so their CPU is not counted): each logs in, holds the server-sent event stream
 open on the lot and fetches the lot's live part after events, at most every
-400 ms and once after the last (what static/line.js does). The CPU counted is
+1 s and once after the last (what static/line.js does). The CPU counted is
 this process's (every thread: the pages run in Starlette's thread pool).
 
 Reported: median and spread (min-max) of controller CPU per wafer for each,
@@ -59,7 +59,7 @@ import asyncio, re, sys
 import httpx
 
 URL, N, PASSWORD = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-THROTTLE_S = 0.4
+THROTTLE_S = 1.0
 
 async def browser(i, ready):
     async with httpx.AsyncClient(base_url=URL, timeout=None) as client:
@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 with simulator(args.speed, workdir, DEFAULT_SEED) as (config, _log):
                     db = workdir / f"web-{run}-{clients}.db"
                     into.append(asyncio.run(_run(config, db, args.wafers, clients, workdir)))
+                    print(f"  run {run} {'with' if clients else 'without'}: "
+                          f"{into[-1]:.1f} ms/wafer", file=sys.stderr, flush=True)
     print(f"bench_web: {args.wafers}-wafer lot at {args.speed:g}x, {args.runs} runs each, "
           f"{args.clients} screens open (SSE + live part fetches) in the 'with' runs")
     for name, values in (("without the screen", without), ("with the screen", with_web)):

@@ -57,6 +57,7 @@ class WebContext:
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     view: LineView = field(default_factory=LineView)
     notes: dict[tuple[str, str], Any] = field(default_factory=dict)  # auth.note
+    parts: dict[tuple[str, str, int], bytes] = field(default_factory=dict)  # pages.render
 
     def __post_init__(self) -> None:
         self.users = UserBook(self.store)

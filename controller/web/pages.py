@@ -36,10 +36,32 @@ NAV = (  # (path, label, least role)
 WAITING = ("held", "awaiting_disposition")
 
 
+# Live parts that are the same for every session (no CSRF token in them): rendered once per
+# line event however many screens ask (bench_web.py); alarms_live has per-session forms.
+SHARED_PARTS = frozenset({"line", "lots", "lot", "wafer", "dispositions", "reports", "_banner"})
+MAX_CACHED = 256
+
+
 def render(request: Request, page: str, user: UserInfo | None, status: int = 200,
            **context: Any) -> Response:
     web = request.app.state.web
     live = request.query_params.get("live") == "1" or page.startswith("_")  # a part only
+    key = (request.url.path, request.url.query, web.view.last_seq)
+    if live and page in SHARED_PARTS and not web.read_only:
+        cached = web.parts.get(key)
+        if cached is None:
+            cached = _render(request, page, user, live, context).body
+            if len(web.parts) >= MAX_CACHED:
+                web.parts.clear()
+            web.parts[key] = cached
+        return Response(cached, media_type="text/html",
+                        headers={"Cache-Control": "no-store"})
+    return _render(request, page, user, live, context, status)
+
+
+def _render(request: Request, page: str, user: UserInfo | None, live: bool,
+            context: dict[str, Any], status: int = 200) -> Response:
+    web = request.app.state.web
     name = f"{page}.html" if page.startswith("_") else (
         f"{page}_live.html" if live else f"{page}.html")  # parts never take a page's notes
     context.update(

@@ -4,7 +4,7 @@ One subscription to the line event stream per open page. Events are sent as
 they come, but batched: what is queued when the writer wakes goes out as one
 message (the newest event's kind and ids, and how many), so a page that cannot
 keep up costs one message per wake, not one per event. The page decides what
-to fetch again (controller/web/static/line.js), at most a few times a second,
+to fetch again (controller/web/static/line.js), at most once a second,
 so the controller's cost stays bounded whatever the event rate.
 
 The read-only screen has no stream: it sends a tick every few seconds so pages

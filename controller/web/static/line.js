@@ -1,12 +1,12 @@
 // The screen's live part: one EventSource on /events; when the line changes, the
-// page's live regions (data-live="URL") are fetched again, at most every REFRESH_MS
+// page's live regions (data-live="URL") are fetched again, at most once a second (REFRESH_MS)
 // and always once after the last event (a trailing throttle), so a busy line costs
 // each browser a few requests a second, not one per event. A region is swapped (by
 // htmx, which wires up what it contains) only when its HTML changed and no button in
 // it is being pressed, so a refresh never eats a click.
 (function () {
   "use strict";
-  var REFRESH_MS = 400;
+  var REFRESH_MS = 1000;  // people read a screen once a second at most
   var timer = null;
   var pressed = null;
   document.addEventListener("pointerdown", function (e) { pressed = e.target; });
