@@ -14,6 +14,7 @@ import hmac
 import tomllib
 from urllib.parse import urlsplit
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -66,7 +67,8 @@ async def login(request: Request) -> Response:
     if wait > 0:
         return PlainTextResponse(
             f"too many failed logins: try again in {wait / 60:.0f} min", 429)
-    user = web.users.verify(name, form.get("password", ""))
+    # scrypt takes ~70 ms of CPU by design: in a thread, never on the line's loop
+    user = await run_in_threadpool(web.users.verify, name, form.get("password", ""))
     if user is None:
         web.limiter.failed(name, address)
         web.audit(name or "-", "web.login_failed", f"from {address}")
@@ -205,8 +207,8 @@ async def user_add(request: Request, user: UserInfo) -> Response:
     form = await _form(request)
     book = request.app.state.web.users
     try:
-        made = book.add(form.get("name", "").lower(), Role.parse(form.get("role", "")),
-                        form.get("password", ""))
+        made = await run_in_threadpool(book.add, form.get("name", "").lower(),
+                                       Role.parse(form.get("role", "")), form.get("password", ""))
     except FAILED as exc:
         return _done(request, user, "user.add", _line(exc), ok=False)
     return _done(request, user, "user.add", f"user {made.name} ({made.role.label}) added")
@@ -231,7 +233,8 @@ async def user_passwd(request: Request, user: UserInfo) -> Response:
     form = await _form(request)
     name = form.get("name", "")
     try:
-        request.app.state.web.users.set_password(name, form.get("password", ""))
+        await run_in_threadpool(request.app.state.web.users.set_password, name,
+                                form.get("password", ""))
     except FAILED as exc:
         return _done(request, user, "user.passwd", _line(exc), ok=False)
     return _done(request, user, "user.passwd", f"password of {name} changed")

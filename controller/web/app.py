@@ -95,6 +95,10 @@ def build_app(web: WebContext, *, secret: str | None = None) -> Starlette:
     )
     app.state.web = web
     app.state.templates = Jinja2Templates(directory=_package_dir("templates"))
+    # Compiled now, not on a first page view in the middle of a lot: compiling holds the
+    # interpreter for tens of ms, which the line's loop would feel (bench_web.py).
+    for name in app.state.templates.env.list_templates():
+        app.state.templates.env.get_template(name)
     return app
 
 
