@@ -48,6 +48,7 @@ async def _form(request: Request) -> dict[str, str]:
 def _done(request: Request, user: UserInfo, action: str, outcome: str, *, ok: bool = True,
           lot_id: str | None = None, wafer_id: str | None = None) -> Response:
     request.app.state.web.parts.clear()  # what the write changed is not in the stream yet
+    request.app.state.web.forget_users()
     request.app.state.web.audit(user.name, f"web.{action}", outcome if ok else
                                 f"refused: {outcome}", lot_id=lot_id, wafer_id=wafer_id)
     return _back(request, outcome, ok=ok)
@@ -85,6 +86,7 @@ async def login(request: Request) -> Response:
 @writes(Role.OPERATOR, "logout", needs_line=False)
 async def logout(request: Request, user: UserInfo) -> Response:
     request.app.state.web.parts.clear()  # what the write changed is not in the stream yet
+    request.app.state.web.forget_users()
     request.app.state.web.audit(user.name, "web.logout")
     request.session.clear()
     return RedirectResponse("/", 303)

@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,12 +38,13 @@ from controller.web import actions, pages
 from controller.web.auth import LoginLimiter
 from controller.web.live import LineView
 from controller.web.sse import line_events
-from controller.web.users import UserBook
+from controller.web.users import UserBook, UserInfo
 
 log = logging.getLogger("controller.web")
 
 SECRET_ENV = "BUMPLINE_WEB_SECRET"
 SESSION_MAX_AGE_S = 12 * 3600  # one shift
+USER_TTL_S = 5.0  # wall seconds a user's role and state are taken as read
 DEFAULT_ADDRESS = "127.0.0.1:8080"
 
 
@@ -58,11 +60,25 @@ class WebContext:
     view: LineView = field(default_factory=LineView)
     notes: dict[tuple[str, str], Any] = field(default_factory=dict)  # auth.note
     parts: dict[tuple[str, str, int], bytes] = field(default_factory=dict)  # pages.render
+    _users: dict[str, tuple[float, UserInfo | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.users = UserBook(self.store)
         if self.events is not None:
             self.events.listen(self.view.listen)
+
+    def user(self, name: str) -> UserInfo | None:
+        """The user as the database has it, read at most every USER_TTL_S per name: a
+        disabled user or a changed role applies within that (changes made on this screen
+        at once), without a query on each of a page's live fetches."""
+        now = time.monotonic()
+        cached = self._users.get(name)
+        if cached is None or now - cached[0] > USER_TTL_S:
+            cached = self._users[name] = (now, self.users.get(name))
+        return cached[1]
+
+    def forget_users(self) -> None:
+        self._users.clear()
 
     @property
     def read_only(self) -> bool:

@@ -2,8 +2,9 @@
 
 The session is a cookie signed by Starlette's SessionMiddleware (itsdangerous):
 the browser holds ``{"user", "csrf"}`` and cannot change it without the key. The
-role is looked up in the database on every request, so disabling a user or
-changing a role takes effect at once, not when the cookie expires.
+role is looked up in the database (``WebContext.user``, at most 5 s old), so
+disabling a user or changing a role takes effect within seconds, not when the
+cookie expires.
 
 Every write is a POST carrying the session's CSRF token (form field ``csrf`` or
 header ``X-CSRF-Token``); the cookie is also ``SameSite=Strict``. A write is
@@ -93,7 +94,7 @@ def current_user(request: Request) -> UserInfo | None:
     name = request.session.get("user")
     if not name:
         return None
-    user = request.app.state.web.users.get(name)
+    user = request.app.state.web.user(name)
     if user is None or user.disabled:
         request.session.clear()
         return None

@@ -1,9 +1,9 @@
 """Server-sent events: each browser hears that the line changed, and reloads what it shows.
 
-One subscription to the line event stream per open page. Events are sent as
-they come, but batched: what is queued when the writer wakes goes out as one
-message (the newest event's kind and ids, and how many), so a page that cannot
-keep up costs one message per wake, not one per event. The page decides what
+One subscription to the line event stream per open page. Events are batched:
+the first one starts a 0.5 s gathering, then everything queued goes out as one
+message (the newest event's kind and ids, and how many), so a page costs the
+line at most two messages a second, whatever the event rate. The page decides what
 to fetch again (controller/web/static/line.js), at most once a second,
 so the controller's cost stays bounded whatever the event rate.
 
@@ -25,6 +25,7 @@ from controller.web.auth import current_user
 
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing the stream
 READ_ONLY_TICK_S = 3.0
+MIN_INTERVAL_S = 0.5  # wall seconds between two messages to one page
 
 
 async def _line_messages(stream: LineEventStream, request: Request) -> AsyncIterator[str]:
@@ -39,6 +40,9 @@ async def _line_messages(stream: LineEventStream, request: Request) -> AsyncIter
                 continue
             except StopAsyncIteration:
                 return
+            # Gather what else comes within the interval: one message per interval at most,
+            # whatever the event rate (the page refreshes at most once a second anyway).
+            await asyncio.sleep(MIN_INTERVAL_S)
             batch = [first]
             while (more := subscription.get_nowait()) is not None:
                 batch.append(more)
