@@ -156,3 +156,16 @@ async def test_a_disabled_user_or_a_short_password_is_refused(tmp_path: Path,
             assert (await client.get("/line")).status_code == 303
         with pytest.raises(Exception, match="at least 10 characters"):
             context.users.add("newbie", ROLES["olga"], password)
+
+
+async def test_a_forged_csrf_token_is_refused_not_a_crash(tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await client.get("/")
+            forged = await client.post("/login", data={
+                "name": "olga", "password": "operator-pass-1", "csrf": "Grüße"})
+            assert forged.status_code == 403 and "stale" in forged.text
+            await login(client, "olga")
+            answer = await client.post("/lots/hold", data={"csrf": "Grüße", "lot": "X"})
+            assert answer.status_code == 403 and "stale" in answer.text

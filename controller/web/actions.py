@@ -62,7 +62,7 @@ async def login(request: Request) -> Response:
     form = await _form(request)
     name, address = form.get("name", "").lower(), client_address(request)
     expected = request.session.get("csrf")
-    if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
+    if not expected or not hmac.compare_digest(form.get("csrf", "").encode(), expected.encode()):
         return PlainTextResponse("refused: the login form is stale (reload the page)", 403)
     wait = web.limiter.blocked(name, address)
     if wait > 0:

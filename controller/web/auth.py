@@ -114,7 +114,8 @@ async def _csrf_ok(request: Request) -> bool:
         form = await request.form()
         value = form.get("csrf")
         given = value if isinstance(value, str) else None
-    return given is not None and hmac.compare_digest(given, expected)
+    # bytes: compare_digest refuses non-ASCII text, and a form may carry any
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
 Endpoint = Callable[[Request, UserInfo], Awaitable[Response]]

@@ -75,7 +75,7 @@ def check_password(password: str, stored: str) -> bool:
                                p=int(p), maxmem=64 * 1024 * 1024, dklen=len(digest) // 2)
     except ValueError:
         return False
-    return hmac.compare_digest(again.hex(), digest)
+    return hmac.compare_digest(again.hex().encode(), digest.encode())
 
 
 # Checked against when the name is unknown, so a wrong name costs as long as a wrong password.
