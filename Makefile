@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 GEMHOST       := .venv-gemhost
 GEMHOST_STAMP := $(GEMHOST)/.installed
 
-.PHONY: demo demo-barrier test test-timing bench lint docs clean venv gemhost report-check
+.PHONY: demo demo-barrier test test-timing bench lint docs clean venv gemhost report-check screens
 
 # (Re)build the venv when it is missing or pyproject.toml changed since it was built.
 $(STAMP): pyproject.toml
@@ -63,6 +63,10 @@ bench: $(STAMP)
 ## (needs Debian's chromium: apt-get install -y chromium)
 report-check: $(STAMP)
 	$(BIN)/python tools/report_check.py --out reports/report-check
+
+## make screens: screenshots of each operator screen page into docs/screens/ (needs chromium)
+screens: $(STAMP)
+	BUMPLINE_SCREENS=docs/screens $(BIN)/python -m pytest -q -W error -p no:randomly tests/test_web_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller drivers sequences sim tests benchmarks tools

@@ -326,3 +326,19 @@ class ControllerLock(Base):
     acquired_at: Mapped[datetime]
     renewed_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+# --- the operator screen (controller/web, docs/security.md) --------------------------------------
+
+
+class WebUser(Base):
+    """A person who logs in to the operator screen; never deleted, only disabled (audit names)."""
+
+    __tablename__ = "web_users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # operator, engineer, admin
+    password_hash: Mapped[str] = mapped_column(String(256))  # scrypt$n$r$p$salt$hash
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]
+    changed_at: Mapped[datetime]

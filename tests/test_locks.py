@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli.run import Leases
+from controller.cli.leases import Leases
 from controller.store import LockHeldError, Store, StoreError
 from sequences.recipes.validate import load_valid_recipe
 

@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "controller.cli.tool",
     "controller.cli.sim",
     "controller.cli.gem",
+    "controller.cli.web",
 )
 
 

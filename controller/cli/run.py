@@ -2,7 +2,7 @@
 
     bumpline run --lot ID --recipe NAME (--wafers N | --slots LIST) [--line FILE] [--db URL]
     bumpline run --resume LOT [--line FILE] [--db URL]
-    bumpline serve --line FILE [--db URL] [--gem]
+    bumpline serve --line FILE [--db URL] [--gem] [--web [HOST:PORT]]
 
 Without ``--line`` both start the simulated line in the same process (the
 embedded default) at ``--speed`` times real time. Ctrl-C (or SIGTERM) stops
@@ -26,14 +26,15 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+from controller.cli.leases import Leases, line_id
 from controller.cli.output import db_url
 from controller.errors import EXIT_USAGE, UserError
 from controller.line.events import LineEventStream
 
 DEFAULT_SPEED = 200.0
-SIM_LINE_ID = "sim"  # the in-process simulated line's id for the line lock
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -122,6 +123,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also serve the factory host over SECS/GEM (HSMS-SS passive; settings in the "
         "line file's [gem] section, docs/gem.md)",
+    )
+    s.add_argument(
+        "--web",
+        nargs="?",
+        const="127.0.0.1:8080",
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve the operator screen (default 127.0.0.1:8080; docs/operators.md, "
+        "docs/security.md)",
     )
     s.add_argument(
         "--gem-port",
@@ -225,90 +235,6 @@ class Stopper:
             # At once; with no controller (the line still opening) main() says "interrupted".
             self.left_at_once = self.controller is not None
             self._task.cancel()
-
-
-# --- one controller per line and per lot ------------------------------------------------------
-
-
-def line_id(args: argparse.Namespace) -> str:
-    """The line to lock: ``[line] id``, else the configuration's resolved path, else "sim"."""
-    if not args.line:
-        return SIM_LINE_ID
-    from pathlib import Path
-
-    from drivers.line_config import load_line_config
-
-    config = load_line_config(args.line)
-    return config.id or str(Path(args.line).resolve())
-
-
-class Leases:
-    """The line and lot locks this controller holds, renewed in the background.
-
-    Leases are in wall seconds (they are about processes, not tools), like link
-    timeouts.
-    """
-
-    def __init__(self, store: Any, holder: str) -> None:
-        from controller.store import DEFAULT_LEASE_S
-
-        self.store, self.holder = store, holder
-        self.lease_s = DEFAULT_LEASE_S
-        self.held: dict[str, Any] = {}  # resource -> LockInfo
-        self.lost: str | None = None  # why a lock was lost, once it was
-        self.stop: Callable[[], None] | None = None  # the running controller's stop()
-
-    def take_line(self, line: str) -> None:
-        lock = self.store.acquire_line_lock(line, lease_s=self.lease_s, holder=self.holder)
-        self.held[lock.resource] = lock
-
-    def take_lot(self, lot_id: str) -> None:
-        """Lock a lot; ``LockHeldError`` (a ``StoreError``) names the controller running it."""
-        from controller.store import lot_resource
-
-        if lot_resource(lot_id) not in self.held:
-            lock = self.store.acquire_lot_lock(lot_id, lease_s=self.lease_s, holder=self.holder)
-            self.held[lock.resource] = lock
-
-    def release_lots(self) -> None:
-        for resource in [r for r in self.held if r.startswith("lot:")]:
-            self.store.release_lock(self.held.pop(resource))
-
-    def release_all(self) -> None:
-        for lock in self.held.values():
-            with contextlib.suppress(Exception):  # best effort: the lease expires anyway
-                self.store.release_lock(lock)
-        self.held.clear()
-
-    async def heartbeat(self) -> None:
-        """Renew every lease a third of the way through it; a lock lost stops the controller."""
-        from controller.store import StoreError
-
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            for resource, lock in list(self.held.items()):
-                try:
-                    self.held[resource] = self.store.renew_lock(lock, lease_s=self.lease_s)
-                except StoreError as exc:
-                    self.held.pop(resource, None)
-                    self.lost = str(exc)
-                    print(f"bumpline: {self.lost}: stopping", file=sys.stderr, flush=True)
-                    if self.stop is not None:
-                        self.stop()
-                    return
-
-    @contextlib.asynccontextmanager
-    async def kept(self) -> AsyncIterator[Leases]:
-        """The heartbeat runs for the whole block (opening the line may take longer than
-        a lease); the locks are released at its end."""
-        beat = asyncio.create_task(self.heartbeat())
-        try:
-            yield self
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
-            self.release_all()
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -519,6 +445,15 @@ def db_shown(url: str) -> str:
     return url
 
 
+async def _serve_web(args: argparse.Namespace, store: Any, events: LineEventStream,
+                     services: contextlib.AsyncExitStack) -> None:
+    from controller.web.app import WebContext, web_server
+
+    context = WebContext(store, events, Path(args.report_dir))
+    url = await services.enter_async_context(web_server(context, args.web))
+    print(f"web: the operator screen at {url}", flush=True)
+
+
 async def cmd_serve(args: argparse.Namespace) -> int:
     """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
     until none is left). Held wafers wait for their disposition; with --once a lot that
@@ -535,11 +470,24 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         leases.take_line(line_id(args))
         await services.enter_async_context(leases.kept())
         events = await services.enter_async_context(gem_service(args, store))
+        if args.web:  # one stream for GEM and the screen, the controller publishes into it
+            events = events or LineEventStream("line", asyncio.get_running_loop().time)
+            await _serve_web(args, store, events, services)
         return await _serve(args, store, leases, events)
     finally:
         await services.aclose()
         leases.release_all()
         store.close()
+
+
+def _held_and_done(store: Any, lot: Any) -> bool:
+    """A held lot whose wafers are all finished: nothing for a controller to do until a person
+    resumes it (then it is running again, and the next look closes it)."""
+    from controller.store import LotState
+    from sequences.wafer.machine import FINAL_STATES
+
+    return lot.state == LotState.HELD.value and all(
+        w.state in FINAL_STATES for w in store.wafers(lot.id))
 
 
 async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
@@ -554,7 +502,7 @@ async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
         while not stopper.count:
             unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING,
                                                              LotState.HELD])
-                          if lot.id not in left]
+                          if lot.id not in left and not _held_and_done(store, lot)]
             if leases.lost is not None:
                 raise StoreError(leases.lost)
             queued = store.next_queued_lot()
@@ -589,7 +537,8 @@ async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
                 leases.release_lots()
             if stopper.count:
                 return run_status
-            left.update(o.lot_id for o in outcomes if o.state != "complete")
+            if args.once:  # a lot that stopped for a person is left to them
+                left.update(o.lot_id for o in outcomes if o.state != "complete")
             status = status or run_status
     if stopper.count:
         print("bumpline serve: stopped", file=sys.stderr)

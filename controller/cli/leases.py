@@ -1,0 +1,99 @@
+"""One controller per line and per lot: the leases ``bumpline run`` and ``serve`` hold.
+
+Both commands lock the line (``[line] id`` of the configuration, else the file's
+resolved path, else ``sim`` for the in-process simulated line) and every lot they
+run in the database, renew the leases while they run and release them at the end;
+a second controller is refused with the holder named (docs/database.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+SIM_LINE_ID = "sim"  # the in-process simulated line's id for the line lock
+
+
+def line_id(args: argparse.Namespace) -> str:
+    """The line to lock: ``[line] id``, else the configuration's resolved path, else "sim"."""
+    if not args.line:
+        return SIM_LINE_ID
+    from pathlib import Path
+
+    from drivers.line_config import load_line_config
+
+    config = load_line_config(args.line)
+    return config.id or str(Path(args.line).resolve())
+
+
+class Leases:
+    """The line and lot locks this controller holds, renewed in the background.
+
+    Leases are in wall seconds (they are about processes, not tools), like link
+    timeouts.
+    """
+
+    def __init__(self, store: Any, holder: str) -> None:
+        from controller.store import DEFAULT_LEASE_S
+
+        self.store, self.holder = store, holder
+        self.lease_s = DEFAULT_LEASE_S
+        self.held: dict[str, Any] = {}  # resource -> LockInfo
+        self.lost: str | None = None  # why a lock was lost, once it was
+        self.stop: Callable[[], None] | None = None  # the running controller's stop()
+
+    def take_line(self, line: str) -> None:
+        lock = self.store.acquire_line_lock(line, lease_s=self.lease_s, holder=self.holder)
+        self.held[lock.resource] = lock
+
+    def take_lot(self, lot_id: str) -> None:
+        """Lock a lot; ``LockHeldError`` (a ``StoreError``) names the controller running it."""
+        from controller.store import lot_resource
+
+        if lot_resource(lot_id) not in self.held:
+            lock = self.store.acquire_lot_lock(lot_id, lease_s=self.lease_s, holder=self.holder)
+            self.held[lock.resource] = lock
+
+    def release_lots(self) -> None:
+        for resource in [r for r in self.held if r.startswith("lot:")]:
+            self.store.release_lock(self.held.pop(resource))
+
+    def release_all(self) -> None:
+        for lock in self.held.values():
+            with contextlib.suppress(Exception):  # best effort: the lease expires anyway
+                self.store.release_lock(lock)
+        self.held.clear()
+
+    async def heartbeat(self) -> None:
+        """Renew every lease a third of the way through it; a lock lost stops the controller."""
+        from controller.store import StoreError
+
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            for resource, lock in list(self.held.items()):
+                try:
+                    self.held[resource] = self.store.renew_lock(lock, lease_s=self.lease_s)
+                except StoreError as exc:
+                    self.held.pop(resource, None)
+                    self.lost = str(exc)
+                    print(f"bumpline: {self.lost}: stopping", file=sys.stderr, flush=True)
+                    if self.stop is not None:
+                        self.stop()
+                    return
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[Leases]:
+        """The heartbeat runs for the whole block (opening the line may take longer than
+        a lease); the locks are released at its end."""
+        beat = asyncio.create_task(self.heartbeat())
+        try:
+            yield self
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            self.release_all()

@@ -1,0 +1,270 @@
+"""The screen's writes (POST): log in and out, lots, alarms, dispositions, recipes, users.
+
+Every write but the login goes through ``auth.writes`` (session, CSRF, role on
+the server, read-only refusal) and is recorded in the audit log under the
+user's name as ``web.<action>`` with what came of it. The store's own calls
+record the change itself as they do for the command line; the running
+controller carries out holds, aborts and dispositions (it reads the requests).
+A refused or malformed request comes back as one line on the page it came from.
+"""
+
+from __future__ import annotations
+
+import hmac
+import tomllib
+from urllib.parse import urlsplit
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from controller.domain import DEFAULT_PRIORITY, parse_slots, slots_for_count
+from controller.store import StoreError
+from controller.web.auth import client_address, csrf_token, note, writes
+from controller.web.users import Role, UserInfo
+from sequences.errors import RecipeError, RecipeInvalid
+from sequences.recipes.recipe import parse_recipe_problems, shipped_recipe_paths
+from sequences.recipes.validate import load_valid_recipe, validate
+
+MAX_UPLOAD = 256 * 1024  # a recipe is a few kB
+FAILED = (StoreError, RecipeError, ValueError)
+
+
+def _back(request: Request, message: str, *, ok: bool = True, fallback: str = "/line"
+          ) -> Response:
+    note(request, "flash", {"ok": ok, "text": message})
+    referer = urlsplit(request.headers.get("referer", ""))
+    path = referer.path if referer.path.startswith("/") and not referer.path.startswith("//") \
+        else ""  # only a path on this screen: never a redirect to elsewhere
+    return RedirectResponse(path or fallback, 303)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v.strip() for k, v in form.items() if isinstance(v, str)}
+
+
+def _done(request: Request, user: UserInfo, action: str, outcome: str, *, ok: bool = True,
+          lot_id: str | None = None, wafer_id: str | None = None) -> Response:
+    request.app.state.web.parts.clear()  # what the write changed is not in the stream yet
+    request.app.state.web.forget_users()
+    request.app.state.web.audit(user.name, f"web.{action}", outcome if ok else
+                                f"refused: {outcome}", lot_id=lot_id, wafer_id=wafer_id)
+    return _back(request, outcome, ok=ok)
+
+
+# --- logging in and out ---------------------------------------------------------------------
+
+
+async def login(request: Request) -> Response:
+    web = request.app.state.web
+    form = await _form(request)
+    name, address = form.get("name", "").lower(), client_address(request)
+    expected = request.session.get("csrf")
+    if not expected or not hmac.compare_digest(form.get("csrf", "").encode(), expected.encode()):
+        return PlainTextResponse("refused: the login form is stale (reload the page)", 403)
+    wait = web.limiter.blocked(name, address)
+    if wait > 0:
+        return PlainTextResponse(
+            f"too many failed logins: try again in {wait / 60:.0f} min", 429)
+    # scrypt takes ~70 ms of CPU by design: in a thread, never on the line's loop
+    user = await run_in_threadpool(web.users.verify, name, form.get("password", ""))
+    if user is None:
+        web.limiter.failed(name, address)
+        web.audit(name or "-", "web.login_failed", f"from {address}")
+        note(request, "flash", {"ok": False, "text": "wrong name or password"})
+        return RedirectResponse("/", 303)
+    web.limiter.succeeded(name)
+    request.session.clear()  # a new session and a new CSRF token on every login
+    request.session["user"] = user.name
+    csrf_token(request)
+    web.audit(user.name, "web.login", f"{user.role.label} from {address}")
+    return RedirectResponse("/line", 303)
+
+
+@writes(Role.OPERATOR, "logout", needs_line=False)
+async def logout(request: Request, user: UserInfo) -> Response:
+    request.app.state.web.parts.clear()  # what the write changed is not in the stream yet
+    request.app.state.web.forget_users()
+    request.app.state.web.audit(user.name, "web.logout")
+    request.session.clear()
+    return RedirectResponse("/", 303)
+
+
+# --- lots (operator) ------------------------------------------------------------------------
+
+
+@writes(Role.OPERATOR, "lot.start")
+async def lot_start(request: Request, user: UserInfo) -> Response:
+    form = await _form(request)
+    lot_id, recipe_name = form.get("lot", ""), form.get("recipe", "")
+    try:
+        if recipe_name not in shipped_recipe_paths():
+            raise StoreError(f"no recipe '{recipe_name}' (pick one of the list)")
+        if form.get("slots"):
+            slots = parse_slots(form["slots"])
+        elif form.get("wafers"):
+            slots = slots_for_count(int(form["wafers"]))
+        else:
+            raise StoreError("give a wafer count or carrier slots")
+        priority = int(form.get("priority") or DEFAULT_PRIORITY)
+        recipe = load_valid_recipe(recipe_name)
+        made = request.app.state.web.store.create_lot(
+            lot_id, recipe_name=recipe_name, recipe_version=recipe.version,
+            recipe_hash=recipe.hash, slots=slots, priority=priority, user=user.name)
+    except FAILED as exc:
+        return _done(request, user, "lot.start", _line(exc), ok=False, lot_id=lot_id or None)
+    return _done(request, user, "lot.start",
+                 f"lot {made.id} queued: {made.wafer_count} wafers, {made.recipe_name}, "
+                 f"priority {made.priority}", lot_id=made.id)
+
+
+def _lot_action(action: str) -> object:
+    @writes(Role.OPERATOR, f"lot.{action}")
+    async def act(request: Request, user: UserInfo) -> Response:
+        form = await _form(request)
+        lot_id, reason = form.get("lot", ""), form.get("reason", "")
+        store = request.app.state.web.store
+        try:
+            if action == "abort" and not reason:
+                raise StoreError("aborting a lot needs a reason")
+            changed = getattr(store, f"{action}_lot")(lot_id, user=user.name, reason=reason)
+        except FAILED as exc:
+            return _done(request, user, f"lot.{action}", _line(exc), ok=False,
+                         lot_id=lot_id or None)
+        return _done(request, user, f"lot.{action}", f"lot {lot_id}: {changed.state}",
+                     lot_id=lot_id)
+
+    act.__name__ = f"lot_{action}"
+    return act
+
+
+# --- alarms (operator), dispositions (engineer) ---------------------------------------------
+
+
+@writes(Role.OPERATOR, "alarm.ack")
+async def alarm_ack(request: Request, user: UserInfo) -> Response:
+    form = await _form(request)
+    try:
+        alarm = request.app.state.web.store.acknowledge_alarm(int(form.get("alarm", "")),
+                                                              user=user.name)
+    except FAILED as exc:
+        return _done(request, user, "alarm.ack", _line(exc), ok=False)
+    return _done(request, user, "alarm.ack",
+                 f"alarm {alarm.id} ({alarm.tool} {alarm.code} {alarm.text}) acknowledged",
+                 lot_id=alarm.lot_id, wafer_id=alarm.wafer_id)
+
+
+@writes(Role.ENGINEER, "wafer.disposition")
+async def disposition(request: Request, user: UserInfo) -> Response:
+    form = await _form(request)
+    wafer_id = form.get("wafer", "")
+    try:
+        made = request.app.state.web.store.disposition_wafer(
+            wafer_id, form.get("decision", ""), user=user.name, reason=form.get("reason", ""))
+    except FAILED as exc:
+        return _done(request, user, "wafer.disposition", _line(exc), ok=False,
+                     wafer_id=wafer_id or None)
+    return _done(request, user, "wafer.disposition",
+                 f"{made.action} of {made.wafer_id} recorded; the controller carries it out",
+                 lot_id=made.lot_id, wafer_id=made.wafer_id)
+
+
+# --- recipes (engineer): validate an uploaded file -------------------------------------------
+
+
+@writes(Role.ENGINEER, "recipe.validate", needs_line=False)
+async def recipe_validate(request: Request, user: UserInfo) -> Response:
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return _done(request, user, "recipe.validate", "choose a recipe file to validate",
+                     ok=False)
+    raw = await upload.read(MAX_UPLOAD + 1)
+    name = upload.filename
+    try:
+        if len(raw) > MAX_UPLOAD:
+            raise StoreError(f"{name} is over {MAX_UPLOAD // 1024} kB: not a recipe")
+        text = raw.decode("utf-8")
+        recipe, problems = parse_recipe_problems(text, source=name)
+        if recipe is not None:
+            problems += validate(recipe)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return _done(request, user, "recipe.validate", f"{name}: not UTF-8 TOML ({exc})",
+                     ok=False)
+    except FAILED as exc:
+        return _done(request, user, "recipe.validate", _line(exc), ok=False)
+    note(request, "validation", {"file": name, "problems": [str(p) for p in problems]})
+    verdict = (f"{name}: valid" if not problems else
+               f"{name}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+    return _done(request, user, "recipe.validate", verdict, ok=not problems)
+
+
+# --- users (admin) --------------------------------------------------------------------------
+
+
+@writes(Role.ADMIN, "user.add", needs_line=False)
+async def user_add(request: Request, user: UserInfo) -> Response:
+    form = await _form(request)
+    book = request.app.state.web.users
+    try:
+        made = await run_in_threadpool(book.add, form.get("name", "").lower(),
+                                       Role.parse(form.get("role", "")), form.get("password", ""))
+    except FAILED as exc:
+        return _done(request, user, "user.add", _line(exc), ok=False)
+    return _done(request, user, "user.add", f"user {made.name} ({made.role.label}) added")
+
+
+@writes(Role.ADMIN, "user.disable", needs_line=False)
+async def user_disable(request: Request, user: UserInfo) -> Response:
+    form = await _form(request)
+    name = form.get("name", "")
+    try:
+        if name == user.name:
+            raise StoreError("you cannot disable yourself (another admin can)")
+        request.app.state.web.users.set_disabled(name, form.get("enable") != "1")
+    except FAILED as exc:
+        return _done(request, user, "user.disable", _line(exc), ok=False)
+    state = "enabled" if form.get("enable") == "1" else "disabled"
+    return _done(request, user, "user.disable", f"user {name} {state}")
+
+
+@writes(Role.ADMIN, "user.passwd", needs_line=False)
+async def user_passwd(request: Request, user: UserInfo) -> Response:
+    form = await _form(request)
+    name = form.get("name", "")
+    try:
+        await run_in_threadpool(request.app.state.web.users.set_password, name,
+                                form.get("password", ""))
+    except FAILED as exc:
+        return _done(request, user, "user.passwd", _line(exc), ok=False)
+    return _done(request, user, "user.passwd", f"password of {name} changed")
+
+
+def _line(exc: BaseException) -> str:
+    if isinstance(exc, RecipeInvalid):
+        return f"{exc.source}: {len(exc.problems)} problem(s): {exc.problems[0]}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# Every write endpoint: the role matrix test walks this table.
+WRITES: dict[str, object] = {
+    "/logout": logout,
+    "/lots/start": lot_start,
+    "/lots/hold": _lot_action("hold"),
+    "/lots/resume": _lot_action("resume"),
+    "/lots/abort": _lot_action("abort"),
+    "/alarms/ack": alarm_ack,
+    "/dispositions": disposition,
+    "/recipes/validate": recipe_validate,
+    "/users/add": user_add,
+    "/users/disable": user_disable,
+    "/users/passwd": user_passwd,
+}
+
+
+def routes() -> list[Route]:
+    return [Route("/login", login, methods=["POST"]),
+            *(Route(path, endpoint, methods=["POST"]) for path, endpoint in WRITES.items())]

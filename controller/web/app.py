@@ -1,0 +1,153 @@
+"""The operator screen's application and its server inside the controller's event loop.
+
+``build_app(web)`` makes the Starlette app for one ``WebContext`` (the store,
+the users, the line event stream or None when read-only). ``web_server``
+runs it with uvicorn as a task on the running loop, so the screen shares the
+controller's loop and stream and needs no thread or process of its own.
+Page handlers are plain functions: Starlette runs them in its thread pool, so
+their database reads never stall the line's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from controller.errors import EXIT_USAGE, UserError
+from controller.line.events import LineEventStream
+from controller.store import Store
+from controller.web import actions, pages
+from controller.web.auth import LoginLimiter
+from controller.web.live import LineView
+from controller.web.sse import line_events
+from controller.web.users import UserBook, UserInfo
+
+log = logging.getLogger("controller.web")
+
+SECRET_ENV = "BUMPLINE_WEB_SECRET"
+SESSION_MAX_AGE_S = 12 * 3600  # one shift
+USER_TTL_S = 5.0  # wall seconds a user's role and state are taken as read
+DEFAULT_ADDRESS = "127.0.0.1:8080"
+
+
+@dataclass
+class WebContext:
+    """What the pages and actions share."""
+
+    store: Store
+    events: LineEventStream | None  # None: read-only, no controller runs
+    report_dir: Path = Path("reports")
+    users: UserBook = field(init=False)
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    view: LineView = field(default_factory=LineView)
+    notes: dict[tuple[str, str], Any] = field(default_factory=dict)  # auth.note
+    parts: dict[tuple[str, str, int], bytes] = field(default_factory=dict)  # pages.render
+    _users: dict[str, tuple[float, UserInfo | None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.users = UserBook(self.store)
+        if self.events is not None:
+            self.events.listen(self.view.listen)
+
+    def user(self, name: str) -> UserInfo | None:
+        """The user as the database has it, read at most every USER_TTL_S per name: a
+        disabled user or a changed role applies within that (changes made on this screen
+        at once), without a query on each of a page's live fetches."""
+        now = time.monotonic()
+        cached = self._users.get(name)
+        if cached is None or now - cached[0] > USER_TTL_S:
+            cached = self._users[name] = (now, self.users.get(name))
+        return cached[1]
+
+    def forget_users(self) -> None:
+        self._users.clear()
+
+    @property
+    def read_only(self) -> bool:
+        return self.events is None
+
+    def audit(self, user: str, action: str, detail: str = "", *, lot_id: str | None = None,
+              wafer_id: str | None = None) -> None:
+        self.store.audit(user, action, detail, lot_id=lot_id, wafer_id=wafer_id)
+
+
+def _package_dir(name: str) -> str:
+    return str(resources.files("controller.web") / name)
+
+
+def build_app(web: WebContext, *, secret: str | None = None) -> Starlette:
+    """The screen; ``secret`` signs session cookies (default $BUMPLINE_WEB_SECRET, else a
+    random key: sessions then end when the controller restarts)."""
+    key = secret or os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32)
+    routes = [
+        *pages.routes(),
+        *actions.routes(),
+        Route("/events", line_events),
+        Mount("/static", StaticFiles(directory=_package_dir("static")), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SessionMiddleware, secret_key=key, session_cookie="bumpline",
+                               max_age=SESSION_MAX_AGE_S, same_site="strict",
+                               https_only=False)],
+    )
+    app.state.web = web
+    app.state.templates = Jinja2Templates(directory=_package_dir("templates"))
+    # Compiled now, not on a first page view in the middle of a lot: compiling holds the
+    # interpreter for tens of ms, which the line's loop would feel (bench_web.py).
+    for name in app.state.templates.env.list_templates():
+        app.state.templates.env.get_template(name)
+    return app
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
+        raise UserError(f"--web needs HOST:PORT, e.g. {DEFAULT_ADDRESS} (got '{text}')",
+                        exit_code=EXIT_USAGE)
+    return host.strip("[]"), int(port)
+
+
+@contextlib.asynccontextmanager
+async def web_server(web: WebContext, address: str) -> AsyncIterator[str]:
+    """Serve the screen on the running loop until the block ends; yields its URL."""
+    host, port = parse_address(address)
+    try:  # bound here, so a taken port is one clear line (uvicorn would exit the process)
+        sock = socket.create_server((host, port), family=_family(host), reuse_port=False)
+    except OSError as exc:
+        raise UserError(f"cannot serve the screen on {address}: {exc.strerror or exc}") from None
+    config = uvicorn.Config(build_app(web), host=host, port=port, log_level="warning",
+                            access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="web")
+    bound = sock.getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}/"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sock.close()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -1,0 +1,164 @@
+"""Who is asking, and may they: sessions, CSRF tokens, login rate limits, role checks.
+
+The session is a cookie signed by Starlette's SessionMiddleware (itsdangerous):
+the browser holds ``{"user", "csrf"}`` and cannot change it without the key. The
+role is looked up in the database (``WebContext.user``, at most 5 s old), so
+disabling a user or changing a role takes effect within seconds, not when the
+cookie expires.
+
+Every write is a POST carrying the session's CSRF token (form field ``csrf`` or
+header ``X-CSRF-Token``); the cookie is also ``SameSite=Strict``. A write is
+checked on the server, in this order: session (401), CSRF (403), role (403,
+audited), read-only screen (409). ``writes`` wraps each write endpoint so none
+can forget a step.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from controller.web.users import Role, UserInfo
+
+LOGIN_WINDOW_S = 300.0  # wall seconds over which failed logins are counted
+LOGIN_FAILURES = 5
+MAX_NOTES = 1000  # failures within the window that lock out a name or an address
+
+
+@dataclass
+class LoginLimiter:
+    """At most ``LOGIN_FAILURES`` failed logins per name and per client address per window."""
+
+    now: Callable[[], float] = time.monotonic
+    window_s: float = LOGIN_WINDOW_S
+    failures: int = LOGIN_FAILURES
+    _seen: dict[str, deque[float]] = field(default_factory=dict)
+
+    def _recent(self, key: str) -> deque[float]:
+        seen = self._seen.setdefault(key, deque())
+        cutoff = self.now() - self.window_s
+        while seen and seen[0] < cutoff:
+            seen.popleft()
+        return seen
+
+    def blocked(self, name: str, address: str) -> float:
+        """Seconds until a login may be tried again (0: now)."""
+        wait = 0.0
+        for key in (f"user:{name}", f"addr:{address}"):
+            seen = self._recent(key)
+            if len(seen) >= self.failures:
+                wait = max(wait, seen[0] + self.window_s - self.now())
+        return wait
+
+    def failed(self, name: str, address: str) -> None:
+        for key in (f"user:{name}", f"addr:{address}"):
+            self._recent(key).append(self.now())
+
+    def succeeded(self, name: str) -> None:
+        self._seen.pop(f"user:{name}", None)
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (made on first use)."""
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def note(request: Request, kind: str, value: Any) -> None:
+    """Something to show on the next page this session loads (a write's outcome).
+
+    Kept on the server, keyed by the session's CSRF token, not in the cookie: a page's
+    live requests run alongside and each sends the cookie back as it saw it, which
+    would bring a shown message back or lose one."""
+    notes = request.app.state.web.notes
+    if len(notes) > MAX_NOTES:  # sessions that never came back for theirs
+        notes.clear()
+    notes[(csrf_token(request), kind)] = value
+
+
+def take_note(request: Request, kind: str) -> Any:
+    return request.app.state.web.notes.pop((csrf_token(request), kind), None)
+
+
+def current_user(request: Request) -> UserInfo | None:
+    name = request.session.get("user")
+    if not name:
+        return None
+    user = request.app.state.web.user(name)
+    if user is None or user.disabled:
+        request.session.clear()
+        return None
+    return user
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _csrf_ok(request: Request) -> bool:
+    expected = request.session.get("csrf")
+    if not expected:
+        return False
+    given = request.headers.get("x-csrf-token")
+    if given is None:
+        form = await request.form()
+        value = form.get("csrf")
+        given = value if isinstance(value, str) else None
+    # bytes: compare_digest refuses non-ASCII text, and a form may carry any
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+Endpoint = Callable[[Request, UserInfo], Awaitable[Response]]
+
+
+def writes(role: Role, action: str, *, needs_line: bool = True) -> Callable[[Endpoint], Any]:
+    """A write endpoint for ``role`` and up; ``action`` names it in the audit log.
+
+    ``needs_line``: refused on a read-only screen (no controller to carry it out).
+    """
+
+    def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def checked(request: Request) -> Response:
+            try:
+                return await _checked(request)
+            finally:
+                await request.close()  # uploaded files' temporary files
+
+        async def _checked(request: Request) -> Response:
+            web = request.app.state.web
+            user = current_user(request)
+            if user is None:
+                return PlainTextResponse("log in first (your session has ended)", 401)
+            if not await _csrf_ok(request):
+                return PlainTextResponse(
+                    "refused: the form is stale or came from another site (reload the page)",
+                    403)
+            if user.role < role:
+                web.audit(user.name, f"web.denied.{action}",
+                          f"needs {role.label}, {user.name} is {user.role.label}")
+                return PlainTextResponse(
+                    f"refused: {action} needs the {role.label} role; you are "
+                    f"{user.role.label}", 403)
+            if needs_line and web.read_only:
+                return PlainTextResponse(
+                    "refused: this screen is read-only (no controller runs); start "
+                    "'bumpline serve --web' to act on the line", 409)
+            return await endpoint(request, user)
+
+        checked.__name__ = endpoint.__name__
+        checked.__doc__ = endpoint.__doc__
+        checked.write_role = role  # type: ignore[attr-defined]  # the role matrix reads it
+        return checked
+
+    return wrap
+

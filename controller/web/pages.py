@@ -1,0 +1,239 @@
+"""The screen's pages (GET): Line, Lots, Wafer, Alarms, Recipes, Dispositions, Reports, Users.
+
+Each page renders whole on first load and, with ``?live=1``, only its live part,
+which the browser fetches again when the line event stream says something
+changed (static/line.js). Forms stay outside the live part, so what a person
+is typing is never replaced under their fingers. A page a role may not use
+answers 403 and is not in its menu.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from controller.store import Disposition, StoreError
+from controller.web.auth import csrf_token, current_user, take_note
+from controller.web.users import Role, UserInfo
+from controller.web.views import first_bump_solidus, judged, lot_progress, reflow_svg
+from sequences.errors import RecipeError
+from sequences.recipes.recipe import find_recipe, shipped_recipe_paths
+
+NAV = (  # (path, label, least role)
+    ("/line", "Line", Role.OPERATOR),
+    ("/lots", "Lots", Role.OPERATOR),
+    ("/alarms", "Alarms", Role.OPERATOR),
+    ("/dispositions", "Dispositions", Role.ENGINEER),
+    ("/recipes", "Recipes", Role.ENGINEER),
+    ("/reports", "Reports", Role.OPERATOR),
+    ("/users", "Users", Role.ADMIN),
+)
+WAITING = ("held", "awaiting_disposition")
+
+
+# Live parts that are the same for every session (no CSRF token in them): rendered once per
+# line event however many screens ask (bench_web.py); alarms_live has per-session forms.
+SHARED_PARTS = frozenset({"line", "lots", "lot", "wafer", "dispositions", "reports", "_banner"})
+MAX_CACHED = 256
+
+
+def render(request: Request, page: str, user: UserInfo | None, status: int = 200,
+           **context: Any) -> Response:
+    web = request.app.state.web
+    live = request.query_params.get("live") == "1" or page.startswith("_")  # a part only
+    key = (request.url.path, request.url.query, web.view.last_seq)
+    if live and page in SHARED_PARTS and not web.read_only:
+        cached = web.parts.get(key)
+        if cached is None:
+            cached = _render(request, page, user, live, context).body
+            if len(web.parts) >= MAX_CACHED:
+                web.parts.clear()
+            web.parts[key] = cached
+        return Response(cached, media_type="text/html",
+                        headers={"Cache-Control": "no-store"})
+    return _render(request, page, user, live, context, status)
+
+
+def _render(request: Request, page: str, user: UserInfo | None, live: bool,
+            context: dict[str, Any], status: int = 200) -> Response:
+    web = request.app.state.web
+    name = f"{page}.html" if page.startswith("_") else (
+        f"{page}_live.html" if live else f"{page}.html")  # parts never take a page's notes
+    context.update(
+        user=user, nav=[(p, label) for p, label, role in NAV if user and user.role >= role],
+        page=page, read_only=web.read_only, csrf=csrf_token(request),
+        flash=take_note(request, "flash") if not live else None,
+        Role=Role, active_alarms=_loud_alarms(web.store) if user else [],
+    )
+    return request.app.state.templates.TemplateResponse(request, name, context,
+                                                        status_code=status,
+                                                        headers={"Cache-Control": "no-store"})
+
+
+def _loud_alarms(store: Any) -> list[Any]:
+    """Active alarms, and cleared ones nobody acknowledged yet: an alarm the controller
+    cleared in a second (decision 0005) must still reach a person."""
+    return [a for a in store.alarms() if a.active or a.acknowledged_at is None]
+
+
+def _page(least: Role) -> Any:
+    """A GET page for ``least`` role and up: no session → the login page; too low → 403."""
+
+    def wrap(handler: Any) -> Any:
+        def checked(request: Request) -> Response:
+            user = current_user(request)
+            if user is None:
+                return RedirectResponse("/", 303)
+            if user.role < least:
+                return PlainTextResponse(f"this page needs the {least.label} role", 403)
+            return handler(request, user)
+
+        checked.__name__ = handler.__name__
+        return checked
+
+    return wrap
+
+
+def home(request: Request) -> Response:
+    user = current_user(request)
+    if user is not None:
+        return RedirectResponse("/line", 303)
+    return render(request, "login", None)
+
+
+@_page(Role.OPERATOR)
+def line(request: Request, user: UserInfo) -> Response:
+    web = request.app.state.web
+    states = {s.tool: s for s in web.store.tool_states_latest()}
+    names = sorted(set(states) | set(web.view.tools))
+    running = [w for lot in web.store.list_lots(["running"]) for w in web.store.wafers(lot.id)]
+    where = {w.location: w.id for w in running if w.outcome is None}
+    tools = [(name, states.get(name), web.view.tools.get(name), where.get(name))
+             for name in names]
+    return render(request, "line", user, tools=tools, oven=web.view.oven)
+
+
+@_page(Role.OPERATOR)
+def lots(request: Request, user: UserInfo) -> Response:
+    store = request.app.state.web.store
+    shown = store.list_lots(["queued", "running", "held"])
+    progress = [lot_progress(lot, store.wafers(lot.id)) for lot in shown]
+    recent = [lot for lot in store.list_lots(["complete", "aborted"])][:10]
+    return render(request, "lots", user, progress=progress, recent=recent,
+                  recipes=sorted(shipped_recipe_paths()))
+
+
+@_page(Role.OPERATOR)
+def lot(request: Request, user: UserInfo) -> Response:
+    store = request.app.state.web.store
+    try:
+        info = store.get_lot(request.path_params["lot_id"])
+    except StoreError as exc:
+        return PlainTextResponse(str(exc), 404)
+    wafers = store.wafers(info.id)
+    return render(request, "lot", user, lot=info, wafers=wafers,
+                  progress=lot_progress(info, wafers), requests=store.requests(lot_id=info.id))
+
+
+@_page(Role.OPERATOR)
+def wafer(request: Request, user: UserInfo) -> Response:
+    store = request.app.state.web.store
+    try:
+        history = store.wafer_history(request.path_params["wafer_id"])
+        info = store.get_lot(history.wafer.lot_id)
+    except StoreError as exc:
+        return PlainTextResponse(str(exc), 404)
+    solidus = first_bump_solidus(info.recipe_name)
+    steps = [(s, judged(s), reflow_svg(s, solidus) if s.kind == "reflow" else "")
+             for s in history.steps]
+    return render(request, "wafer", user, h=history, lot=info, steps=steps,
+                  dispositions=[d.value for d in Disposition], waiting=WAITING)
+
+
+@_page(Role.OPERATOR)
+def banner(request: Request, user: UserInfo) -> Response:
+    return render(request, "_banner", user)
+
+
+@_page(Role.OPERATOR)
+def alarms(request: Request, user: UserInfo) -> Response:
+    store = request.app.state.web.store
+    return render(request, "alarms", user, alarms=store.alarms()[:200])
+
+
+@_page(Role.ENGINEER)
+def dispositions(request: Request, user: UserInfo) -> Response:
+    store = request.app.state.web.store
+    waiting = [w for lot in store.list_lots(["running", "held"])
+               for w in store.wafers(lot.id) if w.state in WAITING]
+    why = {}
+    for w in waiting:
+        events = store.events(w.id)
+        why[w.id] = events[-1].why if events else ""
+    return render(request, "dispositions", user, waiting=waiting, why=why,
+                  choices=[d.value for d in Disposition])
+
+
+@_page(Role.ENGINEER)
+def recipes(request: Request, user: UserInfo) -> Response:
+    name = request.query_params.get("show")
+    shown, text, error = None, "", ""
+    if name:
+        paths = shipped_recipe_paths()
+        if name not in paths:
+            error = f"no shipped recipe {name}"
+        else:
+            try:
+                shown = find_recipe(name)
+                text = paths[name].read_text(encoding="utf-8")
+            except (RecipeError, OSError) as exc:
+                error = str(exc)
+    return render(request, "recipes", user, names=sorted(shipped_recipe_paths()),
+                  shown=shown, text=text, error=error,
+                  result=take_note(request, "validation"))
+
+
+@_page(Role.OPERATOR)
+def reports(request: Request, user: UserInfo) -> Response:
+    root = Path(request.app.state.web.report_dir)
+    found = sorted(root.glob("*/report.html")) if root.is_dir() else []
+    return render(request, "reports", user, reports=[p.parent.name for p in found],
+                  root=root)
+
+
+@_page(Role.OPERATOR)
+def report_file(request: Request, user: UserInfo) -> Response:
+    root = Path(request.app.state.web.report_dir).resolve()
+    path = (root / request.path_params["lot_id"] / request.path_params["name"]).resolve()
+    if root not in path.parents or not path.is_file():  # no walking out of the report dir
+        return PlainTextResponse("no such report file", 404)
+    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media)
+
+
+@_page(Role.ADMIN)
+def users(request: Request, user: UserInfo) -> Response:
+    return render(request, "users", user, users=request.app.state.web.users.list(),
+                  roles=[r.label for r in Role])
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/", home),
+        Route("/line", line),
+        Route("/lots", lots),
+        Route("/lots/{lot_id}", lot),
+        Route("/wafers/{wafer_id}", wafer),
+        Route("/alarms", alarms),
+        Route("/alarms/banner", banner),
+        Route("/dispositions", dispositions),
+        Route("/recipes", recipes),
+        Route("/reports", reports),
+        Route("/reports/{lot_id}/{name}", report_file),
+        Route("/users", users),
+    ]

@@ -1,0 +1,171 @@
+"""The role matrix: every write endpoint × every role and no session, over real HTTP.
+
+The expected roles are written out here from the issue, not read from the code:
+operator starts, holds, resumes and aborts lots and acknowledges alarms;
+engineer also dispositions wafers and validates recipes; admin also manages
+users. Allowed writes answer 303 and leave ``web.<action>`` in the audit log
+under the user's name; a role too low gets 403 and ``web.denied.<action>``; no
+session gets 401; a missing CSRF token gets 403 and nothing happens.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controller.web.actions import WRITES
+from tests.web_fixtures import ROLES, add_users, csrf_of, login, screen
+
+ALLOWED = {  # endpoint -> (least role, audit action)
+    "/lots/start": ("operator", "lot.start"),
+    "/lots/hold": ("operator", "lot.hold"),
+    "/lots/resume": ("operator", "lot.resume"),
+    "/lots/abort": ("operator", "lot.abort"),
+    "/alarms/ack": ("operator", "alarm.ack"),
+    "/dispositions": ("engineer", "wafer.disposition"),
+    "/recipes/validate": ("engineer", "recipe.validate"),
+    "/users/add": ("admin", "user.add"),
+    "/users/disable": ("admin", "user.disable"),
+    "/users/passwd": ("admin", "user.passwd"),
+    "/logout": ("operator", "logout"),
+}
+RANK = {"operator": 1, "engineer": 2, "admin": 3}
+RECIPE = Path(__file__).resolve().parents[1] / "sequences" / "recipes" / "ballmount-sac305.toml"
+_names = itertools.count(1)
+
+
+def _request(path: str, alarm_id: int) -> dict:
+    n = next(_names)
+    forms = {
+        "/lots/start": {"lot": f"NEW{n}", "recipe": "ballmount-sac305", "wafers": "1"},
+        "/lots/hold": {"lot": "LOTA", "reason": "matrix"},
+        "/lots/resume": {"lot": "LOTA", "reason": "matrix"},
+        "/lots/abort": {"lot": f"NEW{n}", "reason": "matrix"},
+        "/alarms/ack": {"alarm": str(alarm_id)},
+        "/dispositions": {"wafer": "LOTA-01", "decision": "scrap", "reason": "matrix"},
+        "/users/add": {"name": f"new{n}", "role": "operator", "password": "new-user-pass"},
+        "/users/disable": {"name": "olga", "enable": "1"},
+        "/users/passwd": {"name": "olga", "password": "operator-pass-1"},
+        "/logout": {},
+    }
+    if path == "/recipes/validate":
+        return {"files": {"file": (RECIPE.name, RECIPE.read_bytes(), "application/toml")}}
+    return {"data": forms[path]}
+
+
+def test_the_matrix_covers_every_write_endpoint() -> None:
+    assert set(ALLOWED) == set(WRITES)
+
+
+async def test_every_write_endpoint_checks_the_role_on_the_server(tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        store = context.store
+        store.create_lot("LOTA", recipe_name="ballmount-sac305", recipe_version="1",
+                         recipe_hash="0" * 64, slots=[1], priority=5, user="setup")
+        alarm = store.alarm_set("placer-1", 7, "vacuum low", tool_time=1.0)
+        for path, (least, action) in ALLOWED.items():
+            async with httpx.AsyncClient(base_url=url) as anonymous:
+                answer = await anonymous.post(path, **_request(path, alarm))
+                assert answer.status_code == 401, (path, "no session", answer.text)
+            for name, role in ROLES.items():
+                async with httpx.AsyncClient(base_url=url) as client:
+                    assert (await login(client, name)).status_code == 303
+                    before = len(store.audit_log())
+                    # Without the CSRF token: refused, and nothing done or recorded.
+                    answer = await client.post(path, **_request(path, alarm))
+                    assert answer.status_code == 403, (path, name, "no csrf")
+                    assert len(store.audit_log()) == before
+                    token = csrf_of((await client.get("/line")).text)
+                    request = _request(path, alarm)
+                    if "data" in request:
+                        request["data"]["csrf"] = token
+                    else:
+                        request["data"] = {"csrf": token}
+                    answer = await client.post(path, **request)
+                    entries = store.audit_log()[before:]
+                    mine = [(e.actor, e.action) for e in entries]
+                    if role >= RANK[least]:
+                        assert answer.status_code == 303, (path, name, answer.text)
+                        assert (name, f"web.{action}") in mine, (path, name, mine)
+                    else:
+                        assert answer.status_code == 403, (path, name, answer.text)
+                        assert f"needs the {least} role" in answer.text
+                        assert (name, f"web.denied.{action}") in mine, (path, name, mine)
+                        assert not any(a == f"web.{action}" for _, a in mine)
+
+
+async def test_a_read_only_screen_refuses_line_writes(tmp_path: Path) -> None:
+    async with screen(tmp_path, read_only=True) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "ada")
+            page = await client.get("/lots")
+            assert "READ-ONLY" in page.text
+            answer = await client.post("/lots/start", data={
+                "csrf": csrf_of(page.text), "lot": "X1", "recipe": "ballmount-sac305",
+                "wafers": "1"})
+            assert answer.status_code == 409
+            assert "read-only" in answer.text
+        assert context.store.list_lots() == []
+
+
+async def test_pages_need_a_session_and_the_role(tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            home = await client.get("/")
+            assert home.status_code == 200 and 'action="/login"' in home.text
+            assert (await client.get("/lots")).headers["location"] == "/"
+            assert (await client.get("/events")).status_code == 401
+            await login(client, "olga")
+            line = await client.get("/line")
+            assert "/dispositions" not in line.text and "/recipes" not in line.text
+            for page in ("/dispositions", "/recipes", "/users"):
+                assert (await client.get(page)).status_code == 403, page
+            for page in ("/line", "/lots", "/alarms", "/reports"):
+                assert (await client.get(page)).status_code == 200, page
+
+
+async def test_failed_logins_are_rate_limited(tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            for _ in range(context.limiter.failures):
+                answer = await login(client, "olga", "wrong-password")
+                assert answer.status_code == 303 and answer.headers["location"] == "/"
+            locked = await login(client, "olga")  # the right password, too late
+            assert locked.status_code == 429
+            assert "too many failed logins" in locked.text
+        failed = [e for e in context.store.audit_log() if e.action == "web.login_failed"]
+        assert len(failed) == context.limiter.failures
+
+
+@pytest.mark.parametrize("password", ["short", ""])
+async def test_a_disabled_user_or_a_short_password_is_refused(tmp_path: Path,
+                                                              password: str) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        context.users.set_disabled("olga")
+        async with httpx.AsyncClient(base_url=url) as client:
+            answer = await login(client, "olga")
+            assert answer.headers["location"] == "/"  # back to the login page
+            assert (await client.get("/line")).status_code == 303
+        with pytest.raises(Exception, match="at least 10 characters"):
+            context.users.add("newbie", ROLES["olga"], password)
+
+
+async def test_a_forged_csrf_token_is_refused_not_a_crash(tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await client.get("/")
+            forged = await client.post("/login", data={
+                "name": "olga", "password": "operator-pass-1", "csrf": "Grüße"})
+            assert forged.status_code == 403 and "stale" in forged.text
+            await login(client, "olga")
+            answer = await client.post("/lots/hold", data={"csrf": "Grüße", "lot": "X"})
+            assert answer.status_code == 403 and "stale" in answer.text
