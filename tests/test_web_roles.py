@@ -33,7 +33,8 @@ ALLOWED = {  # endpoint -> (least role, audit action)
     "/logout": ("operator", "logout"),
 }
 RANK = {"operator": 1, "engineer": 2, "admin": 3}
-RECIPE = Path(__file__).resolve().parents[1] / "sequences" / "recipes" / "ballmount-sac305.toml"
+RECIPE = (Path(__file__).resolve().parents[1] / "sequences" / "recipes" / "shipped"
+          / "ballmount-sac305.toml")
 _names = itertools.count(1)
 
 
