@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.clock import ScaledClock
-from sim.faults import FaultPlan
+from sim.faults import FaultPlan, check_tools
 from sim.stripper import cleaner_model
 
 log = logging.getLogger("sim.line")
@@ -89,7 +89,12 @@ class SimulatedLine:
     def tool_names(self) -> list[str]:
         return [f"{role}-{i}" for role in ROLES for i in range(1, self.layout.get(role, 0) + 1)]
 
+    def roles(self) -> dict[str, str]:
+        """Tool name -> role, for every tool this line serves."""
+        return {name: name.rsplit("-", 1)[0] for name in self.tool_names()}
+
     async def start(self) -> None:
+        check_tools(self.faults, self.roles())  # before any server starts
         try:
             for index, tool_name in enumerate(self.tool_names()):
                 role = tool_name.rsplit("-", 1)[0]
