@@ -56,9 +56,9 @@ class Progress:
         elif event.kind is EventKind.TOOL_NOTE:
             self.on_tool_note(event.tool or "", data["text"])
         elif event.kind is EventKind.ALARM_SET:
-            wafer = data.get("wafer_id")
+            hit = data.get("wafers") or ([data["wafer_id"]] if data.get("wafer_id") else [])
             self.on_tool_note(event.tool or "", f"ALARM {data['code']} {data['text']}"
-                              + (f" (wafer {wafer})" if wafer else ""))
+                              + (f" (wafer {', '.join(hit)})" if hit else ""))
 
 
 @dataclass
@@ -224,14 +224,17 @@ class LineController:
             if wafer is not None:
                 steps = self.store.steps(wafer.run.wafer_id)
                 step_id = steps[-1].id if steps else None
-            self.store.alarm_set(tool, report.code, report.text, wafer_id=report.wafer_id,
+            hit = list(report.wafers or ([report.wafer_id] if report.wafer_id else []))
+            text = report.text
+            if len(hit) > 1:  # the store row names one wafer; its text names the others
+                text = f"{text} (also hit: {', '.join(hit[1:])})"
+            self.store.alarm_set(tool, report.code, text[:200], wafer_id=report.wafer_id,
                                  step_id=step_id, tool_time=self.clock.now())
             self._tool_state(tool, E10State.UNSCHEDULED_DOWN,
                              f"alarm {report.code} {report.text}")
             self.events.publish(EventKind.ALARM_SET, tool=tool, code=report.code,
                                 text=report.text, wafer_id=report.wafer_id,
-                                lot_id=self._lot_of(report.wafer_id or ""),
-                                wafers=[report.wafer_id] if report.wafer_id else [])
+                                lot_id=self._lot_of(report.wafer_id or ""), wafers=hit)
         elif what == "alarm_cleared":
             self.store.alarm_cleared(tool)
             self._tool_state(tool, E10State.STANDBY, "alarm cleared")

@@ -116,6 +116,8 @@ class LiveProgress:
         self._last_tool_time = max(self._last_tool_time, event.tool_time)
         if event.trigger in ("judged_ok", "step_failed") and event.measurements:
             view.result = short_result(event.step_kind, event.measurements)
+        elif event.trigger == "step_failed":  # no result (a jam): say why, not the last step's
+            view.result = ""
         if event.trigger == "judged_ok" and event.step:
             self._steps_done[event.wafer_id] = event.step
         view.state, view.event = event.to_state, event

@@ -47,6 +47,8 @@ class ToolReport:
     text: str = ""
     code: int = 0  # alarm code
     wafer_id: str | None = None  # the wafer the tool works on, or its alarm concerns
+    # Every wafer an alarm concerns (wafer_id first): an oven alarm hits the whole belt.
+    wafers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -389,8 +391,10 @@ class Scheduler:
         alarm = await self._read_alarm(tool)
         if alarm is not None:
             tool.alarm = alarm.code
+            # The wafer that ended first names the alarm; the others on the belt are as hit.
+            hit = (wafer.run.wafer_id, *sorted(tool.riding - {wafer.run.wafer_id}))
             self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
-                                    wafer.run.wafer_id))
+                                    wafer.run.wafer_id, wafers=hit))
             await self._try_clear(tool)
         for note in await kind_of(step).abort(tool.driver, step, wafer.run.wafer_id):
             self.note(tool, f"{wafer.run.wafer_id}: {note}")
