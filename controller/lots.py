@@ -20,7 +20,7 @@ from controller.e10 import E10State
 from controller.events import EventKind, LineEvent, LineEventStream
 from controller.journal import StoreJournal
 from controller.recovery import Recovery
-from controller.scheduler import ScheduledWafer, Scheduler, ToolReport
+from controller.scheduler import ScheduledTool, ScheduledWafer, Scheduler, ToolReport
 from controller.store import LotInfo, LotState, Store, StoreError
 from drivers.clock import Clock
 from sequences.errors import SequenceError
@@ -31,6 +31,10 @@ from sequences.runner import WaferRun
 log = logging.getLogger("controller.lots")
 
 REQUEST_LOOK_S = 1.0  # wall seconds between looks at operator and engineer requests
+# A line alarm, not a tool's: the store keeps it under this number (tool codes are 1-999),
+# events and GEM under its name (docs/gem.md: ALARM_SET with code "link_lost").
+LINK_LOST_CODE = 1000
+LINK_LOST = "link_lost"
 
 RecipeLoader = Callable[[str], Recipe]
 
@@ -99,6 +103,7 @@ class LineController:
             clock,
             report=self._tool_report,
             poll_requests=self._handle_requests,
+            settle=self._settle_after_link,
         )
         self.journal = StoreJournal(store, self.events, self._lot_of)
         self._lots: list[str] = []
@@ -235,10 +240,41 @@ class LineController:
             self.events.publish(EventKind.ALARM_SET, tool=tool, code=report.code,
                                 text=report.text, wafer_id=report.wafer_id,
                                 lot_id=self._lot_of(report.wafer_id or ""), wafers=hit)
+        elif what in ("link_lost", "link_back"):
+            self._link_report(report)
         elif what == "alarm_cleared":
             self.store.alarm_cleared(tool)
             self._tool_state(tool, E10State.STANDBY, "alarm cleared")
             self.events.publish(EventKind.ALARM_CLEARED, tool=tool, code=report.code, text="")
+
+    def _link_report(self, report: ToolReport) -> None:
+        """A tool that stopped answering is down (unscheduled) with a line alarm naming the
+        wafers inside and the exchange that failed; answering again clears it."""
+        tool = report.tool
+        if report.what == "link_lost":
+            hit = list(report.wafers)
+            text = f"TOOL LINK LOST: {report.text}" + (
+                f" (wafers inside: {', '.join(hit)})" if hit else " (no wafer inside)")
+            self.store.alarm_set(tool, LINK_LOST_CODE, text[:200], wafer_id=report.wafer_id,
+                                 tool_time=self.clock.now())
+            self._tool_state(tool, E10State.UNSCHEDULED_DOWN, f"not answering: {report.text}")
+            self.events.publish(EventKind.ALARM_SET, tool=tool, code=LINK_LOST, text=text,
+                                wafer_id=report.wafer_id,
+                                lot_id=self._lot_of(report.wafer_id or ""), wafers=hit)
+        else:
+            self.store.alarm_cleared(tool, LINK_LOST_CODE)
+            self.store.audit(tool, "tool.note", report.text)
+            self._tool_state(tool, E10State.STANDBY, "answers again")
+            self.events.publish(EventKind.ALARM_CLEARED, tool=tool, code=LINK_LOST,
+                                text=report.text)
+
+    async def _settle_after_link(self, tool: ScheduledTool, wafers: list[ScheduledWafer]
+                                 ) -> None:
+        """The wafers a silent tool had, once it answers: each kind asks it what happened
+        (the rules recovery uses after a controller stop)."""
+        recovery = Recovery(self.store, self.journal, self.clock, self._recovery_note,
+                            cause=f"{tool.name} stopped answering")
+        await recovery.settle(wafers, {tool.name: tool})
 
     def _tool_state(self, tool: str, state: E10State, reason: str) -> None:
         previous = self._e10.get(tool)

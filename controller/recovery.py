@@ -54,7 +54,10 @@ Note = Callable[[str, str], None]  # (wafer, text)
 class Recovery:
     """Restores wafer runs from the store and settles those found mid-step."""
 
-    def __init__(self, store: Store, journal: StoreJournal, clock: Clock, note: Note) -> None:
+    def __init__(self, store: Store, journal: StoreJournal, clock: Clock, note: Note,
+                 *, cause: str = "controller stopped") -> None:
+        """``cause``: what interrupted the steps, as the notes and holds say it."""
+        self.cause = cause
         self.store = store
         self.journal = journal
         self.clock = clock
@@ -105,7 +108,7 @@ class Recovery:
                 continue
             tool_name = self._last_tool(wafer.run.wafer_id, where.step)
             if tool_name is None or tool_name not in tools:
-                self._to_disposition(wafer, f"controller stopped during step {where.step} "
+                self._to_disposition(wafer, f"{self.cause} during step {where.step} "
                                      f"({wafer.run.machine.step_kind}); tool "
                                      f"{tool_name or 'unknown'} is not on this line")
                 continue
@@ -122,7 +125,7 @@ class Recovery:
                 for w in group], self.clock)
         except ToolError as exc:
             for wafer in group:
-                self._to_disposition(wafer, f"controller stopped during step "
+                self._to_disposition(wafer, f"{self.cause} during step "
                                      f"{wafer.run.machine.where.step} ({kind.name}) and "
                                      f"{tool.name} could not be asked: {exc}")
             return
@@ -155,7 +158,7 @@ class Recovery:
             self.note(run.wafer_id, f"step {number}: {found.why}; it waits for a tool again")
             run.back_to_waiting(f"recovery: {found.why}")
         else:
-            self._to_disposition(wafer, f"controller stopped during step {number} "
+            self._to_disposition(wafer, f"{self.cause} during step {number} "
                                  f"({run.machine.step_kind}); {getattr(found, 'why', found)}")
 
     def _last_tool(self, wafer_id: str, number: int) -> str | None:

@@ -177,6 +177,32 @@ class SimulatedLine:
             }
         return ServedTool(name=name, role=role, model=model, server=server, config=config)
 
+    # --- one tool off the network and back (its model keeps its state, as a real tool whose
+    # cable was pulled keeps its wafers) -------------------------------------------------------
+
+    async def stop_tool(self, name: str) -> None:
+        """The tool stops answering: its server closes every connection and listener."""
+        await self.tools[name].server.stop()
+
+    async def restart_tool(self, name: str) -> None:
+        """The tool answers again on the very endpoint the line configuration names. Only a
+        TCP endpoint can be had again (a new pty gets a new path): use serial_transport and
+        cleaner_transport "tcp" for a tool that is to come back."""
+        tool = self.tools[name]
+        config = tool.config
+        if "host" in config:  # modbus-tcp, text-tcp
+            await tool.server.start_tcp(config["host"], config["port"])
+            return
+        url = str(config["port"])
+        if not url.startswith("socket://"):
+            raise ValueError(f"{name} is served on a pty ({url}): it cannot come back on the "
+                             "same endpoint; serve it on tcp")
+        host, port = url.removeprefix("socket://").rsplit(":", 1)
+        if config["transport"] == "modbus-rtu":
+            await tool.server.start_rtu_tcp(host, int(port))
+        else:
+            await tool.server.start_tcp(host, int(port))
+
     async def stop(self) -> None:
         for tool in reversed(list(self.tools.values())):
             try:

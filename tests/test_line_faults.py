@@ -3,13 +3,20 @@ simulated line in-process with real drivers and a fresh store (the rig of test_l
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 import pytest
-from test_lot_run import rig, run_lots
+from test_lot_run import RECIPE, WAIT_S, Watch, finish, is_, rig, run_lots
 
 from controller.events import EventKind, LineEvent
+from controller.lots import LINK_LOST_CODE
+from sequences.runner import run_wafer
+from sequences.validate import load_valid_recipe
 from sim.faults import FaultPlan, ScheduledAlarm
+
+SLOW = 500.0  # a reflow pass lasts about a second of wall time: the oven is away mid-pass
 
 
 @pytest.mark.faults
@@ -25,8 +32,68 @@ async def test_an_oven_alarm_names_every_wafer_on_the_belt(tmp_path: Path) -> No
         await run_lots(controller, ["TC1"])
         failed = [w for w in wafers if r.store.get_wafer(w).state == "awaiting_disposition"]
         assert len(failed) > 1  # the thermocouple hit several wafers on the belt
-        (event,) = [e for e in alarms if e.data["code"] == 560]
+        hits = [e for e in alarms if e.data["code"] == 560]
+        assert len(hits) == 1, [(e.tool, e.data) for e in alarms]
+        event = hits[0]
         assert sorted(event.data["wafers"]) == failed
-        (alarm,) = r.store.alarms(tool="oven-1")
+        alarms_560 = [a for a in r.store.alarms(tool="oven-1") if a.code == 560]
+        assert len(alarms_560) == 1, r.store.alarms()
+        alarm = alarms_560[0]
         assert alarm.wafer_id == event.data["wafers"][0]
         assert all(w in alarm.text for w in failed if w != alarm.wafer_id)
+
+
+@pytest.mark.faults
+async def test_an_oven_that_stops_answering_is_down_then_settles_its_wafers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The oven's server goes away with a wafer on the belt and comes back on the same
+    endpoint: a line alarm names the wafer and the exchange, the oven is unscheduled down,
+    the wafer is settled by asking the oven (reflowed once), and the lot completes."""
+    caplog.set_level(logging.INFO, logger="sim")
+    async with rig(tmp_path, speed=SLOW) as r:
+        wafers = r.new_lot("LINK1", 1)
+        watch = Watch()
+        controller = r.controller(watch)
+        seen: list[LineEvent] = []
+        lost: asyncio.Future[LineEvent] = asyncio.get_running_loop().create_future()
+
+        def listen(event: LineEvent) -> None:
+            seen.append(event)
+            if (event.kind is EventKind.ALARM_SET and event.data["code"] == "link_lost"
+                    and not lost.done()):
+                lost.set_result(event)
+
+        controller.events.listen(listen)
+        on_belt = watch.when(is_(wafers[0], "tool_acquired", 2))
+        task = asyncio.create_task(controller.run(["LINK1"]))
+        await asyncio.wait_for(on_belt, WAIT_S)
+        await r.line.stop_tool("oven-1")
+        alarm = await asyncio.wait_for(lost, WAIT_S)
+        assert wafers[0] in alarm.data["wafers"]
+        assert "oven-1" == alarm.tool and "unit 1" in alarm.data["text"]  # the exchange
+        assert r.store.get_wafer(wafers[0]).state == "step2_running"  # no verdict on silence
+        downs = [s for s in r.store.tool_state_history("oven-1")
+                 if s.e10_state == "unscheduled down"]
+        assert downs and "not answering" in downs[-1].reason
+        await r.line.restart_tool("oven-1")
+        [outcome] = await finish(task)
+    assert outcome.state == "complete", outcome
+    assert set(outcome.wafers.values()) == {"complete"}
+    (row,) = [a for a in r.store.alarms(tool="oven-1") if a.code == LINK_LOST_CODE]
+    assert row.cleared_at is not None and wafers[0] in row.text
+    cleared = [e for e in seen if e.kind is EventKind.ALARM_CLEARED]
+    assert [e.data["code"] for e in cleared] == ["link_lost"]
+    loads = [m for m in (rec.getMessage() for rec in caplog.records)
+             if m.startswith("oven-1 ") and ": LOAD '" in m]
+    for wafer in wafers:  # the oven's own log: each wafer reflowed once per reflow step
+        assert sum(f": LOAD '{wafer}'" in line for line in loads) == 2, loads
+
+
+async def test_a_link_lost_in_a_one_wafer_run_still_fails_its_step(tmp_path: Path) -> None:
+    """Where nobody waits for the tool (``sequence run``), silence fails the step as before."""
+    async with rig(tmp_path) as r:
+        await r.line.stop_tool("printer-1")
+        run = await run_wafer(load_valid_recipe(RECIPE), "ONE-01", r.tools, r.clock)
+        assert run.state in ("held", "awaiting_disposition")
+        assert run.link_lost is None
