@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 GEMHOST       := .venv-gemhost
 GEMHOST_STAMP := $(GEMHOST)/.installed
 
-.PHONY: demo test bench lint docs clean venv gemhost report-check
+.PHONY: demo test bench lint docs clean venv gemhost report-check faults
 
 # (Re)build the venv when it is missing or pyproject.toml changed since it was built.
 $(STAMP): pyproject.toml
@@ -50,6 +50,11 @@ bench: $(STAMP)
 ## (needs Debian's chromium: apt-get install -y chromium)
 report-check: $(STAMP)
 	$(BIN)/python tools/report_check.py --out reports/report-check
+
+## make faults: the fault campaign (tools/fault_campaign.py): controller SIGKILLs and resumes,
+## each simulator fault kind, a simulator restart, two controllers; one table (minutes)
+faults: $(STAMP)
+	$(BIN)/python tools/fault_campaign.py $(FAULTS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller drivers sequences sim tests benchmarks tools

@@ -127,9 +127,15 @@ class LineController:
 
     def add_lot(self, lot_id: str) -> None:
         lot = self.store.get_lot(lot_id)
-        if lot.state in (LotState.COMPLETE.value, LotState.ABORTED.value):
+        unfinished = any(w.state not in FINAL_STATES for w in self.store.wafers(lot_id))
+        # An aborted lot whose controller stopped before its wafers were out is run to bring
+        # them out (_finish_aborts), never to process them.
+        if lot.state == LotState.COMPLETE.value or (lot.state == LotState.ABORTED.value
+                                                    and not unfinished):
             raise StoreError(f"lot {lot_id} is {lot.state}: nothing to run")
         recipe = self._recipe_for(lot)
+        if lot.state == LotState.ABORTED.value:
+            self.scheduler.held_lots.add(lot_id)
         if lot.state == LotState.QUEUED.value:
             self._set_lot_state(lot_id, LotState.RUNNING, previous=lot.state)
         elif lot.state == LotState.HELD.value:
@@ -164,6 +170,7 @@ class LineController:
             self.add_lot(lot_id)
         await self._recovery().settle(list(self.scheduler.wafers.values()),
                                       self.scheduler.tools)
+        self._finish_aborts()
         while True:
             await self.scheduler.run()
             self._close_finished_lots()
@@ -334,6 +341,20 @@ class LineController:
         except SequenceError as exc:
             return f"refused: {exc}"
         return f"unknown request {action}"
+
+    def _finish_aborts(self) -> None:
+        """Lots aborted while no controller could bring their wafers out: abort those now
+        (the tools hand them out), and answer the abort requests they left pending."""
+        aborted = [lot_id for lot_id in self._lots
+                   if self.store.get_lot(lot_id).state == LotState.ABORTED.value]
+        for lot_id in aborted:
+            for request in self.store.pending_requests(lot_id):
+                if request.action == "abort_lot":
+                    self.store.mark_request_handled(request.id,
+                                                    note="carried out when the lot resumed")
+            for wafer in self.scheduler.wafers.values():
+                if wafer.lot_id == lot_id and not wafer.run.done:
+                    self._spawn_abort(wafer, "lot aborted while no controller ran it")
 
     def _spawn_abort(self, wafer: ScheduledWafer, why: str) -> None:
         async def abort() -> None:

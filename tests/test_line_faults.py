@@ -4,11 +4,21 @@ simulated line in-process with real drivers and a fresh store (the rig of test_l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
 import pytest
-from test_lot_run import RECIPE, WAIT_S, Watch, finish, is_, rig, run_lots
+from test_lot_run import (
+    RECIPE,
+    WAIT_S,
+    Watch,
+    assert_line_empty,
+    finish,
+    is_,
+    rig,
+    run_lots,
+)
 
 from controller.events import EventKind, LineEvent
 from controller.lots import LINK_LOST_CODE
@@ -97,3 +107,27 @@ async def test_a_link_lost_in_a_one_wafer_run_still_fails_its_step(tmp_path: Pat
         run = await run_wafer(load_valid_recipe(RECIPE), "ONE-01", r.tools, r.clock)
         assert run.state in ("held", "awaiting_disposition")
         assert run.link_lost is None
+
+
+async def test_a_lot_aborted_while_its_controller_was_gone_is_brought_out(
+    tmp_path: Path
+) -> None:
+    """The controller stops with a wafer in the printer, the lot is aborted meanwhile (the
+    request queued): the next run brings that wafer out as aborted and answers the request,
+    so no lot ends "aborted" with a wafer neither finished nor aborted (issue 10, item 10)."""
+    async with rig(tmp_path) as r:
+        wafers = r.new_lot("AB1", 2)
+        watch = Watch()
+        in_printer = watch.when(is_(wafers[0], "tool_acquired", 1))
+        task = asyncio.create_task(r.controller(watch).run(["AB1"]))
+        await asyncio.wait_for(in_printer, WAIT_S)
+        task.cancel()  # gone at once, as a killed controller: the step stays open
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert r.store.get_wafer(wafers[0]).state == "step1_running"
+        r.store.abort_lot("AB1", user="ann", reason="wrong carrier")
+        [outcome] = await run_lots(r.controller(), ["AB1"])
+        assert outcome.state == "aborted"
+        assert set(outcome.wafers.values()) == {"aborted"}, outcome
+        assert r.store.pending_requests("AB1") == []
+        await assert_line_empty(r)
