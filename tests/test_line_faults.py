@@ -131,3 +131,23 @@ async def test_a_lot_aborted_while_its_controller_was_gone_is_brought_out(
         assert set(outcome.wafers.values()) == {"aborted"}, outcome
         assert r.store.pending_requests("AB1") == []
         await assert_line_empty(r)
+
+
+@pytest.mark.faults
+async def test_half_the_printer_replies_lost_does_not_stop_the_lot(tmp_path: Path) -> None:
+    """``--faults 'printer-1:drop=0.5'``: a command whose every resend went unanswered takes
+    the printer out of service with an alarm, not the wafer; the lot completes."""
+    # A short reply timeout (the wire, not the tool): half the replies lost costs less wall time.
+    async with rig(tmp_path, faults={"printer-1": FaultPlan(drop=0.5)},
+                   timeouts={"printer-1": 0.03}) as r:
+        r.new_lot("DROP1", 1)
+        controller = r.controller()
+        lost: list[LineEvent] = []
+        controller.events.listen(lambda e: lost.append(e) if e.kind is EventKind.ALARM_SET
+                                 and e.data["code"] == "link_lost" else None)
+        [outcome] = await run_lots(controller, ["DROP1"])
+        assert outcome.state == "complete", outcome
+        recorded = [a for a in r.store.alarms(tool="printer-1") if a.code == LINK_LOST_CODE]
+        assert lost, "no command went unanswered four times: the test exercised nothing"
+        assert len(recorded) == len(lost)  # every silence an alarm, every alarm cleared
+        assert all(a.cleared_at is not None for a in recorded)

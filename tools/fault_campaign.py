@@ -118,7 +118,8 @@ class Sim:
 
 
 def run_args(sim: Sim, db: str, lot: str, *, new: bool) -> list[str]:
-    args = [BUMPLINE, "run", "--line", str(sim.config), "--db", db, "--plain"]
+    args = [BUMPLINE, "run", "--line", str(sim.config), "--db", db, "--plain",
+            "--report-dir", str(sim.config.parent / "reports")]
     if new:
         return args + ["--lot", lot, "--recipe", RECIPE, "--wafers", str(WAFERS)]
     return args + ["--resume", lot]
