@@ -39,6 +39,7 @@ IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool al
 # Asking a silent tool again: wall seconds (the wire, not the tool), doubling up to a cap.
 RECONNECT_FIRST_S = 0.2
 RECONNECT_MAX_S = 5.0
+RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this often
 
 # What settles the wafers a tool had when it went silent, once it answers again (the
 # controller's recovery: each kind asks its tool).
@@ -136,6 +137,7 @@ class Scheduler:
         self._stopping = False
         self._order = 0
         self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
+        self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
 
     # --- wafers ------------------------------------------------------------------------------
 
@@ -421,10 +423,24 @@ class Scheduler:
         service until its alarm is cleared; then the wafers it held go on (interlock re-checked)."""
         alarm = await self._read_alarm(tool)
         if alarm is None:
+            self._recheck_alarm_hold(tool, wafer_id)
             return
         tool.alarm = alarm.code
         self._held_by_alarm.setdefault(tool.name, set()).add(wafer_id)
         self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
+
+    def _recheck_alarm_hold(self, tool: ScheduledTool, wafer_id: str) -> None:
+        """Held at its interlock for an alarm the tool, asked again, does not have: a reply
+        damaged where Modbus TCP has no checksum, or an alarm gone since. The wafer waits for
+        the tool again, and its interlocks are checked again before the step (never bypassed);
+        a few times at most, then it stays held for a person."""
+        wafer = self.wafers.get(wafer_id)
+        if wafer is None or "alarm" not in wafer.run.machine.hold_reason:
+            return
+        count = self._rechecked[wafer_id] = self._rechecked.get(wafer_id, 0) + 1
+        if count <= RECHECKS:
+            wafer.run.resume(f"{tool.name} shows no alarm when asked again; interlocks are "
+                             "checked again before the step")
 
     async def _try_clear(self, tool: ScheduledTool) -> None:
         try:

@@ -170,3 +170,14 @@ def test_a_step_failed_without_a_result_says_why_not_the_last_result(
     out = capsys.readouterr().out.splitlines()
     assert "SPI mean" in out[0]
     assert "alarm 520 CONVEYOR JAM" in out[1] and "SPI" not in out[1]
+
+
+def test_a_hold_line_says_why_not_the_last_result(store: Store, capsys) -> None:  # noqa: ANN001
+    live = LiveProgress(store, ["L1"], plain=True)
+    with live:
+        live.progress.on_event(_event(4, "print", "step4_judging", "step5_waiting", "judged_ok",
+                                      measurements={"vol_mean_pct": 98.8, "bridges": 0}))
+        live.progress.on_event(_event(5, "reflow", "step5_waiting", "held", "hold",
+                                      why="interlock: alarm latched"))
+    out = capsys.readouterr().out.splitlines()
+    assert "interlock: alarm latched" in out[-1] and "SPI" not in out[-1]

@@ -58,7 +58,9 @@ COLUMNS = ("kills survived", "resumes failed", "wafers lost", "double executions
 FAULT_KINDS = {
     "drop": "printer-1:drop=0.2;cleaner-1:drop=0.1",
     "corrupt": "oven-1:corrupt=0.05;printer-1:corrupt=0.05",
-    "delay": "cleaner-1:delay=0.05,delay_s=1.0;oven-1:delay=0.05,delay_s=1.0",
+    # Held back 0.15 s wall: past the 0.1 s reply timeout (a resend, a probe), yet only 45
+    # tool seconds at this speed; 1 s would be 5 tool minutes, an exit blocked for real.
+    "delay": "cleaner-1:delay=0.05,delay_s=0.15;oven-1:delay=0.05,delay_s=0.15",
     "busy": "oven-1:busy=0.2;cleaner-1:busy=0.2",
     "alarm": "printer-1:alarm=300@wafer2",
     "door": "cleaner-1:door=2000-2300",
@@ -150,6 +152,12 @@ def finish_run(proc: subprocess.Popen[bytes], log: Path, tally: Tally, what: str
     return True
 
 
+def wait_for_text(log: Path, text: str, *, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while text not in log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def kill_run(proc: subprocess.Popen[bytes], after_s: float, tally: Tally) -> None:
     try:
         proc.wait(timeout=after_s)
@@ -168,6 +176,10 @@ def lot_exists(db: str, lot: str) -> bool:
 
 def judge_lot(db: str, lot: str, tally: Tally, *, faulted: bool = False) -> list[str]:
     """Wafers lost, false holds and a stalled lot, from the store; the lot's wafer ids."""
+    if not lot_exists(db, lot):
+        tally.figures["lots stalled"] += 1
+        tally.notes.append(f"lot {lot}: never queued")
+        return []
     with Store(db) as store:
         state = store.get_lot(lot).state
         wafers = store.wafers(lot)
@@ -272,7 +284,8 @@ def sim_restart(work: Path, rng: random.Random, rounds: int) -> Tally:
         sim = Sim(work, f"restart-{n}a")
         logs.append(sim.log)
         proc = start_run(run_args(sim, db, lot, new=True), log)
-        time.sleep(rng.uniform(1.0, 5.0))
+        wait_for_text(log, f"{lot}-01 ", limit_s=60)  # the first step ended: mid-lot now
+        time.sleep(rng.uniform(0.0, 3.0))
         sim.kill()  # the tools go away mid-lot; the controller calls them back
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)  # their endpoints are gone for good: stop it
