@@ -183,8 +183,13 @@ class Scheduler:
     def _progressing(self) -> bool:
         """Anything that can still move without a person: a step running, a wafer waiting."""
         # Cheapest first: a running step has a task; only then look at every wafer. A tool
-        # that went silent is being called back (a task): the lot waits for it.
-        return bool(self._tasks or self.running_steps or self._waiting())
+        # that went silent is being called back (a task): the lot waits for it. A wafer whose
+        # every tool failed its setup with no alarm to clear (-1) waits for a person: the run
+        # ends and says so, rather than waiting for ever.
+        if self._tasks or self.running_steps:
+            return True
+        usable = {t.role for t in self.tools.values() if t.alarm != -1}
+        return any(w.run.next_role in usable for w in self._waiting())
 
     # --- the loop ----------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import Any
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, NotSupported, ToolError
 from drivers.modbus_link import ModbusLink
-from drivers.modbus_tool import ModbusTool
+from drivers.modbus_tool import REFUSED_AGAIN, ModbusTool
 from drivers.register_map import RegisterMap
 from drivers.types import (
     BATH_TOLERANCE_C,
@@ -53,7 +53,6 @@ ALLOWED_FROM = {
 }
 START_BAND_C = 2.0
 UNEXPLAINED = " - yet the state allows it"
-REFUSED_AGAIN = 2  # a refusal the state does not explain is sent again this many times
 # What START checks in each mode: (setpoint, reading, what it is called).
 _TANKS = {
     CleanMode.FLUX_CLEAN: ("WASH_TEMP_SP", "WASH_TEMP_PV", "bath"),
