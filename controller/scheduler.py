@@ -137,6 +137,7 @@ class Scheduler:
         self._stopping = False
         self._order = 0
         self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
+        self._left_inside: dict[str, tuple[str, Any]] = {}  # tool -> failed wafer, its step
         self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
 
     # --- wafers ------------------------------------------------------------------------------
@@ -422,6 +423,8 @@ class Scheduler:
             await self._try_clear(tool)
         for note in await kind_of(step).abort(tool.driver, step, wafer.run.wafer_id):
             self.note(tool, f"{wafer.run.wafer_id}: {note}")
+        if tool.alarm > 0:  # still latched: the tool could not hand the wafer out yet
+            self._left_inside[tool.name] = (wafer.run.wafer_id, step)
 
     async def _tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
@@ -456,6 +459,11 @@ class Scheduler:
         self.note(tool, f"alarm {tool.alarm} cleared (cause gone)")
         self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
         cleared, tool.alarm = tool.alarm, 0
+        left = self._left_inside.pop(tool.name, None)
+        if left is not None:  # the failed wafer the alarm kept inside comes out first
+            wafer_id, step = left
+            for note in await kind_of(step).abort(tool.driver, step, wafer_id):
+                self.note(tool, f"{wafer_id}: {note} (alarm {cleared} cleared)")
         for wafer_id in sorted(self._held_by_alarm.pop(tool.name, set())):
             wafer = self.wafers.get(wafer_id)
             if wafer is not None and wafer.run.phase is Phase.HELD:
