@@ -11,7 +11,8 @@ Stored state -> what the tool shows -> what happens:
   it was only loaded, wait for its result, judge it, go on.
 * running a print or placement, and the tool does not hold it: it was never loaded
   (the load follows the committed transition, and only a judged wafer is unloaded),
-  so it waits for a tool again.
+  so it waits for a tool again - unless its start (PRT, PLC) was journalled: then the
+  tool forgot what it may have done (a restart, a power loss) and an engineer decides.
 * running or judging a clean, and the cleaner's last result names this wafer with a
   newer cycle count than its earlier cleans: take that result, judge it, go on.
 * running a clean that the cleaner neither holds nor reports: never loaded, waits again.
