@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 GEMHOST       := .venv-gemhost
 GEMHOST_STAMP := $(GEMHOST)/.installed
 
-.PHONY: demo demo-barrier test test-timing bench lint docs clean venv gemhost report-check screens
+.PHONY: demo demo-barrier test test-timing bench lint docs clean venv gemhost report-check screens faults
 
 # (Re)build the venv when it is missing or pyproject.toml changed since it was built.
 $(STAMP): pyproject.toml
@@ -67,6 +67,11 @@ report-check: $(STAMP)
 ## make screens: screenshots of each operator screen page into docs/screens/ (needs chromium)
 screens: $(STAMP)
 	BUMPLINE_SCREENS=docs/screens $(BIN)/python -m pytest -q -W error -p no:randomly tests/test_web_browser.py
+
+## make faults: the fault campaign (tools/fault_campaign.py): controller SIGKILLs and resumes,
+## each simulator fault kind, a simulator restart, two controllers; one table (minutes)
+faults: $(STAMP)
+	$(BIN)/python tools/fault_campaign.py $(FAULTS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller drivers sequences sim tests benchmarks tools

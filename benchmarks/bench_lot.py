@@ -205,7 +205,7 @@ async def _run(config: LineConfig, db: Path, lots: list[tuple[str, int]], label:
                 controller = LineController(store, tools, clock, recipes=load_valid_recipe,
                                             user="bench")
                 await controller.run([lot_id])
-                for name, slot in controller.line.scheduler.tools.items():
+                for name, slot in controller.scheduler.tools.items():
                     busy[name] = busy.get(name, 0.0) + slot.busy_s
             makespan = clock.now() - tool0
             wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0

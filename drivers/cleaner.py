@@ -26,7 +26,7 @@ from typing import Any
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, NotSupported, ToolError
 from drivers.modbus_link import ModbusLink
-from drivers.modbus_tool import ModbusTool
+from drivers.modbus_tool import REFUSED_AGAIN, ModbusTool
 from drivers.register_map import RegisterMap
 from drivers.types import (
     BATH_TOLERANCE_C,
@@ -43,6 +43,16 @@ DEFAULT_MODEL = "fc-1"
 CYCLE_STATES = (
     CleanerState.WASHING, CleanerState.STRIPPING, CleanerState.RINSING, CleanerState.DRYING
 )
+# The states each command is allowed from (../shared/specs/flux-cleaner.md, COMMAND table);
+# START also needs its tank within START_BAND_C of the setpoint.
+ALLOWED_FROM = {
+    "LOAD": (CleanerState.IDLE, CleanerState.READY),
+    "START": (CleanerState.LOADED,),
+    "UNLOAD": (CleanerState.DONE,),
+    "ABORT": CYCLE_STATES,
+}
+START_BAND_C = 2.0
+UNEXPLAINED = " - yet the state allows it"
 # What START checks in each mode: (setpoint, reading, what it is called).
 _TANKS = {
     CleanMode.FLUX_CLEAN: ("WASH_TEMP_SP", "WASH_TEMP_PV", "bath"),
@@ -297,15 +307,25 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         async def happened() -> bool:
             return await self.state() in done
 
-        try:
-            await self.regs.command("COMMAND", name, done=happened)
-        except DeviceBusy:
-            state = await self.state()
-            why = await self._why_refused(name, state)
-            raise DeviceBusy(self.name, f"COMMAND={name} ({why})") from None
+        for attempt in range(REFUSED_AGAIN + 1):
+            try:
+                await self.regs.command("COMMAND", name, done=happened)
+                return
+            except DeviceBusy:
+                state = await self.state()
+                why = await self._why_refused(name, state)
+                # 06 is the cleaner's refusal; one its own state does not explain is a busy
+                # moment (the fault campaign's busy= faults): send again, one poll later.
+                if attempt == REFUSED_AGAIN or not why.endswith(UNEXPLAINED):
+                    raise DeviceBusy(self.name, f"COMMAND={name} ({why})") from None
+            await self.clock.sleep(self.poll_s)
 
     async def _why_refused(self, command: str, state: CleanerState) -> str:
+        """Why the spec would refuse the command now; ending in UNEXPLAINED when the
+        cleaner's state allows it."""
         why = f"state {state.name}"
+        if state in ALLOWED_FROM.get(command, ()) and command != "START":
+            return why + UNEXPLAINED
         if state is CleanerState.ALARM and command != "CLEAR":
             alarm = await self.alarm()
             return f"{why}, alarm {alarm.code} {alarm.text}" if alarm else why
@@ -317,4 +337,6 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
             reading = s.strip_temp_c if sp_name == "STRIP_TEMP_SP" else s.wash_temp_c
             setpoint = await self.regs.read(sp_name)
             why += f", {tank} {reading} °C vs setpoint {setpoint} °C"
+            if abs(reading - setpoint) <= START_BAND_C:
+                why += UNEXPLAINED
         return why

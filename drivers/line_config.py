@@ -25,6 +25,7 @@ Every error names the file, the key and what was expected.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,10 @@ def load_line_config(path: str | Path) -> LineConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise LineConfigError(f"{path}: cannot read line configuration: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise LineConfigError(
+            f"{path}: not a line configuration: not UTF-8 text (byte {exc.start})"
+        ) from None
     return parse_line_config(text, source=str(path))
 
 
@@ -195,7 +200,7 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
     line = _Reader(line_table, "line.", source)
     name = line.get("name", str, "a line name (text)")
     scale = line.get("time_scale", (int, float), "a number > 0", 1.0)
-    if not scale > 0:
+    if not 0 < scale < math.inf:
         raise line.fail("time_scale", "a number > 0")
     line_id = line.get("id", str, "a line id (text)", None)
     if line_id is not None and not line_id.strip():
@@ -205,6 +210,15 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
     tools_table = data.get("tools", {})
     if not isinstance(tools_table, dict):
         raise LineConfigError(f"{source}: tools: expected [tools.NAME] tables")
+    seen: dict[str, str] = {}
+    for tool_name in tools_table:
+        # Operators type tool names in any case; two that differ only by case are one tool.
+        other = seen.setdefault(str(tool_name).lower(), str(tool_name))
+        if other != tool_name:
+            raise LineConfigError(
+                f"{source}: tools.{tool_name}: the same tool as tools.{other} "
+                "(tool names are compared without case)"
+            )
     tools = {n: _tool(n, t, source, float(scale)) for n, t in tools_table.items()}
     unknown = set(data) - {"line", "tools", "gem"}
     if unknown:
@@ -263,7 +277,7 @@ def _tool(name: str, table: Any, source: str, time_scale: float) -> ToolConfig:
     timeout_s = float(r.get("timeout_s", (int, float), "a reply timeout in seconds > 0",
                             PLATER_TIMEOUT_S if transport == "text-tcp"
                             else default_timeout_s(time_scale)))
-    if timeout_s <= 0:
+    if not 0 < timeout_s < math.inf:  # nan and inf too
         raise r.fail("timeout_s", "a reply timeout in seconds > 0")
     retries = r.get("retries", int, "a retry count 0-10", 3)
     if not 0 <= retries <= 10:

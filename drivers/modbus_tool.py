@@ -21,6 +21,10 @@ from drivers.types import Alarm
 St = TypeVar("St", bound=Enum)
 S = TypeVar("S")  # the tool's status dataclass
 
+# A command refused (exception 06) though the tool's own state allows it is sent again this
+# many times, one poll apart: a busy moment passes; a refusal for the state is reported.
+REFUSED_AGAIN = 2
+
 
 class ModbusTool(Generic[St, S]):
     """Base of the Modbus drivers. A subclass names its map and its state enum, and the

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, ToolError
 from drivers.modbus_link import MAX_READ_REGISTERS, ModbusLink
-from drivers.modbus_tool import ModbusTool
+from drivers.modbus_tool import REFUSED_AGAIN, ModbusTool
 from drivers.register_map import RegisterMap
 from drivers.types import (
     ZONES,
@@ -248,18 +248,32 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
     async def _command(self, name: str, done: Callable[[], Awaitable[bool]]) -> None:
         """COMMAND = name. ``done`` is the oven's word on whether it was carried out, which
         the link asks after a lost reply instead of sending the command again blindly."""
-        try:
-            await self.regs.command("COMMAND", name, done=done)
-        except DeviceBusy:
-            reason = await self._why_refused(name)
-            raise DeviceBusy(self.name, f"COMMAND={name} ({reason})") from None
+        for attempt in range(REFUSED_AGAIN + 1):
+            try:
+                await self.regs.command("COMMAND", name, done=done)
+                return
+            except DeviceBusy:
+                reason, explained = await self._why_refused(name)
+                # 06 is the oven's refusal; one nothing in its status explains is a busy
+                # moment (the fault campaign's busy= faults): send again, one poll later.
+                if explained or attempt == REFUSED_AGAIN:
+                    raise DeviceBusy(self.name, f"COMMAND={name} ({reason})") from None
+            await self.clock.sleep(self.poll_s)
 
-    async def _why_refused(self, command: str) -> str:
-        """What the spec says stops this command, as the oven reports it now."""
+    async def _why_refused(self, command: str) -> tuple[str, bool]:
+        """What the spec says stops this command, as the oven reports it now; and whether
+        that explains the refusal (False: the status allows the command)."""
         s = await self.status()
         state = f"state {s.state.name}"
         if s.alarm_code and command != "CLEAR":
-            return f"{state}, alarm {s.alarm_code} latched"
+            return f"{state}, alarm {s.alarm_code} latched", True
+        if command in ("APPLY", "STANDBY", "UNLOAD"):
+            reason = self._refusal_of(command, s, state)
+            return reason, reason != f"not allowed in {state}"
+        return self._refusal_of(command, s, state), True
+
+    @staticmethod
+    def _refusal_of(command: str, s: OvenStatus, state: str) -> str:
         if command == "LOAD":
             blocked = [
                 text

@@ -24,6 +24,7 @@ by ``bumpline sim --seed`` so a faulty run repeats exactly.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ class FaultPlan:
         )
 
 
+# The tools whose spec has a door interlock (the RF-10N oven has none).
+DOOR_ROLES = ("printer", "placer", "cleaner", "plater")
 _PROBABILITY_KEYS = ("drop", "corrupt", "delay", "busy")
 _ALARM = re.compile(r"^(\d{1,5})@(?:(wafer)(\d+)|(\d+(?:\.\d+)?))$")
 _DOOR = re.compile(r"^(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))?$")
@@ -90,6 +93,8 @@ def parse_tool_faults(text: str, *, tool: str = "") -> FaultPlan:
             setattr(plan, key, p)
         elif key == "delay_s":
             plan.delay_s = _number(value, item, where)
+            if not 0 <= plan.delay_s < math.inf:
+                raise FaultSpecError(f"fault '{item}'{where}: expected delay_s=SECONDS >= 0")
         elif key == "alarm":
             m = _ALARM.match(value)
             if not m:
@@ -107,6 +112,8 @@ def parse_tool_faults(text: str, *, tool: str = "") -> FaultPlan:
                 raise FaultSpecError(f"fault '{item}'{where}: expected door=SECONDS[-SECONDS]")
             plan.door_open_at = float(m.group(1))
             plan.door_close_at = float(m.group(2)) if m.group(2) else None
+            if plan.door_close_at is not None and plan.door_close_at < plan.door_open_at:
+                raise FaultSpecError(f"fault '{item}'{where}: the door closes before it opens")
         elif key == "disconnect":
             at = _number(value, item, where)
             if at < 0:
@@ -131,6 +138,27 @@ def parse_faults(spec: str) -> dict[str, FaultPlan]:
             raise FaultSpecError(f"fault spec '{chunk}': expected TOOL:key=value,...")
         plans[tool] = parse_tool_faults(rest, tool=tool)
     return plans
+
+
+def check_tools(plans: dict[str, FaultPlan], roles: dict[str, str]) -> None:
+    """Refuse a plan for a tool the line does not have, or a fault its tool cannot have: a
+    fault test must never pass by injecting nothing. ``roles``: tool name -> role."""
+    unknown = sorted(set(plans) - set(roles))
+    if unknown:
+        raise FaultSpecError(
+            f"faults name unknown tool(s): {', '.join(unknown)} (tools: {', '.join(roles)})"
+        )
+    for tool, plan in plans.items():
+        if plan.door_open_at is not None and roles[tool] not in DOOR_ROLES:
+            raise FaultSpecError(
+                f"fault 'door'{' for ' + tool}: the {roles[tool]} has no door alarm in its spec "
+                f"(door= applies to: {', '.join(DOOR_ROLES)})"
+            )
+        if plan.disconnects and roles[tool] != "plater":
+            raise FaultSpecError(
+                f"fault 'disconnect' for {tool}: only text-line tools (the plater) drop "
+                "their host connection"
+            )
 
 
 def _number(value: str, item: str, where: str) -> float:

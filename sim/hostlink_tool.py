@@ -364,7 +364,10 @@ class HostLinkTool:
     def _note(self, t: float) -> None:
         state = self.state
         if state != self._shown:
-            self._log.append(f"t={t:.1f}s {self._shown} -> {state}")
+            # The wafer is named, so a tool's own log counts its passes per wafer (the fault
+            # campaign finds a double print from it).
+            wafer = f" wafer {self.wafer_id!r}" if self.wafer_id is not None else ""
+            self._log.append(f"t={t:.1f}s {self._shown} -> {state}{wafer}")
             self._shown = state
 
     # --- the common commands -----------------------------------------------------------------

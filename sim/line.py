@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.clock import ScaledClock
-from sim.faults import FaultPlan
+from sim.faults import FaultPlan, check_tools
 from sim.stripper import cleaner_model
 
 log = logging.getLogger("sim.line")
@@ -89,7 +89,12 @@ class SimulatedLine:
     def tool_names(self) -> list[str]:
         return [f"{role}-{i}" for role in ROLES for i in range(1, self.layout.get(role, 0) + 1)]
 
+    def roles(self) -> dict[str, str]:
+        """Tool name -> role, for every tool this line serves."""
+        return {name: name.rsplit("-", 1)[0] for name in self.tool_names()}
+
     async def start(self) -> None:
+        check_tools(self.faults, self.roles())  # before any server starts
         try:
             for index, tool_name in enumerate(self.tool_names()):
                 role = tool_name.rsplit("-", 1)[0]
@@ -171,6 +176,32 @@ class SimulatedLine:
                 "model": model_name,
             }
         return ServedTool(name=name, role=role, model=model, server=server, config=config)
+
+    # --- one tool off the network and back (its model keeps its state, as a real tool whose
+    # cable was pulled keeps its wafers) -------------------------------------------------------
+
+    async def stop_tool(self, name: str) -> None:
+        """The tool stops answering: its server closes every connection and listener."""
+        await self.tools[name].server.stop()
+
+    async def restart_tool(self, name: str) -> None:
+        """The tool answers again on the very endpoint the line configuration names. Only a
+        TCP endpoint can be had again (a new pty gets a new path): use serial_transport and
+        cleaner_transport "tcp" for a tool that is to come back."""
+        tool = self.tools[name]
+        config = tool.config
+        if "host" in config:  # modbus-tcp, text-tcp
+            await tool.server.start_tcp(config["host"], config["port"])
+            return
+        url = str(config["port"])
+        if not url.startswith("socket://"):
+            raise ValueError(f"{name} is served on a pty ({url}): it cannot come back on the "
+                             "same endpoint; serve it on tcp")
+        host, port = url.removeprefix("socket://").rsplit(":", 1)
+        if config["transport"] == "modbus-rtu":
+            await tool.server.start_rtu_tcp(host, int(port))
+        else:
+            await tool.server.start_tcp(host, int(port))
 
     async def stop(self) -> None:
         for tool in reversed(list(self.tools.values())):

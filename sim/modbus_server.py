@@ -167,6 +167,7 @@ class ModbusToolServer:
 
     async def _listen(self, host: str, port: int, framer: FramerType) -> tuple[str, int]:
         rtu = framer is FramerType.RTU
+        self._closing.clear()  # listening again after a stop (the tool back on the network)
         server = ModbusTcpServer(
             self._devices(),
             framer=framer,

@@ -125,6 +125,21 @@ class DropArmedReply(FaultPlan):
         return super().roll(probability)
 
 
+class BusyArmed(FaultPlan):
+    """Answers exception 06 (busy) to exactly the next request after ``armed`` is set: a
+    busy moment, not a refusal for the tool's state."""
+
+    def __init__(self) -> None:
+        super().__init__(busy=1e-12)  # nonzero, so the server asks about every request
+        self.armed = False
+
+    def roll(self, probability: float) -> bool:
+        if self.armed and probability == self.busy:
+            self.armed = False
+            return True
+        return super().roll(probability)
+
+
 class DropReplies(FaultPlan):
     """Drops the next ``left`` replies, whatever they answer: a bus that goes quiet."""
 

@@ -5,7 +5,13 @@ real cleaner: conformance, a full cycle, abort, alarms, reconnection, console.""
 from __future__ import annotations
 
 import pytest
-from modbus_fixtures import DropArmedReply, DropReplies, cleaner_under_test, sim_cleaner
+from modbus_fixtures import (
+    BusyArmed,
+    DropArmedReply,
+    DropReplies,
+    cleaner_under_test,
+    sim_cleaner,
+)
 
 from controller.console import CLEANER_COMMANDS as CONSOLE_COMMANDS
 from controller.console import ConsoleUsageError, run_command
@@ -195,6 +201,19 @@ async def test_cycle_count_is_32_bit_high_word_first() -> None:
 
 
 @pytest.mark.faults
+async def test_a_command_refused_once_while_busy_is_sent_again() -> None:
+    """Exception 06 to a LOAD the cleaner's state allows (a busy moment, as ``busy=`` faults
+    make it): sent again, not reported refused (the fault campaign found wafers failed so)."""
+    plan = BusyArmed()
+    async with sim_cleaner(plan) as (cleaner, _):
+        await cleaner.set_recipe(RECIPE)
+        assert await cleaner.state() is CleanerState.READY
+        plan.armed = True
+        await cleaner.load("LOT42-11")
+        assert not plan.armed  # it was refused once
+        assert await cleaner.state() is CleanerState.LOADED
+
+
 async def test_a_command_whose_reply_was_lost_is_not_reported_as_refused() -> None:
     plan = DropArmedReply()
     async with sim_cleaner(plan) as (cleaner, _):

@@ -231,6 +231,15 @@ async def test_a_print_loaded_but_never_started_is_started_once():
     assert tool.sent == ["PRT", "RES"]
 
 
+async def test_a_print_sent_to_a_printer_that_forgot_it_is_not_run_again():
+    """The PRT was journalled, the printer (restarted) shows no wafer: printed or not is
+    unknown, so an engineer decides; the fault campaign found it printed twice."""
+    tool = ScriptedPrinter(printer(PrinterState.IDLE, None))
+    found = await kind_of(PRINT).settle(tool, PRINT, recovering(intents=("PRT",)),
+                                        ManualClock())
+    assert isinstance(found, Unknown) and "PRT was sent" in found.why and tool.sent == []
+
+
 @pytest.mark.parametrize(("judging", "settled"), [(False, NeverTaken), (True, Unknown)])
 async def test_a_print_the_printer_does_not_hold(judging, settled):
     tool = ScriptedPrinter(printer(PrinterState.IDLE, None))

@@ -105,10 +105,15 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(db_url: str, *, faults: dict[str, FaultPlan] | None = None,
-              speed: float = SPEED) -> AsyncIterator[Rig]:
+              speed: float = SPEED, timeouts: dict[str, float] | None = None
+              ) -> AsyncIterator[Rig]:
+    """``timeouts``: reply timeouts (wall s) for some tools, instead of the line's default."""
     clock = ScaledClock(speed)
     async with SimulatedLine(clock=clock, seed=SEED, faults=faults or {}) as line:
-        config = parse_line_config(line.config_text(), source="simulated line")
+        text = line.config_text()
+        for tool, timeout_s in (timeouts or {}).items():
+            text = text.replace(f"[tools.{tool}]\n", f"[tools.{tool}]\ntimeout_s = {timeout_s}\n")
+        config = parse_line_config(text, source="simulated line")
         line.models["printer-1"].align_fail_rate = 0.0  # see the module docstring
         async with open_line(config, clock) as tools:
             store = Store(db_url)  # SQLite, then PostgreSQL (tests/databases.py)

@@ -8,7 +8,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from modbus_fixtures import CorruptArmedReply, DropArmedReply, oven_under_test, sim_oven
+from modbus_fixtures import (
+    BusyArmed,
+    CorruptArmedReply,
+    DropArmedReply,
+    oven_under_test,
+    sim_oven,
+)
 
 from controller.console import OVEN_COMMANDS as CONSOLE_COMMANDS
 from controller.console import ConsoleUsageError, run_command
@@ -362,6 +368,19 @@ async def test_a_damaged_reply_is_read_again_without_a_traceback(
         assert oven.link.garbled_replies == 1
         assert not plan.armed  # the damage was done
     assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
+
+
+@pytest.mark.faults
+async def test_an_apply_refused_once_while_busy_is_sent_again() -> None:
+    """Exception 06 to an APPLY the oven's status allows (nothing on the belt): a busy moment
+    (``busy=`` faults), sent again; the fault campaign found a lot hung on it (issue 10)."""
+    plan = BusyArmed()
+    async with sim_oven(plan) as (oven, _):
+        await oven.stage_profile(EUTECTIC)
+        plan.armed = True
+        await oven.apply()
+        assert not plan.armed  # it was refused once
+        assert (await oven.status()).active_profile_id == EUTECTIC.profile_id
 
 
 # --- console commands -------------------------------------------------------------------------

@@ -154,3 +154,30 @@ def test_summary_yield_is_the_reports(store: Store, capsys) -> None:  # noqa: AN
     assert "3/4 wafers complete (yield 100 % of 3 finished)" in out
     assert "1 awaiting disposition" in out
     assert "lot tool time 3 h 41 min; this run 53.0 s wall, controller CPU 1.7 s" in out
+
+
+def test_a_step_failed_without_a_result_says_why_not_the_last_result(
+    store: Store, capsys  # noqa: ANN001
+) -> None:
+    """After a conveyor jam (520) the reflow has no result: the line is its reason, never the
+    print's SPI numbers from the step before (issue 10, item 11)."""
+    live = LiveProgress(store, ["L1"], plain=True)
+    with live:
+        live.progress.on_event(_event(1, "print", "step1_judging", "step2_waiting", "judged_ok",
+                                      measurements={"vol_mean_pct": 98.3, "bridges": 0}))
+        live.progress.on_event(_event(2, "reflow", "step2_running", "awaiting_disposition",
+                                      "step_failed", why="alarm 520 CONVEYOR JAM"))
+    out = capsys.readouterr().out.splitlines()
+    assert "SPI mean" in out[0]
+    assert "alarm 520 CONVEYOR JAM" in out[1] and "SPI" not in out[1]
+
+
+def test_a_hold_line_says_why_not_the_last_result(store: Store, capsys) -> None:  # noqa: ANN001
+    live = LiveProgress(store, ["L1"], plain=True)
+    with live:
+        live.progress.on_event(_event(4, "print", "step4_judging", "step5_waiting", "judged_ok",
+                                      measurements={"vol_mean_pct": 98.8, "bridges": 0}))
+        live.progress.on_event(_event(5, "reflow", "step5_waiting", "held", "hold",
+                                      why="interlock: alarm latched"))
+    out = capsys.readouterr().out.splitlines()
+    assert "interlock: alarm latched" in out[-1] and "SPI" not in out[-1]

@@ -155,7 +155,8 @@ def test_state_is_exact_without_polling_in_between(host: Host) -> None:
     host("LOD", "W1")
     host.wait(10_000)  # nobody asked in between: LOADING ended at 20 s, READY since
     assert host.state() == "READY"
-    assert host.model.drain_log() == ["t=0.0s IDLE -> LOADING", "t=20.0s LOADING -> READY"]
+    assert host.model.drain_log() == ["t=0.0s IDLE -> LOADING wafer 'W1'",
+                                      "t=20.0s LOADING -> READY wafer 'W1'"]
 
 
 # --- wiping -------------------------------------------------------------------------------
@@ -614,10 +615,10 @@ def test_scheduled_alarm_lands_at_its_own_time_however_late_the_poll() -> None:
     host.wait(500)
     assert host.state() == "ALARM"
     assert host.model.drain_log() == [
-        "t=0.0s IDLE -> LOADING",
-        "t=20.0s LOADING -> READY",
+        "t=0.0s IDLE -> LOADING wafer 'W1'",
+        "t=20.0s LOADING -> READY wafer 'W1'",
         "t=30.0s alarm 300 SQUEEGEE PRESSURE FAULT",
-        "t=30.0s READY -> ALARM",
+        "t=30.0s READY -> ALARM wafer 'W1'",
     ]
     host("CLR")
     assert host("RES")[1] == "ALARM"

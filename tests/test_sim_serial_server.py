@@ -364,7 +364,7 @@ async def test_requests_replies_and_state_changes_are_logged(
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert any("rx $02,LOD,W1*" in m for m in debug)
     assert any("tx $02,ACK,LOD*" in m for m in debug)
-    assert "printer-1 t=0.0s IDLE -> LOADING" in info
+    assert "printer-1 t=0.0s IDLE -> LOADING wafer 'W1'" in info
     assert all(r.name == "sim.printer-1" for r in caplog.records)
 
 

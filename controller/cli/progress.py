@@ -27,6 +27,7 @@ from controller.report.page import duration
 from sequences.kinds import ROLE_OF_KIND
 from sequences.wafer.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent, step_of
 
+RESULT_TRIGGERS = ("judged_ok", "step_failed", "step_done")
 _STYLE = {
     "complete": "green",
     "held": "yellow",
@@ -116,6 +117,8 @@ class LiveProgress:
         self._last_tool_time = max(self._last_tool_time, event.tool_time)
         if event.trigger in ("judged_ok", "step_failed") and event.measurements:
             view.result = short_result(event.step_kind, event.measurements)
+        elif event.trigger == "step_failed":  # no result (a jam): say why, not the last step's
+            view.result = ""
         if event.trigger == "judged_ok" and event.step:
             self._steps_done[event.wafer_id] = event.step
         view.state, view.event = event.to_state, event
@@ -127,7 +130,9 @@ class LiveProgress:
         if self.plain and event.trigger in PLAIN_TRIGGERS:
             print(
                 f"{event.wafer_id:<16} step {event.step or '-'} {event.step_kind or '':<6} "
-                f"{event.trigger:<14} -> {event.to_state:<22} {view.result or event.why}",
+                f"{event.trigger:<14} -> {event.to_state:<22} "
+                # a hold or an abort is said by its reason, not the last step's numbers
+                f"{(view.result if event.trigger in RESULT_TRIGGERS else '') or event.why}",
                 flush=True,
             )
         if event.trigger in ("judged_ok", "step_failed") or event.to_state in NEEDS_A_PERSON:

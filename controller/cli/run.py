@@ -244,7 +244,7 @@ def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
     """Check the lot arguments now; return what creates (or names) the lot once the line
     is open, so an unreachable tool leaves no half-started lot behind."""
     from controller.cli.lots import _user
-    from controller.domain import DEFAULT_PRIORITY, parse_slots, slots_for_count
+    from controller.domain import DEFAULT_PRIORITY, PRIORITY_RANGE, parse_slots, slots_for_count
     from controller.store import StoreError
     from sequences.recipes.validate import load_valid_recipe
 
@@ -263,6 +263,10 @@ def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
         missing.append("--wafers or --slots")
     if missing:
         raise UserError(f"run needs {', '.join(missing)} (or --resume LOT)", exit_code=EXIT_USAGE)
+    low, high = PRIORITY_RANGE
+    if args.priority is not None and not low <= args.priority <= high:
+        raise UserError(f"--priority must be {low}-{high} ({low} most urgent), got "
+                        f"{args.priority}", exit_code=EXIT_USAGE)
     slots = slots_for_count(args.wafers) if args.wafers is not None else parse_slots(args.slots)
     recipe = load_valid_recipe(args.recipe)
     try:
@@ -279,7 +283,7 @@ def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
             recipe_version=recipe.version,
             recipe_hash=recipe.hash,
             slots=slots,
-            priority=args.priority or DEFAULT_PRIORITY,
+            priority=DEFAULT_PRIORITY if args.priority is None else args.priority,
             user=_user(args),
         )
         return lot.id

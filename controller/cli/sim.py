@@ -159,10 +159,6 @@ async def run_sim(args: argparse.Namespace) -> int:
     state_files.update(plater_state_files(args.line))
     if args.verbose == 0:  # a running simulator shows tool activity by default
         logging.getLogger("sim").setLevel(logging.INFO)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     line = SimulatedLine(
         speed=args.speed,
         seed=args.seed,
@@ -173,13 +169,13 @@ async def run_sim(args: argparse.Namespace) -> int:
         cleaner_models=args.cleaners[1],
         state_files=state_files,
     )
-    unknown = set(plans) - set(line.tool_names())
-    if unknown:
-        raise UserError(
-            f"--faults names unknown tool(s): {', '.join(sorted(unknown))} "
-            f"(tools: {', '.join(line.tool_names())})",
-            exit_code=2,
-        )
+    from sim.faults import check_tools
+
+    check_tools(plans, line.roles())  # one line, before anything is served
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     from sim.plater_server import PlaterStateError
 
     try:

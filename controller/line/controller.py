@@ -21,7 +21,7 @@ from controller.line.e10 import E10State
 from controller.line.events import EventKind, LineEvent, LineEventStream
 from controller.line.journal import StoreJournal
 from controller.line.recovery import Recovery
-from controller.line.scheduler import ScheduledWafer, Scheduler, ToolReport
+from controller.line.scheduler import ScheduledTool, ScheduledWafer, Scheduler, ToolReport
 from controller.store import LotInfo, LotState, Store, StoreError
 from drivers.clock import Clock
 from drivers.errors import ToolError
@@ -33,6 +33,10 @@ from sequences.wafer.runner import WaferRun
 log = logging.getLogger("controller.line.controller")
 
 REQUEST_LOOK_S = 1.0  # wall seconds between looks at operator and engineer requests
+# A line alarm, not a tool's: the store keeps it under this number (tool codes are 1-999),
+# events and GEM under its name (docs/gem.md: ALARM_SET with code "link_lost").
+LINK_LOST_CODE = 1000
+LINK_LOST = "link_lost"
 
 RecipeLoader = Callable[[str], Recipe]
 
@@ -58,9 +62,9 @@ class Progress:
         elif event.kind is EventKind.TOOL_NOTE:
             self.on_tool_note(event.tool or "", data["text"])
         elif event.kind is EventKind.ALARM_SET:
-            wafer = event.wafer_id
+            hit = data.get("wafers") or ([data["wafer_id"]] if data.get("wafer_id") else [])
             self.on_tool_note(event.tool or "", f"ALARM {data['code']} {data['text']}"
-                              + (f" (wafer {wafer})" if wafer else ""))
+                              + (f" (wafer {', '.join(hit)})" if hit else ""))
 
 
 @dataclass
@@ -101,6 +105,7 @@ class LineController:
             clock,
             report=self._tool_report,
             poll_requests=self._handle_requests,
+            settle=self._settle_after_link,
         )
         self.journal = StoreJournal(store, self.events, self._lot_of)
         # Batch tools: batches with their wafers, and each pushing tool's last event number.
@@ -130,9 +135,15 @@ class LineController:
 
     def add_lot(self, lot_id: str) -> None:
         lot = self.store.get_lot(lot_id)
-        if lot.state in (LotState.COMPLETE.value, LotState.ABORTED.value):
+        unfinished = any(w.state not in FINAL_STATES for w in self.store.wafers(lot_id))
+        # An aborted lot whose controller stopped before its wafers were out is run to bring
+        # them out (_finish_aborts), never to process them.
+        if lot.state == LotState.COMPLETE.value or (lot.state == LotState.ABORTED.value
+                                                    and not unfinished):
             raise StoreError(f"lot {lot_id} is {lot.state}: nothing to run")
         recipe = self._recipe_for(lot)
+        if lot.state == LotState.ABORTED.value:
+            self.scheduler.held_lots.add(lot_id)
         if lot.state == LotState.QUEUED.value:
             self._set_lot_state(lot_id, LotState.RUNNING, previous=lot.state)
         elif lot.state == LotState.HELD.value:
@@ -167,6 +178,7 @@ class LineController:
             self.add_lot(lot_id)
         await self._recovery().settle(list(self.scheduler.wafers.values()),
                                       self.scheduler.tools)
+        self._finish_aborts()
         while True:
             await self.scheduler.run()
             self._close_finished_lots()
@@ -232,18 +244,52 @@ class LineController:
             if wafer is not None:
                 steps = self.store.steps(wafer.run.wafer_id)
                 step_id = steps[-1].id if steps else None
-            self.store.alarm_set(tool, report.code, report.text, wafer_id=report.wafer_id,
+            hit = list(report.wafers or ([report.wafer_id] if report.wafer_id else []))
+            text = report.text
+            if len(hit) > 1:  # the store row names one wafer; its text names the others
+                text = f"{text} (also hit: {', '.join(hit[1:])})"
+            self.store.alarm_set(tool, report.code, text[:200], wafer_id=report.wafer_id,
                                  step_id=step_id, tool_time=self.clock.now())
             self._tool_state(tool, E10State.UNSCHEDULED_DOWN,
                              f"alarm {report.code} {report.text}")
             self.events.publish(EventKind.ALARM_SET, tool=tool, code=report.code,
                                 text=report.text, wafer_id=report.wafer_id,
-                                lot_id=self._lot_of(report.wafer_id or ""),
-                                wafers=[report.wafer_id] if report.wafer_id else [])
+                                lot_id=self._lot_of(report.wafer_id or ""), wafers=hit)
+        elif what in ("link_lost", "link_back"):
+            self._link_report(report)
         elif what == "alarm_cleared":
             self.store.alarm_cleared(tool)
             self._tool_state(tool, E10State.STANDBY, "alarm cleared")
             self.events.publish(EventKind.ALARM_CLEARED, tool=tool, code=report.code, text="")
+
+    def _link_report(self, report: ToolReport) -> None:
+        """A tool that stopped answering is down (unscheduled) with a line alarm naming the
+        wafers inside and the exchange that failed; answering again clears it."""
+        tool = report.tool
+        if report.what == "link_lost":
+            hit = list(report.wafers)
+            text = f"TOOL LINK LOST: {report.text}" + (
+                f" (wafers inside: {', '.join(hit)})" if hit else " (no wafer inside)")
+            self.store.alarm_set(tool, LINK_LOST_CODE, text[:200], wafer_id=report.wafer_id,
+                                 tool_time=self.clock.now())
+            self._tool_state(tool, E10State.UNSCHEDULED_DOWN, f"not answering: {report.text}")
+            self.events.publish(EventKind.ALARM_SET, tool=tool, code=LINK_LOST, text=text,
+                                wafer_id=report.wafer_id,
+                                lot_id=self._lot_of(report.wafer_id or ""), wafers=hit)
+        else:
+            self.store.alarm_cleared(tool, LINK_LOST_CODE)
+            self.store.audit(tool, "tool.note", report.text)
+            self._tool_state(tool, E10State.STANDBY, "answers again")
+            self.events.publish(EventKind.ALARM_CLEARED, tool=tool, code=LINK_LOST,
+                                text=report.text)
+
+    async def _settle_after_link(self, tool: ScheduledTool, wafers: list[ScheduledWafer]
+                                 ) -> None:
+        """The wafers a silent tool had, once it answers: each kind asks it what happened
+        (the rules recovery uses after a controller stop)."""
+        recovery = Recovery(self.store, self.journal, self.clock, self._recovery_note,
+                            cause=f"{tool.name} stopped answering")
+        await recovery.settle(wafers, {tool.name: tool})
 
     def _tool_state(self, tool: str, state: E10State, reason: str) -> None:
         previous = self._e10.get(tool)
@@ -324,6 +370,20 @@ class LineController:
         except SequenceError as exc:
             return f"refused: {exc}"
         return f"unknown request {action}"
+
+    def _finish_aborts(self) -> None:
+        """Lots aborted while no controller could bring their wafers out: abort those now
+        (the tools hand them out), and answer the abort requests they left pending."""
+        aborted = [lot_id for lot_id in self._lots
+                   if self.store.get_lot(lot_id).state == LotState.ABORTED.value]
+        for lot_id in aborted:
+            for request in self.store.pending_requests(lot_id):
+                if request.action == "abort_lot":
+                    self.store.mark_request_handled(request.id,
+                                                    note="carried out when the lot resumed")
+            for wafer in self.scheduler.wafers.values():
+                if wafer.lot_id == lot_id and not wafer.run.done:
+                    self._spawn_abort(wafer, "lot aborted while no controller ran it")
 
     def _spawn_abort(self, wafer: ScheduledWafer, why: str) -> None:
         async def abort() -> None:

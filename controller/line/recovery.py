@@ -11,7 +11,8 @@ Stored state -> what the tool shows -> what happens:
   it was only loaded, wait for its result, judge it, go on.
 * running a print or placement, and the tool does not hold it: it was never loaded
   (the load follows the committed transition, and only a judged wafer is unloaded),
-  so it waits for a tool again.
+  so it waits for a tool again - unless its start (PRT, PLC) was journalled: then the
+  tool forgot what it may have done (a restart, a power loss) and an engineer decides.
 * running or judging a clean, and the cleaner's last result names this wafer with a
   newer cycle count than its earlier cleans: take that result, judge it, go on.
 * running a clean that the cleaner neither holds nor reports: never loaded, waits again.
@@ -54,7 +55,10 @@ Note = Callable[[str, str], None]  # (wafer, text)
 class Recovery:
     """Restores wafer runs from the store and settles those found mid-step."""
 
-    def __init__(self, store: Store, journal: StoreJournal, clock: Clock, note: Note) -> None:
+    def __init__(self, store: Store, journal: StoreJournal, clock: Clock, note: Note,
+                 *, cause: str = "controller stopped") -> None:
+        """``cause``: what interrupted the steps, as the notes and holds say it."""
+        self.cause = cause
         self.store = store
         self.journal = journal
         self.clock = clock
@@ -106,7 +110,7 @@ class Recovery:
                 continue
             tool_name = self._last_tool(wafer.run.wafer_id, where.step)
             if tool_name is None or tool_name not in tools:
-                self._to_disposition(wafer, f"controller stopped during step {where.step} "
+                self._to_disposition(wafer, f"{self.cause} during step {where.step} "
                                      f"({wafer.run.machine.step_kind}); tool "
                                      f"{tool_name or 'unknown'} is not on this line")
                 continue
@@ -123,7 +127,7 @@ class Recovery:
                 for w in group], self.clock)
         except ToolError as exc:
             for wafer in group:
-                self._to_disposition(wafer, f"controller stopped during step "
+                self._to_disposition(wafer, f"{self.cause} during step "
                                      f"{wafer.run.machine.where.step} ({kind.name}) and "
                                      f"{tool.name} could not be asked: {exc}")
             return
@@ -156,7 +160,7 @@ class Recovery:
             self.note(run.wafer_id, f"step {number}: {found.why}; it waits for a tool again")
             run.back_to_waiting(f"recovery: {found.why}")
         else:
-            self._to_disposition(wafer, f"controller stopped during step {number} "
+            self._to_disposition(wafer, f"{self.cause} during step {number} "
                                  f"({run.machine.step_kind}); {getattr(found, 'why', found)}")
 
     def _last_tool(self, wafer_id: str, number: int) -> str | None:

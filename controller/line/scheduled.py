@@ -15,10 +15,14 @@ class ToolReport:
     """What the scheduler tells the line about a tool (the controller records it)."""
 
     tool: str
-    what: str  # "productive", "setup", "standby", "note", "alarm", "alarm_cleared"
+    # "productive", "setup", "standby", "note", "alarm", "alarm_cleared", "link_lost",
+    # "link_back"
+    what: str
     text: str = ""
     code: int = 0  # alarm code
     wafer_id: str | None = None  # the wafer the tool works on, or its alarm concerns
+    # Every wafer an alarm concerns (wafer_id first): an oven alarm hits the whole belt.
+    wafers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -38,6 +42,8 @@ class ScheduledTool:
     busy_since: float | None = None
     busy_s: float = 0.0  # tool seconds spent on steps and changeovers
     working: bool = False  # the line was told it is productive or in setup (not standby)
+    lost: str = ""  # why the tool stopped answering ("" = it answers); out of service
+    stranded: set[str] = field(default_factory=set)  # wafers in it when it went silent
 
     def take(self, now: float, holder: str | None = None) -> None:
         self.busy = True

@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller.line import batching
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
-from drivers.errors import ToolError
+from drivers.errors import LinkError, ToolError
 from sequences.kinds import KINDS, StepKind, kind_of
 from sequences.wafer.machine import Phase
 from sequences.wafer.runner import WaferRun
@@ -37,6 +37,14 @@ from sequences.wafer.runner import WaferRun
 log = logging.getLogger("controller.line.scheduler")
 
 IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool alarms
+# Asking a silent tool again: wall seconds (the wire, not the tool), doubling up to a cap.
+RECONNECT_FIRST_S = 0.2
+RECONNECT_MAX_S = 5.0
+RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this often
+
+# What settles the wafers a tool had when it went silent, once it answers again (the
+# controller's recovery: each kind asks its tool).
+Settle = Callable[["ScheduledTool", list["ScheduledWafer"]], Awaitable[None]]
 
 
 class Scheduler:
@@ -49,6 +57,7 @@ class Scheduler:
         *,
         report: Callable[[ToolReport], None] | None = None,
         poll_requests: Callable[[], None] | None = None,
+        settle: Settle | None = None,
     ) -> None:
         self.clock = clock
         self.tools = {name: ScheduledTool(name, role, driver)
@@ -56,6 +65,7 @@ class Scheduler:
         self.wafers: dict[str, ScheduledWafer] = {}
         self._report = report or (lambda r: log.info("%s: %s %s", r.tool, r.what, r.text))
         self._poll_requests = poll_requests
+        self._settle = settle
         self.held_lots: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -66,6 +76,8 @@ class Scheduler:
         self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
         self._batch_roles = {k.role for k in KINDS.values() if k.batch}  # set up ahead
         self.batch_log: Any = None  # controller/batch_records.BatchRecords: batches recorded
+        self._left_inside: dict[str, tuple[str, Any]] = {}  # tool -> failed wafer, its step
+        self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
 
     # --- wafers ------------------------------------------------------------------------------
 
@@ -110,8 +122,14 @@ class Scheduler:
 
     def _progressing(self) -> bool:
         """Anything that can still move without a person: a step running, a wafer waiting."""
-        # Cheapest first: a running step has a task; only then look at every wafer.
-        return bool(self._tasks or self.running_steps or self._waiting())
+        # Cheapest first: a running step has a task; only then look at every wafer. A tool
+        # that went silent is being called back (a task): the lot waits for it. A wafer whose
+        # every tool failed its setup with no alarm to clear (-1) waits for a person: the run
+        # ends and says so, rather than waiting for ever.
+        if self._tasks or self.running_steps:
+            return True
+        usable = {t.role for t in self.tools.values() if t.alarm != -1}
+        return any(w.run.next_role in usable for w in self._waiting())
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -174,7 +192,7 @@ class Scheduler:
         task.add_done_callback(finished)
 
     async def _dispatch(self) -> None:
-        if all(tool.busy or tool.alarm for tool in self.tools.values()):
+        if all(tool.busy or tool.alarm or tool.lost for tool in self.tools.values()):
             return  # nothing to give out (the usual case: a step just woke us for nothing)
         try:
             await self._give_out()
@@ -185,7 +203,7 @@ class Scheduler:
         """A tool left without work after a dispatch is in standby (E10): said once, and
         not between a step's end and the next wafer's start."""
         for tool in self.tools.values():
-            if tool.working and not (tool.busy or tool.riding or tool.alarm):
+            if tool.working and not (tool.busy or tool.riding or tool.alarm or tool.lost):
                 tool.working = False
                 self._report(ToolReport(tool.name, "standby", "no wafer to take"))
 
@@ -201,7 +219,7 @@ class Scheduler:
         for w in waiting:
             by_role.setdefault(w.run.next_role, []).append(w)
         for tool in self.tools.values():
-            if tool.busy or tool.alarm:
+            if tool.busy or tool.alarm or tool.lost:
                 continue
             wanted = by_role.get(tool.role)
             if not wanted:
@@ -338,7 +356,9 @@ class Scheduler:
             wafer.ready_since = self.clock.now()
             tool.riding.discard(run.wafer_id)
             try:
-                if run.phase is Phase.AWAITING and run.machine.failed_step == number:
+                if run.link_lost is not None:
+                    self._link_lost(tool, wafer, run.link_lost)
+                elif run.phase is Phase.AWAITING and run.machine.failed_step == number:
                     await self._after_failure(wafer, step, tool)
                 elif run.phase is Phase.HELD and run.machine.held_from == f"step{number}_waiting":
                     await self._tool_down(tool, run.wafer_id)  # held at its interlock
@@ -361,22 +381,41 @@ class Scheduler:
         """A failed wafer leaves the tool (so the line goes on); an alarm is recorded."""
         alarm = await self._read_alarm(tool)
         if alarm is not None:
-            tool.alarm = alarm.code
-            self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
-                                    wafer.run.wafer_id))
+            if tool.alarm != alarm.code:  # a rider behind it ending on the same latched alarm
+                tool.alarm = alarm.code  # was named with it: reported once
+                # The wafer that ended first names the alarm; the others on the belt are hit.
+                hit = (wafer.run.wafer_id, *sorted(tool.riding - {wafer.run.wafer_id}))
+                self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
+                                        wafer.run.wafer_id, wafers=hit))
             await self._try_clear(tool)
         for note in await kind_of(step).abort(tool.driver, step, wafer.run.wafer_id):
             self.note(tool, f"{wafer.run.wafer_id}: {note}")
+        if tool.alarm > 0:  # still latched: the tool could not hand the wafer out yet
+            self._left_inside[tool.name] = (wafer.run.wafer_id, step)
 
     async def _tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
         service until its alarm is cleared; then the wafers it held go on (interlock re-checked)."""
         alarm = await self._read_alarm(tool)
         if alarm is None:
+            self._recheck_alarm_hold(tool, wafer_id)
             return
         tool.alarm = alarm.code
         self._held_by_alarm.setdefault(tool.name, set()).add(wafer_id)
         self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
+
+    def _recheck_alarm_hold(self, tool: ScheduledTool, wafer_id: str) -> None:
+        """Held at its interlock for an alarm the tool, asked again, does not have: a reply
+        damaged where Modbus TCP has no checksum, or an alarm gone since. The wafer waits for
+        the tool again, and its interlocks are checked again before the step (never bypassed);
+        a few times at most, then it stays held for a person."""
+        wafer = self.wafers.get(wafer_id)
+        if wafer is None or "alarm" not in wafer.run.machine.hold_reason:
+            return
+        count = self._rechecked[wafer_id] = self._rechecked.get(wafer_id, 0) + 1
+        if count <= RECHECKS:
+            wafer.run.resume(f"{tool.name} shows no alarm when asked again; interlocks are "
+                             "checked again before the step")
 
     async def _try_clear(self, tool: ScheduledTool) -> None:
         try:
@@ -387,6 +426,11 @@ class Scheduler:
         self.note(tool, f"alarm {tool.alarm} cleared (cause gone)")
         self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
         cleared, tool.alarm = tool.alarm, 0
+        left = self._left_inside.pop(tool.name, None)
+        if left is not None:  # the failed wafer the alarm kept inside comes out first
+            wafer_id, step = left
+            for note in await kind_of(step).abort(tool.driver, step, wafer_id):
+                self.note(tool, f"{wafer_id}: {note} (alarm {cleared} cleared)")
         for wafer_id in sorted(self._held_by_alarm.pop(tool.name, set())):
             wafer = self.wafers.get(wafer_id)
             if wafer is not None and wafer.run.phase is Phase.HELD:
@@ -399,7 +443,7 @@ class Scheduler:
         """Tools out of service come back when their alarm's cause is gone. A tool whose
         setup failed without an alarm (-1) has nothing to clear: it waits for a person."""
         for tool in self.tools.values():
-            if tool.alarm > 0 and not tool.busy:
+            if tool.alarm > 0 and not tool.busy and not tool.lost:
                 await self._try_clear(tool)
 
     # --- changeovers -------------------------------------------------------------------------
@@ -419,6 +463,9 @@ class Scheduler:
                                recipe_name=run.recipe.tool_recipe_name(number),
                                note=lambda text: self.note(tool, text))
             tool.setup = kind.setup_key(step)
+        except LinkError as exc:  # the tool went silent mid-changeover: set up again after
+            tool.setup = None
+            self._link_lost(tool, None, exc)
         except ToolError as exc:
             self.note(tool, f"changeover failed: {exc.detail}")
             alarm = await self._read_alarm(tool)
@@ -428,3 +475,72 @@ class Scheduler:
         finally:
             tool.release(self.clock.now())
             self.wake()
+
+    # --- tools that stop answering -----------------------------------------------------------
+
+    def _link_lost(self, tool: ScheduledTool, wafer: ScheduledWafer | None,
+                   exc: LinkError) -> None:
+        """The tool did not answer (its link's retries are spent): out of service, an alarm
+        naming the wafers inside and the exchange that failed, and a call-back with backoff.
+        A wafer still in its step stays there until the tool, answering again, says what
+        happened to it; a waiting wafer simply waits for a tool again."""
+        if wafer is not None:
+            wafer.run.link_lost = None
+            if wafer.run.machine.where.in_step:
+                tool.stranded.add(wafer.run.wafer_id)
+        if tool.lost:
+            return  # already reported; this wafer joins the ones it had
+        tool.lost = exc.detail
+        tool.setup = None  # what it is set up for is asked again when it is back
+        inside = tuple(sorted(tool.stranded | tool.riding))
+        self._report(ToolReport(tool.name, "link_lost", exc.detail,
+                                wafer_id=inside[0] if inside else None, wafers=inside))
+        self._spawn(self._call_back(tool))
+
+    async def _call_back(self, tool: ScheduledTool) -> None:
+        """Ask the silent tool again, backing off, until it answers or the line stops; then
+        settle the wafers it had (the kinds' own recovery rules ask it) and put it back."""
+        pause = RECONNECT_FIRST_S
+        while not self._stopping:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RECONNECT_MAX_S)
+            if any(w.running for w in self.wafers.values()
+                   if w.run.wafer_id in tool.riding):
+                continue  # a rider's step still talks to it: let that one finish first
+            if await self._answers(tool):
+                break
+        else:
+            return  # stopped: --resume asks the tool about its wafers
+        tool.take(self.clock.now())  # nothing is dispatched to it while it is settled
+        try:
+            stranded = [self.wafers[w] for w in sorted(tool.stranded) if w in self.wafers]
+            tool.stranded.clear()
+            self._report(ToolReport(tool.name, "link_back", f"answers again; settling "
+                                    f"{len(stranded)} wafer(s) it had",
+                                    wafers=tuple(w.run.wafer_id for w in stranded)))
+            tool.lost = ""
+            if stranded and self._settle is not None:
+                await self._settle(tool, stranded)
+        finally:
+            tool.release(self.clock.now())
+            self.wake()
+
+    @staticmethod
+    async def _answers(tool: ScheduledTool) -> bool:
+        """Does the tool answer now? A link that broke (a closed connection) is opened anew."""
+        try:
+            await tool.driver.status()
+            return True
+        except ToolError:
+            pass
+        link = getattr(tool.driver, "link", None) or getattr(tool.driver, "port", None)
+        if link is None:
+            return False
+        try:
+            await link.close()
+            await link.open()
+            await tool.driver.status()
+        except (ToolError, OSError) as exc:
+            log.info("%s: still not answering: %s", tool.name, exc)
+            return False
+        return True

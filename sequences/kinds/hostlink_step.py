@@ -129,6 +129,12 @@ class HostLinkStepKind(StepKind[S]):
                 await driver.wait_for(st.DONE, timeout_s=SETTLE_WAIT_S)
             return TakeResult(await driver.result(), how=f"{driver.name} still holds it: "
                               "taking its result")
+        started = [c for c in self.guarded if c in wafer.intents]
+        if started and not wafer.judging:
+            # Its start was sent, yet the tool shows no wafer: it forgot (a power loss, a
+            # restart) what it may have done. Never run twice on a guess.
+            return Unknown(f"{driver.name} no longer shows the wafer, and its {started[0]} "
+                           "was sent: done or not, an engineer decides")
         if not wafer.judging:
             return NeverTaken(f"{driver.name} never took it")
         return Unknown(f"{driver.name} no longer shows the wafer")

@@ -11,6 +11,7 @@ cool-down the longest) and needs an empty belt.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from typing import Any
 
@@ -36,6 +37,8 @@ from sequences.kinds.base import (
 from sequences.recipes.recipe import ReflowStep
 from sequences.wafer.journal import guarded
 from sequences.wafer.judge import Judgment, at_most, same_wafer, window
+
+log = logging.getLogger("sequences.kinds.reflow")
 
 TUNNEL_MM = 4000.0  # heated tunnel, entrance to exit
 ENTRANCE_SPACING_MM = 450.0  # belt travel before the entrance is clear for the next wafer
@@ -188,8 +191,12 @@ class Reflow(StepKind[ReflowStep]):
                 signals = await driver.signals()
                 if signals.alarm_active:
                     alarm = await driver.alarm()
-                    raise ToolAlarm(driver.name, alarm.code if alarm else 0,
-                                    alarm.text if alarm else "")
+                    if alarm is not None:
+                        raise ToolAlarm(driver.name, alarm.code, alarm.text)
+                    # The flag with no alarm code: a reply damaged where Modbus TCP has no
+                    # checksum (or an alarm just cleared). Not the tool's word: look again.
+                    await clock.sleep(POLL_S)
+                    continue
                 if signals.entrance_clear:
                     try:
                         async with guarded(ctx.journal, wafer_id, "LOAD", driver.name):
@@ -213,10 +220,16 @@ class Reflow(StepKind[ReflowStep]):
                 if alarm is not None and alarm not in alarms:
                     alarms.append(alarm)
             if signals.wafer_at_exit:
-                result = await driver.exit_result()
-                if result.wafer_id == wafer_id:
-                    await driver.unload(wafer_id)
-                    return StepResult(result, alarms)
+                try:
+                    result = await driver.exit_result()
+                    if result.wafer_id == wafer_id:
+                        await driver.unload(wafer_id)
+                        return StepResult(result, alarms)
+                except DeviceBusy as exc:
+                    # Refused while the wafer sits at the exit (exception 06 after the link's
+                    # own resends): the next look asks again; the deadline still bounds it.
+                    log.info("%s: %s at the exit: %s; looking again", driver.name, wafer_id,
+                             exc.detail)
             if clock.now() >= deadline:
                 alarm_text = "; ".join(f"alarm {a.code} {a.text}" for a in alarms)
                 raise ToolTimeout(driver.name, f"wafer {wafer_id} not at the exit after "

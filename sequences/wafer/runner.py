@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.errors import ToolAlarm, ToolError, ToolTimeout
+from drivers.errors import LinkError, ToolAlarm, ToolError, ToolTimeout
 from sequences.errors import InterlockError, SequenceError
 from sequences.kinds import ROLE_OF_KIND, StepKind, kind_of
 from sequences.kinds.base import StepContext, StepResult, ToolView, wait_free
@@ -101,6 +101,10 @@ class WaferRun:
         self._hold_after: str | None = None
         self._stop_requested = False
         self._step_open = False  # a step record is open (from tool_acquired to its end)
+        # The tool stopped answering during the last step (None: it answered). The wafer is
+        # left where it was - waiting, or in its step - for whoever owns the tool to settle
+        # by asking the tool once it answers again; a silence is no verdict on the wafer.
+        self.link_lost: LinkError | None = None
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -262,8 +266,12 @@ class WaferRun:
         here = waiting(number)
         tool = driver.name
         kind = kind_of(step)
+        self.link_lost = None
         try:
             checked = await self._tool_work(self._readiness(number, step, kind, driver))
+        except LinkError as exc:  # nothing was sent that changes the tool: it still waits
+            self.link_lost = exc
+            return self.state
         except ToolError as exc:
             checked = ([str(exc)], None)
         if checked is _STOPPED or self.state != here:  # held or aborted meanwhile
@@ -348,6 +356,18 @@ class WaferRun:
         finally:
             self._idle.set()
 
+    def give_up_on_link(self) -> None:
+        """No one waits for the tool to answer again (a one-wafer run): a lost link holds a
+        waiting wafer, or fails its step, as any other tool error does."""
+        exc, self.link_lost = self.link_lost, None
+        if exc is None:
+            return
+        if self.phase is Phase.WAITING:
+            if self.machine.may("hold"):
+                self._fire("hold", why=f"interlock: {exc}", tool=exc.tool)
+        else:
+            self._fail(f"tool error: {exc.detail}", exc.tool, {"error": type(exc).__name__})
+
     def fail_recovered(self, why: str) -> None:
         """Recovery could not tell what happened to the step in progress: an engineer decides."""
         if self.machine.may("step_failed"):
@@ -393,9 +413,12 @@ class WaferRun:
 
     async def _step_work(self, coro: Any, tool: str) -> Any:
         """Tool work of a running step: a tool alarm, timeout or error fails the step
-        (awaiting disposition, with the alarm's code and text); _STOPPED then too."""
+        (awaiting disposition, with the alarm's code and text); _STOPPED then too. A tool
+        that stopped answering leaves the step open (``link_lost``): _STOPPED."""
         try:
             return await self._tool_work(coro)
+        except LinkError as exc:
+            self.link_lost = exc  # the step stays open: the tool's word settles it later
         except ToolAlarm as exc:
             self._fail(f"alarm {exc.code} {exc.text}".strip(), tool,
                        {"alarm_code": exc.code, "alarm_text": exc.text})
@@ -490,5 +513,6 @@ async def run_wafer(
             run.hold(f"preparing {driver.name} for step {number} ({step.kind}) failed: {exc}")
             break
         await run.run_step(driver)
+        run.give_up_on_link()
     return run
 

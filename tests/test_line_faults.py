@@ -1,0 +1,153 @@
+"""Faults that hit more than one wafer or take a tool away (issue 10, items 6 and 11), on the
+simulated line in-process with real drivers and a fresh store (the rig of test_lot_run)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import pytest
+from test_lot_run import (
+    RECIPE,
+    WAIT_S,
+    Watch,
+    assert_line_empty,
+    finish,
+    is_,
+    rig,
+    run_lots,
+)
+
+from controller.line.controller import LINK_LOST_CODE
+from controller.line.events import EventKind, LineEvent
+from sequences.recipes.validate import load_valid_recipe
+from sequences.wafer.runner import run_wafer
+from sim.faults import FaultPlan, ScheduledAlarm
+
+SLOW = 500.0  # a reflow pass lasts about a second of wall time: the oven is away mid-pass
+
+
+@pytest.mark.faults
+async def test_an_oven_alarm_names_every_wafer_on_the_belt(tmp_path: Path) -> None:
+    """560 (thermocouple) while four wafers ride: the alarm names all four, not the first."""
+    faults = {"oven-1": FaultPlan(alarms=[ScheduledAlarm(560, at_wafer=3)])}
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", faults=faults) as r:
+        wafers = r.new_lot("TC1", 4)
+        controller = r.controller()
+        alarms: list[LineEvent] = []
+        controller.events.listen(
+            lambda e: alarms.append(e) if e.kind is EventKind.ALARM_SET else None)
+        await run_lots(controller, ["TC1"])
+        failed = [w for w in wafers if r.store.get_wafer(w).state == "awaiting_disposition"]
+        assert len(failed) > 1  # the thermocouple hit several wafers on the belt
+        hits = [e for e in alarms if e.data["code"] == 560]
+        assert len(hits) == 1, [(e.tool, e.data) for e in alarms]
+        event = hits[0]
+        assert sorted(event.data["wafers"]) == failed
+        alarms_560 = [a for a in r.store.alarms(tool="oven-1") if a.code == 560]
+        assert len(alarms_560) == 1, r.store.alarms()
+        alarm = alarms_560[0]
+        assert alarm.wafer_id == event.data["wafers"][0]
+        assert all(w in alarm.text for w in failed if w != alarm.wafer_id)
+
+
+@pytest.mark.faults
+async def test_an_oven_that_stops_answering_is_down_then_settles_its_wafers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The oven's server goes away with a wafer on the belt and comes back on the same
+    endpoint: a line alarm names the wafer and the exchange, the oven is unscheduled down,
+    the wafer is settled by asking the oven (reflowed once), and the lot completes."""
+    caplog.set_level(logging.INFO, logger="sim")
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", speed=SLOW) as r:
+        wafers = r.new_lot("LINK1", 1)
+        watch = Watch()
+        controller = r.controller(watch)
+        seen: list[LineEvent] = []
+        lost: asyncio.Future[LineEvent] = asyncio.get_running_loop().create_future()
+
+        def listen(event: LineEvent) -> None:
+            seen.append(event)
+            if (event.kind is EventKind.ALARM_SET and event.data["code"] == "link_lost"
+                    and not lost.done()):
+                lost.set_result(event)
+
+        controller.events.listen(listen)
+        on_belt = watch.when(is_(wafers[0], "tool_acquired", 2))
+        task = asyncio.create_task(controller.run(["LINK1"]))
+        await asyncio.wait_for(on_belt, WAIT_S)
+        await r.line.stop_tool("oven-1")
+        alarm = await asyncio.wait_for(lost, WAIT_S)
+        assert wafers[0] in alarm.data["wafers"]
+        assert "oven-1" == alarm.tool and "unit 1" in alarm.data["text"]  # the exchange
+        assert r.store.get_wafer(wafers[0]).state == "step2_running"  # no verdict on silence
+        downs = [s for s in r.store.tool_state_history("oven-1")
+                 if s.e10_state == "unscheduled down"]
+        assert downs and "not answering" in downs[-1].reason
+        await r.line.restart_tool("oven-1")
+        [outcome] = await finish(task)
+    assert outcome.state == "complete", outcome
+    assert set(outcome.wafers.values()) == {"complete"}
+    (row,) = [a for a in r.store.alarms(tool="oven-1") if a.code == LINK_LOST_CODE]
+    assert row.cleared_at is not None and wafers[0] in row.text
+    cleared = [e for e in seen if e.kind is EventKind.ALARM_CLEARED]
+    assert [e.data["code"] for e in cleared] == ["link_lost"]
+    loads = [m for m in (rec.getMessage() for rec in caplog.records)
+             if m.startswith("oven-1 ") and ": LOAD '" in m]
+    for wafer in wafers:  # the oven's own log: each wafer reflowed once per reflow step
+        assert sum(f": LOAD '{wafer}'" in line for line in loads) == 2, loads
+
+
+async def test_a_link_lost_in_a_one_wafer_run_still_fails_its_step(tmp_path: Path) -> None:
+    """Where nobody waits for the tool (``sequence run``), silence fails the step as before."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        await r.line.stop_tool("printer-1")
+        run = await run_wafer(load_valid_recipe(RECIPE), "ONE-01", r.tools, r.clock)
+        assert run.state in ("held", "awaiting_disposition")
+        assert run.link_lost is None
+
+
+async def test_a_lot_aborted_while_its_controller_was_gone_is_brought_out(
+    tmp_path: Path
+) -> None:
+    """The controller stops with a wafer in the printer, the lot is aborted meanwhile (the
+    request queued): the next run brings that wafer out as aborted and answers the request,
+    so no lot ends "aborted" with a wafer neither finished nor aborted (issue 10, item 10)."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        wafers = r.new_lot("AB1", 2)
+        watch = Watch()
+        in_printer = watch.when(is_(wafers[0], "tool_acquired", 1))
+        task = asyncio.create_task(r.controller(watch).run(["AB1"]))
+        await asyncio.wait_for(in_printer, WAIT_S)
+        task.cancel()  # gone at once, as a killed controller: the step stays open
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert r.store.get_wafer(wafers[0]).state == "step1_running"
+        r.store.abort_lot("AB1", user="ann", reason="wrong carrier")
+        [outcome] = await run_lots(r.controller(), ["AB1"])
+        assert outcome.state == "aborted"
+        assert set(outcome.wafers.values()) == {"aborted"}, outcome
+        assert r.store.pending_requests("AB1") == []
+        await assert_line_empty(r)
+
+
+@pytest.mark.faults
+async def test_half_the_printer_replies_lost_does_not_stop_the_lot(tmp_path: Path) -> None:
+    """``--faults 'printer-1:drop=0.5'``: a command whose every resend went unanswered takes
+    the printer out of service with an alarm, not the wafer; the lot completes."""
+    # A short reply timeout (the wire, not the tool): half the replies lost costs less wall time.
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", faults={"printer-1": FaultPlan(drop=0.5)},
+                   timeouts={"printer-1": 0.03}) as r:
+        r.new_lot("DROP1", 1)
+        controller = r.controller()
+        lost: list[LineEvent] = []
+        controller.events.listen(lambda e: lost.append(e) if e.kind is EventKind.ALARM_SET
+                                 and e.data["code"] == "link_lost" else None)
+        [outcome] = await run_lots(controller, ["DROP1"])
+        assert outcome.state == "complete", outcome
+        recorded = [a for a in r.store.alarms(tool="printer-1") if a.code == LINK_LOST_CODE]
+        assert lost, "no command went unanswered four times: the test exercised nothing"
+        assert len(recorded) == len(lost)  # every silence an alarm, every alarm cleared
+        assert all(a.cleared_at is not None for a in recorded)

@@ -1,0 +1,381 @@
+"""The fault campaign (issue 10): the controller and the simulator as separate processes,
+treated the way a fab treats them, and one table of what survived.
+
+* kills: ``bumpline run`` SIGKILLed at seeded random moments mid-lot, then
+  ``bumpline run --resume LOT`` (killed again, until the lot's kills are spent; the last
+  resume runs to the end);
+* faults: each fault kind of the simulator (sim/faults.py), one lot each;
+* sim restart: the simulator SIGKILLed mid-lot and started again (a new process: its tools
+  forget what they held, as after a power loss), the controller stopped and resumed on it;
+* two controllers: two ``bumpline run`` on one line at once, and a resume of a lot that
+  another controller runs.
+
+What is counted comes from the simulator's own logs (the oven's and the cleaner's LOAD
+lines, the printer's passes per wafer) and from the store:
+
+* kills survived: SIGKILLs after which a resume ran (the only figure that should grow);
+* resumes failed: a resume that crashed (a traceback, or an exit other than 0/3);
+* wafers lost: a wafer left neither finished nor waiting for a person (mid-step for ever);
+* double executions: a wafer printed, reflowed or cleaned more often than its recipe says;
+* false holds: a wafer held or awaiting disposition for anything but a tool alarm, an
+  open door or a result outside its window (a hold the faults or kills invented);
+* lots stalled: a lot whose last run ended with work left that nobody was asked to decide.
+
+Run it with ``make faults`` (a few minutes on two busy cores); ``--kills`` and ``--seed``
+change the campaign, ``--keep DIR`` keeps the databases and logs to look at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.store import Store
+from sequences.wafer.machine import AWAITING, FINAL_STATES, HELD
+
+BUMPLINE = str(Path(sys.executable).with_name("bumpline"))
+RECIPE = "rebump-hipb-snpb"
+PASSES = {"print": 2, "reflow": 2, "clean": 2}  # per wafer, in the recipe above
+WAFERS = 3
+SPEED = 300.0  # kills, restarts, two controllers
+# The fault kinds run slower: at 300x the 30 tool seconds between two wafers at the oven exit
+# (cap profile, 1000 mm/min) are 0.1 s wall, one reply timeout (decision 12), and a single
+# lost reply there blocks the exit for real (530). At 100x three timeouts fit.
+FAULT_SPEED = 100.0
+RUN_LIMIT_S = 240.0  # wall seconds a run to the end may take before the lot counts stalled
+COLUMNS = ("kills survived", "resumes failed", "wafers lost", "double executions",
+           "false holds", "lots stalled")
+
+# One lot per fault kind of the simulator (sim/faults.py).
+FAULT_KINDS = {
+    "drop": "printer-1:drop=0.2;cleaner-1:drop=0.1",
+    "corrupt": "oven-1:corrupt=0.05;printer-1:corrupt=0.05",
+    # Held back 0.15 s wall: past the 0.1 s reply timeout (a resend, a probe), yet only 45
+    # tool seconds at this speed; 1 s would be 5 tool minutes, an exit blocked for real.
+    "delay": "cleaner-1:delay=0.05,delay_s=0.15;oven-1:delay=0.05,delay_s=0.15",
+    "busy": "oven-1:busy=0.2;cleaner-1:busy=0.2",
+    "alarm": "printer-1:alarm=300@wafer2",
+    "door": "cleaner-1:door=2000-2300",
+}
+# Why a hold or a failed step is a true one: the tool said so, or the wafer measured out.
+# Recovery's "an engineer decides": a tool that forgot (restarted) what it may have done.
+# "The belt stopped" is the oven's own flag on the wafer's result (alarm 530: a killed
+# controller unloads nothing, the next wafer arrives behind the one at the exit).
+TRUE_HOLD = re.compile(r"alarm \d+|door|outside|above|below|bridges|missing|residue|peak|"
+                       r"TAL|SPI|window|ALARM|belt stopped|an engineer decides", re.IGNORECASE)
+
+_PASS_LINES = {
+    "reflow": re.compile(r"oven-\d+ t=\S+ s: LOAD '([^']+)'"),
+    "clean": re.compile(r"cleaner-\d+ t=\S+ s: LOAD '([^']+)'"),
+    "print": re.compile(r"printer-\d+ t=\S+s READY -> PRINTING wafer '([^']+)'"),
+}
+
+
+@dataclass
+class Tally:
+    figures: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, other: Tally) -> None:
+        self.figures.update(other.figures)
+        self.notes += other.notes
+
+
+class Sim:
+    """``bumpline sim`` out of process; its stderr is the tools' own log."""
+
+    def __init__(self, work: Path, name: str, faults: str = "", seed: int = 0,
+                 speed: float = SPEED) -> None:
+        self.config = work / f"{name}.toml"
+        self.log = work / f"{name}.sim.log"
+        args = [BUMPLINE, "sim", "--speed", str(speed), "--seed", str(seed),
+                "--config-out", str(self.config)]
+        if faults:
+            args += ["--faults", faults]
+        self.config.unlink(missing_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out)
+        deadline = time.monotonic() + 30
+        while not self.config.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the simulator did not start (see {self.log})")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def run_args(sim: Sim, db: str, lot: str, *, new: bool) -> list[str]:
+    args = [BUMPLINE, "run", "--line", str(sim.config), "--db", db, "--plain",
+            "--report-dir", str(sim.config.parent / "reports")]
+    if new:
+        return args + ["--lot", lot, "--recipe", RECIPE, "--wafers", str(WAFERS)]
+    return args + ["--resume", lot]
+
+
+def start_run(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        out.write(f"\n$ {' '.join(args[1:])}\n".encode())
+        out.flush()
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+
+
+def finish_run(proc: subprocess.Popen[bytes], log: Path, tally: Tally, what: str,
+               *, limit_s: float = RUN_LIMIT_S) -> bool:
+    """Wait for a run; False (and the lot counts stalled) when it does not end in time."""
+    try:
+        code = proc.wait(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        tally.figures["lots stalled"] += 1
+        tally.notes.append(f"{what}: still running after {limit_s:.0f} s")
+        return False
+    text = log.read_text(errors="replace")
+    if code not in (0, 3) or "Traceback" in text.rsplit("\n$ ", 1)[-1]:
+        tally.figures["resumes failed"] += 1
+        tally.notes.append(f"{what}: exit {code} (see {log})")
+    return True
+
+
+def wait_for_text(log: Path, text: str, *, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while text not in log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def kill_run(proc: subprocess.Popen[bytes], after_s: float, tally: Tally) -> None:
+    try:
+        proc.wait(timeout=after_s)
+        return  # it ended before the kill: nothing was killed
+    except subprocess.TimeoutExpired:
+        pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    tally.figures["kills"] += 1
+
+
+def lot_exists(db: str, lot: str) -> bool:
+    with Store(db) as store:
+        return any(info.id == lot for info in store.list_lots())
+
+
+def judge_lot(db: str, lot: str, tally: Tally, *, faulted: bool = False) -> list[str]:
+    """Wafers lost, false holds and a stalled lot, from the store; the lot's wafer ids."""
+    if not lot_exists(db, lot):
+        tally.figures["lots stalled"] += 1
+        tally.notes.append(f"lot {lot}: never queued")
+        return []
+    with Store(db) as store:
+        state = store.get_lot(lot).state
+        wafers = store.wafers(lot)
+        waiting = False
+        for wafer in wafers:
+            if wafer.state in FINAL_STATES:
+                continue
+            if wafer.state in (HELD, AWAITING):
+                waiting = True
+                why = next((e.why for e in reversed(store.events(wafer.id))
+                            if e.to_state == wafer.state), "")
+                if not TRUE_HOLD.search(why or ""):
+                    tally.figures["false holds"] += 1
+                    tally.notes.append(f"{wafer.id}: {wafer.state}: {why}")
+                elif faulted:
+                    tally.figures["true holds"] += 1
+                continue
+            tally.figures["wafers lost"] += 1
+            tally.notes.append(f"{wafer.id}: left {wafer.state} at {wafer.location}")
+        if state not in ("complete", "aborted") and not waiting:
+            tally.figures["lots stalled"] += 1
+            tally.notes.append(f"lot {lot}: {state} with nothing for a person to decide")
+        return [w.id for w in wafers]
+
+
+def passes(logs: list[Path]) -> dict[str, Counter[str]]:
+    """Per kind, how often each wafer went through a tool, from the simulators' logs."""
+    seen: dict[str, Counter[str]] = {kind: Counter() for kind in _PASS_LINES}
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            for kind, pattern in _PASS_LINES.items():
+                m = pattern.search(line)
+                if m:
+                    seen[kind][m.group(1)] += 1
+    return seen
+
+
+def judge_passes(logs: list[Path], wafers: list[str], tally: Tally) -> None:
+    seen = passes(logs)
+    for kind, count in seen.items():
+        for wafer in wafers:
+            extra = count[wafer] - PASSES[kind]
+            if extra > 0:
+                tally.figures["double executions"] += extra
+                tally.notes.append(f"{wafer}: {count[wafer]} {kind} passes (recipe: "
+                                   f"{PASSES[kind]})")
+
+
+# --- the scenarios ----------------------------------------------------------------------------
+
+
+def kills(work: Path, rng: random.Random, total: int, per_lot: int) -> Tally:
+    tally = Tally()
+    sim = Sim(work, "kills")
+    db = f"sqlite:///{work / 'kills.db'}"
+    wafers: list[str] = []
+    try:
+        lot_number = 0
+        while tally.figures["kills"] < total:
+            lot_number += 1
+            lot = f"K{lot_number}"
+            log = work / f"{lot}.log"
+            proc = start_run(run_args(sim, db, lot, new=True), log)
+            for _ in range(per_lot):
+                kill_run(proc, rng.uniform(0.8, 6.0), tally)
+                if proc.returncode != -signal.SIGKILL:
+                    break  # the lot ended before this kill
+                exists = lot_exists(db, lot)  # killed before the lot was queued: start it
+                proc = start_run(run_args(sim, db, lot, new=not exists), log)
+                tally.figures["kills survived"] += 1  # a run started again on what it left
+            finish_run(proc, log, tally, f"lot {lot}")
+            wafers += judge_lot(db, lot, tally)
+    finally:
+        sim.stop()
+    judge_passes([sim.log], wafers, tally)
+    return tally
+
+
+def fault_kinds(work: Path) -> Tally:
+    tally = Tally()
+    for kind, spec in FAULT_KINDS.items():
+        sim = Sim(work, f"fault-{kind}", faults=spec, seed=7, speed=FAULT_SPEED)
+        db = f"sqlite:///{work / f'fault-{kind}.db'}"
+        lot = f"F-{kind}"
+        try:
+            log = work / f"{lot}.log"
+            finish_run(start_run(run_args(sim, db, lot, new=True), log), log, tally, lot)
+        finally:
+            sim.stop()
+        judge_passes([sim.log], judge_lot(db, lot, tally, faulted=True), tally)
+    return tally
+
+
+def sim_restart(work: Path, rng: random.Random, rounds: int) -> Tally:
+    tally = Tally()
+    logs: list[Path] = []
+    db = f"sqlite:///{work / 'restart.db'}"
+    wafers: list[str] = []
+    for n in range(1, rounds + 1):
+        lot = f"R{n}"
+        log = work / f"{lot}.log"
+        sim = Sim(work, f"restart-{n}a")
+        logs.append(sim.log)
+        proc = start_run(run_args(sim, db, lot, new=True), log)
+        wait_for_text(log, f"{lot}-01 ", limit_s=60)  # the first step ended: mid-lot now
+        time.sleep(rng.uniform(0.0, 3.0))
+        sim.kill()  # the tools go away mid-lot; the controller calls them back
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)  # their endpoints are gone for good: stop it
+        finish_run(proc, log, tally, f"lot {lot} stopping", limit_s=30)
+        again = Sim(work, f"restart-{n}b")
+        logs.append(again.log)
+        try:
+            finish_run(start_run(run_args(again, db, lot, new=False), log), log, tally,
+                       f"lot {lot} resumed on the restarted simulator")
+        finally:
+            again.stop()
+        wafers += judge_lot(db, lot, tally)
+    judge_passes(logs, wafers, tally)
+    return tally
+
+
+def two_controllers(work: Path) -> Tally:
+    tally = Tally()
+    sim = Sim(work, "two")
+    db = f"sqlite:///{work / 'two.db'}"
+    try:
+        log_a, log_b, log_c = (work / f"{name}.log" for name in ("T-A", "T-B", "T-A-again"))
+        a = start_run(run_args(sim, db, "T-A", new=True), log_a)
+        b = start_run(run_args(sim, db, "T-B", new=True), log_b)
+        time.sleep(2.0)
+        c = start_run(run_args(sim, db, "T-A", new=False), log_c)
+        for proc, log, what in ((a, log_a, "T-A"), (b, log_b, "T-B"),
+                                (c, log_c, "T-A resumed twice")):
+            finish_run(proc, log, tally, what)
+        wafers = judge_lot(db, "T-A", tally) + judge_lot(db, "T-B", tally)
+    finally:
+        sim.stop()
+    judge_passes([sim.log], wafers, tally)
+    return tally
+
+
+def table(rows: list[tuple[str, Tally]]) -> Iterator[str]:
+    head = ["scenario", *COLUMNS]
+    cells = [[name, *(str(t.figures[c]) for c in COLUMNS)] for name, t in rows]
+    total = Tally()
+    for _, t in rows:
+        total.add(t)
+    cells.append(["total", *(str(total.figures[c]) for c in COLUMNS)])
+    widths = [max(len(r[i]) for r in [head, *cells]) for i in range(len(head))]
+    yield "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"
+    yield "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    for row in cells:
+        yield "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=20, help="controller SIGKILLs (>= 20)")
+    parser.add_argument("--per-lot", type=int, default=4, help="kills per lot before it ends")
+    parser.add_argument("--restarts", type=int, default=2, help="simulator restarts")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", metavar="DIR", help="keep databases and logs here")
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            work = Path(args.keep)
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="faults-")))
+        os.environ.pop("BUMPLINE_DB", None)
+        started = time.monotonic()
+        rows = [
+            ("controller SIGKILL + resume", kills(work, rng, args.kills, args.per_lot)),
+            ("each simulator fault kind", fault_kinds(work)),
+            ("simulator killed, restarted", sim_restart(work, rng, args.restarts)),
+            ("two controllers at once", two_controllers(work)),
+        ]
+        print(f"fault campaign, seed {args.seed}, {time.monotonic() - started:.0f} s wall:")
+        for line in table(rows):
+            print(line)
+        for name, tally in rows:
+            for note in tally.notes:
+                print(f"  {name}: {note}")
+        bad = sum(t.figures[c] for _, t in rows for c in COLUMNS[1:])
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
