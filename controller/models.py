@@ -77,6 +77,9 @@ class Lot(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    # The line the lot is queued for (None: any line with the tools its recipe needs),
+    # then the line that claimed it: only that line's controller runs it from then on.
+    line_id: Mapped[str | None] = mapped_column(String(200), index=True)
 
     wafers: Mapped[list[Wafer]] = relationship(back_populates="lot", order_by="Wafer.slot")
 

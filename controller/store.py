@@ -203,8 +203,10 @@ class Store:
         slots: Sequence[int],
         priority: int = DEFAULT_PRIORITY,
         user: str,
+        line_id: str | None = None,
     ) -> LotInfo:
-        """Queue a new lot: its wafers ``<LOT>-<slot:02d>`` wait in the carrier."""
+        """Queue a new lot (for ``line_id``, or any line): its wafers ``<LOT>-<slot:02d>``
+        wait in the carrier."""
         return _lots.create_lot(
             self._db,
             lot_id,
@@ -214,14 +216,27 @@ class Store:
             slots=slots,
             priority=priority,
             user=user,
+            line_id=line_id,
         )
 
     def get_lot(self, lot_id: str) -> LotInfo:
         return _lots.get_lot(self._db, lot_id)
 
-    def list_lots(self, states: Iterable[str | LotState] | None = None) -> list[LotInfo]:
-        """Lots, newest first."""
-        return _lots.list_lots(self._db, states)
+    def list_lots(
+        self, states: Iterable[str | LotState] | None = None, line_id: str | None = None
+    ) -> list[LotInfo]:
+        """Lots, newest first (only ``line_id``'s when given)."""
+        return _lots.list_lots(self._db, states, line_id)
+
+    def claim_lot(
+        self, line_id: str, can_run: Callable[[LotInfo], bool], *, user: str = "controller"
+    ) -> LotInfo | None:
+        """Claim the next queued lot for this line (exactly one controller wins each)."""
+        return _lots.claim_lot(self._db, line_id, can_run, user=user)
+
+    def take_lot_for_line(self, lot_id: str, line_id: str) -> LotInfo:
+        """Bind a lot to the line about to run it; refused when another line owns it."""
+        return _lots.take_lot_for_line(self._db, lot_id, line_id)
 
     def next_queued_lot(self) -> LotInfo | None:
         """The queued lot to start next: most urgent priority, then oldest."""

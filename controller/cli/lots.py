@@ -124,6 +124,12 @@ def _register_lot(sub: argparse._SubParsersAction, db, as_json, user) -> None:  
         metavar="P",
         help=f"{low}-{high}, {low} most urgent (default {DEFAULT_PRIORITY})",
     )
+    p.add_argument(
+        "--line-id",
+        metavar="ID",
+        help="queue it for this line ([line] id of its configuration); default: the first "
+        "line that has the tools its recipe needs claims it",
+    )
     p.set_defaults(handler=cmd_lot_start)
 
     p = lot_sub.add_parser("list", parents=[db, as_json], help="lots, newest first")
@@ -133,6 +139,7 @@ def _register_lot(sub: argparse._SubParsersAction, db, as_json, user) -> None:  
         action="append",
         help="only lots in this state (repeatable)",
     )
+    p.add_argument("--line", metavar="ID", help="only lots queued for or run by this line")
     p.set_defaults(handler=cmd_lot_list)
 
     p = lot_sub.add_parser("show", parents=[db, as_json], help="a lot and its wafers")
@@ -258,11 +265,12 @@ def cmd_lot_start(args: argparse.Namespace) -> int:
             slots=slots,
             priority=args.priority,
             user=_user(args),
+            line_id=args.line_id,
         )
     print(
         f"lot {lot.id} queued: {lot.wafer_count} wafer{'s' if lot.wafer_count != 1 else ''} "
         f"(slots {slot_text(slots)}), recipe {lot.recipe_name} v{lot.recipe_version} "
-        f"({lot.recipe_hash[:12]}), priority {lot.priority}"
+        f"({lot.recipe_hash[:12]}), priority {lot.priority}, for {_line_shown(lot.line_id)}"
     )
     return 0
 
@@ -284,9 +292,13 @@ def _state_shown(state: str, running: bool | None) -> str:
     return state
 
 
+def _line_shown(line_id: str | None) -> str:
+    return f"line {line_id}" if line_id else "any line"
+
+
 def cmd_lot_list(args: argparse.Namespace) -> int:
     with _store(args) as store:
-        lots = store.list_lots(args.state)
+        lots = store.list_lots(args.state, line_id=args.line)
         running = {lot.id: controller_running(store, lot.id) for lot in lots}
     if wants_json(args):
         return print_json([{**jsonable(lot), "controller_running": running[lot.id]}
@@ -295,11 +307,12 @@ def cmd_lot_list(args: argparse.Namespace) -> int:
         print("no lots")
         return 0
     print_table(
-        ["lot", "state", "recipe", "wafers", "priority", "queued", "by"],
+        ["lot", "state", "line", "recipe", "wafers", "priority", "queued", "by"],
         [
             [
                 lot.id,
                 _state_shown(lot.state, running[lot.id]),
+                lot.line_id or "any",
                 f"{lot.recipe_name} v{lot.recipe_version}",
                 lot.wafer_count,
                 lot.priority,
@@ -324,6 +337,7 @@ def cmd_lot_show(args: argparse.Namespace) -> int:
     print(f"lot {lot.id}: {_state_shown(lot.state, running)}, priority {lot.priority}")
     if _state_shown(lot.state, running) == "stopped":
         print(f"  no controller runs it: continue it with 'bumpline run --resume {lot.id}'")
+    print(f"  line     {lot.line_id or 'any (not claimed yet)'}")
     print(f"  recipe   {lot.recipe_name} v{lot.recipe_version} ({lot.recipe_hash})")
     print(f"  queued   {_t(lot.created_at)} by {lot.created_by}")
     print(f"  started  {_t(lot.started_at)}   ended {_t(lot.ended_at)}")

@@ -299,14 +299,17 @@ async def cmd_run(args: argparse.Namespace) -> int:
     leases = Leases(store, f"bumpline run by {_user(args)}")
     try:
         lot = _lot_to_run(args, store)
-        leases.take_line(line_id(args))
+        line = line_id(args)
+        leases.take_line(line)
         async with leases.kept():
             if args.resume:
                 leases.take_lot(args.resume)  # before the line opens: refused at once
+                store.take_lot_for_line(args.resume, line)  # another line's: refused
 
             def lots() -> list[str]:
                 lot_id = lot()
                 leases.take_lot(lot_id)
+                store.take_lot_for_line(lot_id, line)
                 return [lot_id]
 
             with Stopper() as stopper:
@@ -484,39 +487,38 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _held_and_done(store: Any, lot: Any) -> bool:
-    """A held lot whose wafers are all finished: nothing for a controller to do until a person
-    resumes it (then it is running again, and the next look closes it)."""
-    from controller.store import LotState
-    from sequences.wafer.machine import FINAL_STATES
-
-    return lot.state == LotState.HELD.value and all(
-        w.state in FINAL_STATES for w in store.wafers(lot.id))
-
-
 async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
                  events: LineEventStream | None) -> int:
-    from controller.store import LockHeldError, LotState, StoreError
+    from controller.cli.claims import LotClaims, line_roles
+    from controller.cli.lots import _user
+    from controller.programs import StoredRecipes
+    from controller.store import LockHeldError, StoreError
 
     left: set[str] = set()  # --once: lots that stopped for a person, not taken again
     elsewhere: set[str] = set()  # lots another controller runs: said once, then left alone
+    claims = LotClaims(store, line_id(args), line_roles(args), StoredRecipes(store.engine),
+                       user=_user(args))
     status = 0
     idle_said = False
     with Stopper() as stopper:
         while not stopper.count:
-            unfinished = [lot.id for lot in store.list_lots([LotState.RUNNING,
-                                                             LotState.HELD])
-                          if lot.id not in left and not _held_and_done(store, lot)]
             if leases.lost is not None:
                 raise StoreError(leases.lost)
-            queued = store.next_queued_lot()
-            candidates = unfinished + ([queued.id] if queued and queued.id not in unfinished
+            unfinished = claims.unfinished(left)
+            queued = claims.claim()  # bound to this line from now on
+            candidates = unfinished + ([queued] if queued and queued not in unfinished
                                        else [])
             lots = []
             for lot_id in candidates:
                 try:
                     leases.take_lot(lot_id)
+                    store.take_lot_for_line(lot_id, claims.line)  # a lot from before lines
                 except LockHeldError as exc:
+                    if lot_id not in elsewhere:
+                        elsewhere.add(lot_id)
+                        print(f"bumpline: leaving {exc}", file=sys.stderr, flush=True)
+                    continue
+                except StoreError as exc:  # bound to another line meanwhile
                     if lot_id not in elsewhere:
                         elsewhere.add(lot_id)
                         print(f"bumpline: leaving {exc}", file=sys.stderr, flush=True)

@@ -3,11 +3,17 @@
 A lot's state changes (start, hold, resume, abort, complete) and the wafers an
 abort ends in the carrier commit together with their audit line and, for a
 person's hold/resume/abort, the request the scheduler acts on.
+
+Several lines may share one database: a lot is queued for a line or for any line
+(``line_id`` NULL), and a controller *claims* a queued lot for its line with one
+conditional write (``claim_lot``): exactly one controller wins each lot, and from
+then on the lot belongs to that line, so a half-done lot is only ever resumed by
+its own line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -47,6 +53,7 @@ def create_lot(
     slots: Sequence[int],
     priority: int = DEFAULT_PRIORITY,
     user: str,
+    line_id: str | None = None,
 ) -> LotInfo:
     with rules():
         lot_id = check_lot_id(lot_id)
@@ -54,6 +61,7 @@ def create_lot(
         check_priority(priority)
     if not recipe_name:
         raise StoreError("a lot needs a recipe name")
+    line_id = check_line_id(line_id)
     now = database.now()
     exists = StoreError(f"lot {lot_id} already exists (lot ids are never reused)")
     try:
@@ -74,6 +82,7 @@ def create_lot(
                     "created_at": now,
                     "started_at": None,
                     "ended_at": None,
+                    "line_id": line_id,
                 },
             )
             conn.execute(
@@ -97,7 +106,8 @@ def create_lot(
                 user,
                 "lot.start",
                 f"recipe {recipe_name} v{recipe_version} ({recipe_hash[:12]}), "
-                f"slots {slot_text(slots)}, priority {priority}",
+                f"slots {slot_text(slots)}, priority {priority}, "
+                + (f"line {line_id}" if line_id else "any line"),
                 lot_id=lot_id,
             )
     except IntegrityError:  # another process created it between our check and insert
@@ -120,10 +130,23 @@ def get_lot(database: Database, lot_id: str) -> LotInfo:
         return _info(conn, row)
 
 
+def check_line_id(line_id: str | None) -> str | None:
+    """A line id as stored: None (any line) or 1-200 printable characters."""
+    if line_id is None:
+        return None
+    if not line_id or len(line_id) > 200 or not line_id.isprintable():
+        raise StoreError(f"a line id is 1-200 printable characters, got {line_id!r}")
+    return line_id
+
+
 def list_lots(
-    database: Database, states: Iterable[str | LotState] | None = None
+    database: Database,
+    states: Iterable[str | LotState] | None = None,
+    line_id: str | None = None,
 ) -> list[LotInfo]:
     query = select(_LOTS).order_by(_LOTS.c.created_at.desc(), _LOTS.c.id)
+    if line_id is not None:
+        query = query.where(_LOTS.c.line_id == line_id)
     if states is not None:
         with rules():
             wanted = [lot_state(s).value for s in states]
@@ -147,6 +170,67 @@ def next_queued_lot(database: Database) -> LotInfo | None:
             .limit(1)
         ).first()
         return None if row is None else _info(conn, row)
+
+
+def claim_lot(
+    database: Database,
+    line_id: str,
+    can_run: Callable[[LotInfo], bool],
+    *,
+    user: str = "controller",
+) -> LotInfo | None:
+    """Claim for ``line_id`` the most urgent queued lot meant for it or for any line
+    that ``can_run`` accepts; None when there is none.
+
+    Candidates are read with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL: controllers
+    claiming at once each see lots the others are not claiming; SQLite holds the
+    write lock for the whole transaction), and the claim itself is a conditional
+    ``UPDATE ... WHERE line_id IS NULL OR line_id = mine``, so even without row
+    locks exactly one controller wins a lot.
+    """
+    line_id = check_line_id(line_id) or ""
+    mine = (_LOTS.c.line_id.is_(None)) | (_LOTS.c.line_id == line_id)
+    with database.write() as conn:
+        rows = conn.execute(
+            select(_LOTS)
+            .where(_LOTS.c.state == LotState.QUEUED.value, mine)
+            .order_by(_LOTS.c.priority, _LOTS.c.created_at, _LOTS.c.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            info = _info(conn, row)
+            if not can_run(info):
+                continue
+            won = conn.execute(
+                update(_LOTS)
+                .where(_LOTS.c.id == row.id, _LOTS.c.state == LotState.QUEUED.value, mine)
+                .values(line_id=line_id)
+            ).rowcount
+            if won:
+                if row.line_id is None:
+                    add_audit(conn, database.now(), user, "lot.claim",
+                              f"claimed by line {line_id}", lot_id=row.id)
+                return _info(conn, conn.execute(
+                    select(_LOTS).where(_LOTS.c.id == row.id)).one())
+    return None
+
+
+def take_lot_for_line(database: Database, lot_id: str, line_id: str) -> LotInfo:
+    """Bind a lot to the line about to run it (``bumpline run``); a lot that belongs to
+    another line is refused: its half-done wafers are that line's to finish."""
+    line_id = check_line_id(line_id) or ""
+    with database.write() as conn:
+        row = conn.execute(select(_LOTS).where(_LOTS.c.id == lot_id)).first()
+        if row is None:
+            raise StoreError(f"no lot {lot_id}")
+        if row.line_id not in (None, line_id):
+            raise StoreError(
+                f"lot {lot_id} belongs to line {row.line_id}, not {line_id}: run it there"
+            )
+        if row.line_id is None:
+            conn.execute(update(_LOTS).where(_LOTS.c.id == lot_id).values(line_id=line_id))
+            row = conn.execute(select(_LOTS).where(_LOTS.c.id == lot_id)).one()
+        return _info(conn, row)
 
 
 def change_lot(

@@ -30,6 +30,7 @@ class LotInfo:
     started_at: datetime | None
     ended_at: datetime | None
     wafer_count: int
+    line_id: str | None = None  # queued for / claimed by this line; None: any line
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,84 @@
+"""Which lots ``bumpline serve`` takes: its own line's unfinished lots, then claimed ones.
+
+Several lines may share one database (docs/deployment.md). A lot is queued for a
+line (``lot start --line-id``) or for any line; a line's controller claims a
+queued lot only when the line has a tool for every role the recipe's step kinds
+need, and the claim binds the lot to the line for good (``Store.claim_lot``:
+exactly one controller wins it). Unfinished lots are resumed only by their own
+line: a controller killed mid-lot leaves its wafers half-done on its tools, and
+no other line may take them over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from controller.domain import LotState
+from sequences.kinds import ROLES, kind_of
+from sequences.wafer.machine import FINAL_STATES
+
+
+def line_roles(args: argparse.Namespace) -> frozenset[str]:
+    """The roles the line has tools for; the in-process simulated line has every role."""
+    if not args.line:
+        return frozenset(ROLES)
+    from drivers.line_config import load_line_config
+
+    return frozenset(t.role for t in load_line_config(args.line).tools.values())
+
+
+def recipe_roles(recipe: Any) -> frozenset[str]:
+    """The tool roles a recipe's steps need."""
+    return frozenset(kind_of(step).role for step in recipe.steps)
+
+
+class LotClaims:
+    """The lots this line's controller may run next, claimed in the store."""
+
+    def __init__(
+        self, store: Any, line: str, roles: frozenset[str], recipes: Callable[[str], Any],
+        user: str = "controller",
+    ) -> None:
+        self.store, self.line, self.roles, self.recipes = store, line, roles, recipes
+        self.user = user
+        self._said: set[str] = set()  # lots this line cannot run: said once
+
+    def can_run(self, lot: Any) -> bool:
+        try:
+            needed = recipe_roles(self.recipes(lot.recipe_name))
+        except Exception as exc:  # a recipe gone or broken: the lot waits, said once
+            self._say(lot.id, f"this line cannot run recipe {lot.recipe_name}: {exc}")
+            return False
+        missing = needed - self.roles
+        if missing:
+            if lot.line_id == self.line:  # queued for this very line: a person must know
+                self._say(lot.id, f"line {self.line} has no {', '.join(sorted(missing))} "
+                                  "tool for its recipe")
+            return False
+        return True
+
+    def _say(self, lot_id: str, why: str) -> None:
+        if lot_id not in self._said:
+            self._said.add(lot_id)
+            print(f"bumpline: lot {lot_id} left queued: {why}", file=sys.stderr, flush=True)
+
+    def unfinished(self, skip: set[str]) -> list[str]:
+        """Running or held lots of this line (and lots from before lots named their line)."""
+        lots = self.store.list_lots([LotState.RUNNING, LotState.HELD])
+        return [lot.id for lot in reversed(lots)  # oldest first
+                if lot.line_id in (None, self.line) and lot.id not in skip
+                and not self._held_and_done(lot)]
+
+    def _held_and_done(self, lot: Any) -> bool:
+        """A held lot whose wafers are all finished: nothing for a controller to do until a
+        person resumes it (then it is running again, and the next look closes it)."""
+        return lot.state == LotState.HELD.value and all(
+            w.state in FINAL_STATES for w in self.store.wafers(lot.id))
+
+    def claim(self) -> str | None:
+        """Claim the next queued lot this line can run (one already claimed first)."""
+        lot = self.store.claim_lot(self.line, self.can_run, user=self.user)
+        return None if lot is None else lot.id

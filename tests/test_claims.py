@@ -1,0 +1,142 @@
+"""Lots queued for a line or for any line, claimed by exactly one controller (SQLite and
+PostgreSQL): the store's claim, the binding of a lot to the line that runs it, and the
+query commands' ``--line``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from controller.cli.claims import recipe_roles
+from controller.store import LotInfo, Store, StoreError
+from sequences.recipes.validate import load_valid_recipe
+
+BUMPLINE = [sys.executable, "-m", "controller.cli"]
+BALLMOUNT = "ballmount-sac305"  # place, reflow, clean
+REBUMP = "rebump-hipb-snpb"  # print, reflow, clean
+
+
+def _queue(store: Store, lot_id: str, recipe_name: str, *, line_id: str | None = None,
+           priority: int = 5) -> None:
+    recipe = load_valid_recipe(recipe_name)
+    store.create_lot(lot_id, recipe_name=recipe_name, recipe_version=recipe.version,
+                     recipe_hash=recipe.hash, slots=[1], priority=priority, user="tester",
+                     line_id=line_id)
+
+
+def _anything(lot: LotInfo) -> bool:
+    return True
+
+
+def test_recipe_roles_come_from_the_step_kinds() -> None:
+    assert recipe_roles(load_valid_recipe(BALLMOUNT)) == {"placer", "oven", "cleaner"}
+    assert recipe_roles(load_valid_recipe(REBUMP)) == {"printer", "oven", "cleaner"}
+
+
+def test_a_lot_for_a_line_goes_only_to_that_line(db_url: str) -> None:
+    with Store(db_url) as store:
+        _queue(store, "FOR-B", REBUMP, line_id="bay-B", priority=1)
+        _queue(store, "ANY", REBUMP, priority=5)
+        assert store.claim_lot("bay-A", _anything).id == "ANY"  # FOR-B is not A's
+        assert store.get_lot("ANY").line_id == "bay-A"
+        assert store.claim_lot("bay-C", _anything) is None  # nothing left for C
+        assert store.claim_lot("bay-B", _anything).id == "FOR-B"
+        assert [lot.id for lot in store.list_lots(line_id="bay-A")] == ["ANY"]
+        claims = [a.detail for a in store.audit_log(lot_id="ANY") if a.action == "lot.claim"]
+        assert claims == ["claimed by line bay-A"]
+
+
+def test_a_line_skips_lots_it_cannot_run_and_a_claimed_lot_stays_its_lines(
+    db_url: str,
+) -> None:
+    with Store(db_url) as store:
+        _queue(store, "URGENT", BALLMOUNT, priority=1)
+        _queue(store, "LATER", REBUMP, priority=9)
+        no_placer = {"printer", "oven", "cleaner"}
+
+        def can_run(lot: LotInfo) -> bool:
+            return recipe_roles(load_valid_recipe(lot.recipe_name)) <= no_placer
+
+        assert store.claim_lot("bay-C", can_run).id == "LATER"
+        assert store.get_lot("URGENT").line_id is None  # still any line's
+        # Claimed but not started (its controller died): only its own line gets it again.
+        assert store.claim_lot("bay-A", _anything).id == "URGENT"
+        assert store.claim_lot("bay-A", _anything).id == "URGENT"  # A's until it runs
+        assert store.claim_lot("bay-C", can_run).id == "LATER"
+
+
+def test_a_lot_of_another_line_is_refused_by_run(db_url: str) -> None:
+    with Store(db_url) as store:
+        _queue(store, "L1", REBUMP)
+        assert store.take_lot_for_line("L1", "bay-A").line_id == "bay-A"
+        assert store.take_lot_for_line("L1", "bay-A").line_id == "bay-A"
+        with pytest.raises(StoreError, match="lot L1 belongs to line bay-A, not bay-B"):
+            store.take_lot_for_line("L1", "bay-B")
+        with pytest.raises(StoreError, match="a line id is 1-200 printable"):
+            _queue(store, "L2", REBUMP, line_id="")
+
+
+def test_controllers_claiming_at_once_each_win_different_lots(db_url: str) -> None:
+    """Six claimers, each with its own engine, race for 12 lots: every lot is claimed once."""
+    with Store(db_url) as store:
+        for n in range(12):
+            _queue(store, f"R{n:02d}", REBUMP)
+    won: dict[str, list[str]] = {f"bay-{n}": [] for n in range(6)}
+    failed: list[BaseException] = []
+    stores = [Store(db_url) for _ in won]  # opened (and migrated) before the race
+    start = threading.Barrier(len(stores), timeout=60)
+
+    def claimer(line: str, mine: Store) -> None:
+        try:
+            start.wait()
+            got = won[line]
+            while (lot := mine.claim_lot(line, _anything)) is not None:
+                if lot.id in got:
+                    break  # our own, claimed already: the queue is empty for us
+                got.append(lot.id)
+                mine.set_lot_state(lot.id, "running")  # claimed lots leave the queue
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failed.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=claimer, args=(line, mine))
+               for line, mine in zip(won, stores, strict=True)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for mine in stores:
+            mine.close()
+    assert not failed, failed
+    claimed = [lot for lots in won.values() for lot in lots]
+    assert sorted(claimed) == [f"R{n:02d}" for n in range(12)]  # each exactly once
+    with Store(db_url) as store:
+        for line, lots in won.items():
+            assert {lot.id for lot in store.list_lots(line_id=line)} == set(lots)
+
+
+def test_lot_start_names_the_line_and_lot_list_filters_by_it(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'fab.db'}"
+
+    def bumpline(*args: str) -> str:
+        done = subprocess.run([*BUMPLINE, *args, "--db", db], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    out = bumpline("lot", "start", "--lot", "A1", "--recipe", REBUMP, "--wafers", "2",
+                   "--line-id", "bay-A")
+    assert out.rstrip().endswith("priority 5, for line bay-A")
+    assert bumpline("lot", "start", "--lot", "ANY1", "--recipe", REBUMP, "--wafers",
+                    "1").rstrip().endswith("for any line")
+    listed = bumpline("lot", "list", "--line", "bay-A")
+    assert "A1" in listed and "ANY1" not in listed
+    assert listed.splitlines()[0].split()[:3] == ["lot", "state", "line"]
+    assert listed.splitlines()[-1].split()[:3] == ["A1", "queued", "bay-A"]
+    assert "  line     any (not claimed yet)" in bumpline("lot", "show", "ANY1").splitlines()
