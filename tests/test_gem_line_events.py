@@ -50,7 +50,7 @@ async def test_hold_resume_abort_requests_report_the_lot_events(line):
                                  ("ABORT", "abort_lot", "wrong stencil")):
         params = [L(A("LOTID"), A("H1"))] + ([L(A("REASON"), A(reason))] if reason else [])
         assert (await host.request(2, 41, L(A(rcmd), L(*params)))).body == L(B(0), L())
-        # what LineController._handle_requests publishes once it carried the request out
+        # what LineController.poll_requests publishes once it carried the request out
         await line.publish(EventKind.OPERATOR_REQUEST, lot_id="H1", wafer_id=None,
                            action=action, by="host", reason=reason, outcome="done")
     await line.publish(EventKind.OPERATOR_REQUEST, lot_id="H1", wafer_id="H1-01",

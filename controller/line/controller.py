@@ -103,9 +103,7 @@ class LineController:
         self.scheduler = Scheduler(
             {name: (tools.role_of(name), driver) for name, driver in tools.items()},
             clock,
-            report=self._tool_report,
-            poll_requests=self._handle_requests,
-            settle=self._settle_after_link,
+            line=self,
         )
         self.journal = StoreJournal(store, self.events, self._lot_of)
         # Batch tools: batches with their wafers, and each pushing tool's last event number.
@@ -227,7 +225,7 @@ class LineController:
 
     # --- what the scheduler reports of the tools ---------------------------------------------
 
-    def _tool_report(self, report: ToolReport) -> None:
+    def report(self, report: ToolReport) -> None:
         what, tool = report.what, report.tool
         if what == "note":
             self.store.audit(tool, "tool.note", report.text)
@@ -283,8 +281,7 @@ class LineController:
             self.events.publish(EventKind.ALARM_CLEARED, tool=tool, code=LINK_LOST,
                                 text=report.text)
 
-    async def _settle_after_link(self, tool: ScheduledTool, wafers: list[ScheduledWafer]
-                                 ) -> None:
+    async def settle(self, tool: ScheduledTool, wafers: list[ScheduledWafer]) -> None:
         """The wafers a silent tool had, once it answers: each kind asks it what happened
         (the rules recovery uses after a controller stop)."""
         recovery = Recovery(self.store, self.journal, self.clock, self._recovery_note,
@@ -323,7 +320,7 @@ class LineController:
 
     # --- operator and engineer requests ------------------------------------------------------
 
-    def _handle_requests(self) -> None:
+    def poll_requests(self) -> None:
         # People type slower than this; looking once a second keeps the hot loop cheap.
         now = time.monotonic()
         if now < self._next_request_look:

@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from controller.line import batching
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
@@ -44,7 +43,26 @@ RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this 
 
 # What settles the wafers a tool had when it went silent, once it answers again (the
 # controller's recovery: each kind asks its tool).
-Settle = Callable[["ScheduledTool", list["ScheduledWafer"]], Awaitable[None]]
+class LineSide(Protocol):
+    """The scheduler's one collaborator: the line that records what it reports, carries out
+    people's requests, and settles the wafers a tool had when it stopped answering."""
+
+    def report(self, report: ToolReport) -> None: ...
+    def poll_requests(self) -> None: ...
+    async def settle(self, tool: ScheduledTool, wafers: list[ScheduledWafer]) -> None: ...
+
+
+class _Unattended:
+    """No line behind the scheduler (tests of its policy): reports are logged."""
+
+    def report(self, report: ToolReport) -> None:
+        log.info("%s: %s %s", report.tool, report.what, report.text)
+
+    def poll_requests(self) -> None:
+        pass
+
+    async def settle(self, tool: ScheduledTool, wafers: list[ScheduledWafer]) -> None:
+        pass
 
 
 class Scheduler:
@@ -55,17 +73,14 @@ class Scheduler:
         tools: dict[str, tuple[str, Any]],
         clock: Clock,
         *,
-        report: Callable[[ToolReport], None] | None = None,
-        poll_requests: Callable[[], None] | None = None,
-        settle: Settle | None = None,
+        line: LineSide | None = None,
     ) -> None:
         self.clock = clock
         self.tools = {name: ScheduledTool(name, role, driver)
                       for name, (role, driver) in tools.items()}
         self.wafers: dict[str, ScheduledWafer] = {}
-        self._report = report or (lambda r: log.info("%s: %s %s", r.tool, r.what, r.text))
-        self._poll_requests = poll_requests
-        self._settle = settle
+        self.line: LineSide = line or _Unattended()
+        self._report = self.line.report
         self.held_lots: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -139,8 +154,7 @@ class Scheduler:
         try:
             while True:
                 self._wake.clear()  # a wake that comes while we dispatch is kept
-                if self._poll_requests is not None:
-                    self._poll_requests()
+                self.line.poll_requests()
                 if self._stopping:
                     if not self._tasks:
                         return
@@ -519,8 +533,8 @@ class Scheduler:
                                     f"{len(stranded)} wafer(s) it had",
                                     wafers=tuple(w.run.wafer_id for w in stranded)))
             tool.lost = ""
-            if stranded and self._settle is not None:
-                await self._settle(tool, stranded)
+            if stranded:
+                await self.line.settle(tool, stranded)
         finally:
             tool.release(self.clock.now())
             self.wake()
