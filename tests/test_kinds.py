@@ -331,3 +331,14 @@ async def test_the_oven_settles_every_rider_once_and_a_lost_one_by_its_load_inte
 def test_every_kind_refuses_a_driver_of_another_role():
     with pytest.raises(SequenceError, match="a reflow step runs on an oven"):
         kind_of(REFLOW).check_driver(ScriptedPrinter(PRINTER_IDLE))
+
+
+def test_a_strip_is_stopped_by_the_stripper_not_the_flux_chemistry():
+    strip = find_recipe("ballmount-mask-sac305").steps[-1]
+    kind = kind_of(strip)
+    fc2 = dataclasses.replace(CLEANER_READY, strip_temp_c=strip.strip_temp_c)
+    view = ToolView(fc2, strip.tool_recipe())
+    assert kind.interlocks(strip, view, "W-1") == []
+    low = ToolView(dataclasses.replace(fc2, stripper_low=True, chemistry_low=True),
+                   strip.tool_recipe())
+    assert kind.interlocks(strip, low, "W-1") == ["stripper low"]

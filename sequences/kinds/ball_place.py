@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers.clock import Clock
 from drivers.protocols import Placer
 from drivers.types import PlacementResult, PlacerState, PlacerStatus, RunStatus
 from sequences.kinds.base import (
-    Note,
-    Recovering,
-    StepContext,
-    StepResult,
     ToolView,
     alarm_reasons,
-    expect,
     timeout_for,
 )
 from sequences.kinds.hostlink_step import HostLinkStepKind
@@ -104,22 +98,12 @@ class BallPlace(HostLinkStepKind[PlaceStep]):
     def windows(self, step: PlaceStep) -> dict[str, list[float | None]]:
         return {"defects": [None, step.max_defects_after_repair]}
 
-    async def prepare(self, driver: Any, step: PlaceStep, *, clock: Clock, recipe_name: str,
-                      note: Note) -> None:
-        status = await self.free(driver, clock)
-        if self.setup_mismatches(step, ToolView(status)):
-            note(f"changeover to {step.ball_diameter_um} µm {step.ball_alloy} balls (CHG)")
-            await driver.changeover(step.ball_alloy, step.ball_diameter_um)
-            await expect(clock, CHANGEOVER_S)
-            await driver.wait_for(PlacerState.IDLE, timeout_s=timeout_for(CHANGEOVER_S))
-        await driver.set_recipe(step.tool_recipe(recipe_name))
-        note(f"placement parameters {recipe_name} stored (RCP)")
+    parameters_called = "placement parameters"
 
-    async def execute(self, driver: Any, step: PlaceStep, ctx: StepContext, seen: ToolView
-                      ) -> StepResult:
-        await self.release_own(driver, seen)
-        await driver.set_recipe(step.tool_recipe(ctx.recipe_name))
-        return await self.load_and_run(driver, step, ctx, driver.start_placement)
+    async def change_setup(self, driver: Any, step: PlaceStep) -> str:
+        await driver.changeover(step.ball_alloy, step.ball_diameter_um)
+        return f"changeover to {step.ball_diameter_um} µm {step.ball_alloy} balls (CHG)"
+
 
     async def repair(self, driver: Any) -> PlacementResult:
         """The mounter's automatic repair (RPR) and its new result."""
@@ -130,9 +114,6 @@ class BallPlace(HostLinkStepKind[PlaceStep]):
     async def start(self, driver: Any) -> None:
         await driver.start_placement()
 
-    async def settle(self, driver: Any, step: PlaceStep, wafer: Recovering, clock: Clock
-                     ) -> Any:
-        return await self.settle_hostlink(driver, wafer, self.start)
 
 
 BALL_PLACE = BallPlace()

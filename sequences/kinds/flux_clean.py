@@ -82,12 +82,14 @@ class FluxClean(StepKind[Any]):
         ):
             reasons.append(f"cleaner is {st.state.name}")
         reasons += self.setup_mismatches(step, view)
-        for flag, text in ((st.chemistry_low, "chemistry low"),
-                           (st.di_resistivity_low, "DI rinse resistivity low"),
-                           (st.door_open, "door open")):
-            if flag:
-                reasons.append(text)
+        reasons += [text for flag, text in self.inputs(st) if flag]
         return reasons
+
+    def inputs(self, st: CleanerStatus) -> tuple[tuple[bool | None, str], ...]:
+        """The cleaner's inputs that stop this kind of cycle, with what they mean."""
+        return ((st.chemistry_low, "chemistry low"),
+                (st.di_resistivity_low, "DI rinse resistivity low"),
+                (st.door_open, "door open"))
 
     def nominal_s(self, step: CleanStep) -> float:
         return float(step.wash_time_s + step.rinse_time_s + step.dry_time_s)

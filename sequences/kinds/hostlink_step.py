@@ -15,6 +15,7 @@ from drivers.clock import Clock
 from drivers.errors import ToolError
 from sequences.kinds.base import (
     NeverTaken,
+    Note,
     Recovering,
     S,
     Settled,
@@ -48,6 +49,32 @@ class HostLinkStepKind(StepKind[S]):
     @abstractmethod
     async def start(self, driver: Any) -> None:
         """The guarded start command (PRT, PLC)."""
+
+    @abstractmethod
+    async def change_setup(self, driver: Any, step: S) -> str:
+        """Send the setup change (CHG) the step needs; what was changed, for the log."""
+
+    parameters_called: ClassVar[str]  # what the tool calls the stored recipe (the log)
+
+    async def prepare(self, driver: Any, step: S, *, clock: Clock, recipe_name: str,
+                      note: Note) -> None:
+        """CHG when the mounted setup differs (and wait it out), then RCP."""
+        status = await self.free(driver, clock)
+        if self.setup_mismatches(step, ToolView(status)):
+            note(await self.change_setup(driver, step))
+            await expect(clock, self.changeover_s)
+            await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.changeover_s))
+        await driver.set_recipe(step.tool_recipe(recipe_name))  # type: ignore[attr-defined]
+        note(f"{self.parameters_called} {recipe_name} stored (RCP)")
+
+    async def execute(self, driver: Any, step: S, ctx: StepContext, seen: ToolView
+                      ) -> StepResult:
+        await self.release_own(driver, seen)
+        await driver.set_recipe(step.tool_recipe(ctx.recipe_name))  # type: ignore[attr-defined]
+        return await self.load_and_run(driver, step, ctx, lambda: self.start(driver))
+
+    async def settle(self, driver: Any, step: S, wafer: Recovering, clock: Clock) -> Settled:
+        return await self.settle_hostlink(driver, wafer, self.start)
 
     def busy(self, status: Any, wafer_id: str) -> bool:
         st = self.states

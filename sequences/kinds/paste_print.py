@@ -9,18 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers.clock import Clock
 from drivers.protocols import Printer
 from drivers.types import PrinterState, PrinterStatus, PrintResult, RunStatus
 from sequences.kinds.base import (
-    Note,
-    Recovering,
-    StepContext,
-    StepResult,
     ToolView,
     alarm_reasons,
-    expect,
-    timeout_for,
 )
 from sequences.kinds.hostlink_step import HostLinkStepKind
 from sequences.recipes.recipe import PrintStep
@@ -96,29 +89,16 @@ class PastePrint(HostLinkStepKind[PrintStep]):
             "insufficient": [None, step.max_insufficient],
         }
 
-    async def prepare(self, driver: Any, step: PrintStep, *, clock: Clock, recipe_name: str,
-                      note: Note) -> None:
-        status = await self.free(driver, clock)
-        if self.setup_mismatches(step, ToolView(status)):
-            note(f"changeover to stencil {step.stencil_id} and {step.paste_alloy} paste (CHG)")
-            await driver.changeover(step.stencil_id, step.paste_alloy)
-            await expect(clock, CHANGEOVER_S)
-            await driver.wait_for(PrinterState.IDLE, timeout_s=timeout_for(CHANGEOVER_S))
-        await driver.set_recipe(step.tool_recipe(recipe_name))
-        note(f"print parameters {recipe_name} stored (RCP)")
+    parameters_called = "print parameters"
 
-    async def execute(self, driver: Any, step: PrintStep, ctx: StepContext, seen: ToolView
-                      ) -> StepResult:
-        await self.release_own(driver, seen)
-        await driver.set_recipe(step.tool_recipe(ctx.recipe_name))
-        return await self.load_and_run(driver, step, ctx, driver.start_print)
+    async def change_setup(self, driver: Any, step: PrintStep) -> str:
+        await driver.changeover(step.stencil_id, step.paste_alloy)
+        return f"changeover to stencil {step.stencil_id} and {step.paste_alloy} paste (CHG)"
+
 
     async def start(self, driver: Any) -> None:
         await driver.start_print()
 
-    async def settle(self, driver: Any, step: PrintStep, wafer: Recovering, clock: Clock
-                     ) -> Any:
-        return await self.settle_hostlink(driver, wafer, self.start)
 
 
 PASTE_PRINT = PastePrint()

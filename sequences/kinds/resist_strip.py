@@ -28,7 +28,6 @@ from sequences.kinds.base import (
     StepContext,
     StepResult,
     ToolView,
-    alarm_reasons,
     expect,
     timeout_for,
 )
@@ -63,20 +62,10 @@ class ResistStrip(FluxClean):
                            f"±{BATH_TOLERANCE_C:g} °C of {step.strip_temp_c:g} °C")
         return reasons
 
-    def interlocks(self, step: StripStep, view: ToolView, wafer_id: str) -> list[str]:
-        st: CleanerStatus = view.status
-        reasons = alarm_reasons(st.alarm_code, st.state is CleanerState.ALARM)
-        if st.state not in (CleanerState.IDLE, CleanerState.READY) and not (
-            st.state is CleanerState.DONE and view.own_wafer_done
-        ):
-            reasons.append(f"cleaner is {st.state.name}")
-        reasons += self.setup_mismatches(step, view)
-        for flag, text in ((st.stripper_low, "stripper low"),
-                           (st.di_resistivity_low, "DI rinse resistivity low"),
-                           (st.door_open, "door open")):
-            if flag:
-                reasons.append(text)
-        return reasons
+    def inputs(self, st: CleanerStatus) -> tuple[tuple[bool | None, str], ...]:
+        return ((st.stripper_low, "stripper low"),
+                (st.di_resistivity_low, "DI rinse resistivity low"),
+                (st.door_open, "door open"))
 
     def nominal_s(self, step: StripStep) -> float:
         return float(step.strip_time_s + step.rinse_time_s + step.dry_time_s)
