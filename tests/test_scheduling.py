@@ -9,6 +9,7 @@ import pytest
 from controller.line.bound import lower_bound, step_seconds, tool_occupancy
 from controller.line.controller import LineController
 from controller.line.scheduler import ScheduledTool
+from controller.report import render_lot_report
 from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
@@ -140,8 +141,11 @@ def test_a_step_releases_only_the_tool_it_holds() -> None:
 
 
 async def _run_lots(db_url: str, layout: dict[str, int], cleaners: list[str],
-                    lots: dict[str, tuple[str, int]], speed: float = 1500.0):
-    """Lots (id -> recipe, wafers) on a simulated line whose cleaners are these models."""
+                    lots: dict[str, tuple[str, int]], speed: float = 1500.0,
+                    reports: dict[str, str] | None = None):
+    """Lots (id -> recipe, wafers) on a simulated line whose cleaners are these models;
+    each lot's report into ``reports``."""
+    reports = {} if reports is None else reports
     clock = ScaledClock(speed)
     async with SimulatedLine(clock=clock, seed=11, layout=layout,
                              cleaner_models=cleaners) as line:
@@ -156,29 +160,37 @@ async def _run_lots(db_url: str, layout: dict[str, int], cleaners: list[str],
                 controller = LineController(store, tools, clock, recipes=load_valid_recipe)
                 outcomes = await controller.run(list(lots))
             steps = [s for lot_id in lots for w in store.wafers(lot_id) for s in store.steps(w.id)]
+            reports.update({lot_id: render_lot_report(store, lot_id) for lot_id in lots})
             return outcomes, steps, line.models
 
 
 async def test_strips_go_only_to_the_fc2_of_a_mixed_line(db_url: str) -> None:
+    reports: dict[str, str] = {}
     outcomes, steps, _ = await _run_lots(
         db_url, {"printer": 1, "placer": 1, "oven": 1, "cleaner": 2}, ["FC-1", "FC-2"],
-        {"MASK": ("ballmount-mask-sac305", 3), "HIPB": ("rebump-hipb-snpb", 2)})
+        {"MASK": ("ballmount-mask-sac305", 3), "HIPB": ("rebump-hipb-snpb", 2)},
+        reports=reports)
     assert all(o.state == "complete" for o in outcomes), outcomes
     strips = Counter(s.tool for s in steps if s.kind == "strip" and s.status == "done")
     assert strips == {"cleaner-2": 3}
+    # The mask flow appears in its report: the strip, its mask residue against its window.
+    assert "strip" in reports["MASK"] and "mask_residue_pct" in reports["MASK"]
     cleans = Counter(s.tool for s in steps if s.kind == "clean" and s.status == "done")
     assert sum(cleans.values()) == 4  # two per rebump wafer, on either cleaner
 
 
 async def test_one_fc2_strips_and_cleans_changing_mode_as_a_setup(db_url: str) -> None:
+    reports: dict[str, str] = {}
     outcomes, steps, models = await _run_lots(
         db_url, {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1}, ["FC-2"],
-        {"MASK": ("ballmount-mask-sac305", 2), "CUPOST": ("wlcsp-cupost-snag35", 2)})
+        {"MASK": ("ballmount-mask-sac305", 2), "CUPOST": ("wlcsp-cupost-snag35", 2)},
+        reports=reports)
     assert all(o.state == "complete" for o in outcomes), outcomes
     done = sorted((s.tool_time_start, s.kind) for s in steps
                   if s.kind in ("strip", "clean") and s.status == "done")
     assert {k for _, k in done} == {"strip", "clean"}
     assert {s.tool for s in steps if s.kind in ("strip", "clean")} == {"cleaner-1"}
+    assert "wlcsp-cupost-snag35" in reports["CUPOST"] and "ionic_ug_cm2" in reports["CUPOST"]
     # Batched by setup: the mode changes once, not at every wafer.
     changes = sum(1 for (_, a), (_, b) in zip(done, done[1:], strict=False) if a != b)
     assert changes == 1, done
