@@ -91,7 +91,7 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
 
     # BEGIN in the dialect, not in a "begin" connection event: any connection event
     # makes SQLAlchemy dispatch events around every statement, which doubled the CPU
-    # of a wafer transition (docs/decisions/0007-write-path.md). pysqlite's own
+    # of a wafer transition (docs/decisions/0011-write-path.md). pysqlite's own
     # do_begin does nothing; ours begins DEFERRED, or IMMEDIATE when marked a writer.
     def _do_begin(connection) -> None:  # noqa: ANN001 - the pool's proxied DBAPI connection
         mode = connection.info.pop(BEGIN_OPTION, "DEFERRED")

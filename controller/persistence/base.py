@@ -6,7 +6,7 @@ inside one short transaction (SQLite: ``BEGIN IMMEDIATE``, see
 ``controller.db``), ``hot_write()`` the same for the scheduler's hot
 statements, ``read()`` a connection for reads. Core statements, not ORM
 units of work: the same statements run on both back ends, and the per-wafer
-CPU stays low (``docs/decisions/0007-write-path.md``).
+CPU stays low (``docs/decisions/0011-write-path.md``).
 
 ``atomic()`` lets the scheduler group its hot writes (a transition and the step
 record it opens) into one transaction: all commit, or none.
@@ -73,7 +73,7 @@ class HotStatement:
     transaction, with the very bind processors SQLAlchemy would apply (UTC times,
     JSON): the same SQL and the same stored values as ``conn.execute(statement)``,
     without SQLAlchemy's per-execute bookkeeping, which was most of a transition's
-    CPU (``docs/decisions/0007-write-path.md``). ``keys`` names the columns an
+    CPU (``docs/decisions/0011-write-path.md``). ``keys`` names the columns an
     INSERT sets.
     """
 
