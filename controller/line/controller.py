@@ -296,7 +296,11 @@ class LineController:
         self.store.record_tool_state(tool, state, reason=reason, tool_time=self.clock.now())
         self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=state.value,
                             previous=previous, reason=reason)
-        self.scheduler.spawn(self._tool_status(tool))
+        slot = self.scheduler.tools.get(tool)
+        if slot is not None and not (slot.busy or slot.riding):
+            # Only a tool nobody works on is asked: a status read on a working tool's link
+            # delays its step (an oven's exit at speed).
+            self.scheduler.spawn(self._tool_status(tool))
 
     async def _tool_status(self, tool: str) -> None:
         """What the tool says of itself once its E10 state changed (its state name; an
