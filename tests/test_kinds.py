@@ -342,3 +342,43 @@ def test_a_strip_is_stopped_by_the_stripper_not_the_flux_chemistry():
     low = ToolView(dataclasses.replace(fc2, stripper_low=True, chemistry_low=True),
                    strip.tool_recipe())
     assert kind.interlocks(strip, low, "W-1") == ["stripper low"]
+
+
+STRIP = find_recipe("ballmount-mask-sac305").steps[-1]
+
+
+@pytest.mark.parametrize(("step", "result"), [
+    (PRINT, _print_result()),
+    (PRINT, _print_result(bridges=4, status=RunStatus.ALARM)),
+    (PLACE, PlacementResult("W-1", RunStatus.OK, PLACE.sites, PLACE.sites - 3, 2, 1, 7)),
+    (REFLOW, ReflowResult("W-1", 350.0, 60.0, 1.0, 2.0, REFLOW.profile_id, 20, 0)),
+    (REFLOW, ReflowResult("W-1", 330.0, 60.0, 1.0, 2.0, REFLOW.profile_id, 20,
+                          ExitFlag.BELT_STOPPED)),
+    (CLEAN, CleanResult("W-1", CleanStatus.OK, 0.2, 8)),
+    (CLEAN, CleanResult("W-1", CleanStatus.ALARM, 3.0, 9)),
+    (STRIP, CleanResult("W-1", CleanStatus.OK, 0.2, 9, 0.5)),
+])
+def test_a_result_rebuilt_from_its_stored_measurements_is_judged_the_same(step, result):
+    """Recovery judges a wafer stopped between its unload and its judgment's commit again
+    from what ``step_done`` stored: the verdict and its reasons must not change."""
+    kind = kind_of(step)
+    first = kind.judge(step, result, "W-1")
+    again = kind.judge(step, kind.result_from(step, "W-1", first.measurements), "W-1")
+    assert (again.ok, again.findings, again.measurements) == (
+        first.ok, first.findings, first.measurements)
+
+
+async def test_a_judging_oven_wafer_is_judged_from_its_record_not_the_belt():
+    """Unloaded at the exit before its judgment was committed: another wafer's result has
+    since replaced it there; it is judged from what its step_done stored."""
+    oven = ScriptedOven(["W-2"], last_exit="W-2")
+    exit_result = ReflowResult("W-1", 350.0, 60.0, 1.0, 2.0, REFLOW.profile_id, 20, 0)
+    measured = kind_of(REFLOW).judge(REFLOW, exit_result, "W-1").measurements
+    riders = [(REFLOW, dataclasses.replace(recovering(judging=True), intents=("LOAD",),
+                                           measured={**measured, "alarms": ["560 TC open"]})),
+              (REFLOW, dataclasses.replace(recovering(), wafer_id="W-2", intents=("LOAD",)))]
+    found = await kind_of(REFLOW).settle_all(oven, riders, ManualClock())
+    assert isinstance(found["W-1"], TakeResult) and found["W-1"].unloaded
+    assert found["W-1"].result.peak_c == 350.0
+    assert [(a.code, a.text) for a in found["W-1"].alarms] == [(560, "TC open")]
+    assert isinstance(found["W-2"], TakeResult) and oven.unloaded == ["W-2"]

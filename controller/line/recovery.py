@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from controller.line.journal import StoreJournal
 from controller.line.scheduler import ScheduledTool, ScheduledWafer
@@ -144,8 +145,10 @@ class Recovery:
         step_id = self.journal.step_record(run.wafer_id)
         intents = tuple(i.command for i in self.store.step_intents(step_id)
                         if i.outcome != "failed") if step_id is not None else ()
-        return Recovering(run.wafer_id, number, run.machine.where.phase.value == "judging",
-                          earlier, intents, lambda text: self.note(run.wafer_id, text))
+        judging = run.machine.where.phase.value == "judging"
+        return Recovering(run.wafer_id, number, judging, earlier, intents,
+                          lambda text: self.note(run.wafer_id, text),
+                          self._measured(run.wafer_id, number) if judging else None)
 
     async def _carry_out(self, wafer: ScheduledWafer, tool: ScheduledTool, found: Settled) -> None:
         run = wafer.run
@@ -153,7 +156,8 @@ class Recovery:
         if isinstance(found, TakeResult):
             self.note(run.wafer_id, found.how)
             try:
-                await run.adopt_result(tool.driver, found.result, unloaded=found.unloaded)
+                await run.adopt_result(tool.driver, found.result, unloaded=found.unloaded,
+                                       alarms=found.alarms, repaired=found.repaired)
             except ToolError as exc:
                 self._to_disposition(wafer, f"{tool.name}: its result was taken, then: {exc}")
         elif isinstance(found, NeverTaken):
@@ -162,6 +166,17 @@ class Recovery:
         else:
             self._to_disposition(wafer, f"{self.cause} during step {number} "
                                  f"({run.machine.step_kind}); {getattr(found, 'why', found)}")
+
+    def _measured(self, wafer_id: str, number: int) -> dict[str, Any] | None:
+        """What the step's last ``step_done`` stored: the judgment's measurements."""
+        for event in reversed(self.store.events(wafer_id)):
+            if event.step_index != number:
+                continue
+            if event.trigger == "step_done":
+                return dict(event.measurements or {}) or None
+            if event.trigger in ("tool_acquired", "repair"):
+                return None  # the result after it was never stored
+        return None
 
     def _last_tool(self, wafer_id: str, number: int) -> str | None:
         for event in reversed(self.store.events(wafer_id)):

@@ -7,6 +7,7 @@ repair (RPR) takes 5 s plus 0.5 s per defect.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drivers.protocols import Placer
@@ -94,6 +95,12 @@ class BallPlace(HostLinkStepKind[PlaceStep]):
             return Judgment(False, (f"{counted}, above the {step.max_defects} worth "
                                     "repairing",), measurements)
         return Judgment(False, (f"{counted}: repairing",), measurements, repair=True)
+
+    def result_from(self, step: PlaceStep, wafer_id: str, measured: Mapping[str, Any]
+                    ) -> PlacementResult:
+        m = measured
+        return PlacementResult(wafer_id, RunStatus(m["status"]), m["sites"], m["placed"],
+                               m["missing"], m["extra"], m["offset_max_um"])
 
     def windows(self, step: PlaceStep) -> dict[str, list[float | None]]:
         return {"defects": [None, step.max_defects_after_repair]}

@@ -89,6 +89,7 @@ class StepResult:
 
     result: Any
     alarms: list[Alarm] = field(default_factory=list)
+    repaired: bool = False  # after the tool's repair (judged as such: no second repair)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class TakeResult(Settled):
     result: Any
     unloaded: bool = False
     how: str = ""
+    alarms: tuple[Alarm, ...] = ()  # raised while the wafer rode through (fail the judgment)
+    repaired: bool = False  # the result is the one after the tool's repair
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ class Recovering:
     earlier_results: tuple[Mapping[str, Any], ...]  # this wafer's earlier steps of the kind
     intents: tuple[str, ...]  # commands with an intent recorded for this step ("LOAD", …)
     note: Note
+    # What the step's last ``step_done`` stored (judging only): the result was taken and
+    # judged; a stop between the unload and the judgment's commit leaves only these.
+    measured: Mapping[str, Any] | None = None
 
 
 S = TypeVar("S", bound=Step)
@@ -226,6 +232,11 @@ class StepKind(ABC, Generic[S]):
         """A measured curve and its liquidus line, for the record (reflow only)."""
         return None
 
+    def result_from(self, step: S, wafer_id: str, measured: Mapping[str, Any]) -> Any:
+        """The tool's result rebuilt from the measurements its judgment stored (``judge``'s
+        ``measurements``), so recovery can judge it again; None: this kind cannot."""
+        return None
+
     def parameters(self, step: S) -> Mapping[str, Any]:
         """What is sent to the tool for the step, for the record (read-only)."""
         return _parameters(step)
@@ -265,6 +276,21 @@ class StepKind(ABC, Generic[S]):
     async def settle(self, driver: Any, step: S, wafer: Recovering, clock: Clock) -> Settled:
         """Ask the tool what became of a wafer that was mid-step when the controller stopped."""
 
+    def judged_before(self, step: S, wafer: Recovering, tool: str) -> Settled:
+        """A wafer judging whose tool no longer holds it: only a judged wafer is unloaded, so
+        the stop came between its unload and its judgment's commit. Its result was taken and
+        stored with ``step_done``: judge it again from those measurements (never the tool
+        again). Without them (or a kind that cannot rebuild its result) an engineer decides."""
+        measured = wafer.measured
+        result = self.result_from(step, wafer.wafer_id, measured) if measured else None
+        if measured is None or result is None:
+            return Unknown(f"{tool} no longer shows the wafer")
+        alarms = tuple(_alarm(text) for text in measured.get("alarms", ()))
+        return TakeResult(result, unloaded=True, alarms=alarms,
+                          repaired=bool(measured.get("repaired")),
+                          how=f"{tool} had handed it out after its judgment: judged again "
+                          "from the measurements stored with the step")
+
     async def settle_all(self, driver: Any, wafers: list[tuple[S, Recovering]], clock: Clock
                          ) -> dict[str, Settled]:
         """Every wafer one tool had mid-step, each settled once (a pipelined tool may hold
@@ -303,6 +329,12 @@ def _is_a(driver: Any, protocol: type) -> bool:
     if known is None:
         known = _CHECKED[key] = isinstance(driver, protocol)
     return known
+
+
+def _alarm(text: str) -> Alarm:
+    """An alarm as a judgment stored it ("560 thermocouple open")."""
+    code, _, rest = str(text).partition(" ")
+    return Alarm(int(code), rest) if code.isdigit() else Alarm(0, str(text))
 
 
 def _a(noun: str) -> str:

@@ -7,6 +7,7 @@ is the cleaner's setup; it heats and cools slowly (BATH_COOL_C_S).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drivers.clock import Clock
@@ -105,6 +106,13 @@ class FluxClean(StepKind[Any]):
         findings += at_most("ionic residue", r.ionic_ug_cm2, step.max_ionic_ug_cm2, " µg/cm²")
         return Judgment(not findings, tuple(findings), measurements)
 
+    def result_from(self, step: CleanStep, wafer_id: str, measured: Mapping[str, Any]
+                    ) -> CleanResult:
+        """(The strip's measurements add the mask residue.)"""
+        m = measured
+        return CleanResult(wafer_id, CleanStatus[m["status"]], m["ionic_ug_cm2"],
+                           m["cycle_count"], m.get("mask_residue_pct"))
+
     def windows(self, step: CleanStep) -> dict[str, list[float | None]]:
         return {"ionic_ug_cm2": [None, step.max_ionic_ug_cm2]}
 
@@ -179,6 +187,8 @@ class FluxClean(StepKind[Any]):
                 return TakeResult(result, how=f"{driver.name} finished its clean")
         if not wafer.judging and not status.wafer_present and not ours:
             return NeverTaken(f"{driver.name} never took it")
+        if wafer.judging and not status.wafer_present:
+            return self.judged_before(step, wafer, driver.name)
         return Unknown(f"{driver.name} no longer shows the wafer")
 
 

@@ -74,7 +74,7 @@ class HostLinkStepKind(StepKind[S]):
         return await self.load_and_run(driver, step, ctx, lambda: self.start(driver))
 
     async def settle(self, driver: Any, step: S, wafer: Recovering, clock: Clock) -> Settled:
-        return await self.settle_hostlink(driver, wafer, self.start)
+        return await self.settle_hostlink(driver, step, wafer, self.start)
 
     def busy(self, status: Any, wafer_id: str) -> bool:
         st = self.states
@@ -136,7 +136,7 @@ class HostLinkStepKind(StepKind[S]):
             notes.append(f"could not finish the abort: {exc}")
         return notes
 
-    async def settle_hostlink(self, driver: Any, wafer: Recovering,
+    async def settle_hostlink(self, driver: Any, step: S, wafer: Recovering,
                               start: Callable[[Any], Awaitable[None]]) -> Settled:
         """The tool holds the wafer: start it if it was only loaded and no start was
         journalled, wait for its result, take it. It does not: it was never loaded (the
@@ -164,4 +164,4 @@ class HostLinkStepKind(StepKind[S]):
                            "was sent: done or not, an engineer decides")
         if not wafer.judging:
             return NeverTaken(f"{driver.name} never took it")
-        return Unknown(f"{driver.name} no longer shows the wafer")
+        return self.judged_before(step, wafer, driver.name)

@@ -7,6 +7,7 @@ stencil wipe of 15 s every ``wipe_every`` prints.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drivers.protocols import Printer
@@ -80,6 +81,12 @@ class PastePrint(HostLinkStepKind[PrintStep]):
         findings += at_most("bridges", r.bridges, step.max_bridges)
         findings += at_most("insufficient sites", r.insufficient, step.max_insufficient)
         return Judgment(not findings, tuple(findings), measurements)
+
+    def result_from(self, step: PrintStep, wafer_id: str, measured: Mapping[str, Any]
+                    ) -> PrintResult:
+        m = measured
+        return PrintResult(wafer_id, RunStatus(m["status"]), m["vol_mean_pct"],
+                           m["vol_min_pct"], m["vol_max_pct"], m["bridges"], m["insufficient"])
 
     def windows(self, step: PrintStep) -> dict[str, list[float | None]]:
         return {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from drivers.clock import Clock
@@ -124,6 +125,13 @@ class Reflow(StepKind[ReflowStep]):
             if r.has_flag(flag):
                 findings.append(text)
         return Judgment(not findings, tuple(findings), measurements)
+
+    def result_from(self, step: ReflowStep, wafer_id: str, measured: Mapping[str, Any]
+                    ) -> ReflowResult:
+        """(The curve is not among the measurements: the record keeps none then.)"""
+        m = measured
+        return ReflowResult(wafer_id, m["peak_c"], m["tal_s"], m["ramp_max_c_s"],
+                            m["cool_max_c_s"], m["profile_id"], m["o2_max_ppm"], m["flags"])
 
     def windows(self, step: ReflowStep) -> dict[str, list[float | None]]:
         return {
@@ -248,8 +256,11 @@ class Reflow(StepKind[ReflowStep]):
                          clock: Clock) -> dict[str, Settled]:
         """Let the belt empty, giving each exiting wafer its own result; every wafer that
         was riding is settled exactly once."""
-        riders = {w.wafer_id: w for _, w in wafers}
-        settled: dict[str, Settled] = {}
+        # A judging wafer was unloaded at the exit before its step_done: judged again from
+        # what that stored; only the ones still running ride the belt.
+        settled: dict[str, Settled] = {w.wafer_id: self.judged_before(step, w, driver.name)
+                                       for step, w in wafers if w.judging}
+        riders = {w.wafer_id: w for _, w in wafers if not w.judging}
         deadline = clock.now() + 2 * SLOWEST_TRANSIT_S
         while riders:
             status = await driver.status()

@@ -19,6 +19,7 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolAlarm, ToolError, ToolTimeout
+from drivers.types import Alarm
 from sequences.errors import InterlockError, SequenceError
 from sequences.kinds import ROLE_OF_KIND, StepKind, kind_of
 from sequences.kinds.base import StepContext, StepResult, ToolView, wait_free
@@ -159,6 +160,8 @@ class WaferRun:
         if number is not None and number in self.results:
             step = self.recipe.step(number)
             curve = kind_of(step).curve(step, self.results[number])
+            if curve is not None and not curve[0]:
+                curve = None  # judged again from stored measurements: no curve came with them
         return StepClosed(status, results, *(curve or (None, None)))
 
     # --- moves from outside --------------------------------------------------------------------
@@ -295,7 +298,7 @@ class WaferRun:
         tool = driver.name
         kind = kind_of(step)
         self.results[number] = outcome.result
-        judgment = self._judge(step, outcome, repaired=False)
+        judgment = self._judge(step, outcome, repaired=outcome.repaired)
         if self.phase is Phase.RUNNING:
             self._fire("step_done", why=f"{step.kind} finished", tool=tool,
                        measurements=judgment.measurements)
@@ -342,9 +345,11 @@ class WaferRun:
         self._step_open = False
         self.machine.restore(waiting(number), announce=why, closes=closes)
 
-    async def adopt_result(self, driver: Any, result: Any, *, unloaded: bool = False) -> str:
-        """The step in progress when the controller stopped has its result at the tool:
-        judge it and go on exactly as if this run had waited for it."""
+    async def adopt_result(self, driver: Any, result: Any, *, unloaded: bool = False,
+                           alarms: tuple[Alarm, ...] = (), repaired: bool = False) -> str:
+        """The step in progress when the controller stopped has its result at the tool (or
+        stored with its ``step_done``): judge it and go on exactly as if this run had waited
+        for it."""
         where = self.machine.where
         if where.step is None or not where.in_step:
             raise SequenceError(f"wafer {self.wafer_id} is {self.state}: no step in progress")
@@ -352,7 +357,8 @@ class WaferRun:
         self._driver = driver
         try:
             return await self._finish(where.step, self.recipe.step(where.step), driver,
-                                      StepResult(result), unloaded=unloaded)
+                                      StepResult(result, list(alarms), repaired),
+                                      unloaded=unloaded)
         finally:
             self._idle.set()
 
