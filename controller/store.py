@@ -560,11 +560,13 @@ class Store:
         """Give a line or lot lock up; False when it was no longer ours."""
         return _locks.release(self._db, lock)
 
-    def line_lock_holder(self, line_id: str) -> LockInfo | None:
-        return _locks.holder(self._db, line_resource(line_id))
+    def line_lock_holder(self, line_id: str, *, live_only: bool = False) -> LockInfo | None:
+        """Who holds the line's lease; ``live_only``: None for a stale one (nobody runs it)."""
+        return _locks.holder(self._db, line_resource(line_id), live_only=live_only)
 
-    def lot_lock_holder(self, lot_id: str) -> LockInfo | None:
-        return _locks.holder(self._db, lot_resource(lot_id))
+    def lot_lock_holder(self, lot_id: str, *, live_only: bool = False) -> LockInfo | None:
+        """Who holds the lot's lease; ``live_only``: None for a stale one (nobody runs it)."""
+        return _locks.holder(self._db, lot_resource(lot_id), live_only=live_only)
 
     # -- whole histories
 

@@ -5,6 +5,9 @@ lot request is carried out where that is safe or said to be queued, never both."
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -162,14 +165,44 @@ def test_requests_with_no_controller_are_carried_out_here(
     assert show(capsys, db, "L2")["pending_requests"] == []
 
 
+_LOT_HOLDER = """
+import sys
+from controller.store import Store
+with Store(sys.argv[1]) as store:
+    store.acquire_lot_lock("L2", holder="bumpline run by ann")
+    print("held", flush=True)
+    sys.stdin.read()  # a controller running the lot, until it is killed
+"""
+
+
 def test_requests_to_a_running_controller_say_queued(
     capsys: pytest.CaptureFixture[str], db: str
 ) -> None:
-    started_lot(capsys, db)
-    with Store(db) as store:
-        store.audit("controller", "controller.start", "run again", lot_id="L2")
-    assert main(["lot", "abort", "L2", "--db", db]) == 0
-    out = capsys.readouterr().out
-    assert "abort queued for the controller running it" in out and "now" not in out
-    shown = show(capsys, db, "L2")
-    assert [r["action"] for r in shown["pending_requests"]] == ["abort_lot"]
+    """"Running" is the lot's lease, held here by a live process; the audit log's last word
+    (a stop) does not count. Once that process is SIGKILLed its lease is stale: no
+    controller runs the lot, and the request is judged here (an abort with a wafer in
+    process is refused, not queued for nobody)."""
+    started_lot(capsys, db)  # its audit log ends with controller.stop
+    holder = subprocess.Popen([sys.executable, "-c", _LOT_HOLDER, db], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert main(["lot", "abort", "L2", "--db", db]) == 0
+        out = capsys.readouterr().out
+        assert "abort queued for the controller running it" in out and "now" not in out
+        assert f"pid {holder.pid}" in out
+        shown = show(capsys, db, "L2")
+        assert [r["action"] for r in shown["pending_requests"]] == ["abort_lot"]
+        assert shown["lot"]["controller_running"] is True
+        holder.kill()
+        assert holder.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=60)
+        for stream in (holder.stdin, holder.stdout):
+            if stream is not None:
+                stream.close()
+    assert show(capsys, db, "L2")["lot"]["controller_running"] is False
+    _, line = one_line_error(capsys, "lot", "abort", "L2", "--db", db)
+    assert "no controller runs the lot" in line  # not queued for a dead one

@@ -279,11 +279,13 @@ CONTROLLER_ACTIONS = ("controller.start", "controller.stop")  # written by `run`
 
 
 def controller_running(store: Store, lot_id: str) -> bool | None:
-    """Does a controller run this lot now? None when no controller ever said (a lot that is
-    not started, or one run before controllers recorded it). A controller killed outright
-    (SIGKILL, power) cannot say it stopped: its lots still read as running."""
+    """Does a controller run this lot now? The lot's lease says (a controller killed outright
+    leaves a stale one: it runs nothing). Not running: False once a controller ran it, None
+    when none ever did (a lot not started)."""
+    if store.lot_lock_holder(lot_id, live_only=True) is not None:
+        return True
     marks = [a for a in store.audit_log(lot_id=lot_id) if a.action in CONTROLLER_ACTIONS]
-    return None if not marks else marks[-1].action == "controller.start"
+    return None if not marks else False
 
 
 def _state_shown(state: str, running: bool | None) -> str:
@@ -369,7 +371,8 @@ def cmd_lot_action(args: argparse.Namespace) -> int:
     user = _user(args)
     with _store(args) as store:
         lot = store.get_lot(args.lot_id)
-        if controller_running(store, lot.id):
+        holder = store.lot_lock_holder(lot.id, live_only=True)  # its lease, not what it said
+        if holder is not None:
             act: Callable[..., Any] = {
                 "hold": store.hold_lot,
                 "resume": store.resume_lot,
@@ -377,7 +380,8 @@ def cmd_lot_action(args: argparse.Namespace) -> int:
             }[args.action]
             act(lot.id, user=user, reason=args.reason)
             print(f"lot {lot.id}: {args.action} queued for the controller running it "
-                  "(bumpline lot show to see it handled)")
+                  f"(host {holder.host}, pid {holder.pid}; bumpline lot show to see it "
+                  "handled)")
             return 0
         if args.action == "abort":
             _refuse_abort_in_process(store, lot.id)

@@ -202,7 +202,12 @@ def release(database: Database, lock: LockInfo) -> bool:
         )
 
 
-def holder(database: Database, resource: str) -> LockInfo | None:
-    """Who holds ``resource`` now (stale or not), or None."""
+def holder(database: Database, resource: str, *, live_only: bool = False) -> LockInfo | None:
+    """Who holds ``resource`` now (stale or not), or None; ``live_only``: None for a stale
+    lease too (expired, or its process gone from this host), which nobody runs."""
     with database.read() as conn:
-        return _current(conn, resource)
+        current = _current(conn, resource)
+    if current is not None and live_only and _stale(current, database.now(),
+                                                    socket.gethostname()):
+        return None
+    return current
