@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -325,6 +326,9 @@ class ControllerLock(Base):
     token: Mapped[str] = mapped_column(String(64))
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
+    # The holder process's start (Linux: clock ticks after boot, /proc/<pid>/stat): a pid
+    # the system gave to another process since is not the holder. NULL: unknown.
+    pid_started: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     holder: Mapped[str] = mapped_column(String(200), default="")
     acquired_at: Mapped[datetime]
     renewed_at: Mapped[datetime]

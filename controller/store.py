@@ -532,10 +532,12 @@ class Store:
         holder: str = "",
         host: str | None = None,
         pid: int | None = None,
+        pid_started: int | None = None,
     ) -> LockInfo:
         """Take the line for this controller, or raise ``LockHeldError`` naming the holder."""
         return _locks.acquire(
-            self._db, line_resource(line_id), lease_s=lease_s, holder=holder, host=host, pid=pid
+            self._db, line_resource(line_id), lease_s=lease_s, holder=holder, host=host, pid=pid,
+            pid_started=pid_started,
         )
 
     def acquire_lot_lock(
@@ -546,10 +548,12 @@ class Store:
         holder: str = "",
         host: str | None = None,
         pid: int | None = None,
+        pid_started: int | None = None,
     ) -> LockInfo:
         """Take a lot for this controller, or raise ``LockHeldError`` naming the holder."""
         return _locks.acquire(
-            self._db, lot_resource(lot_id), lease_s=lease_s, holder=holder, host=host, pid=pid
+            self._db, lot_resource(lot_id), lease_s=lease_s, holder=holder, host=host, pid=pid,
+            pid_started=pid_started,
         )
 
     def renew_lock(self, lock: LockInfo, *, lease_s: float = DEFAULT_LEASE_S) -> LockInfo:

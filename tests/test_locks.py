@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from controller.cli.leases import Leases
+from controller.persistence.locks import process_start
 from controller.store import LockHeldError, Store, StoreError
 from sequences.recipes.validate import load_valid_recipe
 
@@ -89,6 +90,26 @@ def test_an_expired_lease_is_taken_over_and_the_loser_hears_it(db_url: str) -> N
             first.renew_lock(held)
         assert first.release_lock(held) is False
         assert second.line_lock_holder("bay-1") == taken
+
+
+def test_a_pid_the_system_gave_to_another_process_is_not_the_holder(db_url: str) -> None:
+    """The holder died and its pid now names another live process on this host (here: this
+    test's own process, recorded with another start time, as the dead holder's would be):
+    the lease is stale at once, not only when it expires."""
+    started = process_start(os.getpid())
+    if started is None:
+        pytest.skip("this system shows no process start times (/proc)")
+    with Store(db_url) as store:
+        held = store.acquire_line_lock("bay-1", holder="the live one")
+        assert held.pid_started == started
+        with pytest.raises(LockHeldError):  # the same pid and start: the holder itself runs
+            store.acquire_line_lock("bay-1")
+        store.release_lock(held)
+        store.acquire_line_lock("bay-1", holder="dead", pid=os.getpid(), pid_started=started - 1)
+        taken = store.acquire_line_lock("bay-1")  # the pid is alive, yet not the holder's
+        assert (taken.pid, taken.pid_started) == (os.getpid(), started)
+        (takeover,) = [a for a in store.audit_log() if a.action == "lock.takeover"]
+        assert f"pid {os.getpid()} now belongs to another process" in takeover.detail
 
 
 def test_a_bad_lease_is_refused(db_url: str) -> None:

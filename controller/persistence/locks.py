@@ -47,6 +47,7 @@ class LockInfo:
     acquired_at: datetime
     renewed_at: datetime
     expires_at: datetime
+    pid_started: int | None = None  # the holder process's start (process_start)
 
     @property
     def what(self) -> str:
@@ -94,12 +95,38 @@ def process_gone(pid: int) -> bool:
     return False
 
 
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` of this host started (Linux: clock ticks after boot, field 22 of
+    /proc/<pid>/stat), or None where that cannot be read (no /proc, no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    fields = text[text.rfind(b")") + 2:].split()  # the name in (…) may hold spaces
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def holder_gone(lock: LockInfo) -> str | None:
+    """Why the process that took ``lock`` on this host no longer runs, or None if it may."""
+    if process_gone(lock.pid):
+        return "its process is gone"
+    if lock.pid_started is not None:
+        started = process_start(lock.pid)
+        if started is not None and started != lock.pid_started:
+            return f"its process is gone (pid {lock.pid} now belongs to another process)"
+    return None
+
+
 def _info(row: object) -> LockInfo:
     return LockInfo(**{name: getattr(row, name) for name in LockInfo.__dataclass_fields__})
 
 
 def _stale(lock: LockInfo, now: datetime, host: str) -> bool:
-    return lock.expires_at <= now or (lock.host == host and process_gone(lock.pid))
+    return lock.expires_at <= now or (lock.host == host and holder_gone(lock) is not None)
 
 
 def acquire(
@@ -110,22 +137,28 @@ def acquire(
     holder: str = "",
     host: str | None = None,
     pid: int | None = None,
+    pid_started: int | None = None,
 ) -> LockInfo:
     """Take ``resource`` for this process, or raise ``LockHeldError`` naming the holder.
 
     A stale lock (lease expired, or its process gone from this host) is taken over;
-    the audit log says whose it was.
+    the audit log says whose it was. ``pid_started``: the holder process's start, read
+    from the system when the holder is a process of this host.
     """
     if not lease_s > 0:
         raise StoreError(f"a lock lease must be > 0 s, got {lease_s!r}")
-    host = host or socket.gethostname()
+    here = socket.gethostname()
+    host = host or here
     pid = os.getpid() if pid is None else pid
+    if pid_started is None and host == here:
+        pid_started = process_start(pid)
     now = database.now()
     mine = {
         "resource": resource,
         "token": uuid.uuid4().hex,
         "host": host,
         "pid": pid,
+        "pid_started": pid_started,
         "holder": holder[:200],
         "acquired_at": now,
         "renewed_at": now,
@@ -161,7 +194,8 @@ def _current(conn: Connection, resource: str, *, for_update: bool = False) -> Lo
 def _audit_takeover(
     conn: Connection, now: datetime, old: LockInfo, host: str, pid: int
 ) -> None:
-    why = "its lease had expired" if old.expires_at <= now else "its process is gone"
+    why = ("its lease had expired" if old.expires_at <= now
+           else holder_gone(old) or "its process is gone")
     add_audit(
         conn,
         now,
