@@ -11,12 +11,14 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from controller.cli.leases import Leases
 from controller.persistence.locks import process_start
@@ -177,6 +179,42 @@ async def test_a_lost_lock_stops_the_controller_and_says_why(
         assert leases.held == {}
         assert "bumpline: this controller lost its lock on line bay-1" in capsys.readouterr().err
         assert theirs.line_lock_holder("bay-1").host == "other-host"  # type: ignore[union-attr]
+
+
+async def test_a_database_that_stops_answering_stops_the_controller_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not a takeover: the renewal itself fails (here SQLite's write lock, held by another
+    connection past the busy timeout: "database is locked"). The heartbeat neither dies
+    silently nor keeps a lease it can no longer renew: once the lease could run out, the
+    controller is stopped with one line saying why."""
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+    with Store(url) as mine:
+
+        @event.listens_for(mine.engine, "connect")
+        def impatient(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
+            dbapi_connection.execute("PRAGMA busy_timeout=20")  # fail in 20 ms, not 5 s
+
+        mine.engine.dispose()
+        leases = Leases(mine, "bumpline run by ann")
+        leases.lease_s = 0.3
+        leases.take_line("bay-1")
+        other = sqlite3.connect(tmp_path / "line.db", isolation_level=None)
+        try:
+            other.execute("BEGIN EXCLUSIVE")  # another writer that never lets go
+            stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            leases.stop = lambda: stopped.set_result(None)
+            async with leases.kept():
+                await asyncio.wait_for(stopped, PROCESS_TIMEOUT_S)
+        finally:
+            other.close()
+        assert leases.lost is not None
+        assert leases.lost.startswith("this controller could not renew its lock on line "
+                                      "bay-1 for "), leases.lost
+        assert "database is locked" in leases.lost and leases.held == {}
+        err = capsys.readouterr().err.splitlines()
+        assert err[-1].startswith("bumpline: this controller could not renew its lock")
+        assert all("Traceback" not in line for line in err)
 
 
 # --- the real thing: bumpline run, twice ---------------------------------------------------------

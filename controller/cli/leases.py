@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -43,12 +44,14 @@ class Leases:
         self.store, self.holder = store, holder
         self.lease_s = DEFAULT_LEASE_S
         self.held: dict[str, Any] = {}  # resource -> LockInfo
+        self._renewed: dict[str, float] = {}  # resource -> when last taken or renewed (wall)
         self.lost: str | None = None  # why a lock was lost, once it was
         self.stop: Callable[[], None] | None = None  # the running controller's stop()
 
     def take_line(self, line: str) -> None:
         lock = self.store.acquire_line_lock(line, lease_s=self.lease_s, holder=self.holder)
         self.held[lock.resource] = lock
+        self._renewed[lock.resource] = time.monotonic()
 
     def take_lot(self, lot_id: str) -> None:
         """Lock a lot; ``LockHeldError`` (a ``StoreError``) names the controller running it."""
@@ -57,6 +60,7 @@ class Leases:
         if lot_resource(lot_id) not in self.held:
             lock = self.store.acquire_lot_lock(lot_id, lease_s=self.lease_s, holder=self.holder)
             self.held[lock.resource] = lock
+            self._renewed[lock.resource] = time.monotonic()
 
     def release_lots(self) -> None:
         for resource in [r for r in self.held if r.startswith("lot:")]:
@@ -69,21 +73,40 @@ class Leases:
         self.held.clear()
 
     async def heartbeat(self) -> None:
-        """Renew every lease a third of the way through it; a lock lost stops the controller."""
+        """Renew every lease a third of the way through it.
+
+        A lock taken over stops the controller at once. A renewal that fails otherwise (the
+        database unreachable, its connection lost, locked past its busy timeout) says so and
+        is tried again at the next beat - unless the lease could run out before that beat:
+        then the controller stops too, for it can no longer know it holds the line, and the
+        next controller may take it over. Nothing here ends the heartbeat silently."""
+        from controller.persistence.base import reason
         from controller.store import StoreError
 
+        beat = self.lease_s / 3
         while True:
-            await asyncio.sleep(self.lease_s / 3)
+            await asyncio.sleep(beat)
             for resource, lock in list(self.held.items()):
                 try:
                     self.held[resource] = self.store.renew_lock(lock, lease_s=self.lease_s)
-                except StoreError as exc:
-                    self.held.pop(resource, None)
-                    self.lost = str(exc)
-                    print(f"bumpline: {self.lost}: stopping", file=sys.stderr, flush=True)
-                    if self.stop is not None:
-                        self.stop()
-                    return
+                    self._renewed[resource] = time.monotonic()
+                    continue
+                except StoreError as exc:  # taken over: another controller holds it now
+                    why = str(exc)
+                except Exception as exc:  # the database failed us, not a verdict on the lock
+                    since = time.monotonic() - self._renewed.get(resource, 0.0)
+                    if since + beat < self.lease_s:
+                        print(f"bumpline: renewing the lock on {lock.what} failed "
+                              f"({reason(exc)}); trying again", file=sys.stderr, flush=True)
+                        continue
+                    why = (f"this controller could not renew its lock on {lock.what} for "
+                           f"{since:.1f} s ({reason(exc)}); its lease may run out")
+                self.held.pop(resource, None)
+                self.lost = why
+                print(f"bumpline: {why}: stopping", file=sys.stderr, flush=True)
+                if self.stop is not None:
+                    self.stop()
+                return
 
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[Leases]:
