@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
+from controller.cli import main
 from controller.cli.leases import Leases
 from controller.persistence.locks import process_start
 from controller.store import LockHeldError, Store, StoreError
@@ -296,3 +297,44 @@ def test_two_bumpline_runs_on_one_line(db_url: str, tmp_path: Path) -> None:
         # Released at the end: nobody holds the line or the lot now.
         assert store.line_lock_holder("sim") is None
         assert store.lot_lock_holder("C1") is None
+
+
+def test_sequence_run_refuses_a_line_a_controller_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bumpline sequence run --line`` drives the line's tools as a controller does: while a
+    live controller holds the line it is refused with one line naming the holder, before any
+    tool is opened; otherwise it holds the line itself while it runs."""
+    db = f"sqlite:///{tmp_path / 'line.db'}"
+    line = tmp_path / "bay.toml"
+    line.write_text('[line]\nname = "bay"\nid = "bay-1"\n')  # no tools: nothing to open
+    command = ["sequence", "run", RECIPE, "--wafer", "W1", "--line", str(line), "--db", db]
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, db], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert int(child.stdout.readline()) == child.pid  # a controller holds bay-1
+        assert main(command) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in err[0]
+        assert err[0].startswith("bumpline: line bay-1 is already run by another controller: ")
+        assert f"pid {child.pid} (child)" in err[0]
+        assert err[0].endswith("sequence run drives no line a controller holds")
+        child.kill()
+        assert child.wait(timeout=PROCESS_TIMEOUT_S) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=PROCESS_TIMEOUT_S)
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+    # The holder is gone: the run takes the line (and fails on this tool-less line), then
+    # lets it go.
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert "already run by another controller" not in err, err
+    with Store(db) as store:
+        assert store.line_lock_holder("bay-1") is None
+        takeovers = [a.detail for a in store.audit_log() if a.action == "lock.takeover"]
+        assert any("(child)" in d and "its process is gone" in d for d in takeovers)

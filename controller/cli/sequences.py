@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import sys
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from controller.cli.leases import Leases, line_id
 from controller.cli.output import (
     add_json,
     console,
+    db_url,
     is_terminal,
     print_json,
     print_table,
@@ -59,7 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Without --line an in-process simulated line is started.")
     p.add_argument("recipe", metavar="RECIPE", help="a shipped recipe name or a .toml file")
     p.add_argument("--wafer", required=True, metavar="ID", help="wafer id (1-16 characters)")
-    p.add_argument("--line", metavar="FILE", help="line configuration of the tools to use")
+    p.add_argument("--line", metavar="FILE", help="line configuration of the tools to use "
+                   "(refused while a controller holds that line)")
+    p.add_argument("--db", metavar="URL|FILE", type=db_url, default=argparse.SUPPRESS,
+                   help="database holding the line leases (default $BUMPLINE_DB, else "
+                   "bumpline.db)")
     p.add_argument("--steps", metavar="N-M", help="run only these steps, e.g. 2-4")
     p.add_argument("--speed", type=positive_float, default=400.0,
                    help="simulated line: tool seconds per wall second (default 400)")
@@ -319,7 +328,7 @@ async def sequence_run(args: argparse.Namespace) -> int:
     if args.line:
         config = load_line_config(args.line)
         clock = ScaledClock(config.time_scale)
-        async with open_line(config, clock, trace=exchanges.trace) as tools:
+        async with _line_lease(args), open_line(config, clock, trace=exchanges.trace) as tools:
             run = await _run(recipe, args.wafer, tools, clock, steps, con, exchanges)
     else:
         from sim.line import SimulatedLine
@@ -336,6 +345,30 @@ async def sequence_run(args: argparse.Namespace) -> int:
         raise UserError(f"wafer {args.wafer} is {run.state}{why}")
     con.print(f"[green]wafer {_e(args.wafer)} complete[/]")
     return 0
+
+
+@contextlib.asynccontextmanager
+async def _line_lease(args: argparse.Namespace) -> AsyncIterator[None]:
+    """The line's lease, as ``run`` and ``serve`` take it (docs/database.md): a line a
+    controller holds is refused with the holder named, and no controller starts on the line
+    while this wafer runs on it. A lease lost meanwhile stops the wafer's run."""
+    from controller.cli.lots import _user
+    from controller.store import LockHeldError, Store
+
+    store = Store(getattr(args, "db", None))
+    leases = Leases(store, f"bumpline sequence run by {_user(args)}")
+    try:
+        try:
+            leases.take_line(line_id(args))
+        except LockHeldError as exc:
+            raise UserError(f"{exc}; sequence run drives no line a controller holds") from None
+        task = asyncio.current_task()
+        leases.stop = task.cancel if task is not None else None
+        async with leases.kept():
+            yield
+    finally:
+        leases.release_all()
+        store.close()
 
 
 async def _run(recipe, wafer_id, tools, clock, steps, con, exchanges) -> Any:
