@@ -28,15 +28,21 @@ from drivers.clock import ManualClock
 from drivers.types import (
     Alarm,
     Identity,
+    OvenState,
+    OvenStatus,
     PlacementResult,
     PlacerState,
     PlacerStatus,
     PrinterState,
     PrinterStatus,
     PrintResult,
+    ReflowResult,
     RunStatus,
 )
+from sequences.kinds import kind_of
 from sequences.recipes.recipe import Recipe, find_recipe
+from sequences.wafer.journal import StepClosed, StepOpened
+from sequences.wafer.machine import WaferMachine
 from sequences.wafer.runner import WaferRun
 
 PRINTING = find_recipe("rebump-hipb-snpb")  # step 1: print
@@ -199,3 +205,79 @@ async def test_a_wafer_killed_before_its_unload_is_unloaded_once(tmp_path: Path)
         run, _ = await _resume(store, PRINTING, tool)
         assert run.state == "step2_waiting"
         assert tool.sent[before:] == ["RES", "ULD"]
+
+
+# --- several wafers on the oven belt, one of them out of its window -----------------------------
+
+REFLOW = PRINTING.step(2)
+
+
+class Belt:
+    """An oven in memory whose belt delivers its wafers at the exit, in order."""
+
+    name = "oven-1"
+
+    def __init__(self, peaks: dict[str, float]) -> None:
+        self.belt, self.peaks = list(peaks), peaks
+        self.last_exit, self.at_exit = "", False
+        self.unloaded: list[str] = []
+
+    async def status(self) -> OvenStatus:
+        if not self.at_exit and self.belt:
+            self.last_exit, self.at_exit = self.belt.pop(0), True
+        return OvenStatus(OvenState.READY, (150.0,) * 10, len(self.belt) + self.at_exit, 0,
+                          20, REFLOW.profile_id, entrance_clear=True,
+                          wafer_at_exit=self.at_exit, zones_stable=True, alarm_active=False,
+                          nitrogen_on=True, conveyor_running=True)
+
+    async def exit_result(self) -> ReflowResult:
+        return ReflowResult(self.last_exit, self.peaks[self.last_exit], 60.0, 1.0, 2.0,
+                            REFLOW.profile_id, 20, 0)
+
+    async def unload(self, wafer_id: str | None = None) -> None:
+        self.unloaded.append(self.last_exit)
+        self.at_exit = False
+
+
+def _riding(store: Store, wafer: str) -> None:
+    """Printed and judged, then loaded onto oven-1 (LOAD acknowledged) when the controller
+    died: the store as the runner leaves it."""
+    journal = StoreJournal(store, LineEventStream("line-1", lambda: 0.0), lambda w: "K1")
+    machine = WaferMachine(wafer, [s.kind for s in PRINTING.steps], on_event=journal.record)
+    machine.fire("start")
+    for number, tool in ((1, "printer-1"), (2, "oven-1")):
+        step = PRINTING.step(number)
+        kind = kind_of(step)
+        machine.fire("tool_acquired", tool=tool,
+                     opens=StepOpened(step.kind, kind.parameters(step), kind.windows(step)))
+        if number == 1:
+            machine.fire("step_done", tool=tool, measurements=dict(GOOD_PRINT))
+            machine.fire("judged_ok", tool=tool, closes=StepClosed("done", dict(GOOD_PRINT)))
+    journal.resolve(journal.intend(wafer, "LOAD", "oven-1"), "done")
+
+
+async def test_several_oven_wafers_settle_once_each_and_one_fails_for_its_own_reason(
+        tmp_path: Path) -> None:
+    """Issue 10 items 1-2: three wafers riding, the middle one peaks out of window. Each is
+    settled once from its own exit result; none is held for an invented reason."""
+    wafers = ["K1-01", "K1-02", "K1-03"]
+    oven = Belt({"K1-01": 350.0, "K1-02": 390.0, "K1-03": 350.0})
+    with Store(f"sqlite:///{tmp_path / 'line.db'}") as store:
+        store.create_lot("K1", recipe_name=PRINTING.name, recipe_version=PRINTING.version,
+                         recipe_hash=PRINTING.hash, slots=[1, 2, 3], user="t")
+        for wafer in wafers:
+            _riding(store, wafer)
+        notes: list[str] = []
+        journal = StoreJournal(store, LineEventStream("line-1", lambda: 0.0), lambda w: "K1")
+        recovery = Recovery(store, journal, ManualClock(), lambda w, text: notes.append(text))
+        runs = [recovery.restored_run(PRINTING, w.id, w.state) for w in store.wafers("K1")]
+        await recovery.settle([ScheduledWafer(run, "K1", 5, i) for i, run in enumerate(runs)],
+                              {"oven-1": ScheduledTool("oven-1", "oven", oven)})
+        assert [run.state for run in runs] == ["step3_waiting", "awaiting_disposition",
+                                               "step3_waiting"], [
+            store.events(w)[-1].why for w in wafers]
+        assert "peak 390" in store.events("K1-02")[-1].why
+        assert oven.unloaded == wafers  # each taken off the belt once
+        assert not any("not on this line" in n or "no longer shows" in n for n in notes), notes
+        assert store.open_intents() == []
+        assert all(s.status != "running" for w in wafers for s in store.steps(w))
