@@ -81,11 +81,13 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
+            # The busy timeout first: switching a new file to WAL needs its lock, and a
+            # second process opening it at the same moment must wait, not fail.
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             if wal:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         finally:
             cursor.close()
 
@@ -131,6 +133,11 @@ def alembic_config() -> Config:
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the schema to the newest revision (creates every table on a new database)."""
     config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        # Two processes opening one new SQLite file at once (two controllers started
+        # together) queue on the write lock; a read upgraded to a write would fail one of
+        # them with "database is locked".
+        begin_as_writer(connection)
+        with connection.begin():
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")

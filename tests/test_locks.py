@@ -338,3 +338,49 @@ def test_sequence_run_refuses_a_line_a_controller_holds(
         assert store.line_lock_holder("bay-1") is None
         takeovers = [a.detail for a in store.audit_log() if a.action == "lock.takeover"]
         assert any("(child)" in d and "its process is gone" in d for d in takeovers)
+
+
+_STARTER = """
+import sys
+from controller.store import LockHeldError, Store
+sys.stdin.readline()  # every starter is ready: go at once
+try:
+    with Store(sys.argv[1]) as store:
+        store.acquire_line_lock("bay-1", holder="starter")
+        print("took the line", flush=True)
+        sys.stdin.readline()  # hold it until the test has heard every starter
+except LockHeldError as exc:
+    print(f"refused: {exc}", flush=True)
+except Exception as exc:
+    print(f"failed: {exc}", flush=True)
+"""
+
+
+def test_controllers_starting_together_on_a_new_database_one_wins_the_others_are_refused(
+    tmp_path: Path,
+) -> None:
+    """The fault campaign's two controllers started at once on a new SQLite file: one was
+    refused "database is locked" (no holder named) while the other created the schema."""
+    db = f"sqlite:///{tmp_path / 'new.db'}"
+    starters = [subprocess.Popen([sys.executable, "-c", _STARTER, db], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    try:
+        for child in starters:
+            assert child.stdin is not None
+            child.stdin.write("\n")
+            child.stdin.flush()
+        said = []
+        for child in starters:
+            assert child.stdout is not None
+            said.append(child.stdout.readline().strip())
+        assert sorted(s.split(":")[0] for s in said) == [
+            "refused", "refused", "refused", "took the line"], said
+        assert all("pid " in s and "(starter)" in s for s in said if s.startswith("refused"))
+    finally:
+        for child in starters:
+            if child.poll() is None:
+                child.kill()
+            child.wait(timeout=PROCESS_TIMEOUT_S)
+            for stream in (child.stdin, child.stdout):
+                if stream is not None:
+                    stream.close()
