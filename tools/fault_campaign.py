@@ -97,8 +97,10 @@ class Sim:
     """``bumpline sim`` out of process; its stderr is the tools' own log."""
 
     def __init__(self, work: Path, name: str, faults: str = "", seed: int = 0,
-                 speed: float = SPEED) -> None:
-        self.config = work / f"{name}.toml"
+                 speed: float = SPEED, line: str | None = None) -> None:
+        """``line``: the line configuration's name (default ``name``); a simulator started
+        again for the same line writes the same file, as the line it stands for is one."""
+        self.config = work / f"{line or name}.toml"
         self.log = work / f"{name}.sim.log"
         args = [BUMPLINE, "sim", "--speed", str(speed), "--seed", str(seed),
                 "--config-out", str(self.config)]
@@ -289,7 +291,7 @@ def sim_restart(work: Path, rng: random.Random, rounds: int) -> Tally:
     for n in range(1, rounds + 1):
         lot = f"R{n}"
         log = work / f"{lot}.log"
-        sim = Sim(work, f"restart-{n}a")
+        sim = Sim(work, f"restart-{n}a", line=f"restart-{n}")
         logs.append(sim.log)
         proc = start_run(run_args(sim, db, lot, new=True), log)
         wait_for_text(log, f"{lot}-01 ", limit_s=60)  # the first step ended: mid-lot now
@@ -298,7 +300,7 @@ def sim_restart(work: Path, rng: random.Random, rounds: int) -> Tally:
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)  # their endpoints are gone for good: stop it
         finish_run(proc, log, tally, f"lot {lot} stopping", limit_s=30)
-        again = Sim(work, f"restart-{n}b")
+        again = Sim(work, f"restart-{n}b", line=f"restart-{n}")
         logs.append(again.log)
         try:
             finish_run(start_run(run_args(again, db, lot, new=False), log), log, tally,
@@ -310,19 +312,60 @@ def sim_restart(work: Path, rng: random.Random, rounds: int) -> Tally:
     return tally
 
 
+REFUSED = "is already run by another controller: host "  # the lease's refusal, holder named
+
+
+def refused(proc: subprocess.Popen[bytes], log: Path, tally: Tally, what: str) -> bool:
+    """A controller the lease kept off the line: exit 1, one line naming the holder. Any
+    other end of a run that had to be refused is a failure."""
+    try:
+        code = proc.wait(timeout=RUN_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        code = None
+    last = log.read_text(errors="replace").rsplit("\n$ ", 1)[-1].strip().splitlines()[1:]
+    if code == 1 and len(last) == 1 and REFUSED in last[0]:
+        tally.notes.append(f"{what}: refused ({last[0].split(': ', 1)[-1][:60]}…)")
+        return True
+    tally.figures["resumes failed"] += 1
+    tally.notes.append(f"{what}: not refused by the lease: exit {code} (see {log})")
+    return False
+
+
 def two_controllers(work: Path) -> Tally:
+    """Two ``run`` started on one line at the same moment: one wins the line, the other is
+    refused naming it; a ``run --resume`` of the winner's lot while it runs is refused too.
+    The refused lot then runs once the line is free."""
     tally = Tally()
     sim = Sim(work, "two")
     db = f"sqlite:///{work / 'two.db'}"
+    lots = {"T-A": work / "T-A.log", "T-B": work / "T-B.log"}
     try:
-        log_a, log_b, log_c = (work / f"{name}.log" for name in ("T-A", "T-B", "T-A-again"))
-        a = start_run(run_args(sim, db, "T-A", new=True), log_a)
-        b = start_run(run_args(sim, db, "T-B", new=True), log_b)
-        time.sleep(2.0)
-        c = start_run(run_args(sim, db, "T-A", new=False), log_c)
-        for proc, log, what in ((a, log_a, "T-A"), (b, log_b, "T-B"),
-                                (c, log_c, "T-A resumed twice")):
-            finish_run(proc, log, tally, what)
+        racing = {lot: start_run(run_args(sim, db, lot, new=True), log)
+                  for lot, log in lots.items()}
+        def started() -> str | None:  # the winner says so once it holds the line and its lot
+            return next((lot for lot, log in lots.items()
+                         if f"bumpline: {lot} on the " in log.read_text(errors="replace")), None)
+
+        deadline = time.monotonic() + 60
+        while started() is None and time.monotonic() < deadline and any(
+                proc.poll() is None for proc in racing.values()):
+            time.sleep(0.1)
+        winner = started()
+        if winner is None:
+            tally.figures["lots stalled"] += 1
+            tally.notes.append("neither controller started")
+            winner = "T-A"
+        loser = next(lot for lot in lots if lot != winner)
+        again_log = work / f"{winner}-again.log"
+        again = start_run(run_args(sim, db, winner, new=False), again_log)
+        refused(racing[loser], lots[loser], tally, f"{loser} started with {winner}")
+        refused(again, again_log, tally, f"{winner} resumed while it runs")
+        finish_run(racing[winner], lots[winner], tally, winner)
+        # The line is free: the refused lot runs now (it was never queued, so new).
+        finish_run(start_run(run_args(sim, db, loser, new=not lot_exists(db, loser)),
+                             lots[loser]), lots[loser], tally, f"{loser} afterwards")
         wafers = judge_lot(db, "T-A", tally) + judge_lot(db, "T-B", tally)
     finally:
         sim.stop()
