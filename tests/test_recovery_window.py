@@ -185,25 +185,31 @@ async def test_a_wafer_killed_between_unload_and_judgment_is_judged_again(
         assert store.open_intents() == []
 
 
-async def test_a_wafer_killed_before_its_unload_is_unloaded_once(tmp_path: Path) -> None:
-    """The control row: killed before ULD reached the tool, the wafer is still in it (DONE):
+@pytest.mark.parametrize(("recipe", "make_tool", "state"), [
+    (PRINTING, lambda: printer(), "step2_waiting"),
+    # Judged after its repair: judged so again, the mounter is not asked for a second one.
+    (PLACING, lambda: placer(4, 3), "awaiting_disposition"),
+])
+async def test_a_wafer_killed_before_its_unload_is_unloaded_once(
+        tmp_path: Path, recipe: Recipe, make_tool, state: str) -> None:
+    """The control rows: killed before ULD reached the tool, the wafer is still in it (DONE):
     its result is read again, judged, and it is unloaded once."""
-    tool = printer()
+    tool = make_tool()
 
     async def dies_first() -> None:
         raise Killed
 
     with Store(f"sqlite:///{tmp_path / 'line.db'}") as store:
-        store.create_lot("K1", recipe_name=PRINTING.name, recipe_version=PRINTING.version,
-                         recipe_hash=PRINTING.hash, slots=[1], user="t")
+        store.create_lot("K1", recipe_name=recipe.name, recipe_version=recipe.version,
+                         recipe_hash=recipe.hash, slots=[1], user="t")
         tool.unload, unload = dies_first, tool.unload  # type: ignore[method-assign]
-        await _killed_at_unload(store, PRINTING, tool)
-        assert (await tool.status()).state is PrinterState.DONE
+        await _killed_at_unload(store, recipe, tool)
+        assert (await tool.status()).state is tool.states.DONE
         tool.unload = unload  # type: ignore[method-assign]
         tool.kill_at_unload = False
         before = len(tool.sent)
-        run, _ = await _resume(store, PRINTING, tool)
-        assert run.state == "step2_waiting"
+        run, _ = await _resume(store, recipe, tool)
+        assert run.state == state
         assert tool.sent[before:] == ["RES", "ULD"]
 
 

@@ -282,7 +282,10 @@ class StepKind(ABC, Generic[S]):
         stored with ``step_done``: judge it again from those measurements (never the tool
         again). Without them (or a kind that cannot rebuild its result) an engineer decides."""
         measured = wafer.measured
-        result = self.result_from(step, wafer.wafer_id, measured) if measured else None
+        try:
+            result = self.result_from(step, wafer.wafer_id, measured) if measured else None
+        except (KeyError, TypeError, ValueError):  # a record from before a field existed
+            result = None
         if measured is None or result is None:
             return Unknown(f"{tool} no longer shows the wafer")
         alarms = tuple(_alarm(text) for text in measured.get("alarms", ()))

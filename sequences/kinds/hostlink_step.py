@@ -154,8 +154,11 @@ class HostLinkStepKind(StepKind[S]):
                 await start(driver)
             if status.state is not st.DONE:
                 await driver.wait_for(st.DONE, timeout_s=SETTLE_WAIT_S)
+            # Judging after a repair (its step_done says so): judged as repaired, so the
+            # tool is never asked for a second repair.
             return TakeResult(await driver.result(), how=f"{driver.name} still holds it: "
-                              "taking its result")
+                              "taking its result",
+                              repaired=bool((wafer.measured or {}).get("repaired")))
         started = [c for c in self.guarded if c in wafer.intents]
         if started and not wafer.judging:
             # Its start was sent, yet the tool shows no wafer: it forgot (a power loss, a
