@@ -8,14 +8,17 @@ import pytest
 
 from controller.line.bound import lower_bound, step_seconds, tool_occupancy
 from controller.line.controller import LineController
-from controller.line.scheduler import ScheduledTool
+from controller.line.scheduled import ScheduledWafer
+from controller.line.scheduler import ScheduledTool, Scheduler
 from controller.report import render_lot_report
 from controller.store import Store
-from drivers.clock import ScaledClock
+from drivers.clock import ManualClock, ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import open_line
+from drivers.types import PrinterState, PrinterStatus
 from sequences.recipes.recipe import find_recipe
 from sequences.recipes.validate import load_valid_recipe
+from sequences.wafer.runner import WaferRun
 from sim.line import SimulatedLine
 
 HIPB = find_recipe("rebump-hipb-snpb")
@@ -138,6 +141,46 @@ def test_a_step_releases_only_the_tool_it_holds() -> None:
     oven.release_for("W-02", 401.0)  # W-02 never got on the belt: its step frees the oven
     assert not oven.busy and oven.holder is None
     assert oven.busy_s == pytest.approx(2.0 + 341.0)
+
+
+class ChangingPrinter:
+    """A printer in memory that reports the statuses it is given, one per look."""
+
+    name = "printer-1"
+
+    def __init__(self, *statuses: PrinterStatus) -> None:
+        self.statuses = list(statuses)
+
+    async def status(self) -> PrinterStatus:
+        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+
+async def test_no_setup_is_learned_from_a_printer_mid_changeover() -> None:
+    """Issue 10 item 3: resumed while the printer changed over from the first print's
+    stencil to the cap print's, the scheduler learned the old stencil it still reports and
+    sent wafers into the interlock. A changeover in progress teaches nothing; the look after
+    it ends does."""
+    recipe = find_recipe("rebump-hipb-snpb")
+    first, cap = recipe.step(1), recipe.step(4)
+    changing = PrinterStatus(PrinterState.CHANGEOVER, None, 0, 0, 80.0, first.stencil_id,
+                             first.paste_alloy)  # the old setup, until the change ends
+    changed = PrinterStatus(PrinterState.IDLE, None, 0, 0, 80.0, cap.stencil_id,
+                            cap.paste_alloy)
+    clock = ManualClock()
+    scheduler = Scheduler({"printer-1": ("printer", ChangingPrinter(changing, changed))},
+                          clock)
+    wafers = []
+    for number, state in ((1, None), (2, "step4_waiting")):
+        run = WaferRun(recipe, f"W-{number}", clock)
+        run.start()
+        if state:
+            run.restore(state)
+        wafers.append(ScheduledWafer(run, "L1", 5, number))
+    tool = scheduler.tools["printer-1"]
+    await scheduler._learn_setup(tool, wafers)
+    assert tool.setup is None  # not the old stencil the changeover is taking off
+    await scheduler._learn_setup(tool, wafers)
+    assert tool.setup == ("print", cap.stencil_id, cap.paste_alloy)
 
 
 async def _run_lots(db_url: str, layout: dict[str, int], cleaners: list[str],
