@@ -21,6 +21,9 @@ Stored state -> what the tool shows -> what happens:
 * running a reflow, the belt is empty, the oven never showed it and no LOAD intent was
   recorded: never loaded, waits again (nothing was reflowed). With an open LOAD
   intent it may have ridden: an engineer decides.
+* judging (its result taken and stored with ``step_done``) and its tool no longer holds
+  it: only a judged wafer is unloaded, so the stop fell between the unload and the
+  judgment's commit. It is judged again from what ``step_done`` stored; nothing is sent.
 * anything else: awaiting disposition, with what was found.
 
 A reflow is never run again without an engineer's disposition.
