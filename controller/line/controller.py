@@ -37,6 +37,9 @@ REQUEST_LOOK_S = 1.0  # wall seconds between looks at operator and engineer requ
 # events and GEM under its name (docs/gem.md: ALARM_SET with code "link_lost").
 LINK_LOST_CODE = 1000
 LINK_LOST = "link_lost"
+# Tool seconds between zone reads while an oven changes profile (3 requests each: about
+# 40 in a 25-minute cool-down, against its 15-25 minutes of nothing else on that link).
+HEAT_LOOK_S = 120.0
 
 RecipeLoader = Callable[[str], Recipe]
 
@@ -48,6 +51,10 @@ class Progress:
     on_event: Callable[[WaferEvent], None] = lambda event: None
     on_tool_note: Callable[[str, str], None] = lambda tool, text: None
     on_waiting_for_people: Callable[[list[str]], None] = lambda wafers: None
+    # (tool, tool time, data) of a TOOL_STATE event: E10 changes, setups, the tool's own
+    # state and an oven's zones (docs/events.md); ``wafer_id``: the wafer a setup is for
+    on_tool_state: Callable[[str, float, dict[str, Any]], None] = (
+        lambda tool, tool_time, data: None)
 
     def listen(self, event: LineEvent) -> None:
         """A line event, for the display."""
@@ -61,6 +68,10 @@ class Progress:
                 tool_time=event.tool_time))
         elif event.kind is EventKind.TOOL_NOTE:
             self.on_tool_note(event.tool or "", data["text"])
+        elif event.kind is EventKind.TOOL_STATE and event.tool:
+            self.on_tool_state(event.tool, event.tool_time,
+                               {**data, "wafer_id": event.wafer_id} if event.wafer_id
+                               else dict(data))
         elif event.kind is EventKind.ALARM_SET:
             hit = data.get("wafers") or ([data["wafer_id"]] if data.get("wafer_id") else [])
             self.on_tool_note(event.tool or "", f"ALARM {data['code']} {data['text']}"
@@ -114,6 +125,7 @@ class LineController:
                 driver.on_event(lambda event, tool=name: self.batches.save_seq(tool, event.seq))
         self._lots: list[str] = []
         self._next_request_look = 0.0
+        self._watches: set[asyncio.Task[None]] = set()  # ovens changing profile, read
 
     def _lot_of(self, wafer_id: str) -> str | None:
         wafer = self.scheduler.wafers.get(wafer_id)
@@ -177,14 +189,19 @@ class LineController:
         await self._recovery().settle(list(self.scheduler.wafers.values()),
                                       self.scheduler.tools)
         self._finish_aborts()
-        while True:
-            await self.scheduler.run()
-            self._close_finished_lots()
-            blocked = self._waiting_for_people()
-            if not blocked or not self.wait_for_dispositions or self.scheduler.stopping:
-                break
-            self.progress.on_waiting_for_people(blocked)
-            await self._wait_for_request()
+        try:
+            while True:
+                await self.scheduler.run()
+                self._close_finished_lots()
+                blocked = self._waiting_for_people()
+                if not blocked or not self.wait_for_dispositions or self.scheduler.stopping:
+                    break
+                self.progress.on_waiting_for_people(blocked)
+                await self._wait_for_request()
+        finally:
+            for task in list(self._watches):
+                task.cancel()
+            await asyncio.gather(*self._watches, return_exceptions=True)
         return [self._outcome(lot_id) for lot_id in self._lots]
 
     def stop(self) -> None:
@@ -233,7 +250,8 @@ class LineController:
         elif what == "productive":
             self._tool_state(tool, E10State.PRODUCTIVE, report.text)
         elif what == "setup":
-            self._tool_state(tool, E10State.SCHEDULED_DOWN, report.text)
+            self._tool_state(tool, E10State.SCHEDULED_DOWN, report.text, setup=report.setup,
+                             wafer_id=report.wafer_id)
         elif what == "standby":
             self._tool_state(tool, E10State.STANDBY, report.text)
         elif what == "alarm":
@@ -288,19 +306,47 @@ class LineController:
                             cause=f"{tool.name} stopped answering")
         await recovery.settle(wafers, {tool.name: tool})
 
-    def _tool_state(self, tool: str, state: E10State, reason: str) -> None:
+    def _tool_state(self, tool: str, state: E10State, reason: str, *,
+                    setup: dict[str, Any] | None = None, wafer_id: str | None = None) -> None:
+        """Record and publish an E10 change. A setup carries what it aims at (``setup``:
+        StepKind.setup_facts with the step), for the live view's ETA."""
         previous = self._e10.get(tool)
+        extra: dict[str, Any] = {"setup": setup} if setup else {}
+        slot = self.scheduler.tools.get(tool)
         if previous == state.value:
+            if setup:  # a setup straight after another: no E10 change, a refresh says it
+                self.events.publish(EventKind.TOOL_STATE, tool=tool, wafer_id=wafer_id,
+                                    e10_state=state.value, **extra)
+                self._watch_setup(slot, setup)
             return
         self._e10[tool] = state.value
         self.store.record_tool_state(tool, state, reason=reason, tool_time=self.clock.now())
-        self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=state.value,
-                            previous=previous, reason=reason)
-        slot = self.scheduler.tools.get(tool)
+        self.events.publish(EventKind.TOOL_STATE, tool=tool, wafer_id=wafer_id,
+                            e10_state=state.value, previous=previous, reason=reason, **extra)
         if slot is not None and not (slot.busy or slot.riding):
             # Only a tool nobody works on is asked: a status read on a working tool's link
             # delays its step (an oven's exit at speed).
             self.scheduler.spawn(self._tool_status(tool))
+        elif setup:
+            self._watch_setup(slot, setup)
+
+    def _watch_setup(self, slot: ScheduledTool | None, setup: dict[str, Any]) -> None:
+        """An oven heating or cooling to a new profile: its zones, read every HEAT_LOOK_S
+        while the changeover runs and nothing rides its belt (a rider's exit must not wait
+        behind a read), so the live view's ETA follows the measured zones."""
+        if slot is None or "setpoints_c" not in setup:
+            return
+
+        async def watch() -> None:
+            while slot.busy and slot.holder is None and not self.scheduler.stopping:
+                if not slot.riding:
+                    await self._tool_status(slot.name)
+                await self.clock.sleep(HEAT_LOOK_S)
+
+        # Not the scheduler's: it would wait for the watch's sleep before it stops.
+        task = asyncio.create_task(watch())
+        self._watches.add(task)
+        task.add_done_callback(self._watches.discard)
 
     async def _tool_status(self, tool: str) -> None:
         """What the tool says of itself once its E10 state changed (its state name; an
