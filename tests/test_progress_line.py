@@ -1,6 +1,7 @@
 """The live view on an 80x24 terminal during a real lot on the simulated line: the rebump
 recipe changes the oven's profile mid-lot (high-lead, then eutectic), and while the oven
-cools the tool panel says so, with the time left in tool time, and fits the screen.
+cools the tool panel says so, with the time left in tool time, and fits the screen. After
+the lot, `bumpline tools` shows each tool's own state.
 
 The ETA is checked for honesty against what then happened: the changeover's actual end
 falls in the range the panel showed at its first zone reading (the model is the spec's,
@@ -17,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from controller.cli.progress import LiveProgress
+from controller.cli.toolstate import tools_now
 from controller.line.controller import LineController
 from controller.line.events import EventKind, LineEvent
 from controller.line.heating import ReadyIn
@@ -75,7 +77,13 @@ async def test_80x24_during_a_mid_lot_oven_changeover(tmp_path: Path) -> None:
 
                 controller.events.listen(watch)
                 outcomes = await asyncio.wait_for(controller.run(["LIVE1"]), WAIT_S)
+                # `bumpline tools` after the lot: each tool idle, in the state it said
+                # (issue 11: not "productive" with an empty tool state).
+                shown = {t.state.tool: (t.state.e10_state, t.state.tool_state)
+                         for t in tools_now(store)}
     assert outcomes[0].state == "complete"
+    assert shown == {"printer-1": ("standby", "IDLE"), "oven-1": ("standby", "READY"),
+                     "cleaner-1": ("standby", "READY")}, shown
     assert seen and ended, "no zone reading during the mid-lot changeover"
     first = seen[0]
     assert len(first.screen) <= 23 and max(len(line) for line in first.screen) <= 80

@@ -157,3 +157,14 @@ def test_the_stream_feeds_the_panel_and_a_waiting_wafer_names_the_changeover(
     assert any(line.startswith("L1-02            step 5 waiting for the oven (oven-1 changing "
                                "over)") for line in lines)
     assert all(len(line) <= 80 for line in lines) and len(lines) <= 23
+
+
+def test_a_state_read_before_wafers_came_is_not_shown_beside_them_nor_idle_twice() -> None:
+    oven = ToolView("oven-1", role="oven")
+    oven.on_tool_state(10.0, {"e10_state": "standby", "tool_state": "READY"})
+    oven.wafers = {"L1-01"}
+    assert oven.line(now=20.0, width=80).plain == "oven-1     1 on the belt: L1-01"
+    printer = ToolView("printer-1", role="printer", note="stencil ST-300-080 mounted")
+    printer.on_tool_state(10.0, {"e10_state": "standby", "tool_state": "IDLE"})
+    assert printer.line(now=20.0, width=80).plain == (
+        "printer-1  idle · stencil ST-300-080 mounted")

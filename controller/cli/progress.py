@@ -224,7 +224,9 @@ class LiveProgress:
                                                                               "aborted"))),
             Text(f"tool time {duration(elapsed_tool)} · wall "
                  f"{_clock(time.monotonic() - self._wall0)}"
-                 + (f" · ETA {duration(eta)} tool ({_clock(eta / scale)} wall)"
+                 + (" · every wafer finished" if total and all(
+                     v.state in FINAL_STATES for v in self.wafers.values())
+                    else f" · ETA {duration(eta)} tool ({_clock(eta / scale)} wall)"
                     if eta is not None else " · ETA when the first steps are done")),
         ]
         need = []

@@ -81,13 +81,14 @@ class ToolView:
             return Text(head + self.alarm, style="bold red")
         if self.setup is not None and self.e10 == SETUP:
             return Text(head + self._setup_text(now, width), style="magenta")
-        state = f" · {self.tool_state}" if self.tool_state else ""
-        if self.wafers:
+        if self.wafers:  # what the tool said of itself is from before they came
             wafers = ", ".join(sorted(self.wafers))
             what = (f"{len(self.wafers)} on the belt: {wafers}" if self.role == "oven"
                     else f"batch of {len(self.wafers)}: {wafers}" if self.role == "plater"
                     else f"busy: {wafers}")
-            return Text(head + what + state, style="cyan")
+            return Text(head + what, style="cyan")
+        # "idle · IDLE" says nothing twice; READY, HEATING, STANDBY, OFF do say something
+        state = f" · {self.tool_state}" if self.tool_state not in ("", "IDLE") else ""
         eta = self.ready_in(now)
         heating = f", {eta.text()} {_basis(eta, width)}" if eta is not None else ""
         return Text(head + "idle" + state + heating + (f" · {self.note}" if self.note else ""))

@@ -111,6 +111,7 @@ class LineController:
         self.events.use_clock(clock.now)
         self.events.listen(self.progress.listen)
         self._e10: dict[str, str] = {}
+        self._e10_reason: dict[str, str] = {}  # why the tool is in its E10 state
         self.scheduler = Scheduler(
             {name: (tools.role_of(name), driver) for name, driver in tools.items()},
             clock,
@@ -320,6 +321,7 @@ class LineController:
                 self._watch_setup(slot, setup)
             return
         self._e10[tool] = state.value
+        self._e10_reason[tool] = reason
         self.store.record_tool_state(tool, state, reason=reason, tool_time=self.clock.now())
         self.events.publish(EventKind.TOOL_STATE, tool=tool, wafer_id=wafer_id,
                             e10_state=state.value, previous=previous, reason=reason, **extra)
@@ -349,10 +351,11 @@ class LineController:
         task.add_done_callback(self._watches.discard)
 
     async def _tool_status(self, tool: str) -> None:
-        """What the tool says of itself once its E10 state changed (its state name; an
-        oven's zone temperatures), for the factory host's status variables: a TOOL_STATE
-        without ``previous``, i.e. no E10 change. One status read per change, on the
-        tool's own link (its lock orders it with the step's requests)."""
+        """What the tool says of itself once its E10 state changed (its state name, stored
+        with the E10 state; an oven's zone temperatures), for `bumpline tools`, the live
+        view and the factory host's status variables: a TOOL_STATE without ``previous``,
+        i.e. no E10 change. One status read per change, on the tool's own link (its lock
+        orders it with the step's requests)."""
         read = getattr(self.scheduler.tools[tool].driver, "status", None)
         if read is None:
             return
@@ -365,6 +368,10 @@ class LineController:
         zones = getattr(status, "zone_pv_c", None)
         if zones is not None:
             extra["zones_c"] = list(zones)  # zone 1 first; None: a failed thermocouple
+        # Kept for `bumpline tools` and the host's snapshot (a row only when it changed).
+        self.store.record_tool_state(tool, self._e10[tool], tool_state=status.state.name,
+                                     reason=self._e10_reason.get(tool, ""),
+                                     tool_time=self.clock.now())
         self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=self._e10[tool],
                             **extra)
 
