@@ -112,6 +112,9 @@ class LineController:
         self.events.listen(self.progress.listen)
         self._e10: dict[str, str] = {}
         self._e10_reason: dict[str, str] = {}  # why the tool is in its E10 state
+        # What each tool said of itself since its last E10 change; stored when the run ends
+        # (`bumpline tools`), not on the way: a write per change would stall a busy line.
+        self._said: dict[str, str] = {}
         self.scheduler = Scheduler(
             {name: (tools.role_of(name), driver) for name, driver in tools.items()},
             clock,
@@ -203,7 +206,19 @@ class LineController:
             for task in list(self._watches):
                 task.cancel()
             await asyncio.gather(*self._watches, return_exceptions=True)
+            self._store_what_tools_said()
         return [self._outcome(lot_id) for lot_id in self._lots]
+
+    def _store_what_tools_said(self) -> None:
+        """Each tool's own state with its E10 state, as `bumpline tools` shows it after
+        the run (a row only where it adds something)."""
+        for tool, said in self._said.items():
+            try:
+                self.store.record_tool_state(tool, self._e10[tool], tool_state=said,
+                                             reason=self._e10_reason.get(tool, ""),
+                                             tool_time=self.clock.now())
+            except StoreError as exc:  # the lot's own records are already committed
+                log.warning("%s: tool state not stored: %s", tool, exc)
 
     def stop(self) -> None:
         """Ctrl-C: no new steps start; running ones finish and are recorded."""
@@ -322,6 +337,7 @@ class LineController:
             return
         self._e10[tool] = state.value
         self._e10_reason[tool] = reason
+        self._said.pop(tool, None)  # what it said before this change is not its state now
         self.store.record_tool_state(tool, state, reason=reason, tool_time=self.clock.now())
         self.events.publish(EventKind.TOOL_STATE, tool=tool, wafer_id=wafer_id,
                             e10_state=state.value, previous=previous, reason=reason, **extra)
@@ -352,7 +368,7 @@ class LineController:
 
     async def _tool_status(self, tool: str) -> None:
         """What the tool says of itself once its E10 state changed (its state name, stored
-        with the E10 state; an oven's zone temperatures), for `bumpline tools`, the live
+        at the run's end; an oven's zone temperatures), for `bumpline tools`, the live
         view and the factory host's status variables: a TOOL_STATE without ``previous``,
         i.e. no E10 change. One status read per change, on the tool's own link (its lock
         orders it with the step's requests)."""
@@ -368,10 +384,7 @@ class LineController:
         zones = getattr(status, "zone_pv_c", None)
         if zones is not None:
             extra["zones_c"] = list(zones)  # zone 1 first; None: a failed thermocouple
-        # Kept for `bumpline tools` and the host's snapshot (a row only when it changed).
-        self.store.record_tool_state(tool, self._e10[tool], tool_state=status.state.name,
-                                     reason=self._e10_reason.get(tool, ""),
-                                     tool_time=self.clock.now())
+        self._said[tool] = status.state.name
         self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=self._e10[tool],
                             **extra)
 
