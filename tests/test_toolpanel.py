@@ -168,3 +168,20 @@ def test_a_state_read_before_wafers_came_is_not_shown_beside_them_nor_idle_twice
     printer.on_tool_state(10.0, {"e10_state": "standby", "tool_state": "IDLE"})
     assert printer.line(now=20.0, width=80).plain == (
         "printer-1  idle · stencil ST-300-080 mounted")
+
+
+def test_a_plain_log_says_the_setup_and_its_first_estimate(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = LiveProgress(store, ["L1"], plain=True, clock=Clock())
+    stream = LineEventStream("line", lambda: 0.0)
+    stream.listen(live.progress.listen)
+    stream.publish(EventKind.TOOL_STATE, tool="oven-1", tool_time=1000.0,
+                   e10_state="scheduled down", previous="standby", reason="setup", setup=SETUP)
+    for t in (1100.0, 1220.0):  # only the first reading is logged
+        stream.publish(EventKind.TOOL_STATE, tool="oven-1", tool_time=t,
+                       e10_state="scheduled down", tool_state="HEATING", zones_c=HIGH_LEAD_NOW)
+    assert capsys.readouterr().out.splitlines() == [
+        "  oven-1     to profile 7: ready in 15–25 min (nominal)",
+        "  oven-1     to profile 7: HEATING 345→225 °C, ready in 15–25 min (est.)",
+    ]

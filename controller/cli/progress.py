@@ -160,7 +160,12 @@ class LiveProgress:
     def _tool_state(self, tool: str, tool_time: float, data: dict[str, Any]) -> None:
         self._last_tool_time = max(self._last_tool_time, tool_time)
         view = self.tools.setdefault(tool, ToolView(tool))
+        first_reading = (view.setup is not None and "zones_c" in data
+                         and view.zones_at < view.setup_since)
         view.on_tool_state(tool_time, data, str(data.get("wafer_id") or ""))
+        if self.plain and (data.get("setup") or first_reading):
+            # A log gets the setup's time left when it starts and once the zones are read.
+            print(f"  {view.line(tool_time, 80).plain.strip()}", flush=True)
 
     def _blocked(self, wafers: list[str]) -> None:
         text = (f"waiting for people: {', '.join(wafers)} held or awaiting disposition "
