@@ -64,8 +64,11 @@ class WaferView:
 
 class LiveProgress:
     def __init__(
-        self, store: Any, lot_ids: list[str], *, plain: bool, clock: Any = None
+        self, store: Any, lot_ids: list[str], *, plain: bool, clock: Any = None,
+        line_tools: dict[str, str] | None = None,
     ) -> None:
+        """``line_tools``: the line's tools and their roles (the panel lists those the
+        lots' recipes need from the start)."""
         self.store = store
         self.lot_ids = lot_ids
         self.plain = plain
@@ -78,7 +81,11 @@ class LiveProgress:
             for wafer in store.wafers(lot_id):
                 self.wafers[wafer.id] = WaferView(wafer.state)
                 self.kinds[wafer.id] = kinds
-        self.tools: dict[str, ToolView] = {}
+        # Every tool of the line the lots need, from the start (an idle one is news too).
+        needed = {ROLE_OF_KIND.get(k) for kinds in self.kinds.values() for k in kinds}
+        self.tools: dict[str, ToolView] = {
+            name: ToolView(name, role) for name, role in (line_tools or {}).items()
+            if role in needed}
         self.notes: list[str] = []
         self._live: Live | None = None
         self._wall0 = time.monotonic()
