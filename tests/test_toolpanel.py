@@ -20,6 +20,8 @@ from controller.line.heating import (
     oven_ready_in,
 )
 from controller.store import Store
+from sequences.kinds import kind_of
+from sequences.recipes.validate import load_valid_recipe
 from sequences.wafer.machine import WaferEvent
 
 EUTECTIC = [150.0, 170.0, 190.0, 190.0, 200.0, 215.0, 225.0, 225.0, 120.0, 40.0]
@@ -185,3 +187,16 @@ def test_a_plain_log_says_the_setup_and_its_first_estimate(
         "  oven-1     to profile 7: ready in 15–25 min (nominal)",
         "  oven-1     to profile 7: HEATING 345→225 °C, ready in 15–25 min (est.)",
     ]
+
+
+def test_a_setup_with_no_nominal_time_claims_none_and_says_its_note() -> None:
+    """A cleaner's bath change is waited out: no made-up time, what it waits for instead."""
+    clean = load_valid_recipe("rebump-hipb-snpb").step(3)
+    facts = {"step": 3, "step_kind": "clean", **kind_of(clean).setup_facts(clean)}
+    assert "changeover_s" not in facts
+    view = ToolView("cleaner-1")
+    view.on_tool_state(0.0, {"e10_state": "scheduled down", "previous": "standby",
+                             "reason": "setup", "setup": facts})
+    view.note = "waiting for the bath: 70 -> 60 °C"
+    assert view.line(now=50.0, width=80).plain == (
+        "cleaner-1  setup for a clean step: under way · waiting for the bath: 70 -> 60 °C")

@@ -102,7 +102,8 @@ class ToolView:
                                               self._hottest()) if part)
         eta = self.ready_in(now)
         text = target + ":" + (f" {measured}," if measured else "")
-        text += f" {eta.text()} {_basis(eta, width)}" if eta is not None else " under way"
+        text += (f" {eta.text()} {_basis(eta, width)}" if eta is not None
+                 else " under way" + (f" · {self.note}" if self.note else ""))
         if width >= WIDE and self.setup_for:
             text += f" (for {self.setup_for})"
         return text.replace(":,", ":")

@@ -188,7 +188,8 @@ class StepKind(ABC, Generic[S]):
     def setup_facts(self, step: S) -> dict[str, Any]:
         """What a changeover to this step's setup aims at, JSON-ready, for the people watching
         (the live view's ETA): its nominal duration as a range, and kind-specific targets."""
-        return {"changeover_s": [self.changeover_s, self.changeover_s]}
+        # A kind with no nominal time (a cleaner's bath change is waited out) claims none.
+        return {"changeover_s": [self.changeover_s] * 2} if self.changeover_s > 0 else {}
 
     @abstractmethod
     def busy(self, status: Any, wafer_id: str) -> bool:
