@@ -129,7 +129,7 @@ class LineController:
                 driver.on_event(lambda event, tool=name: self.batches.save_seq(tool, event.seq))
         self._lots: list[str] = []
         self._next_request_look = 0.0
-        self._watches: set[asyncio.Task[None]] = set()  # ovens changing profile, read
+        self._watches: dict[str, asyncio.Task[None]] = {}  # ovens changing profile, read
 
     def _lot_of(self, wafer_id: str) -> str | None:
         wafer = self.scheduler.wafers.get(wafer_id)
@@ -203,9 +203,10 @@ class LineController:
                 self.progress.on_waiting_for_people(blocked)
                 await self._wait_for_request()
         finally:
-            for task in list(self._watches):
+            for task in self._watches.values():
                 task.cancel()
-            await asyncio.gather(*self._watches, return_exceptions=True)
+            await asyncio.gather(*self._watches.values(), return_exceptions=True)
+            self._watches.clear()
             self._store_what_tools_said()
         return [self._outcome(lot_id) for lot_id in self._lots]
 
@@ -354,6 +355,9 @@ class LineController:
         behind a read), so the live view's ETA follows the measured zones."""
         if slot is None or "setpoints_c" not in setup:
             return
+        running = self._watches.get(slot.name)
+        if running is not None and not running.done():
+            return  # a changeover straight after another: the same watch goes on
 
         async def watch() -> None:
             while slot.busy and slot.holder is None and not self.scheduler.stopping:
@@ -362,9 +366,7 @@ class LineController:
                 await self.clock.sleep(HEAT_LOOK_S)
 
         # Not the scheduler's: it would wait for the watch's sleep before it stops.
-        task = asyncio.create_task(watch())
-        self._watches.add(task)
-        task.add_done_callback(self._watches.discard)
+        self._watches[slot.name] = asyncio.create_task(watch())
 
     async def _tool_status(self, tool: str) -> None:
         """What the tool says of itself once its E10 state changed (its state name, stored
