@@ -184,8 +184,8 @@ def test_a_plain_log_says_the_setup_and_its_first_estimate(
         stream.publish(EventKind.TOOL_STATE, tool="oven-1", tool_time=t,
                        e10_state="scheduled down", tool_state="HEATING", zones_c=HIGH_LEAD_NOW)
     assert capsys.readouterr().out.splitlines() == [
-        "  oven-1     to profile 7: ready in 15–25 min (nominal)",
-        "  oven-1     to profile 7: HEATING 345→225 °C, ready in 15–25 min (est.)",
+        "  oven-1: to profile 7: ready in 15–25 min (nominal)",
+        "  oven-1: to profile 7: HEATING 345→225 °C, ready in 15–25 min (est.)",
     ]
 
 
@@ -200,3 +200,14 @@ def test_a_setup_with_no_nominal_time_claims_none_and_says_its_note() -> None:
     view.note = "waiting for the bath: 70 -> 60 °C"
     assert view.line(now=50.0, width=80).plain == (
         "cleaner-1  setup for a clean step: under way · waiting for the bath: 70 -> 60 °C")
+
+
+def test_ready_during_a_changeover_is_not_shown_as_its_state() -> None:
+    """Read before the APPLY, READY is the old profile's: the zones and the ETA say it."""
+    view = ToolView("oven-1", role="oven")
+    view.on_tool_state(1000.0, {"e10_state": "scheduled down", "previous": "standby",
+                                "reason": "setup", "setup": SETUP})
+    view.on_tool_state(1001.0, {"e10_state": "scheduled down", "tool_state": "READY",
+                                "zones_c": HIGH_LEAD_NOW})
+    assert view.line(now=1001.0, width=80).plain == (
+        "oven-1     to profile 7: 345→225 °C, ready in 15–25 min (est.)")

@@ -172,7 +172,8 @@ class LiveProgress:
         view.on_tool_state(tool_time, data, str(data.get("wafer_id") or ""))
         if self.plain and (data.get("setup") or first_reading):
             # A log gets the setup's time left when it starts and once the zones are read.
-            print(f"  {view.line(tool_time, 80).plain.strip()}", flush=True)
+            shown = view.line(tool_time, 80).plain
+            print(f"  {tool}: {shown.removeprefix(f'{tool:<10} ')}", flush=True)
 
     def _blocked(self, wafers: list[str]) -> None:
         text = (f"waiting for people: {', '.join(wafers)} held or awaiting disposition "

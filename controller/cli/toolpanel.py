@@ -98,8 +98,10 @@ class ToolView:
         target = (f"to profile {setup['profile_id']}" if "profile_id" in setup
                   else f"setup for a {setup.get('step_kind', '')} step")
         fresh = self.zones_at >= self.setup_since
-        measured = " ".join(part for part in (self.tool_state if fresh else "",
-                                              self._hottest()) if part)
+        # READY in a changeover is the old profile's (read before the APPLY) or its very
+        # end: the ETA says which; HEATING, OFF, STANDBY say something.
+        state = self.tool_state if fresh and self.tool_state != "READY" else ""
+        measured = " ".join(part for part in (state, self._hottest()) if part)
         eta = self.ready_in(now)
         text = target + ":" + (f" {measured}," if measured else "")
         text += (f" {eta.text()} {_basis(eta, width)}" if eta is not None
