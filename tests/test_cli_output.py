@@ -80,8 +80,32 @@ def test_every_query_command_takes_json() -> None:
 
     parser = build_parser()
     for argv in (["recipe", "list"], ["recipe", "show", "X"], ["lot", "list"],
-                 ["lot", "show", "X"], ["wafer", "show", "X"], ["alarms"], ["tools"]):
+                 ["lot", "show", "X"], ["wafer", "show", "X"], ["alarms"], ["tools"],
+                 ["recipe", "validate", "X"], ["user", "list"]):
         assert parser.parse_args([*argv, "--json"]).json is True, argv
+
+
+def test_every_database_command_takes_a_plain_path() -> None:
+    """`user`, `gem` and `web` refused `--db demo.db` ('not a SQLAlchemy URL')."""
+    from controller.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["lot", "list"], ["user", "list"], ["gem", "status"], ["web"], ["tools"],
+                 ["serve"], ["run", "--resume", "X"]):
+        assert parser.parse_args([*argv, "--db", "demo.db"]).db == "sqlite:///demo.db", argv
+
+
+def test_recipe_validate_and_user_list_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("x = 1\n", encoding="utf-8")
+    assert main(["recipe", "validate", "rebump-hipb-snpb", str(bad), "--json"]) == 1
+    checked = json.loads(capsys.readouterr().out)
+    assert [(c["valid"], bool(c["problems"])) for c in checked] == [(True, False), (False, True)]
+    assert checked[1]["file"] == str(bad) and "unknown key: 'x'" in checked[1]["problems"][0]
+    assert main(["user", "list", "--db", str(tmp_path / "u.db"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
 
 
 def test_a_reader_that_stops_early_gets_no_error(tmp_path: Path) -> None:

@@ -215,3 +215,32 @@ def test_sim_refuses_bad_arguments(tmp_path: Path, args: list[str], message: str
     assert out.returncode != 0
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_help_needs_no_line_file(tmp_path: Path) -> None:
+    """Issue 11: `bumpline tool oven-1 help` refused without --line. A tool named after its
+    role lists that role's commands; `bumpline tool help` lists every role's."""
+    oven = _bumpline("tool", "oven-1", "help", cwd=tmp_path)
+    assert oven.returncode == 0, oven.stderr
+    assert oven.stdout.startswith("oven-1 (oven) commands:\n") and "wait-exit" in oven.stdout
+    assert _bumpline("tool", "oven-1", cwd=tmp_path).stdout == oven.stdout  # help by default
+    every = _bumpline("tool", "help", cwd=tmp_path)
+    assert every.returncode == 0 and every.stdout.count(" commands:") == 5
+    for role in ("printer", "placer", "oven", "cleaner", "plater"):
+        assert f"{role} ({role}) commands:" in every.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tool", "reflow-a", "help"], "no tool role in the name 'reflow-a'"),
+        (["tool", "oven-1", "status"], "bumpline tool oven-1 status needs --line FILE"),
+    ],
+)
+def test_without_a_line_file_other_commands_say_what_is_missing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = _bumpline(*args, cwd=tmp_path)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert message in out.stderr and "Traceback" not in out.stderr

@@ -181,3 +181,24 @@ def test_a_hold_line_says_why_not_the_last_result(store: Store, capsys) -> None:
                                       why="interlock: alarm latched"))
     out = capsys.readouterr().out.splitlines()
     assert "interlock: alarm latched" in out[-1] and "SPI" not in out[-1]
+
+
+def test_when_every_wafer_finished_the_clock_line_says_so_not_an_eta(store: Store) -> None:
+    clock = Clock()
+    live = LiveProgress(store, ["L1"], plain=True, clock=clock)
+    clock.t = 5000.0
+    for n in range(1, 26):
+        live.progress.on_event(_event(6, "clean", "step6_judging", "complete", "judged_ok",
+                                      f"L1-{n:02d}"))
+    line = live.lines(80, 23)[2].plain
+    assert line.endswith("· every wafer finished") and "ETA" not in line
+
+
+def test_the_tools_the_lot_needs_are_listed_from_the_start(store: Store) -> None:
+    line = {"printer-1": "printer", "placer-1": "placer", "oven-1": "oven",
+            "cleaner-1": "cleaner"}
+    live = LiveProgress(store, ["L1"], plain=True, clock=Clock(), line_tools=line)
+    lines = [t.plain for t in live.lines(80, 23)]
+    assert [line for line in lines if line.endswith("idle")] == [
+        "cleaner-1  idle", "oven-1     idle", "printer-1  idle"]  # the recipe places no balls
+    assert not any(line.startswith("placer-1") for line in lines)

@@ -14,13 +14,14 @@ clock is the line's (tool time) when given.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from controller.cli.toolpanel import SETUP, ToolView
 from controller.line.controller import LotOutcome, Progress
 from controller.report.kinds import short_result
 from controller.report.page import duration
@@ -61,19 +62,13 @@ class WaferView:
     reason: str = ""  # why it waits for a person (kept until it is decided)
 
 
-@dataclass
-class ToolView:
-    name: str
-    role: str | None = None
-    wafers: set[str] = field(default_factory=set)
-    note: str = ""
-    alarm: str = ""
-
-
 class LiveProgress:
     def __init__(
-        self, store: Any, lot_ids: list[str], *, plain: bool, clock: Any = None
+        self, store: Any, lot_ids: list[str], *, plain: bool, clock: Any = None,
+        line_tools: dict[str, str] | None = None,
     ) -> None:
+        """``line_tools``: the line's tools and their roles (the panel lists those the
+        lots' recipes need from the start)."""
         self.store = store
         self.lot_ids = lot_ids
         self.plain = plain
@@ -86,7 +81,11 @@ class LiveProgress:
             for wafer in store.wafers(lot_id):
                 self.wafers[wafer.id] = WaferView(wafer.state)
                 self.kinds[wafer.id] = kinds
-        self.tools: dict[str, ToolView] = {}
+        # Every tool of the line the lots need, from the start (an idle one is news too).
+        needed = {ROLE_OF_KIND.get(k) for kinds in self.kinds.values() for k in kinds}
+        self.tools: dict[str, ToolView] = {
+            name: ToolView(name, role) for name, role in (line_tools or {}).items()
+            if role in needed}
         self.notes: list[str] = []
         self._live: Live | None = None
         self._wall0 = time.monotonic()
@@ -94,7 +93,8 @@ class LiveProgress:
         self._last_tool_time = 0.0
         self._steps_done: dict[str, int] = {}
         self.progress = Progress(
-            on_event=self._event, on_tool_note=self._note, on_waiting_for_people=self._blocked
+            on_event=self._event, on_tool_note=self._note, on_waiting_for_people=self._blocked,
+            on_tool_state=self._tool_state,
         )
 
     def __enter__(self) -> LiveProgress:
@@ -164,6 +164,17 @@ class LiveProgress:
         if self.plain:
             print(f"  {line}", flush=True)
 
+    def _tool_state(self, tool: str, tool_time: float, data: dict[str, Any]) -> None:
+        self._last_tool_time = max(self._last_tool_time, tool_time)
+        view = self.tools.setdefault(tool, ToolView(tool))
+        first_reading = (view.setup is not None and "zones_c" in data
+                         and view.zones_at < view.setup_since)
+        view.on_tool_state(tool_time, data, str(data.get("wafer_id") or ""))
+        if self.plain and (data.get("setup") or first_reading):
+            # A log gets the setup's time left when it starts and once the zones are read.
+            shown = view.line(tool_time, 80).plain
+            print(f"  {tool}: {shown.removeprefix(f'{tool:<10} ')}", flush=True)
+
     def _blocked(self, wafers: list[str]) -> None:
         text = (f"waiting for people: {', '.join(wafers)} held or awaiting disposition "
                 f"('{DISPOSITION_HINT}')")
@@ -199,7 +210,9 @@ class LiveProgress:
             return None
         busy = [t for t in self.tools.values() if t.role == role]
         why = "; ".join(
-            f"{t.name} " + (t.alarm or ("busy" if t.wafers else t.note or "idle")) for t in busy
+            f"{t.name} " + (t.alarm or ("changing over" if t.setup and t.e10 == SETUP
+                                        else "busy" if t.wafers else t.note or "idle"))
+            for t in busy
         )
         return f"the {role}" + (f" ({why})" if why else "")
 
@@ -224,7 +237,9 @@ class LiveProgress:
                                                                               "aborted"))),
             Text(f"tool time {duration(elapsed_tool)} · wall "
                  f"{_clock(time.monotonic() - self._wall0)}"
-                 + (f" · ETA {duration(eta)} tool ({_clock(eta / scale)} wall)"
+                 + (" · every wafer finished" if total and all(
+                     v.state in FINAL_STATES for v in self.wafers.values())
+                    else f" · ETA {duration(eta)} tool ({_clock(eta / scale)} wall)"
                     if eta is not None else " · ETA when the first steps are done")),
         ]
         need = []
@@ -233,7 +248,8 @@ class LiveProgress:
                              "--continue|--retry|--scrap", style="bold yellow"))
             need += [Text(f"  {w} {v.state.replace('_', ' ')}: {v.reason}", style="yellow")
                      for w, v in people]
-        tools = [self._tool_line(t) for t in sorted(self.tools.values(), key=lambda t: t.name)]
+        now = self.tool_now()
+        tools = [t.line(now, width) for t in sorted(self.tools.values(), key=lambda t: t.name)]
         wafer_lines = [self._wafer_line(w, v) for w, v in
                        (list(self.wafers.items()) if height >= total + 16 else active)]
         budget = height - len(head) - len(tools)
@@ -250,17 +266,6 @@ class LiveProgress:
             line.truncate(width, overflow="ellipsis")
             line.no_wrap = True
         return out
-
-    def _tool_line(self, t: ToolView) -> Text:
-        if t.alarm:
-            return Text(f"{t.name:<10} {t.alarm}", style="bold red")
-        if t.wafers:
-            wafers = ", ".join(sorted(t.wafers))
-            what = (f"{len(t.wafers)} on the belt: {wafers}" if t.role == "oven"
-                    else f"batch of {len(t.wafers)}: {wafers}" if t.role == "plater"
-                    else f"busy: {wafers}")
-            return Text(f"{t.name:<10} {what}", style="cyan")
-        return Text(f"{t.name:<10} idle" + (f" · {t.note}" if t.note else ""))
 
     def _wafer_line(self, wafer: str, v: WaferView) -> Text:
         text = _describe(v.state, v.event, self._waiting_for(wafer, v.state))

@@ -339,7 +339,8 @@ async def _run_lots(
             raise StoreError(leases.lost)
         lot_ids = lots()
         live = LiveProgress(store, lot_ids, plain=args.plain or not sys.stdout.isatty(),
-                            clock=clock)
+                            clock=clock,
+                            line_tools={name: tools.role_of(name) for name, _ in tools.items()})
         controller = LineController(
             store,
             tools,

@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Check recipe files (or shipped names); lists every "
                         "problem and exits non-zero when there is one.")
     p.add_argument("files", nargs="+", metavar="FILE")
+    add_json(p)
     p.set_defaults(handler=recipe_validate)
     p = rsub.add_parser("diagram", help="the wafer state machine as a Mermaid diagram")
     p.add_argument("name", nargs="?", default=DEFAULT_DIAGRAM_RECIPE, metavar="NAME",
@@ -247,19 +248,26 @@ def recipe_validate(args: argparse.Namespace) -> int:
 
     shipped = shipped_recipe_paths()
     failed = 0
+    checked = []
     for name in args.files:
         path = shipped.get(name, Path(name))
         try:
             problems = validate_file(path)
         except RecipeError as exc:
             problems = [str(exc)]
-        if problems:
+        checked.append({"file": str(path), "valid": not problems,
+                        "problems": [str(p) for p in problems]})
+        if wants_json(args):
+            failed += bool(problems)
+        elif problems:
             failed += 1
             print(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
             for p in problems:
                 print(f"  {p}")
         else:
             print(f"{path}: ok")
+    if wants_json(args):
+        print_json(checked)
     if failed:
         print(f"bumpline: {failed} of {len(args.files)} recipe file(s) refused", file=sys.stderr)
         return 1

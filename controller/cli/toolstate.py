@@ -5,8 +5,8 @@ changeover, an alarm) but not when a step ends, so the latest record of an idle
 tool still says *productive*. This command checks the tool's latest step: when
 none runs, the tool is shown in *standby* since that step's end. A tool state
 the controller did not record is shown as what the controller knows (``busy:
-print LOT-07``, ``idle``); the integrator's line event stream is to record the
-tool's own state.
+print LOT-07``, ``idle``). The controller records the tool's own state (``READY``,
+``IDLE``) when it reads it, after an E10 change of a tool nobody works on.
 """
 
 from __future__ import annotations

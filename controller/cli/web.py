@@ -19,6 +19,7 @@ import getpass
 import sys
 from pathlib import Path
 
+from controller.cli.output import add_json, db_url, print_json, wants_json
 from controller.errors import EXIT_USAGE, UserError
 from controller.store import Store
 from controller.web.app import DEFAULT_ADDRESS, WebContext, web_server
@@ -27,8 +28,9 @@ from controller.web.users import Role, UserBook
 
 def register(sub: argparse._SubParsersAction) -> None:
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                    help="database URL (default $BUMPLINE_DB, else sqlite:///bumpline.db)")
+    db.add_argument("--db", metavar="URL|FILE", type=db_url, default=argparse.SUPPRESS,
+                    help="database: a SQLAlchemy URL or a SQLite file (default $BUMPLINE_DB, "
+                    "else bumpline.db)")
     stdin = argparse.ArgumentParser(add_help=False)
     stdin.add_argument("--password-stdin", action="store_true",
                        help="read the password from one line of standard input")
@@ -43,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--role", required=True, choices=[r.label for r in Role])
     p.set_defaults(handler=cmd_user_add)
     p = user_sub.add_parser("list", parents=[db], help="every user and role")
+    add_json(p)
     p.set_defaults(handler=cmd_user_list)
     p = user_sub.add_parser("passwd", parents=[db, stdin], help="set a user's password")
     p.add_argument("name")
@@ -97,6 +100,10 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     store, book = _book(args)
     with store:
         users = book.list()
+    if wants_json(args):  # never a password hash: UserInfo has none
+        return print_json([{"name": u.name, "role": u.role.label, "disabled": u.disabled,
+                            "created_at": u.created_at, "changed_at": u.changed_at}
+                           for u in users])
     if not users:
         print("no users: add the first admin with 'bumpline user add NAME --role admin'")
     for user in users:

@@ -37,6 +37,9 @@ REQUEST_LOOK_S = 1.0  # wall seconds between looks at operator and engineer requ
 # events and GEM under its name (docs/gem.md: ALARM_SET with code "link_lost").
 LINK_LOST_CODE = 1000
 LINK_LOST = "link_lost"
+# Tool seconds between zone reads while an oven changes profile (3 requests each: about
+# 40 in a 25-minute cool-down, against its 15-25 minutes of nothing else on that link).
+HEAT_LOOK_S = 120.0
 
 RecipeLoader = Callable[[str], Recipe]
 
@@ -48,6 +51,10 @@ class Progress:
     on_event: Callable[[WaferEvent], None] = lambda event: None
     on_tool_note: Callable[[str, str], None] = lambda tool, text: None
     on_waiting_for_people: Callable[[list[str]], None] = lambda wafers: None
+    # (tool, tool time, data) of a TOOL_STATE event: E10 changes, setups, the tool's own
+    # state and an oven's zones (docs/events.md); ``wafer_id``: the wafer a setup is for
+    on_tool_state: Callable[[str, float, dict[str, Any]], None] = (
+        lambda tool, tool_time, data: None)
 
     def listen(self, event: LineEvent) -> None:
         """A line event, for the display."""
@@ -61,6 +68,10 @@ class Progress:
                 tool_time=event.tool_time))
         elif event.kind is EventKind.TOOL_NOTE:
             self.on_tool_note(event.tool or "", data["text"])
+        elif event.kind is EventKind.TOOL_STATE and event.tool:
+            self.on_tool_state(event.tool, event.tool_time,
+                               {**data, "wafer_id": event.wafer_id} if event.wafer_id
+                               else dict(data))
         elif event.kind is EventKind.ALARM_SET:
             hit = data.get("wafers") or ([data["wafer_id"]] if data.get("wafer_id") else [])
             self.on_tool_note(event.tool or "", f"ALARM {data['code']} {data['text']}"
@@ -100,6 +111,10 @@ class LineController:
         self.events.use_clock(clock.now)
         self.events.listen(self.progress.listen)
         self._e10: dict[str, str] = {}
+        self._e10_reason: dict[str, str] = {}  # why the tool is in its E10 state
+        # What each tool said of itself since its last E10 change; stored when the run ends
+        # (`bumpline tools`), not on the way: a write per change would stall a busy line.
+        self._said: dict[str, str] = {}
         self.scheduler = Scheduler(
             {name: (tools.role_of(name), driver) for name, driver in tools.items()},
             clock,
@@ -114,6 +129,7 @@ class LineController:
                 driver.on_event(lambda event, tool=name: self.batches.save_seq(tool, event.seq))
         self._lots: list[str] = []
         self._next_request_look = 0.0
+        self._watches: dict[str, asyncio.Task[None]] = {}  # ovens changing profile, read
 
     def _lot_of(self, wafer_id: str) -> str | None:
         wafer = self.scheduler.wafers.get(wafer_id)
@@ -177,15 +193,33 @@ class LineController:
         await self._recovery().settle(list(self.scheduler.wafers.values()),
                                       self.scheduler.tools)
         self._finish_aborts()
-        while True:
-            await self.scheduler.run()
-            self._close_finished_lots()
-            blocked = self._waiting_for_people()
-            if not blocked or not self.wait_for_dispositions or self.scheduler.stopping:
-                break
-            self.progress.on_waiting_for_people(blocked)
-            await self._wait_for_request()
+        try:
+            while True:
+                await self.scheduler.run()
+                self._close_finished_lots()
+                blocked = self._waiting_for_people()
+                if not blocked or not self.wait_for_dispositions or self.scheduler.stopping:
+                    break
+                self.progress.on_waiting_for_people(blocked)
+                await self._wait_for_request()
+        finally:
+            for task in self._watches.values():
+                task.cancel()
+            await asyncio.gather(*self._watches.values(), return_exceptions=True)
+            self._watches.clear()
+            self._store_what_tools_said()
         return [self._outcome(lot_id) for lot_id in self._lots]
+
+    def _store_what_tools_said(self) -> None:
+        """Each tool's own state with its E10 state, as `bumpline tools` shows it after
+        the run (a row only where it adds something)."""
+        for tool, said in self._said.items():
+            try:
+                self.store.record_tool_state(tool, self._e10[tool], tool_state=said,
+                                             reason=self._e10_reason.get(tool, ""),
+                                             tool_time=self.clock.now())
+            except StoreError as exc:  # the lot's own records are already committed
+                log.warning("%s: tool state not stored: %s", tool, exc)
 
     def stop(self) -> None:
         """Ctrl-C: no new steps start; running ones finish and are recorded."""
@@ -233,7 +267,8 @@ class LineController:
         elif what == "productive":
             self._tool_state(tool, E10State.PRODUCTIVE, report.text)
         elif what == "setup":
-            self._tool_state(tool, E10State.SCHEDULED_DOWN, report.text)
+            self._tool_state(tool, E10State.SCHEDULED_DOWN, report.text, setup=report.setup,
+                             wafer_id=report.wafer_id)
         elif what == "standby":
             self._tool_state(tool, E10State.STANDBY, report.text)
         elif what == "alarm":
@@ -288,25 +323,57 @@ class LineController:
                             cause=f"{tool.name} stopped answering")
         await recovery.settle(wafers, {tool.name: tool})
 
-    def _tool_state(self, tool: str, state: E10State, reason: str) -> None:
+    def _tool_state(self, tool: str, state: E10State, reason: str, *,
+                    setup: dict[str, Any] | None = None, wafer_id: str | None = None) -> None:
+        """Record and publish an E10 change. A setup carries what it aims at (``setup``:
+        StepKind.setup_facts with the step), for the live view's ETA."""
         previous = self._e10.get(tool)
+        extra: dict[str, Any] = {"setup": setup} if setup else {}
+        slot = self.scheduler.tools.get(tool)
         if previous == state.value:
+            if setup:  # a setup straight after another: no E10 change, a refresh says it
+                self.events.publish(EventKind.TOOL_STATE, tool=tool, wafer_id=wafer_id,
+                                    e10_state=state.value, **extra)
+                self._watch_setup(slot, setup)
             return
         self._e10[tool] = state.value
+        self._e10_reason[tool] = reason
+        self._said.pop(tool, None)  # what it said before this change is not its state now
         self.store.record_tool_state(tool, state, reason=reason, tool_time=self.clock.now())
-        self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=state.value,
-                            previous=previous, reason=reason)
-        slot = self.scheduler.tools.get(tool)
+        self.events.publish(EventKind.TOOL_STATE, tool=tool, wafer_id=wafer_id,
+                            e10_state=state.value, previous=previous, reason=reason, **extra)
         if slot is not None and not (slot.busy or slot.riding):
             # Only a tool nobody works on is asked: a status read on a working tool's link
             # delays its step (an oven's exit at speed).
             self.scheduler.spawn(self._tool_status(tool))
+        elif setup:
+            self._watch_setup(slot, setup)
+
+    def _watch_setup(self, slot: ScheduledTool | None, setup: dict[str, Any]) -> None:
+        """An oven heating or cooling to a new profile: its zones, read every HEAT_LOOK_S
+        while the changeover runs and nothing rides its belt (a rider's exit must not wait
+        behind a read), so the live view's ETA follows the measured zones."""
+        if slot is None or "setpoints_c" not in setup:
+            return
+        running = self._watches.get(slot.name)
+        if running is not None and not running.done():
+            return  # a changeover straight after another: the same watch goes on
+
+        async def watch() -> None:
+            while slot.busy and slot.holder is None and not self.scheduler.stopping:
+                if not slot.riding:
+                    await self._tool_status(slot.name)
+                await self.clock.sleep(HEAT_LOOK_S)
+
+        # Not the scheduler's: it would wait for the watch's sleep before it stops.
+        self._watches[slot.name] = asyncio.create_task(watch())
 
     async def _tool_status(self, tool: str) -> None:
-        """What the tool says of itself once its E10 state changed (its state name; an
-        oven's zone temperatures), for the factory host's status variables: a TOOL_STATE
-        without ``previous``, i.e. no E10 change. One status read per change, on the
-        tool's own link (its lock orders it with the step's requests)."""
+        """What the tool says of itself once its E10 state changed (its state name, stored
+        at the run's end; an oven's zone temperatures), for `bumpline tools`, the live
+        view and the factory host's status variables: a TOOL_STATE without ``previous``,
+        i.e. no E10 change. One status read per change, on the tool's own link (its lock
+        orders it with the step's requests)."""
         read = getattr(self.scheduler.tools[tool].driver, "status", None)
         if read is None:
             return
@@ -319,6 +386,7 @@ class LineController:
         zones = getattr(status, "zone_pv_c", None)
         if zones is not None:
             extra["zones_c"] = list(zones)  # zone 1 first; None: a failed thermocouple
+        self._said[tool] = status.state.name
         self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=self._e10[tool],
                             **extra)
 

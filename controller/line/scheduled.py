@@ -23,6 +23,8 @@ class ToolReport:
     wafer_id: str | None = None  # the wafer the tool works on, or its alarm concerns
     # Every wafer an alarm concerns (wafer_id first): an oven alarm hits the whole belt.
     wafers: tuple[str, ...] = ()
+    # A setup: the step it is for and what it aims at (StepKind.setup_facts), JSON-ready.
+    setup: dict[str, Any] | None = None
 
 
 @dataclass

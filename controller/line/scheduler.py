@@ -471,7 +471,9 @@ class Scheduler:
         number = run.next_step
         step = run.recipe.step(number)
         kind = kind_of(step)
-        self._mark(tool, ToolReport(tool.name, "setup", f"setup for a {step.kind} step"))
+        facts = {"step": number, "step_kind": step.kind, **kind.setup_facts(step)}
+        self._mark(tool, ToolReport(tool.name, "setup", f"setup for a {step.kind} step",
+                                    wafer_id=run.wafer_id, setup=facts))
         try:
             await kind.prepare(tool.driver, step, clock=self.clock,
                                recipe_name=run.recipe.tool_recipe_name(number),

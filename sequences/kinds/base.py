@@ -191,6 +191,12 @@ class StepKind(ABC, Generic[S]):
     def setup_mismatches(self, step: S, view: ToolView) -> list[str]:
         """How the tool's setup differs from the step's (empty: set up)."""
 
+    def setup_facts(self, step: S) -> dict[str, Any]:
+        """What a changeover to this step's setup aims at, JSON-ready, for the people watching
+        (the live view's ETA): its nominal duration as a range, and kind-specific targets."""
+        # A kind with no nominal time (a cleaner's bath change is waited out) claims none.
+        return {"changeover_s": [self.changeover_s] * 2} if self.changeover_s > 0 else {}
+
     @abstractmethod
     def busy(self, status: Any, wafer_id: str) -> bool:
         """The tool works on another wafer or a setup change that will end by itself."""

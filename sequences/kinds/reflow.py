@@ -45,6 +45,7 @@ TUNNEL_MM = 4000.0  # heated tunnel, entrance to exit
 ENTRANCE_SPACING_MM = 450.0  # belt travel before the entrance is clear for the next wafer
 SLOWEST_BELT_MM_MIN = 200  # the recipe format's lowest conveyor speed
 CHANGEOVER_MIN_S = 15 * 60.0  # a profile change takes 15-25 min
+CHANGEOVER_MAX_S = 25 * 60.0
 READY_POLL_S = 20.0  # during a profile change, look at the oven this often
 BIG_COOLDOWN_C = 100.0  # hottest zone this much above the new profile's: high-lead to eutectic
 BIG_COOLDOWN_MIN_S = 600.0  # such a change takes no less
@@ -82,6 +83,11 @@ class Reflow(StepKind[ReflowStep]):
         if not st.nitrogen_on:
             reasons.append("nitrogen is off")
         return reasons
+
+    def setup_facts(self, step: ReflowStep) -> dict[str, Any]:
+        # the spec's 15-25 min is a cool-down's; controller/line/heating.py estimates from zones
+        return {"changeover_s": [CHANGEOVER_MIN_S, CHANGEOVER_MAX_S],
+                "profile_id": step.profile_id, "setpoints_c": list(step.zones_c)}
 
     def busy(self, status: Any, wafer_id: str) -> bool:
         return status.state is OvenState.HEATING
