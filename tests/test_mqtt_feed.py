@@ -1,0 +1,215 @@
+"""The MQTT feed (issue 13): real lots on the simulated line, a real mosquitto, real subscribers.
+
+What a fab sees: every event in order on ``events``, the line's current state
+retained (a subscriber that comes late gets it at once), and a broker that dies
+mid-lot neither slows nor stops the lot: the feed keeps a bounded buffer,
+counts what it had to drop, says so in its ``feed`` topic, and puts the current
+state back when the broker returns. Waits are on messages and events, bounded
+by ``WAIT_S``; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from controller.feed.config import MqttConfigError, mqtt_config, parse_url
+from controller.feed.mqtt import MqttFeed, mqtt_feed
+from controller.line.controller import LineController
+from controller.line.events import LineEvent, LineEventStream
+from sequences.recipes.validate import load_valid_recipe
+from tests.mqtt_broker import Broker, mosquitto
+from tests.test_lot_run import rig, run_lots
+
+WAIT_S = 30.0  # wall-second bound on any wait (a hang fails, never a pass)
+LINE = "bay-A"
+ROOT = f"bumpline/plant-1/{LINE}"
+TOOLS = ("printer-1", "oven-1", "cleaner-1")  # the recipe's (no balls placed: no placer)
+FAST = (0.05, 0.2)  # reconnection backoff for the tests (wall s)
+
+
+@dataclass(frozen=True)
+class Got:
+    topic: str
+    payload: dict[str, Any] | None  # None: a retained topic deleted
+    retain: bool
+
+
+class Subscriber:
+    """An MQTT client on ``bumpline/#`` keeping what it receives, in order."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.got: list[Got] = []
+        self._client = aiomqtt.Client("127.0.0.1", broker.port)
+        self._waiters: list[tuple[Callable[[Got], bool], asyncio.Future[Got]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Subscriber:
+        await self._client.__aenter__()
+        await self._client.subscribe("bumpline/#", qos=1)
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self._client.__aexit__(None, None, None)
+
+    async def _read(self) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):  # the broker was killed
+            async for message in self._client.messages:
+                raw = bytes(message.payload) if message.payload else b""
+                got = Got(str(message.topic), json.loads(raw) if raw else None,
+                          bool(message.retain))
+                self.got.append(got)
+                for predicate, future in list(self._waiters):
+                    if not future.done() and predicate(got):
+                        future.set_result(got)
+                        self._waiters.remove((predicate, future))
+
+    async def until(self, predicate: Callable[[Got], bool]) -> Got:
+        """The first message so far or from now on that matches."""
+        for got in self.got:
+            if predicate(got):
+                return got
+        future: asyncio.Future[Got] = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, future))
+        return await asyncio.wait_for(future, WAIT_S)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [g.payload for g in self.got if g.topic == f"{ROOT}/events" and g.payload]
+
+    def last(self, topic: str) -> Got:
+        return [g for g in self.got if g.topic == f"{ROOT}/{topic}"][-1]
+
+
+def feed_says(online: bool, **more: Any) -> Callable[[Got], bool]:
+    return lambda g: g.topic == f"{ROOT}/feed" and g.payload is not None and (
+        g.payload["online"] is online and all(f(g.payload[k]) for k, f in more.items()))
+
+
+def event_is(kind: str) -> Callable[[Got], bool]:
+    return lambda g: g.topic == f"{ROOT}/events" and g.payload is not None and (
+        g.payload["kind"] == kind)
+
+
+@contextlib.asynccontextmanager
+async def fed_line(tmp_path: Path, broker: Broker, *, buffer: int = 10_000,
+                   speed: float = 1000.0) -> AsyncIterator[tuple[Any, LineEventStream, MqttFeed]]:
+    """The simulated line with an event stream and the feed on it."""
+    config = mqtt_config({"site": "plant-1", "buffer": buffer}, broker.url)
+    assert config is not None
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", speed=speed) as r:
+        stream = LineEventStream(LINE, r.clock.now)
+        async with mqtt_feed(config, stream, LINE, backoff_s=FAST) as feed:
+            yield r, stream, feed
+
+
+def controller(r: Any, stream: LineEventStream) -> LineController:
+    return LineController(r.store, r.tools, r.clock, recipes=load_valid_recipe, events=stream)
+
+
+async def test_a_lot_reaches_a_subscriber_in_order_and_a_late_one_gets_the_state(
+        tmp_path: Path) -> None:
+    async with mosquitto(tmp_path) as broker, Subscriber(broker) as early:
+        heard: list[LineEvent] = []
+        async with fed_line(tmp_path, broker) as (r, stream, feed):
+            await early.until(feed_says(True))
+            stream.listen(heard.append)
+            wafers = r.new_lot("L1", 2)
+            [outcome] = await run_lots(controller(r, stream), ["L1"])
+            assert outcome.state == "complete"
+        final = (await early.until(feed_says(False))).payload
+        assert final is not None
+        # every event, once, in order, as the stream published it
+        assert [e["seq"] for e in early.events()] == list(range(1, final["seq"] + 1))
+        assert [e["seq"] for e in early.events()][-len(heard):] == [e.seq for e in heard]
+        assert early.events()[-1] == json.loads(json.dumps(heard[-1].as_dict()))
+        assert final["published"] == final["seq"] and final["dropped"] == 0
+        assert feed.dropped == 0 and feed.connections == 1
+
+        async with Subscriber(broker) as late:  # after the line stopped publishing
+            lot = await late.until(lambda g: g.topic == f"{ROOT}/lot/L1")
+            for tool in TOOLS:
+                await late.until(lambda g, t=tool: g.topic == f"{ROOT}/tool/{t}")
+            state = await late.until(lambda g: g.topic == f"{ROOT}/state")
+            offline = await late.until(feed_says(False))
+        assert lot.retain and state.retain and offline.retain
+        assert lot.payload is not None and lot.payload["state"] == "complete"
+        assert lot.payload["wafers"] == dict.fromkeys(wafers, "complete")
+        assert lot.payload["phases"] == {"complete": 2}
+        assert state.payload is not None and state.payload["lots"] == {}
+        assert set(state.payload["tools"]) == set(TOOLS)
+        assert late.last("tool/oven-1").payload["e10_state"] == state.payload["tools"]["oven-1"]
+        assert not late.events()  # history is not retained, only state
+
+
+async def test_a_broker_killed_mid_lot_neither_stops_the_lot_nor_loses_the_state(
+        tmp_path: Path) -> None:
+    buffer = 20
+    async with mosquitto(tmp_path) as broker:
+        async with fed_line(tmp_path, broker, buffer=buffer) as (r, stream, feed):
+            async with Subscriber(broker) as before:
+                r.new_lot("L2", 3)
+                run = asyncio.create_task(run_lots(controller(r, stream), ["L2"]))
+                await before.until(event_is("step_ended"))
+                await broker.kill()
+                [outcome] = await run  # the whole lot with no broker
+            assert outcome.state == "complete"
+            assert all(w.state == "complete" for w in r.store.wafers("L2"))
+            sent_before = [e["seq"] for e in before.events()]
+            assert sent_before == list(range(1, len(sent_before) + 1))
+            assert feed.published < feed.last_seq  # the broker went before the lot ended
+            last_seq = feed.last_seq
+
+            await broker.start()  # on the same port
+            async with Subscriber(broker) as after:
+                back = await after.until(feed_says(True, connections=lambda n: n >= 2))
+                lot = await after.until(lambda g: g.topic == f"{ROOT}/lot/L2" and (
+                    g.payload is not None and g.payload["state"] == "complete"))
+                for tool in TOOLS:
+                    await after.until(lambda g, t=tool: g.topic == f"{ROOT}/tool/{t}")
+                await after.until(lambda g: g.topic == f"{ROOT}/events" and (
+                    g.payload is not None and g.payload["seq"] == last_seq))
+        assert lot.payload is not None and lot.payload["phases"] == {"complete": 3}
+        assert back.payload is not None and back.payload["dropped"] > 0  # reported
+        assert feed.dropped > 0 and feed.published + feed.dropped == last_seq
+        seqs = sorted({e["seq"] for e in after.events()})  # at least once: a seq may repeat
+        assert seqs == list(range(seqs[0], last_seq + 1))  # in order, nothing skipped
+        assert seqs[0] > last_seq - buffer  # nothing older than the buffer survived
+
+
+def test_feed_settings_refuse_bad_input_in_one_line() -> None:
+    assert mqtt_config(None, None) is None
+    config = mqtt_config({"url": "mqtt://fab:pw@broker.plant:1884", "site": "p1"}, None)
+    assert config is not None and (config.host, config.port, config.site) == (
+        "broker.plant", 1884, "p1")
+    assert (config.username, config.password) == ("fab", "pw")
+    assert dataclasses.replace(parse_url("mqtt://h"), site="s").port == 1883
+    bad: list[tuple[dict[str, Any] | None, str | None, str]] = [
+        (None, "http://broker", "expected mqtt://"),
+        (None, "mqtt://", "expected mqtt://"),
+        (None, "mqtt://h:99999", "is not a broker URL"),
+        (None, "mqtts://h", "TLS is not supported"),
+        ({"site": "x"}, None, "needs url"),
+        ({"url": "mqtt://h", "bufer": 3}, None, "bufer: unknown key"),
+        ({"url": "mqtt://h", "buffer": 0}, None, "buffer: expected a whole number"),
+        ({"url": "mqtt://h", "site": " "}, None, "site: expected a name"),
+        ({"url": 5}, None, "url: expected text"),
+    ]
+    for table, url, says in bad:
+        with pytest.raises(MqttConfigError) as caught:
+            mqtt_config(table, url)
+        assert says in str(caught.value) and "\n" not in str(caught.value)
