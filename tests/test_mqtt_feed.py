@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,12 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from controller.cli import main
 from controller.feed.config import MqttConfigError, mqtt_config, parse_url
 from controller.feed.mqtt import MqttFeed, mqtt_feed
+from controller.feed.topics import KEEP_FINISHED, FeedState, Message
 from controller.line.controller import LineController
-from controller.line.events import LineEvent, LineEventStream
+from controller.line.events import EventKind, LineEvent, LineEventStream
 from sequences.recipes.validate import load_valid_recipe
 from tests.mqtt_broker import Broker, mosquitto
 from tests.test_lot_run import rig, run_lots
@@ -213,3 +216,83 @@ def test_feed_settings_refuse_bad_input_in_one_line() -> None:
         with pytest.raises(MqttConfigError) as caught:
             mqtt_config(table, url)
         assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+async def test_serve_once_with_mqtt_feeds_a_queued_lot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real ``bumpline serve --once --mqtt URL`` on the simulated line (its id: sim)."""
+    monkeypatch.setenv("BUMPLINE_USER", "ann")
+    db = f"sqlite:///{tmp_path / 'line.db'}"
+    assert main(["lot", "start", "--lot", "Q1", "--recipe", "rebump-hipb-snpb", "--wafers",
+                 "1", "--db", db]) == 0
+    root = "bumpline/site/sim"
+    async with mosquitto(tmp_path) as broker, Subscriber(broker) as fab:
+        serve = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller.cli", "serve", "--once", "--mqtt", broker.url,
+            "--speed", "1000", "--seed", "1", "--db", db,
+            "--report-dir", str(tmp_path / "reports"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)
+        out, _ = await asyncio.wait_for(serve.communicate(), 120)
+        assert serve.returncode == 0, out.decode()
+        assert f"mqtt: feeding {broker.url} under {root}/" in out.decode()
+        final = (await fab.until(lambda g: g.topic == f"{root}/feed" and g.payload is not None
+                                 and g.payload["online"] is False)).payload
+        lot = await fab.until(lambda g: g.topic == f"{root}/lot/Q1" and g.payload is not None
+                              and g.payload["state"] == "complete")
+    events = [g.payload["seq"] for g in fab.got if g.topic == f"{root}/events" and g.payload]
+    assert final is not None and events == list(range(1, final["seq"] + 1))
+    assert final["published"] == final["seq"] and final["dropped"] == 0
+    assert lot.payload is not None and lot.payload["wafers"] == {"Q1-01": "complete"}
+
+
+def test_serve_refuses_a_bad_feed_setting_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path / 'line.db'}"
+    assert main(["serve", "--once", "--mqtt", "http://broker", "--db", db]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "--mqtt: expected mqtt://" in err[0], err
+    line = tmp_path / "line.toml"
+    line.write_text('[line]\nname = "a"\ntime_scale = 100.0\n\n[mqtt]\nsite = "p1"\n')
+    assert main(["serve", "--once", "--line", str(line), "--db", db]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "[mqtt] needs url" in err[0], err
+
+
+def test_feed_state_keeps_what_is_true_now() -> None:
+    """FeedState alone: alarms retained while set and deleted when cleared, a tool's
+    refresh adding to its E10 state, a finished lot leaving the line's state, odd names
+    kept out of MQTT's wildcards, and only the last finished lots kept for a snapshot."""
+    clock = iter(range(1, 10_000))
+    stream = LineEventStream("line+1/a", lambda: float(next(clock)))
+    state = FeedState("plant #1", "line+1/a")
+    stream.listen(lambda e: state.apply(e))
+    assert state.root == "bumpline/plant _1/line_1_a"
+    alarm = f"{state.root}/alarm/oven-1/530"
+    stream.publish(EventKind.ALARM_SET, tool="oven-1", code=530, text="EXIT BLOCKED",
+                   wafers=["L1-01"], lot_id="L1")
+    assert json.loads(state.retained[alarm])["text"] == "EXIT BLOCKED"
+    assert json.loads(state.retained[f"{state.root}/state"])["alarms"][0]["code"] == 530
+    stream.publish(EventKind.ALARM_CLEARED, tool="oven-1", code=530, text="")
+    assert state.retained[alarm] == b""  # deleted on the broker, in the snapshot too
+    assert Message(alarm, b"", True) in state.snapshot()
+    assert json.loads(state.retained[f"{state.root}/state"])["alarms"] == []
+    stream.publish(EventKind.TOOL_STATE, tool="oven-1", e10_state="productive",
+                   previous="standby", reason="step")
+    stream.publish(EventKind.TOOL_STATE, tool="oven-1", e10_state="productive",
+                   tool_state="RUNNING", zones_c=[150.0, 180.0])
+    oven = json.loads(state.retained[f"{state.root}/tool/oven-1"])
+    assert (oven["e10_state"], oven["previous"], oven["tool_state"], oven["seq"]) == (
+        "productive", "standby", "RUNNING", 4)
+    for n in range(KEEP_FINISHED + 2):
+        stream.publish(EventKind.LOT_STATE, lot_id=f"L{n}", state="running",
+                       previous="queued", recipe="r", reason="")
+        stream.publish(EventKind.WAFER_TRANSITION, lot_id=f"L{n}", wafer_id=f"L{n}-01",
+                       to_state="step2_running", from_state="step2_waiting")
+        assert json.loads(state.retained[f"{state.root}/state"])["lots"] == {f"L{n}": "running"}
+        stream.publish(EventKind.LOT_STATE, lot_id=f"L{n}", state="complete",
+                       previous="running", recipe="r", reason="")
+    lots = [t for t in state.retained if "/lot/" in t]
+    assert len(lots) == KEEP_FINISHED and lots[-1].endswith(f"/lot/L{KEEP_FINISHED + 1}")
+    last = json.loads(state.retained[lots[-1]])
+    assert last["state"] == "complete" and last["phases"] == {"running": 1}
+    assert json.loads(state.retained[f"{state.root}/state"])["lots"] == {}

@@ -20,6 +20,7 @@ stream), ``line`` and the ``seq`` of the last event it reflects.
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from sequences.errors import SequenceError
 from sequences.wafer.machine import state_of
 
 FINISHED_LOTS = ("complete", "aborted")
+KEEP_FINISHED = 50  # finished lots put back on a broker that restarted (older: forgotten)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class FeedState:
         self._tools: dict[str, dict[str, Any]] = {}
         self._alarms: dict[str, dict[str, Any]] = {}  # alarm topic -> what the line shows
         self._line: dict[str, Any] = {}
+        self._finished: deque[str] = deque()
 
     def topic(self, *levels: str) -> str:
         return "/".join((self.root, *(level(part) for part in levels)))
@@ -130,7 +133,14 @@ class FeedState:
             phases[phase] = phases.get(phase, 0) + 1
         payload = {**self._head(event), "lot_id": event.lot_id, "state": lot["state"],
                    "recipe": lot["recipe"], "wafers": dict(lot["wafers"]), "phases": phases}
-        return [self._keep(self.topic("lot", event.lot_id), payload)]
+        message = self._keep(self.topic("lot", event.lot_id), payload)
+        if lot["state"] in FINISHED_LOTS and event.lot_id not in self._finished:
+            self._finished.append(event.lot_id)
+            if len(self._finished) > KEEP_FINISHED:  # the broker keeps it; we forget it
+                old = self._finished.popleft()
+                self._lots.pop(old, None)
+                self.retained.pop(self.topic("lot", old), None)
+        return [message]
 
     def _alarm(self, event: LineEvent) -> list[Message]:
         topic = self.topic("alarm", event.tool or "line", str(event.data.get("code", "")))
