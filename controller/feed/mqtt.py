@@ -196,3 +196,5 @@ async def mqtt_feed(config: MqttConfig, events: LineEventStream, line: str, *,
             await asyncio.wait_for(task, FLUSH_S)
         except TimeoutError:
             log.warning("mqtt: %d events not sent at the end (broker away)", len(feed._pending))
+        except Exception:  # a feed that failed must not turn the end of serve into a crash
+            log.exception("mqtt: the feed failed")
