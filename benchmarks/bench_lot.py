@@ -53,6 +53,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,7 @@ async def _run(config: LineConfig, db: Path | str, lots: list[tuple[str, int]], 
     ``db``: a SQLite file, or a database URL (its lot ids must be new to it)."""
     clock = ScaledClock(config.time_scale)
     store = Store(db if isinstance(db, str) else f"sqlite:///{db}")
+    started = datetime.now(UTC)  # a shared database keeps earlier runs' alarms
     try:
         async with open_line(config, clock) as tools:
             for lot_id, wafers in lots:
@@ -229,7 +231,7 @@ async def _run(config: LineConfig, db: Path | str, lots: list[tuple[str, int]], 
                     unfinished.append(f"{wafer.id} {wafer.state} at step {last.step_index} "
                                       f"({last.step_kind}): {last.why}")
         store_alarms = [f"{a.tool} alarm {a.code} {a.text} ({a.wafer_id or '-'})"
-                        for a in store.alarms()]
+                        for a in store.alarms() if a.set_at >= started]  # this run's
     finally:
         store.close()
     return RunResult(label, speed, sum(n for _, n in lots), makespan, wall, cpu, states,
