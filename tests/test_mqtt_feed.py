@@ -38,6 +38,8 @@ LINE = "bay-A"
 ROOT = f"bumpline/plant-1/{LINE}"
 TOOLS = ("printer-1", "oven-1", "cleaner-1")  # the recipe's (no balls placed: no placer)
 FAST = (0.05, 0.2)  # reconnection backoff for the tests (wall s)
+# fed_line runs the simulator at 500x: at 2000x a loaded machine makes the oven's exit late
+# (alarm 530), which would stop wafers for reasons that are not the feed's.
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def event_is(kind: str) -> Callable[[Got], bool]:
 
 @contextlib.asynccontextmanager
 async def fed_line(tmp_path: Path, broker: Broker, *, buffer: int = 10_000,
-                   speed: float = 1000.0) -> AsyncIterator[tuple[Any, LineEventStream, MqttFeed]]:
+                   speed: float = 500.0) -> AsyncIterator[tuple[Any, LineEventStream, MqttFeed]]:
     """The simulated line with an event stream and the feed on it."""
     config = mqtt_config({"site": "plant-1", "buffer": buffer}, broker.url)
     assert config is not None
@@ -165,7 +167,7 @@ async def test_a_broker_killed_mid_lot_neither_stops_the_lot_nor_loses_the_state
     async with mosquitto(tmp_path) as broker:
         async with fed_line(tmp_path, broker, buffer=buffer) as (r, stream, feed):
             async with Subscriber(broker) as before:
-                r.new_lot("L2", 3)
+                r.new_lot("L2", 2)
                 run = asyncio.create_task(run_lots(controller(r, stream), ["L2"]))
                 await before.until(event_is("step_ended"))
                 await broker.kill()
@@ -186,7 +188,7 @@ async def test_a_broker_killed_mid_lot_neither_stops_the_lot_nor_loses_the_state
                     await after.until(lambda g, t=tool: g.topic == f"{ROOT}/tool/{t}")
                 await after.until(lambda g: g.topic == f"{ROOT}/events" and (
                     g.payload is not None and g.payload["seq"] == last_seq))
-        assert lot.payload is not None and lot.payload["phases"] == {"complete": 3}
+        assert lot.payload is not None and lot.payload["phases"] == {"complete": 2}
         assert back.payload is not None and back.payload["dropped"] > 0  # reported
         assert feed.dropped > 0 and feed.published + feed.dropped == last_seq
         seqs = sorted({e["seq"] for e in after.events()})  # at least once: a seq may repeat
