@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_lot.py [--speed S] [--wafers N] [--seed N]
                                              [--no-baseline | --baseline-speed S]
     .venv/bin/python benchmarks/bench_lot.py --sweep      # which time scales stay correct
+    .venv/bin/python benchmarks/bench_lot.py --db postgresql+psycopg://user@host/db
 
 The simulator runs in its own process (``bumpline sim``), so the CPU measured
 here is the controller's alone: drivers, scheduler, store. This process runs the
@@ -26,7 +27,13 @@ against the controller. A run is correct when every wafer is
 complete and the oven never raised alarm 530 (exit blocked); a run that is not
 correct fails whatever its numbers.
 
-Targets: efficiency >= 0.9, <= 20 ms controller CPU per wafer, peak memory <= 200 MB.
+With ``--db URL`` (a throwaway PostgreSQL database) every run is made twice, on
+SQLite and on that database, one after the other (the same minutes of a
+loaded machine), and the controller CPU per wafer on PostgreSQL is compared
+with SQLite's (issue 13: <= 1.5x, the margin printed); no baseline then.
+
+Targets: efficiency >= 0.9, <= 20 ms controller CPU per wafer, peak memory <= 200 MB;
+with --db also PostgreSQL <= 1.5x SQLite's CPU per wafer.
 Exit status 0 when every target is met, 1 otherwise.
 """
 
@@ -46,6 +53,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +78,7 @@ SWEEP_SPEEDS = (200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0)
 TARGET_EFFICIENCY = 0.9
 TARGET_CPU_MS_PER_WAFER = 20.0
 TARGET_PEAK_MB = 200.0
+TARGET_PG_CPU_RATIO = 1.5  # issue 13: the controller on PostgreSQL against SQLite
 SIM_START_TIMEOUT_S = 30.0  # wall seconds for the simulator to write its configuration
 EXIT_BLOCKED = re.compile(r"alarm 530\b")
 SIM_ALARM = re.compile(r"\balarm (\d+)\b")
@@ -190,11 +199,14 @@ def _new_lot(store: Store, lot_id: str, wafers: int) -> None:
                      recipe_hash=recipe.hash, slots=slots_for_count(wafers), user="bench")
 
 
-async def _run(config: LineConfig, db: Path, lots: list[tuple[str, int]], label: str,
+async def _run(config: LineConfig, db: Path | str, lots: list[tuple[str, int]], label: str,
                speed: float, log_path: Path) -> RunResult:
-    """Run the lots one after the other on the line; measure the whole."""
+    """Run the lots one after the other on the line; measure the whole.
+
+    ``db``: a SQLite file, or a database URL (its lot ids must be new to it)."""
     clock = ScaledClock(config.time_scale)
-    store = Store(f"sqlite:///{db}")
+    store = Store(db if isinstance(db, str) else f"sqlite:///{db}")
+    started = datetime.now(UTC)  # a shared database keeps earlier runs' alarms
     try:
         async with open_line(config, clock) as tools:
             for lot_id, wafers in lots:
@@ -219,7 +231,7 @@ async def _run(config: LineConfig, db: Path, lots: list[tuple[str, int]], label:
                     unfinished.append(f"{wafer.id} {wafer.state} at step {last.step_index} "
                                       f"({last.step_kind}): {last.why}")
         store_alarms = [f"{a.tool} alarm {a.code} {a.text} ({a.wafer_id or '-'})"
-                        for a in store.alarms()]
+                        for a in store.alarms() if a.set_at >= started]  # this run's
     finally:
         store.close()
     return RunResult(label, speed, sum(n for _, n in lots), makespan, wall, cpu, states,
@@ -229,10 +241,14 @@ async def _run(config: LineConfig, db: Path, lots: list[tuple[str, int]], label:
 
 
 def run_lot(speed: float, wafers: int, workdir: Path, seed: int,
-            run: int = 1) -> tuple[RunResult, LineConfig]:
+            run: int = 1, db_url: str | None = None) -> tuple[RunResult, LineConfig]:
+    """One lot on a fresh simulator: on a fresh SQLite file, or on ``db_url``."""
     with simulator(speed, workdir, seed) as (config, log_path):
-        db = workdir / f"lot-{speed:g}x-{run}.db"
-        result = asyncio.run(_run(config, db, [("BENCH", wafers)],
+        db: Path | str = workdir / f"lot-{speed:g}x-{run}.db"
+        lot_id = "BENCH"
+        if db_url is not None:  # a shared database: a lot id it has not seen
+            db, lot_id = db_url, f"B{time.time_ns() // 1000 % 10**10}{run}"  # <= 13 chars
+        result = asyncio.run(_run(config, db, [(lot_id, wafers)],
                                   f"{wafers}-wafer lot", speed, log_path))
     return result, config
 
@@ -306,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-speed", type=float, default=None, metavar="S",
                         help="time scale of the baseline's simulator (default: --speed); "
                         "the baseline is about 7 times longer in tool time")
+    parser.add_argument("--db", metavar="URL",
+                        help="also run every lot on this throwaway PostgreSQL database and "
+                        f"compare the CPU per wafer (target <= {TARGET_PG_CPU_RATIO}x SQLite's)")
     parser.add_argument("--sweep", action="store_true",
                         help=f"run the lot at {', '.join(f'{s:g}' for s in SWEEP_SPEEDS)}x "
                         "and report which time scales stay correct (no baseline)")
@@ -326,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         if args.sweep:
             return _sweep(args.wafers, workdir, args.seed)
+        if args.db:
+            return _compare_db(args, workdir)
         lots = []
         for run in range(1, args.runs + 1):
             lot, config = run_lot(args.speed, args.wafers, workdir, args.seed, run)
@@ -380,6 +401,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  note: {problem}")
     print(f"controller wall time {lot.wall_s:.1f} s for {lot.makespan_s / 3600:.2f} h of tool "
           f"time ({lot.makespan_s / lot.wall_s:.0f}x achieved)")
+    return 0 if all(ok for _, ok, _, _ in checks) else 1
+
+
+def _compare_db(args: argparse.Namespace, workdir: Path) -> int:
+    """Every run on SQLite, then on the given database; CPU per wafer side by side."""
+    runs: dict[str, list[RunResult]] = {"SQLite": [], "PostgreSQL": []}
+    for run in range(1, args.runs + 1):
+        for name, url in (("SQLite", None), ("PostgreSQL", args.db)):
+            result, _ = run_lot(args.speed, args.wafers, workdir, args.seed, run, url)
+            result.label = f"{name}, run {run}"
+            runs[name].append(result)
+    print(f"bench_lot --db: {args.wafers} wafers of {RECIPE} at {args.speed:g}x (seed "
+          f"{args.seed}), each run on SQLite then on PostgreSQL")
+    cpu = {}
+    for name, results in runs.items():
+        cpus = sorted(r.cpu_ms_per_wafer for r in results)
+        cpu[name] = statistics.median(cpus)
+        print(f"{name:<11} controller CPU per wafer: median {cpu[name]:.1f} ms (runs: "
+              f"{', '.join(f'{c:.1f}' for c in cpus)}); correct "
+              f"{sum(r.correct for r in results)}/{len(results)}")
+        for problem in [p for r in results for p in _problems(r)]:
+            print(f"  note: {problem}")
+    ratio = cpu["PostgreSQL"] / cpu["SQLite"]
+    checks = [
+        ("every run correct", all(r.correct for rs in runs.values() for r in rs), "", ""),
+        ("CPU per wafer, PostgreSQL / SQLite", ratio <= TARGET_PG_CPU_RATIO,
+         f"{ratio:.2f}x",
+         f"<= {TARGET_PG_CPU_RATIO}x (margin {TARGET_PG_CPU_RATIO - ratio:+.2f}x)"),
+        ("CPU per wafer on PostgreSQL", cpu["PostgreSQL"] <= TARGET_CPU_MS_PER_WAFER,
+         f"{cpu['PostgreSQL']:.1f} ms", f"<= {TARGET_CPU_MS_PER_WAFER:g} ms (margin "
+         f"{TARGET_CPU_MS_PER_WAFER - cpu['PostgreSQL']:+.1f} ms)"),
+    ]
+    for name, ok, value, target in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name:<38} {value:>8}   target {target}".rstrip())
     return 0 if all(ok for _, ok, _, _ in checks) else 1
 
 

@@ -105,6 +105,8 @@ class LineConfig:
     # The optional [gem] table as written; the factory host interface checks it
     # (controller/gem/config.py), so drivers/ knows nothing of GEM.
     gem: dict[str, Any] | None = None
+    # The optional [mqtt] table as written, checked by the fab feed (controller/feed/).
+    mqtt: dict[str, Any] | None = None
     # The line's identity for "one controller per line"; None: the controller uses the
     # configuration file's resolved path.
     id: str | None = None
@@ -220,10 +222,10 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
                 "(tool names are compared without case)"
             )
     tools = {n: _tool(n, t, source, float(scale)) for n, t in tools_table.items()}
-    unknown = set(data) - {"line", "tools", "gem"}
+    unknown = set(data) - {"line", "tools", "gem", "mqtt"}
     if unknown:
         raise LineConfigError(
-            f"{source}: {sorted(unknown)[0]}: unknown table (known: gem, line, tools)"
+            f"{source}: {sorted(unknown)[0]}: unknown table (known: gem, line, mqtt, tools)"
         )
     return LineConfig(
         name=name,
@@ -231,6 +233,7 @@ def _build(data: dict[str, Any], source: str) -> LineConfig:
         tools=tools,
         source=source,
         gem=data.get("gem"),
+        mqtt=data.get("mqtt"),
         id=line_id.strip() if line_id is not None else None,
     )
 
@@ -350,5 +353,9 @@ def dump_line_config(config: LineConfig) -> str:
     if config.gem is not None:
         out.append("[gem]")
         out.extend(f"{key} = {_toml_value(value)}" for key, value in config.gem.items())
+        out.append("")
+    if config.mqtt is not None:
+        out.append("[mqtt]")
+        out.extend(f"{key} = {_toml_value(value)}" for key, value in config.mqtt.items())
         out.append("")
     return "\n".join(out)

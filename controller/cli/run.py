@@ -2,7 +2,7 @@
 
     bumpline run --lot ID --recipe NAME (--wafers N | --slots LIST) [--line FILE] [--db URL]
     bumpline run --resume LOT [--line FILE] [--db URL]
-    bumpline serve --line FILE [--db URL] [--gem] [--web [HOST:PORT]]
+    bumpline serve --line FILE [--db URL] [--gem] [--web [HOST:PORT]] [--mqtt URL]
 
 Without ``--line`` both start the simulated line in the same process (the
 embedded default) at ``--speed`` times real time. Ctrl-C (or SIGTERM) stops
@@ -132,6 +132,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="HOST:PORT",
         help="also serve the operator screen (default 127.0.0.1:8080; docs/operators.md, "
         "docs/security.md)",
+    )
+    s.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="also publish the line's events and state to an MQTT broker, "
+        "mqtt://[user[:password]@]host[:port] (overrides the line file's [mqtt] url; "
+        "docs/events.md)",
     )
     s.add_argument(
         "--gem-port",
@@ -462,6 +469,25 @@ async def _serve_web(args: argparse.Namespace, store: Any, events: LineEventStre
     print(f"web: the operator screen at {url}", flush=True)
 
 
+def _feed_settings(args: argparse.Namespace) -> Any:
+    """The MQTT feed's settings (``[mqtt]``, ``--mqtt``), or None: no feed."""
+    from controller.feed.config import mqtt_config
+    from drivers.line_config import load_line_config
+
+    table = load_line_config(args.line).mqtt if args.line else None
+    return mqtt_config(table, getattr(args, "mqtt", None), source=args.line or "line")
+
+
+async def _serve_feed(args: argparse.Namespace, settings: Any, events: LineEventStream,
+                      services: contextlib.AsyncExitStack) -> None:
+    try:
+        from controller.feed.mqtt import mqtt_feed
+    except ImportError as exc:  # the optional extra is not installed
+        raise UserError(f"the MQTT feed needs {exc.name}: pip install 'bumpline[mqtt]'"
+                        ) from None
+    await services.enter_async_context(mqtt_feed(settings, events, line_id(args)))
+
+
 async def cmd_serve(args: argparse.Namespace) -> int:
     """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
     until none is left). Held wafers wait for their disposition; with --once a lot that
@@ -471,6 +497,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     from controller.store import Store
 
     args.wait_for_disposition = not args.once
+    feed = _feed_settings(args)  # bad settings: one line, before anything is taken
     store = Store(getattr(args, "db", None))
     leases = Leases(store, f"bumpline serve by {_user(args)}")
     services = contextlib.AsyncExitStack()  # --gem: the factory host link, for the whole run
@@ -481,6 +508,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         if args.web:  # one stream for GEM and the screen, the controller publishes into it
             events = events or LineEventStream("line", asyncio.get_running_loop().time)
             await _serve_web(args, store, events, services)
+        if feed is not None:  # the fab's feed hears the same stream
+            events = events or LineEventStream(line_id(args), asyncio.get_running_loop().time)
+            await _serve_feed(args, feed, events, services)
         return await _serve(args, store, leases, events)
     finally:
         await services.aclose()
