@@ -81,6 +81,9 @@ class ToolView:
             return Text(head + self.alarm, style="bold red")
         if self.setup is not None and self.e10 == SETUP:
             return Text(head + self._setup_text(now, width), style="magenta")
+        if self.e10 == SETUP and not self.wafers:  # a batch tool's setup names no step
+            return Text(head + "setup under way" + (f" · {self.note}" if self.note else ""),
+                        style="magenta")
         if self.wafers:  # what the tool said of itself is from before they came
             wafers = ", ".join(sorted(self.wafers))
             what = (f"{len(self.wafers)} on the belt: {wafers}" if self.role == "oven"
