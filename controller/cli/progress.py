@@ -239,6 +239,8 @@ class LiveProgress:
                  f"{_clock(time.monotonic() - self._wall0)}"
                  + (" · every wafer finished" if total and all(
                      v.state in FINAL_STATES for v in self.wafers.values())
+                    else " · the rest waits for a person"
+                    if people and not active and not counts.get(QUEUED)
                     else f" · ETA {duration(eta)} tool ({_clock(eta / scale)} wall)"
                     if eta is not None else " · ETA when the first steps are done")),
         ]

@@ -44,10 +44,13 @@ class ToolView:
         """A TOOL_STATE event's data (an E10 change has ``previous``; a refresh not)."""
         setup = data.get("setup")
         if "previous" in data:
+            left_setup = self.e10 == SETUP and data.get("e10_state") != SETUP
             self.e10 = str(data.get("e10_state", ""))
             self.tool_state = ""  # what it said is from before; the refresh that follows says
             if self.e10 != SETUP:
                 self.setup = None
+            if left_setup and self.note.startswith("waiting"):
+                self.note = ""  # what the setup waited for is over
         if setup:
             self.setup, self.setup_since, self.setup_for = dict(setup), tool_time, wafer
             self.role = ROLE_OF_KIND.get(str(setup.get("step_kind", "")), self.role)
