@@ -114,7 +114,7 @@ class ToolView:
                  else " under way" + (f" · {self.note}" if self.note else ""))
         if width >= WIDE and self.setup_for:
             text += f" (for {self.setup_for})"
-        return text.replace(":,", ":")
+        return text
 
     def _hottest(self) -> str:
         """The hottest heating zone now and the profile's (zones 9-10 cool)."""
