@@ -202,3 +202,16 @@ def test_the_tools_the_lot_needs_are_listed_from_the_start(store: Store) -> None
     assert [line for line in lines if line.endswith("idle")] == [
         "cleaner-1  idle", "oven-1     idle", "printer-1  idle"]  # the recipe places no balls
     assert not any(line.startswith("placer-1") for line in lines)
+
+
+def test_when_only_wafers_for_a_person_are_left_the_clock_line_says_so(store: Store) -> None:
+    clock = Clock()
+    live = LiveProgress(store, ["L1"], plain=True, clock=clock)
+    clock.t = 5000.0
+    for n in range(1, 25):
+        live.progress.on_event(_event(6, "clean", "step6_judging", "complete", "judged_ok",
+                                      f"L1-{n:02d}"))
+    live.progress.on_event(_event(1, "print", "step1_running", "awaiting_disposition",
+                                  "step_failed", "L1-25", why="bridges 1 above the limit 0"))
+    line = live.lines(80, 23)[2].plain
+    assert line.endswith("· the rest waits for a person") and "ETA" not in line, line

@@ -30,7 +30,7 @@ from sequences.recipes.validate import load_valid_recipe
 from sim.line import SimulatedLine
 
 RECIPE = "rebump-hipb-snpb"  # step 2 reflows high-lead, step 5 eutectic: one profile change
-SPEED = 1000.0
+SPEED = 500.0  # slow enough that a loaded machine does not stretch the changeover
 WAIT_S = 60.0  # wall bound on the lot (a hang fails, never a pass)
 READY_LOOK_S = 20.0 + 120.0  # the kind's READY poll, the O2 check: the end is seen this late
 

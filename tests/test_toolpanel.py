@@ -211,3 +211,20 @@ def test_ready_during_a_changeover_is_not_shown_as_its_state() -> None:
                                 "zones_c": HIGH_LEAD_NOW})
     assert view.line(now=1001.0, width=80).plain == (
         "oven-1     to profile 7: 345→225 °C, ready in 15–25 min (est.)")
+
+
+def test_a_setup_that_names_no_step_is_still_a_setup_not_idle() -> None:
+    plater = ToolView("plater-1", role="plater", note="bath to 85 °C")
+    plater.on_tool_state(0.0, {"e10_state": "scheduled down", "previous": "standby",
+                               "reason": "bath for the next batch"})
+    assert plater.line(now=10.0, width=80).plain == "plater-1   setup under way · bath to 85 °C"
+
+
+def test_what_a_setup_waited_for_goes_with_it() -> None:
+    plater = ToolView("plater-1", role="plater")
+    plater.on_tool_state(0.0, {"e10_state": "scheduled down", "previous": "standby",
+                               "reason": "baths"})
+    plater.note = "waiting for the baths: nickel 26.9 -> 85 °C"
+    plater.on_tool_state(600.0, {"e10_state": "standby", "previous": "scheduled down",
+                                 "reason": "no wafer to take"})
+    assert plater.line(now=601.0, width=80).plain == "plater-1   idle"

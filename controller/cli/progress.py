@@ -7,8 +7,9 @@ then the wafers in work and the latest events with what room is left; a larger
 terminal shows every wafer. Piped to a file or a CI log, each finished step,
 hold and tool note is one line instead.
 
-Its input is the controller's ``Progress`` callbacks (controller/line/controller.py); the
-clock is the line's (tool time) when given.
+Its input is the controller's ``Progress`` callbacks (controller/line/controller.py), fed
+by the line event stream; each tool's line, with a setup's time left, is
+controller/cli/toolpanel.py. The clock is the line's (tool time) when given.
 """
 
 from __future__ import annotations
@@ -239,6 +240,8 @@ class LiveProgress:
                  f"{_clock(time.monotonic() - self._wall0)}"
                  + (" · every wafer finished" if total and all(
                      v.state in FINAL_STATES for v in self.wafers.values())
+                    else " · the rest waits for a person"
+                    if people and not active and not counts.get(QUEUED)
                     else f" · ETA {duration(eta)} tool ({_clock(eta / scale)} wall)"
                     if eta is not None else " · ETA when the first steps are done")),
         ]

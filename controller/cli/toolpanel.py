@@ -44,10 +44,13 @@ class ToolView:
         """A TOOL_STATE event's data (an E10 change has ``previous``; a refresh not)."""
         setup = data.get("setup")
         if "previous" in data:
+            left_setup = self.e10 == SETUP and data.get("e10_state") != SETUP
             self.e10 = str(data.get("e10_state", ""))
             self.tool_state = ""  # what it said is from before; the refresh that follows says
             if self.e10 != SETUP:
                 self.setup = None
+            if left_setup and self.note.startswith("waiting"):
+                self.note = ""  # what the setup waited for is over
         if setup:
             self.setup, self.setup_since, self.setup_for = dict(setup), tool_time, wafer
             self.role = ROLE_OF_KIND.get(str(setup.get("step_kind", "")), self.role)
@@ -81,6 +84,9 @@ class ToolView:
             return Text(head + self.alarm, style="bold red")
         if self.setup is not None and self.e10 == SETUP:
             return Text(head + self._setup_text(now, width), style="magenta")
+        if self.e10 == SETUP and not self.wafers:  # a batch tool's setup names no step
+            return Text(head + "setup under way" + (f" · {self.note}" if self.note else ""),
+                        style="magenta")
         if self.wafers:  # what the tool said of itself is from before they came
             wafers = ", ".join(sorted(self.wafers))
             what = (f"{len(self.wafers)} on the belt: {wafers}" if self.role == "oven"
@@ -108,7 +114,7 @@ class ToolView:
                  else " under way" + (f" · {self.note}" if self.note else ""))
         if width >= WIDE and self.setup_for:
             text += f" (for {self.setup_for})"
-        return text.replace(":,", ":")
+        return text
 
     def _hottest(self) -> str:
         """The hottest heating zone now and the profile's (zones 9-10 cool)."""
