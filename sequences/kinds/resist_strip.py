@@ -11,8 +11,6 @@ take it (a line with an FC-1 and an FC-2 sends strips to the FC-2 alone).
 
 from __future__ import annotations
 
-from typing import Any
-
 from drivers.clock import Clock
 from drivers.protocols import Cleaner
 from drivers.types import (
@@ -22,16 +20,18 @@ from drivers.types import (
     CleanMode,
     CleanResult,
     CleanStatus,
+    StripRecipe,
 )
 from sequences.kinds.base import (
     Note,
+    SetupKey,
     StepContext,
     StepResult,
     ToolView,
     expect,
     timeout_for,
 )
-from sequences.kinds.flux_clean import BATH_COOL_C_S, FluxClean
+from sequences.kinds.flux_clean import BATH_COOL_C_S, CleanerKind
 from sequences.recipes.recipe import StripStep
 from sequences.wafer.journal import guarded
 from sequences.wafer.judge import Judgment, at_most, same_wafer
@@ -39,22 +39,23 @@ from sequences.wafer.judge import Judgment, at_most, same_wafer
 MODE = CleanMode.RESIST_STRIP
 
 
-class ResistStrip(FluxClean):
-    name, role = "strip", "cleaner"
-    driver_type = Cleaner
+class ResistStrip(CleanerKind[StripStep]):
+    name = "strip"
     repeatable = False  # a second strip attacks the bumps' under-metal: an engineer decides
 
-    def can_run(self, driver: Any) -> bool:
+    def can_run(self, driver: Cleaner) -> bool:
         return bool(driver.supports(MODE))
 
-    def setup_key(self, step: StripStep) -> tuple[Any, ...]:
+    def setup_key(self, step: StripStep) -> SetupKey:
         return ("strip", step.strip_temp_c)
 
-    def setup_mismatches(self, step: StripStep, view: ToolView) -> list[str]:
-        st: CleanerStatus = view.status
+    def setup_mismatches(self, step: StripStep, view: ToolView[CleanerStatus]) -> list[str]:
+        st = view.status
+        recipe = view.clean_recipe
+        assert isinstance(recipe, StripRecipe)  # what look() read
         reasons = []
-        if abs(view.clean_recipe.strip_temp_c - step.strip_temp_c) > 0.05:
-            reasons.append(f"strip tank set to {view.clean_recipe.strip_temp_c:g} °C, the "
+        if abs(recipe.strip_temp_c - step.strip_temp_c) > 0.05:
+            reasons.append(f"strip tank set to {recipe.strip_temp_c:g} °C, the "
                            f"step needs {step.strip_temp_c:g} °C")
         if st.strip_temp_c is None or abs(st.strip_temp_c - step.strip_temp_c) > \
                 BATH_TOLERANCE_C:
@@ -63,9 +64,7 @@ class ResistStrip(FluxClean):
         return reasons
 
     def inputs(self, st: CleanerStatus) -> tuple[tuple[bool | None, str], ...]:
-        return ((st.stripper_low, "stripper low"),
-                (st.di_resistivity_low, "DI rinse resistivity low"),
-                (st.door_open, "door open"))
+        return ((st.stripper_low, "stripper low"), *super().inputs(st))
 
     def nominal_s(self, step: StripStep) -> float:
         return float(step.strip_time_s + step.rinse_time_s + step.dry_time_s)
@@ -90,11 +89,12 @@ class ResistStrip(FluxClean):
         return {"mask_residue_pct": [None, step.max_mask_residue_pct],
                 "ionic_ug_cm2": [None, step.max_ionic_ug_cm2]}
 
-    async def look(self, driver: Any, step: StripStep, wafer_id: str, status: Any) -> ToolView:
+    async def look(self, driver: Cleaner, step: StripStep, wafer_id: str,
+                   status: CleanerStatus) -> ToolView[CleanerStatus]:
         own = status.state is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id
         return ToolView(status, await driver.strip_recipe(), own)
 
-    async def prepare(self, driver: Any, step: StripStep, *, clock: Clock, recipe_name: str,
+    async def prepare(self, driver: Cleaner, step: StripStep, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
         wanted = step.tool_recipe()
         if await driver.strip_recipe() != wanted:
@@ -109,8 +109,8 @@ class ResistStrip(FluxClean):
                  "°C")
         await driver.wait_bath_ready(timeout_s=timeout_for(gap / BATH_COOL_C_S), mode=MODE)
 
-    async def execute(self, driver: Any, step: StripStep, ctx: StepContext, seen: ToolView
-                      ) -> StepResult:
+    async def execute(self, driver: Cleaner, step: StripStep, ctx: StepContext,
+                      seen: ToolView[CleanerStatus]) -> StepResult[CleanResult]:
         if seen.own_wafer_done:
             await driver.unload()
         wanted = step.tool_recipe()
