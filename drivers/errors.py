@@ -49,11 +49,7 @@ class ToolAlarm(ToolError):
 
 
 class Refused(ToolError):
-    """The tool refused a command with a numbered code; nothing was changed on the tool.
-
-    HostLink tools answer ``NAK <code> <text>`` (``NakError``), the text-line plater
-    ``ERR <code> <text>`` (``CommandRefused``); each code the spec lists is a subclass.
-    """
+    """The tool refused a command with a numbered code; nothing was changed on the tool."""
 
     code = 0
     reply = ""  # what the refusal starts with on the wire
@@ -69,40 +65,49 @@ class Refused(ToolError):
         self.why = why
 
 
+class NakError(Refused):
+    """A HostLink tool's ``NAK <code> <text>`` (the printer, the ball mounter)."""
+
+    reply = "NAK"
+
+
+class CommandRefused(Refused):
+    """A text-line tool's ``ERR <code> <text>`` (the EP-25 plater)."""
+
+    reply = "ERR"
+
+
 R = TypeVar("R", bound=Refused)
 
 
 def _per_code(base: type[R], names: dict[int, str]) -> dict[int, type[R]]:
-    """One subclass of ``base`` per code of the spec's table, named as the table says."""
+    """One subclass of ``base`` per code of a spec's table, named as the table says."""
     return {code: type(name, (base,), {"code": code, "__module__": __name__,
                                        "__doc__": f"{base.reply} {code:02d}."})
             for code, name in names.items()}
 
 
-def _refusal(table: dict[int, type[R]], base: type[R], tool: str, command: str, code: int,
-             text: str) -> R:
-    return table.get(code, base)(tool, command, code, text)
-
-
-# --- HostLink (serial tools) -----------------------------------------------------------------
-
-
-class NakError(Refused):
-    """The tool refused a HostLink command (``NAK``); nothing was changed on the tool."""
-
-    reply = "NAK"
-
-
+# The codes each spec lists (HostLink/1: paste-printer.md, ball-placer.md; barrier-plater.md).
 NAK_ERRORS: dict[int, type[NakError]] = _per_code(NakError, {
     1: "ChecksumNak", 2: "UnknownCommand", 3: "BadParameter", 4: "WrongState",
     5: "AlarmActive", 6: "InterlockActive"})
+TEXT_ERRORS: dict[int, type[CommandRefused]] = _per_code(CommandRefused, {
+    1: "RefusedSyntax", 2: "RefusedUnknown", 3: "RefusedRange", 4: "RefusedState",
+    5: "RefusedNotReady", 6: "RefusedAlarm"})
 ChecksumNak, UnknownCommand, BadParameter, WrongState, AlarmActive, InterlockActive = (
     NAK_ERRORS.values())
+RefusedSyntax, RefusedUnknown, RefusedRange, RefusedState, RefusedNotReady, RefusedAlarm = (
+    TEXT_ERRORS.values())
 
 
 def nak_error(tool: str, command: str, code: int, text: str) -> NakError:
     """The exception for a NAK reply (an unlisted code still gets a NakError)."""
-    return _refusal(NAK_ERRORS, NakError, tool, command, code, text)
+    return NAK_ERRORS.get(code, NakError)(tool, command, code, text)
+
+
+def text_error(tool: str, command: str, code: int, text: str) -> CommandRefused:
+    """The exception for an ``ERR`` reply (an unlisted code still gets a CommandRefused)."""
+    return TEXT_ERRORS.get(code, CommandRefused)(tool, command, code, text)
 
 
 # --- Modbus tools -------------------------------------------------------------------------------
@@ -163,21 +168,3 @@ class ReplyLost(LinkError):
 
 class LinkBusy(LinkError):
     """``ERR 09 BUSY LINK``: another host holds the tool's one connection."""
-
-
-class CommandRefused(Refused):
-    """``ERR <code> <text>``: the tool refused a command; nothing was changed."""
-
-    reply = "ERR"
-
-
-TEXT_ERRORS: dict[int, type[CommandRefused]] = _per_code(CommandRefused, {
-    1: "RefusedSyntax", 2: "RefusedUnknown", 3: "RefusedRange", 4: "RefusedState",
-    5: "RefusedNotReady", 6: "RefusedAlarm"})
-RefusedSyntax, RefusedUnknown, RefusedRange, RefusedState, RefusedNotReady, RefusedAlarm = (
-    TEXT_ERRORS.values())
-
-
-def text_error(tool: str, command: str, code: int, text: str) -> CommandRefused:
-    """The exception for an ``ERR`` reply (an unlisted code still gets a CommandRefused)."""
-    return _refusal(TEXT_ERRORS, CommandRefused, tool, command, code, text)

@@ -7,7 +7,8 @@ is the cleaner's setup; it heats and cools slowly (BATH_COOL_C_S).
 
 from __future__ import annotations
 
-from typing import TypeVar
+from abc import abstractmethod
+from typing import ClassVar, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import ToolError
@@ -16,9 +17,11 @@ from drivers.types import (
     BATH_TOLERANCE_C,
     CleanerState,
     CleanerStatus,
+    CleanMode,
     CleanRecipe,
     CleanResult,
     CleanStatus,
+    StripRecipe,
 )
 from sequences.kinds.base import (
     NeverTaken,
@@ -52,12 +55,62 @@ C = TypeVar("C", bound=CleanStep | StripStep)
 
 class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
     """What every cycle of the cleaner shares, whichever its chemistry (the clean here, the
-    FC-2's strip in resist_strip.py): the busy states, the interlocks, abort, unload and the
-    recovery rule."""
+    FC-2's strip in resist_strip.py): the busy states, the interlocks, preparing the tank,
+    LOAD and START, abort, unload and the recovery rule. A chemistry says which mode the
+    wafer is loaded in, which recipe registers and tank are its own, and its windows."""
 
     role = "cleaner"
     driver_type = Cleaner
     guarded = ("START",)
+    mode: ClassVar[CleanMode]
+    tank: ClassVar[str]  # how an operator calls the kind's tank
+
+    @abstractmethod
+    async def read_recipe(self, driver: Cleaner) -> CleanRecipe | StripRecipe:
+        """The kind's recipe registers as the cleaner holds them."""
+
+    @abstractmethod
+    async def store_recipe(self, driver: Cleaner, step: C) -> None:
+        """Write the step's recipe into the kind's registers."""
+
+    @abstractmethod
+    def describe(self, step: C) -> str:
+        """The step's recipe, for the log when it is written."""
+
+    @abstractmethod
+    def tank_c(self, status: CleanerStatus, step: C) -> tuple[float | None, float]:
+        """The kind's tank temperature now (None: not measured) and the one the step needs."""
+
+    async def look(self, driver: Cleaner, step: C, wafer_id: str,
+                   status: CleanerStatus) -> ToolView[CleanerStatus]:
+        own = status.state is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id
+        return ToolView(status, await self.read_recipe(driver), own)
+
+    async def prepare(self, driver: Cleaner, step: C, *, clock: Clock, recipe_name: str,
+                      note: Note) -> None:
+        if await self.read_recipe(driver) != step.tool_recipe():
+            note(self.describe(step))
+            await self.store_recipe(driver, step)
+        now_c, wanted_c = self.tank_c(await driver.status(), step)
+        gap = abs((now_c or 0.0) - wanted_c)
+        if gap > BATH_TOLERANCE_C:
+            shown = "unknown" if now_c is None else f"{now_c:g}"
+            note(f"waiting for the {self.tank}: {shown} -> {wanted_c:g} °C")
+        await driver.wait_bath_ready(timeout_s=timeout_for(gap / BATH_COOL_C_S), mode=self.mode)
+
+    async def execute(self, driver: Cleaner, step: C, ctx: StepContext,
+                      seen: ToolView[CleanerStatus]) -> StepResult[CleanResult]:
+        if seen.own_wafer_done:
+            await driver.unload()
+        # Same tank temperature (the interlock checked it); times and pressure are this wafer's.
+        if seen.clean_recipe != step.tool_recipe():
+            await self.store_recipe(driver, step)
+        await driver.load(ctx.wafer_id, self.mode)
+        async with guarded(ctx.journal, ctx.wafer_id, "START", driver.name):
+            await driver.start()
+        cycle = self.nominal_s(step)
+        await expect(ctx.clock, cycle)
+        return StepResult(await driver.wait_result(timeout_s=timeout_for(cycle)))
 
     def bound_setup(self, step: C) -> SetupKey | None:
         return None  # a bath change is waited out, not a changeover the bound counts
@@ -125,6 +178,8 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
 class FluxClean(CleanerKind[CleanStep]):
     name = "clean"
     repeatable = True
+    mode = CleanMode.FLUX_CLEAN
+    tank = "bath"
 
     def setup_key(self, step: CleanStep) -> SetupKey:
         return ("clean", step.wash_temp_c)
@@ -162,39 +217,19 @@ class FluxClean(CleanerKind[CleanStep]):
     def windows(self, step: CleanStep) -> dict[str, list[float | None]]:
         return {"ionic_ug_cm2": [None, step.max_ionic_ug_cm2]}
 
-    async def look(self, driver: Cleaner, step: CleanStep, wafer_id: str,
-                   status: CleanerStatus) -> ToolView[CleanerStatus]:
-        own = status.state is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id
-        return ToolView(status, await driver.recipe(), own)
+    async def read_recipe(self, driver: Cleaner) -> CleanRecipe:
+        return await driver.recipe()
 
-    async def prepare(self, driver: Cleaner, step: CleanStep, *, clock: Clock, recipe_name: str,
-                      note: Note) -> None:
-        wanted = step.tool_recipe()
-        if await driver.recipe() != wanted:
-            note(f"clean recipe: wash {step.wash_temp_c:g} °C {step.wash_time_s} s, rinse "
-                 f"{step.rinse_time_s} s, dry {step.dry_time_s} s, "
-                 f"{step.spray_pressure_bar:g} bar")
-            await driver.set_recipe(wanted)
-        status = await driver.status()
-        gap = abs(status.wash_temp_c - step.wash_temp_c)
-        if gap > BATH_TOLERANCE_C:
-            note(f"waiting for the bath: {status.wash_temp_c:g} -> {step.wash_temp_c:g} °C")
-        await driver.wait_bath_ready(timeout_s=timeout_for(gap / BATH_COOL_C_S))
+    async def store_recipe(self, driver: Cleaner, step: CleanStep) -> None:
+        await driver.set_recipe(step.tool_recipe())
 
-    async def execute(self, driver: Cleaner, step: CleanStep, ctx: StepContext,
-                      seen: ToolView[CleanerStatus]) -> StepResult[CleanResult]:
-        if seen.own_wafer_done:
-            await driver.unload()
-        # Same wash temperature (the interlock checked it); times and pressure are this wafer's.
-        wanted = step.tool_recipe()
-        if seen.clean_recipe != wanted:
-            await driver.set_recipe(wanted)
-        await driver.load(ctx.wafer_id)
-        async with guarded(ctx.journal, ctx.wafer_id, "START", driver.name):
-            await driver.start()
-        cycle = self.nominal_s(step)
-        await expect(ctx.clock, cycle)
-        return StepResult(await driver.wait_result(timeout_s=timeout_for(cycle)))
+    def describe(self, step: CleanStep) -> str:
+        return (f"clean recipe: wash {step.wash_temp_c:g} °C {step.wash_time_s} s, rinse "
+                f"{step.rinse_time_s} s, dry {step.dry_time_s} s, "
+                f"{step.spray_pressure_bar:g} bar")
+
+    def tank_c(self, status: CleanerStatus, step: CleanStep) -> tuple[float | None, float]:
+        return status.wash_temp_c, step.wash_temp_c
 
 
 FLUX_CLEAN = FluxClean()
