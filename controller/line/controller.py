@@ -81,7 +81,7 @@ class LineController:
     def __init__(
         self,
         store: Store,
-        tools: LineTools,
+        tools: LineTools,  # the line's drivers, by name and by role
         clock: Clock,
         *,
         recipes: RecipeLoader,
