@@ -5,9 +5,8 @@ batch dispatching of batch tools (``controller/line/batching.py``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from drivers.protocols import Tool
+from drivers.protocols import AnyTool
 from sequences.errors import SequenceError
 from sequences.kinds.base import SetupKey
 from sequences.wafer.runner import WaferRun
@@ -34,7 +33,7 @@ class ScheduledTool:
 
     name: str
     role: str
-    driver: Tool[Any]
+    driver: AnyTool
     setup: SetupKey | None = None  # None: not known yet
     busy: bool = False  # a step or a changeover owns the tool
     holder: str | None = None  # the wafer whose step owns it (None: a changeover)

@@ -30,7 +30,7 @@ from controller.line import batching
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolError
-from drivers.protocols import Tool
+from drivers.protocols import AnyTool
 from drivers.types import Alarm
 from sequences.kinds import KINDS, AnyKind, kind_of
 from sequences.kinds.base import SetupKey
@@ -78,7 +78,7 @@ class Scheduler:
 
     def __init__(
         self,
-        tools: dict[str, tuple[str, Tool[Any]]],  # name -> its role and driver
+        tools: dict[str, tuple[str, AnyTool]],  # name -> its role and driver
         clock: Clock,
         *,
         line: LineSide | None = None,

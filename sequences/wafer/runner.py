@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolAlarm, ToolError, ToolTimeout
-from drivers.protocols import Tool
+from drivers.protocols import AnyTool
 from drivers.tools import LineTools
 from sequences.errors import InterlockError, SequenceError
 from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
@@ -107,7 +107,7 @@ class WaferRun:
         self.results: dict[int, object] = {}  # last raw tool result per step (reflow curves)
         self.tool_notes: list[str] = []  # what abort left the tool doing
         self._task: asyncio.Task[object] | None = None
-        self._driver: Tool[Any] | None = None
+        self._driver: AnyTool | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._hold_after: str | None = None
@@ -246,7 +246,7 @@ class WaferRun:
 
     # --- running a step --------------------------------------------------------------------------
 
-    async def run_step(self, driver: Tool[Any], *,
+    async def run_step(self, driver: AnyTool, *,
                        on_tool_free: Callable[[], None] | None = None,
                        batch: Batch | None = None) -> str:
         """Run the waiting step on ``driver``; returns the wafer's state afterwards.
@@ -274,7 +274,7 @@ class WaferRun:
             self._task = None
             self._idle.set()
 
-    async def _run_step(self, number: int, step: Step, driver: Tool[Any],
+    async def _run_step(self, number: int, step: Step, driver: AnyTool,
                         on_tool_free: Callable[[], None] | None, batch: Batch | None = None
                         ) -> str:
         here = waiting(number)
@@ -304,7 +304,7 @@ class WaferRun:
             return self.state
         return await self._finish(number, step, driver, outcome)
 
-    async def _finish(self, number: int, step: Step, driver: Tool[Any],
+    async def _finish(self, number: int, step: Step, driver: AnyTool,
                       outcome: StepResult, *, unloaded: bool = False) -> str:
         """Judge what the tool measured, repair where allowed, unload, and move on."""
         tool = driver.name
@@ -357,7 +357,7 @@ class WaferRun:
         self._step_open = False
         self.machine.restore(waiting(number), announce=why, closes=closes)
 
-    async def adopt_result(self, driver: Tool[Any], result: object, *, unloaded: bool = False
+    async def adopt_result(self, driver: AnyTool, result: object, *, unloaded: bool = False
                            ) -> str:
         """The step in progress when the controller stopped has its result at the tool:
         judge it and go on exactly as if this run had waited for it."""
@@ -392,7 +392,7 @@ class WaferRun:
             self._fire("hold", why=f"recovery: {why}")
 
     async def _readiness(
-        self, number: int, step: Step, kind: AnyKind, driver: Tool[Any]
+        self, number: int, step: Step, kind: AnyKind, driver: AnyTool
     ) -> tuple[list[str], ToolView[Any]]:
         status = await wait_free(kind, driver, self.wafer_id, self.clock, FREE_TIMEOUT_S)
         reasons = history_interlocks(number, step, self.history, self.alloys, self.options)
@@ -465,7 +465,7 @@ class WaferRun:
                                          measured.get("ni_um")))
 
 
-async def check_interlocks(driver: Tool[Any], step: Step, wafer_id: str) -> None:
+async def check_interlocks(driver: AnyTool, step: Step, wafer_id: str) -> None:
     """Raise InterlockError naming every reason the tool must not take the step now."""
     kind = kind_of(step)
     kind.check_driver(driver)
@@ -475,14 +475,14 @@ async def check_interlocks(driver: Tool[Any], step: Step, wafer_id: str) -> None
         raise InterlockError(driver.name, reasons)
 
 
-ToolPicker = Callable[[AnyKind], Tool[Any]]
-Tools: TypeAlias = LineTools | Mapping[str, Tool[Any]]
+ToolPicker = Callable[[AnyKind], AnyTool]
+Tools: TypeAlias = LineTools | Mapping[str, AnyTool]
 
 
 def _picker(tools: Tools) -> ToolPicker:
     """Tools as a LineTools (by_role) or a role -> driver mapping."""
     if isinstance(tools, LineTools):
-        def pick(kind: AnyKind) -> Tool[Any]:
+        def pick(kind: AnyKind) -> AnyTool:
             found = [d for d in tools.by_role(kind.role) if kind.can_run(d)]
             if not found:
                 raise SequenceError(f"the line has no {kind.role} that can take a "
@@ -490,7 +490,7 @@ def _picker(tools: Tools) -> ToolPicker:
             return found[0]
         return pick
     if isinstance(tools, Mapping):
-        def pick_mapped(kind: AnyKind) -> Tool[Any]:
+        def pick_mapped(kind: AnyKind) -> AnyTool:
             if kind.role not in tools:
                 raise SequenceError(f"no {kind.role} given (have: {', '.join(tools)})")
             return tools[kind.role]
