@@ -6,6 +6,8 @@ alarm each arrive as their own exception type carrying the numbers.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 
 class ToolError(Exception):
     """Base class: something went wrong talking to, or inside, a named tool."""
@@ -43,18 +45,19 @@ class ToolAlarm(ToolError):
         self.text = text
 
 
-# --- HostLink (serial tools) -----------------------------------------------------------------
+# --- refusals: a command the tool answered with a numbered "no" ---------------------------------
 
 
-class NakError(ToolError):
-    """The tool refused a HostLink command; nothing was changed on the tool."""
+class Refused(ToolError):
+    """The tool refused a command with a numbered code; nothing was changed on the tool."""
 
     code = 0
+    reply = ""  # what the refusal starts with on the wire
 
     def __init__(self, tool: str, command: str, code: int, text: str, why: str = "") -> None:
         # ``why``: what the driver found out about the refusal (the state the tool is in
         # and what the command needs); ``text`` stays the tool's own words.
-        message = f"{command} refused: NAK {code:02d} {text}"
+        message = f"{command} refused: {self.reply} {code:02d} {text}"
         super().__init__(tool, f"{message} ({why})" if why else message)
         self.command = command
         self.code = code
@@ -62,39 +65,49 @@ class NakError(ToolError):
         self.why = why
 
 
-class ChecksumNak(NakError):
-    code = 1
+class NakError(Refused):
+    """A HostLink tool's ``NAK <code> <text>`` (the printer, the ball mounter)."""
+
+    reply = "NAK"
 
 
-class UnknownCommand(NakError):
-    code = 2
+class CommandRefused(Refused):
+    """A text-line tool's ``ERR <code> <text>`` (the EP-25 plater)."""
+
+    reply = "ERR"
 
 
-class BadParameter(NakError):
-    code = 3
+R = TypeVar("R", bound=Refused)
 
 
-class WrongState(NakError):
-    code = 4
+def _per_code(base: type[R], names: dict[int, str]) -> dict[int, type[R]]:
+    """One subclass of ``base`` per code of a spec's table, named as the table says."""
+    return {code: type(name, (base,), {"code": code, "__module__": __name__,
+                                       "__doc__": f"{base.reply} {code:02d}."})
+            for code, name in names.items()}
 
 
-class AlarmActive(NakError):
-    code = 5
-
-
-class InterlockActive(NakError):
-    code = 6
-
-
-NAK_ERRORS: dict[int, type[NakError]] = {
-    cls.code: cls
-    for cls in (ChecksumNak, UnknownCommand, BadParameter, WrongState, AlarmActive, InterlockActive)
-}
+# The codes each spec lists (HostLink/1: paste-printer.md, ball-placer.md; barrier-plater.md).
+NAK_ERRORS: dict[int, type[NakError]] = _per_code(NakError, {
+    1: "ChecksumNak", 2: "UnknownCommand", 3: "BadParameter", 4: "WrongState",
+    5: "AlarmActive", 6: "InterlockActive"})
+TEXT_ERRORS: dict[int, type[CommandRefused]] = _per_code(CommandRefused, {
+    1: "RefusedSyntax", 2: "RefusedUnknown", 3: "RefusedRange", 4: "RefusedState",
+    5: "RefusedNotReady", 6: "RefusedAlarm"})
+ChecksumNak, UnknownCommand, BadParameter, WrongState, AlarmActive, InterlockActive = (
+    NAK_ERRORS.values())
+RefusedSyntax, RefusedUnknown, RefusedRange, RefusedState, RefusedNotReady, RefusedAlarm = (
+    TEXT_ERRORS.values())
 
 
 def nak_error(tool: str, command: str, code: int, text: str) -> NakError:
     """The exception for a NAK reply (an unlisted code still gets a NakError)."""
     return NAK_ERRORS.get(code, NakError)(tool, command, code, text)
+
+
+def text_error(tool: str, command: str, code: int, text: str) -> CommandRefused:
+    """The exception for an ``ERR`` reply (an unlisted code still gets a CommandRefused)."""
+    return TEXT_ERRORS.get(code, CommandRefused)(tool, command, code, text)
 
 
 # --- Modbus tools -------------------------------------------------------------------------------
@@ -155,51 +168,3 @@ class ReplyLost(LinkError):
 
 class LinkBusy(LinkError):
     """``ERR 09 BUSY LINK``: another host holds the tool's one connection."""
-
-
-class CommandRefused(ToolError):
-    """``ERR <code> <text>``: the tool refused a command; nothing was changed."""
-
-    code = 0
-
-    def __init__(self, tool: str, command: str, code: int, text: str) -> None:
-        super().__init__(tool, f"{command} refused: ERR {code:02d} {text}")
-        self.command = command
-        self.code = code
-        self.text = text
-
-
-class RefusedSyntax(CommandRefused):
-    code = 1
-
-
-class RefusedUnknown(CommandRefused):
-    code = 2
-
-
-class RefusedRange(CommandRefused):
-    code = 3
-
-
-class RefusedState(CommandRefused):
-    code = 4
-
-
-class RefusedNotReady(CommandRefused):
-    code = 5
-
-
-class RefusedAlarm(CommandRefused):
-    code = 6
-
-
-TEXT_ERRORS: dict[int, type[CommandRefused]] = {
-    cls.code: cls
-    for cls in (RefusedSyntax, RefusedUnknown, RefusedRange, RefusedState, RefusedNotReady,
-                RefusedAlarm)
-}
-
-
-def text_error(tool: str, command: str, code: int, text: str) -> CommandRefused:
-    """The exception for an ``ERR`` reply (an unlisted code still gets a CommandRefused)."""
-    return TEXT_ERRORS.get(code, CommandRefused)(tool, command, code, text)

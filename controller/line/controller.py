@@ -22,9 +22,10 @@ from controller.line.events import EventKind, LineEvent, LineEventStream
 from controller.line.journal import StoreJournal
 from controller.line.recovery import Recovery
 from controller.line.scheduler import ScheduledTool, ScheduledWafer, Scheduler, ToolReport
-from controller.store import LotInfo, LotState, Store, StoreError
+from controller.store import LotInfo, LotState, RequestInfo, Store, StoreError
 from drivers.clock import Clock
 from drivers.errors import ToolError
+from drivers.tools import LineTools
 from sequences.errors import SequenceError
 from sequences.recipes.recipe import Recipe
 from sequences.wafer.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent
@@ -91,7 +92,7 @@ class LineController:
     def __init__(
         self,
         store: Store,
-        tools: Any,  # drivers.tools.LineTools
+        tools: LineTools,  # the line's drivers, by name and by role
         clock: Clock,
         *,
         recipes: RecipeLoader,
@@ -125,8 +126,9 @@ class LineController:
         self.batches = BatchRecords(store)
         self.scheduler.batch_log = self.batches
         for name, driver in tools.items():
-            if callable(getattr(driver, "on_event", None)):
-                driver.on_event(lambda event, tool=name: self.batches.save_seq(tool, event.seq))
+            on_event = getattr(driver, "on_event", None)  # a tool that pushes its events
+            if callable(on_event):
+                on_event(lambda event, tool=name: self.batches.save_seq(tool, event.seq))
         self._lots: list[str] = []
         self._next_request_look = 0.0
         self._watches: dict[str, asyncio.Task[None]] = {}  # ovens changing profile, read
@@ -408,7 +410,7 @@ class LineController:
                                 by=request.requested_by, reason=request.reason, outcome=note)
             self.scheduler.wake()
 
-    def _apply(self, request: Any) -> str:
+    def _apply(self, request: RequestInfo) -> str:
         wafers = [w for w in self.scheduler.wafers.values() if w.lot_id == request.lot_id]
         action = request.action
         if action == "hold_lot":
@@ -419,9 +421,9 @@ class LineController:
             return "lot resumed"
         if action == "abort_lot":
             self.scheduler.held_lots.add(request.lot_id)  # nothing new starts meanwhile
-            for wafer in wafers:
-                if not wafer.run.done:
-                    self._spawn_abort(wafer, request.reason or "lot aborted")
+            for each in wafers:
+                if not each.run.done:
+                    self._spawn_abort(each, request.reason or "lot aborted")
             return f"aborting {sum(not w.run.done for w in wafers)} wafer(s)"
         wafer = self.scheduler.wafers.get(request.wafer_id or "")
         if wafer is None:

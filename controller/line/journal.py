@@ -11,7 +11,7 @@ the command they guarded happened.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypedDict
 
 from controller.line.events import EventKind, LineEventStream
 from controller.store import Store
@@ -20,6 +20,15 @@ from sequences.wafer.machine import AWAITING, HELD
 
 INTERLOCK = "interlock:"  # how the runner says a wafer was stopped at an interlock
 INTERLOCK_ALARM = "interlock"  # the line alarm's code on the event stream (docs/events.md)
+
+
+class _Common(TypedDict):
+    """What every event published for a wafer's transition carries."""
+
+    lot_id: str | None
+    wafer_id: str
+    tool: str | None
+    tool_time: float | None
 
 
 class StoreJournal:
@@ -49,6 +58,7 @@ class StoreJournal:
         with self.store.atomic():
             self.store.record_event(event)
             if event.opens is not None:
+                assert event.step is not None  # only a step's transition opens a record
                 self._open_step[wafer_id] = self.store.start_step(
                     wafer_id, event.step, event.opens.kind, event.tool or "?",
                     event.opens.parameters, windows=event.opens.windows,
@@ -77,8 +87,8 @@ class StoreJournal:
 
     def _publish(self, event: WaferEvent) -> None:
         lot_id = self._lot_of(event.wafer_id)
-        common = dict(lot_id=lot_id, wafer_id=event.wafer_id, tool=event.tool,
-                      tool_time=event.tool_time)
+        common = _Common(lot_id=lot_id, wafer_id=event.wafer_id, tool=event.tool,
+                         tool_time=event.tool_time)
         publish = self.stream.publish
         publish(EventKind.WAFER_TRANSITION, **common, step=event.step,
                 step_kind=event.step_kind, from_state=event.from_state,
@@ -96,7 +106,7 @@ class StoreJournal:
                     step_kind=event.step_kind, why=event.why)
         self._interlock_alarm(event, common)
 
-    def _interlock_alarm(self, event: WaferEvent, common: dict[str, Any]) -> None:
+    def _interlock_alarm(self, event: WaferEvent, common: _Common) -> None:
         """An interlock that stops a wafer is a line alarm (code "interlock") for the host and
         the screen; it clears when no wafer is held at one any more."""
         wafer = event.wafer_id

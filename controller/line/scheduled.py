@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.protocols import AnyTool
+from sequences.errors import SequenceError
+from sequences.kinds.base import SetupKey
 from sequences.wafer.runner import WaferRun
 
 
@@ -33,8 +36,8 @@ class ScheduledTool:
 
     name: str
     role: str
-    driver: Any
-    setup: tuple[Any, ...] | None = None  # None: not known yet
+    driver: AnyTool
+    setup: SetupKey | None = None  # None: not known yet
     busy: bool = False  # a step or a changeover owns the tool
     holder: str | None = None  # the wafer whose step owns it (None: a changeover)
     riding: set[str] = field(default_factory=set)  # oven: wafers on the belt
@@ -74,3 +77,11 @@ class ScheduledWafer:
     order: int  # slot order within the lot, for stable tie-breaking
     ready_since: float = 0.0
     running: bool = False
+
+    @property
+    def waiting(self) -> int:
+        """The step the wafer waits to run: the scheduler dispatches only waiting wafers."""
+        number = self.run.next_step
+        if number is None:
+            raise SequenceError(f"wafer {self.run.wafer_id} is {self.run.state}: no step waits")
+        return number

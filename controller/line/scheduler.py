@@ -23,15 +23,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Protocol
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.line import batching
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolError
-from sequences.kinds import KINDS, StepKind, kind_of
+from drivers.protocols import AnyTool
+from drivers.types import Alarm
+from sequences.kinds import KINDS, AnyKind, kind_of
+from sequences.kinds.base import SetupKey
+from sequences.recipes.recipe import Step
 from sequences.wafer.machine import Phase
 from sequences.wafer.runner import WaferRun
+
+if TYPE_CHECKING:
+    from controller.line.batch_records import BatchRecords
 
 log = logging.getLogger("controller.line.scheduler")
 
@@ -70,7 +78,7 @@ class Scheduler:
 
     def __init__(
         self,
-        tools: dict[str, tuple[str, Any]],
+        tools: dict[str, tuple[str, AnyTool]],  # name -> its role and driver
         clock: Clock,
         *,
         line: LineSide | None = None,
@@ -83,15 +91,15 @@ class Scheduler:
         self._report = self.line.report
         self.held_lots: set[str] = set()
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._timed_wake: asyncio.Task[None] | None = None  # dispatch again at a tool time
         self._timed_wake_at = 0.0
         self._stopping = False
         self._order = 0
         self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
         self._batch_roles = {k.role for k in KINDS.values() if k.batch}  # set up ahead
-        self.batch_log: Any = None  # controller/batch_records.BatchRecords: batches recorded
-        self._left_inside: dict[str, tuple[str, Any]] = {}  # tool -> failed wafer, its step
+        self.batch_log: BatchRecords | None = None  # where batches are recorded
+        self._left_inside: dict[str, tuple[str, Step]] = {}  # tool -> failed wafer, its step
         self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
 
     # --- wafers ------------------------------------------------------------------------------
@@ -108,7 +116,7 @@ class Scheduler:
     def note(self, tool: ScheduledTool, text: str) -> None:
         self._report(ToolReport(tool.name, "note", text))
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run work the scheduler waits for before it stops (an abort's tool work)."""
         self._spawn(coro)
 
@@ -193,11 +201,11 @@ class Scheduler:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
 
-        def finished(t: asyncio.Task[Any]) -> None:
+        def finished(t: asyncio.Task[object]) -> None:
             self._tasks.discard(t)
             if not t.cancelled() and t.exception() is not None:
                 log.error("scheduler task failed", exc_info=t.exception())
@@ -278,18 +286,19 @@ class Scheduler:
     def mark_productive(self, tool: ScheduledTool, text: str, wafer_id: str | None) -> None:
         self._mark(tool, ToolReport(tool.name, "productive", text, wafer_id=wafer_id))
 
-    async def after_failure(self, wafer: ScheduledWafer, step: Any, tool: ScheduledTool) -> None:
+    async def after_failure(self, wafer: ScheduledWafer, step: Step, tool: ScheduledTool
+                            ) -> None:
         await self._after_failure(wafer, step, tool)
 
     async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         await self._tool_down(tool, wafer_id)
 
     @staticmethod
-    def _kind(wafer: ScheduledWafer) -> StepKind[Any]:
-        return kind_of(wafer.run.recipe.step(wafer.run.next_step))
+    def _kind(wafer: ScheduledWafer) -> AnyKind:
+        return kind_of(wafer.run.recipe.step(wafer.waiting))
 
-    def _key(self, wafer: ScheduledWafer) -> tuple[Any, ...]:
-        step = wafer.run.recipe.step(wafer.run.next_step)
+    def _key(self, wafer: ScheduledWafer) -> SetupKey:
+        step = wafer.run.recipe.step(wafer.waiting)
         return kind_of(step).setup_key(step)
 
     async def _learn_setup(self, tool: ScheduledTool, wanted: list[ScheduledWafer]) -> None:
@@ -298,7 +307,7 @@ class Scheduler:
         try:
             status = await tool.driver.status()
             for wafer in wanted:
-                step = wafer.run.recipe.step(wafer.run.next_step)
+                step = wafer.run.recipe.step(wafer.waiting)
                 kind = kind_of(step)
                 if kind.busy(status, ""):
                     return
@@ -335,7 +344,7 @@ class Scheduler:
     def _start_step(self, wafer: ScheduledWafer, tool: ScheduledTool) -> None:
         wafer.running = True
         tool.take(self.clock.now(), wafer.run.wafer_id)
-        step = wafer.run.recipe.step(wafer.run.next_step)
+        step = wafer.run.recipe.step(wafer.waiting)
         if kind_of(step).pipelined:
             tool.riding.add(wafer.run.wafer_id)
             tool.spacing_s = kind_of(step).occupancy_s(step)
@@ -384,14 +393,15 @@ class Scheduler:
                 self.wake()
 
     @staticmethod
-    async def _read_alarm(tool: ScheduledTool) -> Any:
+    async def _read_alarm(tool: ScheduledTool) -> Alarm | None:
         """The tool's latched alarm, or None (also when the tool cannot be asked)."""
         try:
             return await tool.driver.alarm()
         except ToolError:
             return None
 
-    async def _after_failure(self, wafer: ScheduledWafer, step: Any, tool: ScheduledTool) -> None:
+    async def _after_failure(self, wafer: ScheduledWafer, step: Step, tool: ScheduledTool
+                             ) -> None:
         """A failed wafer leaves the tool (so the line goes on); an alarm is recorded."""
         alarm = await self._read_alarm(tool)
         if alarm is not None:
@@ -468,7 +478,7 @@ class Scheduler:
 
     async def _changeover(self, tool: ScheduledTool, wafer: ScheduledWafer) -> None:
         run = wafer.run
-        number = run.next_step
+        number = wafer.waiting
         step = run.recipe.step(number)
         kind = kind_of(step)
         facts = {"step": number, "step_kind": step.kind, **kind.setup_facts(step)}

@@ -197,6 +197,24 @@ class Database:
             with self._raw_transaction(conn):
                 yield conn
 
+    def peek(self, hot: HotStatement, values: Mapping[str, Any]) -> Any:
+        """The first row of a ``HotStatement`` read, on the writer's connection and outside
+        any transaction of ours (SQLite reads in autocommit; elsewhere the read's implicit
+        transaction ends at once). For the controller's once-a-second "any request?": a
+        pooled read through SQLAlchemy cost ten times more CPU
+        (``docs/decisions/0011-write-path.md``). Inside ``atomic()`` it reads in that
+        transaction."""
+        grouped = self._grouped
+        if grouped is not None:
+            return hot.run(grouped, values)[0]
+        with self._lock:
+            if self._writer is None or self._writer.closed:
+                self._writer = self.engine.connect()
+            row, _ = hot.run(self._writer, values)
+            if self.dialect != "sqlite":
+                self._writer.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+            return row
+
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """The hot writes inside share one transaction: all commit, or none.

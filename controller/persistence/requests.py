@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, exists, insert, select, update
 
 from controller.domain import Disposition, check_disposition, disposition
 from controller.models import OperatorRequest, Wafer, WaferEvent
 from controller.persistence.audit import add_audit
-from controller.persistence.base import Database, StoreError, rules
+from controller.persistence.base import Database, HotStatement, StoreError, rules
 from controller.persistence.records import RequestInfo, request_info
 from sequences.wafer.machine import AWAITING
 
 _REQUESTS = OperatorRequest.__table__
 _WAFERS = Wafer.__table__
 _EVENTS = WaferEvent.__table__
-_ANY_PENDING = select(_REQUESTS.c.id).where(_REQUESTS.c.handled_at.is_(None)).limit(1)
+_ANY_PENDING = HotStatement(select(exists().where(_REQUESTS.c.handled_at.is_(None))))
 
 
 def hold_wafer(database: Database, wafer_id: str, *, user: str, reason: str) -> RequestInfo:
@@ -119,8 +119,8 @@ def _wafer_request(
 
 def any_pending(database: Database) -> bool:
     """Is any request unhandled? (The controller asks once a second; almost always not.)"""
-    with database.read() as conn:
-        return conn.execute(_ANY_PENDING).first() is not None
+    row = database.peek(_ANY_PENDING, {})
+    return bool(row and row[0])
 
 
 def requests(database: Database, *where: ColumnElement[bool]) -> list[RequestInfo]:

@@ -8,24 +8,23 @@ model and its command table or register map (docs/architecture.md).
 
 from __future__ import annotations
 
-from typing import Any
-
 from sequences.errors import SequenceError
 from sequences.kinds.ball_place import BALL_PLACE
 from sequences.kinds.barrier import BARRIER
-from sequences.kinds.base import StepKind
+from sequences.kinds.base import AnyKind, StepKind
 from sequences.kinds.flux_clean import FLUX_CLEAN
 from sequences.kinds.paste_print import PASTE_PRINT
 from sequences.kinds.reflow import REFLOW
 from sequences.kinds.resist_strip import RESIST_STRIP
+from sequences.recipes.recipe import Step
 
-KINDS: dict[str, StepKind[Any]] = {k.name: k for k in (PASTE_PRINT, BALL_PLACE, REFLOW,
-                                                        FLUX_CLEAN, RESIST_STRIP, BARRIER)}
+KINDS: dict[str, AnyKind] = {k.name: k for k in (PASTE_PRINT, BALL_PLACE, REFLOW, FLUX_CLEAN,
+                                                 RESIST_STRIP, BARRIER)}
 ROLE_OF_KIND: dict[str, str] = {name: kind.role for name, kind in KINDS.items()}
 ROLES: tuple[str, ...] = tuple(dict.fromkeys(ROLE_OF_KIND.values()))
 
 
-def kind_of(step: Any) -> StepKind[Any]:
+def kind_of(step: Step | str) -> AnyKind:
     """The kind of a recipe step (or of a kind name)."""
     name = step if isinstance(step, str) else step.kind
     try:
@@ -34,4 +33,4 @@ def kind_of(step: Any) -> StepKind[Any]:
         raise SequenceError(f"no step kind '{name}' (known: {', '.join(KINDS)})") from None
 
 
-__all__ = ["KINDS", "ROLES", "ROLE_OF_KIND", "StepKind", "kind_of"]
+__all__ = ["KINDS", "ROLES", "ROLE_OF_KIND", "AnyKind", "StepKind", "kind_of"]

@@ -13,6 +13,7 @@ from typing import Any
 from drivers.protocols import Placer
 from drivers.types import PlacementResult, PlacerState, PlacerStatus, RunStatus
 from sequences.kinds.base import (
+    SetupKey,
     ToolView,
     alarm_reasons,
     timeout_for,
@@ -28,7 +29,7 @@ REPAIR_MAX_S = 5.0 + 0.5 * 1000
 FLUX_PER_WAFER_PCT = 0.5  # flux level a wafer needs at least
 
 
-class BallPlace(HostLinkStepKind[PlaceStep]):
+class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResult]):
     name, role = "place", "placer"
     driver_type = Placer
     changeover_s = CHANGEOVER_S
@@ -39,18 +40,18 @@ class BallPlace(HostLinkStepKind[PlaceStep]):
     guarded = ("PLC",)
     load_s, unload_s, to_idle_s = LOAD_S, UNLOAD_S, UNLOAD_S
 
-    def setup_key(self, step: PlaceStep) -> tuple[Any, ...]:
+    def setup_key(self, step: PlaceStep) -> SetupKey:
         return ("place", step.ball_alloy, step.ball_diameter_um)
 
-    def setup_mismatches(self, step: PlaceStep, view: ToolView) -> list[str]:
-        st: PlacerStatus = view.status
+    def setup_mismatches(self, step: PlaceStep, view: ToolView[PlacerStatus]) -> list[str]:
+        st = view.status
         if st.ball_alloy != step.ball_alloy or st.ball_diameter_um != step.ball_diameter_um:
             return [f"{st.ball_diameter_um} µm {st.ball_alloy} balls loaded, the step needs "
                     f"{step.ball_diameter_um} µm {step.ball_alloy}"]
         return []
 
-    def interlocks(self, step: PlaceStep, view: ToolView, wafer_id: str) -> list[str]:
-        st: PlacerStatus = view.status
+    def interlocks(self, step: PlaceStep, view: ToolView[PlacerStatus], wafer_id: str) -> list[str]:
+        st = view.status
         reasons = alarm_reasons(st.alarm_code, st.state is PlacerState.ALARM)
         reasons += self.occupied(st, wafer_id)
         reasons += self.setup_mismatches(step, view)
@@ -107,20 +108,21 @@ class BallPlace(HostLinkStepKind[PlaceStep]):
 
     parameters_called = "placement parameters"
 
-    async def change_setup(self, driver: Any, step: PlaceStep) -> str:
+    async def change_setup(self, driver: Placer, step: PlaceStep) -> str:
         await driver.changeover(step.ball_alloy, step.ball_diameter_um)
         return f"changeover to {step.ball_diameter_um} µm {step.ball_alloy} balls (CHG)"
 
+    async def store_recipe(self, driver: Placer, step: PlaceStep, recipe_name: str) -> None:
+        await driver.set_recipe(step.tool_recipe(recipe_name))
 
-    async def repair(self, driver: Any) -> PlacementResult:
+    async def repair(self, driver: Placer) -> PlacementResult:
         """The mounter's automatic repair (RPR) and its new result."""
         await driver.repair()
         await driver.wait_for(PlacerState.DONE, timeout_s=timeout_for(REPAIR_MAX_S))
         return await driver.result()
 
-    async def start(self, driver: Any) -> None:
+    async def start(self, driver: Placer) -> None:
         await driver.start_placement()
-
 
 
 BALL_PLACE = BallPlace()

@@ -83,7 +83,7 @@ def batch_id_for(wafer_ids: list[str] | tuple[str, ...], now: float) -> str:
 
 
 @dataclass(frozen=True)
-class PlaterView(ToolView):
+class PlaterView(ToolView[PlaterStatus]):
     """STATE? plus what the interlocks need: the stored recipe, the baths, the alarm."""
 
     recipe: Any = None
@@ -113,10 +113,10 @@ class _Run:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class Barrier(StepKind[BarrierStep]):
+class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
     name, role = "barrier", "plater"
     driver_type = Plater
-    batch: bool = True  # several wafers ride one cycle (the scheduler gathers them)
+    batch = True  # several wafers ride one cycle (the scheduler gathers them)
     rides_out = True  # one wafer's abort cannot stop its batch-mates' cycle
     guarded = ("LOAD", "START")
 

@@ -20,17 +20,20 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import AlarmActive, ToolTimeout, WrongState
-from drivers.types import Alarm
+from drivers.protocols import Tool
+from drivers.types import Alarm, CleanRecipe, StripRecipe
 from sequences.errors import SequenceError
 from sequences.recipes.recipe import Step
 from sequences.wafer.judge import Judgment
 
 if TYPE_CHECKING:
+    from sequences.kinds.batch import Batch
     from sequences.wafer.journal import WaferJournal
 
 POLL_S = 1.0  # how often a tool is looked at while waiting for it to be free
@@ -46,8 +49,11 @@ async def expect(clock: Clock, nominal_s: float) -> None:
     await clock.sleep(nominal_s)
 
 
-async def when_in(driver: Any, state: Any, timeout_s: float,
-                  command: Callable[[], Awaitable[Any]]) -> Any:
+T = TypeVar("T")
+
+
+async def when_in(driver: Tool[Any], state: Enum, timeout_s: float,
+                  command: Callable[[], Awaitable[T]]) -> T:
     """Send a HostLink command that needs ``state``, once the spec's time for getting
     there has passed: usually the tool is there, and a status poll first would be a
     round trip for nothing. If it is not (NAK 04 WRONG STATE, or 05 ALARM ACTIVE:
@@ -70,24 +76,38 @@ def timeout_for(nominal_s: float) -> float:
 Note = Callable[[str], None]
 
 
+class Stated(Protocol):
+    """A tool status: every one has the tool's state (an enum)."""
+
+    @property
+    def state(self) -> Enum: ...
+
+
+S = TypeVar("S", bound=Step)  # the recipe step the kind runs
+D = TypeVar("D", bound=Tool[Any])  # the tool protocol of its role (drivers/protocols.py)
+St = TypeVar("St", bound=Stated)  # that tool's status dataclass
+R = TypeVar("R")  # what the tool measures for one wafer (its result dataclass)
+SetupKey: TypeAlias = tuple[str | float, ...]  # the kind's name, then what a changeover sets
+
+
 @dataclass(frozen=True)
-class ToolView:
+class ToolView(Generic[St]):
     """What the interlock check read from the tool just before a step.
 
     The scheduler gives the tool to the step alone, so ``execute`` may start from it
     instead of asking the tool again.
     """
 
-    status: Any
-    clean_recipe: Any = None  # cleaner: its recipe registers
+    status: St
+    clean_recipe: CleanRecipe | StripRecipe | None = None  # cleaner: its recipe registers
     own_wafer_done: bool = False  # this wafer is still in the tool, finished (an earlier stop)
 
 
 @dataclass
-class StepResult:
+class StepResult(Generic[R]):
     """What the tool measured, plus alarms it raised while the wafer rode through."""
 
-    result: Any
+    result: R
     alarms: list[Alarm] = field(default_factory=list)
     repaired: bool = False  # after the tool's repair (judged as such: no second repair)
 
@@ -101,7 +121,7 @@ class StepContext:
     recipe_name: str  # the name the tool stores the step's parameters under
     journal: WaferJournal
     tool_free: Callable[[], None] = lambda: None  # a pipelined tool may take the next wafer
-    batch: Any = None  # a batch tool: the Batch this wafer rides in (None: a batch of one)
+    batch: Batch | None = None  # a batch tool: the Batch this wafer rides in (None: one)
 
 
 class Settled:
@@ -148,11 +168,9 @@ class Recovering:
     measured: Mapping[str, Any] | None = None
 
 
-S = TypeVar("S", bound=Step)
-
-
-class StepKind(ABC, Generic[S]):
-    """One kind of recipe step and the tool role that runs it."""
+class StepKind(ABC, Generic[S, D, St, R]):
+    """One kind of recipe step and the tool role that runs it: ``S`` the recipe step,
+    ``D`` the tool protocol of the role, ``St`` its status, ``R`` its result for a wafer."""
 
     name: ClassVar[str]  # the recipe's ``kind``
     role: ClassVar[str]  # the tool role that runs it
@@ -168,7 +186,7 @@ class StepKind(ABC, Generic[S]):
     # journalled as an intent before it is sent.
     guarded: ClassVar[tuple[str, ...]] = ()
 
-    def check_driver(self, driver: Any) -> None:
+    def check_driver(self, driver: D) -> None:
         """Refuse to run the step on a tool of another role (a wrong line file)."""
         if not _is_a(driver, self.driver_type):
             raise SequenceError(f"a {self.name} step runs on {_a(self.role)}; "
@@ -177,18 +195,18 @@ class StepKind(ABC, Generic[S]):
             raise SequenceError(f"{driver.name} cannot take a {self.name} step (its model "
                                 "has no such mode)")
 
-    def can_run(self, driver: Any) -> bool:
+    def can_run(self, driver: D) -> bool:
         """This tool of the role can take the kind (a cleaner whose model has the mode)."""
         return True
 
     # --- setup and readiness (pure) ---
 
     @abstractmethod
-    def setup_key(self, step: S) -> tuple[Any, ...]:
+    def setup_key(self, step: S) -> SetupKey:
         """What a tool must be set up with for this step (a changeover changes it)."""
 
     @abstractmethod
-    def setup_mismatches(self, step: S, view: ToolView) -> list[str]:
+    def setup_mismatches(self, step: S, view: ToolView[St]) -> list[str]:
         """How the tool's setup differs from the step's (empty: set up)."""
 
     def setup_facts(self, step: S) -> dict[str, Any]:
@@ -198,11 +216,11 @@ class StepKind(ABC, Generic[S]):
         return {"changeover_s": [self.changeover_s] * 2} if self.changeover_s > 0 else {}
 
     @abstractmethod
-    def busy(self, status: Any, wafer_id: str) -> bool:
+    def busy(self, status: St, wafer_id: str) -> bool:
         """The tool works on another wafer or a setup change that will end by itself."""
 
     @abstractmethod
-    def interlocks(self, step: S, view: ToolView, wafer_id: str) -> list[str]:
+    def interlocks(self, step: S, view: ToolView[St], wafer_id: str) -> list[str]:
         """Why the tool must not take this step now (empty: go)."""
 
     # --- what the scheduler and the makespan bound need (pure) ---
@@ -219,7 +237,7 @@ class StepKind(ABC, Generic[S]):
         """How long the step keeps its tool from taking the next wafer."""
         return self.nominal_s(step)
 
-    def bound_setup(self, step: S) -> tuple[Any, ...] | None:
+    def bound_setup(self, step: S) -> SetupKey | None:
         """The setup the makespan bound counts changeovers of (None: none are needed), as
         the line configuration names it (the setup key without the kind's name)."""
         return self.setup_key(step)[1:]
@@ -227,18 +245,18 @@ class StepKind(ABC, Generic[S]):
     # --- results (pure) ---
 
     @abstractmethod
-    def judge(self, step: S, result: Any, wafer_id: str, *, repaired: bool = False) -> Judgment:
+    def judge(self, step: S, result: R, wafer_id: str, *, repaired: bool = False) -> Judgment:
         """The tool's result against the recipe's windows."""
 
     @abstractmethod
     def windows(self, step: S) -> dict[str, list[float | None]]:
         """The recipe's acceptance windows, as [low, high] (None = open), for the record."""
 
-    def curve(self, step: S, result: Any) -> tuple[list[float], float] | None:
+    def curve(self, step: S, result: R) -> tuple[list[float], float] | None:
         """A measured curve and its liquidus line, for the record (reflow only)."""
         return None
 
-    def result_from(self, step: S, wafer_id: str, measured: Mapping[str, Any]) -> Any:
+    def result_from(self, step: S, wafer_id: str, measured: Mapping[str, Any]) -> R | None:
         """The tool's result rebuilt from the measurements its judgment stored (``judge``'s
         ``measurements``), so recovery can judge it again; None: this kind cannot."""
         return None
@@ -249,37 +267,37 @@ class StepKind(ABC, Generic[S]):
 
     # --- talking to the tool ---
 
-    async def look(self, driver: Any, step: S, wafer_id: str, status: Any) -> ToolView:
+    async def look(self, driver: D, step: S, wafer_id: str, status: St) -> ToolView[St]:
         """What the interlock check needs beyond the status."""
         return ToolView(status)
 
     @abstractmethod
-    async def prepare(self, driver: Any, step: S, *, clock: Clock, recipe_name: str,
+    async def prepare(self, driver: D, step: S, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
         """Change the tool's setup to what the step needs, saying what was done."""
 
     @abstractmethod
-    async def execute(self, driver: Any, step: S, ctx: StepContext, seen: ToolView
-                      ) -> StepResult:
+    async def execute(self, driver: D, step: S, ctx: StepContext, seen: ToolView[St]
+                      ) -> StepResult[R]:
         """Run the step on the tool up to its result."""
 
-    async def repair(self, driver: Any) -> Any:
+    async def repair(self, driver: D) -> R:
         raise NotImplementedError(f"a {self.name} step has no repair")
 
-    async def unload(self, driver: Any, step: S) -> None:
+    async def unload(self, driver: D, step: S) -> None:
         """Hand the wafer out after judging."""
 
-    async def close_batch(self, driver: Any, batch: Any) -> None:
+    async def close_batch(self, driver: D, batch: Batch) -> None:
         """A batch kind: the batch is over for every member (the carrier goes out)."""
 
-    async def abort(self, driver: Any, step: S, wafer_id: str) -> list[str]:
+    async def abort(self, driver: D, step: S, wafer_id: str) -> list[str]:
         """Stop the tool's work on the wafer and hand it out; what was done (never raises)."""
         return []
 
     # --- recovery after a controller stop ---
 
     @abstractmethod
-    async def settle(self, driver: Any, step: S, wafer: Recovering, clock: Clock) -> Settled:
+    async def settle(self, driver: D, step: S, wafer: Recovering, clock: Clock) -> Settled:
         """Ask the tool what became of a wafer that was mid-step when the controller stopped."""
 
     def judged_before(self, step: S, wafer: Recovering, tool: str) -> Settled:
@@ -300,7 +318,7 @@ class StepKind(ABC, Generic[S]):
                           how=f"{tool} had handed it out after its judgment: judged again "
                           "from the measurements stored with the step")
 
-    async def settle_all(self, driver: Any, wafers: list[tuple[S, Recovering]], clock: Clock
+    async def settle_all(self, driver: D, wafers: list[tuple[S, Recovering]], clock: Clock
                          ) -> dict[str, Settled]:
         """Every wafer one tool had mid-step, each settled once (a pipelined tool may hold
         several: the oven settles its whole belt in one pass)."""
@@ -314,12 +332,16 @@ def _parameters(step: Step) -> Mapping[str, Any]:
     return MappingProxyType(data)
 
 
-async def wait_free(kind: StepKind[Any], driver: Any, wafer_id: str, clock: Clock,
-                    timeout_s: float) -> Any:
+# A kind whose step, tool and result are known only at run time (the registry's value).
+AnyKind: TypeAlias = "StepKind[Any, Any, Any, Any]"
+
+
+async def wait_free(kind: StepKind[Any, D, St, Any], driver: D, wafer_id: str, clock: Clock,
+                    timeout_s: float) -> St:
     """The tool's status once it is not busy with something else (ToolTimeout if it stays)."""
     deadline = clock.now() + timeout_s
     while True:
-        status = await driver.status()
+        status: St = await driver.status()
         if not kind.busy(status, wafer_id):
             return status
         if clock.now() >= deadline:
@@ -331,7 +353,7 @@ async def wait_free(kind: StepKind[Any], driver: Any, wafer_id: str, clock: Cloc
 _CHECKED: dict[tuple[type, type], bool] = {}
 
 
-def _is_a(driver: Any, protocol: type) -> bool:
+def _is_a(driver: object, protocol: type) -> bool:
     """isinstance against a tool protocol, once per driver class (it walks every verb)."""
     key = (type(driver), protocol)
     known = _CHECKED.get(key)
@@ -350,7 +372,7 @@ def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
-def state_name(status: Any) -> str:
+def state_name(status: Stated) -> str:
     state = status.state
     value = getattr(state, "value", None)
     return value if isinstance(value, str) else state.name

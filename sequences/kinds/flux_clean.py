@@ -7,8 +7,9 @@ is the cleaner's setup; it heats and cools slowly (BATH_COOL_C_S).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import ToolError
@@ -17,15 +18,18 @@ from drivers.types import (
     BATH_TOLERANCE_C,
     CleanerState,
     CleanerStatus,
+    CleanMode,
     CleanRecipe,
     CleanResult,
     CleanStatus,
+    StripRecipe,
 )
 from sequences.kinds.base import (
     NeverTaken,
     Note,
     Recovering,
     Settled,
+    SetupKey,
     StepContext,
     StepKind,
     StepResult,
@@ -36,7 +40,7 @@ from sequences.kinds.base import (
     expect,
     timeout_for,
 )
-from sequences.recipes.recipe import CleanStep
+from sequences.recipes.recipe import CleanStep, StripStep
 from sequences.wafer.journal import guarded
 from sequences.wafer.judge import Judgment, at_most, same_wafer
 
@@ -47,36 +51,81 @@ WORKING = (CleanerState.WASHING, CleanerState.STRIPPING, CleanerState.RINSING,
            CleanerState.DRYING)
 BUSY = (CleanerState.LOADED, *WORKING)
 
+C = TypeVar("C", bound=CleanStep | StripStep)
 
-class FluxClean(StepKind[Any]):
-    name, role = "clean", "cleaner"
+
+class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
+    """What every cycle of the cleaner shares, whichever its chemistry (the clean here, the
+    FC-2's strip in resist_strip.py): the busy states, the interlocks, preparing the tank,
+    LOAD and START, abort, unload and the recovery rule. A chemistry says which mode the
+    wafer is loaded in, which recipe registers and tank are its own, and its windows."""
+
+    role = "cleaner"
     driver_type = Cleaner
-    repeatable = True
     guarded = ("START",)
+    mode: ClassVar[CleanMode]
+    tank: ClassVar[str]  # how an operator calls the kind's tank
 
-    def setup_key(self, step: CleanStep) -> tuple[Any, ...]:
-        return ("clean", step.wash_temp_c)
+    @abstractmethod
+    async def read_recipe(self, driver: Cleaner) -> CleanRecipe | StripRecipe:
+        """The kind's recipe registers as the cleaner holds them."""
 
-    def bound_setup(self, step: CleanStep) -> tuple[Any, ...] | None:
+    @abstractmethod
+    async def store_recipe(self, driver: Cleaner, step: C) -> None:
+        """Write the step's recipe into the kind's registers."""
+
+    @abstractmethod
+    def describe(self, step: C) -> str:
+        """The step's recipe, for the log when it is written."""
+
+    @abstractmethod
+    def tank_c(self, status: CleanerStatus, step: C) -> tuple[float | None, float]:
+        """The kind's tank temperature now (None: not measured) and the one the step needs."""
+
+    async def look(self, driver: Cleaner, step: C, wafer_id: str,
+                   status: CleanerStatus) -> ToolView[CleanerStatus]:
+        own = status.state is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id
+        return ToolView(status, await self.read_recipe(driver), own)
+
+    async def prepare(self, driver: Cleaner, step: C, *, clock: Clock, recipe_name: str,
+                      note: Note) -> None:
+        if await self.read_recipe(driver) != step.tool_recipe():
+            note(self.describe(step))
+            await self.store_recipe(driver, step)
+        now_c, wanted_c = self.tank_c(await driver.status(), step)
+        gap = abs((now_c or 0.0) - wanted_c)
+        if gap > BATH_TOLERANCE_C:
+            shown = "unknown" if now_c is None else f"{now_c:g}"
+            note(f"waiting for the {self.tank}: {shown} -> {wanted_c:g} °C")
+        await driver.wait_bath_ready(timeout_s=timeout_for(gap / BATH_COOL_C_S), mode=self.mode)
+
+    async def execute(self, driver: Cleaner, step: C, ctx: StepContext,
+                      seen: ToolView[CleanerStatus]) -> StepResult[CleanResult]:
+        if seen.own_wafer_done:
+            await driver.unload()
+        # Same tank temperature (the interlock checked it); times and pressure are this wafer's.
+        if seen.clean_recipe != step.tool_recipe():
+            await self.store_recipe(driver, step)
+        await driver.load(ctx.wafer_id, self.mode)
+        async with guarded(ctx.journal, ctx.wafer_id, "START", driver.name):
+            await driver.start()
+        cycle = self.nominal_s(step)
+        await expect(ctx.clock, cycle)
+        return StepResult(await driver.wait_result(timeout_s=timeout_for(cycle)))
+
+    def bound_setup(self, step: C) -> SetupKey | None:
         return None  # a bath change is waited out, not a changeover the bound counts
 
-    def setup_mismatches(self, step: CleanStep, view: ToolView) -> list[str]:
-        st: CleanerStatus = view.status
-        recipe: CleanRecipe = view.clean_recipe
-        reasons = []
-        if abs(recipe.wash_temp_c - step.wash_temp_c) > 0.05:
-            reasons.append(f"cleaner set to wash at {recipe.wash_temp_c:g} °C, the step needs "
-                           f"{step.wash_temp_c:g} °C")
-        if abs(st.wash_temp_c - step.wash_temp_c) > BATH_TOLERANCE_C:
-            reasons.append(f"bath at {st.wash_temp_c:g} °C, not within ±{BATH_TOLERANCE_C:g} "
-                           f"°C of {step.wash_temp_c:g} °C")
-        return reasons
+    def inputs(self, st: CleanerStatus) -> tuple[tuple[bool | None, str], ...]:
+        """The cleaner's inputs that stop this kind of cycle, with what they mean."""
+        return ((st.di_resistivity_low, "DI rinse resistivity low"),
+                (st.door_open, "door open"))
 
-    def busy(self, status: Any, wafer_id: str) -> bool:
+    def busy(self, status: CleanerStatus, wafer_id: str) -> bool:
         return status.state in BUSY
 
-    def interlocks(self, step: CleanStep, view: ToolView, wafer_id: str) -> list[str]:
-        st: CleanerStatus = view.status
+    def interlocks(self, step: C, view: ToolView[CleanerStatus], wafer_id: str) -> list[str]:
+        st = view.status
         reasons = alarm_reasons(st.alarm_code, st.state is CleanerState.ALARM)
         if st.state not in (CleanerState.IDLE, CleanerState.READY) and not (
             st.state is CleanerState.DONE and view.own_wafer_done
@@ -86,73 +135,10 @@ class FluxClean(StepKind[Any]):
         reasons += [text for flag, text in self.inputs(st) if flag]
         return reasons
 
-    def inputs(self, st: CleanerStatus) -> tuple[tuple[bool | None, str], ...]:
-        """The cleaner's inputs that stop this kind of cycle, with what they mean."""
-        return ((st.chemistry_low, "chemistry low"),
-                (st.di_resistivity_low, "DI rinse resistivity low"),
-                (st.door_open, "door open"))
-
-    def nominal_s(self, step: CleanStep) -> float:
-        return float(step.wash_time_s + step.rinse_time_s + step.dry_time_s)
-
-    def judge(self, step: CleanStep, result: CleanResult, wafer_id: str, *,
-              repaired: bool = False) -> Judgment:
-        r = result
-        measurements = {"status": r.status.name, "ionic_ug_cm2": r.ionic_ug_cm2,
-                        "cycle_count": r.cycle_count}
-        findings = same_wafer(wafer_id, r.wafer_id)
-        if r.status is not CleanStatus.OK:
-            findings.append(f"clean status {r.status.name}")
-        findings += at_most("ionic residue", r.ionic_ug_cm2, step.max_ionic_ug_cm2, " µg/cm²")
-        return Judgment(not findings, tuple(findings), measurements)
-
-    def result_from(self, step: CleanStep, wafer_id: str, measured: Mapping[str, Any]
-                    ) -> CleanResult:
-        """(The strip's measurements add the mask residue.)"""
-        m = measured
-        return CleanResult(wafer_id, CleanStatus[m["status"]], m["ionic_ug_cm2"],
-                           m["cycle_count"], m.get("mask_residue_pct"))
-
-    def windows(self, step: CleanStep) -> dict[str, list[float | None]]:
-        return {"ionic_ug_cm2": [None, step.max_ionic_ug_cm2]}
-
-    async def look(self, driver: Any, step: CleanStep, wafer_id: str, status: Any) -> ToolView:
-        own = status.state is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id
-        return ToolView(status, await driver.recipe(), own)
-
-    async def prepare(self, driver: Any, step: CleanStep, *, clock: Clock, recipe_name: str,
-                      note: Note) -> None:
-        wanted = step.tool_recipe()
-        if await driver.recipe() != wanted:
-            note(f"clean recipe: wash {step.wash_temp_c:g} °C {step.wash_time_s} s, rinse "
-                 f"{step.rinse_time_s} s, dry {step.dry_time_s} s, "
-                 f"{step.spray_pressure_bar:g} bar")
-            await driver.set_recipe(wanted)
-        status = await driver.status()
-        gap = abs(status.wash_temp_c - step.wash_temp_c)
-        if gap > BATH_TOLERANCE_C:
-            note(f"waiting for the bath: {status.wash_temp_c:g} -> {step.wash_temp_c:g} °C")
-        await driver.wait_bath_ready(timeout_s=timeout_for(gap / BATH_COOL_C_S))
-
-    async def execute(self, driver: Any, step: CleanStep, ctx: StepContext, seen: ToolView
-                      ) -> StepResult:
-        if seen.own_wafer_done:
-            await driver.unload()
-        # Same wash temperature (the interlock checked it); times and pressure are this wafer's.
-        wanted = step.tool_recipe()
-        if seen.clean_recipe != wanted:
-            await driver.set_recipe(wanted)
-        await driver.load(ctx.wafer_id)
-        async with guarded(ctx.journal, ctx.wafer_id, "START", driver.name):
-            await driver.start()
-        cycle = self.nominal_s(step)
-        await expect(ctx.clock, cycle)
-        return StepResult(await driver.wait_result(timeout_s=timeout_for(cycle)))
-
-    async def unload(self, driver: Any, step: CleanStep) -> None:
+    async def unload(self, driver: Cleaner, step: C) -> None:
         await driver.unload()
 
-    async def abort(self, driver: Any, step: CleanStep, wafer_id: str) -> list[str]:
+    async def abort(self, driver: Cleaner, step: C, wafer_id: str) -> list[str]:
         notes: list[str] = []
         try:
             if (await driver.status()).state in WORKING:
@@ -166,7 +152,7 @@ class FluxClean(StepKind[Any]):
             notes.append(f"could not finish the abort: {exc}")
         return notes
 
-    async def settle(self, driver: Any, step: CleanStep, wafer: Recovering, clock: Clock
+    async def settle(self, driver: Cleaner, step: C, wafer: Recovering, clock: Clock
                      ) -> Settled:
         """The cleaner keeps its last result: it is this step's only if it names the wafer
         and its cycle is newer than every clean the wafer had before."""
@@ -190,6 +176,70 @@ class FluxClean(StepKind[Any]):
         if wafer.judging and not status.wafer_present:
             return self.judged_before(step, wafer, driver.name)
         return Unknown(f"{driver.name} no longer shows the wafer")
+
+    def result_from(self, step: C, wafer_id: str, measured: Mapping[str, Any]
+                    ) -> CleanResult:
+        """(The strip's measurements add the mask residue.)"""
+        m = measured
+        return CleanResult(wafer_id, CleanStatus[m["status"]], m["ionic_ug_cm2"],
+                           m["cycle_count"], m.get("mask_residue_pct"))
+
+
+class FluxClean(CleanerKind[CleanStep]):
+    name = "clean"
+    repeatable = True
+    mode = CleanMode.FLUX_CLEAN
+    tank = "bath"
+
+    def setup_key(self, step: CleanStep) -> SetupKey:
+        return ("clean", step.wash_temp_c)
+
+    def setup_mismatches(self, step: CleanStep, view: ToolView[CleanerStatus]) -> list[str]:
+        st = view.status
+        recipe = view.clean_recipe
+        assert isinstance(recipe, CleanRecipe)  # what look() read
+        reasons = []
+        if abs(recipe.wash_temp_c - step.wash_temp_c) > 0.05:
+            reasons.append(f"cleaner set to wash at {recipe.wash_temp_c:g} °C, the step needs "
+                           f"{step.wash_temp_c:g} °C")
+        if abs(st.wash_temp_c - step.wash_temp_c) > BATH_TOLERANCE_C:
+            reasons.append(f"bath at {st.wash_temp_c:g} °C, not within ±{BATH_TOLERANCE_C:g} "
+                           f"°C of {step.wash_temp_c:g} °C")
+        return reasons
+
+    def inputs(self, st: CleanerStatus) -> tuple[tuple[bool | None, str], ...]:
+        return ((st.chemistry_low, "chemistry low"), *super().inputs(st))
+
+    def nominal_s(self, step: CleanStep) -> float:
+        return float(step.wash_time_s + step.rinse_time_s + step.dry_time_s)
+
+    def judge(self, step: CleanStep, result: CleanResult, wafer_id: str, *,
+              repaired: bool = False) -> Judgment:
+        r = result
+        measurements = {"status": r.status.name, "ionic_ug_cm2": r.ionic_ug_cm2,
+                        "cycle_count": r.cycle_count}
+        findings = same_wafer(wafer_id, r.wafer_id)
+        if r.status is not CleanStatus.OK:
+            findings.append(f"clean status {r.status.name}")
+        findings += at_most("ionic residue", r.ionic_ug_cm2, step.max_ionic_ug_cm2, " µg/cm²")
+        return Judgment(not findings, tuple(findings), measurements)
+
+    def windows(self, step: CleanStep) -> dict[str, list[float | None]]:
+        return {"ionic_ug_cm2": [None, step.max_ionic_ug_cm2]}
+
+    async def read_recipe(self, driver: Cleaner) -> CleanRecipe:
+        return await driver.recipe()
+
+    async def store_recipe(self, driver: Cleaner, step: CleanStep) -> None:
+        await driver.set_recipe(step.tool_recipe())
+
+    def describe(self, step: CleanStep) -> str:
+        return (f"clean recipe: wash {step.wash_temp_c:g} °C {step.wash_time_s} s, rinse "
+                f"{step.rinse_time_s} s, dry {step.dry_time_s} s, "
+                f"{step.spray_pressure_bar:g} bar")
+
+    def tank_c(self, status: CleanerStatus, step: CleanStep) -> tuple[float | None, float]:
+        return status.wash_temp_c, step.wash_temp_c
 
 
 FLUX_CLEAN = FluxClean()

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import ToolError
+from drivers.protocols import Tool
+from drivers.types import PlacerState, PlacerStatus, PrinterState, PrinterStatus
 from sequences.kinds.base import (
     NeverTaken,
     Note,
+    R,
     Recovering,
     S,
     Settled,
@@ -35,8 +38,21 @@ from sequences.wafer.journal import guarded
 SETTLE_WAIT_S = 1800.0  # recovery waits this long for a step the tool is still running
 
 
-class HostLinkStepKind(StepKind[S]):
-    states: ClassVar[Any]  # the tool's state enum (PrinterState, PlacerState)
+class HostLinkTool(Tool[Any], Protocol):
+    """The verbs the printer and the mounter share (drivers/protocols.py Printer, Placer)."""
+
+    async def load(self, wafer_id: str) -> None: ...
+    async def result(self) -> Any: ...  # the tool's result dataclass (the kind's R)
+    async def unload(self) -> None: ...
+    async def abort(self) -> None: ...
+
+
+H = TypeVar("H", bound=HostLinkTool)
+HSt = TypeVar("HSt", bound=PrinterStatus | PlacerStatus)
+
+
+class HostLinkStepKind(StepKind[S, H, HSt, R]):
+    states: ClassVar[type[PrinterState] | type[PlacerState]]  # the tool's state enum
     what: ClassVar[str]  # how an operator calls the tool
     load_s: ClassVar[float]
     unload_s: ClassVar[float]  # ULD's nominal time
@@ -47,16 +63,20 @@ class HostLinkStepKind(StepKind[S]):
         """From start to result (print passes and SPI; flux, place and inspect)."""
 
     @abstractmethod
-    async def start(self, driver: Any) -> None:
+    async def start(self, driver: H) -> None:
         """The guarded start command (PRT, PLC)."""
 
     @abstractmethod
-    async def change_setup(self, driver: Any, step: S) -> str:
+    async def change_setup(self, driver: H, step: S) -> str:
         """Send the setup change (CHG) the step needs; what was changed, for the log."""
+
+    @abstractmethod
+    async def store_recipe(self, driver: H, step: S, recipe_name: str) -> None:
+        """Store the step's parameters on the tool under ``recipe_name`` (RCP)."""
 
     parameters_called: ClassVar[str]  # what the tool calls the stored recipe (the log)
 
-    async def prepare(self, driver: Any, step: S, *, clock: Clock, recipe_name: str,
+    async def prepare(self, driver: H, step: S, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
         """CHG when the mounted setup differs (and wait it out), then RCP."""
         status = await self.free(driver, clock)
@@ -64,24 +84,24 @@ class HostLinkStepKind(StepKind[S]):
             note(await self.change_setup(driver, step))
             await expect(clock, self.changeover_s)
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.changeover_s))
-        await driver.set_recipe(step.tool_recipe(recipe_name))  # type: ignore[attr-defined]
+        await self.store_recipe(driver, step, recipe_name)
         note(f"{self.parameters_called} {recipe_name} stored (RCP)")
 
-    async def execute(self, driver: Any, step: S, ctx: StepContext, seen: ToolView
-                      ) -> StepResult:
+    async def execute(self, driver: H, step: S, ctx: StepContext, seen: ToolView[HSt]
+                      ) -> StepResult[R]:
         await self.release_own(driver, seen)
-        await driver.set_recipe(step.tool_recipe(ctx.recipe_name))  # type: ignore[attr-defined]
+        await self.store_recipe(driver, step, ctx.recipe_name)
         return await self.load_and_run(driver, step, ctx, lambda: self.start(driver))
 
-    async def settle(self, driver: Any, step: S, wafer: Recovering, clock: Clock) -> Settled:
+    async def settle(self, driver: H, step: S, wafer: Recovering, clock: Clock) -> Settled:
         return await self.settle_hostlink(driver, step, wafer, self.start)
 
-    def busy(self, status: Any, wafer_id: str) -> bool:
+    def busy(self, status: HSt, wafer_id: str) -> bool:
         st = self.states
         return status.state not in (st.IDLE, st.DONE, st.ALARM) or (
             status.state is st.DONE and status.wafer_id != wafer_id)
 
-    def occupied(self, status: Any, wafer_id: str) -> list[str]:
+    def occupied(self, status: HSt, wafer_id: str) -> list[str]:
         st = self.states
         if status.state is st.IDLE or (
                 status.state is st.DONE and status.wafer_id == wafer_id):
@@ -89,21 +109,21 @@ class HostLinkStepKind(StepKind[S]):
         return [f"{self.what} is {status.state.value}"
                 + (f" with wafer {status.wafer_id}" if status.wafer_id else "")]
 
-    async def look(self, driver: Any, step: S, wafer_id: str, status: Any) -> ToolView:
+    async def look(self, driver: H, step: S, wafer_id: str, status: HSt) -> ToolView[HSt]:
         own = status.state is self.states.DONE and status.wafer_id == wafer_id
         return ToolView(status, own_wafer_done=own)
 
-    async def free(self, driver: Any, clock: Clock) -> Any:
+    async def free(self, driver: H, clock: Clock) -> HSt:
         return await wait_free(self, driver, "", clock, timeout_for(self.changeover_s))
 
-    async def release_own(self, driver: Any, seen: ToolView) -> None:
+    async def release_own(self, driver: H, seen: ToolView[HSt]) -> None:
         """Our own wafer left in the tool by an earlier alarm or abort goes out first."""
         if seen.own_wafer_done:
             await driver.unload()
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
 
-    async def load_and_run(self, driver: Any, step: S, ctx: StepContext,
-                           start: Callable[[], Awaitable[Any]]) -> StepResult:
+    async def load_and_run(self, driver: H, step: S, ctx: StepContext,
+                           start: Callable[[], Awaitable[None]]) -> StepResult[R]:
         st = self.states
         await driver.load(ctx.wafer_id)
         await expect(ctx.clock, self.load_s)
@@ -114,12 +134,12 @@ class HostLinkStepKind(StepKind[S]):
         return StepResult(await when_in(driver, st.DONE, timeout_for(cycle),
                                         driver.result))
 
-    async def unload(self, driver: Any, step: S) -> None:
+    async def unload(self, driver: H, step: S) -> None:
         await driver.unload()
         await expect(driver.clock, self.unload_s)
         await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
 
-    async def abort(self, driver: Any, step: S, wafer_id: str) -> list[str]:
+    async def abort(self, driver: H, step: S, wafer_id: str) -> list[str]:
         st = self.states
         notes: list[str] = []
         try:
@@ -136,8 +156,8 @@ class HostLinkStepKind(StepKind[S]):
             notes.append(f"could not finish the abort: {exc}")
         return notes
 
-    async def settle_hostlink(self, driver: Any, step: S, wafer: Recovering,
-                              start: Callable[[Any], Awaitable[None]]) -> Settled:
+    async def settle_hostlink(self, driver: H, step: S, wafer: Recovering,
+                              start: Callable[[H], Awaitable[None]]) -> Settled:
         """The tool holds the wafer: start it if it was only loaded and no start was
         journalled, wait for its result, take it. It does not: it was never loaded (the
         load follows the committed transition, only a judged wafer is unloaded)."""

@@ -13,6 +13,7 @@ from typing import Any
 from drivers.protocols import Printer
 from drivers.types import PrinterState, PrinterStatus, PrintResult, RunStatus
 from sequences.kinds.base import (
+    SetupKey,
     ToolView,
     alarm_reasons,
 )
@@ -26,7 +27,7 @@ PRINT_PASS_S, SPI_S = 30.0, 10.0
 PASTE_PER_PRINT_PCT = 0.4  # paste level a print needs at least
 
 
-class PastePrint(HostLinkStepKind[PrintStep]):
+class PastePrint(HostLinkStepKind[PrintStep, Printer, PrinterStatus, PrintResult]):
     name, role = "print", "printer"
     driver_type = Printer
     changeover_s = CHANGEOVER_S
@@ -36,11 +37,11 @@ class PastePrint(HostLinkStepKind[PrintStep]):
     guarded = ("PRT",)
     load_s, unload_s, to_idle_s = LOAD_S, UNLOAD_S, UNLOAD_S + WIPE_S
 
-    def setup_key(self, step: PrintStep) -> tuple[Any, ...]:
+    def setup_key(self, step: PrintStep) -> SetupKey:
         return ("print", step.stencil_id, step.paste_alloy)
 
-    def setup_mismatches(self, step: PrintStep, view: ToolView) -> list[str]:
-        st: PrinterStatus = view.status
+    def setup_mismatches(self, step: PrintStep, view: ToolView[PrinterStatus]) -> list[str]:
+        st = view.status
         reasons = []
         if st.stencil_id != step.stencil_id:
             reasons.append(f"stencil {st.stencil_id} mounted, the step needs {step.stencil_id}")
@@ -48,8 +49,9 @@ class PastePrint(HostLinkStepKind[PrintStep]):
             reasons.append(f"{st.paste_alloy} paste loaded, the step needs {step.paste_alloy}")
         return reasons
 
-    def interlocks(self, step: PrintStep, view: ToolView, wafer_id: str) -> list[str]:
-        st: PrinterStatus = view.status
+    def interlocks(self, step: PrintStep, view: ToolView[PrinterStatus], wafer_id: str
+                   ) -> list[str]:
+        st = view.status
         reasons = alarm_reasons(st.alarm_code, st.state is PrinterState.ALARM)
         reasons += self.occupied(st, wafer_id)
         reasons += self.setup_mismatches(step, view)
@@ -98,14 +100,15 @@ class PastePrint(HostLinkStepKind[PrintStep]):
 
     parameters_called = "print parameters"
 
-    async def change_setup(self, driver: Any, step: PrintStep) -> str:
+    async def change_setup(self, driver: Printer, step: PrintStep) -> str:
         await driver.changeover(step.stencil_id, step.paste_alloy)
         return f"changeover to stencil {step.stencil_id} and {step.paste_alloy} paste (CHG)"
 
+    async def store_recipe(self, driver: Printer, step: PrintStep, recipe_name: str) -> None:
+        await driver.set_recipe(step.tool_recipe(recipe_name))
 
-    async def start(self, driver: Any) -> None:
+    async def start(self, driver: Printer) -> None:
         await driver.start_print()
-
 
 
 PASTE_PRINT = PastePrint()

@@ -61,7 +61,7 @@ def transit_s(step: ReflowStep) -> float:
 SLOWEST_TRANSIT_S = TUNNEL_MM / SLOWEST_BELT_MM_MIN * 60.0
 
 
-class Reflow(StepKind[ReflowStep]):
+class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
     name, role = "reflow", "oven"
     driver_type = Oven
     changeover_s = CHANGEOVER_MIN_S

@@ -4,57 +4,50 @@
 The FC-2 is the FC-1 with a second chemistry: the wafer is loaded in
 RESIST_STRIP mode, the strip tank replaces the wash bath, and the result adds
 the area with mask left. The cycle, the states after it, the result and the
-recovery rule are the clean's, so this kind is the clean kind with the strip's
-tank, recipe and windows. Only a cleaner whose register map has the mode can
-take it (a line with an FC-1 and an FC-2 sends strips to the FC-2 alone).
+recovery rule are the clean's: both kinds are a ``CleanerKind`` (flux_clean.py),
+this one with the strip's mode, tank, recipe and windows. Only a cleaner whose
+register map has the mode can take it (a line with an FC-1 and an FC-2 sends
+strips to the FC-2 alone).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from drivers.clock import Clock
 from drivers.protocols import Cleaner
 from drivers.types import (
     BATH_TOLERANCE_C,
-    CleanerState,
     CleanerStatus,
     CleanMode,
     CleanResult,
     CleanStatus,
+    StripRecipe,
 )
-from sequences.kinds.base import (
-    Note,
-    StepContext,
-    StepResult,
-    ToolView,
-    expect,
-    timeout_for,
-)
-from sequences.kinds.flux_clean import BATH_COOL_C_S, FluxClean
+from sequences.kinds.base import SetupKey, ToolView
+from sequences.kinds.flux_clean import CleanerKind
 from sequences.recipes.recipe import StripStep
-from sequences.wafer.journal import guarded
 from sequences.wafer.judge import Judgment, at_most, same_wafer
 
 MODE = CleanMode.RESIST_STRIP
 
 
-class ResistStrip(FluxClean):
-    name, role = "strip", "cleaner"
-    driver_type = Cleaner
+class ResistStrip(CleanerKind[StripStep]):
+    name = "strip"
+    mode = MODE
+    tank = "strip tank"
     repeatable = False  # a second strip attacks the bumps' under-metal: an engineer decides
 
-    def can_run(self, driver: Any) -> bool:
+    def can_run(self, driver: Cleaner) -> bool:
         return bool(driver.supports(MODE))
 
-    def setup_key(self, step: StripStep) -> tuple[Any, ...]:
+    def setup_key(self, step: StripStep) -> SetupKey:
         return ("strip", step.strip_temp_c)
 
-    def setup_mismatches(self, step: StripStep, view: ToolView) -> list[str]:
-        st: CleanerStatus = view.status
+    def setup_mismatches(self, step: StripStep, view: ToolView[CleanerStatus]) -> list[str]:
+        st = view.status
+        recipe = view.clean_recipe
+        assert isinstance(recipe, StripRecipe)  # what look() read
         reasons = []
-        if abs(view.clean_recipe.strip_temp_c - step.strip_temp_c) > 0.05:
-            reasons.append(f"strip tank set to {view.clean_recipe.strip_temp_c:g} °C, the "
+        if abs(recipe.strip_temp_c - step.strip_temp_c) > 0.05:
+            reasons.append(f"strip tank set to {recipe.strip_temp_c:g} °C, the "
                            f"step needs {step.strip_temp_c:g} °C")
         if st.strip_temp_c is None or abs(st.strip_temp_c - step.strip_temp_c) > \
                 BATH_TOLERANCE_C:
@@ -63,9 +56,7 @@ class ResistStrip(FluxClean):
         return reasons
 
     def inputs(self, st: CleanerStatus) -> tuple[tuple[bool | None, str], ...]:
-        return ((st.stripper_low, "stripper low"),
-                (st.di_resistivity_low, "DI rinse resistivity low"),
-                (st.door_open, "door open"))
+        return ((st.stripper_low, "stripper low"), *super().inputs(st))
 
     def nominal_s(self, step: StripStep) -> float:
         return float(step.strip_time_s + step.rinse_time_s + step.dry_time_s)
@@ -90,38 +81,19 @@ class ResistStrip(FluxClean):
         return {"mask_residue_pct": [None, step.max_mask_residue_pct],
                 "ionic_ug_cm2": [None, step.max_ionic_ug_cm2]}
 
-    async def look(self, driver: Any, step: StripStep, wafer_id: str, status: Any) -> ToolView:
-        own = status.state is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id
-        return ToolView(status, await driver.strip_recipe(), own)
+    async def read_recipe(self, driver: Cleaner) -> StripRecipe:
+        return await driver.strip_recipe()
 
-    async def prepare(self, driver: Any, step: StripStep, *, clock: Clock, recipe_name: str,
-                      note: Note) -> None:
-        wanted = step.tool_recipe()
-        if await driver.strip_recipe() != wanted:
-            note(f"strip recipe: {step.strip_temp_c:g} °C {step.strip_time_s} s, rinse "
-                 f"{step.rinse_time_s} s, dry {step.dry_time_s} s, "
-                 f"{step.spray_pressure_bar:g} bar")
-            await driver.set_strip_recipe(wanted)
-        status = await driver.status()
-        gap = abs((status.strip_temp_c or 0.0) - step.strip_temp_c)
-        if gap > BATH_TOLERANCE_C:
-            note(f"waiting for the strip tank: {status.strip_temp_c} -> {step.strip_temp_c:g} "
-                 "°C")
-        await driver.wait_bath_ready(timeout_s=timeout_for(gap / BATH_COOL_C_S), mode=MODE)
+    async def store_recipe(self, driver: Cleaner, step: StripStep) -> None:
+        await driver.set_strip_recipe(step.tool_recipe())
 
-    async def execute(self, driver: Any, step: StripStep, ctx: StepContext, seen: ToolView
-                      ) -> StepResult:
-        if seen.own_wafer_done:
-            await driver.unload()
-        wanted = step.tool_recipe()
-        if seen.clean_recipe != wanted:
-            await driver.set_strip_recipe(wanted)
-        await driver.load(ctx.wafer_id, MODE)
-        async with guarded(ctx.journal, ctx.wafer_id, "START", driver.name):
-            await driver.start()
-        cycle = self.nominal_s(step)
-        await expect(ctx.clock, cycle)
-        return StepResult(await driver.wait_result(timeout_s=timeout_for(cycle)))
+    def describe(self, step: StripStep) -> str:
+        return (f"strip recipe: {step.strip_temp_c:g} °C {step.strip_time_s} s, rinse "
+                f"{step.rinse_time_s} s, dry {step.dry_time_s} s, "
+                f"{step.spray_pressure_bar:g} bar")
+
+    def tank_c(self, status: CleanerStatus, step: StripStep) -> tuple[float | None, float]:
+        return status.strip_temp_c, step.strip_temp_c
 
 
 RESIST_STRIP = ResistStrip()

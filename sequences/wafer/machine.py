@@ -207,7 +207,7 @@ def _named_condition(name: str, fn: Callable[[], bool]) -> Callable[..., bool]:
 def _wafer_condition(name: str, test: Callable[[WaferMachine], bool]) -> Callable[..., bool]:
     """A condition on the wafer the shared machine is moving (``send_event``: EventData)."""
     def condition(event_data: EventData) -> bool:
-        return test(event_data.model.owner)
+        return test(event_data.model.owner)  # type: ignore[attr-defined]  # a bound _Wafer
 
     condition.__name__ = condition.__qualname__ = name
     return condition
@@ -222,7 +222,7 @@ def _failed_at(step: int) -> Callable[..., bool]:
 
 
 def _emit_for_owner(event_data: EventData) -> None:
-    event_data.model.owner._emit(event_data)
+    event_data.model.owner._emit(event_data)  # type: ignore[attr-defined]  # a bound _Wafer
 
 
 @functools.cache
@@ -393,7 +393,7 @@ def mermaid_diagram(kinds: Sequence[str], title: str = "wafer") -> str:
         model=_Wafer(), states=states, transitions=table, initial=QUEUED, auto_transitions=False,
         graph_engine="mermaid", show_conditions=True, title=title,
     )
-    source = machine.model.get_graph().draw(None)
+    source = machine.model.get_graph().draw(None)  # type: ignore[attr-defined]  # GraphMachine's
     # transitions writes "Class"; Mermaid's keyword is lowercase.
     return "\n".join(
         line.replace("Class ", "class ", 1) if line.lstrip().startswith("Class ") else line

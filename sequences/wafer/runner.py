@@ -14,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from enum import Enum
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolAlarm, ToolError, ToolTimeout
+from drivers.protocols import AnyTool
+from drivers.tools import LineTools
 from drivers.types import Alarm
 from sequences.errors import InterlockError, SequenceError
-from sequences.kinds import ROLE_OF_KIND, StepKind, kind_of
+from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
 from sequences.kinds.base import StepContext, StepResult, ToolView, wait_free
+from sequences.kinds.batch import Batch
 from sequences.recipes.alloys import AlloyLibrary, default_alloys
 from sequences.recipes.history import HistoryEntry, WaferHistory, history_interlocks
 from sequences.recipes.recipe import Recipe, Step
@@ -41,7 +45,15 @@ from sequences.wafer.machine import (
 
 log = logging.getLogger("sequences.wafer.runner")
 
-_STOPPED = object()  # tool work ended by abort, hold or a failure (the state says which)
+
+
+class _Stop(Enum):
+    STOPPED = "stopped"
+
+
+_STOPPED = _Stop.STOPPED  # tool work ended by abort, hold or a failure (the state says which)
+Stopped: TypeAlias = Literal[_Stop.STOPPED]
+T = TypeVar("T")
 WAFER_ID = re.compile(r"^[\x20-\x7e]{1,16}$")
 DISPOSITIONS = ("continue", "retry", "scrap")
 FREE_TIMEOUT_S = 1800.0  # how long a step waits for a tool busy with other work
@@ -93,10 +105,10 @@ class WaferRun:
             on_event=self._deliver, now=clock.now,
         )
         self.judgments: dict[int, Judgment] = {}  # last judgment per step
-        self.results: dict[int, Any] = {}  # last raw tool result per step (reflow curves)
+        self.results: dict[int, object] = {}  # last raw tool result per step (reflow curves)
         self.tool_notes: list[str] = []  # what abort left the tool doing
-        self._task: asyncio.Task[Any] | None = None
-        self._driver: Any = None
+        self._task: asyncio.Task[object] | None = None
+        self._driver: AnyTool | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._hold_after: str | None = None
@@ -237,8 +249,9 @@ class WaferRun:
 
     # --- running a step --------------------------------------------------------------------------
 
-    async def run_step(self, driver: Any, *, on_tool_free: Callable[[], None] | None = None,
-                       batch: Any = None) -> str:
+    async def run_step(self, driver: AnyTool, *,
+                       on_tool_free: Callable[[], None] | None = None,
+                       batch: Batch | None = None) -> str:
         """Run the waiting step on ``driver``; returns the wafer's state afterwards.
 
         Interlocks first (a refusal holds the wafer, nothing is sent to the tool);
@@ -264,12 +277,14 @@ class WaferRun:
             self._task = None
             self._idle.set()
 
-    async def _run_step(self, number: int, step: Step, driver: Any,
-                        on_tool_free: Callable[[], None] | None, batch: Any = None) -> str:
+    async def _run_step(self, number: int, step: Step, driver: AnyTool,
+                        on_tool_free: Callable[[], None] | None, batch: Batch | None = None
+                        ) -> str:
         here = waiting(number)
         tool = driver.name
         kind = kind_of(step)
         self.link_lost = None
+        checked: tuple[list[str], ToolView[Any] | None] | Stopped
         try:
             checked = await self._tool_work(self._readiness(number, step, kind, driver))
         except LinkError as exc:  # nothing was sent that changes the tool: it still waits
@@ -280,7 +295,7 @@ class WaferRun:
         if checked is _STOPPED or self.state != here:  # held or aborted meanwhile
             return self.state
         reasons, seen = checked
-        if reasons:
+        if reasons or seen is None:  # None: reading the tool failed, and says why
             self._fire("hold", why="interlock: " + "; ".join(reasons), tool=tool)
             return self.state
         self._fire("tool_acquired", why=f"{step.kind} on {tool}", tool=tool,
@@ -292,7 +307,7 @@ class WaferRun:
             return self.state
         return await self._finish(number, step, driver, outcome)
 
-    async def _finish(self, number: int, step: Step, driver: Any,
+    async def _finish(self, number: int, step: Step, driver: AnyTool,
                       outcome: StepResult, *, unloaded: bool = False) -> str:
         """Judge what the tool measured, repair where allowed, unload, and move on."""
         tool = driver.name
@@ -345,7 +360,7 @@ class WaferRun:
         self._step_open = False
         self.machine.restore(waiting(number), announce=why, closes=closes)
 
-    async def adopt_result(self, driver: Any, result: Any, *, unloaded: bool = False,
+    async def adopt_result(self, driver: AnyTool, result: object, *, unloaded: bool = False,
                            alarms: tuple[Alarm, ...] = (), repaired: bool = False) -> str:
         """The step in progress when the controller stopped has its result at the tool (or
         stored with its ``step_done``): judge it and go on exactly as if this run had waited
@@ -382,8 +397,8 @@ class WaferRun:
             self._fire("hold", why=f"recovery: {why}")
 
     async def _readiness(
-        self, number: int, step: Step, kind: StepKind[Any], driver: Any
-    ) -> tuple[list[str], ToolView]:
+        self, number: int, step: Step, kind: AnyKind, driver: AnyTool
+    ) -> tuple[list[str], ToolView[Any]]:
         status = await wait_free(kind, driver, self.wafer_id, self.clock, FREE_TIMEOUT_S)
         reasons = history_interlocks(number, step, self.history, self.alloys, self.options)
         seen = await kind.look(driver, step, self.wafer_id, status)
@@ -395,7 +410,7 @@ class WaferRun:
                                 if r.startswith("alarm ") else r for r in tool_reasons]
         return reasons + tool_reasons, seen
 
-    async def _tool_work(self, coro: Any) -> Any:
+    async def _tool_work(self, coro: Awaitable[T]) -> T | Stopped:
         """Run tool work in this task, marked so abort and hold can reach it at once (they
         cancel the task; the cancellation arrives inside the work); _STOPPED when they did.
 
@@ -417,7 +432,7 @@ class WaferRun:
             self._task = None
         return _STOPPED if self.state == ABORTED else result
 
-    async def _step_work(self, coro: Any, tool: str) -> Any:
+    async def _step_work(self, coro: Awaitable[T], tool: str) -> T | Stopped:
         """Tool work of a running step: a tool alarm, timeout or error fails the step
         (awaiting disposition, with the alarm's code and text); _STOPPED then too. A tool
         that stopped answering leaves the step open (``link_lost``): _STOPPED."""
@@ -455,7 +470,7 @@ class WaferRun:
                                          measured.get("ni_um")))
 
 
-async def check_interlocks(driver: Any, step: Step, wafer_id: str) -> None:
+async def check_interlocks(driver: AnyTool, step: Step, wafer_id: str) -> None:
     """Raise InterlockError naming every reason the tool must not take the step now."""
     kind = kind_of(step)
     kind.check_driver(driver)
@@ -465,13 +480,14 @@ async def check_interlocks(driver: Any, step: Step, wafer_id: str) -> None:
         raise InterlockError(driver.name, reasons)
 
 
-ToolPicker = Callable[[StepKind[Any]], Any]
+ToolPicker = Callable[[AnyKind], AnyTool]
+Tools: TypeAlias = LineTools | Mapping[str, AnyTool]
 
 
-def _picker(tools: Any) -> ToolPicker:
+def _picker(tools: Tools) -> ToolPicker:
     """Tools as a LineTools (by_role) or a role -> driver mapping."""
-    if hasattr(tools, "by_role"):
-        def pick(kind: StepKind[Any]) -> Any:
+    if isinstance(tools, LineTools):
+        def pick(kind: AnyKind) -> AnyTool:
             found = [d for d in tools.by_role(kind.role) if kind.can_run(d)]
             if not found:
                 raise SequenceError(f"the line has no {kind.role} that can take a "
@@ -479,7 +495,7 @@ def _picker(tools: Any) -> ToolPicker:
             return found[0]
         return pick
     if isinstance(tools, Mapping):
-        def pick_mapped(kind: StepKind[Any]) -> Any:
+        def pick_mapped(kind: AnyKind) -> AnyTool:
             if kind.role not in tools:
                 raise SequenceError(f"no {kind.role} given (have: {', '.join(tools)})")
             return tools[kind.role]
@@ -490,7 +506,7 @@ def _picker(tools: Any) -> ToolPicker:
 async def run_wafer(
     recipe: Recipe,
     wafer_id: str,
-    tools: Any,
+    tools: Tools,
     clock: Clock,
     *,
     steps: tuple[int, int] | None = None,
