@@ -121,6 +121,55 @@ def test_controllers_claiming_at_once_each_win_different_lots(db_url: str) -> No
             assert {lot.id for lot in store.list_lots(line_id=line)} == set(lots)
 
 
+def test_a_controller_deciding_on_a_lot_leaves_the_others_to_other_controllers(
+    db_url: str,
+) -> None:
+    """While bay-A's controller weighs the most urgent lot (its ``can_run`` is held
+    open), bay-B's controller still claims: the queue never looks empty to it, and the
+    lot bay-B takes meanwhile is not claimed by bay-A too."""
+    with Store(db_url) as store:
+        for n in range(2):
+            _queue(store, f"Q{n}", REBUMP)
+    deciding, decide = threading.Event(), threading.Event()
+    got: list[str | None] = []
+    failed: list[BaseException] = []
+
+    def slow_can_run(lot: LotInfo) -> bool:
+        deciding.set()
+        assert decide.wait(timeout=60), "never told to go on"  # only guards a hang
+        return True
+
+    def bay_a(mine: Store) -> None:
+        try:
+            lot = mine.claim_lot("bay-A", slow_can_run)
+            got.append(None if lot is None else lot.id)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failed.append(exc)
+            deciding.set()
+
+    with Store(db_url) as a, Store(db_url) as b:
+        thread = threading.Thread(target=bay_a, args=(a,))
+        thread.start()
+        try:
+            assert deciding.wait(timeout=60)
+            assert not failed, failed
+            # Before: bay-A's transaction held the queue (every row locked on
+            # PostgreSQL, the write lock on SQLite) while it decided, so bay-B saw no
+            # lot at all (or waited for the lock and failed).
+            taken = b.claim_lot("bay-B", _anything)
+        finally:
+            decide.set()
+            thread.join()
+        assert not failed, failed
+        assert taken is not None and taken.id == "Q0" and taken.line_id == "bay-B"
+        assert got == ["Q1"]  # bay-A passed over Q0, which bay-B won meanwhile
+        assert a.get_lot("Q0").line_id == "bay-B" and a.get_lot("Q1").line_id == "bay-A"
+        claims = [(entry.lot_id, entry.detail) for entry in a.audit_log()
+                  if entry.action == "lot.claim"]
+        assert sorted(claims) == [("Q0", "claimed by line bay-B"),
+                                  ("Q1", "claimed by line bay-A")]
+
+
 def test_lot_start_names_the_line_and_lot_list_filters_by_it(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'fab.db'}"
 
