@@ -170,6 +170,29 @@ def test_a_controller_deciding_on_a_lot_leaves_the_others_to_other_controllers(
                                   ("Q1", "claimed by line bay-A")]
 
 
+def test_alarms_and_tool_states_are_kept_per_line(db_url: str) -> None:
+    """Two lines' controllers on one database, tools named alike: one line's alarm is
+    neither taken for nor cleared with the other's, and each line's tool states are
+    recorded and read on their own."""
+    with Store(db_url, line_id="bay-A") as a, Store(db_url, line_id="bay-B") as b:
+        on_a = a.alarm_set("oven-1", 540, "O2 HIGH")
+        assert a.alarm_set("oven-1", 540, "O2 HIGH") == on_a  # polled again: the same one
+        on_b = b.alarm_set("oven-1", 540, "O2 HIGH")
+        assert on_b != on_a  # before: bay-B's alarm was bay-A's row
+        assert a.alarm_cleared("oven-1") == [on_a]
+        assert [(x.id, x.line_id) for x in b.alarms(active_only=True)] == [(on_b, "bay-B")]
+        assert [x.id for x in b.alarms(line_id="bay-A")] == [on_a]
+        assert a.record_tool_state("oven-1", "standby", tool_state="READY")
+        assert b.record_tool_state("oven-1", "standby", tool_state="READY")  # its own change
+        assert not b.record_tool_state("oven-1", "standby", tool_state="READY")
+        assert a.record_tool_state("oven-1", "productive", tool_state="REFLOW")
+        latest = [(t.line_id, t.tool, t.e10_state) for t in b.tool_states_latest()]
+        assert latest == [("bay-A", "oven-1", "productive"), ("bay-B", "oven-1", "standby")]
+        assert [t.line_id for t in a.tool_states_latest("bay-B")] == ["bay-B"]
+    with pytest.raises(StoreError, match="a line id is 1-200 printable"):
+        Store(db_url, line_id="")
+
+
 def test_lot_start_names_the_line_and_lot_list_filters_by_it(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'fab.db'}"
 
