@@ -502,10 +502,12 @@ class Store:
         return _tool_states.tool_states_latest(self._db, line_id)
 
     def tool_state_history(
-        self, tool: str | None = None, *, until: datetime | None = None
+        self, tool: str | None = None, *, until: datetime | None = None,
+        line_id: str | None = None,
     ) -> list[ToolStateInfo]:
-        """E10 state changes, oldest first."""
-        return _tool_states.tool_state_history(self._db, tool, until=until)
+        """E10 state changes, oldest first (``line_id``: that line's tool, not another
+        line's of the same name)."""
+        return _tool_states.tool_state_history(self._db, tool, until=until, line_id=line_id)
 
     # -- audit
 

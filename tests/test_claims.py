@@ -189,6 +189,12 @@ def test_alarms_and_tool_states_are_kept_per_line(db_url: str) -> None:
         latest = [(t.line_id, t.tool, t.e10_state) for t in b.tool_states_latest()]
         assert latest == [("bay-A", "oven-1", "productive"), ("bay-B", "oven-1", "standby")]
         assert [t.line_id for t in a.tool_states_latest("bay-B")] == ["bay-B"]
+        # A lot's report reads its own line's tool (and rows that name no line).
+        with Store(db_url) as unnamed:
+            unnamed.record_tool_state("oven-1", "standby", tool_state="OLD")
+        history = a.tool_state_history("oven-1", line_id="bay-B")
+        assert [(t.line_id, t.tool_state) for t in history] == [("bay-B", "READY"), (None, "OLD")]
+        assert len(a.tool_state_history("oven-1")) == 4
     with pytest.raises(StoreError, match="a line id is 1-200 printable"):
         Store(db_url, line_id="")
 

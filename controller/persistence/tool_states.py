@@ -72,12 +72,19 @@ def tool_states_latest(database: Database, line_id: str | None = None) -> list[T
 
 
 def tool_state_history(
-    database: Database, tool: str | None = None, *, until: datetime | None = None
+    database: Database,
+    tool: str | None = None,
+    *,
+    until: datetime | None = None,
+    line_id: str | None = None,
 ) -> list[ToolStateInfo]:
-    """E10 state changes, oldest first."""
+    """E10 state changes, oldest first; ``line_id``: that line's and those that name no
+    line (recorded before lines were named), not another line's tool of the same name."""
     query = select(_STATES).order_by(_STATES.c.id)
     if tool is not None:
         query = query.where(_STATES.c.tool == tool)
+    if line_id is not None:
+        query = query.where((_STATES.c.line_id == line_id) | _STATES.c.line_id.is_(None))
     if until is not None:
         query = query.where(_STATES.c.at <= until)
     with database.read() as conn:
