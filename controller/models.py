@@ -223,6 +223,9 @@ class Alarm(Base):
     cleared_at: Mapped[datetime | None]
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    # The line whose tool raised it (several lines share one database, and their tool
+    # names may repeat); None: recorded by a controller that named no line.
+    line_id: Mapped[str | None] = mapped_column(String(200), index=True)
 
 
 class ToolState(Base):
@@ -238,6 +241,7 @@ class ToolState(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime]
     tool_time: Mapped[float | None] = mapped_column(Float)
+    line_id: Mapped[str | None] = mapped_column(String(200), index=True)  # as Alarm.line_id
 
 
 class OperatorRequest(Base):

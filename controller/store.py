@@ -125,7 +125,9 @@ class Store:
 
     ``create=False`` refuses to make a new SQLite file (query commands use it so a
     mistyped ``--db`` is an error, not a fresh empty database). ``now`` returns the
-    current UTC time; tests inject their own.
+    current UTC time; tests inject their own. ``line_id``: the line this store's
+    controller drives; the alarms and tool states it records name it (several lines
+    share one database, and their tools' names may repeat).
     """
 
     def __init__(
@@ -134,8 +136,10 @@ class Store:
         *,
         create: bool = True,
         now: Callable[[], datetime] = utc_now,
+        line_id: str | None = None,
     ) -> None:
         self.url = db.resolve_db_url(url)
+        self.line_id = _lots.check_line_id(line_id)
         try:
             parsed = db.parse_db_url(self.url)
         except db.DatabaseUrlError as exc:
@@ -449,12 +453,13 @@ class Store:
     ) -> int:
         """Record a tool alarm (with the wafer it hit); an alarm already active keeps its id."""
         return _alarms.alarm_set(
-            self._db, tool, code, text, wafer_id=wafer_id, step_id=step_id, tool_time=tool_time
+            self._db, tool, code, text, wafer_id=wafer_id, step_id=step_id, tool_time=tool_time,
+            line_id=self.line_id,
         )
 
     def alarm_cleared(self, tool: str, code: int | None = None) -> list[int]:
-        """Mark a tool's active alarm (``code``) or all its active alarms cleared."""
-        return _alarms.alarm_cleared(self._db, tool, code)
+        """Mark a tool's (of this store's line) active alarm ``code``, or all, cleared."""
+        return _alarms.alarm_cleared(self._db, tool, code, line_id=self.line_id)
 
     def acknowledge_alarm(self, alarm_id: int, *, user: str) -> AlarmInfo:
         return _alarms.acknowledge_alarm(self._db, alarm_id, user=user)
@@ -466,10 +471,12 @@ class Store:
         lot_id: str | None = None,
         wafer_id: str | None = None,
         tool: str | None = None,
+        line_id: str | None = None,
     ) -> list[AlarmInfo]:
-        """Alarms, newest first."""
+        """Alarms, newest first (``line_id``: only those of that line's tools)."""
         return _alarms.alarms(
-            self._db, active_only=active_only, lot_id=lot_id, wafer_id=wafer_id, tool=tool
+            self._db, active_only=active_only, lot_id=lot_id, wafer_id=wafer_id, tool=tool,
+            line_id=line_id,
         )
 
     # -- tool E10 states
@@ -485,18 +492,22 @@ class Store:
     ) -> bool:
         """Record a tool's E10 state if it changed; True when a row was written."""
         return _tool_states.record_tool_state(
-            self._db, tool, e10_state, tool_state=tool_state, reason=reason, tool_time=tool_time
+            self._db, tool, e10_state, tool_state=tool_state, reason=reason, tool_time=tool_time,
+            line_id=self.line_id,
         )
 
-    def tool_states_latest(self) -> list[ToolStateInfo]:
-        """The newest E10 state of every tool seen, by tool name."""
-        return _tool_states.tool_states_latest(self._db)
+    def tool_states_latest(self, line_id: str | None = None) -> list[ToolStateInfo]:
+        """The newest E10 state of every tool seen, by line and tool name (``line_id``:
+        that line's tools only)."""
+        return _tool_states.tool_states_latest(self._db, line_id)
 
     def tool_state_history(
-        self, tool: str | None = None, *, until: datetime | None = None
+        self, tool: str | None = None, *, until: datetime | None = None,
+        line_id: str | None = None,
     ) -> list[ToolStateInfo]:
-        """E10 state changes, oldest first."""
-        return _tool_states.tool_state_history(self._db, tool, until=until)
+        """E10 state changes, oldest first (``line_id``: that line's tool, not another
+        line's of the same name)."""
+        return _tool_states.tool_state_history(self._db, tool, until=until, line_id=line_id)
 
     # -- audit
 

@@ -121,6 +121,84 @@ def test_controllers_claiming_at_once_each_win_different_lots(db_url: str) -> No
             assert {lot.id for lot in store.list_lots(line_id=line)} == set(lots)
 
 
+def test_a_controller_deciding_on_a_lot_leaves_the_others_to_other_controllers(
+    db_url: str,
+) -> None:
+    """While bay-A's controller weighs the most urgent lot (its ``can_run`` is held
+    open), bay-B's controller still claims: the queue never looks empty to it, and the
+    lot bay-B takes meanwhile is not claimed by bay-A too."""
+    with Store(db_url) as store:
+        for n in range(2):
+            _queue(store, f"Q{n}", REBUMP)
+    deciding, decide = threading.Event(), threading.Event()
+    got: list[str | None] = []
+    failed: list[BaseException] = []
+
+    def slow_can_run(lot: LotInfo) -> bool:
+        deciding.set()
+        assert decide.wait(timeout=60), "never told to go on"  # only guards a hang
+        return True
+
+    def bay_a(mine: Store) -> None:
+        try:
+            lot = mine.claim_lot("bay-A", slow_can_run)
+            got.append(None if lot is None else lot.id)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failed.append(exc)
+            deciding.set()
+
+    with Store(db_url) as a, Store(db_url) as b:
+        thread = threading.Thread(target=bay_a, args=(a,))
+        thread.start()
+        try:
+            assert deciding.wait(timeout=60)
+            assert not failed, failed
+            # Before: bay-A's transaction held the queue (every row locked on
+            # PostgreSQL, the write lock on SQLite) while it decided, so bay-B saw no
+            # lot at all (or waited for the lock and failed).
+            taken = b.claim_lot("bay-B", _anything)
+        finally:
+            decide.set()
+            thread.join()
+        assert not failed, failed
+        assert taken is not None and taken.id == "Q0" and taken.line_id == "bay-B"
+        assert got == ["Q1"]  # bay-A passed over Q0, which bay-B won meanwhile
+        assert a.get_lot("Q0").line_id == "bay-B" and a.get_lot("Q1").line_id == "bay-A"
+        claims = [(entry.lot_id, entry.detail) for entry in a.audit_log()
+                  if entry.action == "lot.claim"]
+        assert sorted(claims) == [("Q0", "claimed by line bay-B"),
+                                  ("Q1", "claimed by line bay-A")]
+
+
+def test_alarms_and_tool_states_are_kept_per_line(db_url: str) -> None:
+    """Two lines' controllers on one database, tools named alike: one line's alarm is
+    neither taken for nor cleared with the other's, and each line's tool states are
+    recorded and read on their own."""
+    with Store(db_url, line_id="bay-A") as a, Store(db_url, line_id="bay-B") as b:
+        on_a = a.alarm_set("oven-1", 540, "O2 HIGH")
+        assert a.alarm_set("oven-1", 540, "O2 HIGH") == on_a  # polled again: the same one
+        on_b = b.alarm_set("oven-1", 540, "O2 HIGH")
+        assert on_b != on_a  # before: bay-B's alarm was bay-A's row
+        assert a.alarm_cleared("oven-1") == [on_a]
+        assert [(x.id, x.line_id) for x in b.alarms(active_only=True)] == [(on_b, "bay-B")]
+        assert [x.id for x in b.alarms(line_id="bay-A")] == [on_a]
+        assert a.record_tool_state("oven-1", "standby", tool_state="READY")
+        assert b.record_tool_state("oven-1", "standby", tool_state="READY")  # its own change
+        assert not b.record_tool_state("oven-1", "standby", tool_state="READY")
+        assert a.record_tool_state("oven-1", "productive", tool_state="REFLOW")
+        latest = [(t.line_id, t.tool, t.e10_state) for t in b.tool_states_latest()]
+        assert latest == [("bay-A", "oven-1", "productive"), ("bay-B", "oven-1", "standby")]
+        assert [t.line_id for t in a.tool_states_latest("bay-B")] == ["bay-B"]
+        # A lot's report reads its own line's tool (and rows that name no line).
+        with Store(db_url) as unnamed:
+            unnamed.record_tool_state("oven-1", "standby", tool_state="OLD")
+        history = a.tool_state_history("oven-1", line_id="bay-B")
+        assert [(t.line_id, t.tool_state) for t in history] == [("bay-B", "READY"), (None, "OLD")]
+        assert len(a.tool_state_history("oven-1")) == 4
+    with pytest.raises(StoreError, match="a line id is 1-200 printable"):
+        Store(db_url, line_id="")
+
+
 def test_lot_start_names_the_line_and_lot_list_filters_by_it(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'fab.db'}"
 

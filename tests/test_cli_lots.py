@@ -266,6 +266,7 @@ def test_tools_shows_latest_e10_state(capsys, db: str) -> None:
     ]
     out = run(capsys, "tools", "--db", db)[1]
     assert out.splitlines()[0].split() == [
+        "line",
         "tool",
         "E10",
         "state",
@@ -274,6 +275,43 @@ def test_tools_shows_latest_e10_state(capsys, db: str) -> None:
         "since",
         "reason",
     ]
+    assert out.splitlines()[1].split()[:3] == ["-", "oven-1", "standby"]  # no line named
+
+
+def test_alarms_tools_and_wafers_name_their_line_and_filter_by_it(capsys, db: str) -> None:
+    """Two lines on one database, tools named alike: each alarm and tool state is its
+    line's, shown in every row and in --json; --line keeps one line's."""
+    start(capsys, db, "LOTA", "--wafers", "1", "--line-id", "bay-A")
+    with Store(db, line_id="bay-A") as a, Store(db, line_id="bay-B") as b:
+        on_a = a.alarm_set("printer-1", 400, "DOOR OPEN", wafer_id="LOTA-01")
+        on_b = b.alarm_set("printer-1", 400, "DOOR OPEN")  # same tool name, other line
+        a.record_tool_state("printer-1", E10State.PRODUCTIVE, tool_state="PRINTING")
+        b.record_tool_state("printer-1", E10State.UNSCHEDULED_DOWN, tool_state="ALARM")
+    alarms = run_json(capsys, "alarms", "--db", db)
+    assert [(x["id"], x["line_id"], x["tool"]) for x in alarms] == [
+        (on_b, "bay-B", "printer-1"), (on_a, "bay-A", "printer-1")]
+    [only_a] = run_json(capsys, "alarms", "--line", "bay-A", "--db", db)
+    assert (only_a["id"], only_a["lot_id"]) == (on_a, "LOTA")
+    out = run(capsys, "alarms", "--line", "bay-B", "--db", db)[1].splitlines()
+    assert out[0].split()[:3] == ["#", "line", "tool"]
+    assert out[1].split()[:3] == [str(on_b), "bay-B", "printer-1"] and len(out) == 2
+    assert run(capsys, "alarms", "--line", "bay-C", "--db", db)[1] == "no alarms on line bay-C\n"
+    code, out, _ = run(capsys, "alarms", "ack", str(on_a), "--user", "bob", "--db", db)
+    assert out == f"alarm {on_a} (printer-1 on line bay-A 400 DOOR OPEN) acknowledged by bob\n"
+    tools = run_json(capsys, "tools", "--db", db)
+    assert [(t["line_id"], t["tool"], t["e10_state"]) for t in tools] == [
+        ("bay-A", "printer-1", "productive"), ("bay-B", "printer-1", "unscheduled down")]
+    [only_b] = run_json(capsys, "tools", "--line", "bay-B", "--db", db)
+    assert (only_b["line_id"], only_b["tool_state"]) == ("bay-B", "ALARM")
+    rows = run(capsys, "tools", "--line", "bay-A", "--db", db)[1].splitlines()[1:]
+    assert [r.split()[:3] for r in rows] == [["bay-A", "printer-1", "productive"]]
+    assert run(capsys, "tools", "--line", "bay-C", "--db", db)[1] == (
+        "no tool states recorded yet on line bay-C\n")
+    history = run_json(capsys, "wafer", "show", "LOTA-01", "--db", db)
+    assert history["line_id"] == "bay-A" and history["alarms"][0]["line_id"] == "bay-A"
+    out = run(capsys, "wafer", "show", "LOTA-01", "--db", db)[1]
+    assert out.startswith("wafer LOTA-01 (lot LOTA, slot 1, line bay-A): ")
+    assert run_json(capsys, "lot", "show", "LOTA", "--db", db)["lot"]["line_id"] == "bay-A"
 
 
 def test_lot_report_command(capsys, db: str, tmp_path: Path) -> None:

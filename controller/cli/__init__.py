@@ -32,6 +32,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader gone 
 COMMAND_MODULES = (
     "controller.cli.run",
     "controller.cli.lots",
+    "controller.cli.alarms",
     "controller.cli.sequences",
     "controller.cli.tool",
     "controller.cli.sim",

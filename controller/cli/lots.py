@@ -1,11 +1,10 @@
-"""Operator commands on the controller's database: lots, wafers, alarms, tools.
+"""Operator commands on the controller's database: lots and wafers (alarms and tools:
+``controller.cli.alarms``).
 
     bumpline lot start --lot ID --recipe NAME (--wafers N | --slots LIST) [--priority P]
-    bumpline lot list | show ID | hold ID | resume ID | abort ID | report ID
+    bumpline lot list [--line ID] | show ID | hold ID | resume ID | abort ID | report ID
     bumpline wafer show ID | hold ID --reason TEXT
     bumpline wafer disposition ID (--continue | --retry | --scrap) --reason TEXT
-    bumpline alarms [--active] | alarms ack ID
-    bumpline tools
 
 Every command takes ``--db URL`` (default ``$BUMPLINE_DB``, else
 ``sqlite:///bumpline.db`` in the current directory); query commands take
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from controller.cli.output import add_json, db_url, print_json, print_table, wants_json
-from controller.cli.toolstate import tools_now
 from controller.domain import (
     DEFAULT_PRIORITY,
     MAX_WAFERS,
@@ -47,7 +45,8 @@ USER_ENV = "BUMPLINE_USER"
 # --- parsers ------------------------------------------------------------------------------------
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def parents() -> tuple[argparse.ArgumentParser, ...]:
+    """The options the query and action commands share: ``--db``, ``--json``, ``--user``."""
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument(
         "--db",
@@ -66,27 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=argparse.SUPPRESS,
         help=f"who does this (default ${USER_ENV}, else your login name)",
     )
+    return db, as_json, user
 
+
+def register(sub: argparse._SubParsersAction) -> None:
+    db, as_json, user = parents()
     _register_lot(sub, db, as_json, user)
     _register_wafer(sub, db, as_json, user)
-
-    p = sub.add_parser(
-        "alarms",
-        parents=[db, as_json],
-        help="tool alarms (newest first)",
-        description="List tool alarms; 'alarms ack ID' acknowledges one.",
-    )
-    p.add_argument("--active", action="store_true", help="only alarms not cleared yet")
-    p.set_defaults(handler=cmd_alarms)
-    alarm_sub = p.add_subparsers(dest="alarms_command", metavar="[ack ID]", parser_class=type(p))
-    ack = alarm_sub.add_parser("ack", parents=[db, user], help="acknowledge an alarm")
-    ack.add_argument("alarm_id", type=int, metavar="ID", help="alarm number from 'bumpline alarms'")
-    ack.set_defaults(handler=cmd_alarm_ack)
-
-    p = sub.add_parser(
-        "tools", parents=[db, as_json], help="latest SEMI E10 state of every tool seen"
-    )
-    p.set_defaults(handler=cmd_tools)
 
 
 def _register_lot(sub: argparse._SubParsersAction, db, as_json, user) -> None:  # noqa: ANN001
@@ -434,12 +419,13 @@ def cmd_lot_report(args: argparse.Namespace) -> int:
 def cmd_wafer_show(args: argparse.Namespace) -> int:
     with _store(args) as store:
         history = store.wafer_history(args.wafer_id)
+        line_id = store.get_lot(history.wafer.lot_id).line_id  # the line of the wafer's lot
     if wants_json(args):
-        return print_json(history)
+        return print_json({**jsonable(history), "line_id": line_id})
     w = history.wafer
     print(
-        f"wafer {w.id} (lot {w.lot_id}, slot {w.slot}): {w.state} at {w.location}"
-        + (f", outcome {w.outcome}" if w.outcome else "")
+        f"wafer {w.id} (lot {w.lot_id}, slot {w.slot}, {_line_shown(line_id)}): {w.state} at "
+        f"{w.location}" + (f", outcome {w.outcome}" if w.outcome else "")
     )
     if history.steps:
         print("\nsteps:")
@@ -507,59 +493,6 @@ def cmd_wafer_disposition(args: argparse.Namespace) -> int:
     print(
         f"{request.action} of {request.wafer_id} recorded (#{request.id}); the controller "
         "carries it out"
-    )
-    return 0
-
-
-def cmd_alarms(args: argparse.Namespace) -> int:
-    with _store(args) as store:
-        alarms = store.alarms(active_only=args.active)
-    if wants_json(args):
-        return print_json([{**jsonable(a), "active": a.active} for a in alarms])
-    if not alarms:
-        print("no active alarms" if args.active else "no alarms")
-        return 0
-    print_table(
-        ["#", "tool", "code", "text", "wafer", "set", "cleared", "acknowledged"],
-        [
-            [
-                a.id,
-                a.tool,
-                a.code,
-                a.text,
-                a.wafer_id or "",
-                _t(a.set_at),
-                _t(a.cleared_at) if a.cleared_at else "ACTIVE",
-                f"{a.acknowledged_by} {_t(a.acknowledged_at)}" if a.acknowledged_at else "",
-            ]
-            for a in alarms
-        ],
-    )
-    return 0
-
-
-def cmd_alarm_ack(args: argparse.Namespace) -> int:
-    with _store(args) as store:
-        alarm = store.acknowledge_alarm(args.alarm_id, user=_user(args))
-    print(
-        f"alarm {alarm.id} ({alarm.tool} {alarm.code} {alarm.text}) acknowledged by "
-        f"{alarm.acknowledged_by}"
-    )
-    return 0
-
-
-def cmd_tools(args: argparse.Namespace) -> int:
-    with _store(args) as store:
-        tools = tools_now(store)
-    if wants_json(args):
-        return print_json([{**jsonable(n.state), "derived": n.derived} for n in tools])
-    if not tools:
-        print("no tool states recorded yet")
-        return 0
-    print_table(
-        ["tool", "E10 state", "tool state", "since", "reason"],
-        [[n.state.tool, n.state.e10_state, n.state.tool_state, _t(n.state.at), n.state.reason]
-         for n in tools],
     )
     return 0
 

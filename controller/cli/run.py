@@ -302,7 +302,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from controller.cli.lots import _user
     from controller.store import Store
 
-    store = Store(getattr(args, "db", None))
+    store = Store(getattr(args, "db", None), line_id=line_id(args))  # its alarms name the line
     leases = Leases(store, f"bumpline run by {_user(args)}")
     try:
         lot = _lot_to_run(args, store)
@@ -498,7 +498,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
     args.wait_for_disposition = not args.once
     feed = _feed_settings(args)  # bad settings: one line, before anything is taken
-    store = Store(getattr(args, "db", None))
+    store = Store(getattr(args, "db", None), line_id=line_id(args))  # its alarms name the line
     leases = Leases(store, f"bumpline serve by {_user(args)}")
     services = contextlib.AsyncExitStack()  # --gem: the factory host link, for the whole run
     try:

@@ -1,13 +1,15 @@
-"""The alarm aggregate: one row per occurrence of (tool, code), from set to clear.
+"""The alarm aggregate: one row per occurrence of (line, tool, code), from set to clear.
 
 Polling sees an active alarm many times; setting it again returns the same id.
+Several lines may share one database and name their tools alike, so an alarm
+names its line and is set and cleared within it.
 The wafer and lot an alarm hit are plain columns: a tool may name a wafer this
 database never saw.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 
 from controller.models import Alarm, Wafer
 from controller.persistence.audit import add_audit
@@ -27,12 +29,14 @@ def alarm_set(
     wafer_id: str | None = None,
     step_id: int | None = None,
     tool_time: float | None = None,
+    line_id: str | None = None,
 ) -> int:
     now = database.now()
     with database.write() as conn:
         active = conn.execute(
             select(_ALARMS.c.id).where(
-                _ALARMS.c.tool == tool, _ALARMS.c.code == code, _ALARMS.c.cleared_at.is_(None)
+                _ALARMS.c.tool == tool, _ALARMS.c.code == code, _ALARMS.c.cleared_at.is_(None),
+                _same_line(line_id),
             )
         ).scalar()
         if active is not None:
@@ -56,6 +60,7 @@ def alarm_set(
                 "cleared_at": None,
                 "acknowledged_at": None,
                 "acknowledged_by": None,
+                "line_id": line_id,
             },
         ).scalar_one()
         add_audit(
@@ -65,9 +70,18 @@ def alarm_set(
     return alarm_id
 
 
-def alarm_cleared(database: Database, tool: str, code: int | None = None) -> list[int]:
+def _same_line(line_id: str | None) -> ColumnElement[bool]:
+    """The alarms of ``line_id``'s tools (None: of tools recorded without a line)."""
+    return _ALARMS.c.line_id.is_not_distinct_from(line_id)
+
+
+def alarm_cleared(
+    database: Database, tool: str, code: int | None = None, *, line_id: str | None = None
+) -> list[int]:
     now = database.now()
-    query = select(_ALARMS).where(_ALARMS.c.tool == tool, _ALARMS.c.cleared_at.is_(None))
+    query = select(_ALARMS).where(
+        _ALARMS.c.tool == tool, _ALARMS.c.cleared_at.is_(None), _same_line(line_id)
+    )
     if code is not None:
         query = query.where(_ALARMS.c.code == code)
     with database.write() as conn:
@@ -116,8 +130,9 @@ def alarms(
     lot_id: str | None = None,
     wafer_id: str | None = None,
     tool: str | None = None,
+    line_id: str | None = None,
 ) -> list[AlarmInfo]:
-    """Alarms, newest first."""
+    """Alarms, newest first; ``line_id``: only that line's."""
     query = select(_ALARMS).order_by(_ALARMS.c.id.desc())
     if active_only:
         query = query.where(_ALARMS.c.cleared_at.is_(None))
@@ -127,6 +142,8 @@ def alarms(
         query = query.where(_ALARMS.c.wafer_id == wafer_id)
     if tool is not None:
         query = query.where(_ALARMS.c.tool == tool)
+    if line_id is not None:
+        query = query.where(_ALARMS.c.line_id == line_id)
     with database.read() as conn:
         rows = conn.execute(query).all()
     return [alarm_info(a) for a in rows]

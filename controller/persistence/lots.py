@@ -182,36 +182,50 @@ def claim_lot(
     """Claim for ``line_id`` the most urgent queued lot meant for it or for any line
     that ``can_run`` accepts; None when there is none.
 
-    Candidates are read with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL: controllers
-    claiming at once each see lots the others are not claiming; SQLite holds the
-    write lock for the whole transaction), and the claim itself is a conditional
-    ``UPDATE ... WHERE line_id IS NULL OR line_id = mine``, so even without row
-    locks exactly one controller wins a lot.
+    The queue is read without locks and ``can_run`` (which may load recipes) is asked
+    outside any transaction. Each accepted candidate is then tried in its own short
+    write: its row alone is locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: a row
+    another controller is claiming is passed over, not waited for; SQLite holds the
+    write lock) and claimed with a conditional ``UPDATE ... WHERE state = queued AND
+    (line_id IS NULL OR line_id = mine)``, so exactly one controller wins a lot.
+    Locking every candidate at once, as this did before, made a second controller
+    see an empty queue while the first was claiming (``serve --once`` then stopped
+    with lots left), and on SQLite held every other writer off while recipes loaded.
     """
     line_id = check_line_id(line_id) or ""
     mine = (_LOTS.c.line_id.is_(None)) | (_LOTS.c.line_id == line_id)
-    with database.write() as conn:
+    queued = _LOTS.c.state == LotState.QUEUED.value
+    with database.read() as conn:
         rows = conn.execute(
             select(_LOTS)
-            .where(_LOTS.c.state == LotState.QUEUED.value, mine)
+            .where(queued, mine)
             .order_by(_LOTS.c.priority, _LOTS.c.created_at, _LOTS.c.id)
-            .with_for_update(skip_locked=True)
         ).all()
-        for row in rows:
-            info = _info(conn, row)
-            if not can_run(info):
-                continue
+        counts = dict(
+            conn.execute(
+                select(_WAFERS.c.lot_id, func.count())
+                .where(_WAFERS.c.lot_id.in_([row.id for row in rows]))
+                .group_by(_WAFERS.c.lot_id)
+            ).all()
+        ) if rows else {}
+    for row in rows:
+        if not can_run(lot_info(row, counts.get(row.id, 0))):
+            continue
+        this = _LOTS.c.id == row.id
+        with database.write() as conn:
+            if conn.execute(
+                select(_LOTS.c.id).where(this, queued, mine).with_for_update(skip_locked=True)
+            ).first() is None:
+                continue  # claimed, started or being claimed by another controller
             won = conn.execute(
-                update(_LOTS)
-                .where(_LOTS.c.id == row.id, _LOTS.c.state == LotState.QUEUED.value, mine)
-                .values(line_id=line_id)
+                update(_LOTS).where(this, queued, mine).values(line_id=line_id)
             ).rowcount
-            if won:
-                if row.line_id is None:
-                    add_audit(conn, database.now(), user, "lot.claim",
-                              f"claimed by line {line_id}", lot_id=row.id)
-                return _info(conn, conn.execute(
-                    select(_LOTS).where(_LOTS.c.id == row.id)).one())
+            if won != 1:  # cannot happen under the lock; never report a claim not won
+                raise StoreError(f"lot {row.id}: claim for line {line_id} changed {won} rows")
+            if row.line_id is None:
+                add_audit(conn, database.now(), user, "lot.claim",
+                          f"claimed by line {line_id}", lot_id=row.id)
+            return _info(conn, conn.execute(select(_LOTS).where(this)).one())
     return None
 
 

@@ -114,6 +114,7 @@ class AlarmInfo:
     cleared_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    line_id: str | None = None  # the line whose tool raised it; None: not named
 
     @property
     def active(self) -> bool:
@@ -128,6 +129,7 @@ class ToolStateInfo:
     reason: str
     at: datetime
     tool_time: float | None
+    line_id: str | None = None  # the line the tool belongs to; None: not named
 
 
 @dataclass(frozen=True)

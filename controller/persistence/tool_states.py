@@ -28,6 +28,7 @@ def record_tool_state(
     tool_state: str = "",
     reason: str = "",
     tool_time: float | None = None,
+    line_id: str | None = None,
 ) -> bool:
     """Record a tool's E10 state if it changed; True when a row was written."""
     try:
@@ -36,7 +37,8 @@ def record_tool_state(
         raise StoreError(f"{tool}: {exc}") from None
     now = database.now()
     with database.write() as conn:
-        latest = conn.execute(_LATEST.where(_STATES.c.tool == tool)).first()
+        latest = conn.execute(_LATEST.where(
+            _STATES.c.tool == tool, _STATES.c.line_id.is_not_distinct_from(line_id))).first()
         if latest is not None and tuple(latest) == (state.value, tool_state):
             return False
         conn.execute(
@@ -48,32 +50,41 @@ def record_tool_state(
                 "reason": reason,
                 "at": now,
                 "tool_time": tool_time,
+                "line_id": line_id,
             },
         )
     return True
 
 
-def tool_states_latest(database: Database) -> list[ToolStateInfo]:
-    """The newest E10 state of every tool seen, by tool name."""
-    newest = (
-        select(_STATES.c.tool, func.max(_STATES.c.id).label("id"))
-        .group_by(_STATES.c.tool)
-        .subquery()
-    )
+def tool_states_latest(database: Database, line_id: str | None = None) -> list[ToolStateInfo]:
+    """The newest E10 state of every tool seen, by line and tool name (a tool name may
+    repeat on every line); ``line_id``: that line's tools only."""
+    newest = select(_STATES.c.line_id, _STATES.c.tool, func.max(_STATES.c.id).label("id"))
+    if line_id is not None:
+        newest = newest.where(_STATES.c.line_id == line_id)
+    newest_ids = newest.group_by(_STATES.c.line_id, _STATES.c.tool).subquery()
     with database.read() as conn:
         rows = conn.execute(
-            select(_STATES).join(newest, newest.c.id == _STATES.c.id).order_by(_STATES.c.tool)
+            select(_STATES).join(newest_ids, newest_ids.c.id == _STATES.c.id)
+            .order_by(_STATES.c.line_id, _STATES.c.tool)
         ).all()
     return [tool_state_info(r) for r in rows]
 
 
 def tool_state_history(
-    database: Database, tool: str | None = None, *, until: datetime | None = None
+    database: Database,
+    tool: str | None = None,
+    *,
+    until: datetime | None = None,
+    line_id: str | None = None,
 ) -> list[ToolStateInfo]:
-    """E10 state changes, oldest first."""
+    """E10 state changes, oldest first; ``line_id``: that line's and those that name no
+    line (recorded before lines were named), not another line's tool of the same name."""
     query = select(_STATES).order_by(_STATES.c.id)
     if tool is not None:
         query = query.where(_STATES.c.tool == tool)
+    if line_id is not None:
+        query = query.where((_STATES.c.line_id == line_id) | _STATES.c.line_id.is_(None))
     if until is not None:
         query = query.where(_STATES.c.at <= until)
     with database.read() as conn:

@@ -60,7 +60,8 @@ def render_lot_report(store: Store, lot_id: str) -> str:
     steps = [s for h in histories for s in h.steps]
     riders = {h.wafer.id for h in histories}
     tools = [
-        tool_figures(tool, steps, store.tool_state_history(tool), alarms, timeline)
+        tool_figures(tool, steps, store.tool_state_history(tool, line_id=lot.line_id), alarms,
+                     timeline)
         for tool in sorted({s.tool for s in steps})
     ]
     return render_page(
