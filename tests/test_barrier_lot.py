@@ -72,7 +72,7 @@ async def test_a_lot_rides_the_plater_in_batches_judged_per_wafer(tmp_path: Path
     for r in records:
         assert (r.state, r.status, r.tool) == ("done", "OK", "plater-1")
         assert abs(r.ni_bath_c - SNCU.step(4).ni_temp_c) <= 1.0
-    assert seqs == {"plater-1": plater._seq}
+    assert seqs == {"plater-1": plater.seq}
     assert all(state == "complete" for state in outcome.wafers.values()), outcome.wafers
     bound = lower_bound(SNCU, 4, {"printer": 1, "oven": 1, "cleaner": 1, "plater": 1})
     assert makespan >= bound.seconds
