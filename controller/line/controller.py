@@ -61,6 +61,13 @@ class Progress:
                 tool_time=event.tool_time))
         elif event.kind is EventKind.TOOL_NOTE:
             self.on_tool_note(event.tool or "", data["text"])
+        elif event.kind is EventKind.BATCH_STARTED:
+            self.on_tool_note(event.tool or "", f"batch {data['batch_id']} started: "
+                              f"{len(data['wafers'])} wafer(s), {', '.join(data['wafers'])}")
+        elif event.kind is EventKind.BATCH_ENDED:
+            alarm = f", alarm {data['alarm_code']}" if data.get("alarm_code") else ""
+            self.on_tool_note(event.tool or "", f"batch {data['batch_id']} ended "
+                              f"{data.get('status') or data['state']}{alarm}")
         elif event.kind is EventKind.ALARM_SET:
             hit = data.get("wafers") or ([data["wafer_id"]] if data.get("wafer_id") else [])
             self.on_tool_note(event.tool or "", f"ALARM {data['code']} {data['text']}"
@@ -109,9 +116,11 @@ class LineController:
         # Batch tools: batches with their wafers, and each pushing tool's last event number.
         self.batches = BatchRecords(store)
         self.scheduler.batch_log = self.batches
-        for name, driver in tools.items():
-            if callable(getattr(driver, "on_event", None)):
-                driver.on_event(lambda event, tool=name: self.batches.save_seq(tool, event.seq))
+        # Tools that push numbered events (the plater): their last number is kept while this
+        # controller runs (``run`` subscribes and unsubscribes: one writer per tool, however
+        # many controllers are made on the same open line).
+        self._pushing = {name: driver for name, driver in tools.items()
+                         if callable(getattr(driver, "on_event", None))}
         self._lots: list[str] = []
         self._next_request_look = 0.0
 
@@ -172,20 +181,26 @@ class LineController:
                             previous=previous, recipe=lot.recipe_name, reason=reason)
 
     async def run(self, lot_ids: list[str]) -> list[LotOutcome]:
-        for lot_id in lot_ids:
-            self.add_lot(lot_id)
-        await self._recovery().settle(list(self.scheduler.wafers.values()),
-                                      self.scheduler.tools)
-        self._finish_aborts()
-        while True:
-            await self.scheduler.run()
-            self._close_finished_lots()
-            blocked = self._waiting_for_people()
-            if not blocked or not self.wait_for_dispositions or self.scheduler.stopping:
-                break
-            self.progress.on_waiting_for_people(blocked)
-            await self._wait_for_request()
-        return [self._outcome(lot_id) for lot_id in self._lots]
+        unsubscribe = [driver.on_event(lambda event, tool=name: self.batches.save_seq(
+            tool, event.seq)) for name, driver in self._pushing.items()]
+        try:
+            for lot_id in lot_ids:
+                self.add_lot(lot_id)
+            await self._recovery().settle(list(self.scheduler.wafers.values()),
+                                          self.scheduler.tools)
+            self._finish_aborts()
+            while True:
+                await self.scheduler.run()
+                self._close_finished_lots()
+                blocked = self._waiting_for_people()
+                if not blocked or not self.wait_for_dispositions or self.scheduler.stopping:
+                    break
+                self.progress.on_waiting_for_people(blocked)
+                await self._wait_for_request()
+            return [self._outcome(lot_id) for lot_id in self._lots]
+        finally:
+            for stop in unsubscribe:
+                stop()
 
     def stop(self) -> None:
         """Ctrl-C: no new steps start; running ones finish and are recorded."""
@@ -259,6 +274,12 @@ class LineController:
             self.store.alarm_cleared(tool)
             self._tool_state(tool, E10State.STANDBY, "alarm cleared")
             self.events.publish(EventKind.ALARM_CLEARED, tool=tool, code=report.code, text="")
+        elif what in ("batch_started", "batch_ended"):  # its record is written (batch_log)
+            lots = {self._lot_of(w) for w in report.wafers}
+            self.events.publish(
+                EventKind.BATCH_STARTED if what == "batch_started" else EventKind.BATCH_ENDED,
+                tool=tool, lot_id=lots.pop() if len(lots) == 1 else None,
+                wafers=list(report.wafers), **report.data)
 
     def _link_report(self, report: ToolReport) -> None:
         """A tool that stopped answering is down (unscheduled) with a line alarm naming the

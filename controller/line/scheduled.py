@@ -16,13 +16,14 @@ class ToolReport:
 
     tool: str
     # "productive", "setup", "standby", "note", "alarm", "alarm_cleared", "link_lost",
-    # "link_back"
+    # "link_back", "batch_started", "batch_ended"
     what: str
     text: str = ""
     code: int = 0  # alarm code
     wafer_id: str | None = None  # the wafer the tool works on, or its alarm concerns
     # Every wafer an alarm concerns (wafer_id first): an oven alarm hits the whole belt.
     wafers: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)  # a batch's record, as written
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ScheduledTool:
     working: bool = False  # the line was told it is productive or in setup (not standby)
     lost: str = ""  # why the tool stopped answering ("" = it answers); out of service
     stranded: set[str] = field(default_factory=set)  # wafers in it when it went silent
+    ahead_tried: bool = False  # set up ahead of its wafers once (controller/line/ahead.py)
 
     def take(self, now: float, holder: str | None = None) -> None:
         self.busy = True

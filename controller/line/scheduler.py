@@ -25,11 +25,11 @@ import contextlib
 import logging
 from typing import Any, Protocol
 
-from controller.line import batching
+from controller.line import ahead, batching
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolError
-from sequences.kinds import KINDS, StepKind, kind_of
+from sequences.kinds import StepKind, kind_of
 from sequences.wafer.machine import Phase
 from sequences.wafer.runner import WaferRun
 
@@ -89,7 +89,6 @@ class Scheduler:
         self._stopping = False
         self._order = 0
         self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
-        self._batch_roles = {k.role for k in KINDS.values() if k.batch}  # set up ahead
         self.batch_log: Any = None  # controller/batch_records.BatchRecords: batches recorded
         self._left_inside: dict[str, tuple[str, Any]] = {}  # tool -> failed wafer, its step
         self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
@@ -107,6 +106,10 @@ class Scheduler:
 
     def note(self, tool: ScheduledTool, text: str) -> None:
         self._report(ToolReport(tool.name, "note", text))
+
+    def report(self, report: ToolReport) -> None:
+        """Tell the line (a batch started or ended: controller/line/batching.py)."""
+        self._report(report)
 
     def spawn(self, coro: Any) -> None:
         """Run work the scheduler waits for before it stops (an abort's tool work)."""
@@ -237,8 +240,8 @@ class Scheduler:
                 continue
             wanted = by_role.get(tool.role)
             if not wanted:
-                if tool.setup is None and tool.role in self._batch_roles:
-                    batching.warm_up(self, tool)
+                if tool.setup is None:
+                    ahead.set_up_ahead(self, tool)  # its wafers find it ready
                 continue
             able = [w for w in wanted if self._kind(w).can_run(tool.driver)]
             if not able:
