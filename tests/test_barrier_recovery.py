@@ -57,6 +57,8 @@ async def test_a_controller_stopped_mid_batch_resumes_from_the_plater(tmp_path: 
                 (outcome,) = await controller.run(["R1"])
             assert set(outcome.wafers.values()) == {"complete"}, outcome.wafers
             assert plater._batches_started == 1  # plated once, never START again
+            (batch,) = BatchRecords(store).batches()
+            assert (batch.state, batch.status, len(batch.wafers)) == ("done", "OK", 3)
             for wafer in store.wafers("R1"):
                 barrier = [s for s in store.steps(wafer.id) if s.kind == "barrier"]
                 assert [s.status for s in barrier] == ["done"]
@@ -108,6 +110,8 @@ async def test_a_carrier_loaded_not_started_is_started_at_resume(tmp_path: Path)
                 barrier = [s for s in store.steps(wafer.id) if s.kind == "barrier"]
                 assert [s.status for s in barrier] == ["done"]
                 assert barrier[0].results["batch_id"] == batch.id
+            (closed,) = BatchRecords(store).batches()  # closed from the settled wafers
+            assert (closed.state, closed.status) == ("done", "OK")
             notes = [a.detail for a in store.audit_log() if a.action == "wafer.recovery"]
             assert sum("not started (STATE? LOADED): started now" in n for n in notes) == 3
             assert not [n for n in notes if "engineer" in n], notes

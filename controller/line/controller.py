@@ -188,6 +188,7 @@ class LineController:
                 self.add_lot(lot_id)
             await self._recovery().settle(list(self.scheduler.wafers.values()),
                                           self.scheduler.tools)
+            self._close_settled_batches()
             self._finish_aborts()
             while True:
                 await self.scheduler.run()
@@ -392,6 +393,33 @@ class LineController:
         except SequenceError as exc:
             return f"refused: {exc}"
         return f"unknown request {action}"
+
+    def _close_settled_batches(self) -> None:
+        """Batches a stopped controller left open on this line's tools, once recovery has
+        settled every member: closed from the members' step records (the tool's verdict and
+        baths from a judged one), and their end published."""
+        for batch in self.batches.batches():
+            if batch.state != "started" or batch.tool not in self.scheduler.tools:
+                continue
+            records = []
+            for wafer_id in batch.wafers:
+                mine = [s for s in self.store.steps(wafer_id) if s.kind == batch.step_kind]
+                if not mine or mine[-1].status == "running":
+                    break  # not settled (or never reached its step record): left open
+                records.append(mine[-1])
+            else:
+                judged = [r.results for r in records
+                          if (r.results or {}).get("batch_id") == batch.id]
+                verdict: dict[str, Any] = {"state": "failed", "status": None}
+                if judged:
+                    verdict.update(state="done", status=judged[0].get("batch_status"),
+                                   ni_bath_c=judged[0].get("ni_bath_c"),
+                                   au_bath_c=judged[0].get("au_bath_c"))
+                self.batches.ended(batch.id, tool_time=self.clock.now(), **verdict)
+                self.report(ToolReport(batch.tool, "batch_ended", wafers=batch.wafers, data={
+                    "batch_id": batch.id, "step": records[0].step_index,
+                    "step_kind": batch.step_kind, "riders": list(batch.wafers),
+                    "recovered": True, **verdict}))
 
     def _finish_aborts(self) -> None:
         """Lots aborted while no controller could bring their wafers out: abort those now
