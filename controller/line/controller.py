@@ -403,9 +403,10 @@ class LineController:
                 continue
             records = []
             for wafer_id in batch.wafers:
-                mine = [s for s in self.store.steps(wafer_id) if s.kind == batch.step_kind]
+                mine = [s for s in self.store.steps(wafer_id) if s.kind == batch.step_kind
+                        and (batch.started_at is None or s.started_at >= batch.started_at)]
                 if not mine or mine[-1].status == "running":
-                    break  # not settled (or never reached its step record): left open
+                    break  # not settled, or stopped before its step opened: left open
                 records.append(mine[-1])
             else:
                 judged = [r.results for r in records
