@@ -15,6 +15,8 @@ Policy (docs/scheduling.md has the reasoning and the lower bound):
   the alarm is recorded, and the rest of the line keeps going. The controller
   sends CLR once the wafer is out; the tool accepts it only if the cause is gone
   (a door still open keeps it down), so no interlock is bypassed.
+* An idle tool whose setup is not known is set up ahead of its wafers, for the
+  first step on it the most urgent wafer will need (controller/line/ahead.py).
 * Every wafer transition is committed before the tool command that follows it.
 """
 
