@@ -117,6 +117,11 @@ class BarrierPlater:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
+    @property
+    def subscribers(self) -> int:
+        """How many callbacks events are delivered to now."""
+        return len(self._subscribers)
+
     def _hold(self) -> None:
         self._holding = True
 

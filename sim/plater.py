@@ -26,17 +26,16 @@ The figures, the state and step names and the batch records live in
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import asdict
 from typing import Any
 
+from sim.plater_events import EventLog
 from sim.plater_process import (
     ALARM_TEXT,
     AMBIENT_C,
     AU_SPREAD,
     BATCH_MAX,
     COOL_C_S,
-    EVENT_LOG_SIZE,
     FIRMWARE,
     FIXED_S,
     HEAT_C_S,
@@ -94,9 +93,7 @@ class PlaterModel:
         self._maint_until: float | None = None
         self._after_maint = State.IDLE  # a carrier loaded (or done) before REPLENISH stays
         self._warned_mto = False
-        self._seq = 0
-        self.log: deque[tuple[int, str]] = deque(maxlen=EVENT_LOG_SIZE)
-        self._outbox: list[str] = []  # event lines not yet pushed
+        self.events = EventLog()  # numbered, kept through restarts (sim/plater_events.py)
         self._notes: list[str] = []  # for the server's log
         self._time_alarms: list[tuple[float, int]] = []
         self._batch_alarms: dict[int, list[int]] = {}
@@ -267,27 +264,23 @@ class PlaterModel:
     # --- events ----------------------------------------------------------------------------------
 
     def _push(self, name: str, *fields: str) -> None:
-        self._seq += 1
-        line = " ".join((f"!{self._seq}", name, *fields))
-        self.log.append((self._seq, line))
-        self._outbox.append(line)
+        self.events.push(name, *fields)
         self.dirty = True
 
     def drain_events(self) -> list[str]:
         """Event lines raised since the last call, oldest first (the server pushes them)."""
-        out, self._outbox = self._outbox, []
-        return out
+        return self.events.drain()
 
     def drain_notes(self) -> list[str]:
         out, self._notes = self._notes, []
         return out
 
     def events_after(self, seq: int) -> list[str]:
-        return [line for s, line in self.log if s > seq]
+        return self.events.after(seq)
 
     @property
     def seq(self) -> int:
-        return self._seq
+        return self.events.seq
 
     def _note(self, text: str) -> None:
         self._notes.append(f"t={self._t:.0f}s {text}")
@@ -475,10 +468,8 @@ class PlaterModel:
         arity(args, 1)
         if not args[0].isdigit():
             raise Refused(1, "EVENTS? takes an event number")
-        replay = self.events_after(int(args[0]))
         # replayed lines go out before the reply, after anything already pushed
-        self._outbox.extend(replay)
-        return f"OK {len(replay)}"
+        return f"OK {self.events.replay(int(args[0]))}"
 
     def _alarm_q(self, args: list[str]) -> str:
         arity(args, 0)
@@ -552,8 +543,7 @@ class PlaterModel:
         """What the tool keeps through a power loss (JSON-ready)."""
         batch = self.batch
         return {
-            "seq": self._seq,
-            "log": [line for _, line in self.log],
+            **self.events.snapshot(),
             "recipe": asdict(self.recipe),
             "mto": self.mto,
             "level_pct": self.level_pct,
@@ -563,9 +553,7 @@ class PlaterModel:
         }
 
     def _restore(self, saved: dict[str, Any]) -> None:
-        self._seq = int(saved["seq"])
-        first = self._seq - len(saved["log"]) + 1
-        self.log.extend((first + i, line) for i, line in enumerate(saved["log"]))
+        self.events.restore(saved)
         self.recipe = Recipe(**saved["recipe"])
         self.mto, self.level_pct = float(saved["mto"]), float(saved["level_pct"])
         self._warned_mto = self.mto >= MTO_WARN
@@ -584,7 +572,7 @@ class PlaterModel:
         elif self.batch is not None:  # MAINT ends with the power; the carrier is still there
             done = self.result is not None and self.result.batch_id == self.batch.batch_id
             self._base = State.DONE if done else State.LOADED
-        self._outbox.clear()  # nobody was connected through the power loss
+        self.events.drain()  # nobody was connected through the power loss
 
 
 _COMMANDS = {

@@ -12,6 +12,7 @@ from controller.line import batching
 from controller.line.bound import lower_bound
 from controller.line.scheduler import Scheduler
 from drivers.clock import ManualClock
+from drivers.errors import ToolError
 from drivers.types import (
     Alarm,
     BatchResult,
@@ -24,6 +25,7 @@ from drivers.types import (
 from sequences.errors import SequenceError
 from sequences.kinds import kind_of
 from sequences.kinds.barrier import BARRIER, BarrierOutcome, PlaterView
+from sequences.kinds.base import Recovering, Unknown
 from sequences.kinds.batch import Batch
 from sequences.recipes.alloys import default_alloys
 from sequences.recipes.history import HistoryEntry, WaferHistory, history_interlocks
@@ -200,3 +202,56 @@ def test_an_ended_batchs_carrier_does_not_block_the_next_batch() -> None:
     assert BARRIER.interlocks(STEP, view(done), "W1") == ["plater is DONE"]
     ended = PlaterView(done, recipe=STEP.tool_recipe(), bath=HOT, ended_carrier=True)
     assert BARRIER.interlocks(STEP, ended, "W1") == []
+
+
+class LoadedPlater:
+    """A plater holding a carrier LOADED, not started (what recovery finds)."""
+
+    name = "plater-1"
+
+    def __init__(self, batch_id: str, bath: PlaterBath = HOT) -> None:
+        self.state = PlaterStatus(PlaterState.LOADED, batch_id, None, 0)
+        self.bath_now = bath
+        self.started = 0
+
+    async def status(self) -> PlaterStatus:
+        return self.state
+
+    async def alarm(self) -> Alarm | None:
+        return None
+
+    async def recipe(self) -> object:
+        return STEP.tool_recipe()
+
+    async def bath(self) -> PlaterBath:
+        return self.bath_now
+
+    async def wait_bath_ready(self, timeout_s: float) -> PlaterBath:
+        return self.bath_now
+
+    async def start(self) -> None:
+        self.started += 1
+
+    async def result(self) -> BatchResult:
+        raise ToolError(self.name, "ERR 02 UNKNOWN")
+
+
+def recovering(wafer_id: str, *intents: str, notes: list[str]) -> Recovering:
+    return Recovering(wafer_id, 4, False, (), intents, notes.append)
+
+
+@pytest.mark.parametrize(("intents", "bath", "why"), [
+    (("LOAD B6", "START"), HOT, "no LOAD of this wafer names it"),  # another carrier
+    (("LOAD",), HOT, "no LOAD of this wafer names it"),  # a record without the batch id
+    (("LOAD B7", "START"), PlaterBath(85.0, 80.0, 4.41, 6.0, 90.0),
+     "nickel bath at 6 MTO, its life ends at 6: replenish it"),  # an interlock
+])
+async def test_a_loaded_carrier_is_started_at_recovery_only_if_ours_and_allowed(
+        intents: tuple[str, ...], bath: PlaterBath, why: str) -> None:
+    plater = LoadedPlater("B7", bath)
+    notes: list[str] = []
+    found = await BARRIER.settle_all(plater, [
+        (STEP, recovering(w, *intents, notes=notes)) for w in ("W1", "W2")], ManualClock())
+    assert plater.started == 0  # never started: an engineer decides
+    assert all(isinstance(s, Unknown) for s in found.values()), found
+    assert len(notes) == 2 and all(why in n and "engineer" in n for n in notes), notes

@@ -57,12 +57,64 @@ async def test_a_controller_stopped_mid_batch_resumes_from_the_plater(tmp_path: 
                 (outcome,) = await controller.run(["R1"])
             assert set(outcome.wafers.values()) == {"complete"}, outcome.wafers
             assert plater._batches_started == 1  # plated once, never START again
+            (batch,) = BatchRecords(store).batches()
+            assert (batch.state, batch.status, len(batch.wafers)) == ("done", "OK", 3)
             for wafer in store.wafers("R1"):
                 barrier = [s for s in store.steps(wafer.id) if s.kind == "barrier"]
                 assert [s.status for s in barrier] == ["done"]
                 assert barrier[0].results["batch_wafers"] == 3
             notes = [a.detail for a in store.audit_log() if a.action == "wafer.recovery"]
             assert len(notes) == 3 and all("reports batch" in n for n in notes), notes
+
+
+async def test_a_carrier_loaded_not_started_is_started_at_resume(tmp_path: Path) -> None:
+    """Killed between LOAD and START (START's intent written, the command never sent): the
+    plater shows the carrier LOADED, which no executed START leaves; the new controller
+    starts it, and each wafer is plated once, with no engineer."""
+    clock = ScaledClock(2000.0)
+    async with SimulatedLine(clock=clock, seed=11, layout=LAYOUT) as line:
+        config = parse_line_config(line.config_text())
+        plater = line.models["plater-1"]
+        with Store(f"sqlite:///{tmp_path / 'line.db'}") as store:
+            _lot(store, "L1", 3)
+            async with open_line(config, clock) as tools:
+                driver = tools["plater-1"]
+                at_start = asyncio.Event()
+
+                async def start_never_sent() -> None:  # the controller dies right here
+                    at_start.set()
+                    await asyncio.Event().wait()
+
+                driver.start = start_never_sent
+                controller = LineController(store, tools, clock, recipes=load_valid_recipe)
+                task = asyncio.create_task(controller.run(["L1"]))
+                await asyncio.wait({task, asyncio.ensure_future(at_start.wait())},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                assert at_start.is_set(), "the lot ended before its batch was loaded"
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            assert plater.state.value == "LOADED" and plater._batches_started == 0
+            (batch,) = BatchRecords(store).batches()
+            for wafer in store.wafers("L1"):
+                assert wafer.state == "step4_running"
+                (record,) = [s for s in store.steps(wafer.id) if s.kind == "barrier"]
+                intents = {(i.command, i.outcome) for i in store.step_intents(record.id)}
+                assert intents == {(f"LOAD {batch.id}", "done"), ("START", None)}, intents
+            async with open_line(config, clock, event_seqs=BatchRecords(store).seqs()) as tools:
+                controller = LineController(store, tools, clock, recipes=load_valid_recipe)
+                (outcome,) = await controller.run(["L1"])
+            assert set(outcome.wafers.values()) == {"complete"}, outcome.wafers
+            assert plater._batches_started == 1 and plater.result.batch_id == batch.id
+            for wafer in store.wafers("L1"):
+                barrier = [s for s in store.steps(wafer.id) if s.kind == "barrier"]
+                assert [s.status for s in barrier] == ["done"]
+                assert barrier[0].results["batch_id"] == batch.id
+            (closed,) = BatchRecords(store).batches()  # closed from the settled wafers
+            assert (closed.state, closed.status) == ("done", "OK")
+            notes = [a.detail for a in store.audit_log() if a.action == "wafer.recovery"]
+            assert sum("not started (STATE? LOADED): started now" in n for n in notes) == 3
+            assert not [n for n in notes if "engineer" in n], notes
 
 
 async def test_a_batch_an_alarm_ends_sends_every_wafer_to_disposition(tmp_path: Path) -> None:

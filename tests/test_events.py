@@ -3,6 +3,7 @@
 import asyncio
 import json
 
+from controller.line.controller import Progress
 from controller.line.events import EventKind, LineEventStream
 
 
@@ -77,3 +78,20 @@ async def test_a_slow_subscriber_loses_the_oldest_and_knows_how_many():
     sub.close()
     stream.publish(EventKind.TOOL_NOTE, text="after close")
     assert sub.pending() == 0
+
+
+def test_the_live_view_reads_a_batch_start_and_end_as_tool_notes():
+    notes: list[tuple[str, str]] = []
+    stream = make_stream()
+    stream.listen(Progress(on_tool_note=lambda tool, text: notes.append((tool, text))).listen)
+    stream.publish(EventKind.BATCH_STARTED, tool="plater-1", lot_id="L1", batch_id="B1",
+                   step=4, step_kind="barrier", wafers=["L1-01", "L1-02"], parameters={})
+    stream.publish(EventKind.BATCH_ENDED, tool="plater-1", lot_id="L1", batch_id="B1", step=4,
+                   step_kind="barrier", wafers=["L1-01", "L1-02"], riders=["L1-01", "L1-02"],
+                   state="failed", status="ALARM", alarm_code=700, alarm_text="NI BATH TEMP OUT")
+    assert notes == [("plater-1", "batch B1 started: 2 wafer(s), L1-01, L1-02"),
+                     ("plater-1", "batch B1 ended ALARM, alarm 700")]
+    payload = json.loads(json.dumps(make_stream().publish(
+        EventKind.BATCH_ENDED, tool="plater-1", batch_id="B1", wafers=["L1-01"],
+        state="done", status="OK").as_dict()))
+    assert payload["kind"] == "batch_ended" and payload["data"]["status"] == "OK"

@@ -368,7 +368,7 @@ async def test_dropped_replies_never_start_a_batch_twice() -> None:
             await plater.unload()
             assert await plater.state() is PlaterState.IDLE
     assert result.status is RunStatus.OK and result.wafers == 2
-    starts = [line for line in sim.server.model.log if line[1].endswith("STATE RUNNING")]
+    starts = [line for line in sim.server.model.events_after(0) if line.endswith("STATE RUNNING")]
     assert len(starts) == 1  # however many START replies were lost
     assert sim.server.replies_dropped > 0 and link.replies_lost >= sim.server.replies_dropped
 

@@ -120,8 +120,28 @@ def test_the_cleaner_bounds_a_rebump_lot() -> None:
 def test_one_wafer_is_bounded_by_its_critical_path() -> None:
     bound = lower_bound(HIPB, 1, {"printer": 1, "oven": 1, "cleaner": 1}, MOUNTED)
     assert bound.limiting == "critical path"
-    steps = sum(step_seconds(s) for s in HIPB.steps)
-    assert bound.seconds == pytest.approx(steps + 600 + 2 * 900)  # cap paste + two profiles
+    # The oven may hold the first profile already; it cools to the second (900 s) once the
+    # wafer is out, while the wafer is cleaned and printed again (the printer's 600 s cap
+    # paste change overlaps the clean): then the second reflow and clean.
+    first_reflow, second_reflow = (step_seconds(HIPB.step(n)) for n in (2, 5))
+    assert bound.seconds == pytest.approx(
+        step_seconds(HIPB.step(1)) + first_reflow + 900 + second_reflow + 240)
+    assert bound.seconds < sum(step_seconds(s) for s in HIPB.steps) + 600 + 900
+
+
+def test_a_changeover_before_the_first_wafer_delays_every_role_after_it() -> None:
+    # The printer powers up with another paste: no wafer reaches the oven or the cleaner
+    # before its CHG (600 s by the spec); the oven's and cleaner's heads carry it.
+    plain = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 1}, MOUNTED)
+    other = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 1},
+                        {"printer": ("ST-300-100", "SnCu0.7")})
+    assert other.per_role["cleaner"] == pytest.approx(plain.per_role["cleaner"] + 600)
+    assert other.per_role["oven"] == pytest.approx(plain.per_role["oven"] + 600)
+    # Nothing known of the oven: its first profile costs no changeover, the second does.
+    assert plain.per_role["oven"] == pytest.approx(
+        step_seconds(HIPB.step(1))
+        + 25 * (tool_occupancy(HIPB.step(2)) + tool_occupancy(HIPB.step(5))) + 900
+        + step_seconds(HIPB.step(5)) - tool_occupancy(HIPB.step(5)) + 240)
 
 
 def test_a_missing_role_is_an_error() -> None:

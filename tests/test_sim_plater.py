@@ -233,6 +233,27 @@ def test_a_heater_failure_raises_700_and_clear_after_repair_leads_to_done() -> N
     assert events(m)[-2:] == [("CLEARED", "700"), ("STATE", "DONE")]
 
 
+def test_a_gold_heater_failure_raises_710_only_while_running() -> None:
+    m = ready()
+    m.fail_heater("au", m.time)  # idle: the bath drifts, nothing is raised
+    m.advance(m.time + 600)
+    assert m.state.value == "IDLE" and m.handle("ALARM?", m.time) == "OK 0 NONE"
+    m.repair_heater("au", m.time)
+    back = m.time
+    while abs(float(ok(m, "BATH?").split()[2]) - 80.0) > 1.0:  # heats back at 0.05 °C/s
+        assert m.time - back < 1000
+        m.advance(m.time + 10)
+    ok(m, "LOAD B1 W1")
+    ok(m, "START")
+    m.fail_heater("au", m.time)
+    run_until_state(m, "ALARM")  # 3 °C at 0.02 °C/s
+    evs = events(m)
+    assert ("ALARM", "710", "AU", "BATH", "TEMP", "OUT") in evs and ("DONE", "B1", "ALARM") in evs
+    m.repair_heater("au", m.time)
+    ok(m, "CLEAR")
+    assert m.state.value == "DONE"
+
+
 def test_door_tank_level_and_emergency_stop() -> None:
     m = ready()
     ok(m, "LOAD B1 W1")

@@ -42,6 +42,7 @@ class BatchInfo:
     au_bath_c: float | None
     alarm_code: int | None
     alarm_text: str | None
+    started_at: datetime | None = None  # UTC, when it was recorded (before LOAD)
 
 
 class BatchRecords:
@@ -101,7 +102,8 @@ class BatchRecords:
                     members.setdefault(m.batch_id, []).append(m.wafer_id)
             return [BatchInfo(r.id, r.tool, r.step_kind, r.state, r.status,
                               tuple(members.get(r.id, ())), r.tool_time_start, r.tool_time_end,
-                              r.ni_bath_c, r.au_bath_c, r.alarm_code, r.alarm_text)
+                              r.ni_bath_c, r.au_bath_c, r.alarm_code, r.alarm_text,
+                              r.started_at)
                     for r in rows]
 
     # -- pushed-event numbers

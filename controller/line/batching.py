@@ -28,7 +28,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from controller.line.scheduled import ScheduledTool, ScheduledWafer
+from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
 from drivers.errors import ToolError
 from sequences.kinds import kind_of
@@ -47,6 +47,7 @@ class Scheduler(Protocol):
     batch_log: Any
 
     def note(self, tool: ScheduledTool, text: str) -> None: ...
+    def report(self, report: ToolReport) -> None: ...
     def spawn(self, coro: Any) -> None: ...
     def wake(self) -> None: ...
     def mark_setup(self, tool: ScheduledTool, text: str) -> None: ...
@@ -190,46 +191,19 @@ def finish_times(down: Downstream, load: dict[str, float], waiting: int, late: i
     return start_now, wait
 
 
-def warm_up(sched: Scheduler, tool: ScheduledTool) -> bool:
-    """An idle batch tool whose setup is not known yet is set up for the first batch step
-    an unfinished wafer will need, before any wafer arrives: the plater's baths take
-    about half an hour from cold, which the upstream steps then hide."""
-    for wafer in sched.wafers.values():
-        run = wafer.run
-        if run.done or run.phase in (Phase.HELD, Phase.AWAITING):
-            continue
-        for number in range(run.next_step or run.machine.step or run.first, run.last + 1):
-            step = run.recipe.step(number)
-            kind = kind_of(step)
-            if kind.role == tool.role and kind.batch and kind.can_run(tool.driver):
-                tool.take(sched.clock.now())
-                sched.spawn(_warm(sched, tool, step, run.recipe.tool_recipe_name(number)))
-                return True
-    return False
-
-
-async def _warm(sched: Scheduler, tool: ScheduledTool, step: Any, recipe_name: str) -> None:
-    kind = kind_of(step)
-    sched.mark_setup(tool, f"setup for a {step.kind} step (ahead of its wafers)")
-    try:
-        await kind.prepare(tool.driver, step, clock=sched.clock, recipe_name=recipe_name,
-                           note=lambda text: sched.note(tool, text))
-        tool.setup = kind.setup_key(step)
-    except ToolError as exc:
-        sched.note(tool, f"setup ahead of the wafers failed: {exc.detail}")
-    finally:
-        tool.release(sched.clock.now())
-        sched.wake()
-
-
 def start(sched: Scheduler, group: list[ScheduledWafer], tool: ScheduledTool) -> Batch:
     """Take the tool for the group and run its batch in a task of the scheduler's."""
     ids = [w.run.wafer_id for w in group]
     batch = Batch(batch_id_for(ids, sched.clock.now()), ids, tool.name)
+    number = group[0].run.next_step
+    step = group[0].run.recipe.step(number)
+    parameters = dict(kind_of(step).parameters(step))
     if sched.batch_log is not None:  # written before the carrier is loaded
-        step = group[0].run.recipe.step(group[0].run.next_step)
-        sched.batch_log.started(batch.batch_id, tool.name, step.kind,
-                                dict(kind_of(step).parameters(step)), ids, sched.clock.now())
+        sched.batch_log.started(batch.batch_id, tool.name, step.kind, parameters, ids,
+                                sched.clock.now())
+    sched.report(ToolReport(tool.name, "batch_started", wafers=tuple(ids), data={
+        "batch_id": batch.batch_id, "step": number, "step_kind": step.kind,
+        "parameters": parameters}))
     for wafer in group:
         wafer.running = True
     tool.take(sched.clock.now(), batch.batch_id)
@@ -265,9 +239,12 @@ async def run_batch(sched: Scheduler, group: list[ScheduledWafer], tool: Schedul
             await kind.close_batch(tool.driver, batch)
         except ToolError as exc:
             sched.note(tool, f"batch {batch.batch_id}: carrier not unloaded: {exc.detail}")
+        verdict = _verdict(group, number)
         if sched.batch_log is not None:
-            sched.batch_log.ended(batch.batch_id, tool_time=sched.clock.now(),
-                                  **_verdict(group, number))
+            sched.batch_log.ended(batch.batch_id, tool_time=sched.clock.now(), **verdict)
+        sched.report(ToolReport(tool.name, "batch_ended", wafers=batch.members, data={
+            "batch_id": batch.batch_id, "step": number, "step_kind": step.kind,
+            "riders": list(batch.riders), **verdict}))
     finally:
         tool.release(sched.clock.now())
         sched.wake()

@@ -8,13 +8,17 @@ For every role r the line has ``n_r`` tools of:
   nominal durations (for the oven, the belt's entrance spacing per wafer: the
   belt is a pipeline, its throughput is one wafer per 450 mm of travel);
 * ``changeovers_r``: setup changes no schedule can avoid (every setup the lot
-  needs beyond the one mounted at the start, once);
+  needs beyond the one mounted at the start, once; a role whose starting setup
+  is not given in ``mounted`` may already hold the first one it needs);
 * ``head_r``: the shortest time before any wafer can reach role r (the steps
-  before its first step there, without waiting);
+  before its first step there, without waiting, except for a tool whose mounted
+  setup must be changed first: no wafer gets past it before its changeover,
+  which starts at once, beside the other tools' changeovers);
 * ``tail_r``: the shortest time a wafer still needs after its last step on r.
 
 The bound is the largest ``bound_r``, and never less than one wafer's own
-critical path (all its steps back to back, plus the changeovers it needs).
+critical path (its steps back to back, each waiting for the changeover its tool
+needs; a changeover runs while the wafer is on other tools).
 
 A batch tool (the plater: ``kind.batch``, up to ``batch_capacity`` wafers in one
 cycle of ``nominal_s`` whatever their number) works ``k = ceil(wafers / cap)``
@@ -31,8 +35,8 @@ batches than k, so the bound assumes nothing about their sizes, only that
                       before(1) + ceil(k / n_batch) x cycle + after(1))
 
 where before(m) and after(m) bound m wafers through the steps before and after
-the batch step (this same function; the steps after start from the setups the
-steps before left mounted).
+the batch step (this same function; the tools of the steps after may change over
+while the batch runs, so after(m) assumes no setup).
 Pure: no I/O, tested directly.
 """
 
@@ -85,11 +89,10 @@ def lower_bound(
         setup = kind.bound_setup(step)
         if setup is not None and setup not in setups.setdefault(kind.role, []):
             setups[kind.role].append(setup)
-    changeovers = {
-        role: _changeover_s(role, steps) * sum(1 for s in needed if s != mounted.get(role))
-        for role, needed in setups.items()
-    }
-    critical = sum(durations) + sum(changeovers.values())
+    changeovers = {role: _changeover_s(role, steps) * _changes(needed, role, mounted)
+                   for role, needed in setups.items()}
+    arrive = _first_wafer(steps, durations, mounted)
+    critical = _critical_path(steps, durations, mounted)
     per_role: dict[str, float] = {}
     roles = [kind_of(s).role for s in steps]
     for role in set(roles):
@@ -98,7 +101,7 @@ def lower_bound(
             raise ValueError(f"the recipe needs a {role} and the line has none")
         indices = [i for i, r in enumerate(roles) if r == role]
         work = sum(_work(steps[i], wafers) for i in indices)
-        head = sum(durations[: indices[0]])
+        head = arrive[indices[0]]
         tail = sum(durations[indices[-1] + 1 :])
         if kind_of(steps[indices[-1]]).pipelined:  # the last wafer still rides it out
             tail += durations[indices[-1]] - tool_occupancy(steps[indices[-1]])
@@ -111,6 +114,69 @@ def lower_bound(
     if critical >= per_role[limiting]:
         return MakespanBound(critical, "critical path", per_role, critical)
     return MakespanBound(per_role[limiting], limiting, per_role, critical)
+
+
+def _changes(needed: list[tuple[object, ...]], role: str,
+             mounted: dict[str, tuple[object, ...]]) -> int:
+    """Setup changes a role cannot avoid: every needed setup but the mounted one; a role
+    whose starting setup is not known may already hold the first one it needs."""
+    if role in mounted:
+        return sum(1 for s in needed if s != mounted[role])
+    return max(0, len(needed) - 1)
+
+
+def _first_change_s(steps: tuple[Step, ...], mounted: dict[str, tuple[object, ...]]
+                    ) -> dict[str, float]:
+    """Per role, the changeover that must precede its first step: its mounted setup is
+    known and another is needed (e.g. the printer's CHG, 600 s in the spec). Changeovers
+    on different tools run side by side from the start, so each counts on its own."""
+    ready: dict[str, float] = {}
+    for step in steps:
+        kind = kind_of(step)
+        if kind.role in ready:
+            continue
+        setup = kind.bound_setup(step)
+        changes = kind.role in mounted and setup is not None and setup != mounted[kind.role]
+        ready[kind.role] = kind.changeover_s if changes else 0.0
+    return ready
+
+
+def _first_wafer(steps: tuple[Step, ...], durations: list[float],
+                 mounted: dict[str, tuple[object, ...]]) -> list[float]:
+    """The earliest tool time the first wafer can reach each step: the steps before it back
+    to back, each no earlier than its tool's first changeover is over."""
+    ready = _first_change_s(steps, mounted)
+    seen: set[str] = set()
+    at, arrive = 0.0, []
+    for step, duration in zip(steps, durations, strict=True):
+        role = kind_of(step).role
+        arrive.append(at)
+        start = at if role in seen else max(at, ready[role])
+        seen.add(role)
+        at = start + duration
+    return arrive
+
+
+def _critical_path(steps: tuple[Step, ...], durations: list[float],
+                   mounted: dict[str, tuple[object, ...]]) -> float:
+    """One wafer's own path: its steps back to back, each waiting for the changeover its
+    tool needs. A changeover starts once the wafer's previous step on that tool is over
+    (the oven applies a profile on an empty belt) and runs while the wafer is elsewhere."""
+    held = dict(mounted)
+    free: dict[str, float] = {}
+    at = 0.0
+    for step, duration in zip(steps, durations, strict=True):
+        kind = kind_of(step)
+        setup = kind.bound_setup(step)
+        ready = free.get(kind.role, 0.0)
+        if setup is not None:
+            if kind.role in held and held[kind.role] != setup:
+                ready += kind.changeover_s
+            held[kind.role] = setup
+        start = max(at, ready)
+        at = start + duration
+        free[kind.role] = at
+    return at
 
 
 def _work(step: Step, wafers: int) -> float:
@@ -130,19 +196,14 @@ def _batch_bound(recipe: Recipe, index: int, wafers: int, tools: dict[str, int],
     k = math.ceil(wafers / cap)
     before = recipe.steps[:index]
     after = recipe.steps[index + 1:]
-    left = dict(mounted)
-    for s in before:
-        setup = kind_of(s).bound_setup(s)
-        if setup is not None:
-            left[kind_of(s).role] = setup
     cycle = kind.nominal_s(step)
     rounds = math.ceil(k / max(1, tools.get(kind.role, 1)))
 
     def up(m: int) -> float:
         return lower_bound(replace(recipe, steps=before), m, tools, mounted).seconds
 
-    def down(m: int) -> float:
-        return lower_bound(replace(recipe, steps=after), m, tools, left).seconds
+    def down(m: int) -> float:  # its tools may change over while the batch plates
+        return lower_bound(replace(recipe, steps=after), m, tools).seconds
 
     return max(up(wafers) + cycle + down(1), up(1) + cycle + down(wafers),
                up(1) + rounds * cycle + down(1))

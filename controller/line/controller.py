@@ -10,11 +10,12 @@ follows it (persist before acting).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from controller.line.batch_records import BatchRecords
 from controller.line.e10 import E10State
@@ -25,7 +26,9 @@ from controller.line.scheduler import ScheduledTool, ScheduledWafer, Scheduler, 
 from controller.store import LotInfo, LotState, RequestInfo, Store, StoreError
 from drivers.clock import Clock
 from drivers.errors import ToolError
+from drivers.protocols import Plater
 from drivers.tools import LineTools
+from drivers.types import PlaterEvent
 from sequences.errors import SequenceError
 from sequences.recipes.recipe import Recipe
 from sequences.wafer.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent
@@ -73,6 +76,13 @@ class Progress:
             self.on_tool_state(event.tool, event.tool_time,
                                {**data, "wafer_id": event.wafer_id} if event.wafer_id
                                else dict(data))
+        elif event.kind is EventKind.BATCH_STARTED:
+            self.on_tool_note(event.tool or "", f"batch {data['batch_id']} started: "
+                              f"{len(data['wafers'])} wafer(s), {', '.join(data['wafers'])}")
+        elif event.kind is EventKind.BATCH_ENDED:
+            alarm = f", alarm {data['alarm_code']}" if data.get("alarm_code") else ""
+            self.on_tool_note(event.tool or "", f"batch {data['batch_id']} ended "
+                              f"{data.get('status') or data['state']}{alarm}")
         elif event.kind is EventKind.ALARM_SET:
             hit = data.get("wafers") or ([data["wafer_id"]] if data.get("wafer_id") else [])
             self.on_tool_note(event.tool or "", f"ALARM {data['code']} {data['text']}"
@@ -125,10 +135,11 @@ class LineController:
         # Batch tools: batches with their wafers, and each pushing tool's last event number.
         self.batches = BatchRecords(store)
         self.scheduler.batch_log = self.batches
-        for name, driver in tools.items():
-            on_event = getattr(driver, "on_event", None)  # a tool that pushes its events
-            if callable(on_event):
-                on_event(lambda event, tool=name: self.batches.save_seq(tool, event.seq))
+        # Tools that push numbered events (the plater): their last number is kept while this
+        # controller runs (``run`` subscribes and unsubscribes: one writer per tool, however
+        # many controllers are made on the same open line).
+        self._pushing = {name: cast(Plater, driver) for name, driver in tools.items()
+                         if callable(getattr(driver, "on_event", None))}
         self._lots: list[str] = []
         self._next_request_look = 0.0
         self._watches: dict[str, asyncio.Task[None]] = {}  # ovens changing profile, read
@@ -189,13 +200,19 @@ class LineController:
         self.events.publish(EventKind.LOT_STATE, lot_id=lot_id, state=state.value,
                             previous=previous, recipe=lot.recipe_name, reason=reason)
 
+    def _save_seq(self, tool: str, event: PlaterEvent) -> None:
+        self.batches.save_seq(tool, event.seq)
+
     async def run(self, lot_ids: list[str]) -> list[LotOutcome]:
-        for lot_id in lot_ids:
-            self.add_lot(lot_id)
-        await self._recovery().settle(list(self.scheduler.wafers.values()),
-                                      self.scheduler.tools)
-        self._finish_aborts()
+        unsubscribe = [driver.on_event(functools.partial(self._save_seq, name))
+                       for name, driver in self._pushing.items()]
         try:
+            for lot_id in lot_ids:
+                self.add_lot(lot_id)
+            await self._recovery().settle(list(self.scheduler.wafers.values()),
+                                          self.scheduler.tools)
+            self._close_settled_batches()
+            self._finish_aborts()
             while True:
                 await self.scheduler.run()
                 self._close_finished_lots()
@@ -204,13 +221,15 @@ class LineController:
                     break
                 self.progress.on_waiting_for_people(blocked)
                 await self._wait_for_request()
+            return [self._outcome(lot_id) for lot_id in self._lots]
         finally:
+            for stop in unsubscribe:
+                stop()
             for task in self._watches.values():
                 task.cancel()
             await asyncio.gather(*self._watches.values(), return_exceptions=True)
             self._watches.clear()
             self._store_what_tools_said()
-        return [self._outcome(lot_id) for lot_id in self._lots]
 
     def _store_what_tools_said(self) -> None:
         """Each tool's own state with its E10 state, as `bumpline tools` shows it after
@@ -296,6 +315,12 @@ class LineController:
             self.store.alarm_cleared(tool)
             self._tool_state(tool, E10State.STANDBY, "alarm cleared")
             self.events.publish(EventKind.ALARM_CLEARED, tool=tool, code=report.code, text="")
+        elif what in ("batch_started", "batch_ended"):  # its record is written (batch_log)
+            lots = {self._lot_of(w) for w in report.wafers}
+            self.events.publish(
+                EventKind.BATCH_STARTED if what == "batch_started" else EventKind.BATCH_ENDED,
+                tool=tool, lot_id=lots.pop() if len(lots) == 1 else None,
+                wafers=list(report.wafers), **report.data)
 
     def _link_report(self, report: ToolReport) -> None:
         """A tool that stopped answering is down (unscheduled) with a line alarm naming the
@@ -441,6 +466,34 @@ class LineController:
         except SequenceError as exc:
             return f"refused: {exc}"
         return f"unknown request {action}"
+
+    def _close_settled_batches(self) -> None:
+        """Batches a stopped controller left open on this line's tools, once recovery has
+        settled every member: closed from the members' step records (the tool's verdict and
+        baths from a judged one), and their end published."""
+        for batch in self.batches.batches():
+            if batch.state != "started" or batch.tool not in self.scheduler.tools:
+                continue
+            records = []
+            for wafer_id in batch.wafers:
+                mine = [s for s in self.store.steps(wafer_id) if s.kind == batch.step_kind
+                        and (batch.started_at is None or s.started_at >= batch.started_at)]
+                if not mine or mine[-1].status == "running":
+                    break  # not settled, or stopped before its step opened: left open
+                records.append(mine[-1])
+            else:
+                judged = [res for r in records
+                          if (res := r.results or {}).get("batch_id") == batch.id]
+                verdict: dict[str, Any] = {"state": "failed", "status": None}
+                if judged:
+                    verdict.update(state="done", status=judged[0].get("batch_status"),
+                                   ni_bath_c=judged[0].get("ni_bath_c"),
+                                   au_bath_c=judged[0].get("au_bath_c"))
+                self.batches.ended(batch.id, tool_time=self.clock.now(), **verdict)
+                self.report(ToolReport(batch.tool, "batch_ended", wafers=batch.wafers, data={
+                    "batch_id": batch.id, "step": records[0].step_index,
+                    "step_kind": batch.step_kind, "riders": list(batch.wafers),
+                    "recovered": True, **verdict}))
 
     def _finish_aborts(self) -> None:
         """Lots aborted while no controller could bring their wafers out: abort those now

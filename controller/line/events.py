@@ -53,6 +53,8 @@ class EventKind(StrEnum):
     TOOL_STATE = "tool_state"  # e10_state, previous, reason; or e10_state, tool_state, zones_c
     TOOL_NOTE = "tool_note"  # text (setup changes, waits: what an operator reads)
     OPERATOR_REQUEST = "operator_request"  # action, target, by, reason, outcome
+    BATCH_STARTED = "batch_started"  # batch_id, step, step_kind, wafers, parameters
+    BATCH_ENDED = "batch_ended"  # batch_id, step, step_kind, wafers, state, status, alarm...
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

@@ -19,7 +19,7 @@ class ToolReport:
 
     tool: str
     # "productive", "setup", "standby", "note", "alarm", "alarm_cleared", "link_lost",
-    # "link_back"
+    # "link_back", "batch_started", "batch_ended"
     what: str
     text: str = ""
     code: int = 0  # alarm code
@@ -28,6 +28,7 @@ class ToolReport:
     wafers: tuple[str, ...] = ()
     # A setup: the step it is for and what it aims at (StepKind.setup_facts), JSON-ready.
     setup: dict[str, Any] | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # a batch's record, as written
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ScheduledTool:
     working: bool = False  # the line was told it is productive or in setup (not standby)
     lost: str = ""  # why the tool stopped answering ("" = it answers); out of service
     stranded: set[str] = field(default_factory=set)  # wafers in it when it went silent
+    ahead_tried: bool = False  # set up ahead of its wafers once (controller/line/ahead.py)
 
     def take(self, now: float, holder: str | None = None) -> None:
         self.busy = True

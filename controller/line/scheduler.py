@@ -15,6 +15,8 @@ Policy (docs/scheduling.md has the reasoning and the lower bound):
   the alarm is recorded, and the rest of the line keeps going. The controller
   sends CLR once the wafer is out; the tool accepts it only if the cause is gone
   (a door still open keeps it down), so no interlock is bypassed.
+* An idle tool whose setup is not known is set up ahead of its wafers, for the
+  first step on it the most urgent wafer will need (controller/line/ahead.py).
 * Every wafer transition is committed before the tool command that follows it.
 """
 
@@ -26,13 +28,13 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from controller.line import batching
+from controller.line import ahead, batching
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolError
 from drivers.protocols import AnyTool
 from drivers.types import Alarm
-from sequences.kinds import KINDS, AnyKind, kind_of
+from sequences.kinds import AnyKind, kind_of
 from sequences.kinds.base import SetupKey
 from sequences.recipes.recipe import Step
 from sequences.wafer.machine import Phase
@@ -97,7 +99,6 @@ class Scheduler:
         self._stopping = False
         self._order = 0
         self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
-        self._batch_roles = {k.role for k in KINDS.values() if k.batch}  # set up ahead
         self.batch_log: BatchRecords | None = None  # where batches are recorded
         self._left_inside: dict[str, tuple[str, Step]] = {}  # tool -> failed wafer, its step
         self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
@@ -115,6 +116,10 @@ class Scheduler:
 
     def note(self, tool: ScheduledTool, text: str) -> None:
         self._report(ToolReport(tool.name, "note", text))
+
+    def report(self, report: ToolReport) -> None:
+        """Tell the line (a batch started or ended: controller/line/batching.py)."""
+        self._report(report)
 
     def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run work the scheduler waits for before it stops (an abort's tool work)."""
@@ -245,8 +250,8 @@ class Scheduler:
                 continue
             wanted = by_role.get(tool.role)
             if not wanted:
-                if tool.setup is None and tool.role in self._batch_roles:
-                    batching.warm_up(self, tool)
+                if tool.setup is None:
+                    ahead.set_up_ahead(self, tool)  # its wafers find it ready
                 continue
             able = [w for w in wanted if self._kind(w).can_run(tool.driver)]
             if not able:

@@ -12,7 +12,8 @@ step run without a batch (``bumpline sequence run``) is a batch of one.
 A batch an alarm ended (700/710 bath out of band, 900 emergency stop) fails
 every member's step with that alarm: they go to disposition together. After a
 controller stop, recovery asks the plater (``STATE?``, ``RESULT?``, the events
-it missed) and never sends START for a batch the tool may already have run.
+it missed) and never sends START for a batch the tool may already have run; a
+carrier of ours that ``STATE?`` shows LOADED was never started, and is started.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drivers.clock import Clock
@@ -162,15 +163,7 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
             reasons.append("alarm latched")
         if st.state not in (PlaterState.IDLE, PlaterState.ALARM) and not view.ended_carrier:
             reasons.append(f"plater is {st.state}")
-        reasons += self.setup_mismatches(step, view)
-        bath = view.bath
-        if bath is not None:
-            if bath.ni_mto >= MTO_LIFE:
-                reasons.append(f"nickel bath at {bath.ni_mto:g} MTO, its life ends at "
-                               f"{MTO_LIFE:g}: replenish it")
-            if bath.ni_ph < PH_LOW:
-                reasons.append(f"nickel bath pH {bath.ni_ph:g} below {PH_LOW:g}: replenish it")
-        return reasons
+        return reasons + self.setup_mismatches(step, view) + _bath_life(view.bath)
 
     # --- times ---------------------------------------------------------------------------------
 
@@ -260,9 +253,10 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
         try:
             await _unload_if_done(driver)  # an ended batch's carrier (see ``look``)
             async with contextlib.AsyncExitStack() as stack:
-                for wafer_id in riders:
+                for wafer_id in riders:  # the intent names the carrier (recovery matches it)
                     await stack.enter_async_context(guarded(
-                        batch.journals[wafer_id] or ctx.journal, wafer_id, "LOAD", driver.name))
+                        batch.journals[wafer_id] or ctx.journal, wafer_id,
+                        f"LOAD {batch.batch_id}", driver.name))
                 await driver.load(batch.batch_id, riders)
             # The interlocks saw the baths in band; START needs them there still.
             run.bath = await driver.wait_bath_ready(timeout_s=timeout_for(BATH_SETTLE_S))
@@ -324,6 +318,43 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
 
     # --- recovery ------------------------------------------------------------------------------
 
+    async def _start_loaded(self, driver: Any, step: BarrierStep, status: PlaterStatus,
+                            wafers: list[Recovering]) -> PlaterStatus:
+        """A carrier LOADED and not started is started, when it is ours: the spec's STATE?
+        LOADED means no START was executed (an executed START leaves the tool RUNNING, then
+        DONE; nothing leads back to LOADED), so START cannot plate anything twice; and
+        LOADED allows no UNLOAD or ABORT, so START is the one way out. Ours: the wafers'
+        LOAD intents name its batch id. The interlocks apply as for any START (no blocking
+        alarm, the step's recipe, the bath's life; the baths are waited for). Anything else
+        (another carrier, an interlock) is left for an engineer; the state is returned."""
+        riders = [w for w in wafers if status.batch_id in _loaded_by(w)]
+        if not riders:
+            for w in wafers:
+                w.note(f"{driver.name}: batch {status.batch_id} loaded, not started, and no "
+                       "LOAD of this wafer names it; an engineer decides")
+            return status
+        view = await self.look(driver, step, riders[0].wafer_id, status)
+        assert isinstance(view, PlaterView)
+        reasons = _bath_life(view.bath) + self.setup_mismatches(step, replace(view, bath=None))
+        if view.alarm_code and view.alarm_code not in WARNING_ONLY:
+            reasons.insert(0, f"alarm {view.alarm_code} {view.alarm_text} active")
+        why = "; ".join(reasons)
+        if not reasons:
+            try:
+                await driver.wait_bath_ready(timeout_s=timeout_for(BATH_SETTLE_S))
+                await driver.start()
+            except ToolError as exc:
+                why = f"START refused: {exc.detail}"
+            else:
+                for w in riders:
+                    w.note(f"{driver.name}: batch {status.batch_id} was loaded, not started "
+                           "(STATE? LOADED): started now")
+                return await driver.status()
+        for w in riders:
+            w.note(f"{driver.name}: batch {status.batch_id} loaded, not started; not started "
+                   f"now ({why}): an engineer decides")
+        return status
+
     async def settle(self, driver: Any, step: BarrierStep, wafer: Recovering, clock: Clock
                      ) -> Settled:
         return (await self.settle_all(driver, [(step, wafer)], clock))[wafer.wafer_id]
@@ -331,24 +362,22 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
     async def settle_all(self, driver: Any, wafers: list[tuple[BarrierStep, Recovering]],
                          clock: Clock) -> dict[str, Settled]:
         """Ask the plater what became of the batch: never START again for a wafer whose
-        START may have reached it. A batch still running is waited for (its DONE)."""
+        START may have reached it. Our carrier still LOADED is started (no START reached
+        it: ``_start_loaded``); a batch running is waited for (its DONE)."""
         settled: dict[str, Settled] = {}
         if not wafers:
             return settled
         step = wafers[0][0]
         status = await driver.status()
-        if status.state in (PlaterState.LOADED, PlaterState.RUNNING):
-            if status.state is PlaterState.LOADED:
-                for _, w in wafers:
-                    w.note(f"{driver.name}: batch {status.batch_id} loaded, not started; "
-                           "an engineer decides (START is never resent blind)")
-            else:
-                try:
-                    await driver.wait_for(PlaterState.DONE, PlaterState.ALARM,
-                                          timeout_s=timeout_for(self.nominal_s(step)))
-                except ToolTimeout:
-                    pass
-                status = await driver.status()
+        if status.state is PlaterState.LOADED:
+            status = await self._start_loaded(driver, step, status, [w for _, w in wafers])
+        if status.state is PlaterState.RUNNING:
+            try:
+                await driver.wait_for(PlaterState.DONE, PlaterState.ALARM,
+                                      timeout_s=timeout_for(self.nominal_s(step)))
+            except ToolTimeout:
+                pass
+            status = await driver.status()
         try:
             last = await driver.result()
         except ToolError:
@@ -370,8 +399,6 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
             elif "START" in w.intents:
                 settled[w.wafer_id] = Unknown(f"START may have reached {driver.name} but its "
                                               "last result does not name the wafer")
-            elif "LOAD" in w.intents and status.state is PlaterState.LOADED:
-                settled[w.wafer_id] = Unknown(f"{driver.name} holds the carrier, not started")
             else:
                 settled[w.wafer_id] = NeverTaken(f"{driver.name} never started it (no START "
                                                  "was sent)")
@@ -381,6 +408,24 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
             settled = {k: (TakeResult(v.result, True, v.how) if isinstance(v, TakeResult)
                            else v) for k, v in settled.items()}
         return settled
+
+
+def _bath_life(bath: PlaterBath | None) -> list[str]:
+    """What the nickel bath's age forbids (740 at START, 720 below the pH floor)."""
+    if bath is None:
+        return []
+    reasons = []
+    if bath.ni_mto >= MTO_LIFE:
+        reasons.append(f"nickel bath at {bath.ni_mto:g} MTO, its life ends at "
+                       f"{MTO_LIFE:g}: replenish it")
+    if bath.ni_ph < PH_LOW:
+        reasons.append(f"nickel bath pH {bath.ni_ph:g} below {PH_LOW:g}: replenish it")
+    return reasons
+
+
+def _loaded_by(wafer: Recovering) -> set[str]:
+    """The carriers (batch ids) this wafer's LOAD intents name."""
+    return {i.split(" ", 1)[1] for i in wafer.intents if i.startswith("LOAD ")}
 
 
 def _bath_s(at: float, wanted: float, heat: float, cool: float) -> float:

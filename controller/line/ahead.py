@@ -1,0 +1,60 @@
+"""Setting a tool up ahead of its wafers.
+
+An idle tool whose setup is not known, with no wafer waiting for it, is set up
+for the first step on its role the most urgent unfinished wafer will need, so
+the wafers find it ready: the oven heats to its first profile while the printer
+changes paste and prints (from cold, about as long as the printer's changeover
+plus a print), the plater's baths heat (about 2,000 s from cold), the cleaner's
+bath reaches its wash temperature. A setup is never changed ahead: a tool whose
+setup is known keeps it until a waiting wafer needs another (the changeover
+rule of docs/scheduling.md). Each tool is set up ahead once at most: a setup
+that failed is left to the wafers' own changeover, which reports its alarm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.line.batching import Scheduler
+from controller.line.scheduled import ScheduledTool
+from drivers.errors import ToolError
+from sequences.kinds import kind_of
+from sequences.wafer.machine import Phase
+
+
+def set_up_ahead(sched: Scheduler, tool: ScheduledTool) -> bool:
+    """Start setting ``tool`` up for the first step an unfinished wafer will need on it
+    (the most urgent lot first, then slot order); False if there is nothing to do."""
+    if tool.setup is not None or tool.ahead_tried or tool.riding:
+        return False
+    for wafer in sorted(sched.wafers.values(), key=lambda w: (w.priority, w.order)):
+        run = wafer.run
+        if run.done or run.phase in (Phase.HELD, Phase.AWAITING) \
+                or wafer.lot_id in sched.held_lots:
+            continue
+        for number in range(run.next_step or run.machine.step or run.first, run.last + 1):
+            step = run.recipe.step(number)
+            kind = kind_of(step)
+            if kind.role != tool.role:
+                continue
+            if not kind.can_run(tool.driver):
+                break  # e.g. a strip for an FC-1: another tool of the role takes it
+            tool.ahead_tried = True
+            tool.take(sched.clock.now())
+            sched.spawn(_prepare(sched, tool, step, run.recipe.tool_recipe_name(number)))
+            return True
+    return False
+
+
+async def _prepare(sched: Scheduler, tool: ScheduledTool, step: Any, recipe_name: str) -> None:
+    kind = kind_of(step)
+    sched.mark_setup(tool, f"setup for a {step.kind} step (ahead of its wafers)")
+    try:
+        await kind.prepare(tool.driver, step, clock=sched.clock, recipe_name=recipe_name,
+                           note=lambda text: sched.note(tool, text))
+        tool.setup = kind.setup_key(step)
+    except ToolError as exc:
+        sched.note(tool, f"setup ahead of the wafers failed: {exc.detail}")
+    finally:
+        tool.release(sched.clock.now())
+        sched.wake()
