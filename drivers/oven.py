@@ -17,7 +17,8 @@ One wafer, as the spec's worked example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
+from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, ToolError
@@ -198,6 +199,23 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
     async def exit_result(self) -> ReflowResult:
         """The exit wafer's measured profile: the EXIT_ registers, then its curve."""
         v = await self.regs.read_block(self._exit)
+        return self._result(v, await self.exit_curve())
+
+    async def exit_result_of(self, wafer_ids: Container[str]) -> ReflowResult | None:
+        """The exit wafer's result if it is one of ``wafer_ids``, else None.
+
+        One read tells whether a wafer has arrived: the EXIT_ registers keep the last
+        wafer's values until the next reaches the exit, and a wafer waits there until
+        UNLOAD, so a wafer id not yet unloaded by the caller means it is at the exit.
+        The id and the results come in that one read; the curve takes one more.
+        """
+        v = await self.regs.read_block(self._exit)
+        if v["EXIT_WAFER_ID"] not in wafer_ids:
+            return None
+        return self._result(v, await self.exit_curve())
+
+    @staticmethod
+    def _result(v: dict[str, Any], curve: tuple[float, ...]) -> ReflowResult:
         return ReflowResult(
             wafer_id=v["EXIT_WAFER_ID"],
             peak_c=v["EXIT_PEAK"],
@@ -207,7 +225,7 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
             profile_id=v["EXIT_PROFILE_ID"],
             o2_max_ppm=v["EXIT_O2_MAX"],
             flags=v["EXIT_FLAGS"],
-            curve_c=await self.exit_curve(),
+            curve_c=curve,
         )
 
     async def exit_curve(self) -> tuple[float, ...]:

@@ -1,0 +1,135 @@
+"""One exit watcher per oven: every riding wafer is taken off the moment it can be there.
+
+A wafer that reaches the exit while the one ahead still waits there stops the belt
+(alarm 530, reflow-oven.md). When each riding wafer's step polled the exit for itself,
+a wafer could wait there for another's poll, and at 1600x the loop's lateness alone
+ate the 27 s between two wafers of the second pass. The watcher knows when each wafer
+can arrive (its LOAD time, the belt speed, the 4,000 mm tunnel; wafers leave in load
+order), sleeps until the first is due, and then reads the exit: the EXIT_ registers'
+wafer id tells in the same read whether it has arrived and what it measured. It
+unloads it at once, before anything else is asked of the oven, and hands the result
+to the wafer's step, which waits on a future instead of polling.
+
+The watcher unloads every wafer it was given, also one whose step was stopped (a
+hold or abort cannot stop the belt: leaving the wafer at the exit would block the
+next). A wafer that does not come out in time fails its own step only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.errors import ToolError, ToolTimeout
+from drivers.types import Alarm
+from sequences.kinds.base import StepResult, timeout_for
+
+ARRIVAL_SLACK_S = 1.0  # LOAD's reply comes after the belt took the wafer: look a little later
+EXIT_POLL_S = 0.5  # a wafer past its time: look this often (tool seconds)
+
+
+@dataclass
+class _Rider:
+    wafer_id: str
+    loaded: float  # tool time of its LOAD
+    due: float  # tool time it can first be at the exit
+    deadline: float  # tool time its step gives up on it
+    arrived: asyncio.Future[StepResult]
+    alarms: list[Alarm] = field(default_factory=list)  # raised while it rode
+
+
+class ExitWatch:
+    """The exit of one oven. ``ride`` after each LOAD; await the future it returns."""
+
+    def __init__(self, driver: Any, clock: Clock) -> None:
+        self.driver = driver
+        self.clock = clock
+        self._riders: deque[_Rider] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self.looks = 0  # exit reads, for the benchmark's curiosity
+        self.late_looks = 0  # of which found the wafer not there yet
+
+    def ride(self, wafer_id: str, transit_s: float) -> asyncio.Future[StepResult]:
+        """A wafer just went on the belt: its result (or the step's failure) arrives on
+        the future once the watcher has unloaded it."""
+        now = self.clock.now()
+        loop = asyncio.get_running_loop()
+        rider = _Rider(wafer_id, now, now + transit_s + ARRIVAL_SLACK_S,
+                       now + timeout_for(transit_s), loop.create_future())
+        self._riders.append(rider)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._watch(), name=f"exit watch {self.driver.name}")
+        return rider.arrived
+
+    @property
+    def riding(self) -> list[str]:
+        return [r.wafer_id for r in self._riders]
+
+    async def _watch(self) -> None:
+        while self._riders:
+            first = self._riders[0]
+            wait = first.due - self.clock.now()
+            if wait > 0:
+                await self.clock.sleep(wait)
+            try:
+                await self._look()
+            except ToolError as exc:  # the oven could not be read or refused the UNLOAD
+                self._done(self._riders.popleft(), exc)
+
+    async def _look(self) -> None:
+        """One look at the exit: take off the wafer there, or note why it is not."""
+        riders = {r.wafer_id: r for r in self._riders}
+        self.looks += 1
+        result = await self.driver.exit_result_of(riders)
+        if result is not None:
+            rider = riders[result.wafer_id]
+            await self.driver.unload(result.wafer_id)
+            while self._riders[0] is not rider:  # wafers leave in load order
+                ahead = self._riders.popleft()
+                self._done(ahead, ToolError(self.driver.name, f"wafer {ahead.wafer_id} did "
+                                            f"not come out: {rider.wafer_id}, loaded after "
+                                            "it, reached the exit first"))
+            self._done(self._riders.popleft(), StepResult(result, rider.alarms))
+            return
+        self.late_looks += 1
+        first = self._riders[0]
+        signals = await self.driver.signals()
+        if signals.alarm_active:  # recorded with every wafer on the belt, not fatal
+            alarm = await self.driver.alarm()
+            if alarm is not None:
+                for r in self._riders:
+                    if alarm not in r.alarms:
+                        r.alarms.append(alarm)
+        if self.clock.now() >= first.deadline:
+            self._riders.popleft()
+            alarm_text = "; ".join(f"alarm {a.code} {a.text}" for a in first.alarms)
+            self._done(first, ToolTimeout(
+                self.driver.name, f"wafer {first.wafer_id} not at the exit after "
+                f"{first.deadline - first.loaded:g} s"
+                + (f" ({alarm_text})" if alarm_text else "")))
+            return
+        await self.clock.sleep(EXIT_POLL_S)
+
+    @staticmethod
+    def _done(rider: _Rider, outcome: StepResult | Exception) -> None:
+        if rider.arrived.done():  # its step was stopped: the wafer is off the belt anyway
+            return
+        if isinstance(outcome, Exception):
+            rider.arrived.set_exception(outcome)
+        else:
+            rider.arrived.set_result(outcome)
+
+
+_WATCHES: weakref.WeakKeyDictionary[Any, ExitWatch] = weakref.WeakKeyDictionary()
+
+
+def exit_watch(driver: Any, clock: Clock) -> ExitWatch:
+    """The one watcher of this oven."""
+    watch = _WATCHES.get(driver)
+    if watch is None:
+        watch = _WATCHES[driver] = ExitWatch(driver, clock)
+    return watch
