@@ -69,6 +69,10 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
             "EXIT_PEAK", "EXIT_TAL", "EXIT_RAMP_MAX", "EXIT_COOL_MAX", "EXIT_PROFILE_ID",
             "EXIT_O2_MAX", "EXIT_FLAGS", "EXIT_WAFER_ID",
         )
+        self._exit_values = m.block(
+            "EXIT_PEAK", "EXIT_TAL", "EXIT_RAMP_MAX", "EXIT_COOL_MAX", "EXIT_PROFILE_ID",
+            "EXIT_O2_MAX", "EXIT_FLAGS",
+        )
         self._curve_len = m["EXIT_CURVE_LEN"]
         self._curve = m["EXIT_CURVE"]
         if m["ZONE_SP"].values != ZONES or m["ZONE_PV"].values != ZONES:
@@ -201,18 +205,28 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         v = await self.regs.read_block(self._exit)
         return self._result(v, await self.exit_curve())
 
-    async def exit_result_of(self, wafer_ids: Container[str]) -> ReflowResult | None:
-        """The exit wafer's result if it is one of ``wafer_ids``, else None.
+    async def exit_values_of(self, wafer_ids: Container[str]) -> ReflowResult | None:
+        """The exit wafer's measured values, without its curve, if it is one of
+        ``wafer_ids``; else None.
 
         One read tells whether a wafer has arrived: the EXIT_ registers keep the last
         wafer's values until the next reaches the exit, and a wafer waits there until
-        UNLOAD, so a wafer id not yet unloaded by the caller means it is at the exit.
-        The id and the results come in that one read; the curve takes one more.
+        UNLOAD, so the id of a wafer the caller has not unloaded means it is at the exit.
+        Its curve (``exit_curve``) stays readable after UNLOAD until the next wafer arrives.
         """
-        v = await self.regs.read_block(self._exit)
-        if v["EXIT_WAFER_ID"] not in wafer_ids:
+        if len(self._exit.runs) == 1:  # the map lets id and values come in one read
+            v = await self.regs.read_block(self._exit)
+            if v["EXIT_WAFER_ID"] not in wafer_ids:
+                return None
+            return self._result(v, ())
+        # The RF-10N's map has a gap (IR 27-29) between the values and the id: two reads,
+        # the id first. The values are read only once the id says the wafer is there
+        # (read before, they could be the previous wafer's).
+        wafer_id = await self.regs.read("EXIT_WAFER_ID")
+        if wafer_id not in wafer_ids:
             return None
-        return self._result(v, await self.exit_curve())
+        v = await self.regs.read_block(self._exit_values)
+        return self._result({**v, "EXIT_WAFER_ID": wafer_id}, ())
 
     @staticmethod
     def _result(v: dict[str, Any], curve: tuple[float, ...]) -> ReflowResult:

@@ -7,8 +7,9 @@ ate the 27 s between two wafers of the second pass. The watcher knows when each 
 can arrive (its LOAD time, the belt speed, the 4,000 mm tunnel; wafers leave in load
 order), sleeps until the first is due, and then reads the exit: the EXIT_ registers'
 wafer id tells in the same read whether it has arrived and what it measured. It
-unloads it at once, before anything else is asked of the oven, and hands the result
-to the wafer's step, which waits on a future instead of polling.
+unloads it at once, before its curve is read and before anything else is asked of
+the oven (the entrance stands clear while an arrival is near, ``stand_clear``), and
+hands the result to the wafer's step, which waits on a future instead of polling.
 
 The watcher unloads every wafer it was given, also one whose step was stopped (a
 hold or abort cannot stop the belt: leaving the wafer at the exit would block the
@@ -18,6 +19,8 @@ next). A wafer that does not come out in time fails its own step only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,8 +31,11 @@ from drivers.errors import ToolError, ToolTimeout
 from drivers.types import Alarm
 from sequences.kinds.base import StepResult, timeout_for
 
-ARRIVAL_SLACK_S = 1.0  # LOAD's reply comes after the belt took the wafer: look a little later
+log = logging.getLogger("sequences.kinds.oven_exit")
+
+ARRIVAL_SLACK_S = 1.0  # the belt moves in steps: a wafer may be this much later
 EXIT_POLL_S = 0.5  # a wafer past its time: look this often (tool seconds)
+ALARM_LOOK_AFTER_S = 30.0  # a wafer this late: look at the alarms too
 
 
 @dataclass
@@ -50,27 +56,54 @@ class ExitWatch:
         self.clock = clock
         self._riders: deque[_Rider] = deque()
         self._task: asyncio.Task[None] | None = None
+        self._late: dict[str, _Rider] = {}  # given up on by their steps, still on the belt
+        self._taken = asyncio.Event()  # set after each take, for entrance work waiting
         self.looks = 0  # exit reads, for the benchmark's curiosity
         self.late_looks = 0  # of which found the wafer not there yet
 
-    def ride(self, wafer_id: str, transit_s: float) -> asyncio.Future[StepResult]:
-        """A wafer just went on the belt: its result (or the step's failure) arrives on
-        the future once the watcher has unloaded it."""
-        now = self.clock.now()
+    def ride(self, wafer_id: str, transit_s: float, sent_at: float
+             ) -> asyncio.Future[StepResult]:
+        """A wafer just went on the belt (its LOAD was sent at tool time ``sent_at``): its
+        result (or the step's failure) arrives on the future once it is off the exit.
+
+        Timed from when the LOAD was sent, not from its reply: on a busy machine the
+        reply can come many tool seconds after the belt took the wafer."""
         loop = asyncio.get_running_loop()
-        rider = _Rider(wafer_id, now, now + transit_s + ARRIVAL_SLACK_S,
-                       now + timeout_for(transit_s), loop.create_future())
+        rider = _Rider(wafer_id, sent_at, sent_at + transit_s,
+                       sent_at + timeout_for(transit_s), loop.create_future())
         self._riders.append(rider)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._watch(), name=f"exit watch {self.driver.name}")
         return rider.arrived
+
+    async def stand_clear(self, window_s: float) -> None:
+        """Wait while a wafer is due at the exit within ``window_s`` tool seconds (or is being
+        taken off): the exit goes first. The entrance's requests (its look, the LOAD's
+        three) share the oven's link; queued in front of a take they are what keeps a
+        wafer at the exit, on a busy machine long enough for the next to reach it."""
+        while self._riders and self._riders[0].due - self.clock.now() < window_s:
+            self._taken.clear()
+            await self._taken.wait()
 
     @property
     def riding(self) -> list[str]:
         return [r.wafer_id for r in self._riders]
 
     async def _watch(self) -> None:
-        while self._riders:
+        while self._riders or self._late:
+            if not self._riders:  # only wafers given up on: look now and then, for a while
+                now = self.clock.now()
+                for wafer_id, r in list(self._late.items()):
+                    if now > 2 * r.deadline - r.loaded:
+                        del self._late[wafer_id]
+                if not self._late:
+                    break
+                await self.clock.sleep(ALARM_LOOK_AFTER_S)
+                try:
+                    await self._look()
+                except ToolError:
+                    pass
+                continue
             first = self._riders[0]
             wait = first.due - self.clock.now()
             if wait > 0:
@@ -82,12 +115,28 @@ class ExitWatch:
 
     async def _look(self) -> None:
         """One look at the exit: take off the wafer there, or note why it is not."""
-        riders = {r.wafer_id: r for r in self._riders}
+        riders = {**self._late, **{r.wafer_id: r for r in self._riders}}
         self.looks += 1
-        result = await self.driver.exit_result_of(riders)
-        if result is not None:
-            rider = riders[result.wafer_id]
-            await self.driver.unload(result.wafer_id)
+        values = await self.driver.exit_values_of(riders)
+        if values is not None:
+            rider = riders[values.wafer_id]
+            if self._late.pop(values.wafer_id, None) is not None:
+                # Its step has failed already: off the exit so the next can come out.
+                await self.driver.unload(values.wafer_id)
+                log.warning("%s: %s came out after its step gave up on it; unloaded",
+                            self.driver.name, values.wafer_id)
+                return
+            # Off the exit first: the values are in hand, the curve stays until the next
+            # wafer arrives, and that one must find the exit free.
+            await self.driver.unload(values.wafer_id)
+            curve = await self.driver.exit_curve()
+            following = [r for r in self._riders if r is not rider and r.due > rider.due]
+            if following and self.clock.now() >= following[0].due - ARRIVAL_SLACK_S:
+                if (await self.driver.signals()).wafer_at_exit:  # the curve may be the next's
+                    log.warning("%s: %s's curve not read before the next wafer arrived",
+                                self.driver.name, rider.wafer_id)
+                    curve = ()
+            result = dataclasses.replace(values, curve_c=curve)
             while self._riders[0] is not rider:  # wafers leave in load order
                 ahead = self._riders.popleft()
                 self._done(ahead, ToolError(self.driver.name, f"wafer {ahead.wafer_id} did "
@@ -97,6 +146,9 @@ class ExitWatch:
             return
         self.late_looks += 1
         first = self._riders[0]
+        if self.clock.now() < first.due + ALARM_LOOK_AFTER_S:
+            await self.clock.sleep(EXIT_POLL_S)
+            return
         signals = await self.driver.signals()
         if signals.alarm_active:  # recorded with every wafer on the belt, not fatal
             alarm = await self.driver.alarm()
@@ -105,7 +157,7 @@ class ExitWatch:
                     if alarm not in r.alarms:
                         r.alarms.append(alarm)
         if self.clock.now() >= first.deadline:
-            self._riders.popleft()
+            self._late[first.wafer_id] = self._riders.popleft()
             alarm_text = "; ".join(f"alarm {a.code} {a.text}" for a in first.alarms)
             self._done(first, ToolTimeout(
                 self.driver.name, f"wafer {first.wafer_id} not at the exit after "
@@ -114,8 +166,8 @@ class ExitWatch:
             return
         await self.clock.sleep(EXIT_POLL_S)
 
-    @staticmethod
-    def _done(rider: _Rider, outcome: StepResult | Exception) -> None:
+    def _done(self, rider: _Rider, outcome: StepResult | Exception) -> None:
+        self._taken.set()
         if rider.arrived.done():  # its step was stopped: the wafer is off the belt anyway
             return
         if isinstance(outcome, Exception):

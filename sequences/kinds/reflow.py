@@ -54,6 +54,7 @@ AMBIENT_C = 25.0
 HEAT_TAU_S = 90.0
 STABLE_BAND_C = 2.0
 READY_HOLD_S = 60.0
+ENTRANCE_YIELD_S = 15.0  # no entrance work this close to a wafer's arrival at the exit
 POLL_S = 1.0  # how often the exit and entrance are looked at while a wafer rides
 RECOVERY_POLL_S = 2.0
 
@@ -204,30 +205,33 @@ class Reflow(StepKind[ReflowStep]):
         clock, wafer_id = ctx.clock, ctx.wafer_id
         ride = transit_s(step)
         deadline = clock.now() + timeout_for(ride)
+        watch = exit_watch(driver, clock)
         async with _entrance_lock(driver):  # other wafers' steps share the entrance
             refused = ""
-            while True:
-                # The scheduler dispatches when the wafer ahead has cleared the entrance, and
-                # the oven refuses a LOAD it cannot take (06, nothing went on the belt): no
-                # look first. After a refusal, the signals say whether to wait or give up.
-                try:
-                    async with guarded(ctx.journal, wafer_id, "LOAD", driver.name):
-                        await driver.load(wafer_id)
-                    break
-                except DeviceBusy as exc:
-                    refused = f" ({exc})"
+            while True:  # wait for the last loaded wafer to clear the entrance
+                await watch.stand_clear(ENTRANCE_YIELD_S)
+                # One look first (a LOAD the oven refuses costs an intent, a refusal and
+                # the oven's reasons: six requests and two commits).
                 signals = await driver.signals()
                 if signals.alarm_active:
                     alarm = await driver.alarm()
                     raise ToolAlarm(driver.name, alarm.code if alarm else 0,
                                     alarm.text if alarm else "")
+                if signals.entrance_clear:
+                    try:
+                        async with guarded(ctx.journal, wafer_id, "LOAD", driver.name):
+                            sent_at = clock.now()
+                            await driver.load(wafer_id)
+                        break
+                    except DeviceBusy as exc:  # refused (not READY just now): not on the belt
+                        refused = f" ({exc})"
                 if clock.now() >= deadline:
                     raise ToolTimeout(driver.name, "could not load the wafer: entrance not "
                                       f"clear or oven not ready{refused}")
                 await clock.sleep(POLL_S)
             # Registered before the entrance is free: the watcher knows the riders in load
             # order.
-            arrived = exit_watch(driver, clock).ride(wafer_id, ride)
+            arrived = watch.ride(wafer_id, ride, sent_at)
         ctx.tool_free()  # the next wafer may follow once this one clears the entrance
         # On the belt: it comes out whatever happens; alarms while it rides are recorded
         # with its result, not fatal.
