@@ -11,9 +11,12 @@ unloads it at once, before its curve is read and before anything else is asked o
 the oven (the entrance stands clear while an arrival is near, ``stand_clear``), and
 hands the result to the wafer's step, which waits on a future instead of polling.
 
-The watcher unloads every wafer it was given, also one whose step was stopped (a
-hold or abort cannot stop the belt: leaving the wafer at the exit would block the
-next). A wafer that does not come out in time fails its own step only.
+A hold or an abort does not stop a riding wafer's step (the belt cannot be
+stopped: the runner lets it ride out), so the watcher unloads every wafer whose
+step still waits. A step cancelled from outside means the controller is stopping:
+the watcher forgets that wafer and recovery settles the belt on the next start. A
+wafer that does not come out in time fails its own step; if it shows up later the
+watcher still unloads it, so the wafers behind it are not blocked.
 """
 
 from __future__ import annotations
@@ -69,9 +72,11 @@ class ExitWatch:
         Timed from when the LOAD was sent, not from its reply: on a busy machine the
         reply can come many tool seconds after the belt took the wafer."""
         loop = asyncio.get_running_loop()
+        self._prune()
         rider = _Rider(wafer_id, sent_at, sent_at + transit_s,
                        sent_at + timeout_for(transit_s), loop.create_future())
         self._riders.append(rider)
+        rider.arrived.add_done_callback(self._step_gone)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._watch(), name=f"exit watch {self.driver.name}")
         return rider.arrived
@@ -104,6 +109,9 @@ class ExitWatch:
                 except ToolError:
                     pass
                 continue
+            self._prune()
+            if not self._riders:
+                continue
             first = self._riders[0]
             wait = first.due - self.clock.now()
             if wait > 0:
@@ -112,6 +120,19 @@ class ExitWatch:
                 await self._look()
             except ToolError as exc:  # the oven could not be read or refused the UNLOAD
                 self._done(self._riders.popleft(), exc)
+
+    def _step_gone(self, arrived: asyncio.Future[StepResult]) -> None:
+        """Every waiting step cancelled (the controller stops): the watcher stops too."""
+        if arrived.cancelled() and all(r.arrived.cancelled() for r in self._riders):
+            self._riders.clear()
+            if self._task is not None and not self._late:
+                self._task.cancel()
+
+    def _prune(self) -> None:
+        """Forget the wafers whose steps were cancelled: the controller is stopping, and
+        recovery settles the belt (``Reflow.settle_all``) when it starts again."""
+        if any(r.arrived.cancelled() for r in self._riders):
+            self._riders = deque(r for r in self._riders if not r.arrived.cancelled())
 
     async def _look(self) -> None:
         """One look at the exit: take off the wafer there, or note why it is not."""
