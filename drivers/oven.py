@@ -205,7 +205,8 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         v = await self.regs.read_block(self._exit)
         return self._result(v, await self.exit_curve())
 
-    async def exit_values_of(self, wafer_ids: Container[str]) -> ReflowResult | None:
+    async def exit_values_of(self, wafer_ids: Container[str], *, left: str | None = None
+                             ) -> ReflowResult | None:
         """The exit wafer's measured values, without its curve, if it is one of
         ``wafer_ids``; else None.
 
@@ -213,20 +214,30 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         wafer's values until the next reaches the exit, and a wafer waits there until
         UNLOAD, so the id of a wafer the caller has not unloaded means it is at the exit.
         Its curve (``exit_curve``) stays readable after UNLOAD until the next wafer arrives.
+
+        A wafer can pass twice (a rebump's two reflows): ``left`` is the id of the last
+        wafer the caller took off this exit (None: not known); when the exit shows that
+        id, or ``left`` is not known, WAFER_AT_EXIT tells whether it is there again.
         """
         if len(self._exit.runs) == 1:  # the map lets id and values come in one read
             v = await self.regs.read_block(self._exit)
-            if v["EXIT_WAFER_ID"] not in wafer_ids:
+            if v["EXIT_WAFER_ID"] not in wafer_ids or not await self._there(
+                    v["EXIT_WAFER_ID"], left):
                 return None
             return self._result(v, ())
         # The RF-10N's map has a gap (IR 27-29) between the values and the id: two reads,
         # the id first. The values are read only once the id says the wafer is there
         # (read before, they could be the previous wafer's).
         wafer_id = await self.regs.read("EXIT_WAFER_ID")
-        if wafer_id not in wafer_ids:
+        if wafer_id not in wafer_ids or not await self._there(wafer_id, left):
             return None
         v = await self.regs.read_block(self._exit_values)
         return self._result({**v, "EXIT_WAFER_ID": wafer_id}, ())
+
+    async def _there(self, wafer_id: str, left: str | None) -> bool:
+        if left is not None and wafer_id != left:
+            return True  # an id not yet taken off: it is waiting at the exit
+        return bool((await self.regs.read_block(self._flags))["WAFER_AT_EXIT"])
 
     @staticmethod
     def _result(v: dict[str, Any], curve: tuple[float, ...]) -> ReflowResult:

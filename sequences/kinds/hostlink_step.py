@@ -78,7 +78,7 @@ class HostLinkStepKind(StepKind[S]):
     async def load_and_run(self, driver: Any, step: S, ctx: StepContext,
                            start: Callable[[], Awaitable[Any]]) -> StepResult:
         st = self.states
-        await self.load_wafer(driver, step, ctx)
+        await driver.load(ctx.wafer_id)
         await expect(ctx.clock, self.load_s)
         async with guarded(ctx.journal, ctx.wafer_id, self.guarded[0], driver.name):
             await when_in(driver, st.READY, timeout_for(self.load_s), start)
@@ -87,14 +87,10 @@ class HostLinkStepKind(StepKind[S]):
         return StepResult(await when_in(driver, st.DONE, timeout_for(cycle),
                                         driver.result))
 
-    async def load_wafer(self, driver: Any, step: S, ctx: StepContext) -> None:
-        await driver.load(ctx.wafer_id)
-
     async def unload(self, driver: Any, step: S) -> None:
-        # ULD's nominal time, then the tool is the next step's: its readiness check reads
-        # the status anyway (and waits out a wipe), so no look here.
         await driver.unload()
         await expect(driver.clock, self.unload_s)
+        await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
 
     async def abort(self, driver: Any, step: S, wafer_id: str) -> list[str]:
         st = self.states

@@ -59,6 +59,7 @@ class ExitWatch:
         self.clock = clock
         self._riders: deque[_Rider] = deque()
         self._task: asyncio.Task[None] | None = None
+        self._left: str | None = None  # the last wafer taken off (None: not known)
         self._late: dict[str, _Rider] = {}  # given up on by their steps, still on the belt
         self._taken = asyncio.Event()  # set after each take, for entrance work waiting
         self.looks = 0  # exit reads, for the benchmark's curiosity
@@ -138,18 +139,20 @@ class ExitWatch:
         """One look at the exit: take off the wafer there, or note why it is not."""
         riders = {**self._late, **{r.wafer_id: r for r in self._riders}}
         self.looks += 1
-        values = await self.driver.exit_values_of(riders)
+        values = await self.driver.exit_values_of(riders, left=self._left)
         if values is not None:
             rider = riders[values.wafer_id]
             if self._late.pop(values.wafer_id, None) is not None:
                 # Its step has failed already: off the exit so the next can come out.
                 await self.driver.unload(values.wafer_id)
+                self._left = values.wafer_id
                 log.warning("%s: %s came out after its step gave up on it; unloaded",
                             self.driver.name, values.wafer_id)
                 return
             # Off the exit first: the values are in hand, the curve stays until the next
             # wafer arrives, and that one must find the exit free.
             await self.driver.unload(values.wafer_id)
+            self._left = values.wafer_id
             curve = await self.driver.exit_curve()
             following = [r for r in self._riders if r is not rider and r.due > rider.due]
             if following and self.clock.now() >= following[0].due - ARRIVAL_SLACK_S:

@@ -7,13 +7,11 @@ stencil wipe of 15 s every ``wipe_every`` prints.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.errors import WrongState
 from drivers.protocols import Printer
-from drivers.types import PrinterState, PrinterStatus, PrintRecipe, PrintResult, RunStatus
+from drivers.types import PrinterState, PrinterStatus, PrintResult, RunStatus
 from sequences.judge import Judgment, at_least, at_most, same_wafer, window
 from sequences.kinds.base import (
     Note,
@@ -106,26 +104,14 @@ class PastePrint(HostLinkStepKind[PrintStep]):
             await driver.changeover(step.stencil_id, step.paste_alloy)
             await expect(clock, CHANGEOVER_S)
             await driver.wait_for(PrinterState.IDLE, timeout_s=timeout_for(CHANGEOVER_S))
-        await _send_recipe(driver, step.tool_recipe(recipe_name))
+        await driver.set_recipe(step.tool_recipe(recipe_name))
         note(f"print parameters {recipe_name} stored (RCP)")
 
     async def execute(self, driver: Any, step: PrintStep, ctx: StepContext, seen: ToolView
                       ) -> StepResult:
         await self.release_own(driver, seen)
-        recipe = step.tool_recipe(ctx.recipe_name)
-        if _SENT.get(driver) != recipe:  # RCP once per setup: the printer keeps it
-            await _send_recipe(driver, recipe)
+        await driver.set_recipe(step.tool_recipe(ctx.recipe_name))
         return await self.load_and_run(driver, step, ctx, driver.start_print)
-
-    async def load_wafer(self, driver: Any, step: PrintStep, ctx: StepContext) -> None:
-        try:
-            await driver.load(ctx.wafer_id)
-        except WrongState:
-            # LOD needs an RCP (NAK 04): a CHG from the console, or a restarted printer,
-            # cleared the one we sent. Nothing was loaded: send it again and load.
-            _SENT.pop(driver, None)
-            await _send_recipe(driver, step.tool_recipe(ctx.recipe_name))
-            await driver.load(ctx.wafer_id)
 
     async def start(self, driver: Any) -> None:
         await driver.start_print()
@@ -133,17 +119,6 @@ class PastePrint(HostLinkStepKind[PrintStep]):
     async def settle(self, driver: Any, step: PrintStep, wafer: Recovering, clock: Clock
                      ) -> Any:
         return await self.settle_hostlink(driver, wafer, self.start)
-
-
-# The print parameters each printer holds, as we last sent them (CHG clears them on the
-# tool; a LOD refused for want of them sends them again).
-_SENT: weakref.WeakKeyDictionary[Any, PrintRecipe] = weakref.WeakKeyDictionary()
-
-
-async def _send_recipe(driver: Any, recipe: PrintRecipe) -> None:
-    _SENT.pop(driver, None)  # a refused or lost RCP leaves the tool's unknown
-    await driver.set_recipe(recipe)
-    _SENT[driver] = recipe
 
 
 PASTE_PRINT = PastePrint()
