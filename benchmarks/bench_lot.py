@@ -1,7 +1,8 @@
 """A 25-wafer rebump lot on the simulated line: makespan against the lower bound.
 
-    .venv/bin/python benchmarks/bench_lot.py [--speed S] [--wafers N] [--seed N]
-                                             [--no-baseline | --baseline-speed S]
+    .venv/bin/python benchmarks/bench_lot.py [--speed S] [--wafers N] [--seed N] [--runs N]
+                                             [--side-by-side N] [--idle]
+                                             [--baseline [--baseline-speed S]]
     .venv/bin/python benchmarks/bench_lot.py --sweep      # which time scales stay correct
 
 The simulator runs in its own process (``bumpline sim``), so the CPU measured
@@ -19,15 +20,23 @@ the same work), efficiency the worst run, and every run must be correct. With
 two or more cores the controller is pinned to one and the simulator to the
 others, so the simulator's work never runs on the core being measured;
 
-then a one-wafer-at-a-time baseline on a fresh simulator (N lots of one wafer,
+with ``--baseline``, a one-wafer-at-a-time baseline on a fresh simulator (N lots of one wafer,
 one after the other) for comparison only: it is not a target, and a wafer the
 process itself fails there (a random SPI bridge, say) is listed, not counted
 against the controller. A run is correct when every wafer is
 complete and the oven never raised alarm 530 (exit blocked); a run that is not
 correct fails whatever its numbers.
 
-Targets: efficiency >= 0.9, <= 20 ms controller CPU per wafer, peak memory <= 200 MB.
-Exit status 0 when every target is met, 1 otherwise.
+A second process keeps one core busy the whole time (``--idle`` turns it off): a plant
+PC or a CI machine runs other things too. Every request each tool's link sends is
+counted (``count_requests``) and printed per wafer and tool. After the single-lot
+runs, 4 lots of 25 start together on one line (``--side-by-side``).
+
+Targets (issue 12), each printed with its margin: requests per wafer <= 32 (worst
+run); efficiency against the lower bound, worst run, >= 0.97 (>= 0.99 at 200x and
+below); controller CPU per wafer, median, <= 12 ms; 4 x 25 side by side all complete,
+no alarm 530; peak memory with them <= 100 MB. Exit status 0 when every target is
+met, 1 otherwise.
 """
 
 from __future__ import annotations
