@@ -219,25 +219,28 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         wafer the caller took off this exit (None: not known); when the exit shows that
         id, or ``left`` is not known, WAFER_AT_EXIT tells whether it is there again.
         """
-        if len(self._exit.runs) == 1:  # the map lets id and values come in one read
-            v = await self.regs.read_block(self._exit)
-            if v["EXIT_WAFER_ID"] not in wafer_ids or not await self._there(
-                    v["EXIT_WAFER_ID"], left):
+        gapless = len(self._exit.runs) == 1  # the map lets id and values come in one read
+        for look in range(2):
+            if gapless:
+                v = await self.regs.read_block(self._exit)
+                wafer_id = v["EXIT_WAFER_ID"]
+            else:
+                wafer_id = await self.regs.read("EXIT_WAFER_ID")
+            if wafer_id not in wafer_ids:
                 return None
+            if look or (left is not None and wafer_id != left):
+                break  # an id not yet taken off, or read after WAFER_AT_EXIT said 1
+            # The id may be the one taken off last time: only WAFER_AT_EXIT tells, and a
+            # wafer arriving between the two reads changes the id, so it is read again.
+            if not (await self.regs.read_block(self._flags))["WAFER_AT_EXIT"]:
+                return None
+        if gapless:
             return self._result(v, ())
         # The RF-10N's map has a gap (IR 27-29) between the values and the id: two reads,
         # the id first. The values are read only once the id says the wafer is there
         # (read before, they could be the previous wafer's).
-        wafer_id = await self.regs.read("EXIT_WAFER_ID")
-        if wafer_id not in wafer_ids or not await self._there(wafer_id, left):
-            return None
         v = await self.regs.read_block(self._exit_values)
         return self._result({**v, "EXIT_WAFER_ID": wafer_id}, ())
-
-    async def _there(self, wafer_id: str, left: str | None) -> bool:
-        if left is not None and wafer_id != left:
-            return True  # an id not yet taken off: it is waiting at the exit
-        return bool((await self.regs.read_block(self._flags))["WAFER_AT_EXIT"])
 
     @staticmethod
     def _result(v: dict[str, Any], curve: tuple[float, ...]) -> ReflowResult:

@@ -71,3 +71,19 @@ async def test_a_stopping_controller_leaves_the_belt_to_recovery() -> None:
         assert watch.riding == []  # and the watcher has stopped
         status = await oven.status()
         assert status.wafers_on_belt == 3  # nothing taken off behind recovery's back
+
+
+async def test_a_wafer_passing_twice_is_not_taken_for_arrived_by_its_old_id() -> None:
+    """A rebump's wafer rides twice; after its first pass the exit registers keep its id
+    until another wafer arrives."""
+    async with sim_oven() as (oven, _):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        first = await asyncio.wait_for(await load_behind(oven, watch, "EXW-21"), 30)
+        assert first.result.wafer_id == "EXW-21"
+        assert (await oven.exit_values_of({"EXW-21"}, left="EXW-21")) is None  # gone
+        again = await asyncio.wait_for(await load_behind(oven, watch, "EXW-21"), 30)
+        assert again.result.wafer_id == "EXW-21"
+        status = await oven.status()
+        # Taken off for real: the belt is empty, not still carrying the second pass.
+        assert status.wafers_on_belt == 0 and status.alarm_code == 0

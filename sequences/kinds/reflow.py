@@ -43,7 +43,8 @@ TUNNEL_MM = 4000.0  # heated tunnel, entrance to exit
 ENTRANCE_SPACING_MM = 450.0  # belt travel before the entrance is clear for the next wafer
 SLOWEST_BELT_MM_MIN = 200  # the recipe format's lowest conveyor speed
 CHANGEOVER_MIN_S = 15 * 60.0  # a profile change takes 15-25 min
-READY_POLL_S = 20.0  # during a profile change, look at the oven this often
+READY_POLL_S = 20.0  # during a cool-down, look at the oven this often
+HEATED_POLL_S = 5.0  # after a heat-up's expected time, look this often
 BIG_COOLDOWN_C = 100.0  # hottest zone this much above the new profile's: high-lead to eutectic
 BIG_COOLDOWN_MIN_S = 600.0  # such a change takes no less
 # A cold start to the first profile. The spec says zones "heat quickly" and READY needs
@@ -67,10 +68,15 @@ def transit_s(step: ReflowStep) -> float:
 def cold_start_s(step: ReflowStep) -> float:
     """Tool seconds from APPLY on a cold oven to READY: the slowest zone (the hottest
     setpoint) within the stable band, then the hold."""
-    rise = step.hottest_zone_c - AMBIENT_C
-    if rise <= STABLE_BAND_C:
+    return heat_up_s(step.hottest_zone_c - AMBIENT_C)
+
+
+def heat_up_s(rise_c: float) -> float:
+    """Tool seconds for the hottest zone to rise ``rise_c`` into the stable band, then the
+    hold before READY."""
+    if rise_c <= STABLE_BAND_C:
         return READY_HOLD_S
-    return HEAT_TAU_S * math.log(rise / STABLE_BAND_C) + READY_HOLD_S
+    return HEAT_TAU_S * math.log(rise_c / STABLE_BAND_C) + READY_HOLD_S
 
 
 SLOWEST_TRANSIT_S = TUNNEL_MM / SLOWEST_BELT_MM_MIN * 60.0
@@ -183,10 +189,16 @@ class Reflow(StepKind[ReflowStep]):
             note("nitrogen on")
             await driver.set_nitrogen(True)
         # Cooling from a high-lead profile takes 15-25 minutes: no look at the oven in
-        # the first 10 of them, then one every READY_POLL_S.
+        # the first 10 of them, then one every READY_POLL_S. Heating has an expected time
+        # (cold_start_s's model from the hottest zone now): no look before it, then
+        # looks every HEATED_POLL_S.
+        poll = READY_POLL_S
         if cooling >= BIG_COOLDOWN_C:
             await expect(clock, BIG_COOLDOWN_MIN_S)
-        await driver.wait_ready(timeout_s=3600.0, poll_s=READY_POLL_S)
+        elif cooling < -STABLE_BAND_C:
+            await expect(clock, heat_up_s(-cooling))
+            poll = HEATED_POLL_S
+        await driver.wait_ready(timeout_s=3600.0, poll_s=poll)
         deadline = clock.now() + timeout_for(120.0)
         while True:
             status = await driver.status()
