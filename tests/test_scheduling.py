@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
@@ -14,6 +15,7 @@ from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import open_line
+from sequences.kinds.reflow import cold_start_s
 from sequences.recipes.recipe import find_recipe
 from sequences.recipes.validate import load_valid_recipe
 from sim.line import SimulatedLine
@@ -107,18 +109,34 @@ def test_step_times_follow_the_specs() -> None:
 def test_the_cleaner_bounds_a_rebump_lot() -> None:
     bound = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 1}, MOUNTED)
     assert bound.limiting == "cleaner"
-    # head: print (70.75 s) + the high-lead reflow's 400 s; work: 50 cleans of 240 s.
-    assert bound.seconds == pytest.approx(70.75 + 400 + 50 * 240)
+    # head: the oven's cold start to the high-lead profile (longer than the first print's
+    # 70.75 s, which runs meanwhile) + its 400 s tunnel; work: 50 cleans of 240 s.
+    warm_up = 90 * math.log((362 - 25) / 2) + 60  # hottest zone 362 °C, from 25 °C
+    assert cold_start_s(reflow_step := HIPB.step(2)) == pytest.approx(warm_up)
+    assert warm_up == pytest.approx(521.4, abs=0.1)
+    assert bound.seconds == pytest.approx(warm_up + 400 + 50 * 240)
+    # The oven's own row: its first profile comes with the start-up, only the cool-down to
+    # the eutectic profile is a changeover (no invented first one).
+    spacing = 25 * (tool_occupancy(reflow_step) + tool_occupancy(HIPB.step(5)))
+    assert bound.per_role["oven"] == pytest.approx(warm_up + spacing + 900 + 213 + 240)
     two = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 2}, MOUNTED)
     assert two.seconds < bound.seconds
-    assert two.per_role["cleaner"] == pytest.approx(70.75 + 400 + 25 * 240)
+    assert two.per_role["cleaner"] == pytest.approx(warm_up + 400 + 25 * 240)
+    # An oven already running the first profile needs no start-up.
+    warm = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 1},
+                       {**MOUNTED, "oven": (reflow_step.profile_id,)})
+    assert warm.seconds == pytest.approx(70.75 + 400 + 50 * 240)
 
 
 def test_one_wafer_is_bounded_by_its_critical_path() -> None:
     bound = lower_bound(HIPB, 1, {"printer": 1, "oven": 1, "cleaner": 1}, MOUNTED)
     assert bound.limiting == "critical path"
     steps = sum(step_seconds(s) for s in HIPB.steps)
-    assert bound.seconds == pytest.approx(steps + 600 + 2 * 900)  # cap paste + two profiles
+    # The first reflow waits for the oven's start-up, not for the first print; then the
+    # cap paste and the eutectic profile are the changeovers.
+    warm_up = cold_start_s(HIPB.step(2))
+    assert bound.seconds == pytest.approx(warm_up + steps - step_seconds(HIPB.step(1))
+                                          + 600 + 900)
 
 
 def test_a_missing_role_is_an_error() -> None:

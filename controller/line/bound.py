@@ -8,13 +8,16 @@ For every role r the line has ``n_r`` tools of:
   nominal durations (for the oven, the belt's entrance spacing per wafer: the
   belt is a pipeline, its throughput is one wafer per 450 mm of travel);
 * ``changeovers_r``: setup changes no schedule can avoid (every setup the lot
-  needs beyond the one mounted at the start, once);
+  needs beyond the one mounted at the start, once; a tool that starts cold, the
+  oven, reaches its first setup by its start-up, not by a changeover);
 * ``head_r``: the shortest time before any wafer can reach role r (the steps
-  before its first step there, without waiting);
+  before its first step there, without waiting, none of them before its tool has
+  started up; nor role r's own first step before its start-up);
 * ``tail_r``: the shortest time a wafer still needs after its last step on r.
 
 The bound is the largest ``bound_r``, and never less than one wafer's own
-critical path (all its steps back to back, plus the changeovers it needs).
+critical path (all its steps back to back after the start-ups, plus the
+changeovers it needs).
 
 A batch tool (the plater: ``kind.batch``, up to ``batch_capacity`` wafers in one
 cycle of ``nominal_s`` whatever their number) works ``k = ceil(wafers / cap)``
@@ -79,26 +82,43 @@ def lower_bound(
     if not steps or wafers <= 0:
         return MakespanBound(0.0, "critical path")
     durations = [step_seconds(s) for s in steps]
+    roles = [kind_of(s).role for s in steps]
     setups: dict[str, list[tuple[object, ...]]] = {}
     for step in steps:
         kind = kind_of(step)
         setup = kind.bound_setup(step)
         if setup is not None and setup not in setups.setdefault(kind.role, []):
             setups[kind.role].append(setup)
+    # A tool with a start-up (the oven's warm-up) reaches its first setup by starting, not
+    # by a changeover; every other setup beyond the mounted one is a changeover, once.
+    startup = {role: 0.0 for role in roles}
+    for step in steps:
+        kind = kind_of(step)
+        if kind.role not in mounted and not startup[kind.role]:
+            startup[kind.role] = kind.startup_s(step)
     changeovers = {
-        role: _changeover_s(role, steps) * sum(1 for s in needed if s != mounted.get(role))
+        role: _changeover_s(role, steps) * sum(
+            1 for i, s in enumerate(needed)
+            if s != mounted.get(role) and not (i == 0 and startup.get(role)))
         for role, needed in setups.items()
     }
-    critical = sum(durations) + sum(changeovers.values())
+    # The earliest a wafer can start each step: its earlier steps back to back, none
+    # before its tool has started up.
+    starts: list[float] = []
+    t = 0.0
+    for role, duration in zip(roles, durations, strict=True):
+        t = max(t, startup[role])
+        starts.append(t)
+        t += duration
+    critical = t + sum(changeovers.values())
     per_role: dict[str, float] = {}
-    roles = [kind_of(s).role for s in steps]
     for role in set(roles):
         count = tools.get(role, 0)
         if count <= 0:
             raise ValueError(f"the recipe needs a {role} and the line has none")
         indices = [i for i, r in enumerate(roles) if r == role]
         work = sum(_work(steps[i], wafers) for i in indices)
-        head = sum(durations[: indices[0]])
+        head = starts[indices[0]]
         tail = sum(durations[indices[-1] + 1 :])
         if kind_of(steps[indices[-1]]).pipelined:  # the last wafer still rides it out
             tail += durations[indices[-1]] - tool_occupancy(steps[indices[-1]])
@@ -135,6 +155,9 @@ def _batch_bound(recipe: Recipe, index: int, wafers: int, tools: dict[str, int],
         setup = kind_of(s).bound_setup(s)
         if setup is not None:
             left[kind_of(s).role] = setup
+    for s in after:  # a tool that starts up (the oven) did so while the batch ran
+        if kind_of(s).startup_s(s) and kind_of(s).role not in left:
+            left[kind_of(s).role] = kind_of(s).bound_setup(s) or ()
     cycle = kind.nominal_s(step)
     rounds = math.ceil(k / max(1, tools.get(kind.role, 1)))
 

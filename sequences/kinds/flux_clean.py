@@ -7,6 +7,7 @@ is the cleaner's setup; it heats and cools slowly (BATH_COOL_C_S).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from drivers.clock import Clock
@@ -110,16 +111,22 @@ class FluxClean(StepKind[Any]):
 
     async def look(self, driver: Any, step: CleanStep, wafer_id: str, status: Any) -> ToolView:
         own = status.state is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id
-        return ToolView(status, await driver.recipe(), own)
+        recipe = _RECIPES.get(driver)
+        if recipe is None:  # not written by us yet: ask the tool once
+            recipe = _RECIPES[driver] = await driver.recipe()
+        return ToolView(status, recipe, own)
 
     async def prepare(self, driver: Any, step: CleanStep, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
         wanted = step.tool_recipe()
+        _RECIPES.pop(driver, None)  # a setup change reads what the tool holds
         if await driver.recipe() != wanted:
             note(f"clean recipe: wash {step.wash_temp_c:g} °C {step.wash_time_s} s, rinse "
                  f"{step.rinse_time_s} s, dry {step.dry_time_s} s, "
                  f"{step.spray_pressure_bar:g} bar")
-            await driver.set_recipe(wanted)
+            await _set_recipe(driver, wanted)
+        else:
+            _RECIPES[driver] = wanted
         status = await driver.status()
         gap = abs(status.wash_temp_c - step.wash_temp_c)
         if gap > BATH_TOLERANCE_C:
@@ -133,7 +140,7 @@ class FluxClean(StepKind[Any]):
         # Same wash temperature (the interlock checked it); times and pressure are this wafer's.
         wanted = step.tool_recipe()
         if seen.clean_recipe != wanted:
-            await driver.set_recipe(wanted)
+            await _set_recipe(driver, wanted)
         await driver.load(ctx.wafer_id)
         async with guarded(ctx.journal, ctx.wafer_id, "START", driver.name):
             await driver.start()
@@ -180,6 +187,17 @@ class FluxClean(StepKind[Any]):
         if not wafer.judging and not status.wafer_present and not ours:
             return NeverTaken(f"{driver.name} never took it")
         return Unknown(f"{driver.name} no longer shows the wafer")
+
+
+# The recipe registers of each cleaner as we last wrote or read them: they change only
+# when written, so a step need not read them again (the setup change reads them afresh).
+_RECIPES: weakref.WeakKeyDictionary[Any, CleanRecipe] = weakref.WeakKeyDictionary()
+
+
+async def _set_recipe(driver: Any, recipe: CleanRecipe) -> None:
+    _RECIPES.pop(driver, None)  # a refused or lost write leaves the tool's unknown
+    await driver.set_recipe(recipe)
+    _RECIPES[driver] = recipe
 
 
 FLUX_CLEAN = FluxClean()
