@@ -69,6 +69,7 @@ from controller.store import Store, slots_for_count  # noqa: E402
 from drivers.clock import ScaledClock  # noqa: E402
 from drivers.line_config import LineConfig, LineConfigError, load_line_config  # noqa: E402
 from drivers.tools import open_line  # noqa: E402
+from sequences.kinds.oven_exit import watch_of  # noqa: E402
 from sequences.recipes.validate import load_valid_recipe  # noqa: E402
 
 RECIPE = "rebump-hipb-snpb"  # --recipe changes it (a barrier recipe's line gets a plater)
@@ -103,6 +104,7 @@ class RunResult:
     busy: dict[str, float] = field(default_factory=dict)  # tool -> share of the makespan busy
     unfinished: list[str] = field(default_factory=list)  # wafer: state, last event's why
     requests: dict[str, int] = field(default_factory=dict)  # tool -> requests on its link
+    exit_latency: list[float] = field(default_factory=list)  # tool s, due to UNLOAD
 
     @property
     def complete(self) -> int:
@@ -254,6 +256,7 @@ async def _run(config: LineConfig, db: Path, lots: list[tuple[str, int]], label:
                     busy[name] = busy.get(name, 0.0) + slot.busy_s
             makespan = clock.now() - tool0
             wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+            latency = [t for _, d in tools.items() if (w := watch_of(d)) for t in w.latencies]
         states: dict[str, int] = {}
         unfinished = []
         for lot_id, _ in lots:
@@ -270,7 +273,7 @@ async def _run(config: LineConfig, db: Path, lots: list[tuple[str, int]], label:
     return RunResult(label, speed, sum(n for _, n in lots), makespan, wall, cpu, states,
                      _sim_alarms(log_path), store_alarms,
                      {name: b / makespan for name, b in busy.items()} if makespan else {},
-                     unfinished, requests)
+                     unfinished, requests, latency)
 
 
 def run_lot(speed: float, wafers: int, workdir: Path, seed: int,
@@ -390,9 +393,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{flag} must be > 0, got {value:g}")
 
     controller_cpus = _cpus()[0]
-    if controller_cpus:
-        os.sched_setaffinity(0, controller_cpus)  # the simulator gets the other core(s)
     with tempfile.TemporaryDirectory(prefix="bench_lot-") as tmp, busy_core(not args.idle):
+        # Pinned after the spinner started: it must not inherit the controller's core.
+        if controller_cpus:
+            os.sched_setaffinity(0, controller_cpus)  # the simulator gets the other core(s)
         workdir = Path(tmp)
         if args.sweep:
             return _sweep(args.wafers, workdir, args.seed)
@@ -435,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
                       for name in sorted(lot.requests)
                       if any(r.requests.get(name) for r in lots))
           + f"; total {spread([r.requests_per_wafer for r in lots])}")
+    for r in [*lots, *([side] if side else [])]:
+        if r.exit_latency:
+            late = sorted(r.exit_latency)
+            print(f"{r.label}: oven exit, tool s from a wafer's due time to its UNLOAD: "
+                  f"median {statistics.median(late):.1f}, 90 % {late[int(0.9 * len(late))]:.1f},"
+                  f" max {late[-1]:.1f}")
     print(f"efficiency: {spread(efficiencies, '{:.3f}')}; controller CPU per wafer: "
           f"{spread(cpus)} ms")
     print()

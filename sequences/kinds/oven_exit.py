@@ -161,6 +161,7 @@ class ExitWatch:
         """One look at the exit: take off the wafer there, or note why it is not."""
         riders = {**self._late, **{r.wafer_id: r for r in self._riders}}
         self.looks += 1
+        began = self.clock.now()
         values = await self.driver.exit_values_of(riders, left=self._left)
         if values is not None:
             rider = riders[values.wafer_id]
@@ -175,7 +176,8 @@ class ExitWatch:
             # wafer arrives, and that one must find the exit free.
             await self.driver.unload(values.wafer_id)
             self._left = values.wafer_id
-            self.latencies.append(self.clock.now() - rider.due)
+            unloaded = self.clock.now()
+            self.latencies.append(unloaded - rider.due)
             try:
                 curve = await self.driver.exit_curve()
             except ToolError as exc:  # the wafer is off: its values stand without a curve
@@ -191,6 +193,10 @@ class ExitWatch:
                 log.warning("%s: %s's curve not read before the next wafer arrived",
                             self.driver.name, rider.wafer_id)
                 curve = ()
+            log.debug("%s: %s due %.1f, looked +%.1f, unloaded +%.1f, curve read +%.1f; next "
+                      "due +%s", self.driver.name, rider.wafer_id, rider.due, began - rider.due,
+                      unloaded - rider.due, self.clock.now() - rider.due,
+                      f"{following[0].due - rider.due:.1f}" if following else "-")
             result = dataclasses.replace(values, curve_c=curve)
             while self._riders[0] is not rider:  # wafers leave in load order
                 ahead = self._riders.popleft()
@@ -242,3 +248,8 @@ def exit_watch(driver: Any, clock: Clock) -> ExitWatch:
     if watch is None:
         watch = _WATCHES[driver] = ExitWatch(driver, clock)
     return watch
+
+
+def watch_of(driver: Any) -> ExitWatch | None:
+    """This oven's watcher, if it has had wafers (the benchmark reads its latencies)."""
+    return _WATCHES.get(driver)

@@ -55,7 +55,7 @@ AMBIENT_C = 25.0
 HEAT_TAU_S = 90.0
 STABLE_BAND_C = 2.0
 READY_HOLD_S = 60.0
-ENTRANCE_YIELD_S = 15.0  # no entrance work this close to a wafer's arrival at the exit
+ENTRANCE_YIELD_S = 25.0  # no entrance work this close to a wafer's arrival at the exit
 POLL_S = 1.0  # how often the exit and entrance are looked at while a wafer rides
 RECOVERY_POLL_S = 2.0
 
