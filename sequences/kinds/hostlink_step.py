@@ -7,12 +7,14 @@ result until the host unloads it (ULD), and take ABT while working
 
 from __future__ import annotations
 
+import logging
+import weakref
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from drivers.clock import Clock
-from drivers.errors import ToolError
+from drivers.errors import LinkError, ToolError, WrongState
 from sequences.kinds.base import (
     NeverTaken,
     Note,
@@ -31,6 +33,8 @@ from sequences.kinds.base import (
     when_in,
 )
 from sequences.wafer.journal import guarded
+
+log = logging.getLogger("sequences.kinds.hostlink_step")
 
 SETTLE_WAIT_S = 1800.0  # recovery waits this long for a step the tool is still running
 
@@ -64,13 +68,15 @@ class HostLinkStepKind(StepKind[S]):
             note(await self.change_setup(driver, step))
             await expect(clock, self.changeover_s)
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.changeover_s))
-        await driver.set_recipe(step.tool_recipe(recipe_name))  # type: ignore[attr-defined]
+        await _send_recipe(driver, step.tool_recipe(recipe_name))  # type: ignore[attr-defined]
         note(f"{self.parameters_called} {recipe_name} stored (RCP)")
 
     async def execute(self, driver: Any, step: S, ctx: StepContext, seen: ToolView
                       ) -> StepResult:
         await self.release_own(driver, seen)
-        await driver.set_recipe(step.tool_recipe(ctx.recipe_name))  # type: ignore[attr-defined]
+        recipe = step.tool_recipe(ctx.recipe_name)  # type: ignore[attr-defined]
+        if _SENT.get(driver) != recipe:  # RCP once per setup: the tool keeps it until a CHG
+            await _send_recipe(driver, recipe)
         return await self.load_and_run(driver, step, ctx, lambda: self.start(driver))
 
     async def settle(self, driver: Any, step: S, wafer: Recovering, clock: Clock) -> Settled:
@@ -99,13 +105,22 @@ class HostLinkStepKind(StepKind[S]):
     async def release_own(self, driver: Any, seen: ToolView) -> None:
         """Our own wafer left in the tool by an earlier alarm or abort goes out first."""
         if seen.own_wafer_done:
+            _SENT.pop(driver, None)  # an alarm or abort came between: send RCP again
             await driver.unload()
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
 
     async def load_and_run(self, driver: Any, step: S, ctx: StepContext,
                            start: Callable[[], Awaitable[Any]]) -> StepResult:
         st = self.states
-        await driver.load(ctx.wafer_id)
+        try:
+            await driver.load(ctx.wafer_id)
+        except WrongState:
+            # LOD needs an RCP (NAK 04 without one): a CHG (an alarm's remedy, the console)
+            # or a restarted tool cleared the one we sent. Nothing was loaded: send the
+            # step's again and load. NAK 04 again (the tool not IDLE) is the tool's word.
+            _SENT.pop(driver, None)
+            await _send_recipe(driver, step.tool_recipe(ctx.recipe_name))  # type: ignore[attr-defined]
+            await driver.load(ctx.wafer_id)
         await expect(ctx.clock, self.load_s)
         async with guarded(ctx.journal, ctx.wafer_id, self.guarded[0], driver.name):
             await when_in(driver, st.READY, timeout_for(self.load_s), start)
@@ -117,7 +132,12 @@ class HostLinkStepKind(StepKind[S]):
     async def unload(self, driver: Any, step: S) -> None:
         await driver.unload()
         await expect(driver.clock, self.unload_s)
-        await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
+        try:
+            await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
+        except LinkError as exc:
+            # ULD was acknowledged: the wafer is out and judged. A tool silent now is the
+            # next step's to find (wait_free), not a reason to hold this wafer.
+            log.warning("%s: not answering after ULD of a judged wafer: %s", driver.name, exc)
 
     async def abort(self, driver: Any, step: S, wafer_id: str) -> list[str]:
         st = self.states
@@ -165,3 +185,15 @@ class HostLinkStepKind(StepKind[S]):
         if not wafer.judging:
             return NeverTaken(f"{driver.name} never took it")
         return Unknown(f"{driver.name} no longer shows the wafer")
+
+
+# The parameters each HostLink tool holds, as we last sent them (RCP): the tool keeps
+# them until a CHG, so a step sends them only when they differ (a LOD refused for want
+# of them, NAK 04, sends them again).
+_SENT: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+async def _send_recipe(driver: Any, recipe: Any) -> None:
+    _SENT.pop(driver, None)  # a refused or lost RCP leaves the tool's unknown
+    await driver.set_recipe(recipe)
+    _SENT[driver] = recipe

@@ -88,14 +88,18 @@ class ExitWatch:
             self._task = loop.create_task(self._watch(), name=f"exit watch {self.driver.name}")
         return rider.arrived
 
-    async def stand_clear(self, window_s: float) -> None:
+    async def stand_clear(self, window_s: float) -> bool:
         """Wait while a wafer is due at the exit within ``window_s`` tool seconds (or is being
         taken off): the exit goes first. The entrance's requests (its look, the LOAD's
         three) share the oven's link; queued in front of a take they are what keeps a
-        wafer at the exit, on a busy machine long enough for the next to reach it."""
+        wafer at the exit, on a busy machine long enough for the next to reach it.
+        True when it waited."""
+        waited = False
         while self._riders and self._riders[0].due - self.clock.now() < window_s:
+            waited = True
             self._taken.clear()
             await self._taken.wait()
+        return waited
 
     @property
     def riding(self) -> list[str]:

@@ -222,8 +222,10 @@ class Reflow(StepKind[ReflowStep]):
             refused = ""
             while True:  # wait for the last loaded wafer to clear the entrance
                 await watch.stand_clear(ENTRANCE_YIELD_S)
-                # One look first (a LOAD the oven refuses costs an intent, a refusal and
-                # the oven's reasons: six requests and two commits).
+                # One look first, though the interlocks' status was read just before: a
+                # LOAD the oven refuses costs an intent, a refusal and the oven's reasons
+                # (six requests and two commits), and an oven gone silent is found here
+                # with no LOAD intent open (the intent would leave the wafer to a person).
                 signals = await driver.signals()
                 if signals.alarm_active:
                     alarm = await driver.alarm()
