@@ -1,13 +1,17 @@
 """The oven's exit watcher against the simulated RF-10N over Modbus TCP: every wafer is
 taken off at the exit in load order, with its own values and curve, and the belt never
-blocks (alarm 530) - also for a wafer whose step stopped waiting for it."""
+blocks (alarm 530) - also for a wafer whose step stopped waiting for it, and with an oven
+answering busy (exception 06) at the exit."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
 from modbus_fixtures import sim_oven
 
+from drivers.errors import LinkError
 from drivers.oven import ReflowOven
 from sequences.kinds.oven_exit import ExitWatch
 from sequences.kinds.reflow import ENTRANCE_SPACING_MM, transit_s
@@ -91,3 +95,43 @@ async def test_a_wafer_passing_twice_is_not_taken_for_arrived_by_its_old_id() ->
         status = await oven.status()
         # Taken off for real: the belt is empty, not still carrying the second pass.
         assert status.wafers_on_belt == 0 and status.alarm_code == 0
+
+
+async def test_an_oven_answering_busy_at_the_exit_is_asked_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Exception 06 on the exit's reads and UNLOAD (no resends by the link): the watcher
+    looks again instead of failing the wafer, and the belt never blocks."""
+    caplog.set_level(logging.DEBUG, logger="sim.oven-1")
+    async with sim_oven(scale=SCALE, retries=0) as (oven, sim):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        ids = ["EXW-31", "EXW-32", "EXW-33"]
+        arrivals = [await load_behind(oven, watch, w) for w in ids]
+        sim.faults.seed(12)
+        sim.faults.busy = 0.4  # from now on: the exit's reads and UNLOADs
+        results = [await asyncio.wait_for(a, 30) for a in arrivals]
+        sim.faults.busy = 0.0
+
+        assert [r.result.wafer_id for r in results] == ids
+        assert all(r.result.profile_id == EUTECTIC.profile_id for r in results)
+        assert any("fault: busy" in rec.getMessage() for rec in caplog.records)
+        status = await oven.status()
+        assert status.alarm_code == 0 and status.wafers_on_belt == 0
+        assert not status.wafer_at_exit
+
+
+async def test_an_oven_gone_silent_leaves_every_rider_to_the_scheduler() -> None:
+    """No answer at all (the link's resends spent): every riding wafer's step gets the
+    LinkError at once, so the scheduler can settle the whole belt when the oven is back,
+    not one after the other as each comes due."""
+    async with sim_oven(scale=SCALE, retries=0) as (oven, sim):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        arrivals = [await load_behind(oven, watch, w) for w in ("EXW-41", "EXW-42")]
+        await sim.server.stop()
+        with pytest.raises(LinkError):
+            await asyncio.wait_for(arrivals[0], 30)
+        # The second wafer is due 27 tool s later: it was told with the first.
+        assert arrivals[1].done() and isinstance(arrivals[1].exception(), LinkError)
+        assert watch.riding == []
