@@ -6,7 +6,8 @@ with failed thermocouples as None) against a bare pymodbus
 ``read_input_registers`` of the same 10 registers on the same server,
 alternating the two call by call so both see the same machine load.
 
-PASS when median(driver) / median(raw) <= 1.25; exits 1 on FAIL.
+PASS when median(driver) / median(raw) <= 1.1, measured with a second process keeping
+one core busy; exits 1 on FAIL.
 
     .venv/bin/python benchmarks/bench_oven_read.py [-n 2000]
 """
@@ -20,17 +21,19 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
 
+from benchmarks.load import busy_core  # noqa: E402
 from drivers.clock import ScaledClock  # noqa: E402
 from drivers.modbus_link import ModbusLink  # noqa: E402
 from drivers.oven import ReflowOven  # noqa: E402
 from sim.modbus_server import OvenServer  # noqa: E402
 from sim.oven import OvenModel  # noqa: E402
 
-TARGET_RATIO = 1.25
+TARGET_RATIO = 1.1  # issue 12, with a second process keeping one core busy
 WARM_UP = 100
 
 
@@ -80,7 +83,8 @@ async def run(n: int) -> int:
     print(f"zone read, {n} calls each against the simulated oven on {host}:{port}")
     print(f"  driver zone_temperatures()   median {driver_us:8.1f} µs")
     print(f"  raw read_input_registers     median {raw_us:8.1f} µs")
-    print(f"  ratio {ratio:.3f} (target <= {TARGET_RATIO}): {verdict}")
+    print(f"  ratio {ratio:.3f} (target <= {TARGET_RATIO}, margin {TARGET_RATIO - ratio:+.3f}; "
+          f"one core kept busy by another process): {verdict}")
     return 0 if verdict == "PASS" else 1
 
 
@@ -88,7 +92,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000, help="calls of each kind (default 2000)")
     args = parser.parse_args()
-    return asyncio.run(run(args.n))
+    with busy_core():  # a plant PC or CI machine runs other things too
+        return asyncio.run(run(args.n))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import serial
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.load import busy_core  # noqa: E402
 from drivers.clock import ScaledClock  # noqa: E402
 from drivers.hostlink import encode_request, parse_reply  # noqa: E402
 from drivers.printer import PastePrinter  # noqa: E402
@@ -33,7 +34,7 @@ from drivers.serial_link import HostLinkPort  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 ROUNDS = 20  # alternating rounds: both sides see the same machine load
-MAX_RATIO = 1.5
+MAX_RATIO = 1.3  # issue 12, with a second process keeping one core busy
 MAX_MEDIAN_S = 0.001
 
 # The simulated printer, alone in its own process so neither side steals the other's loop.
@@ -85,6 +86,11 @@ async def driver_round(path: str, n: int) -> list[float]:
 
 
 def main() -> int:
+    with busy_core():  # a plant PC or CI machine runs other things too
+        return _measure()
+
+
+def _measure() -> int:
     sim = subprocess.Popen(
         [sys.executable, "-c", SIM], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         text=True,
@@ -119,7 +125,8 @@ def main() -> int:
     print(f"  raw pyserial      median {raw_med * 1e6:8.1f} us")
     print(f"  PastePrinter      median {drv_med * 1e6:8.1f} us   (p90 "
           f"{statistics.quantiles(drv, n=10)[-1] * 1e6:.1f} us)")
-    print(f"  ratio driver/raw  {ratio:.2f}  (target <= {MAX_RATIO})")
+    print(f"  ratio driver/raw  {ratio:.2f}  (target <= {MAX_RATIO}, margin "
+          f"{MAX_RATIO - ratio:+.2f}; one core kept busy by another process)")
     print(f"  driver median     {'<=' if drv_med <= MAX_MEDIAN_S else '>'} "
           f"{MAX_MEDIAN_S * 1e3:g} ms target")
     print("PASS" if ok else "FAIL")

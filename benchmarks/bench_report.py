@@ -34,9 +34,9 @@ if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from controller.line.e10 import E10State  # noqa: E402
-from controller.line.scheduler import step_parameters, step_windows  # noqa: E402
 from controller.report import render_lot_report  # noqa: E402
 from controller.store import Store  # noqa: E402
+from sequences.kinds import kind_of  # noqa: E402
 from sequences.recipes.validate import load_valid_recipe  # noqa: E402
 
 RECIPE = "rebump-hipb-snpb"
@@ -91,8 +91,9 @@ def record_lot(store: Store, clock: Clock, lot: str = "BENCH", wafers: int = WAF
                                     "tool_acquired", step_index=index, step_kind=step.kind,
                                     tool=tool, tool_time=clock.tool)
             store.record_tool_state(tool, E10State.PRODUCTIVE, tool_state="", tool_time=clock.tool)
-            step_id = store.start_step(wafer, index, step.kind, tool, step_parameters(step),
-                                       windows=step_windows(step), tool_time=clock.tool)
+            kind = kind_of(step)
+            step_id = store.start_step(wafer, index, step.kind, tool, dict(kind.parameters(step)),
+                                       windows=kind.windows(step), tool_time=clock.tool)
             clock.tool += STEP_S[step.kind]
             results, extra = _results(step.kind, slot)
             store.end_step(step_id, results=results, tool_time=clock.tool, fetch=False, **extra)

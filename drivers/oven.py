@@ -17,7 +17,8 @@ One wafer, as the spec's worked example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
+from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, ToolError
@@ -67,6 +68,10 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         self._exit = m.block(
             "EXIT_PEAK", "EXIT_TAL", "EXIT_RAMP_MAX", "EXIT_COOL_MAX", "EXIT_PROFILE_ID",
             "EXIT_O2_MAX", "EXIT_FLAGS", "EXIT_WAFER_ID",
+        )
+        self._exit_values = m.block(
+            "EXIT_PEAK", "EXIT_TAL", "EXIT_RAMP_MAX", "EXIT_COOL_MAX", "EXIT_PROFILE_ID",
+            "EXIT_O2_MAX", "EXIT_FLAGS",
         )
         self._curve_len = m["EXIT_CURVE_LEN"]
         self._curve = m["EXIT_CURVE"]
@@ -198,6 +203,51 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
     async def exit_result(self) -> ReflowResult:
         """The exit wafer's measured profile: the EXIT_ registers, then its curve."""
         v = await self.regs.read_block(self._exit)
+        return self._result(v, await self.exit_curve())
+
+    async def exit_values_of(self, wafer_ids: Container[str], *, left: str | None = None
+                             ) -> ReflowResult | None:
+        """The exit wafer's measured values, without its curve, if it is one of
+        ``wafer_ids``; else None.
+
+        One read tells whether a wafer has arrived: the EXIT_ registers keep the last
+        wafer's values until the next reaches the exit, and a wafer waits there until
+        UNLOAD, so the id of a wafer the caller has not unloaded means it is at the exit.
+        Its curve (``exit_curve``) stays readable after UNLOAD until the next wafer arrives.
+
+        A wafer can pass twice (a rebump's two reflows): ``left`` is the id of the last
+        wafer the caller took off this exit (None: not known); when the exit shows that
+        id, or ``left`` is not known, WAFER_AT_EXIT tells whether it is there again.
+        """
+        gapless = len(self._exit.runs) == 1  # the map lets id and values come in one read
+        for look in range(2):
+            if gapless:
+                v = await self.regs.read_block(self._exit)
+                wafer_id = v["EXIT_WAFER_ID"]
+            else:
+                wafer_id = await self.regs.read("EXIT_WAFER_ID")
+            if wafer_id not in wafer_ids:
+                return None
+            if look or (left is not None and wafer_id != left):
+                break  # an id not yet taken off, or read after WAFER_AT_EXIT said 1
+            # The id may be the one taken off last time: only WAFER_AT_EXIT tells, and a
+            # wafer arriving between the two reads changes the id, so it is read again.
+            if not (await self.regs.read_block(self._flags))["WAFER_AT_EXIT"]:
+                return None
+        if gapless:
+            return self._result(v, ())
+        # The RF-10N's map has a gap (IR 27-29) between the values and the id: two reads,
+        # the id first. The values are read only once the id says the wafer is there
+        # (read before, they could be the previous wafer's).
+        v = await self.regs.read_block(self._exit_values)
+        return self._result({**v, "EXIT_WAFER_ID": wafer_id}, ())
+
+    async def exit_wafer_id(self) -> str:
+        """EXIT_WAFER_ID alone: whose values the EXIT_ registers hold now."""
+        return str(await self.regs.read("EXIT_WAFER_ID"))
+
+    @staticmethod
+    def _result(v: dict[str, Any], curve: tuple[float, ...]) -> ReflowResult:
         return ReflowResult(
             wafer_id=v["EXIT_WAFER_ID"],
             peak_c=v["EXIT_PEAK"],
@@ -207,7 +257,7 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
             profile_id=v["EXIT_PROFILE_ID"],
             o2_max_ppm=v["EXIT_O2_MAX"],
             flags=v["EXIT_FLAGS"],
-            curve_c=await self.exit_curve(),
+            curve_c=curve,
         )
 
     async def exit_curve(self) -> tuple[float, ...]:

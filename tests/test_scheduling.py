@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
@@ -16,6 +17,7 @@ from drivers.clock import ManualClock, ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import open_line
 from drivers.types import PrinterState, PrinterStatus
+from sequences.kinds.reflow import cold_start_s
 from sequences.recipes.recipe import find_recipe
 from sequences.recipes.validate import load_valid_recipe
 from sequences.wafer.runner import WaferRun
@@ -110,23 +112,36 @@ def test_step_times_follow_the_specs() -> None:
 def test_the_cleaner_bounds_a_rebump_lot() -> None:
     bound = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 1}, MOUNTED)
     assert bound.limiting == "cleaner"
-    # head: print (70.75 s) + the high-lead reflow's 400 s; work: 50 cleans of 240 s.
-    assert bound.seconds == pytest.approx(70.75 + 400 + 50 * 240)
+    # head: the oven's cold start to the high-lead profile (longer than the first print's
+    # 70.75 s, which runs meanwhile) + its 400 s tunnel; work: 50 cleans of 240 s.
+    warm_up = 90 * math.log((362 - 25) / 2) + 60  # hottest zone 362 °C, from 25 °C
+    assert cold_start_s(reflow_step := HIPB.step(2)) == pytest.approx(warm_up)
+    assert warm_up == pytest.approx(521.4, abs=0.1)
+    assert bound.seconds == pytest.approx(warm_up + 400 + 50 * 240)
+    # The oven's own row: its first profile comes with the start-up, only the cool-down to
+    # the eutectic profile is a changeover (no invented first one).
+    spacing = 25 * (tool_occupancy(reflow_step) + tool_occupancy(HIPB.step(5)))
+    assert bound.per_role["oven"] == pytest.approx(warm_up + spacing + 900 + 213 + 240)
     two = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 2}, MOUNTED)
     assert two.seconds < bound.seconds
-    assert two.per_role["cleaner"] == pytest.approx(70.75 + 400 + 25 * 240)
+    assert two.per_role["cleaner"] == pytest.approx(warm_up + 400 + 25 * 240)
+    # An oven already running the first profile needs no start-up.
+    warm = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 1},
+                       {**MOUNTED, "oven": (reflow_step.profile_id,)})
+    assert warm.seconds == pytest.approx(70.75 + 400 + 50 * 240)
 
 
 def test_one_wafer_is_bounded_by_its_critical_path() -> None:
     bound = lower_bound(HIPB, 1, {"printer": 1, "oven": 1, "cleaner": 1}, MOUNTED)
     assert bound.limiting == "critical path"
-    # The oven may hold the first profile already; it cools to the second (900 s) once the
-    # wafer is out, while the wafer is cleaned and printed again (the printer's 600 s cap
-    # paste change overlaps the clean): then the second reflow and clean.
+    # The oven starts cold: the first reflow waits for its start-up (longer than the first
+    # print, which runs meanwhile); it cools to the second profile (900 s) once the wafer is
+    # out, while the wafer is cleaned and printed again (the printer's 600 s cap paste
+    # change overlaps the clean): then the second reflow and clean.
+    warm_up = cold_start_s(HIPB.step(2))
     first_reflow, second_reflow = (step_seconds(HIPB.step(n)) for n in (2, 5))
-    assert bound.seconds == pytest.approx(
-        step_seconds(HIPB.step(1)) + first_reflow + 900 + second_reflow + 240)
-    assert bound.seconds < sum(step_seconds(s) for s in HIPB.steps) + 600 + 900
+    assert bound.seconds == pytest.approx(warm_up + first_reflow + 900 + second_reflow + 240)
+    assert bound.seconds < warm_up + sum(step_seconds(s) for s in HIPB.steps) + 600 + 900
 
 
 def test_a_changeover_before_the_first_wafer_delays_every_role_after_it() -> None:
@@ -135,11 +150,17 @@ def test_a_changeover_before_the_first_wafer_delays_every_role_after_it() -> Non
     plain = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 1}, MOUNTED)
     other = lower_bound(HIPB, 25, {"printer": 1, "oven": 1, "cleaner": 1},
                         {"printer": ("ST-300-100", "SnCu0.7")})
-    assert other.per_role["cleaner"] == pytest.approx(plain.per_role["cleaner"] + 600)
-    assert other.per_role["oven"] == pytest.approx(plain.per_role["oven"] + 600)
-    # Nothing known of the oven: its first profile costs no changeover, the second does.
+    # The oven's start-up runs beside the CHG: the heads grow by what the CHG and the first
+    # print take beyond it.
+    first_print, warm_up = step_seconds(HIPB.step(1)), cold_start_s(HIPB.step(2))
+    delay = max(600 + first_print, warm_up) - max(first_print, warm_up)
+    assert delay > 0
+    assert other.per_role["cleaner"] == pytest.approx(plain.per_role["cleaner"] + delay)
+    assert other.per_role["oven"] == pytest.approx(plain.per_role["oven"] + delay)
+    # Nothing known of the oven: its first profile comes with its start-up (no changeover),
+    # the second is a changeover.
     assert plain.per_role["oven"] == pytest.approx(
-        step_seconds(HIPB.step(1))
+        warm_up
         + 25 * (tool_occupancy(HIPB.step(2)) + tool_occupancy(HIPB.step(5))) + 900
         + step_seconds(HIPB.step(5)) - tool_occupancy(HIPB.step(5)) + 240)
 

@@ -388,3 +388,32 @@ async def test_two_wafers_share_the_oven_and_each_takes_its_own_off() -> None:
         status = await oven.status()
         assert status.alarm_code == 0 and status.wafers_on_belt == 0
         assert not status.wafer_at_exit
+
+
+async def test_print_parameters_are_sent_once_and_again_when_the_printer_lost_them() -> None:
+    """RCP once per setup: the printer keeps it until a CHG. A CHG from outside the step
+    (the console, an alarm's remedy) clears it; the LOD refused for want of it (NAK 04)
+    sends it again and loads."""
+    recipe = find_recipe("rebump-hipb-snpb")  # the printer starts with the step's setup
+    async with simulated_line() as line:
+        printer = line["printer"]
+
+        async def print_one(wafer: str) -> None:
+            run = WaferRun(recipe, wafer, line.clock, journal=line.journal)
+            run.start()
+            assert await run.run_step(printer) == "step2_waiting"
+
+        def frames(command: str) -> int:
+            return sum(sent(data, command) for kind, (tool, data) in
+                       ((k, f) for k, f in line.timeline if k == "frame")
+                       if tool == printer.name)
+
+        await print_one("W-RCP1")
+        await print_one("W-RCP2")
+        assert (frames("RCP"), frames("LOD")) == (1, 2)
+
+        status = await printer.status()
+        await printer.changeover(status.stencil_id, status.paste_alloy)  # clears RCP
+        await printer.wait_for(PrinterState.IDLE, timeout_s=1200)
+        await print_one("W-RCP3")
+        assert (frames("RCP"), frames("LOD")) == (2, 4)  # LOD refused once, then sent again

@@ -9,16 +9,18 @@ For every role r the line has ``n_r`` tools of:
   belt is a pipeline, its throughput is one wafer per 450 mm of travel);
 * ``changeovers_r``: setup changes no schedule can avoid (every setup the lot
   needs beyond the one mounted at the start, once; a role whose starting setup
-  is not given in ``mounted`` may already hold the first one it needs);
+  is not given in ``mounted`` may already hold the first one it needs, and a tool
+  that starts cold, the oven, reaches its first setup by its start-up, not by a
+  changeover);
 * ``head_r``: the shortest time before any wafer can reach role r (the steps
   before its first step there, without waiting, except for a tool whose mounted
-  setup must be changed first: no wafer gets past it before its changeover,
-  which starts at once, beside the other tools' changeovers);
+  setup must be changed first, or that starts cold: no wafer gets past it before
+  its changeover or start-up, which starts at once, beside the other tools');
 * ``tail_r``: the shortest time a wafer still needs after its last step on r.
 
 The bound is the largest ``bound_r``, and never less than one wafer's own
-critical path (its steps back to back, each waiting for the changeover its tool
-needs; a changeover runs while the wafer is on other tools).
+critical path (its steps back to back, each waiting for the changeover or
+start-up its tool needs; a changeover runs while the wafer is on other tools).
 
 A batch tool (the plater: ``kind.batch``, up to ``batch_capacity`` wafers in one
 cycle of ``nominal_s`` whatever their number) works ``k = ceil(wafers / cap)``
@@ -83,6 +85,7 @@ def lower_bound(
     if not steps or wafers <= 0:
         return MakespanBound(0.0, "critical path")
     durations = [step_seconds(s) for s in steps]
+    roles = [kind_of(s).role for s in steps]
     setups: dict[str, list[tuple[object, ...]]] = {}
     for step in steps:
         kind = kind_of(step)
@@ -94,14 +97,16 @@ def lower_bound(
     arrive = _first_wafer(steps, durations, mounted)
     critical = _critical_path(steps, durations, mounted)
     per_role: dict[str, float] = {}
-    roles = [kind_of(s).role for s in steps]
     for role in set(roles):
         count = tools.get(role, 0)
         if count <= 0:
             raise ValueError(f"the recipe needs a {role} and the line has none")
         indices = [i for i, r in enumerate(roles) if r == role]
         work = sum(_work(steps[i], wafers) for i in indices)
-        head = arrive[indices[0]]
+        first = steps[indices[0]]
+        # A tool that starts cold (the oven) takes no wafer before its start-up is over.
+        warm_up = kind_of(first).startup_s(first) if role not in mounted else 0.0
+        head = max(arrive[indices[0]], warm_up)
         tail = sum(durations[indices[-1] + 1 :])
         if kind_of(steps[indices[-1]]).pipelined:  # the last wafer still rides it out
             tail += durations[indices[-1]] - tool_occupancy(steps[indices[-1]])
@@ -136,7 +141,10 @@ def _first_change_s(steps: tuple[Step, ...], mounted: dict[str, tuple[object, ..
         if kind.role in ready:
             continue
         setup = kind.bound_setup(step)
-        changes = kind.role in mounted and setup is not None and setup != mounted[kind.role]
+        if kind.role not in mounted:  # a tool that starts cold (the oven) warms up first
+            ready[kind.role] = kind.startup_s(step)
+            continue
+        changes = setup is not None and setup != mounted[kind.role]
         ready[kind.role] = kind.changeover_s if changes else 0.0
     return ready
 
@@ -169,6 +177,8 @@ def _critical_path(steps: tuple[Step, ...], durations: list[float],
         kind = kind_of(step)
         setup = kind.bound_setup(step)
         ready = free.get(kind.role, 0.0)
+        if kind.role not in held and kind.role not in free:
+            ready = kind.startup_s(step)  # a tool that starts cold (the oven)
         if setup is not None:
             if kind.role in held and held[kind.role] != setup:
                 ready += kind.changeover_s
@@ -202,8 +212,16 @@ def _batch_bound(recipe: Recipe, index: int, wafers: int, tools: dict[str, int],
     def up(m: int) -> float:
         return lower_bound(replace(recipe, steps=before), m, tools, mounted).seconds
 
-    def down(m: int) -> float:  # its tools may change over while the batch plates
-        return lower_bound(replace(recipe, steps=after), m, tools).seconds
+    # A tool that starts cold (the oven) has started while the batch ran, set up for its
+    # first step after it; the others may change over while the batch plates.
+    started: dict[str, tuple[object, ...]] = {}
+    for s in after:
+        later = kind_of(s)
+        if later.startup_s(s) and later.role not in started:
+            started[later.role] = later.bound_setup(s) or ()
+
+    def down(m: int) -> float:
+        return lower_bound(replace(recipe, steps=after), m, tools, started).seconds
 
     return max(up(wafers) + cycle + down(1), up(1) + cycle + down(wafers),
                up(1) + rounds * cycle + down(1))

@@ -237,6 +237,11 @@ class StepKind(ABC, Generic[S, D, St, R]):
         """How long the step keeps its tool from taking the next wafer."""
         return self.nominal_s(step)
 
+    def startup_s(self, step: S) -> float:
+        """From a tool switched on cold to ready for its first step (the oven's warm-up);
+        0 for a tool that is ready at once."""
+        return 0.0
+
     def bound_setup(self, step: S) -> SetupKey | None:
         """The setup the makespan bound counts changeovers of (None: none are needed), as
         the line configuration names it (the setup key without the kind's name)."""

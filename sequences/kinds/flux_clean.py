@@ -7,6 +7,7 @@ is the cleaner's setup; it heats and cools slowly (BATH_COOL_C_S).
 
 from __future__ import annotations
 
+import weakref
 from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
@@ -82,16 +83,30 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
     def tank_c(self, status: CleanerStatus, step: C) -> tuple[float | None, float]:
         """The kind's tank temperature now (None: not measured) and the one the step needs."""
 
+    async def write_recipe(self, driver: Cleaner, step: C) -> None:
+        """Write the step's recipe and remember it: the registers change only when written
+        (a refused or lost write leaves them unknown: read again)."""
+        _RECIPES.pop(driver, None)
+        await self.store_recipe(driver, step)
+        _RECIPES[driver] = (self.name, step.tool_recipe())
+
     async def look(self, driver: Cleaner, step: C, wafer_id: str,
                    status: CleanerStatus) -> ToolView[CleanerStatus]:
         own = status.state is CleanerState.DONE and (await driver.result()).wafer_id == wafer_id
-        return ToolView(status, await self.read_recipe(driver), own)
+        cached = _RECIPES.get(driver)
+        if cached is None or cached[0] != self.name:  # not written by us yet: ask once
+            cached = _RECIPES[driver] = (self.name, await self.read_recipe(driver))
+        return ToolView(status, cached[1], own)
 
     async def prepare(self, driver: Cleaner, step: C, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
-        if await self.read_recipe(driver) != step.tool_recipe():
+        _RECIPES.pop(driver, None)  # a setup change reads what the tool holds
+        held = await self.read_recipe(driver)
+        if held != step.tool_recipe():
             note(self.describe(step))
-            await self.store_recipe(driver, step)
+            await self.write_recipe(driver, step)
+        else:
+            _RECIPES[driver] = (self.name, held)
         now_c, wanted_c = self.tank_c(await driver.status(), step)
         gap = abs((now_c or 0.0) - wanted_c)
         if gap > BATH_TOLERANCE_C:
@@ -105,7 +120,7 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
             await driver.unload()
         # Same tank temperature (the interlock checked it); times and pressure are this wafer's.
         if seen.clean_recipe != step.tool_recipe():
-            await self.store_recipe(driver, step)
+            await self.write_recipe(driver, step)
         await driver.load(ctx.wafer_id, self.mode)
         async with guarded(ctx.journal, ctx.wafer_id, "START", driver.name):
             await driver.start()
@@ -183,6 +198,13 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
         m = measured
         return CleanResult(wafer_id, CleanStatus[m["status"]], m["ionic_ug_cm2"],
                            m["cycle_count"], m.get("mask_residue_pct"))
+
+
+# The recipe registers of each cleaner as we last wrote or read them, with the kind whose
+# registers they are (a strip writes some a clean shares): they change only when written,
+# so a step need not read them again; a setup change reads them afresh.
+_RECIPES: weakref.WeakKeyDictionary[Any, tuple[str, CleanRecipe | StripRecipe]] = (
+    weakref.WeakKeyDictionary())
 
 
 class FluxClean(CleanerKind[CleanStep]):

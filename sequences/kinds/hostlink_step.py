@@ -7,12 +7,14 @@ result until the host unloads it (ULD), and take ABT while working
 
 from __future__ import annotations
 
+import logging
+import weakref
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from drivers.clock import Clock
-from drivers.errors import ToolError
+from drivers.errors import LinkError, ToolError, WrongState
 from drivers.protocols import Tool
 from drivers.types import PlacerState, PlacerStatus, PrinterState, PrinterStatus
 from sequences.kinds.base import (
@@ -34,6 +36,8 @@ from sequences.kinds.base import (
     when_in,
 )
 from sequences.wafer.journal import guarded
+
+log = logging.getLogger("sequences.kinds.hostlink_step")
 
 SETTLE_WAIT_S = 1800.0  # recovery waits this long for a step the tool is still running
 
@@ -76,6 +80,12 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
 
     parameters_called: ClassVar[str]  # what the tool calls the stored recipe (the log)
 
+    async def send_recipe(self, driver: H, step: S, recipe_name: str) -> None:
+        """RCP, remembered: a refused or lost one leaves what the tool holds unknown."""
+        _SENT.pop(driver, None)
+        await self.store_recipe(driver, step, recipe_name)
+        _SENT[driver] = (recipe_name, step)
+
     async def prepare(self, driver: H, step: S, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
         """CHG when the mounted setup differs (and wait it out), then RCP."""
@@ -84,13 +94,14 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
             note(await self.change_setup(driver, step))
             await expect(clock, self.changeover_s)
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.changeover_s))
-        await self.store_recipe(driver, step, recipe_name)
+        await self.send_recipe(driver, step, recipe_name)
         note(f"{self.parameters_called} {recipe_name} stored (RCP)")
 
     async def execute(self, driver: H, step: S, ctx: StepContext, seen: ToolView[HSt]
                       ) -> StepResult[R]:
         await self.release_own(driver, seen)
-        await self.store_recipe(driver, step, ctx.recipe_name)
+        if _SENT.get(driver) != (ctx.recipe_name, step):  # RCP once per setup: kept until a CHG
+            await self.send_recipe(driver, step, ctx.recipe_name)
         return await self.load_and_run(driver, step, ctx, lambda: self.start(driver))
 
     async def settle(self, driver: H, step: S, wafer: Recovering, clock: Clock) -> Settled:
@@ -119,13 +130,21 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
     async def release_own(self, driver: H, seen: ToolView[HSt]) -> None:
         """Our own wafer left in the tool by an earlier alarm or abort goes out first."""
         if seen.own_wafer_done:
+            _SENT.pop(driver, None)  # an alarm or abort came between: send RCP again
             await driver.unload()
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
 
     async def load_and_run(self, driver: H, step: S, ctx: StepContext,
                            start: Callable[[], Awaitable[None]]) -> StepResult[R]:
         st = self.states
-        await driver.load(ctx.wafer_id)
+        try:
+            await driver.load(ctx.wafer_id)
+        except WrongState:
+            # LOD needs an RCP (NAK 04 without one): a CHG (an alarm's remedy, the console)
+            # or a restarted tool cleared the one we sent. Nothing was loaded: send the
+            # step's again and load. NAK 04 again (the tool not IDLE) is the tool's word.
+            await self.send_recipe(driver, step, ctx.recipe_name)
+            await driver.load(ctx.wafer_id)
         await expect(ctx.clock, self.load_s)
         async with guarded(ctx.journal, ctx.wafer_id, self.guarded[0], driver.name):
             await when_in(driver, st.READY, timeout_for(self.load_s), start)
@@ -137,7 +156,12 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
     async def unload(self, driver: H, step: S) -> None:
         await driver.unload()
         await expect(driver.clock, self.unload_s)
-        await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
+        try:
+            await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
+        except LinkError as exc:
+            # ULD was acknowledged: the wafer is out and judged. A tool silent now is the
+            # next step's to find (wait_free), not a reason to hold this wafer.
+            log.warning("%s: not answering after ULD of a judged wafer: %s", driver.name, exc)
 
     async def abort(self, driver: H, step: S, wafer_id: str) -> list[str]:
         st = self.states
@@ -188,3 +212,9 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         if not wafer.judging:
             return NeverTaken(f"{driver.name} never took it")
         return self.judged_before(step, wafer, driver.name)
+
+
+# The parameters each HostLink tool holds, as we last sent them (RCP): the tool keeps
+# them until a CHG, so a step sends them only when they differ (a LOD refused for want
+# of them, NAK 04, sends them again). Keyed by the driver; the value is (recipe name, step).
+_SENT: weakref.WeakKeyDictionary[Any, tuple[str, Any]] = weakref.WeakKeyDictionary()

@@ -1,0 +1,259 @@
+"""One exit watcher per oven: every riding wafer is taken off the moment it can be there.
+
+A wafer that reaches the exit while the one ahead still waits there stops the belt
+(alarm 530, reflow-oven.md). When each riding wafer's step polled the exit for itself,
+a wafer could wait there for another's poll, and at 1600x the loop's lateness alone
+ate the 27 s between two wafers of the second pass. The watcher knows when each wafer
+can arrive (its LOAD time, the belt speed, the 4,000 mm tunnel; wafers leave in load
+order), sleeps until the first is due, and then reads the exit: the EXIT_ registers'
+wafer id tells in the same read whether it has arrived and what it measured. It
+unloads it at once, before its curve is read and before anything else is asked of
+the oven (the entrance stands clear while an arrival is near, ``stand_clear``), and
+hands the result to the wafer's step, which waits on a future instead of polling.
+
+The oven answering busy at the exit (exception 06) is asked again until the
+wafer's deadline; an oven that stops answering (a link error) leaves every
+riding wafer's step open for the scheduler, which settles the belt through
+``Reflow.settle_all`` once the oven answers again.
+
+A hold or an abort does not stop a riding wafer's step (the belt cannot be
+stopped: the runner lets it ride out), so the watcher unloads every wafer whose
+step still waits. A step cancelled from outside means the controller is stopping:
+the watcher forgets that wafer and recovery settles the belt on the next start. A
+wafer that does not come out in time fails its own step; if it shows up later the
+watcher still unloads it, so the wafers behind it are not blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.errors import DeviceBusy, LinkError, ToolError, ToolTimeout
+from drivers.types import Alarm
+from sequences.kinds.base import StepResult, timeout_for
+
+log = logging.getLogger("sequences.kinds.oven_exit")
+
+ARRIVAL_SLACK_S = 1.0  # the belt moves in steps: a wafer may be this much later
+EXIT_POLL_S = 0.5  # a wafer past its time: look this often (tool seconds)
+ALARM_LOOK_AFTER_S = 30.0  # a wafer this late: look at the alarms too
+
+
+@dataclass
+class _Rider:
+    wafer_id: str
+    loaded: float  # tool time of its LOAD
+    due: float  # tool time it can first be at the exit
+    deadline: float  # tool time its step gives up on it
+    arrived: asyncio.Future[StepResult]
+    alarms: list[Alarm] = field(default_factory=list)  # raised while it rode
+
+
+class ExitWatch:
+    """The exit of one oven. ``ride`` after each LOAD; await the future it returns."""
+
+    def __init__(self, driver: Any, clock: Clock) -> None:
+        self.driver = driver
+        self.clock = clock
+        self._riders: deque[_Rider] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._left: str | None = None  # the last wafer taken off (None: not known)
+        self._late: dict[str, _Rider] = {}  # given up on by their steps, still on the belt
+        self._taken = asyncio.Event()  # set after each take, for entrance work waiting
+        self.looks = 0  # exit reads, for the benchmark's curiosity
+        self.late_looks = 0  # of which found the wafer not there yet
+        self.latencies: list[float] = []  # tool s from each wafer's due time to its UNLOAD
+
+    def ride(self, wafer_id: str, transit_s: float, sent_at: float
+             ) -> asyncio.Future[StepResult]:
+        """A wafer just went on the belt (its LOAD was sent at tool time ``sent_at``): its
+        result (or the step's failure) arrives on the future once it is off the exit.
+
+        Timed from when the LOAD was sent, not from its reply: on a busy machine the
+        reply can come many tool seconds after the belt took the wafer."""
+        loop = asyncio.get_running_loop()
+        self._prune()
+        rider = _Rider(wafer_id, sent_at, sent_at + transit_s,
+                       sent_at + timeout_for(transit_s), loop.create_future())
+        self._riders.append(rider)
+        rider.arrived.add_done_callback(self._step_gone)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._watch(), name=f"exit watch {self.driver.name}")
+        return rider.arrived
+
+    async def stand_clear(self, window_s: float) -> bool:
+        """Wait while a wafer is due at the exit within ``window_s`` tool seconds (or is being
+        taken off): the exit goes first. The entrance's requests (its look, the LOAD's
+        three) share the oven's link; queued in front of a take they are what keeps a
+        wafer at the exit, on a busy machine long enough for the next to reach it.
+        True when it waited."""
+        waited = False
+        while self._riders and self._riders[0].due - self.clock.now() < window_s:
+            waited = True
+            self._taken.clear()
+            await self._taken.wait()
+        return waited
+
+    @property
+    def riding(self) -> list[str]:
+        return [r.wafer_id for r in self._riders]
+
+    async def _watch(self) -> None:
+        while self._riders or self._late:
+            if not self._riders:  # only wafers given up on: look now and then, for a while
+                now = self.clock.now()
+                for wafer_id, r in list(self._late.items()):
+                    if now > 2 * r.deadline - r.loaded:
+                        del self._late[wafer_id]
+                if not self._late:
+                    break
+                await self.clock.sleep(ALARM_LOOK_AFTER_S)
+                try:
+                    await self._look()
+                except ToolError:
+                    pass
+                continue
+            self._prune()
+            if not self._riders:
+                continue
+            first = self._riders[0]
+            wait = first.due - self.clock.now()
+            if wait > 0:
+                await self.clock.sleep(wait)
+            try:
+                await self._look()
+            except DeviceBusy as exc:
+                # Refused at the exit (exception 06 after the link's own resends), the
+                # wafer still there: look again; its deadline still bounds the wait.
+                log.info("%s: %s at the exit: %s; looking again", self.driver.name,
+                         first.wafer_id, exc.detail)
+                if self.clock.now() >= first.deadline:
+                    self._done(self._riders.popleft(), exc)
+                else:
+                    await self.clock.sleep(EXIT_POLL_S)
+            except LinkError as exc:
+                # The oven stopped answering (the link's resends are spent): every rider's
+                # step is left open and the scheduler settles the belt once the oven
+                # answers again (``Reflow.settle_all``); nothing more is asked here.
+                while self._riders:
+                    self._done(self._riders.popleft(), exc)
+                self._late.clear()
+            except ToolError as exc:  # the oven refused the read or the UNLOAD for good
+                self._done(self._riders.popleft(), exc)
+
+    def _step_gone(self, arrived: asyncio.Future[StepResult]) -> None:
+        """Every waiting step cancelled (the controller stops): the watcher stops too."""
+        if arrived.cancelled() and all(r.arrived.cancelled() for r in self._riders):
+            self._riders.clear()
+            if self._task is not None and not self._late:
+                self._task.cancel()
+
+    def _prune(self) -> None:
+        """Forget the wafers whose steps were cancelled: the controller is stopping, and
+        recovery settles the belt (``Reflow.settle_all``) when it starts again."""
+        if any(r.arrived.cancelled() for r in self._riders):
+            self._riders = deque(r for r in self._riders if not r.arrived.cancelled())
+
+    async def _look(self) -> None:
+        """One look at the exit: take off the wafer there, or note why it is not."""
+        riders = {**self._late, **{r.wafer_id: r for r in self._riders}}
+        self.looks += 1
+        began = self.clock.now()
+        values = await self.driver.exit_values_of(riders, left=self._left)
+        if values is not None:
+            rider = riders[values.wafer_id]
+            if self._late.pop(values.wafer_id, None) is not None:
+                # Its step has failed already: off the exit so the next can come out.
+                await self.driver.unload(values.wafer_id)
+                self._left = values.wafer_id
+                log.warning("%s: %s came out after its step gave up on it; unloaded",
+                            self.driver.name, values.wafer_id)
+                return
+            # Off the exit first: the values are in hand, the curve stays until the next
+            # wafer arrives, and that one must find the exit free.
+            await self.driver.unload(values.wafer_id)
+            self._left = values.wafer_id
+            unloaded = self.clock.now()
+            self.latencies.append(unloaded - rider.due)
+            try:
+                curve = await self.driver.exit_curve()
+            except ToolError as exc:  # the wafer is off: its values stand without a curve
+                log.warning("%s: %s's curve not read: %s", self.driver.name, rider.wafer_id,
+                            exc)
+                curve = ()
+            following = [r for r in self._riders if r is not rider and r.due > rider.due]
+            if (curve and following
+                    and self.clock.now() >= following[0].due - ARRIVAL_SLACK_S
+                    and await self.driver.exit_wafer_id() != rider.wafer_id):
+                # The next wafer reached the exit around the curve read: the curve may be
+                # the next's (the EXIT_ registers change together when a wafer arrives).
+                log.warning("%s: %s's curve not read before the next wafer arrived",
+                            self.driver.name, rider.wafer_id)
+                curve = ()
+            log.debug("%s: %s due %.1f, looked +%.1f, unloaded +%.1f, curve read +%.1f; next "
+                      "due +%s", self.driver.name, rider.wafer_id, rider.due, began - rider.due,
+                      unloaded - rider.due, self.clock.now() - rider.due,
+                      f"{following[0].due - rider.due:.1f}" if following else "-")
+            result = dataclasses.replace(values, curve_c=curve)
+            while self._riders[0] is not rider:  # wafers leave in load order
+                ahead = self._riders.popleft()
+                self._done(ahead, ToolError(self.driver.name, f"wafer {ahead.wafer_id} did "
+                                            f"not come out: {rider.wafer_id}, loaded after "
+                                            "it, reached the exit first"))
+            self._done(self._riders.popleft(), StepResult(result, rider.alarms))
+            return
+        self.late_looks += 1
+        if not self._riders:  # only wafers given up on: the caller paces the looks
+            return
+        first = self._riders[0]
+        if self.clock.now() < first.due + ALARM_LOOK_AFTER_S:
+            await self.clock.sleep(EXIT_POLL_S)
+            return
+        signals = await self.driver.signals()
+        if signals.alarm_active:  # recorded with every wafer on the belt, not fatal
+            alarm = await self.driver.alarm()
+            if alarm is not None:
+                for r in self._riders:
+                    if alarm not in r.alarms:
+                        r.alarms.append(alarm)
+        if self.clock.now() >= first.deadline:
+            self._late[first.wafer_id] = self._riders.popleft()
+            alarm_text = "; ".join(f"alarm {a.code} {a.text}" for a in first.alarms)
+            self._done(first, ToolTimeout(
+                self.driver.name, f"wafer {first.wafer_id} not at the exit after "
+                f"{first.deadline - first.loaded:g} s"
+                + (f" ({alarm_text})" if alarm_text else "")))
+            return
+        await self.clock.sleep(EXIT_POLL_S)
+
+    def _done(self, rider: _Rider, outcome: StepResult | Exception) -> None:
+        self._taken.set()
+        if rider.arrived.done():  # its step was stopped: the wafer is off the belt anyway
+            return
+        if isinstance(outcome, Exception):
+            rider.arrived.set_exception(outcome)
+        else:
+            rider.arrived.set_result(outcome)
+
+
+_WATCHES: weakref.WeakKeyDictionary[Any, ExitWatch] = weakref.WeakKeyDictionary()
+
+
+def exit_watch(driver: Any, clock: Clock) -> ExitWatch:
+    """The one watcher of this oven."""
+    watch = _WATCHES.get(driver)
+    if watch is None:
+        watch = _WATCHES[driver] = ExitWatch(driver, clock)
+    return watch
+
+
+def watch_of(driver: Any) -> ExitWatch | None:
+    """This oven's watcher, if it has had wafers (the benchmark reads its latencies)."""
+    return _WATCHES.get(driver)

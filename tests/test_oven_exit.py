@@ -1,0 +1,137 @@
+"""The oven's exit watcher against the simulated RF-10N over Modbus TCP: every wafer is
+taken off at the exit in load order, with its own values and curve, and the belt never
+blocks (alarm 530) - also for a wafer whose step stopped waiting for it, and with an oven
+answering busy (exception 06) at the exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from modbus_fixtures import sim_oven
+
+from drivers.errors import LinkError
+from drivers.oven import ReflowOven
+from sequences.kinds.oven_exit import ExitWatch
+from sequences.kinds.reflow import ENTRANCE_SPACING_MM, transit_s
+from sequences.recipes.recipe import find_recipe
+
+EUTECTIC = find_recipe("rebump-hipb-snpb").step(5)  # 1,000 mm/min: 240 s in the tunnel
+# Slower than the other simulator tests: two wafers reach the exit 27 tool seconds apart,
+# and what is checked here is the order and the results, not how late a loaded machine
+# may be (benchmarks/bench_lot.py measures that).
+SCALE = 200.0
+
+
+async def ready(oven: ReflowOven) -> None:
+    await oven.stage_profile(EUTECTIC.tool_profile())
+    await oven.apply()
+    await oven.set_nitrogen(True)
+    await oven.wait_ready(timeout_s=1800)
+
+
+async def load_behind(oven: ReflowOven, watch: ExitWatch, wafer_id: str
+                      ) -> asyncio.Future:
+    """Load once the entrance is clear (the oven says so), then hand the wafer to the watch."""
+    while not (await oven.signals()).entrance_clear:
+        await oven.clock.sleep(ENTRANCE_SPACING_MM / EUTECTIC.conveyor_mm_min * 60 / 4)
+    sent_at = oven.clock.now()
+    await oven.load(wafer_id)
+    return watch.ride(wafer_id, transit_s(EUTECTIC), sent_at)
+
+
+async def test_the_watch_takes_every_wafer_off_in_order_with_its_own_result() -> None:
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        ids = ["EXW-01", "EXW-02", "EXW-03"]
+        arrivals = [await load_behind(oven, watch, w) for w in ids]
+        assert await oven.exit_values_of(ids) is None  # nothing has reached the exit yet
+        results = [await asyncio.wait_for(a, 30) for a in arrivals]
+
+        assert [r.result.wafer_id for r in results] == ids
+        samples = int(transit_s(EUTECTIC) // 5)
+        for r in results:
+            assert r.result.profile_id == EUTECTIC.profile_id
+            assert r.result.peak_c > 200.0
+            assert abs(len(r.result.curve_c) - samples) <= 1
+            assert r.alarms == []
+        status = await oven.status()
+        assert status.alarm_code == 0 and status.wafers_on_belt == 0
+        assert not status.wafer_at_exit
+        assert watch.riding == []
+
+
+async def test_a_stopping_controller_leaves_the_belt_to_recovery() -> None:
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        first = await load_behind(oven, watch, "EXW-11")
+        second = await load_behind(oven, watch, "EXW-12")
+        first.cancel()  # the controller stops: its steps are cancelled
+        assert watch.riding == ["EXW-11", "EXW-12"]
+        third = await load_behind(oven, watch, "EXW-13")
+        assert watch.riding == ["EXW-12", "EXW-13"]  # forgotten: recovery settles it
+        second.cancel()
+        third.cancel()
+        await asyncio.sleep(0)  # one loop turn: futures run their done callbacks then
+        assert watch.riding == []  # and the watcher has stopped
+        status = await oven.status()
+        assert status.wafers_on_belt == 3  # nothing taken off behind recovery's back
+
+
+async def test_a_wafer_passing_twice_is_not_taken_for_arrived_by_its_old_id() -> None:
+    """A rebump's wafer rides twice; after its first pass the exit registers keep its id
+    until another wafer arrives."""
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        first = await asyncio.wait_for(await load_behind(oven, watch, "EXW-21"), 30)
+        assert first.result.wafer_id == "EXW-21"
+        assert (await oven.exit_values_of({"EXW-21"}, left="EXW-21")) is None  # gone
+        again = await asyncio.wait_for(await load_behind(oven, watch, "EXW-21"), 30)
+        assert again.result.wafer_id == "EXW-21"
+        status = await oven.status()
+        # Taken off for real: the belt is empty, not still carrying the second pass.
+        assert status.wafers_on_belt == 0 and status.alarm_code == 0
+
+
+async def test_an_oven_answering_busy_at_the_exit_is_asked_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Exception 06 on the exit's reads and UNLOAD (no resends by the link): the watcher
+    looks again instead of failing the wafer, and the belt never blocks."""
+    caplog.set_level(logging.DEBUG, logger="sim.oven-1")
+    async with sim_oven(scale=SCALE, retries=0) as (oven, sim):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        ids = ["EXW-31", "EXW-32", "EXW-33"]
+        arrivals = [await load_behind(oven, watch, w) for w in ids]
+        sim.faults.seed(12)
+        sim.faults.busy = 0.4  # from now on: the exit's reads and UNLOADs
+        results = [await asyncio.wait_for(a, 30) for a in arrivals]
+        sim.faults.busy = 0.0
+
+        assert [r.result.wafer_id for r in results] == ids
+        assert all(r.result.profile_id == EUTECTIC.profile_id for r in results)
+        assert any("fault: busy" in rec.getMessage() for rec in caplog.records)
+        status = await oven.status()
+        assert status.alarm_code == 0 and status.wafers_on_belt == 0
+        assert not status.wafer_at_exit
+
+
+async def test_an_oven_gone_silent_leaves_every_rider_to_the_scheduler() -> None:
+    """No answer at all (the link's resends spent): every riding wafer's step gets the
+    LinkError at once, so the scheduler can settle the whole belt when the oven is back,
+    not one after the other as each comes due."""
+    async with sim_oven(scale=SCALE, retries=0) as (oven, sim):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        arrivals = [await load_behind(oven, watch, w) for w in ("EXW-41", "EXW-42")]
+        await sim.server.stop()
+        with pytest.raises(LinkError):
+            await asyncio.wait_for(arrivals[0], 30)
+        # The second wafer is due 27 tool s later: it was told with the first.
+        assert arrivals[1].done() and isinstance(arrivals[1].exception(), LinkError)
+        assert watch.riding == []
