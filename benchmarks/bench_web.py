@@ -75,7 +75,7 @@ async def browser(i, ready):
         token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
         await client.post("/login", data={"name": "bench", "password": PASSWORD,
                                           "csrf": token})
-        pending, pushed = None, set(PARTS)
+        pending, pushed = None, set()  # until the screen says which it pushes
 
         async def fetch(parts, wait):
             await asyncio.sleep(wait)

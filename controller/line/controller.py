@@ -20,6 +20,7 @@ from controller.line.batch_records import BatchRecords
 from controller.line.e10 import E10State
 from controller.line.events import EventKind, LineEvent, LineEventStream
 from controller.line.journal import StoreJournal
+from controller.line.modes import ToolModes
 from controller.line.recovery import Recovery
 from controller.line.scheduler import ScheduledTool, ScheduledWafer, Scheduler, ToolReport
 from controller.store import LotInfo, LotState, Store, StoreError
@@ -114,6 +115,7 @@ class LineController:
                 driver.on_event(lambda event, tool=name: self.batches.save_seq(tool, event.seq))
         self._lots: list[str] = []
         self._next_request_look = 0.0
+        self.modes = ToolModes(self.scheduler.tools, self.events, self._tool_state)
 
     def _lot_of(self, wafer_id: str) -> str | None:
         wafer = self.scheduler.wafers.get(wafer_id)
@@ -172,6 +174,7 @@ class LineController:
                             previous=previous, recipe=lot.recipe_name, reason=reason)
 
     async def run(self, lot_ids: list[str]) -> list[LotOutcome]:
+        self.modes.apply(self.store.tool_modes())  # what people set, kept across restarts
         for lot_id in lot_ids:
             self.add_lot(lot_id)
         await self._recovery().settle(list(self.scheduler.wafers.values()),
@@ -289,6 +292,7 @@ class LineController:
         await recovery.settle(wafers, {tool.name: tool})
 
     def _tool_state(self, tool: str, state: E10State, reason: str) -> None:
+        state, reason = self.modes.e10(tool, state, reason)
         previous = self._e10.get(tool)
         if previous == state.value:
             return
@@ -330,6 +334,8 @@ class LineController:
         if now < self._next_request_look:
             return
         self._next_request_look = now + REQUEST_LOOK_S
+        if self.modes.apply(self.store.tool_modes()):
+            self.scheduler.wake()
         for request in self.store.pending_requests():
             if request.lot_id not in self._lots:
                 continue

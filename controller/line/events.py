@@ -53,6 +53,7 @@ class EventKind(StrEnum):
     TOOL_STATE = "tool_state"  # e10_state, previous, reason; or e10_state, tool_state, zones_c
     TOOL_NOTE = "tool_note"  # text (setup changes, waits: what an operator reads)
     OPERATOR_REQUEST = "operator_request"  # action, target, by, reason, outcome
+    TOOL_MODE = "tool_mode"  # mode, previous, by, reason, finishing (controller/line/modes.py)
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
