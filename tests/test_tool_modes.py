@@ -10,7 +10,7 @@ import pytest
 from controller.line.controller import LineController
 from controller.line.e10 import E10State, ToolMode
 from controller.line.events import EventKind, LineEvent, LineEventStream
-from controller.line.modes import ToolModes
+from controller.line.modes import IdleModes, ToolModes
 from controller.line.scheduled import ScheduledTool
 from controller.store import Store, StoreError
 from drivers.clock import ScaledClock
@@ -95,9 +95,35 @@ async def test_the_scheduler_gives_a_tool_in_maintenance_no_wafer(db_url: str) -
             cleans = Counter(s.tool for w in store.wafers("M1") for s in store.steps(w.id)
                              if s.kind == "clean")
             states = [(s.e10_state, s.reason) for s in store.tool_state_history("cleaner-2")]
-    assert outcome.state == "complete", outcome
-    assert set(cleans) == {"cleaner-1"} and sum(cleans.values()) >= 3, cleans
+    # Print alignment failures are seeded (a wafer may wait for a disposition); every clean
+    # of the wafers that got there ran on cleaner-1.
+    assert sum(s == "complete" for s in outcome.wafers.values()) >= 2, outcome
+    assert set(cleans) == {"cleaner-1"} and sum(cleans.values()) >= 2, cleans
     assert states == [("scheduled down", "mode maintenance by erik: pump swap")]
-    (mode,) = [e for e in heard if e.kind is EventKind.TOOL_MODE]
-    assert (mode.tool, mode.data["mode"], mode.data["by"]) == ("cleaner-2", "maintenance",
-                                                               "erik")
+    # Found at the start, not changed during the run: nothing to announce.
+    assert not [e for e in heard if e.kind is EventKind.TOOL_MODE]
+    changes = [e.data["e10_state"] for e in heard if e.kind is EventKind.TOOL_STATE
+               and e.tool == "cleaner-2" and "previous" in e.data]  # not the status refreshes
+    assert changes == ["scheduled down"]
+
+
+def test_between_lots_a_mode_change_is_recorded_and_announced(tmp_path) -> None:
+    events: list[LineEvent] = []
+    stream = LineEventStream("line", lambda: 0.0)
+    stream.listen(events.append)
+    with Store(f"sqlite:///{tmp_path / 'modes.db'}") as store:
+        store.set_tool_mode("printer-1", "offline", user="erik", reason="stencil lost")
+        idle = IdleModes(store, stream)
+        idle.look()  # what serve finds when it starts: recorded, not announced
+        store.set_tool_mode("oven-1", "engineering", user="erik", reason="profile DOE")
+        idle.look()
+        idle.look()  # nothing new
+        store.set_tool_mode("oven-1", "production", user="erik")
+        idle.look()
+        states = [(s.tool, s.e10_state) for s in store.tool_state_history()]
+    assert states == [("printer-1", "non-scheduled"), ("oven-1", "engineering"),
+                      ("oven-1", "standby")]
+    said = [(e.tool, e.data["mode"], e.data["previous"]) for e in events
+            if e.kind is EventKind.TOOL_MODE]
+    assert said == [("oven-1", "engineering", "production"),
+                    ("oven-1", "production", "engineering")]

@@ -174,7 +174,7 @@ class LineController:
                             previous=previous, recipe=lot.recipe_name, reason=reason)
 
     async def run(self, lot_ids: list[str]) -> list[LotOutcome]:
-        self.modes.apply(self.store.tool_modes())  # what people set, kept across restarts
+        self.modes.apply(self.store.tool_modes(), announce=False)  # set before this start
         for lot_id in lot_ids:
             self.add_lot(lot_id)
         await self._recovery().settle(list(self.scheduler.wafers.values()),
@@ -202,6 +202,7 @@ class LineController:
         # Requests come from other processes (bumpline wafer disposition) through the
         # database, which has no notification: look once a second.
         while not self.store.pending_requests() and not self.scheduler.stopping:  # noqa: ASYNC110
+            self.modes.apply(self.store.tool_modes())  # idle tools' E10 follows meanwhile
             await asyncio.sleep(REQUEST_LOOK_S)
 
     def _waiting_for_people(self) -> list[str]:
@@ -323,6 +324,8 @@ class LineController:
         zones = getattr(status, "zone_pv_c", None)
         if zones is not None:
             extra["zones_c"] = list(zones)  # zone 1 first; None: a failed thermocouple
+            extra["conveyor_running"] = status.conveyor_running
+            extra["wafers_on_belt"] = status.wafers_on_belt
         self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=self._e10[tool],
                             **extra)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from controller.line.e10 import E10State, ToolMode
 from controller.line.events import EventKind, LineEventStream
@@ -50,8 +51,9 @@ class ToolModes:
         self.record_e10 = record_e10
         self.modes: dict[str, ToolModeInfo] = {}
 
-    def apply(self, modes: dict[str, ToolModeInfo]) -> bool:
-        """Take the store's modes; True when one of this line's tools changed mode."""
+    def apply(self, modes: dict[str, ToolModeInfo], *, announce: bool = True) -> bool:
+        """Take the store's modes; True when one of this line's tools changed mode.
+        ``announce=False`` at a start: modes found then are not changes (no event)."""
         changed = False
         for name, tool in self.tools.items():
             info = modes.get(name)
@@ -66,10 +68,11 @@ class ToolModes:
             else:
                 self.modes.pop(name, None)
             working = tool.busy or bool(tool.riding)
-            self.events.publish(
-                EventKind.TOOL_MODE, tool=name, mode=mode.value, previous=previous.value,
-                by=info.set_by if info else "", reason=info.reason if info else "",
-                finishing=sorted(tool.riding | ({tool.holder} if tool.holder else set())))
+            if announce:
+                self.events.publish(
+                    EventKind.TOOL_MODE, tool=name, mode=mode.value, previous=previous.value,
+                    by=info.set_by if info else "", reason=info.reason if info else "",
+                    finishing=sorted(tool.riding | ({tool.holder} if tool.holder else set())))
             log.info("%s: mode %s (was %s)", name, mode.value, previous.value)
             if not (working or tool.alarm or tool.lost):
                 # Idle now: its E10 state changes now; else when its wafer is out (standby).
@@ -85,3 +88,38 @@ class ToolModes:
         info = self.modes.get(tool)
         return MODE_E10[mode], f"mode {mode.value}" + (
             f" by {info.set_by}: {info.reason}" if info and info.reason else "")
+
+
+class IdleModes:
+    """Between lots no controller runs (``bumpline serve`` waiting for one), yet a tool
+    people take out of production is in its mode's E10 state at once: the serve loop
+    calls ``look`` about once a second. ``forget`` when a lot ran: the modes found
+    then are not changes to announce again, only states to record (the store keeps
+    one row per change)."""
+
+    def __init__(self, store: Any, events: LineEventStream | None) -> None:
+        self.store = store
+        self.events = events
+        self.seen: dict[str, ToolMode] | None = None
+
+    def forget(self) -> None:
+        self.seen = None
+
+    def look(self) -> None:
+        modes = self.store.tool_modes()
+        first, self.seen = self.seen is None, dict(self.seen or {})
+        for name, info in modes.items():
+            previous = self.seen.get(name)
+            if previous is info.mode:
+                continue
+            self.seen[name] = info.mode
+            state = MODE_E10.get(info.mode, E10State.STANDBY)
+            reason = (f"mode {info.mode.value} by {info.set_by}: {info.reason}"
+                      if info.mode is not ToolMode.PRODUCTION else "back in production")
+            if self.events is not None and not first:
+                self.events.publish(EventKind.TOOL_MODE, tool=name, mode=info.mode.value,
+                                    previous=(previous or ToolMode.PRODUCTION).value,
+                                    by=info.set_by, reason=info.reason, finishing=[])
+            if self.store.record_tool_state(name, state, reason=reason) and self.events:
+                self.events.publish(EventKind.TOOL_STATE, tool=name, e10_state=state.value,
+                                    previous=None, reason=reason)

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Match, Route
 
+from controller.line.e10 import ToolMode
 from controller.store import Disposition, StoreError
 from controller.web.auth import csrf_token, current_user, take_note
 from controller.web.users import Role, UserInfo
@@ -136,9 +137,11 @@ def line(request: Request, user: UserInfo) -> Response:
     names = sorted(set(states) | set(web.view.tools))
     running = [w for lot in web.store.list_lots(["running"]) for w in web.store.wafers(lot.id)]
     where = {w.location: w.id for w in running if w.outcome is None}
-    tools = [(name, states.get(name), web.view.tools.get(name), where.get(name))
-             for name in names]
-    return render(request, "line", user, tools=tools, oven=web.view.oven)
+    modes = web.store.tool_modes()
+    tools = [(name, states.get(name), web.view.tools.get(name), where.get(name),
+              modes.get(name)) for name in names]
+    return render(request, "line", user, tools=tools, ovens=sorted(web.view.ovens.items()),
+                  modes=[m.value for m in ToolMode])
 
 
 @_page(Role.OPERATOR, shared=True)
