@@ -12,6 +12,7 @@
   var pressed = null;
   var pushed = {};  // URL -> true: the server sends this region itself
   var held = {};  // URL -> HTML that came while a button in its region was pressed
+  var pushes = {};  // URL -> parts pushed so far: a fetch answered after a push is older
   document.addEventListener("pointerdown", function (e) { pressed = e.target; });
   document.addEventListener("pointerup", function () {
     pressed = null;
@@ -49,9 +50,10 @@
     document.querySelectorAll("[data-live]").forEach(function (el) {
       var url = el.getAttribute("data-live");
       if (!all && pushed[url]) return;
+      var seen = pushes[url];
       fetch(url, { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (html) { if (html !== null) show(url, html); });
+        .then(function (html) { if (html !== null && pushes[url] === seen) show(url, html); });
     });
   }
 
@@ -70,6 +72,7 @@
     });
     source.addEventListener("part", function (e) {
       var part = JSON.parse(e.data);
+      pushes[part.url] = (pushes[part.url] || 0) + 1;
       show(part.url, part.html);
     });
     source.addEventListener("line", function () {
