@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from controller.cli import main
 from controller.line.controller import LineController
 from controller.line.e10 import E10State, ToolMode
 from controller.line.events import EventKind, LineEvent, LineEventStream
@@ -127,3 +128,23 @@ def test_between_lots_a_mode_change_is_recorded_and_announced(tmp_path) -> None:
             if e.kind is EventKind.TOOL_MODE]
     assert said == [("oven-1", "engineering", "production"),
                     ("oven-1", "production", "engineering")]
+
+
+def test_bumpline_tools_mode_sets_it_with_the_user_or_says_why_not(tmp_path, capsys) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    with Store(db) as store:
+        store.record_tool_state("oven-1", "standby")
+    assert main(["tools", "mode", "oven-1", "maintenance", "--reason", "belt tension",
+                 "--user", "erik", "--db", db]) == 0
+    assert capsys.readouterr().out == ("oven-1: production -> maintenance; a wafer on it "
+                                       "finishes first\n")
+    assert main(["tools", "mode", "oven-1", "offline", "--db", db]) == 1
+    assert capsys.readouterr().err == ("bumpline: say why oven-1 goes out of production "
+                                       "(a reason)\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["tools", "mode", "oven-1", "repair", "--db", db])
+    assert exc.value.code == 2
+    with Store(db) as store:
+        assert store.tool_modes()["oven-1"].set_by == "erik"
+    assert main(["tools", "--db", db]) == 0  # the listing still works without a subcommand
+    assert "oven-1" in capsys.readouterr().out

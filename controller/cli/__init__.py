@@ -32,6 +32,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader gone 
 COMMAND_MODULES = (
     "controller.cli.run",
     "controller.cli.lots",
+    "controller.cli.toolmode",  # adds 'tools mode' to the lots module's 'tools'
     "controller.cli.sequences",
     "controller.cli.tool",
     "controller.cli.sim",
