@@ -150,7 +150,12 @@ async def _run(config, db: Path, wafers: int, clients: int,  # noqa: ANN001
                     line = await asyncio.wait_for(proc.stdout.readline(), 60)
                     if READY not in line.decode():
                         raise SystemExit("bench_web: the clients did not start")
-                    return await _lot(controller, store, wafers)
+                    result = await _lot(controller, store, wafers)
+                    push = context.push
+                    print(f"    pushes: {push.renders} parts rendered, "
+                          f"{1000 * push.render_cpu_s / wafers:.1f} ms CPU per wafer rendering",
+                          file=sys.stderr, flush=True)
+                    return result
                 finally:
                     proc.terminate()
                     await proc.wait()

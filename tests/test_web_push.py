@@ -63,23 +63,30 @@ async def test_shared_parts_are_rendered_once_and_pushed_to_every_page(tmp_path:
                                      recipe_version="1", recipe_hash="0" * 64, slots=[1],
                                      priority=5, user="setup")
             context.events.publish(EventKind.LOT_STATE, lot_id="LOTA", state="queued")
-            for messages, parts in ((operator, 1), (engineer, 2)):
+            for messages in (operator, engineer):
                 kind, summary = await messages.next()
                 assert (kind, summary["lots"], summary["kinds"]) == ("line", ["LOTA"],
                                                                      ["lot_state"])
-                got = {}
-                for _ in range(parts):
-                    kind, part = await messages.next()
-                    assert kind == "part"
-                    got[part["url"]] = part["html"]
-                assert "LOTA" in got["/lots?live=1"]
-            assert "no wafer waits" in got["/dispositions?live=1"]
-            # Two pages, two watched parts: two renders, not one per page.
-            assert push.renders == 2
+                kind, part = await messages.next()
+                assert (kind, part["url"]) == ("part", "/lots?live=1")
+                assert "LOTA" in part["html"]
+            # Two pages watch the lots: one render. A lot's state cannot change the wafers
+            # waiting for a disposition: that part is not rendered at all.
+            assert push.renders == 1
 
-            # Nothing the parts show changed: a line message, no part.
+            # A wafer waits for an engineer: only the engineer's page gets its part.
+            context.events.publish(EventKind.DISPOSITION_NEEDED, lot_id="LOTA",
+                                   wafer_id="LOTA-01", step=1, step_kind="place", why="x")
+            assert (await operator.next())[0] == "line"
+            assert (await engineer.next())[0] == "line"
+            kind, part = await engineer.next()
+            assert (kind, part["url"]) == ("part", "/dispositions?live=1")
+            assert push.renders == 2  # the dispositions part only
+
+            # Nothing the parts show: a line message, no render, no part.
             context.events.publish(EventKind.TOOL_NOTE, tool="oven-1", text="warming")
             assert (await operator.next())[0] == "line"
+            assert push.renders == 2
             context.store.create_lot("LOTB", recipe_name="ballmount-sac305",
                                      recipe_version="1", recipe_hash="0" * 64, slots=[1],
                                      priority=5, user="setup")

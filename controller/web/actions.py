@@ -50,6 +50,8 @@ async def _form(request: Request) -> dict[str, str]:
 def _done(request: Request, user: UserInfo, action: str, outcome: str, *, ok: bool = True,
           lot_id: str | None = None, wafer_id: str | None = None) -> Response:
     request.app.state.web.parts.clear()  # what the write changed is not in the stream yet
+    if request.app.state.push is not None:
+        request.app.state.push.poke()  # other screens see it too (an acknowledged alarm)
     request.app.state.web.forget_users()
     request.app.state.web.audit(user.name, f"web.{action}", outcome if ok else
                                 f"refused: {outcome}", lot_id=lot_id, wafer_id=wafer_id)

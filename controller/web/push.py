@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Match
 
-from controller.line.events import LineEvent, LineEventStream
+from controller.line.events import EventKind, LineEvent, LineEventStream
 from controller.web.users import Role, UserInfo
 
 log = logging.getLogger("controller.web.push")
@@ -65,8 +66,10 @@ class LivePush:
         self.last: dict[str, str] = {}  # part URL -> the HTML pushed last
         self._batch: list[LineEvent] = []
         self._changed = asyncio.Event()
+        self._poked = False
         self._task: asyncio.Task[None] | None = None
         self.renders = 0  # parts rendered (the tests and the benchmark read it)
+        self.render_cpu_s = 0.0  # CPU seconds spent rendering them (bench_web.py reports it)
         events.listen(self._heard)
 
     def _heard(self, event: LineEvent) -> None:
@@ -105,7 +108,7 @@ class LivePush:
             started = loop.time()
             self._changed.clear()
             batch, self._batch = self._batch, []
-            if self.watchers and batch:
+            if self.watchers and (batch or self._poked):
                 try:
                     await self._push(batch)
                 except Exception:  # a broken page must not stop the others' updates
@@ -113,15 +116,24 @@ class LivePush:
             # Coalesce: whatever happens meanwhile goes out in the next push.
             await asyncio.sleep(max(0.0, PUSH_INTERVAL_S - (loop.time() - started)))
 
+    def poke(self) -> None:
+        """A write from the screen changed what parts show, with no line event (yet): render
+        every watched part at the next push."""
+        self._poked = True
+        self._changed.set()
+
     async def _push(self, batch: list[LineEvent]) -> None:
-        summary = {"seq": batch[-1].seq, "count": len(batch),
+        summary = {"seq": batch[-1].seq if batch else 0, "count": len(batch),
                    "kinds": sorted({e.kind.value for e in batch}),
                    "lots": sorted({e.lot_id for e in batch if e.lot_id}),
                    "wafers": sorted({e.wafer_id for e in batch if e.wafer_id})}
+        poked, self._poked = self._poked, False
         watched = sorted({url for w in self.watchers for url in w.parts})
         changed: dict[str, str] = {}
         for url in watched:
-            html = await run_in_threadpool(self.render, url)
+            if not poked and not concerns(url, batch):
+                continue  # nothing in the batch can change it: no render, no queries
+            html = await run_in_threadpool(self._timed_render, url)
             self.renders += 1
             if html is not None and self.last.get(url) != html:
                 self.last[url] = changed[url] = html
@@ -130,6 +142,13 @@ class LivePush:
             for url in changed:
                 if url in watcher.parts:
                     watcher.send("part", {"url": url, "html": changed[url]})
+
+    def _timed_render(self, url: str) -> str | None:
+        started = time.thread_time()
+        try:
+            return self.render(url)
+        finally:
+            self.render_cpu_s += time.thread_time() - started
 
     def render(self, url: str) -> str | None:
         """The part at ``url`` as its page's own handler renders it (in the thread pool)."""
@@ -149,6 +168,34 @@ class LivePush:
                 response = handler(Request(scope), PUSHER)
                 return bytes(response.body).decode() if response.status_code == 200 else None
         return None
+
+
+# What each shared part shows, by the events that can change it (path prefix -> test); a part
+# not listed changes with any event. The Line page shows every tool: any event.
+_ALARMS = frozenset({EventKind.ALARM_SET, EventKind.ALARM_CLEARED})
+_LOTS = frozenset({EventKind.LOT_STATE, EventKind.WAFER_TRANSITION, EventKind.OPERATOR_REQUEST})
+_WAITING = frozenset({EventKind.DISPOSITION_NEEDED, EventKind.WAFER_TRANSITION,
+                      EventKind.OPERATOR_REQUEST})
+
+
+def concerns(url: str, batch: list[LineEvent]) -> bool:
+    """Whether an event of ``batch`` can change the part at ``url``."""
+    path = urlsplit(url).path
+    parts = path.strip("/").split("/")
+    if path == "/alarms/banner":
+        return any(e.kind in _ALARMS for e in batch)
+    if path == "/lots":
+        return any(e.kind in _LOTS for e in batch)
+    if parts[0] == "lots" and len(parts) == 2:
+        return any(e.lot_id == parts[1] for e in batch)
+    if parts[0] == "wafers" and len(parts) == 2:
+        return any(e.wafer_id == parts[1] or parts[1] in e.data.get("wafers", ())
+                   for e in batch)
+    if path == "/dispositions":
+        return any(e.kind in _WAITING for e in batch)
+    if path == "/reports":
+        return any(e.kind is EventKind.LOT_STATE for e in batch)
+    return True
 
 
 # Who the pushed parts are rendered for: shared parts carry nothing of a session or a user.
