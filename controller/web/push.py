@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -42,17 +43,21 @@ class Watcher:
     """One open page: the pushed parts it shows and its outgoing messages."""
 
     parts: frozenset[str]
-    queue: asyncio.Queue[tuple[str, Any]] = field(
-        default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
 
-    def send(self, kind: str, data: Any) -> None:
+    def send(self, message: str) -> None:
+        """A server-sent event message, encoded once for every page (``sse_message``)."""
         try:
-            self.queue.put_nowait((kind, data))
+            self.queue.put_nowait(message)
         except asyncio.QueueFull:  # a stuck browser: it reloads what it shows when it wakes
             with contextlib.suppress(asyncio.QueueEmpty):
                 while True:
                     self.queue.get_nowait()
-            self.queue.put_nowait(("line", {"kinds": ["resync"], "missed": True}))
+            self.queue.put_nowait(sse_message("line", {"kinds": ["resync"], "missed": True}))
+
+
+def sse_message(kind: str, data: Any) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
 class LivePush:
@@ -137,11 +142,14 @@ class LivePush:
             self.renders += 1
             if html is not None and self.last.get(url) != html:
                 self.last[url] = changed[url] = html
+        line = sse_message("line", summary)
+        parts = {url: sse_message("part", {"url": url, "html": html})
+                 for url, html in changed.items()}
         for watcher in list(self.watchers):
-            watcher.send("line", summary)
-            for url in changed:
+            watcher.send(line)
+            for url, message in parts.items():
                 if url in watcher.parts:
-                    watcher.send("part", {"url": url, "html": changed[url]})
+                    watcher.send(message)
 
     def _timed_render(self, url: str) -> str | None:
         started = time.thread_time()

@@ -15,14 +15,13 @@ pick up what another process wrote to the database.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from controller.web.auth import current_user
-from controller.web.push import LivePush
+from controller.web.push import LivePush, sse_message
 from controller.web.users import UserInfo
 
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing the stream
@@ -36,14 +35,14 @@ async def _line_messages(push: LivePush, user: UserInfo, asked: list[str]
     watcher = push.watch(pushed)
     try:
         yield "retry: 2000\n\n"
-        yield f"event: pushed\ndata: {json.dumps(sorted(pushed))}\n\n"
+        yield sse_message("pushed", sorted(pushed))
         while True:
             try:
-                kind, data = await asyncio.wait_for(watcher.queue.get(), KEEPALIVE_S)
+                message = await asyncio.wait_for(watcher.queue.get(), KEEPALIVE_S)
             except TimeoutError:
                 yield ": keepalive\n\n"
                 continue
-            yield f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+            yield message
     finally:
         push.unwatch(watcher)
 
