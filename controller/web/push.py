@@ -34,7 +34,10 @@ from controller.web.users import Role, UserInfo
 
 log = logging.getLogger("controller.web.push")
 
-PUSH_INTERVAL_S = 1.0  # wall seconds between two pushes: people read a screen once a second
+# Wall seconds between two pushes. A render costs the controller a few ms of CPU whatever the
+# time scale: at 1 s three screens still cost ~+16 ms per wafer at 200x (bench_web.py); a fab
+# step takes minutes at 1x, so 2 s is as live as an operator needs.
+PUSH_INTERVAL_S = 2.0
 CLIENT_QUEUE = 64  # messages a slow page may fall behind before it is sent a fresh start
 
 

@@ -1,6 +1,6 @@
 // The screen's live part: one EventSource on /events naming the page's live regions
 // (data-live="URL"). Regions the server renders once for every screen come down the
-// stream already rendered ("part" messages, at most once a second, only when changed);
+// stream already rendered ("part" messages, at most every 2 s, only when changed);
 // the others are fetched again after "line" messages, at most once a second (REFRESH_MS)
 // and always once after the last (a trailing throttle). A region is swapped (by htmx,
 // which wires up what it contains) only when its HTML changed and no button in it is
