@@ -82,8 +82,9 @@ class LivePush:
 
     def _heard(self, event: LineEvent) -> None:
         self._batch.append(event)
-        if len(self._batch) > 10_000:  # nobody watched for a long time
+        if len(self._batch) > 10_000:  # nobody watched for a long time: render all next time
             del self._batch[:-1]
+            self._poked = True
         self._changed.set()
 
     def pushable(self, url: str, user: UserInfo) -> bool:
