@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                     problems.append(f"{label}: {problem}")
                 print(f"  {label}: {cpu:.1f} ms/wafer {problem}", file=sys.stderr, flush=True)
     print(f"bench_web: {args.wafers}-wafer lot at {args.speed:g}x, {args.runs} runs each, "
-          f"{args.clients} screens open (SSE + live part fetches) in the 'with' runs")
+          f"{args.clients} screens open (SSE with pushed live parts) in the 'with' runs")
     for name, values in (("without the screen", without), ("with the screen", with_web)):
         print(f"  {name:<20} median {statistics.median(values):6.1f} ms/wafer, spread "
               f"{min(values):.1f}-{max(values):.1f} ({', '.join(f'{v:.1f}' for v in values)})")
