@@ -6,9 +6,10 @@ The lot of ``bench_lot.py`` (its recipe, seed and speed), on a simulator in its
 own process, run by ``LineController`` in this process. Runs alternate without
 and with the screen: with it, ``web_server`` serves from the controller's loop
 and ``--clients`` (3) browsers' worth of traffic comes from a separate process
-(so their CPU is not counted): each logs in, holds the server-sent event stream
-open on the lot and fetches the lot's live part after events, at most every
-1 s and once after the last (what static/line.js does). The CPU counted is
+(so their CPU is not counted): each logs in, opens the server-sent event stream
+naming the lot page's live parts (the lot and the alarm banner), takes those the
+screen pushes from the stream and fetches the others after events, at most every
+1 s (what static/line.js does). The CPU counted is
 this process's (every thread: the pages run in Starlette's thread pool).
 
 Reported: median and spread (min-max) of controller CPU per wafer for each,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import statistics
 import sys
@@ -56,12 +58,15 @@ PASSWORD = "bench-pass-123"
 READY = "clients ready"
 RUN_TIMEOUT_S = 300.0  # wall seconds for one lot; a stuck lot is reported, not waited for
 
-# The browsers, in their own process: log in, hold /events open, fetch the live part.
-CLIENTS = r'''
-import asyncio, re, sys
+# The browsers, in their own process, as static/line.js does: log in, open /events naming
+# the page's live parts, fetch them once, then take the pushed ones from the stream and
+# fetch the others after "line" messages (at most every 1 s).
+CLIENTS = r"""
+import asyncio, json, re, sys
 import httpx
 
 URL, N, PASSWORD = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+PARTS = ["/lots/BENCH?live=1", "/alarms/banner"]
 THROTTLE_S = 1.0
 
 async def browser(i, ready):
@@ -70,18 +75,27 @@ async def browser(i, ready):
         token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
         await client.post("/login", data={"name": "bench", "password": PASSWORD,
                                           "csrf": token})
-        pending = None
+        pending, pushed = None, set()  # until the screen says which it pushes
 
-        async def fetch():
-            await asyncio.sleep(THROTTLE_S)
-            await client.get("/lots/BENCH?live=1")
-            await client.get("/alarms/banner")
+        async def fetch(parts, wait):
+            await asyncio.sleep(wait)
+            for part in parts:
+                await client.get(part)
 
-        async with client.stream("GET", "/events") as events:
+        params = [("part", p) for p in PARTS]
+        async with client.stream("GET", "/events", params=params) as events:
+            await fetch(PARTS, 0)
             ready.release()
+            kind = ""
             async for line in events.aiter_lines():
-                if line.startswith("event: line") and (pending is None or pending.done()):
-                    pending = asyncio.create_task(fetch())
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "pushed":
+                    pushed = set(json.loads(line[6:]))
+                elif line.startswith("data: ") and kind == "line":
+                    rest = [p for p in PARTS if p not in pushed]
+                    if rest and (pending is None or pending.done()):
+                        pending = asyncio.create_task(fetch(rest, THROTTLE_S))
 
 async def main():
     ready = asyncio.Semaphore(0)
@@ -92,7 +106,7 @@ async def main():
     await asyncio.gather(*tasks)
 
 asyncio.run(main())
-'''
+"""
 
 
 async def _lot(controller: LineController, store: Store, wafers: int) -> tuple[float, str]:
@@ -136,7 +150,12 @@ async def _run(config, db: Path, wafers: int, clients: int,  # noqa: ANN001
                     line = await asyncio.wait_for(proc.stdout.readline(), 60)
                     if READY not in line.decode():
                         raise SystemExit("bench_web: the clients did not start")
-                    return await _lot(controller, store, wafers)
+                    result = await _lot(controller, store, wafers)
+                    push = context.push
+                    print(f"    pushes: {push.renders} parts rendered, "
+                          f"{1000 * push.render_cpu_s / wafers:.1f} ms CPU per wafer rendering",
+                          file=sys.stderr, flush=True)
+                    return result
                 finally:
                     proc.terminate()
                     await proc.wait()
@@ -156,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wafers", type=int, default=25)
     parser.add_argument("--runs", type=int, default=3, help="runs of each (default 3)")
     parser.add_argument("--clients", type=int, default=3, help="open screens (default 3)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="write a cProfile of the runs with the screen here (pstats)")
     args = parser.parse_args(argv)
     controller_cpus = _cpus()[0]
     if controller_cpus:
@@ -170,13 +191,19 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"run {run} {'with' if clients else 'without'}"
                 with simulator(args.speed, workdir, DEFAULT_SEED) as (config, _log):
                     db = workdir / f"web-{run}-{clients}.db"
+                    profiler = cProfile.Profile() if args.profile and clients else None
+                    if profiler is not None:
+                        profiler.enable()  # the loop's thread; pages in the pool are not seen
                     cpu, problem = asyncio.run(_run(config, db, args.wafers, clients, workdir))
+                    if profiler is not None:
+                        profiler.disable()
+                        profiler.dump_stats(args.profile)
                 into.append(cpu)
                 if problem:
                     problems.append(f"{label}: {problem}")
                 print(f"  {label}: {cpu:.1f} ms/wafer {problem}", file=sys.stderr, flush=True)
     print(f"bench_web: {args.wafers}-wafer lot at {args.speed:g}x, {args.runs} runs each, "
-          f"{args.clients} screens open (SSE + live part fetches) in the 'with' runs")
+          f"{args.clients} screens open (SSE with pushed live parts) in the 'with' runs")
     for name, values in (("without the screen", without), ("with the screen", with_web)):
         print(f"  {name:<20} median {statistics.median(values):6.1f} ms/wafer, spread "
               f"{min(values):.1f}-{max(values):.1f} ({', '.join(f'{v:.1f}' for v in values)})")

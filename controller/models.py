@@ -244,6 +244,19 @@ class ToolState(Base):
     line_id: Mapped[str | None] = mapped_column(String(200), index=True)  # as Alarm.line_id
 
 
+class ToolModeRow(Base):
+    """The mode people put a tool in (production, engineering, maintenance, offline): one row
+    per tool, the latest; the audit log keeps who changed it and why."""
+
+    __tablename__ = "tool_modes"
+
+    tool: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime]
+
+
 class OperatorRequest(Base):
     """An operator's or engineer's request the scheduler has to act on."""
 

@@ -49,12 +49,13 @@ from controller.domain import (
     slots_for_count,
     wafer_id,
 )
-from controller.line.e10 import E10State
+from controller.line.e10 import E10State, ToolMode
 from controller.persistence import alarms as _alarms
 from controller.persistence import audit as _audit
 from controller.persistence import locks as _locks
 from controller.persistence import lots as _lots
 from controller.persistence import requests as _requests
+from controller.persistence import tool_modes as _tool_modes
 from controller.persistence import tool_states as _tool_states
 from controller.persistence import wafers as _wafers
 from controller.persistence.base import Database, StoreError, reason, rules, utc_now
@@ -79,6 +80,7 @@ from controller.persistence.records import (
     WaferInfo,
     jsonable,
 )
+from controller.persistence.tool_modes import ToolModeInfo
 from sequences.wafer.machine import WaferEvent as WaferMachineEvent
 
 __all__ = [
@@ -107,6 +109,7 @@ __all__ = [
     "StepInfo",
     "Store",
     "StoreError",
+    "ToolModeInfo",
     "ToolStateInfo",
     "WaferHistory",
     "WaferInfo",
@@ -508,6 +511,17 @@ class Store:
         """E10 state changes, oldest first (``line_id``: that line's tool, not another
         line's of the same name)."""
         return _tool_states.tool_state_history(self._db, tool, until=until, line_id=line_id)
+
+    # -- tool modes (people take a tool out of production and back)
+
+    def set_tool_mode(self, tool: str, mode: ToolMode | str, *, user: str,
+                      reason: str = "") -> tuple[ToolMode, ToolMode]:
+        """Put a tool in a mode, audited; (previous, new). The controller applies it."""
+        return _tool_modes.set_tool_mode(self._db, tool, mode, user=user, reason=reason)
+
+    def tool_modes(self) -> dict[str, ToolModeInfo]:
+        """Tools people set a mode for (a tool not listed is in production)."""
+        return _tool_modes.tool_modes(self._db)
 
     # -- audit
 

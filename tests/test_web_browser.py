@@ -3,8 +3,9 @@
 One scenario on the simulated line, behind ``bumpline serve --web`` in its own
 process, exactly as an operator would meet it: an operator logs in, starts a
 lot, watches wafers advance without reloading, sees the alarm a fault plan
-raises, holds the lot and acknowledges the alarm; an engineer dispositions the
-held wafer; the operator never sees the engineer's pages. Every wait is for
+raises, holds the lot and acknowledges the alarm, and reads the oven's zones; an
+engineer dispositions the held wafer and takes the oven out of production and
+back; the operator never sees the engineer's pages or forms. Every wait is for
 something on the page (Playwright's ``expect``), never a sleep.
 
 With ``BUMPLINE_SCREENS=DIR`` it also saves a screenshot of each page there
@@ -151,7 +152,11 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
     _shot(operator, "alarms")
     operator.goto(url + "/line")
     expect(operator.locator("table.tools")).to_contain_text("placer-1")
-    _shot(operator, "line")
+    expect(operator.locator("#tool-mode")).to_have_count(0)  # tool modes are the engineer's
+    # The oven's zones: the last reflow's setpoints and what the thermocouples read.
+    zones = operator.locator("table.zones[data-oven=oven-1]")
+    expect(zones.locator("tr.measured")).to_contain_text(re.compile(r"\d+\.\d"))
+    expect(zones).to_contain_text("setpoint")
     operator.goto(url + "/reports")
     _shot(operator, "reports")
 
@@ -178,6 +183,23 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
     _shot(engineer, "wafer")
     engineer.goto(url + "/recipes?show=ballmount-sac305")
     _shot(engineer, "recipes")
+
+    # The engineer takes the oven out of production and back; its E10 state follows live.
+    engineer.goto(url + "/line")
+    engineer.select_option("#tool-mode select[name=tool]", "oven-1")
+    engineer.select_option("#tool-mode select[name=mode]", "engineering")
+    engineer.fill("#tool-mode input[name=reason]", "profile DOE")
+    engineer.click("#tool-mode button[type=submit]")
+    expect(engineer.locator("#flash")).to_contain_text("oven-1: production -> engineering")
+    oven = engineer.locator("tr[data-tool=oven-1]")
+    expect(oven.locator(".mode")).to_contain_text("engineering · erik: profile DOE")
+    expect(oven.locator("td").nth(1)).to_have_text("engineering")  # once the controller has it
+    _shot(engineer, "line")
+    engineer.select_option("#tool-mode select[name=tool]", "oven-1")
+    engineer.select_option("#tool-mode select[name=mode]", "production")
+    engineer.click("#tool-mode button[type=submit]")
+    expect(oven.locator(".mode")).to_have_text("production")
+    expect(oven.locator("td").nth(1)).to_have_text("standby")
 
     # The operator resumes; the lot finishes, seen on the page they left open.
     operator.goto(url + "/lots")

@@ -2,7 +2,7 @@
 
 The expected roles are written out here from the issue, not read from the code:
 operator starts, holds, resumes and aborts lots and acknowledges alarms;
-engineer also dispositions wafers and validates recipes; admin also manages
+engineer also dispositions wafers, changes tool modes and validates recipes; admin also manages
 users. Allowed writes answer 303 and leave ``web.<action>`` in the audit log
 under the user's name; a role too low gets 403 and ``web.denied.<action>``; no
 session gets 401; a missing CSRF token gets 403 and nothing happens.
@@ -26,6 +26,7 @@ ALLOWED = {  # endpoint -> (least role, audit action)
     "/lots/abort": ("operator", "lot.abort"),
     "/alarms/ack": ("operator", "alarm.ack"),
     "/dispositions": ("engineer", "wafer.disposition"),
+    "/tools/mode": ("engineer", "tool.mode"),
     "/recipes/validate": ("engineer", "recipe.validate"),
     "/users/add": ("admin", "user.add"),
     "/users/disable": ("admin", "user.disable"),
@@ -47,6 +48,8 @@ def _request(path: str, alarm_id: int) -> dict:
         "/lots/abort": {"lot": f"NEW{n}", "reason": "matrix"},
         "/alarms/ack": {"alarm": str(alarm_id)},
         "/dispositions": {"wafer": "LOTA-01", "decision": "scrap", "reason": "matrix"},
+        "/tools/mode": {"tool": "oven-1", "mode": ("maintenance", "production")[n % 2],
+                        "reason": "matrix"},
         "/users/add": {"name": f"new{n}", "role": "operator", "password": "new-user-pass"},
         "/users/disable": {"name": "olga", "enable": "1"},
         "/users/passwd": {"name": "olga", "password": "operator-pass-1"},
@@ -68,6 +71,7 @@ async def test_every_write_endpoint_checks_the_role_on_the_server(tmp_path: Path
         store.create_lot("LOTA", recipe_name="ballmount-sac305", recipe_version="1",
                          recipe_hash="0" * 64, slots=[1], priority=5, user="setup")
         alarm = store.alarm_set("placer-1", 7, "vacuum low", tool_time=1.0)
+        store.record_tool_state("oven-1", "standby")  # a tool the line has
         for path, (least, action) in ALLOWED.items():
             async with httpx.AsyncClient(base_url=url) as anonymous:
                 answer = await anonymous.post(path, **_request(path, alarm))
@@ -97,6 +101,9 @@ async def test_every_write_endpoint_checks_the_role_on_the_server(tmp_path: Path
                         assert f"needs the {least} role" in answer.text
                         assert (name, f"web.denied.{action}") in mine, (path, name, mine)
                         assert not any(a == f"web.{action}" for _, a in mine)
+        # Only the engineer's and the admin's mode changes reached the store.
+        changed_by = {e.actor for e in store.audit_log() if e.action == "tool.mode"}
+        assert changed_by == {"erik", "ada"}, changed_by
 
 
 async def test_a_read_only_screen_refuses_line_writes(tmp_path: Path) -> None:

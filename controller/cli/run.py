@@ -529,8 +529,11 @@ async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
     elsewhere: set[str] = set()  # lots another controller runs: said once, then left alone
     claims = LotClaims(store, line_id(args), line_roles(args), StoredRecipes(store.engine),
                        user=_user(args))
+    from controller.line.modes import IdleModes
+
     status = 0
     idle_said = False
+    modes = IdleModes(store, events)
     with Stopper() as stopper:
         while not stopper.count:
             if leases.lost is not None:
@@ -563,10 +566,12 @@ async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
                     print("bumpline serve: no lot to run; waiting for 'bumpline lot start' "
                           "(Ctrl-C or SIGTERM stops)", flush=True)
                     idle_said = True
+                modes.look()  # a tool taken out of production shows it with no lot
                 with contextlib.suppress(TimeoutError):  # a person queues lots
                     await asyncio.wait_for(stopper.stopped.wait(), 1.0)
                 continue
             idle_said = False
+            modes.forget()  # the controller applies the modes while lots run
             try:
                 run_status, outcomes = await _run_lots(args, store, lambda ids=lots: ids,
                                                        stopper, leases, events)

@@ -21,6 +21,7 @@ from controller.line.batch_records import BatchRecords
 from controller.line.e10 import E10State
 from controller.line.events import EventKind, LineEvent, LineEventStream
 from controller.line.journal import StoreJournal
+from controller.line.modes import ToolModes
 from controller.line.recovery import Recovery
 from controller.line.scheduler import ScheduledTool, ScheduledWafer, Scheduler, ToolReport
 from controller.store import LotInfo, LotState, RequestInfo, Store, StoreError
@@ -143,6 +144,7 @@ class LineController:
         self._lots: list[str] = []
         self._next_request_look = 0.0
         self._watches: dict[str, asyncio.Task[None]] = {}  # ovens changing profile, read
+        self.modes = ToolModes(self.scheduler.tools, self.events, self._tool_state)
 
     def _lot_of(self, wafer_id: str) -> str | None:
         wafer = self.scheduler.wafers.get(wafer_id)
@@ -207,6 +209,7 @@ class LineController:
         unsubscribe = [driver.on_event(functools.partial(self._save_seq, name))
                        for name, driver in self._pushing.items()]
         try:
+            self.modes.apply(self.store.tool_modes(), announce=False)  # set before this start
             for lot_id in lot_ids:
                 self.add_lot(lot_id)
             await self._recovery().settle(list(self.scheduler.wafers.values()),
@@ -254,6 +257,7 @@ class LineController:
         # Requests come from other processes (bumpline wafer disposition) through the
         # database, which has no notification: look once a second.
         while not self.store.pending_requests() and not self.scheduler.stopping:  # noqa: ASYNC110
+            self.modes.apply(self.store.tool_modes())  # idle tools' E10 follows meanwhile
             await asyncio.sleep(REQUEST_LOOK_S)
 
     def _waiting_for_people(self) -> list[str]:
@@ -354,6 +358,7 @@ class LineController:
                     setup: dict[str, Any] | None = None, wafer_id: str | None = None) -> None:
         """Record and publish an E10 change. A setup carries what it aims at (``setup``:
         StepKind.setup_facts with the step), for the live view's ETA."""
+        state, reason = self.modes.e10(tool, state, reason)
         previous = self._e10.get(tool)
         extra: dict[str, Any] = {"setup": setup} if setup else {}
         slot = self.scheduler.tools.get(tool)
@@ -413,6 +418,8 @@ class LineController:
         zones = getattr(status, "zone_pv_c", None)
         if zones is not None:
             extra["zones_c"] = list(zones)  # zone 1 first; None: a failed thermocouple
+            extra["conveyor_running"] = status.conveyor_running
+            extra["wafers_on_belt"] = status.wafers_on_belt
         self._said[tool] = status.state.name
         self.events.publish(EventKind.TOOL_STATE, tool=tool, e10_state=self._e10[tool],
                             **extra)
@@ -425,6 +432,8 @@ class LineController:
         if now < self._next_request_look:
             return
         self._next_request_look = now + REQUEST_LOOK_S
+        if self.modes.apply(self.store.tool_modes()):
+            self.scheduler.wake()
         for request in self.store.pending_requests():
             if request.lot_id not in self._lots:
                 continue

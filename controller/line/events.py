@@ -55,6 +55,7 @@ class EventKind(StrEnum):
     OPERATOR_REQUEST = "operator_request"  # action, target, by, reason, outcome
     BATCH_STARTED = "batch_started"  # batch_id, step, step_kind, wafers, parameters
     BATCH_ENDED = "batch_ended"  # batch_id, step, step_kind, wafers, state, status, alarm...
+    TOOL_MODE = "tool_mode"  # mode, previous, by, reason, finishing (controller/line/modes.py)
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

@@ -51,6 +51,9 @@ class ScheduledTool:
     lost: str = ""  # why the tool stopped answering ("" = it answers); out of service
     stranded: set[str] = field(default_factory=set)  # wafers in it when it went silent
     ahead_tried: bool = False  # set up ahead of its wafers once (controller/line/ahead.py)
+    # The mode people took it out of production in ("" = in production): no new wafer or
+    # changeover starts on it; what it works on finishes (controller/line/modes.py).
+    out_of_production: str = ""
 
     def take(self, now: float, holder: str | None = None) -> None:
         self.busy = True

@@ -246,7 +246,7 @@ class Scheduler:
         for w in waiting:
             by_role.setdefault(w.run.next_role, []).append(w)
         for tool in self.tools.values():
-            if tool.busy or tool.alarm or tool.lost:
+            if tool.busy or tool.alarm or tool.lost or tool.out_of_production:
                 continue
             wanted = by_role.get(tool.role)
             if not wanted:

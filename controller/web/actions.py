@@ -1,4 +1,5 @@
-"""The screen's writes (POST): log in and out, lots, alarms, dispositions, recipes, users.
+"""The screen's writes (POST): log in and out, lots, alarms, dispositions, tool modes,
+recipes, users.
 
 Every write but the login goes through ``auth.writes`` (session, CSRF, role on
 the server, read-only refusal) and is recorded in the audit log under the
@@ -49,6 +50,8 @@ async def _form(request: Request) -> dict[str, str]:
 def _done(request: Request, user: UserInfo, action: str, outcome: str, *, ok: bool = True,
           lot_id: str | None = None, wafer_id: str | None = None) -> Response:
     request.app.state.web.parts.clear()  # what the write changed is not in the stream yet
+    if request.app.state.push is not None:
+        request.app.state.push.poke()  # other screens see it too (an acknowledged alarm)
     request.app.state.web.forget_users()
     request.app.state.web.audit(user.name, f"web.{action}", outcome if ok else
                                 f"refused: {outcome}", lot_id=lot_id, wafer_id=wafer_id)
@@ -172,6 +175,28 @@ async def disposition(request: Request, user: UserInfo) -> Response:
                  lot_id=made.lot_id, wafer_id=made.wafer_id)
 
 
+# --- tool modes (engineer) ------------------------------------------------------------------
+
+
+@writes(Role.ENGINEER, "tool.mode")
+async def tool_mode(request: Request, user: UserInfo) -> Response:
+    """Take a tool out of production or back; the controller applies it within a second
+    (controller/line/modes.py): no new wafer, the one on it finishes."""
+    form = await _form(request)
+    web = request.app.state.web
+    tool, mode = form.get("tool", ""), form.get("mode", "")
+    try:
+        known = {s.tool for s in web.store.tool_states_latest()} | set(web.view.tools)
+        if tool not in known:
+            raise StoreError(f"no tool '{tool}' on this line (pick one of the list)")
+        previous, now = web.store.set_tool_mode(tool, mode, user=user.name,
+                                                reason=form.get("reason", ""))
+    except FAILED as exc:
+        return _done(request, user, "tool.mode", _line(exc), ok=False)
+    return _done(request, user, "tool.mode", f"{tool}: {previous.value} -> {now.value}"
+                 + ("; a wafer on it finishes first" if now.value != "production" else ""))
+
+
 # --- recipes (engineer): validate an uploaded file -------------------------------------------
 
 
@@ -258,6 +283,7 @@ WRITES: dict[str, object] = {
     "/lots/abort": _lot_action("abort"),
     "/alarms/ack": alarm_ack,
     "/dispositions": disposition,
+    "/tools/mode": tool_mode,
     "/recipes/validate": recipe_validate,
     "/users/add": user_add,
     "/users/disable": user_disable,

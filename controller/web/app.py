@@ -37,6 +37,7 @@ from controller.store import Store
 from controller.web import actions, pages
 from controller.web.auth import LoginLimiter
 from controller.web.live import LineView
+from controller.web.push import LivePush
 from controller.web.sse import line_events
 from controller.web.users import UserBook, UserInfo
 
@@ -60,6 +61,7 @@ class WebContext:
     view: LineView = field(default_factory=LineView)
     notes: dict[tuple[str, str], Any] = field(default_factory=dict)  # auth.note
     parts: dict[tuple[str, str, int], bytes] = field(default_factory=dict)  # pages.render
+    push: LivePush | None = None  # set by build_app when a line event stream feeds the screen
     _users: dict[str, tuple[float, UserInfo | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -110,6 +112,8 @@ def build_app(web: WebContext, *, secret: str | None = None) -> Starlette:
                                https_only=False)],
     )
     app.state.web = web
+    app.state.push = web.push = None if web.events is None else LivePush(
+        app, web.events, lambda url: pages.pushed_part(app, url))
     app.state.templates = Jinja2Templates(directory=_package_dir("templates"))
     # Compiled now, not on a first page view in the middle of a lot: compiling holds the
     # interpreter for tens of ms, which the line's loop would feel (bench_web.py).
@@ -134,19 +138,43 @@ async def web_server(web: WebContext, address: str) -> AsyncIterator[str]:
         sock = socket.create_server((host, port), family=_family(host), reuse_port=False)
     except OSError as exc:
         raise UserError(f"cannot serve the screen on {address}: {exc.strerror or exc}") from None
-    config = uvicorn.Config(build_app(web), host=host, port=port, log_level="warning",
+    app = build_app(web)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             access_log=False, lifespan="off", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
+    server = _QuietServer(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours
     task = asyncio.create_task(server.serve(sockets=[sock]), name="web")
     bound = sock.getsockname()[1]
     try:
         yield f"http://{host}:{bound}/"
     finally:
-        server.should_exit = True
+        server.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if app.state.push is not None:
+            await app.state.push.close()
         sock.close()
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn's server, waking once a second instead of ten times: every wake of the loop
+    costs the controller CPU (about 3 ms a second at ten, on the loaded benchmark machine,
+    benchmarks/bench_web.py), and all a tick does is refresh the Date header and look
+    whether to stop, which ``stop`` now says at once."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self.should_exit = True
+        self._stop.set()
+
+    async def main_loop(self) -> None:
+        while not await self.on_tick(0):  # tick 0: the Date header is refreshed each time
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):  # no task per tick, as wait_for would make
+                    await self._stop.wait()
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
+from controller.line.e10 import ToolMode
 from controller.store import Disposition, StoreError
 from controller.web.auth import csrf_token, current_user, take_note
 from controller.web.users import Role, UserInfo
@@ -64,11 +66,12 @@ def _render(request: Request, page: str, user: UserInfo | None, live: bool,
     web = request.app.state.web
     name = f"{page}.html" if page.startswith("_") else (
         f"{page}_live.html" if live else f"{page}.html")  # parts never take a page's notes
+    banner = user is not None and (not live or page == "_banner")  # only they show it
     context.update(
         user=user, nav=[(p, label) for p, label, role in NAV if user and user.role >= role],
         page=page, read_only=web.read_only, csrf=csrf_token(request),
         flash=take_note(request, "flash") if not live else None,
-        Role=Role, active_alarms=_loud_alarms(web.store) if user else [],
+        Role=Role, active_alarms=_loud_alarms(web.store) if banner else [],
     )
     return request.app.state.templates.TemplateResponse(request, name, context,
                                                         status_code=status,
@@ -81,8 +84,10 @@ def _loud_alarms(store: Any) -> list[Any]:
     return [a for a in store.alarms() if a.active or a.acknowledged_at is None]
 
 
-def _page(least: Role) -> Any:
-    """A GET page for ``least`` role and up: no session → the login page; too low → 403."""
+def _page(least: Role, *, shared: bool = False) -> Any:
+    """A GET page for ``least`` role and up: no session → the login page; too low → 403.
+    ``shared``: its live part is the same for every session, so it may be pushed
+    (controller/web/push.py), which calls ``handler`` itself as ``checked.page``."""
 
     def wrap(handler: Any) -> Any:
         def checked(request: Request) -> Response:
@@ -94,9 +99,28 @@ def _page(least: Role) -> Any:
             return handler(request, user)
 
         checked.__name__ = handler.__name__
+        checked.page = handler  # type: ignore[attr-defined]
+        checked.least = least  # type: ignore[attr-defined]
+        checked.shared = shared  # type: ignore[attr-defined]
         return checked
 
     return wrap
+
+
+def pushed_part(app: Any, url: str) -> Role | None:
+    """The least role for the live part at ``url`` when it can be pushed to every page that
+    shows it (a shared page's ``?live=1`` or the alarm banner), else None."""
+    split = urlsplit(url)
+    if not split.path.startswith("/") or split.netloc:
+        return None
+    live = split.query == "live=1" or split.path == "/alarms/banner"
+    scope = {"type": "http", "method": "GET", "path": split.path}
+    for route in app.routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            endpoint = getattr(route, "endpoint", None)
+            return endpoint.least if live and getattr(endpoint, "shared", False) else None
+    return None
 
 
 def home(request: Request) -> Response:
@@ -106,19 +130,21 @@ def home(request: Request) -> Response:
     return render(request, "login", None)
 
 
-@_page(Role.OPERATOR)
+@_page(Role.OPERATOR, shared=True)
 def line(request: Request, user: UserInfo) -> Response:
     web = request.app.state.web
     states = {s.tool: s for s in web.store.tool_states_latest()}
     names = sorted(set(states) | set(web.view.tools))
     running = [w for lot in web.store.list_lots(["running"]) for w in web.store.wafers(lot.id)]
     where = {w.location: w.id for w in running if w.outcome is None}
-    tools = [(name, states.get(name), web.view.tools.get(name), where.get(name))
-             for name in names]
-    return render(request, "line", user, tools=tools, oven=web.view.oven)
+    modes = web.store.tool_modes()
+    tools = [(name, states.get(name), web.view.tools.get(name), where.get(name),
+              modes.get(name)) for name in names]
+    return render(request, "line", user, tools=tools, ovens=sorted(web.view.ovens.items()),
+                  modes=[m.value for m in ToolMode])
 
 
-@_page(Role.OPERATOR)
+@_page(Role.OPERATOR, shared=True)
 def lots(request: Request, user: UserInfo) -> Response:
     store = request.app.state.web.store
     shown = store.list_lots(["queued", "running", "held"])
@@ -128,7 +154,7 @@ def lots(request: Request, user: UserInfo) -> Response:
                   recipes=sorted(shipped_recipe_paths()))
 
 
-@_page(Role.OPERATOR)
+@_page(Role.OPERATOR, shared=True)
 def lot(request: Request, user: UserInfo) -> Response:
     store = request.app.state.web.store
     try:
@@ -140,7 +166,7 @@ def lot(request: Request, user: UserInfo) -> Response:
                   progress=lot_progress(info, wafers), requests=store.requests(lot_id=info.id))
 
 
-@_page(Role.OPERATOR)
+@_page(Role.OPERATOR, shared=True)
 def wafer(request: Request, user: UserInfo) -> Response:
     store = request.app.state.web.store
     try:
@@ -155,7 +181,7 @@ def wafer(request: Request, user: UserInfo) -> Response:
                   dispositions=[d.value for d in Disposition], waiting=WAITING)
 
 
-@_page(Role.OPERATOR)
+@_page(Role.OPERATOR, shared=True)
 def banner(request: Request, user: UserInfo) -> Response:
     return render(request, "_banner", user)
 
@@ -166,7 +192,7 @@ def alarms(request: Request, user: UserInfo) -> Response:
     return render(request, "alarms", user, alarms=store.alarms()[:200])
 
 
-@_page(Role.ENGINEER)
+@_page(Role.ENGINEER, shared=True)
 def dispositions(request: Request, user: UserInfo) -> Response:
     store = request.app.state.web.store
     waiting = [w for lot in store.list_lots(["running", "held"])
@@ -198,7 +224,7 @@ def recipes(request: Request, user: UserInfo) -> Response:
                   result=take_note(request, "validation"))
 
 
-@_page(Role.OPERATOR)
+@_page(Role.OPERATOR, shared=True)
 def reports(request: Request, user: UserInfo) -> Response:
     root = Path(request.app.state.web.report_dir)
     found = sorted(root.glob("*/report.html")) if root.is_dir() else []

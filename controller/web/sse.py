@@ -1,11 +1,12 @@
-"""Server-sent events: each browser hears that the line changed, and reloads what it shows.
+"""Server-sent events: each open page hears that the line changed, with its live parts.
 
-One subscription to the line event stream per open page. Events are batched:
-the first one starts a 0.5 s gathering, then everything queued goes out as one
-message (the newest event's kind and ids, and how many), so a page costs the
-line at most two messages a second, whatever the event rate. The page decides what
-to fetch again (controller/web/static/line.js), at most once a second,
-so the controller's cost stays bounded whatever the event rate.
+A page opens ``/events?part=URL&part=URL…`` naming its live parts. Parts that
+are the same for every session are rendered once per change by the screen's
+``LivePush`` (controller/web/push.py) and come down the stream as ``part``
+messages; the first message (``pushed``) says which. Every page also hears a
+``line`` message (the newest event's kinds and ids, and how many) at most once
+per push interval, on which it fetches the parts that are not pushed
+(static/line.js), so the controller's cost stays bounded whatever the event rate.
 
 The read-only screen has no stream: it sends a tick every few seconds so pages
 pick up what another process wrote to the database.
@@ -14,47 +15,36 @@ pick up what another process wrote to the database.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
-from controller.line.events import LineEventStream
 from controller.web.auth import current_user
+from controller.web.push import LivePush, sse_message
+from controller.web.users import UserInfo
 
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing the stream
 READ_ONLY_TICK_S = 3.0
-MIN_INTERVAL_S = 0.5  # wall seconds between two messages to one page
+MAX_PARTS = 8  # a page shows two or three
 
 
-async def _line_messages(stream: LineEventStream, request: Request) -> AsyncIterator[str]:
-    subscription = stream.subscribe(f"web:{id(request)}", maxsize=1000)
+async def _line_messages(push: LivePush, user: UserInfo, asked: list[str]
+                         ) -> AsyncIterator[str]:
+    pushed = frozenset(url for url in asked[:MAX_PARTS] if push.pushable(url, user))
+    watcher = push.watch(pushed)
     try:
         yield "retry: 2000\n\n"
+        yield sse_message("pushed", sorted(pushed))
         while True:
             try:
-                first = await asyncio.wait_for(subscription.get(), KEEPALIVE_S)
+                message = await asyncio.wait_for(watcher.queue.get(), KEEPALIVE_S)
             except TimeoutError:
                 yield ": keepalive\n\n"
                 continue
-            except StopAsyncIteration:
-                return
-            # Gather what else comes within the interval: one message per interval at most,
-            # whatever the event rate (the page refreshes at most once a second anyway).
-            await asyncio.sleep(MIN_INTERVAL_S)
-            batch = [first]
-            while (more := subscription.get_nowait()) is not None:
-                batch.append(more)
-            last = batch[-1]
-            kinds = sorted({e.kind.value for e in batch})
-            data = {"seq": last.seq, "count": len(batch), "kinds": kinds,
-                    "lots": sorted({e.lot_id for e in batch if e.lot_id}),
-                    "wafers": sorted({e.wafer_id for e in batch if e.wafer_id}),
-                    "missed": subscription.missed}
-            yield f"event: line\ndata: {json.dumps(data)}\n\n"
+            yield message
     finally:
-        subscription.close()
+        push.unwatch(watcher)
 
 
 async def _ticks() -> AsyncIterator[str]:
@@ -65,9 +55,11 @@ async def _ticks() -> AsyncIterator[str]:
 
 
 async def line_events(request: Request) -> Response:
-    if current_user(request) is None:
+    user = current_user(request)
+    if user is None:
         return PlainTextResponse("log in first", 401)
-    stream = request.app.state.web.events
-    body = _line_messages(stream, request) if stream is not None else _ticks()
+    push = request.app.state.push
+    asked = request.query_params.getlist("part")
+    body = _line_messages(push, user, asked) if push is not None else _ticks()
     return StreamingResponse(body, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -1,48 +1,89 @@
-// The screen's live part: one EventSource on /events; when the line changes, the
-// page's live regions (data-live="URL") are fetched again, at most once a second (REFRESH_MS)
-// and always once after the last event (a trailing throttle), so a busy line costs
-// each browser a few requests a second, not one per event. A region is swapped (by
-// htmx, which wires up what it contains) only when its HTML changed and no button in
-// it is being pressed, so a refresh never eats a click.
+// The screen's live part: one EventSource on /events naming the page's live regions
+// (data-live="URL"). Regions the server renders once for every screen come down the
+// stream already rendered ("part" messages, at most every 2 s, only when changed);
+// the others are fetched again after "line" messages, at most once a second (REFRESH_MS)
+// and always once after the last (a trailing throttle). A region is swapped (by htmx,
+// which wires up what it contains) only when its HTML changed and no button in it is
+// being pressed, so a refresh never eats a click.
 (function () {
   "use strict";
   var REFRESH_MS = 1000;  // people read a screen once a second at most
   var timer = null;
   var pressed = null;
+  var pushed = {};  // URL -> true: the server sends this region itself
+  var held = {};  // URL -> HTML that came while a button in its region was pressed
+  var pushes = {};  // URL -> parts pushed so far: a fetch answered after a push is older
   document.addEventListener("pointerdown", function (e) { pressed = e.target; });
-  document.addEventListener("pointerup", function () { pressed = null; });
+  document.addEventListener("pointerup", function () {
+    pressed = null;
+    Object.keys(held).forEach(function (url) { show(url, held[url]); });
+  });
 
-  function later(ms) { if (timer === null) timer = setTimeout(refresh, ms); }
-
-  function update(el, html) {
-    if (el.getAttribute("data-html") === html) return;
-    if (pressed && el.contains(pressed)) { later(REFRESH_MS); return; }
-    el.setAttribute("data-html", html);
-    htmx.swap(el, html, { swapStyle: "innerHTML" });
+  // all: every region (the stream just opened); else only those the server does not push
+  function later(ms, all) {
+    if (all) {
+      if (timer !== null) clearTimeout(timer);
+      timer = setTimeout(function () { refresh(true); }, ms);
+    } else if (timer === null) {
+      timer = setTimeout(function () { refresh(false); }, ms);
+    }
   }
 
-  function refresh() {
+  function update(el, html) {
+    if (el.getAttribute("data-html") === html) return true;
+    if (pressed && el.contains(pressed)) return false;
+    el.setAttribute("data-html", html);
+    htmx.swap(el, html, { swapStyle: "innerHTML" });
+    return true;
+  }
+
+  function show(url, html) {
+    var done = true;
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      if (el.getAttribute("data-live") === url && !update(el, html)) done = false;
+    });
+    if (done) delete held[url]; else held[url] = html;
+  }
+
+  function refresh(all) {
     timer = null;
     document.querySelectorAll("[data-live]").forEach(function (el) {
-      fetch(el.getAttribute("data-live"), { credentials: "same-origin" })
+      var url = el.getAttribute("data-live");
+      if (!all && pushed[url]) return;
+      var seen = pushes[url];
+      fetch(url, { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (html) { if (html !== null) update(el, html); });
+        .then(function (html) { if (html !== null && pushes[url] === seen) show(url, html); });
     });
   }
 
   function start() {
-    if (!document.querySelector("[data-live]") || !window.EventSource) return;
+    var regions = document.querySelectorAll("[data-live]");
+    if (!regions.length || !window.EventSource) return;
+    var query = [];
+    regions.forEach(function (el) {
+      query.push("part=" + encodeURIComponent(el.getAttribute("data-live")));
+    });
     var pulse = document.getElementById("pulse");
-    var source = new EventSource("/events");
+    var source = new EventSource("/events?" + query.join("&"));
+    source.addEventListener("pushed", function (e) {
+      pushed = {};
+      JSON.parse(e.data).forEach(function (url) { pushed[url] = true; });
+    });
+    source.addEventListener("part", function (e) {
+      var part = JSON.parse(e.data);
+      pushes[part.url] = (pushes[part.url] || 0) + 1;
+      show(part.url, part.html);
+    });
     source.addEventListener("line", function () {
       if (pulse) pulse.classList.toggle("beat");
-      later(REFRESH_MS);
+      later(REFRESH_MS, false);
     });
     // What changed between rendering this page and subscribing is not in the stream:
-    // fetch the live parts once each time the stream (re)opens.
+    // fetch every live region once each time the stream (re)opens.
     source.addEventListener("open", function () {
       if (pulse) pulse.classList.add("on");
-      later(0);
+      later(0, true);
     });
     source.addEventListener("error", function () { if (pulse) pulse.classList.remove("on"); });
   }

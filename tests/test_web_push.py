@@ -1,0 +1,97 @@
+"""Live parts pushed down the event stream: rendered once per change for every open page,
+sent only when changed, only to a role that may see them (controller/web/push.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from web_fixtures import add_users, login, screen
+
+from controller.line.events import EventKind
+
+WAIT_S = 30.0  # a hang guard, not a timing
+ASKED = ["/lots?live=1", "/dispositions?live=1", "/alarms?live=1", "/users?live=1",
+         "http://elsewhere/lots?live=1"]
+
+
+class Messages:
+    def __init__(self, lines: AsyncIterator[str]) -> None:  # one generator, read in turns
+        self.lines = lines
+
+    async def next(self) -> tuple[str, Any]:
+        async def read() -> tuple[str, Any]:
+            kind = ""
+            async for line in self.lines:
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind:
+                    return kind, json.loads(line[6:])
+            raise AssertionError("the stream ended")
+
+        return await asyncio.wait_for(read(), WAIT_S)
+
+
+@asynccontextmanager
+async def page(url: str, name: str) -> AsyncIterator[Messages]:
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as client:
+        await login(client, name)
+        async with client.stream("GET", "/events", params=[("part", u) for u in ASKED]) as r:
+            assert r.status_code == 200
+            lines = r.aiter_lines()
+            try:
+                yield Messages(lines)
+            finally:
+                await lines.aclose()
+
+
+async def test_shared_parts_are_rendered_once_and_pushed_to_every_page(tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        push = context.push
+        async with page(url, "olga") as operator, page(url, "erik") as engineer:
+            # Only shared parts the role may see: not the alarms (forms with the session's
+            # CSRF token), not an admin's page, not another site.
+            assert await operator.next() == ("pushed", ["/lots?live=1"])
+            assert await engineer.next() == ("pushed", ["/dispositions?live=1", "/lots?live=1"])
+            context.store.create_lot("LOTA", recipe_name="ballmount-sac305",
+                                     recipe_version="1", recipe_hash="0" * 64, slots=[1],
+                                     priority=5, user="setup")
+            context.events.publish(EventKind.LOT_STATE, lot_id="LOTA", state="queued")
+            for messages in (operator, engineer):
+                kind, summary = await messages.next()
+                assert (kind, summary["lots"], summary["kinds"]) == ("line", ["LOTA"],
+                                                                     ["lot_state"])
+                kind, part = await messages.next()
+                assert (kind, part["url"]) == ("part", "/lots?live=1")
+                assert "LOTA" in part["html"]
+            # Two pages watch the lots: one render. A lot's state cannot change the wafers
+            # waiting for a disposition: that part is not rendered at all.
+            assert push.renders == 1
+
+            # A wafer waits for an engineer: only the engineer's page gets its part.
+            context.events.publish(EventKind.DISPOSITION_NEEDED, lot_id="LOTA",
+                                   wafer_id="LOTA-01", step=1, step_kind="place", why="x")
+            assert (await operator.next())[0] == "line"
+            assert (await engineer.next())[0] == "line"
+            kind, part = await engineer.next()
+            assert (kind, part["url"]) == ("part", "/dispositions?live=1")
+            assert push.renders == 2  # the dispositions part only
+
+            # Nothing the parts show: a line message, no render, no part.
+            context.events.publish(EventKind.TOOL_NOTE, tool="oven-1", text="warming")
+            assert (await operator.next())[0] == "line"
+            assert push.renders == 2
+            context.store.create_lot("LOTB", recipe_name="ballmount-sac305",
+                                     recipe_version="1", recipe_hash="0" * 64, slots=[1],
+                                     priority=5, user="setup")
+            context.events.publish(EventKind.LOT_STATE, lot_id="LOTB", state="queued")
+            assert (await operator.next())[0] == "line"
+            kind, part = await operator.next()
+            assert kind == "part" and "LOTB" in part["html"]
+
