@@ -197,6 +197,13 @@ def lot_exists(db: str, lot: str) -> bool:
         return any(info.id == lot for info in store.list_lots())
 
 
+def lot_ended(db: str, lot: str) -> bool:
+    if not lot_exists(db, lot):
+        return False
+    with Store(db) as store:
+        return store.get_lot(lot).state in ("complete", "aborted")
+
+
 def judge_lot(db: str, lot: str, tally: Tally, *, faulted: bool = False) -> list[str]:
     """Wafers lost, false holds and a stalled lot, from the store; the lot's wafer ids."""
     if not lot_exists(db, lot):
@@ -270,10 +277,13 @@ def kills(work: Path, rng: random.Random, total: int, per_lot: int) -> Tally:
                 kill_run(proc, rng.uniform(0.2, 8.0), tally, log, lot, started_lines(log, lot))
                 if proc.returncode != -signal.SIGKILL:
                     break  # the lot ended before this kill
+                if lot_ended(db, lot):
+                    break  # killed on its way out, the lot already complete: nothing to resume
                 exists = lot_exists(db, lot)  # killed before the lot was queued: start it
                 proc = start_run(run_args(sim, db, lot, new=not exists), log)
                 tally.figures["kills survived"] += 1  # a run started again on what it left
-            finish_run(proc, log, tally, f"lot {lot}")
+            if proc.returncode != -signal.SIGKILL:
+                finish_run(proc, log, tally, f"lot {lot}")
             wafers += judge_lot(db, lot, tally)
     finally:
         sim.stop()
