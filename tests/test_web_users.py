@@ -47,11 +47,13 @@ def test_user_commands_have_no_default_account_and_one_line_errors(tmp_path: Pat
         return subprocess.run([*BUMPLINE, *args, *db], input=stdin, text=True,
                               capture_output=True, cwd=tmp_path)
 
-    listed = bumpline("user", "list")
-    assert listed.returncode == 0 and "no users" in listed.stdout
+    typo = bumpline("user", "list")  # no database there yet: refused, none made
+    assert typo.returncode == 1 and typo.stderr.count("\n") == 1
+    assert "no database at" in typo.stderr and not (tmp_path / "u.db").exists()
     added = bumpline("user", "add", "ada", "--role", "admin", "--password-stdin",
                      stdin="admin-pass-123\n")
     assert added.returncode == 0 and "ada added as admin" in added.stdout
+    assert "ada" in bumpline("user", "list").stdout
     short = bumpline("user", "passwd", "ada", "--password-stdin", stdin="short\n")
     assert short.returncode == 1
     assert short.stderr.strip() == "bumpline: a password needs at least 10 characters"

@@ -81,14 +81,16 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def _book(args: argparse.Namespace) -> tuple[Store, UserBook]:
-    store = Store(getattr(args, "db", None))
+def _book(args: argparse.Namespace, *, create: bool = False) -> tuple[Store, UserBook]:
+    """Only ``user add`` may make a new database (the first admin before the first lot);
+    the others refuse a path that names none, as the query commands do (a typo)."""
+    store = Store(getattr(args, "db", None), create=create)
     return store, UserBook(store)
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     password = _password(args)
-    store, book = _book(args)
+    store, book = _book(args, create=True)
     with store:
         user = book.add(args.name.lower(), Role.parse(args.role), password)
         store.audit("cli", "user.add", f"{user.name} as {user.role.label}")
