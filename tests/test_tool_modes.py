@@ -95,7 +95,10 @@ async def test_the_scheduler_gives_a_tool_in_maintenance_no_wafer(db_url: str) -
                 (outcome,) = await controller.run(["M1"])
             cleans = Counter(s.tool for w in store.wafers("M1") for s in store.steps(w.id)
                              if s.kind == "clean")
+            # E10 changes; the run's end may add a row with the tool's own state (what
+            # `bumpline tools` shows) under the same E10 state: one change, not two.
             states = [(s.e10_state, s.reason) for s in store.tool_state_history("cleaner-2")]
+            states = [st for i, st in enumerate(states) if i == 0 or st != states[i - 1]]
     # Print alignment failures are seeded (a wafer may wait for a disposition); every clean
     # of the wafers that got there ran on cleaner-1.
     assert sum(s == "complete" for s in outcome.wafers.values()) >= 2, outcome
