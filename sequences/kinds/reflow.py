@@ -234,13 +234,23 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
         watch = exit_watch(driver, clock)
         async with _entrance_lock(driver):  # other wafers' steps share the entrance
             refused = ""
+            fresh = True  # the interlocks' status was read just before, with the tool ours
             while True:  # wait for the last loaded wafer to clear the entrance
-                await watch.stand_clear(ENTRANCE_YIELD_S)
-                # One look first, though the interlocks' status was read just before: a
-                # LOAD the oven refuses costs an intent, a refusal and the oven's reasons
-                # (six requests and two commits), and an oven gone silent is found here
-                # with no LOAD intent open (the intent would leave the wafer to a person).
-                signals = await driver.signals()
+                waited = await watch.stand_clear(ENTRANCE_YIELD_S)
+                # The entrance clears once the last wafer loaded has travelled 450 mm: no
+                # look before then (each would be a request answered "not clear").
+                clears = watch.entrance_clears_at(self.occupancy_s(step))
+                if clock.now() < clears:
+                    await clock.sleep(clears - clock.now())
+                    waited = True
+                # A LOAD the oven refuses costs an intent, a refusal and the oven's reasons
+                # (six requests and two commits), and an oven gone silent must be found
+                # with no LOAD intent open (the intent would leave the wafer to a person):
+                # so the entrance is looked at first. The interlocks' status is that look
+                # when nothing came between (only our LOAD clears ENTRANCE_CLEAR, and it
+                # was read after the last one); else one read of the inputs.
+                signals = seen.status if fresh and not waited else await driver.signals()
+                fresh = False
                 if signals.alarm_active:
                     alarm = await driver.alarm()
                     if alarm is not None:
@@ -254,6 +264,7 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
                         async with guarded(ctx.journal, wafer_id, "LOAD", driver.name):
                             sent_at = clock.now()
                             await driver.load(wafer_id)
+                        watch.entered(clock.now())
                         break
                     except DeviceBusy as exc:  # refused (not READY just now): not on the belt
                         refused = f" ({exc})"
