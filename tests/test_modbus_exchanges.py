@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from drivers.cleaner import FluxCleaner
-from drivers.errors import DeviceBusy, LinkError
+from drivers.errors import DeviceBusy, LinkError, ToolError
 from drivers.modbus_link import ModbusLink
 from drivers.oven import ReflowOven
 from drivers.types import CleanerState, OvenState
@@ -210,6 +210,76 @@ async def test_oven_unload_still_at_the_exit_after_every_lost_reply_is_a_link_er
         with pytest.raises(LinkError, match="COMMAND=UNLOAD: no reply .* 4 attempts, and the "
                            "tool says it was not done"):
             await oven.unload("LOT42-07")
+
+
+STATUS_READY_EMPTY = [  # the full status: READY, nothing on the belt, entrance clear
+    (tcp(1, "04 0000 000F"), tcp(1, "04 1E" + " 0901" * 10 + " 0002 0000 0000 0014 002A")),
+    (tcp(2, FLAGS), tcp(2, "02 01 05")),
+    (tcp(3, "01 0000 0002"), tcp(3, "01 01 03")),
+]
+# IR 20-37 in one read, as the spec's worked example (step 4): peak 240.0 °C, TAL 60.0 s,
+# ramp 1.50 °C/s, cooling 2.00 °C/s, profile 42, O2 20 ppm, no flags, IR 27-29 (unlisted)
+# 0, then the id "LOT42-07".
+EXIT_BLOCK = "04 0014 0012"
+EXIT_BLOCK_REPLY = ("04 24 0960 0258 0096 00C8 002A 0014 0000 0000 0000 0000"
+                    " 4C4F 5434 322D 3037 0000 0000 0000 0000")
+
+
+async def test_oven_exit_values_and_id_are_one_read_of_ir_20_to_37() -> None:
+    pairs = [(tcp(1, EXIT_BLOCK), tcp(1, EXIT_BLOCK_REPLY))]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        result = await oven.exit_values_of({"LOT42-07"}, left="LOT42-06")
+    assert result is not None and result.wafer_id == "LOT42-07"
+    assert (result.peak_c, result.tal_s, result.ramp_max_c_s, result.cool_max_c_s) == (
+        240.0, 60.0, 1.5, 2.0)
+    assert (result.profile_id, result.o2_max_ppm, result.flags) == (42, 20, 0)
+
+
+async def test_oven_exit_showing_the_wafer_taken_off_last_asks_wafer_at_exit() -> None:
+    pairs = [
+        (tcp(1, EXIT_BLOCK), tcp(1, EXIT_BLOCK_REPLY)),  # the id of the wafer left last
+        (tcp(2, FLAGS), tcp(2, "02 01 05")),  # WAFER_AT_EXIT = 0: not there again
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        assert await oven.exit_values_of({"LOT42-07"}, left="LOT42-07") is None
+
+
+async def test_oven_load_after_a_status_uses_its_belt_count_and_carries_it() -> None:
+    # The status just read says 0 on the belt and nothing moved since: LOAD is id then
+    # command; the next LOAD knows 1, then after our UNLOAD 0 again, with no read.
+    pairs = [
+        *STATUS_READY_EMPTY,
+        (tcp(4, LOAD_ID), tcp(4, LOAD_ID_OK)),
+        (tcp(5, COMMAND_LOAD), tcp(5, COMMAND_LOAD)),
+        (tcp(6, LOAD_ID), tcp(6, LOAD_ID_OK)),
+        (tcp(7, COMMAND_LOAD), None),  # reply lost: judged by the count carried, 1 + 1
+        (tcp(8, WAFERS_ON_BELT), tcp(8, "04 02 0002")),
+        (tcp(9, COMMAND_UNLOAD), tcp(9, COMMAND_UNLOAD)),
+        (tcp(10, LOAD_ID), tcp(10, LOAD_ID_OK)),
+        (tcp(11, COMMAND_LOAD), None),  # lost again: 2 - 1 + 1 means it went on
+        (tcp(12, WAFERS_ON_BELT), tcp(12, "04 02 0002")),
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        assert (await oven.status()).wafers_on_belt == 0
+        await oven.load("LOT42-07")
+        await oven.load("LOT42-07")
+        await oven.unload("LOT42-06")
+        await oven.load("LOT42-07")
+
+
+async def test_oven_belt_count_is_read_again_after_a_failed_unload() -> None:
+    pairs = [
+        *STATUS_READY_EMPTY,
+        (tcp(4, COMMAND_UNLOAD), tcp(4, "86 03")),  # refused for good: count not known
+        (tcp(5, WAFERS_ON_BELT), tcp(5, "04 02 0001")),
+        (tcp(6, LOAD_ID), tcp(6, LOAD_ID_OK)),
+        (tcp(7, COMMAND_LOAD), tcp(7, COMMAND_LOAD)),
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        await oven.status()
+        with pytest.raises(ToolError):
+            await oven.unload("LOT42-06")
+        await oven.load("LOT42-07")
 
 
 # --- cleaner (Modbus RTU, unit 2) ----------------------------------------------------------------

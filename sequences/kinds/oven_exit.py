@@ -137,7 +137,9 @@ class ExitWatch:
             if not self._riders:
                 continue
             first = self._riders[0]
-            wait = first.due - self.clock.now()
+            # The belt moves in whole steps after a LOAD that came after it was sent: a
+            # look at ``due`` mostly finds the wafer not there yet (a request for nothing).
+            wait = first.due + ARRIVAL_SLACK_S - self.clock.now()
             if wait > 0:
                 await self.clock.sleep(wait)
             try:

@@ -180,6 +180,7 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
     async def prepare(self, driver: Any, step: ReflowStep, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
         status = await driver.status()
+        looked = clock.now()
         cooling = 0.0
         if status.active_profile_id != step.profile_id or status.state not in (
             OvenState.READY, OvenState.PROCESSING, OvenState.HEATING
@@ -207,8 +208,11 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
         # (cold_start_s's model from the hottest zone now): no look before it, then
         # looks every HEATED_POLL_S.
         poll = READY_POLL_S
-        if cooling >= BIG_COOLDOWN_C:
-            await expect(clock, BIG_COOLDOWN_MIN_S)
+        if cooling > STABLE_BAND_C:
+            if cooling >= BIG_COOLDOWN_C:
+                await expect(clock, BIG_COOLDOWN_MIN_S)
+            if await _cooled(driver, step, clock, _zone_gap(status.zone_pv_c, step), looked):
+                poll = HEATED_POLL_S
         elif cooling < -STABLE_BAND_C:
             await expect(clock, heat_up_s(-cooling))
             poll = HEATED_POLL_S
@@ -332,6 +336,34 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
                 return settled
             await clock.sleep(RECOVERY_POLL_S)
         return settled
+
+
+def _zone_gap(zones: tuple[float | None, ...], step: ReflowStep) -> float:
+    """°C of the zone farthest from its setpoint (failed thermocouples and zones off aside)."""
+    return max((abs(pv - sp) for pv, sp in zip(zones, step.zones_c, strict=True)
+                if pv is not None and sp > 0), default=0.0)
+
+
+async def _cooled(driver: Any, step: ReflowStep, clock: Clock, gap_c: float, since: float
+                  ) -> bool:
+    """Look at the zones when the cooling seen since ``since`` (``gap_c`` then) says they
+    can be in the stable band, then wait the hold READY needs; True once they were
+    (False: not cooling as seen, the caller's READY polls decide). The spec gives no
+    cooling rate ("cool slowly", 15-25 min high-lead to eutectic): the rate between two
+    looks, extrapolated in a straight line; a cooling curve flattens, so each look comes
+    early, never late. One zone read a look, instead of a READY poll every READY_POLL_S."""
+    deadline = clock.now() + CHANGEOVER_MAX_S
+    while True:
+        gap = _zone_gap(await driver.zone_temperatures(), step)
+        now = clock.now()
+        if gap <= STABLE_BAND_C:
+            await expect(clock, READY_HOLD_S)
+            return True
+        rate = (gap_c - gap) / (now - since) if now > since else 0.0
+        if rate <= 0.0 or now >= deadline:
+            return False
+        since, gap_c = now, gap
+        await clock.sleep(max((gap - STABLE_BAND_C) / rate, HEATED_POLL_S))
 
 
 _ENTRANCE_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
