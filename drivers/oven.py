@@ -207,17 +207,25 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
 
     # --- wafers ----------------------------------------------------------------------------------
 
-    async def load(self, wafer_id: str) -> None:
-        """Put a wafer on the belt: LOAD_WAFER_ID, then COMMAND = LOAD."""
+    async def name_load(self, wafer_id: str) -> None:
+        """LOAD_WAFER_ID = ``wafer_id``: the wafer the next LOAD puts on the belt. Nothing
+        moves, so it may be sent before the LOAD's intent is journalled (an oven gone
+        silent is found here, with no LOAD possibly sent)."""
         words = self._wafer_id_words("LOAD_WAFER_ID", wafer_id)
+        reg = self.map["LOAD_WAFER_ID"]
+        await self.link.write_registers(reg.address, words, what="LOAD_WAFER_ID")
+
+    async def load(self, wafer_id: str, *, named: bool = False) -> None:
+        """Put a wafer on the belt: LOAD_WAFER_ID (unless ``named``: ``name_load`` was
+        just sent for it), then COMMAND = LOAD."""
         # The oven itself refuses a LOAD it cannot take (not READY, entrance not clear, no
         # nitrogen: exception 06, explained by _why_refused), so nothing is checked first.
         async with self._belt:
             on_belt = self._belt_count()
             if on_belt is None:  # not known since our last LOAD/UNLOAD: ask
                 on_belt = await self.regs.read("WAFERS_ON_BELT")
-            reg = self.map["LOAD_WAFER_ID"]
-            await self.link.write_registers(reg.address, words, what="LOAD_WAFER_ID")
+            if not named:
+                await self.name_load(wafer_id)
             # Never sent twice: a repeat could put a second wafer on the belt once the
             # entrance clears. After a lost reply the belt count tells whether it went on.
             await self._move("LOAD", self._belt_count_is(on_belt + 1), on_belt + 1)

@@ -267,6 +267,19 @@ async def test_oven_load_after_a_status_uses_its_belt_count_and_carries_it() -> 
         await oven.load("LOT42-07")
 
 
+async def test_oven_load_named_first_sends_the_command_alone() -> None:
+    # The step names the wafer before journalling the LOAD's intent; LOAD is then the
+    # command alone (the count read, as none is known).
+    pairs = [
+        (tcp(1, LOAD_ID), tcp(1, LOAD_ID_OK)),
+        (tcp(2, WAFERS_ON_BELT), tcp(2, "04 02 0000")),
+        (tcp(3, COMMAND_LOAD), tcp(3, COMMAND_LOAD)),
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        await oven.name_load("LOT42-07")
+        await oven.load("LOT42-07", named=True)
+
+
 async def test_oven_belt_count_is_read_again_after_a_failed_unload() -> None:
     pairs = [
         *STATUS_READY_EMPTY,

@@ -248,11 +248,10 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
                     await clock.sleep(clears - clock.now())
                     waited = True
                 # A LOAD the oven refuses costs an intent, a refusal and the oven's reasons
-                # (six requests and two commits), and an oven gone silent must be found
-                # with no LOAD intent open (the intent would leave the wafer to a person):
-                # so the entrance is looked at first. The interlocks' status is that look
-                # when nothing came between (only our LOAD clears ENTRANCE_CLEAR, and it
-                # was read after the last one); else one read of the inputs.
+                # (six requests and two commits): the entrance is looked at first. The
+                # interlocks' status is that look when nothing came between (only our
+                # LOAD clears ENTRANCE_CLEAR, and it was read after the last one); else
+                # one read of the inputs.
                 signals = seen.status if fresh and not waited else await driver.signals()
                 fresh = False
                 if signals.alarm_active:
@@ -264,10 +263,13 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
                     await clock.sleep(POLL_S)
                     continue
                 if signals.entrance_clear:
+                    # The id first, outside the intent: an oven gone silent since the
+                    # look is found with no LOAD possibly sent.
+                    await driver.name_load(wafer_id)
                     try:
                         async with guarded(ctx.journal, wafer_id, "LOAD", driver.name):
                             sent_at = clock.now()
-                            await driver.load(wafer_id)
+                            await driver.load(wafer_id, named=True)
                         watch.entered(clock.now())
                         break
                     except DeviceBusy as exc:  # refused (not READY just now): not on the belt
