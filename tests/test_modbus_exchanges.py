@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from drivers.cleaner import FluxCleaner
+from drivers.cleaner import KNOWN_FOR_S, FluxCleaner
 from drivers.errors import DeviceBusy, LinkError, ToolError
 from drivers.modbus_link import ModbusLink
 from drivers.oven import ReflowOven
@@ -363,3 +363,82 @@ async def test_a_script_the_driver_leaves_unfinished_fails_the_test() -> None:
         script.assert_used_up()
     with pytest.raises(AssertionError, match="request 2: sent"):
         script(rtu(COMMAND_START))
+
+
+# The handover after a clean: its DONE read, the result, our UNLOAD; the next status.
+RECIPE_READ = (rtu("03 0000 0005"), rtu("03 0A 0258 0078 003C 003C 001E"))  # 60.0 °C, ...
+DONE_READ = (rtu("04 0000 0007"),  # DONE, bath 60.1 °C, 15.0 MΩ·cm, 0 s, no alarm, 0.50, OK
+             rtu("04 0E 0006 0259 0096 0000 0000 0032 0001"))
+RESULT_ID = [
+    (rtu("04 000A 0008"), rtu("04 10 4C4F 5434 322D 3037 0000 0000 0000 0000")),
+    (rtu("04 0014 0002"), rtu("04 04 0000 002A")),  # CYCLE_COUNT 42
+]
+COMMAND_UNLOAD_FC = "06 0005 0003"  # HR 5 = 3
+INPUTS = "02 0000 0004"  # DI 0-3
+
+
+async def test_cleaner_status_after_our_unload_of_a_clean_reads_only_the_inputs() -> None:
+    pairs = [
+        RECIPE_READ, DONE_READ, *RESULT_ID,
+        (rtu(COMMAND_UNLOAD_FC), rtu(COMMAND_UNLOAD_FC)),
+        (rtu(INPUTS), rtu("02 01 00")),  # no wafer, chemistry and DI water fine, door shut
+        # the next status reads everything again: the known state stands for one
+        (rtu("04 0000 0005"), rtu("04 0A 0001 0259 0096 0000 0000")),
+        (rtu(INPUTS), rtu("02 01 00")),
+    ]
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        await cleaner.recipe()
+        result = await cleaner.wait_result(timeout_s=60)
+        assert (result.wafer_id, result.cycle_count) == ("LOT42-07", 42)
+        await cleaner.unload()
+        status = await cleaner.status()  # READY: the spec's UNLOAD with the bath in band
+        assert status.state is CleanerState.READY and status.wash_temp_c == 60.1
+        assert not status.wafer_present and not status.door_open and status.alarm_code == 0
+        assert (await cleaner.status()).state is CleanerState.READY
+
+
+async def test_cleaner_status_after_unload_reads_all_when_not_known_or_the_door_says_more() -> None:
+    pairs = [
+        # no setpoint known (no recipe read or written): UNLOAD says nothing of READY
+        DONE_READ, *RESULT_ID,
+        (rtu(COMMAND_UNLOAD_FC), rtu(COMMAND_UNLOAD_FC)),
+        (rtu("04 0000 0005"), rtu("04 0A 0001 0259 0096 0000 0000")),
+        (rtu(INPUTS), rtu("02 01 00")),
+        # known, but a wafer shows in the chamber: not as UNLOAD leaves it, read it all
+        RECIPE_READ, DONE_READ, *RESULT_ID,
+        (rtu(COMMAND_UNLOAD_FC), rtu(COMMAND_UNLOAD_FC)),
+        (rtu(INPUTS), rtu("02 01 09")),  # wafer present, door open
+        (rtu("04 0000 0005"), rtu("04 0A 0007 0259 0096 0000 0190")),  # ALARM 400
+        (rtu(INPUTS), rtu("02 01 09")),
+    ]
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        await cleaner.wait_result(timeout_s=60)
+        await cleaner.unload()
+        assert (await cleaner.status()).state is CleanerState.READY
+        await cleaner.recipe()
+        await cleaner.wait_result(timeout_s=60)
+        await cleaner.unload()
+        status = await cleaner.status()
+        assert status.state is CleanerState.ALARM and status.alarm_code == 400
+        assert status.door_open
+
+
+async def test_cleaner_status_long_after_our_unload_reads_all() -> None:
+    pairs = [
+        RECIPE_READ, DONE_READ, *RESULT_ID,
+        (rtu(COMMAND_UNLOAD_FC), rtu(COMMAND_UNLOAD_FC)),
+        (rtu("04 0000 0005"), rtu("04 0A 0000 0230 0096 0000 0000")),  # IDLE: bath 56.0 °C
+        (rtu(INPUTS), rtu("02 01 00")),
+    ]
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        await cleaner.recipe()
+        await cleaner.wait_result(timeout_s=60)
+        await cleaner.unload()
+        cleaner.clock.advance(KNOWN_FOR_S + 1)  # the DONE read is too old to stand for now
+        assert (await cleaner.status()).state is CleanerState.IDLE
