@@ -204,9 +204,10 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
             note("nitrogen on")
             await driver.set_nitrogen(True)
         # Cooling from a high-lead profile takes 15-25 minutes: no look at the oven in
-        # the first 10 of them, then one every READY_POLL_S. Heating has an expected time
-        # (cold_start_s's model from the hottest zone now): no look before it, then
-        # looks every HEATED_POLL_S.
+        # the first 10 of them, then a zone read whenever the cooling seen says the
+        # zones can be in the band (_cooled). Heating has an expected time (cold_start_s's
+        # model from the hottest zone now): no look before it. Then READY every
+        # HEATED_POLL_S (READY_POLL_S if the zones did not cool as seen).
         poll = READY_POLL_S
         if cooling > STABLE_BAND_C:
             if cooling >= BIG_COOLDOWN_C:
