@@ -159,7 +159,8 @@ def _counted(request: Any, counts: dict[str, int], name: str) -> Any:
     async def counted(*args: Any, **kwargs: Any) -> Any:
         counts[name] += 1
         # Modbus: (fc, op, span, what, ...); HostLink: (cmd, *args); a text line: (line,)
-        label = f"{args[1]} {args[3]}" if len(args) > 3 else str(args[0]).split(" ")[0]
+        modbus = isinstance(args[0], int) and len(args) > 3
+        label = f"{args[1]} {args[3]}" if modbus else str(args[0]).split(" ")[0]
         key = (name, label)
         REQUESTS_BY_WHAT[key] = REQUESTS_BY_WHAT.get(key, 0) + 1
         return await request(*args, **kwargs)
