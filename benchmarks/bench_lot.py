@@ -135,6 +135,12 @@ class RunResult:
         return sum(self.requests.values()) / self.wafers
 
 
+# (tool, request) -> count over the process, for --requests-by-what: which reads and
+# writes a wafer costs (a Modbus request is named by its operation and register name,
+# a HostLink one by its command).
+REQUESTS_BY_WHAT: dict[tuple[str, str], int] = {}
+
+
 def count_requests(tools: Any) -> dict[str, int]:
     """Count every request each tool's link sends (a resend and a probe count too): the
     links' one request method of each kind, wrapped on the instance."""
@@ -152,6 +158,11 @@ def count_requests(tools: Any) -> dict[str, int]:
 def _counted(request: Any, counts: dict[str, int], name: str) -> Any:
     async def counted(*args: Any, **kwargs: Any) -> Any:
         counts[name] += 1
+        # Modbus: (fc, op, span, what, ...); HostLink: (cmd, *args); a text line: (line,)
+        modbus = isinstance(args[0], int) and len(args) > 3
+        label = f"{args[1]} {args[3]}" if modbus else str(args[0]).split(" ")[0]
+        key = (name, label)
+        REQUESTS_BY_WHAT[key] = REQUESTS_BY_WHAT.get(key, 0) + 1
         return await request(*args, **kwargs)
 
     return counted
@@ -395,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", metavar="URL",
                         help="also run every lot on this throwaway PostgreSQL database and "
                         f"compare the CPU per wafer (target <= {TARGET_PG_CPU_RATIO}x SQLite's)")
+    parser.add_argument("--requests-by-what", action="store_true",
+                        help="also print each tool's requests per wafer by what they ask "
+                        "(all runs, side by side included)")
     parser.add_argument("--sweep", action="store_true",
                         help=f"run the lot at {', '.join(f'{s:g}' for s in SWEEP_SPEEDS)}x "
                         "and report which time scales stay correct (no baseline)")
@@ -459,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
                       for name in sorted(lot.requests)
                       if any(r.requests.get(name) for r in lots))
           + f"; total {spread([r.requests_per_wafer for r in lots])}")
+    if args.requests_by_what:
+        all_wafers = sum(r.wafers for r in [*lots, *([side] if side else [])])
+        for (tool, what), n in sorted(REQUESTS_BY_WHAT.items()):
+            print(f"  {tool:12} {what:40} {n / all_wafers:6.2f} per wafer")
     for r in [*lots, *([side] if side else [])]:
         if r.exit_latency:
             late = sorted(r.exit_latency)

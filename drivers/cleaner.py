@@ -59,6 +59,11 @@ _TANKS = {
     CleanMode.RESIST_STRIP: ("STRIP_TEMP_SP", "STRIP_TEMP_PV", "strip tank"),
 }
 _FC2_PROCESS = ("STRIP_TEMP_PV", "RESULT_MASK_RESIDUE", "MODE_ACTIVE")  # IR 7-9
+# After our own UNLOAD of a flux clean whose DONE read showed the bath this close to its
+# setpoint and no alarm, the spec says READY: the next status within KNOWN_FOR_S tool
+# seconds of that read reads only the inputs (door, chemistry, DI water, wafer present).
+KNOWN_BAND_C = BATH_TOLERANCE_C / 2
+KNOWN_FOR_S = 10.0
 
 
 class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
@@ -104,6 +109,13 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         )
         self._rinse_dry = m.block("RINSE_TIME", "DRY_TIME", "SPRAY_PRESSURE")
         self._watch = self._process
+        # What the handover after our own UNLOAD already knows (see KNOWN_FOR_S): the
+        # commands and writes sent so far, WASH_TEMP_SP as last written or read, the
+        # DONE read (values, tool time, writes then) and what it stands for after UNLOAD.
+        self._writes = 0
+        self._wash_sp: float | None = None
+        self._done_read: tuple[dict[str, Any], float, int] | None = None
+        self._unloaded: tuple[dict[str, Any], float, int] | None = None
 
     # --- what the model can do -------------------------------------------------------------------
 
@@ -123,6 +135,8 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
 
     async def set_recipe(self, recipe: CleanRecipe) -> None:
         """Write the five recipe registers in one request."""
+        self._writes += 1
+        self._wash_sp = None  # known again once the write is answered
         await self.regs.write_block(
             self._recipe,
             {
@@ -133,9 +147,13 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
                 "SPRAY_PRESSURE": recipe.spray_pressure_bar,
             },
         )
+        self._wash_sp = recipe.wash_temp_c
 
     async def recipe(self) -> CleanRecipe:
+        writes = self._writes
         v = await self.regs.read_block(self._recipe)
+        if writes == self._writes:
+            self._wash_sp = v["WASH_TEMP_SP"]
         return CleanRecipe(
             wash_temp_c=v["WASH_TEMP_SP"],
             wash_time_s=v["WASH_TIME"],
@@ -148,6 +166,7 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         """An FC-2 strip: the strip tank and time, then rinse, dry and spray (two requests)."""
         self._require(CleanMode.RESIST_STRIP)
         assert self._strip is not None
+        self._writes += 1
         await self.regs.write_block(
             self._strip,
             {"STRIP_TEMP_SP": recipe.strip_temp_c, "STRIP_TIME": recipe.strip_time_s},
@@ -177,9 +196,22 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
     # --- readings --------------------------------------------------------------------------------
 
     async def status(self) -> CleanerStatus:
-        """Process values and the four inputs: two requests."""
+        """Process values and the four inputs: two requests. Straight after our own UNLOAD
+        of a clean (KNOWN_FOR_S), the inputs alone: the spec says where UNLOAD leaves
+        the cleaner, and the DONE read just before it gave the bath and the alarm."""
+        known, self._unloaded = self._unloaded, None  # stands for one status at most
+        if (known is not None and known[2] == self._writes
+                and self.clock.now() - known[1] <= KNOWN_FOR_S):
+            inputs = await self.regs.read_block(self._inputs)
+            if not inputs["WAFER_PRESENT"]:  # else not as UNLOAD leaves it: read it all
+                return self._status_of(
+                    {**known[0], "STATE": self.map["STATE"].code(CleanerState.READY.name),
+                     "REMAINING_S": 0, "MODE_ACTIVE": 0}, inputs)
         v = await self.regs.read_block(self._process)
         inputs = await self.regs.read_block(self._inputs)
+        return self._status_of(v, inputs)
+
+    def _status_of(self, v: dict[str, Any], inputs: dict[str, Any]) -> CleanerStatus:
         return CleanerStatus(
             state=self._state_of(v["STATE"]),
             wash_temp_c=v["WASH_TEMP_PV"],
@@ -229,6 +261,7 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         the first half of the result.
         """
         v = await self._poll_until((CleanerState.DONE,), timeout_s, self._process_and_result)
+        self._done_read = (v, self.clock.now(), self._writes)
         return self._clean_result(v | await self.regs.read_block(self._result_id))
 
     # --- waiting ---------------------------------------------------------------------------------
@@ -266,6 +299,7 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         flux clean never inherits the strip mode of the wafer before."""
         self._require(mode)
         words = self._wafer_id_words("WAFER_ID", wafer_id)
+        self._writes += 1
         if "MODE" in self.map:
             reg = self.map["MODE"]
 
@@ -287,7 +321,18 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         await self._command("START", done=(*CYCLE_STATES, CleanerState.DONE))
 
     async def unload(self) -> None:
+        done, writes = self._done_read, self._writes
         await self._command("UNLOAD", done=(CleanerState.IDLE, CleanerState.READY))
+        if done is not None and done[2] == writes and self._ready_after(done[0]):
+            self._unloaded = (done[0], done[1], self._writes)
+
+    def _ready_after(self, v: dict[str, Any]) -> bool:
+        """Does the spec put the cleaner in READY after UNLOAD, from its DONE read: a flux
+        clean (the wash bath is the one UNLOAD looks at), no alarm, the bath well inside
+        the band of the setpoint we know."""
+        return (self._wash_sp is not None and not v["ALARM_CODE"]
+                and self._mode_of(v.get("MODE_ACTIVE")) in (None, CleanMode.FLUX_CLEAN)
+                and abs(v["WASH_TEMP_PV"] - self._wash_sp) <= KNOWN_BAND_C)
 
     async def clear_alarm(self) -> None:
         """Clear a latched alarm whose cause is gone (COMMAND = CLEAR)."""
@@ -307,6 +352,7 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         async def happened() -> bool:
             return await self.state() in done
 
+        self._writes += 1
         for attempt in range(REFUSED_AGAIN + 1):
             try:
                 await self.regs.command("COMMAND", name, done=happened)

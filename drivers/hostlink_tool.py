@@ -88,6 +88,11 @@ def number_text(value: float, min_places: int = 0) -> str:
     return f"{whole}.{frac}" if frac else whole
 
 
+# Requests that change nothing on the tool (every other command voids a known status).
+READS = frozenset({"STS", "ALR", "IDN", "RES"})
+KNOWN_FOR_S = 10.0  # tool s: how long a status read at rest stands for the next look
+
+
 class HostLinkTool(Generic[S]):
     """Base of the HostLink/1 drivers: one tool behind one ``HostLinkPort``."""
 
@@ -107,12 +112,19 @@ class HostLinkTool(Generic[S]):
         self.port = port
         self.clock = clock
         self.poll_s = float(poll_s)
+        # The status ``wait_for`` found the tool at rest with (its IDLE state), the tool
+        # time then and the commands sent before it: the next ``status`` within
+        # KNOWN_FOR_S, with no command between, is that read (``_known``), once.
+        self._commands = 0
+        self._at_rest: tuple[S, float, int] | None = None
 
     @property
     def name(self) -> str:
         return self.port.tool
 
     async def _call(self, cmd: str, *args: str, fields: Sequence[str] = ()) -> Fields:
+        if cmd not in READS:
+            self._commands += 1
         try:
             reply = await self.port.request(cmd, *args)
         except LinkError:
@@ -165,9 +177,15 @@ class HostLinkTool(Generic[S]):
         wanted = {self._state(s) for s in states}
         deadline = self.clock.now() + timeout_s
         while True:
+            at_rest = self._at_rest
+            read_at = self.clock.now()
             status = await self.status()
             state = status.state
             if state in wanted:
+                if getattr(state, "name", "") == "IDLE":
+                    if at_rest is not None and at_rest[0] is status:  # the same read again
+                        read_at = at_rest[1]
+                    self._at_rest = (status, read_at, self._commands)
                 return status
             if state is self.ALARM_STATE:
                 alarm = await self.alarm()  # STS has the code; ALR adds the text
@@ -186,6 +204,16 @@ class HostLinkTool(Generic[S]):
                     self.name, f"not {names} after {timeout_s:g} s (tool time); still {state.value}"
                 )
             await self.clock.sleep(min(self.poll_s, left))
+
+    def _known(self) -> S | None:
+        """The status ``wait_for`` just found the tool at rest with, if nothing was sent to
+        it since and it is at most KNOWN_FOR_S tool seconds old (the next wafer's
+        interlock check straight after our ULD and the wait for IDLE); used once."""
+        known, self._at_rest = self._at_rest, None
+        if (known is None or known[2] != self._commands
+                or self.clock.now() - known[1] > KNOWN_FOR_S):
+            return None
+        return known[0]
 
     def reachable(self, state: Enum) -> set[Enum]:
         """The states the tool can reach from ``state`` on its own (``state`` included)."""

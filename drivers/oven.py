@@ -54,6 +54,12 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         # LOAD judges a lost reply by the belt count, which an UNLOAD also changes: the two
         # exchanges never interleave (held for the requests only, not for any waiting).
         self._belt = asyncio.Lock()
+        # WAFERS_ON_BELT as last known, with the number of LOADs and UNLOADs sent before
+        # that read (``_moves``): only those change it, and only we send them, so a count
+        # read since the last one (the interlocks' status) or carried through our own
+        # LOADs and UNLOADs is LOAD's "before" without a read of its own.
+        self._moves = 0
+        self._on_belt: tuple[int, int] | None = None
         # The few requests the driver makes, worked out once from the map.
         self._profile = m.block(
             "ZONE_SP", "CONVEYOR_SPEED", "O2_LIMIT", "TAL_THRESHOLD", "PROFILE_ID"
@@ -127,7 +133,9 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
 
     async def status(self) -> OvenStatus:
         """Everything at a glance in three requests: process values, inputs, coils."""
+        moves = self._moves
         v = await self.regs.read_block(self._process)
+        self._saw_belt(v["WAFERS_ON_BELT"], moves)
         flags = await self.regs.read_block(self._flags)
         coils = await self.regs.read_block(self._coils)
         return OvenStatus(
@@ -144,6 +152,16 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
             nitrogen_on=coils["N2_ON"],
             conveyor_running=coils["CONVEYOR_RUN"],
         )
+
+    def _saw_belt(self, count: int, moves: int) -> None:
+        """WAFERS_ON_BELT read by a request sent when ``moves`` LOADs/UNLOADs had been sent:
+        the count now unless one was sent since."""
+        if moves == self._moves:
+            self._on_belt = (count, moves)
+
+    def _belt_count(self) -> int | None:
+        known = self._on_belt
+        return known[0] if known is not None and known[1] == self._moves else None
 
     async def signals(self) -> OvenSignals:
         """Entrance, exit, zones stable and alarm in one request (discrete inputs 0-3)."""
@@ -165,7 +183,9 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         """
         deadline = self.clock.now() + timeout_s
         while True:
+            moves = self._moves
             v = await self.regs.read_block(self._state)
+            self._saw_belt(v["WAFERS_ON_BELT"], moves)
             state = self._state_of(v["STATE"])
             if state is OvenState.READY:
                 return
@@ -187,18 +207,28 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
 
     # --- wafers ----------------------------------------------------------------------------------
 
-    async def load(self, wafer_id: str) -> None:
-        """Put a wafer on the belt: LOAD_WAFER_ID, then COMMAND = LOAD."""
+    async def name_load(self, wafer_id: str) -> None:
+        """LOAD_WAFER_ID = ``wafer_id``: the wafer the next LOAD puts on the belt. Nothing
+        moves, so it may be sent before the LOAD's intent is journalled (an oven gone
+        silent is found here, with no LOAD possibly sent)."""
         words = self._wafer_id_words("LOAD_WAFER_ID", wafer_id)
+        reg = self.map["LOAD_WAFER_ID"]
+        await self.link.write_registers(reg.address, words, what="LOAD_WAFER_ID")
+
+    async def load(self, wafer_id: str, *, named: bool = False) -> None:
+        """Put a wafer on the belt: LOAD_WAFER_ID (unless ``named``: ``name_load`` was
+        just sent for it), then COMMAND = LOAD."""
         # The oven itself refuses a LOAD it cannot take (not READY, entrance not clear, no
         # nitrogen: exception 06, explained by _why_refused), so nothing is checked first.
         async with self._belt:
-            on_belt = await self.regs.read("WAFERS_ON_BELT")
-            reg = self.map["LOAD_WAFER_ID"]
-            await self.link.write_registers(reg.address, words, what="LOAD_WAFER_ID")
+            on_belt = self._belt_count()
+            if on_belt is None:  # not known since our last LOAD/UNLOAD: ask
+                on_belt = await self.regs.read("WAFERS_ON_BELT")
+            if not named:
+                await self.name_load(wafer_id)
             # Never sent twice: a repeat could put a second wafer on the belt once the
             # entrance clears. After a lost reply the belt count tells whether it went on.
-            await self._command("LOAD", done=self._belt_count_is(on_belt + 1))
+            await self._move("LOAD", self._belt_count_is(on_belt + 1), on_belt + 1)
 
     async def exit_result(self) -> ReflowResult:
         """The exit wafer's measured profile: the EXIT_ registers, then its curve."""
@@ -287,7 +317,9 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         # Never sent twice blindly: a repeat could release the next wafer reaching the exit.
         # After a lost reply the exit tells: our wafer is gone from it, or it is not.
         async with self._belt:
-            await self._command("UNLOAD", done=self._gone_from_exit(wafer_id))
+            on_belt = self._belt_count()
+            after = None if on_belt is None else on_belt - 1
+            await self._move("UNLOAD", self._gone_from_exit(wafer_id), after)
 
     async def clear_alarm(self) -> None:
         """Clear a latched alarm whose cause is gone (COMMAND = CLEAR)."""
@@ -309,6 +341,19 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
                 if explained or attempt == REFUSED_AGAIN:
                     raise DeviceBusy(self.name, f"COMMAND={name} ({reason})") from None
             await self.clock.sleep(self.poll_s)
+
+    async def _move(self, name: str, done: Callable[[], Awaitable[bool]],
+                    after: int | None) -> None:
+        """LOAD or UNLOAD (the belt lock held): the belt count is ``after`` once it is done
+        (None: not known); after a failure it is not known (the next LOAD reads it)."""
+        self._moves += 1
+        try:
+            await self._command(name, done=done)
+        except BaseException:
+            self._moves += 1  # a count read during the exchange may predate the command
+            raise
+        if after is not None:
+            self._on_belt = (after, self._moves)
 
     async def _why_refused(self, command: str) -> tuple[str, bool]:
         """What the spec says stops this command, as the oven reports it now; and whether

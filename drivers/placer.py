@@ -41,6 +41,9 @@ class BallPlacer(HostLinkTool[PlacerStatus]):
     }
 
     async def status(self) -> PlacerStatus:
+        known = self._known()  # straight after our ULD and the wait for IDLE: that read
+        if known is not None:
+            return known
         f = await self._call("STS", fields=STS_FIELDS)
         return PlacerStatus(
             state=f.choice("state", PlacerState),

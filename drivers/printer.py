@@ -41,6 +41,9 @@ class PastePrinter(HostLinkTool[PrinterStatus]):
     }
 
     async def status(self) -> PrinterStatus:
+        known = self._known()  # straight after our ULD and the wait for IDLE: that read
+        if known is not None:
+            return known
         f = await self._call("STS", fields=STS_FIELDS)
         return PrinterStatus(
             state=f.choice("state", PrinterState),

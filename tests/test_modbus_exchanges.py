@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from drivers.cleaner import FluxCleaner
-from drivers.errors import DeviceBusy, LinkError
+from drivers.cleaner import KNOWN_FOR_S, FluxCleaner
+from drivers.errors import DeviceBusy, LinkError, ToolError
 from drivers.modbus_link import ModbusLink
 from drivers.oven import ReflowOven
 from drivers.types import CleanerState, OvenState
@@ -212,6 +212,89 @@ async def test_oven_unload_still_at_the_exit_after_every_lost_reply_is_a_link_er
             await oven.unload("LOT42-07")
 
 
+STATUS_READY_EMPTY = [  # the full status: READY, nothing on the belt, entrance clear
+    (tcp(1, "04 0000 000F"), tcp(1, "04 1E" + " 0901" * 10 + " 0002 0000 0000 0014 002A")),
+    (tcp(2, FLAGS), tcp(2, "02 01 05")),
+    (tcp(3, "01 0000 0002"), tcp(3, "01 01 03")),
+]
+# IR 20-37 in one read, as the spec's worked example (step 4): peak 240.0 °C, TAL 60.0 s,
+# ramp 1.50 °C/s, cooling 2.00 °C/s, profile 42, O2 20 ppm, no flags, IR 27-29 (unlisted)
+# 0, then the id "LOT42-07".
+EXIT_BLOCK = "04 0014 0012"
+EXIT_BLOCK_REPLY = ("04 24 0960 0258 0096 00C8 002A 0014 0000 0000 0000 0000"
+                    " 4C4F 5434 322D 3037 0000 0000 0000 0000")
+
+
+async def test_oven_exit_values_and_id_are_one_read_of_ir_20_to_37() -> None:
+    pairs = [(tcp(1, EXIT_BLOCK), tcp(1, EXIT_BLOCK_REPLY))]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        result = await oven.exit_values_of({"LOT42-07"}, left="LOT42-06")
+    assert result is not None and result.wafer_id == "LOT42-07"
+    assert (result.peak_c, result.tal_s, result.ramp_max_c_s, result.cool_max_c_s) == (
+        240.0, 60.0, 1.5, 2.0)
+    assert (result.profile_id, result.o2_max_ppm, result.flags) == (42, 20, 0)
+
+
+async def test_oven_exit_showing_the_wafer_taken_off_last_asks_wafer_at_exit() -> None:
+    pairs = [
+        (tcp(1, EXIT_BLOCK), tcp(1, EXIT_BLOCK_REPLY)),  # the id of the wafer left last
+        (tcp(2, FLAGS), tcp(2, "02 01 05")),  # WAFER_AT_EXIT = 0: not there again
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        assert await oven.exit_values_of({"LOT42-07"}, left="LOT42-07") is None
+
+
+async def test_oven_load_after_a_status_uses_its_belt_count_and_carries_it() -> None:
+    # The status just read says 0 on the belt and nothing moved since: LOAD is id then
+    # command; the next LOAD knows 1, then after our UNLOAD 0 again, with no read.
+    pairs = [
+        *STATUS_READY_EMPTY,
+        (tcp(4, LOAD_ID), tcp(4, LOAD_ID_OK)),
+        (tcp(5, COMMAND_LOAD), tcp(5, COMMAND_LOAD)),
+        (tcp(6, LOAD_ID), tcp(6, LOAD_ID_OK)),
+        (tcp(7, COMMAND_LOAD), None),  # reply lost: judged by the count carried, 1 + 1
+        (tcp(8, WAFERS_ON_BELT), tcp(8, "04 02 0002")),
+        (tcp(9, COMMAND_UNLOAD), tcp(9, COMMAND_UNLOAD)),
+        (tcp(10, LOAD_ID), tcp(10, LOAD_ID_OK)),
+        (tcp(11, COMMAND_LOAD), None),  # lost again: 2 - 1 + 1 means it went on
+        (tcp(12, WAFERS_ON_BELT), tcp(12, "04 02 0002")),
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        assert (await oven.status()).wafers_on_belt == 0
+        await oven.load("LOT42-07")
+        await oven.load("LOT42-07")
+        await oven.unload("LOT42-06")
+        await oven.load("LOT42-07")
+
+
+async def test_oven_load_named_first_sends_the_command_alone() -> None:
+    # The step names the wafer before journalling the LOAD's intent; LOAD is then the
+    # command alone (the count read, as none is known).
+    pairs = [
+        (tcp(1, LOAD_ID), tcp(1, LOAD_ID_OK)),
+        (tcp(2, WAFERS_ON_BELT), tcp(2, "04 02 0000")),
+        (tcp(3, COMMAND_LOAD), tcp(3, COMMAND_LOAD)),
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        await oven.name_load("LOT42-07")
+        await oven.load("LOT42-07", named=True)
+
+
+async def test_oven_belt_count_is_read_again_after_a_failed_unload() -> None:
+    pairs = [
+        *STATUS_READY_EMPTY,
+        (tcp(4, COMMAND_UNLOAD), tcp(4, "86 03")),  # refused for good: count not known
+        (tcp(5, WAFERS_ON_BELT), tcp(5, "04 02 0001")),
+        (tcp(6, LOAD_ID), tcp(6, LOAD_ID_OK)),
+        (tcp(7, COMMAND_LOAD), tcp(7, COMMAND_LOAD)),
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        await oven.status()
+        with pytest.raises(ToolError):
+            await oven.unload("LOT42-06")
+        await oven.load("LOT42-07")
+
+
 # --- cleaner (Modbus RTU, unit 2) ----------------------------------------------------------------
 
 COMMAND_START = "06 0005 0002"  # HR 5 = 2
@@ -280,3 +363,82 @@ async def test_a_script_the_driver_leaves_unfinished_fails_the_test() -> None:
         script.assert_used_up()
     with pytest.raises(AssertionError, match="request 2: sent"):
         script(rtu(COMMAND_START))
+
+
+# The handover after a clean: its DONE read, the result, our UNLOAD; the next status.
+RECIPE_READ = (rtu("03 0000 0005"), rtu("03 0A 0258 0078 003C 003C 001E"))  # 60.0 °C, ...
+DONE_READ = (rtu("04 0000 0007"),  # DONE, bath 60.1 °C, 15.0 MΩ·cm, 0 s, no alarm, 0.50, OK
+             rtu("04 0E 0006 0259 0096 0000 0000 0032 0001"))
+RESULT_ID = [
+    (rtu("04 000A 0008"), rtu("04 10 4C4F 5434 322D 3037 0000 0000 0000 0000")),
+    (rtu("04 0014 0002"), rtu("04 04 0000 002A")),  # CYCLE_COUNT 42
+]
+COMMAND_UNLOAD_FC = "06 0005 0003"  # HR 5 = 3
+INPUTS = "02 0000 0004"  # DI 0-3
+
+
+async def test_cleaner_status_after_our_unload_of_a_clean_reads_only_the_inputs() -> None:
+    pairs = [
+        RECIPE_READ, DONE_READ, *RESULT_ID,
+        (rtu(COMMAND_UNLOAD_FC), rtu(COMMAND_UNLOAD_FC)),
+        (rtu(INPUTS), rtu("02 01 00")),  # no wafer, chemistry and DI water fine, door shut
+        # the next status reads everything again: the known state stands for one
+        (rtu("04 0000 0005"), rtu("04 0A 0001 0259 0096 0000 0000")),
+        (rtu(INPUTS), rtu("02 01 00")),
+    ]
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        await cleaner.recipe()
+        result = await cleaner.wait_result(timeout_s=60)
+        assert (result.wafer_id, result.cycle_count) == ("LOT42-07", 42)
+        await cleaner.unload()
+        status = await cleaner.status()  # READY: the spec's UNLOAD with the bath in band
+        assert status.state is CleanerState.READY and status.wash_temp_c == 60.1
+        assert not status.wafer_present and not status.door_open and status.alarm_code == 0
+        assert (await cleaner.status()).state is CleanerState.READY
+
+
+async def test_cleaner_status_after_unload_reads_all_when_not_known_or_the_door_says_more() -> None:
+    pairs = [
+        # no setpoint known (no recipe read or written): UNLOAD says nothing of READY
+        DONE_READ, *RESULT_ID,
+        (rtu(COMMAND_UNLOAD_FC), rtu(COMMAND_UNLOAD_FC)),
+        (rtu("04 0000 0005"), rtu("04 0A 0001 0259 0096 0000 0000")),
+        (rtu(INPUTS), rtu("02 01 00")),
+        # known, but a wafer shows in the chamber: not as UNLOAD leaves it, read it all
+        RECIPE_READ, DONE_READ, *RESULT_ID,
+        (rtu(COMMAND_UNLOAD_FC), rtu(COMMAND_UNLOAD_FC)),
+        (rtu(INPUTS), rtu("02 01 09")),  # wafer present, door open
+        (rtu("04 0000 0005"), rtu("04 0A 0007 0259 0096 0000 0190")),  # ALARM 400
+        (rtu(INPUTS), rtu("02 01 09")),
+    ]
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        await cleaner.wait_result(timeout_s=60)
+        await cleaner.unload()
+        assert (await cleaner.status()).state is CleanerState.READY
+        await cleaner.recipe()
+        await cleaner.wait_result(timeout_s=60)
+        await cleaner.unload()
+        status = await cleaner.status()
+        assert status.state is CleanerState.ALARM and status.alarm_code == 400
+        assert status.door_open
+
+
+async def test_cleaner_status_long_after_our_unload_reads_all() -> None:
+    pairs = [
+        RECIPE_READ, DONE_READ, *RESULT_ID,
+        (rtu(COMMAND_UNLOAD_FC), rtu(COMMAND_UNLOAD_FC)),
+        (rtu("04 0000 0005"), rtu("04 0A 0000 0230 0096 0000 0000")),  # IDLE: bath 56.0 °C
+        (rtu(INPUTS), rtu("02 01 00")),
+    ]
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        await cleaner.recipe()
+        await cleaner.wait_result(timeout_s=60)
+        await cleaner.unload()
+        cleaner.clock.advance(KNOWN_FOR_S + 1)  # the DONE read is too old to stand for now
+        assert (await cleaner.status()).state is CleanerState.IDLE

@@ -183,6 +183,21 @@ async def test_full_placement_cycle_with_repair(placer: ToolRig) -> None:
     assert (await b.status()).ball_level_pct < 100.0
 
 
+async def test_the_status_straight_after_our_uld_and_idle_is_that_read_once(
+    placer: ToolRig,
+) -> None:
+    """As the printer's: the next look right after ULD and the wait for IDLE is no STS."""
+    b = placer.driver
+
+    def sts() -> int:
+        return sum(b",STS*" in f for f in placer.sent())
+
+    await place_one_wafer(b, "W-REST")  # ends with ULD, wait_for IDLE
+    before = sts()
+    assert (await b.status()).state is S.IDLE and sts() == before
+    assert (await b.status()).state is S.IDLE and sts() == before + 1
+
+
 async def test_changeover_then_a_new_recipe_is_needed(placer: ToolRig) -> None:
     b = placer.driver
     old = await recipe_for(b)

@@ -221,6 +221,26 @@ async def test_full_print_cycle(printer: ToolRig) -> None:
     assert after.paste_level_pct == pytest.approx(before.paste_level_pct - 0.4)
 
 
+async def test_the_status_straight_after_our_uld_and_idle_is_that_read_once(
+    printer: ToolRig,
+) -> None:
+    """The next wafer's interlock check right after our ULD and the wait for IDLE asks
+    no STS of its own; a second look, or one after any other command, does."""
+    p = printer.driver
+
+    def sts() -> int:
+        return sum(b",STS*" in f for f in printer.sent())
+
+    await print_one_wafer(p, "W-REST", wipe_every=0)  # ends with ULD, wait_for IDLE
+    before = sts()
+    status = await p.status()
+    assert status.state is S.IDLE and status.wafer_id is None and sts() == before
+    assert (await p.status()).state is S.IDLE and sts() == before + 1
+    await p.wait_for(S.IDLE, timeout_s=PATIENCE_S)
+    await p.wipe()  # a command between: the tool is not as that read left it
+    assert (await p.status()).state is S.WIPING and sts() == before + 3
+
+
 async def test_changeover_then_a_new_recipe_is_needed(printer: ToolRig) -> None:
     p = printer.driver
     old = await recipe_for(p)

@@ -120,6 +120,17 @@ def test_addresses_outside_the_map_are_exception_02(table: Table, address: int, 
         h.refused(2, lambda: h.oven.write(table, address, [0] * count, 0))
 
 
+def test_the_exit_block_reads_across_its_unlisted_registers_as_the_worked_example() -> None:
+    # Step 4 of the spec's worked example reads IR 20-37 in one request: 27-29 read 0
+    # inside such a read; a read that starts or ends in them is still 02.
+    h = Host()
+    words = h.ir(20, 18)
+    assert len(words) == 18 and words[7:10] == [0, 0, 0]
+    assert h.ir(26, 5)[1:4] == [0, 0, 0]
+    for address, count in ((25, 3), (27, 4), (28, 1), (10, 28)):
+        h.refused(2, lambda a=address, c=count: h.ir(a, c))
+
+
 def test_out_of_range_write_is_exception_03_and_writes_nothing() -> None:
     h = Host()
     for address, bad in [(0, 4001), (9, 0xFFFF), (10, 199), (10, 1501), (11, 9), (11, 1001),

@@ -417,3 +417,48 @@ async def test_print_parameters_are_sent_once_and_again_when_the_printer_lost_th
         await printer.wait_for(PrinterState.IDLE, timeout_s=1200)
         await print_one("W-RCP3")
         assert (frames("RCP"), frames("LOD")) == (2, 4)  # LOD refused once, then sent again
+
+
+async def test_a_cool_down_is_looked_at_when_the_cooling_seen_says_it_can_be_done() -> None:
+    """High-lead to eutectic (15-25 min): the zones are read when the cooling seen so far
+    says they can be in the band, not a READY poll every 20 s; the oven ends READY on the
+    new profile."""
+    recipe = find_recipe("rebump-hipb-snpb")  # step 2 high-lead, step 5 eutectic
+    async with simulated_line() as line:
+        oven = line["oven"]
+        await prepare(oven, recipe.step(2), line.clock)
+        begun = len(line.timeline)
+        started = line.clock.now()
+        await prepare(oven, recipe.step(5), line.clock)
+        took = line.clock.now() - started
+        frames = [str(data) for kind, (tool, data) in
+                  ((k, f) for k, f in line.timeline[begun:] if k == "frame")
+                  if tool == oven.name]
+        status = await oven.status()
+        assert status.state.name == "READY" and status.active_profile_id == 27551
+        looks = sum("(ZONE_PV)" in f or "(STATE..ALARM_CODE)" in f for f in frames)
+        assert took > 600 and looks <= 12, (took, looks)  # 20 s polls: one per 20 s of it
+        assert looks < took / 20 / 3
+
+
+async def test_the_oven_load_reads_no_belt_count_after_the_interlocks_status() -> None:
+    """The belt count LOAD's lost reply is judged by comes from the status the interlocks
+    read, carried through our own LOADs and UNLOADs: no read of its own."""
+    recipe = find_recipe("ballmount-sac305")
+    async with simulated_line(speed=300.0) as line:
+        placer, oven = line["placer"], line["oven"]
+        runs = [WaferRun(recipe, f"W-BELT{i}", line.clock, journal=line.journal)
+                for i in (1, 2)]
+        await prepare(placer, recipe.step(1), line.clock)
+        for run in runs:
+            assert await run.run_step(placer) == "step2_waiting"
+        await prepare(oven, recipe.step(2), line.clock)
+        for run in runs:
+            assert await run.run_step(oven) == "step3_waiting"
+        frames = [str(data) for kind, (tool, data) in
+                  ((k, f) for k, f in line.timeline if k == "frame") if tool == oven.name]
+        assert sum("COMMAND=LOAD" in f for f in frames) == 2
+        assert not [f for f in frames if "(WAFERS_ON_BELT)" in f]
+        # the exit values and id in one read (IR 20-37, the spec's worked example)
+        assert sum("(EXIT_PEAK..EXIT_WAFER_ID)" in f for f in frames) >= 2
+        assert not [f for f in frames if "(EXIT_WAFER_ID)" in f and "EXIT_PEAK" not in f]

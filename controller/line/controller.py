@@ -332,9 +332,11 @@ class LineController:
         tool = report.tool
         if report.what == "link_lost":
             hit = list(report.wafers)
-            text = f"TOOL LINK LOST: {report.text}" + (
-                f" (wafers inside: {', '.join(hit)})" if hit else " (no wafer inside)")
-            self.store.alarm_set(tool, LINK_LOST_CODE, text[:200], wafer_id=report.wafer_id,
+            inside = f" (wafers inside: {', '.join(hit)})" if hit else " (no wafer inside)"
+            text = f"TOOL LINK LOST: {report.text}" + inside
+            # The row holds 200 characters: a long exchange is cut, never the wafers.
+            stored = f"TOOL LINK LOST: {report.text}"[:max(0, 200 - len(inside))] + inside
+            self.store.alarm_set(tool, LINK_LOST_CODE, stored[:200], wafer_id=report.wafer_id,
                                  tool_time=self.clock.now())
             self._tool_state(tool, E10State.UNSCHEDULED_DOWN, f"not answering: {report.text}")
             self.events.publish(EventKind.ALARM_SET, tool=tool, code=LINK_LOST, text=text,

@@ -67,6 +67,7 @@ class ExitWatch:
         self._left: str | None = None  # the last wafer taken off (None: not known)
         self._late: dict[str, _Rider] = {}  # given up on by their steps, still on the belt
         self._taken = asyncio.Event()  # set after each take, for entrance work waiting
+        self._entered: float | None = None  # tool time the last LOAD's reply came
         self.looks = 0  # exit reads, for the benchmark's curiosity
         self.late_looks = 0  # of which found the wafer not there yet
         self.latencies: list[float] = []  # tool s from each wafer's due time to its UNLOAD
@@ -101,6 +102,18 @@ class ExitWatch:
             await self._taken.wait()
         return waited
 
+    def entered(self, replied_at: float) -> None:
+        """A LOAD's reply came at tool time ``replied_at`` (the wafer went on before)."""
+        self._entered = replied_at
+
+    def entrance_clears_at(self, occupancy_s: float) -> float:
+        """The tool time by which the last wafer loaded has cleared the entrance (the
+        belt's travel ``occupancy_s`` after its LOAD's reply: the latest it can have gone
+        on); minus infinity when none was loaded here."""
+        if self._entered is None:
+            return float("-inf")
+        return self._entered + occupancy_s
+
     @property
     def riding(self) -> list[str]:
         return [r.wafer_id for r in self._riders]
@@ -124,7 +137,9 @@ class ExitWatch:
             if not self._riders:
                 continue
             first = self._riders[0]
-            wait = first.due - self.clock.now()
+            # The belt moves in whole steps after a LOAD that came after it was sent: a
+            # look at ``due`` mostly finds the wafer not there yet (a request for nothing).
+            wait = first.due + ARRIVAL_SLACK_S - self.clock.now()
             if wait > 0:
                 await self.clock.sleep(wait)
             try:

@@ -180,6 +180,7 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
     async def prepare(self, driver: Any, step: ReflowStep, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
         status = await driver.status()
+        looked = clock.now()
         cooling = 0.0
         if status.active_profile_id != step.profile_id or status.state not in (
             OvenState.READY, OvenState.PROCESSING, OvenState.HEATING
@@ -203,12 +204,16 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
             note("nitrogen on")
             await driver.set_nitrogen(True)
         # Cooling from a high-lead profile takes 15-25 minutes: no look at the oven in
-        # the first 10 of them, then one every READY_POLL_S. Heating has an expected time
-        # (cold_start_s's model from the hottest zone now): no look before it, then
-        # looks every HEATED_POLL_S.
+        # the first 10 of them, then a zone read whenever the cooling seen says the
+        # zones can be in the band (_cooled). Heating has an expected time (cold_start_s's
+        # model from the hottest zone now): no look before it. Then READY every
+        # HEATED_POLL_S (READY_POLL_S if the zones did not cool as seen).
         poll = READY_POLL_S
-        if cooling >= BIG_COOLDOWN_C:
-            await expect(clock, BIG_COOLDOWN_MIN_S)
+        if cooling > STABLE_BAND_C:
+            if cooling >= BIG_COOLDOWN_C:
+                await expect(clock, BIG_COOLDOWN_MIN_S)
+            if await _cooled(driver, step, clock, _zone_gap(status.zone_pv_c, step), looked):
+                poll = HEATED_POLL_S
         elif cooling < -STABLE_BAND_C:
             await expect(clock, heat_up_s(-cooling))
             poll = HEATED_POLL_S
@@ -234,13 +239,22 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
         watch = exit_watch(driver, clock)
         async with _entrance_lock(driver):  # other wafers' steps share the entrance
             refused = ""
+            fresh = True  # the interlocks' status was read just before, with the tool ours
             while True:  # wait for the last loaded wafer to clear the entrance
-                await watch.stand_clear(ENTRANCE_YIELD_S)
-                # One look first, though the interlocks' status was read just before: a
-                # LOAD the oven refuses costs an intent, a refusal and the oven's reasons
-                # (six requests and two commits), and an oven gone silent is found here
-                # with no LOAD intent open (the intent would leave the wafer to a person).
-                signals = await driver.signals()
+                waited = await watch.stand_clear(ENTRANCE_YIELD_S)
+                # The entrance clears once the last wafer loaded has travelled 450 mm: no
+                # look before then (each would be a request answered "not clear").
+                clears = watch.entrance_clears_at(self.occupancy_s(step))
+                if clock.now() < clears:
+                    await clock.sleep(clears - clock.now())
+                    waited = True
+                # A LOAD the oven refuses costs an intent, a refusal and the oven's reasons
+                # (six requests and two commits): the entrance is looked at first. The
+                # interlocks' status is that look when nothing came between (only our
+                # LOAD clears ENTRANCE_CLEAR, and it was read after the last one); else
+                # one read of the inputs.
+                signals = seen.status if fresh and not waited else await driver.signals()
+                fresh = False
                 if signals.alarm_active:
                     alarm = await driver.alarm()
                     if alarm is not None:
@@ -250,10 +264,14 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
                     await clock.sleep(POLL_S)
                     continue
                 if signals.entrance_clear:
+                    # The id first, outside the intent: an oven gone silent since the
+                    # look is found with no LOAD possibly sent.
+                    await driver.name_load(wafer_id)
                     try:
                         async with guarded(ctx.journal, wafer_id, "LOAD", driver.name):
                             sent_at = clock.now()
-                            await driver.load(wafer_id)
+                            await driver.load(wafer_id, named=True)
+                        watch.entered(clock.now())
                         break
                     except DeviceBusy as exc:  # refused (not READY just now): not on the belt
                         refused = f" ({exc})"
@@ -321,6 +339,34 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
                 return settled
             await clock.sleep(RECOVERY_POLL_S)
         return settled
+
+
+def _zone_gap(zones: tuple[float | None, ...], step: ReflowStep) -> float:
+    """°C of the zone farthest from its setpoint (failed thermocouples and zones off aside)."""
+    return max((abs(pv - sp) for pv, sp in zip(zones, step.zones_c, strict=True)
+                if pv is not None and sp > 0), default=0.0)
+
+
+async def _cooled(driver: Any, step: ReflowStep, clock: Clock, gap_c: float, since: float
+                  ) -> bool:
+    """Look at the zones when the cooling seen since ``since`` (``gap_c`` then) says they
+    can be in the stable band, then wait the hold READY needs; True once they were
+    (False: not cooling as seen, the caller's READY polls decide). The spec gives no
+    cooling rate ("cool slowly", 15-25 min high-lead to eutectic): the rate between two
+    looks, extrapolated in a straight line; a cooling curve flattens, so each look comes
+    early, never late. One zone read a look, instead of a READY poll every READY_POLL_S."""
+    deadline = clock.now() + CHANGEOVER_MAX_S
+    while True:
+        gap = _zone_gap(await driver.zone_temperatures(), step)
+        now = clock.now()
+        if gap <= STABLE_BAND_C:
+            await expect(clock, READY_HOLD_S)
+            return True
+        rate = (gap_c - gap) / (now - since) if now > since else 0.0
+        if rate <= 0.0 or now >= deadline:
+            return False
+        since, gap_c = now, gap
+        await clock.sleep(max((gap - STABLE_BAND_C) / rate, HEATED_POLL_S))
 
 
 _ENTRANCE_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
