@@ -232,6 +232,10 @@ class LineController:
                 task.cancel()
             await asyncio.gather(*self._watches.values(), return_exceptions=True)
             self._watches.clear()
+            try:
+                self.journal.flush()  # intents answered since the last transition
+            except StoreError as exc:  # left open: recovery asks the tool next start
+                log.warning("intent outcomes not stored: %s", exc)
             self._store_what_tools_said()
 
     def _store_what_tools_said(self) -> None:
