@@ -11,8 +11,8 @@ Resolving an intent does not get a transaction of its own: it rides on the
 journal's next one (the next transition or intent, or ``flush`` when the run
 ends). Persist before acting only needs the intent committed before its command
 is sent; a crash before the resolution commits leaves the intent open, which is
-what recovery is for (it asks the tool). That saves four of a wafer's ~34 commits
-(docs/reliability.md, "Intents").
+what recovery is for (it asks the tool). That saves six of a wafer's ~35 commits
+(docs/reliability.md, "Intents answered on the next transaction").
 """
 
 from __future__ import annotations
