@@ -44,6 +44,11 @@ def _scenario(store: Store) -> None:
         tool_time=140.0, fetch=False,
     )
     store.record_transition("L1-01", "step1_running", "complete", "judged_ok")
+    # Tool states (hot too): a row per change only, tool_time and the tool's own words kept.
+    assert store.record_tool_state("oven-1", "productive", reason="LOAD", tool_time=140.0)
+    assert not store.record_tool_state("oven-1", "productive", reason="again")
+    assert store.record_tool_state("oven-1", "standby", tool_state="IDLE")
+    assert store.record_tool_state("printer-1", "standby")
 
 
 def _record(url: str) -> dict[str, Any]:
@@ -53,6 +58,7 @@ def _record(url: str) -> dict[str, Any]:
             "history": [jsonable(store.wafer_history(w)) for w in ("L1-01", "L1-02")],
             "audit": [jsonable(a) for a in store.audit_log()],
             "lot": jsonable(store.get_lot("L1")),
+            "tool_states": [jsonable(t) for t in store.tool_state_history()],
         }
 
 
@@ -64,6 +70,10 @@ def test_sqlite_and_postgresql_store_the_same_record(sqlite_url: str, pg_url: st
     assert steps[1]["curve"]["samples_c"] == [25.0, 150.0, 348.8, 90.0]
     assert on_sqlite["history"][0]["wafer"]["outcome"] == "good"
     assert on_sqlite["history"][0]["events"][0]["at"] == "2026-11-25T18:00:00.123456+00:00"
+    assert [(t["tool"], t["e10_state"], t["tool_state"], t["tool_time"])
+            for t in on_sqlite["tool_states"]] == [
+        ("oven-1", "productive", "", 140.0), ("oven-1", "standby", "IDLE", None),
+        ("printer-1", "standby", "", None)]
 
 
 def test_a_hot_statement_stores_what_core_stores(db_url: str) -> None:

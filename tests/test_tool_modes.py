@@ -4,6 +4,7 @@ the store keeps the mode across restarts, and the line event stream says so."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
@@ -22,6 +23,7 @@ from sequences.recipes.validate import load_valid_recipe
 from sim.line import SimulatedLine
 
 HIPB = find_recipe("rebump-hipb-snpb")
+WHEN = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
 def test_the_store_keeps_a_mode_with_who_and_why_and_refuses_bad_ones(tmp_path) -> None:
@@ -45,6 +47,23 @@ def test_the_store_keeps_a_mode_with_who_and_why_and_refuses_bad_ones(tmp_path) 
         trail = [e.detail for e in store.audit_log() if e.action == "tool.mode"]
         assert trail == ["oven-1: production -> maintenance: belt tension",
                          "oven-1: maintenance -> production"]
+
+
+def test_a_mode_set_by_another_process_is_seen_at_the_next_look(db_url: str) -> None:
+    """The controller's once-a-second look answers from its last read while nothing
+    changed; a change through another store (another process) is seen at once, with the
+    same time and words, however small."""
+    with Store(db_url, now=lambda: WHEN) as controller, Store(db_url, now=lambda: WHEN) as cli:
+        assert controller.tool_modes() == {}
+        cli.set_tool_mode("oven-1", "maintenance", user="erik", reason="belt")
+        first = controller.tool_modes()
+        assert (first["oven-1"].mode, first["oven-1"].set_at) == (ToolMode.MAINTENANCE, WHEN)
+        first.clear()  # a caller's copy: the next answer is not changed by it
+        assert controller.tool_modes()["oven-1"].reason == "belt"
+        cli.set_tool_mode("oven-1", "maintenance", user="erik", reason="belt and rollers")
+        assert controller.tool_modes()["oven-1"].reason == "belt and rollers"  # same time
+        cli.set_tool_mode("oven-1", "production", user="erik")
+        assert controller.tool_modes()["oven-1"].mode is ToolMode.PRODUCTION
 
 
 def test_a_busy_tool_finishes_its_wafer_before_its_e10_state_follows_the_mode(

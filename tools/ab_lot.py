@@ -8,7 +8,7 @@ of CPU per wafer with the same code, so two runs taken minutes apart say
 nothing. This runs the two sides in the same minutes, alternating which goes
 first (A B, B A, ...), with a second process keeping one core busy so both
 sides see the same contention, and reports the paired differences: their
-median and their spread, with efficiency and peak memory beside them.
+median and their spread, with efficiency beside them.
 
 The base commit is checked out into a temporary git worktree. Its controller
 runs from that worktree (``bench_lot`` puts its own checkout first on the
@@ -36,7 +36,6 @@ RUN_TIMEOUT_S = 900  # wall seconds for one 25-wafer run before it counts as hun
 class Run:
     cpu_ms: float
     efficiency: float
-    peak_mb: float
     correct: bool
 
 
@@ -51,15 +50,16 @@ def bench(checkout: Path, python: str, speed: float) -> Run | str:
     """One bench_lot run; its figures, or why it gave none."""
     try:
         out = subprocess.run(
+            # One lot, no side-by-side lots; --idle: the busy core is this script's, the
+            # same one through both sides of every pair.
             [python, "benchmarks/bench_lot.py", "--speed", f"{speed:g}", "--runs", "1",
-             "--no-baseline"], cwd=checkout, capture_output=True, text=True,
+             "--side-by-side", "0", "--idle"], cwd=checkout, capture_output=True, text=True,
             timeout=RUN_TIMEOUT_S, check=False).stdout
     except subprocess.TimeoutExpired:
         return f"no result within {RUN_TIMEOUT_S} s"
     try:
-        return Run(_figure(out, "controller CPU per wafer"),
-                   _figure(out, r"efficiency \(bound / makespan\)"),
-                   _figure(out, r"peak memory \(ru_maxrss\)"),
+        return Run(_figure(out, "controller CPU per wafer, median"),
+                   _figure(out, r"efficiency \(bound / makespan\), worst run"),
                    bool(re.search(r"PASS\s+every wafer complete", out)))
     except ValueError as exc:
         return str(exc)
@@ -120,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
           f"paired difference {spread(cpu)} ms")
     print(f"  relative: {spread([100 * (t.cpu_ms / b.cpu_ms - 1) for b, t in pairs])} %")
     print(f"  efficiency: {spread([t.efficiency - b.efficiency for b, t in pairs])}")
-    print(f"  peak memory: {spread([t.peak_mb - b.peak_mb for b, t in pairs])} MB")
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from controller.line.batching import Scheduler
 from controller.line.scheduled import ScheduledTool
 from drivers.errors import ToolError
-from sequences.kinds import kind_of
+from sequences.kinds import ROLE_OF_KIND, kind_of
 from sequences.wafer.machine import Phase
 
 
@@ -27,12 +27,18 @@ def set_up_ahead(sched: Scheduler, tool: ScheduledTool) -> bool:
     (the most urgent lot first, then slot order); False if there is nothing to do."""
     if tool.setup is not None or tool.ahead_tried or tool.riding:
         return False
+    # Called on every scheduler pass for a tool no recipe step needs (a plater beside a
+    # rebump lot) too: the role is checked on the kind names first, the step looked up after.
+    role = tool.role
     for wafer in sorted(sched.wafers.values(), key=lambda w: (w.priority, w.order)):
         run = wafer.run
         if run.done or run.phase in (Phase.HELD, Phase.AWAITING) \
                 or wafer.lot_id in sched.held_lots:
             continue
+        kinds = run.machine.kinds
         for number in range(run.next_step or run.machine.step or run.first, run.last + 1):
+            if ROLE_OF_KIND[kinds[number - 1]] != role:
+                continue
             step = run.recipe.step(number)
             kind = kind_of(step)
             if kind.role != tool.role:

@@ -6,17 +6,27 @@ transition and the step record it opens or closes commit in one transaction
 subscriber hears of something a crash could take back. When a step record
 closes, the intents still open on it are answered: the step got its result, so
 the command they guarded happened.
+
+Resolving an intent does not get a transaction of its own: it rides on the
+journal's next one (the next transition or intent, or ``flush`` when the run
+ends). Persist before acting only needs the intent committed before its command
+is sent; a crash before the resolution commits leaves the intent open, which is
+what recovery is for (it asks the tool). That saves six of a wafer's ~35 commits
+(docs/reliability.md, "Intents answered on the next transaction").
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypedDict
 
 from controller.line.events import EventKind, LineEventStream
-from controller.store import Store
+from controller.store import Store, StoreError
 from sequences.wafer.journal import DONE, WaferEvent
 from sequences.wafer.machine import AWAITING, HELD
+
+log = logging.getLogger(__name__)
 
 INTERLOCK = "interlock:"  # how the runner says a wafer was stopped at an interlock
 INTERLOCK_ALARM = "interlock"  # the line alarm's code on the event stream (docs/events.md)
@@ -40,6 +50,7 @@ class StoreJournal:
         self._open_step: dict[str, int] = {}  # wafer -> its open step record
         self._open_intents: dict[str, list[int]] = {}  # wafer -> intents on that record
         self._interlocked: set[str] = set()  # wafers held at an interlock (a line alarm)
+        self._resolved: list[tuple[int, str]] = []  # answered, not yet committed (intent, outcome)
 
     def adopt(self, wafer_id: str, step_id: int | None) -> None:
         """Recovery: the wafer's step record found open in the store."""
@@ -56,6 +67,7 @@ class StoreJournal:
     def record(self, event: WaferEvent) -> None:
         wafer_id = event.wafer_id
         with self.store.atomic():
+            resolved = self._write_resolved()
             self.store.record_event(event)
             if event.opens is not None:
                 assert event.step is not None  # only a step's transition opens a record
@@ -71,19 +83,41 @@ class StoreJournal:
                     liquidus_c=closes.liquidus_c, tool_time=event.tool_time, fetch=False)
                 for intent in self._open_intents.pop(wafer_id, ()):
                     self.store.resolve_intent(intent, DONE)
+        del self._resolved[:resolved]  # committed
         self._publish(event)
 
     def intend(self, wafer_id: str, command: str, tool: str) -> int:
         step_id = self._open_step[wafer_id]  # a guarded command is always inside a step
-        intent = self.store.record_intent(step_id, command, tool=tool)
+        with self.store.atomic():
+            resolved = self._write_resolved()
+            intent = self.store.record_intent(step_id, command, tool=tool)
+        del self._resolved[:resolved]
         self._open_intents.setdefault(wafer_id, []).append(intent)
         return intent
 
     def resolve(self, intent: int, outcome: str) -> None:
-        self.store.resolve_intent(intent, outcome)
+        """Answered: committed with the journal's next transaction (or ``flush``)."""
+        self._resolved.append((intent, outcome))
         for intents in self._open_intents.values():
             if intent in intents:
                 intents.remove(intent)
+
+    def flush(self) -> None:
+        """Commit the answers not yet committed (the run ends)."""
+        if self._resolved:
+            with self.store.atomic():
+                resolved = self._write_resolved()
+            del self._resolved[:resolved]
+
+    def _write_resolved(self) -> int:
+        """Inside the caller's transaction: the intents answered since the last commit; how
+        many (the caller forgets them once its transaction commits; kept if it rolls back)."""
+        for intent, outcome in self._resolved:
+            try:
+                self.store.resolve_intent(intent, outcome)
+            except StoreError as exc:  # answered meanwhile (recovery): the newer answer stands
+                log.warning("intent %d not resolved as %s: %s", intent, outcome, exc)
+        return len(self._resolved)
 
     def _publish(self, event: WaferEvent) -> None:
         lot_id = self._lot_of(event.wafer_id)

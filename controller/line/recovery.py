@@ -146,6 +146,7 @@ class Recovery:
         earlier = tuple(s.results or {} for s in self.store.steps(run.wafer_id)
                         if s.kind == kind and s.step_index != number)
         step_id = self.journal.step_record(run.wafer_id)
+        self.journal.flush()  # answers riding on the next transaction: this read needs them
         intents = tuple(i.command for i in self.store.step_intents(step_id)
                         if i.outcome != "failed") if step_id is not None else ()
         judging = run.machine.where.phase.value == "judging"

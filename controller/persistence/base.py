@@ -97,6 +97,18 @@ class HotStatement:
         finally:
             cursor.close()
 
+    def rows(self, conn: Connection, values: Mapping[str, Any]) -> list[Any]:
+        """Every row of a read, as the DBAPI returns it (no result processing)."""
+        compiled = self._compiled.get(conn.dialect)
+        if compiled is None:
+            compiled = self._compiled[conn.dialect] = _Compiled(self, conn.dialect)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(compiled.sql, compiled.params(values))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
 
 class _Compiled:
     def __init__(self, hot: HotStatement, dialect: Dialect) -> None:
@@ -204,16 +216,21 @@ class Database:
         pooled read through SQLAlchemy cost ten times more CPU
         (``docs/decisions/0011-write-path.md``). Inside ``atomic()`` it reads in that
         transaction."""
+        rows = self.peek_all(hot, values)
+        return rows[0] if rows else None
+
+    def peek_all(self, hot: HotStatement, values: Mapping[str, Any]) -> list[Any]:
+        """``peek``, every row (raw DBAPI values: for "has anything changed?")."""
         grouped = self._grouped
         if grouped is not None:
-            return hot.run(grouped, values)[0]
+            return hot.rows(grouped, values)
         with self._lock:
             if self._writer is None or self._writer.closed:
                 self._writer = self.engine.connect()
-            row, _ = hot.run(self._writer, values)
+            rows = hot.rows(self._writer, values)
             if self.dialect != "sqlite":
                 self._writer.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
-            return row
+            return rows
 
     @contextmanager
     def atomic(self) -> Iterator[None]:

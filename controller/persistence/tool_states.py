@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import String, bindparam, func, insert, select
 
 from controller.line.e10 import E10State
 from controller.models import ToolState
-from controller.persistence.base import Database, StoreError
+from controller.persistence.base import Database, HotStatement, StoreError
 from controller.persistence.records import ToolStateInfo, tool_state_info
 
 _STATES = ToolState.__table__
-_LATEST = (
-    select(_STATES.c.e10_state, _STATES.c.tool_state)
-    .order_by(_STATES.c.id.desc())
-    .limit(1)
+# A change per step start and end on a busy line (two or three a wafer): hot statements,
+# like the wafer journal's (docs/decisions/0011-write-path.md).
+_LATEST = HotStatement(
+    select(_STATES.c.e10_state, _STATES.c.tool_state).where(
+        _STATES.c.id == select(func.max(_STATES.c.id)).where(
+            _STATES.c.tool == bindparam("tool"),
+            _STATES.c.line_id.is_not_distinct_from(bindparam("line_id", type_=String)),
+        ).scalar_subquery()
+    )
 )
-_ADD = insert(_STATES)
+_ADD = HotStatement(insert(_STATES), ["tool", "e10_state", "tool_state", "reason", "at",
+                                      "tool_time", "line_id"])
 
 
 def record_tool_state(
@@ -36,13 +42,12 @@ def record_tool_state(
     except ValueError as exc:
         raise StoreError(f"{tool}: {exc}") from None
     now = database.now()
-    with database.write() as conn:
-        latest = conn.execute(_LATEST.where(
-            _STATES.c.tool == tool, _STATES.c.line_id.is_not_distinct_from(line_id))).first()
+    with database.hot_write() as conn:
+        latest, _ = _LATEST.run(conn, {"tool": tool, "line_id": line_id})
         if latest is not None and tuple(latest) == (state.value, tool_state):
             return False
-        conn.execute(
-            _ADD,
+        _ADD.run(
+            conn,
             {
                 "tool": tool,
                 "e10_state": state.value,
