@@ -33,7 +33,7 @@ COMMAND_MODULES = (
     "controller.cli.run",
     "controller.cli.lots",
     "controller.cli.alarms",
-    "controller.cli.toolmode",  # adds 'tools mode' to the lots module's 'tools'
+    "controller.cli.toolmode",  # adds 'tools mode' to the alarms module's 'tools'
     "controller.cli.sequences",
     "controller.cli.tool",
     "controller.cli.sim",

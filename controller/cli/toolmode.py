@@ -16,7 +16,7 @@ from controller.line.e10 import ToolMode
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    tools = sub.choices["tools"]  # made by controller.cli.lots, listed before this module
+    tools = sub.choices["tools"]  # made by controller.cli.alarms, listed before this module
     modes = tools.add_subparsers(dest="tools_command", metavar="[mode TOOL MODE]",
                                  parser_class=type(tools))
     p = modes.add_parser("mode", help="take a tool out of production, or back",
