@@ -104,6 +104,9 @@ def test_recipe_validate_and_user_list_json(
     checked = json.loads(capsys.readouterr().out)
     assert [(c["valid"], bool(c["problems"])) for c in checked] == [(True, False), (False, True)]
     assert checked[1]["file"] == str(bad) and "unknown key: 'x'" in checked[1]["problems"][0]
+    from controller.store import Store
+
+    Store(f"sqlite:///{tmp_path / 'u.db'}").close()  # a database with no user yet
     assert main(["user", "list", "--db", str(tmp_path / "u.db"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
 

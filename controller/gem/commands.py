@@ -125,7 +125,8 @@ class StoreLineCommands:
             wafers_good=outcomes.count("good"),
             wafers_scrapped=outcomes.count("scrapped"),
             wafers_in_process=outcomes.count(None),
-            tool_states={t.tool: (t.e10_state, t.tool_state) for t in store.tool_states_latest()},
+            tool_states={t.tool: (t.e10_state, t.tool_state)
+                         for t in store.tool_states_latest(store.line_id)},
         )
 
     def unfinished_lots(self, recipe: str) -> list[str]:

@@ -133,7 +133,7 @@ def home(request: Request) -> Response:
 @_page(Role.OPERATOR, shared=True)
 def line(request: Request, user: UserInfo) -> Response:
     web = request.app.state.web
-    states = {s.tool: s for s in web.store.tool_states_latest()}
+    states = {s.tool: s for s in web.store.tool_states_latest(web.store.line_id)}
     names = sorted(set(states) | set(web.view.tools))
     running = [w for lot in web.store.list_lots(["running"]) for w in web.store.wafers(lot.id)]
     where = {w.location: w.id for w in running if w.outcome is None}
