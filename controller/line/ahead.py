@@ -47,7 +47,8 @@ def set_up_ahead(sched: Scheduler, tool: ScheduledTool) -> bool:
                 break  # e.g. a strip for an FC-1: another tool of the role takes it
             tool.ahead_tried = True
             tool.take(sched.clock.now())
-            sched.spawn(_prepare(sched, tool, step, run.recipe.tool_recipe_name(number)))
+            sched.spawn(_prepare(sched, tool, step, run.recipe.tool_recipe_name(number)),
+                        setup=True)
             return True
     return False
 

@@ -94,6 +94,9 @@ class Scheduler:
         self.held_lots: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()
+        # Of those, the setups (changeovers, setting up ahead): they hold no wafer, so a stop
+        # does not wait for them; the tool goes on with it and the next run reads the tool.
+        self._setups: set[asyncio.Task[object]] = set()
         self._timed_wake: asyncio.Task[None] | None = None  # dispatch again at a tool time
         self._timed_wake_at = 0.0
         self._stopping = False
@@ -121,9 +124,10 @@ class Scheduler:
         """Tell the line (a batch started or ended: controller/line/batching.py)."""
         self._report(report)
 
-    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
-        """Run work the scheduler waits for before it stops (an abort's tool work)."""
-        self._spawn(coro)
+    def spawn(self, coro: Coroutine[Any, Any, object], *, setup: bool = False) -> None:
+        """Run work the scheduler waits for before it stops (an abort's tool work); a
+        ``setup`` (no wafer in it) is not waited for: a stop cancels it."""
+        self._spawn(coro, setup=setup)
 
     def wake(self) -> None:
         self._wake.set()
@@ -154,8 +158,8 @@ class Scheduler:
         # that went silent is being called back (a task): the lot waits for it. A wafer whose
         # every tool failed its setup with no alarm to clear (-1) waits for a person: the run
         # ends and says so, rather than waiting for ever.
-        if self._tasks or self.running_steps:
-            return True
+        if self._tasks - self._setups or self.running_steps:
+            return True  # (a setup alone is no progress: no wafer left may need it)
         usable = {t.role for t in self.tools.values() if t.alarm != -1}
         return any(w.run.next_role in usable for w in self._waiting())
 
@@ -169,7 +173,7 @@ class Scheduler:
                 self._wake.clear()  # a wake that comes while we dispatch is kept
                 self.line.poll_requests()
                 if self._stopping:
-                    if not self._tasks:
+                    if not self._tasks - self._setups:
                         return
                 else:
                     await self._check_alarms()
@@ -206,12 +210,15 @@ class Scheduler:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object], *, setup: bool = False) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
+        if setup:
+            self._setups.add(task)
 
         def finished(t: asyncio.Task[object]) -> None:
             self._tasks.discard(t)
+            self._setups.discard(t)
             if not t.cancelled() and t.exception() is not None:
                 log.error("scheduler task failed", exc_info=t.exception())
             self.wake()
@@ -479,7 +486,7 @@ class Scheduler:
 
     def _start_changeover(self, tool: ScheduledTool, wafer: ScheduledWafer) -> None:
         tool.take(self.clock.now())
-        self._spawn(self._changeover(tool, wafer))
+        self._spawn(self._changeover(tool, wafer), setup=True)
 
     async def _changeover(self, tool: ScheduledTool, wafer: ScheduledWafer) -> None:
         run = wafer.run
