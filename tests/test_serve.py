@@ -139,7 +139,7 @@ def test_second_ctrl_c_leaves_at_once_with_a_resume_hint(tmp_path: Path) -> None
         # The first finished step (after any setup notes: tools are set up ahead of their
         # wafers): the next wafer's print and this one's reflow now run for several wall
         # seconds at 40x.
-        lines = [proc.stdout.readline() for _ in range(1)]
+        lines = [proc.stdout.readline()]
         while "judged_ok" not in lines[-1] and lines[-1] and len(lines) < 30:
             lines.append(proc.stdout.readline())
         assert "judged_ok" in lines[-1], lines

@@ -140,10 +140,10 @@ def _first_change_s(steps: tuple[Step, ...], mounted: dict[str, tuple[object, ..
         kind = kind_of(step)
         if kind.role in ready:
             continue
-        setup = kind.bound_setup(step)
         if kind.role not in mounted:  # a tool that starts cold (the oven) warms up first
             ready[kind.role] = kind.startup_s(step)
             continue
+        setup = kind.bound_setup(step)
         changes = setup is not None and setup != mounted[kind.role]
         ready[kind.role] = kind.changeover_s if changes else 0.0
     return ready
