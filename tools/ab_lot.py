@@ -48,26 +48,35 @@ def _figure(text: str, label: str) -> float:
 
 def bench(checkout: Path, python: str, speed: float) -> Run | str:
     """One bench_lot run; its figures, or why it gave none."""
+    # One lot, no side-by-side lots; --idle: the busy core is this script's, the same one
+    # through both sides of every pair. An older bench_lot lacks some of these options
+    # (1d79257 has neither --idle nor --side-by-side): pass only those it knows.
+    usage = subprocess.run([python, "benchmarks/bench_lot.py", "--help"], cwd=checkout,
+                           capture_output=True, text=True, check=False).stdout
+    wanted = [("--runs", "1"), ("--side-by-side", "0"), ("--idle", None),
+              ("--no-baseline", None)]
+    options = [part for flag, value in wanted if flag in usage
+               for part in ((flag,) if value is None else (flag, value))]
     try:
         out = subprocess.run(
-            # One lot, no side-by-side lots; --idle: the busy core is this script's, the
-            # same one through both sides of every pair.
-            [python, "benchmarks/bench_lot.py", "--speed", f"{speed:g}", "--runs", "1",
-             "--side-by-side", "0", "--idle"], cwd=checkout, capture_output=True, text=True,
-            timeout=RUN_TIMEOUT_S, check=False).stdout
+            [python, "benchmarks/bench_lot.py", "--speed", f"{speed:g}", *options],
+            cwd=checkout, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+            check=False).stdout
     except subprocess.TimeoutExpired:
         return f"no result within {RUN_TIMEOUT_S} s"
     try:
-        return Run(_figure(out, "controller CPU per wafer, median"),
-                   _figure(out, r"efficiency \(bound / makespan\), worst run"),
+        # One run: older versions print the figures without ", median"/", worst run".
+        return Run(_figure(out, r"controller CPU per wafer(?:, median)?"),
+                   _figure(out, r"efficiency \(bound / makespan\)(?:, worst run)?"),
                    bool(re.search(r"PASS\s+every wafer complete", out)))
     except ValueError as exc:
         return str(exc)
 
 
-def spread(values: list[float]) -> str:
-    return (f"median {statistics.median(values):+.1f} "
-            f"(min {min(values):+.1f}, max {max(values):+.1f})")
+
+def spread(values: list[float], digits: int = 1) -> str:
+    return (f"median {statistics.median(values):+.{digits}f} "
+            f"(min {min(values):+.{digits}f}, max {max(values):+.{digits}f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
           f"this {statistics.median(t.cpu_ms for _, t in pairs):.1f} ms (medians); "
           f"paired difference {spread(cpu)} ms")
     print(f"  relative: {spread([100 * (t.cpu_ms / b.cpu_ms - 1) for b, t in pairs])} %")
-    print(f"  efficiency: {spread([t.efficiency - b.efficiency for b, t in pairs])}")
+    print(f"  efficiency: {spread([t.efficiency - b.efficiency for b, t in pairs], 3)}")
     return 0
 
 
