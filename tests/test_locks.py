@@ -133,6 +133,16 @@ with Store(sys.argv[1]) as store:
 """
 
 
+def _end(child: subprocess.Popen[str]) -> None:
+    """Kill ``child`` if it still runs, reap it and close its pipes (no ResourceWarning)."""
+    if child.poll() is None:
+        child.kill()
+    child.wait(timeout=PROCESS_TIMEOUT_S)
+    for stream in (child.stdin, child.stdout):
+        if stream is not None:
+            stream.close()
+
+
 def test_a_sigkilled_holder_on_this_host_is_taken_over_at_once(db_url: str) -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, db_url],
@@ -155,12 +165,7 @@ def test_a_sigkilled_holder_on_this_host_is_taken_over_at_once(db_url: str) -> N
             assert f"pid {child.pid}" in takeover.detail
             assert "its process is gone" in takeover.detail
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=PROCESS_TIMEOUT_S)
-        for stream in (child.stdin, child.stdout):
-            if stream is not None:
-                stream.close()
+        _end(child)
 
 
 async def test_a_lost_lock_stops_the_controller_and_says_why(
@@ -341,11 +346,7 @@ def test_two_bumpline_runs_on_one_line(db_url: str, tmp_path: Path) -> None:
         first.send_signal(signal.SIGKILL)
         assert first.wait(timeout=PROCESS_TIMEOUT_S) == -signal.SIGKILL
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(timeout=PROCESS_TIMEOUT_S)
-        if first.stdout is not None:
-            first.stdout.close()
+        _end(first)
 
     resumed = subprocess.run(
         _bumpline("run", "--resume", "C1", "--speed", "2000", db=db_url, tmp_path=tmp_path),
@@ -387,12 +388,7 @@ def test_sequence_run_refuses_a_line_a_controller_holds(
         child.kill()
         assert child.wait(timeout=PROCESS_TIMEOUT_S) == -signal.SIGKILL
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=PROCESS_TIMEOUT_S)
-        for stream in (child.stdin, child.stdout):
-            if stream is not None:
-                stream.close()
+        _end(child)
     # The holder is gone: the run takes the line (and fails on this tool-less line), then
     # lets it go.
     assert main(command) == 1
@@ -442,9 +438,4 @@ def test_controllers_starting_together_on_a_new_database_one_wins_the_others_are
         assert all("pid " in s and "(starter)" in s for s in said if s.startswith("refused"))
     finally:
         for child in starters:
-            if child.poll() is None:
-                child.kill()
-            child.wait(timeout=PROCESS_TIMEOUT_S)
-            for stream in (child.stdin, child.stdout):
-                if stream is not None:
-                    stream.close()
+            _end(child)

@@ -14,21 +14,29 @@ from drivers.printer import PastePrinter
 from drivers.serial_link import HostLinkPort
 from drivers.types import RunStatus
 from sim.clock import ManualClock
+from sim.faults import FaultPlan
 
 # --- the link rules, end to end with the simulator ----------------------------------------------
 
 
 @pytest.mark.faults
-async def test_lost_replies_do_not_print_twice(printer_line: RigFactory) -> None:
-    from sim.faults import FaultPlan
-
-    plan = FaultPlan(drop=0.2)
-    plan.seed(7)
-    async with printer_line(faults=plan, timeout_s=0.15, retries=6) as rig:
+@pytest.mark.parametrize(
+    ("faults", "seed", "timeout_s"),
+    [({"drop": 0.2}, 7, 0.15), ({"corrupt": 0.2}, 3, 0.15),
+     ({"delay": 0.3, "delay_s": 0.2}, 5, 0.1)],
+    ids=["lost", "corrupted", "late"],
+)
+async def test_lost_corrupted_and_late_replies_never_print_twice(
+    printer_line: RigFactory, faults: dict[str, float], seed: int, timeout_s: float
+) -> None:
+    plan = FaultPlan(**faults)
+    plan.seed(seed)
+    async with printer_line(faults=plan, timeout_s=timeout_s, retries=6) as rig:
         result = await print_one_wafer(rig.driver, "LOT42-07")
-        assert result.status is RunStatus.OK
-        assert rig.model.prints_executed == 1
+        assert result.status is RunStatus.OK and rig.model.prints_executed == 1
         assert rig.port.retransmissions > 0
+    if "delay" in faults:  # a late reply arrives after its retransmission: stale, dropped
+        assert rig.port.stale_replies > 0
     # every retransmission repeated the previous frame exactly (same SEQ, same body)
     sent = rig.sent()
     seqs = [parse_request(f).seq for f in sent]
@@ -62,30 +70,6 @@ async def test_a_print_whose_every_reply_was_lost_is_done_when_sts_says_so(
         plan.left = rig.port.retries + 1  # RCP changes nothing STS could show: not judged
         with pytest.raises(LinkError, match="no reply to RCP after 3 attempts"):
             await p.set_recipe(recipe)
-
-
-@pytest.mark.faults
-async def test_corrupted_replies_are_recovered(printer_line: RigFactory) -> None:
-    from sim.faults import FaultPlan
-
-    plan = FaultPlan(corrupt=0.2)
-    plan.seed(3)
-    async with printer_line(faults=plan, timeout_s=0.15, retries=6) as rig:
-        result = await print_one_wafer(rig.driver, "W-CRC")
-        assert result.status is RunStatus.OK and rig.model.prints_executed == 1
-        assert rig.port.retransmissions > 0
-
-
-@pytest.mark.faults
-async def test_delayed_replies_arrive_stale_and_are_dropped(printer_line: RigFactory) -> None:
-    from sim.faults import FaultPlan
-
-    plan = FaultPlan(delay=0.3, delay_s=0.2)
-    plan.seed(5)
-    async with printer_line(faults=plan, timeout_s=0.1, retries=6) as rig:
-        result = await print_one_wafer(rig.driver, "W-LATE")
-        assert result.status is RunStatus.OK and rig.model.prints_executed == 1
-        assert rig.port.retransmissions > 0 and rig.port.stale_replies > 0
 
 
 # --- a new host process after another one (hostlink.md rule 3) --------------------------------

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller.cli.output import add_json, db_url, print_json, print_table, wants_json
+from controller.cli.output import add_db, add_json, print_json, print_table, wants_json
 from controller.domain import (
     DEFAULT_PRIORITY,
     MAX_WAFERS,
@@ -48,14 +48,7 @@ USER_ENV = "BUMPLINE_USER"
 def parents() -> tuple[argparse.ArgumentParser, ...]:
     """The options the query and action commands share: ``--db``, ``--json``, ``--user``."""
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument(
-        "--db",
-        metavar="URL|FILE",
-        type=db_url,
-        default=argparse.SUPPRESS,
-        help="database: a SQLAlchemy URL or a SQLite file (default $BUMPLINE_DB, else "
-        "bumpline.db)",
-    )
+    add_db(db)
     as_json = argparse.ArgumentParser(add_help=False)
     add_json(as_json)
     user = argparse.ArgumentParser(add_help=False)
