@@ -4,11 +4,14 @@ Opening, reopening and reading while the controller writes: test_store_database.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from controller.line.e10 import E10State
+from controller.persistence import lots
 from controller.store import (
     Disposition,
     LotState,
@@ -47,6 +50,25 @@ def make_lot(store: Store, lot_id: str = "LOT42", slots=(1, 2, 3), priority: int
         priority=priority,
         user="ann",
     )
+
+
+# --- the facade ---------------------------------------------------------------------------------
+
+
+def test_a_pass_through_method_is_the_aggregates_function_on_the_stores_database(
+    sqlite_url: str,
+) -> None:
+    with Store(sqlite_url) as one, Store(sqlite_url) as other:
+        method = one.claim_lot
+        assert method.__func__ is lots.claim_lot  # type: ignore[attr-defined]
+        assert one.claim_lot is method  # bound once, then found on the store itself
+        assert other.claim_lot is not method  # each store its own database
+        assert inspect.signature(method) == inspect.signature(
+            functools.partial(lots.claim_lot, None))
+        assert Store.claim_lot.__doc__ == lots.claim_lot.__doc__
+        assert Store.list_lots.__doc__ == "Lots, newest first (only ``line_id``'s when given)."
+        make_lot(one)
+        assert other.get_lot("LOT42").wafer_count == 3
 
 
 # --- lots ---------------------------------------------------------------------------------------
