@@ -9,6 +9,7 @@ import inspect
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from test_domain import BAD_LOT_IDS
 
 from controller.line.e10 import E10State
 from controller.persistence import lots
@@ -96,15 +97,7 @@ def test_duplicate_lot_id_is_refused_and_changes_nothing(store: Store) -> None:
     assert [w.slot for w in store.wafers("LOT42")] == [1, 2, 3]
 
 
-@pytest.mark.parametrize(
-    ("lot_id", "message"),
-    [
-        ("LOT-ABCDEFGHIJ", "at most 13"),
-        ("LOT 42", "bad lot id"),
-        ("-LOT", "bad lot id"),
-        ("LOT,42", "bad lot id"),
-    ],
-)
+@pytest.mark.parametrize(("lot_id", "message"), BAD_LOT_IDS)
 def test_lot_ids_must_make_tool_safe_wafer_ids(store: Store, lot_id: str, message: str) -> None:
     with pytest.raises(StoreError, match=message):
         make_lot(store, lot_id=lot_id)

@@ -9,9 +9,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_store import Ticker, make_lot
 
 from controller.store import Store, StoreError, jsonable
-from tests.test_store import Ticker, make_lot
 
 
 @pytest.fixture
