@@ -3,8 +3,11 @@
 ``Store`` is the one API the rest of the controller uses to read and write the
 database: a thin facade over one module per aggregate in
 ``controller.persistence`` (lots; wafers with their steps and intents;
-operator requests; alarms; tool states; audit; controller locks). The rules
-it enforces live in ``controller.domain``. Every write is one short committed
+operator requests; alarms; tool states; audit; controller locks). A method
+that only passes its arguments on is the aggregate's function itself, bound to
+the store's database (``controller.persistence.facade.bound``); the ones written
+out add something (this store's line, a rule, a read back). The rules it
+enforces live in ``controller.domain``. Every write is one short committed
 transaction, so what the database says is what happened (or, for an open
 intent, what may have happened):
 
@@ -20,7 +23,7 @@ other processes read the last committed state while the controller writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -59,8 +62,11 @@ from controller.persistence import tool_modes as _tool_modes
 from controller.persistence import tool_states as _tool_states
 from controller.persistence import wafers as _wafers
 from controller.persistence.base import Database, StoreError, reason, rules, utc_now
+from controller.persistence.facade import bound
 from controller.persistence.locks import (
     DEFAULT_LEASE_S,
+    THIS_PROCESS,
+    Holder,
     LockHeldError,
     LockInfo,
     line_resource,
@@ -99,6 +105,7 @@ __all__ = [
     "CurveInfo",
     "Disposition",
     "EventInfo",
+    "Holder",
     "IntentInfo",
     "LockHeldError",
     "LockInfo",
@@ -200,54 +207,15 @@ class Store:
 
     # -- lots
 
-    def create_lot(
-        self,
-        lot_id: str,
-        *,
-        recipe_name: str,
-        recipe_version: str | int,
-        recipe_hash: str,
-        slots: Sequence[int],
-        priority: int = DEFAULT_PRIORITY,
-        user: str,
-        line_id: str | None = None,
-    ) -> LotInfo:
-        """Queue a new lot (for ``line_id``, or any line): its wafers ``<LOT>-<slot:02d>``
-        wait in the carrier."""
-        return _lots.create_lot(
-            self._db,
-            lot_id,
-            recipe_name=recipe_name,
-            recipe_version=recipe_version,
-            recipe_hash=recipe_hash,
-            slots=slots,
-            priority=priority,
-            user=user,
-            line_id=line_id,
-        )
-
-    def get_lot(self, lot_id: str) -> LotInfo:
-        return _lots.get_lot(self._db, lot_id)
-
-    def list_lots(
-        self, states: Iterable[str | LotState] | None = None, line_id: str | None = None
-    ) -> list[LotInfo]:
-        """Lots, newest first (only ``line_id``'s when given)."""
-        return _lots.list_lots(self._db, states, line_id)
-
-    def claim_lot(
-        self, line_id: str, can_run: Callable[[LotInfo], bool], *, user: str = "controller"
-    ) -> LotInfo | None:
-        """Claim the next queued lot for this line (exactly one controller wins each)."""
-        return _lots.claim_lot(self._db, line_id, can_run, user=user)
-
-    def take_lot_for_line(self, lot_id: str, line_id: str) -> LotInfo:
-        """Bind a lot to the line about to run it; refused when another line owns it."""
-        return _lots.take_lot_for_line(self._db, lot_id, line_id)
-
-    def next_queued_lot(self) -> LotInfo | None:
-        """The queued lot to start next: most urgent priority, then oldest."""
-        return _lots.next_queued_lot(self._db)
+    create_lot = bound(_lots.create_lot, """Queue a new lot (for ``line_id``, or any line): its
+        wafers ``<LOT>-<slot:02d>`` wait in the carrier.""")
+    get_lot = bound(_lots.get_lot)
+    list_lots = bound(_lots.list_lots, "Lots, newest first (only ``line_id``'s when given).")
+    claim_lot = bound(_lots.claim_lot)
+    take_lot_for_line = bound(_lots.take_lot_for_line)
+    next_queued_lot = bound(
+        _lots.next_queued_lot, "The queued lot to start next: most urgent priority, then oldest."
+    )
 
     def set_lot_state(
         self, lot_id: str, state: str | LotState, *, user: str = "controller", reason: str = ""
@@ -290,41 +258,18 @@ class Store:
 
     # -- wafers
 
-    def get_wafer(self, wafer_id: str) -> WaferInfo:
-        return _wafers.get_wafer(self._db, wafer_id)
+    get_wafer = bound(_wafers.get_wafer)
 
     def wafers(self, lot_id: str) -> list[WaferInfo]:
         with self._db.snapshot():
             _lots.get_lot(self._db, lot_id)  # "no lot X" rather than an empty list
             return _wafers.lot_wafers(self._db, lot_id)
 
-    def record_transition(
-        self,
-        wafer_id: str,
-        from_state: str,
-        to_state: str,
-        trigger: str,
-        why: str = "",
-        *,
-        step_index: int | None = None,
-        step_kind: str | None = None,
-        tool: str | None = None,
-        tool_time: float | None = None,
-        measurements: Mapping[str, Any] | None = None,
-        location: str | None = None,
-        outcome: str | None = None,
-        actor: str = "controller",
-    ) -> int:
-        """Commit one wafer transition (event row, wafer state, audit line); returns its id.
+    record_transition = bound(_wafers.record_transition, """Commit one wafer transition (event
+        row, wafer state, audit line); returns its id.
 
         Call it before the tool command the transition leads to. ``outcome`` (good,
-        scrapped, aborted) defaults from ``OUTCOME_OF_STATE`` for a final state.
-        """
-        return _wafers.record_transition(
-            self._db, wafer_id, from_state, to_state, trigger, why,
-            step_index=step_index, step_kind=step_kind, tool=tool, tool_time=tool_time,
-            measurements=measurements, location=location, outcome=outcome, actor=actor,
-        )
+        scrapped, aborted) defaults from ``OUTCOME_OF_STATE`` for a final state.""")
 
     def record_event(self, event: WaferMachineEvent) -> int:
         """Record a transition of ``sequences.wafer.machine.WaferMachine`` (its ``on_event``
@@ -342,31 +287,15 @@ class Store:
             measurements=event.measurements,
         )
 
-    def events(self, wafer_id: str) -> list[EventInfo]:
-        return _wafers.events(self._db, wafer_id)
+    events = bound(_wafers.events)
 
     # -- steps, curves, intents
 
-    def start_step(
-        self,
-        wafer_id: str,
-        step_index: int,
-        kind: str,
-        tool: str,
-        parameters: Mapping[str, Any],
-        *,
-        windows: Mapping[str, Any] | None = None,
-        tool_time: float | None = None,
-    ) -> int:
-        """Record that a step starts on ``tool`` with the parameters sent; returns the step id.
+    start_step = bound(_wafers.start_step, """Record that a step starts on ``tool`` with the
+        parameters sent; returns the step id.
 
         ``windows`` maps a result name to its accepted ``[low, high]`` (None = open
-        end), as the recipe gives them; a retried step gets the next attempt number.
-        """
-        return _wafers.start_step(
-            self._db, wafer_id, step_index, kind, tool, parameters,
-            windows=windows, tool_time=tool_time,
-        )
+        end), as the recipe gives them; a retried step gets the next attempt number.""")
 
     def end_step(
         self,
@@ -392,55 +321,27 @@ class Store:
         )
         return self.get_step(step_id) if fetch else None
 
-    def get_step(self, step_id: int) -> StepInfo:
-        return _wafers.get_step(self._db, step_id)
-
-    def steps(self, wafer_id: str) -> list[StepInfo]:
-        return _wafers.steps(self._db, wafer_id)
-
-    def record_intent(self, step_id: int, command: str, *, tool: str | None = None) -> int:
-        """Commit "about to send ``command``" before a command that must not be repeated."""
-        return _wafers.record_intent(self._db, step_id, command, tool=tool)
-
-    def resolve_intent(self, intent_id: int, outcome: str = "done") -> None:
-        """Close an intent: acknowledged (done), provably not sent (not_sent), refused (failed)."""
-        _wafers.resolve_intent(self._db, intent_id, outcome)
-
-    def open_intents(self) -> list[IntentInfo]:
-        """Commands that may or may not have reached their tool (for recovery after a crash)."""
-        return _wafers.open_intents(self._db)
-
-    def step_intents(self, step_id: int) -> list[IntentInfo]:
-        """Every intent recorded for one step record, open or resolved, in order."""
-        return _wafers.step_intents(self._db, step_id)
+    get_step = bound(_wafers.get_step)
+    steps = bound(_wafers.steps)
+    record_intent = bound(_wafers.record_intent, """Commit "about to send ``command``" before a
+        command that must not be repeated.""")
+    resolve_intent = bound(_wafers.resolve_intent, """Close an intent: acknowledged (done),
+        provably not sent (not_sent), refused (failed).""")
+    open_intents = bound(_wafers.open_intents, """Commands that may or may not have reached
+        their tool (for recovery after a crash).""")
+    step_intents = bound(_wafers.step_intents, """Every intent recorded for one step record,
+        open or resolved, in order.""")
 
     # -- operator and engineer requests
 
-    def hold_wafer(self, wafer_id: str, *, user: str, reason: str) -> RequestInfo:
-        """Ask the scheduler to hold a wafer at its next safe point."""
-        return _requests.hold_wafer(self._db, wafer_id, user=user, reason=reason)
-
-    def disposition_wafer(
-        self, wafer_id: str, decision: str | Disposition, *, user: str, reason: str
-    ) -> RequestInfo:
-        """An engineer's continue/retry/scrap for a held wafer; the scheduler carries it out."""
-        return _requests.disposition_wafer(
-            self._db, wafer_id, decision, user=user, reason=reason
-        )
-
-    def pending_requests(self, lot_id: str | None = None) -> list[RequestInfo]:
-        """Requests the scheduler has not handled yet, oldest first."""
-        return _requests.pending_requests(self._db, lot_id)
-
-    def requests(
-        self, *, lot_id: str | None = None, wafer_id: str | None = None
-    ) -> list[RequestInfo]:
-        return _requests.lot_or_wafer_requests(self._db, lot_id=lot_id, wafer_id=wafer_id)
-
-    def mark_request_handled(
-        self, request_id: int, note: str = "", *, actor: str = "controller"
-    ) -> None:
-        _requests.mark_request_handled(self._db, request_id, note, actor=actor)
+    hold_wafer = bound(
+        _requests.hold_wafer, "Ask the scheduler to hold a wafer at its next safe point."
+    )
+    disposition_wafer = bound(_requests.disposition_wafer, """An engineer's continue/retry/scrap
+        for a held wafer; the scheduler carries it out.""")
+    pending_requests = bound(_requests.pending_requests)
+    requests = bound(_requests.lot_or_wafer_requests)
+    mark_request_handled = bound(_requests.mark_request_handled)
 
     # -- alarms
 
@@ -464,23 +365,8 @@ class Store:
         """Mark a tool's (of this store's line) active alarm ``code``, or all, cleared."""
         return _alarms.alarm_cleared(self._db, tool, code, line_id=self.line_id)
 
-    def acknowledge_alarm(self, alarm_id: int, *, user: str) -> AlarmInfo:
-        return _alarms.acknowledge_alarm(self._db, alarm_id, user=user)
-
-    def alarms(
-        self,
-        *,
-        active_only: bool = False,
-        lot_id: str | None = None,
-        wafer_id: str | None = None,
-        tool: str | None = None,
-        line_id: str | None = None,
-    ) -> list[AlarmInfo]:
-        """Alarms, newest first (``line_id``: only those of that line's tools)."""
-        return _alarms.alarms(
-            self._db, active_only=active_only, lot_id=lot_id, wafer_id=wafer_id, tool=tool,
-            line_id=line_id,
-        )
+    acknowledge_alarm = bound(_alarms.acknowledge_alarm)
+    alarms = bound(_alarms.alarms)
 
     # -- tool E10 states
 
@@ -499,18 +385,8 @@ class Store:
             line_id=self.line_id,
         )
 
-    def tool_states_latest(self, line_id: str | None = None) -> list[ToolStateInfo]:
-        """The newest E10 state of every tool seen, by line and tool name (``line_id``:
-        that line's tools only)."""
-        return _tool_states.tool_states_latest(self._db, line_id)
-
-    def tool_state_history(
-        self, tool: str | None = None, *, until: datetime | None = None,
-        line_id: str | None = None,
-    ) -> list[ToolStateInfo]:
-        """E10 state changes, oldest first (``line_id``: that line's tool, not another
-        line's of the same name)."""
-        return _tool_states.tool_state_history(self._db, tool, until=until, line_id=line_id)
+    tool_states_latest = bound(_tool_states.tool_states_latest)
+    tool_state_history = bound(_tool_states.tool_state_history)
 
     # -- tool modes (people take a tool out of production and back)
 
@@ -525,69 +401,27 @@ class Store:
 
     # -- audit
 
-    def audit(
-        self,
-        actor: str,
-        action: str,
-        detail: str = "",
-        *,
-        lot_id: str | None = None,
-        wafer_id: str | None = None,
-    ) -> int:
-        """Record an operator or engineer action the store has no other call for."""
-        return _audit.audit(self._db, actor, action, detail, lot_id=lot_id, wafer_id=wafer_id)
-
-    def audit_log(
-        self,
-        *,
-        lot_id: str | None = None,
-        wafer_id: str | None = None,
-        limit: int | None = None,
-    ) -> list[AuditInfo]:
-        """Audit entries, oldest first (the newest ``limit`` of them when given)."""
-        return _audit.audit_log(self._db, lot_id=lot_id, wafer_id=wafer_id, limit=limit)
+    audit = bound(_audit.audit, """Record an operator or engineer action the store has no other
+        call for.""")
+    audit_log = bound(_audit.audit_log)
 
     # -- one controller per line and per lot
 
     def acquire_line_lock(
-        self,
-        line_id: str,
-        *,
-        lease_s: float = DEFAULT_LEASE_S,
-        holder: str = "",
-        host: str | None = None,
-        pid: int | None = None,
-        pid_started: int | None = None,
+        self, line_id: str, *, holder: Holder = THIS_PROCESS, lease_s: float = DEFAULT_LEASE_S
     ) -> LockInfo:
-        """Take the line for this controller, or raise ``LockHeldError`` naming the holder."""
-        return _locks.acquire(
-            self._db, line_resource(line_id), lease_s=lease_s, holder=holder, host=host, pid=pid,
-            pid_started=pid_started,
-        )
+        """Take the line for ``holder``, or raise ``LockHeldError`` naming the one holding it."""
+        return _locks.acquire(self._db, line_resource(line_id), holder, lease_s=lease_s)
 
     def acquire_lot_lock(
-        self,
-        lot_id: str,
-        *,
-        lease_s: float = DEFAULT_LEASE_S,
-        holder: str = "",
-        host: str | None = None,
-        pid: int | None = None,
-        pid_started: int | None = None,
+        self, lot_id: str, *, holder: Holder = THIS_PROCESS, lease_s: float = DEFAULT_LEASE_S
     ) -> LockInfo:
-        """Take a lot for this controller, or raise ``LockHeldError`` naming the holder."""
-        return _locks.acquire(
-            self._db, lot_resource(lot_id), lease_s=lease_s, holder=holder, host=host, pid=pid,
-            pid_started=pid_started,
-        )
+        """Take a lot for ``holder``, or raise ``LockHeldError`` naming the one holding it."""
+        return _locks.acquire(self._db, lot_resource(lot_id), holder, lease_s=lease_s)
 
-    def renew_lock(self, lock: LockInfo, *, lease_s: float = DEFAULT_LEASE_S) -> LockInfo:
-        """The heartbeat: extend the lease; ``StoreError`` if the lock was taken over."""
-        return _locks.renew(self._db, lock, lease_s=lease_s)
-
-    def release_lock(self, lock: LockInfo) -> bool:
-        """Give a line or lot lock up; False when it was no longer ours."""
-        return _locks.release(self._db, lock)
+    renew_lock = bound(_locks.renew, """The heartbeat: extend the lease; ``StoreError`` if the
+        lock was taken over.""")
+    release_lock = bound(_locks.release)
 
     def line_lock_holder(self, line_id: str, *, live_only: bool = False) -> LockInfo | None:
         """Who holds the line's lease; ``live_only``: None for a stale one (nobody runs it)."""

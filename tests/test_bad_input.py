@@ -167,9 +167,9 @@ def test_requests_with_no_controller_are_carried_out_here(
 
 _LOT_HOLDER = """
 import sys
-from controller.store import Store
+from controller.store import Holder, Store
 with Store(sys.argv[1]) as store:
-    store.acquire_lot_lock("L2", holder="bumpline run by ann")
+    store.acquire_lot_lock("L2", holder=Holder("bumpline run by ann"))
     print("held", flush=True)
     sys.stdin.read()  # a controller running the lot, until it is killed
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -193,9 +194,10 @@ def test_wafer_hold_show_and_disposition(capsys, db: str) -> None:
     with Store(db) as store:
         store.record_transition("LOT42-01", "queued", "step1_waiting", "start")
         step = store.start_step(
-            "LOT42-01", 1, "print", "printer-1", {"passes": 1}, windows={"bridges": (None, 0)}
+            "LOT42-01", 1, "print", "printer-1", {"passes": 1}, windows={"bridges": (None, 0)},
+            tool_time=120.0,
         )
-        store.end_step(step, results={"bridges": 4}, disposition="fail")
+        store.end_step(step, results={"bridges": 4}, disposition="fail", tool_time=185.5)
         store.record_transition(
             "LOT42-01",
             "step1_judging",
@@ -204,6 +206,7 @@ def test_wafer_hold_show_and_disposition(capsys, db: str) -> None:
             "4 bridges",
             step_index=1,
             step_kind="print",
+            tool_time=185.5,
         )
     code, out, err = run(
         capsys,
@@ -229,6 +232,15 @@ def test_wafer_hold_show_and_disposition(capsys, db: str) -> None:
     ]
     code, out, _ = run(capsys, "wafer", "show", "LOT42-01", "--db", db)
     assert "bridges=4 [..0] OUT" in out and "awaiting_disposition" in out
+    # Steps and transitions in the tool time they were recorded with (wall time runs
+    # hundreds of times faster under simulation), else the wall clock; the header says so.
+    lines = out.splitlines()
+    assert lines[1].startswith("times: t = tool seconds since the controller run's clock")
+    assert "  1 print on printer-1: done, fail  t 120.0 s → t 185.5 s (65.5 s)" in lines
+    [started] = [line for line in lines if "queued → step1_waiting" in line]
+    assert re.match(r"  \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  queued", started), started
+    assert any(line.startswith("  t 185.5 s     step1_judging → awaiting_disposition")
+               for line in lines), out
     assert "#" in out and "retry by eve" in out
     code, _, err = run(capsys, "wafer", "show", "LOT42-77", "--db", db)
     assert (code, err) == (1, "bumpline: no wafer LOT42-77\n")

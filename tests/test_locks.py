@@ -23,7 +23,7 @@ from sqlalchemy import event
 from controller.cli import main
 from controller.cli.leases import Leases
 from controller.persistence.locks import process_start
-from controller.store import LockHeldError, Store, StoreError
+from controller.store import Holder, LockHeldError, Store, StoreError
 from sequences.recipes.validate import load_valid_recipe
 
 BUMPLINE = Path(sys.executable).with_name("bumpline")
@@ -44,7 +44,7 @@ class Clock:
 
 def test_a_second_controller_is_refused_with_the_holder_named(db_url: str) -> None:
     with Store(db_url) as first, Store(db_url) as second:
-        held = first.acquire_line_lock("bay-1", holder="bumpline run by ann")
+        held = first.acquire_line_lock("bay-1", holder=Holder("bumpline run by ann"))
         with pytest.raises(LockHeldError) as refused:
             second.acquire_line_lock("bay-1")
         message = str(refused.value)
@@ -74,7 +74,8 @@ def test_an_expired_lease_is_taken_over_and_the_loser_hears_it(db_url: str) -> N
     clock = Clock()
     with Store(db_url, now=clock) as first, Store(db_url, now=clock) as second:
         # A holder on another host: only its lease can tell whether it still runs.
-        held = first.acquire_line_lock("bay-1", lease_s=30, host="other-host", pid=4242)
+        held = first.acquire_line_lock("bay-1", lease_s=30,
+                                      holder=Holder(host="other-host", pid=4242))
         clock.t = T0 + timedelta(seconds=20)
         held = first.renew_lock(held, lease_s=30)  # the heartbeat: now good until +50 s
         assert held.expires_at == T0 + timedelta(seconds=50)
@@ -103,12 +104,14 @@ def test_a_pid_the_system_gave_to_another_process_is_not_the_holder(db_url: str)
     if started is None:
         pytest.skip("this system shows no process start times (/proc)")
     with Store(db_url) as store:
-        held = store.acquire_line_lock("bay-1", holder="the live one")
+        held = store.acquire_line_lock("bay-1", holder=Holder("the live one"))
         assert held.pid_started == started
         with pytest.raises(LockHeldError):  # the same pid and start: the holder itself runs
             store.acquire_line_lock("bay-1")
         store.release_lock(held)
-        store.acquire_line_lock("bay-1", holder="dead", pid=os.getpid(), pid_started=started - 1)
+        store.acquire_line_lock(
+            "bay-1", holder=Holder("dead", pid=os.getpid(), pid_started=started - 1)
+        )
         taken = store.acquire_line_lock("bay-1")  # the pid is alive, yet not the holder's
         assert (taken.pid, taken.pid_started) == (os.getpid(), started)
         (takeover,) = [a for a in store.audit_log() if a.action == "lock.takeover"]
@@ -122,12 +125,22 @@ def test_a_bad_lease_is_refused(db_url: str) -> None:
 
 _HOLDER = """
 import sys
-from controller.store import Store
+from controller.store import Holder, Store
 with Store(sys.argv[1]) as store:
-    lock = store.acquire_line_lock("bay-1", holder="child")
+    lock = store.acquire_line_lock("bay-1", holder=Holder("child"))
     print(lock.pid, flush=True)
     sys.stdin.read()  # hold it until killed
 """
+
+
+def _end(child: subprocess.Popen[str]) -> None:
+    """Kill ``child`` if it still runs, reap it and close its pipes (no ResourceWarning)."""
+    if child.poll() is None:
+        child.kill()
+    child.wait(timeout=PROCESS_TIMEOUT_S)
+    for stream in (child.stdin, child.stdout):
+        if stream is not None:
+            stream.close()
 
 
 def test_a_sigkilled_holder_on_this_host_is_taken_over_at_once(db_url: str) -> None:
@@ -152,12 +165,7 @@ def test_a_sigkilled_holder_on_this_host_is_taken_over_at_once(db_url: str) -> N
             assert f"pid {child.pid}" in takeover.detail
             assert "its process is gone" in takeover.detail
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=PROCESS_TIMEOUT_S)
-        for stream in (child.stdin, child.stdout):
-            if stream is not None:
-                stream.close()
+        _end(child)
 
 
 async def test_a_lost_lock_stops_the_controller_and_says_why(
@@ -169,7 +177,8 @@ async def test_a_lost_lock_stops_the_controller_and_says_why(
         leases.lease_s = 0.03  # renewals every 10 ms of wall time
         leases.take_line("bay-1")
         clock.t = T0 + timedelta(seconds=1)  # our lease has run out ...
-        theirs.acquire_line_lock("bay-1", host="other-host", pid=7)  # ... and was taken over
+        # ... and was taken over:
+        theirs.acquire_line_lock("bay-1", holder=Holder(host="other-host", pid=7))
         stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         leases.stop = lambda: stopped.set_result(None)  # what stops the controller
         async with leases.kept():
@@ -182,6 +191,17 @@ async def test_a_lost_lock_stops_the_controller_and_says_why(
         assert theirs.line_lock_holder("bay-1").host == "other-host"  # type: ignore[union-attr]
 
 
+def _impatient(store: Store) -> None:
+    """SQLite's busy timeout for ``store``'s connections: 20 ms, not 5 s, so a database
+    locked by another writer fails a renewal at once."""
+
+    @event.listens_for(store.engine, "connect")
+    def impatient(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
+        dbapi_connection.execute("PRAGMA busy_timeout=20")
+
+    store.engine.dispose()
+
+
 async def test_a_database_that_stops_answering_stops_the_controller_and_says_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -191,12 +211,7 @@ async def test_a_database_that_stops_answering_stops_the_controller_and_says_why
     controller is stopped with one line saying why."""
     url = f"sqlite:///{tmp_path / 'line.db'}"
     with Store(url) as mine:
-
-        @event.listens_for(mine.engine, "connect")
-        def impatient(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
-            dbapi_connection.execute("PRAGMA busy_timeout=20")  # fail in 20 ms, not 5 s
-
-        mine.engine.dispose()
+        _impatient(mine)
         leases = Leases(mine, "bumpline run by ann")
         leases.lease_s = 0.3
         leases.take_line("bay-1")
@@ -216,6 +231,60 @@ async def test_a_database_that_stops_answering_stops_the_controller_and_says_why
         err = capsys.readouterr().err.splitlines()
         assert err[-1].startswith("bumpline: this controller could not renew its lock")
         assert all("Traceback" not in line for line in err)
+
+
+async def test_a_passing_database_failure_is_said_and_the_heartbeat_carries_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A renewal that fails while the lease cannot yet run out (the database locked for a
+    moment) is said in one line and tried again at the next beat; the controller keeps
+    the line. The heartbeat's clock stands still here, so no lease ever runs out by it:
+    each reading of it is one renewal tried, which is what the test waits for."""
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+    store_clock = Clock()
+    with Store(url, now=store_clock) as mine:
+        _impatient(mine)
+        readings: asyncio.Queue[None] = asyncio.Queue()
+
+        def clock() -> float:
+            readings.put_nowait(None)
+            return 0.0
+
+        leases = Leases(mine, "bumpline run by ann", clock=clock)
+        leases.lease_s = 0.03  # a renewal tried every 10 ms of wall time
+        leases.take_line("bay-1")
+        readings.get_nowait()  # the line taken
+        taken = leases.held["line:bay-1"]
+        stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        leases.stop = lambda: stopped.set_result(None)
+
+        async def renewal_tried() -> None:
+            reading = asyncio.ensure_future(readings.get())
+            await asyncio.wait({reading, stopped}, timeout=PROCESS_TIMEOUT_S,
+                               return_when=asyncio.FIRST_COMPLETED)
+            reading.cancel()
+            assert not stopped.done(), f"the heartbeat stopped the controller: {leases.lost}"
+            assert reading.done(), "no renewal was tried"
+
+        other = sqlite3.connect(tmp_path / "line.db", isolation_level=None)
+        try:
+            other.execute("BEGIN EXCLUSIVE")  # another writer, for a moment
+            async with leases.kept():
+                await renewal_tried()  # with the database locked: it failed
+                assert leases.held["line:bay-1"] is taken
+                other.execute("ROLLBACK")
+                store_clock.t = T0 + timedelta(seconds=5)
+                await renewal_tried()  # the next beat: renewed
+                renewed = leases.held["line:bay-1"]
+        finally:
+            other.close()
+        assert leases.lost is None and not stopped.done()
+        assert renewed.token == taken.token
+        assert renewed.expires_at == T0 + timedelta(seconds=5.03)
+        assert mine.line_lock_holder("bay-1") is None  # released at the end of the block
+        err = capsys.readouterr().err.splitlines()
+        assert err == ["bumpline: renewing the lock on line bay-1 failed (database is locked); "
+                       "trying again"], err
 
 
 # --- the real thing: bumpline run, twice ---------------------------------------------------------
@@ -277,11 +346,7 @@ def test_two_bumpline_runs_on_one_line(db_url: str, tmp_path: Path) -> None:
         first.send_signal(signal.SIGKILL)
         assert first.wait(timeout=PROCESS_TIMEOUT_S) == -signal.SIGKILL
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(timeout=PROCESS_TIMEOUT_S)
-        if first.stdout is not None:
-            first.stdout.close()
+        _end(first)
 
     resumed = subprocess.run(
         _bumpline("run", "--resume", "C1", "--speed", "2000", db=db_url, tmp_path=tmp_path),
@@ -323,12 +388,7 @@ def test_sequence_run_refuses_a_line_a_controller_holds(
         child.kill()
         assert child.wait(timeout=PROCESS_TIMEOUT_S) == -signal.SIGKILL
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=PROCESS_TIMEOUT_S)
-        for stream in (child.stdin, child.stdout):
-            if stream is not None:
-                stream.close()
+        _end(child)
     # The holder is gone: the run takes the line (and fails on this tool-less line), then
     # lets it go.
     assert main(command) == 1
@@ -342,11 +402,11 @@ def test_sequence_run_refuses_a_line_a_controller_holds(
 
 _STARTER = """
 import sys
-from controller.store import LockHeldError, Store
+from controller.store import Holder, LockHeldError, Store
 sys.stdin.readline()  # every starter is ready: go at once
 try:
     with Store(sys.argv[1]) as store:
-        store.acquire_line_lock("bay-1", holder="starter")
+        store.acquire_line_lock("bay-1", holder=Holder("starter"))
         print("took the line", flush=True)
         sys.stdin.readline()  # hold it until the test has heard every starter
 except LockHeldError as exc:
@@ -378,9 +438,4 @@ def test_controllers_starting_together_on_a_new_database_one_wins_the_others_are
         assert all("pid " in s and "(starter)" in s for s in said if s.startswith("refused"))
     finally:
         for child in starters:
-            if child.poll() is None:
-                child.kill()
-            child.wait(timeout=PROCESS_TIMEOUT_S)
-            for stream in (child.stdin, child.stdout):
-                if stream is not None:
-                    stream.close()
+            _end(child)

@@ -3,48 +3,23 @@
 from __future__ import annotations
 
 import pytest
+from sim_host import ModelHost, assert_stays
 
-from sim.clock import ManualClock
 from sim.faults import parse_tool_faults
-from sim.hostlink import Nak
 from sim.placer import BallPlacerModel
 
 RECIPE = ["SAC305-250", "250", "SAC305", "25", "400", "120000"]
 PROCESS_S = 25 + 40 + 15
 
 
-class Host:
-    """Drives a model the way the link does: command, args, tool time from a ManualClock."""
-
-    def __init__(self, model: BallPlacerModel) -> None:
-        self.model = model
-        self.clock = ManualClock()
-
-    def __call__(self, cmd: str, *args: str) -> list[str]:
-        return self.model.handle(cmd, list(args), self.clock.now())
-
-    def nak(self, cmd: str, *args: str) -> int:
-        with pytest.raises(Nak) as refused:
-            self(cmd, *args)
-        return refused.value.code
-
-    def wait(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
-    def state(self) -> str:
-        return self("STS")[0]
+class Host(ModelHost):
+    RECIPE = RECIPE
 
     def res(self) -> dict[str, int | str]:
         wafer, status, *counts = self("RES")
         keys = ("sites", "placed", "missing", "extra", "offset_max_um")
         numbers = dict(zip(keys, map(int, counts), strict=True))
         return {"wafer_id": wafer, "status": status, **numbers}
-
-    def load(self, wafer: str = "W1", recipe: list[str] = RECIPE) -> None:
-        if self.model.recipe is None:
-            self("RCP", *recipe)
-        self("LOD", wafer)
-        self.wait(20)
 
     def place(self, wafer: str = "W1", recipe: list[str] = RECIPE) -> dict[str, int | str]:
         self.load(wafer, recipe)
@@ -62,14 +37,6 @@ class Host:
 @pytest.fixture
 def host() -> Host:
     return Host(BallPlacerModel(seed=1))
-
-
-def assert_stays(host: Host, state: str, seconds: float) -> None:
-    assert host.state() == state
-    host.wait(seconds - 0.25)  # quarter seconds add up exactly in binary floating point
-    assert host.state() == state
-    host.wait(0.25)
-    assert host.state() != state
 
 
 def recipe(**changes: str) -> list[str]:

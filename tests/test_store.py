@@ -1,30 +1,23 @@
-"""The controller's store: round trips, rules, persistence and concurrent reading."""
+"""The controller's store: round trips and rules, aggregate by aggregate.
+
+Opening, reopening and reading while the controller writes: test_store_database.py."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
+import functools
+import inspect
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from test_domain import BAD_LOT_IDS
 
-from controller.line.e10 import E10State, ToolMode, e10_from_status, e10_state
+from controller.line.e10 import E10State
+from controller.persistence import lots
 from controller.store import (
     Disposition,
     LotState,
     Store,
     StoreError,
-    jsonable,
-)
-from drivers.types import (
-    CleanerState,
-    OvenState,
-    OvenStatus,
-    PlacerState,
-    PrinterState,
-    PrinterStatus,
 )
 from sequences.wafer.machine import WaferMachine
 
@@ -48,13 +41,6 @@ def store(db_url: str):
     s.close()
 
 
-@pytest.fixture
-def sqlite_store(sqlite_url: str):
-    s = Store(sqlite_url, now=Ticker())
-    yield s
-    s.close()
-
-
 def make_lot(store: Store, lot_id: str = "LOT42", slots=(1, 2, 3), priority: int = 5):
     return store.create_lot(
         lot_id,
@@ -65,6 +51,25 @@ def make_lot(store: Store, lot_id: str = "LOT42", slots=(1, 2, 3), priority: int
         priority=priority,
         user="ann",
     )
+
+
+# --- the facade ---------------------------------------------------------------------------------
+
+
+def test_a_pass_through_method_is_the_aggregates_function_on_the_stores_database(
+    sqlite_url: str,
+) -> None:
+    with Store(sqlite_url) as one, Store(sqlite_url) as other:
+        method = one.claim_lot
+        assert method.__func__ is lots.claim_lot  # type: ignore[attr-defined]
+        assert one.claim_lot is method  # bound once, then found on the store itself
+        assert other.claim_lot is not method  # each store its own database
+        assert inspect.signature(method) == inspect.signature(
+            functools.partial(lots.claim_lot, None))
+        assert Store.claim_lot.__doc__ == lots.claim_lot.__doc__
+        assert Store.list_lots.__doc__ == "Lots, newest first (only ``line_id``'s when given)."
+        make_lot(one)
+        assert other.get_lot("LOT42").wafer_count == 3
 
 
 # --- lots ---------------------------------------------------------------------------------------
@@ -92,15 +97,7 @@ def test_duplicate_lot_id_is_refused_and_changes_nothing(store: Store) -> None:
     assert [w.slot for w in store.wafers("LOT42")] == [1, 2, 3]
 
 
-@pytest.mark.parametrize(
-    ("lot_id", "message"),
-    [
-        ("LOT-ABCDEFGHIJ", "at most 13"),
-        ("LOT 42", "bad lot id"),
-        ("-LOT", "bad lot id"),
-        ("LOT,42", "bad lot id"),
-    ],
-)
+@pytest.mark.parametrize(("lot_id", "message"), BAD_LOT_IDS)
 def test_lot_ids_must_make_tool_safe_wafer_ids(store: Store, lot_id: str, message: str) -> None:
     with pytest.raises(StoreError, match=message):
         make_lot(store, lot_id=lot_id)
@@ -481,207 +478,3 @@ def test_operator_actions_are_audited(store: Store) -> None:
         "recipe.approve",
         "rebump-hipb-snpb v3",
     )
-
-
-# --- persistence and concurrency ----------------------------------------------------------------
-
-
-def test_everything_survives_reopening(db_url: str) -> None:
-    with Store(db_url) as first:
-        make_lot(first)
-        first.record_transition("LOT42-01", "queued", "step1_waiting", "start")
-        step = first.start_step("LOT42-01", 1, "print", "printer-1", {"passes": 2})
-        first.end_step(step, results={"vol_mean_pct": 99.1})
-        first.alarm_set("printer-1", 102, "PASTE EMPTY", wafer_id="LOT42-01")
-        first.record_tool_state("printer-1", "unscheduled down", tool_state="ALARM")
-        first.hold_wafer("LOT42-02", user="bob", reason="check")
-        written = jsonable(first.wafer_history("LOT42-01")), jsonable(first.get_lot("LOT42"))
-    with Store(db_url, create=False) as second:
-        assert (
-            jsonable(second.wafer_history("LOT42-01")),
-            jsonable(second.get_lot("LOT42")),
-        ) == written
-        assert [s.tool for s in second.tool_states_latest()] == ["printer-1"]
-        assert [r.wafer_id for r in second.pending_requests()] == ["LOT42-02"]
-    json.dumps(written)  # the CLI's --json output is plain JSON
-
-
-def test_sqlite_runs_in_wal_mode_with_normal_sync(sqlite_store: Store) -> None:
-    with sqlite_store.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-
-
-def test_reader_keeps_its_snapshot_while_the_controller_commits(
-    sqlite_store: Store, tmp_path: Path
-) -> None:
-    store = sqlite_store
-    make_lot(store)
-    reader = sqlite3.connect(tmp_path / "line.db", isolation_level=None)
-    try:
-        reader.execute("BEGIN")
-        before = reader.execute("SELECT count(*) FROM wafer_events").fetchone()[0]
-        # With a reader mid-transaction, a rollback-journal database could not commit;
-        # in WAL the writer goes ahead and the reader keeps a consistent snapshot.
-        store.record_transition("LOT42-01", "queued", "step1_waiting", "start")
-        assert reader.execute("SELECT count(*) FROM wafer_events").fetchone()[0] == before
-        reader.execute("COMMIT")
-        assert reader.execute("SELECT count(*) FROM wafer_events").fetchone()[0] == before + 1
-    finally:
-        reader.close()
-
-
-def test_concurrent_reader_sees_only_committed_transitions(db_url: str) -> None:
-    transitions = 150
-    failures: list[BaseException] = []
-    with Store(db_url) as writer_store:
-        make_lot(writer_store)
-
-        def write() -> None:
-            try:
-                for i in range(transitions):
-                    writer_store.record_transition("LOT42-01", f"s{i}", f"s{i + 1}", "step")
-            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-                failures.append(exc)
-
-        with Store(db_url, create=False) as reader_store:
-            writer = threading.Thread(target=write, name="store-writer")
-            writer.start()
-            seen = []
-            try:
-                while writer.is_alive():
-                    history = reader_store.wafer_history("LOT42-01")
-                    seen.append(len(history.events))
-                    # The wafer row and its event are committed together, and a history is
-                    # one snapshot: the two always agree.
-                    if history.events:
-                        assert history.wafer.state == history.events[-1].to_state
-            finally:
-                writer.join(timeout=30)
-            assert not failures, failures
-            assert seen == sorted(seen)
-            assert len(reader_store.events("LOT42-01")) == transitions
-            assert reader_store.get_wafer("LOT42-01").state == f"s{transitions}"
-
-
-def test_in_memory_database_works(tmp_path: Path) -> None:
-    with Store("sqlite://") as store:
-        make_lot(store)
-        assert store.get_lot("LOT42").wafer_count == 3
-
-
-# --- databases that cannot be opened ------------------------------------------------------------
-
-
-def test_unopenable_databases_are_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match=r"directory .*missing does not exist"):
-        Store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
-    garbage = tmp_path / "garbage.db"
-    garbage.write_bytes(b"this is not a database file at all" * 200)
-    with pytest.raises(
-        StoreError, match="cannot open database .*garbage.db: file is not a database"
-    ):
-        Store(f"sqlite:///{garbage}")
-    with pytest.raises(StoreError, match="no database at .*absent.db"):
-        Store(f"sqlite:///{tmp_path / 'absent.db'}", create=False)
-    assert not (tmp_path / "absent.db").exists()
-    with pytest.raises(StoreError, match="is not a SQLAlchemy URL"):
-        Store("not a url")
-    with pytest.raises(StoreError, match="cannot open database"):
-        Store("nosuchdialect://host/db")
-
-
-def test_database_from_a_newer_bumpline_is_refused(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'newer.db'}"
-    Store(url).close()
-    conn = sqlite3.connect(tmp_path / "newer.db")
-    with conn:
-        conn.execute("UPDATE alembic_version SET version_num = '9999'")
-    conn.close()
-    with pytest.raises(StoreError, match="cannot open database .*newer.db: .*9999"):
-        Store(url)
-
-
-# --- SEMI E10 mapping (controller/line/e10.py) ---------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "states", [PrinterState, PlacerState, OvenState, CleanerState], ids=lambda s: s.__name__
-)
-def test_every_tool_state_has_an_e10_state(states) -> None:  # noqa: ANN001
-    for state in states:
-        assert isinstance(e10_state(state), E10State)
-
-
-@pytest.mark.parametrize(
-    ("state", "expected"),
-    [
-        (PrinterState.PRINTING, E10State.PRODUCTIVE),
-        (PrinterState.IDLE, E10State.STANDBY),
-        (PrinterState.CHANGEOVER, E10State.SCHEDULED_DOWN),
-        (PrinterState.FILLING, E10State.SCHEDULED_DOWN),
-        (PlacerState.REPAIRING, E10State.PRODUCTIVE),
-        (OvenState.PROCESSING, E10State.PRODUCTIVE),
-        (OvenState.HEATING, E10State.SCHEDULED_DOWN),
-        (OvenState.READY, E10State.STANDBY),
-        (OvenState.OFF, E10State.NON_SCHEDULED),
-        (CleanerState.WASHING, E10State.PRODUCTIVE),
-        (CleanerState.ALARM, E10State.UNSCHEDULED_DOWN),
-    ],
-)
-def test_e10_mapping(state, expected: E10State) -> None:  # noqa: ANN001
-    assert e10_state(state) is expected
-
-
-def test_alarms_links_and_modes_override_the_tool_state() -> None:
-    assert e10_state(OvenState.PROCESSING, alarm_code=540) is E10State.UNSCHEDULED_DOWN
-    assert e10_state(PrinterState.IDLE, link_up=False) is E10State.UNSCHEDULED_DOWN
-    assert e10_state(None) is E10State.UNSCHEDULED_DOWN
-    assert e10_state(PrinterState.IDLE, mode=ToolMode.ENGINEERING) is E10State.ENGINEERING
-    assert e10_state(OvenState.READY, mode=ToolMode.MAINTENANCE) is E10State.SCHEDULED_DOWN
-    assert e10_state(OvenState.READY, mode=ToolMode.OFFLINE) is E10State.NON_SCHEDULED
-    # The cleaner's RINSING is 4 like the oven's ALARM: it is no alarm.
-    assert e10_state(CleanerState.RINSING, mode=ToolMode.ENGINEERING) is E10State.ENGINEERING
-    assert e10_state(CleanerState.READY) is E10State.STANDBY  # READY == OvenState.HEATING == 1
-    # An alarm shows even on a tool an engineer has taken.
-    assert e10_state(PrinterState.ALARM, 400, mode=ToolMode.ENGINEERING) is (
-        E10State.UNSCHEDULED_DOWN
-    )
-
-
-def test_e10_from_driver_status() -> None:
-    oven = OvenStatus(
-        state=OvenState.PROCESSING,
-        zone_pv_c=(200.0,) * 10,
-        wafers_on_belt=2,
-        alarm_code=0,
-        o2_ppm=20,
-        active_profile_id=7,
-        entrance_clear=True,
-        wafer_at_exit=False,
-        zones_stable=True,
-        alarm_active=False,
-        nitrogen_on=True,
-        conveyor_running=True,
-    )
-    assert e10_from_status(oven) == (E10State.PRODUCTIVE, "PROCESSING")
-    printer = PrinterStatus(
-        state=PrinterState.ALARM,
-        wafer_id="LOT42-01",
-        alarm_code=102,
-        prints_since_wipe=3,
-        paste_level_pct=0.0,
-        stencil_id="ST-300-100",
-        paste_alloy="Pb95Sn5",
-    )
-    assert e10_from_status(printer) == (E10State.UNSCHEDULED_DOWN, "ALARM")
-    assert e10_from_status(None) == (E10State.UNSCHEDULED_DOWN, "NO LINK")
-
-
-def test_e10_state_names_parse() -> None:
-    assert E10State.parse("SCHEDULED_DOWN") is E10State.SCHEDULED_DOWN
-    assert E10State.parse("non-scheduled") is E10State.NON_SCHEDULED
-    assert E10State.parse("Non Scheduled") is E10State.NON_SCHEDULED
-    with pytest.raises(ValueError, match="unknown E10 state 'idle'"):
-        E10State.parse("idle")

@@ -16,7 +16,7 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller.cli.output import db_url
+from controller.cli.output import add_db
 from controller.errors import EXIT_USAGE, UserError
 
 
@@ -26,9 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gem_sub = gem.add_subparsers(dest="gem_command", metavar="COMMAND", parser_class=type(gem))
     gem_sub.required = True
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", metavar="URL|FILE", type=db_url, default=argparse.SUPPRESS,
-                    help="database: a SQLAlchemy URL or a SQLite file (default $BUMPLINE_DB, "
-                    "else bumpline.db)")
+    add_db(db)
 
     p = gem_sub.add_parser("status", parents=[db], help="control state, spool, host setup")
     p.set_defaults(handler=cmd_gem_status)

@@ -35,13 +35,15 @@ class Leases:
     """The line and lot locks this controller holds, renewed in the background.
 
     Leases are in wall seconds (they are about processes, not tools), like link
-    timeouts.
+    timeouts; ``clock`` (monotonic seconds) says how long since a lease was renewed.
     """
 
-    def __init__(self, store: Any, holder: str) -> None:
-        from controller.store import DEFAULT_LEASE_S
+    def __init__(
+        self, store: Any, holder: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        from controller.store import DEFAULT_LEASE_S, Holder
 
-        self.store, self.holder = store, holder
+        self.store, self.holder, self.clock = store, Holder(holder), clock
         self.lease_s = DEFAULT_LEASE_S
         self.held: dict[str, Any] = {}  # resource -> LockInfo
         self._renewed: dict[str, float] = {}  # resource -> when last taken or renewed (wall)
@@ -51,7 +53,7 @@ class Leases:
     def take_line(self, line: str) -> None:
         lock = self.store.acquire_line_lock(line, lease_s=self.lease_s, holder=self.holder)
         self.held[lock.resource] = lock
-        self._renewed[lock.resource] = time.monotonic()
+        self._renewed[lock.resource] = self.clock()
 
     def take_lot(self, lot_id: str) -> None:
         """Lock a lot; ``LockHeldError`` (a ``StoreError``) names the controller running it."""
@@ -60,7 +62,7 @@ class Leases:
         if lot_resource(lot_id) not in self.held:
             lock = self.store.acquire_lot_lock(lot_id, lease_s=self.lease_s, holder=self.holder)
             self.held[lock.resource] = lock
-            self._renewed[lock.resource] = time.monotonic()
+            self._renewed[lock.resource] = self.clock()
 
     def release_lots(self) -> None:
         for resource in [r for r in self.held if r.startswith("lot:")]:
@@ -89,12 +91,12 @@ class Leases:
             for resource, lock in list(self.held.items()):
                 try:
                     self.held[resource] = self.store.renew_lock(lock, lease_s=self.lease_s)
-                    self._renewed[resource] = time.monotonic()
+                    self._renewed[resource] = self.clock()
                     continue
                 except StoreError as exc:  # taken over: another controller holds it now
                     why = str(exc)
                 except Exception as exc:  # the database failed us, not a verdict on the lock
-                    since = time.monotonic() - self._renewed.get(resource, 0.0)
+                    since = self.clock() - self._renewed.get(resource, 0.0)
                     if since + beat < self.lease_s:
                         print(f"bumpline: renewing the lock on {lock.what} failed "
                               f"({reason(exc)}); trying again", file=sys.stderr, flush=True)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller.cli.output import add_json, db_url, print_json, print_table, wants_json
+from controller.cli.output import add_db, add_json, print_json, print_table, wants_json
 from controller.domain import (
     DEFAULT_PRIORITY,
     MAX_WAFERS,
@@ -48,14 +48,7 @@ USER_ENV = "BUMPLINE_USER"
 def parents() -> tuple[argparse.ArgumentParser, ...]:
     """The options the query and action commands share: ``--db``, ``--json``, ``--user``."""
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument(
-        "--db",
-        metavar="URL|FILE",
-        type=db_url,
-        default=argparse.SUPPRESS,
-        help="database: a SQLAlchemy URL or a SQLite file (default $BUMPLINE_DB, else "
-        "bumpline.db)",
-    )
+    add_db(db)
     as_json = argparse.ArgumentParser(add_help=False)
     add_json(as_json)
     user = argparse.ArgumentParser(add_help=False)
@@ -427,6 +420,7 @@ def cmd_wafer_show(args: argparse.Namespace) -> int:
         f"wafer {w.id} (lot {w.lot_id}, slot {w.slot}, {_line_shown(line_id)}): {w.state} at "
         f"{w.location}" + (f", outcome {w.outcome}" if w.outcome else "")
     )
+    print(TIMES_SHOWN)
     if history.steps:
         print("\nsteps:")
         for s in history.steps:
@@ -434,7 +428,7 @@ def cmd_wafer_show(args: argparse.Namespace) -> int:
             print(
                 f"  {s.step_index} {s.kind}{attempt} on {s.tool}: {s.status}"
                 + (f", {s.disposition}" if s.disposition else "")
-                + f"  {_t(s.started_at)} → {_t(s.ended_at)}"
+                + f"  {_span(s.started_at, s.tool_time_start, s.ended_at, s.tool_time_end)}"
             )
             if s.parameters:
                 print("      sent:     " + _pairs(s.parameters))
@@ -455,7 +449,7 @@ def cmd_wafer_show(args: argparse.Namespace) -> int:
     for e in history.events:
         where = f" [{e.tool}]" if e.tool else ""
         print(
-            f"  {_t(e.at)}  {e.from_state} → {e.to_state} ({e.trigger}){where}"
+            f"  {_when(e.at, e.tool_time):<12}  {e.from_state} → {e.to_state} ({e.trigger}){where}"
             + (f": {e.why}" if e.why else "")
         )
     if not history.events:
@@ -503,6 +497,26 @@ def cmd_wafer_disposition(args: argparse.Namespace) -> int:
 def _t(moment: datetime | None) -> str:
     """UTC, to the second: every operator sees the same clock."""
     return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# Under simulation wall time runs hundreds of times faster than the tools' clock: a
+# wafer's steps and transitions are shown in the tool time they were recorded with.
+TIMES_SHOWN = "times: t = tool seconds since the controller run's clock started; dates: UTC"
+
+
+def _when(moment: datetime | None, tool_time: float | None) -> str:
+    """Tool time where it was recorded, else the wall clock."""
+    return _t(moment) if tool_time is None else f"t {tool_time:.1f} s"
+
+
+def _span(started: datetime, tool_start: float | None, ended: datetime | None,
+          tool_end: float | None) -> str:
+    """A step's start → end, and how long it took in tool time when both ends have one (one
+    controller run opens and closes a step record: one clock)."""
+    took = ""
+    if tool_start is not None and tool_end is not None:
+        took = f" ({tool_end - tool_start:.1f} s)"
+    return f"{_when(started, tool_start)} → {_when(ended, tool_end)}{took}"
 
 
 def _pairs(values: dict[str, Any]) -> str:

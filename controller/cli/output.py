@@ -54,6 +54,14 @@ def wants_json(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "json", False))
 
 
+def add_db(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """``--db`` (``db_url``), left out of ``args`` when not given (``db_from_env`` then)."""
+    parser.add_argument(
+        "--db", metavar="URL|FILE", type=db_url, default=argparse.SUPPRESS,
+        help=f"database{what}: a SQLAlchemy URL or a SQLite file (default $BUMPLINE_DB, else "
+        "bumpline.db)")
+
+
 def db_url(text: str) -> str:
     """``--db``: a SQLAlchemy URL, or a plain path to a SQLite file (``--db demo.db``)."""
     if "://" in text:

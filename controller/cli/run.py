@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.cli.leases import Leases, line_id
-from controller.cli.output import db_url
+from controller.cli.output import add_db
 from controller.errors import EXIT_USAGE, UserError
 from controller.line.events import LineEventStream
 
@@ -44,14 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="line configuration; without it a simulated line runs in-process",
     )
-    common.add_argument(
-        "--db",
-        metavar="URL|FILE",
-        type=db_url,
-        default=argparse.SUPPRESS,
-        help="database: a SQLAlchemy URL or a SQLite file (default $BUMPLINE_DB, else "
-        "bumpline.db)",
-    )
+    add_db(common)
     common.add_argument(
         "--speed",
         type=_speed,

@@ -14,9 +14,9 @@ from typing import Any
 
 from controller.cli.leases import Leases, line_id
 from controller.cli.output import (
+    add_db,
     add_json,
     console,
-    db_url,
     is_terminal,
     print_json,
     print_table,
@@ -67,9 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wafer", required=True, metavar="ID", help="wafer id (1-16 characters)")
     p.add_argument("--line", metavar="FILE", help="line configuration of the tools to use "
                    "(refused while a controller holds that line)")
-    p.add_argument("--db", metavar="URL|FILE", type=db_url, default=argparse.SUPPRESS,
-                   help="database holding the line leases (default $BUMPLINE_DB, else "
-                   "bumpline.db)")
+    add_db(p, " holding the line leases")
     p.add_argument("--steps", metavar="N-M", help="run only these steps, e.g. 2-4")
     p.add_argument("--speed", type=positive_float, default=400.0,
                    help="simulated line: tool seconds per wall second (default 400)")

@@ -19,7 +19,7 @@ import getpass
 import sys
 from pathlib import Path
 
-from controller.cli.output import add_json, db_url, print_json, wants_json
+from controller.cli.output import add_db, add_json, print_json, wants_json
 from controller.errors import EXIT_USAGE, UserError
 from controller.store import Store
 from controller.web.app import DEFAULT_ADDRESS, WebContext, web_server
@@ -28,9 +28,7 @@ from controller.web.users import Role, UserBook
 
 def register(sub: argparse._SubParsersAction) -> None:
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", metavar="URL|FILE", type=db_url, default=argparse.SUPPRESS,
-                    help="database: a SQLAlchemy URL or a SQLite file (default $BUMPLINE_DB, "
-                    "else bumpline.db)")
+    add_db(db)
     stdin = argparse.ArgumentParser(add_help=False)
     stdin.add_argument("--password-stdin", action="store_true",
                        help="read the password from one line of standard input")

@@ -74,6 +74,32 @@ class LockHeldError(StoreError):
         self.holder = holder
 
 
+@dataclass(frozen=True)
+class Holder:
+    """Who takes a lock: a process of a host, and a few words for people ("bumpline run by
+    ann"). Left out, the host and pid are this process's; ``pid_started`` (the holder
+    process's start, see ``process_start``) is read from the system for a process of this
+    host. Tests name other hosts and processes."""
+
+    text: str = ""
+    host: str | None = None
+    pid: int | None = None
+    pid_started: int | None = None
+
+    def process(self) -> tuple[str, int, int | None]:
+        """(host, pid, pid_started) with what was left out filled in."""
+        here = socket.gethostname()
+        host = self.host or here
+        pid = os.getpid() if self.pid is None else self.pid
+        started = self.pid_started
+        if started is None and host == here:
+            started = process_start(pid)
+        return host, pid, started
+
+
+THIS_PROCESS = Holder()
+
+
 def line_resource(line_id: str) -> str:
     return f"line:{line_id}"
 
@@ -130,28 +156,17 @@ def _stale(lock: LockInfo, now: datetime, host: str) -> bool:
 
 
 def acquire(
-    database: Database,
-    resource: str,
-    *,
+    database: Database, resource: str, holder: Holder = THIS_PROCESS, *,
     lease_s: float = DEFAULT_LEASE_S,
-    holder: str = "",
-    host: str | None = None,
-    pid: int | None = None,
-    pid_started: int | None = None,
 ) -> LockInfo:
-    """Take ``resource`` for this process, or raise ``LockHeldError`` naming the holder.
+    """Take ``resource`` for ``holder``, or raise ``LockHeldError`` naming the one holding it.
 
     A stale lock (lease expired, or its process gone from this host) is taken over;
-    the audit log says whose it was. ``pid_started``: the holder process's start, read
-    from the system when the holder is a process of this host.
+    the audit log says whose it was.
     """
     if not lease_s > 0:
         raise StoreError(f"a lock lease must be > 0 s, got {lease_s!r}")
-    here = socket.gethostname()
-    host = host or here
-    pid = os.getpid() if pid is None else pid
-    if pid_started is None and host == here:
-        pid_started = process_start(pid)
+    host, pid, pid_started = holder.process()
     now = database.now()
     mine = {
         "resource": resource,
@@ -159,7 +174,7 @@ def acquire(
         "host": host,
         "pid": pid,
         "pid_started": pid_started,
-        "holder": holder[:200],
+        "holder": holder.text[:200],
         "acquired_at": now,
         "renewed_at": now,
         "expires_at": now + timedelta(seconds=lease_s),
