@@ -38,9 +38,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException, ModbusIOException
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu import bit_message as pdu_bit
+from pymodbus.pdu import register_message as pdu_reg
+from pymodbus.transport import CommType
 
 from drivers.errors import DeviceBusy, LinkError, ToolError, modbus_error
 
@@ -309,12 +312,14 @@ class ModbusLink:
     ) -> Callable[[Client], Awaitable[ModbusPDU]]:
         unit = self.unit
         if fc == FC_READ_HOLDING:
-            return lambda c: c.read_holding_registers(address, count=count, device_id=unit)
-        if fc == FC_READ_INPUT:
-            return lambda c: c.read_input_registers(address, count=count, device_id=unit)
-        if fc == FC_READ_COILS:
-            return lambda c: c.read_coils(address, count=count, device_id=unit)
-        return lambda c: c.read_discrete_inputs(address, count=count, device_id=unit)
+            kind: type[ModbusPDU] = pdu_reg.ReadHoldingRegistersRequest
+        elif fc == FC_READ_INPUT:
+            kind = pdu_reg.ReadInputRegistersRequest
+        elif fc == FC_READ_COILS:
+            kind = pdu_bit.ReadCoilsRequest
+        else:
+            kind = pdu_bit.ReadDiscreteInputsRequest
+        return lambda c: self._execute(c, kind(address=address, count=count, dev_id=unit))
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -330,7 +335,8 @@ class ModbusLink:
         unit = self.unit
         await self._request(
             FC_WRITE_REGISTER, "write_register", f"{address} = {value}", what,
-            lambda c: c.write_register(address, value, device_id=unit),
+            lambda c: self._execute(c, pdu_reg.WriteSingleRegisterRequest(
+                address=address, registers=[value], dev_id=unit)),
             lambda r: r.function_code == FC_WRITE_REGISTER and r.address == address
             and list(r.registers[:1]) == [value],
             done=done or self._holds(address, [value], what),
@@ -349,7 +355,8 @@ class ModbusLink:
         await self._request(
             FC_WRITE_REGISTERS, "write_registers",
             f"{address}..{address + len(values) - 1} = {values}", what,
-            lambda c: c.write_registers(address, values, device_id=unit),
+            lambda c: self._execute(c, pdu_reg.WriteMultipleRegistersRequest(
+                address=address, registers=values, dev_id=unit)),
             lambda r: r.function_code == FC_WRITE_REGISTERS and r.address == address
             and r.count == len(values),
             done=self._holds(address, values, what),
@@ -364,7 +371,8 @@ class ModbusLink:
 
         await self._request(
             FC_WRITE_COIL, "write_coil", f"{address} = {int(value)}", what,
-            lambda c: c.write_coil(address, value, device_id=unit),
+            lambda c: self._execute(c, pdu_bit.WriteSingleCoilRequest(
+                address=address, bits=[value], dev_id=unit)),
             lambda r: r.function_code == FC_WRITE_COIL and r.address == address,
             done=holds,
         )
@@ -463,6 +471,48 @@ class ModbusLink:
             lost_reply,
         )
 
+    async def _execute(self, client: Client, request: ModbusPDU) -> ModbusPDU:
+        """One attempt of pymodbus's ``execute`` (its own retries are 0 here), waiting on the
+        reply future itself under a loop timer.
+
+        ``execute`` waits through ``asyncio.wait_for``, whose second future costs a loop turn
+        per request: on the oven's zone read a tenth of the round trip. The frames, the
+        transaction and unit id checks, and the count of unanswered requests after which
+        pymodbus drops a silent TCP connection are pymodbus's own, kept as they are. The
+        link's lock already keeps one request on the wire, so pymodbus's lock is not taken.
+        """
+        ctx = client.ctx
+        if not ctx.transport:
+            raise ConnectionException(f"Not connected[{client!s}]")
+        request.transaction_id = ctx.getNextTID()
+        ctx.recv_buffer = b""
+        loop = asyncio.get_running_loop()
+        waiting: asyncio.Future[ModbusPDU] = loop.create_future()
+        ctx.response_future = waiting
+        ctx.pdu_send(request)
+        timer = loop.call_at(loop.time() + ctx.comm_params.timeout_connect, _expire, waiting)
+        try:
+            response = await waiting
+        except TimeoutError:
+            # pymodbus's own reckoning: a few silences in a row and a TCP tool is taken
+            # for gone (the connection is closed; the next request opens it again).
+            if ctx.count_until_disconnect < 0:
+                if ctx.comm_params.comm_type != CommType.SERIAL:
+                    ctx.connection_lost(TimeoutError("Server not responding"))
+                raise ModbusIOException("no response, connection closed") from None
+            ctx.count_until_disconnect -= 1
+            raise ModbusIOException("no response") from None
+        finally:
+            timer.cancel()
+        ctx.count_until_disconnect = ctx.max_until_disconnect
+        if request.dev_id and response.dev_id != request.dev_id:
+            raise ModbusIOException(f"reply from unit {response.dev_id}, not {request.dev_id}")
+        if response.transaction_id and response.transaction_id != request.transaction_id:
+            raise ModbusIOException(
+                f"reply to transaction {response.transaction_id}, not {request.transaction_id}"
+            )
+        return response
+
     async def _happened(self, done: Probe, what: str, trace: Trace | None) -> bool:
         """Ask the tool whether a request whose reply was lost was carried out."""
         try:
@@ -534,6 +584,11 @@ class _MemoryTransport(asyncio.Transport):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
+
+
+def _expire(waiting: asyncio.Future[Any]) -> None:
+    if not waiting.done():
+        waiting.set_exception(TimeoutError())
 
 
 def _socket_address(url: str, tool: str) -> tuple[str, int]:
