@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import LinkError, StateUnreachable, ToolAlarm, ToolTimeout
@@ -36,7 +36,7 @@ S = TypeVar("S", bound=_Status)  # the tool's status dataclass
 class Fields:
     """The ACK fields of one reply, read by position with the expected type."""
 
-    __slots__ = ("tool", "cmd", "names", "values")
+    __slots__ = ("tool", "cmd", "names", "raw", "_values")
 
     def __init__(self, tool: str, cmd: str, fields: Sequence[str], names: Sequence[str]) -> None:
         if len(fields) != len(names):
@@ -46,7 +46,15 @@ class Fields:
                 f"({', '.join(names) or 'none'}): {list(fields)}",
             )
         self.tool, self.cmd, self.names = tool, cmd, names
-        self.values = dict(zip(names, fields, strict=True))
+        self.raw = tuple(fields)
+        self._values: dict[str, str] | None = None
+
+    @property
+    def values(self) -> dict[str, str]:
+        """Field name -> text (made on first use: a reply decoded before needs none)."""
+        if self._values is None:
+            self._values = dict(zip(self.names, self.raw, strict=True))
+        return self._values
 
     def _bad(self, name: str, expected: str) -> LinkError:
         return LinkError(
@@ -100,6 +108,7 @@ def number_text(value: float, min_places: int = 0) -> str:
 # Requests that change nothing on the tool (every other command voids a known status).
 READS = frozenset({"STS", "ALR", "IDN", "RES"})
 KNOWN_FOR_S = 10.0  # tool s: how long a status read at rest stands for the next look
+DECODED_KEPT = 64  # distinct replies whose decoded fields are kept (see _decoded)
 
 
 class HostLinkTool(Generic[S]):
@@ -126,6 +135,7 @@ class HostLinkTool(Generic[S]):
         # KNOWN_FOR_S, with no command between, is that read (``_known``), once.
         self._commands = 0
         self._at_rest: tuple[S, float, int] | None = None
+        self._replies: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
 
     @property
     def name(self) -> str:
@@ -143,6 +153,19 @@ class HostLinkTool(Generic[S]):
                 raise
             return Fields(self.name, cmd, [], fields)
         return Fields(self.name, cmd, reply, fields)
+
+    def _decoded(self, f: Fields, decode: Callable[[Fields], dict[str, Any]]) -> dict[str, Any]:
+        """``decode(f)``: a reply's fields read with their types, kept for the same reply
+        text (a tool polled at rest answers the same STS again and again). A reply that
+        does not decode raises each time and is not kept."""
+        key = (f.cmd, f.raw)
+        values = self._replies.get(key)
+        if values is None:
+            values = decode(f)
+            if len(self._replies) >= DECODED_KEPT:
+                self._replies.clear()
+            self._replies[key] = values
+        return values
 
     async def _carried_out(self, cmd: str, args: Sequence[str]) -> bool:
         after = self.LEADS_TO.get(cmd)
