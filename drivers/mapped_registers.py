@@ -33,7 +33,7 @@ class MappedRegisters:
 
     async def read_block(self, block: Block) -> dict[str, Any]:
         """Every entry of a block (one request per 125 registers), decoded."""
-        checked = not self._checked.isdisjoint(block.names)
+        checked = not self._checked.isdisjoint(r.name for r in block.entries)
         for attempt in range(self.link.retries + 1):
             values = block.decode(await self._block_words(block))
             if not checked or not self._implausible(block.entries, values, attempt):

@@ -268,10 +268,6 @@ class Block:
     runs: tuple[tuple[int, int], ...]
 
     @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(r.name for r in self.entries)
-
-    @property
     def contiguous(self) -> bool:
         return sum(r.count for r in self.entries) == self.count
 
