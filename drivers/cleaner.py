@@ -276,7 +276,10 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         the wash bath, or an FC-2's strip tank. Its °C."""
         self._require(mode)
         sp_name, pv_name, tank = _TANKS[mode]
-        setpoint = await self.regs.read(sp_name)
+        # The bath setpoint as we last wrote or read it (holding registers change only
+        # when written): the setup that waits here has just read or written the recipe.
+        known = self._wash_sp if mode is CleanMode.FLUX_CLEAN else None
+        setpoint = known if known is not None else await self.regs.read(sp_name)
         deadline = self.clock.now() + timeout_s
         while True:
             v = await self.regs.read_block(self._process)

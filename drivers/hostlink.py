@@ -91,7 +91,15 @@ def _cmd_bytes(cmd: str) -> bytes:
 
 def encode_request(seq: int, cmd: str, args: Iterable[str] = ()) -> bytes:
     """The request frame ``$SEQ,CMD[,arg...]*CK\\r\\n``."""
+    if args == () and type(seq) is int:  # STS, RES, ULD...: one frame per SEQ, built once
+        frame = _BARE_REQUESTS.get((seq, cmd))
+        if frame is None:
+            frame = _BARE_REQUESTS[seq, cmd] = _frame(_seq_bytes(seq) + b"," + _cmd_bytes(cmd))
+        return frame
     return _frame(b",".join([_seq_bytes(seq), _cmd_bytes(cmd), *_field_bytes(args)]))
+
+
+_BARE_REQUESTS: dict[tuple[int, str], bytes] = {}  # bounded: 100 SEQs x the commands sent
 
 
 def encode_reply(seq: int, cmd: str, fields: Iterable[str] = (), *, ack: bool = True) -> bytes:
@@ -144,9 +152,38 @@ def split_frame(frame: bytes) -> list[str]:
 
 
 def parse_reply(frame: bytes) -> Reply:
-    """A tool's reply frame, checked in full; anything else raises FrameError."""
+    """A tool's reply frame, checked in full; anything else raises FrameError.
+
+    A tool polled at rest answers the same body again and again, with only the SEQ new:
+    the part after ``SEQ,`` of the last replies that passed every check is kept with its
+    XOR and its fields, so such a reply costs a framing check, its SEQ digits and the
+    checksum (the tail's XOR with the SEQ's), not the whole parse.
+    """
+    if (len(frame) <= MAX_FRAME and frame[:1] == b"$" and frame[3:4] == b","
+            and frame[-5:-4] == b"*" and frame.endswith(END)):
+        known = _TAILS.get(frame[4:-5])
+        seq = frame[1:3]
+        if known is not None and seq.isdigit():  # bytes.isdigit: ASCII 0-9 only
+            if _CK_VALUE.get(frame[-4:-2]) == known[0] ^ seq[0] ^ seq[1] ^ 0x2C:
+                return Reply(int(seq), *known[1])
+    reply = _parse_reply(frame)
+    if frame[3:4] == b",":
+        if len(_TAILS) >= _TAILS_KEPT:
+            _TAILS.clear()
+        tail = frame[4:-5]
+        _TAILS[tail] = (checksum(tail), (reply.ack, reply.cmd, reply.fields))
+    return reply
+
+
+_TAILS: dict[bytes, tuple[int, tuple[bool, str, tuple[str, ...]]]] = {}
+_TAILS_KEPT = 256  # distinct reply bodies remembered (a handful in a steady poll)
+
+
+def _parse_reply(frame: bytes) -> Reply:
     parts = split_frame(frame)
-    if len(parts) < 3 or not _SEQ_STR.fullmatch(parts[0]) or not _CMD_STR.fullmatch(parts[2]):
+    # the body is printable ASCII by now, so isdigit/isalpha/isupper mean [0-9] and [A-Z]
+    if (len(parts) < 3 or len(parts[0]) != 2 or not parts[0].isdigit()
+            or len(parts[2]) != 3 or not (parts[2].isalpha() and parts[2].isupper())):
         raise FrameError(f"not a reply (SEQ,ACK|NAK,CMD...): {frame!r}")
     kind = parts[1]
     if kind == "ACK":
@@ -181,6 +218,9 @@ class FrameExtractor:
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
+        if (not buf and type(data) is bytes and len(data) <= MAX_FRAME and data[:1] == b"$"
+                and data.find(b"\n") == len(data) - 1):
+            return [data]  # the usual case: one whole reply per read
         buf += data
         frames: list[bytes] = []
         while buf:

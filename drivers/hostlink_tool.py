@@ -8,10 +8,11 @@ tool, the command and the field — never an IndexError or a raw string.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import LinkError, StateUnreachable, ToolAlarm, ToolTimeout
@@ -35,6 +36,8 @@ S = TypeVar("S", bound=_Status)  # the tool's status dataclass
 class Fields:
     """The ACK fields of one reply, read by position with the expected type."""
 
+    __slots__ = ("tool", "cmd", "names", "raw", "_values")
+
     def __init__(self, tool: str, cmd: str, fields: Sequence[str], names: Sequence[str]) -> None:
         if len(fields) != len(names):
             raise LinkError(
@@ -42,8 +45,16 @@ class Fields:
                 f"{cmd} reply has {len(fields)} fields, expected {len(names)} "
                 f"({', '.join(names) or 'none'}): {list(fields)}",
             )
-        self.tool, self.cmd, self.names = tool, cmd, list(names)
-        self.values = dict(zip(names, fields, strict=True))
+        self.tool, self.cmd, self.names = tool, cmd, names
+        self.raw = tuple(fields)
+        self._values: dict[str, str] | None = None
+
+    @property
+    def values(self) -> dict[str, str]:
+        """Field name -> text (made on first use: a reply decoded before needs none)."""
+        if self._values is None:
+            self._values = dict(zip(self.names, self.raw, strict=True))
+        return self._values
 
     def _bad(self, name: str, expected: str) -> LinkError:
         return LinkError(
@@ -73,11 +84,17 @@ class Fields:
         return value
 
     def choice(self, name: str, enum: type[E]) -> E:
-        try:
-            return enum(self.values[name])
-        except ValueError:
+        member = _members(enum).get(self.values[name])
+        if member is None:
             known = "|".join(str(m.value) for m in enum)  # type: ignore[attr-defined]
-            raise self._bad(name, known) from None
+            raise self._bad(name, known)
+        return member
+
+
+@functools.cache
+def _members(enum: type[E]) -> dict[str, E]:
+    """Value -> member of an enum: a dict look-up costs a fifth of calling the enum."""
+    return {str(m.value): m for m in enum}  # type: ignore[attr-defined]
 
 
 def number_text(value: float, min_places: int = 0) -> str:
@@ -91,6 +108,7 @@ def number_text(value: float, min_places: int = 0) -> str:
 # Requests that change nothing on the tool (every other command voids a known status).
 READS = frozenset({"STS", "ALR", "IDN", "RES"})
 KNOWN_FOR_S = 10.0  # tool s: how long a status read at rest stands for the next look
+DECODED_KEPT = 64  # distinct replies whose decoded fields are kept (see _decoded)
 
 
 class HostLinkTool(Generic[S]):
@@ -117,6 +135,7 @@ class HostLinkTool(Generic[S]):
         # KNOWN_FOR_S, with no command between, is that read (``_known``), once.
         self._commands = 0
         self._at_rest: tuple[S, float, int] | None = None
+        self._replies: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
 
     @property
     def name(self) -> str:
@@ -134,6 +153,19 @@ class HostLinkTool(Generic[S]):
                 raise
             return Fields(self.name, cmd, [], fields)
         return Fields(self.name, cmd, reply, fields)
+
+    def _decoded(self, f: Fields, decode: Callable[[Fields], dict[str, Any]]) -> dict[str, Any]:
+        """``decode(f)``: a reply's fields read with their types, kept for the same reply
+        text (a tool polled at rest answers the same STS again and again). A reply that
+        does not decode raises each time and is not kept."""
+        key = (f.cmd, f.raw)
+        values = self._replies.get(key)
+        if values is None:
+            values = decode(f)
+            if len(self._replies) >= DECODED_KEPT:
+                self._replies.clear()
+            self._replies[key] = values
+        return values
 
     async def _carried_out(self, cmd: str, args: Sequence[str]) -> bool:
         after = self.LEADS_TO.get(cmd)

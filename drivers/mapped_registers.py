@@ -15,7 +15,7 @@ from typing import Any
 
 from drivers.errors import ModbusToolError
 from drivers.modbus_link import ModbusLink, Probe
-from drivers.register_map import Block, RegisterMap
+from drivers.register_map import Block, Register, RegisterMap
 
 
 class MappedRegisters:
@@ -24,12 +24,19 @@ class MappedRegisters:
     def __init__(self, link: ModbusLink, register_map: RegisterMap) -> None:
         self.link = link
         self.map = register_map
+        # The entries a reading can be implausible for, found once: every other read (the
+        # zone temperatures, the belt count) skips the check.
+        self._checked = frozenset(
+            reg.name for reg in register_map.registers.values()
+            if reg.table == "input" and _can_be_implausible(reg, register_map)
+        )
 
     async def read_block(self, block: Block) -> dict[str, Any]:
         """Every entry of a block (one request per 125 registers), decoded."""
+        checked = not self._checked.isdisjoint(r.name for r in block.entries)
         for attempt in range(self.link.retries + 1):
             values = block.decode(await self._block_words(block))
-            if not self._implausible(block.entries, values, attempt):
+            if not checked or not self._implausible(block.entries, values, attempt):
                 break
         return values
 
@@ -45,11 +52,12 @@ class MappedRegisters:
     async def read(self, name: str) -> Any:
         """One entry, decoded (a tuple for array entries such as ZONE_PV)."""
         reg = self.map[name]
+        checked = name in self._checked
         for attempt in range(self.link.retries + 1):
             values = reg.decode_all(await self.link.read(reg.table, reg.address, reg.count,
                                                          what=name))
             value = values if reg.values > 1 else values[0]
-            if not self._implausible((reg,), {name: value}, attempt):
+            if not checked or not self._implausible((reg,), {name: value}, attempt):
                 break
         return value
 
@@ -117,6 +125,13 @@ class MappedRegisters:
             await self.link.write_register(address, words[0], what=what)
         else:
             await self.link.write_registers(address, words, what=what)
+
+
+def _can_be_implausible(reg: Register, register_map: RegisterMap) -> bool:
+    """Whether ``_implausible`` can say True for some reading of ``reg``."""
+    return bool(
+        (reg.name == "ALARM_CODE" and register_map.alarms) or reg.codes or reg.type == "ascii"
+    )
 
 
 def _implausible(reg: Any, value: Any, register_map: RegisterMap) -> bool:

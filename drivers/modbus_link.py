@@ -32,17 +32,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException, ModbusIOException
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu import bit_message as pdu_bit
+from pymodbus.pdu import register_message as pdu_reg
+from pymodbus.transport import CommType
 
 from drivers.errors import DeviceBusy, LinkError, ToolError, modbus_error
+from drivers.modbus_wire import (
+    Exchange,
+    MemoryTransport,
+    check_span,
+    check_words,
+    is_pty,
+    released,
+    socket_address,
+)
 
 # pymodbus logs every timeout at ERROR; the link reports them itself as LinkError.
 # A NullHandler keeps them off stderr unless the application configures logging.
@@ -50,7 +60,6 @@ logging.getLogger("pymodbus").addHandler(logging.NullHandler())
 
 Trace = Callable[[str, str], None]  # ('>' or '<', text)
 Probe = Callable[[], Awaitable[bool]]  # "was it carried out?", asked of the tool
-Exchange = Callable[[bytes], bytes | None]  # request ADU -> reply ADU (None: no reply)
 E = TypeVar("E", bound=ToolError)
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
@@ -58,7 +67,6 @@ MAX_READ_REGISTERS = 125  # Modbus PDU limit for FC 03/04
 MAX_READ_BITS = 2000  # for FC 01/02
 MAX_WRITE_REGISTERS = 123  # for FC 16
 BUSY_PAUSE_S = 0.02  # wall seconds before re-asking a tool that said busy (x attempt)
-CLOSE_SPINS = 100  # loop turns allowed for a closed socket to be released
 
 FC_READ_COILS, FC_READ_DISCRETE, FC_READ_HOLDING, FC_READ_INPUT = 1, 2, 3, 4
 FC_WRITE_COIL, FC_WRITE_REGISTER, FC_WRITE_REGISTERS = 5, 6, 16
@@ -147,7 +155,7 @@ class ModbusLink:
         if parity not in ("N", "E", "O"):
             raise ValueError(f"{tool}: parity must be N, E or O, got {parity!r}")
         if url.startswith("socket://"):
-            host, port = _socket_address(url, tool)
+            host, port = socket_address(url, tool)
 
             # RTU frames (with CRC) over plain TCP, as a serial device server passes them on.
             def make() -> Client:
@@ -160,7 +168,7 @@ class ModbusLink:
                 raise ValueError(
                     f"{tool}: empty serial port; expected a device, pty path or socket://HOST:PORT"
                 )
-            if _is_pty(url):
+            if is_pty(url):
                 # A pty carries bytes, not bits on a wire: parity means nothing there, and
                 # recent Linux kernels refuse to set it on one.
                 parity = "N"
@@ -203,7 +211,7 @@ class ModbusLink:
             ctx = client.ctx
 
             async def create() -> tuple[asyncio.Transport, Any]:
-                transport = _MemoryTransport(ctx, exchange)
+                transport = MemoryTransport(ctx, exchange)
                 ctx.connection_made(transport)
                 return transport, ctx
 
@@ -239,7 +247,7 @@ class ModbusLink:
             return
         transport = client.ctx.transport
         client.close()
-        await _released(transport)
+        await released(transport)
 
     async def __aenter__(self) -> ModbusLink:
         await self.open()
@@ -278,7 +286,7 @@ class ModbusLink:
         raise ValueError(f"{self.tool}: {what}: no Modbus table {table!r}")
 
     async def _read_words(self, fc: int, op: str, address: int, count: int, what: str) -> list[int]:
-        _check_span(self.tool, what, address, count)
+        check_span(self.tool, what, address, count)
         out: list[int] = []
         for start in range(address, address + count, MAX_READ_REGISTERS):
             n = min(MAX_READ_REGISTERS, address + count - start)
@@ -291,7 +299,7 @@ class ModbusLink:
         return out
 
     async def _read_bits(self, fc: int, op: str, address: int, count: int, what: str) -> list[bool]:
-        _check_span(self.tool, what, address, count)
+        check_span(self.tool, what, address, count)
         out: list[bool] = []
         for start in range(address, address + count, MAX_READ_BITS):
             n = min(MAX_READ_BITS, address + count - start)
@@ -309,12 +317,14 @@ class ModbusLink:
     ) -> Callable[[Client], Awaitable[ModbusPDU]]:
         unit = self.unit
         if fc == FC_READ_HOLDING:
-            return lambda c: c.read_holding_registers(address, count=count, device_id=unit)
-        if fc == FC_READ_INPUT:
-            return lambda c: c.read_input_registers(address, count=count, device_id=unit)
-        if fc == FC_READ_COILS:
-            return lambda c: c.read_coils(address, count=count, device_id=unit)
-        return lambda c: c.read_discrete_inputs(address, count=count, device_id=unit)
+            kind: type[ModbusPDU] = pdu_reg.ReadHoldingRegistersRequest
+        elif fc == FC_READ_INPUT:
+            kind = pdu_reg.ReadInputRegistersRequest
+        elif fc == FC_READ_COILS:
+            kind = pdu_bit.ReadCoilsRequest
+        else:
+            kind = pdu_bit.ReadDiscreteInputsRequest
+        return lambda c: self._execute(c, kind(address=address, count=count, dev_id=unit))
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -325,12 +335,13 @@ class ModbusLink:
         reads back 0): after a lost reply the link asks it before sending again, and a 06
         is the tool's refusal, reported at once (the spec: "not allowed in the current
         state"), not a busy tool to ask again. Without it, the register is read back."""
-        _check_span(self.tool, what, address, 1)
-        _check_words(self.tool, what, [value])
+        check_span(self.tool, what, address, 1)
+        check_words(self.tool, what, [value])
         unit = self.unit
         await self._request(
             FC_WRITE_REGISTER, "write_register", f"{address} = {value}", what,
-            lambda c: c.write_register(address, value, device_id=unit),
+            lambda c: self._execute(c, pdu_reg.WriteSingleRegisterRequest(
+                address=address, registers=[value], dev_id=unit)),
             lambda r: r.function_code == FC_WRITE_REGISTER and r.address == address
             and list(r.registers[:1]) == [value],
             done=done or self._holds(address, [value], what),
@@ -339,24 +350,25 @@ class ModbusLink:
 
     async def write_registers(self, address: int, values: Sequence[int], *, what: str) -> None:
         values = list(values)
-        _check_span(self.tool, what, address, len(values))
+        check_span(self.tool, what, address, len(values))
         if len(values) > MAX_WRITE_REGISTERS:
             raise ValueError(
                 f"{self.tool}: {what}: at most {MAX_WRITE_REGISTERS} registers per write"
             )
-        _check_words(self.tool, what, values)
+        check_words(self.tool, what, values)
         unit = self.unit
         await self._request(
             FC_WRITE_REGISTERS, "write_registers",
             f"{address}..{address + len(values) - 1} = {values}", what,
-            lambda c: c.write_registers(address, values, device_id=unit),
+            lambda c: self._execute(c, pdu_reg.WriteMultipleRegistersRequest(
+                address=address, registers=values, dev_id=unit)),
             lambda r: r.function_code == FC_WRITE_REGISTERS and r.address == address
             and r.count == len(values),
             done=self._holds(address, values, what),
         )
 
     async def write_coil(self, address: int, value: bool, *, what: str) -> None:
-        _check_span(self.tool, what, address, 1)
+        check_span(self.tool, what, address, 1)
         unit, value = self.unit, bool(value)
 
         async def holds() -> bool:
@@ -364,7 +376,8 @@ class ModbusLink:
 
         await self._request(
             FC_WRITE_COIL, "write_coil", f"{address} = {int(value)}", what,
-            lambda c: c.write_coil(address, value, device_id=unit),
+            lambda c: self._execute(c, pdu_bit.WriteSingleCoilRequest(
+                address=address, bits=[value], dev_id=unit)),
             lambda r: r.function_code == FC_WRITE_COIL and r.address == address,
             done=holds,
         )
@@ -463,6 +476,48 @@ class ModbusLink:
             lost_reply,
         )
 
+    async def _execute(self, client: Client, request: ModbusPDU) -> ModbusPDU:
+        """One attempt of pymodbus's ``execute`` (its own retries are 0 here), waiting on the
+        reply future itself under a loop timer.
+
+        ``execute`` waits through ``asyncio.wait_for``, whose second future costs a loop turn
+        per request: on the oven's zone read a tenth of the round trip. The frames, the
+        transaction and unit id checks, and the count of unanswered requests after which
+        pymodbus drops a silent TCP connection are pymodbus's own, kept as they are. The
+        link's lock already keeps one request on the wire, so pymodbus's lock is not taken.
+        """
+        ctx = client.ctx
+        if not ctx.transport:
+            raise ConnectionException(f"Not connected[{client!s}]")
+        request.transaction_id = ctx.getNextTID()
+        ctx.recv_buffer = b""
+        loop = asyncio.get_running_loop()
+        waiting: asyncio.Future[ModbusPDU] = loop.create_future()
+        ctx.response_future = waiting
+        ctx.pdu_send(request)
+        timer = loop.call_at(loop.time() + ctx.comm_params.timeout_connect, _expire, waiting)
+        try:
+            response = await waiting
+        except TimeoutError:
+            # pymodbus's own reckoning: a few silences in a row and a TCP tool is taken
+            # for gone (the connection is closed; the next request opens it again).
+            if ctx.count_until_disconnect < 0:
+                if ctx.comm_params.comm_type != CommType.SERIAL:
+                    ctx.connection_lost(TimeoutError("Server not responding"))
+                raise ModbusIOException("no response, connection closed") from None
+            ctx.count_until_disconnect -= 1
+            raise ModbusIOException("no response") from None
+        finally:
+            timer.cancel()
+        ctx.count_until_disconnect = ctx.max_until_disconnect
+        if request.dev_id and response.dev_id != request.dev_id:
+            raise ModbusIOException(f"reply from unit {response.dev_id}, not {request.dev_id}")
+        if response.transaction_id and response.transaction_id != request.transaction_id:
+            raise ModbusIOException(
+                f"reply to transaction {response.transaction_id}, not {request.transaction_id}"
+            )
+        return response
+
     async def _happened(self, done: Probe, what: str, trace: Trace | None) -> bool:
         """Ask the tool whether a request whose reply was lost was carried out."""
         try:
@@ -505,46 +560,9 @@ class ModbusLink:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-class _MemoryTransport(asyncio.Transport):
-    """The wire of ``ModbusLink.in_memory``: what the client writes goes to ``exchange``;
-    its answer arrives on the next loop turn, as bytes from a socket would."""
-
-    def __init__(self, protocol: Any, exchange: Exchange) -> None:
-        super().__init__()
-        self._protocol = protocol
-        self._exchange = exchange
-        self._closing = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        reply = self._exchange(bytes(data))
-        if reply:
-            asyncio.get_running_loop().call_soon(self._deliver, reply)
-
-    def _deliver(self, reply: bytes) -> None:
-        if not self._closing:
-            self._protocol.data_received(reply)
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        if not self._closing:
-            self._closing = True
-            asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-
-def _socket_address(url: str, tool: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if not parts.hostname or port is None:
-        raise ValueError(f"{tool}: bad serial device server URL {url!r}: expected socket://HOST:PORT")
-    return parts.hostname, port
+def _expire(waiting: asyncio.Future[Any]) -> None:
+    if not waiting.done():
+        waiting.set_exception(TimeoutError())
 
 
 async def _connect(client: Client) -> bool:
@@ -552,23 +570,6 @@ async def _connect(client: Client) -> bool:
         return await client.connect()
     except Exception:  # a port that vanished or refuses its settings: not there now
         return False
-
-
-def _is_pty(path: str) -> bool:
-    return os.path.realpath(path).startswith("/dev/pts/")
-
-
-def _check_span(tool: str, what: str, address: int, count: int) -> None:
-    if not 0 <= address <= 0xFFFF or count < 1 or address + count > 0x10000:
-        raise ValueError(
-            f"{tool}: {what}: bad register span {address} (+{count}); addresses are 0-65535"
-        )
-
-
-def _check_words(tool: str, what: str, values: Sequence[int]) -> None:
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFF:
-            raise ValueError(f"{tool}: {what}: {v!r} is not a 16-bit register word (0-65535)")
 
 
 def _flagged(error: E, lost_reply: bool) -> E:
@@ -581,16 +582,3 @@ def _shown(reply: ModbusPDU) -> str:
     if reply.function_code in (FC_READ_HOLDING, FC_READ_INPUT):
         return str(list(reply.registers))
     return "ok"
-
-
-async def _released(transport: Any) -> None:
-    """Give the event loop the turns it needs to really close a socket transport."""
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is None:  # serial transports close synchronously
-        return
-    for _ in range(CLOSE_SPINS):
-        if sock.fileno() == -1:
-            return
-        await asyncio.sleep(0)

@@ -27,6 +27,7 @@ from drivers.modbus_tool import REFUSED_AGAIN, ModbusTool
 from drivers.register_map import RegisterMap
 from drivers.types import (
     ZONES,
+    OvenProcess,
     OvenSignals,
     OvenState,
     OvenStatus,
@@ -130,6 +131,20 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
     async def zone_temperatures(self) -> tuple[float | None, ...]:
         """Zone 1..10 temperatures in °C, None for a failed thermocouple: one request."""
         return await self.regs.read("ZONE_PV")
+
+    async def process_values(self) -> OvenProcess:
+        """Zones, state, belt count, alarm code, O2 and the active profile: one request."""
+        moves = self._moves
+        v = await self.regs.read_block(self._process)
+        self._saw_belt(v["WAFERS_ON_BELT"], moves)
+        return OvenProcess(
+            state=self._state_of(v["STATE"]),
+            zone_pv_c=tuple(v["ZONE_PV"]),
+            wafers_on_belt=v["WAFERS_ON_BELT"],
+            alarm_code=v["ALARM_CODE"],
+            o2_ppm=v["O2_PPM"],
+            active_profile_id=v["ACTIVE_PROFILE_ID"],
+        )
 
     async def status(self) -> OvenStatus:
         """Everything at a glance in three requests: process values, inputs, coils."""

@@ -5,7 +5,9 @@ One typed method per command; ranges are the tool's to enforce (NAK 03).
 
 from __future__ import annotations
 
-from drivers.hostlink_tool import HostLinkTool, number_text
+from typing import Any
+
+from drivers.hostlink_tool import Fields, HostLinkTool, number_text
 from drivers.types import PlacementRecipe, PlacementResult, PlacerState, PlacerStatus, RunStatus
 
 STS_FIELDS = (
@@ -41,19 +43,12 @@ class BallPlacer(HostLinkTool[PlacerStatus]):
     }
 
     async def status(self) -> PlacerStatus:
-        known = self._known()  # straight after our ULD and the wait for IDLE: that read
-        if known is not None:
-            return known
+        if self._at_rest is not None:
+            known = self._known()  # straight after our ULD and the wait for IDLE: that read
+            if known is not None:
+                return known
         f = await self._call("STS", fields=STS_FIELDS)
-        return PlacerStatus(
-            state=f.choice("state", PlacerState),
-            wafer_id=f.optional_text("wafer_id"),
-            alarm_code=f.whole("alarm_code"),
-            ball_alloy=f.text("ball_alloy"),
-            ball_diameter_um=f.whole("ball_diameter_um"),
-            ball_level_pct=f.decimal("ball_level_pct"),
-            flux_level_pct=f.decimal("flux_level_pct"),
-        )
+        return PlacerStatus(**self._decoded(f, _sts_values))
 
     async def set_recipe(self, recipe: PlacementRecipe) -> None:
         await self._call(
@@ -95,3 +90,15 @@ class BallPlacer(HostLinkTool[PlacerStatus]):
 
     async def unload(self) -> None:
         await self._call("ULD")
+
+
+def _sts_values(f: Fields) -> dict[str, Any]:
+    return {
+        "state": f.choice("state", PlacerState),
+        "wafer_id": f.optional_text("wafer_id"),
+        "alarm_code": f.whole("alarm_code"),
+        "ball_alloy": f.text("ball_alloy"),
+        "ball_diameter_um": f.whole("ball_diameter_um"),
+        "ball_level_pct": f.decimal("ball_level_pct"),
+        "flux_level_pct": f.decimal("flux_level_pct"),
+    }

@@ -6,7 +6,9 @@ refuses comes back as ``BadParameter`` (NAK 03), exactly as on the real tool.
 
 from __future__ import annotations
 
-from drivers.hostlink_tool import HostLinkTool, number_text
+from typing import Any
+
+from drivers.hostlink_tool import Fields, HostLinkTool, number_text
 from drivers.types import PrinterState, PrinterStatus, PrintRecipe, PrintResult, RunStatus
 
 STS_FIELDS = (
@@ -41,19 +43,12 @@ class PastePrinter(HostLinkTool[PrinterStatus]):
     }
 
     async def status(self) -> PrinterStatus:
-        known = self._known()  # straight after our ULD and the wait for IDLE: that read
-        if known is not None:
-            return known
+        if self._at_rest is not None:
+            known = self._known()  # straight after our ULD and the wait for IDLE: that read
+            if known is not None:
+                return known
         f = await self._call("STS", fields=STS_FIELDS)
-        return PrinterStatus(
-            state=f.choice("state", PrinterState),
-            wafer_id=f.optional_text("wafer_id"),
-            alarm_code=f.whole("alarm_code"),
-            prints_since_wipe=f.whole("prints_since_wipe"),
-            paste_level_pct=f.decimal("paste_level_pct"),
-            stencil_id=f.text("stencil_id"),
-            paste_alloy=f.text("paste_alloy"),
-        )
+        return PrinterStatus(**self._decoded(f, _sts_values))
 
     async def set_recipe(self, recipe: PrintRecipe) -> None:
         # numbers as in the spec's golden frame: "6.0,40,1.0"
@@ -99,3 +94,15 @@ class PastePrinter(HostLinkTool[PrinterStatus]):
 
     async def fill(self) -> None:
         await self._call("FIL")
+
+
+def _sts_values(f: Fields) -> dict[str, Any]:
+    return {
+        "state": f.choice("state", PrinterState),
+        "wafer_id": f.optional_text("wafer_id"),
+        "alarm_code": f.whole("alarm_code"),
+        "prints_since_wipe": f.whole("prints_since_wipe"),
+        "paste_level_pct": f.decimal("paste_level_pct"),
+        "stencil_id": f.text("stencil_id"),
+        "paste_alloy": f.text("paste_alloy"),
+    }

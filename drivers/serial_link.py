@@ -41,6 +41,7 @@ Trace = Callable[[str, bytes], None]  # ('>' sent | '<' received, whole frame)
 
 _READ_CHUNK = 4096
 _THREAD_POLL_S = 0.05  # reader thread wake-up, only for ports without a file descriptor
+_EARLY_S = 1e-6  # a timer may run up to the loop's clock resolution before its time
 
 
 class _Miss(enum.Enum):
@@ -88,6 +89,8 @@ class HostLinkPort:
         self._extractor = FrameExtractor()
         self._frames: collections.deque[bytes] = collections.deque()
         self._waiter: asyncio.Future[_Miss | None] | None = None
+        self._deadline = 0.0  # loop time at which the current wait times out
+        self._watchdog: asyncio.TimerHandle | None = None
         self._reader_fd: int | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -150,6 +153,9 @@ class HostLinkPort:
                 ser.cancel_read()
             self._thread.join(timeout=2.0)
             self._thread = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self._wake(f"port {self.url} was closed")
         if self._is_socket:
             await asyncio.to_thread(ser.close)  # pyserial's socket close sleeps 0.3 s
@@ -196,7 +202,6 @@ class HostLinkPort:
         return seq
 
     async def _exchange(self, seq: int, cmd: str, frame: bytes) -> list[str]:
-        assert self._loop is not None
         # nothing is in flight between requests: whatever is queued now is stale
         self.stale_replies += len(self._frames)
         self._frames.clear()
@@ -204,8 +209,7 @@ class HostLinkPort:
         for attempt in range(self.retries + 1):
             if attempt:
                 self.retransmissions += 1
-            self._send(frame)
-            outcome = await self._await_reply(seq, cmd, self._loop.time() + self.timeout_s)
+            outcome = await self._attempt(seq, cmd, frame)
             if outcome is _Miss.TIMEOUT:
                 timeouts += 1
             elif outcome is _Miss.GARBLED:
@@ -229,33 +233,64 @@ class HostLinkPort:
             )
         raise LinkError(self.tool, detail)
 
-    async def _await_reply(self, seq: int, cmd: str, deadline: float) -> Reply | _Miss:
-        """The reply matching SEQ and CMD, or why there is none."""
+    async def _attempt(self, seq: int, cmd: str, frame: bytes) -> Reply | _Miss:
+        """Send ``frame`` once; the reply matching SEQ and CMD, or why there is none.
+
+        The wait (future and timer) is set up before the frame goes out: on a loaded
+        machine the tool's process may run on this core only once this one blocks, so
+        everything done between the write and the wait delays the reply.
+        """
         loop = self._loop
         assert loop is not None
-        while True:
-            while self._frames:
-                raw = self._frames.popleft()
-                try:
-                    reply = parse_reply(raw)
-                except FrameError:
-                    self.garbled_replies += 1
-                    return _Miss.GARBLED
-                if reply.seq == seq and reply.cmd == cmd:
-                    return reply
-                self.stale_replies += 1
-            if self._broken is not None:
-                raise LinkError(self.tool, self._broken)
-            waiter: asyncio.Future[_Miss | None] = loop.create_future()
-            self._waiter = waiter
-            timer = loop.call_at(deadline, _expire, waiter)
-            try:
+        self._deadline = loop.time() + self.timeout_s
+        waiter = self._wait(loop)
+        try:
+            self._send(frame)
+            while True:
                 why = await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-            if why is _Miss.TIMEOUT and not self._frames:
-                return _Miss.TIMEOUT
+                while self._frames:
+                    raw = self._frames.popleft()
+                    try:
+                        reply = parse_reply(raw)
+                    except FrameError:
+                        self.garbled_replies += 1
+                        return _Miss.GARBLED
+                    if reply.seq == seq and reply.cmd == cmd:
+                        return reply
+                    self.stale_replies += 1
+                if self._broken is not None:
+                    raise LinkError(self.tool, self._broken)
+                if why is _Miss.TIMEOUT:
+                    return _Miss.TIMEOUT
+                waiter = self._wait(loop)
+        finally:
+            self._waiter = None
+
+    def _wait(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[_Miss | None]:
+        """A fresh waiter for the next frames; it times out at ``self._deadline``.
+
+        One watchdog timer serves every request: a timer armed and cancelled per request
+        costs more than the rest of the wait. It fires at the earliest deadline it was
+        armed for and, if the waiter of that moment has time left, arms itself again.
+        """
+        waiter: asyncio.Future[_Miss | None] = loop.create_future()
+        self._waiter = waiter
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.when() > self._deadline:
+            if watchdog is not None:
+                watchdog.cancel()
+            self._watchdog = loop.call_at(self._deadline, self._on_watchdog)
+        return waiter
+
+    def _on_watchdog(self) -> None:
+        self._watchdog = None
+        waiter, loop = self._waiter, self._loop
+        if waiter is None or waiter.done() or loop is None:
+            return  # nothing waits now: the next request arms it again
+        if loop.time() >= self._deadline - _EARLY_S:  # the loop runs timers that early
+            waiter.set_result(_Miss.TIMEOUT)
+        else:
+            self._watchdog = loop.call_at(self._deadline, self._on_watchdog)
 
     def _send(self, frame: bytes) -> None:
         ser = self._serial
@@ -332,7 +367,3 @@ class HostLinkPort:
                 except RuntimeError:  # the loop is gone: nobody is listening any more
                     return
 
-
-def _expire(waiter: asyncio.Future[_Miss | None]) -> None:
-    if not waiter.done():
-        waiter.set_result(_Miss.TIMEOUT)

@@ -193,6 +193,20 @@ class OvenStatus:
 
 
 @dataclass(frozen=True)
+class OvenProcess:
+    """The oven's process values (input registers 0-14): one request, for a look at the zones
+    while a profile change runs or at O2 while nitrogen purges. Not the interlocks' status:
+    that adds the discrete inputs and the coils (``OvenStatus``)."""
+
+    state: OvenState
+    zone_pv_c: tuple[float | None, ...]  # None = thermocouple failed (0x7FFF)
+    wafers_on_belt: int
+    alarm_code: int
+    o2_ppm: int
+    active_profile_id: int
+
+
+@dataclass(frozen=True)
 class OvenSignals:
     """The oven's discrete inputs: one request, for polling the entrance and the exit."""
 

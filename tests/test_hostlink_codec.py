@@ -302,3 +302,23 @@ def test_extractor_never_crashes_on_arbitrary_bytes(chunks: list[bytes]) -> None
             except FrameError:
                 pass
         assert ex.pending < MAX_FRAME
+
+
+@settings(max_examples=200)
+@given(seq_st, cmd_st, fields_st, st.data())
+def test_a_body_seen_before_is_still_checked_in_full(
+    seq: int, cmd: str, fields: list[str], data: st.DataObject
+) -> None:
+    """parse_reply keeps the bodies it has checked (a tool polled at rest repeats one):
+    the same body under another SEQ parses as such, and no single damaged byte of a kept
+    one gets through."""
+    if not _fits(fields, 4):
+        return
+    frame = encode_reply(seq, cmd, fields)
+    assert parse_reply(frame) == Reply(seq, True, cmd, tuple(fields))  # now kept
+    other = (seq + 37) % 100
+    assert parse_reply(encode_reply(other, cmd, fields)) == Reply(other, True, cmd, tuple(fields))
+    pos = data.draw(st.integers(0, len(frame) - 1), label="position")
+    new = data.draw(st.integers(0, 255).filter(lambda b: b != frame[pos]), label="byte")
+    with pytest.raises(FrameError):
+        parse_reply(frame[:pos] + bytes([new]) + frame[pos + 1 :])

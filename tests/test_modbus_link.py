@@ -113,6 +113,17 @@ async def test_silent_tool_gives_link_error_after_bounded_attempts(scripted, lin
     assert len({r[7:] for r in tool.requests}) == 1  # the same request each time
 
 
+async def test_a_tcp_tool_silent_five_times_running_is_reconnected(scripted, links) -> None:
+    # The link runs pymodbus's execute itself (one loop turn less per request) and keeps
+    # its rule: after retries + 3 unanswered requests in a row (3 here) the next silence
+    # drops the connection, and the next attempt opens a new one.
+    tool, port = await scripted(lambda n, pdu: None if n <= 5 else registers_reply(4, [7]))
+    link = await tcp_link(port, links, timeout_s=0.05, retries=5)
+    assert await link.read_input(0, 1, what="ZONE_PV") == [7]
+    assert len(tool.requests) == 6
+    assert len(tool._transports) == 2  # the sixth attempt came on a new connection
+
+
 async def test_a_lost_reply_is_asked_again(scripted, links) -> None:
     tool, port = await scripted(lambda n, pdu: None if n == 1 else registers_reply(3, [7]))
     link = await tcp_link(port, links)

@@ -155,6 +155,17 @@ async def test_zone_read_is_one_request_and_status_three(oven_env) -> None:
     assert len(requests) == 3
 
 
+async def test_process_values_are_one_request_and_match_the_status(oven_env) -> None:
+    oven, _ = oven_env
+    requests = counting_trace(oven)
+    now = await oven.process_values()
+    assert requests == ["read_input 0..14 unit 1 (ZONE_PV..ACTIVE_PROFILE_ID)"]
+    status = await oven.status()
+    assert (now.state, now.wafers_on_belt, now.alarm_code, now.active_profile_id) == (
+        status.state, status.wafers_on_belt, status.alarm_code, status.active_profile_id)
+    assert len(now.zone_pv_c) == 10 and now.o2_ppm >= 0
+
+
 async def test_wait_ready_times_out_in_tool_seconds(oven_env) -> None:
     oven, _ = oven_env
     await oven.stage_profile(EUTECTIC)

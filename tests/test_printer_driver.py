@@ -117,9 +117,29 @@ async def test_unexpected_status_fields_are_a_clear_link_error(
 
     async with scripted_tool(reply) as (_, url):
         async with HostLinkPort(url, sync=False, tool="printer-1", timeout_s=0.1) as port:
+            printer = PastePrinter(port, ManualClock())  # type: ignore[arg-type]
             with pytest.raises(LinkError, match=message) as info:
-                await PastePrinter(port, ManualClock()).status()  # type: ignore[arg-type]
+                await printer.status()
+            with pytest.raises(LinkError, match=message):  # not kept as decoded: again
+                await printer.status()
     assert str(info.value).startswith("printer-1: STS reply ")
+
+
+async def test_a_status_repeated_or_changed_reads_as_the_tool_says() -> None:
+    # Decoded fields are kept per reply text (a tool at rest repeats its STS): the same
+    # text gives an equal status, a changed one its own values.
+    answers = [["IDLE", "", "0", "12", "87.5", "ST", "Pb"]] * 2 + [
+        ["ALARM", "", "400", "12", "87.5", "ST", "Pb"]]
+
+    def reply(frame: bytes) -> bytes:
+        return encode_reply(parse_request(frame).seq, "STS", answers.pop(0))
+
+    async with scripted_tool(reply) as (_, url):
+        async with HostLinkPort(url, sync=False, tool="printer-1", timeout_s=0.1) as port:
+            printer = PastePrinter(port, ManualClock())  # type: ignore[arg-type]
+            first, second, third = [await printer.status() for _ in range(3)]
+    assert first == second and first.state is PrinterState.IDLE and first.alarm_code == 0
+    assert (third.state, third.alarm_code) == (PrinterState.ALARM, 400)
 
 
 async def test_unexpected_result_status_is_a_clear_link_error() -> None:

@@ -188,7 +188,7 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
             if status.wafers_on_belt:
                 note(f"waiting for {status.wafers_on_belt} wafer(s) to leave the belt")
                 deadline = clock.now() + timeout_for(SLOWEST_TRANSIT_S)
-                while (await driver.status()).wafers_on_belt:
+                while (await driver.process_values()).wafers_on_belt:  # one request a look
                     if clock.now() >= deadline:
                         raise ToolTimeout(driver.name,
                                           "belt not empty: cannot apply a new profile")
@@ -220,11 +220,13 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
         await driver.wait_ready(timeout_s=3600.0, poll_s=poll)
         deadline = clock.now() + timeout_for(120.0)
         while True:
-            status = await driver.status()
-            if status.o2_ppm <= step.o2_limit_ppm:
+            # O2_PPM is a process value: one request, not the interlocks' three (the
+            # wafer's own interlock check reads them all before its LOAD).
+            o2_ppm = (await driver.process_values()).o2_ppm
+            if o2_ppm <= step.o2_limit_ppm:
                 break
             if clock.now() >= deadline:
-                raise ToolTimeout(driver.name, f"O2 {status.o2_ppm} ppm still above the "
+                raise ToolTimeout(driver.name, f"O2 {o2_ppm} ppm still above the "
                                   f"step's limit {step.o2_limit_ppm} ppm")
             await clock.sleep(POLL_S)
 
