@@ -43,6 +43,7 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from drivers.errors import DeviceBusy, LinkError, ToolError, modbus_error
+from drivers.turns import Turns
 
 # pymodbus logs every timeout at ERROR; the link reports them itself as LinkError.
 # A NullHandler keeps them off stderr unless the application configures logging.
@@ -103,7 +104,7 @@ class ModbusLink:
         self.retries = retries
         self.trace = trace
         self._client: Client | None = None
-        self._lock = asyncio.Lock()
+        self._lock = Turns()  # arrival order, but a task marked urgent goes first
         self.garbled_replies = 0  # replies that could not be decoded (dropped, asked again)
 
     # --- construction ----------------------------------------------------------------------------

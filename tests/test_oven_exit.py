@@ -1,7 +1,8 @@
 """The oven's exit watcher against the simulated RF-10N over Modbus TCP: every wafer is
 taken off at the exit in load order, with its own values and curve, and the belt never
 blocks (alarm 530) - also for a wafer whose step stopped waiting for it, and with an oven
-answering busy (exception 06) at the exit."""
+answering busy (exception 06) at the exit; and the LOADs spaced by what the watcher needs
+to take a wafer off."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ import logging
 import pytest
 from modbus_fixtures import sim_oven
 
+from drivers.clock import ManualClock
 from drivers.errors import LinkError
 from drivers.oven import ReflowOven
-from sequences.kinds.oven_exit import ExitWatch
+from sequences.kinds.oven_exit import (
+    REACTION_MAX_WALL_S,
+    REACTION_SAFETY,
+    REACTION_TAKES,
+    REACTION_WALL_S,
+    ExitWatch,
+)
 from sequences.kinds.reflow import ENTRANCE_SPACING_MM, transit_s
 from sequences.recipes.recipe import find_recipe
 
@@ -135,3 +143,55 @@ async def test_an_oven_gone_silent_leaves_every_rider_to_the_scheduler() -> None
         # The second wafer is due 27 tool s later: it was told with the first.
         assert arrivals[1].done() and isinstance(arrivals[1].exception(), LinkError)
         assert watch.riding == []
+
+
+class FastClock(ManualClock):
+    """Tool time that moves only when something sleeps, standing for a simulator run at
+    1600x: what a wall-time figure is worth in tool seconds."""
+
+    scale = 1600.0
+
+
+async def test_loads_are_spaced_by_what_the_exit_needs_to_take_a_wafer_off() -> None:
+    """Two arrivals closer than the watcher's reaction block the exit (alarm 530): the
+    next LOAD waits for the slower of the entrance and that reaction, which starts at a
+    wall-time floor and then follows the slowest recent take."""
+    clock = FastClock(start=1000.0)
+    async with sim_oven(scale=SCALE) as (oven, _):
+        watch = ExitWatch(oven, clock)
+        occupancy = ENTRANCE_SPACING_MM / EUTECTIC.conveyor_mm_min * 60  # 27 s
+        assert watch.next_load_at(occupancy) == float("-inf")  # nothing loaded yet
+        watch.entered(1000.0)
+        floor = REACTION_WALL_S * 1600.0  # 64 tool s: more than the entrance's 27
+        assert watch.reaction_s() == floor
+        assert watch.next_load_at(occupancy) == 1000.0 + floor
+
+        # Takes that needed 20, then 45 tool s: twice the slowest spaces the next LOAD.
+        watch._reactions.extend([20.0, 45.0])
+        assert watch.reaction_s() == REACTION_SAFETY * 45.0
+        assert watch.next_load_at(occupancy) == 1000.0 + REACTION_SAFETY * 45.0
+        # A take after a stopped belt says nothing of the next: capped.
+        watch._reactions.append(10_000.0)
+        assert watch.reaction_s() == REACTION_MAX_WALL_S * 1600.0
+        # Only the recent takes count.
+        watch._reactions.extend([5.0] * REACTION_TAKES)
+        assert watch.reaction_s() == floor
+        # At wall speed (a manual clock: no wall time passes) the entrance alone decides.
+        still = ExitWatch(oven, ManualClock(1000.0))
+        still.entered(1000.0)
+        assert still.reaction_s() == 0.0
+        assert still.next_load_at(occupancy) == 1000.0 + occupancy
+
+
+async def test_each_take_is_remembered_as_the_exits_reaction() -> None:
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        results = [await asyncio.wait_for(await load_behind(oven, watch, w), 30)
+                   for w in ("EXW-51", "EXW-52")]
+        assert [r.result.wafer_id for r in results] == ["EXW-51", "EXW-52"]
+        assert len(watch.latencies) == 2
+        assert list(watch._reactions) == watch.latencies
+        assert watch.reaction_s() == min(
+            max(REACTION_WALL_S * SCALE, REACTION_SAFETY * max(watch.latencies)),
+            REACTION_MAX_WALL_S * SCALE)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -36,12 +37,24 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, LinkError, ToolError, ToolTimeout
+from drivers.turns import urgent
 from drivers.types import Alarm
 from sequences.kinds.base import StepResult, timeout_for
 
 log = logging.getLogger("sequences.kinds.oven_exit")
 
 ARRIVAL_SLACK_S = 1.0  # the belt moves in steps: a wafer may be this much later
+# Two wafers reach the exit no closer than the watcher needs to take one off (its
+# reaction: from the wafer's due time to its UNLOAD's reply, in tool seconds), or the
+# second finds the first still there (alarm 530). The reaction is wall time - the timer
+# firing late while the loop is busy or the process waits for a core, the exit read's
+# and the UNLOAD's round trips - so in tool time it grows with the clock's scale and
+# the machine's load: the LOADs are spaced by what the last takes needed (decision
+# 0018). At wall speed it is far below the 450 mm the entrance needs anyway.
+REACTION_WALL_S = 0.04  # before any take: 64 tool s at 1600x (measured: ~5-50 ms)
+REACTION_SAFETY = 2.0  # times the slowest of the recent takes
+REACTION_TAKES = 8  # recent takes remembered
+REACTION_MAX_WALL_S = 0.5  # a take after a stopped belt says nothing of the next
 EXIT_POLL_S = 0.5  # a wafer past its time: look this often (tool seconds)
 ALARM_LOOK_AFTER_S = 30.0  # a wafer this late: look at the alarms too
 
@@ -71,6 +84,7 @@ class ExitWatch:
         self.looks = 0  # exit reads, for the benchmark's curiosity
         self.late_looks = 0  # of which found the wafer not there yet
         self.latencies: list[float] = []  # tool s from each wafer's due time to its UNLOAD
+        self._reactions: deque[float] = deque(maxlen=REACTION_TAKES)  # the same, recent
 
     def ride(self, wafer_id: str, transit_s: float, sent_at: float
              ) -> asyncio.Future[StepResult]:
@@ -114,11 +128,33 @@ class ExitWatch:
             return float("-inf")
         return self._entered + occupancy_s
 
+    def next_load_at(self, occupancy_s: float) -> float:
+        """The earliest tool time for the next LOAD: the last wafer loaded has cleared the
+        entrance, and the next will reach the exit at least ``reaction_s`` after it.
+
+        Counted from the last LOAD's reply (that wafer went on before it) to the next
+        LOAD's sending (it goes on after): the belt runs at one speed for every wafer on
+        it (APPLY needs an empty belt), so the arrivals are at least as far apart."""
+        if self._entered is None:
+            return float("-inf")
+        return self._entered + max(occupancy_s, self.reaction_s())
+
+    def reaction_s(self) -> float:
+        """Tool seconds this exit needs between two arrivals: ``REACTION_SAFETY`` times the
+        slowest of the recent takes, at least ``REACTION_WALL_S`` of wall time and at
+        most ``REACTION_MAX_WALL_S`` (none on a manual clock: no wall time passes)."""
+        scale = self.clock.scale
+        if not math.isfinite(scale):
+            return 0.0
+        seen = REACTION_SAFETY * max(self._reactions, default=0.0)
+        return min(max(REACTION_WALL_S * scale, seen), REACTION_MAX_WALL_S * scale)
+
     @property
     def riding(self) -> list[str]:
         return [r.wafer_id for r in self._riders]
 
     async def _watch(self) -> None:
+        urgent()  # the exit's requests go before the entrance's and the status reads
         while self._riders or self._late:
             if not self._riders:  # only wafers given up on: look now and then, for a while
                 now = self.clock.now()
@@ -197,6 +233,7 @@ class ExitWatch:
             self._left = values.wafer_id
             unloaded = self.clock.now()
             self.latencies.append(unloaded - rider.due)
+            self._reactions.append(unloaded - rider.due)
             try:
                 curve = await self.driver.exit_curve()
             except ToolError as exc:  # the wafer is off: its values stand without a curve
