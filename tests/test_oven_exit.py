@@ -46,6 +46,7 @@ async def load_behind(oven: ReflowOven, watch: ExitWatch, wafer_id: str
         await oven.clock.sleep(ENTRANCE_SPACING_MM / EUTECTIC.conveyor_mm_min * 60 / 4)
     sent_at = oven.clock.now()
     await oven.load(wafer_id)
+    watch.entered(oven.clock.now())  # as the reflow step tells it
     return watch.ride(wafer_id, transit_s(EUTECTIC), sent_at)
 
 
@@ -187,11 +188,18 @@ async def test_each_take_is_remembered_as_the_exits_reaction() -> None:
     async with sim_oven(scale=SCALE) as (oven, _):
         await ready(oven)
         watch = ExitWatch(oven, oven.clock)
-        results = [await asyncio.wait_for(await load_behind(oven, watch, w), 30)
-                   for w in ("EXW-51", "EXW-52")]
+        results, reply_s = [], []
+        for wafer_id in ("EXW-51", "EXW-52"):
+            arrived = await load_behind(oven, watch, wafer_id)
+            rider = watch._riders[-1]
+            reply_s.append(rider.latest - rider.due)  # its LOAD's round trip
+            results.append(await asyncio.wait_for(arrived, 30))
         assert [r.result.wafer_id for r in results] == ["EXW-51", "EXW-52"]
-        assert len(watch.latencies) == 2
-        assert list(watch._reactions) == watch.latencies
+        assert all(s > 0.0 for s in reply_s)
+        # Counted from the latest each can have arrived (its LOAD's reply), not its due
+        # time (the LOAD's sending): a slow LOAD reply is not the exit's reaction.
+        assert list(watch._reactions) == pytest.approx(
+            [max(0.0, late - s) for late, s in zip(watch.latencies, reply_s, strict=True)])
         assert watch.reaction_s() == min(
-            max(REACTION_WALL_S * SCALE, REACTION_SAFETY * max(watch.latencies)),
+            max(REACTION_WALL_S * SCALE, REACTION_SAFETY * max(watch._reactions)),
             REACTION_MAX_WALL_S * SCALE)

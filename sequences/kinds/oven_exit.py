@@ -52,7 +52,7 @@ ARRIVAL_SLACK_S = 1.0  # the belt moves in steps: a wafer may be this much later
 # the machine's load: the LOADs are spaced by what the last takes needed (decision
 # 0018). At wall speed it is far below the 450 mm the entrance needs anyway.
 REACTION_WALL_S = 0.04  # before any take: 64 tool s at 1600x (measured: ~5-50 ms)
-REACTION_SAFETY = 2.0  # times the slowest of the recent takes
+REACTION_SAFETY = 1.5  # times the slowest of the recent takes
 REACTION_TAKES = 8  # recent takes remembered
 REACTION_MAX_WALL_S = 0.5  # a take after a stopped belt says nothing of the next
 EXIT_POLL_S = 0.5  # a wafer past its time: look this often (tool seconds)
@@ -66,6 +66,7 @@ class _Rider:
     due: float  # tool time it can first be at the exit
     deadline: float  # tool time its step gives up on it
     arrived: asyncio.Future[StepResult]
+    latest: float  # tool time it is at the exit at the latest (from its LOAD's reply)
     alarms: list[Alarm] = field(default_factory=list)  # raised while it rode
 
 
@@ -95,8 +96,10 @@ class ExitWatch:
         reply can come many tool seconds after the belt took the wafer."""
         loop = asyncio.get_running_loop()
         self._prune()
+        replied = self._entered if self._entered is not None else sent_at
         rider = _Rider(wafer_id, sent_at, sent_at + transit_s,
-                       sent_at + timeout_for(transit_s), loop.create_future())
+                       sent_at + timeout_for(transit_s), loop.create_future(),
+                       max(sent_at, replied) + transit_s)
         self._riders.append(rider)
         rider.arrived.add_done_callback(self._step_gone)
         if self._task is None or self._task.done():
@@ -233,7 +236,9 @@ class ExitWatch:
             self._left = values.wafer_id
             unloaded = self.clock.now()
             self.latencies.append(unloaded - rider.due)
-            self._reactions.append(unloaded - rider.due)
+            # Counted from the latest it can have arrived, as ``next_load_at`` counts the
+            # next LOAD from this one's reply: a slow LOAD reply is not the exit's.
+            self._reactions.append(max(0.0, unloaded - rider.latest))
             try:
                 curve = await self.driver.exit_curve()
             except ToolError as exc:  # the wafer is off: its values stand without a curve
