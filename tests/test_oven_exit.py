@@ -20,6 +20,7 @@ from sequences.kinds.oven_exit import (
     REACTION_SAFETY,
     REACTION_TAKES,
     REACTION_WALL_S,
+    TRIPS_PER_TAKE,
     ExitWatch,
 )
 from sequences.kinds.reflow import ENTRANCE_SPACING_MM, transit_s
@@ -177,6 +178,11 @@ async def test_loads_are_spaced_by_what_the_exit_needs_to_take_a_wafer_off() -> 
         # Only the recent takes count.
         watch._reactions.extend([5.0] * REACTION_TAKES)
         assert watch.reaction_s() == floor
+        # A LOAD whose reply took 30 tool s: the next take needs about three such trips.
+        watch.entered(1030.0)
+        watch.ride("EXW-61", transit_s(EUTECTIC), sent_at=1000.0).cancel()
+        assert watch.reaction_s() == REACTION_SAFETY * TRIPS_PER_TAKE * 30.0
+        assert watch.next_load_at(occupancy) == 1030.0 + REACTION_SAFETY * TRIPS_PER_TAKE * 30
         # At wall speed (a manual clock: no wall time passes) the entrance alone decides.
         still = ExitWatch(oven, ManualClock(1000.0))
         still.entered(1000.0)
@@ -200,6 +206,8 @@ async def test_each_take_is_remembered_as_the_exits_reaction() -> None:
         # time (the LOAD's sending): a slow LOAD reply is not the exit's reaction.
         assert list(watch._reactions) == pytest.approx(
             [max(0.0, late - s) for late, s in zip(watch.latencies, reply_s, strict=True)])
-        assert watch.reaction_s() == min(
-            max(REACTION_WALL_S * SCALE, REACTION_SAFETY * max(watch._reactions)),
-            REACTION_MAX_WALL_S * SCALE)
+        assert len(watch._trips) == 2  # each LOAD's round trip too
+        needs = REACTION_SAFETY * max(*watch._reactions, *(TRIPS_PER_TAKE * t
+                                                           for t in watch._trips))
+        assert watch.reaction_s() == min(max(REACTION_WALL_S * SCALE, needs),
+                                         REACTION_MAX_WALL_S * SCALE)

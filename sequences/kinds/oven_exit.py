@@ -51,9 +51,13 @@ ARRIVAL_SLACK_S = 1.0  # the belt moves in steps: a wafer may be this much later
 # and the UNLOAD's round trips - so in tool time it grows with the clock's scale and
 # the machine's load: the LOADs are spaced by what the last takes needed (decision
 # 0018). At wall speed it is far below the 450 mm the entrance needs anyway.
-REACTION_WALL_S = 0.04  # before any take: 64 tool s at 1600x (measured: ~5-50 ms)
+REACTION_WALL_S = 0.04  # at least: 64 tool s at 1600x (measured: ~5-50 ms)
 REACTION_SAFETY = 1.5  # times the slowest of the recent takes
-REACTION_TAKES = 8  # recent takes remembered
+REACTION_TAKES = 8  # recent takes (and LOAD round trips) remembered
+# A take is the timer and two round trips (the exit read, UNLOAD): before the first
+# take, and while the machine gets slower, the LOADs' own round trips (sent to reply,
+# journal commit included) are the freshest measure of what the next take will need.
+TRIPS_PER_TAKE = 3.0
 REACTION_MAX_WALL_S = 0.5  # a take after a stopped belt says nothing of the next
 EXIT_POLL_S = 0.5  # a wafer past its time: look this often (tool seconds)
 ALARM_LOOK_AFTER_S = 30.0  # a wafer this late: look at the alarms too
@@ -86,6 +90,7 @@ class ExitWatch:
         self.late_looks = 0  # of which found the wafer not there yet
         self.latencies: list[float] = []  # tool s from each wafer's due time to its UNLOAD
         self._reactions: deque[float] = deque(maxlen=REACTION_TAKES)  # the same, recent
+        self._trips: deque[float] = deque(maxlen=REACTION_TAKES)  # LOAD sent to its reply
 
     def ride(self, wafer_id: str, transit_s: float, sent_at: float
              ) -> asyncio.Future[StepResult]:
@@ -97,6 +102,8 @@ class ExitWatch:
         loop = asyncio.get_running_loop()
         self._prune()
         replied = self._entered if self._entered is not None else sent_at
+        if replied >= sent_at:  # this LOAD's reply (an older one came before it was sent)
+            self._trips.append(replied - sent_at)
         rider = _Rider(wafer_id, sent_at, sent_at + transit_s,
                        sent_at + timeout_for(transit_s), loop.create_future(),
                        max(sent_at, replied) + transit_s)
@@ -144,12 +151,14 @@ class ExitWatch:
 
     def reaction_s(self) -> float:
         """Tool seconds this exit needs between two arrivals: ``REACTION_SAFETY`` times the
-        slowest of the recent takes, at least ``REACTION_WALL_S`` of wall time and at
-        most ``REACTION_MAX_WALL_S`` (none on a manual clock: no wall time passes)."""
+        slowest of the recent takes (or ``TRIPS_PER_TAKE`` recent LOAD round trips, if
+        more), at least ``REACTION_WALL_S`` of wall time and at most
+        ``REACTION_MAX_WALL_S`` (none on a manual clock: no wall time passes)."""
         scale = self.clock.scale
         if not math.isfinite(scale):
             return 0.0
-        seen = REACTION_SAFETY * max(self._reactions, default=0.0)
+        seen = REACTION_SAFETY * max(max(self._reactions, default=0.0),
+                                     TRIPS_PER_TAKE * max(self._trips, default=0.0))
         return min(max(REACTION_WALL_S * scale, seen), REACTION_MAX_WALL_S * scale)
 
     @property
