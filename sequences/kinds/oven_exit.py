@@ -52,7 +52,7 @@ ARRIVAL_SLACK_S = 1.0  # the belt moves in steps: a wafer may be this much later
 # the machine's load: the LOADs are spaced by what the last takes needed (decision
 # 0018). At wall speed it is far below the 450 mm the entrance needs anyway.
 REACTION_WALL_S = 0.04  # at least: 64 tool s at 1600x (measured: ~5-50 ms)
-REACTION_SAFETY = 1.5  # times the slowest of the recent takes
+REACTION_SAFETY = 2.0  # times the slowest of the recent takes
 REACTION_TAKES = 8  # recent takes (and LOAD round trips) remembered
 # A take is the timer and two round trips (the exit read, UNLOAD): before the first
 # take, and while the machine gets slower, the LOADs' own round trips (sent to reply,
