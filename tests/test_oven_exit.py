@@ -15,6 +15,7 @@ from modbus_fixtures import sim_oven
 from drivers.clock import ManualClock
 from drivers.errors import LinkError
 from drivers.oven import ReflowOven
+from drivers.turns import is_urgent
 from sequences.kinds.oven_exit import (
     REACTION_MAX_WALL_S,
     REACTION_SAFETY,
@@ -211,3 +212,27 @@ async def test_each_take_is_remembered_as_the_exits_reaction() -> None:
                                                            for t in watch._trips))
         assert watch.reaction_s() == min(max(REACTION_WALL_S * SCALE, needs),
                                          REACTION_MAX_WALL_S * SCALE)
+
+
+async def test_the_watchers_requests_go_first_on_the_link() -> None:
+    """Everything the watcher asks of the oven (the exit read, UNLOAD, the curve) is
+    urgent on the link (it goes before the requests waiting there); the same driver's
+    requests from a wafer's step are not."""
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        sent: list[tuple[str, bool]] = []
+
+        def trace(way: str, text: str) -> None:  # called in the asking task's context
+            if way == ">":
+                sent.append((text, is_urgent()))
+
+        oven.link.trace = trace
+        watch = ExitWatch(oven, oven.clock)
+        result = await asyncio.wait_for(await load_behind(oven, watch, "EXW-71"), 30)
+        assert result.result.wafer_id == "EXW-71"
+        urgent_ones = {text.split("(")[-1].rstrip(")") for text, u in sent if u}
+        ordinary = {text.split("(")[-1].rstrip(")") for text, u in sent if not u}
+        assert {"EXIT_PEAK..EXIT_WAFER_ID", "COMMAND=UNLOAD", "EXIT_CURVE_LEN"} <= urgent_ones
+        assert {"LOAD_WAFER_ID", "COMMAND=LOAD"} <= ordinary
+        assert "COMMAND=UNLOAD" not in ordinary and "COMMAND=LOAD" not in urgent_ones
+        assert not is_urgent()  # the test's own task was never marked
