@@ -18,7 +18,8 @@ What the link does so the drivers need not:
 * exception responses become ``IllegalAddress`` / ``IllegalValue`` /
   ``DeviceBusy`` naming the tool and the register; no usable reply becomes
   ``LinkError``;
-* reads longer than one PDU allows (125 registers, 2000 bits) are split.
+* reads longer than one PDU allows (125 registers, 2000 bits) are split;
+* one request on the wire at a time, an urgent task's first (``drivers/turns.py``).
 
 pymodbus's own retries and background reconnection are switched off
 (``retries=0``, ``reconnect_delay=0``) so that exactly one policy - this one -

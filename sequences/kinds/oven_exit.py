@@ -55,8 +55,8 @@ REACTION_WALL_S = 0.04  # at least: 64 tool s at 1600x (measured: ~5-50 ms)
 REACTION_SAFETY = 2.0  # times the slowest of the recent takes
 REACTION_TAKES = 8  # recent takes (and LOAD round trips) remembered
 # A take is the timer and two round trips (the exit read, UNLOAD): before the first
-# take, and while the machine gets slower, the LOADs' own round trips (sent to reply,
-# journal commit included) are the freshest measure of what the next take will need.
+# take, and while the machine gets slower, the LOADs' own round trips (sent to reply)
+# are the freshest measure of what the next take will need.
 TRIPS_PER_TAKE = 3.0
 REACTION_MAX_WALL_S = 0.5  # a take after a stopped belt says nothing of the next
 EXIT_POLL_S = 0.5  # a wafer past its time: look this often (tool seconds)

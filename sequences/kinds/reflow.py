@@ -272,7 +272,8 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
                         async with guarded(ctx.journal, wafer_id, "LOAD", driver.name):
                             sent_at = clock.now()
                             await driver.load(wafer_id, named=True)
-                        watch.entered(clock.now())
+                            replied_at = clock.now()  # before the journal's commit
+                        watch.entered(replied_at)
                         break
                     except DeviceBusy as exc:  # refused (not READY just now): not on the belt
                         refused = f" ({exc})"
