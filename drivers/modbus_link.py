@@ -18,7 +18,8 @@ What the link does so the drivers need not:
 * exception responses become ``IllegalAddress`` / ``IllegalValue`` /
   ``DeviceBusy`` naming the tool and the register; no usable reply becomes
   ``LinkError``;
-* reads longer than one PDU allows (125 registers, 2000 bits) are split.
+* reads longer than one PDU allows (125 registers, 2000 bits) are split;
+* one request on the wire at a time, an urgent task's first (``drivers/turns.py``).
 
 pymodbus's own retries and background reconnection are switched off
 (``retries=0``, ``reconnect_delay=0``) so that exactly one policy - this one -
@@ -53,6 +54,7 @@ from drivers.modbus_wire import (
     released,
     socket_address,
 )
+from drivers.turns import Turns
 
 # pymodbus logs every timeout at ERROR; the link reports them itself as LinkError.
 # A NullHandler keeps them off stderr unless the application configures logging.
@@ -111,7 +113,7 @@ class ModbusLink:
         self.retries = retries
         self.trace = trace
         self._client: Client | None = None
-        self._lock = asyncio.Lock()
+        self._lock = Turns()  # arrival order, but a task marked urgent goes first
         self.garbled_replies = 0  # replies that could not be decoded (dropped, asked again)
 
     # --- construction ----------------------------------------------------------------------------

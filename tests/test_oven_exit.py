@@ -1,7 +1,8 @@
 """The oven's exit watcher against the simulated RF-10N over Modbus TCP: every wafer is
 taken off at the exit in load order, with its own values and curve, and the belt never
 blocks (alarm 530) - also for a wafer whose step stopped waiting for it, and with an oven
-answering busy (exception 06) at the exit."""
+answering busy (exception 06) at the exit; and the LOADs spaced by what the watcher needs
+to take a wafer off."""
 
 from __future__ import annotations
 
@@ -11,9 +12,18 @@ import logging
 import pytest
 from modbus_fixtures import sim_oven
 
+from drivers.clock import ManualClock
 from drivers.errors import LinkError
 from drivers.oven import ReflowOven
-from sequences.kinds.oven_exit import ExitWatch
+from drivers.turns import is_urgent
+from sequences.kinds.oven_exit import (
+    REACTION_MAX_WALL_S,
+    REACTION_SAFETY,
+    REACTION_TAKES,
+    REACTION_WALL_S,
+    TRIPS_PER_TAKE,
+    ExitWatch,
+)
 from sequences.kinds.reflow import ENTRANCE_SPACING_MM, transit_s
 from sequences.recipes.recipe import find_recipe
 
@@ -38,6 +48,7 @@ async def load_behind(oven: ReflowOven, watch: ExitWatch, wafer_id: str
         await oven.clock.sleep(ENTRANCE_SPACING_MM / EUTECTIC.conveyor_mm_min * 60 / 4)
     sent_at = oven.clock.now()
     await oven.load(wafer_id)
+    watch.entered(oven.clock.now())  # as the reflow step tells it
     return watch.ride(wafer_id, transit_s(EUTECTIC), sent_at)
 
 
@@ -135,3 +146,93 @@ async def test_an_oven_gone_silent_leaves_every_rider_to_the_scheduler() -> None
         # The second wafer is due 27 tool s later: it was told with the first.
         assert arrivals[1].done() and isinstance(arrivals[1].exception(), LinkError)
         assert watch.riding == []
+
+
+class FastClock(ManualClock):
+    """Tool time that moves only when something sleeps, standing for a simulator run at
+    1600x: what a wall-time figure is worth in tool seconds."""
+
+    scale = 1600.0
+
+
+async def test_loads_are_spaced_by_what_the_exit_needs_to_take_a_wafer_off() -> None:
+    """Two arrivals closer than the watcher's reaction block the exit (alarm 530): the
+    next LOAD waits for the slower of the entrance and that reaction, which starts at a
+    wall-time floor and then follows the slowest recent take."""
+    clock = FastClock(start=1000.0)
+    async with sim_oven(scale=SCALE) as (oven, _):
+        watch = ExitWatch(oven, clock)
+        occupancy = ENTRANCE_SPACING_MM / EUTECTIC.conveyor_mm_min * 60  # 27 s
+        assert watch.next_load_at(occupancy) == float("-inf")  # nothing loaded yet
+        watch.entered(1000.0)
+        floor = REACTION_WALL_S * 1600.0  # 64 tool s: more than the entrance's 27
+        assert watch.reaction_s() == floor
+        assert watch.next_load_at(occupancy) == 1000.0 + floor
+
+        # Takes that needed 20, then 45 tool s: twice the slowest spaces the next LOAD.
+        watch._reactions.extend([20.0, 45.0])
+        assert watch.reaction_s() == REACTION_SAFETY * 45.0
+        assert watch.next_load_at(occupancy) == 1000.0 + REACTION_SAFETY * 45.0
+        # A take after a stopped belt says nothing of the next: capped.
+        watch._reactions.append(10_000.0)
+        assert watch.reaction_s() == REACTION_MAX_WALL_S * 1600.0
+        # Only the recent takes count.
+        watch._reactions.extend([5.0] * REACTION_TAKES)
+        assert watch.reaction_s() == floor
+        # A LOAD whose reply took 30 tool s: the next take needs about three such trips.
+        watch.entered(1030.0)
+        watch.ride("EXW-61", transit_s(EUTECTIC), sent_at=1000.0).cancel()
+        assert watch.reaction_s() == REACTION_SAFETY * TRIPS_PER_TAKE * 30.0
+        assert watch.next_load_at(occupancy) == 1030.0 + REACTION_SAFETY * TRIPS_PER_TAKE * 30
+        # At wall speed (a manual clock: no wall time passes) the entrance alone decides.
+        still = ExitWatch(oven, ManualClock(1000.0))
+        still.entered(1000.0)
+        assert still.reaction_s() == 0.0
+        assert still.next_load_at(occupancy) == 1000.0 + occupancy
+
+
+async def test_each_take_is_remembered_as_the_exits_reaction() -> None:
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        results, reply_s = [], []
+        for wafer_id in ("EXW-51", "EXW-52"):
+            arrived = await load_behind(oven, watch, wafer_id)
+            rider = watch._riders[-1]
+            reply_s.append(rider.latest - rider.due)  # its LOAD's round trip
+            results.append(await asyncio.wait_for(arrived, 30))
+        assert [r.result.wafer_id for r in results] == ["EXW-51", "EXW-52"]
+        assert all(s > 0.0 for s in reply_s)
+        # Counted from the latest each can have arrived (its LOAD's reply), not its due
+        # time (the LOAD's sending): a slow LOAD reply is not the exit's reaction.
+        assert list(watch._reactions) == pytest.approx(
+            [max(0.0, late - s) for late, s in zip(watch.latencies, reply_s, strict=True)])
+        assert len(watch._trips) == 2  # each LOAD's round trip too
+        needs = REACTION_SAFETY * max(*watch._reactions, *(TRIPS_PER_TAKE * t
+                                                           for t in watch._trips))
+        assert watch.reaction_s() == min(max(REACTION_WALL_S * SCALE, needs),
+                                         REACTION_MAX_WALL_S * SCALE)
+
+
+async def test_the_watchers_requests_go_first_on_the_link() -> None:
+    """Everything the watcher asks of the oven (the exit read, UNLOAD, the curve) is
+    urgent on the link (it goes before the requests waiting there); the same driver's
+    requests from a wafer's step are not."""
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        sent: list[tuple[str, bool]] = []
+
+        def trace(way: str, text: str) -> None:  # called in the asking task's context
+            if way == ">":
+                sent.append((text, is_urgent()))
+
+        oven.link.trace = trace
+        watch = ExitWatch(oven, oven.clock)
+        result = await asyncio.wait_for(await load_behind(oven, watch, "EXW-71"), 30)
+        assert result.result.wafer_id == "EXW-71"
+        urgent_ones = {text.split("(")[-1].rstrip(")") for text, u in sent if u}
+        ordinary = {text.split("(")[-1].rstrip(")") for text, u in sent if not u}
+        assert {"EXIT_PEAK..EXIT_WAFER_ID", "COMMAND=UNLOAD", "EXIT_CURVE_LEN"} <= urgent_ones
+        assert {"LOAD_WAFER_ID", "COMMAND=LOAD"} <= ordinary
+        assert "COMMAND=UNLOAD" not in ordinary and "COMMAND=LOAD" not in urgent_ones
+        assert not is_urgent()  # the test's own task was never marked

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -36,12 +37,28 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, LinkError, ToolError, ToolTimeout
+from drivers.turns import urgent
 from drivers.types import Alarm
 from sequences.kinds.base import StepResult, timeout_for
 
 log = logging.getLogger("sequences.kinds.oven_exit")
 
 ARRIVAL_SLACK_S = 1.0  # the belt moves in steps: a wafer may be this much later
+# Two wafers reach the exit no closer than the watcher needs to take one off (its
+# reaction: from the wafer's due time to its UNLOAD's reply, in tool seconds), or the
+# second finds the first still there (alarm 530). The reaction is wall time - the timer
+# firing late while the loop is busy or the process waits for a core, the exit read's
+# and the UNLOAD's round trips - so in tool time it grows with the clock's scale and
+# the machine's load: the LOADs are spaced by what the last takes needed (decision
+# 0018). At wall speed it is far below the 450 mm the entrance needs anyway.
+REACTION_WALL_S = 0.04  # at least: 64 tool s at 1600x (measured: ~5-50 ms)
+REACTION_SAFETY = 2.0  # times the slowest of the recent takes
+REACTION_TAKES = 8  # recent takes (and LOAD round trips) remembered
+# A take is the timer and two round trips (the exit read, UNLOAD): before the first
+# take, and while the machine gets slower, the LOADs' own round trips (sent to reply)
+# are the freshest measure of what the next take will need.
+TRIPS_PER_TAKE = 3.0
+REACTION_MAX_WALL_S = 0.5  # a take after a stopped belt says nothing of the next
 EXIT_POLL_S = 0.5  # a wafer past its time: look this often (tool seconds)
 ALARM_LOOK_AFTER_S = 30.0  # a wafer this late: look at the alarms too
 
@@ -53,6 +70,7 @@ class _Rider:
     due: float  # tool time it can first be at the exit
     deadline: float  # tool time its step gives up on it
     arrived: asyncio.Future[StepResult]
+    latest: float  # tool time it is at the exit at the latest (from its LOAD's reply)
     alarms: list[Alarm] = field(default_factory=list)  # raised while it rode
 
 
@@ -71,6 +89,8 @@ class ExitWatch:
         self.looks = 0  # exit reads, for the benchmark's curiosity
         self.late_looks = 0  # of which found the wafer not there yet
         self.latencies: list[float] = []  # tool s from each wafer's due time to its UNLOAD
+        self._reactions: deque[float] = deque(maxlen=REACTION_TAKES)  # the same, recent
+        self._trips: deque[float] = deque(maxlen=REACTION_TAKES)  # LOAD sent to its reply
 
     def ride(self, wafer_id: str, transit_s: float, sent_at: float
              ) -> asyncio.Future[StepResult]:
@@ -81,8 +101,12 @@ class ExitWatch:
         reply can come many tool seconds after the belt took the wafer."""
         loop = asyncio.get_running_loop()
         self._prune()
+        replied = self._entered if self._entered is not None else sent_at
+        if replied >= sent_at:  # this LOAD's reply (an older one came before it was sent)
+            self._trips.append(replied - sent_at)
         rider = _Rider(wafer_id, sent_at, sent_at + transit_s,
-                       sent_at + timeout_for(transit_s), loop.create_future())
+                       sent_at + timeout_for(transit_s), loop.create_future(),
+                       max(sent_at, replied) + transit_s)
         self._riders.append(rider)
         rider.arrived.add_done_callback(self._step_gone)
         if self._task is None or self._task.done():
@@ -114,11 +138,35 @@ class ExitWatch:
             return float("-inf")
         return self._entered + occupancy_s
 
+    def next_load_at(self, occupancy_s: float) -> float:
+        """The earliest tool time for the next LOAD: the last wafer loaded has cleared the
+        entrance, and the next will reach the exit at least ``reaction_s`` after it.
+
+        Counted from the last LOAD's reply (that wafer went on before it) to the next
+        LOAD's sending (it goes on after): the belt runs at one speed for every wafer on
+        it (APPLY needs an empty belt), so the arrivals are at least as far apart."""
+        if self._entered is None:
+            return float("-inf")
+        return self._entered + max(occupancy_s, self.reaction_s())
+
+    def reaction_s(self) -> float:
+        """Tool seconds this exit needs between two arrivals: ``REACTION_SAFETY`` times the
+        slowest of the recent takes (or ``TRIPS_PER_TAKE`` recent LOAD round trips, if
+        more), at least ``REACTION_WALL_S`` of wall time and at most
+        ``REACTION_MAX_WALL_S`` (none on a manual clock: no wall time passes)."""
+        scale = self.clock.scale
+        if not math.isfinite(scale):
+            return 0.0
+        seen = REACTION_SAFETY * max(max(self._reactions, default=0.0),
+                                     TRIPS_PER_TAKE * max(self._trips, default=0.0))
+        return min(max(REACTION_WALL_S * scale, seen), REACTION_MAX_WALL_S * scale)
+
     @property
     def riding(self) -> list[str]:
         return [r.wafer_id for r in self._riders]
 
     async def _watch(self) -> None:
+        urgent()  # the exit's requests go before the entrance's and the status reads
         while self._riders or self._late:
             if not self._riders:  # only wafers given up on: look now and then, for a while
                 now = self.clock.now()
@@ -197,6 +245,9 @@ class ExitWatch:
             self._left = values.wafer_id
             unloaded = self.clock.now()
             self.latencies.append(unloaded - rider.due)
+            # Counted from the latest it can have arrived, as ``next_load_at`` counts the
+            # next LOAD from this one's reply: a slow LOAD reply is not the exit's.
+            self._reactions.append(max(0.0, unloaded - rider.latest))
             try:
                 curve = await self.driver.exit_curve()
             except ToolError as exc:  # the wafer is off: its values stand without a curve

@@ -245,8 +245,9 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
             while True:  # wait for the last loaded wafer to clear the entrance
                 waited = await watch.stand_clear(ENTRANCE_YIELD_S)
                 # The entrance clears once the last wafer loaded has travelled 450 mm: no
-                # look before then (each would be a request answered "not clear").
-                clears = watch.entrance_clears_at(self.occupancy_s(step))
+                # look before then (each would be a request answered "not clear"); and the
+                # exit needs its reaction time between two arrivals (``next_load_at``).
+                clears = watch.next_load_at(self.occupancy_s(step))
                 if clock.now() < clears:
                     await clock.sleep(clears - clock.now())
                     waited = True
@@ -273,7 +274,8 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
                         async with guarded(ctx.journal, wafer_id, "LOAD", driver.name):
                             sent_at = clock.now()
                             await driver.load(wafer_id, named=True)
-                        watch.entered(clock.now())
+                            replied_at = clock.now()  # before the journal's commit
+                        watch.entered(replied_at)
                         break
                     except DeviceBusy as exc:  # refused (not READY just now): not on the belt
                         refused = f" ({exc})"
