@@ -112,6 +112,11 @@ def test_unknown_wafer_is_refused_on_the_hot_path(db_url: str) -> None:
         with pytest.raises(StoreError, match="no wafer NOPE-01"):
             store.start_step("NOPE-01", 1, "print", "printer-1", {})
         assert _counts(other) == before  # no event, no audit line for a wafer not there
+        # The refusals rolled back what their transactions prepared (PostgreSQL): the same
+        # statements work next, prepared again.
+        store.start_step("L1-01", 1, "print", "printer-1", {})
+        store.record_transition("L1-01", "queued", "step1_waiting", "start")
+        assert _counts(other) == (before[0] + 1, before[1] + 1, before[2] + 1)
 
 
 def _lot(store: Store) -> None:
@@ -200,8 +205,8 @@ def test_a_transition_is_one_round_trip_on_postgresql(pg_url: str, tmp_path: Pat
 
 def test_a_failed_batch_leaves_nothing_and_the_next_one_works(pg_url: str) -> None:
     """A statement the server refuses (a tool name over its column's 64 characters) in a
-    batch that also prepared it: the whole transaction is rolled back, and the
-    statement, prepared on the session all the same, is used again, not prepared twice."""
+    query that also prepared it: the whole transaction is rolled back, its PREPAREs
+    with it, and the same statements work next (prepared again, never twice)."""
     import psycopg  # the PostgreSQL tests' driver (pg_url is skipped without it)
 
     with Store(pg_url) as store, Store(pg_url) as other:

@@ -105,6 +105,8 @@ class PgBatch:
         self.queue: list[str] = ["BEGIN"]
         self.waiting: list[tuple[Later | None, bool]] = [(None, False)]
         self.preparing: list[str] = []  # names whose PREPARE is in the queue
+        self.prepared_here: list[str] = []  # names this transaction prepared (a rollback
+        # undoes a PREPARE made inside the transaction)
         self.began = False  # BEGIN has gone to the server
 
     def add(self, form: Prepared, params: Mapping[str, Any], *, wait: bool = True,
@@ -142,6 +144,7 @@ class PgBatch:
             self.began = True
             cursor.execute(query)  # no parameters: the simple query protocol, one round trip
             self.prepared.update(self.preparing)
+            self.prepared_here += self.preparing
             self.preparing = []
             for n, (later, every_row) in enumerate(waiting):
                 if n:
@@ -159,14 +162,15 @@ class PgBatch:
             cursor.close()
 
     def rollback(self) -> None:
-        """End the transaction (nothing of it stays); PREPAREs are not transactional, so
-        after a failed query the session says which of ours it holds."""
+        """End the transaction: nothing of it stays, its PREPAREs included (those in a
+        query that failed part way may or may not have run: the session says)."""
         self.queue, self.waiting = [], []
         if not self.began:
             return
         self.raw.execute("ROLLBACK")
-        if self.preparing:
+        if self.preparing or self.prepared_here:
+            self.prepared.difference_update(self.prepared_here)
             held = self.raw.execute(
                 "SELECT name FROM pg_prepared_statements WHERE name LIKE 'bumpline\\_%'")
             self.prepared.update(name for (name,) in held)
-            self.preparing = []
+            self.preparing, self.prepared_here = [], []
