@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--mqtt",
         metavar="URL",
         help="also publish the line's events and state to an MQTT broker, "
-        "mqtt://[user[:password]@]host[:port] (overrides the line file's [mqtt] url; "
+        "mqtt[s]://[user[:password]@]host[:port] (overrides the line file's [mqtt] url; "
         "docs/events.md)",
     )
     common.add_argument(
