@@ -183,6 +183,9 @@ class Database:
         # held open across calls (atomic) would be every reader's transaction too.
         self._shared = self.dialect == "sqlite" and db.sqlite_file(engine.url) is None
         self._writer: Connection | None = None
+        # PostgreSQL through psycopg 3: hot transactions batched (pg_batch.py); psycopg
+        # drops its own auto-prepared statements on this engine (controller/db.py).
+        self._batched = self.dialect == "postgresql" and engine.dialect.driver == "psycopg"
         self._lock = threading.RLock()
         self._local = threading.local()
 
@@ -196,11 +199,15 @@ class Database:
         """This thread's open ``atomic()`` block (hot writes join its transaction)."""
         return getattr(self._local, "grouped", None)
 
-    def _writer_conn(self) -> Connection:
+    def _open_writer(self) -> Connection:
         if self._writer is None or self._writer.closed:
             self._writer = self.engine.connect()
-        db.begin_as_writer(self._writer)  # for the BEGIN that follows
         return self._writer
+
+    def _writer_conn(self) -> Connection:
+        writer = self._open_writer()
+        db.begin_as_writer(writer)  # for the BEGIN that follows
+        return writer
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -220,7 +227,7 @@ class Database:
         # BEGIN and COMMIT straight on the DBAPI connection: SQLAlchemy's transaction
         # bookkeeping was a fifth of a transition's CPU.
         raw = conn.connection.dbapi_connection
-        if self.dialect == "postgresql":
+        if self._batched:
             with self._pg_batch(conn, raw):
                 yield
             return
@@ -284,9 +291,7 @@ class Database:
         if grouped is not None:
             return hot.rows(grouped, values)
         with self._lock:
-            if self._writer is None or self._writer.closed:
-                self._writer = self.engine.connect()
-            rows = hot.rows(self._writer, values)
+            rows = hot.rows(self._open_writer(), values)
             if self.dialect != "sqlite":
                 self._writer.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
             return rows
