@@ -220,3 +220,20 @@ def test_a_failed_batch_leaves_nothing_and_the_next_one_works(pg_url: str) -> No
         store.record_transition("L1-01", "queued", "step1_waiting", "start")
         assert [t.tool for t in other.tool_state_history()] == ["oven-1"]
         assert other.get_wafer("L1-01").state == "step1_waiting"
+
+
+def test_the_hot_statements_outlive_the_writers_rollbacks(pg_url: str) -> None:
+    """psycopg prepares a statement of its own once it has run it five times (the
+    store's other writes, e.g. audit lines, commit on the writer connection), and
+    answers any later ROLLBACK with DEALLOCATE ALL, which would take the hot
+    statements' with it. The store's engines turn psycopg's preparing off."""
+    with Store(pg_url) as store:
+        _lot(store)
+        store.record_transition("L1-01", "queued", "step1_waiting", "start")
+        for n in range(8):
+            store.audit("op", "note", f"note {n}")  # a plain write on the writer
+        assert store.tool_modes() == {}  # a read on the writer, ended by a ROLLBACK
+        with pytest.raises(StoreError, match="no wafer NOPE-01"):
+            store.start_step("NOPE-01", 1, "print", "printer-1", {})  # a hot ROLLBACK
+        store.record_transition("L1-01", "step1_waiting", "step1_running", "go")
+        assert store.get_wafer("L1-01").state == "step1_running"
