@@ -28,8 +28,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 BATCH = "bumpline_pg_batch"  # Connection.info: the connection's open PgBatch
-# Per DBAPI connection (a session of the server): the names prepared there.
+# Per DBAPI connection (a session of the server): the names prepared there, and its
+# client-side renderer (a psycopg ClientCursor's mogrify).
 _PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_RENDER: weakref.WeakKeyDictionary[Any, Callable[[str, Any], str]] = weakref.WeakKeyDictionary()
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 _NAMES = itertools.count(1)
 
@@ -100,7 +102,10 @@ class PgBatch:
 
     def __init__(self, raw: Any, client_cursor: Callable[[Any], Any]) -> None:
         self.raw = raw
-        self.render: Callable[[str, Any], str] = client_cursor(raw).mogrify
+        render = _RENDER.get(raw)
+        if render is None:
+            render = _RENDER[raw] = client_cursor(raw).mogrify
+        self.render = render
         self.prepared = _PREPARED.setdefault(raw, set())  # a new connection: nothing yet
         self.queue: list[str] = ["BEGIN"]
         self.waiting: list[tuple[Later | None, bool]] = [(None, False)]
