@@ -262,7 +262,7 @@ def end_step(
         status_now, wafer_id = current[0], current[1]
         if status_now != "running":
             raise StoreError(f"step {step_id} of {wafer_id} already ended ({status_now})")
-        _END_STEP.run(
+        _END_STEP.send(  # results nobody reads ride with the COMMIT (PostgreSQL)
             conn,
             {
                 "step": step_id,
@@ -274,7 +274,7 @@ def end_step(
             },
         )
         if samples is not None:
-            _ADD_CURVE.run(
+            _ADD_CURVE.send(
                 conn,
                 {
                     "step_id": step_id,
