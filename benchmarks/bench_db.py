@@ -237,7 +237,8 @@ def main() -> int:
                         help="a throwaway PostgreSQL database URL")
     parser.add_argument("--rtt-ms", type=float, default=0.0, metavar="MS",
                         help="also time PostgreSQL's journal writes through a relay adding "
-                             "MS per round trip (a plant network; benchmarks/netdelay.py)")
+                             "at least MS per round trip (a plant network; its timers wake "
+                             "at millisecond resolution: benchmarks/netdelay.py)")
     parser.add_argument("--busy", action="store_true",
                         help="keep one core busy in another process while measuring")
     parser.add_argument("--lot-wafers", type=int, default=LOT_WAFERS, metavar="N",

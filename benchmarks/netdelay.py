@@ -5,7 +5,11 @@ On localhost a round trip to PostgreSQL costs about 0.05 ms, on a plant network
 0.3-1 ms; what a hot transaction's round trips cost there cannot be seen on
 localhost. The relay runs in a process of its own (its work is not the
 controller's CPU) and forwards each chunk after ``rtt_ms / 2``, keeping each
-direction's order; it is a model of latency, not of bandwidth or loss.
+direction's order; it is a model of latency, not of bandwidth or loss. asyncio's
+timers wake at millisecond resolution (epoll), so each direction waits at least
+about 1 ms whatever ``rtt_ms`` asks: on this machine a round trip through it
+took about 3 ms with ``--rtt-ms 0.5``. Compare runs through the same relay, and
+read the figure as that network's, not the nominal one.
 
     .venv/bin/python benchmarks/netdelay.py --rtt-ms 0.5 --to 127.0.0.1:5432 [--port N]
 
