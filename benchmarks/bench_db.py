@@ -24,7 +24,11 @@ reported with its error, never as a lot lost. Controller CPU per wafer is
 on SQLite and PostgreSQL run after run.
 
     .venv/bin/python benchmarks/bench_db.py [--pg postgresql+psycopg://user@host/db] [--busy]
-                                            [--lot-wafers N]
+                                            [--lot-wafers N] [--rtt-ms MS]
+
+``--rtt-ms MS`` also times PostgreSQL's crash-safe journal writes through a relay
+adding MS per round trip (``netdelay.py``): what a line PC pays on a plant network,
+where a transaction's round trips, not the server, are most of a write.
 
 Without ``--pg`` (or ``$BUMPLINE_BENCH_PG``) only SQLite is measured, and it says
 so in one line. The PostgreSQL database given must be a throwaway one. ``--busy``
@@ -49,6 +53,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bench_lot import DEFAULT_SEED, DEFAULT_SPEED, TARGET_PG_CPU_RATIO, run_lot
+from netdelay import relay
 from sqlalchemy import make_url, text
 
 from controller.store import Store
@@ -230,6 +235,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pg", default=os.environ.get("BUMPLINE_BENCH_PG"),
                         help="a throwaway PostgreSQL database URL")
+    parser.add_argument("--rtt-ms", type=float, default=0.0, metavar="MS",
+                        help="also time PostgreSQL's journal writes through a relay adding "
+                             "at least MS per round trip (a plant network; its timers wake "
+                             "at millisecond resolution: benchmarks/netdelay.py)")
     parser.add_argument("--busy", action="store_true",
                         help="keep one core busy in another process while measuring")
     parser.add_argument("--lot-wafers", type=int, default=LOT_WAFERS, metavar="N",
@@ -262,6 +271,14 @@ def main() -> int:
                 print(f"{durability:<10} PostgreSQL / SQLite: {ratio:.2f}x (target <= "
                       f"{TARGET_RATIO}x, margin {TARGET_RATIO - ratio:+.2f}x): "
                       f"{'ok' if ratio <= TARGET_RATIO else 'OVER TARGET'}")
+        if args.pg and args.rtt_ms:
+            parsed = make_url(args.pg)
+            with relay(args.rtt_ms, parsed.host or "127.0.0.1", parsed.port or 5432) as port:
+                far = parsed.set(host="127.0.0.1", port=port).render_as_string(
+                    hide_password=False)
+                pg = write_latency_ms(with_synchronous_commit(far, "off"), f"{tag}r")
+            print(f"{'network':<10} {f'pg off, RTT {args.rtt_ms:g} ms':<26} journal write ms: "
+                  f"{_spread(pg)} (benchmarks/netdelay.py; no target: SQLite has no network)")
         for name, url in [("sqlite", sqlite)] + ([("postgresql", args.pg)] if args.pg else []):
             rounds = [claims_per_s(url, f"{tag}{r}") for r in range(ROUNDS)]
             rates = [rate for rate, _ in rounds]

@@ -62,6 +62,13 @@ def sqlite_file(url: URL) -> Path | None:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """The process's engine for ``url`` (SQLite gets WAL, NORMAL sync, FKs, a busy timeout)."""
     parsed = parse_db_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+        # psycopg prepares a statement it has run five times, and at any ROLLBACK clears
+        # them with DEALLOCATE ALL: that would take the store's own prepared hot
+        # statements with them (persistence/pg_batch.py, decision 0019). Off: those are
+        # the ones that count.
+        return create_engine(parsed, echo=echo, pool_pre_ping=True,
+                             connect_args={"prepare_threshold": None})
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, echo=echo, pool_pre_ping=True)
     in_memory = sqlite_file(parsed) is None

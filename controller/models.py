@@ -246,10 +246,13 @@ class ToolState(Base):
 
 class ToolModeRow(Base):
     """The mode people put a tool in (production, engineering, maintenance, offline): one row
-    per tool, the latest; the audit log keeps who changed it and why."""
+    per line and tool, the latest; the audit log keeps who changed it and why. A tool name
+    repeats on every line; ``line_id`` "" is a row set before modes were kept per line for
+    a tool no line had recorded (migration 0010)."""
 
     __tablename__ = "tool_modes"
 
+    line_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     tool: Mapped[str] = mapped_column(String(64), primary_key=True)
     mode: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")

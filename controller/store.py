@@ -392,12 +392,18 @@ class Store:
 
     def set_tool_mode(self, tool: str, mode: ToolMode | str, *, user: str,
                       reason: str = "") -> tuple[ToolMode, ToolMode]:
-        """Put a tool in a mode, audited; (previous, new). The controller applies it."""
-        return _tool_modes.set_tool_mode(self._db, tool, mode, user=user, reason=reason)
+        """Put this store's line's tool in a mode, audited; (previous, new). Its line's
+        controller applies it."""
+        return _tool_modes.set_tool_mode(self._db, tool, mode, user=user, reason=reason,
+                                         line_id=self.line_id)
 
     def tool_modes(self) -> dict[str, ToolModeInfo]:
-        """Tools people set a mode for (a tool not listed is in production)."""
-        return _tool_modes.tool_modes(self._db)
+        """This store's line's tools people set a mode for (not listed: in production)."""
+        return _tool_modes.tool_modes(self._db, self.line_id)
+
+    def every_tool_mode(self) -> list[ToolModeInfo]:
+        """Every line's tool modes, by line and tool."""
+        return _tool_modes.every_tool_mode(self._db)
 
     # -- audit
 

@@ -33,12 +33,16 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, binary: str, folder: Path) -> None:
+    def __init__(self, binary: str, folder: Path, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) of a TLS listener (``mqtts://``)."""
         self.port = free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.url = f"{'mqtts' if tls else 'mqtt'}://127.0.0.1:{self.port}"
         self._binary = binary
         self._conf = folder / "mosquitto.conf"
-        self._conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        listener = f"listener {self.port} 127.0.0.1\n"
+        if tls is not None:  # as root mosquitto would read them as its own user: stay root
+            listener += f"certfile {tls[0]}\nkeyfile {tls[1]}\nuser root\n"
+        self._conf.write_text(f"{listener}allow_anonymous true\n"
                               "persistence false\nlog_dest none\n")
         self._process: asyncio.subprocess.Process | None = None
 
@@ -52,7 +56,7 @@ class Broker:
         while True:  # the broker says nothing when it listens: try its port
             assert self._process is not None and self._process.returncode is None, \
                 "mosquitto exited at start"
-            try:
+            try:  # TLS or not, a TCP connection accepted is a broker listening
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
             except OSError:
                 await asyncio.sleep(0.02)
@@ -68,11 +72,12 @@ class Broker:
 
 
 @contextlib.asynccontextmanager
-async def mosquitto(folder: Path) -> AsyncIterator[Broker]:
+async def mosquitto(folder: Path, tls: tuple[Path, Path] | None = None
+                    ) -> AsyncIterator[Broker]:
     binary = mosquitto_binary()
     if binary is None:
         pytest.skip("no mosquitto here (Debian's package; .ci/run installs it)")
-    broker = Broker(binary, folder)
+    broker = Broker(binary, folder, tls)
     await broker.start()
     try:
         yield broker

@@ -284,6 +284,7 @@ def test_tools_shows_latest_e10_state(capsys, db: str) -> None:
         "state",
         "tool",
         "state",
+        "mode",
         "since",
         "reason",
     ]

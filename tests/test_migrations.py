@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,10 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import DateTime, column, insert, inspect, select, table
 
 from controller.db import MIGRATIONS_DIR, alembic_config, make_engine, upgrade_to_head
+from controller.line.e10 import ToolMode
 from controller.models import Base
 from controller.store import Store
 
@@ -65,10 +67,10 @@ def test_one_linear_history() -> None:
     revisions = list(scripts.walk_revisions())
     assert revisions[-1].down_revision is None
     assert revisions[-1].revision == "0001"
-    assert [r.revision for r in reversed(revisions)][:9] == [
+    assert [r.revision for r in reversed(revisions)][:10] == [
         "0001", "0002_gem", "0003_controller_locks", "0004_batches", "0005_users",
         "0006_lot_line", "0007_lock_pid_started", "0008_alarm_state_line",
-        "0009_tool_modes"]
+        "0009_tool_modes", "0010_tool_modes_line"]
 
 
 def _downgrade(engine, target: str) -> None:  # noqa: ANN001
@@ -105,6 +107,42 @@ def test_each_revision_steps_down_and_up_keeping_the_data(db_url: str) -> None:
         assert store.get_lot("L1").wafer_count == 2
         assert store.line_lock_holder("line-a") is None  # the downgrade dropped the locks
         store.acquire_line_lock("line-a")  # and the table works again
+
+
+def test_tool_modes_become_each_lines_and_back(db_url: str) -> None:
+    """0010 keys tool modes by line and tool: a mode set before for a tool name goes to
+    every line that recorded that tool (as before, every such line applied it), a tool
+    no line recorded keeps line "" ; the downgrade keeps one row per tool, the newest."""
+    early, late = (datetime(2026, 12, 1, h, 0, tzinfo=UTC) for h in (8, 9))
+    with Store(db_url, line_id="bay-A") as a, Store(db_url, line_id="bay-B") as b:
+        a.record_tool_state("oven-1", "standby")
+        b.record_tool_state("oven-1", "standby")
+        b.record_tool_state("printer-1", "standby")
+        engine = a.engine
+        _downgrade(engine, "0009_tool_modes")
+        modes = table("tool_modes", column("tool"), column("mode"), column("reason"),
+                      column("set_by"), column("set_at", DateTime(timezone=True)))
+        with engine.begin() as conn:
+            conn.execute(insert(modes), [
+                {"tool": "oven-1", "mode": "maintenance", "reason": "belt", "set_by": "erik",
+                 "set_at": early},
+                {"tool": "plater-9", "mode": "offline", "reason": "gone", "set_by": "erik",
+                 "set_at": late}])
+        upgrade_to_head(engine)
+        for store in (a, b):
+            assert {t: m.mode.value for t, m in store.tool_modes().items()} == {
+                "oven-1": "maintenance"}
+        assert [(m.line_id, m.tool) for m in a.every_tool_mode()] == [
+            (None, "plater-9"), ("bay-A", "oven-1"), ("bay-B", "oven-1")]
+        a.set_tool_mode("oven-1", "production", user="erik")  # bay-A's only, and newest
+        assert b.tool_modes()["oven-1"].mode is ToolMode.MAINTENANCE
+        _downgrade(engine, "0009_tool_modes")
+        with engine.connect() as conn:
+            rows = sorted((r.tool, r.mode) for r in conn.execute(select(modes)))
+        assert rows == [("oven-1", "production"), ("plater-9", "offline")]
+        upgrade_to_head(engine)
+        assert a.tool_modes()["oven-1"].mode is ToolMode.PRODUCTION
+        assert b.tool_modes()["oven-1"].mode is ToolMode.PRODUCTION  # the one row, fanned
 
 
 def test_opening_a_store_twice_is_harmless(db_url: str) -> None:

@@ -204,10 +204,10 @@ def test_feed_settings_refuse_bad_input_in_one_line() -> None:
     assert (config.username, config.password) == ("fab", "pw")
     assert dataclasses.replace(parse_url("mqtt://h"), site="s").port == 1883
     bad: list[tuple[dict[str, Any] | None, str | None, str]] = [
-        (None, "http://broker", "expected mqtt://"),
-        (None, "mqtt://", "expected mqtt://"),
+        (None, "http://broker", "expected mqtt[s]://"),
+        (None, "mqtt://", "expected mqtt[s]://"),
         (None, "mqtt://h:99999", "is not a broker URL"),
-        (None, "mqtts://h", "TLS is not supported"),
+        (None, "mqttx://h", "expected mqtt[s]://"),
         ({"site": "x"}, None, "needs url"),
         ({"url": "mqtt://h", "bufer": 3}, None, "bufer: unknown key"),
         ({"url": "mqtt://h", "buffer": 0}, None, "buffer: expected a whole number"),
@@ -247,17 +247,50 @@ async def test_serve_once_with_mqtt_feeds_a_queued_lot(
     assert lot.payload is not None and lot.payload["wafers"] == {"Q1-01": "complete"}
 
 
+async def test_run_with_mqtt_feeds_its_lot_as_serve_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bumpline run`` is a controller too: the real process, its lot on the broker from
+    the first event to the lot's end, every event in order, nothing dropped."""
+    monkeypatch.setenv("BUMPLINE_USER", "ann")
+    db = f"sqlite:///{tmp_path / 'line.db'}"
+    root = "bumpline/site/sim"
+    async with mosquitto(tmp_path) as broker, Subscriber(broker) as fab:
+        run = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller.cli", "run", "--lot", "R1", "--recipe",
+            "rebump-hipb-snpb", "--wafers", "1", "--mqtt", broker.url, "--speed", "1000",
+            "--seed", "1", "--plain", "--db", db, "--report-dir", str(tmp_path / "reports"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)
+        out, _ = await asyncio.wait_for(run.communicate(), 120)
+        assert run.returncode == 0, out.decode()
+        assert f"mqtt: feeding {broker.url} under {root}/" in out.decode()
+        final = (await fab.until(lambda g: g.topic == f"{root}/feed" and g.payload is not None
+                                 and g.payload["online"] is False)).payload
+        lot = await fab.until(lambda g: g.topic == f"{root}/lot/R1" and g.payload is not None
+                              and g.payload["state"] == "complete")
+    events = [g.payload for g in fab.got if g.topic == f"{root}/events" and g.payload]
+    assert final is not None and [e["seq"] for e in events] == list(range(1, final["seq"] + 1))
+    assert final["published"] == final["seq"] and final["dropped"] == 0
+    assert "wafer_transition" in {e["kind"] for e in events}
+    assert lot.payload is not None and lot.payload["wafers"] == {"R1-01": "complete"}
+
+
 def test_serve_refuses_a_bad_feed_setting_in_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = f"sqlite:///{tmp_path / 'line.db'}"
     assert main(["serve", "--once", "--mqtt", "http://broker", "--db", db]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and "--mqtt: expected mqtt://" in err[0], err
+    assert len(err) == 1 and "--mqtt: expected mqtt[s]://" in err[0], err
     line = tmp_path / "line.toml"
     line.write_text('[line]\nname = "a"\ntime_scale = 100.0\n\n[mqtt]\nsite = "p1"\n')
     assert main(["serve", "--once", "--line", str(line), "--db", db]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "[mqtt] needs url" in err[0], err
+    # run reads the same settings, before it takes the line or queues the lot.
+    assert main(["run", "--lot", "B1", "--recipe", "rebump-hipb-snpb", "--wafers", "1",
+                 "--mqtt", "mqtt://", "--db", db]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "--mqtt: expected mqtt[s]://" in err[0], err
+    assert not (tmp_path / "line.db").exists()  # nothing opened, nothing queued
 
 
 def test_feed_state_keeps_what_is_true_now() -> None:

@@ -8,7 +8,10 @@ wafer's whole record must read back the same from either back end.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,7 +82,7 @@ def test_sqlite_and_postgresql_store_the_same_record(sqlite_url: str, pg_url: st
 def test_a_hot_statement_stores_what_core_stores(db_url: str) -> None:
     """The same values through HotStatement.run and through conn.execute: equal rows."""
     values = {
-        "wafer_id": "L1-01", "at": WHEN, "step_index": 2, "step_kind": "reflow",
+        "wafer": "L1-01", "at": WHEN, "step_index": 2, "step_kind": "reflow",
         "from_state": "a", "to_state": "b", "trigger": "t", "why": "w", "tool": "oven-1",
         "tool_time": 1.5, "measurements": {"peak_c": 348.8, "curve": [1.0, 2.5]},
     }
@@ -101,11 +104,19 @@ def test_a_hot_statement_stores_what_core_stores(db_url: str) -> None:
 
 
 def test_unknown_wafer_is_refused_on_the_hot_path(db_url: str) -> None:
-    with Store(db_url) as store:
+    with Store(db_url) as store, Store(db_url) as other:
+        _lot(store)
+        before = _counts(other)
         with pytest.raises(StoreError, match="no wafer NOPE-01"):
             store.record_transition("NOPE-01", "queued", "step1_waiting", "start")
         with pytest.raises(StoreError, match="no wafer NOPE-01"):
             store.start_step("NOPE-01", 1, "print", "printer-1", {})
+        assert _counts(other) == before  # no event, no audit line for a wafer not there
+        # The refusals rolled back what their transactions prepared (PostgreSQL): the same
+        # statements work next, prepared again.
+        store.start_step("L1-01", 1, "print", "printer-1", {})
+        store.record_transition("L1-01", "queued", "step1_waiting", "start")
+        assert _counts(other) == (before[0] + 1, before[1] + 1, before[2] + 1)
 
 
 def _lot(store: Store) -> None:
@@ -155,3 +166,74 @@ def test_atomic_failure_keeps_none_of_the_writes(db_url: str) -> None:
         assert store.wafers("L1")[0].state == "queued"  # the transition rolled back too
         store.record_transition("L1-01", "queued", "step1_waiting", "start")  # usable again
         assert _counts(other)[0] == before[0] + 1
+
+
+# --- PostgreSQL: a hot transaction in as few round trips as its results allow -----------------
+
+
+@contextmanager
+def _wire(store: Store, path: Path) -> Iterator[list[str]]:
+    """The messages the store's writer connection sends meanwhile, as libpq traces them."""
+    import psycopg  # the PostgreSQL tests' driver (pg_url is skipped without it)
+
+    raw = store._db._writer_conn().connection.dbapi_connection  # noqa: SLF001 - the wire
+    sent: list[str] = []
+    with path.open("w") as trace:
+        raw.pgconn.trace(trace.fileno())
+        raw.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            yield sent
+        finally:
+            raw.pgconn.untrace()
+    sent += [line.split("\t")[2] for line in path.read_text().splitlines()
+             if line.startswith("F\t")]
+
+
+def test_a_transition_is_one_round_trip_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """BEGIN, the wafer's UPDATE, its event, its audit line and COMMIT go as one query."""
+    with Store(pg_url) as store:
+        _lot(store)
+        store.record_transition("L1-01", "queued", "step1_waiting", "start")  # prepares
+        with _wire(store, tmp_path / "trace") as sent:
+            event = store.record_transition("L1-01", "step1_waiting", "step1_running", "go",
+                                            measurements={"x": 1.5})
+        assert sent == ["Query"]
+        (last,) = [e for e in store.events("L1-01") if e.id == event]
+        assert (last.to_state, last.measurements) == ("step1_running", {"x": 1.5})
+        assert store.audit_log(wafer_id="L1-01")[-1].lot_id == "L1"
+
+
+def test_a_failed_batch_leaves_nothing_and_the_next_one_works(pg_url: str) -> None:
+    """A statement the server refuses (a tool name over its column's 64 characters) in a
+    query that also prepared it: the whole transaction is rolled back, its PREPAREs
+    with it, and the same statements work next (prepared again, never twice)."""
+    import psycopg  # the PostgreSQL tests' driver (pg_url is skipped without it)
+
+    with Store(pg_url) as store, Store(pg_url) as other:
+        _lot(store)
+        with pytest.raises(psycopg.errors.StringDataRightTruncation), store.atomic():
+            store.record_transition("L1-01", "queued", "step1_waiting", "start")
+            store.record_tool_state("x" * 65, "standby")
+        assert store.get_wafer("L1-01").state == "queued"
+        assert other.tool_state_history() == [] and _counts(other)[0] == 0
+        assert store.record_tool_state("oven-1", "standby")
+        store.record_transition("L1-01", "queued", "step1_waiting", "start")
+        assert [t.tool for t in other.tool_state_history()] == ["oven-1"]
+        assert other.get_wafer("L1-01").state == "step1_waiting"
+
+
+def test_the_hot_statements_outlive_the_writers_rollbacks(pg_url: str) -> None:
+    """psycopg prepares a statement of its own once it has run it five times (the
+    store's other writes, e.g. audit lines, commit on the writer connection), and
+    answers any later ROLLBACK with DEALLOCATE ALL, which would take the hot
+    statements' with it. The store's engines turn psycopg's preparing off."""
+    with Store(pg_url) as store:
+        _lot(store)
+        store.record_transition("L1-01", "queued", "step1_waiting", "start")
+        for n in range(8):
+            store.audit("op", "note", f"note {n}")  # a plain write on the writer
+        assert store.tool_modes() == {}  # a read on the writer, ended by a ROLLBACK
+        with pytest.raises(StoreError, match="no wafer NOPE-01"):
+            store.start_step("NOPE-01", 1, "print", "printer-1", {})  # a hot ROLLBACK
+        store.record_transition("L1-01", "step1_waiting", "step1_running", "go")
+        assert store.get_wafer("L1-01").state == "step1_running"

@@ -3,6 +3,7 @@ the store keeps the mode across restarts, and the line event stream says so."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -170,3 +171,60 @@ def test_bumpline_tools_mode_sets_it_with_the_user_or_says_why_not(tmp_path, cap
         assert store.tool_modes()["oven-1"].set_by == "erik"
     assert main(["tools", "--db", db]) == 0  # the listing still works without a subcommand
     assert "oven-1" in capsys.readouterr().out
+
+
+def test_a_mode_is_one_lines_tool_not_every_tool_of_that_name(db_url: str) -> None:
+    """Tool names repeat on every line: maintenance on bay-A's oven-1 leaves bay-B's in
+    production, for the store, the controller's look and the audit trail."""
+    with Store(db_url, line_id="bay-A") as a, Store(db_url, line_id="bay-B") as b:
+        assert a.set_tool_mode("oven-1", "maintenance", user="erik", reason="belt") == (
+            ToolMode.PRODUCTION, ToolMode.MAINTENANCE)
+        assert b.tool_modes() == {}
+        assert b.set_tool_mode("oven-1", "offline", user="ann", reason="no N2") == (
+            ToolMode.PRODUCTION, ToolMode.OFFLINE)  # its own previous mode, not bay-A's
+        assert a.tool_modes()["oven-1"].mode is ToolMode.MAINTENANCE
+        assert [(m.line_id, m.tool, m.mode.value) for m in a.every_tool_mode()] == [
+            ("bay-A", "oven-1", "maintenance"), ("bay-B", "oven-1", "offline")]
+        trail = [e.detail for e in a.audit_log() if e.action == "tool.mode"]
+    assert trail == ["oven-1 on line bay-A: production -> maintenance: belt",
+                     "oven-1 on line bay-B: production -> offline: no N2"]
+
+
+def test_bumpline_tools_mode_takes_the_line_and_tools_lists_each_mode(tmp_path,
+                                                                      capsys) -> None:
+    db = f"sqlite:///{tmp_path / 'lines.db'}"
+    with Store(db, line_id="bay-A") as a, Store(db, line_id="bay-B") as b:
+        a.record_tool_state("oven-1", "standby")
+        b.record_tool_state("oven-1", "standby")
+        b.record_tool_state("printer-1", "standby")
+    assert main(["tools", "mode", "oven-1", "maintenance", "--reason", "belt", "--db", db]) == 1
+    assert capsys.readouterr().err == ("bumpline: oven-1 is a tool of lines bay-A, bay-B: say "
+                                       "which with --line\n")
+    assert main(["tools", "mode", "oven-9", "offline", "--reason", "x", "--db", db]) == 1
+    assert capsys.readouterr().err == ("bumpline: no line has recorded a tool oven-9 yet: check "
+                                       "the name, or give its line with --line ID\n")
+    assert main(["tools", "mode", "oven-1", "maintenance", "--reason", "belt", "--line",
+                 "bay-B", "--user", "erik", "--db", db]) == 0
+    assert capsys.readouterr().out == ("oven-1 on line bay-B: production -> maintenance; a "
+                                       "wafer on it finishes first\n")
+    # The one line that has printer-1 is taken without --line, and said.
+    assert main(["tools", "mode", "printer-1", "engineering", "--reason", "DOE", "--user",
+                 "erik", "--db", db]) == 0
+    assert capsys.readouterr().out.startswith("printer-1 on line bay-B: production -> ")
+    assert main(["tools", "mode", "cleaner-1", "offline", "--reason", "x", "--line", "bay-A",
+                 "--db", db]) == 0  # a new line's tool may be named before it runs
+    assert capsys.readouterr().out.endswith(
+        "(no state recorded yet for cleaner-1 on line bay-A: check the name)\n")
+    with Store(db, line_id="bay-A") as a:
+        assert set(a.tool_modes()) == {"cleaner-1"}
+    assert main(["tools", "--json", "--db", db]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(t["line_id"], t["tool"], t["mode"]) for t in listed] == [
+        ("bay-A", "oven-1", "production"), ("bay-B", "oven-1", "maintenance"),
+        ("bay-B", "printer-1", "engineering")]
+    assert main(["tools", "--line", "bay-B", "--db", db]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split()[:7] == ["line", "tool", "E10", "state", "tool", "state", "mode"]
+    assert [r.split()[:5] for r in rows[1:]] == [
+        ["bay-B", "oven-1", "standby", "—", "maintenance"],
+        ["bay-B", "printer-1", "standby", "—", "engineering"]]

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from controller.store import Store
 from controller.web.actions import WRITES
 from tests.web_fixtures import ROLES, add_users, csrf_of, login, screen
 
@@ -177,3 +178,31 @@ async def test_a_forged_csrf_token_is_refused_not_a_crash(tmp_path: Path) -> Non
             await login(client, "olga")
             answer = await client.post("/lots/hold", data={"csrf": "Grüße", "lot": "X"})
             assert answer.status_code == 403 and "stale" in answer.text
+
+
+async def test_the_tool_mode_form_sets_its_own_lines_tool(tmp_path: Path) -> None:
+    """Several lines share the database and name their tools alike: the form of bay-A's
+    screen takes bay-A's oven-1 out of production, and its Line page shows bay-A's
+    modes, not bay-B's."""
+    async with screen(tmp_path, line_id="bay-A") as (context, url):
+        add_users(context)
+        store = context.store
+        store.record_tool_state("oven-1", "standby")
+        store.record_tool_state("cleaner-1", "standby")  # bay-A has a cleaner-1 too
+        with Store(store.url, line_id="bay-B") as other_line:
+            other_line.record_tool_state("cleaner-1", "standby")
+            other_line.set_tool_mode("cleaner-1", "offline", user="ann", reason="no DI water")
+            async with httpx.AsyncClient(base_url=url) as client:
+                await login(client, "erik")
+                page = await client.get("/line")
+                assert "cleaner-1" in page.text  # bay-A's, in production: bay-B's mode
+                assert "no DI water" not in page.text  # is not on bay-A's page
+                answer = await client.post("/tools/mode", data={
+                    "csrf": csrf_of(page.text), "tool": "oven-1", "mode": "maintenance",
+                    "reason": "belt"})
+                assert answer.status_code == 303
+                assert "maintenance</strong> · erik: belt" in (await client.get("/line")).text
+            assert other_line.tool_modes().keys() == {"cleaner-1"}
+        assert store.tool_modes()["oven-1"].mode.value == "maintenance"
+        assert [(m.line_id, m.tool) for m in store.every_tool_mode()] == [
+            ("bay-A", "oven-1"), ("bay-B", "cleaner-1")]

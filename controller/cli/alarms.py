@@ -6,7 +6,9 @@
 Several lines may share one database (docs/deployment.md) and name their tools
 alike (``printer-1`` on every line): each alarm and tool state names the line
 whose tool it is, shown in every row and in ``--json``; ``--line`` keeps one
-line's. Rows recorded by a controller that named no line show ``-``.
+line's. Rows recorded by a controller that named no line show ``-``. Each tool's
+mode (people's: production unless ``bumpline tools mode`` or the screen set
+another) is its line's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import argparse
 
 from controller.cli.lots import _store, _t, _user, parents
 from controller.cli.output import print_json, print_table, wants_json
-from controller.cli.toolstate import tools_now
+from controller.cli.toolstate import ToolNow, tools_now
+from controller.line.e10 import ToolMode
 from controller.store import jsonable
 
 
@@ -36,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ack.set_defaults(handler=cmd_alarm_ack)
 
     p = sub.add_parser(
-        "tools", parents=[db, as_json], help="latest SEMI E10 state of every tool seen"
+        "tools", parents=[db, as_json], help="latest SEMI E10 state and mode of every tool seen"
     )
     p.add_argument("--line", metavar="ID", help="only this line's tools")
     p.set_defaults(handler=cmd_tools)
@@ -89,14 +92,20 @@ def cmd_alarm_ack(args: argparse.Namespace) -> int:
 def cmd_tools(args: argparse.Namespace) -> int:
     with _store(args) as store:
         tools = tools_now(store, args.line)
+        modes = {(m.line_id, m.tool): m.mode.value for m in store.every_tool_mode()}
+
+    def mode(n: ToolNow) -> str:  # people's mode for the line's tool; none set: production
+        return modes.get((n.state.line_id, n.state.tool), ToolMode.PRODUCTION.value)
+
     if wants_json(args):
-        return print_json([{**jsonable(n.state), "derived": n.derived} for n in tools])
+        return print_json([{**jsonable(n.state), "mode": mode(n), "derived": n.derived}
+                           for n in tools])
     if not tools:
         print("no tool states recorded yet" + (f" on line {args.line}" if args.line else ""))
         return 0
     print_table(
-        ["line", "tool", "E10 state", "tool state", "since", "reason"],
+        ["line", "tool", "E10 state", "tool state", "mode", "since", "reason"],
         [[_line(n.state.line_id), n.state.tool, n.state.e10_state, n.state.tool_state,
-          _t(n.state.at), n.state.reason] for n in tools],
+          mode(n), _t(n.state.at), n.state.reason] for n in tools],
     )
     return 0

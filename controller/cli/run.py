@@ -1,7 +1,8 @@
 """``bumpline run`` (the operator's main job) and ``bumpline serve`` (the line as a service).
 
     bumpline run --lot ID --recipe NAME (--wafers N | --slots LIST) [--line FILE] [--db URL]
-    bumpline run --resume LOT [--line FILE] [--db URL]
+                 [--mqtt URL]
+    bumpline run --resume LOT [--line FILE] [--db URL] [--mqtt URL]
     bumpline serve --line FILE [--db URL] [--gem] [--web [HOST:PORT]] [--mqtt URL]
 
 Without ``--line`` both start the simulated line in the same process (the
@@ -29,6 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from controller.cli.feed import feed_settings, start_feed
 from controller.cli.leases import Leases, line_id
 from controller.cli.output import add_db
 from controller.errors import EXIT_USAGE, UserError
@@ -75,6 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where lot reports are written (default ./reports)",
     )
     common.add_argument("--user", help="who is running it (default $BUMPLINE_USER or login)")
+    common.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="also publish the line's events and state to an MQTT broker, "
+        "mqtt[s]://[user[:password]@]host[:port] (overrides the line file's [mqtt] url; "
+        "docs/events.md)",
+    )
     common.add_argument(
         "--wait-for-disposition",
         action="store_true",
@@ -125,13 +134,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="HOST:PORT",
         help="also serve the operator screen (default 127.0.0.1:8080; docs/operators.md, "
         "docs/security.md)",
-    )
-    s.add_argument(
-        "--mqtt",
-        metavar="URL",
-        help="also publish the line's events and state to an MQTT broker, "
-        "mqtt://[user[:password]@]host[:port] (overrides the line file's [mqtt] url; "
-        "docs/events.md)",
     )
     s.add_argument(
         "--gem-port",
@@ -295,12 +297,18 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from controller.cli.lots import _user
     from controller.store import Store
 
+    feed = feed_settings(args)  # bad settings: one line, before anything is taken
     store = Store(getattr(args, "db", None), line_id=line_id(args))  # its alarms name the line
     leases = Leases(store, f"bumpline run by {_user(args)}")
+    services = contextlib.AsyncExitStack()  # the MQTT feed, for the whole run
     try:
         lot = _lot_to_run(args, store)
         line = line_id(args)
         leases.take_line(line)
+        events = None
+        if feed is not None:  # the fab's feed hears the controller's event stream
+            events = LineEventStream(line, asyncio.get_running_loop().time)
+            await start_feed(args, feed, events, services)
         async with leases.kept():
             if args.resume:
                 leases.take_lot(args.resume)  # before the line opens: refused at once
@@ -313,9 +321,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 return [lot_id]
 
             with Stopper() as stopper:
-                status, _ = await _run_lots(args, store, lots, stopper, leases)
+                status, _ = await _run_lots(args, store, lots, stopper, leases, events)
             return status
     finally:
+        await services.aclose()  # the feed sends what is left (the lot's end) first
         leases.release_all()
         store.close()
 
@@ -462,25 +471,6 @@ async def _serve_web(args: argparse.Namespace, store: Any, events: LineEventStre
     print(f"web: the operator screen at {url}", flush=True)
 
 
-def _feed_settings(args: argparse.Namespace) -> Any:
-    """The MQTT feed's settings (``[mqtt]``, ``--mqtt``), or None: no feed."""
-    from controller.feed.config import mqtt_config
-    from drivers.line_config import load_line_config
-
-    table = load_line_config(args.line).mqtt if args.line else None
-    return mqtt_config(table, getattr(args, "mqtt", None), source=args.line or "line")
-
-
-async def _serve_feed(args: argparse.Namespace, settings: Any, events: LineEventStream,
-                      services: contextlib.AsyncExitStack) -> None:
-    try:
-        from controller.feed.mqtt import mqtt_feed
-    except ImportError as exc:  # the optional extra is not installed
-        raise UserError(f"the MQTT feed needs {exc.name}: pip install 'bumpline[mqtt]'"
-                        ) from None
-    await services.enter_async_context(mqtt_feed(settings, events, line_id(args)))
-
-
 async def cmd_serve(args: argparse.Namespace) -> int:
     """Continue unfinished lots, then take queued ones, until stopped (or, with --once,
     until none is left). Held wafers wait for their disposition; with --once a lot that
@@ -490,7 +480,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     from controller.store import Store
 
     args.wait_for_disposition = not args.once
-    feed = _feed_settings(args)  # bad settings: one line, before anything is taken
+    feed = feed_settings(args)  # bad settings: one line, before anything is taken
     store = Store(getattr(args, "db", None), line_id=line_id(args))  # its alarms name the line
     leases = Leases(store, f"bumpline serve by {_user(args)}")
     services = contextlib.AsyncExitStack()  # --gem: the factory host link, for the whole run
@@ -503,7 +493,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             await _serve_web(args, store, events, services)
         if feed is not None:  # the fab's feed hears the same stream
             events = events or LineEventStream(line_id(args), asyncio.get_running_loop().time)
-            await _serve_feed(args, feed, events, services)
+            await start_feed(args, feed, events, services)
         return await _serve(args, store, leases, events)
     finally:
         await services.aclose()

@@ -6,8 +6,10 @@ client (``pip install 'bumpline[mqtt]'``).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -28,29 +30,39 @@ class MqttConfig:
     buffer: int = 10_000  # events kept while the broker is away
     keepalive_s: int = 30
     client_id: str | None = None  # default: bumpline-<site>-<line>
+    tls: bool = False  # mqtts://: the broker's certificate checked, its host name too
+    ca_file: str | None = None  # the CAs to check it against (None: the system's)
 
     @property
     def where(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS settings of an ``mqtts://`` feed (None for plain ``mqtt://``)."""
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=self.ca_file)
 
 
-_KEYS = {"url", "site", "buffer", "keepalive_s", "client_id"}
+_KEYS = {"url", "site", "buffer", "keepalive_s", "client_id", "ca_file"}
+_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
 def parse_url(url: str, *, source: str = "--mqtt") -> MqttConfig:
-    """``mqtt://[user[:password]@]host[:port]``; anything else is one clear error."""
+    """``mqtt[s]://[user[:password]@]host[:port]``; anything else is one clear error."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
         raise MqttConfigError(f"{source}: {url!r} is not a broker URL ({exc})") from None
-    if parts.scheme != "mqtt" or not parts.hostname or parts.path not in ("", "/") \
+    if parts.scheme not in _PORTS or not parts.hostname or parts.path not in ("", "/") \
             or parts.query:
-        raise MqttConfigError(f"{source}: expected mqtt://[user[:password]@]host[:port], "
-                              f"got {url!r} (TLS is not supported yet)")
-    return MqttConfig(host=parts.hostname, port=port or 1883,
+        raise MqttConfigError(f"{source}: expected mqtt[s]://[user[:password]@]host[:port], "
+                              f"got {url!r}")
+    return MqttConfig(host=parts.hostname, port=port or _PORTS[parts.scheme],
                       username=unquote(parts.username) if parts.username else None,
-                      password=unquote(parts.password) if parts.password else None)
+                      password=unquote(parts.password) if parts.password else None,
+                      tls=parts.scheme == "mqtts")
 
 
 def mqtt_config(table: Mapping[str, Any] | None, url: str | None, *,
@@ -84,4 +96,25 @@ def mqtt_config(table: Mapping[str, Any] | None, url: str | None, *,
     client_id = table.get("client_id")
     if client_id is not None and (not isinstance(client_id, str) or not client_id):
         raise MqttConfigError(f"{source}: [mqtt] client_id: expected text, got {client_id!r}")
-    return replace(config, client_id=client_id, **values)
+    config = replace(config, client_id=client_id,
+                     ca_file=_ca_file(table.get("ca_file"), config, source), **values)
+    try:  # a CA file that is not one: said now, before the line starts
+        config.tls_context()
+    except (ssl.SSLError, OSError) as exc:
+        raise MqttConfigError(f"{source}: [mqtt] ca_file {config.ca_file}: not a CA "
+                              f"certificate file ({exc.strerror or exc})") from None
+    return config
+
+
+def _ca_file(value: Any, config: MqttConfig, source: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise MqttConfigError(f"{source}: [mqtt] ca_file: expected a file name, got {value!r}")
+    if not config.tls:
+        raise MqttConfigError(f"{source}: [mqtt] ca_file is for mqtts:// (TLS), the url is "
+                              f"{config.where}")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise MqttConfigError(f"{source}: [mqtt] ca_file {value}: no such file")
+    return str(path)

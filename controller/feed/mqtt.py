@@ -58,6 +58,7 @@ class MqttFeed:
     def __init__(self, config: MqttConfig, events: LineEventStream, line: str, *,
                  backoff_s: tuple[float, float] = BACKOFF_S) -> None:
         self.config = config
+        self._tls = config.tls_context()  # built once: mqtts:// checks the broker's certificate
         self.backoff_s = backoff_s
         self.state = FeedState(config.site, line)
         self.published = 0  # events the broker acknowledged
@@ -103,8 +104,10 @@ class MqttFeed:
                 password=self.config.password, keepalive=self.config.keepalive_s,
                 identifier=self.config.client_id or self.state.root.replace("/", "-"),
                 will=aiomqtt.Will(will.topic, will.payload, QOS, True),
-                timeout=PUBLISH_TIMEOUT_S)
+                timeout=PUBLISH_TIMEOUT_S, tls_context=self._tls)
             try:
+                if self._tls is not None:
+                    await self._check_certificate()
                 async with client:
                     self.connections += 1
                     self._resync = True
@@ -117,7 +120,7 @@ class MqttFeed:
                     await self._until_drained_or_gone(client)
                     await self._send(client, self.feed_status(online=False))
                     return
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError, TimeoutError) as exc:  # OSError: TLS refused
                 self.connected.clear()
                 if not self.lost.is_set():
                     log.warning("mqtt: %s unreachable (%s); the line goes on, the feed keeps "
@@ -127,6 +130,17 @@ class MqttFeed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), backoff)
             backoff = min(backoff * 2, self.backoff_s[1])
+
+    async def _check_certificate(self) -> None:
+        """mqtts://: a TLS handshake of our own first, the broker's certificate checked
+        (ssl.SSLError when refused). paho leaves the socket of a refused handshake open;
+        asyncio closes its own."""
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.config.host, self.config.port, ssl=self._tls),
+            PUBLISH_TIMEOUT_S)
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
     async def _until_drained_or_gone(self, client: aiomqtt.Client) -> None:
         """Drain; a dropped connection ends it at once (MqttError), not after a publish's

@@ -1,10 +1,12 @@
 """Tool modes on a running line: a tool people took out of production gets no new wafer.
 
-An engineer puts a tool in engineering, maintenance or offline (the screen or
-``bumpline tools mode``); the store keeps it (``tool_modes``), so a controller
-that restarts keeps it too. The controller looks at the modes when it starts
-and with the people's requests (about once a second: they come from other
-processes too) and applies a change here:
+An engineer puts a line's tool in engineering, maintenance or offline (the
+screen or ``bumpline tools mode``); the store keeps it (``tool_modes``, by line
+and tool: ``oven-1`` of another line is not this one's), so a controller that
+restarts keeps it too. The modes read here are those of the store's line
+(``Store(line_id=…)``, the line the controller drives). The controller looks at
+the modes when it starts and with the people's requests (about once a second:
+they come from other processes too) and applies a change here:
 
 - the scheduler gives the tool no new wafer, batch or changeover
   (``ScheduledTool.out_of_production``); a wafer running on it, or riding the

@@ -10,6 +10,10 @@ CPU stays low (``docs/decisions/0011-write-path.md``).
 
 ``atomic()`` lets the scheduler group its hot writes (a transition and the step
 record it opens) into one transaction: all commit, or none.
+
+On PostgreSQL a hot transaction goes to the server in as few round trips as its
+statements' results allow (``PgBatch``, ``docs/decisions/0019-one-round-trip.md``):
+the same statements, sent together with BEGIN and COMMIT.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sqlalchemy.sql.expression import Executable
 
 from controller import db
 from controller.domain import RuleError
+from controller.persistence.pg_batch import BATCH, Later, PgBatch, Prepared
 from controller.persistence.records import jsonable
 
 
@@ -84,11 +89,19 @@ class HotStatement:
             weakref.WeakKeyDictionary()
         )
 
-    def run(self, conn: Connection, values: Mapping[str, Any]) -> tuple[Any, int]:
-        """(first row or None, rows affected)."""
+    def _compiled_for(self, conn: Connection) -> _Compiled:
         compiled = self._compiled.get(conn.dialect)
         if compiled is None:
             compiled = self._compiled[conn.dialect] = _Compiled(self, conn.dialect)
+        return compiled
+
+    def run(self, conn: Connection, values: Mapping[str, Any]) -> tuple[Any, int]:
+        """(first row or None, rows affected)."""
+        compiled = self._compiled_for(conn)
+        batch = conn.info.get(BATCH)
+        if batch is not None:  # PostgreSQL, inside a hot transaction
+            result = batch.add(compiled.prepared(), compiled.params(values))
+            return result.row, result.rowcount
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(compiled.sql, compiled.params(values))
@@ -97,11 +110,26 @@ class HotStatement:
         finally:
             cursor.close()
 
+    def later(self, conn: Connection, values: Mapping[str, Any]) -> Later:
+        """``run``, its result read when asked for (``Later.row``, ``Later.rowcount``): on
+        PostgreSQL the statement waits to go with the next one whose result is needed, or
+        with the COMMIT. Elsewhere it runs now."""
+        batch = conn.info.get(BATCH)
+        if batch is not None:
+            compiled = self._compiled_for(conn)
+            return batch.add(compiled.prepared(), compiled.params(values), wait=False)
+        return Later.done(*self.run(conn, values))
+
+    def send(self, conn: Connection, values: Mapping[str, Any]) -> None:
+        """``run`` for a statement whose result nobody reads (an audit line, a curve)."""
+        self.later(conn, values)
+
     def rows(self, conn: Connection, values: Mapping[str, Any]) -> list[Any]:
         """Every row of a read, as the DBAPI returns it (no result processing)."""
-        compiled = self._compiled.get(conn.dialect)
-        if compiled is None:
-            compiled = self._compiled[conn.dialect] = _Compiled(self, conn.dialect)
+        compiled = self._compiled_for(conn)
+        batch = conn.info.get(BATCH)
+        if batch is not None:
+            return batch.add(compiled.prepared(), compiled.params(values), every_row=True).rows
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(compiled.sql, compiled.params(values))
@@ -123,6 +151,14 @@ class _Compiled:
         self.order: list[tuple[str, Callable[[Any], Any] | None]] | None = None
         if compiled.positional:
             self.order = [(n, self.processors.get(n)) for n in compiled.positiontup]
+
+        self._prepared: Prepared | None = None
+
+    def prepared(self) -> Prepared:
+        """Its server-side form for a ``PgBatch`` (PostgreSQL)."""
+        if self._prepared is None:
+            self._prepared = Prepared(self.sql)
+        return self._prepared
 
     def params(self, values: Mapping[str, Any]) -> Any:
         if self.order is not None:
@@ -147,6 +183,9 @@ class Database:
         # held open across calls (atomic) would be every reader's transaction too.
         self._shared = self.dialect == "sqlite" and db.sqlite_file(engine.url) is None
         self._writer: Connection | None = None
+        # PostgreSQL through psycopg 3: hot transactions batched (pg_batch.py); psycopg
+        # drops its own auto-prepared statements on this engine (controller/db.py).
+        self._batched = self.dialect == "postgresql" and engine.dialect.driver == "psycopg"
         self._lock = threading.RLock()
         self._local = threading.local()
 
@@ -160,11 +199,15 @@ class Database:
         """This thread's open ``atomic()`` block (hot writes join its transaction)."""
         return getattr(self._local, "grouped", None)
 
-    def _writer_conn(self) -> Connection:
+    def _open_writer(self) -> Connection:
         if self._writer is None or self._writer.closed:
             self._writer = self.engine.connect()
-        db.begin_as_writer(self._writer)  # for the BEGIN that follows
         return self._writer
+
+    def _writer_conn(self) -> Connection:
+        writer = self._open_writer()
+        db.begin_as_writer(writer)  # for the BEGIN that follows
+        return writer
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -182,8 +225,12 @@ class Database:
     @contextmanager
     def _raw_transaction(self, conn: Connection) -> Iterator[None]:
         # BEGIN and COMMIT straight on the DBAPI connection: SQLAlchemy's transaction
-        # bookkeeping was a fifth of a transition's CPU. psycopg begins by itself.
+        # bookkeeping was a fifth of a transition's CPU.
         raw = conn.connection.dbapi_connection
+        if self._batched:
+            with self._pg_batch(conn, raw):
+                yield
+            return
         if self.dialect == "sqlite":
             raw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
         try:
@@ -192,6 +239,25 @@ class Database:
             raw.rollback()  # type: ignore[union-attr]
             raise
         raw.commit()  # type: ignore[union-attr]
+
+    @contextmanager
+    def _pg_batch(self, conn: Connection, raw: Any) -> Iterator[None]:
+        """A hot transaction as a ``PgBatch``: psycopg in autocommit meanwhile, so that
+        it sends no BEGIN of its own (the batch sends it with the first statements)."""
+        batch = PgBatch(raw, self.engine.dialect.loaded_dbapi.ClientCursor)
+        raw.autocommit = True
+        conn.info[BATCH] = batch
+        try:
+            try:
+                yield
+            finally:
+                del conn.info[BATCH]
+            batch.flush(commit=True)
+        except BaseException:
+            batch.rollback()
+            raise
+        finally:
+            raw.autocommit = False
 
     @contextmanager
     def hot_write(self) -> Iterator[Connection]:
@@ -225,9 +291,7 @@ class Database:
         if grouped is not None:
             return hot.rows(grouped, values)
         with self._lock:
-            if self._writer is None or self._writer.closed:
-                self._writer = self.engine.connect()
-            rows = hot.rows(self._writer, values)
+            rows = hot.rows(self._open_writer(), values)
             if self.dialect != "sqlite":
                 self._writer.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
             return rows

@@ -46,7 +46,7 @@ def record_tool_state(
         latest, _ = _LATEST.run(conn, {"tool": tool, "line_id": line_id})
         if latest is not None and tuple(latest) == (state.value, tool_state):
             return False
-        _ADD.run(
+        _ADD.send(  # no result read: rides with the COMMIT on PostgreSQL
             conn,
             {
                 "tool": tool,

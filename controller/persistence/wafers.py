@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, String, bindparam, func, insert, select, u
 
 from controller.domain import check_intent_outcome, check_step_status, check_windows, wafer_outcome
 from controller.models import StepCurve, StepIntent, Wafer, WaferEvent, WaferStep
-from controller.persistence.audit import add_audit
+from controller.persistence.audit import add_wafer_audit
 from controller.persistence.base import Database, HotStatement, StoreError, finite_json, rules
 from controller.persistence.records import (
     EventInfo,
@@ -50,7 +50,19 @@ _MOVE_WAFER = HotStatement(
     )
     .returning(_WAFERS.c.lot_id)
 )
-_ADD_EVENT = HotStatement(insert(_EVENTS).returning(_EVENTS.c.id), _EVENT_COLUMNS)
+# Written for the wafer only if it exists (wafer_id read from its row): a transition's
+# statements need no result of each other's, so PostgreSQL gets them in one round trip
+# (docs/decisions/0019-one-round-trip.md).
+_ADD_EVENT = HotStatement(
+    insert(_EVENTS).from_select(
+        _EVENT_COLUMNS,
+        select(*[
+            _WAFERS.c.id if name == "wafer_id"
+            else bindparam(name, type_=_EVENTS.c[name].type)
+            for name in _EVENT_COLUMNS
+        ]).where(_WAFERS.c.id == bindparam("wafer")),
+    ).returning(_EVENTS.c.id)
+)
 _LOCATE = HotStatement(
     update(_WAFERS)
     .where(_WAFERS.c.id == bindparam("wafer"))
@@ -135,8 +147,8 @@ def record_transition(
         outcome = wafer_outcome(to_state, outcome)
     data = finite_json(measurements, "measurements") if measurements is not None else None
     now = database.now()
-    with database.hot_write() as conn:
-        moved, _ = _MOVE_WAFER.run(
+    with database.hot_write() as conn:  # on PostgreSQL one round trip (none waits)
+        moved = _MOVE_WAFER.later(
             conn,
             {
                 "wafer": wafer_id,
@@ -146,13 +158,10 @@ def record_transition(
                 "new_outcome": outcome,
             },
         )
-        if moved is None:
-            raise StoreError(f"no wafer {wafer_id}")
-        lot_id = moved[0]
-        event_id = _ADD_EVENT.run(
+        added = _ADD_EVENT.later(
             conn,
             {
-                "wafer_id": wafer_id,
+                "wafer": wafer_id,
                 "at": now,
                 "step_index": step_index,
                 "step_kind": step_kind,
@@ -164,12 +173,12 @@ def record_transition(
                 "tool_time": tool_time,
                 "measurements": data,
             },
-        )[0][0]
-        detail = f"{from_state} -> {to_state} ({trigger})" + (f": {why}" if why else "")
-        add_audit(
-            conn, now, actor, "wafer.transition", detail, lot_id=lot_id, wafer_id=wafer_id
         )
-    return event_id
+        detail = f"{from_state} -> {to_state} ({trigger})" + (f": {why}" if why else "")
+        add_wafer_audit(conn, now, actor, "wafer.transition", detail, wafer_id=wafer_id)
+    if moved.row is None:  # no such wafer: nothing was written (each statement checks)
+        raise StoreError(f"no wafer {wafer_id}")
+    return added.row[0]
 
 
 def events(database: Database, wafer_id: str) -> list[EventInfo]:
@@ -253,7 +262,7 @@ def end_step(
         status_now, wafer_id = current[0], current[1]
         if status_now != "running":
             raise StoreError(f"step {step_id} of {wafer_id} already ended ({status_now})")
-        _END_STEP.run(
+        _END_STEP.send(  # results nobody reads ride with the COMMIT (PostgreSQL)
             conn,
             {
                 "step": step_id,
@@ -265,7 +274,7 @@ def end_step(
             },
         )
         if samples is not None:
-            _ADD_CURVE.run(
+            _ADD_CURVE.send(
                 conn,
                 {
                     "step_id": step_id,

@@ -137,7 +137,10 @@ def line(request: Request, user: UserInfo) -> Response:
     names = sorted(set(states) | set(web.view.tools))
     running = [w for lot in web.store.list_lots(["running"]) for w in web.store.wafers(lot.id)]
     where = {w.location: w.id for w in running if w.outcome is None}
-    modes = web.store.tool_modes()
+    # A line's tools' modes; the read-only screen of no line merges every line's by name,
+    # as it does their states.
+    modes = (web.store.tool_modes() if web.store.line_id is not None
+             else {m.tool: m for m in web.store.every_tool_mode()})
     tools = [(name, states.get(name), web.view.tools.get(name), where.get(name),
               modes.get(name)) for name in names]
     return render(request, "line", user, tools=tools, ovens=sorted(web.view.ovens.items()),
