@@ -113,7 +113,7 @@ class Scheduler:
         slot = ScheduledWafer(run, lot_id, priority, self._order, ready_since=self.clock.now())
         self.wafers[run.wafer_id] = slot
         if run.phase is Phase.QUEUED:
-            run.start()
+            run.start(deferrable=True)  # it waits: its step's tool_acquired commits it
         self.wake()
         return slot
 
@@ -180,8 +180,10 @@ class Scheduler:
                     await self._dispatch()
                     if not self._progressing():
                         return
+                # asyncio.timeout, not wait_for: no task per turn of the loop (Python 3.11).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
+                    async with asyncio.timeout(IDLE_WAKE_S):
+                        await self._wake.wait()
         finally:
             await self._cancel_tasks()
 

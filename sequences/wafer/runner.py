@@ -151,7 +151,7 @@ class WaferRun:
 
     def _fire(self, trigger: str, *, why: str = "", tool: str | None = None,
               measurements: dict[str, Any] | None = None, opens: StepOpened | None = None,
-              closes: StepClosed | None = None) -> WaferEvent:
+              closes: StepClosed | None = None, deferrable: bool = False) -> WaferEvent:
         if opens is not None:
             self._step_open = True
         elif self._step_open and trigger in ("judged_ok", "step_failed", "abort"):
@@ -159,7 +159,7 @@ class WaferRun:
         if closes is not None:
             self._step_open = False
         return self.machine.fire(trigger, why=why, tool=tool, measurements=measurements,
-                                 opens=opens, closes=closes)
+                                 opens=opens, closes=closes, deferrable=deferrable)
 
     def _closing(self, trigger: str, why: str, measurements: dict[str, Any] | None
                  ) -> StepClosed:
@@ -178,9 +178,12 @@ class WaferRun:
 
     # --- moves from outside --------------------------------------------------------------------
 
-    def start(self, why: str = "") -> WaferEvent:
+    def start(self, why: str = "", *, deferrable: bool = False) -> WaferEvent:
+        """``deferrable``: the caller sends this wafer's tools nothing before its next
+        transition (the scheduler queues it; ``run_step`` only reads the tool first)."""
         return self._fire("start", why=why or f"recipe {self.recipe.name} "
-                          f"v{self.recipe.version} {self.recipe.hash[:12]}")
+                          f"v{self.recipe.version} {self.recipe.hash[:12]}",
+                          deferrable=deferrable)
 
     def hold(self, why: str) -> WaferEvent | None:
         """Hold the wafer now; while a step runs, hold it as soon as the step ends."""
@@ -260,7 +263,7 @@ class WaferRun:
         ``batch``: a batch tool's step rides with others (``sequences.kinds.batch``).
         """
         if self.state == QUEUED:
-            self.start()
+            self.start(deferrable=True)  # the interlocks only read the tool before the next
         number = self.next_step
         if number is None:
             raise SequenceError(
@@ -314,9 +317,14 @@ class WaferRun:
         kind = kind_of(step)
         self.results[number] = outcome.result
         judgment = self._judge(step, outcome, repaired=outcome.repaired)
+        # step_done must be committed before the unload it leads to; with nothing to unload
+        # (the oven's exit took it) or a repair next (its own transition first), it may ride
+        # on the next transition (docs/decisions/0017-deferred-transitions.md).
+        quiet = unloaded or not kind.unload_sends
         if self.phase is Phase.RUNNING:
             self._fire("step_done", why=f"{step.kind} finished", tool=tool,
-                       measurements=judgment.measurements)
+                       measurements=judgment.measurements,
+                       deferrable=quiet or judgment.repair)
         while judgment.repair:
             self._fire("repair", why=judgment.why, tool=tool)
             result = await self._step_work(kind.repair(driver), tool)
@@ -325,14 +333,17 @@ class WaferRun:
             self.results[number] = result
             judgment = self._judge(step, StepResult(result), repaired=True)
             self._fire("step_done", why="repair finished", tool=tool,
-                       measurements=judgment.measurements)
+                       measurements=judgment.measurements,
+                       deferrable=quiet or judgment.repair)
         self.judgments[number] = judgment
         if not unloaded and await self._step_work(kind.unload(driver, step),
                                                   tool) is _STOPPED:
             return self.state
         if judgment.ok:
+            # Out of the tool: nothing is sent for this wafer before its next step's
+            # tool_acquired (a batch's carrier may still go out after it: committed now).
             self._fire("judged_ok", why=judgment.why, tool=tool,
-                       measurements=judgment.measurements)
+                       measurements=judgment.measurements, deferrable=not kind.batch)
             self._record(number, judgment)
             if self._hold_after is not None and self.phase is Phase.WAITING:
                 why, self._hold_after = self._hold_after, None
