@@ -292,12 +292,6 @@ class StepKind(ABC, Generic[S, D, St, R]):
     async def unload(self, driver: D, step: S) -> None:
         """Hand the wafer out after judging."""
 
-    @property
-    def unload_sends(self) -> bool:
-        """Whether ``unload`` sends the tool anything (a kind that has one of its own): the
-        transition before it is then committed first (decision 0004)."""
-        return type(self).unload is not StepKind.unload
-
     async def close_batch(self, driver: D, batch: Batch) -> None:
         """A batch kind: the batch is over for every member (the carrier goes out)."""
 

@@ -158,6 +158,7 @@ class WaferRun:
             closes = closes or self._closing(trigger, why, measurements)
         if closes is not None:
             self._step_open = False
+            deferrable = deferrable and closes.curve_c is None
         return self.machine.fire(trigger, why=why, tool=tool, measurements=measurements,
                                  opens=opens, closes=closes, deferrable=deferrable)
 
@@ -317,14 +318,12 @@ class WaferRun:
         kind = kind_of(step)
         self.results[number] = outcome.result
         judgment = self._judge(step, outcome, repaired=outcome.repaired)
-        # step_done must be committed before the unload it leads to; with nothing to unload
-        # (the oven's exit took it) or a repair next (its own transition first), it may ride
-        # on the next transition (docs/decisions/0017-deferred-transitions.md).
-        quiet = unloaded or not kind.unload_sends
+        # step_done is committed at once, even with nothing to unload: a crash after it finds
+        # the wafer judging and judges it again from what it stored; before it, running, and
+        # an oven wafer gone from the belt would need an engineer (decision 0017).
         if self.phase is Phase.RUNNING:
             self._fire("step_done", why=f"{step.kind} finished", tool=tool,
-                       measurements=judgment.measurements,
-                       deferrable=quiet or judgment.repair)
+                       measurements=judgment.measurements)
         while judgment.repair:
             self._fire("repair", why=judgment.why, tool=tool)
             result = await self._step_work(kind.repair(driver), tool)
@@ -333,15 +332,16 @@ class WaferRun:
             self.results[number] = result
             judgment = self._judge(step, StepResult(result), repaired=True)
             self._fire("step_done", why="repair finished", tool=tool,
-                       measurements=judgment.measurements,
-                       deferrable=quiet or judgment.repair)
+                       measurements=judgment.measurements)
         self.judgments[number] = judgment
         if not unloaded and await self._step_work(kind.unload(driver, step),
                                                   tool) is _STOPPED:
             return self.state
         if judgment.ok:
             # Out of the tool: nothing is sent for this wafer before its next step's
-            # tool_acquired (a batch's carrier may still go out after it: committed now).
+            # tool_acquired, and a crash before it commits finds the wafer judging and judges
+            # it again from its step_done (decision 0017). Not a batch's (its carrier may go
+            # out after it) nor one that stores a curve (recovery could not rebuild it).
             self._fire("judged_ok", why=judgment.why, tool=tool,
                        measurements=judgment.measurements, deferrable=not kind.batch)
             self._record(number, judgment)
