@@ -40,7 +40,8 @@ class Run:
 
 
 def _figure(text: str, label: str) -> float:
-    m = re.search(rf"{label}\s+([0-9.]+)", text)
+    # An older bench_lot (the base) leaves out ", median" / ", worst run" for one run.
+    m = re.search(rf"{label}(?:, median|, worst run)?\s+([0-9.]+)", text)
     if m is None:
         raise ValueError(f"bench_lot printed no '{label}'")
     return float(m.group(1))
@@ -50,19 +51,27 @@ def bench(checkout: Path, python: str, speed: float) -> Run | str:
     """One bench_lot run; its figures, or why it gave none."""
     try:
         out = subprocess.run(
-            # One lot, no side-by-side lots; --idle: the busy core is this script's, the
-            # same one through both sides of every pair.
             [python, "benchmarks/bench_lot.py", "--speed", f"{speed:g}", "--runs", "1",
-             "--side-by-side", "0", "--idle"], cwd=checkout, capture_output=True, text=True,
+             *_options(checkout)], cwd=checkout, capture_output=True, text=True,
             timeout=RUN_TIMEOUT_S, check=False).stdout
     except subprocess.TimeoutExpired:
         return f"no result within {RUN_TIMEOUT_S} s"
     try:
-        return Run(_figure(out, "controller CPU per wafer, median"),
-                   _figure(out, r"efficiency \(bound / makespan\), worst run"),
+        return Run(_figure(out, "controller CPU per wafer"),
+                   _figure(out, r"efficiency \(bound / makespan\)"),
                    bool(re.search(r"PASS\s+every wafer complete", out)))
     except ValueError as exc:
         return str(exc)
+
+
+def _options(checkout: Path) -> list[str]:
+    """One lot, no side-by-side lots, no one-at-a-time baseline; --idle: the busy core is
+    this script's, the same one through both sides of every pair. Only the options the
+    checkout's bench_lot has (an older one has no side-by-side lots and no busy core)."""
+    source = (checkout / "benchmarks" / "bench_lot.py").read_text(encoding="utf-8")
+    wanted = {"--side-by-side": ["--side-by-side", "0"], "--idle": ["--idle"],
+              "--no-baseline": ["--no-baseline"]}
+    return [arg for option, args in wanted.items() if f'"{option}"' in source for arg in args]
 
 
 def spread(values: list[float]) -> str:

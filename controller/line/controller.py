@@ -32,6 +32,7 @@ from drivers.protocols import Plater
 from drivers.tools import LineTools
 from drivers.types import PlaterEvent
 from sequences.errors import SequenceError
+from sequences.kinds import KINDS
 from sequences.recipes.recipe import Recipe
 from sequences.wafer.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent
 from sequences.wafer.runner import WaferRun
@@ -394,14 +395,19 @@ class LineController:
         self._e10[tool] = state.value
         self._e10_reason[tool] = reason
         self._said.pop(tool, None)  # what it said before this change is not its state now
-        # No tool command waits for the row: it rides on the journal's next transaction
-        # (docs/decisions/0017-deferred-transitions.md), published once committed.
-        self.journal.later(
-            functools.partial(self.store.record_tool_state, tool, state, reason=reason,
-                              tool_time=self.clock.now()),
-            functools.partial(self.events.publish, EventKind.TOOL_STATE, tool=tool,
-                              wafer_id=wafer_id, e10_state=state.value, previous=previous,
-                              reason=reason, **extra))
+        write = functools.partial(self.store.record_tool_state, tool, state, reason=reason,
+                                  tool_time=self.clock.now())
+        tell = functools.partial(self.events.publish, EventKind.TOOL_STATE, tool=tool,
+                                 wafer_id=wafer_id, e10_state=state.value, previous=previous,
+                                 reason=reason, **extra)
+        if state in (E10State.PRODUCTIVE, E10State.STANDBY):
+            # The two a wafer's steps make: no tool command waits for the row, it rides on the
+            # journal's next transaction (docs/decisions/0017-deferred-transitions.md). A tool
+            # going down is stored at once, with the alarm that says why.
+            self.journal.later(write, tell)
+        else:
+            write()
+            tell()
         if slot is not None and not (slot.busy or slot.riding):
             # Only a tool nobody works on is asked: a status read on a working tool's link
             # delays its step (an oven's exit at speed).
@@ -511,6 +517,9 @@ class LineController:
         """Batches a stopped controller left open on this line's tools, once recovery has
         settled every member: closed from the members' step records (the tool's verdict and
         baths from a judged one), and their end published."""
+        batch_roles = {kind.role for kind in KINDS.values() if kind.batch}
+        if not any(tool.role in batch_roles for tool in self.scheduler.tools.values()):
+            return  # no batch tool on this line: no query (a first ORM query costs ~20 ms)
         for batch in self.batches.batches():
             if batch.state != "started" or batch.tool not in self.scheduler.tools:
                 continue

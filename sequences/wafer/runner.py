@@ -341,9 +341,13 @@ class WaferRun:
             # Out of the tool: nothing is sent for this wafer before its next step's
             # tool_acquired, and a crash before it commits finds the wafer judging and judges
             # it again from its step_done (decision 0017). Not a batch's (its carrier may go
-            # out after it) nor one that stores a curve (recovery could not rebuild it).
+            # out after it), nor before a batch (its record, written apart, names the wafer),
+            # nor one that stores a curve (recovery could not rebuild it).
+            following = number + 1 if number < self.last else None
             self._fire("judged_ok", why=judgment.why, tool=tool,
-                       measurements=judgment.measurements, deferrable=not kind.batch)
+                       measurements=judgment.measurements,
+                       deferrable=not kind.batch and not (
+                           following and kind_of(self.recipe.step(following)).batch))
             self._record(number, judgment)
             if self._hold_after is not None and self.phase is Phase.WAITING:
                 why, self._hold_after = self._hold_after, None
