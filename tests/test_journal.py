@@ -153,3 +153,17 @@ async def test_a_later_write_commits_with_the_next_transaction_then_is_told(rig)
     machine(journal).fire("start")
     assert [s.e10_state for s in store.tool_states_latest()] == ["productive"]
     assert told == ["e10"]
+
+
+async def test_a_deferred_write_the_store_refuses_is_dropped_not_a_block_on_the_line(
+        rig) -> None:
+    store, _, journal, _ = rig
+    told: list[str] = []
+
+    def refused() -> None:
+        store.end_step(10**6)  # no such step: the store refuses it
+
+    journal.later(refused, lambda: told.append("never"))
+    machine(journal).fire("start")  # the line's next transaction commits all the same
+    assert store.wafers("J1")[0].state == "step1_waiting"
+    assert told == [] and journal.pending == 0

@@ -64,6 +64,10 @@ class _Deferred:
     answered: tuple[int, ...]  # the intents on that record, answered by its end
 
 
+def _nothing() -> None:
+    return None
+
+
 class StoreJournal:
     def __init__(self, store: Store, stream: LineEventStream,
                  lot_of: Callable[[str], str | None]) -> None:
@@ -184,8 +188,15 @@ class StoreJournal:
         """Inside the caller's transaction: what waits for it, answers first; how many of
         each (forgotten once the transaction commits, kept if it rolls back)."""
         resolved = self._write_resolved()
-        for write, _ in self._deferred:
-            write()
+        for i, (write, _) in enumerate(self._deferred):
+            try:
+                write()
+            except StoreError as exc:
+                # Refused by the store's rules although checked when recorded (a record
+                # changed meanwhile): dropped and not published, as a crash before it would
+                # have left it, rather than refusing every later transaction of the line.
+                log.error("a deferred write was refused and is dropped: %s", exc)
+                self._deferred[i] = (write, _nothing)
         return resolved, len(self._deferred)
 
     def _committed(self, resolved: int, deferred: int) -> None:
