@@ -12,8 +12,10 @@ The schema is owned by Alembic: opening a database runs ``upgrade head``.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -29,6 +31,24 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Marks a pooled connection whose next BEGIN takes the write lock (see begin_as_writer).
 BEGIN_OPTION = "bumpline_sqlite_begin"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class EncodedJSON:
+    """JSON text already checked and encoded (``persistence.base.finite_json``): a JSON
+    column stores it as it is instead of encoding the value a second time. Not a ``str``:
+    an engine without ``json_serializer`` fails loudly on it rather than storing a string."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def json_serializer(value: Any) -> str:
+    """Every engine's JSON encoder: ``json.dumps``, except for text encoded already."""
+    if type(value) is EncodedJSON:
+        return value.text
+    return json.dumps(value)
 
 
 class DatabaseUrlError(ValueError):
@@ -70,13 +90,14 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         return create_engine(parsed, echo=echo, pool_pre_ping=True,
                              connect_args={"prepare_threshold": None})
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, echo=echo, pool_pre_ping=True)
+        return create_engine(parsed, echo=echo, pool_pre_ping=True,
+                             json_serializer=json_serializer)
     in_memory = sqlite_file(parsed) is None
     kwargs: dict = {}
     if in_memory:
         # One shared connection, or every checkout would see its own empty database.
         kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-    engine = create_engine(parsed, echo=echo, **kwargs)
+    engine = create_engine(parsed, echo=echo, json_serializer=json_serializer, **kwargs)
     _configure_sqlite(engine, wal=not in_memory)
     return engine
 

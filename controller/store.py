@@ -61,7 +61,7 @@ from controller.persistence import requests as _requests
 from controller.persistence import tool_modes as _tool_modes
 from controller.persistence import tool_states as _tool_states
 from controller.persistence import wafers as _wafers
-from controller.persistence.base import Database, StoreError, reason, rules, utc_now
+from controller.persistence.base import Database, StoreError, finite_json, reason, rules, utc_now
 from controller.persistence.facade import bound
 from controller.persistence.locks import (
     DEFAULT_LEASE_S,
@@ -271,6 +271,11 @@ class Store:
         Call it before the tool command the transition leads to. ``outcome`` (good,
         scrapped, aborted) defaults from ``OUTCOME_OF_STATE`` for a final state.""")
 
+    def checked_json(self, value: Mapping[str, Any], what: str) -> db.EncodedJSON:
+        """Checked and encoded now for a later write (the journal's deferred transitions):
+        a value that cannot be stored is refused here, to its own wafer (``StoreError``)."""
+        return finite_json(value, what)
+
     def record_event(self, event: WaferMachineEvent) -> int:
         """Record a transition of ``sequences.wafer.machine.WaferMachine`` (its ``on_event``
         hook)."""
@@ -302,7 +307,7 @@ class Store:
         step_id: int,
         *,
         status: str = "done",
-        results: Mapping[str, Any] | None = None,
+        results: Mapping[str, Any] | db.EncodedJSON | None = None,
         disposition: str | None = None,
         curve_c: Sequence[float] | None = None,
         curve_interval_s: float = 5.0,

@@ -91,7 +91,35 @@ def test_the_live_view_reads_a_batch_start_and_end_as_tool_notes():
                    state="failed", status="ALARM", alarm_code=700, alarm_text="NI BATH TEMP OUT")
     assert notes == [("plater-1", "batch B1 started: 2 wafer(s), L1-01, L1-02"),
                      ("plater-1", "batch B1 ended ALARM, alarm 700")]
-    payload = json.loads(json.dumps(make_stream().publish(
-        EventKind.BATCH_ENDED, tool="plater-1", batch_id="B1", wafers=["L1-01"],
-        state="done", status="OK").as_dict()))
+    heard = []
+    other = make_stream()
+    other.listen(heard.append)
+    other.publish(EventKind.BATCH_ENDED, tool="plater-1", batch_id="B1", wafers=["L1-01"],
+                  state="done", status="OK")
+    payload = json.loads(json.dumps(heard[0].as_dict()))
     assert payload["kind"] == "batch_ended" and payload["data"]["status"] == "OK"
+
+
+def test_a_listener_hears_only_its_kinds_and_an_unheard_event_is_not_built():
+    stream = make_stream()
+    notes = []
+    undo = stream.listen(notes.append, kinds=[EventKind.TOOL_NOTE])
+    assert stream.wants(EventKind.TOOL_NOTE) and not stream.wants(EventKind.WAFER_TRANSITION)
+    assert stream.publish(EventKind.WAFER_TRANSITION, wafer_id="L1-01") is None  # nobody
+    stream.publish(EventKind.TOOL_NOTE, text="a")
+    assert [(e.seq, e.data["text"]) for e in notes] == [(1, "a")]  # no number was taken
+    sub = stream.subscribe("gem")  # a subscription hears every kind
+    assert stream.wants(EventKind.WAFER_TRANSITION)
+    stream.publish(EventKind.WAFER_TRANSITION, wafer_id="L1-01")
+    assert sub.get_nowait().kind is EventKind.WAFER_TRANSITION and len(notes) == 1
+    sub.close()
+    undo()
+    assert not any(stream.wants(kind) for kind in EventKind)
+
+
+def test_the_live_view_listens_only_for_what_it_shows():
+    assert Progress().kinds() == set()  # no display: the line publishes nothing for it
+    shown = Progress(on_event=lambda event: None, on_tool_note=lambda tool, text: None)
+    assert shown.kinds() == {EventKind.WAFER_TRANSITION, EventKind.TOOL_NOTE,
+                             EventKind.BATCH_STARTED, EventKind.BATCH_ENDED,
+                             EventKind.ALARM_SET}

@@ -9,7 +9,7 @@ import pytest
 
 from controller.line.events import EventKind, LineEventStream
 from controller.line.journal import StoreJournal
-from controller.store import Store
+from controller.store import Store, StoreError
 from drivers.errors import WrongState
 from sequences.kinds import kind_of
 from sequences.recipes.recipe import find_recipe
@@ -93,3 +93,77 @@ async def test_an_interlock_is_a_line_alarm_until_no_wafer_waits_at_one(rig) -> 
                       ("alarm_set", "interlock", ["J1-01", "J1-02"])]
     two.fire("resume")
     assert alarms[-1] == ("alarm_cleared", "interlock", None)
+
+
+async def test_a_deferrable_transition_rides_on_the_next_transaction_whoever_it_is(rig) -> None:
+    """decision 0017: committed with the journal's next transaction (another wafer's here),
+    heard only then, and in order."""
+    store, _, journal, seen = rig
+    first, second = machine(journal, "J1-01"), machine(journal, "J1-02")
+    first.fire("start", deferrable=True)
+    assert store.wafers("J1")[0].state == "queued" and seen == []  # nothing committed yet
+    assert journal.pending == 1
+    second.fire("start")  # a transaction of its own: the first wafer's start rides on it
+    assert [w.state for w in store.wafers("J1")] == ["step1_waiting", "step1_waiting"]
+    assert seen == [("step1_waiting", 1), ("step1_waiting", 1)] and journal.pending == 0
+
+
+async def test_a_deferred_step_end_is_written_whole_on_flush(rig) -> None:
+    store, _, journal, seen = rig
+    m = machine(journal)
+    m.fire("start", deferrable=True)
+    step = RECIPE.step(1)
+    m.fire("tool_acquired", tool="printer-1",
+           opens=StepOpened("print", kind_of(step).parameters(step), kind_of(step).windows(step)))
+    async with guarded(journal, "J1-01", "PRT", "printer-1"):
+        pass
+    m.fire("step_done", measurements={"vol_mean_pct": 100.0})
+    m.fire("judged_ok", why="within every window", measurements={"vol_mean_pct": 100.0},
+           closes=StepClosed("done", {"vol_mean_pct": 100.0}), deferrable=True)
+    assert store.steps("J1-01")[0].status == "running"  # not yet: rides on the next one
+    journal.flush()  # the controller's look for requests, or the run's end
+    (record,) = store.steps("J1-01")
+    assert record.status == "done" and record.results == {"vol_mean_pct": 100.0}
+    assert store.open_intents() == [] and store.wafers("J1")[0].state == "step2_waiting"
+    assert [e.trigger for e in store.events("J1-01")] == [
+        "start", "tool_acquired", "step_done", "judged_ok"]
+    assert [state for state, _ in seen][-1] == "step2_waiting"
+
+
+async def test_a_deferred_transition_that_cannot_be_stored_is_refused_to_its_own_wafer(
+        rig) -> None:
+    """Checked when it is recorded: a NaN is this wafer's error, and never blocks the next
+    transaction of another wafer."""
+    store, _, journal, _ = rig
+    first, second = machine(journal, "J1-01"), machine(journal, "J1-02")
+    first.fire("start")
+    with pytest.raises(StoreError, match="measurements cannot be stored"):
+        first.fire("hold", why="x", measurements={"peak_c": float("nan")}, deferrable=True)
+    assert journal.pending == 0
+    second.fire("start")
+    assert [w.state for w in store.wafers("J1")] == ["step1_waiting", "step1_waiting"]
+
+
+async def test_a_later_write_commits_with_the_next_transaction_then_is_told(rig) -> None:
+    store, stream, journal, _ = rig
+    told: list[str] = []
+    journal.later(lambda: store.record_tool_state("printer-1", "productive", tool_time=1.0),
+                  lambda: told.append("e10"))
+    assert store.tool_states_latest() == [] and told == []
+    machine(journal).fire("start")
+    assert [s.e10_state for s in store.tool_states_latest()] == ["productive"]
+    assert told == ["e10"]
+
+
+async def test_a_deferred_write_the_store_refuses_is_dropped_not_a_block_on_the_line(
+        rig) -> None:
+    store, _, journal, _ = rig
+    told: list[str] = []
+
+    def refused() -> None:
+        store.end_step(10**6)  # no such step: the store refuses it
+
+    journal.later(refused, lambda: told.append("never"))
+    machine(journal).fire("start")  # the line's next transaction commits all the same
+    assert store.wafers("J1")[0].state == "step1_waiting"
+    assert told == [] and journal.pending == 0

@@ -287,3 +287,53 @@ async def test_several_oven_wafers_settle_once_each_and_one_fails_for_its_own_re
         assert not any("not on this line" in n or "no longer shows" in n for n in notes), notes
         assert store.open_intents() == []
         assert all(s.status != "running" for w in wafers for s in store.steps(w))
+
+
+@pytest.mark.parametrize(("recipe", "make_tool"), [
+    (PRINTING, lambda: printer()),
+    (PLACING, lambda: placer(4, 1)),  # judged after its repair
+])
+async def test_a_wafer_killed_before_its_deferred_judgment_commits_recovers_the_same(
+        tmp_path: Path, recipe: Recipe, make_tool) -> None:
+    """decision 0017: ``judged_ok`` rides on the journal's next transaction. Killed before
+    one comes (nothing flushed), the store is where the kill at ULD leaves it - judging,
+    the tool empty - and recovery ends where the committed judgment would have: the next
+    step waiting, the step record done, nothing sent again."""
+    tool = make_tool()
+    tool.kill_at_unload = False
+    with Store(f"sqlite:///{tmp_path / 'line.db'}") as store:
+        store.create_lot("K1", recipe_name=recipe.name, recipe_version=recipe.version,
+                         recipe_hash=recipe.hash, slots=[1], user="t")
+        journal = StoreJournal(store, LineEventStream("line-1", lambda: 0.0), lambda w: "K1")
+        run = WaferRun(recipe, "K1-01", ManualClock(), journal=journal)
+        assert await run.run_step(tool) == "step2_waiting"
+        assert journal.pending == 1  # judged_ok: killed here
+        assert store.wafers("K1")[0].state == "step1_judging"
+        before = len(tool.sent)
+        resumed, notes = await _resume(store, recipe, tool)
+        assert resumed.state == "step2_waiting", notes
+        assert tool.sent[before:] == []
+        (record,) = store.steps("K1-01")
+        assert record.status == "done"
+        assert record.results == run.judgments[1].measurements  # what the judgment stored
+        assert store.open_intents() == []
+
+
+async def test_a_wafer_killed_before_its_deferred_start_commits_is_queued(
+        tmp_path: Path) -> None:
+    """A start rides on the next transaction too: killed before it, the wafer is queued,
+    as if the controller had never started it, and starts again."""
+    tool = printer()
+    with Store(f"sqlite:///{tmp_path / 'line.db'}") as store:
+        store.create_lot("K1", recipe_name=PRINTING.name, recipe_version=PRINTING.version,
+                         recipe_hash=PRINTING.hash, slots=[1], user="t")
+        journal = StoreJournal(store, LineEventStream("line-1", lambda: 0.0), lambda w: "K1")
+        WaferRun(PRINTING, "K1-01", ManualClock(), journal=journal).start(deferrable=True)
+        assert store.wafers("K1")[0].state == "queued" and tool.sent == []
+        journal = StoreJournal(store, LineEventStream("line-1", lambda: 0.0), lambda w: "K1")
+        rerun = WaferRun(PRINTING, "K1-01", ManualClock(), journal=journal)
+        tool.kill_at_unload = False
+        assert await rerun.run_step(tool) == "step2_waiting"
+        journal.flush()
+        assert [e.trigger for e in store.events("K1-01")] == [
+            "start", "tool_acquired", "step_done", "judged_ok"]

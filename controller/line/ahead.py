@@ -27,9 +27,12 @@ def set_up_ahead(sched: Scheduler, tool: ScheduledTool) -> bool:
     (the most urgent lot first, then slot order); False if there is nothing to do."""
     if tool.setup is not None or tool.ahead_tried or tool.riding:
         return False
-    # Called on every scheduler pass for a tool no recipe step needs (a plater beside a
-    # rebump lot) too: the role is checked on the kind names first, the step looked up after.
+    # Called on every scheduler pass for a tool no recipe step needs (a plater or a mounter
+    # beside a rebump lot) too: first the roles of the recipes in play (kept while the
+    # wafers are the same), then the role on the kind names, the step looked up last.
     role = tool.role
+    if role not in sched.roles_in_play():
+        return False
     for wafer in sorted(sched.wafers.values(), key=lambda w: (w.priority, w.order)):
         run = wafer.run
         if run.done or run.phase in (Phase.HELD, Phase.AWAITING) \

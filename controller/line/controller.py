@@ -32,6 +32,7 @@ from drivers.protocols import Plater
 from drivers.tools import LineTools
 from drivers.types import PlaterEvent
 from sequences.errors import SequenceError
+from sequences.kinds import KINDS
 from sequences.recipes.recipe import Recipe
 from sequences.wafer.machine import AWAITING, FINAL_STATES, HELD, QUEUED, WaferEvent
 from sequences.wafer.runner import WaferRun
@@ -61,6 +62,18 @@ class Progress:
     # state and an oven's zones (docs/events.md); ``wafer_id``: the wafer a setup is for
     on_tool_state: Callable[[str, float, dict[str, Any]], None] = (
         lambda tool, tool_time, data: None)
+
+    def kinds(self) -> set[EventKind]:
+        """The event kinds a callback of this display hears (the others cost nothing)."""
+        kinds: set[EventKind] = set()
+        if self.on_event is not Progress.on_event:
+            kinds.add(EventKind.WAFER_TRANSITION)
+        if self.on_tool_note is not Progress.on_tool_note:
+            kinds |= {EventKind.TOOL_NOTE, EventKind.BATCH_STARTED, EventKind.BATCH_ENDED,
+                      EventKind.ALARM_SET}
+        if self.on_tool_state is not Progress.on_tool_state:
+            kinds.add(EventKind.TOOL_STATE)
+        return kinds
 
     def listen(self, event: LineEvent) -> None:
         """A line event, for the display."""
@@ -122,7 +135,7 @@ class LineController:
         self.wait_for_dispositions = wait_for_dispositions
         self.events = events or LineEventStream(line_id, clock.now)
         self.events.use_clock(clock.now)
-        self.events.listen(self.progress.listen)
+        self.events.listen(self.progress.listen, self.progress.kinds())
         self._e10: dict[str, str] = {}
         self._e10_reason: dict[str, str] = {}  # why the tool is in its E10 state
         # What each tool said of itself since its last E10 change; stored when the run ends
@@ -222,6 +235,7 @@ class LineController:
             gc.freeze()
             while True:
                 await self.scheduler.run()
+                self.journal.flush()  # transitions riding on the next transaction: read below
                 self._close_finished_lots()
                 blocked = self._waiting_for_people()
                 if not blocked or not self.wait_for_dispositions or self.scheduler.stopping:
@@ -237,9 +251,9 @@ class LineController:
             await asyncio.gather(*self._watches.values(), return_exceptions=True)
             self._watches.clear()
             try:
-                self.journal.flush()  # intents answered since the last transition
+                self.journal.flush()  # transitions and answers not yet committed
             except StoreError as exc:  # left open: recovery asks the tool next start
-                log.warning("intent outcomes not stored: %s", exc)
+                log.warning("transitions or intent outcomes not stored: %s", exc)
             self._store_what_tools_said()
 
     def _store_what_tools_said(self) -> None:
@@ -381,9 +395,19 @@ class LineController:
         self._e10[tool] = state.value
         self._e10_reason[tool] = reason
         self._said.pop(tool, None)  # what it said before this change is not its state now
-        self.store.record_tool_state(tool, state, reason=reason, tool_time=self.clock.now())
-        self.events.publish(EventKind.TOOL_STATE, tool=tool, wafer_id=wafer_id,
-                            e10_state=state.value, previous=previous, reason=reason, **extra)
+        write = functools.partial(self.store.record_tool_state, tool, state, reason=reason,
+                                  tool_time=self.clock.now())
+        tell = functools.partial(self.events.publish, EventKind.TOOL_STATE, tool=tool,
+                                 wafer_id=wafer_id, e10_state=state.value, previous=previous,
+                                 reason=reason, **extra)
+        if state in (E10State.PRODUCTIVE, E10State.STANDBY):
+            # The two a wafer's steps make: no tool command waits for the row, it rides on the
+            # journal's next transaction (docs/decisions/0017-deferred-transitions.md). A tool
+            # going down is stored at once, with the alarm that says why.
+            self.journal.later(write, tell)
+        else:
+            write()
+            tell()
         if slot is not None and not (slot.busy or slot.riding):
             # Only a tool nobody works on is asked: a status read on a working tool's link
             # delays its step (an oven's exit at speed).
@@ -463,6 +487,9 @@ class LineController:
         if now < self._next_request_look:
             return
         self._next_request_look = now + REQUEST_LOOK_S
+        # Deferred transitions wait at most this long for a transaction to ride on: what
+        # the store shows (other processes, a restart) is never more than a look behind.
+        self.journal.flush()
         if self.modes.apply(self.store.tool_modes()):
             self.scheduler.wake()
         for request in self.store.pending_requests():
@@ -511,6 +538,9 @@ class LineController:
         """Batches a stopped controller left open on this line's tools, once recovery has
         settled every member: closed from the members' step records (the tool's verdict and
         baths from a judged one), and their end published."""
+        batch_roles = {kind.role for kind in KINDS.values() if kind.batch}
+        if not any(tool.role in batch_roles for tool in self.scheduler.tools.values()):
+            return  # no batch tool on this line: no query (a first ORM query costs ~20 ms)
         for batch in self.batches.batches():
             if batch.state != "started" or batch.tool not in self.scheduler.tools:
                 continue

@@ -10,7 +10,9 @@ A subscriber never blocks or breaks the line:
 
 * ``listen(callback)`` runs a callback synchronously in ``publish``; it must be
   quick (the live view). An exception in it is logged and counted, never raised
-  into the controller.
+  into the controller. ``listen(callback, kinds=...)`` hears only those kinds:
+  an event no listener or subscription wants is not built at all (``wants``), so
+  a line nobody watches pays nothing for the stream.
 * ``subscribe(name)`` gives an async iterator over a bounded queue, read in the
   subscriber's own task (GEM, web, MQTT). A subscriber that falls behind loses
   the oldest events, never the line's time: the next event it reads carries the
@@ -28,7 +30,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -148,8 +150,23 @@ class LineEventStream:
         self._now = now
         self._seq = itertools.count(1)
         self._listeners: list[Listener] = []
+        self._kinds: dict[Listener, frozenset[EventKind] | None] = {}  # None: every kind
         self._subscriptions: list[Subscription] = []
+        self._wanted: frozenset[EventKind] = frozenset()  # what someone hears
         self.listener_failures = 0
+
+    def wants(self, kind: EventKind) -> bool:
+        """Does any listener or subscription hear ``kind``? (Else publishing it is a no-op:
+        a publisher may skip building what it would carry.)"""
+        return kind in self._wanted
+
+    def _heard(self) -> None:
+        kinds: set[EventKind] = set()
+        for wanted in self._kinds.values():
+            kinds |= set(EventKind) if wanted is None else wanted
+        if self._subscriptions:
+            kinds = set(EventKind)
+        self._wanted = frozenset(kinds)
 
     def publish(
         self,
@@ -160,14 +177,22 @@ class LineEventStream:
         tool: str | None = None,
         tool_time: float | None = None,
         **data: Any,
-    ) -> LineEvent:
-        """Tell every subscriber; call only after the store committed what this reports."""
+    ) -> LineEvent | None:
+        """Tell every subscriber; call only after the store committed what this reports.
+
+        An event nobody hears (``wants``) is not built (and takes no number): None."""
+        if kind not in self._wanted:
+            return None
         event = LineEvent(
             next(self._seq), kind, self.line,
             self._now() if tool_time is None else tool_time, datetime.now(UTC),
             lot_id, wafer_id, tool, MappingProxyType(data) if data else _EMPTY,
         )
+        kinds = self._kinds
         for listener in self._listeners:
+            heard = kinds[listener]
+            if heard is not None and kind not in heard:
+                continue
             try:
                 listener(event)
             except Exception:  # a display must never stop the line
@@ -181,16 +206,30 @@ class LineEventStream:
         """Tool time from the line's clock (a stream made before the line was opened)."""
         self._now = now
 
-    def listen(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` for each event, synchronously (keep it quick); returns the undo."""
+    def listen(self, listener: Listener, kinds: Iterable[EventKind] | None = None
+               ) -> Callable[[], None]:
+        """Call ``listener`` for each event (of ``kinds``; None: every kind), synchronously
+        (keep it quick); returns the undo."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        self._kinds[listener] = frozenset(kinds) if kinds is not None else None
+        self._heard()
+
+        def undo() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+                if listener not in self._listeners:
+                    del self._kinds[listener]
+                self._heard()
+
+        return undo
 
     def subscribe(self, name: str, *, maxsize: int = 10_000) -> Subscription:
         subscription = Subscription(self, name, maxsize)
         self._subscriptions.append(subscription)
+        self._heard()
         return subscription
 
     def _drop(self, subscription: Subscription) -> None:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
+            self._heard()

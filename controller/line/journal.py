@@ -13,14 +13,26 @@ ends). Persist before acting only needs the intent committed before its command
 is sent; a crash before the resolution commits leaves the intent open, which is
 what recovery is for (it asks the tool). That saves six of a wafer's ~35 commits
 (docs/reliability.md, "Intents answered on the next transaction").
+
+A transition the runner marks ``deferrable`` (no tool command for its wafer follows
+before that wafer's next journal write: a start, a judged_ok, a step_done with nothing
+to unload) rides the same way on the journal's next transaction, whichever wafer's it
+is, or on ``flush`` (the controller's look for requests, once a second, and the run's
+end). A crash before it commits leaves the store as a crash just before it would have,
+with the tool in the same state: recovery settles it the same way
+(docs/decisions/0017-deferred-transitions.md). Its measurements are checked and encoded
+when it is recorded, so a value that cannot be stored is refused to its own wafer; it
+is published once committed, in order.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypedDict
 
+from controller.db import EncodedJSON
 from controller.line.events import EventKind, LineEventStream
 from controller.store import Store, StoreError
 from sequences.wafer.journal import DONE, WaferEvent
@@ -41,6 +53,21 @@ class _Common(TypedDict):
     tool_time: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    """A deferrable transition, checked and encoded, waiting for the next transaction."""
+
+    event: WaferEvent
+    measurements: EncodedJSON | None
+    closes_step: int | None  # the step record it closes, if any
+    results: EncodedJSON | None  # that record's results
+    answered: tuple[int, ...]  # the intents on that record, answered by its end
+
+
+def _nothing() -> None:
+    return None
+
+
 class StoreJournal:
     def __init__(self, store: Store, stream: LineEventStream,
                  lot_of: Callable[[str], str | None]) -> None:
@@ -51,6 +78,8 @@ class StoreJournal:
         self._open_intents: dict[str, list[int]] = {}  # wafer -> intents on that record
         self._interlocked: set[str] = set()  # wafers held at an interlock (a line alarm)
         self._resolved: list[tuple[int, str]] = []  # answered, not yet committed (intent, outcome)
+        # Recorded, not yet committed, in order: (the write, what to do once it commits).
+        self._deferred: list[tuple[Callable[[], object], Callable[[], object]]] = []
 
     def adopt(self, wafer_id: str, step_id: int | None) -> None:
         """Recovery: the wafer's step record found open in the store."""
@@ -66,8 +95,11 @@ class StoreJournal:
 
     def record(self, event: WaferEvent) -> None:
         wafer_id = event.wafer_id
+        if event.deferrable and event.opens is None:
+            self._defer(event)
+            return
         with self.store.atomic():
-            resolved = self._write_resolved()
+            resolved, deferred = self._write_pending()
             self.store.record_event(event)
             if event.opens is not None:
                 assert event.step is not None  # only a step's transition opens a record
@@ -83,15 +115,52 @@ class StoreJournal:
                     liquidus_c=closes.liquidus_c, tool_time=event.tool_time, fetch=False)
                 for intent in self._open_intents.pop(wafer_id, ()):
                     self.store.resolve_intent(intent, DONE)
-        del self._resolved[:resolved]  # committed
+        self._committed(resolved, deferred)
         self._publish(event)
+
+    def _defer(self, event: WaferEvent) -> None:
+        """Check and encode now (a refusal is this wafer's), write with the next transaction."""
+        store, wafer_id = self.store, event.wafer_id
+        measurements = (store.checked_json(event.measurements, "measurements")
+                        if event.measurements is not None else None)
+        step_id = results = None
+        answered: tuple[int, ...] = ()
+        if event.closes is not None and wafer_id in self._open_step:
+            results = store.checked_json(dict(event.closes.results), "step results")
+            step_id = self._open_step.pop(wafer_id)
+            answered = tuple(self._open_intents.pop(wafer_id, ()))
+        item = _Deferred(event, measurements, step_id, results, answered)
+        self._deferred.append((lambda: self._write_deferred(item),
+                               lambda: self._publish(event)))
+
+    def later(self, write: Callable[[], object], then: Callable[[], object]) -> None:
+        """A hot write no tool command waits for (a tool's E10 change): committed with the
+        journal's next transaction, like a deferred transition; ``then`` (its publication)
+        once it is committed."""
+        self._deferred.append((write, then))
+
+    def _write_deferred(self, item: _Deferred) -> None:
+        event = item.event
+        self.store.record_transition(
+            event.wafer_id, event.from_state, event.to_state, event.trigger, event.why,
+            step_index=event.step, step_kind=event.step_kind, tool=event.tool,
+            tool_time=event.tool_time, measurements=item.measurements)
+        if item.closes_step is not None:
+            closes = event.closes
+            assert closes is not None
+            self.store.end_step(
+                item.closes_step, status=closes.status, results=item.results,
+                curve_c=closes.curve_c, liquidus_c=closes.liquidus_c,
+                tool_time=event.tool_time, fetch=False)
+            for intent in item.answered:
+                self.store.resolve_intent(intent, DONE)
 
     def intend(self, wafer_id: str, command: str, tool: str) -> int:
         step_id = self._open_step[wafer_id]  # a guarded command is always inside a step
         with self.store.atomic():
-            resolved = self._write_resolved()
+            resolved, deferred = self._write_pending()
             intent = self.store.record_intent(step_id, command, tool=tool)
-        del self._resolved[:resolved]
+        self._committed(resolved, deferred)
         self._open_intents.setdefault(wafer_id, []).append(intent)
         return intent
 
@@ -102,12 +171,40 @@ class StoreJournal:
             if intent in intents:
                 intents.remove(intent)
 
+    @property
+    def pending(self) -> int:
+        """Transitions and answers recorded and not yet committed."""
+        return len(self._deferred) + len(self._resolved)
+
     def flush(self) -> None:
-        """Commit the answers not yet committed (the run ends)."""
-        if self._resolved:
+        """Commit the transitions and answers not yet committed (the controller's look for
+        requests, the run's end)."""
+        if self._resolved or self._deferred:
             with self.store.atomic():
-                resolved = self._write_resolved()
-            del self._resolved[:resolved]
+                resolved, deferred = self._write_pending()
+            self._committed(resolved, deferred)
+
+    def _write_pending(self) -> tuple[int, int]:
+        """Inside the caller's transaction: what waits for it, answers first; how many of
+        each (forgotten once the transaction commits, kept if it rolls back)."""
+        resolved = self._write_resolved()
+        for i, (write, _) in enumerate(self._deferred):
+            try:
+                write()
+            except StoreError as exc:
+                # Refused by the store's rules although checked when recorded (a record
+                # changed meanwhile): dropped and not published, as a crash before it would
+                # have left it, rather than refusing every later transaction of the line.
+                log.error("a deferred write was refused and is dropped: %s", exc)
+                self._deferred[i] = (write, _nothing)
+        return resolved, len(self._deferred)
+
+    def _committed(self, resolved: int, deferred: int) -> None:
+        del self._resolved[:resolved]
+        if deferred:
+            done, self._deferred[:deferred] = self._deferred[:deferred], []
+            for _, then in done:
+                then()
 
     def _write_resolved(self) -> int:
         """Inside the caller's transaction: the intents answered since the last commit; how
@@ -120,25 +217,37 @@ class StoreJournal:
         return len(self._resolved)
 
     def _publish(self, event: WaferEvent) -> None:
+        wants = self.stream.wants
+        transition = wants(EventKind.WAFER_TRANSITION)
+        opened = event.opens is not None and wants(EventKind.STEP_STARTED)
+        closed = event.closes is not None and wants(EventKind.STEP_ENDED)
+        awaiting = event.to_state == AWAITING and wants(EventKind.DISPOSITION_NEEDED)
+        interlock = event.trigger == "hold" or event.wafer_id in self._interlocked
+        if not (transition or opened or closed or awaiting or interlock):
+            return  # nobody hears these (the usual transition of a line nobody watches)
         lot_id = self._lot_of(event.wafer_id)
         common = _Common(lot_id=lot_id, wafer_id=event.wafer_id, tool=event.tool,
                          tool_time=event.tool_time)
         publish = self.stream.publish
-        publish(EventKind.WAFER_TRANSITION, **common, step=event.step,
-                step_kind=event.step_kind, from_state=event.from_state,
-                to_state=event.to_state, trigger=event.trigger, why=event.why,
-                measurements=event.measurements)
-        if event.opens is not None:
+        if transition:
+            publish(EventKind.WAFER_TRANSITION, **common, step=event.step,
+                    step_kind=event.step_kind, from_state=event.from_state,
+                    to_state=event.to_state, trigger=event.trigger, why=event.why,
+                    measurements=event.measurements)
+        if opened:
+            assert event.opens is not None
             publish(EventKind.STEP_STARTED, **common, step=event.step,
                     step_kind=event.step_kind, parameters=dict(event.opens.parameters))
-        elif event.closes is not None:
+        elif closed:
+            assert event.closes is not None
             publish(EventKind.STEP_ENDED, **common, step=event.step,
                     step_kind=event.step_kind, outcome=event.closes.status,
                     measurements=dict(event.closes.results), why=event.why)
-        if event.to_state == AWAITING:
+        if awaiting:
             publish(EventKind.DISPOSITION_NEEDED, **common, step=event.step,
                     step_kind=event.step_kind, why=event.why)
-        self._interlock_alarm(event, common)
+        if interlock:
+            self._interlock_alarm(event, common)
 
     def _interlock_alarm(self, event: WaferEvent, common: _Common) -> None:
         """An interlock that stops a wafer is a line alarm (code "interlock") for the host and

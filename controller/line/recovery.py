@@ -121,6 +121,7 @@ class Recovery:
             by_tool.setdefault(tool_name, []).append(wafer)
         for tool_name, group in by_tool.items():
             await self._settle_tool(tools[tool_name], group)
+        self.journal.flush()  # what recovery decided is stored before the line goes on
 
     async def _settle_tool(self, tool: ScheduledTool, group: list[ScheduledWafer]) -> None:
         first = group[0].run
@@ -143,10 +144,11 @@ class Recovery:
         number = run.machine.where.step
         assert number is not None
         kind = run.machine.step_kind
+        # Transitions and answers riding on the next transaction: these reads need them.
+        self.journal.flush()
         earlier = tuple(s.results or {} for s in self.store.steps(run.wafer_id)
                         if s.kind == kind and s.step_index != number)
         step_id = self.journal.step_record(run.wafer_id)
-        self.journal.flush()  # answers riding on the next transaction: this read needs them
         intents = tuple(i.command for i in self.store.step_intents(step_id)
                         if i.outcome != "failed") if step_id is not None else ()
         judging = run.machine.where.phase.value == "judging"

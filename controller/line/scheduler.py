@@ -34,7 +34,7 @@ from drivers.clock import Clock
 from drivers.errors import LinkError, ToolError
 from drivers.protocols import AnyTool
 from drivers.types import Alarm
-from sequences.kinds import AnyKind, kind_of
+from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
 from sequences.kinds.base import SetupKey
 from sequences.recipes.recipe import Step
 from sequences.wafer.machine import Phase
@@ -105,6 +105,7 @@ class Scheduler:
         self.batch_log: BatchRecords | None = None  # where batches are recorded
         self._left_inside: dict[str, tuple[str, Step]] = {}  # tool -> failed wafer, its step
         self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
+        self._roles: frozenset[str] | None = None  # roles_in_play, until a wafer is added
 
     # --- wafers ------------------------------------------------------------------------------
 
@@ -112,10 +113,19 @@ class Scheduler:
         self._order += 1
         slot = ScheduledWafer(run, lot_id, priority, self._order, ready_since=self.clock.now())
         self.wafers[run.wafer_id] = slot
+        self._roles = None
         if run.phase is Phase.QUEUED:
-            run.start()
+            run.start(deferrable=True)  # it waits: its step's tool_acquired commits it
         self.wake()
         return slot
+
+    def roles_in_play(self) -> frozenset[str]:
+        """The roles some step of some wafer's recipe needs (a tool of another role has
+        nothing to set up ahead for)."""
+        if self._roles is None:
+            self._roles = frozenset(ROLE_OF_KIND[kind] for w in self.wafers.values()
+                                    for kind in w.run.machine.kinds)
+        return self._roles
 
     def note(self, tool: ScheduledTool, text: str) -> None:
         self._report(ToolReport(tool.name, "note", text))
@@ -180,8 +190,10 @@ class Scheduler:
                     await self._dispatch()
                     if not self._progressing():
                         return
+                # asyncio.timeout, not wait_for: no task per turn of the loop (Python 3.11).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
+                    async with asyncio.timeout(IDLE_WAKE_S):
+                        await self._wake.wait()
         finally:
             await self._cancel_tasks()
 

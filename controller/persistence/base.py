@@ -61,14 +61,16 @@ def reason(exc: BaseException) -> str:
     return str(orig if orig is not None else exc).split("\n")[0]
 
 
-def finite_json(value: Any, what: str) -> Any:
-    """A parameters/results mapping as plain JSON data (NaN/inf have no JSON form)."""
-    data = jsonable(value)
+def finite_json(value: Any, what: str) -> db.EncodedJSON:
+    """A parameters/results mapping checked and encoded once (NaN/inf have no JSON form):
+    the JSON column stores the text as it is (``db.json_serializer``). Already encoded
+    (the journal checks what it commits later): as it is."""
+    if type(value) is db.EncodedJSON:
+        return value
     try:
-        json.dumps(data, allow_nan=False)  # the check; the JSON column type encodes it
+        return db.EncodedJSON(json.dumps(jsonable(value), allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{what} cannot be stored: {exc}") from None
-    return data
 
 
 class HotStatement:

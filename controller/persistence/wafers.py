@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, String, bindparam, func, insert, select, update
 
+from controller.db import EncodedJSON
 from controller.domain import check_intent_outcome, check_step_status, check_windows, wafer_outcome
 from controller.models import StepCurve, StepIntent, Wafer, WaferEvent, WaferStep
 from controller.persistence.audit import add_wafer_audit
@@ -138,7 +139,7 @@ def record_transition(
     step_kind: str | None = None,
     tool: str | None = None,
     tool_time: float | None = None,
-    measurements: Mapping[str, Any] | None = None,
+    measurements: Mapping[str, Any] | EncodedJSON | None = None,
     location: str | None = None,
     outcome: str | None = None,
     actor: str = "controller",
@@ -237,7 +238,7 @@ def end_step(
     step_id: int,
     *,
     status: str = "done",
-    results: Mapping[str, Any] | None = None,
+    results: Mapping[str, Any] | EncodedJSON | None = None,
     disposition: str | None = None,
     curve_c: Sequence[float] | None = None,
     curve_interval_s: float = 5.0,

@@ -57,6 +57,9 @@ class WaferEvent:
     tool_time: float = 0.0
     opens: StepOpened | None = None  # the step record this transition opens
     closes: StepClosed | None = None  # the step record this transition closes
+    # No tool command for this wafer follows before its next journal write: the journal
+    # may commit it with its next transaction (docs/decisions/0017-deferred-transitions.md).
+    deferrable: bool = False
 
 
 # Outcomes of an intent (as the store records them).
@@ -65,7 +68,8 @@ DONE, REFUSED = "done", "failed"
 
 class WaferJournal(Protocol):
     def record(self, event: WaferEvent) -> None:
-        """Commit the transition (and the step record it opens or closes) before returning."""
+        """Commit the transition (and the step record it opens or closes) before returning;
+        a ``deferrable`` one at the latest with the journal's next transaction."""
 
     def intend(self, wafer_id: str, command: str, tool: str) -> int:
         """Commit "about to send ``command``" before it is sent; the intent's id."""

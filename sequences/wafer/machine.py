@@ -325,12 +325,13 @@ class WaferMachine:
     def fire(
         self, trigger: str, *, why: str = "", measurements: dict[str, Any] | None = None,
         tool: str | None = None, opens: StepOpened | None = None,
-        closes: StepClosed | None = None,
+        closes: StepClosed | None = None, deferrable: bool = False,
     ) -> WaferEvent:
         """Move the wafer; its WaferEvent has been delivered to on_event on return.
 
         ``opens``/``closes``: the step record this transition opens or closes, committed
-        with it by the journal."""
+        with it by the journal. ``deferrable``: no tool command for this wafer follows
+        before its next transition or intent (``WaferEvent.deferrable``)."""
         if trigger not in TRIGGERS:
             raise SequenceError(f"unknown wafer event '{trigger}' (known: {', '.join(TRIGGERS)})")
         source = self.state
@@ -344,7 +345,7 @@ class WaferMachine:
         try:
             moved = self._wafer.trigger(trigger, why=why, measurements=measurements, tool=tool,
                                         opens=opens, closes=closes, source=source,
-                                        step=self.step)
+                                        step=self.step, deferrable=deferrable)
         except MachineError:  # no such transition from here
             moved = False
         if not moved:
@@ -377,6 +378,7 @@ class WaferMachine:
             from_state=data["source"], to_state=dest, trigger=trigger, why=data["why"],
             measurements=dict(data["measurements"] or {}), tool=data["tool"],
             tool_time=self.now(), opens=data["opens"], closes=data["closes"],
+            deferrable=data["deferrable"],
         ))
         if dest in FINAL_STATES:  # nothing moves it again: the shared machine lets go
             self._machine.remove_model(self._wafer)

@@ -151,15 +151,16 @@ class WaferRun:
 
     def _fire(self, trigger: str, *, why: str = "", tool: str | None = None,
               measurements: dict[str, Any] | None = None, opens: StepOpened | None = None,
-              closes: StepClosed | None = None) -> WaferEvent:
+              closes: StepClosed | None = None, deferrable: bool = False) -> WaferEvent:
         if opens is not None:
             self._step_open = True
         elif self._step_open and trigger in ("judged_ok", "step_failed", "abort"):
             closes = closes or self._closing(trigger, why, measurements)
         if closes is not None:
             self._step_open = False
+            deferrable = deferrable and closes.curve_c is None
         return self.machine.fire(trigger, why=why, tool=tool, measurements=measurements,
-                                 opens=opens, closes=closes)
+                                 opens=opens, closes=closes, deferrable=deferrable)
 
     def _closing(self, trigger: str, why: str, measurements: dict[str, Any] | None
                  ) -> StepClosed:
@@ -178,9 +179,12 @@ class WaferRun:
 
     # --- moves from outside --------------------------------------------------------------------
 
-    def start(self, why: str = "") -> WaferEvent:
+    def start(self, why: str = "", *, deferrable: bool = False) -> WaferEvent:
+        """``deferrable``: the caller sends this wafer's tools nothing before its next
+        transition (the scheduler queues it; ``run_step`` only reads the tool first)."""
         return self._fire("start", why=why or f"recipe {self.recipe.name} "
-                          f"v{self.recipe.version} {self.recipe.hash[:12]}")
+                          f"v{self.recipe.version} {self.recipe.hash[:12]}",
+                          deferrable=deferrable)
 
     def hold(self, why: str) -> WaferEvent | None:
         """Hold the wafer now; while a step runs, hold it as soon as the step ends."""
@@ -260,7 +264,7 @@ class WaferRun:
         ``batch``: a batch tool's step rides with others (``sequences.kinds.batch``).
         """
         if self.state == QUEUED:
-            self.start()
+            self.start(deferrable=True)  # the interlocks only read the tool before the next
         number = self.next_step
         if number is None:
             raise SequenceError(
@@ -314,6 +318,9 @@ class WaferRun:
         kind = kind_of(step)
         self.results[number] = outcome.result
         judgment = self._judge(step, outcome, repaired=outcome.repaired)
+        # step_done is committed at once, even with nothing to unload: a crash after it finds
+        # the wafer judging and judges it again from what it stored; before it, running, and
+        # an oven wafer gone from the belt would need an engineer (decision 0017).
         if self.phase is Phase.RUNNING:
             self._fire("step_done", why=f"{step.kind} finished", tool=tool,
                        measurements=judgment.measurements)
@@ -331,8 +338,16 @@ class WaferRun:
                                                   tool) is _STOPPED:
             return self.state
         if judgment.ok:
+            # Out of the tool: nothing is sent for this wafer before its next step's
+            # tool_acquired, and a crash before it commits finds the wafer judging and judges
+            # it again from its step_done (decision 0017). Not a batch's (its carrier may go
+            # out after it), nor before a batch (its record, written apart, names the wafer),
+            # nor one that stores a curve (recovery could not rebuild it).
+            following = number + 1 if number < self.last else None
             self._fire("judged_ok", why=judgment.why, tool=tool,
-                       measurements=judgment.measurements)
+                       measurements=judgment.measurements,
+                       deferrable=not kind.batch and not (
+                           following and kind_of(self.recipe.step(following)).batch))
             self._record(number, judgment)
             if self._hold_after is not None and self.phase is Phase.WAITING:
                 why, self._hold_after = self._hold_after, None
