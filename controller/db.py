@@ -88,6 +88,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         # statements with them (persistence/pg_batch.py, decision 0019). Off: those are
         # the ones that count.
         return create_engine(parsed, echo=echo, pool_pre_ping=True,
+                             json_serializer=json_serializer,
                              connect_args={"prepare_threshold": None})
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, echo=echo, pool_pre_ping=True,
