@@ -148,18 +148,11 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
 
     async def status(self) -> OvenStatus:
         """Everything at a glance in three requests: process values, inputs, coils."""
-        moves = self._moves
-        v = await self.regs.read_block(self._process)
-        self._saw_belt(v["WAFERS_ON_BELT"], moves)
+        process = await self.process_values()
         flags = await self.regs.read_block(self._flags)
         coils = await self.regs.read_block(self._coils)
         return OvenStatus(
-            state=self._state_of(v["STATE"]),
-            zone_pv_c=tuple(v["ZONE_PV"]),
-            wafers_on_belt=v["WAFERS_ON_BELT"],
-            alarm_code=v["ALARM_CODE"],
-            o2_ppm=v["O2_PPM"],
-            active_profile_id=v["ACTIVE_PROFILE_ID"],
+            **vars(process),
             entrance_clear=flags["ENTRANCE_CLEAR"],
             wafer_at_exit=flags["WAFER_AT_EXIT"],
             zones_stable=flags["ZONES_STABLE"],

@@ -177,22 +177,6 @@ O2_OVER_RANGE_PPM = 0xFFFF
 
 
 @dataclass(frozen=True)
-class OvenStatus:
-    state: OvenState
-    zone_pv_c: tuple[float | None, ...]  # None = thermocouple failed (0x7FFF)
-    wafers_on_belt: int
-    alarm_code: int
-    o2_ppm: int
-    active_profile_id: int
-    entrance_clear: bool
-    wafer_at_exit: bool
-    zones_stable: bool
-    alarm_active: bool
-    nitrogen_on: bool
-    conveyor_running: bool
-
-
-@dataclass(frozen=True)
 class OvenProcess:
     """The oven's process values (input registers 0-14): one request, for a look at the zones
     while a profile change runs or at O2 while nitrogen purges. Not the interlocks' status:
@@ -204,6 +188,18 @@ class OvenProcess:
     alarm_code: int
     o2_ppm: int
     active_profile_id: int
+
+
+@dataclass(frozen=True)
+class OvenStatus(OvenProcess):
+    """The process values and the interlocks' inputs and coils: three requests."""
+
+    entrance_clear: bool
+    wafer_at_exit: bool
+    zones_stable: bool
+    alarm_active: bool
+    nitrogen_on: bool
+    conveyor_running: bool
 
 
 @dataclass(frozen=True)
