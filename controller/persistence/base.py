@@ -246,7 +246,7 @@ class Database:
     def _pg_batch(self, conn: Connection, raw: Any) -> Iterator[None]:
         """A hot transaction as a ``PgBatch``: psycopg in autocommit meanwhile, so that
         it sends no BEGIN of its own (the batch sends it with the first statements)."""
-        batch = PgBatch(raw, self.engine.dialect.loaded_dbapi.ClientCursor)
+        batch = PgBatch(raw, self.engine.dialect.loaded_dbapi.ClientCursor, conn.info)
         raw.autocommit = True
         conn.info[BATCH] = batch
         try:

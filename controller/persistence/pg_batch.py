@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import itertools
 import re
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 BATCH = "bumpline_pg_batch"  # Connection.info: the connection's open PgBatch
-# Per DBAPI connection (a session of the server): the names prepared there, and its
-# client-side renderer (a psycopg ClientCursor's mogrify).
-_PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-_RENDER: weakref.WeakKeyDictionary[Any, Callable[[str, Any], str]] = weakref.WeakKeyDictionary()
+# Connection.info (it lives as long as the DBAPI connection, a session of the server, and
+# is cleared when the pool closes or invalidates it): the names prepared there, and its
+# client-side renderer (a psycopg ClientCursor's mogrify). Not a WeakKeyDictionary keyed
+# by the connection: the renderer's cursor holds the connection, so no entry would die.
+PREPARED = "bumpline_pg_prepared"
+RENDER = "bumpline_pg_render"
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 _NAMES = itertools.count(1)
 
@@ -100,13 +101,15 @@ class Prepared:
 class PgBatch:
     """One hot transaction's statements, sent together (see the module's docstring)."""
 
-    def __init__(self, raw: Any, client_cursor: Callable[[Any], Any]) -> None:
+    def __init__(self, raw: Any, client_cursor: Callable[[Any], Any],
+                 kept: dict[str, Any]) -> None:
+        """``kept``: the connection's ``Connection.info``."""
         self.raw = raw
-        render = _RENDER.get(raw)
+        render = kept.get(RENDER)
         if render is None:
-            render = _RENDER[raw] = client_cursor(raw).mogrify
-        self.render = render
-        self.prepared = _PREPARED.setdefault(raw, set())  # a new connection: nothing yet
+            render = kept[RENDER] = client_cursor(raw).mogrify
+        self.render: Callable[[str, Any], str] = render
+        self.prepared: set[str] = kept.setdefault(PREPARED, set())  # a new connection: none
         self.queue: list[str] = ["BEGIN"]
         self.waiting: list[tuple[Later | None, bool]] = [(None, False)]
         self.preparing: list[str] = []  # names whose PREPARE is in the queue
