@@ -98,6 +98,29 @@ def write_latency_ms(url: str, tag: str, *, sqlite_sync: str | None = None) -> l
         return times
 
 
+def floor_ms(url: str) -> list[float]:
+    """Milliseconds per the cheapest write a server can commit: one one-row INSERT into a
+    table with no index, sent with BEGIN and COMMIT as one query on the DBAPI connection
+    (no SQLAlchemy). A journal write does three statements on indexed tables: when this
+    floor alone is near 1.5x SQLite's whole journal write, the crash-safe target is below
+    what a client-server database can do on this host (issue 13's argument)."""
+    with Store(url) as store:
+        raw = store.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS floor_probe (n integer)")
+            raw.commit()
+            raw.autocommit = True  # the query says BEGIN and COMMIT itself
+            times = []
+            for _ in range(WRITES + 1):
+                t0 = time.perf_counter()
+                cursor.execute("BEGIN; INSERT INTO floor_probe VALUES (1); COMMIT")
+                times.append((time.perf_counter() - t0) * 1000)
+            return times[1:]  # the first pays for the plan
+        finally:
+            raw.close()
+
+
 def with_synchronous_commit(url: str, value: str) -> str:
     """The PostgreSQL URL with ``synchronous_commit`` set for its sessions."""
     joiner = "&" if make_url(url).query else "?"
@@ -271,6 +294,11 @@ def main() -> int:
                 print(f"{durability:<10} PostgreSQL / SQLite: {ratio:.2f}x (target <= "
                       f"{TARGET_RATIO}x, margin {TARGET_RATIO - ratio:+.2f}x): "
                       f"{'ok' if ratio <= TARGET_RATIO else 'OVER TARGET'}")
+                if sync is None:  # crash-safe: how far down a server can go at all
+                    least = floor_ms(pg_url)
+                    print(f"{durability:<10} {'pg floor (1-row txn)':<26} ms: {_spread(least)} "
+                          f"= {statistics.median(least) / statistics.median(lite):.2f}x "
+                          f"SQLite's whole journal write")
         if args.pg and args.rtt_ms:
             parsed = make_url(args.pg)
             with relay(args.rtt_ms, parsed.host or "127.0.0.1", parsed.port or 5432) as port:
