@@ -11,7 +11,8 @@ says which of them to work on (issue 12: at 1600x the cleaner's cycles, not the 
 
 A cycle is one step record on a tool of the role, from its start to its end in tool
 seconds (the store's ``tool_time_start``/``tool_time_end``); for a pipelined role (the
-oven) the records overlap and the gaps count as none.
+oven) the records overlap and the gaps count as none. A batch tool's cycle (the plater)
+carries several wafers' records, so batch steps are left out.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def role_losses(steps: Iterable[Any], recipe_step: Callable[[int], Any], run_sta
             continue
         step = recipe_step(s.step_index)
         kind = kind_of(step)
+        if kind.batch:  # one cycle carries several wafers' records: not counted here
+            continue
         by_role.setdefault(kind.role, []).append(
             Cycle(s.tool, s.tool_time_start, s.tool_time_end, kind.nominal_s(step)))
     found = {role: losses(role, cycles, run_start, run_end) for role, cycles in by_role.items()}

@@ -58,3 +58,12 @@ def test_step_records_are_grouped_by_role_with_their_steps_nominal_times() -> No
         2, (250.0 - 240.0) + (260.0 - 240.0), 10.0, 10.0)
     assert found["oven"].over_nominal == pytest.approx(410.0 - 400.0)  # 600 mm/min: 400 s
     assert found["printer"].cycles == 1
+
+
+def test_a_batch_tools_records_are_left_out() -> None:
+    """The plater's one cycle carries the records of every wafer in its batch: counted per
+    record, its time over nominal would be counted once for each of them."""
+    recipe = find_recipe("rebump-sncu-niau-snpb")  # step 4: barrier (the plater's batches)
+    records = [Record(4, "plater-1", 0.0, 5000.0), Record(4, "plater-1", 0.0, 5000.0),
+               Record(3, "cleaner-1", 10.0, 260.0)]
+    assert set(role_losses(records, recipe.step, 0.0, 5000.0)) == {"cleaner"}
