@@ -14,21 +14,17 @@ lot with ``LineController`` on a fresh SQLite file and reports
 * the lower bound (``controller.line.bound.lower_bound``; the printer starts mounted
   with ST-300-100 / Pb95Sn5) and efficiency = bound / makespan;
 * controller CPU per wafer, wall time, peak memory (ru_maxrss);
+* on the role that sets the bound, what each run adds to it (``benchmarks.losses``);
 
-the lot is run ``--runs`` times (3), each on a fresh simulator and database: the
-CPU figure is the median (one run on a small VM moves by a few ms per wafer with
-the same work), efficiency the worst run, and every run must be correct. With
-two or more cores the controller is pinned to one and the simulator to the
-others, so the simulator's work never runs on the core being measured;
-
-with ``--baseline``, a one-wafer-at-a-time baseline on a fresh simulator (N lots of one wafer,
-one after the other) for comparison only: it is not a target, and a wafer the
-process itself fails there (a random SPI bridge, say) is listed, not counted
-against the controller. A run is correct when every wafer is
+the lot is run ``--runs`` times (3), each on a fresh simulator and database: the CPU
+figure is the median (one run on a small VM moves by a few ms per wafer with the same
+work), efficiency the worst run, and every run must be correct. With two or more cores
+the controller is pinned to one and the simulator to the others, so the simulator's work
+never runs on the core being measured; with ``--baseline``, a one-wafer-at-a-time
+baseline (N lots of one wafer in a row) for comparison only, not a target (a wafer the
+process fails there is listed, not counted). A run is correct when every wafer is
 complete (or judged out by the printer's SPI: the simulator's seeded paste defects, about
-one print in 50, so 4 lots of 25 draw a few; counted and printed as "+N SPI") and the
-oven never raised alarm 530 (exit blocked); a run that is not correct fails whatever its
-numbers.
+one print in 50; printed as "+N SPI") and the oven never raised alarm 530 (exit blocked).
 
 A second process keeps one core busy the whole time (``--idle`` turns it off): a plant
 PC or a CI machine runs other things too. Every request each tool's link sends is
@@ -73,6 +69,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.load import busy_core, check, spread  # noqa: E402
+from benchmarks.losses import Losses, role_losses  # noqa: E402
 from controller.line.bound import MakespanBound, lower_bound  # noqa: E402
 from controller.line.controller import LineController  # noqa: E402
 from controller.store import Store, slots_for_count  # noqa: E402
@@ -121,6 +118,7 @@ class RunResult:
     requests: dict[str, int] = field(default_factory=dict)  # tool -> requests on its link
     exit_latency: list[float] = field(default_factory=list)  # tool s, due to UNLOAD
     rejected: int = 0  # judged out by the paste printer's SPI: the process's, not ours
+    losses: dict[str, Losses] = field(default_factory=dict)  # role -> where its time went
 
     @property
     def complete(self) -> int:
@@ -302,8 +300,10 @@ async def _run(config: LineConfig, db: Path | str, lots: list[tuple[str, int]], 
         states: dict[str, int] = {}
         unfinished = []
         rejected = 0
+        steps: list[Any] = []
         for lot_id, _ in lots:
             for wafer in store.wafers(lot_id):
+                steps += store.steps(wafer.id)
                 states[wafer.state] = states.get(wafer.state, 0) + 1
                 if wafer.state != "complete":
                     last = store.events(wafer.id)[-1]
@@ -319,7 +319,8 @@ async def _run(config: LineConfig, db: Path | str, lots: list[tuple[str, int]], 
     return RunResult(label, speed, sum(n for _, n in lots), makespan, wall, cpu, states,
                      _sim_alarms(log_path), store_alarms,
                      {name: b / makespan for name, b in busy.items()} if makespan else {},
-                     unfinished, requests, latency, rejected)
+                     unfinished, requests, latency, rejected,
+                     role_losses(steps, load_valid_recipe(RECIPE).step, tool0, tool0 + makespan))
 
 
 def run_lot(speed: float, wafers: int, workdir: Path, seed: int,
@@ -495,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     print("tool busy (share of the first lot's makespan): "
           + ", ".join(f"{name} {share:.0%}" for name, share in sorted(lot.busy.items())
                       if share > 0))
+    for r in lots:  # what the runs add to the bound, on the role that sets it
+        if bound.limiting in r.losses:
+            print(f"{r.label}: makespan - bound {r.makespan_s - bound.seconds:.0f} s; "
+                  + r.losses[bound.limiting].line())
     print("requests per wafer, median of the runs: "
           + ", ".join(f"{name} {_median_requests(lots, name):.1f}"
                       for name in sorted(lot.requests)
