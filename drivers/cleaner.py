@@ -62,8 +62,14 @@ _FC2_PROCESS = ("STRIP_TEMP_PV", "RESULT_MASK_RESIDUE", "MODE_ACTIVE")  # IR 7-9
 # After our own UNLOAD of a flux clean whose DONE read showed the bath this close to its
 # setpoint and no alarm, the spec says READY: the next status within KNOWN_FOR_S tool
 # seconds of that read reads only the inputs (door, chemistry, DI water, wafer present).
+# That long the bath cannot have left START's band even unheated: the spec's cooling
+# (about 0.01 °C/s), taken twice as fast, from at most KNOWN_BAND_C off (50 s). An alarm
+# meanwhile is one of the inputs (400, 630, 640), the bath (610, bounded so), or spray
+# pressure (620, only while spraying); the cleaner refuses LOAD in ALARM (06, nothing
+# changed) whatever we knew (docs/protocols.md).
 KNOWN_BAND_C = BATH_TOLERANCE_C / 2
-KNOWN_FOR_S = 10.0
+SPEC_COOL_C_S = 0.01
+KNOWN_FOR_S = (BATH_TOLERANCE_C - KNOWN_BAND_C) / (2 * SPEC_COOL_C_S)
 
 
 class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):

@@ -40,8 +40,9 @@ PRINTER_IDLE = PrinterStatus(PrinterState.IDLE, None, 0, 0, 80.0, PRINT.stencil_
                              PRINT.paste_alloy)
 PLACER_IDLE = PlacerStatus(PlacerState.IDLE, None, 0, PLACE.ball_alloy, PLACE.ball_diameter_um,
                            50.0, 50.0)
-OVEN_READY = OvenStatus(OvenState.READY, (150.0,) * 10, 0, 0, 20, REFLOW.profile_id, True,
-                        False, True, False, True, True)
+OVEN_READY = OvenStatus(OvenState.READY, (150.0,) * 10, 0, 0, 20, REFLOW.profile_id,
+                        nitrogen_on=True, conveyor_running=True, entrance_clear=True,
+                        wafer_at_exit=False, zones_stable=True, alarm_active=False)
 CLEANER_READY = CleanerStatus(CleanerState.READY, CLEAN.wash_temp_c, 18.0, 0, 0, False, False,
                               False, False)
 CLEAN_RECIPE = CLEAN.tool_recipe()
@@ -80,7 +81,8 @@ def test_retry_targets_come_from_the_kinds():
     (REFLOW, OVEN_READY, {"nitrogen_on": False}, ["nitrogen is off"]),
     (REFLOW, OVEN_READY, {"conveyor_running": False}, ["conveyor stopped"]),
     (REFLOW, OVEN_READY, {"active_profile_id": 7}, ["oven runs profile 7"]),
-    (REFLOW, OVEN_READY, {"alarm_active": True}, ["alarm latched"]),
+    (REFLOW, OVEN_READY, {"alarm_code": 540}, ["alarm 540 active"]),
+    (REFLOW, OVEN_READY, {"state": OvenState.ALARM}, ["alarm latched", "oven is ALARM"]),
     (CLEAN, CLEANER_READY, {}, []),
     (CLEAN, CLEANER_READY, {"door_open": True}, ["door open"]),
     (CLEAN, CLEANER_READY, {"chemistry_low": True}, ["chemistry low"]),
