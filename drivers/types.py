@@ -314,7 +314,9 @@ class CleanResult:
     wafer_id: str
     status: CleanStatus
     ionic_ug_cm2: float  # µg NaCl-eq / cm²
-    cycle_count: int
+    # CYCLE_COUNT: read by ``result()``; a step's ``wait_result`` leaves it out (None), one
+    # request fewer per clean (docs/protocols.md, "The cleaner's result")
+    cycle_count: int | None
     mask_residue_pct: float | None = None  # FC-2: wafer area with mask left; 0 after a clean
 
 
