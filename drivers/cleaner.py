@@ -62,8 +62,14 @@ _FC2_PROCESS = ("STRIP_TEMP_PV", "RESULT_MASK_RESIDUE", "MODE_ACTIVE")  # IR 7-9
 # After our own UNLOAD of a flux clean whose DONE read showed the bath this close to its
 # setpoint and no alarm, the spec says READY: the next status within KNOWN_FOR_S tool
 # seconds of that read reads only the inputs (door, chemistry, DI water, wafer present).
+# That long the bath cannot have left START's band even unheated: the spec's cooling
+# (about 0.01 °C/s), taken twice as fast, from at most KNOWN_BAND_C off (50 s). An alarm
+# meanwhile is one of the inputs (400, 630, 640), the bath (610, bounded so), or spray
+# pressure (620, only while spraying); the cleaner refuses LOAD in ALARM (06, nothing
+# changed) whatever we knew (docs/protocols.md).
 KNOWN_BAND_C = BATH_TOLERANCE_C / 2
-KNOWN_FOR_S = 10.0
+SPEC_COOL_C_S = 0.01
+KNOWN_FOR_S = (BATH_TOLERANCE_C - KNOWN_BAND_C) / (2 * SPEC_COOL_C_S)
 
 
 class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
@@ -102,7 +108,7 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
             "STATE", "WASH_TEMP_PV", "RINSE_RESISTIVITY", "REMAINING_S", "ALARM_CODE",
             "RESULT_IONIC", "RESULT_STATUS", *m.present(*_FC2_PROCESS),
         )
-        self._result_id = m.block("RESULT_WAFER_ID", "CYCLE_COUNT")
+        self._result_id = m.block("RESULT_WAFER_ID")
         self._strip = (
             m.block("STRIP_TEMP_SP", "STRIP_TIME") if self.supports(CleanMode.RESIST_STRIP)
             else None
@@ -250,7 +256,7 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
             wafer_id=v["RESULT_WAFER_ID"],
             status=status,
             ionic_ug_cm2=v["RESULT_IONIC"],
-            cycle_count=v["CYCLE_COUNT"],
+            cycle_count=v.get("CYCLE_COUNT"),
             mask_residue_pct=v.get("RESULT_MASK_RESIDUE"),
         )
 
@@ -258,7 +264,9 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         """Until the cycle is DONE (tool seconds), then its result; ToolAlarm on an alarm.
 
         The state and the residue come in one read, so the poll that sees DONE is also
-        the first half of the result.
+        the first half of the result; RESULT_WAFER_ID is the second. Not CYCLE_COUNT
+        (``cycle_count`` None): nothing a step does hangs on it, and IR 18-19 between it
+        and the id are unlisted, so it would be a request of its own.
         """
         v = await self._poll_until((CleanerState.DONE,), timeout_s, self._process_and_result)
         self._done_read = (v, self.clock.now(), self._writes)

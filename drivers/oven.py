@@ -28,6 +28,7 @@ from drivers.register_map import RegisterMap
 from drivers.types import (
     ZONES,
     OvenProcess,
+    OvenReadiness,
     OvenSignals,
     OvenState,
     OvenStatus,
@@ -153,13 +154,21 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         coils = await self.regs.read_block(self._coils)
         return OvenStatus(
             **vars(process),
+            nitrogen_on=coils["N2_ON"],
+            conveyor_running=coils["CONVEYOR_RUN"],
             entrance_clear=flags["ENTRANCE_CLEAR"],
             wafer_at_exit=flags["WAFER_AT_EXIT"],
             zones_stable=flags["ZONES_STABLE"],
             alarm_active=flags["ALARM_ACTIVE"],
-            nitrogen_on=coils["N2_ON"],
-            conveyor_running=coils["CONVEYOR_RUN"],
         )
+
+    async def readiness(self) -> OvenReadiness:
+        """What a LOAD's interlocks need, in two requests: the process values and the coils
+        (N2_ON, CONVEYOR_RUN: a console on another host can switch them)."""
+        process = await self.process_values()
+        coils = await self.regs.read_block(self._coils)
+        return OvenReadiness(**vars(process), nitrogen_on=coils["N2_ON"],
+                             conveyor_running=coils["CONVEYOR_RUN"])
 
     def _saw_belt(self, count: int, moves: int) -> None:
         """WAFERS_ON_BELT read by a request sent when ``moves`` LOADs/UNLOADs had been sent:

@@ -191,15 +191,25 @@ class OvenProcess:
 
 
 @dataclass(frozen=True)
-class OvenStatus(OvenProcess):
-    """The process values and the interlocks' inputs and coils: three requests."""
+class OvenReadiness(OvenProcess):
+    """What a wafer's interlock check reads before its LOAD: the process values and the
+    coils, two requests. Not the discrete inputs: ENTRANCE_CLEAR is the entrance timing's
+    (the oven refuses a LOAD it cannot take, nothing moved), ALARM_ACTIVE repeats
+    ALARM_CODE and STATE (docs/protocols.md, "The interlock check of a LOAD")."""
+
+    nitrogen_on: bool
+    conveyor_running: bool
+
+
+@dataclass(frozen=True)
+class OvenStatus(OvenReadiness):
+    """Everything at a glance: the process values, the coils and the discrete inputs
+    (three requests)."""
 
     entrance_clear: bool
     wafer_at_exit: bool
     zones_stable: bool
     alarm_active: bool
-    nitrogen_on: bool
-    conveyor_running: bool
 
 
 @dataclass(frozen=True)
@@ -304,7 +314,9 @@ class CleanResult:
     wafer_id: str
     status: CleanStatus
     ionic_ug_cm2: float  # µg NaCl-eq / cm²
-    cycle_count: int
+    # CYCLE_COUNT: read by ``result()``; a step's ``wait_result`` leaves it out (None), one
+    # request fewer per clean (docs/protocols.md, "The cleaner's result")
+    cycle_count: int | None
     mask_residue_pct: float | None = None  # FC-2: wafer area with mask left; 0 after a clean
 
 

@@ -40,8 +40,9 @@ PRINTER_IDLE = PrinterStatus(PrinterState.IDLE, None, 0, 0, 80.0, PRINT.stencil_
                              PRINT.paste_alloy)
 PLACER_IDLE = PlacerStatus(PlacerState.IDLE, None, 0, PLACE.ball_alloy, PLACE.ball_diameter_um,
                            50.0, 50.0)
-OVEN_READY = OvenStatus(OvenState.READY, (150.0,) * 10, 0, 0, 20, REFLOW.profile_id, True,
-                        False, True, False, True, True)
+OVEN_READY = OvenStatus(OvenState.READY, (150.0,) * 10, 0, 0, 20, REFLOW.profile_id,
+                        nitrogen_on=True, conveyor_running=True, entrance_clear=True,
+                        wafer_at_exit=False, zones_stable=True, alarm_active=False)
 CLEANER_READY = CleanerStatus(CleanerState.READY, CLEAN.wash_temp_c, 18.0, 0, 0, False, False,
                               False, False)
 CLEAN_RECIPE = CLEAN.tool_recipe()
@@ -80,7 +81,8 @@ def test_retry_targets_come_from_the_kinds():
     (REFLOW, OVEN_READY, {"nitrogen_on": False}, ["nitrogen is off"]),
     (REFLOW, OVEN_READY, {"conveyor_running": False}, ["conveyor stopped"]),
     (REFLOW, OVEN_READY, {"active_profile_id": 7}, ["oven runs profile 7"]),
-    (REFLOW, OVEN_READY, {"alarm_active": True}, ["alarm latched"]),
+    (REFLOW, OVEN_READY, {"alarm_code": 540}, ["alarm 540 active"]),
+    (REFLOW, OVEN_READY, {"state": OvenState.ALARM}, ["alarm latched", "oven is ALARM"]),
     (CLEAN, CLEANER_READY, {}, []),
     (CLEAN, CLEANER_READY, {"door_open": True}, ["door open"]),
     (CLEAN, CLEANER_READY, {"chemistry_low": True}, ["chemistry low"]),
@@ -270,22 +272,39 @@ class ScriptedCleaner:
         return self._status
 
 
-@pytest.mark.parametrize(("state", "present", "result_wafer", "cycle", "judging", "want",
+MEASURED = {"status": "OK", "ionic_ug_cm2": 0.2, "cycle_count": None}
+
+
+@pytest.mark.parametrize(("state", "present", "result_wafer", "judging", "intents", "want",
                           "sent"), [
-    (CleanerState.DONE, True, "W-1", 8, False, TakeResult, []),  # finished, still inside
-    (CleanerState.READY, False, "W-1", 8, True, TakeResult, []),  # finished and unloaded
-    (CleanerState.READY, False, "W-1", 5, False, NeverTaken, []),  # an earlier clean's result
-    (CleanerState.LOADED, True, "W-0", 5, False, TakeResult, ["START"]),  # loaded, not started
-    (CleanerState.READY, False, "W-0", 5, False, NeverTaken, []),
-    (CleanerState.READY, False, "W-0", 5, True, Unknown, []),
+    (CleanerState.DONE, True, "W-1", False, ("START",), TakeResult, []),  # finished, inside
+    (CleanerState.DONE, True, "W-1", True, ("START",), TakeResult, []),  # judged, not unloaded
+    (CleanerState.READY, False, "W-1", True, ("START",), TakeResult, []),  # judged, unloaded
+    # The chamber is empty and the result names the wafer: an earlier clean's (a rebump's
+    # first pass), or this one's taken out by someone else once START was sent.
+    (CleanerState.READY, False, "W-1", False, (), NeverTaken, []),
+    (CleanerState.READY, False, "W-1", False, ("START",), Unknown, []),
+    (CleanerState.LOADED, True, "W-0", False, (), TakeResult, ["START"]),  # loaded, not started
+    (CleanerState.DONE, True, "W-0", False, ("START",), Unknown, []),  # another wafer inside
+    (CleanerState.READY, False, "W-0", False, (), NeverTaken, []),
 ])
-async def test_clean_recovery(state, present, result_wafer, cycle, judging, want, sent):
+async def test_clean_recovery(state, present, result_wafer, judging, intents, want, sent):
     tool = ScriptedCleaner(dataclasses.replace(CLEANER_READY, state=state, wafer_present=present),
-                           CleanResult(result_wafer, CleanStatus.OK, 0.2, cycle))
-    wafer = recovering(judging=judging, earlier=({"cycle_count": 6},))
+                           CleanResult(result_wafer, CleanStatus.OK, 0.2, 5))
+    wafer = dataclasses.replace(recovering(judging=judging, intents=intents,
+                                           earlier=({"cycle_count": 6},)),
+                                measured=MEASURED if judging else None)
     found = await kind_of(CLEAN).settle(tool, CLEAN, wafer, ManualClock())
     assert isinstance(found, want), found
     assert tool.sent == sent
+    if isinstance(found, TakeResult):
+        assert found.result.wafer_id == "W-1" and found.unloaded == (not present)
+
+
+async def test_a_judging_clean_gone_from_the_chamber_without_its_record_needs_a_person():
+    tool = ScriptedCleaner(CLEANER_READY, CleanResult("W-1", CleanStatus.OK, 0.2, 5))
+    found = await kind_of(CLEAN).settle(tool, CLEAN, recovering(judging=True), ManualClock())
+    assert isinstance(found, Unknown)
 
 
 class ScriptedOven:

@@ -23,6 +23,8 @@ from drivers.errors import DeviceBusy, LinkError, ToolError
 from drivers.modbus_link import ModbusLink
 from drivers.oven import ReflowOven
 from drivers.types import CleanerState, OvenState
+from sequences.kinds.base import wait_free
+from sequences.kinds.reflow import REFLOW
 from sim.clock import ManualClock
 
 Pair = tuple[bytes, bytes | None]
@@ -369,9 +371,8 @@ async def test_a_script_the_driver_leaves_unfinished_fails_the_test() -> None:
 RECIPE_READ = (rtu("03 0000 0005"), rtu("03 0A 0258 0078 003C 003C 001E"))  # 60.0 °C, ...
 DONE_READ = (rtu("04 0000 0007"),  # DONE, bath 60.1 °C, 15.0 MΩ·cm, 0 s, no alarm, 0.50, OK
              rtu("04 0E 0006 0259 0096 0000 0000 0032 0001"))
-RESULT_ID = [
+RESULT_ID = [  # RESULT_WAFER_ID alone: a step needs no CYCLE_COUNT (IR 20-21)
     (rtu("04 000A 0008"), rtu("04 10 4C4F 5434 322D 3037 0000 0000 0000 0000")),
-    (rtu("04 0014 0002"), rtu("04 04 0000 002A")),  # CYCLE_COUNT 42
 ]
 COMMAND_UNLOAD_FC = "06 0005 0003"  # HR 5 = 3
 INPUTS = "02 0000 0004"  # DI 0-3
@@ -391,7 +392,7 @@ async def test_cleaner_status_after_our_unload_of_a_clean_reads_only_the_inputs(
     ) as cleaner:
         await cleaner.recipe()
         result = await cleaner.wait_result(timeout_s=60)
-        assert (result.wafer_id, result.cycle_count) == ("LOT42-07", 42)
+        assert (result.wafer_id, result.cycle_count) == ("LOT42-07", None)
         await cleaner.unload()
         status = await cleaner.status()  # READY: the spec's UNLOAD with the bath in band
         assert status.state is CleanerState.READY and status.wash_temp_c == 60.1
@@ -442,3 +443,39 @@ async def test_cleaner_status_long_after_our_unload_reads_all() -> None:
         await cleaner.unload()
         cleaner.clock.advance(KNOWN_FOR_S + 1)  # the DONE read is too old to stand for now
         assert (await cleaner.status()).state is CleanerState.IDLE
+
+
+async def test_a_reflow_interlock_check_reads_process_values_and_coils_not_the_inputs() -> None:
+    # A LOAD's interlocks: IR 0-14 (state, belt, alarm, O2, profile) and the coils (N2_ON,
+    # CONVEYOR_RUN). No DI 0-3: ENTRANCE_CLEAR is the entrance timing's, the oven refuses a
+    # LOAD it cannot take, and ALARM_ACTIVE repeats ALARM_CODE and STATE.
+    pairs = [
+        (tcp(1, "04 0000 000F"),
+         tcp(1, "04 1E" + " 0901" * 10 + " 0003 0001 0000 0014 002A")),  # PROCESSING, 1 on belt
+        (tcp(2, "01 0000 0002"), tcp(2, "01 01 03")),  # N2 on, belt running
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        status = await wait_free(REFLOW, oven, "LOT42-07", oven.clock, 60.0)
+    assert status.state is OvenState.PROCESSING and status.wafers_on_belt == 1
+    assert status.nitrogen_on and status.conveyor_running and status.active_profile_id == 42
+    assert not hasattr(status, "entrance_clear")
+
+
+async def test_cleaner_status_within_the_baths_drift_bound_after_our_unload_reads_the_inputs(
+) -> None:
+    # 40 tool s after the DONE read: the bath, 0.1 °C off, cannot have cooled out of START's
+    # ±2 °C band (KNOWN_FOR_S, 50 s at twice the spec's cooling rate): the inputs alone.
+    pairs = [
+        RECIPE_READ, DONE_READ, *RESULT_ID,
+        (rtu(COMMAND_UNLOAD_FC), rtu(COMMAND_UNLOAD_FC)),
+        (rtu(INPUTS), rtu("02 01 00")),
+    ]
+    assert KNOWN_FOR_S >= 40
+    async with expected_exchanges(
+        FluxCleaner, pairs, framer="rtu", unit=2, tool="cleaner-1"
+    ) as cleaner:
+        await cleaner.recipe()
+        await cleaner.wait_result(timeout_s=60)
+        await cleaner.unload()
+        cleaner.clock.advance(40)
+        assert (await cleaner.status()).state is CleanerState.READY

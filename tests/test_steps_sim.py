@@ -17,6 +17,7 @@ from drivers.types import PlacerState, PrinterState
 from sequences.errors import InterlockError, SequenceError
 from sequences.kinds import ROLE_OF_KIND, kind_of
 from sequences.kinds.base import when_in
+from sequences.kinds.reflow import transit_s
 from sequences.recipes.recipe import find_recipe, parse_recipe, shipped_recipe_paths
 from sequences.wafer.journal import MemoryJournal
 from sequences.wafer.machine import WaferEvent
@@ -459,6 +460,48 @@ async def test_the_oven_load_reads_no_belt_count_after_the_interlocks_status() -
                   ((k, f) for k, f in line.timeline if k == "frame") if tool == oven.name]
         assert sum("COMMAND=LOAD" in f for f in frames) == 2
         assert not [f for f in frames if "(WAFERS_ON_BELT)" in f]
+        # Nor the inputs: the interlocks read IR 0-14 and the coils, and the entrance's
+        # timing stands for ENTRANCE_CLEAR. The one DI read is the exit watcher's, at its
+        # first take (WAFER_AT_EXIT, the wafer taken off last not known yet).
+        inputs = [i for i, f in enumerate(frames) if "ENTRANCE_CLEAR" in f]
+        assert len(inputs) == 1 and "EXIT_PEAK" in frames[inputs[0] - 1], frames
+        assert sum("(N2_ON..CONVEYOR_RUN)" in f for f in frames) == 3  # the setup's, each LOAD's
         # the exit values and id in one read (IR 20-37, the spec's worked example)
         assert sum("(EXIT_PEAK..EXIT_WAFER_ID)" in f for f in frames) >= 2
         assert not [f for f in frames if "(EXIT_WAFER_ID)" in f and "EXIT_PEAK" not in f]
+
+
+async def test_a_load_refused_at_a_closed_entrance_looks_at_it_before_each_try() -> None:
+    """A wafer the entrance's timing does not know (loaded before a restart; here straight
+    through the driver) keeps the entrance closed: the oven refuses the step's LOAD (06,
+    nothing moves), and the step reads the inputs before each try until it clears."""
+    recipe = find_recipe("ballmount-sac305")
+    async with simulated_line(speed=300.0) as line:
+        placer, oven = line["placer"], line["oven"]
+        run = WaferRun(recipe, "W-GATE1", line.clock, journal=line.journal)
+        await prepare(placer, recipe.step(1), line.clock)
+        assert await run.run_step(placer) == "step2_waiting"
+        await prepare(oven, recipe.step(2), line.clock)
+        await oven.load("W-BEFORE")
+        loaded_at = line.clock.now()
+        mark = len(line.timeline)
+
+        async def take_it_off() -> None:  # as recovery would; no look at the inputs
+            await line.clock.sleep(transit_s(recipe.step(2)) - (line.clock.now() - loaded_at))
+            while await oven.exit_values_of({"W-BEFORE"}, left="") is None:
+                await line.clock.sleep(1.0)
+            await oven.unload("W-BEFORE")
+
+        taker = asyncio.create_task(take_it_off())
+        assert await run.run_step(oven) == "step3_waiting"
+        await taker
+        frames = [str(item[1]) for kind, item in line.timeline[mark:]
+                  if kind == "frame" and item[0] == oven.name]
+        loads = [i for i, f in enumerate(frames) if "COMMAND=LOAD" in f]
+        assert len(loads) >= 2  # refused, then taken
+        assert not [f for f in frames[:loads[0]] if "ENTRANCE_CLEAR" in f]
+        assert [f for f in frames[loads[0]:loads[-1]] if "ENTRANCE_CLEAR" in f]
+        done = [e for e in run.events if e.trigger == "step_done" and e.step == 2]
+        assert len(done) == 1 and done[0].measurements["flags"] == 0
+        status = await oven.status()
+        assert status.alarm_code == 0 and status.wafers_on_belt == 0

@@ -272,6 +272,12 @@ class StepKind(ABC, Generic[S, D, St, R]):
 
     # --- talking to the tool ---
 
+    async def check_status(self, driver: D) -> St:
+        """The status the interlock check reads (the driver's whole status unless the kind
+        needs less: the oven's LOAD leaves its discrete inputs out)."""
+        status: St = await driver.status()
+        return status
+
     async def look(self, driver: D, step: S, wafer_id: str, status: St) -> ToolView[St]:
         """What the interlock check needs beyond the status."""
         return ToolView(status)
@@ -346,7 +352,7 @@ async def wait_free(kind: StepKind[Any, D, St, Any], driver: D, wafer_id: str, c
     """The tool's status once it is not busy with something else (ToolTimeout if it stays)."""
     deadline = clock.now() + timeout_s
     while True:
-        status: St = await driver.status()
+        status: St = await kind.check_status(driver)
         if not kind.busy(status, wafer_id):
             return status
         if clock.now() >= deadline:

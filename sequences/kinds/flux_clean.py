@@ -169,28 +169,35 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
 
     async def settle(self, driver: Cleaner, step: C, wafer: Recovering, clock: Clock
                      ) -> Settled:
-        """The cleaner keeps its last result: it is this step's only if it names the wafer
-        and its cycle is newer than every clean the wafer had before."""
+        """The cleaner keeps its last result, which may be an earlier clean's of the same
+        wafer (a rebump's first pass). Only a judged wafer is unloaded, and a wafer moves on
+        only once unloaded, so every earlier clean of it left the chamber: a wafer there is
+        this step's, and a chamber without it holds nothing of this step unless its result
+        was taken (judging: judged again from what ``step_done`` stored). The cycle counter
+        is not needed to tell them apart (the spec does not say when it counts)."""
         status = await driver.status()
-        result = await driver.result()
-        earlier = [r.get("cycle_count", -1) for r in wafer.earlier_results]
-        ours = result.wafer_id == wafer.wafer_id and result.cycle_count > max(earlier,
-                                                                               default=-1)
-        if ours and (status.state is CleanerState.DONE or not status.wafer_present):
-            return TakeResult(result, unloaded=not status.wafer_present,
-                              how=f"{driver.name} reports its clean result")
-        if status.wafer_present and status.state in BUSY:
+        if status.wafer_present and status.state in (CleanerState.DONE, *BUSY):
+            result = await driver.result()
+            if result.wafer_id == wafer.wafer_id and status.state is CleanerState.DONE:
+                return TakeResult(result, how=f"{driver.name} reports its clean result")
             if status.state is CleanerState.LOADED:  # loaded, never started: start it (once)
                 await driver.start()
-            await driver.wait_for(CleanerState.DONE, timeout_s=SETTLE_WAIT_S)
-            result = await driver.result()
-            if result.wafer_id == wafer.wafer_id:
-                return TakeResult(result, how=f"{driver.name} finished its clean")
-        if not wafer.judging and not status.wafer_present and not ours:
-            return NeverTaken(f"{driver.name} never took it")
-        if wafer.judging and not status.wafer_present:
+            if status.state is not CleanerState.DONE:
+                await driver.wait_for(CleanerState.DONE, timeout_s=SETTLE_WAIT_S)
+                result = await driver.result()
+                if result.wafer_id == wafer.wafer_id:
+                    return TakeResult(result, how=f"{driver.name} finished its clean")
+            return Unknown(f"{driver.name} holds wafer {result.wafer_id or '(none)'}, "
+                           f"not {wafer.wafer_id}")
+        if status.wafer_present:
+            return Unknown(f"{driver.name} holds a wafer in state {status.state.name}")
+        if wafer.judging:
             return self.judged_before(step, wafer, driver.name)
-        return Unknown(f"{driver.name} no longer shows the wafer")
+        if "START" in wafer.intents:
+            # Loaded (LOAD is answered before START's intent) and gone from the chamber, which
+            # only we empty after a judgment: someone took it out. Cleaned or not: a person.
+            return Unknown(f"{driver.name} no longer shows the wafer, and its START was sent")
+        return NeverTaken(f"{driver.name} never took it")
 
     def result_from(self, step: C, wafer_id: str, measured: Mapping[str, Any]
                     ) -> CleanResult:

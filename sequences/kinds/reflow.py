@@ -19,7 +19,7 @@ from typing import Any
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
 from drivers.protocols import Oven
-from drivers.types import ExitFlag, OvenState, OvenStatus, ReflowResult
+from drivers.types import ExitFlag, OvenReadiness, OvenState, ReflowResult
 from sequences.kinds.base import (
     NeverTaken,
     Note,
@@ -84,7 +84,7 @@ def heat_up_s(rise_c: float) -> float:
 SLOWEST_TRANSIT_S = TUNNEL_MM / SLOWEST_BELT_MM_MIN * 60.0
 
 
-class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
+class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
     name, role = "reflow", "oven"
     driver_type = Oven
     changeover_s = CHANGEOVER_MIN_S
@@ -96,7 +96,7 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
         return ("reflow", step.profile_id)
 
     def setup_mismatches(self, step: ReflowStep, view: ToolView) -> list[str]:
-        st: OvenStatus = view.status
+        st: OvenReadiness = view.status
         reasons = []
         if st.active_profile_id != step.profile_id:
             reasons.append(f"oven runs profile {st.active_profile_id}, the step needs profile "
@@ -116,8 +116,8 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
         return status.state is OvenState.HEATING
 
     def interlocks(self, step: ReflowStep, view: ToolView, wafer_id: str) -> list[str]:
-        st: OvenStatus = view.status
-        reasons = alarm_reasons(st.alarm_code, st.alarm_active or st.state is OvenState.ALARM)
+        st: OvenReadiness = view.status
+        reasons = alarm_reasons(st.alarm_code, st.state is OvenState.ALARM)
         reasons += self.setup_mismatches(step, view)
         if st.nitrogen_on and st.o2_ppm > step.o2_limit_ppm:
             reasons.append(f"O2 {st.o2_ppm} ppm above the step's limit {step.o2_limit_ppm} ppm")
@@ -177,9 +177,12 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
     def curve(self, step: ReflowStep, result: Any) -> tuple[list[float], float] | None:
         return list(result.curve_c), step.tal_threshold_c
 
+    async def check_status(self, driver: Oven) -> OvenReadiness:
+        return await driver.readiness()
+
     async def prepare(self, driver: Any, step: ReflowStep, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
-        status = await driver.status()
+        status = await driver.readiness()  # profile, belt, zones, nitrogen: no inputs needed
         looked = clock.now()
         cooling = 0.0
         if status.active_profile_id != step.profile_id or status.state not in (
@@ -241,32 +244,33 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
         watch = exit_watch(driver, clock)
         async with _entrance_lock(driver):  # other wafers' steps share the entrance
             refused = ""
-            fresh = True  # the interlocks' status was read just before, with the tool ours
+            look = False  # the entrance's timing says clear: no look before the LOAD
             while True:  # wait for the last loaded wafer to clear the entrance
-                waited = await watch.stand_clear(ENTRANCE_YIELD_S)
-                # The entrance clears once the last wafer loaded has travelled 450 mm: no
-                # look before then (each would be a request answered "not clear"); and the
-                # exit needs its reaction time between two arrivals (``next_load_at``).
+                await watch.stand_clear(ENTRANCE_YIELD_S)
+                # The entrance clears once the last wafer loaded has travelled 450 mm,
+                # counted from its LOAD's reply (the oven had taken it by then): no look
+                # before then; and the exit needs its reaction time between two arrivals
+                # (``next_load_at``).
                 clears = watch.next_load_at(self.occupancy_s(step))
                 if clock.now() < clears:
                     await clock.sleep(clears - clock.now())
-                    waited = True
-                # A LOAD the oven refuses costs an intent, a refusal and the oven's reasons
-                # (six requests and two commits): the entrance is looked at first. The
-                # interlocks' status is that look when nothing came between (only our
-                # LOAD clears ENTRANCE_CLEAR, and it was read after the last one); else
-                # one read of the inputs.
-                signals = seen.status if fresh and not waited else await driver.signals()
-                fresh = False
-                if signals.alarm_active:
-                    alarm = await driver.alarm()
-                    if alarm is not None:
-                        raise ToolAlarm(driver.name, alarm.code, alarm.text)
-                    # The flag with no alarm code: a reply damaged where Modbus TCP has no
-                    # checksum (or an alarm just cleared). Not the tool's word: look again.
-                    await clock.sleep(POLL_S)
-                    continue
-                if signals.entrance_clear:
+                # Only our LOADs close the entrance, so its timing is ENTRANCE_CLEAR without
+                # a read (the interlock check leaves the inputs out). A belt that stopped,
+                # or a wafer loaded before a restart, makes the oven refuse the LOAD (06,
+                # nothing moved): from then on the inputs are looked at first.
+                clear = True
+                if look:
+                    signals = await driver.signals()
+                    if signals.alarm_active:
+                        alarm = await driver.alarm()
+                        if alarm is not None:
+                            raise ToolAlarm(driver.name, alarm.code, alarm.text)
+                        # The flag with no alarm code: a reply damaged where Modbus TCP has
+                        # no checksum (or an alarm just cleared). Not the tool's word.
+                        await clock.sleep(POLL_S)
+                        continue
+                    clear = signals.entrance_clear
+                if clear:
                     # The id first, outside the intent: an oven gone silent since the
                     # look is found with no LOAD possibly sent.
                     await driver.name_load(wafer_id)
@@ -279,6 +283,7 @@ class Reflow(StepKind[ReflowStep, Oven, OvenStatus, ReflowResult]):
                         break
                     except DeviceBusy as exc:  # refused (not READY just now): not on the belt
                         refused = f" ({exc})"
+                        look = True
                 if clock.now() >= deadline:
                     raise ToolTimeout(driver.name, "could not load the wafer: entrance not "
                                       f"clear or oven not ready{refused}")
