@@ -126,11 +126,12 @@ class WaferStep(Base):
     __table_args__ = (UniqueConstraint("wafer_id", "step_index", "attempt"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    wafer_id: Mapped[str] = mapped_column(ForeignKey("wafers.id"), index=True)
+    # No index of its own: the unique index above serves reads by wafer (migration 0011).
+    wafer_id: Mapped[str] = mapped_column(ForeignKey("wafers.id"))
     step_index: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     kind: Mapped[str] = mapped_column(String(32))
-    tool: Mapped[str] = mapped_column(String(64), index=True)
+    tool: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     disposition: Mapped[str | None] = mapped_column(String(32))
     parameters: Mapped[dict[str, Any]]

@@ -266,7 +266,7 @@ class Store:
             return _wafers.lot_wafers(self._db, lot_id)
 
     record_transition = bound(_wafers.record_transition, """Commit one wafer transition (event
-        row, wafer state, audit line); returns its id.
+        row and wafer state; the audit log shows it from the event row); returns its id.
 
         Call it before the tool command the transition leads to. ``outcome`` (good,
         scrapped, aborted) defaults from ``OUTCOME_OF_STATE`` for a final state.""")

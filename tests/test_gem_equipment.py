@@ -181,8 +181,12 @@ async def test_remote_commands_refused_with_the_reason(line):
     assert line.store.get_lot("L3").state == LotState.HELD
     assert await command("ABORT", ("LOTID", A("L3"))) == [3, [["REASON", 2]]]
     assert await command("ABORT", ("LOTID", A("L3")), ("REASON", A("bad carrier"))) == [0, []]
-    audit = [a for a in line.store.audit_log(lot_id="L3")]
-    assert [a.actor for a in audit] == ["host"] * 3
+    audit = line.store.audit_log(lot_id="L3")
+    assert [(a.actor, a.action) for a in audit][:3] == [
+        ("host", "lot.start"), ("host", "lot.hold"), ("host", "lot.abort")]
+    # then the abort's transitions of the wafers still in the carrier (decision 0020)
+    assert [(a.wafer_id, a.detail) for a in audit[3:]] == [
+        (w.id, "queued -> aborted (abort): bad carrier") for w in line.store.wafers("L3")]
     # online-local: remote commands are refused with HCACK 2 (E30)
     assert line.eq.operator_remote(False) is ControlState.ONLINE_LOCAL
     assert await command("START", ("LOTID", A("L4")), ("RECIPE", A(RECIPE)),

@@ -2,39 +2,34 @@
 
 Every other aggregate adds its audit line through ``add_audit`` inside its own
 transaction, so an action and its audit line commit together.
+
+A wafer's transitions are not written here a second time: the controller makes
+them, and each is already a ``wafer_events`` row with its time and wafer. The
+audit log as read (``audit_log``) is the union of the two: the people's and
+programs' actions stored here, and one ``wafer.transition`` line per wafer event,
+its actor ``controller`` (docs/decisions/0020-audit-log-reads-wafer-events.md).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, Select, insert, select
 
-from controller.models import AuditEntry, Wafer
+from controller.models import AuditEntry, Wafer, WaferEvent
 from controller.persistence.base import Database, HotStatement
-from controller.persistence.records import AuditInfo, audit_info
+from controller.persistence.records import AuditInfo
 
 _AUDIT = AuditEntry.__table__
+_EVENTS = WaferEvent.__table__
 _WAFERS = Wafer.__table__
 _COLUMNS = ("at", "actor", "action", "lot_id", "wafer_id", "detail")
 _ADD = HotStatement(insert(_AUDIT), _COLUMNS)
 _ADD_RETURNING_ID = insert(_AUDIT).returning(_AUDIT.c.id)
-# A wafer's line (every transition writes one): its lot read from the wafer's row by the
-# statement itself, and nothing written for a wafer that does not exist, so the statement
-# needs no result of the transaction's earlier ones (docs/decisions/0019-one-round-trip.md).
-_ADD_FOR_WAFER = HotStatement(
-    insert(_AUDIT).from_select(
-        list(_COLUMNS),
-        select(
-            bindparam("at", type_=_AUDIT.c.at.type),
-            bindparam("actor", type_=_AUDIT.c.actor.type),
-            bindparam("action", type_=_AUDIT.c.action.type),
-            _WAFERS.c.lot_id,
-            _WAFERS.c.id,
-            bindparam("detail", type_=_AUDIT.c.detail.type),
-        ).where(_WAFERS.c.id == bindparam("wafer")),
-    )
-)
+
+TRANSITION = "wafer.transition"  # the action of a wafer event's line in the audit log
+TRANSITION_ACTOR = "controller"  # every wafer transition is the controller's
 
 
 def add_audit(
@@ -57,16 +52,6 @@ def add_audit(
             "wafer_id": wafer_id,
             "detail": detail,
         },
-    )
-
-
-def add_wafer_audit(
-    conn: Connection, at: datetime, actor: str, action: str, detail: str, *, wafer_id: str
-) -> None:
-    """``add_audit`` for a wafer, its lot found by the statement (none: no line written)."""
-    _ADD_FOR_WAFER.send(
-        conn,
-        {"at": at, "actor": actor, "action": action, "wafer": wafer_id, "detail": detail},
     )
 
 
@@ -100,14 +85,59 @@ def audit_log(
     wafer_id: str | None = None,
     limit: int | None = None,
 ) -> list[AuditInfo]:
-    """Audit entries, oldest first (the newest ``limit`` of them when given)."""
-    query = select(_AUDIT).order_by(_AUDIT.c.id.desc())
+    """Audit entries, oldest first (the newest ``limit`` of them when given): the actions
+    stored here and a line per wafer transition, in time order (at one instant, the
+    stored actions first). A transition's ``id`` is its wafer event's."""
+    with database.read() as conn:
+        actions = conn.execute(_newest(_actions(lot_id, wafer_id), limit)).all()
+        moves = conn.execute(_newest(_transitions(lot_id, wafer_id), limit)).all()
+    lines = [_line(a) for a in actions] + [_transition_line(m) for m in moves]
+    lines.sort(key=lambda line: line[0])
+    if limit is not None:
+        lines = lines[max(len(lines) - limit, 0):]
+    return [info for _, info in lines]
+
+
+def _newest(query: Select[Any], limit: int | None) -> Select[Any]:
+    return query if limit is None else query.limit(limit)
+
+
+def _actions(lot_id: str | None, wafer_id: str | None) -> Select[Any]:
+    # Transitions' lines written here before decision 0020 are read from wafer_events.
+    query = (select(_AUDIT).where(_AUDIT.c.action != TRANSITION)
+             .order_by(_AUDIT.c.at.desc(), _AUDIT.c.id.desc()))
     if lot_id is not None:
         query = query.where(_AUDIT.c.lot_id == lot_id)
     if wafer_id is not None:
         query = query.where(_AUDIT.c.wafer_id == wafer_id)
-    if limit is not None:
-        query = query.limit(limit)
-    with database.read() as conn:
-        rows = conn.execute(query).all()
-    return [audit_info(a) for a in reversed(rows)]  # type: ignore[arg-type]
+    return query
+
+
+def _transitions(lot_id: str | None, wafer_id: str | None) -> Select[Any]:
+    query = (
+        select(_EVENTS.c.id, _EVENTS.c.at, _WAFERS.c.lot_id, _EVENTS.c.wafer_id,
+               _EVENTS.c.from_state, _EVENTS.c.to_state, _EVENTS.c.trigger, _EVENTS.c.why)
+        .join(_WAFERS, _WAFERS.c.id == _EVENTS.c.wafer_id)
+        .order_by(_EVENTS.c.at.desc(), _EVENTS.c.id.desc())
+    )
+    if lot_id is not None:
+        query = query.where(_WAFERS.c.lot_id == lot_id)
+    if wafer_id is not None:
+        query = query.where(_EVENTS.c.wafer_id == wafer_id)
+    return query
+
+
+def transition_detail(from_state: str, to_state: str, trigger: str, why: str | None) -> str:
+    """A transition's line in the audit log, as it was written there before decision 0020."""
+    return f"{from_state} -> {to_state} ({trigger})" + (f": {why}" if why else "")
+
+
+def _line(a: Any) -> tuple[tuple[datetime, int, int], AuditInfo]:
+    return (a.at, 0, a.id), AuditInfo(a.id, a.at, a.actor, a.action, a.lot_id, a.wafer_id,
+                                      a.detail)
+
+
+def _transition_line(e: Any) -> tuple[tuple[datetime, int, int], AuditInfo]:
+    detail = transition_detail(e.from_state, e.to_state, e.trigger, e.why)
+    return (e.at, 1, e.id), AuditInfo(e.id, e.at, TRANSITION_ACTOR, TRANSITION, e.lot_id,
+                                      e.wafer_id, detail)

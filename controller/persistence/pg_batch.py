@@ -1,7 +1,7 @@
 """PostgreSQL: a hot transaction in as few round trips as its statements' results allow.
 
-psycopg sends BEGIN, each statement and COMMIT as round trips of their own: five
-for a wafer transition (wafer UPDATE, event INSERT, audit INSERT), each about a
+psycopg sends BEGIN, each statement and COMMIT as round trips of their own: four
+for a wafer transition (wafer UPDATE, event INSERT), each about a
 tenth of a millisecond on localhost and more on a plant network, where SQLite
 commits in-process. ``PgBatch`` queues the statements of one hot transaction
 and sends them together, BEGIN first, as one simple query: when a result is

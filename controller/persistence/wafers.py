@@ -3,6 +3,8 @@
 This is the scheduler's hot path (about 30 transitions and a few steps per
 wafer, each committed before the tool command that follows it): prebuilt Core
 statements, each call one short transaction on the store's writer connection.
+A transition is its event row and the wafer's new state; the audit log reads its
+line from the event (docs/decisions/0020-audit-log-reads-wafer-events.md).
 """
 
 from __future__ import annotations
@@ -11,12 +13,21 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 
 from controller.db import EncodedJSON
 from controller.domain import check_intent_outcome, check_step_status, check_windows, wafer_outcome
 from controller.models import StepCurve, StepIntent, Wafer, WaferEvent, WaferStep
-from controller.persistence.audit import add_wafer_audit
 from controller.persistence.base import Database, HotStatement, StoreError, finite_json, rules
 from controller.persistence.records import (
     EventInfo,
@@ -69,20 +80,34 @@ _LOCATE = HotStatement(
     .where(_WAFERS.c.id == bindparam("wafer"))
     .values(location=bindparam("tool"), updated_at=bindparam("at", type_=_WAFERS.c.updated_at.type))
 )
-_LAST_ATTEMPT = HotStatement(
-    select(func.max(_STEPS.c.attempt)).where(
-        _STEPS.c.wafer_id == bindparam("wafer"), _STEPS.c.step_index == bindparam("index")
-    )
+_NEXT_ATTEMPT = func.coalesce(func.max(_STEPS.c.attempt), literal_column("0")) + literal_column("1")
+# A step's record with its attempt number counted by the statement, written only if the
+# wafer exists (no row returned: no wafer): one statement, no read before it.
+_ADD_STEP = HotStatement(
+    insert(_STEPS).from_select(
+        _STEP_COLUMNS,
+        select(*[
+            _WAFERS.c.id if name == "wafer_id"
+            else _NEXT_ATTEMPT if name == "attempt"
+            else bindparam(name, type_=_STEPS.c[name].type)
+            for name in _STEP_COLUMNS
+        ])
+        .select_from(_WAFERS.outerjoin(_STEPS, and_(
+            _STEPS.c.wafer_id == _WAFERS.c.id,
+            _STEPS.c.step_index == bindparam("step_index"))))
+        .where(_WAFERS.c.id == bindparam("wafer"))
+        .group_by(_WAFERS.c.id),
+    ).returning(_STEPS.c.id)
 )
-_ADD_STEP = HotStatement(insert(_STEPS).returning(_STEPS.c.id), _STEP_COLUMNS)
 _STEP_STATE = HotStatement(
     select(_STEPS.c.status, _STEPS.c.wafer_id, _STEPS.c.tool).where(
         _STEPS.c.id == bindparam("step")
     )
 )
+# Only a running step ends (none changed: the caller reads why, off the hot path).
 _END_STEP = HotStatement(
     update(_STEPS)
-    .where(_STEPS.c.id == bindparam("step"))
+    .where(_STEPS.c.id == bindparam("step"), _STEPS.c.status == literal_column("'running'"))
     .values(
         status=bindparam("status"),
         results=bindparam("results", type_=_STEPS.c.results.type),
@@ -94,9 +119,18 @@ _END_STEP = HotStatement(
 _ADD_CURVE = HotStatement(
     insert(_CURVES), ["step_id", "interval_s", "liquidus_c", "samples_c"]
 )
+# Written only for a step that exists (no row returned: no step), its tool the step's
+# unless named.
 _ADD_INTENT = HotStatement(
-    insert(_INTENTS).returning(_INTENTS.c.id),
-    ["step_id", "tool", "command", "written_at", "outcome", "resolved_at"],
+    insert(_INTENTS).from_select(
+        ["step_id", "tool", "command", "written_at"],
+        select(
+            _STEPS.c.id,
+            func.coalesce(bindparam("tool", type_=String), _STEPS.c.tool),
+            bindparam("command", type_=_INTENTS.c.command.type),
+            bindparam("written_at", type_=_INTENTS.c.written_at.type),
+        ).where(_STEPS.c.id == bindparam("step")),
+    ).returning(_INTENTS.c.id)
 )
 _RESOLVE_INTENT = HotStatement(
     update(_INTENTS)
@@ -142,7 +176,6 @@ def record_transition(
     measurements: Mapping[str, Any] | EncodedJSON | None = None,
     location: str | None = None,
     outcome: str | None = None,
-    actor: str = "controller",
 ) -> int:
     with rules():
         outcome = wafer_outcome(to_state, outcome)
@@ -175,8 +208,6 @@ def record_transition(
                 "measurements": data,
             },
         )
-        detail = f"{from_state} -> {to_state} ({trigger})" + (f": {why}" if why else "")
-        add_wafer_audit(conn, now, actor, "wafer.transition", detail, wafer_id=wafer_id)
     if moved.row is None:  # no such wafer: nothing was written (each statement checks)
         raise StoreError(f"no wafer {wafer_id}")
     return added.row[0]
@@ -209,15 +240,14 @@ def start_step(
         wins = check_windows(windows or {})
     now = database.now()
     with database.hot_write() as conn:
-        if not _LOCATE.run(conn, {"wafer": wafer_id, "tool": tool, "at": now})[1]:
-            raise StoreError(f"no wafer {wafer_id}")
-        last = _LAST_ATTEMPT.run(conn, {"wafer": wafer_id, "index": step_index})[0][0]
-        return _ADD_STEP.run(
+        # The location first (on PostgreSQL it goes with the INSERT, one round trip): the
+        # INSERT writes nothing for a wafer not there, and the transaction is rolled back.
+        _LOCATE.send(conn, {"wafer": wafer_id, "tool": tool, "at": now})
+        added, _ = _ADD_STEP.run(
             conn,
             {
-                "wafer_id": wafer_id,
+                "wafer": wafer_id,
                 "step_index": step_index,
-                "attempt": (last or 0) + 1,
                 "kind": kind,
                 "tool": tool,
                 "status": "running",
@@ -230,7 +260,10 @@ def start_step(
                 "tool_time_start": tool_time,
                 "tool_time_end": None,
             },
-        )[0][0]
+        )
+        if added is None:
+            raise StoreError(f"no wafer {wafer_id}")
+        return added[0]
 
 
 def end_step(
@@ -257,13 +290,7 @@ def end_step(
             raise StoreError(f"step {step_id}: curve interval must be > 0 s")
     now = database.now()
     with database.hot_write() as conn:
-        current, _ = _STEP_STATE.run(conn, {"step": step_id})
-        if current is None:
-            raise StoreError(f"no step {step_id}")
-        status_now, wafer_id = current[0], current[1]
-        if status_now != "running":
-            raise StoreError(f"step {step_id} of {wafer_id} already ended ({status_now})")
-        _END_STEP.send(  # results nobody reads ride with the COMMIT (PostgreSQL)
+        ended = _END_STEP.run(
             conn,
             {
                 "step": step_id,
@@ -273,7 +300,12 @@ def end_step(
                 "at": now,
                 "tool_time": tool_time,
             },
-        )
+        )[1]
+        if not ended:
+            current, _ = _STEP_STATE.run(conn, {"step": step_id})
+            if current is None:
+                raise StoreError(f"no step {step_id}")
+            raise StoreError(f"step {step_id} of {current[1]} already ended ({current[0]})")
         if samples is not None:
             _ADD_CURVE.send(
                 conn,
@@ -319,20 +351,12 @@ def record_intent(
 ) -> int:
     now = database.now()
     with database.hot_write() as conn:
-        step, _ = _STEP_STATE.run(conn, {"step": step_id})
-        if step is None:
-            raise StoreError(f"no step {step_id}")
-        return _ADD_INTENT.run(
-            conn,
-            {
-                "step_id": step_id,
-                "tool": tool or step[2],
-                "command": command,
-                "written_at": now,
-                "outcome": None,
-                "resolved_at": None,
-            },
-        )[0][0]
+        added, _ = _ADD_INTENT.run(
+            conn, {"step": step_id, "tool": tool, "command": command, "written_at": now}
+        )
+    if added is None:
+        raise StoreError(f"no step {step_id}")
+    return added[0]
 
 
 def resolve_intent(database: Database, intent_id: int, outcome: str = "done") -> None:
