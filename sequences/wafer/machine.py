@@ -1,4 +1,4 @@
-"""The per-wafer state machine, built from a recipe's steps with ``transitions``.
+"""The per-wafer state machine, built from a recipe's steps.
 
 States: ``queued``; for each step *i* ``step{i}_waiting`` (for a tool),
 ``step{i}_running`` and ``step{i}_judging``; ``complete``; ``held`` (resume
@@ -13,10 +13,10 @@ are short and synchronous: every transition emits one ``WaferEvent`` to
 ``on_event`` before ``fire`` returns, so the caller has persisted it before it
 sends the next tool command. Long tool operations belong to the runner.
 
-One transitions ``Machine`` serves every wafer of a step table
-(docs/decisions/0008): each wafer is added to it as a model with
-``model_override=True``, so only the two methods the model declares
-(``trigger``, ``may_trigger``) are bound to it, and is removed once final.
+One table of moves serves every wafer of a step table: (trigger, state) -> the
+destinations with their conditions, tried in order, the first whose condition
+holds taken (docs/decisions/0020). ``transition_table`` is its one definition;
+the Mermaid diagram draws the same table with the ``transitions`` library.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ import re
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any, NamedTuple
-
-from transitions import EventData, Machine, MachineError
 
 from sequences.errors import SequenceError
 from sequences.kinds import kind_of
@@ -43,8 +41,8 @@ ABORTED, SCRAPPED = "aborted", "scrapped"
 FINAL_STATES = (COMPLETE, ABORTED, SCRAPPED)
 TRIGGERS = ("start", "tool_acquired", "step_done", "repair", "judged_ok", "step_failed",
             "hold", "resume", "abort", "retry", "continue_as_is", "scrap")
-# model_override reports every method it leaves unbound as a warning; leaving them
-# unbound is why it is used (a quarter of a millisecond per wafer of log records).
+# The diagram's model declares trigger and may_trigger, which transitions reports as a
+# warning when it leaves them unbound; leaving them unbound is the point.
 logging.getLogger("transitions.core").setLevel(logging.ERROR)
 _STEP_STATE = re.compile(r"^step(\d+)_(waiting|running|judging)$")
 
@@ -131,13 +129,10 @@ def retry_targets(kinds: Sequence[str]) -> dict[int, int]:
 
 
 class _Wafer:
-    """The model transitions moves: its ``state``, and the WaferMachine it belongs to.
+    """The model the Mermaid diagram's machine draws (it never moves a wafer)."""
 
-    It declares the only methods the shared machine may bind (``model_override``)."""
-
-    def __init__(self, owner: WaferMachine | None = None) -> None:
+    def __init__(self) -> None:
         self.state = QUEUED
-        self.owner = owner
 
     def trigger(self, trigger_name: str, **kwargs: Any) -> bool:
         raise RuntimeError("bound by the machine")  # pragma: no cover
@@ -204,42 +199,50 @@ def _named_condition(name: str, fn: Callable[[], bool]) -> Callable[..., bool]:
     return condition
 
 
-def _wafer_condition(name: str, test: Callable[[WaferMachine], bool]) -> Callable[..., bool]:
-    """A condition on the wafer the shared machine is moving (``send_event``: EventData)."""
-    def condition(event_data: EventData) -> bool:
-        return test(event_data.model.owner)  # type: ignore[attr-defined]  # a bound _Wafer
-
-    condition.__name__ = condition.__qualname__ = name
-    return condition
+Condition = Callable[["WaferMachine"], bool]
 
 
-def _was(state: str) -> Callable[..., bool]:
-    return _wafer_condition(f"was_{state}", lambda wafer: wafer.held_from == state)
+def _was(state: str) -> Condition:
+    def was(wafer: WaferMachine) -> bool:
+        return wafer.held_from == state
+
+    was.__name__ = was.__qualname__ = f"was_{state}"
+    return was
 
 
-def _failed_at(step: int) -> Callable[..., bool]:
-    return _wafer_condition(f"failed_at_step{step}", lambda wafer: wafer.failed_step == step)
+def _failed_at(step: int) -> Condition:
+    def failed_at(wafer: WaferMachine) -> bool:
+        return wafer.failed_step == step
+
+    failed_at.__name__ = failed_at.__qualname__ = f"failed_at_step{step}"
+    return failed_at
 
 
-def _emit_for_owner(event_data: EventData) -> None:
-    event_data.model.owner._emit(event_data)  # type: ignore[attr-defined]  # a bound _Wafer
+class _Move(NamedTuple):
+    dest: str
+    condition: Condition | None  # None: always
+
+
+class _Table(NamedTuple):
+    states: frozenset[str]
+    moves: dict[tuple[str, str], tuple[_Move, ...]]  # (trigger, source) -> in table order
 
 
 @functools.cache
-def _shared_machine(kinds: tuple[str, ...], first: int, last: int) -> Machine:
-    """One transitions Machine per step table, shared by every wafer that runs it.
-
-    Building a Machine costs about 2 ms (its Transition and Condition objects); a lot
-    of 25 wafers of one recipe needs one. Wafers are added as models with
-    ``model_override=True``: only the ``trigger`` and ``may_trigger`` they declare are
-    bound to each; conditions read the wafer from the EventData.
-    """
+def _table(kinds: tuple[str, ...], first: int, last: int) -> _Table:
+    """The moves of a step table, shared by every wafer that runs it (built once: a lot of
+    25 wafers of one recipe needs one). A move is a dict lookup and at most a condition,
+    not a library's event dispatch: a wafer makes about 19 (decision 0020)."""
     states, table = transition_table(kinds, first, last, resume_to=_was, failed_at=_failed_at)
-    return Machine(
-        model=None, states=states, transitions=table, initial=QUEUED,
-        auto_transitions=False, send_event=True, ignore_invalid_triggers=False,
-        after_state_change=_emit_for_owner, model_override=True,
-    )
+    moves: dict[tuple[str, str], list[_Move]] = {}
+    for t in table:
+        sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
+        conditions = t.get("conditions", [])
+        assert len(conditions) <= 1  # one condition at most: resume_to or failed_at
+        for source in sources:
+            moves.setdefault((t["trigger"], source), []).append(
+                _Move(t["dest"], conditions[0] if conditions else None))
+    return _Table(frozenset(states), {key: tuple(each) for key, each in moves.items()})
 
 
 class WaferMachine:
@@ -265,20 +268,13 @@ class WaferMachine:
         self.held_from: str | None = None
         self.failed_step: int | None = None
         self.hold_reason = ""
-        self._wafer = _Wafer(self)
-        self._machine = _shared_machine(self.kinds, first, self.last)
-        self._machine.add_model(self._wafer, initial=QUEUED)
-        self._last_event: WaferEvent | None = None
+        self._table = _table(self.kinds, first, self.last)
+        self.state = QUEUED  # the state's name (what the store keeps)
+        self.where = state_of(QUEUED)  # the same state as a value: phase and step
 
-    @property
-    def state(self) -> str:
-        """The state's name (what the store keeps)."""
-        return self._wafer.state
-
-    @property
-    def where(self) -> WaferState:
-        """The state as a value: phase and step."""
-        return state_of(self._wafer.state)
+    def _move_to(self, state: str) -> None:
+        self.state = state
+        self.where = state_of(state)
 
     @property
     def done(self) -> bool:
@@ -294,7 +290,14 @@ class WaferMachine:
 
     def may(self, trigger: str) -> bool:
         """Can ``trigger`` fire now (conditions included)?"""
-        return self._wafer.may_trigger(trigger)
+        return self._dest(trigger) is not None
+
+    def _dest(self, trigger: str) -> str | None:
+        """Where ``trigger`` moves the wafer now; None: it cannot fire."""
+        for move in self._table.moves.get((trigger, self.state), ()):
+            if move.condition is None or move.condition(self):
+                return move.dest
+        return None
 
     def restore(self, state: str, *, step: int | None = None, failed_step: int | None = None,
                 held_from: str | None = None, hold_reason: str = "",
@@ -306,10 +309,10 @@ class WaferMachine:
         used when recovery moves a wafer, e.g. back to waiting because its tool never
         took it. Without it the machine just resumes where the store says it was.
         """
-        if state not in self._machine.states:
+        if state not in self._table.states:
             raise SequenceError(f"wafer {self.wafer_id}: cannot restore unknown state {state!r}")
         source = self.state
-        self._machine.set_state(state, model=self._wafer)
+        self._move_to(state)
         self.step = step if step is not None else (
             step_of(state) or (step_of(held_from) if held_from else None) or self.step)
         self.failed_step = failed_step
@@ -319,7 +322,8 @@ class WaferMachine:
         event = WaferEvent(wafer_id=self.wafer_id, step=self.step, step_kind=self.step_kind,
                            from_state=source, to_state=state, trigger="recover", why=announce,
                            tool_time=self.now(), closes=closes)
-        self._deliver(event)
+        if self.on_event is not None:
+            self.on_event(event)
         return event
 
     def fire(
@@ -340,15 +344,8 @@ class WaferMachine:
             self.held_from, self.hold_reason = source, why
         if trigger == "step_failed":
             self.failed_step = self.step
-        # No may_trigger first: the trigger checks the same conditions (twice per transition
-        # was a tenth of its CPU); a refusal is explained after.
-        try:
-            moved = self._wafer.trigger(trigger, why=why, measurements=measurements, tool=tool,
-                                        opens=opens, closes=closes, source=source,
-                                        step=self.step, deferrable=deferrable)
-        except MachineError:  # no such transition from here
-            moved = False
-        if not moved:
+        dest = self._dest(trigger)
+        if dest is None:
             self.held_from, self.hold_reason, self.failed_step = before
             allowed = ", ".join(self.allowed()) or "none"
             where = f" at step {self.step} ({self.step_kind})" if self.step else ""
@@ -356,37 +353,27 @@ class WaferMachine:
                 f"wafer {self.wafer_id} is {source}{where}: '{trigger}' is not allowed now "
                 f"(allowed: {allowed})"
             )
-        assert self._last_event is not None
-        return self._last_event
-
-    def _emit(self, event_data: EventData) -> None:
-        """After a transition: the WaferEvent, from what ``fire`` passed to the trigger."""
-        data = event_data.kwargs
-        dest = self.state
-        trigger = event_data.event.name
-        step = data["step"] if data["step"] is not None else step_of(dest)
-        dest_step = step_of(dest)
+        step = self.step
+        self._move_to(dest)
+        dest_step = self.where.step
+        if step is None:
+            step = dest_step
         if dest_step is not None:
             self.step = dest_step
         if trigger == "resume":
             self.held_from, self.hold_reason = None, ""
-        if trigger in ("retry", "continue_as_is"):
+        elif trigger in ("retry", "continue_as_is"):
             self.failed_step = None
-        self._deliver(WaferEvent(
+        event = WaferEvent(
             wafer_id=self.wafer_id, step=step,
             step_kind=self.kinds[step - 1] if step else None,
-            from_state=data["source"], to_state=dest, trigger=trigger, why=data["why"],
-            measurements=dict(data["measurements"] or {}), tool=data["tool"],
-            tool_time=self.now(), opens=data["opens"], closes=data["closes"],
-            deferrable=data["deferrable"],
-        ))
-        if dest in FINAL_STATES:  # nothing moves it again: the shared machine lets go
-            self._machine.remove_model(self._wafer)
-
-    def _deliver(self, event: WaferEvent) -> None:
-        self._last_event = event
+            from_state=source, to_state=dest, trigger=trigger, why=why,
+            measurements=dict(measurements) if measurements else {}, tool=tool,
+            tool_time=self.now(), opens=opens, closes=closes, deferrable=deferrable,
+        )
         if self.on_event is not None:
             self.on_event(event)
+        return event
 
 
 def mermaid_diagram(kinds: Sequence[str], title: str = "wafer") -> str:
