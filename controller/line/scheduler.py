@@ -124,7 +124,7 @@ class Scheduler:
         # The wafers not yet final, in the order added: a final wafer never moves again, so
         # a pass drops it rather than looking at it on every later pass.
         self._unfinished: dict[str, ScheduledWafer] = {}
-        self._facts: dict[tuple[int, int], _StepFacts] = {}  # (id of recipe, step) -> facts
+        self._facts: dict[tuple[int, int | None], _StepFacts] = {}  # (id of recipe, step) -> facts
         self._passed = 0.0  # loop time the last pass ended (the idle heartbeat counts from it)
         self._beat: asyncio.TimerHandle | None = None
 
@@ -197,10 +197,11 @@ class Scheduler:
     def _step_facts(self, wafer: ScheduledWafer) -> _StepFacts:
         """The kind and setup key of the step the wafer waits to run."""
         run = wafer.run
-        number = wafer.waiting
+        number = run.machine.where.step
         key = (id(run.recipe), number)  # the wafers hold their recipes: the id stays theirs
         facts = self._facts.get(key)
         if facts is None:
+            number = wafer.waiting  # (says so if it is not waiting)
             step = run.recipe.step(number)
             kind = kind_of(step)
             facts = self._facts[key] = _StepFacts(kind, kind.setup_key(step))
@@ -319,10 +320,11 @@ class Scheduler:
         waiting = self._waiting()
         if not waiting:
             return
-        by_role: dict[str, list[tuple[ScheduledWafer, _StepFacts]]] = {}
+        by_role: dict[str, list[ScheduledWafer]] = {}
         for w in waiting:
-            facts = self._step_facts(w)
-            by_role.setdefault(facts.kind.role, []).append((w, facts))
+            machine = w.run.machine
+            role = ROLE_OF_KIND[machine.kinds[machine.where.step - 1]]  # type: ignore[operator]
+            by_role.setdefault(role, []).append(w)
         for tool in self.tools.values():
             if tool.busy or tool.alarm or tool.lost or tool.out_of_production:
                 continue
@@ -333,7 +335,8 @@ class Scheduler:
                 continue
             runs: dict[AnyKind, bool] = {}  # can_run asked once per kind, not per wafer
             able = []
-            for w, facts in wanted:
+            for w in wanted:
+                facts = self._step_facts(w)
                 can = runs.get(facts.kind)
                 if can is None:
                     can = runs[facts.kind] = facts.kind.can_run(tool.driver)
@@ -348,16 +351,14 @@ class Scheduler:
                               key=lambda entry: _urgency(entry[0]))
             same = [w for w, _ in matching]
             if same and matching[0][1].kind.batch:
-                started = {w.run.wafer_id for w in self._batch(tool, same)}
-                if started:
-                    wanted[:] = [e for e in wanted if e[0].run.wafer_id not in started]
+                for w in self._batch(tool, same):
+                    wanted.remove(w)
             elif same:
                 if self.clock.now() < tool.entrance_at:  # a pipelined tool's entrance
                     self._wake_at(tool.entrance_at)  # the wafer ahead clears it then
                     continue
                 self._start_step(same[0], tool)
-                # The next tool of this role takes another wafer.
-                wanted[:] = [e for e in wanted if e[0] is not same[0]]
+                wanted.remove(same[0])  # the next tool of this role takes another wafer
             elif not self._still_needed(tool):
                 if tool.riding:
                     continue  # a new profile needs an empty belt; wait for the riders
@@ -439,9 +440,15 @@ class Scheduler:
     def _handed_on(self, tool: ScheduledTool) -> None:
         """A pipelined tool took the wafer (the oven: it is on the belt): the next may
         follow once it has cleared the entrance."""
-        tool.entrance_at = self.clock.now() + tool.spacing_s
-        tool.release(self.clock.now())
-        self.wake()
+        now = self.clock.now()
+        tool.entrance_at = now + tool.spacing_s
+        tool.release(now)
+        if tool.entrance_at > now:
+            # Nothing can go onto the belt before then: a pass now would only find the
+            # entrance closed and set this same timed wake.
+            self._wake_at(tool.entrance_at)
+        else:
+            self.wake()
 
     async def _run_step(self, wafer: ScheduledWafer, tool: ScheduledTool) -> None:
         run = wafer.run
