@@ -23,10 +23,9 @@ Policy (docs/scheduling.md has the reasoning and the lower bound):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from controller.line import ahead, batching
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
@@ -50,6 +49,22 @@ IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool al
 RECONNECT_FIRST_S = 0.2
 RECONNECT_MAX_S = 5.0
 RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this often
+
+
+
+class _StepFacts(NamedTuple):
+    """What dispatching asks of a waiting step: its kind and the setup it needs (the same
+    for every wafer of a recipe at that step, so looked up once, not on every pass)."""
+
+    kind: AnyKind
+    key: SetupKey
+
+
+def _urgency(wafer: ScheduledWafer) -> tuple[int, float, int]:
+    """Dispatch order: most urgent lot first, then the wafer that waited longest (then slot
+    order: the key is unique, so any two passes order the same wafers alike)."""
+    return wafer.priority, wafer.ready_since, wafer.order
+
 
 # What settles the wafers a tool had when it went silent, once it answers again (the
 # controller's recovery: each kind asks its tool).
@@ -106,6 +121,12 @@ class Scheduler:
         self._left_inside: dict[str, tuple[str, Step]] = {}  # tool -> failed wafer, its step
         self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
         self._roles: frozenset[str] | None = None  # roles_in_play, until a wafer is added
+        # The wafers not yet final, in the order added: a final wafer never moves again, so
+        # a pass drops it rather than looking at it on every later pass.
+        self._unfinished: dict[str, ScheduledWafer] = {}
+        self._facts: dict[tuple[int, int | None], _StepFacts] = {}  # (id of recipe, step) -> facts
+        self._passed = 0.0  # loop time the last pass ended (the idle heartbeat counts from it)
+        self._beat: asyncio.TimerHandle | None = None
 
     # --- wafers ------------------------------------------------------------------------------
 
@@ -113,6 +134,7 @@ class Scheduler:
         self._order += 1
         slot = ScheduledWafer(run, lot_id, priority, self._order, ready_since=self.clock.now())
         self.wafers[run.wafer_id] = slot
+        self._unfinished[run.wafer_id] = slot
         self._roles = None
         if run.phase is Phase.QUEUED:
             run.start(deferrable=True)  # it waits: its step's tool_acquired commits it
@@ -156,11 +178,34 @@ class Scheduler:
         return sum(1 for w in self.wafers.values() if w.running)
 
     def _waiting(self) -> list[ScheduledWafer]:
-        return [
-            w
-            for w in self.wafers.values()
-            if not w.running and w.run.next_step is not None and w.lot_id not in self.held_lots
-        ]
+        """The wafers waiting for a tool and free to take one, in the order added."""
+        held = self.held_lots
+        waiting = []
+        final = None
+        for w in self._unfinished.values():
+            where = w.run.machine.where
+            if where.phase is Phase.WAITING:
+                if not w.running and w.lot_id not in held:
+                    waiting.append(w)
+            elif where.final:
+                final = final or []
+                final.append(w.run.wafer_id)
+        for wafer_id in final or ():
+            del self._unfinished[wafer_id]
+        return waiting
+
+    def _step_facts(self, wafer: ScheduledWafer) -> _StepFacts:
+        """The kind and setup key of the step the wafer waits to run."""
+        run = wafer.run
+        number = run.machine.where.step
+        key = (id(run.recipe), number)  # the wafers hold their recipes: the id stays theirs
+        facts = self._facts.get(key)
+        if facts is None:
+            number = wafer.waiting  # (says so if it is not waiting)
+            step = run.recipe.step(number)
+            kind = kind_of(step)
+            facts = self._facts[key] = _StepFacts(kind, kind.setup_key(step))
+        return facts
 
     def _progressing(self) -> bool:
         """Anything that can still move without a person: a step running, a wafer waiting."""
@@ -168,7 +213,7 @@ class Scheduler:
         # that went silent is being called back (a task): the lot waits for it. A wafer whose
         # every tool failed its setup with no alarm to clear (-1) waits for a person: the run
         # ends and says so, rather than waiting for ever.
-        if self._tasks - self._setups or self.running_steps:
+        if len(self._tasks) > len(self._setups) or self.running_steps:  # setups: a subset
             return True  # (a setup alone is no progress: no wafer left may need it)
         usable = {t.role for t in self.tools.values() if t.alarm != -1}
         return any(w.run.next_role in usable for w in self._waiting())
@@ -178,24 +223,38 @@ class Scheduler:
     async def run(self) -> None:
         """Dispatch until every wafer is final, held or awaiting disposition (and nothing runs),
         or until ``stop()`` and the running steps have finished."""
+        loop = asyncio.get_running_loop()
+        # A pass at least every IDLE_WAKE_S: one timer that follows the passes, not a
+        # timeout armed and cancelled around every wait (a pass per wafer transition).
+        self._beat = loop.call_later(IDLE_WAKE_S, self._heartbeat)
         try:
             while True:
                 self._wake.clear()  # a wake that comes while we dispatch is kept
                 self.line.poll_requests()
                 if self._stopping:
-                    if not self._tasks - self._setups:
+                    if len(self._tasks) == len(self._setups):
                         return
                 else:
-                    await self._check_alarms()
+                    if any(tool.alarm > 0 for tool in self.tools.values()):
+                        await self._check_alarms()
                     await self._dispatch()
                     if not self._progressing():
                         return
-                # asyncio.timeout, not wait_for: no task per turn of the loop (Python 3.11).
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(IDLE_WAKE_S):
-                        await self._wake.wait()
+                self._passed = loop.time()
+                await self._wake.wait()
         finally:
+            self._beat.cancel()
             await self._cancel_tasks()
+
+    def _heartbeat(self) -> None:
+        """No pass for IDLE_WAKE_S: make one (operator requests, alarms to clear); else look
+        again IDLE_WAKE_S after the last."""
+        loop = asyncio.get_running_loop()
+        due = self._passed + IDLE_WAKE_S
+        if loop.time() >= due:
+            self.wake()
+            due = loop.time() + IDLE_WAKE_S
+        self._beat = loop.call_at(due, self._heartbeat)
 
     def _wake_at(self, tool_time: float) -> None:
         """Dispatch again at this tool time (when the oven's entrance clears): the loop's
@@ -261,9 +320,11 @@ class Scheduler:
         waiting = self._waiting()
         if not waiting:
             return
-        by_role: dict[str | None, list[ScheduledWafer]] = {}
+        by_role: dict[str, list[ScheduledWafer]] = {}
         for w in waiting:
-            by_role.setdefault(w.run.next_role, []).append(w)
+            machine = w.run.machine
+            role = ROLE_OF_KIND[machine.kinds[machine.where.step - 1]]  # type: ignore[operator]
+            by_role.setdefault(role, []).append(w)
         for tool in self.tools.values():
             if tool.busy or tool.alarm or tool.lost or tool.out_of_production:
                 continue
@@ -272,14 +333,24 @@ class Scheduler:
                 if tool.setup is None:
                     ahead.set_up_ahead(self, tool)  # its wafers find it ready
                 continue
-            able = [w for w in wanted if self._kind(w).can_run(tool.driver)]
+            runs: dict[AnyKind, bool] = {}  # can_run asked once per kind, not per wafer
+            able = []
+            for w in wanted:
+                facts = self._step_facts(w)
+                can = runs.get(facts.kind)
+                if can is None:
+                    can = runs[facts.kind] = facts.kind.can_run(tool.driver)
+                if can:
+                    able.append((w, facts))
             if not able:
                 continue  # e.g. strips on a line's FC-1: they wait for the FC-2
             if tool.setup is None:
-                await self._learn_setup(tool, able)
-            able.sort(key=lambda w: (w.priority, w.ready_since, w.order))
-            same = [w for w in able if self._key(w) == tool.setup]
-            if same and self._kind(same[0]).batch:
+                await self._learn_setup(tool, [w for w, _ in able])
+            setup = tool.setup
+            matching = sorted(((w, facts) for w, facts in able if facts.key == setup),
+                              key=lambda entry: _urgency(entry[0]))
+            same = [w for w, _ in matching]
+            if same and matching[0][1].kind.batch:
                 for w in self._batch(tool, same):
                     wanted.remove(w)
             elif same:
@@ -291,7 +362,7 @@ class Scheduler:
             elif not self._still_needed(tool):
                 if tool.riding:
                     continue  # a new profile needs an empty belt; wait for the riders
-                self._start_changeover(tool, able[0])
+                self._start_changeover(tool, min((w for w, _ in able), key=_urgency))
 
     def _batch(self, tool: ScheduledTool, same: list[ScheduledWafer]) -> list[ScheduledWafer]:
         """A batch tool: start a batch of waiting wafers now, or wait (line/batching.py)."""
@@ -316,14 +387,6 @@ class Scheduler:
 
     async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         await self._tool_down(tool, wafer_id)
-
-    @staticmethod
-    def _kind(wafer: ScheduledWafer) -> AnyKind:
-        return kind_of(wafer.run.recipe.step(wafer.waiting))
-
-    def _key(self, wafer: ScheduledWafer) -> SetupKey:
-        step = wafer.run.recipe.step(wafer.waiting)
-        return kind_of(step).setup_key(step)
 
     async def _learn_setup(self, tool: ScheduledTool, wanted: list[ScheduledWafer]) -> None:
         """What the tool is set up for, from the tool; not while it changes over (a
@@ -377,9 +440,15 @@ class Scheduler:
     def _handed_on(self, tool: ScheduledTool) -> None:
         """A pipelined tool took the wafer (the oven: it is on the belt): the next may
         follow once it has cleared the entrance."""
-        tool.entrance_at = self.clock.now() + tool.spacing_s
-        tool.release(self.clock.now())
-        self.wake()
+        now = self.clock.now()
+        tool.entrance_at = now + tool.spacing_s
+        tool.release(now)
+        if tool.entrance_at > now:
+            # Nothing can go onto the belt before then: a pass now would only find the
+            # entrance closed and set this same timed wake.
+            self._wake_at(tool.entrance_at)
+        else:
+            self.wake()
 
     async def _run_step(self, wafer: ScheduledWafer, tool: ScheduledTool) -> None:
         run = wafer.run
@@ -388,8 +457,7 @@ class Scheduler:
             wafer.running = False
             tool.riding.discard(run.wafer_id)
             tool.release_for(run.wafer_id, self.clock.now())
-            self.wake()
-            return
+            return  # the task's end wakes the loop (_spawn)
         step = run.recipe.step(number)
         self._mark(tool, ToolReport(tool.name, "productive", f"{step.kind} {run.wafer_id}",
                                     wafer_id=run.wafer_id))
@@ -412,9 +480,9 @@ class Scheduler:
             finally:
                 # Only now may another wafer have the tool (the failed one is out). The oven
                 # was handed on at the LOAD: it is still this wafer's only if the wafer
-                # never got onto the belt.
+                # never got onto the belt. The task's end wakes the loop (_spawn): a wake
+                # here too would make two passes of one step's end.
                 tool.release_for(run.wafer_id, self.clock.now())
-                self.wake()
 
     @staticmethod
     async def _read_alarm(tool: ScheduledTool) -> Alarm | None:
@@ -523,8 +591,7 @@ class Scheduler:
             if alarm:
                 self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
         finally:
-            tool.release(self.clock.now())
-            self.wake()
+            tool.release(self.clock.now())  # the task's end wakes the loop (_spawn)
 
     # --- tools that stop answering -----------------------------------------------------------
 
@@ -572,8 +639,7 @@ class Scheduler:
             if stranded:
                 await self.line.settle(tool, stranded)
         finally:
-            tool.release(self.clock.now())
-            self.wake()
+            tool.release(self.clock.now())  # the task's end wakes the loop (_spawn)
 
     @staticmethod
     async def _answers(tool: ScheduledTool) -> bool:
