@@ -3,24 +3,12 @@ read from ``wafer_events`` (docs/decisions/0020-audit-log-reads-wafer-events.md)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from sqlalchemy import func, insert, select
+from test_store import Ticker
 
 from controller.models import AuditEntry
 from controller.store import Store
-
-
-class Ticker:
-    """Wall time that moves one second per reading: every record gets its own instant."""
-
-    def __init__(self) -> None:
-        self.t = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.t += timedelta(seconds=1)
-        return self.t
 
 
 @pytest.fixture

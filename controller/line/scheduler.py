@@ -51,7 +51,6 @@ RECONNECT_MAX_S = 5.0
 RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this often
 
 
-
 class _StepFacts(NamedTuple):
     """What dispatching asks of a waiting step: its kind and the setup it needs (the same
     for every wafer of a recipe at that step, so looked up once, not on every pass)."""
@@ -322,8 +321,8 @@ class Scheduler:
             return
         by_role: dict[str, list[ScheduledWafer]] = {}
         for w in waiting:
-            machine = w.run.machine
-            role = ROLE_OF_KIND[machine.kinds[machine.where.step - 1]]  # type: ignore[operator]
+            role = w.run.next_role
+            assert role is not None  # a waiting wafer has a next step
             by_role.setdefault(role, []).append(w)
         for tool in self.tools.values():
             if tool.busy or tool.alarm or tool.lost or tool.out_of_production:
