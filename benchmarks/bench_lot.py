@@ -516,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"median {statistics.median(late):.1f}, 90 % {late[int(0.9 * len(late))]:.1f},"
                   f" max {late[-1]:.1f}")
     print(f"efficiency: {spread(efficiencies, '{:.3f}')}; controller CPU per wafer: "
-          f"{spread(cpus)} ms")
+          f"{spread(cpus)} ms" + ("" if side else f"; peak memory {memory:.0f} MB (no target "
+                                   "without the side-by-side lots; it compares runs)"))
     print()
     results = [
         (correct, f"{'PASS' if correct else 'FAIL'}  {'every wafer complete, no alarm 530':<44} "

@@ -15,6 +15,8 @@ Policy (docs/scheduling.md has the reasoning and the lower bound):
   the alarm is recorded, and the rest of the line keeps going. The controller
   sends CLR once the wafer is out; the tool accepts it only if the cause is gone
   (a door still open keeps it down), so no interlock is bypassed.
+* A tool that stops answering is out of service until it answers again and
+  the wafers it had are settled (controller/line/silent.py).
 * An idle tool whose setup is not known is set up ahead of its wafers, for the
   first step on it the most urgent wafer will need (controller/line/ahead.py).
 * Every wafer transition is committed before the tool command that follows it.
@@ -27,7 +29,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from controller.line import ahead, batching
+from controller.line import ahead, batching, silent
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolError
@@ -45,9 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("controller.line.scheduler")
 
 IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool alarms
-# Asking a silent tool again: wall seconds (the wire, not the tool), doubling up to a cap.
-RECONNECT_FIRST_S = 0.2
-RECONNECT_MAX_S = 5.0
 RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this often
 
 
@@ -471,7 +470,7 @@ class Scheduler:
             tool.riding.discard(run.wafer_id)
             try:
                 if run.link_lost is not None:
-                    self._link_lost(tool, wafer, run.link_lost)
+                    silent.link_lost(self, tool, wafer, run.link_lost)
                 elif run.phase is Phase.AWAITING and run.machine.failed_step == number:
                     await self._after_failure(wafer, step, tool)
                 elif run.phase is Phase.HELD and run.machine.held_from == f"step{number}_waiting":
@@ -582,7 +581,7 @@ class Scheduler:
             tool.setup = kind.setup_key(step)
         except LinkError as exc:  # the tool went silent mid-changeover: set up again after
             tool.setup = None
-            self._link_lost(tool, None, exc)
+            silent.link_lost(self, tool, None, exc)
         except ToolError as exc:
             self.note(tool, f"changeover failed: {exc.detail}")
             alarm = await self._read_alarm(tool)
@@ -591,71 +590,3 @@ class Scheduler:
                 self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
         finally:
             tool.release(self.clock.now())  # the task's end wakes the loop (_spawn)
-
-    # --- tools that stop answering -----------------------------------------------------------
-
-    def _link_lost(self, tool: ScheduledTool, wafer: ScheduledWafer | None,
-                   exc: LinkError) -> None:
-        """The tool did not answer (its link's retries are spent): out of service, an alarm
-        naming the wafers inside and the exchange that failed, and a call-back with backoff.
-        A wafer still in its step stays there until the tool, answering again, says what
-        happened to it; a waiting wafer simply waits for a tool again."""
-        if wafer is not None:
-            wafer.run.link_lost = None
-            if wafer.run.machine.where.in_step:
-                tool.stranded.add(wafer.run.wafer_id)
-        if tool.lost:
-            return  # already reported; this wafer joins the ones it had
-        tool.lost = exc.detail
-        tool.setup = None  # what it is set up for is asked again when it is back
-        inside = tuple(sorted(tool.stranded | tool.riding))
-        self._report(ToolReport(tool.name, "link_lost", exc.detail,
-                                wafer_id=inside[0] if inside else None, wafers=inside))
-        self._spawn(self._call_back(tool))
-
-    async def _call_back(self, tool: ScheduledTool) -> None:
-        """Ask the silent tool again, backing off, until it answers or the line stops; then
-        settle the wafers it had (the kinds' own recovery rules ask it) and put it back."""
-        pause = RECONNECT_FIRST_S
-        while not self._stopping:
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, RECONNECT_MAX_S)
-            if any(w.running for w in self.wafers.values()
-                   if w.run.wafer_id in tool.riding):
-                continue  # a rider's step still talks to it: let that one finish first
-            if await self._answers(tool):
-                break
-        else:
-            return  # stopped: --resume asks the tool about its wafers
-        tool.take(self.clock.now())  # nothing is dispatched to it while it is settled
-        try:
-            stranded = [self.wafers[w] for w in sorted(tool.stranded) if w in self.wafers]
-            tool.stranded.clear()
-            self._report(ToolReport(tool.name, "link_back", f"answers again; settling "
-                                    f"{len(stranded)} wafer(s) it had",
-                                    wafers=tuple(w.run.wafer_id for w in stranded)))
-            tool.lost = ""
-            if stranded:
-                await self.line.settle(tool, stranded)
-        finally:
-            tool.release(self.clock.now())  # the task's end wakes the loop (_spawn)
-
-    @staticmethod
-    async def _answers(tool: ScheduledTool) -> bool:
-        """Does the tool answer now? A link that broke (a closed connection) is opened anew."""
-        try:
-            await tool.driver.status()
-            return True
-        except ToolError:
-            pass
-        link = getattr(tool.driver, "link", None) or getattr(tool.driver, "port", None)
-        if link is None:
-            return False
-        try:
-            await link.close()
-            await link.open()
-            await tool.driver.status()
-        except (ToolError, OSError) as exc:
-            log.info("%s: still not answering: %s", tool.name, exc)
-            return False
-        return True
