@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -252,6 +254,25 @@ async def test_a_full_lot_leaves_a_complete_record(db_url: str) -> None:
         assert transitions == sorted((w, e.id) for w in wafers for e in r.store.events(w))
         assert [a.at for a in audit] == sorted(a.at for a in audit)
         await assert_line_empty(r)
+
+
+async def test_a_run_that_ended_is_freed_for_the_next(db_url: str) -> None:
+    """`bumpline serve` runs lot after lot in one process, one controller each: what a run
+    built (its controller, scheduler, wafer runs: cycles among them) is freed once it is
+    dropped, not kept for the process's life by the collector freeze of its start."""
+    async with rig(db_url) as r:
+        r.new_lot("FREE1", 1)
+        first = r.controller()
+        (outcome,) = await run_lots(first, ["FREE1"])
+        assert outcome.state == "complete"
+        gone = [weakref.ref(first), weakref.ref(first.scheduler),
+                *(weakref.ref(w.run) for w in first.scheduler.wafers.values())]
+        del first
+        r.new_lot("FREE2", 1)
+        (outcome,) = await run_lots(r.controller(), ["FREE2"])  # its start freezes again
+        assert outcome.state == "complete"
+        gc.collect()
+        assert [ref() for ref in gone] == [None] * len(gone)
 
 
 async def test_the_more_urgent_lot_starts_first(db_url: str) -> None:
