@@ -568,8 +568,7 @@ def _compare_db(args: argparse.Namespace, workdir: Path) -> int:
     ratio = cpu["PostgreSQL"] / cpu["SQLite"]
     checks = [
         ("every run correct", all(r.correct for rs in runs.values() for r in rs), "", ""),
-        ("CPU per wafer, PostgreSQL / SQLite", ratio <= TARGET_PG_CPU_RATIO,
-         f"{ratio:.2f}x",
+        ("CPU per wafer, PostgreSQL / SQLite", ratio <= TARGET_PG_CPU_RATIO, f"{ratio:.2f}x",
          f"<= {TARGET_PG_CPU_RATIO}x (margin {TARGET_PG_CPU_RATIO - ratio:+.2f}x)"),
         ("CPU per wafer on PostgreSQL", cpu["PostgreSQL"] <= TARGET_CPU_MS_PER_WAFER,
          f"{cpu['PostgreSQL']:.1f} ms", f"<= {TARGET_CPU_MS_PER_WAFER:g} ms (margin "
@@ -586,14 +585,11 @@ def _sweep(wafers: int, workdir: Path, seed: int) -> int:
     print(f"bench_lot --sweep: {wafers} wafers of {RECIPE}; lower bound {bound.seconds:.0f} s")
     print(_header())
     for result, _ in results:
-        print(_row(result, bound))
-        for problem in _problems(result):
-            print(f"  note: {problem}")
+        print(_row(result, bound), *(f"\n  note: {p}" for p in _problems(result)), sep="")
     correct = [r.speed for r, _ in results if r.correct]
-    efficient = [r.speed for r, _ in results
-                 if r.correct and bound.seconds / r.makespan_s >= TARGET_EFFICIENCY]
-    print(f"highest correct time scale: {max(correct):g}x" if correct
-          else "no time scale was correct")
+    efficient = [r.speed for r, _ in results if r.correct
+                 and bound.seconds / r.makespan_s >= TARGET_EFFICIENCY]
+    print(f"highest correct time scale: {max(correct):g}x" if correct else "none was correct")
     if efficient:
         print(f"highest that is also efficient (>= {TARGET_EFFICIENCY}): {max(efficient):g}x "
               "(controller latency costs more tool time as the scale rises)")
