@@ -14,7 +14,7 @@ this process's (every thread: the pages run in Starlette's thread pool).
 
 Reported: median and spread (min-max) of controller CPU per wafer for each,
 and the difference of the medians. Target: with the screen, the median stays
-within bench_lot's target (20 ms per wafer) and every run is correct (every
+within bench_lot's CPU target (`TARGET_CPU_MS_PER_WAFER`) and every run is correct (every
 wafer complete, no oven exit blocked: at 1600x a 10 ms stall of the loop is
 16 tool seconds). Exit 0 when met.
 """
