@@ -39,8 +39,10 @@ from sequences.recipes.recipe import (
 
 @dataclass(frozen=True)
 class ValidationOptions:
-    # A reflow's peak window minimum must be at least this far above the liquidus
-    # of everything it melts ("a margin of about 20 °C is usual").
+    # A reflow's peak must exceed the liquidus of everything it melts (the window's minimum,
+    # the worst peak the judgment accepts); "a margin of about 20 °C is usual": the window
+    # must reach at least this far above it (its maximum: the spec's own typical peaks,
+    # SAC305 235-245 °C over a 220 °C liquidus, start less than 20 °C above it).
     full_melt_margin_c: float = 20.0
     # A later reflow's peak window maximum must stay at least this far below the
     # solidus of every bump already reflowed (20-30 °C; assumed, not a standard).
@@ -156,11 +158,16 @@ def _check_reflow(number, step: ReflowStep, pending, bumps, options, add) -> Non
             "nothing was deposited since the previous reflow (or the start)")
     for deposit, alloy in pending:
         needed = alloy.liquidus_c + options.full_melt_margin_c
-        if low < needed:
+        if low <= alloy.liquidus_c:
             add(number, step, "full melt",
                 f"peak window starts at {low:g} °C, but the {alloy.id} from step {deposit} "
-                f"is fully molten only at {alloy.figure('liquidus_c')}; with the "
-                f"{options.full_melt_margin_c:g} °C margin the window must start at "
+                f"is fully molten only above {alloy.figure('liquidus_c')}: the window must "
+                f"start above it")
+        elif high < needed:
+            add(number, step, "full melt",
+                f"peak window ends at {high:g} °C, but the {alloy.id} from step {deposit} "
+                f"is fully molten only at {alloy.figure('liquidus_c')}; with the usual "
+                f"{options.full_melt_margin_c:g} °C margin the window must reach "
                 f">= {needed:g} °C")
     for bump in bumps:
         ceiling = bump.alloy.solidus_c - options.rebump_margin_c
