@@ -32,7 +32,8 @@ class PastePrinter(HostLinkTool[PrinterStatus]):
         PrinterState.INSPECTING: (PrinterState.DONE,),
         PrinterState.UNLOADING: (PrinterState.IDLE,),
         PrinterState.WIPING: (PrinterState.UNLOADING, PrinterState.IDLE),  # ULD may wipe first
-        PrinterState.FILLING: (PrinterState.IDLE,),
+        # a refill that clears alarm 102 with a wafer inside ends in DONE (its RES: ALARM)
+        PrinterState.FILLING: (PrinterState.IDLE, PrinterState.DONE),
     }
     LEADS_TO = {
         "LOD": frozenset({PrinterState.LOADING, PrinterState.READY}),

@@ -296,6 +296,22 @@ async def test_wipe_and_fill(printer: ToolRig) -> None:
     assert (await p.wait_for(S.IDLE, timeout_s=300)).paste_level_pct == 100.0
 
 
+async def test_a_refill_over_a_wafer_ends_in_done(printer: ToolRig) -> None:
+    """paste-printer.md: FIL clears alarm 102; with a wafer inside the tool then is in DONE
+    (RES status ALARM), so a wait for DONE during FILLING waits rather than giving up."""
+    p = printer.driver
+    printer.model.paste_tenths = 0  # an empty cartridge
+    await p.set_recipe(await recipe_for(p))
+    await p.load("W1")
+    await p.wait_for(S.READY, timeout_s=PATIENCE_S)
+    await p.start_print()  # taken, then alarm 102: the wafer stays unprinted
+    assert (await p.alarm()).code == 102
+    await p.fill()
+    assert (await p.status()).state is S.FILLING
+    assert (await p.wait_for(S.DONE, timeout_s=300)).wafer_id == "W1"
+    assert (await p.result()).status == "ALARM"
+
+
 async def test_unload_wipes_first_when_due(printer: ToolRig) -> None:
     p = printer.driver
     await p.set_recipe(await recipe_for(p, wipe_every=1))
