@@ -189,9 +189,12 @@ class HostLinkTool:
         self._stop_wafer("ABORTED")
 
     def _stop_wafer(self, status: str) -> None:
-        if self.wafer_id is None or self.result_final:
+        # The specs say it without exception: a wafer in the tool when an alarm or ABT stops
+        # it is in DONE afterwards with RES status ALARM or ABORTED, also one whose result
+        # was final (stopped on its way out, or a door opened over it in DONE).
+        if self.wafer_id is None:
             return
-        if self.result is not None:  # stopped mid-repair: the last inspection still stands
+        if self.result is not None:  # measured: its figures stand, the status says it stopped
             self.result = replace(self.result, status=status)
         else:
             self.result = self.unmeasured_result(status)

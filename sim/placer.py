@@ -257,11 +257,22 @@ class BallPlacerModel(HostLinkTool):
         self.need("DONE")
         want_args(args, 0, "RPR")
         before = self.result
-        if before is None or before.status != "OK":
-            raise Nak(4, "RPR needs a wafer with an OK inspection")
+        assert before is not None and self.recipe is not None  # DONE: a wafer with its RES
         self.result_final = False
         self.repairs += 1
         duration = REPAIR_BASE_S + REPAIR_PER_BALL_S * (before.missing + before.extra)
+        if before.status != "OK" and before.placed == 0:
+            # Stopped before its inspection (ABT, an alarm): nothing to count; the repair
+            # head looks the wafer over and the re-inspection gives its first RES.
+            wafer_id, recipe = self.wafer_id, self.recipe
+            assert wafer_id is not None
+
+            def looked_over(t: float) -> None:
+                self.result = self._inspect(wafer_id, recipe)
+                self.start("INSPECTING", t, INSPECTING_S, self._reinspected)
+
+            self.start("REPAIRING", now, duration, looked_over)
+            return []
 
         def repaired(t: float) -> None:
             fixed_missing = binomial(self.rng, before.missing, REPAIR_FIXES_MISSING)
@@ -269,6 +280,7 @@ class BallPlacerModel(HostLinkTool):
             self.balls = max(0, self.balls - fixed_missing)
             self.result = replace(
                 before,
+                status="OK",  # a new RES: the stop that marked the last one is over
                 placed=before.placed + fixed_missing + fixed_extra,
                 missing=before.missing - fixed_missing,
                 extra=before.extra - fixed_extra,

@@ -165,16 +165,28 @@ def test_repair_of_a_clean_wafer_still_takes_5s(host: Host) -> None:
     assert host.res() == before
 
 
-def test_repair_refused_outside_done_and_after_an_abort(host: Host) -> None:
+def test_repair_refused_outside_done(host: Host) -> None:
     assert host.nak("RPR") == 4
     host.load()
     assert host.nak("RPR") == 4
+
+
+def test_repair_after_an_abort_before_inspection_gives_a_first_res(host: Host) -> None:
+    """ball-placer.md: RPR is allowed in DONE, whatever the RES; it re-inspects, then DONE
+    with a new RES."""
+    host.load()
     host("ABT")
-    assert host.res()["status"] == "ABORTED"
-    assert host.nak("RPR") == 4
+    assert host.res()["status"] == "ABORTED" and host.res()["placed"] == 0
+    host("RPR")
+    assert_stays(host, "REPAIRING", 5)
+    assert_stays(host, "INSPECTING", 15)
+    after = host.res()
+    assert after["status"] == "OK"
+    assert after["placed"] + after["missing"] + after["extra"] == after["sites"]
 
 
-def test_abort_during_repair_keeps_the_last_counts(host: Host) -> None:
+def test_abort_during_repair_keeps_the_last_counts_and_a_repair_again_ends_ok(host: Host
+                                                                               ) -> None:
     before = host.place("W1", recipe(flux="50", sites="3000000"))
     host("RPR")
     host.wait(2)
@@ -182,6 +194,11 @@ def test_abort_during_repair_keeps_the_last_counts(host: Host) -> None:
     after = host.res()
     assert after["status"] == "ABORTED"
     assert (after["missing"], after["extra"]) == (before["missing"], before["extra"])
+    host("RPR")  # allowed in DONE with any RES
+    host.wait(5 + 0.5 * (before["missing"] + before["extra"]) + 15)
+    again = host.res()
+    assert host.state() == "DONE" and again["status"] == "OK"
+    assert again["missing"] + again["extra"] < before["missing"] + before["extra"]
 
 
 # --- refusals -----------------------------------------------------------------------------

@@ -97,12 +97,15 @@ def test_a_lesser_alarm_does_not_replace_a_latched_one(host: Host) -> None:
     assert host("ALR")[0] == "300"
 
 
-def test_alarm_on_a_finished_wafer_keeps_its_result(host: Host) -> None:
+def test_alarm_on_a_finished_wafer_marks_its_result(host: Host) -> None:
+    """paste-printer.md: "After an alarm is cleared with a wafer inside, the tool is in DONE
+    and RES reports status ALARM" (its measured figures stand)."""
     res = host.print_wafer()
     host.model.press_estop(host.clock.now())
     host.model.release_estop(host.clock.now())
     host("CLR")
-    assert host("RES") == res
+    assert host.state() == "DONE"
+    assert host("RES") == [res[0], "ALARM", *res[2:]]
 
 
 # --- abort --------------------------------------------------------------------------------
@@ -139,12 +142,14 @@ def test_abort_without_a_wafer_goes_idle(host: Host) -> None:
     assert host.model.wipes == 0
 
 
-def test_abort_while_unloading_keeps_the_result(host: Host) -> None:
+def test_abort_while_unloading_leaves_the_wafer_done_and_aborted(host: Host) -> None:
+    """paste-printer.md ABT: "A wafer in the tool stays; the tool goes to DONE with RES
+    status ABORTED" (a wafer on its way out is still in the tool)."""
     res = host.print_wafer()
     host("ULD")
     host.wait(5)
     host("ABT")
-    assert host.state() == "DONE" and host("RES") == res
+    assert host.state() == "DONE" and host("RES") == [res[0], "ABORTED", *res[2:]]
 
 
 def test_abort_does_not_clear_an_alarm(host: Host) -> None:
