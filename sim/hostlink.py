@@ -26,7 +26,7 @@ NAK_TEXT = {
 _SEQ = re.compile(r"\d\d")
 _CMD = re.compile(r"[A-Z]{3}")
 _CK = re.compile(rb"[0-9A-F]{2}")
-_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+_PRINTABLE = re.compile(r"[\x20-\x23\x25-\x29\x2b-\x7e]*")  # hostlink.md: 0x20-0x7E but $ * ,
 
 
 class Nak(Exception):
@@ -158,7 +158,7 @@ class HostLinkEndpoint:
             if not _CMD.fullmatch(cmd):
                 raise Nak(2, f"'{cmd}' is not a command")
             if not all(_PRINTABLE.fullmatch(a) for a in args):
-                raise Nak(3, "non-printable byte in an argument")
+                raise Nak(3, "an argument byte outside printable ASCII, or $ or *")
             ack = self.model.handle(cmd, args, now)
             return encode_frame(",".join([seq, "ACK", cmd, *ack]))
         except Nak as nak:

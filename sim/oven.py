@@ -262,6 +262,10 @@ class OvenModel(LatchedAlarms):
     def _arrive_at_exit(self) -> None:
         if not self._tunnel or self._tunnel[0].position_mm < TUNNEL_MM:
             return
+        if 530 in self._alarms:
+            # The blocked wafer stays where the belt stopped until CLEAR starts it again:
+            # once the host has unloaded the one waiting, the cause is gone and CLEAR works.
+            return
         if self._exit_waiting is None:
             wafer = self._tunnel.pop(0)
             self._exit_waiting = self._exit_result = wafer

@@ -257,6 +257,17 @@ def test_non_printable_argument_is_bad_parameter() -> None:
     assert printer.wafer_id is None
 
 
+def test_a_star_in_a_field_is_refused_never_echoed() -> None:
+    """hostlink.md: fields hold printable ASCII "except $ * ,". A wafer id with a * would
+    come back in every STS, which a conforming host cannot read."""
+    printer = PastePrinterModel()
+    ep = HostLinkEndpoint(printer)
+    one(ep, frame("09,RCP,HIPB-1,6.0,40,1.0,ST-300-100,1,20"))
+    assert one(ep, frame("43,LOD,AB*C")) == encode_frame("43,NAK,LOD,03,BAD PARAMETER")
+    assert printer.wafer_id is None
+    assert ep.feed(frame("44,ST*"), 0.0) == []  # no CMD to echo: silence, as for a bad SEQ
+
+
 def test_empty_fields_are_allowed_and_counted() -> None:
     ep = HostLinkEndpoint(PastePrinterModel())
     assert one(ep, frame("42,STS,")) == encode_frame("42,NAK,STS,03,BAD PARAMETER")

@@ -364,7 +364,9 @@ def test_exit_blocked_stops_the_belt_and_flags_every_wafer() -> None:
     h.refused(6, lambda: h.cmd(CLEAR))  # A still waits at the exit
     assert h.exit_result()["id"] == "A" and h.exit_result()["flags"] == 0
     h.cmd(UNLOAD)
-    h.cmd(CLEAR)
+    h.clock.advance(2)  # the host takes its time: B stays where the belt stopped
+    assert not h.di(1) and h.ir(12) == [530]
+    h.cmd(CLEAR)  # the cause (a wafer waiting at the exit) is gone
     h.wait_until(lambda: h.di(1), 10)
     b = h.exit_result()
     assert b["id"] == "B" and b["flags"] & 1
