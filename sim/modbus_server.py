@@ -45,7 +45,7 @@ from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
-from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -259,6 +259,15 @@ class ModbusToolServer:
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:
             self.log.debug("%s: request %s", self.name, pdu)
+            return pdu
+        function_code = pdu.function_code & 0x7F
+        if function_code not in self.model.function_codes:
+            # pymodbus answers some function codes itself (08 diagnostics, 11 and 12 the comm
+            # event counter and log, 17 report server id, 43 device identification), never
+            # asking ``_action``; the tool supports only those its spec lists: exception 01.
+            self.log.debug("%s: function code %d not supported", self.name, function_code)
+            return ExceptionResponse(function_code, ExcCodes.ILLEGAL_FUNCTION,
+                                     device_id=pdu.dev_id, transaction=pdu.transaction_id)
         return pdu
 
     def _trace_packet(self, rtu: bool, sending: bool, data: bytes) -> bytes:

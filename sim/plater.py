@@ -492,7 +492,10 @@ class PlaterModel:
         if opened != self.door_open:
             self.door_open = opened
             self._note(f"door {'opened' if opened else 'closed'}")
-            if opened:
+            # barrier-plater.md has both "400 DOOR OPEN" and START's "ERR 05 NOT READY ...
+            # door open": the alarm is for a door opened over a running batch (the wet
+            # process); otherwise the open door only keeps START refused until it closes.
+            if opened and self.state is State.RUNNING:
                 self._latch(400)
 
     def fail_heater(self, bath: str, now: float) -> None:

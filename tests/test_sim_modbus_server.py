@@ -104,6 +104,27 @@ async def test_exception_responses_over_the_wire() -> None:
         assert r.isError() and r.exception_code == 0x0B
 
 
+@pytest.mark.parametrize("pdu", [
+    bytes([0x08, 0x00, 0x00, 0x12, 0x34]),  # diagnostics, return query data
+    bytes([0x0B]),  # get comm event counter
+    bytes([0x11]),  # report server id
+    bytes([0x2B, 0x0E, 0x01, 0x00]),  # read device identification
+])
+async def test_function_codes_the_spec_does_not_list_are_exception_01(pdu: bytes) -> None:
+    """reflow-oven.md lists 01 02 03 04 05 06 16: every other function code is refused,
+    also those pymodbus would answer by itself."""
+    async with served_oven() as (*_, host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(bytes([0x00, 0x07, 0x00, 0x00, 0x00, len(pdu) + 1, 0x01]) + pdu)
+            reply = await asyncio.wait_for(reader.readexactly(9), 2.0)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+    # MBAP echoing transaction 7 and unit 1, then the exception: function | 0x80, code 01
+    assert reply == bytes([0x00, 0x07, 0x00, 0x00, 0x00, 0x03, 0x01, pdu[0] | 0x80, 0x01])
+
+
 async def test_two_servers_on_one_model_agree() -> None:
     clock, model = ManualClock(), OvenModel(seed=2)
     async with served_oven(model=model, clock=clock) as (*_, h1, p1), \

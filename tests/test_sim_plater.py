@@ -257,12 +257,20 @@ def test_a_gold_heater_failure_raises_710_only_while_running() -> None:
 def test_door_tank_level_and_emergency_stop() -> None:
     m = ready()
     ok(m, "LOAD B1 W1")
-    m.set_door(True, m.time)
-    assert m.handle("START", m.time) == "ERR 06 ALARM ACTIVE"
+    m.set_door(True, m.time)  # no batch running: START is refused, no alarm
+    assert m.handle("START", m.time) == "ERR 05 NOT READY"
+    assert m.handle("ALARM?", m.time) == "OK 0 NONE" and m.state.value == "LOADED"
+    m.set_door(False, m.time)
+    ok(m, "START")
+    m.advance(m.time + 60)
+    m.set_door(True, m.time)  # over a running batch: alarm 400, the batch ends
+    assert m.handle("ALARM?", m.time) == "OK 400 DOOR OPEN"
     assert m.handle("CLEAR", m.time) == "ERR 06 ALARM ACTIVE"
     m.set_door(False, m.time)
     ok(m, "CLEAR")
-    assert m.state.value == "LOADED"
+    assert m.state.value == "DONE" and ok(m, "RESULT?").split(" ")[2] == "ALARM"
+    ok(m, "UNLOAD")
+    ok(m, "LOAD B1 W1")
     m.set_level(15.0, m.time)
     assert m.handle("START", m.time) == "ERR 06 ALARM ACTIVE"
     assert m.handle("ALARM?", m.time) == "OK 730 TANK LEVEL LOW"
