@@ -192,6 +192,9 @@ class CleanerModel(LatchedAlarms):
         self._wafer_number = 0
         self._cycle: Cycle | None = None  # running cycle
         self._done = False  # the wafer in the chamber has finished (or ended) its cycle
+        # flux-cleaner.md: CLEAR goes "back to LOADED / DONE / IDLE as fits the wafer": an
+        # empty chamber reads IDLE after it, whatever the bath, until the next LOAD
+        self._idle_after_clear = False
         self._result_ionic = 0.0
         self._result_status = ResultStatus.NONE
         self._result_wafer = ""
@@ -333,6 +336,8 @@ class CleanerModel(LatchedAlarms):
             return self._cycle.phase()
         if self._wafer is not None:
             return CleanerState.DONE if self._done else CleanerState.LOADED
+        if self._idle_after_clear:
+            return CleanerState.IDLE
         return CleanerState.READY if self._ready() else CleanerState.IDLE
 
     def _cause_present(self, code: int) -> bool:
@@ -443,6 +448,7 @@ class CleanerModel(LatchedAlarms):
             if not wafer_id:
                 raise Refusal(ILLEGAL_VALUE, "LOAD: WAFER_ID is empty")
             self._wafer, self._done = wafer_id, False
+            self._idle_after_clear = False
             self._wafers_loaded += 1
             self._wafer_number = self._wafers_loaded
             self._loaded()
@@ -462,6 +468,7 @@ class CleanerModel(LatchedAlarms):
             self._unloaded()
         elif command is Command.CLEAR:
             self._clear_alarms()
+            self._idle_after_clear = self._wafer is None
         else:
             busy_unless(state in (CleanerState.WASHING, CleanerState.STRIPPING,
                                    CleanerState.RINSING, CleanerState.DRYING),

@@ -293,7 +293,12 @@ def test_scheduled_alarm_at_the_nth_wafer_and_door_by_time() -> None:
     h.refused(6, lambda: h.cmd(CLEAR))
     h.advance(10)
     h.cmd(CLEAR)
-    assert h.state() is S.READY
+    # flux-cleaner.md: CLEAR goes "back to LOADED / DONE / IDLE as fits the wafer"
+    assert h.state() is S.IDLE  # the chamber is empty: IDLE, though the bath is in band
+    h.advance(60)
+    assert h.state() is S.IDLE
+    h.load("three")  # LOAD is allowed in IDLE; after it the bath decides again
+    assert h.state() is S.LOADED
 
 
 def test_deterministic_under_a_seed() -> None:
