@@ -242,6 +242,7 @@ class _Connection(asyncio.Protocol):
         self.label = "tcp"
         self.transport: asyncio.Transport
         self._buffer = b""
+        self._overlong = False  # a line past LINE_MAX was answered; the rest of it is dropped
         self._accepted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -257,11 +258,16 @@ class _Connection(asyncio.Protocol):
         self._buffer += data
         while b"\n" in self._buffer:
             raw, self._buffer = self._buffer.split(b"\n", 1)
+            if self._overlong:  # the rest of a line already answered ERR 01: one reply a line
+                self._overlong = False
+                continue
             line = raw.removesuffix(b"\r").decode("latin-1")
             self.server._received(self, line)
-        if len(self._buffer) > LINE_MAX:  # no LF in sight: not a line of this protocol
-            self._buffer = b""
+        if len(self._buffer) > LINE_MAX and not self._overlong:  # not a line of this protocol
+            self._overlong = True
             self.server._reply(self, "ERR 01 SYNTAX")
+        if self._overlong:
+            self._buffer = b""  # its bytes until the LF are dropped as they come
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._disconnected(self)

@@ -359,6 +359,23 @@ async def test_server_pushes_events_between_replies_and_turns_a_second_host_away
             await writer.wait_closed()
 
 
+async def test_an_overlong_line_gets_one_reply() -> None:
+    """barrier-plater.md: at most 512 bytes a line, and every host line gets exactly one
+    reply: the rest of an overlong line, when its LF comes, is not a second command."""
+    clock = ManualClock(HEAT_UP_S)
+    async with PlaterServer(ready(), clock, name="plater-1") as server:
+        host, port = await server.start_tcp()
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(b"RECIPE " + b"9" * 600)  # no LF in 512 bytes
+            assert await _line(reader) == "ERR 01 SYNTAX"
+            writer.write(b" still the same line\n*IDN?\n")
+            assert (await _line(reader)).startswith("OK BARRIERTEK,EP-25,")
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
 async def test_server_keeps_the_event_log_in_its_state_file(tmp_path) -> None:
     state_file = tmp_path / "plater-1.json"
     clock = ManualClock(HEAT_UP_S)
