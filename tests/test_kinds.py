@@ -74,6 +74,10 @@ def test_retry_targets_come_from_the_kinds():
     (PRINT, PRINTER_IDLE, {"state": PrinterState.DONE, "wafer_id": "W-1"}, []),  # its own
     (PLACE, PLACER_IDLE, {}, []),
     (PLACE, PLACER_IDLE, {"ball_level_pct": 0.0}, ["ball supply empty"]),
+    # 120,000 sites: 2.4 % of a full supply; 2.3 % is short even at its rounding's top
+    (PLACE, PLACER_IDLE, {"ball_level_pct": 2.3},
+     ["ball supply 2.3 % (about 115,000 balls) is short of the wafer's 120,000 sites"]),
+    (PLACE, PLACER_IDLE, {"ball_level_pct": 2.4}, []),
     (PLACE, PLACER_IDLE, {"flux_level_pct": 0.1}, ["flux level 0.1 % is below one wafer"]),
     (PLACE, PLACER_IDLE, {"ball_diameter_um": 200}, ["200 µm SAC305 balls loaded"]),
     (REFLOW, OVEN_READY, {}, []),

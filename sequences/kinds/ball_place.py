@@ -27,6 +27,7 @@ LOAD_S, UNLOAD_S = 20.0, 10.0
 PLACE_S = 25.0 + 40.0 + 15.0  # flux, place, inspect
 REPAIR_MAX_S = 5.0 + 0.5 * 1000
 FLUX_PER_WAFER_PCT = 0.5  # flux level a wafer needs at least
+FULL_SUPPLY_BALLS = 5_000_000  # ball-placer.md: what ball_level_pct is a share of
 
 
 class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResult]):
@@ -60,6 +61,12 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
                            f"({FLUX_PER_WAFER_PCT:g} %)")
         if st.ball_level_pct <= 0:
             reasons.append("ball supply empty")
+        elif (st.ball_level_pct + 0.05) / 100 * FULL_SUPPLY_BALLS < step.sites:
+            # STS gives one decimal (5,000 balls): only a supply short even at its rounding's
+            # top is short. A wafer taken in without its balls meets 111 at PLC.
+            reasons.append(f"ball supply {st.ball_level_pct:g} % (about "
+                           f"{st.ball_level_pct / 100 * FULL_SUPPLY_BALLS:,.0f} balls) is "
+                           f"short of the wafer's {step.sites:,} sites")
         return reasons
 
     def cycle_s(self, step: PlaceStep) -> float:
