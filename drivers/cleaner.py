@@ -324,7 +324,8 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         now = self.clock.now()
         self._inputs_took_s = now - sent
         self._inputs_seen = (inputs, now, self._writes)
-        await self.clock.sleep(ends_at - now)
+        if ends_at > now:  # else poll at once: no loop turn for other tasks' work first
+            await self.clock.sleep(ends_at - now)
 
     def _poll_pause_s(self, v: dict[str, Any]) -> float | None:
         """A running cycle ends in REMAINING_S: look again then, not a whole poll later."""
