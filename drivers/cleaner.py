@@ -70,6 +70,13 @@ _FC2_PROCESS = ("STRIP_TEMP_PV", "RESULT_MASK_RESIDUE", "MODE_ACTIVE")  # IR 7-9
 KNOWN_BAND_C = BATH_TOLERANCE_C / 2
 SPEC_COOL_C_S = 0.01
 KNOWN_FOR_S = (BATH_TOLERANCE_C - KNOWN_BAND_C) / (2 * SPEC_COOL_C_S)
+# The inputs are read in a cycle's last moments, off the handover's critical path: that
+# read goes this long before the cycle's end, as long as the last one took (tool seconds),
+# at most INPUTS_LEAD_MAX_S; the status after our own UNLOAD then needs no request.
+INPUTS_LEAD_MAX_S = 10.0
+# A poll that finds the cycle running waits the REMAINING_S it shows (at least this), not
+# a whole poll interval: DONE is seen as it comes.
+MIN_POLL_S = 0.5
 
 
 class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
@@ -109,6 +116,12 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
             "RESULT_IONIC", "RESULT_STATUS", *m.present(*_FC2_PROCESS),
         )
         self._result_id = m.block("RESULT_WAFER_ID")
+        # The poll that waits for DONE: with the result's id too where the map lists every
+        # register between (the FC-2's IR 0-17: one read); the FC-1's IR 7-9 are unlisted
+        # (exception 02), so there the id is a read of its own once DONE is seen.
+        whole = m.block(*(r.name for r in self._process_and_result.entries),
+                        "RESULT_WAFER_ID")
+        self._done_poll = whole if len(whole.runs) == 1 else self._process_and_result
         self._strip = (
             m.block("STRIP_TEMP_SP", "STRIP_TIME") if self.supports(CleanMode.RESIST_STRIP)
             else None
@@ -122,6 +135,10 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         self._wash_sp: float | None = None
         self._done_read: tuple[dict[str, Any], float, int] | None = None
         self._unloaded: tuple[dict[str, Any], float, int] | None = None
+        # The inputs read in the cycle's last moments (values, tool time, writes then), and
+        # how long that read took (the next one's lead).
+        self._inputs_seen: tuple[dict[str, Any], float, int] | None = None
+        self._inputs_took_s = 0.0
 
     # --- what the model can do -------------------------------------------------------------------
 
@@ -203,12 +220,16 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
 
     async def status(self) -> CleanerStatus:
         """Process values and the four inputs: two requests. Straight after our own UNLOAD
-        of a clean (KNOWN_FOR_S), the inputs alone: the spec says where UNLOAD leaves
-        the cleaner, and the DONE read just before it gave the bath and the alarm."""
+        of a clean (KNOWN_FOR_S), none or the inputs alone: the spec says where UNLOAD
+        leaves the cleaner, the DONE read just before it gave the bath and the alarm, and
+        the inputs read in the cycle's last moments (``wait_result(ends_at=...)``) stand
+        for the inputs with the wafer out (docs/protocols.md)."""
         known, self._unloaded = self._unloaded, None  # stands for one status at most
-        if (known is not None and known[2] == self._writes
-                and self.clock.now() - known[1] <= KNOWN_FOR_S):
-            inputs = await self.regs.read_block(self._inputs)
+        now = self.clock.now()
+        if known is not None and known[2] == self._writes and now - known[1] <= KNOWN_FOR_S:
+            inputs = self._inputs_after_unload(known[2], now)
+            if inputs is None:
+                inputs = await self.regs.read_block(self._inputs)
             if not inputs["WAFER_PRESENT"]:  # else not as UNLOAD leaves it: read it all
                 return self._status_of(
                     {**known[0], "STATE": self.map["STATE"].code(CleanerState.READY.name),
@@ -216,6 +237,16 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         v = await self.regs.read_block(self._process)
         inputs = await self.regs.read_block(self._inputs)
         return self._status_of(v, inputs)
+
+    def _inputs_after_unload(self, writes: int, now: float) -> dict[str, Any] | None:
+        """The inputs read in the last cycle's last moments, with the wafer taken out by
+        our UNLOAD since (the one write after them), if that read is recent (KNOWN_FOR_S)
+        and saw the wafer in the chamber, as a running cycle has it; else None (read)."""
+        seen, self._inputs_seen = self._inputs_seen, None
+        if (seen is None or seen[2] + 1 != writes or now - seen[1] > KNOWN_FOR_S
+                or not seen[0]["WAFER_PRESENT"]):
+            return None
+        return {**seen[0], "WAFER_PRESENT": False}
 
     def _status_of(self, v: dict[str, Any], inputs: dict[str, Any]) -> CleanerStatus:
         return CleanerStatus(
@@ -260,17 +291,47 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
             mask_residue_pct=v.get("RESULT_MASK_RESIDUE"),
         )
 
-    async def wait_result(self, timeout_s: float) -> CleanResult:
+    async def wait_result(self, timeout_s: float, *, ends_at: float | None = None
+                          ) -> CleanResult:
         """Until the cycle is DONE (tool seconds), then its result; ToolAlarm on an alarm.
 
         The state and the residue come in one read, so the poll that sees DONE is also
-        the first half of the result; RESULT_WAFER_ID is the second. Not CYCLE_COUNT
-        (``cycle_count`` None): nothing a step does hangs on it, and IR 18-19 between it
-        and the id are unlisted, so it would be a request of its own.
+        the first half of the result; RESULT_WAFER_ID is the second (on the FC-2, whose
+        map lists IR 7-9, the same read). Not CYCLE_COUNT (``cycle_count`` None): nothing
+        a step does hangs on it, and IR 18-19 between it and the id are unlisted, so it
+        would be a request of its own.
+
+        ``ends_at``: the cycle's nominal end (tool time; the step knows it from START).
+        The inputs are read just before it, while the chamber still runs, so the status
+        after our own UNLOAD asks nothing (the handover's critical path is one request
+        shorter), and the first poll goes at the end; ``timeout_s`` counts from there.
         """
-        v = await self._poll_until((CleanerState.DONE,), timeout_s, self._process_and_result)
+        if ends_at is not None:
+            await self._inputs_before(ends_at)
+        v = await self._poll_until((CleanerState.DONE,), timeout_s, self._done_poll)
         self._done_read = (v, self.clock.now(), self._writes)
-        return self._clean_result(v | await self.regs.read_block(self._result_id))
+        if "RESULT_WAFER_ID" not in v:
+            v = v | await self.regs.read_block(self._result_id)
+        return self._clean_result(v)
+
+    async def _inputs_before(self, ends_at: float) -> None:
+        """Read the inputs as late in the cycle as their read still ends by ``ends_at``
+        (as long before it as the last read took), then wait for the end."""
+        lead = min(self._inputs_took_s, INPUTS_LEAD_MAX_S)
+        await self.clock.sleep(ends_at - lead - self.clock.now())
+        sent = self.clock.now()
+        inputs = await self.regs.read_block(self._inputs)
+        now = self.clock.now()
+        self._inputs_took_s = now - sent
+        self._inputs_seen = (inputs, now, self._writes)
+        if ends_at > now:  # else poll at once: no loop turn for other tasks' work first
+            await self.clock.sleep(ends_at - now)
+
+    def _poll_pause_s(self, v: dict[str, Any]) -> float | None:
+        """A running cycle ends in REMAINING_S: look again then, not a whole poll later."""
+        if self._state_of(v["STATE"]) in CYCLE_STATES:
+            return min(self.poll_s, max(float(v["REMAINING_S"]), MIN_POLL_S))
+        return None
 
     # --- waiting ---------------------------------------------------------------------------------
 

@@ -88,7 +88,11 @@ class ModbusTool(Generic[St, S]):
             if state.name == "ALARM":
                 raise self._tool_alarm(v["ALARM_CODE"])
             why = f"not {wanted} within {timeout_s:g} s (state {state.name})"
-            await self._pause_until(deadline, why)
+            await self._pause_until(deadline, why, self._poll_pause_s(v))
+
+    def _poll_pause_s(self, v: dict[str, Any]) -> float | None:
+        """How long to wait before the next poll, from this one's values (None: poll_s)."""
+        return None
 
     async def alarm(self) -> Alarm | None:
         """The latched alarm, or None."""

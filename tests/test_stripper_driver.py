@@ -52,8 +52,9 @@ async def test_a_wafer_stripped_on_the_fc2() -> None:
         await cleaner.wait_done(timeout_s=1200)
         sent = requests_of(cleaner)
         result = await cleaner.wait_result(timeout_s=10)
-        # IR 0-9 (state, residue, strip tank, mask, mode) in one read; then the id.
-        assert sent == ["read_input 0..9 unit 2", "read_input 10..17 unit 2"]
+        # IR 0-17 (state, residue, strip tank, mask, mode, the id) in one read: the FC-2's
+        # map lists every register between (the FC-1's IR 7-9 are not).
+        assert sent == ["read_input 0..17 unit 2"]
         cleaner.link.trace = None
         assert (result.wafer_id, result.status) == ("LOT42-07", CleanStatus.OK)
         assert result.mask_residue_pct == 0.0  # dry film, 50 °C, 600 s: none left (spec)
