@@ -100,7 +100,7 @@ async def test_the_oven_takes_each_wafer_as_soon_as_the_entrance_clears(db_url: 
 async def test_a_second_cleaner_shortens_the_lot(db_url: str) -> None:
     _, _, _, one = await _run_lot(db_url, {"printer": 1, "oven": 1, "cleaner": 1}, 4, lot="S1")
     _, _, _, two = await _run_lot(db_url, {"printer": 1, "oven": 1, "cleaner": 2}, 4, lot="S2")
-    assert two < one
+    assert two < one, (one, two)
 
 
 def test_step_times_follow_the_specs() -> None:
