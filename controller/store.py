@@ -56,6 +56,7 @@ from controller.line.e10 import E10State, ToolMode
 from controller.persistence import alarms as _alarms
 from controller.persistence import audit as _audit
 from controller.persistence import locks as _locks
+from controller.persistence import look as _look
 from controller.persistence import lots as _lots
 from controller.persistence import requests as _requests
 from controller.persistence import tool_modes as _tool_modes
@@ -405,6 +406,10 @@ class Store:
     def tool_modes(self) -> dict[str, ToolModeInfo]:
         """This store's line's tools people set a mode for (not listed: in production)."""
         return _tool_modes.tool_modes(self._db, self.line_id)
+
+    def look(self) -> tuple[dict[str, ToolModeInfo], bool]:
+        """The controller's look, one read: (``tool_modes()``, whether any request waits)."""
+        return _look.look(self._db, self.line_id)
 
     def every_tool_mode(self) -> list[ToolModeInfo]:
         """Every line's tool modes, by line and tool."""
