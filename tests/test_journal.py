@@ -81,6 +81,26 @@ async def test_a_transition_is_committed_before_anyone_hears_of_it(rig) -> None:
     assert record.status == "running" and record.tool == "printer-1"
 
 
+def test_a_step_start_moves_the_wafer_with_its_transitions_own_update(rig) -> None:
+    """The transition that opens a step sets the wafer's location: its transaction updates
+    the wafer's row once (each statement there costs the line's tool commands time)."""
+    store, _, journal, _ = rig
+    m = machine(journal)
+    m.fire("start")
+    raw = store._db._open_writer().connection.dbapi_connection  # the writer, as SQLite sees it
+    sent: list[str] = []
+    raw.set_trace_callback(sent.append)
+    step = RECIPE.step(1)
+    m.fire("tool_acquired", tool="printer-1",
+           opens=StepOpened("print", kind_of(step).parameters(step), kind_of(step).windows(step)))
+    raw.set_trace_callback(None)
+    assert [s.split()[0] for s in sent if s.split()[0] in ("UPDATE", "INSERT")] == [
+        "UPDATE", "INSERT", "INSERT"]  # the wafer; its event; its step record
+    assert store.get_wafer("J1-01").location == "printer-1"
+    (record,) = store.steps("J1-01")
+    assert (record.tool, record.status) == ("printer-1", "running")
+
+
 async def test_guarded_commands_leave_intents_open_only_when_nobody_knows(rig) -> None:
     store, _, journal, _ = rig
     m = machine(journal)

@@ -126,13 +126,15 @@ class StoreJournal:
             return
         with self.store.atomic():
             resolved, deferred = self._write_pending()
-            self.store.record_event(event)
-            if event.opens is not None:
+            opens = event.opens
+            tool = event.tool or "?"
+            # A step's start moves the wafer to its tool with the transition's own UPDATE.
+            self.store.record_event(event, location=tool if opens is not None else None)
+            if opens is not None:
                 assert event.step is not None  # only a step's transition opens a record
                 self._open_step[wafer_id] = self.store.start_step(
-                    wafer_id, event.step, event.opens.kind, event.tool or "?",
-                    event.opens.parameters, windows=event.opens.windows,
-                    tool_time=event.tool_time)
+                    wafer_id, event.step, opens.kind, tool, opens.parameters,
+                    windows=opens.windows, tool_time=event.tool_time, located=True)
             elif event.closes is not None and wafer_id in self._open_step:
                 closes = event.closes
                 self.store.end_step(
