@@ -55,7 +55,6 @@ from drivers.modbus_wire import (
     socket_address,
 )
 from drivers.turns import Turns
-from drivers.watchdog import Watchdog
 
 # pymodbus logs every timeout at ERROR; the link reports them itself as LinkError.
 # A NullHandler keeps them off stderr unless the application configures logging.
@@ -116,7 +115,6 @@ class ModbusLink:
         self._client: Client | None = None
         self._lock = Turns()  # arrival order, but a task marked urgent goes first
         self.garbled_replies = 0  # replies that could not be decoded (dropped, asked again)
-        self._watchdog = Watchdog()  # the reply timeout: one timer for every request
 
     # --- construction ----------------------------------------------------------------------------
 
@@ -246,7 +244,6 @@ class ModbusLink:
             raise LinkError(self.tool, f"cannot connect to {self.endpoint}")
 
     async def close(self) -> None:
-        self._watchdog.cancel()
         client, self._client = self._client, None
         if client is None:
             return
@@ -490,7 +487,6 @@ class ModbusLink:
         transaction and unit id checks, and the count of unanswered requests after which
         pymodbus drops a silent TCP connection are pymodbus's own, kept as they are. The
         link's lock already keeps one request on the wire, so pymodbus's lock is not taken.
-        The reply timeout is the link's one watchdog (``drivers/watchdog.py``).
         """
         ctx = client.ctx
         if not ctx.transport:
@@ -500,8 +496,8 @@ class ModbusLink:
         loop = asyncio.get_running_loop()
         waiting: asyncio.Future[ModbusPDU] = loop.create_future()
         ctx.response_future = waiting
-        self._watchdog.watch(loop, waiting, loop.time() + ctx.comm_params.timeout_connect)
         ctx.pdu_send(request)
+        timer = loop.call_at(loop.time() + ctx.comm_params.timeout_connect, _expire, waiting)
         try:
             response = await waiting
         except TimeoutError:
@@ -514,7 +510,7 @@ class ModbusLink:
             ctx.count_until_disconnect -= 1
             raise ModbusIOException("no response") from None
         finally:
-            self._watchdog.done()
+            timer.cancel()
         ctx.count_until_disconnect = ctx.max_until_disconnect
         if request.dev_id and response.dev_id != request.dev_id:
             raise ModbusIOException(f"reply from unit {response.dev_id}, not {request.dev_id}")
@@ -564,6 +560,11 @@ class ModbusLink:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _expire(waiting: asyncio.Future[Any]) -> None:
+    if not waiting.done():
+        waiting.set_exception(TimeoutError())
 
 
 async def _connect(client: Client) -> bool:

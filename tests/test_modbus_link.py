@@ -124,34 +124,6 @@ async def test_a_tcp_tool_silent_five_times_running_is_reconnected(scripted, lin
     assert len(tool._transports) == 2  # the sixth attempt came on a new connection
 
 
-async def test_one_watchdog_times_every_request(scripted, links) -> None:
-    """The reply timeout is one timer per link, not one armed and cancelled per request:
-    answered requests leave the same timer armed (a timeout far longer than the test)."""
-    tool, port = await scripted(lambda n, pdu: registers_reply(4, [n]))
-    link = await tcp_link(port, links, timeout_s=600.0)
-    assert await link.read_input(0, 1, what="ZONE_PV") == [1]
-    watchdog = link._watchdog.timer
-    assert watchdog is not None
-    for n in range(2, 21):
-        assert await link.read_input(0, 1, what="ZONE_PV") == [n]
-    assert link._watchdog.timer is watchdog and not watchdog.cancelled()
-    await link.close()
-    assert watchdog.cancelled()  # a closed link leaves no timer behind
-
-
-async def test_a_silence_after_answered_requests_times_out_at_its_own_deadline(
-        scripted, links) -> None:
-    """The watchdog armed for an earlier request finds the later one still in time and
-    waits on for it: the silence still ends in a LinkError, after its attempts."""
-    tool, port = await scripted(lambda n, pdu: registers_reply(4, [n]) if n <= 3 else None)
-    link = await tcp_link(port, links, retries=1)
-    for n in range(1, 4):
-        assert await link.read_input(0, 1, what="ZONE_PV") == [n]
-    with pytest.raises(LinkError, match="no reply within 0.2 s .*2 attempts"):
-        await link.read_input(0, 1, what="ZONE_PV")
-    assert len(tool.requests) == 5
-
-
 async def test_a_lost_reply_is_asked_again(scripted, links) -> None:
     tool, port = await scripted(lambda n, pdu: None if n == 1 else registers_reply(3, [7]))
     link = await tcp_link(port, links)
