@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller.line.events import EventKind, LineEventStream
-from controller.line.journal import FLUSH_AFTER_S, StoreJournal
+from controller.line.journal import FLUSH_AFTER_S, StoreJournal, loop_timer
 from controller.store import Store, StoreError
 from drivers.errors import WrongState
 from sequences.kinds import kind_of
@@ -192,6 +192,16 @@ def test_no_flush_is_left_armed_once_a_transaction_carried_what_was_queued(rig) 
     assert again is not armed
     timers.fire()
     assert [i.outcome for i in store.step_intents(journal.step_record("J1-01"))] == ["done"]
+
+
+def test_without_an_event_loop_a_deferred_write_is_committed_at_once(rig) -> None:
+    """Nothing could fire a flush timer outside a running loop (a call between runs):
+    the controller's journal commits what it would have kept waiting, not lose it."""
+    store, stream, _, seen = rig
+    journal = StoreJournal(store, stream, lambda wafer: "J1", arm=loop_timer)
+    machine(journal).fire("start", deferrable=True)
+    assert journal.pending == 0 and store.wafers("J1")[0].state == "step1_waiting"
+    assert seen == [("step1_waiting", 1)]
 
 
 async def test_a_deferred_step_end_is_written_whole_on_flush(rig) -> None:

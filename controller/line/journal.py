@@ -56,13 +56,18 @@ class Timer(Protocol):
     def cancel(self) -> None: ...
 
 
-# Arm a call after so many wall seconds (the running loop's ``call_later``).
-Arm = Callable[[float, Callable[[], None]], Timer]
+# Arm a call after so many wall seconds (the running loop's ``call_later``); None: no
+# timer can run (no event loop runs), so what is queued is committed at once.
+Arm = Callable[[float, Callable[[], None]], Timer | None]
 
 
-def loop_timer(delay: float, callback: Callable[[], None]) -> Timer:
-    """The controller's ``Arm``: the running event loop's timer."""
-    return asyncio.get_running_loop().call_later(delay, callback)
+def loop_timer(delay: float, callback: Callable[[], None]) -> Timer | None:
+    """The controller's ``Arm``: the running event loop's timer, if a loop runs."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # called between runs: nothing would ever fire the timer
+        return None
+    return loop.call_later(delay, callback)
 
 
 class _Common(TypedDict):
@@ -173,6 +178,8 @@ class StoreJournal:
         """Something waits for a transaction: make sure one comes within FLUSH_AFTER_S."""
         if self._timer is None and self._arm is not None:
             self._timer = self._arm(FLUSH_AFTER_S, self._due)
+            if self._timer is None:
+                self.flush()  # no loop to wait in: stored now rather than left queued
 
     def _due(self) -> None:
         """The flush timer: nothing carried what was queued in time, so commit it now."""
