@@ -23,8 +23,8 @@ other processes read the last committed state while the controller writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +56,7 @@ from controller.line.e10 import E10State, ToolMode
 from controller.persistence import alarms as _alarms
 from controller.persistence import audit as _audit
 from controller.persistence import locks as _locks
+from controller.persistence import look as _look
 from controller.persistence import lots as _lots
 from controller.persistence import requests as _requests
 from controller.persistence import tool_modes as _tool_modes
@@ -193,17 +194,16 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self) -> AbstractContextManager[None]:
         """The scheduler's writes inside commit together, or not at all.
 
         One transaction for, say, a transition and the step record it opens: one
         commit instead of several, on every back end. Only the hot-path writes
         (record_transition/record_event, start_step, end_step, record_intent,
         resolve_intent) may be called inside; reads inside see the state before it.
+        (The database's own block, not one wrapped in another: one per transaction.)
         """
-        with self._db.atomic():
-            yield
+        return self._db.atomic()
 
     # -- lots
 
@@ -276,9 +276,9 @@ class Store:
         a value that cannot be stored is refused here, to its own wafer (``StoreError``)."""
         return finite_json(value, what)
 
-    def record_event(self, event: WaferMachineEvent) -> int:
+    def record_event(self, event: WaferMachineEvent, *, location: str | None = None) -> int:
         """Record a transition of ``sequences.wafer.machine.WaferMachine`` (its ``on_event``
-        hook)."""
+        hook); ``location``: where the wafer is now, if it moved (a step's tool)."""
         return self.record_transition(
             event.wafer_id,
             event.from_state,
@@ -290,6 +290,7 @@ class Store:
             tool=event.tool,
             tool_time=event.tool_time,
             measurements=event.measurements,
+            location=location,
         )
 
     events = bound(_wafers.events)
@@ -405,6 +406,10 @@ class Store:
     def tool_modes(self) -> dict[str, ToolModeInfo]:
         """This store's line's tools people set a mode for (not listed: in production)."""
         return _tool_modes.tool_modes(self._db, self.line_id)
+
+    def look(self) -> tuple[dict[str, ToolModeInfo], bool]:
+        """The controller's look, one read: (``tool_modes()``, whether any request waits)."""
+        return _look.look(self._db, self.line_id)
 
     def every_tool_mode(self) -> list[ToolModeInfo]:
         """Every line's tool modes, by line and tool."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller.line.events import EventKind, LineEventStream
-from controller.line.journal import StoreJournal
+from controller.line.journal import FLUSH_AFTER_S, StoreJournal, loop_timer
 from controller.store import Store, StoreError
 from drivers.errors import WrongState
 from sequences.kinds import kind_of
@@ -37,6 +37,33 @@ def rig(tmp_path: Path):
     store.close()
 
 
+class ManualTimers:
+    """The journal's flush timer, fired by the test (an event loop's ``call_later``)."""
+
+    class Armed:
+        def __init__(self, delay: float, callback) -> None:
+            self.delay, self.callback, self.cancelled = delay, callback, False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __init__(self) -> None:
+        self.armed: list[ManualTimers.Armed] = []
+
+    def __call__(self, delay: float, callback) -> Armed:
+        armed = self.Armed(delay, callback)
+        self.armed.append(armed)
+        return armed
+
+    def live(self) -> list[Armed]:
+        return [a for a in self.armed if not a.cancelled]
+
+    def fire(self) -> None:
+        (due,) = self.live()
+        self.armed.remove(due)
+        due.callback()
+
+
 def machine(journal: StoreJournal, wafer: str = "J1-01") -> WaferMachine:
     return WaferMachine(wafer, [s.kind for s in RECIPE.steps], on_event=journal.record)
 
@@ -52,6 +79,26 @@ async def test_a_transition_is_committed_before_anyone_hears_of_it(rig) -> None:
     assert seen == [("step1_waiting", 1), ("step1_running", 2)]
     (record,) = store.steps("J1-01")
     assert record.status == "running" and record.tool == "printer-1"
+
+
+def test_a_step_start_moves_the_wafer_with_its_transitions_own_update(rig) -> None:
+    """The transition that opens a step sets the wafer's location: its transaction updates
+    the wafer's row once (each statement there costs the line's tool commands time)."""
+    store, _, journal, _ = rig
+    m = machine(journal)
+    m.fire("start")
+    raw = store._db._open_writer().connection.dbapi_connection  # the writer, as SQLite sees it
+    sent: list[str] = []
+    raw.set_trace_callback(sent.append)
+    step = RECIPE.step(1)
+    m.fire("tool_acquired", tool="printer-1",
+           opens=StepOpened("print", kind_of(step).parameters(step), kind_of(step).windows(step)))
+    raw.set_trace_callback(None)
+    assert [s.split()[0] for s in sent if s.split()[0] in ("UPDATE", "INSERT")] == [
+        "UPDATE", "INSERT", "INSERT"]  # the wafer; its event; its step record
+    assert store.get_wafer("J1-01").location == "printer-1"
+    (record,) = store.steps("J1-01")
+    assert (record.tool, record.status) == ("printer-1", "running")
 
 
 async def test_guarded_commands_leave_intents_open_only_when_nobody_knows(rig) -> None:
@@ -106,6 +153,55 @@ async def test_a_deferrable_transition_rides_on_the_next_transaction_whoever_it_
     second.fire("start")  # a transaction of its own: the first wafer's start rides on it
     assert [w.state for w in store.wafers("J1")] == ["step1_waiting", "step1_waiting"]
     assert seen == [("step1_waiting", 1), ("step1_waiting", 1)] and journal.pending == 0
+
+
+def test_a_deferred_transition_commits_within_the_bound_when_nothing_else_does(rig) -> None:
+    """decision 0021: the first item queued arms a flush FLUSH_AFTER_S (wall) later; the
+    store is never further behind than that, although no other transaction comes."""
+    store, stream, _, seen = rig
+    timers = ManualTimers()
+    journal = StoreJournal(store, stream, lambda wafer: "J1", arm=timers)
+    first, second = machine(journal, "J1-01"), machine(journal, "J1-02")
+    first.fire("start", deferrable=True)
+    second.fire("start", deferrable=True)  # one timer for everything queued
+    assert [a.delay for a in timers.live()] == [FLUSH_AFTER_S]
+    assert store.events("J1-01") == [] and seen == []
+    timers.fire()
+    assert [w.state for w in store.wafers("J1")] == ["step1_waiting", "step1_waiting"]
+    assert [state for state, _ in seen] == ["step1_waiting", "step1_waiting"]
+    assert journal.pending == 0 and timers.live() == []
+
+
+def test_no_flush_is_left_armed_once_a_transaction_carried_what_was_queued(rig) -> None:
+    """A step's own commit carries the deferred start: the timer is cancelled (no extra
+    commit); what is queued after that commit arms a new one."""
+    store, stream, _, _ = rig
+    timers = ManualTimers()
+    journal = StoreJournal(store, stream, lambda wafer: "J1", arm=timers)
+    m = machine(journal)
+    m.fire("start", deferrable=True)
+    (armed,) = timers.live()
+    step = RECIPE.step(1)
+    m.fire("tool_acquired", tool="printer-1",
+           opens=StepOpened("print", kind_of(step).parameters(step), kind_of(step).windows(step)))
+    assert armed.cancelled and timers.live() == [] and journal.pending == 0
+    assert [e.trigger for e in store.events("J1-01")] == ["start", "tool_acquired"]
+    intent = journal.intend("J1-01", "PRT", "printer-1")
+    journal.resolve(intent, "done")  # an answer rides on the next transaction too
+    (again,) = timers.live()
+    assert again is not armed
+    timers.fire()
+    assert [i.outcome for i in store.step_intents(journal.step_record("J1-01"))] == ["done"]
+
+
+def test_without_an_event_loop_a_deferred_write_is_committed_at_once(rig) -> None:
+    """Nothing could fire a flush timer outside a running loop (a call between runs):
+    the controller's journal commits what it would have kept waiting, not lose it."""
+    store, stream, _, seen = rig
+    journal = StoreJournal(store, stream, lambda wafer: "J1", arm=loop_timer)
+    machine(journal).fire("start", deferrable=True)
+    assert journal.pending == 0 and store.wafers("J1")[0].state == "step1_waiting"
+    assert seen == [("step1_waiting", 1)]
 
 
 async def test_a_deferred_step_end_is_written_whole_on_flush(rig) -> None:

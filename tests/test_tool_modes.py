@@ -67,6 +67,30 @@ def test_a_mode_set_by_another_process_is_seen_at_the_next_look(db_url: str) -> 
         assert controller.tool_modes()["oven-1"].mode is ToolMode.PRODUCTION
 
 
+def test_the_controllers_look_reads_modes_and_waiting_requests_in_one_statement(
+        db_url: str) -> None:
+    """``Store.look``: what ``tool_modes`` and "any request waiting?" answer, in one read
+    (the controller's once-a-second look), whichever way each of them changes."""
+    with Store(db_url, now=lambda: WHEN) as controller, Store(db_url, now=lambda: WHEN) as cli:
+        assert controller.look() == ({}, False)
+        cli.set_tool_mode("oven-1", "maintenance", user="erik", reason="belt")
+        cli.set_tool_mode("printer-1", "engineering", user="erik", reason="squeegee")
+        modes, waiting = controller.look()
+        assert (modes, waiting) == (controller.tool_modes(), False)
+        assert [(m.tool, m.mode, m.reason) for m in modes.values()] == [
+            ("oven-1", ToolMode.MAINTENANCE, "belt"),
+            ("printer-1", ToolMode.ENGINEERING, "squeegee")]
+        cli.create_lot("L1", recipe_name=HIPB.name, recipe_version=HIPB.version,
+                       recipe_hash=HIPB.hash, slots=[1], user="erik")
+        (request,) = [cli.hold_wafer("L1-01", user="erik", reason="look at it")]
+        modes, waiting = controller.look()
+        assert waiting and set(modes) == {"oven-1", "printer-1"}  # the request row is no mode
+        controller.mark_request_handled(request.id, note="held")
+        cli.set_tool_mode("oven-1", "production", user="erik")
+        modes, waiting = controller.look()
+        assert not waiting and modes["oven-1"].mode is ToolMode.PRODUCTION
+
+
 def test_a_busy_tool_finishes_its_wafer_before_its_e10_state_follows_the_mode(
         tmp_path) -> None:
     tools = {"cleaner-1": ScheduledTool("cleaner-1", "cleaner", driver=None),

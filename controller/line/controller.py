@@ -21,7 +21,7 @@ from typing import Any, cast
 from controller.line.batch_records import BatchRecords
 from controller.line.e10 import E10State
 from controller.line.events import EventKind, LineEvent, LineEventStream
-from controller.line.journal import StoreJournal
+from controller.line.journal import StoreJournal, loop_timer
 from controller.line.modes import ToolModes
 from controller.line.recovery import Recovery
 from controller.line.scheduler import ScheduledTool, ScheduledWafer, Scheduler, ToolReport
@@ -146,7 +146,9 @@ class LineController:
             clock,
             line=self,
         )
-        self.journal = StoreJournal(store, self.events, self._lot_of)
+        # What rides on the journal's next transaction commits at the latest a wall second
+        # after it was queued (the journal's flush timer, decision 0021).
+        self.journal = StoreJournal(store, self.events, self._lot_of, arm=loop_timer)
         # Batch tools: batches with their wafers, and each pushing tool's last event number.
         self.batches = BatchRecords(store)
         self.scheduler.batch_log = self.batches
@@ -281,8 +283,11 @@ class LineController:
     async def _wait_for_request(self) -> None:
         # Requests come from other processes (bumpline wafer disposition) through the
         # database, which has no notification: look once a second.
-        while not self.store.pending_requests() and not self.scheduler.stopping:  # noqa: ASYNC110
-            self.modes.apply(self.store.tool_modes())  # idle tools' E10 follows meanwhile
+        while not self.scheduler.stopping:
+            modes, waiting = self.store.look()
+            if waiting:
+                return
+            self.modes.apply(modes)  # idle tools' E10 follows meanwhile
             await asyncio.sleep(REQUEST_LOOK_S)
 
     def _waiting_for_people(self) -> list[str]:
@@ -490,12 +495,11 @@ class LineController:
         if now < self._next_request_look:
             return
         self._next_request_look = now + REQUEST_LOOK_S
-        # Deferred transitions wait at most this long for a transaction to ride on: what
-        # the store shows (other processes, a restart) is never more than a look behind.
-        self.journal.flush()
-        if self.modes.apply(self.store.tool_modes()):
+        # No flush here: deferred transitions have the journal's own timer (decision 0021).
+        modes, waiting = self.store.look()  # one read: modes and "any request?"
+        if self.modes.apply(modes):
             self.scheduler.wake()
-        for request in self.store.pending_requests():
+        for request in self.store.pending_requests() if waiting else ():
             if request.lot_id not in self._lots:
                 continue
             note = self._apply(request)

@@ -17,8 +17,10 @@ what recovery is for (it asks the tool). That saves six of a wafer's ~35 commits
 A transition the runner marks ``deferrable`` (no tool command for its wafer follows
 before that wafer's next journal write: a start, a judged_ok, a step_done with nothing
 to unload) rides the same way on the journal's next transaction, whichever wafer's it
-is, or on ``flush`` (the controller's look for requests, once a second, and the run's
-end). A crash before it commits leaves the store as a crash just before it would have,
+is, or on ``flush``: the journal's own flush timer, armed when the first item is queued and
+cancelled when a transaction carries them, so the store is never more than
+``FLUSH_AFTER_S`` wall seconds behind (docs/decisions/0021-flush-timer.md), and the run's
+end. A crash before it commits leaves the store as a crash just before it would have,
 with the tool in the same state: recovery settles it the same way
 (docs/decisions/0017-deferred-transitions.md). Its measurements are checked and encoded
 when it is recorded, so a value that cannot be stored is refused to its own wafer; it
@@ -27,10 +29,11 @@ is published once committed, in order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Protocol, TypedDict
 
 from controller.db import EncodedJSON
 from controller.line.events import EventKind, LineEventStream
@@ -42,6 +45,29 @@ log = logging.getLogger(__name__)
 
 INTERLOCK = "interlock:"  # how the runner says a wafer was stopped at an interlock
 INTERLOCK_ALARM = "interlock"  # the line alarm's code on the event stream (docs/events.md)
+# Wall seconds a deferred item waits at most for a transaction to ride on (decision 0017's
+# bound: what the store shows is never more than about this far behind the controller).
+FLUSH_AFTER_S = 1.0
+
+
+class Timer(Protocol):
+    """An armed flush (``asyncio.TimerHandle``, or a test's manual one)."""
+
+    def cancel(self) -> None: ...
+
+
+# Arm a call after so many wall seconds (the running loop's ``call_later``); None: no
+# timer can run (no event loop runs), so what is queued is committed at once.
+Arm = Callable[[float, Callable[[], None]], Timer | None]
+
+
+def loop_timer(delay: float, callback: Callable[[], None]) -> Timer | None:
+    """The controller's ``Arm``: the running event loop's timer, if a loop runs."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # called between runs: nothing would ever fire the timer
+        return None
+    return loop.call_later(delay, callback)
 
 
 class _Common(TypedDict):
@@ -70,8 +96,13 @@ def _nothing() -> None:
 
 class StoreJournal:
     def __init__(self, store: Store, stream: LineEventStream,
-                 lot_of: Callable[[str], str | None]) -> None:
+                 lot_of: Callable[[str], str | None], *, arm: Arm | None = None) -> None:
+        """``arm``: how to call the flush back FLUSH_AFTER_S after the first item is queued;
+        without it (tests of the journal alone) only ``flush`` and the next transaction
+        commit what is queued."""
         self.store = store
+        self._arm = arm
+        self._timer: Timer | None = None  # the flush armed for what is queued now
         self.stream = stream
         self._lot_of = lot_of
         self._open_step: dict[str, int] = {}  # wafer -> its open step record
@@ -100,13 +131,15 @@ class StoreJournal:
             return
         with self.store.atomic():
             resolved, deferred = self._write_pending()
-            self.store.record_event(event)
-            if event.opens is not None:
+            opens = event.opens
+            tool = event.tool or "?"
+            # A step's start moves the wafer to its tool with the transition's own UPDATE.
+            self.store.record_event(event, location=tool if opens is not None else None)
+            if opens is not None:
                 assert event.step is not None  # only a step's transition opens a record
                 self._open_step[wafer_id] = self.store.start_step(
-                    wafer_id, event.step, event.opens.kind, event.tool or "?",
-                    event.opens.parameters, windows=event.opens.windows,
-                    tool_time=event.tool_time)
+                    wafer_id, event.step, opens.kind, tool, opens.parameters,
+                    windows=opens.windows, tool_time=event.tool_time, located=True)
             elif event.closes is not None and wafer_id in self._open_step:
                 closes = event.closes
                 self.store.end_step(
@@ -132,12 +165,31 @@ class StoreJournal:
         item = _Deferred(event, measurements, step_id, results, answered)
         self._deferred.append((lambda: self._write_deferred(item),
                                lambda: self._publish(event)))
+        self._queued()
 
     def later(self, write: Callable[[], object], then: Callable[[], object]) -> None:
         """A hot write no tool command waits for (a tool's E10 change): committed with the
         journal's next transaction, like a deferred transition; ``then`` (its publication)
         once it is committed."""
         self._deferred.append((write, then))
+        self._queued()
+
+    def _queued(self) -> None:
+        """Something waits for a transaction: make sure one comes within FLUSH_AFTER_S."""
+        if self._timer is None and self._arm is not None:
+            self._timer = self._arm(FLUSH_AFTER_S, self._due)
+            if self._timer is None:
+                self.flush()  # no loop to wait in: stored now rather than left queued
+
+    def _due(self) -> None:
+        """The flush timer: nothing carried what was queued in time, so commit it now."""
+        self._timer = None
+        try:
+            self.flush()
+        except StoreError as exc:  # kept queued: the next transaction or timer tries again
+            log.warning("deferred transitions not stored yet: %s", exc)
+            if self.pending:
+                self._queued()
 
     def _write_deferred(self, item: _Deferred) -> None:
         event = item.event
@@ -167,6 +219,7 @@ class StoreJournal:
     def resolve(self, intent: int, outcome: str) -> None:
         """Answered: committed with the journal's next transaction (or ``flush``)."""
         self._resolved.append((intent, outcome))
+        self._queued()
         for intents in self._open_intents.values():
             if intent in intents:
                 intents.remove(intent)
@@ -177,8 +230,8 @@ class StoreJournal:
         return len(self._deferred) + len(self._resolved)
 
     def flush(self) -> None:
-        """Commit the transitions and answers not yet committed (the controller's look for
-        requests, the run's end)."""
+        """Commit the transitions and answers not yet committed (the flush timer, the
+        scheduler's return, the run's end)."""
         if self._resolved or self._deferred:
             with self.store.atomic():
                 resolved, deferred = self._write_pending()
@@ -201,10 +254,14 @@ class StoreJournal:
 
     def _committed(self, resolved: int, deferred: int) -> None:
         del self._resolved[:resolved]
-        if deferred:
-            done, self._deferred[:deferred] = self._deferred[:deferred], []
-            for _, then in done:
-                then()
+        done = self._deferred[:deferred]
+        del self._deferred[:deferred]
+        timer = self._timer
+        if timer is not None and not (self._resolved or self._deferred):
+            self._timer = None  # this transaction carried everything: no flush needed
+            timer.cancel()
+        for _, then in done:
+            then()
 
     def _write_resolved(self) -> int:
         """Inside the caller's transaction: the intents answered since the last commit; how

@@ -13,6 +13,7 @@ per line, migration 0010).
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -96,7 +97,14 @@ def tool_modes(database: Database, line_id: str | None = None) -> dict[str, Tool
     table's raw rows are read with a hot statement (a pooled Core read cost about ten
     times more CPU) and compared with the last answer's; only a change is read again."""
     line = _key(line_id)
-    raw = tuple(tuple(r) for r in database.peek_all(_LINE_MODES, {"line_id": line}))
+    return modes_of(database, line, database.peek_all(_LINE_MODES, {"line_id": line}))
+
+
+def modes_of(database: Database, line: str,
+             rows: Sequence[Sequence[Any]]) -> dict[str, ToolModeInfo]:
+    """The modes the raw rows of ``line``'s modes (every column, by tool) say: the last
+    answer when they did not change, else read again."""
+    raw = tuple(tuple(r) for r in rows)
     last = _LAST.setdefault(database, {})
     known = last.get(line)
     if known is not None and known[0] == raw:

@@ -234,7 +234,11 @@ def start_step(
     *,
     windows: Mapping[str, Any] | None = None,
     tool_time: float | None = None,
+    located: bool = False,
 ) -> int:
+    """``located``: the transition that opens the step, in the same transaction, already
+    set the wafer's location to ``tool`` (``record_transition(location=tool)``): one
+    UPDATE of the wafer's row per step start, not two."""
     params = finite_json(parameters, "step parameters")
     with rules():
         wins = check_windows(windows or {})
@@ -242,7 +246,8 @@ def start_step(
     with database.hot_write() as conn:
         # The location first (on PostgreSQL it goes with the INSERT, one round trip): the
         # INSERT writes nothing for a wafer not there, and the transaction is rolled back.
-        _LOCATE.send(conn, {"wafer": wafer_id, "tool": tool, "at": now})
+        if not located:
+            _LOCATE.send(conn, {"wafer": wafer_id, "tool": tool, "at": now})
         added, _ = _ADD_STEP.run(
             conn,
             {
