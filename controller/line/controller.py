@@ -232,10 +232,8 @@ class LineController:
                                           self.scheduler.tools)
             self._close_settled_batches()
             self._finish_aborts()
-            # What start-up built (modules, the schema, compiled statements) lives as long as
-            # the process: the collector's full passes need not walk it again (~3 ms/wafer).
-            # Undone when the run ends: this run's own cycles (this controller, its wafers)
-            # are frozen too, and `bumpline serve` runs lot after lot in one process.
+            # Start-up's objects (modules, schema, statements) live on: full collections need
+            # not walk them (~3 ms/wafer). Undone at the end: this run is frozen too.
             gc.freeze()
             while True:
                 await self.scheduler.run()
@@ -248,7 +246,7 @@ class LineController:
                 await self._wait_for_request()
             return [self._outcome(lot_id) for lot_id in self._lots]
         finally:
-            gc.unfreeze()  # what this run built may be collected once it is dropped
+            gc.unfreeze()  # `bumpline serve` runs lot after lot: each run must be freed
             for stop in unsubscribe:
                 stop()
             for task in self._watches.values():
