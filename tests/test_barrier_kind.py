@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -24,7 +25,7 @@ from drivers.types import (
 )
 from sequences.errors import SequenceError
 from sequences.kinds import kind_of
-from sequences.kinds.barrier import BARRIER, BarrierOutcome, PlaterView
+from sequences.kinds.barrier import BARRIER, BarrierOutcome, PlaterView, mto_after
 from sequences.kinds.base import Recovering, Unknown
 from sequences.kinds.batch import Batch
 from sequences.recipes.alloys import default_alloys
@@ -63,6 +64,31 @@ def view(status: PlaterStatus = IDLE, bath: PlaterBath = HOT, alarm: Alarm | Non
 ])
 def test_interlocks(v: PlaterView, reasons: list[str]) -> None:
     assert BARRIER.interlocks(STEP, v, "W1") == reasons
+
+
+PAST_LIFE = ("nickel bath at {mto:g} MTO: this batch ({n}) would end at {after} MTO, past its "
+             "life of 6 (pH below 4.4 mid-batch): replenish it first (REPLENISH)")
+
+
+@pytest.mark.parametrize(("mto", "wafers", "reasons"), [
+    (5.88, 10, []),  # 5.88 + 0.004 x 10 x 3 µm = 6.00: the life exactly, the pH at 4.4
+    (5.89, 10, [PAST_LIFE.format(mto=5.89, n="10 wafers x 3 µm Ni", after="6.01")]),
+    (5.7, 25, []),  # + 0.3: 6.0000000000000005 in floats, the life exactly
+    (5.71, 25, [PAST_LIFE.format(mto=5.71, n="25 wafers x 3 µm Ni", after="6.01")]),
+    (5.98, 1, []),  # 5.992: a batch of one still fits
+    (5.99, 1, [PAST_LIFE.format(mto=5.99, n="1 wafer x 3 µm Ni", after="6.00")]),  # 6.002
+    (0.0, 25, []),  # a fresh bath takes a full carrier
+    (6.0, 1, ["nickel bath at 6 MTO, its life ends at 6: replenish it"]),  # 740 at START
+])
+def test_a_batch_that_would_end_past_the_bath_life_is_not_started(
+        mto: float, wafers: int, reasons: list[str]) -> None:
+    """Predicted MTO after the batch = MTO now + 0.004 x wafers x µm of nickel; above 6.0
+    the batch is held before LOAD (the spec's 740 comes only at the next START, and the
+    pH would fall below 4.4 mid-batch: 720)."""
+    aged = replace(view(bath=PlaterBath(85.0, 80.0, 4.45, mto, 90.0)), wafers=wafers)
+    assert STEP.ni_um == 3.0
+    assert BARRIER.interlocks(STEP, aged, "W1") == reasons
+    assert mto_after(mto, wafers, STEP.ni_um) == pytest.approx(mto + 0.004 * wafers * 3.0)
 
 
 def test_a_wrong_stored_recipe_is_a_setup_difference() -> None:
@@ -245,6 +271,8 @@ def recovering(wafer_id: str, *intents: str, notes: list[str]) -> Recovering:
     (("LOAD",), HOT, "no LOAD of this wafer names it"),  # a record without the batch id
     (("LOAD B7", "START"), PlaterBath(85.0, 80.0, 4.41, 6.0, 90.0),
      "nickel bath at 6 MTO, its life ends at 6: replenish it"),  # an interlock
+    (("LOAD B7", "START"), PlaterBath(85.0, 80.0, 4.41, 5.99, 90.0),
+     "this batch (2 wafers x 3 µm Ni) would end at 6.01 MTO"),  # its riders weighed
 ])
 async def test_a_loaded_carrier_is_started_at_recovery_only_if_ours_and_allowed(
         intents: tuple[str, ...], bath: PlaterBath, why: str) -> None:

@@ -9,6 +9,11 @@ not for a poll; every wafer then asks ``RESULT? <wafer_id>`` and is judged on
 its own against the step's windows; UNLOAD goes once, after all are judged. A
 step run without a batch (``bumpline sequence run``) is a batch of one.
 
+The nickel bath's life is weighed for the whole batch before LOAD: a batch that
+would take the bath past 6.0 MTO is held at its interlock (``_bath_life``), since
+the tool checks the life only before START and would plate the batch as its pH
+leaves the range.
+
 A batch an alarm ended (700/710 bath out of band, 900 emergency stop) fails
 every member's step with that alarm: they go to disposition together. After a
 controller stop, recovery asks the plater (``STATE?``, ``RESULT?``, the events
@@ -62,8 +67,9 @@ NI_RATE_UM_H = 15.0  # at 85 °C, fresh bath
 NI_RATE_PER_C = 1.08
 NI_HEAT_C_S, NI_COOL_C_S = 0.03, 0.01
 AU_HEAT_C_S, AU_COOL_C_S = 0.05, 0.02
-MTO_LIFE = 6.0  # 740 before the next START
-PH_LOW = 4.4  # 720 below
+MTO_LIFE = 6.0  # "at 6.0 MTO it raises 740 before the next START"
+MTO_PER_WAFER_UM = 0.004  # "each batch uses about 0.004 MTO per wafer per µm of nickel"
+PH_LOW = 4.4  # "below 4.4 → 720": the pH reaches it as the bath's life ends
 WARNING_ONLY = (741,)  # NI MTO HIGH does not block
 BATH_SETTLE_S = 300.0  # a bath that drifted out of band between check and START
 
@@ -163,7 +169,8 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
             reasons.append("alarm latched")
         if st.state not in (PlaterState.IDLE, PlaterState.ALARM) and not view.ended_carrier:
             reasons.append(f"plater is {st.state}")
-        return reasons + self.setup_mismatches(step, view) + _bath_life(view.bath)
+        return (reasons + self.setup_mismatches(step, view)
+                + _bath_life(view.bath, view.wafers, step.ni_um))
 
     # --- times ---------------------------------------------------------------------------------
 
@@ -335,7 +342,8 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
             return status
         view = await self.look(driver, step, riders[0].wafer_id, status)
         assert isinstance(view, PlaterView)
-        reasons = _bath_life(view.bath) + self.setup_mismatches(step, replace(view, bath=None))
+        reasons = (_bath_life(view.bath, len(riders), step.ni_um)
+                   + self.setup_mismatches(step, replace(view, bath=None)))
         if view.alarm_code and view.alarm_code not in WARNING_ONLY:
             reasons.insert(0, f"alarm {view.alarm_code} {view.alarm_text} active")
         why = "; ".join(reasons)
@@ -410,14 +418,29 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
         return settled
 
 
-def _bath_life(bath: PlaterBath | None) -> list[str]:
-    """What the nickel bath's age forbids (740 at START, 720 below the pH floor)."""
+def mto_after(mto: float, wafers: int, ni_um: float) -> float:
+    """The nickel bath's age once a batch of ``wafers`` has plated ``ni_um`` of nickel."""
+    return mto + MTO_PER_WAFER_UM * wafers * ni_um
+
+
+def _bath_life(bath: PlaterBath | None, wafers: int, ni_um: float) -> list[str]:
+    """What the nickel bath's age forbids: 740 at START, 720 below the pH floor, and a
+    batch that would end past the bath's life. The tool checks its life only before
+    START, so a batch started just short of it plates its wafers as the pH falls out
+    of range (720 mid-batch): the host weighs the whole batch before START. Exactly
+    the life is allowed (the spec's pH reaches 4.4 there, not below)."""
     if bath is None:
         return []
     reasons = []
+    after = mto_after(bath.ni_mto, wafers, ni_um)
     if bath.ni_mto >= MTO_LIFE:
         reasons.append(f"nickel bath at {bath.ni_mto:g} MTO, its life ends at "
                        f"{MTO_LIFE:g}: replenish it")
+    elif after > MTO_LIFE + 1e-9:  # 1e-9: sums of decimals landing exactly on the life
+        batch = f"{wafers} wafer{'s' if wafers != 1 else ''} x {ni_um:g} µm Ni"
+        reasons.append(f"nickel bath at {bath.ni_mto:g} MTO: this batch ({batch}) would end "
+                       f"at {after:.2f} MTO, past its life of {MTO_LIFE:g} (pH below "
+                       f"{PH_LOW:g} mid-batch): replenish it first (REPLENISH)")
     if bath.ni_ph < PH_LOW:
         reasons.append(f"nickel bath pH {bath.ni_ph:g} below {PH_LOW:g}: replenish it")
     return reasons

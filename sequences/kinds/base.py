@@ -101,6 +101,7 @@ class ToolView(Generic[St]):
     status: St
     clean_recipe: CleanRecipe | StripRecipe | None = None  # cleaner: its recipe registers
     own_wafer_done: bool = False  # this wafer is still in the tool, finished (an earlier stop)
+    wafers: int = 1  # wafers the cycle takes (a batch tool: the batch's members, all may ride)
 
 
 @dataclass

@@ -12,6 +12,7 @@ uses: prepare the tool, run the step, for each step in order.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -290,7 +291,7 @@ class WaferRun:
         self.link_lost = None
         checked: tuple[list[str], ToolView[Any] | None] | Stopped
         try:
-            checked = await self._tool_work(self._readiness(number, step, kind, driver))
+            checked = await self._tool_work(self._readiness(number, step, kind, driver, batch))
         except LinkError as exc:  # nothing was sent that changes the tool: it still waits
             self.link_lost = exc
             return self.state
@@ -412,11 +413,13 @@ class WaferRun:
             self._fire("hold", why=f"recovery: {why}")
 
     async def _readiness(
-        self, number: int, step: Step, kind: AnyKind, driver: AnyTool
+        self, number: int, step: Step, kind: AnyKind, driver: AnyTool, batch: Batch | None
     ) -> tuple[list[str], ToolView[Any]]:
         status = await wait_free(kind, driver, self.wafer_id, self.clock, FREE_TIMEOUT_S)
         reasons = history_interlocks(number, step, self.history, self.alloys, self.options)
         seen = await kind.look(driver, step, self.wafer_id, status)
+        if batch is not None:  # an interlock may weigh the whole cycle (the plater's bath life)
+            seen = dataclasses.replace(seen, wafers=len(batch.members))
         tool_reasons = kind.interlocks(step, seen, self.wafer_id)
         if getattr(status, "alarm_code", 0):  # name the alarm, not just its number
             alarm = await driver.alarm()
