@@ -1,8 +1,9 @@
 """A real mosquitto for the feed's tests, on 127.0.0.1 and a free port.
 
 Killed (SIGKILL, like a broker host that dies) and started again on the same
-port by the tests. Without mosquitto the tests that need it are skipped with
-one line (``.ci/run`` installs Debian's package).
+port by the tests; a ``Gate`` (a TCP relay the test opens and shuts) lets a test
+decide when the feed may reach the broker again. Without mosquitto the tests that
+need it are skipped with one line (``.ci/run`` installs Debian's package).
 """
 
 from __future__ import annotations
@@ -69,6 +70,80 @@ class Broker:
         if self._process is not None and self._process.returncode is None:
             self._process.kill()
             await self._process.wait()
+
+
+class Gate:
+    """A TCP relay in front of the broker that a test opens and shuts: the feed talks to
+    the broker through it, a subscriber talks to the broker directly. Shut, it refuses
+    connections (nothing listens) and cuts the ones it relays; so a test that restarts
+    the broker can subscribe first and only then let the feed back in, instead of racing
+    the feed's reconnection."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.port = free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self._server: asyncio.Server | None = None
+        self._relays: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port,
+                                                      reuse_address=True)
+
+    async def shut(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        relays, self._relays = self._relays, set()
+        for task in relays:
+            task.cancel()
+        await asyncio.gather(*relays, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        writers = [writer]
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.broker.port)
+            writers.append(up_writer)
+            pipes = [asyncio.create_task(_pipe(reader, up_writer)),
+                     asyncio.create_task(_pipe(up_reader, writer))]
+            try:  # either side ending (the broker killed, the client gone) ends both
+                await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for pipe in pipes:
+                    pipe.cancel()
+                await asyncio.gather(*pipes, return_exceptions=True)
+        except OSError:
+            pass  # the broker is not there: the client sees its connection closed
+        finally:
+            self._relays.discard(task)
+            for w in writers:
+                w.close()
+                with contextlib.suppress(OSError):
+                    await w.wait_closed()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+
+
+@contextlib.asynccontextmanager
+async def gate(broker: Broker) -> AsyncIterator[Gate]:
+    """A gate to ``broker``, open; shut (its relays ended) on the way out."""
+    relay = Gate(broker)
+    await relay.open()
+    try:
+        yield relay
+    finally:
+        await relay.shut()
 
 
 @contextlib.asynccontextmanager

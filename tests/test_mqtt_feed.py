@@ -30,7 +30,7 @@ from controller.feed.topics import KEEP_FINISHED, FeedState, Message
 from controller.line.controller import LineController
 from controller.line.events import EventKind, LineEvent, LineEventStream
 from sequences.recipes.validate import load_valid_recipe
-from tests.mqtt_broker import Broker, mosquitto
+from tests.mqtt_broker import Broker, gate, mosquitto
 from tests.test_lot_run import rig, run_lots
 
 WAIT_S = 30.0  # wall-second bound on any wait (a hang fails, never a pass)
@@ -112,9 +112,11 @@ def event_is(kind: str) -> Callable[[Got], bool]:
 
 @contextlib.asynccontextmanager
 async def fed_line(tmp_path: Path, broker: Broker, *, buffer: int = 10_000,
-                   speed: float = 500.0) -> AsyncIterator[tuple[Any, LineEventStream, MqttFeed]]:
-    """The simulated line with an event stream and the feed on it."""
-    config = mqtt_config({"site": "plant-1", "buffer": buffer}, broker.url)
+                   speed: float = 500.0, url: str | None = None
+                   ) -> AsyncIterator[tuple[Any, LineEventStream, MqttFeed]]:
+    """The simulated line with an event stream and the feed on it (to ``url``: a gate to
+    the broker; else the broker itself)."""
+    config = mqtt_config({"site": "plant-1", "buffer": buffer}, url or broker.url)
     assert config is not None
     async with rig(f"sqlite:///{tmp_path / 'line.db'}", speed=speed) as r:
         stream = LineEventStream(LINE, r.clock.now)
@@ -164,13 +166,17 @@ async def test_a_lot_reaches_a_subscriber_in_order_and_a_late_one_gets_the_state
 async def test_a_broker_killed_mid_lot_neither_stops_the_lot_nor_loses_the_state(
         tmp_path: Path) -> None:
     buffer = 20
-    async with mosquitto(tmp_path) as broker:
-        async with fed_line(tmp_path, broker, buffer=buffer) as (r, stream, feed):
+    async with mosquitto(tmp_path) as broker, gate(broker) as door:
+        # The feed reaches the broker through a gate the test holds: events are not
+        # retained, so the subscriber after the restart must be there before the feed
+        # comes back and sends its buffer (else it would race the feed's reconnection).
+        async with fed_line(tmp_path, broker, buffer=buffer, url=door.url) as (r, stream, feed):
             async with Subscriber(broker) as before:
                 r.new_lot("L2", 2)
                 run = asyncio.create_task(run_lots(controller(r, stream), ["L2"]))
                 await before.until(event_is("step_ended"))
                 await broker.kill()
+                await door.shut()  # the feed's retries are refused until the test opens it
                 [outcome] = await run  # the whole lot with no broker
             assert outcome.state == "complete"
             assert all(w.state == "complete" for w in r.store.wafers("L2"))
@@ -180,7 +186,8 @@ async def test_a_broker_killed_mid_lot_neither_stops_the_lot_nor_loses_the_state
             last_seq = feed.last_seq
 
             await broker.start()  # on the same port
-            async with Subscriber(broker) as after:
+            async with Subscriber(broker) as after:  # subscribed (SUBACK) before the feed
+                await door.open()  # is let back in: nothing it sends can pass it by
                 back = await after.until(feed_says(True, connections=lambda n: n >= 2))
                 lot = await after.until(lambda g: g.topic == f"{ROOT}/lot/L2" and (
                     g.payload is not None and g.payload["state"] == "complete"))
