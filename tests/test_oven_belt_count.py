@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from modbus_fixtures import POLL_S, SimOven
+from test_lot_run import rig, run_lots
 
 from drivers.clock import ManualClock
 from drivers.oven import ReflowOven
@@ -201,3 +203,22 @@ async def test_requests_of_a_wafer(counts_exit: bool) -> None:
         await oven.load("W-02")
         await oven.exit_values_of({"W-02"}, left="W-01")  # not there yet
         assert len(sent) == 5  # process values, coils, LOAD_WAFER_ID, LOAD, the exit
+
+
+# --- a lot on an oven that counts the tunnel only -------------------------------------------------
+
+
+@pytest.mark.parametrize("counts_exit", [False])
+async def test_a_lot_on_an_oven_counting_the_tunnel_only_completes(counts_exit: bool,
+                                                                  tmp_path: Path) -> None:
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", oven_counts_exit=counts_exit) as r:
+        wafers = r.new_lot("TUNNEL1", 3)
+        (outcome,) = await run_lots(r.controller(), ["TUNNEL1"])
+        assert outcome.state == "complete"
+        assert outcome.wafers == {w: "complete" for w in wafers}
+        assert r.store.alarms() == []  # no 530 at the exit, nothing refused
+        for wafer in wafers:
+            loads = [i for i in r.store.wafer_history(wafer).intents if i.command == "LOAD"]
+            assert [i.outcome for i in loads] == ["done", "done"]  # one per reflow
+        assert r.model("oven-1").belt_counts_exit is counts_exit
+        assert r.tools["oven-1"].belt.counts_exit is counts_exit  # learned at its first UNLOAD
