@@ -430,13 +430,15 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         async def check() -> bool:
             if before is None:
                 raise _CannotTell("nothing known of the belt before it")
+            at_exit: bool | None = None
+            clear: bool | None = None
+            read_at = 0.0
             if self.belt.counts_exit:  # the count alone tells, the exit aside
-                count, at_exit, clear, read_at = await self.regs.read("WAFERS_ON_BELT"), None, \
-                    None, None
+                count = await self.regs.read("WAFERS_ON_BELT")
             else:
                 count, at_exit, clear, read_at = await self._count_and_exit()
             fits = judge_load(before, count, at_exit)
-            if fits[True] and fits[False] and clear is not None and read_at is not None:
+            if fits[True] and fits[False] and clear is not None:
                 # Both fit (a wafer waits at the exit; the model not known): the entrance
                 # tells if it can. Closed after our LOAD on a clear one: it went on. Clear
                 # sooner than any belt speed clears it after a LOAD: it did not.

@@ -19,7 +19,7 @@ from test_lot_run import rig, run_lots
 
 from drivers.clock import ManualClock
 from drivers.oven import ReflowOven
-from drivers.oven_belt import LoadUnknown
+from drivers.oven_belt import BeltKnowledge, Guess, LoadUnknown, judge_load
 from drivers.types import ReflowProfile
 from sim.faults import FaultPlan
 from sim.oven import OvenModel
@@ -113,6 +113,34 @@ def on_belt(sim: SimOven) -> list[str]:
     now = sim.now()
     waiting = sim.model.exit_wafer(now)
     return [w for w, _ in sim.model.wafer_positions(now)] + ([waiting] if waiting else [])
+
+
+# --- the guesses, without an oven -----------------------------------------------------------------
+
+
+def test_a_count_read_while_a_wafer_may_wait_at_the_exit_is_not_carried_blindly() -> None:
+    """WAFERS_ON_BELT = 2 with the exit unknown: 2 on the belt, or (tunnel-only, a wafer
+    waiting) 3. After our UNLOAD, 1 or 2: a LOAD then asks before it is sent, where the
+    old cached count would have judged a lost reply one off."""
+    belt = BeltKnowledge()
+    belt.counted(2, None, belt.stamp())
+    assert belt.guesses == {Guess(True, 2, False), Guess(False, 2, False), Guess(False, 3, True)}
+    belt.sending()
+    belt.sent(-1, None)
+    assert not belt.settled()
+    belt.flags(False, True, belt.stamp())  # the exit empty now: nothing was there at UNLOAD
+    assert not belt.settled() and belt.counts_exit is None
+    belt.counted(1, False, belt.stamp())
+    assert belt.settled() and {g.on_belt for g in belt.guesses or ()} == {1}
+
+
+def test_a_wafer_at_the_exit_tells_the_model_or_leaves_both_answers_open() -> None:
+    both = frozenset({Guess(True, 1, True), Guess(False, 1, True)})
+    assert judge_load(both, 2, True) == {False: frozenset(), True: {Guess(True, 2, True)}}
+    assert judge_load(both, 0, True) == {False: {Guess(False, 1, True)}, True: frozenset()}
+    fits = judge_load(both, 1, True)  # counting and not loaded, or tunnel-only and loaded
+    assert fits == {False: {Guess(True, 1, True)}, True: {Guess(False, 2, True)}}
+    assert judge_load(both, 2, False) == {False: frozenset(), True: frozenset()}  # fits none
 
 
 @MODELS
