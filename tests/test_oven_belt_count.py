@@ -21,6 +21,9 @@ from drivers.clock import ManualClock
 from drivers.oven import ReflowOven
 from drivers.oven_belt import BeltKnowledge, Guess, LoadUnknown, judge_load
 from drivers.types import ReflowProfile
+from sequences.kinds.base import Recovering, TakeResult
+from sequences.kinds.reflow import REFLOW
+from sequences.recipes.recipe import ReflowStep, find_recipe
 from sim.faults import FaultPlan
 from sim.oven import OvenModel
 
@@ -173,7 +176,9 @@ async def test_a_wafer_at_the_exit_and_nothing_tells_holds_the_wafer(counts_exit
                                                                      ) -> None:
     """The probe comes 100 s late (the entrance clear again) on an oven whose model is not
     known: the tunnel-only oven's count fits both answers, so the LOAD is neither repeated
-    nor called refused. The counting oven's count alone tells."""
+    nor called refused, and the wafer is settled by the oven's word (recovery's rule for
+    a reflow step left open: it comes out at the exit). The counting oven's count alone
+    tells."""
     async with oven_on(counts_exit) as (oven, sim, plan):
         await wafer_waiting_at_exit(oven, "W-01")
         said = lose_load_reply(oven, plan, late_s=100.0)
@@ -187,6 +192,16 @@ async def test_a_wafer_at_the_exit_and_nothing_tells_holds_the_wafer(counts_exit
                 await oven.load("W-02")
             assert not [t for t in said if t.startswith("reply lost")]  # no answer, no resend
         assert on_belt(sim) == ["W-02", "W-01"]
+        if not counts_exit:
+            oven.link.trace = None
+            step = find_recipe("ballmount-sac305").step(2)
+            assert isinstance(step, ReflowStep)
+            wafer = Recovering("W-02", 2, judging=False, earlier_results=(),
+                               intents=("LOAD",), note=lambda *_: None)
+            settled = await REFLOW.settle_all(oven, [(step, wafer)], oven.clock)
+            taken = settled["W-02"]
+            assert isinstance(taken, TakeResult) and taken.result.wafer_id == "W-02"
+            assert on_belt(sim) == []
 
 
 @MODELS
