@@ -22,8 +22,9 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.errors import DeviceBusy, ToolError
-from drivers.modbus_link import MAX_READ_REGISTERS, ModbusLink
+from drivers.modbus_link import MAX_READ_REGISTERS, ModbusLink, Probe
 from drivers.modbus_tool import REFUSED_AGAIN, ModbusTool
+from drivers.oven_belt import ENTRANCE_CLOSED_MIN_S, BeltKnowledge, Guesses, LoadUnknown, judge_load
 from drivers.register_map import RegisterMap
 from drivers.types import (
     ZONES,
@@ -56,12 +57,12 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         # LOAD judges a lost reply by the belt count, which an UNLOAD also changes: the two
         # exchanges never interleave (held for the requests only, not for any waiting).
         self._belt = asyncio.Lock()
-        # WAFERS_ON_BELT as last known, with the number of LOADs and UNLOADs sent before
-        # that read (``_moves``): only those change it, and only we send them, so a count
-        # read since the last one (the interlocks' status) or carried through our own
-        # LOADs and UNLOADs is LOAD's "before" without a read of its own.
-        self._moves = 0
-        self._on_belt: tuple[int, int] | None = None
+        # What the reads so far say of the belt (drivers/oven_belt.py): only our LOADs and
+        # UNLOADs change the wafers on it, so a count read since the last one (the
+        # interlocks' status) or carried through them is LOAD's "before" without a read of
+        # its own - whether or not the oven counts a wafer waiting at the exit.
+        self.belt = BeltKnowledge()
+        self._probed: Guesses | None = None  # the belt after a LOAD, as its probe saw it
         # The few requests the driver makes, worked out once from the map.
         self._profile = m.block(
             "ZONE_SP", "CONVEYOR_SPEED", "O2_LIMIT", "TAL_THRESHOLD", "PROFILE_ID"
@@ -135,9 +136,9 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
 
     async def process_values(self) -> OvenProcess:
         """Zones, state, belt count, alarm code, O2 and the active profile: one request."""
-        moves = self._moves
+        moves = self.belt.stamp()
         v = await self.regs.read_block(self._process)
-        self._saw_belt(v["WAFERS_ON_BELT"], moves)
+        self.belt.counted(v["WAFERS_ON_BELT"], None, moves)
         return OvenProcess(
             state=self._state_of(v["STATE"]),
             zone_pv_c=tuple(v["ZONE_PV"]),
@@ -149,8 +150,9 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
 
     async def status(self) -> OvenStatus:
         """Everything at a glance in three requests: process values, inputs, coils."""
-        process = await self.process_values()
-        flags = await self.regs.read_block(self._flags)
+        moves = self.belt.stamp()  # the inputs read after the count: an empty exit then
+        process = await self.process_values()  # was empty while the count was read
+        flags = await self._read_flags(moves)
         coils = await self.regs.read_block(self._coils)
         return OvenStatus(
             **vars(process),
@@ -170,19 +172,18 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         return OvenReadiness(**vars(process), nitrogen_on=coils["N2_ON"],
                              conveyor_running=coils["CONVEYOR_RUN"])
 
-    def _saw_belt(self, count: int, moves: int) -> None:
-        """WAFERS_ON_BELT read by a request sent when ``moves`` LOADs/UNLOADs had been sent:
-        the count now unless one was sent since."""
-        if moves == self._moves:
-            self._on_belt = (count, moves)
-
-    def _belt_count(self) -> int | None:
-        known = self._on_belt
-        return known[0] if known is not None and known[1] == self._moves else None
+    async def _read_flags(self, moves: int | None = None) -> dict[str, Any]:
+        """Discrete inputs 0-3, told to the belt knowledge (``moves``: the stamp of an
+        earlier read they vouch for; by default their own)."""
+        if moves is None:
+            moves = self.belt.stamp()
+        flags = await self.regs.read_block(self._flags)
+        self.belt.flags(flags["WAFER_AT_EXIT"], flags["ENTRANCE_CLEAR"], moves)
+        return flags
 
     async def signals(self) -> OvenSignals:
         """Entrance, exit, zones stable and alarm in one request (discrete inputs 0-3)."""
-        flags = await self.regs.read_block(self._flags)
+        flags = await self._read_flags()
         return OvenSignals(
             entrance_clear=flags["ENTRANCE_CLEAR"],
             wafer_at_exit=flags["WAFER_AT_EXIT"],
@@ -200,9 +201,9 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         """
         deadline = self.clock.now() + timeout_s
         while True:
-            moves = self._moves
+            moves = self.belt.stamp()
             v = await self.regs.read_block(self._state)
-            self._saw_belt(v["WAFERS_ON_BELT"], moves)
+            self.belt.counted(v["WAFERS_ON_BELT"], None, moves)
             state = self._state_of(v["STATE"])
             if state is OvenState.READY:
                 return
@@ -215,7 +216,7 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         """Until a wafer waits at the exit (tool seconds), then its result."""
         deadline = self.clock.now() + timeout_s
         while True:
-            flags = await self.regs.read_block(self._flags)
+            flags = await self._read_flags()
             if flags["WAFER_AT_EXIT"]:
                 return await self.exit_result()
             if flags["ALARM_ACTIVE"]:
@@ -238,14 +239,23 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         # The oven itself refuses a LOAD it cannot take (not READY, entrance not clear, no
         # nitrogen: exception 06, explained by _why_refused), so nothing is checked first.
         async with self._belt:
-            on_belt = self._belt_count()
-            if on_belt is None:  # not known since our last LOAD/UNLOAD: ask
-                on_belt = await self.regs.read("WAFERS_ON_BELT")
+            belt = self.belt
+            if not belt.settled():  # not known since our last LOAD/UNLOAD, or ambiguous: ask
+                await self._learn_belt()
             if not named:
                 await self.name_load(wafer_id)
+            clear = belt.entrance_clear_at == belt.moves  # only a LOAD closes it again
             # Never sent twice: a repeat could put a second wafer on the belt once the
             # entrance clears. After a lost reply the belt count tells whether it went on.
-            await self._move("LOAD", self._belt_count_is(on_belt + 1), on_belt + 1)
+            try:
+                await self._move("LOAD", lambda before: self._went_on(
+                    before, self.clock.now(), clear), 1)
+            except _CannotTell as exc:
+                error = LoadUnknown(self.name, f"COMMAND=LOAD of {wafer_id}: reply lost, and "
+                                    f"the oven cannot tell whether it went on ({exc}); not "
+                                    "sent again: the oven's word settles it later")
+                error.after_lost_reply = True  # type: ignore[attr-defined]
+                raise error from None
 
     async def exit_result(self) -> ReflowResult:
         """The exit wafer's measured profile: the EXIT_ registers, then its curve."""
@@ -267,6 +277,7 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         id, or ``left`` is not known, WAFER_AT_EXIT tells whether it is there again.
         """
         gapless = len(self._exit.runs) == 1  # the map lets id and values come in one read
+        moves = self.belt.stamp()
         for look in range(2):
             if gapless:
                 v = await self.regs.read_block(self._exit)
@@ -279,8 +290,9 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
                 break  # an id not yet taken off, or read after WAFER_AT_EXIT said 1
             # The id may be the one taken off last time: only WAFER_AT_EXIT tells, and a
             # wafer arriving between the two reads changes the id, so it is read again.
-            if not (await self.regs.read_block(self._flags))["WAFER_AT_EXIT"]:
+            if not (await self._read_flags())["WAFER_AT_EXIT"]:
                 return None
+        self.belt.exit_seen(moves)  # it waits there until our UNLOAD
         if gapless:
             return self._result(v, ())
         # The RF-10N's map has a gap (IR 27-29) between the values and the id: two reads,
@@ -334,9 +346,12 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         # Never sent twice blindly: a repeat could release the next wafer reaching the exit.
         # After a lost reply the exit tells: our wafer is gone from it, or it is not.
         async with self._belt:
-            on_belt = self._belt_count()
-            after = None if on_belt is None else on_belt - 1
-            await self._move("UNLOAD", self._gone_from_exit(wafer_id), after)
+            if self.belt.teaches():
+                # Once per oven: the count with a wafer known at the exit says whether the
+                # oven counts it (docs/protocols.md); lost-LOAD probes need it.
+                moves = self.belt.stamp()
+                self.belt.counted(await self.regs.read("WAFERS_ON_BELT"), True, moves)
+            await self._move("UNLOAD", lambda _: self._gone_from_exit(wafer_id), -1)
 
     async def clear_alarm(self) -> None:
         """Clear a latched alarm whose cause is gone (COMMAND = CLEAR)."""
@@ -359,18 +374,19 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
                     raise DeviceBusy(self.name, f"COMMAND={name} ({reason})") from None
             await self.clock.sleep(self.poll_s)
 
-    async def _move(self, name: str, done: Callable[[], Awaitable[bool]],
-                    after: int | None) -> None:
-        """LOAD or UNLOAD (the belt lock held): the belt count is ``after`` once it is done
-        (None: not known); after a failure it is not known (the next LOAD reads it)."""
-        self._moves += 1
+    async def _move(self, name: str, done: Callable[[Guesses | None], Probe],
+                    wafers: int) -> None:
+        """LOAD or UNLOAD (the belt lock held), ``wafers`` onto the belt (+1) or off it
+        (-1); ``done`` makes its lost-reply probe from the belt as known when it is sent.
+        After a failure nothing is known of the belt (the next LOAD reads it)."""
+        self._probed = None
+        before = self.belt.sending()
         try:
-            await self._command(name, done=done)
+            await self._command(name, done=done(before))
         except BaseException:
-            self._moves += 1  # a count read during the exchange may predate the command
+            self.belt.failed()
             raise
-        if after is not None:
-            self._on_belt = (after, self._moves)
+        self.belt.sent(wafers, self._probed)
 
     async def _why_refused(self, command: str) -> tuple[str, bool]:
         """What the spec says stops this command, as the oven reports it now; and whether
@@ -405,11 +421,69 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
             return "the alarm's cause is still present" if s.alarm_code else "no alarm latched"
         return f"not allowed in {state}"
 
-    def _belt_count_is(self, expected: int) -> Callable[[], Awaitable[bool]]:
+    def _went_on(self, before: Guesses | None, sent_at: float, entrance_was_clear: bool
+                 ) -> Probe:
+        """LOAD's probe: did the wafer go on? The count against the belt as known before;
+        where the oven's counting model matters, WAFER_AT_EXIT with it (docs/protocols.md,
+        "The belt count and a lost LOAD reply"). Raises _CannotTell rather than guess."""
+
         async def check() -> bool:
-            return await self.regs.read("WAFERS_ON_BELT") == expected
+            if before is None:
+                raise _CannotTell("nothing known of the belt before it")
+            at_exit: bool | None = None
+            clear: bool | None = None
+            read_at = 0.0
+            if self.belt.counts_exit:  # the count alone tells, the exit aside
+                count = await self.regs.read("WAFERS_ON_BELT")
+            else:
+                count, at_exit, clear, read_at = await self._count_and_exit()
+            fits = judge_load(before, count, at_exit)
+            if fits[True] and fits[False] and clear is not None:
+                # Both fit (a wafer waits at the exit; the model not known): the entrance
+                # tells if it can. Closed after our LOAD on a clear one: it went on. Clear
+                # sooner than any belt speed clears it after a LOAD: it did not.
+                if not clear and entrance_was_clear:
+                    fits[False] = frozenset()
+                elif clear and read_at - sent_at < ENTRANCE_CLOSED_MIN_S:
+                    fits[True] = frozenset()
+            if fits[True] and fits[False]:
+                raise _CannotTell(f"WAFERS_ON_BELT = {count} with a wafer at the exit fits "
+                                  "either way: whether the oven counts that wafer is not "
+                                  "known yet")
+            if not (fits[True] or fits[False]):
+                raise _CannotTell(f"WAFERS_ON_BELT = {count} fits neither")
+            went_on = bool(fits[True])
+            # The belt once the LOAD is done: as seen, or as seen plus the LOAD sent again.
+            self._probed = fits[True] if went_on else frozenset(g.moved(1) for g in fits[False])
+            return went_on
 
         return check
+
+    async def _count_and_exit(self) -> tuple[int, bool, bool, float]:
+        """WAFERS_ON_BELT and WAFER_AT_EXIT as of one moment (the belt lock held: no UNLOAD
+        meanwhile), with ENTRANCE_CLEAR and the tool time it was read by. An empty exit
+        read after the count was empty while it was read; a wafer there stays, so the
+        count is read again after it: two requests, three when a wafer waits there."""
+        count = await self.regs.read("WAFERS_ON_BELT")
+        flags = await self.regs.read_block(self._flags)
+        read_at = self.clock.now()
+        if flags["WAFER_AT_EXIT"]:
+            count = await self.regs.read("WAFERS_ON_BELT")
+        return count, flags["WAFER_AT_EXIT"], flags["ENTRANCE_CLEAR"], read_at
+
+    async def _learn_belt(self) -> None:
+        """Before a LOAD, when the reads so far leave the belt ambiguous (at the oven's
+        first LOAD, after a failed move): the inputs first (an empty exit settles the
+        interlocks' count), then the count and the exit as one moment if still needed."""
+        belt = self.belt
+        if belt.guesses is not None:
+            await self._read_flags()
+            if belt.settled():
+                return
+        moves = belt.stamp()
+        count, at_exit, clear, _ = await self._count_and_exit()
+        belt.counted(count, at_exit, moves)
+        belt.flags(at_exit, clear, moves)
 
     def _gone_from_exit(self, wafer_id: str) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:
@@ -437,3 +511,8 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
 
     async def _alarm_gone(self) -> bool:
         return not (await self.regs.read_block(self._flags))["ALARM_ACTIVE"]
+
+
+class _CannotTell(Exception):
+    """LOAD's probe cannot tell whether the wafer went on (not a LinkError: the link would
+    take it for a silent tool); ``load`` reports it as ``LoadUnknown``."""

@@ -55,11 +55,13 @@ class SimulatedLine:
         host: str = "127.0.0.1",
         cleaner_models: Sequence[str] = (),
         state_files: dict[str, str | Path] | None = None,
+        oven_counts_exit: bool = True,
     ) -> None:
         """``cleaner_models``: the model of cleaner-1, cleaner-2, ... (FC-1 or FC-2); cleaners
         beyond the list are FC-1s. ``state_files``: per plater, where it keeps what survives a
         power loss (its event log and numbering); a plater without one forgets them when it
-        stops."""
+        stops. ``oven_counts_exit``: the ovens' WAFERS_ON_BELT counts the wafer waiting at the
+        exit (False: the tunnel's wafers only; docs/simulator.md)."""
         if serial_transport not in ("pty", "tcp"):
             raise ValueError(f"serial transport must be pty or tcp, got {serial_transport!r}")
         if cleaner_transport not in ("pty", "tcp"):
@@ -80,6 +82,7 @@ class SimulatedLine:
         self.name = name
         self.host = host
         self.state_files = {k: str(v) for k, v in (state_files or {}).items()}
+        self.oven_counts_exit = oven_counts_exit
         self.tools: dict[str, ServedTool] = {}
 
     @property
@@ -126,7 +129,7 @@ class SimulatedLine:
             from sim.modbus_server import OvenServer
             from sim.oven import OvenModel
 
-            model = OvenModel(seed=seed)
+            model = OvenModel(seed=seed, belt_counts_exit=self.oven_counts_exit)
             server = OvenServer(model, self.clock, name=name, faults=plan)
             host, port = await server.start_tcp(self.host)
             config = {

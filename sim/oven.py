@@ -133,8 +133,12 @@ class OvenModel(LatchedAlarms):
     register_span = {Table.COILS: 2, Table.DISCRETE_INPUTS: 4, Table.HOLDING: 38,
                      Table.INPUT: IR_CURVE + CURVE_REGISTERS}
 
-    def __init__(self, seed: int = 0, *, start: float = 0.0) -> None:
+    def __init__(self, seed: int = 0, *, start: float = 0.0,
+                 belt_counts_exit: bool = True) -> None:
         rng = random.Random(seed)
+        # WAFERS_ON_BELT with the wafer waiting at the exit (falls at UNLOAD), or the
+        # tunnel's wafers only (falls at the exit): the spec says neither (docs/simulator.md).
+        self.belt_counts_exit = belt_counts_exit
         # Thermocouple noise by step number (not drawn in sequence), so idle time can be skipped
         # in one go and the readings still do not depend on how often anyone polls.
         self._noise_table = [(2.0 * rng.random() - 1.0) * NOISE_C for _ in range(_NOISE_TABLE)]
@@ -298,7 +302,9 @@ class OvenModel(LatchedAlarms):
                    for i, sp in enumerate(self._setpoints))
 
     def _wafers_on_belt(self) -> int:
-        return len(self._tunnel) + (self._exit_waiting is not None)
+        """IR 11 WAFERS_ON_BELT, which APPLY and STANDBY need at 0 (as the spec says)."""
+        waiting = self._exit_waiting is not None and self.belt_counts_exit
+        return len(self._tunnel) + waiting
 
     def _entrance_clear(self) -> bool:
         return not self._tunnel or self._tunnel[-1].position_mm >= ENTRANCE_CLEAR_MM
@@ -310,7 +316,7 @@ class OvenModel(LatchedAlarms):
             return OvenState.STANDBY
         if not self._applied:
             return OvenState.OFF
-        if self._wafers_on_belt():
+        if self._tunnel or self._exit_waiting is not None:
             return OvenState.PROCESSING
         return OvenState.READY if self._ready() else OvenState.HEATING
 
@@ -566,3 +572,8 @@ class OvenModel(LatchedAlarms):
         """(wafer id, mm from the entrance) of every wafer in the tunnel, nearest the exit first."""
         self.advance(now)
         return [(w.wafer_id, w.position_mm) for w in self._tunnel]
+
+    def exit_wafer(self, now: float) -> str | None:
+        """The wafer waiting at the exit (not yet UNLOADed), if any."""
+        self.advance(now)
+        return self._exit_waiting.wafer_id if self._exit_waiting is not None else None

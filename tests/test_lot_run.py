@@ -107,11 +107,13 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(db_url: str, *, faults: dict[str, FaultPlan] | None = None,
-              speed: float = SPEED, timeouts: dict[str, float] | None = None
-              ) -> AsyncIterator[Rig]:
-    """``timeouts``: reply timeouts (wall s) for some tools, instead of the line's default."""
+              speed: float = SPEED, timeouts: dict[str, float] | None = None,
+              oven_counts_exit: bool = True) -> AsyncIterator[Rig]:
+    """``timeouts``: reply timeouts (wall s) for some tools, instead of the line's default;
+    ``oven_counts_exit``: how the simulated oven counts WAFERS_ON_BELT (sim/oven.py)."""
     clock = ScaledClock(speed)
-    async with SimulatedLine(clock=clock, seed=SEED, faults=faults or {}) as line:
+    async with SimulatedLine(clock=clock, seed=SEED, faults=faults or {},
+                             oven_counts_exit=oven_counts_exit) as line:
         text = line.config_text()
         for tool, timeout_s in (timeouts or {}).items():
             text = text.replace(f"[tools.{tool}]\n", f"[tools.{tool}]\ntimeout_s = {timeout_s}\n")

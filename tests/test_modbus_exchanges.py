@@ -102,6 +102,10 @@ LOAD_ID_OK = "10 001E 0008"
 COMMAND_LOAD = "06 0014 0002"  # HR 20 = 2
 COMMAND_UNLOAD = "06 0014 0003"  # HR 20 = 3
 FLAGS = "02 0000 0004"  # DI 0-3: ENTRANCE_CLEAR, WAFER_AT_EXIT, ZONES_STABLE, ALARM_ACTIVE
+CLEAR_NONE_AT_EXIT = "02 01 05"  # entrance clear, no wafer at the exit, zones stable
+# The spec does not say whether WAFERS_ON_BELT counts a wafer waiting at the exit: until
+# the driver has learned it, a count it judges a LOAD by comes with the inputs read after
+# it (an empty exit then was empty while the count was read: both models agree).
 
 
 async def test_oven_status_is_three_requests_decoded_in_engineering_units() -> None:
@@ -135,11 +139,12 @@ async def test_an_oven_reading_it_cannot_have_sent_is_read_again() -> None:
         assert oven.link.garbled_replies == 1
 
 
-async def test_oven_load_is_count_then_id_then_command() -> None:
+async def test_oven_load_is_count_and_exit_then_id_then_command() -> None:
     pairs = [
         (tcp(1, WAFERS_ON_BELT), tcp(1, "04 02 0000")),
-        (tcp(2, LOAD_ID), tcp(2, LOAD_ID_OK)),
-        (tcp(3, COMMAND_LOAD), tcp(3, COMMAND_LOAD)),
+        (tcp(2, FLAGS), tcp(2, CLEAR_NONE_AT_EXIT)),
+        (tcp(3, LOAD_ID), tcp(3, LOAD_ID_OK)),
+        (tcp(4, COMMAND_LOAD), tcp(4, COMMAND_LOAD)),
     ]
     async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
         await oven.load("LOT42-07")
@@ -148,9 +153,11 @@ async def test_oven_load_is_count_then_id_then_command() -> None:
 async def test_oven_load_whose_reply_is_lost_is_judged_by_the_belt_count() -> None:
     pairs = [
         (tcp(1, WAFERS_ON_BELT), tcp(1, "04 02 0000")),
-        (tcp(2, LOAD_ID), tcp(2, LOAD_ID_OK)),
-        (tcp(3, COMMAND_LOAD), None),  # carried out; the reply is lost
-        (tcp(4, WAFERS_ON_BELT), tcp(4, "04 02 0001")),  # one on the belt: it went on
+        (tcp(2, FLAGS), tcp(2, CLEAR_NONE_AT_EXIT)),
+        (tcp(3, LOAD_ID), tcp(3, LOAD_ID_OK)),
+        (tcp(4, COMMAND_LOAD), None),  # carried out; the reply is lost
+        (tcp(5, WAFERS_ON_BELT), tcp(5, "04 02 0001")),  # one on the belt: it went on
+        (tcp(6, FLAGS), tcp(6, "02 01 04")),  # (none at the exit)
     ]
     async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
         await oven.load("LOT42-07")  # not sent again, not reported as failed
@@ -159,10 +166,12 @@ async def test_oven_load_whose_reply_is_lost_is_judged_by_the_belt_count() -> No
 async def test_oven_load_that_did_not_arrive_is_sent_once_more() -> None:
     pairs = [
         (tcp(1, WAFERS_ON_BELT), tcp(1, "04 02 0000")),
-        (tcp(2, LOAD_ID), tcp(2, LOAD_ID_OK)),
-        (tcp(3, COMMAND_LOAD), None),  # lost on the way to the oven
-        (tcp(4, WAFERS_ON_BELT), tcp(4, "04 02 0000")),  # nothing went on
-        (tcp(5, COMMAND_LOAD), tcp(5, COMMAND_LOAD)),
+        (tcp(2, FLAGS), tcp(2, CLEAR_NONE_AT_EXIT)),
+        (tcp(3, LOAD_ID), tcp(3, LOAD_ID_OK)),
+        (tcp(4, COMMAND_LOAD), None),  # lost on the way to the oven
+        (tcp(5, WAFERS_ON_BELT), tcp(5, "04 02 0000")),  # nothing went on
+        (tcp(6, FLAGS), tcp(6, CLEAR_NONE_AT_EXIT)),
+        (tcp(7, COMMAND_LOAD), tcp(7, COMMAND_LOAD)),
     ]
     async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
         await oven.load("LOT42-07")
@@ -171,15 +180,19 @@ async def test_oven_load_that_did_not_arrive_is_sent_once_more() -> None:
 async def test_oven_load_refused_after_a_lost_reply_is_explained() -> None:
     pairs = [
         (tcp(1, WAFERS_ON_BELT), tcp(1, "04 02 0000")),
-        (tcp(2, LOAD_ID), tcp(2, LOAD_ID_OK)),
-        (tcp(3, COMMAND_LOAD), None),
-        (tcp(4, WAFERS_ON_BELT), tcp(4, "04 02 0000")),  # not on the belt
-        (tcp(5, COMMAND_LOAD), tcp(5, "86 06")),  # refused now
-        (tcp(6, WAFERS_ON_BELT), tcp(6, "04 02 0000")),  # and still not on: a real refusal
+        (tcp(2, FLAGS), tcp(2, CLEAR_NONE_AT_EXIT)),
+        (tcp(3, LOAD_ID), tcp(3, LOAD_ID_OK)),
+        (tcp(4, COMMAND_LOAD), None),
+        (tcp(5, WAFERS_ON_BELT), tcp(5, "04 02 0000")),  # not on the belt
+        (tcp(6, FLAGS), tcp(6, CLEAR_NONE_AT_EXIT)),
+        (tcp(7, COMMAND_LOAD), tcp(7, "86 06")),  # refused now
+        (tcp(8, WAFERS_ON_BELT), tcp(8, "04 02 0000")),  # and still not on: a real refusal
+        (tcp(9, FLAGS), tcp(9, "02 01 04")),
         # _why_refused: the full status
-        (tcp(7, "04 0000 000F"), tcp(7, "04 1E" + " 0901" * 10 + " 0002 0000 0000 0014 002A")),
-        (tcp(8, FLAGS), tcp(8, "02 01 04")),  # entrance NOT clear
-        (tcp(9, "01 0000 0002"), tcp(9, "01 01 03")),
+        (tcp(10, "04 0000 000F"),
+         tcp(10, "04 1E" + " 0901" * 10 + " 0002 0000 0000 0014 002A")),
+        (tcp(11, FLAGS), tcp(11, "02 01 04")),  # entrance NOT clear
+        (tcp(12, "01 0000 0002"), tcp(12, "01 01 03")),
     ]
     async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
         with pytest.raises(DeviceBusy, match=r"oven-1: COMMAND=LOAD \(ENTRANCE_CLEAR = 0\)"):
@@ -247,8 +260,9 @@ async def test_oven_exit_showing_the_wafer_taken_off_last_asks_wafer_at_exit() -
 
 
 async def test_oven_load_after_a_status_uses_its_belt_count_and_carries_it() -> None:
-    # The status just read says 0 on the belt and nothing moved since: LOAD is id then
-    # command; the next LOAD knows 1, then after our UNLOAD 0 again, with no read.
+    # The status just read says 0 on the belt (with the exit empty after it: the count is
+    # the same in either counting model) and nothing moved since: LOAD is id then command;
+    # the next LOAD knows 1, then after our UNLOAD 1 again, with no read.
     pairs = [
         *STATUS_READY_EMPTY,
         (tcp(4, LOAD_ID), tcp(4, LOAD_ID_OK)),
@@ -256,10 +270,12 @@ async def test_oven_load_after_a_status_uses_its_belt_count_and_carries_it() -> 
         (tcp(6, LOAD_ID), tcp(6, LOAD_ID_OK)),
         (tcp(7, COMMAND_LOAD), None),  # reply lost: judged by the count carried, 1 + 1
         (tcp(8, WAFERS_ON_BELT), tcp(8, "04 02 0002")),
-        (tcp(9, COMMAND_UNLOAD), tcp(9, COMMAND_UNLOAD)),
-        (tcp(10, LOAD_ID), tcp(10, LOAD_ID_OK)),
-        (tcp(11, COMMAND_LOAD), None),  # lost again: 2 - 1 + 1 means it went on
-        (tcp(12, WAFERS_ON_BELT), tcp(12, "04 02 0002")),
+        (tcp(9, FLAGS), tcp(9, "02 01 04")),
+        (tcp(10, COMMAND_UNLOAD), tcp(10, COMMAND_UNLOAD)),
+        (tcp(11, LOAD_ID), tcp(11, LOAD_ID_OK)),
+        (tcp(12, COMMAND_LOAD), None),  # lost again: 2 - 1 + 1 means it went on
+        (tcp(13, WAFERS_ON_BELT), tcp(13, "04 02 0002")),
+        (tcp(14, FLAGS), tcp(14, "02 01 04")),
     ]
     async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
         assert (await oven.status()).wafers_on_belt == 0
@@ -271,11 +287,12 @@ async def test_oven_load_after_a_status_uses_its_belt_count_and_carries_it() -> 
 
 async def test_oven_load_named_first_sends_the_command_alone() -> None:
     # The step names the wafer before journalling the LOAD's intent; LOAD is then the
-    # command alone (the count read, as none is known).
+    # command alone (the count and the exit read, as none is known).
     pairs = [
         (tcp(1, LOAD_ID), tcp(1, LOAD_ID_OK)),
         (tcp(2, WAFERS_ON_BELT), tcp(2, "04 02 0000")),
-        (tcp(3, COMMAND_LOAD), tcp(3, COMMAND_LOAD)),
+        (tcp(3, FLAGS), tcp(3, CLEAR_NONE_AT_EXIT)),
+        (tcp(4, COMMAND_LOAD), tcp(4, COMMAND_LOAD)),
     ]
     async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
         await oven.name_load("LOT42-07")
@@ -287,8 +304,9 @@ async def test_oven_belt_count_is_read_again_after_a_failed_unload() -> None:
         *STATUS_READY_EMPTY,
         (tcp(4, COMMAND_UNLOAD), tcp(4, "86 03")),  # refused for good: count not known
         (tcp(5, WAFERS_ON_BELT), tcp(5, "04 02 0001")),
-        (tcp(6, LOAD_ID), tcp(6, LOAD_ID_OK)),
-        (tcp(7, COMMAND_LOAD), tcp(7, COMMAND_LOAD)),
+        (tcp(6, FLAGS), tcp(6, CLEAR_NONE_AT_EXIT)),
+        (tcp(7, LOAD_ID), tcp(7, LOAD_ID_OK)),
+        (tcp(8, COMMAND_LOAD), tcp(8, COMMAND_LOAD)),
     ]
     async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
         await oven.status()

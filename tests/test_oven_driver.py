@@ -291,11 +291,14 @@ async def test_a_load_whose_reply_was_lost_is_not_reported_as_refused() -> None:
         # LOAD ran but its reply is lost. It is not sent again (at this time scale the
         # entrance clears within one reply timeout, and a repeat would load a second wafer):
         # the link asks the driver's probe, which reads the belt count: the wafer is on.
+        # (How this oven counts a wafer waiting at the exit is not known yet: the inputs
+        # are read with the count, drivers/oven_belt.py.)
         await oven.load("LOT42-11")
         oven.link.trace = None
         assert replies[0] == "no reply within 0.25 s; asking the tool"
         assert replies[1] == "[1]"  # WAFERS_ON_BELT
-        assert replies[2] == "reply lost; the tool says it was carried out"
+        assert replies[2].startswith("[")  # DI 0-3: WAFER_AT_EXIT = 0, the models agree
+        assert replies[3] == "reply lost; the tool says it was carried out"
         status = await oven.status()
         assert status.wafers_on_belt == 1 and status.state is OvenState.PROCESSING
 

@@ -25,9 +25,9 @@ PASS_S_AT_600 = 400  # 4000 mm at 600 mm/min
 class Host:
     """A host talking registers to the model."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, *, belt_counts_exit: bool = True) -> None:
         self.clock = ManualClock()
-        self.oven = OvenModel(seed=seed)
+        self.oven = OvenModel(seed=seed, belt_counts_exit=belt_counts_exit)
 
     @property
     def now(self) -> float:
@@ -335,6 +335,26 @@ def test_wafers_leave_in_load_order() -> None:
         h.cmd(UNLOAD)
     assert out == ["W0", "W1", "W2", "W3"]
     assert h.ir(11) == [0] and h.state() is OvenState.READY
+
+
+@pytest.mark.parametrize("counts_exit", [True, False])
+def test_wafers_on_belt_counts_the_waiting_wafer_as_chosen(counts_exit: bool) -> None:
+    """The spec is silent on a wafer waiting at the exit: counted (falls at UNLOAD) or not
+    (falls at the exit). APPLY follows the count, as the spec's rule says."""
+    h = Host(belt_counts_exit=counts_exit)
+    h.warm()
+    h.load("W0")
+    assert h.ir(11) == [1]
+    h.wait_until(lambda: h.di(1), 1000)
+    assert h.ir(11) == [1 if counts_exit else 0]
+    assert h.state() is OvenState.PROCESSING  # a wafer is there either way
+    if counts_exit:
+        h.refused(6, lambda: h.cmd(APPLY))
+    else:
+        h.cmd(APPLY)  # WAFERS_ON_BELT = 0: allowed; the waiting wafer keeps its results
+        assert h.exit_result()["id"] == "W0" and h.di(1)
+    h.cmd(UNLOAD)
+    assert h.ir(11) == [0] and not h.di(1)
 
 
 def test_results_stay_after_unload_until_the_next_wafer_exits() -> None:

@@ -444,7 +444,9 @@ async def test_a_cool_down_is_looked_at_when_the_cooling_seen_says_it_can_be_don
 
 async def test_the_oven_load_reads_no_belt_count_after_the_interlocks_status() -> None:
     """The belt count LOAD's lost reply is judged by comes from the status the interlocks
-    read, carried through our own LOADs and UNLOADs: no read of its own."""
+    read, carried through our own LOADs and UNLOADs: no read of its own. Learning how the
+    oven counts a wafer waiting at the exit costs two requests in the oven's life: the
+    inputs before its first LOAD, the count before its first UNLOAD (docs/protocols.md)."""
     recipe = find_recipe("ballmount-sac305")
     async with simulated_line(speed=300.0) as line:
         placer, oven = line["placer"], line["oven"]
@@ -459,12 +461,18 @@ async def test_the_oven_load_reads_no_belt_count_after_the_interlocks_status() -
         frames = [str(data) for kind, (tool, data) in
                   ((k, f) for k, f in line.timeline if k == "frame") if tool == oven.name]
         assert sum("COMMAND=LOAD" in f for f in frames) == 2
-        assert not [f for f in frames if "(WAFERS_ON_BELT)" in f]
+        counts = [i for i, f in enumerate(frames) if "(WAFERS_ON_BELT)" in f]
+        assert len(counts) == 1 and "COMMAND=UNLOAD" in frames[counts[0] + 1], frames
+        assert oven.belt.counts_exit is True  # the simulator's default, learned there
         # Nor the inputs: the interlocks read IR 0-14 and the coils, and the entrance's
-        # timing stands for ENTRANCE_CLEAR. The one DI read is the exit watcher's, at its
-        # first take (WAFER_AT_EXIT, the wafer taken off last not known yet).
+        # timing stands for ENTRANCE_CLEAR. One DI read is the first LOAD's (is the exit
+        # empty? the interlocks' count is the same in both counting models then), the
+        # other the exit watcher's, at its first take (WAFER_AT_EXIT, the wafer taken off
+        # last not known yet).
         inputs = [i for i, f in enumerate(frames) if "ENTRANCE_CLEAR" in f]
-        assert len(inputs) == 1 and "EXIT_PEAK" in frames[inputs[0] - 1], frames
+        assert len(inputs) == 2, frames
+        assert "COMMAND=LOAD" in frames[inputs[0] + 1]
+        assert "EXIT_PEAK" in frames[inputs[1] - 1]
         assert sum("(N2_ON..CONVEYOR_RUN)" in f for f in frames) == 3  # the setup's, each LOAD's
         # the exit values and id in one read (IR 20-37, the spec's worked example)
         assert sum("(EXIT_PEAK..EXIT_WAFER_ID)" in f for f in frames) >= 2

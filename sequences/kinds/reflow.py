@@ -188,6 +188,8 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
         if status.active_profile_id != step.profile_id or status.state not in (
             OvenState.READY, OvenState.PROCESSING, OvenState.HEATING
         ):
+            # The count APPLY's own rule reads: on an oven that counts the tunnel only, a
+            # wafer waiting at the exit does not hold APPLY up (docs/protocols.md).
             if status.wafers_on_belt:
                 note(f"waiting for {status.wafers_on_belt} wafer(s) to leave the belt")
                 deadline = clock.now() + timeout_for(SLOWEST_TRANSIT_S)
@@ -315,6 +317,9 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
         deadline = clock.now() + 2 * SLOWEST_TRANSIT_S
         while riders:
             status = await driver.status()
+            # The exit wafer is taken whenever WAFER_AT_EXIT says so, and the belt is empty
+            # only at count 0 with the exit empty: the same whether the oven's count
+            # includes a wafer waiting at the exit or not.
             if status.wafer_at_exit or status.wafers_on_belt == 0:
                 result = await driver.exit_result()
                 rider = riders.pop(result.wafer_id, None)
