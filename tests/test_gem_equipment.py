@@ -293,7 +293,7 @@ async def test_process_programs_validated_versioned_listed(line):
     changed = good.replace("squeegee_kgf = 6.0", "squeegee_kgf = 6.5")
     assert (await host.request(7, 3, L(A("gem-ok"), A(changed)))).body == B(1)
     refused = await host.request(7, 3, L(A("gem-remelt"), A(remelt)))
-    assert refused.body == B(6)
+    assert refused.body == B(1)  # ACKC7 1: permission not granted (6 would accept it)
     notices = await host.count(10, 1, 2)
     assert "version 1 is already stored" in notices[0].body.items[1].text
     reason = notices[1].body.items[1].text
