@@ -12,7 +12,7 @@ import pytest
 
 from controller.gem import ids
 from controller.gem.hsms import Message
-from controller.gem.secs2 import BOOLEAN, U1, U4, A, B, Fmt, L, decode
+from controller.gem.secs2 import BOOLEAN, U1, U2, U4, A, B, Fmt, L, decode
 from controller.gem.states import CommState, ControlState
 from controller.line.events import EventKind
 from controller.store import LotState
@@ -386,3 +386,43 @@ async def test_closing_spools_what_the_host_has_not_acknowledged(line):
 
 def decode_body(spooled):
     return Message(spooled.stream, spooled.function, decode(spooled.body))
+
+
+async def test_a_report_without_reply_in_t3_is_a_communication_failure(line):
+    host = await online_remote(line)
+    await setup_reports(host)
+    # S1F13 again one second after the failure (ESTABLISHCOMMUNICATIONSTIMEOUT's minimum)
+    assert (await host.request(2, 15, L(L(U4(ids.EC_ESTABLISH_COMM_DELAY), U2(1))))).body \
+        == B(0)
+    answer = host._answer
+    silent_once = []
+
+    async def drop_first_s6f11(message):  # the host misses one report
+        if (message.stream, message.function) == (6, 11) and not silent_once:
+            silent_once.append(message)
+            return
+        await answer(message)
+
+    host._answer = drop_first_s6f11
+    before = len(host.received)
+    await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
+                       tool="oven-1", step=1, step_kind="reflow")
+    assert line.eq.db.spool_count() == 1  # after T3: spooled, not lost
+    assert line.eq.comm is not CommState.COMMUNICATING
+    await host.primary(9, 9, after=before)  # E5: the host is told of the T3
+    # not communicating: the host's primaries get SxF0 until S1F13/S1F14 again
+    s1f13 = await host.primary(1, 13, after=before)  # the equipment re-establishes
+    await line.eq.communicating()
+    assert host.received.index(s1f13) > host.received.index(silent_once[0])
+    # communicating again; later reports queue behind the spooled one, offered by S6F23
+    await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
+                       tool="oven-1", step=2, step_kind="reflow")
+    assert line.eq.db.spool_count() == 2
+    live_before = len(host.received)
+    assert (await host.request(6, 23, U1(0))).body == B(0)
+    delivered = await host.count(6, 11, 3)
+    assert [report_values(m)[0][2] for m in delivered[1:]] == [1, 2]
+    assert host.received.index(delivered[1]) >= live_before
+    await line.eq.drained()
+    assert line.eq.db.spool_count() == 0
+    await host.close()
