@@ -12,7 +12,7 @@ import pytest
 
 from controller.gem import ids
 from controller.gem.hsms import Message
-from controller.gem.secs2 import BOOLEAN, U1, U2, U4, A, B, Fmt, L, decode
+from controller.gem.secs2 import BOOLEAN, F4, I2, U1, U2, U4, A, B, Fmt, L, decode
 from controller.gem.states import CommState, ControlState
 from controller.line.events import EventKind
 from controller.store import LotState
@@ -425,4 +425,43 @@ async def test_a_report_without_reply_in_t3_is_a_communication_failure(line):
     assert host.received.index(delivered[1]) >= live_before
     await line.eq.drained()
     assert line.eq.db.spool_count() == 0
+    await host.close()
+
+
+async def test_s2f15_takes_only_values_of_each_constants_type_all_or_nothing(line):
+    host = await online_remote(line)
+
+    async def s2f15(*pairs):
+        return (await host.request(2, 15, L(*(L(U4(e), v) for e, v in pairs)))).body
+
+    async def s2f13(*ecids):
+        return (await host.request(2, 13, L(*(U4(e) for e in ecids)))).body
+
+    delay, size, overwrite, fmt = (ids.EC_ESTABLISH_COMM_DELAY, ids.EC_MAX_SPOOL_SIZE,
+                                   ids.EC_OVERWRITE_SPOOL, ids.EC_TIME_FORMAT)
+    assert await s2f15((delay, F4(2.5))) == B(3)  # an integer constant: no float
+    assert await s2f15((size, BOOLEAN(True))) == B(3)  # nor a boolean
+    assert await s2f15((overwrite, U1(1))) == B(3)  # a boolean constant: BOOLEAN only
+    assert await s2f15((delay, A("20"))) == B(3)
+    assert await s2f15((delay, U4(20, 30))) == B(3)  # one value, not an array
+    # one value refused: nothing of the message is stored (E30: all or nothing)
+    assert await s2f15((fmt, U1(0)), (delay, F4(20.0))) == B(3)
+    assert await s2f13(delay, size, overwrite, fmt) == L(U2(10), U4(10_000), BOOLEAN(False),
+                                                        U1(1))
+    assert await s2f15((fmt, I2(0)), (delay, U4(20)), (overwrite, BOOLEAN(True))) == B(0)
+    assert await s2f13(delay, overwrite, fmt) == L(U2(20), BOOLEAN(True), U1(0))
+    await host.close()
+
+
+async def test_a_stored_constant_of_the_wrong_type_falls_back_to_its_default(line):
+    # a database written before S2F15 checked formats: an F4 and a BOOLEAN stored
+    line.eq.db.save("constants", {str(ids.EC_ESTABLISH_COMM_DELAY): 2.5,
+                                  str(ids.EC_MAX_SPOOL_SIZE): True,
+                                  str(ids.EC_MAX_SPOOL_TRANSMIT): 7})
+    await line.eq.close()
+    await line.start()
+    host = await online_remote(line)
+    ecs = await host.request(2, 13, L(U4(ids.EC_ESTABLISH_COMM_DELAY), U4(ids.EC_MAX_SPOOL_SIZE),
+                                      U4(ids.EC_MAX_SPOOL_TRANSMIT)))
+    assert ecs.body == L(U2(10), U4(10_000), U4(7))  # not S9F7
     await host.close()

@@ -8,6 +8,7 @@ states and oven zone temperatures also follow the line events as they come.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ from controller.gem.secs2 import (
 
 if TYPE_CHECKING:  # the equipment composes this capability; no import at run time
     from controller.gem.hsms import Message
+
+log = logging.getLogger("controller.gem.status")
 
 _MAKERS: dict[Fmt, Callable[..., Item]] = {
     Fmt.U1: U1, Fmt.U2: U2, Fmt.U4: U4, Fmt.U8: U8, Fmt.I1: I1, Fmt.I2: I2, Fmt.I4: I4,
@@ -77,7 +80,15 @@ class StatusCapability:
                 self.variables[var.vid] = var
         self.tool_state: dict[str, tuple[str, str]] = {}  # tool -> (E10 state, tool state)
         self.zone_temps: dict[str, tuple[float, ...]] = {}
-        self._constants: dict[str, Any] = dict(eq.db.load("constants") or {})
+        self._constants: dict[str, Any] = {}
+        for key, value in dict(eq.db.load("constants") or {}).items():
+            var = self.variables.get(int(key)) if str(key).isdigit() else None
+            if var is None or var.kind is not ids.VarKind.EC or not _fits(var, value):
+                # e.g. an F4 stored before S2F15 checked formats: it broke S2F13 for good
+                log.warning("stored equipment constant %s = %r ignored: not a value of it; "
+                            "the default applies", key, value)
+                continue
+            self._constants[str(key)] = value
 
     def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:
         return {(1, 3): self._s1f3, (1, 11): self._s1f11, (2, 13): self._s2f13,
@@ -181,6 +192,7 @@ class StatusCapability:
         return 14, L(*(self.values([e])[0] if self._is_ec(e) else _EMPTY for e in ecids))
 
     async def _s2f15(self, message: Message) -> Reply:
+        """E30: all or nothing; a value must be of a format its constant's type allows."""
         changes = {}
         for pair in message.body.items if message.body else ():
             ecid_item, value_item = pair.items
@@ -188,12 +200,15 @@ class StatusCapability:
             if not self._is_ec(ecid):
                 return 16, B(1)  # EAC 1: no such ECID
             var = self.variables[ecid]
-            if value_item.fmt is Fmt.L or value_item.fmt is Fmt.A:
-                return 16, B(3)  # EAC 3: out of range / wrong kind
-            value = value_item.scalar
-            if var.fmt is Fmt.BOOLEAN:
-                value = bool(value)
-            elif var.minimum is not None and not var.minimum <= value <= var.maximum:
+            if value_item.fmt not in _ACCEPTED[var.fmt] or (
+                    var.fmt is not Fmt.A and len(value_item.value) != 1):
+                log.warning("S2F15: %s %r refused: %s takes %s", var.name, value_item,
+                            var.fmt.name, "/".join(f.name for f in _ACCEPTED[var.fmt]))
+                return 16, B(3)  # EAC 3: out of range (not a value of the constant)
+            value = value_item.value if var.fmt is Fmt.A else value_item.scalar
+            if var.fmt in (Fmt.F4, Fmt.F8):
+                value = float(value)
+            if not _fits(var, value):
                 return 16, B(3)
             changes[str(ecid)] = value
         self._constants.update(changes)
@@ -226,6 +241,37 @@ class StatusCapability:
 
     def _svs(self) -> list[ids.Variable]:
         return [v for v in self.variables.values() if v.kind is ids.VarKind.SV]
+
+
+_INTEGERS = frozenset({Fmt.I1, Fmt.I2, Fmt.I4, Fmt.I8, Fmt.U1, Fmt.U2, Fmt.U4, Fmt.U8})
+# item formats S2F15 takes for a constant of each type: no F4 for an integer, no
+# BOOLEAN for a number (stored, such a value broke S2F13 for good)
+_ACCEPTED: dict[Fmt, frozenset[Fmt]] = {
+    **{fmt: _INTEGERS for fmt in _INTEGERS},
+    Fmt.F4: _INTEGERS | {Fmt.F4, Fmt.F8},
+    Fmt.F8: _INTEGERS | {Fmt.F4, Fmt.F8},
+    Fmt.A: frozenset({Fmt.A}),
+    Fmt.BOOLEAN: frozenset({Fmt.BOOLEAN}),
+}
+
+
+def _fits(var: ids.Variable, value: Any) -> bool:
+    """``value`` is one the constant can hold and send (its format, its range)."""
+    if var.fmt is Fmt.BOOLEAN:
+        return isinstance(value, bool)
+    if var.fmt is Fmt.A:
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if var.fmt in _INTEGERS and not isinstance(value, int):
+        return False
+    if var.minimum is not None and not var.minimum <= value <= var.maximum:
+        return False
+    try:
+        make_item(var.fmt, value)
+    except Secs2Error:
+        return False
+    return True
 
 
 _SNAPSHOT_SVS = frozenset({ids.SV_LINE_STATE, ids.SV_RUNNING_LOTS, ids.SV_QUEUED_LOTS,
