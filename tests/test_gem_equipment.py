@@ -465,3 +465,24 @@ async def test_a_stored_constant_of_the_wrong_type_falls_back_to_its_default(lin
                                       U4(ids.EC_MAX_SPOOL_TRANSMIT)))
     assert ecs.body == L(U2(10), U4(10_000), U4(7))  # not S9F7
     await host.close()
+
+
+async def test_text_we_send_is_ascii_and_no_character_loses_a_report(line):
+    host = await online_remote(line)
+    names = (await host.request(1, 11, L(U4(1312)))).body  # oven-1 zone temperatures
+    assert names.python() == [[1312, "OVEN1ZONETEMPS", "degC"]]  # not the byte 0xB0
+    rpt = L(U4(2), L(L(U4(2), L(U4(ids.DV_WAFER_ID), U4(ids.DV_REASON)))))
+    assert (await host.request(2, 33, rpt)).body == B(0)
+    link = L(U4(3), L(L(U4(ids.CE_WAFER_TRANSITION), L(U4(2)))))
+    assert (await host.request(2, 35, link)).body == B(0)
+    assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
+    # "–" is outside Latin-1: the encoder refused it, and the report was neither sent
+    # nor spooled; "✓" has no ASCII form at all
+    for n, why in enumerate(("bath 5 °C low – held", "checked ✓")):
+        await line.publish(EventKind.WAFER_TRANSITION, lot_id="L1", wafer_id=f"L1-0{n + 1}",
+                           to_state="held", why=why)
+    reports = await host.count(6, 11, 2)
+    assert [report_values(m)[0] for m in reports] == [
+        ["L1-01", "bath 5 degC low - held"], ["L1-02", "checked ?"]]
+    assert [m.body.items[0].number for m in reports] == [1, 2]  # no DATAID skipped
+    await host.close()

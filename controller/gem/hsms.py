@@ -29,10 +29,10 @@ import itertools
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
-from controller.gem.secs2 import B, Fmt, Item, Secs2Error, decode, encode
+from controller.gem.secs2 import B, Fmt, Item, Secs2Error, ascii_item, decode, encode
 
 log = logging.getLogger("controller.gem.hsms")
 
@@ -180,6 +180,8 @@ class HsmsConnection:
     async def send(self, message: Message) -> None:
         if self.closed.is_set():
             raise HsmsError("the host link is down")
+        if message.body is not None:  # E5 A items are ASCII: many hosts decode nothing else
+            message = replace(message, body=ascii_item(message.body))
         async with self._send_lock:
             try:
                 self._writer.write(message.to_bytes())

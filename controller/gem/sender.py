@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controller.gem import ids
 from controller.gem.context import Equipment
 from controller.gem.hsms import HostAborted, HsmsError, ReplyTimeout
-from controller.gem.secs2 import Item, decode, encode
+from controller.gem.secs2 import Item, ascii_item, decode, encode
 
 log = logging.getLogger("controller.gem")
 
@@ -45,7 +45,8 @@ class Sender:
         self._queue: asyncio.Queue[Outgoing | _Unspool] = asyncio.Queue()
 
     def put(self, outgoing: Outgoing) -> None:
-        self._queue.put_nowait(outgoing)
+        # ASCII from here, so the text can neither stop the report being sent nor spooled
+        self._queue.put_nowait(replace(outgoing, body=ascii_item(outgoing.body)))
 
     def unspool(self) -> None:
         self._queue.put_nowait(_Unspool())
