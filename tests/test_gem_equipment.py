@@ -13,7 +13,7 @@ import pytest
 from controller.gem import ids
 from controller.gem.hsms import Message
 from controller.gem.secs2 import BOOLEAN, F4, I2, U1, U2, U4, A, B, Fmt, L, decode
-from controller.gem.states import CommState, ControlState
+from controller.gem.states import CommState, ControlError, ControlState
 from controller.line.events import EventKind
 from controller.store import LotState
 from sequences.recipes.recipe import shipped_recipe_paths
@@ -208,7 +208,7 @@ async def test_alarm_set_and_cleared_reach_the_host_without_waiting(line):
     line.stream.publish(EventKind.ALARM_SET, tool="oven-1", code=540, text="O2 HIGH")
     # publishing returned at once; the report follows
     s5f1 = await host.primary(5, 1)
-    assert s5f1.body == L(B(0x80 | ids.ALCD_ATTENTION), U4(alid), A("oven-1 O2 HIGH"))
+    assert s5f1.body == L(B(0x80 | 7), U4(alid), A("oven-1 O2 HIGH"))  # E5: 7 attention
     listed = await host.request(5, 5, U4(alid))
     assert listed.body == L(L(B(0x80 | ids.ALCD_ATTENTION), U4(alid), A("oven-1 O2 HIGH")))
     assert (await host.request(1, 3, L(U4(ids.SV_ALARMS_SET)))).body == L(L(U4(alid)))
@@ -485,4 +485,59 @@ async def test_text_we_send_is_ascii_and_no_character_loses_a_report(line):
     assert [report_values(m)[0] for m in reports] == [
         ["L1-01", "bath 5 degC low - held"], ["L1-02", "checked ?"]]
     assert [m.body.items[0].number for m in reports] == [1, 2]  # no DATAID skipped
+    await host.close()
+
+
+
+async def test_e5_codes_for_what_does_not_exist_or_is_already_so(line):
+    host = await online_remote(line)
+    # S5F5 of an unknown ALID: zero-length ALCD and ALTX
+    assert (await host.request(5, 5, U4(999))).body == L(L(B(), U4(999), A("")))
+    # S2F29: no minimum, maximum or default is a zero-length A (never a list)
+    ecs = (await host.request(2, 29, L(U4(ids.EC_OVERWRITE_SPOOL), U4(4242)))).body.items
+    assert ecs[0] == L(U4(ids.EC_OVERWRITE_SPOOL), A("OVERWRITESPOOL"), A(""), A(""),
+                       BOOLEAN(False), A(""))
+    assert ecs[1] == L(U4(4242), *(A("") for _ in range(5)))
+    # S1F3 naming an ECID (or a DVID): not a status variable, a zero-length item
+    svs = await host.request(1, 3, L(U4(ids.EC_MAX_SPOOL_SIZE), U4(ids.DV_LOT_ID),
+                                     U4(ids.SV_CONTROL_STATE)))
+    assert svs.body == L(L(), L(), U1(5))
+    # S10F3 to a terminal we do not have: ACKC10 2, nothing displayed
+    assert (await host.request(10, 3, L(B(1), A("to TID 1")))).body == B(2)
+    assert line.terminal == []
+    # S2F33 deleting a report that is not defined: nothing to do, DRACK 0
+    assert (await host.request(2, 33, L(U4(1), L(L(U4(99), L()))))).body == B(0)
+    # HOLD of a held lot: HCACK 5, already in the desired condition
+    start = L(A("START"), L(L(A("LOTID"), A("H1")), L(A("RECIPE"), A(RECIPE)),
+                            L(A("SLOTS"), A("1"))))
+    assert (await host.request(2, 41, start)).body.python() == [4, []]
+    hold = L(A("HOLD"), L(L(A("LOTID"), A("H1"))))
+    assert (await host.request(2, 41, hold)).body.python() == [0, []]
+    assert (await host.request(2, 41, hold)).body.python() == [5, []]
+    await host.close()
+
+
+async def test_terminal_text_is_not_held_behind_the_spool(line):
+    host = await online_remote(line)
+    assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
+    await host.close()
+    await line.eq.server.connection.closed.wait()
+    await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01", step=1,
+                       step_kind="print")
+    assert line.eq.db.spool_count() == 1
+    host = await line.host()
+    line.eq.terminal.to_host("oven-1 PM done")  # communicating, the spool not asked for yet
+    assert (await host.primary(10, 1)).body == L(B(0), A("oven-1 PM done"))
+    assert line.eq.db.spool_count() == 1
+    await host.close()
+
+
+async def test_the_operator_cannot_bring_a_host_offline_equipment_online(line):
+    host = await online_remote(line)
+    assert (await host.request(1, 15)).body == B(0)
+    with pytest.raises(ControlError, match="only the host"):
+        await line.eq.operator_online()
+    assert line.eq.control.state is ControlState.HOST_OFFLINE
+    assert (await host.request(1, 17)).body == B(0)  # the host does
+    assert line.eq.control.state is ControlState.ONLINE_REMOTE
     await host.close()

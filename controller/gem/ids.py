@@ -282,7 +282,7 @@ TOOL_ALARMS: dict[str, dict[int, str]] = {
 }
 ALCD_SET = 0x80  # bit 8 of ALCD: the alarm is set
 ALCD_EQUIPMENT_SAFETY = 2  # E5 ALCD category: equipment safety
-ALCD_ATTENTION = 4  # E5 ALCD category: attention flags
+ALCD_ATTENTION = 7  # E5 ALCD category: attention flags (4 is parameter control error)
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,8 @@ class StatusCapability:
 
     async def _s1f3(self, message: Message) -> Reply:
         vids = ids_of(message.body) or [v.vid for v in self._svs()]
-        return 4, L(*self.values(vids))
+        # E5: an SVID that is not one (an ECID, a DVID, unknown) gets a zero-length item
+        return 4, L(*(self.values([v])[0] if self._is_sv(v) else _EMPTY for v in vids))
 
     async def _s1f11(self, message: Message) -> Reply:
         vids = ids_of(message.body) or [v.vid for v in self._svs()]
@@ -220,10 +221,11 @@ class StatusCapability:
         out = []
         for ecid in ecids:
             if not self._is_ec(ecid):
-                out.append(L(U4(ecid), A(""), _EMPTY, _EMPTY, _EMPTY, A("")))
+                out.append(L(U4(ecid), A(""), A(""), A(""), A(""), A("")))
                 continue
             var = self.variables[ecid]
-            limits = [make_item(var.fmt, x) if x is not None else _EMPTY
+            # E5: ECMIN/ECMAX/ECDEF are never a list; no value is a zero-length A
+            limits = [make_item(var.fmt, x) if x is not None else A("")
                       for x in (var.minimum, var.maximum, self._default(var))]
             out.append(L(U4(ecid), A(var.name), *limits, A(var.units)))
         return 30, L(*out)
@@ -234,6 +236,10 @@ class StatusCapability:
         if var.vid == ids.EC_OVERWRITE_SPOOL:
             return self.eq.config.spool_overwrite
         return var.default
+
+    def _is_sv(self, vid: int) -> bool:
+        var = self.variables.get(vid)
+        return var is not None and var.kind is ids.VarKind.SV
 
     def _is_ec(self, vid: int) -> bool:
         var = self.variables.get(vid)
