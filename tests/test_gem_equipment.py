@@ -541,3 +541,17 @@ async def test_the_operator_cannot_bring_a_host_offline_equipment_online(line):
     assert (await host.request(1, 17)).body == B(0)  # the host does
     assert line.eq.control.state is ControlState.ONLINE_REMOTE
     await host.close()
+
+
+async def test_alarms_and_events_enabled_status_variables(line):
+    host = await online_remote(line)
+    o2_high, jam = 301_540, 301_520
+    assert (await host.request(5, 3, L(B(0), U4()))).body == B(0)  # every alarm disabled
+    assert (await host.request(5, 3, L(B(0x80), L(U4(jam), U4(o2_high))))).body == B(0)
+    events = L(U4(ids.CE_LOT_STARTED), U4(ids.CE_ALARM_SET))
+    assert (await host.request(2, 37, L(BOOLEAN(True), events))).body == B(0)
+    svs = await host.request(1, 3, L(U4(ids.SV_ALARMS_ENABLED), U4(ids.SV_EVENTS_ENABLED)))
+    assert svs.body.python() == [[jam, o2_high], [ids.CE_LOT_STARTED, ids.CE_ALARM_SET]]
+    names = await host.request(1, 11, L(U4(ids.SV_ALARMS_ENABLED), U4(ids.SV_EVENTS_ENABLED)))
+    assert [n[1] for n in names.body.python()] == ["ALARMSENABLED", "EVENTSENABLED"]
+    await host.close()

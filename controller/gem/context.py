@@ -29,6 +29,7 @@ class Equipment(Protocol):
     # the other capabilities and the HSMS server (typed in equipment.py)
     status: Any
     alarms: Any
+    reports: Any
     remote: Any
     terminal: Any
     server: Any

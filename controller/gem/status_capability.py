@@ -138,6 +138,9 @@ class StatusCapability:
             ids.SV_SPOOL_COUNT_TOTAL: lambda: U4(self.eq.db.spool_state()["total"]),
             ids.SV_SPOOL_FULL: lambda: BOOLEAN(self.eq.db.spool_state()["full"]),
             ids.SV_ALARMS_SET: lambda: L(*(U4(a) for a in sorted(self.eq.alarms.active))),
+            ids.SV_ALARMS_ENABLED: lambda: L(*(U4(a) for a in sorted(self.eq.alarms.known)
+                                               if a not in self.eq.alarms.disabled)),
+            ids.SV_EVENTS_ENABLED: lambda: L(*(U4(c) for c in sorted(self.eq.reports.enabled))),
             ids.SV_PP_SELECTED: lambda: A(self.eq.remote.pp_selected or ""),
         }
         if vid in simple:
