@@ -68,13 +68,17 @@ class TestHost:
         await self._writer.drain()
 
     async def _transact(self, message: Message) -> Message:
+        return await self.transact_raw(message.system, message.to_bytes())
+
+    async def transact_raw(self, system: int, frame: bytes) -> Message:
+        """Send bytes as they are and wait for the answer carrying ``system``."""
         future = asyncio.get_running_loop().create_future()
-        self._pending[message.system] = future
-        await self.send(message)
+        self._pending[system] = future
+        await self.send_raw(frame)
         try:
             return await asyncio.wait_for(future, WAIT_S)
         finally:
-            self._pending.pop(message.system, None)
+            self._pending.pop(system, None)
 
     async def primary(self, stream: int, function: int, *, after: int = 0) -> Message:
         """The first S<stream>F<function> the equipment sent at or after index ``after``."""

@@ -12,8 +12,8 @@ import pytest
 
 from controller.gem import ids
 from controller.gem.hsms import Message
-from controller.gem.secs2 import BOOLEAN, U1, U4, A, B, Fmt, L, decode
-from controller.gem.states import CommState, ControlState
+from controller.gem.secs2 import BOOLEAN, F4, I2, U1, U2, U4, A, B, Fmt, L, decode
+from controller.gem.states import CommState, ControlError, ControlState
 from controller.line.events import EventKind
 from controller.store import LotState
 from sequences.recipes.recipe import shipped_recipe_paths
@@ -208,7 +208,7 @@ async def test_alarm_set_and_cleared_reach_the_host_without_waiting(line):
     line.stream.publish(EventKind.ALARM_SET, tool="oven-1", code=540, text="O2 HIGH")
     # publishing returned at once; the report follows
     s5f1 = await host.primary(5, 1)
-    assert s5f1.body == L(B(0x80 | ids.ALCD_ATTENTION), U4(alid), A("oven-1 O2 HIGH"))
+    assert s5f1.body == L(B(0x80 | 7), U4(alid), A("oven-1 O2 HIGH"))  # E5: 7 attention
     listed = await host.request(5, 5, U4(alid))
     assert listed.body == L(L(B(0x80 | ids.ALCD_ATTENTION), U4(alid), A("oven-1 O2 HIGH")))
     assert (await host.request(1, 3, L(U4(ids.SV_ALARMS_SET)))).body == L(L(U4(alid)))
@@ -293,7 +293,7 @@ async def test_process_programs_validated_versioned_listed(line):
     changed = good.replace("squeegee_kgf = 6.0", "squeegee_kgf = 6.5")
     assert (await host.request(7, 3, L(A("gem-ok"), A(changed)))).body == B(1)
     refused = await host.request(7, 3, L(A("gem-remelt"), A(remelt)))
-    assert refused.body == B(6)
+    assert refused.body == B(1)  # ACKC7 1: permission not granted (6 would accept it)
     notices = await host.count(10, 1, 2)
     assert "version 1 is already stored" in notices[0].body.items[1].text
     reason = notices[1].body.items[1].text
@@ -386,3 +386,172 @@ async def test_closing_spools_what_the_host_has_not_acknowledged(line):
 
 def decode_body(spooled):
     return Message(spooled.stream, spooled.function, decode(spooled.body))
+
+
+async def test_a_report_without_reply_in_t3_is_a_communication_failure(line):
+    host = await online_remote(line)
+    await setup_reports(host)
+    # S1F13 again one second after the failure (ESTABLISHCOMMUNICATIONSTIMEOUT's minimum)
+    assert (await host.request(2, 15, L(L(U4(ids.EC_ESTABLISH_COMM_DELAY), U2(1))))).body \
+        == B(0)
+    answer = host._answer
+    silent_once = []
+
+    async def drop_first_s6f11(message):  # the host misses one report
+        if (message.stream, message.function) == (6, 11) and not silent_once:
+            silent_once.append(message)
+            return
+        await answer(message)
+
+    host._answer = drop_first_s6f11
+    before = len(host.received)
+    await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
+                       tool="oven-1", step=1, step_kind="reflow")
+    assert line.eq.db.spool_count() == 1  # after T3: spooled, not lost
+    assert line.eq.comm is not CommState.COMMUNICATING
+    await host.primary(9, 9, after=before)  # E5: the host is told of the T3
+    # not communicating: the host's primaries get SxF0 until S1F13/S1F14 again
+    s1f13 = await host.primary(1, 13, after=before)  # the equipment re-establishes
+    await line.eq.communicating()
+    assert host.received.index(s1f13) > host.received.index(silent_once[0])
+    # communicating again; later reports queue behind the spooled one, offered by S6F23
+    await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
+                       tool="oven-1", step=2, step_kind="reflow")
+    assert line.eq.db.spool_count() == 2
+    live_before = len(host.received)
+    assert (await host.request(6, 23, U1(0))).body == B(0)
+    delivered = await host.count(6, 11, 3)
+    assert [report_values(m)[0][2] for m in delivered[1:]] == [1, 2]
+    assert host.received.index(delivered[1]) >= live_before
+    await line.eq.drained()
+    assert line.eq.db.spool_count() == 0
+    await host.close()
+
+
+async def test_s2f15_takes_only_values_of_each_constants_type_all_or_nothing(line):
+    host = await online_remote(line)
+
+    async def s2f15(*pairs):
+        return (await host.request(2, 15, L(*(L(U4(e), v) for e, v in pairs)))).body
+
+    async def s2f13(*ecids):
+        return (await host.request(2, 13, L(*(U4(e) for e in ecids)))).body
+
+    delay, size, overwrite, fmt = (ids.EC_ESTABLISH_COMM_DELAY, ids.EC_MAX_SPOOL_SIZE,
+                                   ids.EC_OVERWRITE_SPOOL, ids.EC_TIME_FORMAT)
+    assert await s2f15((delay, F4(2.5))) == B(3)  # an integer constant: no float
+    assert await s2f15((size, BOOLEAN(True))) == B(3)  # nor a boolean
+    assert await s2f15((overwrite, U1(1))) == B(3)  # a boolean constant: BOOLEAN only
+    assert await s2f15((delay, A("20"))) == B(3)
+    assert await s2f15((delay, U4(20, 30))) == B(3)  # one value, not an array
+    # one value refused: nothing of the message is stored (E30: all or nothing)
+    assert await s2f15((fmt, U1(0)), (delay, F4(20.0))) == B(3)
+    assert await s2f13(delay, size, overwrite, fmt) == L(U2(10), U4(10_000), BOOLEAN(False),
+                                                        U1(1))
+    assert await s2f15((fmt, I2(0)), (delay, U4(20)), (overwrite, BOOLEAN(True))) == B(0)
+    assert await s2f13(delay, overwrite, fmt) == L(U2(20), BOOLEAN(True), U1(0))
+    await host.close()
+
+
+async def test_a_stored_constant_of_the_wrong_type_falls_back_to_its_default(line):
+    # a database written before S2F15 checked formats: an F4 and a BOOLEAN stored
+    line.eq.db.save("constants", {str(ids.EC_ESTABLISH_COMM_DELAY): 2.5,
+                                  str(ids.EC_MAX_SPOOL_SIZE): True,
+                                  str(ids.EC_MAX_SPOOL_TRANSMIT): 7})
+    await line.eq.close()
+    await line.start()
+    host = await online_remote(line)
+    ecs = await host.request(2, 13, L(U4(ids.EC_ESTABLISH_COMM_DELAY), U4(ids.EC_MAX_SPOOL_SIZE),
+                                      U4(ids.EC_MAX_SPOOL_TRANSMIT)))
+    assert ecs.body == L(U2(10), U4(10_000), U4(7))  # not S9F7
+    await host.close()
+
+
+async def test_text_we_send_is_ascii_and_no_character_loses_a_report(line):
+    host = await online_remote(line)
+    names = (await host.request(1, 11, L(U4(1312)))).body  # oven-1 zone temperatures
+    assert names.python() == [[1312, "OVEN1ZONETEMPS", "degC"]]  # not the byte 0xB0
+    rpt = L(U4(2), L(L(U4(2), L(U4(ids.DV_WAFER_ID), U4(ids.DV_REASON)))))
+    assert (await host.request(2, 33, rpt)).body == B(0)
+    link = L(U4(3), L(L(U4(ids.CE_WAFER_TRANSITION), L(U4(2)))))
+    assert (await host.request(2, 35, link)).body == B(0)
+    assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
+    # "–" is outside Latin-1: the encoder refused it, and the report was neither sent
+    # nor spooled; "✓" has no ASCII form at all
+    for n, why in enumerate(("bath 5 °C low – held", "checked ✓")):
+        await line.publish(EventKind.WAFER_TRANSITION, lot_id="L1", wafer_id=f"L1-0{n + 1}",
+                           to_state="held", why=why)
+    reports = await host.count(6, 11, 2)
+    assert [report_values(m)[0] for m in reports] == [
+        ["L1-01", "bath 5 degC low - held"], ["L1-02", "checked ?"]]
+    assert [m.body.items[0].number for m in reports] == [1, 2]  # no DATAID skipped
+    await host.close()
+
+
+
+async def test_e5_codes_for_what_does_not_exist_or_is_already_so(line):
+    host = await online_remote(line)
+    # S5F5 of an unknown ALID: zero-length ALCD and ALTX
+    assert (await host.request(5, 5, U4(999))).body == L(L(B(), U4(999), A("")))
+    # S2F29: no minimum, maximum or default is a zero-length A (never a list)
+    ecs = (await host.request(2, 29, L(U4(ids.EC_OVERWRITE_SPOOL), U4(4242)))).body.items
+    assert ecs[0] == L(U4(ids.EC_OVERWRITE_SPOOL), A("OVERWRITESPOOL"), A(""), A(""),
+                       BOOLEAN(False), A(""))
+    assert ecs[1] == L(U4(4242), *(A("") for _ in range(5)))
+    # S1F3 naming an ECID (or a DVID): not a status variable, a zero-length item
+    svs = await host.request(1, 3, L(U4(ids.EC_MAX_SPOOL_SIZE), U4(ids.DV_LOT_ID),
+                                     U4(ids.SV_CONTROL_STATE)))
+    assert svs.body == L(L(), L(), U1(5))
+    # S10F3 to a terminal we do not have: ACKC10 2, nothing displayed
+    assert (await host.request(10, 3, L(B(1), A("to TID 1")))).body == B(2)
+    assert line.terminal == []
+    # S2F33 deleting a report that is not defined: nothing to do, DRACK 0
+    assert (await host.request(2, 33, L(U4(1), L(L(U4(99), L()))))).body == B(0)
+    # HOLD of a held lot: HCACK 5, already in the desired condition
+    start = L(A("START"), L(L(A("LOTID"), A("H1")), L(A("RECIPE"), A(RECIPE)),
+                            L(A("SLOTS"), A("1"))))
+    assert (await host.request(2, 41, start)).body.python() == [4, []]
+    hold = L(A("HOLD"), L(L(A("LOTID"), A("H1"))))
+    assert (await host.request(2, 41, hold)).body.python() == [0, []]
+    assert (await host.request(2, 41, hold)).body.python() == [5, []]
+    await host.close()
+
+
+async def test_terminal_text_is_not_held_behind_the_spool(line):
+    host = await online_remote(line)
+    assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
+    await host.close()
+    await line.eq.server.connection.closed.wait()
+    await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01", step=1,
+                       step_kind="print")
+    assert line.eq.db.spool_count() == 1
+    host = await line.host()
+    line.eq.terminal.to_host("oven-1 PM done")  # communicating, the spool not asked for yet
+    assert (await host.primary(10, 1)).body == L(B(0), A("oven-1 PM done"))
+    assert line.eq.db.spool_count() == 1
+    await host.close()
+
+
+async def test_the_operator_cannot_bring_a_host_offline_equipment_online(line):
+    host = await online_remote(line)
+    assert (await host.request(1, 15)).body == B(0)
+    with pytest.raises(ControlError, match="only the host"):
+        await line.eq.operator_online()
+    assert line.eq.control.state is ControlState.HOST_OFFLINE
+    assert (await host.request(1, 17)).body == B(0)  # the host does
+    assert line.eq.control.state is ControlState.ONLINE_REMOTE
+    await host.close()
+
+
+async def test_alarms_and_events_enabled_status_variables(line):
+    host = await online_remote(line)
+    o2_high, jam = 301_540, 301_520
+    assert (await host.request(5, 3, L(B(0), U4()))).body == B(0)  # every alarm disabled
+    assert (await host.request(5, 3, L(B(0x80), L(U4(jam), U4(o2_high))))).body == B(0)
+    events = L(U4(ids.CE_LOT_STARTED), U4(ids.CE_ALARM_SET))
+    assert (await host.request(2, 37, L(BOOLEAN(True), events))).body == B(0)
+    svs = await host.request(1, 3, L(U4(ids.SV_ALARMS_ENABLED), U4(ids.SV_EVENTS_ENABLED)))
+    assert svs.body.python() == [[jam, o2_high], [ids.CE_LOT_STARTED, ids.CE_ALARM_SET]]
+    names = await host.request(1, 11, L(U4(ids.SV_ALARMS_ENABLED), U4(ids.SV_EVENTS_ENABLED)))
+    assert [n[1] for n in names.body.python()] == ["ALARMSENABLED", "EVENTSENABLED"]
+    await host.close()

@@ -7,6 +7,7 @@ import pytest
 
 from controller.gem.hsms import (
     CONTROL_SESSION,
+    HostRejected,
     HsmsConnection,
     HsmsError,
     HsmsPassive,
@@ -15,7 +16,7 @@ from controller.gem.hsms import (
     SType,
     Timers,
 )
-from controller.gem.secs2 import U1, A, L
+from controller.gem.secs2 import U1, A, B, L
 from tests.gem_host import TestHost
 
 FAST = Timers(t3=0.5, t5=1.0, t6=0.5, t7=0.3, t8=0.3)
@@ -38,10 +39,12 @@ class Echo:
 
     def __init__(self):
         self.connections: list[HsmsConnection] = []
+        self.handled: list[Message] = []
         self.server = HsmsPassive(host="127.0.0.1", port=0, device_id=0, timers=FAST,
                                   handler=self.handle, on_connection=self.connected)
 
     async def handle(self, conn, message):
+        self.handled.append(message)
         if (message.stream, message.function) == (1, 1):
             await conn.reply(message, 2, L(A("ECHO"), A("1")))
 
@@ -75,6 +78,8 @@ async def test_data_before_select_is_rejected(echo):
     await host.connect(echo.server.port, select=False)
     reply = await host.request(1, 1)
     assert reply.stype is SType.REJECT_REQ and reply.status == 4  # entity not selected
+    assert reply.stream == 0  # byte 2: the rejected message's SType (data), not its stream
+    assert reply.session == CONTROL_SESSION
     await host.close()
 
 
@@ -135,3 +140,42 @@ async def test_equipment_requests_get_their_replies_or_t3(echo):
     await host.close()
     with pytest.raises(HsmsError, match="down|not selected|closed"):
         await conn.request(6, 11, L(U1(3)))
+
+
+async def test_what_e37_does_not_support_is_rejected_and_the_link_stays(echo):
+    host = TestHost()
+    await host.connect(echo.server.port)
+
+    def frame(b2: int, b3: int, ptype: int, stype: int, system: int) -> bytes:
+        return bytes([0, 0, 0, 10, 0, 0, b2, b3, ptype, stype]) + system.to_bytes(4, "big")
+
+    # PType 1 (not SECS-II): reason 2, byte 2 the PType
+    reply = await host.transact_raw(0x51, frame(0x81, 1, 1, 0, 0x51))
+    assert (reply.stype, reply.stream, reply.status) == (SType.REJECT_REQ, 1, 2)
+    # SType 8 (none in E37): reason 1, byte 2 the SType
+    reply = await host.transact_raw(0x52, frame(0, 0, 0, 8, 0x52))
+    assert (reply.stype, reply.stream, reply.status) == (SType.REJECT_REQ, 8, 1)
+    # a linktest.rsp and a select.rsp answering nothing: reason 3, byte 2 their SType
+    for stype in (SType.LINKTEST_RSP, SType.SELECT_RSP):
+        reply = await host.transact_raw(0x53, frame(0, 0, 0, stype, 0x53))
+        assert (reply.stype, reply.stream, reply.status) == (SType.REJECT_REQ, stype, 3)
+        assert reply.system == 0x53 and reply.session == CONTROL_SESSION
+    assert (await host.request(1, 1)).function == 2  # the link stays selected
+    await host.close()
+
+
+async def test_an_s9_from_the_host_fails_our_transaction_and_is_not_answered(echo):
+    host = TestHost()
+    await host.connect(echo.server.port)
+    conn = echo.connections[0]
+
+    async def s9f7(message):  # the host cannot read our primary: S9F7 with its header
+        await host.send(Message(9, 7, B(*message.to_bytes()[4:14]), False, 0x9999, 0))
+
+    host._answer = s9f7
+    with pytest.raises(HostRejected, match="S9F7"):  # at once, not after T3
+        await conn.request(6, 11, L(U1(1)))
+    assert (await host.request(1, 1)).function == 2  # S9F7 was read before this
+    assert [(m.stream, m.function) for m in echo.handled] == [(1, 1)]  # S9F7 not handled
+    assert not [m for m in host.received if m.stream == 9]  # nor answered (no S9F3)
+    await host.close()

@@ -163,7 +163,7 @@ async def test_the_scenario_against_secsgem_driver(setup):
     remelt = text.replace(f'name = "{RECIPE}"', 'name = "ih-remelt"').replace(
         "peak_c = [215.0, 240.0]", "peak_c = [215.0, 300.0]")
     download = ["L", [["A", "ih-remelt"], ["B", list(remelt.encode("utf-8"))]]]
-    assert await host.request(7, 3, download) == (4, [6])
+    assert await host.request(7, 3, download) == (4, [1])
     notice = (await host("received", s=10, f=1, count=1))["bodies"][0]
     assert "rebump rule" in notice[1] and "<= 288 degC" in notice[1]
 

@@ -330,7 +330,7 @@ async def _scenario(serve: Serve, host: Any, port: int) -> None:
     remelt = text.replace(f'name = "{REMELT}"', 'name = "e2e-remelt"').replace(
         "peak_c = [215.0, 240.0]", "peak_c = [215.0, 300.0]")
     download = ["L", [["A", "e2e-remelt"], ["B", list(remelt.encode("utf-8"))]]]
-    assert await host.request(7, 3, download) == (4, [6])
+    assert await host.request(7, 3, download) == (4, [1])
     notice = (await host.received(10, 1, 1))[0]
     assert "PP e2e-remelt refused" in notice[1] and "rebump rule" in notice[1]
 

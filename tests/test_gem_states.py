@@ -36,10 +36,13 @@ def test_host_offline_and_online():
     assert model.host_online() == 0 and model.state is S.ONLINE_REMOTE
     model.operator_offline()
     assert model.host_online() == 1 and model.state is S.EQUIPMENT_OFFLINE
-    # host-offline -> the operator may still take it offline, or try online
+    # host-offline: the host decides when it comes back (S1F17, E30); the operator may
+    # only take it offline
     model = ControlModel(S.HOST_OFFLINE, remote=False)
-    model.operator_online()
-    assert model.attempt_failed() is S.HOST_OFFLINE
+    with pytest.raises(ControlError, match="only the host"):
+        model.operator_online()
+    assert model.state is S.HOST_OFFLINE
+    assert model.operator_offline() is S.EQUIPMENT_OFFLINE
 
 
 def test_a_restart_mid_attempt_restores_offline():

@@ -77,7 +77,7 @@ class AlarmsCapability:
     async def _s5f5(self, message: Message) -> Reply:
         alids = ids_of(message.body) or sorted(self.known)
         return 6, L(*(self._entry(self.known[a]) if a in self.known
-                      else L(B(0), U4(a), A("")) for a in alids))
+                      else L(B(), U4(a), A("")) for a in alids))  # E5: unknown ALID
 
     async def _s5f7(self, message: Message) -> Reply:
         return 8, L(*(self._entry(self.known[a]) for a in sorted(self.known)

@@ -100,6 +100,8 @@ class StoreLineCommands:
             raise CommandRefused(HCACK_PARAMETER_INVALID, text, parameter=parameter) from None
 
     def hold_lot(self, lot_id: str, reason: str) -> None:
+        if self.lot_state(lot_id)[0] == LotState.HELD:  # E5 HCACK 5: already so
+            raise CommandRefused(HCACK_ALREADY, f"lot {lot_id} is already held")
         self._change(self.store.hold_lot, lot_id, reason)
 
     def resume_lot(self, lot_id: str, reason: str) -> None:

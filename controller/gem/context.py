@@ -29,9 +29,12 @@ class Equipment(Protocol):
     # the other capabilities and the HSMS server (typed in equipment.py)
     status: Any
     alarms: Any
+    reports: Any
     remote: Any
     terminal: Any
     server: Any
+
+    def communication_failed(self, why: str) -> None: ...
 
     def emit(self, ceid: int, values: dict[int, Item], *, force: bool = False) -> None: ...
 

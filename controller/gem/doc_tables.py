@@ -42,7 +42,7 @@ def tables_markdown(tools: tuple[str, ...] = STANDARD_LINE) -> str:
     lines += ["### Alarms (ALID)", "",
               "Tool alarms: ALID = 100000 × role + 1000 × unit + the tool's alarm code "
               "(../shared/specs/); a code not listed still gets its ALID. Line alarms are "
-              "below 100. ALCD category: 2 equipment safety, 4 attention.", ""]
+              "below 100. ALCD category (E5): 2 equipment safety, 7 attention flags.", ""]
     alarms = list(ids.line_alarms()) + [a for t in tools for a in ids.tool_alarms(t)]
     lines += _table(["ALID", "ALTX", "tool", "ALCD category"],
                     [[a.alid, a.text, a.tool or "line", a.category] for a in alarms])

@@ -105,6 +105,7 @@ class GemEquipment:
         )
         self.comm = CommState.DISABLED
         self._communicating = asyncio.Event()
+        self._comm_failed = asyncio.Event()  # a T3 on a report: re-establish (E30)
         self._pump_busy = False
         self._pumped = asyncio.Condition()
         self._events = events
@@ -172,6 +173,7 @@ class GemEquipment:
     async def _on_connection(self, conn: HsmsConnection) -> None:
         self.comm = CommState.WAIT_DELAY  # a new session establishes anew
         self._communicating.clear()
+        self._comm_failed.clear()
         selected = asyncio.ensure_future(conn.wait_selected())
         closed = asyncio.ensure_future(conn.closed.wait())
         try:
@@ -179,6 +181,24 @@ class GemEquipment:
         finally:
             selected.cancel()
             closed.cancel()
+        while conn.selected:
+            await self._establish(conn)
+            # communicating until the link closes or a report gets no reply in T3
+            await _wait_any(conn.closed, self._comm_failed, limit_s=None)
+            if conn.closed.is_set():
+                break
+            self._comm_failed.clear()
+            # E30 communication failure: NOT COMMUNICATING, WAIT DELAY, then S1F13 again
+            await _wait_any(conn.closed, self._communicating,
+                            limit_s=self.status.constant(ids.EC_ESTABLISH_COMM_DELAY))
+        await conn.closed.wait()
+        if self.server.connection is conn:  # not a newer session already established
+            self.comm = CommState.WAIT_DELAY
+            self._communicating.clear()
+        log.info("host link down: spoolable messages are spooled until the host asks (S6F23)")
+
+    async def _establish(self, conn: HsmsConnection) -> None:
+        """S1F13 every ESTABLISHCOMMUNICATIONSTIMEOUT until communicating (or the link closes)."""
         while conn.selected and not self.comm.communicating:
             self.comm = CommState.WAIT_CRA
             try:
@@ -193,11 +213,16 @@ class GemEquipment:
             self.comm = CommState.WAIT_DELAY
             await _wait_any(conn.closed, self._communicating,
                             limit_s=self.status.constant(ids.EC_ESTABLISH_COMM_DELAY))
-        await conn.closed.wait()
-        if self.server.connection is conn:  # not a newer session already established
-            self.comm = CommState.WAIT_DELAY
-            self._communicating.clear()
-        log.info("host link down: spoolable messages are spooled until the host asks (S6F23)")
+
+    def communication_failed(self, why: str) -> None:
+        """E30: a primary of ours got no reply in T3. NOT COMMUNICATING (WAIT DELAY) until
+        an S1F13/S1F14 exchange again; meanwhile reports are spooled."""
+        if not self.comm.communicating:
+            return
+        log.warning("communication failure (%s): not communicating; S1F13 follows", why)
+        self.comm = CommState.WAIT_DELAY
+        self._communicating.clear()
+        self._comm_failed.set()
 
     def _now_communicating(self) -> None:
         if not self.comm.communicating:
@@ -375,7 +400,7 @@ def _first(body: Item | None) -> object:
     return body.scalar
 
 
-async def _wait_any(*events: asyncio.Event, limit_s: float) -> None:
+async def _wait_any(*events: asyncio.Event, limit_s: float | None) -> None:
     waiters = [asyncio.ensure_future(e.wait()) for e in events]
     try:
         await asyncio.wait(waiters, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)

@@ -3,7 +3,11 @@
 One TCP connection at a time (HSMS-SS is a single session): a second connection
 while one is open is closed at once. The host selects (``select.req``), may
 check the link (``linktest.req``), deselects or separates; data messages are
-handed to the equipment's handler only while selected.
+handed to the equipment's handler only while selected. What E37 rejects is
+answered with ``reject.req`` and the link stays: a PType other than SECS-II, an
+unknown SType, a response to no open transaction, data before select. A stream 9
+message from the host (E5 error report) is never answered: it fails our
+transaction whose header it carries.
 
 Timers (wall seconds, they are about the wire):
 
@@ -25,10 +29,10 @@ import itertools
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
-from controller.gem.secs2 import B, Item, Secs2Error, decode, encode
+from controller.gem.secs2 import B, Fmt, Item, Secs2Error, ascii_item, decode, encode
 
 log = logging.getLogger("controller.gem.hsms")
 
@@ -61,6 +65,25 @@ class HostAborted(HsmsError):
 
 class ReplyTimeout(HsmsError):
     """No reply within T3 (or T6 for a control transaction)."""
+
+
+class HostRejected(HostAborted):
+    """The host answered our primary with an S9Fx error (its MHEAD names our message)."""
+
+
+class Unsupported(HsmsError):
+    """A frame whose PType or SType we do not support: answered with ``reject``, the link stays."""
+
+    def __init__(self, why: str, reject: Message) -> None:
+        super().__init__(why)
+        self.reject = reject
+
+
+# reject.req reason codes (E37)
+REJECT_STYPE = 1  # SType not supported
+REJECT_PTYPE = 2  # PType not supported
+REJECT_NO_TRANSACTION = 3  # a response with no open transaction
+REJECT_NOT_SELECTED = 4  # a data message before select
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +126,14 @@ class Message:
     def from_frame(cls, frame: bytes) -> Message:
         """A message from the bytes after the length field (header + body)."""
         session, b2, b3, ptype, stype_code, system = struct.unpack(">HBBBBI", frame[:10])
-        if ptype != 0:
-            raise HsmsError(f"PType {ptype} is not SECS-II")
+        if ptype != 0:  # E37: byte 2 of the reject carries the PType it rejects
+            raise Unsupported(f"PType {ptype} is not SECS-II",
+                              _reject_code(ptype, system, REJECT_PTYPE))
         try:
             stype = SType(stype_code)
         except ValueError:
-            raise HsmsError(f"unknown SType {stype_code}") from None
+            raise Unsupported(f"unknown SType {stype_code}",
+                              _reject_code(stype_code, system, REJECT_STYPE)) from None
         if stype is SType.DATA:
             try:
                 body, error = decode(frame[10:]), None
@@ -155,6 +180,8 @@ class HsmsConnection:
     async def send(self, message: Message) -> None:
         if self.closed.is_set():
             raise HsmsError("the host link is down")
+        if message.body is not None:  # E5 A items are ASCII: many hosts decode nothing else
+            message = replace(message, body=ascii_item(message.body))
         async with self._send_lock:
             try:
                 self._writer.write(message.to_bytes())
@@ -221,7 +248,12 @@ class HsmsConnection:
         )
         try:
             while not self.closed.is_set():
-                message = await self._read_message()
+                try:
+                    message = await self._read_message()
+                except Unsupported as exc:  # the frame was read whole: reject it, read on
+                    log.warning("host link %s: %s; rejected", self.peer, exc)
+                    await self.send(exc.reject)
+                    continue
                 if message is None:
                     break
                 await self._dispatch(message)
@@ -259,7 +291,10 @@ class HsmsConnection:
         kind = message.stype
         if kind is SType.DATA:
             if not self.selected:
-                await self.send(_reject(message, reason=4))  # entity not selected
+                await self.send(_reject(message, reason=REJECT_NOT_SELECTED))
+                return
+            if message.stream == 9 and message.function % 2:
+                self._host_error(message)  # E5: stream 9 is never answered
                 return
             pending = self._pending.get(message.system)
             if pending is not None and message.function % 2 == 0 and not pending.done():
@@ -289,10 +324,28 @@ class HsmsConnection:
             pending = self._pending.get(message.system)
             if pending is not None and not pending.done():
                 pending.set_result(message)
+            else:  # E37: a response to no open transaction of ours
+                await self.send(_reject(message, reason=REJECT_NO_TRANSACTION))
         elif kind is SType.REJECT_REQ:
-            log.warning("host rejected a message (reason %d)", message.status)
+            log.warning("host rejected a message (SType/PType %d, reason %d)",
+                        message.stream, message.status)
+            pending = self._pending.get(message.system)
+            if pending is not None and not pending.done():
+                pending.set_exception(HostRejected(f"the host rejected it (reason "
+                                                   f"{message.status})"))
         else:  # pragma: no cover - SType covers every decoded value
-            await self.send(_reject(message, reason=2))
+            await self.send(_reject(message, reason=REJECT_STYPE))
+
+    def _host_error(self, message: Message) -> None:
+        """An S9Fx from the host: log it and fail our transaction its MHEAD names, if open."""
+        body = message.body
+        header = bytes(body.value) if body is not None and body.fmt is Fmt.B else b""
+        system = int.from_bytes(header[6:10], "big") if len(header) == 10 else None
+        log.warning("host sent %s about %s", message.name,
+                    header.hex(" ") if header else "no message header")
+        pending = self._pending.get(system) if system is not None else None
+        if pending is not None and not pending.done():
+            pending.set_exception(HostRejected(f"the host answered {message.name}"))
 
     async def wait_selected(self) -> None:
         await self._selected_event.wait()
@@ -326,10 +379,13 @@ def _control(like: Message, stype: SType, status: int) -> Message:
 
 
 def _reject(message: Message, *, reason: int) -> Message:
-    # reject.req: byte 2 is the SType (or stream) rejected, byte 3 the reason code
-    rejected = message.stream if message.stype is SType.DATA else int(message.stype)
-    return Message(rejected, 0, None, False, message.system, message.session,
-                   SType.REJECT_REQ, reason)
+    return _reject_code(int(message.stype), message.system, reason)
+
+
+def _reject_code(rejected: int, system: int, reason: int) -> Message:
+    # E37 reject.req: the rejected message's system bytes; byte 2 its SType (its PType
+    # for reason 2), byte 3 the reason
+    return Message(rejected, 0, None, False, system, CONTROL_SESSION, SType.REJECT_REQ, reason)
 
 
 class HsmsPassive:

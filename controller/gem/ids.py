@@ -71,6 +71,8 @@ SV_WAFERS_GOOD = 13
 SV_WAFERS_SCRAPPED = 14
 SV_WAFERS_IN_PROCESS = 15
 SV_ALARMS_SET = 20
+SV_ALARMS_ENABLED = 21
+SV_EVENTS_ENABLED = 22
 SV_PP_SELECTED = 30
 
 _SV = VarKind.SV
@@ -96,6 +98,10 @@ LINE_SVS = (
     Variable(SV_WAFERS_IN_PROCESS, "WAFERSINPROCESS", _SV, Fmt.U4, "wafers",
              "unfinished wafers of the running lots"),
     Variable(SV_ALARMS_SET, "ALARMSSET", _SV, Fmt.L, "", "ALIDs of the alarms set now"),
+    Variable(SV_ALARMS_ENABLED, "ALARMSENABLED", _SV, Fmt.L, "",
+             "ALIDs of the alarms whose S5F1 the host enabled (S5F3)"),
+    Variable(SV_EVENTS_ENABLED, "EVENTSENABLED", _SV, Fmt.L, "",
+             "CEIDs of the collection events the host enabled (S2F37)"),
     Variable(SV_PP_SELECTED, "PPSELECTED", _SV, Fmt.A, "",
              "process program chosen by PP-SELECT for the next START without RECIPE"),
 )
@@ -282,7 +288,7 @@ TOOL_ALARMS: dict[str, dict[int, str]] = {
 }
 ALCD_SET = 0x80  # bit 8 of ALCD: the alarm is set
 ALCD_EQUIPMENT_SAFETY = 2  # E5 ALCD category: equipment safety
-ALCD_ATTENTION = 4  # E5 ALCD category: attention flags
+ALCD_ATTENTION = 7  # E5 ALCD category: attention flags (4 is parameter control error)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@
   delete, S7F19/S7F20 list.
 * A download is parsed and run through the metallurgical validator
   (sequences/recipes/validate.py) exactly as ``bumpline recipe validate`` does. A refused
-  program is answered with ACKC7 6 and the reasons are sent to the host: an S10F1
-  terminal message and the PPREFUSED event (REASON).
+  program is answered with ACKC7 1 (permission not granted; E5's 6 would say "accepted,
+  performed later"), 2 when too long, 5 when a binary body is not UTF-8 text, and the
+  reasons are sent to the host: an S10F1 terminal message and the PPREFUSED event (REASON).
 * Stored programs are versioned by the recipe's own ``version``: the same name and
   version with other text is refused, never silently overwritten; deleting marks a
   program deleted and keeps its text. Shipped recipes are read-only programs.
@@ -39,11 +40,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("controller.gem.programs")
 
 MAX_PP_BYTES = 256 * 1024  # a recipe is a few kB of TOML
+# E5 ACKC7: 0 accepted, 1 permission not granted, 2 length error, 3 matrix overflow,
+# 4 PPID not found, 5 mode unsupported, 6 performed later (an acceptance: never a refusal)
 ACKC7_ACCEPTED = 0
 ACKC7_NOT_GRANTED = 1
 ACKC7_LENGTH = 2
 ACKC7_NOT_FOUND = 4
-ACKC7_OTHER = 6
+ACKC7_MODE_UNSUPPORTED = 5
 
 
 class ProgramsCapability:
@@ -91,7 +94,8 @@ class ProgramsCapability:
             try:
                 text = bytes(body_item.value).decode("utf-8")
             except UnicodeDecodeError:
-                return self._refuse(ppid, ACKC7_OTHER, "not UTF-8 text (a recipe is TOML)")
+                return self._refuse(ppid, ACKC7_MODE_UNSUPPORTED,
+                                    "not UTF-8 text (a recipe is TOML)")
         else:
             text = body_item.text
         raw = text.encode("utf-8")
@@ -102,11 +106,11 @@ class ProgramsCapability:
             if recipe is not None:
                 problems += validate(recipe)
         except RecipeError as exc:
-            return self._refuse(ppid, ACKC7_OTHER, str(exc).splitlines()[0])
+            return self._refuse(ppid, ACKC7_NOT_GRANTED, str(exc).splitlines()[0])
         if problems:
-            return self._refuse(ppid, ACKC7_OTHER, "; ".join(str(p) for p in problems))
+            return self._refuse(ppid, ACKC7_NOT_GRANTED, "; ".join(str(p) for p in problems))
         if recipe.name != ppid:
-            return self._refuse(ppid, ACKC7_OTHER,
+            return self._refuse(ppid, ACKC7_NOT_GRANTED,
                                 f"the recipe inside is named {recipe.name!r}, not {ppid!r}")
         digest = hashlib.sha256(raw).hexdigest()
         clash = self._version_clash(ppid, recipe.version, digest)

@@ -63,10 +63,8 @@ class ReportsCapability:
         for definition in definitions.items:
             rptid_item, vids_item = definition.items
             rptid, vids = rptid_item.number, ids_of(vids_item)
-            if not vids:  # RPTID with no VIDs: delete that report
-                if rptid not in reports:
-                    return 34, B(4)
-                reports.pop(rptid)
+            if not vids:  # RPTID with no VIDs: delete that report (none: nothing to do)
+                reports.pop(rptid, None)
                 continue
             if rptid in reports:
                 return 34, B(3)  # DRACK 3: RPTID already defined

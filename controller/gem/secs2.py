@@ -129,6 +129,18 @@ def ascii_text(text: str) -> str:
     return text.translate(_ASCII).encode("ascii", "replace").decode("ascii")
 
 
+def ascii_item(item: Item) -> Item:
+    """``item`` with every ``A`` inside it made ``ascii_text`` ("°C" -> "degC"): what the
+    equipment sends, so no text can make the encoder refuse a report (nor a host misread it)."""
+    if item.fmt is Fmt.A:
+        return item if item.value.isascii() else Item(Fmt.A, ascii_text(item.value))
+    if item.fmt is Fmt.L:
+        children = tuple(ascii_item(child) for child in item.value)
+        if any(new is not old for new, old in zip(children, item.value, strict=True)):
+            return Item(Fmt.L, children)
+    return item
+
+
 def B(*values: int) -> Item:  # noqa: N802
     return Item(Fmt.B, tuple(_check_range(Fmt.B, v) for v in values))
 

@@ -5,18 +5,21 @@ The sender task delivers one primary at a time and waits for its reply (T3); a
 primary the host cannot take goes to the spool in the database (streams 5 and 6,
 E30's spoolable ones), and once anything is spooled the rest queues behind it
 there, so the host receives everything in the order it happened (spool.py).
+A primary without a reply in T3 is E30's communication failure: the equipment is
+not communicating until an S1F13/S1F14 exchange again, and spools meanwhile.
+S10F1 is not spooled: it goes to a communicating host even while the spool waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controller.gem import ids
 from controller.gem.context import Equipment
-from controller.gem.hsms import HostAborted, HsmsError
-from controller.gem.secs2 import Item, decode, encode
+from controller.gem.hsms import HostAborted, HsmsError, ReplyTimeout
+from controller.gem.secs2 import Item, ascii_item, decode, encode
 
 log = logging.getLogger("controller.gem")
 
@@ -42,7 +45,8 @@ class Sender:
         self._queue: asyncio.Queue[Outgoing | _Unspool] = asyncio.Queue()
 
     def put(self, outgoing: Outgoing) -> None:
-        self._queue.put_nowait(outgoing)
+        # ASCII from here, so the text can neither stop the report being sent nor spooled
+        self._queue.put_nowait(replace(outgoing, body=ascii_item(outgoing.body)))
 
     def unspool(self) -> None:
         self._queue.put_nowait(_Unspool())
@@ -72,7 +76,10 @@ class Sender:
             log.debug("%s not sent: control state %s", out.what, eq.control.state.label)
             return
         conn = eq.server.connection
-        if eq.comm.communicating and conn is not None and not eq.db.spool_count():
+        spoolable = out.stream in SPOOLABLE_STREAMS
+        # once anything is spooled, spoolable reports queue behind it (order kept)
+        if eq.comm.communicating and conn is not None and not (
+                spoolable and eq.db.spool_count()):
             try:
                 await conn.request(out.stream, out.function, out.body)
                 return
@@ -80,14 +87,17 @@ class Sender:
                 log.warning("host refused %s: %s", out.what, exc)
                 return
             except HsmsError as exc:
-                log.warning("%s not delivered (%s): spooled", out.what, exc)
-        if out.stream in SPOOLABLE_STREAMS:
+                if isinstance(exc, ReplyTimeout):  # E30: a communication failure
+                    eq.communication_failed(f"no reply to {out.what}")
+                log.warning("%s not delivered (%s)%s", out.what, exc,
+                            ": spooled" if spoolable else "")
+        if spoolable:
             eq.db.spool(out.stream, out.function, encode(out.body), out.what,
                         limit=int(eq.status.constant(ids.EC_MAX_SPOOL_SIZE)),
                         overwrite=bool(eq.status.constant(ids.EC_OVERWRITE_SPOOL)))
         else:
-            log.warning("%s dropped: the host link is down and S%d is not spooled", out.what,
-                        out.stream)
+            log.warning("%s dropped: not communicating with the host and S%d is not spooled",
+                        out.what, out.stream)
 
     async def _unspool(self) -> None:
         eq = self.eq
@@ -101,6 +111,8 @@ class Sender:
             except HostAborted:
                 pass  # delivered, and refused: it leaves the spool all the same
             except HsmsError as exc:
+                if isinstance(exc, ReplyTimeout):
+                    eq.communication_failed(f"no reply to spooled {spooled.what}")
                 log.warning("spool transmit stopped at %s: %s", spooled.what, exc)
                 return
             eq.db.delivered(spooled.id)

@@ -84,6 +84,8 @@ class ControlModel:
         """Start an attempt to go online (the equipment then sends S1F1)."""
         if self.state.online:
             raise ControlError(f"already {self.state.label}")
+        if self.state is ControlState.HOST_OFFLINE:  # E30: the host went offline, it decides
+            raise ControlError("host-offline: only the host brings it online (S1F17)")
         self._before_attempt = self.state
         self.state = ControlState.ATTEMPT_ONLINE
         return self.state

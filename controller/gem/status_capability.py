@@ -8,6 +8,7 @@ states and oven zone temperatures also follow the line events as they come.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ from controller.gem.secs2 import (
 
 if TYPE_CHECKING:  # the equipment composes this capability; no import at run time
     from controller.gem.hsms import Message
+
+log = logging.getLogger("controller.gem.status")
 
 _MAKERS: dict[Fmt, Callable[..., Item]] = {
     Fmt.U1: U1, Fmt.U2: U2, Fmt.U4: U4, Fmt.U8: U8, Fmt.I1: I1, Fmt.I2: I2, Fmt.I4: I4,
@@ -77,7 +80,15 @@ class StatusCapability:
                 self.variables[var.vid] = var
         self.tool_state: dict[str, tuple[str, str]] = {}  # tool -> (E10 state, tool state)
         self.zone_temps: dict[str, tuple[float, ...]] = {}
-        self._constants: dict[str, Any] = dict(eq.db.load("constants") or {})
+        self._constants: dict[str, Any] = {}
+        for key, value in dict(eq.db.load("constants") or {}).items():
+            var = self.variables.get(int(key)) if str(key).isdigit() else None
+            if var is None or var.kind is not ids.VarKind.EC or not _fits(var, value):
+                # e.g. an F4 stored before S2F15 checked formats: it broke S2F13 for good
+                log.warning("stored equipment constant %s = %r ignored: not a value of it; "
+                            "the default applies", key, value)
+                continue
+            self._constants[str(key)] = value
 
     def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:
         return {(1, 3): self._s1f3, (1, 11): self._s1f11, (2, 13): self._s2f13,
@@ -127,6 +138,9 @@ class StatusCapability:
             ids.SV_SPOOL_COUNT_TOTAL: lambda: U4(self.eq.db.spool_state()["total"]),
             ids.SV_SPOOL_FULL: lambda: BOOLEAN(self.eq.db.spool_state()["full"]),
             ids.SV_ALARMS_SET: lambda: L(*(U4(a) for a in sorted(self.eq.alarms.active))),
+            ids.SV_ALARMS_ENABLED: lambda: L(*(U4(a) for a in sorted(self.eq.alarms.known)
+                                               if a not in self.eq.alarms.disabled)),
+            ids.SV_EVENTS_ENABLED: lambda: L(*(U4(c) for c in sorted(self.eq.reports.enabled))),
             ids.SV_PP_SELECTED: lambda: A(self.eq.remote.pp_selected or ""),
         }
         if vid in simple:
@@ -163,7 +177,8 @@ class StatusCapability:
 
     async def _s1f3(self, message: Message) -> Reply:
         vids = ids_of(message.body) or [v.vid for v in self._svs()]
-        return 4, L(*self.values(vids))
+        # E5: an SVID that is not one (an ECID, a DVID, unknown) gets a zero-length item
+        return 4, L(*(self.values([v])[0] if self._is_sv(v) else _EMPTY for v in vids))
 
     async def _s1f11(self, message: Message) -> Reply:
         vids = ids_of(message.body) or [v.vid for v in self._svs()]
@@ -181,6 +196,7 @@ class StatusCapability:
         return 14, L(*(self.values([e])[0] if self._is_ec(e) else _EMPTY for e in ecids))
 
     async def _s2f15(self, message: Message) -> Reply:
+        """E30: all or nothing; a value must be of a format its constant's type allows."""
         changes = {}
         for pair in message.body.items if message.body else ():
             ecid_item, value_item = pair.items
@@ -188,12 +204,15 @@ class StatusCapability:
             if not self._is_ec(ecid):
                 return 16, B(1)  # EAC 1: no such ECID
             var = self.variables[ecid]
-            if value_item.fmt is Fmt.L or value_item.fmt is Fmt.A:
-                return 16, B(3)  # EAC 3: out of range / wrong kind
-            value = value_item.scalar
-            if var.fmt is Fmt.BOOLEAN:
-                value = bool(value)
-            elif var.minimum is not None and not var.minimum <= value <= var.maximum:
+            if value_item.fmt not in _ACCEPTED[var.fmt] or (
+                    var.fmt is not Fmt.A and len(value_item.value) != 1):
+                log.warning("S2F15: %s %r refused: %s takes %s", var.name, value_item,
+                            var.fmt.name, "/".join(f.name for f in _ACCEPTED[var.fmt]))
+                return 16, B(3)  # EAC 3: out of range (not a value of the constant)
+            value = value_item.value if var.fmt is Fmt.A else value_item.scalar
+            if var.fmt in (Fmt.F4, Fmt.F8):
+                value = float(value)
+            if not _fits(var, value):
                 return 16, B(3)
             changes[str(ecid)] = value
         self._constants.update(changes)
@@ -205,10 +224,11 @@ class StatusCapability:
         out = []
         for ecid in ecids:
             if not self._is_ec(ecid):
-                out.append(L(U4(ecid), A(""), _EMPTY, _EMPTY, _EMPTY, A("")))
+                out.append(L(U4(ecid), A(""), A(""), A(""), A(""), A("")))
                 continue
             var = self.variables[ecid]
-            limits = [make_item(var.fmt, x) if x is not None else _EMPTY
+            # E5: ECMIN/ECMAX/ECDEF are never a list; no value is a zero-length A
+            limits = [make_item(var.fmt, x) if x is not None else A("")
                       for x in (var.minimum, var.maximum, self._default(var))]
             out.append(L(U4(ecid), A(var.name), *limits, A(var.units)))
         return 30, L(*out)
@@ -220,12 +240,47 @@ class StatusCapability:
             return self.eq.config.spool_overwrite
         return var.default
 
+    def _is_sv(self, vid: int) -> bool:
+        var = self.variables.get(vid)
+        return var is not None and var.kind is ids.VarKind.SV
+
     def _is_ec(self, vid: int) -> bool:
         var = self.variables.get(vid)
         return var is not None and var.kind is ids.VarKind.EC
 
     def _svs(self) -> list[ids.Variable]:
         return [v for v in self.variables.values() if v.kind is ids.VarKind.SV]
+
+
+_INTEGERS = frozenset({Fmt.I1, Fmt.I2, Fmt.I4, Fmt.I8, Fmt.U1, Fmt.U2, Fmt.U4, Fmt.U8})
+# item formats S2F15 takes for a constant of each type: no F4 for an integer, no
+# BOOLEAN for a number (stored, such a value broke S2F13 for good)
+_ACCEPTED: dict[Fmt, frozenset[Fmt]] = {
+    **{fmt: _INTEGERS for fmt in _INTEGERS},
+    Fmt.F4: _INTEGERS | {Fmt.F4, Fmt.F8},
+    Fmt.F8: _INTEGERS | {Fmt.F4, Fmt.F8},
+    Fmt.A: frozenset({Fmt.A}),
+    Fmt.BOOLEAN: frozenset({Fmt.BOOLEAN}),
+}
+
+
+def _fits(var: ids.Variable, value: Any) -> bool:
+    """``value`` is one the constant can hold and send (its format, its range)."""
+    if var.fmt is Fmt.BOOLEAN:
+        return isinstance(value, bool)
+    if var.fmt is Fmt.A:
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if var.fmt in _INTEGERS and not isinstance(value, int):
+        return False
+    if var.minimum is not None and not var.minimum <= value <= var.maximum:
+        return False
+    try:
+        make_item(var.fmt, value)
+    except Secs2Error:
+        return False
+    return True
 
 
 _SNAPSHOT_SVS = frozenset({ids.SV_LINE_STATE, ids.SV_RUNNING_LOTS, ids.SV_QUEUED_LOTS,

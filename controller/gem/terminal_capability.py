@@ -2,7 +2,8 @@
 
 S10F3 (host → equipment, terminal display single) is shown to the operator: it
 goes to the ``on_terminal`` callback (the live view or operator screen), the log,
-and the audit log, and is answered with ACKC10 0. ``to_host`` sends operator
+and the audit log, and is answered with ACKC10 0 (2 for a TID other than 0:
+terminal not available). ``to_host`` sends operator
 text (and the equipment's own notices, such as why a process program was
 refused) as S10F1; it is queued like every other primary and never waits.
 """
@@ -37,8 +38,12 @@ class TerminalCapability:
         self.eq.send_primary(10, 1, L(B(TID), A(ascii_text(text))), "S10F1 terminal text")
 
     async def _s10f3(self, message: Message) -> Reply:
-        _tid, text_item = message.body.items
+        tid_item, text_item = message.body.items
         text = text_item.text
+        if tid_item.scalar != TID:  # E5 ACKC10 2: terminal not available
+            log.warning("message from the host for terminal %r (we have %d): %s",
+                        tid_item.scalar, TID, text)
+            return 4, B(2)
         self.received.append(text)
         log.warning("message from the host: %s", text)
         self.eq.commands.audit("gem.terminal", text)
