@@ -208,6 +208,7 @@ def test_sim_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         (["sim", "--faults", "printer-1:explode=1"], "unknown key 'explode'"),
         (["sim", "--faults", "printer-7:drop=0.1"], "unknown tool(s): printer-7"),
         (["sim", "--cleaners", "fc-1,fc-3"], "cleaner models from fc-1, fc-2"),
+        (["sim", "--oven-belt-count", "wafers"], "invalid choice: 'wafers'"),
     ],
 )
 def test_sim_refuses_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:

@@ -81,6 +81,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="number of simulated EP-25 barrier platers (default 0: only barrier recipes need one)",
     )
     p.add_argument(
+        "--oven-belt-count",
+        choices=("exit", "tunnel"),
+        default="exit",
+        help="what the ovens' WAFERS_ON_BELT counts: the wafers in the tunnel and the one "
+        "waiting at the exit (default), or the tunnel only (the spec allows both)",
+    )
+    p.add_argument(
         "--state-dir",
         metavar="DIR",
         help="where each plater keeps what survives a restart (its event log and numbering) as "
@@ -168,6 +175,7 @@ async def run_sim(args: argparse.Namespace) -> int:
         cleaner_transport=args.cleaner,
         cleaner_models=args.cleaners[1],
         state_files=state_files,
+        oven_counts_exit=args.oven_belt_count == "exit",
     )
     from sim.faults import check_tools
 
