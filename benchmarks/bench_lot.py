@@ -47,18 +47,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import functools
+import gc
 import os
 import re
 import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,11 +66,12 @@ if str(ROOT) not in sys.path:  # run as a plain script from anywhere
 
 from benchmarks.load import busy_core, check, spread  # noqa: E402
 from benchmarks.losses import Losses, role_losses  # noqa: E402
+from benchmarks.lot_sim import sim_alarms, simulator, split_cpus  # noqa: E402
 from controller.line.bound import MakespanBound, lower_bound  # noqa: E402
 from controller.line.controller import LineController  # noqa: E402
 from controller.store import Store, slots_for_count  # noqa: E402
 from drivers.clock import ScaledClock  # noqa: E402
-from drivers.line_config import LineConfig, LineConfigError, load_line_config  # noqa: E402
+from drivers.line_config import LineConfig  # noqa: E402
 from drivers.tools import open_line  # noqa: E402
 from sequences.kinds.oven_exit import watch_of  # noqa: E402
 from sequences.recipes.validate import load_valid_recipe  # noqa: E402
@@ -93,13 +90,11 @@ TARGET_REQUESTS_PER_WAFER = 32.0  # the demo recipe; what the specs need is abou
 TARGET_PEAK_MB = 100.0  # with the side-by-side lots
 SIDE_BY_SIDE = 4  # lots started together after the single-lot runs
 TARGET_PG_CPU_RATIO = 1.5  # issue 13: the controller on PostgreSQL against SQLite
-SIM_START_TIMEOUT_S = 30.0  # wall seconds for the simulator to write its configuration
 EXIT_BLOCKED = re.compile(r"alarm 530\b")
 # A print judged out on the SPI's measurements: the simulated printer draws its defects
 # from the seed and the prints since the last wipe (bridges about 1 in 50 prints), so 4
 # lots of 25 draw a few whatever the controller does.
 SPI_REJECT = re.compile(r"^(SPI |bridges |insufficient sites )")
-SIM_ALARM = re.compile(r"\balarm (\d+)\b")
 
 
 @dataclass
@@ -183,84 +178,6 @@ def _counted(request: Any, counts: dict[str, int], name: str) -> Any:
 # --- the simulator, in its own process --------------------------------------------------------
 
 
-@functools.cache
-def _cpus() -> tuple[set[int] | None, set[int] | None]:
-    """(controller CPUs, simulator CPUs): one core each when there are two or more, so the
-    simulator's work never lands on the core whose CPU time is being measured.
-
-    Split once, from the affinity the process started with: asked again after the
-    controller pinned itself it saw one core, and every simulator started after that
-    inherited the controller's core (its catching up on the physics then delayed the
-    controller's replies and its wake-ups)."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None, None
-    if len(cpus) < 2:
-        return None, None
-    return {cpus[0]}, set(cpus[1:])
-
-
-def _on_cpu(cpus: set[int] | None) -> Any:
-    def pin() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    return pin
-
-
-def _bumpline() -> list[str]:
-    script = Path(sys.executable).with_name("bumpline")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "controller.cli"]
-
-
-@contextlib.contextmanager
-def simulator(speed: float, workdir: Path, seed: int) -> Iterator[tuple[LineConfig, Path]]:
-    """``bumpline sim`` as a subprocess; yields its line configuration and its log file."""
-    config_path = workdir / f"sim-line-{speed:g}x-{time.monotonic_ns()}.toml"
-    log_path = config_path.with_suffix(".log")
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            [*_bumpline(), "sim", "--speed", f"{speed:g}", "--seed", str(seed),
-             "--config-out", str(config_path), *_plater_args()],
-            stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-            preexec_fn=_on_cpu(_cpus()[1]))
-        try:
-            yield _wait_for_config(proc, config_path, log_path), log_path
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _plater_args() -> list[str]:
-    """A recipe with a barrier step needs the line's plater (the default line has none)."""
-    needs = any(s.kind == "barrier" for s in load_valid_recipe(RECIPE).steps)
-    return ["--platers", "1"] if needs else []
-
-
-def _wait_for_config(proc: subprocess.Popen[bytes], path: Path, log_path: Path) -> LineConfig:
-    deadline = time.monotonic() + SIM_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"bench_lot: the simulator exited ({proc.returncode}): "
-                             f"{log_path.read_text(encoding='utf-8').strip()}")
-        if path.exists():
-            with contextlib.suppress(LineConfigError):  # still being written
-                return load_line_config(path)
-        time.sleep(0.05)  # polling a file another process writes; bounded by the deadline
-    raise SystemExit(f"bench_lot: no line configuration in {path} after "
-                     f"{SIM_START_TIMEOUT_S:g} s")
-
-
-def _sim_alarms(log_path: Path) -> list[str]:
-    return [line.strip() for line in log_path.read_text(encoding="utf-8").splitlines()
-            if SIM_ALARM.search(line)]
-
-
 # --- runs -------------------------------------------------------------------------------------
 
 
@@ -317,7 +234,7 @@ async def _run(config: LineConfig, db: Path | str, lots: list[tuple[str, int]], 
     finally:
         store.close()
     return RunResult(label, speed, sum(n for _, n in lots), makespan, wall, cpu, states,
-                     _sim_alarms(log_path), store_alarms,
+                     sim_alarms(log_path), store_alarms,
                      {name: b / makespan for name, b in busy.items()} if makespan else {},
                      unfinished, requests, latency, rejected,
                      role_losses(steps, load_valid_recipe(RECIPE).step, tool0, tool0 + makespan))
@@ -325,8 +242,10 @@ async def _run(config: LineConfig, db: Path | str, lots: list[tuple[str, int]], 
 
 def run_lot(speed: float, wafers: int, workdir: Path, seed: int,
             run: int = 1, db_url: str | None = None) -> tuple[RunResult, LineConfig]:
-    """One lot on a fresh simulator: on a fresh SQLite file, or on ``db_url``."""
-    with simulator(speed, workdir, seed) as (config, log_path):
+    """One lot on a fresh simulator: on a fresh SQLite file, or on ``db_url``; the last
+    run's cycles collected first, off the clock, as `bumpline serve` does between lots."""
+    gc.collect()
+    with simulator(speed, workdir, seed, RECIPE) as (config, log_path):
         db: Path | str = workdir / f"lot-{speed:g}x-{run}.db"
         lot_id = "BENCH"
         if db_url is not None:  # a shared database: a lot id it has not seen
@@ -339,7 +258,7 @@ def run_lot(speed: float, wafers: int, workdir: Path, seed: int,
 def run_side_by_side(speed: float, lots: int, wafers: int, workdir: Path,
                      seed: int) -> RunResult:
     """``lots`` lots of ``wafers`` wafers started together on one line (one controller)."""
-    with simulator(speed, workdir, seed) as (config, log_path):
+    with simulator(speed, workdir, seed, RECIPE) as (config, log_path):
         return asyncio.run(_run(config, workdir / f"lines-{speed:g}x.db",
                                 [(f"SIDE{i}", wafers) for i in range(1, lots + 1)],
                                 f"{lots} x {wafers} side by side", speed, log_path,
@@ -349,7 +268,7 @@ def run_side_by_side(speed: float, lots: int, wafers: int, workdir: Path,
 def run_baseline(speed: float, wafers: int, workdir: Path, seed: int) -> RunResult:
     """One wafer at a time: N one-wafer lots in a row on a fresh simulator."""
     lots = [(f"ONE{i:02d}", 1) for i in range(1, wafers + 1)]
-    with simulator(speed, workdir, seed) as (config, log_path):
+    with simulator(speed, workdir, seed, RECIPE) as (config, log_path):
         return asyncio.run(_run(config, workdir / f"baseline-{speed:g}x.db", lots,
                                 "one wafer at a time", speed, log_path))
 
@@ -452,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and not value > 0:
             parser.error(f"{flag} must be > 0, got {value:g}")
 
-    controller_cpus = _cpus()[0]
+    controller_cpus = split_cpus()[0]
     with tempfile.TemporaryDirectory(prefix="bench_lot-") as tmp, busy_core(not args.idle):
         # Pinned after the spinner started: it must not inherit the controller's core.
         if controller_cpus:

@@ -39,12 +39,12 @@ for path in (ROOT, ROOT / "benchmarks"):
 from bench_lot import (  # noqa: E402
     DEFAULT_SEED,
     DEFAULT_SPEED,
+    RECIPE,
     TARGET_CPU_MS_PER_WAFER,
-    _cpus,
     _new_lot,
-    simulator,
 )
 
+from benchmarks.lot_sim import simulator, split_cpus  # noqa: E402
 from controller.line.controller import LineController  # noqa: E402
 from controller.line.events import LineEventStream  # noqa: E402
 from controller.store import Store  # noqa: E402
@@ -164,7 +164,7 @@ async def _run(config, db: Path, wafers: int, clients: int,  # noqa: ANN001
 
 
 def _pin_elsewhere() -> None:
-    cpus = _cpus()[1]
+    cpus = split_cpus()[1]
     if cpus:
         os.sched_setaffinity(0, cpus)
 
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None,
                         help="write a cProfile of the runs with the screen here (pstats)")
     args = parser.parse_args(argv)
-    controller_cpus = _cpus()[0]
+    controller_cpus = split_cpus()[0]
     if controller_cpus:
         os.sched_setaffinity(0, controller_cpus)
     without: list[float] = []
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(1, args.runs + 1):
             for clients, into in ((0, without), (args.clients, with_web)):
                 label = f"run {run} {'with' if clients else 'without'}"
-                with simulator(args.speed, workdir, DEFAULT_SEED) as (config, _log):
+                with simulator(args.speed, workdir, DEFAULT_SEED, RECIPE) as (config, _log):
                     db = workdir / f"web-{run}-{clients}.db"
                     profiler = cProfile.Profile() if args.profile and clients else None
                     if profiler is not None:

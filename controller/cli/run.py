@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import shlex
 import signal
 import sys
@@ -560,6 +561,10 @@ async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
                                                        stopper, leases, events)
             finally:
                 leases.release_lots()
+            # What the lots left in reference cycles (their controller, scheduler, wafer
+            # runs) goes now, between lots: the next run's start freezes the heap, and
+            # frozen garbage is collected only after that run (one lot's worth at the peak).
+            gc.collect()
             if stopper.count:
                 return run_status
             if args.once:  # a lot that stopped for a person is left to them
