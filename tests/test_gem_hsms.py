@@ -1,5 +1,6 @@
 """HSMS-SS (E37) on real sockets: frames byte-exact, select/linktest/deselect/separate,
-the T7 and T8 timers, one session at a time, replies matched by system bytes."""
+the T7 and T8 timers, one session at a time (a live one kept), replies matched by system
+bytes."""
 
 import asyncio
 
@@ -103,7 +104,8 @@ async def test_hsms_ss_takes_one_session_at_a_time(echo):
     first, second = TestHost(), TestHost()
     await first.connect(echo.server.port)
     await second.connect(echo.server.port, select=False)
-    await asyncio.wait_for(second.closed.wait(), 5)  # refused at once
+    await asyncio.wait_for(second.closed.wait(), 5)  # refused: the first answers linktest
+    assert first.linktests == 1  # probed once, at the second's connect
     assert (await first.request(1, 1)).function == 2  # the first is untouched
     await second.close(separate=False)
     await first.close()

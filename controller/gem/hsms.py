@@ -468,6 +468,7 @@ class HsmsPassive:
         self._system = itertools.count(FIRST_SYSTEM)
         self._tasks: set[asyncio.Task[None]] = set()
         self._deciding = asyncio.Lock()  # one new connection weighed against the open one
+        self._closing = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
@@ -485,6 +486,9 @@ class HsmsPassive:
                             writer.get_extra_info("peername"), current.peer)
                 writer.close()
                 return
+            if self._closing:  # closed while the open session was probed
+                writer.close()
+                return
             connection = HsmsConnection(reader, writer, device_id=self.device_id,
                                         timers=self.timers, handler=self._handler,
                                         system=self._system)
@@ -495,6 +499,7 @@ class HsmsPassive:
         await connection.run()
 
     async def close(self) -> None:
+        self._closing = True
         if self._server is not None:
             self._server.close()
         if self.connection is not None:
