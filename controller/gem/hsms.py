@@ -6,15 +6,14 @@ out for ever, so the equipment checks the link itself (E37 linktest): when nothi
 has come from the host for ``Timers.linktest`` seconds it sends linktest.req, and
 when a second connection arrives it sends one to the open session at once; no
 linktest.rsp within T6 and that session is dropped (the second connection then
-takes its place); answered, the second connection is closed at once.
+takes its place); answered, the second connection is closed.
 
 The host selects (``select.req``), may check the link (``linktest.req``), deselects
 or separates; data messages are handed to the equipment's handler only while
-selected. What E37 rejects is
-answered with ``reject.req`` and the link stays: a PType other than SECS-II, an
-unknown SType, a response to no open transaction, data before select. A stream 9
-message from the host (E5 error report) is never answered: it fails our
-transaction whose header it carries.
+selected. What E37 rejects is answered with ``reject.req`` and the link stays: a
+PType other than SECS-II, an unknown SType, a response to no open transaction, data
+before select. A stream 9 message from the host (E5 error report) is never
+answered: it fails our transaction whose header it carries.
 
 Timers (wall seconds, they are about the wire):
 
@@ -200,6 +199,8 @@ class HsmsConnection:
             except (ConnectionError, OSError) as exc:
                 self._close(f"send failed: {exc}")
                 raise HsmsError(f"the host link is down ({exc})") from None
+        if self.closed.is_set():  # dropped while it waited to leave (abort ends a drain quietly)
+            raise HsmsError(f"the host link is down ({message.name} may not have left)")
 
     async def request(self, stream: int, function: int, body: Item | None) -> Message:
         """Send a primary with the W-bit and wait (T3) for its reply."""
