@@ -34,6 +34,7 @@ class TestHost:
         self.device_id = device_id
         self.commack = commack
         self.received: list[Message] = []  # the equipment's primaries, in order
+        self.linktests = 0  # the equipment's linktest.req answered
         self._new = asyncio.Condition()
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._system = itertools.count(0x100)
@@ -100,6 +101,16 @@ class TestHost:
             await asyncio.wait_for(self._new.wait_for(lambda: len(matching()) >= n), limit_s)
             return matching()
 
+    async def answered_linktests(self, n: int) -> None:
+        """Wait until the equipment's ``n``-th linktest.req was answered."""
+        async with self._new:
+            await asyncio.wait_for(self._new.wait_for(lambda: self.linktests >= n), WAIT_S)
+
+    def go_silent(self) -> None:
+        """Stop reading and answering, the socket left open: a host that crashed or lost
+        its cable, as the equipment sees it (nothing tells it the link is gone)."""
+        self._task.cancel()
+
     async def _read(self) -> None:
         try:
             while True:
@@ -115,6 +126,9 @@ class TestHost:
                 if message.stype is SType.LINKTEST_REQ:
                     await self.send(Message(0, 0, None, False, message.system,
                                             CONTROL_SESSION, SType.LINKTEST_RSP))
+                    async with self._new:
+                        self.linktests += 1
+                        self._new.notify_all()
                     continue
                 if message.stype is SType.DATA:
                     async with self._new:
@@ -150,8 +164,8 @@ class TestHost:
         self._writer.close()
         with contextlib.suppress(ConnectionError):
             await self._writer.wait_closed()
-        if self._task is not None:
-            await self._task  # ends once the equipment closes its side
+        if self._task is not None:  # ends once the equipment closes its side
+            await asyncio.gather(self._task, return_exceptions=True)  # (or went silent)
         self._writer = None
 
 

@@ -21,6 +21,8 @@ def test_the_line_configuration_keeps_the_gem_table_for_the_controller():
     assert gem.timers == Timers() and gem.device_id == 0
     assert parse_line_config(LINE).gem is None
     assert parse_gem_config({}, source="l.toml") == GemConfig()
+    assert parse_gem_config({"linktest": 0}, source="l.toml").timers.linktest == 0  # never
+    assert parse_gem_config({"linktest": 60}, source="l.toml").timers.linktest == 60.0
 
 
 def test_an_unknown_table_names_gem_among_the_known():
@@ -31,7 +33,7 @@ def test_an_unknown_table_names_gem_among_the_known():
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({"prot": 5000}, r"gem.prot: unknown key \(known: device_id, host, model_name"),
+        ({"prot": 5000}, r"gem.prot: unknown key \(known: device_id, host, linktest, model_name"),
         ({"port": 70000}, "gem.port: expected a whole number 0-65535, got 70000"),
         ({"device_id": -1}, "gem.device_id: expected a whole number 0-32767"),
         ({"t3": 0}, "gem.t3: expected seconds 1-120, got 0"),
@@ -39,6 +41,8 @@ def test_an_unknown_table_names_gem_among_the_known():
         ({"model_name": "X" * 21}, "gem.model_name: expected 1-20 ASCII characters"),
         ({"spool_overwrite": 1}, "gem.spool_overwrite: expected true or false"),
         ({"spool_limit": 0}, "gem.spool_limit: expected a whole number 1-1000000"),
+        ({"linktest": 0.5}, r"gem.linktest: expected seconds 1-3600, or 0 for never, got 0.5"),
+        ({"linktest": True}, "gem.linktest: expected seconds 1-3600, or 0 for never"),
     ],
 )
 def test_bad_settings_are_one_line_naming_the_key(table, message):

@@ -1,5 +1,6 @@
 """HSMS-SS (E37) on real sockets: frames byte-exact, select/linktest/deselect/separate,
-the T7 and T8 timers, one session at a time, replies matched by system bytes."""
+the T7 and T8 timers, one session at a time (a live one kept), replies matched by system
+bytes."""
 
 import asyncio
 
@@ -17,7 +18,7 @@ from controller.gem.hsms import (
     Timers,
 )
 from controller.gem.secs2 import U1, A, B, L
-from tests.gem_host import TestHost
+from tests.gem_host import WAIT_S, TestHost
 
 FAST = Timers(t3=0.5, t5=1.0, t6=0.5, t7=0.3, t8=0.3)
 
@@ -103,10 +104,26 @@ async def test_hsms_ss_takes_one_session_at_a_time(echo):
     first, second = TestHost(), TestHost()
     await first.connect(echo.server.port)
     await second.connect(echo.server.port, select=False)
-    await asyncio.wait_for(second.closed.wait(), 5)  # refused at once
+    await asyncio.wait_for(second.closed.wait(), 5)  # refused: the first answers linktest
+    assert first.linktests == 1  # probed once, at the second's connect
     assert (await first.request(1, 1)).function == 2  # the first is untouched
     await second.close(separate=False)
     await first.close()
+
+
+async def test_a_host_that_stops_reading_fails_linktest_even_behind_a_stuck_send(echo):
+    host = TestHost()
+    await host.connect(echo.server.port)
+    conn = echo.connections[0]
+    host.go_silent()  # reads nothing more: what we send piles up; its socket stays open
+    # more than the kernel buffers on both ends hold: this send's drain never returns
+    big = Message(10, 1, L(B(0), A("x" * 12_000_000)), False, conn.next_system(), 0)
+    stuck = asyncio.ensure_future(conn.send(big))  # runs first and holds the send lock
+    assert not await asyncio.wait_for(conn.probe(), WAIT_S)  # T6 all the same
+    assert conn.closed.is_set()
+    with pytest.raises(HsmsError, match="down"):  # the stuck send fails instead of hanging
+        await asyncio.wait_for(stuck, WAIT_S)
+    await host.close(separate=False)
 
 
 async def test_deselect_ends_the_session(echo):

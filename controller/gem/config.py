@@ -10,6 +10,7 @@
     t6 = 5.0                  # control transaction timeout, s
     t7 = 10.0                 # not-selected timeout, s
     t8 = 5.0                  # inter-character timeout, s
+    linktest = 30.0           # host silent this long: linktest.req, s (0: never)
     spool_limit = 10000       # messages kept while the host is away
     spool_overwrite = false   # when full: true drops the oldest, false keeps it
 
@@ -40,9 +41,9 @@ class GemConfig:
 
 
 _TIMERS = {"t3": (1, 120), "t5": (1, 240), "t6": (1, 240), "t7": (1, 240), "t8": (1, 120)}
-_KEYS = {"port", "host", "device_id", "model_name", "spool_limit", "spool_overwrite"} | set(
-    _TIMERS
-)
+LINKTEST_MAX = 3600
+_KEYS = {"port", "host", "device_id", "model_name", "spool_limit", "spool_overwrite",
+         "linktest"} | set(_TIMERS)
 
 
 def parse_gem_config(table: Any, *, source: str) -> GemConfig:
@@ -73,6 +74,12 @@ def parse_gem_config(table: Any, *, source: str) -> GemConfig:
         ):
             raise fail(key, f"seconds {low}-{high}")
         timers[key] = float(value)
+    linktest = table.get("linktest", Timers().linktest)
+    if isinstance(linktest, bool) or not isinstance(linktest, int | float) or not (
+        linktest == 0 or 1 <= linktest <= LINKTEST_MAX
+    ):
+        raise fail("linktest", f"seconds 1-{LINKTEST_MAX}, or 0 for never")
+    timers["linktest"] = float(linktest)
     model = table.get("model_name", GemConfig.model_name)
     if not isinstance(model, str) or not 1 <= len(model) <= MDLN_MAX or not model.isascii():
         raise fail("model_name", f"1-{MDLN_MAX} ASCII characters")

@@ -13,7 +13,8 @@ spooled in the database (``spool``) and delivered when the host asks (S6F23).
 E30 rules enforced here, before any handler runs:
 
 * not communicating (no S1F13/S1F14 exchange yet): every primary but S1F13 is
-  answered with SxF0;
+  answered with SxF0; in WAIT DELAY any message from the host also ends the delay:
+  S1F13 goes at once (E30), the host is plainly there;
 * equipment-offline and host-offline: every primary but S1F13 and S1F17 is
   answered with SxF0;
 * a message for another device id gets S9F1, an unknown stream S9F3, an unknown
@@ -103,7 +104,9 @@ class GemEquipment:
             ControlState(saved.get("state", ControlState.EQUIPMENT_OFFLINE)),
             remote=saved.get("remote", True),
         )
-        self.comm = CommState.DISABLED
+        self._comm = CommState.DISABLED
+        self._comm_changed = asyncio.Event()  # replaced on each change (``comm_reached``)
+        self._host_spoke = asyncio.Event()  # a message from the host during WAIT DELAY
         self._communicating = asyncio.Event()
         self._comm_failed = asyncio.Event()  # a T3 on a report: re-establish (E30)
         self._pump_busy = False
@@ -168,6 +171,24 @@ class GemEquipment:
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def comm(self) -> CommState:
+        """The E30 communication state."""
+        return self._comm
+
+    @comm.setter
+    def comm(self, state: CommState) -> None:
+        if state is CommState.WAIT_DELAY:
+            self._host_spoke.clear()  # only a message during this delay ends it
+        self._comm = state
+        changed, self._comm_changed = self._comm_changed, asyncio.Event()
+        changed.set()
+
+    async def comm_reached(self, state: CommState) -> None:
+        """Wait until the communication state is ``state`` (tests, the operator screen)."""
+        while self._comm is not state:
+            await self._comm_changed.wait()
+
     # -- the host link: establish communications
 
     async def _on_connection(self, conn: HsmsConnection) -> None:
@@ -189,8 +210,7 @@ class GemEquipment:
                 break
             self._comm_failed.clear()
             # E30 communication failure: NOT COMMUNICATING, WAIT DELAY, then S1F13 again
-            await _wait_any(conn.closed, self._communicating,
-                            limit_s=self.status.constant(ids.EC_ESTABLISH_COMM_DELAY))
+            await self._wait_delay(conn)
         await conn.closed.wait()
         if self.server.connection is conn:  # not a newer session already established
             self.comm = CommState.WAIT_DELAY
@@ -211,8 +231,13 @@ class GemEquipment:
             if self.comm.communicating:  # the host's own S1F13 got there first
                 break
             self.comm = CommState.WAIT_DELAY
-            await _wait_any(conn.closed, self._communicating,
-                            limit_s=self.status.constant(ids.EC_ESTABLISH_COMM_DELAY))
+            await self._wait_delay(conn)
+
+    async def _wait_delay(self, conn: HsmsConnection) -> None:
+        """E30 WAIT DELAY: ESTABLISHCOMMUNICATIONSTIMEOUT, cut short by the link closing, the
+        host's own S1F13 or any other message from the host (then WAIT CRA: S1F13 now)."""
+        await _wait_any(conn.closed, self._communicating, self._host_spoke,
+                        limit_s=self.status.constant(ids.EC_ESTABLISH_COMM_DELAY))
 
     def communication_failed(self, why: str) -> None:
         """E30: a primary of ours got no reply in T3. NOT COMMUNICATING (WAIT DELAY) until
@@ -236,6 +261,14 @@ class GemEquipment:
     # -- receiving primaries
 
     async def _on_message(self, conn: HsmsConnection, message: Message) -> None:
+        in_delay = self.comm is CommState.WAIT_DELAY
+        try:
+            await self._answer(conn, message)
+        finally:
+            if in_delay and self.comm is CommState.WAIT_DELAY:
+                self._host_spoke.set()  # answered (SxF0) first, then S1F13 at once
+
+    async def _answer(self, conn: HsmsConnection, message: Message) -> None:
         if message.session != self.config.device_id:
             await self._error(conn, 1, message)  # unrecognized device id
             return

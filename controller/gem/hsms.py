@@ -1,21 +1,29 @@
 """HSMS-SS (SEMI E37/E37.1) on asyncio streams: the equipment's passive end of the host link.
 
-One TCP connection at a time (HSMS-SS is a single session): a second connection
-while one is open is closed at once. The host selects (``select.req``), may
-check the link (``linktest.req``), deselects or separates; data messages are
-handed to the equipment's handler only while selected. What E37 rejects is
-answered with ``reject.req`` and the link stays: a PType other than SECS-II, an
-unknown SType, a response to no open transaction, data before select. A stream 9
-message from the host (E5 error report) is never answered: it fails our
-transaction whose header it carries.
+One TCP connection at a time (HSMS-SS is a single session). A host that crashed
+or lost its cable leaves a half-open connection that would lock its restarted self
+out for ever, so the equipment checks the link itself (E37 linktest): when nothing
+has come from the host for ``Timers.linktest`` seconds it sends linktest.req, and
+when a second connection arrives it sends one to the open session at once; no
+linktest.rsp within T6 and that session is dropped (the second connection then
+takes its place); answered, the second connection is closed.
+
+The host selects (``select.req``), may check the link (``linktest.req``), deselects
+or separates; data messages are handed to the equipment's handler only while
+selected. What E37 rejects is answered with ``reject.req`` and the link stays: a
+PType other than SECS-II, an unknown SType, a response to no open transaction, data
+before select. A stream 9 message from the host (E5 error report) is never
+answered: it fails our transaction whose header it carries.
 
 Timers (wall seconds, they are about the wire):
 
 * T3 reply timeout for a primary we send with the W-bit (``request``);
-* T6 control transaction timeout (a linktest we send);
+* T6 control transaction timeout (a linktest we send), counted from the request, so a
+  host that stopped reading (our send cannot leave) fails it too;
 * T7 not-selected timeout: a connection that is not selected in time is closed;
 * T8 network inter-character timeout: a frame that stops mid-way closes the link.
-* T5 connect separation applies to the active (host) side; kept for the settings.
+* T5 connect separation applies to the active (host) side; kept for the settings;
+* ``linktest``: seconds of silence from the host before we send linktest.req (0: never).
 
 Nothing here blocks: the read loop runs in its own task, a reply reaches the
 task waiting for it through a future keyed by the system bytes.
@@ -93,6 +101,7 @@ class Timers:
     t6: float = 5.0
     t7: float = 10.0
     t8: float = 5.0
+    linktest: float = 30.0  # host silent this long: linktest.req (0: never); not an E37 T
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +179,7 @@ class HsmsConnection:
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._send_lock = asyncio.Lock()
         self._selected_event = asyncio.Event()
+        self._heard = asyncio.Event()  # a frame came from the host (the link is alive)
         self.peer = writer.get_extra_info("peername")
 
     # -- sending
@@ -189,6 +199,8 @@ class HsmsConnection:
             except (ConnectionError, OSError) as exc:
                 self._close(f"send failed: {exc}")
                 raise HsmsError(f"the host link is down ({exc})") from None
+        if self.closed.is_set():  # dropped while it waited to leave (abort ends a drain quietly)
+            raise HsmsError(f"the host link is down ({message.name} may not have left)")
 
     async def request(self, stream: int, function: int, body: Item | None) -> Message:
         """Send a primary with the W-bit and wait (T3) for its reply."""
@@ -214,13 +226,31 @@ class HsmsConnection:
         )
 
     async def linktest(self) -> None:
-        system = self.next_system()
-        await self._transact(
-            Message(0, 0, None, False, system, CONTROL_SESSION, SType.LINKTEST_REQ),
-            self.timers.t6,
-        )
+        """linktest.req; ReplyTimeout when no linktest.rsp within T6 of this call (a send
+        that cannot leave, to a host that stopped reading, is one)."""
+        message = Message(0, 0, None, False, self.next_system(), CONTROL_SESSION,
+                          SType.LINKTEST_REQ)
+        try:
+            await asyncio.wait_for(self._transact(message, None), self.timers.t6)
+        except TimeoutError:
+            raise ReplyTimeout(f"no linktest.rsp within T6 ({self.timers.t6:g} s)") from None
 
-    async def _transact(self, message: Message, limit_s: float) -> Message:
+    async def probe(self) -> bool:
+        """Is the host there? A linktest now: True when answered; else the link is dropped
+        (a dead session must not keep the host's next connection out)."""
+        if self.closed.is_set():
+            return False
+        try:
+            await self.linktest()
+        except HostRejected:
+            return True  # a reject.req is an answer: the host is there
+        except HsmsError as exc:
+            log.warning("host link %s: %s; dropping it", self.peer, exc)
+            self._close(f"linktest failed ({exc})", abort=True)
+            return False
+        return True
+
+    async def _transact(self, message: Message, limit_s: float | None) -> Message:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[message.system] = future
         try:
@@ -246,6 +276,8 @@ class HsmsConnection:
         t7 = asyncio.get_running_loop().call_later(
             self.timers.t7, self._close_unselected
         )
+        keep_alive = asyncio.ensure_future(self._keep_alive()) if self.timers.linktest \
+            else None
         try:
             while not self.closed.is_set():
                 try:
@@ -264,6 +296,25 @@ class HsmsConnection:
         finally:
             t7.cancel()
             self._close("read loop ended")
+            if keep_alive is not None:
+                keep_alive.cancel()
+                await asyncio.gather(keep_alive, return_exceptions=True)
+
+    async def _keep_alive(self) -> None:
+        """linktest.req whenever the host has been silent for ``timers.linktest`` seconds;
+        unanswered in T6, the link is dropped (``probe``)."""
+        while not self.closed.is_set():
+            self._heard.clear()
+            heard = asyncio.ensure_future(self._heard.wait())
+            closed = asyncio.ensure_future(self.closed.wait())
+            try:
+                await asyncio.wait({heard, closed}, timeout=self.timers.linktest,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                heard.cancel()
+                closed.cancel()
+            if not self._heard.is_set() and not await self.probe():
+                return
 
     def _close_unselected(self) -> None:
         if not self.selected and not self.closed.is_set():
@@ -275,6 +326,7 @@ class HsmsConnection:
             head = await self._reader.readexactly(4)
         except asyncio.IncompleteReadError:
             return None  # the host closed the connection
+        self._heard.set()
         (length,) = struct.unpack(">I", head)
         if not 10 <= length <= MAX_FRAME:
             raise HsmsError(f"frame length {length} out of range")
@@ -352,7 +404,9 @@ class HsmsConnection:
 
     # -- closing
 
-    def _close(self, why: str) -> None:
+    def _close(self, why: str, *, abort: bool = False) -> None:
+        """Close the link; ``abort`` drops it without flushing what is unsent (a dead host
+        would never take it, and a send waiting on it must fail now)."""
         if self.closed.is_set():
             return
         log.info("host link %s closed: %s", self.peer, why)
@@ -362,7 +416,10 @@ class HsmsConnection:
             if not future.done():
                 future.set_exception(HsmsError(f"the host link closed ({why})"))
         with contextlib.suppress(Exception):
-            self._writer.close()
+            if abort:
+                self._writer.transport.abort()
+            else:
+                self._writer.close()
 
     async def close(self, *, separate: bool = False) -> None:
         if separate and self.selected and not self.closed.is_set():
@@ -389,7 +446,8 @@ def _reject_code(rejected: int, system: int, reason: int) -> Message:
 
 
 class HsmsPassive:
-    """The listening equipment end: accepts one host connection at a time."""
+    """The listening equipment end: one host connection at a time; a new one replaces the
+    open one only when that fails a linktest."""
 
     def __init__(
         self,
@@ -410,6 +468,8 @@ class HsmsPassive:
         self._server: asyncio.Server | None = None
         self._system = itertools.count(FIRST_SYSTEM)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._deciding = asyncio.Lock()  # one new connection weighed against the open one
+        self._closing = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
@@ -417,21 +477,30 @@ class HsmsPassive:
         log.info("HSMS-SS passive on %s:%d (device id %d)", self.host, self.port, self.device_id)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.connection is not None and not self.connection.closed.is_set():
-            log.warning("second host connection from %s refused (HSMS-SS: one session)",
-                        writer.get_extra_info("peername"))
-            writer.close()
-            return
-        connection = HsmsConnection(reader, writer, device_id=self.device_id,
-                                    timers=self.timers, handler=self._handler,
-                                    system=self._system)
-        self.connection = connection
-        watcher = asyncio.ensure_future(self._on_connection(connection))
-        self._tasks.add(watcher)
-        watcher.add_done_callback(self._tasks.discard)
+        async with self._deciding:
+            current = self.connection
+            # the open session is probed first: a host restarted after a crash or a pulled
+            # cable must not be refused because of its own dead session
+            if current is not None and await current.probe():
+                log.warning("second host connection from %s refused: the session with %s "
+                            "answers (HSMS-SS: one session)",
+                            writer.get_extra_info("peername"), current.peer)
+                writer.close()
+                return
+            if self._closing:  # closed while the open session was probed
+                writer.close()
+                return
+            connection = HsmsConnection(reader, writer, device_id=self.device_id,
+                                        timers=self.timers, handler=self._handler,
+                                        system=self._system)
+            self.connection = connection
+            watcher = asyncio.ensure_future(self._on_connection(connection))
+            self._tasks.add(watcher)
+            watcher.add_done_callback(self._tasks.discard)
         await connection.run()
 
     async def close(self) -> None:
+        self._closing = True
         if self._server is not None:
             self._server.close()
         if self.connection is not None:

@@ -4,11 +4,16 @@ S6F11 with the linked reports' values. S1F23 lists the events and their data.
 
 Definitions, links and enables are persisted: a restart keeps what the host set up.
 Every request is all or nothing: one bad entry refuses the whole message.
+
+DATAIDs go on across restarts, so a report sent after a restart never repeats the
+DATAID of one spooled before it: they are reserved in the database a block at a
+time (one write per ``DATAID_BLOCK`` reports, none per report), and a restart
+continues after the reserved block, skipping what the last run did not use.
 """
 
 from __future__ import annotations
 
-import itertools
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +25,11 @@ from controller.gem.status_capability import ids_of
 if TYPE_CHECKING:
     from controller.gem.hsms import Message
 
+log = logging.getLogger("controller.gem")
+
 EVENTS = {event.ceid: event for event in ids.EVENTS}
+DATAID_BLOCK = 1000  # DATAIDs reserved in the database at a time
+DATAID_MAX = 0xFFFF_FFFF  # DATAID is U4: it wraps to 1 after this
 
 
 class ReportsCapability:
@@ -31,7 +40,12 @@ class ReportsCapability:
         self.links: dict[int, list[int]] = {
             int(k): v for k, v in (eq.db.load("links") or {}).items()}
         self.enabled: set[int] = set(eq.db.load("enabled_events") or [])
-        self._dataid = itertools.count(1)
+        stored = eq.db.load("dataid", 1)
+        if isinstance(stored, bool) or not isinstance(stored, int) or stored < 1:
+            log.warning("stored next DATAID %r ignored: not a positive whole number; "
+                        "DATAIDs start at 1", stored)
+            stored = 1
+        self._dataid = self._reserved_until = stored  # nothing of this run reserved yet
 
     def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:
         return {(2, 33): self._s2f33, (2, 35): self._s2f35, (2, 37): self._s2f37,
@@ -45,7 +59,17 @@ class ReportsCapability:
             L(U4(rptid), L(*self.eq.status.values(self.reports[rptid], values)))
             for rptid in self.links.get(ceid, ())
         ]
-        return L(U4(next(self._dataid)), U4(ceid), L(*reports))
+        return L(U4(self._next_dataid()), U4(ceid), L(*reports))
+
+    def _next_dataid(self) -> int:
+        if self._dataid > DATAID_MAX:
+            self._dataid = self._reserved_until = 1
+        dataid = self._dataid
+        if dataid >= self._reserved_until:  # reserved (persisted) before it is used
+            self._reserved_until = dataid + DATAID_BLOCK
+            self.eq.db.save("dataid", self._reserved_until)
+        self._dataid += 1
+        return dataid
 
     def _save(self) -> None:
         self.eq.db.save("reports", {str(k): v for k, v in self.reports.items()})
