@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sim.faults import FaultPlan
 from sim.plater import PlaterModel
@@ -246,9 +246,9 @@ class _Connection(asyncio.Protocol):
         self._accepted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
+        # cast, not isinstance: uvloop's transports are asyncio.Transport in all but ancestry
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
         self.label = f"tcp {peer[0]}:{peer[1]}" if peer else "tcp"
         self._accepted = self.server._connected(self)
 

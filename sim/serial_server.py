@@ -21,7 +21,7 @@ import os
 import pty
 import random
 import tty
-from typing import Protocol
+from typing import Protocol, cast
 
 from sim.faults import FaultPlan
 from sim.hostlink import FrameSplitter, HostLinkEndpoint, HostLinkModel
@@ -241,9 +241,9 @@ class _TcpWire(asyncio.Protocol):
         self.transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
+        # cast, not isinstance: uvloop's transports are asyncio.Transport in all but ancestry
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
         self.label = f"tcp {peer[0]}:{peer[1]}" if peer else "tcp"
         self.server._connections.add(self)
         self.server.log.info("%s host connected (%s)", self.server.name, self.label)

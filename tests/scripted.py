@@ -13,6 +13,7 @@ import os
 import struct
 import tty
 from collections.abc import Callable
+from typing import cast
 
 Answer = Callable[[bytes], "bytes | list[bytes] | None"]
 Framing = Callable[[bytes], list[bytes]]  # bytes as they arrive -> whole requests
@@ -45,9 +46,9 @@ class ScriptedTool:
 
         class Proto(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                assert isinstance(transport, asyncio.Transport)
-                self.transport = transport
-                tool._transports.append(transport)
+                # cast, not isinstance: uvloop's transports do not derive from asyncio's
+                self.transport = cast(asyncio.Transport, transport)
+                tool._transports.append(self.transport)
 
             def data_received(self, data: bytes) -> None:
                 for out in tool._answer(data):
