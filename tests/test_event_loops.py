@@ -1,8 +1,9 @@
 """Our TCP servers (the simulated tools, the scripted test tool) on both event loops.
 
-``controller/event_loop.py`` may run everything on uvloop, whose transports have
-asyncio's methods but not its classes: ``isinstance(transport, asyncio.Transport)``
-is False there. A protocol that asserts it fails in ``connection_made``; the loop
+The simulators and drivers use asyncio's API only, so they must run on any
+implementation of its event loop. uvloop (tried for the controller: docs/scheduling.md,
+"uvloop, tried and parked") has transports with asyncio's methods but not its classes:
+``isinstance(transport, asyncio.Transport)`` is False there. A protocol that asserts it fails in ``connection_made``; the loop
 only logs that, the connection stays open and unread, and the host sees a tool that
 never answers (``no reply to IDN after N attempts``) and a socket left open.
 
