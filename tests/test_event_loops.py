@@ -3,9 +3,10 @@
 The simulators and drivers use asyncio's API only, so they must run on any
 implementation of its event loop. uvloop (tried for the controller: docs/scheduling.md,
 "uvloop, tried and parked") has transports with asyncio's methods but not its classes:
-``isinstance(transport, asyncio.Transport)`` is False there. A protocol that asserts it fails in ``connection_made``; the loop
-only logs that, the connection stays open and unread, and the host sees a tool that
-never answers (``no reply to IDN after N attempts``) and a socket left open.
+``isinstance(transport, asyncio.Transport)`` is False there. A protocol that asserts
+it fails in ``connection_made``; the loop only logs that, the connection stays open
+and unread, and the host sees a tool that never answers (``no reply to IDN after N
+attempts``) and a socket left open.
 
 These tests choose each loop themselves, whatever loop the rest of the suite runs on.
 """
