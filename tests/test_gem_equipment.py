@@ -234,18 +234,21 @@ async def test_spooled_while_the_link_is_down_and_delivered_in_order_after(line)
                            tool="oven-1", step=step, step_kind="reflow")
     line.stream.publish(EventKind.ALARM_SET, tool="oven-1", code=520, text="CONVEYOR JAM")
     await line.eq.drained_after_events()
-    assert line.eq.db.spool_count() == 5  # 3 steps, S5F1, ALARMSET
+    # 3 steps, S5F1, ALARMSET and the alarm's own set event (all events are enabled)
+    assert line.eq.db.spool_count() == 6
     # a restart in between loses nothing
     await line.eq.close()
     eq = await line.start()
     host = await line.host()
     svs = await host.request(1, 3, L(U4(ids.SV_SPOOL_COUNT_ACTUAL)))
-    assert svs.body == L(U4(5))
+    assert svs.body == L(U4(6))
     live_before = len(host.received)
     assert (await host.request(6, 23, U1(0))).body == B(0)
-    await host.count(6, 11, 4)
+    await host.count(6, 11, 5)
     delivered = host.received[live_before:]
-    assert [(m.stream, m.function) for m in delivered] == [(6, 11)] * 3 + [(5, 1), (6, 11)]
+    assert [(m.stream, m.function) for m in delivered] == [(6, 11)] * 3 + [(5, 1)] + [(6, 11)] * 2
+    assert [ceid_of(m) for m in delivered[4:]] == [
+        ids.CE_ALARM_SET, ids.alarm_ceid(301_520, is_set=True)]
     assert [report_values(m)[0][2] for m in delivered[:3]] == [1, 2, 3]
     await eq.drained()
     assert eq.db.spool_count() == 0

@@ -1,7 +1,9 @@
 """Alarm management: every tool and line alarm has an ALID; S5F1 reports
 it set and cleared (when the host enabled it), S5F3 enables, S5F5 lists, S5F7
-lists the enabled ones. The ALARMSET/ALARMCLEARED collection events follow every
-change whatever the enables say.
+lists the enabled ones. Each alarm of the tables has its own set and clear collection
+event (E30; CEID = 1000000 / 2000000 + ALID, ids.alarm_ceid); after S5F1 the shared
+ALARMSET/ALARMCLEARED event is reported, then the alarm's own. Both follow every
+change whatever the alarm enables say (they are enabled, like any event, by S2F37).
 
 An alarm report never blocks the line: it is queued for the equipment's sender
 (spooled if the host is away), and nothing waits for the host's S5F2.
@@ -51,9 +53,11 @@ class AlarmsCapability:
             alcd = alarm.category | (ids.ALCD_SET if is_set else 0)
             self.eq.send_primary(5, 1, L(B(alcd), U4(alid), A(alarm.text)),
                                  f"ALID {alid} {'set' if is_set else 'cleared'}")
-        ceid = ids.CE_ALARM_SET if is_set else ids.CE_ALARM_CLEARED
-        self.eq.emit(ceid, {ids.DV_ALID: U4(alid), ids.DV_ALTX: A(alarm.text),
-                            ids.DV_TOOL: A(tool or "")})
+        values = {ids.DV_ALID: U4(alid), ids.DV_ALTX: A(alarm.text), ids.DV_TOOL: A(tool or "")}
+        self.eq.emit(ids.CE_ALARM_SET if is_set else ids.CE_ALARM_CLEARED, values)
+        own = ids.alarm_ceid(alid, is_set=is_set)  # E30: the alarm's own set/clear event
+        if own in self.eq.reports.events:  # an alarm not in the tables has none
+            self.eq.emit(own, values)
 
     def _entry(self, alarm: ids.Alarm) -> Item:
         alcd = alarm.category | (ids.ALCD_SET if alarm.alid in self.active else 0)

@@ -39,13 +39,22 @@ def tables_markdown(tools: tuple[str, ...] = STANDARD_LINE) -> str:
     lines += _table(["CEID", "name", "when", "data variables"],
                     [[e.ceid, e.name, e.description, ", ".join(names[d] for d in e.dvids)]
                      for e in ids.EVENTS])
+    lines += ["Besides these, every alarm in the table below has its own two collection "
+              f"events (E30): set CEID = {ids.CE_ALARM_SET_BASE} + ALID, named "
+              f"ALARM<ALID>SET, and clear CEID = {ids.CE_ALARM_CLEARED_BASE} + ALID, named "
+              "ALARM<ALID>CLEARED, both with the data variables "
+              f"{', '.join(names[d] for d in ids.ALARM_EVENT_DVS)}.", ""]
     lines += ["### Alarms (ALID)", "",
               "Tool alarms: ALID = 100000 × role + 1000 × unit + the tool's alarm code "
-              "(../shared/specs/); a code not listed still gets its ALID. Line alarms are "
-              "below 100. ALCD category (E5): 2 equipment safety, 7 attention flags.", ""]
-    alarms = list(ids.line_alarms()) + [a for t in tools for a in ids.tool_alarms(t)]
-    lines += _table(["ALID", "ALTX", "tool", "ALCD category"],
-                    [[a.alid, a.text, a.tool or "line", a.category] for a in alarms])
+              "(../shared/specs/); a code not listed still gets its ALID (but no set or "
+              "clear CEID of its own). Line alarms are below 100. ALCD category (E5): "
+              "2 equipment safety, 7 attention flags.", ""]
+    rows = []
+    for alarm in ids.alarms_of(tools):
+        set_event, clear_event = ids.alarm_events(alarm)
+        rows.append([alarm.alid, alarm.text, alarm.tool or "line", alarm.category,
+                     set_event.ceid, clear_event.ceid])
+    lines += _table(["ALID", "ALTX", "tool", "ALCD category", "set CEID", "clear CEID"], rows)
     lines += ["### Remote commands (RCMD, S2F41 / S2F49)", ""]
     lines += _table(["RCMD", "parameters (CPNAME: value)", "does"],
                     [[c.rcmd, "; ".join(f"{n}: {w}" for n, w in c.parameters), c.description]

@@ -117,7 +117,7 @@ class GemEquipment:
         self.sender = Sender(self)
         self._tasks: set[asyncio.Task[None]] = set()
         self.status = StatusCapability(self, tools)
-        self.reports = ReportsCapability(self)
+        self.reports = ReportsCapability(self, tools)
         self.alarms = AlarmsCapability(self, tools)
         self.remote = RemoteCapability(self)
         self.programs = ProgramsCapability(self)

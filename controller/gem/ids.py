@@ -249,9 +249,10 @@ EVENTS = (
                     "a held wafer waits for an engineer's disposition", _STEP_DVS + (DV_REASON,)),
     CollectionEvent(CE_WAFER_TRANSITION, "WAFERTRANSITION", "a wafer changed state",
                     (DV_LOT_ID, DV_WAFER_ID, DV_WAFER_STATE, DV_REASON)),
-    CollectionEvent(CE_ALARM_SET, "ALARMSET", "an alarm was set",
+    CollectionEvent(CE_ALARM_SET, "ALARMSET", "any alarm was set (also its own set event)",
                     (DV_ALID, DV_ALTX, DV_TOOL)),
-    CollectionEvent(CE_ALARM_CLEARED, "ALARMCLEARED", "an alarm was cleared",
+    CollectionEvent(CE_ALARM_CLEARED, "ALARMCLEARED",
+                    "any alarm was cleared (also its own clear event)",
                     (DV_ALID, DV_ALTX, DV_TOOL)),
     CollectionEvent(CE_E10_STATE_CHANGED, "E10STATECHANGED", "a tool's SEMI E10 state changed",
                     (DV_TOOL, DV_E10_STATE, DV_PREVIOUS_E10_STATE, DV_REASON)),
@@ -315,6 +316,38 @@ def tool_alarms(tool: str) -> tuple[Alarm, ...]:
 def line_alarms() -> tuple[Alarm, ...]:
     return tuple(Alarm(alid, text, None, ALCD_EQUIPMENT_SAFETY)
                  for alid, (text, _code) in LINE_ALARMS.items())
+
+
+# Per alarm (E30): its own set and clear collection events, CEID = 1000000 + ALID (set) and
+# 2000000 + ALID (cleared). ALIDs stay below 1000000 (at most 409999), so the blocks never
+# meet each other or the CEIDs above; like every id, they keep their meaning across releases.
+CE_ALARM_SET_BASE = 1_000_000
+CE_ALARM_CLEARED_BASE = 2_000_000
+ALARM_EVENT_DVS = (DV_ALID, DV_ALTX, DV_TOOL)
+
+
+def alarm_ceid(alid: int, *, is_set: bool) -> int:
+    """The CEID of alarm ``alid``'s own set (or clear) collection event."""
+    return (CE_ALARM_SET_BASE if is_set else CE_ALARM_CLEARED_BASE) + alid
+
+
+def alarm_events(alarm: Alarm) -> tuple[CollectionEvent, CollectionEvent]:
+    """Alarm ``alarm``'s set and clear collection events."""
+    return (CollectionEvent(alarm_ceid(alarm.alid, is_set=True), f"ALARM{alarm.alid}SET",
+                            f"{alarm.text}: set", ALARM_EVENT_DVS),
+            CollectionEvent(alarm_ceid(alarm.alid, is_set=False), f"ALARM{alarm.alid}CLEARED",
+                            f"{alarm.text}: cleared", ALARM_EVENT_DVS))
+
+
+def alarms_of(tools: tuple[str, ...] | list[str]) -> tuple[Alarm, ...]:
+    """The line alarms and the tools' alarms in the tables, line alarms first."""
+    return line_alarms() + tuple(a for tool in tools for a in tool_alarms(tool))
+
+
+def events_of(tools: tuple[str, ...] | list[str]) -> tuple[CollectionEvent, ...]:
+    """Every collection event of a line with ``tools``: EVENTS, then each alarm's set and
+    clear events (the alarms in the tables; an alarm code not listed has none)."""
+    return EVENTS + tuple(e for a in alarms_of(tools) for e in alarm_events(a))
 
 
 def alid_for(tool: str | None, code: object) -> int | None:

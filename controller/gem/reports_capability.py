@@ -1,6 +1,7 @@
 """Dynamic event reports: the host defines reports (S2F33), links them
 to collection events (S2F35) and enables events (S2F37); the equipment then sends
-S6F11 with the linked reports' values. S1F23 lists the events and their data.
+S6F11 with the linked reports' values. S1F23 lists the events and their data. The
+events are ids.EVENTS and, per alarm of the line, its own set and clear event.
 
 Definitions, links and enables are persisted: a restart keeps what the host set up.
 Every request is all or nothing: one bad entry refuses the whole message.
@@ -27,14 +28,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("controller.gem")
 
-EVENTS = {event.ceid: event for event in ids.EVENTS}
 DATAID_BLOCK = 1000  # DATAIDs reserved in the database at a time
 DATAID_MAX = 0xFFFF_FFFF  # DATAID is U4: it wraps to 1 after this
 
 
 class ReportsCapability:
-    def __init__(self, eq: Equipment) -> None:
+    def __init__(self, eq: Equipment, tools: list[str] | tuple[str, ...] = ()) -> None:
         self.eq = eq
+        # the line's collection events: ids.EVENTS and each alarm's set and clear event
+        self.events = {event.ceid: event for event in ids.events_of(tuple(tools))}
         self.reports: dict[int, list[int]] = {
             int(k): v for k, v in (eq.db.load("reports") or {}).items()}
         self.links: dict[int, list[int]] = {
@@ -107,7 +109,7 @@ class ReportsCapability:
         for link in links.items:
             ceid_item, rptids_item = link.items
             ceid, rptids = ceid_item.number, ids_of(rptids_item)
-            if ceid not in EVENTS:
+            if ceid not in self.events:
                 return 36, B(4)  # LRACK 4: CEID does not exist
             if not rptids:
                 new.pop(ceid, None)  # L,0: unlink every report from the event
@@ -125,8 +127,8 @@ class ReportsCapability:
         ceed_item, ceids_item = message.body.items
         if ceed_item.fmt is not Fmt.BOOLEAN:
             raise ValueError(f"CEED must be BOOLEAN, got {ceed_item!r}")
-        enable, ceids = bool(ceed_item.scalar), ids_of(ceids_item) or list(EVENTS)
-        if any(c not in EVENTS for c in ceids):
+        enable, ceids = bool(ceed_item.scalar), ids_of(ceids_item) or list(self.events)
+        if any(c not in self.events for c in ceids):
             return 38, B(1)  # ERACK 1: a CEID does not exist
         if enable:
             self.enabled.update(ceids)
@@ -136,10 +138,10 @@ class ReportsCapability:
         return 38, B(0)
 
     async def _s1f23(self, message: Message) -> Reply:
-        ceids = ids_of(message.body) or list(EVENTS)
+        ceids = ids_of(message.body) or list(self.events)
         out = []
         for ceid in ceids:
-            event = EVENTS.get(ceid)
+            event = self.events.get(ceid)
             if event is None:
                 out.append(L(U4(ceid), A(""), L()))
             else:
