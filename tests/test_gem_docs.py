@@ -6,7 +6,7 @@ import pytest
 
 from controller.cli import main
 from controller.gem import ids
-from controller.gem.doc_tables import BEGIN, END, replace_tables, tables_markdown
+from controller.gem.doc_tables import BEGIN, END, STANDARD_LINE, replace_tables, tables_markdown
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "gem.md"
 
@@ -46,3 +46,19 @@ def test_the_command_rewrites_only_the_tables(tmp_path, capsys):
 def test_names_outside_the_role_unit_scheme_get_no_ids(tool):
     assert ids.tool_svs(tool) == () and ids.tool_alarms(tool) == ()
     assert ids.alid_for(tool, 510) is None
+
+
+def test_each_alarms_set_and_clear_ceid_is_in_the_tables_and_unique():
+    tables = tables_markdown()
+    for alarm in ids.alarms_of(STANDARD_LINE):
+        set_event, clear_event = ids.alarm_events(alarm)
+        assert f"\n| {alarm.alid} | {alarm.text} |" in tables
+        assert f"| {set_event.ceid} | {clear_event.ceid} |\n" in tables
+    # the largest line the numbering allows: no CEID twice; ALIDs and the fixed CEIDs
+    # stay below the alarm event blocks
+    tools = [f"{role}-{unit}" for role in ids.ROLES for unit in range(1, 10)]
+    ceids = [e.ceid for e in ids.events_of(tools)]
+    assert len(ceids) == len(set(ceids))
+    assert all(a.alid < ids.CE_ALARM_SET_BASE for a in ids.alarms_of(tools))
+    assert ids.alid_for("cleaner-9", 999) < ids.CE_ALARM_SET_BASE
+    assert all(e.ceid < ids.CE_ALARM_SET_BASE for e in ids.EVENTS)

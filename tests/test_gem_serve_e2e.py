@@ -5,7 +5,8 @@ The issue's scenario, run by two hosts in turn: the project's own (tests/gem_hos
 and, when ``make gemhost`` installed it, secsgem-driver (tests/gemhost/host.py, code
 nobody on the project wrote). Connect, select, establish, online-remote (the operator's
 ``bumpline gem control online``), define and link reports, enable events, START a
-two-wafer lot by S2F41; a fault plan latches oven alarm 550 and the host gets S5F1;
+two-wafer lot by S2F41; a fault plan latches oven alarm 550 and the host gets S5F1
+and the S6F11 of the alarm's own set and clear events (E30, linked to a report);
 the host drops the link mid-lot, the lot finishes, the host reconnects and S6F23
 brings what was spooled. Every S6F11 arrives once and in the order the controller
 committed it (DATAIDs contiguous, wafer transitions as the store has them, each step
@@ -45,8 +46,11 @@ ALID_N2_LOW = 301_550  # oven-1, alarm 550 (../shared/specs/)
 OVEN_SVS = (1310, 1311, 1312)  # oven-1: E10 state, tool state, zone temperatures (docs/gem.md)
 REPORTED = (ids.DV_LOT_ID, ids.DV_WAFER_ID, ids.DV_STEP, ids.DV_STEP_KIND, ids.DV_TOOL,
             ids.DV_OUTCOME, ids.DV_WAFER_STATE, ids.DV_ALID, ids.DV_RECIPE)
+N2_LOW_SET = ids.alarm_ceid(ALID_N2_LOW, is_set=True)  # the alarm's own events (E30)
+N2_LOW_CLEARED = ids.alarm_ceid(ALID_N2_LOW, is_set=False)
 EVENTS = (ids.CE_LOT_STARTED, ids.CE_LOT_COMPLETED, ids.CE_STEP_STARTED, ids.CE_STEP_ENDED,
-          ids.CE_WAFER_TRANSITION, ids.CE_ALARM_SET, ids.CE_ALARM_CLEARED)
+          ids.CE_WAFER_TRANSITION, ids.CE_ALARM_SET, ids.CE_ALARM_CLEARED, N2_LOW_SET,
+          N2_LOW_CLEARED)
 
 
 class Serve:
@@ -293,8 +297,9 @@ async def _scenario(serve: Serve, host: Any, port: int) -> None:
     live_alarms = await host.received_all(5, 1)
     await serve.line(r"lot E2E1: complete; 2/2 wafers complete")
     transitions, starts, outcome = expected_from_store(serve.db, "E2E1")
-    # LOTSTARTED, LOTCOMPLETED, ALARMSET, ALARMCLEARED, each transition, start and end
-    total = 4 + len(transitions) + 2 * len(starts)
+    # LOTSTARTED, LOTCOMPLETED, ALARMSET, ALARMCLEARED, the alarm's own set and clear,
+    # each transition, start and end
+    total = 6 + len(transitions) + 2 * len(starts)
     assert 0 < len(live) < total
     await host.connect(port)
     assert (await host.request(1, 13, ["L", []]))[0] == 14
@@ -344,8 +349,9 @@ async def _scenario(serve: Serve, host: Any, port: int) -> None:
     transitions, starts, _ = expected_from_store(serve.db, "E2E2")
     # serve opens the line for each batch of lots: the fault plan's alarm comes again
     second = events_of(await host.received(
-        6, 11, need + 4 + len(transitions) + 2 * len(starts)))[need:]
+        6, 11, need + 6 + len(transitions) + 2 * len(starts)))[need:]
     assert [c for _, c, _ in second].count(ids.CE_ALARM_SET) == 1
+    assert [c for _, c, _ in second].count(N2_LOW_SET) == 1
     assert [(c, v["lot"], v["recipe"]) for _, c, v in second
             if c in (ids.CE_LOT_STARTED, ids.CE_LOT_COMPLETED)] == [
         (ids.CE_LOT_STARTED, "E2E2", "e2e-downloaded"),
@@ -367,6 +373,10 @@ def _check_order(events: list, transitions: list, starts: list, outcome: dict) -
     assert ceids.index(ids.CE_ALARM_SET) < ceids.index(ids.CE_ALARM_CLEARED)
     alarm = events[ceids.index(ids.CE_ALARM_SET)][2]
     assert (alarm["alid"], alarm["tool"]) == (ALID_N2_LOW, "oven-1")
+    # the alarm's own set and clear events, each right after the shared one, once
+    for shared, own in ((ids.CE_ALARM_SET, N2_LOW_SET), (ids.CE_ALARM_CLEARED, N2_LOW_CLEARED)):
+        assert ceids.count(own) == 1 and ceids[ceids.index(shared) + 1] == own
+        assert events[ceids.index(own)][2]["alid"] == ALID_N2_LOW
     assert [(v["wafer"], v["state"]) for _, c, v in events
             if c == ids.CE_WAFER_TRANSITION] == transitions
     assert [(v["wafer"], v["step"]) for _, c, v in events
