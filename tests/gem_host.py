@@ -20,7 +20,7 @@ from controller.gem.equipment import GemEquipment
 from controller.gem.hsms import CONTROL_SESSION, Message, SType, Timers
 from controller.gem.secs2 import B, Item, L
 from controller.gem.spool import GemDatabase
-from controller.gem.states import CommState
+from controller.gem.states import CommState, ControlState
 from controller.line.events import EventKind, LineEventStream
 from controller.store import Store
 
@@ -204,6 +204,12 @@ class GemLine:
         await host.primary(1, 13)
         await self.eq.communicating()  # the S1F14 is handled in the equipment's own task
         assert self.eq.comm is CommState.COMMUNICATING
+        return host
+
+    async def remote_host(self) -> TestHost:
+        """``host()``, and the operator puts the equipment ON-LINE REMOTE."""
+        host = await self.host()
+        assert await self.eq.operator_online() is ControlState.ONLINE_REMOTE
         return host
 
     async def publish(self, kind: EventKind, **fields) -> None:

@@ -8,7 +8,6 @@ import pytest
 
 from controller.gem import ids
 from controller.gem.secs2 import BOOLEAN, U4, A, B, L
-from controller.gem.states import ControlState
 from controller.line.events import EventKind
 from tests.gem_host import GemLine, TestHost
 
@@ -25,12 +24,6 @@ async def line(tmp_path):
     await line.close()
 
 
-async def online_remote(line: GemLine) -> TestHost:
-    host = await line.host()
-    assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
-    return host
-
-
 def ceids(host: TestHost) -> list[int]:
     return [m.body.items[1].number for m in host.received if (m.stream, m.function) == (6, 11)]
 
@@ -38,7 +31,7 @@ def ceids(host: TestHost) -> list[int]:
 async def test_the_rule_and_the_namelist(line):
     assert ids.alarm_ceid(O2_HIGH, is_set=True) == O2_SET
     assert ids.alarm_ceid(O2_HIGH, is_set=False) == O2_CLEARED
-    host = await online_remote(line)
+    host = await line.remote_host()
     names = await host.request(1, 23, L(U4(O2_SET), U4(O2_CLEARED), U4(1_000_001),
                                         U4(1_301_777)))  # 777: no alarm of the tables
     alarm_dvs = [ids.DV_ALID, ids.DV_ALTX, ids.DV_TOOL]
@@ -61,7 +54,7 @@ async def test_the_rule_and_the_namelist(line):
 
 
 async def test_an_alarms_own_set_and_clear_events_carry_the_linked_report(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     # RPT 7: ALID, ALTX, TOOL and the ALARMSSET status variable; RPT 8: ALID only
     rpt7 = L(*(U4(v) for v in (ids.DV_ALID, ids.DV_ALTX, ids.DV_TOOL, ids.SV_ALARMS_SET)))
     assert (await host.request(2, 33, L(U4(1), L(L(U4(7), rpt7),
@@ -96,7 +89,7 @@ async def test_an_alarms_own_set_and_clear_events_carry_the_linked_report(line):
 
 
 async def test_shared_and_own_events_in_order_whatever_the_alarm_enables(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     assert (await host.request(5, 3, L(B(0), U4(O2_HIGH)))).body == B(0)  # no S5F1 for it
     enabled = L(U4(ids.CE_ALARM_SET), U4(O2_SET), U4(ids.CE_ALARM_CLEARED), U4(O2_CLEARED))
     assert (await host.request(2, 37, L(BOOLEAN(True), enabled))).body == B(0)

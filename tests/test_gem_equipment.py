@@ -28,12 +28,6 @@ async def line(tmp_path):
     await line.close()
 
 
-async def online_remote(line: GemLine) -> TestHost:
-    host = await line.host()
-    assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
-    return host
-
-
 async def setup_reports(host: TestHost) -> None:
     """RPT 1 = LOTID, WAFERID, STEP, OUTCOME, CONTROLSTATE; on lot/step events; all enabled."""
     vids = L(*(U4(v) for v in (ids.DV_LOT_ID, ids.DV_WAFER_ID, ids.DV_STEP, ids.DV_OUTCOME,
@@ -81,7 +75,7 @@ async def test_s1f13_s1f1_and_the_offline_rules(line):
 
 
 async def test_unknown_device_stream_and_function_get_s9(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     await host.send(replace_session(await _primary(host, 1, 3), 7))
     s9f1 = await host.primary(9, 1)
     assert len(s9f1.body.value) == 10  # MHEAD: the header we sent
@@ -103,7 +97,7 @@ def replace_session(message, session: int):
 
 
 async def test_control_state_and_setup_survive_a_restart(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     await setup_reports(host)
     assert (await host.request(5, 3, L(B(0), U4()))).body == B(0)  # disable all alarms
     assert (await host.request(2, 15, L(L(U4(ids.EC_MAX_SPOOL_TRANSMIT), U4(3))))).body == B(0)
@@ -124,7 +118,7 @@ async def test_control_state_and_setup_survive_a_restart(line):
 
 
 async def test_start_a_lot_and_receive_its_events_in_order(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     await setup_reports(host)
     params = L(L(A("LOTID"), A("L1")), L(A("RECIPE"), A(RECIPE)), L(A("SLOTS"), A("1-2")),
                L(A("PRIORITY"), U1(3)))
@@ -155,7 +149,7 @@ async def test_start_a_lot_and_receive_its_events_in_order(line):
 
 
 async def test_remote_commands_refused_with_the_reason(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
 
     async def command(rcmd, *params):
         reply = await host.request(2, 41, L(A(rcmd), L(*(L(A(n), v) for n, v in params))))
@@ -203,7 +197,7 @@ async def test_remote_commands_refused_with_the_reason(line):
 
 
 async def test_alarm_set_and_cleared_reach_the_host_without_waiting(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     alid = 300_000 + 1000 + 540  # oven-1, O2 HIGH
     line.stream.publish(EventKind.ALARM_SET, tool="oven-1", code=540, text="O2 HIGH")
     # publishing returned at once; the report follows
@@ -225,7 +219,7 @@ async def test_alarm_set_and_cleared_reach_the_host_without_waiting(line):
 
 
 async def test_spooled_while_the_link_is_down_and_delivered_in_order_after(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     await setup_reports(host)
     await host.close()
     await line.eq.server.connection.closed.wait()
@@ -260,7 +254,7 @@ async def test_spool_limit_and_purge(tmp_path):
     line = GemLine(f"sqlite:///{tmp_path / 'small.db'}", replace(CONFIG, spool_limit=2))
     await line.start()
     try:
-        host = await online_remote(line)
+        host = await line.remote_host()
         assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
         await host.close()
         await line.eq.server.connection.closed.wait()
@@ -285,7 +279,7 @@ def shipped(name: str) -> str:
 
 
 async def test_process_programs_validated_versioned_listed(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
     good = shipped(RECIPE).replace(f'name = "{RECIPE}"', 'name = "gem-ok"')
     remelt = good.replace('name = "gem-ok"', 'name = "gem-remelt"').replace(
@@ -319,7 +313,7 @@ async def test_process_programs_validated_versioned_listed(line):
 
 
 async def test_terminal_messages_both_ways(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     assert (await host.request(10, 3, L(B(0), A("call the MES desk")))).body == B(0)
     assert line.terminal == ["call the MES desk"]
     line.eq.terminal.to_host("oven-1 PM done")
@@ -329,7 +323,7 @@ async def test_terminal_messages_both_ways(line):
 
 
 async def test_status_and_constants_namelists(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     names = (await host.request(1, 11, L(U4(ids.SV_CONTROL_STATE), U4(1211), U4(999)))).body
     assert names.python() == [[1, "CONTROLSTATE", ""], [1211, "PLACER1TOOLSTATE", ""],
                               [999, "", ""]]
@@ -351,7 +345,7 @@ async def test_status_and_constants_namelists(line):
 
 
 async def test_close_is_clean_with_a_host_attached(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     await line.eq.close()
     with contextlib.suppress(Exception):
         await host.close(separate=False)
@@ -360,7 +354,7 @@ async def test_close_is_clean_with_a_host_attached(line):
 
 
 async def test_a_body_that_is_not_secs2_gets_s9f7_and_the_link_stays(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     # S1F3 W, system 0x99, body: an A item that claims 5 bytes and has 1
     header = bytes.fromhex("0000 8103 0000 00000099")
     await host.send_raw(len(header + b"\x41\x05A").to_bytes(4, "big") + header + b"\x41\x05A")
@@ -371,7 +365,7 @@ async def test_a_body_that_is_not_secs2_gets_s9f7_and_the_link_stays(line):
 
 
 async def test_closing_spools_what_the_host_has_not_acknowledged(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     await setup_reports(host)
 
     async def silent(message):  # the host stops acknowledging
@@ -392,7 +386,7 @@ def decode_body(spooled):
 
 
 async def test_a_report_without_reply_in_t3_is_a_communication_failure(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     await setup_reports(host)
     # S1F13 again one second after the failure (ESTABLISHCOMMUNICATIONSTIMEOUT's minimum)
     assert (await host.request(2, 15, L(L(U4(ids.EC_ESTABLISH_COMM_DELAY), U2(1))))).body \
@@ -432,7 +426,7 @@ async def test_a_report_without_reply_in_t3_is_a_communication_failure(line):
 
 
 async def test_s2f15_takes_only_values_of_each_constants_type_all_or_nothing(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
 
     async def s2f15(*pairs):
         return (await host.request(2, 15, L(*(L(U4(e), v) for e, v in pairs)))).body
@@ -463,7 +457,7 @@ async def test_a_stored_constant_of_the_wrong_type_falls_back_to_its_default(lin
                                   str(ids.EC_MAX_SPOOL_TRANSMIT): 7})
     await line.eq.close()
     await line.start()
-    host = await online_remote(line)
+    host = await line.remote_host()
     ecs = await host.request(2, 13, L(U4(ids.EC_ESTABLISH_COMM_DELAY), U4(ids.EC_MAX_SPOOL_SIZE),
                                       U4(ids.EC_MAX_SPOOL_TRANSMIT)))
     assert ecs.body == L(U2(10), U4(10_000), U4(7))  # not S9F7
@@ -471,7 +465,7 @@ async def test_a_stored_constant_of_the_wrong_type_falls_back_to_its_default(lin
 
 
 async def test_text_we_send_is_ascii_and_no_character_loses_a_report(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     names = (await host.request(1, 11, L(U4(1312)))).body  # oven-1 zone temperatures
     assert names.python() == [[1312, "OVEN1ZONETEMPS", "degC"]]  # not the byte 0xB0
     rpt = L(U4(2), L(L(U4(2), L(U4(ids.DV_WAFER_ID), U4(ids.DV_REASON)))))
@@ -493,7 +487,7 @@ async def test_text_we_send_is_ascii_and_no_character_loses_a_report(line):
 
 
 async def test_e5_codes_for_what_does_not_exist_or_is_already_so(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     # S5F5 of an unknown ALID: zero-length ALCD and ALTX
     assert (await host.request(5, 5, U4(999))).body == L(L(B(), U4(999), A("")))
     # S2F29: no minimum, maximum or default is a zero-length A (never a list)
@@ -521,7 +515,7 @@ async def test_e5_codes_for_what_does_not_exist_or_is_already_so(line):
 
 
 async def test_terminal_text_is_not_held_behind_the_spool(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
     await host.close()
     await line.eq.server.connection.closed.wait()
@@ -536,7 +530,7 @@ async def test_terminal_text_is_not_held_behind_the_spool(line):
 
 
 async def test_the_operator_cannot_bring_a_host_offline_equipment_online(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     assert (await host.request(1, 15)).body == B(0)
     with pytest.raises(ControlError, match="only the host"):
         await line.eq.operator_online()
@@ -547,7 +541,7 @@ async def test_the_operator_cannot_bring_a_host_offline_equipment_online(line):
 
 
 async def test_alarms_and_events_enabled_status_variables(line):
-    host = await online_remote(line)
+    host = await line.remote_host()
     o2_high, jam = 301_540, 301_520
     assert (await host.request(5, 3, L(B(0), U4()))).body == B(0)  # every alarm disabled
     assert (await host.request(5, 3, L(B(0x80), L(U4(jam), U4(o2_high))))).body == B(0)

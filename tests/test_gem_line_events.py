@@ -11,7 +11,6 @@ import pytest
 
 from controller.gem import ids
 from controller.gem.secs2 import BOOLEAN, U1, U4, A, B, L
-from controller.gem.states import ControlState
 from controller.line.events import EventKind
 from tests.gem_host import RECIPE, GemLine, TestHost
 
@@ -37,8 +36,7 @@ def reports(messages) -> list[tuple[int, list]]:
 
 
 async def test_hold_resume_abort_requests_report_the_lot_events(line):
-    host = await line.host()
-    assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
+    host = await line.remote_host()
     await link(host, (ids.DV_LOT_ID, ids.DV_RECIPE, ids.DV_LOT_STATE, ids.DV_REASON),
                (ids.CE_LOT_HELD, ids.CE_LOT_RESUMED, ids.CE_LOT_ABORTED))
     start = L(A("START"), L(L(A("LOTID"), A("H1")), L(A("RECIPE"), A(RECIPE)),
@@ -66,8 +64,7 @@ async def test_hold_resume_abort_requests_report_the_lot_events(line):
 
 
 async def test_a_tools_first_e10_report_has_an_empty_previous_state(line):
-    host = await line.host()
-    assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
+    host = await line.remote_host()
     await link(host, (ids.DV_TOOL, ids.DV_E10_STATE, ids.DV_PREVIOUS_E10_STATE),
                (ids.CE_E10_STATE_CHANGED,))
     # LineController._tool_state: previous is None the first time it reports a tool
@@ -83,8 +80,7 @@ async def test_a_tools_first_e10_report_has_an_empty_previous_state(line):
 
 
 async def test_a_tools_status_fills_its_variables_without_an_e10_event(line):
-    host = await line.host()
-    assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
+    host = await line.remote_host()
     await link(host, (ids.DV_TOOL, ids.DV_E10_STATE), (ids.CE_E10_STATE_CHANGED,))
     await line.publish(EventKind.TOOL_STATE, tool="oven-1", e10_state="productive",
                        previous=None, reason="reflow W-01")

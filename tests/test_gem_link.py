@@ -13,7 +13,7 @@ import pytest
 from controller.gem import ids
 from controller.gem.secs2 import BOOLEAN, U1, U4, B, L
 from controller.gem.spool import GemDatabase
-from controller.gem.states import CommState, ControlState
+from controller.gem.states import CommState
 from controller.line.events import EventKind
 from tests.gem_host import CONFIG, WAIT_S, GemLine, TestHost
 
@@ -85,8 +85,7 @@ async def test_a_message_in_wait_delay_brings_s1f13_at_once(line):
 
 async def test_dataids_do_not_repeat_across_a_restart_with_reports_spooled(line):
     eq = await line.start()
-    host = await line.host()
-    assert await eq.operator_online() is ControlState.ONLINE_REMOTE
+    host = await line.remote_host()
     vids = L(U4(ids.DV_LOT_ID), U4(ids.DV_STEP))
     assert (await host.request(2, 33, L(U4(1), L(L(U4(1), vids))))).body == B(0)
     link = L(L(U4(ids.CE_STEP_STARTED), L(U4(1))))

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from controller.gem.commands import CommandRefused, StoreLineCommands
 from controller.gem.secs2 import A, B, L
-from controller.gem.states import ControlState
 from controller.models import GemProcessProgram
 from controller.programs import StoredRecipes
 from controller.store import Store
@@ -79,8 +78,7 @@ async def test_a_program_with_lots_still_to_run_keeps_its_version(tmp_path):
     line = GemLine(f"sqlite:///{tmp_path / 'gem.db'}")
     await line.start()
     try:
-        host = await line.host()
-        assert await line.eq.operator_online() is ControlState.ONLINE_REMOTE
+        host = await line.remote_host()
 
         async def download(version: int) -> int:
             body = B(*program("ball-x", version).encode("utf-8"))
