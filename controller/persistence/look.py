@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, cast, exists, literal_column, null, select, un
 
 from controller.models import OperatorRequest, ToolModeRow
 from controller.persistence.base import Database, HotStatement
-from controller.persistence.tool_modes import ToolModeInfo, modes_of
+from controller.persistence.tool_modes import ToolModeInfo, line_key, modes_of
 
 _MODES = ToolModeRow.__table__
 _REQUESTS = OperatorRequest.__table__
@@ -31,8 +31,9 @@ _LOOK = HotStatement(
 
 def look(database: Database, line_id: str | None) -> tuple[dict[str, ToolModeInfo], bool]:
     """(``line_id``'s tool modes as ``tool_modes`` gives them, whether any request waits)."""
-    rows: list[Any] = database.peek_all(_LOOK, {"line_id": line_id or ""})
+    line = line_key(line_id)
+    rows: list[Any] = database.peek_all(_LOOK, {"line_id": line})
     waiting = bool(rows) and rows[-1][0] == 1
     if waiting:
         rows.pop()
-    return modes_of(database, line_id or "", [r[1:] for r in rows]), waiting
+    return modes_of(database, line, [r[1:] for r in rows]), waiting

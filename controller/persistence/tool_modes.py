@@ -53,7 +53,8 @@ def parse_mode(text: str) -> ToolMode:
         raise StoreError(f"unknown tool mode '{text}' (expected one of: {names})") from None
 
 
-def _key(line_id: str | None) -> str:
+def line_key(line_id: str | None) -> str:
+    """The ``line_id`` column's value for a line ("": rows from before lines, 0010)."""
     return line_id or ""
 
 
@@ -72,7 +73,7 @@ def set_tool_mode(database: Database, tool: str, mode: ToolMode | str, *, user: 
         raise StoreError(f"a tool name of 1 to {MAX_TOOL_NAME} characters (got '{tool}')")
     if mode is not ToolMode.PRODUCTION and not reason.strip():
         raise StoreError(f"say why {tool} goes out of production (a reason)")
-    line = _key(line_id)
+    line = line_key(line_id)
     now = database.now()
     with database.write() as conn:
         mine = (_MODES.c.line_id == line) & (_MODES.c.tool == tool)
@@ -96,7 +97,7 @@ def tool_modes(database: Database, line_id: str | None = None) -> dict[str, Tool
     The controller asks once a wall second and the answer almost never changes: the
     table's raw rows are read with a hot statement (a pooled Core read cost about ten
     times more CPU) and compared with the last answer's; only a change is read again."""
-    line = _key(line_id)
+    line = line_key(line_id)
     return modes_of(database, line, database.peek_all(_LINE_MODES, {"line_id": line}))
 
 
