@@ -179,7 +179,7 @@ class HsmsConnection:
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._send_lock = asyncio.Lock()
         self._selected_event = asyncio.Event()
-        self._heard = asyncio.Event()  # a frame came from the host (the link is alive)
+        self._heard_at = asyncio.get_running_loop().time()  # the host's last frame (wall)
         self.peer = writer.get_extra_info("peername")
 
     # -- sending
@@ -303,17 +303,12 @@ class HsmsConnection:
     async def _keep_alive(self) -> None:
         """linktest.req whenever the host has been silent for ``timers.linktest`` seconds;
         unanswered in T6, the link is dropped (``probe``)."""
+        loop = asyncio.get_running_loop()
         while not self.closed.is_set():
-            self._heard.clear()
-            heard = asyncio.ensure_future(self._heard.wait())
-            closed = asyncio.ensure_future(self.closed.wait())
-            try:
-                await asyncio.wait({heard, closed}, timeout=self.timers.linktest,
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                heard.cancel()
-                closed.cancel()
-            if not self._heard.is_set() and not await self.probe():
+            quiet = loop.time() - self._heard_at
+            if quiet < self.timers.linktest:
+                await asyncio.sleep(self.timers.linktest - quiet)
+            elif not await self.probe():  # its answer is a frame: heard again
                 return
 
     def _close_unselected(self) -> None:
@@ -326,7 +321,7 @@ class HsmsConnection:
             head = await self._reader.readexactly(4)
         except asyncio.IncompleteReadError:
             return None  # the host closed the connection
-        self._heard.set()
+        self._heard_at = asyncio.get_running_loop().time()
         (length,) = struct.unpack(">I", head)
         if not 10 <= length <= MAX_FRAME:
             raise HsmsError(f"frame length {length} out of range")
