@@ -486,6 +486,27 @@ async def test_text_we_send_is_ascii_and_no_character_loses_a_report(line):
 
 
 
+async def test_a_report_spooled_with_text_outside_latin1_is_kept_and_ascii(line):
+    host = await line.remote_host()
+    rpt = L(U4(2), L(L(U4(2), L(U4(ids.DV_WAFER_ID), U4(ids.DV_REASON)))))
+    assert (await host.request(2, 33, rpt)).body == B(0)
+    link = L(U4(3), L(L(U4(ids.CE_WAFER_TRANSITION), L(U4(2)))))
+    assert (await host.request(2, 35, link)).body == B(0)
+    assert (await host.request(2, 37, L(BOOLEAN(True), L()))).body == B(0)
+    await host.close()
+    await line.eq.server.connection.closed.wait()
+    # spooled while the link is down: "–" has no 8-bit form, so unconverted it could
+    # not be encoded into the spool and the report would be lost
+    await line.publish(EventKind.WAFER_TRANSITION, lot_id="L1", wafer_id="L1-01",
+                       to_state="held", why="bath 5 °C low – held")
+    assert line.eq.db.spool_count() == 1
+    host = await line.host()
+    assert (await host.request(6, 23, U1(0))).body == B(0)
+    (report,) = await host.count(6, 11, 1)
+    assert report_values(report)[0] == ["L1-01", "bath 5 degC low - held"]
+    await host.close()
+
+
 async def test_e5_codes_for_what_does_not_exist_or_is_already_so(line):
     host = await line.remote_host()
     # S5F5 of an unknown ALID: zero-length ALCD and ALTX

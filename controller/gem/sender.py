@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from controller.gem import ids
 from controller.gem.context import Equipment
@@ -45,8 +45,7 @@ class Sender:
         self._queue: asyncio.Queue[Outgoing | _Unspool] = asyncio.Queue()
 
     def put(self, outgoing: Outgoing) -> None:
-        # ASCII from here, so the text can neither stop the report being sent nor spooled
-        self._queue.put_nowait(replace(outgoing, body=ascii_item(outgoing.body)))
+        self._queue.put_nowait(outgoing)
 
     def unspool(self) -> None:
         self._queue.put_nowait(_Unspool())
@@ -92,7 +91,8 @@ class Sender:
                 log.warning("%s not delivered (%s)%s", out.what, exc,
                             ": spooled" if spoolable else "")
         if spoolable:
-            eq.db.spool(out.stream, out.function, encode(out.body), out.what,
+            # ASCII as the link sends it (HsmsConnection.send): no text stops a spooling
+            eq.db.spool(out.stream, out.function, encode(ascii_item(out.body)), out.what,
                         limit=int(eq.status.constant(ids.EC_MAX_SPOOL_SIZE)),
                         overwrite=bool(eq.status.constant(ids.EC_OVERWRITE_SPOOL)))
         else:
