@@ -339,28 +339,12 @@ class Database:
             return
         with self._lock:
             conn = self._writer_conn()
-            local = self._local
-            if self.dialect != "sqlite":
-                with self._raw_transaction(conn):
-                    local.grouped = conn
-                    try:
-                        yield
-                    finally:
-                        local.grouped = None
-                return
-            # SQLite, the controller's every transaction: _raw_transaction written out here
-            # (one generator fewer per commit).
-            raw = conn.connection.dbapi_connection
-            raw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
-            local.grouped = conn
-            try:
-                yield
-            except BaseException:
-                local.grouped = None
-                raw.rollback()  # type: ignore[union-attr]
-                raise
-            local.grouped = None
-            raw.commit()  # type: ignore[union-attr]
+            with self._raw_transaction(conn):
+                self._local.grouped = conn
+                try:
+                    yield
+                finally:
+                    self._local.grouped = None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
