@@ -76,9 +76,11 @@ def ascii_words(text: str, count: int) -> list[int]:
 
 
 def ascii_text(words: Iterable[int]) -> str:
-    """Registers back to text; stops at the first NUL."""
+    """Registers back to text; stops at the first NUL, and drops trailing blanks: a tool
+    may pad a fixed-width id with spaces where the spec names no padding (we write NULs;
+    no id ends in a blank; docs/protocols.md)."""
     data = b"".join(w.to_bytes(2, "big") for w in words)
-    return data.split(b"\0", 1)[0].decode("ascii", errors="replace")
+    return data.split(b"\0", 1)[0].rstrip(b" ").decode("ascii", errors="replace")
 
 
 def _decimals(scale: float) -> int:

@@ -435,6 +435,20 @@ COMMAND_UNLOAD_FC = "06 0005 0003"  # HR 5 = 3
 INPUTS = "02 0000 0004"  # DI 0-3
 
 
+async def test_a_cleaner_result_id_padded_with_blanks_is_the_wafer_id() -> None:
+    # flux-cleaner.md gives RESULT_WAFER_ID as "16 chars" and no padding: a tool may fill
+    # the field with spaces where we write NULs.
+    pairs = [
+        (rtu("04 0005 0002"), rtu("04 04 0032 0001")),  # 0.50 µg/cm², OK
+        (rtu("04 000A 0008"), rtu("04 10 4C4F 5434 322D 3037 2020 2020 2020 2020")),
+        (rtu("04 0014 0002"), rtu("04 04 0000 0007")),  # CYCLE_COUNT 7
+    ]
+    async with expected_exchanges(FluxCleaner, pairs, framer="rtu", unit=2,
+                                  tool="cleaner-1") as cleaner:
+        result = await cleaner.result()
+    assert (result.wafer_id, result.cycle_count) == ("LOT42-07", 7)
+
+
 async def test_cleaner_status_after_our_unload_of_a_clean_reads_only_the_inputs() -> None:
     pairs = [
         RECIPE_READ, DONE_READ, *RESULT_ID,

@@ -47,7 +47,7 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
     def setup_mismatches(self, step: PlaceStep, view: ToolView[PlacerStatus]) -> list[str]:
         st = view.status
         if st.ball_alloy != step.ball_alloy or st.ball_diameter_um != step.ball_diameter_um:
-            return [f"{st.ball_diameter_um} µm {st.ball_alloy} balls loaded, the step needs "
+            return [f"{st.ball_diameter_um:g} µm {st.ball_alloy} balls loaded, the step needs "
                     f"{step.ball_diameter_um} µm {step.ball_alloy}"]
         return []
 
