@@ -76,9 +76,8 @@ def ascii_words(text: str, count: int) -> list[int]:
 
 
 def ascii_text(words: Iterable[int]) -> str:
-    """Registers back to text; stops at the first NUL, and drops trailing blanks: a tool
-    may pad a fixed-width id with spaces where the spec names no padding (we write NULs;
-    no id ends in a blank; docs/protocols.md)."""
+    """Registers back to text: cut at the first NUL, trailing blanks dropped (a tool may
+    pad an id with spaces where its spec names no padding: docs/protocols.md)."""
     data = b"".join(w.to_bytes(2, "big") for w in words)
     return data.split(b"\0", 1)[0].rstrip(b" ").decode("ascii", errors="replace")
 
@@ -337,12 +336,8 @@ class RegisterMap:
     def gap_free(self, block: Block) -> Block:
         """The block read in mapped runs only: split where the map has no register (those
         a tool may refuse to read, exception 02)."""
-        mapped = {
-            a
-            for r in self.registers.values()
-            if r.table == block.table
-            for a in range(r.address, r.end)
-        }
+        mapped = {a for r in self.registers.values() if r.table == block.table
+                  for a in range(r.address, r.end)}
         runs: list[tuple[int, int]] = []
         for a in range(block.address, block.address + block.count):
             if a not in mapped:
