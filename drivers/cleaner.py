@@ -44,12 +44,14 @@ CYCLE_STATES = (
     CleanerState.WASHING, CleanerState.STRIPPING, CleanerState.RINSING, CleanerState.DRYING
 )
 # The states each command is allowed from (../shared/specs/flux-cleaner.md, COMMAND table);
-# START also needs its tank within START_BAND_C of the setpoint.
+# START also needs its tank within START_BAND_C of the setpoint. The FC-2 keeps the FC-1's
+# COMMAND codes, ABORT's row included: a 06 to ABORT while STRIPPING is the spec's refusal,
+# not a busy moment to send it again for (a tool may still take it: it is sent).
 ALLOWED_FROM = {
     "LOAD": (CleanerState.IDLE, CleanerState.READY),
     "START": (CleanerState.LOADED,),
     "UNLOAD": (CleanerState.DONE,),
-    "ABORT": CYCLE_STATES,
+    "ABORT": (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING),
 }
 START_BAND_C = 2.0
 UNEXPLAINED = " - yet the state allows it"

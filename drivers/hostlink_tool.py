@@ -63,16 +63,23 @@ class Fields:
         )
 
     def text(self, name: str) -> str:
-        return self.values[name]
+        """The field, trailing blanks dropped: padding a tool may add (docs/protocols.md)."""
+        return self.values[name].rstrip(" ")
 
     def optional_text(self, name: str) -> str | None:
-        return self.values[name] or None
+        return self.values[name].rstrip(" ") or None
 
     def whole(self, name: str) -> int:
         value = self.values[name]
         if not value.isdigit():
             raise self._bad(name, "a whole number")
         return int(value)
+
+    def measured(self, name: str) -> float:
+        """A measured value: a whole number stays an int (``11``), a decimal (``11.3``) is
+        taken as the tool wrote it; the spec gives no format for these."""
+        value = self.values[name]
+        return int(value) if value.isdigit() else self.decimal(name)
 
     def decimal(self, name: str) -> float:
         try:

@@ -276,10 +276,10 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         wafer the caller took off this exit (None: not known); when the exit shows that
         id, or ``left`` is not known, WAFER_AT_EXIT tells whether it is there again.
         """
-        gapless = len(self._exit.runs) == 1  # the map lets id and values come in one read
         moves = self.belt.stamp()
+        v: dict[str, Any] | None = None
         for look in range(2):
-            if gapless:
+            if self.regs.in_one_read(self._exit):  # the tool lets id and values come in one
                 v = await self.regs.read_block(self._exit)
                 wafer_id = v["EXIT_WAFER_ID"]
             else:
@@ -293,11 +293,12 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
             if not (await self._read_flags())["WAFER_AT_EXIT"]:
                 return None
         self.belt.exit_seen(moves)  # it waits there until our UNLOAD
-        if gapless:
+        if v is not None and self.regs.in_one_read(self._exit):
             return self._result(v, ())
-        # The RF-10N's map has a gap (IR 27-29) between the values and the id: two reads,
-        # the id first. The values are read only once the id says the wafer is there
-        # (read before, they could be the previous wafer's).
+        # The RF-10N's map has a gap (IR 27-29) between the values and the id; a tool that
+        # refuses to read across it (02, even in the read just made: the values then came
+        # before the id) takes two reads, the id first. The values are read only once the
+        # id says the wafer is there (read before, they could be the previous wafer's).
         v = await self.regs.read_block(self._exit_values)
         return self._result({**v, "EXIT_WAFER_ID": wafer_id}, ())
 

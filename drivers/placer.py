@@ -81,7 +81,7 @@ class BallPlacer(HostLinkTool[PlacerStatus]):
             placed=f.whole("placed"),
             missing=f.whole("missing"),
             extra=f.whole("extra"),
-            offset_max_um=f.whole("offset_max_um"),
+            offset_max_um=f.measured("offset_max_um"),
         )
 
     async def repair(self) -> None:
@@ -98,7 +98,7 @@ def _sts_values(f: Fields) -> dict[str, Any]:
         "wafer_id": f.optional_text("wafer_id"),
         "alarm_code": f.whole("alarm_code"),
         "ball_alloy": f.text("ball_alloy"),
-        "ball_diameter_um": f.whole("ball_diameter_um"),
+        "ball_diameter_um": f.measured("ball_diameter_um"),
         "ball_level_pct": f.decimal("ball_level_pct"),
         "flux_level_pct": f.decimal("flux_level_pct"),
     }

@@ -18,7 +18,7 @@ import functools
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -76,9 +76,10 @@ def ascii_words(text: str, count: int) -> list[int]:
 
 
 def ascii_text(words: Iterable[int]) -> str:
-    """Registers back to text; stops at the first NUL."""
+    """Registers back to text: cut at the first NUL, trailing blanks dropped (a tool may
+    pad an id with spaces where its spec names no padding: docs/protocols.md)."""
     data = b"".join(w.to_bytes(2, "big") for w in words)
-    return data.split(b"\0", 1)[0].decode("ascii", errors="replace")
+    return data.split(b"\0", 1)[0].rstrip(b" ").decode("ascii", errors="replace")
 
 
 def _decimals(scale: float) -> int:
@@ -329,25 +330,23 @@ class RegisterMap:
             raise ValueError(f"{', '.join(names)} are in different tables ({shown})")
         start, end = entries[0].address, max(r.end for r in entries)
         table = tables.pop()
-        if self.read_across_gaps:
-            runs = [(start, end - start)]
-        else:
-            # Split only where the map has no register: those the tool refuses to read.
-            mapped = {
-                a
-                for r in self.registers.values()
-                if r.table == table
-                for a in range(r.address, r.end)
-            }
-            runs = []
-            for a in range(start, end):
-                if a not in mapped:
-                    continue
-                if runs and runs[-1][0] + runs[-1][1] == a:
-                    runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-                else:
-                    runs.append((a, 1))
-        return Block(table, start, end - start, tuple(entries), tuple(runs))
+        block = Block(table, start, end - start, tuple(entries), ((start, end - start),))
+        return block if self.read_across_gaps else self.gap_free(block)
+
+    def gap_free(self, block: Block) -> Block:
+        """The block read in mapped runs only: split where the map has no register (those
+        a tool may refuse to read, exception 02)."""
+        mapped = {a for r in self.registers.values() if r.table == block.table
+                  for a in range(r.address, r.end)}
+        runs: list[tuple[int, int]] = []
+        for a in range(block.address, block.address + block.count):
+            if a not in mapped:
+                continue
+            if runs and runs[-1][0] + runs[-1][1] == a:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((a, 1))
+        return replace(block, runs=tuple(runs))
 
     def alarm_text(self, code: int) -> str:
         return self.alarms.get(code, "UNKNOWN ALARM")

@@ -105,7 +105,7 @@ class PlacerStatus:
     wafer_id: str | None
     alarm_code: int
     ball_alloy: str
-    ball_diameter_um: int
+    ball_diameter_um: float  # as the tool reports it (whole in the spec's example)
     ball_level_pct: float
     flux_level_pct: float
 
@@ -128,7 +128,7 @@ class PlacementResult:
     placed: int
     missing: int
     extra: int
-    offset_max_um: int
+    offset_max_um: float  # measured: whole in the spec's example, a tool may send decimals
 
     @property
     def defects(self) -> int:

@@ -198,10 +198,12 @@ async def sim_oven(faults: FaultPlan | None = None, *, scale: float = TIME_SCALE
 async def sim_cleaner(faults: FaultPlan | None = None, *, transport: str = "tcp",
                       scale: float = TIME_SCALE, retries: int = 3,
                       timeout_s: float = LINK_TIMEOUT_S, model: str = "FC-1",
+                      tool: CleanerModel | None = None,
                       ) -> AsyncIterator[tuple[FluxCleaner, SimCleaner]]:
-    """The driver, with the register map of ``model``, on that simulated model."""
-    sim = SimCleaner(ScaledClock(scale), faults or FaultPlan(), model=cleaner_model(model)(),
-                     transport=transport)
+    """The driver, with the register map of ``model``, on that simulated model (or on
+    ``tool``, a test's variant of it)."""
+    sim = SimCleaner(ScaledClock(scale), faults or FaultPlan(),
+                     model=tool or cleaner_model(model)(), transport=transport)
     await sim.start()
     link = sim.link(retries=retries, timeout_s=timeout_s)
     try:

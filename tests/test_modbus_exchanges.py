@@ -250,6 +250,45 @@ async def test_oven_exit_values_and_id_are_one_read_of_ir_20_to_37() -> None:
     assert (result.profile_id, result.o2_max_ppm, result.flags) == (42, 20, 0)
 
 
+EXIT_VALUES = "04 0014 0007"  # IR 20-26, the mapped run before the gap
+EXIT_VALUES_REPLY = "04 0E 0960 0258 0096 00C8 002A 0014 0000"
+EXIT_ID = "04 001E 0008"  # IR 30-37, the mapped run after it
+EXIT_ID_REPLY = "04 10 4C4F 5434 322D 3037 0000 0000 0000 0000"  # "LOT42-07"
+
+
+async def test_an_oven_refusing_the_read_across_ir_27_to_29_is_read_in_mapped_runs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A conforming oven may keep to "02 outside the map" over the worked example: the
+    # driver falls back to the two reads, id first, for good, and says so once.
+    pairs = [
+        (tcp(1, EXIT_BLOCK), tcp(1, "84 02")),
+        (tcp(2, EXIT_VALUES), tcp(2, EXIT_VALUES_REPLY)),  # the fallback, as mapped
+        (tcp(3, EXIT_ID), tcp(3, EXIT_ID_REPLY)),
+        (tcp(4, EXIT_VALUES), tcp(4, EXIT_VALUES_REPLY)),  # read after the id said so
+        (tcp(5, EXIT_ID), tcp(5, EXIT_ID_REPLY)),  # the next wafer: two reads at once
+        (tcp(6, EXIT_VALUES), tcp(6, EXIT_VALUES_REPLY)),
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        for _ in range(2):
+            result = await oven.exit_values_of({"LOT42-07"}, left="LOT42-06")
+            assert result is not None and result.wafer_id == "LOT42-07"
+            assert (result.peak_c, result.profile_id, result.o2_max_ppm) == (240.0, 42, 20)
+    refusals = [r for r in caplog.records if "unmapped addresses refused" in r.getMessage()]
+    assert len(refusals) == 1
+
+
+async def test_oven_exit_result_falls_back_to_mapped_runs_on_exception_02() -> None:
+    pairs = [
+        (tcp(1, EXIT_BLOCK), tcp(1, "84 02")),
+        (tcp(2, EXIT_VALUES), tcp(2, EXIT_VALUES_REPLY)),
+        (tcp(3, EXIT_ID), tcp(3, EXIT_ID_REPLY)),
+        (tcp(4, "04 0063 007D"), tcp(4, "04 FA 0000" + " 0000" * 124)),  # no curve
+    ]
+    async with expected_exchanges(ReflowOven, pairs, framer="tcp", unit=1, tool="oven-1") as oven:
+        result = await oven.exit_result()
+    assert result.wafer_id == "LOT42-07" and result.peak_c == 240.0 and result.curve_c == ()
+
+
 async def test_oven_exit_showing_the_wafer_taken_off_last_asks_wafer_at_exit() -> None:
     pairs = [
         (tcp(1, EXIT_BLOCK), tcp(1, EXIT_BLOCK_REPLY)),  # the id of the wafer left last
@@ -394,6 +433,20 @@ RESULT_ID = [  # RESULT_WAFER_ID alone: a step needs no CYCLE_COUNT (IR 20-21)
 ]
 COMMAND_UNLOAD_FC = "06 0005 0003"  # HR 5 = 3
 INPUTS = "02 0000 0004"  # DI 0-3
+
+
+async def test_a_cleaner_result_id_padded_with_blanks_is_the_wafer_id() -> None:
+    # flux-cleaner.md gives RESULT_WAFER_ID as "16 chars" and no padding: a tool may fill
+    # the field with spaces where we write NULs.
+    pairs = [
+        (rtu("04 0005 0002"), rtu("04 04 0032 0001")),  # 0.50 µg/cm², OK
+        (rtu("04 000A 0008"), rtu("04 10 4C4F 5434 322D 3037 2020 2020 2020 2020")),
+        (rtu("04 0014 0002"), rtu("04 04 0000 0007")),  # CYCLE_COUNT 7
+    ]
+    async with expected_exchanges(FluxCleaner, pairs, framer="rtu", unit=2,
+                                  tool="cleaner-1") as cleaner:
+        result = await cleaner.result()
+    assert (result.wafer_id, result.cycle_count) == ("LOT42-07", 7)
 
 
 async def test_cleaner_status_after_our_unload_of_a_clean_reads_only_the_inputs() -> None:

@@ -82,7 +82,7 @@ async def test_placer_speaks_the_golden_frames_byte_for_byte() -> None:
 
 async def test_unexpected_result_fields_are_a_clear_link_error() -> None:
     def reply(frame: bytes) -> bytes:
-        fields = ["W1", "OK", "120000", "119996", "4", "0", "11.5"]
+        fields = ["W1", "OK", "120000", "119996", "4.0", "0", "11"]
         return encode_reply(parse_request(frame).seq, "RES", fields)
 
     async with scripted_tool(reply) as (_, url):
@@ -90,8 +90,42 @@ async def test_unexpected_result_fields_are_a_clear_link_error() -> None:
             with pytest.raises(LinkError) as info:
                 await BallPlacer(port, ManualClock()).result()  # type: ignore[arg-type]
     assert str(info.value) == (
-        "placer-1: RES reply field offset_max_um: expected a whole number, got '11.5'"
+        "placer-1: RES reply field missing: expected a whole number, got '4.0'"
     )
+
+
+async def test_measured_offsets_and_diameters_may_carry_decimals() -> None:
+    # ball-placer.md gives no format for offset_max_um or ball_diameter_um (its examples
+    # are whole): a tool writing the measured values with a decimal is taken at its word.
+    def reply(frame: bytes) -> bytes:
+        req = parse_request(frame)
+        if req.cmd == "STS":
+            return encode_reply(req.seq, "STS", ["IDLE", "", "0", "SAC305", "250.0", "99.0",
+                                                 "98.5"])
+        return encode_reply(req.seq, "RES", ["W1", "OK", "120000", "119996", "4", "0", "11.3"])
+
+    async with scripted_tool(reply) as (_, url):
+        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.1) as port:
+            b = BallPlacer(port, ManualClock())  # type: ignore[arg-type]
+            assert (await b.result()).offset_max_um == 11.3
+            assert (await b.status()).ball_diameter_um == 250
+
+
+async def test_ids_padded_with_blanks_read_as_the_id() -> None:
+    def reply(frame: bytes) -> bytes:
+        req = parse_request(frame)
+        if req.cmd == "STS":
+            return encode_reply(req.seq, "STS", ["DONE", "LOT42-07   ", "0", "SAC305 ", "250",
+                                                 "99.0", "98.5"])
+        return encode_reply(req.seq, "RES", ["LOT42-07   ", "OK", "120000", "120000", "0",
+                                             "0", "11"])
+
+    async with scripted_tool(reply) as (_, url):
+        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.1) as port:
+            b = BallPlacer(port, ManualClock())  # type: ignore[arg-type]
+            assert (await b.result()).wafer_id == "LOT42-07"
+            status = await b.status()
+            assert (status.wafer_id, status.ball_alloy) == ("LOT42-07", "SAC305")
 
 
 def ack_anything(frame: bytes) -> bytes:

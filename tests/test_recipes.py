@@ -9,6 +9,7 @@ import pytest
 from drivers.types import CleanMode, StripRecipe
 from sequences.errors import RecipeError, RecipeInvalid
 from sequences.recipes.recipe import (
+    TOOL_NAME_MAX,
     PlaceStep,
     PrintStep,
     ReflowStep,
@@ -244,3 +245,18 @@ def test_cli_list_show_and_diagram(tmp_path: Path, capsys, monkeypatch) -> None:
     assert "awaiting_disposition --> step1_waiting: retry" in out_file.read_text("utf-8")
     assert main(["recipe", "show", "no-such-recipe"]) == 1
     assert "no recipe named 'no-such-recipe'" in capsys.readouterr().err
+
+
+def test_tool_recipe_names_fit_16_characters_one_per_recipe_and_step() -> None:
+    # paste-printer.md and ball-placer.md give RCP's name no length; every id the specs
+    # size is 1-16 characters, so a tool may cap it there.
+    names = {}
+    for name in SHIPPED:
+        recipe = find_recipe(name)
+        for number in range(1, len(recipe.steps) + 1):
+            names[(name, number)] = recipe.tool_recipe_name(number)
+    assert all(1 <= len(n) <= TOOL_NAME_MAX for n in names.values()), names
+    assert len(set(names.values())) == len(names)  # one per (recipe, step)
+    # the same every run (a hash of the name, not Python's salted hash())
+    assert names[("ballmount-sac305-rebump-snbi", 3)] == "ballmoun-8aed4.3"
+    assert names[("rebump-hipb-snpb", 1)] == "rebump-h-0f6b7.1"

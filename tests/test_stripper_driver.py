@@ -14,6 +14,12 @@ from controller.console import CLEANER_COMMANDS, ConsoleUsageError, run_command
 from drivers.cleaner import FluxCleaner
 from drivers.errors import DeviceBusy, IllegalValue, NotSupported, ToolAlarm
 from drivers.types import CleanerState, CleanMode, CleanRecipe, CleanStatus, StripRecipe
+from sequences.kinds.resist_strip import RESIST_STRIP
+from sequences.recipes.recipe import StripStep
+from sim.cleaner import CleanerState as ToolState
+from sim.cleaner import Command
+from sim.modbus_map import busy_unless
+from sim.stripper import StripperModel
 
 STRIP = StripRecipe(strip_temp_c=50.0, strip_time_s=600, rinse_time_s=30, dry_time_s=30,
                     spray_pressure_bar=2.5)
@@ -137,3 +143,36 @@ async def test_console_strip_commands() -> None:
         assert out == "W1 is in the chamber (LOADED, RESIST_STRIP)"
         with pytest.raises(ConsoleUsageError, match="expected clean|strip"):
             await run_command(CLEANER_COMMANDS, cleaner, "load", ["W2", "etch"])
+
+
+class LiteralFc2(StripperModel):
+    """An FC-2 that keeps to the FC-1's ABORT row (WASHING, RINSING, DRYING): 06 while
+    STRIPPING, as conforming as ours (the FC-2 page changes no COMMAND code)."""
+
+    def _command(self, code: int) -> None:
+        if code == Command.ABORT:
+            busy_unless(self._state() is not ToolState.STRIPPING, "ABORT: state STRIPPING")
+        super()._command(code)
+
+
+async def test_an_abort_refused_while_stripping_waits_for_done_and_unloads() -> None:
+    step = StripStep(mask="dry-film", strip_temp_c=50.0, strip_time_s=600, rinse_time_s=30,
+                     dry_time_s=30, spray_pressure_bar=2.5, max_mask_residue_pct=0.5,
+                     max_ionic_ug_cm2=1.0)
+    async with sim_cleaner(model="FC-2", tool=LiteralFc2()) as (cleaner, _):
+        await cleaner.set_strip_recipe(step.tool_recipe())
+        await cleaner.wait_bath_ready(timeout_s=1800, mode=CleanMode.RESIST_STRIP)
+        await cleaner.load("LOT42-07", CleanMode.RESIST_STRIP)
+        await cleaner.start()
+        assert await cleaner.state() is CleanerState.STRIPPING
+        sent = requests_of(cleaner)
+        notes = await RESIST_STRIP.abort(cleaner, step, "LOT42-07")
+        assert notes == ["ABORT refused while STRIPPING: waiting for the cycle's end",
+                         "wafer unloaded"]
+        # refused for the state, as the spec's table says: not sent again
+        assert sent.count("write_register 5 = 5 unit 2") == 1
+        cleaner.link.trace = None
+        status = await cleaner.status()
+        assert not status.wafer_present
+        assert status.state in (CleanerState.IDLE, CleanerState.READY)
+        assert (await cleaner.result()).status is CleanStatus.OK  # the strip ran out

@@ -16,6 +16,7 @@ from sequences.kinds.base import (
     SetupKey,
     ToolView,
     alarm_reasons,
+    expect,
     timeout_for,
 )
 from sequences.kinds.hostlink_step import HostLinkStepKind
@@ -25,7 +26,8 @@ from sequences.wafer.judge import Judgment, same_wafer
 CHANGEOVER_S = 900.0
 LOAD_S, UNLOAD_S = 20.0, 10.0
 PLACE_S = 25.0 + 40.0 + 15.0  # flux, place, inspect
-REPAIR_MAX_S = 5.0 + 0.5 * 1000
+REPAIR_MIN_S = 5.0  # REPAIRING's least, with no defect to fix
+REPAIR_MAX_S = REPAIR_MIN_S + 0.5 * 1000
 FLUX_PER_WAFER_PCT = 0.5  # flux level a wafer needs at least
 FULL_SUPPLY_BALLS = 5_000_000  # ball-placer.md: what ball_level_pct is a share of
 
@@ -47,7 +49,7 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
     def setup_mismatches(self, step: PlaceStep, view: ToolView[PlacerStatus]) -> list[str]:
         st = view.status
         if st.ball_alloy != step.ball_alloy or st.ball_diameter_um != step.ball_diameter_um:
-            return [f"{st.ball_diameter_um} µm {st.ball_alloy} balls loaded, the step needs "
+            return [f"{st.ball_diameter_um:g} µm {st.ball_alloy} balls loaded, the step needs "
                     f"{step.ball_diameter_um} µm {step.ball_alloy}"]
         return []
 
@@ -125,6 +127,9 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
     async def repair(self, driver: Placer) -> PlacementResult:
         """The mounter's automatic repair (RPR) and its new result."""
         await driver.repair()
+        # The ACK may come before the tool leaves DONE (HostLink says only that it answers
+        # at once): an STS now could show DONE with the result before the repair.
+        await expect(driver.clock, REPAIR_MIN_S)
         await driver.wait_for(PlacerState.DONE, timeout_s=timeout_for(REPAIR_MAX_S))
         return await driver.result()
 

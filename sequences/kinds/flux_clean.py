@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 from drivers.clock import Clock
-from drivers.errors import ToolError
+from drivers.errors import DeviceBusy, ToolError
 from drivers.protocols import Cleaner
 from drivers.types import (
     BATH_TOLERANCE_C,
@@ -158,9 +158,19 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
         notes: list[str] = []
         try:
             if (await driver.status()).state in WORKING:
-                await driver.abort()
-                notes.append("ABORT sent")
-                await driver.wait_for(CleanerState.DONE, timeout_s=timeout_for(ABORT_S))
+                wait_s = ABORT_S
+                try:
+                    await driver.abort()
+                    notes.append("ABORT sent")
+                except DeviceBusy:
+                    # ABORT's row lists WASHING, RINSING, DRYING, and the FC-2's page adds
+                    # nothing (docs/protocols.md): a strip may run out. The wafer is
+                    # unloaded at its DONE, not left in the chamber to hold the next.
+                    if (await driver.status()).state is not CleanerState.STRIPPING:
+                        raise
+                    notes.append("ABORT refused while STRIPPING: waiting for the cycle's end")
+                    wait_s = self.nominal_s(step)
+                await driver.wait_for(CleanerState.DONE, timeout_s=timeout_for(wait_s))
             if (await driver.status()).state is CleanerState.DONE:
                 await driver.unload()
                 notes.append("wafer unloaded")

@@ -105,7 +105,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         return await self.load_and_run(driver, step, ctx, lambda: self.start(driver))
 
     async def settle(self, driver: H, step: S, wafer: Recovering, clock: Clock) -> Settled:
-        return await self.settle_hostlink(driver, step, wafer, self.start)
+        return await self.settle_hostlink(driver, step, wafer, self.start, clock)
 
     def busy(self, status: HSt, wafer_id: str) -> bool:
         st = self.states
@@ -132,6 +132,9 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         if seen.own_wafer_done:
             _SENT.pop(driver, None)  # an alarm or abort came between: send RCP again
             await driver.unload()
+            # ULD's time first: the tool may still show DONE on an STS right after the ACK,
+            # and DONE does not lead to IDLE by itself.
+            await expect(driver.clock, self.unload_s)
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
 
     async def load_and_run(self, driver: H, step: S, ctx: StepContext,
@@ -181,7 +184,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         return notes
 
     async def settle_hostlink(self, driver: H, step: S, wafer: Recovering,
-                              start: Callable[[H], Awaitable[None]]) -> Settled:
+                              start: Callable[[H], Awaitable[None]], clock: Clock) -> Settled:
         """The tool holds the wafer: start it if it was only loaded and no start was
         journalled, wait for its result, take it. It does not: it was never loaded (the
         load follows the committed transition, only a judged wafer is unloaded)."""
@@ -196,6 +199,9 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
                 # the tool's READY says it never arrived (HostLink answers before it acts).
                 wafer.note(f"{driver.name} holds it loaded: starting it")
                 await start(driver)
+                # The cycle's time first, as a step does: right after the ACK the tool may
+                # still show READY, which does not lead to DONE by itself.
+                await expect(clock, self.cycle_s(step))
             if status.state is not st.DONE:
                 await driver.wait_for(st.DONE, timeout_s=SETTLE_WAIT_S)
             # Judging after a repair (its step_done says so): judged as repaired, so the

@@ -45,6 +45,8 @@ RECIPES_DIR = Path(__file__).with_name("shipped")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 # HostLink fields may not hold these (framing characters).
 _HOSTLINK_FORBIDDEN = set("$*,")
+# RCP names: the specs give no length, and every id they size is 1-16 characters.
+TOOL_NAME_MAX = 16
 
 Window = tuple[float, float]
 
@@ -237,8 +239,14 @@ class Recipe:
         return self.steps[number - 1]
 
     def tool_recipe_name(self, number: int) -> str:
-        """The name sent with a tool's RCP: recipe name and step, HostLink-safe."""
-        return f"{self.name[:28]}.{number}"
+        """The name sent with a tool's RCP, one per (recipe, step) and the same every run:
+        ``<recipe>.<step>`` where it fits TOOL_NAME_MAX, else the recipe name's first
+        characters, a short hash of the whole name, and the step (``ballmoun-1a2b3.3``)."""
+        whole = f"{self.name}.{number}"
+        if len(whole) <= TOOL_NAME_MAX:
+            return whole
+        tail = f"-{hashlib.sha256(self.name.encode()).hexdigest()[:5]}.{number}"
+        return self.name[: TOOL_NAME_MAX - len(tail)] + tail
 
 
 # --- parsing ------------------------------------------------------------------------------------
