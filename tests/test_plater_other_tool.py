@@ -13,7 +13,7 @@ import pytest
 
 from drivers.clock import ManualClock
 from drivers.errors import RefusedNotReady, ToolAlarm
-from drivers.plater import recipe_matches
+from drivers.plater import BarrierPlater, recipe_matches
 from drivers.types import BarrierRecipe, PlaterState, PlaterStep, RunStatus
 from sequences.kinds.barrier import BARRIER, PlaterView
 from sequences.kinds.base import Recovering, StepContext, TakeResult
@@ -219,3 +219,26 @@ async def test_recovery_starts_a_loaded_carrier_once_more_after_not_ready() -> N
         assert s.wire.used_up
     assert isinstance(settled["W1"], TakeResult) and settled["W1"].unloaded
     assert any("started now" in n for n in notes), notes
+
+
+@pytest.mark.faults
+async def test_a_link_dropped_mid_batch_wakes_the_wait_which_reopens_and_waits_on() -> None:
+    """Against the simulated EP-25: the tool drops the host mid-batch. The wait wakes,
+    STATE? reopens the link (catch-up) and shows it RUNNING, so it waits again for the
+    DONE, which arrives on the new connection (the kind's clock never moves: no timeout
+    or poll ends this wait)."""
+    from tests.test_plater_driver import sim_plater
+
+    async with sim_plater("disconnect=3000") as sim:  # heat-up ~2,000 s, then plating
+        link = sim.link()
+        plater = BarrierPlater(link, sim.clock, last_seq=0)
+        journal = MemoryJournal()
+        ctx = StepContext("W1", StoppedClock(), "r", journal,
+                          batch=Batch("B1", ["W1"], "plater-1"))
+        async with link:
+            await BARRIER.prepare(plater, STEP, clock=sim.clock, recipe_name="r",
+                                  note=lambda text: None)
+            outcome = await BARRIER.execute(plater, STEP, ctx, None)  # type: ignore[arg-type]
+    assert link.connections == 2 and sim.server.model._batches_started == 1
+    assert outcome.result.batch.status is RunStatus.OK
+    assert BARRIER.judge(STEP, outcome.result, "W1").ok
