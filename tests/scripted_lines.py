@@ -51,7 +51,8 @@ class ScriptedWire:
         line = data.decode().removesuffix("\n")
         assert self.script, f"host sent {line!r} after the end of the script"
         direction, expected = self.script.pop(0)
-        assert (direction, line) == (">", expected)
+        assert (direction, line) == (">", expected), (
+            f"host sent {line!r}; the script expected {direction} {expected!r}")
         self._send_received()
 
     def close(self) -> None:

@@ -242,3 +242,23 @@ async def test_a_link_dropped_mid_batch_wakes_the_wait_which_reopens_and_waits_o
     assert link.connections == 2 and sim.server.model._batches_started == 1
     assert outcome.result.batch.status is RunStatus.OK
     assert BARRIER.judge(STEP, outcome.result, "W1").ok
+
+
+async def test_recovery_waiting_on_a_running_batch_takes_idle_as_its_end() -> None:
+    """Recovery finds the batch RUNNING; the tool loses power and comes back IDLE with no
+    DONE: the batch's ABORTED result is taken at once, not after twice the cycle."""
+    script = [sent(IDN[0]), got(IDN[1]), sent("EVENTS? 6"), got("OK 0"),
+              sent("STATE?"), got("OK RUNNING B7 NI_PLATE 1800"),
+              sent("STATE?"), got("OK RUNNING B7 NI_PLATE 1790"), hang_up(),
+              sent(IDN[0]), got(IDN[1]), sent("EVENTS? 6"), got("!7 STATE IDLE"), got("OK 1"),
+              sent("STATE?"), got("OK IDLE - - -"),
+              sent("STATE?"), got("OK IDLE - - -"),
+              sent("RESULT?"), got("OK B7 ABORTED 1.100 1.100 1.100 0.000 1"),
+              sent("RESULT? W1"), got("OK W1 1.100 0.0000")]
+    wafer = Recovering("W1", 4, False, (), ("LOAD B7", "START"), lambda text: None)
+    async with scripted(script, last_seq=6, clock=ManualClock()) as s:
+        settled = await BARRIER.settle_all(s.plater, [(STEP, wafer)], StoppedClock())
+        assert s.wire.used_up
+    found = settled["W1"]
+    assert isinstance(found, TakeResult) and found.unloaded  # IDLE: no carrier in the tool
+    assert found.result.batch.status is RunStatus.ABORTED

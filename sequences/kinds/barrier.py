@@ -400,7 +400,8 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
                                               clock)
         if status.state is PlaterState.RUNNING:
             try:
-                await driver.wait_for(PlaterState.DONE, PlaterState.ALARM,
+                # IDLE: a power loss ended it ABORTED and its carrier was rinsed by hand
+                await driver.wait_for(PlaterState.DONE, PlaterState.ALARM, PlaterState.IDLE,
                                       timeout_s=timeout_for(self.nominal_s(step)))
             except ToolTimeout:
                 pass
