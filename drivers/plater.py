@@ -35,7 +35,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from drivers.clock import Clock
-from drivers.errors import ReplyLost, ToolAlarm, ToolError, ToolTimeout
+from drivers.errors import CommandRefused, ReplyLost, ToolAlarm, ToolError, ToolTimeout
 from drivers.textline_link import EventLine, TextLineLink
 from drivers.types import (
     PLATER_BATCH_MAX,
@@ -57,6 +57,12 @@ log = logging.getLogger("drivers.plater")
 
 EventCallback = Callable[[PlaterEvent], None]
 ID_MAX = 16  # characters of a batch or wafer id
+# How far the recipe RECIPE? echoes may be from what was sent and still be it: the spec gives
+# no format, so a tool may round to its printed precision (au 0.075 -> "0.08"). Half a
+# unit of the last digit of thicknesses printed to 0.01 µm and temperatures to 0.1 °C.
+RECIPE_UM_TOLERANCE = 0.005
+RECIPE_C_TOLERANCE = 0.05
+_FLOAT_NOISE = 1e-9  # |0.08 - 0.075| is 0.0050000000000000044 in floats
 
 
 def check_id(tool: str, what: str, value: str) -> str:
@@ -66,6 +72,15 @@ def check_id(tool: str, what: str, value: str) -> str:
         raise ValueError(f"{tool}: {what} {value!r}: expected 1-{ID_MAX} printable characters, "
                          "no space or comma")
     return value
+
+
+def recipe_matches(told: BarrierRecipe, wanted: BarrierRecipe) -> bool:
+    """``told`` (as RECIPE? printed it) is ``wanted``, within the printed precision."""
+    um = RECIPE_UM_TOLERANCE + _FLOAT_NOISE
+    c = RECIPE_C_TOLERANCE + _FLOAT_NOISE
+    return (abs(told.ni_um - wanted.ni_um) <= um and abs(told.au_um - wanted.au_um) <= um
+            and abs(told.ni_temp_c - wanted.ni_temp_c) <= c
+            and abs(told.au_temp_c - wanted.au_temp_c) <= c)
 
 
 class BarrierPlater:
@@ -89,14 +104,18 @@ class BarrierPlater:
         self.events_lost = 0  # numbers the tool no longer held when we asked for them
         self.duplicates = 0  # events seen twice (live and replayed), delivered once
         self.renumbered = 0  # times the tool's numbering went back (a tool reset or swap)
+        self.catch_ups_refused = 0  # EVENTS? <last_seq> answered ERR: went on from live events
         self._last_seq = last_seq
         self._subscribers: list[EventCallback] = []
         self._holding = True  # until the first catch-up: events wait, in seq order
         self._held: list[EventLine] = []
         self._history: list[PlaterEvent] | None = None
         self._changed = asyncio.Event()
+        self._rebase = False  # after a refused catch-up: the next event sets the numbering
+        self._lost_subscribers: list[Callable[[str], None]] = []
         link.add_event_handler(self._on_line_event)
         link.add_connect_hook(self._catch_up, before=self._hold)
+        link.add_lost_handler(self._on_link_lost)
 
     @property
     def name(self) -> str:
@@ -122,6 +141,19 @@ class BarrierPlater:
         """How many callbacks events are delivered to now."""
         return len(self._subscribers)
 
+    def on_link_lost(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(why)`` when the tool drops the connection (no events arrive
+        until the next command reopens it); returns the unsubscriber."""
+        self._lost_subscribers.append(callback)
+        return lambda: self._lost_subscribers.remove(callback)
+
+    def _on_link_lost(self, why: str) -> None:
+        for callback in list(self._lost_subscribers):
+            try:
+                callback(why)
+            except Exception:  # one subscriber's bug must not starve the others
+                log.exception("%s: link-lost subscriber failed", self.name)
+
     def _hold(self) -> None:
         self._holding = True
 
@@ -131,23 +163,41 @@ class BarrierPlater:
         if self._holding:
             self._held.append(line)
             return
-        last = self._last_seq
-        if self._history is None and last is not None and line.seq <= last:
+        if self._history is None:
             # Live on a caught-up connection numbers only grow: the tool lost its count.
-            # Its events from here are new, not duplicates to drop.
+            self._follow_renumbering(line)
+        self._accept(line)
+
+    def _follow_renumbering(self, line: EventLine) -> None:
+        """An event numbered at or below the last one delivered, where only new ones can
+        come: the tool's numbering went back, and its events from here are new, not
+        duplicates to drop."""
+        last = self._last_seq
+        if last is not None and line.seq <= last:
             self.renumbered += 1
             log.warning("%s: event #%d after #%d: the tool's numbering went back; "
                         "following it from here", self.name, line.seq, last)
             self._last_seq = line.seq - 1
-        self._accept(line)
 
     async def _catch_up(self) -> None:
         """After a (re)connection: what we missed, then what came live meanwhile, in order."""
         try:
             if self._last_seq is not None:
-                fields = await self._catch_up_request(f"EVENTS? {self._last_seq}")
-                log.info("%s: %s event(s) replayed after #%d", self.name,
-                         fields[0] if fields else "?", self._last_seq)
+                try:
+                    fields = await self._catch_up_request(f"EVENTS? {self._last_seq}")
+                except CommandRefused as exc:
+                    # The spec lists no error for EVENTS?; a tool that refuses it (ERR 03 for
+                    # a number beyond its count: a replaced tool) must not make the link
+                    # impossible to open. What we missed is gone, as in a gap: go on from
+                    # the events that come, whatever their number.
+                    self.catch_ups_refused += 1
+                    self._rebase = True
+                    log.warning("%s: catch-up refused (%s): events after #%d may be lost; "
+                                "going on from live events", self.name, exc.detail,
+                                self._last_seq)
+                else:
+                    log.info("%s: %s event(s) replayed after #%d", self.name,
+                             fields[0] if fields else "?", self._last_seq)
         finally:
             held, self._held, self._holding = sorted(self._held, key=lambda e: e.seq), [], False
             for line in held:
@@ -165,6 +215,9 @@ class BarrierPlater:
         raise AssertionError("unreachable")
 
     def _accept(self, line: EventLine) -> None:
+        if self._rebase:  # the first event after a refused catch-up: nothing replayed it
+            self._rebase = False
+            self._follow_renumbering(line)
         last = self._last_seq
         if last is not None and line.seq <= last:
             self.duplicates += 1
@@ -247,15 +300,18 @@ class BarrierPlater:
         return Identity(vendor=f[0], model=f[1], serial=f[2], firmware=f[3])
 
     async def status(self) -> PlaterStatus:
+        """STATE?. A step the spec's table does not name (an abort's rinse) is kept as its
+        text, and ``-`` for the remaining time is None: the spec fixes neither."""
         f = self._fields("STATE?", await self._query("STATE?"), 4)
         try:
             state = PlaterState(f[0])
-            step = None if f[2] == "-" else PlaterStep(f[2])
         except ValueError:
-            raise ToolError(self.name,
-                            f"STATE?: unknown state or step in {' '.join(f)!r}") from None
+            raise ToolError(self.name, f"STATE?: unknown state in {' '.join(f)!r}") from None
+        step: PlaterStep | str | None = None if f[2] == "-" else f[2]
+        with contextlib.suppress(ValueError):
+            step = PlaterStep(f[2])
         return PlaterStatus(state=state, batch_id=None if f[1] == "-" else f[1], step=step,
-                            remaining_s=self._number("STATE?", f[3]))
+                            remaining_s=None if f[3] == "-" else self._number("STATE?", f[3]))
 
     async def state(self) -> PlaterState:
         return (await self.status()).state
@@ -301,7 +357,7 @@ class BarrierPlater:
                 f"{recipe.au_temp_c:g}")
 
         async def stored() -> bool:
-            return await self.recipe() == recipe
+            return recipe_matches(await self.recipe(), recipe)
 
         await self._act(line, stored)
 

@@ -115,6 +115,7 @@ class TextLineLink:
         self._event_handlers: list[Callable[[EventLine], None]] = []
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
         self._connecting_hooks: list[Callable[[], None]] = []
+        self._lost_handlers: list[Callable[[str], None]] = []
         self._broken: str | None = None
 
     @classmethod
@@ -138,6 +139,11 @@ class TextLineLink:
         self._connect_hooks.append(hook)
         if before is not None:
             self._connecting_hooks.append(before)
+
+    def add_lost_handler(self, handler: Callable[[str], None]) -> None:
+        """``handler(why)`` when the tool's end of the connection goes away (not when we
+        close it): nothing more can arrive until the next command reopens the link."""
+        self._lost_handlers.append(handler)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -262,6 +268,11 @@ class TextLineLink:
             why = str(exc)
         self._broken = f"connection to {self.endpoint} lost: {why}"
         self._fail_waiter(self._broken)
+        for handler in self._lost_handlers:
+            try:
+                handler(self._broken)
+            except Exception:  # a subscriber's bug must not hide the loss from the others
+                log.exception("%s: link-lost handler failed", self.tool)
 
     def _line(self, line: str) -> None:
         if self.trace is not None:

@@ -358,8 +358,8 @@ class BarrierRecipe:
 class PlaterStatus:
     state: PlaterState
     batch_id: str | None
-    step: PlaterStep | None
-    remaining_s: float
+    step: PlaterStep | str | None  # str: a step the spec's table does not name
+    remaining_s: float | None  # None: the tool printed '-'
 
 
 @dataclass(frozen=True)

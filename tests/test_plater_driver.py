@@ -4,10 +4,9 @@ and alarms against the simulated EP-25 over a real socket."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -22,87 +21,9 @@ from sim.clock import ManualClock
 from sim.faults import parse_tool_faults
 from sim.plater import PlaterModel
 from sim.plater_server import PlaterServer
-
-IDN = ("*IDN?", "OK BARRIERTEK,EP-25,SN0117,1.3.0")
-LOST = 0.05  # wall seconds the scripted tests wait for a reply they know will not come
+from tests.scripted_lines import IDN, LOST, ScriptedWire, got, scripted, sent
 
 # --- line for line, in memory (PyMeasure expected_protocol style) -------------------------------
-
-
-class ScriptedWire:
-    """The tool's side of a connection, played from a script of ('>' sent | '<' received,
-    line). A host line must be the next '>' line; the '<' lines after it are then sent.
-    A '>' followed directly by another '>' is a lost reply."""
-
-    def __init__(self, script: list[tuple[str, str]]) -> None:
-        self.script = list(script)
-        self.reader: asyncio.StreamReader | None = None
-        self.connections = 0
-        self._closing = False
-
-    async def connect(self) -> tuple[asyncio.StreamReader, ScriptedWire]:
-        self.connections += 1
-        self.reader, self._closing = asyncio.StreamReader(), False
-        self._send_received()
-        return self.reader, self
-
-    def _send_received(self) -> None:
-        assert self.reader is not None
-        while self.script and self.script[0][0] == "<":
-            self.reader.feed_data(self.script.pop(0)[1].encode() + b"\n")
-
-    def write(self, data: bytes) -> None:
-        line = data.decode().removesuffix("\n")
-        assert self.script, f"host sent {line!r} after the end of the script"
-        direction, expected = self.script.pop(0)
-        assert (direction, line) == (">", expected)
-        self._send_received()
-
-    def close(self) -> None:
-        self._closing = True
-        if self.reader is not None:
-            self.reader.feed_eof()
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    async def wait_closed(self) -> None:
-        return None
-
-    @property
-    def used_up(self) -> bool:
-        return not self.script
-
-
-@dataclass
-class Scripted:
-    wire: ScriptedWire
-    link: TextLineLink
-    plater: BarrierPlater
-    events: list[PlaterEvent] = field(default_factory=list)
-
-
-@asynccontextmanager
-async def scripted(script: list[tuple[str, str]], *, last_seq: int | None = None,
-                   retries: int = 2) -> AsyncIterator[Scripted]:
-    wire = ScriptedWire(script)
-    link = TextLineLink(wire.connect, tool="plater-1", endpoint="script", timeout_s=LOST)
-    plater = BarrierPlater(link, ScaledClock(1000.0), last_seq=last_seq, retries=retries)
-    s = Scripted(wire, link, plater)
-    plater.on_event(s.events.append)
-    await link.open()
-    try:
-        yield s
-    finally:
-        await link.close()
-
-
-def sent(line: str) -> tuple[str, str]:
-    return (">", line)
-
-
-def got(line: str) -> tuple[str, str]:
-    return ("<", line)
 
 
 async def test_the_spec_example_line_for_line() -> None:

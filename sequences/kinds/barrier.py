@@ -5,9 +5,11 @@ A batch tool: up to 25 wafers in one carrier ride one cycle whose time does not
 depend on how many there are. Every member's step meets at a ``Batch``
 (``sequences.kinds.batch``); the batch's own task sends LOAD and START (each a
 guarded intent per wafer) and waits for the pushed ``DONE`` of its batch id,
-not for a poll; every wafer then asks ``RESULT? <wafer_id>`` and is judged on
-its own against the step's windows; UNLOAD goes once, after all are judged. A
-step run without a batch (``bumpline sequence run``) is a batch of one.
+not for a poll (an alarm, a state change or a dropped link wakes it to look:
+the spec does not promise that DONE after a power loss); every wafer then asks
+``RESULT? <wafer_id>`` and is judged on its own against the step's windows;
+UNLOAD goes once, after all are judged. A step run without a batch (``bumpline
+sequence run``) is a batch of one.
 
 The nickel bath's life is weighed for the whole batch before LOAD: a batch that
 would take the bath past 6.0 MTO is held at its interlock (``_bath_life``), since
@@ -26,11 +28,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.errors import ToolAlarm, ToolError, ToolTimeout
+from drivers.errors import RefusedNotReady, ToolAlarm, ToolError, ToolTimeout
+from drivers.plater import recipe_matches
 from drivers.protocols import Plater
 from drivers.types import (
     PLATER_BATCH_MAX,
@@ -61,6 +66,8 @@ from sequences.recipes.recipe import BarrierStep
 from sequences.wafer.journal import guarded
 from sequences.wafer.judge import Judgment, same_wafer, window
 
+log = logging.getLogger("sequences.kinds.barrier")
+
 # Spec figures (barrier-plater.md, "Steps of a batch" and "Behaviour").
 FIXED_S = 120.0 + 90.0 + 60.0 + 60.0 + 300.0  # preclean, activate, two rinses, dry
 NI_RATE_UM_H = 15.0  # at 85 °C, fresh bath
@@ -72,6 +79,9 @@ MTO_PER_WAFER_UM = 0.004  # "each batch uses about 0.004 MTO per wafer per µm o
 PH_LOW = 4.4  # "below 4.4 → 720": the pH reaches it as the bath's life ends
 WARNING_ONLY = (741,)  # NI MTO HIGH does not block
 BATH_SETTLE_S = 300.0  # a bath that drifted out of band between check and START
+# STATE events that say nothing new while a batch runs (the START's own); any other one
+# wakes the batch's wait to look (a power-up STATE, an ALARM state, DONE, IDLE).
+GOING = ((PlaterState.LOADED.value,), (PlaterState.RUNNING.value,))
 
 
 def gold_s(au_um: float) -> float:
@@ -117,7 +127,9 @@ class _Run:
     result: BatchResult | None = None
     bath: PlaterBath | None = None
     alarm: tuple[int, str] | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    done: bool = False  # ``DONE <our batch id>`` heard
+    # A reason to look (our DONE, an alarm, a state change, the link gone): not a verdict.
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
@@ -141,7 +153,7 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
     def setup_mismatches(self, step: BarrierStep, view: ToolView) -> list[str]:
         assert isinstance(view, PlaterView)
         reasons = []
-        if view.recipe is not None and view.recipe != step.tool_recipe():
+        if view.recipe is not None and not recipe_matches(view.recipe, step.tool_recipe()):
             r = view.recipe
             reasons.append(f"plater recipe is {r.ni_um:g} µm Ni / {r.au_um:g} µm Au at "
                            f"{r.ni_temp_c:g}/{r.au_temp_c:g} °C, the step needs "
@@ -215,7 +227,7 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
     async def prepare(self, driver: Any, step: BarrierStep, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
         wanted = step.tool_recipe()
-        if await driver.recipe() != wanted:
+        if not recipe_matches(await driver.recipe(), wanted):
             note(f"barrier recipe: {step.ni_um:g} µm Ni at {step.ni_temp_c:g} °C, "
                  f"{step.au_um:g} µm Au at {step.au_temp_c:g} °C")
             await driver.set_recipe(wanted)
@@ -253,10 +265,15 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
             if event.name == "ALARM" and event.fields and event.fields[0] not in ("741",):
                 code = int(event.fields[0]) if event.fields[0].isdigit() else 0
                 run.alarm = (code, " ".join(event.fields[1:]))
+                run.wake.set()
             elif event.name == "DONE" and event.fields[:1] == (batch.batch_id,):
-                run.done.set()
+                run.done = True
+                run.wake.set()
+            elif event.name == "STATE" and event.fields[:1] not in GOING:
+                run.wake.set()
 
         unsubscribe = driver.on_event(heard)
+        unsubscribe_lost = driver.on_link_lost(lambda why: run.wake.set())
         try:
             await _unload_if_done(driver)  # an ended batch's carrier (see ``look``)
             async with contextlib.AsyncExitStack() as stack:
@@ -265,29 +282,31 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
                         batch.journals[wafer_id] or ctx.journal, wafer_id,
                         f"LOAD {batch.batch_id}", driver.name))
                 await driver.load(batch.batch_id, riders)
+
+            async def start() -> None:  # each copy its own intents: persist before acting
+                async with contextlib.AsyncExitStack() as stack:
+                    for wafer_id in riders:
+                        await stack.enter_async_context(guarded(
+                            batch.journals[wafer_id] or ctx.journal, wafer_id, "START",
+                            driver.name))
+                    run.wake.clear()  # what came before START says nothing of the batch
+                    await driver.start()
+
             # The interlocks saw the baths in band; START needs them there still.
-            run.bath = await driver.wait_bath_ready(timeout_s=timeout_for(BATH_SETTLE_S))
-            async with contextlib.AsyncExitStack() as stack:
-                for wafer_id in riders:
-                    await stack.enter_async_context(guarded(
-                        batch.journals[wafer_id] or ctx.journal, wafer_id, "START", driver.name))
-                await driver.start()
-            cycle = self.nominal_s(step)
-            await _first(run.done.wait(), ctx.clock.sleep(timeout_for(cycle)))
-            if not run.done.is_set():
-                # No DONE heard (a dropped link delivers it on the next command): ask.
-                await driver.wait_for(PlaterState.DONE, timeout_s=timeout_for(cycle))
-            run.result = await driver.result()
-        except ToolAlarm:
-            run.result = await _ended(driver, batch.batch_id)
-            if run.result is None:
-                raise
+            run.bath = await _start_when_ready(driver, ctx.clock, start)
+            state = await _until_ended(driver, run, ctx.clock, self.nominal_s(step))
+            result = await _last_result(driver)
         finally:
             unsubscribe()
-        if run.result.batch_id != batch.batch_id:
-            raise ToolError(driver.name, f"RESULT? names batch {run.result.batch_id}, "
-                            f"expected {batch.batch_id}")
-        if run.result.status is RunStatus.ALARM:
+            unsubscribe_lost()
+        if result is None or result.batch_id != batch.batch_id:
+            if state is not PlaterState.ALARM:
+                named = f"batch {result.batch_id}" if result else "no batch"
+                raise ToolError(driver.name, f"RESULT? names {named}, expected "
+                                f"{batch.batch_id} (the plater is {state})")
+            result = None  # an alarm stopped it and no result says so yet (it may at CLEAR)
+        run.result = result
+        if result is None or result.status is RunStatus.ALARM:
             code, text = run.alarm or (0, "")
             if not code:
                 alarm = await driver.alarm()
@@ -326,7 +345,7 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
     # --- recovery ------------------------------------------------------------------------------
 
     async def _start_loaded(self, driver: Any, step: BarrierStep, status: PlaterStatus,
-                            wafers: list[Recovering]) -> PlaterStatus:
+                            wafers: list[Recovering], clock: Clock) -> PlaterStatus:
         """A carrier LOADED and not started is started, when it is ours: the spec's STATE?
         LOADED means no START was executed (an executed START leaves the tool RUNNING, then
         DONE; nothing leads back to LOADED), so START cannot plate anything twice; and
@@ -349,8 +368,7 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
         why = "; ".join(reasons)
         if not reasons:
             try:
-                await driver.wait_bath_ready(timeout_s=timeout_for(BATH_SETTLE_S))
-                await driver.start()
+                await _start_when_ready(driver, clock, driver.start)
             except ToolError as exc:
                 why = f"START refused: {exc.detail}"
             else:
@@ -378,10 +396,12 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
         step = wafers[0][0]
         status = await driver.status()
         if status.state is PlaterState.LOADED:
-            status = await self._start_loaded(driver, step, status, [w for _, w in wafers])
+            status = await self._start_loaded(driver, step, status, [w for _, w in wafers],
+                                              clock)
         if status.state is PlaterState.RUNNING:
             try:
-                await driver.wait_for(PlaterState.DONE, PlaterState.ALARM,
+                # IDLE: a power loss ended it ABORTED and its carrier was rinsed by hand
+                await driver.wait_for(PlaterState.DONE, PlaterState.ALARM, PlaterState.IDLE,
                                       timeout_s=timeout_for(self.nominal_s(step)))
             except ToolTimeout:
                 pass
@@ -470,13 +490,62 @@ async def _first(*aws: Any) -> None:
                 await t
 
 
-async def _ended(driver: Any, batch_id: str) -> BatchResult | None:
-    """The result of a batch an alarm ended, once it has one (None: it has not ended)."""
+async def _last_result(driver: Any) -> BatchResult | None:
+    """RESULT?: the last finished batch (None: none has finished, ERR 02)."""
     try:
         result: BatchResult = await driver.result()
     except ToolError:
         return None
-    return result if result.batch_id == batch_id else None
+    return result
+
+
+async def _start_when_ready(driver: Any, clock: Clock, start: Callable[[], Awaitable[None]]
+                            ) -> PlaterBath:
+    """``start()`` once ``BATH?`` shows both baths in band; the baths as it went.
+
+    ERR 05 NOT READY changed nothing (the tool judges its ±1 °C on its own reading, which
+    BATH? may print rounded; or its door): wait for the tool's own ``BATH`` event (it
+    pushes one as a bath comes into its band) for up to BATH_SETTLE_S, look at the baths
+    again and start once more. A second refusal is the caller's error."""
+    reached = asyncio.Event()
+    unsubscribe = driver.on_event(lambda e: reached.set() if e.name == "BATH" else None)
+    try:
+        bath: PlaterBath = await driver.wait_bath_ready(timeout_s=timeout_for(BATH_SETTLE_S))
+        reached.clear()  # only a bath coming into band after the refusal counts
+        try:
+            await start()
+        except RefusedNotReady as exc:
+            log.info("%s: %s; waiting for the baths again, then START once more",
+                     driver.name, exc.detail)
+            await _first(reached.wait(), clock.sleep(BATH_SETTLE_S))
+            bath = await driver.wait_bath_ready(timeout_s=timeout_for(BATH_SETTLE_S))
+            await start()
+    finally:
+        unsubscribe()
+    return bath
+
+
+async def _until_ended(driver: Any, run: _Run, clock: Clock, cycle_s: float) -> PlaterState:
+    """Until our batch's DONE is heard (DONE), or the tool, looked at on a wake-up, is no
+    longer running it (its state then). A wake-up while it still runs waits again: no
+    polling. Past twice the cycle with no word, or once it stopped running, STATE? is
+    polled until DONE, IDLE (a power loss: the carrier was rinsed by hand) or ALARM."""
+    deadline = clock.now() + timeout_for(cycle_s)
+    while not run.done:
+        left = deadline - clock.now()
+        if left <= 0:
+            break
+        await _first(run.wake.wait(), clock.sleep(left))
+        if run.done or not run.wake.is_set():
+            break  # our DONE, or the time is up
+        run.wake.clear()
+        if (await driver.state()) is not PlaterState.RUNNING:  # reopens a dropped link
+            break
+    if run.done:
+        return PlaterState.DONE
+    status = await driver.wait_for(PlaterState.DONE, PlaterState.IDLE, PlaterState.ALARM,
+                                   timeout_s=timeout_for(cycle_s))
+    return status.state
 
 
 async def _unload_if_done(driver: Any) -> bool:
