@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import itertools
 import struct
+from collections.abc import Callable
+from datetime import datetime
 
 from controller.gem.commands import StoreLineCommands
 from controller.gem.config import GemConfig
@@ -181,8 +183,10 @@ RECIPE = "rebump-hipb-snpb"
 class GemLine:
     """A store, an event stream and the equipment on them, restartable."""
 
-    def __init__(self, url: str, config: GemConfig = CONFIG) -> None:
+    def __init__(self, url: str, config: GemConfig = CONFIG,
+                 now: Callable[[], datetime] | None = None) -> None:
         self.url, self.config = url, config
+        self.now = now  # the equipment's UTC clock (CLOCK, SPOOLSTARTTIME); None: the real one
         self.store = Store(url)
         self.stream = LineEventStream("line-1", lambda: 0.0)
         self.eq: GemEquipment | None = None
@@ -190,7 +194,9 @@ class GemLine:
         self.hosts: list[TestHost] = []
 
     async def start(self) -> GemEquipment:
-        self.eq = GemEquipment(self.config, db=GemDatabase(self.store.engine),
+        db = (GemDatabase(self.store.engine) if self.now is None
+              else GemDatabase(self.store.engine, now=self.now))
+        self.eq = GemEquipment(self.config, db=db,
                                commands=StoreLineCommands(self.store), events=self.stream,
                                tools=TOOLS, on_terminal=self.terminal.append)
         await self.eq.start()

@@ -228,22 +228,24 @@ async def test_spooled_while_the_link_is_down_and_delivered_in_order_after(line)
                            tool="oven-1", step=step, step_kind="reflow")
     line.stream.publish(EventKind.ALARM_SET, tool="oven-1", code=520, text="CONVEYOR JAM")
     await line.eq.drained_after_events()
-    # 3 steps, S5F1, ALARMSET and the alarm's own set event (all events are enabled)
-    assert line.eq.db.spool_count() == 6
+    # SPOOLINGACTIVATED, 3 steps, S5F1, ALARMSET and the alarm's own set event (all
+    # events are enabled)
+    assert line.eq.db.spool_count() == 7
     # a restart in between loses nothing
     await line.eq.close()
     eq = await line.start()
     host = await line.host()
     svs = await host.request(1, 3, L(U4(ids.SV_SPOOL_COUNT_ACTUAL)))
-    assert svs.body == L(U4(6))
+    assert svs.body == L(U4(7))
     live_before = len(host.received)
     assert (await host.request(6, 23, U1(0))).body == B(0)
-    await host.count(6, 11, 5)
+    await host.count(6, 11, 7)  # the spool, then SPOOLINGDEACTIVATED
     delivered = host.received[live_before:]
-    assert [(m.stream, m.function) for m in delivered] == [(6, 11)] * 3 + [(5, 1)] + [(6, 11)] * 2
-    assert [ceid_of(m) for m in delivered[4:]] == [
-        ids.CE_ALARM_SET, ids.alarm_ceid(301_520, is_set=True)]
-    assert [report_values(m)[0][2] for m in delivered[:3]] == [1, 2, 3]
+    assert [(m.stream, m.function) for m in delivered] == [(6, 11)] * 4 + [(5, 1)] + [(6, 11)] * 3
+    assert [ceid_of(m) for m in delivered[:1] + delivered[5:]] == [
+        ids.CE_SPOOLING_ACTIVATED, ids.CE_ALARM_SET, ids.alarm_ceid(301_520, is_set=True),
+        ids.CE_SPOOLING_DEACTIVATED]
+    assert [report_values(m)[0][2] for m in delivered[1:4]] == [1, 2, 3]
     await eq.drained()
     assert eq.db.spool_count() == 0
     assert (await host.request(6, 23, U1(0))).body == B(2)  # nothing spooled
@@ -261,11 +263,17 @@ async def test_spool_limit_and_purge(tmp_path):
         for step in (1, 2, 3):
             await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
                                step=step, step_kind="print")
-        assert line.eq.db.spool_count() == 2  # OVERWRITESPOOL false: the oldest are kept
-        assert line.eq.db.spool_state() == {"total": 3, "full": True, "lost": 1}
+        # OVERWRITESPOOL false: the oldest are kept (SPOOLINGACTIVATED and step 1)
+        assert [s.what for s in line.eq.db.spooled()] == [
+            f"CEID {ids.CE_SPOOLING_ACTIVATED}", f"CEID {ids.CE_STEP_STARTED}"]
+        state = line.eq.db.spool_state()
+        assert (state["total"], state["full"], state["lost"]) == (4, True, 2)
         host = await line.host()
         assert (await host.request(6, 23, U1(1))).body == B(0)  # purge
         assert line.eq.db.spool_count() == 0
+        # the spool emptied by the purge: SPOOL INACTIVE, reported
+        assert ceid_of(await host.primary(6, 11)) == ids.CE_SPOOLING_DEACTIVATED
+        assert (await host.request(6, 23, U1(1))).body == B(2)  # nothing spooled
         await host.close()
     finally:
         await line.close()
@@ -378,7 +386,9 @@ async def test_closing_spools_what_the_host_has_not_acknowledged(line):
     await host.count(6, 11, 1)
     await line.eq.close()  # stopping the controller loses none of them
     eq = await line.start()
-    assert [report_values(decode_body(s))[0][2] for s in eq.db.spooled()] == [1, 2, 3]
+    activated, *steps = [decode_body(s) for s in eq.db.spooled()]
+    assert ceid_of(activated) == ids.CE_SPOOLING_ACTIVATED  # ahead of what activated it
+    assert [report_values(m)[0][2] for m in steps] == [1, 2, 3]
 
 
 def decode_body(spooled):
@@ -404,7 +414,7 @@ async def test_a_report_without_reply_in_t3_is_a_communication_failure(line):
     before = len(host.received)
     await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
                        tool="oven-1", step=1, step_kind="reflow")
-    assert line.eq.db.spool_count() == 1  # after T3: spooled, not lost
+    assert line.eq.db.spool_count() == 2  # after T3: spooled (SPOOLINGACTIVATED first)
     assert line.eq.comm is not CommState.COMMUNICATING
     await host.primary(9, 9, after=before)  # E5: the host is told of the T3
     # not communicating: the host's primaries get SxF0 until S1F13/S1F14 again
@@ -414,11 +424,14 @@ async def test_a_report_without_reply_in_t3_is_a_communication_failure(line):
     # communicating again; later reports queue behind the spooled one, offered by S6F23
     await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01",
                        tool="oven-1", step=2, step_kind="reflow")
-    assert line.eq.db.spool_count() == 2
+    assert line.eq.db.spool_count() == 3
     live_before = len(host.received)
     assert (await host.request(6, 23, U1(0))).body == B(0)
-    delivered = await host.count(6, 11, 3)
-    assert [report_values(m)[0][2] for m in delivered[1:]] == [1, 2]
+    delivered = await host.count(6, 11, 5)
+    assert [ceid_of(m) for m in delivered[1:]] == [
+        ids.CE_SPOOLING_ACTIVATED, ids.CE_STEP_STARTED, ids.CE_STEP_STARTED,
+        ids.CE_SPOOLING_DEACTIVATED]
+    assert [report_values(m)[0][2] for m in delivered[2:4]] == [1, 2]
     assert host.received.index(delivered[1]) >= live_before
     await line.eq.drained()
     assert line.eq.db.spool_count() == 0
@@ -499,10 +512,10 @@ async def test_a_report_spooled_with_text_outside_latin1_is_kept_and_ascii(line)
     # not be encoded into the spool and the report would be lost
     await line.publish(EventKind.WAFER_TRANSITION, lot_id="L1", wafer_id="L1-01",
                        to_state="held", why="bath 5 °C low – held")
-    assert line.eq.db.spool_count() == 1
+    assert line.eq.db.spool_count() == 2  # SPOOLINGACTIVATED, then the transition
     host = await line.host()
     assert (await host.request(6, 23, U1(0))).body == B(0)
-    (report,) = await host.count(6, 11, 1)
+    _activated, report, _deactivated = await host.count(6, 11, 3)
     assert report_values(report)[0] == ["L1-01", "bath 5 degC low - held"]
     await host.close()
 
@@ -542,11 +555,11 @@ async def test_terminal_text_is_not_held_behind_the_spool(line):
     await line.eq.server.connection.closed.wait()
     await line.publish(EventKind.STEP_STARTED, lot_id="L1", wafer_id="L1-01", step=1,
                        step_kind="print")
-    assert line.eq.db.spool_count() == 1
+    assert line.eq.db.spool_count() == 2  # SPOOLINGACTIVATED and the step
     host = await line.host()
     line.eq.terminal.to_host("oven-1 PM done")  # communicating, the spool not asked for yet
     assert (await host.primary(10, 1)).body == L(B(0), A("oven-1 PM done"))
-    assert line.eq.db.spool_count() == 1
+    assert line.eq.db.spool_count() == 2
     await host.close()
 
 

@@ -4,11 +4,13 @@ as a subprocess (tests/gemhost/host.py) and driven step by step from here.
 
 The scenario: connect, select, establish, go online-remote, define and link reports,
 enable events, start a lot by S2F41 (queued in the store), receive each step's S6F11
-in order and S5F1 for an oven alarm, drop the link and reconnect to receive the
-spooled events in order (S6F23), download a recipe that remelts the first bump and
-see it refused with the reason, switch to online-local and see S2F41 refused, go
-equipment-offline and see S1F3 aborted. Here the line events are published by the
-test; tests/test_gem_serve_e2e.py runs the same scenario against the real controller.
+in order and S5F1 for an oven alarm, name what is spooled (S2F43), drop the link
+and reconnect to receive the spooled events in order (S6F23) between the
+SPOOLINGACTIVATED and SPOOLINGDEACTIVATED reports, download a recipe that remelts
+the first bump and see it refused with the reason, switch to online-local and see
+S2F41 refused, go equipment-offline and see S1F3 aborted. Here the line events are
+published by the test; tests/test_gem_serve_e2e.py runs the same scenario against the
+real controller.
 """
 
 from __future__ import annotations
@@ -144,19 +146,31 @@ async def test_the_scenario_against_secsgem_driver(setup):
     alarm = (await host("received", s=5, f=1, count=1))["bodies"][0]
     assert alarm == [[0x80 | ids.ALCD_ATTENTION], 301_540, "oven-1 O2 HIGH"]
 
-    # the host link drops mid-lot: events are spooled in the database
+    # the host names what is spooled (S2F43): stream 1 is refused (STRACK 1), then
+    # every primary of stream 6 and S5F1 accepted
+    assert await host.request(2, 43, ["L", [["L", [["U1", 1], ["L", []]]]]]) == (
+        44, [[1], [[1, [1], []]]])
+    spool = ["L", [["L", [["U1", 6], ["L", []]]], ["L", [["U1", 5], ["L", [["U1", 1]]]]]]]
+    assert await host.request(2, 43, spool) == (44, [[0], []])
+
+    # the host link drops mid-lot: events are spooled in the database, SPOOLINGACTIVATED
+    # (all events are enabled) ahead of them
     assert (await host("disconnect"))["ok"] is True
     await eq.server.connection.closed.wait()
     for step in (3, 4, 5):
         await line.publish(EventKind.STEP_STARTED, lot_id="IH1", wafer_id="IH1-01",
                            tool="cleaner-1", step=step, step_kind="clean")
-    assert eq.db.spool_count() == 3
+    assert eq.db.spool_count() == 4
     await connect(line, host)
+    assert await host.request(1, 3, u4s(ids.SV_SPOOL_STATE)) == (4, [2])  # SPOOL ACTIVE
     assert await host.request(6, 23, ["U1", 0]) == (24, [0])
-    spooled = (await host("received", s=6, f=11, count=3))["bodies"]
-    assert [r[2][0][1][2] for r in spooled] == [3, 4, 5]  # STEP, in order
+    spooled = (await host("received", s=6, f=11, count=5))["bodies"]
+    assert [r[1] for r in spooled] == [ids.CE_SPOOLING_ACTIVATED] + [
+        ids.CE_STEP_STARTED] * 3 + [ids.CE_SPOOLING_DEACTIVATED]
+    assert [r[2][0][1][2] for r in spooled[1:4]] == [3, 4, 5]  # STEP, in order
     await eq.drained()
     assert eq.db.spool_count() == 0
+    assert await host.request(1, 3, u4s(ids.SV_SPOOL_STATE)) == (4, [1])  # SPOOL INACTIVE
 
     # a recipe that remelts the first bump is refused, and the host is told why
     text = shipped_recipe_paths()[RECIPE].read_text(encoding="utf-8")

@@ -32,9 +32,13 @@ class Equipment(Protocol):
     reports: Any
     remote: Any
     terminal: Any
+    spooling: Any
+    sender: Any
     server: Any
 
     def communication_failed(self, why: str) -> None: ...
+
+    def streams(self) -> set[int]: ...
 
     def emit(self, ceid: int, values: dict[int, Item], *, force: bool = False) -> None: ...
 

@@ -4,7 +4,7 @@
 communication and control states (``states``), and answers the host's primary
 messages through handlers contributed by small capability modules
 (``*_capability.py``: status data, event reports, alarms, remote commands,
-process programs, terminal services). Line events reach it through a
+process programs, terminal services, spooling). Line events reach it through a
 subscription to the controller's ``LineEventStream``; what it sends the host
 (S6F11, S5F1, S10F1) goes through one sender task (``sender``), in order, so a
 slow or absent host never blocks the line: a message the host cannot take is
@@ -42,6 +42,7 @@ from controller.gem.reports_capability import ReportsCapability
 from controller.gem.secs2 import U1, B, Item, L, Secs2Error
 from controller.gem.sender import Outgoing, Sender
 from controller.gem.spool import GemDatabase
+from controller.gem.spool_capability import SpoolCapability
 from controller.gem.states import (
     CommState,
     ControlError,
@@ -122,12 +123,13 @@ class GemEquipment:
         self.remote = RemoteCapability(self)
         self.programs = ProgramsCapability(self)
         self.terminal = TerminalCapability(self, on_terminal)
+        self.spooling = SpoolCapability(self)
         self._handlers: dict[tuple[int, int], Handler] = {
             (1, 1): self._s1f1, (1, 13): self._s1f13, (1, 15): self._s1f15,
-            (1, 17): self._s1f17, (6, 23): self._s6f23,
+            (1, 17): self._s1f17,
         }
         for capability in (self.status, self.reports, self.alarms, self.remote,
-                           self.programs, self.terminal):
+                           self.programs, self.terminal, self.spooling):
             self._handlers.update(capability.handlers())
         self.server = HsmsPassive(
             host=config.host, port=config.port, device_id=config.device_id,
@@ -298,6 +300,11 @@ class GemEquipment:
         if message.wbit:
             await conn.reply(message, function, body)
 
+    def streams(self) -> set[int]:
+        """The streams the equipment knows: those of the host's primaries it answers and of
+        its own (S5, S6, S10 through the sender, S9 errors)."""
+        return {stream for stream, _ in self._handlers} | {5, 6, 9, 10}
+
     async def _error(self, conn: HsmsConnection, function: int, message: Message) -> None:
         header = message.to_bytes()[4:14]  # MHEAD: the offending message's header
         with contextlib.suppress(HsmsError):
@@ -318,18 +325,6 @@ class GemEquipment:
     async def _s1f17(self, message: Message) -> Reply:
         onlack = self._switch(self.control.host_online)
         return 18, B(onlack)
-
-    async def _s6f23(self, message: Message) -> Reply:
-        rsdc = _first(message.body)
-        if rsdc not in (0, 1):
-            raise BadStructure(f"RSDC {rsdc!r} is neither 0 (transmit) nor 1 (purge)")
-        if not self.db.spool_count():
-            return 24, B(2)  # no spooled data
-        if rsdc == 1:
-            self.db.purge()
-        else:
-            self.sender.unspool()
-        return 24, B(0)
 
     # -- control state: the operator's switches and the host's requests
 

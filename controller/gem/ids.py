@@ -64,6 +64,8 @@ SV_SOFTREV = 4
 SV_SPOOL_COUNT_ACTUAL = 5
 SV_SPOOL_COUNT_TOTAL = 6
 SV_SPOOL_FULL = 7
+SV_SPOOL_START_TIME = 8
+SV_SPOOL_FULL_TIME = 9
 SV_LINE_STATE = 10
 SV_RUNNING_LOTS = 11
 SV_QUEUED_LOTS = 12
@@ -73,6 +75,7 @@ SV_WAFERS_IN_PROCESS = 15
 SV_ALARMS_SET = 20
 SV_ALARMS_ENABLED = 21
 SV_EVENTS_ENABLED = 22
+SV_SPOOL_STATE = 23
 SV_PP_SELECTED = 30
 
 _SV = VarKind.SV
@@ -88,6 +91,12 @@ LINE_SVS = (
     Variable(SV_SPOOL_COUNT_TOTAL, "SPOOLCOUNTTOTAL", _SV, Fmt.U4, "messages",
              "messages spooled since the spool was last emptied, overwritten ones included"),
     Variable(SV_SPOOL_FULL, "SPOOLFULL", _SV, Fmt.BOOLEAN, "", "the spool reached MAXSPOOLSIZE"),
+    Variable(SV_SPOOL_START_TIME, "SPOOLSTARTTIME", _SV, Fmt.A, "",
+             "when the spool was last activated, in the CLOCK format (TIMEFORMAT); "
+             "empty before the first time"),
+    Variable(SV_SPOOL_FULL_TIME, "SPOOLFULLTIME", _SV, Fmt.A, "",
+             "when the spool last became full, in the CLOCK format (TIMEFORMAT); "
+             "empty before the first time"),
     Variable(SV_LINE_STATE, "LINESTATE", _SV, Fmt.A, "", "idle or running"),
     Variable(SV_RUNNING_LOTS, "RUNNINGLOTS", _SV, Fmt.L, "", "ids of lots running or held"),
     Variable(SV_QUEUED_LOTS, "QUEUEDLOTS", _SV, Fmt.L, "", "ids of queued lots"),
@@ -102,6 +111,8 @@ LINE_SVS = (
              "ALIDs of the alarms whose S5F1 the host enabled (S5F3)"),
     Variable(SV_EVENTS_ENABLED, "EVENTSENABLED", _SV, Fmt.L, "",
              "CEIDs of the collection events the host enabled (S2F37)"),
+    Variable(SV_SPOOL_STATE, "SPOOLSTATE", _SV, Fmt.U1, "",
+             "E30 spool state: 1 SPOOL INACTIVE, 2 SPOOL ACTIVE"),
     Variable(SV_PP_SELECTED, "PPSELECTED", _SV, Fmt.A, "",
              "process program chosen by PP-SELECT for the next START without RECIPE"),
 )
@@ -187,6 +198,7 @@ EC_MAX_SPOOL_SIZE = 51
 EC_OVERWRITE_SPOOL = 52
 EC_MAX_SPOOL_TRANSMIT = 53
 EC_TIME_FORMAT = 54
+EC_ENABLE_SPOOL = 55
 
 _EC = VarKind.EC
 ECS = (
@@ -201,6 +213,9 @@ ECS = (
              "messages sent per S6F23 request; 0 = all", 0, 1_000_000, 0),
     Variable(EC_TIME_FORMAT, "TIMEFORMAT", _EC, Fmt.U1, "",
              "CLOCK format: 0 = YYMMDDhhmmss, 1 = YYYYMMDDhhmmsscc", 0, 1, 1),
+    Variable(EC_ENABLE_SPOOL, "ENABLESPOOL", _EC, Fmt.BOOLEAN, "",
+             "false: nothing is spooled (a message the host cannot take is lost, logged)",
+             None, None, True),
 )
 
 # --- collection events -------------------------------------------------------------------------
@@ -224,6 +239,8 @@ CE_E10_STATE_CHANGED = 40
 CE_PP_CHANGED = 50
 CE_PP_REFUSED = 51
 CE_PP_SELECTED = 52
+CE_SPOOLING_ACTIVATED = 60
+CE_SPOOLING_DEACTIVATED = 61
 
 _CONTROL_DVS = (DV_PREVIOUS_CONTROL_STATE,)
 _LOT_DVS = (DV_LOT_ID, DV_RECIPE, DV_LOT_STATE, DV_REASON)
@@ -263,6 +280,12 @@ EVENTS = (
                     (DV_PPID, DV_REASON)),
     CollectionEvent(CE_PP_SELECTED, "PPSELECTED", "PP-SELECT chose a process program",
                     (DV_PPID,)),
+    CollectionEvent(CE_SPOOLING_ACTIVATED, "SPOOLINGACTIVATED",
+                    "spool state: SPOOL ACTIVE (the first message went to the spool; this "
+                    "report is spooled ahead of it)"),
+    CollectionEvent(CE_SPOOLING_DEACTIVATED, "SPOOLINGDEACTIVATED",
+                    "spool state: SPOOL INACTIVE (the spool was emptied by S6F23 transmit or "
+                    "purge)"),
 )
 
 # --- alarms ------------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 Queuing never waits, so a line event or an alarm is never held up by the host.
 The sender task delivers one primary at a time and waits for its reply (T3); a
-primary the host cannot take goes to the spool in the database (streams 5 and 6,
-E30's spoolable ones), and once anything is spooled the rest queues behind it
-there, so the host receives everything in the order it happened (spool.py).
-A primary without a reply in T3 is E30's communication failure: the equipment is
-not communicating until an S1F13/S1F14 exchange again, and spools meanwhile.
-S10F1 is not spooled: it goes to a communicating host even while the spool waits.
+primary the host cannot take goes to the spool in the database if it is one the
+host spools (S2F43 and ENABLESPOOL, spool_capability.py), and while the spool is
+active the spooled kinds queue behind it there, so the host receives everything
+in the order it happened (spool.py). A primary without a reply in T3 is E30's
+communication failure: the equipment is not communicating until an S1F13/S1F14
+exchange again, and spools meanwhile. A message not spooled goes to a
+communicating host even while the spool waits (S10F1 by default), and is dropped
+(logged) when the host cannot take it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,9 @@ from dataclasses import dataclass
 from controller.gem import ids
 from controller.gem.context import Equipment
 from controller.gem.hsms import HostAborted, HsmsError, ReplyTimeout
-from controller.gem.secs2 import Item, ascii_item, decode, encode
+from controller.gem.secs2 import Item, decode
 
 log = logging.getLogger("controller.gem")
-
-SPOOLABLE_STREAMS = (5, 6)
-
 
 @dataclass(frozen=True)
 class Outgoing:
@@ -75,10 +74,10 @@ class Sender:
             log.debug("%s not sent: control state %s", out.what, eq.control.state.label)
             return
         conn = eq.server.connection
-        spoolable = out.stream in SPOOLABLE_STREAMS
-        # once anything is spooled, spoolable reports queue behind it (order kept)
+        spoolable = eq.spooling.spools(out.stream, out.function)
+        # while the spool is active, what is spooled queues behind it (order kept)
         if eq.comm.communicating and conn is not None and not (
-                spoolable and eq.db.spool_count()):
+                spoolable and eq.spooling.active):
             try:
                 await conn.request(out.stream, out.function, out.body)
                 return
@@ -91,13 +90,10 @@ class Sender:
                 log.warning("%s not delivered (%s)%s", out.what, exc,
                             ": spooled" if spoolable else "")
         if spoolable:
-            # ASCII as the link sends it (HsmsConnection.send): no text stops a spooling
-            eq.db.spool(out.stream, out.function, encode(ascii_item(out.body)), out.what,
-                        limit=int(eq.status.constant(ids.EC_MAX_SPOOL_SIZE)),
-                        overwrite=bool(eq.status.constant(ids.EC_OVERWRITE_SPOOL)))
+            eq.spooling.put(out.stream, out.function, out.body, out.what)
         else:
-            log.warning("%s dropped: not communicating with the host and S%d is not spooled",
-                        out.what, out.stream)
+            log.warning("%s dropped: not communicating with the host and S%dF%d is not "
+                        "spooled (S2F43, ENABLESPOOL)", out.what, out.stream, out.function)
 
     async def _unspool(self) -> None:
         eq = self.eq
@@ -115,4 +111,8 @@ class Sender:
                     eq.communication_failed(f"no reply to spooled {spooled.what}")
                 log.warning("spool transmit stopped at %s: %s", spooled.what, exc)
                 return
-            eq.db.delivered(spooled.id)
+            if eq.db.delivered(spooled.id):  # emptied: SPOOL INACTIVE, reported first
+                report = eq.spooling.deactivated_report()
+                if report is not None:
+                    await self._deliver(Outgoing(6, 11, report,
+                                                 f"CEID {ids.CE_SPOOLING_DEACTIVATED}"))

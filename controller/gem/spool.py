@@ -5,14 +5,15 @@ Both live in the controller's database (tables ``gem_settings`` and
 store, so a spooled event survives a controller restart exactly like a wafer
 record does.
 
-Spooling: while the host cannot be reached, spoolable messages
-(S5F1 alarm reports, S6F11 event reports) are appended here instead of being
-lost. Once anything is spooled, later spoolable messages are appended too
-(delivery stays in order) until the host asks for them (S6F23 RSDC 0) or purges
-them (RSDC 1). A message leaves the spool only after the host acknowledged it:
-nothing lost, nothing twice. ``MAXSPOOLSIZE`` bounds the spool; when full,
-``OVERWRITESPOOL`` decides between dropping the oldest and refusing the newest
-(both counted in ``SPOOLCOUNTTOTAL`` and logged).
+Spooling: while the host cannot be reached, spoolable messages (those the
+host named in S2F43; S5F1 and S6F11 until it does) are appended here instead of
+being lost. The E30 spool state (SPOOL ACTIVE from the first message spooled
+until the spool is emptied) is kept here too, with the times SPOOLSTARTTIME and
+SPOOLFULLTIME report; spool_capability.py decides when it changes. A message
+leaves the spool only after the host acknowledged it: nothing lost, nothing
+twice. ``MAXSPOOLSIZE`` bounds the spool; when full, ``OVERWRITESPOOL`` decides
+between dropping the oldest and refusing the newest (both counted in
+``SPOOLCOUNTTOTAL`` and logged).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Spooled:
     function: int
     body: bytes
     what: str
+
+
+_EMPTIED = {"total": 0, "full": False, "lost": 0, "active": False}  # SPOOL INACTIVE
 
 
 class GemDatabase:
@@ -99,6 +103,8 @@ class GemDatabase:
             state["total"] += 1
             stored = True
             if count >= limit:
+                if not state["full"]:  # SPOOL NOT FULL -> SPOOL FULL (E30): SPOOLFULLTIME
+                    state["filled_at"] = self._now().isoformat()
                 state["full"] = True
                 if overwrite:
                     oldest = session.scalars(
@@ -114,6 +120,7 @@ class GemDatabase:
                     log.warning("spool full (%d): %s not spooled (OVERWRITESPOOL false)",
                                 limit, what)
             if stored:
+                state["active"] = True  # a message in the spool: SPOOL ACTIVE
                 session.add(GemSpooled(stream=stream, function=function, body=body, what=what,
                                        spooled_at=self._now()))
             self._save_spool_state(session, state)
@@ -128,33 +135,53 @@ class GemDatabase:
             return [Spooled(r.id, r.stream, r.function, r.body, r.what)
                     for r in session.scalars(query)]
 
-    def delivered(self, spooled_id: int) -> None:
-        """The host acknowledged it: it leaves the spool (and the spool resets when empty)."""
+    def delivered(self, spooled_id: int) -> bool:
+        """The host acknowledged it: it leaves the spool. True when that emptied the spool
+        (its counts reset and it is SPOOL INACTIVE again)."""
         with Session(self._writer) as session, session.begin():
             session.execute(delete(GemSpooled).where(GemSpooled.id == spooled_id))
-            if not session.scalar(select(func.count(GemSpooled.id))):
-                self._save_spool_state(session, {"total": 0, "full": False, "lost": 0})
+            if session.scalar(select(func.count(GemSpooled.id))):
+                return False
+            self._save_spool_state(session, self._spool_state(session) | _EMPTIED)
+            return True
 
     def purge(self) -> int:
         with Session(self._writer) as session, session.begin():
             count = session.execute(delete(GemSpooled)).rowcount
-            self._save_spool_state(session, {"total": 0, "full": False, "lost": 0})
+            self._save_spool_state(session, self._spool_state(session) | _EMPTIED)
         log.info("spool purged by the host: %d message(s) discarded", count)
         return count
+
+    def activate_spool(self) -> None:
+        """SPOOL INACTIVE -> SPOOL ACTIVE (E30): counts from zero, SPOOLSTARTTIME now."""
+        with Session(self._writer) as session, session.begin():
+            state = self._spool_state(session) | _EMPTIED
+            self._save_spool_state(session, state | {"active": True,
+                                                     "started_at": self._now().isoformat()})
+
+    def deactivate_spool(self) -> None:
+        """SPOOL ACTIVE -> SPOOL INACTIVE with nothing spooled (an empty spool asked for)."""
+        with Session(self._writer) as session, session.begin():
+            self._save_spool_state(session, self._spool_state(session) | _EMPTIED)
 
     def spool_count(self) -> int:
         with Session(self._engine) as session:
             return session.scalar(select(func.count(GemSpooled.id))) or 0
 
     def spool_state(self) -> dict[str, Any]:
-        """{"total": spooled since last emptied, "full": bool, "lost": refused when full}."""
+        """{"total": spooled since last emptied, "full": bool, "lost": refused when full,
+        "active": SPOOL ACTIVE, "started_at"/"filled_at": ISO time of the last activation /
+        of last becoming full, or None}."""
         with Session(self._engine) as session:
             return self._spool_state(session)
 
     def _spool_state(self, session: Session) -> dict[str, Any]:
         row = session.get(GemSetting, "spool")
-        base = {"total": 0, "full": False, "lost": 0}
-        return base | (dict(row.value["v"]) if row is not None else {})
+        base = {"total": 0, "full": False, "lost": 0, "started_at": None, "filled_at": None}
+        state = base | (dict(row.value["v"]) if row is not None else {})
+        if "active" not in state:  # a spool kept by a version without the state model
+            state["active"] = bool(session.scalar(select(func.count(GemSpooled.id))))
+        return state
 
     def _save_spool_state(self, session: Session, state: dict[str, Any]) -> None:
         row = session.get(GemSetting, "spool")

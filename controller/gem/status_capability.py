@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from controller.gem import ids
@@ -131,12 +132,15 @@ class StatusCapability:
         vid = var.vid
         simple = {
             ids.SV_CONTROL_STATE: lambda: U1(int(self.eq.control.state)),
-            ids.SV_CLOCK: lambda: A(self._clock()),
+            ids.SV_CLOCK: lambda: A(self.clock_text(self.eq.db.now())),
             ids.SV_MDLN: lambda: A(self.eq.mdln),
             ids.SV_SOFTREV: lambda: A(self.eq.softrev),
             ids.SV_SPOOL_COUNT_ACTUAL: lambda: U4(self.eq.db.spool_count()),
             ids.SV_SPOOL_COUNT_TOTAL: lambda: U4(self.eq.db.spool_state()["total"]),
             ids.SV_SPOOL_FULL: lambda: BOOLEAN(self.eq.db.spool_state()["full"]),
+            ids.SV_SPOOL_START_TIME: lambda: self.eq.spooling.time_item("started_at"),
+            ids.SV_SPOOL_FULL_TIME: lambda: self.eq.spooling.time_item("filled_at"),
+            ids.SV_SPOOL_STATE: lambda: self.eq.spooling.state_item(),
             ids.SV_ALARMS_SET: lambda: L(*(U4(a) for a in sorted(self.eq.alarms.active))),
             ids.SV_ALARMS_ENABLED: lambda: L(*(U4(a) for a in sorted(self.eq.alarms.known)
                                                if a not in self.eq.alarms.disabled)),
@@ -167,11 +171,12 @@ class StatusCapability:
             state = stored or ("", "")
         return A(state[offset])
 
-    def _clock(self) -> str:
-        now = self.eq.db.now()  # the injected UTC clock the database writes with
+    def clock_text(self, when: datetime) -> str:
+        """A time as CLOCK sends it (TIMEFORMAT); ``when`` from the database's injected
+        UTC clock."""
         if self.constant(ids.EC_TIME_FORMAT) == 0:
-            return now.strftime("%y%m%d%H%M%S")
-        return now.strftime("%Y%m%d%H%M%S") + f"{now.microsecond // 10_000:02d}"
+            return when.strftime("%y%m%d%H%M%S")
+        return when.strftime("%Y%m%d%H%M%S") + f"{when.microsecond // 10_000:02d}"
 
     # -- handlers
 
