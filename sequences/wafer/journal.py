@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from drivers.errors import DeviceBusy, NakError
+from drivers.errors import DeviceBusy, Refused
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,15 @@ async def guarded(journal: WaferJournal, wafer_id: str, command: str, tool: str
                   ) -> AsyncIterator[None]:
     """Send a command that must not be repeated blindly inside this block.
 
-    Acknowledged: the intent is closed as done. Refused by the tool (a NAK or a
-    Modbus "busy": nothing was changed): closed as refused. Anything else (no
+    Acknowledged: the intent is closed as done. Refused by the tool (a NAK, an ERR
+    or a Modbus "busy": nothing was changed): closed as refused. Anything else (no
     reply, a lost link, a cancellation): the intent stays open, and recovery asks
     the tool what happened before anything is sent again.
     """
     intent = journal.intend(wafer_id, command, tool)
     try:
         yield
-    except (NakError, DeviceBusy):
+    except (Refused, DeviceBusy):
         journal.resolve(intent, REFUSED)
         raise
     journal.resolve(intent, DONE)
