@@ -8,11 +8,20 @@ refuse it with an exception code) and only then lands in the array, where
 nobody reads it again. The model is therefore the single source of truth, and
 any number of servers on one model always agree.
 
-One gap in the 3.16 action API is closed here: for coil and discrete-input
-reads the action is told the span in 16-bit words, not the bit count asked
-for. Two small request subclasses (registered through the server's
-``custom_pdu`` hook) pass the exact bit count to the action in a context
-variable, so the model can refuse a read that runs past its last input.
+Gaps in the 3.16 API closed here:
+* for coil and discrete-input reads the action is told the span in 16-bit
+  words, not the bit count asked for; for a single-coil write, only
+  ``bool(value)``. Small request subclasses (registered through the server's
+  ``custom_pdu`` hook) pass the exact bit count or the coil value to the
+  action in context variables, so the model can refuse a read that runs past
+  its last input and a coil value other than 0x0000 / 0xFF00 gets exception 03;
+* a request pymodbus cannot decode (a quantity of 0 or over 125 registers /
+  2000 bits) is answered by pymodbus with function byte 0x80 and code 01;
+  ``_trace_pdu`` rewrites that into ``fc | 0x80`` with 03 (a function the tool
+  has) or 01 (one it has not), from the function code ``_trace_packet`` saw in
+  the request;
+* a function code pymodbus has no class for gets a catch-all request class
+  answering exception 01 (on RTU the request would otherwise go unanswered).
 
 Transports:
 * Modbus TCP (MBAP framing): ``start_tcp`` (the oven);
@@ -44,9 +53,13 @@ from functools import partial
 from typing import Any
 
 from pymodbus.constants import ExcCodes
-from pymodbus.framer import FramerType
-from pymodbus.pdu import ExceptionResponse, ModbusPDU
-from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
+from pymodbus.framer import FramerRTU, FramerType
+from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
+from pymodbus.pdu.bit_message import (
+    ReadCoilsRequest,
+    ReadDiscreteInputsRequest,
+    WriteSingleCoilRequest,
+)
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -80,6 +93,58 @@ class _ReadDiscreteInputs(_PassesBitCount, ReadDiscreteInputsRequest):
     pass
 
 
+# Value of the FC 05 write being served: pymodbus keeps only ``bool(value)``.
+_coil_write_value: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "coil_write_value", default=None
+)
+COIL_OFF, COIL_ON = 0x0000, 0xFF00  # the only values FC 05 takes (Modbus application protocol)
+
+
+class _WriteSingleCoil(WriteSingleCoilRequest):
+    """FC 05 that lets the action see the value as sent."""
+
+    value = COIL_OFF
+
+    def decode(self, data: bytes) -> None:
+        super().decode(data)
+        self.value = int.from_bytes(data[2:4], "big")
+
+    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
+        token = _coil_write_value.set(self.value)
+        try:
+            return await super().datastore_update(context, device_id)
+        finally:
+            _coil_write_value.reset(token)
+
+
+class _UnknownFunction(ModbusPDU):
+    """A function code pymodbus has no class for: exception 01. Without a class the RTU
+    framer cannot find such a frame at all and the request would get silence."""
+
+    @classmethod
+    def calculateRtuFrameSize(cls, data: bytes) -> int:
+        # Its length is unknown: the frame ends where its CRC checks (a serial line ends it
+        # by silence). With no such end the framer drops the bytes as garbage.
+        for size in range(FramerRTU.MIN_SIZE, len(data) + 1):
+            if FramerRTU.check_CRC(data[:size - 2], int.from_bytes(data[size - 2:size], "big")):
+                return size
+        return len(data)
+
+    def decode(self, data: bytes) -> None:
+        pass  # whatever follows the function code: the answer is 01 anyway
+
+    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
+        return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_FUNCTION)
+
+
+_KNOWN_FUNCTIONS = set(DecodePDU(is_server=True).list_function_codes())
+_UNKNOWN_FUNCTIONS: list[type[ModbusPDU]] = [
+    type(f"_UnknownFunction{code:02X}", (_UnknownFunction,), {"function_code": code})
+    for code in range(1, 0x80) if code not in _KNOWN_FUNCTIONS
+]
+_CUSTOM_PDUS: list[type[ModbusPDU]] = [
+    _ReadCoils, _ReadDiscreteInputs, _WriteSingleCoil, *_UNKNOWN_FUNCTIONS]
+
 _BIT_TABLES = (Table.COILS, Table.DISCRETE_INPUTS)
 _TABLE_ORDER = (Table.COILS, Table.DISCRETE_INPUTS, Table.HOLDING, Table.INPUT)  # SimDevice tuple
 
@@ -111,6 +176,7 @@ class ModbusToolServer:
         if apply_plan is not None:
             apply_plan(self.faults, tool=name)
         self._servers: list[ModbusTcpServer] = []
+        self._request_function = 0  # of the last request received (see _trace_pdu)
         self._bridges: list[_PtyBridge] = []
         self._closing = asyncio.Event()
         self._held = 0  # answers held back by a delay fault
@@ -174,7 +240,7 @@ class ModbusToolServer:
             address=(host, port),
             trace_packet=partial(self._trace_packet, rtu),
             trace_pdu=self._trace_pdu,
-            custom_pdu=[_ReadCoils, _ReadDiscreteInputs],
+            custom_pdu=_CUSTOM_PDUS,
         )
         try:
             await server.serve_forever(background=True)
@@ -214,6 +280,10 @@ class ModbusToolServer:
             return ExcCodes.ILLEGAL_FUNCTION
         if set_values is None and function_code in (5, 6):
             return None  # pymodbus reads back a single write for its echo: echo what was written
+        if function_code == 5 and _coil_write_value.get() not in (None, COIL_OFF, COIL_ON):
+            self.log.debug("%s: coil value %#06x is neither ON nor OFF", self.name,
+                           _coil_write_value.get())
+            return ExcCodes.ILLEGAL_VALUE  # checked before the address, as Modbus orders it
         plan = self.faults
         if plan.roll(plan.busy):
             self.log.debug("%s: fault: busy", self.name)
@@ -261,6 +331,9 @@ class ModbusToolServer:
             self.log.debug("%s: request %s", self.name, pdu)
             return pdu
         function_code = pdu.function_code & 0x7F
+        if function_code == 0 and isinstance(pdu, ExceptionResponse):
+            pdu = self._refuse_undecoded(pdu)
+            function_code = pdu.function_code & 0x7F
         if function_code not in self.model.function_codes:
             # pymodbus answers some function codes itself (08 diagnostics, 11 and 12 the comm
             # event counter and log, 17 report server id, 43 device identification), never
@@ -270,8 +343,31 @@ class ModbusToolServer:
                                      device_id=pdu.dev_id, transaction=pdu.transaction_id)
         return pdu
 
+    def _refuse_undecoded(self, pdu: ExceptionResponse) -> ExceptionResponse:
+        """pymodbus's answer to a request it could not decode (function 0, code 01), made
+        the Modbus one: a function the tool has is 03 (its quantity is 0 or over 125
+        registers / 2000 bits, or the PDU is short); any other function is 01."""
+        function_code = self._request_function
+        if function_code not in self.model.function_codes:
+            code = ExcCodes.ILLEGAL_FUNCTION
+        elif pdu.dev_id != self.unit_id:
+            code = ExcCodes.GATEWAY_NO_RESPONSE  # as for any request to another unit
+        else:
+            code = ExcCodes.ILLEGAL_VALUE
+        self.log.debug("%s: undecodable request, function code %d: exception %d",
+                       self.name, function_code, code)
+        return ExceptionResponse(function_code, code, device_id=pdu.dev_id,
+                                 transaction=pdu.transaction_id)
+
     def _trace_packet(self, rtu: bool, sending: bool, data: bytes) -> bytes:
-        if not sending or not data:
+        if not sending:
+            # pymodbus answers an undecodable request before this method is called again
+            # (in the same callback), so this is that request's function code.
+            at = 1 if rtu else 7  # after the unit id (RTU) or the MBAP header (TCP)
+            if len(data) > at:
+                self._request_function = data[at]
+            return data
+        if not data:
             return data
         if rtu and data[0] != self.unit_id:
             return b""  # on a serial bus another unit's request gets no answer from this one

@@ -12,11 +12,11 @@ prints golden frames, so every ADU here is written out from their tables).
 from __future__ import annotations
 
 import contextlib
-import struct
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from modbus_frames import rtu, tcp
 
 from drivers.cleaner import KNOWN_FOR_S, FluxCleaner
 from drivers.errors import DeviceBusy, LinkError, ToolError
@@ -65,27 +65,6 @@ async def expected_exchanges(
 
 
 # --- framing -------------------------------------------------------------------------------------
-
-
-def tcp(tid: int, pdu: str, unit: int = 1) -> bytes:
-    """A Modbus TCP ADU: MBAP header (transaction id, protocol 0, length, unit), then the PDU."""
-    body = bytes.fromhex(pdu)
-    return struct.pack(">HHHB", tid, 0, len(body) + 1, unit) + body
-
-
-def crc16(data: bytes) -> bytes:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return struct.pack("<H", crc)
-
-
-def rtu(pdu: str, unit: int = 2) -> bytes:
-    """A Modbus RTU ADU: unit, PDU, CRC-16 low byte first."""
-    frame = bytes([unit]) + bytes.fromhex(pdu)
-    return frame + crc16(frame)
 
 
 def test_the_frame_helpers_agree_with_the_modbus_references() -> None:

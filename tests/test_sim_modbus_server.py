@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
+from modbus_frames import rtu, tcp
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
@@ -123,6 +124,84 @@ async def test_function_codes_the_spec_does_not_list_are_exception_01(pdu: bytes
             await writer.wait_closed()
     # MBAP echoing transaction 7 and unit 1, then the exception: function | 0x80, code 01
     assert reply == bytes([0x00, 0x07, 0x00, 0x00, 0x00, 0x03, 0x01, pdu[0] | 0x80, 0x01])
+
+
+async def exchange(host: str, port: int, request: bytes, reply_len: int) -> bytes:
+    """One request over a fresh connection, as a client other than pymodbus sends it."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.readexactly(reply_len), 2.0)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+MALFORMED = [  # request PDU, the exception PDU Modbus answers it with
+    ("04 0064 00FA", "84 03"),  # the whole curve in one read: reflow-oven.md says at most 125
+    ("04 0064 007E", "84 03"),  # 126 registers
+    ("03 0000 0000", "83 03"),  # quantity 0
+    ("01 0000 0000", "81 03"),  # bits: quantity 0
+    ("02 0000 07D1", "82 03"),  # 2001 bits
+    ("41 0000 0001", "C1 01"),  # a function code nobody defines
+]
+
+
+@pytest.mark.parametrize("pdu, answer", MALFORMED)
+async def test_oven_answers_a_bad_quantity_03_and_an_unknown_function_01(pdu: str, answer: str
+                                                                           ) -> None:
+    """Modbus: the exception reply is the request's function | 0x80; a quantity outside
+    1-125 registers / 1-2000 bits is 03, a function the server lacks 01."""
+    async with served_oven() as (*_, host, port):
+        reply = await exchange(host, port, tcp(9, pdu), 9)
+    assert reply == tcp(9, answer)
+
+
+@pytest.mark.parametrize("pdu, answer", [
+    *MALFORMED[1:3],
+    ("01 0000 0000", "81 01"),  # the FC-1 has no coils: 01 before any quantity check
+    ("41 0000 0001", "C1 01"),
+    ("05 0000 1234", "85 01"),
+])
+async def test_cleaner_rtu_answers_a_bad_quantity_03_and_an_unknown_function_01(
+        pdu: str, answer: str) -> None:
+    async with CleanerServer(CleanerModel(), ManualClock(), name="cleaner-t") as server:
+        url = await server.start_rtu_tcp()
+        host, port = url.removeprefix("socket://").rsplit(":", 1)
+        reply = await exchange(host, int(port), rtu(pdu), 5)
+    assert reply == rtu(answer)
+
+
+async def test_bad_requests_leave_the_link_usable() -> None:
+    """After an unknown function on RTU (its frame ends where its CRC checks) the next
+    request on the same connection is answered; on TCP a bad quantity for another unit is
+    0B, as any request for it."""
+    async with CleanerServer(CleanerModel(), ManualClock(), name="cleaner-t") as server:
+        url = await server.start_rtu_tcp()
+        host, port = url.removeprefix("socket://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            for request, answer in ((rtu("41 0000 0001"), rtu("C1 01")),
+                                    (rtu("04 0000 0001"), rtu("04 02 0001"))):  # READY
+                writer.write(request)
+                assert await asyncio.wait_for(reader.readexactly(len(answer)), 2.0) == answer
+        finally:
+            writer.close()
+            await writer.wait_closed()
+    async with served_oven() as (*_, host, port):
+        assert await exchange(host, port, tcp(5, "03 0000 0000", unit=9), 9) == tcp(
+            5, "83 0B", unit=9)
+
+
+@pytest.mark.parametrize("value", ["0001", "1234", "FFFF", "00FF"])
+async def test_a_coil_value_other_than_on_or_off_is_03_and_writes_nothing(value: str) -> None:
+    """Modbus FC 05 takes 0x0000 or 0xFF00 only; reflow-oven.md: 03 and nothing is written."""
+    async with served_oven() as (*_, host, port):
+        assert await exchange(host, port, tcp(1, f"05 0000 {value}"), 9) == tcp(1, "85 03")
+        assert await exchange(host, port, tcp(2, "01 0000 0002"), 10) == tcp(2, "01 01 02")
+        # a correct write is echoed byte for byte
+        assert await exchange(host, port, tcp(3, "05 0000 FF00"), 12) == tcp(3, "05 0000 FF00")
+        assert await exchange(host, port, tcp(4, "01 0000 0002"), 10) == tcp(4, "01 01 03")
 
 
 async def test_two_servers_on_one_model_agree() -> None:
