@@ -485,6 +485,9 @@ class OvenModel(LatchedAlarms):
         else:
             busy_unless(self._wafers_on_belt() == 0, "STANDBY: wafers on the belt")
             self._setpoints = [STANDBY_SETPOINT_C] * ZONES
+            # reflow-oven.md: "all zone setpoints to 100.0 C", and HR 0-9 are ZONE_SP: they
+            # read 1000 too. The host stages its profile again before the next APPLY.
+            self._staged[:ZONES] = [round(STANDBY_SETPOINT_C * 10)] * ZONES
             self._standby, self._armed = True, False
             self._stable_since = None
             self._event("STANDBY: all zones to 100.0 C")

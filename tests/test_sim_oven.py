@@ -266,7 +266,13 @@ def test_standby_sets_every_zone_to_100_c() -> None:
     assert h.state() is OvenState.STANDBY
     h.clock.advance(3600)
     assert all(abs(t - 100.0) < 1.0 for t in h.oven.zone_air(h.now))
-    assert h.oven.read(H, 0, 10, h.now) == EUTECTIC  # staged values kept for the next APPLY
+    # reflow-oven.md: "all zone setpoints to 100.0 °C": ZONE_SP (HR 0-9) reads them too...
+    assert h.oven.read(H, 0, 14, h.now) == [1000] * 10 + [600, 100, 1830, 7]
+    assert h.ir(14) == [7]  # ACTIVE_PROFILE_ID unchanged (the spec changes only setpoints)
+    h.cmd(APPLY)  # ...so an APPLY without staging again keeps the zones at 100 °C
+    assert h.state() is OvenState.HEATING
+    h.clock.advance(600)
+    assert all(abs(t - 100.0) < 1.0 for t in h.oven.zone_air(h.now))
 
 
 # --- the belt and the profiler ----------------------------------------------------------------

@@ -442,6 +442,23 @@ async def test_a_cool_down_is_looked_at_when_the_cooling_seen_says_it_can_be_don
         assert looks < took / 20 / 3
 
 
+async def test_a_reflow_after_standby_stages_its_profile_again() -> None:
+    """reflow-oven.md: STANDBY sets all zone setpoints (ZONE_SP, HR 0-9) to 100.0 °C; the
+    step stages its own profile again before APPLY, so the oven ends READY on it."""
+    step = find_recipe("rebump-hipb-snpb").step(5)
+    async with simulated_line() as line:
+        oven = line["oven"]
+        await prepare(oven, step, line.clock)
+        await oven.standby()
+        assert (await oven.staged_profile()).zone_setpoints_c == (100.0,) * 10
+        done = await prepare(oven, step, line.clock)
+        assert any("stage + APPLY" in note for note in done), done
+        staged = await oven.staged_profile()
+        assert staged.zone_setpoints_c == step.tool_profile().zone_setpoints_c
+        status = await oven.status()
+        assert status.state.name == "READY" and status.active_profile_id == step.profile_id
+
+
 async def test_the_oven_load_reads_no_belt_count_after_the_interlocks_status() -> None:
     """The belt count LOAD's lost reply is judged by comes from the status the interlocks
     read, carried through our own LOADs and UNLOADs: no read of its own. Learning how the
