@@ -72,7 +72,7 @@ def test_nitrogen_purge_reaches_about_20_ppm_within_120_s() -> None:
     o2 = O2_AIR_PPM
     for _ in range(120):
         o2 = o2_step(o2, purging=True)
-    assert 20.0 <= o2 <= 30.0
+    assert 20.0 <= o2 <= 20.5  # reflow-oven.md: "about 20 ppm within 120 s of switching on"
 
 
 def test_air_comes_back_without_purge() -> None:
