@@ -261,6 +261,8 @@ class BallPlacerModel(HostLinkTool):
         self.result_final = False
         self.repairs += 1
         duration = REPAIR_BASE_S + REPAIR_PER_BALL_S * (before.missing + before.extra)
+        # ball-placer.md: "REPAIRING 5 s + 0.5 s per missing or extra ball, re-inspects,
+        # then DONE": the re-inspection is part of REPAIRING's time, not a state of its own.
         if before.status != "OK" and before.placed == 0:
             # Stopped before its inspection (ABT, an alarm): nothing to count; the repair
             # head looks the wafer over and the re-inspection gives its first RES.
@@ -269,7 +271,7 @@ class BallPlacerModel(HostLinkTool):
 
             def looked_over(t: float) -> None:
                 self.result = self._inspect(wafer_id, recipe)
-                self.start("INSPECTING", t, INSPECTING_S, self._reinspected)
+                self._reinspected(t)
 
             self.start("REPAIRING", now, duration, looked_over)
             return []
@@ -285,7 +287,7 @@ class BallPlacerModel(HostLinkTool):
                 missing=before.missing - fixed_missing,
                 extra=before.extra - fixed_extra,
             )
-            self.start("INSPECTING", t, INSPECTING_S, self._reinspected)
+            self._reinspected(t)
 
         self.start("REPAIRING", now, duration, repaired)
         return []
