@@ -131,7 +131,9 @@ def test_a_batch_runs_the_steps_in_the_spec_times() -> None:
     times = step_times(m)
     assert list(times) == list(STEPS)
     assert times["PRECLEAN"] == 120 and times["ACTIVATE"] == 90
-    assert times["NI_PLATE"] == pytest.approx(720, abs=2)  # 3 µm at 15 µm/h
+    # 3 µm at 15 µm/h is 720 s; NI_PLATE ends in the second the gauge reaches 3 µm, but the
+    # batch ages the bath as it plates (0.004 MTO per wafer-µm, 0.95 per MTO): 720.7 s
+    assert times["NI_PLATE"] == 721
     assert times["AU_IMMERSION"] == 900  # 0.08 µm: up to 0.10
     assert times["RINSE_1"] == times["RINSE_2"] == 60 and times["DRY"] == 300
     done = ok(m, "RESULT?").split(" ")
