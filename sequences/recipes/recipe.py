@@ -305,7 +305,11 @@ _STEP_KEYS: dict[str, dict[str, _Spec]] = {
                        f"wafers per plating batch 1-{PLATER_BATCH_MAX} (optional)"),
     },
 }
-_OPTIONAL = {"note": "", "profile_id": None, "max_ramp_c_s": 3.0, "max_cool_c_s": 6.0}
+# The ionic limit defaults to J-STD-001's legacy 1.56 µg NaCl-eq/cm² (process-data.md:
+# IPC WP-019B calls a fixed limit obsolete, so each recipe may set its own).
+IONIC_LIMIT_DEFAULT = 1.56
+_OPTIONAL = {"note": "", "profile_id": None, "max_ramp_c_s": 3.0, "max_cool_c_s": 6.0,
+             "max_ionic_ug_cm2": IONIC_LIMIT_DEFAULT}
 
 # --- the mask strip (FC-2) and where the balls go (mask, Cu posts) --------------------------
 _STEP_KEYS["place"] |= {
