@@ -50,6 +50,9 @@ class ValidationOptions:
     # J-STD-020 package limits.
     max_ramp_c_s: float = 3.0
     max_cool_c_s: float = 6.0
+    # Production nitrogen reflow runs at 100-500 ppm O2 (process-data.md, "Atmosphere"):
+    # an oven limit above the band lets a wafer reflow in air the line does not qualify.
+    max_o2_ppm: float = 500.0
     # A ball on a Cu post at most this many post diameters wide (assumed: a wider ball
     # is not held by the post top and rolls off onto the resin).
     max_ball_per_post: float = 2.0
@@ -210,6 +213,10 @@ def _check_reflow(number, step: ReflowStep, pending, bumps, options, add) -> Non
         add(number, step, "cooling limit",
             f"max_cool_c_s = {step.max_cool_c_s:g} °C/s exceeds the {options.max_cool_c_s:g} "
             "°C/s cooling limit (J-STD-020)")
+    if step.o2_limit_ppm > options.max_o2_ppm:
+        add(number, step, "atmosphere",
+            f"o2_limit_ppm = {step.o2_limit_ppm} is above the {options.max_o2_ppm:g} ppm top of "
+            "production nitrogen reflow (100-500 ppm O2; wafer bump reflow runs lower)")
     if low >= step.hottest_zone_c:
         add(number, step, "unreachable peak",
             f"peak window starts at {low:g} °C but the hottest zone is set to "
