@@ -177,11 +177,26 @@ def test_strip_and_mask_keys_are_checked() -> None:
 
 
 def test_missing_key_and_empty_recipe() -> None:
-    found = problems_of(hipb_text().replace("max_ionic_ug_cm2 = 1.56", "", 1))
-    assert found == ["bad.toml: step 3 (clean): missing key: max_ionic_ug_cm2: expected ionic "
-                     "residue limit, µg NaCl-eq/cm²"]
+    found = problems_of(hipb_text().replace("spray_pressure_bar = 3.0", "", 1))
+    assert found == ["bad.toml: step 3 (clean): missing key: spray_pressure_bar: expected spray "
+                     "0.5-6.0 bar"]
     assert problems_of('name = "x"\nversion = 1\n') == [
         "bad.toml: steps: expected at least one [[steps]] table"]
+
+
+def test_ionic_residue_limit_is_a_parameter_defaulting_to_1_56() -> None:
+    """process-data.md: 1.56 µg NaCl-eq/cm² (J-STD-001 legacy), made a recipe parameter."""
+    text = hipb_text()
+    left_out = parse_recipe(text.replace("max_ionic_ug_cm2 = 1.56", "", 1), source="x.toml")
+    clean = left_out.steps[2]
+    assert clean.kind == "clean" and clean.max_ionic_ug_cm2 == 1.56  # type: ignore[union-attr]
+    # the same recipe as writing it out, so the same hash
+    assert left_out.hash == parse_recipe(text, source="x.toml").hash
+    own = parse_recipe(text.replace("max_ionic_ug_cm2 = 1.56", "max_ionic_ug_cm2 = 0.8", 1))
+    assert own.steps[2].max_ionic_ug_cm2 == 0.8  # type: ignore[union-attr]
+    strip = Path(shipped_recipe_paths()["ballmount-mask-sac305"]).read_text(encoding="utf-8")
+    stripped = parse_recipe(strip.replace("max_ionic_ug_cm2 = 1.56", "", 1)).steps[2]
+    assert isinstance(stripped, StripStep) and stripped.max_ionic_ug_cm2 == 1.56
 
 
 def test_place_step_geometry_is_checked() -> None:

@@ -197,6 +197,62 @@ def test_ramp_and_cooling_limits() -> None:
     ]
 
 
+def test_o2_limit_above_the_production_nitrogen_band_is_refused() -> None:
+    """process-data.md, "Atmosphere": production N2 reflow runs at 100-500 ppm O2."""
+    def with_o2(ppm: int) -> list[str]:
+        return problems(printed("Pb95Sn5"),
+                        reflow(340, 360).replace("o2_limit_ppm = 100", f"o2_limit_ppm = {ppm}"),
+                        CLEAN)
+
+    assert with_o2(500) == [] and with_o2(20) == []  # the band's top; wafer bump runs lower
+    assert with_o2(800) == [
+        "variant.toml: step 2 (reflow): atmosphere: o2_limit_ppm = 800 is above the 500 ppm "
+        "top of production nitrogen reflow (100-500 ppm O2; wafer bump reflow runs lower)"]
+
+
+def test_limits_are_inclusive_where_the_spec_says_at_most_or_a_margin_of() -> None:
+    # ramp <= 3 °C/s, cooling <= 6 °C/s
+    assert problems(printed("SAC305"),
+                    reflow(240, 255, extra="max_ramp_c_s = 3.0\nmax_cool_c_s = 6.0"), CLEAN) == []
+    # full melt: SAC305 liquidus 220 + 20 exactly; rebump: SAC305 solidus 217 - 20 exactly
+    assert problems(printed("SAC305"), reflow(225, 240), CLEAN, printed("Sn42Bi58"),
+                    reflow(160, 197), CLEAN) == []
+    # In52Sn48 (liquidus 118) over SAC305 is a valid rebump
+    assert problems(printed("SAC305"), reflow(240, 255), CLEAN, printed("In52Sn48"),
+                    reflow(130, 150), CLEAN) == []
+
+
+def test_stencil_release_area_and_aspect_ratio() -> None:
+    """process-data.md "Stencil printing": area ratio >= 0.66, aspect ratio >= 1.5 (IPC-7525).
+    Round or square: area ratio = D / 4t; a slot W x L: W L / (2 (W + L) t)."""
+    def printing(geometry: str) -> list[str]:
+        return problems(printed("SAC305").replace("max_insufficient = 5",
+                                                  f"max_insufficient = 5\n{geometry}"),
+                        reflow(240, 255), CLEAN)
+
+    assert printing("aperture_um = 132\nstencil_thickness_um = 50") == []  # exactly 0.66
+    assert printing("aperture_um = 100\nstencil_thickness_um = 50") == [
+        "variant.toml: step 1 (print): stencil release: area ratio 0.50 (a 100 µm aperture in a "
+        "50 µm stencil) is under 0.66: the paste stays in the aperture (IPC-7525; transfer "
+        "falls steeply below 0.5)"]
+    assert printing("aperture_um = 70\naperture_length_um = 2000\n"
+                    "stencil_thickness_um = 50") == [  # area ratio 0.68, but a narrow slot
+        "variant.toml: step 1 (print): stencil release: aspect ratio 1.40 (a 70 x 2000 µm "
+        "aperture in a 50 µm stencil) is under 1.5 (IPC-7525)"]
+    assert printing("aperture_um = 75\naperture_length_um = 2000\n"
+                    "stencil_thickness_um = 50") == []  # exactly 1.5
+
+
+def test_stencil_geometry_comes_whole() -> None:
+    with pytest.raises(RecipeInvalid) as info:
+        recipe(printed("SAC305").replace("max_insufficient = 5",
+                                         "max_insufficient = 5\naperture_um = 132"),
+               reflow(240, 255), CLEAN)
+    assert [str(p) for p in info.value.problems] == [
+        "variant.toml: step 1 (print): missing key: stencil: give aperture_um and "
+        "stencil_thickness_um together (aperture_length_um only with them), or none of them"]
+
+
 def test_recipe_must_end_clean() -> None:
     assert problems(printed("Pb95Sn5"), reflow(340, 360)) == [
         "variant.toml: ends clean: the recipe ends after the reflow at step 2 without a clean "

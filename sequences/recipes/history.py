@@ -65,12 +65,13 @@ def history_interlocks(
         elif entry.kind == "reflow":
             if entry.peak_c is not None and not entry.accepted_as_is:
                 for deposit, reflow in bumps:
-                    solidus = alloys[deposit.alloy].solidus_c
-                    if entry.peak_c >= solidus:
+                    alloy = alloys[deposit.alloy]
+                    if entry.peak_c >= alloy.solidus_c:
+                        # figure(): an assumed solidus (Pb95Sn5) says so (process-data.md)
                         reasons.append(
                             f"the reflow at step {entry.step} reached {entry.peak_c:g} °C, "
                             f"remelting the {deposit.alloy} bump from step {reflow.step} "
-                            f"(solidus {solidus:g} °C)")
+                            f"(solidus {alloy.figure('solidus_c')})")
             bumps += [(d, entry) for d in pending]
             pending = []
             dirty = entry
@@ -90,7 +91,7 @@ def history_interlocks(
             if high > alloy.solidus_c - options.rebump_margin_c:
                 reasons.append(
                     f"peak window reaches {high:g} °C while the {alloy.id} bump from step "
-                    f"{reflow.step} begins to melt at {alloy.solidus_c:g} °C")
+                    f"{reflow.step} begins to melt at {alloy.figure('solidus_c')}")
         for new in pending:
             if not alloys[new.alloy].contains_bismuth:
                 continue

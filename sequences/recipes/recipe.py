@@ -67,6 +67,10 @@ class PrintStep:
     max_bridges: int
     max_insufficient: int
     note: str = ""
+    # Stencil geometry, when given, is checked for paste release (IPC-7525 ratios).
+    aperture_um: int | None = None
+    aperture_length_um: int | None = None  # None: round or square (= aperture_um)
+    stencil_thickness_um: int | None = None
 
     @property
     def alloy(self) -> str:
@@ -305,7 +309,11 @@ _STEP_KEYS: dict[str, dict[str, _Spec]] = {
                        f"wafers per plating batch 1-{PLATER_BATCH_MAX} (optional)"),
     },
 }
-_OPTIONAL = {"note": "", "profile_id": None, "max_ramp_c_s": 3.0, "max_cool_c_s": 6.0}
+# The ionic limit defaults to J-STD-001's legacy 1.56 µg NaCl-eq/cm² (process-data.md:
+# IPC WP-019B calls a fixed limit obsolete, so each recipe may set its own).
+IONIC_LIMIT_DEFAULT = 1.56
+_OPTIONAL = {"note": "", "profile_id": None, "max_ramp_c_s": 3.0, "max_cool_c_s": 6.0,
+             "max_ionic_ug_cm2": IONIC_LIMIT_DEFAULT}
 
 # --- the mask strip (FC-2) and where the balls go (mask, Cu posts) --------------------------
 _STEP_KEYS["place"] |= {
@@ -326,6 +334,12 @@ _STEP_KEYS["strip"] = {
 _OPTIONAL |= {"mask": None, "post_diameter_um": None, "post_pitch_um": None}
 _REQUIRED = {("strip", "mask")}  # optional elsewhere, not here
 _OPTIONAL |= {"batch_size": None}
+_STEP_KEYS["print"] |= {
+    "aperture_um": ("int", (20, 2000), "aperture width (round: diameter) 20-2000 µm"),
+    "aperture_length_um": ("int", (20, 2000), "aperture length 20-2000 µm (slots; optional)"),
+    "stencil_thickness_um": ("int", (10, 300), "stencil foil thickness 10-300 µm"),
+}
+_OPTIONAL |= {"aperture_um": None, "aperture_length_um": None, "stencil_thickness_um": None}
 _TOP_KEYS = {"name", "version", "description", "steps"}
 
 _MISSING = object()
@@ -473,6 +487,11 @@ def _parse_step(
         if (values["post_diameter_um"] is None) != (values["post_pitch_um"] is None):
             problem(kind, "missing key", "Cu posts: give both post_diameter_um and "
                     "post_pitch_um (or neither, for balls on bare pads)")
+    stencil = [values.get(k) is not None
+               for k in ("aperture_um", "stencil_thickness_um", "aperture_length_um")]
+    if kind == "print" and any(stencil) and not all(stencil[:2]):
+        problem(kind, "missing key", "stencil: give aperture_um and stencil_thickness_um "
+                "together (aperture_length_um only with them), or none of them")
     if kind == "barrier":
         for key, nominal in (("ni_measured_um", "ni_um"), ("au_measured_um", "au_um")):
             low, high = values[key]

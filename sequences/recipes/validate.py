@@ -27,6 +27,7 @@ from sequences.recipes.recipe import (
     BarrierStep,
     CleanStep,
     PlaceStep,
+    PrintStep,
     Recipe,
     ReflowStep,
     Step,
@@ -50,6 +51,13 @@ class ValidationOptions:
     # J-STD-020 package limits.
     max_ramp_c_s: float = 3.0
     max_cool_c_s: float = 6.0
+    # Production nitrogen reflow runs at 100-500 ppm O2 (process-data.md, "Atmosphere"):
+    # an oven limit above the band lets a wafer reflow in air the line does not qualify.
+    max_o2_ppm: float = 500.0
+    # Paste releases from the stencil at area ratio >= 0.66 and aspect ratio >= 1.5
+    # (IPC-7525, process-data.md "Stencil printing").
+    min_area_ratio: float = 0.66
+    min_aspect_ratio: float = 1.5
     # A ball on a Cu post at most this many post diameters wide (assumed: a wider ball
     # is not held by the post top and rolls off onto the resin).
     max_ball_per_post: float = 2.0
@@ -138,6 +146,7 @@ def validate(
 
     _check_masks(recipe, alloys, add)
     _check_posts(recipe, options, add)
+    _check_stencils(recipe, options, add)
     last = len(recipe.steps)
     if uncovered is not None:
         _uncovered_barrier(uncovered, "the recipe ends", add, recipe)
@@ -210,6 +219,10 @@ def _check_reflow(number, step: ReflowStep, pending, bumps, options, add) -> Non
         add(number, step, "cooling limit",
             f"max_cool_c_s = {step.max_cool_c_s:g} °C/s exceeds the {options.max_cool_c_s:g} "
             "°C/s cooling limit (J-STD-020)")
+    if step.o2_limit_ppm > options.max_o2_ppm:
+        add(number, step, "atmosphere",
+            f"o2_limit_ppm = {step.o2_limit_ppm} is above the {options.max_o2_ppm:g} ppm top of "
+            "production nitrogen reflow (100-500 ppm O2; wafer bump reflow runs lower)")
     if low >= step.hottest_zone_c:
         add(number, step, "unreachable peak",
             f"peak window starts at {low:g} °C but the hottest zone is set to "
@@ -304,6 +317,29 @@ def _check_posts(recipe: Recipe, options: ValidationOptions, add: Add) -> None:
             add(number, step, "cu post",
                 f"a {ball} µm ball is over {options.max_ball_per_post:g} times the {post} µm "
                 f"post (assumed limit {most:g} µm): the post top no longer holds it")
+def _check_stencils(recipe: Recipe, options: ValidationOptions, add: Add) -> None:
+    """Paste release (IPC-7525) for print steps that give their stencil's geometry."""
+    for number, step in enumerate(recipe.steps, start=1):
+        if not isinstance(step, PrintStep) or step.aperture_um is None:
+            continue
+        width, thick = step.aperture_um, step.stencil_thickness_um or 0
+        length = step.aperture_length_um or width
+        # opening area over wall area; a round aperture gives the square's D / 4t
+        area = width * length / (2 * (width + length) * thick)
+        aspect = min(width, length) / thick
+        what = (f"a {width} x {length} µm aperture" if length != width else
+                f"a {width} µm aperture") + f" in a {thick} µm stencil"
+        # rounded so a ratio exactly at the limit (132 µm in 50 µm: 0.66) is not refused
+        if round(area, 9) < options.min_area_ratio:
+            add(number, step, "stencil release",
+                f"area ratio {area:.2f} ({what}) is under {options.min_area_ratio:g}: the paste "
+                "stays in the aperture (IPC-7525; transfer falls steeply below 0.5)")
+        if round(aspect, 9) < options.min_aspect_ratio:
+            add(number, step, "stencil release",
+                f"aspect ratio {aspect:.2f} ({what}) is under {options.min_aspect_ratio:g} "
+                "(IPC-7525)")
+
+
 def _tin_rich_lead_free(alloy: Alloy, options: ValidationOptions) -> bool:
     tin = sum(pct for element, pct in alloy.composition if element == "Sn")
     return not alloy.contains_lead and tin >= options.tin_rich_pct
