@@ -103,3 +103,12 @@ def test_reflow_curve_svg_has_the_window_liquidus_and_first_bump_solidus() -> No
     assert rows["peak_c"] == ("240 … 255", False) and rows["tal_s"][1] is True
     assert reflow_svg(_reflow(()), solidus) == ""
     assert first_bump_solidus("no-such-recipe") is None
+    assert "(assumed)" not in svg  # SAC305's solidus has a source
+
+
+def test_an_assumed_first_bump_solidus_says_so() -> None:
+    # process-data.md: Pb95Sn5's solidus is "commonly quoted, unverified"
+    solidus = first_bump_solidus("rebump-hipb-snpb")
+    assert solidus == ("Pb95Sn5", 308.0, True)
+    svg = reflow_svg(_reflow((25.0, 150.0, 230.0, 180.0)), solidus)
+    assert "first bump Pb95Sn5 solidus 308 °C (assumed)" in svg

@@ -65,6 +65,13 @@ def solidus_c(alloy: str) -> float | None:
     return library[alloy].solidus_c if alloy in library else None
 
 
+def solidus_assumed(alloy: str) -> bool:
+    """Whether no source confirmed the alloy's solidus (../shared/specs/process-data.md asks
+    that an assumed figure say so wherever it is used)."""
+    library = default_alloys()
+    return alloy in library and "solidus_c" in library[alloy].assumed
+
+
 def short_result(kind: str | None, m: Mapping[str, Any]) -> str:
     """One short phrase for a step's main result (the live view and the summary table)."""
     if kind == "print" and "vol_mean_pct" in m:

@@ -31,6 +31,7 @@ from controller.report.kinds import (
     deposit_alloy,
     has_profile,
     result_label,
+    solidus_assumed,
     solidus_c,
     trend_results,
 )
@@ -200,6 +201,7 @@ def profile_limits(step: StepInfo, steps: Sequence[StepInfo]) -> ProfileLimits:
         liquidus_c=liquidus,
         solidus_c=best[0] if best else None,
         solidus_alloy=best[1] if best else "",
+        solidus_assumed=solidus_assumed(best[1]) if best else False,
     )
 
 
@@ -231,7 +233,7 @@ def _limit_line(step: StepInfo, limits: ProfileLimits) -> str:
     if limits.liquidus_c is not None:
         items.append(f"liquidus {limits.liquidus_c:g} °C")
     if limits.solidus_c is not None:
-        items.append(f"{limits.solidus_alloy} solidus {limits.solidus_c:g} °C (stay below)")
+        items.append(f"{limits.solidus_text}: stay below")
     return f'<p class="params">{_e("; ".join(items))}</p>'
 
 

@@ -136,6 +136,15 @@ class ProfileLimits:
     liquidus_c: float | None  # of what this reflow melts: TAL counts above it
     solidus_c: float | None = None  # of an earlier bump that must not melt again
     solidus_alloy: str = ""
+    solidus_assumed: bool = False  # the alloy library's figure is an assumption
+
+    @property
+    def solidus_text(self) -> str:
+        """'Pb95Sn5 solidus 308 °C (assumed)' ('' with no solidus)."""
+        if self.solidus_c is None:
+            return ""
+        assumed = " (assumed)" if self.solidus_assumed else ""
+        return f"{self.solidus_alloy} solidus {self.solidus_c:g} °C{assumed}".strip()
 
 
 def _limits(axes: Axes, limits: ProfileLimits) -> list[str]:
@@ -149,7 +158,7 @@ def _limits(axes: Axes, limits: ProfileLimits) -> list[str]:
     if limits.solidus_c is not None:
         parts.append(axes.hline(
             limits.solidus_c, "solidus",
-            f"{limits.solidus_alloy} solidus {limits.solidus_c:g} °C: stay below".strip(),
+            f"{limits.solidus_text}: stay below",
         ))
     return parts
 

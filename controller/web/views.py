@@ -75,8 +75,9 @@ def judged(step: StepInfo) -> list[tuple[str, Any, str, bool | None]]:
     return rows
 
 
-def first_bump_solidus(recipe_name: str) -> tuple[str, float] | None:
-    """(alloy, solidus °C) of the first solder the recipe deposits, if the recipe is known."""
+def first_bump_solidus(recipe_name: str) -> tuple[str, float, bool] | None:
+    """(alloy, solidus °C, whether that figure is assumed) of the first solder the recipe
+    deposits, if the recipe is known."""
     try:
         recipe = find_recipe(recipe_name)
         alloys = default_alloys()
@@ -85,11 +86,11 @@ def first_bump_solidus(recipe_name: str) -> tuple[str, float] | None:
     for step in recipe.steps:
         if step.kind in DEPOSIT_KINDS:
             alloy = alloys[step.alloy]  # type: ignore[union-attr]
-            return alloy.id, alloy.solidus_c
+            return alloy.id, alloy.solidus_c, "solidus_c" in alloy.assumed
     return None
 
 
-def reflow_svg(step: StepInfo, solidus: tuple[str, float] | None) -> str:
+def reflow_svg(step: StepInfo, solidus: tuple[str, float, bool] | None) -> str:
     """The step's measured curve as an inline SVG element ('' when it has none)."""
     curve = step.curve
     if curve is None or not curve.samples_c:
@@ -123,13 +124,14 @@ def reflow_svg(step: StepInfo, solidus: tuple[str, float] | None) -> str:
                                f"first bump {solidus[0]} solidus" if solidus else "")):
         if value is None:
             continue
+        assumed = " (assumed)" if css == "solidus" and solidus and solidus[2] else ""
         # liquidus labelled above its line at the right, solidus below at the left: the
         # two are often a few degrees apart
         at = (f'x="{SVG_W - PAD_R - 4}" y="{y(value) - 3:.1f}" text-anchor="end"'
               if css == "liquidus" else f'x="{PAD_L + 4}" y="{y(value) + 11:.1f}"')
         parts.append(f'<line class="{css}" x1="{PAD_L}" x2="{SVG_W - PAD_R}" '
                      f'y1="{y(value):.1f}" y2="{y(value):.1f}"/>'
-                     f'<text class="{css}" {at}>{escape(label)} {value:g} °C</text>')
+                     f'<text class="{css}" {at}>{escape(label)} {value:g} °C{assumed}</text>')
     points = " ".join(f"{x(t):.1f},{y(c):.1f}" for t, c in zip(times, temps, strict=True))
     parts.append(f'<polyline class="temp" points="{points}"/>')
     peak = max(range(len(temps)), key=temps.__getitem__)
