@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,14 @@ def test_tool_recipe_names_fit_16_characters_one_per_recipe_and_step() -> None:
     # the same every run (a hash of the name, not Python's salted hash())
     assert names[("ballmount-sac305-rebump-snbi", 3)] == "ballmoun-8aed4.3"
     assert names[("rebump-hipb-snpb", 1)] == "rebump-h-0f6b7.1"
+
+
+def test_recipe_show_names_the_stencil_geometry_when_given() -> None:
+    from controller.cli.sequences import describe_step
+
+    step = next(s for s in find_recipe("rebump-hipb-snpb").steps if s.kind == "print")
+    assert "apertures" not in describe_step(step)[0]  # none given: nothing to show
+    round_ = dataclasses.replace(step, aperture_um=132, stencil_thickness_um=50)
+    assert "ST-300-100 (132 µm apertures, 50 µm)" in describe_step(round_)[0]
+    slot = dataclasses.replace(round_, aperture_um=75, aperture_length_um=2000)
+    assert "(75 x 2000 µm apertures, 50 µm)" in describe_step(slot)[0]

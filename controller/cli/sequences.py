@@ -201,7 +201,12 @@ def describe_step(step: Any) -> tuple[str, str]:
     """(settings, acceptance) of a step, in one line each, for people."""
     k = step.kind
     if k == "print":
-        return (f"{step.paste_alloy} on {step.stencil_id}, {step.squeegee_kgf:g} kgf, "
+        aperture = ""
+        if step.aperture_um is not None:  # the stencil's geometry, when the recipe gives it
+            slot = (f" x {step.aperture_length_um}" if step.aperture_length_um is not None
+                    else "")
+            aperture = f" ({step.aperture_um}{slot} µm apertures, {step.stencil_thickness_um} µm)"
+        return (f"{step.paste_alloy} on {step.stencil_id}{aperture}, {step.squeegee_kgf:g} kgf, "
                 f"{step.speed_mm_s:g} mm/s, sep {step.separation_mm_s:g} mm/s, "
                 f"{step.passes} pass(es), wipe every {step.wipe_every}",
                 f"mean vol {_w(step.vol_mean_pct)} %, min vol >= {step.vol_min_pct_min:g} %, "
