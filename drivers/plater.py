@@ -112,10 +112,8 @@ class BarrierPlater:
         self._history: list[PlaterEvent] | None = None
         self._changed = asyncio.Event()
         self._rebase = False  # after a refused catch-up: the next event sets the numbering
-        self._lost_subscribers: list[Callable[[str], None]] = []
         link.add_event_handler(self._on_line_event)
         link.add_connect_hook(self._catch_up, before=self._hold)
-        link.add_lost_handler(self._on_link_lost)
 
     @property
     def name(self) -> str:
@@ -144,15 +142,7 @@ class BarrierPlater:
     def on_link_lost(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(why)`` when the tool drops the connection (no events arrive
         until the next command reopens it); returns the unsubscriber."""
-        self._lost_subscribers.append(callback)
-        return lambda: self._lost_subscribers.remove(callback)
-
-    def _on_link_lost(self, why: str) -> None:
-        for callback in list(self._lost_subscribers):
-            try:
-                callback(why)
-            except Exception:  # one subscriber's bug must not starve the others
-                log.exception("%s: link-lost subscriber failed", self.name)
+        return self.link.add_lost_handler(callback)
 
     def _hold(self) -> None:
         self._holding = True

@@ -140,10 +140,12 @@ class TextLineLink:
         if before is not None:
             self._connecting_hooks.append(before)
 
-    def add_lost_handler(self, handler: Callable[[str], None]) -> None:
+    def add_lost_handler(self, handler: Callable[[str], None]) -> Callable[[], None]:
         """``handler(why)`` when the tool's end of the connection goes away (not when we
-        close it): nothing more can arrive until the next command reopens the link."""
+        close it): nothing more can arrive until the next command reopens the link.
+        Returns the unsubscriber."""
         self._lost_handlers.append(handler)
+        return lambda: self._lost_handlers.remove(handler)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -268,7 +270,7 @@ class TextLineLink:
             why = str(exc)
         self._broken = f"connection to {self.endpoint} lost: {why}"
         self._fail_waiter(self._broken)
-        for handler in self._lost_handlers:
+        for handler in list(self._lost_handlers):  # a handler may unsubscribe itself
             try:
                 handler(self._broken)
             except Exception:  # a subscriber's bug must not hide the loss from the others
