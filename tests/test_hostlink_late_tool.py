@@ -10,6 +10,8 @@ tool is scripted here (tests/scripted.py, over a real pty), its time the driver'
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from serial_fixtures import scripted_tool
@@ -77,41 +79,38 @@ class LateMounter:
         return encode_reply(req.seq, req.cmd)
 
 
+@asynccontextmanager
+async def late_placer(state: str, missing: int) -> AsyncIterator[BallPlacer]:
+    """A BallPlacer on its ManualClock, talking to a LateMounter in ``state`` holding W1."""
+    clock = ManualClock()
+    async with scripted_tool(LateMounter(clock, state, "W1", missing=missing)) as (_, url):
+        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.5) as port:
+            yield BallPlacer(port, clock)  # type: ignore[arg-type]
+
+
 def place_step() -> PlaceStep:
     steps = [s for s in find_recipe("ballmount-sac305").steps if isinstance(s, PlaceStep)]
     return steps[0]
 
 
 async def test_a_repair_is_waited_for_on_a_tool_that_applies_rpr_a_tick_late() -> None:
-    clock = ManualClock()
-    tool = LateMounter(clock, "DONE", "W1", missing=4)
-    async with scripted_tool(tool) as (_, url):
-        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.5) as port:
-            placer = BallPlacer(port, clock)  # type: ignore[arg-type]
-            result = await BALL_PLACE.repair(placer)
+    async with late_placer("DONE", missing=4) as placer:
+        result = await BALL_PLACE.repair(placer)
     assert (result.wafer_id, result.missing) == ("W1", 0)  # the result after the repair
 
 
 async def test_our_wafer_released_from_a_tool_that_applies_uld_a_tick_late() -> None:
-    clock = ManualClock()
-    tool = LateMounter(clock, "DONE", "W1", missing=0)
-    async with scripted_tool(tool) as (_, url):
-        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.5) as port:
-            placer = BallPlacer(port, clock)  # type: ignore[arg-type]
-            status = await placer.status()
-            await BALL_PLACE.release_own(placer, ToolView(status, own_wafer_done=True))
-            assert (await placer.status()).state is PlacerState.IDLE
+    async with late_placer("DONE", missing=0) as placer:
+        status = await placer.status()
+        await BALL_PLACE.release_own(placer, ToolView(status, own_wafer_done=True))
+        assert (await placer.status()).state is PlacerState.IDLE
 
 
 async def test_settle_starts_a_loaded_wafer_on_a_tool_that_applies_plc_a_tick_late() -> None:
-    clock = ManualClock()
-    tool = LateMounter(clock, "READY", "W1", missing=0)
     notes: list[str] = []
     wafer = Recovering("W1", 1, judging=False, earlier_results=(), intents=("LOAD",),
                        note=notes.append)
-    async with scripted_tool(tool) as (_, url):
-        async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.5) as port:
-            placer = BallPlacer(port, clock)  # type: ignore[arg-type]
-            settled = await BALL_PLACE.settle(placer, place_step(), wafer, clock)
+    async with late_placer("READY", missing=0) as placer:
+        settled = await BALL_PLACE.settle(placer, place_step(), wafer, placer.clock)
     assert isinstance(settled, TakeResult)
     assert settled.result.wafer_id == "W1" and notes == ["placer-1 holds it loaded: starting it"]
