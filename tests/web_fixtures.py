@@ -25,10 +25,11 @@ def add_users(context: WebContext) -> None:
 
 
 @asynccontextmanager
-async def screen(tmp_path: Path, *, read_only: bool = False, line_id: str | None = None
-                 ) -> AsyncIterator[tuple[WebContext, str]]:
-    """``line_id``: the line the screen's store (its controller's) names."""
-    store = Store(f"sqlite:///{tmp_path / 'screen.db'}", line_id=line_id)
+async def screen(tmp_path: Path, *, read_only: bool = False, line_id: str | None = None,
+                 db: str | None = None) -> AsyncIterator[tuple[WebContext, str]]:
+    """``line_id``: the line the screen's store (its controller's) names; ``db``: its
+    database (default a SQLite file in ``tmp_path``)."""
+    store = Store(db or f"sqlite:///{tmp_path / 'screen.db'}", line_id=line_id)
     events = None if read_only else LineEventStream("line", lambda: 0.0)
     context = WebContext(store, events, tmp_path / "reports")
     try:

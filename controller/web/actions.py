@@ -21,16 +21,30 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from controller.domain import DEFAULT_PRIORITY, parse_slots, slots_for_count
+from controller.domain import DEFAULT_PRIORITY, RuleError, parse_slots, slots_for_count
 from controller.store import StoreError
-from controller.web.auth import client_address, csrf_token, note, writes
+from controller.web.auth import (
+    bad_field,
+    client_address,
+    end_session,
+    note,
+    stamp,
+    start_session,
+    writes,
+)
 from controller.web.users import Role, UserInfo
 from sequences.errors import RecipeError, RecipeInvalid
 from sequences.recipes.recipe import parse_recipe_problems, shipped_recipe_paths
 from sequences.recipes.validate import load_valid_recipe, validate
 
 MAX_UPLOAD = 256 * 1024  # a recipe is a few kB
-FAILED = (StoreError, RecipeError, ValueError)
+MAX_NUMBER = 12  # digits of a number field: more is no count, id or priority of ours
+# RuleError: the domain's checks (a wafer count, slots, a priority), StoreError among them;
+# OverflowError: a number the database cannot hold.
+FAILED = (RuleError, RecipeError, ValueError, OverflowError)
+MAX_ID = 32  # characters of the audit log's lot and wafer id columns
+MAX_NAME = 64  # characters of a typed user name kept in the audit log (the column's size)
+UNSTRIPPED = frozenset({"password"})  # a password is taken as typed, as the command line does
 
 
 def _back(request: Request, message: str, *, ok: bool = True, fallback: str = "/line"
@@ -44,7 +58,17 @@ def _back(request: Request, message: str, *, ok: bool = True, fallback: str = "/
 
 async def _form(request: Request) -> dict[str, str]:
     form = await request.form()
-    return {k: v.strip() for k, v in form.items() if isinstance(v, str)}
+    return {k: v if k in UNSTRIPPED else v.strip() for k, v in form.items()
+            if isinstance(v, str)}
+
+
+def _whole(text: str, what: str) -> int:
+    """A form's whole number, or one clear line saying what is wrong with it."""
+    digits = text.removeprefix("-")
+    if not digits.isdigit() or not digits.isascii() or len(digits) > MAX_NUMBER:
+        raise StoreError(f"{what} must be a whole number of at most {MAX_NUMBER} digits, "
+                         f"got {text[:20]!r}")
+    return int(text)
 
 
 def _done(request: Request, user: UserInfo, action: str, outcome: str, *, ok: bool = True,
@@ -54,8 +78,15 @@ def _done(request: Request, user: UserInfo, action: str, outcome: str, *, ok: bo
         request.app.state.push.poke()  # other screens see it too (an acknowledged alarm)
     request.app.state.web.forget_users()
     request.app.state.web.audit(user.name, f"web.{action}", outcome if ok else
-                                f"refused: {outcome}", lot_id=lot_id, wafer_id=wafer_id)
+                                f"refused: {outcome}", lot_id=_fits(lot_id),
+                                wafer_id=_fits(wafer_id))
     return _back(request, outcome, ok=ok)
+
+
+def _fits(typed: str | None) -> str | None:
+    """A typed lot or wafer id for the audit log's id column, when it can be one (a refusal
+    of a longer one says it in its detail)."""
+    return typed if typed and len(typed) <= MAX_ID else None
 
 
 # --- logging in and out ---------------------------------------------------------------------
@@ -63,8 +94,11 @@ def _done(request: Request, user: UserInfo, action: str, outcome: str, *, ok: bo
 
 async def login(request: Request) -> Response:
     web = request.app.state.web
+    refused = await bad_field(request)
+    if refused is not None:
+        return refused
     form = await _form(request)
-    name, address = form.get("name", "").lower(), client_address(request)
+    name, address = form.get("name", "").lower()[:MAX_NAME], client_address(request)
     expected = request.session.get("csrf")
     if not expected or not hmac.compare_digest(form.get("csrf", "").encode(), expected.encode()):
         return PlainTextResponse("refused: the login form is stale (reload the page)", 403)
@@ -80,19 +114,17 @@ async def login(request: Request) -> Response:
         note(request, "flash", {"ok": False, "text": "wrong name or password"})
         return RedirectResponse("/", 303)
     web.limiter.succeeded(name)
-    request.session.clear()  # a new session and a new CSRF token on every login
-    request.session["user"] = user.name
-    csrf_token(request)
+    start_session(request, user)
     web.audit(user.name, "web.login", f"{user.role.label} from {address}")
     return RedirectResponse("/line", 303)
 
 
-@writes(Role.OPERATOR, "logout", needs_line=False)
+@writes(Role.OPERATOR, "logout", read_only_ok=True)
 async def logout(request: Request, user: UserInfo) -> Response:
     request.app.state.web.parts.clear()  # what the write changed is not in the stream yet
     request.app.state.web.forget_users()
     request.app.state.web.audit(user.name, "web.logout")
-    request.session.clear()
+    end_session(request)
     return RedirectResponse("/", 303)
 
 
@@ -109,10 +141,10 @@ async def lot_start(request: Request, user: UserInfo) -> Response:
         if form.get("slots"):
             slots = parse_slots(form["slots"])
         elif form.get("wafers"):
-            slots = slots_for_count(int(form["wafers"]))
+            slots = slots_for_count(_whole(form["wafers"], "the wafer count"))
         else:
             raise StoreError("give a wafer count or carrier slots")
-        priority = int(form.get("priority") or DEFAULT_PRIORITY)
+        priority = _whole(form.get("priority") or str(DEFAULT_PRIORITY), "the priority")
         recipe = load_valid_recipe(recipe_name)
         made = request.app.state.web.store.create_lot(
             lot_id, recipe_name=recipe_name, recipe_version=recipe.version,
@@ -151,8 +183,8 @@ def _lot_action(action: str) -> object:
 async def alarm_ack(request: Request, user: UserInfo) -> Response:
     form = await _form(request)
     try:
-        alarm = request.app.state.web.store.acknowledge_alarm(int(form.get("alarm", "")),
-                                                              user=user.name)
+        alarm = request.app.state.web.store.acknowledge_alarm(
+            _whole(form.get("alarm", ""), "the alarm number"), user=user.name)
     except FAILED as exc:
         return _done(request, user, "alarm.ack", _line(exc), ok=False)
     return _done(request, user, "alarm.ack",
@@ -201,7 +233,7 @@ async def tool_mode(request: Request, user: UserInfo) -> Response:
 # --- recipes (engineer): validate an uploaded file -------------------------------------------
 
 
-@writes(Role.ENGINEER, "recipe.validate", needs_line=False)
+@writes(Role.ENGINEER, "recipe.validate", read_only_ok=True)  # stores nothing
 async def recipe_validate(request: Request, user: UserInfo) -> Response:
     form = await request.form()
     upload = form.get("file")
@@ -231,7 +263,7 @@ async def recipe_validate(request: Request, user: UserInfo) -> Response:
 # --- users (admin) --------------------------------------------------------------------------
 
 
-@writes(Role.ADMIN, "user.add", needs_line=False)
+@writes(Role.ADMIN, "user.add")
 async def user_add(request: Request, user: UserInfo) -> Response:
     form = await _form(request)
     book = request.app.state.web.users
@@ -243,7 +275,7 @@ async def user_add(request: Request, user: UserInfo) -> Response:
     return _done(request, user, "user.add", f"user {made.name} ({made.role.label}) added")
 
 
-@writes(Role.ADMIN, "user.disable", needs_line=False)
+@writes(Role.ADMIN, "user.disable")
 async def user_disable(request: Request, user: UserInfo) -> Response:
     form = await _form(request)
     name = form.get("name", "")
@@ -257,15 +289,17 @@ async def user_disable(request: Request, user: UserInfo) -> Response:
     return _done(request, user, "user.disable", f"user {name} {state}")
 
 
-@writes(Role.ADMIN, "user.passwd", needs_line=False)
+@writes(Role.ADMIN, "user.passwd")
 async def user_passwd(request: Request, user: UserInfo) -> Response:
     form = await _form(request)
     name = form.get("name", "")
     try:
-        await run_in_threadpool(request.app.state.web.users.set_password, name,
-                                form.get("password", ""))
+        changed = await run_in_threadpool(request.app.state.web.users.set_password, name,
+                                          form.get("password", ""))
     except FAILED as exc:
         return _done(request, user, "user.passwd", _line(exc), ok=False)
+    if changed.name == user.name:  # the admin's other sessions end; this one goes on
+        request.session["since"] = stamp(changed)
     return _done(request, user, "user.passwd", f"password of {name} changed")
 
 
@@ -275,7 +309,8 @@ def _line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-# Every write endpoint: the role matrix test walks this table.
+# Every write endpoint (the role matrix, tests/test_web_roles.py, tries every POST route
+# of the built app, whatever table it came from).
 WRITES: dict[str, object] = {
     "/logout": logout,
     "/lots/start": lot_start,

@@ -36,6 +36,7 @@ from controller.line.events import LineEventStream
 from controller.store import Store
 from controller.web import actions, pages
 from controller.web.auth import LoginLimiter
+from controller.web.guard import Guard
 from controller.web.live import LineView
 from controller.web.push import LivePush
 from controller.web.sse import line_events
@@ -45,6 +46,7 @@ log = logging.getLogger("controller.web")
 
 SECRET_ENV = "BUMPLINE_WEB_SECRET"
 SESSION_MAX_AGE_S = 12 * 3600  # one shift
+MIN_SECRET = 32  # characters of the session signing key
 USER_TTL_S = 5.0  # wall seconds a user's role and state are taken as read
 DEFAULT_ADDRESS = "127.0.0.1:8080"
 
@@ -62,6 +64,8 @@ class WebContext:
     notes: dict[tuple[str, str], Any] = field(default_factory=dict)  # auth.note
     parts: dict[tuple[str, str, int], bytes] = field(default_factory=dict)  # pages.render
     push: LivePush | None = None  # set by build_app when a line event stream feeds the screen
+    session_max_age_s: int = SESSION_MAX_AGE_S
+    ended_sessions: dict[str, float] = field(default_factory=dict)  # auth.end_session
     _users: dict[str, tuple[float, UserInfo | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -98,7 +102,7 @@ def _package_dir(name: str) -> str:
 def build_app(web: WebContext, *, secret: str | None = None) -> Starlette:
     """The screen; ``secret`` signs session cookies (default $BUMPLINE_WEB_SECRET, else a
     random key: sessions then end when the controller restarts)."""
-    key = secret or os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32)
+    key = secret or session_key()
     routes = [
         *pages.routes(),
         *actions.routes(),
@@ -107,8 +111,9 @@ def build_app(web: WebContext, *, secret: str | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SessionMiddleware, secret_key=key, session_cookie="bumpline",
-                               max_age=SESSION_MAX_AGE_S, same_site="strict",
+        middleware=[Middleware(Guard),
+                    Middleware(SessionMiddleware, secret_key=key, session_cookie="bumpline",
+                               max_age=web.session_max_age_s, same_site="strict",
                                https_only=False)],
     )
     app.state.web = web
@@ -120,6 +125,17 @@ def build_app(web: WebContext, *, secret: str | None = None) -> Starlette:
     for name in app.state.templates.env.list_templates():
         app.state.templates.env.get_template(name)
     return app
+
+
+def session_key() -> str:
+    """$BUMPLINE_WEB_SECRET, else a random key; a short one is refused (it can be guessed, and
+    every session forged with it)."""
+    key = os.environ.get(SECRET_ENV) or secrets.token_urlsafe(MIN_SECRET)
+    if len(key) < MIN_SECRET:
+        raise UserError(f"${SECRET_ENV} is {len(key)} characters: use at least {MIN_SECRET} "
+                        "random ones (python -c 'import secrets; print(secrets.token_urlsafe"
+                        "(32))')", exit_code=EXIT_USAGE)
+    return key
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -134,11 +150,12 @@ def parse_address(text: str) -> tuple[str, int]:
 async def web_server(web: WebContext, address: str) -> AsyncIterator[str]:
     """Serve the screen on the running loop until the block ends; yields its URL."""
     host, port = parse_address(address)
+    key = session_key()  # before binding: a bad key is refused with no socket left open
     try:  # bound here, so a taken port is one clear line (uvicorn would exit the process)
         sock = socket.create_server((host, port), family=_family(host), reuse_port=False)
     except OSError as exc:
         raise UserError(f"cannot serve the screen on {address}: {exc.strerror or exc}") from None
-    app = build_app(web)
+    app = build_app(web, secret=key)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             access_log=False, lifespan="off", timeout_graceful_shutdown=2)
     server = _QuietServer(config)

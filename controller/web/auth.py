@@ -1,21 +1,25 @@
 """Who is asking, and may they: sessions, CSRF tokens, login rate limits, role checks.
 
 The session is a cookie signed by Starlette's SessionMiddleware (itsdangerous):
-the browser holds ``{"user", "csrf"}`` and cannot change it without the key. The
-role is looked up in the database (``WebContext.user``, at most 5 s old), so
-disabling a user or changing a role takes effect within seconds, not when the
-cookie expires.
+the browser holds ``{"user", "csrf", "since"}`` and cannot change it without the
+key. The role is looked up in the database (``WebContext.user``, at most 5 s
+old), and ``since`` is the user's ``changed_at`` when they logged in: a new
+password, disabling (even if enabled again later) or a new role ends every session
+the user had, within seconds, not when the cookie expires. The session's CSRF
+token doubles as its id: logging out puts it on this screen's list of ended
+sessions, so a copy of the cookie is refused afterwards too.
 
 Every write is a POST carrying the session's CSRF token (form field ``csrf`` or
 header ``X-CSRF-Token``); the cookie is also ``SameSite=Strict``. A write is
-checked on the server, in this order: session (401), CSRF (403), role (403,
-audited), read-only screen (409). ``writes`` wraps each write endpoint so none
-can forget a step.
+checked on the server, in this order: session (401), CSRF (403), no control
+character in a field (400), role (403, audited), read-only screen (409, users
+included). ``writes`` wraps each write endpoint so none can forget a step.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import time
 from collections import deque
@@ -29,8 +33,8 @@ from starlette.responses import PlainTextResponse, Response
 from controller.web.users import Role, UserInfo
 
 LOGIN_WINDOW_S = 300.0  # wall seconds over which failed logins are counted
-LOGIN_FAILURES = 5
-MAX_NOTES = 1000  # failures within the window that lock out a name or an address
+LOGIN_FAILURES = 5  # failures within the window that lock out a name or an address
+MAX_NOTES = 1000  # pending write outcomes kept for sessions that have not come back for them
 
 
 @dataclass
@@ -53,8 +57,12 @@ class LoginLimiter:
         """Seconds until a login may be tried again (0: now)."""
         wait = 0.0
         for key in (f"user:{name}", f"addr:{address}"):
+            if key not in self._seen:  # asking keeps nothing: names never tried cost no memory
+                continue
             seen = self._recent(key)
-            if len(seen) >= self.failures:
+            if not seen:
+                del self._seen[key]
+            elif len(seen) >= self.failures:
                 wait = max(wait, seen[0] + self.window_s - self.now())
         return wait
 
@@ -90,12 +98,40 @@ def take_note(request: Request, kind: str) -> Any:
     return request.app.state.web.notes.pop((csrf_token(request), kind), None)
 
 
+def stamp(user: UserInfo) -> str:
+    """What a session remembers of its user: any change to the account ends the session."""
+    return user.changed_at.isoformat()
+
+
+def start_session(request: Request, user: UserInfo) -> None:
+    """A new session and a new CSRF token (its id) for ``user``: no session fixation."""
+    request.session.clear()
+    request.session["user"] = user.name
+    request.session["since"] = stamp(user)
+    csrf_token(request)
+
+
+def end_session(request: Request) -> None:
+    """Log out: the cookie is cleared, and its id refused should a copy of it come back."""
+    ended = request.app.state.web.ended_sessions
+    now = time.monotonic()
+    for token, until in list(ended.items()):
+        if until < now:  # its cookie has expired by itself
+            del ended[token]
+    token = request.session.get("csrf")
+    if token:
+        ended[token] = now + request.app.state.web.session_max_age_s
+    request.session.clear()
+
+
 def current_user(request: Request) -> UserInfo | None:
     name = request.session.get("user")
     if not name:
         return None
-    user = request.app.state.web.user(name)
-    if user is None or user.disabled:
+    web = request.app.state.web
+    user = web.user(name)
+    if (user is None or user.disabled or request.session.get("since") != stamp(user)
+            or request.session.get("csrf") in web.ended_sessions):
         request.session.clear()
         return None
     return user
@@ -118,13 +154,31 @@ async def _csrf_ok(request: Request) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
+# C0 control characters but tab, line feed and carriage return: typed by no one, and NUL is
+# refused by PostgreSQL in any text (a 500, not an answer, if it got that far).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+async def bad_field(request: Request) -> Response | None:
+    """A 400 naming the form field that holds a control character, else None."""
+    form = await request.form()
+    for key, value in form.multi_items():
+        if isinstance(value, str) and _CONTROL.search(key + value):
+            return PlainTextResponse(
+                f"refused: the field '{_CONTROL.sub('?', key)[:32]}' holds a control "
+                "character", 400)
+    return None
+
+
 Endpoint = Callable[[Request, UserInfo], Awaitable[Response]]
 
 
-def writes(role: Role, action: str, *, needs_line: bool = True) -> Callable[[Endpoint], Any]:
+def writes(role: Role, action: str, *, read_only_ok: bool = False
+           ) -> Callable[[Endpoint], Any]:
     """A write endpoint for ``role`` and up; ``action`` names it in the audit log.
 
-    ``needs_line``: refused on a read-only screen (no controller to carry it out).
+    Refused on a read-only screen (``bumpline web``: it changes nothing, users included)
+    unless ``read_only_ok``: logging out, and validating a recipe, which stores nothing.
     """
 
     def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
@@ -143,16 +197,20 @@ def writes(role: Role, action: str, *, needs_line: bool = True) -> Callable[[End
                 return PlainTextResponse(
                     "refused: the form is stale or came from another site (reload the page)",
                     403)
+            refused = await bad_field(request)
+            if refused is not None:
+                return refused
             if user.role < role:
                 web.audit(user.name, f"web.denied.{action}",
                           f"needs {role.label}, {user.name} is {user.role.label}")
                 return PlainTextResponse(
                     f"refused: {action} needs the {role.label} role; you are "
                     f"{user.role.label}", 403)
-            if needs_line and web.read_only:
+            if web.read_only and not read_only_ok:
                 return PlainTextResponse(
-                    "refused: this screen is read-only (no controller runs); start "
-                    "'bumpline serve --web' to act on the line", 409)
+                    "refused: this screen is read-only (no controller runs) and changes "
+                    "nothing; act on the line from 'bumpline serve --web', manage users with "
+                    "'bumpline user' on the controller host", 409)
             return await endpoint(request, user)
 
         checked.__name__ = endpoint.__name__

@@ -238,8 +238,12 @@ def reports(request: Request, user: UserInfo) -> Response:
 @_page(Role.OPERATOR)
 def report_file(request: Request, user: UserInfo) -> Response:
     root = Path(request.app.state.web.report_dir).resolve()
-    path = (root / request.path_params["lot_id"] / request.path_params["name"]).resolve()
-    if root not in path.parents or not path.is_file():  # no walking out of the report dir
+    try:  # a NUL in a name: ValueError
+        path = (root / request.path_params["lot_id"] / request.path_params["name"]).resolve()
+        found = root in path.parents and path.is_file()  # no walking out of the report dir
+    except (ValueError, OSError):
+        found = False
+    if not found:
         return PlainTextResponse("no such report file", 404)
     media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media)

@@ -8,6 +8,10 @@ messages; the first message (``pushed``) says which. Every page also hears a
 per push interval, on which it fetches the parts that are not pushed
 (static/line.js), so the controller's cost stays bounded whatever the event rate.
 
+A stream ends at its next message or keepalive once its session no longer stands
+(logged out, disabled, a new password or role): what it carries is for that
+session's role only.
+
 The read-only screen has no stream: it sends a tick every few seconds so pages
 pick up what another process wrote to the database.
 """
@@ -29,7 +33,15 @@ READ_ONLY_TICK_S = 3.0
 MAX_PARTS = 8  # a page shows two or three
 
 
-async def _line_messages(push: LivePush, user: UserInfo, asked: list[str]
+def _still(request: Request, user: UserInfo) -> bool:
+    """Whether the stream's session still stands as it was opened: a stream outlives no
+    logout, disabling, new password or new role (the browser reconnects, and is told 401
+    or gets what its new role may see)."""
+    now = current_user(request)
+    return now is not None and now.role == user.role
+
+
+async def _line_messages(request: Request, push: LivePush, user: UserInfo, asked: list[str]
                          ) -> AsyncIterator[str]:
     pushed = frozenset(url for url in asked[:MAX_PARTS] if push.pushable(url, user))
     watcher = push.watch(pushed)
@@ -40,17 +52,20 @@ async def _line_messages(push: LivePush, user: UserInfo, asked: list[str]
             try:
                 message = await asyncio.wait_for(watcher.queue.get(), KEEPALIVE_S)
             except TimeoutError:
-                yield ": keepalive\n\n"
-                continue
+                message = ": keepalive\n\n"
+            if not _still(request, user):
+                return
             yield message
     finally:
         push.unwatch(watcher)
 
 
-async def _ticks() -> AsyncIterator[str]:
+async def _ticks(request: Request, user: UserInfo) -> AsyncIterator[str]:
     yield "retry: 2000\n\n"
     while True:
         await asyncio.sleep(READ_ONLY_TICK_S)
+        if not _still(request, user):
+            return
         yield 'event: line\ndata: {"kinds": ["tick"]}\n\n'
 
 
@@ -60,6 +75,7 @@ async def line_events(request: Request) -> Response:
         return PlainTextResponse("log in first", 401)
     push = request.app.state.push
     asked = request.query_params.getlist("part")
-    body = _line_messages(push, user, asked) if push is not None else _ticks()
+    body = (_line_messages(request, push, user, asked) if push is not None
+            else _ticks(request, user))
     return StreamingResponse(body, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -1,0 +1,298 @@
+"""The operator screen as a hostile user tries it, over real HTTP: bad input, ended sessions,
+oversized requests, the login limiter, response headers (docs/security.md,
+docs/audits/2026-12-02-operator-screen-security.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controller.errors import UserError
+from controller.line.events import EventKind
+from controller.web.app import SECRET_ENV, WebContext
+from controller.web.auth import LoginLimiter
+from controller.web.guard import MAX_BODY
+from tests.web_fixtures import add_users, csrf_of, login, screen
+
+WEB = Path(__file__).resolve().parents[1] / "controller" / "web"
+FLASH = re.compile(r'id="flash">(.*?)</p>', re.S)
+WAIT_S = 30.0  # a hang guard, not a timing
+LONG = "L" * 200
+
+
+def _lot(context: WebContext, lot_id: str = "LOTA") -> None:
+    context.store.create_lot(lot_id, recipe_name="ballmount-sac305", recipe_version="1",
+                             recipe_hash="0" * 64, slots=[1], priority=5, user="setup")
+
+
+async def _flash(client: httpx.AsyncClient, answer: httpx.Response) -> str:
+    assert answer.status_code == 303, (answer.status_code, answer.text)
+    found = FLASH.search((await client.get(answer.headers["location"])).text)
+    assert found, "no message on the page"
+    return html.unescape(found.group(1))
+
+
+BAD_FORMS = [  # (path, form, what the one line says)
+    ("/lots/start", {"lot": "X1", "recipe": "ballmount-sac305", "wafers": "-3"},
+     "wafer count must be 1-25"),
+    ("/lots/start", {"lot": "X1", "recipe": "ballmount-sac305", "wafers": "0"},
+     "wafer count must be 1-25"),
+    ("/lots/start", {"lot": "X1", "recipe": "ballmount-sac305", "wafers": "9" * 30},
+     "the wafer count must be a whole number"),
+    ("/lots/start", {"lot": "X1", "recipe": "ballmount-sac305", "wafers": "2.5"},
+     "the wafer count must be a whole number"),
+    ("/lots/start", {"lot": "X1", "recipe": "ballmount-sac305", "slots": "1-99"},
+     "outside 1-25"),
+    ("/lots/start", {"lot": "X1", "recipe": "ballmount-sac305", "wafers": "1",
+                     "priority": "9" * 30}, "the priority must be a whole number"),
+    ("/lots/start", {"lot": "X1", "recipe": "../../etc/passwd", "wafers": "1"},
+     "no recipe '../../etc/passwd'"),
+    ("/lots/start", {"lot": LONG, "recipe": "ballmount-sac305", "wafers": "1"},
+     "at most 13"),
+    ("/lots/start", {"lot": "<b>X</b>", "recipe": "ballmount-sac305", "wafers": "1"},
+     "bad lot id '<b>X</b>'"),
+    ("/lots/hold", {"lot": LONG, "reason": "r"}, f"no lot {LONG}"),
+    ("/alarms/ack", {"alarm": "9" * 30}, "the alarm number must be a whole number"),
+    ("/alarms/ack", {"alarm": "x"}, "the alarm number must be a whole number"),
+    ("/dispositions", {"wafer": LONG, "decision": "scrap", "reason": "r"}, "no wafer"),
+    ("/dispositions", {"wafer": "LOTA-01", "decision": "<b>nuke</b>", "reason": "r"},
+     "unknown disposition '<b>nuke</b>'"),
+]
+
+
+@pytest.mark.parametrize(("path", "form", "says"), BAD_FORMS,
+                         ids=[f"{p}-{i}" for i, (p, _, _) in enumerate(BAD_FORMS)])
+async def test_a_bad_form_value_is_one_clear_line_never_a_500(
+        tmp_path: Path, db_url: str, path: str, form: dict[str, str], says: str) -> None:
+    async with screen(tmp_path, db=db_url) as (context, url):
+        add_users(context)
+        _lot(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "ada")
+            token = csrf_of((await client.get("/lots")).text)
+            answer = await client.post(path, data={"csrf": token, **form})
+            assert says in await _flash(client, answer)
+        assert [lot.id for lot in context.store.list_lots()] == ["LOTA"]
+
+
+@pytest.mark.parametrize("path", ["/lots/LOTA%00", "/wafers/%00", "/reports/%00/report.html",
+                                  "/reports/..%2F..%2Fetc/passwd", f"/lots/{LONG}",
+                                  "/recipes?show=%00", "/lots/%3Cscript%3E"])
+async def test_a_bad_path_is_a_clear_answer_never_a_500(tmp_path: Path, db_url: str,
+                                                        path: str) -> None:
+    async with screen(tmp_path, db=db_url) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "erik")
+            answer = await client.get(path)
+            assert answer.status_code in (200, 400, 404), (answer.status_code, answer.text)
+            assert "<script>" not in answer.text or answer.headers["content-type"].startswith(
+                "text/plain")
+
+
+@pytest.mark.parametrize("path", ["/login", "/lots/hold"])
+async def test_a_control_character_in_a_field_is_refused_never_a_500(
+        tmp_path: Path, db_url: str, path: str) -> None:
+    async with screen(tmp_path, db=db_url) as (context, url):
+        add_users(context)
+        _lot(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            if path != "/login":
+                await login(client, "olga")
+            token = csrf_of((await client.get("/lots" if path != "/login" else "/")).text)
+            answer = await client.post(path, data={
+                "csrf": token, "lot": "LOTA\x00", "name": "olga\x00", "password": "x",
+                "reason": "r"})
+            assert answer.status_code == 400
+            assert "holds a control character" in answer.text
+        assert context.store.get_lot("LOTA").state == "queued"
+
+
+async def test_a_long_name_at_the_login_is_refused_not_a_500(tmp_path: Path,
+                                                             db_url: str) -> None:
+    async with screen(tmp_path, db=db_url) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            answer = await login(client, "x" * 500, "wrong-password")
+            assert "wrong name or password" in await _flash(client, answer)
+        [failed] = [e for e in context.store.audit_log() if e.action == "web.login_failed"]
+        assert failed.actor == "x" * 64
+
+
+async def test_logging_out_ends_the_session_for_a_copy_of_its_cookie_too(
+        tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "olga")
+            copy = dict(client.cookies)
+            token = csrf_of((await client.get("/line")).text)
+            assert (await client.post("/logout", data={"csrf": token})).status_code == 303
+        async with httpx.AsyncClient(base_url=url, cookies=copy) as thief:
+            assert (await thief.get("/line")).headers["location"] == "/"
+            assert (await thief.get("/events")).status_code == 401
+            answer = await thief.post("/lots/hold", data={"csrf": token, "lot": "X"})
+            assert answer.status_code == 401
+
+
+async def test_a_new_password_or_disabling_ends_every_session_of_the_user(
+        tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as olga, \
+                httpx.AsyncClient(base_url=url) as ada:
+            await login(olga, "olga")
+            await login(ada, "ada")
+            # Disabled and enabled again (a stolen cookie): the old session stays ended.
+            context.users.set_disabled("olga")
+            context.users.set_disabled("olga", False)
+            context.forget_users()  # as after USER_TTL_S, or at once for the screen's own
+            assert (await olga.get("/line")).headers["location"] == "/"
+            await login(olga, "olga")
+            assert (await olga.get("/line")).status_code == 200
+            # An admin sets olga's password on the screen: olga's session ends, the
+            # admin's own goes on, and so it does when the admin sets their own.
+            token = csrf_of((await ada.get("/users")).text)
+            for name in ("olga", "ada"):
+                answer = await ada.post("/users/passwd", data={
+                    "csrf": token, "name": name, "password": "a-new-password-1"})
+                assert "password of" in await _flash(ada, answer)
+            assert (await olga.get("/line")).headers["location"] == "/"
+            assert (await ada.get("/users")).status_code == 200
+
+
+async def test_an_open_event_stream_ends_when_its_user_is_disabled(tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        _lot(context)
+        async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as client:
+            await login(client, "olga")
+            async with client.stream("GET", "/events",
+                                     params={"part": "/lots?live=1"}) as stream:
+                lines = stream.aiter_lines()
+
+                async def until(prefix: str) -> None:
+                    async for line in lines:
+                        if line.startswith(prefix):
+                            return
+                    raise AssertionError(f"the stream ended before {prefix!r}")
+
+                await asyncio.wait_for(until("event: pushed"), WAIT_S)
+                context.users.set_disabled("olga")
+                context.forget_users()
+                context.events.publish(EventKind.LOT_STATE, lot_id="LOTA", state="queued")
+                rest = await asyncio.wait_for(_collect(lines), WAIT_S)  # the stream ends
+                assert "event: part" not in rest and "LOTA" not in rest
+
+
+async def _collect(lines: object) -> str:
+    return "\n".join([line async for line in lines])  # type: ignore[attr-defined]
+
+
+async def test_an_oversized_or_chunked_request_is_refused_before_it_is_read(
+        tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            token = csrf_of((await client.get("/")).text)
+            big = await client.post("/login", data={"csrf": token, "name": "olga"},
+                                    files={"f": ("f.bin", b"A" * (MAX_BODY + 1))})
+            assert big.status_code == 413 and "at most 1024 kB" in big.text
+
+            async def chunks():  # no Content-Length: sent chunked
+                yield b"name=olga&password=operator-pass-1&csrf=" + token.encode()
+
+            chunked = await client.post("/login", content=chunks(), headers={
+                "content-type": "application/x-www-form-urlencoded"})
+            assert chunked.status_code == 411
+            assert (await client.get("/line")).headers["location"] == "/"  # not logged in
+            assert (await login(client, "olga")).headers["location"] == "/line"
+        async with httpx.AsyncClient(base_url=url) as erik:
+            await login(erik, "erik")
+            token = csrf_of((await erik.get("/recipes")).text)
+            upload = await erik.post("/recipes/validate", data={"csrf": token}, files={
+                "file": ("big.toml", b"#" * (300 * 1024), "application/toml")})
+            assert "over 256 kB" in await _flash(erik, upload)
+
+
+def test_the_login_limiter_keeps_nothing_for_names_it_was_only_asked_about() -> None:
+    clock = [0.0]
+    limiter = LoginLimiter(now=lambda: clock[0])
+    for n in range(1000):
+        assert limiter.blocked(f"name{n}", "10.0.0.1") == 0
+    assert limiter._seen == {}
+    for _ in range(limiter.failures):
+        limiter.failed("olga", "10.0.0.1")
+    assert limiter.blocked("olga", "10.0.0.2") > 0  # the name, from anywhere
+    assert limiter.blocked("someone", "10.0.0.1") > 0  # the address, for any name
+    clock[0] += limiter.window_s + 1
+    assert limiter.blocked("olga", "10.0.0.1") == 0
+    assert limiter._seen == {}  # forgotten once the window passed
+
+
+async def test_a_password_is_taken_as_typed(tmp_path: Path) -> None:
+    db = tmp_path / "screen.db"
+    made = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "controller.cli", "user", "add", "sam", "--role", "operator",
+         "--password-stdin", "--db", f"sqlite:///{db}"],
+        input=" spaced password \n", text=True, capture_output=True, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    async with screen(tmp_path) as (context, url):
+        async with httpx.AsyncClient(base_url=url) as client:
+            answer = await login(client, "sam", " spaced password ")
+            assert answer.headers["location"] == "/line"
+
+
+async def test_a_short_session_key_is_refused_and_leaves_nothing_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, "secret")
+    with pytest.raises(UserError, match=rf"\${SECRET_ENV} is 6 characters: use at least 32"):
+        async with screen(tmp_path):
+            pass
+    monkeypatch.setenv(SECRET_ENV, "s" * 32)
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await login(client, "olga")).headers["location"] == "/line"
+
+
+async def test_every_answer_forbids_framing_sniffing_and_other_origins(tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            for answer in (await client.get("/"), await client.get("/static/line.js"),
+                           await client.post("/lots/hold"), await login(client, "olga"),
+                           await client.get("/lots"), await client.get("/nowhere")):
+                headers = answer.headers
+                assert headers["x-content-type-options"] == "nosniff", answer.url
+                assert headers["x-frame-options"] == "DENY", answer.url
+                policy = headers["content-security-policy"]
+                assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
+
+
+def test_nothing_is_loaded_from_another_site() -> None:
+    """The pages name only the screen's own files: no CDN, no font or script elsewhere."""
+    external = re.compile(r"""(?:src|href|action)\s*=\s*["']?(?:[a-z]+:)?//|@import|url\(""",
+                          re.I)
+    for path in [*WEB.glob("templates/*.html"), WEB / "static" / "line.js",
+                 WEB / "static" / "screen.css"]:
+        assert not external.search(path.read_text(encoding="utf-8")), path
+    assert "http" not in (WEB / "static" / "line.js").read_text(encoding="utf-8")
+
+
+async def test_there_is_no_default_account(tmp_path: Path) -> None:
+    async with screen(tmp_path) as (context, url):
+        assert context.users.list() == []
+        async with httpx.AsyncClient(base_url=url) as client:
+            for name, password in (("admin", "admin"), ("admin", "password"),
+                                   ("root", "root"), ("operator", "operator")):
+                answer = await login(client, name, password)
+                assert answer.headers["location"] == "/", name
