@@ -3,21 +3,25 @@
 The expected roles are written out here from the issue, not read from the code:
 operator starts, holds, resumes and aborts lots and acknowledges alarms;
 engineer also dispositions wafers, changes tool modes and validates recipes; admin also manages
-users. Allowed writes answer 303 and leave ``web.<action>`` in the audit log
-under the user's name; a role too low gets 403 and ``web.denied.<action>``; no
-session gets 401; a missing CSRF token gets 403 and nothing happens.
+users. The endpoints tried are every route of the built app that takes more than GET, so a
+new one cannot be left out. Allowed writes answer 303 and leave ``web.<action>`` in the audit
+log under the user's name; a role too low gets 403 and ``web.denied.<action>`` and nothing
+else; no session gets 401, a missing CSRF token 403, a read-only screen 409, and then nothing
+is recorded at all. Every refusal leaves the lots, alarms, requests, tool modes, users and
+the session as they were.
 """
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from controller.store import Store
-from controller.web.actions import WRITES
+from controller.web.app import WebContext, build_app
 from tests.web_fixtures import ROLES, add_users, csrf_of, login, screen
 
 ALLOWED = {  # endpoint -> (least role, audit action)
@@ -61,8 +65,43 @@ def _request(path: str, alarm_id: int) -> dict:
     return {"data": forms[path]}
 
 
-def test_the_matrix_covers_every_write_endpoint() -> None:
-    assert set(ALLOWED) == set(WRITES)
+PUBLIC = {"/", "/events", "/login", "/static"}  # each checks its session itself, or needs none
+
+
+def _routes(tmp_path: Path) -> dict[str, Any]:
+    with Store(f"sqlite:///{tmp_path / 'routes.db'}") as store:
+        app = build_app(WebContext(store, None), secret="k" * 32)
+    return {route.path: route for route in app.routes}
+
+
+def test_the_matrix_covers_every_write_route_of_the_app(tmp_path: Path) -> None:
+    routes = _routes(tmp_path)
+    writes = {path for path, route in routes.items()
+              if set(getattr(route, "methods", None) or {"GET"}) - {"GET", "HEAD"}}
+    assert writes == set(ALLOWED) | {"/login"}
+    for path in ALLOWED:  # and each checks the role the issue gives it, on the server
+        assert routes[path].endpoint.write_role.label == ALLOWED[path][0], path
+
+
+def test_every_page_checks_the_session_and_the_role(tmp_path: Path) -> None:
+    pages = {path: route for path, route in _routes(tmp_path).items()
+             if path not in PUBLIC and path not in ALLOWED}
+    assert pages and all(hasattr(route.endpoint, "least") for route in pages.values()), [
+        path for path, route in pages.items() if not hasattr(route.endpoint, "least")]
+
+
+def _state(context: WebContext) -> tuple[Any, ...]:
+    """Everything a write can change in the database."""
+    store = context.store
+    return ([(lot.id, lot.state) for lot in store.list_lots()],
+            [(a.id, a.acknowledged_by) for a in store.alarms()],
+            [(r.id, r.action, r.wafer_id) for r in store.requests()],
+            {tool: (m.mode, m.reason) for tool, m in store.tool_modes().items()},
+            context.users.list())
+
+
+async def _still_logged_in(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/line")).status_code == 200
 
 
 async def test_every_write_endpoint_checks_the_role_on_the_server(tmp_path: Path) -> None:
@@ -75,16 +114,19 @@ async def test_every_write_endpoint_checks_the_role_on_the_server(tmp_path: Path
         store.record_tool_state("oven-1", "standby")  # a tool the line has
         for path, (least, action) in ALLOWED.items():
             async with httpx.AsyncClient(base_url=url) as anonymous:
+                before, state = len(store.audit_log()), _state(context)
                 answer = await anonymous.post(path, **_request(path, alarm))
                 assert answer.status_code == 401, (path, "no session", answer.text)
+                assert len(store.audit_log()) == before and _state(context) == state, path
             for name, role in ROLES.items():
                 async with httpx.AsyncClient(base_url=url) as client:
                     assert (await login(client, name)).status_code == 303
-                    before = len(store.audit_log())
+                    before, state = len(store.audit_log()), _state(context)
                     # Without the CSRF token: refused, and nothing done or recorded.
                     answer = await client.post(path, **_request(path, alarm))
                     assert answer.status_code == 403, (path, name, "no csrf")
-                    assert len(store.audit_log()) == before
+                    assert len(store.audit_log()) == before and _state(context) == state
+                    assert await _still_logged_in(client), (path, name, "no csrf")
                     token = csrf_of((await client.get("/line")).text)
                     request = _request(path, alarm)
                     if "data" in request:
@@ -100,26 +142,42 @@ async def test_every_write_endpoint_checks_the_role_on_the_server(tmp_path: Path
                     else:
                         assert answer.status_code == 403, (path, name, answer.text)
                         assert f"needs the {least} role" in answer.text
-                        assert (name, f"web.denied.{action}") in mine, (path, name, mine)
-                        assert not any(a == f"web.{action}" for _, a in mine)
+                        assert mine == [(name, f"web.denied.{action}")], (path, name, mine)
+                        assert _state(context) == state, (path, name)
+                        assert await _still_logged_in(client), (path, name)
         # Only the engineer's and the admin's mode changes reached the store.
         changed_by = {e.actor for e in store.audit_log() if e.action == "tool.mode"}
         assert changed_by == {"erik", "ada"}, changed_by
 
 
-async def test_a_read_only_screen_refuses_line_writes(tmp_path: Path) -> None:
+async def test_a_read_only_screen_refuses_every_write_but_logging_out(tmp_path: Path) -> None:
+    """``bumpline web`` changes nothing, users included; validating a recipe stores nothing."""
     async with screen(tmp_path, read_only=True) as (context, url):
         add_users(context)
+        store = context.store
+        store.create_lot("LOTA", recipe_name="ballmount-sac305", recipe_version="1",
+                         recipe_hash="0" * 64, slots=[1], priority=5, user="setup")
+        alarm = store.alarm_set("placer-1", 7, "vacuum low", tool_time=1.0)
+        store.record_tool_state("oven-1", "standby")
         async with httpx.AsyncClient(base_url=url) as client:
             await login(client, "ada")
-            page = await client.get("/lots")
-            assert "READ-ONLY" in page.text
-            answer = await client.post("/lots/start", data={
-                "csrf": csrf_of(page.text), "lot": "X1", "recipe": "ballmount-sac305",
-                "wafers": "1"})
-            assert answer.status_code == 409
-            assert "read-only" in answer.text
-        assert context.store.list_lots() == []
+            page = await client.get("/users")
+            assert "READ-ONLY" in page.text and page.text.count("disabled>") >= 4
+            token = csrf_of(page.text)
+            for path in ALLOWED:
+                if path == "/logout":
+                    continue
+                before, state = len(store.audit_log()), _state(context)
+                request = _request(path, alarm)
+                request.setdefault("data", {})["csrf"] = token
+                answer = await client.post(path, **request)
+                if path == "/recipes/validate":
+                    assert answer.status_code == 303, answer.text
+                else:
+                    assert answer.status_code == 409, (path, answer.text)
+                    assert "read-only" in answer.text
+                    assert len(store.audit_log()) == before, path
+                assert _state(context) == state, path
 
 
 async def test_pages_need_a_session_and_the_role(tmp_path: Path) -> None:
