@@ -96,6 +96,11 @@ def _login(page: Page, url: str, name: str) -> None:
     expect(page.locator(".who")).to_contain_text(f"{name} · {USERS[name][0]}")
 
 
+def _csp(text: str, refused: list[str]) -> None:
+    if "Content Security Policy" in text:
+        refused.append(text)
+
+
 def test_operator_and_engineer_run_a_lot_through_the_screen(line: str) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
@@ -107,7 +112,9 @@ def test_operator_and_engineer_run_a_lot_through_the_screen(line: str) -> None:
 
 def _scenario(browser, url: str) -> None:  # noqa: ANN001
     expect.set_options(timeout=WAIT_MS)
+    refused: list[str] = []  # what the screen's Content-Security-Policy stopped: nothing
     operator = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    operator.on("console", lambda m: _csp(m.text, refused))
     operator.set_default_timeout(WAIT_MS)
     operator.goto(url + "/")
     _shot(operator, "login")
@@ -162,6 +169,7 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
 
     # The engineer dispositions the held wafer.
     engineer = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    engineer.on("console", lambda m: _csp(m.text, refused))
     engineer.set_default_timeout(WAIT_MS)
     _login(engineer, url, "erik")
     expect(engineer.locator("header nav")).to_contain_text("Dispositions")
@@ -210,7 +218,9 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
 
     # Only an admin manages users.
     admin = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    admin.on("console", lambda m: _csp(m.text, refused))
     _login(admin, url, "ada")
     admin.goto(url + "/users")
     expect(admin.locator("table.users")).to_contain_text("olga")
     _shot(admin, "users")
+    assert refused == [], refused
