@@ -1,0 +1,205 @@
+"""The controller killed at an exact boundary between two journal writes or tool commands,
+then resumed on what the store had committed at that instant, against the real simulator.
+
+Each test runs a one-wafer lot on a simulated line (in this process, on real sockets) and
+kills the controller at one point of one step: a hook on a driver verb (before the command
+goes out, or right after its reply) or on the journal. The kill is a SIGKILL as the store
+sees it: the database is copied with SQLite's backup at that instant (committed
+transactions only: a deferred transition or an intent's answer not yet carried is lost),
+the hook never returns, and the controller's task is cancelled; whatever the dead
+controller does after that goes to the old file, which nobody reads again. A new
+controller then runs the lot on the copy, on the same tools, which kept working. Each test
+counts on the simulator what the tool really did (placements, repairs, LOADs, STARTs).
+
+The boundaries, and which test covers each, are in
+docs/audits/2026-12-02-recovery-vs-persist-before-acting.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sim.placer as sim_placer
+from controller.line.controller import LineController
+from controller.store import Store
+from drivers.clock import ScaledClock
+from drivers.line_config import parse_line_config
+from drivers.tools import LineTools, open_line
+from sequences.recipes.recipe import find_recipe
+from sequences.recipes.validate import load_valid_recipe
+from sim.line import SimulatedLine
+
+BALLMOUNT = find_recipe("ballmount-sac305")  # place, reflow, clean
+LAYOUT = {"printer": 0, "placer": 1, "oven": 1, "cleaner": 1, "plater": 0}
+SPEED = 1000.0
+WORN_MASK = 115_000  # placer wafers: ~65 defects expected (the mask worn), repaired, a few left
+
+
+class Kill:
+    """The instant of death: what is committed then is all a restart finds."""
+
+    def __init__(self, db: Path, copy: Path) -> None:
+        self.db, self.copy = db, copy
+        self.at = asyncio.Event()
+        self.pending = -1  # what the journal held uncommitted at the kill
+        self.controller: LineController | None = None
+
+    def now(self) -> None:
+        with contextlib.closing(sqlite3.connect(self.db)) as src, \
+                contextlib.closing(sqlite3.connect(self.copy)) as dst:
+            src.backup(dst)
+        if self.controller is not None:
+            self.pending = self.controller.journal.pending
+        self.at.set()
+
+    async def dead(self) -> None:
+        """Kill here: never returns (the controller's task is cancelled from outside)."""
+        self.now()
+        await asyncio.Event().wait()
+
+
+Hook = Callable[[LineTools, Kill], None]
+
+
+def after(tools: LineTools, tool: str, verb: str, kill: Kill, *, nth: int = 1) -> None:
+    """Kill right after the ``nth`` call of ``tool.verb`` returned (the tool acted, the reply
+    came, nothing after it ran)."""
+    driver = tools[tool]
+    original = getattr(driver, verb)
+    calls = 0
+
+    async def hooked(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        result = await original(*args, **kwargs)
+        calls += 1
+        if calls == nth:
+            await kill.dead()
+        return result
+
+    setattr(driver, verb, hooked)
+
+
+def before(tools: LineTools, tool: str, verb: str, kill: Kill) -> None:
+    """Kill when ``tool.verb`` is called, before anything is sent."""
+    driver = tools[tool]
+
+    async def hooked(*args: Any, **kwargs: Any) -> Any:
+        await kill.dead()
+
+    setattr(driver, verb, hooked)
+
+
+async def run_lot(db: Path, config: Any, clock: ScaledClock, lot: str,
+                  hook: Hook | None = None, copy: Path | None = None) -> tuple[Any, Kill | None]:
+    """Run the lot on ``db``; with ``hook``, until the kill it installs (then the copy holds
+    what was committed). Returns the outcome (None when killed) and the kill."""
+    with Store(f"sqlite:///{db}") as store:
+        async with open_line(config, clock) as tools:
+            controller = LineController(store, tools, clock, recipes=load_valid_recipe)
+            if hook is None:
+                (outcome,) = await controller.run([lot])
+                return outcome, None
+            assert copy is not None
+            kill = Kill(db, copy)
+            kill.controller = controller
+            hook(tools, kill)
+            task = asyncio.create_task(controller.run([lot]))
+            waiting = asyncio.ensure_future(kill.at.wait())
+            await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            assert kill.at.is_set(), f"the lot ended before the kill point: {task.result()}"
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            return None, kill
+
+
+def _lot(db: Path, lot: str) -> None:
+    with Store(f"sqlite:///{db}") as store:
+        store.create_lot(lot, recipe_name=BALLMOUNT.name, recipe_version=BALLMOUNT.version,
+                         recipe_hash=BALLMOUNT.hash, slots=[1], user="t")
+
+
+async def _killed_then_resumed(tmp_path: Path, line: SimulatedLine, *hooks: Hook
+                               ) -> tuple[Any, list[Kill], Path]:
+    """Kill at each hook in turn (each run resumes on what the last kill left), then run
+    to the end. Returns the last outcome, the kills and the database it ran on."""
+    clock = line.clock
+    config = parse_line_config(line.config_text())
+    db = tmp_path / "line-0.db"
+    _lot(db, "B1")
+    kills = []
+    for n, hook in enumerate(hooks, start=1):
+        copy = tmp_path / f"line-{n}.db"
+        _, kill = await run_lot(db, config, clock, "B1", hook, copy)
+        assert kill is not None
+        kills.append(kill)
+        db = copy
+    outcome, _ = await run_lot(db, config, clock, "B1")
+    return outcome, kills, db
+
+
+def _place_records(db: Path) -> list[Any]:
+    with Store(f"sqlite:///{db}", create=False) as store:
+        return [s for s in store.steps("B1-01") if s.kind == "place"]
+
+
+def _events(db: Path) -> list[Any]:
+    with Store(f"sqlite:///{db}", create=False) as store:
+        return store.events("B1-01")
+
+
+def _notes(db: Path) -> list[str]:
+    with Store(f"sqlite:///{db}", create=False) as store:
+        return [a.detail for a in store.audit_log() if a.action == "wafer.recovery"]
+
+
+def _intents(db: Path, kind: str) -> list[tuple[str, str | None]]:
+    with Store(f"sqlite:///{db}", create=False) as store:
+        record = [s for s in store.steps("B1-01") if s.kind == kind][-1]
+        return [(i.command, i.outcome) for i in store.step_intents(record.id)]
+
+
+def _line(**kwargs: Any) -> SimulatedLine:
+    return SimulatedLine(clock=ScaledClock(SPEED), seed=5, layout=LAYOUT,
+                         serial_transport="tcp", **kwargs)
+
+
+# --- the ball mounter's repair ----------------------------------------------------------------
+
+@pytest.mark.parametrize("fixes_extra", [
+    0.90,  # the simulator's repair head: 0 left, judged OK
+    0.40,  # a head that fixes fewer extra balls: several left, above the limit after repair
+])
+async def test_killed_after_the_repair_reached_the_mounter_it_is_never_repaired_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixes_extra: float) -> None:
+    """Killed right after RPR's reply, before "repair finished" is stored: the store says
+    running (after the ``repair`` transition), the mounter holds the repaired wafer. The
+    result it shows is the one after the repair: judged as repaired, never sent a second
+    RPR (the recipe's one automatic repair), and its record says repaired."""
+    monkeypatch.setattr(sim_placer, "REPAIR_FIXES_EXTRA", fixes_extra)
+    async with _line() as line:
+        placer = line.models["placer-1"]
+        placer.mask_wafers = WORN_MASK
+        outcome, (kill,), db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: after(tools, "placer-1", "repair", k))
+        assert (placer.placements_executed, placer.repairs) == (1, 1), _events(db)
+    first, repair, *_ = [e for e in _events(db) if e.step_index == 1
+                         and e.trigger in ("step_done", "repair")]
+    assert (first.trigger, repair.trigger) == ("step_done", "repair")  # the pass, then RPR
+    (record,) = _place_records(db)
+    assert record.results["repaired"] is True, record.results
+    assert record.results["defects"] < first.measurements["defects"]  # the result after RPR
+    if record.results["defects"] <= BALLMOUNT.step(1).max_defects_after_repair:
+        assert outcome.wafers["B1-01"] == "complete", outcome.wafers
+    else:
+        assert outcome.wafers["B1-01"] == "awaiting_disposition", outcome.wafers
+        assert "after repair" in _events(db)[-1].why, _events(db)[-1].why
+    assert any("repair" in n for n in _notes(db)), _notes(db)
