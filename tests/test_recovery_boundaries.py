@@ -203,3 +203,46 @@ async def test_killed_after_the_repair_reached_the_mounter_it_is_never_repaired_
         assert outcome.wafers["B1-01"] == "awaiting_disposition", outcome.wafers
         assert "after repair" in _events(db)[-1].why, _events(db)[-1].why
     assert any("repair" in n for n in _notes(db)), _notes(db)
+
+
+async def test_killed_after_the_repair_transition_before_rpr_an_engineer_decides(
+        tmp_path: Path) -> None:
+    """Killed once ``repair`` is committed, before RPR goes out: the mounter shows the
+    result from before the repair, which a repair that changed nothing would show too. Not
+    repaired a second time on a guess, nor judged as repaired: an engineer decides, told
+    why; the mounter is sent no RPR."""
+    async with _line() as line:
+        placer = line.models["placer-1"]
+        placer.mask_wafers = WORN_MASK
+        outcome, _, db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: before(tools, "placer-1", "repair", k))
+        assert (placer.placements_executed, placer.repairs) == (1, 0)
+    assert outcome.wafers["B1-01"] == "awaiting_disposition", outcome.wafers
+    last = _events(db)[-1]
+    assert last.why.startswith("recovery:") and "may have reached it" in last.why, last.why
+
+
+async def test_a_start_recovery_sends_is_journalled_so_a_second_stop_never_places_twice(
+        tmp_path: Path) -> None:
+    """Killed after LOD's reply (before PLC's intent): recovery finds the wafer READY and
+    starts it. Killed again once its result is read, and the mounter then forgets the wafer
+    (a power cycle, or someone took it out): the store must still say PLC was sent. It goes
+    to an engineer; it is never loaded and placed a second time."""
+    async with _line() as line:
+        clock, placer = line.clock, line.models["placer-1"]
+        config = parse_line_config(line.config_text())
+        db0, db1, db2 = (tmp_path / f"line-{n}.db" for n in range(3))
+        _lot(db0, "B1")
+        await run_lot(db0, config, clock, "B1",
+                      lambda tools, k: after(tools, "placer-1", "load", k), db1)
+        assert _intents(db1, "place") == []  # LOD answered, no PLC journalled yet
+        await run_lot(db1, config, clock, "B1",
+                      lambda tools, k: after(tools, "placer-1", "result", k), db2)
+        assert placer.placements_executed == 1 and placer.state == "DONE"
+        assert [c for c, _ in _intents(db2, "place")] == ["PLC"]  # recovery's own PLC
+        placer.hand_out_wafer(clock.now())  # the mounter forgets it
+        outcome, _ = await run_lot(db2, config, clock, "B1")
+        assert placer.placements_executed == 1, outcome.wafers
+    assert outcome.wafers["B1-01"] == "awaiting_disposition", outcome.wafers
+    assert "its PLC was sent" in _events(db2)[-1].why, _events(db2)[-1].why
+    assert any("holds it loaded: starting it" in n for n in _notes(db2))

@@ -154,7 +154,9 @@ class Recovery:
         judging = run.machine.where.phase.value == "judging"
         return Recovering(run.wafer_id, number, judging, earlier, intents,
                           lambda text: self.note(run.wafer_id, text),
-                          self._measured(run.wafer_id, number) if judging else None)
+                          self._measured(run.wafer_id, number) if judging else None,
+                          None if judging else self._before_repair(run.wafer_id, number),
+                          self.journal)
 
     async def _carry_out(self, wafer: ScheduledWafer, tool: ScheduledTool, found: Settled) -> None:
         run = wafer.run
@@ -182,6 +184,18 @@ class Recovery:
                 return dict(event.measurements or {}) or None
             if event.trigger in ("tool_acquired", "repair"):
                 return None  # the result after it was never stored
+        return None
+
+    def _before_repair(self, wafer_id: str, number: int) -> dict[str, Any] | None:
+        """A step running after its ``repair`` transition (committed before the repair
+        command, so the command may have reached the tool): what the ``step_done`` before
+        it stored. None when the step's last transition is not a repair."""
+        events = [e for e in self.store.events(wafer_id) if e.step_index == number]
+        if not events or events[-1].trigger != "repair":
+            return None
+        for event in reversed(events):
+            if event.trigger == "step_done":
+                return dict(event.measurements or {})
         return None
 
     def _last_tool(self, wafer_id: str, number: int) -> str | None:
