@@ -47,14 +47,16 @@ class Kill:
 
     def __init__(self, db: Path, copy: Path) -> None:
         self.db, self.copy = db, copy
+        self.kept = copy.with_suffix(".at-kill")  # the copy as it was (the resume writes on)
         self.at = asyncio.Event()
         self.pending = -1  # what the journal held uncommitted at the kill
         self.controller: LineController | None = None
 
     def now(self) -> None:
-        with contextlib.closing(sqlite3.connect(self.db)) as src, \
-                contextlib.closing(sqlite3.connect(self.copy)) as dst:
-            src.backup(dst)
+        for path in (self.copy, self.kept):
+            with contextlib.closing(sqlite3.connect(self.db)) as src, \
+                    contextlib.closing(sqlite3.connect(path)) as dst:
+                src.backup(dst)
         if self.controller is not None:
             self.pending = self.controller.journal.pending
         self.at.set()
@@ -66,6 +68,13 @@ class Kill:
 
 
 Hook = Callable[[LineTools, Kill], None]
+
+
+class _Never:
+    """A flush timer that never fires (cancelled or not)."""
+
+    def cancel(self) -> None:
+        return None
 
 
 def after(tools: LineTools, tool: str, verb: str, kill: Kill, *, nth: int = 1) -> None:
@@ -149,6 +158,11 @@ async def _killed_then_resumed(tmp_path: Path, line: SimulatedLine, *hooks: Hook
 def _place_records(db: Path) -> list[Any]:
     with Store(f"sqlite:///{db}", create=False) as store:
         return [s for s in store.steps("B1-01") if s.kind == "place"]
+
+
+def _records(db: Path) -> list[Any]:
+    with Store(f"sqlite:///{db}", create=False) as store:
+        return store.steps("B1-01")
 
 
 def _events(db: Path) -> list[Any]:
@@ -246,3 +260,94 @@ async def test_a_start_recovery_sends_is_journalled_so_a_second_stop_never_place
     assert outcome.wafers["B1-01"] == "awaiting_disposition", outcome.wafers
     assert "its PLC was sent" in _events(db2)[-1].why, _events(db2)[-1].why
     assert any("holds it loaded: starting it" in n for n in _notes(db2))
+
+
+# --- the oven: LOAD, and the exit -----------------------------------------------------------
+
+@pytest.mark.parametrize(("verb", "how"), [
+    # LOAD answered, its answer not yet committed (the intent open), the wafer on the belt.
+    ("load", "delivered it at the exit"),
+    # Taken off at the exit (UNLOAD answered), step_done not stored: the oven's exit
+    # registers still name it (they change when the next wafer arrives).
+    ("unload", "delivered it at the exit"),
+])
+async def test_killed_around_the_oven_the_wafer_is_reflowed_once_and_judged(
+        tmp_path: Path, verb: str, how: str) -> None:
+    async with _line() as line:
+        oven = line.models["oven-1"]
+        outcome, (kill,), db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: after(tools, "oven-1", verb, k))
+        assert oven._wafers_taken == 1  # one LOAD: one reflow
+    ((command, answer),) = _intents(kill.kept, "reflow")
+    assert command == "LOAD"
+    # Killed at LOAD's reply its answer is not committed (the intent open, as recovery must
+    # expect); at the exit the flush timer may have carried it during the ride, or not.
+    assert answer is None if verb == "load" else answer in (None, "done")
+    with Store(f"sqlite:///{kill.kept}", create=False) as store:
+        assert store.wafers("B1")[0].state == "step2_running"  # the kill's store
+    assert outcome.wafers["B1-01"] == "complete", (outcome.wafers, _events(db)[-1].why)
+    assert any(how in n for n in _notes(db)), _notes(db)
+    reflows = [s for s in _records(db) if s.kind == "reflow"]
+    assert [s.status for s in reflows] == ["done"] and reflows[0].results["peak_c"]
+
+
+# --- the cleaner: LOAD and START -------------------------------------------------------------
+
+@pytest.mark.parametrize(("verb", "note"), [
+    # LOAD answered, START not journalled: the cleaner shows it LOADED: started once, here.
+    ("load", None),
+    # START answered, its answer not yet committed: the cycle runs on; its result is taken
+    # (DONE already, or once the cycle ends).
+    ("start", "clean"),
+])
+async def test_killed_around_the_cleaners_start_the_wafer_is_cleaned_once(
+        tmp_path: Path, verb: str, note: str | None) -> None:
+    async with _line() as line:
+        cleaner = line.models["cleaner-1"]
+        outcome, (kill,), db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: after(tools, "cleaner-1", verb, k))
+        assert cleaner._cycle_count == 1  # one START: one clean
+    assert _intents(kill.kept, "clean") == ([] if verb == "load" else [("START", None)])
+    assert outcome.wafers["B1-01"] == "complete", (outcome.wafers, _events(db)[-1].why)
+    cleans = [s for s in _records(db) if s.kind == "clean"]
+    assert [s.status for s in cleans] == ["done"]
+    if note is not None:
+        assert any(n.startswith("cleaner-1 ") and note in n for n in _notes(db)), _notes(db)
+    else:  # recovery's own START was journalled first
+        assert [c for c, _ in _intents(db, "clean")] == ["START"]
+
+
+# --- a deferred judgment waiting for the flush --------------------------------------------------
+
+async def test_killed_while_a_deferred_judgment_waits_for_its_flush(tmp_path: Path) -> None:
+    """The placement's judged_ok rides on the journal's next transaction (decision 0017).
+    Killed before one comes (at the oven's interlock read for the next step): the store says
+    judging with the mounter empty; recovery judges it again from what step_done stored and
+    it goes on, placed once, never held."""
+    def hook(tools: LineTools, kill: Kill) -> None:
+        assert kill.controller is not None
+        # The journal's flush timer never fires in this run: the kill comes before it,
+        # however slow the machine (it would otherwise carry the judgment within 1 wall s).
+        kill.controller.journal._arm = lambda delay, callback: _Never()
+        driver = tools["oven-1"]
+        original = driver.readiness
+
+        async def readiness() -> Any:
+            controller = kill.controller
+            assert controller is not None
+            wafer = controller.scheduler.wafers["B1-01"].run
+            if wafer.state == "step2_waiting" and controller.journal.pending:
+                await kill.dead()
+            return await original()
+
+        driver.readiness = readiness
+
+    async with _line() as line:
+        placer = line.models["placer-1"]
+        outcome, (kill,), db = await _killed_then_resumed(tmp_path, line, hook)
+        assert placer.placements_executed == 1 and placer.repairs <= 1
+    assert kill.pending >= 1
+    with Store(f"sqlite:///{kill.kept}", create=False) as store:
+        assert store.wafers("B1")[0].state == "step1_judging"
+    assert outcome.wafers["B1-01"] == "complete", (outcome.wafers, _events(db)[-1].why)
+    assert any("judged again from the measurements" in n for n in _notes(db)), _notes(db)
