@@ -351,3 +351,36 @@ async def test_killed_while_a_deferred_judgment_waits_for_its_flush(tmp_path: Pa
         assert store.wafers("B1")[0].state == "step1_judging"
     assert outcome.wafers["B1-01"] == "complete", (outcome.wafers, _events(db)[-1].why)
     assert any("judged again from the measurements" in n for n in _notes(db)), _notes(db)
+
+
+async def test_killed_after_the_oven_refused_the_load_the_wafer_waits_again(
+        tmp_path: Path) -> None:
+    """The oven refuses a LOAD (exception 06: nothing moved; here its purge was off for that
+    one command). The reflow step looks at the oven's inputs and tries again; killed before
+    that: the refusal must be in the store, or recovery finds a LOAD that "may have reached"
+    an oven that never showed the wafer and holds it for nothing. It waits for the oven
+    again and is reflowed once."""
+    def hook(tools: LineTools, kill: Kill, oven: Any) -> None:
+        driver = tools["oven-1"]
+        load = driver.load
+
+        async def refused(*args: Any, **kwargs: Any) -> Any:
+            oven._n2_coil = False  # the tool's refusal: LOAD needs the purge
+            try:
+                return await load(*args, **kwargs)
+            finally:
+                oven._n2_coil = True
+
+        async def signals() -> Any:  # the step's look before it tries again: killed here
+            await kill.dead()
+
+        driver.load, driver.signals = refused, signals
+
+    async with _line() as line:
+        oven = line.models["oven-1"]
+        outcome, (kill,), db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: hook(tools, k, oven))
+        assert oven._wafers_taken == 1  # refused once, loaded once after the resume
+    assert _intents(kill.kept, "reflow") == [("LOAD", "failed")]
+    assert outcome.wafers["B1-01"] == "complete", (outcome.wafers, _events(db)[-1].why)
+    assert any("never took it" in n for n in _notes(db)), _notes(db)
