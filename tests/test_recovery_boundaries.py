@@ -27,12 +27,13 @@ from typing import Any
 import pytest
 
 import sim.placer as sim_placer
+from controller.line.batch_records import BatchRecords
 from controller.line.controller import LineController
 from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import LineTools, open_line
-from sequences.recipes.recipe import find_recipe
+from sequences.recipes.recipe import Recipe, find_recipe
 from sequences.recipes.validate import load_valid_recipe
 from sim.line import SimulatedLine
 
@@ -110,7 +111,8 @@ async def run_lot(db: Path, config: Any, clock: ScaledClock, lot: str,
     """Run the lot on ``db``; with ``hook``, until the kill it installs (then the copy holds
     what was committed). Returns the outcome (None when killed) and the kill."""
     with Store(f"sqlite:///{db}") as store:
-        async with open_line(config, clock) as tools:
+        # The plater's pushed events are numbered: a new connection says where it was.
+        async with open_line(config, clock, event_seqs=BatchRecords(store).seqs()) as tools:
             controller = LineController(store, tools, clock, recipes=load_valid_recipe)
             if hook is None:
                 (outcome,) = await controller.run([lot])
@@ -130,20 +132,21 @@ async def run_lot(db: Path, config: Any, clock: ScaledClock, lot: str,
             return None, kill
 
 
-def _lot(db: Path, lot: str) -> None:
+def _lot(db: Path, lot: str, recipe: Recipe = BALLMOUNT, wafers: int = 1) -> None:
     with Store(f"sqlite:///{db}") as store:
-        store.create_lot(lot, recipe_name=BALLMOUNT.name, recipe_version=BALLMOUNT.version,
-                         recipe_hash=BALLMOUNT.hash, slots=[1], user="t")
+        store.create_lot(lot, recipe_name=recipe.name, recipe_version=recipe.version,
+                         recipe_hash=recipe.hash, slots=list(range(1, wafers + 1)), user="t")
 
 
-async def _killed_then_resumed(tmp_path: Path, line: SimulatedLine, *hooks: Hook
+async def _killed_then_resumed(tmp_path: Path, line: SimulatedLine, *hooks: Hook,
+                               recipe: Recipe = BALLMOUNT, wafers: int = 1
                                ) -> tuple[Any, list[Kill], Path]:
     """Kill at each hook in turn (each run resumes on what the last kill left), then run
     to the end. Returns the last outcome, the kills and the database it ran on."""
     clock = line.clock
     config = parse_line_config(line.config_text())
     db = tmp_path / "line-0.db"
-    _lot(db, "B1")
+    _lot(db, "B1", recipe, wafers)
     kills = []
     for n, hook in enumerate(hooks, start=1):
         copy = tmp_path / f"line-{n}.db"
@@ -181,9 +184,9 @@ def _intents(db: Path, kind: str) -> list[tuple[str, str | None]]:
         return [(i.command, i.outcome) for i in store.step_intents(record.id)]
 
 
-def _line(**kwargs: Any) -> SimulatedLine:
-    return SimulatedLine(clock=ScaledClock(SPEED), seed=5, layout=LAYOUT,
-                         serial_transport="tcp", **kwargs)
+def _line(layout: dict[str, int] = LAYOUT) -> SimulatedLine:
+    return SimulatedLine(clock=ScaledClock(SPEED), seed=5, layout=layout,
+                         serial_transport="tcp")
 
 
 # --- the ball mounter's repair ----------------------------------------------------------------
@@ -384,3 +387,39 @@ async def test_killed_after_the_oven_refused_the_load_the_wafer_waits_again(
     assert _intents(kill.kept, "reflow") == [("LOAD", "failed")]
     assert outcome.wafers["B1-01"] == "complete", (outcome.wafers, _events(db)[-1].why)
     assert any("never took it" in n for n in _notes(db)), _notes(db)
+
+
+# --- the plater: a batch's LOAD, START and UNLOAD -----------------------------------------------
+
+SNCU = find_recipe("rebump-sncu-niau-snpb")  # step 4: the Ni/Au barrier, in one batch
+PLATING = {"printer": 1, "placer": 0, "oven": 1, "cleaner": 1, "plater": 1}
+
+
+@pytest.mark.parametrize(("hook", "state", "at_kill"), [
+    # Both LOAD intents committed, the carrier never sent: the plater never took it.
+    (lambda tools, k: before(tools, "plater-1", "load", k), "step4_running",
+     "never started it"),
+    # LOAD answered, no START journalled: the plater shows our carrier LOADED: started.
+    (lambda tools, k: after(tools, "plater-1", "load", k), "step4_running", "started now"),
+    # START answered, its answer not committed: the batch runs on; its results are taken.
+    (lambda tools, k: after(tools, "plater-1", "start", k), "step4_running", "reports batch"),
+    # The carrier out (UNLOAD answered; each member's step_done was committed before it),
+    # the members' judgments not committed.
+    (lambda tools, k: after(tools, "plater-1", "unload", k), "step4_judging", "reports batch"),
+], ids=["before-load", "after-load", "after-start", "after-unload"])
+async def test_killed_around_a_batch_each_wafer_is_plated_once(
+        tmp_path: Path, hook: Hook, state: str, at_kill: str) -> None:
+    async with _line(layout=PLATING) as line:
+        plater = line.models["plater-1"]
+        outcome, (kill,), db = await _killed_then_resumed(tmp_path, line, hook,
+                                                          recipe=SNCU, wafers=2)
+        assert plater._batches_started == 1  # one START: plated once
+    with Store(f"sqlite:///{kill.kept}", create=False) as store:
+        assert {w.state for w in store.wafers("B1")} == {state}
+    assert set(outcome.wafers.values()) == {"complete"}, outcome.wafers
+    with Store(f"sqlite:///{db}", create=False) as store:
+        notes = [a.detail for a in store.audit_log() if a.action == "wafer.recovery"]
+        for wafer in ("B1-01", "B1-02"):
+            barrier = [s for s in store.steps(wafer) if s.kind == "barrier"]
+            assert barrier[-1].status == "done", barrier
+    assert sum(at_kill in n for n in notes) == 2, notes
