@@ -423,3 +423,45 @@ async def test_killed_around_a_batch_each_wafer_is_plated_once(
             barrier = [s for s in store.steps(wafer) if s.kind == "barrier"]
             assert barrier[-1].status == "done", barrier
     assert sum(at_kill in n for n in notes) == 2, notes
+
+
+# --- the mounter's LOD, PLC and ULD, and the oven's LOAD not sent ---------------------------------
+
+@pytest.mark.parametrize(("hook", "state", "note"), [
+    # tool_acquired committed, LOD never sent: the mounter never took it; it waits again.
+    (lambda tools, k: before(tools, "placer-1", "load", k), "step1_running", "never took it"),
+    # PLC's intent committed, PLC never sent: READY, started by recovery (journalled).
+    (lambda tools, k: before(tools, "placer-1", "start_placement", k), "step1_running",
+     "holds it loaded: starting it"),
+    # PLC answered, its answer not committed: the cycle runs on; its result is taken.
+    (lambda tools, k: after(tools, "placer-1", "start_placement", k), "step1_running",
+     "still holds it: taking its result"),
+    # ULD answered, the judgment not committed: judged again from what step_done stored.
+    (lambda tools, k: after(tools, "placer-1", "unload", k), "step1_judging",
+     "judged again from the measurements"),
+], ids=["before-lod", "before-plc", "after-plc", "after-uld"])
+async def test_killed_around_the_mounter_the_wafer_is_placed_once(
+        tmp_path: Path, hook: Hook, state: str, note: str) -> None:
+    async with _line() as line:
+        placer = line.models["placer-1"]
+        outcome, (kill,), db = await _killed_then_resumed(tmp_path, line, hook)
+        assert placer.placements_executed == 1 and placer.repairs <= 1
+    with Store(f"sqlite:///{kill.kept}", create=False) as store:
+        assert store.wafers("B1")[0].state == state
+    assert outcome.wafers["B1-01"] == "complete", (outcome.wafers, _events(db)[-1].why)
+    assert any(note in n for n in _notes(db)), _notes(db)
+
+
+async def test_killed_between_the_load_intent_and_the_load_an_engineer_decides(
+        tmp_path: Path) -> None:
+    """The one place recovery holds a wafer nothing happened to, on purpose: LOAD's intent
+    committed, LOAD never sent. The oven shows nothing of it, which is also what an oven
+    that lost its memory (a power cycle) would show of a wafer it did reflow; a reflow is
+    never run twice on a guess (decision 4). Held for an engineer, with why; not reflowed."""
+    async with _line() as line:
+        oven = line.models["oven-1"]
+        outcome, _, db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: before(tools, "oven-1", "load", k))
+        assert oven._wafers_taken == 0
+    assert outcome.wafers["B1-01"] == "awaiting_disposition", outcome.wafers
+    assert "its LOAD may have reached oven-1" in _events(db)[-1].why, _events(db)[-1].why
