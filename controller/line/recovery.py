@@ -21,12 +21,18 @@ Stored state -> what the tool shows -> what happens:
 * running a reflow, the belt is empty, the oven never showed it and no LOAD intent was
   recorded: never loaded, waits again (nothing was reflowed). With an open LOAD
   intent it may have ridden: an engineer decides.
+* running a placement after its ``repair`` transition (committed before RPR), and the
+  mounter holds the wafer: REPAIRING, or a result other than the one stored before the
+  repair, says RPR arrived: judged as repaired (never a second RPR). The same result as
+  before: RPR may or may not have arrived: an engineer decides.
 * judging (its result taken and stored with ``step_done``) and its tool no longer holds
   it: only a judged wafer is unloaded, so the stop fell between the unload and the
   judgment's commit. It is judged again from what ``step_done`` stored; nothing is sent.
 * anything else: awaiting disposition, with what was found.
 
-A reflow is never run again without an engineer's disposition.
+A reflow is never run again without an engineer's disposition. A start recovery sends
+itself (a wafer loaded and never started) is journalled as an intent first, like the
+step's own, so a second stop finds it.
 
 Each kind's own rule (``StepKind.settle``) asks its tool; this module groups the
 wafers found mid-step by tool (every wafer riding one oven is settled in one
