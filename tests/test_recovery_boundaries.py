@@ -465,3 +465,34 @@ async def test_killed_between_the_load_intent_and_the_load_an_engineer_decides(
         assert oven._wafers_taken == 0
     assert outcome.wafers["B1-01"] == "awaiting_disposition", outcome.wafers
     assert "its LOAD may have reached oven-1" in _events(db)[-1].why, _events(db)[-1].why
+
+
+async def test_killed_before_the_reflows_judgment_commits_it_is_judged_again(
+        tmp_path: Path) -> None:
+    """A reflow's step_done commits at once, its judged_ok (with the curve) after it, with
+    no command between: killed there (a hook on the journal), the store says judging and
+    the wafer is off the belt. Judged again from what step_done stored, never looked for on
+    the belt, reflowed once; its record keeps no curve (the curve was not stored)."""
+    def hook(tools: LineTools, kill: Kill) -> None:
+        controller = kill.controller
+        assert controller is not None
+        record = controller.journal.record
+
+        def killed_at_judgment(event: Any) -> None:
+            if event.trigger == "judged_ok" and event.step_kind == "reflow":
+                kill.now()  # the kill: this transition is never committed
+                raise asyncio.CancelledError  # and nothing after it runs
+            record(event)
+
+        controller.journal.record = killed_at_judgment  # type: ignore[method-assign]
+
+    async with _line() as line:
+        oven = line.models["oven-1"]
+        outcome, (kill,), db = await _killed_then_resumed(tmp_path, line, hook)
+        assert oven._wafers_taken == 1
+    with Store(f"sqlite:///{kill.kept}", create=False) as store:
+        assert store.wafers("B1")[0].state == "step2_judging"
+    assert outcome.wafers["B1-01"] == "complete", (outcome.wafers, _events(db)[-1].why)
+    assert any("judged again from the measurements" in n for n in _notes(db)), _notes(db)
+    (reflow,) = [s for s in _records(db) if s.kind == "reflow"]
+    assert reflow.status == "done" and reflow.results["peak_c"]
