@@ -7,11 +7,12 @@ subscriber hears of something a crash could take back. When a step record
 closes, the intents still open on it are answered: the step got its result, so
 the command they guarded happened.
 
-Resolving an intent does not get a transaction of its own: it rides on the
+Acknowledging an intent does not get a transaction of its own: it rides on the
 journal's next one (the next transition or intent, or ``flush`` when the run
 ends). Persist before acting only needs the intent committed before its command
 is sent; a crash before the resolution commits leaves the intent open, which is
-what recovery is for (it asks the tool). That saves six of a wafer's ~35 commits
+what recovery is for (it asks the tool). A refusal commits at once: a refused
+command leaves no trace on the tool to ask about. That saves six of a wafer's ~35 commits
 (docs/reliability.md, "Intents answered on the next transaction").
 
 A transition the runner marks ``deferrable`` (no tool command for its wafer follows
@@ -217,12 +218,23 @@ class StoreJournal:
         return intent
 
     def resolve(self, intent: int, outcome: str) -> None:
-        """Answered: committed with the journal's next transaction (or ``flush``)."""
+        """Acknowledged: committed with the journal's next transaction (or ``flush``).
+        Refused: committed now. Nothing of a refused command shows on the tool (the oven
+        keeps no trace of a LOAD it refused), and the step may wait before it sends again
+        (the oven's entrance): a stop then must find "refused", not an open intent that
+        "may have reached" the tool. Refusals are rare; the commit costs nothing per wafer."""
         self._resolved.append((intent, outcome))
-        self._queued()
         for intents in self._open_intents.values():
             if intent in intents:
                 intents.remove(intent)
+        if outcome == DONE:
+            self._queued()
+            return
+        try:
+            self.flush()
+        except StoreError as exc:  # kept queued: the next transaction or the timer carries it
+            log.warning("intent %d's refusal not stored yet: %s", intent, exc)
+            self._queued()
 
     @property
     def pending(self) -> int:

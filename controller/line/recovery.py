@@ -21,12 +21,18 @@ Stored state -> what the tool shows -> what happens:
 * running a reflow, the belt is empty, the oven never showed it and no LOAD intent was
   recorded: never loaded, waits again (nothing was reflowed). With an open LOAD
   intent it may have ridden: an engineer decides.
+* running a placement after its ``repair`` transition (committed before RPR), and the
+  mounter holds the wafer: REPAIRING, or a result other than the one stored before the
+  repair, says RPR arrived: judged as repaired (never a second RPR). The same result as
+  before: RPR may or may not have arrived: an engineer decides.
 * judging (its result taken and stored with ``step_done``) and its tool no longer holds
   it: only a judged wafer is unloaded, so the stop fell between the unload and the
   judgment's commit. It is judged again from what ``step_done`` stored; nothing is sent.
 * anything else: awaiting disposition, with what was found.
 
-A reflow is never run again without an engineer's disposition.
+A reflow is never run again without an engineer's disposition. A start recovery sends
+itself (a wafer loaded and never started) is journalled as an intent first, like the
+step's own, so a second stop finds it.
 
 Each kind's own rule (``StepKind.settle``) asks its tool; this module groups the
 wafers found mid-step by tool (every wafer riding one oven is settled in one
@@ -154,7 +160,9 @@ class Recovery:
         judging = run.machine.where.phase.value == "judging"
         return Recovering(run.wafer_id, number, judging, earlier, intents,
                           lambda text: self.note(run.wafer_id, text),
-                          self._measured(run.wafer_id, number) if judging else None)
+                          self._measured(run.wafer_id, number) if judging else None,
+                          None if judging else self._before_repair(run.wafer_id, number),
+                          self.journal)
 
     async def _carry_out(self, wafer: ScheduledWafer, tool: ScheduledTool, found: Settled) -> None:
         run = wafer.run
@@ -182,6 +190,18 @@ class Recovery:
                 return dict(event.measurements or {}) or None
             if event.trigger in ("tool_acquired", "repair"):
                 return None  # the result after it was never stored
+        return None
+
+    def _before_repair(self, wafer_id: str, number: int) -> dict[str, Any] | None:
+        """A step running after its ``repair`` transition (committed before the repair
+        command, so the command may have reached the tool): what the ``step_done`` before
+        it stored. None when the step's last transition is not a repair."""
+        events = [e for e in self.store.events(wafer_id) if e.step_index == number]
+        if not events or events[-1].trigger != "repair":
+            return None
+        for event in reversed(events):
+            if event.trigger == "step_done":
+                return dict(event.measurements or {})
         return None
 
     def _last_tool(self, wafer_id: str, number: int) -> str | None:

@@ -10,11 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from drivers.clock import Clock
 from drivers.protocols import Placer
 from drivers.types import PlacementResult, PlacerState, PlacerStatus, RunStatus
 from sequences.kinds.base import (
+    Recovering,
+    Settled,
     SetupKey,
+    TakeResult,
     ToolView,
+    Unknown,
     alarm_reasons,
     expect,
     timeout_for,
@@ -135,6 +140,36 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
 
     async def start(self, driver: Placer) -> None:
         await driver.start_placement()
+
+    async def settle(self, driver: Placer, step: PlaceStep, wafer: Recovering, clock: Clock
+                     ) -> Settled:
+        """Stopped after the ``repair`` transition (committed before RPR): RPR may have
+        reached the mounter. REPAIRING, or a result other than the one before the repair,
+        says it did: that result is judged as repaired (never a second RPR: the recipe
+        allows one). The same result as before says nothing (not sent, or a repair that
+        changed nothing): an engineer decides. Anything else is the step's usual rule."""
+        before = wafer.before_repair
+        status = await driver.status()
+        if before is None or status.wafer_id != wafer.wafer_id:
+            return await super().settle(driver, step, wafer, clock)
+        if status.state is not PlacerState.DONE:  # REPAIRING: RPR arrived
+            await driver.wait_for(PlacerState.DONE, timeout_s=timeout_for(REPAIR_MAX_S))
+            return TakeResult(await driver.result(), repaired=True, how=(
+                f"{driver.name} was repairing it: taking the result after its repair"))
+        result = await driver.result()
+        if _unchanged(result, before):
+            return Unknown(f"{driver.name} shows the result from before its repair, and its "
+                           "RPR may have reached it: repaired or not, an engineer decides")
+        return TakeResult(result, repaired=True, how=(
+            f"{driver.name} shows a new result since its repair (RPR): judged as repaired"))
+
+
+def _unchanged(result: PlacementResult, before: Mapping[str, Any]) -> bool:
+    """The mounter's result is the one the step stored before its repair."""
+    return (result.status.value, result.placed, result.missing, result.extra,
+            result.offset_max_um) == (before.get("status"), before.get("placed"),
+                                      before.get("missing"), before.get("extra"),
+                                      before.get("offset_max_um"))
 
 
 BALL_PLACE = BallPlace()

@@ -366,9 +366,16 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
         if view.alarm_code and view.alarm_code not in WARNING_ONLY:
             reasons.insert(0, f"alarm {view.alarm_code} {view.alarm_text} active")
         why = "; ".join(reasons)
+
+        async def start() -> None:  # each rider's intent first, as the step's own START
+            async with contextlib.AsyncExitStack() as stack:
+                for w in riders:
+                    await stack.enter_async_context(w.guarded("START", driver.name))
+                await driver.start()
+
         if not reasons:
             try:
-                await _start_when_ready(driver, clock, driver.start)
+                await _start_when_ready(driver, clock, start)
             except ToolError as exc:
                 why = f"START refused: {exc.detail}"
             else:

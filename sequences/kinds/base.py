@@ -16,9 +16,11 @@ are in tool seconds on the injected clock and always bounded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -30,6 +32,7 @@ from drivers.protocols import Tool
 from drivers.types import Alarm, CleanRecipe, StripRecipe
 from sequences.errors import SequenceError
 from sequences.recipes.recipe import Step
+from sequences.wafer.journal import guarded
 from sequences.wafer.judge import Judgment
 
 if TYPE_CHECKING:
@@ -167,6 +170,19 @@ class Recovering:
     # What the step's last ``step_done`` stored (judging only): the result was taken and
     # judged; a stop between the unload and the judgment's commit leaves only these.
     measured: Mapping[str, Any] | None = None
+    # Running after a ``repair`` transition (the tool's repair may have been sent): what the
+    # ``step_done`` before it stored, the result before the repair (None: not repairing).
+    before_repair: Mapping[str, Any] | None = None
+    # The journal the wafer's step records its intents in: a command recovery sends that
+    # must not be repeated (a start) is journalled like the step's own (None: not journalled).
+    journal: WaferJournal | None = None
+
+    def guarded(self, command: str, tool: str) -> AbstractAsyncContextManager[None]:
+        """Send ``command`` inside: an intent committed first, as the step itself does
+        (persist before acting holds for recovery too: a second stop then finds it)."""
+        if self.journal is None:
+            return contextlib.nullcontext()
+        return guarded(self.journal, self.wafer_id, command, tool)
 
 
 class StepKind(ABC, Generic[S, D, St, R]):

@@ -192,7 +192,8 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
             if result.wafer_id == wafer.wafer_id and status.state is CleanerState.DONE:
                 return TakeResult(result, how=f"{driver.name} reports its clean result")
             if status.state is CleanerState.LOADED:  # loaded, never started: start it (once)
-                await driver.start()
+                async with wafer.guarded("START", driver.name):
+                    await driver.start()
             if status.state is not CleanerState.DONE:
                 await driver.wait_for(CleanerState.DONE, timeout_s=SETTLE_WAIT_S)
                 result = await driver.result()

@@ -198,7 +198,8 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
                 # Loaded and not started. A start whose intent is open may be on its way:
                 # the tool's READY says it never arrived (HostLink answers before it acts).
                 wafer.note(f"{driver.name} holds it loaded: starting it")
-                await start(driver)
+                async with wafer.guarded(self.guarded[0], driver.name):
+                    await start(driver)
                 # The cycle's time first, as a step does: right after the ACK the tool may
                 # still show READY, which does not lead to DONE by itself.
                 await expect(clock, self.cycle_s(step))
