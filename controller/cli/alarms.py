@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_alarms)
     alarm_sub = p.add_subparsers(dest="alarms_command", metavar="[ack ID]", parser_class=type(p))
     ack = alarm_sub.add_parser("ack", parents=[db, user], help="acknowledge an alarm")
-    ack.add_argument("alarm_id", type=record_id, metavar="ID", help="alarm number from 'bumpline alarms'")
+    ack.add_argument("alarm_id", type=record_id, metavar="ID",
+                     help="alarm number from 'bumpline alarms'")
     ack.set_defaults(handler=cmd_alarm_ack)
 
     p = sub.add_parser(
