@@ -16,7 +16,10 @@ from controller.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/cli.md", "docs/operators.md")
-BLOCK = re.compile(r"```(?:sh|bash|console)?\n(.*?)```", re.DOTALL)
+# A fenced block from its opening line to its closing one (so the text between two blocks
+# is never taken for one); only shell blocks: a ```text synopsis is not a command to run.
+BLOCK = re.compile(r"^ *```(\w*)\n(.*?)^ *```", re.DOTALL | re.MULTILINE)
+SHELL = ("", "sh", "bash", "console")
 
 
 def shown_commands(doc: str) -> list[list[str]]:
@@ -26,7 +29,9 @@ def shown_commands(doc: str) -> list[list[str]]:
     parser = build_parser()
     names = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     commands = []
-    for block in BLOCK.findall(text):
+    for language, block in BLOCK.findall(text):
+        if language not in SHELL:
+            continue
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line.replace("[", " ").replace("]", " "), comments=True)
             argv: list[str] = []

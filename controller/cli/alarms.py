@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from controller.cli.lots import _store, _t, _user, parents
-from controller.cli.output import print_json, print_table, wants_json
+from controller.cli.output import print_json, print_table, record_id, wants_json
 from controller.cli.toolstate import ToolNow, tools_now
 from controller.line.e10 import ToolMode
 from controller.store import jsonable
@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_alarms)
     alarm_sub = p.add_subparsers(dest="alarms_command", metavar="[ack ID]", parser_class=type(p))
     ack = alarm_sub.add_parser("ack", parents=[db, user], help="acknowledge an alarm")
-    ack.add_argument("alarm_id", type=int, metavar="ID", help="alarm number from 'bumpline alarms'")
+    ack.add_argument("alarm_id", type=record_id, metavar="ID",
+                     help="alarm number from 'bumpline alarms'")
     ack.set_defaults(handler=cmd_alarm_ack)
 
     p = sub.add_parser(

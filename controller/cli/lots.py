@@ -414,7 +414,10 @@ def cmd_wafer_show(args: argparse.Namespace) -> int:
         history = store.wafer_history(args.wafer_id)
         line_id = store.get_lot(history.wafer.lot_id).line_id  # the line of the wafer's lot
     if wants_json(args):
-        return print_json({**jsonable(history), "line_id": line_id})
+        # Each alarm as `alarms --json` gives it (docs/cli.md: "alarms as below"), with `active`.
+        return print_json({**jsonable(history), "line_id": line_id,
+                           "alarms": [{**jsonable(a), "active": a.active}
+                                      for a in history.alarms]})
     w = history.wafer
     print(
         f"wafer {w.id} (lot {w.lot_id}, slot {w.slot}, {_line_shown(line_id)}): {w.state} at "

@@ -62,6 +62,19 @@ def add_db(parser: argparse.ArgumentParser, what: str = "") -> None:
         "bumpline.db)")
 
 
+MAX_RECORD_ID = 2**63 - 1  # the largest number a database row id takes (SQLite, PostgreSQL)
+
+
+def record_id(text: str) -> int:
+    """argparse type: a record number (``alarms ack ID``), 1 to ``MAX_RECORD_ID``; a number no
+    database can hold is refused here, as a mistyped argument, before the database is asked."""
+    value = text.strip()
+    if not value.isdigit() or not 1 <= int(value) <= MAX_RECORD_ID:
+        raise argparse.ArgumentTypeError(f"expected a record number 1-{MAX_RECORD_ID}, "
+                                         f"got {text!r}")
+    return int(value)
+
+
 def db_url(text: str) -> str:
     """``--db``: a SQLAlchemy URL, or a plain path to a SQLite file (``--db demo.db``)."""
     if "://" in text:

@@ -85,12 +85,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "mqtt[s]://[user[:password]@]host[:port] (overrides the line file's [mqtt] url; "
         "docs/events.md)",
     )
-    common.add_argument(
-        "--wait-for-disposition",
-        action="store_true",
-        help="when only held wafers are left, wait for 'bumpline wafer "
-        "disposition' instead of ending",
-    )
 
     p = sub.add_parser(
         "run",
@@ -107,6 +101,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--priority", type=int, default=None, help="1 (most urgent) .. 9")
     p.add_argument("--resume", metavar="LOT", help="continue an unfinished lot")
     p.add_argument("--plain", action="store_true", help="one line per event, no live table")
+    # run's alone: serve always waits for dispositions (unless --once), so it has no such flag.
+    p.add_argument(
+        "--wait-for-disposition",
+        action="store_true",
+        help="when only held wafers are left, wait for 'bumpline wafer "
+        "disposition' instead of ending",
+    )
     p.set_defaults(handler=cmd_run)
 
     s = sub.add_parser(
@@ -268,8 +269,9 @@ def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
         raise UserError(f"run needs {', '.join(missing)} (or --resume LOT)", exit_code=EXIT_USAGE)
     low, high = PRIORITY_RANGE
     if args.priority is not None and not low <= args.priority <= high:
+        # Refused before the line is taken, as `lot start` refuses it: a rule, exit 1.
         raise UserError(f"--priority must be {low}-{high} ({low} most urgent), got "
-                        f"{args.priority}", exit_code=EXIT_USAGE)
+                        f"{args.priority}")
     slots = slots_for_count(args.wafers) if args.wafers is not None else parse_slots(args.slots)
     recipe = load_valid_recipe(args.recipe)
     try:
@@ -488,12 +490,15 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     try:
         leases.take_line(line_id(args))
         await services.enter_async_context(leases.kept())
-        events = await services.enter_async_context(gem_service(args, store))
-        if args.web:  # one stream for GEM and the screen, the controller publishes into it
-            events = events or LineEventStream("line", asyncio.get_running_loop().time)
+        # One stream for GEM, the screen and the feed, the controller publishes into it;
+        # its events name the line as the leases and the feed's topics do (its id).
+        events = None
+        if args.gem or args.web or feed is not None:
+            events = LineEventStream(line_id(args), asyncio.get_running_loop().time)
+        await services.enter_async_context(gem_service(args, store, events))
+        if events is not None and args.web:
             await _serve_web(args, store, events, services)
-        if feed is not None:  # the fab's feed hears the same stream
-            events = events or LineEventStream(line_id(args), asyncio.get_running_loop().time)
+        if events is not None and feed is not None:
             await start_feed(args, feed, events, services)
         return await _serve(args, store, leases, events)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
@@ -102,8 +103,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not 0 < value < math.inf:  # nan and inf too: no clock runs at either
+        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {text}")
     return value
 
 
@@ -137,6 +138,16 @@ def fault_plans(spec: str, line_file: str | None) -> dict:
     return plans
 
 
+def _check_config_out(out: Path) -> None:
+    """--config-out names a file in a folder that exists: said now, in one line naming it,
+    not once the whole line is up (and not as the aside file's name)."""
+    if out.is_dir():
+        raise UserError(f"--config-out {out}: is a folder; give a file name, e.g. "
+                        f"{out / 'sim-line.toml'}", exit_code=2)
+    if not out.parent.is_dir():
+        raise UserError(f"--config-out {out}: no folder {out.parent}", exit_code=2)
+
+
 def plater_state_files(line_file: str | None) -> dict[str, str]:
     """The ``state_file`` keys of a line configuration's platers."""
     if not line_file:
@@ -160,6 +171,7 @@ async def run_sim(args: argparse.Namespace) -> int:
     if any(n < 0 or n > 8 for n in layout.values()):
         raise UserError("tool counts must be 0-8 per role", exit_code=2)
     plans = fault_plans(args.faults, args.line)
+    _check_config_out(Path(args.config_out))
     state_dir = Path(args.state_dir) if args.state_dir else Path(args.config_out).parent
     state_files = {f"plater-{i}": state_dir / f"plater-{i}.state.json"
                    for i in range(1, args.platers + 1)}

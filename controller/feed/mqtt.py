@@ -97,7 +97,10 @@ class MqttFeed:
     async def run(self) -> None:
         """Connect, publish, reconnect with backoff, until ``close``."""
         backoff = self.backoff_s[0]
-        while not self._closing.is_set():
+        while True:
+            # Closing (the lot or serve ended): one more attempt to send what is left, now,
+            # not after the backoff; mqtt_feed bounds it (FLUSH_S) and logs what is left.
+            last_try = self._closing.is_set()
             will = self.feed_status(online=False)
             client = aiomqtt.Client(
                 self.config.host, self.config.port, username=self.config.username,
@@ -127,6 +130,8 @@ class MqttFeed:
                                 "up to %d events and the current state", self.config.where,
                                 exc, self.config.buffer)
                 self.lost.set()
+            if last_try:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), backoff)
             backoff = min(backoff * 2, self.backoff_s[1])
@@ -209,6 +214,9 @@ async def mqtt_feed(config: MqttConfig, events: LineEventStream, line: str, *,
         try:
             await asyncio.wait_for(task, FLUSH_S)
         except TimeoutError:
-            log.warning("mqtt: %d events not sent at the end (broker away)", len(feed._pending))
+            pass
         except Exception:  # a feed that failed must not turn the end of serve into a crash
             log.exception("mqtt: the feed failed")
+        if feed._pending:  # never silently: the broker was away (or too slow) at the end
+            log.warning("mqtt: %d events not sent at the end (%s away)", len(feed._pending),
+                        feed.config.where)

@@ -108,8 +108,11 @@ class FeedState:
 
     def _tool(self, event: LineEvent) -> list[Message]:
         assert event.tool is not None
-        data = self._tools.setdefault(event.tool, {})
-        data.update(event.data)  # a refresh adds the tool's own state; the E10 change stays
+        if "previous" in event.data:  # an E10 change: what the tool said before is not now
+            data = self._tools[event.tool] = dict(event.data)
+        else:  # a refresh adds the tool's own state (or a setup) to its E10 change
+            data = self._tools.setdefault(event.tool, {})
+            data.update(event.data)
         payload = {**self._head(event), "tool": event.tool, **data}
         return [self._keep(self.topic("tool", event.tool), payload)]
 
@@ -145,10 +148,18 @@ class FeedState:
     def _alarm(self, event: LineEvent) -> list[Message]:
         topic = self.topic("alarm", event.tool or "line", str(event.data.get("code", "")))
         if event.kind is EventKind.ALARM_CLEARED:
-            if topic not in self._alarms:
-                return []
-            del self._alarms[topic]
-            return [self._keep(topic, None)]
+            # A clear that names no tool clears its code wherever it was set: the interlock
+            # alarm is set naming the tool whose interlock held a wafer, and cleared for the
+            # whole line once no wafer is held at one (controller/line/journal.py).
+            topics = {topic}
+            if event.tool is None:
+                code = str(event.data.get("code", ""))
+                topics |= {t for t in self._alarms if t.rsplit("/", 1)[-1] == level(code)}
+            # Deleted even when this feed never heard it set: a controller before this one
+            # (stopped, or killed) may have left it retained on the broker.
+            for cleared in topics:
+                self._alarms.pop(cleared, None)
+            return [self._keep(cleared, None) for cleared in sorted(topics)]
         alarm = {"tool": event.tool, "code": event.data.get("code"),
                  "text": event.data.get("text"), "wafers": list(event.data.get("wafers", ())),
                  "lot_id": event.lot_id, "set_utc": event.utc.isoformat(timespec="milliseconds")}

@@ -66,7 +66,10 @@ async def apply_operator_request(eq: GemEquipment) -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def gem_service(args: Any, store: Any) -> AsyncIterator[LineEventStream | None]:
+async def gem_service(args: Any, store: Any, stream: LineEventStream | None = None
+                      ) -> AsyncIterator[LineEventStream | None]:
+    """With ``--gem``: the equipment, hearing ``stream`` (else a stream of its own, named
+    after the line file's name); None without."""
     if not getattr(args, "gem", False):
         yield None
         return
@@ -74,7 +77,7 @@ async def gem_service(args: Any, store: Any) -> AsyncIterator[LineEventStream | 
     if getattr(args, "gem_port", None) is not None:  # serve --gem-port
         config = dataclasses.replace(config, port=args.gem_port)
     loop = asyncio.get_running_loop()
-    stream = LineEventStream(line_name, loop.time)
+    stream = stream or LineEventStream(line_name, loop.time)
     eq = GemEquipment(config, db=GemDatabase(store.engine), commands=StoreLineCommands(store),
                       events=stream, tools=tools,
                       on_terminal=lambda text: print(f"host says: {text}", file=sys.stderr))

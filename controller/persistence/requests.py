@@ -79,7 +79,8 @@ def _wafer_request(
             raise StoreError(f"no wafer {wafer_id}")
         if wafer.outcome is not None:
             raise StoreError(
-                f"wafer {wafer_id} is finished ({wafer.outcome}): nothing to {action}"
+                f"wafer {wafer_id} is finished ({wafer.outcome}): nothing to "
+                f"{action.replace('_wafer', '').replace('_', ' ')}"
             )
         if decision is not None:
             with rules():
