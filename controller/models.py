@@ -370,3 +370,19 @@ class WebUser(Base):
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime]
     changed_at: Mapped[datetime]
+
+
+class WebEndedSession(Base):
+    """An operator-screen session ended by logging out (``controller.persistence.web_sessions``).
+
+    The session lives only in its signed cookie, so every screen on the database refuses
+    a copy of it by finding it here. Kept until its cookie has expired by itself.
+    """
+
+    __tablename__ = "web_ended_sessions"
+
+    # SHA-256 (hex) of the session's id, its CSRF token: nothing here makes a cookie usable
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64))  # whose session it was
+    ended_at: Mapped[datetime]
+    expires_at: Mapped[datetime]  # the cookie has expired by then: the row may be pruned

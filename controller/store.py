@@ -3,10 +3,11 @@
 ``Store`` is the one API the rest of the controller uses to read and write the
 database: a thin facade over one module per aggregate in
 ``controller.persistence`` (lots; wafers with their steps and intents;
-operator requests; alarms; tool states; audit; controller locks). A method
-that only passes its arguments on is the aggregate's function itself, bound to
-the store's database (``controller.persistence.facade.bound``); the ones written
-out add something (this store's line, a rule, a read back). The rules it
+operator requests; alarms; tool states; audit; controller locks; the operator
+screen's ended sessions). A method that only passes its arguments on is the
+aggregate's function itself, bound to the store's database
+(``controller.persistence.facade.bound``); the ones written out add something
+(this store's line, a rule, a read back). The rules it
 enforces live in ``controller.domain``. Every write is one short committed
 transaction, so what the database says is what happened (or, for an open
 intent, what may have happened):
@@ -62,6 +63,7 @@ from controller.persistence import requests as _requests
 from controller.persistence import tool_modes as _tool_modes
 from controller.persistence import tool_states as _tool_states
 from controller.persistence import wafers as _wafers
+from controller.persistence import web_sessions as _web_sessions
 from controller.persistence.base import Database, StoreError, finite_json, reason, rules, utc_now
 from controller.persistence.facade import bound
 from controller.persistence.locks import (
@@ -448,6 +450,12 @@ class Store:
     def lot_lock_holder(self, lot_id: str, *, live_only: bool = False) -> LockInfo | None:
         """Who holds the lot's lease; ``live_only``: None for a stale one (nobody runs it)."""
         return _locks.holder(self._db, lot_resource(lot_id), live_only=live_only)
+
+    # -- the operator screen's sessions ended by logging out (controller/web/auth.py)
+
+    end_web_session = bound(_web_sessions.end_web_session)
+    web_session_ended = bound(_web_sessions.web_session_ended)
+    prune_web_sessions = bound(_web_sessions.prune_web_sessions)
 
     # -- whole histories
 

@@ -67,10 +67,11 @@ def test_one_linear_history() -> None:
     revisions = list(scripts.walk_revisions())
     assert revisions[-1].down_revision is None
     assert revisions[-1].revision == "0001"
-    assert [r.revision for r in reversed(revisions)][:11] == [
+    assert [r.revision for r in reversed(revisions)][:12] == [
         "0001", "0002_gem", "0003_controller_locks", "0004_batches", "0005_users",
         "0006_lot_line", "0007_lock_pid_started", "0008_alarm_state_line",
-        "0009_tool_modes", "0010_tool_modes_line", "0011_step_indexes"]
+        "0009_tool_modes", "0010_tool_modes_line", "0011_step_indexes",
+        "0012_web_ended_sessions"]
 
 
 def _downgrade(engine, target: str) -> None:  # noqa: ANN001

@@ -16,7 +16,7 @@ import pytest
 
 from controller.errors import UserError
 from controller.line.events import EventKind
-from controller.web.app import SECRET_ENV, WebContext
+from controller.web.app import SECRET_ENV, USER_TTL_S, WebContext
 from controller.web.auth import LoginLimiter
 from controller.web.guard import MAX_BODY
 from tests.web_fixtures import add_users, csrf_of, login, screen
@@ -25,6 +25,7 @@ WEB = Path(__file__).resolve().parents[1] / "controller" / "web"
 FLASH = re.compile(r'id="flash">(.*?)</p>', re.S)
 WAIT_S = 30.0  # a hang guard, not a timing
 LONG = "L" * 200
+KEY = "k" * 40  # $BUMPLINE_WEB_SECRET shared by the screens of a test
 
 
 def _lot(context: WebContext, lot_id: str = "LOTA") -> None:
@@ -138,6 +139,54 @@ async def test_logging_out_ends_the_session_for_a_copy_of_its_cookie_too(
         async with httpx.AsyncClient(base_url=url, cookies=copy) as thief:
             assert (await thief.get("/line")).headers["location"] == "/"
             assert (await thief.get("/events")).status_code == 401
+            answer = await thief.post("/lots/hold", data={"csrf": token, "lot": "X"})
+            assert answer.status_code == 401
+
+
+async def test_a_cookie_copied_before_logout_is_refused_by_another_screen_on_the_database(
+        tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller's screen and a read-only ``bumpline web`` share the database and the
+    signing key: a logout on one ends the session on the other too, within USER_TTL_S."""
+    monkeypatch.setenv(SECRET_ENV, KEY)
+    clock = [0.0]
+    async with screen(tmp_path, db=db_url) as (context, url), \
+            screen(tmp_path, db=db_url, read_only=True) as (other, other_url):
+        other.clock = lambda: clock[0]
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "olga")
+            copy = dict(client.cookies)
+            async with httpx.AsyncClient(base_url=other_url, cookies=copy) as thief:
+                assert (await thief.get("/line")).status_code == 200  # the key is shared
+                token = csrf_of((await client.get("/line")).text)
+                assert (await client.post("/logout", data={"csrf": token})).status_code == 303
+                assert (await thief.get("/line")).status_code == 200  # read USER_TTL_S ago
+                clock[0] += USER_TTL_S + 0.001
+                assert (await thief.get("/line")).headers["location"] == "/"
+                assert (await thief.get("/events")).status_code == 401
+        async with httpx.AsyncClient(base_url=url, cookies=copy) as thief:
+            assert (await thief.get("/line")).headers["location"] == "/"
+        assert [e.actor for e in context.store.audit_log()
+                if e.action == "web.logout"] == ["olga"]
+
+
+async def test_a_cookie_copied_before_logout_is_refused_after_a_restart_with_the_same_key(
+        tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, KEY)
+    async with screen(tmp_path, db=db_url) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as olga, \
+                httpx.AsyncClient(base_url=url) as erik:
+            await login(olga, "olga")
+            await login(erik, "erik")
+            copied, kept = dict(olga.cookies), dict(erik.cookies)
+            token = csrf_of((await olga.get("/line")).text)
+            assert (await olga.post("/logout", data={"csrf": token})).status_code == 303
+    async with screen(tmp_path, db=db_url) as (context, url):  # restarted: nothing in memory
+        async with httpx.AsyncClient(base_url=url, cookies=kept) as erik:
+            assert (await erik.get("/line")).status_code == 200  # the same key: sessions stand
+        async with httpx.AsyncClient(base_url=url, cookies=copied) as thief:
+            assert (await thief.get("/line")).headers["location"] == "/"
             answer = await thief.post("/lots/hold", data={"csrf": token, "lot": "X"})
             assert answer.status_code == 401
 

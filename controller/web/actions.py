@@ -123,8 +123,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request, user: UserInfo) -> Response:
     request.app.state.web.parts.clear()  # what the write changed is not in the stream yet
     request.app.state.web.forget_users()
-    request.app.state.web.audit(user.name, "web.logout")
-    end_session(request)
+    end_session(request, user)  # audited as web.logout, with the session's end
     return RedirectResponse("/", 303)
 
 

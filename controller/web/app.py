@@ -17,7 +17,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -47,7 +47,8 @@ log = logging.getLogger("controller.web")
 SECRET_ENV = "BUMPLINE_WEB_SECRET"
 SESSION_MAX_AGE_S = 12 * 3600  # one shift
 MIN_SECRET = 32  # characters of the session signing key
-USER_TTL_S = 5.0  # wall seconds a user's role and state are taken as read
+USER_TTL_S = 5.0  # wall seconds a user's role and state, and a session's, are taken as read
+MAX_SESSIONS = 1000  # sessions whose state is kept before the stale ones are dropped
 DEFAULT_ADDRESS = "127.0.0.1:8080"
 
 
@@ -65,8 +66,9 @@ class WebContext:
     parts: dict[tuple[str, str, int], bytes] = field(default_factory=dict)  # pages.render
     push: LivePush | None = None  # set by build_app when a line event stream feeds the screen
     session_max_age_s: int = SESSION_MAX_AGE_S
-    ended_sessions: dict[str, float] = field(default_factory=dict)  # auth.end_session
+    clock: Callable[[], float] = time.monotonic  # the caches' (tests: a manual one)
     _users: dict[str, tuple[float, UserInfo | None]] = field(default_factory=dict)
+    _sessions: dict[str, tuple[float, bool]] = field(default_factory=dict)  # id: (read, ended)
 
     def __post_init__(self) -> None:
         self.users = UserBook(self.store)
@@ -77,7 +79,7 @@ class WebContext:
         """The user as the database has it, read at most every USER_TTL_S per name: a
         disabled user or a changed role applies within that (changes made on this screen
         at once), without a query on each of a page's live fetches."""
-        now = time.monotonic()
+        now = self.clock()
         cached = self._users.get(name)
         if cached is None or now - cached[0] > USER_TTL_S:
             cached = self._users[name] = (now, self.users.get(name))
@@ -85,6 +87,34 @@ class WebContext:
 
     def forget_users(self) -> None:
         self._users.clear()
+
+    def session_ended(self, session_id: str) -> bool:
+        """Whether a logout ended the session, on any screen of the database (the table
+        ``web_ended_sessions``): read at most every USER_TTL_S per session, as the user is,
+        so a logout on another screen holds here within that and one on this screen at
+        once. An ended session stays ended: only a live one is read again."""
+        now = self.clock()
+        cached = self._sessions.get(session_id)
+        if cached is not None and (cached[1] or now - cached[0] <= USER_TTL_S):
+            return cached[1]
+        if len(self._sessions) >= MAX_SESSIONS:
+            self._forget_sessions(now)
+        ended = self.store.web_session_ended(session_id)
+        self._sessions[session_id] = (now, ended)
+        return ended
+
+    def end_session(self, session_id: str, user: str) -> None:
+        """Log a session out: recorded in the database (with its audit line) for every
+        screen on it, and refused here at once."""
+        self.store.end_web_session(session_id, user=user, max_age_s=self.session_max_age_s)
+        self._sessions[session_id] = (self.clock(), True)
+
+    def _forget_sessions(self, now: float) -> None:
+        """Drop what would be read again anyway, and ended sessions whose cookies have
+        expired."""
+        for session_id, (read, ended) in list(self._sessions.items()):
+            if now - read > (self.session_max_age_s if ended else USER_TTL_S):
+                del self._sessions[session_id]
 
     @property
     def read_only(self) -> bool:

@@ -6,8 +6,10 @@ key. The role is looked up in the database (``WebContext.user``, at most 5 s
 old), and ``since`` is the user's ``changed_at`` when they logged in: a new
 password, disabling (even if enabled again later) or a new role ends every session
 the user had, within seconds, not when the cookie expires. The session's CSRF
-token doubles as its id: logging out puts it on this screen's list of ended
-sessions, so a copy of the cookie is refused afterwards too.
+token doubles as its id: logging out records it as ended in the database
+(``web_ended_sessions``, through the store), so a copy of the cookie is refused
+afterwards too, by every screen on that database and after a restart (checked
+with the user, at most every 5 s per session).
 
 Every write is a POST carrying the session's CSRF token (form field ``csrf`` or
 header ``X-CSRF-Token``); the cookie is also ``SameSite=Strict``. A write is
@@ -111,27 +113,30 @@ def start_session(request: Request, user: UserInfo) -> None:
     csrf_token(request)
 
 
-def end_session(request: Request) -> None:
-    """Log out: the cookie is cleared, and its id refused should a copy of it come back."""
-    ended = request.app.state.web.ended_sessions
-    now = time.monotonic()
-    for token, until in list(ended.items()):
-        if until < now:  # its cookie has expired by itself
-            del ended[token]
+def end_session(request: Request, user: UserInfo) -> None:
+    """Log out: the cookie is cleared, and its id recorded as ended in the database, so
+    every screen on it refuses a copy of the cookie (this one at once, others within
+    ``USER_TTL_S``), after a restart too. The logout's audit line commits with it."""
+    web = request.app.state.web
     token = request.session.get("csrf")
     if token:
-        ended[token] = now + request.app.state.web.session_max_age_s
+        web.end_session(token, user.name)
+    else:  # no id, nothing to end (writes needs one: never)
+        web.audit(user.name, "web.logout")
     request.session.clear()
 
 
 def current_user(request: Request) -> UserInfo | None:
+    """The session's user, or None (and the session cleared) when it no longer stands: the
+    user is gone, disabled or changed since the login, or the session was logged out."""
     name = request.session.get("user")
     if not name:
         return None
     web = request.app.state.web
     user = web.user(name)
+    token = request.session.get("csrf")
     if (user is None or user.disabled or request.session.get("since") != stamp(user)
-            or request.session.get("csrf") in web.ended_sessions):
+            or not token or web.session_ended(token)):
         request.session.clear()
         return None
     return user
