@@ -329,8 +329,6 @@ class Store:
         )
         return self.get_step(step_id) if fetch else None
 
-    add_curve = bound(_wafers.add_curve, """A reflow's curve on its open step record (with
-        its step_done, before the step ends).""")
     get_step = bound(_wafers.get_step)
     steps = bound(_wafers.steps)
     record_intent = bound(_wafers.record_intent, """Commit "about to send ``command``" before a

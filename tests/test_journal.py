@@ -13,7 +13,7 @@ from controller.store import Store, StoreError
 from drivers.errors import WrongState
 from sequences.kinds import kind_of
 from sequences.recipes.recipe import find_recipe
-from sequences.wafer.journal import StepClosed, StepCurve, StepOpened, guarded
+from sequences.wafer.journal import StepClosed, StepOpened, guarded
 from sequences.wafer.machine import WaferMachine
 
 RECIPE = find_recipe("rebump-hipb-snpb")
@@ -263,89 +263,3 @@ async def test_a_deferred_write_the_store_refuses_is_dropped_not_a_block_on_the_
     machine(journal).fire("start")  # the line's next transaction commits all the same
     assert store.wafers("J1")[0].state == "step1_waiting"
     assert told == [] and journal.pending == 0
-
-
-def _opening(step_number: int) -> StepOpened:
-    step = RECIPE.step(step_number)
-    return StepOpened(step.kind, kind_of(step).parameters(step), kind_of(step).windows(step))
-
-
-def _to_reflow(m: WaferMachine) -> None:
-    """The first wafer's print and its judgment, committed: it waits for the oven."""
-    m.fire("start")
-    m.fire("tool_acquired", tool="printer-1", opens=_opening(1))
-    m.fire("step_done")
-    m.fire("judged_ok", closes=StepClosed("done", {"vol_mean_pct": 100.0}))
-
-
-async def test_a_deferred_opening_commits_with_the_intent_of_the_first_guarded_command(
-        rig) -> None:
-    """decision 0022: the oven's tool_acquired and its step record ride on the LOAD
-    intent's transaction; the intent is on that step record; heard only once committed."""
-    store, _, journal, seen = rig
-    m = machine(journal)
-    _to_reflow(m)
-    seen.clear()
-    m.fire("tool_acquired", tool="oven-1", opens=_opening(2), deferrable=True)
-    assert store.wafers("J1")[0].state == "step2_waiting" and seen == []
-    assert [s.step_index for s in store.steps("J1-01")] == [1]  # no record for step 2 yet
-    assert journal.step_record("J1-01") is None
-    async with guarded(journal, "J1-01", "LOAD", "oven-1"):
-        # Committed before the command is sent: the transition, the record, the intent.
-        assert store.wafers("J1")[0].state == "step2_running"
-        assert seen == [("step2_running", 5)]  # its fifth transition, stored
-        record = store.steps("J1-01")[-1]
-        assert (record.step_index, record.tool, record.status) == (2, "oven-1", "running")
-        assert [i.command for i in store.open_intents()] == ["LOAD"]
-        assert journal.step_record("J1-01") == record.id
-    assert journal.pending == 1  # its answer rides on the next transaction
-
-
-async def test_a_deferred_opening_is_written_before_its_own_step_closes(rig) -> None:
-    """A step that ends before its guarded command (an abort while waiting at the
-    entrance): its record is written, then closed, in order."""
-    store, _, journal, _ = rig
-    m = machine(journal)
-    _to_reflow(m)
-    m.fire("tool_acquired", tool="oven-1", opens=_opening(2), deferrable=True)
-    m.fire("abort", why="operator", closes=StepClosed("aborted", {"why": "operator"}))
-    assert [(s.step_index, s.status) for s in store.steps("J1-01")] == [(1, "done"),
-                                                                        (2, "aborted")]
-    assert store.wafers("J1")[0].state == "aborted" and journal.pending == 0
-
-
-async def test_a_guarded_command_whose_opening_the_store_refused_is_not_sent(rig) -> None:
-    store, _, journal, _ = rig
-    m = machine(journal)
-    _to_reflow(m)
-    m.fire("tool_acquired", tool="oven-1", deferrable=True,
-           opens=StepOpened("reflow", {}, {"peak_c": "not a window"}))
-    sent = []
-    with pytest.raises(StoreError, match="no step record to journal LOAD"):
-        async with guarded(journal, "J1-01", "LOAD", "oven-1"):
-            sent.append("LOAD")
-    assert sent == [] and store.open_intents() == []
-
-
-async def test_a_reflow_curve_is_stored_with_its_step_done_so_its_judged_ok_may_ride(
-        rig) -> None:
-    """decision 0022: the curve is on the step record once step_done commits (a crash
-    after it loses nothing recovery cannot rebuild), and the judged_ok that closes the
-    record rides on the next transaction without touching it."""
-    store, _, journal, _ = rig
-    m = machine(journal)
-    _to_reflow(m)
-    m.fire("tool_acquired", tool="oven-1", opens=_opening(2))
-    curve = [25.0, 150.0, 348.8, 90.0]
-    m.fire("step_done", measurements={"peak_c": 348.8},
-           curve=StepCurve(curve, 312.0))
-    (_, reflow) = store.steps("J1-01")
-    assert reflow.status == "running"
-    assert reflow.curve is not None
-    assert (list(reflow.curve.samples_c), reflow.curve.liquidus_c) == (curve, 312.0)
-    m.fire("judged_ok", closes=StepClosed("done", {"peak_c": 348.8}), deferrable=True)
-    assert store.steps("J1-01")[1].status == "running" and journal.pending == 1
-    journal.flush()
-    (_, reflow) = store.steps("J1-01")
-    assert reflow.status == "done" and reflow.curve is not None
-    assert list(reflow.curve.samples_c) == curve

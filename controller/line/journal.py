@@ -109,7 +109,6 @@ class StoreJournal:
         self._open_step: dict[str, int] = {}  # wafer -> its open step record
         self._open_intents: dict[str, list[int]] = {}  # wafer -> intents on that record
         self._interlocked: set[str] = set()  # wafers held at an interlock (a line alarm)
-        self._opening: set[str] = set()  # wafers whose step record's opening is queued
         self._resolved: list[tuple[int, str]] = []  # answered, not yet committed (intent, outcome)
         # Recorded, not yet committed, in order: (the write, what to do once it commits).
         self._deferred: list[tuple[Callable[[], object], Callable[[], object]]] = []
@@ -128,11 +127,8 @@ class StoreJournal:
 
     def record(self, event: WaferEvent) -> None:
         wafer_id = event.wafer_id
-        if event.deferrable:
-            if event.opens is None:
-                self._defer(event)
-            else:
-                self._defer_opening(event)
+        if event.deferrable and event.opens is None:
+            self._defer(event)
             return
         with self.store.atomic():
             resolved, deferred = self._write_pending()
@@ -145,45 +141,20 @@ class StoreJournal:
                 self._open_step[wafer_id] = self.store.start_step(
                     wafer_id, event.step, opens.kind, tool, opens.parameters,
                     windows=opens.windows, tool_time=event.tool_time, located=True)
-            elif event.curve is not None and wafer_id in self._open_step:
-                self.store.add_curve(self._open_step[wafer_id], event.curve.samples_c,
-                                     liquidus_c=event.curve.liquidus_c)
             elif event.closes is not None and wafer_id in self._open_step:
                 closes = event.closes
                 self.store.end_step(
                     self._open_step.pop(wafer_id), status=closes.status,
-                    results=dict(closes.results), tool_time=event.tool_time, fetch=False)
+                    results=dict(closes.results), curve_c=closes.curve_c,
+                    liquidus_c=closes.liquidus_c, tool_time=event.tool_time, fetch=False)
                 for intent in self._open_intents.pop(wafer_id, ()):
                     self.store.resolve_intent(intent, DONE)
         self._committed(resolved, deferred)
         self._publish(event)
 
-    def _defer_opening(self, event: WaferEvent) -> None:
-        """A step's opening transition whose first command that moves the wafer is guarded
-        (the oven's LOAD): it and its step record ride on that intent's transaction, which
-        ``intend`` commits before the command is sent (decision 0022)."""
-        opens = event.opens
-        assert opens is not None and event.step is not None
-        parameters = self.store.checked_json(opens.parameters, "step parameters")
-        self._opening.add(event.wafer_id)
-        self._deferred.append((lambda: self._write_opening(event, parameters),
-                               lambda: self._publish(event)))
-        self._queued()
-
-    def _write_opening(self, event: WaferEvent, parameters: EncodedJSON) -> None:
-        opens, tool = event.opens, event.tool or "?"
-        assert opens is not None and event.step is not None
-        self.store.record_event(event, location=tool)
-        self._open_step[event.wafer_id] = self.store.start_step(
-            event.wafer_id, event.step, opens.kind, tool, parameters,
-            windows=opens.windows, tool_time=event.tool_time, located=True)
-        self._opening.discard(event.wafer_id)
-
     def _defer(self, event: WaferEvent) -> None:
         """Check and encode now (a refusal is this wafer's), write with the next transaction."""
         store, wafer_id = self.store, event.wafer_id
-        if wafer_id in self._opening:  # its step record is not written yet: write it now
-            self.flush()
         measurements = (store.checked_json(event.measurements, "measurements")
                         if event.measurements is not None else None)
         step_id = results = None
@@ -232,20 +203,17 @@ class StoreJournal:
             assert closes is not None
             self.store.end_step(
                 item.closes_step, status=closes.status, results=item.results,
+                curve_c=closes.curve_c, liquidus_c=closes.liquidus_c,
                 tool_time=event.tool_time, fetch=False)
             for intent in item.answered:
                 self.store.resolve_intent(intent, DONE)
 
     def intend(self, wafer_id: str, command: str, tool: str) -> int:
+        step_id = self._open_step[wafer_id]  # a guarded command is always inside a step
         with self.store.atomic():
-            resolved, deferred = self._write_pending()  # the step's opening, if it waits
-            step_id = self._open_step.get(wafer_id)  # a guarded command is inside a step
-            intent = (self.store.record_intent(step_id, command, tool=tool)
-                      if step_id is not None else None)
+            resolved, deferred = self._write_pending()
+            intent = self.store.record_intent(step_id, command, tool=tool)
         self._committed(resolved, deferred)
-        if intent is None:  # its opening was refused by the store (logged): never sent
-            raise StoreError(f"wafer {wafer_id}: no step record to journal {command} on; "
-                             "not sent")
         self._open_intents.setdefault(wafer_id, []).append(intent)
         return intent
 

@@ -230,7 +230,7 @@ def start_step(
     step_index: int,
     kind: str,
     tool: str,
-    parameters: Mapping[str, Any] | EncodedJSON,
+    parameters: Mapping[str, Any],
     *,
     windows: Mapping[str, Any] | None = None,
     tool_time: float | None = None,
@@ -286,7 +286,13 @@ def end_step(
     with rules():
         check_step_status(status)
     data = finite_json(results, "step results") if results is not None else None
-    samples = _samples(step_id, curve_c, curve_interval_s) if curve_c is not None else None
+    samples: list[float] | None = None
+    if curve_c is not None:
+        samples = [float(v) for v in curve_c]
+        if not all(math.isfinite(v) for v in samples):
+            raise StoreError(f"step {step_id}: temperature curve has a non-finite sample")
+        if not curve_interval_s > 0:
+            raise StoreError(f"step {step_id}: curve interval must be > 0 s")
     now = database.now()
     with database.hot_write() as conn:
         ended = _END_STEP.run(
@@ -306,33 +312,15 @@ def end_step(
                 raise StoreError(f"no step {step_id}")
             raise StoreError(f"step {step_id} of {current[1]} already ended ({current[0]})")
         if samples is not None:
-            _ADD_CURVE.send(conn, {"step_id": step_id, "interval_s": float(curve_interval_s),
-                                   "liquidus_c": liquidus_c, "samples_c": samples})
-
-
-def add_curve(
-    database: Database,
-    step_id: int,
-    curve_c: Sequence[float],
-    *,
-    curve_interval_s: float = 5.0,
-    liquidus_c: float | None = None,
-) -> None:
-    """A wafer's temperature curve on its step record, before the step ends (the journal
-    stores a reflow's with its ``step_done``: docs/decisions/0022)."""
-    samples = _samples(step_id, curve_c, curve_interval_s)
-    with database.hot_write() as conn:
-        _ADD_CURVE.send(conn, {"step_id": step_id, "interval_s": float(curve_interval_s),
-                               "liquidus_c": liquidus_c, "samples_c": samples})
-
-
-def _samples(step_id: int, curve_c: Sequence[float], interval_s: float) -> list[float]:
-    samples = [float(v) for v in curve_c]
-    if not all(math.isfinite(v) for v in samples):
-        raise StoreError(f"step {step_id}: temperature curve has a non-finite sample")
-    if not interval_s > 0:
-        raise StoreError(f"step {step_id}: curve interval must be > 0 s")
-    return samples
+            _ADD_CURVE.send(
+                conn,
+                {
+                    "step_id": step_id,
+                    "interval_s": float(curve_interval_s),
+                    "liquidus_c": liquidus_c,
+                    "samples_c": samples,
+                },
+            )
 
 
 def get_step(database: Database, step_id: int) -> StepInfo:

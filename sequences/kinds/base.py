@@ -202,10 +202,6 @@ class StepKind(ABC, Generic[S, D, St, R]):
     # Commands that change the wafer and must never be repeated blindly: each is
     # journalled as an intent before it is sent.
     guarded: ClassVar[tuple[str, ...]] = ()
-    # The first command after the step opens that changes the wafer is guarded (nothing
-    # before it moves the wafer): the opening transition rides on that intent's
-    # transaction (docs/decisions/0022-opening-rides-on-the-intent.md).
-    opens_with_intent: ClassVar[bool] = False
 
     def check_driver(self, driver: D) -> None:
         """Refuse to run the step on a tool of another role (a wrong line file)."""

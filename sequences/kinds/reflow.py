@@ -91,7 +91,6 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
     rides_out = True
     pipelined = True
     guarded = ("LOAD",)
-    opens_with_intent = True  # only the exit id (LOAD_WAFER_ID) is written before LOAD
 
     def setup_key(self, step: ReflowStep) -> tuple[Any, ...]:
         return ("reflow", step.profile_id)

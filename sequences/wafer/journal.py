@@ -37,15 +37,8 @@ class StepClosed:
 
     status: str  # done | failed | aborted
     results: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class StepCurve:
-    """A wafer's temperature curve through the tool (a reflow's), stored on its open step
-    record with the ``step_done`` that brought it (docs/decisions/0022)."""
-
-    samples_c: list[float]
-    liquidus_c: float
+    curve_c: list[float] | None = None
+    liquidus_c: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +57,6 @@ class WaferEvent:
     tool_time: float = 0.0
     opens: StepOpened | None = None  # the step record this transition opens
     closes: StepClosed | None = None  # the step record this transition closes
-    curve: StepCurve | None = None  # stored on the open step record with this transition
     # No tool command for this wafer follows before its next journal write: the journal
     # may commit it with its next transaction (docs/decisions/0017-deferred-transitions.md).
     deferrable: bool = False

@@ -32,7 +32,7 @@ from transitions import EventData, Machine, MachineError
 
 from sequences.errors import SequenceError
 from sequences.kinds import kind_of
-from sequences.wafer.journal import StepClosed, StepCurve, StepOpened, WaferEvent
+from sequences.wafer.journal import StepClosed, StepOpened, WaferEvent
 
 __all__ = ["StepClosed", "StepOpened", "WaferEvent", "WaferMachine", "WaferState", "Phase",
            "state_of"]
@@ -325,8 +325,7 @@ class WaferMachine:
     def fire(
         self, trigger: str, *, why: str = "", measurements: dict[str, Any] | None = None,
         tool: str | None = None, opens: StepOpened | None = None,
-        closes: StepClosed | None = None, curve: StepCurve | None = None,
-        deferrable: bool = False,
+        closes: StepClosed | None = None, deferrable: bool = False,
     ) -> WaferEvent:
         """Move the wafer; its WaferEvent has been delivered to on_event on return.
 
@@ -345,8 +344,7 @@ class WaferMachine:
         # was a tenth of its CPU); a refusal is explained after.
         try:
             moved = self._wafer.trigger(trigger, why=why, measurements=measurements, tool=tool,
-                                        opens=opens, closes=closes, curve=curve,
-                                        source=source,
+                                        opens=opens, closes=closes, source=source,
                                         step=self.step, deferrable=deferrable)
         except MachineError:  # no such transition from here
             moved = False
@@ -380,7 +378,6 @@ class WaferMachine:
             from_state=data["source"], to_state=dest, trigger=trigger, why=data["why"],
             measurements=dict(data["measurements"] or {}), tool=data["tool"],
             tool_time=self.now(), opens=data["opens"], closes=data["closes"],
-            curve=data["curve"],
             deferrable=data["deferrable"],
         ))
         if dest in FINAL_STATES:  # nothing moves it again: the shared machine lets go

@@ -32,13 +32,7 @@ from sequences.recipes.alloys import AlloyLibrary, default_alloys
 from sequences.recipes.history import HistoryEntry, WaferHistory, history_interlocks
 from sequences.recipes.recipe import Recipe, Step
 from sequences.recipes.validate import DEFAULT_OPTIONS, ValidationOptions
-from sequences.wafer.journal import (
-    MemoryJournal,
-    StepClosed,
-    StepCurve,
-    StepOpened,
-    WaferJournal,
-)
+from sequences.wafer.journal import MemoryJournal, StepClosed, StepOpened, WaferJournal
 from sequences.wafer.judge import Judgment
 from sequences.wafer.machine import (
     ABORTED,
@@ -158,32 +152,31 @@ class WaferRun:
 
     def _fire(self, trigger: str, *, why: str = "", tool: str | None = None,
               measurements: dict[str, Any] | None = None, opens: StepOpened | None = None,
-              closes: StepClosed | None = None, curve: StepCurve | None = None,
-              deferrable: bool = False) -> WaferEvent:
+              closes: StepClosed | None = None, deferrable: bool = False) -> WaferEvent:
         if opens is not None:
             self._step_open = True
         elif self._step_open and trigger in ("judged_ok", "step_failed", "abort"):
             closes = closes or self._closing(trigger, why, measurements)
         if closes is not None:
             self._step_open = False
+            deferrable = deferrable and closes.curve_c is None
         return self.machine.fire(trigger, why=why, tool=tool, measurements=measurements,
-                                 opens=opens, closes=closes, curve=curve,
-                                 deferrable=deferrable)
+                                 opens=opens, closes=closes, deferrable=deferrable)
 
-    @staticmethod
-    def _closing(trigger: str, why: str, measurements: dict[str, Any] | None) -> StepClosed:
+    def _closing(self, trigger: str, why: str, measurements: dict[str, Any] | None
+                 ) -> StepClosed:
         status = {"judged_ok": "done", "step_failed": "failed", "abort": "aborted"}[trigger]
         results = dict(measurements or {})
         if trigger != "judged_ok" and why:
             results.setdefault("why", why)
-        return StepClosed(status, results)
-
-    @staticmethod
-    def _curve(step: Step, result: object) -> StepCurve | None:
-        """The wafer's curve through the tool, if the kind measures one and it came with
-        the result (not one judged again from stored measurements after a restart)."""
-        curve = kind_of(step).curve(step, result)
-        return StepCurve(*curve) if curve is not None and curve[0] else None
+        number = self.machine.step
+        curve = None
+        if number is not None and number in self.results:
+            step = self.recipe.step(number)
+            curve = kind_of(step).curve(step, self.results[number])
+            if curve is not None and not curve[0]:
+                curve = None  # judged again from stored measurements: no curve came with them
+        return StepClosed(status, results, *(curve or (None, None)))
 
     # --- moves from outside --------------------------------------------------------------------
 
@@ -311,8 +304,7 @@ class WaferRun:
             self._fire("hold", why="interlock: " + "; ".join(reasons), tool=tool)
             return self.state
         self._fire("tool_acquired", why=f"{step.kind} on {tool}", tool=tool,
-                   opens=StepOpened(step.kind, kind.parameters(step), kind.windows(step)),
-                   deferrable=kind.opens_with_intent)
+                   opens=StepOpened(step.kind, kind.parameters(step), kind.windows(step)))
         ctx = StepContext(self.wafer_id, self.clock, self.recipe.tool_recipe_name(number),
                           self.journal, on_tool_free or (lambda: None), batch)
         outcome = await self._step_work(kind.execute(driver, step, ctx, seen), tool)
@@ -330,11 +322,9 @@ class WaferRun:
         # step_done is committed at once, even with nothing to unload: a crash after it finds
         # the wafer judging and judges it again from what it stored; before it, running, and
         # an oven wafer gone from the belt would need an engineer (decision 0017).
-        # A reflow's curve goes with it, so its judged_ok may ride later (decision 0022).
         if self.phase is Phase.RUNNING:
             self._fire("step_done", why=f"{step.kind} finished", tool=tool,
-                       measurements=judgment.measurements,
-                       curve=self._curve(step, outcome.result))
+                       measurements=judgment.measurements)
         while judgment.repair:
             self._fire("repair", why=judgment.why, tool=tool)
             result = await self._step_work(kind.repair(driver), tool)
@@ -351,9 +341,9 @@ class WaferRun:
         if judgment.ok:
             # Out of the tool: nothing is sent for this wafer before its next step's
             # tool_acquired, and a crash before it commits finds the wafer judging and judges
-            # it again from its step_done (decision 0017), which stored any curve (0022).
-            # Not a batch's (its carrier may go out after it), nor before a batch (its
-            # record, written apart, names the wafer).
+            # it again from its step_done (decision 0017). Not a batch's (its carrier may go
+            # out after it), nor before a batch (its record, written apart, names the wafer),
+            # nor one that stores a curve (recovery could not rebuild it).
             following = number + 1 if number < self.last else None
             self._fire("judged_ok", why=judgment.why, tool=tool,
                        measurements=judgment.measurements,
