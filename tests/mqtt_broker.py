@@ -2,19 +2,24 @@
 
 Killed (SIGKILL, like a broker host that dies) and started again on the same
 port by the tests; a ``Gate`` (a TCP relay the test opens and shuts) lets a test
-decide when the feed may reach the broker again. Without mosquitto the tests that
-need it are skipped with one line (``.ci/run`` installs Debian's package).
+decide when the feed may reach the broker again; a ``Subscriber`` is the fab's side,
+keeping what it receives. Without mosquitto the tests that need it are skipped with
+one line (``.ci/run`` installs Debian's package).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiomqtt
 import pytest
 
 START_S = 10.0  # wall-second bound on a broker starting (a hang fails, never a pass)
@@ -158,3 +163,70 @@ async def mosquitto(folder: Path, tls: tuple[Path, Path] | None = None
         yield broker
     finally:
         await broker.kill()
+
+
+@dataclass(frozen=True)
+class Got:
+    topic: str  # below the subscriber's ``root``, if it has one
+    payload: dict[str, Any] | None  # None: a retained topic deleted
+    retain: bool
+    qos: int
+
+
+class Subscriber:
+    """A QoS 1 client on ``bumpline/#`` keeping what it receives, in order. ``root``: a topic
+    prefix left out of ``Got.topic``; ``wait_s``: the wall-second bound on ``until`` (a hang
+    fails, never a pass)."""
+
+    def __init__(self, broker: Broker, *, root: str = "", wait_s: float = 30.0) -> None:
+        self.got: list[Got] = []
+        self._client = aiomqtt.Client("127.0.0.1", broker.port)
+        self._prefix = f"{root}/" if root else ""
+        self._wait_s = wait_s
+        self._waiters: list[tuple[Callable[[Got], bool], asyncio.Future[Got]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Any:  # the subclass's own type
+        await self._client.__aenter__()
+        await self._client.subscribe("bumpline/#", qos=1)
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self._client.__aexit__(None, None, None)
+
+    async def _read(self) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):  # the broker was killed
+            async for message in self._client.messages:
+                raw = bytes(message.payload) if message.payload else b""  # type: ignore[arg-type]
+                topic = str(message.topic).removeprefix(self._prefix)
+                got = Got(topic, json.loads(raw) if raw else None, bool(message.retain),
+                          message.qos)
+                self.got.append(got)
+                for predicate, future in list(self._waiters):
+                    if not future.done() and predicate(got):
+                        future.set_result(got)
+                        self._waiters.remove((predicate, future))
+
+    async def until(self, predicate: Callable[[Got], bool]) -> Got:
+        """The first message so far or from now on that matches."""
+        for got in self.got:
+            if predicate(got):
+                return got
+        future: asyncio.Future[Got] = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, future))
+        return await asyncio.wait_for(future, self._wait_s)
+
+    async def settled(self) -> list[Got]:
+        """What came before a marker this client publishes now: every retained message
+        the broker delivers on subscribing comes before it (the marker itself left out)."""
+        marker = f"bumpline-test/marker/{len(self.got)}"
+        await self._client.subscribe(marker, qos=1)
+        await self._client.publish(marker, b"{}", qos=1)
+        await self.until(lambda g: g.topic == marker)
+        return [g for g in self.got if not g.topic.startswith("bumpline-test/")]

@@ -16,11 +16,9 @@ import dataclasses
 import json
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from controller.cli import main
@@ -30,7 +28,8 @@ from controller.feed.topics import KEEP_FINISHED, FeedState, Message
 from controller.line.controller import LineController
 from controller.line.events import EventKind, LineEvent, LineEventStream
 from sequences.recipes.validate import load_valid_recipe
-from tests.mqtt_broker import Broker, gate, mosquitto
+from tests import mqtt_broker
+from tests.mqtt_broker import Broker, Got, gate, mosquitto
 from tests.test_lot_run import rig, run_lots
 
 WAIT_S = 30.0  # wall-second bound on any wait (a hang fails, never a pass)
@@ -42,56 +41,11 @@ FAST = (0.05, 0.2)  # reconnection backoff for the tests (wall s)
 # (alarm 530), which would stop wafers for reasons that are not the feed's.
 
 
-@dataclass(frozen=True)
-class Got:
-    topic: str
-    payload: dict[str, Any] | None  # None: a retained topic deleted
-    retain: bool
-
-
-class Subscriber:
-    """An MQTT client on ``bumpline/#`` keeping what it receives, in order."""
+class Subscriber(mqtt_broker.Subscriber):
+    """The fab's client, full topic names."""
 
     def __init__(self, broker: Broker) -> None:
-        self.got: list[Got] = []
-        self._client = aiomqtt.Client("127.0.0.1", broker.port)
-        self._waiters: list[tuple[Callable[[Got], bool], asyncio.Future[Got]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Subscriber:
-        await self._client.__aenter__()
-        await self._client.subscribe("bumpline/#", qos=1)
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        with contextlib.suppress(aiomqtt.MqttError):
-            await self._client.__aexit__(None, None, None)
-
-    async def _read(self) -> None:
-        with contextlib.suppress(aiomqtt.MqttError):  # the broker was killed
-            async for message in self._client.messages:
-                raw = bytes(message.payload) if message.payload else b""
-                got = Got(str(message.topic), json.loads(raw) if raw else None,
-                          bool(message.retain))
-                self.got.append(got)
-                for predicate, future in list(self._waiters):
-                    if not future.done() and predicate(got):
-                        future.set_result(got)
-                        self._waiters.remove((predicate, future))
-
-    async def until(self, predicate: Callable[[Got], bool]) -> Got:
-        """The first message so far or from now on that matches."""
-        for got in self.got:
-            if predicate(got):
-                return got
-        future: asyncio.Future[Got] = asyncio.get_running_loop().create_future()
-        self._waiters.append((predicate, future))
-        return await asyncio.wait_for(future, WAIT_S)
+        super().__init__(broker, wait_s=WAIT_S)
 
     def events(self) -> list[dict[str, Any]]:
         return [g.payload for g in self.got if g.topic == f"{ROOT}/events" and g.payload]

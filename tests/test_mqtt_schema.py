@@ -13,22 +13,19 @@ will. Waits are on messages and the process, bounded by ``WAIT_S``; nothing is t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import signal
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from controller.feed.topics import FeedState
 from controller.line.events import EventKind, LineEventStream
-from tests.mqtt_broker import Broker, gate, mosquitto
+from tests import mqtt_broker
+from tests.mqtt_broker import Broker, Got, gate, mosquitto
 
 WAIT_S = 120.0  # wall-second bound on any wait (a hang fails, never a pass)
 ROOT = "bumpline/site/sim"  # the in-process simulated line's id is sim; no [mqtt] site
@@ -77,66 +74,11 @@ def test_the_doc_tables_are_read() -> None:
     assert TOPICS["events"][0] is False
 
 
-@dataclass(frozen=True)
-class Got:
-    topic: str  # below ROOT/
-    payload: dict[str, Any] | None  # None: a retained topic deleted
-    retain: bool
-    qos: int
-
-
-class Subscriber:
-    """A QoS 1 client on ``bumpline/#`` keeping what it receives, in order."""
+class Subscriber(mqtt_broker.Subscriber):
+    """The fab's client, topics below ROOT."""
 
     def __init__(self, broker: Broker) -> None:
-        self.got: list[Got] = []
-        self._client = aiomqtt.Client("127.0.0.1", broker.port)
-        self._waiters: list[tuple[Callable[[Got], bool], asyncio.Future[Got]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Subscriber:
-        await self._client.__aenter__()
-        await self._client.subscribe("bumpline/#", qos=1)
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        with contextlib.suppress(aiomqtt.MqttError):
-            await self._client.__aexit__(None, None, None)
-
-    async def _read(self) -> None:
-        with contextlib.suppress(aiomqtt.MqttError):
-            async for message in self._client.messages:
-                raw = bytes(message.payload) if message.payload else b""  # type: ignore[arg-type]
-                topic = str(message.topic).removeprefix(ROOT + "/")
-                got = Got(topic, json.loads(raw) if raw else None, bool(message.retain),
-                          message.qos)
-                self.got.append(got)
-                for predicate, future in list(self._waiters):
-                    if not future.done() and predicate(got):
-                        future.set_result(got)
-                        self._waiters.remove((predicate, future))
-
-    async def until(self, predicate: Callable[[Got], bool]) -> Got:
-        for got in self.got:
-            if predicate(got):
-                return got
-        future: asyncio.Future[Got] = asyncio.get_running_loop().create_future()
-        self._waiters.append((predicate, future))
-        return await asyncio.wait_for(future, WAIT_S)
-
-    async def settled(self) -> list[Got]:
-        """What came before a marker this client publishes now: every retained message
-        the broker delivers on subscribing comes before it (the marker itself left out)."""
-        marker = f"bumpline-test/marker/{len(self.got)}"
-        await self._client.subscribe(marker, qos=1)
-        await self._client.publish(marker, b"{}", qos=1)
-        await self.until(lambda g: g.topic == marker)
-        return [g for g in self.got if not g.topic.startswith("bumpline-test/")]
+        super().__init__(broker, root=ROOT, wait_s=WAIT_S)
 
     def events(self) -> list[dict[str, Any]]:
         return [g.payload for g in self.got if g.topic == "events" and g.payload]
