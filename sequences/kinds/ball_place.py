@@ -157,19 +157,20 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
             return TakeResult(await driver.result(), repaired=True, how=(
                 f"{driver.name} was repairing it: taking the result after its repair"))
         result = await driver.result()
-        if _unchanged(result, before):
+        if self._unchanged(step, result, before):
             return Unknown(f"{driver.name} shows the result from before its repair, and its "
                            "RPR may have reached it: repaired or not, an engineer decides")
         return TakeResult(result, repaired=True, how=(
             f"{driver.name} shows a new result since its repair (RPR): judged as repaired"))
 
-
-def _unchanged(result: PlacementResult, before: Mapping[str, Any]) -> bool:
-    """The mounter's result is the one the step stored before its repair."""
-    return (result.status.value, result.placed, result.missing, result.extra,
-            result.offset_max_um) == (before.get("status"), before.get("placed"),
-                                      before.get("missing"), before.get("extra"),
-                                      before.get("offset_max_um"))
+    def _unchanged(self, step: PlaceStep, result: PlacementResult,
+                   before: Mapping[str, Any]) -> bool:
+        """The mounter's result is the one the step stored before its repair (rebuilt as
+        recovery rebuilds a judged one; measurements it cannot rebuild from: changed)."""
+        try:
+            return result == self.result_from(step, result.wafer_id, before)
+        except (KeyError, ValueError):
+            return False
 
 
 BALL_PLACE = BallPlace()
