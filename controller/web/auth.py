@@ -117,12 +117,7 @@ def end_session(request: Request, user: UserInfo) -> None:
     """Log out: the cookie is cleared, and its id recorded as ended in the database, so
     every screen on it refuses a copy of the cookie (this one at once, others within
     ``USER_TTL_S``), after a restart too. The logout's audit line commits with it."""
-    web = request.app.state.web
-    token = request.session.get("csrf")
-    if token:
-        web.end_session(token, user.name)
-    else:  # no id, nothing to end (writes needs one: never)
-        web.audit(user.name, "web.logout")
+    request.app.state.web.end_session(request.session["csrf"], user.name)  # writes checked it
     request.session.clear()
 
 
