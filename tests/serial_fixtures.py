@@ -37,6 +37,24 @@ TIME_SCALE = 2000.0  # tool seconds per wall second against the simulator
 LINK_TIMEOUT_S = 0.25  # the simulator answers at once; keeps drop tests quick
 
 
+class HeldClock:
+    """A driver's view of its clock with the reading held still (its sleeps still pass):
+    "straight after" is then exactly zero tool seconds, whatever the machine's load (at
+    2000x a busy machine's few milliseconds are ten tool seconds). ``advance`` moves it."""
+
+    def __init__(self, clock: Any) -> None:
+        self._clock, self._now = clock, clock.now()
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, tool_seconds: float) -> None:
+        self._now += tool_seconds
+
+    async def sleep(self, tool_seconds: float) -> None:
+        await self._clock.sleep(tool_seconds)
+
+
 @contextlib.asynccontextmanager
 async def scripted_tool(
     handler: Answer, transport: str = "pty"

@@ -5,7 +5,7 @@ with --line-config)."""
 from __future__ import annotations
 
 import pytest
-from serial_fixtures import RigFactory, ToolRig, scripted_tool
+from serial_fixtures import HeldClock, RigFactory, ToolRig, scripted_tool
 
 from controller.console import PLACER_COMMANDS as CONSOLE_COMMANDS
 from controller.console import ConsoleUsageError, run_command
@@ -21,6 +21,7 @@ from drivers.errors import (
     WrongState,
 )
 from drivers.hostlink import encode_reply, encode_request, parse_request
+from drivers.hostlink_tool import KNOWN_FOR_S
 from drivers.placer import BallPlacer
 from drivers.serial_link import HostLinkPort
 from drivers.types import (
@@ -222,6 +223,7 @@ async def test_the_status_straight_after_our_uld_and_idle_is_that_read_once(
 ) -> None:
     """As the printer's: the next look right after ULD and the wait for IDLE is no STS."""
     b = placer.driver
+    b.clock = clock = HeldClock(b.clock)  # the driver's time stands still: "straight after"
 
     def sts() -> int:
         return sum(b",STS*" in f for f in placer.sent())
@@ -230,6 +232,10 @@ async def test_the_status_straight_after_our_uld_and_idle_is_that_read_once(
     before = sts()
     assert (await b.status()).state is S.IDLE and sts() == before
     assert (await b.status()).state is S.IDLE and sts() == before + 1
+    # a read at rest older than KNOWN_FOR_S stands for nothing: the next look is an STS
+    await b.wait_for(S.IDLE, timeout_s=PATIENCE_S)
+    clock.advance(KNOWN_FOR_S + 1)
+    assert (await b.status()).state is S.IDLE and sts() == before + 3
 
 
 async def test_changeover_then_a_new_recipe_is_needed(placer: ToolRig) -> None:

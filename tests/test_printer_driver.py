@@ -5,7 +5,7 @@ with --line-config). The link rules under faults: test_printer_link.py."""
 from __future__ import annotations
 
 import pytest
-from serial_fixtures import RigFactory, ToolRig, scripted_tool
+from serial_fixtures import HeldClock, RigFactory, ToolRig, scripted_tool
 
 from controller.console import PRINTER_COMMANDS as CONSOLE_COMMANDS
 from controller.console import ConsoleUsageError, run_command
@@ -20,6 +20,7 @@ from drivers.errors import (
     WrongState,
 )
 from drivers.hostlink import encode_reply, encode_request, parse_request
+from drivers.hostlink_tool import KNOWN_FOR_S
 from drivers.printer import PastePrinter
 from drivers.serial_link import HostLinkPort
 from drivers.types import (
@@ -247,6 +248,7 @@ async def test_the_status_straight_after_our_uld_and_idle_is_that_read_once(
     """The next wafer's interlock check right after our ULD and the wait for IDLE asks
     no STS of its own; a second look, or one after any other command, does."""
     p = printer.driver
+    p.clock = clock = HeldClock(p.clock)  # the driver's time stands still: "straight after"
 
     def sts() -> int:
         return sum(b",STS*" in f for f in printer.sent())
@@ -256,9 +258,13 @@ async def test_the_status_straight_after_our_uld_and_idle_is_that_read_once(
     status = await p.status()
     assert status.state is S.IDLE and status.wafer_id is None and sts() == before
     assert (await p.status()).state is S.IDLE and sts() == before + 1
+    # a read at rest older than KNOWN_FOR_S stands for nothing: the next look is an STS
+    await p.wait_for(S.IDLE, timeout_s=PATIENCE_S)
+    clock.advance(KNOWN_FOR_S + 1)
+    assert (await p.status()).state is S.IDLE and sts() == before + 3
     await p.wait_for(S.IDLE, timeout_s=PATIENCE_S)
     await p.wipe()  # a command between: the tool is not as that read left it
-    assert (await p.status()).state is S.WIPING and sts() == before + 3
+    assert (await p.status()).state is S.WIPING and sts() == before + 5
 
 
 async def test_changeover_then_a_new_recipe_is_needed(printer: ToolRig) -> None:
