@@ -44,10 +44,12 @@ demo-barrier: $(STAMP)
 	rm -f demo-barrier.db demo-barrier.db-wal demo-barrier.db-shm
 	$(BIN)/bumpline run $(DEMO_BARRIER_ARGS) || test $$? -eq 3
 
-## make test: the whole test suite (warnings are errors)
+## make test: the whole test suite (warnings are errors), on two workers (pytest-xdist): most
+## tests wait on a simulated tool or a subprocess, so two of them share the 2-core machine well
+## (15 min on one, 8.5 on two). The timing tests and --line-config runs stay on one.
 test: $(STAMP)
 	@$(MAKE) --no-print-directory gemhost || echo "make gemhost failed: the independent-host GEM test will skip"
-	$(BIN)/python -m pytest -q -W error
+	$(BIN)/python -m pytest -q -W error -n 2
 
 ## make test-timing: the few tests that depend on wall-clock margins at simulator speed
 test-timing: $(STAMP)

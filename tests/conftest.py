@@ -53,6 +53,9 @@ def pytest_configure(config: pytest.Config) -> None:
     path = config.getoption("--line-config")
     if path is None:
         return
+    if config.getoption("numprocesses", None):  # pytest-xdist's -n
+        raise pytest.UsageError("--line-config: one real tool takes one test at a time; "
+                                "run without -n (or with -n 0)")
     from drivers.line_config import LineConfigError, load_line_config
 
     try:

@@ -100,7 +100,9 @@ def summary_line(config: pytest.Config) -> str | None:
     """The one line saying what was left out, if anything."""
     left_out = config.stash.get(_LEFT_OUT, None)
     if left_out is None:
-        return None
+        # Under pytest-xdist the workers collect and count; the controller only knows why.
+        why = _why_no_postgres() if config.pluginmanager.hasplugin("dsession") else None
+        return f"PostgreSQL: its test runs not run: {why}" if why else None
     count, why = left_out
     return f"PostgreSQL: {count} test runs not run: {why}"
 
