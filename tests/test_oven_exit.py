@@ -13,9 +13,10 @@ import pytest
 from modbus_fixtures import sim_oven
 
 from drivers.clock import ManualClock
-from drivers.errors import LinkError
+from drivers.errors import LinkError, ToolTimeout
 from drivers.oven import ReflowOven
 from drivers.turns import is_urgent
+from drivers.types import OvenSignals, ReflowResult
 from sequences.kinds.oven_exit import (
     REACTION_MAX_WALL_S,
     REACTION_SAFETY,
@@ -24,6 +25,7 @@ from sequences.kinds.oven_exit import (
     TRIPS_PER_TAKE,
     ExitWatch,
 )
+from sequences.kinds.base import timeout_for
 from sequences.kinds.reflow import ENTRANCE_SPACING_MM, transit_s
 from sequences.recipes.recipe import find_recipe
 
@@ -236,3 +238,68 @@ async def test_the_watchers_requests_go_first_on_the_link() -> None:
         assert {"LOAD_WAFER_ID", "COMMAND=LOAD"} <= ordinary
         assert "COMMAND=UNLOAD" not in ordinary and "COMMAND=LOAD" not in urgent_ones
         assert not is_urgent()  # the test's own task was never marked
+
+
+class LateReplyOven:
+    """An oven in memory whose first exit read is answered after the wafer's deadline (the
+    host was held up meanwhile, as a busy machine holds up a simulator run): that read
+    found the exit empty, and the wafer arrives during the hold-up. ``never``: wafers that
+    never come out."""
+
+    name = "oven-1"
+
+    def __init__(self, clock: ManualClock, late_by: float, never: set[str]) -> None:
+        self.clock, self.late_by, self.never = clock, late_by, never
+        self.reads: list[float] = []  # tool time each exit read was sent
+        self.unloaded: list[str] = []
+
+    async def exit_values_of(self, wafer_ids: set[str], *, left: str | None = None
+                             ) -> ReflowResult | None:
+        self.reads.append(self.clock.now())
+        if len(self.reads) == 1:
+            self.clock.advance(self.late_by)  # the reply comes this much later
+            return None
+        there = [w for w in wafer_ids if w not in self.never and w not in self.unloaded]
+        if not there:
+            return None
+        return ReflowResult(min(there), 235.0, 60.0, 1.5, -2.0, 1, 20, 0)
+
+    async def unload(self, wafer_id: str | None = None) -> None:
+        assert wafer_id is not None
+        self.unloaded.append(wafer_id)
+
+    async def exit_curve(self) -> tuple[float, ...]:
+        return (25.0, 150.0, 235.0)
+
+    async def exit_wafer_id(self) -> str:
+        return self.unloaded[-1]
+
+    async def signals(self) -> OvenSignals:
+        return OvenSignals(entrance_clear=True, wafer_at_exit=False, zones_stable=True,
+                           alarm_active=False)
+
+
+async def test_a_host_held_up_past_the_deadline_looks_again_before_giving_up() -> None:
+    """A wafer is given up on only when the exit was read after its deadline: an empty
+    read sent before it, answered after it, is followed by another look (which finds the
+    wafer), not by a timeout. A wafer not there at a read sent after the deadline fails
+    its step."""
+    clock = ManualClock()
+    transit = transit_s(EUTECTIC)
+    deadline = timeout_for(transit)
+    # The first read goes out at the wafer's due time; its answer, past the deadline.
+    oven = LateReplyOven(clock, late_by=deadline, never=set())
+    watch = ExitWatch(oven, clock)
+    result = await asyncio.wait_for(watch.ride("EXW-81", transit, 0.0), 5)
+    assert result.result.wafer_id == "EXW-81" and oven.unloaded == ["EXW-81"]
+    assert oven.reads[0] < deadline <= oven.reads[1]  # looked again, after the deadline
+
+    clock = ManualClock()
+    oven = LateReplyOven(clock, late_by=0.0, never={"EXW-82"})
+    watch = ExitWatch(oven, clock)
+    with pytest.raises(ToolTimeout, match="EXW-82 not at the exit"):
+        await asyncio.wait_for(watch.ride("EXW-82", transit, 0.0), 5)
+    assert oven.reads[-1] >= deadline and oven.unloaded == []
+    assert watch._task is not None  # it looks for the late wafer a while longer, then stops
+    await asyncio.wait_for(watch._task, 5)
+    assert watch.riding == [] and oven.unloaded == []
