@@ -127,8 +127,20 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
     expect(nav).not_to_contain_text("Recipes")
     assert operator.request.get(url + "/dispositions").status == 403
 
-    # Start a lot; from here the Lots page is never reloaded.
+    # Start a lot; from here the Lots page is never reloaded. Its first event stream is
+    # refused (a server busy or restarting): the page opens another and goes live.
     operator.goto(url + "/lots")
+    streams: list[str] = []
+
+    def refuse_the_first(route) -> None:  # noqa: ANN001
+        streams.append(route.request.url)
+        if len(streams) == 1:
+            route.fulfill(status=503, body="busy")
+        else:
+            route.continue_()
+
+    streams_url = re.compile(r"/events\?")
+    operator.route(streams_url, refuse_the_first)
     operator.fill("#start-lot input[name=lot]", "E2E")
     operator.select_option("#start-lot select[name=recipe]", "ballmount-sac305")
     operator.fill("#start-lot input[name=wafers]", "4")
@@ -141,6 +153,8 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
     # The fault plan's placer alarm on wafer 2: loud at the top, without reloading.
     expect(operator.locator(".alarms-loud")).to_contain_text("ALARM placer-1 240")
     assert operator.evaluate("window.__same_page") is True
+    assert len(streams) >= 2, streams  # refused, then opened again
+    operator.unroute(streams_url)
     _shot(operator, "lots")
 
     # Hold the lot, with a reason.

@@ -8,6 +8,7 @@
 (function () {
   "use strict";
   var REFRESH_MS = 1000;  // people read a screen once a second at most
+  var RECONNECT_MS = 5000;  // a refused stream: open it again this often
   var timer = null;
   var pressed = null;
   var pushed = {};  // URL -> true: the server sends this region itself
@@ -65,7 +66,15 @@
       query.push("part=" + encodeURIComponent(el.getAttribute("data-live")));
     });
     var pulse = document.getElementById("pulse");
-    var source = new EventSource("/events?" + query.join("&"));
+    connect("/events?" + query.join("&"), pulse);
+  }
+
+  // The browser reopens a stream that dropped by itself, but not one refused (an HTTP error
+  // while the server was busy or restarting): that one is opened again here, a new stream
+  // every RECONNECT_MS, so a screen left open never goes quietly stale (the pulse shows
+  // meanwhile that it is not live; a session that no longer stands is refused each time).
+  function connect(url, pulse) {
+    var source = new EventSource(url);
     source.addEventListener("pushed", function (e) {
       pushed = {};
       JSON.parse(e.data).forEach(function (url) { pushed[url] = true; });
@@ -85,7 +94,11 @@
       if (pulse) pulse.classList.add("on");
       later(0, true);
     });
-    source.addEventListener("error", function () { if (pulse) pulse.classList.remove("on"); });
+    source.addEventListener("error", function () {
+      if (pulse) pulse.classList.remove("on");
+      if (source.readyState !== EventSource.CLOSED) return;  // the browser retries itself
+      setTimeout(function () { connect(url, pulse); }, RECONNECT_MS);
+    });
   }
   document.addEventListener("DOMContentLoaded", start);
 })();
