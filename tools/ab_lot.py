@@ -36,6 +36,7 @@ RUN_TIMEOUT_S = 900  # wall seconds for one 25-wafer run before it counts as hun
 class Run:
     cpu_ms: float
     efficiency: float
+    peak_mb: float  # the run's process (ru_maxrss)
     correct: bool
 
 
@@ -43,6 +44,13 @@ def _figure(text: str, label: str) -> float:
     m = re.search(rf"{label}\s+([0-9.]+)", text)
     if m is None:
         raise ValueError(f"bench_lot printed no '{label}'")
+    return float(m.group(1))
+
+
+def _megabytes(text: str) -> float:
+    m = re.search(r"peak memory[^\n]*?([0-9.]+) MB", text)
+    if m is None:
+        raise ValueError("bench_lot printed no peak memory")
     return float(m.group(1))
 
 
@@ -68,6 +76,7 @@ def bench(checkout: Path, python: str, speed: float) -> Run | str:
         # One run: older versions print the figures without ", median"/", worst run".
         return Run(_figure(out, r"controller CPU per wafer(?:, median)?"),
                    _figure(out, r"efficiency \(bound / makespan\)(?:, worst run)?"),
+                   _megabytes(out),
                    bool(re.search(r"PASS\s+every wafer complete", out)))
     except ValueError as exc:
         return str(exc)
@@ -107,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 got = {side: bench(*sides[side], args.speed) for side in order}
                 for side in order:
                     r = got[side]
-                    shown = (f"{r.cpu_ms:.1f} ms, efficiency {r.efficiency:.3f}"
+                    shown = (f"{r.cpu_ms:.1f} ms, efficiency {r.efficiency:.3f}, "
+                             f"{r.peak_mb:.0f} MB"
                              + ("" if r.correct else ", NOT CORRECT")
                              if isinstance(r, Run) else r)
                     print(f"pair {i + 1} {side}: {shown}", flush=True)
@@ -129,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
           f"paired difference {spread(cpu)} ms")
     print(f"  relative: {spread([100 * (t.cpu_ms / b.cpu_ms - 1) for b, t in pairs])} %")
     print(f"  efficiency: {spread([t.efficiency - b.efficiency for b, t in pairs], 3)}")
+    print(f"  peak memory: base {statistics.median(b.peak_mb for b, _ in pairs):.0f} MB; "
+          f"paired difference {spread([t.peak_mb - b.peak_mb for b, t in pairs])} MB")
     return 0
 
 
