@@ -17,6 +17,7 @@ from drivers.errors import LinkError, ToolTimeout
 from drivers.oven import ReflowOven
 from drivers.turns import is_urgent
 from drivers.types import OvenSignals, ReflowResult
+from sequences.kinds.base import timeout_for
 from sequences.kinds.oven_exit import (
     REACTION_MAX_WALL_S,
     REACTION_SAFETY,
@@ -25,7 +26,6 @@ from sequences.kinds.oven_exit import (
     TRIPS_PER_TAKE,
     ExitWatch,
 )
-from sequences.kinds.base import timeout_for
 from sequences.kinds.reflow import ENTRANCE_SPACING_MM, transit_s
 from sequences.recipes.recipe import find_recipe
 
