@@ -38,6 +38,13 @@ def user_message(exc: BaseException) -> str | None:
         types = tuple(getattr(mod, n) for n in names if hasattr(mod, n))
         if types and isinstance(exc, types):
             return str(exc)
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, OperationalError):
+        # The database went away or stayed locked past its busy timeout in the middle of a
+        # command (opening it is checked by the store itself): the driver's own words.
+        orig = exc.orig if exc.orig is not None else exc
+        return f"database: {str(orig).splitlines()[0]}"
     if isinstance(exc, OSError) and exc.strerror:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror}{where}"

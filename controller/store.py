@@ -29,7 +29,6 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -172,8 +171,8 @@ class Store:
             raise StoreError(f"cannot open database {where}: {reason(exc)}") from None
         try:
             db.upgrade_to_head(engine)
-        except (SQLAlchemyError, ImportError, CommandError) as exc:
-            # CommandError: e.g. the database was stamped by a newer bumpline.
+        except (SQLAlchemyError, ImportError, db.MigrationError) as exc:
+            # MigrationError: e.g. the database was stamped by a newer bumpline.
             engine.dispose()
             raise StoreError(f"cannot open database {where}: {reason(exc)}") from None
         self._db = Database(engine, now)

@@ -6,6 +6,8 @@ On SQLite and on PostgreSQL (``db_url``): the same revisions, both ways.
 from __future__ import annotations
 
 import fnmatch
+import subprocess
+import sys
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +19,13 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import DateTime, column, insert, inspect, select, table
 
-from controller.db import MIGRATIONS_DIR, alembic_config, make_engine, upgrade_to_head
+from controller.db import (
+    HEAD_REVISION,
+    MIGRATIONS_DIR,
+    alembic_config,
+    make_engine,
+    upgrade_to_head,
+)
 from controller.line.e10 import ToolMode
 from controller.models import Base
 from controller.store import Store
@@ -144,6 +152,28 @@ def test_tool_modes_become_each_lines_and_back(db_url: str) -> None:
         upgrade_to_head(engine)
         assert a.tool_modes()["oven-1"].mode is ToolMode.PRODUCTION
         assert b.tool_modes()["oven-1"].mode is ToolMode.PRODUCTION  # the one row, fanned
+
+
+def test_head_revision_is_alembics_head() -> None:
+    assert HEAD_REVISION == _head(), (
+        f"controller/db.py HEAD_REVISION is {HEAD_REVISION!r}, the newest migration {_head()!r}")
+
+
+def test_a_database_at_head_opens_without_importing_alembic(tmp_path: Path) -> None:
+    """Only a database that needs migrating pays for Alembic (and Mako, Pygments): each
+    open in a fresh interpreter, as each `bumpline` command is."""
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+    opened = ("import sys; from controller.store import Store; Store(sys.argv[1]).close(); "
+              "print(sorted(m for m in ('alembic', 'mako', 'pygments') if m in sys.modules))")
+
+    def imported() -> str:
+        return subprocess.run([sys.executable, "-c", opened, url], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert "'alembic'" in imported()  # a new database: migrated
+    assert imported() == "[]"
+    with Store(url) as store:
+        assert _current(store.engine) == _head()
 
 
 def test_opening_a_store_twice_is_harmless(db_url: str) -> None:
