@@ -23,7 +23,8 @@ from controller.store import Store
 from sequences.recipes.validate import load_valid_recipe
 
 RECIPE = "rebump-hipb-snpb"
-SPEED = "2000"
+SPEED = "1000"  # at 2000x a machine busy with two test workers held the controller up past
+# a wafer's exit margin now and then ("came out after its step gave up on it")
 BUMPLINE = Path(sys.executable).with_name("bumpline")  # the venv's console script
 SUBPROCESS_TIMEOUT_S = 120.0  # wall bound on a whole subprocess run (a hang fails)
 SUMMARY = re.compile(r"^lot (\S+): (\w+); (\d+)/(\d+) wafers complete", re.MULTILINE)
@@ -120,7 +121,7 @@ def test_run_a_lot_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                           "--wafers", "2", "--speed", SPEED, "--seed", "1"))
     assert code == 0, err
     assert "Traceback" not in err
-    assert out.startswith("bumpline: CLI1 on the simulated line in-process at 2000x")
+    assert out.startswith(f"bumpline: CLI1 on the simulated line in-process at {SPEED}x")
     # One line per finished step (output is not a terminal): 2 wafers x 6 steps.
     assert len(re.findall(r"^CLI1-0[12] +step \d .* judged_ok ", out, re.MULTILINE)) == 12
     report = assert_lot_complete(tmp_path, out, "CLI1", 2)
