@@ -40,11 +40,12 @@ def user_message(exc: BaseException) -> str | None:
             return str(exc)
     from sqlalchemy.exc import OperationalError
 
+    from controller.persistence.base import reason
+
     if isinstance(exc, OperationalError):
         # The database went away or stayed locked past its busy timeout in the middle of a
         # command (opening it is checked by the store itself): the driver's own words.
-        orig = exc.orig if exc.orig is not None else exc
-        return f"database: {str(orig).splitlines()[0]}"
+        return f"database: {reason(exc)}"
     if isinstance(exc, OSError) and exc.strerror:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror}{where}"
