@@ -8,7 +8,10 @@ PostgreSQL (``postgresql+psycopg://…``, the ``bumpline[postgres]`` extra) is
 the other supported back end, for a fab server shared by several lines.
 
 The schema is owned by Alembic: opening a database runs ``upgrade head``, unless it is
-stamped with HEAD_REVISION already (then Alembic is not even imported).
+stamped with HEAD_REVISION already (then Alembic is not even imported). A new, empty
+database is built from the models in one step and stamped with HEAD_REVISION (Alembic's
+cookbook recipe "building an up to date database from scratch"), again without
+Alembic: tests/test_migrations.py holds the two schemas equal, table by table.
 """
 
 from __future__ import annotations
@@ -18,10 +21,25 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    make_url,
+    select,
+)
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
+
+from controller.models import Base
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -186,18 +204,59 @@ def upgrade_to_head(engine: Engine) -> None:
     Raises MigrationError when Alembic refuses."""
     if stamped(engine) == [HEAD_REVISION]:
         return  # the usual case: nothing to do, and no Alembic to import for it
+    with engine.connect() as connection:
+        # Two processes opening one new database at once (two controllers started
+        # together) queue: on SQLite for the write lock (a read upgraded to a write would
+        # fail one of them with "database is locked"), on PostgreSQL for an advisory lock
+        # (both would create the same tables). The second then finds the first's work.
+        begin_as_writer(connection)
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+            tables = set(inspect(connection).get_table_names())
+            if not tables - {VERSION_TABLE.name}:
+                _create_at_head(connection)  # new: no history to replay
+            elif _revisions(connection, tables) != [HEAD_REVISION]:
+                _migrate(connection)
+
+
+def migrate_with_alembic(engine: Engine) -> None:
+    """``upgrade head`` through every revision, even from empty (the tests compare what
+    that builds with what a new database gets)."""
+    with engine.connect() as connection:
+        begin_as_writer(connection)
+        with connection.begin():
+            _migrate(connection)
+
+
+# Any fixed number: the key of the PostgreSQL advisory lock schema changes queue on.
+SCHEMA_LOCK = 0x62756D70  # "bump"
+# Alembic's own version table, as its ``stamp`` creates it.
+VERSION_TABLE = Table("alembic_version", MetaData(),
+                      Column("version_num", String(32), nullable=False),
+                      PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+
+
+def _revisions(connection: Connection, tables: set[str]) -> list[str]:
+    if VERSION_TABLE.name not in tables:
+        return []
+    return list(connection.execute(select(VERSION_TABLE.c.version_num)).scalars())
+
+
+def _create_at_head(connection: Connection) -> None:
+    Base.metadata.create_all(connection)
+    VERSION_TABLE.create(connection, checkfirst=True)
+    connection.execute(VERSION_TABLE.delete())
+    connection.execute(VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
+
+
+def _migrate(connection: Connection) -> None:
     from alembic import command  # only when there is something to migrate (see HEAD_REVISION)
     from alembic.util import CommandError
 
     config = alembic_config()
-    with engine.connect() as connection:
-        # Two processes opening one new SQLite file at once (two controllers started
-        # together) queue on the write lock; a read upgraded to a write would fail one of
-        # them with "database is locked".
-        begin_as_writer(connection)
-        with connection.begin():
-            config.attributes["connection"] = connection
-            try:
-                command.upgrade(config, "head")
-            except CommandError as exc:
-                raise MigrationError(str(exc)) from exc
+    config.attributes["connection"] = connection
+    try:
+        command.upgrade(config, "head")
+    except CommandError as exc:
+        raise MigrationError(str(exc)) from exc

@@ -1,4 +1,6 @@
 """Alembic owns the schema: head builds it from empty, and the models never drift from it.
+A new database is built from the models at once and stamped; what it gets is what the
+revisions build, table by table.
 
 On SQLite and on PostgreSQL (``db_url``): the same revisions, both ways.
 """
@@ -8,7 +10,10 @@ from __future__ import annotations
 import fnmatch
 import subprocess
 import sys
+import threading
 import tomllib
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +29,7 @@ from controller.db import (
     MIGRATIONS_DIR,
     alembic_config,
     make_engine,
+    migrate_with_alembic,
     upgrade_to_head,
 )
 from controller.line.e10 import ToolMode
@@ -58,7 +64,7 @@ def test_upgrade_from_empty_creates_every_table(engine) -> None:  # noqa: ANN001
 
 
 def test_models_match_the_migrations(engine) -> None:  # noqa: ANN001
-    upgrade_to_head(engine)
+    migrate_with_alembic(engine)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
@@ -67,6 +73,92 @@ def test_models_match_the_migrations(engine) -> None:  # noqa: ANN001
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.check(config)
+
+
+def _schema(engine) -> dict[str, dict[str, object]]:  # noqa: ANN001
+    """Every table as the database describes it: columns (by name: a column a revision
+    added comes last there, and nothing reads columns by position), keys, indexes and
+    constraints, with their names."""
+    look = inspect(engine)
+    schema: dict[str, dict[str, object]] = {}
+    for name in look.get_table_names():
+        schema[name] = {
+            "columns": {c["name"]: (repr(c["type"]), c["nullable"], c.get("default"),
+                                    c.get("autoincrement"))
+                        for c in look.get_columns(name)},
+            "primary key": look.get_pk_constraint(name),
+            "foreign keys": sorted(repr(sorted(fk.items())) for fk in look.get_foreign_keys(name)),
+            "indexes": sorted(repr(sorted(i.items())) for i in look.get_indexes(name)),
+            "unique": sorted(repr(sorted(u.items())) for u in look.get_unique_constraints(name)),
+            "checks": sorted(repr(sorted(c.items())) for c in look.get_check_constraints(name)),
+        }
+    return schema
+
+
+@pytest.fixture
+def second_db_url(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Another new database beside ``db_url``, on the same back end."""
+    if db_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'second.db'}"
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with cluster.admin() as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield cluster.url(name)
+    finally:
+        with cluster.admin() as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_a_new_database_gets_what_the_revisions_build(db_url: str, second_db_url: str
+                                                       ) -> None:
+    """Built from the models and stamped, or migrated through every revision: the same
+    tables, columns, types, defaults, keys, indexes and constraints, by name."""
+    built, migrated = make_engine(db_url), make_engine(second_db_url)
+    try:
+        upgrade_to_head(built)
+        migrate_with_alembic(migrated)
+        assert _current(built) == _current(migrated) == _head()
+        ours, theirs = _schema(built), _schema(migrated)
+        assert sorted(ours) == sorted(theirs)
+        for table_name in ours:
+            assert ours[table_name] == theirs[table_name], table_name
+    finally:
+        built.dispose()
+        migrated.dispose()
+
+
+def test_two_processes_opening_one_new_database_at_once(db_url: str) -> None:
+    """Two controllers started together on a new database: one builds it, the other
+    finds it built (SQLite's write lock, PostgreSQL's advisory lock); neither fails."""
+    start = threading.Barrier(2)
+    failed: list[BaseException] = []
+
+    def open_it() -> None:
+        engine = make_engine(db_url)
+        try:
+            start.wait()
+            upgrade_to_head(engine)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failed.append(exc)
+        finally:
+            engine.dispose()
+
+    openers = [threading.Thread(target=open_it) for _ in range(2)]
+    for t in openers:
+        t.start()
+    for t in openers:
+        t.join()
+    assert failed == []
+    engine = make_engine(db_url)
+    try:
+        assert _current(engine) == _head()
+        assert set(inspect(engine).get_table_names()) == set(Base.metadata.tables) | {
+            "alembic_version"}
+    finally:
+        engine.dispose()
 
 
 def test_one_linear_history() -> None:
@@ -159,9 +251,10 @@ def test_head_revision_is_alembics_head() -> None:
         f"controller/db.py HEAD_REVISION is {HEAD_REVISION!r}, the newest migration {_head()!r}")
 
 
-def test_a_database_at_head_opens_without_importing_alembic(tmp_path: Path) -> None:
-    """Only a database that needs migrating pays for Alembic (and Mako, Pygments): each
-    open in a fresh interpreter, as each `bumpline` command is."""
+def test_only_a_database_to_migrate_imports_alembic(tmp_path: Path) -> None:
+    """A new database and one at the newest revision open without Alembic (and Mako,
+    Pygments); one stamped with an older revision is migrated by it. Each open in a
+    fresh interpreter, as each `bumpline` command is."""
     url = f"sqlite:///{tmp_path / 'line.db'}"
     opened = ("import sys; from controller.store import Store; Store(sys.argv[1]).close(); "
               "print(sorted(m for m in ('alembic', 'mako', 'pygments') if m in sys.modules))")
@@ -170,10 +263,16 @@ def test_a_database_at_head_opens_without_importing_alembic(tmp_path: Path) -> N
         return subprocess.run([sys.executable, "-c", opened, url], capture_output=True,
                               text=True, check=True).stdout.strip()
 
-    assert "'alembic'" in imported()  # a new database: migrated
-    assert imported() == "[]"
-    with Store(url) as store:
-        assert _current(store.engine) == _head()
+    assert imported() == "[]"  # new: built from the models and stamped
+    assert imported() == "[]"  # at head
+    engine = make_engine(url)
+    try:
+        _downgrade(engine, "0011_step_indexes")
+        assert "'alembic'" in imported()  # an older revision: migrated
+        assert _current(engine) == _head()
+        assert imported() == "[]"
+    finally:
+        engine.dispose()
 
 
 def test_opening_a_store_twice_is_harmless(db_url: str) -> None:
