@@ -240,6 +240,32 @@ async def test_the_watchers_requests_go_first_on_the_link() -> None:
         assert not is_urgent()  # the test's own task was never marked
 
 
+async def test_the_first_take_is_one_exit_read_then_the_unload() -> None:
+    """While the first wafer rides, the watcher reads whose values the exit shows (not a
+    rider's: the last wafer taken off); when that wafer arrives, one exit read names it
+    and the UNLOAD follows, with no WAFER_AT_EXIT read or second look in between."""
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        sent: list[str] = []
+
+        def trace(way: str, text: str) -> None:
+            if way == ">" and is_urgent():  # the watcher's requests
+                sent.append(text.split("(")[-1].rstrip(")"))
+
+        oven.link.trace = trace
+        watch = ExitWatch(oven, oven.clock)
+        result = await asyncio.wait_for(await load_behind(oven, watch, "EXW-91"), 30)
+        assert result.result.wafer_id == "EXW-91"
+        unload = sent.index("COMMAND=UNLOAD")
+        found = max(i for i, text in enumerate(sent[:unload])
+                    if text == "EXIT_PEAK..EXIT_WAFER_ID")
+        assert sent[0] == "EXIT_WAFER_ID"  # the seed, before the wafer was due
+        # Between the read that found it and its UNLOAD, at most the belt count the driver
+        # learns its model from once per oven (oven_belt.py): no exit flags, no re-read.
+        assert set(sent[found + 1:unload]) <= {"WAFERS_ON_BELT"}, sent
+        assert watch._left == "EXW-91"
+
+
 class LateReplyOven:
     """An oven in memory whose first exit read is answered after the wafer's deadline (the
     host was held up meanwhile, as a busy machine holds up a simulator run): that read
@@ -272,7 +298,7 @@ class LateReplyOven:
         return (25.0, 150.0, 235.0)
 
     async def exit_wafer_id(self) -> str:
-        return self.unloaded[-1]
+        return self.unloaded[-1] if self.unloaded else ""
 
     async def signals(self) -> OvenSignals:
         return OvenSignals(entrance_clear=True, wafer_at_exit=False, zones_stable=True,

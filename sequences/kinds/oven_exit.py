@@ -167,6 +167,8 @@ class ExitWatch:
 
     async def _watch(self) -> None:
         urgent()  # the exit's requests go before the entrance's and the status reads
+        if self._left is None:
+            await self._learn_left()
         while self._riders or self._late:
             if not self._riders:  # only wafers given up on: look now and then, for a while
                 now = self.clock.now()
@@ -210,6 +212,20 @@ class ExitWatch:
                 self._late.clear()
             except ToolError as exc:  # the oven refused the read or the UNLOAD for good
                 self._done(self._riders.popleft(), exc)
+
+    async def _learn_left(self) -> None:
+        """While the first wafer rides: whose values the exit shows. Not a rider's id, it is
+        the last wafer taken off, and the first take needs one exit read before its UNLOAD
+        instead of three (WAFER_AT_EXIT and a second look tell an id not known to be gone;
+        under load those round trips kept the first wafer at the exit until the second
+        reached it: alarm 530). A rider's id (a rebump's second pass after a restart, or a
+        host held up past the arrival) stays not known: the careful way."""
+        try:
+            seen = await self.driver.exit_wafer_id()
+        except ToolError:  # the exit's own looks report a broken link
+            return
+        if seen not in {r.wafer_id for r in self._riders} and seen not in self._late:
+            self._left = seen
 
     def _step_gone(self, arrived: asyncio.Future[StepResult]) -> None:
         """Every waiting step cancelled (the controller stops): the watcher stops too."""
