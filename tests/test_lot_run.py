@@ -498,6 +498,58 @@ async def test_an_alarm_holds_one_wafer_and_retry_completes_it(db_url: str) -> N
 
 
 @pytest.mark.faults
+async def test_a_request_for_a_lot_it_does_not_run_leaves_a_waiting_controller_idle(
+        db_url: str) -> None:
+    """A controller waiting for people looks for their requests once a second. A request
+    for a lot it does not run (here a queued lot held; on a shared database another
+    line's) is not one it can act on: it must not look again at once, forever. That spin
+    never yielded, so the event loop - the operator screen, the GEM link, the flush
+    timer - stood still until someone else handled the request."""
+    async with rig(db_url, faults=squeegee_alarm_on_second_wafer()) as r:
+        wafers = r.new_lot("WAIT1", 3)
+        r.new_lot("LATER", 2)
+        watch = Watch()
+        controller = r.controller(watch, wait=True)
+        task = asyncio.create_task(controller.run(["WAIT1"]))
+        try:
+            assert await watch.waiting_for_people() == [wafers[1]]
+            r.store.hold_lot("LATER", user="operator", reason="not before the tooling check")
+            ticks = 0  # turns of the event loop for other tasks
+
+            async def tick() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+
+            ticker = asyncio.create_task(tick())
+            seen: list[int] = []  # ticks at each look
+            enough = asyncio.Event()
+            look = r.store.look
+
+            def counted() -> Any:
+                seen.append(ticks)
+                if len(seen) == 4 or len(seen) > 20:  # 20: a spin, ended here; asserted below
+                    enough.set()
+                    controller.stop()
+                return look()
+
+            r.store.look = counted  # type: ignore[method-assign]
+            await asyncio.wait_for(enough.wait(), WAIT_S)
+            (outcome,) = await finish(task)
+            ticker.cancel()
+        finally:
+            task.cancel()
+        assert len(seen) < 20, f"{len(seen)} looks in a row"
+        # Other tasks ran between every two of the waiting controller's looks (the stopping
+        # run's last pass may look once more): it waited, it did not spin.
+        assert all(b > a for a, b in zip(seen[:3], seen[1:4], strict=True)), seen
+        assert outcome.wafers[wafers[1]] == "awaiting_disposition"
+        (held,) = r.store.requests(lot_id="LATER")
+        assert held.handled_at is None  # left to the controller that runs LATER
+
+
+@pytest.mark.faults
 async def test_an_alarm_then_retry_in_a_second_run(db_url: str) -> None:
     """The engineer's retry arrives after the controller ended; the next run picks it up."""
     async with rig(db_url, faults=squeegee_alarm_on_second_wafer()) as r:

@@ -280,12 +280,16 @@ class LineController:
 
     async def _wait_for_request(self) -> None:
         # Requests come from other processes (bumpline wafer disposition) through the
-        # database, which has no notification: look once a second.
+        # database, which has no notification: look once a second. Only a request for one
+        # of this run's lots ends the wait: the look says whether any request waits, and
+        # one for a lot no controller runs yet (or another line's) stays pending; woken by
+        # it, the run would come straight back here, never yielding the event loop.
         while not self.scheduler.stopping:
             modes, waiting = self.store.look()
-            if waiting:
-                return
             self.modes.apply(modes)  # idle tools' E10 follows meanwhile
+            if waiting and any(r.lot_id in self._lots for r in self.store.pending_requests()):
+                self._next_request_look = 0.0  # the scheduler's next pass handles it
+                return
             await asyncio.sleep(REQUEST_LOOK_S)
 
     def _waiting_for_people(self) -> list[str]:
