@@ -78,7 +78,9 @@ def line(tmp_path: Path):
             serve.kill()
             serve.wait()
         log.close()
-        assert "Traceback" not in (tmp_path / "serve.log").read_text()
+        said = (tmp_path / "serve.log").read_text()
+        print(said[-20_000:])  # pytest shows it when the scenario failed: what the line did
+        assert "Traceback" not in said
 
 
 def _shot(page: Page, name: str) -> None:
