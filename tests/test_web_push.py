@@ -95,3 +95,37 @@ async def test_shared_parts_are_rendered_once_and_pushed_to_every_page(tmp_path:
             kind, part = await operator.next()
             assert kind == "part" and "LOTB" in part["html"]
 
+
+
+async def test_a_page_opened_after_a_push_gets_the_next_render_that_differs_from_its_own(
+        tmp_path: Path) -> None:
+    """What a page was sent is kept per page: one that opened after a part was pushed to
+    the others shows what it rendered and fetched itself (possibly older), so the next
+    render goes to it even where the others have it already, and not again to them."""
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        context.store.create_lot("LOTA", recipe_name="ballmount-sac305", recipe_version="1",
+                                 recipe_hash="0" * 64, slots=[1], priority=5, user="setup")
+        async with page(url, "olga") as first:
+            assert (await first.next())[0] == "pushed"
+            context.events.publish(EventKind.LOT_STATE, lot_id="LOTA", state="queued")
+            assert (await first.next())[0] == "line"
+            kind, part = await first.next()
+            assert kind == "part" and "LOTA" in part["html"]
+            async with page(url, "erik") as second:
+                assert (await second.next())[0] == "pushed"
+                # The same lots part as before: new to the second page, not to the first.
+                context.events.publish(EventKind.LOT_STATE, lot_id="LOTA", state="queued")
+                assert (await second.next())[0] == "line"
+                kind, again = await second.next()
+                assert (kind, again["html"]) == ("part", part["html"])
+                assert (await first.next())[0] == "line"
+                # What does change reaches both; the first page's next message is that line.
+                context.store.create_lot("LOTB", recipe_name="ballmount-sac305",
+                                         recipe_version="1", recipe_hash="0" * 64, slots=[1],
+                                         priority=5, user="setup")
+                context.events.publish(EventKind.LOT_STATE, lot_id="LOTB", state="queued")
+                for messages in (first, second):
+                    assert (await messages.next())[0] == "line"
+                    kind, changed = await messages.next()
+                    assert kind == "part" and "LOTB" in changed["html"]

@@ -73,7 +73,7 @@ def _whole(text: str, what: str) -> int:
 
 def _done(request: Request, user: UserInfo, action: str, outcome: str, *, ok: bool = True,
           lot_id: str | None = None, wafer_id: str | None = None) -> Response:
-    request.app.state.web.parts.clear()  # what the write changed is not in the stream yet
+    request.app.state.web.parts = {}  # what the write changed is not in the stream yet
     if request.app.state.push is not None:
         request.app.state.push.poke()  # other screens see it too (an acknowledged alarm)
     request.app.state.web.forget_users()
@@ -121,7 +121,7 @@ async def login(request: Request) -> Response:
 
 @writes(Role.OPERATOR, "logout", read_only_ok=True)
 async def logout(request: Request, user: UserInfo) -> Response:
-    request.app.state.web.parts.clear()  # what the write changed is not in the stream yet
+    request.app.state.web.parts = {}  # what the write changed is not in the stream yet
     request.app.state.web.forget_users()
     end_session(request, user)  # audited as web.logout, with the session's end
     return RedirectResponse("/", 303)

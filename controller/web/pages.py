@@ -21,6 +21,7 @@ from starlette.routing import Match, Route
 from controller.line.e10 import ToolMode
 from controller.store import Disposition, StoreError
 from controller.web.auth import csrf_token, current_user, take_note
+from controller.web.push import FRESH
 from controller.web.users import Role, UserInfo
 from controller.web.views import first_bump_solidus, judged, lot_progress, reflow_svg
 from sequences.errors import RecipeError
@@ -48,14 +49,16 @@ def render(request: Request, page: str, user: UserInfo | None, status: int = 200
            **context: Any) -> Response:
     web = request.app.state.web
     live = request.query_params.get("live") == "1" or page.startswith("_")  # a part only
-    key = (request.url.path, request.url.query, web.view.last_seq)
-    if live and page in SHARED_PARTS and not web.read_only:
-        cached = web.parts.get(key)
+    # The cache as it is now: a write from the screen replaces it (actions._done) while this
+    # render may be reading what the write changed; what it renders then goes nowhere.
+    parts, key = web.parts, (request.url.path, request.url.query, web.view.last_seq)
+    if live and page in SHARED_PARTS and not web.read_only and not request.scope.get(FRESH):
+        cached = parts.get(key)
         if cached is None:
             cached = _render(request, page, user, live, context).body
-            if len(web.parts) >= MAX_CACHED:
-                web.parts.clear()
-            web.parts[key] = cached
+            if len(parts) >= MAX_CACHED:
+                parts.clear()
+            parts[key] = cached
         return Response(cached, media_type="text/html",
                         headers={"Cache-Control": "no-store"})
     return _render(request, page, user, live, context, status)

@@ -6,8 +6,9 @@ the thread pool, the store's queries, the template): ~18 ms of CPU per wafer
 at 400x (benchmarks/bench_web.py). Here one ``LivePush`` per screen server
 listens to the line event stream (a quick synchronous listener), and at most
 once per ``PUSH_INTERVAL_S`` it renders each live part some open page watches,
-once, in the thread pool, and hands the HTML to every page that watches it,
-only when it changed. Open pages cost a queue each, not a request each.
+once, in the thread pool, from the database, and hands the HTML to every page
+that watches it and was not sent the same already. Open pages cost a queue
+each, not a request each.
 
 Parts with per-session content (forms carrying a CSRF token: alarms) are not
 pushed: their pages hear a ``line`` message each interval and fetch them.
@@ -38,6 +39,7 @@ log = logging.getLogger("controller.web.push")
 # time scale: at 1 s three screens still cost ~+16 ms per wafer at 200x (bench_web.py); a fab
 # step takes minutes at 1x, so 2 s is as live as an operator needs.
 PUSH_INTERVAL_S = 2.0
+FRESH = "bumpline.fresh"  # a request scope's key: render from the database, not a cache
 CLIENT_QUEUE = 64  # messages a slow page may fall behind before it is sent a fresh start
 
 
@@ -47,6 +49,10 @@ class Watcher:
 
     parts: frozenset[str]
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    # Part URL -> the HTML this page was sent last. Per page, not one "last pushed" for all:
+    # a page that opened after a push shows what it rendered and fetched itself, which can
+    # be older than that push; it gets the next render that differs from what *it* has.
+    sent: dict[str, str] = field(default_factory=dict)
 
     def send(self, message: str) -> None:
         """A server-sent event message, encoded once for every page (``sse_message``)."""
@@ -56,6 +62,7 @@ class Watcher:
             with contextlib.suppress(asyncio.QueueEmpty):
                 while True:
                     self.queue.get_nowait()
+            self.sent.clear()  # what it was sent is gone with the queue: the next push resends
             self.queue.put_nowait(sse_message("line", {"kinds": ["resync"], "missed": True}))
 
 
@@ -71,7 +78,6 @@ class LivePush:
         self.app = app
         self.shared = shared  # part URL -> least role, or None when it is not pushable
         self.watchers: set[Watcher] = set()
-        self.last: dict[str, str] = {}  # part URL -> the HTML pushed last
         self._batch: list[LineEvent] = []
         self._changed = asyncio.Event()
         self._poked = False
@@ -100,9 +106,6 @@ class LivePush:
 
     def unwatch(self, watcher: Watcher) -> None:
         self.watchers.discard(watcher)
-        if not any(url in w.parts for w in self.watchers for url in watcher.parts):
-            for url in watcher.parts:
-                self.last.pop(url, None)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -138,22 +141,24 @@ class LivePush:
                    "wafers": sorted({e.wafer_id for e in batch if e.wafer_id})}
         poked, self._poked = self._poked, False
         watched = sorted({url for w in self.watchers for url in w.parts})
-        changed: dict[str, str] = {}
+        rendered: dict[str, str] = {}
         for url in watched:
             if not poked and not concerns(url, batch):
                 continue  # nothing in the batch can change it: no render, no queries
             html = await run_in_threadpool(self._timed_render, url)
             self.renders += 1
-            if html is not None and self.last.get(url) != html:
-                self.last[url] = changed[url] = html
+            if html is not None:
+                rendered[url] = html
         line = sse_message("line", summary)
-        parts = {url: sse_message("part", {"url": url, "html": html})
-                 for url, html in changed.items()}
+        messages: dict[str, str] = {}  # encoded once, for every page that needs it
         for watcher in list(self.watchers):
             watcher.send(line)
-            for url, message in parts.items():
-                if url in watcher.parts:
-                    watcher.send(message)
+            for url, html in rendered.items():
+                if url in watcher.parts and watcher.sent.get(url) != html:
+                    if url not in messages:
+                        messages[url] = sse_message("part", {"url": url, "html": html})
+                    watcher.send(messages[url])
+                    watcher.sent[url] = html
 
     def _timed_render(self, url: str) -> str | None:
         started = time.thread_time()
@@ -169,6 +174,7 @@ class LivePush:
             "type": "http", "method": "GET", "path": split.path, "raw_path": split.path.encode(),
             "query_string": split.query.encode(), "headers": [], "app": self.app,
             "session": {}, "root_path": "", "scheme": "http", "server": ("screen", 0),
+            FRESH: True,  # from the database, not pages.render's cache: this is the render
         }
         for route in self.app.routes:
             match, child = route.matches(scope)
