@@ -14,6 +14,7 @@ import httpx
 from web_fixtures import add_users, login, screen
 
 from controller.line.events import EventKind
+from controller.web.push import CLIENT_QUEUE, Watcher, sse_message
 
 WAIT_S = 30.0  # a hang guard, not a timing
 ASKED = ["/lots?live=1", "/dispositions?live=1", "/alarms?live=1", "/users?live=1",
@@ -129,3 +130,17 @@ async def test_a_page_opened_after_a_push_gets_the_next_render_that_differs_from
                     assert (await messages.next())[0] == "line"
                     kind, changed = await messages.next()
                     assert kind == "part" and "LOTB" in changed["html"]
+
+
+def test_a_page_that_falls_behind_is_told_to_fetch_everything_again() -> None:
+    """A page whose queue is full (a stuck browser) loses what was queued for it, parts
+    too: it gets one "missed" line message (on which static/line.js fetches every region),
+    and what it was sent is forgotten, so the next push sends it every part again."""
+    watcher = Watcher(frozenset({"/lots?live=1"}))
+    watcher.sent["/lots?live=1"] = "<table>old</table>"
+    for n in range(CLIENT_QUEUE + 1):
+        watcher.send(sse_message("line", {"seq": n}))
+    assert watcher.queue.qsize() == 1
+    assert watcher.queue.get_nowait() == sse_message("line", {"kinds": ["resync"],
+                                                             "missed": True})
+    assert watcher.sent == {}

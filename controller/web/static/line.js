@@ -84,9 +84,11 @@
       pushes[part.url] = (pushes[part.url] || 0) + 1;
       show(part.url, part.html);
     });
-    source.addEventListener("line", function () {
+    source.addEventListener("line", function (e) {
       if (pulse) pulse.classList.toggle("beat");
-      later(REFRESH_MS, false);
+      // "missed": this page fell behind and the server dropped what it had queued for
+      // it, parts too: fetch every region again, not only those it does not push.
+      later(REFRESH_MS, JSON.parse(e.data).missed === true);
     });
     // What changed between rendering this page and subscribing is not in the stream:
     // fetch every live region once each time the stream (re)opens.
