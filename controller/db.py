@@ -208,7 +208,11 @@ def upgrade_to_head(engine: Engine) -> None:
         # Two processes opening one new database at once (two controllers started
         # together) queue: on SQLite for the write lock (a read upgraded to a write would
         # fail one of them with "database is locked"), on PostgreSQL for an advisory lock
-        # (both would create the same tables). The second then finds the first's work.
+        # (both would create the same tables). The second then finds the first's work:
+        # on PostgreSQL only in READ COMMITTED (a server defaulting to REPEATABLE READ
+        # would keep the snapshot taken before the lock was granted).
+        if connection.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="READ COMMITTED")
         begin_as_writer(connection)
         with connection.begin():
             if connection.dialect.name == "postgresql":

@@ -138,9 +138,39 @@ def test_a_page_that_falls_behind_is_told_to_fetch_everything_again() -> None:
     and what it was sent is forgotten, so the next push sends it every part again."""
     watcher = Watcher(frozenset({"/lots?live=1"}))
     watcher.sent["/lots?live=1"] = "<table>old</table>"
-    for n in range(CLIENT_QUEUE + 1):
-        watcher.send(sse_message("line", {"seq": n}))
+    assert all(watcher.send(sse_message("line", {"seq": n})) for n in range(CLIENT_QUEUE))
+    # The part that does not fit: dropped, so the push does not count it as sent.
+    assert watcher.send(sse_message("part", {"url": "/lots?live=1", "html": "new"})) is False
     assert watcher.queue.qsize() == 1
     assert watcher.queue.get_nowait() == sse_message("line", {"kinds": ["resync"],
                                                              "missed": True})
     assert watcher.sent == {}
+
+
+async def test_a_part_read_before_a_screen_write_is_not_cached_after_it(tmp_path: Path) -> None:
+    """A page's live part reads the store, and a write from another screen commits and
+    replaces the part cache while it does (no line event follows: a queued lot held,
+    nobody runs it). What the first read rendered is that request's answer, not the
+    cache's: the next fetch shows the write."""
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        store = context.store
+        read = store.list_lots
+        raced: list[bool] = []
+
+        def read_then_another_screen_writes(*args: Any, **kwargs: Any) -> Any:
+            lots = read(*args, **kwargs)
+            if not raced:  # once: the first fetch's read, then the other screen's write
+                raced.append(True)
+                store.create_lot("LATE", recipe_name="ballmount-sac305", recipe_version="1",
+                                 recipe_hash="0" * 64, slots=[1], priority=5, user="setup")
+                context.parts = {}  # as actions._done does after a write
+            return lots
+
+        store.list_lots = read_then_another_screen_writes  # type: ignore[method-assign]
+        async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as client:
+            await login(client, "olga")
+            first = (await client.get("/lots?live=1")).text
+            assert raced and "LATE" not in first  # read before the write
+            again = (await client.get("/lots?live=1")).text
+            assert "LATE" in again

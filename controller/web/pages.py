@@ -41,6 +41,7 @@ WAITING = ("held", "awaiting_disposition")
 
 # Live parts that are the same for every session (no CSRF token in them): rendered once per
 # line event however many screens ask (bench_web.py); alarms_live has per-session forms.
+PART_CACHE = "bumpline.part_cache"  # a request scope's key: (the part cache, event number)
 SHARED_PARTS = frozenset({"line", "lots", "lot", "wafer", "dispositions", "reports", "_banner"})
 MAX_CACHED = 256
 
@@ -49,9 +50,12 @@ def render(request: Request, page: str, user: UserInfo | None, status: int = 200
            **context: Any) -> Response:
     web = request.app.state.web
     live = request.query_params.get("live") == "1" or page.startswith("_")  # a part only
-    # The cache as it is now: a write from the screen replaces it (actions._done) while this
-    # render may be reading what the write changed; what it renders then goes nowhere.
-    parts, key = web.parts, (request.url.path, request.url.query, web.view.last_seq)
+    # Cached by the line's event number, both taken before the page read the store (``_page``):
+    # an event published, or a write from the screen (which replaces the cache,
+    # actions._done), while it reads leaves what it renders under an older number, or in
+    # a cache nobody reads any more; never older HTML under a newer number.
+    parts, seq = request.scope.get(PART_CACHE) or (web.parts, web.view.last_seq)
+    key = (request.url.path, request.url.query, seq)
     if live and page in SHARED_PARTS and not web.read_only and not request.scope.get(FRESH):
         cached = parts.get(key)
         if cached is None:
@@ -99,6 +103,10 @@ def _page(least: Role, *, shared: bool = False) -> Any:
                 return RedirectResponse("/", 303)
             if user.role < least:
                 return PlainTextResponse(f"this page needs the {least.label} role", 403)
+            # The part cache and the line's event number as they are before the handler reads
+            # the store: what it reads is at least that new (see ``render``).
+            web = request.app.state.web
+            request.scope[PART_CACHE] = (web.parts, web.view.last_seq)
             return handler(request, user)
 
         checked.__name__ = handler.__name__

@@ -54,16 +54,20 @@ class Watcher:
     # be older than that push; it gets the next render that differs from what *it* has.
     sent: dict[str, str] = field(default_factory=dict)
 
-    def send(self, message: str) -> None:
-        """A server-sent event message, encoded once for every page (``sse_message``)."""
+    def send(self, message: str) -> bool:
+        """A server-sent event message, encoded once for every page (``sse_message``);
+        False when it was dropped with everything queued before it (a page that fell
+        behind)."""
         try:
             self.queue.put_nowait(message)
+            return True
         except asyncio.QueueFull:  # a stuck browser: it reloads what it shows when it wakes
             with contextlib.suppress(asyncio.QueueEmpty):
                 while True:
                     self.queue.get_nowait()
             self.sent.clear()  # what it was sent is gone with the queue: the next push resends
             self.queue.put_nowait(sse_message("line", {"kinds": ["resync"], "missed": True}))
+            return False
 
 
 def sse_message(kind: str, data: Any) -> str:
@@ -157,8 +161,8 @@ class LivePush:
                 if url in watcher.parts and watcher.sent.get(url) != html:
                     if url not in messages:
                         messages[url] = sse_message("part", {"url": url, "html": html})
-                    watcher.send(messages[url])
-                    watcher.sent[url] = html
+                    if watcher.send(messages[url]):  # dropped: it fetches everything again
+                        watcher.sent[url] = html
 
     def _timed_render(self, url: str) -> str | None:
         started = time.thread_time()

@@ -210,6 +210,9 @@ class ExitWatch:
                 while self._riders:
                     self._done(self._riders.popleft(), exc)
                 self._late.clear()
+                # Recovery settles the belt without the watcher (``Reflow.settle_all``
+                # unloads what comes out): the last wafer taken off is not known any more.
+                self._left = None
             except ToolError as exc:  # the oven refused the read or the UNLOAD for good
                 self._done(self._riders.popleft(), exc)
 
