@@ -211,11 +211,12 @@ def upgrade_to_head(engine: Engine) -> None:
         # (both would create the same tables). The second then finds the first's work:
         # on PostgreSQL only in READ COMMITTED (a server defaulting to REPEATABLE READ
         # would keep the snapshot taken before the lock was granted).
-        if connection.dialect.name == "postgresql":
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
             connection = connection.execution_options(isolation_level="READ COMMITTED")
         begin_as_writer(connection)
         with connection.begin():
-            if connection.dialect.name == "postgresql":
+            if postgres:
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
             tables = set(inspect(connection).get_table_names())
             if not tables - {VERSION_TABLE.name}:

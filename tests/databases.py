@@ -51,6 +51,18 @@ class PgCluster:
         ) as conn:
             yield conn
 
+    @contextlib.contextmanager
+    def database(self) -> Iterator[str]:
+        """A fresh, empty database of this cluster (its URL), dropped afterwards."""
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with self.admin() as conn:
+            conn.execute(f"CREATE DATABASE {name}")  # type: ignore[attr-defined]
+        try:
+            yield self.url(name)
+        finally:
+            with self.admin() as conn:
+                conn.execute(f"DROP DATABASE {name} WITH (FORCE)")  # type: ignore[attr-defined]
+
 
 def _pg_bindir() -> Path | None:
     found = shutil.which("pg_ctl")
@@ -155,14 +167,8 @@ def pg_cluster() -> Iterator[PgCluster]:
 @pytest.fixture
 def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
     """A fresh, empty database of the session's cluster, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with pg_cluster.admin() as conn:
-        conn.execute(f"CREATE DATABASE {name}")  # type: ignore[attr-defined]
-    try:
-        yield pg_cluster.url(name)
-    finally:
-        with pg_cluster.admin() as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")  # type: ignore[attr-defined]
+    with pg_cluster.database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import tomllib
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,15 +100,8 @@ def second_db_url(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -
     if db_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'second.db'}"
         return
-    cluster = request.getfixturevalue("pg_cluster")
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with cluster.admin() as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield cluster.url(name)
-    finally:
-        with cluster.admin() as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with request.getfixturevalue("pg_cluster").database() as url:
+        yield url
 
 
 def test_a_new_database_gets_what_the_revisions_build(db_url: str, second_db_url: str

@@ -21,7 +21,6 @@ from starlette.routing import Match, Route
 from controller.line.e10 import ToolMode
 from controller.store import Disposition, StoreError
 from controller.web.auth import csrf_token, current_user, take_note
-from controller.web.push import FRESH
 from controller.web.users import Role, UserInfo
 from controller.web.views import first_bump_solidus, judged, lot_progress, reflow_svg
 from sequences.errors import RecipeError
@@ -41,7 +40,9 @@ WAITING = ("held", "awaiting_disposition")
 
 # Live parts that are the same for every session (no CSRF token in them): rendered once per
 # line event however many screens ask (bench_web.py); alarms_live has per-session forms.
-PART_CACHE = "bumpline.part_cache"  # a request scope's key: (the part cache, event number)
+# A request scope's key: (the part cache, the line's event number) the page renders with; the
+# screen's push gives its own renders a cache nobody reads (they come from the database).
+PART_CACHE = "bumpline.part_cache"
 SHARED_PARTS = frozenset({"line", "lots", "lot", "wafer", "dispositions", "reports", "_banner"})
 MAX_CACHED = 256
 
@@ -56,7 +57,7 @@ def render(request: Request, page: str, user: UserInfo | None, status: int = 200
     # a cache nobody reads any more; never older HTML under a newer number.
     parts, seq = request.scope.get(PART_CACHE) or (web.parts, web.view.last_seq)
     key = (request.url.path, request.url.query, seq)
-    if live and page in SHARED_PARTS and not web.read_only and not request.scope.get(FRESH):
+    if live and page in SHARED_PARTS and not web.read_only:
         cached = parts.get(key)
         if cached is None:
             cached = _render(request, page, user, live, context).body

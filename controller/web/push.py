@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.routing import Match
 
 from controller.line.events import EventKind, LineEvent, LineEventStream
+from controller.web.pages import PART_CACHE
 from controller.web.users import Role, UserInfo
 
 log = logging.getLogger("controller.web.push")
@@ -39,7 +40,6 @@ log = logging.getLogger("controller.web.push")
 # time scale: at 1 s three screens still cost ~+16 ms per wafer at 200x (bench_web.py); a fab
 # step takes minutes at 1x, so 2 s is as live as an operator needs.
 PUSH_INTERVAL_S = 2.0
-FRESH = "bumpline.fresh"  # a request scope's key: render from the database, not a cache
 CLIENT_QUEUE = 64  # messages a slow page may fall behind before it is sent a fresh start
 
 
@@ -178,7 +178,7 @@ class LivePush:
             "type": "http", "method": "GET", "path": split.path, "raw_path": split.path.encode(),
             "query_string": split.query.encode(), "headers": [], "app": self.app,
             "session": {}, "root_path": "", "scheme": "http", "server": ("screen", 0),
-            FRESH: True,  # from the database, not pages.render's cache: this is the render
+            PART_CACHE: ({}, 0),  # from the database: a cache of its own, read by nobody
         }
         for route in self.app.routes:
             match, child = route.matches(scope)
