@@ -64,7 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import busy_core, check, spread  # noqa: E402
+from benchmarks.load import busy_core, check, pace_ms, spread  # noqa: E402
 from benchmarks.losses import Losses, role_losses  # noqa: E402
 from benchmarks.lot_sim import sim_alarms, simulator, split_cpus  # noqa: E402
 from controller.line.bound import MakespanBound, lower_bound  # noqa: E402
@@ -377,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         if controller_cpus:
             os.sched_setaffinity(0, controller_cpus)  # the simulator gets the other core(s)
         workdir = Path(tmp)
+        pace = pace_ms()  # on the controller's core, the spinner running: see the summary
         if args.sweep:
             return _sweep(args.wafers, workdir, args.seed)
         if args.db:
@@ -437,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"efficiency: {spread(efficiencies, '{:.3f}')}; controller CPU per wafer: "
           f"{spread(cpus)} ms" + ("" if side else f"; peak memory {memory:.0f} MB (no target "
                                    "without the side-by-side lots; it compares runs)"))
+    print(f"this machine's pace: {pace:.0f} ms of reference work (benchmarks/load.py), so CPU "
+          f"per wafer is {statistics.median(cpus) / pace:.3f} paces; compare machines by that")
     print()
     results = [
         (correct, f"{'PASS' if correct else 'FAIL'}  {'every wafer complete, no alarm 530':<44} "

@@ -13,6 +13,7 @@ import contextlib
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 
 SPIN = "while True:\n    pass\n"
@@ -31,6 +32,40 @@ def busy_core(enabled: bool = True) -> Iterator[None]:
     finally:
         proc.kill()
         proc.wait()
+
+
+def _reference_work() -> int:
+    """Pure Python of the controller's kind: calls, attribute reads, small dicts and
+    tuples, string formatting. No I/O, no allocation that grows."""
+
+    class Reading:
+        __slots__ = ("tool", "value")
+
+        def __init__(self, tool: str, value: int) -> None:
+            self.tool, self.value = tool, value
+
+    def judge(r: Reading, limits: dict[str, int]) -> bool:
+        return r.value <= limits.get(r.tool, 0)
+
+    limits = {f"tool-{i}": 500 for i in range(8)}
+    ok = 0
+    for i in range(200_000):
+        r = Reading(f"tool-{i % 8}", i % 1000)
+        ok += judge(r, limits) and len((r.tool, r.value)) == 2
+    return ok
+
+
+def pace_ms(runs: int = 5) -> float:
+    """This machine's pace: the median CPU milliseconds of a fixed pure-Python workload,
+    on the calling process's core(s), under whatever load is running. CPU per wafer
+    measured on two machines compares only as multiples of it: the same code took
+    17 ms a wafer on one machine and 43-48 ms on one about 3x slower per core."""
+    times = []
+    for _ in range(runs):
+        t0 = time.process_time()
+        _reference_work()
+        times.append(1000.0 * (time.process_time() - t0))
+    return statistics.median(times)
 
 
 def spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
