@@ -12,7 +12,7 @@ import pytest
 
 from controller.gem import ids
 from controller.gem.hsms import Message
-from controller.gem.secs2 import BOOLEAN, F4, I2, U1, U2, U4, A, B, Fmt, L, decode
+from controller.gem.secs2 import BOOLEAN, F4, I2, I4, I8, U1, U2, U4, U8, A, B, Fmt, L, decode
 from controller.gem.states import CommState, ControlError, ControlState
 from controller.line.events import EventKind
 from controller.store import LotState
@@ -585,4 +585,78 @@ async def test_alarms_and_events_enabled_status_variables(line):
     assert svs.body.python() == [[jam, o2_high], [ids.CE_LOT_STARTED, ids.CE_ALARM_SET]]
     names = await host.request(1, 11, L(U4(ids.SV_ALARMS_ENABLED), U4(ids.SV_EVENTS_ENABLED)))
     assert [n[1] for n in names.body.python()] == ["ALARMSENABLED", "EVENTSENABLED"]
+    await host.close()
+
+
+# --- what a host may get wrong: answered, named, and the session stays ----------------------
+
+
+async def test_each_bad_start_parameter_is_named_and_the_link_stays(line):
+    host = await line.remote_host()
+
+    async def start(**params):
+        body = L(A("START"), L(*(L(A(n), v) for n, v in params.items())))
+        return (await host.request(2, 41, body)).body.python()
+
+    good = {"LOTID": A("N1"), "RECIPE": A(RECIPE), "SLOTS": A("1-2")}
+    for slots in (A("abc"), A(""), A("3-1"), A("1,1"), A("1-99"), L(U1(1), U1(99)), L()):
+        assert await start(**{**good, "SLOTS": slots}) == [3, [["SLOTS", 2]]], slots
+    assert await start(**{**good, "LOTID": A("no spaces")}) == [3, [["LOTID", 2]]]
+    assert await start(**{**good, "PRIORITY": U1(99)}) == [3, [["PRIORITY", 2]]]
+    assert await start(**good) == [4, []]
+    assert await start(**good) == [3, [["LOTID", 2]]]  # lot ids are never reused
+    pp_select = L(A("PP-SELECT"), L(L(A("PPID"), A("no-such-recipe"))))
+    assert (await host.request(2, 41, pp_select)).body.python() == [3, [["PPID", 2]]]
+    # E5 allows RCMD as U1 or I1: ours are all named, so no such command (not S9F7)
+    assert (await host.request(2, 41, L(U1(3), L()))).body.python() == [1, []]
+    assert (await host.request(1, 1)).function == 2  # the session is still up
+    assert not host.closed.is_set()
+    await host.close()
+
+
+async def test_resume_of_a_lot_not_held_and_abort_of_an_aborted_one_are_already_so(line):
+    host = await line.remote_host()
+
+    async def command(rcmd, **params):
+        body = L(A(rcmd), L(*(L(A(n), v) for n, v in params.items())))
+        return (await host.request(2, 41, body)).body.python()
+
+    assert await command("START", LOTID=A("Q1"), RECIPE=A(RECIPE), SLOTS=A("1")) == [4, []]
+    assert await command("RESUME", LOTID=A("Q1")) == [5, []]  # queued: not held
+    assert await command("ABORT", LOTID=A("Q1"), REASON=A("carrier")) == [0, []]
+    assert await command("ABORT", LOTID=A("Q1"), REASON=A("again")) == [5, []]
+    assert line.store.get_lot("Q1").state == LotState.ABORTED
+    await host.close()
+
+
+async def test_a_fault_of_ours_aborts_the_transaction_not_the_session(line, monkeypatch):
+    host = await line.remote_host()
+
+    async def broken(message):
+        raise RuntimeError("a fault no message from the host should cause")
+
+    monkeypatch.setitem(line.eq._handlers, (1, 3), broken)
+    assert (await host.request(1, 3, L())).function == 0  # S1F0: transaction aborted
+    assert (await host.request(1, 1)).function == 2  # the session is still up
+    # a program whose version no database INTEGER holds is refused by the validator
+    huge = shipped(RECIPE).replace(f'name = "{RECIPE}"', 'name = "mine"').replace(
+        "version = 1", f"version = {2**63}")
+    assert huge != shipped(RECIPE).replace(f'name = "{RECIPE}"', 'name = "mine"')
+    assert (await host.request(7, 3, L(A("mine"), A(huge)))).body == B(1)
+    assert (await host.request(1, 1)).function == 2
+    await host.close()
+
+
+async def test_ids_the_host_sends_in_any_integer_format(line):
+    host = await line.remote_host()
+    # an id no U4 holds is simply not one of ours: echoed in a format that holds it
+    assert (await host.request(1, 11, L(I4(-1)))).body == L(L(I8(-1), A(""), A("")))
+    assert (await host.request(5, 5, L(U8(2**40)))).body == L(L(B(), U8(2**40), A("")))
+    known = await host.request(1, 11, L(U2(ids.SV_CONTROL_STATE)))
+    assert known.body.items[0].items[0] == U4(ids.SV_CONTROL_STATE)  # ours go out as U4
+    # RPTID: text, or a number S6F11 could not carry as U4, is refused (DRACK 2)
+    vids = L(U4(ids.DV_LOT_ID))
+    assert (await host.request(2, 33, L(U4(1), L(L(A("R9"), vids))))).body == B(2)
+    assert (await host.request(2, 33, L(U4(1), L(L(U8(2**33), vids))))).body == B(2)
+    assert (await host.request(2, 33, L(U4(1), L(L(U2(7), vids))))).body == B(0)
     await host.close()

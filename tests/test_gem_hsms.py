@@ -38,10 +38,10 @@ def test_frames_are_e37_byte_exact():
 class Echo:
     """Equipment end under test: answers S1F1 and records connections."""
 
-    def __init__(self):
+    def __init__(self, timers: Timers = FAST):
         self.connections: list[HsmsConnection] = []
         self.handled: list[Message] = []
-        self.server = HsmsPassive(host="127.0.0.1", port=0, device_id=0, timers=FAST,
+        self.server = HsmsPassive(host="127.0.0.1", port=0, device_id=0, timers=timers,
                                   handler=self.handle, on_connection=self.connected)
 
     async def handle(self, conn, message):
@@ -98,6 +98,39 @@ async def test_a_frame_that_stops_midway_closes_the_link_after_t8(echo):
     await host.send_raw(bytes.fromhex("0000000a0000"))  # 6 of the 14 bytes
     await asyncio.wait_for(host.closed.wait(), 5)
     await host.close(separate=False)
+
+
+async def test_a_message_stalled_in_its_length_bytes_closes_the_link_after_t8(echo):
+    host = TestHost()
+    await host.connect(echo.server.port)
+    await host.send_raw(bytes.fromhex("0000"))  # 2 of the 4 length bytes, then nothing
+    await asyncio.wait_for(host.closed.wait(), 5)
+    await host.close(separate=False)
+
+
+@pytest.fixture
+async def slow_link():
+    e = Echo(Timers(t3=0.5, t5=1.0, t6=0.5, t7=0.3, t8=1.0))
+    await e.server.start()
+    yield e
+    await e.server.close()
+
+
+async def test_t8_is_between_bytes_not_over_the_whole_message(slow_link):
+    """E37: T8 bounds the gap between two bytes of a message. A message that keeps coming,
+    slower in all than T8, is read (a long S7F3 on a slow link)."""
+    host = TestHost()
+    await host.connect(slow_link.server.port)
+    frame = Message(1, 1, None, True, 0x42, 0).to_bytes()
+    await host.send_raw(frame[:4])
+    for start, end in ((4, 6), (6, 8), (8, 11)):
+        await asyncio.sleep(0.45)  # the slow link's pace (the stimulus, not a wait)
+        await host.send_raw(frame[start:end])
+    await asyncio.sleep(0.45)
+    reply = await host.transact_raw(0x42, frame[11:])  # its last bytes, then the reply
+    assert reply.function == 2 and reply.body == L(A("ECHO"), A("1"))
+    assert not host.closed.is_set()
+    await host.close()
 
 
 async def test_hsms_ss_takes_one_session_at_a_time(echo):

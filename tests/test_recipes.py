@@ -103,7 +103,10 @@ def test_explicit_profile_id_is_kept() -> None:
          "200-1500 mm/min"),
         (("wash_temp_c = 60.0", "wash_temp_c = 95.0"),
          "bad.toml: step 3 (clean): range: wash_temp_c = 95.0: expected wash 30-80 °C"),
-        (("version = 1", "version = 0"), "bad.toml: version: expected a whole number >= 1"),
+        (("version = 1", "version = 0"),
+         "bad.toml: version: expected a whole number 1-2147483647"),
+        (("version = 1", "version = 2147483648"),  # no database INTEGER holds it
+         "bad.toml: version: expected a whole number 1-2147483647"),
         (('name = "rebump-hipb-snpb"', 'colour = "red"\nname = "rebump-hipb-snpb"'),
          "bad.toml: unknown key: 'colour'"),
     ],

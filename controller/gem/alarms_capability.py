@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from controller.gem import ids
 from controller.gem.context import Equipment, Reply
 from controller.gem.secs2 import U4, A, B, Fmt, Item, L, ascii_text
-from controller.gem.status_capability import ids_of
+from controller.gem.status_capability import id_item, ids_of
 
 if TYPE_CHECKING:
     from controller.gem.hsms import Message
@@ -81,7 +81,7 @@ class AlarmsCapability:
     async def _s5f5(self, message: Message) -> Reply:
         alids = ids_of(message.body) or sorted(self.known)
         return 6, L(*(self._entry(self.known[a]) if a in self.known
-                      else L(B(), U4(a), A("")) for a in alids))  # E5: unknown ALID
+                      else L(B(), id_item(a), A("")) for a in alids))  # E5: unknown ALID
 
     async def _s5f7(self, message: Message) -> Reply:
         return 8, L(*(self._entry(self.known[a]) for a in sorted(self.known)

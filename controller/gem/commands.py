@@ -64,8 +64,9 @@ class LineCommands(Protocol):
 
     def abort_lot(self, lot_id: str, reason: str) -> None: ...
 
-    def check_recipe(self, name: str) -> None:
-        """Raise CommandRefused unless ``name`` is a recipe the line can run."""
+    def check_recipe(self, name: str, *, parameter: str = "RECIPE") -> None:
+        """Raise CommandRefused (naming ``parameter``) unless ``name`` is a recipe the line
+        can run."""
 
     def snapshot(self) -> LineSnapshot: ...
 
@@ -94,10 +95,11 @@ class StoreLineCommands:
                 recipe_hash=checked.hash, slots=slots, priority=priority, user=HOST,
             )
         except StoreError as exc:
+            # The caller checked the id, slots and priority by the same rules: what is left
+            # is the lot id already taken (ids are never reused).
             text = str(exc)
-            parameter = ("LOTID" if "lot" in text else "SLOTS" if "slot" in text
-                         else "PRIORITY" if "priority" in text else None)
-            raise CommandRefused(HCACK_PARAMETER_INVALID, text, parameter=parameter) from None
+            raise CommandRefused(HCACK_PARAMETER_INVALID, text,
+                                 parameter="LOTID" if text.startswith("lot ") else None) from None
 
     def hold_lot(self, lot_id: str, reason: str) -> None:
         if self.lot_state(lot_id)[0] == LotState.HELD:  # E5 HCACK 5: already so
@@ -105,13 +107,17 @@ class StoreLineCommands:
         self._change(self.store.hold_lot, lot_id, reason)
 
     def resume_lot(self, lot_id: str, reason: str) -> None:
+        if self.lot_state(lot_id)[0] in (LotState.QUEUED, LotState.RUNNING):
+            raise CommandRefused(HCACK_ALREADY, f"lot {lot_id} is not held")
         self._change(self.store.resume_lot, lot_id, reason)
 
     def abort_lot(self, lot_id: str, reason: str) -> None:
+        if self.lot_state(lot_id)[0] == LotState.ABORTED:
+            raise CommandRefused(HCACK_ALREADY, f"lot {lot_id} is already aborted")
         self._change(self.store.abort_lot, lot_id, reason)
 
-    def check_recipe(self, name: str) -> None:
-        self._recipe(name)
+    def check_recipe(self, name: str, *, parameter: str = "RECIPE") -> None:
+        self._recipe(name, parameter)
 
     def audit(self, action: str, detail: str) -> None:
         self.store.audit(HOST, action, detail)
@@ -142,15 +148,15 @@ class StoreLineCommands:
             return "", ""
         return str(lot.state), lot.recipe_name
 
-    def _recipe(self, name: str):  # noqa: ANN202 - a sequences Recipe
+    def _recipe(self, name: str, parameter: str = "RECIPE"):  # noqa: ANN202 - a Recipe
         if not NAME_PATTERN.match(name):  # a name from the library, never a path on this host
             raise CommandRefused(HCACK_PARAMETER_INVALID, f"{name!r} is not a recipe name",
-                                 parameter="RECIPE")
+                                 parameter=parameter)
         try:
             return self._recipes(name)  # the library's, or a program the host downloaded
         except RecipeError as exc:
             first = str(exc).splitlines()[0]
-            raise CommandRefused(HCACK_PARAMETER_INVALID, first, parameter="RECIPE") from None
+            raise CommandRefused(HCACK_PARAMETER_INVALID, first, parameter=parameter) from None
 
     def _change(self, change, lot_id: str, reason: str) -> None:  # noqa: ANN001
         try:

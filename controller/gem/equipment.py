@@ -297,6 +297,11 @@ class GemEquipment:
             log.warning("%s from the host: %s", message.name, exc)
             await self._error(conn, 7, message)  # illegal data
             return
+        except Exception:
+            # A fault of ours (a store refusing a value it should have been spared): the
+            # host's transaction is aborted (SxF0), the session and every other stays up.
+            log.exception("%s from the host could not be answered", message.name)
+            function, body = 0, None
         if message.wbit:
             await conn.reply(message, function, body)
 

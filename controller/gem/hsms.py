@@ -21,7 +21,8 @@ Timers (wall seconds, they are about the wire):
 * T6 control transaction timeout (a linktest we send), counted from the request, so a
   host that stopped reading (our send cannot leave) fails it too;
 * T7 not-selected timeout: a connection that is not selected in time is closed;
-* T8 network inter-character timeout: a frame that stops mid-way closes the link.
+* T8 network inter-character timeout: a message whose next byte (length bytes included)
+  does not come within T8 of the one before closes the link.
 * T5 connect separation applies to the active (host) side; kept for the settings;
 * ``linktest``: seconds of silence from the host before we send linktest.req (0: never).
 
@@ -318,20 +319,35 @@ class HsmsConnection:
 
     async def _read_message(self) -> Message | None:
         try:
-            head = await self._reader.readexactly(4)
+            first = await self._reader.readexactly(1)  # the next message: no time limit
         except asyncio.IncompleteReadError:
             return None  # the host closed the connection
         self._heard_at = asyncio.get_running_loop().time()
-        (length,) = struct.unpack(">I", head)
+        rest = await self._read_t8(3)
+        if rest is None:
+            return None
+        (length,) = struct.unpack(">I", first + rest)
         if not 10 <= length <= MAX_FRAME:
             raise HsmsError(f"frame length {length} out of range")
-        try:
-            frame = await asyncio.wait_for(self._reader.readexactly(length), self.timers.t8)
-        except TimeoutError:
-            raise HsmsError("T8: the frame stopped mid-way") from None
-        except asyncio.IncompleteReadError:
-            return None
-        return Message.from_frame(frame)
+        frame = await self._read_t8(length)
+        return None if frame is None else Message.from_frame(frame)
+
+    async def _read_t8(self, count: int) -> bytes | None:
+        """``count`` more bytes of the message begun, each arrival within T8 of the one
+        before (E37: T8 is the time between two characters of one message, the length
+        bytes included, not a limit on the whole: a long S7F3 on a slow link keeps
+        coming); None when the host closed the connection."""
+        parts: list[bytes] = []
+        while count:
+            try:
+                chunk = await asyncio.wait_for(self._reader.read(count), self.timers.t8)
+            except TimeoutError:
+                raise HsmsError("T8: the message stopped mid-way") from None
+            if not chunk:
+                return None
+            parts.append(chunk)
+            count -= len(chunk)
+        return b"".join(parts)
 
     async def _dispatch(self, message: Message) -> None:
         control = Message(0, 0, None, False, message.system, CONTROL_SESSION)

@@ -16,7 +16,14 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from controller.domain import DEFAULT_PRIORITY, parse_slots
+from controller.domain import (
+    DEFAULT_PRIORITY,
+    RuleError,
+    check_lot_id,
+    check_priority,
+    check_slots,
+    parse_slots,
+)
 from controller.gem import ids
 from controller.gem.commands import (
     HCACK_CANNOT_NOW,
@@ -27,9 +34,8 @@ from controller.gem.commands import (
     CommandRefused,
 )
 from controller.gem.context import Equipment, Reply
-from controller.gem.secs2 import A, B, Fmt, Item, L
+from controller.gem.secs2 import A, B, Fmt, Item, L, Secs2Error
 from controller.gem.states import ControlState
-from controller.store import StoreError
 
 if TYPE_CHECKING:
     from controller.gem.hsms import Message
@@ -58,11 +64,11 @@ class RemoteCapability:
 
     async def _s2f41(self, message: Message) -> Reply:
         rcmd, params = message.body.items
-        return 42, self._answer(rcmd.text, params)
+        return 42, self._answer(_command_name(rcmd), params)
 
     async def _s2f49(self, message: Message) -> Reply:
         _dataid, _objspec, rcmd, params = message.body.items
-        return 50, self._answer(rcmd.text, params)
+        return 50, self._answer(_command_name(rcmd), params)
 
     def _answer(self, rcmd: str, params: Item) -> Item:
         pairs = []
@@ -95,13 +101,17 @@ class RemoteCapability:
         commands = self.eq.commands
         try:
             if rcmd == "START":
+                # Each parameter checked on its own first, so a refusal names the right one.
+                lot_id = self._checked(params, "LOTID", check_lot_id, self._text(params, "LOTID"))
+                slots = self._checked(params, "SLOTS", check_slots, self._slots(params))
+                priority = self._checked(params, "PRIORITY", check_priority,
+                                         self._priority(params))
                 recipe = self._text(params, "RECIPE", self.pp_selected)
-                commands.start_lot(self._text(params, "LOTID"), recipe, self._slots(params),
-                                   self._priority(params))
+                commands.start_lot(lot_id, recipe, slots, priority)
                 return HCACK_LATER
             if rcmd == "PP-SELECT":
                 ppid = self._text(params, "PPID")
-                commands.check_recipe(ppid)
+                commands.check_recipe(ppid, parameter="PPID")
                 self.pp_selected = ppid
                 self.eq.db.save("pp_selected", ppid)
                 self.eq.emit(ids.CE_PP_SELECTED, {ids.DV_PPID: A(ppid)})
@@ -116,6 +126,16 @@ class RemoteCapability:
             raise _Refused(exc.hcack, cpacks, str(exc)) from None
 
     # -- parameters (a wrong one names itself with its CPACK)
+
+    @staticmethod
+    def _checked(params: dict[str, Item], name: str, rule: Callable[[Any], Any],
+                 value: Any) -> Any:
+        """``value`` through the line's own rule for it; refused naming ``name`` (CPACK 2)."""
+        try:
+            return rule(value)
+        except RuleError as exc:
+            raise _Refused(HCACK_PARAMETER_INVALID, [(name, CPACK_BAD_VALUE)],
+                           str(exc)) from None
 
     @staticmethod
     def _text(params: dict[str, Item], name: str, default: str | None = None) -> str:
@@ -143,7 +163,7 @@ class RemoteCapability:
                 return [i.number for i in item.items]
             if item.fmt in (Fmt.U1, Fmt.U2, Fmt.U4, Fmt.I1, Fmt.I2, Fmt.I4):
                 return [int(v) for v in item.value]
-        except (StoreError, ValueError) as exc:
+        except (RuleError, ValueError) as exc:  # a malformed list like '1-99' or 'abc'
             raise _Refused(HCACK_PARAMETER_INVALID, [("SLOTS", CPACK_BAD_VALUE)],
                            str(exc)) from None
         raise _Refused(HCACK_PARAMETER_INVALID, [("SLOTS", CPACK_BAD_FORMAT)],
@@ -159,6 +179,16 @@ class RemoteCapability:
         except ValueError:
             raise _Refused(HCACK_PARAMETER_INVALID, [("PRIORITY", CPACK_BAD_FORMAT)],
                            "PRIORITY must be a whole number") from None
+
+
+def _command_name(rcmd: Item) -> str:
+    """RCMD as text. E5 also allows U1 and I1: ours are all named, so a number is a command
+    that does not exist here (HCACK 1), not illegal data."""
+    if rcmd.fmt is Fmt.A:
+        return rcmd.text
+    if rcmd.fmt in (Fmt.U1, Fmt.I1):
+        return f"#{rcmd.number}"
+    raise Secs2Error(f"RCMD must be A, U1 or I1, not {rcmd.fmt.name}")
 
 
 def _show(value: Item) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from controller.gem import ids
 from controller.gem.context import Equipment, Reply
 from controller.gem.secs2 import U4, A, B, Fmt, Item, L
-from controller.gem.status_capability import ids_of
+from controller.gem.status_capability import U4_MAX, id_item, ids_of
 
 if TYPE_CHECKING:
     from controller.gem.hsms import Message
@@ -88,7 +88,11 @@ class ReportsCapability:
         reports = dict(self.reports)
         for definition in definitions.items:
             rptid_item, vids_item = definition.items
+            if rptid_item.fmt is Fmt.A:
+                return 34, B(2)  # DRACK 2, invalid format: our RPTIDs are numbers, sent as U4
             rptid, vids = rptid_item.number, ids_of(vids_item)
+            if not 0 <= rptid <= U4_MAX:
+                return 34, B(2)  # no U4 holds it, and S6F11 carries it as U4
             if not vids:  # RPTID with no VIDs: delete that report (none: nothing to do)
                 reports.pop(rptid, None)
                 continue
@@ -143,7 +147,7 @@ class ReportsCapability:
         for ceid in ceids:
             event = self.events.get(ceid)
             if event is None:
-                out.append(L(U4(ceid), A(""), L()))
+                out.append(L(id_item(ceid), A(""), L()))
             else:
                 out.append(L(U4(ceid), A(event.name), L(*(U4(v) for v in event.dvids))))
         return 24, L(*out)

@@ -69,6 +69,17 @@ def ids_of(body: Item | None) -> list[int]:
     return [int(v) for v in body.value]
 
 
+U4_MAX = 2**32 - 1
+
+
+def id_item(value: int) -> Item:
+    """An id as we send it: U4, as docs/gem.md declares every id. An id the host sent that
+    no U4 holds (negative, or larger) is no id of ours: echoed, as unknown, in I8 or U8."""
+    if 0 <= value <= U4_MAX:
+        return U4(value)
+    return I8(value) if value < 0 else U8(value)
+
+
 class StatusCapability:
     def __init__(self, eq: Equipment, tools: list[str] | tuple[str, ...]) -> None:
         self.eq = eq
@@ -191,7 +202,7 @@ class StatusCapability:
         for vid in vids:
             var = self.variables.get(vid)
             if var is None or var.kind is not ids.VarKind.SV:
-                out.append(L(U4(vid), A(""), A("")))  # E5: unknown SVID, empty name
+                out.append(L(id_item(vid), A(""), A("")))  # E5: unknown SVID, empty name
             else:
                 out.append(L(U4(vid), A(var.name), A(var.units)))
         return 12, L(*out)
@@ -229,7 +240,7 @@ class StatusCapability:
         out = []
         for ecid in ecids:
             if not self._is_ec(ecid):
-                out.append(L(U4(ecid), A(""), A(""), A(""), A(""), A("")))
+                out.append(L(id_item(ecid), A(""), A(""), A(""), A(""), A("")))
                 continue
             var = self.variables[ecid]
             # E5: ECMIN/ECMAX/ECDEF are never a list; no value is a zero-length A

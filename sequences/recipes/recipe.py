@@ -341,6 +341,7 @@ _STEP_KEYS["print"] |= {
 }
 _OPTIONAL |= {"aperture_um": None, "aperture_length_um": None, "stencil_thickness_um": None}
 _TOP_KEYS = {"name", "version", "description", "steps"}
+MAX_VERSION = 2**31 - 1  # what every database's INTEGER column holds (PostgreSQL's is 32-bit)
 
 _MISSING = object()
 
@@ -377,8 +378,9 @@ def parse_recipe_problems(
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         top("name", f"expected 1-40 letters, digits, '.', '-' or '_' (got {name!r})")
     version = data.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        top("version", f"expected a whole number >= 1 (got {version!r})")
+    if (isinstance(version, bool) or not isinstance(version, int)
+            or not 1 <= version <= MAX_VERSION):
+        top("version", f"expected a whole number 1-{MAX_VERSION} (got {version!r})")
     description = data.get("description", "")
     if not isinstance(description, str):
         top("description", f"expected text (got {description!r})")
