@@ -218,3 +218,47 @@ def test_lot_start_names_the_line_and_lot_list_filters_by_it(tmp_path: Path) -> 
     assert listed.splitlines()[0].split()[:3] == ["lot", "state", "line"]
     assert listed.splitlines()[-1].split()[:3] == ["A1", "queued", "bay-A"]
     assert "  line     any (not claimed yet)" in bumpline("lot", "show", "ANY1").splitlines()
+
+
+def test_two_changes_of_one_lot_at_once_never_undo_each_other(pg_url: str) -> None:
+    """PostgreSQL, READ COMMITTED: the scheduler completes a lot while an operator aborts
+    it. The abort waits for the completion's lock, then reads "complete" and is refused;
+    before, it read "running", waited only at its UPDATE and wrote "aborted" over it."""
+    import sqlalchemy as sa
+
+    with Store(pg_url) as store:
+        _queue(store, "RACE", REBUMP)
+        store.set_lot_state("RACE", "running")
+        engine = sa.create_engine(pg_url)
+        outcome: list[BaseException | str] = []
+        operator = Store(pg_url)
+        try:
+            with engine.connect() as scheduler:
+                # The scheduler's change, committed last: the row stays locked meanwhile.
+                scheduler.execute(sa.text("UPDATE lots SET state = 'complete' WHERE id = 'RACE'"))
+                pid = scheduler.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+
+                def abort() -> None:
+                    try:
+                        operator.abort_lot("RACE", user="op", reason="late")
+                        outcome.append("aborted")
+                    except StoreError as exc:
+                        outcome.append(exc)
+
+                aborting = threading.Thread(target=abort)
+                aborting.start()
+                # The abort is blocked behind the scheduler's lock (what the database says).
+                blocked = sa.text("SELECT count(*) FROM pg_stat_activity WHERE "
+                                  ":pid = ANY(pg_blocking_pids(pid))")
+                with engine.connect() as watcher:
+                    while not watcher.execute(blocked, {"pid": pid}).scalar():
+                        watcher.rollback()
+                        assert aborting.is_alive(), outcome
+                scheduler.commit()
+                aborting.join(timeout=30)
+        finally:
+            operator.close()
+            engine.dispose()
+        assert len(outcome) == 1 and isinstance(outcome[0], StoreError), outcome
+        assert "complete" in str(outcome[0])
+        assert store.get_lot("RACE").state == "complete"

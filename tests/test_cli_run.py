@@ -129,6 +129,11 @@ def test_run_a_lot_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert [p.name for p in report.parent.iterdir()] == ["report.html"]
     page = report.read_text(encoding="utf-8")
     assert page.count('class="curve"') == 4 and page.count("<img") == 0
+    # The lot was this line's from its creation: no serve could have claimed it meanwhile.
+    with Store(db_url(tmp_path)) as store:
+        (start,) = [a for a in store.audit_log(lot_id="CLI1") if a.action == "lot.start"]
+        assert start.detail.endswith("line sim"), start.detail
+        assert not [a for a in store.audit_log(lot_id="CLI1") if a.action == "lot.claim"]
 
 
 def test_resume_a_queued_lot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -290,6 +290,7 @@ def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
             slots=slots,
             priority=DEFAULT_PRIORITY if args.priority is None else args.priority,
             user=_user(args),
+            line_id=line_id(args),  # this line's from the start: no serve may claim it
         )
         return lot.id
 

@@ -234,7 +234,7 @@ def take_lot_for_line(database: Database, lot_id: str, line_id: str) -> LotInfo:
     another line is refused: its half-done wafers are that line's to finish."""
     line_id = check_line_id(line_id) or ""
     with database.write() as conn:
-        row = conn.execute(select(_LOTS).where(_LOTS.c.id == lot_id)).first()
+        row = conn.execute(select(_LOTS).where(_LOTS.c.id == lot_id).with_for_update()).first()
         if row is None:
             raise StoreError(f"no lot {lot_id}")
         if row.line_id not in (None, line_id):
@@ -260,10 +260,13 @@ def change_lot(
     """Move a lot to ``target`` (None: resume to the state it was held in)."""
     now = database.now()
     with database.write() as conn:
+        # Locked as read: two changes at once on PostgreSQL (READ COMMITTED) would both
+        # check the state they read and the later write would undo the earlier's, e.g.
+        # "aborted" over "complete". SQLite's writer lock (BEGIN IMMEDIATE) orders them.
         lot = conn.execute(
             select(_LOTS.c.state, _LOTS.c.state_before_hold, _LOTS.c.started_at).where(
                 _LOTS.c.id == lot_id
-            )
+            ).with_for_update()
         ).first()
         if lot is None:
             raise StoreError(f"no lot {lot_id}")
