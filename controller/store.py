@@ -43,6 +43,7 @@ from controller.domain import (
     OUTCOMES,
     PRIORITY_RANGE,
     REQUEST_ACTIONS,
+    WAFER_START_STATE,
     Disposition,
     LotState,
     RuleError,
@@ -447,6 +448,44 @@ class Store:
     def lot_lock_holder(self, lot_id: str, *, live_only: bool = False) -> LockInfo | None:
         """Who holds the lot's lease; ``live_only``: None for a stale one (nobody runs it)."""
         return _locks.holder(self._db, lot_resource(lot_id), live_only=live_only)
+
+    def act_on_lot(self, lot_id: str, action: str, *, user: str,
+                   reason: str = "") -> tuple[LotInfo, LockInfo | None]:
+        """A person's hold, resume or abort, from any process (the CLI, the screen, the
+        factory host): (the lot now, the controller it was queued for, or None).
+
+        With a live controller holding the lot's lease, the change is made and its request
+        left for that controller (it alone knows which wafers are in a tool). With none, it
+        is carried out here where that is safe and its request answered: an abort of a lot
+        with wafers out of the carrier is refused, nothing changed (only a controller can
+        bring them to a safe stop; "aborted" with wafers neither finished nor aborted would
+        leave them in the tools for good)."""
+        change = {"hold": self.hold_lot, "resume": self.resume_lot,
+                  "abort": self.abort_lot}.get(action)
+        if change is None:
+            raise StoreError(f"no lot action {action!r} (hold, resume or abort)")
+        self.get_lot(lot_id)  # "no lot X" first
+        holder = self.lot_lock_holder(lot_id, live_only=True)  # its lease, not what it said
+        if holder is None and action == "abort":
+            started = [w for w in self.wafers(lot_id)
+                       if w.outcome is None and w.state != WAFER_START_STATE]
+            if started:
+                shown = ", ".join(f"{w.id} ({w.state} at {w.location})" for w in started[:3])
+                more = f" and {len(started) - 3} more" if len(started) > 3 else ""
+                raise StoreError(
+                    f"lot {lot_id}: {len(started)} wafer(s) in process ({shown}{more}) and "
+                    f"no controller runs the lot; nothing changed: resume it (bumpline run "
+                    f"--resume {lot_id}) and abort it there, so the tools bring the wafers "
+                    "to a safe stop")
+        lot = change(lot_id, user=user, reason=reason)
+        if holder is None:
+            request = f"{action}_lot"
+            for pending in self.pending_requests(lot_id):
+                if pending.action == request and pending.wafer_id is None:
+                    self.mark_request_handled(
+                        pending.id, note="carried out directly: no controller runs the lot",
+                        actor=user)
+        return lot, holder
 
     # -- the operator screen's sessions ended by logging out (controller/web/auth.py)
 

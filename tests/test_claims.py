@@ -262,3 +262,30 @@ def test_two_changes_of_one_lot_at_once_never_undo_each_other(pg_url: str) -> No
         assert len(outcome) == 1 and isinstance(outcome[0], StoreError), outcome
         assert "complete" in str(outcome[0])
         assert store.get_lot("RACE").state == "complete"
+
+
+def test_a_lot_for_any_line_held_before_it_started_is_no_lines_until_claimed(
+    db_url: str,
+) -> None:
+    """Held while queued, a lot for any line never started: a serve looking for its own
+    unfinished lots must not take it (one without a printer took a rebump lot and was
+    stuck with it); resumed, it is queued again and the line that can run it claims it."""
+    from controller.cli.claims import LotClaims
+
+    with Store(db_url) as store:
+        _queue(store, "HELD-ANY", REBUMP)
+        store.hold_lot("HELD-ANY", user="op", reason="wait for the carrier")
+        no_printer = LotClaims(store, "bay-B", frozenset({"placer", "oven", "cleaner"}),
+                               load_valid_recipe)
+        assert no_printer.unfinished(set()) == []
+        store.resume_lot("HELD-ANY", user="op")
+        assert no_printer.claim() is None  # it cannot run a rebump
+        printer = LotClaims(store, "bay-A", frozenset({"printer", "oven", "cleaner"}),
+                            load_valid_recipe)
+        assert printer.claim() == "HELD-ANY"
+        # A lot from before lots named their line, which had started, is still resumed by
+        # whichever line looks (as before).
+        _queue(store, "OLD", REBUMP)
+        store.set_lot_state("OLD", "running")
+        assert store.get_lot("OLD").line_id is None
+        assert no_printer.unfinished(set()) == ["OLD"]

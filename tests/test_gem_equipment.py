@@ -176,10 +176,14 @@ async def test_remote_commands_refused_with_the_reason(line):
     assert await command("ABORT", ("LOTID", A("L3"))) == [3, [["REASON", 2]]]
     assert await command("ABORT", ("LOTID", A("L3")), ("REASON", A("bad carrier"))) == [0, []]
     audit = line.store.audit_log(lot_id="L3")
-    assert [(a.actor, a.action) for a in audit][:3] == [
-        ("host", "lot.start"), ("host", "lot.hold"), ("host", "lot.abort")]
-    # then the abort's transitions of the wafers still in the carrier (decision 0020)
-    assert [(a.wafer_id, a.detail) for a in audit[3:]] == [
+    # No controller runs L3: each change is carried out at once and its request answered
+    # (Store.act_on_lot, as `bumpline lot hold/abort` do), none left pending for nobody.
+    assert [(a.actor, a.action) for a in audit if a.wafer_id is None] == [
+        ("host", "lot.start"), ("host", "lot.hold"), ("host", "request.hold_lot.handled"),
+        ("host", "lot.abort"), ("host", "request.abort_lot.handled")]
+    assert line.store.pending_requests("L3") == []
+    # and the abort's transitions of the wafers still in the carrier (decision 0020)
+    assert [(a.wafer_id, a.detail) for a in audit if a.wafer_id is not None] == [
         (w.id, "queued -> aborted (abort): bad carrier") for w in line.store.wafers("L3")]
     # online-local: remote commands are refused with HCACK 2 (E30)
     assert line.eq.operator_remote(False) is ControlState.ONLINE_LOCAL
@@ -659,4 +663,21 @@ async def test_ids_the_host_sends_in_any_integer_format(line):
     assert (await host.request(2, 33, L(U4(1), L(L(A("R9"), vids))))).body == B(2)
     assert (await host.request(2, 33, L(U4(1), L(L(U8(2**33), vids))))).body == B(2)
     assert (await host.request(2, 33, L(U4(1), L(L(U2(7), vids))))).body == B(0)
+    await host.close()
+
+
+async def test_an_abort_no_controller_can_carry_out_is_refused_to_the_host(line):
+    """The host's ABORT of a lot with a wafer in a tool and no controller running it: HCACK
+    2 (cannot perform now) and nothing changed, as `bumpline lot abort` refuses it."""
+    host = await line.remote_host()
+    start = L(A("START"), L(L(A("LOTID"), A("P1")), L(A("RECIPE"), A(RECIPE)),
+                            L(A("SLOTS"), A("1-2"))))
+    assert (await host.request(2, 41, start)).body.python() == [4, []]
+    line.store.set_lot_state("P1", "running")
+    line.store.record_transition("P1-01", "queued", "step1_waiting", "start",
+                                 location="printer-1")
+    abort = L(A("ABORT"), L(L(A("LOTID"), A("P1")), L(A("REASON"), A("MES says"))))
+    assert (await host.request(2, 41, abort)).body.python() == [2, []]
+    assert line.store.get_lot("P1").state == "running"
+    assert line.store.pending_requests("P1") == []
     await host.close()

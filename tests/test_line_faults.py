@@ -192,6 +192,26 @@ async def test_a_lot_aborted_while_its_controller_was_gone_is_brought_out(
         await assert_line_empty(r)
 
 
+async def test_a_lot_aborted_between_its_claim_and_its_run_is_answered_the_others_run(
+    tmp_path: Path
+) -> None:
+    """`bumpline lot abort` while a serve opens its line for the lot it claimed: every wafer
+    was still in the carrier (aborted at home at once). The run answers the abort request
+    and runs the other lots; before, "nothing to run" stopped the whole serve and left the
+    request pending for good."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        r.new_lot("GONE", 2)
+        r.new_lot("NEXT", 1)
+        r.store.abort_lot("GONE", user="ann", reason="wrong carrier")
+        assert [q.action for q in r.store.pending_requests("GONE")] == ["abort_lot"]
+        outcomes = await run_lots(r.controller(), ["GONE", "NEXT"])
+        assert [(o.lot_id, o.state) for o in outcomes] == [("GONE", "aborted"),
+                                                            ("NEXT", "complete")]
+        assert set(outcomes[0].wafers.values()) == {"aborted"}
+        assert r.store.pending_requests("GONE") == []
+        await assert_line_empty(r)
+
+
 @pytest.mark.faults
 async def test_half_the_printer_replies_lost_does_not_stop_the_lot(tmp_path: Path) -> None:
     """``--faults 'printer-1:drop=0.5'``: a command whose every resend went unanswered takes

@@ -345,3 +345,29 @@ async def test_there_is_no_default_account(tmp_path: Path) -> None:
                                    ("root", "root"), ("operator", "operator")):
                 answer = await login(client, name, password)
                 assert answer.headers["location"] == "/", name
+
+
+async def test_an_abort_no_controller_can_carry_out_is_refused_nothing_changed(
+        tmp_path: Path, db_url: str) -> None:
+    """A lot with a wafer out of the carrier and no controller running it: aborting it from
+    the screen would leave that wafer in a tool for good (as `bumpline lot abort` says).
+    Holding it is carried out at once, its request answered, none left pending."""
+    async with screen(tmp_path, db=db_url) as (context, url):
+        add_users(context)
+        _lot(context)
+        store = context.store
+        store.set_lot_state("LOTA", "running")
+        store.record_transition("LOTA-01", "queued", "step1_waiting", "start",
+                                location="placer-1")
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "olga")
+            token = csrf_of((await client.get("/lots")).text)
+            answer = await client.post("/lots/abort", data={
+                "csrf": token, "lot": "LOTA", "reason": "wrong carrier"})
+            said = await _flash(client, answer)
+            assert "1 wafer(s) in process (LOTA-01" in said and "nothing changed" in said
+            assert store.get_lot("LOTA").state == "running"
+            answer = await client.post("/lots/hold", data={
+                "csrf": token, "lot": "LOTA", "reason": "wait"})
+            assert await _flash(client, answer) == "lot LOTA: held"
+        assert store.pending_requests("LOTA") == []

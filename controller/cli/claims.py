@@ -66,11 +66,15 @@ class LotClaims:
             print(f"bumpline: lot {lot_id} left queued: {why}", file=sys.stderr, flush=True)
 
     def unfinished(self, skip: set[str]) -> list[str]:
-        """Running or held lots of this line (and lots from before lots named their line)."""
+        """Running or held lots of this line (and lots from before lots named their line
+        that started). A lot for any line that was held while still queued never started:
+        it is no line's yet, and goes to the line that claims it once resumed (a line
+        without a tool its recipe needs would be stuck with it)."""
         lots = self.store.list_lots([LotState.RUNNING, LotState.HELD])
         return [lot.id for lot in reversed(lots)  # oldest first
-                if lot.line_id in (None, self.line) and lot.id not in skip
-                and not self._held_and_done(lot)]
+                if (lot.line_id == self.line
+                    or (lot.line_id is None and lot.started_at is not None))
+                and lot.id not in skip and not self._held_and_done(lot)]
 
     def _held_and_done(self, lot: Any) -> bool:
         """A held lot whose wafers are all finished: nothing for a controller to do until a

@@ -18,7 +18,6 @@ import argparse
 import getpass
 import importlib
 import os
-from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,6 @@ from controller.domain import (
     DEFAULT_PRIORITY,
     MAX_WAFERS,
     PRIORITY_RANGE,
-    WAFER_START_STATE,
     Disposition,
     LotState,
     parse_slots,
@@ -345,59 +343,19 @@ def cmd_lot_show(args: argparse.Namespace) -> int:
 
 def cmd_lot_action(args: argparse.Namespace) -> int:
     """With a controller running the lot, the request is queued for it (it alone knows which
-    wafers are in a tool); with none, it is carried out here where that is safe."""
+    wafers are in a tool); with none, it is carried out here where that is safe
+    (``Store.act_on_lot``, as the screen and the factory host do)."""
     user = _user(args)
     with _store(args) as store:
-        lot = store.get_lot(args.lot_id)
-        holder = store.lot_lock_holder(lot.id, live_only=True)  # its lease, not what it said
+        lot, holder = store.act_on_lot(args.lot_id, args.action, user=user,
+                                       reason=args.reason)
         if holder is not None:
-            act: Callable[..., Any] = {
-                "hold": store.hold_lot,
-                "resume": store.resume_lot,
-                "abort": store.abort_lot,
-            }[args.action]
-            act(lot.id, user=user, reason=args.reason)
             print(f"lot {lot.id}: {args.action} queued for the controller running it "
                   f"(host {holder.host}, pid {holder.pid}; bumpline lot show to see it "
                   "handled)")
             return 0
-        if args.action == "abort":
-            _refuse_abort_in_process(store, lot.id)
-        lot = _act_directly(store, lot.id, args.action, user=user, reason=args.reason)
     print(f"lot {lot.id} is now {lot.state}")
     return 0
-
-
-def _refuse_abort_in_process(store: Store, lot_id: str) -> None:
-    """Wafers that left the carrier are in (or between) tools: only a controller can bring
-    them to a safe stop, so an abort with none running would leave the lot "aborted" with
-    wafers neither finished nor aborted."""
-    started = [w for w in store.wafers(lot_id)
-               if w.outcome is None and w.state != WAFER_START_STATE]
-    if started:
-        shown = ", ".join(f"{w.id} ({w.state} at {w.location})" for w in started[:3])
-        more = f" and {len(started) - 3} more" if len(started) > 3 else ""
-        raise UserError(
-            f"lot {lot_id}: {len(started)} wafer(s) in process ({shown}{more}) and no "
-            f"controller runs the lot; nothing changed: resume it (bumpline run --resume "
-            f"{lot_id}) and abort it there, so the tools bring the wafers to a safe stop"
-        )
-
-
-def _act_directly(store: Store, lot_id: str, action: str, *, user: str, reason: str) -> Any:
-    act: Callable[..., Any] = {
-        "hold": store.hold_lot,
-        "resume": store.resume_lot,
-        "abort": store.abort_lot,
-    }[action]
-    lot = act(lot_id, user=user, reason=reason)
-    request = {"hold": "hold_lot", "resume": "resume_lot", "abort": "abort_lot"}[action]
-    for pending in store.pending_requests(lot_id):
-        if pending.action == request and pending.wafer_id is None:
-            store.mark_request_handled(
-                pending.id, note="carried out directly: no controller runs the lot",
-                actor=user)
-    return lot
 
 
 def cmd_lot_report(args: argparse.Namespace) -> int:

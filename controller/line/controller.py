@@ -181,11 +181,16 @@ class LineController:
     def add_lot(self, lot_id: str) -> None:
         lot = self.store.get_lot(lot_id)
         unfinished = any(w.state not in FINAL_STATES for w in self.store.wafers(lot_id))
+        if lot.state == LotState.COMPLETE.value:
+            raise StoreError(f"lot {lot_id} is {lot.state}: nothing to run")
+        if lot.state == LotState.ABORTED.value and not unfinished:
+            # Aborted after it was handed to this run and before any wafer left the carrier
+            # (the abort aborted them all at home): nothing to bring out. Its abort request
+            # is answered (_finish_aborts) and the other lots run; it was no reason to stop.
+            self._lots.append(lot_id)
+            return
         # An aborted lot whose controller stopped before its wafers were out is run to bring
         # them out (_finish_aborts), never to process them.
-        if lot.state == LotState.COMPLETE.value or (lot.state == LotState.ABORTED.value
-                                                    and not unfinished):
-            raise StoreError(f"lot {lot_id} is {lot.state}: nothing to run")
         recipe = self._recipe_for(lot)
         if lot.state == LotState.ABORTED.value:
             self.scheduler.held_lots.add(lot_id)
