@@ -198,10 +198,13 @@ class BatchWafer(Base):
 
 
 class ToolEventSeq(Base):
-    """The last pushed-event number a tool delivered (handed back to its driver at start)."""
+    """The last pushed-event number a tool delivered (handed back to its driver at start),
+    per line and tool: a tool name repeats on every line; ``line_id`` "" is a row saved by
+    a store that names no line (and one from before 0013 no line had recorded)."""
 
     __tablename__ = "tool_event_seqs"
 
+    line_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     tool: Mapped[str] = mapped_column(String(64), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]

@@ -159,11 +159,11 @@ def test_one_linear_history() -> None:
     revisions = list(scripts.walk_revisions())
     assert revisions[-1].down_revision is None
     assert revisions[-1].revision == "0001"
-    assert [r.revision for r in reversed(revisions)][:12] == [
+    assert [r.revision for r in reversed(revisions)][:13] == [
         "0001", "0002_gem", "0003_controller_locks", "0004_batches", "0005_users",
         "0006_lot_line", "0007_lock_pid_started", "0008_alarm_state_line",
         "0009_tool_modes", "0010_tool_modes_line", "0011_step_indexes",
-        "0012_web_ended_sessions"]
+        "0012_web_ended_sessions", "0013_tool_event_seqs_line"]
 
 
 def _downgrade(engine, target: str) -> None:  # noqa: ANN001
@@ -236,6 +236,35 @@ def test_tool_modes_become_each_lines_and_back(db_url: str) -> None:
         upgrade_to_head(engine)
         assert a.tool_modes()["oven-1"].mode is ToolMode.PRODUCTION
         assert b.tool_modes()["oven-1"].mode is ToolMode.PRODUCTION  # the one row, fanned
+
+
+def test_each_lines_plater_keeps_its_own_last_event_number_and_back(db_url: str) -> None:
+    """0013 keys the last pushed-event number by line and tool: bay-A's plater-1 at 500 no
+    longer hands bay-B's (at 40) a number its plater never reached (events 41-500 would
+    never be asked for again). A row from before goes to each line that recorded the
+    tool; the downgrade keeps the highest number per tool."""
+    from controller.line.batch_records import BatchRecords
+
+    with Store(db_url, line_id="bay-A") as a, Store(db_url, line_id="bay-B") as b:
+        a.record_tool_state("plater-1", "standby")
+        b.record_tool_state("plater-1", "standby")
+        engine = a.engine
+        _downgrade(engine, "0012_web_ended_sessions")
+        seqs = table("tool_event_seqs", column("tool"), column("seq"),
+                     column("updated_at", DateTime(timezone=True)))
+        with engine.begin() as conn:
+            conn.execute(insert(seqs), [{"tool": "plater-1", "seq": 40,
+                                         "updated_at": datetime(2026, 12, 3, tzinfo=UTC)}])
+        upgrade_to_head(engine)
+        records_a, records_b = BatchRecords(a), BatchRecords(b)
+        assert records_a.seqs() == records_b.seqs() == {"plater-1": 40}
+        records_a.save_seq("plater-1", 500)
+        assert records_b.seqs() == {"plater-1": 40}  # bay-B's plater is its own
+        assert records_a.seqs() == {"plater-1": 500}
+        _downgrade(engine, "0012_web_ended_sessions")
+        with engine.connect() as conn:
+            assert [(r.tool, r.seq) for r in conn.execute(select(seqs))] == [("plater-1", 500)]
+        upgrade_to_head(engine)
 
 
 def test_head_revision_is_alembics_head() -> None:

@@ -108,15 +108,22 @@ class BatchRecords:
 
     # -- pushed-event numbers
 
+    @property
+    def _line(self) -> str:
+        return self.store.line_id or ""  # a tool name repeats on every line
+
     def save_seq(self, tool: str, seq: int) -> None:
         with self._write() as session, session.begin():
-            row = session.get(ToolEventSeq, tool)
+            row = session.get(ToolEventSeq, (self._line, tool))
             if row is None:
-                session.add(ToolEventSeq(tool=tool, seq=seq, updated_at=self._now()))
+                session.add(ToolEventSeq(line_id=self._line, tool=tool, seq=seq,
+                                         updated_at=self._now()))
             elif seq != row.seq:
                 row.seq, row.updated_at = seq, self._now()
 
     def seqs(self) -> dict[str, int]:
-        """Per tool, the last event number delivered: for ``open_line(event_seqs=...)``."""
+        """Per tool of this store's line, the last event number delivered: for
+        ``open_line(event_seqs=...)``."""
         with self._read() as session:
-            return {r.tool: r.seq for r in session.scalars(select(ToolEventSeq))}
+            return {r.tool: r.seq for r in session.scalars(
+                select(ToolEventSeq).where(ToolEventSeq.line_id == self._line))}
