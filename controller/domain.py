@@ -108,6 +108,17 @@ def check_priority(priority: object) -> int:
     return priority
 
 
+MAX_REASON_LEN = 500  # a person's why: a sentence or two, copied into each wafer's event
+
+
+def check_reason(reason: str) -> str:
+    """A person's reason for a hold, an abort or a disposition: kept with every wafer it
+    touches (an abort copies it into each wafer's event) and shown on every screen."""
+    if len(reason) > MAX_REASON_LEN:
+        raise RuleError(f"a reason is at most {MAX_REASON_LEN} characters, got {len(reason)}")
+    return reason
+
+
 def check_slots(slots: Sequence[int]) -> list[int]:
     """A lot's carrier slots, sorted: at least one, each 1-25 and once."""
     if not slots:

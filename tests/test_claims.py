@@ -289,3 +289,18 @@ def test_a_lot_for_any_line_held_before_it_started_is_no_lines_until_claimed(
         store.set_lot_state("OLD", "running")
         assert store.get_lot("OLD").line_id is None
         assert no_printer.unfinished(set()) == ["OLD"]
+
+
+def test_the_in_process_line_has_a_plater_only_when_asked() -> None:
+    """`serve` without --line runs the in-process simulated line: one tool of each role but
+    the plater, of which --platers (default none). A barrier lot it claimed without one
+    could never run, and serve took it up again and again (a core kept busy)."""
+    import argparse
+
+    from controller.cli.claims import line_roles
+
+    plain = line_roles(argparse.Namespace(line=None, platers=0))
+    assert plain == {"printer", "placer", "oven", "cleaner"}
+    assert "plater" in line_roles(argparse.Namespace(line=None, platers=1))
+    barrier = load_valid_recipe("rebump-hipb-niau-snbi")
+    assert "plater" in recipe_roles(barrier) and not recipe_roles(barrier) <= plain

@@ -29,6 +29,7 @@ import pytest
 
 from controller.line.bound import lower_bound, tool_occupancy
 from controller.line.controller import REQUEST_LOOK_S, LineController, LotOutcome, Progress
+from controller.line.events import EventKind
 from controller.line.scheduler import IDLE_WAKE_S
 from controller.store import Store, slots_for_count
 from drivers.clock import ScaledClock
@@ -279,6 +280,30 @@ async def test_a_run_that_ended_is_freed_for_the_next(db_url: str) -> None:
         assert outcome.state == "complete"
         gc.collect()
         assert [ref() for ref in gone] == [None] * len(gone)
+
+
+async def test_each_run_on_a_shared_stream_is_heard_by_its_own_display_only(
+        db_url: str) -> None:
+    """`bumpline serve` hands every lot's controller one line event stream: a run's display
+    hears that run, and stops hearing once it ended (a listener left behind made the N-th
+    lot's every line print N times, and every event cost more as a serve went on)."""
+    from controller.line.events import LineEventStream
+
+    async with rig(db_url) as r:
+        stream = LineEventStream("line", r.clock.now)
+        heard: dict[str, list[str]] = {"first": [], "second": []}
+
+        def controller(name: str) -> LineController:
+            display = Progress(on_event=lambda e: heard[name].append(e.wafer_id))
+            return LineController(r.store, r.tools, r.clock, recipes=load_valid_recipe,
+                                  progress=display, events=stream)
+
+        r.new_lot("ONE", 1)
+        await run_lots(controller("first"), ["ONE"])
+        r.new_lot("TWO", 1)
+        await run_lots(controller("second"), ["TWO"])
+        assert set(heard["first"]) == {"ONE-01"} and set(heard["second"]) == {"TWO-01"}
+        assert stream.wants(EventKind.WAFER_TRANSITION) is False  # nobody listens now
 
 
 async def test_the_more_urgent_lot_starts_first(db_url: str) -> None:

@@ -22,9 +22,11 @@ from sequences.wafer.machine import FINAL_STATES
 
 
 def line_roles(args: argparse.Namespace) -> frozenset[str]:
-    """The roles the line has tools for; the in-process simulated line has every role."""
+    """The roles the line has tools for. The in-process simulated line has one tool of
+    each role but the plater, of which it has ``--platers`` (default none): a barrier lot
+    claimed by a line without one could never run, and serve took it up again and again."""
     if not args.line:
-        return frozenset(ROLES)
+        return frozenset(r for r in ROLES if r != "plater" or getattr(args, "platers", 0))
     from drivers.line_config import load_line_config
 
     return frozenset(t.role for t in load_line_config(args.line).tools.values())

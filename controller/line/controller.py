@@ -135,7 +135,6 @@ class LineController:
         self.wait_for_dispositions = wait_for_dispositions
         self.events = events or LineEventStream(line_id, clock.now)
         self.events.use_clock(clock.now)
-        self.events.listen(self.progress.listen, self.progress.kinds())
         self._e10: dict[str, str] = {}
         self._e10_reason: dict[str, str] = {}  # why the tool is in its E10 state
         # What each tool said of itself since its last E10 change; stored when the run ends
@@ -227,8 +226,11 @@ class LineController:
         self.batches.save_seq(tool, event.seq)
 
     async def run(self, lot_ids: list[str]) -> list[LotOutcome]:
-        unsubscribe = [driver.on_event(functools.partial(self._save_seq, name))
-                       for name, driver in self._pushing.items()]
+        # The display hears this run only: `serve` hands each lot's controller one stream,
+        # and a listener left behind made the N-th lot's every line print N times.
+        unsubscribe = [self.events.listen(self.progress.listen, self.progress.kinds())]
+        unsubscribe += [driver.on_event(functools.partial(self._save_seq, name))
+                        for name, driver in self._pushing.items()]
         try:
             self.modes.apply(self.store.tool_modes(), announce=False)  # set before this start
             for lot_id in lot_ids:

@@ -27,6 +27,7 @@ from controller.domain import (
     LotState,
     check_lot_id,
     check_priority,
+    check_reason,
     check_slots,
     lot_state,
     next_lot_state,
@@ -258,6 +259,8 @@ def change_lot(
     request: str | None = None,
 ) -> None:
     """Move a lot to ``target`` (None: resume to the state it was held in)."""
+    with rules():
+        check_reason(reason)
     now = database.now()
     with database.write() as conn:
         # Locked as read: two changes at once on PostgreSQL (READ COMMITTED) would both

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Connection, exists, insert, select, update
 
-from controller.domain import Disposition, check_disposition, disposition
+from controller.domain import Disposition, check_disposition, check_reason, disposition
 from controller.models import OperatorRequest, Wafer, WaferEvent
 from controller.persistence.audit import add_audit
 from controller.persistence.base import Database, HotStatement, StoreError, rules
@@ -68,6 +68,8 @@ def _wafer_request(
     decision: Disposition | None = None,
     same_kind: Sequence[str] = (),
 ) -> RequestInfo:
+    with rules():
+        check_reason(reason)
     now = database.now()
     with database.write() as conn:
         wafer = conn.execute(

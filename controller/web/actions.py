@@ -162,8 +162,11 @@ def _lot_action(action: str) -> object:
         lot_id, reason = form.get("lot", ""), form.get("reason", "")
         store = request.app.state.web.store
         try:
-            if action == "abort" and not reason:
-                raise StoreError("aborting a lot needs a reason")
+            if action in ("hold", "abort") and not reason.strip():
+                # A held or aborted lot is explained to whoever comes next (as `bumpline
+                # lot hold --reason`).
+                raise StoreError(f"{'holding' if action == 'hold' else 'aborting'} a lot "
+                                 "needs a reason")
             # As `bumpline lot hold/resume/abort`: queued for the controller running the
             # lot, else carried out here where safe (an abort with wafers in process is not).
             changed, holder = store.act_on_lot(lot_id, action, user=user.name, reason=reason)
