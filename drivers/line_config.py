@@ -142,6 +142,8 @@ def parse_line_config(text: str, *, source: str = "<memory>") -> LineConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise LineConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise LineConfigError(f"{source}: not valid TOML: nested too deeply") from None
     return _build(data, source)
 
 

@@ -404,6 +404,8 @@ def parse_register_map(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RegisterMapError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise RegisterMapError(f"{source}: not valid TOML: nested too deeply") from None
     base = None
     tool = data.get("tool")
     if isinstance(tool, dict) and "extends" in tool:

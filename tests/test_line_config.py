@@ -179,3 +179,10 @@ def test_an_unknown_model_for_the_role_is_refused(model: str) -> None:
             r"line.toml: tools.cleaner-1.model: expected FC-1 \| FC-2 or the path of a "
             rf"register map file \(got '{model}'\)")):
         parse_line_config(GOOD + f'model = "{model}"\n', source="line.toml")
+
+
+def test_a_line_file_nested_hundreds_deep_is_one_clear_error() -> None:
+    from drivers.line_config import LineConfigError, parse_line_config
+
+    with pytest.raises(LineConfigError, match="line.toml: not valid TOML: nested too deeply"):
+        parse_line_config("a=" + "[" * 600 + "]" * 600, source="line.toml")

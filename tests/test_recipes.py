@@ -290,3 +290,11 @@ def test_recipe_show_names_the_stencil_geometry_when_given() -> None:
     assert "ST-300-100 (132 µm apertures, 50 µm)" in describe_step(round_)[0]
     slot = dataclasses.replace(round_, aperture_um=75, aperture_length_um=2000)
     assert "(75 x 2000 µm apertures, 50 µm)" in describe_step(slot)[0]
+
+
+def test_a_recipe_nested_hundreds_deep_is_a_problem_not_a_traceback() -> None:
+    from sequences.recipes.recipe import NESTED_TOO_DEEP, parse_recipe_problems
+
+    recipe, problems = parse_recipe_problems("a=" + "[" * 600 + "]" * 600, source="deep.toml")
+    assert recipe is None
+    assert [(p.rule, p.message) for p in problems] == [("not valid TOML", NESTED_TOO_DEEP)]

@@ -378,3 +378,33 @@ async def test_an_abort_no_controller_can_carry_out_is_refused_nothing_changed(
                 "csrf": token, "lot": "LOTA", "reason": "wait"})
             assert await _flash(client, answer) == "lot LOTA: held"
         assert store.pending_requests("LOTA") == []
+
+
+async def test_a_recipe_upload_nested_deep_or_full_of_problems_is_a_short_answer(
+        tmp_path: Path) -> None:
+    """Arrays 600 deep made the TOML reader recurse out (a 500, and a traceback from
+    `bumpline recipe validate`); a file of 200 bad steps made a page of thousands of
+    problems. Both are a clear answer, the page shows the first 50 and the count."""
+    from sequences.recipes.recipe import shipped_recipe_paths
+
+    text = shipped_recipe_paths()["rebump-hipb-snpb"].read_text(encoding="utf-8")
+    head, first_step = text.split("[[steps]]", 1)[0], "[[steps]]" + text.split("[[steps]]")[1]
+    bad_steps = head + first_step.replace("squeegee_kgf = 6.0", "squeegee_kgf = -1.0") * 200
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as erik:
+            await login(erik, "erik")
+            token = csrf_of((await erik.get("/recipes")).text)
+            deep = await erik.post("/recipes/validate", data={"csrf": token}, files={
+                "file": ("deep.toml", b"a=" + b"[" * 600 + b"]" * 600, "application/toml")})
+            assert await _flash(erik, deep) == "deep.toml: 1 problem"
+            page = (await erik.get("/recipes")).text
+            assert "nested too deeply" in page
+            many = await erik.post("/recipes/validate", data={"csrf": token}, files={
+                "file": ("many.toml", bad_steps.encode(), "application/toml")})
+            said = await _flash(erik, many)
+            count = int(said.split(": ")[1].split()[0])
+            assert count > 200, said
+            page = (await erik.get("/recipes")).text
+            assert f"... and {count - 50} more" in page
+            assert len(page) < 200_000

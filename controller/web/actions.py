@@ -238,6 +238,16 @@ async def tool_mode(request: Request, user: UserInfo) -> Response:
 # --- recipes (engineer): validate an uploaded file -------------------------------------------
 
 
+SHOWN_PROBLEMS = 50  # a validation's problems shown on the page, the count beyond
+
+
+def _problems_of(text: str, name: str) -> list:
+    recipe, problems = parse_recipe_problems(text, source=name)
+    if recipe is not None:
+        problems += validate(recipe)
+    return problems
+
+
 @writes(Role.ENGINEER, "recipe.validate", read_only_ok=True)  # stores nothing
 async def recipe_validate(request: Request, user: UserInfo) -> Response:
     form = await request.form()
@@ -251,15 +261,19 @@ async def recipe_validate(request: Request, user: UserInfo) -> Response:
         if len(raw) > MAX_UPLOAD:
             raise StoreError(f"{name} is over {MAX_UPLOAD // 1024} kB: not a recipe")
         text = raw.decode("utf-8")
-        recipe, problems = parse_recipe_problems(text, source=name)
-        if recipe is not None:
-            problems += validate(recipe)
+        # Off the event loop: a 256 kB file of steps takes the validator seconds, and the
+        # controller serving this screen runs the line on that loop.
+        problems = await run_in_threadpool(_problems_of, text, name)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return _done(request, user, "recipe.validate", f"{name}: not UTF-8 TOML ({exc})",
                      ok=False)
     except FAILED as exc:
         return _done(request, user, "recipe.validate", _line(exc), ok=False)
-    note(request, "validation", {"file": name, "problems": [str(p) for p in problems]})
+    shown = [str(p) for p in problems[:SHOWN_PROBLEMS]]
+    if len(problems) > SHOWN_PROBLEMS:  # the first ones say what is wrong; the page stays small
+        shown.append(f"... and {len(problems) - SHOWN_PROBLEMS} more "
+                     "(bumpline recipe validate lists them all)")
+    note(request, "validation", {"file": name, "problems": shown})
     verdict = (f"{name}: valid" if not problems else
                f"{name}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
     return _done(request, user, "recipe.validate", verdict, ok=not problems)

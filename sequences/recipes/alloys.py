@@ -107,6 +107,8 @@ def parse_alloys(text: str, *, source: str = "<memory>") -> AlloyLibrary:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise RecipeError(f"{source}: not valid TOML: nested too deeply") from None
     table = data.get("alloys")
     if not isinstance(table, dict) or not table:
         raise RecipeError(f"{source}: expected [alloys.ID] tables")

@@ -342,6 +342,7 @@ _STEP_KEYS["print"] |= {
 _OPTIONAL |= {"aperture_um": None, "aperture_length_um": None, "stencil_thickness_um": None}
 _TOP_KEYS = {"name", "version", "description", "steps"}
 MAX_VERSION = 2**31 - 1  # what every database's INTEGER column holds (PostgreSQL's is 32-bit)
+NESTED_TOO_DEEP = "arrays or tables nested too deeply (hundreds inside each other)"
 
 _MISSING = object()
 
@@ -366,6 +367,8 @@ def parse_recipe_problems(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [Problem(source, None, None, "not valid TOML", str(exc))]
+    except RecursionError:  # arrays or tables hundreds deep: no recipe, and no traceback
+        return None, [Problem(source, None, None, "not valid TOML", NESTED_TOO_DEEP)]
     problems: list[Problem] = []
 
     def top(rule: str, message: str) -> None:
