@@ -408,3 +408,17 @@ async def test_a_recipe_upload_nested_deep_or_full_of_problems_is_a_short_answer
             page = (await erik.get("/recipes")).text
             assert f"... and {count - 50} more" in page
             assert len(page) < 200_000
+
+
+async def test_a_tool_down_is_coloured_by_its_e10_state(tmp_path: Path) -> None:
+    """E10 states with a space ("unscheduled down") named a CSS class the style sheet does
+    not have: a tool down on an alarm was never red."""
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        context.store.record_tool_state("oven-1", "unscheduled down", reason="alarm 550")
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "olga")
+            page = (await client.get("/line")).text
+            css = (await client.get("/static/screen.css")).text
+        assert 'class="e10-unscheduled_down"' in page
+        assert ".e10-unscheduled_down td" in css and "td.off" in css
