@@ -16,6 +16,7 @@ import pytest
 
 from controller.errors import UserError
 from controller.line.events import EventKind
+from controller.store import Store
 from controller.web.app import SECRET_ENV, USER_TTL_S, WebContext
 from controller.web.auth import LoginLimiter
 from controller.web.guard import MAX_BODY
@@ -422,3 +423,32 @@ async def test_a_tool_down_is_coloured_by_its_e10_state(tmp_path: Path) -> None:
             css = (await client.get("/static/screen.css")).text
         assert 'class="e10-unscheduled_down"' in page
         assert ".e10-unscheduled_down td" in css and "td.off" in css
+
+
+async def test_a_lines_screen_shows_its_own_lines_tools_alarms_and_lots(
+        tmp_path: Path, db_url: str) -> None:
+    """Lines share one database and name their tools alike: bay-A's screen showed bay-B's
+    oven-1 alarm in its band and bay-B's wafer as the one in its own oven-1; a lot started
+    from it was for any line."""
+    async with screen(tmp_path, db=db_url, line_id="bay-A") as (context, url):
+        add_users(context)
+        with Store(db_url, line_id="bay-B") as bay_b:
+            bay_b.alarm_set("oven-1", 550, "N2 FLOW LOW")
+            bay_b.create_lot("LB", recipe_name="ballmount-sac305", recipe_version="1",
+                             recipe_hash="0" * 64, slots=[1], user="b", line_id="bay-B")
+            bay_b.set_lot_state("LB", "running")
+            bay_b.record_transition("LB-01", "queued", "step1_waiting", "start",
+                                    location="oven-1")
+        context.store.alarm_set("printer-1", 240, "PASTE LOW")
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "olga")
+            line_page = (await client.get("/line")).text
+            alarms_page = (await client.get("/alarms")).text
+            token = csrf_of((await client.get("/lots")).text)
+            started = await client.post("/lots/start", data={
+                "csrf": token, "lot": "LA", "recipe": "ballmount-sac305", "wafers": "1"})
+            assert "lot LA queued" in await _flash(client, started)
+        assert "PASTE LOW" in line_page and "N2 FLOW LOW" not in line_page
+        assert "LB-01" not in line_page
+        assert "PASTE LOW" in alarms_page and "N2 FLOW LOW" not in alarms_page
+        assert context.store.get_lot("LA").line_id == "bay-A"

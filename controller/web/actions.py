@@ -145,9 +145,11 @@ async def lot_start(request: Request, user: UserInfo) -> Response:
             raise StoreError("give a wafer count or carrier slots")
         priority = _whole(form.get("priority") or str(DEFAULT_PRIORITY), "the priority")
         recipe = load_valid_recipe(recipe_name)
-        made = request.app.state.web.store.create_lot(
+        store = request.app.state.web.store
+        made = store.create_lot(  # the screen's line runs it (no line: any line that can)
             lot_id, recipe_name=recipe_name, recipe_version=recipe.version,
-            recipe_hash=recipe.hash, slots=slots, priority=priority, user=user.name)
+            recipe_hash=recipe.hash, slots=slots, priority=priority, user=user.name,
+            line_id=store.line_id)
     except FAILED as exc:
         return _done(request, user, "lot.start", _line(exc), ok=False, lot_id=lot_id or None)
     return _done(request, user, "lot.start",

@@ -89,7 +89,10 @@ def _render(request: Request, page: str, user: UserInfo | None, live: bool,
 def _loud_alarms(store: Any) -> list[Any]:
     """Active alarms, and cleared ones nobody acknowledged yet: an alarm the controller
     cleared in a second (decision 0005) must still reach a person."""
-    return [a for a in store.alarms() if a.active or a.acknowledged_at is None]
+    # A line's screen shows its line's (a tool name repeats on every line); the read-only
+    # screen of no line shows every line's.
+    return [a for a in store.alarms(line_id=store.line_id)
+            if a.active or a.acknowledged_at is None]
 
 
 def _page(least: Role, *, shared: bool = False) -> Any:
@@ -147,7 +150,8 @@ def line(request: Request, user: UserInfo) -> Response:
     web = request.app.state.web
     states = {s.tool: s for s in web.store.tool_states_latest(web.store.line_id)}
     names = sorted(set(states) | set(web.view.tools))
-    running = [w for lot in web.store.list_lots(["running"]) for w in web.store.wafers(lot.id)]
+    running = [w for lot in web.store.list_lots(["running"], line_id=web.store.line_id)
+               for w in web.store.wafers(lot.id)]  # this line's lots: its oven-1 is its own
     where = {w.location: w.id for w in running if w.outcome is None}
     # A line's tools' modes; the read-only screen of no line merges every line's by name,
     # as it does their states.
@@ -204,7 +208,7 @@ def banner(request: Request, user: UserInfo) -> Response:
 @_page(Role.OPERATOR)
 def alarms(request: Request, user: UserInfo) -> Response:
     store = request.app.state.web.store
-    return render(request, "alarms", user, alarms=store.alarms()[:200])
+    return render(request, "alarms", user, alarms=store.alarms(line_id=store.line_id)[:200])
 
 
 @_page(Role.ENGINEER, shared=True)
