@@ -42,14 +42,27 @@ def user_message(exc: BaseException) -> str | None:
 
     from controller.persistence.base import reason
 
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, (OperationalError, *_dbapi_operational_errors())):
         # The database went away or stayed locked past its busy timeout in the middle of a
-        # command (opening it is checked by the store itself): the driver's own words.
+        # command (opening it is checked by the store itself): the driver's own words. The
+        # hot writes and looks run on the DBAPI connection itself (decision 0011): its
+        # errors come unwrapped (a PostgreSQL restart: psycopg's AdminShutdown).
         return f"database: {reason(exc)}"
     if isinstance(exc, OSError) and exc.strerror:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror}{where}"
     return None
+
+
+def _dbapi_operational_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    found: list[type[BaseException]] = [sqlite3.OperationalError]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - PostgreSQL support not installed
+        return tuple(found)
+    return (*found, psycopg.OperationalError)
 
 
 # Other layers' error base classes that carry a user-ready message.

@@ -304,3 +304,31 @@ def test_the_in_process_line_has_a_plater_only_when_asked() -> None:
     assert "plater" in line_roles(argparse.Namespace(line=None, platers=1))
     barrier = load_valid_recipe("rebump-hipb-niau-snbi")
     assert "plater" in recipe_roles(barrier) and not recipe_roles(barrier) <= plain
+
+
+def test_a_writer_connection_the_server_dropped_is_replaced(pg_url: str) -> None:
+    """PostgreSQL restarted (or the connection killed) under a controller: the write that
+    meets the dead connection fails, and the next one gets a new connection instead of
+    failing for good."""
+    import psycopg
+    import sqlalchemy as sa
+
+    with Store(pg_url) as store:
+        _queue(store, "GONE", REBUMP)
+        store.record_transition("GONE-01", "queued", "step1_waiting", "start")
+        writer = store._db._writer  # the connection hot writes use
+        assert writer is not None
+        pid = writer.connection.dbapi_connection.info.backend_pid
+        admin = sa.create_engine(pg_url)
+        try:
+            with admin.connect() as conn:
+                assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"),
+                                    {"pid": pid}).scalar()
+        finally:
+            admin.dispose()
+        with pytest.raises((psycopg.OperationalError, StoreError, sa.exc.OperationalError)):
+            store.record_transition("GONE-01", "step1_waiting", "step1_running",
+                                    "tool_acquired", location="printer-1")
+        store.record_transition("GONE-01", "step1_waiting", "step1_running", "tool_acquired",
+                                location="printer-1")
+        assert store.get_wafer("GONE-01").state == "step1_running"

@@ -230,6 +230,8 @@ class Database:
         return getattr(self._local, "grouped", None)
 
     def _open_writer(self) -> Connection:
+        if self._writer is not None and self._writer.invalidated:
+            self._writer.close()  # its DBAPI connection died (a server restart): a new one
         if self._writer is None or self._writer.closed:
             self._writer = self.engine.connect()
         return self._writer
@@ -266,7 +268,10 @@ class Database:
         try:
             yield
         except BaseException:
-            raw.rollback()  # type: ignore[union-attr]
+            try:
+                raw.rollback()  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001 - the connection itself is gone: a new one next
+                conn.invalidate()
             raise
         raw.commit()  # type: ignore[union-attr]
 
@@ -284,10 +289,17 @@ class Database:
                 del conn.info[BATCH]
             batch.flush(commit=True)
         except BaseException:
-            batch.rollback()
+            try:
+                batch.rollback()
+            except Exception:  # noqa: BLE001 - the connection itself is gone: a new one next
+                conn.invalidate()
             raise
         finally:
-            raw.autocommit = False
+            if not conn.invalidated:
+                try:
+                    raw.autocommit = False
+                except Exception:  # noqa: BLE001 - lost meanwhile (a server restart)
+                    conn.invalidate()
 
     @contextmanager
     def hot_write(self) -> Iterator[Connection]:
@@ -321,9 +333,15 @@ class Database:
         if grouped is not None:
             return hot.rows(grouped, values)
         with self._lock:
-            rows = hot.rows(self._open_writer(), values)
-            if self.dialect != "sqlite":
-                self._writer.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+            writer = self._open_writer()
+            try:
+                rows = hot.rows(writer, values)
+                if self.dialect != "sqlite":
+                    writer.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+            except Exception:
+                if getattr(writer.connection.dbapi_connection, "closed", False):
+                    writer.invalidate()  # lost (a server restart): the next look reconnects
+                raise
             return rows
 
     @contextmanager
