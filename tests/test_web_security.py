@@ -452,3 +452,17 @@ async def test_a_lines_screen_shows_its_own_lines_tools_alarms_and_lots(
         assert "LB-01" not in line_page
         assert "PASTE LOW" in alarms_page and "N2 FLOW LOW" not in alarms_page
         assert context.store.get_lot("LA").line_id == "bay-A"
+
+
+async def test_a_running_lot_no_controller_runs_shows_as_stopped(tmp_path: Path) -> None:
+    """`bumpline lot list` calls it stopped; the screen said "running" with an ETA."""
+    async with screen(tmp_path, read_only=True) as (context, url):
+        add_users(context)
+        _lot(context)
+        context.store.set_lot_state("LOTA", "running")
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "olga")
+            lots_page = (await client.get("/lots")).text
+            lot_page = (await client.get("/lots/LOTA")).text
+        assert 'class="state">stopped' in lots_page and "ETA" not in lot_page
+        assert "stopped (no controller runs it)" in lot_page

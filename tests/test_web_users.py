@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -81,6 +82,23 @@ def test_lot_progress_estimates_the_rest_from_the_pace_so_far() -> None:
     assert (progress.done, progress.total, progress.percent) == (2, 4, 50)
     assert progress.eta == "20 min"
     assert lot_progress(_lot("queued", None), wafers).eta == ""
+
+
+def test_wafers_waiting_for_a_person_are_not_counted_down_and_a_stopped_lot_has_no_eta(
+) -> None:
+    """A wafer held or awaiting a disposition waits for a person, not the line: an ETA that
+    counted it down read "9 min", then "10 min", for a lot nothing could finish. A running
+    lot no controller runs is shown as `bumpline lot list` shows it: stopped, no ETA."""
+    later = T0 + timedelta(minutes=20)
+    waiting = [_wafer(1, "good"), _wafer(2, "good"),
+               replace(_wafer(3, None), state="awaiting_disposition"), _wafer(4, None)]
+    progress = lot_progress(_lot("running", T0), waiting, now=later)
+    assert progress.eta == "10 min (+1 waiting for a person)"
+    only_people = [*waiting[:3], replace(_wafer(4, None), state="held")]
+    assert lot_progress(_lot("running", T0), only_people, now=later).eta == "waits for a person"
+    stopped = lot_progress(_lot("running", T0), waiting, now=later, stopped=True)
+    assert (stopped.state, stopped.eta) == ("stopped", "")
+    assert lot_progress(_lot("running", T0), waiting, now=later).state == "running"
 
 
 def _reflow(samples: tuple[float, ...]) -> StepInfo:

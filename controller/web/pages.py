@@ -163,11 +163,17 @@ def line(request: Request, user: UserInfo) -> Response:
                   modes=[m.value for m in ToolMode])
 
 
+def _stopped(store: Any, lot: Any) -> bool:
+    """A running lot whose controller is gone (no live lease), as `lot list` shows it."""
+    return lot.state == "running" and store.lot_lock_holder(lot.id, live_only=True) is None
+
+
 @_page(Role.OPERATOR, shared=True)
 def lots(request: Request, user: UserInfo) -> Response:
     store = request.app.state.web.store
     shown = store.list_lots(["queued", "running", "held"])
-    progress = [lot_progress(lot, store.wafers(lot.id)) for lot in shown]
+    progress = [lot_progress(lot, store.wafers(lot.id), stopped=_stopped(store, lot))
+                for lot in shown]
     recent = [lot for lot in store.list_lots(["complete", "aborted"])][:10]
     return render(request, "lots", user, progress=progress, recent=recent,
                   recipes=sorted(shipped_recipe_paths()))
@@ -182,7 +188,8 @@ def lot(request: Request, user: UserInfo) -> Response:
         return PlainTextResponse(str(exc), 404)
     wafers = store.wafers(info.id)
     return render(request, "lot", user, lot=info, wafers=wafers,
-                  progress=lot_progress(info, wafers), requests=store.requests(lot_id=info.id))
+                  progress=lot_progress(info, wafers, stopped=_stopped(store, info)),
+                  requests=store.requests(lot_id=info.id))
 
 
 @_page(Role.OPERATOR, shared=True)

@@ -18,8 +18,10 @@ from controller.store import LotInfo, StepInfo, WaferInfo
 from sequences.errors import RecipeError
 from sequences.recipes.alloys import default_alloys
 from sequences.recipes.recipe import DEPOSIT_KINDS, find_recipe
+from sequences.wafer.machine import AWAITING, HELD
 
 SVG_W, SVG_H, PAD_L, PAD_B, PAD_T, PAD_R = 640, 240, 44, 28, 10, 10
+FOR_A_PERSON = (HELD, AWAITING)  # wafer states only a person moves on
 
 
 @dataclass(frozen=True)
@@ -27,25 +29,38 @@ class LotProgress:
     lot: LotInfo
     done: int
     total: int
-    eta: str  # e.g. "12 min" or "" when unknown
+    eta: str  # e.g. "12 min", "waits for a person", or "" when unknown
+    stopped: bool = False  # "running" in the store, and no controller runs it (its lease)
+
+    @property
+    def state(self) -> str:
+        """As `bumpline lot list` says it: a running lot no controller runs is stopped."""
+        return "stopped" if self.stopped else self.lot.state
 
     @property
     def percent(self) -> int:
         return round(100 * self.done / self.total) if self.total else 0
 
 
-def lot_progress(lot: LotInfo, wafers: Sequence[WaferInfo], now: datetime | None = None
-                 ) -> LotProgress:
-    """Wafers finished of the lot, and when the rest should be (the pace so far)."""
+def lot_progress(lot: LotInfo, wafers: Sequence[WaferInfo], now: datetime | None = None,
+                 *, stopped: bool = False) -> LotProgress:
+    """Wafers finished of the lot, and when the rest should be (the pace so far). Wafers
+    held or awaiting a disposition wait for a person, not for the line: left out of the
+    ETA. ``stopped``: no controller runs the lot, so nothing comes by itself: no ETA."""
     done = sum(w.outcome is not None for w in wafers)
     total = len(wafers)
+    waiting = sum(w.outcome is None and w.state in FOR_A_PERSON for w in wafers)
+    moving = total - done - waiting
     eta = ""
-    if lot.state == "running" and lot.started_at is not None and 0 < done < total:
-        now = now or datetime.now(UTC)
-        per_wafer = (now - lot.started_at) / done
-        left = per_wafer * (total - done)
-        eta = _duration(left)
-    return LotProgress(lot, done, total, eta)
+    if lot.state == "running" and not stopped:
+        if moving == 0 and waiting:
+            eta = "waits for a person"
+        elif lot.started_at is not None and done and moving:
+            now = now or datetime.now(UTC)
+            eta = _duration((now - lot.started_at) / done * moving)
+            if waiting:
+                eta += f" (+{waiting} waiting for a person)"
+    return LotProgress(lot, done, total, eta, stopped)
 
 
 def _duration(span: timedelta) -> str:
