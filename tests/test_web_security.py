@@ -466,3 +466,26 @@ async def test_a_running_lot_no_controller_runs_shows_as_stopped(tmp_path: Path)
             lot_page = (await client.get("/lots/LOTA")).text
         assert 'class="state">stopped' in lots_page and "ETA" not in lot_page
         assert "stopped (no controller runs it)" in lot_page
+
+
+async def test_the_line_page_lists_every_tool_of_the_line_before_it_reports(
+        tmp_path: Path) -> None:
+    """The in-process line has a placer-1; a rebump lot never uses it, so it never reported
+    and the Line page (and the tool-mode form) did not know it."""
+    import argparse
+
+    from controller.cli.run import line_tool_names
+
+    names = line_tool_names(argparse.Namespace(line=None, platers=0))
+    assert names == ("printer-1", "placer-1", "oven-1", "cleaner-1")
+    async with screen(tmp_path) as (context, url):
+        context.line_tools = names
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "erik")
+            page = (await client.get("/line")).text
+            assert 'data-tool="placer-1"' in page
+            token = csrf_of(page)
+            answer = await client.post("/tools/mode", data={
+                "csrf": token, "tool": "placer-1", "mode": "maintenance", "reason": "head"})
+            assert "placer-1: production -> maintenance" in await _flash(client, answer)

@@ -192,8 +192,7 @@ async def line_tools(args: argparse.Namespace, event_seqs: dict[str, int] | None
     from sim.line import SimulatedLine
 
     clock = ScaledClock(args.speed)
-    platers = getattr(args, "platers", 0)
-    layout = {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1, "plater": platers}
+    layout = in_process_layout(args)
     async with SimulatedLine(
         clock=clock, seed=args.seed, faults=fault_plans(args.faults, None), layout=layout
     ) as line:
@@ -466,11 +465,28 @@ def db_shown(url: str) -> str:
     return url
 
 
+def line_tool_names(args: argparse.Namespace) -> tuple[str, ...]:
+    """The line's tools by name (its file's, or the in-process line's: one of each role,
+    ``--platers`` platers): the screen lists every one before it has reported."""
+    if args.line:
+        from drivers.line_config import load_line_config
+
+        return tuple(load_line_config(args.line).tools)
+    return tuple(f"{role}-{n}" for role, count in in_process_layout(args).items()
+                 for n in range(1, count + 1))
+
+
+def in_process_layout(args: argparse.Namespace) -> dict[str, int]:
+    """Tools per role of the in-process simulated line (named ``role-N`` by sim/line.py)."""
+    return {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1,
+            "plater": getattr(args, "platers", 0)}
+
+
 async def _serve_web(args: argparse.Namespace, store: Any, events: LineEventStream,
                      services: contextlib.AsyncExitStack) -> None:
     from controller.web.app import WebContext, web_server
 
-    context = WebContext(store, events, Path(args.report_dir))
+    context = WebContext(store, events, Path(args.report_dir), line_tools=line_tool_names(args))
     url = await services.enter_async_context(web_server(context, args.web))
     print(f"web: the operator screen at {url}", flush=True)
 

@@ -226,7 +226,7 @@ async def tool_mode(request: Request, user: UserInfo) -> Response:
     tool, mode = form.get("tool", ""), form.get("mode", "")
     try:
         known = ({s.tool for s in web.store.tool_states_latest(web.store.line_id)}
-                 | set(web.view.tools))
+                 | set(web.view.tools) | set(web.line_tools))
         if tool not in known:
             raise StoreError(f"no tool '{tool}' on this line (pick one of the list)")
         previous, now = web.store.set_tool_mode(tool, mode, user=user.name,

@@ -66,6 +66,7 @@ class WebContext:
     parts: dict[tuple[str, str, int], bytes] = field(default_factory=dict)  # pages.render
     push: LivePush | None = None  # set by build_app when a line event stream feeds the screen
     session_max_age_s: int = SESSION_MAX_AGE_S
+    line_tools: tuple[str, ...] = ()  # the serving line's tools, reported or not yet
     clock: Callable[[], float] = time.monotonic  # the caches' (tests: a manual one)
     _users: dict[str, tuple[float, UserInfo | None]] = field(default_factory=dict)
     _sessions: dict[str, tuple[float, bool]] = field(default_factory=dict)  # id: (read, ended)

@@ -149,7 +149,7 @@ def home(request: Request) -> Response:
 def line(request: Request, user: UserInfo) -> Response:
     web = request.app.state.web
     states = {s.tool: s for s in web.store.tool_states_latest(web.store.line_id)}
-    names = sorted(set(states) | set(web.view.tools))
+    names = sorted(set(states) | set(web.view.tools) | set(web.line_tools))  # every tool
     running = [w for lot in web.store.list_lots(["running"], line_id=web.store.line_id)
                for w in web.store.wafers(lot.id)]  # this line's lots: its oven-1 is its own
     where = {w.location: w.id for w in running if w.outcome is None}
