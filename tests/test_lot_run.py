@@ -306,6 +306,24 @@ async def test_each_run_on_a_shared_stream_is_heard_by_its_own_display_only(
         assert stream.wants(EventKind.WAFER_TRANSITION) is False  # nobody listens now
 
 
+async def test_a_hold_request_overtaken_by_a_resume_holds_nothing(db_url: str) -> None:
+    """A hold asked while a controller ran the lot, the controller gone before it handled
+    it, the lot then resumed from the CLI (carried out at once): the next run found the
+    old hold pending and held the lot for good (its wafers "waiting for people")."""
+    async with rig(db_url) as r:
+        r.new_lot("STALE", 1)
+        r.store.hold_lot("STALE", user="olga", reason="paste check")  # left pending
+        r.store.resume_lot("STALE", user="ann")
+        for request in r.store.pending_requests("STALE"):
+            if request.action == "resume_lot":  # as the CLI answers what it carried out
+                r.store.mark_request_handled(request.id, note="carried out directly")
+        assert [q.action for q in r.store.pending_requests("STALE")] == ["hold_lot"]
+        (outcome,) = await run_lots(r.controller(), ["STALE"])
+        assert outcome.state == "complete", outcome
+        (hold,) = [q for q in r.store.requests(lot_id="STALE") if q.action == "hold_lot"]
+        assert hold.handled_note == "not applied: the lot was resumed since"
+
+
 async def test_the_more_urgent_lot_starts_first(db_url: str) -> None:
     async with rig(db_url) as r:
         normal = r.new_lot("NORMAL", 2, priority=5)

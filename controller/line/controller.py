@@ -521,6 +521,14 @@ class LineController:
     def _apply(self, request: RequestInfo) -> str:
         wafers = [w for w in self.scheduler.wafers.values() if w.lot_id == request.lot_id]
         action = request.action
+        if action in ("hold_lot", "resume_lot"):
+            # The store's state is the person's last word: a hold whose lot was resumed
+            # since (from another process, while no controller ran it) holds nothing.
+            held = self.store.get_lot(request.lot_id).state == LotState.HELD.value
+            if action == "hold_lot" and not held:
+                return "not applied: the lot was resumed since"
+            if action == "resume_lot" and held:
+                return "not applied: the lot was held again since"
         if action == "hold_lot":
             self.scheduler.held_lots.add(request.lot_id)
             return "no new steps start for this lot"
