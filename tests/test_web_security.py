@@ -489,3 +489,21 @@ async def test_the_line_page_lists_every_tool_of_the_line_before_it_reports(
             answer = await client.post("/tools/mode", data={
                 "csrf": token, "tool": "placer-1", "mode": "maintenance", "reason": "head"})
             assert "placer-1: production -> maintenance" in await _flash(client, answer)
+
+
+async def test_a_line_offers_and_takes_only_recipes_its_tools_can_run(tmp_path: Path) -> None:
+    """The in-process line has no plater unless asked: a barrier lot started on it could
+    never run (serve took it up again and again, a core kept busy)."""
+    async with screen(tmp_path) as (context, url):
+        context.line_roles = frozenset({"printer", "placer", "oven", "cleaner"})
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "olga")
+            page = (await client.get("/lots")).text
+            assert "rebump-hipb-snpb" in page and "rebump-hipb-niau-snbi" not in page
+            answer = await client.post("/lots/start", data={
+                "csrf": csrf_of(page), "lot": "NI1", "recipe": "rebump-hipb-niau-snbi",
+                "wafers": "2"})
+            said = await _flash(client, answer)
+        assert said == "this line cannot run rebump-hipb-niau-snbi: it has no plater tool"
+        assert context.store.list_lots() == []

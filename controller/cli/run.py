@@ -484,9 +484,11 @@ def in_process_layout(args: argparse.Namespace) -> dict[str, int]:
 
 async def _serve_web(args: argparse.Namespace, store: Any, events: LineEventStream,
                      services: contextlib.AsyncExitStack) -> None:
+    from controller.cli.claims import line_roles
     from controller.web.app import WebContext, web_server
 
-    context = WebContext(store, events, Path(args.report_dir), line_tools=line_tool_names(args))
+    context = WebContext(store, events, Path(args.report_dir), line_tools=line_tool_names(args),
+                         line_roles=line_roles(args))
     url = await services.enter_async_context(web_server(context, args.web))
     print(f"web: the operator screen at {url}", flush=True)
 

@@ -22,7 +22,13 @@ from controller.line.e10 import ToolMode
 from controller.store import Disposition, StoreError
 from controller.web.auth import csrf_token, current_user, take_note
 from controller.web.users import Role, UserInfo
-from controller.web.views import first_bump_solidus, judged, lot_progress, reflow_svg
+from controller.web.views import (
+    first_bump_solidus,
+    judged,
+    lot_progress,
+    reflow_svg,
+    startable_recipes,
+)
 from sequences.errors import RecipeError
 from sequences.recipes.recipe import find_recipe, shipped_recipe_paths
 
@@ -176,7 +182,7 @@ def lots(request: Request, user: UserInfo) -> Response:
                 for lot in shown]
     recent = [lot for lot in store.list_lots(["complete", "aborted"])][:10]
     return render(request, "lots", user, progress=progress, recent=recent,
-                  recipes=sorted(shipped_recipe_paths()))
+                  recipes=startable_recipes(request.app.state.web.line_roles))
 
 
 @_page(Role.OPERATOR, shared=True)

@@ -8,6 +8,7 @@ wafer's first bump, which a later reflow must stay below (docs/recipes.md).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,8 +17,9 @@ from typing import Any
 
 from controller.store import LotInfo, StepInfo, WaferInfo
 from sequences.errors import RecipeError
+from sequences.kinds import kind_of
 from sequences.recipes.alloys import default_alloys
-from sequences.recipes.recipe import DEPOSIT_KINDS, find_recipe
+from sequences.recipes.recipe import DEPOSIT_KINDS, find_recipe, shipped_recipe_paths
 from sequences.wafer.machine import AWAITING, HELD
 
 SVG_W, SVG_H, PAD_L, PAD_B, PAD_T, PAD_R = 640, 240, 44, 28, 10, 10
@@ -61,6 +63,18 @@ def lot_progress(lot: LotInfo, wafers: Sequence[WaferInfo], now: datetime | None
             if waiting:
                 eta += f" (+{waiting} waiting for a person)"
     return LotProgress(lot, done, total, eta, stopped)
+
+
+def startable_recipes(roles: frozenset[str] | None) -> list[str]:
+    """The shipped recipes a line with tools of ``roles`` can run (None: all of them)."""
+    names = sorted(shipped_recipe_paths())
+    return names if roles is None else [n for n in names if recipe_needs(n) <= roles]
+
+
+@functools.cache
+def recipe_needs(recipe_name: str) -> frozenset[str]:
+    """The tool roles a shipped recipe's steps need (loaded once)."""
+    return frozenset(kind_of(step).role for step in find_recipe(recipe_name).steps)
 
 
 def _duration(span: timedelta) -> str:
