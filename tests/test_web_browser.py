@@ -240,3 +240,27 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
     expect(admin.locator("table.users")).to_contain_text("olga")
     _shot(admin, "users")
     assert refused == [], refused
+
+
+def test_a_page_whose_session_ended_says_so(line: str) -> None:
+    """Logged out in another tab (or expired, or the screen restarted with another key): the
+    open page's stream is refused from then on. It used to go grey and stay quietly stale;
+    now it says so and links to the login."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            expect.set_options(timeout=WAIT_MS)
+            context = browser.new_context()
+            watching = context.new_page()
+            _login(watching, line, "olga")
+            watching.goto(line + "/lots")
+            expect(watching.locator("#pulse")).to_have_class(re.compile(r"\bon\b"))
+            other = context.new_page()
+            other.goto(line + "/line")
+            other.click("form[action='/logout'] button")
+            expect(other.locator("h1")).to_have_text("Log in")
+            # The stream ends at its next keepalive (15 s) and is refused when reopened.
+            expect(watching.locator("#session-ended")).to_contain_text("your session ended")
+            expect(watching.locator("#session-ended a")).to_have_attribute("href", "/")
+        finally:
+            browser.close()

@@ -52,8 +52,11 @@
       var url = el.getAttribute("data-live");
       if (!all && pushed[url]) return;
       var seen = pushes[url];
-      fetch(url, { credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.text() : null; })
+      fetch(url, { credentials: "same-origin", redirect: "manual" })
+        .then(function (r) {
+          if (r.type === "opaqueredirect" || r.status === 401) { ended(); return null; }
+          return r.ok ? r.text() : null;
+        })
         .then(function (html) { if (html !== null && pushes[url] === seen) show(url, html); });
     });
   }
@@ -99,8 +102,25 @@
     source.addEventListener("error", function () {
       if (pulse) pulse.classList.remove("on");
       if (source.readyState !== EventSource.CLOSED) return;  // the browser retries itself
+      later(0, true);  // refused: a live region's fetch tells whether the session stands
       setTimeout(function () { connect(url, pulse); }, RECONNECT_MS);
     });
+  }
+
+  // The session no longer stands (logged out elsewhere, expired, or the screen restarted
+  // with another signing key): nothing on this page will change again, so say so loudly
+  // rather than leave it quietly stale.
+  function ended() {
+    if (document.getElementById("session-ended")) return;
+    var note = document.createElement("p");
+    note.id = "session-ended";
+    note.className = "flash error";
+    note.textContent = "This page is no longer live: your session ended. ";
+    var again = document.createElement("a");
+    again.href = "/";
+    again.textContent = "Log in again";
+    note.appendChild(again);
+    document.body.insertBefore(note, document.body.firstChild);
   }
   document.addEventListener("DOMContentLoaded", start);
 })();
