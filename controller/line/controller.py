@@ -135,6 +135,11 @@ class LineController:
         self.wait_for_dispositions = wait_for_dispositions
         self.events = events or LineEventStream(line_id, clock.now)
         self.events.use_clock(clock.now)
+        # The display hears this controller's runs only, first among their listeners (it
+        # keeps the state others read): undone when a run ends (`serve` hands each lot's
+        # controller one stream; a listener left behind made the N-th lot print N times).
+        self._unlisten: Callable[[], None] | None = self.events.listen(
+            self.progress.listen, self.progress.kinds())
         self._e10: dict[str, str] = {}
         self._e10_reason: dict[str, str] = {}  # why the tool is in its E10 state
         # What each tool said of itself since its last E10 change; stored when the run ends
@@ -226,11 +231,10 @@ class LineController:
         self.batches.save_seq(tool, event.seq)
 
     async def run(self, lot_ids: list[str]) -> list[LotOutcome]:
-        # The display hears this run only: `serve` hands each lot's controller one stream,
-        # and a listener left behind made the N-th lot's every line print N times.
-        unsubscribe = [self.events.listen(self.progress.listen, self.progress.kinds())]
-        unsubscribe += [driver.on_event(functools.partial(self._save_seq, name))
-                        for name, driver in self._pushing.items()]
+        if self._unlisten is None:  # a second run of this controller
+            self._unlisten = self.events.listen(self.progress.listen, self.progress.kinds())
+        unsubscribe = [driver.on_event(functools.partial(self._save_seq, name))
+                       for name, driver in self._pushing.items()]
         try:
             self.modes.apply(self.store.tool_modes(), announce=False)  # set before this start
             for lot_id in lot_ids:
@@ -256,6 +260,8 @@ class LineController:
             gc.unfreeze()  # `bumpline serve` runs lot after lot: each run must be freed
             for stop in unsubscribe:
                 stop()
+            self._unlisten()
+            self._unlisten = None
             for task in self._watches.values():
                 task.cancel()
             await asyncio.gather(*self._watches.values(), return_exceptions=True)
