@@ -184,10 +184,10 @@ class GemLine:
     """A store, an event stream and the equipment on them, restartable."""
 
     def __init__(self, url: str, config: GemConfig = CONFIG,
-                 now: Callable[[], datetime] | None = None) -> None:
+                 now: Callable[[], datetime] | None = None, line_id: str | None = None) -> None:
         self.url, self.config = url, config
         self.now = now  # the equipment's UTC clock (CLOCK, SPOOLSTARTTIME); None: the real one
-        self.store = Store(url)
+        self.store = Store(url, line_id=line_id)  # line_id: the line this equipment is
         self.stream = LineEventStream("line-1", lambda: 0.0)
         self.eq: GemEquipment | None = None
         self.terminal: list[str] = []

@@ -15,7 +15,7 @@ from controller.gem.hsms import Message
 from controller.gem.secs2 import BOOLEAN, F4, I2, I4, I8, U1, U2, U4, U8, A, B, Fmt, L, decode
 from controller.gem.states import CommState, ControlError, ControlState
 from controller.line.events import EventKind
-from controller.store import LotState
+from controller.store import LotState, Store
 from sequences.recipes.recipe import shipped_recipe_paths
 from tests.gem_host import CONFIG, RECIPE, GemLine, TestHost
 
@@ -681,3 +681,30 @@ async def test_an_abort_no_controller_can_carry_out_is_refused_to_the_host(line)
     assert line.store.get_lot("P1").state == "running"
     assert line.store.pending_requests("P1") == []
     await host.close()
+
+
+async def test_the_equipment_of_one_line_starts_reports_and_commands_its_own_lots(tmp_path):
+    """Lines share one database: bay-A's host started lots for any line, counted bay-B's
+    running lots as its own (RUNNINGLOTS, WAFERSINPROCESS) and held bay-B's lot."""
+    url = f"sqlite:///{tmp_path / 'gem.db'}"
+    line = GemLine(url, line_id="bay-A")
+    await line.start()
+    try:
+        with Store(url, line_id="bay-B") as bay_b:
+            bay_b.create_lot("LB", recipe_name=RECIPE, recipe_version="1", recipe_hash="0" * 64,
+                             slots=[1, 2], user="b", line_id="bay-B")
+            bay_b.set_lot_state("LB", "running")
+        host = await line.remote_host()
+        start = L(A("START"), L(L(A("LOTID"), A("LA")), L(A("RECIPE"), A(RECIPE)),
+                                L(A("SLOTS"), A("1"))))
+        assert (await host.request(2, 41, start)).body.python() == [4, []]
+        assert line.store.get_lot("LA").line_id == "bay-A"
+        hold = L(A("HOLD"), L(L(A("LOTID"), A("LB")), L(A("REASON"), A("MES"))))
+        assert (await host.request(2, 41, hold)).body.python() == [6, [["LOTID", 2]]]
+        assert line.store.get_lot("LB").state == "running"
+        snapshot = line.eq.commands.snapshot()
+        assert snapshot.running_lots == () and snapshot.wafers_in_process == 0
+        assert snapshot.queued_lots == ("LA",)
+        await host.close()
+    finally:
+        await line.close()

@@ -70,6 +70,9 @@ class LineCommands(Protocol):
 
     def snapshot(self) -> LineSnapshot: ...
 
+    def lot_line(self, lot_id: str) -> str | None:
+        """The line a lot is for (None: any line, or no such lot)."""
+
     def lot_state(self, lot_id: str) -> tuple[str, str]:
         """(state, recipe name) of a lot as stored; ("", "") when there is no such lot."""
 
@@ -90,9 +93,10 @@ class StoreLineCommands:
     def start_lot(self, lot_id: str, recipe: str, slots: Sequence[int], priority: int) -> None:
         checked = self._recipe(recipe)
         try:
-            self.store.create_lot(
+            self.store.create_lot(  # for this equipment's line (none: any line that can)
                 lot_id, recipe_name=checked.name, recipe_version=checked.version,
                 recipe_hash=checked.hash, slots=slots, priority=priority, user=HOST,
+                line_id=self.store.line_id,
             )
         except StoreError as exc:
             # The caller checked the id, slots and priority by the same rules: what is left
@@ -102,16 +106,19 @@ class StoreLineCommands:
                                  parameter="LOTID" if text.startswith("lot ") else None) from None
 
     def hold_lot(self, lot_id: str, reason: str) -> None:
+        self._own(lot_id)
         if self.lot_state(lot_id)[0] == LotState.HELD:  # E5 HCACK 5: already so
             raise CommandRefused(HCACK_ALREADY, f"lot {lot_id} is already held")
         self._change("hold", lot_id, reason)
 
     def resume_lot(self, lot_id: str, reason: str) -> None:
+        self._own(lot_id)
         if self.lot_state(lot_id)[0] in (LotState.QUEUED, LotState.RUNNING):
             raise CommandRefused(HCACK_ALREADY, f"lot {lot_id} is not held")
         self._change("resume", lot_id, reason)
 
     def abort_lot(self, lot_id: str, reason: str) -> None:
+        self._own(lot_id)
         if self.lot_state(lot_id)[0] == LotState.ABORTED:
             raise CommandRefused(HCACK_ALREADY, f"lot {lot_id} is already aborted")
         self._change("abort", lot_id, reason)
@@ -123,9 +130,9 @@ class StoreLineCommands:
         self.store.audit(HOST, action, detail)
 
     def snapshot(self) -> LineSnapshot:
-        store = self.store
-        running = store.list_lots([LotState.RUNNING, LotState.HELD])
-        queued = store.list_lots([LotState.QUEUED])
+        store = self.store  # this equipment's line's lots (lines may share one database)
+        running = store.list_lots([LotState.RUNNING, LotState.HELD], line_id=store.line_id)
+        queued = store.list_lots([LotState.QUEUED], line_id=store.line_id)
         outcomes = [w.outcome for lot in running for w in store.wafers(lot.id)]
         return LineSnapshot(
             running_lots=tuple(lot.id for lot in reversed(running)),
@@ -140,6 +147,13 @@ class StoreLineCommands:
     def unfinished_lots(self, recipe: str) -> list[str]:
         lots = self.store.list_lots([LotState.QUEUED, LotState.RUNNING, LotState.HELD])
         return [lot.id for lot in lots if lot.recipe_name == recipe]
+
+    def lot_line(self, lot_id: str) -> str | None:
+        """The line a lot is for (None: any line, or no such lot)."""
+        try:
+            return self.store.get_lot(lot_id).line_id
+        except StoreError:
+            return None
 
     def lot_state(self, lot_id: str) -> tuple[str, str]:
         try:
@@ -157,6 +171,15 @@ class StoreLineCommands:
         except RecipeError as exc:
             first = str(exc).splitlines()[0]
             raise CommandRefused(HCACK_PARAMETER_INVALID, first, parameter=parameter) from None
+
+    def _own(self, lot_id: str) -> None:
+        """Another line's lot is no object of this equipment (lines may share a database):
+        its host is that line's."""
+        line = self.store.line_id
+        owner = self.lot_line(lot_id)
+        if line is not None and owner not in (None, line):
+            raise CommandRefused(HCACK_NO_OBJECT, f"lot {lot_id} is line {owner}'s, not "
+                                 f"{line}'s", parameter="LOTID")
 
     def _change(self, action: str, lot_id: str, reason: str) -> None:
         try:
