@@ -479,12 +479,20 @@ class Store:
                     "to a safe stop")
         lot = change(lot_id, user=user, reason=reason)
         if holder is None:
+            # A controller may have taken the lot between the look and the change: then its
+            # request is that controller's to carry out (a hold it skips if the store says
+            # otherwise by then), not answered here as if nobody ran the lot.
+            holder = self.lot_lock_holder(lot_id, live_only=True)
+        if holder is None:
             request = f"{action}_lot"
             for pending in self.pending_requests(lot_id):
                 if pending.action == request and pending.wafer_id is None:
-                    self.mark_request_handled(
-                        pending.id, note="carried out directly: no controller runs the lot",
-                        actor=user)
+                    try:
+                        self.mark_request_handled(
+                            pending.id, note="carried out directly: no controller runs "
+                            "the lot", actor=user)
+                    except StoreError:  # answered meanwhile by a controller that took it
+                        pass
         return lot, holder
 
     # -- the operator screen's sessions ended by logging out (controller/web/auth.py)

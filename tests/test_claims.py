@@ -332,3 +332,22 @@ def test_a_writer_connection_the_server_dropped_is_replaced(pg_url: str) -> None
         store.record_transition("GONE-01", "step1_waiting", "step1_running", "tool_acquired",
                                 location="printer-1")
         assert store.get_wafer("GONE-01").state == "step1_running"
+
+
+def test_a_controller_taking_the_lot_during_a_persons_hold_gets_the_request(
+        db_url: str) -> None:
+    """The hold looked for a controller, found none, and one took the lot before the change
+    was written: the request is left for that controller, not answered as if nobody ran
+    the lot (it would never apply the hold, and new wafers would keep starting)."""
+    with Store(db_url) as store:
+        _queue(store, "TAKEN", REBUMP)
+        real_hold = store.hold_lot
+
+        def hold_while_a_controller_takes_it(lot_id: str, **kwargs: object) -> LotInfo:
+            store.acquire_lot_lock(lot_id)  # a controller (this live process) takes it
+            return real_hold(lot_id, **kwargs)  # type: ignore[arg-type]
+
+        store.hold_lot = hold_while_a_controller_takes_it  # type: ignore[method-assign]
+        lot, holder = store.act_on_lot("TAKEN", "hold", user="olga", reason="paste check")
+        assert lot.state == "held" and holder is not None
+        assert [q.action for q in store.pending_requests("TAKEN")] == ["hold_lot"]

@@ -246,6 +246,16 @@ def test_resume_of_an_unknown_lot(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "no lot NOPE1" in one_clear_line(code, err)
 
 
+def test_resume_of_a_lot_with_nothing_left_is_refused_before_the_line_opens(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    queue_lot(tmp_path, "GONE1")
+    with Store(db_url(tmp_path)) as store:
+        store.abort_lot("GONE1", user="ann", reason="wrong carrier")  # all still at home
+    code, out, err = cli(capsys, run_args(tmp_path, "--resume", "GONE1", "--speed", SPEED))
+    assert "lot GONE1 is aborted: nothing to run" in one_clear_line(code, err)
+    assert "simulated line" not in out  # refused before any line was opened
+
+
 def test_resume_with_new_lot_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     queue_lot(tmp_path, "RES1")
     code, _, err = cli(capsys, run_args(tmp_path, "--resume", "RES1", "--wafers", "3"))

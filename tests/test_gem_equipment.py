@@ -629,7 +629,12 @@ async def test_resume_of_a_lot_not_held_and_abort_of_an_aborted_one_are_already_
     assert await command("RESUME", LOTID=A("Q1")) == [5, []]  # queued: not held
     assert await command("ABORT", LOTID=A("Q1"), REASON=A("carrier")) == [0, []]
     assert await command("ABORT", LOTID=A("Q1"), REASON=A("again")) == [5, []]
+    assert await command("RESUME", LOTID=A("Q1")) == [5, []]  # aborted: not held either
     assert line.store.get_lot("Q1").state == LotState.ABORTED
+    # a reason longer than the line keeps is a wrong parameter, named (not HCACK 2)
+    assert await command("START", LOTID=A("Q2"), RECIPE=A(RECIPE), SLOTS=A("1")) == [4, []]
+    assert await command("HOLD", LOTID=A("Q2"), REASON=A("x" * 501)) == [3, [["REASON", 2]]]
+    assert line.store.get_lot("Q2").state == LotState.QUEUED
     await host.close()
 
 

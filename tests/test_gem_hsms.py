@@ -110,7 +110,9 @@ async def test_a_message_stalled_in_its_length_bytes_closes_the_link_after_t8(ec
 
 @pytest.fixture
 async def slow_link():
-    e = Echo(Timers(t3=0.5, t5=1.0, t6=0.5, t7=0.3, t8=1.0))
+    # linktest 0.8 s: a message still coming after it is no silence to probe (a linktest
+    # sent then would cut into the host's message)
+    e = Echo(Timers(t3=0.5, t5=1.0, t6=0.5, t7=0.3, t8=1.0, linktest=0.8))
     await e.server.start()
     yield e
     await e.server.close()

@@ -318,8 +318,12 @@ async def test_a_hold_request_overtaken_by_a_resume_holds_nothing(db_url: str) -
             if request.action == "resume_lot":  # as the CLI answers what it carried out
                 r.store.mark_request_handled(request.id, note="carried out directly")
         assert [q.action for q in r.store.pending_requests("STALE")] == ["hold_lot"]
-        (outcome,) = await run_lots(r.controller(), ["STALE"])
+        controller = r.controller()
+        told = []  # the factory host would take one for LOTHELD of a running lot
+        controller.events.listen(told.append, [EventKind.OPERATOR_REQUEST])
+        (outcome,) = await run_lots(controller, ["STALE"])
         assert outcome.state == "complete", outcome
+        assert told == []
         (hold,) = [q for q in r.store.requests(lot_id="STALE") if q.action == "hold_lot"]
         assert hold.handled_note == "not applied: the lot was resumed since"
 

@@ -258,7 +258,11 @@ def _lot_to_run(args: argparse.Namespace, store: Any) -> Callable[[], str]:
                 "--slots with it",
                 exit_code=EXIT_USAGE,
             )
-        store.get_lot(args.resume)  # a clear error when there is no such lot
+        lot = store.get_lot(args.resume)  # a clear error when there is no such lot
+        finished = all(w.outcome is not None for w in store.wafers(lot.id))
+        if lot.state in ("complete", "aborted") and finished:
+            # Before the line opens: nothing of it is left to run or to bring out.
+            raise StoreError(f"lot {lot.id} is {lot.state}: nothing to run")
         return lambda: args.resume
     given = (("--lot", args.lot), ("--recipe", args.recipe))
     missing = [flag for flag, value in given if not value]

@@ -113,8 +113,9 @@ class StoreLineCommands:
 
     def resume_lot(self, lot_id: str, reason: str) -> None:
         self._own(lot_id)
-        if self.lot_state(lot_id)[0] in (LotState.QUEUED, LotState.RUNNING):
-            raise CommandRefused(HCACK_ALREADY, f"lot {lot_id} is not held")
+        state = self.lot_state(lot_id)[0]
+        if state and state != LotState.HELD:  # E5 HCACK 5 (an unknown lot: 6, below)
+            raise CommandRefused(HCACK_ALREADY, f"lot {lot_id} is not held ({state})")
         self._change("resume", lot_id, reason)
 
     def abort_lot(self, lot_id: str, reason: str) -> None:

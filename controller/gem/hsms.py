@@ -345,6 +345,8 @@ class HsmsConnection:
                 raise HsmsError("T8: the message stopped mid-way") from None
             if not chunk:
                 return None
+            # Heard: a long message still coming is no silence for the linktest keep-alive.
+            self._heard_at = asyncio.get_running_loop().time()
             parts.append(chunk)
             count -= len(chunk)
         return b"".join(parts)

@@ -21,6 +21,7 @@ from controller.domain import (
     RuleError,
     check_lot_id,
     check_priority,
+    check_reason,
     check_slots,
     parse_slots,
 )
@@ -117,7 +118,9 @@ class RemoteCapability:
                 self.eq.emit(ids.CE_PP_SELECTED, {ids.DV_PPID: A(ppid)})
                 return HCACK_DONE
             lot_id = self._text(params, "LOTID")
-            reason = self._text(params, "REASON", None if rcmd == "ABORT" else "")
+            reason = self._checked(params, "REASON", check_reason,
+                                   self._text(params, "REASON",
+                                              None if rcmd == "ABORT" else ""))
             {"HOLD": commands.hold_lot, "RESUME": commands.resume_lot,
              "ABORT": commands.abort_lot}[rcmd](lot_id, reason)
             return HCACK_DONE

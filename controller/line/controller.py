@@ -49,6 +49,7 @@ LINK_LOST = "link_lost"
 HEAT_LOOK_S = 120.0
 
 RecipeLoader = Callable[[str], Recipe]
+NOT_APPLIED = "not applied:"  # a request the store's state overtook (no line event)
 
 
 @dataclass
@@ -260,8 +261,6 @@ class LineController:
             gc.unfreeze()  # `bumpline serve` runs lot after lot: each run must be freed
             for stop in unsubscribe:
                 stop()
-            self._unlisten()
-            self._unlisten = None
             for task in self._watches.values():
                 task.cancel()
             await asyncio.gather(*self._watches.values(), return_exceptions=True)
@@ -270,6 +269,8 @@ class LineController:
                 self.journal.flush()  # transitions and answers not yet committed
             except StoreError as exc:  # left open: recovery asks the tool next start
                 log.warning("transitions or intent outcomes not stored: %s", exc)
+            self._unlisten()  # after the last flush: the display hears what it published
+            self._unlisten = None
             self._store_what_tools_said()
 
     def _store_what_tools_said(self) -> None:
@@ -519,6 +520,8 @@ class LineController:
                 continue
             note = self._apply(request)
             self.store.mark_request_handled(request.id, note=note)
+            if note.startswith(NOT_APPLIED):
+                continue  # overtaken (the store's state says otherwise): nothing to tell
             self.events.publish(EventKind.OPERATOR_REQUEST, lot_id=request.lot_id,
                                 wafer_id=request.wafer_id, action=request.action,
                                 by=request.requested_by, reason=request.reason, outcome=note)
@@ -532,9 +535,9 @@ class LineController:
             # since (from another process, while no controller ran it) holds nothing.
             held = self.store.get_lot(request.lot_id).state == LotState.HELD.value
             if action == "hold_lot" and not held:
-                return "not applied: the lot was resumed since"
+                return f"{NOT_APPLIED} the lot was resumed since"
             if action == "resume_lot" and held:
-                return "not applied: the lot was held again since"
+                return f"{NOT_APPLIED} the lot was held again since"
         if action == "hold_lot":
             self.scheduler.held_lots.add(request.lot_id)
             return "no new steps start for this lot"

@@ -3,10 +3,10 @@
 A tool name repeats on every line (``plater-1`` on each), and the row was keyed by the
 name alone: a line that saved 500 handed its number to the next line's controller at its
 start, whose plater had only sent 40, so events 41 to 500 of that plater were never asked
-for again (a DONE or an ALARM lost). The key is now (line, tool). A row from before
-becomes one for each line that recorded a state for that tool (``tool_states.line_id``,
-0008), as 0010 did for tool modes; a tool no line recorded keeps its row under the line
-"". The downgrade keeps the highest number per tool.
+for again (a DONE or an ALARM lost). The key is now (line, tool). A row from before goes
+to the line that last recorded a state for that tool (``tool_states.line_id``, 0008): it
+was that line's save, most likely; the other lines start over. A tool no line recorded
+keeps its row under the line "". The downgrade keeps the highest number per tool.
 
 Revision ID: 0013_tool_event_seqs_line
 Revises: 0012_web_ended_sessions
@@ -44,10 +44,15 @@ def _rows() -> list[dict]:
 
 def upgrade() -> None:
     rows = _rows()
-    states = sa.table("tool_states", sa.column("tool"), sa.column("line_id"))
-    seen = op.get_bind().execute(
-        sa.select(states.c.tool, states.c.line_id).where(states.c.line_id.is_not(None))
-        .distinct()).all()
+    states = sa.table("tool_states", sa.column("id"), sa.column("tool"), sa.column("line_id"))
+    # The row was written by whichever line saved last: the line that last recorded a
+    # state for the tool. The others start over (the tool replays what it kept: a batch
+    # already settled is not taken twice), rather than skip events they never had.
+    latest = {}
+    for tool, line in op.get_bind().execute(
+            sa.select(states.c.tool, states.c.line_id).where(states.c.line_id.is_not(None))
+            .order_by(states.c.id)):
+        latest[tool] = line
     op.drop_table("tool_event_seqs")
     table = op.create_table(
         "tool_event_seqs",
@@ -55,10 +60,7 @@ def upgrade() -> None:
         *_columns(),
         sa.PrimaryKeyConstraint("line_id", "tool", name=op.f("pk_tool_event_seqs")),
     )
-    moved = []
-    for row in rows:
-        lines = sorted({line for tool, line in seen if tool == row["tool"]}) or [""]
-        moved += [{**row, "line_id": line} for line in lines]
+    moved = [{**row, "line_id": latest.get(row["tool"], "")} for row in rows]
     if moved:
         op.bulk_insert(table, moved)
 
