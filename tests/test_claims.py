@@ -351,3 +351,20 @@ def test_a_controller_taking_the_lot_during_a_persons_hold_gets_the_request(
         lot, holder = store.act_on_lot("TAKEN", "hold", user="olga", reason="paste check")
         assert lot.state == "held" and holder is not None
         assert [q.action for q in store.pending_requests("TAKEN")] == ["hold_lot"]
+
+
+def test_a_look_that_fails_leaves_no_aborted_transaction_behind(pg_url: str) -> None:
+    """PostgreSQL: a look whose statement failed (cancelled, or as here an error) left the
+    writer's implicit transaction aborted, so every later hot write failed with "current
+    transaction is aborted" until something rolled it back."""
+    import sqlalchemy as sa
+
+    from controller.persistence.base import HotStatement
+
+    with Store(pg_url) as store:
+        _queue(store, "LOOK", REBUMP)
+        failing = HotStatement(sa.select(sa.literal_column("1 / 0")))
+        with pytest.raises(Exception, match="division by zero"):
+            store._db.peek_all(failing, {})
+        store.record_transition("LOOK-01", "queued", "step1_waiting", "start")
+        assert store.get_wafer("LOOK-01").state == "step1_waiting"

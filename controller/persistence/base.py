@@ -339,8 +339,17 @@ class Database:
                 if self.dialect != "sqlite":
                     writer.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
             except Exception:
-                if getattr(writer.connection.dbapi_connection, "closed", False):
+                raw = writer.connection.dbapi_connection
+                if getattr(raw, "closed", False):
                     writer.invalidate()  # lost (a server restart): the next look reconnects
+                elif self.dialect != "sqlite":
+                    # A statement that failed (cancelled, say) leaves PostgreSQL's implicit
+                    # transaction aborted: every later hot write on this connection would
+                    # fail with it. Ended here, as the look's own rollback would have.
+                    try:
+                        raw.rollback()  # type: ignore[union-attr]
+                    except Exception:  # noqa: BLE001 - gone after all: a new one next
+                        writer.invalidate()
                 raise
             return rows
 
