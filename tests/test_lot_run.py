@@ -328,6 +328,25 @@ async def test_a_hold_request_overtaken_by_a_resume_holds_nothing(db_url: str) -
         assert hold.handled_note == "not applied: the lot was resumed since"
 
 
+async def test_a_hold_landing_as_the_lot_completes_stands_and_ends_the_run_cleanly(
+        db_url: str) -> None:
+    """An operator's hold written between the controller's look (every wafer finished) and
+    its "complete": the lot row's lock orders them and the completion is refused. That
+    refusal ended the whole run with an error; the hold stands."""
+    async with rig(db_url) as r:
+        r.new_lot("LAST", 1)
+        real = r.store.set_lot_state
+
+        def completing(lot_id: str, state: str, **kwargs: object) -> object:
+            if str(state) == "complete":
+                r.store.hold_lot(lot_id, user="olga", reason="just then")
+            return real(lot_id, state, **kwargs)  # type: ignore[arg-type]
+
+        r.store.set_lot_state = completing  # type: ignore[method-assign]
+        (outcome,) = await run_lots(r.controller(), ["LAST"])
+        assert outcome.state == "held" and outcome.wafers == {"LAST-01": "complete"}
+
+
 async def test_the_more_urgent_lot_starts_first(db_url: str) -> None:
     async with rig(db_url) as r:
         normal = r.new_lot("NORMAL", 2, priority=5)
