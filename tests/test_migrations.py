@@ -122,18 +122,17 @@ def test_a_new_database_gets_what_the_revisions_build(db_url: str, second_db_url
         migrated.dispose()
 
 
-def test_two_processes_opening_one_new_database_at_once(db_url: str) -> None:
-    """Two controllers started together on a new database: one builds it, the other
-    finds it built (SQLite's write lock, PostgreSQL's advisory lock); neither fails."""
+def _open_together(url: str) -> list[BaseException]:
+    """Two openers of ``url`` at the same moment (each its own engine): what they raised."""
     start = threading.Barrier(2)
     failed: list[BaseException] = []
 
     def open_it() -> None:
-        engine = make_engine(db_url)
+        engine = make_engine(url)
         try:
             start.wait()
             upgrade_to_head(engine)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
             failed.append(exc)
         finally:
             engine.dispose()
@@ -143,7 +142,13 @@ def test_two_processes_opening_one_new_database_at_once(db_url: str) -> None:
         t.start()
     for t in openers:
         t.join()
-    assert failed == []
+    return failed
+
+
+def test_two_processes_opening_one_new_database_at_once(db_url: str) -> None:
+    """Two controllers started together on a new database: one builds it, the other
+    finds it built (SQLite's write lock, PostgreSQL's advisory lock); neither fails."""
+    assert _open_together(db_url) == []
     engine = make_engine(db_url)
     try:
         assert _current(engine) == _head()
@@ -157,27 +162,7 @@ def test_two_openers_of_a_new_sqlite_file_never_see_it_locked(tmp_path: Path) ->
     """Switching a new file to WAL: the loser was told "database is locked" at once, the
     busy timeout notwithstanding (7 rounds in 40 failed). 20 rounds, each a new file."""
     for n in range(20):
-        url = f"sqlite:///{tmp_path / f'new{n}.db'}"
-        start = threading.Barrier(2)
-        failed: list[BaseException] = []
-
-        def open_it(url: str = url, start: threading.Barrier = start,
-                    failed: list[BaseException] = failed) -> None:
-            engine = make_engine(url)
-            try:
-                start.wait()
-                upgrade_to_head(engine)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                failed.append(exc)
-            finally:
-                engine.dispose()
-
-        openers = [threading.Thread(target=open_it) for _ in range(2)]
-        for t in openers:
-            t.start()
-        for t in openers:
-            t.join()
-        assert failed == [], (n, failed)
+        assert _open_together(f"sqlite:///{tmp_path / f'new{n}.db'}") == [], n
 
 
 def test_one_linear_history() -> None:
