@@ -17,24 +17,25 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.domain import LotState
-from sequences.kinds import ROLES, kind_of
+from sequences.kinds import recipe_roles
 from sequences.wafer.machine import FINAL_STATES
 
 
+def in_process_layout(args: argparse.Namespace) -> dict[str, int]:
+    """Tools per role of the in-process simulated line (named ``role-N`` by sim/line.py):
+    one of each role but the plater, of which ``--platers`` (default none)."""
+    return {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1,
+            "plater": getattr(args, "platers", 0)}
+
+
 def line_roles(args: argparse.Namespace) -> frozenset[str]:
-    """The roles the line has tools for. The in-process simulated line has one tool of
-    each role but the plater, of which it has ``--platers`` (default none): a barrier lot
-    claimed by a line without one could never run, and serve took it up again and again."""
+    """The roles the line has tools for: a barrier lot claimed by a line without a plater
+    could never run, and serve took it up again and again."""
     if not args.line:
-        return frozenset(r for r in ROLES if r != "plater" or getattr(args, "platers", 0))
+        return frozenset(role for role, count in in_process_layout(args).items() if count)
     from drivers.line_config import load_line_config
 
     return frozenset(t.role for t in load_line_config(args.line).tools.values())
-
-
-def recipe_roles(recipe: Any) -> frozenset[str]:
-    """The tool roles a recipe's steps need."""
-    return frozenset(kind_of(step).role for step in recipe.steps)
 
 
 class LotClaims:

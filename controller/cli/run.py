@@ -188,6 +188,7 @@ async def line_tools(args: argparse.Namespace, event_seqs: dict[str, int] | None
         async with open_line(config, clock, event_seqs=event_seqs) as tools:
             yield tools, clock, f"line {config.name} ({args.line}, {config.time_scale:g}x)"
         return
+    from controller.cli.claims import in_process_layout
     from controller.cli.sim import fault_plans
     from sim.line import SimulatedLine
 
@@ -476,14 +477,10 @@ def line_tool_names(args: argparse.Namespace) -> tuple[str, ...]:
         from drivers.line_config import load_line_config
 
         return tuple(load_line_config(args.line).tools)
+    from controller.cli.claims import in_process_layout
+
     return tuple(f"{role}-{n}" for role, count in in_process_layout(args).items()
                  for n in range(1, count + 1))
-
-
-def in_process_layout(args: argparse.Namespace) -> dict[str, int]:
-    """Tools per role of the in-process simulated line (named ``role-N`` by sim/line.py)."""
-    return {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1,
-            "plater": getattr(args, "platers", 0)}
 
 
 async def _serve_web(args: argparse.Namespace, store: Any, events: LineEventStream,

@@ -17,7 +17,7 @@ from typing import Any
 
 from controller.store import LotInfo, StepInfo, WaferInfo
 from sequences.errors import RecipeError
-from sequences.kinds import kind_of
+from sequences.kinds import recipe_roles
 from sequences.recipes.alloys import default_alloys
 from sequences.recipes.recipe import DEPOSIT_KINDS, find_recipe, shipped_recipe_paths
 from sequences.wafer.machine import AWAITING, HELD
@@ -74,7 +74,7 @@ def startable_recipes(roles: frozenset[str] | None) -> list[str]:
 @functools.cache
 def recipe_needs(recipe_name: str) -> frozenset[str]:
     """The tool roles a shipped recipe's steps need (loaded once)."""
-    return frozenset(kind_of(step).role for step in find_recipe(recipe_name).steps)
+    return recipe_roles(find_recipe(recipe_name))
 
 
 def _duration(span: timedelta) -> str:

@@ -16,7 +16,7 @@ from sequences.kinds.flux_clean import FLUX_CLEAN
 from sequences.kinds.paste_print import PASTE_PRINT
 from sequences.kinds.reflow import REFLOW
 from sequences.kinds.resist_strip import RESIST_STRIP
-from sequences.recipes.recipe import Step
+from sequences.recipes.recipe import Recipe, Step
 
 KINDS: dict[str, AnyKind] = {k.name: k for k in (PASTE_PRINT, BALL_PLACE, REFLOW, FLUX_CLEAN,
                                                  RESIST_STRIP, BARRIER)}
@@ -33,4 +33,9 @@ def kind_of(step: Step | str) -> AnyKind:
         raise SequenceError(f"no step kind '{name}' (known: {', '.join(KINDS)})") from None
 
 
-__all__ = ["KINDS", "ROLES", "ROLE_OF_KIND", "AnyKind", "StepKind", "kind_of"]
+def recipe_roles(recipe: Recipe) -> frozenset[str]:
+    """The tool roles a recipe's steps need (a line runs it only with a tool of each)."""
+    return frozenset(kind_of(step).role for step in recipe.steps)
+
+
+__all__ = ["KINDS", "ROLES", "ROLE_OF_KIND", "AnyKind", "StepKind", "kind_of", "recipe_roles"]
