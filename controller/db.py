@@ -50,7 +50,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration's revision (tests/test_migrations.py holds it to Alembic's head). A
 # database stamped with it opens without importing Alembic, which brings Mako and Pygments
 # along: a quarter of every `bumpline` command's start (0.4 s of 1.6) and a few MB.
-HEAD_REVISION = "0013_tool_event_seqs_line"
+HEAD_REVISION = "0014_gem_and_audit_line"
 
 # Marks a pooled connection whose next BEGIN takes the write lock (see begin_as_writer).
 BEGIN_OPTION = "bumpline_sqlite_begin"

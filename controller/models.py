@@ -292,16 +292,20 @@ class AuditEntry(Base):
     lot_id: Mapped[str | None] = mapped_column(String(32), index=True)
     wafer_id: Mapped[str | None] = mapped_column(String(32), index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+    line_id: Mapped[str | None] = mapped_column(String(200))  # the acting store's line (0014)
 
 
 # --- the factory host interface (controller/gem, docs/gem.md) ----------------------------------
 
 
 class GemSetting(Base):
-    """A persisted GEM setting: control state, reports, links, enables, constants (JSON)."""
+    """A persisted GEM setting: control state, reports, links, enables, constants (JSON),
+    per line (each line's equipment has its own host link); ``line_id`` "" is a store's
+    that names no line."""
 
     __tablename__ = "gem_settings"
 
+    line_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
@@ -313,6 +317,9 @@ class GemSpooled(Base):
     __tablename__ = "gem_spool"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The line whose host link it waits for ("" a store's that names no line); added by
+    # 0014 to a table with rows, hence the server default.
+    line_id: Mapped[str] = mapped_column(String(200), index=True, server_default="")
     stream: Mapped[int] = mapped_column(Integer)
     function: Mapped[int] = mapped_column(Integer)
     body: Mapped[bytes] = mapped_column(LargeBinary)  # the SECS-II item as on the wire

@@ -176,7 +176,7 @@ class Store:
             # MigrationError: e.g. the database was stamped by a newer bumpline.
             engine.dispose()
             raise StoreError(f"cannot open database {where}: {reason(exc)}") from None
-        self._db = Database(engine, now)
+        self._db = Database(engine, now, self.line_id)
         self._closed = False
 
     # -- lifecycle

@@ -82,3 +82,18 @@ def test_a_transition_line_written_before_0020_is_not_shown_twice(store: Store) 
             wafer_id="A1-01", detail="queued -> step1_waiting (start)"))
     assert [(a.action, a.detail) for a in store.audit_log(wafer_id="A1-01")] == [
         ("wafer.transition", "queued -> step1_waiting (start)")]
+
+
+def test_each_line_names_the_line_that_acted(db_url: str) -> None:
+    """Lines share a database: a person's action on a line's screen, a host's command on its
+    GEM link, a controller's alarm are each recorded with that line; a transition's line is
+    its lot's; a store of no line (a shell command) records none."""
+    with Store(db_url, now=Ticker(), line_id="bay-B") as bay_b, Store(db_url) as shell:
+        bay_b.create_lot("B7", recipe_name="r", recipe_version=1, recipe_hash="h", slots=[1],
+                         user="ann", line_id="bay-B")
+        bay_b.record_transition("B7-01", "queued", "step1_waiting", "start")
+        bay_b.alarm_set("oven-1", 530, "EXIT BLOCKED", wafer_id="B7-01")
+        shell.audit("bob", "note", "from a shell", lot_id="B7")
+        lines = {(a.action, a.line_id) for a in shell.audit_log(lot_id=None)}
+    assert {("lot.start", "bay-B"), ("wafer.transition", "bay-B"), ("alarm.set", "bay-B"),
+            ("note", None)} <= lines

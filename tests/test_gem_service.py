@@ -118,3 +118,29 @@ def test_a_bad_gem_section_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.strip().count("\n") == 0
     assert "gem.t3: expected seconds 1-120, got -1" in out.stderr
+
+
+def test_the_operators_switch_goes_to_the_line_it_names(tmp_path, capsys):
+    """Lines sharing a database each have a host link: `gem control` and `gem status` are
+    one line's. Without --line, the database's one GEM line; with two, a one-line error
+    naming them."""
+    from controller.gem.spool import GemDatabase
+
+    db = f"sqlite:///{tmp_path / 'gem.db'}"
+    with Store(db) as store:
+        GemDatabase(store.engine, line_id="bay-A").save("control", {"state": 1, "remote": True})
+    assert main(["gem", "control", "local", "--db", db, "--user", "ann"]) == 0  # the one line
+    assert "requested for line bay-A" in capsys.readouterr().out
+    with Store(db) as store:
+        GemDatabase(store.engine, line_id="bay-B").save("control", {"state": 1, "remote": True})
+    assert main(["gem", "control", "online", "--db", db]) == 2  # usage: one line, no trace
+    assert "name the line with --line ID (the lines with GEM records here: 'bay-A', 'bay-B')" \
+        in capsys.readouterr().err
+    assert main(["gem", "control", "online", "--db", db, "--line", "bay-B", "--user", "bob"]) == 0
+    with Store(db) as store:
+        a, b = (GemDatabase(store.engine, line_id=line) for line in ("bay-A", "bay-B"))
+        assert a.load("operator_request")["action"] == "local"
+        assert b.load("operator_request")["action"] == "online"
+    capsys.readouterr()
+    assert main(["gem", "status", "--db", db, "--line", "bay-B"]) == 0
+    assert "line            bay-B" in capsys.readouterr().out

@@ -89,3 +89,32 @@ def test_take_hands_a_request_out_once(tmp_path):
         assert db.take("operator_request") == {"action": "online"}
         assert db.take("operator_request") is None
         assert db.now() == stamp
+
+
+def test_each_line_of_a_shared_database_keeps_its_own_settings_and_spool(db_url):
+    """Lines on one database each have a host link: one host's control switch, reports and
+    spooled events are its line's alone (they were shared: switching bay-A offline switched
+    bay-B, and bay-A's spooled events went to whichever host connected first)."""
+    with Store(db_url, line_id="bay-A") as store:
+        a = GemDatabase(store.engine, line_id="bay-A")
+        b = GemDatabase(store.engine, line_id="bay-B")
+        a.save("control", {"state": 5, "remote": True})
+        b.save("control", {"state": 1, "remote": False})
+        assert a.load("control") == {"state": 5, "remote": True}
+        assert b.load("control") == {"state": 1, "remote": False}
+        assert GemDatabase(store.engine).load("control") is None  # a store of no line
+        for n in (1, 2):
+            a.spool(6, 11, bytes([n]), f"CEID {n}", limit=2, overwrite=True)
+        b.spool(6, 11, b"\x09", "CEID 9", limit=2, overwrite=True)
+        a.spool(6, 11, b"\x03", "CEID 3", limit=2, overwrite=True)  # full: drops A's oldest
+        assert [s.body for s in a.spooled()] == [b"\x02", b"\x03"]
+        assert [s.body for s in b.spooled()] == [b"\x09"]  # B's not counted, not dropped
+        assert (a.spool_count(), b.spool_count()) == (2, 1)
+        assert (counts(a)["full"], counts(b)["full"]) == (True, False)
+        assert b.delivered(a.spooled()[0].id) is False  # not B's to take off
+        assert a.spool_count() == 2
+        assert b.delivered(b.spooled()[0].id) is True  # B's spool emptied, A's kept
+        assert (a.spool_count(), counts(b)["active"]) == (2, False)
+        assert a.purge() == 2
+        assert a.take("control") == {"state": 5, "remote": True}
+        assert b.load("control") == {"state": 1, "remote": False}

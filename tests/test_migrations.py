@@ -21,7 +21,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import DateTime, column, insert, inspect, select, table
+from sqlalchemy import JSON, DateTime, column, insert, inspect, select, table
 
 from controller.db import (
     HEAD_REVISION,
@@ -171,11 +171,11 @@ def test_one_linear_history() -> None:
     revisions = list(scripts.walk_revisions())
     assert revisions[-1].down_revision is None
     assert revisions[-1].revision == "0001"
-    assert [r.revision for r in reversed(revisions)][:13] == [
+    assert [r.revision for r in reversed(revisions)][:14] == [
         "0001", "0002_gem", "0003_controller_locks", "0004_batches", "0005_users",
         "0006_lot_line", "0007_lock_pid_started", "0008_alarm_state_line",
         "0009_tool_modes", "0010_tool_modes_line", "0011_step_indexes",
-        "0012_web_ended_sessions", "0013_tool_event_seqs_line"]
+        "0012_web_ended_sessions", "0013_tool_event_seqs_line", "0014_gem_and_audit_line"]
 
 
 def _downgrade(engine, target: str) -> None:  # noqa: ANN001
@@ -277,6 +277,45 @@ def test_each_lines_plater_keeps_its_own_last_event_number_and_back(db_url: str)
         _downgrade(engine, "0012_web_ended_sessions")
         with engine.connect() as conn:
             assert [(r.tool, r.seq) for r in conn.execute(select(seqs))] == [("plater-1", 500)]
+        upgrade_to_head(engine)
+
+
+def test_gem_settings_go_to_every_line_and_the_spool_to_the_only_one_and_back(
+        db_url: str) -> None:
+    """0014 keys GEM settings and the spool by line: a setting from before was every line's
+    (they shared it), so each line that recorded anything gets a copy (and a store of no
+    line keeps it); a spooled message goes to the one line the database knew. The audit
+    log gains the acting line. The downgrade keeps the newest setting per key."""
+    from controller.gem.spool import GemDatabase
+
+    with Store(db_url, line_id="bay-A") as a, Store(db_url, line_id="bay-B") as b:
+        a.record_tool_state("oven-1", "standby")
+        engine = a.engine
+        _downgrade(engine, "0013_tool_event_seqs_line")
+        settings = table("gem_settings", column("key"), column("value", JSON()),
+                         column("updated_at", DateTime(timezone=True)))
+        spool = table("gem_spool", column("stream"), column("function"), column("body"),
+                      column("what"), column("spooled_at", DateTime(timezone=True)))
+        at = datetime(2026, 12, 3, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(insert(settings), [{"key": "control", "value": {"v": {"state": 5}},
+                                             "updated_at": at}])
+            conn.execute(insert(spool), [{"stream": 6, "function": 11, "body": b"\x01",
+                                          "what": "CEID 1", "spooled_at": at}])
+        upgrade_to_head(engine)
+        gem_a, gem_b = GemDatabase(engine, line_id="bay-A"), GemDatabase(engine, line_id="bay-B")
+        assert gem_a.load("control") == {"state": 5}  # bay-A's copy
+        assert GemDatabase(engine).load("control") == {"state": 5}  # no line's
+        assert gem_b.load("control") is None  # bay-B had recorded nothing then
+        assert [s.what for s in gem_a.spooled()] == ["CEID 1"]  # the one known line's
+        gem_b.save("control", {"state": 1})  # bay-B's own, and the newest
+        b.audit("ann", "test.action")
+        assert [e.line_id for e in b.audit_log() if e.action == "test.action"] == ["bay-B"]
+        _downgrade(engine, "0013_tool_event_seqs_line")
+        with engine.connect() as conn:
+            assert [(r.key, r.value) for r in conn.execute(select(settings))] == [
+                ("control", {"v": {"state": 1}})]
+            assert [r.what for r in conn.execute(select(spool))] == ["CEID 1"]
         upgrade_to_head(engine)
 
 

@@ -1,13 +1,17 @@
 """The factory host interface from the command line.
 
-    bumpline gem status [--db URL]
-    bumpline gem control (online | offline | local | remote) [--db URL] [--user NAME]
+    bumpline gem status [--db URL] [--line ID]
+    bumpline gem control (online | offline | local | remote) [--db URL] [--line ID]
+                         [--user NAME]
     bumpline gem tables [--out docs/gem.md]
 
 ``control`` is the operator's switch (E30 control state): it is recorded in the
 database and the running ``bumpline serve --gem`` carries it out within a second
-(going online asks the host with S1F1 first). ``tables`` writes the SVID, DVID,
-ECID, CEID, ALID and RCMD tables of docs/gem.md from the code.
+(going online asks the host with S1F1 first). Each line has its own host link:
+``--line`` names it (the ``[line] id`` of its configuration, ``sim`` for the
+in-process simulated line); without it, the one line of the database whose
+equipment has started. ``tables`` writes the SVID, DVID, ECID, CEID, ALID and RCMD
+tables of docs/gem.md from the code.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     gem_sub.required = True
     db = argparse.ArgumentParser(add_help=False)
     add_db(db)
+    db.add_argument("--line", metavar="ID", default=None,
+                    help="the line whose equipment (default: the database's one GEM line)")
 
     p = gem_sub.add_parser("status", parents=[db], help="control state, spool, host setup")
     p.set_defaults(handler=cmd_gem_status)
@@ -47,11 +53,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _gem_db(args: argparse.Namespace):  # noqa: ANN202 - (Store, GemDatabase)
-    from controller.gem.spool import GemDatabase
+    from controller.gem.spool import GemDatabase, gem_lines
     from controller.store import Store
 
     store = Store(getattr(args, "db", None), create=False)
-    return store, GemDatabase(store.engine)
+    line = args.line
+    if line is None:
+        lines = gem_lines(store.engine)
+        if len(lines) != 1:
+            store.close()
+            known = (f"the lines with GEM records here: {', '.join(map(repr, lines))}" if lines
+                     else "no line's equipment has started on this database yet")
+            raise UserError(f"name the line with --line ID ({known})", exit_code=EXIT_USAGE)
+        line = lines[0]
+    return store, GemDatabase(store.engine, line_id=line)
 
 
 def cmd_gem_status(args: argparse.Namespace) -> int:
@@ -61,6 +76,7 @@ def cmd_gem_status(args: argparse.Namespace) -> int:
     store, db = _gem_db(args)
     try:
         control = db.load("control") or {}
+        print(f"line            {db.line_id or '(a store that names no line)'}")
         state = ControlState(control.get("state", ControlState.EQUIPMENT_OFFLINE))
         print(f"control state   {state.label} (switch: "
               f"{'remote' if control.get('remote', True) else 'local'})")
@@ -89,8 +105,9 @@ def cmd_gem_control(args: argparse.Namespace) -> int:
                                    "at": datetime.now(UTC).isoformat(timespec="seconds")})
     finally:
         store.close()
-    print(f"control {args.action} requested: a running 'bumpline serve --gem' carries it out "
-          f"within a second ('bumpline gem status' shows the result)")
+    print(f"control {args.action} requested for line {db.line_id or '(none named)'}: its "
+          "running 'bumpline serve --gem' carries it out within a second ('bumpline gem "
+          "status' shows the result)")
     return 0
 
 

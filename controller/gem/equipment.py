@@ -140,6 +140,9 @@ class GemEquipment:
 
     async def start(self) -> None:
         await self.server.start()
+        if self.db.load("control") is None:  # a line's first start: `bumpline gem` finds it
+            self.db.save("control", {"state": int(self.control.state),
+                                     "remote": self.control.remote})
         self.comm = CommState.WAIT_DELAY  # enabled, waiting for a host
         self._spawn(self.sender.run())
         if self._events is not None:

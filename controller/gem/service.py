@@ -78,7 +78,8 @@ async def gem_service(args: Any, store: Any, stream: LineEventStream | None = No
         config = dataclasses.replace(config, port=args.gem_port)
     loop = asyncio.get_running_loop()
     stream = stream or LineEventStream(line_name, loop.time)
-    eq = GemEquipment(config, db=GemDatabase(store.engine), commands=StoreLineCommands(store),
+    eq = GemEquipment(config, db=GemDatabase(store.engine, line_id=store.line_id or ""),
+                      commands=StoreLineCommands(store),
                       events=stream, tools=tools,
                       on_terminal=lambda text: print(f"host says: {text}", file=sys.stderr))
     try:

@@ -3,7 +3,8 @@
 Both live in the controller's database (tables ``gem_settings`` and
 ``gem_spool``, migration ``0002_gem``), written through the same engine as the
 store, so a spooled event survives a controller restart exactly like a wafer
-record does.
+record does. Both are a line's (0014): where lines share a database, each line's
+equipment has its own host link, control state, reports and spool.
 
 Spooling: while the host cannot be reached, spoolable messages (those the
 host named in S2F43; S5F1 and S6F11 until it does) are appended here instead of
@@ -49,13 +50,24 @@ class Spooled:
 _EMPTIED = {"total": 0, "full": False, "lost": 0, "active": False}  # SPOOL INACTIVE
 
 
-class GemDatabase:
-    """Settings and spool on the controller's engine (``Store.engine``)."""
+def gem_lines(engine: Engine) -> list[str]:
+    """The lines with GEM settings or spooled messages in the database, in order."""
+    with Session(engine) as session:
+        return sorted(set(session.scalars(select(GemSetting.line_id).distinct()))
+                      | set(session.scalars(select(GemSpooled.line_id).distinct())))
 
-    def __init__(self, engine: Engine, *, now: Callable[[], datetime] = _utc_now) -> None:
+
+class GemDatabase:
+    """One line's settings and spool on the controller's engine (``Store.engine``);
+    ``line_id`` "" for a store that names no line."""
+
+    def __init__(self, engine: Engine, *, line_id: str = "",
+                 now: Callable[[], datetime] = _utc_now) -> None:
         self._engine = engine
         self._writer = writer(engine)
         self._now = now
+        self.line_id = line_id
+        self._mine = GemSpooled.line_id == line_id
 
     def read_session(self) -> Session:
         return Session(self._engine, expire_on_commit=False)
@@ -70,22 +82,26 @@ class GemDatabase:
 
     def load(self, key: str, default: Any = None) -> Any:
         with Session(self._engine) as session:
-            row = session.get(GemSetting, key)
+            row = session.get(GemSetting, (self.line_id, key))
             return default if row is None else row.value["v"]
 
     def save(self, key: str, value: Any) -> None:
         with Session(self._writer) as session, session.begin():
-            row = session.get(GemSetting, key)
-            if row is None:
-                session.add(GemSetting(key=key, value={"v": value}, updated_at=self._now()))
-            else:
-                row.value = {"v": value}
-                row.updated_at = self._now()
+            self._put(session, key, value)
+
+    def _put(self, session: Session, key: str, value: Any) -> None:
+        row = session.get(GemSetting, (self.line_id, key))
+        if row is None:
+            session.add(GemSetting(line_id=self.line_id, key=key, value={"v": value},
+                                   updated_at=self._now()))
+        else:
+            row.value = {"v": value}
+            row.updated_at = self._now()
 
     def take(self, key: str) -> Any:
         """Read and remove a value in one transaction (a request handled once)."""
         with Session(self._writer) as session, session.begin():
-            row = session.get(GemSetting, key)
+            row = session.get(GemSetting, (self.line_id, key))
             if row is None:
                 return None
             session.delete(row)
@@ -98,7 +114,7 @@ class GemDatabase:
     ) -> bool:
         """Append a message; False when the spool is full and keeps its oldest (lost, logged)."""
         with Session(self._writer) as session, session.begin():
-            count = session.scalar(select(func.count(GemSpooled.id))) or 0
+            count = self._count(session)
             state = self._spool_state(session)
             state["total"] += 1
             stored = True
@@ -108,7 +124,7 @@ class GemDatabase:
                 state["full"] = True
                 if overwrite:
                     oldest = session.scalars(
-                        select(GemSpooled.id).order_by(GemSpooled.id)
+                        select(GemSpooled.id).where(self._mine).order_by(GemSpooled.id)
                         .limit(count - limit + 1)
                     ).all()
                     session.execute(delete(GemSpooled).where(GemSpooled.id.in_(oldest)))
@@ -121,15 +137,15 @@ class GemDatabase:
                                 limit, what)
             if stored:
                 state["active"] = True  # a message in the spool: SPOOL ACTIVE
-                session.add(GemSpooled(stream=stream, function=function, body=body, what=what,
-                                       spooled_at=self._now()))
+                session.add(GemSpooled(line_id=self.line_id, stream=stream, function=function,
+                                       body=body, what=what, spooled_at=self._now()))
             self._save_spool_state(session, state)
         return stored
 
     def spooled(self, limit: int | None = None) -> list[Spooled]:
         """The oldest spooled messages first (all, or at most ``limit``)."""
         with Session(self._engine) as session:
-            query = select(GemSpooled).order_by(GemSpooled.id)
+            query = select(GemSpooled).where(self._mine).order_by(GemSpooled.id)
             if limit:
                 query = query.limit(limit)
             return [Spooled(r.id, r.stream, r.function, r.body, r.what)
@@ -139,15 +155,15 @@ class GemDatabase:
         """The host acknowledged it: it leaves the spool. True when that emptied the spool
         (its counts reset and it is SPOOL INACTIVE again)."""
         with Session(self._writer) as session, session.begin():
-            session.execute(delete(GemSpooled).where(GemSpooled.id == spooled_id))
-            if session.scalar(select(func.count(GemSpooled.id))):
+            session.execute(delete(GemSpooled).where(GemSpooled.id == spooled_id, self._mine))
+            if self._count(session):
                 return False
             self._save_spool_state(session, self._spool_state(session) | _EMPTIED)
             return True
 
     def purge(self) -> int:
         with Session(self._writer) as session, session.begin():
-            count = session.execute(delete(GemSpooled)).rowcount
+            count = session.execute(delete(GemSpooled).where(self._mine)).rowcount
             self._save_spool_state(session, self._spool_state(session) | _EMPTIED)
         log.info("spool purged by the host: %d message(s) discarded", count)
         return count
@@ -166,7 +182,10 @@ class GemDatabase:
 
     def spool_count(self) -> int:
         with Session(self._engine) as session:
-            return session.scalar(select(func.count(GemSpooled.id))) or 0
+            return self._count(session)
+
+    def _count(self, session: Session) -> int:
+        return session.scalar(select(func.count(GemSpooled.id)).where(self._mine)) or 0
 
     def spool_state(self) -> dict[str, Any]:
         """{"total": spooled since last emptied, "full": bool, "lost": refused when full,
@@ -176,17 +195,12 @@ class GemDatabase:
             return self._spool_state(session)
 
     def _spool_state(self, session: Session) -> dict[str, Any]:
-        row = session.get(GemSetting, "spool")
+        row = session.get(GemSetting, (self.line_id, "spool"))
         base = {"total": 0, "full": False, "lost": 0, "started_at": None, "filled_at": None}
         state = base | (dict(row.value["v"]) if row is not None else {})
         if "active" not in state:  # a spool kept by a version without the state model
-            state["active"] = bool(session.scalar(select(func.count(GemSpooled.id))))
+            state["active"] = bool(self._count(session))
         return state
 
     def _save_spool_state(self, session: Session, state: dict[str, Any]) -> None:
-        row = session.get(GemSetting, "spool")
-        if row is None:
-            session.add(GemSetting(key="spool", value={"v": state}, updated_at=self._now()))
-        else:
-            row.value = {"v": state}
-            row.updated_at = self._now()
+        self._put(session, "spool", state)

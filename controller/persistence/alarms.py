@@ -65,7 +65,7 @@ def alarm_set(
         ).scalar_one()
         add_audit(
             conn, now, tool, "alarm.set", f"{tool} alarm {code} {text}",
-            lot_id=lot_id, wafer_id=wafer_id,
+            lot_id=lot_id, wafer_id=wafer_id, line_id=database.line_id
         )
     return alarm_id
 
@@ -95,7 +95,7 @@ def alarm_cleared(
         for alarm in alarms:
             add_audit(
                 conn, now, tool, "alarm.clear", f"{tool} alarm {alarm.code} {alarm.text}",
-                lot_id=alarm.lot_id, wafer_id=alarm.wafer_id,
+                lot_id=alarm.lot_id, wafer_id=alarm.wafer_id, line_id=database.line_id
             )
     return [a.id for a in alarms]
 
@@ -117,7 +117,7 @@ def acknowledge_alarm(database: Database, alarm_id: int, *, user: str) -> AlarmI
         )
         add_audit(
             conn, now, user, "alarm.ack", f"{alarm.tool} alarm {alarm.code} {alarm.text}",
-            lot_id=alarm.lot_id, wafer_id=alarm.wafer_id,
+            lot_id=alarm.lot_id, wafer_id=alarm.wafer_id, line_id=database.line_id
         )
         row = conn.execute(select(_ALARMS).where(_ALARMS.c.id == alarm_id)).one()
     return alarm_info(row)

@@ -17,14 +17,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, insert, select
 
-from controller.models import AuditEntry, Wafer, WaferEvent
+from controller.models import AuditEntry, Lot, Wafer, WaferEvent
 from controller.persistence.base import Database, HotStatement
 from controller.persistence.records import AuditInfo
 
 _AUDIT = AuditEntry.__table__
 _EVENTS = WaferEvent.__table__
 _WAFERS = Wafer.__table__
-_COLUMNS = ("at", "actor", "action", "lot_id", "wafer_id", "detail")
+_LOTS = Lot.__table__
+_COLUMNS = ("at", "actor", "action", "lot_id", "wafer_id", "detail", "line_id")
 _ADD = HotStatement(insert(_AUDIT), _COLUMNS)
 _ADD_RETURNING_ID = insert(_AUDIT).returning(_AUDIT.c.id)
 
@@ -41,7 +42,10 @@ def add_audit(
     *,
     lot_id: str | None = None,
     wafer_id: str | None = None,
+    line_id: str | None,
 ) -> None:
+    """``line_id``: the acting store's line (``Database.line_id``; None: a store that
+    names none, as a shell command's)."""
     _ADD.send(
         conn,
         {
@@ -51,6 +55,7 @@ def add_audit(
             "lot_id": lot_id,
             "wafer_id": wafer_id,
             "detail": detail,
+            "line_id": line_id,
         },
     )
 
@@ -74,6 +79,7 @@ def audit(
                 "lot_id": lot_id,
                 "wafer_id": wafer_id,
                 "detail": detail,
+                "line_id": database.line_id,
             },
         ).scalar_one()
 
@@ -116,8 +122,10 @@ def _actions(lot_id: str | None, wafer_id: str | None) -> Select[Any]:
 def _transitions(lot_id: str | None, wafer_id: str | None) -> Select[Any]:
     query = (
         select(_EVENTS.c.id, _EVENTS.c.at, _WAFERS.c.lot_id, _EVENTS.c.wafer_id,
-               _EVENTS.c.from_state, _EVENTS.c.to_state, _EVENTS.c.trigger, _EVENTS.c.why)
+               _EVENTS.c.from_state, _EVENTS.c.to_state, _EVENTS.c.trigger, _EVENTS.c.why,
+               _LOTS.c.line_id)
         .join(_WAFERS, _WAFERS.c.id == _EVENTS.c.wafer_id)
+        .join(_LOTS, _LOTS.c.id == _WAFERS.c.lot_id)
         .order_by(_EVENTS.c.at.desc(), _EVENTS.c.id.desc())
     )
     if lot_id is not None:
@@ -134,10 +142,10 @@ def transition_detail(from_state: str, to_state: str, trigger: str, why: str | N
 
 def _line(a: Any) -> tuple[tuple[datetime, int, int], AuditInfo]:
     return (a.at, 0, a.id), AuditInfo(a.id, a.at, a.actor, a.action, a.lot_id, a.wafer_id,
-                                      a.detail)
+                                      a.detail, a.line_id)
 
 
 def _transition_line(e: Any) -> tuple[tuple[datetime, int, int], AuditInfo]:
     detail = transition_detail(e.from_state, e.to_state, e.trigger, e.why)
     return (e.at, 1, e.id), AuditInfo(e.id, e.at, TRANSITION_ACTOR, TRANSITION, e.lot_id,
-                                      e.wafer_id, detail)
+                                      e.wafer_id, detail, e.line_id)

@@ -205,9 +205,11 @@ class Database:
     take pooled connections, so a reader never waits for a writer.
     """
 
-    def __init__(self, engine: Engine, now: Callable[[], datetime]) -> None:
+    def __init__(self, engine: Engine, now: Callable[[], datetime],
+                 line_id: str | None = None) -> None:
         self.engine = engine
         self.now = now
+        self.line_id = line_id  # the line whose controller or screen acts (the audit log's)
         self.dialect = engine.dialect.name
         # In-memory SQLite is one connection shared by every checkout: a transaction
         # held open across calls (atomic) would be every reader's transaction too.

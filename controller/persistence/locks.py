@@ -186,7 +186,7 @@ def acquire(
                 conn.execute(insert(_LOCKS), mine)
             elif _stale(current, now, host):
                 conn.execute(update(_LOCKS).where(_LOCKS.c.resource == resource).values(mine))
-                _audit_takeover(conn, now, current, host, pid)
+                _audit_takeover(conn, now, current, host, pid, database.line_id)
             else:
                 raise LockHeldError(current)
     except IntegrityError:  # another controller inserted it first
@@ -207,7 +207,7 @@ def _current(conn: Connection, resource: str, *, for_update: bool = False) -> Lo
 
 
 def _audit_takeover(
-    conn: Connection, now: datetime, old: LockInfo, host: str, pid: int
+    conn: Connection, now: datetime, old: LockInfo, host: str, pid: int, line_id: str | None
 ) -> None:
     why = ("its lease had expired" if old.expires_at <= now
            else holder_gone(old) or "its process is gone")
@@ -218,6 +218,7 @@ def _audit_takeover(
         "lock.takeover",
         f"{old.what} taken over by host {host} pid {pid} from {old.describe()}: {why}",
         lot_id=old.resource.partition(":")[2] if old.resource.startswith("lot:") else None,
+        line_id=line_id,
     )
 
 

@@ -109,7 +109,7 @@ def create_lot(
                 f"recipe {recipe_name} v{recipe_version} ({recipe_hash[:12]}), "
                 f"slots {slot_text(slots)}, priority {priority}, "
                 + (f"line {line_id}" if line_id else "any line"),
-                lot_id=lot_id,
+                lot_id=lot_id, line_id=database.line_id
             )
     except IntegrityError:  # another process created it between our check and insert
         raise exists from None
@@ -225,7 +225,7 @@ def claim_lot(
                 raise StoreError(f"lot {row.id}: claim for line {line_id} changed {won} rows")
             if row.line_id is None:
                 add_audit(conn, database.now(), user, "lot.claim",
-                          f"claimed by line {line_id}", lot_id=row.id)
+                          f"claimed by line {line_id}", lot_id=row.id, line_id=database.line_id)
             return _info(conn, conn.execute(select(_LOTS).where(this)).one())
     return None
 
@@ -289,7 +289,7 @@ def change_lot(
         if target is LotState.ABORTED:
             _abort_wafers_at_home(conn, lot_id, now, reason)
         detail = f"{current.value} -> {target.value}" + (f": {reason}" if reason else "")
-        add_audit(conn, now, user, action, detail, lot_id=lot_id)
+        add_audit(conn, now, user, action, detail, lot_id=lot_id, line_id=database.line_id)
         if request is not None:
             conn.execute(
                 insert(OperatorRequest.__table__),

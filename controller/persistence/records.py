@@ -154,6 +154,7 @@ class AuditInfo:
     lot_id: str | None
     wafer_id: str | None
     detail: str
+    line_id: str | None = None  # the acting line's; a transition's, its lot's line
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,8 @@ def _wafer_request(
             },
         ).scalar_one()
         add_audit(
-            conn, now, user, f"wafer.{action}", reason, lot_id=wafer.lot_id, wafer_id=wafer_id
+            conn, now, user, f"wafer.{action}", reason, lot_id=wafer.lot_id, wafer_id=wafer_id,
+            line_id=database.line_id,
         )
         row = conn.execute(select(_REQUESTS).where(_REQUESTS.c.id == request_id)).one()
     return request_info(row)
@@ -177,5 +178,5 @@ def mark_request_handled(
             f"request.{request.action}.handled",
             note,
             lot_id=request.lot_id,
-            wafer_id=request.wafer_id,
+            wafer_id=request.wafer_id, line_id=database.line_id
         )

@@ -86,7 +86,7 @@ def set_tool_mode(database: Database, tool: str, mode: ToolMode | str, *, user: 
             conn.execute(_MODES.update().where(mine).values(**values))
         on = f" on line {line}" if line else ""
         add_audit(conn, now, user, "tool.mode", f"{tool}{on}: {previous.value} -> {mode.value}"
-                  + (f": {reason.strip()}" if reason.strip() else ""))
+                  + (f": {reason.strip()}" if reason.strip() else ""), line_id=database.line_id)
     return previous, mode
 
 

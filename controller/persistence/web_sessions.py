@@ -53,7 +53,7 @@ def end_web_session(database: Database, session_id: str, *, user: str,
             conn.execute(_ENDED.insert().values(
                 session_hash=key, user_name=user, ended_at=now,
                 expires_at=now + timedelta(seconds=max_age_s)))
-            add_audit(conn, now, user, LOGOUT)
+            add_audit(conn, now, user, LOGOUT, line_id=database.line_id)
     except IntegrityError:
         # PostgreSQL: another process logged the same cookie out at the same moment (SQLite
         # writers take turns). The session is ended, and that logout is audited.
