@@ -368,3 +368,26 @@ def test_a_look_that_fails_leaves_no_aborted_transaction_behind(pg_url: str) -> 
             store._db.peek_all(failing, {})
         store.record_transition("LOOK-01", "queued", "step1_waiting", "start")
         assert store.get_wafer("LOOK-01").state == "step1_waiting"
+
+
+def test_a_started_lot_this_line_can_no_longer_finish_is_run_once_then_left(
+        db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The line file lost a role after one of its lots started: serve runs the lot once
+    (recovering its wafers on the line's tools), then leaves it, said once; it took the lot
+    up again and again before, a core kept busy. A lot it can finish is always taken."""
+    from controller.cli.claims import LotClaims
+
+    with Store(db_url) as store:
+        for lot_id, recipe in (("NEEDS-PRINTER", REBUMP), ("CAN-RUN", "ballmount-sac305")):
+            _queue(store, lot_id, recipe)
+            store.take_lot_for_line(lot_id, "bay-A")
+            store.set_lot_state(lot_id, "running")
+        no_printer = LotClaims(store, "bay-A", frozenset({"placer", "oven", "cleaner"}),
+                               load_valid_recipe)
+        assert no_printer.unfinished(set()) == ["NEEDS-PRINTER", "CAN-RUN"]
+        assert no_printer.unfinished(set()) == ["CAN-RUN"]
+        assert no_printer.unfinished(set()) == ["CAN-RUN"]
+    err = capsys.readouterr().err
+    assert err.count("NEEDS-PRINTER") == 1
+    assert ("lot NEEDS-PRINTER run once to recover its wafers, then left as it is: line bay-A "
+            "has no printer tool for its recipe") in err

@@ -48,25 +48,31 @@ class LotClaims:
         self.store, self.line, self.roles, self.recipes = store, line, roles, recipes
         self.user = user
         self._said: set[str] = set()  # lots this line cannot run: said once
+        self._stuck: set[str] = set()  # started lots this line cannot finish: run once
 
     def can_run(self, lot: Any) -> bool:
-        try:
-            needed = recipe_roles(self.recipes(lot.recipe_name))
-        except Exception as exc:  # a recipe gone or broken: the lot waits, said once
-            self._say(lot.id, f"this line cannot run recipe {lot.recipe_name}: {exc}")
-            return False
-        missing = needed - self.roles
-        if missing:
+        why = self._cannot_run(lot)
+        if why is not None:
             if lot.line_id == self.line:  # queued for this very line: a person must know
-                self._say(lot.id, f"line {self.line} has no {', '.join(sorted(missing))} "
-                                  "tool for its recipe")
+                self._say(lot.id, f"left queued: {why}")
             return False
         return True
 
-    def _say(self, lot_id: str, why: str) -> None:
+    def _cannot_run(self, lot: Any) -> str | None:
+        """Why this line cannot run the lot's recipe (None: it can)."""
+        try:
+            needed = recipe_roles(self.recipes(lot.recipe_name))
+        except Exception as exc:  # a recipe gone or broken: the lot waits, said once
+            return f"this line cannot run recipe {lot.recipe_name}: {exc}"
+        missing = needed - self.roles
+        if missing:
+            return f"line {self.line} has no {', '.join(sorted(missing))} tool for its recipe"
+        return None
+
+    def _say(self, lot_id: str, what: str) -> None:
         if lot_id not in self._said:
             self._said.add(lot_id)
-            print(f"bumpline: lot {lot_id} left queued: {why}", file=sys.stderr, flush=True)
+            print(f"bumpline: lot {lot_id} {what}", file=sys.stderr, flush=True)
 
     def unfinished(self, skip: set[str]) -> list[str]:
         """Running or held lots of this line (and lots from before lots named their line
@@ -77,7 +83,23 @@ class LotClaims:
         return [lot.id for lot in reversed(lots)  # oldest first
                 if (lot.line_id == self.line
                     or (lot.line_id is None and lot.started_at is not None))
-                and lot.id not in skip and not self._held_and_done(lot)]
+                and lot.id not in skip and not self._held_and_done(lot)
+                and self._first_run_if_stuck(lot)]
+
+    def _first_run_if_stuck(self, lot: Any) -> bool:
+        """A started lot whose recipe needs a role this line no longer has (its line file
+        changed since): run once, which recovers its wafers on the line's tools, then left
+        to a person (its run ends at once with wafers waiting, and serve ran it again and
+        again, a core kept busy)."""
+        if lot.id in self._stuck:
+            return False
+        why = self._cannot_run(lot)
+        if why is None:
+            return True
+        self._stuck.add(lot.id)
+        self._say(lot.id, f"run once to recover its wafers, then left as it is: {why} "
+                          "(serve it on a line that has one, or abort it)")
+        return True
 
     def _held_and_done(self, lot: Any) -> bool:
         """A held lot whose wafers are all finished: nothing for a controller to do until a
