@@ -507,3 +507,31 @@ async def test_a_line_offers_and_takes_only_recipes_its_tools_can_run(tmp_path: 
             said = await _flash(client, answer)
         assert said == "this line cannot run rebump-hipb-niau-snbi: it has no plater tool"
         assert context.store.list_lots() == []
+
+
+async def test_the_read_only_screen_of_no_line_shows_each_lines_tools_apart(
+        tmp_path: Path, db_url: str) -> None:
+    """`bumpline web` with no line shows the whole fab: every line's oven-1 is a row of its
+    own with its line, state, mode and wafer (one row per tool name mixed the lines: bay-A's
+    oven-1 showed bay-B's state)."""
+    async with screen(tmp_path, db=db_url, read_only=True) as (context, url):
+        add_users(context)
+        with Store(db_url, line_id="bay-A") as bay_a, Store(db_url, line_id="bay-B") as bay_b:
+            bay_a.record_tool_state("oven-1", "productive", reason="wafer LA-01")
+            bay_b.record_tool_state("oven-1", "unscheduled down", reason="alarm 550")
+            bay_b.set_tool_mode("oven-1", "maintenance", user="erik", reason="belt")
+            bay_b.create_lot("LB", recipe_name="ballmount-sac305", recipe_version="1",
+                             recipe_hash="0" * 64, slots=[1], user="b", line_id="bay-B")
+            bay_b.set_lot_state("LB", "running")
+            bay_b.record_transition("LB-01", "queued", "step1_waiting", "start",
+                                    location="oven-1")
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "olga")
+            page = (await client.get("/line")).text
+    rows = re.findall(r'<tr class="([^"]+)" data-tool="oven-1" data-line="([^"]*)">(.*?)</tr>',
+                      page, re.S)
+    assert [(css, line) for css, line, _ in rows] == [
+        ("e10-productive", "bay-A"), ("e10-unscheduled_down", "bay-B")]
+    bay_a_row, bay_b_row = rows[0][2], rows[1][2]
+    assert "maintenance" not in bay_a_row and "LB-01" not in bay_a_row
+    assert "maintenance" in bay_b_row and "LB-01" in bay_b_row

@@ -154,19 +154,27 @@ def home(request: Request) -> Response:
 @_page(Role.OPERATOR, shared=True)
 def line(request: Request, user: UserInfo) -> Response:
     web = request.app.state.web
-    states = {s.tool: s for s in web.store.tool_states_latest(web.store.line_id)}
-    names = sorted(set(states) | set(web.view.tools) | set(web.line_tools))  # every tool
-    running = [w for lot in web.store.list_lots(["running"], line_id=web.store.line_id)
-               for w in web.store.wafers(lot.id)]  # this line's lots: its oven-1 is its own
-    where = {w.location: w.id for w in running if w.outcome is None}
-    # A line's tools' modes; the read-only screen of no line merges every line's by name,
-    # as it does their states.
-    modes = (web.store.tool_modes() if web.store.line_id is not None
-             else {m.tool: m for m in web.store.every_tool_mode()})
-    tools = [(name, states.get(name), web.view.tools.get(name), where.get(name),
-              modes.get(name)) for name in names]
+    line_id = web.store.line_id
+    # A line's screen: its tools by name. The read-only screen of no line: every line's,
+    # one row per line and tool (their names repeat on every line: oven-1 on each).
+    fab = line_id is None
+
+    def key(line: str | None, tool: str) -> tuple[str, str]:
+        return (line or "" if fab else "", tool)
+
+    states = {key(s.line_id, s.tool): s for s in web.store.tool_states_latest(line_id)}
+    lots = web.store.list_lots(["running"], line_id=line_id)  # its oven-1 is its own
+    where = {key(lot.line_id, w.location): w.id for lot in lots
+             for w in web.store.wafers(lot.id) if w.outcome is None and w.location}
+    modes = ({key(None, tool): m for tool, m in web.store.tool_modes().items()} if not fab
+             else {key(m.line_id, m.tool): m for m in web.store.every_tool_mode()})
+    here = {key(None, name) for name in (*web.view.tools, *web.line_tools)}
+    tools = [(line, name, states.get((line, name)), web.view.tools.get(name) if not fab
+              else None, where.get((line, name)), modes.get((line, name)))
+             for line, name in sorted(set(states) | here)]  # every tool
     return render(request, "line", user, tools=tools, ovens=sorted(web.view.ovens.items()),
-                  modes=[m.value for m in ToolMode])
+                  modes=[m.value for m in ToolMode], fab=fab,
+                  tool_names=sorted({name for _, name, *_ in tools}))
 
 
 def _stopped(store: Any, lot: Any) -> bool:
