@@ -128,6 +128,12 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
     expect(nav).not_to_contain_text("Dispositions")
     expect(nav).not_to_contain_text("Recipes")
     assert operator.request.get(url + "/dispositions").status == 403
+    # An address to an unknown wafer: the screen's page saying so, with the way back.
+    operator.goto(url + "/wafers/NOPE-01")
+    expect(operator.locator("h1")).to_have_text("404 Not Found")
+    expect(operator.locator("#error-message")).to_have_text("no wafer NOPE-01")
+    operator.click("#back")
+    expect(operator).to_have_url(url + "/line")
 
     # Start a lot; from here the Lots page is never reloaded. Its first event stream is
     # refused (a server busy or restarting): the page opens another and goes live.
