@@ -128,6 +128,12 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
     expect(nav).not_to_contain_text("Dispositions")
     expect(nav).not_to_contain_text("Recipes")
     assert operator.request.get(url + "/dispositions").status == 403
+    # An address to an unknown wafer: the screen's page saying so, with the way back.
+    operator.goto(url + "/wafers/NOPE-01")
+    expect(operator.locator("h1")).to_have_text("404 Not Found")
+    expect(operator.locator("#error-message")).to_have_text("no wafer NOPE-01")
+    operator.click("#back")
+    expect(operator).to_have_url(url + "/line")
 
     # Start a lot; from here the Lots page is never reloaded. Its first event stream is
     # refused (a server busy or restarting): the page opens another and goes live.
@@ -189,6 +195,13 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
     engineer.set_default_timeout(WAIT_MS)
     _login(engineer, url, "erik")
     expect(engineer.locator("header nav")).to_contain_text("Dispositions")
+    # The held wafer's own page, left open in another tab: its disposition form shows while
+    # the wafer waits, and goes without a reload once the wafer was dispositioned.
+    wafer = engineer.context.new_page()
+    wafer.on("console", lambda m: _csp(m.text, refused))
+    wafer.goto(url + "/wafers/E2E-02")
+    expect(wafer.locator("#wafer-disposition input[name=reason]")).to_be_visible()
+    wafer.evaluate("window.__same_page = true")
     engineer.goto(url + "/dispositions")
     held = engineer.locator("tr[data-wafer='E2E-02']")
     expect(held).to_contain_text("240")
@@ -198,6 +211,9 @@ def _scenario(browser, url: str) -> None:  # noqa: ANN001
     engineer.fill("#disposition input[name=reason]", "balls knocked off by the alarm stop")
     engineer.click("#disposition button[type=submit]")
     expect(engineer.locator("#flash")).to_contain_text("scrap of E2E-02 recorded")
+    expect(wafer.locator("p .state").first).to_have_text("scrapped")
+    expect(wafer.locator("#wafer-disposition")).to_be_hidden()
+    assert wafer.evaluate("window.__same_page") is True
     engineer.goto(url + "/wafers/E2E-02")
     expect(engineer.locator("p .state").first).to_have_text("scrapped")
     expect(engineer.locator("main")).to_contain_text("scrap by erik")

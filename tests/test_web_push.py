@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,8 +15,10 @@ import httpx
 from web_fixtures import add_users, login, screen
 
 from controller.line.events import EventKind
+from controller.web.app import WebContext
 from controller.web.push import CLIENT_QUEUE, Watcher, sse_message
 
+WEB = Path(__file__).resolve().parents[1] / "controller" / "web"
 WAIT_S = 30.0  # a hang guard, not a timing
 ASKED = ["/lots?live=1", "/dispositions?live=1", "/alarms?live=1", "/users?live=1",
          "http://elsewhere/lots?live=1"]
@@ -174,3 +177,66 @@ async def test_a_part_read_before_a_screen_write_is_not_cached_after_it(tmp_path
             assert raced and "LATE" not in first  # read before the write
             again = (await client.get("/lots?live=1")).text
             assert "LATE" in again
+
+
+async def test_the_wafer_pages_disposition_form_comes_and_goes_with_its_live_part(
+        tmp_path: Path) -> None:
+    """The Wafer page's disposition form sat outside its live part and was there only if
+    the wafer waited when the page loaded: it stayed after the wafer moved on, and never came
+    when it started waiting (audit 2026-12-03, 10). The form stays outside (the part is pushed
+    alike to every page: no CSRF token, no role; a push would wipe a half-typed reason), is
+    on the page for engineers and admins only, and the pushed part says when the wafer awaits
+    a disposition, which is when screen.css shows the form."""
+    part = "/wafers/LOTA-01?live=1"
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        store = context.store
+        store.create_lot("LOTA", recipe_name="ballmount-sac305", recipe_version="1",
+                         recipe_hash="0" * 64, slots=[1], priority=5, user="setup")
+        for name in ("olga", "erik", "ada"):
+            async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as client:
+                await login(client, name)
+                html = (await client.get("/wafers/LOTA-01")).text
+            form = re.search(r'<form [^>]*id="wafer-disposition".*?</form>', html, re.S)
+            assert (form is not None) == (name != "olga"), name
+            if form is not None:
+                assert 'class="disposition while-awaiting"' in form.group(0)
+                assert re.search(r'name="csrf" value="[^"]+"', form.group(0))
+                assert '<input name="reason" required>' in form.group(0)
+        css = (WEB / "static" / "screen.css").read_text(encoding="utf-8")
+        assert ".live:not(:has([data-awaits-disposition])) ~ form.while-awaiting" in css
+
+        async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as client:
+            await login(client, "erik")
+            assert "data-awaits-disposition" not in (await client.get(part)).text
+            async with client.stream("GET", "/events", params={"part": part}) as stream:
+                lines = stream.aiter_lines()
+                try:
+                    await _comes_and_goes(context, Messages(lines), part)
+                finally:
+                    await lines.aclose()
+
+
+async def _comes_and_goes(context: WebContext, messages: Messages, part: str) -> None:
+    """The pushed part says the wafer awaits a disposition once it does, and no more once
+    the wafer was dispositioned."""
+    store, events = context.store, context.events
+    assert await messages.next() == ("pushed", [part])
+    store.record_transition("LOTA-01", "queued", "awaiting_disposition", "step_failed",
+                            "4 bridges")
+    events.publish(EventKind.DISPOSITION_NEEDED, lot_id="LOTA", wafer_id="LOTA-01", step=1,
+                   step_kind="print", why="4 bridges")
+    assert (await messages.next())[0] == "line"
+    kind, pushed = await messages.next()
+    assert kind == "part" and "data-awaits-disposition" in pushed["html"]
+    assert 'name="csrf"' not in pushed["html"]
+    # Dispositioned, and the controller carried it out: the form goes.
+    store.record_transition("LOTA-01", "awaiting_disposition", "scrapped", "disposition",
+                            "scrap by erik")
+    events.publish(EventKind.WAFER_TRANSITION, lot_id="LOTA", wafer_id="LOTA-01",
+                   from_state="awaiting_disposition", to_state="scrapped",
+                   trigger="disposition", why="")
+    assert (await messages.next())[0] == "line"
+    kind, pushed = await messages.next()
+    assert kind == "part" and "scrapped" in pushed["html"]
+    assert "data-awaits-disposition" not in pushed["html"]

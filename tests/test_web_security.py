@@ -535,3 +535,84 @@ async def test_the_read_only_screen_of_no_line_shows_each_lines_tools_apart(
     bay_a_row, bay_b_row = rows[0][2], rows[1][2]
     assert "maintenance" not in bay_a_row and "LB-01" not in bay_a_row
     assert "maintenance" in bay_b_row and "LB-01" in bay_b_row
+
+
+BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+INLINE = re.compile(r"<script(?![^>]*\bsrc=)|\bstyle=|\bon[a-z]+=", re.I)  # the CSP refuses
+
+
+async def test_a_browser_sent_to_an_unknown_wafer_gets_a_page_with_a_way_back(
+        tmp_path: Path) -> None:
+    """An operator at the tool cart who followed a link to an unknown wafer met a bare text
+    page with no way back (audit 2026-12-03, 13). A browser's navigation now gets the screen's
+    page: menu, status, the same message escaped, a link to where they came from; htmx and
+    the pages' own fetches keep the one line of text."""
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "olga")
+            page = await client.get("/wafers/<b>X", headers={**BROWSER,
+                                                              "referer": url + "lots/LOTA"})
+            assert page.status_code == 404
+            assert page.headers["content-type"].startswith("text/html")
+            assert '<a href="/lots">Lots</a>' in page.text and "olga · operator" in page.text
+            assert '<a href="/dispositions">' not in page.text  # the role's menu only
+            assert "<h1>404 Not Found</h1>" in page.text
+            assert '<p id="error-message">no wafer &lt;b&gt;X</p>' in page.text
+            assert "<b>X" not in page.text
+            assert '<a id="back" href="/lots/LOTA">' in page.text
+            assert not INLINE.search(page.text)
+            for text_please in ({**BROWSER, "hx-request": "true"}, {}):  # htmx; a fetch
+                answer = await client.get("/wafers/<b>X", headers=text_please)
+                assert answer.status_code == 404
+                assert answer.headers["content-type"].startswith("text/plain")
+                assert answer.text == "no wafer <b>X"
+            # No route, and no page to go back to: the Line page.
+            nowhere = await client.get("/nowhere", headers=BROWSER)
+            assert nowhere.status_code == 404 and "<h1>404 Not Found</h1>" in nowhere.text
+            assert '<a id="back" href="/line">' in nowhere.text
+            assert '<a href="/lots">Lots</a>' in nowhere.text
+            assert (await client.get("/nowhere")).text == "Not Found"
+            # A role too low, from a browser: the same words, on a page.
+            denied = await client.get("/dispositions", headers=BROWSER)
+            assert denied.status_code == 403
+            assert "this page needs the engineer role" in denied.text and "<nav>" in denied.text
+
+
+async def test_a_browser_gets_the_guards_refusal_as_a_page_without_a_session(
+        tmp_path: Path) -> None:
+    """The guard refuses before the session is read: a page without menu or form, the same
+    message and status, the screen's headers, nothing inline for the CSP to block."""
+    async with screen(tmp_path) as (context, url):
+        add_users(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "erik")
+            token = csrf_of((await client.get("/recipes")).text)
+            big = await client.post(
+                "/recipes/validate", data={"csrf": token}, headers={
+                    **BROWSER, "referer": url + "recipes"},
+                files={"file": ("big.toml", b"#" * (MAX_BODY + 1), "application/toml")})
+        assert big.status_code == 413 and big.headers["content-type"].startswith("text/html")
+        assert "<h1>413 Request Entity Too Large</h1>" in big.text
+        assert "refused: a request to the screen is at most 1024 kB" in big.text
+        assert '<a id="back" href="/recipes">' in big.text
+        assert "<nav></nav>" in big.text and "erik" not in big.text
+        assert token not in big.text and 'action="/logout"' not in big.text
+        assert not INLINE.search(big.text)
+        assert "script-src 'self';" in big.headers["content-security-policy"]
+
+
+async def test_a_browser_gets_the_read_only_refusal_as_a_page_saying_read_only(
+        tmp_path: Path) -> None:
+    async with screen(tmp_path, read_only=True) as (context, url):
+        add_users(context)
+        _lot(context)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await login(client, "olga")
+            token = csrf_of((await client.get("/lots")).text)
+            answer = await client.post("/lots/hold", headers={**BROWSER, "referer": url + "lots"},
+                                       data={"csrf": token, "lot": "LOTA", "reason": "r"})
+        assert answer.status_code == 409 and 'id="read-only"' in answer.text
+        assert "refused: this screen is read-only (no controller runs)" in answer.text
+        assert '<a id="back" href="/lots">' in answer.text
+        assert context.store.get_lot("LOTA").state == "queued"

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hmac
 import tomllib
-from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from controller.domain import DEFAULT_PRIORITY, RuleError, parse_slots, slots_for_count
@@ -32,6 +31,7 @@ from controller.web.auth import (
     start_session,
     writes,
 )
+from controller.web.layout import came_from, error
 from controller.web.users import Role, UserInfo
 from controller.web.views import recipe_needs, startable_recipes
 from sequences.errors import RecipeError, RecipeInvalid
@@ -51,10 +51,7 @@ UNSTRIPPED = frozenset({"password"})  # a password is taken as typed, as the com
 def _back(request: Request, message: str, *, ok: bool = True, fallback: str = "/line"
           ) -> Response:
     note(request, "flash", {"ok": ok, "text": message})
-    referer = urlsplit(request.headers.get("referer", ""))
-    path = referer.path if referer.path.startswith("/") and not referer.path.startswith("//") \
-        else ""  # only a path on this screen: never a redirect to elsewhere
-    return RedirectResponse(path or fallback, 303)
+    return RedirectResponse(came_from(request, fallback), 303)  # never a redirect elsewhere
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -102,11 +99,11 @@ async def login(request: Request) -> Response:
     name, address = form.get("name", "").lower()[:MAX_NAME], client_address(request)
     expected = request.session.get("csrf")
     if not expected or not hmac.compare_digest(form.get("csrf", "").encode(), expected.encode()):
-        return PlainTextResponse("refused: the login form is stale (reload the page)", 403)
+        return error(request, "refused: the login form is stale (reload the page)", 403)
     wait = web.limiter.blocked(name, address)
     if wait > 0:
-        return PlainTextResponse(
-            f"too many failed logins: try again in {wait / 60:.0f} min", 429)
+        return error(request, f"too many failed logins: try again in {wait / 60:.0f} min",
+                     429)
     # scrypt takes ~70 ms of CPU by design: in a thread, never on the line's loop
     user = await run_in_threadpool(web.users.verify, name, form.get("password", ""))
     if user is None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount, Route
@@ -146,6 +147,7 @@ def build_app(web: WebContext, *, secret: str | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
+        exception_handlers={HTTPException: pages.http_error},  # no route: the screen's 404
         middleware=[Middleware(Guard),
                     Middleware(SessionMiddleware, secret_key=key, session_cookie="bumpline",
                                max_age=web.session_max_age_s, same_site="strict",

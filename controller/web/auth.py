@@ -32,6 +32,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from controller.web.layout import error
 from controller.web.users import Role, UserInfo
 
 LOGIN_WINDOW_S = 300.0  # wall seconds over which failed logins are counted
@@ -159,14 +160,14 @@ async def _csrf_ok(request: Request) -> bool:
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-async def bad_field(request: Request) -> Response | None:
-    """A 400 naming the form field that holds a control character, else None."""
+async def bad_field(request: Request, user: UserInfo | None = None) -> Response | None:
+    """A 400 naming the form field that holds a control character, else None (``user``: the
+    session's, None at the login)."""
     form = await request.form()
     for key, value in form.multi_items():
         if isinstance(value, str) and _CONTROL.search(key + value):
-            return PlainTextResponse(
-                f"refused: the field '{_CONTROL.sub('?', key)[:32]}' holds a control "
-                "character", 400)
+            return error(request, f"refused: the field '{_CONTROL.sub('?', key)[:32]}' holds "
+                         "a control character", 400, user=user)
     return None
 
 
@@ -192,25 +193,25 @@ def writes(role: Role, action: str, *, read_only_ok: bool = False
             web = request.app.state.web
             user = current_user(request)
             if user is None:
+                # As before the screen had error pages: a 401 is no page of the screen's.
                 return PlainTextResponse("log in first (your session has ended)", 401)
             if not await _csrf_ok(request):
-                return PlainTextResponse(
-                    "refused: the form is stale or came from another site (reload the page)",
-                    403)
-            refused = await bad_field(request)
+                return error(
+                    request, "refused: the form is stale or came from another site (reload "
+                    "the page)", 403, user=user)
+            refused = await bad_field(request, user)
             if refused is not None:
                 return refused
             if user.role < role:
                 web.audit(user.name, f"web.denied.{action}",
                           f"needs {role.label}, {user.name} is {user.role.label}")
-                return PlainTextResponse(
-                    f"refused: {action} needs the {role.label} role; you are "
-                    f"{user.role.label}", 403)
+                return error(request, f"refused: {action} needs the {role.label} role; you "
+                             f"are {user.role.label}", 403, user=user)
             if web.read_only and not read_only_ok:
-                return PlainTextResponse(
-                    "refused: this screen is read-only (no controller runs) and changes "
-                    "nothing; act on the line from 'bumpline serve --web', manage users with "
-                    "'bumpline user' on the controller host", 409)
+                return error(
+                    request, "refused: this screen is read-only (no controller runs) and "
+                    "changes nothing; act on the line from 'bumpline serve --web', manage "
+                    "users with 'bumpline user' on the controller host", 409, user=user)
             return await endpoint(request, user)
 
         checked.__name__ = endpoint.__name__

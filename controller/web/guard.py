@@ -13,8 +13,11 @@
 from __future__ import annotations
 
 from starlette.datastructures import Headers
-from starlette.responses import PlainTextResponse
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from controller.web.layout import error
 
 MAX_BODY = 1024 * 1024  # bytes: a recipe upload (256 kB, actions.MAX_UPLOAD) and its form
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -50,13 +53,14 @@ class Guard:
         return sending
 
 
-def _refused(scope: Scope, headers: Headers) -> PlainTextResponse | None:
+def _refused(scope: Scope, headers: Headers) -> Response | None:
+    """Answered before the session is read: a page without a menu for a browser."""
     if "\x00" in scope["path"] or b"%00" in scope["query_string"]:  # no database takes one
-        return PlainTextResponse("refused: a NUL character in the address", 400)
+        return error(Request(scope), "refused: a NUL character in the address", 400)
     if "transfer-encoding" in headers:
-        return PlainTextResponse("refused: send the request with its Content-Length", 411)
+        return error(Request(scope), "refused: send the request with its Content-Length", 411)
     length = headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-        return PlainTextResponse(
-            f"refused: a request to the screen is at most {MAX_BODY // 1024} kB", 413)
+        return error(Request(scope),
+                     f"refused: a request to the screen is at most {MAX_BODY // 1024} kB", 413)
     return None

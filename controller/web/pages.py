@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Match, Route
 
 from controller.line.e10 import ToolMode
 from controller.store import Disposition, StoreError
 from controller.web.auth import csrf_token, current_user, take_note
+from controller.web.layout import error, menu
 from controller.web.users import Role, UserInfo
 from controller.web.views import (
     first_bump_solidus,
@@ -32,15 +34,6 @@ from controller.web.views import (
 from sequences.errors import RecipeError
 from sequences.recipes.recipe import find_recipe, shipped_recipe_paths
 
-NAV = (  # (path, label, least role)
-    ("/line", "Line", Role.OPERATOR),
-    ("/lots", "Lots", Role.OPERATOR),
-    ("/alarms", "Alarms", Role.OPERATOR),
-    ("/dispositions", "Dispositions", Role.ENGINEER),
-    ("/recipes", "Recipes", Role.ENGINEER),
-    ("/reports", "Reports", Role.OPERATOR),
-    ("/users", "Users", Role.ADMIN),
-)
 WAITING = ("held", "awaiting_disposition")
 
 
@@ -82,7 +75,7 @@ def _render(request: Request, page: str, user: UserInfo | None, live: bool,
         f"{page}_live.html" if live else f"{page}.html")  # parts never take a page's notes
     banner = user is not None and (not live or page == "_banner")  # only they show it
     context.update(
-        user=user, nav=[(p, label) for p, label, role in NAV if user and user.role >= role],
+        user=user, nav=menu(user),
         page=page, read_only=web.read_only, csrf=csrf_token(request),
         flash=take_note(request, "flash") if not live else None,
         Role=Role, active_alarms=_loud_alarms(web.store) if banner else [],
@@ -112,7 +105,7 @@ def _page(least: Role, *, shared: bool = False) -> Any:
             if user is None:
                 return RedirectResponse("/", 303)
             if user.role < least:
-                return PlainTextResponse(f"this page needs the {least.label} role", 403)
+                return error(request, f"this page needs the {least.label} role", 403, user=user)
             # The part cache and the line's event number as they are before the handler reads
             # the store: what it reads is at least that new (see ``render``).
             web = request.app.state.web
@@ -199,7 +192,7 @@ def lot(request: Request, user: UserInfo) -> Response:
     try:
         info = store.get_lot(request.path_params["lot_id"])
     except StoreError as exc:
-        return PlainTextResponse(str(exc), 404)
+        return error(request, str(exc), 404, user=user)
     wafers = store.wafers(info.id)
     return render(request, "lot", user, lot=info, wafers=wafers,
                   progress=lot_progress(info, wafers, stopped=_stopped(store, info)),
@@ -213,7 +206,7 @@ def wafer(request: Request, user: UserInfo) -> Response:
         history = store.wafer_history(request.path_params["wafer_id"])
         info = store.get_lot(history.wafer.lot_id)
     except StoreError as exc:
-        return PlainTextResponse(str(exc), 404)
+        return error(request, str(exc), 404, user=user)
     solidus = first_bump_solidus(info.recipe_name)
     steps = [(s, judged(s), reflow_svg(s, solidus) if s.kind == "reflow" else "")
              for s in history.steps]
@@ -281,7 +274,7 @@ def report_file(request: Request, user: UserInfo) -> Response:
     except (ValueError, OSError):
         found = False
     if not found:
-        return PlainTextResponse("no such report file", 404)
+        return error(request, "no such report file", 404, user=user)
     media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media)
 
@@ -290,6 +283,14 @@ def report_file(request: Request, user: UserInfo) -> Response:
 def users(request: Request, user: UserInfo) -> Response:
     return render(request, "users", user, users=request.app.state.web.users.list(),
                   roles=[r.label for r in Role])
+
+
+def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (an address no route takes: 404; a method its route does not:
+    405; a form it cannot parse: 400) answered as the pages answer theirs, same text."""
+    assert isinstance(exc, HTTPException)
+    return error(request, exc.detail, exc.status_code, user=current_user(request),
+                 headers=exc.headers)
 
 
 def routes() -> list[Route]:
