@@ -325,3 +325,22 @@ def test_bad_input_as_a_subprocess(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert "backwards" in one_clear_line(result.returncode, result.stderr)
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("recipe", "said"), [
+    ("rebump-hipb-niau-snbi", "step 4 (barrier) needs a plater, and the line has none"),
+    ("ballmount-mask-sac305", "step 3 (strip) needs a cleaner whose model can take it, and "
+                              "the line's (cleaner-1) cannot"),
+])
+def test_a_recipe_the_line_cannot_run_is_refused_before_its_lot_is_made(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], recipe: str, said: str) -> None:
+    """A barrier recipe on the in-process line without --platers ran three steps and stopped
+    with no reason given; a strip recipe (the FC-1 has no strip mode) waited at its strip
+    step for good. Refused, naming the step and what is missing, and no lot is left."""
+    code, out, err = cli(capsys, run_args(tmp_path, "--lot", "CANT", "--recipe", recipe,
+                                          "--wafers", "2", "--speed", "1000"))
+    assert code == 2, (out, err)
+    assert f"bumpline: this line cannot run recipe {recipe}: {said}" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    with Store(db_url(tmp_path)) as store:
+        assert store.list_lots() == []

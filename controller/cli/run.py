@@ -328,8 +328,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 store.take_lot_for_line(lot_id, line)
                 return [lot_id]
 
+            recipe_name = args.recipe or store.get_lot(args.resume).recipe_name
             with Stopper() as stopper:
-                status, _ = await _run_lots(args, store, lots, stopper, leases, events)
+                status, _ = await _run_lots(args, store, lots, stopper, leases, events,
+                                            recipe_name=recipe_name)
             return status
     finally:
         await services.aclose()  # the feed sends what is left (the lot's end) first
@@ -339,9 +341,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 async def _run_lots(
     args: argparse.Namespace, store: Any, lots: Callable[[], list[str]], stopper: Stopper,
-    leases: Leases, events: LineEventStream | None = None,
+    leases: Leases, events: LineEventStream | None = None, *, recipe_name: str | None = None,
 ) -> tuple[int, list[Any]]:
-    """Open the line, then run the lots; (exit status, the lots' outcomes)."""
+    """Open the line, then run the lots; (exit status, the lots' outcomes). ``recipe_name``
+    (`run`): refused before its lot is made when the line's tools cannot take every step."""
     from controller.cli.lots import _user
     from controller.cli.progress import LiveProgress
     from controller.line.batch_records import BatchRecords
@@ -354,6 +357,8 @@ async def _run_lots(
     async with line_tools(args, BatchRecords(store).seqs()) as (tools, clock, where):
         if leases.lost is not None:  # lost while the line was opening: start nothing
             raise StoreError(leases.lost)
+        if recipe_name is not None:
+            _refuse_what_the_line_cannot_run(args, store, recipe_name, tools)
         lot_ids = lots()
         live = LiveProgress(store, lot_ids, plain=args.plain or not sys.stdout.isatty(),
                             clock=clock,
@@ -403,6 +408,27 @@ async def _run_lots(
         print("bumpline: left at once; steps that were running are checked with the tools "
               "on --resume", file=sys.stderr)
     return status, outcomes
+
+
+def _refuse_what_the_line_cannot_run(args: argparse.Namespace, store: Any, recipe_name: str,
+                                     tools: Any) -> None:
+    """A recipe with a step no tool of the line can take ran until that step and then
+    waited for good (a strip on a line without an FC-2), or stopped with no reason given (a
+    barrier without a plater): refused before its lot is made, saying what is missing."""
+    from controller.programs import StoredRecipes
+    from sequences.kinds import steps_no_tool_takes
+
+    recipe = StoredRecipes(store.engine)(recipe_name)
+    problems = steps_no_tool_takes(recipe, [(tools.role_of(name), driver)
+                                            for name, driver in tools.items()])
+    if not problems:
+        return
+    hint = ("" if args.line else "; the in-process simulated line has one tool of each role "
+            "but the plater (--platers N adds them) and an FC-1 cleaner: for a strip, run "
+            "against a line with an FC-2 ('bumpline sim --cleaners fc-1,fc-2 --config-out "
+            "FILE', then --line FILE)")
+    raise UserError(f"this line cannot run recipe {recipe_name}: {'; '.join(problems)}{hint}",
+                    exit_code=EXIT_USAGE)
 
 
 def _outcome(store: Any, lot_id: str) -> Any:

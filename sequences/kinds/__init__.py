@@ -8,10 +8,13 @@ model and its command table or register map (docs/architecture.md).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from sequences.errors import SequenceError
 from sequences.kinds.ball_place import BALL_PLACE
 from sequences.kinds.barrier import BARRIER
-from sequences.kinds.base import AnyKind, StepKind
+from sequences.kinds.base import AnyKind, StepKind, _a
 from sequences.kinds.flux_clean import FLUX_CLEAN
 from sequences.kinds.paste_print import PASTE_PRINT
 from sequences.kinds.reflow import REFLOW
@@ -38,4 +41,24 @@ def recipe_roles(recipe: Recipe) -> frozenset[str]:
     return frozenset(kind_of(step).role for step in recipe.steps)
 
 
-__all__ = ["KINDS", "ROLES", "ROLE_OF_KIND", "AnyKind", "StepKind", "kind_of", "recipe_roles"]
+def steps_no_tool_takes(recipe: Recipe, tools: Iterable[tuple[str, Any]]) -> list[str]:
+    """The recipe's steps no tool of a line can take, each said for a person: no tool of
+    the step's role, or none whose model has the step's mode (a strip needs an FC-2).
+    ``tools``: (role, driver) of every tool of the line."""
+    tools = list(tools)
+    problems = []
+    for number, step in enumerate(recipe.steps, start=1):
+        kind = kind_of(step)
+        of_role = [driver for role, driver in tools if role == kind.role]
+        if not of_role:
+            problems.append(f"step {number} ({step.kind}) needs {_a(kind.role)}, and the line "
+                            "has none")
+        elif not any(kind.can_run(driver) for driver in of_role):
+            names = ", ".join(getattr(d, "name", str(d)) for d in of_role)
+            problems.append(f"step {number} ({step.kind}) needs {_a(kind.role)} whose model "
+                            f"can take it, and the line's ({names}) cannot")
+    return problems
+
+
+__all__ = ["KINDS", "ROLES", "ROLE_OF_KIND", "AnyKind", "StepKind", "kind_of", "recipe_roles",
+           "steps_no_tool_takes"]
