@@ -233,7 +233,9 @@ async def real_tool(line_config_path: str, role: str) -> AsyncIterator[Any]:
 
 async def _settings(driver: Any, role: str) -> Any:
     if role == "oven":
-        return await driver.staged_profile(), (await driver.status()).active_profile_id
+        status = await driver.status()
+        return (await driver.staged_profile(), status.active_profile_id,
+                (status.nitrogen_on, status.conveyor_running))
     if role == "cleaner":
         return await driver.recipe()
     return None
@@ -244,8 +246,17 @@ async def _restore(driver: Any, role: str, saved: Any, name: str) -> None:
 
     try:
         if role == "oven":
-            staged, active_id = saved
-            if (await driver.status()).active_profile_id == active_id:
+            staged, active_id, (nitrogen_on, conveyor_running) = saved
+            status = await driver.status()  # the coils first: a test switched nitrogen off
+            if status.nitrogen_on != nitrogen_on:
+                await driver.set_nitrogen(nitrogen_on)
+            if status.conveyor_running != conveyor_running:
+                await driver.set_conveyor(conveyor_running)
+            if status.active_profile_id == active_id:
+                # Staged and not applied: the next test that applies would find another
+                # profile staged than the one running, and could not put the oven back.
+                if await driver.staged_profile() != staged:
+                    await driver.stage_profile(staged)
                 return
             if staged.profile_id != active_id:
                 pytest.fail(f"{name}: was on profile {active_id}, whose setpoints could not be "

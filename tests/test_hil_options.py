@@ -65,3 +65,29 @@ async def test_what_a_test_changes_on_the_tools_is_put_back(tmp_path: Path) -> N
             assert (await oven.status()).active_profile_id == before
         async with real_tool(str(config), "cleaner") as cleaner:
             assert await cleaner.recipe() == original
+
+
+async def test_a_profile_staged_and_not_applied_is_put_back_for_the_next_test(
+        tmp_path: Path) -> None:
+    """A test that stages a profile without applying it left it staged: the next test that
+    applied one could not put the oven back ("was on profile 0, whose setpoints could not
+    be read back"), and the oven stayed hot on the test's profile. Nitrogen switched off by
+    a test stayed off."""
+    async with SimulatedLine(speed=1000.0, seed=1) as line:
+        config = tmp_path / "line.toml"
+        config.write_text(line.config_text(), encoding="utf-8")
+        async with real_tool(str(config), "oven") as oven:
+            staged, active = await oven.staged_profile(), (await oven.status()).active_profile_id
+            coils = ((await oven.status()).nitrogen_on, (await oven.status()).conveyor_running)
+            await oven.stage_profile(PROFILE_42)  # staged only
+            await oven.set_nitrogen(not coils[0])  # and the coils switched, as tests do
+            await oven.set_conveyor(not coils[1])
+        async with real_tool(str(config), "oven") as oven:
+            assert await oven.staged_profile() == staged
+            status = await oven.status()
+            assert (status.nitrogen_on, status.conveyor_running) == coils
+            await oven.stage_profile(PROFILE_42)
+            await oven.apply()
+        async with real_tool(str(config), "oven") as oven:
+            assert (await oven.status()).active_profile_id == active
+            assert await oven.staged_profile() == staged
