@@ -60,6 +60,7 @@ class HostLinkPort:
         *,
         tool: str,
         baudrate: int = 115200,
+        parity: str = "N",
         timeout_s: float = 0.5,
         retries: int = 3,
         trace: Trace | None = None,
@@ -74,6 +75,10 @@ class HostLinkPort:
         self.url = url
         self.tool = tool
         self.baudrate = baudrate
+        # HostLink is 8N1 (hostlink.md); a site's converter may differ: the line file says
+        # (``parity``), as it says the baud rate.
+        self.parity = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN,
+                       "O": serial.PARITY_ODD}[parity]
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         self.trace = trace
@@ -110,7 +115,7 @@ class HostLinkPort:
         def connect() -> serial.SerialBase:
             return serial.serial_for_url(
                 self.url, baudrate=self.baudrate, bytesize=serial.EIGHTBITS,
-                parity=serial.PARITY_NONE, stopbits=serial.STOPBITS_ONE, timeout=0,
+                parity=self.parity, stopbits=serial.STOPBITS_ONE, timeout=0,
                 xonxoff=False, rtscts=False, dsrdtr=False,
             )
 

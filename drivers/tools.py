@@ -28,6 +28,7 @@ def _link_for(tool: ToolConfig, trace: Trace | None) -> Any:
             str(tool.port),
             tool=tool.name,
             baudrate=tool.baudrate or 115200,
+            parity=tool.parity,
             timeout_s=tool.timeout_s,
             retries=tool.retries,
             trace=tool_trace,

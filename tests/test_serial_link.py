@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import serial
 from serial_fixtures import scripted_tool
 
 from drivers.errors import (
@@ -268,3 +269,19 @@ def test_invalid_settings_are_refused() -> None:
         HostLinkPort("loop://", sync=False, tool="printer-1", timeout_s=0)
     with pytest.raises(ValueError, match="printer-1: retries must be >= 0"):
         HostLinkPort("loop://", sync=False, tool="printer-1", retries=-1)
+
+
+async def test_the_parity_the_line_file_names_is_the_ports() -> None:
+    """`parity = "E"` on a HostLink tool was accepted and silently ignored (the port always
+    opened 8N1): a site whose converter is set otherwise got garbage and no hint."""
+    from drivers.line_config import parse_line_config
+    from drivers.tools import _link_for
+
+    async with scripted_tool(idn, "tcp") as (_, url):
+        config = parse_line_config(
+            f'[line]\nname = "p"\n[tools.printer-1]\nrole = "printer"\ntransport = "serial"\n'
+            f'port = "{url}"\nparity = "E"\n', source="test")
+        async with _link_for(config.tools["printer-1"], None) as port:
+            assert port._serial.parity == serial.PARITY_EVEN
+        async with HostLinkPort(url, tool="printer-1", timeout_s=FAST, sync=False) as port:
+            assert port._serial.parity == serial.PARITY_NONE  # HostLink's own 8N1
