@@ -68,6 +68,12 @@ def _link_for(tool: ToolConfig, trace: Trace | None) -> Any:
     )
 
 
+def unopened_drivers(tools: list[ToolConfig], clock: Clock) -> list[tuple[str, AnyTool]]:
+    """(role, driver) of each tool, never connected: what its model can take (a cleaner's
+    strip mode is in its register map) is known before the line opens."""
+    return [(tool.role, _driver_for(tool, _link_for(tool, None), clock)) for tool in tools]
+
+
 def _driver_for(tool: ToolConfig, link: Any, clock: Clock, last_seq: int | None = None
                 ) -> AnyTool:
     driver = _new_driver(tool, link, clock, last_seq)

@@ -28,6 +28,23 @@ def _queue(store: Store, lot_id: str, recipe_name: str, *, line_id: str | None =
                      line_id=line_id)
 
 
+def _tools(*roles: str, cleaner_model: str | None = None) -> list[tuple[str, object]]:
+    """(role, driver, never connected) of a line with one tool of each role given."""
+    import argparse
+
+    from controller.cli.claims import line_tools
+    from drivers.clock import ScaledClock
+    from drivers.line_config import ToolConfig
+    from drivers.tools import unopened_drivers
+
+    tools = [(r, d) for r, d in line_tools(argparse.Namespace(line=None, platers=1))
+             if r in roles and not (r == "cleaner" and cleaner_model)]
+    if cleaner_model and "cleaner" in roles:
+        tools += unopened_drivers([ToolConfig("cleaner-1", "cleaner", "modbus-rtu", "/dev/null",
+                                              model=cleaner_model)], ScaledClock(1.0))
+    return tools
+
+
 def _anything(lot: LotInfo) -> bool:
     return True
 
@@ -275,12 +292,12 @@ def test_a_lot_for_any_line_held_before_it_started_is_no_lines_until_claimed(
     with Store(db_url) as store:
         _queue(store, "HELD-ANY", REBUMP)
         store.hold_lot("HELD-ANY", user="op", reason="wait for the carrier")
-        no_printer = LotClaims(store, "bay-B", frozenset({"placer", "oven", "cleaner"}),
+        no_printer = LotClaims(store, "bay-B", _tools("placer", "oven", "cleaner"),
                                load_valid_recipe)
         assert no_printer.unfinished(set()) == []
         store.resume_lot("HELD-ANY", user="op")
         assert no_printer.claim() is None  # it cannot run a rebump
-        printer = LotClaims(store, "bay-A", frozenset({"printer", "oven", "cleaner"}),
+        printer = LotClaims(store, "bay-A", _tools("printer", "oven", "cleaner"),
                             load_valid_recipe)
         assert printer.claim() == "HELD-ANY"
         # A lot from before lots named their line, which had started, is still resumed by
@@ -382,7 +399,7 @@ def test_a_started_lot_this_line_can_no_longer_finish_is_run_once_then_left(
             _queue(store, lot_id, recipe)
             store.take_lot_for_line(lot_id, "bay-A")
             store.set_lot_state(lot_id, "running")
-        no_printer = LotClaims(store, "bay-A", frozenset({"placer", "oven", "cleaner"}),
+        no_printer = LotClaims(store, "bay-A", _tools("placer", "oven", "cleaner"),
                                load_valid_recipe)
         assert no_printer.unfinished(set()) == ["NEEDS-PRINTER", "CAN-RUN"]
         assert no_printer.unfinished(set()) == ["CAN-RUN"]
@@ -391,3 +408,26 @@ def test_a_started_lot_this_line_can_no_longer_finish_is_run_once_then_left(
     assert err.count("NEEDS-PRINTER") == 1
     assert ("lot NEEDS-PRINTER run once to recover its wafers, then left as it is: line bay-A "
             "has no printer tool for its recipe") in err
+
+
+def test_a_lot_whose_step_no_tool_of_the_line_can_take_is_not_claimed(
+        db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mask-strip lot for any line: a line whose cleaner is an FC-1 (no strip mode) has a
+    cleaner, and claimed it by its roles; its wafers were placed and reflowed, then waited
+    at the strip for good. Now only a line with an FC-2 claims it; queued for the FC-1's
+    own line, it stays queued, said once."""
+    from controller.cli.claims import LotClaims
+
+    roles = ("placer", "oven", "cleaner")
+    with Store(db_url) as store:
+        _queue(store, "MASK", "ballmount-mask-sac305")
+        fc1 = LotClaims(store, "bay-B", _tools(*roles), load_valid_recipe)
+        assert fc1.claim() is None
+        fc2 = LotClaims(store, "bay-A", _tools(*roles, cleaner_model="FC-2"), load_valid_recipe)
+        assert fc2.claim() == "MASK"
+        _queue(store, "MASK-B", "ballmount-mask-sac305", line_id="bay-B")
+        assert fc1.claim() is None and fc1.claim() is None
+    err = capsys.readouterr().err
+    assert err.count("MASK-B") == 1
+    assert ("lot MASK-B left queued: line bay-B: step 3 (strip) needs a cleaner whose model "
+            "can take it, and the line's (cleaner-1) cannot") in err

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.domain import LotState
-from sequences.kinds import recipe_roles
+from sequences.kinds import recipe_roles, steps_no_tool_takes
 from sequences.wafer.machine import FINAL_STATES
 
 
@@ -38,14 +38,34 @@ def line_roles(args: argparse.Namespace) -> frozenset[str]:
     return frozenset(t.role for t in load_line_config(args.line).tools.values())
 
 
+def line_tools(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """(role, driver, not connected) of each tool of the line: what each can take is its
+    model's (a strip needs an FC-2 cleaner), known before the line opens. The in-process
+    line's tools are the simulator's default models (an FC-1 cleaner)."""
+    from drivers.clock import ScaledClock
+    from drivers.line_config import ToolConfig, load_line_config
+    from drivers.tools import unopened_drivers
+
+    if args.line:
+        tools = list(load_line_config(args.line).tools.values())
+    else:  # addresses are never used: nothing is opened
+        transports = {"printer": "serial", "placer": "serial", "oven": "modbus-tcp",
+                      "cleaner": "modbus-rtu", "plater": "text-tcp"}
+        tools = [ToolConfig(f"{role}-{n}", role, transports[role], 1, host="127.0.0.1")
+                 for role, count in in_process_layout(args).items()
+                 for n in range(1, count + 1)]
+    return unopened_drivers(tools, ScaledClock(1.0))
+
+
 class LotClaims:
     """The lots this line's controller may run next, claimed in the store."""
 
     def __init__(
-        self, store: Any, line: str, roles: frozenset[str], recipes: Callable[[str], Any],
+        self, store: Any, line: str, tools: list[tuple[str, Any]], recipes: Callable[[str], Any],
         user: str = "controller",
     ) -> None:
-        self.store, self.line, self.roles, self.recipes = store, line, roles, recipes
+        """``tools``: (role, driver) of each tool of the line (``line_tools``)."""
+        self.store, self.line, self.tools, self.recipes = store, line, tools, recipes
         self.user = user
         self._said: set[str] = set()  # lots this line cannot run: said once
         self._stuck: set[str] = set()  # started lots this line cannot finish: run once
@@ -61,13 +81,15 @@ class LotClaims:
     def _cannot_run(self, lot: Any) -> str | None:
         """Why this line cannot run the lot's recipe (None: it can)."""
         try:
-            needed = recipe_roles(self.recipes(lot.recipe_name))
+            recipe = self.recipes(lot.recipe_name)
         except Exception as exc:  # a recipe gone or broken: the lot waits, said once
             return f"this line cannot run recipe {lot.recipe_name}: {exc}"
-        missing = needed - self.roles
+        missing = recipe_roles(recipe) - {role for role, _ in self.tools}
         if missing:
             return f"line {self.line} has no {', '.join(sorted(missing))} tool for its recipe"
-        return None
+        # A tool of each role, and one whose model can take each step (a strip: an FC-2).
+        problems = steps_no_tool_takes(recipe, self.tools)
+        return f"line {self.line}: {'; '.join(problems)}" if problems else None
 
     def _say(self, lot_id: str, what: str) -> None:
         if lot_id not in self._said:

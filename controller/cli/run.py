@@ -555,14 +555,14 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
                  events: LineEventStream | None) -> int:
-    from controller.cli.claims import LotClaims, line_roles
+    from controller.cli.claims import LotClaims, line_tools
     from controller.cli.lots import _user
     from controller.programs import StoredRecipes
     from controller.store import LockHeldError, StoreError
 
     left: set[str] = set()  # --once: lots that stopped for a person, not taken again
     elsewhere: set[str] = set()  # lots another controller runs: said once, then left alone
-    claims = LotClaims(store, line_id(args), line_roles(args), StoredRecipes(store.engine),
+    claims = LotClaims(store, line_id(args), line_tools(args), StoredRecipes(store.engine),
                        user=_user(args))
     from controller.line.modes import IdleModes
 
