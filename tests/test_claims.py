@@ -314,11 +314,14 @@ def test_the_in_process_line_has_a_plater_only_when_asked() -> None:
     could never run, and serve took it up again and again (a core kept busy)."""
     import argparse
 
-    from controller.cli.claims import line_roles
+    from controller.cli.claims import line_tools
 
-    plain = line_roles(argparse.Namespace(line=None, platers=0))
+    def roles(platers: int) -> set[str]:
+        return {role for role, _ in line_tools(argparse.Namespace(line=None, platers=platers))}
+
+    plain = roles(0)
     assert plain == {"printer", "placer", "oven", "cleaner"}
-    assert "plater" in line_roles(argparse.Namespace(line=None, platers=1))
+    assert "plater" in roles(1)
     barrier = load_valid_recipe("rebump-hipb-niau-snbi")
     assert "plater" in recipe_roles(barrier) and not recipe_roles(barrier) <= plain
 

@@ -493,19 +493,31 @@ async def test_the_line_page_lists_every_tool_of_the_line_before_it_reports(
 
 async def test_a_line_offers_and_takes_only_recipes_its_tools_can_run(tmp_path: Path) -> None:
     """The in-process line has no plater unless asked: a barrier lot started on it could
-    never run (serve took it up again and again, a core kept busy)."""
+    never run (serve took it up again and again, a core kept busy). Its cleaner is an FC-1:
+    a mask-strip lot started on it would wait at the strip for good."""
+    import argparse
+
+    from controller.cli.claims import line_tools
+
     async with screen(tmp_path) as (context, url):
-        context.line_roles = frozenset({"printer", "placer", "oven", "cleaner"})
+        context.line_drivers = line_tools(argparse.Namespace(line=None, platers=0))
         add_users(context)
         async with httpx.AsyncClient(base_url=url) as client:
             await login(client, "olga")
             page = (await client.get("/lots")).text
             assert "rebump-hipb-snpb" in page and "rebump-hipb-niau-snbi" not in page
+            assert "<option>ballmount-mask-sac305</option>" not in page
             answer = await client.post("/lots/start", data={
                 "csrf": csrf_of(page), "lot": "NI1", "recipe": "rebump-hipb-niau-snbi",
                 "wafers": "2"})
             said = await _flash(client, answer)
-        assert said == "this line cannot run rebump-hipb-niau-snbi: it has no plater tool"
+            strip = await _flash(client, await client.post("/lots/start", data={
+                "csrf": csrf_of(page), "lot": "MS1", "recipe": "ballmount-mask-sac305",
+                "wafers": "2"}))
+        assert said == ("this line cannot run rebump-hipb-niau-snbi: step 4 (barrier) needs a "
+                        "plater, and the line has none")
+        assert strip == ("this line cannot run ballmount-mask-sac305: step 3 (strip) needs a "
+                         "cleaner whose model can take it, and the line's (cleaner-1) cannot")
         assert context.store.list_lots() == []
 
 

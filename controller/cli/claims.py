@@ -28,16 +28,6 @@ def in_process_layout(args: argparse.Namespace) -> dict[str, int]:
             "plater": getattr(args, "platers", 0)}
 
 
-def line_roles(args: argparse.Namespace) -> frozenset[str]:
-    """The roles the line has tools for: a barrier lot claimed by a line without a plater
-    could never run, and serve took it up again and again."""
-    if not args.line:
-        return frozenset(role for role, count in in_process_layout(args).items() if count)
-    from drivers.line_config import load_line_config
-
-    return frozenset(t.role for t in load_line_config(args.line).tools.values())
-
-
 def line_tools(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """(role, driver, not connected) of each tool of the line: what each can take is its
     model's (a strip needs an FC-2 cleaner), known before the line opens. The in-process

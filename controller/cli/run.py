@@ -511,11 +511,11 @@ def line_tool_names(args: argparse.Namespace) -> tuple[str, ...]:
 
 async def _serve_web(args: argparse.Namespace, store: Any, events: LineEventStream,
                      services: contextlib.AsyncExitStack) -> None:
-    from controller.cli.claims import line_roles
+    from controller.cli.claims import line_tools
     from controller.web.app import WebContext, web_server
 
     context = WebContext(store, events, Path(args.report_dir), line_tools=line_tool_names(args),
-                         line_roles=line_roles(args))
+                         line_drivers=line_tools(args))
     url = await services.enter_async_context(web_server(context, args.web))
     print(f"web: the operator screen at {url}", flush=True)
 

@@ -33,7 +33,7 @@ from controller.web.auth import (
 )
 from controller.web.layout import came_from, error
 from controller.web.users import Role, UserInfo
-from controller.web.views import recipe_needs, startable_recipes
+from controller.web.views import why_not_here
 from sequences.errors import RecipeError, RecipeInvalid
 from sequences.recipes.recipe import parse_recipe_problems, shipped_recipe_paths
 from sequences.recipes.validate import load_valid_recipe, validate
@@ -135,11 +135,9 @@ async def lot_start(request: Request, user: UserInfo) -> Response:
     try:
         if recipe_name not in shipped_recipe_paths():
             raise StoreError(f"no recipe '{recipe_name}' (pick one of the list)")
-        roles = request.app.state.web.line_roles
-        if recipe_name not in startable_recipes(roles):
-            raise StoreError(f"this line cannot run {recipe_name}: it has no "
-                             f"{', '.join(sorted(recipe_needs(recipe_name) - (roles or set())))} "
-                             "tool")
+        tools = request.app.state.web.line_drivers
+        if tools is not None and (problems := why_not_here(recipe_name, tools)):
+            raise StoreError(f"this line cannot run {recipe_name}: {'; '.join(problems)}")
         if form.get("slots"):
             slots = parse_slots(form["slots"])
         elif form.get("wafers"):

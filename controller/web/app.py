@@ -68,10 +68,10 @@ class WebContext:
     push: LivePush | None = None  # set by build_app when a line event stream feeds the screen
     session_max_age_s: int = SESSION_MAX_AGE_S
     line_tools: tuple[str, ...] = ()  # the serving line's tools, reported or not yet
-    # The tool roles the serving line has (None: not known, e.g. read-only): a lot is
-    # started only on a recipe they cover (one needing a plater on a line without one
-    # would wait forever).
-    line_roles: frozenset[str] | None = None
+    # (role, driver, never connected) of each of the serving line's tools (None: not
+    # known, e.g. read-only): a lot is started only on a recipe whose every step one of
+    # them can take (a barrier without a plater, a strip without an FC-2 would wait forever).
+    line_drivers: list[tuple[str, Any]] | None = None
     clock: Callable[[], float] = time.monotonic  # the caches' (tests: a manual one)
     _users: dict[str, tuple[float, UserInfo | None]] = field(default_factory=dict)
     _sessions: dict[str, tuple[float, bool]] = field(default_factory=dict)  # id: (read, ended)

@@ -183,7 +183,7 @@ def lots(request: Request, user: UserInfo) -> Response:
                 for lot in shown]
     recent = [lot for lot in store.list_lots(["complete", "aborted"])][:10]
     return render(request, "lots", user, progress=progress, recent=recent,
-                  recipes=startable_recipes(request.app.state.web.line_roles))
+                  recipes=startable_recipes(request.app.state.web.line_drivers))
 
 
 @_page(Role.OPERATOR, shared=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from controller.store import LotInfo, StepInfo, WaferInfo
 from sequences.errors import RecipeError
-from sequences.kinds import recipe_roles
+from sequences.kinds import steps_no_tool_takes
 from sequences.recipes.alloys import default_alloys
 from sequences.recipes.recipe import DEPOSIT_KINDS, find_recipe, shipped_recipe_paths
 from sequences.wafer.machine import AWAITING, HELD
@@ -65,16 +65,21 @@ def lot_progress(lot: LotInfo, wafers: Sequence[WaferInfo], now: datetime | None
     return LotProgress(lot, done, total, eta, stopped)
 
 
-def startable_recipes(roles: frozenset[str] | None) -> list[str]:
-    """The shipped recipes a line with tools of ``roles`` can run (None: all of them)."""
+def startable_recipes(tools: list[tuple[str, Any]] | None) -> list[str]:
+    """The shipped recipes a line with ``tools`` ((role, driver) each) can run: a tool takes
+    each of its steps (None: all of them)."""
     names = sorted(shipped_recipe_paths())
-    return names if roles is None else [n for n in names if recipe_needs(n) <= roles]
+    return names if tools is None else [n for n in names if not why_not_here(n, tools)]
+
+
+def why_not_here(recipe_name: str, tools: list[tuple[str, Any]]) -> list[str]:
+    """The steps of a shipped recipe no tool of the line can take, said for a person."""
+    return steps_no_tool_takes(_shipped(recipe_name), tools)
 
 
 @functools.cache
-def recipe_needs(recipe_name: str) -> frozenset[str]:
-    """The tool roles a shipped recipe's steps need (loaded once)."""
-    return recipe_roles(find_recipe(recipe_name))
+def _shipped(recipe_name: str) -> Any:
+    return find_recipe(recipe_name)  # loaded once
 
 
 def _duration(span: timedelta) -> str:
