@@ -1,7 +1,7 @@
 """Shared test fixtures.
 
 * ``--line-config FILE`` runs the driver conformance tests against the tools a
-  line configuration names (real hardware in the loop): ``pytest -m conformance
+  line configuration names (real hardware in the loop): ``pytest tests -m conformance
   --line-config FILE``. With it only the conformance tests run (the rest of the
   suite has nothing to say about real tools), and a file that does not load
   stops pytest before any test. Without it, the tests start their own simulated

@@ -1,4 +1,4 @@
-"""Hardware in the loop: `pytest -m conformance --line-config FILE` runs only the driver
+"""Hardware in the loop: `pytest tests -m conformance --line-config FILE` runs only the driver
 conformance tests, refuses a bad file before any test, and puts back what the tests
 change on the tools (here the in-process simulated line stands in for the real one)."""
 
