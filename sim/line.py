@@ -12,7 +12,7 @@ configuration names the model. It runs on the caller's event loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ class SimulatedLine:
         name: str = "sim-line-1",
         host: str = "127.0.0.1",
         cleaner_models: Sequence[str] = (),
-        state_files: dict[str, str | Path] | None = None,
+        state_files: Mapping[str, str | Path] | None = None,
         oven_counts_exit: bool = True,
     ) -> None:
         """``cleaner_models``: the model of cleaner-1, cleaner-2, ... (FC-1 or FC-2); cleaners
