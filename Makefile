@@ -75,7 +75,7 @@ screens: $(STAMP)
 faults: $(STAMP)
 	$(BIN)/python tools/fault_campaign.py $(FAULTS_ARGS)
 
-## make lint: ruff everywhere; mypy on the middle layer (the files in pyproject's [tool.mypy])
+## make lint: ruff everywhere; mypy on the whole tree (pyproject's [tool.mypy])
 lint: $(STAMP)
 	$(BIN)/ruff check controller drivers sequences sim tests benchmarks tools
 	$(BIN)/mypy

@@ -171,7 +171,9 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
         mode = connection.info.pop(BEGIN_OPTION, "DEFERRED")
         connection.driver_connection.execute(f"BEGIN {mode}")
 
-    engine.dialect.do_begin = _do_begin  # type: ignore[method-assign]
+    # mypy takes the dialect's method for a slot of the class (self included): this instance's
+    # BEGIN is meant to be replaced.
+    engine.dialect.do_begin = _do_begin  # type: ignore[method-assign, assignment]
 
 
 def begin_as_writer(connection: Connection) -> None:

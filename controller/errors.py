@@ -27,9 +27,10 @@ def user_message(exc: BaseException) -> str | None:
     try:
         from sim.faults import FaultSpecError
     except ImportError:  # pragma: no cover
-        FaultSpecError = ()  # type: ignore[assignment]  # noqa: N806
-    if FaultSpecError and isinstance(exc, FaultSpecError):
-        return str(exc)
+        pass
+    else:
+        if isinstance(exc, FaultSpecError):
+            return str(exc)
     for module, names in _LAYER_ERRORS:
         try:
             mod = __import__(module, fromlist=names)

@@ -93,7 +93,7 @@ class Fields:
     def choice(self, name: str, enum: type[E]) -> E:
         member = _members(enum).get(self.values[name])
         if member is None:
-            known = "|".join(str(m.value) for m in enum)  # type: ignore[attr-defined]
+            known = "|".join(str(m.value) for m in enum)
             raise self._bad(name, known)
         return member
 
@@ -101,7 +101,7 @@ class Fields:
 @functools.cache
 def _members(enum: type[E]) -> dict[str, E]:
     """Value -> member of an enum: a dict look-up costs a fifth of calling the enum."""
-    return {str(m.value): m for m in enum}  # type: ignore[attr-defined]
+    return {str(m.value): m for m in enum}
 
 
 def number_text(value: float, min_places: int = 0) -> str:

@@ -253,15 +253,18 @@ def _tool(name: str, table: Any, source: str, time_scale: float) -> ToolConfig:
         raise r.fail("transport", f"{' | '.join(allowed)} for a {role}")
 
     host = None
+    port: str | int
     if transport in TCP_TRANSPORTS:
         host = r.get("host", str, "a host name or address")
-        port: str | int = r.get("port", int, "a TCP port number 1-65535")
-        if not 0 < port < 65536:
+        tcp_port: int = r.get("port", int, "a TCP port number 1-65535")
+        if not 0 < tcp_port < 65536:
             raise r.fail("port", "a TCP port number 1-65535")
+        port = tcp_port
     else:
-        port = r.get("port", str, "a pyserial URL: /dev/ttyUSB0, a pty path or socket://HOST:PORT")
-        if not port.strip():
+        url: str = r.get("port", str, "a pyserial URL: /dev/ttyUSB0, a pty path or socket://HOST:PORT")
+        if not url.strip():
             raise r.fail("port", "a pyserial URL: /dev/ttyUSB0, a pty path or socket://HOST:PORT")
+        port = url
 
     baudrate = None
     parity = "N"

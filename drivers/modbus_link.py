@@ -292,9 +292,12 @@ class ModbusLink:
         out: list[int] = []
         for start in range(address, address + count, MAX_READ_REGISTERS):
             n = min(MAX_READ_REGISTERS, address + count - start)
+
+            def all_words(r: ModbusPDU, n: int = n) -> bool:
+                return r.function_code == fc and len(r.registers) == n
+
             reply = await self._request(
-                fc, op, f"{start}..{start + n - 1}", what, self._reader(fc, start, n),
-                lambda r, n=n: r.function_code == fc and len(r.registers) == n,
+                fc, op, f"{start}..{start + n - 1}", what, self._reader(fc, start, n), all_words
             )
             assert reply is not None  # only a request with a probe ends without a reply
             out.extend(reply.registers)
@@ -305,10 +308,16 @@ class ModbusLink:
         out: list[bool] = []
         for start in range(address, address + count, MAX_READ_BITS):
             n = min(MAX_READ_BITS, address + count - start)
+
+            def all_bits(r: ModbusPDU, n: int = n) -> bool:
+                return r.function_code == fc and len(r.bits) >= n
+
+            def shown(r: ModbusPDU, n: int = n) -> str:  # the bits asked for, not the padding
+                return str([int(b) for b in r.bits[:n]])
+
             reply = await self._request(
-                fc, op, f"{start}..{start + n - 1}", what, self._reader(fc, start, n),
-                lambda r, n=n: r.function_code == fc and len(r.bits) >= n,
-                shown=lambda r, n=n: str([int(b) for b in r.bits[:n]]),
+                fc, op, f"{start}..{start + n - 1}", what, self._reader(fc, start, n), all_bits,
+                shown=shown,
             )
             assert reply is not None
             out.extend(bool(b) for b in reply.bits[:n])

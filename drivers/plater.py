@@ -230,7 +230,8 @@ class BarrierPlater:
         """The events after ``after_seq`` the tool still holds (``EVENTS?``), as sent.
 
         New ones are also delivered to the subscribers as usual."""
-        self._history = collected = []
+        collected: list[PlaterEvent] = []
+        self._history = collected
         try:
             count = int((await self._query(f"EVENTS? {after_seq}"))[0])
         finally:

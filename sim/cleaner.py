@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sim.modbus_map import (
     ILLEGAL_FUNCTION,
@@ -166,13 +166,13 @@ class CleanerModel(LatchedAlarms):
 
     TOOL = "cleaner"
     MODEL = "FC-1"
-    ALARM_TEXT: Mapping[int, str] = ALARM_TEXT
+    ALARM_TEXT: ClassVar[Mapping[int, str]] = ALARM_TEXT
     HOLDING_MAP = HOLDING_MAP
     INPUT_MAP = INPUT_MAP
     DISCRETE_MAP = DISCRETE_MAP
-    LIMITS: Mapping[int, tuple[int, int]] = _LIMITS
-    NAMES: Mapping[int, str] = _NAMES
-    POWER_UP_RECIPE: Mapping[int, int] = _POWER_UP_RECIPE
+    LIMITS: ClassVar[Mapping[int, tuple[int, int]]] = _LIMITS
+    NAMES: ClassVar[Mapping[int, str]] = _NAMES
+    POWER_UP_RECIPE: ClassVar[Mapping[int, int]] = _POWER_UP_RECIPE
 
     function_codes = frozenset({2, 3, 4, 6, 16})
     register_span = {Table.COILS: 0, Table.DISCRETE_INPUTS: 4, Table.HOLDING: 18, Table.INPUT: 22}

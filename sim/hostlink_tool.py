@@ -18,6 +18,7 @@ e-stop pressed), 05 alarm latched, 04 wrong state, 03 bad parameter.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -247,7 +248,7 @@ class HostLinkTool:
         self.fault_plan = plan
         for alarm in plan.alarms:
             if alarm.at_time is not None:
-                self.schedule(alarm.at_time, lambda t, code=alarm.code: self.latch(code, t))
+                self.schedule(alarm.at_time, functools.partial(self.latch, alarm.code))
         if plan.door_open_at is not None:
             self.schedule(plan.door_open_at, lambda t: self._door(True, t))
         if plan.door_close_at is not None:

@@ -12,7 +12,7 @@ configuration names the model. It runs on the caller's event loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ class SimulatedLine:
         name: str = "sim-line-1",
         host: str = "127.0.0.1",
         cleaner_models: Sequence[str] = (),
-        state_files: dict[str, str | Path] | None = None,
+        state_files: Mapping[str, str | Path] | None = None,
         oven_counts_exit: bool = True,
     ) -> None:
         """``cleaner_models``: the model of cleaner-1, cleaner-2, ... (FC-1 or FC-2); cleaners
@@ -112,73 +112,88 @@ class SimulatedLine:
     async def _start_tool(self, name: str, role: str, index: int, plan: FaultPlan) -> ServedTool:
         seed = self.seed * 1000 + index
         if role in ("printer", "placer"):
-            from sim.serial_server import SerialToolServer
+            return await self._start_serial_tool(name, role, seed, plan)
+        if role == "oven":
+            return await self._start_oven(name, seed, plan)
+        if role == "plater":
+            return await self._start_plater(name, seed, plan)
+        return await self._start_cleaner(name, seed, plan)
 
-            if role == "printer":
-                from sim.printer import PastePrinterModel as Model
-            else:
-                from sim.placer import BallPlacerModel as Model
-            model = Model(seed=seed)
-            server = SerialToolServer(model, self.clock, name=name, faults=plan)
-            if self.serial_transport == "pty":
-                url = await server.start_pty()
-            else:
-                url = await server.start_tcp(self.host)
-            config = {"role": role, "transport": "serial", "port": url, "baudrate": 115200}
-        elif role == "oven":
-            from sim.modbus_server import OvenServer
-            from sim.oven import OvenModel
+    async def _start_serial_tool(
+        self, name: str, role: str, seed: int, plan: FaultPlan
+    ) -> ServedTool:
+        from sim.placer import BallPlacerModel
+        from sim.printer import PastePrinterModel
+        from sim.serial_server import SerialToolServer
 
-            model = OvenModel(seed=seed, belt_counts_exit=self.oven_counts_exit)
-            server = OvenServer(model, self.clock, name=name, faults=plan)
-            host, port = await server.start_tcp(self.host)
-            config = {
-                "role": role,
-                "transport": "modbus-tcp",
-                "host": host,
-                "port": port,
-                "unit": 1,
-            }
-        elif role == "plater":
-            from sim.plater import PlaterModel
-            from sim.plater_server import PlaterServer
-
-            state_file = self.state_files.get(name)
-            if state_file:
-                model = PlaterServer.restore_model(state_file, seed=seed, start=self.clock.now())
-            else:
-                model = PlaterModel(seed=seed, start=self.clock.now())
-            server = PlaterServer(model, self.clock, name=name, faults=plan,
-                                  state_file=state_file)
-            host, port = await server.start_tcp(self.host)
-            config = {"role": role, "transport": "text-tcp", "host": host, "port": port}
-            if state_file:
-                config["state_file"] = state_file
+        model = PastePrinterModel(seed=seed) if role == "printer" else BallPlacerModel(seed=seed)
+        server = SerialToolServer(model, self.clock, name=name, faults=plan)
+        if self.serial_transport == "pty":
+            url = await server.start_pty()
         else:
-            from sim.modbus_server import CleanerServer
-
-            number = int(name.rsplit("-", 1)[1])
-            model_name = (self.cleaner_models[number - 1] if number <= len(self.cleaner_models)
-                          else "FC-1")
-            model = cleaner_model(model_name)(seed=seed)
-            server = CleanerServer(model, self.clock, name=name, faults=plan)
-            if self.cleaner_transport == "pty":
-                url = await server.start_rtu_pty()
-            else:
-                url = await server.start_rtu_tcp(self.host)
-            # A pty carries no parity (this kernel refuses PARENB on ptys); RTU framing and
-            # CRC are the same either way. A real RS-485 line or device server uses E.
-            parity = "N" if self.cleaner_transport == "pty" else "E"
-            config = {
-                "role": role,
-                "transport": "modbus-rtu",
-                "port": url,
-                "baudrate": 19200,
-                "parity": parity,
-                "unit": 2,
-                "model": model_name,
-            }
+            url = await server.start_tcp(self.host)
+        config = {"role": role, "transport": "serial", "port": url, "baudrate": 115200}
         return ServedTool(name=name, role=role, model=model, server=server, config=config)
+
+    async def _start_oven(self, name: str, seed: int, plan: FaultPlan) -> ServedTool:
+        from sim.modbus_server import OvenServer
+        from sim.oven import OvenModel
+
+        model = OvenModel(seed=seed, belt_counts_exit=self.oven_counts_exit)
+        server = OvenServer(model, self.clock, name=name, faults=plan)
+        host, port = await server.start_tcp(self.host)
+        config = {
+            "role": "oven",
+            "transport": "modbus-tcp",
+            "host": host,
+            "port": port,
+            "unit": 1,
+        }
+        return ServedTool(name=name, role="oven", model=model, server=server, config=config)
+
+    async def _start_plater(self, name: str, seed: int, plan: FaultPlan) -> ServedTool:
+        from sim.plater import PlaterModel
+        from sim.plater_server import PlaterServer
+
+        state_file = self.state_files.get(name)
+        if state_file:
+            model = PlaterServer.restore_model(state_file, seed=seed, start=self.clock.now())
+        else:
+            model = PlaterModel(seed=seed, start=self.clock.now())
+        server = PlaterServer(model, self.clock, name=name, faults=plan, state_file=state_file)
+        host, port = await server.start_tcp(self.host)
+        config: dict[str, Any] = {
+            "role": "plater", "transport": "text-tcp", "host": host, "port": port,
+        }
+        if state_file:
+            config["state_file"] = state_file
+        return ServedTool(name=name, role="plater", model=model, server=server, config=config)
+
+    async def _start_cleaner(self, name: str, seed: int, plan: FaultPlan) -> ServedTool:
+        from sim.modbus_server import CleanerServer
+
+        number = int(name.rsplit("-", 1)[1])
+        model_name = (self.cleaner_models[number - 1] if number <= len(self.cleaner_models)
+                      else "FC-1")
+        model = cleaner_model(model_name)(seed=seed)
+        server = CleanerServer(model, self.clock, name=name, faults=plan)
+        if self.cleaner_transport == "pty":
+            url = await server.start_rtu_pty()
+        else:
+            url = await server.start_rtu_tcp(self.host)
+        # A pty carries no parity (this kernel refuses PARENB on ptys); RTU framing and
+        # CRC are the same either way. A real RS-485 line or device server uses E.
+        parity = "N" if self.cleaner_transport == "pty" else "E"
+        config = {
+            "role": "cleaner",
+            "transport": "modbus-rtu",
+            "port": url,
+            "baudrate": 19200,
+            "parity": parity,
+            "unit": 2,
+            "model": model_name,
+        }
+        return ServedTool(name=name, role="cleaner", model=model, server=server, config=config)
 
     # --- one tool off the network and back (its model keeps its state, as a real tool whose
     # cable was pulled keeps its wafers) -------------------------------------------------------

@@ -223,6 +223,23 @@ def test_the_batch_start_rule() -> None:
     assert len(decision.start) == BARRIER.batch_capacity(STEP) and decision.why.startswith("full")
 
 
+async def test_a_batch_whose_wafers_were_held_before_its_task_ran_frees_the_plater() -> None:
+    # The batch's step is the one its wafers waited at when it was formed: a hold (an
+    # operator's, between the dispatch and the batch task's first turn) took the step number
+    # away from the first wafer, the task failed before its finally, and the plater stayed
+    # busy and the wafers running for ever.
+    sched, clock, here = _line_with({4: 2})
+    plater = sched.tools["plater-1"]
+    plater.driver = LoadedPlater("B0")
+    plater.driver.state = IDLE
+    batching.start(sched, here, plater)
+    for wafer in here:
+        wafer.run.hold("operator: hold")  # before the batch's task first runs
+    await asyncio.wait_for(asyncio.gather(*sched._tasks), 5)
+    assert not plater.busy and not any(w.running for w in here)
+    assert [w.run.state for w in here] == ["held", "held"]
+
+
 def test_an_ended_batchs_carrier_does_not_block_the_next_batch() -> None:
     done = PlaterStatus(PlaterState.DONE, "B6", None, 0)
     assert BARRIER.interlocks(STEP, view(done), "W1") == ["plater is DONE"]

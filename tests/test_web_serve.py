@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
 import subprocess
 import sys
@@ -44,3 +46,22 @@ async def test_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
         with pytest.raises(UserError, match=r"cannot serve the screen on 127\.0\.0\.1:\d+: "):
             async with web_server(context, url.removeprefix("http://").rstrip("/")):
                 pass
+
+
+async def test_ctrl_c_stays_the_commands_while_the_screen_serves(tmp_path: Path) -> None:
+    # serve's first Ctrl-C stops cleanly (its Stopper's handler). uvicorn's own handlers took
+    # the signal too (the install_signal_handlers override had gone with uvicorn 0.29): the
+    # screen stopped, and the signal was raised again as it ended, a second Ctrl-C, so
+    # 'serve --web' left at once.
+    loop = asyncio.get_running_loop()
+    heard: list[int] = []
+    loop.add_signal_handler(signal.SIGINT, heard.append, signal.SIGINT)
+    try:
+        async with screen(tmp_path) as (_, url), httpx.AsyncClient() as client:
+            assert (await client.get(url)).status_code == 200  # serving (uvicorn started)
+            signal.raise_signal(signal.SIGINT)
+            await asyncio.sleep(1.5)  # the screen looks whether to stop once a second
+            assert (await client.get(url)).status_code == 200  # still serving
+        assert heard == [signal.SIGINT]
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)

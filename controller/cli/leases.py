@@ -48,7 +48,8 @@ class Leases:
         self.held: dict[str, Any] = {}  # resource -> LockInfo
         self._renewed: dict[str, float] = {}  # resource -> when last taken or renewed (wall)
         self.lost: str | None = None  # why a lock was lost, once it was
-        self.stop: Callable[[], None] | None = None  # the running controller's stop()
+        # the running controller's stop(), or a task's cancel (whose bool is not read)
+        self.stop: Callable[[], object] | None = None
 
     def take_line(self, line: str) -> None:
         lock = self.store.acquire_line_lock(line, lease_s=self.lease_s, holder=self.holder)

@@ -607,9 +607,13 @@ async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
                 continue
             idle_said = False
             modes.forget()  # the controller applies the modes while lots run
+
+            def claimed(ids: list[str] = lots) -> list[str]:  # the lots claimed just now
+                return ids
+
             try:
-                run_status, outcomes = await _run_lots(args, store, lambda ids=lots: ids,
-                                                       stopper, leases, events)
+                run_status, outcomes = await _run_lots(args, store, claimed, stopper, leases,
+                                                       events)
             finally:
                 leases.release_lots()
             # What the lots left in reference cycles (their controller, scheduler, wafer

@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 import sys
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from controller.cli.leases import Leases, line_id
 from controller.cli.output import (
@@ -89,12 +89,24 @@ def _e(text: object) -> str:
 # --- recipe ----------------------------------------------------------------------------------
 
 
+class _Listed(TypedDict):
+    """A shipped recipe as ``recipe list`` shows it (one JSON object of ``--json``)."""
+
+    name: str
+    version: int | None  # None: the file does not load
+    steps: list[str]
+    hash: str | None
+    valid: bool
+    problems: list[str]
+    description: str
+
+
 def recipe_list(args: argparse.Namespace) -> int:
     from sequences.errors import RecipeError
     from sequences.recipes.recipe import load_recipe, shipped_recipe_paths
     from sequences.recipes.validate import validate
 
-    entries = []
+    entries: list[_Listed] = []
     for name, path in shipped_recipe_paths().items():
         try:
             r = load_recipe(path)
@@ -139,7 +151,7 @@ def recipe_show(args: argparse.Namespace) -> int:
 
     r = find_recipe(args.name)
     alloys = default_alloys()
-    used = sorted({getattr(s, "alloy", None) for s in r.steps} - {None})
+    used = _named(r.steps, "alloy")
     problems = [str(p) for p in validate(r)]
     if wants_json(args):
         print_json(recipe_json(r, [alloys[a] for a in used], problems))
@@ -166,7 +178,7 @@ def recipe_show(args: argparse.Namespace) -> int:
         a = alloys[alloy_id]
         con.print(_e(f"  {a.id}: {a.composition_text()}; solidus {a.figure('solidus_c')}, "
                      f"liquidus {a.figure('liquidus_c')}") + f"  [dim]({_e(a.source)})[/]")
-    for mask_id in sorted({getattr(s, "mask", None) for s in r.steps} - {None}):
+    for mask_id in _named(r.steps, "mask"):
         m = alloys.masks[mask_id]
         con.print(_e(f"  {m.id} mask: reflow peak <= {m.figure('max_reflow_peak_c')}; stripped "
                      f"at {m.figure('strip_temp_c')} for {m.figure('strip_time_s')}")
@@ -174,6 +186,11 @@ def recipe_show(args: argparse.Namespace) -> int:
     for p in problems:
         con.print(f"[red]{_e(p)}[/]")
     return 1 if problems else 0
+
+
+def _named(steps: Iterable[object], what: str) -> list[str]:
+    """The ids the steps name as ``what`` (their alloy, their mask), each once, sorted."""
+    return sorted({name for s in steps if (name := getattr(s, what, None)) is not None})
 
 
 def recipe_json(r: Any, alloys: list[Any], problems: list[str]) -> dict[str, Any]:
@@ -255,11 +272,11 @@ def recipe_validate(args: argparse.Namespace) -> int:
     for name in args.files:
         path = shipped.get(name, Path(name))
         try:
-            problems = validate_file(path)
+            problems = [str(p) for p in validate_file(path)]
         except RecipeError as exc:
             problems = [str(exc)]
         checked.append({"file": str(path), "valid": not problems,
-                        "problems": [str(p) for p in problems]})
+                        "problems": problems})
         if wants_json(args):
             failed += bool(problems)
         elif problems:

@@ -173,8 +173,8 @@ async def run_sim(args: argparse.Namespace) -> int:
     plans = fault_plans(args.faults, args.line)
     _check_config_out(Path(args.config_out))
     state_dir = Path(args.state_dir) if args.state_dir else Path(args.config_out).parent
-    state_files = {f"plater-{i}": state_dir / f"plater-{i}.state.json"
-                   for i in range(1, args.platers + 1)}
+    state_files: dict[str, str | Path] = {f"plater-{i}": state_dir / f"plater-{i}.state.json"
+                                          for i in range(1, args.platers + 1)}
     state_files.update(plater_state_files(args.line))
     if args.verbose == 0:  # a running simulator shows tool activity by default
         logging.getLogger("sim").setLevel(logging.INFO)

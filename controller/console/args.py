@@ -93,7 +93,7 @@ def enum_arg(text: str, enum: type[E], what: str) -> E:
     try:
         return enum(text.strip().upper())
     except ValueError:
-        names = ", ".join(str(m.value) for m in enum)  # type: ignore[attr-defined]
+        names = ", ".join(str(m.value) for m in enum)
         raise ConsoleUsageError(f"{what}: expected one of {names}, got '{text}'") from None
 
 

@@ -19,7 +19,7 @@ from controller.console.args import (
     int_arg,
     simple,
 )
-from drivers.errors import ToolError, WrongState
+from drivers.errors import NakError, ToolError, WrongState
 from drivers.protocols import Placer, Printer
 from drivers.types import PlacementRecipe, PlacerState, PrinterState, PrintRecipe
 
@@ -74,8 +74,9 @@ NEEDS: dict[str, dict[str, str]] = {
 }
 
 
-async def explain_wrong_state(driver: Printer | Placer, role: str, exc: WrongState) -> WrongState:
-    """The NAK 04 with the state the tool is in now and what the command needs."""
+async def explain_wrong_state(driver: Printer | Placer, role: str, exc: NakError) -> NakError:
+    """The NAK 04 (a WrongState: its class is built from the spec's table, so the annotations
+    name its base) with the state the tool is in now and what the command needs."""
     try:
         state = (await driver.status()).state.value
     except ToolError:  # no word from the tool: the NAK alone is still true

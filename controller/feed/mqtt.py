@@ -151,17 +151,18 @@ class MqttFeed:
         """Drain; a dropped connection ends it at once (MqttError), not after a publish's
         acknowledgement times out: the messages iterator is aiomqtt's way to hear it."""
         drain = asyncio.create_task(self._drain(client))
-        gone = asyncio.create_task(anext(aiter(client.messages)))  # subscribed to nothing
+        gone = asyncio.ensure_future(anext(aiter(client.messages)))  # subscribed to nothing
         try:
             await asyncio.wait({drain, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (drain, gone):
                 task.cancel()
             await asyncio.gather(drain, gone, return_exceptions=True)
-        if drain.cancelled() or drain.exception() is not None:
-            if not drain.cancelled():
-                raise drain.exception()  # type: ignore[misc]
+        if drain.cancelled():
             raise gone.exception() or aiomqtt.MqttError("disconnected")
+        failed = drain.exception()
+        if failed is not None:
+            raise failed
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Publish in order until closing and nothing is left; MqttError when the broker goes."""

@@ -64,7 +64,7 @@ class AlarmsCapability:
         return L(B(alcd), U4(alarm.alid), A(alarm.text))
 
     async def _s5f3(self, message: Message) -> Reply:
-        aled_item, alid_item = message.body.items
+        aled_item, alid_item = message.item.items
         if aled_item.fmt is not Fmt.B:
             raise ValueError(f"ALED must be binary, got {aled_item!r}")
         enable = bool(aled_item.scalar & 0x80)

@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from importlib import metadata
+from typing import TypeVar
 
 from controller.gem import ids
 from controller.gem.alarms_capability import AlarmsCapability
@@ -57,6 +58,7 @@ from controller.line.events import LineEventStream, Subscription
 log = logging.getLogger("controller.gem")
 
 Handler = Callable[[Message], Awaitable[Reply]]
+_R = TypeVar("_R")  # what a control-state change answers (OFLACK, ONLACK, the new state)
 
 
 class Abort(Exception):
@@ -92,7 +94,7 @@ class GemEquipment:
         db: GemDatabase,
         commands: LineCommands,
         events: LineEventStream | None = None,
-        tools: Sequence[str] = (),
+        tools: list[str] | tuple[str, ...] = (),  # (a str is a Sequence, not tools)
         on_terminal: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
@@ -336,7 +338,7 @@ class GemEquipment:
 
     # -- control state: the operator's switches and the host's requests
 
-    def _switch(self, change: Callable[[], object]) -> object:
+    def _switch(self, change: Callable[[], _R]) -> _R:
         """Apply a control-state change; persist it and report its collection event."""
         before, was_remote = self.control.state, self.control.remote
         result = change()

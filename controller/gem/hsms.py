@@ -40,6 +40,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import IntEnum
+from typing import Any
 
 from controller.gem.secs2 import B, Fmt, Item, Secs2Error, ascii_item, decode, encode
 
@@ -122,6 +123,14 @@ class Message:
     @property
     def name(self) -> str:
         return f"S{self.stream}F{self.function}" if self.stype is SType.DATA else self.stype.name
+
+    @property
+    def item(self) -> Item:
+        """The body of a message that defines one: a header-only one is illegal data, a
+        Secs2Error like a body of the wrong shape (the equipment answers S9F7)."""
+        if self.body is None:
+            raise Secs2Error(f"{self.name} has no body")
+        return self.body
 
     def to_bytes(self) -> bytes:
         if self.stype is SType.DATA:
@@ -257,8 +266,9 @@ class HsmsConnection:
         try:
             await self.send(message)
             closed = asyncio.ensure_future(self.closed.wait())
+            either: set[asyncio.Future[Any]] = {future, closed}  # the reply, or the link's end
             try:
-                done, _ = await asyncio.wait({future, closed}, timeout=limit_s,
+                done, _ = await asyncio.wait(either, timeout=limit_s,
                                              return_when=asyncio.FIRST_COMPLETED)
             finally:
                 closed.cancel()

@@ -80,7 +80,7 @@ class ProgramsCapability:
     # -- handlers
 
     async def _s7f1(self, message: Message) -> Reply:
-        ppid_item, length_item = message.body.items
+        ppid_item, length_item = message.item.items
         if not NAME_PATTERN.match(ppid_item.text):
             return 2, B(3)  # PPGNT 3: invalid PPID
         if length_item.number > MAX_PP_BYTES:
@@ -88,7 +88,7 @@ class ProgramsCapability:
         return 2, B(0)
 
     async def _s7f3(self, message: Message) -> Reply:
-        ppid_item, body_item = message.body.items
+        ppid_item, body_item = message.item.items
         ppid = ppid_item.text
         if body_item.fmt is Fmt.B:  # binary PPBODY: the file's UTF-8 bytes
             try:
@@ -107,7 +107,7 @@ class ProgramsCapability:
                 problems += validate(recipe)
         except RecipeError as exc:
             return self._refuse(ppid, ACKC7_NOT_GRANTED, str(exc).splitlines()[0])
-        if problems:
+        if recipe is None or problems:  # (no recipe comes with the problems that broke it)
             return self._refuse(ppid, ACKC7_NOT_GRANTED, "; ".join(str(p) for p in problems))
         if recipe.name != ppid:
             return self._refuse(ppid, ACKC7_NOT_GRANTED,
@@ -165,7 +165,7 @@ class ProgramsCapability:
         return 4, B(ackc7)
 
     async def _s7f5(self, message: Message) -> Reply:
-        ppid = message.body.text
+        ppid = message.item.text
         body = self.body(ppid)
         if body is None:
             return 6, L()  # E5: zero-length list when the program does not exist

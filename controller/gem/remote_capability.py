@@ -64,11 +64,11 @@ class RemoteCapability:
         return {(2, 41): self._s2f41, (2, 49): self._s2f49}
 
     async def _s2f41(self, message: Message) -> Reply:
-        rcmd, params = message.body.items
+        rcmd, params = message.item.items
         return 42, self._answer(_command_name(rcmd), params)
 
     async def _s2f49(self, message: Message) -> Reply:
-        _dataid, _objspec, rcmd, params = message.body.items
+        _dataid, _objspec, rcmd, params = message.item.items
         return 50, self._answer(_command_name(rcmd), params)
 
     def _answer(self, rcmd: str, params: Item) -> Item:

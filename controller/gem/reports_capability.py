@@ -79,7 +79,7 @@ class ReportsCapability:
         self.eq.db.save("enabled_events", sorted(self.enabled))
 
     async def _s2f33(self, message: Message) -> Reply:
-        _dataid, definitions = message.body.items
+        _dataid, definitions = message.item.items
         if not definitions.items:  # L,0: delete every report (and its links)
             self.reports.clear()
             self.links.clear()
@@ -108,7 +108,7 @@ class ReportsCapability:
         return 34, B(0)
 
     async def _s2f35(self, message: Message) -> Reply:
-        _dataid, links = message.body.items
+        _dataid, links = message.item.items
         new = dict(self.links)
         for link in links.items:
             ceid_item, rptids_item = link.items
@@ -128,7 +128,7 @@ class ReportsCapability:
         return 36, B(0)
 
     async def _s2f37(self, message: Message) -> Reply:
-        ceed_item, ceids_item = message.body.items
+        ceed_item, ceids_item = message.item.items
         if ceed_item.fmt is not Fmt.BOOLEAN:
             raise ValueError(f"CEED must be BOOLEAN, got {ceed_item!r}")
         enable, ceids = bool(ceed_item.scalar), ids_of(ceids_item) or list(self.events)

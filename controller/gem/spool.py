@@ -23,9 +23,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import CursorResult, Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from controller.db import writer
@@ -163,7 +163,9 @@ class GemDatabase:
 
     def purge(self) -> int:
         with Session(self._writer) as session, session.begin():
-            count = session.execute(delete(GemSpooled).where(self._mine)).rowcount
+            # A DELETE's result is a CursorResult (Session.execute is typed for any statement).
+            result = cast(CursorResult[Any], session.execute(delete(GemSpooled).where(self._mine)))
+            count = result.rowcount
             self._save_spool_state(session, self._spool_state(session) | _EMPTIED)
         log.info("spool purged by the host: %d message(s) discarded", count)
         return count

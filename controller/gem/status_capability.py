@@ -94,8 +94,8 @@ class StatusCapability:
         self.zone_temps: dict[str, tuple[float, ...]] = {}
         self._constants: dict[str, Any] = {}
         for key, value in dict(eq.db.load("constants") or {}).items():
-            var = self.variables.get(int(key)) if str(key).isdigit() else None
-            if var is None or var.kind is not ids.VarKind.EC or not _fits(var, value):
+            ec = self.variables.get(int(key)) if str(key).isdigit() else None
+            if ec is None or ec.kind is not ids.VarKind.EC or not _fits(ec, value):
                 # e.g. an F4 stored before S2F15 checked formats: it broke S2F13 for good
                 log.warning("stored equipment constant %s = %r ignored: not a value of it; "
                             "the default applies", key, value)
@@ -290,7 +290,9 @@ def _fits(var: ids.Variable, value: Any) -> bool:
         return False
     if var.fmt in _INTEGERS and not isinstance(value, int):
         return False
-    if var.minimum is not None and not var.minimum <= value <= var.maximum:
+    if var.minimum is not None and not var.minimum <= value:
+        return False
+    if var.maximum is not None and not value <= var.maximum:
         return False
     try:
         make_item(var.fmt, value)

@@ -38,7 +38,7 @@ class TerminalCapability:
         self.eq.send_primary(10, 1, L(B(TID), A(ascii_text(text))), "S10F1 terminal text")
 
     async def _s10f3(self, message: Message) -> Reply:
-        tid_item, text_item = message.body.items
+        tid_item, text_item = message.item.items
         text = text_item.text
         if tid_item.scalar != TID:  # E5 ACKC10 2: terminal not available
             log.warning("message from the host for terminal %r (we have %d): %s",

@@ -148,7 +148,7 @@ def downstream(sched: Scheduler, wafer: ScheduledWafer, number: int) -> Downstre
 def choose(sched: Scheduler, tool: ScheduledTool, same: list[ScheduledWafer]) -> Decision:
     """The batch start rule for the waiting wafers ``same`` (oldest first) on ``tool``."""
     first = same[0]
-    step = first.run.recipe.step(first.run.next_step)
+    step = first.run.recipe.step(first.waiting)
     kind = kind_of(step)
     cap = kind.batch_capacity(step)
     now = sched.clock.now()
@@ -162,7 +162,7 @@ def choose(sched: Scheduler, tool: ScheduledTool, same: list[ScheduledWafer]) ->
     fill = coming[late - 1]  # the wafer that fills it, or the last to come
     if cycle <= fill:
         return Decision(same, f"a batch now ends before the next ones fill it ({fill:.0f} s)")
-    now_s, wait_s = finish_times(downstream(sched, first, first.run.next_step), load,
+    now_s, wait_s = finish_times(downstream(sched, first, first.waiting), load,
                                  len(same), late, cycle, fill)
     if now_s <= wait_s:
         return Decision(same, f"starting now ends the wafers sooner ({now_s:.0f} s against "
@@ -196,7 +196,7 @@ def start(sched: Scheduler, group: list[ScheduledWafer], tool: ScheduledTool) ->
     """Take the tool for the group and run its batch in a task of the scheduler's."""
     ids = [w.run.wafer_id for w in group]
     batch = Batch(batch_id_for(ids, sched.clock.now()), ids, tool.name)
-    number = group[0].run.next_step
+    number = group[0].waiting
     step = group[0].run.recipe.step(number)
     parameters = dict(kind_of(step).parameters(step))
     if sched.batch_log is not None:  # written before the carrier is loaded
@@ -208,16 +208,18 @@ def start(sched: Scheduler, group: list[ScheduledWafer], tool: ScheduledTool) ->
     for wafer in group:
         wafer.running = True
     tool.take(sched.clock.now(), batch.batch_id)
-    sched.spawn(run_batch(sched, group, tool, batch))
+    sched.spawn(run_batch(sched, group, tool, batch, number))
     return batch
 
 
 async def run_batch(sched: Scheduler, group: list[ScheduledWafer], tool: ScheduledTool,
-                    batch: Batch) -> None:
-    """Every member's step at once, meeting at the batch; the tool is free once the
-    carrier is out. A batch an alarm ended has every rider awaiting disposition with
-    that alarm; the alarm is recorded once and cleared if its cause is gone."""
-    number = group[0].run.next_step
+                    batch: Batch, number: int) -> None:
+    """Every member's step ``number`` at once, meeting at the batch; the tool is free once
+    the carrier is out. A batch an alarm ended has every rider awaiting disposition with
+    that alarm; the alarm is recorded once and cleared if its cause is gone.
+
+    ``number`` is the step the members waited at when the batch was formed: one may be
+    held or aborted before this task first runs (its member then takes no part)."""
     step = group[0].run.recipe.step(number)
     kind = kind_of(step)
     sched.mark_productive(tool, f"{step.kind} batch {batch.batch_id} "

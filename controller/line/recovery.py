@@ -130,11 +130,11 @@ class Recovery:
         self.journal.flush()  # what recovery decided is stored before the line goes on
 
     async def _settle_tool(self, tool: ScheduledTool, group: list[ScheduledWafer]) -> None:
-        first = group[0].run
-        kind = kind_of(first.recipe.step(first.machine.where.step))
+        first = group[0]
+        kind = kind_of(first.run.recipe.step(first.in_step))
         try:
             found = await kind.settle_all(tool.driver, [
-                (w.run.recipe.step(w.run.machine.where.step), self._recovering(w))
+                (w.run.recipe.step(w.in_step), self._recovering(w))
                 for w in group], self.clock)
         except ToolError as exc:
             for wafer in group:
@@ -147,8 +147,7 @@ class Recovery:
 
     def _recovering(self, wafer: ScheduledWafer) -> Recovering:
         run = wafer.run
-        number = run.machine.where.step
-        assert number is not None
+        number = wafer.in_step
         kind = run.machine.step_kind
         # Transitions and answers riding on the next transaction: these reads need them.
         self.journal.flush()

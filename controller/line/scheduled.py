@@ -90,3 +90,11 @@ class ScheduledWafer:
         if number is None:
             raise SequenceError(f"wafer {self.run.wafer_id} is {self.run.state}: no step waits")
         return number
+
+    @property
+    def in_step(self) -> int:
+        """The step the wafer is running or judging: recovery settles only such wafers."""
+        where = self.run.machine.where
+        if not where.in_step or where.step is None:
+            raise SequenceError(f"wafer {self.run.wafer_id} is {self.run.state}: in no step")
+        return where.step

@@ -9,15 +9,22 @@ revision after changing ``controller/models.py``::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 from alembic import context
 from sqlalchemy import create_engine
 
 from controller.models import Base, UtcDateTime
 
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+
 target_metadata = Base.metadata
 
 
-def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+def _render_item(
+    type_: str, obj: object, autogen_context: AutogenContext
+) -> str | Literal[False]:
     # Revisions stay self-contained: our UTC wrapper is a plain DateTime in the schema.
     if type_ == "type" and isinstance(obj, UtcDateTime):
         return "sa.DateTime(timezone=True)"

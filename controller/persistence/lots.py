@@ -14,8 +14,9 @@ its own line.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from controller.domain import (
@@ -116,11 +117,11 @@ def create_lot(
     return get_lot(database, lot_id)
 
 
-def _info(conn: Connection, row: object) -> LotInfo:
+def _info(conn: Connection, row: Row[Any]) -> LotInfo:
     count = conn.execute(
-        select(func.count()).select_from(_WAFERS).where(_WAFERS.c.lot_id == row.id)  # type: ignore[attr-defined]
+        select(func.count()).select_from(_WAFERS).where(_WAFERS.c.lot_id == row.id)
     ).scalar_one()
-    return lot_info(row, count)  # type: ignore[arg-type]
+    return lot_info(row, count)
 
 
 def get_lot(database: Database, lot_id: str) -> LotInfo:
@@ -154,12 +155,12 @@ def list_lots(
         query = query.where(_LOTS.c.state.in_(wanted))
     with database.read() as conn:
         lots = conn.execute(query).all()
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(
                 select(_WAFERS.c.lot_id, func.count()).group_by(_WAFERS.c.lot_id)
             ).all()
         )
-    return [lot_info(lot, counts.get(lot.id, 0)) for lot in lots]  # type: ignore[arg-type]
+    return [lot_info(lot, counts.get(lot.id, 0)) for lot in lots]
 
 
 def next_queued_lot(database: Database) -> LotInfo | None:
@@ -202,7 +203,7 @@ def claim_lot(
             .where(queued, mine)
             .order_by(_LOTS.c.priority, _LOTS.c.created_at, _LOTS.c.id)
         ).all()
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(
                 select(_WAFERS.c.lot_id, func.count())
                 .where(_WAFERS.c.lot_id.in_([row.id for row in rows]))

@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 # --- what reads return --------------------------------------------------------------------------
 
@@ -199,7 +202,7 @@ def copy_row(info: type[_Info], row: Any, **extra: Any) -> _Info:
     return info(**{n: extra[n] if n in extra else getattr(row, n) for n in names})
 
 
-_Info = TypeVar("_Info")
+_Info = TypeVar("_Info", bound="DataclassInstance")  # the Info records are dataclasses
 _INFO_FIELDS: dict[type, tuple[str, ...]] = {}
 
 

@@ -137,7 +137,7 @@ def pending_requests(database: Database, lot_id: str | None = None) -> list[Requ
     """Requests the scheduler has not handled yet, oldest first."""
     if not any_pending(database):
         return []
-    where = [_REQUESTS.c.handled_at.is_(None)]
+    where: list[ColumnElement[bool]] = [_REQUESTS.c.handled_at.is_(None)]
     if lot_id is not None:
         where.append(_REQUESTS.c.lot_id == lot_id)
     return requests(database, *where)

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Connection, Table, delete, exists, select
+from sqlalchemy import Connection, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from controller.models import WebEndedSession
 from controller.persistence.audit import add_audit
 from controller.persistence.base import Database
 
-_ENDED = cast(Table, WebEndedSession.__table__)
+_ENDED = WebEndedSession.__table__
 LOGOUT = "web.logout"  # the audit action of a logout, committed with its row
 
 

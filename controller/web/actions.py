@@ -23,6 +23,7 @@ from starlette.routing import Route
 from controller.domain import DEFAULT_PRIORITY, RuleError, parse_slots, slots_for_count
 from controller.store import StoreError
 from controller.web.auth import (
+    Write,
     bad_field,
     client_address,
     end_session,
@@ -158,7 +159,7 @@ async def lot_start(request: Request, user: UserInfo) -> Response:
                  f"priority {made.priority}", lot_id=made.id)
 
 
-def _lot_action(action: str) -> object:
+def _lot_action(action: str) -> Write:
     @writes(Role.OPERATOR, f"lot.{action}")
     async def act(request: Request, user: UserInfo) -> Response:
         form = await _form(request)
@@ -333,7 +334,7 @@ def _line(exc: BaseException) -> str:
 
 # Every write endpoint (the role matrix, tests/test_web_roles.py, tries every POST route
 # of the built app, whatever table it came from).
-WRITES: dict[str, object] = {
+WRITES: dict[str, Write] = {
     "/logout": logout,
     "/lots/start": lot_start,
     "/lots/hold": _lot_action("hold"),

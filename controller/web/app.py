@@ -17,7 +17,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -196,7 +196,6 @@ async def web_server(web: WebContext, address: str) -> AsyncIterator[str]:
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             access_log=False, lifespan="off", timeout_graceful_shutdown=2)
     server = _QuietServer(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours
     task = asyncio.create_task(server.serve(sockets=[sock]), name="web")
     bound = sock.getsockname()[1]
     try:
@@ -223,6 +222,13 @@ class _QuietServer(uvicorn.Server):
     def stop(self) -> None:
         self.should_exit = True
         self._stop.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM stay the command's (serve's Stopper: the first stops cleanly).
+        uvicorn's own handlers (since 0.29; install_signal_handlers is gone) stopped the
+        screen and raised the signal again as it ended: one Ctrl-C was two, and left at once."""
+        yield
 
     async def main_loop(self) -> None:
         while not await self.on_tick(0):  # tick 0: the Date header is refreshed each time

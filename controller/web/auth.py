@@ -172,17 +172,18 @@ async def bad_field(request: Request, user: UserInfo | None = None) -> Response 
 
 
 Endpoint = Callable[[Request, UserInfo], Awaitable[Response]]
+Write = Callable[[Request], Awaitable[Response]]  # a POST route's endpoint, as ``writes`` makes it
 
 
 def writes(role: Role, action: str, *, read_only_ok: bool = False
-           ) -> Callable[[Endpoint], Any]:
+           ) -> Callable[[Endpoint], Write]:
     """A write endpoint for ``role`` and up; ``action`` names it in the audit log.
 
     Refused on a read-only screen (``bumpline web``: it changes nothing, users included)
     unless ``read_only_ok``: logging out, and validating a recipe, which stores nothing.
     """
 
-    def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    def wrap(endpoint: Endpoint) -> Write:
         async def checked(request: Request) -> Response:
             try:
                 return await _checked(request)

@@ -14,6 +14,7 @@ the session is shown but the path it came from.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -57,7 +58,7 @@ def wants_page(request: Request) -> bool:
 
 
 def error(request: Request, message: str, status: int, *, user: UserInfo | None = None,
-          headers: dict[str, str] | None = None) -> Response:
+          headers: Mapping[str, str] | None = None) -> Response:
     """The screen's one answer to a request it cannot serve: ``message`` as text, or as a page
     in the screen's layout for a browser's navigation (``wants_page``). ``user``: the
     session's, for its menu; None before a session is known (the guard, the login), when the

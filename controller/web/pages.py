@@ -133,7 +133,9 @@ def pushed_part(app: Any, url: str) -> Role | None:
         match, _ = route.matches(scope)
         if match is Match.FULL:
             endpoint = getattr(route, "endpoint", None)
-            return endpoint.least if live and getattr(endpoint, "shared", False) else None
+            if endpoint is None or not (live and getattr(endpoint, "shared", False)):
+                return None
+            return endpoint.least
     return None
 
 

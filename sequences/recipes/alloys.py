@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from sequences.errors import RecipeError
 
@@ -220,5 +220,5 @@ def _mask(mask_id: str, t: Any, source: str) -> Mask:
                 assumed=frozenset(assumed))
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)

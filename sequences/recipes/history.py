@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sequences.recipes.alloys import AlloyLibrary
-from sequences.recipes.recipe import DEPOSIT_KINDS, Recipe, Step
+from sequences.errors import RecipeError
+from sequences.recipes.alloys import Alloy, AlloyLibrary
+from sequences.recipes.recipe import DEPOSIT_KINDS, Recipe, ReflowStep, Step
 from sequences.recipes.validate import ValidationOptions
 
 
@@ -49,6 +50,13 @@ def _nominal(number: int, step: Step) -> HistoryEntry:
                         ni_um=getattr(step, "ni_um", None))
 
 
+def _deposited(deposit: HistoryEntry, alloys: AlloyLibrary) -> Alloy:
+    """The alloy a print or place left on the wafer (both always record theirs)."""
+    if deposit.alloy is None:
+        raise RecipeError(f"step {deposit.step}: the {deposit.kind} recorded no alloy")
+    return alloys[deposit.alloy]
+
+
 def history_interlocks(
     number: int, step: Step, history: WaferHistory, alloys: AlloyLibrary,
     options: ValidationOptions,
@@ -65,7 +73,7 @@ def history_interlocks(
         elif entry.kind == "reflow":
             if entry.peak_c is not None and not entry.accepted_as_is:
                 for deposit, reflow in bumps:
-                    alloy = alloys[deposit.alloy]
+                    alloy = _deposited(deposit, alloys)
                     if entry.peak_c >= alloy.solidus_c:
                         # figure(): an assumed solidus (Pb95Sn5) says so (process-data.md)
                         reasons.append(
@@ -82,23 +90,23 @@ def history_interlocks(
             covered |= {d.step for d, _ in bumps}
     if step.kind in DEPOSIT_KINDS and dirty is not None:
         reasons.append(f"not cleaned since the reflow at step {dirty.step}")
-    if step.kind == "reflow":
+    if isinstance(step, ReflowStep):
         if not pending:
             reasons.append("nothing deposited on the wafer since its last reflow")
-        high = step.peak_c[1]  # type: ignore[attr-defined]
+        high = step.peak_c[1]
         for deposit, reflow in bumps:
-            alloy = alloys[deposit.alloy]
+            alloy = _deposited(deposit, alloys)
             if high > alloy.solidus_c - options.rebump_margin_c:
                 reasons.append(
                     f"peak window reaches {high:g} °C while the {alloy.id} bump from step "
                     f"{reflow.step} begins to melt at {alloy.figure('solidus_c')}")
         for new in pending:
-            if not alloys[new.alloy].contains_bismuth:
+            if not _deposited(new, alloys).contains_bismuth:
                 continue
             for deposit, _ in bumps:
                 # Across an intact barrier the new solder wets the Ni/Au, not the lead
                 # (an assumption of barrier-plater.md, as the validator says).
-                if alloys[deposit.alloy].contains_lead and deposit.step not in covered:
+                if _deposited(deposit, alloys).contains_lead and deposit.step not in covered:
                     reasons.append(f"{new.alloy} would be reflowed onto a lead-bearing "
                                    f"{deposit.alloy} bump")
     return reasons

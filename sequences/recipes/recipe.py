@@ -394,7 +394,9 @@ def parse_recipe_problems(
     else:
         for number, raw in enumerate(raw_steps, start=1):
             steps.append(_parse_step(number, raw, source, alloys, problems))
-    if any(p.rule != "range" for p in problems) or None in steps:
+    # A bad name or version is a problem above; the isinstance checks tell mypy so.
+    if (any(p.rule != "range" for p in problems) or None in steps
+            or not isinstance(name, str) or not isinstance(version, int)):
         return None, problems
     built = resolve_tal_thresholds(tuple(s for s in steps if s is not None), alloys)
     recipe = Recipe(name=name, version=version, description=description, steps=built,
@@ -515,7 +517,6 @@ def _convert(
 ) -> tuple[bool, Any, str]:
     """(in range, converted value or None if the type is wrong, extra message)."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    lo, hi = bounds if bounds else (None, None)
     if typ == "id":
         if not isinstance(value, str) or not value.strip():
             return False, None, ""
@@ -529,6 +530,9 @@ def _convert(
         if not isinstance(value, str) or value not in alloys.masks:
             return False, None, f"; known: {', '.join(alloys.masks) or 'none'}"
         return True, value, ""
+    if bounds is None:  # every number in _STEP_KEYS has its bounds
+        raise AssertionError(f"{typ} without bounds")
+    lo, hi = bounds
     if typ == "float":
         if not number:
             return False, None, ""
