@@ -171,14 +171,14 @@ async def test_loads_are_spaced_by_what_the_exit_needs_to_take_a_wafer_off() -> 
         occupancy = ENTRANCE_SPACING_MM / EUTECTIC.conveyor_mm_min * 60  # 27 s
         assert watch.next_load_at(occupancy) == float("-inf")  # nothing loaded yet
         watch.entered(1000.0)
-        floor = REACTION_WALL_S * 1600.0  # 64 tool s: more than the entrance's 27
+        floor = REACTION_WALL_S * 1600.0  # 160 tool s: more than the entrance's 27
         assert watch.reaction_s() == floor
         assert watch.next_load_at(occupancy) == 1000.0 + floor
 
-        # Takes that needed 20, then 45 tool s: twice the slowest spaces the next LOAD.
-        watch._reactions.extend([20.0, 45.0])
-        assert watch.reaction_s() == REACTION_SAFETY * 45.0
-        assert watch.next_load_at(occupancy) == 1000.0 + REACTION_SAFETY * 45.0
+        # Takes that needed 20, then 95 tool s: twice the slowest spaces the next LOAD.
+        watch._reactions.extend([20.0, 95.0])
+        assert watch.reaction_s() == REACTION_SAFETY * 95.0
+        assert watch.next_load_at(occupancy) == 1000.0 + REACTION_SAFETY * 95.0
         # A take after a stopped belt says nothing of the next: capped.
         watch._reactions.append(10_000.0)
         assert watch.reaction_s() == REACTION_MAX_WALL_S * 1600.0

@@ -51,7 +51,11 @@ ARRIVAL_SLACK_S = 1.0  # the belt moves in steps: a wafer may be this much later
 # and the UNLOAD's round trips - so in tool time it grows with the clock's scale and
 # the machine's load: the LOADs are spaced by what the last takes needed (decision
 # 0018). At wall speed it is far below the 450 mm the entrance needs anyway.
-REACTION_WALL_S = 0.04  # at least: 64 tool s at 1600x (measured: ~5-50 ms)
+# At least: 160 tool s at 1600x, 50 at 500x. Takes measure ~5-50 ms, but a loaded 2-core
+# machine stalls the controller ~0.1 s now and then: with 40 ms a 3-wafer test at 500x
+# met alarm 530 in a full suite run (session 14). At wall speed it is nothing, and the
+# cleaner, not the oven, sets a lot's pace, so the wider floor cost no throughput.
+REACTION_WALL_S = 0.1
 REACTION_SAFETY = 2.0  # times the slowest of the recent takes
 REACTION_TAKES = 8  # recent takes (and LOAD round trips) remembered
 # A take is the timer and two round trips (the exit read, UNLOAD): before the first
