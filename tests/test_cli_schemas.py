@@ -162,11 +162,14 @@ SCALARS = {
 @pytest.fixture(scope="module")
 def line_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A lot run to its end by the real ``bumpline run`` (an oven alarm on the way), a lot
-    queued with a wafer hold pending, an alarm on a wafer, a screen user."""
+    queued with a wafer hold pending, an alarm on a wafer, a screen user. The oven's alarm
+    comes at 300 tool s, while it heats for the first pass: no wafer can ride then (at 1200
+    s a wafer loaded late on a loaded machine still rode, failed its reflow, and the lot
+    did not complete)."""
     folder = tmp_path_factory.mktemp("schemas")
     db = f"sqlite:///{folder / 'line.db'}"
     done = bumpline("run", "--lot", "S1", "--recipe", RECIPE, "--wafers", "2", "--speed",
-                    "1000", "--faults", "oven-1:alarm=550@1200", "--plain", "--db", db,
+                    "1000", "--faults", "oven-1:alarm=550@300", "--plain", "--db", db,
                     "--report-dir", str(folder / "reports"))
     assert done.returncode == 0, done.stdout + done.stderr
     for argv in (["lot", "start", "--lot", "Q1", "--recipe", RECIPE, "--wafers", "1"],

@@ -121,10 +121,11 @@ def test_a_busy_tool_finishes_its_wafer_before_its_e10_state_follows_the_mode(
 
 
 async def test_the_scheduler_gives_a_tool_in_maintenance_no_wafer(db_url: str) -> None:
-    # 500x, not faster: under a loaded machine (the whole suite on two workers) a wall
-    # millisecond late at the oven's exit is seconds of tool time, and at 1500x a wafer
-    # reached the exit after its step had given up on it (once in a full run).
-    clock = ScaledClock(500.0)
+    # 250x, not faster: on a loaded machine (the whole suite on two workers) a wall
+    # millisecond late at the oven's exit is a quarter second of tool time or more; at
+    # 1500x, and once at 500x (a stall of ~90 ms, the next wafer 32 tool s behind: alarm
+    # 530), a wafer reached the exit after its step had given up on it.
+    clock = ScaledClock(250.0)
     layout = {"printer": 1, "placer": 0, "oven": 1, "cleaner": 2}
     async with SimulatedLine(clock=clock, seed=11, layout=layout) as line:
         config = parse_line_config(line.config_text())
