@@ -32,12 +32,12 @@ def _tools(*roles: str, cleaner_model: str | None = None) -> list[tuple[str, obj
     """(role, driver, never connected) of a line with one tool of each role given."""
     import argparse
 
-    from controller.cli.claims import line_tools
+    from controller.cli.claims import line_drivers
     from drivers.clock import ScaledClock
     from drivers.line_config import ToolConfig
     from drivers.tools import unopened_drivers
 
-    tools = [(r, d) for r, d in line_tools(argparse.Namespace(line=None, platers=1))
+    tools = [(r, d) for r, d in line_drivers(argparse.Namespace(line=None, platers=1))
              if r in roles and not (r == "cleaner" and cleaner_model)]
     if cleaner_model and "cleaner" in roles:
         tools += unopened_drivers([ToolConfig("cleaner-1", "cleaner", "modbus-rtu", "/dev/null",
@@ -314,10 +314,10 @@ def test_the_in_process_line_has_a_plater_only_when_asked() -> None:
     could never run, and serve took it up again and again (a core kept busy)."""
     import argparse
 
-    from controller.cli.claims import line_tools
+    from controller.cli.claims import line_drivers
 
     def roles(platers: int) -> set[str]:
-        return {role for role, _ in line_tools(argparse.Namespace(line=None, platers=platers))}
+        return {role for role, _ in line_drivers(argparse.Namespace(line=None, platers=platers))}
 
     plain = roles(0)
     assert plain == {"printer", "placer", "oven", "cleaner"}

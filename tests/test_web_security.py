@@ -497,10 +497,10 @@ async def test_a_line_offers_and_takes_only_recipes_its_tools_can_run(tmp_path: 
     a mask-strip lot started on it would wait at the strip for good."""
     import argparse
 
-    from controller.cli.claims import line_tools
+    from controller.cli.claims import line_drivers
 
     async with screen(tmp_path) as (context, url):
-        context.line_drivers = line_tools(argparse.Namespace(line=None, platers=0))
+        context.line_drivers = line_drivers(argparse.Namespace(line=None, platers=0))
         add_users(context)
         async with httpx.AsyncClient(base_url=url) as client:
             await login(client, "olga")

@@ -28,23 +28,27 @@ def in_process_layout(args: argparse.Namespace) -> dict[str, int]:
             "plater": getattr(args, "platers", 0)}
 
 
-def line_tools(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """(role, driver, not connected) of each tool of the line: what each can take is its
-    model's (a strip needs an FC-2 cleaner), known before the line opens. The in-process
-    line's tools are the simulator's default models (an FC-1 cleaner)."""
-    from drivers.clock import ScaledClock
+def line_tool_configs(args: argparse.Namespace) -> list[Any]:
+    """The line's tools (``ToolConfig``): its file's, or the in-process line's, named
+    ``role-N`` as sim/line.py names them, with the simulator's default models (an FC-1
+    cleaner) and addresses never used (nothing is opened from these)."""
     from drivers.line_config import ToolConfig, load_line_config
-    from drivers.tools import unopened_drivers
 
     if args.line:
-        tools = list(load_line_config(args.line).tools.values())
-    else:  # addresses are never used: nothing is opened
-        transports = {"printer": "serial", "placer": "serial", "oven": "modbus-tcp",
-                      "cleaner": "modbus-rtu", "plater": "text-tcp"}
-        tools = [ToolConfig(f"{role}-{n}", role, transports[role], 1, host="127.0.0.1")
-                 for role, count in in_process_layout(args).items()
-                 for n in range(1, count + 1)]
-    return unopened_drivers(tools, ScaledClock(1.0))
+        return list(load_line_config(args.line).tools.values())
+    transports = {"printer": "serial", "placer": "serial", "oven": "modbus-tcp",
+                  "cleaner": "modbus-rtu", "plater": "text-tcp"}
+    return [ToolConfig(f"{role}-{n}", role, transports[role], 1, host="127.0.0.1")
+            for role, count in in_process_layout(args).items() for n in range(1, count + 1)]
+
+
+def line_drivers(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """(role, driver, not connected) of each tool of the line: what each can take is its
+    model's (a strip needs an FC-2 cleaner), known before the line opens."""
+    from drivers.clock import ScaledClock
+    from drivers.tools import unopened_drivers
+
+    return unopened_drivers(line_tool_configs(args), ScaledClock(1.0))
 
 
 class LotClaims:
@@ -54,7 +58,7 @@ class LotClaims:
         self, store: Any, line: str, tools: list[tuple[str, Any]], recipes: Callable[[str], Any],
         user: str = "controller",
     ) -> None:
-        """``tools``: (role, driver) of each tool of the line (``line_tools``)."""
+        """``tools``: (role, driver) of each tool of the line (``line_drivers``)."""
         self.store, self.line, self.tools, self.recipes = store, line, tools, recipes
         self.user = user
         self._said: set[str] = set()  # lots this line cannot run: said once

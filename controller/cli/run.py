@@ -499,23 +499,18 @@ def db_shown(url: str) -> str:
 def line_tool_names(args: argparse.Namespace) -> tuple[str, ...]:
     """The line's tools by name (its file's, or the in-process line's: one of each role,
     ``--platers`` platers): the screen lists every one before it has reported."""
-    if args.line:
-        from drivers.line_config import load_line_config
+    from controller.cli.claims import line_tool_configs
 
-        return tuple(load_line_config(args.line).tools)
-    from controller.cli.claims import in_process_layout
-
-    return tuple(f"{role}-{n}" for role, count in in_process_layout(args).items()
-                 for n in range(1, count + 1))
+    return tuple(tool.name for tool in line_tool_configs(args))
 
 
 async def _serve_web(args: argparse.Namespace, store: Any, events: LineEventStream,
                      services: contextlib.AsyncExitStack) -> None:
-    from controller.cli.claims import line_tools
+    from controller.cli.claims import line_drivers
     from controller.web.app import WebContext, web_server
 
     context = WebContext(store, events, Path(args.report_dir), line_tools=line_tool_names(args),
-                         line_drivers=line_tools(args))
+                         line_drivers=line_drivers(args))
     url = await services.enter_async_context(web_server(context, args.web))
     print(f"web: the operator screen at {url}", flush=True)
 
@@ -555,14 +550,14 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, store: Any, leases: Leases,
                  events: LineEventStream | None) -> int:
-    from controller.cli.claims import LotClaims, line_tools
+    from controller.cli.claims import LotClaims, line_drivers
     from controller.cli.lots import _user
     from controller.programs import StoredRecipes
     from controller.store import LockHeldError, StoreError
 
     left: set[str] = set()  # --once: lots that stopped for a person, not taken again
     elsewhere: set[str] = set()  # lots another controller runs: said once, then left alone
-    claims = LotClaims(store, line_id(args), line_tools(args), StoredRecipes(store.engine),
+    claims = LotClaims(store, line_id(args), line_drivers(args), StoredRecipes(store.engine),
                        user=_user(args))
     from controller.line.modes import IdleModes
 
