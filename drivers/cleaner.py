@@ -21,6 +21,7 @@ One wafer::
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from drivers.clock import Clock
@@ -73,9 +74,13 @@ KNOWN_BAND_C = BATH_TOLERANCE_C / 2
 SPEC_COOL_C_S = 0.01
 KNOWN_FOR_S = (BATH_TOLERANCE_C - KNOWN_BAND_C) / (2 * SPEC_COOL_C_S)
 # The inputs are read in a cycle's last moments, off the handover's critical path: that
-# read goes this long before the cycle's end, as long as the last one took (tool seconds),
-# at most INPUTS_LEAD_MAX_S; the status after our own UNLOAD then needs no request.
+# read goes INPUTS_LEAD_OVER times as long before the cycle's end as the slowest of the last
+# INPUTS_LEAD_READS took (tool seconds; a read's time varies 0.4-3 ms of wall on a loaded
+# host, and one that ends after the cycle delays the DONE poll by what it overran), at
+# most INPUTS_LEAD_MAX_S; the status after our own UNLOAD then needs no request.
 INPUTS_LEAD_MAX_S = 10.0
+INPUTS_LEAD_READS = 5
+INPUTS_LEAD_OVER = 1.5
 # A poll that finds the cycle running waits the REMAINING_S it shows (at least this), not
 # a whole poll interval: DONE is seen as it comes.
 MIN_POLL_S = 0.5
@@ -138,9 +143,9 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         self._done_read: tuple[dict[str, Any], float, int] | None = None
         self._unloaded: tuple[dict[str, Any], float, int] | None = None
         # The inputs read in the cycle's last moments (values, tool time, writes then), and
-        # how long that read took (the next one's lead).
+        # how long the last such reads took (the next one's lead).
         self._inputs_seen: tuple[dict[str, Any], float, int] | None = None
-        self._inputs_took_s = 0.0
+        self._inputs_took_s: deque[float] = deque(maxlen=INPUTS_LEAD_READS)
 
     # --- what the model can do -------------------------------------------------------------------
 
@@ -318,13 +323,13 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
 
     async def _inputs_before(self, ends_at: float) -> None:
         """Read the inputs as late in the cycle as their read still ends by ``ends_at``
-        (as long before it as the last read took), then wait for the end."""
-        lead = min(self._inputs_took_s, INPUTS_LEAD_MAX_S)
+        (see INPUTS_LEAD_OVER), then wait for the end."""
+        lead = min(INPUTS_LEAD_OVER * max(self._inputs_took_s, default=0.0), INPUTS_LEAD_MAX_S)
         await self.clock.sleep(ends_at - lead - self.clock.now())
         sent = self.clock.now()
         inputs = await self.regs.read_block(self._inputs)
         now = self.clock.now()
-        self._inputs_took_s = now - sent
+        self._inputs_took_s.append(now - sent)
         self._inputs_seen = (inputs, now, self._writes)
         if ends_at > now:  # else poll at once: no loop turn for other tasks' work first
             await self.clock.sleep(ends_at - now)
