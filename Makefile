@@ -46,7 +46,8 @@ demo-barrier: $(STAMP)
 
 ## make test: the whole test suite (warnings are errors), on two workers (pytest-xdist): most
 ## tests wait on a simulated tool or a subprocess, so two of them share the 2-core machine well
-## (15 min on one, 8.5 on two). The timing tests and --line-config runs stay on one.
+## (about 11 min on two: the lot tests run at 250-500x to stay correct on loaded machines).
+## The timing tests and --line-config runs stay on one.
 test: $(STAMP)
 	@$(MAKE) --no-print-directory gemhost || echo "make gemhost failed: the independent-host GEM test will skip"
 	$(BIN)/python -m pytest -q -W error -n 2
