@@ -169,6 +169,36 @@ async def bring_to_idle(driver: Any, timeout_s: float = 3600.0) -> None:
     pytest.skip(f"{driver.name} cannot be brought to IDLE (still {state})")
 
 
+async def mounted_setup(driver: Any) -> tuple[str, Any]:
+    """What a real tool has mounted: the printer's stencil and paste, the mounter's balls
+    (alloy, diameter) — the arguments of its CHG."""
+    status = await driver.status()
+    if isinstance(driver, PastePrinter):
+        return status.stencil_id, status.paste_alloy
+    return status.ball_alloy, round(status.ball_diameter_um)
+
+
+async def put_back_setup(driver: Any, setup: tuple[str, Any], name: str,
+                         timeout_s: float = 3600.0) -> None:
+    """A test that changed a real tool over (CHG) leaves it as the line had it: one
+    changeover back (600 s on the printer, 900 s on the mounter); a failure to is the
+    test's failure, said plainly."""
+    from drivers.errors import ToolError
+
+    if await mounted_setup(driver) == setup:
+        return
+    try:
+        await driver.changeover(*setup)
+        await driver.wait_for("IDLE", timeout_s=timeout_s)
+    except ToolError as exc:
+        pytest.fail(f"{name}: could not change back to {' / '.join(map(str, setup))} after "
+                    f"the test ({exc}): change it over on the tool", pytrace=False)
+    if await mounted_setup(driver) != setup:
+        pytest.fail(f"{name}: changed back to {' / '.join(map(str, setup))} after the test, "
+                    f"but it reports {' / '.join(map(str, await mounted_setup(driver)))}",
+                    pytrace=False)
+
+
 _ROLES: dict[str, tuple[type, str]] = {
     "printer": (PastePrinter, "sim.printer:PastePrinterModel"),
     "placer": (BallPlacer, "sim.placer:BallPlacerModel"),
@@ -213,8 +243,10 @@ class RigFactory:
             async with port:
                 driver = driver_cls(port, clock, poll_s=poll_s)
                 await bring_to_idle(driver)
+                setup = await mounted_setup(driver)
                 yield ToolRig(driver, port, clock, frames)
                 await bring_to_idle(driver)  # the next test expects an idle, empty tool
+                await put_back_setup(driver, setup, tool.name)
             return
 
         from sim.serial_server import SerialToolServer

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from modbus_fixtures import real_tool
+from serial_fixtures import RigFactory, mounted_setup
 
 from drivers.types import CleanRecipe, ReflowProfile
 from sim.line import SimulatedLine
@@ -91,3 +93,28 @@ async def test_a_profile_staged_and_not_applied_is_put_back_for_the_next_test(
         async with real_tool(str(config), "oven") as oven:
             assert (await oven.status()).active_profile_id == active
             assert await oven.staged_profile() == staged
+
+
+# Another setup than the one mounted, whichever that is (CHG's arguments).
+OTHER_SETUP = {"printer": (("ST-300-080", "Sn63Pb37"), ("ST-300-100", "Pb95Sn5")),
+               "placer": (("SnAg3.5", 300), ("SAC305", 250))}
+
+
+@pytest.mark.parametrize("role", ["printer", "placer"])
+async def test_a_changeover_by_a_test_is_changed_back_for_the_next(tmp_path: Path,
+                                                                    role: str) -> None:
+    """A conformance test that changed the printer's stencil and paste (or the mounter's
+    balls) left the real tool so: the line's next lot found another setup mounted."""
+    async with SimulatedLine(speed=1000.0, seed=1) as line:
+        config = tmp_path / "line.toml"
+        config.write_text(line.config_text(), encoding="utf-8")
+        tool = RigFactory(role, "pty", str(config))
+        async with tool() as rig:
+            before = await mounted_setup(rig.driver)
+            first, second = OTHER_SETUP[role]
+            other = first if before != first else second
+            await rig.driver.changeover(*other)
+            await rig.driver.wait_for("IDLE", timeout_s=3600)
+            assert await mounted_setup(rig.driver) == other != before
+        async with tool() as rig:
+            assert await mounted_setup(rig.driver) == before
