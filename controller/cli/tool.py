@@ -3,6 +3,9 @@
 Works the same against the simulator and a real tool: the line configuration
 says where the tool is. ``--trace`` shows every frame or Modbus request with a
 timestamp; ``--json`` prints the typed result as JSON.
+
+A command that changes the tool is refused while a controller runs the line and the
+tool is in production there, unless ``--force`` (controller/cli/toolguard.py).
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from controller.cli.leases import line_id
+from controller.cli.lots import USER_ENV, _user
+from controller.cli.output import add_db
 from controller.console import COMMANDS, ConsoleCommand, ConsoleUsageError, run_tool_command
+from controller.console.args import Access
 from controller.console.show import plain, show
 from controller.errors import EXIT_USAGE, UserError
 
@@ -26,7 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run any command of any tool named in a line configuration. "
         "'bumpline tool NAME help' lists the tool's commands (with --line, of the tool the "
         "file names; without, of the role in its name: printer-1 is a printer); "
-        "'bumpline tool help' lists every role's.",
+        "'bumpline tool help' lists every role's. A command that changes the tool (marked * "
+        "in help) is refused while a controller runs the line (its lease in --db) and the "
+        "tool is in production there: take the tool out of production first ('bumpline "
+        "tools mode'), or give --force.",
     )
     p.add_argument("name", help="tool name from the line configuration, e.g. printer-1")
     p.add_argument("tool_command", metavar="COMMAND", nargs="?", default="help",
@@ -36,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="line configuration (TOML); needed for every command but help")
     p.add_argument("--trace", action="store_true", help="print every frame sent and received")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_db(p, " where a running controller holds the line's lease")
+    p.add_argument("--force", action="store_true",
+                   help="send a command that changes the tool even while a controller runs "
+                   "the line and the tool is in production (audited)")
+    p.add_argument("--user", metavar="NAME", default=argparse.SUPPRESS,
+                   help=f"who sends it, for the audit log (default ${USER_ENV}, else your "
+                   "login name)")
     p.set_defaults(handler=run_tool)
 
 
@@ -43,10 +60,15 @@ def console_commands(role: str) -> dict[str, ConsoleCommand]:
     return {c.name: c for c in COMMANDS[role]}
 
 
+LEGEND = ("* changes the tool (a command with optional arguments: given them): refused on a "
+          "tool in production of a line a controller runs, unless --force")
+
+
 def _print_help(what: str, commands: Iterable[ConsoleCommand]) -> None:
     print(f"{what} commands:")
     for c in commands:
-        print(f"  {c.usage:<44} {c.help}")
+        mark = " " if c.access is Access.READS else "*"
+        print(f"{mark} {c.usage:<44} {c.help}")
 
 
 def _help_without_line(name: str) -> int:
@@ -62,6 +84,7 @@ def _help_without_line(name: str) -> int:
             print()
         _print_help(f"{name if name != 'help' else role} ({role})", console_commands(role)
                     .values())
+    print(f"\n{LEGEND}")
     return 0
 
 
@@ -90,6 +113,7 @@ async def run_tool(args: argparse.Namespace) -> int:
     commands = console_commands(tool.role)
     if args.tool_command == "help":
         _print_help(f"{tool.name} ({tool.role})", commands.values())
+        print(f"\n{LEGEND}")
         return 0
     command = commands.get(args.tool_command)
     if command is None:
@@ -98,6 +122,8 @@ async def run_tool(args: argparse.Namespace) -> int:
             f"(commands: {', '.join(commands)})",
             exit_code=EXIT_USAGE,
         )
+    if command.changes_tool(args.args):
+        _guard(args, tool.name, command.name, line_id(args))
     trace = _tracer(time.monotonic()) if args.trace else None
     async with open_tool(tool, ScaledClock(config.time_scale), trace=trace) as driver:
         try:
@@ -111,3 +137,28 @@ async def run_tool(args: argparse.Namespace) -> int:
     else:
         print((command.show or show)(result))
     return 0
+
+
+def _guard(args: argparse.Namespace, tool: str, command: str, line: str) -> None:
+    """Refuse a command that changes ``tool`` while a controller runs ``line`` and the tool
+    is in production there (``UserError``, nothing sent), unless --force; audit what is
+    sent under a running controller before it is sent (controller/cli/toolguard.py)."""
+    from controller.cli.toolguard import judge, look
+
+    typed = " ".join([command, *args.args])
+    found = look(getattr(args, "db", None), line, tool)
+    if found.store is None:
+        if getattr(args, "db", None) is not None:  # --db or $BUMPLINE_DB: a typo, maybe
+            print(f"bumpline: note: no database at {found.missing}: no controller holds line "
+                  f"{line} there; not checked", file=sys.stderr)
+        return
+    with found.store as store:
+        verdict = judge(tool=tool, command=typed, line=line, changes=True,
+                        holder=found.holder, mode=found.mode, force=args.force)
+        if verdict.refusal is not None:
+            raise UserError(verdict.refusal)
+        if verdict.audit is not None:
+            action, detail = verdict.audit
+            store.audit(_user(args), action, detail)
+    if verdict.warning is not None:
+        print(f"bumpline: {verdict.warning}", file=sys.stderr, flush=True)

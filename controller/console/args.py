@@ -20,6 +20,16 @@ class ConsoleUsageError(ValueError):
     """Arguments a console command cannot use, and the command's usage."""
 
 
+class Access(Enum):
+    """What a console command does to its tool, judged by what it sends (the driver verbs it
+    calls). ``bumpline tool`` refuses a command that changes a tool in production on a line
+    a controller runs (controller/cli/toolguard.py); a read is never refused."""
+
+    CHANGES = "changes the tool"  # a write, a command, a switch: anything but a read
+    READS = "reads"  # only reads: queries, status registers, polls
+    READS_WITHOUT_ARGS = "reads without arguments"  # shows without arguments, writes with them
+
+
 @dataclass(frozen=True)
 class ConsoleCommand:
     name: str
@@ -29,6 +39,17 @@ class ConsoleCommand:
     # How the result reads as text, when the generic rendering (controller/console/show.py)
     # would not do; --json always prints the typed value itself.
     show: Callable[[Any], str] | None = None
+    # Changes the tool unless marked otherwise: a new command is guarded until someone has
+    # read what it sends and marked it a read.
+    access: Access = Access.CHANGES
+
+    def changes_tool(self, args: Sequence[str]) -> bool:
+        """Whether running the command with ``args`` may change the tool."""
+        if self.access is Access.READS:
+            return False
+        if self.access is Access.READS_WITHOUT_ARGS:
+            return bool(args)
+        return True
 
 
 def find_command(commands: Iterable[ConsoleCommand], name: str) -> ConsoleCommand:
@@ -102,6 +123,8 @@ def simple(
     help: str,
     call: Callable[[Any], Awaitable[object]],
     show: Callable[[Any], str] | None = None,
+    *,
+    access: Access = Access.CHANGES,
 ) -> ConsoleCommand:
     """A command that takes no arguments."""
 
@@ -109,4 +132,10 @@ def simple(
         expect_args(name, args, 0)
         return await call(driver)
 
-    return ConsoleCommand(name, name, help, run, show)
+    return ConsoleCommand(name, name, help, run, show, access)
+
+
+def reads(name: str, help: str, call: Callable[[Any], Awaitable[object]],
+          show: Callable[[Any], str] | None = None) -> ConsoleCommand:
+    """A command that takes no arguments and only reads the tool."""
+    return simple(name, help, call, show, access=Access.READS)

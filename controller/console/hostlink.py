@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 from controller.console.args import (
+    Access,
     ConsoleCommand,
     ConsoleUsageError,
     alarm_or_none,
@@ -17,6 +18,7 @@ from controller.console.args import (
     expect_args,
     float_arg,
     int_arg,
+    reads,
     simple,
 )
 from drivers.errors import NakError, ToolError, WrongState
@@ -43,16 +45,16 @@ def common_commands(state_enum: type[Enum]) -> tuple[ConsoleCommand, ...]:
         return await driver.wait_for(*wanted, timeout_s=timeout)
 
     return (
-        simple("status", "state, wafer and counters (STS)", lambda d: d.status()),
-        simple("identify", "vendor, model, serial, firmware (IDN)", lambda d: d.identify()),
-        simple("alarm", "the latched alarm, if any (ALR)", alarm_or_none),
+        reads("status", "state, wafer and counters (STS)", lambda d: d.status()),
+        reads("identify", "vendor, model, serial, firmware (IDN)", lambda d: d.identify()),
+        reads("alarm", "the latched alarm, if any (ALR)", alarm_or_none),
         simple("clear", "clear an alarm whose cause is gone (CLR)", lambda d: d.clear_alarm()),
         simple("abort", "stop the running operation (ABT)", lambda d: d.abort()),
         ConsoleCommand(
             "wait", wait_usage,
             f"poll STS until the tool is in one of the states ({states}); "
             f"timeout in tool seconds, default {DEFAULT_WAIT_S:g}",
-            wait,
+            wait, access=Access.READS,  # STS, and ALR on an alarm
         ),
     )
 
@@ -128,7 +130,7 @@ PRINTER_COMMANDS: tuple[ConsoleCommand, ...] = (
     ),
     ConsoleCommand("load", "load WAFER_ID", "take in and align a wafer (LOD)", _load),
     simple("print", "print the loaded wafer (PRT)", lambda p: p.start_print()),
-    simple("result", "the printed wafer's SPI result (RES)", lambda p: p.result()),
+    reads("result", "the printed wafer's SPI result (RES)", lambda p: p.result()),
     simple("unload", "hand the wafer out (ULD)", lambda p: p.unload()),
     simple("wipe", "wipe the stencil underside (WPE)", lambda p: p.wipe()),
     simple("fill", "refill the paste cartridge, 120 s (FIL)", lambda p: p.fill()),
@@ -169,7 +171,7 @@ PLACER_COMMANDS: tuple[ConsoleCommand, ...] = (
     ),
     ConsoleCommand("load", "load WAFER_ID", "take in a wafer (LOD)", _load),
     simple("place", "flux, place and inspect the wafer (PLC)", lambda p: p.start_placement()),
-    simple("result", "the placed wafer's inspection result (RES)", lambda p: p.result()),
+    reads("result", "the placed wafer's inspection result (RES)", lambda p: p.result()),
     simple("repair", "repair missing and extra balls (RPR)", lambda p: p.repair()),
     simple("unload", "hand the wafer out (ULD)", lambda p: p.unload()),
 )

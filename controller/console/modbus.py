@@ -8,6 +8,7 @@ cycle that has only begun).
 from __future__ import annotations
 
 from controller.console.args import (
+    Access,
     ConsoleCommand,
     ConsoleUsageError,
     alarm_or_none,
@@ -15,6 +16,7 @@ from controller.console.args import (
     expect_args,
     float_arg,
     int_arg,
+    reads,
     simple,
     timeout_arg,
 )
@@ -83,28 +85,31 @@ async def _wait_exit(oven: Oven, args: list[str]) -> object:
 
 
 OVEN_COMMANDS: tuple[ConsoleCommand, ...] = (
-    simple("status", "state, zone temperatures, O2, belt and exit", lambda o: o.status()),
-    simple("zones", "zone 1..10 temperatures (°C)", lambda o: o.zone_temperatures(),
-           show=zone_table),
-    ConsoleCommand("profile", _PROFILE_USAGE, "show the staged profile, or stage one", _profile),
+    reads("status", "state, zone temperatures, O2, belt and exit", lambda o: o.status()),
+    reads("zones", "zone 1..10 temperatures (°C)", lambda o: o.zone_temperatures(),
+          show=zone_table),
+    ConsoleCommand("profile", _PROFILE_USAGE, "show the staged profile, or stage one", _profile,
+                   access=Access.READS_WITHOUT_ARGS),
     simple("apply", "make the staged profile active (belt empty)",
            lambda o: done_text(o.apply(), "applied: the zones move to the new setpoints")),
     ConsoleCommand("n2", "n2 on|off", "switch the nitrogen purge", _n2),
     ConsoleCommand("conveyor", "conveyor run|stop", "run or stop the belt (stopping flags wafers)",
                    _conveyor),
     ConsoleCommand("load", "load WAFER_ID", "put a wafer on the belt", _oven_load),
-    simple("result", "the exit wafer's measured profile", lambda o: o.exit_result()),
+    reads("result", "the exit wafer's measured profile", lambda o: o.exit_result()),
     simple("unload", "the exit wafer has been taken",
            lambda o: done_text(o.unload(), "exit wafer taken")),
     simple("clear", "clear a latched alarm whose cause is gone",
            lambda o: done_text(o.clear_alarm(), "alarm cleared")),
     simple("standby", "all zones to 100 °C (belt empty)",
            lambda o: done_text(o.standby(), "standby: all zones going to 100 °C")),
-    simple("alarm", "the latched alarm, if any", alarm_or_none),
+    reads("alarm", "the latched alarm, if any", alarm_or_none),
     ConsoleCommand("wait-ready", "wait-ready [TIMEOUT_S]", "wait until READY (tool seconds)",
-                   _wait_ready),
+                   _wait_ready, access=Access.READS),
     ConsoleCommand("wait-exit", "wait-exit [TIMEOUT_S]",
-                   "wait for a wafer at the exit and show its result", _wait_exit),
+                   "wait for a wafer at the exit and show its result", _wait_exit,
+                   access=Access.READS),  # the wafer stays at the exit until 'unload'
+
 )
 
 
@@ -192,26 +197,29 @@ async def _wait_bath(cleaner: Cleaner, args: list[str]) -> object:
 
 
 CLEANER_COMMANDS: tuple[ConsoleCommand, ...] = (
-    simple("status", "state, bath, rinse, remaining time and inputs", lambda c: c.status()),
+    reads("status", "state, bath, rinse, remaining time and inputs", lambda c: c.status()),
     ConsoleCommand("recipe", _CLEAN_RECIPE_USAGE, "show the recipe, or write a new one",
-                   _clean_recipe),
+                   _clean_recipe, access=Access.READS_WITHOUT_ARGS),
     ConsoleCommand("strip-recipe", _STRIP_USAGE,
-                   "FC-2: show the strip recipe, or write a new one", _strip_recipe),
+                   "FC-2: show the strip recipe, or write a new one", _strip_recipe,
+                   access=Access.READS_WITHOUT_ARGS),
     ConsoleCommand("load", _LOAD_USAGE,
                    "place a wafer in the chamber, for a flux clean (default) or an FC-2 strip",
                    _clean_load),
     simple("start", "wash, rinse and dry the loaded wafer (returns once started)", _start),
-    simple("result", "the last finished wafer's result", lambda c: c.result()),
+    reads("result", "the last finished wafer's result", lambda c: c.result()),
     simple("unload", "take the cleaned wafer out", _clean_unload),
     simple("clear", "clear a latched alarm whose cause is gone",
            lambda c: done_text(c.clear_alarm(), "alarm cleared")),
     simple("abort", "stop the running cycle", _abort),
-    simple("alarm", "the latched alarm, if any", alarm_or_none),
+    reads("alarm", "the latched alarm, if any", alarm_or_none),
     ConsoleCommand("wait-done", "wait-done [TIMEOUT_S]",
-                   "wait for the cycle to finish and show the result", _wait_done),
+                   "wait for the cycle to finish and show the result", _wait_done,
+                   access=Access.READS),
     ConsoleCommand("wait-bath", "wait-bath [TIMEOUT_S]",
-                   "wait for the bath to reach the wash temperature", _wait_bath),
+                   "wait for the bath to reach the wash temperature", _wait_bath,
+                   access=Access.READS),
     ConsoleCommand("wait-strip-tank", "wait-strip-tank [TIMEOUT_S]",
                    "FC-2: wait for the strip tank to reach the strip temperature",
-                   _wait_strip_tank),
+                   _wait_strip_tank, access=Access.READS),
 )

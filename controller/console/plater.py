@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from controller.console.args import (
+    Access,
     ConsoleCommand,
     ConsoleUsageError,
     alarm_or_none,
@@ -15,6 +16,7 @@ from controller.console.args import (
     expect_args,
     float_arg,
     int_arg,
+    reads,
     simple,
     timeout_arg,
 )
@@ -78,10 +80,11 @@ def _action(
 
 
 PLATER_COMMANDS: tuple[ConsoleCommand, ...] = (
-    simple("status", "state, batch, step and remaining time", lambda p: p.status()),
-    simple("identity", "vendor, model, serial and firmware", lambda p: p.identity()),
-    ConsoleCommand("recipe", _RECIPE_USAGE, "show the batch recipe, or store a new one", _recipe),
-    simple("bath", "bath temperatures, nickel pH, MTO and level", lambda p: p.bath()),
+    reads("status", "state, batch, step and remaining time", lambda p: p.status()),
+    reads("identity", "vendor, model, serial and firmware", lambda p: p.identity()),
+    ConsoleCommand("recipe", _RECIPE_USAGE, "show the batch recipe, or store a new one", _recipe,
+                   access=Access.READS_WITHOUT_ARGS),
+    reads("bath", "bath temperatures, nickel pH, MTO and level", lambda p: p.bath()),
     ConsoleCommand("load", "load BATCH_ID WAFER_ID[,WAFER_ID...]",
                    "a carrier of 1-25 wafers is in the load port", _load),
     _action("start", "plate the loaded batch", lambda p: p.start()),
@@ -90,12 +93,15 @@ PLATER_COMMANDS: tuple[ConsoleCommand, ...] = (
     _action("clear", "clear an alarm whose cause is gone", lambda p: p.clear_alarm()),
     _action("replenish", "a fresh nickel bath (an hour in MAINT)", lambda p: p.replenish()),
     ConsoleCommand("result", "result [WAFER_ID]",
-                   "the last finished batch, or one wafer of it", _result),
-    simple("alarm", "the active alarm, if any", alarm_or_none),
+                   "the last finished batch, or one wafer of it", _result, access=Access.READS),
+    reads("alarm", "the active alarm, if any", alarm_or_none),
     ConsoleCommand("events", "events [AFTER_SEQ]",
-                   "the events the tool still holds after AFTER_SEQ", _events),
+                   "the events the tool still holds after AFTER_SEQ", _events,
+                   access=Access.READS),
     ConsoleCommand("wait-done", "wait-done [TIMEOUT_S]",
-                   "wait for the batch to finish and show its result", _wait_done),
+                   "wait for the batch to finish and show its result", _wait_done,
+                   access=Access.READS),
     ConsoleCommand("wait-bath", "wait-bath [TIMEOUT_S]",
-                   "wait for both baths to reach their setpoints", _wait_bath),
+                   "wait for both baths to reach their setpoints", _wait_bath,
+                   access=Access.READS),
 )
