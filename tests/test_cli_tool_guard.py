@@ -252,6 +252,31 @@ def test_the_rule(mode: ToolMode, force: bool) -> None:
         assert held.refusal.endswith("or send it anyway with --force (audited)")
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_out_of_production_a_tool_still_working_its_last_wafer_is_refused(force: bool) -> None:
+    """Taken out of production, a tool finishes the wafer it has (the oven: every wafer on
+    its belt); `tools mode oven-1 engineering` then `tool oven-1 conveyor stop` at once
+    flagged the wafers riding the belt."""
+    held = judge(tool="oven-1", command="conveyor stop", line=LINE_ID, changes=True,
+                 holder=_lock(), mode=ToolMode.ENGINEERING, force=force,
+                 working="productive since 2026-12-03 15:00:00Z: reflow BENCH-07")
+    if force:
+        assert held.refusal is None and held.audit is not None and held.audit[0] == FORCED
+        assert "still working (productive since" in held.audit[1]
+        assert held.warning is not None and "still working" in held.warning
+    else:
+        assert held.audit is None and held.refusal is not None and "\n" not in held.refusal
+        assert held.refusal.startswith(
+            "oven-1 conveyor stop: refused: oven-1 is in engineering but still working "
+            "(productive since 2026-12-03 15:00:00Z: reflow BENCH-07) while line bay-7 is run "
+            "by a controller")
+        assert "a wafer on it finishes first" in held.refusal
+        assert held.refusal.endswith("or send it anyway with --force (audited)")
+    assert judge(tool="oven-1", command="conveyor stop", line=LINE_ID, changes=False,
+                 holder=_lock(), mode=ToolMode.ENGINEERING, force=force,
+                 working="productive since 2026-12-03 15:00:00Z").refusal is None
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 
@@ -304,6 +329,30 @@ def test_out_of_production_the_change_is_sent_and_audited(sim: Path, tmp_path: P
     assert (entry.actor, entry.action, entry.line_id) == ("ann", SENT, line)
     assert entry.detail.startswith("oven-1 n2 off: console command to oven-1 in "
                                    f"engineering while line {line} is run by a controller")
+
+
+def test_out_of_production_but_still_working_the_change_waits_for_the_wafer(
+    sim: Path, tmp_path: Path,
+) -> None:
+    db = tmp_path / "line.db"
+    line = _line_id(sim)
+    _run_by_controller(db, line)
+    with Store(f"sqlite:///{db}", line_id=line) as store:
+        store.record_tool_state("oven-1", "productive", reason="reflow LOT1-03")
+        store.set_tool_mode("oven-1", "engineering", user="ann", reason="N2 flow check")
+    assert _nitrogen(sim, True) is True
+    out = _tool(sim, "oven-1", "n2", "off", "--db", str(db))
+    assert out.returncode == 1, out
+    assert out.stderr.startswith("bumpline: oven-1 n2 off: refused: oven-1 is in engineering "
+                                 "but still working (productive since ")
+    assert "reflow LOT1-03" in out.stderr and len(out.stderr.splitlines()) == 1
+    assert _nitrogen(sim) is True and _tool_audit(db) == []
+    with Store(f"sqlite:///{db}", line_id=line) as store:  # its last wafer is out
+        store.record_tool_state("oven-1", "engineering", reason="mode engineering by ann")
+    out = _tool(sim, "oven-1", "n2", "off", "--db", str(db))
+    assert out.returncode == 0, out.stderr
+    assert _nitrogen(sim) is False
+    assert [e.action for e in _tool_audit(db)] == [SENT]
 
 
 def test_force_sends_it_audited_with_a_warning(sim: Path, tmp_path: Path) -> None:

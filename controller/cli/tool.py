@@ -154,7 +154,8 @@ def _guard(args: argparse.Namespace, tool: str, command: str, line: str) -> None
         return
     with found.store as store:
         verdict = judge(tool=tool, command=typed, line=line, changes=True,
-                        holder=found.holder, mode=found.mode, force=args.force)
+                        holder=found.holder, mode=found.mode, force=args.force,
+                        working=found.working)
         if verdict.refusal is not None:
             raise UserError(verdict.refusal)
         if verdict.audit is not None:

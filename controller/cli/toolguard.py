@@ -53,16 +53,30 @@ SEND = Verdict()
 
 
 def judge(*, tool: str, command: str, line: str, changes: bool, holder: LockInfo | None,
-          mode: ToolMode, force: bool) -> Verdict:
+          mode: ToolMode, force: bool, working: str | None = None) -> Verdict:
     """The rule. ``command``: the command as typed (``n2 off``); ``line``: the line's lock
     id; ``holder``: the live lease on it, None when nobody runs it (no lease, or a stale
-    one); ``mode``: the tool's mode on that line."""
+    one); ``mode``: the tool's mode on that line; ``working``: what the tool's last
+    recorded E10 state says it is doing when that is a wafer's work (productive), else
+    None. Out of production a tool finishes the wafer it has (the oven: every wafer on its
+    belt): until its state leaves productive, a change would still hit that wafer."""
     if not changes or holder is None:
         return SEND
     who = f"{holder.what} is run by a controller ({holder.describe()})"
-    if mode is not ToolMode.PRODUCTION:
+    if mode is not ToolMode.PRODUCTION and working is None:
         return Verdict(audit=(SENT, f"{tool} {command}: console command to {tool} in "
                               f"{mode.value} while {who}"))
+    if mode is not ToolMode.PRODUCTION:
+        if force:
+            return Verdict(
+                audit=(FORCED, f"{tool} {command}: console command with --force to {tool} "
+                       f"in {mode.value}, still working ({working}), while {who}"),
+                warning=f"warning: {tool} {command}: sending it with --force to a tool still "
+                        f"working ({working}) while {who}; audited")
+        return Verdict(refusal=(
+            f"{tool} {command}: refused: {tool} is in {mode.value} but still working "
+            f"({working}) while {who}: a wafer on it finishes first; wait until 'bumpline "
+            f"tools' shows it {mode.value}, or send it anyway with --force (audited)"))
     if force:
         return Verdict(
             audit=(FORCED, f"{tool} {command}: console command with --force to {tool} in "
@@ -86,6 +100,7 @@ class Found:
     holder: LockInfo | None = None
     mode: ToolMode = ToolMode.PRODUCTION
     missing: Path | None = None
+    working: str | None = None  # the tool's last recorded state, when productive
 
 
 def look(db: str | None, line: str, tool: str) -> Found:
@@ -115,7 +130,21 @@ def look(db: str | None, line: str, tool: str) -> Found:
     try:
         holder = store.line_lock_holder(line, live_only=True)
         info = store.tool_modes().get(tool) if line_id is not None else None
+        working = _working(store, line_id, tool) if info is not None else None
     except BaseException:
         store.close()
         raise
-    return Found(store, holder, info.mode if info is not None else ToolMode.PRODUCTION)
+    return Found(store, holder, info.mode if info is not None else ToolMode.PRODUCTION,
+                 working=working)
+
+
+def _working(store: Store, line_id: str | None, tool: str) -> str | None:
+    """The tool's last recorded E10 state on the line, said, when it is a wafer's work."""
+    from controller.line.e10 import E10State
+
+    latest = [s for s in store.tool_states_latest(line_id) if s.tool == tool]
+    if not latest or latest[-1].e10_state != E10State.PRODUCTIVE.value:
+        return None
+    state = latest[-1]
+    return f"{state.e10_state} since {state.at:%Y-%m-%d %H:%M:%S}Z" + (
+        f": {state.reason}" if state.reason else "")
