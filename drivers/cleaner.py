@@ -395,6 +395,12 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         await self.link.write_registers(reg.address, words, what="WAFER_ID")
         await self._command("LOAD", done=(CleanerState.LOADED,))
 
+    async def loaded_wafer_id(self) -> str:
+        """WAFER_ID as the cleaner holds it (HR 10-17): the id the last LOAD took, whatever
+        the results say (a tool may write RESULT_WAFER_ID at LOAD or only when a cycle ends)."""
+        value: str = await self.regs.read("WAFER_ID")
+        return value
+
     async def start(self) -> None:
         """Wash (FC-2 strip: strip), rinse, dry (LOADED, its tank at temperature)."""
         await self._command("START", done=(*CYCLE_STATES, CleanerState.DONE))

@@ -171,11 +171,41 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
                     notes.append("ABORT refused while STRIPPING: waiting for the cycle's end")
                     wait_s = self.nominal_s(step)
                 await driver.wait_for(CleanerState.DONE, timeout_s=timeout_for(wait_s))
-            if (await driver.status()).state is CleanerState.DONE:
+            status = await driver.status()
+            if status.state is CleanerState.LOADED and status.wafer_present:
+                notes += await self._out_of_loaded(driver, wafer_id)
+                status = await driver.status()
+            if status.state is CleanerState.DONE:
                 await driver.unload()
                 notes.append("wafer unloaded")
         except ToolError as exc:
             notes.append(f"could not finish the abort: {exc}")
+        return notes
+
+    async def _out_of_loaded(self, driver: Cleaner, wafer_id: str) -> list[str]:
+        """Our failed wafer LOADED in the chamber: the cycle an alarm ended, where CLEAR put
+        it "back to LOADED / DONE / IDLE as fits the wafer" (flux-cleaner.md) and this
+        cleaner took an unfinished wafer as LOADED (the other reading is DONE, status
+        ALARM). UNLOAD is allowed in DONE only and ABORT while a cycle runs, so the one way
+        out is START, then ABORT at once: DONE with status ABORTED, then UNLOAD. Only for a
+        flux clean (a few seconds of wash more on a failed wafer) and only for the wafer
+        our last LOAD put there; anything else stays for an engineer."""
+        held = await driver.loaded_wafer_id()
+        if held != wafer_id:
+            return [f"the chamber holds {held or 'a wafer'} LOADED, not {wafer_id}: "
+                    "left for an engineer"]
+        if self.mode is not CleanMode.FLUX_CLEAN:
+            return ["left LOADED in the chamber (after its alarm the cleaner kept it "
+                    "LOADED; only a START takes it on to DONE): an engineer decides"]
+        await driver.start()
+        notes = ["still LOADED after the alarm: START sent to end its cycle"]
+        try:
+            await driver.abort()
+            notes.append("ABORT sent")
+        except DeviceBusy:  # the cycle ended first (a short recipe on a fast line)
+            if (await driver.status()).state is not CleanerState.DONE:
+                raise
+        await driver.wait_for(CleanerState.DONE, timeout_s=timeout_for(ABORT_S))
         return notes
 
     async def settle(self, driver: Cleaner, step: C, wafer: Recovering, clock: Clock

@@ -1,0 +1,237 @@
+"""The independent tools on sockets: the RF-10N on Modbus TCP, the FC-1 as Modbus RTU
+frames over raw TCP (a serial device server in raw mode). asyncio, no pymodbus.
+
+Run it alone (``python -m tests.independent.servers --speed 200``): it prints one JSON
+line with the ports, then serves until killed. Tool time is wall time x ``speed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tests.independent.fc1 import DONE, LOADED, Cleaner
+from tests.independent.modbus_codec import (
+    check_rtu,
+    handle_pdu,
+    mbap,
+    rtu,
+    rtu_request_length,
+    split_mbap,
+)
+from tests.independent.rf10n import Oven
+
+OVEN_UNIT = 1
+CLEANER_UNIT = 2
+RTU_BAUD = 19200
+RTU_CHAR_S = 11 / RTU_BAUD  # 8E1: start + 8 data + parity + stop
+
+
+@dataclass
+class ToolClock:
+    """Moves a pure tool model up to the current tool time before each request."""
+
+    tool: Oven | Cleaner
+    speed: float
+    now: Callable[[], float] = time.monotonic
+    started: float = field(default=0.0)
+    done_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = self.now()
+
+    def catch_up(self) -> None:
+        target = (self.now() - self.started) * self.speed
+        if target > self.done_s:
+            self.tool.advance(target - self.done_s)
+            self.done_s = target
+
+
+@dataclass
+class Served:
+    oven: Oven
+    cleaner: Cleaner
+    oven_port: int
+    cleaner_port: int
+    requests: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+
+
+async def _oven_conn(clock: ToolClock, served: Served, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+    buffer = bytearray()
+    try:
+        while data := await reader.read(4096):
+            buffer += data
+            while (adu := split_mbap(buffer)) is not None:
+                transaction, protocol, unit, pdu = adu
+                if protocol != 0 or unit != OVEN_UNIT or not pdu:
+                    continue  # not ours: a strict unit stays silent
+                clock.catch_up()
+                reply = handle_pdu(clock.tool, pdu)
+                served.requests.append(("oven", pdu, reply))
+                writer.write(mbap(transaction, unit, reply))
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def _cleaner_conn(clock: ToolClock, served: Served, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter, pace: bool) -> None:
+    buffer = bytearray()
+    try:
+        while data := await reader.read(4096):
+            buffer += data
+            while buffer:
+                length = rtu_request_length(bytes(buffer))
+                if length is None:
+                    break
+                if length < 0 or length > 256:
+                    length = len(buffer)  # unknown function: one burst is one frame
+                if len(buffer) < length:
+                    break
+                frame = bytes(buffer[:length])
+                del buffer[:length]
+                parsed = check_rtu(frame)
+                if parsed is None:
+                    buffer.clear()  # a damaged frame: resynchronise on the next burst
+                    break
+                unit, pdu = parsed
+                if unit not in (CLEANER_UNIT, 0):
+                    continue
+                clock.catch_up()
+                reply = handle_pdu(clock.tool, pdu)
+                served.requests.append(("cleaner", pdu, reply))
+                if unit == 0:
+                    continue  # broadcast: done, never answered
+                out = rtu(CLEANER_UNIT, reply)
+                if pace:  # the serial line's time: request, turnaround, reply
+                    await asyncio.sleep((len(frame) + 3.5 + len(out)) * RTU_CHAR_S)
+                writer.write(out)
+                await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def serve(speed: float, *, host: str = "127.0.0.1", oven_port: int = 0,
+                cleaner_port: int = 0, count_exit: bool = True, pace_rtu: bool = True,
+                cleaner_bath_c: float | None = None, cleaner_alarms: dict[int, int] | None = None,
+                interrupted_to: int = DONE):
+    oven = Oven(count_exit=count_exit)
+    cleaner = Cleaner(bath_c=25.0 if cleaner_bath_c is None else cleaner_bath_c,
+                      alarm_at_wafer=cleaner_alarms, interrupted_to=interrupted_to)
+    oven_clock, cleaner_clock = ToolClock(oven, speed), ToolClock(cleaner, speed)
+    served = Served(oven, cleaner, 0, 0)
+    cleaner_conns = 0
+
+    async def cleaner_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A serial device server in raw mode has one serial line: one client at a time.
+        nonlocal cleaner_conns
+        if cleaner_conns:
+            writer.close()
+            return
+        cleaner_conns += 1
+        try:
+            await _cleaner_conn(cleaner_clock, served, reader, writer, pace_rtu)
+        finally:
+            cleaner_conns -= 1
+
+    handlers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    def tracked(handler: Callable[..., Awaitable[None]]
+                ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            handlers[task] = writer
+            try:
+                await handler(reader, writer)
+            finally:
+                handlers.pop(task, None)
+        return run
+
+    oven_server = await asyncio.start_server(
+        tracked(lambda r, w: _oven_conn(oven_clock, served, r, w)), host, oven_port)
+    cleaner_server = await asyncio.start_server(tracked(cleaner_conn), host, cleaner_port)
+    served.oven_port = oven_server.sockets[0].getsockname()[1]
+    served.cleaner_port = cleaner_server.sockets[0].getsockname()[1]
+    try:
+        yield served
+    finally:
+        oven_server.close()
+        cleaner_server.close()
+        # Hang up on every client so each handler ends by itself (never cancelled).
+        for writer in list(handlers.values()):
+            writer.transport.abort()
+        if handlers:
+            await asyncio.wait(list(handlers), timeout=5)
+        await oven_server.wait_closed()
+        await cleaner_server.wait_closed()
+
+
+def line_tables(served: Served, host: str = "127.0.0.1") -> str:
+    """The [tools.*] tables of a line configuration that reach these tools."""
+    return (
+        f'[tools.oven-1]\nrole = "oven"\ntransport = "modbus-tcp"\nhost = "{host}"\n'
+        f"port = {served.oven_port}\nunit = {OVEN_UNIT}\n\n"
+        f'[tools.cleaner-1]\nrole = "cleaner"\nmodel = "FC-1"\ntransport = "modbus-rtu"\n'
+        f'port = "socket://{host}:{served.cleaner_port}"\nunit = {CLEANER_UNIT}\n'
+    )
+
+
+async def _main(args: argparse.Namespace) -> str:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve(args.speed, oven_port=args.oven_port, cleaner_port=args.cleaner_port,
+                     count_exit=args.oven_belt_count == "exit",
+                     pace_rtu=not args.no_pace,
+                     cleaner_alarms=dict(_alarm(a) for a in args.cleaner_alarm),
+                     interrupted_to=LOADED if args.interrupted == "loaded" else DONE) as served:
+        print(json.dumps({"oven_port": served.oven_port,
+                          "cleaner_port": served.cleaner_port}), flush=True)
+        await stop.wait()
+        return "\n".join(["# oven", *served.oven.log, "# cleaner", *served.cleaner.log]) + "\n"
+
+
+def _alarm(text: str) -> tuple[int, int]:
+    code, n = text.split("@")
+    return int(n), int(code)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--speed", type=float, default=200.0)
+    parser.add_argument("--oven-port", type=int, default=0)
+    parser.add_argument("--cleaner-port", type=int, default=0)
+    parser.add_argument("--oven-belt-count", choices=("exit", "tunnel"), default="exit")
+    parser.add_argument("--no-pace", action="store_true", help="answer RTU at once")
+    parser.add_argument("--cleaner-alarm", action="append", default=[],
+                        help="CODE@N: latch CODE half way through the N-th wafer's wash")
+    parser.add_argument("--interrupted", choices=("done", "loaded"), default="done",
+                        help="where CLEAR leaves a wafer whose cycle an alarm ended")
+    parser.add_argument("--log", help="write the tools' event logs here on exit")
+    args = parser.parse_args()
+    log = asyncio.run(_main(args))
+    if args.log:
+        with open(args.log, "w", encoding="utf-8") as out:
+            out.write(log)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The drivers against tools written by someone else from the specs alone.
+
+``tests/independent/`` holds an RF-10N (Modbus TCP) and an FC-1 (Modbus RTU frames over
+raw TCP, paced at 19200 baud) written from reflow-oven.md and flux-cleaner.md without
+reading ``sim/``, taking the strictest reasonable choice where the specs are silent
+(docs/protocols.md, "Independent tools"). A short lot runs on them on every test run,
+so a driver that leans on a choice only our simulator made is found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drivers.clock import ScaledClock
+from drivers.line_config import parse_line_config
+from drivers.tools import open_tool
+from drivers.types import CleanerState
+from sequences.kinds import kind_of
+from sequences.recipes.recipe import find_recipe
+from tests.independent.fc1 import DONE, LOADED
+from tests.independent.servers import line_tables, serve
+from tests.sim_process import stop, wait_for_line_config
+
+BUMPLINE = [sys.executable, "-m", "controller.cli"]
+RECIPE = "rebump-hipb-snpb"
+LOT_SPEED = 300.0
+DRIVER_SPEED = 1000.0
+
+
+def _clean_step():
+    recipe = find_recipe(RECIPE)
+    return next(step for step in recipe.steps if step.kind == "clean")
+
+
+async def test_a_short_lot_on_the_independent_oven_and_cleaner(tmp_path: Path) -> None:
+    """Our simulator serves the printer and the mounter; the oven and the cleaner are
+    the independent ones (a cold cleaner bath, reads across unlisted addresses refused,
+    RESULT_WAFER_ID latched at LOAD, the RTU line paced)."""
+    sim_config = tmp_path / "sim-line.toml"
+    sim = await asyncio.to_thread(
+        subprocess.Popen,
+        [*BUMPLINE, "sim", "--speed", str(LOT_SPEED), "--ovens", "0", "--cleaners", "0",
+         "--config-out", str(sim_config)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.to_thread(wait_for_line_config, sim_config, sim)
+        async with serve(LOT_SPEED) as served:
+            line = tmp_path / "line.toml"
+            line.write_text(sim_config.read_text() + "\n" + line_tables(served))
+            proc = await asyncio.create_subprocess_exec(
+                *BUMPLINE, "run", "--lot", "IND1", "--recipe", RECIPE, "--wafers", "2",
+                "--line", str(line), "--db", str(tmp_path / "ind.db"), "--plain",
+                "--report-dir", str(tmp_path / "reports"),
+                cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=100)
+    finally:
+        await asyncio.to_thread(stop, sim)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "lot IND1: complete; 2/2 wafers complete" in text, text
+    oven, cleaner = served.oven.log, served.cleaner.log
+    assert sorted(e for e in oven if e.startswith("load")) == [
+        "load IND1-01", "load IND1-01", "load IND1-02", "load IND1-02"], oven
+    assert not [e for e in oven + cleaner if e.startswith("alarm")], (oven, cleaner)
+    assert cleaner.count("unload") == 4, cleaner
+
+
+@pytest.mark.parametrize(("interrupted_to", "sent"), [
+    (DONE, ["unload"]),
+    (LOADED, ["start W1", "done W1 status 2", "unload"]),
+])
+async def test_a_wafer_an_alarm_left_loaded_is_taken_out(interrupted_to, sent) -> None:
+    """flux-cleaner.md: CLEAR goes "back to LOADED / DONE / IDLE as fits the wafer". A
+    cleaner may put a wafer whose cycle an alarm ended back to LOADED; UNLOAD is allowed
+    in DONE only and ABORT while a cycle runs, so the failed wafer's abort STARTs and
+    ABORTs it, then UNLOADs (before: it stayed LOADED and held every later wafer)."""
+    step = _clean_step()
+    async with serve(DRIVER_SPEED, cleaner_bath_c=60.0, cleaner_alarms={1: 620},
+                     interrupted_to=interrupted_to) as served:
+        config = parse_line_config("[line]\nname = 'ind'\n" f"time_scale = {DRIVER_SPEED}\n"
+                                   + line_tables(served))
+        async with open_tool(config.tools["cleaner-1"], ScaledClock(DRIVER_SPEED)) as cleaner:
+            await cleaner.set_recipe(step.tool_recipe())
+            await cleaner.load("W1")
+            await cleaner.start()
+            await cleaner.wait_for(CleanerState.ALARM, timeout_s=600)
+            await cleaner.clear_alarm()
+            assert (await cleaner.status()).state.value == interrupted_to
+            mark = len(served.cleaner.log)
+            notes = await kind_of(step).abort(cleaner, step, "W1")
+            assert served.cleaner.log[mark:] == sent, notes
+            assert notes[-1] == "wafer unloaded", notes
+            assert (await cleaner.status()).state is CleanerState.READY
+
+
+async def test_another_wafer_left_loaded_stays_for_an_engineer() -> None:
+    step = _clean_step()
+    async with serve(DRIVER_SPEED, cleaner_bath_c=60.0, cleaner_alarms={1: 620},
+                     interrupted_to=LOADED) as served:
+        config = parse_line_config("[line]\nname = 'ind'\n" f"time_scale = {DRIVER_SPEED}\n"
+                                   + line_tables(served))
+        async with open_tool(config.tools["cleaner-1"], ScaledClock(DRIVER_SPEED)) as cleaner:
+            await cleaner.set_recipe(step.tool_recipe())
+            await cleaner.load("W1")
+            await cleaner.start()
+            await cleaner.wait_for(CleanerState.ALARM, timeout_s=600)
+            await cleaner.clear_alarm()
+            mark = len(served.cleaner.log)
+            notes = await kind_of(step).abort(cleaner, step, "W2")
+            assert served.cleaner.log[mark:] == [], notes
+            assert "holds W1 LOADED, not W2" in notes[0], notes
