@@ -33,17 +33,16 @@ from sim.modbus_map import (
 )
 from sim.thermal import (
     AMBIENT_C,
-    HEATING_ZONES,
     O2_AIR_PPM,
     O2_PURGED_PPM,
     STEP_S,
-    STUCK_HEATER_EXCESS_C,
     TUNNEL_MM,
     ZONES,
     WaferPass,
+    ZoneSettings,
     air_at,
     o2_step,
-    zone_air_step,
+    zones_air_step,
 )
 
 
@@ -103,6 +102,7 @@ INPUT_MAP = addresses(range(0, 15), range(20, 27), range(30, 38), [IR_CURVE_LEN]
 # The exit block's unlisted IR 27-29 read 0 inside a read that spans them, as the spec's
 # worked example reads IR 20-37 in one request; a read that starts or ends in them is 02.
 EXIT_GAP = range(27, 30)
+INPUT_MAP_ACROSS = INPUT_MAP | addresses(EXIT_GAP)
 DISCRETE_MAP = addresses(range(4))
 COIL_MAP = addresses(range(2))
 
@@ -147,6 +147,7 @@ class OvenModel(LatchedAlarms):
         self._staged = list(_POWER_UP_STAGING)
         self._load_id = [0] * ID_REGISTERS
         self._setpoints = [0.0] * ZONES
+        self._zones_now: ZoneSettings | None = None  # see _zones()
         self._speed_mm_min = 600
         self._o2_limit = 100
         self._tal_threshold_c = 183.0
@@ -213,40 +214,50 @@ class OvenModel(LatchedAlarms):
         self._steps += steps
         self._stable_since = stable_from  # settled air is within the band
 
-    def _step(self) -> None:
-        heaters_off = self._estop
-        for i in range(ZONES):
-            sp = self._setpoints[i]
-            if sp <= 0 or heaters_off or i in self._tc_failed:
-                self._air[i] = zone_air_step(self._air[i], AMBIENT_C, cooling_zone=False)
-            else:
-                target = sp + STUCK_HEATER_EXCESS_C if i in self._stuck_heaters else sp
-                self._air[i] = zone_air_step(self._air[i], target, i >= HEATING_ZONES)
-        self._steps += 1
-        self._o2 = o2_step(self._o2, self._n2_coil and self._n2_supply_ok)
+    def _zones(self) -> ZoneSettings:
+        """Worked out once for each setting of the zones (``_heating_changed`` says when),
+        not in every step, where it cost more than the physics."""
+        if self._zones_now is None:
+            self._zones_now = ZoneSettings(self._setpoints, self._estop, self._tc_failed,
+                                           self._stuck_heaters, OVER_TEMPERATURE_C)
+        return self._zones_now
 
-        running = self._belt_running()
-        travel = self._speed_mm_min / 60.0 * STEP_S if running else 0.0
+    def _heating_changed(self) -> None:  # setpoints, e-stop, a thermocouple or a heater
+        self._zones_now = None
+
+    def _step(self) -> None:
+        air = self._air
+        zones_air_step(air, self._zones().heating)
+        self._steps += 1
+        purging = self._n2_coil and self._n2_supply_ok
+        if self._o2 != (O2_PURGED_PPM if purging else O2_AIR_PPM):  # on target it stays
+            self._o2 = o2_step(self._o2, purging)
+
         o2 = self._o2
         o2_high = o2 > self._o2_limit
-        flags = (0 if running else FLAG_BELT_STOPPED) | (FLAG_O2_HIGH if o2_high else 0)
-        if any(code in ZONE_ALARMS for code in self._alarms):
-            flags |= FLAG_ZONE_ALARM
         mid_tunnel_alarms: list[int] = []
-        for wafer in self._tunnel:
-            start = wafer.position_mm
-            wafer.position_mm = min(TUNNEL_MM, start + travel)
-            wafer.step(air_at(0.5 * (start + wafer.position_mm), self._air), o2)
-            wafer.flags |= flags
-            if wafer.pending_alarms and wafer.position_mm >= TUNNEL_MM / 2:
-                mid_tunnel_alarms.extend(wafer.pending_alarms)
-                wafer.pending_alarms = []
+        if self._tunnel:
+            running = self._belt_running()
+            travel = self._speed_mm_min / 60.0 * STEP_S if running else 0.0
+            flags = (0 if running else FLAG_BELT_STOPPED) | (FLAG_O2_HIGH if o2_high else 0)
+            if not ZONE_ALARMS.isdisjoint(self._alarms):
+                flags |= FLAG_ZONE_ALARM
+            for wafer in self._tunnel:
+                start = wafer.position_mm
+                wafer.position_mm = min(TUNNEL_MM, start + travel)
+                wafer.step(air_at(0.5 * (start + wafer.position_mm), air), o2)
+                wafer.flags |= flags
+                if wafer.pending_alarms and wafer.position_mm >= TUNNEL_MM / 2:
+                    mid_tunnel_alarms.extend(wafer.pending_alarms)
+                    wafer.pending_alarms = []
         self._t += STEP_S
 
         for code in mid_tunnel_alarms:
             self._latch(code, "fault plan")
-        self._fire_due_alarms()
-        self._arrive_at_exit()
+        if self._time_alarms:
+            self._fire_due_alarms()
+        if self._tunnel:
+            self._arrive_at_exit()
         if self._armed and self._over_temperature():
             self._latch(510)
         if self._tunnel and o2_high:
@@ -284,13 +295,16 @@ class OvenModel(LatchedAlarms):
 
     def _belt_running(self) -> bool:
         return (self._belt_coil and not self._jammed and not self._estop
-                and not any(code in BELT_STOPPING_ALARMS for code in self._alarms))
+                and BELT_STOPPING_ALARMS.isdisjoint(self._alarms))
 
     def _zones_stable(self) -> bool:
-        if self._estop:
+        zones = self._zones()
+        if zones.never_stable:
             return False
-        for i, sp in enumerate(self._setpoints):
-            if sp > 0 and (i in self._tc_failed or abs(self._air[i] - sp) > STABLE_BAND_C):
+        air = self._air
+        for i, sp in zones.watched:
+            off = air[i] - sp
+            if off > STABLE_BAND_C or off < -STABLE_BAND_C:  # abs(off) > band, without a call
                 return False
         return True
 
@@ -298,8 +312,11 @@ class OvenModel(LatchedAlarms):
         return self._stable_since is not None and self._t - self._stable_since >= READY_HOLD_S
 
     def _over_temperature(self) -> bool:
-        return any(sp > 0 and i not in self._tc_failed and self._air[i] > sp + OVER_TEMPERATURE_C
-                   for i, sp in enumerate(self._setpoints))
+        air = self._air
+        for i, limit in self._zones().over_limits:
+            if air[i] > limit:
+                return True
+        return False
 
     def _wafers_on_belt(self) -> int:
         """IR 11 WAFERS_ON_BELT, which APPLY and STANDBY need at 0 (as the spec says)."""
@@ -354,9 +371,9 @@ class OvenModel(LatchedAlarms):
         if table is Table.INPUT:
             end = address + count
             across = address < EXIT_GAP.start and end > EXIT_GAP.stop
-            check_span(INPUT_MAP | addresses(EXIT_GAP) if across else INPUT_MAP, table,
-                       address, count)
-            return [0 if a in EXIT_GAP else self._input(a) for a in range(address, end)]
+            check_span(INPUT_MAP_ACROSS if across else INPUT_MAP, table, address, count)
+            blocks: dict[int, list[int]] = {}
+            return [0 if a in EXIT_GAP else self._input(a, blocks) for a in range(address, end)]
         if table is Table.DISCRETE_INPUTS:
             check_span(DISCRETE_MAP, table, address, count)
             bits = [self._entrance_clear(), self._exit_waiting is not None,
@@ -372,26 +389,34 @@ class OvenModel(LatchedAlarms):
             return 0
         return self._load_id[a - HR_LOAD_WAFER_ID]
 
-    def _input(self, a: int) -> int:
+    def _input(self, a: int, blocks: dict[int, list[int]]) -> int:
+        """IR ``a``; ``blocks``: the status and exit blocks already worked out in this read
+        (once per register, reading the exit block cost seven of them)."""
         if a < ZONES:
             if a in self._tc_failed:
                 return TC_FAILED
             noise = self._noise_table[(self._steps * ZONES + a) % _NOISE_TABLE]
             return to_s16(self._air[a] + noise)
         if a < IR_EXIT:
-            return [int(self._state()), self._wafers_on_belt(),
-                    self._alarms[0] if self._alarms else 0,
-                    to_u16(self._o2), self._profile_id][a - IR_STATE]
+            if IR_STATE not in blocks:
+                blocks[IR_STATE] = [int(self._state()), self._wafers_on_belt(),
+                                    self._alarms[0] if self._alarms else 0,
+                                    to_u16(self._o2), self._profile_id]
+            return blocks[IR_STATE][a - IR_STATE]
         w = self._exit_result
         if a < IR_EXIT_WAFER_ID:
             if w is None:
                 return 0
-            return [to_s16(w.peak_c), to_u16(w.tal_s, 10), to_u16(w.ramp_max_c_s, 100),
-                    to_u16(w.cool_max_c_s, 100), w.profile_id, to_u16(w.o2_max_ppm),
-                    w.flags][a - IR_EXIT]
+            if IR_EXIT not in blocks:
+                blocks[IR_EXIT] = [to_s16(w.peak_c), to_u16(w.tal_s, 10),
+                                   to_u16(w.ramp_max_c_s, 100), to_u16(w.cool_max_c_s, 100),
+                                   w.profile_id, to_u16(w.o2_max_ppm), w.flags]
+            return blocks[IR_EXIT][a - IR_EXIT]
         if a < IR_CURVE_LEN:
-            words = text_to_registers(w.wafer_id if w else "", ID_REGISTERS)
-            return words[a - IR_EXIT_WAFER_ID]
+            if IR_EXIT_WAFER_ID not in blocks:
+                blocks[IR_EXIT_WAFER_ID] = text_to_registers(w.wafer_id if w else "",
+                                                             ID_REGISTERS)
+            return blocks[IR_EXIT_WAFER_ID][a - IR_EXIT_WAFER_ID]
         curve = w.curve_c if w else []
         if a == IR_CURVE_LEN:
             return len(curve)
@@ -453,6 +478,7 @@ class OvenModel(LatchedAlarms):
             busy_unless(not self._alarms, f"APPLY: alarm {self._alarm_code()} latched")
             s = self._staged
             self._setpoints = [w / 10.0 for w in s[:ZONES]]
+            self._heating_changed()
             self._speed_mm_min, self._o2_limit = s[HR_CONVEYOR_SPEED], s[HR_O2_LIMIT]
             self._tal_threshold_c, self._profile_id = s[HR_TAL_THRESHOLD] / 10.0, s[HR_PROFILE_ID]
             self._applied, self._standby, self._armed = True, False, False
@@ -485,6 +511,7 @@ class OvenModel(LatchedAlarms):
         else:
             busy_unless(self._wafers_on_belt() == 0, "STANDBY: wafers on the belt")
             self._setpoints = [STANDBY_SETPOINT_C] * ZONES
+            self._heating_changed()
             # reflow-oven.md: "all zone setpoints to 100.0 C", and HR 0-9 are ZONE_SP: they
             # read 1000 too. The host stages its profile again before the next APPLY.
             self._staged[:ZONES] = [round(STANDBY_SETPOINT_C * 10)] * ZONES
@@ -515,20 +542,24 @@ class OvenModel(LatchedAlarms):
         """The zone's thermocouple opens: it reads 0x7FFF, its heater is cut, alarm 560."""
         self.advance(now)
         self._tc_failed.add(self._zone_index(zone))
+        self._heating_changed()
         self._latch(560, f"zone {zone}")
 
     def repair_thermocouple(self, zone: int, now: float) -> None:
         self.advance(now)
         self._tc_failed.discard(self._zone_index(zone))
+        self._heating_changed()
 
     def stick_heater(self, zone: int, now: float) -> None:
         """A welded heater relay: the zone runs away above setpoint (510 once READY)."""
         self.advance(now)
         self._stuck_heaters.add(self._zone_index(zone))
+        self._heating_changed()
 
     def repair_heater(self, zone: int, now: float) -> None:
         self.advance(now)
         self._stuck_heaters.discard(self._zone_index(zone))
+        self._heating_changed()
 
     def lose_nitrogen(self, now: float) -> None:
         """N2 supply fails: O2 climbs toward air; alarm 550 while the purge is switched on."""
@@ -554,11 +585,13 @@ class OvenModel(LatchedAlarms):
         """Emergency stop: belt stops, every heater is cut, alarm 900."""
         self.advance(now)
         self._estop = True
+        self._heating_changed()
         self._latch(900)
 
     def release_estop(self, now: float) -> None:
         self.advance(now)
         self._estop = False
+        self._heating_changed()
 
     # --- for tests and the benchmark: a read-only look inside ------------------------------------
 
@@ -580,3 +613,4 @@ class OvenModel(LatchedAlarms):
         """The wafer waiting at the exit (not yet UNLOADed), if any."""
         self.advance(now)
         return self._exit_waiting.wafer_id if self._exit_waiting is not None else None
+

@@ -108,26 +108,33 @@ class StripperModel(CleanerModel):
             return self._strip_ready()
         return self._bath_ready()
 
+    def _strip_target(self) -> float:
+        return self._strip_sp() if self._strip_heater_ok else AMBIENT_C
+
     def _heat_tanks(self) -> None:
         super()._heat_tanks()
-        self._strip_c = approach(self._strip_c,
-                                 self._strip_sp() if self._strip_heater_ok else AMBIENT_C)
+        self._strip_c = approach(self._strip_c, self._strip_target())
+
+    def _tanks_settled(self) -> bool:
+        return super()._tanks_settled() and self._strip_c == self._strip_target()
 
     # --- the cycle -------------------------------------------------------------------------------
 
-    def _expose(self, cycle: Cycle, phase: CleanerState) -> None:
+    def _expose(self, cycle: Cycle, phase: CleanerState, steps: int = 1) -> None:
         if phase is CleanerState.STRIPPING:
             assert isinstance(cycle, _StripCycle)
-            cycle.strip_dose_s += strip_rate(self._strip_c) * STEP_S
-            cycle.exposure += wash_rate(self._strip_c, cycle.pressure_bar) * STEP_S
+            strip = strip_rate(self._strip_c) * STEP_S
+            wash = wash_rate(self._strip_c, cycle.pressure_bar) * STEP_S
+            for _ in range(steps):
+                cycle.strip_dose_s += strip
+                cycle.exposure += wash
         else:
-            super()._expose(cycle, phase)
+            super()._expose(cycle, phase, steps)
 
-    def _check_running(self, cycle: Cycle, phase: CleanerState) -> None:
+    def _running_alarm(self, cycle: Cycle, phase: CleanerState) -> tuple[int, str] | None:
         if phase is CleanerState.STRIPPING and abs(self._strip_c - cycle.wash_sp_c) > STRIP_BAND_C:
-            self._latch(660, f"strip tank {self._strip_c:.1f} C")
-        else:
-            super()._check_running(cycle, phase)
+            return 660, f"strip tank {self._strip_c:.1f} C"
+        return super()._running_alarm(cycle, phase)
 
     def _measure(self, cycle: Cycle) -> None:
         super()._measure(cycle)
@@ -187,14 +194,9 @@ class StripperModel(CleanerModel):
 
     # --- registers -------------------------------------------------------------------------------
 
-    def _input(self, a: int) -> int:
-        if a == 7:
-            return to_u16(self._strip_c, 10)
-        if a == 8:
-            return to_u16(self._result_mask, 10)
-        if a == 9:
-            return self._mode_active
-        return super()._input(a)
+    def _status_words(self) -> list[int]:
+        return [*super()._status_words(), to_u16(self._strip_c, 10),
+                to_u16(self._result_mask, 10), self._mode_active]
 
     def _discrete_bits(self) -> list[bool]:
         return [*super()._discrete_bits(), self._stripper_low()]

@@ -21,6 +21,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 STEP_S = 1.0
@@ -65,14 +66,48 @@ def zone_of(position_mm: float) -> int:
     return min(ZONES - 1, max(0, int(position_mm // ZONE_LENGTH_MM)))
 
 
+class ZoneSettings:
+    """For one setting of the zones (setpoints, heaters cut, failed thermocouples, stuck
+    heaters): (zone, air target, cooling zone?) of every zone; the zones with a setpoint
+    (READY watches them; ``never_stable`` when one cannot be read or the heaters are cut),
+    and (zone, limit) for over-temperature: ``over_c`` above setpoint, where it reads."""
+
+    __slots__ = ("heating", "never_stable", "over_limits", "watched")
+
+    def __init__(self, setpoints: list[float], heaters_off: bool, tc_failed: set[int],
+                 stuck_heaters: set[int], over_c: float) -> None:
+        self.heating: list[tuple[int, float, bool]] = []
+        for i, sp in enumerate(setpoints):
+            if sp <= 0 or heaters_off or i in tc_failed:
+                self.heating.append((i, AMBIENT_C, False))
+            else:
+                target = sp + STUCK_HEATER_EXCESS_C if i in stuck_heaters else sp
+                self.heating.append((i, target, i >= HEATING_ZONES))
+        self.watched = [(i, sp) for i, sp in enumerate(setpoints) if sp > 0]
+        self.never_stable = heaters_off or any(i in tc_failed for i, _ in self.watched)
+        self.over_limits = [(i, sp + over_c) for i, sp in self.watched if i not in tc_failed]
+
+
 def zone_air_step(air_c: float, target_c: float, cooling_zone: bool) -> float:
     """One step of a zone's air toward ``target_c``: fast up, slow down."""
-    if cooling_zone:
-        a = A_COOLING_ZONE
-    else:
-        a = A_HEAT if target_c > air_c else A_COOL
-    air_c = target_c + (air_c - target_c) * a
-    return target_c if abs(air_c - target_c) < SETTLED_C else air_c
+    air = [air_c]
+    zones_air_step(air, [(0, target_c, cooling_zone)])
+    return air[0]
+
+
+def zones_air_step(air_c: list[float], zones: Iterable[tuple[int, float, bool]]) -> None:
+    """One step of each zone's air in ``air_c``: zones are (index, target, cooling zone?).
+    One call for all of them: the oven steps every second of tool time."""
+    for i, target_c, cooling_zone in zones:
+        air = air_c[i]
+        if air == target_c:
+            continue  # on its target a zone stays there: the sum below would give it exactly
+        if cooling_zone:
+            a = A_COOLING_ZONE
+        else:
+            a = A_HEAT if target_c > air else A_COOL
+        air = target_c + (air - target_c) * a
+        air_c[i] = target_c if abs(air - target_c) < SETTLED_C else air
 
 
 def air_at(position_mm: float, zone_air_c: list[float]) -> float:
@@ -141,7 +176,9 @@ class WaferPass:
             self.cool_max_c_s = -rate
         if after > self.peak_c:
             self.peak_c = after
-        self.tal_s += time_above(before, after, self.tal_threshold_c)
+        threshold = self.tal_threshold_c
+        if before > threshold or after > threshold:  # else nothing above it: adds 0
+            self.tal_s += time_above(before, after, threshold)
         if o2_ppm > self.o2_max_ppm:
             self.o2_max_ppm = o2_ppm
         if self.elapsed_s % CURVE_INTERVAL_S == 0 and len(self.curve_c) < CURVE_MAX_SAMPLES:

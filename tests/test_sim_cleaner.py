@@ -309,3 +309,50 @@ def test_deterministic_under_a_seed() -> None:
 
     assert run(5) == run(5)
     assert run(5) != run(6)
+
+
+def test_the_same_whether_polled_every_second_or_not_at_all_in_between() -> None:
+    """Nobody asking during a cycle (its quiet stretches run in one go) changes nothing:
+    the noise, the results, the events and their times; with a bath that has to heat, the
+    spray failing mid-wash, a door opening mid-wash and an alarm planned for the fourth
+    wafer."""
+
+    def run(poll_s: float) -> list[object]:
+        h = Host(3)
+        h.cleaner.schedule_alarm(620, at_wafer=4)
+        h.cleaner.schedule_door(1000.5, 1030)
+        seen: list[object] = []
+
+        def until(t: float) -> None:
+            while h.now < t:
+                h.advance(min(poll_s, t - h.now))
+                h.ir(0, 7)
+            seen.extend([h.ir(0, 7), h.ir(10, 8), h.ir(20, 2), h.di(),
+                         h.cleaner.drain_events()])
+
+        for n, (start, temp) in enumerate([(0, 600), (400, 650), (800, 650), (1200, 650)]):
+            until(start)
+            if h.state() is S.ALARM:
+                h.cmd(CLEAR)
+            if h.state() is S.DONE:
+                h.cmd(UNLOAD)
+            h.recipe(temp=temp)
+            h.load(f"W{n + 1}")
+            until(start + 120)  # the bath heats to 65 C in 100 s
+            h.cmd(START)
+            if n == 1:
+                until(start + 150)
+                h.cleaner.lose_spray_pressure(h.now)
+                until(start + 200)
+                h.cleaner.restore_spray_pressure(h.now)
+        until(1700)
+        return seen
+
+    stepped, skipped = run(1.0), run(1000.0)
+    assert stepped == skipped
+    events = [text for batch in stepped if isinstance(batch, list) and batch
+              and isinstance(batch[0], tuple) for _, text in batch]
+    assert [text[:9] for text in events if text.startswith("alarm")] == ["alarm 620", "alarm 400",
+                                                                         "alarm 620"]
+    assert sum(" ended OK" in text for text in events) == 1
+    assert sum(" ended ALARM" in text for text in events) == 3

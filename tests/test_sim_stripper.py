@@ -203,3 +203,44 @@ def test_strip_tank_astray_while_stripping_raises_660() -> None:
     h.wait_until(lambda: abs(h.tool.strip_tank_c(h.now) - 50.0) <= 5.0, 200)
     h.cmd(CLEAR)
     assert h.state() is S.DONE
+
+
+def test_the_same_whether_polled_every_second_or_not_at_all_in_between() -> None:
+    """A strip and a clean read the same when nobody asks during them (their quiet
+    stretches run in one go), the strip tank heating first and going astray mid-strip."""
+
+    def run(poll_s: float) -> list[object]:
+        h = Host(4)
+        seen: list[object] = []
+
+        def until(t: float) -> None:
+            while h.now < t:
+                h.advance(min(poll_s, t - h.now))
+                h.ir(0, 10)
+            seen.extend([h.ir(0, 10), h.ir(10, 8), h.tool.read(D, 0, 5, h.now),
+                         h.tool.drain_events()])
+
+        h.hr(7, [550, 300])  # 55.0 C: the tank heats 100 s
+        h.load(STRIP)
+        until(120)
+        h.cmd(START)
+        until(700)
+        h.cmd(UNLOAD)
+        h.load(CLEAN, "W2")
+        h.cmd(START)
+        until(1000)
+        h.cmd(UNLOAD)
+        h.hr(8, [600])
+        h.load(STRIP, "W3")
+        h.cmd(START)
+        until(1050)
+        h.tool.fail_strip_heater(h.now)  # 0.01 C/s: 660 once 5 C off, 500 s later
+        until(1800)
+        return seen
+
+    stepped, skipped = run(1.0), run(1000.0)
+    assert stepped == skipped
+    events = [text for batch in stepped if isinstance(batch, list) and batch
+              and isinstance(batch[0], tuple) for _, text in batch]
+    assert sum(" ended OK" in text for text in events) == 2
+    assert any(text.startswith("alarm 660") for text in events)
