@@ -179,18 +179,27 @@ class Oven:
 
     # --- causes ----------------------------------------------------------------------
     def _cause(self, what: str) -> list[Fault]:
+        if not self.faults:  # the plain tool: no per-step cost (the exit's timing is tight)
+            return []
         return self.events.active(what, self.now)
 
     def _tc_open(self, zone: int) -> bool:
-        return any(f.zone - 1 == zone for f in self._cause("560"))
+        return bool(self.faults) and any(f.zone - 1 == zone for f in self._cause("560"))
 
     def _over(self) -> bool:
-        return any(self.armed[i] and self.active_sp[i] > 0 and not self._tc_open(i)
-                   and self.pv[i] > self.active_sp[i] + OVER_TEMP_C for i in range(10))
+        return any(self.armed[i] and self.active_sp[i] > 0
+                   and self.pv[i] > self.active_sp[i] + OVER_TEMP_C and not self._tc_open(i)
+                   for i in range(10))
 
     def causes(self) -> set[int]:
         """The alarms whose cause is present now."""
-        present = set()
+        present: set[int] = set()
+        if not self.faults:  # the plain tool's two causes only
+            if self.exit_blocked and self.exit_wafer is not None:
+                present.add(530)
+            if self.belt and self.o2 > self.active_o2_limit:
+                present.add(540)
+            return present
         if self._cause("900"):
             present.add(900)
         if self._cause("520"):
@@ -219,19 +228,22 @@ class Oven:
 
     def _step(self, dt: float) -> None:
         self.now += dt
-        runaway = {f.zone - 1 for f in self._cause("510")}
-        estop = bool(self._cause("900")) or self.alarm == 900
+        faulty = bool(self.faults)
+        runaway = {f.zone - 1 for f in self._cause("510")} if faulty else set()
+        estop = self.alarm == 900 or (faulty and bool(self._cause("900")))
         for i in range(10):
             target = self.active_sp[i] if self.active_sp[i] > 0 else AMBIENT_C
-            if estop or self._tc_open(i):
+            if estop or (faulty and self._tc_open(i)):
                 target = AMBIENT_C  # the heater is cut
             elif i in runaway:
                 target = max(target, self.active_sp[i]) + RUNAWAY_C
             rate = (target - self.pv[i]) / ZONE_TAU_S
             rate = max(-COOL_MAX_C_S, min(HEAT_MAX_C_S, rate))
             self.pv[i] += rate * dt
-            if self.active_sp[i] > 0 and abs(self.pv[i] - self.active_sp[i]) <= STABLE_BAND_C:
-                self.armed[i] = True
+        if faulty:
+            for i in range(10):
+                if self.active_sp[i] > 0 and abs(self.pv[i] - self.active_sp[i]) <= STABLE_BAND_C:
+                    self.armed[i] = True
         o2_target = N2_O2_PPM if self.coils[N2_ON] and not self._cause("550") else AIR_O2_PPM
         if o2_target == N2_O2_PPM and self._cause("540"):
             o2_target = LEAK_O2_PPM
