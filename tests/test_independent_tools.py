@@ -114,3 +114,45 @@ async def test_another_wafer_left_loaded_stays_for_an_engineer() -> None:
             notes = await kind_of(step).abort(cleaner, step, "W2")
             assert served.cleaner.log[mark:] == [], notes
             assert "holds W1 LOADED, not W2" in notes[0], notes
+
+
+async def test_wafers_a_jam_held_past_their_deadline_are_still_taken_off(tmp_path: Path) -> None:
+    """reflow-oven.md: 520 CONVEYOR JAM; the independent oven stops the belt until CLEAR
+    (docs/protocols.md). Both wafers ride when it jams: the controller learns of the alarm
+    only once they are late, their steps fail at their deadline and the controller clears
+    the alarm (its cause gone). The run then waited for nothing: it ended with both
+    wafers still on the belt, so the first to come out was never taken off and blocked
+    the exit for the other (530). The run now lasts while the exit watcher looks for
+    them: both unloaded, no 530, the alarm recorded."""
+    sim_config = tmp_path / "sim-line.toml"
+    sim = await asyncio.to_thread(
+        subprocess.Popen,
+        [*BUMPLINE, "sim", "--speed", str(LOT_SPEED), "--ovens", "0", "--cleaners", "0",
+         "--config-out", str(sim_config)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = str(tmp_path / "jam.db")
+    try:
+        await asyncio.to_thread(wait_for_line_config, sim_config, sim)
+        async with serve(LOT_SPEED, oven_faults=["520@load2+20/60"]) as served:
+            line = tmp_path / "line.toml"
+            line.write_text(sim_config.read_text() + "\n" + line_tables(served))
+            proc = await asyncio.create_subprocess_exec(
+                *BUMPLINE, "run", "--lot", "JAM", "--recipe", RECIPE, "--wafers", "2",
+                "--line", str(line), "--db", db, "--plain",
+                "--report-dir", str(tmp_path / "reports"),
+                cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=100)
+            oven = list(served.oven.log)
+    finally:
+        await asyncio.to_thread(stop, sim)
+    text = out.decode()
+    assert proc.returncode == 3, text
+    assert "2 awaiting disposition" in text, text
+    assert text.count("(alarm 520 CONVEYOR JAM)") == 2, text
+    assert "alarm 520" in oven and "clear 520" in oven, oven
+    assert "unload JAM-01" in oven and "unload JAM-02" in oven, oven
+    assert "alarm 530" not in oven, oven
+    alarms = (await asyncio.to_thread(
+        subprocess.run, [*BUMPLINE, "alarms", "--db", db], cwd=tmp_path, capture_output=True,
+        text=True, check=True)).stdout
+    assert "CONVEYOR JAM" in alarms, alarms

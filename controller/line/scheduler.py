@@ -37,6 +37,7 @@ from drivers.protocols import AnyTool
 from drivers.types import Alarm
 from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
 from sequences.kinds.base import SetupKey
+from sequences.kinds.oven_exit import watch_of
 from sequences.recipes.recipe import Step
 from sequences.wafer.machine import Phase
 from sequences.wafer.runner import WaferRun
@@ -213,6 +214,12 @@ class Scheduler:
         # ends and says so, rather than waiting for ever.
         if len(self._tasks) > len(self._setups) or self.running_steps:  # setups: a subset
             return True  # (a setup alone is no progress: no wafer left may need it)
+        # An oven's wafers whose steps gave up on them (a belt an alarm stopped) still ride:
+        # the run waits while its exit watcher looks for them, or the first to come out
+        # blocks the exit for the next (alarm 530) with nobody left to take it off.
+        if any((watch := watch_of(t.driver)) is not None and watch.watching_late
+               for t in self.tools.values()):
+            return True
         usable = {t.role for t in self.tools.values() if t.alarm != -1}
         return any(w.run.next_role in usable for w in self._waiting())
 

@@ -169,6 +169,13 @@ class ExitWatch:
     def riding(self) -> list[str]:
         return [r.wafer_id for r in self._riders]
 
+    @property
+    def watching_late(self) -> bool:
+        """Wafers whose steps gave up on them (not at the exit in time: a belt an alarm
+        stopped) may still come out, and the watcher is looking for them to take them off
+        before the next reaches the exit behind them (alarm 530)."""
+        return bool(self._late) and self._task is not None and not self._task.done()
+
     async def _watch(self) -> None:
         urgent()  # the exit's requests go before the entrance's and the status reads
         if self._left is None:
@@ -259,8 +266,10 @@ class ExitWatch:
                 # Its step has failed already: off the exit so the next can come out.
                 await self.driver.unload(values.wafer_id)
                 self._left = values.wafer_id
-                log.warning("%s: %s came out after its step gave up on it; unloaded",
-                            self.driver.name, values.wafer_id)
+                log.warning("%s: %s came out after its step gave up on it; unloaded (peak "
+                            "%.1f °C, TAL %.1f s, O2 max %s ppm, flags %s)", self.driver.name,
+                            values.wafer_id, values.peak_c, values.tal_s, values.o2_max_ppm,
+                            values.flags)
                 return
             # Off the exit first: the values are in hand, the curve stays until the next
             # wafer arrives, and that one must find the exit free.

@@ -14,6 +14,19 @@ Strict choices where the spec is silent (docs/protocols.md, "Independent tools")
   toward WASH_TEMP_SP at 0.05 °C/s, so a fresh tool is IDLE for minutes;
 * IDLE <-> READY follow the bath (within ±2 °C of WASH_TEMP_SP) while the chamber is
   empty.
+
+Inputs and their alarms (``faults``: plans of ``tests/independent/faults.py``):
+
+* ``door``: DOOR_OPEN = 1 and 400 at once, in any state; a running cycle ends (status
+  3) and CLEAR (refused while the door is open) goes to DONE (or LOADED, as
+  ``interrupted_to``); a LOADED or DONE wafer stays so; an empty chamber: IDLE/READY;
+* ``di``: RINSE_RESISTIVITY 8.0 MOhm cm and DI_RESISTIVITY_LOW = 1; as the spec says,
+  630 is raised by the next START (the wafer stays LOADED); a cycle already running
+  finishes; CLEAR refused while the water is still low;
+* ``chem``: CHEMISTRY_LOW = 1 and 640 at once ("then 640 until replenished"): a cycle
+  still washing ends (status 3) as for the door, one rinsing or drying finishes first
+  and 640 latches at its DONE; START refused into 640 as when the 500 cycles are
+  used up; CLEAR refused until replenished (the plan's duration).
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from __future__ import annotations
 import math
 
 from tests.independent import text_regs
+from tests.independent.faults import Events, Fault, parse
 from tests.independent.modbus_codec import (
     ILLEGAL_DATA_ADDRESS,
     ILLEGAL_DATA_VALUE,
@@ -37,6 +51,8 @@ BAND_C = 2.0
 RESISTIVITY = 150  # 0.1 MOhm cm
 CHEMISTRY_CYCLES = 500
 STEP_S = 0.5
+LOW_RESISTIVITY = 80  # 0.1 MOhm cm: the DI water gone bad
+FAULTS = {"door", "di", "chem"}
 
 HR_RANGES = {0: (300, 800), 1: (10, 900), 2: (10, 900), 3: (10, 900), 4: (5, 60)}
 HR_COMMAND = 5
@@ -56,7 +72,10 @@ class Cleaner:
     function_codes = frozenset({2, 3, 4, 6, 16})
 
     def __init__(self, *, bath_c: float = AMBIENT_C, alarm_at_wafer: dict[int, int] | None = None,
-                 interrupted_to: int = DONE) -> None:
+                 interrupted_to: int = DONE, faults: list[str | Fault] | None = None) -> None:
+        self.now = 0.0
+        self.faults = [parse(f, FAULTS) if isinstance(f, str) else f for f in faults or []]
+        self.events = Events(self.faults)
         # A test's plan: {n: code} latches code half way through the n-th wafer's wash
         # (momentary: its cause is gone at once). The spec's CLEAR goes "back to LOADED /
         # DONE / IDLE as fits the wafer": an interrupted wafer is DONE (status 3) by one
@@ -82,6 +101,44 @@ class Cleaner:
         self.wash_c = bath_c
         self.log: list[str] = []
 
+    # --- inputs -------------------------------------------------------------------
+    def resistivity(self) -> int:
+        return LOW_RESISTIVITY if self.events.active("di", self.now) else RESISTIVITY
+
+    def chemistry_low(self) -> bool:
+        return (self.chemistry_used >= CHEMISTRY_CYCLES
+                or bool(self.events.active("chem", self.now)))
+
+    def cause_present(self, code: int) -> bool:
+        return {400: self.door_open, 630: self.resistivity() < 100,
+                640: self.chemistry_low()}.get(code, False)
+
+    def _inputs(self) -> None:
+        """The door and the chemistry raise their alarms the moment they change."""
+        door = bool(self.events.active("door", self.now))
+        if door and not self.door_open:
+            self.door_open = True
+            self.log.append("door open")
+            self._interrupt(400, whole_cycle=True)
+        elif not door and self.door_open:
+            self.door_open = False
+            self.log.append("door closed")
+        if self.chemistry_low() and not self.alarm:
+            self._interrupt(640, whole_cycle=False)
+
+    def _interrupt(self, code: int, *, whole_cycle: bool) -> None:
+        if self.alarm:
+            return  # one ALARM_CODE: the cause latches again after the CLEAR if still there
+        if self.base_state in (WASHING, RINSING, DRYING):
+            if not whole_cycle and self.base_state != WASHING:
+                return  # rinsing or drying needs no chemistry: 640 at DONE
+            self._finish(3)
+            self._raise(code, self.interrupted_to)
+        elif self.base_state in (LOADED, DONE):
+            self._raise(code, self.base_state)
+        else:
+            self._raise(code, IDLE)
+
     def bath_ok(self) -> bool:
         return abs(self.bath - self.hr[0] / 10.0) <= BAND_C
 
@@ -95,6 +152,8 @@ class Cleaner:
             dt -= step
 
     def _step(self, dt: float) -> None:
+        self.now += dt
+        self._inputs()
         sp = self.hr[0] / 10.0
         if self.bath < sp:
             self.bath = min(sp, self.bath + HEAT_C_S * dt)
@@ -142,8 +201,7 @@ class Cleaner:
         span = range(address, address + count)
         if table != "inputs" or any(a not in DI_ADDRESSES for a in span):
             raise ModbusError(ILLEGAL_DATA_ADDRESS)
-        bits = [self.wafer, self.chemistry_used >= CHEMISTRY_CYCLES, RESISTIVITY < 100,
-                self.door_open]
+        bits = [self.wafer, self.chemistry_low(), self.resistivity() < 100, self.door_open]
         return [bits[a] for a in span]
 
     def read_registers(self, table: str, address: int, count: int) -> list[int]:
@@ -163,7 +221,7 @@ class Cleaner:
     def _input(self, a: int) -> int:
         if a in range(10, 18):
             return self.result_id[a - 10]
-        return {0: self.state(), 1: int(round(self.bath * 10)), 2: RESISTIVITY,
+        return {0: self.state(), 1: int(round(self.bath * 10)), 2: self.resistivity(),
                 3: math.ceil(self.remaining - 1e-9), 4: self.alarm, 5: self.result_ionic,
                 6: self.result_status, 20: self.cycles >> 16, 21: self.cycles & 0xFFFF}[a]
 
@@ -206,13 +264,14 @@ class Cleaner:
             self.result_id = list(self.wafer_id)
             self.base_state = LOADED
             self.log.append(f"load {text_regs.decode(self.wafer_id)}")
+            self.events.happened("load", self.now)
         elif code == START:
             if state != LOADED or not self.bath_ok():
                 raise ModbusError(SERVER_DEVICE_BUSY)
-            if RESISTIVITY < 100:
+            if self.resistivity() < 100:
                 self._raise(630, LOADED)
                 return
-            if self.chemistry_used >= CHEMISTRY_CYCLES:
+            if self.chemistry_low():
                 self._raise(640, LOADED)
                 return
             self.phases = [(WASHING, float(self.hr[1])), (RINSING, float(self.hr[2])),
@@ -222,6 +281,7 @@ class Cleaner:
             self.remaining = sum(t for _, t in self.phases)
             self.base_state = WASHING
             self.log.append(f"start {text_regs.decode(self.result_id)}")
+            self.events.happened("start", self.now)
         elif code == UNLOAD:
             if state != DONE:
                 raise ModbusError(SERVER_DEVICE_BUSY)
@@ -229,10 +289,12 @@ class Cleaner:
             self.base_state = READY if self.bath_ok() else IDLE
             self.log.append("unload")
         elif code == CLEAR:
-            if state != ALARM or self.door_open:
+            if state != ALARM or self.cause_present(self.alarm) or self.door_open:
                 raise ModbusError(SERVER_DEVICE_BUSY)
+            self.log.append(f"clear {self.alarm}")
             self.alarm = 0
             self.base_state = self.alarm_return
+            self._inputs()  # a cause still present (chemistry) latches at once
         elif code == ABORT:
             if state not in (WASHING, RINSING, DRYING):
                 raise ModbusError(SERVER_DEVICE_BUSY)

@@ -17,6 +17,24 @@ it before each request. Strict choices where the spec is silent (docs/protocols.
 * the exit results (IR 20-37, 99-349) are latched when a wafer reaches the exit and
   stay until the next one does; EXIT_CURVE beyond EXIT_CURVE_LEN reads 0;
 * the unit powers up OFF, zones at 25 °C, N2 off (O2 at air), conveyor on.
+
+Alarms (``faults``: plans of ``tests/independent/faults.py``; docs/protocols.md). One
+ALARM_CODE: the first cause latches, and CLEAR is refused (06) while the latched alarm's
+cause is present; a cause still present after another alarm's CLEAR latches at once.
+
+* 510: an enabled zone more than 15 °C above its setpoint, once that zone has been within
+  ±2 °C of it since the last APPLY (a zone cooling down to a lower profile is not over
+  temperature: a changeover would alarm). The belt runs on; the riders get bit 2.
+* 560: a thermocouple open: its zone reads 0x7FFF and its heater is cut (the zone's air
+  cools); the belt runs on, riders get bit 2.
+* after a 510, 560 or 900 CLEAR the oven settles again: HEATING, 60 s stable, READY.
+* 520: the belt stops (riders get bit 0) until CLEAR; the jam must be gone first.
+* 540: O2 above O2_LIMIT while a wafer is in the tunnel; the belt runs on (bit 1).
+* 550: N2_ON = 1 with the supply lost: O2 rises toward air; the belt runs on.
+* 900: belt stopped (bit 0), heaters cut; N2_ON kept as the host set it; CLEAR once
+  the stop is released, then the belt runs and the zones settle again.
+* LOAD and APPLY are refused in ALARM; UNLOAD is allowed (its only condition is a
+  wafer at the exit).
 """
 
 from __future__ import annotations
@@ -25,6 +43,7 @@ import math
 from dataclasses import dataclass, field
 
 from tests.independent import text_regs
+from tests.independent.faults import Events, Fault, parse
 from tests.independent.modbus_codec import (
     ILLEGAL_DATA_ADDRESS,
     ILLEGAL_DATA_VALUE,
@@ -61,6 +80,13 @@ IR_ADDRESSES = set(range(0, 15)) | set(range(20, 27)) | set(range(30, 38)) | set
 DI_ADDRESSES = set(range(4))
 COIL_ADDRESSES = {0, 1}
 N2_ON, CONVEYOR_RUN = 0, 1
+FAULTS = {"510", "520", "540", "550", "560", "900"}
+OVER_TEMP_C = 15.0
+RUNAWAY_C = 30.0  # a runaway heater drives its zone this far above the setpoint
+LEAK_O2_PPM = 5000.0  # an air leak with the purge on
+TC_OPEN = 0x7FFF
+RESETTLE = (510, 560, 900)  # alarms after whose CLEAR the zones settle again
+ORDER = (900, 520, 530, 560, 510, 550, 540)  # which cause latches first
 
 
 @dataclass
@@ -90,8 +116,14 @@ def _c10(value: float) -> int:
 class Oven:
     function_codes = frozenset({1, 2, 3, 4, 5, 6, 16})
 
-    def __init__(self, *, count_exit: bool = True) -> None:
+    def __init__(self, *, count_exit: bool = True, faults: list[str | Fault] | None = None
+                 ) -> None:
         self.count_exit = count_exit
+        self.now = 0.0
+        self.faults = [parse(f, FAULTS) if isinstance(f, str) else f for f in faults or []]
+        self.events = Events(self.faults)
+        self.armed = [False] * 10  # a zone has been within ±2 °C of its setpoint since APPLY
+        self.jammed = False  # a jam seen: the belt waits for CLEAR
         self.staging = {0: 0, **{i: 0 for i in range(1, 10)}, 10: 600, 11: 100, 12: 1830, 13: 0}
         self.load_id = [0] * 8
         self.active_sp = [0.0] * 10
@@ -118,7 +150,8 @@ class Oven:
 
     def zones_stable(self) -> bool:
         enabled = [i for i in range(10) if self.active_sp[i] > 0]
-        return all(abs(self.pv[i] - self.active_sp[i]) <= STABLE_BAND_C for i in enabled)
+        return all(abs(self.pv[i] - self.active_sp[i]) <= STABLE_BAND_C
+                   and not self._tc_open(i) for i in enabled)
 
     def state(self) -> int:
         if self.alarm:
@@ -141,7 +174,50 @@ class Oven:
         return self.pv[i] + (self.pv[i + 1] - self.pv[i]) * (x - i)
 
     def belt_moving(self) -> bool:
-        return self.coils[CONVEYOR_RUN] and not self.exit_blocked
+        return (self.coils[CONVEYOR_RUN] and not self.exit_blocked and not self.jammed
+                and self.alarm != 900 and not self._cause("900"))
+
+    # --- causes ----------------------------------------------------------------------
+    def _cause(self, what: str) -> list[Fault]:
+        if not self.faults:  # the plain tool: no per-step cost (the exit's timing is tight)
+            return []
+        return self.events.active(what, self.now)
+
+    def _tc_open(self, zone: int) -> bool:
+        return bool(self.faults) and any(f.zone - 1 == zone for f in self._cause("560"))
+
+    def _over(self) -> bool:
+        return any(self.armed[i] and self.active_sp[i] > 0
+                   and self.pv[i] > self.active_sp[i] + OVER_TEMP_C and not self._tc_open(i)
+                   for i in range(10))
+
+    def causes(self) -> set[int]:
+        """The alarms whose cause is present now."""
+        present: set[int] = set()
+        if not self.faults:  # the plain tool's two causes only
+            if self.exit_blocked and self.exit_wafer is not None:
+                present.add(530)
+            if self.belt and self.o2 > self.active_o2_limit:
+                present.add(540)
+            return present
+        if self._cause("900"):
+            present.add(900)
+        if self._cause("520"):
+            present.add(520)
+        if self.exit_blocked and self.exit_wafer is not None:
+            present.add(530)
+        if self._cause("560"):
+            present.add(560)
+        if self._over():
+            present.add(510)
+        if self._cause("550") and self.coils[N2_ON]:
+            present.add(550)
+        if self.belt and self.o2 > self.active_o2_limit:
+            present.add(540)
+        return present
+
+    def _happened(self, event: str) -> None:
+        self.events.happened(event, self.now)
 
     # --- time ----------------------------------------------------------------------
     def advance(self, dt: float) -> None:
@@ -151,20 +227,45 @@ class Oven:
             dt -= step
 
     def _step(self, dt: float) -> None:
+        self.now += dt
+        faulty = bool(self.faults)
+        runaway = {f.zone - 1 for f in self._cause("510")} if faulty else set()
+        estop = self.alarm == 900 or (faulty and bool(self._cause("900")))
         for i in range(10):
             target = self.active_sp[i] if self.active_sp[i] > 0 else AMBIENT_C
+            if estop or (faulty and self._tc_open(i)):
+                target = AMBIENT_C  # the heater is cut
+            elif i in runaway:
+                target = max(target, self.active_sp[i]) + RUNAWAY_C
             rate = (target - self.pv[i]) / ZONE_TAU_S
             rate = max(-COOL_MAX_C_S, min(HEAT_MAX_C_S, rate))
             self.pv[i] += rate * dt
-        o2_target = N2_O2_PPM if self.coils[N2_ON] else AIR_O2_PPM
+        if faulty:
+            for i in range(10):
+                if self.active_sp[i] > 0 and abs(self.pv[i] - self.active_sp[i]) <= STABLE_BAND_C:
+                    self.armed[i] = True
+        o2_target = N2_O2_PPM if self.coils[N2_ON] and not self._cause("550") else AIR_O2_PPM
+        if o2_target == N2_O2_PPM and self._cause("540"):
+            o2_target = LEAK_O2_PPM
         self.o2 += (o2_target - self.o2) * (1 - math.exp(-dt / O2_TAU_S))
-        if self.base_state == HEATING:
+        if self.base_state == HEATING and not self.alarm:
             self.stable_for = self.stable_for + dt if self.zones_stable() else 0.0
             if self.stable_for >= SETTLE_S:
                 self.base_state = READY
                 self.log.append("ready")
-        if self.belt and self.o2 > self.active_o2_limit and not self.alarm:
-            self._raise(540)
+        if self._cause("520") and not self.jammed:
+            self.jammed = True
+            for wafer in self.belt:
+                wafer.flags |= 1
+        if self._cause("900"):
+            for wafer in self.belt:
+                wafer.flags |= 1
+        if not self.alarm:
+            present = self.causes()
+            for code in ORDER:
+                if code in present:
+                    self._raise(code)
+                    break
         moving = self.belt_moving()
         for wafer in self.belt:
             self._wafer_step(wafer, dt, moving)
@@ -197,6 +298,8 @@ class Oven:
             wafer.flags |= 2
         if self.alarm in (510, 560):
             wafer.flags |= 4
+        if not moving:
+            wafer.flags |= 1
         wafer.elapsed_s += dt
         while wafer.elapsed_s >= wafer.next_sample_s - 1e-9 and len(wafer.curve) < MAX_SAMPLES:
             wafer.curve.append(wafer.temp_c)
@@ -217,6 +320,7 @@ class Oven:
         regs[99] = len(wafer.curve)
         self.exit_curve = [_c10(t) for t in wafer.curve] + [0] * (MAX_SAMPLES - len(wafer.curve))
         self.log.append(f"exit {text_regs.decode(wafer.wafer_id)}")
+        self._happened("exit")
 
     def _raise(self, code: int) -> None:
         if not self.alarm:
@@ -228,7 +332,7 @@ class Oven:
             return self.exit_wafer is None
         if self.alarm == 540:
             return self.o2 <= self.active_o2_limit
-        return True
+        return self.alarm not in self.causes()
 
     # --- Modbus tables -------------------------------------------------------------
     def read_bits(self, table: str, address: int, count: int) -> list[bool]:
@@ -258,7 +362,7 @@ class Oven:
 
     def _input(self, a: int) -> int:
         if a < 10:
-            return _c10(self.pv[a])
+            return TC_OPEN if self._tc_open(a) else _c10(self.pv[a])
         if a < 15:
             return {10: self.state(), 11: self.wafers_on_belt(), 12: self.alarm,
                     13: min(65535, int(round(self.o2))), 14: self.active_profile}[a]
@@ -314,7 +418,9 @@ class Oven:
             self.active_profile = self.staging[13]
             self.base_state = HEATING
             self.stable_for = 0.0
+            self.armed = [False] * 10
             self.log.append(f"apply {self.active_profile}")
+            self._happened("apply")
         elif code == LOAD:
             if (self.state() not in (READY, PROCESSING) or not self.entrance_clear()
                     or not self.coils[N2_ON]):
@@ -322,6 +428,7 @@ class Oven:
             self.belt.append(Wafer(list(self.load_id), self.active_profile, self.active_tal_c,
                                    self.active_o2_limit, o2_max=self.o2))
             self.log.append(f"load {text_regs.decode(self.load_id)}")
+            self._happened("load")
         elif code == UNLOAD:
             if self.exit_wafer is None:
                 raise ModbusError(SERVER_DEVICE_BUSY)
@@ -331,8 +438,18 @@ class Oven:
             if not self.alarm or not self.alarm_cause_gone():
                 raise ModbusError(SERVER_DEVICE_BUSY)
             self.log.append(f"clear {self.alarm}")
-            self.alarm = 0
-            self.exit_blocked = False
+            cleared, self.alarm = self.alarm, 0
+            if self.exit_wafer is None:  # an exit block some other alarm hid is gone too
+                self.exit_blocked = False
+            self.jammed = bool(self._cause("520"))
+            if cleared in RESETTLE and self.base_state in (HEATING, READY):
+                self.base_state = HEATING
+                self.stable_for = 0.0
+                self.log.append("heating")
+            for code in ORDER:  # another cause still present latches at once
+                if code in self.causes():
+                    self._raise(code)
+                    break
         elif code == CMD_STANDBY:
             if self.wafers_on_belt():
                 raise ModbusError(SERVER_DEVICE_BUSY)
@@ -341,6 +458,7 @@ class Oven:
                 self.staging[i] = 1000
             self.active_profile = 0
             self.base_state = STANDBY
+            self.armed = [False] * 10
             self.log.append("standby")
 
     def inject_alarm(self, code: int) -> None:

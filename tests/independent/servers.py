@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from tests.independent.fc1 import DONE, LOADED, Cleaner
 from tests.independent.modbus_codec import (
@@ -42,6 +43,7 @@ class ToolClock:
     now: Callable[[], float] = time.monotonic
     started: float = field(default=0.0)
     done_s: float = 0.0
+    after: Callable[[], None] | None = None  # called after each catch-up
 
     def __post_init__(self) -> None:
         self.started = self.now()
@@ -51,6 +53,8 @@ class ToolClock:
         if target > self.done_s:
             self.tool.advance(target - self.done_s)
             self.done_s = target
+        if self.after is not None:
+            self.after()
 
 
 @dataclass
@@ -75,6 +79,8 @@ async def _oven_conn(clock: ToolClock, served: Served, reader: asyncio.StreamRea
                 clock.catch_up()
                 reply = handle_pdu(clock.tool, pdu)
                 served.requests.append(("oven", pdu, reply))
+                if clock.after is not None:
+                    clock.after()
                 writer.write(mbap(transaction, unit, reply))
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
@@ -111,6 +117,8 @@ async def _cleaner_conn(clock: ToolClock, served: Served, reader: asyncio.Stream
                 clock.catch_up()
                 reply = handle_pdu(clock.tool, pdu)
                 served.requests.append(("cleaner", pdu, reply))
+                if clock.after is not None:
+                    clock.after()
                 if unit == 0:
                     continue  # broadcast: done, never answered
                 out = rtu(CLEANER_UNIT, reply)
@@ -130,12 +138,29 @@ async def _cleaner_conn(clock: ToolClock, served: Served, reader: asyncio.Stream
 async def serve(speed: float, *, host: str = "127.0.0.1", oven_port: int = 0,
                 cleaner_port: int = 0, count_exit: bool = True, pace_rtu: bool = True,
                 cleaner_bath_c: float | None = None, cleaner_alarms: dict[int, int] | None = None,
-                interrupted_to: int = DONE):
-    oven = Oven(count_exit=count_exit)
+                interrupted_to: int = DONE, oven_faults: list[str] | None = None,
+                cleaner_faults: list[str] | None = None, events_to: str | None = None):
+    """``oven_faults``, ``cleaner_faults``: plans of tests/independent/faults.py.
+    ``events_to``: a file the tools' logs are appended to as they happen."""
+    oven = Oven(count_exit=count_exit, faults=oven_faults)
     cleaner = Cleaner(bath_c=25.0 if cleaner_bath_c is None else cleaner_bath_c,
-                      alarm_at_wafer=cleaner_alarms, interrupted_to=interrupted_to)
-    oven_clock, cleaner_clock = ToolClock(oven, speed), ToolClock(cleaner, speed)
+                      alarm_at_wafer=cleaner_alarms, interrupted_to=interrupted_to,
+                      faults=cleaner_faults)
     served = Served(oven, cleaner, 0, 0)
+    written = {"oven": 0, "cleaner": 0}
+    out = _append_to(events_to) if events_to else None
+
+    def flush_events() -> None:
+        if out is None:
+            return
+        for name, tool in (("oven", oven), ("cleaner", cleaner)):
+            for line in tool.log[written[name]:]:
+                out.write(f"{name} {tool.now:.1f} {line}\n")
+            written[name] = len(tool.log)
+        out.flush()
+
+    oven_clock = ToolClock(oven, speed, after=flush_events)
+    cleaner_clock = ToolClock(cleaner, speed, after=flush_events)
     cleaner_conns = 0
 
     async def cleaner_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -169,9 +194,21 @@ async def serve(speed: float, *, host: str = "127.0.0.1", oven_port: int = 0,
     cleaner_server = await asyncio.start_server(tracked(cleaner_conn), host, cleaner_port)
     served.oven_port = oven_server.sockets[0].getsockname()[1]
     served.cleaner_port = cleaner_server.sockets[0].getsockname()[1]
+
+    async def tick() -> None:  # the tools live on between requests (events_to only)
+        while True:
+            await asyncio.sleep(0.1)
+            oven_clock.catch_up()
+            cleaner_clock.catch_up()
+
+    ticker = asyncio.get_running_loop().create_task(tick()) if out is not None else None
     try:
         yield served
     finally:
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
         oven_server.close()
         cleaner_server.close()
         # Hang up on every client so each handler ends by itself (never cancelled).
@@ -181,6 +218,13 @@ async def serve(speed: float, *, host: str = "127.0.0.1", oven_port: int = 0,
             await asyncio.wait(list(handlers), timeout=5)
         await oven_server.wait_closed()
         await cleaner_server.wait_closed()
+        flush_events()
+        if out is not None:
+            out.close()
+
+
+def _append_to(path: str) -> TextIO:
+    return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed when serve ends
 
 
 def line_tables(served: Served, host: str = "127.0.0.1") -> str:
@@ -202,7 +246,9 @@ async def _main(args: argparse.Namespace) -> str:
                      count_exit=args.oven_belt_count == "exit",
                      pace_rtu=not args.no_pace,
                      cleaner_alarms=dict(_alarm(a) for a in args.cleaner_alarm),
-                     interrupted_to=LOADED if args.interrupted == "loaded" else DONE) as served:
+                     interrupted_to=LOADED if args.interrupted == "loaded" else DONE,
+                     oven_faults=args.oven_fault, cleaner_faults=args.cleaner_fault,
+                     events_to=args.events) as served:
         print(json.dumps({"oven_port": served.oven_port,
                           "cleaner_port": served.cleaner_port}), flush=True)
         await stop.wait()
@@ -225,6 +271,12 @@ def main() -> None:
                         help="CODE@N: latch CODE half way through the N-th wafer's wash")
     parser.add_argument("--interrupted", choices=("done", "loaded"), default="done",
                         help="where CLEAR leaves a wafer whose cycle an alarm ended")
+    parser.add_argument("--oven-fault", action="append", default=[],
+                        help="WHAT@WHEN[+DELAY][/DURATION] (tests/independent/faults.py), "
+                        "WHAT one of 510[:zN] 520 540 550 560 900: e.g. 520@load2+120/60")
+    parser.add_argument("--cleaner-fault", action="append", default=[],
+                        help="door|di|chem@WHEN[+DELAY][/DURATION]: e.g. door@start1+30/20")
+    parser.add_argument("--events", help="append the tools' events here as they happen")
     parser.add_argument("--log", help="write the tools' event logs here on exit")
     args = parser.parse_args()
     log = asyncio.run(_main(args))
