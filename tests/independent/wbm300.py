@@ -54,7 +54,7 @@ class Mounter(HostLinkTool):
 
     def __init__(self, *, alloy: str = "SAC305", diameter: int = 250,
                  balls: int = 3_200_000, flux_pct: float = 71.5, seed: int = 15,
-                 **kwargs: object) -> None:
+                 defects: int | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.alloy, self.diameter = alloy, diameter
         self.balls = balls
@@ -63,6 +63,7 @@ class Mounter(HostLinkTool):
         self.changing_to: tuple[str, int] | None = None
         self.from_alarm = False
         self.random = random.Random(seed)
+        self.defects = defects  # a test's worn mask: this many missing balls on every wafer
 
     def allowed_in_alarm(self, cmd: str) -> bool:
         return cmd == "CHG" and self.alarm == 111
@@ -159,7 +160,9 @@ class Mounter(HostLinkTool):
         off = abs(float(self.recipe["flux"]) - nominal_flux) / nominal_flux
         rate = 30e-6 * (1.0 + 8.0 * max(0.0, off - 0.25))
         defects = round(sites * rate * self.random.uniform(0.5, 1.5))
-        extra = defects // 4
+        if self.defects is not None:
+            defects = min(sites, self.defects)
+        extra = 0 if self.defects is not None else defects // 4
         missing = defects - extra
         self.result = [self.wafer, "OK", str(sites), str(sites - missing - extra),
                        str(missing), str(extra), str(self.random.randint(6, 14))]
