@@ -25,6 +25,8 @@ RECIPE = CleanRecipe(wash_temp_c=60.0, wash_time_s=120, rinse_time_s=60, dry_tim
 async def test_a_load_without_a_recipe_says_the_state_and_what_is_needed(
     placer: ToolRig,
 ) -> None:
+    if not placer.simulated:  # RCP is kept until a CHG: a real mounter may still hold one
+        pytest.skip("needs a tool without a stored recipe (the simulated one)")
     with pytest.raises(WrongState) as info:
         await run_tool_command("placer", placer.driver, "load", ["W-T2"])
     assert str(info.value) == (

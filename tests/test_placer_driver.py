@@ -259,7 +259,9 @@ async def test_changeover_then_a_new_recipe_is_needed(placer: ToolRig) -> None:
 
 async def test_abort_while_placing_leaves_the_wafer_done_and_aborted(placer: ToolRig) -> None:
     b = placer.driver
-    await b.set_recipe(await recipe_for(b))
+    # Few sites: a wafer aborted before its balls were placed may report every site
+    # missing, and RPR takes 0.5 s per missing ball (ball-placer.md).
+    await b.set_recipe(await recipe_for(b, sites=1000))
     await b.load("W-ABT")
     await b.wait_for(S.READY, timeout_s=PATIENCE_S)
     await b.start_placement()

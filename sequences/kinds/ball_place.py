@@ -32,9 +32,19 @@ CHANGEOVER_S = 900.0
 LOAD_S, UNLOAD_S = 20.0, 10.0
 PLACE_S = 25.0 + 40.0 + 15.0  # flux, place, inspect
 REPAIR_MIN_S = 5.0  # REPAIRING's least, with no defect to fix
-REPAIR_MAX_S = REPAIR_MIN_S + 0.5 * 1000
+REPAIR_PER_BALL_S = 0.5
+REPAIR_MAX_S = REPAIR_MIN_S + REPAIR_PER_BALL_S * 1000  # when the defects are not known
 FLUX_PER_WAFER_PCT = 0.5  # flux level a wafer needs at least
 FULL_SUPPLY_BALLS = 5_000_000  # ball-placer.md: what ball_level_pct is a share of
+
+
+def repair_timeout(before: PlacementResult | int | None) -> float:
+    """How long RPR may take: ball-placer.md's 5 s + 0.5 s per missing or extra ball of the
+    result before it (at least 1000 of them when that is not known), with the usual
+    margin. A recipe may repair far more than 1000 defects (max_defects up to 3,000,000)."""
+    if isinstance(before, PlacementResult):
+        before = before.missing + before.extra
+    return timeout_for(max(REPAIR_MAX_S, REPAIR_MIN_S + REPAIR_PER_BALL_S * (before or 0)))
 
 
 class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResult]):
@@ -129,13 +139,15 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
     async def store_recipe(self, driver: Placer, step: PlaceStep, recipe_name: str) -> None:
         await driver.set_recipe(step.tool_recipe(recipe_name))
 
-    async def repair(self, driver: Placer) -> PlacementResult:
-        """The mounter's automatic repair (RPR) and its new result."""
+    async def repair(self, driver: Placer, before: PlacementResult | None = None
+                     ) -> PlacementResult:
+        """The mounter's automatic repair (RPR) and its new result. ``before``, the result
+        the repair is for, sizes the wait: 0.5 s per missing or extra ball."""
         await driver.repair()
         # The ACK may come before the tool leaves DONE (HostLink says only that it answers
         # at once): an STS now could show DONE with the result before the repair.
         await expect(driver.clock, REPAIR_MIN_S)
-        await driver.wait_for(PlacerState.DONE, timeout_s=timeout_for(REPAIR_MAX_S))
+        await driver.wait_for(PlacerState.DONE, timeout_s=repair_timeout(before))
         return await driver.result()
 
     async def start(self, driver: Placer) -> None:
@@ -153,7 +165,8 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
         if before is None or status.wafer_id != wafer.wafer_id:
             return await super().settle(driver, step, wafer, clock)
         if status.state is not PlacerState.DONE:  # REPAIRING: RPR arrived
-            await driver.wait_for(PlacerState.DONE, timeout_s=timeout_for(REPAIR_MAX_S))
+            await driver.wait_for(PlacerState.DONE, timeout_s=repair_timeout(
+                self._defects(before)))
             return TakeResult(await driver.result(), repaired=True, how=(
                 f"{driver.name} was repairing it: taking the result after its repair"))
         result = await driver.result()
@@ -162,6 +175,13 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
                            "RPR may have reached it: repaired or not, an engineer decides")
         return TakeResult(result, repaired=True, how=(
             f"{driver.name} shows a new result since its repair (RPR): judged as repaired"))
+
+    @staticmethod
+    def _defects(before: Mapping[str, Any]) -> int | None:
+        try:
+            return int(before["missing"]) + int(before["extra"])
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def _unchanged(self, step: PlaceStep, result: PlacementResult,
                    before: Mapping[str, Any]) -> bool:

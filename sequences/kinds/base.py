@@ -309,7 +309,7 @@ class StepKind(ABC, Generic[S, D, St, R]):
                       ) -> StepResult[R]:
         """Run the step on the tool up to its result."""
 
-    async def repair(self, driver: D) -> R:
+    async def repair(self, driver: D, before: R | None = None) -> R:
         raise NotImplementedError(f"a {self.name} step has no repair")
 
     async def unload(self, driver: D, step: S) -> None:

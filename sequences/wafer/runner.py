@@ -327,7 +327,7 @@ class WaferRun:
                        measurements=judgment.measurements)
         while judgment.repair:
             self._fire("repair", why=judgment.why, tool=tool)
-            result = await self._step_work(kind.repair(driver), tool)
+            result = await self._step_work(kind.repair(driver, self.results[number]), tool)
             if result is _STOPPED:
                 return self.state
             self.results[number] = result

@@ -1,4 +1,5 @@
-"""Independent RF-10N and FC-1 tools, written from ../shared/specs alone (not from sim/).
+"""Independent RF-10N, FC-1, WP-300 and WBM-300 tools, written from ../shared/specs alone
+(not from sim/).
 
 The drivers are checked against these so that they do not lean on choices our own
 simulator made where the specs are silent. Where a spec leaves a choice open, these

@@ -1,0 +1,111 @@
+"""The serial drivers against a WP-300 and a WBM-300 written by someone else from the specs.
+
+``tests/independent/`` holds a HostLink/1 printer and mounter written from hostlink.md,
+paste-printer.md and ball-placer.md without reading ``sim/``, taking the strictest
+reasonable choice where the specs are silent (docs/protocols.md, "Independent tools"),
+served on raw TCP as a serial device server carries them: replies paced at 115200 baud
+and written in two pieces, one client at a time, the retransmission memory kept by the
+tool across connections. A lot that prints and places runs on them on every test run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from drivers.clock import ScaledClock
+from drivers.line_config import parse_line_config
+from drivers.tools import open_tool
+from drivers.types import PlacementRecipe, PrintRecipe, RunStatus
+from sequences.kinds.ball_place import BALL_PLACE
+from tests.independent.serial_servers import line_tables, serve
+from tests.independent.wbm300 import Mounter
+from tests.sim_process import stop, wait_for_line_config
+
+BUMPLINE = [sys.executable, "-m", "controller.cli"]
+RECIPE = "corecap-pb90-snpb"  # ball placement, then a print: both serial tools, both CHG
+LOT_SPEED = 300.0
+DRIVER_SPEED = 1000.0
+
+
+async def test_a_lot_on_the_independent_printer_and_mounter(tmp_path: Path) -> None:
+    """Our simulator serves the oven and the cleaner; the printer and the mounter are the
+    independent ones (each needs a changeover, an RCP, then LOD/PRT or LOD/PLC/RPR)."""
+    sim_config = tmp_path / "sim-line.toml"
+    sim = await asyncio.to_thread(
+        subprocess.Popen,
+        [*BUMPLINE, "sim", "--speed", str(LOT_SPEED), "--printers", "0", "--placers", "0",
+         "--config-out", str(sim_config)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.to_thread(wait_for_line_config, sim_config, sim)
+        async with serve(LOT_SPEED) as served:
+            line = tmp_path / "line.toml"
+            line.write_text(sim_config.read_text() + "\n" + line_tables(served))
+            proc = await asyncio.create_subprocess_exec(
+                *BUMPLINE, "run", "--lot", "HL1", "--recipe", RECIPE, "--wafers", "2",
+                "--line", str(line), "--db", str(tmp_path / "hl.db"), "--plain",
+                "--report-dir", str(tmp_path / "reports"),
+                cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=100)
+    finally:
+        await asyncio.to_thread(stop, sim)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "lot HL1: complete; 2/2 wafers complete" in text, text
+    printer, mounter = served.printer.tool.log, served.mounter.tool.log
+    assert [e.split()[0] for e in mounter[:2]] == ["chg", "rcp"], mounter
+    assert [e for e in mounter if e.startswith(("lod", "plc", "out"))] == [
+        "lod HL1-01", "plc", "out HL1-01", "lod HL1-02", "plc", "out HL1-02"], mounter
+    assert [e for e in printer if e.startswith(("lod", "prt", "out"))] == [
+        "lod HL1-01", "prt", "out HL1-01", "lod HL1-02", "prt", "out HL1-02"], printer
+    assert not [e for e in printer + mounter if e.startswith("alarm")], (printer, mounter)
+    nak = [body for tool in (served.printer, served.mounter)
+           for body, reply in tool.link.log if b",NAK," in reply]
+    assert nak == [], nak
+
+
+async def test_lost_and_garbled_replies_never_run_a_command_twice() -> None:
+    """hostlink.md rule 3: the identical frame again is answered from the tool's memory."""
+    async with serve(DRIVER_SPEED) as served:
+        config = parse_line_config("[line]\nname = 'ind'\n" f"time_scale = {DRIVER_SPEED}\n"
+                                   + line_tables(served))
+        tool = served.printer
+        async with open_tool(config.tools["printer-1"], ScaledClock(DRIVER_SPEED)) as p:
+            stencil = (await p.status()).stencil_id
+            await p.set_recipe(PrintRecipe("IND-1", 6.0, 40, 1.0, stencil, 1, 20))
+            tool.lose["LOD"] = 1
+            await p.load("W1")
+            await p.wait_for("READY", timeout_s=600)
+            tool.garble["PRT"] = 1
+            await p.start_print()
+            await p.wait_for("DONE", timeout_s=600)
+            tool.lose["RES"] = 1
+            assert (await p.result()).status is RunStatus.OK
+            tool.lose["ULD"] = 2
+            await p.unload()
+            await p.wait_for("IDLE", timeout_s=600)
+    assert [e.split()[0] for e in tool.tool.log] == ["rcp", "lod", "prt", "uld", "out"]
+    assert tool.link.retransmissions == 5, tool.link.log
+
+
+async def test_a_repair_of_many_defects_is_waited_for() -> None:
+    """ball-placer.md: RPR takes 5 s + 0.5 s per missing or extra ball. A recipe may repair
+    up to max_defects (up to 3,000,000); the wait was sized for 1000 (1070 s with its
+    margin), so 3000 missing balls (1505 s) timed out and the wafer went to an engineer."""
+    mounter = Mounter(defects=3000)
+    async with serve(DRIVER_SPEED, mounter=mounter) as served:
+        config = parse_line_config("[line]\nname = 'ind'\n" f"time_scale = {DRIVER_SPEED}\n"
+                                   + line_tables(served))
+        async with open_tool(config.tools["placer-1"], ScaledClock(DRIVER_SPEED)) as m:
+            await m.set_recipe(PlacementRecipe("IND-1", 250, "SAC305", 25, 400, 120000))
+            await m.load("W1")
+            await m.wait_for("READY", timeout_s=600)
+            await m.start_placement()
+            await m.wait_for("DONE", timeout_s=600)
+            before = await m.result()
+            assert before.missing == 3000
+            after = await BALL_PLACE.repair(m, before)
+    assert (after.status, after.missing, after.extra) == (RunStatus.OK, 0, 0)
