@@ -25,8 +25,9 @@ from sequences.kinds.oven_exit import (
     REACTION_WALL_S,
     TRIPS_PER_TAKE,
     ExitWatch,
+    exit_watch,
 )
-from sequences.kinds.reflow import ENTRANCE_SPACING_MM, transit_s
+from sequences.kinds.reflow import ENTRANCE_SPACING_MM, REFLOW, transit_s
 from sequences.recipes.recipe import find_recipe
 
 EUTECTIC = find_recipe("rebump-hipb-snpb").step(5)  # 1,000 mm/min: 240 s in the tunnel
@@ -333,3 +334,17 @@ async def test_a_host_held_up_past_the_deadline_looks_again_before_giving_up() -
     assert watch._task is not None  # it looks for the late wafer a while longer, then stops
     await asyncio.wait_for(watch._task, 5)
     assert watch.riding == [] and oven.unloaded == []
+
+
+async def test_a_failed_reflow_is_said_to_ride_out_only_while_it_is_on_the_belt() -> None:
+    """A wafer whose LOAD an alarm refused was told to the operator as "the oven has no
+    abort: the wafer rides to the exit", and so was one already off the exit."""
+    rides = ["the oven has no abort: the wafer rides to the exit"]
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        watch = exit_watch(oven, oven.clock)  # the one the reflow step uses
+        riding = await load_behind(oven, watch, "EXW-71")
+        assert await REFLOW.abort(oven, EUTECTIC, "EXW-71") == rides
+        assert await REFLOW.abort(oven, EUTECTIC, "EXW-72") == []  # never on the belt
+        await asyncio.wait_for(riding, 30)
+        assert await REFLOW.abort(oven, EUTECTIC, "EXW-71") == []  # off the exit

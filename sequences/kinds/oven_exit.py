@@ -169,6 +169,10 @@ class ExitWatch:
     def riding(self) -> list[str]:
         return [r.wafer_id for r in self._riders]
 
+    def on_belt(self, wafer_id: str) -> bool:
+        """Is the wafer still riding (its step waiting for it, or given up on it)?"""
+        return wafer_id in self._late or any(r.wafer_id == wafer_id for r in self._riders)
+
     @property
     def watching_late(self) -> bool:
         """Wafers whose steps gave up on them (not at the exit in time: a belt an alarm

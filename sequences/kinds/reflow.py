@@ -35,7 +35,7 @@ from sequences.kinds.base import (
     expect,
     timeout_for,
 )
-from sequences.kinds.oven_exit import exit_watch
+from sequences.kinds.oven_exit import exit_watch, watch_of
 from sequences.recipes.recipe import ReflowStep
 from sequences.wafer.journal import guarded
 from sequences.wafer.judge import Judgment, at_most, same_wafer, window
@@ -299,7 +299,13 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
         return await arrived
 
     async def abort(self, driver: Any, step: ReflowStep, wafer_id: str) -> list[str]:
-        return ["the oven has no abort: the wafer rides to the exit"]
+        """Nothing to send: a wafer on the belt rides to the exit, where the watcher takes
+        it off. A wafer whose LOAD was refused, or that is off the exit already, was never
+        or is no longer on the belt: nothing to say."""
+        watch = watch_of(driver)
+        if watch is not None and watch.on_belt(wafer_id):
+            return ["the oven has no abort: the wafer rides to the exit"]
+        return []
 
     async def settle(self, driver: Any, step: ReflowStep, wafer: Recovering, clock: Clock
                      ) -> Settled:
