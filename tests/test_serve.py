@@ -104,7 +104,9 @@ def test_serve_once_goes_on_past_a_lot_that_waits_for_a_person(tmp_path: Path) -
     assert duration(tool_s["HOLD"]) != duration(tool_s["NEXT"])
     hint = out.stdout[out.stdout.index("lot HOLD is running and not finished."):]
     assert "1 wafer waits for an engineer (HOLD-01)" in hint
-    assert "  bumpline wafer disposition HOLD-01 --retry --reason TEXT --db " in hint
+    # A held wafer resumes (--continue) or is scrapped: it refuses --retry.
+    assert "--continue (it resumes) or --scrap, e.g." in hint
+    assert "  bumpline wafer disposition HOLD-01 --continue --reason TEXT --db " in hint
     assert f"  bumpline run --resume HOLD --db {tmp_path / 'line.db'}" in hint
     assert all(len(line) <= 80 for line in hint.splitlines()[:5] if "--db" not in line)
     assert "lot NEXT is" not in out.stdout  # nothing to say about a lot that completed

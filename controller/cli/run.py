@@ -479,8 +479,16 @@ def resume_hint(store: Any, lot_id: str, args: argparse.Namespace) -> list[str]:
         names = ", ".join(w.id for w in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
         lines.append(f"{len(waiting)} wafer{'s wait' if len(waiting) != 1 else ' waits'} "
                      f"for an engineer ({names}); decide each with")
-        lines.append("--continue, --retry or --scrap, e.g.")
-        lines.append(f"  bumpline wafer disposition {waiting[0].id} --retry --reason TEXT{db}")
+        held = [w.state == HELD for w in waiting]  # a held wafer resumes or is scrapped
+        if all(held):
+            lines.append("--continue (it resumes) or --scrap, e.g.")
+        elif any(held):
+            lines.append("--continue, --retry or --scrap (a held wafer: --continue or "
+                         "--scrap), e.g.")
+        else:
+            lines.append("--continue, --retry or --scrap, e.g.")
+        example = "--continue" if waiting[0].state == HELD else "--retry"
+        lines.append(f"  bumpline wafer disposition {waiting[0].id} {example} --reason TEXT{db}")
         lines.append("then continue the lot with")
     else:
         lines.append("continue it with")
