@@ -265,3 +265,25 @@ async def test_a_lot_on_an_oven_counting_the_tunnel_only_completes(counts_exit: 
             assert [i.outcome for i in loads] == ["done", "done"]  # one per reflow
         assert r.model("oven-1").belt_counts_exit is counts_exit
         assert r.tools["oven-1"].belt.counts_exit is counts_exit  # learned at its first UNLOAD
+
+
+async def test_recovery_says_which_alarm_it_found_latched_before_clearing_it() -> None:
+    """A wafer reached the exit behind one no controller took off (alarm 530, raised while
+    the controller was down): recovery cleared it to let the belt empty and said nothing,
+    so the alarm was in no record."""
+    async with oven_on(True) as (oven, sim, _):
+        await wafer_waiting_at_exit(oven, "W-01")
+        await oven.load("W-02")
+        await oven.clock.sleep(TRANSIT_S + 60)  # W-02 reaches the exit: W-01 still there
+        assert (await oven.status()).alarm_code == 530
+        step = find_recipe("ballmount-sac305").step(2)
+        assert isinstance(step, ReflowStep)
+        notes: dict[str, list[str]] = {"W-01": [], "W-02": []}
+        wafers = [(step, Recovering(w, 2, judging=False, earlier_results=(), intents=("LOAD",),
+                                    note=notes[w].append)) for w in notes]
+        settled = await REFLOW.settle_all(oven, wafers, oven.clock)
+        assert all(isinstance(settled[w], TakeResult) for w in notes)
+        said = ("oven-1 showed alarm 530 EXIT BLOCKED, raised while no controller ran; "
+                "clearing it to let the belt empty")
+        assert notes == {"W-01": [said], "W-02": [said]}
+        assert (await oven.status()).alarm_code == 0 and on_belt(sim) == []

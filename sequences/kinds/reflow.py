@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from drivers.clock import Clock
@@ -321,8 +321,12 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
                                        for step, w in wafers if w.judging}
         riders = {w.wafer_id: w for _, w in wafers if not w.judging}
         deadline = clock.now() + 2 * SLOWEST_TRANSIT_S
+        told: set[int] = set()  # the alarms found latched, said once each
         while riders:
             status = await driver.status()
+            if status.alarm_active and status.alarm_code not in told:
+                told.add(status.alarm_code)  # raised while no controller ran: say it first
+                await _say_alarm(driver, status.alarm_code, riders.values())
             # The exit wafer is taken whenever WAFER_AT_EXIT says so, and the belt is empty
             # only at count 0 with the exit empty: the same whether the oven's count
             # includes a wafer waiting at the exit or not.
@@ -359,6 +363,20 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
                 return settled
             await clock.sleep(RECOVERY_POLL_S)
         return settled
+
+
+async def _say_alarm(driver: Any, code: int, riders: Iterable[Recovering]) -> None:
+    """An alarm recovery finds latched (530: a wafer reached the exit behind one no
+    controller took off) is cleared to let the belt empty: each riding wafer's recovery
+    notes say which it was first, so it is in their history and the audit log."""
+    try:
+        alarm = await driver.alarm()
+    except ToolError:
+        alarm = None
+    said = f"alarm {alarm.code} {alarm.text}" if alarm is not None else f"alarm {code}"
+    for rider in riders:
+        rider.note(f"{driver.name} showed {said}, raised while no controller ran; "
+                   "clearing it to let the belt empty")
 
 
 def _zone_gap(zones: tuple[float | None, ...], step: ReflowStep) -> float:
