@@ -10,9 +10,6 @@ tool across connections. A lot that prints and places runs on them on every test
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 from drivers.clock import ScaledClock
@@ -20,11 +17,10 @@ from drivers.line_config import parse_line_config
 from drivers.tools import open_tool
 from drivers.types import PlacementRecipe, PrintRecipe, RunStatus
 from sequences.kinds.ball_place import BALL_PLACE
+from tests.independent.lot import run_lot
 from tests.independent.serial_servers import line_tables, serve
 from tests.independent.wbm300 import Mounter
-from tests.sim_process import stop, wait_for_line_config
 
-BUMPLINE = [sys.executable, "-m", "controller.cli"]
 RECIPE = "corecap-pb90-snpb"  # ball placement, then a print: both serial tools, both CHG
 LOT_SPEED = 300.0
 DRIVER_SPEED = 1000.0
@@ -33,27 +29,11 @@ DRIVER_SPEED = 1000.0
 async def test_a_lot_on_the_independent_printer_and_mounter(tmp_path: Path) -> None:
     """Our simulator serves the oven and the cleaner; the printer and the mounter are the
     independent ones (each needs a changeover, an RCP, then LOD/PRT or LOD/PLC/RPR)."""
-    sim_config = tmp_path / "sim-line.toml"
-    sim = await asyncio.to_thread(
-        subprocess.Popen,
-        [*BUMPLINE, "sim", "--speed", str(LOT_SPEED), "--printers", "0", "--placers", "0",
-         "--config-out", str(sim_config)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        await asyncio.to_thread(wait_for_line_config, sim_config, sim)
-        async with serve(LOT_SPEED) as served:
-            line = tmp_path / "line.toml"
-            line.write_text(sim_config.read_text() + "\n" + line_tables(served))
-            proc = await asyncio.create_subprocess_exec(
-                *BUMPLINE, "run", "--lot", "HL1", "--recipe", RECIPE, "--wafers", "2",
-                "--line", str(line), "--db", str(tmp_path / "hl.db"), "--plain",
-                "--report-dir", str(tmp_path / "reports"),
-                cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout=100)
-    finally:
-        await asyncio.to_thread(stop, sim)
-    text = out.decode()
-    assert proc.returncode == 0, text
+    async with serve(LOT_SPEED) as served:
+        code, text = await run_lot(tmp_path, line_tables(served),
+                                   leave_out=("printers", "placers"), speed=LOT_SPEED,
+                                   lot="HL1", recipe=RECIPE, db=tmp_path / "hl.db")
+    assert code == 0, text
     assert "lot HL1: complete; 2/2 wafers complete" in text, text
     printer, mounter = served.printer.tool.log, served.mounter.tool.log
     assert [e.split()[0] for e in mounter[:2]] == ["chg", "rcp"], mounter

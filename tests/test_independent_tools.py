@@ -10,9 +10,11 @@ so a driver that leans on a choice only our simulator made is found.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
-import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,10 +25,9 @@ from drivers.types import CleanerState
 from sequences.kinds import kind_of
 from sequences.recipes.recipe import find_recipe
 from tests.independent.fc1 import DONE, LOADED
+from tests.independent.lot import BUMPLINE, run_lot
 from tests.independent.servers import line_tables, serve
-from tests.sim_process import stop, wait_for_line_config
 
-BUMPLINE = [sys.executable, "-m", "controller.cli"]
 RECIPE = "rebump-hipb-snpb"
 LOT_SPEED = 300.0
 DRIVER_SPEED = 1000.0
@@ -37,31 +38,32 @@ def _clean_step():
     return next(step for step in recipe.steps if step.kind == "clean")
 
 
+@contextlib.asynccontextmanager
+async def _alarm_cleared_on_w1(step: Any, interrupted_to: str) -> AsyncIterator[tuple[Any, Any]]:
+    """The independent cleaner with W1 loaded and started, its wash ended by alarm 620
+    and the alarm cleared (CLEAR leaving the wafer ``interrupted_to``): (served, driver)."""
+    async with serve(DRIVER_SPEED, cleaner_bath_c=60.0, cleaner_alarms={1: 620},
+                     interrupted_to=interrupted_to) as served:
+        config = parse_line_config("[line]\nname = 'ind'\n" f"time_scale = {DRIVER_SPEED}\n"
+                                   + line_tables(served))
+        async with open_tool(config.tools["cleaner-1"], ScaledClock(DRIVER_SPEED)) as cleaner:
+            await cleaner.set_recipe(step.tool_recipe())
+            await cleaner.load("W1")
+            await cleaner.start()
+            await cleaner.wait_for(CleanerState.ALARM, timeout_s=600)
+            await cleaner.clear_alarm()
+            yield served, cleaner
+
+
 async def test_a_short_lot_on_the_independent_oven_and_cleaner(tmp_path: Path) -> None:
     """Our simulator serves the printer and the mounter; the oven and the cleaner are
     the independent ones (a cold cleaner bath, reads across unlisted addresses refused,
     RESULT_WAFER_ID latched at LOAD, the RTU line paced)."""
-    sim_config = tmp_path / "sim-line.toml"
-    sim = await asyncio.to_thread(
-        subprocess.Popen,
-        [*BUMPLINE, "sim", "--speed", str(LOT_SPEED), "--ovens", "0", "--cleaners", "0",
-         "--config-out", str(sim_config)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        await asyncio.to_thread(wait_for_line_config, sim_config, sim)
-        async with serve(LOT_SPEED) as served:
-            line = tmp_path / "line.toml"
-            line.write_text(sim_config.read_text() + "\n" + line_tables(served))
-            proc = await asyncio.create_subprocess_exec(
-                *BUMPLINE, "run", "--lot", "IND1", "--recipe", RECIPE, "--wafers", "2",
-                "--line", str(line), "--db", str(tmp_path / "ind.db"), "--plain",
-                "--report-dir", str(tmp_path / "reports"),
-                cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout=100)
-    finally:
-        await asyncio.to_thread(stop, sim)
-    text = out.decode()
-    assert proc.returncode == 0, text
+    async with serve(LOT_SPEED) as served:
+        code, text = await run_lot(tmp_path, line_tables(served), leave_out=("ovens", "cleaners"),
+                                   speed=LOT_SPEED, lot="IND1", recipe=RECIPE,
+                                   db=tmp_path / "ind.db")
+    assert code == 0, text
     assert "lot IND1: complete; 2/2 wafers complete" in text, text
     oven, cleaner = served.oven.log, served.cleaner.log
     assert sorted(e for e in oven if e.startswith("load")) == [
@@ -80,40 +82,22 @@ async def test_a_wafer_an_alarm_left_loaded_is_taken_out(interrupted_to, sent) -
     in DONE only and ABORT while a cycle runs, so the failed wafer's abort STARTs and
     ABORTs it, then UNLOADs (before: it stayed LOADED and held every later wafer)."""
     step = _clean_step()
-    async with serve(DRIVER_SPEED, cleaner_bath_c=60.0, cleaner_alarms={1: 620},
-                     interrupted_to=interrupted_to) as served:
-        config = parse_line_config("[line]\nname = 'ind'\n" f"time_scale = {DRIVER_SPEED}\n"
-                                   + line_tables(served))
-        async with open_tool(config.tools["cleaner-1"], ScaledClock(DRIVER_SPEED)) as cleaner:
-            await cleaner.set_recipe(step.tool_recipe())
-            await cleaner.load("W1")
-            await cleaner.start()
-            await cleaner.wait_for(CleanerState.ALARM, timeout_s=600)
-            await cleaner.clear_alarm()
-            assert (await cleaner.status()).state.value == interrupted_to
-            mark = len(served.cleaner.log)
-            notes = await kind_of(step).abort(cleaner, step, "W1")
-            assert served.cleaner.log[mark:] == sent, notes
-            assert notes[-1] == "wafer unloaded", notes
-            assert (await cleaner.status()).state is CleanerState.READY
+    async with _alarm_cleared_on_w1(step, interrupted_to) as (served, cleaner):
+        assert (await cleaner.status()).state.value == interrupted_to
+        mark = len(served.cleaner.log)
+        notes = await kind_of(step).abort(cleaner, step, "W1")
+        assert served.cleaner.log[mark:] == sent, notes
+        assert notes[-1] == "wafer unloaded", notes
+        assert (await cleaner.status()).state is CleanerState.READY
 
 
 async def test_another_wafer_left_loaded_stays_for_an_engineer() -> None:
     step = _clean_step()
-    async with serve(DRIVER_SPEED, cleaner_bath_c=60.0, cleaner_alarms={1: 620},
-                     interrupted_to=LOADED) as served:
-        config = parse_line_config("[line]\nname = 'ind'\n" f"time_scale = {DRIVER_SPEED}\n"
-                                   + line_tables(served))
-        async with open_tool(config.tools["cleaner-1"], ScaledClock(DRIVER_SPEED)) as cleaner:
-            await cleaner.set_recipe(step.tool_recipe())
-            await cleaner.load("W1")
-            await cleaner.start()
-            await cleaner.wait_for(CleanerState.ALARM, timeout_s=600)
-            await cleaner.clear_alarm()
-            mark = len(served.cleaner.log)
-            notes = await kind_of(step).abort(cleaner, step, "W2")
-            assert served.cleaner.log[mark:] == [], notes
-            assert "holds W1 LOADED, not W2" in notes[0], notes
+    async with _alarm_cleared_on_w1(step, LOADED) as (served, cleaner):
+        mark = len(served.cleaner.log)
+        notes = await kind_of(step).abort(cleaner, step, "W2")
+        assert served.cleaner.log[mark:] == [], notes
+        assert "holds W1 LOADED, not W2" in notes[0], notes
 
 
 async def test_wafers_a_jam_held_past_their_deadline_are_still_taken_off(tmp_path: Path) -> None:
@@ -124,35 +108,18 @@ async def test_wafers_a_jam_held_past_their_deadline_are_still_taken_off(tmp_pat
     wafers still on the belt, so the first to come out was never taken off and blocked
     the exit for the other (530). The run now lasts while the exit watcher looks for
     them: both unloaded, no 530, the alarm recorded."""
-    sim_config = tmp_path / "sim-line.toml"
-    sim = await asyncio.to_thread(
-        subprocess.Popen,
-        [*BUMPLINE, "sim", "--speed", str(LOT_SPEED), "--ovens", "0", "--cleaners", "0",
-         "--config-out", str(sim_config)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = str(tmp_path / "jam.db")
-    try:
-        await asyncio.to_thread(wait_for_line_config, sim_config, sim)
-        async with serve(LOT_SPEED, oven_faults=["520@load2+20/60"]) as served:
-            line = tmp_path / "line.toml"
-            line.write_text(sim_config.read_text() + "\n" + line_tables(served))
-            proc = await asyncio.create_subprocess_exec(
-                *BUMPLINE, "run", "--lot", "JAM", "--recipe", RECIPE, "--wafers", "2",
-                "--line", str(line), "--db", db, "--plain",
-                "--report-dir", str(tmp_path / "reports"),
-                cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout=100)
-            oven = list(served.oven.log)
-    finally:
-        await asyncio.to_thread(stop, sim)
-    text = out.decode()
-    assert proc.returncode == 3, text
+    db = tmp_path / "jam.db"
+    async with serve(LOT_SPEED, oven_faults=["520@load2+20/60"]) as served:
+        code, text = await run_lot(tmp_path, line_tables(served), leave_out=("ovens", "cleaners"),
+                                   speed=LOT_SPEED, lot="JAM", recipe=RECIPE, db=db)
+        oven = list(served.oven.log)
+    assert code == 3, text
     assert "2 awaiting disposition" in text, text
     assert text.count("(alarm 520 CONVEYOR JAM)") == 2, text
     assert "alarm 520" in oven and "clear 520" in oven, oven
     assert "unload JAM-01" in oven and "unload JAM-02" in oven, oven
     assert "alarm 530" not in oven, oven
     alarms = (await asyncio.to_thread(
-        subprocess.run, [*BUMPLINE, "alarms", "--db", db], cwd=tmp_path, capture_output=True,
+        subprocess.run, [*BUMPLINE, "alarms", "--db", str(db)], cwd=tmp_path, capture_output=True,
         text=True, check=True)).stdout
     assert "CONVEYOR JAM" in alarms, alarms
