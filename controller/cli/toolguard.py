@@ -66,24 +66,21 @@ def judge(*, tool: str, command: str, line: str, changes: bool, holder: LockInfo
     if mode is not ToolMode.PRODUCTION and working is None:
         return Verdict(audit=(SENT, f"{tool} {command}: console command to {tool} in "
                               f"{mode.value} while {who}"))
+    # Guarded: in production, or out of it and still working its last wafer.
+    state, busy = ("in production", "in production") if mode is ToolMode.PRODUCTION else (
+        f"in {mode.value}, still working ({working}),", f"still working ({working})")
+    if force:
+        return Verdict(
+            audit=(FORCED, f"{tool} {command}: console command with --force to {tool} "
+                   f"{state} while {who}"),
+            warning=f"warning: {tool} {command}: sending it with --force to a tool {busy} "
+                    f"while {who}; audited",
+        )
     if mode is not ToolMode.PRODUCTION:
-        if force:
-            return Verdict(
-                audit=(FORCED, f"{tool} {command}: console command with --force to {tool} "
-                       f"in {mode.value}, still working ({working}), while {who}"),
-                warning=f"warning: {tool} {command}: sending it with --force to a tool still "
-                        f"working ({working}) while {who}; audited")
         return Verdict(refusal=(
             f"{tool} {command}: refused: {tool} is in {mode.value} but still working "
             f"({working}) while {who}: a wafer on it finishes first; wait until 'bumpline "
             f"tools' shows it {mode.value}, or send it anyway with --force (audited)"))
-    if force:
-        return Verdict(
-            audit=(FORCED, f"{tool} {command}: console command with --force to {tool} in "
-                   f"production while {who}"),
-            warning=f"warning: {tool} {command}: sending it with --force to a tool in "
-                    f"production while {who}; audited",
-        )
     return Verdict(refusal=(
         f"{tool} {command}: refused: {who}, and {tool} is in production there. Take it "
         f"out of production first (bumpline tools mode {tool} engineering --line "

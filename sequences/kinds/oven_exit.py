@@ -171,7 +171,7 @@ class ExitWatch:
 
     def on_belt(self, wafer_id: str) -> bool:
         """Is the wafer still riding (its step waiting for it, or given up on it)?"""
-        return wafer_id in self._late or any(r.wafer_id == wafer_id for r in self._riders)
+        return wafer_id in self._late or wafer_id in self.riding
 
     @property
     def watching_late(self) -> bool:
