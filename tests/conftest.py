@@ -62,6 +62,41 @@ def pytest_configure(config: pytest.Config) -> None:
         load_line_config(path)
     except LineConfigError as exc:  # before any test, not as one test's error among passes
         raise pytest.UsageError(f"--line-config: {exc}") from None
+
+
+def _dump_stacks_and_tasks(terminal) -> None:  # noqa: ANN001
+    """pytest-timeout's thread stacks, then every asyncio task's: a test that hangs on the
+    event loop shows only ``select()`` in its threads; its tasks say what each awaits."""
+    _thread_stacks(terminal)
+    try:
+        loop = asyncio.get_running_loop()  # the signal lands in the thread running the loop
+    except RuntimeError:
+        return
+    for task in asyncio.all_tasks(loop):
+        terminal.sep("~", title=f"asyncio task {task.get_name()}")
+        terminal.line(repr(task))  # what it waits for, and who would wake it
+        awaited: object = task.get_coro()
+        while awaited is not None:  # down the chain of awaits (get_stack shows the top only)
+            frame = next((getattr(awaited, f) for f in ("cr_frame", "gi_frame", "ag_frame")
+                          if getattr(awaited, f, None) is not None), None)
+            if frame is None:
+                terminal.line(f"  awaits {awaited!r}")
+                break
+            code = frame.f_code
+            terminal.line(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+            awaited = next((getattr(awaited, f) for f in ("cr_await", "gi_yieldfrom", "ag_await")
+                            if getattr(awaited, f, None) is not None), None)
+
+
+try:  # pytest-timeout's dump is a module function its SIGALRM handler calls by name
+    import pytest_timeout as _pytest_timeout
+
+    _thread_stacks = _pytest_timeout.dump_stacks
+    _pytest_timeout.dump_stacks = _dump_stacks_and_tasks
+except (ImportError, AttributeError):  # another version: its own dump only
+    pass
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # noqa: ANN001
     line = databases.summary_line(config)
     if line is not None:

@@ -29,6 +29,15 @@ from drivers.types import (
 from sequences.errors import SequenceError
 from sequences.kinds import KINDS, ROLE_OF_KIND, kind_of
 from sequences.kinds.base import NeverTaken, Recovering, TakeResult, ToolView, Unknown
+from sequences.kinds.reflow import (
+    CHANGEOVER_MAX_S,
+    COOL_LOOK_MAX_S,
+    HEATED_POLL_S,
+    READY_HOLD_S,
+    STABLE_BAND_C,
+    _cooled,
+    next_cool_look,
+)
 from sequences.recipes.recipe import find_recipe
 from sequences.wafer.machine import retry_targets
 
@@ -405,3 +414,69 @@ async def test_a_judging_oven_wafer_is_judged_from_its_record_not_the_belt():
     assert found["W-1"].result.peak_c == 350.0
     assert [(a.code, a.text) for a in found["W-1"].alarms] == [(560, "TC open")]
     assert isinstance(found["W-2"], TakeResult) and oven.unloaded == ["W-2"]
+
+
+# --- a cool-down between two profiles -----------------------------------------------------
+
+
+def test_a_cool_down_is_looked_at_when_the_rate_seen_says_and_never_too_far_ahead():
+    far = 1e9
+    # 0.1 °C/s with 20 °C to go (22 from the setpoints, the band is 2): in 200 s
+    assert next_cool_look(24.0, 0.0, 22.0, 20.0, far) == pytest.approx(200.0)
+    # nearly there: not before HEATED_POLL_S
+    assert next_cool_look(10.0, 0.0, STABLE_BAND_C + 0.01, 10.0, far) == HEATED_POLL_S
+    # 0.1 °C in 400 s (the registers' resolution over a host's stall): not days away
+    assert next_cool_look(70.0, 0.0, 69.9, 400.0, far) == COOL_LOOK_MAX_S
+    # never past the deadline; at it, or with no cooling seen, the caller's polls decide
+    assert next_cool_look(70.0, 0.0, 69.9, 400.0, 450.0) == pytest.approx(50.0)
+    assert next_cool_look(70.0, 0.0, 69.9, 400.0, 400.0) is None
+    assert next_cool_look(70.0, 0.0, 70.0, 400.0, far) is None
+    assert next_cool_look(70.0, 0.0, 70.3, 400.0, far) is None
+
+
+class _CoolingOven:
+    """Zone reads of an oven cooling from one profile to another along a scripted curve."""
+
+    def __init__(self, clock: ManualClock, gap_at: Any, setpoints: tuple[float, ...]) -> None:
+        self.clock, self.gap_at, self.setpoints = clock, gap_at, setpoints
+        self.reads: list[float] = []
+
+    async def zone_temperatures(self) -> tuple[float, ...]:
+        self.reads.append(self.clock.now())
+        gap = round(self.gap_at(self.clock.now()), 1)  # the registers' 0.1 °C
+        return tuple(sp + gap for sp in self.setpoints)
+
+
+async def test_a_cool_down_that_barely_moves_at_first_is_still_looked_at():
+    """At 2000x a host stalled for 0.2 s between the oven's status read and the first zone
+    read is 400 tool s in which the zones had barely begun to cool (0.1 °C): the rate seen
+    put the next look 190,000 s away, and the wafer waited (the suite's test hung). The
+    looks stay at most COOL_LOOK_MAX_S apart and the zones are found in the band."""
+    step = RECIPE.step(5)
+    clock = ManualClock(1000.0)
+    # 70 °C above the new profile until 1400 s, then cooling at 0.1 °C/s
+    def gap_at(t: float) -> float:
+        return 70.0 if t < 1400.0 else max(0.0, 69.9 - 0.1 * (t - 1400.0))
+
+    oven = _CoolingOven(clock, gap_at, step.zones_c)
+    looked = 1000.0
+    clock.advance(400.0)  # the stall: 400 tool s before the first look
+    assert await _cooled(oven, step, clock, 70.0, looked) is True
+    gaps = [b - a for a, b in zip(oven.reads, oven.reads[1:], strict=False)]
+    assert max(gaps) <= COOL_LOOK_MAX_S
+    # in the band at 2080 s; found within one look of it, then READY's hold
+    assert clock.now() - READY_HOLD_S <= 2080.0 + COOL_LOOK_MAX_S
+    assert clock.now() - 1000.0 < CHANGEOVER_MAX_S + READY_HOLD_S
+
+
+async def test_a_cool_down_that_stops_short_of_the_band_hands_over_to_the_ready_polls():
+    """Zones that settle just outside the band (a zone that cannot get there): the looks
+    go on, COOL_LOOK_MAX_S apart at most, until no cooling is seen (or CHANGEOVER_MAX_S),
+    then READY's polls decide."""
+    step = RECIPE.step(5)
+    clock = ManualClock(0.0)
+    oven = _CoolingOven(clock, lambda t: 2.5 + 60.0 * 0.99 ** t, step.zones_c)
+    assert await _cooled(oven, step, clock, 62.5, 0.0) is False
+    assert clock.now() <= CHANGEOVER_MAX_S + COOL_LOOK_MAX_S
+    gaps = [b - a for a, b in zip(oven.reads, oven.reads[1:], strict=False)]
+    assert max(gaps) <= COOL_LOOK_MAX_S

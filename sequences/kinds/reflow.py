@@ -49,6 +49,11 @@ READY_POLL_S = 20.0  # during a cool-down, look at the oven this often
 HEATED_POLL_S = 5.0  # after a heat-up's expected time, look this often
 BIG_COOLDOWN_C = 100.0  # hottest zone this much above the new profile's: high-lead to eutectic
 BIG_COOLDOWN_MIN_S = 600.0  # such a change takes no less
+# A cool-down's rate is measured over this much cooling at least before it is trusted: over
+# a second or two the change is the registers' 0.1 °C and the zones' noise, and a rate of
+# 0.1 °C over a host's stall (at 2000x, 0.2 s is 400 tool s) put the next look days away.
+COOL_FIRST_LOOK_S = 30.0
+COOL_LOOK_MAX_S = 300.0  # and the zones are looked at this often at least: it is a guess
 # A cold start to the first profile. The spec says zones "heat quickly" and READY needs
 # every zone within 2 °C of its setpoint for 60 s; it gives no heating rate. We take the
 # RF-10N's air as first-order with a 90 s time constant from 25 °C (docs/scheduling.md;
@@ -389,22 +394,37 @@ async def _cooled(driver: Any, step: ReflowStep, clock: Clock, gap_c: float, sin
                   ) -> bool:
     """Look at the zones when the cooling seen since ``since`` (``gap_c`` then) says they
     can be in the stable band, then wait the hold READY needs; True once they were
-    (False: not cooling as seen, the caller's READY polls decide). The spec gives no
-    cooling rate ("cool slowly", 15-25 min high-lead to eutectic): the rate between two
-    looks, extrapolated in a straight line; a cooling curve flattens, so each look comes
-    early, never late. One zone read a look, instead of a READY poll every READY_POLL_S."""
+    (False: not cooling as seen, or not in the band by CHANGEOVER_MAX_S; the caller's
+    READY polls decide). The spec gives no cooling rate ("cool slowly", 15-25 min
+    high-lead to eutectic): the rate between two looks, extrapolated in a straight line
+    (``next_cool_look``). One zone read a look, instead of a READY poll every READY_POLL_S."""
     deadline = clock.now() + CHANGEOVER_MAX_S
+    await clock.sleep(since + COOL_FIRST_LOOK_S - clock.now())
     while True:
         gap = _zone_gap(await driver.zone_temperatures(), step)
         now = clock.now()
         if gap <= STABLE_BAND_C:
             await expect(clock, READY_HOLD_S)
             return True
-        rate = (gap_c - gap) / (now - since) if now > since else 0.0
-        if rate <= 0.0 or now >= deadline:
+        wait = next_cool_look(gap_c, since, gap, now, deadline)
+        if wait is None:
             return False
         since, gap_c = now, gap
-        await clock.sleep(max((gap - STABLE_BAND_C) / rate, HEATED_POLL_S))
+        await clock.sleep(wait)
+
+
+def next_cool_look(gap_then: float, then: float, gap: float, now: float, deadline: float
+                   ) -> float | None:
+    """Tool seconds from ``now`` to the next look at cooling zones, ``gap`` °C from their
+    setpoints now and ``gap_then`` at ``then``: when the rate seen brings them into the
+    stable band (a cooling curve flattens: early, not late), at least HEATED_POLL_S, at
+    most COOL_LOOK_MAX_S and never past ``deadline``. None: not cooling, or the deadline
+    has come."""
+    rate = (gap_then - gap) / (now - then) if now > then else 0.0
+    if rate <= 0.0 or now >= deadline:
+        return None
+    return min(max((gap - STABLE_BAND_C) / rate, HEATED_POLL_S), COOL_LOOK_MAX_S,
+               deadline - now)
 
 
 _ENTRANCE_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
