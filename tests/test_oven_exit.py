@@ -13,7 +13,7 @@ import pytest
 from modbus_fixtures import sim_oven
 
 from drivers.clock import ManualClock
-from drivers.errors import LinkError, ToolTimeout
+from drivers.errors import LinkError, ToolError, ToolTimeout
 from drivers.oven import ReflowOven
 from drivers.turns import is_urgent
 from drivers.types import OvenSignals, ReflowResult
@@ -93,6 +93,28 @@ async def test_a_stopping_controller_leaves_the_belt_to_recovery() -> None:
         assert watch.riding == []  # and the watcher has stopped
         status = await oven.status()
         assert status.wafers_on_belt == 3  # nothing taken off behind recovery's back
+
+
+async def test_a_watcher_that_fails_by_itself_fails_its_riders_instead_of_leaving_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fault of the watcher's own (not the oven's: a programming error) must not leave
+    the riders' steps and the entrance waiting for a take no one will make: each step
+    fails, naming it, and the wafer counts as still on the belt."""
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+
+        async def broken(*_: object, **__: object) -> None:
+            raise RuntimeError("a bug in the exit's read")
+
+        oven.exit_values_of = broken  # type: ignore[method-assign]
+        arrived = await load_behind(oven, watch, "EXW-41")
+        with pytest.raises(ToolError, match="exit watcher stopped .*a bug in the exit"):
+            await asyncio.wait_for(arrived, 30)
+        assert watch.riding == [] and watch.on_belt("EXW-41")
+        assert not await asyncio.wait_for(watch.stand_clear(1e9), 5)  # nothing to wait for
+        assert "the exit watcher stopped" in caplog.text
 
 
 async def test_a_wafer_passing_twice_is_not_taken_for_arrived_by_its_old_id() -> None:

@@ -115,6 +115,7 @@ class ExitWatch:
         rider.arrived.add_done_callback(self._step_gone)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._watch(), name=f"exit watch {self.driver.name}")
+            self._task.add_done_callback(self._watch_ended)
         return rider.arrived
 
     async def stand_clear(self, window_s: float) -> bool:
@@ -244,6 +245,22 @@ class ExitWatch:
             return
         if seen not in {r.wafer_id for r in self._riders} and seen not in self._late:
             self._left = seen
+
+    def _watch_ended(self, task: asyncio.Task[None]) -> None:
+        """The watcher stopped by a fault of its own (not the oven's: those fail the rider
+        they concern): every step waiting on it fails now, naming it, instead of waiting
+        for a take no one will make - and the entrance work standing clear is let go."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("%s: the exit watcher stopped: %r", self.driver.name, exc, exc_info=exc)
+        error = ToolError(self.driver.name, f"the exit watcher stopped ({exc!r}): the wafer "
+                          "may still be on the belt")
+        while self._riders:
+            rider = self._riders.popleft()
+            self._late[rider.wafer_id] = rider  # on the belt for all we know (``on_belt``)
+            self._done(rider, error)
+        self._taken.set()
 
     def _step_gone(self, arrived: asyncio.Future[StepResult]) -> None:
         """Every waiting step cancelled (the controller stops): the watcher stops too."""
