@@ -279,11 +279,14 @@ async def test_recovery_says_which_alarm_it_found_latched_before_clearing_it() -
         step = find_recipe("ballmount-sac305").step(2)
         assert isinstance(step, ReflowStep)
         notes: dict[str, list[str]] = {"W-01": [], "W-02": []}
+        found: list[tuple[int, str, bool]] = []  # recorded with the line's alarms
         wafers = [(step, Recovering(w, 2, judging=False, earlier_results=(), intents=("LOAD",),
-                                    note=notes[w].append)) for w in notes]
+                                    note=notes[w].append,
+                                    alarm=lambda *a: found.append(a))) for w in notes]
         settled = await REFLOW.settle_all(oven, wafers, oven.clock)
         assert all(isinstance(settled[w], TakeResult) for w in notes)
-        said = ("oven-1 showed alarm 530 EXIT BLOCKED, raised while no controller ran; "
+        said = ("oven-1 showed alarm 530 EXIT BLOCKED, raised while no controller watched it; "
                 "clearing it to let the belt empty")
         assert notes == {"W-01": [said], "W-02": [said]}
+        assert found == [(530, "EXIT BLOCKED", False), (530, "", True)]  # once, for the tool
         assert (await oven.status()).alarm_code == 0 and on_belt(sim) == []

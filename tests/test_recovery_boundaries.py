@@ -294,6 +294,45 @@ async def test_killed_around_the_oven_the_wafer_is_reflowed_once_and_judged(
     assert [s.status for s in reflows] == ["done"] and reflows[0].results["peak_c"]
 
 
+async def test_an_oven_alarm_latched_while_the_controller_was_down_is_a_row_of_the_alarms(
+        tmp_path: Path) -> None:
+    """Killed while its wafer rides, the belt jams and the jam is freed before the restart:
+    alarm 520 stays latched. Recovery clears it to let the belt empty; before, only the
+    wafer's recovery notes said so, and `bumpline alarms` (the operator's, GEM's list)
+    had no row of it. Now it is set, naming the wafer, and cleared when recovery's CLEAR
+    is taken."""
+    def hook(tools: LineTools, kill: Kill, oven: Any, clock: ScaledClock) -> None:
+        driver = tools["oven-1"]
+        original = driver.load
+
+        async def load(*args: Any, **kwargs: Any) -> Any:
+            await original(*args, **kwargs)
+            oven.jam_conveyor(clock.now())  # while no controller watches
+            oven.clear_jam(clock.now())  # freed: its alarm stays latched until CLEAR
+            await kill.dead()
+
+        driver.load = load
+
+    async with _line() as line:
+        oven = line.models["oven-1"]
+        outcome, (kill,), db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: hook(tools, k, oven, line.clock))
+        assert oven._wafers_taken == 1
+    with Store(f"sqlite:///{kill.kept}", create=False) as store:
+        assert store.alarms() == []  # the kill's store: nothing seen
+    assert any("alarm 520" in n and "clearing it" in n for n in _notes(db)), _notes(db)
+    with Store(f"sqlite:///{db}", create=False) as store:
+        (alarm,) = store.alarms(tool="oven-1")
+        assert alarm.code == 520 and "found latched by recovery" in alarm.text
+        assert alarm.wafer_id == "B1-01" and alarm.lot_id == "B1"
+        assert not alarm.active  # recovery's CLEAR was taken
+        audit = [a.action for a in store.audit_log() if a.actor == "oven-1"]
+        assert "alarm.set" in audit and "alarm.clear" in audit, audit
+    # The wafer rode a stopped belt: the oven's own flag fails it, nothing passes silently.
+    assert outcome.wafers["B1-01"] == "awaiting_disposition", outcome.wafers
+    assert "belt stopped" in _events(db)[-1].why
+
+
 # --- the cleaner: LOAD and START -------------------------------------------------------------
 
 @pytest.mark.parametrize(("verb", "note"), [

@@ -214,7 +214,8 @@ class LineController:
             self.scheduler.add_wafer(run, lot_id, lot.priority)
 
     def _recovery(self) -> Recovery:
-        return Recovery(self.store, self.journal, self.clock, self._recovery_note)
+        return Recovery(self.store, self.journal, self.clock, self._recovery_note,
+                        report=self.report)
 
     def _recovery_note(self, wafer_id: str, text: str) -> None:
         lot_id = self._lot_of(wafer_id)
@@ -404,7 +405,7 @@ class LineController:
         """The wafers a silent tool had, once it answers: each kind asks it what happened
         (the rules recovery uses after a controller stop)."""
         recovery = Recovery(self.store, self.journal, self.clock, self._recovery_note,
-                            cause=f"{tool.name} stopped answering")
+                            cause=f"{tool.name} stopped answering", report=self.report)
         await recovery.settle(wafers, {tool.name: tool})
 
     def _tool_state(self, tool: str, state: E10State, reason: str, *,

@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from controller.line.journal import StoreJournal
+from controller.line.scheduled import ToolReport
 from controller.line.scheduler import ScheduledTool, ScheduledWafer
 from controller.store import Store
 from drivers.clock import Clock
@@ -66,13 +67,17 @@ class Recovery:
     """Restores wafer runs from the store and settles those found mid-step."""
 
     def __init__(self, store: Store, journal: StoreJournal, clock: Clock, note: Note,
-                 *, cause: str = "controller stopped") -> None:
-        """``cause``: what interrupted the steps, as the notes and holds say it."""
+                 *, cause: str = "controller stopped",
+                 report: Callable[[ToolReport], None] | None = None) -> None:
+        """``cause``: what interrupted the steps, as the notes and holds say it. ``report``:
+        where an alarm a tool shows latched (raised while no controller watched) is recorded
+        with the line's alarms, and its clearing (the scheduler's reports go there too)."""
         self.cause = cause
         self.store = store
         self.journal = journal
         self.clock = clock
         self.note = note
+        self.report = report
 
     def history(self, recipe: Recipe, wafer_id: str) -> WaferHistory:
         """What the wafer has been through, from its finished steps."""
@@ -134,7 +139,7 @@ class Recovery:
         kind = kind_of(first.run.recipe.step(first.in_step))
         try:
             found = await kind.settle_all(tool.driver, [
-                (w.run.recipe.step(w.in_step), self._recovering(w))
+                (w.run.recipe.step(w.in_step), self._recovering(w, tool.name, group))
                 for w in group], self.clock)
         except ToolError as exc:
             for wafer in group:
@@ -145,7 +150,19 @@ class Recovery:
         for wafer in group:
             await self._carry_out(wafer, tool, found[wafer.run.wafer_id])
 
-    def _recovering(self, wafer: ScheduledWafer) -> Recovering:
+    def _alarm_found(self, tool: str, group: list[ScheduledWafer], code: int, text: str,
+                     cleared: bool) -> None:
+        if self.report is None:
+            return
+        if cleared:
+            self.report(ToolReport(tool, "alarm_cleared", code=code))
+            return
+        hit = tuple(w.run.wafer_id for w in group)
+        self.report(ToolReport(tool, "alarm", f"{text} (found latched by recovery)"
+                               .strip(), code, wafer_id=hit[0], wafers=hit))
+
+    def _recovering(self, wafer: ScheduledWafer, tool: str, group: list[ScheduledWafer]
+                    ) -> Recovering:
         run = wafer.run
         number = wafer.in_step
         kind = run.machine.step_kind
@@ -161,7 +178,9 @@ class Recovery:
                           lambda text: self.note(run.wafer_id, text),
                           self._measured(run.wafer_id, number) if judging else None,
                           None if judging else self._before_repair(run.wafer_id, number),
-                          self.journal)
+                          self.journal,
+                          lambda code, text, cleared: self._alarm_found(tool, group, code,
+                                                                        text, cleared))
 
     async def _carry_out(self, wafer: ScheduledWafer, tool: ScheduledTool, found: Settled) -> None:
         run = wafer.run

@@ -77,6 +77,9 @@ def timeout_for(nominal_s: float) -> float:
 
 
 Note = Callable[[str], None]
+# An alarm a tool showed latched when recovery asked it (code, text; True once recovery
+# cleared it): raised while no controller watched, it is recorded with the line's alarms.
+AlarmFound = Callable[[int, str, bool], None]
 
 
 class Stated(Protocol):
@@ -176,6 +179,7 @@ class Recovering:
     # The journal the wafer's step records its intents in: a command recovery sends that
     # must not be repeated (a start) is journalled like the step's own (None: not journalled).
     journal: WaferJournal | None = None
+    alarm: AlarmFound | None = None  # None: not recorded (the notes still say it)
 
     def guarded(self, command: str, tool: str) -> AbstractAsyncContextManager[None]:
         """Send ``command`` inside: an intent committed first, as the step itself does

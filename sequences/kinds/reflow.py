@@ -326,11 +326,11 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
                                        for step, w in wafers if w.judging}
         riders = {w.wafer_id: w for _, w in wafers if not w.judging}
         deadline = clock.now() + 2 * SLOWEST_TRANSIT_S
-        told: set[int] = set()  # the alarms found latched, said once each
+        told: set[int] = set()  # the alarms found latched and not cleared since: said once
         while riders:
             status = await driver.status()
             if status.alarm_active and status.alarm_code not in told:
-                told.add(status.alarm_code)  # raised while no controller ran: say it first
+                told.add(status.alarm_code)  # raised while no controller watched: say it first
                 await _say_alarm(driver, status.alarm_code, riders.values())
             # The exit wafer is taken whenever WAFER_AT_EXIT says so, and the belt is empty
             # only at count 0 with the exit empty: the same whether the oven's count
@@ -361,6 +361,10 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
                     await driver.clear_alarm()
                 except ToolError:
                     pass  # the cause is still there; the belt goes on regardless
+                else:
+                    if status.alarm_code in told:
+                        told.discard(status.alarm_code)  # raised again later: said again
+                        _alarm_found(riders.values(), status.alarm_code, "", cleared=True)
             if clock.now() > deadline:
                 for rider in riders.values():
                     settled[rider.wafer_id] = Unknown(
@@ -379,9 +383,18 @@ async def _say_alarm(driver: Any, code: int, riders: Iterable[Recovering]) -> No
     except ToolError:
         alarm = None
     said = f"alarm {alarm.code} {alarm.text}" if alarm is not None else f"alarm {code}"
+    riders = list(riders)
     for rider in riders:
-        rider.note(f"{driver.name} showed {said}, raised while no controller ran; "
+        rider.note(f"{driver.name} showed {said}, raised while no controller watched it; "
                    "clearing it to let the belt empty")
+    _alarm_found(riders, code, alarm.text if alarm is not None else "", cleared=False)
+
+
+def _alarm_found(riders: Iterable[Recovering], code: int, text: str, *, cleared: bool) -> None:
+    """Recorded once with the line's alarms (every rider's recovery reports to the same)."""
+    first = next(iter(riders), None)
+    if first is not None and first.alarm is not None:
+        first.alarm(code, text, cleared)
 
 
 def _zone_gap(zones: tuple[float | None, ...], step: ReflowStep) -> float:
