@@ -69,6 +69,11 @@ MAX_READ_REGISTERS = 125  # Modbus PDU limit for FC 03/04
 MAX_READ_BITS = 2000  # for FC 01/02
 MAX_WRITE_REGISTERS = 123  # for FC 16
 BUSY_PAUSE_S = 0.02  # wall seconds before re-asking a tool that said busy (x attempt)
+# pymodbus waits for a connection as long as for a reply (one ``timeout``). A simulated
+# line's reply timeout shrinks to 0.1 s with its scale, and a connect to the simulator on
+# a loaded 2-core machine once took longer (the line did not open). A connect refused
+# fails at once either way; one not answered (a device server away) waits this long.
+CONNECT_TIMEOUT_MIN_S = 1.0
 
 FC_READ_COILS, FC_READ_DISCRETE, FC_READ_HOLDING, FC_READ_INPUT = 1, 2, 3, 4
 FC_WRITE_COIL, FC_WRITE_REGISTER, FC_WRITE_REGISTERS = 5, 6, 16
@@ -134,7 +139,8 @@ class ModbusLink:
 
         def make() -> Client:
             return AsyncModbusTcpClient(
-                host, port=port, name=tool, timeout=timeout_s, retries=0, reconnect_delay=0
+                host, port=port, name=tool, timeout=_connect_timeout(timeout_s), retries=0,
+                reconnect_delay=0,
             )
 
         return cls(make, tool=tool, unit=unit, endpoint=f"{host}:{port}", timeout_s=timeout_s,
@@ -162,8 +168,8 @@ class ModbusLink:
             # RTU frames (with CRC) over plain TCP, as a serial device server passes them on.
             def make() -> Client:
                 return AsyncModbusTcpClient(
-                    host, port=port, framer=FramerType.RTU, name=tool, timeout=timeout_s,
-                    retries=0, reconnect_delay=0,
+                    host, port=port, framer=FramerType.RTU, name=tool,
+                    timeout=_connect_timeout(timeout_s), retries=0, reconnect_delay=0,
                 )
         else:
             if not url.strip():
@@ -178,7 +184,8 @@ class ModbusLink:
             def make() -> Client:
                 return AsyncModbusSerialClient(
                     url, framer=FramerType.RTU, baudrate=baudrate, bytesize=8, parity=parity,
-                    stopbits=1, name=tool, timeout=timeout_s, retries=0, reconnect_delay=0,
+                    stopbits=1, name=tool, timeout=_connect_timeout(timeout_s), retries=0,
+                    reconnect_delay=0,
                 )
 
         return cls(make, tool=tool, unit=unit, endpoint=url, timeout_s=timeout_s,
@@ -506,7 +513,7 @@ class ModbusLink:
         waiting: asyncio.Future[ModbusPDU] = loop.create_future()
         ctx.response_future = waiting
         ctx.pdu_send(request)
-        timer = loop.call_at(loop.time() + ctx.comm_params.timeout_connect, _expire, waiting)
+        timer = loop.call_at(loop.time() + self.timeout_s, _expire, waiting)
         try:
             response = await waiting
         except TimeoutError:
@@ -569,6 +576,10 @@ class ModbusLink:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _connect_timeout(reply_timeout_s: float) -> float:
+    return max(reply_timeout_s, CONNECT_TIMEOUT_MIN_S)
 
 
 def _expire(waiting: asyncio.Future[Any]) -> None:

@@ -446,3 +446,16 @@ async def test_bad_values_are_refused_before_sending(scripted, links) -> None:
     with pytest.raises(ValueError, match="bad register span"):
         await link.read_input(65535, 2, what="X")
     assert tool.requests == []
+
+
+async def test_a_connect_waits_longer_than_a_reply_on_a_fast_simulated_line() -> None:
+    """pymodbus has one timeout for both; a simulated line's reply timeout shrinks to 0.1 s
+    with its scale, and a connect to the simulator on a loaded 2-core machine took longer
+    (the line failed to open: "cannot connect"). Replies keep the link's own timeout
+    (``_execute`` arms its timer from ``timeout_s``; the reply-timeout tests above)."""
+    links = [(ModbusLink.tcp("127.0.0.1", 1, tool="oven-1", unit=1, timeout_s=0.1), 1.0),
+             (ModbusLink.rtu("socket://127.0.0.1:1", tool="cleaner-1", unit=2,
+                             timeout_s=0.1), 1.0),
+             (ModbusLink.tcp("127.0.0.1", 1, tool="oven-1", unit=1, timeout_s=3.0), 3.0)]
+    for link, connect_s in links:
+        assert link._make_client().comm_params.timeout_connect == connect_s
