@@ -86,6 +86,8 @@ class ServedPlater:
     lines: list[tuple[str, list[str]]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     done_s: float = 0.0
+    # set once the tool has powered up again after a power loss (a test waits on it)
+    power_back: asyncio.Event = field(default_factory=asyncio.Event)
     _turn: int = 0
 
     def catch_up(self) -> list[str]:
@@ -96,6 +98,8 @@ class ServedPlater:
             self.done_s = target
         if self.host is not None and not self.tool.powered:
             self._drop_host()  # the power went: so did the connection
+        if self.tool.power_cuts and self.tool.powered:
+            self.power_back.set()
         return self._new_events()
 
     def _new_events(self) -> list[str]:
