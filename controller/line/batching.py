@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
-from drivers.errors import ToolError
+from drivers.errors import LinkError, ToolError
 from sequences.kinds import kind_of
 from sequences.kinds.barrier import batch_id_for
 from sequences.kinds.batch import Batch
@@ -54,7 +54,9 @@ class Scheduler(Protocol):
     def mark_setup(self, tool: ScheduledTool, text: str) -> None: ...
     def mark_productive(self, tool: ScheduledTool, text: str, wafer_id: str | None) -> None: ...
     async def after_failure(self, wafer: ScheduledWafer, step: Any,
-                            tool: ScheduledTool) -> None: ...
+                            tool: ScheduledTool, *, also_hit: tuple[str, ...] = ()) -> None: ...
+    def link_lost(self, tool: ScheduledTool, wafers: list[ScheduledWafer],
+                  exc: LinkError) -> None: ...
     async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None: ...
 
 MAX_WAIT_CYCLES = 2.0  # the longest a wafer waits for company, in cycle times
@@ -230,18 +232,28 @@ async def run_batch(sched: Scheduler, group: list[ScheduledWafer], tool: Schedul
         except asyncio.CancelledError:
             await batch.cancel()
             raise
+        lost = [w for w in group if w.run.link_lost is not None]
         failed = [w for w in group if w.run.phase is Phase.AWAITING
                   and w.run.machine.failed_step == number]
         held = [w for w in group if w.run.phase is Phase.HELD
                 and w.run.machine.held_from == f"step{number}_waiting"]
+        if lost:
+            # The tool stopped answering with the riders in their step (a power loss): out
+            # of service, one alarm naming them all, and called back, as a single wafer's
+            # tool; recovery then asks it what became of the batch. Nothing is sent now.
+            exc = lost[0].run.link_lost
+            assert exc is not None
+            sched.link_lost(tool, lost, exc)
         if failed:
-            await sched.after_failure(failed[0], step, tool)
-        elif held:
+            await sched.after_failure(failed[0], step, tool, also_hit=tuple(
+                w.run.wafer_id for w in failed[1:]))
+        elif held and not lost:
             await sched.tool_down(tool, held[0].run.wafer_id)
-        try:
-            await kind.close_batch(tool.driver, batch)
-        except ToolError as exc:
-            sched.note(tool, f"batch {batch.batch_id}: carrier not unloaded: {exc.detail}")
+        if not lost:
+            try:
+                await kind.close_batch(tool.driver, batch)
+            except ToolError as exc:
+                sched.note(tool, f"batch {batch.batch_id}: carrier not unloaded: {exc.detail}")
         verdict = _verdict(group, number)
         if sched.batch_log is not None:
             sched.batch_log.ended(batch.batch_id, tool_time=sched.clock.now(), **verdict)

@@ -386,9 +386,13 @@ class Scheduler:
     def mark_productive(self, tool: ScheduledTool, text: str, wafer_id: str | None) -> None:
         self._mark(tool, ToolReport(tool.name, "productive", text, wafer_id=wafer_id))
 
-    async def after_failure(self, wafer: ScheduledWafer, step: Step, tool: ScheduledTool
-                            ) -> None:
-        await self._after_failure(wafer, step, tool)
+    async def after_failure(self, wafer: ScheduledWafer, step: Step, tool: ScheduledTool,
+                            *, also_hit: tuple[str, ...] = ()) -> None:
+        await self._after_failure(wafer, step, tool, also_hit=also_hit)
+
+    def link_lost(self, tool: ScheduledTool, wafers: list[ScheduledWafer],
+                  exc: LinkError) -> None:
+        silent.link_lost(self, tool, wafers[0], exc, also=tuple(wafers[1:]))
 
     async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         await self._tool_down(tool, wafer_id)
@@ -497,15 +501,18 @@ class Scheduler:
         except ToolError:
             return None
 
-    async def _after_failure(self, wafer: ScheduledWafer, step: Step, tool: ScheduledTool
-                             ) -> None:
-        """A failed wafer leaves the tool (so the line goes on); an alarm is recorded."""
+    async def _after_failure(self, wafer: ScheduledWafer, step: Step, tool: ScheduledTool,
+                             *, also_hit: tuple[str, ...] = ()) -> None:
+        """A failed wafer leaves the tool (so the line goes on); an alarm is recorded.
+        ``also_hit``: the other wafers the alarm failed with it (a batch's riders)."""
         alarm = await self._read_alarm(tool)
         if alarm is not None:
             if tool.alarm != alarm.code:  # a rider behind it ending on the same latched alarm
                 tool.alarm = alarm.code  # was named with it: reported once
-                # The wafer that ended first names the alarm; the others on the belt are hit.
-                hit = (wafer.run.wafer_id, *sorted(tool.riding - {wafer.run.wafer_id}))
+                # The wafer that ended first names the alarm; the others on the belt, or in
+                # its carrier, are hit.
+                others = (tool.riding | set(also_hit)) - {wafer.run.wafer_id}
+                hit = (wafer.run.wafer_id, *sorted(others))
                 self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
                                         wafer.run.wafer_id, wafers=hit))
             await self._try_clear(tool)

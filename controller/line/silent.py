@@ -46,13 +46,14 @@ class Scheduler(Protocol):
 
 
 def link_lost(sched: Scheduler, tool: ScheduledTool, wafer: ScheduledWafer | None,
-              exc: LinkError) -> None:
+              exc: LinkError, also: tuple[ScheduledWafer, ...] = ()) -> None:
     """The tool did not answer: out of service, an alarm naming the wafers inside, and a
-    call-back. ``wafer`` is the one whose exchange failed (None: a changeover's)."""
-    if wafer is not None:
-        wafer.run.link_lost = None
-        if wafer.run.machine.where.in_step:
-            tool.stranded.add(wafer.run.wafer_id)
+    call-back. ``wafer`` is the one whose exchange failed (None: a changeover's); ``also``
+    the others it failed for at once (a batch's riders)."""
+    for w in (wafer, *also) if wafer is not None else also:
+        w.run.link_lost = None
+        if w.run.machine.where.in_step:
+            tool.stranded.add(w.run.wafer_id)
     if tool.lost:
         return  # already reported; this wafer joins the ones it had
     tool.lost = exc.detail

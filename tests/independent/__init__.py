@@ -1,4 +1,4 @@
-"""Independent RF-10N, FC-1, WP-300 and WBM-300 tools, written from ../shared/specs alone
+"""Independent RF-10N, FC-1, WP-300, WBM-300 and EP-25 tools, written from ../shared/specs alone
 (not from sim/).
 
 The drivers are checked against these so that they do not lean on choices our own
