@@ -19,6 +19,7 @@ import asyncio
 import gc
 import os
 import threading
+from pathlib import Path
 
 import databases
 import pytest
@@ -59,9 +60,33 @@ def pytest_configure(config: pytest.Config) -> None:
     from drivers.line_config import LineConfigError, load_line_config
 
     try:
-        load_line_config(path)
+        line = load_line_config(path)
     except LineConfigError as exc:  # before any test, not as one test's error among passes
         raise pytest.UsageError(f"--line-config: {exc}") from None
+    _refuse_a_line_a_controller_runs(line.id or str(Path(path).resolve()))
+
+
+def _refuse_a_line_a_controller_runs(line: str) -> None:
+    """The conformance tests drive the line's tools and change them (README, "Hardware in
+    the loop"): not under a controller holding the line's lease in $BUMPLINE_DB (else
+    ./bumpline.db), as ``bumpline tool``'s changing commands are not. No database there:
+    no controller holds anything in it, nothing to check."""
+    from controller.cli.toolguard import look
+    from controller.store import StoreError
+
+    try:
+        found = look(None, line, "")
+    except StoreError as exc:
+        raise pytest.UsageError(f"--line-config: cannot check who runs line {line}: "
+                                f"{exc}") from None
+    if found.store is None:
+        return
+    with found.store:
+        if found.holder is not None:
+            raise pytest.UsageError(
+                f"--line-config: line {line} is run by a controller "
+                f"({found.holder.describe()}): the conformance tests drive its tools and "
+                "change them; stop the controller first")
 
 
 def _dump_stacks_and_tasks(terminal) -> None:  # noqa: ANN001

@@ -4,6 +4,7 @@ change on the tools (here the in-process simulated line stands in for the real o
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from modbus_fixtures import real_tool
 from serial_fixtures import RigFactory, mounted_setup
 
+from controller.store import Store
 from drivers.types import CleanRecipe, ReflowProfile
 from sim.line import SimulatedLine
 
@@ -23,9 +25,11 @@ QUICK_CLEAN = CleanRecipe(wash_temp_c=60.0, wash_time_s=120, rinse_time_s=30, dr
                           spray_pressure_bar=2.5)
 
 
-def pytest_run(*args: str) -> subprocess.CompletedProcess[str]:
+def pytest_run(*args: str, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+                          capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_a_line_config_that_does_not_load_stops_pytest_first(tmp_path: Path) -> None:
@@ -33,6 +37,29 @@ def test_a_line_config_that_does_not_load_stops_pytest_first(tmp_path: Path) -> 
     assert done.returncode == 4, done.stdout + done.stderr  # usage error: nothing ran
     assert "--line-config:" in done.stderr and "nope.toml" in done.stderr
     assert " passed" not in done.stdout
+
+
+def test_a_line_a_controller_runs_is_refused_before_any_test(tmp_path: Path) -> None:
+    """The conformance tests drive the tools and change them: not under a controller that
+    holds the line's lease ($BUMPLINE_DB), as `bumpline tool`'s changing commands are not.
+    Once nobody holds it, the same command goes ahead."""
+    config = tmp_path / "line.toml"
+    config.write_text(
+        '[line]\nname = "bench"\nid = "bench-line"\ntime_scale = 1.0\n\n'
+        '[tools.oven-1]\nrole = "oven"\ntransport = "modbus-tcp"\nhost = "127.0.0.1"\n'
+        "port = 1502\nunit = 1\n", encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'line.db'}"
+    args = ("tests/test_oven_driver.py", "--collect-only", "--line-config", str(config))
+    with Store(db) as store:
+        lease = store.acquire_line_lock("bench-line")  # this process: alive, lease fresh
+        held = pytest_run(*args, env={"BUMPLINE_DB": db})
+        store.release_lock(lease)
+    assert held.returncode == 4, held.stdout + held.stderr  # usage error: nothing ran
+    assert "line bench-line is run by a controller" in held.stderr, held.stderr
+    assert "::" not in held.stdout
+    free = pytest_run(*args, env={"BUMPLINE_DB": db})
+    assert free.returncode == 0, free.stdout + free.stderr
+    assert "tests/test_oven_driver.py::" in free.stdout
 
 
 def test_line_config_runs_only_the_conformance_tests(tmp_path: Path) -> None:
