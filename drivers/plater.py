@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from drivers.clock import Clock
@@ -279,10 +280,15 @@ class BarrierPlater:
         return fields
 
     def _number(self, command: str, text: str) -> float:
+        """A decimal as the tool printed it. Not ``nan`` nor ``inf``, which Python's float()
+        takes: a bath at NaN °C is never in band and made a wait sized from it endless."""
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise ToolError(self.name, f"{command}: {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ToolError(self.name, f"{command}: {text!r} is not a number")
+        return value
 
     # --- queries ---------------------------------------------------------------------------------
 

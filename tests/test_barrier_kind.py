@@ -25,8 +25,16 @@ from drivers.types import (
 )
 from sequences.errors import SequenceError
 from sequences.kinds import kind_of
-from sequences.kinds.barrier import BARRIER, BarrierOutcome, PlaterView, mto_after
-from sequences.kinds.base import Recovering, Unknown
+from sequences.kinds.barrier import (
+    BARRIER,
+    BATH_CHANGE_MAX_S,
+    NI_COOL_C_S,
+    NI_HEAT_C_S,
+    BarrierOutcome,
+    PlaterView,
+    mto_after,
+)
+from sequences.kinds.base import Recovering, Unknown, timeout_for
 from sequences.kinds.batch import Batch
 from sequences.recipes.alloys import default_alloys
 from sequences.recipes.history import HistoryEntry, WaferHistory, history_interlocks
@@ -300,3 +308,39 @@ async def test_a_loaded_carrier_is_started_at_recovery_only_if_ours_and_allowed(
     assert plater.started == 0  # never started: an engineer decides
     assert all(isinstance(s, Unknown) for s in found.values()), found
     assert len(notes) == 2 and all(why in n and "engineer" in n for n in notes), notes
+
+
+class _PlaterWithBaths:
+    """A plater whose baths read ``bath``: what the setup's wait is sized from."""
+
+    name = "plater-1"
+
+    def __init__(self, bath: PlaterBath) -> None:
+        self._bath = bath
+        self.timeouts: list[float] = []
+
+    async def recipe(self) -> object:
+        return STEP.tool_recipe()
+
+    async def bath(self) -> PlaterBath:
+        return self._bath
+
+    async def wait_bath_ready(self, timeout_s: float) -> PlaterBath:
+        self.timeouts.append(timeout_s)
+        return self._bath
+
+
+@pytest.mark.parametrize(("ni_c", "au_c", "wait_s"), [
+    (25.0, 25.0, (STEP.ni_temp_c - 25.0) / NI_HEAT_C_S),  # power-up: nickel is the slower
+    (STEP.ni_temp_c + 5.0, STEP.au_temp_c, 5.0 / NI_COOL_C_S),
+    # A failed sensor printing 999.9 °C: ~91,000 s to cool, the timeout ~50 hours of polls.
+    (999.9, STEP.au_temp_c, BATH_CHANGE_MAX_S),
+    (STEP.ni_temp_c, -999.9, BATH_CHANGE_MAX_S),
+])
+async def test_the_wait_for_the_plater_baths_is_never_longer_than_the_spec_allows(
+        ni_c: float, au_c: float, wait_s: float) -> None:
+    plater = _PlaterWithBaths(PlaterBath(ni_c, au_c, 4.75, 0.4, 90.0))
+    await BARRIER.prepare(plater, STEP, clock=ManualClock(), recipe_name="R",
+                          note=lambda text: None)
+    assert plater.timeouts == [pytest.approx(timeout_for(wait_s))]
+    assert BATH_CHANGE_MAX_S == pytest.approx(65.0 / NI_HEAT_C_S)  # 25 -> 90 °C, ~36 min

@@ -28,7 +28,15 @@ from drivers.types import (
 )
 from sequences.errors import SequenceError
 from sequences.kinds import KINDS, ROLE_OF_KIND, kind_of
-from sequences.kinds.base import NeverTaken, Recovering, TakeResult, ToolView, Unknown
+from sequences.kinds.base import (
+    NeverTaken,
+    Recovering,
+    TakeResult,
+    ToolView,
+    Unknown,
+    timeout_for,
+)
+from sequences.kinds.flux_clean import BATH_COOL_C_S, BATH_GAP_MAX_C, bath_wait_s
 from sequences.kinds.reflow import (
     CHANGEOVER_MAX_S,
     COOL_LOOK_MAX_S,
@@ -480,3 +488,39 @@ async def test_a_cool_down_that_stops_short_of_the_band_hands_over_to_the_ready_
     assert clock.now() <= CHANGEOVER_MAX_S + COOL_LOOK_MAX_S
     gaps = [b - a for a, b in zip(oven.reads, oven.reads[1:], strict=False)]
     assert max(gaps) <= COOL_LOOK_MAX_S
+
+
+class _CleanerWithAReading:
+    """A cleaner whose wash bath reads ``reading`` °C: what the setup's wait is sized from."""
+
+    name = "cleaner-1"
+
+    def __init__(self, reading: float) -> None:
+        self.reading = reading
+        self.timeouts: list[float] = []
+
+    async def recipe(self) -> Any:
+        return CLEAN_RECIPE
+
+    async def status(self) -> CleanerStatus:
+        return dataclasses.replace(CLEANER_READY, wash_temp_c=self.reading)
+
+    async def wait_bath_ready(self, timeout_s: float, mode: Any) -> float:
+        self.timeouts.append(timeout_s)
+        return self.reading
+
+
+@pytest.mark.parametrize(("reading", "wait_s"), [
+    (CLEAN.wash_temp_c - 20.0, 20.0 / BATH_COOL_C_S),  # 20 °C to go: 2,000 s at 0.01 °C/s
+    (15.0, (CLEAN.wash_temp_c - 15.0) / BATH_COOL_C_S),  # a cold tank
+    # A failed sensor's -3276.8 °C (s16 x 0.1): ~334,000 s, the timeout ~7.7 days of polls.
+    (-3276.8, BATH_GAP_MAX_C / BATH_COOL_C_S),
+    (3276.7, BATH_GAP_MAX_C / BATH_COOL_C_S),
+])
+async def test_the_wait_for_a_cleaner_bath_is_never_longer_than_a_real_tank_needs(
+        reading: float, wait_s: float) -> None:
+    cleaner = _CleanerWithAReading(reading)
+    await kind_of(CLEAN).prepare(cleaner, CLEAN, clock=ManualClock(), recipe_name="R",
+                                 note=lambda text: None)
+    assert cleaner.timeouts == [pytest.approx(timeout_for(wait_s))]
+    assert bath_wait_s(abs(reading - CLEAN.wash_temp_c)) == pytest.approx(wait_s)

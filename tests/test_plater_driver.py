@@ -13,7 +13,14 @@ import pytest
 from controller.console import ConsoleUsageError, run_command
 from controller.console.plater import PLATER_COMMANDS
 from drivers.clock import ScaledClock
-from drivers.errors import LinkBusy, RefusedRange, RefusedState, ReplyLost, ToolAlarm
+from drivers.errors import (
+    LinkBusy,
+    RefusedRange,
+    RefusedState,
+    ReplyLost,
+    ToolAlarm,
+    ToolError,
+)
 from drivers.plater import BarrierPlater
 from drivers.textline_link import TextLineLink
 from drivers.types import BarrierRecipe, PlaterEvent, PlaterState, PlaterStep, RunStatus
@@ -79,6 +86,18 @@ async def test_typed_replies_and_errors() -> None:
             await p.set_recipe(BarrierRecipe(9.0, 0.08, 85.0, 80.0))
         with pytest.raises(RefusedState):
             await p.unload()
+        assert s.wire.used_up
+
+
+@pytest.mark.parametrize("printed", ["nan", "inf", "-inf", "NaN"])
+async def test_a_bath_printed_as_no_number_is_the_tools_error(printed: str) -> None:
+    # Python's float() takes these: a nickel bath at NaN °C was never in band, and the
+    # setup's wait, sized from it, had a NaN deadline it never passed (polls for ever).
+    script = [sent(IDN[0]), got(IDN[1]),
+              sent("BATH?"), got(f"OK {printed} 79.9 4.72 1.20 96.5")]
+    async with scripted(script) as s:
+        with pytest.raises(ToolError, match=f"plater-1: BATH\\?: '{printed}' is not a number"):
+            await s.plater.bath()
         assert s.wire.used_up
 
 

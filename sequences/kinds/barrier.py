@@ -74,6 +74,10 @@ NI_RATE_UM_H = 15.0  # at 85 °C, fresh bath
 NI_RATE_PER_C = 1.08
 NI_HEAT_C_S, NI_COOL_C_S = 0.03, 0.01
 AU_HEAT_C_S, AU_COOL_C_S = 0.05, 0.02
+# The longest a bath change takes by the spec: nickel from power-up (25 °C) to its highest
+# setpoint (90 °C), ~36 min. A wait sized from a bath reading is never longer: a failed
+# sensor printing 999.9 °C put the changeover's timeout ~50 hours away.
+BATH_CHANGE_MAX_S = (90.0 - 25.0) / NI_HEAT_C_S
 MTO_LIFE = 6.0  # "at 6.0 MTO it raises 740 before the next START"
 MTO_PER_WAFER_UM = 0.004  # "each batch uses about 0.004 MTO per wafer per µm of nickel"
 PH_LOW = 4.4  # "below 4.4 → 720": the pH reaches it as the bath's life ends
@@ -232,8 +236,8 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
                  f"{step.au_um:g} µm Au at {step.au_temp_c:g} °C")
             await driver.set_recipe(wanted)
         bath = await driver.bath()
-        ni_s = _bath_s(bath.ni_temp_c, step.ni_temp_c, NI_HEAT_C_S, NI_COOL_C_S)
-        au_s = _bath_s(bath.au_temp_c, step.au_temp_c, AU_HEAT_C_S, AU_COOL_C_S)
+        ni_s = bath_change_s(bath.ni_temp_c, step.ni_temp_c, NI_HEAT_C_S, NI_COOL_C_S)
+        au_s = bath_change_s(bath.au_temp_c, step.au_temp_c, AU_HEAT_C_S, AU_COOL_C_S)
         if max(ni_s, au_s) > 0:
             note(f"waiting for the baths: nickel {bath.ni_temp_c:g} -> {step.ni_temp_c:g} °C, "
                  f"gold {bath.au_temp_c:g} -> {step.au_temp_c:g} °C")
@@ -478,11 +482,13 @@ def _loaded_by(wafer: Recovering) -> set[str]:
     return {i.split(" ", 1)[1] for i in wafer.intents if i.startswith("LOAD ")}
 
 
-def _bath_s(at: float, wanted: float, heat: float, cool: float) -> float:
+def bath_change_s(at: float, wanted: float, heat: float, cool: float) -> float:
+    """Tool seconds for a bath at ``at`` °C to reach ``wanted`` at the spec's rates, at most
+    BATH_CHANGE_MAX_S (a reading far outside what a bath can be says nothing of the time)."""
     gap = wanted - at
     if abs(gap) <= PLATER_BATH_BAND_C:
         return 0.0
-    return gap / heat if gap > 0 else -gap / cool
+    return min(gap / heat if gap > 0 else -gap / cool, BATH_CHANGE_MAX_S)
 
 
 async def _first(*aws: Any) -> None:

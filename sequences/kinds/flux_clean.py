@@ -45,6 +45,10 @@ from sequences.wafer.journal import guarded
 from sequences.wafer.judge import Judgment, at_most, same_wafer
 
 BATH_COOL_C_S = 0.01  # °C/s: how long a bath takes to come down
+# The farthest a tank is from a setpoint for real: setpoints 30-80 °C, a tank cold from
+# 15 °C. A reading farther off (a failed sensor's -3276.8 °C) says nothing of the time:
+# its wait would be ~7 days of polls.
+BATH_GAP_MAX_C = 80.0 - 15.0
 ABORT_S = 10.0
 SETTLE_WAIT_S = 3600.0
 WORKING = (CleanerState.WASHING, CleanerState.STRIPPING, CleanerState.RINSING,
@@ -111,7 +115,7 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
         if gap > BATH_TOLERANCE_C:
             shown = "unknown" if now_c is None else f"{now_c:g}"
             note(f"waiting for the {self.tank}: {shown} -> {wanted_c:g} °C")
-        await driver.wait_bath_ready(timeout_s=timeout_for(gap / BATH_COOL_C_S), mode=self.mode)
+        await driver.wait_bath_ready(timeout_s=timeout_for(bath_wait_s(gap)), mode=self.mode)
 
     async def execute(self, driver: Cleaner, step: C, ctx: StepContext,
                       seen: ToolView[CleanerStatus]) -> StepResult[CleanResult]:
@@ -311,6 +315,12 @@ class FluxClean(CleanerKind[CleanStep]):
 
     def tank_c(self, status: CleanerStatus, step: CleanStep) -> tuple[float | None, float]:
         return status.wash_temp_c, step.wash_temp_c
+
+
+def bath_wait_s(gap_c: float) -> float:
+    """Tool seconds for a tank ``gap_c`` °C from its setpoint to reach it, at the spec's
+    slower rate (cooling), the gap taken as BATH_GAP_MAX_C at most."""
+    return min(gap_c, BATH_GAP_MAX_C) / BATH_COOL_C_S
 
 
 FLUX_CLEAN = FluxClean()
