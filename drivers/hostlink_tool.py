@@ -237,7 +237,7 @@ class HostLinkTool(Generic[S]):
                     "host command"
                 )
             left = deadline - self.clock.now()
-            if left <= 0:
+            if not left > 0:  # a NaN deadline too (a timeout sized from a NaN): never passed
                 names = " or ".join(sorted(s.value for s in wanted))
                 raise ToolTimeout(
                     self.name, f"not {names} after {timeout_s:g} s (tool time); still {state.value}"

@@ -104,7 +104,7 @@ class ModbusTool(Generic[St, S]):
     ) -> None:
         """Sleep one poll interval (or what is left of it); ToolTimeout past the deadline."""
         remaining = deadline - self.clock.now()
-        if remaining <= 0:
+        if not remaining > 0:  # a NaN deadline too (a timeout sized from a NaN): never passed
             raise ToolTimeout(self.name, timeout_message)
         await self.clock.sleep(min(poll_s or self.poll_s, remaining))
 

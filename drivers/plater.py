@@ -410,7 +410,7 @@ class BarrierPlater:
         deadline. The caller clears ``_changed`` before its query, so an event that came
         with the reply still cuts the pause short."""
         remaining = deadline - self.clock.now()
-        if remaining <= 0:
+        if not remaining > 0:  # a NaN deadline too (a timeout sized from a NaN): never passed
             raise ToolTimeout(self.name, why)
         sleeper = asyncio.ensure_future(self.clock.sleep(min(self.poll_s, remaining)))
         waker = asyncio.ensure_future(self._changed.wait())

@@ -443,3 +443,12 @@ async def test_signals_match_the_full_status_in_one_request(oven_env) -> None:
         signals.zones_stable,
         signals.alarm_active,
     ) == (status.entrance_clear, status.wafer_at_exit, status.zones_stable, status.alarm_active)
+
+
+async def test_a_wait_given_no_number_of_seconds_times_out_instead_of_polling_for_ever() -> None:
+    """A timeout sized from a reading that is no number (NaN) made a deadline that never
+    passed (``remaining <= 0`` is False for NaN): the wait polled for ever. It ends at once."""
+    async with sim_oven() as (oven, _):
+        assert (await oven.status()).state is not OvenState.READY  # cold at power-up
+        with pytest.raises(ToolTimeout):
+            await asyncio.wait_for(oven.wait_for(OvenState.READY, timeout_s=float("nan")), 10)
