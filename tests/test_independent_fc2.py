@@ -32,7 +32,7 @@ from sequences.wafer.journal import MemoryJournal
 from sequences.wafer.runner import check_interlocks
 from tests.independent import text_regs
 from tests.independent.fc1 import LOAD
-from tests.independent.fc2 import FLUX_CLEAN, HR_MODE, STRIPPER_WAFERS, Stripper
+from tests.independent.fc2 import FLUX_CLEAN, HR_MODE, HR_STRIP_SP, STRIPPER_WAFERS, Stripper
 from tests.independent.lot import run_lot
 from tests.independent.servers import cleaner_table, serve
 
@@ -56,8 +56,8 @@ def _ready_tool(**kw) -> Stripper:
     """Both tanks at the shipped recipes' temperatures, so a step need not wait for heat."""
     assert isinstance(STRIP, StripStep) and isinstance(CLEAN, CleanStep)
     tool = Stripper(tank_c=STRIP.strip_temp_c, bath_c=CLEAN.wash_temp_c, **kw)
-    tool.hr[0] = round(CLEAN.wash_temp_c * 10)
-    tool.hr[7] = round(STRIP.strip_temp_c * 10)
+    tool.hr[0] = round(CLEAN.wash_temp_c * 10)  # WASH_TEMP_SP
+    tool.hr[HR_STRIP_SP] = round(STRIP.strip_temp_c * 10)
     return tool
 
 
