@@ -69,12 +69,21 @@ def ionic_residue(wash_c: float, wash_s: float) -> float:
 
 
 class Cleaner:
+    model = "FC-1"
     function_codes = frozenset({2, 3, 4, 6, 16})
+    # The tables and the running states, as data an FC-2 extends (tests/independent/fc2.py).
+    hr_ranges = HR_RANGES
+    hr_addresses = HR_ADDRESSES
+    ir_addresses = IR_ADDRESSES
+    di_addresses = DI_ADDRESSES
+    running = (WASHING, RINSING, DRYING)
+    fault_names = FAULTS
 
     def __init__(self, *, bath_c: float = AMBIENT_C, alarm_at_wafer: dict[int, int] | None = None,
                  interrupted_to: int = DONE, faults: list[str | Fault] | None = None) -> None:
         self.now = 0.0
-        self.faults = [parse(f, FAULTS) if isinstance(f, str) else f for f in faults or []]
+        self.faults = [parse(f, self.fault_names) if isinstance(f, str) else f
+                       for f in faults or []]
         self.events = Events(self.faults)
         # A test's plan: {n: code} latches code half way through the n-th wafer's wash
         # (momentary: its cause is gone at once). The spec's CLEAR goes "back to LOADED /
@@ -129,7 +138,7 @@ class Cleaner:
     def _interrupt(self, code: int, *, whole_cycle: bool) -> None:
         if self.alarm:
             return  # one ALARM_CODE: the cause latches again after the CLEAR if still there
-        if self.base_state in (WASHING, RINSING, DRYING):
+        if self.base_state in self.running:
             if not whole_cycle and self.base_state != WASHING:
                 return  # rinsing or drying needs no chemistry: 640 at DONE
             self._finish(3)
@@ -161,7 +170,7 @@ class Cleaner:
             self.bath = max(sp, self.bath - COOL_C_S * dt)
         if self.base_state in (IDLE, READY) and not self.alarm:
             self.base_state = READY if self.bath_ok() else IDLE
-        if self.base_state in (WASHING, RINSING, DRYING) and not self.alarm:
+        if self.base_state in self.running and not self.alarm:
             self.remaining = max(0.0, self.remaining - dt)
             code = self.alarm_at_wafer.get(self.started)
             wash_s = self.phases[0][1]
@@ -199,13 +208,16 @@ class Cleaner:
     # --- Modbus tables -------------------------------------------------------------
     def read_bits(self, table: str, address: int, count: int) -> list[bool]:
         span = range(address, address + count)
-        if table != "inputs" or any(a not in DI_ADDRESSES for a in span):
+        if table != "inputs" or any(a not in self.di_addresses for a in span):
             raise ModbusError(ILLEGAL_DATA_ADDRESS)
-        bits = [self.wafer, self.chemistry_low(), self.resistivity() < 100, self.door_open]
+        bits = self.discrete_inputs()
         return [bits[a] for a in span]
 
+    def discrete_inputs(self) -> list[bool]:
+        return [self.wafer, self.chemistry_low(), self.resistivity() < 100, self.door_open]
+
     def read_registers(self, table: str, address: int, count: int) -> list[int]:
-        valid = HR_ADDRESSES if table == "holding" else IR_ADDRESSES
+        valid = self.hr_addresses if table == "holding" else self.ir_addresses
         span = range(address, address + count)
         if any(a not in valid for a in span):
             raise ModbusError(ILLEGAL_DATA_ADDRESS)
@@ -230,7 +242,7 @@ class Cleaner:
 
     def write_registers(self, address: int, values: list[int]) -> None:
         span = range(address, address + len(values))
-        if any(a not in HR_ADDRESSES for a in span):
+        if any(a not in self.hr_addresses for a in span):
             raise ModbusError(ILLEGAL_DATA_ADDRESS)
         command = None
         for a, value in zip(span, values, strict=True):
@@ -240,8 +252,9 @@ class Cleaner:
                 command = value
             elif a in HR_TEXT:
                 text_regs.check_text_register(value)
-            elif not HR_RANGES[a][0] <= value <= HR_RANGES[a][1]:
+            elif not self.hr_ranges[a][0] <= value <= self.hr_ranges[a][1]:
                 raise ModbusError(ILLEGAL_DATA_VALUE)
+        self.check_writable(span)
         saved = (dict(self.hr), list(self.wafer_id))
         for a, value in zip(span, values, strict=True):
             if a in HR_TEXT:
@@ -254,6 +267,9 @@ class Cleaner:
             except ModbusError:
                 self.hr, self.wafer_id = dict(saved[0]), list(saved[1])
                 raise
+
+    def check_writable(self, span: range) -> None:
+        """Exception 06 for a block that writes a register the state forbids (none here)."""
 
     def command(self, code: int) -> None:
         state = self.state()
@@ -296,7 +312,7 @@ class Cleaner:
             self.base_state = self.alarm_return
             self._inputs()  # a cause still present (chemistry) latches at once
         elif code == ABORT:
-            if state not in (WASHING, RINSING, DRYING):
+            if state not in (WASHING, RINSING, DRYING):  # the spec's three, not an FC-2's own
                 raise ModbusError(SERVER_DEVICE_BUSY)
             self._finish(2)
 

@@ -1,5 +1,6 @@
-"""The independent tools on sockets: the RF-10N on Modbus TCP, the FC-1 as Modbus RTU
-frames over raw TCP (a serial device server in raw mode). asyncio, no pymodbus.
+"""The independent tools on sockets: the RF-10N on Modbus TCP, the FC-1 (or the FC-2,
+``--cleaner-model FC-2``) as Modbus RTU frames over raw TCP (a serial device server in
+raw mode). asyncio, no pymodbus.
 
 Run it alone (``python -m tests.independent.servers --speed 200``): it prints one JSON
 line with the ports, then serves until killed. Tool time is wall time x ``speed``.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from tests.independent.fc1 import DONE, LOADED, Cleaner
+from tests.independent.fc2 import Stripper
 from tests.independent.modbus_codec import (
     check_rtu,
     handle_pdu,
@@ -139,13 +141,16 @@ async def serve(speed: float, *, host: str = "127.0.0.1", oven_port: int = 0,
                 cleaner_port: int = 0, count_exit: bool = True, pace_rtu: bool = True,
                 cleaner_bath_c: float | None = None, cleaner_alarms: dict[int, int] | None = None,
                 interrupted_to: int = DONE, oven_faults: list[str] | None = None,
-                cleaner_faults: list[str] | None = None, events_to: str | None = None):
+                cleaner_faults: list[str] | None = None, events_to: str | None = None,
+                cleaner: Cleaner | None = None):
     """``oven_faults``, ``cleaner_faults``: plans of tests/independent/faults.py.
-    ``events_to``: a file the tools' logs are appended to as they happen."""
+    ``events_to``: a file the tools' logs are appended to as they happen. ``cleaner``: a
+    cleaner model built by the caller (an FC-2) instead of the FC-1 the options build."""
     oven = Oven(count_exit=count_exit, faults=oven_faults)
-    cleaner = Cleaner(bath_c=25.0 if cleaner_bath_c is None else cleaner_bath_c,
-                      alarm_at_wafer=cleaner_alarms, interrupted_to=interrupted_to,
-                      faults=cleaner_faults)
+    if cleaner is None:
+        cleaner = Cleaner(bath_c=25.0 if cleaner_bath_c is None else cleaner_bath_c,
+                          alarm_at_wafer=cleaner_alarms, interrupted_to=interrupted_to,
+                          faults=cleaner_faults)
     served = Served(oven, cleaner, 0, 0)
     written = {"oven": 0, "cleaner": 0}
     out = _append_to(events_to) if events_to else None
@@ -231,9 +236,16 @@ def line_tables(served: Served, host: str = "127.0.0.1") -> str:
     """The [tools.*] tables of a line configuration that reach these tools."""
     return (
         f'[tools.oven-1]\nrole = "oven"\ntransport = "modbus-tcp"\nhost = "{host}"\n'
-        f"port = {served.oven_port}\nunit = {OVEN_UNIT}\n\n"
-        f'[tools.cleaner-1]\nrole = "cleaner"\nmodel = "FC-1"\ntransport = "modbus-rtu"\n'
-        f'port = "socket://{host}:{served.cleaner_port}"\nunit = {CLEANER_UNIT}\n'
+        f"port = {served.oven_port}\nunit = {OVEN_UNIT}\n\n" + cleaner_table(served, host)
+    )
+
+
+def cleaner_table(served: Served, host: str = "127.0.0.1") -> str:
+    """The [tools.cleaner-1] table alone (the oven left to our simulator)."""
+    return (
+        f'[tools.cleaner-1]\nrole = "cleaner"\nmodel = "{served.cleaner.model}"\n'
+        f'transport = "modbus-rtu"\nport = "socket://{host}:{served.cleaner_port}"\n'
+        f"unit = {CLEANER_UNIT}\n"
     )
 
 
@@ -242,13 +254,16 @@ async def _main(args: argparse.Namespace) -> str:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    interrupted_to = LOADED if args.interrupted == "loaded" else DONE
+    alarms = dict(_alarm(a) for a in args.cleaner_alarm)
+    cleaner = (Stripper(alarm_at_wafer=alarms, interrupted_to=interrupted_to,
+                        faults=args.cleaner_fault) if args.cleaner_model == "FC-2" else None)
     async with serve(args.speed, oven_port=args.oven_port, cleaner_port=args.cleaner_port,
                      count_exit=args.oven_belt_count == "exit",
                      pace_rtu=not args.no_pace,
-                     cleaner_alarms=dict(_alarm(a) for a in args.cleaner_alarm),
-                     interrupted_to=LOADED if args.interrupted == "loaded" else DONE,
+                     cleaner_alarms=alarms, interrupted_to=interrupted_to,
                      oven_faults=args.oven_fault, cleaner_faults=args.cleaner_fault,
-                     events_to=args.events) as served:
+                     events_to=args.events, cleaner=cleaner) as served:
         print(json.dumps({"oven_port": served.oven_port,
                           "cleaner_port": served.cleaner_port}), flush=True)
         await stop.wait()
@@ -266,6 +281,7 @@ def main() -> None:
     parser.add_argument("--oven-port", type=int, default=0)
     parser.add_argument("--cleaner-port", type=int, default=0)
     parser.add_argument("--oven-belt-count", choices=("exit", "tunnel"), default="exit")
+    parser.add_argument("--cleaner-model", choices=("FC-1", "FC-2"), default="FC-1")
     parser.add_argument("--no-pace", action="store_true", help="answer RTU at once")
     parser.add_argument("--cleaner-alarm", action="append", default=[],
                         help="CODE@N: latch CODE half way through the N-th wafer's wash")
@@ -275,7 +291,8 @@ def main() -> None:
                         help="WHAT@WHEN[+DELAY][/DURATION] (tests/independent/faults.py), "
                         "WHAT one of 510[:zN] 520 540 550 560 900: e.g. 520@load2+120/60")
     parser.add_argument("--cleaner-fault", action="append", default=[],
-                        help="door|di|chem@WHEN[+DELAY][/DURATION]: e.g. door@start1+30/20")
+                        help="door|di|chem@WHEN[+DELAY][/DURATION]: e.g. door@start1+30/20; "
+                        "an FC-2 also stripper|tank, and the event strip: tank@strip1+30/300")
     parser.add_argument("--events", help="append the tools' events here as they happen")
     parser.add_argument("--log", help="write the tools' event logs here on exit")
     args = parser.parse_args()
