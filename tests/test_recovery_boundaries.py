@@ -38,6 +38,7 @@ from sequences.recipes.validate import load_valid_recipe
 from sim.line import SimulatedLine
 
 BALLMOUNT = find_recipe("ballmount-sac305")  # place, reflow, clean
+STRIPPING = find_recipe("ballmount-mask-sac305")  # place, reflow, strip (an FC-2)
 LAYOUT = {"printer": 0, "placer": 1, "oven": 1, "cleaner": 1, "plater": 0}
 SPEED = 1000.0
 WORN_MASK = 115_000  # placer wafers: ~65 defects expected (the mask worn), repaired, a few left
@@ -357,6 +358,36 @@ async def test_killed_around_the_cleaners_start_the_wafer_is_cleaned_once(
         assert any(n.startswith("cleaner-1 ") and note in n for n in _notes(db)), _notes(db)
     else:  # recovery's own START was journalled first
         assert [c for c, _ in _intents(db, "clean")] == ["START"]
+
+
+@pytest.mark.parametrize(("verb", "note"), [
+    # LOAD answered (MODE written with it), START not journalled: LOADED: started once here.
+    ("load", None),
+    # START answered, not committed: the strip runs on (STRIPPING, ABORT refused); its
+    # result is taken from the FC-2 once it is DONE.
+    ("start", "clean"),
+])
+async def test_killed_around_the_fc2s_strip_start_the_mask_is_stripped_once(
+        tmp_path: Path, verb: str, note: str | None) -> None:
+    """The FC-2's resist strip (flux-cleaner-fc2.md), killed around its START as the flux
+    clean above: one strip cycle, its residue judged, the lot complete."""
+    line = SimulatedLine(clock=ScaledClock(SPEED), seed=5, layout=LAYOUT,
+                         serial_transport="tcp", cleaner_models=("FC-2",))
+    async with line:
+        stripper = line.models["cleaner-1"]
+        outcome, (kill,), db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: after(tools, "cleaner-1", verb, k),
+            recipe=STRIPPING)
+        assert stripper._cycle_count == 1  # one START: one strip
+    assert _intents(kill.kept, "strip") == ([] if verb == "load" else [("START", None)])
+    assert outcome.wafers["B1-01"] == "complete", (outcome.wafers, _events(db)[-1].why)
+    strips = [s for s in _records(db) if s.kind == "strip"]
+    assert [s.status for s in strips] == ["done"]
+    assert "mask_residue_pct" in strips[0].results, strips[0].results
+    if note is not None:
+        assert any(n.startswith("cleaner-1 ") and note in n for n in _notes(db)), _notes(db)
+    else:  # recovery's own START was journalled first
+        assert [c for c, _ in _intents(db, "strip")] == ["START"]
 
 
 # --- a deferred judgment waiting for the flush --------------------------------------------------
