@@ -117,6 +117,46 @@ async def test_an_oven_that_stops_answering_is_down_then_settles_its_wafers(
         assert sum(f": LOAD '{wafer}'" in line for line in loads) == 2, loads
 
 
+@pytest.mark.faults
+async def test_a_plater_silent_mid_batch_keeps_its_batch_record_open_for_its_own_word(
+    tmp_path: Path,
+) -> None:
+    """The plater's server goes away while its batch runs and comes back on the same
+    endpoint, the batch having gone on (a cable pulled, not a power loss). The batch was
+    recorded as failed the moment the link was lost, before the tool was asked; its record
+    now stays open until recovery has settled the riders from the tool's result: done,
+    status OK, and the lot completes."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", speed=SLOW, platers=1) as r:
+        wafers = r.new_lot("PLT1", 1, recipe_name="rebump-sncu-niau-snpb")
+        watch = Watch()
+        controller = r.controller(watch)
+        # The batch runs: the plater pushes its first STEP after START.
+        running: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        r.tools["plater-1"].on_event(
+            lambda e: running.set_result(None) if e.name == "STEP" and not running.done()
+            else None)
+        lost: asyncio.Future[LineEvent] = asyncio.get_running_loop().create_future()
+
+        def listen(event: LineEvent) -> None:
+            if (event.kind is EventKind.ALARM_SET and event.data["code"] == "link_lost"
+                    and not lost.done()):
+                lost.set_result(event)
+
+        controller.events.listen(listen)
+        task = asyncio.create_task(controller.run(["PLT1"]))
+        await asyncio.wait_for(running, WAIT_S)
+        await r.line.stop_tool("plater-1")
+        alarm = await asyncio.wait_for(lost, WAIT_S)
+        assert alarm.data["wafers"] == wafers
+        (batch,) = controller.batches.batches(tool="plater-1")
+        assert batch.state == "started"  # no verdict on silence
+        await r.line.restart_tool("plater-1")
+        [outcome] = await finish(task)
+    assert outcome.state == "complete", outcome
+    (batch,) = controller.batches.batches(tool="plater-1")
+    assert (batch.state, batch.status) == ("done", "OK"), batch
+
+
 async def test_an_oven_silent_between_taking_the_wafer_and_its_load_loads_it_once_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

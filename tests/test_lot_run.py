@@ -96,9 +96,10 @@ class Rig:
     def model(self, tool: str) -> Any:
         return self.line.models[tool]
 
-    def new_lot(self, lot_id: str, wafers: int, *, priority: int = 5) -> list[str]:
-        recipe = load_valid_recipe(RECIPE)
-        self.store.create_lot(lot_id, recipe_name=RECIPE, recipe_version=recipe.version,
+    def new_lot(self, lot_id: str, wafers: int, *, priority: int = 5,
+                recipe_name: str = RECIPE) -> list[str]:
+        recipe = load_valid_recipe(recipe_name)
+        self.store.create_lot(lot_id, recipe_name=recipe_name, recipe_version=recipe.version,
                               recipe_hash=recipe.hash, slots=slots_for_count(wafers),
                               priority=priority, user="test")
         return [w.id for w in self.store.wafers(lot_id)]
@@ -112,11 +113,13 @@ class Rig:
 @contextlib.asynccontextmanager
 async def rig(db_url: str, *, faults: dict[str, FaultPlan] | None = None,
               speed: float = SPEED, timeouts: dict[str, float] | None = None,
-              oven_counts_exit: bool = True) -> AsyncIterator[Rig]:
+              oven_counts_exit: bool = True, platers: int = 0) -> AsyncIterator[Rig]:
     """``timeouts``: reply timeouts (wall s) for some tools, instead of the line's default;
-    ``oven_counts_exit``: how the simulated oven counts WAFERS_ON_BELT (sim/oven.py)."""
+    ``oven_counts_exit``: how the simulated oven counts WAFERS_ON_BELT (sim/oven.py);
+    ``platers``: barrier platers on the line (barrier recipes)."""
     clock = ScaledClock(speed)
-    async with SimulatedLine(clock=clock, seed=SEED, faults=faults or {},
+    layout = {"printer": 1, "placer": 1, "oven": 1, "cleaner": 1, "plater": platers}
+    async with SimulatedLine(clock=clock, seed=SEED, faults=faults or {}, layout=layout,
                              oven_counts_exit=oven_counts_exit) as line:
         text = line.config_text()
         for tool, timeout_s in (timeouts or {}).items():

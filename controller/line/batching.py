@@ -249,11 +249,14 @@ async def run_batch(sched: Scheduler, group: list[ScheduledWafer], tool: Schedul
                 w.run.wafer_id for w in failed[1:]))
         elif held and not lost:
             await sched.tool_down(tool, held[0].run.wafer_id)
-        if not lost:
-            try:
-                await kind.close_batch(tool.driver, batch)
-            except ToolError as exc:
-                sched.note(tool, f"batch {batch.batch_id}: carrier not unloaded: {exc.detail}")
+        if lost:
+            # Left open, as a stopped controller leaves it: the tool's word (once it answers
+            # and recovery has settled the riders) closes the record, not this silence.
+            return
+        try:
+            await kind.close_batch(tool.driver, batch)
+        except ToolError as exc:
+            sched.note(tool, f"batch {batch.batch_id}: carrier not unloaded: {exc.detail}")
         verdict = _verdict(group, number)
         if sched.batch_log is not None:
             sched.batch_log.ended(batch.batch_id, tool_time=sched.clock.now(), **verdict)

@@ -407,6 +407,7 @@ class LineController:
         recovery = Recovery(self.store, self.journal, self.clock, self._recovery_note,
                             cause=f"{tool.name} stopped answering", report=self.report)
         await recovery.settle(wafers, {tool.name: tool})
+        self._close_settled_batches()  # a batch the silence left open, now its riders are
 
     def _tool_state(self, tool: str, state: E10State, reason: str, *,
                     setup: dict[str, Any] | None = None, wafer_id: str | None = None) -> None:
