@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from controller.line import ahead, batching, silent
@@ -37,7 +38,7 @@ from drivers.protocols import AnyTool
 from drivers.types import Alarm
 from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
 from sequences.kinds.base import SetupKey
-from sequences.kinds.oven_exit import watch_of
+from sequences.kinds.oven_exit import alarm_listener, on_alarm, watch_of
 from sequences.recipes.recipe import Step
 from sequences.wafer.machine import Phase
 from sequences.wafer.runner import WaferRun
@@ -229,6 +230,10 @@ class Scheduler:
         """Dispatch until every wafer is final, held or awaiting disposition (and nothing runs),
         or until ``stop()`` and the running steps have finished."""
         loop = asyncio.get_running_loop()
+        listeners = {t.driver: partial(self._alarm_on_belt, t)
+                     for t in self.tools.values() if t.role == "oven"}
+        for driver, listener in listeners.items():
+            on_alarm(driver, listener)
         # A pass at least every IDLE_WAKE_S: one timer that follows the passes, not a
         # timeout armed and cancelled around every wait (a pass per wafer transition).
         self._beat = loop.call_later(IDLE_WAKE_S, self._heartbeat)
@@ -250,6 +255,9 @@ class Scheduler:
         finally:
             self._beat.cancel()
             await self._cancel_tasks()
+            for driver, listener in listeners.items():
+                if alarm_listener(driver) is listener:  # not a later run's
+                    on_alarm(driver, None)
 
     def _heartbeat(self) -> None:
         """No pass for IDLE_WAKE_S: make one (operator requests, alarms to clear); else look
@@ -521,6 +529,19 @@ class Scheduler:
         if tool.alarm > 0:  # still latched: the tool could not hand the wafer out yet
             self._left_inside[tool.name] = (wafer.run.wafer_id, step)
 
+    def _alarm_on_belt(self, tool: ScheduledTool, alarm: Alarm, riding: list[str]) -> None:
+        """The oven's exit watcher found an alarm latched while wafers ride (a jam stopping
+        the belt): out of service now, reported with every wafer on the belt, and cleared by
+        the passes (``_check_alarms``: a riding oven is not busy) once its cause is gone,
+        so the belt runs again before the riders' deadlines. Told on each late look while
+        latched: reported once, as a rider failing on it later is."""
+        if tool.alarm == alarm.code or tool.lost:
+            return
+        tool.alarm = alarm.code
+        self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
+                                riding[0] if riding else None, wafers=tuple(riding)))
+        self.wake()
+
     async def _tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
         service until its alarm is cleared; then the wafers it held go on (interlock re-checked)."""
@@ -528,9 +549,10 @@ class Scheduler:
         if alarm is None:
             self._recheck_alarm_hold(tool, wafer_id)
             return
-        tool.alarm = alarm.code
         self._held_by_alarm.setdefault(tool.name, set()).add(wafer_id)
-        self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
+        if tool.alarm != alarm.code:  # not already reported (the exit watcher's, say)
+            tool.alarm = alarm.code
+            self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
 
     def _recheck_alarm_hold(self, tool: ScheduledTool, wafer_id: str) -> None:
         """Held at its interlock for an alarm the tool, asked again, does not have: a reply

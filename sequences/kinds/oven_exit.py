@@ -16,6 +16,11 @@ wafer's deadline; an oven that stops answering (a link error) leaves every
 riding wafer's step open for the scheduler, which settles the belt through
 ``Reflow.settle_all`` once the oven answers again.
 
+An alarm the watcher finds while wafers ride (a jam stopping the belt) is told at once to
+whoever listens for this oven (``on_alarm``, the scheduler): it reports the alarm with
+every wafer on the belt and clears it as soon as its cause is gone, so the belt runs
+again before the riders' deadlines instead of after them.
+
 A hold or an abort does not stop a riding wafer's step (the belt cannot be
 stopped: the runner lets it ride out), so the watcher unloads every wafer whose
 step still waits. A step cancelled from outside means the controller is stopping:
@@ -32,6 +37,7 @@ import logging
 import math
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -342,6 +348,13 @@ class ExitWatch:
                 for r in self._riders:
                     if alarm not in r.alarms:
                         r.alarms.append(alarm)
+                listener = _ALARM_LISTENERS.get(self.driver)
+                if listener is not None:  # each look it is latched: the listener tells once
+                    try:
+                        listener(alarm, [*self.riding, *self._late])
+                    except Exception:  # the exit is taken care of before anyone is told
+                        log.exception("%s: telling of alarm %d failed", self.driver.name,
+                                      alarm.code)
         # Judged by when the exit was read, not by now: a host held up between sending that
         # read and this line (a busy machine: at 2000x, 0.2 s is 400 tool s) has not seen
         # the exit after the deadline, and the wafer may be there now. Look again first.
@@ -366,6 +379,22 @@ class ExitWatch:
 
 
 _WATCHES: weakref.WeakKeyDictionary[Any, ExitWatch] = weakref.WeakKeyDictionary()
+# Who hears of an alarm found while wafers ride, per oven: (the alarm, the wafers on the belt).
+AlarmListener = Callable[[Alarm, list[str]], None]
+_ALARM_LISTENERS: weakref.WeakKeyDictionary[Any, AlarmListener] = weakref.WeakKeyDictionary()
+
+
+def on_alarm(driver: Any, listener: AlarmListener | None) -> None:
+    """Tell ``listener`` of each alarm this oven's exit watcher finds latched while wafers
+    ride (None: no one listens). One per oven: the controller running the line."""
+    if listener is None:
+        _ALARM_LISTENERS.pop(driver, None)
+    else:
+        _ALARM_LISTENERS[driver] = listener
+
+
+def alarm_listener(driver: Any) -> AlarmListener | None:
+    return _ALARM_LISTENERS.get(driver)
 
 
 def exit_watch(driver: Any, clock: Clock) -> ExitWatch:
