@@ -161,6 +161,25 @@ async def test_a_host_that_stops_reading_fails_linktest_even_behind_a_stuck_send
     await host.close(separate=False)
 
 
+async def test_t3_counts_from_the_send_so_a_request_that_cannot_leave_fails(echo):
+    """A host that stops reading: the primary's send never drains. T3 counted only from
+    the drain left the request waiting on the linktest (30 s here; never with linktest
+    = 0). Now it fails at T3 with the link dropped, and the S9F9 it would send is not
+    awaited on the dead link."""
+    host = TestHost()
+    await host.connect(echo.server.port)
+    conn = echo.connections[0]
+    assert conn.timers.linktest == 30.0 and conn.timers.t3 == FAST.t3
+    host.go_silent()
+    big = L(B(0), A("x" * 12_000_000))  # more than the kernel buffers on both ends hold
+    with pytest.raises(ReplyTimeout, match="could not be sent"):
+        await asyncio.wait_for(conn.request(6, 11, big), WAIT_S)
+    assert conn.closed.is_set()
+    with pytest.raises(HsmsError, match="down|not selected"):
+        await conn.request(6, 11, L(U1(1)))
+    await host.close(separate=False)
+
+
 async def test_deselect_ends_the_session(echo):
     host = TestHost()
     await host.connect(echo.server.port)

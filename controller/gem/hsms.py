@@ -17,7 +17,9 @@ answered: it fails our transaction whose header it carries.
 
 Timers (wall seconds, they are about the wire):
 
-* T3 reply timeout for a primary we send with the W-bit (``request``);
+* T3 reply timeout for a primary we send with the W-bit (``request``), counted from the
+  send: a primary that cannot leave in T3 (a host that stopped reading) fails it and
+  drops the link;
 * T6 control transaction timeout (a linktest we send), counted from the request, so a
   host that stopped reading (our send cannot leave) fails it too;
 * T7 not-selected timeout: a connection that is not selected in time is closed;
@@ -223,8 +225,9 @@ class HsmsConnection:
         except ReplyTimeout:
             # E5: S9F9 transaction timer timeout, with the header of the primary (SHEAD)
             with contextlib.suppress(HsmsError):
-                await self.send(Message(9, 9, B(*primary.to_bytes()[4:14]), False,
-                                        self.next_system(), self.device_id))
+                await self._send_within(Message(9, 9, B(*primary.to_bytes()[4:14]), False,
+                                                self.next_system(), self.device_id),
+                                        self.timers.t3)
             raise
         if reply.function == 0:
             raise HostAborted(f"the host aborted S{stream}F{function} (S{stream}F0)")
@@ -260,15 +263,32 @@ class HsmsConnection:
             return False
         return True
 
+    async def _send_within(self, message: Message, limit_s: float | None) -> None:
+        """Send, within ``limit_s`` (None: no limit). A message that cannot leave in time
+        (behind a host that stopped reading, the kernel's buffers full) drops the link:
+        nothing more would reach the host, and the send's wait must end. Whole frames only
+        reach the transport (a cancelled drain leaves none half-written)."""
+        try:
+            await asyncio.wait_for(self.send(message), limit_s)
+        except TimeoutError:
+            self._close(f"{message.name} could not be sent within {limit_s:g} s", abort=True)
+            raise ReplyTimeout(f"{message.name} could not be sent within {limit_s:g} s "
+                               "(the host reads nothing): link dropped") from None
+
     async def _transact(self, message: Message, limit_s: float | None) -> Message:
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        """Send ``message`` and wait for its reply, both within ``limit_s`` (T3 counts from
+        the send, so a send the host never takes fails it too)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message] = loop.create_future()
         self._pending[message.system] = future
         try:
-            await self.send(message)
+            started = loop.time()
+            await self._send_within(message, limit_s)
+            left = None if limit_s is None else max(0.0, limit_s - (loop.time() - started))
             closed = asyncio.ensure_future(self.closed.wait())
             either: set[asyncio.Future[Any]] = {future, closed}  # the reply, or the link's end
             try:
-                done, _ = await asyncio.wait(either, timeout=limit_s,
+                done, _ = await asyncio.wait(either, timeout=left,
                                              return_when=asyncio.FIRST_COMPLETED)
             finally:
                 closed.cancel()
