@@ -36,6 +36,8 @@ from drivers.tools import LineTools, open_line
 from sequences.recipes.recipe import Recipe, find_recipe
 from sequences.recipes.validate import load_valid_recipe
 from sim.line import SimulatedLine
+from tests.independent.ep25_server import line_table as ep25_table
+from tests.independent.ep25_server import serve as serve_ep25
 
 BALLMOUNT = find_recipe("ballmount-sac305")  # place, reflow, clean
 STRIPPING = find_recipe("ballmount-mask-sac305")  # place, reflow, strip (an FC-2)
@@ -140,12 +142,13 @@ def _lot(db: Path, lot: str, recipe: Recipe = BALLMOUNT, wafers: int = 1) -> Non
 
 
 async def _killed_then_resumed(tmp_path: Path, line: SimulatedLine, *hooks: Hook,
-                               recipe: Recipe = BALLMOUNT, wafers: int = 1
-                               ) -> tuple[Any, list[Kill], Path]:
+                               recipe: Recipe = BALLMOUNT, wafers: int = 1,
+                               more_tools: str = "") -> tuple[Any, list[Kill], Path]:
     """Kill at each hook in turn (each run resumes on what the last kill left), then run
-    to the end. Returns the last outcome, the kills and the database it ran on."""
+    to the end. Returns the last outcome, the kills and the database it ran on.
+    ``more_tools``: line-file tables of tools served beside the simulated line."""
     clock = line.clock
-    config = parse_line_config(line.config_text())
+    config = parse_line_config(line.config_text() + "\n" + more_tools)
     db = tmp_path / "line-0.db"
     _lot(db, "B1", recipe, wafers)
     kills = []
@@ -486,6 +489,33 @@ async def test_killed_around_a_batch_each_wafer_is_plated_once(
         assert plater._batches_started == 1  # one START: plated once
     with Store(f"sqlite:///{kill.kept}", create=False) as store:
         assert {w.state for w in store.wafers("B1")} == {state}
+    assert set(outcome.wafers.values()) == {"complete"}, outcome.wafers
+    with Store(f"sqlite:///{db}", create=False) as store:
+        notes = [a.detail for a in store.audit_log() if a.action == "wafer.recovery"]
+        for wafer in ("B1-01", "B1-02"):
+            barrier = [s for s in store.steps(wafer) if s.kind == "barrier"]
+            assert barrier[-1].status == "done", barrier
+    assert sum(at_kill in n for n in notes) == 2, notes
+
+
+@pytest.mark.parametrize(("hook", "at_kill"), [
+    (lambda tools, k: before(tools, "plater-1", "load", k), "never started it"),
+    (lambda tools, k: after(tools, "plater-1", "load", k), "started now"),
+    (lambda tools, k: after(tools, "plater-1", "start", k), "reports batch"),
+    (lambda tools, k: after(tools, "plater-1", "unload", k), "reports batch"),
+], ids=["before-load", "after-load", "after-start", "after-unload"])
+async def test_killed_around_a_batch_on_the_independent_plater_each_wafer_is_plated_once(
+        tmp_path: Path, hook: Hook, at_kill: str) -> None:
+    """The same kills against the EP-25 written from barrier-plater.md alone
+    (tests/independent/ep25.py: events pushed while no host listens are kept by number,
+    a new connection is told nothing of them, a DONE only after its STATE DONE): the
+    resumed controller catches up and settles the batch from what this tool reports."""
+    async with _line(layout={**PLATING, "plater": 0}) as line, \
+            serve_ep25(SPEED) as served:
+        outcome, (kill,), db = await _killed_then_resumed(
+            tmp_path, line, hook, recipe=SNCU, wafers=2, more_tools=ep25_table(served))
+    log = [e.split()[0] for e in served.tool.log]
+    assert log.count("start") == 1 and log.count("unload") == 1, served.tool.log
     assert set(outcome.wafers.values()) == {"complete"}, outcome.wafers
     with Store(f"sqlite:///{db}", create=False) as store:
         notes = [a.detail for a in store.audit_log() if a.action == "wafer.recovery"]
