@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from test_lot_run import (
 
 from controller.line.controller import LINK_LOST_CODE
 from controller.line.events import EventKind, LineEvent
+from sequences.kinds.oven_exit import ExitWatch
 from sequences.recipes.validate import load_valid_recipe
 from sequences.wafer.runner import run_wafer
 from sim.faults import FaultPlan, ScheduledAlarm
@@ -51,6 +53,48 @@ async def test_an_oven_alarm_names_every_wafer_on_the_belt(tmp_path: Path) -> No
         alarm = alarms_560[0]
         assert alarm.wafer_id == event.data["wafers"][0]
         assert all(w in alarm.text for w in failed if w != alarm.wafer_id)
+
+
+async def test_a_jam_while_the_next_wafer_holds_the_entrance_is_cleared_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The belt jams while the next wafer's step holds the oven, waiting for the exit to take
+    the wafer riding ahead of it (``ExitWatch.stand_clear``), due within its window. The
+    oven is busy, and the scheduler cleared alarms only on tools no step held: the jam
+    stayed latched until the rider's step gave up on it (860 s after its LOAD). Now the alarm the exit watcher
+    reports is cleared as soon as its cause is gone; the rider comes out before its
+    deadline, judged out for the stopped belt, and the waiting wafer is loaded after it."""
+    stand_clear = ExitWatch.stand_clear
+    jammed: list[asyncio.Task[None]] = []
+
+    async def jam_while_waiting(watch: ExitWatch, window_s: float) -> bool:
+        if watch.riding and not jammed:
+            # As a step does that stands clear of a rider due within its window: the belt
+            # jams 20 s before the rider is due, for 5 s (520 stays latched until CLEAR).
+            oven = r.model("oven-1")
+            await r.clock.sleep(watch._riders[0].due - 20.0 - r.clock.now())
+            oven.jam_conveyor(r.clock.now())
+
+            async def freed() -> None:
+                await r.clock.sleep(5.0)
+                oven.clear_jam(r.clock.now())
+
+            jammed.append(asyncio.ensure_future(freed()))
+            return await stand_clear(watch, math.inf)  # waits for the rider's take
+        return await stand_clear(watch, window_s)
+
+    monkeypatch.setattr(ExitWatch, "stand_clear", jam_while_waiting)
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        first, second, third = r.new_lot("JAM", 3)
+        await run_lots(r.controller(), ["JAM"])
+        assert jammed, "no wafer waited at the entrance behind a rider"
+        out = r.store.events(first)[-1]
+        assert out.to_state == "awaiting_disposition", out
+        assert "alarm 520 CONVEYOR JAM during the pass" in out.why, out.why
+        assert "not at the exit" not in out.why, out.why
+        assert {r.store.get_wafer(w).state for w in (second, third)} == {"complete"}
+        (alarm,) = [a for a in r.store.alarms(tool="oven-1") if a.code == 520]
+        assert alarm.cleared_at is not None
+        await assert_line_empty(r)
 
 
 @pytest.mark.faults

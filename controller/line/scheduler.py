@@ -532,9 +532,10 @@ class Scheduler:
     def _alarm_on_belt(self, tool: ScheduledTool, alarm: Alarm, riding: list[str]) -> None:
         """The oven's exit watcher found an alarm latched while wafers ride (a jam stopping
         the belt): out of service now, reported with every wafer on the belt, and cleared by
-        the passes (``_check_alarms``: a riding oven is not busy) once its cause is gone,
-        so the belt runs again before the riders' deadlines. Told on each late look while
-        latched: reported once, as a rider failing on it later is."""
+        the passes (``_check_alarms``) once its cause is gone, so the belt runs again
+        before the riders' deadlines (also while the next wafer's step holds the
+        entrance). Told on each late look while latched: reported once, as a rider
+        failing on it later is."""
         if tool.alarm == alarm.code or tool.lost:
             return
         tool.alarm = alarm.code
@@ -591,9 +592,13 @@ class Scheduler:
 
     async def _check_alarms(self) -> None:
         """Tools out of service come back when their alarm's cause is gone. A tool whose
-        setup failed without an alarm (-1) has nothing to clear: it waits for a person."""
+        setup failed without an alarm (-1) has nothing to clear: it waits for a person.
+        A tool a step holds is left to that step, except an oven with wafers on its belt:
+        the step holding it waits at the entrance for the exit to take the wafer ahead,
+        and a jam left latched would keep them all waiting until the riders' deadlines."""
         for tool in self.tools.values():
-            if tool.alarm > 0 and not tool.busy and not tool.lost:
+            if tool.alarm > 0 and not tool.lost and (
+                    not tool.busy or tool.riding - {tool.holder}):
                 await self._try_clear(tool)
 
     # --- changeovers -------------------------------------------------------------------------
