@@ -60,9 +60,10 @@ async def test_a_jam_while_the_next_wafer_holds_the_entrance_is_cleared_at_once(
     """The belt jams while the next wafer's step holds the oven, waiting for the exit to take
     the wafer riding ahead of it (``ExitWatch.stand_clear``), due within its window. The
     oven is busy, and the scheduler cleared alarms only on tools no step held: the jam
-    stayed latched until the rider's step gave up on it (860 s after its LOAD). Now the alarm the exit watcher
-    reports is cleared as soon as its cause is gone; the rider comes out before its
-    deadline, judged out for the stopped belt, and the waiting wafer is loaded after it."""
+    stayed latched until the rider's step gave up on it (860 s after its LOAD). Now the
+    alarm the exit watcher reports is cleared as soon as its cause is gone; the rider
+    comes out before its deadline, judged out for the stopped belt, and the waiting
+    wafer is loaded after it."""
     stand_clear = ExitWatch.stand_clear
     jammed: list[asyncio.Task[None]] = []
 

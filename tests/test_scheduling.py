@@ -9,11 +9,12 @@ import pytest
 
 from controller.line.bound import lower_bound, step_seconds, tool_occupancy
 from controller.line.controller import LineController
-from controller.line.scheduled import ScheduledWafer
-from controller.line.scheduler import ScheduledTool, Scheduler
+from controller.line.scheduled import ScheduledWafer, ToolReport
+from controller.line.scheduler import CLEAR_RETRY_S, IDLE_WAKE_S, ScheduledTool, Scheduler
 from controller.report import render_lot_report
 from controller.store import Store
 from drivers.clock import ManualClock, ScaledClock
+from drivers.errors import ToolError
 from drivers.line_config import parse_line_config
 from drivers.tools import open_line
 from drivers.types import PrinterState, PrinterStatus
@@ -224,6 +225,57 @@ async def test_no_setup_is_learned_from_a_printer_mid_changeover() -> None:
     assert tool.setup is None  # not the old stencil the changeover is taking off
     await scheduler._learn_setup(tool, wafers)
     assert tool.setup == ("print", cap.stencil_id, cap.paste_alloy)
+
+
+class DoorOpenPrinter:
+    """A printer in memory whose door stays open until ``closed_at`` (tool time): CLR is
+    refused until then (paste-printer.md: 400 DOOR OPEN clears with CLR once closed)."""
+
+    name = "printer-1"
+
+    def __init__(self, clock: ManualClock, closed_at: float) -> None:
+        self.clock, self.closed_at = clock, closed_at
+        self.clears = 0
+
+    async def clear_alarm(self) -> None:
+        self.clears += 1
+        if self.clock.now() < self.closed_at:
+            raise ToolError(self.name, "CLR refused: NAK 05 ALARM ACTIVE")
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.seen: list[ToolReport] = []
+
+    def report(self, report: ToolReport) -> None:
+        self.seen.append(report)
+
+    def poll_requests(self) -> None:
+        pass
+
+    async def settle(self, tool: ScheduledTool, wafers: list[ScheduledWafer]) -> None:
+        pass
+
+
+async def test_a_tool_whose_alarm_stays_is_asked_every_few_seconds_and_noted_once() -> None:
+    """A pass comes every 0.2 s of wall time. At wall speed each sent the tool a CLEAR
+    while its alarm's cause stayed (a door open a minute: 300 CLEARs) and noted each
+    refusal in the audit log. Now a refused CLEAR is tried again CLEAR_RETRY_S later and
+    noted once; the tool is back in service at the first try after the cause is gone."""
+    clock = ManualClock()
+    printer = DoorOpenPrinter(clock, closed_at=60.0)
+    reports = Reports()
+    scheduler = Scheduler({"printer-1": ("printer", printer)}, clock, line=reports)
+    tool = scheduler.tools["printer-1"]
+    tool.alarm = 400
+    for _ in range(600):  # two minutes of passes at wall speed
+        await scheduler._check_alarms()
+        clock.advance(IDLE_WAKE_S)
+    assert printer.clears == math.ceil(60.0 / CLEAR_RETRY_S) + 1, printer.clears
+    notes = [r.text for r in reports.seen if r.what == "note"]
+    assert notes == ["alarm 400 not cleared: CLR refused: NAK 05 ALARM ACTIVE",
+                     "alarm 400 cleared (cause gone)"], notes
+    assert tool.alarm == 0 and [r.what for r in reports.seen].count("alarm_cleared") == 1
 
 
 async def _run_lots(db_url: str, layout: dict[str, int], cleaners: list[str],

@@ -45,6 +45,8 @@ class ScheduledTool:
     entrance_at: float = 0.0  # oven: tool time the last wafer will have cleared the entrance
     spacing_s: float = 0.0  # oven: belt time the wafer being loaded needs at the entrance
     alarm: int = 0  # latched alarm code, 0 = in service
+    clear_tried_at: float = float("-inf")  # tool time of the last CLEAR it refused
+    clear_refused: str = ""  # why it refused, as last told (told again when it changes)
     busy_since: float | None = None
     busy_s: float = 0.0  # tool seconds spent on steps and changeovers
     working: bool = False  # the line was told it is productive or in setup (not standby)

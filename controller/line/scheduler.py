@@ -50,6 +50,10 @@ log = logging.getLogger("controller.line.scheduler")
 
 IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool alarms
 RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this often
+# Tool seconds between two CLEARs a tool refused (its alarm's cause still there): a pass
+# comes every IDLE_WAKE_S, which at wall speed was five CLEARs a second, each refusal a
+# row of the audit log, for as long as a door stayed open.
+CLEAR_RETRY_S = 5.0
 
 
 class _StepFacts(NamedTuple):
@@ -572,8 +576,12 @@ class Scheduler:
         try:
             await tool.driver.clear_alarm()
         except ToolError as exc:
-            self.note(tool, f"alarm {tool.alarm} not cleared: {exc.detail}")
+            tool.clear_tried_at = self.clock.now()
+            if exc.detail != tool.clear_refused:  # told once, not on every try
+                tool.clear_refused = exc.detail
+                self.note(tool, f"alarm {tool.alarm} not cleared: {exc.detail}")
             return
+        tool.clear_tried_at, tool.clear_refused = float("-inf"), ""
         self.note(tool, f"alarm {tool.alarm} cleared (cause gone)")
         self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
         cleared, tool.alarm = tool.alarm, 0
@@ -593,12 +601,15 @@ class Scheduler:
     async def _check_alarms(self) -> None:
         """Tools out of service come back when their alarm's cause is gone. A tool whose
         setup failed without an alarm (-1) has nothing to clear: it waits for a person.
-        A tool a step holds is left to that step, except an oven with wafers on its belt:
-        the step holding it waits at the entrance for the exit to take the wafer ahead,
-        and a jam left latched would keep them all waiting until the riders' deadlines."""
+        A refused CLEAR is tried again CLEAR_RETRY_S later. A tool a step holds is left
+        to that step, except an oven with wafers on its belt: the step holding it waits
+        at the entrance for the exit to take the wafer ahead, and a jam left latched
+        would keep them all waiting until the riders' deadlines."""
+        now = self.clock.now()
         for tool in self.tools.values():
             if tool.alarm > 0 and not tool.lost and (
-                    not tool.busy or tool.riding - {tool.holder}):
+                    not tool.busy or tool.riding - {tool.holder}) and (
+                    now - tool.clear_tried_at >= CLEAR_RETRY_S):
                 await self._try_clear(tool)
 
     # --- changeovers -------------------------------------------------------------------------
