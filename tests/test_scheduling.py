@@ -17,7 +17,7 @@ from drivers.clock import ManualClock, ScaledClock
 from drivers.errors import ToolError
 from drivers.line_config import parse_line_config
 from drivers.tools import open_line
-from drivers.types import PrinterState, PrinterStatus
+from drivers.types import Alarm, PrinterState, PrinterStatus
 from sequences.kinds.reflow import cold_start_s
 from sequences.recipes.recipe import find_recipe
 from sequences.recipes.validate import load_valid_recipe
@@ -229,18 +229,29 @@ async def test_no_setup_is_learned_from_a_printer_mid_changeover() -> None:
 
 class DoorOpenPrinter:
     """A printer in memory whose door stays open until ``closed_at`` (tool time): CLR is
-    refused until then (paste-printer.md: 400 DOOR OPEN clears with CLR once closed)."""
+    refused until then (paste-printer.md: 400 DOOR OPEN clears with CLR once closed), and
+    refused too once a person has reset the alarm at the tool (``reset_at``; hostlink.md:
+    CLR is NAK 04 "if the cause persists or no alarm"); ``then``: an alarm raised after
+    the reset."""
 
     name = "printer-1"
 
-    def __init__(self, clock: ManualClock, closed_at: float) -> None:
-        self.clock, self.closed_at = clock, closed_at
+    def __init__(self, clock: ManualClock, closed_at: float, reset_at: float = math.inf,
+                 then: Alarm | None = None) -> None:
+        self.clock, self.closed_at, self.reset_at, self.then = clock, closed_at, reset_at, then
         self.clears = 0
+        self.latched: Alarm | None = Alarm(400, "DOOR OPEN")
+
+    async def alarm(self) -> Alarm | None:
+        if self.clock.now() >= self.reset_at and self.latched == Alarm(400, "DOOR OPEN"):
+            self.latched = self.then
+        return self.latched
 
     async def clear_alarm(self) -> None:
         self.clears += 1
-        if self.clock.now() < self.closed_at:
-            raise ToolError(self.name, "CLR refused: NAK 05 ALARM ACTIVE")
+        if await self.alarm() is None or self.clock.now() < self.closed_at:
+            raise ToolError(self.name, "CLR refused: NAK 04 WRONG STATE")
+        self.latched = None
 
 
 class Reports:
@@ -273,9 +284,33 @@ async def test_a_tool_whose_alarm_stays_is_asked_every_few_seconds_and_noted_onc
         clock.advance(IDLE_WAKE_S)
     assert printer.clears == math.ceil(60.0 / CLEAR_RETRY_S) + 1, printer.clears
     notes = [r.text for r in reports.seen if r.what == "note"]
-    assert notes == ["alarm 400 not cleared: CLR refused: NAK 05 ALARM ACTIVE",
+    assert notes == ["alarm 400 not cleared: CLR refused: NAK 04 WRONG STATE",
                      "alarm 400 cleared (cause gone)"], notes
     assert tool.alarm == 0 and [r.what for r in reports.seen].count("alarm_cleared") == 1
+
+
+@pytest.mark.parametrize("then", [None, Alarm(900, "EMERGENCY STOP")])
+async def test_an_alarm_reset_at_the_tool_puts_it_back_in_service(then: Alarm | None) -> None:
+    """A person resets the alarm at the tool's own panel after closing its door: the tool
+    refuses our CLR from then on (no alarm), and the scheduler kept it out of service for
+    good. Now a refused CLR asks the tool's alarm: none, and the tool is back; another one
+    raised since, and that one is the tool's alarm (the first recorded cleared)."""
+    clock = ManualClock()
+    printer = DoorOpenPrinter(clock, closed_at=math.inf, reset_at=30.0, then=then)
+    reports = Reports()
+    scheduler = Scheduler({"printer-1": ("printer", printer)}, clock, line=reports)
+    tool = scheduler.tools["printer-1"]
+    tool.alarm = 400
+    for _ in range(300):
+        await scheduler._check_alarms()
+        clock.advance(IDLE_WAKE_S)
+    said = [(r.what, r.code) for r in reports.seen if r.what != "note"]
+    if then is None:
+        assert tool.alarm == 0 and said == [("alarm_cleared", 400)], said
+        assert [r.text for r in reports.seen if r.what == "note"][-1] == (
+            "alarm 400 cleared (at the tool)")
+    else:
+        assert tool.alarm == 900 and said == [("alarm_cleared", 400), ("alarm", 900)], said
 
 
 async def _run_lots(db_url: str, layout: dict[str, int], cleaners: list[str],

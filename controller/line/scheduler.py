@@ -573,16 +573,32 @@ class Scheduler:
                              "checked again before the step")
 
     async def _try_clear(self, tool: ScheduledTool) -> None:
+        how = "cause gone"
         try:
             await tool.driver.clear_alarm()
         except ToolError as exc:
-            tool.clear_tried_at = self.clock.now()
-            if exc.detail != tool.clear_refused:  # told once, not on every try
-                tool.clear_refused = exc.detail
-                self.note(tool, f"alarm {tool.alarm} not cleared: {exc.detail}")
-            return
+            # Refused: the cause is still there, or no alarm is latched any more (a person
+            # reset it at the tool: hostlink.md's CLR answers NAK 04 to both). Asked which.
+            try:
+                latched: Alarm | None = await tool.driver.alarm()
+            except ToolError:
+                latched = Alarm(tool.alarm, "")  # not known: still out of service
+            if latched is None:
+                how = "at the tool"
+            elif latched.code != tool.alarm:  # reset at the tool, and another raised since
+                self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
+                tool.alarm, tool.clear_refused = latched.code, ""
+                self._report(ToolReport(tool.name, "alarm", latched.text, latched.code))
+                tool.clear_tried_at = self.clock.now()
+                return
+            else:
+                tool.clear_tried_at = self.clock.now()
+                if exc.detail != tool.clear_refused:  # told once, not on every try
+                    tool.clear_refused = exc.detail
+                    self.note(tool, f"alarm {tool.alarm} not cleared: {exc.detail}")
+                return
         tool.clear_tried_at, tool.clear_refused = float("-inf"), ""
-        self.note(tool, f"alarm {tool.alarm} cleared (cause gone)")
+        self.note(tool, f"alarm {tool.alarm} cleared ({how})")
         self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
         cleared, tool.alarm = tool.alarm, 0
         left = self._left_inside.pop(tool.name, None)
