@@ -18,6 +18,7 @@ e-stop pressed), 05 alarm latched, 04 wrong state, 03 bad parameter.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import itertools
@@ -234,6 +235,13 @@ class HostLinkTool:
         now = self.advance(now)
         self.estop_pressed = False
         self._note(now)
+
+    def reset_at_panel(self, now: float) -> None:
+        """A person presses the tool's own alarm reset: the alarm clears as a CLR would
+        clear it (nothing happens while its cause persists). The host is not told: it
+        finds no alarm on its next look, and its own CLR is refused (NAK 04)."""
+        with contextlib.suppress(Nak):
+            self._clr([], self.advance(now))
 
     def raise_alarm(self, code: int, now: float) -> None:
         """A fault the tool detects by itself (pressure, vacuum, head...)."""

@@ -55,6 +55,33 @@ async def test_an_oven_alarm_names_every_wafer_on_the_belt(tmp_path: Path) -> No
         assert all(w in alarm.text for w in failed if w != alarm.wafer_id)
 
 
+async def test_an_alarm_a_person_reset_at_the_printer_puts_it_back_in_service(
+        tmp_path: Path) -> None:
+    """The printer's door is open as the lot starts (400: the first wafer is held at its
+    interlock, the printer out of service, our CLR refused while the door stays open).
+    A person closes it and resets the alarm at the printer's own panel: our CLR is then
+    refused for want of an alarm (NAK 04), and the printer stayed out of service for
+    good. Now the scheduler asks the printer's alarm, finds none, and the lot goes on."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        wafers = r.new_lot("PNL", 2)
+        printer = r.model("printer-1")
+        printer.open_door(r.clock.now())
+
+        async def person() -> None:
+            await r.clock.sleep(300.0)
+            printer.close_door(r.clock.now())
+            printer.reset_at_panel(r.clock.now())
+
+        at_panel = asyncio.ensure_future(person())
+        await run_lots(r.controller(), ["PNL"])
+        await at_panel
+        assert {r.store.get_wafer(w).state for w in wafers} == {"complete"}
+        notes = [a.detail for a in r.store.audit_log() if a.action == "tool.note"]
+        assert "alarm 400 cleared (at the tool)" in notes, notes
+        (alarm,) = [a for a in r.store.alarms(tool="printer-1") if a.code == 400]
+        assert alarm.cleared_at is not None
+
+
 async def test_a_jam_while_the_next_wafer_holds_the_entrance_is_cleared_at_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The belt jams while the next wafer's step holds the oven, waiting for the exit to take
