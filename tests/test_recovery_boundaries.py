@@ -1,8 +1,9 @@
 """The controller killed at an exact boundary between two journal writes or tool commands,
 then resumed on what the store had committed at that instant, against the real simulator.
 
-Each test runs a one-wafer lot on a simulated line (in this process, on real sockets) and
-kills the controller at one point of one step: a hook on a driver verb (before the command
+Each test runs a short lot (one wafer; two for a batch) on a simulated line (in this
+process, on real sockets; the batch's plater is ours or the independent EP-25) and kills
+the controller at one point of one step: a hook on a driver verb (before the command
 goes out, or right after its reply) or on the journal. The kill is a SIGKILL as the store
 sees it: the database is copied with SQLite's backup at that instant (committed
 transactions only: a deferred transition or an intent's answer not yet carried is lost),
