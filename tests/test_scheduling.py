@@ -10,7 +10,8 @@ import pytest
 from controller.line.bound import lower_bound, step_seconds, tool_occupancy
 from controller.line.controller import LineController
 from controller.line.scheduled import ScheduledWafer, ToolReport
-from controller.line.scheduler import CLEAR_RETRY_S, IDLE_WAKE_S, ScheduledTool, Scheduler
+from controller.line.scheduler import IDLE_WAKE_S, ScheduledTool, Scheduler
+from controller.line.tool_alarms import CLEAR_RETRY_S
 from controller.report import render_lot_report
 from controller.store import Store
 from drivers.clock import ManualClock, ScaledClock
@@ -280,7 +281,7 @@ async def test_a_tool_whose_alarm_stays_is_asked_every_few_seconds_and_noted_onc
     tool = scheduler.tools["printer-1"]
     tool.alarm = 400
     for _ in range(600):  # two minutes of passes at wall speed
-        await scheduler._check_alarms()
+        await scheduler.alarms.check()
         clock.advance(IDLE_WAKE_S)
     assert printer.clears == math.ceil(60.0 / CLEAR_RETRY_S) + 1, printer.clears
     notes = [r.text for r in reports.seen if r.what == "note"]
@@ -302,7 +303,7 @@ async def test_an_alarm_reset_at_the_tool_puts_it_back_in_service(then: Alarm | 
     tool = scheduler.tools["printer-1"]
     tool.alarm = 400
     for _ in range(300):
-        await scheduler._check_alarms()
+        await scheduler.alarms.check()
         clock.advance(IDLE_WAKE_S)
     said = [(r.what, r.code) for r in reports.seen if r.what != "note"]
     if then is None:

@@ -14,7 +14,8 @@ Policy (docs/scheduling.md has the reasoning and the lower bound):
 * A tool with a latched alarm is out of service: its wafer goes to disposition,
   the alarm is recorded, and the rest of the line keeps going. The controller
   sends CLR once the wafer is out; the tool accepts it only if the cause is gone
-  (a door still open keeps it down), so no interlock is bypassed.
+  (a door still open keeps it down), so no interlock is bypassed
+  (controller/line/tool_alarms.py).
 * A tool that stops answering is out of service until it answers again and
   the wafers it had are settled (controller/line/silent.py).
 * An idle tool whose setup is not known is set up ahead of its wafers, for the
@@ -32,13 +33,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from controller.line import ahead, batching, silent
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
+from controller.line.tool_alarms import ToolAlarms, read_alarm
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolError
 from drivers.protocols import AnyTool
-from drivers.types import Alarm
 from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
 from sequences.kinds.base import SetupKey
-from sequences.kinds.oven_exit import alarm_listener, on_alarm, watch_of
+from sequences.kinds.oven_exit import off_alarm, on_alarm, watch_of
 from sequences.recipes.recipe import Step
 from sequences.wafer.machine import Phase
 from sequences.wafer.runner import WaferRun
@@ -49,11 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("controller.line.scheduler")
 
 IDLE_WAKE_S = 0.2  # wall seconds between looks at operator requests and tool alarms
-RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this often
-# Tool seconds between two CLEARs a tool refused (its alarm's cause still there): a pass
-# comes every IDLE_WAKE_S, which at wall speed was five CLEARs a second, each refusal a
-# row of the audit log, for as long as a door stayed open.
-CLEAR_RETRY_S = 5.0
 
 
 class _StepFacts(NamedTuple):
@@ -110,6 +106,7 @@ class Scheduler:
         self.wafers: dict[str, ScheduledWafer] = {}
         self.line: LineSide = line or _Unattended()
         self._report = self.line.report
+        self.alarms = ToolAlarms(clock, self.tools, self.wafers, self._report, self.wake)
         self.held_lots: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()
@@ -120,10 +117,7 @@ class Scheduler:
         self._timed_wake_at = 0.0
         self._stopping = False
         self._order = 0
-        self._held_by_alarm: dict[str, set[str]] = {}  # tool -> wafers its alarm held
         self.batch_log: BatchRecords | None = None  # where batches are recorded
-        self._left_inside: dict[str, tuple[str, Step]] = {}  # tool -> failed wafer, its step
-        self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
         self._roles: frozenset[str] | None = None  # roles_in_play, until a wafer is added
         # The wafers not yet final, in the order added: a final wafer never moves again, so
         # a pass drops it rather than looking at it on every later pass.
@@ -234,7 +228,7 @@ class Scheduler:
         """Dispatch until every wafer is final, held or awaiting disposition (and nothing runs),
         or until ``stop()`` and the running steps have finished."""
         loop = asyncio.get_running_loop()
-        listeners = {t.driver: partial(self._alarm_on_belt, t)
+        listeners = {t.driver: partial(self.alarms.on_belt, t)
                      for t in self.tools.values() if t.role == "oven"}
         for driver, listener in listeners.items():
             on_alarm(driver, listener)
@@ -250,7 +244,7 @@ class Scheduler:
                         return
                 else:
                     if any(tool.alarm > 0 for tool in self.tools.values()):
-                        await self._check_alarms()
+                        await self.alarms.check()
                     await self._dispatch()
                     if not self._progressing():
                         return
@@ -260,8 +254,7 @@ class Scheduler:
             self._beat.cancel()
             await self._cancel_tasks()
             for driver, listener in listeners.items():
-                if alarm_listener(driver) is listener:  # not a later run's
-                    on_alarm(driver, None)
+                off_alarm(driver, listener)
 
     def _heartbeat(self) -> None:
         """No pass for IDLE_WAKE_S: make one (operator requests, alarms to clear); else look
@@ -400,14 +393,14 @@ class Scheduler:
 
     async def after_failure(self, wafer: ScheduledWafer, step: Step, tool: ScheduledTool,
                             *, also_hit: tuple[str, ...] = ()) -> None:
-        await self._after_failure(wafer, step, tool, also_hit=also_hit)
+        await self.alarms.after_failure(wafer, step, tool, also_hit=also_hit)
 
     def link_lost(self, tool: ScheduledTool, wafers: list[ScheduledWafer],
                   exc: LinkError) -> None:
         silent.link_lost(self, tool, wafers[0], exc, also=tuple(wafers[1:]))
 
     async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
-        await self._tool_down(tool, wafer_id)
+        await self.alarms.tool_down(tool, wafer_id)
 
     async def _learn_setup(self, tool: ScheduledTool, wanted: list[ScheduledWafer]) -> None:
         """What the tool is set up for, from the tool; not while it changes over (a
@@ -495,138 +488,15 @@ class Scheduler:
                 if run.link_lost is not None:
                     silent.link_lost(self, tool, wafer, run.link_lost)
                 elif run.phase is Phase.AWAITING and run.machine.failed_step == number:
-                    await self._after_failure(wafer, step, tool)
+                    await self.alarms.after_failure(wafer, step, tool)
                 elif run.phase is Phase.HELD and run.machine.held_from == f"step{number}_waiting":
-                    await self._tool_down(tool, run.wafer_id)  # held at its interlock
+                    await self.alarms.tool_down(tool, run.wafer_id)  # held at its interlock
             finally:
                 # Only now may another wafer have the tool (the failed one is out). The oven
                 # was handed on at the LOAD: it is still this wafer's only if the wafer
                 # never got onto the belt. The task's end wakes the loop (_spawn): a wake
                 # here too would make two passes of one step's end.
                 tool.release_for(run.wafer_id, self.clock.now())
-
-    @staticmethod
-    async def _read_alarm(tool: ScheduledTool) -> Alarm | None:
-        """The tool's latched alarm, or None (also when the tool cannot be asked)."""
-        try:
-            return await tool.driver.alarm()
-        except ToolError:
-            return None
-
-    async def _after_failure(self, wafer: ScheduledWafer, step: Step, tool: ScheduledTool,
-                             *, also_hit: tuple[str, ...] = ()) -> None:
-        """A failed wafer leaves the tool (so the line goes on); an alarm is recorded.
-        ``also_hit``: the other wafers the alarm failed with it (a batch's riders)."""
-        alarm = await self._read_alarm(tool)
-        if alarm is not None:
-            if tool.alarm != alarm.code:  # a rider behind it ending on the same latched alarm
-                tool.alarm = alarm.code  # was named with it: reported once
-                # The wafer that ended first names the alarm; the others on the belt, or in
-                # its carrier, are hit.
-                others = (tool.riding | set(also_hit)) - {wafer.run.wafer_id}
-                hit = (wafer.run.wafer_id, *sorted(others))
-                self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
-                                        wafer.run.wafer_id, wafers=hit))
-            await self._try_clear(tool)
-        for note in await kind_of(step).abort(tool.driver, step, wafer.run.wafer_id):
-            self.note(tool, f"{wafer.run.wafer_id}: {note}")
-        if tool.alarm > 0:  # still latched: the tool could not hand the wafer out yet
-            self._left_inside[tool.name] = (wafer.run.wafer_id, step)
-
-    def _alarm_on_belt(self, tool: ScheduledTool, alarm: Alarm, riding: list[str]) -> None:
-        """The oven's exit watcher found an alarm latched while wafers ride (a jam stopping
-        the belt): out of service now, reported with every wafer on the belt, and cleared by
-        the passes (``_check_alarms``) once its cause is gone, so the belt runs again
-        before the riders' deadlines (also while the next wafer's step holds the
-        entrance). Told on each late look while latched: reported once, as a rider
-        failing on it later is."""
-        if tool.alarm == alarm.code or tool.lost:
-            return
-        tool.alarm = alarm.code
-        self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
-                                riding[0] if riding else None, wafers=tuple(riding)))
-        self.wake()
-
-    async def _tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
-        """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
-        service until its alarm is cleared; then the wafers it held go on (interlock re-checked)."""
-        alarm = await self._read_alarm(tool)
-        if alarm is None:
-            self._recheck_alarm_hold(tool, wafer_id)
-            return
-        self._held_by_alarm.setdefault(tool.name, set()).add(wafer_id)
-        if tool.alarm != alarm.code:  # not already reported (the exit watcher's, say)
-            tool.alarm = alarm.code
-            self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
-
-    def _recheck_alarm_hold(self, tool: ScheduledTool, wafer_id: str) -> None:
-        """Held at its interlock for an alarm the tool, asked again, does not have: a reply
-        damaged where Modbus TCP has no checksum, or an alarm gone since. The wafer waits for
-        the tool again, and its interlocks are checked again before the step (never bypassed);
-        a few times at most, then it stays held for a person."""
-        wafer = self.wafers.get(wafer_id)
-        if wafer is None or "alarm" not in wafer.run.machine.hold_reason:
-            return
-        count = self._rechecked[wafer_id] = self._rechecked.get(wafer_id, 0) + 1
-        if count <= RECHECKS:
-            wafer.run.resume(f"{tool.name} shows no alarm when asked again; interlocks are "
-                             "checked again before the step")
-
-    async def _try_clear(self, tool: ScheduledTool) -> None:
-        how = "cause gone"
-        try:
-            await tool.driver.clear_alarm()
-        except ToolError as exc:
-            # Refused: the cause is still there, or no alarm is latched any more (a person
-            # reset it at the tool: hostlink.md's CLR answers NAK 04 to both). Asked which.
-            try:
-                latched: Alarm | None = await tool.driver.alarm()
-            except ToolError:
-                latched = Alarm(tool.alarm, "")  # not known: still out of service
-            if latched is None:
-                how = "at the tool"
-            elif latched.code != tool.alarm:  # reset at the tool, and another raised since
-                self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
-                tool.alarm, tool.clear_refused = latched.code, ""
-                self._report(ToolReport(tool.name, "alarm", latched.text, latched.code))
-                tool.clear_tried_at = self.clock.now()
-                return
-            else:
-                tool.clear_tried_at = self.clock.now()
-                if exc.detail != tool.clear_refused:  # told once, not on every try
-                    tool.clear_refused = exc.detail
-                    self.note(tool, f"alarm {tool.alarm} not cleared: {exc.detail}")
-                return
-        tool.clear_tried_at, tool.clear_refused = float("-inf"), ""
-        self.note(tool, f"alarm {tool.alarm} cleared ({how})")
-        self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
-        cleared, tool.alarm = tool.alarm, 0
-        left = self._left_inside.pop(tool.name, None)
-        if left is not None:  # the failed wafer the alarm kept inside comes out first
-            wafer_id, step = left
-            for note in await kind_of(step).abort(tool.driver, step, wafer_id):
-                self.note(tool, f"{wafer_id}: {note} (alarm {cleared} cleared)")
-        for wafer_id in sorted(self._held_by_alarm.pop(tool.name, set())):
-            wafer = self.wafers.get(wafer_id)
-            if wafer is not None and wafer.run.phase is Phase.HELD:
-                wafer.run.resume(
-                    f"{tool.name} back in service (alarm {cleared} cleared); "
-                    "interlocks are checked again before the step"
-                )
-
-    async def _check_alarms(self) -> None:
-        """Tools out of service come back when their alarm's cause is gone. A tool whose
-        setup failed without an alarm (-1) has nothing to clear: it waits for a person.
-        A refused CLEAR is tried again CLEAR_RETRY_S later. A tool a step holds is left
-        to that step, except an oven with wafers on its belt: the step holding it waits
-        at the entrance for the exit to take the wafer ahead, and a jam left latched
-        would keep them all waiting until the riders' deadlines."""
-        now = self.clock.now()
-        for tool in self.tools.values():
-            if tool.alarm > 0 and not tool.lost and (
-                    not tool.busy or tool.riding - {tool.holder}) and (
-                    now - tool.clear_tried_at >= CLEAR_RETRY_S):
-                await self._try_clear(tool)
 
     # --- changeovers -------------------------------------------------------------------------
 
@@ -652,7 +522,7 @@ class Scheduler:
             silent.link_lost(self, tool, None, exc)
         except ToolError as exc:
             self.note(tool, f"changeover failed: {exc.detail}")
-            alarm = await self._read_alarm(tool)
+            alarm = await read_alarm(tool)
             tool.alarm = alarm.code if alarm else -1
             if alarm:
                 self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))

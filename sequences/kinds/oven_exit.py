@@ -384,17 +384,16 @@ AlarmListener = Callable[[Alarm, list[str]], None]
 _ALARM_LISTENERS: weakref.WeakKeyDictionary[Any, AlarmListener] = weakref.WeakKeyDictionary()
 
 
-def on_alarm(driver: Any, listener: AlarmListener | None) -> None:
+def on_alarm(driver: Any, listener: AlarmListener) -> None:
     """Tell ``listener`` of each alarm this oven's exit watcher finds latched while wafers
-    ride (None: no one listens). One per oven: the controller running the line."""
-    if listener is None:
-        _ALARM_LISTENERS.pop(driver, None)
-    else:
-        _ALARM_LISTENERS[driver] = listener
+    ride. One per oven: the controller running the line."""
+    _ALARM_LISTENERS[driver] = listener
 
 
-def alarm_listener(driver: Any) -> AlarmListener | None:
-    return _ALARM_LISTENERS.get(driver)
+def off_alarm(driver: Any, listener: AlarmListener) -> None:
+    """``listener`` stops listening to this oven (a later run's listener stays)."""
+    if _ALARM_LISTENERS.get(driver) is listener:
+        del _ALARM_LISTENERS[driver]
 
 
 def exit_watch(driver: Any, clock: Clock) -> ExitWatch:

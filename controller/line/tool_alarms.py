@@ -1,0 +1,174 @@
+"""Tool alarms on the line: recorded once, the tool out of service, cleared when the cause is gone.
+
+A tool alarm is heard of three ways: a step that fails on it (``after_failure``), a
+step's interlock that finds it latched (``tool_down``: the wafer is held), and the
+oven's exit watcher finding it while wafers ride (``on_belt``). Each records it once
+(``ToolReport("alarm")``, naming every wafer it hit) and takes the tool out of service;
+``check``, from every scheduler pass, sends the tool's CLEAR until it is taken (the tool
+accepts it only once the cause is gone, so no interlock is bypassed) and then puts back
+what the alarm stopped: the failed wafer it kept inside comes out, the wafers it held go
+on, their interlocks checked again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
+from drivers.clock import Clock
+from drivers.errors import ToolError
+from drivers.types import Alarm
+from sequences.kinds import kind_of
+from sequences.recipes.recipe import Step
+from sequences.wafer.machine import Phase
+
+RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this often
+# Tool seconds between two CLEARs a tool refused (its alarm's cause still there): a pass
+# comes every IDLE_WAKE_S, which at wall speed was five CLEARs a second, each refusal a
+# row of the audit log, for as long as a door stayed open.
+CLEAR_RETRY_S = 5.0
+
+
+async def read_alarm(tool: ScheduledTool) -> Alarm | None:
+    """The tool's latched alarm, or None (also when the tool cannot be asked)."""
+    try:
+        return await tool.driver.alarm()
+    except ToolError:
+        return None
+
+
+class ToolAlarms:
+    """The line's tool alarms, for one scheduler: its tools, wafers, reports and wake-up."""
+
+    def __init__(self, clock: Clock, tools: dict[str, ScheduledTool],
+                 wafers: dict[str, ScheduledWafer], report: Callable[[ToolReport], None],
+                 wake: Callable[[], None]) -> None:
+        self.clock = clock
+        self.tools = tools
+        self.wafers = wafers
+        self._report = report
+        self._wake = wake
+        self._held: dict[str, set[str]] = {}  # tool -> wafers its alarm held
+        self._left_inside: dict[str, tuple[str, Step]] = {}  # tool -> failed wafer, its step
+        self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
+
+    def _note(self, tool: ScheduledTool, text: str) -> None:
+        self._report(ToolReport(tool.name, "note", text))
+
+    async def after_failure(self, wafer: ScheduledWafer, step: Step, tool: ScheduledTool,
+                            *, also_hit: tuple[str, ...] = ()) -> None:
+        """A failed wafer leaves the tool (so the line goes on); an alarm is recorded.
+        ``also_hit``: the other wafers the alarm failed with it (a batch's riders)."""
+        alarm = await read_alarm(tool)
+        if alarm is not None:
+            if tool.alarm != alarm.code:  # a rider behind it ending on the same latched alarm
+                tool.alarm = alarm.code  # was named with it: reported once
+                # The wafer that ended first names the alarm; the others on the belt, or in
+                # its carrier, are hit.
+                others = (tool.riding | set(also_hit)) - {wafer.run.wafer_id}
+                hit = (wafer.run.wafer_id, *sorted(others))
+                self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
+                                        wafer.run.wafer_id, wafers=hit))
+            await self._try_clear(tool)
+        for note in await kind_of(step).abort(tool.driver, step, wafer.run.wafer_id):
+            self._note(tool, f"{wafer.run.wafer_id}: {note}")
+        if tool.alarm > 0:  # still latched: the tool could not hand the wafer out yet
+            self._left_inside[tool.name] = (wafer.run.wafer_id, step)
+
+    def on_belt(self, tool: ScheduledTool, alarm: Alarm, riding: list[str]) -> None:
+        """The oven's exit watcher found an alarm latched while wafers ride (a jam stopping
+        the belt): out of service now, reported with every wafer on the belt, and cleared by
+        ``check`` once its cause is gone, so the belt runs again before the riders'
+        deadlines (also while the next wafer's step holds the entrance). Told on each
+        late look while latched: reported once, as a rider failing on it later is."""
+        if tool.alarm == alarm.code or tool.lost:
+            return
+        tool.alarm = alarm.code
+        self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
+                                riding[0] if riding else None, wafers=tuple(riding)))
+        self._wake()
+
+    async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
+        """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
+        service until its alarm is cleared; then the wafers it held go on (interlock re-checked)."""
+        alarm = await read_alarm(tool)
+        if alarm is None:
+            self._recheck_hold(tool, wafer_id)
+            return
+        self._held.setdefault(tool.name, set()).add(wafer_id)
+        if tool.alarm != alarm.code:  # not already reported (the exit watcher's, say)
+            tool.alarm = alarm.code
+            self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
+
+    def _recheck_hold(self, tool: ScheduledTool, wafer_id: str) -> None:
+        """Held at its interlock for an alarm the tool, asked again, does not have: a reply
+        damaged where Modbus TCP has no checksum, or an alarm gone since. The wafer waits for
+        the tool again, and its interlocks are checked again before the step (never bypassed);
+        a few times at most, then it stays held for a person."""
+        wafer = self.wafers.get(wafer_id)
+        if wafer is None or "alarm" not in wafer.run.machine.hold_reason:
+            return
+        count = self._rechecked[wafer_id] = self._rechecked.get(wafer_id, 0) + 1
+        if count <= RECHECKS:
+            wafer.run.resume(f"{tool.name} shows no alarm when asked again; interlocks are "
+                             "checked again before the step")
+
+    async def check(self) -> None:
+        """Tools out of service come back when their alarm's cause is gone. A tool whose
+        setup failed without an alarm (-1) has nothing to clear: it waits for a person.
+        A refused CLEAR is tried again CLEAR_RETRY_S later. A tool a step holds is left
+        to that step, except an oven with wafers on its belt: the step holding it waits
+        at the entrance for the exit to take the wafer ahead, and a jam left latched
+        would keep them all waiting until the riders' deadlines."""
+        now = self.clock.now()
+        for tool in self.tools.values():
+            if tool.alarm > 0 and not tool.lost and (
+                    not tool.busy or tool.riding - {tool.holder}) and (
+                    now - tool.clear_tried_at >= CLEAR_RETRY_S):
+                await self._try_clear(tool)
+
+    async def _try_clear(self, tool: ScheduledTool) -> None:
+        try:
+            await tool.driver.clear_alarm()
+            how = "cause gone"
+        except ToolError as exc:
+            if not await self._reset_at_the_tool(tool, exc):
+                return
+            how = "at the tool"
+        tool.clear_tried_at, tool.clear_refused = float("-inf"), ""
+        self._note(tool, f"alarm {tool.alarm} cleared ({how})")
+        self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
+        cleared, tool.alarm = tool.alarm, 0
+        left = self._left_inside.pop(tool.name, None)
+        if left is not None:  # the failed wafer the alarm kept inside comes out first
+            wafer_id, step = left
+            for note in await kind_of(step).abort(tool.driver, step, wafer_id):
+                self._note(tool, f"{wafer_id}: {note} (alarm {cleared} cleared)")
+        for wafer_id in sorted(self._held.pop(tool.name, set())):
+            wafer = self.wafers.get(wafer_id)
+            if wafer is not None and wafer.run.phase is Phase.HELD:
+                wafer.run.resume(
+                    f"{tool.name} back in service (alarm {cleared} cleared); "
+                    "interlocks are checked again before the step"
+                )
+
+    async def _reset_at_the_tool(self, tool: ScheduledTool, refused: ToolError) -> bool:
+        """Our CLEAR was refused: the cause is still there, or no alarm is latched any more
+        (a person reset it at the tool: hostlink.md's CLR answers NAK 04 to both). True when
+        the tool shows none now; another alarm raised since becomes the tool's. Either way
+        not cleared is tried again CLEAR_RETRY_S later, and its refusal told once."""
+        try:
+            latched: Alarm | None = await tool.driver.alarm()
+        except ToolError:
+            latched = Alarm(tool.alarm, "")  # not known: still out of service
+        if latched is None:
+            return True
+        tool.clear_tried_at = self.clock.now()
+        if latched.code != tool.alarm:  # reset at the tool, and another raised since
+            self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
+            tool.alarm, tool.clear_refused = latched.code, ""
+            self._report(ToolReport(tool.name, "alarm", latched.text, latched.code))
+        elif refused.detail != tool.clear_refused:  # told once, not on every try
+            tool.clear_refused = refused.detail
+            self._note(tool, f"alarm {tool.alarm} not cleared: {refused.detail}")
+        return False
