@@ -469,7 +469,8 @@ SNCU = find_recipe("rebump-sncu-niau-snpb")  # step 4: the Ni/Au barrier, in one
 PLATING = {"printer": 1, "placer": 0, "oven": 1, "cleaner": 1, "plater": 1}
 
 
-@pytest.mark.parametrize(("hook", "state", "at_kill"), [
+# (hook, the wafers' state at the kill, what recovery notes on each)
+BATCH_KILLS = [
     # Both LOAD intents committed, the carrier never sent: the plater never took it.
     (lambda tools, k: before(tools, "plater-1", "load", k), "step4_running",
      "never started it"),
@@ -480,7 +481,22 @@ PLATING = {"printer": 1, "placer": 0, "oven": 1, "cleaner": 1, "plater": 1}
     # The carrier out (UNLOAD answered; each member's step_done was committed before it),
     # the members' judgments not committed.
     (lambda tools, k: after(tools, "plater-1", "unload", k), "step4_judging", "reports batch"),
-], ids=["before-load", "after-load", "after-start", "after-unload"])
+]
+BATCH_KILL_IDS = ["before-load", "after-load", "after-start", "after-unload"]
+
+
+def _each_plated_once(outcome: Any, db: Path, at_kill: str) -> None:
+    """Both wafers complete, each one's last barrier record done, recovery's note on each."""
+    assert set(outcome.wafers.values()) == {"complete"}, outcome.wafers
+    with Store(f"sqlite:///{db}", create=False) as store:
+        for wafer in ("B1-01", "B1-02"):
+            barrier = [s for s in store.steps(wafer) if s.kind == "barrier"]
+            assert barrier[-1].status == "done", barrier
+    notes = _notes(db)
+    assert sum(at_kill in n for n in notes) == 2, notes
+
+
+@pytest.mark.parametrize(("hook", "state", "at_kill"), BATCH_KILLS, ids=BATCH_KILL_IDS)
 async def test_killed_around_a_batch_each_wafer_is_plated_once(
         tmp_path: Path, hook: Hook, state: str, at_kill: str) -> None:
     async with _line(layout=PLATING) as line:
@@ -490,21 +506,11 @@ async def test_killed_around_a_batch_each_wafer_is_plated_once(
         assert plater._batches_started == 1  # one START: plated once
     with Store(f"sqlite:///{kill.kept}", create=False) as store:
         assert {w.state for w in store.wafers("B1")} == {state}
-    assert set(outcome.wafers.values()) == {"complete"}, outcome.wafers
-    with Store(f"sqlite:///{db}", create=False) as store:
-        notes = [a.detail for a in store.audit_log() if a.action == "wafer.recovery"]
-        for wafer in ("B1-01", "B1-02"):
-            barrier = [s for s in store.steps(wafer) if s.kind == "barrier"]
-            assert barrier[-1].status == "done", barrier
-    assert sum(at_kill in n for n in notes) == 2, notes
+    _each_plated_once(outcome, db, at_kill)
 
 
-@pytest.mark.parametrize(("hook", "at_kill"), [
-    (lambda tools, k: before(tools, "plater-1", "load", k), "never started it"),
-    (lambda tools, k: after(tools, "plater-1", "load", k), "started now"),
-    (lambda tools, k: after(tools, "plater-1", "start", k), "reports batch"),
-    (lambda tools, k: after(tools, "plater-1", "unload", k), "reports batch"),
-], ids=["before-load", "after-load", "after-start", "after-unload"])
+@pytest.mark.parametrize(("hook", "at_kill"), [(hook, note) for hook, _, note in BATCH_KILLS],
+                         ids=BATCH_KILL_IDS)
 async def test_killed_around_a_batch_on_the_independent_plater_each_wafer_is_plated_once(
         tmp_path: Path, hook: Hook, at_kill: str) -> None:
     """The same kills against the EP-25 written from barrier-plater.md alone
@@ -513,17 +519,11 @@ async def test_killed_around_a_batch_on_the_independent_plater_each_wafer_is_pla
     resumed controller catches up and settles the batch from what this tool reports."""
     async with _line(layout={**PLATING, "plater": 0}) as line, \
             serve_ep25(SPEED) as served:
-        outcome, (kill,), db = await _killed_then_resumed(
+        outcome, _, db = await _killed_then_resumed(
             tmp_path, line, hook, recipe=SNCU, wafers=2, more_tools=ep25_table(served))
     log = [e.split()[0] for e in served.tool.log]
     assert log.count("start") == 1 and log.count("unload") == 1, served.tool.log
-    assert set(outcome.wafers.values()) == {"complete"}, outcome.wafers
-    with Store(f"sqlite:///{db}", create=False) as store:
-        notes = [a.detail for a in store.audit_log() if a.action == "wafer.recovery"]
-        for wafer in ("B1-01", "B1-02"):
-            barrier = [s for s in store.steps(wafer) if s.kind == "barrier"]
-            assert barrier[-1].status == "done", barrier
-    assert sum(at_kill in n for n in notes) == 2, notes
+    _each_plated_once(outcome, db, at_kill)
 
 
 # --- the mounter's LOD, PLC and ULD, and the oven's LOAD not sent ---------------------------------
