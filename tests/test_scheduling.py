@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 
@@ -281,7 +282,8 @@ async def test_a_tool_whose_alarm_stays_is_asked_every_few_seconds_and_noted_onc
     tool = scheduler.tools["printer-1"]
     tool.alarm = 400
     for _ in range(600):  # two minutes of passes at wall speed
-        await scheduler.alarms.check()
+        scheduler.alarms.check()
+        await scheduler.alarms.clears_done()
         clock.advance(IDLE_WAKE_S)
     assert printer.clears == math.ceil(60.0 / CLEAR_RETRY_S) + 1, printer.clears
     notes = [r.text for r in reports.seen if r.what == "note"]
@@ -303,7 +305,8 @@ async def test_an_alarm_reset_at_the_tool_puts_it_back_in_service(then: Alarm | 
     tool = scheduler.tools["printer-1"]
     tool.alarm = 400
     for _ in range(300):
-        await scheduler.alarms.check()
+        scheduler.alarms.check()
+        await scheduler.alarms.clears_done()
         clock.advance(IDLE_WAKE_S)
     said = [(r.what, r.code) for r in reports.seen if r.what != "note"]
     if then is None:
@@ -312,6 +315,46 @@ async def test_an_alarm_reset_at_the_tool_puts_it_back_in_service(then: Alarm | 
             "alarm 400 cleared (at the tool)")
     else:
         assert tool.alarm == 900 and said == [("alarm_cleared", 400), ("alarm", 900)], said
+
+
+class SlowLinkPrinter(DoorOpenPrinter):
+    """A printer in memory whose door is closed, on a link so slow that each CLR's reply
+    takes as long as the test says (``reply``): the resends of a link timing out."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock, closed_at=0.0)
+        self.sent = asyncio.Event()
+        self.reply = asyncio.Event()
+        self.sends = 0
+
+    async def clear_alarm(self) -> None:
+        self.sends += 1
+        self.sent.set()
+        await self.reply.wait()
+        await super().clear_alarm()
+
+
+async def test_a_clear_on_a_slow_link_does_not_hold_up_the_line() -> None:
+    """Each pass awaited the CLEARs it sent: a tool whose replies time out and are resent
+    (seconds on a real link) stopped the dispatch of every other tool's wafers for that
+    long, every CLEAR_RETRY_S. Now the CLEAR runs beside the passes, one at a time per
+    tool, and the tool is back in service only once it is done."""
+    clock = ManualClock()
+    printer = SlowLinkPrinter(clock)
+    reports = Reports()
+    scheduler = Scheduler({"printer-1": ("printer", printer)}, clock, line=reports)
+    tool = scheduler.tools["printer-1"]
+    tool.alarm = 400
+    scheduler.alarms.check()  # returns at once: the pass goes on to dispatch
+    await asyncio.wait_for(printer.sent.wait(), 10)  # a bound on a failure, not a pace
+    for _ in range(100):  # passes while the reply is awaited: no second CLEAR, not in service
+        clock.advance(IDLE_WAKE_S)
+        scheduler.alarms.check()
+    assert printer.sends == 1 and tool.alarm == 400
+    printer.reply.set()
+    await scheduler.alarms.clears_done()
+    assert printer.sends == printer.clears == 1 and tool.alarm == 0
+    assert [r.what for r in reports.seen if r.what != "note"] == ["alarm_cleared"]
 
 
 async def _run_lots(db_url: str, layout: dict[str, int], cleaners: list[str],

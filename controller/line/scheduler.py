@@ -106,7 +106,8 @@ class Scheduler:
         self.wafers: dict[str, ScheduledWafer] = {}
         self.line: LineSide = line or _Unattended()
         self._report = self.line.report
-        self.alarms = ToolAlarms(clock, self.tools, self.wafers, self._report, self.wake)
+        self.alarms = ToolAlarms(clock, self.tools, self.wafers, self._report, self.wake,
+                                 self._spawn)
         self.held_lots: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()
@@ -244,7 +245,7 @@ class Scheduler:
                         return
                 else:
                     if any(tool.alarm > 0 for tool in self.tools.values()):
-                        await self.alarms.check()
+                        self.alarms.check()
                     await self._dispatch()
                     if not self._progressing():
                         return
@@ -291,7 +292,8 @@ class Scheduler:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Coroutine[Any, Any, object], *, setup: bool = False) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object], *, setup: bool = False
+               ) -> asyncio.Task[object]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         if setup:
@@ -305,6 +307,7 @@ class Scheduler:
             self.wake()
 
         task.add_done_callback(finished)
+        return task
 
     async def _dispatch(self) -> None:
         if all(tool.busy or tool.alarm or tool.lost for tool in self.tools.values()):

@@ -8,11 +8,18 @@ oven's exit watcher finding it while wafers ride (``on_belt``). Each records it 
 accepts it only once the cause is gone, so no interlock is bypassed) and then puts back
 what the alarm stopped: the failed wafer it kept inside comes out, the wafers it held go
 on, their interlocks checked again.
+
+A CLEAR and what follows it run beside the passes, one at a time per tool (a lock):
+a tool whose link is slow, its replies timing out and resent, must not hold up the
+wafers every other tool could be working on. The tool stays out of service until all of
+it is done (its failed wafer out), so no pass gives it a wafer halfway.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
@@ -42,12 +49,16 @@ class ToolAlarms:
 
     def __init__(self, clock: Clock, tools: dict[str, ScheduledTool],
                  wafers: dict[str, ScheduledWafer], report: Callable[[ToolReport], None],
-                 wake: Callable[[], None]) -> None:
+                 wake: Callable[[], None],
+                 spawn: Callable[[Coroutine[Any, Any, object]], asyncio.Task[object]]) -> None:
         self.clock = clock
         self.tools = tools
         self.wafers = wafers
         self._report = report
         self._wake = wake
+        self._spawn = spawn  # the scheduler's: a stop waits for what it runs
+        self._clearing: dict[str, asyncio.Lock] = {}  # tool -> held while its CLEAR runs
+        self._in_flight: set[asyncio.Task[object]] = set()
         self._held: dict[str, set[str]] = {}  # tool -> wafers its alarm held
         self._left_inside: dict[str, tuple[str, Step]] = {}  # tool -> failed wafer, its step
         self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
@@ -113,21 +124,42 @@ class ToolAlarms:
             wafer.run.resume(f"{tool.name} shows no alarm when asked again; interlocks are "
                              "checked again before the step")
 
-    async def check(self) -> None:
-        """Tools out of service come back when their alarm's cause is gone. A tool whose
-        setup failed without an alarm (-1) has nothing to clear: it waits for a person.
-        A refused CLEAR is tried again CLEAR_RETRY_S later. A tool a step holds is left
-        to that step, except an oven with wafers on its belt: the step holding it waits
-        at the entrance for the exit to take the wafer ahead, and a jam left latched
-        would keep them all waiting until the riders' deadlines."""
+    def check(self) -> None:
+        """Tools out of service come back when their alarm's cause is gone: each one's CLEAR
+        is started beside the pass (not awaited: see the module's docstring), unless one
+        is running already. A tool whose setup failed without an alarm (-1) has nothing
+        to clear: it waits for a person. A refused CLEAR is tried again CLEAR_RETRY_S
+        later. A tool a step holds is left to that step, except an oven with wafers on its
+        belt: the step holding it waits at the entrance for the exit to take the wafer
+        ahead, and a jam left latched would keep them all waiting until the riders'
+        deadlines."""
         now = self.clock.now()
         for tool in self.tools.values():
             if tool.alarm > 0 and not tool.lost and (
                     not tool.busy or tool.riding - {tool.holder}) and (
-                    now - tool.clear_tried_at >= CLEAR_RETRY_S):
-                await self._try_clear(tool)
+                    now - tool.clear_tried_at >= CLEAR_RETRY_S) and not self._locked(tool):
+                task = self._spawn(self._try_clear(tool))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+    async def clears_done(self) -> None:
+        """Wait for the CLEARs ``check`` started (and what follows them) to end."""
+        while self._in_flight:
+            await asyncio.wait(set(self._in_flight))
+
+    def _locked(self, tool: ScheduledTool) -> bool:
+        lock = self._clearing.get(tool.name)
+        return lock is not None and lock.locked()
 
     async def _try_clear(self, tool: ScheduledTool) -> None:
+        """CLEAR the tool's alarm and put back what it stopped; one at a time per tool (a
+        step failing on the alarm and ``check`` may both want to), the second finding it
+        cleared already."""
+        async with self._clearing.setdefault(tool.name, asyncio.Lock()):
+            if tool.alarm > 0:
+                await self._clear(tool)
+
+    async def _clear(self, tool: ScheduledTool) -> None:
         try:
             await tool.driver.clear_alarm()
             how = "cause gone"
@@ -136,14 +168,16 @@ class ToolAlarms:
                 return
             how = "at the tool"
         tool.clear_tried_at, tool.clear_refused = float("-inf"), ""
-        self._note(tool, f"alarm {tool.alarm} cleared ({how})")
-        self._report(ToolReport(tool.name, "alarm_cleared", code=tool.alarm))
-        cleared, tool.alarm = tool.alarm, 0
+        cleared = tool.alarm
+        self._note(tool, f"alarm {cleared} cleared ({how})")
+        self._report(ToolReport(tool.name, "alarm_cleared", code=cleared))
         left = self._left_inside.pop(tool.name, None)
         if left is not None:  # the failed wafer the alarm kept inside comes out first
             wafer_id, step = left
             for note in await kind_of(step).abort(tool.driver, step, wafer_id):
                 self._note(tool, f"{wafer_id}: {note} (alarm {cleared} cleared)")
+        # Back in service only now: a pass in the meantime must not give it a wafer.
+        tool.alarm = 0
         for wafer_id in sorted(self._held.pop(tool.name, set())):
             wafer = self.wafers.get(wafer_id)
             if wafer is not None and wafer.run.phase is Phase.HELD:
