@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import pytest
 from serial_fixtures import scripted_tool
 
 from drivers.clock import ManualClock
@@ -71,6 +72,8 @@ class LateMounter:
             self.later((0.0, "REPAIRING", None, None),
                        (5.0 + 0.5 * p.missing, "INSPECTING", None, 0),
                        (5.0 + 0.5 * p.missing + 15.0, "DONE", None, None))
+        elif req.cmd == "ABT":  # ball-placer.md: the wafer stays, the tool goes to DONE
+            self.later((0.0, "DONE", None, None))
         elif req.cmd == "ULD":
             self.later((0.0, "UNLOADING", None, None), (10.0, "IDLE", "", None))
         elif req.cmd == "PLC":
@@ -80,10 +83,14 @@ class LateMounter:
 
 
 @asynccontextmanager
-async def late_placer(state: str, missing: int) -> AsyncIterator[BallPlacer]:
-    """A BallPlacer on its ManualClock, talking to a LateMounter in ``state`` holding W1."""
+async def late_placer(state: str, missing: int, *then: tuple[float, str, str | None, int | None]
+                      ) -> AsyncIterator[BallPlacer]:
+    """A BallPlacer on its ManualClock, talking to a LateMounter in ``state`` holding W1
+    (``then``: the phases that follow it, as ``LateMounter.later`` takes them)."""
     clock = ManualClock()
-    async with scripted_tool(LateMounter(clock, state, "W1", missing=missing)) as (_, url):
+    mounter = LateMounter(clock, state, "W1", missing=missing)
+    mounter.later(*then)
+    async with scripted_tool(mounter) as (_, url):
         async with HostLinkPort(url, sync=False, tool="placer-1", timeout_s=0.5) as port:
             yield BallPlacer(port, clock)  # type: ignore[arg-type]
 
@@ -114,3 +121,37 @@ async def test_settle_starts_a_loaded_wafer_on_a_tool_that_applies_plc_a_tick_la
         settled = await BALL_PLACE.settle(placer, place_step(), wafer, placer.clock)
     assert isinstance(settled, TakeResult)
     assert settled.result.wafer_id == "W1" and notes == ["placer-1 holds it loaded: starting it"]
+
+
+@pytest.mark.parametrize("state", ["LOADING", "READY"])
+async def test_an_abort_is_waited_for_on_a_tool_that_applies_abt_a_tick_late(state: str) -> None:
+    """ABT from a state that leads nowhere by itself (READY) or not to DONE (LOADING): the
+    STS straight after the ACK still showed it, the wait raised StateUnreachable, and the
+    aborted wafer stayed inside ("could not finish the abort")."""
+    async with late_placer(state, missing=0) as placer:
+        notes = await BALL_PLACE.abort(placer, place_step(), "W1")
+        assert notes == ["ABT sent", "wafer unloaded"], notes
+        await placer.clock.sleep(10.0)  # ULD's time (ManualClock: tool time, no wall time)
+        status = await placer.wait_for(PlacerState.IDLE, timeout_s=30.0)
+    assert status.wafer_id is None  # handed out
+
+
+JUDGED = {"status": "OK", "sites": 120000, "placed": 120000, "missing": 0, "extra": 0,
+          "offset_max_um": 11}
+
+
+@pytest.mark.parametrize("before_repair", [None, {**JUDGED, "missing": 4, "placed": 119996}])
+async def test_settle_finds_a_judged_wafer_being_handed_out(before_repair: dict | None
+                                                            ) -> None:
+    """Stopped after the ULD of a judged wafer (sent only after its judgment's commit), the
+    controller restarted within the tool's 10 s of UNLOADING: the tool still shows the
+    wafer. Recovery waited for DONE, which UNLOADING never reaches (StateUnreachable: the
+    wafer went to an engineer). It is handed out: judged again from what step_done stored."""
+    notes: list[str] = []
+    wafer = Recovering("W1", 1, judging=True, earlier_results=(), intents=("LOAD", "PLC"),
+                       note=notes.append, measured=JUDGED, before_repair=before_repair)
+    async with late_placer("UNLOADING", 0, (10.0, "IDLE", "", None)) as placer:
+        settled = await BALL_PLACE.settle(placer, place_step(), wafer, placer.clock)
+        assert (await placer.status()).state is PlacerState.IDLE
+    assert isinstance(settled, TakeResult) and settled.unloaded, settled
+    assert settled.result.wafer_id == "W1" and settled.result.missing == 0

@@ -57,6 +57,7 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
     what = "ball mounter"
     guarded = ("PLC",)
     load_s, unload_s, to_idle_s = LOAD_S, UNLOAD_S, UNLOAD_S
+    handing_out = frozenset({PlacerState.UNLOADING})
 
     def setup_key(self, step: PlaceStep) -> SetupKey:
         return ("place", step.ball_alloy, step.ball_diameter_um)
@@ -162,7 +163,8 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
         changed nothing): an engineer decides. Anything else is the step's usual rule."""
         before = wafer.before_repair
         status = await driver.status()
-        if before is None or status.wafer_id != wafer.wafer_id:
+        if (before is None or status.wafer_id != wafer.wafer_id
+                or status.state in self.handing_out):  # judged after its repair, going out
             return await super().settle(driver, step, wafer, clock)
         if status.state is not PlacerState.DONE:  # REPAIRING: RPR arrived
             await driver.wait_for(PlacerState.DONE, timeout_s=repair_timeout(

@@ -40,6 +40,10 @@ from sequences.wafer.journal import guarded
 log = logging.getLogger("sequences.kinds.hostlink_step")
 
 SETTLE_WAIT_S = 1800.0  # recovery waits this long for a step the tool is still running
+# ABT has no time in the specs: a tool that applies commands on its next tick still shows
+# the state before (READY, LOADING: neither leads to DONE or IDLE by itself) on an STS
+# sent straight after the ACK. Wait this long first (decision 13, docs/protocols.md).
+ABORT_APPLY_S = 1.0
 
 
 class HostLinkTool(Tool[Any], Protocol):
@@ -61,6 +65,8 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
     load_s: ClassVar[float]
     unload_s: ClassVar[float]  # ULD's nominal time
     to_idle_s: ClassVar[float]  # from ULD to IDLE at the most (a printer may wipe)
+    # The states after a ULD in which the tool may still show the wafer it hands out.
+    handing_out: ClassVar[frozenset[PrinterState] | frozenset[PlacerState]]
 
     @abstractmethod
     def cycle_s(self, step: S) -> float:
@@ -174,6 +180,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
             if status.wafer_id == wafer_id and status.state not in (st.DONE, st.IDLE):
                 await driver.abort()
                 notes.append("ABT sent")
+                await expect(driver.clock, ABORT_APPLY_S)
                 status = await driver.wait_for(st.DONE, st.IDLE,
                                                timeout_s=timeout_for(10.0))
             if status.state is st.DONE and status.wafer_id == wafer_id:
@@ -187,10 +194,15 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
                               start: Callable[[H], Awaitable[None]], clock: Clock) -> Settled:
         """The tool holds the wafer: start it if it was only loaded and no start was
         journalled, wait for its result, take it. It does not: it was never loaded (the
-        load follows the committed transition, only a judged wafer is unloaded)."""
+        load follows the committed transition, only a judged wafer is unloaded). Handing it
+        out (its ULD came after its judgment): as not holding it, once it is out."""
         st = self.states
         status = await driver.status()
-        if status.wafer_id == wafer.wafer_id:
+        holds = status.wafer_id == wafer.wafer_id
+        if holds and status.state in self.handing_out:
+            await driver.wait_for(st.IDLE, timeout_s=timeout_for(self.to_idle_s))
+            holds = False
+        if holds:
             if status.state is st.LOADING:
                 status = await driver.wait_for(st.READY, st.DONE,
                                                timeout_s=timeout_for(self.load_s))

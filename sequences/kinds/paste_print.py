@@ -36,6 +36,7 @@ class PastePrint(HostLinkStepKind[PrintStep, Printer, PrinterStatus, PrintResult
     what = "printer"
     guarded = ("PRT",)
     load_s, unload_s, to_idle_s = LOAD_S, UNLOAD_S, UNLOAD_S + WIPE_S
+    handing_out = frozenset({PrinterState.UNLOADING, PrinterState.WIPING})
 
     def setup_key(self, step: PrintStep) -> SetupKey:
         return ("print", step.stencil_id, step.paste_alloy)
