@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from controller.line.e10 import ToolMode
+from controller.line.events import LineEventStream
+from controller.line.modes import ToolModes
+from controller.line.scheduled import ScheduledTool
+from controller.persistence.tool_modes import ToolModeInfo
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import LineTools, open_line
@@ -531,3 +538,52 @@ async def test_a_load_refused_at_a_closed_entrance_looks_at_it_before_each_try()
         assert len(done) == 1 and done[0].measurements["flags"] == 0
         status = await oven.status()
         assert status.alarm_code == 0 and status.wafers_on_belt == 0
+
+
+def _printer_frames(line: Line, printer: Any, command: str) -> int:
+    return sum(sent(data, command) for kind, (tool, data) in
+               ((k, f) for k, f in line.timeline if k == "frame") if tool == printer.name)
+
+
+async def test_a_stencil_never_wiped_by_its_recipe_is_wiped_before_the_61st_print() -> None:
+    """wipe_every 0 (never): the printer counts prints since its last wipe, and the 61st
+    raises alarm 220 STENCIL CLOGGED (paste-printer.md), every later wafer too until a WPE
+    that nothing sent. The step now sends WPE before the LOD once 60 are counted."""
+    shipped = find_recipe("rebump-hipb-snpb")
+    first = dataclasses.replace(shipped.steps[0], wipe_every=0)
+    recipe = dataclasses.replace(shipped, steps=(first, *shipped.steps[1:]))
+    async with simulated_line() as line:
+        printer, model = line["printer"], line.sim.models["printer-1"]
+        model.prints_since_wipe = 60
+        run = WaferRun(recipe, "W-WPE", line.clock, journal=line.journal)
+        run.start()
+        assert await run.run_step(printer) == "step2_waiting", run.machine.hold_reason
+        assert (model.wipes, model.prints_since_wipe) == (1, 1)
+        assert _printer_frames(line, printer, "WPE") == 1
+
+
+async def test_a_printer_back_in_production_gets_its_print_parameters_again() -> None:
+    """RCP once per setup assumed no one else sent one. An engineer's RCP while the printer
+    was out of production (same stencil, another squeegee pressure) shows in no status, and
+    the next wafer was printed with it. Back in production, the step sends its own again."""
+    recipe = find_recipe("rebump-hipb-snpb")
+    async with simulated_line() as line:
+        printer, model = line["printer"], line.sim.models["printer-1"]
+        tool = ScheduledTool("printer-1", "printer", printer)
+        modes = ToolModes({"printer-1": tool}, LineEventStream("line", line.clock.now),
+                          lambda *_: None)
+
+        async def print_one(wafer: str) -> None:
+            run = WaferRun(recipe, wafer, line.clock, journal=line.journal)
+            run.start()
+            assert await run.run_step(printer) == "step2_waiting"
+
+        await print_one("W-ENG1")
+        ours = model.recipe
+        modes.apply({"printer-1": ToolModeInfo("line", "printer-1", ToolMode.ENGINEERING,
+                                               "squeegee trial", "erik", datetime.now(UTC))})
+        await printer.set_recipe(dataclasses.replace(recipe.steps[0].tool_recipe("TRIAL"),
+                                                     squeegee_kgf=9.0))
+        modes.apply({})  # back in production
+        await print_one("W-ENG2")
+        assert model.recipe == ours and _printer_frames(line, printer, "RCP") == 3

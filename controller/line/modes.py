@@ -15,7 +15,10 @@ they come from other processes too) and applies a change here:
 - its E10 state follows once it is idle: engineering, scheduled down
   (maintenance) or non-scheduled (offline) instead of standby; an alarm still
   shows as unscheduled down (controller/line/e10.py);
-- a ``tool_mode`` event says so on the line event stream.
+- a ``tool_mode`` event says so on the line event stream;
+- back in production, what the controller remembers having sent the tool (the
+  printer's and mounter's RCP, the cleaner's recipe registers) is forgotten and
+  its setup read again: people may have changed them meanwhile.
 
 Wafers whose next step only that tool can run wait for it, as for a tool being
 called back: back in production, they go on.
@@ -31,6 +34,7 @@ from controller.line.e10 import E10State, ToolMode
 from controller.line.events import EventKind, LineEventStream
 from controller.line.scheduled import ScheduledTool
 from controller.persistence.tool_modes import ToolModeInfo
+from sequences.kinds import forget_tool
 
 log = logging.getLogger("controller.line.modes")
 
@@ -70,6 +74,13 @@ class ToolModes:
             else:
                 self.modes.pop(name, None)
             working = tool.busy or bool(tool.riding)
+            if mode is ToolMode.PRODUCTION:
+                # People may have changed its recipe or setup while it was out (an
+                # engineer's RCP with the same stencil shows in no status): what we sent
+                # is sent again, its setup read again.
+                forget_tool(tool.driver)
+                if not working:
+                    tool.setup = None
             if announce:
                 self.events.publish(
                     EventKind.TOOL_MODE, tool=name, mode=mode.value, previous=previous.value,

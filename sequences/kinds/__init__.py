@@ -36,6 +36,13 @@ def kind_of(step: Step | str) -> AnyKind:
         raise SequenceError(f"no step kind '{name}' (known: {', '.join(KINDS)})") from None
 
 
+def forget_tool(driver: Any) -> None:
+    """Every kind forgets what it wrote to this tool (a tool back in production: people may
+    have changed its recipe while it was out)."""
+    for kind in KINDS.values():
+        kind.forget(driver)
+
+
 def recipe_roles(recipe: Recipe) -> frozenset[str]:
     """The tool roles a recipe's steps need (a line runs it only with a tool of each)."""
     return frozenset(kind_of(step).role for step in recipe.steps)
@@ -60,5 +67,6 @@ def steps_no_tool_takes(recipe: Recipe, tools: Iterable[tuple[str, Any]]) -> lis
     return problems
 
 
-__all__ = ["KINDS", "ROLES", "ROLE_OF_KIND", "AnyKind", "StepKind", "kind_of", "recipe_roles",
+__all__ = ["KINDS", "ROLES", "ROLE_OF_KIND", "AnyKind", "StepKind", "forget_tool", "kind_of",
+           "recipe_roles",
            "steps_no_tool_takes"]

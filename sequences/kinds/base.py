@@ -326,6 +326,10 @@ class StepKind(ABC, Generic[S, D, St, R]):
         """Stop the tool's work on the wafer and hand it out; what was done (never raises)."""
         return []
 
+    def forget(self, driver: D) -> None:
+        """Drop what the kind remembers of what it wrote to the tool (a recipe it need not
+        send again): people may have changed it while the tool was out of production."""
+
     # --- recovery after a controller stop ---
 
     @abstractmethod

@@ -86,6 +86,9 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
     def tank_c(self, status: CleanerStatus, step: C) -> tuple[float | None, float]:
         """The kind's tank temperature now (None: not measured) and the one the step needs."""
 
+    def forget(self, driver: Cleaner) -> None:
+        _RECIPES.pop(driver, None)  # written at the tool's panel or by an engineer: read again
+
     async def write_recipe(self, driver: Cleaner, step: C) -> None:
         """Write the step's recipe and remember it: the registers change only when written
         (a refused or lost write leaves them unknown: read again)."""

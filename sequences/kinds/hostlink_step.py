@@ -86,6 +86,13 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
 
     parameters_called: ClassVar[str]  # what the tool calls the stored recipe (the log)
 
+    def forget(self, driver: H) -> None:
+        _SENT.pop(driver, None)  # an engineer's RCP (same stencil, other parameters) shows nowhere
+
+    async def before_load(self, driver: H, step: S, ctx: StepContext, seen: ToolView[HSt]
+                          ) -> None:
+        """What the tool needs before this wafer's LOD (the printer: a wipe)."""
+
     async def send_recipe(self, driver: H, step: S, recipe_name: str) -> None:
         """RCP, remembered: a refused or lost one leaves what the tool holds unknown."""
         _SENT.pop(driver, None)
@@ -108,6 +115,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         await self.release_own(driver, seen)
         if _SENT.get(driver) != (ctx.recipe_name, step):  # RCP once per setup: kept until a CHG
             await self.send_recipe(driver, step, ctx.recipe_name)
+        await self.before_load(driver, step, ctx, seen)
         return await self.load_and_run(driver, step, ctx, lambda: self.start(driver))
 
     async def settle(self, driver: H, step: S, wafer: Recovering, clock: Clock) -> Settled:

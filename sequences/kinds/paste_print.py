@@ -7,6 +7,7 @@ stencil wipe of 15 s every ``wipe_every`` prints.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,8 +15,11 @@ from drivers.protocols import Printer
 from drivers.types import PrinterState, PrinterStatus, PrintResult, RunStatus
 from sequences.kinds.base import (
     SetupKey,
+    StepContext,
     ToolView,
     alarm_reasons,
+    expect,
+    timeout_for,
 )
 from sequences.kinds.hostlink_step import HostLinkStepKind
 from sequences.recipes.recipe import PrintStep
@@ -25,6 +29,12 @@ CHANGEOVER_S = 600.0
 LOAD_S, UNLOAD_S, WIPE_S = 20.0, 10.0, 15.0
 PRINT_PASS_S, SPI_S = 30.0, 10.0
 PASTE_PER_PRINT_PCT = 0.4  # paste level a print needs at least
+# paste-printer.md: more than 60 prints since the last wipe raise alarm 220 (STENCIL
+# CLOGGED, cleared by CLR then WPE). A recipe that never wipes (wipe_every 0), or an
+# alarm or the console in between, leaves the wiping to the host: WPE before the LOD.
+PRINTS_BEFORE_WIPE = 60
+
+log = logging.getLogger("sequences.kinds.paste_print")
 
 
 class PastePrint(HostLinkStepKind[PrintStep, Printer, PrinterStatus, PrintResult]):
@@ -110,6 +120,15 @@ class PastePrint(HostLinkStepKind[PrintStep, Printer, PrinterStatus, PrintResult
 
     async def start(self, driver: Printer) -> None:
         await driver.start_print()
+
+    async def before_load(self, driver: Printer, step: PrintStep, ctx: StepContext,
+                          seen: ToolView[PrinterStatus]) -> None:
+        if seen.status.prints_since_wipe >= PRINTS_BEFORE_WIPE:
+            log.info("%s: %d prints since the last wipe: WPE before %s's LOD", driver.name,
+                     seen.status.prints_since_wipe, ctx.wafer_id)
+            await driver.wipe()
+            await expect(ctx.clock, WIPE_S)
+            await driver.wait_for(PrinterState.IDLE, timeout_s=timeout_for(WIPE_S))
 
 
 PASTE_PRINT = PastePrint()
