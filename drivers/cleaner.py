@@ -21,6 +21,7 @@ One wafer::
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Any
 
@@ -54,7 +55,14 @@ ALLOWED_FROM = {
     "UNLOAD": (CleanerState.DONE,),
     "ABORT": (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING),
 }
+log = logging.getLogger("drivers.cleaner")
+
 START_BAND_C = 2.0
+# The tank readings' resolution (IR 1, IR 7: 0.1 °C). START's check may use the tool's own
+# finer value, and "within ±2 °C" may or may not take in the edge: a reading of exactly
+# setpoint ± 2.0 can be 0.05 °C outside for the tool. Ready means one step inside.
+READING_STEP_C = 0.1
+EDGE_WAIT_S = 300.0  # a START refused at the band's edge: the tank this long to move in
 UNEXPLAINED = " - yet the state allows it"
 # What START checks in each mode: (setpoint, reading, what it is called).
 _TANKS = {
@@ -362,10 +370,11 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
             if self._state_of(v["STATE"]) is CleanerState.ALARM:
                 raise self._tool_alarm(v["ALARM_CODE"])
             bath = v[pv_name]
-            if abs(bath - setpoint) <= BATH_TOLERANCE_C:
+            if _well_inside(bath, setpoint):
                 return bath
             why = (
-                f"{tank} {bath} °C not within ±{BATH_TOLERANCE_C} °C of {setpoint} °C "
+                f"{tank} {bath} °C not {READING_STEP_C} °C inside ±{BATH_TOLERANCE_C} °C of "
+                f"{setpoint} °C "
                 f"in {timeout_s:g} s"
             )
             await self._pause_until(deadline, why)
@@ -402,8 +411,26 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         return value
 
     async def start(self) -> None:
-        """Wash (FC-2 strip: strip), rinse, dry (LOADED, its tank at temperature)."""
-        await self._command("START", done=(*CYCLE_STATES, CleanerState.DONE))
+        """Wash (FC-2 strip: strip), rinse, dry (LOADED, its tank at temperature). Refused
+        with the tank's reading at the edge of START's band (the tool's finer value
+        outside it): sent again once the tank is one reading step inside."""
+        try:
+            await self._command("START", done=(*CYCLE_STATES, CleanerState.DONE))
+        except DeviceBusy:
+            status = await self.status()
+            if status.state is not CleanerState.LOADED:
+                raise
+            mode = status.mode_active or CleanMode.FLUX_CLEAN
+            sp_name, _, _ = _TANKS[mode]
+            reading = status.strip_temp_c if sp_name == "STRIP_TEMP_SP" else status.wash_temp_c
+            setpoint = await self.regs.read(sp_name)
+            if reading is None or _well_inside(reading, setpoint) or abs(
+                    reading - setpoint) > START_BAND_C + 1e-6:
+                raise
+            log.info("%s: START refused at the edge of the band (%s °C vs %s °C): waiting "
+                     "for the tank to move one step in", self.name, reading, setpoint)
+            await self.wait_bath_ready(EDGE_WAIT_S, mode)
+            await self._command("START", done=(*CYCLE_STATES, CleanerState.DONE))
 
     async def unload(self) -> None:
         done, writes = self._done_read, self._writes
@@ -468,6 +495,12 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
             reading = s.strip_temp_c if sp_name == "STRIP_TEMP_SP" else s.wash_temp_c
             setpoint = await self.regs.read(sp_name)
             why += f", {tank} {reading} °C vs setpoint {setpoint} °C"
-            if abs(reading - setpoint) <= START_BAND_C:
-                why += UNEXPLAINED
+            if reading is not None and _well_inside(reading, setpoint):
+                why += UNEXPLAINED  # (at the band's edge: ``start`` waits it out)
         return why
+
+
+def _well_inside(reading: float, setpoint: float) -> bool:
+    """The tank one reading step inside START's band: inside whatever the tool's own value
+    and reading of "within ±2 °C" (the float sum's rounding forgiven)."""
+    return abs(reading - setpoint) <= START_BAND_C - READING_STEP_C + 1e-6

@@ -344,3 +344,20 @@ async def test_console_commands(cleaner_env) -> None:
         await run_command(CONSOLE_COMMANDS, cleaner, "recipe", "60 long 30 30 2.5".split())
     with pytest.raises(ConsoleUsageError, match="usage: load WAFER_ID"):
         await run_command(CONSOLE_COMMANDS, cleaner, "load", [])
+
+
+async def test_a_tank_at_the_edge_of_starts_band_is_waited_for_one_reading_step_inside() -> None:
+    """IR 1 shows 0.1 °C; the tool may check its own finer value, and "within ±2 °C" may
+    leave out the edge. A bath cooling from 70 to a 60 °C setpoint read 62.0 (62.04 inside
+    the tool): ready for the driver, START refused (06) for the next seconds, sent again
+    twice, 2 s apart, then given up - the step failed with the wafer LOADED. Now ready is
+    one reading step inside the band, and a START refused at the edge waits for that."""
+    async with sim_cleaner(scale=50.0) as (cleaner, sim):
+        await cleaner.set_recipe(CleanRecipe(60.0, 60, 10, 10, 2.5))
+        sim.model._bath_c = 62.04  # cooling towards 60 °C, shown as 62.0
+        assert (await cleaner.status()).wash_temp_c == 62.0
+        assert await cleaner.wait_bath_ready(timeout_s=120.0) <= 61.9
+        sim.model._bath_c = 62.04  # the interlock's look saw 62.0 (in the band): loaded
+        await cleaner.load("W1")
+        await cleaner.start()
+        assert (await cleaner.status()).state in (CleanerState.WASHING, CleanerState.RINSING)
