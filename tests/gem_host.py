@@ -184,8 +184,9 @@ class GemLine:
     """A store, an event stream and the equipment on them, restartable."""
 
     def __init__(self, url: str, config: GemConfig = CONFIG,
-                 now: Callable[[], datetime] | None = None, line_id: str | None = None) -> None:
-        self.url, self.config = url, config
+                 now: Callable[[], datetime] | None = None, line_id: str | None = None,
+                 tools: tuple[str, ...] = TOOLS) -> None:
+        self.url, self.config, self.tools = url, config, tools
         self.now = now  # the equipment's UTC clock (CLOCK, SPOOLSTARTTIME); None: the real one
         self.store = Store(url, line_id=line_id)  # line_id: the line this equipment is
         self.stream = LineEventStream("line-1", lambda: 0.0)
@@ -198,7 +199,7 @@ class GemLine:
               else GemDatabase(self.store.engine, now=self.now))
         self.eq = GemEquipment(self.config, db=db,
                                commands=StoreLineCommands(self.store), events=self.stream,
-                               tools=TOOLS, on_terminal=self.terminal.append)
+                               tools=self.tools, on_terminal=self.terminal.append)
         await self.eq.start()
         return self.eq
 

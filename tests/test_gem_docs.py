@@ -45,7 +45,7 @@ def test_the_command_rewrites_only_the_tables(tmp_path, capsys):
 @pytest.mark.parametrize("tool", ["printer-0", "oven", "furnace-1", "oven-10"])
 def test_names_outside_the_role_unit_scheme_get_no_ids(tool):
     assert ids.tool_svs(tool) == () and ids.tool_alarms(tool) == ()
-    assert ids.alid_for(tool, 510) is None
+    assert ids.alid_for(tool, 510) is None and ids.alid_for(tool, "link_lost") is None
 
 
 def test_each_alarms_set_and_clear_ceid_is_in_the_tables_and_unique():
@@ -60,5 +60,8 @@ def test_each_alarms_set_and_clear_ceid_is_in_the_tables_and_unique():
     ceids = [e.ceid for e in ids.events_of(tools)]
     assert len(ceids) == len(set(ceids))
     assert all(a.alid < ids.CE_ALARM_SET_BASE for a in ids.alarms_of(tools))
-    assert ids.alid_for("cleaner-9", 999) < ids.CE_ALARM_SET_BASE
+    assert ids.alid_for("plater-9", 999) < ids.CE_ALARM_SET_BASE
+    # each tool's link lost is its own alarm (code 0), the line's interlock is no tool's
+    assert ids.alid_for("plater-9", "link_lost") == 509_000
+    assert ids.alid_for("plater-1", "interlock") == ids.alid_for(None, "interlock") == 2
     assert all(e.ceid < ids.CE_ALARM_SET_BASE for e in ids.EVENTS)

@@ -1,9 +1,13 @@
 """Alarm management: every tool and line alarm has an ALID; S5F1 reports
 it set and cleared (when the host enabled it), S5F3 enables, S5F5 lists, S5F7
-lists the enabled ones. Each alarm of the tables has its own set and clear collection
-event (E30; CEID = 1000000 / 2000000 + ALID, ids.alarm_ceid); after S5F1 the shared
-ALARMSET/ALARMCLEARED event is reported, then the alarm's own. Both follow every
-change whatever the alarm enables say (they are enabled, like any event, by S2F37).
+lists the enabled ones. An ALID is one alarm condition (E5): set once, cleared
+once. A line alarm that stands for several conditions (ALID 1: some tool's link
+lost; 3: some alarm without an ALID of its own) is set with the first of them and
+cleared with the last (``grouped``). Each alarm of the tables has its own set and
+clear collection event (E30; CEID = 1000000 / 2000000 + ALID, ids.alarm_ceid);
+after S5F1 the shared ALARMSET/ALARMCLEARED event is reported, then the alarm's
+own. Both follow every change whatever the alarm enables say (they are enabled,
+like any event, by S2F37).
 
 An alarm report never blocks the line: it is queued for the equipment's sender
 (spooled if the host is away), and nothing waits for the host's S5F2.
@@ -32,6 +36,7 @@ class AlarmsCapability:
             self.known.update((a.alid, a) for a in ids.tool_alarms(tool))
         self.disabled: set[int] = set(eq.db.load("alarms_disabled") or [])
         self.active: dict[int, ids.Alarm] = {}
+        self._members: dict[int, set[object]] = {}  # a grouped line alarm -> its conditions
 
     def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:
         return {(5, 3): self._s5f3, (5, 5): self._s5f5, (5, 7): self._s5f7}
@@ -58,6 +63,21 @@ class AlarmsCapability:
         own = ids.alarm_ceid(alid, is_set=is_set)  # E30: the alarm's own set/clear event
         if own in self.eq.reports.events:  # an alarm not in the tables has none
             self.eq.emit(own, values)
+
+    def grouped(self, alid: int, member: object, *, is_set: bool, text: str,
+                tool: str | None) -> None:
+        """Condition ``member`` of line alarm ``alid`` was set or cleared: the alarm is set
+        with its first condition and cleared with its last (reported by ``changed``)."""
+        members = self._members.setdefault(alid, set())
+        if is_set:
+            first = not members
+            members.add(member)
+            if first:
+                self.changed(alid, is_set=True, text=text, tool=tool)
+        elif member in members:
+            members.discard(member)
+            if not members:
+                self.changed(alid, is_set=False, text=text, tool=tool)
 
     def _entry(self, alarm: ids.Alarm) -> Item:
         alcd = alarm.category | (ids.ALCD_SET if alarm.alid in self.active else 0)

@@ -11,6 +11,7 @@ from controller.gem import ids
 BEGIN = "<!-- gem-tables:begin (bumpline gem tables --out docs/gem.md) -->"
 END = "<!-- gem-tables:end -->"
 STANDARD_LINE = ("printer-1", "placer-1", "oven-1", "cleaner-1")
+DOC_LINE = STANDARD_LINE + ("plater-1",)  # the tables show a plater's ids too
 
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
@@ -19,11 +20,15 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return out + [""]
 
 
-def tables_markdown(tools: tuple[str, ...] = STANDARD_LINE) -> str:
+def _roles() -> str:
+    return ", ".join(f"{role} {number}" for number, role in enumerate(ids.ROLES, 1))
+
+
+def tables_markdown(tools: tuple[str, ...] = DOC_LINE) -> str:
     lines = [BEGIN, "", "### Status variables (SVID)", "",
-             "Per tool: SVID = 1000 + 100 × role (printer 1, placer 2, oven 3, cleaner 4) "
-             "+ 10 × unit + offset; shown for the standard line "
-             f"({', '.join(tools)}).", ""]
+             f"Per tool: SVID = 1000 + 100 × role ({_roles()}) "
+             "+ 10 × unit + offset, for a tool named `<role>-<unit>` (unit 1-9); shown for "
+             f"{', '.join(tools)}.", ""]
     svs = list(ids.LINE_SVS) + [v for t in tools for v in ids.tool_svs(t)]
     lines += _table(["SVID", "name", "format", "units", "meaning"],
                     [[v.vid, v.name, v.fmt.name, v.units, v.description] for v in svs])
@@ -45,10 +50,18 @@ def tables_markdown(tools: tuple[str, ...] = STANDARD_LINE) -> str:
               "ALARM<ALID>CLEARED, both with the data variables "
               f"{', '.join(names[d] for d in ids.ALARM_EVENT_DVS)}.", ""]
     lines += ["### Alarms (ALID)", "",
+              "Each ALID is one alarm condition: set once, cleared once. "
               "Tool alarms: ALID = 100000 × role + 1000 × unit + the tool's alarm code "
-              "(../shared/specs/); a code not listed still gets its ALID (but no set or "
-              "clear CEID of its own). Line alarms are below 100. ALCD category (E5): "
-              "2 equipment safety, 7 attention flags.", ""]
+              "(../shared/specs/; code 0 is the tool's link lost); a code 1-999 not listed "
+              "still gets its ALID (but no set or clear CEID of its own). Shown for "
+              f"{', '.join(tools)}; a cleaner's 650 and 660 are the FC-2's, and the "
+              "plater's warning 741 is no alarm. Line alarms are below 100: "
+              f"{ids.ALID_TOOL_LINK_LOST} is set while at least one tool's link is lost, "
+              f"{ids.ALID_INTERLOCK} while at least one wafer is held at an interlock, "
+              f"{ids.ALID_UNNUMBERED} while at least one alarm without an ALID of its own "
+              "is set (a tool named outside the `<role>-<unit>` scheme, or a code outside "
+              "1-999); each is set with the first and cleared with the last. "
+              "ALCD category (E5): 2 equipment safety, 7 attention flags.", ""]
     rows = []
     for alarm in ids.alarms_of(tools):
         set_event, clear_event = ids.alarm_events(alarm)

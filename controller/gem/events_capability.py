@@ -72,14 +72,7 @@ def on_line_event(eq: Equipment, event: LineEvent) -> None:
             eq.emit(ids.CE_DISPOSITION_NEEDED,
                     values | {ids.DV_REASON: A(str(data.get("why") or ""))})
     elif kind in (EventKind.ALARM_SET, EventKind.ALARM_CLEARED):
-        code = data.get("code")
-        alid = ids.alid_for(event.tool, code)
-        if alid is None:
-            log.warning("alarm %r on %s has no ALID (not a tool alarm code or a line alarm): "
-                        "reported as the line's interlock alarm", code, event.tool)
-            alid = ids.ALID_INTERLOCK
-        eq.alarms.changed(alid, is_set=kind is EventKind.ALARM_SET,
-                          text=str(data.get("text", code)), tool=event.tool)
+        _alarm(eq, event.tool, data, is_set=kind is EventKind.ALARM_SET)
     elif kind is EventKind.OPERATOR_REQUEST and data.get("action") in _LOT_REQUESTS:
         state, recipe = eq.commands.lot_state(event.lot_id or "")
         eq.emit(_LOT_REQUESTS[data["action"]], common | {
@@ -87,6 +80,26 @@ def on_line_event(eq: Equipment, event: LineEvent) -> None:
             ids.DV_REASON: A(str(data.get("reason") or ""))})
     elif kind is EventKind.TOOL_STATE and event.tool:
         _tool_state(eq, event.tool, data)
+
+
+def _alarm(eq: Equipment, tool: str | None, data: Mapping[str, Any], *, is_set: bool) -> None:
+    """An alarm condition set or cleared: its own ALID (a tool's code or link lost, the
+    line's interlock); a lost link also counts towards the line's TOOL LINK LOST, and a
+    condition without an ALID of its own towards the line's ALID_UNNUMBERED."""
+    code = data.get("code")
+    text = str(data.get("text", code))
+    alid = ids.alid_for(tool, code)
+    if alid is not None:
+        eq.alarms.changed(alid, is_set=is_set, text=text, tool=tool)
+    if code == ids.LINK_LOST:
+        eq.alarms.grouped(ids.ALID_TOOL_LINK_LOST, tool, is_set=is_set, text=text, tool=tool)
+    elif alid is None:
+        if is_set:
+            log.warning("alarm %r on %s has no ALID of its own (a tool named outside the "
+                        "<role>-<unit> scheme, or a code outside 1-999): reported as line "
+                        "alarm %d", code, tool, ids.ALID_UNNUMBERED)
+        eq.alarms.grouped(ids.ALID_UNNUMBERED, (tool, str(code)), is_set=is_set, text=text,
+                          tool=tool)
 
 
 def _tool_state(eq: Equipment, tool: str, data: Mapping[str, Any]) -> None:

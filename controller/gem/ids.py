@@ -118,7 +118,9 @@ LINE_SVS = (
 )
 
 # Per tool: SVID = 1000 + 100 × role + 10 × unit + offset.
-ROLES = ("printer", "placer", "oven", "cleaner")  # role number = index + 1
+# Role number = index + 1; every role a line configuration may name (drivers/line_config.py).
+# A new role is appended, never inserted: the numbers are in the hosts' configurations.
+ROLES = ("printer", "placer", "oven", "cleaner", "plater")
 TOOL_SV_OFFSETS = (
     (0, "E10STATE", Fmt.A, "", "SEMI E10 state of the tool"),
     (1, "TOOLSTATE", Fmt.A, "", "the tool's own state name"),
@@ -290,15 +292,25 @@ EVENTS = (
 
 # --- alarms ------------------------------------------------------------------------------------
 
-# Line alarms (not a tool's own): ALID < 100.
+# Line alarms (not a tool's own): ALID < 100. Each is one condition of the line:
+# 1 is set while at least one tool's link is lost (each tool's own link-lost alarm, below,
+# says which), 2 while at least one wafer is held at an interlock, 3 while at least one
+# alarm is set that has no ALID of its own (a tool named outside the <role>-<unit> scheme,
+# or a code outside 1-999): each set with the first of its conditions, cleared with the last.
 ALID_TOOL_LINK_LOST = 1
 ALID_INTERLOCK = 2
+ALID_UNNUMBERED = 3
+LINK_LOST = "link_lost"  # the line alarms' codes on the event stream (docs/events.md)
+INTERLOCK = "interlock"
 LINE_ALARMS = {
-    ALID_TOOL_LINK_LOST: ("TOOL LINK LOST", "link_lost"),
-    ALID_INTERLOCK: ("INTERLOCK", "interlock"),
+    ALID_TOOL_LINK_LOST: "TOOL LINK LOST",
+    ALID_INTERLOCK: "INTERLOCK",
+    ALID_UNNUMBERED: "TOOL ALARM WITHOUT ITS OWN ALID",
 }
 
-# Tool alarms, ALID = 100000 × role + 1000 × unit + the tool's alarm code (../shared/specs/).
+# Tool alarms, ALID = 100000 × role + 1000 × unit + the tool's alarm code (../shared/specs/);
+# code 0 (no tool's alarm: "none" in every spec) is the tool's link lost.
+LINK_LOST_CODE = 0
 TOOL_ALARMS: dict[str, dict[int, str]] = {
     "printer": {102: "PASTE EMPTY", 210: "ALIGNMENT FAILED", 220: "STENCIL CLOGGED",
                 300: "SQUEEGEE PRESSURE FAULT", 400: "DOOR OPEN", 900: "EMERGENCY STOP"},
@@ -307,8 +319,16 @@ TOOL_ALARMS: dict[str, dict[int, str]] = {
     "oven": {510: "ZONE OVER TEMPERATURE", 520: "CONVEYOR JAM", 530: "EXIT BLOCKED",
              540: "O2 HIGH", 550: "N2 FLOW LOW", 560: "THERMOCOUPLE FAULT",
              900: "EMERGENCY STOP"},
+    # 650 and 660: the FC-2's (a cleaner that also strips masks; flux-cleaner-fc2.md; 660
+    # shortened: the ALTX with the tool's name holds 40 characters)
     "cleaner": {400: "DOOR OPEN", 610: "BATH TEMPERATURE OUT OF RANGE",
-                620: "SPRAY PRESSURE LOW", 630: "DI RESISTIVITY LOW", 640: "CHEMISTRY LOW"},
+                620: "SPRAY PRESSURE LOW", 630: "DI RESISTIVITY LOW", 640: "CHEMISTRY LOW",
+                650: "STRIPPER LOW", 660: "STRIP TANK TEMP OUT OF RANGE"},
+    # 741 NI MTO HIGH is a warning only, an event the line does not raise as an alarm
+    # (sequences/kinds/barrier.py WARNING_ONLY): no alarm of the tables
+    "plater": {400: "DOOR OPEN", 700: "NI BATH TEMP OUT", 710: "AU BATH TEMP OUT",
+               720: "NI PH OUT OF RANGE", 730: "TANK LEVEL LOW", 740: "NI BATH LIFE",
+               900: "EMERGENCY STOP"},
 }
 ALCD_SET = 0x80  # bit 8 of ALCD: the alarm is set
 ALCD_EQUIPMENT_SAFETY = 2  # E5 ALCD category: equipment safety
@@ -323,26 +343,37 @@ class Alarm:
     category: int
 
 
+def _tool_alid(tool: str, code: int) -> int | None:
+    number = tool_number(tool)
+    if number is None:
+        return None
+    return 100_000 * number[0] + 1000 * number[1] + code
+
+
 def tool_alarms(tool: str) -> tuple[Alarm, ...]:
+    """The tool's alarms: its link lost, then its alarm codes; () for a name outside the
+    <role>-<unit> scheme."""
     number = tool_number(tool)
     if number is None:
         return ()
     role, unit = number
-    out = []
+    base = 100_000 * role + 1000 * unit
+    out = [Alarm(base + LINK_LOST_CODE, f"{tool} {LINE_ALARMS[ALID_TOOL_LINK_LOST]}"[:40],
+                 tool, ALCD_EQUIPMENT_SAFETY)]
     for code, text in TOOL_ALARMS[ROLES[role - 1]].items():
         category = ALCD_EQUIPMENT_SAFETY if code in (400, 900) else ALCD_ATTENTION
-        out.append(Alarm(100_000 * role + 1000 * unit + code, f"{tool} {text}"[:40], tool,
-                         category))
+        out.append(Alarm(base + code, f"{tool} {text}"[:40], tool, category))
     return tuple(out)
 
 
 def line_alarms() -> tuple[Alarm, ...]:
-    return tuple(Alarm(alid, text, None, ALCD_EQUIPMENT_SAFETY)
-                 for alid, (text, _code) in LINE_ALARMS.items())
+    return tuple(Alarm(alid, text, None,
+                       ALCD_ATTENTION if alid == ALID_UNNUMBERED else ALCD_EQUIPMENT_SAFETY)
+                 for alid, text in LINE_ALARMS.items())
 
 
 # Per alarm (E30): its own set and clear collection events, CEID = 1000000 + ALID (set) and
-# 2000000 + ALID (cleared). ALIDs stay below 1000000 (at most 409999), so the blocks never
+# 2000000 + ALID (cleared). ALIDs stay below 1000000 (at most 509999), so the blocks never
 # meet each other or the CEIDs above; like every id, they keep their meaning across releases.
 CE_ALARM_SET_BASE = 1_000_000
 CE_ALARM_CLEARED_BASE = 2_000_000
@@ -374,20 +405,22 @@ def events_of(tools: tuple[str, ...] | list[str]) -> tuple[CollectionEvent, ...]
 
 
 def alid_for(tool: str | None, code: object) -> int | None:
-    """The ALID of an ALARM_SET/ALARM_CLEARED event: a tool's numeric code, or a line
-    alarm named by its code text; None when the code is not in the tables."""
-    if isinstance(code, str):
-        for alid, (_text, name) in LINE_ALARMS.items():
-            if code == name:
-                return alid
-        if code.isdigit():
-            code = int(code)
-    if tool is None or isinstance(code, bool) or not isinstance(code, int):
+    """The ALID of the one condition an ALARM_SET/ALARM_CLEARED event names: a tool's
+    numeric code or its link lost (``link_lost``) by the tool's own ALID, the line's
+    interlock alarm (``interlock``); None when the condition has no ALID of its own (the
+    event is then one of ALID_UNNUMBERED's conditions; a lost link is also one of
+    ALID_TOOL_LINK_LOST's)."""
+    if code == INTERLOCK:
+        return ALID_INTERLOCK
+    if tool is None:
         return None
-    number = tool_number(tool)
-    if number is None or not 1 <= code <= 999:  # a code not in the specs still gets an ALID
-        return None
-    return 100_000 * number[0] + 1000 * number[1] + code
+    if code == LINK_LOST:
+        return _tool_alid(tool, LINK_LOST_CODE)
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, bool) or not isinstance(code, int) or not 1 <= code <= 999:
+        return None  # a code in 1-999 not in the specs still gets an ALID
+    return _tool_alid(tool, code)
 
 
 # --- remote commands ---------------------------------------------------------------------------
