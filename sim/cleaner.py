@@ -537,8 +537,10 @@ class CleanerModel(LatchedAlarms):
             self._clear_alarms()
             self._idle_after_clear = self._wafer is None
         else:
-            busy_unless(state in (CleanerState.WASHING, CleanerState.STRIPPING,
-                                   CleanerState.RINSING, CleanerState.DRYING),
+            # flux-cleaner.md's ABORT row: WASHING, RINSING, DRYING. The FC-2 page keeps the
+            # FC-1's COMMAND codes and adds no state to it: ABORT while STRIPPING is 06.
+            busy_unless(state in (CleanerState.WASHING, CleanerState.RINSING,
+                                   CleanerState.DRYING),
                         f"ABORT: state {state.name}")
             self._end_cycle(ResultStatus.ABORTED)
         self._note_state()
