@@ -446,6 +446,11 @@ class OvenModel(LatchedAlarms):
         elif a == 1 and on != self._belt_coil:
             self._belt_coil = on
             self._event(f"conveyor {'run' if on else 'stop'}")
+            if not on:
+                # reflow-oven.md: switching it off "stops the belt (and flags every wafer on
+                # it)": at once, also when it runs again before the next whole step
+                for wafer in self._tunnel:
+                    wafer.flags |= FLAG_BELT_STOPPED
 
     def _write_holding(self, address: int, words: list[int]) -> None:
         span = range(address, address + len(words))

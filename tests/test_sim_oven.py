@@ -413,6 +413,28 @@ def test_conveyor_coil_off_stops_the_belt_and_flags_the_wafer() -> None:
     assert h.exit_result()["flags"] == 1
 
 
+def test_conveyor_coil_off_flags_every_wafer_on_the_belt_at_once() -> None:
+    """reflow-oven.md: switching CONVEYOR_RUN off "stops the belt (and flags every wafer on
+    it)": also a stop shorter than the model's 1 s step, which moves no wafer."""
+    h = Host()
+    h.warm()
+    h.load("A")
+    h.wait_until(lambda: h.di(0), 100)
+    h.load("B")
+    h.clock.advance(30.2)
+    h.coil(1, False)  # off ...
+    h.clock.advance(0.5)
+    h.coil(1, True)  # ... and on again within the same step
+    for wafer in ("A", "B"):
+        h.wait_until(lambda: h.di(1), 1000)
+        result = h.exit_result()
+        assert result["id"] == wafer and result["flags"] == 1
+        h.cmd(UNLOAD)
+    h.load("C")  # loaded after the stop: not flagged
+    h.wait_until(lambda: h.di(1), 1000)
+    assert h.exit_result()["id"] == "C" and h.exit_result()["flags"] == 0
+
+
 # --- atmosphere and alarms --------------------------------------------------------------------
 
 
