@@ -333,7 +333,11 @@ class OvenModel(LatchedAlarms):
             return OvenState.STANDBY
         if not self._applied:
             return OvenState.OFF
-        if self._tunnel or self._exit_waiting is not None:
+        # PROCESSING while WAFERS_ON_BELT > 0: APPLY needs it 0 and moves the oven to
+        # "state HEATING, then READY" (reflow-oven.md), so on an oven counting the tunnel
+        # only, a wafer waiting at the exit leaves it HEATING / READY (LOAD refused
+        # until READY), as an empty exit does.
+        if self._wafers_on_belt():
             return OvenState.PROCESSING
         return OvenState.READY if self._ready() else OvenState.HEATING
 
