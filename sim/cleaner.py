@@ -106,6 +106,10 @@ DI_NOMINAL_MOHM_CM = 15.0
 DI_LOW_MOHM_CM = 10.0
 DI_NOISE_MOHM_CM = 0.2
 CHEMISTRY_LIFE_CYCLES = 500
+# When 640 latches once the chemistry is spent (flux-cleaner.md: "Chemistry lasts 500
+# cycles; then 640 until replenished"): at the next START (refused; the default), or as
+# soon as the cycle that spent it ends (docs/simulator.md).
+CHEMISTRY_ALARM_AT = ("start", "end")
 RESIDUE_AFTER_REFLOW = 25.0  # ug NaCl-eq/cm2 before cleaning (assumed)
 RESIDUE_FLOOR = 0.05
 K_WASH_60C = 0.0384  # 1/s at 60 C and 2.5 bar
@@ -182,7 +186,12 @@ class CleanerModel(LatchedAlarms):
     function_codes = frozenset({2, 3, 4, 6, 16})
     register_span = {Table.COILS: 0, Table.DISCRETE_INPUTS: 4, Table.HOLDING: 18, Table.INPUT: 22}
 
-    def __init__(self, seed: int = 0, *, start: float = 0.0) -> None:
+    def __init__(self, seed: int = 0, *, start: float = 0.0,
+                 chemistry_alarm_at: str = "start") -> None:
+        if chemistry_alarm_at not in CHEMISTRY_ALARM_AT:
+            raise ValueError(f"chemistry_alarm_at must be one of {CHEMISTRY_ALARM_AT}, "
+                             f"got {chemistry_alarm_at!r}")
+        self.chemistry_alarm_at = chemistry_alarm_at
         self._rng = random.Random(seed)
         self._t = float(start)
         self._recipe = dict(self.POWER_UP_RECIPE)  # holding address -> word
@@ -373,6 +382,10 @@ class CleanerModel(LatchedAlarms):
         self._done = True
         self._event(f"cycle of {cycle.wafer_id!r} ended {status.name}, "
                     f"residue {self._result_ionic:.2f} ug/cm2")
+        if self.chemistry_alarm_at == "end" and self._chemistry_cycles >= CHEMISTRY_LIFE_CYCLES:
+            # the cycle that spent the chemistry has ended (its result kept): 640 until
+            # replenished, the wafer DONE in the chamber once CLEARed
+            self._latch(640, f"{self._chemistry_cycles} cycles since replenished")
 
     # --- derived state ---------------------------------------------------------------------------
 
@@ -537,8 +550,10 @@ class CleanerModel(LatchedAlarms):
             self._clear_alarms()
             self._idle_after_clear = self._wafer is None
         else:
-            busy_unless(state in (CleanerState.WASHING, CleanerState.STRIPPING,
-                                   CleanerState.RINSING, CleanerState.DRYING),
+            # flux-cleaner.md's ABORT row: WASHING, RINSING, DRYING. The FC-2 page keeps the
+            # FC-1's COMMAND codes and adds no state to it: ABORT while STRIPPING is 06.
+            busy_unless(state in (CleanerState.WASHING, CleanerState.RINSING,
+                                   CleanerState.DRYING),
                         f"ABORT: state {state.name}")
             self._end_cycle(ResultStatus.ABORTED)
         self._note_state()

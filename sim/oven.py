@@ -333,7 +333,11 @@ class OvenModel(LatchedAlarms):
             return OvenState.STANDBY
         if not self._applied:
             return OvenState.OFF
-        if self._tunnel or self._exit_waiting is not None:
+        # PROCESSING while WAFERS_ON_BELT > 0: APPLY needs it 0 and moves the oven to
+        # "state HEATING, then READY" (reflow-oven.md), so on an oven counting the tunnel
+        # only, a wafer waiting at the exit leaves it HEATING / READY (LOAD refused
+        # until READY), as an empty exit does.
+        if self._wafers_on_belt():
             return OvenState.PROCESSING
         return OvenState.READY if self._ready() else OvenState.HEATING
 
@@ -446,6 +450,11 @@ class OvenModel(LatchedAlarms):
         elif a == 1 and on != self._belt_coil:
             self._belt_coil = on
             self._event(f"conveyor {'run' if on else 'stop'}")
+            if not on:
+                # reflow-oven.md: switching it off "stops the belt (and flags every wafer on
+                # it)": at once, also when it runs again before the next whole step
+                for wafer in self._tunnel:
+                    wafer.flags |= FLAG_BELT_STOPPED
 
     def _write_holding(self, address: int, words: list[int]) -> None:
         span = range(address, address + len(words))

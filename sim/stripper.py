@@ -84,8 +84,9 @@ class StripperModel(CleanerModel):
 
     register_span = {Table.COILS: 0, Table.DISCRETE_INPUTS: 5, Table.HOLDING: 18, Table.INPUT: 22}
 
-    def __init__(self, seed: int = 0, *, start: float = 0.0) -> None:
-        super().__init__(seed, start=start)
+    def __init__(self, seed: int = 0, *, start: float = 0.0,
+                 chemistry_alarm_at: str = "start") -> None:
+        super().__init__(seed, start=start, chemistry_alarm_at=chemistry_alarm_at)
         self._strip_c = self._recipe[HR_STRIP_TEMP_SP] / 10.0
         self._strip_heater_ok = True
         self._stripper_wafers = 0

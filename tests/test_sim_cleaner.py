@@ -8,6 +8,7 @@ import pytest
 
 from sim.cleaner import CHEMISTRY_LIFE_CYCLES, CleanerModel, CleanerState, residue_left, wash_rate
 from sim.modbus_map import Refusal, Table, registers_to_text, text_to_registers, u32_words
+from sim.stripper import StripperModel
 
 H, IR, D = Table.HOLDING, Table.INPUT, Table.DISCRETE_INPUTS
 LOAD, START, UNLOAD, CLEAR, ABORT = 1, 2, 3, 4, 5
@@ -232,6 +233,57 @@ def test_chemistry_lasts_500_cycles_then_640_until_replenished() -> None:
     h.cmd(CLEAR)
     assert not h.di()[1]
     h.cmd(START)
+
+
+def test_chemistry_alarm_at_end_latches_640_as_the_500th_cycle_ends() -> None:
+    """flux-cleaner.md: "Chemistry lasts 500 cycles; then 640 until replenished" (not "before
+    the next START", as for 630). chemistry_alarm_at="end": the 500th cycle finishes (its
+    result OK) and 640 latches at once; CLEAR after replenishing leaves the wafer DONE."""
+    h = Host()
+    h.cleaner = CleanerModel(chemistry_alarm_at="end")
+    h.recipe(wash=10, rinse=10, dry=10)
+    for n in range(CHEMISTRY_LIFE_CYCLES - 1):
+        assert h.clean(f"W{n}")[0] == 1
+    assert h.state() is S.READY and h.ir(4) == [0]
+    h.load("LAST")
+    h.cmd(START)
+    h.advance(29)
+    assert h.state() is S.DRYING and h.ir(4) == [0]
+    h.advance(1)
+    assert h.state() is S.ALARM and h.ir(4) == [640]
+    assert h.ir(6) == [1] and registers_to_text(h.ir(10, 8)) == "LAST"  # cleaned: OK
+    assert h.di()[:2] == [True, True]  # WAFER_PRESENT, CHEMISTRY_LOW
+    assert h.ir(20, 2) == [0, 500]
+    h.refused(6, lambda: h.cmd(UNLOAD))
+    h.refused(6, lambda: h.cmd(CLEAR))  # until replenished
+    h.cleaner.replenish_chemistry(h.now)
+    h.cmd(CLEAR)
+    assert h.state() is S.DONE and h.ir(6) == [1]
+    h.cmd(UNLOAD)
+    assert h.clean("NEXT")[0] == 1
+
+
+def test_chemistry_alarm_at_end_also_after_an_aborted_500th_cycle() -> None:
+    h = Host()
+    h.cleaner = CleanerModel(chemistry_alarm_at="end")
+    h.recipe(wash=10, rinse=10, dry=10)
+    for n in range(CHEMISTRY_LIFE_CYCLES - 1):
+        h.clean(f"W{n}")
+    h.load()
+    h.cmd(START)  # the 500th: aborted cycles used chemistry too
+    h.advance(5)
+    h.cmd(ABORT)
+    assert h.state() is S.ALARM and h.ir(4) == [640] and h.ir(6) == [2]
+    h.cleaner.replenish_chemistry(h.now)
+    h.cmd(CLEAR)
+    assert h.state() is S.DONE
+
+
+def test_chemistry_alarm_at_is_start_or_end() -> None:
+    assert CleanerModel().chemistry_alarm_at == "start"
+    with pytest.raises(ValueError, match="chemistry_alarm_at"):
+        CleanerModel(chemistry_alarm_at="now")
+    assert StripperModel(chemistry_alarm_at="end").chemistry_alarm_at == "end"  # the FC-2 too
 
 
 def test_door_open_during_a_cycle_is_400_and_ends_it_with_status_3() -> None:

@@ -353,7 +353,8 @@ def test_wafers_on_belt_counts_the_waiting_wafer_as_chosen(counts_exit: bool) ->
     assert h.ir(11) == [1]
     h.wait_until(lambda: h.di(1), 1000)
     assert h.ir(11) == [1 if counts_exit else 0]
-    assert h.state() is OvenState.PROCESSING  # a wafer is there either way
+    # PROCESSING while WAFERS_ON_BELT > 0: a waiting wafer not counted leaves the oven READY
+    assert h.state() is (OvenState.PROCESSING if counts_exit else OvenState.READY)
     if counts_exit:
         h.refused(6, lambda: h.cmd(APPLY))
     else:
@@ -361,6 +362,36 @@ def test_wafers_on_belt_counts_the_waiting_wafer_as_chosen(counts_exit: bool) ->
         assert h.exit_result()["id"] == "W0" and h.di(1)
     h.cmd(UNLOAD)
     assert h.ir(11) == [0] and not h.di(1)
+
+
+@pytest.mark.parametrize("counts_exit", [True, False])
+def test_apply_goes_heating_then_ready_in_both_counting_models(counts_exit: bool) -> None:
+    """reflow-oven.md: APPLY (belt empty, WAFERS_ON_BELT = 0) moves the oven to "state
+    HEATING, then READY", and LOAD needs READY or PROCESSING: no LOAD before the zones settle,
+    also on an oven counting the tunnel only with a wafer waiting at the exit."""
+    h = Host(belt_counts_exit=counts_exit)
+    h.warm()
+    h.load("A")
+    h.clock.advance(100)
+    assert h.ir(11) == [1]
+    h.refused(6, lambda: h.cmd(APPLY))  # a wafer rides: the belt is not empty
+    h.wait_until(lambda: h.di(1), 1000)
+    if counts_exit:
+        h.cmd(UNLOAD)  # the count falls at UNLOAD
+    h.apply(HIGH_LEAD, profile_id=8)
+    assert h.state() is OvenState.HEATING
+    h.hr(30, text_to_registers("B", 8))
+    assert "HEATING" in h.refused(6, lambda: h.cmd(LOAD)).reason
+    h.clock.advance(1)
+    assert h.state() is OvenState.HEATING
+    h.refused(6, lambda: h.cmd(LOAD))
+    h.wait_until(lambda: h.state() is not OvenState.HEATING, 1800)
+    assert h.state() is OvenState.READY and h.di(2)  # ZONES_STABLE
+    assert h.di(1) is not counts_exit  # tunnel-only: A still waits, its results kept
+    if not counts_exit:
+        assert h.exit_result()["id"] == "A" and h.exit_result()["profile"] == 7
+    h.cmd(LOAD)
+    assert h.state() is OvenState.PROCESSING and h.ir(11) == [1]
 
 
 def test_results_stay_after_unload_until_the_next_wafer_exits() -> None:
@@ -411,6 +442,28 @@ def test_conveyor_coil_off_stops_the_belt_and_flags_the_wafer() -> None:
     exit_at = h.wait_until(lambda: h.di(1), 1000)
     assert exit_at - loaded == PASS_S_AT_600 + 20  # late by the time the belt stood
     assert h.exit_result()["flags"] == 1
+
+
+def test_conveyor_coil_off_flags_every_wafer_on_the_belt_at_once() -> None:
+    """reflow-oven.md: switching CONVEYOR_RUN off "stops the belt (and flags every wafer on
+    it)": also a stop shorter than the model's 1 s step, which moves no wafer."""
+    h = Host()
+    h.warm()
+    h.load("A")
+    h.wait_until(lambda: h.di(0), 100)
+    h.load("B")
+    h.clock.advance(30.2)
+    h.coil(1, False)  # off ...
+    h.clock.advance(0.5)
+    h.coil(1, True)  # ... and on again within the same step
+    for wafer in ("A", "B"):
+        h.wait_until(lambda: h.di(1), 1000)
+        result = h.exit_result()
+        assert result["id"] == wafer and result["flags"] == 1
+        h.cmd(UNLOAD)
+    h.load("C")  # loaded after the stop: not flagged
+    h.wait_until(lambda: h.di(1), 1000)
+    assert h.exit_result()["id"] == "C" and h.exit_result()["flags"] == 0
 
 
 # --- atmosphere and alarms --------------------------------------------------------------------

@@ -162,13 +162,33 @@ def test_start_checks_the_tank_of_the_loaded_mode() -> None:
     assert h.state() is S.READY  # READY follows the tank MODE would use
     h.load(STRIP)
     h.cmd(START)
-    h.cmd(ABORT)
-    assert h.state() is S.DONE and h.ir(6) == [2]  # ABORT works while STRIPPING
+    assert h.state() is S.STRIPPING
+    h.refused(6, lambda: h.cmd(ABORT))
+    h.wait_until(lambda: h.state() is S.DONE, 800)
     h.cmd(UNLOAD)
     h.hr(7, [700])  # strip tank now far off
     assert h.state() is S.IDLE
     h.load(STRIP)
     assert "strip tank" in h.refused(6, lambda: h.cmd(START)).reason
+
+
+def test_abort_is_refused_while_stripping_and_taken_while_rinsing() -> None:
+    """flux-cleaner.md's ABORT row lists WASHING, RINSING, DRYING; the FC-2 page keeps the
+    FC-1's COMMAND codes and adds no state to it: 06 while STRIPPING, nothing changed."""
+    h = Host()
+    h.hr(2, [30, 30])  # rinse 30 s, dry 30 s
+    h.hr(8, [60])  # strip 60 s
+    h.load(STRIP)
+    h.cmd(START)
+    h.advance(10)
+    assert h.state() is S.STRIPPING
+    assert "STRIPPING" in h.refused(6, lambda: h.cmd(ABORT)).reason
+    assert h.state() is S.STRIPPING and h.ir(3) == [110]  # the cycle runs on
+    assert h.ir(6) == [0]  # no result written
+    h.wait_until(lambda: h.state() is S.RINSING, 60)
+    h.cmd(ABORT)
+    assert h.state() is S.DONE and h.ir(6) == [2]  # ABORTED
+    assert h.tool.read(H, 5, 1, h.now) == [0]
 
 
 def test_stripper_life_raises_650_before_a_strip_start_only() -> None:

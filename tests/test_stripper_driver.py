@@ -17,8 +17,7 @@ from drivers.types import CleanerState, CleanMode, CleanRecipe, CleanStatus, Str
 from sequences.kinds.resist_strip import RESIST_STRIP
 from sequences.recipes.recipe import StripStep
 from sim.cleaner import CleanerState as ToolState
-from sim.cleaner import Command
-from sim.modbus_map import busy_unless
+from sim.cleaner import Command, ResultStatus
 from sim.stripper import StripperModel
 
 STRIP = StripRecipe(strip_temp_c=50.0, strip_time_s=600, rinse_time_s=30, dry_time_s=30,
@@ -145,21 +144,28 @@ async def test_console_strip_commands() -> None:
             await run_command(CLEANER_COMMANDS, cleaner, "load", ["W2", "etch"])
 
 
-class LiteralFc2(StripperModel):
-    """An FC-2 that keeps to the FC-1's ABORT row (WASHING, RINSING, DRYING): 06 while
-    STRIPPING, as conforming as ours (the FC-2 page changes no COMMAND code)."""
+class LenientFc2(StripperModel):
+    """An FC-2 that also takes ABORT while STRIPPING (DONE, RESULT_STATUS 2), as our
+    simulator did before it kept to the FC-1's ABORT row: the driver copes with both."""
 
     def _command(self, code: int) -> None:
-        if code == Command.ABORT:
-            busy_unless(self._state() is not ToolState.STRIPPING, "ABORT: state STRIPPING")
+        if code == Command.ABORT and self._state() is ToolState.STRIPPING:
+            self._end_cycle(ResultStatus.ABORTED)
+            self._note_state()
+            return
         super()._command(code)
 
 
+STRIP_STEP = StripStep(mask="dry-film", strip_temp_c=50.0, strip_time_s=600, rinse_time_s=30,
+                       dry_time_s=30, spray_pressure_bar=2.5, max_mask_residue_pct=0.5,
+                       max_ionic_ug_cm2=1.0)
+
+
 async def test_an_abort_refused_while_stripping_waits_for_done_and_unloads() -> None:
-    step = StripStep(mask="dry-film", strip_temp_c=50.0, strip_time_s=600, rinse_time_s=30,
-                     dry_time_s=30, spray_pressure_bar=2.5, max_mask_residue_pct=0.5,
-                     max_ionic_ug_cm2=1.0)
-    async with sim_cleaner(model="FC-2", tool=LiteralFc2()) as (cleaner, _):
+    """Our FC-2 keeps to the FC-1's ABORT row (WASHING, RINSING, DRYING): 06 while
+    STRIPPING (the FC-2 page changes no COMMAND code)."""
+    step = STRIP_STEP
+    async with sim_cleaner(model="FC-2") as (cleaner, _):
         await cleaner.set_strip_recipe(step.tool_recipe())
         await cleaner.wait_bath_ready(timeout_s=1800, mode=CleanMode.RESIST_STRIP)
         await cleaner.load("LOT42-07", CleanMode.RESIST_STRIP)
@@ -176,3 +182,18 @@ async def test_an_abort_refused_while_stripping_waits_for_done_and_unloads() -> 
         assert not status.wafer_present
         assert status.state in (CleanerState.IDLE, CleanerState.READY)
         assert (await cleaner.result()).status is CleanStatus.OK  # the strip ran out
+
+
+async def test_an_abort_taken_while_stripping_unloads_the_aborted_wafer() -> None:
+    step = STRIP_STEP
+    async with sim_cleaner(model="FC-2", tool=LenientFc2()) as (cleaner, _):
+        await cleaner.set_strip_recipe(step.tool_recipe())
+        await cleaner.wait_bath_ready(timeout_s=1800, mode=CleanMode.RESIST_STRIP)
+        await cleaner.load("LOT42-08", CleanMode.RESIST_STRIP)
+        await cleaner.start()
+        assert await cleaner.state() is CleanerState.STRIPPING
+        notes = await RESIST_STRIP.abort(cleaner, step, "LOT42-08")
+        assert notes == ["ABORT sent", "wafer unloaded"]
+        status = await cleaner.status()
+        assert not status.wafer_present
+        assert (await cleaner.result()).status is CleanStatus.ABORTED
