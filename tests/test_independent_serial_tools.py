@@ -20,6 +20,7 @@ from sequences.kinds.ball_place import BALL_PLACE
 from tests.independent.lot import run_lot
 from tests.independent.serial_servers import line_tables, serve
 from tests.independent.wbm300 import Mounter
+from tests.independent.wp300 import Printer
 
 RECIPE = "corecap-pb90-snpb"  # ball placement, then a print: both serial tools, both CHG
 LOT_SPEED = 300.0
@@ -89,3 +90,34 @@ async def test_a_repair_of_many_defects_is_waited_for() -> None:
             assert before.missing == 3000
             after = await BALL_PLACE.repair(m, before)
     assert (after.status, after.missing, after.extra) == (RunStatus.OK, 0, 0)
+
+
+class DoorAtFirstLoad(Printer):
+    """A WP-300 whose door a person opens as the first wafer comes to it, for a minute:
+    it latches nothing while nothing moves, and refuses motion with NAK 06 meanwhile."""
+
+    door_opened = False
+
+    def cmd_lod(self, wafer_id: str) -> list[str]:
+        if not self.door_opened:
+            self.door_opened = True
+            self.open_door(60.0)
+        return super().cmd_lod(wafer_id)
+
+
+async def test_a_load_refused_by_an_open_door_is_sent_again_once_it_closes(
+        tmp_path: Path) -> None:
+    """hostlink.md's NAK 06 INTERLOCK, "nothing was changed": the step failed at once, and
+    a wafer the printer never took went to an engineer. Now the command is sent again every
+    few seconds while the interlock lasts (up to five minutes)."""
+    async with serve(LOT_SPEED, printer=DoorAtFirstLoad()) as served:
+        code, text = await run_lot(tmp_path, line_tables(served),
+                                   leave_out=("printers", "placers"), speed=LOT_SPEED,
+                                   lot="HD1", recipe=RECIPE, db=tmp_path / "hd.db")
+    assert code == 0, text
+    assert "lot HD1: complete; 2/2 wafers complete" in text, text
+    printer = served.printer.tool.log
+    assert [e for e in printer if e.startswith(("lod", "prt", "out"))] == [
+        "lod HD1-01", "prt", "out HD1-01", "lod HD1-02", "prt", "out HD1-02"], printer
+    refused = [body for body, reply in served.printer.link.log if b",NAK,LOD,06" in reply]
+    assert len(refused) >= 2, refused  # refused while the door stayed open, then taken

@@ -24,7 +24,7 @@ from sequences.kinds.base import (
     expect,
     timeout_for,
 )
-from sequences.kinds.hostlink_step import HostLinkStepKind
+from sequences.kinds.hostlink_step import HostLinkStepKind, past_interlock
 from sequences.recipes.recipe import PlaceStep
 from sequences.wafer.judge import Judgment, same_wafer
 
@@ -144,7 +144,7 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
                      ) -> PlacementResult:
         """The mounter's automatic repair (RPR) and its new result. ``before``, the result
         the repair is for, sizes the wait: 0.5 s per missing or extra ball."""
-        await driver.repair()
+        await past_interlock(driver, driver.repair)
         # The ACK may come before the tool leaves DONE (HostLink says only that it answers
         # at once): an STS now could show DONE with the result before the repair.
         await expect(driver.clock, REPAIR_MIN_S)

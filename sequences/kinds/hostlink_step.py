@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from drivers.clock import Clock
-from drivers.errors import LinkError, ToolError, WrongState
+from drivers.errors import InterlockActive, LinkError, ToolError, WrongState
 from drivers.protocols import Tool
 from drivers.types import PlacerState, PlacerStatus, PrinterState, PrinterStatus
 from sequences.kinds.base import (
@@ -44,6 +44,32 @@ SETTLE_WAIT_S = 1800.0  # recovery waits this long for a step the tool is still 
 # the state before (READY, LOADING: neither leads to DONE or IDLE by itself) on an STS
 # sent straight after the ACK. Wait this long first (decision 13, docs/protocols.md).
 ABORT_APPLY_S = 1.0
+# hostlink.md's NAK 06 INTERLOCK: a tool may refuse motion while, say, its door is open
+# without latching an alarm (nothing was changed). The step sends the command again this
+# often while the interlock lasts, and fails after INTERLOCK_WAIT_S (a person is at the
+# tool: the failure says why, and the wafer goes to an engineer).
+INTERLOCK_RETRY_S = 5.0
+INTERLOCK_WAIT_S = 300.0
+
+T = TypeVar("T")
+
+
+async def past_interlock(driver: Tool[Any], command: Callable[[], Awaitable[T]]) -> T:
+    """``command()``, sent again while the tool refuses it with NAK 06 (see above)."""
+    deadline = driver.clock.now() + INTERLOCK_WAIT_S
+    told = False
+    while True:
+        try:
+            return await command()
+        except InterlockActive:
+            if driver.clock.now() >= deadline:
+                raise
+            if not told:
+                log.warning("%s: refused by an interlock (NAK 06): asking again every %g s "
+                            "for up to %g s", driver.name, INTERLOCK_RETRY_S,
+                            INTERLOCK_WAIT_S)
+                told = True
+            await driver.clock.sleep(INTERLOCK_RETRY_S)
 
 
 class HostLinkTool(Tool[Any], Protocol):
@@ -104,7 +130,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         """CHG when the mounted setup differs (and wait it out), then RCP."""
         status = await self.free(driver, clock)
         if self.setup_mismatches(step, ToolView(status)):
-            note(await self.change_setup(driver, step))
+            note(await past_interlock(driver, lambda: self.change_setup(driver, step)))
             await expect(clock, self.changeover_s)
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.changeover_s))
         await self.send_recipe(driver, step, recipe_name)
@@ -145,7 +171,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         """Our own wafer left in the tool by an earlier alarm or abort goes out first."""
         if seen.own_wafer_done:
             _SENT.pop(driver, None)  # an alarm or abort came between: send RCP again
-            await driver.unload()
+            await past_interlock(driver, driver.unload)
             # ULD's time first: the tool may still show DONE on an STS right after the ACK,
             # and DONE does not lead to IDLE by itself.
             await expect(driver.clock, self.unload_s)
@@ -154,24 +180,28 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
     async def load_and_run(self, driver: H, step: S, ctx: StepContext,
                            start: Callable[[], Awaitable[None]]) -> StepResult[R]:
         st = self.states
+        def load() -> Awaitable[None]:
+            return past_interlock(driver, lambda: driver.load(ctx.wafer_id))
+
         try:
-            await driver.load(ctx.wafer_id)
+            await load()
         except WrongState:
             # LOD needs an RCP (NAK 04 without one): a CHG (an alarm's remedy, the console)
             # or a restarted tool cleared the one we sent. Nothing was loaded: send the
             # step's again and load. NAK 04 again (the tool not IDLE) is the tool's word.
             await self.send_recipe(driver, step, ctx.recipe_name)
-            await driver.load(ctx.wafer_id)
+            await load()
         await expect(ctx.clock, self.load_s)
         async with guarded(ctx.journal, ctx.wafer_id, self.guarded[0], driver.name):
-            await when_in(driver, st.READY, timeout_for(self.load_s), start)
+            await when_in(driver, st.READY, timeout_for(self.load_s),
+                          lambda: past_interlock(driver, start))
         cycle = self.cycle_s(step)
         await expect(ctx.clock, cycle)
         return StepResult(await when_in(driver, st.DONE, timeout_for(cycle),
                                         driver.result))
 
     async def unload(self, driver: H, step: S) -> None:
-        await driver.unload()
+        await past_interlock(driver, driver.unload)
         await expect(driver.clock, self.unload_s)
         try:
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))

@@ -21,7 +21,7 @@ from sequences.kinds.base import (
     expect,
     timeout_for,
 )
-from sequences.kinds.hostlink_step import HostLinkStepKind
+from sequences.kinds.hostlink_step import HostLinkStepKind, past_interlock
 from sequences.recipes.recipe import PrintStep
 from sequences.wafer.judge import Judgment, at_least, at_most, same_wafer, window
 
@@ -126,7 +126,7 @@ class PastePrint(HostLinkStepKind[PrintStep, Printer, PrinterStatus, PrintResult
         if seen.status.prints_since_wipe >= PRINTS_BEFORE_WIPE:
             log.info("%s: %d prints since the last wipe: WPE before %s's LOD", driver.name,
                      seen.status.prints_since_wipe, ctx.wafer_id)
-            await driver.wipe()
+            await past_interlock(driver, driver.wipe)
             await expect(ctx.clock, WIPE_S)
             await driver.wait_for(PrinterState.IDLE, timeout_s=timeout_for(WIPE_S))
 
