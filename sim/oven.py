@@ -134,11 +134,15 @@ class OvenModel(LatchedAlarms):
                      Table.INPUT: IR_CURVE + CURVE_REGISTERS}
 
     def __init__(self, seed: int = 0, *, start: float = 0.0,
-                 belt_counts_exit: bool = True) -> None:
+                 belt_counts_exit: bool = True, curve_kept_after_unload: bool = True) -> None:
         rng = random.Random(seed)
         # WAFERS_ON_BELT with the wafer waiting at the exit (falls at UNLOAD), or the
         # tunnel's wafers only (falls at the exit): the spec says neither (docs/simulator.md).
         self.belt_counts_exit = belt_counts_exit
+        # The exit curve (IR 99-349) after UNLOAD: kept with the values until the next wafer
+        # arrives, or gone (EXIT_CURVE_LEN 0): the spec says neither (docs/simulator.md).
+        self.curve_kept_after_unload = curve_kept_after_unload
+        self._curve_gone = False
         # Thermocouple noise by step number (not drawn in sequence), so idle time can be skipped
         # in one go and the readings still do not depend on how often anyone polls.
         self._noise_table = [(2.0 * rng.random() - 1.0) * NOISE_C for _ in range(_NOISE_TABLE)]
@@ -284,6 +288,7 @@ class OvenModel(LatchedAlarms):
         if self._exit_waiting is None:
             wafer = self._tunnel.pop(0)
             self._exit_waiting = self._exit_result = wafer
+            self._curve_gone = False
             self._event(f"wafer {wafer.wafer_id!r} at the exit, peak {wafer.peak_c:.1f} C")
         elif 530 not in self._alarms:
             self._latch(530, f"wafer {self._tunnel[0].wafer_id!r} behind "
@@ -421,7 +426,7 @@ class OvenModel(LatchedAlarms):
                 blocks[IR_EXIT_WAFER_ID] = text_to_registers(w.wafer_id if w else "",
                                                              ID_REGISTERS)
             return blocks[IR_EXIT_WAFER_ID][a - IR_EXIT_WAFER_ID]
-        curve = w.curve_c if w else []
+        curve = w.curve_c if w and not self._curve_gone else []
         if a == IR_CURVE_LEN:
             return len(curve)
         k = a - IR_CURVE
@@ -515,6 +520,7 @@ class OvenModel(LatchedAlarms):
             assert self._exit_waiting is not None
             self._event(f"UNLOAD {self._exit_waiting.wafer_id!r}")
             self._exit_waiting = None
+            self._curve_gone = not self.curve_kept_after_unload
         elif command is Command.CLEAR:
             self._clear_alarms()
         else:

@@ -77,6 +77,29 @@ async def test_the_watch_takes_every_wafer_off_in_order_with_its_own_result() ->
         assert watch.riding == []
 
 
+async def test_an_oven_that_keeps_no_curve_after_unload_has_its_curves_read_before_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """reflow-oven.md keeps the exit's values until the next wafer arrives and does not
+    say the curve outlives the UNLOAD. On an oven that drops it (EXIT_CURVE_LEN 0 after
+    UNLOAD), every wafer's curve was lost without a word. The first empty curve after an
+    UNLOAD is said, and the curves are read before the UNLOAD from then on."""
+    async with sim_oven(scale=SCALE) as (oven, sim):
+        sim.model.curve_kept_after_unload = False
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        ids = ["EXC-01", "EXC-02", "EXC-03"]
+        arrivals = [await load_behind(oven, watch, w) for w in ids]
+        with caplog.at_level(logging.WARNING, logger="sequences.kinds.oven_exit"):
+            results = [await asyncio.wait_for(a, 30) for a in arrivals]
+    samples = int(transit_s(EUTECTIC) // 5)
+    assert [r.result.wafer_id for r in results] == ids
+    assert results[0].result.curve_c == ()  # the one it was learnt from
+    assert all(abs(len(r.result.curve_c) - samples) <= 1 for r in results[1:]), results
+    assert [r.message for r in caplog.records if "no curve after" in r.message] == [
+        "oven-1: no curve after EXC-01's UNLOAD (this oven keeps none): curves are read "
+        "before the UNLOAD from now on"]
+
+
 async def test_a_stopping_controller_leaves_the_belt_to_recovery() -> None:
     async with sim_oven(scale=SCALE) as (oven, _):
         await ready(oven)

@@ -101,6 +101,7 @@ class ExitWatch:
         self.latencies: list[float] = []  # tool s from each wafer's due time to its UNLOAD
         self._reactions: deque[float] = deque(maxlen=REACTION_TAKES)  # the same, recent
         self._trips: deque[float] = deque(maxlen=REACTION_TAKES)  # LOAD sent to its reply
+        self._curve_first = False  # learnt: this oven shows no curve after UNLOAD
 
     def ride(self, wafer_id: str, transit_s: float, sent_at: float
              ) -> asyncio.Future[StepResult]:
@@ -299,7 +300,11 @@ class ExitWatch:
                             values.flags)
                 return
             # Off the exit first: the values are in hand, the curve stays until the next
-            # wafer arrives, and that one must find the exit free.
+            # wafer arrives (on an oven that keeps it: else read before), and that one must
+            # find the exit free.
+            curve_first = self._curve_first
+            if curve_first:
+                curve = await self._curve(rider)
             await self.driver.unload(values.wafer_id)
             self._left = values.wafer_id
             unloaded = self.clock.now()
@@ -307,14 +312,10 @@ class ExitWatch:
             # Counted from the latest it can have arrived, as ``next_load_at`` counts the
             # next LOAD from this one's reply: a slow LOAD reply is not the exit's.
             self._reactions.append(max(0.0, unloaded - rider.latest))
-            try:
-                curve = await self.driver.exit_curve()
-            except ToolError as exc:  # the wafer is off: its values stand without a curve
-                log.warning("%s: %s's curve not read: %s", self.driver.name, rider.wafer_id,
-                            exc)
-                curve = ()
+            if not curve_first:
+                curve = await self._curve(rider, after_unload=True)
             following = [r for r in self._riders if r is not rider and r.due > rider.due]
-            if (curve and following
+            if (curve and following and not curve_first
                     and self.clock.now() >= following[0].due - ARRIVAL_SLACK_S
                     and await self.driver.exit_wafer_id() != rider.wafer_id):
                 # The next wafer reached the exit around the curve read: the curve may be
@@ -367,6 +368,22 @@ class ExitWatch:
                 + (f" ({alarm_text})" if alarm_text else "")))
             return
         await self.clock.sleep(EXIT_POLL_S)
+
+    async def _curve(self, rider: _Rider, *, after_unload: bool = False) -> tuple[float, ...]:
+        """The exit wafer's curve, () when it cannot be read (its values stand without it).
+        reflow-oven.md does not say the curve outlives UNLOAD: an oven that shows none after
+        it (EXIT_CURVE_LEN 0) has the curves read before the UNLOAD from then on."""
+        try:
+            curve = await self.driver.exit_curve()
+        except ToolError as exc:
+            log.warning("%s: %s's curve not read: %s", self.driver.name, rider.wafer_id, exc)
+            return ()
+        if after_unload and not curve:
+            self._curve_first = True
+            log.warning("%s: no curve after %s's UNLOAD (this oven keeps none): curves are "
+                        "read before the UNLOAD from now on", self.driver.name,
+                        rider.wafer_id)
+        return curve
 
     def _done(self, rider: _Rider, outcome: StepResult | Exception) -> None:
         self._taken.set()
