@@ -180,3 +180,30 @@ async def test_a_failed_batch_on_a_plater_naming_its_warning_raises_no_alarm(
     assert "741" not in alarms and "MTO" not in alarms, alarms
     assert not [line for line, _ in served.lines if line == "CLEAR"], served.lines
     assert "start" not in served.tool.log, served.tool.log
+
+
+async def test_an_alarm_between_done_and_unload_keeps_the_riders_until_the_carrier_is_out(
+        tmp_path: Path) -> None:
+    """barrier-plater.md: UNLOAD only in DONE; this EP-25 raises 730 TANK LEVEL LOW "at once
+    in any state". The tank runs low as the batch ends (its DONE OK pushed, 730 latched
+    right after, for 300 tool seconds). The carrier was not unloaded (STATE? ALARM: nothing
+    said), yet both riders went on to their next steps; no alarm was recorded, nobody sent
+    CLEAR, and the lot ended with the carrier in the tool. Now the alarm is recorded once,
+    naming both wafers; they wait (held) while the carrier is inside; CLEAR is taken once
+    the tank is topped up, the carrier unloaded, and the riders go on with their judged
+    results: the lot completes, each wafer plated once."""
+    db = tmp_path / "kept.db"
+    async with serve(LOT_SPEED, tool=Plater(faults=["730@done/300"])) as served:
+        code, text = await run_lot(tmp_path, line_table(served), leave_out=("platers",),
+                                   speed=LOT_SPEED, lot="KP", recipe=RECIPE, db=db)
+    assert code == 0, text
+    assert "lot KP: complete; 2/2 wafers complete" in text, text
+    log = served.tool.log
+    assert [e.split()[0] for e in log] == [
+        "recipe", "load", "start", "done", "alarm", "clear", "clear", "unload"], log
+    assert log[3].split()[2] == "OK" and log[4] == "alarm 730", log
+    assert served.tool.carrier is None and served.tool.state() == "IDLE"
+    alarms = await asyncio.to_thread(_alarms, tmp_path, db)
+    assert alarms.count("TANK LEVEL LOW") == 1, alarms
+    assert "TANK LEVEL LOW (also hit: KP-02)" in alarms, alarms
+    assert text.count("still in plater-1") == 2, text  # each rider held, saying why
