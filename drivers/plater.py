@@ -41,6 +41,7 @@ from drivers.textline_link import EventLine, TextLineLink
 from drivers.types import (
     PLATER_BATCH_MAX,
     PLATER_BATH_BAND_C,
+    PLATER_WARNINGS,
     Alarm,
     BarrierRecipe,
     BatchResult,
@@ -342,9 +343,31 @@ class BarrierPlater:
                             au_um=self._number("RESULT?", f[2]))
 
     async def alarm(self) -> Alarm | None:
+        """The latched alarm: the one that holds the tool in ALARM; None when there is none.
+
+        The spec leaves open whether ``ALARM?`` also names a warning (741 NI MTO HIGH, "not
+        blocking"): a warning-only code is never a latched alarm. Any other code is one
+        only while ``STATE?`` is ALARM (the spec's blocking alarms all put the tool in that
+        state, and CLEAR is allowed there only): a code named in another state (a tool that
+        keeps its last alarm, or a warning of its own) is not latched, and a CLEAR for it
+        would only be refused (04). Taken for one, it kept the tool out of service for good
+        (docs/protocols.md)."""
+        return await self._latched()
+
+    async def _latched(self, state: PlaterState | None = None) -> Alarm | None:
+        """``alarm()``; ``state``: what STATE? just answered (not asked again)."""
         f = await self._query("ALARM?")
         code = int(self._number("ALARM?", self._fields("ALARM?", f, 1)[0]))
-        return Alarm(code, " ".join(f[1:])) if code else None
+        if not code or code in PLATER_WARNINGS:
+            return None
+        text = " ".join(f[1:])
+        if state is None:
+            state = await self.state()
+        if state is not PlaterState.ALARM:
+            log.info("%s: ALARM? names %d %s while the tool is %s: not a latched alarm",
+                     self.name, code, text, state)
+            return None
+        return Alarm(code, text)
 
     # --- actions ---------------------------------------------------------------------------------
 
@@ -435,7 +458,7 @@ class BarrierPlater:
             if s.state in states:
                 return s
             if s.state is PlaterState.ALARM:
-                alarm = await self.alarm()
+                alarm = await self._latched(s.state)
                 raise ToolAlarm(self.name, alarm.code if alarm else 0,
                                 alarm.text if alarm else "")
             await self._pause(deadline, f"not {wanted} within {timeout_s:g} s "

@@ -344,6 +344,9 @@ class PlaterStep(StrEnum):
 
 PLATER_BATCH_MAX = 25  # wafers in one carrier
 PLATER_BATH_BAND_C = 1.0  # START needs both baths this close to their setpoints
+# Codes of the spec's alarm table that are warnings only (741 NI MTO HIGH, "not blocking"):
+# never a latched alarm, whatever ALARM? answers (docs/protocols.md).
+PLATER_WARNINGS = frozenset({741})
 
 
 @dataclass(frozen=True)

@@ -512,6 +512,14 @@ class PlaterModel:
         self.advance(now)
         self.level_pct = pct
 
+    def latch_alarm(self, code: int, now: float, why: str = "test") -> None:
+        """Latch ``code`` now, in whatever state the tool is (a test's fault at a moment
+        of its own choosing: between a batch's DONE and its UNLOAD, say). CLEAR takes it
+        once its cause is gone (730: the tank level back; 900 and codes without a cause
+        of their own: at once)."""
+        self.advance(now)
+        self._latch(code, why)
+
     def age_bath(self, mto: float, now: float) -> None:
         """Set the nickel bath's age, as if that many turnovers had been plated."""
         self.advance(now)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.line.scheduled import ScheduledTool, ToolReport
+from controller.line.tool_alarms import CLEAR_RETRY_S, ToolAlarms
 from drivers.clock import ScaledClock
 from drivers.errors import LinkBusy
 from drivers.line_config import parse_line_config
@@ -127,3 +129,81 @@ async def test_the_catch_up_after_a_power_loss_counts_the_events_it_lost() -> No
     assert (result.batch_id, result.status) == ("B1", RunStatus.ABORTED)
     assert seen == sorted(set(seen)) and seen[-1] == tool.seq, (seen, tool.seq)
     assert plater.events_lost == 1, plater.events_lost  # STEP NI_PLATE, gone with the power
+
+
+async def test_a_plater_naming_its_warning_in_alarm_q_stays_in_service() -> None:
+    """barrier-plater.md: at 5.5 MTO the tool pushes "a warning event ALARM 741 NI MTO HIGH
+    (not blocking)"; ALARM? answers "OK <code> <text> or OK 0 NONE". This EP-25 names its
+    standing warning in ALARM? (``warning_in_alarm``, a reading the spec allows). The line
+    asks ALARM? when a wafer is held at the tool's interlock (and when a step fails, or a
+    setup): 741 was taken for a latched alarm, reported, the tool out of service, our CLEAR
+    refused 04 every 5 s until someone replenished. Now nothing is reported, nothing sent
+    but queries, and the tool stays in service."""
+    tool = Plater(mto=5.6, warning_in_alarm=True)
+    async with serve(DRIVER_SPEED, tool=tool) as served:
+        config = parse_line_config("[line]\nname = 'ind'\n" f"time_scale = {DRIVER_SPEED}\n"
+                                   + line_table(served))
+        clock = ScaledClock(DRIVER_SPEED)
+        async with open_tool(config.tools["plater-1"], clock) as plater:
+            assert await plater.link.request("ALARM?") == ["741", "NI", "MTO", "HIGH"]
+            assert await plater.alarm() is None
+            reports: list[ToolReport] = []
+            scheduled = ScheduledTool("plater-1", "plater", plater)
+            alarms = ToolAlarms(clock, {"plater-1": scheduled}, {}, reports.append,
+                                lambda: None, asyncio.ensure_future)
+            await alarms.tool_down(scheduled, "W1")
+            for _ in range(3):
+                alarms.check()
+                await alarms.clears_done()
+                await clock.sleep(CLEAR_RETRY_S)
+            assert scheduled.alarm == 0, reports
+    assert [r for r in reports if r.what != "note"] == [], reports
+    assert not [line for line, _ in served.lines if line == "CLEAR"], served.lines
+
+
+async def test_a_failed_batch_on_a_plater_naming_its_warning_raises_no_alarm(
+        tmp_path: Path) -> None:
+    """The same EP-25 (its bath past 5.5 MTO, 741 named by ALARM?) with its door open from
+    the LOAD on: START is refused 05 twice and both riders fail (no alarm: the door raises
+    400 only over a running batch). The failed step asks ALARM?, as after every failure:
+    741 was recorded as the plater's alarm (naming both wafers) and CLEAR sent. Now the
+    riders await disposition for the refused START and no alarm is recorded."""
+    db = tmp_path / "warn.db"
+    tool = Plater(mto=5.6, warning_in_alarm=True, faults=["400@load/900"])
+    async with serve(LOT_SPEED, tool=tool) as served:
+        code, text = await run_lot(tmp_path, line_table(served), leave_out=("platers",),
+                                   speed=LOT_SPEED, lot="WN", recipe=RECIPE, db=db)
+    assert code == 3, text
+    assert "2 awaiting disposition" in text and "ERR 05 NOT READY" in text, text
+    assert "741" not in text, text
+    alarms = await asyncio.to_thread(_alarms, tmp_path, db)
+    assert "741" not in alarms and "MTO" not in alarms, alarms
+    assert not [line for line, _ in served.lines if line == "CLEAR"], served.lines
+    assert "start" not in served.tool.log, served.tool.log
+
+
+async def test_an_alarm_between_done_and_unload_keeps_the_riders_until_the_carrier_is_out(
+        tmp_path: Path) -> None:
+    """barrier-plater.md: UNLOAD only in DONE; this EP-25 raises 730 TANK LEVEL LOW "at once
+    in any state". The tank runs low as the batch ends (its DONE OK pushed, 730 latched
+    right after, for 300 tool seconds). The carrier was not unloaded (STATE? ALARM: nothing
+    said), yet both riders went on to their next steps; no alarm was recorded, nobody sent
+    CLEAR, and the lot ended with the carrier in the tool. Now the alarm is recorded once,
+    naming both wafers; they wait (held) while the carrier is inside; CLEAR is taken once
+    the tank is topped up, the carrier unloaded, and the riders go on with their judged
+    results: the lot completes, each wafer plated once."""
+    db = tmp_path / "kept.db"
+    async with serve(LOT_SPEED, tool=Plater(faults=["730@done/300"])) as served:
+        code, text = await run_lot(tmp_path, line_table(served), leave_out=("platers",),
+                                   speed=LOT_SPEED, lot="KP", recipe=RECIPE, db=db)
+    assert code == 0, text
+    assert "lot KP: complete; 2/2 wafers complete" in text, text
+    log = served.tool.log
+    assert [e.split()[0] for e in log] == [
+        "recipe", "load", "start", "done", "alarm", "clear", "clear", "unload"], log
+    assert log[3].split()[2] == "OK" and log[4] == "alarm 730", log
+    assert served.tool.carrier is None and served.tool.state() == "IDLE"
+    alarms = await asyncio.to_thread(_alarms, tmp_path, db)
+    assert alarms.count("TANK LEVEL LOW") == 1, alarms
+    assert "TANK LEVEL LOW (also hit: KP-02)" in alarms, alarms
+    assert text.count("still in plater-1") == 2, text  # each rider held, saying why

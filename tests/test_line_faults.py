@@ -23,6 +23,7 @@ from test_lot_run import (
 
 from controller.line.controller import LINK_LOST_CODE
 from controller.line.events import EventKind, LineEvent
+from drivers.types import PlaterEvent
 from sequences.kinds.oven_exit import ExitWatch
 from sequences.recipes.validate import load_valid_recipe
 from sequences.wafer.runner import run_wafer
@@ -227,6 +228,67 @@ async def test_a_plater_silent_mid_batch_keeps_its_batch_record_open_for_its_own
     assert outcome.state == "complete", outcome
     (batch,) = controller.batches.batches(tool="plater-1")
     assert (batch.state, batch.status) == ("done", "OK"), batch
+
+
+async def test_an_alarm_between_a_batch_end_and_its_unload_holds_the_riders_until_it_is_out(
+    tmp_path: Path,
+) -> None:
+    """barrier-plater.md: UNLOAD only in DONE. The plater's tank runs low as its batch ends
+    (730 latched right after its DONE OK; topped up 600 tool seconds later). The carrier was
+    not unloaded (STATE? ALARM: nothing said) and the riders went on anyway, their batch
+    step promising that none moves on with the carrier in the tool; no alarm was recorded,
+    no CLEAR sent, and the carrier stayed in. Now the alarm is recorded once naming both
+    riders, the tool out of service; they are held until the alarm is cleared and the
+    carrier unloaded, then go on with their judged results: the lot completes, each wafer
+    plated once, nothing left in any tool."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", platers=1) as r:
+        wafers = r.new_lot("KEPT", 2, recipe_name="rebump-sncu-niau-snpb")
+        plater = r.model("plater-1")
+        topped_up: list[asyncio.Future[None]] = []
+        topped_at: list[float] = []
+
+        async def top_up() -> None:
+            await r.clock.sleep(600.0)
+            topped_at.append(r.clock.now())
+            plater.set_level(100.0, topped_at[0])
+
+        def tank_low_at_done(event: PlaterEvent) -> None:
+            if event.name == "DONE" and not topped_up:
+                now = r.clock.now()
+                plater.set_level(10.0, now)
+                plater.latch_alarm(730, now, "the tank drained as the batch ended")
+                topped_up.append(asyncio.ensure_future(top_up()))
+
+        r.tools["plater-1"].on_event(tank_low_at_done)
+        controller = r.controller()
+        alarms: list[LineEvent] = []
+        controller.events.listen(
+            lambda e: alarms.append(e) if e.kind is EventKind.ALARM_SET else None)
+        [outcome] = await run_lots(controller, ["KEPT"])
+        assert topped_up, "no batch ended"
+        await topped_up[0]
+        assert outcome.state == "complete", outcome
+        assert plater.batch is None and plater.state.value == "IDLE"  # the carrier is out
+        assert plater._batches_started == 1  # plated once
+        (event,) = [e for e in alarms if e.tool == "plater-1"]
+        assert (event.data["code"], event.data["wafers"]) == (730, wafers), event.data
+        (alarm,) = r.store.alarms(tool="plater-1")
+        assert alarm.code == 730 and alarm.cleared_at is not None, alarm
+        notes = [a.detail for a in r.store.audit_log() if a.action == "tool.note"]
+        unloaded = [n for n in notes if "carrier unloaded (alarm 730 cleared)" in n]
+        assert len(unloaded) == 1, notes
+        for wafer in wafers:
+            events = r.store.events(wafer)
+            plated = [e for e in events if e.step_kind == "barrier" and e.trigger == "judged_ok"]
+            assert len(plated) == 1, events
+            triggers = [e.trigger for e in events]
+            held = triggers.index("hold")
+            assert triggers[held - 1:held + 2] == ["judged_ok", "hold", "resume"], triggers
+            assert "still in plater-1: alarm 730 TANK LEVEL LOW" in events[held].why
+            assert "is out of plater-1" in events[held + 1].why
+            assert (events[held + 1].tool_time or 0.0) >= topped_at[0]
+            assert r.store.get_wafer(wafer).state == "complete"
+        await assert_line_empty(r)
 
 
 async def test_an_oven_silent_between_taking_the_wafer_and_its_load_loads_it_once_back(

@@ -64,6 +64,7 @@ async def test_typed_replies_and_errors() -> None:
         sent("RESULT? W02"), got("OK W02 3.050 0.0790"),
         sent("ALARM?"), got("OK 0 NONE"),
         sent("ALARM?"), got("OK 700 NI BATH TEMP OUT"),
+        sent("STATE?"), got("OK ALARM B0042 - 0"),
         sent("RECIPE 9 0.08 85 80"), got("ERR 03 RANGE"),
         sent("UNLOAD"), got("ERR 04 WRONG STATE"),
     ]
@@ -86,6 +87,29 @@ async def test_typed_replies_and_errors() -> None:
             await p.set_recipe(BarrierRecipe(9.0, 0.08, 85.0, 80.0))
         with pytest.raises(RefusedState):
             await p.unload()
+        assert s.wire.used_up
+
+
+async def test_a_warning_or_a_code_outside_the_alarm_state_is_no_latched_alarm() -> None:
+    """barrier-plater.md: ALARM? answers "OK <code> <text> or OK 0 NONE"; 741 NI MTO HIGH
+    is "warning only" ("not blocking"), and a blocking alarm puts the tool in ALARM (CLEAR
+    is allowed there only). A tool that names its warning in ALARM? (the spec does not
+    forbid it) was taken as in alarm: the line took it out of service, its CLEAR refused
+    04, until someone replenished. A warning is never latched (not even asked about
+    further); another code counts only while STATE? is ALARM."""
+    script = [
+        sent(IDN[0]), got(IDN[1]),
+        sent("ALARM?"), got("OK 741 NI MTO HIGH"),
+        sent("ALARM?"), got("OK 730 TANK LEVEL LOW"),
+        sent("STATE?"), got("OK DONE B7 - 0"),
+        sent("ALARM?"), got("OK 730 TANK LEVEL LOW"),
+        sent("STATE?"), got("OK ALARM B7 - 0"),
+    ]
+    async with scripted(script) as s:
+        assert await s.plater.alarm() is None
+        assert await s.plater.alarm() is None
+        alarm = await s.plater.alarm()
+        assert alarm is not None and (alarm.code, alarm.text) == (730, "TANK LEVEL LOW")
         assert s.wire.used_up
 
 

@@ -14,7 +14,7 @@ import pytest
 from drivers.clock import ManualClock
 from drivers.errors import RefusedNotReady, ToolAlarm
 from drivers.plater import BarrierPlater, recipe_matches
-from drivers.types import BarrierRecipe, PlaterState, PlaterStep, RunStatus
+from drivers.types import Alarm, BarrierRecipe, PlaterState, PlaterStep, RunStatus
 from sequences.kinds.barrier import BARRIER, PlaterView
 from sequences.kinds.base import Recovering, StepContext, TakeResult
 from sequences.kinds.batch import Batch
@@ -262,3 +262,48 @@ async def test_recovery_waiting_on_a_running_batch_takes_idle_as_its_end() -> No
     found = settled["W1"]
     assert isinstance(found, TakeResult) and found.unloaded  # IDLE: no carrier in the tool
     assert found.result.batch.status is RunStatus.ABORTED
+
+
+# --- the carrier after every rider is judged ------------------------------------------------------
+
+KEPT = [*START, sent("START"), got("OK"), got("!6 STATE RUNNING"), got("!7 DONE B1 OK"),
+        got("!8 STATE DONE"),
+        sent("RESULT?"), got("OK B1 OK 3.010 3.010 3.010 0.081 1"),
+        sent("RESULT? W1"), got("OK W1 3.010 0.0810"),
+        # the door opened after DONE (a tool may raise 400 in any state): UNLOAD would be 04
+        sent("STATE?"), got("!9 ALARM 400 DOOR OPEN"), got("OK ALARM B1 - 0"),
+        sent("ALARM?"), got("OK 400 DOOR OPEN"), sent("STATE?"), got("OK ALARM B1 - 0")]
+
+
+async def _plate_and_unload(script: list[tuple[str, str]], batch: Batch) -> object:
+    """W1 alone in ``batch``: ``execute``, then the kind's ``unload`` in the same task (as
+    the runner does); the exception either raised, else None."""
+    ctx = StepContext("W1", StoppedClock(), "r", MemoryJournal(), batch=batch)
+    async with scripted(script, clock=ManualClock()) as s:
+        try:
+            await BARRIER.execute(s.plater, STEP, ctx, None)  # type: ignore[arg-type]
+            await BARRIER.unload(s.plater, STEP)
+            outcome: object = None
+        except Exception as exc:  # the test looks at it
+            outcome = exc
+        assert s.wire.used_up
+    return outcome
+
+
+async def test_an_alarm_keeping_the_judged_carrier_in_is_told_to_the_line() -> None:
+    """barrier-plater.md: UNLOAD only in DONE. An alarm latched between the batch's DONE and
+    its UNLOAD: the carrier stays in. It was left there without a word and the riders went
+    on; now the line is told (``Batch.kept_inside``, once) and nothing more is sent."""
+    batch = Batch("B1", ["W1"], "plater-1")
+    told: list[Alarm] = []
+    batch.kept_inside = told.append
+    assert await _plate_and_unload(KEPT, batch) is None
+    assert told == [Alarm(400, "DOOR OPEN")]
+
+
+async def test_an_alarm_keeping_the_carrier_in_with_no_line_fails_the_rider() -> None:
+    """The same with no line behind the batch (``bumpline sequence run``): nobody will clear
+    it, so the rider fails with the alarm, saying the carrier is still in the tool."""
+    outcome = await _plate_and_unload(KEPT, Batch("B1", ["W1"], "plater-1"))
+    assert isinstance(outcome, ToolAlarm) and outcome.code == 400, outcome
+    assert "its carrier is still in the tool" in outcome.text, outcome.text

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolError
+from drivers.types import Alarm
 from sequences.kinds import kind_of
 from sequences.kinds.barrier import batch_id_for
 from sequences.kinds.batch import Batch
@@ -58,6 +59,8 @@ class Scheduler(Protocol):
     def link_lost(self, tool: ScheduledTool, wafers: list[ScheduledWafer],
                   exc: LinkError) -> None: ...
     async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None: ...
+    def carrier_kept(self, tool: ScheduledTool, batch: Batch, step: Any, number: int,
+                     wafers: list[ScheduledWafer], alarm: Alarm) -> None: ...
 
 MAX_WAIT_CYCLES = 2.0  # the longest a wafer waits for company, in cycle times
 
@@ -207,6 +210,9 @@ def start(sched: Scheduler, group: list[ScheduledWafer], tool: ScheduledTool) ->
     sched.report(ToolReport(tool.name, "batch_started", wafers=tuple(ids), data={
         "batch_id": batch.batch_id, "step": number, "step_kind": step.kind,
         "parameters": parameters}))
+    # An alarm that keeps the carrier in once every rider is judged: recorded, the tool
+    # out of service, the riders held until the carrier is out (controller/line/tool_alarms.py).
+    batch.kept_inside = lambda alarm: sched.carrier_kept(tool, batch, step, number, group, alarm)
     for wafer in group:
         wafer.running = True
     tool.take(sched.clock.now(), batch.batch_id)
@@ -218,7 +224,9 @@ async def run_batch(sched: Scheduler, group: list[ScheduledWafer], tool: Schedul
                     batch: Batch, number: int) -> None:
     """Every member's step ``number`` at once, meeting at the batch; the tool is free once
     the carrier is out. A batch an alarm ended has every rider awaiting disposition with
-    that alarm; the alarm is recorded once and cleared if its cause is gone.
+    that alarm; the alarm is recorded once and cleared if its cause is gone. An alarm
+    that latched after the batch ended keeps the carrier in: its judged riders are held
+    (``ToolAlarms.carrier_kept``) and go on once it is cleared and the carrier out.
 
     ``number`` is the step the members waited at when the batch was formed: one may be
     held or aborted before this task first runs (its member then takes no part)."""

@@ -37,8 +37,10 @@ from controller.line.tool_alarms import ToolAlarms, read_alarm
 from drivers.clock import Clock
 from drivers.errors import LinkError, ToolError
 from drivers.protocols import AnyTool
+from drivers.types import Alarm
 from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
 from sequences.kinds.base import SetupKey
+from sequences.kinds.batch import Batch
 from sequences.kinds.oven_exit import off_alarm, on_alarm, watch_of
 from sequences.recipes.recipe import Step
 from sequences.wafer.machine import Phase
@@ -219,6 +221,10 @@ class Scheduler:
         # blocks the exit for the next (alarm 530) with nobody left to take it off.
         if any((watch := watch_of(t.driver)) is not None and watch.watching_late
                for t in self.tools.values()):
+            return True
+        # A batch's carrier an alarm keeps in the tool: its riders, held, go on once the alarm
+        # is cleared (as a wafer waiting for a tool in alarm does) and the carrier is out.
+        if self.alarms.keeping:
             return True
         usable = {t.role for t in self.tools.values() if t.alarm != -1}
         return any(w.run.next_role in usable for w in self._waiting())
@@ -404,6 +410,10 @@ class Scheduler:
 
     async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         await self.alarms.tool_down(tool, wafer_id)
+
+    def carrier_kept(self, tool: ScheduledTool, batch: Batch, step: Step, number: int,
+                     wafers: list[ScheduledWafer], alarm: Alarm) -> None:
+        self.alarms.carrier_kept(tool, batch, step, number, wafers, alarm)
 
     async def _learn_setup(self, tool: ScheduledTool, wanted: list[ScheduledWafer]) -> None:
         """What the tool is set up for, from the tool; not while it changes over (a

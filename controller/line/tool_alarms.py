@@ -1,13 +1,15 @@
 """Tool alarms on the line: recorded once, the tool out of service, cleared when the cause is gone.
 
-A tool alarm is heard of three ways: a step that fails on it (``after_failure``), a
-step's interlock that finds it latched (``tool_down``: the wafer is held), and the
-oven's exit watcher finding it while wafers ride (``on_belt``). Each records it once
-(``ToolReport("alarm")``, naming every wafer it hit) and takes the tool out of service;
-``check``, from every scheduler pass, sends the tool's CLEAR until it is taken (the tool
-accepts it only once the cause is gone, so no interlock is bypassed) and then puts back
-what the alarm stopped: the failed wafer it kept inside comes out, the wafers it held go
-on, their interlocks checked again.
+A tool alarm is heard of four ways: a step that fails on it (``after_failure``), a
+step's interlock that finds it latched (``tool_down``: the wafer is held), the
+oven's exit watcher finding it while wafers ride (``on_belt``), and a batch tool that
+cannot hand its judged carrier out (``carrier_kept``: the riders are held). Each records
+it once (``ToolReport("alarm")``, naming every wafer it hit) and takes the tool out of
+service; ``check``, from every scheduler pass, sends the tool's CLEAR until it is taken
+(the tool accepts it only once the cause is gone, so no interlock is bypassed) and then
+puts back what the alarm stopped: the failed wafer it kept inside comes out, a kept
+carrier comes out and then its riders go on, the wafers it held go on, their interlocks
+checked again.
 
 A CLEAR and what follows it run beside the passes, one at a time per tool (a lock):
 a tool whose link is slow, its replies timing out and resent, must not hold up the
@@ -26,6 +28,7 @@ from drivers.clock import Clock
 from drivers.errors import ToolError
 from drivers.types import Alarm
 from sequences.kinds import kind_of
+from sequences.kinds.batch import Batch
 from sequences.recipes.recipe import Step
 from sequences.wafer.machine import Phase
 
@@ -61,6 +64,8 @@ class ToolAlarms:
         self._in_flight: set[asyncio.Task[object]] = set()
         self._held: dict[str, set[str]] = {}  # tool -> wafers its alarm held
         self._left_inside: dict[str, tuple[str, Step]] = {}  # tool -> failed wafer, its step
+        # tool -> a judged batch the alarm kept inside, its step, the riders held for it
+        self._kept: dict[str, tuple[Batch, Step, set[str]]] = {}
         self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
 
     def _note(self, tool: ScheduledTool, text: str) -> None:
@@ -98,6 +103,43 @@ class ToolAlarms:
         self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
                                 riding[0] if riding else None, wafers=tuple(riding)))
         self._wake()
+
+    def carrier_kept(self, tool: ScheduledTool, batch: Batch, step: Step, number: int,
+                     wafers: list[ScheduledWafer], alarm: Alarm) -> None:
+        """A batch's carrier an alarm keeps in the tool after every rider was judged (it
+        latched between the batch's end and its UNLOAD, which the plater allows in DONE
+        only). Recorded once, naming every wafer in the carrier; the tool out of service;
+        each rider judged good is held as its step ends (none goes on with the carrier
+        still inside; one judged bad goes to disposition as it would). Once ``check``'s
+        CLEAR is taken the carrier comes out and the held riders go on with their judged
+        results (``_clear``), as a failed wafer the alarm kept inside comes out."""
+        inside = [w for w in wafers if w.run.wafer_id in batch.riders]
+        ids = tuple(w.run.wafer_id for w in inside)
+        if tool.alarm != alarm.code:
+            tool.alarm = alarm.code
+            self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
+                                    ids[0] if ids else None, wafers=ids))
+        why = (f"the carrier of batch {batch.batch_id} is still in {tool.name}: alarm "
+               f"{alarm.code} {alarm.text} latched before its UNLOAD; it goes on once the "
+               "alarm is cleared and the carrier is out")
+        held = set()
+        for wafer in inside:
+            run = wafer.run
+            judgment = run.judgments.get(number)
+            where = run.machine.where
+            if (where.phase is Phase.JUDGING and where.step == number and judgment is not None
+                    and judgment.ok):
+                run.hold(why)  # as its step ends (it is judging)
+                held.add(run.wafer_id)
+        self._kept[tool.name] = (batch, step, held)
+        self._wake()
+
+    @property
+    def keeping(self) -> bool:
+        """Wafers are held for a carrier an alarm keeps in its tool (they go on once it is
+        cleared, so the run waits for it)."""
+        return any(self.wafers[w].run.phase is Phase.HELD
+                   for _, _, held in self._kept.values() for w in held if w in self.wafers)
 
     async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
@@ -176,6 +218,9 @@ class ToolAlarms:
             wafer_id, step = left
             for note in await kind_of(step).abort(tool.driver, step, wafer_id):
                 self._note(tool, f"{wafer_id}: {note} (alarm {cleared} cleared)")
+        kept = self._kept.pop(tool.name, None)
+        if kept is not None:  # a judged carrier: out, then its riders go on
+            await self._carrier_out(tool, cleared, *kept)
         # Back in service only now: a pass in the meantime must not give it a wafer.
         tool.alarm = 0
         for wafer_id in sorted(self._held.pop(tool.name, set())):
@@ -185,6 +230,28 @@ class ToolAlarms:
                     f"{tool.name} back in service (alarm {cleared} cleared); "
                     "interlocks are checked again before the step"
                 )
+
+    async def _carrier_out(self, tool: ScheduledTool, cleared: int, batch: Batch, step: Step,
+                           held: set[str]) -> None:
+        """The alarm that kept a judged carrier in is cleared: the carrier out (the kind's
+        ``close_batch``), and only once the tool says so do its held riders go on. If it
+        does not come out (refused, or another alarm latched since) they stay held, the
+        reason told, for a person."""
+        try:
+            out = await kind_of(step).close_batch(tool.driver, batch)
+            why = "" if out else f"{tool.name} still holds it"
+        except ToolError as exc:
+            out, why = False, exc.detail
+        if not out:
+            self._note(tool, f"batch {batch.batch_id}: carrier not unloaded after alarm "
+                       f"{cleared} was cleared ({why}); its wafers stay held for a person")
+            return
+        self._note(tool, f"batch {batch.batch_id}: carrier unloaded (alarm {cleared} cleared)")
+        for wafer_id in sorted(held):
+            wafer = self.wafers.get(wafer_id)
+            if wafer is not None and wafer.run.phase is Phase.HELD:
+                wafer.run.resume(f"the carrier of batch {batch.batch_id} is out of {tool.name} "
+                                 f"(alarm {cleared} cleared): it goes on with its judged result")
 
     async def _reset_at_the_tool(self, tool: ScheduledTool, refused: ToolError) -> bool:
         """Our CLEAR was refused: the cause is still there, or no alarm is latched any more

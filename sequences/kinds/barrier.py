@@ -17,7 +17,10 @@ the tool checks the life only before START and would plate the batch as its pH
 leaves the range.
 
 A batch an alarm ended (700/710 bath out of band, 900 emergency stop) fails
-every member's step with that alarm: they go to disposition together. After a
+every member's step with that alarm: they go to disposition together. An alarm
+that latches after the batch ended and before its UNLOAD (allowed in DONE only)
+keeps the carrier in the tool: the riders, already judged, do not go on until the
+line has cleared it and taken the carrier out (``_out_once_judged``). After a
 controller stop, recovery asks the plater (``STATE?``, ``RESULT?``, the events
 it missed) and never sends START for a batch the tool may already have run; a
 carrier of ours that ``STATE?`` shows LOADED was never started, and is started.
@@ -324,13 +327,34 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
         if batch is None or wafer_id is None:
             await _unload_if_done(driver)
             return
-        await batch.judged(wafer_id, lambda: self.close_batch(driver, batch))
+        await batch.judged(wafer_id, lambda: self._out_once_judged(driver, batch))
 
-    async def close_batch(self, driver: Any, batch: Any) -> None:
-        """The carrier out once the batch is over (DONE: UNLOAD; anything else: nothing)."""
+    async def close_batch(self, driver: Any, batch: Any) -> bool:
+        """The carrier out once the batch is over (DONE: UNLOAD); True once it is out (IDLE:
+        nothing inside). Anything else (ALARM: UNLOAD is allowed in DONE only): False."""
         if self._open.get(driver.name) is batch:
             del self._open[driver.name]
-        await _unload_if_done(driver)
+        return await _take_out(driver) is PlaterState.IDLE
+
+    async def _out_once_judged(self, driver: Any, batch: Batch) -> None:
+        """Every rider is judged: the carrier out. An alarm can latch after the batch's DONE
+        and before its UNLOAD (the door, the tank level, an emergency stop; UNLOAD only in
+        DONE): the carrier stays in, and no rider may go on as if it were out. The line is
+        told (``batch.kept_inside``: the alarm recorded with the riders, the tool out of
+        service, the riders held until it is cleared and the carrier out). A batch with no
+        line behind it (a step run on its own) fails its riders with the alarm."""
+        if await self.close_batch(driver, batch):
+            return
+        alarm = await driver.alarm()
+        if alarm is None and await self.close_batch(driver, batch):
+            return  # cleared meanwhile: out now
+        if alarm is None:
+            raise ToolError(driver.name, f"the carrier of batch {batch.batch_id} was not "
+                            f"unloaded: the plater is {await driver.state()}")
+        if batch.kept_inside is None:
+            raise ToolAlarm(driver.name, alarm.code, f"{alarm.text} (latched after batch "
+                            f"{batch.batch_id} ended: its carrier is still in the tool)")
+        batch.kept_inside(alarm)
 
     async def abort(self, driver: Any, step: BarrierStep, wafer_id: str) -> list[str]:
         """A failed member leaves its batch; the last one out takes the carrier out."""
@@ -566,6 +590,15 @@ async def _unload_if_done(driver: Any) -> bool:
         await driver.unload()
         return True
     return False
+
+
+async def _take_out(driver: Any) -> PlaterState:
+    """UNLOAD if the plater is DONE; the state it is left in (IDLE: no carrier inside)."""
+    state: PlaterState = (await driver.status()).state
+    if state is PlaterState.DONE:
+        await driver.unload()
+        return PlaterState.IDLE
+    return state
 
 
 BARRIER = Barrier()

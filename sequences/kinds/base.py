@@ -319,8 +319,10 @@ class StepKind(ABC, Generic[S, D, St, R]):
     async def unload(self, driver: D, step: S) -> None:
         """Hand the wafer out after judging."""
 
-    async def close_batch(self, driver: D, batch: Batch) -> None:
-        """A batch kind: the batch is over for every member (the carrier goes out)."""
+    async def close_batch(self, driver: D, batch: Batch) -> bool:
+        """A batch kind: the batch is over for every member (the carrier goes out). False:
+        the tool still holds the carrier (an alarm latched: it can go out once cleared)."""
+        return True
 
     async def abort(self, driver: D, step: S, wafer_id: str) -> list[str]:
         """Stop the tool's work on the wafer and hand it out; what was done (never raises)."""

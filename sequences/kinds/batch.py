@@ -13,7 +13,9 @@ handed to each through ``StepContext``. The batch is the meeting point:
   the others; every member awaits its outcome (an alarm reaches all of them);
 * each member then takes its own result and is judged on its own;
 * the carrier goes out once, after every member is judged or has left
-  (``judged``), so no wafer's result is asked after UNLOAD.
+  (``judged``), so no wafer's result is asked after UNLOAD; if the tool cannot
+  hand it out then (an alarm latched after the batch ended), the line is told
+  (``kept_inside``) and its riders wait until it is out.
 
 Pure asyncio; what the tool work is belongs to the kind (``sequences.kinds.barrier``).
 """
@@ -23,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sequences.errors import SequenceError
+
+if TYPE_CHECKING:
+    from drivers.types import Alarm
 
 Work = Callable[["Batch"], Awaitable[Any]]
 
@@ -51,6 +56,11 @@ class Batch:
         self._all_out = asyncio.Event()
         self._work: asyncio.Future[Any] | None = None
         self._unload: asyncio.Future[Any] | None = None
+        # The line's word for an alarm that keeps the carrier in the tool once every rider
+        # is judged (set by controller/line/batching.py): it records the alarm, takes the
+        # tool out of service and holds the riders until the carrier is out. None (a step
+        # run on its own, no line): the riders fail with the alarm.
+        self.kept_inside: Callable[[Alarm], None] | None = None
 
     def __repr__(self) -> str:
         return f"Batch({self.batch_id}, {len(self.members)} wafers)"

@@ -33,7 +33,11 @@ new ones to the host. Strict choices where the spec is silent (docs/protocols.md
 * two wafers of one carrier with the same id: ``ERR 03`` (``RESULT? <wafer>`` could not
   tell them apart);
 * CLEAR while the cause is present: ``ERR 06``; 720 (pH) and 740 (bath life) go only
-  with REPLENISH, which is allowed in ALARM 720 as well (its remedy says so).
+  with REPLENISH, which is allowed in ALARM 720 as well (its remedy says so);
+* ``ALARM?`` names only a latched alarm (``OK 0 NONE`` otherwise). The spec also allows a
+  tool that names its standing warning there (``OK <code> <text>``, and 741 is in its
+  alarm table): ``warning_in_alarm=True`` answers ``OK 741 NI MTO HIGH`` from 5.5 MTO
+  on while no alarm is latched (the state stays what it was: the warning does not block).
 
 Causes (``faults``: plans of ``tests/independent/faults.py``; ``WHEN`` one of ``t``,
 ``load``, ``start``, ``plate`` (NI_PLATE starts), ``gold`` (AU_IMMERSION starts),
@@ -149,8 +153,9 @@ class Result:
 class Plater:
     def __init__(self, *, first_seq: int = 1000, mto: float = 0.0,
                  faults: list[str | Fault] | None = None, done_at: str = "clear",
-                 serial: str = "IND-0025") -> None:
+                 serial: str = "IND-0025", warning_in_alarm: bool = False) -> None:
         self.now = 0.0
+        self.warning_in_alarm = warning_in_alarm
         self.faults = [parse(f, FAULTS) if isinstance(f, str) else f for f in faults or []]
         self.happenings = Events(self.faults)
         self.done_at = done_at
@@ -556,6 +561,10 @@ class Plater:
         return [*replay, f"OK {len(replay)}"]
 
     def cmd_alarm(self) -> list[str]:
-        return [f"OK {self.alarm} {ALARMS[self.alarm]}" if self.alarm else "OK 0 NONE"]
+        if self.alarm:
+            return [f"OK {self.alarm} {ALARMS[self.alarm]}"]
+        if self.warning_in_alarm and self.warned:
+            return [f"OK 741 {ALARMS[741]}"]
+        return ["OK 0 NONE"]
 
 

@@ -247,7 +247,8 @@ async def _main(args: argparse.Namespace) -> str:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tool = Plater(mto=args.mto, faults=args.fault, done_at=args.done_at)
+    tool = Plater(mto=args.mto, faults=args.fault, done_at=args.done_at,
+                  warning_in_alarm=args.warning_in_alarm)
     async with serve(args.speed, tool=tool, port=args.port,
                      event_order=args.event_order) as served:
         print(json.dumps({"plater_port": served.port}), flush=True)
@@ -264,6 +265,9 @@ def main() -> None:
     parser.add_argument("--mto", type=float, default=0.0, help="the nickel bath's age at start")
     parser.add_argument("--done-at", choices=("clear", "alarm"), default="clear",
                         help="when a batch an alarm ended pushes its DONE")
+    parser.add_argument("--warning-in-alarm", action="store_true",
+                        help="ALARM? names the 741 warning (from 5.5 MTO) while no alarm is "
+                        "latched")
     parser.add_argument("--event-order", choices=("before", "after", "alternate"),
                         default="alternate", help="a command's events against its reply")
     parser.add_argument("--fault", action="append", default=[],
