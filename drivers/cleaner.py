@@ -148,6 +148,7 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         # DONE read (values, tool time, writes then) and what it stands for after UNLOAD.
         self._writes = 0
         self._wash_sp: float | None = None
+        self._edge_mode: CleanMode | None = None  # the mode of a START refused at the band's edge
         self._done_read: tuple[dict[str, Any], float, int] | None = None
         self._unloaded: tuple[dict[str, Any], float, int] | None = None
         # The inputs read in the cycle's last moments (values, tool time, writes then), and
@@ -414,21 +415,15 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         """Wash (FC-2 strip: strip), rinse, dry (LOADED, its tank at temperature). Refused
         with the tank's reading at the edge of START's band (the tool's finer value
         outside it): sent again once the tank is one reading step inside."""
+        self._edge_mode = None
         try:
             await self._command("START", done=(*CYCLE_STATES, CleanerState.DONE))
-        except DeviceBusy:
-            status = await self.status()
-            if status.state is not CleanerState.LOADED:
+        except DeviceBusy as exc:
+            mode = self._edge_mode  # what the refusal's explanation found
+            if mode is None:
                 raise
-            mode = status.mode_active or CleanMode.FLUX_CLEAN
-            sp_name, _, _ = _TANKS[mode]
-            reading = status.strip_temp_c if sp_name == "STRIP_TEMP_SP" else status.wash_temp_c
-            setpoint = await self.regs.read(sp_name)
-            if reading is None or _well_inside(reading, setpoint) or abs(
-                    reading - setpoint) > START_BAND_C + 1e-6:
-                raise
-            log.info("%s: START refused at the edge of the band (%s °C vs %s °C): waiting "
-                     "for the tank to move one step in", self.name, reading, setpoint)
+            log.info("%s: %s: waiting for the tank to move one reading step in", self.name,
+                     exc.detail)
             await self.wait_bath_ready(EDGE_WAIT_S, mode)
             await self._command("START", done=(*CYCLE_STATES, CleanerState.DONE))
 
@@ -496,7 +491,10 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
             setpoint = await self.regs.read(sp_name)
             why += f", {tank} {reading} °C vs setpoint {setpoint} °C"
             if reading is not None and _well_inside(reading, setpoint):
-                why += UNEXPLAINED  # (at the band's edge: ``start`` waits it out)
+                why += UNEXPLAINED
+            elif reading is not None and abs(reading - setpoint) <= START_BAND_C + 1e-6:
+                why += ", at the band's edge"  # ``start`` waits until it is inside
+                self._edge_mode = s.mode_active or CleanMode.FLUX_CLEAN
         return why
 
 
