@@ -334,7 +334,11 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
         nothing inside). Anything else (ALARM: UNLOAD is allowed in DONE only): False."""
         if self._open.get(driver.name) is batch:
             del self._open[driver.name]
-        return await _take_out(driver) is PlaterState.IDLE
+        state = (await driver.status()).state
+        if state is PlaterState.DONE:
+            await driver.unload()
+            return True
+        return bool(state is PlaterState.IDLE)
 
     async def _out_once_judged(self, driver: Any, batch: Batch) -> None:
         """Every rider is judged: the carrier out. An alarm can latch after the batch's DONE
@@ -590,15 +594,6 @@ async def _unload_if_done(driver: Any) -> bool:
         await driver.unload()
         return True
     return False
-
-
-async def _take_out(driver: Any) -> PlaterState:
-    """UNLOAD if the plater is DONE; the state it is left in (IDLE: no carrier inside)."""
-    state: PlaterState = (await driver.status()).state
-    if state is PlaterState.DONE:
-        await driver.unload()
-        return PlaterState.IDLE
-    return state
 
 
 BARRIER = Barrier()
