@@ -346,6 +346,7 @@ async def test_a_clear_on_a_slow_link_does_not_hold_up_the_line() -> None:
     tool = scheduler.tools["printer-1"]
     tool.alarm = 400
     scheduler.alarms.check()  # returns at once: the pass goes on to dispatch
+    scheduler.alarms.check()  # the next pass, before that CLEAR has started: not a second
     await asyncio.wait_for(printer.sent.wait(), 10)  # a bound on a failure, not a pace
     for _ in range(100):  # passes while the reply is awaited: no second CLEAR, not in service
         clock.advance(IDLE_WAKE_S)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
@@ -61,7 +62,7 @@ class ToolAlarms:
         self._wake = wake
         self._spawn = spawn  # the scheduler's: a stop waits for what it runs
         self._clearing: dict[str, asyncio.Lock] = {}  # tool -> held while its CLEAR runs
-        self._in_flight: set[asyncio.Task[object]] = set()
+        self._clears: dict[str, asyncio.Task[object]] = {}  # tool -> the one check started
         self._held: dict[str, set[str]] = {}  # tool -> wafers its alarm held
         self._left_inside: dict[str, tuple[str, Step]] = {}  # tool -> failed wafer, its step
         # tool -> a judged batch the alarm kept inside, its step, the riders held for it
@@ -179,19 +180,17 @@ class ToolAlarms:
         for tool in self.tools.values():
             if tool.alarm > 0 and not tool.lost and (
                     not tool.busy or tool.riding - {tool.holder}) and (
-                    now - tool.clear_tried_at >= CLEAR_RETRY_S) and not self._locked(tool):
-                task = self._spawn(self._try_clear(tool))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+                    now - tool.clear_tried_at >= CLEAR_RETRY_S) and tool.name not in self._clears:
+                task = self._clears[tool.name] = self._spawn(self._try_clear(tool))
+                task.add_done_callback(partial(self._clear_ended, tool.name))
+
+    def _clear_ended(self, name: str, _task: asyncio.Task[object]) -> None:
+        self._clears.pop(name, None)
 
     async def clears_done(self) -> None:
         """Wait for the CLEARs ``check`` started (and what follows them) to end."""
-        while self._in_flight:
-            await asyncio.wait(set(self._in_flight))
-
-    def _locked(self, tool: ScheduledTool) -> bool:
-        lock = self._clearing.get(tool.name)
-        return lock is not None and lock.locked()
+        while self._clears:
+            await asyncio.wait(set(self._clears.values()))
 
     async def _try_clear(self, tool: ScheduledTool) -> None:
         """CLEAR the tool's alarm and put back what it stopped; one at a time per tool (a
