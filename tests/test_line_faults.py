@@ -404,3 +404,43 @@ async def test_half_the_printer_replies_lost_does_not_stop_the_lot(tmp_path: Pat
         assert lost, "no command went unanswered four times: the test exercised nothing"
         assert len(recorded) == len(lost)  # every silence an alarm, every alarm cleared
         assert all(a.cleared_at is not None for a in recorded)
+
+
+async def test_chemistry_spent_by_a_clean_that_ends_is_recorded_and_the_wafer_brought_out(
+        tmp_path: Path) -> None:
+    """flux-cleaner.md: "Chemistry lasts 500 cycles; then 640 until replenished", read as a
+    cleaner that latches 640 as the 500th cycle ends (the wafer cleaned, in the chamber,
+    UNLOAD refused in ALARM). That wafer goes to an engineer with the alarm; the alarm is
+    recorded once and cleared once a person has replenished; the wafer is taken out of
+    the chamber then, the cleaner's result for it noted for the engineer (it was cleaned:
+    before, only "wafer unloaded"), and the lot's other wafers go on."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        wafers = r.new_lot("CH1", 2)
+        cleaner = r.model("cleaner-1")
+        cleaner.chemistry_alarm_at = "end"
+        cleaner._chemistry_cycles = 499  # the first clean is the chemistry's 500th
+        controller = r.controller()
+        replenished: list[asyncio.Future[None]] = []
+
+        async def person() -> None:
+            await r.clock.sleep(300.0)
+            cleaner.replenish_chemistry(r.clock.now())
+
+        def on_event(event: LineEvent) -> None:
+            if (event.kind is EventKind.ALARM_SET and event.data.get("code") == 640
+                    and not replenished):
+                replenished.append(asyncio.ensure_future(person()))
+
+        controller.events.listen(on_event)
+        await run_lots(controller, ["CH1"])
+        assert replenished, "no 640"
+        await replenished[0]
+        states = {w: r.store.get_wafer(w).state for w in wafers}
+        assert sorted(states.values()) == ["awaiting_disposition", "complete"], states
+        (failed,) = [w for w, s in states.items() if s == "awaiting_disposition"]
+        assert "640" in r.store.events(failed)[-1].why, r.store.events(failed)[-1].why
+        (alarm,) = [a for a in r.store.alarms(tool="cleaner-1") if a.code == 640]
+        assert alarm.cleared_at is not None and alarm.wafer_id == failed
+        notes = [a.detail for a in r.store.audit_log() if a.action == "tool.note"]
+        assert any(n.startswith(f"{failed}: its result: OK, ionic residue") for n in notes), notes
+        await assert_line_empty(r)

@@ -174,7 +174,9 @@ async def test_an_abort_refused_while_stripping_waits_for_done_and_unloads() -> 
         sent = requests_of(cleaner)
         notes = await RESIST_STRIP.abort(cleaner, step, "LOT42-07")
         assert notes == ["ABORT refused while STRIPPING: waiting for the cycle's end",
-                         "wafer unloaded"]
+                         notes[1], "wafer unloaded"]
+        assert notes[1].startswith("its result: OK, ") and notes[1].endswith(
+            "mask residue 0 %"), notes
         # refused for the state, as the spec's table says: not sent again
         assert sent.count("write_register 5 = 5 unit 2") == 1
         cleaner.link.trace = None
@@ -193,7 +195,9 @@ async def test_an_abort_taken_while_stripping_unloads_the_aborted_wafer() -> Non
         await cleaner.start()
         assert await cleaner.state() is CleanerState.STRIPPING
         notes = await RESIST_STRIP.abort(cleaner, step, "LOT42-08")
-        assert notes == ["ABORT sent", "wafer unloaded"]
+        assert notes == ["ABORT sent", notes[1], "wafer unloaded"]
+        assert notes[1].startswith("its result: ABORTED, ionic residue "), notes
+        assert ", mask residue " in notes[1], notes  # what the aborted strip left
         status = await cleaner.status()
         assert not status.wafer_present
         assert (await cleaner.result()).status is CleanStatus.ABORTED

@@ -183,6 +183,14 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
                 notes += await self._out_of_loaded(driver, wafer_id)
                 status = await driver.status()
             if status.state is CleanerState.DONE:
+                # What the cleaner says of it goes with it, for the engineer who decides (a
+                # cycle an alarm stopped only as it ended, 640, may have cleaned it).
+                result = await driver.result()
+                if result.wafer_id == wafer_id:
+                    mask = result.mask_residue_pct
+                    notes.append(f"its result: {result.status.name}, ionic residue "
+                                 f"{result.ionic_ug_cm2:g} µg/cm²" + (
+                                     "" if mask is None else f", mask residue {mask:g} %"))
                 await driver.unload()
                 notes.append("wafer unloaded")
         except ToolError as exc:
