@@ -291,6 +291,41 @@ async def test_an_alarm_between_a_batch_end_and_its_unload_holds_the_riders_unti
         await assert_line_empty(r)
 
 
+async def test_a_rider_a_person_held_stays_held_when_the_kept_carrier_comes_out(
+    tmp_path: Path,
+) -> None:
+    """As above, and an operator asks to hold one rider while the batch runs. Holding the
+    riders for the kept carrier replaced the person's hold, and the carrier's coming out
+    then resumed that wafer too. Now the person's hold stands: only the other goes on."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", platers=1) as r:
+        first, second = r.new_lot("KEPT2", 2, recipe_name="rebump-sncu-niau-snpb")
+        plater = r.model("plater-1")
+        controller = r.controller()
+        topped_up: list[asyncio.Future[None]] = []
+
+        async def top_up() -> None:
+            await r.clock.sleep(600.0)
+            plater.set_level(100.0, r.clock.now())
+
+        def tank_low_at_done(event: PlaterEvent) -> None:
+            if event.name == "DONE" and not topped_up:
+                controller.scheduler.wafers[first].run.hold("operator: look at it first")
+                now = r.clock.now()
+                plater.set_level(10.0, now)
+                plater.latch_alarm(730, now, "the tank drained as the batch ended")
+                topped_up.append(asyncio.ensure_future(top_up()))
+
+        r.tools["plater-1"].on_event(tank_low_at_done)
+        await run_lots(controller, ["KEPT2"])
+        assert topped_up, "no batch ended"
+        await topped_up[0]
+        assert plater.batch is None  # the carrier is out
+        assert r.store.get_wafer(second).state == "complete"
+        held = r.store.get_wafer(first)
+        assert held.state == "held", held
+        assert r.store.events(first)[-1].why == "operator: look at it first"
+
+
 async def test_an_oven_silent_between_taking_the_wafer_and_its_load_loads_it_once_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

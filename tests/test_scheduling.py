@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
@@ -19,9 +20,10 @@ from drivers.clock import ManualClock, ScaledClock
 from drivers.errors import ToolError
 from drivers.line_config import parse_line_config
 from drivers.tools import open_line
-from drivers.types import Alarm, PrinterState, PrinterStatus
+from drivers.types import Alarm, PlaterState, PrinterState, PrinterStatus
+from sequences.kinds.batch import Batch
 from sequences.kinds.reflow import cold_start_s
-from sequences.recipes.recipe import find_recipe
+from sequences.recipes.recipe import BarrierStep, find_recipe
 from sequences.recipes.validate import load_valid_recipe
 from sequences.wafer.runner import WaferRun
 from sim.line import SimulatedLine
@@ -356,6 +358,65 @@ async def test_a_clear_on_a_slow_link_does_not_hold_up_the_line() -> None:
     await scheduler.alarms.clears_done()
     assert printer.sends == printer.clears == 1 and tool.alarm == 0
     assert [r.what for r in reports.seen if r.what != "note"] == ["alarm_cleared"]
+
+
+class RelatchingPlater:
+    """A plater in memory whose door alarm (400) keeps a batch's carrier in: our CLEAR is
+    taken, and the tank level alarm (730) latches at once, until the tank is topped up."""
+
+    name = "plater-1"
+
+    def __init__(self) -> None:
+        self.latched: Alarm | None = Alarm(400, "DOOR OPEN")
+        self.tank_low = True
+        self.sent: list[str] = []
+
+    @property
+    def state(self) -> PlaterState:
+        return PlaterState.ALARM if self.latched else PlaterState.DONE
+
+    async def status(self) -> SimpleNamespace:
+        return SimpleNamespace(state=self.state)
+
+    async def alarm(self) -> Alarm | None:
+        return self.latched
+
+    async def clear_alarm(self) -> None:
+        self.sent.append("CLEAR")
+        if self.latched and self.latched.code == 730 and self.tank_low:
+            raise ToolError(self.name, "CLEAR refused: ERR 04 cause present")
+        self.latched = Alarm(730, "TANK LEVEL LOW") if self.tank_low else None
+
+    async def unload(self) -> None:
+        assert self.state is PlaterState.DONE
+        self.sent.append("UNLOAD")
+
+
+async def test_an_alarm_latched_again_as_a_kept_carrier_comes_out_keeps_the_tool_down() -> None:
+    """The alarm that kept a batch's carrier in the plater was cleared, and another latched
+    before the carrier's UNLOAD: the tool was put back in service anyway, that alarm never
+    reported nor cleared, the carrier left inside for a person. Now the tool stays out of
+    service for the new alarm, and the carrier comes out once that one is cleared too."""
+    clock = ManualClock()
+    plater = RelatchingPlater()
+    reports = Reports()
+    scheduler = Scheduler({"plater-1": ("plater", plater)}, clock, line=reports)
+    tool = scheduler.tools["plater-1"]
+    step = next(s for s in find_recipe("rebump-sncu-niau-snpb").steps
+                if isinstance(s, BarrierStep))
+    scheduler.alarms.carrier_kept(tool, Batch("B1", ["W1"], "plater-1"), step, 4, [],
+                                  Alarm(400, "DOOR OPEN"))
+    scheduler.alarms.check()
+    await scheduler.alarms.clears_done()
+    assert tool.alarm == 730 and plater.sent == ["CLEAR"]
+    plater.tank_low = False  # topped up
+    clock.advance(CLEAR_RETRY_S)
+    scheduler.alarms.check()
+    await scheduler.alarms.clears_done()
+    assert tool.alarm == 0 and plater.sent == ["CLEAR", "CLEAR", "UNLOAD"]
+    said = [(r.what, r.code) for r in reports.seen if r.what != "note"]
+    assert said == [("alarm", 400), ("alarm_cleared", 400), ("alarm", 730),
+                    ("alarm_cleared", 730)], said
 
 
 async def _run_lots(db_url: str, layout: dict[str, int], cleaners: list[str],

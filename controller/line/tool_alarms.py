@@ -29,6 +29,7 @@ from drivers.clock import Clock
 from drivers.errors import ToolError
 from drivers.types import Alarm
 from sequences.kinds import kind_of
+from sequences.kinds.base import ABORT_UNFINISHED
 from sequences.kinds.batch import Batch
 from sequences.recipes.recipe import Step
 from sequences.wafer.machine import Phase
@@ -129,7 +130,7 @@ class ToolAlarms:
             judgment = run.judgments.get(number)
             where = run.machine.where
             if (where.phase is Phase.JUDGING and where.step == number and judgment is not None
-                    and judgment.ok):
+                    and judgment.ok and not run.hold_requested):  # a person's hold stands
                 run.hold(why)  # as its step ends (it is judging)
                 held.add(run.wafer_id)
         self._kept[tool.name] = (batch, step, held)
@@ -213,13 +214,32 @@ class ToolAlarms:
         self._note(tool, f"alarm {cleared} cleared ({how})")
         self._report(ToolReport(tool.name, "alarm_cleared", code=cleared))
         left = self._left_inside.pop(tool.name, None)
+        left_out = True
         if left is not None:  # the failed wafer the alarm kept inside comes out first
             wafer_id, step = left
-            for note in await kind_of(step).abort(tool.driver, step, wafer_id):
+            notes = await kind_of(step).abort(tool.driver, step, wafer_id)
+            for note in notes:
                 self._note(tool, f"{wafer_id}: {note} (alarm {cleared} cleared)")
+            left_out = not any(n.startswith(ABORT_UNFINISHED) for n in notes)
         kept = self._kept.pop(tool.name, None)
-        if kept is not None:  # a judged carrier: out, then its riders go on
-            await self._carrier_out(tool, cleared, *kept)
+        # A judged carrier: out, then its riders go on.
+        carrier_out = kept is None or await self._carrier_out(tool, cleared, *kept)
+        if not (left_out and carrier_out):
+            again = await read_alarm(tool)
+            if again is not None:
+                # Latched again while we took things out: out of service for that alarm,
+                # and what is still inside is taken out once it too is cleared.
+                if left is not None and not left_out:
+                    self._left_inside[tool.name] = left
+                if kept is not None and not carrier_out:
+                    self._kept[tool.name] = kept
+                tool.alarm, tool.clear_tried_at = again.code, self.clock.now()
+                self._report(ToolReport(tool.name, "alarm", again.text, again.code))
+                return
+            if kept is not None and not carrier_out:
+                self._note(tool, f"batch {kept[0].batch_id}: carrier not unloaded after alarm "
+                           f"{cleared} was cleared ({tool.name} still holds it); its wafers "
+                           "stay held for a person")
         # Back in service only now: a pass in the meantime must not give it a wafer.
         tool.alarm = 0
         for wafer_id in sorted(self._held.pop(tool.name, set())):
@@ -231,26 +251,27 @@ class ToolAlarms:
                 )
 
     async def _carrier_out(self, tool: ScheduledTool, cleared: int, batch: Batch, step: Step,
-                           held: set[str]) -> None:
+                           held: set[str]) -> bool:
         """The alarm that kept a judged carrier in is cleared: the carrier out (the kind's
-        ``close_batch``), and only once the tool says so do its held riders go on. If it
-        does not come out (refused, or another alarm latched since) they stay held, the
-        reason told, for a person."""
+        ``close_batch``), and only once the tool says so do its held riders go on. False
+        when it did not come out (another alarm latched since, say: ``_clear`` decides)."""
         try:
             out = await kind_of(step).close_batch(tool.driver, batch)
-            why = "" if out else f"{tool.name} still holds it"
         except ToolError as exc:
-            out, why = False, exc.detail
+            self._note(tool, f"batch {batch.batch_id}: carrier not unloaded: {exc.detail}")
+            out = False
         if not out:
-            self._note(tool, f"batch {batch.batch_id}: carrier not unloaded after alarm "
-                       f"{cleared} was cleared ({why}); its wafers stay held for a person")
-            return
+            return False
         self._note(tool, f"batch {batch.batch_id}: carrier unloaded (alarm {cleared} cleared)")
         for wafer_id in sorted(held):
             wafer = self.wafers.get(wafer_id)
-            if wafer is not None and wafer.run.phase is Phase.HELD:
+            # Held for the carrier, not by a person who asked for a hold since (theirs).
+            if wafer is not None and wafer.run.phase is Phase.HELD and (
+                    wafer.run.machine.hold_reason.startswith(
+                        f"the carrier of batch {batch.batch_id} ")):
                 wafer.run.resume(f"the carrier of batch {batch.batch_id} is out of {tool.name} "
                                  f"(alarm {cleared} cleared): it goes on with its judged result")
+        return True
 
     async def _reset_at_the_tool(self, tool: ScheduledTool, refused: ToolError) -> bool:
         """Our CLEAR was refused: the cause is still there, or no alarm is latched any more

@@ -71,6 +71,10 @@ async def when_in(driver: Tool[Any], state: Enum, timeout_s: float,
     return await command()
 
 
+# How a kind's ``abort`` notes that the wafer is still in the tool (it never raises).
+ABORT_UNFINISHED = "could not finish the abort"
+
+
 def timeout_for(nominal_s: float) -> float:
     """A generous timeout for an operation the spec says takes ``nominal_s``."""
     return nominal_s * 2.0 + 60.0

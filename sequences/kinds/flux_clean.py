@@ -26,6 +26,7 @@ from drivers.types import (
     StripRecipe,
 )
 from sequences.kinds.base import (
+    ABORT_UNFINISHED,
     NeverTaken,
     Note,
     Recovering,
@@ -185,17 +186,26 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
             if status.state is CleanerState.DONE:
                 # What the cleaner says of it goes with it, for the engineer who decides (a
                 # cycle an alarm stopped only as it ended, 640, may have cleaned it).
-                result = await driver.result()
-                if result.wafer_id == wafer_id:
-                    mask = result.mask_residue_pct
-                    notes.append(f"its result: {result.status.name}, ionic residue "
-                                 f"{result.ionic_ug_cm2:g} µg/cm²" + (
-                                     "" if mask is None else f", mask residue {mask:g} %"))
+                notes += await self._result_note(driver, wafer_id)
                 await driver.unload()
                 notes.append("wafer unloaded")
         except ToolError as exc:
-            notes.append(f"could not finish the abort: {exc}")
+            notes.append(f"{ABORT_UNFINISHED}: {exc}")
         return notes
+
+    @staticmethod
+    async def _result_note(driver: Cleaner, wafer_id: str) -> list[str]:
+        """What the cleaner says of the wafer it holds in DONE (none if it cannot say: the
+        wafer comes out all the same)."""
+        try:
+            result = await driver.result()
+        except ToolError as exc:
+            return [f"its result not read: {exc.detail}"]
+        if result.wafer_id != wafer_id:
+            return []
+        mask = result.mask_residue_pct
+        return [f"its result: {result.status.name}, ionic residue {result.ionic_ug_cm2:g} "
+                "µg/cm²" + ("" if mask is None else f", mask residue {mask:g} %")]
 
     async def _out_of_loaded(self, driver: Cleaner, wafer_id: str) -> list[str]:
         """Our failed wafer LOADED in the chamber: the cycle an alarm ended, where CLEAR put

@@ -18,6 +18,7 @@ from drivers.errors import InterlockActive, LinkError, ToolError, WrongState
 from drivers.protocols import Tool
 from drivers.types import PlacerState, PlacerStatus, PrinterState, PrinterStatus
 from sequences.kinds.base import (
+    ABORT_UNFINISHED,
     NeverTaken,
     Note,
     R,
@@ -225,7 +226,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
                 await driver.unload()
                 notes.append("wafer unloaded")
         except ToolError as exc:
-            notes.append(f"could not finish the abort: {exc}")
+            notes.append(f"{ABORT_UNFINISHED}: {exc}")
         return notes
 
     async def settle_hostlink(self, driver: H, step: S, wafer: Recovering,

@@ -196,6 +196,11 @@ class WaferRun:
         self._stop_work()  # stop waiting for the tool
         return event
 
+    @property
+    def hold_requested(self) -> bool:
+        """A hold asked for while a step runs, waiting for the step's end."""
+        return self._hold_after is not None
+
     def resume(self, why: str = "") -> WaferEvent:
         return self._fire("resume", why=why)
 
