@@ -213,33 +213,8 @@ class ToolAlarms:
         cleared = tool.alarm
         self._note(tool, f"alarm {cleared} cleared ({how})")
         self._report(ToolReport(tool.name, "alarm_cleared", code=cleared))
-        left = self._left_inside.pop(tool.name, None)
-        left_out = True
-        if left is not None:  # the failed wafer the alarm kept inside comes out first
-            wafer_id, step = left
-            notes = await kind_of(step).abort(tool.driver, step, wafer_id)
-            for note in notes:
-                self._note(tool, f"{wafer_id}: {note} (alarm {cleared} cleared)")
-            left_out = not any(n.startswith(ABORT_UNFINISHED) for n in notes)
-        kept = self._kept.pop(tool.name, None)
-        # A judged carrier: out, then its riders go on.
-        carrier_out = kept is None or await self._carrier_out(tool, cleared, *kept)
-        if not (left_out and carrier_out):
-            again = await read_alarm(tool)
-            if again is not None:
-                # Latched again while we took things out: out of service for that alarm,
-                # and what is still inside is taken out once it too is cleared.
-                if left is not None and not left_out:
-                    self._left_inside[tool.name] = left
-                if kept is not None and not carrier_out:
-                    self._kept[tool.name] = kept
-                tool.alarm, tool.clear_tried_at = again.code, self.clock.now()
-                self._report(ToolReport(tool.name, "alarm", again.text, again.code))
-                return
-            if kept is not None and not carrier_out:
-                self._note(tool, f"batch {kept[0].batch_id}: carrier not unloaded after alarm "
-                           f"{cleared} was cleared ({tool.name} still holds it); its wafers "
-                           "stay held for a person")
+        if not await self._taken_out(tool, cleared):
+            return
         # Back in service only now: a pass in the meantime must not give it a wafer.
         tool.alarm = 0
         for wafer_id in sorted(self._held.pop(tool.name, set())):
@@ -249,6 +224,38 @@ class ToolAlarms:
                     f"{tool.name} back in service (alarm {cleared} cleared); "
                     "interlocks are checked again before the step"
                 )
+
+    async def _taken_out(self, tool: ScheduledTool, cleared: int) -> bool:
+        """What the cleared alarm kept inside comes out: the failed wafer (its kind's abort),
+        a judged carrier (then its riders go on). False when an alarm latched again
+        meanwhile: the tool stays out of service for that one, and what is still inside
+        is taken out once it too is cleared."""
+        left = self._left_inside.pop(tool.name, None)
+        left_out = True
+        if left is not None:  # the failed wafer the alarm kept inside comes out first
+            wafer_id, step = left
+            notes = await kind_of(step).abort(tool.driver, step, wafer_id)
+            for note in notes:
+                self._note(tool, f"{wafer_id}: {note} (alarm {cleared} cleared)")
+            left_out = not any(n.startswith(ABORT_UNFINISHED) for n in notes)
+        kept = self._kept.pop(tool.name, None)
+        carrier_out = kept is None or await self._carrier_out(tool, cleared, *kept)
+        if left_out and carrier_out:
+            return True
+        again = await read_alarm(tool)
+        if again is not None:
+            if left is not None and not left_out:
+                self._left_inside[tool.name] = left
+            if kept is not None and not carrier_out:
+                self._kept[tool.name] = kept
+            tool.alarm, tool.clear_tried_at = again.code, self.clock.now()
+            self._report(ToolReport(tool.name, "alarm", again.text, again.code))
+            return False
+        if kept is not None and not carrier_out:
+            self._note(tool, f"batch {kept[0].batch_id}: carrier not unloaded after alarm "
+                       f"{cleared} was cleared ({tool.name} still holds it); its wafers stay "
+                       "held for a person")
+        return True
 
     async def _carrier_out(self, tool: ScheduledTool, cleared: int, batch: Batch, step: Step,
                            held: set[str]) -> bool:
