@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import open_tool
@@ -109,7 +110,8 @@ async def test_a_load_refused_by_an_open_door_is_sent_again_once_it_closes(
         tmp_path: Path) -> None:
     """hostlink.md's NAK 06 INTERLOCK, "nothing was changed": the step failed at once, and
     a wafer the printer never took went to an engineer. Now the command is sent again every
-    few seconds while the interlock lasts (up to five minutes)."""
+    few seconds while the interlock lasts (up to five minutes), and the operator is told
+    once (a tool note: the audit log and the line event stream)."""
     async with serve(LOT_SPEED, printer=DoorAtFirstLoad()) as served:
         code, text = await run_lot(tmp_path, line_tables(served),
                                    leave_out=("printers", "placers"), speed=LOT_SPEED,
@@ -121,3 +123,8 @@ async def test_a_load_refused_by_an_open_door_is_sent_again_once_it_closes(
         "lod HD1-01", "prt", "out HD1-01", "lod HD1-02", "prt", "out HD1-02"], printer
     refused = [body for body, reply in served.printer.link.log if b",NAK,LOD,06" in reply]
     assert len(refused) >= 2, refused  # refused while the door stayed open, then taken
+    with Store(f"sqlite:///{tmp_path / 'hd.db'}", create=False) as store:
+        told = [(a.actor, a.detail) for a in store.audit_log() if a.action == "tool.note"
+                and "safety interlock" in a.detail]
+    assert told == [("printer-1", "refused by a safety interlock (NAK 06: a door open?): "
+                     "asking again every 5 s for up to 300 s")], told  # once, for the operator

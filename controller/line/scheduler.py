@@ -490,7 +490,8 @@ class Scheduler:
                                     wafer_id=run.wafer_id))
         on_tool_free = (lambda: self._handed_on(tool)) if kind_of(step).pipelined else None
         try:
-            await run.run_step(tool.driver, on_tool_free=on_tool_free)
+            await run.run_step(tool.driver, on_tool_free=on_tool_free,
+                               note=partial(self.note, tool))
         except ToolError as exc:  # the runner turns tool errors into events; belt and braces
             log.error("%s: step %s of %s: %s", tool.name, number, run.wafer_id, exc)
         finally:

@@ -133,6 +133,7 @@ class StepContext:
     journal: WaferJournal
     tool_free: Callable[[], None] = lambda: None  # a pipelined tool may take the next wafer
     batch: Batch | None = None  # a batch tool: the Batch this wafer rides in (None: one)
+    note: Callable[[str], None] = lambda _: None  # what an operator reads of the tool (a wait)
 
 
 class Settled:

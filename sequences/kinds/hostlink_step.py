@@ -55,8 +55,10 @@ INTERLOCK_WAIT_S = 300.0
 T = TypeVar("T")
 
 
-async def past_interlock(driver: Tool[Any], command: Callable[[], Awaitable[T]]) -> T:
-    """``command()``, sent again while the tool refuses it with NAK 06 (see above)."""
+async def past_interlock(driver: Tool[Any], command: Callable[[], Awaitable[T]],
+                         note: Note | None = None) -> T:
+    """``command()``, sent again while the tool refuses it with NAK 06 (see above); the
+    wait told once in the log and to ``note`` (the line's tool notes: the operator)."""
     deadline = driver.clock.now() + INTERLOCK_WAIT_S
     told = False
     while True:
@@ -66,9 +68,11 @@ async def past_interlock(driver: Tool[Any], command: Callable[[], Awaitable[T]])
             if driver.clock.now() >= deadline:
                 raise
             if not told:
-                log.warning("%s: refused by an interlock (NAK 06): asking again every %g s "
-                            "for up to %g s", driver.name, INTERLOCK_RETRY_S,
-                            INTERLOCK_WAIT_S)
+                text = (f"refused by a safety interlock (NAK 06: a door open?): asking again "
+                        f"every {INTERLOCK_RETRY_S:g} s for up to {INTERLOCK_WAIT_S:g} s")
+                log.warning("%s: %s", driver.name, text)
+                if note is not None:
+                    note(text)
                 told = True
             await driver.clock.sleep(INTERLOCK_RETRY_S)
 
@@ -131,7 +135,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         """CHG when the mounted setup differs (and wait it out), then RCP."""
         status = await self.free(driver, clock)
         if self.setup_mismatches(step, ToolView(status)):
-            note(await past_interlock(driver, lambda: self.change_setup(driver, step)))
+            note(await past_interlock(driver, lambda: self.change_setup(driver, step), note))
             await expect(clock, self.changeover_s)
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.changeover_s))
         await self.send_recipe(driver, step, recipe_name)
@@ -182,7 +186,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
                            start: Callable[[], Awaitable[None]]) -> StepResult[R]:
         st = self.states
         def load() -> Awaitable[None]:
-            return past_interlock(driver, lambda: driver.load(ctx.wafer_id))
+            return past_interlock(driver, lambda: driver.load(ctx.wafer_id), ctx.note)
 
         try:
             await load()
@@ -195,7 +199,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         await expect(ctx.clock, self.load_s)
         async with guarded(ctx.journal, ctx.wafer_id, self.guarded[0], driver.name):
             await when_in(driver, st.READY, timeout_for(self.load_s),
-                          lambda: past_interlock(driver, start))
+                          lambda: past_interlock(driver, start, ctx.note))
         cycle = self.cycle_s(step)
         await expect(ctx.clock, cycle)
         return StepResult(await when_in(driver, st.DONE, timeout_for(cycle),

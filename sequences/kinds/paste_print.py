@@ -126,7 +126,7 @@ class PastePrint(HostLinkStepKind[PrintStep, Printer, PrinterStatus, PrintResult
         if seen.status.prints_since_wipe >= PRINTS_BEFORE_WIPE:
             log.info("%s: %d prints since the last wipe: WPE before %s's LOD", driver.name,
                      seen.status.prints_since_wipe, ctx.wafer_id)
-            await past_interlock(driver, driver.wipe)
+            await past_interlock(driver, driver.wipe, ctx.note)
             await expect(ctx.clock, WIPE_S)
             await driver.wait_for(PrinterState.IDLE, timeout_s=timeout_for(WIPE_S))
 

@@ -261,13 +261,15 @@ class WaferRun:
 
     async def run_step(self, driver: AnyTool, *,
                        on_tool_free: Callable[[], None] | None = None,
-                       batch: Batch | None = None) -> str:
+                       batch: Batch | None = None,
+                       note: Callable[[str], None] | None = None) -> str:
         """Run the waiting step on ``driver``; returns the wafer's state afterwards.
 
         Interlocks first (a refusal holds the wafer, nothing is sent to the tool);
         then the step in this task; then the judgment against the recipe's windows.
         ``on_tool_free``: a pipelined tool (the oven) may take the next wafer now.
         ``batch``: a batch tool's step rides with others (``sequences.kinds.batch``).
+        ``note``: where the step tells an operator of the tool (a wait at its interlock).
         """
         if self.state == QUEUED:
             self.start(deferrable=True)  # the interlocks only read the tool before the next
@@ -282,14 +284,14 @@ class WaferRun:
         self._idle.clear()
         self._driver = driver
         try:
-            return await self._run_step(number, step, driver, on_tool_free, batch)
+            return await self._run_step(number, step, driver, on_tool_free, batch, note)
         finally:
             self._task = None
             self._idle.set()
 
     async def _run_step(self, number: int, step: Step, driver: AnyTool,
-                        on_tool_free: Callable[[], None] | None, batch: Batch | None = None
-                        ) -> str:
+                        on_tool_free: Callable[[], None] | None, batch: Batch | None = None,
+                        note: Callable[[str], None] | None = None) -> str:
         here = waiting(number)
         tool = driver.name
         kind = kind_of(step)
@@ -311,7 +313,8 @@ class WaferRun:
         self._fire("tool_acquired", why=f"{step.kind} on {tool}", tool=tool,
                    opens=StepOpened(step.kind, kind.parameters(step), kind.windows(step)))
         ctx = StepContext(self.wafer_id, self.clock, self.recipe.tool_recipe_name(number),
-                          self.journal, on_tool_free or (lambda: None), batch)
+                          self.journal, on_tool_free or (lambda: None), batch,
+                          note or (lambda _: None))
         outcome = await self._step_work(kind.execute(driver, step, ctx, seen), tool)
         if outcome is _STOPPED:
             return self.state
