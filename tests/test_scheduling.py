@@ -419,6 +419,56 @@ async def test_an_alarm_latched_again_as_a_kept_carrier_comes_out_keeps_the_tool
                     ("alarm_cleared", 730)], said
 
 
+class TickLatePlater(RelatchingPlater):
+    """A plater in memory that applies our CLEAR on its next tick: the first look after the
+    CLEAR's OK still shows the alarm (400) it cleared; CLEAR is refused (04) out of ALARM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tank_low = False
+        self.applying = False
+
+    async def status(self) -> SimpleNamespace:
+        shown = await self.alarm()
+        return SimpleNamespace(state=PlaterState.ALARM if shown else PlaterState.DONE)
+
+    async def alarm(self) -> Alarm | None:
+        if self.applying:  # this look still sees the alarm; the next one the CLEAR
+            self.applying = False
+            return self.latched
+        self.latched = None if self.sent.count("CLEAR") else self.latched
+        return self.latched
+
+    async def clear_alarm(self) -> None:
+        self.sent.append("CLEAR")
+        if self.latched is None and self.sent.count("CLEAR") > 1:
+            raise ToolError(self.name, "CLEAR refused: ERR 04 not in ALARM")
+        self.applying = True
+
+
+async def test_a_clear_the_plater_applies_a_tick_late_is_not_a_second_alarm() -> None:
+    """Right after the CLEAR's OK the plater still shows the alarm it cleared: the carrier
+    is not out yet. That is no new alarm to report (it was reported a second time, with a
+    second clear): the tool stays down for it, and the next try finds it cleared at the
+    tool and takes the carrier out."""
+    clock = ManualClock()
+    plater = TickLatePlater()
+    reports = Reports()
+    scheduler = Scheduler({"plater-1": ("plater", plater)}, clock, line=reports)
+    tool = scheduler.tools["plater-1"]
+    step = next(s for s in find_recipe("rebump-sncu-niau-snpb").steps
+                if isinstance(s, BarrierStep))
+    scheduler.alarms.carrier_kept(tool, Batch("B1", ["W1"], "plater-1"), step, 4, [],
+                                  Alarm(400, "DOOR OPEN"))
+    for _ in range(2):
+        scheduler.alarms.check()
+        await scheduler.alarms.clears_done()
+        clock.advance(CLEAR_RETRY_S)
+    assert tool.alarm == 0 and plater.sent[-1] == "UNLOAD", plater.sent
+    said = [(r.what, r.code) for r in reports.seen if r.what != "note"]
+    assert said == [("alarm", 400), ("alarm_cleared", 400)], said
+
+
 async def _run_lots(db_url: str, layout: dict[str, int], cleaners: list[str],
                     lots: dict[str, tuple[str, int]], speed: float = 1500.0,
                     reports: dict[str, str] | None = None):

@@ -39,6 +39,7 @@ RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this 
 # comes every IDLE_WAKE_S, which at wall speed was five CLEARs a second, each refusal a
 # row of the audit log, for as long as a door stayed open.
 CLEAR_RETRY_S = 5.0
+CLEAR_APPLY_S = 1.0  # a CLEAR's OK may come before the tool leaves ALARM (its next tick)
 
 
 async def read_alarm(tool: ScheduledTool) -> Alarm | None:
@@ -212,9 +213,11 @@ class ToolAlarms:
         tool.clear_tried_at, tool.clear_refused = float("-inf"), ""
         cleared = tool.alarm
         self._note(tool, f"alarm {cleared} cleared ({how})")
-        self._report(ToolReport(tool.name, "alarm_cleared", code=cleared))
         if not await self._taken_out(tool, cleared):
             return
+        # Said cleared (E10 back from down) once the tool is back in service, not while what
+        # the alarm kept inside is still coming out.
+        self._report(ToolReport(tool.name, "alarm_cleared", code=cleared))
         # Back in service only now: a pass in the meantime must not give it a wafer.
         tool.alarm = 0
         for wafer_id in sorted(self._held.pop(tool.name, set())):
@@ -248,8 +251,11 @@ class ToolAlarms:
                 self._left_inside[tool.name] = left
             if kept is not None and not carrier_out:
                 self._kept[tool.name] = kept
-            tool.alarm, tool.clear_tried_at = again.code, self.clock.now()
-            self._report(ToolReport(tool.name, "alarm", again.text, again.code))
+            tool.clear_tried_at = self.clock.now()
+            if again.code != cleared:  # the same one: latched again, or our CLEAR not yet
+                self._report(ToolReport(tool.name, "alarm_cleared", code=cleared))  # applied
+                tool.alarm = again.code
+                self._report(ToolReport(tool.name, "alarm", again.text, again.code))
             return False
         if kept is not None and not carrier_out:
             self._note(tool, f"batch {kept[0].batch_id}: carrier not unloaded after alarm "
@@ -262,11 +268,16 @@ class ToolAlarms:
         """The alarm that kept a judged carrier in is cleared: the carrier out (the kind's
         ``close_batch``), and only once the tool says so do its held riders go on. False
         when it did not come out (another alarm latched since, say: ``_clear`` decides)."""
-        try:
-            out = await kind_of(step).close_batch(tool.driver, batch)
-        except ToolError as exc:
-            self._note(tool, f"batch {batch.batch_id}: carrier not unloaded: {exc.detail}")
-            out = False
+        for look in range(2):
+            try:
+                out = await kind_of(step).close_batch(tool.driver, batch)
+            except ToolError as exc:
+                self._note(tool, f"batch {batch.batch_id}: carrier not unloaded: {exc.detail}")
+                return False
+            if out:
+                break
+            if look == 0:  # a tool may apply our CLEAR on its next tick: look once more
+                await self.clock.sleep(CLEAR_APPLY_S)
         if not out:
             return False
         self._note(tool, f"batch {batch.batch_id}: carrier unloaded (alarm {cleared} cleared)")
