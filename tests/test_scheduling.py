@@ -392,20 +392,26 @@ class RelatchingPlater:
         self.sent.append("UNLOAD")
 
 
+def _carrier_kept_by_400(plater: RelatchingPlater) -> tuple[ManualClock, Scheduler, Reports]:
+    """A scheduler whose plater's door alarm (400) keeps batch B1's carrier in."""
+    clock = ManualClock()
+    reports = Reports()
+    scheduler = Scheduler({"plater-1": ("plater", plater)}, clock, line=reports)
+    step = next(s for s in find_recipe("rebump-sncu-niau-snpb").steps
+                if isinstance(s, BarrierStep))
+    scheduler.alarms.carrier_kept(scheduler.tools["plater-1"], Batch("B1", ["W1"], "plater-1"),
+                                  step, 4, [], Alarm(400, "DOOR OPEN"))
+    return clock, scheduler, reports
+
+
 async def test_an_alarm_latched_again_as_a_kept_carrier_comes_out_keeps_the_tool_down() -> None:
     """The alarm that kept a batch's carrier in the plater was cleared, and another latched
     before the carrier's UNLOAD: the tool was put back in service anyway, that alarm never
     reported nor cleared, the carrier left inside for a person. Now the tool stays out of
     service for the new alarm, and the carrier comes out once that one is cleared too."""
-    clock = ManualClock()
     plater = RelatchingPlater()
-    reports = Reports()
-    scheduler = Scheduler({"plater-1": ("plater", plater)}, clock, line=reports)
+    clock, scheduler, reports = _carrier_kept_by_400(plater)
     tool = scheduler.tools["plater-1"]
-    step = next(s for s in find_recipe("rebump-sncu-niau-snpb").steps
-                if isinstance(s, BarrierStep))
-    scheduler.alarms.carrier_kept(tool, Batch("B1", ["W1"], "plater-1"), step, 4, [],
-                                  Alarm(400, "DOOR OPEN"))
     scheduler.alarms.check()
     await scheduler.alarms.clears_done()
     assert tool.alarm == 730 and plater.sent == ["CLEAR"]
@@ -451,15 +457,9 @@ async def test_a_clear_the_plater_applies_a_tick_late_is_not_a_second_alarm() ->
     is not out yet. That is no new alarm to report (it was reported a second time, with a
     second clear): the tool stays down for it, and the next try finds it cleared at the
     tool and takes the carrier out."""
-    clock = ManualClock()
     plater = TickLatePlater()
-    reports = Reports()
-    scheduler = Scheduler({"plater-1": ("plater", plater)}, clock, line=reports)
+    clock, scheduler, reports = _carrier_kept_by_400(plater)
     tool = scheduler.tools["plater-1"]
-    step = next(s for s in find_recipe("rebump-sncu-niau-snpb").steps
-                if isinstance(s, BarrierStep))
-    scheduler.alarms.carrier_kept(tool, Batch("B1", ["W1"], "plater-1"), step, 4, [],
-                                  Alarm(400, "DOOR OPEN"))
     for _ in range(2):
         scheduler.alarms.check()
         await scheduler.alarms.clears_done()
