@@ -14,6 +14,7 @@ import asyncio
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from drivers.tools import open_tool
 from drivers.types import BarrierRecipe, PlaterState, RunStatus
 from sequences.kinds.barrier import _start_when_ready
 from tests.independent.ep25 import Plater
-from tests.independent.ep25_server import LinkFaults, line_table, serve
+from tests.independent.ep25_server import LinkFaults, ServedPlater, line_table, serve
 from tests.independent.lot import BUMPLINE, run_lot
 
 RECIPE = "rebump-sncu-niau-snpb"  # print, reflow, clean, Ni/Au barrier, print, reflow, clean
@@ -39,6 +40,16 @@ def _alarms(tmp_path: Path, db: Path) -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
+async def _lot(tmp_path: Path, lot: str, db: Path, **served_as: Any
+               ) -> tuple[int | None, str, ServedPlater]:
+    """A lot of RECIPE run by ``bumpline run`` on our simulator with the independent plater
+    (``serve``'s options): the run's exit status, its output and the plater as it ended."""
+    async with serve(LOT_SPEED, **served_as) as served:
+        code, text = await run_lot(tmp_path, line_table(served), leave_out=("platers",),
+                                   speed=LOT_SPEED, lot=lot, recipe=RECIPE, db=db)
+    return code, text, served
+
+
 async def test_a_barrier_lot_on_the_independent_plater(tmp_path: Path) -> None:
     """The plater powers up cold with another recipe; the reply to START is lost (the
     driver asks STATE? before sending it again: RUNNING, so never) and the tool hangs up
@@ -46,9 +57,7 @@ async def test_a_barrier_lot_on_the_independent_plater(tmp_path: Path) -> None:
     START, every event's number kept by the controller, the lot complete."""
     db = tmp_path / "ep.db"
     faults = LinkFaults(lose_reply={"START": 1}, hang_up_after=["STEP NI_PLATE"])
-    async with serve(LOT_SPEED, faults=faults) as served:
-        code, text = await run_lot(tmp_path, line_table(served), leave_out=("platers",),
-                                   speed=LOT_SPEED, lot="EP1", recipe=RECIPE, db=db)
+    code, text, served = await _lot(tmp_path, "EP1", db, faults=faults)
     assert code == 0, text
     assert "lot EP1: complete; 2/2 wafers complete" in text, text
     log = served.tool.log
@@ -66,9 +75,7 @@ async def test_an_alarm_that_ends_a_batch_names_every_rider(tmp_path: Path) -> N
     Every rider fails with the alarm; the alarm was recorded naming only the first of them
     (the scheduler named the others only for an oven's belt): now the whole carrier."""
     db = tmp_path / "estop.db"
-    async with serve(LOT_SPEED, tool=Plater(faults=["900@start1+300/5"])) as served:
-        code, text = await run_lot(tmp_path, line_table(served), leave_out=("platers",),
-                                   speed=LOT_SPEED, lot="ES", recipe=RECIPE, db=db)
+    code, text, served = await _lot(tmp_path, "ES", db, tool=Plater(faults=["900@start1+300/5"]))
     assert code == 3, text
     assert text.count("alarm 900 EMERGENCY STOP") == 2, text
     assert "2 awaiting disposition" in text, text
@@ -86,9 +93,7 @@ async def test_a_plater_that_loses_its_power_mid_batch_is_called_back(tmp_path: 
     link-lost alarm naming both, called back, and recovery settles them from RESULT?
     (ABORTED: awaiting disposition)."""
     db = tmp_path / "power.db"
-    async with serve(LOT_SPEED, tool=Plater(faults=["power@plate+100/300"])) as served:
-        code, text = await run_lot(tmp_path, line_table(served), leave_out=("platers",),
-                                   speed=LOT_SPEED, lot="PW", recipe=RECIPE, db=db)
+    code, text, served = await _lot(tmp_path, "PW", db, tool=Plater(faults=["power@plate+100/300"]))
     assert code == 3, text
     assert "(wafers inside: PW-01, PW-02)" in text, text
     assert text.count("plater-1 reports batch") == 2 and "ABORTED" in text, text
@@ -170,9 +175,7 @@ async def test_a_failed_batch_on_a_plater_naming_its_warning_raises_no_alarm(
     riders await disposition for the refused START and no alarm is recorded."""
     db = tmp_path / "warn.db"
     tool = Plater(mto=5.6, warning_in_alarm=True, faults=["400@load/900"])
-    async with serve(LOT_SPEED, tool=tool) as served:
-        code, text = await run_lot(tmp_path, line_table(served), leave_out=("platers",),
-                                   speed=LOT_SPEED, lot="WN", recipe=RECIPE, db=db)
+    code, text, served = await _lot(tmp_path, "WN", db, tool=tool)
     assert code == 3, text
     assert "2 awaiting disposition" in text and "ERR 05 NOT READY" in text, text
     assert "741" not in text, text
@@ -193,9 +196,7 @@ async def test_an_alarm_between_done_and_unload_keeps_the_riders_until_the_carri
     the tank is topped up, the carrier unloaded, and the riders go on with their judged
     results: the lot completes, each wafer plated once."""
     db = tmp_path / "kept.db"
-    async with serve(LOT_SPEED, tool=Plater(faults=["730@done/300"])) as served:
-        code, text = await run_lot(tmp_path, line_table(served), leave_out=("platers",),
-                                   speed=LOT_SPEED, lot="KP", recipe=RECIPE, db=db)
+    code, text, served = await _lot(tmp_path, "KP", db, tool=Plater(faults=["730@done/300"]))
     assert code == 0, text
     assert "lot KP: complete; 2/2 wafers complete" in text, text
     log = served.tool.log

@@ -431,23 +431,21 @@ class TickLatePlater(RelatchingPlater):
 
     def __init__(self) -> None:
         super().__init__()
-        self.tank_low = False
-        self.applying = False
+        self.applying = False  # a CLEAR taken, not yet applied: the next look still sees 400
 
     async def status(self) -> SimpleNamespace:
         shown = await self.alarm()
         return SimpleNamespace(state=PlaterState.ALARM if shown else PlaterState.DONE)
 
     async def alarm(self) -> Alarm | None:
-        if self.applying:  # this look still sees the alarm; the next one the CLEAR
-            self.applying = False
-            return self.latched
-        self.latched = None if self.sent.count("CLEAR") else self.latched
-        return self.latched
+        shown = self.latched
+        if self.applying:  # applied on this tick: the look after this one sees it
+            self.applying, self.latched = False, None
+        return shown
 
     async def clear_alarm(self) -> None:
         self.sent.append("CLEAR")
-        if self.latched is None and self.sent.count("CLEAR") > 1:
+        if self.latched is None:
             raise ToolError(self.name, "CLEAR refused: ERR 04 not in ALARM")
         self.applying = True
 
