@@ -8,7 +8,8 @@ in order and S5F1 for an oven alarm, name what is spooled (S2F43), drop the link
 and reconnect to receive the spooled events in order (S6F23) between the
 SPOOLINGACTIVATED and SPOOLINGDEACTIVATED reports, download a recipe that remelts
 the first bump and see it refused with the reason, switch to online-local and see
-S2F41 refused, go equipment-offline and see S1F3 aborted. Here the line events are
+S2F41 refused, go equipment-offline and see S1F3 aborted; on the way, ask for
+reports outside their events (S6F15, S6F19) and set and read the clock (S2F31, S2F17). Here the line events are
 published by the test; tests/test_gem_serve_e2e.py runs the same scenario against the
 real controller.
 """
@@ -120,6 +121,14 @@ async def test_the_scenario_against_secsgem_driver(setup):
         ids.CE_LOT_STARTED, ids.CE_STEP_STARTED, ids.CE_STEP_ENDED)]]]]
     assert await host.request(2, 35, link) == (36, [0])
     assert await host.request(2, 37, ["L", [["BOOLEAN", True], ["L", []]]]) == (38, [0])
+    # asked for now (variable data collection): the DVs have no value outside their event
+    assert await host.request(6, 19, ["U4", 7]) == (20, [[], [], [], []])
+    _, (_, ceid, reports) = await host.request(6, 15, ["U4", ids.CE_LOT_STARTED])
+    assert (ceid, reports) == (ids.CE_LOT_STARTED, [[7, [[], [], [], []]]])
+    # the host sets the clock GEM shows, and reads it back
+    assert await host.request(2, 31, ["A", "2027010112000000"]) == (32, [0])
+    function, shown = await host.request(2, 17)
+    assert function == 18 and shown.startswith("202701011200")  # seconds later at most
 
     # START a lot: queued in the store, audited as the host's
     start = ["L", [["A", "START"], ["L", [

@@ -33,6 +33,7 @@ class Equipment(Protocol):
     remote: Any
     terminal: Any
     spooling: Any
+    clock: Any
     sender: Any
     server: Any
 

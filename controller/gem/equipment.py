@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from controller.gem import ids
 from controller.gem.alarms_capability import AlarmsCapability
+from controller.gem.clock_capability import ClockCapability
 from controller.gem.commands import LineCommands
 from controller.gem.config import GemConfig
 from controller.gem.context import Reply
@@ -126,12 +127,13 @@ class GemEquipment:
         self.programs = ProgramsCapability(self)
         self.terminal = TerminalCapability(self, on_terminal)
         self.spooling = SpoolCapability(self)
+        self.clock = ClockCapability(self)
         self._handlers: dict[tuple[int, int], Handler] = {
             (1, 1): self._s1f1, (1, 13): self._s1f13, (1, 15): self._s1f15,
             (1, 17): self._s1f17,
         }
         for capability in (self.status, self.reports, self.alarms, self.remote,
-                           self.programs, self.terminal, self.spooling):
+                           self.programs, self.terminal, self.spooling, self.clock):
             self._handlers.update(capability.handlers())
         self.server = HsmsPassive(
             host=config.host, port=config.port, device_id=config.device_id,

@@ -51,17 +51,19 @@ class ReportsCapability:
 
     def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:
         return {(2, 33): self._s2f33, (2, 35): self._s2f35, (2, 37): self._s2f37,
-                (1, 23): self._s1f23}
+                (1, 23): self._s1f23, (6, 15): self._s6f15, (6, 19): self._s6f19,
+                (6, 21): self._s6f21}
 
     def event_report(self, ceid: int, values: dict[int, Item]) -> Item | None:
         """The S6F11 body for ``ceid``, or None when the host has not enabled it."""
         if ceid not in self.enabled:
             return None
-        reports = [
-            L(U4(rptid), L(*self.eq.status.values(self.reports[rptid], values)))
-            for rptid in self.links.get(ceid, ())
-        ]
-        return L(U4(self._next_dataid()), U4(ceid), L(*reports))
+        return L(U4(self._next_dataid()), U4(ceid), self._linked(ceid, values))
+
+    def _linked(self, ceid: int, values: dict[int, Item]) -> Item:
+        """RPT: each report linked to ``ceid`` with its variables' values."""
+        return L(*(L(U4(rptid), L(*self.eq.status.values(self.reports[rptid], values)))
+                   for rptid in self.links.get(ceid, ())))
 
     def _next_dataid(self) -> int:
         if self._dataid > DATAID_MAX:
@@ -140,6 +142,29 @@ class ReportsCapability:
             self.enabled.difference_update(ceids)
         self._save()
         return 38, B(0)
+
+    # -- variable data collection: the host asks for reports now, outside their events
+
+    async def _s6f15(self, message: Message) -> Reply:
+        """Event report request: the reports linked to a CEID, as its S6F11 would carry them
+        now, enabled or not (a DV has no value outside its event: L,0). An unknown CEID, or
+        one with nothing linked, gets a zero-length RPT list."""
+        ceid_item = message.item
+        ceid = ceid_item.number
+        if ceid not in self.events:
+            return 16, L(U4(self._next_dataid()), id_item(ceid), L())
+        return 16, L(U4(self._next_dataid()), U4(ceid), self._linked(ceid, {}))
+
+    async def _s6f19(self, message: Message) -> Reply:
+        """Individual report request: a report's values now; L,0 for an undefined RPTID."""
+        vids = self.reports.get(message.item.number)
+        return 20, L(*self.eq.status.values(vids or [], {}))
+
+    async def _s6f21(self, message: Message) -> Reply:
+        """Annotated individual report request: each VID with its value now."""
+        vids = self.reports.get(message.item.number) or []
+        values = self.eq.status.values(vids, {})
+        return 22, L(*(L(U4(vid), value) for vid, value in zip(vids, values, strict=True)))
 
     async def _s1f23(self, message: Message) -> Reply:
         ceids = ids_of(message.body) or list(self.events)

@@ -184,7 +184,8 @@ class StatusCapability:
 
     def clock_text(self, when: datetime) -> str:
         """A time as CLOCK sends it (TIMEFORMAT); ``when`` from the database's injected
-        UTC clock."""
+        UTC clock, shown on the host's clock once it has set it (S2F31)."""
+        when = self.eq.clock.shown(when)
         if self.constant(ids.EC_TIME_FORMAT) == 0:
             return when.strftime("%y%m%d%H%M%S")
         return when.strftime("%Y%m%d%H%M%S") + f"{when.microsecond // 10_000:02d}"
