@@ -9,9 +9,9 @@ and reconnect to receive the spooled events in order (S6F23) between the
 SPOOLINGACTIVATED and SPOOLINGDEACTIVATED reports, download a recipe that remelts
 the first bump and see it refused with the reason, switch to online-local and see
 S2F41 refused, go equipment-offline and see S1F3 aborted; on the way, ask for
-reports outside their events (S6F15, S6F19) and set and read the clock (S2F31, S2F17). Here the line events are
-published by the test; tests/test_gem_serve_e2e.py runs the same scenario against the
-real controller.
+reports outside their events (S6F15, S6F19) and set and read the clock (S2F31,
+S2F17). Here the line events are published by the test; tests/test_gem_serve_e2e.py
+runs the same scenario against the real controller.
 """
 
 from __future__ import annotations
