@@ -136,11 +136,14 @@ async def test_start_a_lot_and_receive_its_events_in_order(line):
         await line.publish(EventKind.STEP_ENDED, lot_id="L1", wafer_id="L1-01",
                            tool="printer-1", step=step, step_kind="print", outcome="ok",
                            measurements={"vol_mean_pct": 101.5})
-    reports = await host.count(6, 11, 5)
-    assert [ceid_of(m) for m in reports] == [ids.CE_LOT_STARTED] + [
+    reports = await host.count(6, 11, 6)
+    # the lot running moves the processing state IDLE -> EXECUTING, after the lot's event
+    assert [ceid_of(m) for m in reports] == [ids.CE_LOT_STARTED,
+                                             ids.CE_PROCESS_STATE_CHANGED] + [
         ids.CE_STEP_STARTED, ids.CE_STEP_ENDED] * 2
     assert report_values(reports[0]) == [["L1", "", [], [], 5]]  # DVs outside their event: L,0
-    assert report_values(reports[4]) == [["L1", "L1-01", 2, "ok", 5]]
+    assert report_values(reports[1]) == []  # enabled, nothing linked
+    assert report_values(reports[5]) == [["L1", "L1-01", 2, "ok", 5]]
     assert all(m.wbit for m in host.received[before:])
     # status variables read the store
     svs = await host.request(1, 3, L(U4(ids.SV_QUEUED_LOTS), U4(ids.SV_CONTROL_STATE)))

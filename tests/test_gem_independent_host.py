@@ -147,11 +147,12 @@ async def test_the_scenario_against_secsgem_driver(setup):
         await line.publish(EventKind.STEP_ENDED, lot_id="IH1", wafer_id="IH1-01",
                            tool="printer-1", step=step, step_kind=kind, outcome="ok")
     await line.publish(EventKind.ALARM_SET, tool="oven-1", code=540, text="O2 HIGH")
-    reports = (await host("received", s=6, f=11, count=6))["bodies"]
-    assert [r[1] for r in reports] == [ids.CE_LOT_STARTED, ids.CE_STEP_STARTED,
-                                       ids.CE_STEP_ENDED, ids.CE_STEP_STARTED,
-                                       ids.CE_STEP_ENDED, ids.CE_ALARM_SET]
-    assert reports[4][2] == [[7, ["IH1", "IH1-01", 2, "ok"]]]
+    reports = (await host("received", s=6, f=11, count=7))["bodies"]
+    assert [r[1] for r in reports] == [ids.CE_LOT_STARTED, ids.CE_PROCESS_STATE_CHANGED,
+                                       ids.CE_STEP_STARTED, ids.CE_STEP_ENDED,
+                                       ids.CE_STEP_STARTED, ids.CE_STEP_ENDED,
+                                       ids.CE_ALARM_SET]
+    assert reports[5][2] == [[7, ["IH1", "IH1-01", 2, "ok"]]]
     alarm = (await host("received", s=5, f=1, count=1))["bodies"][0]
     assert alarm == [[0x80 | ids.ALCD_ATTENTION], 301_540, "oven-1 O2 HIGH"]
 

@@ -39,6 +39,14 @@ async def test_hold_resume_abort_requests_report_the_lot_events(line):
     host = await line.remote_host()
     await link(host, (ids.DV_LOT_ID, ids.DV_RECIPE, ids.DV_LOT_STATE, ids.DV_REASON),
                (ids.CE_LOT_HELD, ids.CE_LOT_RESUMED, ids.CE_LOT_ABORTED))
+    # RPT 2: the processing state and the one before, on each change of it
+    states = L(U4(ids.SV_PROCESS_STATE), U4(ids.SV_PREVIOUS_PROCESS_STATE))
+    assert (await host.request(2, 33, L(U4(3), L(L(U4(2), states))))).body == B(0)
+    link2 = L(L(U4(ids.CE_PROCESS_STATE_CHANGED), L(U4(2))))
+    assert (await host.request(2, 35, L(U4(4), link2))).body == B(0)
+    assert (await host.request(1, 3, L(U4(ids.SV_PROCESS_STATE),
+                                       U4(ids.SV_PREVIOUS_PROCESS_STATE)))).body == L(
+        U1(1), U1(0))  # IDLE, and INIT before it: no change yet
     start = L(A("START"), L(L(A("LOTID"), A("H1")), L(A("RECIPE"), A(RECIPE)),
                             L(A("SLOTS"), A("1")), L(A("PRIORITY"), U1(5))))
     assert (await host.request(2, 41, start)).body == L(B(4), L())
@@ -53,13 +61,18 @@ async def test_hold_resume_abort_requests_report_the_lot_events(line):
                            action=action, by="host", reason=reason, outcome="done")
     await line.publish(EventKind.OPERATOR_REQUEST, lot_id="H1", wafer_id="H1-01",
                        action="hold_wafer", by="ann", reason="look", outcome="held")
-    got = reports(await host.count(6, 11, 3))
+    got = reports(await host.count(6, 11, 6))
+    # (1 IDLE, 2 EXECUTING, 3 PAUSE): the running lot held pauses the line, each change
+    # after the lot event that made it
     assert got == [
         (ids.CE_LOT_HELD, ["H1", RECIPE, "held", "check paste"]),
+        (ids.CE_PROCESS_STATE_CHANGED, [3, 1]),
         (ids.CE_LOT_RESUMED, ["H1", RECIPE, "running", ""]),
+        (ids.CE_PROCESS_STATE_CHANGED, [2, 3]),
         (ids.CE_LOT_ABORTED, ["H1", RECIPE, "aborted", "wrong stencil"]),
+        (ids.CE_PROCESS_STATE_CHANGED, [1, 2]),
     ]
-    assert len([m for m in host.received if (m.stream, m.function) == (6, 11)]) == 3
+    assert len([m for m in host.received if (m.stream, m.function) == (6, 11)]) == 6
     await host.close()
 
 
@@ -96,4 +109,20 @@ async def test_a_tools_status_fills_its_variables_without_an_e10_event(line):
     await line.eq.drained_after_events()
     s6f11 = [m for m in host.received if (m.stream, m.function) == (6, 11)]
     assert reports(s6f11) == [(ids.CE_E10_STATE_CHANGED, ["oven-1", "productive"])]
+    await host.close()
+
+
+async def test_the_processing_state_is_read_from_the_stored_lots_at_start(line):
+    host = await line.remote_host()
+    start = L(A("START"), L(L(A("LOTID"), A("P1")), L(A("RECIPE"), A(RECIPE)),
+                            L(A("SLOTS"), A("1"))))
+    assert (await host.request(2, 41, start)).body == L(B(4), L())
+    line.store.set_lot_state("P1", "running")
+    line.store.set_lot_state("P1", "held")
+    await host.close()
+    await line.eq.close()
+    await line.start()  # the equipment starts again with a held lot in the store
+    host = await line.host()
+    svs = L(U4(ids.SV_PROCESS_STATE), U4(ids.SV_PREVIOUS_PROCESS_STATE))
+    assert (await host.request(1, 3, svs)).body == L(U1(3), U1(0))  # PAUSE, after INIT
     await host.close()

@@ -40,7 +40,7 @@ def tables_markdown(tools: tuple[str, ...] = DOC_LINE) -> str:
                     [[v.vid, v.name, v.fmt.name, v.units, _s(v.minimum), _s(v.maximum),
                       _s(v.default), v.description] for v in ids.ECS])
     lines += ["### Collection events (CEID)", ""]
-    names = {v.vid: v.name for v in ids.DVS}
+    names = {v.vid: v.name for v in ids.DVS + ids.LINE_SVS}  # an event may name SVs too
     lines += _table(["CEID", "name", "when", "data variables"],
                     [[e.ceid, e.name, e.description, ", ".join(names[d] for d in e.dvids)]
                      for e in ids.EVENTS])

@@ -147,6 +147,7 @@ class GemEquipment:
         if self.db.load("control") is None:  # a line's first start: `bumpline gem` finds it
             self.db.save("control", {"state": int(self.control.state),
                                      "remote": self.control.remote})
+        self.status.read_lots()  # the processing state; line events move it from here
         self.comm = CommState.WAIT_DELAY  # enabled, waiting for a host
         self._spawn(self.sender.run())
         if self._events is not None:

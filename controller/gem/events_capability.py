@@ -53,7 +53,8 @@ def on_line_event(eq: Equipment, event: LineEvent) -> None:
                 eq.emit(ceid, common | {ids.DV_RECIPE: A(str(data.get("recipe", ""))),
                                         ids.DV_LOT_STATE: A(state),
                                         ids.DV_REASON: A(str(data.get("reason", "")))})
-                return
+                break
+        eq.status.lot_changed(event.lot_id or "", state)
     elif kind is EventKind.WAFER_TRANSITION:
         eq.emit(ids.CE_WAFER_TRANSITION, common | {
             ids.DV_WAFER_STATE: A(str(data.get("to_state", ""))),
@@ -78,6 +79,7 @@ def on_line_event(eq: Equipment, event: LineEvent) -> None:
         eq.emit(_LOT_REQUESTS[data["action"]], common | {
             ids.DV_RECIPE: A(recipe), ids.DV_LOT_STATE: A(state),
             ids.DV_REASON: A(str(data.get("reason") or ""))})
+        eq.status.lot_changed(event.lot_id or "", state)
     elif kind is EventKind.TOOL_STATE and event.tool:
         _tool_state(eq, event.tool, data)
 

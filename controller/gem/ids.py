@@ -72,6 +72,8 @@ SV_QUEUED_LOTS = 12
 SV_WAFERS_GOOD = 13
 SV_WAFERS_SCRAPPED = 14
 SV_WAFERS_IN_PROCESS = 15
+SV_PROCESS_STATE = 16
+SV_PREVIOUS_PROCESS_STATE = 17
 SV_ALARMS_SET = 20
 SV_ALARMS_ENABLED = 21
 SV_EVENTS_ENABLED = 22
@@ -83,7 +85,9 @@ LINE_SVS = (
     Variable(SV_CONTROL_STATE, "CONTROLSTATE", _SV, Fmt.U1, "",
              "1 equipment-offline, 2 attempt-online, 3 host-offline, 4 online-local, "
              "5 online-remote"),
-    Variable(SV_CLOCK, "CLOCK", _SV, Fmt.A, "", "equipment time YYYYMMDDhhmmsscc (UTC)"),
+    Variable(SV_CLOCK, "CLOCK", _SV, Fmt.A, "",
+             "equipment time in TIMEFORMAT: the PC's UTC, or the host's clock once it set it "
+             "(S2F31)"),
     Variable(SV_MDLN, "MDLN", _SV, Fmt.A, "", "equipment model name"),
     Variable(SV_SOFTREV, "SOFTREV", _SV, Fmt.A, "", "software revision (bumpline version)"),
     Variable(SV_SPOOL_COUNT_ACTUAL, "SPOOLCOUNTACTUAL", _SV, Fmt.U4, "messages",
@@ -106,6 +110,11 @@ LINE_SVS = (
              "scrapped wafers in the running lots"),
     Variable(SV_WAFERS_IN_PROCESS, "WAFERSINPROCESS", _SV, Fmt.U4, "wafers",
              "unfinished wafers of the running lots"),
+    Variable(SV_PROCESS_STATE, "PROCESSSTATE", _SV, Fmt.U1, "",
+             "E30 processing state: 1 IDLE (no lot running or held), 2 EXECUTING (a lot "
+             "running), 3 PAUSE (lots held, none running)"),
+    Variable(SV_PREVIOUS_PROCESS_STATE, "PREVIOUSPROCESSSTATE", _SV, Fmt.U1, "",
+             "the processing state before the last change (0 INIT: none yet)"),
     Variable(SV_ALARMS_SET, "ALARMSSET", _SV, Fmt.L, "", "ALIDs of the alarms set now"),
     Variable(SV_ALARMS_ENABLED, "ALARMSENABLED", _SV, Fmt.L, "",
              "ALIDs of the alarms whose S5F1 the host enabled (S5F3)"),
@@ -226,6 +235,7 @@ CE_EQUIPMENT_OFFLINE = 1
 CE_CONTROL_LOCAL = 2
 CE_CONTROL_REMOTE = 3
 CE_HOST_OFFLINE = 4
+CE_PROCESS_STATE_CHANGED = 5
 CE_LOT_STARTED = 10
 CE_LOT_COMPLETED = 11
 CE_LOT_ABORTED = 12
@@ -255,6 +265,9 @@ EVENTS = (
     CollectionEvent(CE_CONTROL_REMOTE, "CONTROLSTATEREMOTE", "control state: online-remote",
                     _CONTROL_DVS),
     CollectionEvent(CE_HOST_OFFLINE, "HOSTOFFLINE", "control state: host-offline", _CONTROL_DVS),
+    CollectionEvent(CE_PROCESS_STATE_CHANGED, "PROCESSSTATECHANGE",
+                    "processing state changed (after the lot event that changed it)",
+                    (SV_PROCESS_STATE, SV_PREVIOUS_PROCESS_STATE)),
     CollectionEvent(CE_LOT_STARTED, "LOTSTARTED", "a lot started running", _LOT_DVS),
     CollectionEvent(CE_LOT_COMPLETED, "LOTCOMPLETED", "a lot completed", _LOT_DVS),
     CollectionEvent(CE_LOT_ABORTED, "LOTABORTED", "a lot was aborted", _LOT_DVS),

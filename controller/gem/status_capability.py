@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.gem import ids
 from controller.gem.context import Equipment, Reply
+from controller.gem.process_state import ProcessStateModel
 from controller.gem.secs2 import (
     BOOLEAN,
     F4,
@@ -84,6 +85,7 @@ class StatusCapability:
     def __init__(self, eq: Equipment, tools: list[str] | tuple[str, ...]) -> None:
         self.eq = eq
         self.tools = tuple(tools)
+        self.process = ProcessStateModel()  # the lots' states read at start (``read_lots``)
         self.variables: dict[int, ids.Variable] = {}
         for var in ids.LINE_SVS + ids.DVS + ids.ECS:
             self.variables[var.vid] = var
@@ -101,6 +103,19 @@ class StatusCapability:
                             "the default applies", key, value)
                 continue
             self._constants[str(key)] = value
+
+    def read_lots(self) -> None:
+        """The processing state from the lots as stored (the line's running and held ones):
+        the equipment's start; line events move it from then on."""
+        running = self.eq.commands.snapshot().running_lots  # running and held
+        self.process = ProcessStateModel(
+            {lot: self.eq.commands.lot_state(lot)[0] for lot in running})
+
+    def lot_changed(self, lot_id: str, state: str) -> None:
+        """A lot's new state, heard after its own event was sent: PROCESSSTATECHANGE if the
+        line's processing state moved."""
+        if self.process.lot(lot_id, state):
+            self.eq.emit(ids.CE_PROCESS_STATE_CHANGED, {})
 
     def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:
         return {(1, 3): self._s1f3, (1, 11): self._s1f11, (2, 13): self._s2f13,
@@ -157,6 +172,8 @@ class StatusCapability:
                                                if a not in self.eq.alarms.disabled)),
             ids.SV_EVENTS_ENABLED: lambda: L(*(U4(c) for c in sorted(self.eq.reports.enabled))),
             ids.SV_PP_SELECTED: lambda: A(self.eq.remote.pp_selected or ""),
+            ids.SV_PROCESS_STATE: lambda: U1(int(self.process.state)),
+            ids.SV_PREVIOUS_PROCESS_STATE: lambda: U1(int(self.process.previous)),
         }
         if vid in simple:
             return simple[vid]()
