@@ -9,9 +9,10 @@ and reconnect to receive the spooled events in order (S6F23) between the
 SPOOLINGACTIVATED and SPOOLINGDEACTIVATED reports, download a recipe that remelts
 the first bump and see it refused with the reason, switch to online-local and see
 S2F41 refused, go equipment-offline and see S1F3 aborted; on the way, ask for
-reports outside their events (S6F15, S6F19) and set and read the clock (S2F31,
-S2F17). Here the line events are published by the test; tests/test_gem_serve_e2e.py
-runs the same scenario against the real controller.
+reports outside their events (S6F15, S6F19), trace a status variable (S2F23, S6F1)
+and set and read the clock (S2F31, S2F17). Here the line events are published by
+the test; tests/test_gem_serve_e2e.py runs the same scenario against the real
+controller.
 """
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ async def test_the_scenario_against_secsgem_driver(setup):
     assert await host.request(6, 19, ["U4", 7]) == (20, [[], [], [], []])
     _, (_, ceid, reports) = await host.request(6, 15, ["U4", ids.CE_LOT_STARTED])
     assert (ceid, reports) == (ids.CE_LOT_STARTED, [[7, [[], [], [], []]]])
+    # a trace: CONTROLSTATE sampled twice, 0.1 s apart, in one S6F1
+    trace = ["L", [["U4", 3], ["A", "00000010"], ["U4", 2], ["U4", 2],
+                   u4s(ids.SV_CONTROL_STATE)]]
+    assert await host.request(2, 23, trace) == (24, [0])
+    (sample,) = (await host("received", s=6, f=1, count=1))["bodies"]
+    assert (sample[0], sample[1], sample[3]) == (3, 2, [5, 5])  # TRID, SMPLN, 2 x ONLINE REMOTE
     # the host sets the clock GEM shows, and reads it back
     assert await host.request(2, 31, ["A", "2027010112000000"]) == (32, [0])
     function, shown = await host.request(2, 17)

@@ -34,6 +34,7 @@ class Equipment(Protocol):
     terminal: Any
     spooling: Any
     clock: Any
+    trace: Any
     sender: Any
     server: Any
 

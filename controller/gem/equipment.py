@@ -54,6 +54,7 @@ from controller.gem.states import (
 )
 from controller.gem.status_capability import StatusCapability
 from controller.gem.terminal_capability import TerminalCapability
+from controller.gem.trace_capability import TraceCapability
 from controller.line.events import LineEventStream, Subscription
 
 log = logging.getLogger("controller.gem")
@@ -128,12 +129,14 @@ class GemEquipment:
         self.terminal = TerminalCapability(self, on_terminal)
         self.spooling = SpoolCapability(self)
         self.clock = ClockCapability(self)
+        self.trace = TraceCapability(self)
         self._handlers: dict[tuple[int, int], Handler] = {
             (1, 1): self._s1f1, (1, 13): self._s1f13, (1, 15): self._s1f15,
             (1, 17): self._s1f17,
         }
         for capability in (self.status, self.reports, self.alarms, self.remote,
-                           self.programs, self.terminal, self.spooling, self.clock):
+                           self.programs, self.terminal, self.spooling, self.clock,
+                           self.trace):
             self._handlers.update(capability.handlers())
         self.server = HsmsPassive(
             host=config.host, port=config.port, device_id=config.device_id,
@@ -166,6 +169,7 @@ class GemEquipment:
             await self._pump_task
         with contextlib.suppress(TimeoutError):  # a guard: spooling never waits on the host
             await asyncio.wait_for(self.sender.drained(), self.config.timers.t3)
+        self.trace.stop_all("the equipment stops")
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -190,6 +194,8 @@ class GemEquipment:
     def comm(self, state: CommState) -> None:
         if state is CommState.WAIT_DELAY:
             self._host_spoke.clear()  # only a message during this delay ends it
+        if state is not CommState.COMMUNICATING:
+            self.trace.stop_all(f"communication {state.name}")  # the host sets them up again
         self._comm = state
         changed, self._comm_changed = self._comm_changed, asyncio.Event()
         changed.set()

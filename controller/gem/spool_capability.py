@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("controller.gem.spool")
 
 # The primaries the equipment sends through its sender, by stream: what S2F43 can name.
-SENT_PRIMARIES: dict[int, frozenset[int]] = {5: frozenset({1}), 6: frozenset({11}),
+SENT_PRIMARIES: dict[int, frozenset[int]] = {5: frozenset({1}), 6: frozenset({1, 11}),
                                               10: frozenset({1})}
 NEVER_SPOOLED = frozenset({1, 9})  # E30: stream 1; stream 9 answers a host that is there
 DEFAULT_SPOOLED: dict[int, list[int]] = {5: [1], 6: [11]}  # before any S2F43

@@ -32,8 +32,8 @@ from secsgem.secs2 import FormatCode, Secs2Item, decode, encode
 FORMATS = {"L": FormatCode.LIST, "A": FormatCode.ASCII, "B": FormatCode.BINARY,
            "BOOLEAN": FormatCode.BOOLEAN, "U1": FormatCode.U1, "U2": FormatCode.U2,
            "U4": FormatCode.U4, "I4": FormatCode.I4, "F4": FormatCode.F4}
-REPLIES = {(1, 13): [b"\x00", []], (1, 1): [], (5, 1): b"\x00", (6, 11): b"\x00",
-           (10, 1): b"\x00"}
+REPLIES = {(1, 13): [b"\x00", []], (1, 1): [], (5, 1): b"\x00", (6, 1): b"\x00",
+           (6, 11): b"\x00", (10, 1): b"\x00"}
 WAIT_S = 15.0
 
 
