@@ -116,3 +116,23 @@ async def test_reports_asked_for_now_outside_their_events(line):
     s9f7 = await host.primary(9, 7)
     assert bytes(s9f7.body.value)[6:10] == (0x7002).to_bytes(4, "big")
     await host.close()
+
+
+async def test_dv_namelist_loopback_and_multi_block_terminal_text(line):
+    host = await line.remote_host()
+    # S1F21: a DV's name and units; an id that is no DV (here an SV) gets empty ones
+    names = (await host.request(1, 21, L(U4(ids.DV_LOT_ID), U4(ids.SV_CLOCK)))).body
+    assert names == L(L(U4(ids.DV_LOT_ID), A("LOTID"), A("")),
+                      L(U4(ids.SV_CLOCK), A(""), A("")))
+    every = (await host.request(1, 21, L())).body.python()
+    assert [ids.DV_LOT_ID, "LOTID", ""] in every
+    assert all(vid >= 200 for vid, _, _ in every)  # DVs only: no SV or EC among them
+    # S2F25: the bytes come back as sent
+    assert (await host.request(2, 25, B(0, 1, 2, 255))).body == B(0, 1, 2, 255)
+    # S10F5: the lines shown as one message; another terminal: ACKC10 2, nothing shown
+    lines = L(A("Lot P7: stencil changed."), A("Check the first print."))
+    assert (await host.request(10, 5, L(B(0), lines))).body == B(0)
+    assert line.terminal == ["Lot P7: stencil changed.\nCheck the first print."]
+    assert (await host.request(10, 5, L(B(3), lines))).body == B(2)
+    assert len(line.terminal) == 1
+    await host.close()

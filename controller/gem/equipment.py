@@ -41,7 +41,7 @@ from controller.gem.hsms import HsmsConnection, HsmsError, HsmsPassive, Message
 from controller.gem.programs_capability import ProgramsCapability
 from controller.gem.remote_capability import RemoteCapability
 from controller.gem.reports_capability import ReportsCapability
-from controller.gem.secs2 import U1, B, Item, L, Secs2Error
+from controller.gem.secs2 import U1, B, Fmt, Item, L, Secs2Error
 from controller.gem.sender import Outgoing, Sender
 from controller.gem.spool import GemDatabase
 from controller.gem.spool_capability import SpoolCapability
@@ -132,7 +132,7 @@ class GemEquipment:
         self.trace = TraceCapability(self)
         self._handlers: dict[tuple[int, int], Handler] = {
             (1, 1): self._s1f1, (1, 13): self._s1f13, (1, 15): self._s1f15,
-            (1, 17): self._s1f17,
+            (1, 17): self._s1f17, (2, 25): self._s2f25,
         }
         for capability in (self.status, self.reports, self.alarms, self.remote,
                            self.programs, self.terminal, self.spooling, self.clock,
@@ -329,6 +329,12 @@ class GemEquipment:
         with contextlib.suppress(HsmsError):
             await conn.send(Message(9, function, B(*header), False, conn.next_system(),
                                     self.config.device_id))
+
+    async def _s2f25(self, message: Message) -> Reply:
+        """Loopback diagnostic (E5): the bytes back as they came."""
+        if message.item.fmt is not Fmt.B:
+            raise ValueError(f"ABS must be binary, got {message.item!r}")
+        return 26, message.item
 
     async def _s1f1(self, message: Message) -> Reply:
         return 2, L(*self._mdln_softrev())

@@ -118,8 +118,8 @@ class StatusCapability:
             self.eq.emit(ids.CE_PROCESS_STATE_CHANGED, {})
 
     def handlers(self) -> dict[tuple[int, int], Callable[[Message], Any]]:
-        return {(1, 3): self._s1f3, (1, 11): self._s1f11, (2, 13): self._s2f13,
-                (2, 15): self._s2f15, (2, 29): self._s2f29}
+        return {(1, 3): self._s1f3, (1, 11): self._s1f11, (1, 21): self._s1f21,
+                (2, 13): self._s2f13, (2, 15): self._s2f15, (2, 29): self._s2f29}
 
     # -- values
 
@@ -215,15 +215,25 @@ class StatusCapability:
         return 4, L(*(self.values([v])[0] if self._is_sv(v) else _EMPTY for v in vids))
 
     async def _s1f11(self, message: Message) -> Reply:
-        vids = ids_of(message.body) or [v.vid for v in self._svs()]
+        return 12, self._namelist(message, ids.VarKind.SV)
+
+    async def _s1f21(self, message: Message) -> Reply:
+        """Data variable namelist (E5 S1F21/S1F22), as S1F11 is for status variables."""
+        return 22, self._namelist(message, ids.VarKind.DV)
+
+    def _namelist(self, message: Message, kind: ids.VarKind) -> Item:
+        """Each id of ``kind`` asked for (all of them for L,0) with its name and units; an
+        id that is not one of them gets an empty name and units (E5)."""
+        vids = ids_of(message.body) or [v.vid for v in self.variables.values()
+                                         if v.kind is kind]
         out = []
         for vid in vids:
             var = self.variables.get(vid)
-            if var is None or var.kind is not ids.VarKind.SV:
-                out.append(L(id_item(vid), A(""), A("")))  # E5: unknown SVID, empty name
+            if var is None or var.kind is not kind:
+                out.append(L(id_item(vid), A(""), A("")))
             else:
                 out.append(L(U4(vid), A(var.name), A(var.units)))
-        return 12, L(*out)
+        return L(*out)
 
     async def _s2f13(self, message: Message) -> Reply:
         ecids = ids_of(message.body) or [v.vid for v in ids.ECS]
