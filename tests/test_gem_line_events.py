@@ -126,3 +126,15 @@ async def test_the_processing_state_is_read_from_the_stored_lots_at_start(line):
     svs = L(U4(ids.SV_PROCESS_STATE), U4(ids.SV_PREVIOUS_PROCESS_STATE))
     assert (await host.request(1, 3, svs)).body == L(U1(3), U1(0))  # PAUSE, after INIT
     await host.close()
+
+
+async def test_a_tool_note_reaches_the_host(line):
+    host = await line.remote_host()
+    await link(host, (ids.DV_WAFER_ID, ids.DV_TOOL, ids.DV_REASON), (ids.CE_TOOL_NOTE,))
+    # StepContext.note of a HostLink step waiting at the tool's interlock (NAK 06)
+    await line.publish(EventKind.TOOL_NOTE, lot_id="N1", wafer_id="N1-02", tool="printer-1",
+                       text="LOD refused: INTERLOCK (door?); asking again every 5 s")
+    assert reports(await host.count(6, 11, 1)) == [
+        (ids.CE_TOOL_NOTE, ["N1-02", "printer-1",
+                            "LOD refused: INTERLOCK (door?); asking again every 5 s"])]
+    await host.close()

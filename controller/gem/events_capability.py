@@ -82,6 +82,8 @@ def on_line_event(eq: Equipment, event: LineEvent) -> None:
         eq.status.lot_changed(event.lot_id or "", state)
     elif kind is EventKind.TOOL_STATE and event.tool:
         _tool_state(eq, event.tool, data)
+    elif kind is EventKind.TOOL_NOTE:
+        eq.emit(ids.CE_TOOL_NOTE, common | {ids.DV_REASON: A(str(data.get("text", "")))})
 
 
 def _alarm(eq: Equipment, tool: str | None, data: Mapping[str, Any], *, is_set: bool) -> None:

@@ -248,6 +248,7 @@ CE_WAFER_TRANSITION = 23
 CE_ALARM_SET = 30
 CE_ALARM_CLEARED = 31
 CE_E10_STATE_CHANGED = 40
+CE_TOOL_NOTE = 41
 CE_PP_CHANGED = 50
 CE_PP_REFUSED = 51
 CE_PP_SELECTED = 52
@@ -288,6 +289,10 @@ EVENTS = (
                     (DV_ALID, DV_ALTX, DV_TOOL)),
     CollectionEvent(CE_E10_STATE_CHANGED, "E10STATECHANGED", "a tool's SEMI E10 state changed",
                     (DV_TOOL, DV_E10_STATE, DV_PREVIOUS_E10_STATE, DV_REASON)),
+    CollectionEvent(CE_TOOL_NOTE, "TOOLNOTE",
+                    "what the operator is told of a tool (a setup change, a wait at the "
+                    "tool's interlock); REASON is the text",
+                    (DV_LOT_ID, DV_WAFER_ID, DV_TOOL, DV_REASON)),
     CollectionEvent(CE_PP_CHANGED, "PPCHANGED", "a process program was stored (S7F3)",
                     (DV_PPID,)),
     CollectionEvent(CE_PP_REFUSED, "PPREFUSED",
