@@ -128,3 +128,34 @@ async def test_a_load_refused_by_an_open_door_is_sent_again_once_it_closes(
                 and "safety interlock" in a.detail]
     assert told == [("printer-1", "refused by a safety interlock (NAK 06: a door open?): "
                      "asking again every 5 s for up to 300 s")], told  # once, for the operator
+
+
+class DoorAtFirstUnload(Printer):
+    """A WP-300 whose door a person opens as the first printed wafer is to come out."""
+
+    door_opened = False
+
+    def cmd_uld(self) -> list[str]:
+        if not self.door_opened:
+            self.door_opened = True
+            self.open_door(30.0)
+        return super().cmd_uld()
+
+
+async def test_an_unload_refused_by_an_open_door_is_told_to_the_operator(
+        tmp_path: Path) -> None:
+    """ULD (a kind's unload, which gets no step context) waits at NAK 06 like LOD, and the
+    operator is told so by the step's tool note, not only the log."""
+    async with serve(LOT_SPEED, printer=DoorAtFirstUnload()) as served:
+        code, text = await run_lot(tmp_path, line_tables(served),
+                                   leave_out=("printers", "placers"), speed=LOT_SPEED,
+                                   lot="HU1", recipe=RECIPE, db=tmp_path / "hu.db")
+    assert code == 0, text
+    assert "lot HU1: complete; 2/2 wafers complete" in text, text
+    refused = [body for body, reply in served.printer.link.log if b",NAK,ULD,06" in reply]
+    assert len(refused) >= 2, refused
+    with Store(f"sqlite:///{tmp_path / 'hu.db'}", create=False) as store:
+        told = [(a.actor, a.detail) for a in store.audit_log() if a.action == "tool.note"
+                and "safety interlock" in a.detail]
+    assert told == [("printer-1", "refused by a safety interlock (NAK 06: a door open?): "
+                     "asking again every 5 s for up to 300 s")], told

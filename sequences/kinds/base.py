@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -81,6 +82,19 @@ def timeout_for(nominal_s: float) -> float:
 
 
 Note = Callable[[str], None]
+# Where the step a tool runs tells the operator of the tool (its StepContext.note), for a
+# kind's methods that get no context (a HostLink unload or repair waiting at the tool's
+# interlock): set by the runner for the step it runs on the tool.
+_TOOL_NOTES: weakref.WeakKeyDictionary[Any, Note] = weakref.WeakKeyDictionary()
+
+
+def set_tool_note(driver: Any, note: Note) -> None:
+    _TOOL_NOTES[driver] = note
+
+
+def tool_note(driver: Any) -> Note | None:
+    """What the step running on ``driver`` tells the operator with; None if none does."""
+    return _TOOL_NOTES.get(driver)
 # An alarm a tool showed latched when recovery asked it (code, text; True once recovery
 # cleared it): raised while no controller watched, it is recorded with the line's alarms.
 AlarmFound = Callable[[int, str, bool], None]

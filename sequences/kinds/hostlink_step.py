@@ -33,6 +33,7 @@ from sequences.kinds.base import (
     Unknown,
     expect,
     timeout_for,
+    tool_note,
     wait_free,
     when_in,
 )
@@ -58,7 +59,9 @@ T = TypeVar("T")
 async def past_interlock(driver: Tool[Any], command: Callable[[], Awaitable[T]],
                          note: Note | None = None) -> T:
     """``command()``, sent again while the tool refuses it with NAK 06 (see above); the
-    wait told once in the log and to ``note`` (the line's tool notes: the operator)."""
+    wait told once in the log and to ``note`` (the line's tool notes: the operator; by
+    default the note of the step running on the tool)."""
+    note = note or tool_note(driver)  # an unload or repair: its step's operator note
     deadline = driver.clock.now() + INTERLOCK_WAIT_S
     told = False
     while True:

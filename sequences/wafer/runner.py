@@ -26,7 +26,7 @@ from drivers.tools import LineTools
 from drivers.types import Alarm
 from sequences.errors import InterlockError, SequenceError
 from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
-from sequences.kinds.base import StepContext, StepResult, ToolView, wait_free
+from sequences.kinds.base import StepContext, StepResult, ToolView, set_tool_note, wait_free
 from sequences.kinds.batch import Batch
 from sequences.recipes.alloys import AlloyLibrary, default_alloys
 from sequences.recipes.history import HistoryEntry, WaferHistory, history_interlocks
@@ -315,6 +315,8 @@ class WaferRun:
         ctx = StepContext(self.wafer_id, self.clock, self.recipe.tool_recipe_name(number),
                           self.journal, on_tool_free or (lambda: None), batch,
                           note or (lambda _: None))
+        if note is not None:
+            set_tool_note(driver, note)  # the unload's and repair's waits are told too
         outcome = await self._step_work(kind.execute(driver, step, ctx, seen), tool)
         if outcome is _STOPPED:
             return self.state
