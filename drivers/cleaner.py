@@ -471,6 +471,7 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         the states the command leads to) before sending it again or calling it failed."""
 
         leaves = LEAVES[name]
+
         async def happened() -> bool:
             return await self.state() in done
 
@@ -484,7 +485,7 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
             except DeviceBusy:
                 state = await self.state()  # after the earlier command shows, if it was late
                 if late and attempt < REFUSED_AGAIN and (
-                        state in ALLOWED_FROM.get(name, ()) or name == "CLEAR"):
+                        state in ALLOWED_FROM.get(name, (CleanerState.ALARM,))):
                     # Refused while our earlier command waited for the tool's tick (a tool
                     # with one command slot answers 06 then): it shows now; send this again.
                     continue
