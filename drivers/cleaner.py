@@ -55,6 +55,14 @@ ALLOWED_FROM = {
     "UNLOAD": (CleanerState.DONE,),
     "ABORT": (CleanerState.WASHING, CleanerState.RINSING, CleanerState.DRYING),
 }
+# The states a command leads away from: a read showing one this soon after it (a tool
+# carrying commands out on its next tick) is from before it (COMMAND_APPLY_S). ABORT's are
+# the cycle states, STRIPPING too: it is sent there (a tool may take it).
+LEAVES = {
+    **{name: frozenset(s.name for s in states) for name, states in ALLOWED_FROM.items()},
+    "ABORT": frozenset(s.name for s in CYCLE_STATES),
+    "CLEAR": frozenset({CleanerState.ALARM.name}),
+}
 log = logging.getLogger("drivers.cleaner")
 
 START_BAND_C = 2.0
@@ -250,7 +258,7 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
                 return self._status_of(
                     {**known[0], "STATE": self.map["STATE"].code(CleanerState.READY.name),
                      "REMAINING_S": 0, "MODE_ACTIVE": 0}, inputs)
-        v = await self.regs.read_block(self._process)
+        v = await self._read_states(self._process)
         inputs = await self.regs.read_block(self._inputs)
         return self._status_of(v, inputs)
 
@@ -396,11 +404,17 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
                 words = await self.link.read_holding(reg.address, 1, what="MODE")
                 return words[0] == reg.code(mode.value)
 
-            try:
-                await self.regs.command("MODE", mode.value, done=mode_set)
-            except DeviceBusy:
-                state = await self.state()
-                raise DeviceBusy(self.name, f"MODE={mode.value} (state {state.name})") from None
+            for attempt in range(2):
+                try:
+                    await self.regs.command("MODE", mode.value, done=mode_set)
+                    break
+                except DeviceBusy:
+                    # Refused outside IDLE/READY: our UNLOAD just answered may not show yet.
+                    late = self._still_applying()
+                    state = await self.state()
+                    if attempt or not late or state not in ALLOWED_FROM["LOAD"]:
+                        raise DeviceBusy(self.name,
+                                         f"MODE={mode.value} (state {state.name})") from None
         reg = self.map["WAFER_ID"]
         await self.link.write_registers(reg.address, words, what="WAFER_ID")
         await self._command("LOAD", done=(CleanerState.LOADED,))
@@ -456,16 +470,25 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
         """COMMAND = name. After a lost reply the link asks the cleaner's state (``done``:
         the states the command leads to) before sending it again or calling it failed."""
 
+        leaves = LEAVES[name]
+
         async def happened() -> bool:
             return await self.state() in done
 
         self._writes += 1
         for attempt in range(REFUSED_AGAIN + 1):
+            late = self._still_applying()  # our command before this one may not show yet
             try:
                 await self.regs.command("COMMAND", name, done=happened)
+                self._commanded(leaves)
                 return
             except DeviceBusy:
-                state = await self.state()
+                state = await self.state()  # after the earlier command shows, if it was late
+                if late and attempt < REFUSED_AGAIN and (
+                        state in ALLOWED_FROM.get(name, (CleanerState.ALARM,))):
+                    # Refused while our earlier command waited for the tool's tick (a tool
+                    # with one command slot answers 06 then): it shows now; send this again.
+                    continue
                 why = await self._why_refused(name, state)
                 # 06 is the cleaner's refusal; one its own state does not explain is a busy
                 # moment (the fault campaign's busy= faults): send again, one poll later.

@@ -8,6 +8,7 @@ texts, waits in tool seconds on the injected clock.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -24,6 +25,13 @@ S = TypeVar("S")  # the tool's status dataclass
 # A command refused (exception 06) though the tool's own state allows it is sent again this
 # many times, one poll apart: a busy moment passes; a refusal for the state is reported.
 REFUSED_AGAIN = 2
+# A tool may answer a COMMAND before it shows the command's effect: one that runs its logic
+# once a tick (a PLC's scan) carries it out on its next tick. The specs do not say the state
+# has changed by the time the reply goes out, so a state read this soon (tool seconds) after
+# our command that still shows a state the command leads away from is read again once this
+# long has passed, and a command refused (06) in that time is sent again once the state
+# shows the earlier one carried out (docs/protocols.md, "A command's effect a tick late").
+COMMAND_APPLY_S = 1.0
 
 
 class ModbusTool(Generic[St, S]):
@@ -51,6 +59,10 @@ class ModbusTool(Generic[St, S]):
         self.map = register_map
         self.regs = MappedRegisters(link, register_map)
         self._watch: Block = register_map.block("STATE", "ALARM_CODE")
+        self._state_only: Block = register_map.block("STATE")
+        # Our last command: the state names it leads away from and the tool time its reply
+        # came, until a state read shows another state or COMMAND_APPLY_S has passed.
+        self._applying: tuple[frozenset[str], float] | None = None
 
     @property
     def name(self) -> str:
@@ -60,7 +72,32 @@ class ModbusTool(Generic[St, S]):
         return f"{type(self).__name__}({self.name}, {self.map.model})"
 
     async def state(self) -> St:
-        return self._state_of(await self.regs.read("STATE"))
+        return self._state_of((await self._read_states(self._state_only))["STATE"])
+
+    def _commanded(self, leaves: Iterable[str]) -> None:
+        """Our command was answered just now: until a read shows otherwise (or
+        COMMAND_APPLY_S has passed), a state in ``leaves`` may be the one before it. Counted
+        from the reply, which the tool sent after it took the command in."""
+        self._applying = (frozenset(leaves), self.clock.now())
+
+    def _still_applying(self) -> bool:
+        """Our last command may not show yet (answered less than COMMAND_APPLY_S ago, and
+        no read since has shown its effect)."""
+        applying = self._applying
+        return applying is not None and self.clock.now() < applying[1] + COMMAND_APPLY_S
+
+    async def _read_states(self, block: Block) -> dict[str, Any]:
+        """``block`` (it holds STATE), read again once COMMAND_APPLY_S after our last
+        command if it still shows a state that command leads away from: the tool may carry
+        it out on its next tick. No request more when the first read shows it carried out."""
+        v = await self.regs.read_block(block)
+        applying, self._applying = self._applying, None
+        if applying is not None and self._state_of(v["STATE"]).name in applying[0]:
+            wait = applying[1] + COMMAND_APPLY_S - self.clock.now()
+            if wait > 0:
+                await self.clock.sleep(wait)
+                v = await self.regs.read_block(block)
+        return v
 
     async def status(self) -> S:
         raise NotImplementedError
@@ -81,7 +118,7 @@ class ModbusTool(Generic[St, S]):
         deadline = self.clock.now() + timeout_s
         wanted = ", ".join(s.name for s in states)
         while True:
-            v = await self.regs.read_block(block)
+            v = await self._read_states(block)
             state = self._state_of(v["STATE"])
             if state in states:
                 return v

@@ -38,6 +38,8 @@ from drivers.types import (
 )
 
 DEFAULT_MODEL = "rf-10n"
+# The states APPLY leads away from (to HEATING; HEATING itself is both before and after).
+APPLY_LEAVES = (OvenState.READY.name, OvenState.OFF.name, OvenState.STANDBY.name)
 
 
 class ReflowOven(ModbusTool[OvenState, OvenStatus]):
@@ -116,6 +118,9 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
     async def apply(self) -> None:
         """Make the staged profile active (belt empty, no alarm); the zones start moving."""
         await self._command("APPLY", done=self._applied)
+        # An oven may show HEATING only from its next tick: a READY read that soon is the
+        # old profile's (drivers/modbus_tool.py, COMMAND_APPLY_S).
+        self._commanded(APPLY_LEAVES)
 
     async def standby(self) -> None:
         """All zones to 100 °C (belt empty)."""
@@ -137,7 +142,7 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
     async def process_values(self) -> OvenProcess:
         """Zones, state, belt count, alarm code, O2 and the active profile: one request."""
         moves = self.belt.stamp()
-        v = await self.regs.read_block(self._process)
+        v = await self._read_states(self._process)
         self.belt.counted(v["WAFERS_ON_BELT"], None, moves)
         return OvenProcess(
             state=self._state_of(v["STATE"]),
@@ -202,7 +207,7 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         deadline = self.clock.now() + timeout_s
         while True:
             moves = self.belt.stamp()
-            v = await self.regs.read_block(self._state)
+            v = await self._read_states(self._state)
             self.belt.counted(v["WAFERS_ON_BELT"], None, moves)
             state = self._state_of(v["STATE"])
             if state is OvenState.READY:
@@ -357,6 +362,7 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
     async def clear_alarm(self) -> None:
         """Clear a latched alarm whose cause is gone (COMMAND = CLEAR)."""
         await self._command("CLEAR", done=self._alarm_gone)
+        self._commanded((OvenState.ALARM.name,))  # ALARM read that soon: not applied yet
 
     # --- commands --------------------------------------------------------------------------------
 

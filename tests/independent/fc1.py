@@ -35,6 +35,7 @@ import math
 
 from tests.independent import text_regs
 from tests.independent.faults import Events, Fault, parse
+from tests.independent.late import Ticking
 from tests.independent.modbus_codec import (
     ILLEGAL_DATA_ADDRESS,
     ILLEGAL_DATA_VALUE,
@@ -68,7 +69,7 @@ def ionic_residue(wash_c: float, wash_s: float) -> float:
     return 3.0 * math.exp(-effect)
 
 
-class Cleaner:
+class Cleaner(Ticking):
     model = "FC-1"
     function_codes = frozenset({2, 3, 4, 6, 16})
     # The tables and the running states, as data an FC-2 extends (tests/independent/fc2.py).
@@ -80,8 +81,10 @@ class Cleaner:
     fault_names = FAULTS
 
     def __init__(self, *, bath_c: float = AMBIENT_C, alarm_at_wafer: dict[int, int] | None = None,
-                 interrupted_to: int = DONE, faults: list[str | Fault] | None = None) -> None:
+                 interrupted_to: int = DONE, faults: list[str | Fault] | None = None,
+                 tick_s: float = 0.0, pending: str = "busy") -> None:
         self.now = 0.0
+        self.late_commands(tick_s, pending)  # tests/independent/late.py
         self.faults = [parse(f, self.fault_names) if isinstance(f, str) else f
                        for f in faults or []]
         self.events = Events(self.faults)
@@ -155,10 +158,7 @@ class Cleaner:
         return ALARM if self.alarm else self.base_state
 
     def advance(self, dt: float) -> None:
-        while dt > 1e-9:
-            step = min(STEP_S, dt)
-            self._step(step)
-            dt -= step
+        self.advance_with_ticks(dt, STEP_S)
 
     def _step(self, dt: float) -> None:
         self.now += dt
@@ -263,7 +263,7 @@ class Cleaner:
                 self.hr[a] = value
         if command is not None:
             try:
-                self.command(command)
+                self.order(command)  # now, or at the next tick (``tick_s``)
             except ModbusError:
                 self.hr, self.wafer_id = dict(saved[0]), list(saved[1])
                 raise

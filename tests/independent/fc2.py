@@ -89,9 +89,11 @@ class Stripper(fc1.Cleaner):
 
     def __init__(self, *, mode: int = RESIST_STRIP, tank_c: float = AMBIENT_C,
                  alarm_at_wafer: dict[int, int] | None = None, bath_c: float = AMBIENT_C,
-                 interrupted_to: int = DONE, faults: list[str | Fault] | None = None) -> None:
+                 interrupted_to: int = DONE, faults: list[str | Fault] | None = None,
+                 tick_s: float = 0.0, pending: str = "busy") -> None:
         super().__init__(bath_c=bath_c, alarm_at_wafer=alarm_at_wafer,
-                         interrupted_to=interrupted_to, faults=faults)
+                         interrupted_to=interrupted_to, faults=faults, tick_s=tick_s,
+                         pending=pending)
         self.hr |= {HR_MODE: mode, HR_STRIP_SP: 500, HR_STRIP_TIME: 600}
         self.tank = tank_c
         self.mode_active = 0

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 from tests.independent import text_regs
 from tests.independent.faults import Events, Fault, parse
+from tests.independent.late import Ticking
 from tests.independent.modbus_codec import (
     ILLEGAL_DATA_ADDRESS,
     ILLEGAL_DATA_VALUE,
@@ -113,13 +114,14 @@ def _c10(value: float) -> int:
     return int(round(value * 10)) & 0xFFFF
 
 
-class Oven:
+class Oven(Ticking):
     function_codes = frozenset({1, 2, 3, 4, 5, 6, 16})
 
-    def __init__(self, *, count_exit: bool = True, faults: list[str | Fault] | None = None
-                 ) -> None:
+    def __init__(self, *, count_exit: bool = True, faults: list[str | Fault] | None = None,
+                 tick_s: float = 0.0, pending: str = "busy") -> None:
         self.count_exit = count_exit
         self.now = 0.0
+        self.late_commands(tick_s, pending)  # tests/independent/late.py
         self.faults = [parse(f, FAULTS) if isinstance(f, str) else f for f in faults or []]
         self.events = Events(self.faults)
         self.armed = [False] * 10  # a zone has been within ±2 °C of its setpoint since APPLY
@@ -221,10 +223,7 @@ class Oven:
 
     # --- time ----------------------------------------------------------------------
     def advance(self, dt: float) -> None:
-        while dt > 1e-9:
-            step = min(STEP_S, dt)
-            self._step(step)
-            dt -= step
+        self.advance_with_ticks(dt, STEP_S)
 
     def _step(self, dt: float) -> None:
         self.now += dt
@@ -402,7 +401,7 @@ class Oven:
                 self.staging[a] = value
         if command is not None:
             try:
-                self.command(command)
+                self.order(command)  # now, or at the next tick (``tick_s``)
             except ModbusError:
                 self.staging, self.load_id = dict(saved[0]), list(saved[1])
                 raise

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,20 @@ class ToolClock:
 
 
 @dataclass
+class Slow:
+    """Each reply held back a random ``low``..``high`` wall seconds (a slow tool or
+    gateway): the tool has done the request when it arrives, the host hears later."""
+
+    low: float = 0.0
+    high: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(19))
+
+    async def wait(self) -> None:
+        if self.high > 0:
+            await asyncio.sleep(self.rng.uniform(self.low, self.high))
+
+
+@dataclass
 class Served:
     oven: Oven
     cleaner: Cleaner
@@ -69,7 +84,7 @@ class Served:
 
 
 async def _oven_conn(clock: ToolClock, served: Served, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+                     writer: asyncio.StreamWriter, slow: Slow) -> None:
     buffer = bytearray()
     try:
         while data := await reader.read(4096):
@@ -83,6 +98,7 @@ async def _oven_conn(clock: ToolClock, served: Served, reader: asyncio.StreamRea
                 served.requests.append(("oven", pdu, reply))
                 if clock.after is not None:
                     clock.after()
+                await slow.wait()
                 writer.write(mbap(transaction, unit, reply))
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
@@ -94,7 +110,7 @@ async def _oven_conn(clock: ToolClock, served: Served, reader: asyncio.StreamRea
 
 
 async def _cleaner_conn(clock: ToolClock, served: Served, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter, pace: bool) -> None:
+                        writer: asyncio.StreamWriter, pace: bool, slow: Slow) -> None:
     buffer = bytearray()
     try:
         while data := await reader.read(4096):
@@ -124,6 +140,7 @@ async def _cleaner_conn(clock: ToolClock, served: Served, reader: asyncio.Stream
                 if unit == 0:
                     continue  # broadcast: done, never answered
                 out = rtu(CLEANER_UNIT, reply)
+                await slow.wait()
                 if pace:  # the serial line's time: request, turnaround, reply
                     await asyncio.sleep((len(frame) + 3.5 + len(out)) * RTU_CHAR_S)
                 writer.write(out)
@@ -142,15 +159,24 @@ async def serve(speed: float, *, host: str = "127.0.0.1", oven_port: int = 0,
                 cleaner_bath_c: float | None = None, cleaner_alarms: dict[int, int] | None = None,
                 interrupted_to: int = DONE, oven_faults: list[str] | None = None,
                 cleaner_faults: list[str] | None = None, events_to: str | None = None,
-                cleaner: Cleaner | None = None):
+                cleaner: Cleaner | None = None, tick_s: float = 0.0, pending: str = "busy",
+                slow_s: tuple[float, float] = (0.0, 0.0), oven: Oven | None = None):
     """``oven_faults``, ``cleaner_faults``: plans of tests/independent/faults.py.
     ``events_to``: a file the tools' logs are appended to as they happen. ``cleaner``: a
-    cleaner model built by the caller (an FC-2) instead of the FC-1 the options build."""
-    oven = Oven(count_exit=count_exit, faults=oven_faults)
+    cleaner model built by the caller (an FC-2) instead of the FC-1 the options build;
+    ``oven`` likewise. ``tick_s``: both tools carry each COMMAND out at their next tick
+    (tests/independent/late.py; ``pending``: a second command meanwhile ``"busy"`` (06) or
+    ``"queue"``). ``slow_s``: (low, high) wall seconds each reply is held back."""
+    if oven is None:
+        oven = Oven(count_exit=count_exit, faults=oven_faults)
     if cleaner is None:
         cleaner = Cleaner(bath_c=25.0 if cleaner_bath_c is None else cleaner_bath_c,
                           alarm_at_wafer=cleaner_alarms, interrupted_to=interrupted_to,
                           faults=cleaner_faults)
+    if tick_s:
+        oven.late_commands(tick_s, pending)
+        cleaner.late_commands(tick_s, pending)
+    slow = Slow(*slow_s)
     served = Served(oven, cleaner, 0, 0)
     written = {"oven": 0, "cleaner": 0}
     out = _append_to(events_to) if events_to else None
@@ -176,7 +202,7 @@ async def serve(speed: float, *, host: str = "127.0.0.1", oven_port: int = 0,
             return
         cleaner_conns += 1
         try:
-            await _cleaner_conn(cleaner_clock, served, reader, writer, pace_rtu)
+            await _cleaner_conn(cleaner_clock, served, reader, writer, pace_rtu, slow)
         finally:
             cleaner_conns -= 1
 
@@ -195,7 +221,7 @@ async def serve(speed: float, *, host: str = "127.0.0.1", oven_port: int = 0,
         return run
 
     oven_server = await asyncio.start_server(
-        tracked(lambda r, w: _oven_conn(oven_clock, served, r, w)), host, oven_port)
+        tracked(lambda r, w: _oven_conn(oven_clock, served, r, w, slow)), host, oven_port)
     cleaner_server = await asyncio.start_server(tracked(cleaner_conn), host, cleaner_port)
     served.oven_port = oven_server.sockets[0].getsockname()[1]
     served.cleaner_port = cleaner_server.sockets[0].getsockname()[1]
@@ -263,7 +289,9 @@ async def _main(args: argparse.Namespace) -> str:
                      pace_rtu=not args.no_pace,
                      cleaner_alarms=alarms, interrupted_to=interrupted_to,
                      oven_faults=args.oven_fault, cleaner_faults=args.cleaner_fault,
-                     events_to=args.events, cleaner=cleaner) as served:
+                     events_to=args.events, cleaner=cleaner, tick_s=args.tick,
+                     pending=args.pending, slow_s=(args.slow_ms[0] / 1000,
+                                                   args.slow_ms[1] / 1000)) as served:
         print(json.dumps({"oven_port": served.oven_port,
                           "cleaner_port": served.cleaner_port}), flush=True)
         await stop.wait()
@@ -293,6 +321,13 @@ def main() -> None:
     parser.add_argument("--cleaner-fault", action="append", default=[],
                         help="door|di|chem@WHEN[+DELAY][/DURATION]: e.g. door@start1+30/20; "
                         "an FC-2 also stripper|tank, and the event strip: tank@strip1+30/300")
+    parser.add_argument("--tick", type=float, default=0.0,
+                        help="carry each COMMAND out at the tool's next tick, this many tool "
+                        "s apart (the reply at once): tests/independent/late.py")
+    parser.add_argument("--pending", choices=("busy", "queue"), default="busy",
+                        help="a second command while one waits for the tick: 06, or queued")
+    parser.add_argument("--slow-ms", type=float, nargs=2, default=(0.0, 0.0),
+                        metavar=("LOW", "HIGH"), help="hold each reply back LOW..HIGH wall ms")
     parser.add_argument("--events", help="append the tools' events here as they happen")
     parser.add_argument("--log", help="write the tools' event logs here on exit")
     args = parser.parse_args()
