@@ -524,3 +524,23 @@ async def test_an_alarm_that_fails_a_setup_ahead_is_recorded_and_cleared_before_
         needs = next(e for e in r.store.events(wafer) if e.to_state == "step4_waiting")
         assert alarm.tool_time is not None and needs.tool_time is not None
         assert alarm.tool_time < needs.tool_time
+
+
+async def test_an_alarm_no_clear_takes_away_holds_the_wafers_waiting_for_its_tool(
+        tmp_path: Path) -> None:
+    """102 PASTE EMPTY during the second wafer's print: that wafer goes to an engineer; the
+    first, back from its reflow and clean for its second print, waits for the printer,
+    whose changeover is refused in ALARM and whose CLR is refused for good (102 needs FIL,
+    paste-printer.md). It waited for ever, held by nobody: the run never ended (the random
+    fault soak, seed 1 plan 29). Now it is held, naming the alarm and its remedy, and the
+    run ends with the wafers waiting for people."""
+    faults = {"printer-1": FaultPlan(alarms=[ScheduledAlarm(102, at_wafer=2)])}
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", faults=faults) as r:
+        first, second = r.new_lot("PST", 2)
+        await run_lots(r.controller(), ["PST"])
+        assert r.store.get_wafer(second).state == "awaiting_disposition"
+        assert r.store.get_wafer(first).state == "held"
+        why = next(e.why for e in reversed(r.store.events(first)) if e.to_state == "held")
+        assert "printer-1 alarm 102 PASTE EMPTY" in why and "FIL" in why
+        [alarm] = r.store.alarms(tool="printer-1")
+        assert alarm.code == 102 and alarm.cleared_at is None  # still latched: it is shown
