@@ -182,8 +182,10 @@ def draw(seed: int, number: int, table: dict[str, tuple[str, ...]]) -> Plan:
 def run_plan(plan: Plan, work: Path) -> tuple[Tally, list[int | None], Sim]:
     tally = Tally()
     lot = f"S{plan.number}"
+    state = work / f"{lot}-state"  # a plater's state file: its own, not the last plan's
+    state.mkdir(exist_ok=True)
     sim = Sim(work, lot, faults=plan.faults, seed=plan.seed, speed=plan.speed,
-              options=plan.options)
+              options=[*plan.options, "--state-dir", str(state)])
     db = f"sqlite:///{work / f'{lot}.db'}"
     log = work / f"{lot}.log"
     codes: list[int | None] = []
