@@ -74,7 +74,8 @@ screens: $(STAMP)
 	BUMPLINE_SCREENS=docs/screens $(BIN)/python -m pytest -q -W error -p no:randomly tests/test_web_browser.py
 
 ## make faults: the fault campaign (tools/fault_campaign.py): controller SIGKILLs and resumes,
-## each simulator fault kind, a simulator restart, two controllers; one table (minutes)
+## each simulator fault kind, a simulator restart, two controllers; one table (minutes).
+## FAULTS_ARGS="--random 40 --seed 1": the random soak instead (docs/reliability.md)
 faults: $(STAMP)
 	$(BIN)/python tools/fault_campaign.py $(FAULTS_ARGS)
 

@@ -23,6 +23,10 @@ lines, the printer's passes per wafer) and from the store:
 
 Run it with ``make faults`` (a few minutes on two busy cores); ``--kills`` and ``--seed``
 change the campaign, ``--keep DIR`` keeps the databases and logs to look at.
+
+``--random N`` runs a randomized soak instead (tools/fault_soak.py): N fault plans, each
+combining faults at random across the tools, recipes and moments of one lot, judged by the
+checks above and a few more; ``--run K`` runs only plan K of the seed (its reproduction).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +50,7 @@ from controller.store import Store
 from sequences.wafer.machine import AWAITING, FINAL_STATES, HELD
 
 BUMPLINE = str(Path(sys.executable).with_name("bumpline"))
+ROOT = Path(__file__).resolve().parents[1]  # the tree whose code the subprocesses run
 RECIPE = "rebump-hipb-snpb"
 PASSES = {"print": 2, "reflow": 2, "clean": 2}  # per wafer, in the recipe above
 WAFERS = 3
@@ -80,6 +85,7 @@ _PASS_LINES = {
     "reflow": re.compile(r"oven-\d+ t=\S+ s: LOAD '([^']+)'"),
     "clean": re.compile(r"cleaner-\d+ t=\S+ s: LOAD '([^']+)'"),
     "print": re.compile(r"printer-\d+ t=\S+s READY -> PRINTING wafer '([^']+)'"),
+    "place": re.compile(r"placer-\d+ t=\S+s READY -> PLACING wafer '([^']+)'"),
 }
 
 
@@ -97,15 +103,19 @@ class Sim:
     """``bumpline sim`` out of process; its stderr is the tools' own log."""
 
     def __init__(self, work: Path, name: str, faults: str = "", seed: int = 0,
-                 speed: float = SPEED, line: str | None = None) -> None:
+                 speed: float = SPEED, line: str | None = None,
+                 options: Sequence[str] = ()) -> None:
         """``line``: the line configuration's name (default ``name``); a simulator started
-        again for the same line writes the same file, as the line it stands for is one."""
+        again for the same line writes the same file, as the line it stands for is one.
+        ``options``: more of ``bumpline sim``'s (``--platers 1``, ``--cleaners fc-2``)."""
         self.config = work / f"{line or name}.toml"
         self.log = work / f"{name}.sim.log"
         args = [BUMPLINE, "sim", "--speed", str(speed), "--seed", str(seed),
                 "--config-out", str(self.config)]
         if faults:
             args += ["--faults", faults]
+        args += options
+        self.args = args
         self.config.unlink(missing_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out)
@@ -129,11 +139,12 @@ class Sim:
                 self.kill()
 
 
-def run_args(sim: Sim, db: str, lot: str, *, new: bool) -> list[str]:
+def run_args(sim: Sim, db: str, lot: str, *, new: bool, recipe: str = RECIPE,
+             wafers: int = WAFERS) -> list[str]:
     args = [BUMPLINE, "run", "--line", str(sim.config), "--db", db, "--plain",
             "--report-dir", str(sim.config.parent / "reports")]
     if new:
-        return args + ["--lot", lot, "--recipe", RECIPE, "--wafers", str(WAFERS)]
+        return args + ["--lot", lot, "--recipe", recipe, "--wafers", str(wafers)]
     return args + ["--resume", lot]
 
 
@@ -145,8 +156,9 @@ def start_run(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def finish_run(proc: subprocess.Popen[bytes], log: Path, tally: Tally, what: str,
-               *, limit_s: float = RUN_LIMIT_S) -> bool:
-    """Wait for a run; False (and the lot counts stalled) when it does not end in time."""
+               *, limit_s: float = RUN_LIMIT_S) -> int | None:
+    """Wait for a run; its exit status, or None (and the lot counts stalled) when it does
+    not end in time."""
     try:
         code = proc.wait(timeout=limit_s)
     except subprocess.TimeoutExpired:
@@ -154,12 +166,12 @@ def finish_run(proc: subprocess.Popen[bytes], log: Path, tally: Tally, what: str
         proc.wait()
         tally.figures["lots stalled"] += 1
         tally.notes.append(f"{what}: still running after {limit_s:.0f} s")
-        return False
+        return None
     text = log.read_text(errors="replace")
     if code not in (0, 3) or "Traceback" in text.rsplit("\n$ ", 1)[-1]:
         tally.figures["resumes failed"] += 1
         tally.notes.append(f"{what}: exit {code} (see {log})")
-    return True
+    return code
 
 
 def wait_for_text(log: Path, text: str, *, limit_s: float) -> None:
@@ -247,15 +259,18 @@ def passes(logs: list[Path]) -> dict[str, Counter[str]]:
     return seen
 
 
-def judge_passes(logs: list[Path], wafers: list[str], tally: Tally) -> None:
+def judge_passes(logs: list[Path], wafers: list[str], tally: Tally,
+                 expected: Mapping[str, int] = PASSES) -> None:
+    """``expected``: passes per wafer of each kind in its recipe (a cleaner's LOADs count its
+    strips too)."""
     seen = passes(logs)
     for kind, count in seen.items():
         for wafer in wafers:
-            extra = count[wafer] - PASSES[kind]
+            extra = count[wafer] - expected.get(kind, 0)
             if extra > 0:
                 tally.figures["double executions"] += extra
                 tally.notes.append(f"{wafer}: {count[wafer]} {kind} passes (recipe: "
-                                   f"{PASSES[kind]})")
+                                   f"{expected.get(kind, 0)})")
 
 
 # --- the scenarios ----------------------------------------------------------------------------
@@ -407,13 +422,13 @@ def two_controllers(work: Path) -> Tally:
     return tally
 
 
-def table(rows: list[tuple[str, Tally]]) -> Iterator[str]:
-    head = ["scenario", *COLUMNS]
-    cells = [[name, *(str(t.figures[c]) for c in COLUMNS)] for name, t in rows]
+def table(rows: list[tuple[str, Tally]], columns: Sequence[str] = COLUMNS) -> Iterator[str]:
+    head = ["scenario", *columns]
+    cells = [[name, *(str(t.figures[c]) for c in columns)] for name, t in rows]
     total = Tally()
     for _, t in rows:
         total.add(t)
-    cells.append(["total", *(str(total.figures[c]) for c in COLUMNS)])
+    cells.append(["total", *(str(total.figures[c]) for c in columns)])
     widths = [max(len(r[i]) for r in [head, *cells]) for i in range(len(head))]
     yield "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"
     yield "|" + "|".join("-" * (w + 2) for w in widths) + "|"
@@ -428,8 +443,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restarts", type=int, default=2, help="simulator restarts")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", metavar="DIR", help="keep databases and logs here")
+    parser.add_argument("--random", type=int, metavar="N",
+                        help="a randomized soak of N fault plans instead (tools/fault_soak.py)")
+    parser.add_argument("--run", type=int, metavar="K", action="append",
+                        help="with --random: only plan K (1-based; repeatable)")
     args = parser.parse_args(argv)
+    # The subprocesses run this tree's code, whatever the venv's editable install points at.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
     rng = random.Random(args.seed)
+    if args.random is not None:
+        from fault_soak import soak  # beside this file: tools/ is the script's sys.path[0]
+
+        return soak(args.random, args.seed, only=args.run, keep=args.keep)
     with contextlib.ExitStack() as stack:
         if args.keep:
             work = Path(args.keep)

@@ -8,7 +8,11 @@ plus a print), the plater's baths heat (about 2,000 s from cold), the cleaner's
 bath reaches its wash temperature. A setup is never changed ahead: a tool whose
 setup is known keeps it until a waiting wafer needs another (the changeover
 rule of docs/scheduling.md). Each tool is set up ahead once at most: a setup
-that failed is left to the wafers' own changeover, which reports its alarm.
+that failed is left to the wafers' own changeover. An alarm it failed on is
+recorded at once and the tool is out of service until the scheduler's CLEAR is
+taken, as for a wafer's own changeover: no wafer may have to come to the tool for
+the alarm to be heard of (a lot whose wafers all stopped before it ended with the
+tool in ALARM and no alarm recorded).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from controller.line.batching import Scheduler
-from controller.line.scheduled import ScheduledTool
+from controller.line.scheduled import ScheduledTool, ToolReport
+from controller.line.tool_alarms import read_alarm
 from drivers.errors import ToolError
 from sequences.kinds import ROLE_OF_KIND, kind_of
 from sequences.wafer.machine import Phase
@@ -65,6 +70,10 @@ async def _prepare(sched: Scheduler, tool: ScheduledTool, step: Any, recipe_name
         tool.setup = kind.setup_key(step)
     except ToolError as exc:
         sched.note(tool, f"setup ahead of the wafers failed: {exc.detail}")
+        alarm = await read_alarm(tool)
+        if alarm is not None and tool.alarm != alarm.code:
+            tool.alarm = alarm.code
+            sched.report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
     finally:
         tool.release(sched.clock.now())
         sched.wake()

@@ -40,6 +40,14 @@ RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this 
 # row of the audit log, for as long as a door stayed open.
 CLEAR_RETRY_S = 5.0
 CLEAR_APPLY_S = 1.0  # a CLEAR's OK may come before the tool leaves ALARM (its next tick)
+# Alarms no CLEAR takes away: their spec's remedy is another command, which we leave to a
+# person (it spends a consumable, docs/protocols.md decision 15). By (role, code).
+REMEDIES = {
+    ("printer", 102): "FIL (paste-printer.md)",
+    ("placer", 111): "CHG with a fresh ball supply, then CLR (ball-placer.md)",
+    ("plater", 720): "REPLENISH (barrier-plater.md)",
+    ("plater", 740): "REPLENISH (barrier-plater.md)",
+}
 
 
 async def read_alarm(tool: ScheduledTool) -> Alarm | None:
@@ -310,4 +318,27 @@ class ToolAlarms:
         elif refused.detail != tool.clear_refused:  # told once, not on every try
             tool.clear_refused = refused.detail
             self._note(tool, f"alarm {tool.alarm} not cleared: {refused.detail}")
+        remedy = REMEDIES.get((tool.role, latched.code))
+        if remedy is not None:
+            self._hold_for_remedy(tool, latched, remedy)
         return False
+
+    def _hold_for_remedy(self, tool: ScheduledTool, alarm: Alarm, remedy: str) -> None:
+        """An alarm only a person's remedy clears (``REMEDIES``): the wafers waiting for the
+        tool's role, with no other tool of it in service, are held naming the alarm and its
+        remedy (they go on when it is cleared, as those its interlock held). Before, they
+        waited for a CLEAR that could never be taken: the run never ended, nobody was asked
+        (a 102 PASTE EMPTY during a print). Alarms whose cause a person removes at the tool
+        (a door, an e-stop) are still waited for, as before."""
+        if any(t.role == tool.role and t.alarm == 0 and not t.lost
+               for t in self.tools.values()):
+            return
+        why = (f"interlock: {tool.name} alarm {alarm.code} {alarm.text} is not cleared by "
+               f"CLEAR; its remedy is {remedy}, for a person; the wafer goes on once it is "
+               "cleared")
+        for wafer in self.wafers.values():
+            run = wafer.run
+            if (run.phase is Phase.WAITING and not wafer.running
+                    and run.next_role == tool.role):
+                self._held.setdefault(tool.name, set()).add(run.wafer_id)
+                run.hold(why)
