@@ -471,11 +471,20 @@ class BarrierPlater:
         return await self.result()
 
     async def wait_bath_ready(self, timeout_s: float) -> PlaterBath:
-        """Until both baths are within ±1 °C of the recipe's setpoints (what START needs)."""
+        """Until both baths are within ±1 °C of the recipe's setpoints (what START needs);
+        ToolAlarm as soon as the plater is in ALARM (START would be refused, and a bath
+        wait of up to an hour must not hide the alarm: the baths go on heating in ALARM).
+        Each look asks STATE? before BATH?, and the pushed ``ALARM`` / ``STATE`` events
+        cut the pause short, so an alarm latched during the wait ends it at once."""
         recipe = await self.recipe()
         deadline = self.clock.now() + timeout_s
         while True:
             self._changed.clear()
+            s = await self.status()
+            if s.state is PlaterState.ALARM:
+                alarm = await self._latched(s.state)
+                raise ToolAlarm(self.name, alarm.code if alarm else 0,
+                                alarm.text if alarm else "")
             bath = await self.bath()
             ni_off = abs(bath.ni_temp_c - recipe.ni_temp_c)
             au_off = abs(bath.au_temp_c - recipe.au_temp_c)

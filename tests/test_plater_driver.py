@@ -370,6 +370,26 @@ async def test_an_alarm_ends_the_batch_and_clear_leads_to_done() -> None:
     assert state is PlaterState.DONE
 
 
+@pytest.mark.faults
+async def test_an_alarm_latched_while_the_baths_heat_ends_the_bath_wait() -> None:
+    """710 latched 200 tool s into the heat-up from 25 °C (the gold bath needs ~1,100 s, the
+    nickel ~2,000). The baths go on heating in ALARM, and the wait polled BATH? only: it
+    went on until both were in band and returned as if the plater were ready (a setup
+    waited ~1,300 tool s on an alarm it never reported: the random fault soak, seed 1 plan
+    21). Now the wait ends with the alarm as soon as it is latched."""
+    # 1,000x: the ~1,800 tool s between the alarm and the nickel bath in band are ~2 wall s.
+    async with sim_plater("alarm=710@200", clock=ScaledClock(1000.0)) as sim:
+        link = sim.link()
+        plater = BarrierPlater(link, sim.clock)
+        async with link:
+            await plater.set_recipe(RECIPE)
+            with pytest.raises(ToolAlarm, match="alarm 710 AU BATH TEMP OUT") as caught:
+                await plater.wait_bath_ready(PATIENCE_S)
+            bath = await plater.bath()
+    assert caught.value.code == 710
+    assert bath.ni_temp_c < RECIPE.ni_temp_c - 1.0  # ended by the alarm, not by the baths
+
+
 async def test_power_loss_ends_the_batch_aborted_and_keeps_the_numbering(tmp_path) -> None:
     state_file = tmp_path / "plater-1.json"
     seen: list[PlaterEvent] = []
