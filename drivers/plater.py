@@ -114,6 +114,7 @@ class BarrierPlater:
         self._history: list[PlaterEvent] | None = None
         self._changed = asyncio.Event()
         self._rebase = False  # after a refused catch-up: the next event sets the numbering
+        self._state_events = 0  # ALARM and STATE events delivered (wait_bath_ready)
         link.add_event_handler(self._on_line_event)
         link.add_connect_hook(self._catch_up, before=self._hold)
 
@@ -221,6 +222,10 @@ class BarrierPlater:
                         last + 1, line.seq - 1)
         self._last_seq = line.seq
         event = PlaterEvent(line.seq, line.name, line.fields)
+        if event.name == "STATE" or (event.name == "ALARM" and not (
+                event.fields[:1] and event.fields[0].isdigit()
+                and int(event.fields[0]) in PLATER_WARNINGS)):
+            self._state_events += 1  # the bath wait asks STATE? again (not for a warning)
         for callback in list(self._subscribers):
             try:
                 callback(event)
@@ -472,19 +477,24 @@ class BarrierPlater:
 
     async def wait_bath_ready(self, timeout_s: float) -> PlaterBath:
         """Until both baths are within ±1 °C of the recipe's setpoints (what START needs);
-        ToolAlarm as soon as the plater is in ALARM (START would be refused, and a bath
-        wait of up to an hour must not hide the alarm: the baths go on heating in ALARM).
-        Each look asks STATE? before BATH?, and the pushed ``ALARM`` / ``STATE`` events
-        cut the pause short, so an alarm latched during the wait ends it at once."""
+        ToolAlarm as soon as the plater is in ALARM: START would be refused, and the baths
+        go on heating in ALARM, so a wait of up to an hour that looked at the baths only
+        waited an alarm out (or was cancelled first) and never reported it. STATE? is
+        asked as the wait begins (an alarm latched before, or before we connected) and
+        again after each pushed ``ALARM`` or ``STATE`` event (they also cut the pause
+        short); the looks in between ask BATH? alone."""
         recipe = await self.recipe()
         deadline = self.clock.now() + timeout_s
+        looked: int | None = None  # the state events counted at our last STATE?
         while True:
             self._changed.clear()
-            s = await self.status()
-            if s.state is PlaterState.ALARM:
-                alarm = await self._latched(s.state)
-                raise ToolAlarm(self.name, alarm.code if alarm else 0,
-                                alarm.text if alarm else "")
+            if looked != self._state_events:
+                looked = self._state_events
+                s = await self.status()
+                if s.state is PlaterState.ALARM:
+                    alarm = await self._latched(s.state)
+                    raise ToolAlarm(self.name, alarm.code if alarm else 0,
+                                    alarm.text if alarm else "")
             bath = await self.bath()
             ni_off = abs(bath.ni_temp_c - recipe.ni_temp_c)
             au_off = abs(bath.au_temp_c - recipe.au_temp_c)

@@ -23,7 +23,17 @@ from sequences.wafer.journal import DONE, REFUSED, MemoryJournal
 from tests.scripted_lines import IDN, got, hang_up, scripted, sent
 
 STEP = find_recipe("rebump-sncu-niau-snpb").step(4)  # 3 µm Ni / 0.08 µm Au at 85 / 80 °C
-READY = [sent("RECIPE?"), got("OK 3 0.08 85 80"), sent("BATH?"), got("OK 85.0 80.4 4.75 0.40 90.0")]
+RECIPE = [sent("RECIPE?"), got("OK 3 0.08 85 80")]
+
+
+def ready(state: str = "LOADED B1") -> list[tuple[str, str]]:
+    """The bath wait on baths in band: the recipe, STATE? as it begins (``state``: not in
+    ALARM), the baths."""
+    return [*RECIPE, sent("STATE?"), got(f"OK {state} - -"),
+            sent("BATH?"), got("OK 85.0 80.4 4.75 0.40 90.0")]
+
+
+READY = ready()
 
 
 class StoppedClock(ManualClock):
@@ -113,7 +123,7 @@ async def test_prepare_does_not_resend_a_recipe_echoed_rounded() -> None:
     script = [sent(IDN[0]), got(IDN[1]),
               sent("RECIPE?"), got("OK 3.00 0.08 85.0 80.0"),  # no RECIPE after it
               sent("BATH?"), got("OK 85.0 80.0 4.75 0.40 90.0"),
-              sent("RECIPE?"), got("OK 3.00 0.08 85.0 80.0"),
+              sent("RECIPE?"), got("OK 3.00 0.08 85.0 80.0"), sent("STATE?"), got("OK IDLE - - -"),
               sent("BATH?"), got("OK 85.0 80.0 4.75 0.40 90.0")]
     notes: list[str] = []
     async with scripted(script, clock=ManualClock()) as s:
@@ -201,10 +211,11 @@ async def test_an_alarm_with_no_done_fails_the_batch_with_its_code_at_once() -> 
 async def test_recovery_starts_a_loaded_carrier_once_more_after_not_ready() -> None:
     script = [sent(IDN[0]), got(IDN[1]),
               sent("STATE?"), got("OK LOADED B7 - -"),
-              sent("ALARM?"), got("OK 0 NONE"), *READY[:2], sent("BATH?"),
+              sent("ALARM?"), got("OK 0 NONE"), *RECIPE, sent("BATH?"),
               got("OK 85.0 80.4 4.75 0.40 90.0"),  # look
-              *READY, sent("START"), got("ERR 05 NOT READY"), got("!6 BATH 85.0 80.0"),
-              *READY, sent("START"), got("OK"), got("!7 STATE RUNNING"),
+              *ready("LOADED B7"), sent("START"), got("ERR 05 NOT READY"),
+              got("!6 BATH 85.0 80.0"), *ready("LOADED B7"), sent("START"), got("OK"),
+              got("!7 STATE RUNNING"),
               sent("STATE?"), got("OK RUNNING B7 PRECLEAN 2200"),
               sent("STATE?"), got("!8 DONE B7 OK"), got("OK DONE B7 - -"),
               sent("STATE?"), got("OK DONE B7 - -"),
