@@ -526,43 +526,6 @@ async def test_an_alarm_that_fails_a_setup_ahead_is_recorded_and_cleared_before_
         assert alarm.tool_time < needs.tool_time
 
 
-@pytest.mark.faults
-async def test_an_alarm_during_the_plater_bath_wait_fails_its_setup_ahead_and_is_recorded(
-        tmp_path: Path) -> None:
-    """The plater is set up ahead of the wafers (its baths heat from 25 °C, ~2,000 tool s),
-    and 710 latches during that wait. The wait polled the baths only, and the baths go on
-    heating in ALARM: the setup waited them out and 710 was heard of only when the wafer came
-    to the plater, by its interlocks (in the random fault soak, seed 1 plan 21, a lot whose
-    wafers all stopped before the plater ended with 710 never recorded). Now the wait ends
-    with the alarm, which is recorded at once and CLEARed long before the wafer needs the
-    plater; the lot completes."""
-    async with rig(f"sqlite:///{tmp_path / 'line.db'}", platers=1) as r:
-        [wafer] = r.new_lot("BTH", 1, recipe_name="rebump-sncu-niau-snpb")
-        plater = r.model("plater-1")
-        handle = plater.handle
-        looks: list[float] = []
-
-        def alarm_in_bath_wait(line: str, now: float) -> str:
-            reply: str = handle(line, now)
-            if line.startswith("BATH?"):
-                looks.append(now)
-                if len(looks) == 2:  # the wait's first look (prepare's own was the first)
-                    plater.latch_alarm(710, now, "the gold heater tripped in the heat-up")
-            return reply
-
-        plater.handle = alarm_in_bath_wait
-        await run_lots(r.controller(), ["BTH"])
-        assert r.store.get_wafer(wafer).state == "complete"
-        [alarm] = r.store.alarms(tool="plater-1")
-        assert alarm.code == 710 and alarm.cleared_at is not None, alarm
-        notes = [a.detail for a in r.store.audit_log() if a.action == "tool.note"]
-        assert "setup ahead of the wafers failed: alarm 710 AU BATH TEMP OUT" in notes, notes
-        needs = next(e for e in r.store.events(wafer) if e.to_state == "step4_waiting")
-        assert alarm.tool_time is not None and needs.tool_time is not None
-        assert alarm.tool_time < needs.tool_time
-        await assert_line_empty(r)
-
-
 async def test_an_alarm_no_clear_takes_away_holds_the_wafers_waiting_for_its_tool(
         tmp_path: Path) -> None:
     """102 PASTE EMPTY during the second wafer's print: that wafer goes to an engineer; the

@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     from sequences.wafer.journal import WaferJournal
 
 POLL_S = 1.0  # how often a tool is looked at while waiting for it to be free
+# How often a long wait with no poll of its own (a changeover's, a heat-up's) looks for an
+# alarm: one request, as the plater's bath wait polls (its poll_s), a 20-minute cool-down
+# about 40 of them.
+ALARM_LOOK_S = 30.0
 
 
 async def expect(clock: Clock, nominal_s: float) -> None:
@@ -51,6 +55,23 @@ async def expect(clock: Clock, nominal_s: float) -> None:
     the polls that follow.
     """
     await clock.sleep(nominal_s)
+
+
+async def expect_watching(clock: Clock, nominal_s: float,
+                          look: Callable[[], Awaitable[None]],
+                          every_s: float = ALARM_LOOK_S) -> None:
+    """``expect`` for a long wait (a changeover, a heat-up, a cool-down): ``look()`` every
+    ``every_s`` on the way, which raises ToolAlarm when the tool latched an alarm. Slept
+    through, an alarm latched early in a 10-25 minute wait was found only at its end, or
+    never: a run that ends meanwhile cancels a setup (a lot's wafers all stopped before
+    the tool), and its alarm was never recorded. The last stretch ends at ``nominal_s``
+    exactly: the polls that follow find the tool as soon as before."""
+    end = clock.now() + nominal_s
+    while (left := end - clock.now()) > every_s:
+        await clock.sleep(every_s)
+        await look()
+    if left > 0:
+        await clock.sleep(left)
 
 
 T = TypeVar("T")

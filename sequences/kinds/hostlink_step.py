@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from drivers.clock import Clock
-from drivers.errors import InterlockActive, LinkError, ToolError, WrongState
+from drivers.errors import InterlockActive, LinkError, ToolAlarm, ToolError, WrongState
 from drivers.protocols import Tool
 from drivers.types import PlacerState, PlacerStatus, PrinterState, PrinterStatus
 from sequences.kinds.base import (
@@ -32,6 +32,7 @@ from sequences.kinds.base import (
     ToolView,
     Unknown,
     expect,
+    expect_watching,
     timeout_for,
     tool_note,
     wait_free,
@@ -139,7 +140,7 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         status = await self.free(driver, clock)
         if self.setup_mismatches(step, ToolView(status)):
             note(await past_interlock(driver, lambda: self.change_setup(driver, step), note))
-            await expect(clock, self.changeover_s)
+            await expect_watching(clock, self.changeover_s, lambda: self.no_alarm(driver))
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.changeover_s))
         await self.send_recipe(driver, step, recipe_name)
         note(f"{self.parameters_called} {recipe_name} stored (RCP)")
@@ -171,6 +172,14 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
     async def look(self, driver: H, step: S, wafer_id: str, status: HSt) -> ToolView[HSt]:
         own = status.state is self.states.DONE and status.wafer_id == wafer_id
         return ToolView(status, own_wafer_done=own)
+
+    async def no_alarm(self, driver: H) -> None:
+        """One STS: ToolAlarm (ALR's text) if the tool is in ALARM (a changeover's look)."""
+        status = await driver.status()
+        if status.state is self.states.ALARM:
+            alarm = await driver.alarm()
+            raise ToolAlarm(driver.name, alarm.code if alarm else status.alarm_code,
+                            alarm.text if alarm else "")
 
     async def free(self, driver: H, clock: Clock) -> HSt:
         return await wait_free(self, driver, "", clock, timeout_for(self.changeover_s))

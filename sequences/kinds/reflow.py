@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from drivers.clock import Clock
@@ -32,7 +32,7 @@ from sequences.kinds.base import (
     ToolView,
     Unknown,
     alarm_reasons,
-    expect,
+    expect_watching,
     timeout_for,
 )
 from sequences.kinds.oven_exit import exit_watch, watch_of
@@ -218,21 +218,29 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
         # zones can be in the band (_cooled). Heating has an expected time (cold_start_s's
         # model from the hottest zone now): no look before it. Then READY every
         # HEATED_POLL_S (READY_POLL_S if the zones did not cool as seen).
+        # An alarm latched meanwhile (the e-stop, N2 flow) is looked for every ALARM_LOOK_S
+        # on the way (``_alarm_look``): found at the end of these waits only, it was heard
+        # of up to 25 minutes late, or never when the run ended first (its setup cancelled).
         poll = READY_POLL_S
+
+        async def watching(seconds: float) -> None:
+            await expect_watching(clock, seconds, lambda: _alarm_look(driver))
+
         if cooling > STABLE_BAND_C:
             if cooling >= BIG_COOLDOWN_C:
-                await expect(clock, BIG_COOLDOWN_MIN_S)
-            if await _cooled(driver, step, clock, _zone_gap(status.zone_pv_c, step), looked):
+                await watching(BIG_COOLDOWN_MIN_S)
+            if await _cooled(driver, step, clock, _zone_gap(status.zone_pv_c, step), looked,
+                             wait=watching):
                 poll = HEATED_POLL_S
         elif cooling < -STABLE_BAND_C:
-            await expect(clock, heat_up_s(-cooling))
+            await watching(heat_up_s(-cooling))
             poll = HEATED_POLL_S
         await driver.wait_ready(timeout_s=3600.0, poll_s=poll)
         deadline = clock.now() + timeout_for(120.0)
         while True:
             # O2_PPM is a process value: one request, not the interlocks' three (the
             # wafer's own interlock check reads them all before its LOAD).
-            o2_ppm = (await driver.process_values()).o2_ppm
+            o2_ppm = (await _no_alarm(driver, await driver.process_values())).o2_ppm
             if o2_ppm <= step.o2_limit_ppm:
                 break
             if clock.now() >= deadline:
@@ -397,33 +405,55 @@ def _alarm_found(riders: Iterable[Recovering], code: int, text: str, *, cleared:
         first.alarm(code, text, cleared)
 
 
+async def _alarm_look(driver: Any) -> None:
+    """One read of ALARM_CODE: ToolAlarm once an alarm is latched. A code is read again
+    before it is believed (Modbus TCP has no checksum: a damaged reply is a wrong value,
+    and a setup failed on one was a changeover lost for nothing). Not the inputs (DI 0-3):
+    they feed the belt knowledge, and the wafers' steps read them when they must."""
+    alarm = await driver.alarm()
+    if alarm is not None and await driver.alarm() == alarm:
+        raise ToolAlarm(driver.name, alarm.code, alarm.text)
+
+
+async def _no_alarm(driver: Any, values: Any) -> Any:
+    """The process values read; ToolAlarm if they show the oven in ALARM with a code (with
+    no code: a damaged read, see ``_alarm_look``), its text read with the code again."""
+    if values.state is OvenState.ALARM and values.alarm_code:
+        alarm = await driver.alarm()
+        if alarm is not None:
+            raise ToolAlarm(driver.name, alarm.code, alarm.text)
+    return values
+
+
 def _zone_gap(zones: tuple[float | None, ...], step: ReflowStep) -> float:
     """°C of the zone farthest from its setpoint (failed thermocouples and zones off aside)."""
     return max((abs(pv - sp) for pv, sp in zip(zones, step.zones_c, strict=True)
                 if pv is not None and sp > 0), default=0.0)
 
 
-async def _cooled(driver: Any, step: ReflowStep, clock: Clock, gap_c: float, since: float
-                  ) -> bool:
+async def _cooled(driver: Any, step: ReflowStep, clock: Clock, gap_c: float, since: float,
+                  *, wait: Callable[[float], Awaitable[None]] | None = None) -> bool:
     """Look at the zones when the cooling seen since ``since`` (``gap_c`` then) says they
     can be in the stable band, then wait the hold READY needs; True once they were
     (False: not cooling as seen, or not in the band by CHANGEOVER_MAX_S; the caller's
     READY polls decide). The spec gives no cooling rate ("cool slowly", 15-25 min
     high-lead to eutectic): the rate between two looks, extrapolated in a straight line
-    (``next_cool_look``). One zone read a look, instead of a READY poll every READY_POLL_S."""
+    (``next_cool_look``). One zone read a look, instead of a READY poll every READY_POLL_S.
+    ``wait``: how it waits between looks (the setup's looks for an alarm on the way)."""
+    sleep = wait or clock.sleep
     deadline = clock.now() + CHANGEOVER_MAX_S
-    await clock.sleep(since + COOL_FIRST_LOOK_S - clock.now())
+    await sleep(since + COOL_FIRST_LOOK_S - clock.now())
     while True:
         gap = _zone_gap(await driver.zone_temperatures(), step)
         now = clock.now()
         if gap <= STABLE_BAND_C:
-            await expect(clock, READY_HOLD_S)
+            await sleep(READY_HOLD_S)
             return True
-        wait = next_cool_look(gap_c, since, gap, now, deadline)
-        if wait is None:
+        pause = next_cool_look(gap_c, since, gap, now, deadline)
+        if pause is None:
             return False
         since, gap_c = now, gap
-        await clock.sleep(wait)
+        await sleep(pause)
 
 
 def next_cool_look(gap_then: float, then: float, gap: float, now: float, deadline: float
