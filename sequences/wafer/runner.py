@@ -425,8 +425,22 @@ class WaferRun:
     async def _readiness(
         self, number: int, step: Step, kind: AnyKind, driver: AnyTool, batch: Batch | None
     ) -> tuple[list[str], ToolView[Any]]:
-        status = await wait_free(kind, driver, self.wafer_id, self.clock, FREE_TIMEOUT_S)
         reasons = history_interlocks(number, step, self.history, self.alloys, self.options)
+        tool_reasons, seen = await self._tool_interlocks(step, kind, driver, batch)
+        if tool_reasons:
+            # Not on one read alone: a reply damaged where the wire has no checksum (Modbus
+            # TCP: a wrong value, not an error) held a wafer for a person with nothing wrong
+            # (the oven's active profile read as another: the random soak, seed 3 plan 7).
+            # The tool is read once more, and what it says then is its word; a refusal
+            # it repeats holds the wafer as before. Never bypassed: the step starts only
+            # from a read that passes every interlock.
+            tool_reasons, seen = await self._tool_interlocks(step, kind, driver, batch)
+        return reasons + tool_reasons, seen
+
+    async def _tool_interlocks(self, step: Step, kind: AnyKind, driver: AnyTool,
+                               batch: Batch | None) -> tuple[list[str], ToolView[Any]]:
+        """One read of the tool once it is free: what its interlocks refuse, and the view."""
+        status = await wait_free(kind, driver, self.wafer_id, self.clock, FREE_TIMEOUT_S)
         seen = await kind.look(driver, step, self.wafer_id, status)
         if batch is not None:  # an interlock may weigh the whole cycle (the plater's bath life)
             seen = dataclasses.replace(seen, wafers=len(batch.members))
@@ -436,7 +450,7 @@ class WaferRun:
             if alarm is not None:
                 tool_reasons = [f"alarm {alarm.code} {alarm.text} active"
                                 if r.startswith("alarm ") else r for r in tool_reasons]
-        return reasons + tool_reasons, seen
+        return tool_reasons, seen
 
     async def _tool_work(self, coro: Awaitable[T]) -> T | Stopped:
         """Run tool work in this task, marked so abort and hold can reach it at once (they
