@@ -56,6 +56,47 @@ async def test_an_oven_alarm_names_every_wafer_on_the_belt(tmp_path: Path) -> No
         assert all(w in alarm.text for w in failed if w != alarm.wafer_id)
 
 
+async def test_an_oven_alarm_that_leaves_the_belt_running_is_recorded_while_its_wafers_ride(
+        tmp_path: Path) -> None:
+    """550 N2 FLOW LOW latched half way through the third wafer's first reflow, the whole
+    lot on the belt. The belt runs on and UNLOAD is allowed in ALARM, so the riders came
+    out as usual and the alarm was heard of only when the second pass's APPLY was refused,
+    ~1,100 tool s later: a row naming no wafer, the oven productive meanwhile, nothing
+    told. Now it is recorded while the wafers ride, naming all three, the oven down until
+    the scheduler's CLEAR is taken; each wafer is judged on its own values."""
+    faults = {"oven-1": FaultPlan(alarms=[ScheduledAlarm(550, at_wafer=3)])}
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", faults=faults) as r:
+        wafers = r.new_lot("N2", 3)
+        controller = r.controller()
+        seen: list[LineEvent] = []
+
+        def heard(e: LineEvent) -> None:
+            if e.tool == "oven-1" and e.kind in (EventKind.ALARM_SET, EventKind.ALARM_CLEARED,
+                                                 EventKind.TOOL_STATE):
+                seen.append(e)
+            elif (e.kind is EventKind.WAFER_TRANSITION and e.data["step"] == 2
+                  and e.data["trigger"] == "step_done"):
+                seen.append(e)
+
+        controller.events.listen(heard)
+        await run_lots(controller, ["N2"])
+        assert {r.store.get_wafer(w).state for w in wafers} == {"complete"}  # their own values
+        (raised,) = [e for e in seen if e.kind is EventKind.ALARM_SET]
+        assert raised.data["code"] == 550 and raised.data["wafers"] == wafers
+        last_off = max(i for i, e in enumerate(seen) if e.kind is EventKind.WAFER_TRANSITION)
+        at = seen.index(raised)
+        assert at < last_off, "not recorded while the wafers rode"
+        assert any(e.kind is EventKind.TOOL_STATE and e.data.get("e10_state") ==
+                   "unscheduled down" for e in seen[:last_off])
+        assert any(e.kind is EventKind.ALARM_CLEARED for e in seen[at:])
+        (alarm,) = [a for a in r.store.alarms(tool="oven-1") if a.code == 550]
+        assert alarm.wafer_id == wafers[0] and alarm.cleared_at is not None
+        assert all(w in alarm.text for w in wafers[1:]), alarm.text
+        for wafer in wafers:
+            assert not any("alarm 550" in e.why for e in r.store.events(wafer))
+        await assert_line_empty(r)
+
+
 async def test_an_alarm_a_person_reset_at_the_printer_puts_it_back_in_service(
         tmp_path: Path) -> None:
     """The printer's door is open as the lot starts (400: the first wafer is held at its

@@ -266,7 +266,9 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
                 # or a wafer loaded before a restart, makes the oven refuse the LOAD (06,
                 # nothing moved): from then on the inputs are looked at first.
                 clear = True
-                if look:
+                # An alarm the exit watcher found latched: no LOAD sent into it (the oven
+                # refuses it in ALARM); the inputs say whether it is still there.
+                if look or watch.alarm_latched:
                     signals = await driver.signals()
                     if signals.alarm_active:
                         alarm = await driver.alarm()
