@@ -17,10 +17,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
+from drivers.errors import DeviceBusy, ToolError, ToolTimeout
 from drivers.protocols import Oven
 from drivers.types import ExitFlag, OvenReadiness, OvenState, ReflowResult
 from sequences.kinds.base import (
+    AlarmBeforeEntry,
     NeverTaken,
     Note,
     Recovering,
@@ -272,8 +273,8 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
                     signals = await driver.signals()
                     if signals.alarm_active:
                         alarm = await driver.alarm()
-                        if alarm is not None:
-                            raise ToolAlarm(driver.name, alarm.code, alarm.text)
+                        if alarm is not None:  # before our LOAD: the wafer never went in
+                            raise AlarmBeforeEntry(driver.name, alarm.code, alarm.text)
                         # The flag with no alarm code: a reply damaged where Modbus TCP has
                         # no checksum (or an alarm just cleared). Not the tool's word.
                         await clock.sleep(POLL_S)

@@ -26,7 +26,14 @@ from drivers.tools import LineTools
 from drivers.types import Alarm
 from sequences.errors import InterlockError, SequenceError
 from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
-from sequences.kinds.base import StepContext, StepResult, ToolView, set_tool_note, wait_free
+from sequences.kinds.base import (
+    AlarmBeforeEntry,
+    StepContext,
+    StepResult,
+    ToolView,
+    set_tool_note,
+    wait_free,
+)
 from sequences.kinds.batch import Batch
 from sequences.recipes.alloys import AlloyLibrary, default_alloys
 from sequences.recipes.history import HistoryEntry, WaferHistory, history_interlocks
@@ -468,6 +475,12 @@ class WaferRun:
             return await self._tool_work(coro)
         except LinkError as exc:
             self.link_lost = exc  # the step stays open: the tool's word settles it later
+        except AlarmBeforeEntry as exc:
+            # Nothing of this wafer reached the tool: no engineer's disposition for a wafer
+            # that never went in; it waits again, held at the tool's interlock.
+            self.back_to_waiting(f"{exc.detail} before the wafer went in")
+            if self.machine.may("hold"):
+                self._fire("hold", why=f"interlock: {exc.detail} active", tool=tool)
         except ToolAlarm as exc:
             self._fail(f"alarm {exc.code} {exc.text}".strip(), tool,
                        {"alarm_code": exc.code, "alarm_text": exc.text})
