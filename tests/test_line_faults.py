@@ -25,6 +25,7 @@ from controller.line.controller import LINK_LOST_CODE
 from controller.line.events import EventKind, LineEvent
 from drivers.types import PlaterEvent
 from sequences.kinds.oven_exit import ExitWatch
+from sequences.kinds.reflow import Reflow
 from sequences.recipes.validate import load_valid_recipe
 from sequences.wafer.runner import run_wafer
 from sim.faults import FaultPlan, ScheduledAlarm
@@ -585,3 +586,31 @@ async def test_an_alarm_no_clear_takes_away_holds_the_wafers_waiting_for_its_too
         assert "printer-1 alarm 102 PASTE EMPTY" in why and "FIL" in why
         [alarm] = r.store.alarms(tool="printer-1")
         assert alarm.code == 102 and alarm.cleared_at is None  # still latched: it is shown
+
+
+async def test_a_fault_of_ours_in_a_step_sends_the_wafer_to_an_engineer_and_the_run_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """A bug in a step's code (here the reflow's judgment raising for one wafer: nothing a
+    tool can do) escaped the runner into the scheduler's task: the wafer stayed running
+    with no step to run it and the run never ended. Now that wafer fails its step with the
+    reason, an engineer decides, the traceback is in the log and the other wafer finishes."""
+    original = Reflow.judge
+
+    def judge(self, step, result, wafer_id, *, repaired=False):
+        if wafer_id.endswith("-02"):
+            raise RuntimeError("a bug in the judgment")
+        return original(self, step, result, wafer_id, repaired=repaired)
+
+    monkeypatch.setattr(Reflow, "judge", judge)
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        first, second = r.new_lot("B1", 2)
+        with caplog.at_level(logging.ERROR, logger="sequences.wafer.runner"):
+            await run_lots(r.controller(), ["B1"])
+        assert r.store.get_wafer(first).state == "complete"
+        assert r.store.get_wafer(second).state == "awaiting_disposition"
+        last = r.store.events(second)[-1]
+        assert (last.trigger, last.step_index) == ("step_failed", 2)
+        assert last.why == "internal error: RuntimeError: a bug in the judgment"
+    (logged,) = [rec for rec in caplog.records if rec.name == "sequences.wafer.runner"]
+    assert logged.exc_info is not None and "internal error" in logged.getMessage()

@@ -292,9 +292,28 @@ class WaferRun:
         self._driver = driver
         try:
             return await self._run_step(number, step, driver, on_tool_free, batch, note)
+        except SequenceError:
+            raise  # asked for a step the wafer cannot run: the caller's mistake
+        except Exception as exc:
+            # A fault of ours (a bug, not the tool's word): the wafer goes to an engineer
+            # with the reason, the traceback goes to the log, and the line goes on. Left
+            # to the scheduler's task, the wafer stayed running with no step to run it and
+            # the run never ended.
+            log.exception("%s: step %d on %s ended on an internal error", self.wafer_id,
+                          number, driver.name)
+            self._internal_error(exc, driver.name)  # a store that cannot record it: raised
+            return self.state
         finally:
             self._task = None
             self._idle.set()
+
+    def _internal_error(self, exc: Exception, tool: str) -> None:
+        why = f"internal error: {type(exc).__name__}: {exc}"
+        if self.machine.may("step_failed"):  # the tool may hold the wafer: its abort runs
+            self._fire("step_failed", why=why, tool=tool,
+                       measurements={"error": type(exc).__name__})
+        elif self.machine.may("hold"):  # nothing was sent for it yet
+            self._fire("hold", why=why, tool=tool)
 
     async def _run_step(self, number: int, step: Step, driver: AnyTool,
                         on_tool_free: Callable[[], None] | None, batch: Batch | None = None,
