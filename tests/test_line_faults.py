@@ -594,7 +594,8 @@ async def test_a_fault_of_ours_in_a_step_sends_the_wafer_to_an_engineer_and_the_
     """A bug in a step's code (here the reflow's judgment raising for one wafer: nothing a
     tool can do) escaped the runner into the scheduler's task: the wafer stayed running
     with no step to run it and the run never ended. Now that wafer fails its step with the
-    reason, an engineer decides, the traceback is in the log and the other wafer finishes."""
+    reason, an engineer decides, the traceback is stored with its event and the other wafer
+    finishes."""
     original = Reflow.judge
 
     def judge(self, step, result, wafer_id, *, repaired=False):
@@ -612,5 +613,9 @@ async def test_a_fault_of_ours_in_a_step_sends_the_wafer_to_an_engineer_and_the_
         last = r.store.events(second)[-1]
         assert (last.trigger, last.step_index) == ("step_failed", 2)
         assert last.why == "internal error: RuntimeError: a bug in the judgment"
+        # the traceback is kept with the event, for the bug report
+        assert "RuntimeError: a bug in the judgment" in last.measurements["traceback"]
+        assert "in judge" in last.measurements["traceback"]
+    # the terminal gets one line, no traceback
     (logged,) = [rec for rec in caplog.records if rec.name == "sequences.wafer.runner"]
-    assert logged.exc_info is not None and "internal error" in logged.getMessage()
+    assert logged.exc_info is None and "internal error" in logged.getMessage()

@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Any, Literal, TypeAlias, TypeVar
@@ -52,6 +53,7 @@ from sequences.wafer.machine import (
 )
 
 log = logging.getLogger("sequences.wafer.runner")
+TRACEBACK_KEPT = 4000  # characters of an internal error's traceback stored with its event
 
 
 
@@ -299,8 +301,11 @@ class WaferRun:
             # with the reason, the traceback goes to the log, and the line goes on. Left
             # to the scheduler's task, the wafer stayed running with no step to run it and
             # the run never ended.
-            log.exception("%s: step %d on %s ended on an internal error", self.wafer_id,
-                          number, driver.name)
+            # One line on the terminal (no traceback for the operator); the traceback is
+            # stored with the wafer's event for whoever reports the bug (and logged at -vv).
+            log.error("%s: step %d on %s ended on an internal error: %s: %s", self.wafer_id,
+                      number, driver.name, type(exc).__name__, exc)
+            log.debug("the internal error's traceback", exc_info=exc)
             self._internal_error(exc, driver.name)  # a store that cannot record it: raised
             return self.state
         finally:
@@ -309,11 +314,12 @@ class WaferRun:
 
     def _internal_error(self, exc: Exception, tool: str) -> None:
         why = f"internal error: {type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc))[-TRACEBACK_KEPT:]
+        facts = {"error": type(exc).__name__, "traceback": trace}
         if self.machine.may("step_failed"):  # the tool may hold the wafer: its abort runs
-            self._fire("step_failed", why=why, tool=tool,
-                       measurements={"error": type(exc).__name__})
+            self._fire("step_failed", why=why, tool=tool, measurements=facts)
         elif self.machine.may("hold"):  # nothing was sent for it yet
-            self._fire("hold", why=why, tool=tool)
+            self._fire("hold", why=why, tool=tool, measurements=facts)
 
     async def _run_step(self, number: int, step: Step, driver: AnyTool,
                         on_tool_free: Callable[[], None] | None, batch: Batch | None = None,
