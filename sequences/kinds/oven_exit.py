@@ -83,6 +83,11 @@ TRIPS_PER_TAKE = 3.0
 REACTION_MAX_WALL_S = 0.5  # a take after a stopped belt says nothing of the next
 EXIT_POLL_S = 0.5  # a wafer past its time: look this often (tool seconds)
 ALARM_LOOK_AFTER_S = 30.0  # a wafer this late: look at the alarms too
+# Alarms that stop the belt (reflow-oven.md: a jam, a blocked exit; an emergency stop
+# stops everything): found while wafers ride, each rider's judgment names it beside its
+# own EXIT_FLAGS bit 0, as a rider found late on a stopped belt always had. Alarms that
+# leave the belt running are not carried: each rider's flags and O2 say what they did.
+BELT_STOPPING = frozenset({520, 530, 900})
 # While wafers ride, the oven's alarm is known at least this often (tool seconds): a read
 # of ours (ALARM_CODE, one request) only where no other read or LOAD told it meanwhile.
 ALARM_LOOK_S = 60.0
@@ -463,6 +468,10 @@ class ExitWatch:
             self._alarm_free(sent)
         else:
             self._latched = True
+            if alarm.code in BELT_STOPPING:  # every rider stood still with it: in its record
+                for r in self._riders:
+                    if alarm not in r.alarms:
+                        r.alarms.append(alarm)
             self._tell(alarm)
             # Latched: looked at again ALARM_LOOK_S from now (the listener tells each alarm
             # once, and again only after it was cleared).
