@@ -28,6 +28,7 @@ from drivers.oven_belt import ENTRANCE_CLOSED_MIN_S, BeltKnowledge, Guesses, Loa
 from drivers.register_map import RegisterMap
 from drivers.types import (
     ZONES,
+    Alarm,
     OvenProcess,
     OvenReadiness,
     OvenSignals,
@@ -65,6 +66,11 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         # its own - whether or not the oven counts a wafer waiting at the exit.
         self.belt = BeltKnowledge()
         self._probed: Guesses | None = None  # the belt after a LOAD, as its probe saw it
+        # The alarm as the latest read that shows it told it, whoever made the read (a LOAD's
+        # interlocks, the exit watcher, a status for the host): (tool time that read was
+        # sent, ALARM_CODE; -1 for ALARM_ACTIVE = 1 read without the code). The exit watcher
+        # counts them, so it reads the alarm itself only where no read has told it lately.
+        self.alarm_read: tuple[float, int] | None = None
         # The few requests the driver makes, worked out once from the map.
         self._profile = m.block(
             "ZONE_SP", "CONVEYOR_SPEED", "O2_LIMIT", "TAL_THRESHOLD", "PROFILE_ID"
@@ -142,8 +148,10 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
     async def process_values(self) -> OvenProcess:
         """Zones, state, belt count, alarm code, O2 and the active profile: one request."""
         moves = self.belt.stamp()
+        sent = self.clock.now()
         v = await self._read_states(self._process)
         self.belt.counted(v["WAFERS_ON_BELT"], None, moves)
+        self._alarm_told(sent, v["ALARM_CODE"])
         return OvenProcess(
             state=self._state_of(v["STATE"]),
             zone_pv_c=tuple(v["ZONE_PV"]),
@@ -182,9 +190,24 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         earlier read they vouch for; by default their own)."""
         if moves is None:
             moves = self.belt.stamp()
+        sent = self.clock.now()
         flags = await self.regs.read_block(self._flags)
         self.belt.flags(flags["WAFER_AT_EXIT"], flags["ENTRANCE_CLEAR"], moves)
+        self._alarm_told(sent, -1 if flags["ALARM_ACTIVE"] else 0)
         return flags
+
+    def _alarm_told(self, sent: float, code: int) -> None:
+        """A read sent at tool time ``sent`` showed ALARM_CODE ``code`` (-1: ALARM_ACTIVE
+        set, the code not read): ``alarm_read``, unless a later read told it already."""
+        if self.alarm_read is None or sent >= self.alarm_read[0]:
+            self.alarm_read = (sent, code)
+
+    async def alarm(self) -> Alarm | None:
+        """The latched alarm, or None (ALARM_CODE: one request)."""
+        sent = self.clock.now()
+        alarm = await super().alarm()
+        self._alarm_told(sent, alarm.code if alarm is not None else 0)
+        return alarm
 
     async def signals(self) -> OvenSignals:
         """Entrance, exit, zones stable and alarm in one request (discrete inputs 0-3)."""
@@ -207,8 +230,10 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         deadline = self.clock.now() + timeout_s
         while True:
             moves = self.belt.stamp()
+            sent = self.clock.now()
             v = await self._read_states(self._state)
             self.belt.counted(v["WAFERS_ON_BELT"], None, moves)
+            self._alarm_told(sent, v["ALARM_CODE"])
             state = self._state_of(v["STATE"])
             if state is OvenState.READY:
                 return

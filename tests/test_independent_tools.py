@@ -18,14 +18,18 @@ from typing import Any
 
 import pytest
 
+from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import open_tool
 from drivers.types import CleanerState
 from sequences.kinds import kind_of
 from sequences.recipes.recipe import find_recipe
+from tests.independent import text_regs
 from tests.independent.fc1 import DONE, LOADED
 from tests.independent.lot import BUMPLINE, run_lot
+from tests.independent.rf10n import LOAD as OVEN_LOAD
+from tests.independent.rf10n import Oven
 from tests.independent.servers import line_tables, serve
 
 RECIPE = "rebump-hipb-snpb"
@@ -132,3 +136,41 @@ async def test_a_jam_while_wafers_ride_is_reported_and_cleared_before_their_dead
     rows = [line for line in alarms.splitlines() if "CONVEYOR JAM" in line]
     assert len(rows) == 1 and "also hit: JAM-02" in rows[0], alarms
     assert rows[0].count("Z") == 2, alarms  # set and cleared
+
+
+class AlarmAtTheSecondLoad(Oven):
+    """An RF-10N that latches 550 N2 FLOW LOW (its cause gone at once) just as the second
+    wafer's first LOAD comes: LOAD is refused in ALARM (06), the wafer never goes in."""
+
+    latched = False
+
+    def command(self, code: int) -> None:
+        if (code == OVEN_LOAD and not self.latched
+                and text_regs.decode(self.load_id).endswith("-02")):
+            self.latched = True
+            self.inject_alarm(550)
+        super().command(code)
+
+
+async def test_a_wafer_whose_load_meets_an_alarm_waits_held_not_for_an_engineer(
+        tmp_path: Path) -> None:
+    """The step found the alarm at the entrance, before anything of the wafer reached the
+    oven: it failed, and a wafer that never went in waited for an engineer's disposition.
+    Now it goes back to waiting, held at the oven's interlock; the scheduler's CLEAR is
+    taken and the wafer goes on."""
+    async with serve(LOT_SPEED, oven=AlarmAtTheSecondLoad()) as served:
+        code, text = await run_lot(tmp_path, line_tables(served), leave_out=("ovens", "cleaners"),
+                                   speed=LOT_SPEED, lot="IA1", recipe=RECIPE,
+                                   db=tmp_path / "ia.db")
+    assert code == 0, text
+    assert "lot IA1: complete; 2/2 wafers complete" in text, text
+    assert served.oven.latched and "clear 550" in served.oven.log, served.oven.log
+    with Store(f"sqlite:///{tmp_path / 'ia.db'}", create=False) as store:
+        events = store.events("IA1-02")
+        (alarm,) = [a for a in store.alarms(tool="oven-1") if a.code == 550]
+    (back,) = [e for e in events if e.trigger == "recover"]
+    assert (back.from_state, back.to_state) == ("step2_running", "step2_waiting")
+    assert "alarm 550" in back.why and "before the wafer went in" in back.why
+    assert events[events.index(back) + 1].why.startswith("interlock: ")
+    assert not any(e.to_state == "awaiting_disposition" for e in events), events
+    assert alarm.cleared_at is not None

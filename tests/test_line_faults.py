@@ -25,6 +25,7 @@ from controller.line.controller import LINK_LOST_CODE
 from controller.line.events import EventKind, LineEvent
 from drivers.types import PlaterEvent
 from sequences.kinds.oven_exit import ExitWatch
+from sequences.kinds.reflow import Reflow
 from sequences.recipes.validate import load_valid_recipe
 from sequences.wafer.runner import run_wafer
 from sim.faults import FaultPlan, ScheduledAlarm
@@ -54,6 +55,47 @@ async def test_an_oven_alarm_names_every_wafer_on_the_belt(tmp_path: Path) -> No
         alarm = alarms_560[0]
         assert alarm.wafer_id == event.data["wafers"][0]
         assert all(w in alarm.text for w in failed if w != alarm.wafer_id)
+
+
+async def test_an_oven_alarm_that_leaves_the_belt_running_is_recorded_while_its_wafers_ride(
+        tmp_path: Path) -> None:
+    """550 N2 FLOW LOW latched half way through the third wafer's first reflow, the whole
+    lot on the belt. The belt runs on and UNLOAD is allowed in ALARM, so the riders came
+    out as usual and the alarm was heard of only when the second pass's APPLY was refused,
+    ~1,100 tool s later: a row naming no wafer, the oven productive meanwhile, nothing
+    told. Now it is recorded while the wafers ride, naming all three, the oven down until
+    the scheduler's CLEAR is taken; each wafer is judged on its own values."""
+    faults = {"oven-1": FaultPlan(alarms=[ScheduledAlarm(550, at_wafer=3)])}
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", faults=faults) as r:
+        wafers = r.new_lot("N2", 3)
+        controller = r.controller()
+        seen: list[LineEvent] = []
+
+        def heard(e: LineEvent) -> None:
+            if e.tool == "oven-1" and e.kind in (EventKind.ALARM_SET, EventKind.ALARM_CLEARED,
+                                                 EventKind.TOOL_STATE):
+                seen.append(e)
+            elif (e.kind is EventKind.WAFER_TRANSITION and e.data["step"] == 2
+                  and e.data["trigger"] == "step_done"):
+                seen.append(e)
+
+        controller.events.listen(heard)
+        await run_lots(controller, ["N2"])
+        assert {r.store.get_wafer(w).state for w in wafers} == {"complete"}  # their own values
+        (raised,) = [e for e in seen if e.kind is EventKind.ALARM_SET]
+        assert raised.data["code"] == 550 and raised.data["wafers"] == wafers
+        last_off = max(i for i, e in enumerate(seen) if e.kind is EventKind.WAFER_TRANSITION)
+        at = seen.index(raised)
+        assert at < last_off, "not recorded while the wafers rode"
+        assert any(e.kind is EventKind.TOOL_STATE and e.data.get("e10_state") ==
+                   "unscheduled down" for e in seen[:last_off])
+        assert any(e.kind is EventKind.ALARM_CLEARED for e in seen[at:])
+        (alarm,) = [a for a in r.store.alarms(tool="oven-1") if a.code == 550]
+        assert alarm.wafer_id == wafers[0] and alarm.cleared_at is not None
+        assert all(w in alarm.text for w in wafers[1:]), alarm.text
+        for wafer in wafers:
+            assert not any("alarm 550" in e.why for e in r.store.events(wafer))
+        await assert_line_empty(r)
 
 
 async def test_an_alarm_a_person_reset_at_the_printer_puts_it_back_in_service(
@@ -544,3 +586,36 @@ async def test_an_alarm_no_clear_takes_away_holds_the_wafers_waiting_for_its_too
         assert "printer-1 alarm 102 PASTE EMPTY" in why and "FIL" in why
         [alarm] = r.store.alarms(tool="printer-1")
         assert alarm.code == 102 and alarm.cleared_at is None  # still latched: it is shown
+
+
+async def test_a_fault_of_ours_in_a_step_sends_the_wafer_to_an_engineer_and_the_run_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """A bug in a step's code (here the reflow's judgment raising for one wafer: nothing a
+    tool can do) escaped the runner into the scheduler's task: the wafer stayed running
+    with no step to run it and the run never ended. Now that wafer fails its step with the
+    reason, an engineer decides, the traceback is stored with its event and the other wafer
+    finishes."""
+    original = Reflow.judge
+
+    def judge(self, step, result, wafer_id, *, repaired=False):
+        if wafer_id.endswith("-02"):
+            raise RuntimeError("a bug in the judgment")
+        return original(self, step, result, wafer_id, repaired=repaired)
+
+    monkeypatch.setattr(Reflow, "judge", judge)
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        first, second = r.new_lot("B1", 2)
+        with caplog.at_level(logging.ERROR, logger="sequences.wafer.runner"):
+            await run_lots(r.controller(), ["B1"])
+        assert r.store.get_wafer(first).state == "complete"
+        assert r.store.get_wafer(second).state == "awaiting_disposition"
+        last = r.store.events(second)[-1]
+        assert (last.trigger, last.step_index) == ("step_failed", 2)
+        assert last.why == "internal error: RuntimeError: a bug in the judgment"
+        # the traceback is kept with the event, for the bug report
+        assert "RuntimeError: a bug in the judgment" in last.measurements["traceback"]
+        assert "in judge" in last.measurements["traceback"]
+    # the terminal gets one line, no traceback
+    (logged,) = [rec for rec in caplog.records if rec.name == "sequences.wafer.runner"]
+    assert logged.exc_info is None and "internal error" in logged.getMessage()

@@ -16,7 +16,7 @@ from drivers.clock import ManualClock
 from drivers.errors import LinkError, ToolError, ToolTimeout
 from drivers.oven import ReflowOven
 from drivers.turns import is_urgent
-from drivers.types import OvenSignals, ReflowResult
+from drivers.types import Alarm, OvenSignals, ReflowResult
 from sequences.kinds.base import timeout_for
 from sequences.kinds.oven_exit import (
     REACTION_MAX_WALL_S,
@@ -26,6 +26,8 @@ from sequences.kinds.oven_exit import (
     TRIPS_PER_TAKE,
     ExitWatch,
     exit_watch,
+    off_alarm,
+    on_alarm,
 )
 from sequences.kinds.reflow import ENTRANCE_SPACING_MM, REFLOW, transit_s
 from sequences.recipes.recipe import find_recipe
@@ -354,6 +356,9 @@ class LateReplyOven:
         return OvenSignals(entrance_clear=True, wafer_at_exit=False, zones_stable=True,
                            alarm_active=False)
 
+    async def alarm(self) -> None:  # the watcher's look at the alarm while wafers ride
+        return None
+
 
 async def test_a_host_held_up_past_the_deadline_looks_again_before_giving_up() -> None:
     """A wafer is given up on only when the exit was read after its deadline: an empty
@@ -393,3 +398,57 @@ async def test_a_failed_reflow_is_said_to_ride_out_only_while_it_is_on_the_belt(
         assert await REFLOW.abort(oven, EUTECTIC, "EXW-72") == []  # never on the belt
         await asyncio.wait_for(riding, 30)
         assert await REFLOW.abort(oven, EUTECTIC, "EXW-71") == []  # off the exit
+
+
+async def test_an_alarm_that_leaves_the_belt_running_is_told_while_the_wafer_rides() -> None:
+    """550 N2 FLOW LOW latched just after a LOAD: the belt runs on, and UNLOAD is allowed in
+    ALARM, so the exit's own reads never show it (it was heard of at the oven's next LOAD
+    or APPLY, naming no wafer). The watcher reads the oven's alarm while the wafer rides
+    and tells the oven's listener at once, naming the wafer, before it first looks at the
+    exit; the wafer still comes out judged on its own values (no alarm carried in)."""
+    async with sim_oven(scale=SCALE) as (oven, sim):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        told: list[tuple[Alarm, list[str], int]] = []
+
+        def listener(alarm: Alarm, wafers: list[str]) -> None:
+            told.append((alarm, wafers, watch.looks))
+
+        on_alarm(oven, listener)
+        try:
+            arrived = await load_behind(oven, watch, "EXW-A1")
+            sim.model.schedule_alarm(550, at_time=oven.clock.now() + 5.0)
+            result = await asyncio.wait_for(arrived, 30)
+        finally:
+            off_alarm(oven, listener)
+        assert told, "the alarm was not told"
+        alarm, wafers, exit_looks = told[0]
+        assert (alarm.code, alarm.text) == (550, "N2 FLOW LOW")
+        assert wafers == ["EXW-A1"]
+        assert exit_looks == 0  # found by the alarm look while it rode, not at the exit
+        assert result.result.wafer_id == "EXW-A1" and result.alarms == []
+        assert (await oven.alarm()) is not None  # nobody cleared it here (the scheduler does)
+
+
+async def test_reads_already_made_stand_for_the_watchers_alarm_look() -> None:
+    """A read that shows the oven's alarm (here the interlocks' IR 0-14, as a LOAD's check
+    makes it) counts: while such reads come often enough, the watcher reads the alarm
+    itself only once, as the belt empties."""
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        arrived = await load_behind(oven, watch, "EXW-A2")
+
+        async def interlocks() -> None:
+            while True:
+                await oven.readiness()
+                await oven.clock.sleep(20.0)
+
+        reads = asyncio.ensure_future(interlocks())
+        try:
+            result = await asyncio.wait_for(arrived, 30)
+        finally:
+            reads.cancel()
+            await asyncio.gather(reads, return_exceptions=True)
+        assert result.result.wafer_id == "EXW-A2"
+        assert watch.alarm_looks <= 1, watch.alarm_looks

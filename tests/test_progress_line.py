@@ -15,6 +15,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from controller.cli.progress import LiveProgress
@@ -27,6 +28,7 @@ from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import open_line
 from sequences.recipes.validate import load_valid_recipe
+from sim.faults import FaultPlan, ScheduledAlarm
 from sim.line import SimulatedLine
 
 RECIPE = "rebump-hipb-snpb"  # step 2 reflows high-lead, step 5 eutectic: one profile change
@@ -97,3 +99,33 @@ async def test_80x24_during_a_mid_lot_oven_changeover(tmp_path: Path) -> None:
         took, first.eta)
     # Each later reading counts down with the zones (no reading adds time back).
     assert all(b.eta.latest_s <= a.eta.latest_s for a, b in zip(seen, seen[1:], strict=False))
+
+
+async def test_the_log_stops_showing_an_alarm_once_it_is_cleared(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An oven alarm raised and cleared while the first pass's wafers ride (550, the fault
+    plan's, gone at once): the tool's line showed "ALARM 550 ..." until the oven took a
+    wafer again, so the plain log printed it with the second pass's setup, after "alarm
+    550 cleared", with nothing latched. The view follows ALARM_CLEARED."""
+    recipe = load_valid_recipe(RECIPE)
+    clock = ScaledClock(SPEED)
+    faults = {"oven-1": FaultPlan(alarms=[ScheduledAlarm(550, at_wafer=3)])}
+    async with SimulatedLine(clock=clock, seed=1, faults=faults) as line:
+        line.models["printer-1"].align_fail_rate = 0.0
+        config = parse_line_config(line.config_text(), source="simulated line")
+        async with open_line(config, clock) as tools:
+            with Store(f"sqlite:///{tmp_path / 'live.db'}") as store:
+                store.create_lot("LIVE2", recipe_name=RECIPE, recipe_version=recipe.version,
+                                 recipe_hash=recipe.hash, slots=slots_for_count(3), user="t")
+                live = LiveProgress(store, ["LIVE2"], plain=True, clock=clock)
+                controller = LineController(store, tools, clock, recipes=load_valid_recipe,
+                                            progress=live.progress)
+                outcomes = await asyncio.wait_for(controller.run(["LIVE2"]), WAIT_S)
+    assert outcomes[0].state == "complete"
+    printed = capsys.readouterr().out.splitlines()
+    raised = [i for i, text in enumerate(printed) if text.startswith("  oven-1: ALARM 550 ")]
+    cleared = [i for i, text in enumerate(printed)
+               if text == "  oven-1: alarm 550 cleared (cause gone)"]
+    assert raised and cleared and raised[0] < cleared[0], printed
+    assert not [text for text in printed[cleared[0]:] if "ALARM 550" in text], printed
+    assert any(text.startswith("  oven-1: to profile ") for text in printed[cleared[0]:])

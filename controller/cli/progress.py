@@ -95,7 +95,7 @@ class LiveProgress:
         self._steps_done: dict[str, int] = {}
         self.progress = Progress(
             on_event=self._event, on_tool_note=self._note, on_waiting_for_people=self._blocked,
-            on_tool_state=self._tool_state,
+            on_tool_state=self._tool_state, on_alarm_cleared=self._alarm_cleared,
         )
 
     def __enter__(self) -> LiveProgress:
@@ -164,6 +164,14 @@ class LiveProgress:
         self._remember(line)
         if self.plain:
             print(f"  {line}", flush=True)
+
+    def _alarm_cleared(self, tool: str, code: object) -> None:
+        """The tool's alarm was cleared (the line's word, as the store has it): its line
+        stops showing it, as the plain log's panel line does. An alarm shown for another code
+        (latched since) stays."""
+        view = self.tools.get(tool)
+        if view is not None and view.alarm.startswith(f"ALARM {code} "):
+            view.alarm = ""
 
     def _tool_state(self, tool: str, tool_time: float, data: dict[str, Any]) -> None:
         self._last_tool_time = max(self._last_tool_time, tool_time)

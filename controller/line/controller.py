@@ -63,6 +63,9 @@ class Progress:
     # state and an oven's zones (docs/events.md); ``wafer_id``: the wafer a setup is for
     on_tool_state: Callable[[str, float, dict[str, Any]], None] = (
         lambda tool, tool_time, data: None)
+    # (tool, code) of an ALARM_CLEARED event: the tool's alarm is cleared (its code as the
+    # ALARM_SET that raised it said it: a number, or "link_lost")
+    on_alarm_cleared: Callable[[str, object], None] = lambda tool, code: None
 
     def kinds(self) -> set[EventKind]:
         """The event kinds a callback of this display hears (the others cost nothing)."""
@@ -74,6 +77,8 @@ class Progress:
                       EventKind.ALARM_SET}
         if self.on_tool_state is not Progress.on_tool_state:
             kinds.add(EventKind.TOOL_STATE)
+        if self.on_alarm_cleared is not Progress.on_alarm_cleared:
+            kinds.add(EventKind.ALARM_CLEARED)
         return kinds
 
     def listen(self, event: LineEvent) -> None:
@@ -99,6 +104,8 @@ class Progress:
             alarm = f", alarm {data['alarm_code']}" if data.get("alarm_code") else ""
             self.on_tool_note(event.tool or "", f"batch {data['batch_id']} ended "
                               f"{data.get('status') or data['state']}{alarm}")
+        elif event.kind is EventKind.ALARM_CLEARED:
+            self.on_alarm_cleared(event.tool or "", data["code"])
         elif event.kind is EventKind.ALARM_SET:
             hit = data.get("wafers") or ([data["wafer_id"]] if data.get("wafer_id") else [])
             self.on_tool_note(event.tool or "", f"ALARM {data['code']} {data['text']}"

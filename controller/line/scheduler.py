@@ -308,8 +308,11 @@ class Scheduler:
         def finished(t: asyncio.Task[object]) -> None:
             self._tasks.discard(t)
             self._setups.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("scheduler task failed", exc_info=t.exception())
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                # One line for the operator; the traceback for a bug report at -vv.
+                log.error("scheduler task %s failed: %s: %s", t.get_name(),
+                          type(exc).__name__, exc)
+                log.debug("the failed task's traceback", exc_info=exc)
             self.wake()
 
         task.add_done_callback(finished)

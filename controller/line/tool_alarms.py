@@ -162,7 +162,10 @@ class ToolAlarms:
         self._held.setdefault(tool.name, set()).add(wafer_id)
         if tool.alarm != alarm.code:  # not already reported (the exit watcher's, say)
             tool.alarm = alarm.code
-            self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
+            # An oven's riders went through it (the held wafer never went in): named.
+            hit = tuple(sorted(tool.riding - {wafer_id}))
+            self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
+                                    hit[0] if hit else None, wafers=hit))
 
     def _recheck_hold(self, tool: ScheduledTool, wafer_id: str) -> None:
         """Held at its interlock for an alarm the tool, asked again, does not have: a reply

@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
 
 from drivers.clock import Clock
-from drivers.errors import AlarmActive, ToolTimeout, WrongState
+from drivers.errors import AlarmActive, ToolAlarm, ToolTimeout, WrongState
 from drivers.protocols import Tool
 from drivers.types import Alarm, CleanRecipe, StripRecipe
 from sequences.errors import SequenceError
@@ -103,6 +103,13 @@ def timeout_for(nominal_s: float) -> float:
 
 
 Note = Callable[[str], None]
+
+
+class AlarmBeforeEntry(ToolAlarm):
+    """A tool alarm a running step found before anything it sent for its wafer reached the
+    tool (the oven's entrance: its LOAD refused in ALARM, or not sent): the wafer never went
+    in. It waits for the tool again, held at the tool's interlock, as if the interlock check
+    had found the alarm; the tool's alarm handling clears it and lets the wafer go on."""
 # Where the step a tool runs tells the operator of the tool (its StepContext.note), for a
 # kind's methods that get no context (a HostLink unload or repair waiting at the tool's
 # interlock): set by the runner for the step it runs on the tool.

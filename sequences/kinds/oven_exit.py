@@ -16,10 +16,22 @@ wafer's deadline; an oven that stops answering (a link error) leaves every
 riding wafer's step open for the scheduler, which settles the belt through
 ``Reflow.settle_all`` once the oven answers again.
 
-An alarm the watcher finds while wafers ride (a jam stopping the belt) is told at once to
-whoever listens for this oven (``on_alarm``, the scheduler): it reports the alarm with
-every wafer on the belt and clears it as soon as its cause is gone, so the belt runs
-again before the riders' deadlines instead of after them.
+While wafers ride, the oven's alarm is known at least every ``ALARM_LOOK_S`` tool seconds:
+any read that shows it counts, whoever made it (a LOAD's interlocks read IR 0-14, the
+inputs hold ALARM_ACTIVE; ``ReflowOven.alarm_read``), and so does a LOAD the oven took (it
+takes none in ALARM); where none did, the watcher reads ALARM_CODE itself - not within
+``ALARM_YIELD_S`` of an arrival (then right after that wafer's take), and once more as the
+belt empties. UNLOAD is allowed in ALARM, so an alarm that does not stop the belt (510,
+540, 550, 560) leaves the riders coming out as usual: without these looks it was heard of
+only at the oven's next LOAD or APPLY, naming no wafer.
+
+An alarm the watcher finds while wafers ride (or shown by another's read) is told at once
+to whoever listens for this oven (``on_alarm``, the scheduler), with every wafer on the
+belt since the oven was last known without an alarm: it reports the alarm naming them,
+takes the oven out of service, and clears it as soon as its cause is gone (a jam: so the
+belt runs again before the riders' deadlines instead of after them). Each rider is judged
+on its own exit values (EXIT_FLAGS, O2 max); only a rider found late on a look (a stopped
+belt) carries the alarm into its judgment.
 
 A hold or an abort does not stop a riding wafer's step (the belt cannot be
 stopped: the runner lets it ride out), so the watcher unloads every wafer whose
@@ -71,6 +83,18 @@ TRIPS_PER_TAKE = 3.0
 REACTION_MAX_WALL_S = 0.5  # a take after a stopped belt says nothing of the next
 EXIT_POLL_S = 0.5  # a wafer past its time: look this often (tool seconds)
 ALARM_LOOK_AFTER_S = 30.0  # a wafer this late: look at the alarms too
+# Alarms that stop the belt (reflow-oven.md: a jam, a blocked exit; an emergency stop
+# stops everything): found while wafers ride, each rider's judgment names it beside its
+# own EXIT_FLAGS bit 0, as a rider found late on a stopped belt always had. Alarms that
+# leave the belt running are not carried: each rider's flags and O2 say what they did.
+BELT_STOPPING = frozenset({520, 530, 900})
+# While wafers ride, the oven's alarm is known at least this often (tool seconds): a read
+# of ours (ALARM_CODE, one request) only where no other read or LOAD told it meanwhile.
+ALARM_LOOK_S = 60.0
+# No alarm look this close to an arrival (tool s; or the exit's reaction, if more: at
+# simulator speed a timer fires late): right after that wafer's take instead.
+ALARM_YIELD_S = 10.0
+ALARM_RETRY_S = 5.0  # an alarm look the oven refused (06) is tried again this much later
 
 
 @dataclass
@@ -102,6 +126,13 @@ class ExitWatch:
         self._reactions: deque[float] = deque(maxlen=REACTION_TAKES)  # the same, recent
         self._trips: deque[float] = deque(maxlen=REACTION_TAKES)  # LOAD sent to its reply
         self._curve_first = False  # learnt: this oven shows no curve after UNLOAD
+        self.alarm_looks = 0  # ALARM_CODE reads of the watcher's own, for the benchmark
+        self._alarm_known_at = float("-inf")  # tool time its alarm was last read (or looked for)
+        self._alarm_heard_at = float("-inf")  # the latest read (``alarm_read``) looked at
+        # The wafers on the belt since the oven was last known without an alarm, load order:
+        # the ones an alarm found now may have hit.
+        self._exposed: list[str] = []
+        self._latched = False  # the last alarm read showed one latched
 
     def ride(self, wafer_id: str, transit_s: float, sent_at: float
              ) -> asyncio.Future[StepResult]:
@@ -119,6 +150,11 @@ class ExitWatch:
                        sent_at + timeout_for(transit_s), loop.create_future(),
                        max(sent_at, replied) + transit_s)
         self._riders.append(rider)
+        # The oven took the LOAD: no alarm was latched when it was sent (LOAD is refused in
+        # ALARM), as a read then would have shown.
+        self._alarm_free(sent_at)
+        if wafer_id not in self._exposed:  # a read since its LOAD was sent told it already
+            self._exposed.append(wafer_id)
         rider.arrived.add_done_callback(self._step_gone)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._watch(), name=f"exit watch {self.driver.name}")
@@ -174,6 +210,12 @@ class ExitWatch:
         return min(max(REACTION_WALL_S * scale, seen), REACTION_MAX_WALL_S * scale)
 
     @property
+    def alarm_latched(self) -> bool:
+        """The latest read of the oven's alarm showed one latched (no request: what the reads
+        so far said; it may have been cleared since)."""
+        return self._latched
+
+    @property
     def riding(self) -> list[str]:
         return [r.wafer_id for r in self._riders]
 
@@ -212,9 +254,23 @@ class ExitWatch:
             first = self._riders[0]
             # The belt moves in whole steps after a LOAD that came after it was sent: a
             # look at ``due`` mostly finds the wafer not there yet (a request for nothing).
-            wait = first.due + ARRIVAL_SLACK_S - self.clock.now()
-            if wait > 0:
-                await self.clock.sleep(wait)
+            arrival = first.due + ARRIVAL_SLACK_S
+            try:
+                await self._heard()
+                now = self.clock.now()
+                # The exit first: no alarm look within the yield before a wafer is due.
+                clear_until = arrival - max(ALARM_YIELD_S, self.reaction_s())
+                look_at = self._alarm_known_at + ALARM_LOOK_S
+                if now < clear_until and look_at <= now:  # overdue (as after a take)
+                    await self._look_alarm()
+                    continue
+                if now < look_at < clear_until:
+                    await self.clock.sleep(look_at - now)
+                    continue  # the look, unless a read meanwhile told the alarm
+                if arrival > now:
+                    await self.clock.sleep(arrival - now)
+            except LinkError:
+                pass  # the oven stopped answering: the exit's look below says so to all
             try:
                 await self._look()
             except DeviceBusy as exc:
@@ -233,6 +289,7 @@ class ExitWatch:
                 while self._riders:
                     self._done(self._riders.popleft(), exc)
                 self._late.clear()
+                self._exposed = []  # recovery's settling reads the alarm (``settle_all``)
                 # Recovery settles the belt without the watcher (``Reflow.settle_all``
                 # unloads what comes out): the last wafer taken off is not known any more.
                 self._left = None
@@ -333,6 +390,8 @@ class ExitWatch:
                 self._done(ahead, ToolError(self.driver.name, f"wafer {ahead.wafer_id} did "
                                             f"not come out: {rider.wafer_id}, loaded after "
                                             "it, reached the exit first"))
+            if len(self._riders) == 1 and not self._late:
+                await self._last_off(unloaded)
             self._done(self._riders.popleft(), StepResult(result, rider.alarms))
             return
         self.late_looks += 1
@@ -343,19 +402,15 @@ class ExitWatch:
             await self.clock.sleep(EXIT_POLL_S)
             return
         signals = await self.driver.signals()
+        self._alarm_heard_at = max(self._alarm_heard_at, self.clock.now())  # told here
         if signals.alarm_active:  # recorded with every wafer on the belt, not fatal
             alarm = await self.driver.alarm()
             if alarm is not None:
+                self._latched = True
                 for r in self._riders:
                     if alarm not in r.alarms:
                         r.alarms.append(alarm)
-                listener = _ALARM_LISTENERS.get(self.driver)
-                if listener is not None:  # each look it is latched: the listener tells once
-                    try:
-                        listener(alarm, [*self.riding, *self._late])
-                    except Exception:  # the exit is taken care of before anyone is told
-                        log.exception("%s: telling of alarm %d failed", self.driver.name,
-                                      alarm.code)
+                self._tell(alarm)
         # Judged by when the exit was read, not by now: a host held up between sending that
         # read and this line (a busy machine: at 2000x, 0.2 s is 400 tool s) has not seen
         # the exit after the deadline, and the wafer may be there now. Look again first.
@@ -368,6 +423,79 @@ class ExitWatch:
                 + (f" ({alarm_text})" if alarm_text else "")))
             return
         await self.clock.sleep(EXIT_POLL_S)
+
+    async def _last_off(self, unloaded: float) -> None:
+        """The last rider was taken off at tool time ``unloaded`` (its step not yet told, so
+        the watch ends with it): an alarm latched since the last read that showed none hit
+        the wafers that rode meanwhile, and nothing else would read it before the oven's
+        next LOAD or APPLY. One read, unless another's since the UNLOAD told it."""
+        try:
+            await self._heard()
+            if self._alarm_known_at < unloaded:
+                await self._look_alarm()
+        except LinkError:
+            pass  # the next request that needs the oven reports it
+
+    async def _heard(self) -> None:
+        """What the reads made since the last call (any caller's, ``alarm_read``) say of the
+        alarm: none (the look can wait ``ALARM_LOOK_S`` from then), or one latched (read
+        and told, once per read that showed it)."""
+        seen = getattr(self.driver, "alarm_read", None)
+        if seen is None or seen[0] <= self._alarm_heard_at:
+            return
+        self._alarm_heard_at = seen[0]
+        if seen[1] == 0:
+            self._alarm_free(seen[0])
+        else:
+            await self._look_alarm()  # the code and text (a flag alone has no code)
+
+    async def _look_alarm(self) -> None:
+        """Read the oven's alarm (one request) and tell it, if latched. A refusal (06) is
+        tried again ALARM_RETRY_S later; a broken link is raised."""
+        self.alarm_looks += 1
+        sent = self.clock.now()
+        try:
+            alarm = await self.driver.alarm()
+        except LinkError:
+            raise
+        except ToolError as exc:
+            log.info("%s: alarm not read: %s", self.driver.name, exc)
+            self._alarm_known_at = max(self._alarm_known_at,
+                                       sent - ALARM_LOOK_S + ALARM_RETRY_S)
+            return
+        self._alarm_heard_at = max(self._alarm_heard_at, sent)
+        if alarm is None:  # a flag with no code too: a damaged reply, or cleared since
+            self._alarm_free(sent)
+        else:
+            self._latched = True
+            if alarm.code in BELT_STOPPING:  # every rider stood still with it: in its record
+                for r in self._riders:
+                    if alarm not in r.alarms:
+                        r.alarms.append(alarm)
+            self._tell(alarm)
+            # Latched: looked at again ALARM_LOOK_S from now (the listener tells each alarm
+            # once, and again only after it was cleared).
+            self._alarm_known_at = max(self._alarm_known_at, sent)
+
+    def _alarm_free(self, at: float) -> None:
+        """The oven showed no alarm at tool time ``at``: only the wafers on the belt now
+        can be hit by one found later."""
+        if at >= self._alarm_known_at:
+            self._alarm_known_at = at
+            self._latched = False
+            self._exposed = [*self._late, *self.riding]
+
+    def _tell(self, alarm: Alarm) -> None:
+        """Tell the listener of this oven (the scheduler) of an alarm latched while wafers
+        ride, naming every wafer on the belt since the oven was last known without one."""
+        listener = _ALARM_LISTENERS.get(self.driver)
+        if listener is None:
+            return
+        hit = list(dict.fromkeys([*self._exposed, *self._late, *self.riding]))
+        try:  # each look it is latched: the listener tells once
+            listener(alarm, hit)
+        except Exception:  # the exit is taken care of before anyone is told
+            log.exception("%s: telling of alarm %d failed", self.driver.name, alarm.code)
 
     async def _curve(self, rider: _Rider, *, after_unload: bool = False) -> tuple[float, ...]:
         """The exit wafer's curve, () when it cannot be read (its values stand without it).

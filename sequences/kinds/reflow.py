@@ -21,6 +21,7 @@ from drivers.errors import DeviceBusy, ToolAlarm, ToolError, ToolTimeout
 from drivers.protocols import Oven
 from drivers.types import ExitFlag, OvenReadiness, OvenState, ReflowResult
 from sequences.kinds.base import (
+    AlarmBeforeEntry,
     NeverTaken,
     Note,
     Recovering,
@@ -274,12 +275,14 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
                 # or a wafer loaded before a restart, makes the oven refuse the LOAD (06,
                 # nothing moved): from then on the inputs are looked at first.
                 clear = True
-                if look:
+                # An alarm the exit watcher found latched: no LOAD sent into it (the oven
+                # refuses it in ALARM); the inputs say whether it is still there.
+                if look or watch.alarm_latched:
                     signals = await driver.signals()
                     if signals.alarm_active:
                         alarm = await driver.alarm()
-                        if alarm is not None:
-                            raise ToolAlarm(driver.name, alarm.code, alarm.text)
+                        if alarm is not None:  # before our LOAD: the wafer never went in
+                            raise AlarmBeforeEntry(driver.name, alarm.code, alarm.text)
                         # The flag with no alarm code: a reply damaged where Modbus TCP has
                         # no checksum (or an alarm just cleared). Not the tool's word.
                         await clock.sleep(POLL_S)

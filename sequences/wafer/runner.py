@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Any, Literal, TypeAlias, TypeVar
@@ -26,7 +27,14 @@ from drivers.tools import LineTools
 from drivers.types import Alarm
 from sequences.errors import InterlockError, SequenceError
 from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
-from sequences.kinds.base import StepContext, StepResult, ToolView, set_tool_note, wait_free
+from sequences.kinds.base import (
+    AlarmBeforeEntry,
+    StepContext,
+    StepResult,
+    ToolView,
+    set_tool_note,
+    wait_free,
+)
 from sequences.kinds.batch import Batch
 from sequences.recipes.alloys import AlloyLibrary, default_alloys
 from sequences.recipes.history import HistoryEntry, WaferHistory, history_interlocks
@@ -45,6 +53,7 @@ from sequences.wafer.machine import (
 )
 
 log = logging.getLogger("sequences.wafer.runner")
+TRACEBACK_KEPT = 4000  # characters of an internal error's traceback stored with its event
 
 
 
@@ -285,9 +294,32 @@ class WaferRun:
         self._driver = driver
         try:
             return await self._run_step(number, step, driver, on_tool_free, batch, note)
+        except SequenceError:
+            raise  # asked for a step the wafer cannot run: the caller's mistake
+        except Exception as exc:
+            # A fault of ours (a bug, not the tool's word): the wafer goes to an engineer
+            # with the reason, the traceback goes to the log, and the line goes on. Left
+            # to the scheduler's task, the wafer stayed running with no step to run it and
+            # the run never ended.
+            # One line on the terminal (no traceback for the operator); the traceback is
+            # stored with the wafer's event for whoever reports the bug (and logged at -vv).
+            log.error("%s: step %d on %s ended on an internal error: %s: %s", self.wafer_id,
+                      number, driver.name, type(exc).__name__, exc)
+            log.debug("the internal error's traceback", exc_info=exc)
+            self._internal_error(exc, driver.name)  # a store that cannot record it: raised
+            return self.state
         finally:
             self._task = None
             self._idle.set()
+
+    def _internal_error(self, exc: Exception, tool: str) -> None:
+        why = f"internal error: {type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc))[-TRACEBACK_KEPT:]
+        facts = {"error": type(exc).__name__, "traceback": trace}
+        if self.machine.may("step_failed"):  # the tool may hold the wafer: its abort runs
+            self._fire("step_failed", why=why, tool=tool, measurements=facts)
+        elif self.machine.may("hold"):  # nothing was sent for it yet
+            self._fire("hold", why=why, tool=tool, measurements=facts)
 
     async def _run_step(self, number: int, step: Step, driver: AnyTool,
                         on_tool_free: Callable[[], None] | None, batch: Batch | None = None,
@@ -482,6 +514,12 @@ class WaferRun:
             return await self._tool_work(coro)
         except LinkError as exc:
             self.link_lost = exc  # the step stays open: the tool's word settles it later
+        except AlarmBeforeEntry as exc:
+            # Nothing of this wafer reached the tool: no engineer's disposition for a wafer
+            # that never went in; it waits again, held at the tool's interlock.
+            self.back_to_waiting(f"{exc.detail} before the wafer went in")
+            if self.machine.may("hold"):
+                self._fire("hold", why=f"interlock: {exc.detail} active", tool=tool)
         except ToolAlarm as exc:
             self._fail(f"alarm {exc.code} {exc.text}".strip(), tool,
                        {"alarm_code": exc.code, "alarm_text": exc.text})
