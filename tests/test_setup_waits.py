@@ -109,8 +109,7 @@ async def test_an_alarm_during_the_oven_heat_up_ahead_is_recorded_before_a_stop(
     the hottest zone 25 -> 362 °C, ~520 tool s expected before a READY poll), and its N2
     flow drops 60 s after APPLY (550). The heat-up was slept through: the controller
     stopped 300 s after APPLY left the oven in ALARM and no alarm recorded. Now the wait
-    looks at ALARM_ACTIVE every ALARM_LOOK_S: the alarm is recorded, the setup failed on
-    it."""
+    reads ALARM_CODE every ALARM_LOOK_S: the alarm is recorded, the setup failed on it."""
     async with rig(f"sqlite:///{tmp_path / 'line.db'}", speed=SLOW) as r:
         r.new_lot("HOT", 1, recipe_name="rebump-hipb-snpb")
         oven = r.model("oven-1")
