@@ -14,7 +14,7 @@ import pytest
 from test_lot_run import WAIT_S, assert_line_empty, finish, rig, run_lots
 
 from controller.line.controller import LineController
-from sequences.kinds.base import ALARM_LOOK_S
+from sequences.kinds.base import SETUP_ALARM_LOOK_S
 from sequences.kinds.paste_print import CHANGEOVER_S
 
 # The stopped runs' tests stop the controller this many tool seconds into the wait, well
@@ -76,8 +76,8 @@ async def test_an_alarm_during_the_printer_changeover_ahead_is_recorded_before_a
     4: a CHG, 600 tool s), and its door is opened as the CHG starts (400). The changeover
     slept its 600 s before its first STS: the controller stopped 300 s into it (a stop
     cancels a setup) left the printer in ALARM and no alarm recorded. Now the changeover
-    looks every ALARM_LOOK_S: the alarm is recorded, and the setup ahead failed on it."""
-    assert ALARM_LOOK_S * 2 < STOP_AFTER_S < CHANGEOVER_S
+    looks every SETUP_ALARM_LOOK_S: the alarm is recorded, and the setup ahead failed on it."""
+    assert SETUP_ALARM_LOOK_S * 2 < STOP_AFTER_S < CHANGEOVER_S
     async with rig(f"sqlite:///{tmp_path / 'line.db'}", speed=SLOW) as r:
         r.new_lot("CHG", 1, recipe_name="ballmount-sac305-rebump-snbi")
         printer = r.model("printer-1")
@@ -109,7 +109,7 @@ async def test_an_alarm_during_the_oven_heat_up_ahead_is_recorded_before_a_stop(
     the hottest zone 25 -> 362 °C, ~520 tool s expected before a READY poll), and its N2
     flow drops 60 s after APPLY (550). The heat-up was slept through: the controller
     stopped 300 s after APPLY left the oven in ALARM and no alarm recorded. Now the wait
-    reads ALARM_CODE every ALARM_LOOK_S: the alarm is recorded, the setup failed on it."""
+    reads ALARM_CODE every SETUP_ALARM_LOOK_S: the alarm is recorded, the setup failed on it."""
     async with rig(f"sqlite:///{tmp_path / 'line.db'}", speed=SLOW) as r:
         r.new_lot("HOT", 1, recipe_name="rebump-hipb-snpb")
         oven = r.model("oven-1")

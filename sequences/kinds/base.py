@@ -42,9 +42,10 @@ if TYPE_CHECKING:
 
 POLL_S = 1.0  # how often a tool is looked at while waiting for it to be free
 # How often a long wait with no poll of its own (a changeover's, a heat-up's) looks for an
-# alarm: one request, as the plater's bath wait polls (its poll_s), a 20-minute cool-down
-# about 40 of them.
-ALARM_LOOK_S = 30.0
+# alarm: one request each, a 20-minute cool-down about 20 of them. No wafer is in the tool
+# then, so a minute is soon enough for the operator, and requests per wafer are a tracked
+# figure (issue 12: 30 s cost ~2.5 requests a wafer on the demo lot).
+SETUP_ALARM_LOOK_S = 60.0
 
 
 async def expect(clock: Clock, nominal_s: float) -> None:
@@ -59,7 +60,7 @@ async def expect(clock: Clock, nominal_s: float) -> None:
 
 async def expect_watching(clock: Clock, nominal_s: float,
                           look: Callable[[], Awaitable[None]],
-                          every_s: float = ALARM_LOOK_S) -> None:
+                          every_s: float = SETUP_ALARM_LOOK_S) -> None:
     """``expect`` for a long wait (a changeover, a heat-up, a cool-down): ``look()`` every
     ``every_s`` on the way, which raises ToolAlarm when the tool latched an alarm. Slept
     through, an alarm latched early in a 10-25 minute wait was found only at its end, or

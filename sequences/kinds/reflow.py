@@ -219,9 +219,10 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
         # zones can be in the band (_cooled). Heating has an expected time (cold_start_s's
         # model from the hottest zone now): no look before it. Then READY every
         # HEATED_POLL_S (READY_POLL_S if the zones did not cool as seen).
-        # An alarm latched meanwhile (the e-stop, N2 flow) is looked for every ALARM_LOOK_S
-        # on the way (``_alarm_look``): found at the end of these waits only, it was heard
-        # of up to 25 minutes late, or never when the run ended first (its setup cancelled).
+        # An alarm latched meanwhile (the e-stop, N2 flow) is looked for every
+        # SETUP_ALARM_LOOK_S on the way (``_alarm_look``): found at the end of these waits
+        # only, it was heard of up to 25 minutes late, or never when the run ended first
+        # (its setup cancelled).
         poll = READY_POLL_S
 
         async def watching(seconds: float) -> None:
