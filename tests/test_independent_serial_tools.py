@@ -18,6 +18,7 @@ from drivers.line_config import parse_line_config
 from drivers.tools import open_tool
 from drivers.types import PlacementRecipe, PrintRecipe, RunStatus
 from sequences.kinds.ball_place import BALL_PLACE
+from tests.independent.hostlink import Nak
 from tests.independent.lot import run_lot
 from tests.independent.serial_servers import line_tables, serve
 from tests.independent.wbm300 import Mounter
@@ -159,3 +160,33 @@ async def test_an_unload_refused_by_an_open_door_is_told_to_the_operator(
                 and "safety interlock" in a.detail]
     assert told == [("printer-1", "refused by a safety interlock (NAK 06: a door open?): "
                      "asking again every 5 s for up to 300 s")], told
+
+
+class DoorAtFirstResult(Printer):
+    """A WP-300 whose door a person opens as the first print's result is asked for, and
+    that refuses every command but the queries a host needs to see why (STS) with NAK 06
+    while it is open, as our simulator does: RES too."""
+
+    door_opened = False
+
+    def cmd_res(self) -> list[str]:
+        if not self.door_opened:
+            self.door_opened = True
+            self.open_door(30.0)
+        if self.now < self.door_until:
+            raise Nak(6)
+        return super().cmd_res()
+
+
+async def test_a_result_refused_by_an_open_door_is_asked_again(tmp_path: Path) -> None:
+    """RES refused with NAK 06 while a door stood open failed the step (a printed wafer, its
+    result waiting in DONE, went to an engineer: the random soak's seed 4, on the mounter).
+    Now it is asked again as every interlocked command is."""
+    async with serve(LOT_SPEED, printer=DoorAtFirstResult()) as served:
+        code, text = await run_lot(tmp_path, line_tables(served),
+                                   leave_out=("printers", "placers"), speed=LOT_SPEED,
+                                   lot="HR1", recipe=RECIPE, db=tmp_path / "hr.db")
+    assert code == 0, text
+    assert "lot HR1: complete; 2/2 wafers complete" in text, text
+    refused = [body for body, reply in served.printer.link.log if b",NAK,RES,06" in reply]
+    assert len(refused) >= 2, refused

@@ -149,7 +149,7 @@ class BallPlace(HostLinkStepKind[PlaceStep, Placer, PlacerStatus, PlacementResul
         # at once): an STS now could show DONE with the result before the repair.
         await expect(driver.clock, REPAIR_MIN_S)
         await driver.wait_for(PlacerState.DONE, timeout_s=repair_timeout(before))
-        return await driver.result()
+        return await past_interlock(driver, driver.result)
 
     async def start(self, driver: Placer) -> None:
         await driver.start_placement()

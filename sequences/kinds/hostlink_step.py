@@ -214,8 +214,11 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
                           lambda: past_interlock(driver, start, ctx.note))
         cycle = self.cycle_s(step)
         await expect(ctx.clock, cycle)
+        # RES too: a tool may refuse more than motion while its door is open (our simulator
+        # answers only the common five then); the result waits in DONE meanwhile.
         return StepResult(await when_in(driver, st.DONE, timeout_for(cycle),
-                                        driver.result))
+                                        lambda: past_interlock(driver, driver.result,
+                                                               ctx.note)))
 
     async def unload(self, driver: H, step: S) -> None:
         await past_interlock(driver, driver.unload)
