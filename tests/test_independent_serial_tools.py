@@ -11,6 +11,7 @@ tool across connections. A lot that prints and places runs on them on every test
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from controller.store import Store
 from drivers.clock import ScaledClock
@@ -94,6 +95,29 @@ async def test_a_repair_of_many_defects_is_waited_for() -> None:
     assert (after.status, after.missing, after.extra) == (RunStatus.OK, 0, 0)
 
 
+TOLD_ONCE = [("printer-1", "refused by a safety interlock (NAK 06: a door open?): asking "
+              "again every 5 s for up to 300 s")]  # the operator's note of a NAK 06 wait
+
+
+async def lot_with_a_door(tmp_path: Path, printer: Printer, lot: str, command: str
+                          ) -> tuple[Any, list[bytes], list[tuple[str, str]]]:
+    """A 2-wafer lot on ``printer`` (our simulator serves the rest), asserted complete: the
+    servers, the requests ``command`` got NAK 06 for, and the operator's interlock notes."""
+    db = tmp_path / f"{lot}.db"
+    async with serve(LOT_SPEED, printer=printer) as served:
+        code, text = await run_lot(tmp_path, line_tables(served),
+                                   leave_out=("printers", "placers"), speed=LOT_SPEED,
+                                   lot=lot, recipe=RECIPE, db=db)
+    assert code == 0, text
+    assert f"lot {lot}: complete; 2/2 wafers complete" in text, text
+    nak = f",NAK,{command},06".encode()
+    refused = [body for body, reply in served.printer.link.log if nak in reply]
+    with Store(f"sqlite:///{db}", create=False) as store:
+        told = [(a.actor, a.detail) for a in store.audit_log() if a.action == "tool.note"
+                and "safety interlock" in a.detail]
+    return served, refused, told
+
+
 class DoorAtFirstLoad(Printer):
     """A WP-300 whose door a person opens as the first wafer comes to it, for a minute:
     it latches nothing while nothing moves, and refuses motion with NAK 06 meanwhile."""
@@ -113,22 +137,12 @@ async def test_a_load_refused_by_an_open_door_is_sent_again_once_it_closes(
     a wafer the printer never took went to an engineer. Now the command is sent again every
     few seconds while the interlock lasts (up to five minutes), and the operator is told
     once (a tool note: the audit log and the line event stream)."""
-    async with serve(LOT_SPEED, printer=DoorAtFirstLoad()) as served:
-        code, text = await run_lot(tmp_path, line_tables(served),
-                                   leave_out=("printers", "placers"), speed=LOT_SPEED,
-                                   lot="HD1", recipe=RECIPE, db=tmp_path / "hd.db")
-    assert code == 0, text
-    assert "lot HD1: complete; 2/2 wafers complete" in text, text
+    served, refused, told = await lot_with_a_door(tmp_path, DoorAtFirstLoad(), "HD1", "LOD")
     printer = served.printer.tool.log
     assert [e for e in printer if e.startswith(("lod", "prt", "out"))] == [
         "lod HD1-01", "prt", "out HD1-01", "lod HD1-02", "prt", "out HD1-02"], printer
-    refused = [body for body, reply in served.printer.link.log if b",NAK,LOD,06" in reply]
     assert len(refused) >= 2, refused  # refused while the door stayed open, then taken
-    with Store(f"sqlite:///{tmp_path / 'hd.db'}", create=False) as store:
-        told = [(a.actor, a.detail) for a in store.audit_log() if a.action == "tool.note"
-                and "safety interlock" in a.detail]
-    assert told == [("printer-1", "refused by a safety interlock (NAK 06: a door open?): "
-                     "asking again every 5 s for up to 300 s")], told  # once, for the operator
+    assert told == TOLD_ONCE, told  # once, for the operator
 
 
 class DoorAtFirstUnload(Printer):
@@ -147,19 +161,9 @@ async def test_an_unload_refused_by_an_open_door_is_told_to_the_operator(
         tmp_path: Path) -> None:
     """ULD (a kind's unload, which gets no step context) waits at NAK 06 like LOD, and the
     operator is told so by the step's tool note, not only the log."""
-    async with serve(LOT_SPEED, printer=DoorAtFirstUnload()) as served:
-        code, text = await run_lot(tmp_path, line_tables(served),
-                                   leave_out=("printers", "placers"), speed=LOT_SPEED,
-                                   lot="HU1", recipe=RECIPE, db=tmp_path / "hu.db")
-    assert code == 0, text
-    assert "lot HU1: complete; 2/2 wafers complete" in text, text
-    refused = [body for body, reply in served.printer.link.log if b",NAK,ULD,06" in reply]
+    _, refused, told = await lot_with_a_door(tmp_path, DoorAtFirstUnload(), "HU1", "ULD")
     assert len(refused) >= 2, refused
-    with Store(f"sqlite:///{tmp_path / 'hu.db'}", create=False) as store:
-        told = [(a.actor, a.detail) for a in store.audit_log() if a.action == "tool.note"
-                and "safety interlock" in a.detail]
-    assert told == [("printer-1", "refused by a safety interlock (NAK 06: a door open?): "
-                     "asking again every 5 s for up to 300 s")], told
+    assert told == TOLD_ONCE, told
 
 
 class DoorAtFirstResult(Printer):
@@ -182,11 +186,5 @@ async def test_a_result_refused_by_an_open_door_is_asked_again(tmp_path: Path) -
     """RES refused with NAK 06 while a door stood open failed the step (a printed wafer, its
     result waiting in DONE, went to an engineer: the random soak's seed 4, on the mounter).
     Now it is asked again as every interlocked command is."""
-    async with serve(LOT_SPEED, printer=DoorAtFirstResult()) as served:
-        code, text = await run_lot(tmp_path, line_tables(served),
-                                   leave_out=("printers", "placers"), speed=LOT_SPEED,
-                                   lot="HR1", recipe=RECIPE, db=tmp_path / "hr.db")
-    assert code == 0, text
-    assert "lot HR1: complete; 2/2 wafers complete" in text, text
-    refused = [body for body, reply in served.printer.link.log if b",NAK,RES,06" in reply]
+    _, refused, _ = await lot_with_a_door(tmp_path, DoorAtFirstResult(), "HR1", "RES")
     assert len(refused) >= 2, refused

@@ -111,6 +111,8 @@ class AlarmBeforeEntry(ToolAlarm):
     tool (the oven's entrance: its LOAD refused in ALARM, or not sent): the wafer never went
     in. It waits for the tool again, held at the tool's interlock, as if the interlock check
     had found the alarm; the tool's alarm handling clears it and lets the wafer go on."""
+
+
 # Where the step a tool runs tells the operator of the tool (its StepContext.note), for a
 # kind's methods that get no context (a HostLink unload or repair waiting at the tool's
 # interlock): set by the runner for the step it runs on the tool.
@@ -124,6 +126,8 @@ def set_tool_note(driver: Any, note: Note) -> None:
 def tool_note(driver: Any) -> Note | None:
     """What the step running on ``driver`` tells the operator with; None if none does."""
     return _TOOL_NOTES.get(driver)
+
+
 # An alarm a tool showed latched when recovery asked it (code, text; True once recovery
 # cleared it): raised while no controller watched, it is recorded with the line's alarms.
 AlarmFound = Callable[[int, str, bool], None]

@@ -30,8 +30,9 @@ to whoever listens for this oven (``on_alarm``, the scheduler), with every wafer
 belt since the oven was last known without an alarm: it reports the alarm naming them,
 takes the oven out of service, and clears it as soon as its cause is gone (a jam: so the
 belt runs again before the riders' deadlines instead of after them). Each rider is judged
-on its own exit values (EXIT_FLAGS, O2 max); only a rider found late on a look (a stopped
-belt) carries the alarm into its judgment.
+on its own exit values (EXIT_FLAGS, O2 max); an alarm that stops the belt
+(``BELT_STOPPING``), and any alarm a rider found late on a look carries, is also named in
+the riders' judgments.
 
 A hold or an abort does not stop a riding wafer's step (the belt cannot be
 stopped: the runner lets it ride out), so the watcher unloads every wafer whose
@@ -407,9 +408,7 @@ class ExitWatch:
             alarm = await self.driver.alarm()
             if alarm is not None:
                 self._latched = True
-                for r in self._riders:
-                    if alarm not in r.alarms:
-                        r.alarms.append(alarm)
+                self._carry(alarm)
                 self._tell(alarm)
         # Judged by when the exit was read, not by now: a host held up between sending that
         # read and this line (a busy machine: at 2000x, 0.2 s is 400 tool s) has not seen
@@ -469,13 +468,17 @@ class ExitWatch:
         else:
             self._latched = True
             if alarm.code in BELT_STOPPING:  # every rider stood still with it: in its record
-                for r in self._riders:
-                    if alarm not in r.alarms:
-                        r.alarms.append(alarm)
+                self._carry(alarm)
             self._tell(alarm)
             # Latched: looked at again ALARM_LOOK_S from now (the listener tells each alarm
             # once, and again only after it was cleared).
             self._alarm_known_at = max(self._alarm_known_at, sent)
+
+    def _carry(self, alarm: Alarm) -> None:
+        """Every wafer on the belt now has ``alarm`` named in its judgment."""
+        for r in self._riders:
+            if alarm not in r.alarms:
+                r.alarms.append(alarm)
 
     def _alarm_free(self, at: float) -> None:
         """The oven showed no alarm at tool time ``at``: only the wafers on the belt now

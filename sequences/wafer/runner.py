@@ -298,11 +298,10 @@ class WaferRun:
             raise  # asked for a step the wafer cannot run: the caller's mistake
         except Exception as exc:
             # A fault of ours (a bug, not the tool's word): the wafer goes to an engineer
-            # with the reason, the traceback goes to the log, and the line goes on. Left
-            # to the scheduler's task, the wafer stayed running with no step to run it and
-            # the run never ended.
-            # One line on the terminal (no traceback for the operator); the traceback is
-            # stored with the wafer's event for whoever reports the bug (and logged at -vv).
+            # with the reason and the line goes on (left to the scheduler's task, the wafer
+            # stayed running with no step to run it and the run never ended). One line on
+            # the terminal; the traceback is stored with the wafer's event for the bug
+            # report (and logged at -vv).
             log.error("%s: step %d on %s ended on an internal error: %s: %s", self.wafer_id,
                       number, driver.name, type(exc).__name__, exc)
             log.debug("the internal error's traceback", exc_info=exc)
