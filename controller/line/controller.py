@@ -222,7 +222,7 @@ class LineController:
 
     def _recovery(self) -> Recovery:
         return Recovery(self.store, self.journal, self.clock, self._recovery_note,
-                        report=self.report)
+                        report=self.report, failed_inside=self.scheduler.alarms.after_failure)
 
     def _recovery_note(self, wafer_id: str, text: str) -> None:
         lot_id = self._lot_of(wafer_id)
@@ -412,7 +412,8 @@ class LineController:
         """The wafers a silent tool had, once it answers: each kind asks it what happened
         (the rules recovery uses after a controller stop)."""
         recovery = Recovery(self.store, self.journal, self.clock, self._recovery_note,
-                            cause=f"{tool.name} stopped answering", report=self.report)
+                            cause=f"{tool.name} stopped answering", report=self.report,
+                            failed_inside=self.scheduler.alarms.after_failure)
         await recovery.settle(wafers, {tool.name: tool})
         self._close_settled_batches()  # a batch the silence left open, now its riders are
 

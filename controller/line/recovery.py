@@ -28,6 +28,10 @@ Stored state -> what the tool shows -> what happens:
 * judging (its result taken and stored with ``step_done``) and its tool no longer holds
   it: only a judged wafer is unloaded, so the stop fell between the unload and the
   judgment's commit. It is judged again from what ``step_done`` stored; nothing is sent.
+* running or judging, and the tool holds the wafer in ALARM (an alarm latched while no
+  controller watched): the step failed, as with a controller watching: awaiting
+  disposition, the alarm recorded naming it, and the wafer handed out once the alarm is
+  cleared (the line's ``after_failure``), so it never blocks the wafers behind it.
 * anything else: awaiting disposition, with what was found.
 
 A reflow is never run again without an engineer's disposition. A start recovery sends
@@ -42,7 +46,7 @@ pass), settles each exactly once, and carries out what the kind found.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from controller.line.journal import StoreJournal
@@ -52,15 +56,16 @@ from controller.store import Store
 from drivers.clock import Clock
 from drivers.errors import ToolError
 from sequences.kinds import kind_of
-from sequences.kinds.base import NeverTaken, Recovering, Settled, TakeResult
+from sequences.kinds.base import NeverTaken, Recovering, Settled, StoppedByAlarm, TakeResult
 from sequences.recipes.history import HistoryEntry, WaferHistory
-from sequences.recipes.recipe import Recipe
+from sequences.recipes.recipe import Recipe, Step
 from sequences.wafer.machine import AWAITING, HELD, state_of, waiting
 from sequences.wafer.runner import WaferRun
 
 log = logging.getLogger("controller.line.recovery")
 
 Note = Callable[[str, str], None]  # (wafer, text)
+FailedInside = Callable[[ScheduledWafer, Step, ScheduledTool], Awaitable[None]]
 
 
 class Recovery:
@@ -68,16 +73,20 @@ class Recovery:
 
     def __init__(self, store: Store, journal: StoreJournal, clock: Clock, note: Note,
                  *, cause: str = "controller stopped",
-                 report: Callable[[ToolReport], None] | None = None) -> None:
+                 report: Callable[[ToolReport], None] | None = None,
+                 failed_inside: FailedInside | None = None) -> None:
         """``cause``: what interrupted the steps, as the notes and holds say it. ``report``:
         where an alarm a tool shows latched (raised while no controller watched) is recorded
-        with the line's alarms, and its clearing (the scheduler's reports go there too)."""
+        with the line's alarms, and its clearing (the scheduler's reports go there too).
+        ``failed_inside``: the line's handling of a wafer whose step an alarm failed with
+        the wafer inside (the alarm recorded and cleared, the wafer handed out)."""
         self.cause = cause
         self.store = store
         self.journal = journal
         self.clock = clock
         self.note = note
         self.report = report
+        self.failed_inside = failed_inside
 
     def history(self, recipe: Recipe, wafer_id: str) -> WaferHistory:
         """What the wafer has been through, from its finished steps."""
@@ -192,6 +201,12 @@ class Recovery:
                                        alarms=found.alarms, repaired=found.repaired)
             except ToolError as exc:
                 self._to_disposition(wafer, f"{tool.name}: its result was taken, then: {exc}")
+        elif isinstance(found, StoppedByAlarm):
+            step = run.recipe.step(wafer.in_step)
+            self._to_disposition(wafer, f"{self.cause} during step {number} "
+                                 f"({run.machine.step_kind}); {found.why}")
+            if self.failed_inside is not None:
+                await self.failed_inside(wafer, step, tool)
         elif isinstance(found, NeverTaken):
             self.note(run.wafer_id, f"step {number}: {found.why}; it waits for a tool again")
             run.back_to_waiting(f"recovery: {found.why}")

@@ -213,6 +213,15 @@ class Unknown(Settled):
 
 
 @dataclass(frozen=True)
+class StoppedByAlarm(Settled):
+    """The tool holds the wafer, stopped by an alarm that latched while nobody watched: the
+    step failed as it would have with the controller watching. An engineer decides, and the
+    line hands the wafer out once the alarm is cleared (its ``after_failure``)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class Recovering:
     """What recovery knows of a wafer found mid-step (for a kind's ``settle``)."""
 

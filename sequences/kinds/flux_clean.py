@@ -35,6 +35,7 @@ from sequences.kinds.base import (
     StepContext,
     StepKind,
     StepResult,
+    StoppedByAlarm,
     TakeResult,
     ToolView,
     Unknown,
@@ -256,6 +257,10 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
                     return TakeResult(result, how=f"{driver.name} finished its clean")
             return Unknown(f"{driver.name} holds wafer {result.wafer_id or '(none)'}, "
                            f"not {wafer.wafer_id}")
+        if status.wafer_present and status.state is CleanerState.ALARM and (
+                await driver.loaded_wafer_id() == wafer.wafer_id):
+            return StoppedByAlarm(f"{driver.name} holds it, stopped by alarm "
+                                  f"{status.alarm_code}")
         if status.wafer_present:
             return Unknown(f"{driver.name} holds a wafer in state {status.state.name}")
         if wafer.judging:

@@ -28,6 +28,7 @@ from sequences.kinds.base import (
     StepContext,
     StepKind,
     StepResult,
+    StoppedByAlarm,
     TakeResult,
     ToolView,
     Unknown,
@@ -260,6 +261,9 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
         if holds and status.state in self.handing_out:
             await driver.wait_for(st.IDLE, timeout_s=timeout_for(self.to_idle_s))
             holds = False
+        if holds and status.state is st.ALARM:
+            return StoppedByAlarm(f"{driver.name} holds it, stopped by alarm "
+                                  f"{status.alarm_code}")
         if holds:
             if status.state is st.LOADING:
                 status = await driver.wait_for(st.READY, st.DONE,
