@@ -25,6 +25,7 @@ from controller.line.controller import LINK_LOST_CODE
 from controller.line.events import EventKind, LineEvent
 from drivers.types import PlaterEvent
 from sequences.kinds.oven_exit import ExitWatch
+from sequences.kinds.paste_print import PastePrint
 from sequences.kinds.reflow import Reflow
 from sequences.recipes.validate import load_valid_recipe
 from sequences.wafer.runner import run_wafer
@@ -619,3 +620,32 @@ async def test_a_fault_of_ours_in_a_step_sends_the_wafer_to_an_engineer_and_the_
     # the terminal gets one line, no traceback
     (logged,) = [rec for rec in caplog.records if rec.name == "sequences.wafer.runner"]
     assert logged.exc_info is None and "internal error" in logged.getMessage()
+
+
+async def test_a_fault_of_ours_in_a_changeover_puts_the_tool_out_of_service_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """A bug in a changeover's code (here the printer's for the second paste: nothing a
+    tool can do) escaped into the scheduler's task, which logged it and freed the tool: the
+    next pass started the same changeover again, and again, without end. Now the tool is
+    out of service for the run (as a setup failing with no alarm is), told once, and the
+    run ends with the wafers that needed it waiting."""
+    original = PastePrint.prepare
+    tried: list[str] = []
+
+    async def prepare(self, driver, step, **kwargs):
+        if step.paste_alloy != "Pb95Sn5":  # the recipe's first paste
+            tried.append(step.paste_alloy)
+            raise RuntimeError("a bug in the changeover")
+        return await original(self, driver, step, **kwargs)
+
+    monkeypatch.setattr(PastePrint, "prepare", prepare)
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        wafers = r.new_lot("B1", 2)
+        with caplog.at_level(logging.ERROR):
+            (outcome,) = await run_lots(r.controller(), ["B1"])
+        states = {w: r.store.get_wafer(w).state for w in wafers}
+        notes = [a.detail for a in r.store.audit_log() if a.actor == "printer-1"]
+    assert len(tried) == 1, tried  # tried once, not on every pass
+    assert any("internal error: RuntimeError: a bug in the changeover" in n for n in notes), notes
+    assert outcome.wafers == states and set(states.values()) == {"step4_waiting"}, states

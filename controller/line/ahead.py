@@ -17,6 +17,7 @@ tool in ALARM and no alarm recorded).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from controller.line.batching import Scheduler
@@ -25,6 +26,8 @@ from controller.line.tool_alarms import read_alarm
 from drivers.errors import ToolError
 from sequences.kinds import ROLE_OF_KIND, kind_of
 from sequences.wafer.machine import Phase
+
+log = logging.getLogger("controller.line.ahead")
 
 
 def set_up_ahead(sched: Scheduler, tool: ScheduledTool) -> bool:
@@ -74,6 +77,19 @@ async def _prepare(sched: Scheduler, tool: ScheduledTool, step: Any, recipe_name
         if alarm is not None and tool.alarm != alarm.code:
             tool.alarm = alarm.code
             sched.report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
+    except Exception as exc:  # noqa: BLE001 - a fault of ours, not the tool's
+        internal_setup_error(sched, tool, "setup ahead of the wafers", exc)
     finally:
         tool.release(sched.clock.now())
         sched.wake()
+
+
+def internal_setup_error(sched: Scheduler, tool: ScheduledTool, what: str,
+                         exc: Exception) -> None:
+    """A fault of ours in a setup (a bug, nothing the tool did): the tool is out of service
+    for the rest of the run, as after a setup that failed with no alarm (-1: nothing to
+    clear, a person decides), told once with the reason; the traceback to the log at -vv.
+    Released in service, every pass would start the same setup again, without end."""
+    sched.note(tool, f"{what} failed: internal error: {type(exc).__name__}: {exc}")
+    log.debug("the %s's traceback", what, exc_info=exc)
+    tool.alarm = -1

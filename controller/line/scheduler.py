@@ -543,5 +543,7 @@ class Scheduler:
             tool.alarm = alarm.code if alarm else -1
             if alarm:
                 self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
+        except Exception as exc:  # noqa: BLE001 - a fault of ours, not the tool's
+            ahead.internal_setup_error(self, tool, "changeover", exc)
         finally:
             tool.release(self.clock.now())  # the task's end wakes the loop (_spawn)
