@@ -600,6 +600,73 @@ async def test_killed_around_a_batch_on_the_independent_plater_each_wafer_is_pla
     _each_plated_once(outcome, db, at_kill)
 
 
+def _stopped_by(code: int, plater: Any, clock: ScaledClock) -> Callable[[], Any]:
+    """The alarm that ends the running batch while no controller watches, its cause gone
+    before the restart (so CLEAR is taken): 900, an emergency stop pressed and released;
+    700, the nickel heater failing until the bath leaves its ±3 °C, then repaired."""
+    async def stop() -> None:
+        if code == 900:
+            plater.latch_alarm(900, clock.now(), "emergency stop pressed and released")
+            return
+        plater.fail_heater("ni", clock.now())
+        while 700 not in plater.alarms:  # the bath cools 0.01 °C/s: ~300 tool s
+            await clock.sleep(10.0)
+            plater.advance(clock.now())
+        plater.repair_heater("ni", clock.now())
+    return stop
+
+
+@pytest.mark.parametrize("code", [900, 700])
+async def test_killed_after_an_alarm_stopped_the_batch_its_carrier_comes_out_once_cleared(
+        tmp_path: Path, code: int) -> None:
+    """Killed right after the batch's START; an alarm that ends a running batch (status
+    ALARM, barrier-plater.md) latched meanwhile and its cause was gone before the restart.
+    Recovery finds the plater in ALARM with our carrier inside: the riders' step failed as
+    if watched (an engineer decides; never started again: plated once), the alarm is
+    recorded once naming every rider, CLEARed, and the carrier unloaded. Before, the riders
+    were judged from the ALARM result, no alarm was recorded and the carrier stayed in the
+    ALARMed tool after the run; the next lot's batch is not held up by it either."""
+    def hook(tools: LineTools, kill: Kill, stop: Callable[[], Any]) -> None:
+        driver = tools["plater-1"]
+        original = driver.start
+
+        async def start(*args: Any, **kwargs: Any) -> Any:
+            await original(*args, **kwargs)
+            if not kill.at.is_set():  # the first batch's START only
+                await stop()  # while no controller watches (nothing else is running)
+                await kill.dead()
+
+        driver.start = start
+
+    async with _line(layout=PLATING) as line:
+        plater = line.models["plater-1"]
+        stop = _stopped_by(code, plater, line.clock)
+        outcome, (kill,), db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: hook(tools, k, stop), recipe=SNCU, wafers=2)
+        assert (plater.state.value, plater.batch) == ("IDLE", None)  # cleared, carrier out
+        assert plater._batches_started == 1  # never started again
+        _lot(db, "B2", SNCU, wafers=1)  # a later batch, after the run that recovered
+        later, _ = await run_lot(db, parse_line_config(line.config_text()), line.clock, "B2")
+        assert plater._batches_started == 2
+    with Store(f"sqlite:///{kill.kept}", create=False) as store:
+        assert {w.state for w in store.wafers("B1")} == {"step4_running"}
+    assert outcome.wafers == {"B1-01": "awaiting_disposition",
+                              "B1-02": "awaiting_disposition"}, outcome.wafers
+    assert later.wafers == {"B2-01": "complete"}, later.wafers
+    with Store(f"sqlite:///{db}", create=False) as store:
+        for wafer in ("B1-01", "B1-02"):
+            why = store.events(wafer)[-1].why
+            assert why.startswith("recovery: ") and f"alarm {code}" in why, why
+            assert "ended ALARM" in why, why
+        (alarm,) = store.alarms(tool="plater-1")
+        assert alarm.code == code and alarm.wafer_id == "B1-01" and not alarm.active
+        assert "B1-02" in alarm.text, alarm.text  # every rider named
+        audit = [a.detail for a in store.audit_log() if a.actor == "plater-1"]
+        assert sum("UNLOAD after the batch ended" in a for a in audit) == 1, audit
+        first, second = BatchRecords(store).batches()
+        assert (first.state, second.state, second.status) == ("failed", "done", "OK")
+
+
 # --- the mounter's LOD, PLC and ULD, and the oven's LOAD not sent ---------------------------------
 
 @pytest.mark.parametrize(("hook", "state", "note"), [

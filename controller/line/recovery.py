@@ -29,9 +29,10 @@ Stored state -> what the tool shows -> what happens:
   it: only a judged wafer is unloaded, so the stop fell between the unload and the
   judgment's commit. It is judged again from what ``step_done`` stored; nothing is sent.
 * running or judging, and the tool holds the wafer in ALARM (an alarm latched while no
-  controller watched): the step failed, as with a controller watching: awaiting
-  disposition, the alarm recorded naming it, and the wafer handed out once the alarm is
-  cleared (the line's ``after_failure``), so it never blocks the wafers behind it.
+  controller watched; for the plater, its carrier, the batch ended by it): the step
+  failed, as with a controller watching: awaiting disposition, the alarm recorded naming
+  it (a batch's riders: every one, once), and the wafer or carrier handed out once the
+  alarm is cleared (the line's ``after_failure``), so it never blocks the wafers behind it.
 * anything else: awaiting disposition, with what was found.
 
 A reflow is never run again without an engineer's disposition. A start recovery sends
@@ -47,7 +48,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from controller.line.journal import StoreJournal
 from controller.line.scheduled import ToolReport
@@ -65,7 +66,14 @@ from sequences.wafer.runner import WaferRun
 log = logging.getLogger("controller.line.recovery")
 
 Note = Callable[[str, str], None]  # (wafer, text)
-FailedInside = Callable[[ScheduledWafer, Step, ScheduledTool], Awaitable[None]]
+
+
+class FailedInside(Protocol):
+    """The line's handling of wafers an alarm failed inside their tool (``also_hit``: the
+    others it failed with the first, a batch's riders)."""
+
+    def __call__(self, wafer: ScheduledWafer, step: Step, tool: ScheduledTool, *,
+                 also_hit: tuple[str, ...] = ()) -> Awaitable[None]: ...
 
 
 class Recovery:
@@ -78,8 +86,9 @@ class Recovery:
         """``cause``: what interrupted the steps, as the notes and holds say it. ``report``:
         where an alarm a tool shows latched (raised while no controller watched) is recorded
         with the line's alarms, and its clearing (the scheduler's reports go there too).
-        ``failed_inside``: the line's handling of a wafer whose step an alarm failed with
-        the wafer inside (the alarm recorded and cleared, the wafer handed out)."""
+        ``failed_inside``: the line's handling of wafers whose step an alarm failed with
+        them inside (the alarm recorded naming them and cleared, the wafer or the batch's
+        carrier handed out)."""
         self.cause = cause
         self.store = store
         self.journal = journal
@@ -156,8 +165,15 @@ class Recovery:
                                      f"{wafer.run.machine.where.step} ({kind.name}) and "
                                      f"{tool.name} could not be asked: {exc}")
             return
+        stopped = [w for w in group if isinstance(found[w.run.wafer_id], StoppedByAlarm)]
+        step = stopped[0].run.recipe.step(stopped[0].in_step) if stopped else None
         for wafer in group:
             await self._carry_out(wafer, tool, found[wafer.run.wafer_id])
+        if step is not None and self.failed_inside is not None:
+            # Once for the tool: one alarm names every wafer it stopped (a batch's riders),
+            # and what it keeps inside comes out once.
+            await self.failed_inside(stopped[0], step, tool, also_hit=tuple(
+                w.run.wafer_id for w in stopped[1:]))
 
     def _alarm_found(self, tool: str, group: list[ScheduledWafer], code: int, text: str,
                      cleared: bool) -> None:
@@ -201,12 +217,9 @@ class Recovery:
                                        alarms=found.alarms, repaired=found.repaired)
             except ToolError as exc:
                 self._to_disposition(wafer, f"{tool.name}: its result was taken, then: {exc}")
-        elif isinstance(found, StoppedByAlarm):
-            step = run.recipe.step(wafer.in_step)
+        elif isinstance(found, StoppedByAlarm):  # handed out by ``_settle_tool``
             self._to_disposition(wafer, f"{self.cause} during step {number} "
                                  f"({run.machine.step_kind}); {found.why}")
-            if self.failed_inside is not None:
-                await self.failed_inside(wafer, step, tool)
         elif isinstance(found, NeverTaken):
             self.note(run.wafer_id, f"step {number}: {found.why}; it waits for a tool again")
             run.back_to_waiting(f"recovery: {found.why}")

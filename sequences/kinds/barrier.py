@@ -23,7 +23,9 @@ keeps the carrier in the tool: the riders, already judged, do not go on until th
 line has cleared it and taken the carrier out (``_out_once_judged``). After a
 controller stop, recovery asks the plater (``STATE?``, ``RESULT?``, the events
 it missed) and never sends START for a batch the tool may already have run; a
-carrier of ours that ``STATE?`` shows LOADED was never started, and is started.
+carrier of ours that ``STATE?`` shows LOADED was never started, and is started; one
+in ALARM, its batch ended by the alarm, fails its riders as if watched, and the line
+takes it out once the alarm is cleared (``StoppedByAlarm``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from sequences.kinds.base import (
     StepContext,
     StepKind,
     StepResult,
+    StoppedByAlarm,
     TakeResult,
     ToolView,
     Unknown,
@@ -428,10 +431,15 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
                          clock: Clock) -> dict[str, Settled]:
         """Ask the plater what became of the batch: never START again for a wafer whose
         START may have reached it. Our carrier still LOADED is started (no START reached
-        it: ``_start_loaded``); a batch running is waited for (its DONE)."""
+        it: ``_start_loaded``); a batch running is waited for (its DONE); our carrier in
+        ALARM, its batch not ended OK, is ``StoppedByAlarm`` for every rider."""
         settled: dict[str, Settled] = {}
         if not wafers:
             return settled
+        # No batch task of ours runs on the tool now (the controller stopped, or the batch's
+        # task ended when the tool fell silent): a batch still counted open would keep
+        # ``abort`` from unloading its carrier and ``look`` from seeing it ended.
+        self._open.pop(driver.name, None)
         step = wafers[0][0]
         status = await driver.status()
         if status.state is PlaterState.LOADED:
@@ -449,6 +457,16 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
             last = await driver.result()
         except ToolError:
             last = None
+        # Its carrier still inside, in ALARM, the batch not ended OK (an alarm stopped it
+        # while no controller watched): failed as if watched, and the line clears the alarm
+        # and takes the carrier out (UNLOAD is allowed in DONE only).
+        stopped = None
+        if (status.state is PlaterState.ALARM and last is not None
+                and last.status is not RunStatus.OK and status.batch_id == last.batch_id):
+            alarm = await driver.alarm()
+            said = f"alarm {alarm.code} {alarm.text}" if alarm else "an alarm"
+            stopped = StoppedByAlarm(f"{driver.name} holds its carrier in {said}: batch "
+                                     f"{last.batch_id} ended {last.status.name}")
         for _, w in wafers:
             mine = None
             if last is not None:
@@ -456,7 +474,9 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
                     mine = await driver.wafer_result(w.wafer_id)
                 except ToolError:
                     mine = None
-            if mine is not None and last is not None:  # it rode the last batch: once
+            if mine is not None and stopped is not None:
+                settled[w.wafer_id] = stopped
+            elif mine is not None and last is not None:  # it rode the last batch: once
                 settled[w.wafer_id] = TakeResult(
                     BarrierOutcome(mine, last), unloaded=status.state is PlaterState.IDLE,
                     how=f"{driver.name} reports batch {last.batch_id} {last.status.name}")
