@@ -30,6 +30,7 @@ import pytest
 import sim.placer as sim_placer
 from controller.line.batch_records import BatchRecords
 from controller.line.controller import LineController
+from controller.line.tool_alarms import ToolAlarms
 from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
@@ -336,6 +337,45 @@ async def test_an_oven_alarm_latched_while_the_controller_was_down_is_a_row_of_t
     # The wafer rode a stopped belt: the oven's own flag fails it, nothing passes silently.
     assert outcome.wafers["B1-01"] == "awaiting_disposition", outcome.wafers
     assert "belt stopped" in _events(db)[-1].why
+
+
+async def test_a_jam_freed_only_after_recovery_gave_up_its_wafer_is_still_taken_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed while its wafer rides, the belt jams and stays jammed past recovery's wait
+    (twice the slowest transit): the wafer goes to an engineer, still on the stopped belt.
+    The jam is freed once the line runs (the scheduler's CLEAR is then taken): the belt
+    carries that wafer to the exit, where someone must take it off, or the next wafer
+    reaches the exit behind it (530) and the belt stops again."""
+    def hook(tools: LineTools, kill: Kill, oven: Any, clock: ScaledClock) -> None:
+        driver = tools["oven-1"]
+        original = driver.load
+
+        async def load(*args: Any, **kwargs: Any) -> Any:
+            await original(*args, **kwargs)
+            if not kill.at.is_set():
+                oven.jam_conveyor(clock.now())  # while no controller watches, not freed
+                await kill.dead()
+
+        driver.load = load
+
+    async with _line() as line:
+        oven = line.models["oven-1"]
+        clear = ToolAlarms._clear
+
+        async def freed_then_clear(self: ToolAlarms, tool: Any) -> None:
+            oven.clear_jam(line.clock.now())  # a person freed it while the line ran
+            await clear(self, tool)
+
+        monkeypatch.setattr(ToolAlarms, "_clear", freed_then_clear)
+        outcome, (kill,), db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: hook(tools, k, oven, line.clock), wafers=2)
+        assert oven._wafers_on_belt() == 0 and oven._exit_waiting is None, oven.state(
+            line.clock.now())
+    assert outcome.wafers["B1-01"] == "awaiting_disposition", outcome.wafers
+    assert outcome.wafers["B1-02"] == "complete", (outcome.wafers, _events(db))
+    with Store(f"sqlite:///{db}", create=False) as store:
+        codes = [a.code for a in store.alarms(tool="oven-1")]
+    assert 530 not in codes, codes
 
 
 # --- the cleaner: LOAD and START -------------------------------------------------------------

@@ -39,7 +39,9 @@ stopped: the runner lets it ride out), so the watcher unloads every wafer whose
 step still waits. A step cancelled from outside means the controller is stopping:
 the watcher forgets that wafer and recovery settles the belt on the next start. A
 wafer that does not come out in time fails its own step; if it shows up later the
-watcher still unloads it, so the wafers behind it are not blocked.
+watcher still unloads it, so the wafers behind it are not blocked. So are the wafers
+recovery could not wait for on a belt an alarm stopped (``strays``), and no LOAD goes
+in while they may still be on it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import logging
 import math
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +136,8 @@ class ExitWatch:
         # the ones an alarm found now may have hit.
         self._exposed: list[str] = []
         self._latched = False  # the last alarm read showed one latched
+        self._stray_transit_s = 0.0  # the longest transit of recovery's strays (``strays``)
+        self._belt_running_since: float | None = None  # tool time no alarm was seen since
 
     def ride(self, wafer_id: str, transit_s: float, sent_at: float
              ) -> asyncio.Future[StepResult]:
@@ -162,6 +166,24 @@ class ExitWatch:
             self._task.add_done_callback(self._watch_ended)
         return rider.arrived
 
+    def strays(self, wafer_ids: Iterable[str], transit_s: float) -> None:
+        """Wafers recovery left on a belt it could not wait for (an alarm stopped it, and its
+        cause outlasted recovery's wait): taken off whenever they come out, as a late
+        rider is, and no LOAD goes in while they may be on the belt (``stand_clear``): the
+        next wafer would reach the exit behind one that nobody took off (530). Looked for
+        until the oven shows an empty belt, or its belt has run ``transit_s`` twice over
+        without them (a person took them off by hand: warned)."""
+        loop = asyncio.get_running_loop()
+        now = self.clock.now()
+        for wafer_id in wafer_ids:
+            arrived: asyncio.Future[StepResult] = loop.create_future()
+            arrived.cancel()  # no step waits for it
+            self._late[wafer_id] = _Rider(wafer_id, now, now, math.inf, arrived, now)
+        self._stray_transit_s = max(self._stray_transit_s, transit_s)
+        if self._late and (self._task is None or self._task.done()):
+            self._task = loop.create_task(self._watch(), name=f"exit watch {self.driver.name}")
+            self._task.add_done_callback(self._watch_ended)
+
     async def stand_clear(self, window_s: float) -> bool:
         """Wait while a wafer is due at the exit within ``window_s`` tool seconds (or is being
         taken off): the exit goes first. The entrance's requests (its look, the LOAD's
@@ -169,7 +191,8 @@ class ExitWatch:
         wafer at the exit, on a busy machine long enough for the next to reach it.
         True when it waited."""
         waited = False
-        while self._riders and self._riders[0].due - self.clock.now() < window_s:
+        while self._has_strays or (
+                self._riders and self._riders[0].due - self.clock.now() < window_s):
             waited = True
             self._taken.clear()
             await self._taken.wait()
@@ -217,6 +240,10 @@ class ExitWatch:
         return self._latched
 
     @property
+    def _has_strays(self) -> bool:
+        return any(r.deadline == math.inf for r in self._late.values())
+
+    @property
     def riding(self) -> list[str]:
         return [r.wafer_id for r in self._riders]
 
@@ -246,6 +273,8 @@ class ExitWatch:
                 await self.clock.sleep(ALARM_LOOK_AFTER_S)
                 try:
                     await self._look()
+                    if self._has_strays:
+                        await self._strays_gone()
                 except ToolError:
                     pass
                 continue
@@ -311,6 +340,28 @@ class ExitWatch:
         if seen not in {r.wafer_id for r in self._riders} and seen not in self._late:
             self._left = seen
 
+    async def _strays_gone(self) -> None:
+        """Forget the strays once the oven shows an empty belt, or once its belt has run
+        (no alarm latched) twice their transit without them coming out."""
+        status = await self.driver.status()
+        now = self.clock.now()
+        if status.alarm_active:
+            self._belt_running_since = None
+        elif self._belt_running_since is None:
+            self._belt_running_since = now
+        empty = status.wafers_on_belt == 0 and not status.wafer_at_exit
+        ran = self._belt_running_since is not None and (
+            now - self._belt_running_since > 2 * self._stray_transit_s)
+        if not (empty or ran):
+            return
+        strays = [w for w, r in self._late.items() if r.deadline == math.inf]
+        log.warning("%s: %s not seen at the exit (%s): no longer looked for", self.driver.name,
+                    ", ".join(strays), "the belt is empty" if empty else
+                    "the belt ran twice their transit")
+        for wafer_id in strays:
+            del self._late[wafer_id]
+        self._taken.set()  # the entrance waiting for them goes on
+
     def _watch_ended(self, task: asyncio.Task[None]) -> None:
         """The watcher stopped by a fault of its own (not the oven's: those fail the rider
         they concern): every step waiting on it fails now, naming it, instead of waiting
@@ -352,6 +403,7 @@ class ExitWatch:
                 # Its step has failed already: off the exit so the next can come out.
                 await self.driver.unload(values.wafer_id)
                 self._left = values.wafer_id
+                self._taken.set()  # the entrance may wait for it (a stray of recovery's)
                 log.warning("%s: %s came out after its step gave up on it; unloaded (peak "
                             "%.1f °C, TAL %.1f s, O2 max %s ppm, flags %s)", self.driver.name,
                             values.wafer_id, values.peak_c, values.tal_s, values.o2_max_ppm,

@@ -378,9 +378,14 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
                         told.discard(status.alarm_code)  # raised again later: said again
                         _alarm_found(riders.values(), status.alarm_code, "", cleared=True)
             if clock.now() > deadline:
+                on_belt = status.wafers_on_belt > 0 or status.wafer_at_exit
                 for rider in riders.values():
                     settled[rider.wafer_id] = Unknown(
-                        f"{driver.name} did not deliver it within twice the transit time")
+                        f"{driver.name} did not deliver it within twice the transit time"
+                        + ("; it may still be on the belt: taken off at the exit when it "
+                           "comes out" if on_belt else ""))
+                if on_belt:  # an alarm stopped the belt, say, and its cause outlasted the wait
+                    exit_watch(driver, clock).strays(riders, SLOWEST_TRANSIT_S)
                 return settled
             await clock.sleep(RECOVERY_POLL_S)
         return settled
