@@ -184,6 +184,11 @@ def _notes(db: Path) -> list[str]:
         return [a.detail for a in store.audit_log() if a.action == "wafer.recovery"]
 
 
+def _tool_notes(db: Path, tool: str) -> list[str]:
+    with Store(f"sqlite:///{db}", create=False) as store:
+        return [a.detail for a in store.audit_log() if a.actor == tool]
+
+
 def _intents(db: Path, kind: str) -> list[tuple[str, str | None]]:
     with Store(f"sqlite:///{db}", create=False) as store:
         record = [s for s in store.steps("B1-01") if s.kind == kind][-1]
@@ -376,6 +381,11 @@ async def test_a_jam_freed_only_after_recovery_gave_up_its_wafer_is_still_taken_
     with Store(f"sqlite:///{db}", create=False) as store:
         codes = [a.code for a in store.alarms(tool="oven-1")]
     assert 530 not in codes, codes
+    # The new controller's oven setup met the jam: said at once, not as "belt not empty"
+    # after waiting out a belt that could not move.
+    oven_notes = _tool_notes(db, "oven-1")
+    assert any("changeover failed: alarm 520" in n for n in oven_notes), oven_notes
+    assert not any("belt not empty" in n for n in oven_notes), oven_notes
 
 
 # --- the cleaner: LOAD and START -------------------------------------------------------------
@@ -466,12 +476,11 @@ async def test_killed_after_an_alarm_stopped_the_clean_the_wafer_comes_out_once_
         outcome.wafers)
     why = _events(db)[-1].why
     assert why.startswith("recovery: ") and "alarm 400" in why, why
-    notes = _notes(db)
     with Store(f"sqlite:///{db}", create=False) as store:
         (alarm,) = store.alarms(tool="cleaner-1")
         assert alarm.code == 400 and alarm.wafer_id == "B1-01" and not alarm.active
-        audit = [a.detail for a in store.audit_log() if a.actor == "cleaner-1"]
-    assert any("B1-01: wafer unloaded" in a for a in audit), (audit, notes)
+    audit = _tool_notes(db, "cleaner-1")
+    assert any("B1-01: wafer unloaded" in a for a in audit), audit
 
 
 async def test_killed_after_an_alarm_stopped_the_placement_the_wafer_comes_out_once_cleared(
@@ -504,7 +513,7 @@ async def test_killed_after_an_alarm_stopped_the_placement_the_wafer_comes_out_o
     with Store(f"sqlite:///{db}", create=False) as store:
         (alarm,) = store.alarms(tool="placer-1")
         assert alarm.code == 400 and alarm.wafer_id == "B1-01" and not alarm.active
-        audit = [a.detail for a in store.audit_log() if a.actor == "placer-1"]
+    audit = _tool_notes(db, "placer-1")
     assert any("B1-01: wafer unloaded" in a for a in audit), audit
 
 

@@ -189,6 +189,10 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
     async def prepare(self, driver: Any, step: ReflowStep, *, clock: Clock, recipe_name: str,
                       note: Note) -> None:
         status = await driver.readiness()  # profile, belt, zones, nitrogen: no inputs needed
+        if status.state is OvenState.ALARM:
+            # Said now, not after waiting out a belt the alarm may have stopped (a jam: the
+            # wafers on it do not leave, and "belt not empty" named the wrong cause).
+            await _alarm_look(driver)
         looked = clock.now()
         cooling = 0.0
         if status.active_profile_id != step.profile_id or status.state not in (
