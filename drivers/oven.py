@@ -292,6 +292,11 @@ class ReflowOven(ModbusTool[OvenState, OvenStatus]):
         v = await self.regs.read_block(self._exit)
         return self._result(v, await self.exit_curve())
 
+    async def exit_values(self) -> ReflowResult:
+        """The EXIT_ registers as they are now (the last wafer to reach the exit: it may
+        have been taken off), without the curve."""
+        return self._result(await self.regs.read_block(self._exit), ())
+
     async def exit_values_of(self, wafer_ids: Container[str], *, left: str | None = None
                              ) -> ReflowResult | None:
         """The exit wafer's measured values, without its curve, if it is one of

@@ -58,3 +58,45 @@ async def test_a_damaged_profile_read_at_the_oven_interlock_does_not_hold_the_wa
         assert not [e for e in events if e.trigger == "hold"]
         assert oven._wafers_taken == 2  # reflowed once per reflow step
         await assert_line_empty(r)
+
+
+IR_EXIT_PROFILE_ID = 24  # reflow-oven.md: the profile the exit wafer was reflowed with
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("damaged", ["once", "always"])
+async def test_a_damaged_exit_read_fails_no_wafer_the_oven_reflowed_right(
+        tmp_path: Path, damaged: str) -> None:
+    """The exit watcher's read of the wafer's values at the exit comes back with
+    EXIT_PROFILE_ID damaged: the wafer went to an engineer, "reflowed with profile 27486,
+    the step's is 27553", the oven having run the right profile (the random fault soak,
+    seed 6 plan 13: oven-1 corrupt=0.049). Now a failed judgment is read again (the EXIT_
+    registers keep the wafer's values until the next arrives): damaged once, the readings
+    after it agree and the wafer goes on; the oven saying it every time, it fails."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        [wafer] = r.new_lot("DMG", 1)  # rebump-hipb-snpb: two reflows
+        oven = r.model("oven-1")
+        read = oven.read
+        hits: list[int] = []
+
+        def damaging(table: Table, address: int, count: int, now: float) -> list[Any]:
+            values: list[Any] = read(table, address, count, now)
+            if (table is Table.INPUT and address <= IR_EXIT_PROFILE_ID < address + count
+                    and (damaged == "always" or (not hits and oven._exit_waiting))):
+                values[IR_EXIT_PROFILE_ID - address] ^= 0x0100  # one bit flipped
+                hits.append(now)
+            return values
+
+        oven.read = damaging
+        await run_lots(r.controller(), ["DMG"])
+        assert hits, "no exit read was damaged"
+        state = r.store.get_wafer(wafer).state
+        last = r.store.events(wafer)[-1]
+        if damaged == "once":
+            assert state == "complete", (last.trigger, last.why)
+            assert oven._wafers_taken == 2  # reflowed once per reflow step
+        else:
+            assert state == "awaiting_disposition", (last.trigger, last.why)
+            assert "reflowed with profile" in last.why, last.why
+            assert oven._wafers_taken == 1
+        await assert_line_empty(r)

@@ -240,6 +240,9 @@ class Belt:
         return ReflowResult(self.last_exit, self.peaks[self.last_exit], 60.0, 1.0, 2.0,
                             REFLOW.profile_id, 20, 0)
 
+    async def exit_values(self) -> ReflowResult:
+        return await self.exit_result()
+
     async def unload(self, wafer_id: str | None = None) -> None:
         self.unloaded.append(self.last_exit)
         self.at_exit = False

@@ -380,6 +380,13 @@ class StepKind(ABC, Generic[S, D, St, R]):
     async def unload(self, driver: D, step: S) -> None:
         """Hand the wafer out after judging."""
 
+    async def read_again(self, driver: D, step: S, result: R, wafer_id: str) -> R | None:
+        """The step's result read from the tool once more, for a result that failed its
+        judgment on a link with no checksum (Modbus TCP: a damaged reply is a wrong value,
+        not an error). None: the tool cannot say it again (it shows another wafer's now,
+        it does not answer) or its replies carry a checksum."""
+        return None
+
     async def close_batch(self, driver: D, batch: Batch) -> bool:
         """A batch kind: the batch is over for every member (the carrier goes out). False:
         the tool still holds the carrier (an alarm latched: it can go out once cleared)."""

@@ -11,6 +11,7 @@ cool-down the longest) and needs an empty belt.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -318,6 +319,18 @@ class Reflow(StepKind[ReflowStep, Oven, OvenReadiness, ReflowResult]):
         # On the belt: it comes out whatever happens; alarms while it rides are recorded
         # with its result, not fatal.
         return await arrived
+
+    async def read_again(self, driver: Any, step: ReflowStep, result: ReflowResult,
+                         wafer_id: str) -> ReflowResult | None:
+        """The EXIT_ registers keep the wafer's values until the next reaches the exit:
+        read once more while they still name it (its curve, read apart, is kept)."""
+        try:
+            again = await driver.exit_values()
+        except ToolError:
+            return None
+        if again.wafer_id != wafer_id:
+            return None
+        return dataclasses.replace(again, curve_c=result.curve_c)
 
     async def abort(self, driver: Any, step: ReflowStep, wafer_id: str) -> list[str]:
         """Nothing to send: a wafer on the belt rides to the exit, where the watcher takes

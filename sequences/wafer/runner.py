@@ -358,8 +358,14 @@ class WaferRun:
         """Judge what the tool measured, repair where allowed, unload, and move on."""
         tool = driver.name
         kind = kind_of(step)
-        self.results[number] = outcome.result
         judgment = self._judge(step, outcome, repaired=outcome.repaired)
+        if not judgment.ok and not judgment.repair:
+            checked = await self._step_work(self._confirmed(step, driver, outcome, judgment),
+                                            tool)
+            if checked is _STOPPED:
+                return self.state
+            outcome, judgment = checked
+        self.results[number] = outcome.result
         # step_done is committed at once, even with nothing to unload: a crash after it finds
         # the wafer judging and judges it again from what it stored; before it, running, and
         # an oven wafer gone from the belt would need an engineer (decision 0017).
@@ -531,6 +537,27 @@ class WaferRun:
     def _fail(self, why: str, tool: str, measurements: dict[str, Any]) -> None:
         if self.machine.may("step_failed"):
             self._fire("step_failed", why=why, tool=tool, measurements=measurements)
+
+    async def _confirmed(self, step: Step, driver: AnyTool, outcome: StepResult,
+                         judgment: Judgment) -> tuple[StepResult, Judgment]:
+        """A failed judgment stands once the tool, asked again (``read_again``: a link with
+        no checksum), says the same; a reading that differs is settled by a third (two
+        alike decide). Three unlike, or none to be had: the first stands."""
+        kind = kind_of(step)
+        first = outcome.result
+        second = await kind.read_again(driver, step, first, self.wafer_id)
+        if second is None or second == first:
+            return outcome, judgment
+        third = await kind.read_again(driver, step, first, self.wafer_id)
+        if third != second:
+            log.warning("%s: %s's result read three times, %s", self.wafer_id, step.kind,
+                        "the first and the third alike" if third == first else
+                        "unlike each time: the first stands")
+            return outcome, judgment
+        log.warning("%s: %s's result read again twice, alike and not as first read (a "
+                    "damaged reply): judged on them", self.wafer_id, step.kind)
+        again = dataclasses.replace(outcome, result=second)
+        return again, self._judge(step, again, repaired=outcome.repaired)
 
     def _judge(self, step: Step, outcome: StepResult, *, repaired: bool) -> Judgment:
         judgment = kind_of(step).judge(step, outcome.result, self.wafer_id, repaired=repaired)
