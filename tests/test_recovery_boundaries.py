@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 import sim.placer as sim_placer
+import sim.plater as sim_plater
 from controller.line.batch_records import BatchRecords
 from controller.line.controller import LineController
 from controller.line.tool_alarms import ToolAlarms
@@ -714,6 +715,85 @@ async def test_killed_after_an_alarm_stopped_the_batch_its_carrier_comes_out_onc
         assert sum("UNLOAD after the batch ended" in a for a in audit) == 1, audit
         first, second = BatchRecords(store).batches()
         assert (first.state, second.state, second.status) == ("failed", "done", "OK")
+
+
+# (the verb the kill follows: "result" after it returned, "unload" before it went out; the
+# riders' state at the kill)
+AFTER_DONE = {"after-result": ("result", "step4_running"),  # DONE heard, RESULT? answered
+              "before-unload": ("unload", "step4_judging")}  # every rider's step_done stored
+
+
+@pytest.mark.parametrize("code", [900, 730])
+@pytest.mark.parametrize("at", list(AFTER_DONE))
+async def test_killed_after_the_batch_ended_ok_an_alarm_keeps_its_carrier_riders_wait_for_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: str, code: int) -> None:
+    """The batch ended OK (its DONE, RESULT? naming it), then, while no controller watched
+    and before its UNLOAD, an alarm the plater takes in DONE latched (900 pressed and
+    released; 730 the tank topped up), its cause gone before the restart. Recovery does as a
+    watching controller would (``ToolAlarms.carrier_kept``, docs/reliability.md "A batch's
+    carrier an alarm keeps in the plater"): the result is final and OK, so the riders are
+    judged from it and never plated again; but they are in the plater, so none goes on
+    until the alarm is recorded (naming every rider), CLEARed and the carrier unloaded
+    (once). Going on at once with the carrier inside would move wafers that physically are
+    not there, and leave the plater ALARMed with a carrier nobody unloads. A later lot's
+    batch then plates. Before, the riders went on at once and completed, no alarm was
+    recorded and the carrier stayed in the ALARMed plater after the run (the next lot's
+    interlock met the alarm, recorded naming no wafer, and its batch unloaded it)."""
+    verb, state = AFTER_DONE[at]
+    unloads: list[float] = []  # when the plater took an UNLOAD (tool seconds)
+    unload = sim_plater._COMMANDS["UNLOAD"]
+
+    def counted(model: Any, args: list[str]) -> str:
+        reply = unload(model, args)
+        unloads.append(model.time)
+        return reply
+
+    monkeypatch.setitem(sim_plater._COMMANDS, "UNLOAD", counted)
+
+    def hook(tools: LineTools, kill: Kill, plater: Any, clock: ScaledClock) -> None:
+        driver = tools["plater-1"]
+        original = getattr(driver, verb)
+
+        async def latched_then_killed(*args: Any, **kwargs: Any) -> Any:
+            if verb == "result":
+                await original(*args, **kwargs)
+            assert plater.state.value == "DONE" and plater.result.status == "OK"
+            why = ("emergency stop pressed and released" if code == 900
+                   else "tank level low, topped up")
+            plater.latch_alarm(code, clock.now(), why)  # while no controller watches
+            await kill.dead()
+
+        setattr(driver, verb, latched_then_killed)
+
+    async with _line(layout=PLATING) as line:
+        plater = line.models["plater-1"]
+        outcome, (kill,), db = await _killed_then_resumed(
+            tmp_path, line, lambda tools, k: hook(tools, k, plater, line.clock),
+            recipe=SNCU, wafers=2)
+        assert plater._batches_started == 1  # plated once
+        assert (plater.state.value, plater.batch) == ("IDLE", None)  # cleared, carrier out
+        assert len(unloads) == 1, unloads
+        _lot(db, "B2", SNCU, wafers=1)  # a later batch, after the run that recovered
+        later, _ = await run_lot(db, parse_line_config(line.config_text()), line.clock, "B2")
+        assert plater._batches_started == 2 and len(unloads) == 2, unloads
+    with Store(f"sqlite:///{kill.kept}", create=False) as store:
+        assert {w.state for w in store.wafers("B1")} == {state}
+    assert outcome.wafers == {"B1-01": "complete", "B1-02": "complete"}, outcome.wafers
+    assert later.wafers == {"B2-01": "complete"}, later.wafers
+    with Store(f"sqlite:///{db}", create=False) as store:
+        for wafer in ("B1-01", "B1-02"):
+            barrier = [s for s in store.steps(wafer) if s.kind == "barrier"]
+            assert [s.status for s in barrier] == ["done"], barrier  # judged from it, once
+            # Nothing after the barrier began before the carrier was out of the plater.
+            onward = [e.tool_time for e in store.events(wafer)
+                      if (e.step_index or 0) > 4 and e.trigger == "tool_acquired"]
+            assert onward and min(onward) >= unloads[0], (onward, unloads)
+        (alarm,) = store.alarms(tool="plater-1")
+        assert alarm.code == code and alarm.wafer_id == "B1-01" and not alarm.active
+        assert "B1-02" in alarm.text, alarm.text  # every rider named
+        first, second = BatchRecords(store).batches()
+        assert (first.state, first.status, second.state, second.status) == (
+            "done", "OK", "done", "OK")
 
 
 # --- the mounter's LOD, PLC and ULD, and the oven's LOAD not sent ---------------------------------

@@ -222,7 +222,8 @@ class LineController:
 
     def _recovery(self) -> Recovery:
         return Recovery(self.store, self.journal, self.clock, self._recovery_note,
-                        report=self.report, failed_inside=self.scheduler.alarms.after_failure)
+                        report=self.report, failed_inside=self.scheduler.alarms.after_failure,
+                        carrier_kept=self.scheduler.alarms.carrier_kept)
 
     def _recovery_note(self, wafer_id: str, text: str) -> None:
         lot_id = self._lot_of(wafer_id)
@@ -413,7 +414,8 @@ class LineController:
         (the rules recovery uses after a controller stop)."""
         recovery = Recovery(self.store, self.journal, self.clock, self._recovery_note,
                             cause=f"{tool.name} stopped answering", report=self.report,
-                            failed_inside=self.scheduler.alarms.after_failure)
+                            failed_inside=self.scheduler.alarms.after_failure,
+                            carrier_kept=self.scheduler.alarms.carrier_kept)
         await recovery.settle(wafers, {tool.name: tool})
         self._close_settled_batches()  # a batch the silence left open, now its riders are
 

@@ -33,6 +33,11 @@ Stored state -> what the tool shows -> what happens:
   failed, as with a controller watching: awaiting disposition, the alarm recorded naming
   it (a batch's riders: every one, once), and the wafer or carrier handed out once the
   alarm is cleared (the line's ``after_failure``), so it never blocks the wafers behind it.
+* running or judging a batch that ended OK, its carrier kept in the plater by an alarm that
+  latched before its UNLOAD: the riders are judged from the result (never plated again),
+  and, as with a controller watching, the alarm is recorded naming them, one judged good
+  is held at once, and they go on once the alarm is cleared and the carrier is out (the
+  line's ``carrier_kept``).
 * anything else: awaiting disposition, with what was found.
 
 A reflow is never run again without an engineer's disposition. A start recovery sends
@@ -56,8 +61,17 @@ from controller.line.scheduler import ScheduledTool, ScheduledWafer
 from controller.store import Store
 from drivers.clock import Clock
 from drivers.errors import ToolError
+from drivers.types import Alarm
 from sequences.kinds import kind_of
-from sequences.kinds.base import NeverTaken, Recovering, Settled, StoppedByAlarm, TakeResult
+from sequences.kinds.base import (
+    KeptInside,
+    NeverTaken,
+    Recovering,
+    Settled,
+    StoppedByAlarm,
+    TakeResult,
+)
+from sequences.kinds.batch import Batch
 from sequences.recipes.history import HistoryEntry, WaferHistory
 from sequences.recipes.recipe import Recipe, Step
 from sequences.wafer.machine import AWAITING, HELD, state_of, waiting
@@ -66,6 +80,10 @@ from sequences.wafer.runner import WaferRun
 log = logging.getLogger("controller.line.recovery")
 
 Note = Callable[[str, str], None]  # (wafer, text)
+# The line's handling of a batch's carrier an alarm keeps in its tool after the batch ended
+# (``ToolAlarms.carrier_kept``): the tool, the carrier, its step and number, the riders, the
+# alarm.
+CarrierKept = Callable[[ScheduledTool, Batch, Step, int, list[ScheduledWafer], Alarm], None]
 
 
 class FailedInside(Protocol):
@@ -82,13 +100,15 @@ class Recovery:
     def __init__(self, store: Store, journal: StoreJournal, clock: Clock, note: Note,
                  *, cause: str = "controller stopped",
                  report: Callable[[ToolReport], None] | None = None,
-                 failed_inside: FailedInside | None = None) -> None:
+                 failed_inside: FailedInside | None = None,
+                 carrier_kept: CarrierKept | None = None) -> None:
         """``cause``: what interrupted the steps, as the notes and holds say it. ``report``:
         where an alarm a tool shows latched (raised while no controller watched) is recorded
         with the line's alarms, and its clearing (the scheduler's reports go there too).
         ``failed_inside``: the line's handling of wafers whose step an alarm failed with
         them inside (the alarm recorded naming them and cleared, the wafer or the batch's
-        carrier handed out)."""
+        carrier handed out). ``carrier_kept``: its handling of a carrier an alarm keeps in
+        after the batch ended OK (the riders held until it is cleared and the carrier out)."""
         self.cause = cause
         self.store = store
         self.journal = journal
@@ -96,6 +116,7 @@ class Recovery:
         self.note = note
         self.report = report
         self.failed_inside = failed_inside
+        self.carrier_kept = carrier_kept
 
     def history(self, recipe: Recipe, wafer_id: str) -> WaferHistory:
         """What the wafer has been through, from its finished steps."""
@@ -167,8 +188,17 @@ class Recovery:
             return
         stopped = [w for w in group if isinstance(found[w.run.wafer_id], StoppedByAlarm)]
         step = stopped[0].run.recipe.step(stopped[0].in_step) if stopped else None
+        kept = [w for w in group if isinstance(found[w.run.wafer_id], KeptInside)]
         for wafer in group:
-            await self._carry_out(wafer, tool, found[wafer.run.wafer_id])
+            settled, number = found[wafer.run.wafer_id], wafer.in_step
+            await self._carry_out(wafer, tool, settled)
+            if (isinstance(settled, KeptInside) and settled.carrier is not None
+                    and settled.alarm is not None and self.carrier_kept is not None):
+                # Right after its judgment, nothing run between: judged good, it is held, and
+                # goes on once the alarm is cleared and its carrier out (the first call
+                # records the alarm naming every rider).
+                self.carrier_kept(tool, settled.carrier, wafer.run.recipe.step(number), number,
+                                  kept, settled.alarm)
         if step is not None and self.failed_inside is not None:
             # Once for the tool: one alarm names every wafer it stopped (a batch's riders),
             # and what it keeps inside comes out once.

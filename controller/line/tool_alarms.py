@@ -123,7 +123,12 @@ class ToolAlarms:
         each rider judged good is held as its step ends (none goes on with the carrier
         still inside; one judged bad goes to disposition as it would). Once ``check``'s
         CLEAR is taken the carrier comes out and the held riders go on with their judged
-        results (``_clear``), as a failed wafer the alarm kept inside comes out."""
+        results (``_clear``), as a failed wafer the alarm kept inside comes out.
+
+        Recovery (the alarm latched while no controller watched) judges the riders one by
+        one and tells the line right after each judgment: a rider it has just judged good
+        (waiting for its next step, not started) is held at once, and the held riders of
+        the same carrier add up."""
         inside = [w for w in wafers if w.run.wafer_id in batch.riders]
         ids = tuple(w.run.wafer_id for w in inside)
         if tool.alarm != alarm.code:
@@ -138,10 +143,16 @@ class ToolAlarms:
             run = wafer.run
             judgment = run.judgments.get(number)
             where = run.machine.where
-            if (where.phase is Phase.JUDGING and where.step == number and judgment is not None
-                    and judgment.ok and not run.hold_requested):  # a person's hold stands
-                run.hold(why)  # as its step ends (it is judging)
+            judging = where.phase is Phase.JUDGING and where.step == number
+            judged_by_recovery = (where.phase is Phase.WAITING and where.step == number + 1
+                                  and not wafer.running)
+            if ((judging or judged_by_recovery) and judgment is not None and judgment.ok
+                    and not run.hold_requested):  # a person's hold stands
+                run.hold(why)  # as its step ends (it is judging), or now
                 held.add(run.wafer_id)
+        earlier = self._kept.get(tool.name)
+        if earlier is not None and earlier[0] is batch:
+            held |= earlier[2]
         self._kept[tool.name] = (batch, step, held)
         self._wake()
 

@@ -25,7 +25,9 @@ controller stop, recovery asks the plater (``STATE?``, ``RESULT?``, the events
 it missed) and never sends START for a batch the tool may already have run; a
 carrier of ours that ``STATE?`` shows LOADED was never started, and is started; one
 in ALARM, its batch ended by the alarm, fails its riders as if watched, and the line
-takes it out once the alarm is cleared (``StoppedByAlarm``).
+takes it out once the alarm is cleared (``StoppedByAlarm``); one in ALARM after its batch
+ended OK is the watched case above: the riders are judged, and held until it is out
+(``KeptInside``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from drivers.protocols import Plater
 from drivers.types import (
     PLATER_BATCH_MAX,
     PLATER_BATH_BAND_C,
+    Alarm,
     BatchResult,
     PlaterBath,
     PlaterEvent,
@@ -54,6 +57,7 @@ from drivers.types import (
     WaferBarrier,
 )
 from sequences.kinds.base import (
+    KeptInside,
     NeverTaken,
     Note,
     Recovering,
@@ -432,7 +436,8 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
         """Ask the plater what became of the batch: never START again for a wafer whose
         START may have reached it. Our carrier still LOADED is started (no START reached
         it: ``_start_loaded``); a batch running is waited for (its DONE); our carrier in
-        ALARM, its batch not ended OK, is ``StoppedByAlarm`` for every rider."""
+        ALARM, its batch not ended OK, is ``StoppedByAlarm`` for every rider; ended OK (the
+        alarm latched before its UNLOAD), ``KeptInside``: judged, held for the carrier."""
         settled: dict[str, Settled] = {}
         if not wafers:
             return settled
@@ -457,28 +462,43 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
             last = await driver.result()
         except ToolError:
             last = None
-        # Its carrier still inside, in ALARM, the batch not ended OK (an alarm stopped it
-        # while no controller watched): failed as if watched, and the line clears the alarm
-        # and takes the carrier out (UNLOAD is allowed in DONE only).
-        stopped = None
+        # Its carrier still inside, in ALARM (UNLOAD is allowed in DONE only); the line
+        # clears the alarm and takes the carrier out. A batch not ended OK (the alarm
+        # stopped it while no controller watched) fails its riders as if watched; one that
+        # ended OK before the alarm latched stands, but its riders wait for the carrier.
+        stopped: StoppedByAlarm | None = None
+        kept: Alarm | None = None
         if (status.state is PlaterState.ALARM and last is not None
-                and last.status is not RunStatus.OK and status.batch_id == last.batch_id):
+                and status.batch_id == last.batch_id):
             alarm = await driver.alarm()
             said = f"alarm {alarm.code} {alarm.text}" if alarm else "an alarm"
-            stopped = StoppedByAlarm(f"{driver.name} holds its carrier in {said}: batch "
-                                     f"{last.batch_id} ended {last.status.name}")
+            if last.status is not RunStatus.OK:
+                stopped = StoppedByAlarm(f"{driver.name} holds its carrier in {said}: "
+                                         f"batch {last.batch_id} ended {last.status.name}")
+            elif alarm is not None:  # none now: cleared since; the step's unload takes it out
+                kept = alarm
+        mine: dict[str, WaferBarrier | None] = {}
         for _, w in wafers:
-            mine = None
+            mine[w.wafer_id] = None
             if last is not None:
-                try:
-                    mine = await driver.wafer_result(w.wafer_id)
-                except ToolError:
-                    mine = None
-            if mine is not None and stopped is not None:
+                with contextlib.suppress(ToolError):
+                    mine[w.wafer_id] = await driver.wafer_result(w.wafer_id)
+        carrier = None
+        if kept is not None and last is not None:
+            carrier = Batch.found(last.batch_id, [w for w, r in mine.items() if r is not None],
+                                  driver.name)
+        for _, w in wafers:
+            ours = mine[w.wafer_id]
+            if ours is not None and stopped is not None:
                 settled[w.wafer_id] = stopped
-            elif mine is not None and last is not None:  # it rode the last batch: once
+            elif ours is not None and last is not None and kept is not None:
+                settled[w.wafer_id] = KeptInside(
+                    BarrierOutcome(ours, last), alarm=kept, carrier=carrier,
+                    how=f"{driver.name} reports batch {last.batch_id} OK, its carrier kept "
+                        f"in by alarm {kept.code} {kept.text} latched after it")
+            elif ours is not None and last is not None:  # it rode the last batch: once
                 settled[w.wafer_id] = TakeResult(
-                    BarrierOutcome(mine, last), unloaded=status.state is PlaterState.IDLE,
+                    BarrierOutcome(ours, last), unloaded=status.state is PlaterState.IDLE,
                     how=f"{driver.name} reports batch {last.batch_id} {last.status.name}")
             elif status.state in (PlaterState.LOADED, PlaterState.RUNNING):
                 settled[w.wafer_id] = Unknown(f"{driver.name} is {status.state} with batch "

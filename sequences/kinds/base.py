@@ -199,6 +199,17 @@ class TakeResult(Settled):
 
 
 @dataclass(frozen=True)
+class KeptInside(TakeResult):
+    """The tool has the step's result, final, but an alarm that latched after it keeps the
+    wafer in the tool (a batch's carrier, between its DONE and its UNLOAD): judge it; one
+    judged good goes on only once the line has cleared the alarm and taken the carrier out
+    (``ToolAlarms.carrier_kept``, as with a controller watching)."""
+
+    alarm: Alarm | None = None
+    carrier: Batch | None = None  # the riders it holds (every wafer it kept inside)
+
+
+@dataclass(frozen=True)
 class NeverTaken(Settled):
     """The tool provably never took the wafer: it waits for a tool again."""
 

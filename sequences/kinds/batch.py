@@ -62,6 +62,13 @@ class Batch:
         # run on its own, no line): the riders fail with the alarm.
         self.kept_inside: Callable[[Alarm], None] | None = None
 
+    @classmethod
+    def found(cls, batch_id: str, wafer_ids: list[str] | tuple[str, ...], tool: str) -> Batch:
+        """A carrier recovery found in its tool after a stop: every member rode in it."""
+        batch = cls(batch_id, wafer_ids, tool)
+        batch.arrived = list(batch.members)
+        return batch
+
     def __repr__(self) -> str:
         return f"Batch({self.batch_id}, {len(self.members)} wafers)"
 
