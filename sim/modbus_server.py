@@ -323,9 +323,8 @@ class ModbusToolServer:
         if plan.roll(plan.busy):
             self.log.debug("%s: fault: busy", self.name)
             return ExcCodes.DEVICE_BUSY
-        if plan.roll(plan.delay):
-            self.log.debug("%s: fault: answer held %.2f s", self.name, plan.delay_s)
-            await self._hold(plan.delay_s)
+        delayed = plan.roll(plan.delay)  # the answer held, once the tool has acted on it
+        answer: ExcCodes | None = None
         now = self.clock.now()
         try:
             if set_values is not None:
@@ -340,12 +339,18 @@ class ModbusToolServer:
                 registers[offset:offset + count] = [int(v) for v in values]
         except Refusal as refusal:
             self.log.debug("%s: %s", self.name, refusal)
-            return ExcCodes(refusal.code)
+            answer = ExcCodes(refusal.code)
         finally:
             events = self.model.drain_events()
             if events:  # logged once the answer is out: a line costs 25 us, a LOAD two
                 asyncio.get_running_loop().call_soon(self._log_events, events)
-        return None
+        if delayed:
+            # The reply is late, not the request: what it did is done now, and a request
+            # sent after it (a probe after the client's timeout) sees it, as a tool that
+            # takes one connection's requests in order shows them (docs/protocols.md).
+            self.log.debug("%s: fault: answer held %.2f s", self.name, plan.delay_s)
+            await self._hold(plan.delay_s)
+        return answer
 
     def _log_events(self, events: list[tuple[float, str]]) -> None:
         for at, text in events:

@@ -303,6 +303,30 @@ async def test_delayed_answer_arrives_and_stop_releases_a_held_one() -> None:
 
 
 @pytest.mark.faults
+async def test_a_delayed_answer_is_late_but_what_the_request_did_is_done_at_once() -> None:
+    """``delay`` holds the answer, not the request (as the serial server's does): while the
+    answer to a write is held, the tool already holds the value, so a probe the client
+    sends after its timeout sees it. Held before the tool acted, a probe overtook the
+    write, found it not done, and the driver sent the oven's LOAD again: two LOADs of one
+    wafer (the random fault soak, seed 7 plan 5, oven-1 delay=0.048,delay_s=0.15)."""
+    model = OvenModel(seed=1)
+    plan = parse_tool_faults("delay=1,delay_s=60")
+    async with served_oven(faults=plan, model=model) as (server, *_, host, port), \
+            tcp_client(host, port, wait_s=30) as c:
+        pending = asyncio.create_task(c.write_register(13, 5, device_id=1))
+        for _ in range(500):  # bounded poll until the server holds the answer
+            if server.held_answers:
+                break
+            await asyncio.sleep(0.01)
+        assert server.held_answers == 1
+        assert model.read(Table.HOLDING, 13, 1, 0.0) == [5]  # done while its answer waits
+        await server.stop()
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ModbusException):
+            await pending
+
+
+@pytest.mark.faults
 async def test_scheduled_alarm_from_the_fault_plan_is_logged(caplog: pytest.LogCaptureFixture
                                                              ) -> None:
     caplog.set_level(logging.INFO, logger="sim.oven-t")
