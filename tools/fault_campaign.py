@@ -79,9 +79,12 @@ FAULT_KINDS = {
 # Why a hold or a failed step is a true one: the tool said so, or the wafer measured out.
 # Recovery's "an engineer decides": a tool that forgot (restarted) what it may have done.
 # "The belt stopped" is the oven's own flag on the wafer's result (alarm 530: a killed
-# controller unloads nothing, the next wafer arrives behind the one at the exit).
+# controller unloads nothing, the next wafer arrives behind the one at the exit). A
+# cleaner's inputs (DI resistivity, chemistry, stripper low) are the tool's word too: our
+# simulator never shows the first, the independent FC-1 does (the --independent soak).
 TRUE_HOLD = re.compile(r"alarm \d+|door|outside|above|below|bridges|missing|residue|peak|"
-                       r"TAL|SPI|window|ALARM|belt stopped|an engineer decides", re.IGNORECASE)
+                       r"TAL|SPI|window|ALARM|belt stopped|an engineer decides|"
+                       r"resistivity low|chemistry low|stripper low", re.IGNORECASE)
 
 _PASS_LINES = {
     "reflow": re.compile(r"oven-\d+ t=\S+ s: LOAD '([^']+)'"),
