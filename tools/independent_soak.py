@@ -334,6 +334,11 @@ def tool_passes(logs: dict[str, list[str]], served: Iterable[str]) -> dict[str, 
                 seen["reflow"][rest] += 1
             elif tool == "cleaner-1" and word in ("start", "strip"):
                 seen["clean"][rest] += 1
+            elif tool == "cleaner-1" and word == "done" and rest.split(" ")[1:3] == [
+                    "status", "2"] and before.partition(" ")[2] == rest.split(" ")[0]:
+                # ABORTED at once: the START that takes out a wafer a CLEAR left LOADED
+                # (the abort of flux_clean: UNLOAD only from DONE), not a clean run again
+                seen["clean"][rest.split(" ")[0]] -= 1
             elif tool in ("printer-1", "placer-1"):
                 if word == "lod":
                     loaded = [rest]
