@@ -82,9 +82,12 @@ FAULT_KINDS = {
 # controller unloads nothing, the next wafer arrives behind the one at the exit). A
 # cleaner's inputs (DI resistivity, chemistry, stripper low) are the tool's word too: our
 # simulator never shows the first, the independent FC-1 does (the --independent soak).
+# A cleaner still LOADED: a failed strip's wafer an alarm left LOADED, kept for an engineer
+# (docs/protocols.md, the independent FC-2: "held after 1800 s"), the next wafers wait.
 TRUE_HOLD = re.compile(r"alarm \d+|door|outside|above|below|bridges|missing|residue|peak|"
                        r"TAL|SPI|window|ALARM|belt stopped|an engineer decides|"
-                       r"resistivity low|chemistry low|stripper low", re.IGNORECASE)
+                       r"resistivity low|chemistry low|stripper low|"
+                       r"cleaner-\d+: still busy \(LOADED\)", re.IGNORECASE)
 
 _PASS_LINES = {
     "reflow": re.compile(r"oven-\d+ t=\S+ s: LOAD '([^']+)'"),
