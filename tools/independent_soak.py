@@ -11,7 +11,8 @@ left out, the line file joining the two as tests/independent/lot.py does), their
 CLEAR leaves a cleaner's interrupted wafer, the plater's event order ...) and 1-3 faults in
 their own terms: tests/independent/faults.py plans (``510:z3@load2+40/120``, ``door@start1``,
 ``700@plate1``), alarms latched half way through the N-th wafer (``--printer-alarm 300@2``),
-supplies that run out (paste, balls, flux, the nickel bath's life). About one plan in three
+a HostLink tool's door open for a while (``--printer-door 900-1200``), supplies that run
+out (paste, balls, flux, the nickel bath's life). About one plan in three
 SIGKILLs the controller and resumes the lot.
 
 A run is judged by fault_soak's checkers; what the simulator's log told there comes here
@@ -234,11 +235,17 @@ def draw(seed: int, number: int, table: dict[str, tuple[str, ...]]) -> Plan:
     for _ in range(rng.randint(1, 3)):
         draw_fault(rng, rng.choice(independent), kinds, wafers, drawn)
     draw_options(rng, independent, kinds, drawn)
-    return Plan(number, recipe, kinds, wafers, speed=rng.randint(300, 500),
-                independent=tuple(independent), server_args=drawn.args,
-                faults=tuple(drawn.faults),
-                kill_after=round(rng.uniform(0.5, 8.0), 1) if rng.random() < 0.3 else None,
-                sim_seed=rng.randrange(1000))
+    speed = rng.randint(300, 500)
+    kill_after = round(rng.uniform(0.5, 8.0), 1) if rng.random() < 0.3 else None
+    sim_seed = rng.randrange(1000)
+    # Drawn last, so the plans drawn before the HostLink tools had doors are the same still.
+    for role, option in (("printer", "--printer-door"), ("placer", "--mounter-door")):
+        if role in independent and rng.random() < 0.25:
+            opens = rng.uniform(60, 1200.0 * wafers)
+            drawn.add(role, option, f"{opens:.0f}-{opens + rng.uniform(30, 600):.0f}")
+    return Plan(number, recipe, kinds, wafers, speed=speed, independent=tuple(independent),
+                server_args=drawn.args, faults=tuple(drawn.faults), kill_after=kill_after,
+                sim_seed=sim_seed)
 
 
 # --- the servers --------------------------------------------------------------------------
