@@ -32,6 +32,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,6 +63,8 @@ from fault_soak import (
     judge_windows,
     recipes,
 )
+
+from controller.store import Store
 
 # The independent tools' servers, the roles each serves and the line's names for them.
 SERVERS = {
@@ -263,6 +266,7 @@ class Server:
         self.log.unlink(missing_ok=True)
         self.args = [sys.executable, "-m", module, "--speed", str(speed),
                      "--log", str(self.log), *options]
+        events = None
         if name == "modbus":
             # Its tools live on between requests only with --events (and the log gets times).
             # Without, the first request after start-up moved them through the minutes since
@@ -281,6 +285,19 @@ class Server:
             self.proc.wait()
             raise SystemExit(f"{module} did not start (see {self.err})")
         self.ports: dict[str, int] = json.loads(first)
+        self.events = events if name == "modbus" else None
+        self.speed = speed
+        self.clock_from = datetime.now(UTC)  # its tool time 0 is a little before this
+
+    def tool_s(self, at: datetime) -> float:
+        """Its tool time at ``at``, a little short of the tool's own."""
+        return (at - self.clock_from).total_seconds() * self.speed
+
+    def terminate(self) -> None:
+        """Stop its tools now (they live on between requests: an alarm latched after the
+        run ended is none of the run's); ``stop`` waits for it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -332,6 +349,18 @@ def sections(log: Path) -> dict[str, list[str]]:
             current = out.setdefault(SECTIONS[name], []) if name in SECTIONS else None
         elif current is not None:
             current.append(line)
+    return out
+
+
+def events_until(events: Path, tool_s: float) -> dict[str, list[str]]:
+    """The Modbus server's --events lines (``oven 12.3 alarm 560``) up to tool time
+    ``tool_s``, by tool as ``sections`` gives them."""
+    out: dict[str, list[str]] = {}
+    for line in events.read_text(errors="replace").splitlines():
+        name, _, rest = line.partition(" ")
+        at, _, what = rest.partition(" ")
+        if name in SECTIONS and float(at) <= tool_s:
+            out.setdefault(SECTIONS[name], []).append(what)
     return out
 
 
@@ -423,13 +452,19 @@ def run_plan(plan: Plan, work: Path, seed: int) -> tuple[Tally, list[int | None]
         if proc is not None:
             codes.append(finish_run(proc, log, tally, f"lot {lot}", limit_s=LIMIT_S))
     finally:
+        for server in servers.values():
+            server.terminate()
         if sim is not None:
             sim.stop()
         for server in servers.values():
             server.stop()
+    last = last_word(db, lot)
     logs: dict[str, list[str]] = {}
+    latched: dict[str, list[str]] = {}  # what the tools did while the run had the lot
     for server in servers.values():
         logs.update(sections(server.log))
+        latched.update(sections(server.log) if server.events is None or last is None
+                       else events_until(server.events, server.tool_s(last)))
     served = [f"{role}-1" for role in plan.independent]
     assert sim is not None
     wafers = judge_lot(db, lot, tally, faulted=True)
@@ -441,10 +476,24 @@ def run_plan(plan: Plan, work: Path, seed: int) -> tuple[Tally, list[int | None]
     judge_tracebacks([log, sim.log, *(s.err for s in servers.values())], tally)
     if lot_exists(db, lot):
         judge_alarms(sim.log, db, tally)
-        judge_latched(tool_alarms(logs, served), db, tally)
+        judge_latched(tool_alarms(latched, served), db, tally)
         judge_reasons(db, lot, tally)
         judge_windows(db, lot, len(plan.kinds), tally)
     return tally, codes, reproduce(plan, seed, sim, servers, line, db)
+
+
+def last_word(db: str, lot: str) -> datetime | None:
+    """When the run last moved a wafer of the lot or set or cleared an alarm. The Modbus
+    server's tools live on between requests (--events), as real ones do, and the
+    controller does not watch a tool it no longer uses: an alarm latched on the empty oven
+    during the run's last half second (150 tool s at 300x) is beyond the run, as one after
+    its exit is. Our simulator's tools live on too; the sim soak stops them at the exit."""
+    if not lot_exists(db, lot):
+        return None
+    with Store(db) as store:
+        times = [e.at for w in store.wafers(lot) for e in store.events(w.id)]
+        times += [t for a in store.alarms() for t in (a.set_at, a.cleared_at) if t]
+    return max(times, default=None)
 
 
 def reproduce(plan: Plan, seed: int, sim: Sim, servers: dict[str, Server], line: Path,
