@@ -75,7 +75,8 @@ screens: $(STAMP)
 
 ## make faults: the fault campaign (tools/fault_campaign.py): controller SIGKILLs and resumes,
 ## each simulator fault kind, a simulator restart, two controllers; one table (minutes).
-## FAULTS_ARGS="--random 40 --seed 1": the random soak instead (docs/reliability.md)
+## FAULTS_ARGS="--random 40 --seed 1": the random soak instead (docs/reliability.md);
+## FAULTS_ARGS="--random 35 --seed 1 --independent": its plans on tests/independent/'s tools
 faults: $(STAMP)
 	$(BIN)/python tools/fault_campaign.py $(FAULTS_ARGS)
 

@@ -174,3 +174,25 @@ async def test_a_wafer_whose_load_meets_an_alarm_waits_held_not_for_an_engineer(
     assert events[events.index(back) + 1].why.startswith("interlock: ")
     assert not any(e.to_state == "awaiting_disposition" for e in events), events
     assert alarm.cleared_at is not None
+
+
+async def test_an_alarm_the_clear_leaves_latched_is_recorded(tmp_path: Path) -> None:
+    """The independent RF-10N shows one alarm at a time: CLEAR takes it, and a cause still
+    present latches its own at once (our simulator keeps both and one CLEAR takes them
+    together). 560 as the last wafer reaches the exit, a jam (520) from a second later: the
+    scheduler's CLEAR of 560 leaves 520 latched. Before, the oven went back in service on
+    the CLEAR's reply and nobody read it again: the lot, needing the oven no more, ended
+    with it in ALARM 520 and no row of ``bumpline alarms`` (the independent soak's seed 1
+    plan 19)."""
+    db = tmp_path / "again.db"
+    async with serve(LOT_SPEED, oven_faults=["560@exit2/20", "520@exit2+1/300"]) as served:
+        code, text = await run_lot(tmp_path, line_tables(served), leave_out=("ovens", "cleaners"),
+                                   speed=LOT_SPEED, lot="AG1", recipe="ballmount-sac305",
+                                   db=db)
+        oven = list(served.oven.log)
+    assert code in (0, 3), text
+    assert oven.index("clear 560") < oven.index("alarm 520"), oven
+    with Store(f"sqlite:///{db}", create=False) as store:
+        codes = [a.code for a in store.alarms(tool="oven-1")]
+    assert 560 in codes and 520 in codes, (codes, text)
+    assert "ALARM 520 CONVEYOR JAM" in text, text

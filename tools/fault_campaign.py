@@ -27,6 +27,8 @@ change the campaign, ``--keep DIR`` keeps the databases and logs to look at.
 ``--random N`` runs a randomized soak instead (tools/fault_soak.py): N fault plans, each
 combining faults at random across the tools, recipes and moments of one lot, judged by the
 checks above and a few more; ``--run K`` runs only plan K of the seed (its reproduction).
+``--random N --independent`` runs its plans on the independent tools of tests/independent/
+instead (tools/independent_soak.py).
 """
 
 from __future__ import annotations
@@ -77,9 +79,15 @@ FAULT_KINDS = {
 # Why a hold or a failed step is a true one: the tool said so, or the wafer measured out.
 # Recovery's "an engineer decides": a tool that forgot (restarted) what it may have done.
 # "The belt stopped" is the oven's own flag on the wafer's result (alarm 530: a killed
-# controller unloads nothing, the next wafer arrives behind the one at the exit).
+# controller unloads nothing, the next wafer arrives behind the one at the exit). A
+# cleaner's inputs (DI resistivity, chemistry, stripper low) are the tool's word too: our
+# simulator never shows the first, the independent FC-1 does (the --independent soak).
+# A cleaner still LOADED: a failed strip's wafer an alarm left LOADED, kept for an engineer
+# (docs/protocols.md, the independent FC-2: "held after 1800 s"), the next wafers wait.
 TRUE_HOLD = re.compile(r"alarm \d+|door|outside|above|below|bridges|missing|residue|peak|"
-                       r"TAL|SPI|window|ALARM|belt stopped|an engineer decides", re.IGNORECASE)
+                       r"TAL|SPI|window|ALARM|belt stopped|an engineer decides|"
+                       r"resistivity low|chemistry low|stripper low|"
+                       r"cleaner-\d+: still busy \(LOADED\)", re.IGNORECASE)
 
 _PASS_LINES = {
     "reflow": re.compile(r"oven-\d+ t=\S+ s: LOAD '([^']+)'"),
@@ -140,9 +148,12 @@ class Sim:
 
 
 def run_args(sim: Sim, db: str, lot: str, *, new: bool, recipe: str = RECIPE,
-             wafers: int = WAFERS) -> list[str]:
-    args = [BUMPLINE, "run", "--line", str(sim.config), "--db", db, "--plain",
-            "--report-dir", str(sim.config.parent / "reports")]
+             wafers: int = WAFERS, line: Path | None = None) -> list[str]:
+    """``line``: a line configuration of the simulator's tools and others (default the
+    simulator's own)."""
+    line = line or sim.config
+    args = [BUMPLINE, "run", "--line", str(line), "--db", db, "--plain",
+            "--report-dir", str(line.parent / "reports")]
     if new:
         return args + ["--lot", lot, "--recipe", recipe, "--wafers", str(wafers)]
     return args + ["--resume", lot]
@@ -263,7 +274,12 @@ def judge_passes(logs: list[Path], wafers: list[str], tally: Tally,
                  expected: Mapping[str, int] = PASSES) -> None:
     """``expected``: passes per wafer of each kind in its recipe (a cleaner's LOADs count its
     strips too)."""
-    seen = passes(logs)
+    judge_counts(passes(logs), wafers, tally, expected)
+
+
+def judge_counts(seen: Mapping[str, Counter[str]], wafers: list[str], tally: Tally,
+                 expected: Mapping[str, int] = PASSES) -> None:
+    """``seen``: per kind, how often each wafer went through a tool (``passes``)."""
     for kind, count in seen.items():
         for wafer in wafers:
             extra = count[wafer] - expected.get(kind, 0)
@@ -447,15 +463,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="a randomized soak of N fault plans instead (tools/fault_soak.py)")
     parser.add_argument("--run", type=int, metavar="K", action="append",
                         help="with --random: only plan K (1-based; repeatable)")
+    parser.add_argument("--independent", action="store_true",
+                        help="with --random: the plans on the independent tools of "
+                        "tests/independent/ (tools/independent_soak.py)")
     args = parser.parse_args(argv)
     # The subprocesses run this tree's code, whatever the venv's editable install points at.
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
     rng = random.Random(args.seed)
     if args.random is not None:
-        from fault_soak import soak  # beside this file: tools/ is the script's sys.path[0]
-
+        # beside this file: tools/ is the script's sys.path[0]
+        if args.independent:
+            from independent_soak import soak
+        else:
+            from fault_soak import soak
         return soak(args.random, args.seed, only=args.run, keep=args.keep)
+    if args.independent:
+        parser.error("--independent goes with --random N")
     with contextlib.ExitStack() as stack:
         if args.keep:
             work = Path(args.keep)

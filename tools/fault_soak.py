@@ -33,10 +33,11 @@ import tempfile
 import time
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fault_campaign import (
     COLUMNS,
@@ -262,9 +263,14 @@ def sim_alarms(log: Path) -> Counter[tuple[str, int]]:
 
 
 def judge_alarms(log: Path, db: str, tally: Tally) -> None:
+    judge_latched(sim_alarms(log), db, tally)
+
+
+def judge_latched(latched: Counter[tuple[str, int]], db: str, tally: Tally) -> None:
+    """``latched``: the alarms tools latched and showed their host, by tool and code."""
     with Store(db) as store:
         stored = {(a.tool, a.code) for a in store.alarms()}
-    for (tool, code), times in sorted(sim_alarms(log).items()):
+    for (tool, code), times in sorted(latched.items()):
         if (tool.rsplit("-", 1)[0], code) in WARNINGS or (tool, code) in stored:
             continue
         tally.figures["alarms unrecorded"] += 1
@@ -337,10 +343,31 @@ def reproduce(plan: Plan, seed: int, sim: Sim, work: Path) -> list[str]:
             + ("  # SIGKILL it then, and run --resume" if plan.kill_after else "")]
 
 
+class SoakPlan(Protocol):
+    number: int
+    recipe: str
+    wafers: int
+
+    def describe(self) -> str: ...
+
+
+def run_own(plan: Plan, work: Path, seed: int) -> tuple[Tally, list[int | None], list[str]]:
+    """Plan ``plan`` on our simulator: its tally, exit statuses, and how to run it again."""
+    tally, codes, sim = run_plan(plan, work)
+    return tally, codes, reproduce(plan, seed, sim, work)
+
+
 def soak(count: int, seed: int, *, only: list[int] | None = None,
-         keep: str | None = None) -> int:
-    table_ = recipes()
-    plans = [draw(seed, n, table_) for n in (only or range(1, count + 1))]
+         keep: str | None = None,
+         draw_plan: Callable[[int, int], Any] | None = None,
+         run: Callable[[Any, Path, int], tuple[Tally, list[int | None], list[str]]] = run_own,
+         title: str = "random fault soak") -> int:
+    """``draw_plan(seed, number)`` and ``run(plan, work, seed)``: another kind of plan (the
+    independent tools' soak, tools/independent_soak.py); by default this module's."""
+    if draw_plan is None:
+        table_ = recipes()
+        draw_plan = lambda seed, number: draw(seed, number, table_)  # noqa: E731
+    plans: list[SoakPlan] = [draw_plan(seed, n) for n in (only or range(1, count + 1))]
     rows: list[tuple[str, Tally]] = []
     bad_runs = []
     started = time.monotonic()
@@ -353,14 +380,14 @@ def soak(count: int, seed: int, *, only: list[int] | None = None,
         for plan in plans:
             t0 = time.monotonic()
             print(plan.describe(), flush=True)
-            tally, codes, sim = run_plan(plan, work)
+            tally, codes, how = run(plan, work, seed)
             bad = sum(tally.figures[c] for c in ANOMALIES)
             print(f"  -> exit {codes}, {time.monotonic() - t0:.0f} s wall, "
                   f"{bad} anomalies", flush=True)
             rows.append((f"{plan.number} {plan.recipe} x{plan.wafers}", tally))
             if bad:
-                bad_runs.append((plan, tally, reproduce(plan, seed, sim, work)))
-        print(f"\nrandom fault soak, seed {seed}, {len(plans)} runs, "
+                bad_runs.append((plan, tally, how))
+        print(f"\n{title}, seed {seed}, {len(plans)} runs, "
               f"{time.monotonic() - started:.0f} s wall:")
         for line in table(rows, ("kills survived", *ANOMALIES)):
             print(line)

@@ -42,6 +42,9 @@ class SerialTool:
     lose: dict[str, int] = field(default_factory=dict)
     garble: dict[str, int] = field(default_factory=dict)
     lost: list[bytes] = field(default_factory=list)
+    # (opens, closes) tool s: the door opened then, as a person would (hostlink_tool's
+    # open_door: 400 if something moves, else motion NAK 06 until it closes).
+    doors: list[tuple[float, float]] = field(default_factory=list)
 
     def fault(self, reply: bytes) -> bytes | None:
         cmd = reply[8:11].decode()
@@ -60,6 +63,12 @@ class SerialTool:
 
     def handle(self, cmd: str, args: list[str]) -> list[str]:
         target = (time.monotonic() - self.started) * self.speed
+        for opens, closes in self.doors:
+            if self.done_s < opens <= target:
+                self.tool.advance(opens - self.done_s)
+                self.done_s = opens
+                self.tool.open_door(closes - opens)
+                self.tool.log.append(f"door open until {closes:g}")
         if target > self.done_s:
             self.tool.advance(target - self.done_s)
             self.done_s = target
@@ -151,6 +160,11 @@ def line_tables(served: Served, host: str = "127.0.0.1") -> str:
     )
 
 
+def _window(text: str) -> tuple[float, float]:
+    opens, closes = (float(t) for t in text.split("-"))
+    return opens, closes
+
+
 def _plan(items: list[str]) -> dict[int, int]:
     plan = {}
     for text in items:
@@ -170,6 +184,8 @@ async def _main(args: argparse.Namespace) -> str:
     async with serve(args.speed, printer_port=args.printer_port,
                      mounter_port=args.mounter_port, pace=not args.no_pace,
                      printer=printer, mounter=mounter) as served:
+        served.printer.doors = [_window(w) for w in args.printer_door]
+        served.mounter.doors = [_window(w) for w in args.mounter_door]
         print(json.dumps({"printer_port": served.printer.port,
                           "mounter_port": served.mounter.port}), flush=True)
         await stop.wait()
@@ -192,6 +208,10 @@ def main() -> None:
                         help="CODE@N: latch CODE half way through the N-th wafer's print")
     parser.add_argument("--mounter-alarm", action="append", default=[],
                         help="CODE@N: latch CODE half way through the N-th wafer's placing")
+    parser.add_argument("--printer-door", action="append", default=[], metavar="T-U",
+                        help="open the printer's door at tool time T, close it at U")
+    parser.add_argument("--mounter-door", action="append", default=[], metavar="T-U",
+                        help="open the mounter's door at tool time T, close it at U")
     parser.add_argument("--log", help="write the tools' event and link logs here on exit")
     args = parser.parse_args()
     log = asyncio.run(_main(args))
