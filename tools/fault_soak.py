@@ -195,17 +195,7 @@ def run_plan(plan: Plan, work: Path) -> tuple[Tally, list[int | None], Sim]:
         return run_args(sim, db, lot, new=new, recipe=plan.recipe, wafers=plan.wafers)
 
     try:
-        proc: Any = start_run(args(True), log)
-        if plan.kill_after is not None:
-            kill_run(proc, plan.kill_after, tally, log, lot, 0)
-            if proc.returncode == -signal.SIGKILL:
-                if lot_ended(db, lot):
-                    proc = None  # killed on its way out: nothing to resume
-                else:
-                    proc = start_run(args(not lot_exists(db, lot)), log)
-                    tally.figures["kills survived"] += 1
-        if proc is not None:
-            codes.append(finish_run(proc, log, tally, f"lot {lot}", limit_s=LIMIT_S))
+        codes += run_lot(args, plan.kill_after, db, lot, log, tally)
     finally:
         sim.stop()
     wafers = judge_lot(db, lot, tally, faulted=True)
@@ -349,6 +339,22 @@ class SoakPlan(Protocol):
     wafers: int
 
     def describe(self) -> str: ...
+
+
+def run_lot(args: Callable[[bool], list[str]], kill_after: float | None, db: str, lot: str,
+            log: Path, tally: Tally) -> list[int | None]:
+    """``bumpline run`` of the plan's lot (``args(new)``), SIGKILLed ``kill_after`` s in and
+    resumed if drawn: the exit status of the run that finished it (none if killed on its
+    way out)."""
+    proc: Any = start_run(args(True), log)
+    if kill_after is not None:
+        kill_run(proc, kill_after, tally, log, lot, 0)
+        if proc.returncode == -signal.SIGKILL:
+            if lot_ended(db, lot):
+                return []  # killed on its way out: nothing to resume
+            proc = start_run(args(not lot_exists(db, lot)), log)
+            tally.figures["kills survived"] += 1
+    return [finish_run(proc, log, tally, f"lot {lot}", limit_s=LIMIT_S)]
 
 
 def run_own(plan: Plan, work: Path, seed: int) -> tuple[Tally, list[int | None], list[str]]:

@@ -34,26 +34,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from fault_campaign import (
     ROOT,
     Sim,
     Tally,
-    finish_run,
     judge_counts,
     judge_lot,
-    kill_run,
-    lot_ended,
     lot_exists,
     passes,
     run_args,
-    start_run,
 )
 from fault_soak import (
     FC2_ALARMS,
     KIND_ROLE,
-    LIMIT_S,
     ROLE_ALARMS,
     judge_alarms,
     judge_exits,
@@ -62,6 +57,7 @@ from fault_soak import (
     judge_tracebacks,
     judge_windows,
     recipes,
+    run_lot,
 )
 
 from controller.store import Store
@@ -440,17 +436,7 @@ def run_plan(plan: Plan, work: Path, seed: int) -> tuple[Tally, list[int | None]
             return run_args(sim, db, lot, new=new, recipe=plan.recipe, wafers=plan.wafers,
                             line=line)
 
-        proc: Any = start_run(args(True), log)
-        if plan.kill_after is not None:
-            kill_run(proc, plan.kill_after, tally, log, lot, 0)
-            if proc.returncode == -signal.SIGKILL:
-                if lot_ended(db, lot):
-                    proc = None  # killed on its way out: nothing to resume
-                else:
-                    proc = start_run(args(not lot_exists(db, lot)), log)
-                    tally.figures["kills survived"] += 1
-        if proc is not None:
-            codes.append(finish_run(proc, log, tally, f"lot {lot}", limit_s=LIMIT_S))
+        codes += run_lot(args, plan.kill_after, db, lot, log, tally)
     finally:
         for server in servers.values():
             server.terminate()
