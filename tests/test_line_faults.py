@@ -29,7 +29,7 @@ from sequences.kinds.paste_print import PastePrint
 from sequences.kinds.reflow import Reflow
 from sequences.recipes.validate import load_valid_recipe
 from sequences.wafer.runner import run_wafer
-from sim.faults import FaultPlan, ScheduledAlarm
+from sim.faults import FaultPlan, ScheduledAlarm, parse_tool_faults
 
 SLOW = 500.0  # a reflow pass lasts about a second of wall time: the oven is away mid-pass
 
@@ -649,3 +649,21 @@ async def test_a_fault_of_ours_in_a_changeover_puts_the_tool_out_of_service_once
     assert len(tried) == 1, tried  # tried once, not on every pass
     assert any("internal error: RuntimeError: a bug in the changeover" in n for n in notes), notes
     assert outcome.wafers == states and set(states.values()) == {"step4_waiting"}, states
+
+
+async def test_an_alarm_on_a_tool_the_lot_never_needs_is_recorded_when_the_run_ends(
+        tmp_path: Path) -> None:
+    """The mounter's door opened and closed while a print lot ran (400 latched, CLR once
+    closed): no wafer needed the mounter, so nothing asked it, and the run ended with the
+    mounter in ALARM and no row of `bumpline alarms` (the soak on the independent tools,
+    seed 1 plan 17: an oven the lot was done with). Now every tool in service is asked
+    once as the run ends: the alarm is recorded, and cleared, its cause gone."""
+    faults = {"placer-1": parse_tool_faults("door=100-200")}
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", faults=faults) as r:
+        wafers = r.new_lot("B1", 1)  # rebump-hipb-snpb: printer, oven, cleaner only
+        (outcome,) = await run_lots(r.controller(), ["B1"])
+        assert outcome.wafers == {wafers[0]: "complete"}, outcome.wafers
+        (alarm,) = r.store.alarms(tool="placer-1")
+        assert alarm.code == 400 and "found as the run ended" in alarm.text, alarm.text
+        assert not alarm.active  # the door was closed: the CLEAR was taken
+        assert r.model("placer-1").state == "IDLE"

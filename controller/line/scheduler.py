@@ -254,6 +254,7 @@ class Scheduler:
                         self.alarms.check()
                     await self._dispatch()
                     if not self._progressing():
+                        await self.alarms.look_at_the_end()
                         return
                 self._passed = loop.time()
                 await self._wake.wait()

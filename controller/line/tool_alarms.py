@@ -178,6 +178,25 @@ class ToolAlarms:
             self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
                                     hit[0] if hit else None, wafers=hit))
 
+    async def look_at_the_end(self) -> None:
+        """The run ends: each tool in service is asked for its alarm once. One latched while
+        no wafer needed the tool (an oven the lot was done with, a plater beside a rebump
+        lot) was heard of by nobody: now it is recorded, and cleared if its cause is gone,
+        instead of being found by the next run (or never, the tool left in ALARM)."""
+        found = False
+        for tool in self.tools.values():
+            if tool.alarm or tool.lost or tool.busy:
+                continue
+            alarm = await read_alarm(tool)
+            if alarm is not None:
+                found = True
+                tool.alarm = alarm.code
+                self._report(ToolReport(tool.name, "alarm", f"{alarm.text} (found as the run "
+                                        "ended)", alarm.code))
+        if found:
+            self.check()
+            await self.clears_done()
+
     def _recheck_hold(self, tool: ScheduledTool, wafer_id: str) -> None:
         """Held at its interlock for an alarm the tool, asked again, does not have: a reply
         damaged where Modbus TCP has no checksum, or an alarm gone since. The wafer waits for
