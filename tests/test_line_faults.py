@@ -629,7 +629,7 @@ async def test_a_fault_of_ours_in_a_changeover_puts_the_tool_out_of_service_once
     tool can do) escaped into the scheduler's task, which logged it and freed the tool: the
     next pass started the same changeover again, and again, without end. Now the tool is
     out of service for the run (as a setup failing with no alarm is), told once, and the
-    run ends with the wafers that needed it waiting."""
+    run ends with the wafers that needed it held, naming why."""
     original = PastePrint.prepare
     tried: list[str] = []
 
@@ -646,9 +646,13 @@ async def test_a_fault_of_ours_in_a_changeover_puts_the_tool_out_of_service_once
             (outcome,) = await run_lots(r.controller(), ["B1"])
         states = {w: r.store.get_wafer(w).state for w in wafers}
         notes = [a.detail for a in r.store.audit_log() if a.actor == "printer-1"]
+        whys = {r.store.events(w)[-1].why for w in wafers}
     assert len(tried) == 1, tried  # tried once, not on every pass
     assert any("internal error: RuntimeError: a bug in the changeover" in n for n in notes), notes
-    assert outcome.wafers == states and set(states.values()) == {"step4_waiting"}, states
+    assert outcome.wafers == states and set(states.values()) == {"held"}, states
+    assert whys == {"interlock: printer-1 is out of service for this run (changeover failed: "
+                    "internal error: RuntimeError: a bug in the changeover); a person "
+                    "decides: the wafer goes on when continued"}, whys
 
 
 async def test_an_alarm_on_a_tool_the_lot_never_needs_is_recorded_when_the_run_ends(

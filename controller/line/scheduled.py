@@ -44,7 +44,8 @@ class ScheduledTool:
     riding: set[str] = field(default_factory=set)  # oven: wafers on the belt
     entrance_at: float = 0.0  # oven: tool time the last wafer will have cleared the entrance
     spacing_s: float = 0.0  # oven: belt time the wafer being loaded needs at the entrance
-    alarm: int = 0  # latched alarm code, 0 = in service
+    alarm: int = 0  # latched alarm code, 0 = in service; -1: out of service with no alarm
+    down_why: str = ""  # why, when out of service with no alarm (a setup that failed)
     clear_tried_at: float = float("-inf")  # tool time of the last CLEAR it refused
     clear_refused: str = ""  # why it refused, as last told (told again when it changes)
     busy_since: float | None = None

@@ -544,6 +544,8 @@ class Scheduler:
             tool.alarm = alarm.code if alarm else -1
             if alarm:
                 self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code))
+            else:
+                tool.down_why = f"changeover failed: {exc.detail}"
         except Exception as exc:  # noqa: BLE001 - a fault of ours, not the tool's
             ahead.internal_setup_error(self, tool, "changeover", exc)
         finally:

@@ -196,6 +196,11 @@ class ToolAlarms:
         if found:
             self.check()
             await self.clears_done()
+        for tool in self.tools.values():
+            if tool.alarm == -1:
+                self._hold_waiting(tool, f"interlock: {tool.name} is out of service for this "
+                                   f"run ({tool.down_why or 'its setup failed'}); a person "
+                                   "decides: the wafer goes on when continued")
 
     def _recheck_hold(self, tool: ScheduledTool, wafer_id: str) -> None:
         """Held at its interlock for an alarm the tool, asked again, does not have: a reply
@@ -378,12 +383,17 @@ class ToolAlarms:
         waited for a CLEAR that could never be taken: the run never ended, nobody was asked
         (a 102 PASTE EMPTY during a print). Alarms whose cause a person removes at the tool
         (a door, an e-stop) are still waited for, as before."""
+        self._hold_waiting(tool, f"interlock: {tool.name} alarm {alarm.code} {alarm.text} is "
+                           f"not cleared by CLEAR; its remedy is {remedy}, for a person; the "
+                           "wafer goes on once it is cleared")
+
+    def _hold_waiting(self, tool: ScheduledTool, why: str) -> None:
+        """The wafers waiting for the tool's role, with no other tool of it in service, are
+        held with ``why`` (they go on when the tool is cleared, as those its interlock
+        held, or when a person continues them)."""
         if any(t.role == tool.role and t.alarm == 0 and not t.lost
                for t in self.tools.values()):
             return
-        why = (f"interlock: {tool.name} alarm {alarm.code} {alarm.text} is not cleared by "
-               f"CLEAR; its remedy is {remedy}, for a person; the wafer goes on once it is "
-               "cleared")
         for wafer in self.wafers.values():
             run = wafer.run
             if (run.phase is Phase.WAITING and not wafer.running
