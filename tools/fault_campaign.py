@@ -82,11 +82,14 @@ FAULT_KINDS = {
 # controller unloads nothing, the next wafer arrives behind the one at the exit). A
 # cleaner's inputs (DI resistivity, chemistry, stripper low) are the tool's word too: our
 # simulator never shows the first, the independent FC-1 does (the --independent soak).
+# A HostLink tool's NAK 06 INTERLOCK outlasting its wait (decision 17), a ball supply short
+# of the wafer's sites: the tool's word too (the independent soak, seed 4 plans 19 and 30).
 # A cleaner still LOADED: a failed strip's wafer an alarm left LOADED, kept for an engineer
 # (docs/protocols.md, the independent FC-2: "held after 1800 s"), the next wafers wait.
 TRUE_HOLD = re.compile(r"alarm \d+|door|outside|above|below|bridges|missing|residue|peak|"
                        r"TAL|SPI|window|ALARM|belt stopped|an engineer decides|"
-                       r"resistivity low|chemistry low|stripper low|"
+                       r"resistivity low|chemistry low|stripper low|NAK 06 INTERLOCK|"
+                       r"supply .* short of|"
                        r"cleaner-\d+: still busy \(LOADED\)", re.IGNORECASE)
 
 _PASS_LINES = {
