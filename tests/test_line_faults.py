@@ -652,7 +652,7 @@ async def test_a_fault_of_ours_in_a_changeover_puts_the_tool_out_of_service_once
     assert outcome.wafers == states and set(states.values()) == {"held"}, states
     assert whys == {"interlock: printer-1 is out of service for this run (changeover failed: "
                     "internal error: RuntimeError: a bug in the changeover); a person "
-                    "decides: the wafer goes on when continued"}, whys
+                    "decides: continued, it goes on in the lot's next run"}, whys
 
 
 async def test_an_alarm_on_a_tool_the_lot_never_needs_is_recorded_when_the_run_ends(

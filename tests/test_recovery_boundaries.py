@@ -36,6 +36,7 @@ from controller.store import Store
 from drivers.clock import ScaledClock
 from drivers.line_config import parse_line_config
 from drivers.tools import LineTools, open_line
+from sequences.kinds.oven_exit import ExitWatch
 from sequences.recipes.recipe import Recipe, find_recipe
 from sequences.recipes.validate import load_valid_recipe
 from sim.line import SimulatedLine
@@ -387,6 +388,42 @@ async def test_a_jam_freed_only_after_recovery_gave_up_its_wafer_is_still_taken_
     oven_notes = _tool_notes(db, "oven-1")
     assert any("changeover failed: alarm 520" in n for n in oven_notes), oven_notes
     assert not any("belt not empty" in n for n in oven_notes), oven_notes
+
+
+async def test_a_jam_freed_as_recovery_gave_up_on_the_only_wafer_the_run_still_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above with one wafer, the jam freed just as recovery gives up (520 still latched):
+    no wafer needs the oven any more, so only the exit watcher, looking for the stray, asks
+    the oven; it tells the line of the alarm, whose CLEAR lets the belt run, and the stray
+    is taken off. Before (found in review), nothing cleared the alarm, the stray never came
+    out, and the run waited for it for ever."""
+    def hook(tools: LineTools, kill: Kill, oven: Any, clock: ScaledClock) -> None:
+        driver = tools["oven-1"]
+        original = driver.load
+
+        async def load(*args: Any, **kwargs: Any) -> Any:
+            await original(*args, **kwargs)
+            if not kill.at.is_set():
+                oven.jam_conveyor(clock.now())
+                await kill.dead()
+
+        driver.load = load
+
+    async with _line() as line:
+        oven = line.models["oven-1"]
+        strays = ExitWatch.strays
+
+        def freed_then_strays(self: ExitWatch, *args: Any) -> None:
+            oven.clear_jam(line.clock.now())  # freed, its alarm latched until CLEAR
+            strays(self, *args)
+
+        monkeypatch.setattr(ExitWatch, "strays", freed_then_strays)
+        outcome, _, db = await asyncio.wait_for(_killed_then_resumed(
+            tmp_path, line, lambda tools, k: hook(tools, k, oven, line.clock)), 60)
+        assert oven._wafers_on_belt() == 0 and oven._exit_waiting is None
+    assert outcome.wafers == {"B1-01": "awaiting_disposition"}, outcome.wafers
+    with Store(f"sqlite:///{db}", create=False) as store:
+        assert not [a for a in store.alarms(tool="oven-1") if a.active]
 
 
 # --- the cleaner: LOAD and START -------------------------------------------------------------

@@ -90,7 +90,7 @@ def internal_setup_error(sched: Scheduler, tool: ScheduledTool, what: str,
     for the rest of the run, as after a setup that failed with no alarm (-1: nothing to
     clear, a person decides), told once with the reason; the traceback to the log at -vv.
     Released in service, every pass would start the same setup again, without end."""
+    tool.alarm = -1  # first: whatever the note meets, the setup is not started again
     tool.down_why = f"{what} failed: internal error: {type(exc).__name__}: {exc}"
     sched.note(tool, tool.down_why)
     log.debug("the %s's traceback", what, exc_info=exc)
-    tool.alarm = -1

@@ -255,6 +255,8 @@ class Scheduler:
                     await self._dispatch()
                     if not self._progressing():
                         await self.alarms.look_at_the_end()
+                        if not self._stopping:  # a stop meanwhile: nothing more is decided
+                            self.alarms.hold_for_tools_down()
                         return
                 self._passed = loop.time()
                 await self._wake.wait()

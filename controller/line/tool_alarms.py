@@ -31,6 +31,7 @@ from drivers.types import Alarm
 from sequences.kinds import kind_of
 from sequences.kinds.base import ABORT_UNFINISHED
 from sequences.kinds.batch import Batch
+from sequences.kinds.oven_exit import watch_of
 from sequences.recipes.recipe import Step
 from sequences.wafer.machine import Phase
 
@@ -48,6 +49,13 @@ REMEDIES = {
     ("plater", 720): "REPLENISH (barrier-plater.md)",
     ("plater", 740): "REPLENISH (barrier-plater.md)",
 }
+
+
+def _strays_on(tool: ScheduledTool) -> bool:
+    """Wafers recovery left on this oven's belt (``ExitWatch.strays``): a step holding the
+    oven's entrance waits for them, and they come out only once the alarm is cleared."""
+    watch = watch_of(tool.driver)
+    return watch is not None and watch.has_strays
 
 
 async def read_alarm(tool: ScheduledTool) -> Alarm | None:
@@ -196,11 +204,15 @@ class ToolAlarms:
         if found:
             self.check()
             await self.clears_done()
+
+    def hold_for_tools_down(self) -> None:
+        """The run ends with tools out of service with no alarm (a setup that failed): the
+        wafers waiting for one, with no other tool of its role, are held naming why."""
         for tool in self.tools.values():
             if tool.alarm == -1:
                 self._hold_waiting(tool, f"interlock: {tool.name} is out of service for this "
                                    f"run ({tool.down_why or 'its setup failed'}); a person "
-                                   "decides: the wafer goes on when continued")
+                                   "decides: continued, it goes on in the lot's next run")
 
     def _recheck_hold(self, tool: ScheduledTool, wafer_id: str) -> None:
         """Held at its interlock for an alarm the tool, asked again, does not have: a reply
@@ -227,7 +239,7 @@ class ToolAlarms:
         now = self.clock.now()
         for tool in self.tools.values():
             if tool.alarm > 0 and not tool.lost and (
-                    not tool.busy or tool.riding - {tool.holder}) and (
+                    not tool.busy or tool.riding - {tool.holder} or _strays_on(tool)) and (
                     now - tool.clear_tried_at >= CLEAR_RETRY_S) and tool.name not in self._clears:
                 task = self._clears[tool.name] = self._spawn(self._try_clear(tool))
                 task.add_done_callback(partial(self._clear_ended, tool.name))

@@ -240,6 +240,11 @@ class ExitWatch:
         return self._latched
 
     @property
+    def has_strays(self) -> bool:
+        """Recovery's strays (``strays``) may still be on the belt."""
+        return self._has_strays
+
+    @property
     def _has_strays(self) -> bool:
         return any(r.deadline == math.inf for r in self._late.values())
 
@@ -342,10 +347,19 @@ class ExitWatch:
 
     async def _strays_gone(self) -> None:
         """Forget the strays once the oven shows an empty belt, or once its belt has run
-        (no alarm latched) twice their transit without them coming out."""
+        (no alarm latched, the conveyor on) twice their transit without them coming out.
+        An alarm latched meanwhile (the jam that stopped them) is told to the listener: the
+        scheduler takes the oven out of service and CLEARs it once its cause is gone, so
+        the belt runs again (nobody else asks an oven no wafer rides)."""
         status = await self.driver.status()
         now = self.clock.now()
         if status.alarm_active:
+            self._belt_running_since = None
+            alarm = await self.driver.alarm()
+            if alarm is not None:
+                self._latched = True
+                self._tell(alarm)
+        elif not status.conveyor_running:
             self._belt_running_since = None
         elif self._belt_running_since is None:
             self._belt_running_since = now
@@ -376,6 +390,9 @@ class ExitWatch:
             rider = self._riders.popleft()
             self._late[rider.wafer_id] = rider  # on the belt for all we know (``on_belt``)
             self._done(rider, error)
+        # Recovery's strays: nobody looks for them now; the entrance must not wait for them.
+        for wafer_id in [w for w, r in self._late.items() if r.deadline == math.inf]:
+            del self._late[wafer_id]
         self._taken.set()
 
     def _step_gone(self, arrived: asyncio.Future[StepResult]) -> None:
