@@ -482,6 +482,38 @@ async def test_killed_around_the_fc2s_strip_start_the_mask_is_stripped_once(
         assert [c for c, _ in _intents(db, "strip")] == ["START"]
 
 
+def door_over(tools: LineTools, kill: Kill, tool: str, verb: str, model: Any,
+              clock: ScaledClock) -> None:
+    """Right after the first ``tool.verb`` returned, the tool's door opens and closes while
+    no controller watches (400 latched over the wafer, cleared only by CLEAR); then killed."""
+    driver = tools[tool]
+    original = getattr(driver, verb)
+
+    async def hooked(*args: Any, **kwargs: Any) -> Any:
+        result = await original(*args, **kwargs)
+        if not kill.at.is_set():  # the first wafer's only
+            model.open_door(clock.now())
+            model.close_door(clock.now())
+            await kill.dead()
+        return result
+
+    setattr(driver, verb, hooked)
+
+
+def _failed_inside_then_out(outcome: Any, db: Path, tool: str) -> None:
+    """The first wafer failed by the alarm recovery found (an engineer decides), the alarm
+    recorded naming it and cleared, the wafer unloaded; the second wafer completes."""
+    assert outcome.wafers == {"B1-01": "awaiting_disposition", "B1-02": "complete"}, (
+        outcome.wafers)
+    why = _events(db)[-1].why
+    assert why.startswith("recovery: ") and "alarm 400" in why, why
+    with Store(f"sqlite:///{db}", create=False) as store:
+        (alarm,) = store.alarms(tool=tool)
+        assert alarm.code == 400 and alarm.wafer_id == "B1-01" and not alarm.active
+    audit = _tool_notes(db, tool)
+    assert any("B1-01: wafer unloaded" in a for a in audit), audit
+
+
 async def test_killed_after_an_alarm_stopped_the_clean_the_wafer_comes_out_once_cleared(
         tmp_path: Path) -> None:
     """Killed while the cleaner washes; a door opened meanwhile stopped the cycle (400 with
@@ -491,34 +523,15 @@ async def test_killed_after_an_alarm_stopped_the_clean_the_wafer_comes_out_once_
     unloaded. Before: nothing took it out (CLEAR left it DONE in the chamber) and the next
     wafer was held for good at "interlock: cleaner is DONE" (the random soak's seed 4
     plan 14)."""
-    def hook(tools: LineTools, kill: Kill, cleaner: Any, clock: ScaledClock) -> None:
-        driver = tools["cleaner-1"]
-        original = driver.start
-
-        async def start(*args: Any, **kwargs: Any) -> Any:
-            await original(*args, **kwargs)
-            if not kill.at.is_set():  # the first wafer's START only
-                cleaner.open_door(clock.now())  # while no controller watches
-                cleaner.close_door(clock.now())  # closed: 400 stays latched until CLEAR
-                await kill.dead()
-
-        driver.start = start
-
     async with _line() as line:
         cleaner = line.models["cleaner-1"]
-        outcome, (kill,), db = await _killed_then_resumed(
-            tmp_path, line, lambda tools, k: hook(tools, k, cleaner, line.clock), wafers=2)
+        outcome, _, db = await _killed_then_resumed(
+            tmp_path, line,
+            lambda tools, k: door_over(tools, k, "cleaner-1", "start", cleaner, line.clock),
+            wafers=2)
         assert cleaner._wafer is None  # the chamber is empty at the end
         assert cleaner._cycle_count == 2  # the second wafer was cleaned, the first not again
-    assert outcome.wafers == {"B1-01": "awaiting_disposition", "B1-02": "complete"}, (
-        outcome.wafers)
-    why = _events(db)[-1].why
-    assert why.startswith("recovery: ") and "alarm 400" in why, why
-    with Store(f"sqlite:///{db}", create=False) as store:
-        (alarm,) = store.alarms(tool="cleaner-1")
-        assert alarm.code == 400 and alarm.wafer_id == "B1-01" and not alarm.active
-    audit = _tool_notes(db, "cleaner-1")
-    assert any("B1-01: wafer unloaded" in a for a in audit), audit
+    _failed_inside_then_out(outcome, db, "cleaner-1")
 
 
 async def test_killed_after_an_alarm_stopped_the_placement_the_wafer_comes_out_once_cleared(
@@ -526,33 +539,15 @@ async def test_killed_after_an_alarm_stopped_the_placement_the_wafer_comes_out_o
     """The same on a HostLink tool: the mounter's door opened and closed while it placed
     (400 latched over the wafer). Before, recovery waited for DONE, met the alarm, said the
     mounter "could not be asked", and the wafer stayed inside after the CLEAR."""
-    def hook(tools: LineTools, kill: Kill, placer: Any, clock: ScaledClock) -> None:
-        driver = tools["placer-1"]
-        original = driver.start_placement
-
-        async def start_placement(*args: Any, **kwargs: Any) -> Any:
-            await original(*args, **kwargs)
-            if not kill.at.is_set():  # the first wafer's PLC only
-                placer.open_door(clock.now())
-                placer.close_door(clock.now())
-                await kill.dead()
-
-        driver.start_placement = start_placement
-
     async with _line() as line:
         placer = line.models["placer-1"]
-        outcome, (kill,), db = await _killed_then_resumed(
-            tmp_path, line, lambda tools, k: hook(tools, k, placer, line.clock), wafers=2)
+        outcome, _, db = await _killed_then_resumed(
+            tmp_path, line,
+            lambda tools, k: door_over(tools, k, "placer-1", "start_placement", placer,
+                                       line.clock),
+            wafers=2)
         assert placer.wafer_id is None and placer.state == "IDLE", placer.state
-    assert outcome.wafers == {"B1-01": "awaiting_disposition", "B1-02": "complete"}, (
-        outcome.wafers)
-    why = _events(db)[-1].why
-    assert why.startswith("recovery: ") and "alarm 400" in why, why
-    with Store(f"sqlite:///{db}", create=False) as store:
-        (alarm,) = store.alarms(tool="placer-1")
-        assert alarm.code == 400 and alarm.wafer_id == "B1-01" and not alarm.active
-    audit = _tool_notes(db, "placer-1")
-    assert any("B1-01: wafer unloaded" in a for a in audit), audit
+    _failed_inside_then_out(outcome, db, "placer-1")
 
 
 # --- a deferred judgment waiting for the flush --------------------------------------------------

@@ -105,6 +105,14 @@ def recipes() -> dict[str, tuple[str, ...]]:
     return out
 
 
+def expected_passes(kinds: tuple[str, ...]) -> dict[str, int]:
+    """Passes per wafer through each kind of tool in a recipe of these step kinds (a
+    cleaner's passes count its strips too)."""
+    count = Counter(kinds)
+    return {"print": count["print"], "place": count["place"], "reflow": count["reflow"],
+            "clean": count["clean"] + count["strip"], "barrier": count["barrier"]}
+
+
 @dataclass(frozen=True)
 class Plan:
     number: int
@@ -127,9 +135,7 @@ class Plan:
 
     @property
     def expected_passes(self) -> dict[str, int]:
-        count = Counter(self.kinds)
-        return {"print": count["print"], "place": count["place"], "reflow": count["reflow"],
-                "clean": count["clean"] + count["strip"]}
+        return expected_passes(self.kinds)
 
     def describe(self) -> str:
         kill = f", SIGKILL at {self.kill_after:.1f} s + resume" if self.kill_after else ""

@@ -50,6 +50,7 @@ from fault_soak import (
     FC2_ALARMS,
     KIND_ROLE,
     ROLE_ALARMS,
+    expected_passes,
     judge_alarms,
     judge_exits,
     judge_latched,
@@ -105,9 +106,7 @@ class Plan:
 
     @property
     def expected_passes(self) -> dict[str, int]:
-        count = Counter(self.kinds)
-        return {"print": count["print"], "place": count["place"], "reflow": count["reflow"],
-                "clean": count["clean"] + count["strip"], "barrier": count["barrier"]}
+        return expected_passes(self.kinds)
 
     def describe(self) -> str:
         kill = f", SIGKILL at {self.kill_after:.1f} s + resume" if self.kill_after else ""

@@ -191,7 +191,7 @@ class ExitWatch:
         wafer at the exit, on a busy machine long enough for the next to reach it.
         True when it waited."""
         waited = False
-        while self._has_strays or (
+        while self.has_strays or (
                 self._riders and self._riders[0].due - self.clock.now() < window_s):
             waited = True
             self._taken.clear()
@@ -242,10 +242,6 @@ class ExitWatch:
     @property
     def has_strays(self) -> bool:
         """Recovery's strays (``strays``) may still be on the belt."""
-        return self._has_strays
-
-    @property
-    def _has_strays(self) -> bool:
         return any(r.deadline == math.inf for r in self._late.values())
 
     @property
@@ -278,7 +274,7 @@ class ExitWatch:
                 await self.clock.sleep(ALARM_LOOK_AFTER_S)
                 try:
                     await self._look()
-                    if self._has_strays:
+                    if self.has_strays:
                         await self._strays_gone()
                 except ToolError:
                     pass
