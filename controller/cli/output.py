@@ -14,8 +14,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from controller.store import jsonable
-
 DB_ENV = "BUMPLINE_DB"
 PIPE_WIDTH = 100_000  # rich's "width" for a pipe: wide enough that nothing wraps
 
@@ -32,6 +30,8 @@ def console() -> Any:
 
 
 def print_json(value: Any) -> int:
+    from controller.store import jsonable  # the database layer, only for what prints JSON
+
     json.dump(jsonable(value), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     return 0
