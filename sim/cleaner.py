@@ -105,6 +105,7 @@ WASH_BAND_C = 5.0  # 610 when the bath strays further while washing
 DI_NOMINAL_MOHM_CM = 15.0
 DI_LOW_MOHM_CM = 10.0
 DI_NOISE_MOHM_CM = 0.2
+DI_BAD_MOHM_CM = 8.0  # a fault plan's bad water (``di=T-U``)
 CHEMISTRY_LIFE_CYCLES = 500
 # When 640 latches once the chemistry is spent (flux-cleaner.md: "Chemistry lasts 500
 # cycles; then 640 until replenished"): at the next START (refused; the default), or as
@@ -216,7 +217,8 @@ class CleanerModel(LatchedAlarms):
         self._chemistry_cycles = 0
         self._init_alarms()
         self._wafers_loaded = 0
-        self._door_events: list[tuple[float, bool]] = []  # (tool time, open?)
+        # A fault plan's inputs: (tool time, "door" or "di", open / low?)
+        self._input_events: list[tuple[float, str, bool]] = []
         self._events: deque[tuple[float, str]] = deque(maxlen=1000)
         self._last_state = self._state()
 
@@ -242,8 +244,8 @@ class CleanerModel(LatchedAlarms):
         steps = limit
         t = self._t
         # a scheduled door event or alarm comes in a full step, at its time
-        if self._door_events:
-            steps = min(steps, int(self._door_events[0][0] - t) - 2)
+        if self._input_events:
+            steps = min(steps, int(self._input_events[0][0] - t) - 2)
         if self._time_alarms:
             steps = min(steps, int(self._time_alarms[0][0] - t) - 2)
         cycle = self._cycle
@@ -277,9 +279,13 @@ class CleanerModel(LatchedAlarms):
             cycle.elapsed_s += 1
         self._t += STEP_S
 
-        while self._door_events and self._door_events[0][0] <= self._t + 1e-9:
-            _, opened = self._door_events.pop(0)
-            self._set_door(opened, "fault plan")
+        while self._input_events and self._input_events[0][0] <= self._t + 1e-9:
+            _, what, on = self._input_events.pop(0)
+            if what == "door":
+                self._set_door(on, "fault plan")
+            else:
+                self._di_mohm = DI_BAD_MOHM_CM if on else DI_NOMINAL_MOHM_CM
+                self._event(f"DI water {'low' if on else 'restored'} (fault plan)")
         self._fire_due_alarms()
         cycle = self._cycle
         if cycle is not None:
@@ -562,23 +568,29 @@ class CleanerModel(LatchedAlarms):
 
     def schedule_door(self, open_at: float, close_at: float | None = None) -> None:
         """Open the door (alarm 400) at a tool time; close it again at ``close_at``."""
-        key = ("door", open_at, close_at)
+        self._schedule_input("door", open_at, close_at)
+
+    def _schedule_input(self, what: str, on_at: float, off_at: float | None) -> None:
+        key = (what, on_at, off_at)
         if key in self._scheduled:
             return
         self._scheduled.add(key)
-        self._door_events.append((open_at, True))
-        if close_at is not None:
-            if close_at < open_at:
-                raise ValueError(f"cleaner door: closes at {close_at} before it opens at {open_at}")
-            self._door_events.append((close_at, False))
-        self._door_events.sort()
+        self._input_events.append((on_at, what, True))
+        if off_at is not None:
+            if off_at < on_at:
+                raise ValueError(f"cleaner {what}: ends at {off_at} before it begins at {on_at}")
+            self._input_events.append((off_at, what, False))
+        self._input_events.sort()
 
     def apply_fault_plan(self, plan: Any, tool: str = "cleaner") -> None:
-        """Take the scheduled parts of a ``sim.faults.FaultPlan`` (alarms, door)."""
+        """Take the scheduled parts of a ``sim.faults.FaultPlan`` (alarms, door, DI water:
+        bad from ``di_low_at``, restored at ``di_restored_at``)."""
         for alarm in plan.alarms:
             self.schedule_alarm(alarm.code, at_time=alarm.at_time, at_wafer=alarm.at_wafer)
         if plan.door_open_at is not None:
             self.schedule_door(plan.door_open_at, plan.door_close_at)
+        if plan.di_low_at is not None:
+            self._schedule_input("di", plan.di_low_at, plan.di_restored_at)
 
     def open_door(self, now: float) -> None:
         self.advance(now)
@@ -608,7 +620,7 @@ class CleanerModel(LatchedAlarms):
         self.advance(now)
         self._spray_ok = True
 
-    def contaminate_di(self, now: float, mohm_cm: float = 8.0) -> None:
+    def contaminate_di(self, now: float, mohm_cm: float = DI_BAD_MOHM_CM) -> None:
         """The DI water degrades to ``mohm_cm`` (below 10: 630 before the next START)."""
         self.advance(now)
         self._di_mohm = float(mohm_cm)

@@ -16,6 +16,8 @@ Keys (all optional):
 ``alarm=CODE@T``   raise alarm CODE at tool time T seconds
 ``alarm=CODE@waferN`` raise alarm CODE while the N-th wafer (1-based) is processed
 ``door=T``         open the door (alarm 400) at tool time T; ``door=T-U`` closes it at U
+``di=T``           the cleaner's DI rinse water goes bad (resistivity low) at tool time T;
+                   ``di=T-U`` restores it at U (630 only at a START meanwhile)
 ``disconnect=T``   text-line tools (the plater): drop the host connection at tool time T
 
 Several ``alarm=`` keys may be given. Random faults draw from a generator seeded
@@ -51,6 +53,8 @@ class FaultPlan:
     alarms: list[ScheduledAlarm] = field(default_factory=list)
     door_open_at: float | None = None
     door_close_at: float | None = None
+    di_low_at: float | None = None  # the cleaner's DI rinse water
+    di_restored_at: float | None = None
     disconnects: list[float] = field(default_factory=list)  # tool times
     rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
@@ -66,7 +70,7 @@ class FaultPlan:
         return (
             not (self.drop or self.corrupt or self.delay or self.busy or self.alarms
                  or self.disconnects)
-            and self.door_open_at is None
+            and self.door_open_at is None and self.di_low_at is None
         )
 
 
@@ -106,14 +110,19 @@ def parse_tool_faults(text: str, *, tool: str = "") -> FaultPlan:
                 plan.alarms.append(ScheduledAlarm(code, at_wafer=int(m.group(3))))
             else:
                 plan.alarms.append(ScheduledAlarm(code, at_time=float(m.group(4))))
-        elif key == "door":
+        elif key in ("door", "di"):
             m = _DOOR.match(value)
             if not m:
-                raise FaultSpecError(f"fault '{item}'{where}: expected door=SECONDS[-SECONDS]")
-            plan.door_open_at = float(m.group(1))
-            plan.door_close_at = float(m.group(2)) if m.group(2) else None
-            if plan.door_close_at is not None and plan.door_close_at < plan.door_open_at:
-                raise FaultSpecError(f"fault '{item}'{where}: the door closes before it opens")
+                raise FaultSpecError(f"fault '{item}'{where}: expected {key}=SECONDS[-SECONDS]")
+            begins, ends = float(m.group(1)), float(m.group(2)) if m.group(2) else None
+            if ends is not None and ends < begins:
+                raise FaultSpecError(f"fault '{item}'{where}: " + (
+                    "the door closes before it opens" if key == "door" else
+                    "the water is restored before it goes bad"))
+            if key == "door":
+                plan.door_open_at, plan.door_close_at = begins, ends
+            else:
+                plan.di_low_at, plan.di_restored_at = begins, ends
         elif key == "disconnect":
             at = _number(value, item, where)
             if at < 0:
@@ -123,7 +132,7 @@ def parse_tool_faults(text: str, *, tool: str = "") -> FaultPlan:
         else:
             raise FaultSpecError(
                 f"fault '{item}'{where}: unknown key '{key}' "
-                "(drop, corrupt, delay, delay_s, busy, alarm, door, disconnect)"
+                "(drop, corrupt, delay, delay_s, busy, alarm, door, di, disconnect)"
             )
     return plan
 
@@ -154,6 +163,8 @@ def check_tools(plans: dict[str, FaultPlan], roles: dict[str, str]) -> None:
                 f"fault 'door'{' for ' + tool}: the {roles[tool]} has no door alarm in its spec "
                 f"(door= applies to: {', '.join(DOOR_ROLES)})"
             )
+        if plan.di_low_at is not None and roles[tool] != "cleaner":
+            raise FaultSpecError(f"fault 'di' for {tool}: only the cleaner has DI rinse water")
         if plan.disconnects and roles[tool] != "plater":
             raise FaultSpecError(
                 f"fault 'disconnect' for {tool}: only text-line tools (the plater) drop "

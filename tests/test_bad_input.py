@@ -67,6 +67,7 @@ def lot_ids(db: str) -> list[str]:
         ("oven-1:door=5-10", "the oven has no door alarm"),
         ("printer-1:delay=0.5,delay_s=-3", "delay_s=SECONDS >= 0"),
         ("cleaner-1:door=10-5", "the door closes before it opens"),
+        ("printer-1:di=10-50", "only the cleaner has DI rinse water"),
     ],
 )
 @pytest.mark.parametrize("command", ["run", "sim"])

@@ -19,6 +19,7 @@ from drivers.line_config import parse_line_config
 from drivers.tools import open_tool
 from drivers.types import PlacementRecipe, PrintRecipe, RunStatus
 from sequences.kinds.ball_place import BALL_PLACE
+from sequences.kinds.hostlink_step import INTERLOCK_WAIT_S
 from tests.independent.hostlink import Nak
 from tests.independent.lot import run_lot
 from tests.independent.serial_servers import line_tables, serve
@@ -123,11 +124,12 @@ class DoorAtFirstLoad(Printer):
     it latches nothing while nothing moves, and refuses motion with NAK 06 meanwhile."""
 
     door_opened = False
+    open_s = 60.0
 
     def cmd_lod(self, wafer_id: str) -> list[str]:
         if not self.door_opened:
             self.door_opened = True
-            self.open_door(60.0)
+            self.open_door(self.open_s)
         return super().cmd_lod(wafer_id)
 
 
@@ -143,6 +145,36 @@ async def test_a_load_refused_by_an_open_door_is_sent_again_once_it_closes(
         "lod HD1-01", "prt", "out HD1-01", "lod HD1-02", "prt", "out HD1-02"], printer
     assert len(refused) >= 2, refused  # refused while the door stayed open, then taken
     assert told == TOLD_ONCE, told  # once, for the operator
+
+
+class DoorOpenPastTheWait(DoorAtFirstLoad):
+    """The door stays open 100 tool s longer than LOD is asked again for."""
+
+    open_s = INTERLOCK_WAIT_S + 100.0
+
+
+async def test_a_load_refused_past_the_wait_is_held_and_looked_at_again(
+        tmp_path: Path) -> None:
+    """The door outlasts the NAK 06 wait (the independent soak's seed 4 plan 19): the step
+    failed, "tool error: LOD refused: NAK 06 INTERLOCK", an engineer's disposition for a
+    wafer the printer never took. Now it goes back to waiting, held at the printer's
+    interlock naming the refusal. The WP-300 latches no alarm, so no CLEAR brings it back:
+    the line looks at the printer again (it shows nothing refusing: the door is seen only
+    by a refused command), the wafer's LOD is sent again, and it is taken once the door is
+    closed. Each wafer loaded once; no alarm."""
+    served, refused, _ = await lot_with_a_door(tmp_path, DoorOpenPastTheWait(), "HW1", "LOD")
+    printer = served.printer.tool.log
+    assert sorted(e for e in printer if e.startswith("lod")) == ["lod HW1-01", "lod HW1-02"]
+    assert not [e for e in printer if e.startswith("alarm")], printer
+    assert len(refused) >= 2, refused
+    with Store(f"sqlite:///{tmp_path / 'HW1.db'}", create=False) as store:
+        events = store.events("HW1-01")
+    (back,) = [e for e in events if e.trigger == "recover"]
+    held, resumed = events[events.index(back) + 1:events.index(back) + 3]
+    assert held.why == (f"interlock: printer-1 refused LOD for {INTERLOCK_WAIT_S:g} s (NAK 06 "
+                        "INTERLOCK: a door open?) before the wafer went in"), held.why
+    assert resumed.trigger == "resume" and "printer-1 looked at again" in resumed.why
+    assert not any(e.to_state == "awaiting_disposition" for e in events), events
 
 
 class DoorAtFirstUnload(Printer):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from sim.cleaner import CHEMISTRY_LIFE_CYCLES, CleanerModel, CleanerState, residue_left, wash_rate
+from sim.faults import parse_tool_faults
 from sim.modbus_map import Refusal, Table, registers_to_text, text_to_registers, u32_words
 from sim.stripper import StripperModel
 
@@ -216,6 +217,21 @@ def test_low_di_resistivity_raises_630_before_the_next_start() -> None:
     h.cmd(CLEAR)
     assert h.state() is S.LOADED
     h.cmd(START)
+
+
+def test_a_fault_plan_spoils_the_di_water_and_restores_it() -> None:
+    """``di=T-U``: DI_RESISTIVITY_LOW from T to U (the rinse resistivity below 10 MOhm.cm),
+    and no alarm while no START comes (flux-cleaner.md: 630 "before the next START")."""
+    h = Host()
+    h.cleaner.apply_fault_plan(parse_tool_faults("di=100-300"))
+    h.advance(99)
+    assert not h.di()[2]
+    h.advance(2)
+    assert h.di()[2] and h.ir(2)[0] < 100 and h.state() is S.READY
+    h.advance(198)
+    assert h.di()[2] and h.ir(4) == [0]
+    h.advance(2)
+    assert not h.di()[2] and h.ir(2)[0] > 140
 
 
 def test_chemistry_lasts_500_cycles_then_640_until_replenished() -> None:

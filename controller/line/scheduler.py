@@ -224,7 +224,9 @@ class Scheduler:
             return True
         # A batch's carrier an alarm keeps in the tool: its riders, held, go on once the alarm
         # is cleared (as a wafer waiting for a tool in alarm does) and the carrier is out.
-        if self.alarms.keeping:
+        # Wafers held at an interlock with no alarm: the looks at the tool may bring them
+        # back, for a while (controller/line/rechecks.py).
+        if self.alarms.keeping or self.alarms.rechecks.pending:
             return True
         usable = {t.role for t in self.tools.values() if t.alarm != -1}
         return any(w.run.next_role in usable for w in self._waiting())
@@ -252,6 +254,7 @@ class Scheduler:
                 else:
                     if any(tool.alarm > 0 for tool in self.tools.values()):
                         self.alarms.check()
+                    self.alarms.rechecks.check()
                     await self._dispatch()
                     if not self._progressing():
                         await self.alarms.look_at_the_end()

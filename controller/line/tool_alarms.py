@@ -24,6 +24,7 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
+from controller.line.rechecks import InterlockRechecks
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
 from drivers.errors import ToolError
@@ -86,6 +87,8 @@ class ToolAlarms:
         # tool -> a judged batch the alarm kept inside, its step, the riders held for it
         self._kept: dict[str, tuple[Batch, Step, set[str]]] = {}
         self._rechecked: dict[str, int] = {}  # wafer -> alarm holds the tool did not confirm
+        # Holds at an interlock with no alarm to clear: the tool looked at again.
+        self.rechecks = InterlockRechecks(clock, tools, wafers, report, spawn, self.tool_down)
 
     def _note(self, tool: ScheduledTool, text: str) -> None:
         self._report(ToolReport(tool.name, "note", text))
@@ -173,7 +176,8 @@ class ToolAlarms:
 
     async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
         """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
-        service until its alarm is cleared; then the wafers it held go on (interlock re-checked)."""
+        service until its alarm is cleared; then the wafers it held go on (interlock re-checked).
+        Held for something else (the tool shows no alarm): looked at again (``rechecks``)."""
         alarm = await read_alarm(tool)
         if alarm is None:
             self._recheck_hold(tool, wafer_id)
@@ -218,9 +222,12 @@ class ToolAlarms:
         """Held at its interlock for an alarm the tool, asked again, does not have: a reply
         damaged where Modbus TCP has no checksum, or an alarm gone since. The wafer waits for
         the tool again, and its interlocks are checked again before the step (never bypassed);
-        a few times at most, then it stays held for a person."""
+        a few times at most, then it stays held for a person. Held for no alarm: ``rechecks``."""
         wafer = self.wafers.get(wafer_id)
-        if wafer is None or "alarm" not in wafer.run.machine.hold_reason:
+        if wafer is None:
+            return
+        if "alarm" not in wafer.run.machine.hold_reason:
+            self.rechecks.held(tool, wafer_id)
             return
         count = self._rechecked[wafer_id] = self._rechecked.get(wafer_id, 0) + 1
         if count <= RECHECKS:

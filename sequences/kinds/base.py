@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
 
 from drivers.clock import Clock
-from drivers.errors import AlarmActive, ToolAlarm, ToolTimeout, WrongState
+from drivers.errors import AlarmActive, ToolAlarm, ToolError, ToolTimeout, WrongState
 from drivers.protocols import Tool
 from drivers.types import Alarm, CleanRecipe, StripRecipe
 from sequences.errors import SequenceError
@@ -106,11 +106,31 @@ def timeout_for(nominal_s: float) -> float:
 Note = Callable[[str], None]
 
 
-class AlarmBeforeEntry(ToolAlarm):
-    """A tool alarm a running step found before anything it sent for its wafer reached the
-    tool (the oven's entrance: its LOAD refused in ALARM, or not sent): the wafer never went
-    in. It waits for the tool again, held at the tool's interlock, as if the interlock check
-    had found the alarm; the tool's alarm handling clears it and lets the wafer go on."""
+class BeforeEntry(ToolError):
+    """What stopped a running step before anything it sent for its wafer reached the tool:
+    the wafer never went in. No engineer's disposition for it: it waits for the tool again,
+    held at the tool's interlock (``interlock`` says why), as if the interlock check had
+    found it."""
+
+    @property
+    def interlock(self) -> str:
+        return f"{self.detail} before the wafer went in"
+
+
+class AlarmBeforeEntry(ToolAlarm, BeforeEntry):
+    """A tool alarm found before the wafer went in (the oven's entrance: its LOAD refused in
+    ALARM, or not sent; a HostLink RCP, WPE or LOD refused with NAK 05): the tool's alarm
+    handling clears it and lets the wafer go on."""
+
+    @property
+    def interlock(self) -> str:
+        return f"{self.detail} active"
+
+
+class RefusedBeforeEntry(BeforeEntry):
+    """A HostLink tool still refusing the wafer's entry (its RCP, WPE or LOD) with NAK 06
+    INTERLOCK after ``past_interlock``'s wait: a door open, which may latch no alarm. The
+    line looks at the tool again (controller/line/rechecks.py)."""
 
 
 # Where the step a tool runs tells the operator of the tool (its StepContext.note), for a

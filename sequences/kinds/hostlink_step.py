@@ -14,15 +14,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from drivers.clock import Clock
-from drivers.errors import InterlockActive, LinkError, ToolAlarm, ToolError, WrongState
+from drivers.errors import (
+    AlarmActive,
+    InterlockActive,
+    LinkError,
+    ToolAlarm,
+    ToolError,
+    WrongState,
+)
 from drivers.protocols import Tool
 from drivers.types import PlacerState, PlacerStatus, PrinterState, PrinterStatus
 from sequences.kinds.base import (
     ABORT_UNFINISHED,
+    AlarmBeforeEntry,
     NeverTaken,
     Note,
     R,
     Recovering,
+    RefusedBeforeEntry,
     S,
     Settled,
     StepContext,
@@ -51,7 +60,8 @@ ABORT_APPLY_S = 1.0
 # hostlink.md's NAK 06 INTERLOCK: a tool may refuse motion while, say, its door is open
 # without latching an alarm (nothing was changed). The step sends the command again this
 # often while the interlock lasts, and fails after INTERLOCK_WAIT_S (a person is at the
-# tool: the failure says why, and the wafer goes to an engineer).
+# tool: the failure says why, and the wafer goes to an engineer; refused before the wafer
+# went in, it is held at the tool's interlock instead: ``enter``).
 INTERLOCK_RETRY_S = 5.0
 INTERLOCK_WAIT_S = 300.0
 
@@ -129,10 +139,13 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
                           ) -> None:
         """What the tool needs before this wafer's LOD (the printer: a wipe)."""
 
-    async def send_recipe(self, driver: H, step: S, recipe_name: str) -> None:
-        """RCP, remembered: a refused or lost one leaves what the tool holds unknown."""
+    async def send_recipe(self, driver: H, step: S, recipe_name: str,
+                          note: Note | None = None) -> None:
+        """RCP, remembered: a refused or lost one leaves what the tool holds unknown. Our
+        simulator refuses it with NAK 06 while a door is open, as any but the common five:
+        asked again as the CHG before it and the LOD after it are."""
         _SENT.pop(driver, None)
-        await self.store_recipe(driver, step, recipe_name)
+        await past_interlock(driver, lambda: self.store_recipe(driver, step, recipe_name), note)
         _SENT[driver] = (recipe_name, step)
 
     async def prepare(self, driver: H, step: S, *, clock: Clock, recipe_name: str,
@@ -143,16 +156,51 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
             note(await past_interlock(driver, lambda: self.change_setup(driver, step), note))
             await expect_watching(clock, self.changeover_s, lambda: self.no_alarm(driver))
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.changeover_s))
-        await self.send_recipe(driver, step, recipe_name)
+        await self.send_recipe(driver, step, recipe_name, note)
         note(f"{self.parameters_called} {recipe_name} stored (RCP)")
 
     async def execute(self, driver: H, step: S, ctx: StepContext, seen: ToolView[HSt]
                       ) -> StepResult[R]:
         await self.release_own(driver, seen)
-        if _SENT.get(driver) != (ctx.recipe_name, step):  # RCP once per setup: kept until a CHG
-            await self.send_recipe(driver, step, ctx.recipe_name)
-        await self.before_load(driver, step, ctx, seen)
-        return await self.load_and_run(driver, step, ctx, lambda: self.start(driver))
+        await self.enter(driver, step, ctx, seen)
+        return await self.run_loaded(driver, step, ctx, lambda: self.start(driver))
+
+    async def enter(self, driver: H, step: S, ctx: StepContext, seen: ToolView[HSt]) -> None:
+        """RCP (once per setup: kept until a CHG), what the tool needs first, then LOD. Up to
+        LOD's ACK nothing of the wafer is in the tool (a NAK changes nothing), so a refusal
+        or an alarm here is no failed step for an engineer: ``BeforeEntry``, the wafer held
+        at the tool's interlock (the scheduler's alarm handling clears an alarm; a refusal
+        with none is looked at again). PRT, RES, ULD come with the wafer inside: failed."""
+        try:
+            if _SENT.get(driver) != (ctx.recipe_name, step):
+                await self.send_recipe(driver, step, ctx.recipe_name, ctx.note)
+            await self.before_load(driver, step, ctx, seen)
+            await self.load_wafer(driver, step, ctx)
+        except InterlockActive as exc:  # past the wait
+            raise RefusedBeforeEntry(driver.name, f"{driver.name} refused {exc.command} for "
+                                     f"{INTERLOCK_WAIT_S:g} s (NAK 06 INTERLOCK: a door "
+                                     "open?)") from exc
+        except AlarmActive as exc:  # latched since the interlock check (a door, our simulator)
+            alarm = await driver.alarm()
+            if alarm is None:  # reset at the tool since: looked at again as a refusal
+                raise RefusedBeforeEntry(driver.name, f"{driver.name} refused "
+                                         f"{exc.command} (NAK 05 ALARM ACTIVE)") from exc
+            raise AlarmBeforeEntry(driver.name, alarm.code, alarm.text) from exc
+        except ToolAlarm as exc:  # latched during a wipe before the LOD
+            raise AlarmBeforeEntry(driver.name, exc.code, exc.text) from exc
+
+    async def load_wafer(self, driver: H, step: S, ctx: StepContext) -> None:
+        def load() -> Awaitable[None]:
+            return past_interlock(driver, lambda: driver.load(ctx.wafer_id), ctx.note)
+
+        try:
+            await load()
+        except WrongState:
+            # LOD needs an RCP (NAK 04 without one): a CHG (an alarm's remedy, the console)
+            # or a restarted tool cleared the one we sent. Nothing was loaded: send the
+            # step's again and load. NAK 04 again (the tool not IDLE) is the tool's word.
+            await self.send_recipe(driver, step, ctx.recipe_name, ctx.note)
+            await load()
 
     async def settle(self, driver: H, step: S, wafer: Recovering, clock: Clock) -> Settled:
         return await self.settle_hostlink(driver, step, wafer, self.start, clock)
@@ -195,20 +243,9 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
             await expect(driver.clock, self.unload_s)
             await driver.wait_for(self.states.IDLE, timeout_s=timeout_for(self.to_idle_s))
 
-    async def load_and_run(self, driver: H, step: S, ctx: StepContext,
-                           start: Callable[[], Awaitable[None]]) -> StepResult[R]:
+    async def run_loaded(self, driver: H, step: S, ctx: StepContext,
+                         start: Callable[[], Awaitable[None]]) -> StepResult[R]:
         st = self.states
-        def load() -> Awaitable[None]:
-            return past_interlock(driver, lambda: driver.load(ctx.wafer_id), ctx.note)
-
-        try:
-            await load()
-        except WrongState:
-            # LOD needs an RCP (NAK 04 without one): a CHG (an alarm's remedy, the console)
-            # or a restarted tool cleared the one we sent. Nothing was loaded: send the
-            # step's again and load. NAK 04 again (the tool not IDLE) is the tool's word.
-            await self.send_recipe(driver, step, ctx.recipe_name)
-            await load()
         await expect(ctx.clock, self.load_s)
         async with guarded(ctx.journal, ctx.wafer_id, self.guarded[0], driver.name):
             await when_in(driver, st.READY, timeout_for(self.load_s),

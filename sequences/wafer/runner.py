@@ -28,7 +28,7 @@ from drivers.types import Alarm
 from sequences.errors import InterlockError, SequenceError
 from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
 from sequences.kinds.base import (
-    AlarmBeforeEntry,
+    BeforeEntry,
     StepContext,
     StepResult,
     ToolView,
@@ -519,12 +519,12 @@ class WaferRun:
             return await self._tool_work(coro)
         except LinkError as exc:
             self.link_lost = exc  # the step stays open: the tool's word settles it later
-        except AlarmBeforeEntry as exc:
+        except BeforeEntry as exc:
             # Nothing of this wafer reached the tool: no engineer's disposition for a wafer
             # that never went in; it waits again, held at the tool's interlock.
             self.back_to_waiting(f"{exc.detail} before the wafer went in")
             if self.machine.may("hold"):
-                self._fire("hold", why=f"interlock: {exc.detail} active", tool=tool)
+                self._fire("hold", why=f"interlock: {exc.interlock}", tool=tool)
         except ToolAlarm as exc:
             self._fail(f"alarm {exc.code} {exc.text}".strip(), tool,
                        {"alarm_code": exc.code, "alarm_text": exc.text})
