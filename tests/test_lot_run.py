@@ -526,8 +526,11 @@ def squeegee_alarm_on_second_wafer() -> dict[str, FaultPlan]:
 def assert_only_second_wafer_hit(r: Rig, wafers: list[str]) -> None:
     hit = wafers[1]
     assert r.store.get_lot("ALARM1").state == "running"  # one wafer waits for an engineer
-    assert {w: r.store.get_wafer(w).state for w in wafers} == {
-        w: ("awaiting_disposition" if w == hit else "complete") for w in wafers}
+    states = {w: r.store.get_wafer(w).state for w in wafers}
+    # Why another wafer ended where it did, for a failure on a loaded machine.
+    why = {w: r.store.events(w)[-1].why for w in wafers if w != hit and states[w] != "complete"}
+    assert states == {w: ("awaiting_disposition" if w == hit else "complete")
+                      for w in wafers}, why
     failed = r.store.events(hit)[-1]
     assert (failed.trigger, failed.to_state, failed.step_index) == (
         "step_failed", "awaiting_disposition", 1)
