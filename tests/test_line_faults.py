@@ -369,6 +369,126 @@ async def test_a_rider_a_person_held_stays_held_when_the_kept_carrier_comes_out(
         assert r.store.events(first)[-1].why == "operator: look at it first"
 
 
+async def test_an_alarm_found_as_a_batch_forms_holds_every_member_until_it_is_cleared(
+    tmp_path: Path,
+) -> None:
+    """The plater's tank alarm (730, the level already back) latches as a batch of two is
+    formed, before its members' interlocks read the plater: both are held at the interlock
+    and the batch ends without a START. Only the first member was handed to the tool
+    alarms (``tool_down``), so the CLEAR resumed it alone: it was plated in a batch of its
+    own and the second stayed held for a person, the lot never complete. Now every held
+    member is: the alarm recorded once, cleared, and both go on and are plated together,
+    once each; the lot completes."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", platers=1) as r:
+        wafers = r.new_lot("BHOLD", 2, recipe_name="rebump-sncu-niau-snpb")
+        plater = r.model("plater-1")
+        controller = r.controller()
+        seen: list[LineEvent] = []
+
+        def heard(e: LineEvent) -> None:
+            if e.kind is EventKind.BATCH_STARTED and not seen:
+                # As the batch is formed: its members' interlocks have not read the plater yet.
+                plater.latch_alarm(730, r.clock.now(), "the tank level dipped and came back")
+            if e.tool == "plater-1" and e.kind in (EventKind.BATCH_STARTED,
+                                                   EventKind.ALARM_SET):
+                seen.append(e)
+
+        controller.events.listen(heard)
+        [outcome] = await run_lots(controller, ["BHOLD"])
+        batches = [e for e in seen if e.kind is EventKind.BATCH_STARTED]
+        assert batches and list(batches[0].data["wafers"]) == wafers, batches  # both
+        assert outcome.state == "complete", outcome
+        raised = [e for e in seen if e.kind is EventKind.ALARM_SET and e.data["code"] == 730]
+        assert len(raised) == 1, raised
+        (alarm,) = [a for a in r.store.alarms(tool="plater-1") if a.code == 730]
+        assert alarm.cleared_at is not None, alarm
+        assert plater._batches_started == 1  # the held batch never started; one carrier plated
+        for wafer in wafers:
+            events = r.store.events(wafer)
+            held = [e for e in events if e.trigger == "hold"]
+            assert len(held) == 1 and "alarm 730 TANK LEVEL LOW" in held[0].why, events
+            resumed = events[events.index(held[0]) + 1]
+            assert resumed.trigger == "resume", events
+            assert "back in service (alarm 730 cleared)" in resumed.why, resumed.why
+            plated = [e for e in events if e.step_kind == "barrier" and e.trigger == "judged_ok"]
+            assert len(plated) == 1, events
+            assert r.store.get_wafer(wafer).state == "complete"
+        await assert_line_empty(r)
+
+
+async def test_a_member_a_person_held_as_the_batch_formed_stays_held_after_the_clear(
+    tmp_path: Path,
+) -> None:
+    """As above, and an operator holds one member as the batch is formed (before its step
+    reads the plater). The CLEAR resumed every wafer handed to the tool alarms that was
+    held, a person's hold too. Now only holds that are still the interlock's go on: the
+    other member is plated and completes, the person's stays held with their reason."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", platers=1) as r:
+        first, second = r.new_lot("BHOLD2", 2, recipe_name="rebump-sncu-niau-snpb")
+        plater = r.model("plater-1")
+        controller = r.controller()
+        formed: list[LineEvent] = []
+
+        def heard(e: LineEvent) -> None:
+            if e.kind is EventKind.BATCH_STARTED and not formed:
+                formed.append(e)
+                controller.scheduler.wafers[first].run.hold("operator: look at it first")
+                plater.latch_alarm(730, r.clock.now(), "the tank level dipped and came back")
+
+        controller.events.listen(heard)
+        await run_lots(controller, ["BHOLD2"])
+        assert formed and list(formed[0].data["wafers"]) == [first, second], formed
+        (alarm,) = [a for a in r.store.alarms(tool="plater-1") if a.code == 730]
+        assert alarm.cleared_at is not None, alarm
+        assert r.store.get_wafer(second).state == "complete"
+        held = r.store.get_wafer(first)
+        assert held.state == "held", held
+        assert r.store.events(first)[-1].why == "operator: look at it first"
+        await assert_line_empty(r)
+
+
+async def test_batch_members_held_for_an_alarm_gone_when_asked_again_all_wait_again(
+    tmp_path: Path,
+) -> None:
+    """As above, but the alarm is gone (reset at the plater) by the time the batch's end asks
+    the plater again: every member held for it waits again (``_recheck_hold``), their
+    interlocks checked again before the step, not the first alone; both are plated
+    together, once each, and the lot completes."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", platers=1) as r:
+        wafers = r.new_lot("BHOLD3", 2, recipe_name="rebump-sncu-niau-snpb")
+        plater = r.model("plater-1")
+        controller = r.controller()
+        formed: list[LineEvent] = []
+        held: set[str] = set()
+
+        def heard(e: LineEvent) -> None:
+            if e.kind is EventKind.BATCH_STARTED and not formed:
+                formed.append(e)
+                plater.latch_alarm(730, r.clock.now(), "the tank level dipped and came back")
+            elif (e.kind is EventKind.WAFER_TRANSITION and e.data["trigger"] == "hold"
+                  and e.wafer_id in wafers):
+                held.add(e.wafer_id or "")
+                if held == set(wafers):  # a person resets it at the plater: CLEAR there
+                    plater.advance(r.clock.now())
+                    plater._clear([])
+
+        controller.events.listen(heard)
+        [outcome] = await run_lots(controller, ["BHOLD3"])
+        assert formed and list(formed[0].data["wafers"]) == wafers, formed
+        assert held == set(wafers)
+        assert outcome.state == "complete", outcome
+        assert plater._batches_started == 1
+        for wafer in wafers:
+            events = r.store.events(wafer)
+            triggers = [e.trigger for e in events]
+            at = triggers.index("hold")
+            assert triggers[at + 1] == "resume", triggers
+            assert "shows no alarm when asked again" in events[at + 1].why, events[at + 1].why
+            plated = [e for e in events if e.step_kind == "barrier" and e.trigger == "judged_ok"]
+            assert len(plated) == 1, events
+        await assert_line_empty(r)
+
+
 async def test_an_oven_silent_between_taking_the_wafer_and_its_load_loads_it_once_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

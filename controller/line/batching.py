@@ -58,7 +58,7 @@ class Scheduler(Protocol):
                             tool: ScheduledTool, *, also_hit: tuple[str, ...] = ()) -> None: ...
     def link_lost(self, tool: ScheduledTool, wafers: list[ScheduledWafer],
                   exc: LinkError) -> None: ...
-    async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None: ...
+    async def tool_down(self, tool: ScheduledTool, *wafer_ids: str) -> None: ...
     def carrier_kept(self, tool: ScheduledTool, batch: Batch, step: Any, number: int,
                      wafers: list[ScheduledWafer], alarm: Alarm) -> None: ...
 
@@ -256,7 +256,9 @@ async def run_batch(sched: Scheduler, group: list[ScheduledWafer], tool: Schedul
             await sched.after_failure(failed[0], step, tool, also_hit=tuple(
                 w.run.wafer_id for w in failed[1:]))
         elif held and not lost:
-            await sched.tool_down(tool, held[0].run.wafer_id)
+            # Every member its interlock held (the tool found in alarm as the batch formed):
+            # all go on once the alarm is cleared, not only the first (one alarm read).
+            await sched.tool_down(tool, *(w.run.wafer_id for w in held))
         if lost:
             # Left open, as a stopped controller leaves it: the tool's word (once it answers
             # and recovery has settled the riders) closes the record, not this silence.

@@ -417,8 +417,8 @@ class Scheduler:
                   exc: LinkError) -> None:
         silent.link_lost(self, tool, wafers[0], exc, also=tuple(wafers[1:]))
 
-    async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
-        await self.alarms.tool_down(tool, wafer_id)
+    async def tool_down(self, tool: ScheduledTool, *wafer_ids: str) -> None:
+        await self.alarms.tool_down(tool, *wafer_ids)
 
     def carrier_kept(self, tool: ScheduledTool, batch: Batch, step: Step, number: int,
                      wafers: list[ScheduledWafer], alarm: Alarm) -> None:

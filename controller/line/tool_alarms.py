@@ -41,6 +41,7 @@ RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this 
 # comes every IDLE_WAKE_S, which at wall speed was five CLEARs a second, each refusal a
 # row of the audit log, for as long as a door stayed open.
 CLEAR_RETRY_S = 5.0
+INTERLOCK = "interlock: "  # the reason's start of a hold at a step's interlock (the runner's)
 CLEAR_APPLY_S = 1.0  # a CLEAR's OK may come before the tool leaves ALARM (its next tick)
 # Alarms no CLEAR takes away: their spec's remedy is another command, which we leave to a
 # person (it spends a consumable, docs/protocols.md decision 15). By (role, code).
@@ -174,19 +175,21 @@ class ToolAlarms:
         return any(self.wafers[w].run.phase is Phase.HELD
                    for _, _, held in self._kept.values() for w in held if w in self.wafers)
 
-    async def tool_down(self, tool: ScheduledTool, wafer_id: str) -> None:
+    async def tool_down(self, tool: ScheduledTool, *wafer_ids: str) -> None:
         """The step's interlock found the tool in alarm: the wafer is held, the tool is out of
         service until its alarm is cleared; then the wafers it held go on (interlock re-checked).
-        Held for something else (the tool shows no alarm): looked at again (``rechecks``)."""
+        Held for something else (the tool shows no alarm): looked at again (``rechecks``).
+        Several wafers: a batch's members its interlock held together (one alarm read)."""
         alarm = await read_alarm(tool)
         if alarm is None:
-            self._recheck_hold(tool, wafer_id)
+            for wafer_id in wafer_ids:
+                self._recheck_hold(tool, wafer_id)
             return
-        self._held.setdefault(tool.name, set()).add(wafer_id)
+        self._held.setdefault(tool.name, set()).update(wafer_ids)
         if tool.alarm != alarm.code:  # not already reported (the exit watcher's, say)
             tool.alarm = alarm.code
-            # An oven's riders went through it (the held wafer never went in): named.
-            hit = tuple(sorted(tool.riding - {wafer_id}))
+            # An oven's riders went through it (the held wafers never went in): named.
+            hit = tuple(sorted(tool.riding - set(wafer_ids)))
             self._report(ToolReport(tool.name, "alarm", alarm.text, alarm.code,
                                     hit[0] if hit else None, wafers=hit))
 
@@ -288,7 +291,10 @@ class ToolAlarms:
         tool.alarm = 0
         for wafer_id in sorted(self._held.pop(tool.name, set())):
             wafer = self.wafers.get(wafer_id)
-            if wafer is not None and wafer.run.phase is Phase.HELD:
+            # Held at the interlock, not by a person (theirs stands: a batch's member a
+            # person held as the batch formed, beside the others its interlock held).
+            if wafer is not None and wafer.run.phase is Phase.HELD and (
+                    wafer.run.machine.hold_reason.startswith(INTERLOCK)):
                 wafer.run.resume(
                     f"{tool.name} back in service (alarm {cleared} cleared); "
                     "interlocks are checked again before the step"
