@@ -404,17 +404,21 @@ class FluxCleaner(ModbusTool[CleanerState, CleanerStatus]):
                 words = await self.link.read_holding(reg.address, 1, what="MODE")
                 return words[0] == reg.code(mode.value)
 
-            for attempt in range(2):
+            for attempt in range(REFUSED_AGAIN + 1):
                 try:
                     await self.regs.command("MODE", mode.value, done=mode_set)
                     break
                 except DeviceBusy:
-                    # Refused outside IDLE/READY: our UNLOAD just answered may not show yet.
+                    # Refused outside IDLE/READY: our UNLOAD just answered may not show yet
+                    # (written again at once). Refused in IDLE/READY, which allow it: a busy
+                    # moment, written again one poll later, as a COMMAND is (_command).
                     late = self._still_applying()
                     state = await self.state()
-                    if attempt or not late or state not in ALLOWED_FROM["LOAD"]:
+                    if attempt == REFUSED_AGAIN or state not in ALLOWED_FROM["LOAD"]:
                         raise DeviceBusy(self.name,
                                          f"MODE={mode.value} (state {state.name})") from None
+                    if not late:
+                        await self.clock.sleep(self.poll_s)
         reg = self.map["WAFER_ID"]
         await self.link.write_registers(reg.address, words, what="WAFER_ID")
         await self._command("LOAD", done=(CleanerState.LOADED,))

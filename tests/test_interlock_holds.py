@@ -149,3 +149,30 @@ async def test_an_alarm_a_look_finds_is_recorded_and_cleared(tmp_path: Path) -> 
             holds = [e for e in r.store.events(wafer) if e.trigger == "hold"]
             assert holds[0].tool_time < 1350.0 and holds[-1].tool_time < 2100.0, holds
             assert {e.why for e in holds} == {"interlock: DI rinse resistivity low"}, holds
+
+
+async def test_a_wafer_held_at_low_paste_goes_on_after_the_line_changed_the_printer_over(
+        tmp_path: Path) -> None:
+    """The cartridge holds one print (0.5 %): the first wafer prints, the second is held at
+    the printer's interlock (paste below one print, no alarm). The line then changes the
+    printer over for the first wafer's second print (another stencil and paste: a fresh
+    cartridge). The looks found the paste good but the printer set up for the other print
+    and counted that as a refusal: the held wafer stayed held for a person although the
+    line changes the setup for any waiting wafer (the independent soak, seed 5 plan 14).
+    Now a setup the hold did not name is the scheduler's to change: the wafer goes back to
+    waiting, the printer is changed over for it, and the lot completes."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        wafers = r.new_lot("PST", 2)
+        r.model("printer-1").paste_tenths = 5
+        (outcome,) = await run_lots(r.controller(), ["PST"])
+        assert outcome.wafers == dict.fromkeys(wafers, "complete"), outcome.wafers
+        holds = {w: [e for e in r.store.events(w) if e.trigger == "hold"] for w in wafers}
+        (held_wafer,) = [w for w, hs in holds.items() if hs]
+        (held,) = holds[held_wafer]
+        assert held.why == "interlock: paste level 0.1 % is below one print (0.4 %)", held.why
+        events = r.store.events(held_wafer)
+        resumed = events[events.index(held) + 1]
+        assert resumed.trigger == "resume" and "printer-1 looked at again" in resumed.why
+        assert resumed.tool_time - held.tool_time < RECHECK_FOR_S, (held, resumed)
+        assert r.model("printer-1").prints_executed == 4
+        await assert_line_empty(r)

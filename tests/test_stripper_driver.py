@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from modbus_fixtures import sim_cleaner
+from modbus_fixtures import BusyArmed, sim_cleaner
 
 from controller.console import CLEANER_COMMANDS, ConsoleUsageError, run_command
 from drivers.cleaner import FluxCleaner
@@ -90,6 +90,27 @@ async def test_mode_is_refused_with_a_wafer_in_the_chamber() -> None:
             await cleaner.load("LOT42-10", CleanMode.RESIST_STRIP)
         with pytest.raises(IllegalValue, match="STRIP_TIME=30 s outside 60..1800 s"):
             await cleaner.set_strip_recipe(StripRecipe(50.0, 30, 30, 30, 2.5))
+
+
+@pytest.mark.faults
+async def test_mode_refused_once_while_busy_is_written_again() -> None:
+    """Exception 06 to the MODE write before LOAD, the cleaner READY (its state allows it:
+    a busy moment, as ``busy=`` faults make it): written again, one poll later, as a
+    COMMAND is. It failed the strip with "tool error: MODE=RESIST_STRIP (state READY)"
+    (the random soak, seed 10 plan 18)."""
+    plan = BusyArmed()
+    async with sim_cleaner(plan, model="FC-2") as (cleaner, _):
+        await cleaner.set_strip_recipe(STRIP)
+        await cleaner.wait_bath_ready(timeout_s=1800, mode=CleanMode.RESIST_STRIP)
+        assert await cleaner.state() is CleanerState.READY
+        sent = requests_of(cleaner)
+        plan.armed = True
+        await cleaner.load("LOT42-12", CleanMode.RESIST_STRIP)
+        assert not plan.armed  # it was refused once
+        assert sent.count("write_register 6 = 2 unit 2") == 2, sent  # MODE, again
+        status = await cleaner.status()
+        assert (status.state, status.mode_active) == (CleanerState.LOADED,
+                                                      CleanMode.RESIST_STRIP)
 
 
 async def test_start_refused_names_the_strip_tank() -> None:

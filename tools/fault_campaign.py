@@ -86,8 +86,13 @@ FAULT_KINDS = {
 # of the wafer's sites: the tool's word too (the independent soak, seed 4 plans 19 and 30).
 # A cleaner still LOADED: a failed strip's wafer an alarm left LOADED, kept for an engineer
 # (docs/protocols.md, the independent FC-2: "held after 1800 s"), the next wafers wait.
+# Recovery's "no longer shows": a tool whose record of the wafer is gone, its command
+# journalled (kills at exact boundaries, K3 of docs/audits/2026-12-02-recovery-vs-persist-
+# before-acting.md: killed after the oven's exit UNLOAD, before step_done, the next wafer
+# at the exit since; the independent soak, seed 5 plan 13): an engineer decides too.
 TRUE_HOLD = re.compile(r"alarm \d+|door|outside|above|below|bridges|missing|residue|peak|"
                        r"TAL|SPI|window|ALARM|belt stopped|an engineer decides|"
+                       r"recovery: .* no longer shows (?:it|the wafer)|"
                        r"resistivity low|chemistry low|stripper low|NAK 06 INTERLOCK|"
                        r"supply .* short of|"
                        r"cleaner-\d+: still busy \(LOADED\)", re.IGNORECASE)

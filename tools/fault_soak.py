@@ -1,7 +1,8 @@
 """The fault campaign's random mode (``tools/fault_campaign.py --random N --seed S``): a soak
 of N fault plans, each one lot of a shipped recipe on its own simulated line, with 1-4 faults
-of sim/faults.py's keys combined at random over the recipe's tools and the lot's moments, and
-now and then a controller SIGKILL + resume.
+of sim/faults.py's keys combined at random over the recipe's tools and the lot's moments (and
+now and then the cleaner's DI water bad for a while: no alarm, an interlock hold looked at
+again), and now and then a controller SIGKILL + resume.
 
 Each plan is drawn from its own generator (``--seed S`` and its number), so ``--run K``
 repeats plan K alone, exactly as drawn. Each run is judged by the campaign's checkers
@@ -179,11 +180,19 @@ def draw(seed: int, number: int, table: dict[str, tuple[str, ...]]) -> Plan:
                 keys.append(f"{key}={rng.uniform(0.01, 0.05):.3f}")
                 if key == "delay":  # past the 0.1 s reply timeout, yet short in tool time
                     keys.append("delay_s=0.15")
+    speed, sim_seed = rng.randint(300, 500), rng.randrange(1000)
+    kill_after = round(rng.uniform(0.5, 8.0), 1) if rng.random() < 0.3 else None
+    # Drawn last, so the plans drawn before are the same but for it: the cleaner's DI water
+    # bad for a while (no alarm: 630 only at a START; the wafers held at its interlock and
+    # looked at again, controller/line/rechecks.py), in one plan of a cleaner in four.
+    if "cleaner" in roles and rng.random() < 0.25:
+        bad = rng.uniform(60, span)
+        per_tool.setdefault("cleaner-1", []).append(
+            f"di={bad:.0f}-{bad + rng.uniform(60, 2400):.0f}")
     faults = ";".join(f"{tool}:{','.join(keys)}" for tool, keys in sorted(per_tool.items())
                       if keys)
-    return Plan(number, recipe, kinds, wafers, speed=rng.randint(300, 500),
-                seed=rng.randrange(1000), faults=faults,
-                kill_after=round(rng.uniform(0.5, 8.0), 1) if rng.random() < 0.3 else None)
+    return Plan(number, recipe, kinds, wafers, speed=speed, seed=sim_seed, faults=faults,
+                kill_after=kill_after)
 
 
 def run_plan(plan: Plan, work: Path) -> tuple[Tally, list[int | None], Sim]:

@@ -16,7 +16,10 @@ lasts.
 Not looked at again: a hold with a reason of the wafer's own (its history: an alloy, a
 remelt; no look at the tool changes it), a batch's (its interlock weighs the whole batch,
 the bath's life: a person replenishes), a person's hold, an internal error. A setup that
-differs (a stencil changed at the console) comes back only if a person sets it back.
+differs (a stencil changed at the console) comes back only if a person sets it back. A
+setup the hold did not name (the line changed the tool over for another wafer since: a
+printer held at low paste, changed over ahead for the other print) is no refusal: the
+scheduler changes the setup for a waiting wafer as for any other (``refusing``).
 
 When the run ends: it waits for the looks while one can still bring a wafer back, for up
 to RECHECK_FOR_S tool s from the wafer's first hold at its step (a hold again after a look
@@ -52,6 +55,15 @@ RECHECK_S = 60.0
 # a tool busy with other work (the runner's FREE_TIMEOUT_S). A DI dip or a door left open
 # is minutes; past this a person is needed, and the run must not hang.
 RECHECK_FOR_S = 1800.0
+
+
+def refusing(kind: Any, step: Any, view: Any, wafer_id: str, why: str) -> list[str]:
+    """Why the tool still refuses a wafer held for ``why``: its interlocks, less a setup
+    mismatch the hold did not name (the line's own changeover since, which a changeover
+    for this wafer undoes before its step: not a condition for a person)."""
+    mismatches = kind.setup_mismatches(step, view)
+    return [reason for reason in kind.interlocks(step, view, wafer_id)
+            if reason not in mismatches or reason in why]
 
 
 @dataclass
@@ -180,7 +192,7 @@ class InterlockRechecks:
                 if kind.busy(status, wafer_id):
                     continue
                 view = await kind.look(tool.driver, step, wafer_id, status)
-                hold.seen = kind.interlocks(step, view, wafer_id)
+                hold.seen = refusing(kind, step, view, wafer_id, hold.why)
                 if not hold.seen and self._ours(wafer_id, hold):  # (not moved meanwhile)
                     held.pop(wafer_id, None)
                     run.resume(f"{tool.name} looked at again: its interlocks refuse the step "
