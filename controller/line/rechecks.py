@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from controller.line.journal import INTERLOCK
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
 from drivers.errors import ToolError
@@ -80,13 +81,14 @@ class InterlockRechecks:
     def __init__(self, clock: Clock, tools: dict[str, ScheduledTool],
                  wafers: dict[str, ScheduledWafer], report: Callable[[ToolReport], None],
                  spawn: Callable[[Coroutine[Any, Any, object]], asyncio.Task[object]],
-                 on_alarm: Callable[[ScheduledTool, str], Coroutine[Any, Any, None]]) -> None:
+                 on_alarm: Callable[..., Coroutine[Any, Any, None]]) -> None:
         self.clock = clock
         self.tools = tools
         self.wafers = wafers
         self._report = report
         self._spawn = spawn
-        self._on_alarm = on_alarm  # a look found the tool in alarm: the alarm's way
+        # A look found the tool in alarm: the alarm's way, all its wafers at once (one read).
+        self._on_alarm = on_alarm
         self._held: dict[str, dict[str, _Held]] = {}  # tool -> wafer -> its hold
         self._first: dict[tuple[str, int], float] = {}  # (wafer, step) -> first hold
         self._due: dict[str, float] = {}  # tool -> tool time of its next look
@@ -103,7 +105,7 @@ class InterlockRechecks:
         last = run.events[-1] if run.events else None
         if (run.phase is not Phase.HELD or number is None or last is None
                 or last.trigger != "hold" or last.tool != tool.name
-                or not last.why.startswith("interlock: ") or last.why != run.machine.hold_reason):
+                or not last.why.startswith(INTERLOCK) or last.why != run.machine.hold_reason):
             return  # not the step's interlock: a person's hold, an internal error
         step = run.recipe.step(number)
         if kind_of(step).batch or history_interlocks(number, step, run.history, run.alloys,
@@ -185,9 +187,8 @@ class InterlockRechecks:
                     if getattr(status, "alarm_code", 0):
                         # Still ours (the run waits, no look while the tool is in alarm)
                         # until the CLEAR resumes them or the time is up.
-                        for alarmed, its in list(held.items()):
-                            if self._ours(alarmed, its):
-                                await self._on_alarm(tool, alarmed)
+                        await self._on_alarm(tool, *(alarmed for alarmed, its in held.items()
+                                                     if self._ours(alarmed, its)))
                         return
                 if kind.busy(status, wafer_id):
                     continue

@@ -24,6 +24,7 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
+from controller.line.journal import INTERLOCK
 from controller.line.rechecks import InterlockRechecks
 from controller.line.scheduled import ScheduledTool, ScheduledWafer, ToolReport
 from drivers.clock import Clock
@@ -41,7 +42,6 @@ RECHECKS = 3  # an alarm hold the tool does not confirm is looked at again this 
 # comes every IDLE_WAKE_S, which at wall speed was five CLEARs a second, each refusal a
 # row of the audit log, for as long as a door stayed open.
 CLEAR_RETRY_S = 5.0
-INTERLOCK = "interlock: "  # the reason's start of a hold at a step's interlock (the runner's)
 CLEAR_APPLY_S = 1.0  # a CLEAR's OK may come before the tool leaves ALARM (its next tick)
 # Alarms no CLEAR takes away: their spec's remedy is another command, which we leave to a
 # person (it spends a consumable, docs/protocols.md decision 15). By (role, code).
