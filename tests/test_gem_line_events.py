@@ -80,7 +80,7 @@ async def test_a_tools_first_e10_report_has_an_empty_previous_state(line):
     host = await line.remote_host()
     await link(host, (ids.DV_TOOL, ids.DV_E10_STATE, ids.DV_PREVIOUS_E10_STATE),
                (ids.CE_E10_STATE_CHANGED,))
-    # LineController._tool_state: previous is None the first time it reports a tool
+    # ToolReports.tool_state: previous is None the first time it reports a tool
     await line.publish(EventKind.TOOL_STATE, tool="oven-1", e10_state="scheduled down",
                        previous=None, reason="setup for a reflow step")
     await line.publish(EventKind.TOOL_STATE, tool="oven-1", e10_state="productive",
@@ -97,7 +97,7 @@ async def test_a_tools_status_fills_its_variables_without_an_e10_event(line):
     await link(host, (ids.DV_TOOL, ids.DV_E10_STATE), (ids.CE_E10_STATE_CHANGED,))
     await line.publish(EventKind.TOOL_STATE, tool="oven-1", e10_state="productive",
                        previous=None, reason="reflow W-01")
-    # LineController._tool_status: what the oven said of itself, no E10 change
+    # ToolReports._tool_status: what the oven said of itself, no E10 change
     zones = [150.0, 170.5, None] + [200.0] * 7  # zone 3's thermocouple failed
     await line.publish(EventKind.TOOL_STATE, tool="oven-1", e10_state="productive",
                        tool_state="PROCESSING", zones_c=zones)

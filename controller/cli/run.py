@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import shlex
 import signal
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 from controller.cli.feed import feed_settings, start_feed
 from controller.cli.leases import Leases, line_id
+from controller.cli.lot_summary import print_lot_summaries
 from controller.cli.output import add_db
 from controller.errors import EXIT_USAGE, UserError
 from controller.line.events import LineEventStream
@@ -390,24 +390,9 @@ async def _run_lots(
             stopper.controller = None
             leases.stop = None
             _mark_controller(store, lot_ids, "controller.stop", "no controller runs the lot")
-    outcomes = [_outcome(store, lot_id) for lot_id in lot_ids]
-    wall_s = time.monotonic() - started
-    cpu_s = time.process_time() - cpu_started
-    status = 130 if stopper.left_at_once else 0
-    for outcome in outcomes:
-        path = _report(store, outcome.lot_id, args.report_dir)
-        live.summary(outcome, tool_s=_lot_tool_seconds(store, outcome.lot_id), wall_s=wall_s,
-                     cpu_s=cpu_s)
-        if path is not None:
-            print(f"report: {path}")
-        if outcome.state != "complete":
-            status = status or 3
-            for line in resume_hint(store, outcome.lot_id, args):
-                print(line)
-    if stopper.left_at_once:
-        print("bumpline: left at once; steps that were running are checked with the tools "
-              "on --resume", file=sys.stderr)
-    return status, outcomes
+    return print_lot_summaries(args, store, lot_ids, live, started=started,
+                               cpu_started=cpu_started,
+                               left_at_once=stopper.left_at_once)
 
 
 def _refuse_what_the_line_cannot_run(args: argparse.Namespace, store: Any, recipe_name: str,
@@ -431,77 +416,11 @@ def _refuse_what_the_line_cannot_run(args: argparse.Namespace, store: Any, recip
                     exit_code=EXIT_USAGE)
 
 
-def _outcome(store: Any, lot_id: str) -> Any:
-    from controller.line.controller import LotOutcome
-
-    lot = store.get_lot(lot_id)
-    return LotOutcome(lot_id, lot.state, {w.id: w.state for w in store.wafers(lot_id)})
-
-
-def _report(store: Any, lot_id: str, out_dir: str) -> Any:
-    from controller.report import write_lot_report
-    from controller.store import StoreError
-
-    try:
-        return write_lot_report(store, lot_id, out_dir)
-    except StoreError as exc:  # the lot ran and is recorded: say so, and go on
-        print(f"bumpline: {exc}", file=sys.stderr)
-        return None
-
-
-def _lot_tool_seconds(store: Any, lot_id: str) -> float:
-    """The lot's own tool time, over every controller run of it (the report's figure)."""
-    from controller.report import lot_timeline
-
-    return lot_timeline([store.wafer_history(w.id) for w in store.wafers(lot_id)]).span
-
-
 def _mark_controller(store: Any, lot_ids: list[str], action: str, detail: str) -> None:
     """Record that a controller starts or stops running these lots (``lot list`` says
     whether a running lot has one)."""
     for lot_id in lot_ids:
         store.audit("controller", action, detail, lot_id=lot_id)
-
-
-def resume_hint(store: Any, lot_id: str, args: argparse.Namespace) -> list[str]:
-    """What to do with a lot that did not complete, one command per line (no line wraps
-    mid-command on an 80-column terminal), the dispositions only when a wafer waits."""
-    from sequences.wafer.machine import AWAITING, HELD
-
-    lot = store.get_lot(lot_id)
-    if lot.state in ("complete", "aborted"):
-        return []
-    db = f" --db {shlex.quote(db_shown(args.db))}" if getattr(args, "db", None) else ""
-    line = f" --line {shlex.quote(args.line)}" if getattr(args, "line", None) else ""
-    waiting = [w for w in store.wafers(lot_id) if w.state in (HELD, AWAITING)]
-    lines = [f"lot {lot_id} is {lot.state} and not finished."]
-    if waiting:
-        names = ", ".join(w.id for w in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
-        lines.append(f"{len(waiting)} wafer{'s wait' if len(waiting) != 1 else ' waits'} "
-                     f"for an engineer ({names}); decide each with")
-        held = [w.state == HELD for w in waiting]  # a held wafer resumes or is scrapped
-        if all(held):
-            lines.append("--continue (it resumes) or --scrap, e.g.")
-        elif any(held):
-            lines.append("--continue, --retry or --scrap (a held wafer: --continue or "
-                         "--scrap), e.g.")
-        else:
-            lines.append("--continue, --retry or --scrap, e.g.")
-        example = "--continue" if waiting[0].state == HELD else "--retry"
-        lines.append(f"  bumpline wafer disposition {waiting[0].id} {example} --reason TEXT{db}")
-        lines.append("then continue the lot with")
-    else:
-        lines.append("continue it with")
-    lines.append(f"  bumpline run --resume {lot_id}{line}{db}")
-    return lines
-
-
-def db_shown(url: str) -> str:
-    """``--db`` as a person would type it: a SQLite file's path, else the URL."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and "?" not in url and url != prefix + ":memory:":
-        return url[len(prefix):]
-    return url
 
 
 def line_tool_names(args: argparse.Namespace) -> tuple[str, ...]:

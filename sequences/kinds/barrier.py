@@ -6,7 +6,8 @@ depend on how many there are. Every member's step meets at a ``Batch``
 (``sequences.kinds.batch``); the batch's own task sends LOAD and START (each a
 guarded intent per wafer) and waits for the pushed ``DONE`` of its batch id,
 not for a poll (an alarm, a state change or a dropped link wakes it to look:
-the spec does not promise that DONE after a power loss); every wafer then asks
+the spec does not promise that DONE after a power loss): its one cycle on the
+plater, ``plate_batch`` (``sequences/kinds/barrier_cycle.py``); every wafer then asks
 ``RESULT? <wafer_id>`` and is judged on its own against the step's windows;
 UNLOAD goes once, after all are judged. A step run without a batch (``bumpline
 sequence run``) is a batch of one.
@@ -32,16 +33,13 @@ ended OK is the watched case above: the riders are judged, and held until it is 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.errors import RefusedNotReady, ToolAlarm, ToolError, ToolTimeout
+from drivers.errors import ToolAlarm, ToolError, ToolTimeout
 from drivers.plater import recipe_matches
 from drivers.protocols import Plater
 from drivers.types import (
@@ -50,12 +48,12 @@ from drivers.types import (
     Alarm,
     BatchResult,
     PlaterBath,
-    PlaterEvent,
     PlaterState,
     PlaterStatus,
     RunStatus,
     WaferBarrier,
 )
+from sequences.kinds.barrier_cycle import Cycle, _start_when_ready, _unload_if_done, plate_batch
 from sequences.kinds.base import (
     KeptInside,
     NeverTaken,
@@ -73,10 +71,7 @@ from sequences.kinds.base import (
 )
 from sequences.kinds.batch import Batch
 from sequences.recipes.recipe import BarrierStep
-from sequences.wafer.journal import guarded
 from sequences.wafer.judge import Judgment, same_wafer, window
-
-log = logging.getLogger("sequences.kinds.barrier")
 
 # Spec figures (barrier-plater.md, "Steps of a batch" and "Behaviour").
 FIXED_S = 120.0 + 90.0 + 60.0 + 60.0 + 300.0  # preclean, activate, two rinses, dry
@@ -92,10 +87,6 @@ MTO_LIFE = 6.0  # "at 6.0 MTO it raises 740 before the next START"
 MTO_PER_WAFER_UM = 0.004  # "each batch uses about 0.004 MTO per wafer per µm of nickel"
 PH_LOW = 4.4  # "below 4.4 → 720": the pH reaches it as the bath's life ends
 WARNING_ONLY = (741,)  # NI MTO HIGH does not block
-BATH_SETTLE_S = 300.0  # a bath that drifted out of band between check and START
-# STATE events that say nothing new while a batch runs (the START's own); any other one
-# wakes the batch's wait to look (a power-up STATE, an ALARM state, DONE, IDLE).
-GOING = ((PlaterState.LOADED.value,), (PlaterState.RUNNING.value,))
 
 
 def gold_s(au_um: float) -> float:
@@ -132,18 +123,6 @@ class BarrierOutcome:
     batch: BatchResult
     bath: PlaterBath | None = None  # the baths as the batch started
     wafers: tuple[str, ...] = ()
-
-
-@dataclass
-class _Run:
-    """What the batch's tool work saw (its events and baths)."""
-
-    result: BatchResult | None = None
-    bath: PlaterBath | None = None
-    alarm: tuple[int, str] | None = None
-    done: bool = False  # ``DONE <our batch id>`` heard
-    # A reason to look (our DONE, an alarm, a state change, the link gone): not a verdict.
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
@@ -261,72 +240,13 @@ class Barrier(StepKind[BarrierStep, Plater, PlaterStatus, BarrierOutcome]):
                           driver.name)
         self._open[driver.name] = batch
 
-        async def work(b: Batch) -> _Run:
-            return await self._plate(driver, step, b, ctx)
+        async def work(b: Batch) -> Cycle:
+            return await plate_batch(driver, b, ctx, self.nominal_s(step))
 
-        run: _Run = await batch.run(ctx.wafer_id, work, ctx.journal)
+        run: Cycle = await batch.run(ctx.wafer_id, work, ctx.journal)
         assert run.result is not None
         wafer = await driver.wafer_result(ctx.wafer_id)
         return StepResult(BarrierOutcome(wafer, run.result, run.bath, batch.riders))
-
-    async def _plate(self, driver: Any, step: BarrierStep, batch: Batch, ctx: StepContext
-                     ) -> _Run:
-        """The batch's one cycle: LOAD, START, and the pushed DONE of its batch id."""
-        run = _Run()
-        riders = list(batch.riders)
-
-        def heard(event: PlaterEvent) -> None:
-            if event.name == "ALARM" and event.fields and event.fields[0] not in ("741",):
-                code = int(event.fields[0]) if event.fields[0].isdigit() else 0
-                run.alarm = (code, " ".join(event.fields[1:]))
-                run.wake.set()
-            elif event.name == "DONE" and event.fields[:1] == (batch.batch_id,):
-                run.done = True
-                run.wake.set()
-            elif event.name == "STATE" and event.fields[:1] not in GOING:
-                run.wake.set()
-
-        unsubscribe = driver.on_event(heard)
-        unsubscribe_lost = driver.on_link_lost(lambda why: run.wake.set())
-        try:
-            await _unload_if_done(driver)  # an ended batch's carrier (see ``look``)
-            async with contextlib.AsyncExitStack() as stack:
-                for wafer_id in riders:  # the intent names the carrier (recovery matches it)
-                    await stack.enter_async_context(guarded(
-                        batch.journals[wafer_id] or ctx.journal, wafer_id,
-                        f"LOAD {batch.batch_id}", driver.name))
-                await driver.load(batch.batch_id, riders)
-
-            async def start() -> None:  # each copy its own intents: persist before acting
-                async with contextlib.AsyncExitStack() as stack:
-                    for wafer_id in riders:
-                        await stack.enter_async_context(guarded(
-                            batch.journals[wafer_id] or ctx.journal, wafer_id, "START",
-                            driver.name))
-                    run.wake.clear()  # what came before START says nothing of the batch
-                    await driver.start()
-
-            # The interlocks saw the baths in band; START needs them there still.
-            run.bath = await _start_when_ready(driver, ctx.clock, start)
-            state = await _until_ended(driver, run, ctx.clock, self.nominal_s(step))
-            result = await _last_result(driver)
-        finally:
-            unsubscribe()
-            unsubscribe_lost()
-        if result is None or result.batch_id != batch.batch_id:
-            if state is not PlaterState.ALARM:
-                named = f"batch {result.batch_id}" if result else "no batch"
-                raise ToolError(driver.name, f"RESULT? names {named}, expected "
-                                f"{batch.batch_id} (the plater is {state})")
-            result = None  # an alarm stopped it and no result says so yet (it may at CLEAR)
-        run.result = result
-        if result is None or result.status is RunStatus.ALARM:
-            code, text = run.alarm or (0, "")
-            if not code:
-                alarm = await driver.alarm()
-                code, text = (alarm.code, alarm.text) if alarm else (0, "batch ended by an alarm")
-            raise ToolAlarm(driver.name, code, text)
-        return run
 
     async def unload(self, driver: Any, step: BarrierStep) -> None:
         batch = self._open.get(driver.name)
@@ -557,83 +477,6 @@ def bath_change_s(at: float, wanted: float, heat: float, cool: float) -> float:
     if abs(gap) <= PLATER_BATH_BAND_C:
         return 0.0
     return min(gap / heat if gap > 0 else -gap / cool, BATH_CHANGE_MAX_S)
-
-
-async def _first(*aws: Any) -> None:
-    """Until the first of ``aws`` ends; the others are cancelled."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-
-
-async def _last_result(driver: Any) -> BatchResult | None:
-    """RESULT?: the last finished batch (None: none has finished, ERR 02)."""
-    try:
-        result: BatchResult = await driver.result()
-    except ToolError:
-        return None
-    return result
-
-
-async def _start_when_ready(driver: Any, clock: Clock, start: Callable[[], Awaitable[None]]
-                            ) -> PlaterBath:
-    """``start()`` once ``BATH?`` shows both baths in band; the baths as it went.
-
-    ERR 05 NOT READY changed nothing (the tool judges its ±1 °C on its own reading, which
-    BATH? may print rounded; or its door): wait for the tool's own ``BATH`` event (it
-    pushes one as a bath comes into its band) for up to BATH_SETTLE_S, look at the baths
-    again and start once more. A second refusal is the caller's error."""
-    reached = asyncio.Event()
-    unsubscribe = driver.on_event(lambda e: reached.set() if e.name == "BATH" else None)
-    try:
-        bath: PlaterBath = await driver.wait_bath_ready(timeout_s=timeout_for(BATH_SETTLE_S))
-        reached.clear()  # only a bath coming into band after the refusal counts
-        try:
-            await start()
-        except RefusedNotReady as exc:
-            log.info("%s: %s; waiting for the baths again, then START once more",
-                     driver.name, exc.detail)
-            await _first(reached.wait(), clock.sleep(BATH_SETTLE_S))
-            bath = await driver.wait_bath_ready(timeout_s=timeout_for(BATH_SETTLE_S))
-            await start()
-    finally:
-        unsubscribe()
-    return bath
-
-
-async def _until_ended(driver: Any, run: _Run, clock: Clock, cycle_s: float) -> PlaterState:
-    """Until our batch's DONE is heard (DONE), or the tool, looked at on a wake-up, is no
-    longer running it (its state then). A wake-up while it still runs waits again: no
-    polling. Past twice the cycle with no word, or once it stopped running, STATE? is
-    polled until DONE, IDLE (a power loss: the carrier was rinsed by hand) or ALARM."""
-    deadline = clock.now() + timeout_for(cycle_s)
-    while not run.done:
-        left = deadline - clock.now()
-        if left <= 0:
-            break
-        await _first(run.wake.wait(), clock.sleep(left))
-        if run.done or not run.wake.is_set():
-            break  # our DONE, or the time is up
-        run.wake.clear()
-        if (await driver.state()) is not PlaterState.RUNNING:  # reopens a dropped link
-            break
-    if run.done:
-        return PlaterState.DONE
-    status = await driver.wait_for(PlaterState.DONE, PlaterState.IDLE, PlaterState.ALARM,
-                                   timeout_s=timeout_for(cycle_s))
-    return status.state
-
-
-async def _unload_if_done(driver: Any) -> bool:
-    if (await driver.status()).state is PlaterState.DONE:
-        await driver.unload()
-        return True
-    return False
 
 
 BARRIER = Barrier()
