@@ -415,7 +415,8 @@ class ToolAlarms:
     def _hold_waiting(self, tool: ScheduledTool, why: str) -> None:
         """The wafers waiting for the tool's role, with no other tool of it in service, are
         held with ``why`` (they go on when the tool is cleared, as those its interlock
-        held, or when a person continues them)."""
+        held, or when a person continues them). The hold names the tool, as the runner's
+        interlock holds do, so the line's "interlock" alarm names it (docs/events.md)."""
         if any(t.role == tool.role and t.alarm == 0 and not t.lost
                for t in self.tools.values()):
             return
@@ -424,4 +425,4 @@ class ToolAlarms:
             if (run.phase is Phase.WAITING and not wafer.running
                     and run.next_role == tool.role):
                 self._held.setdefault(tool.name, set()).add(run.wafer_id)
-                run.hold(why)
+                run.hold(why, tool=tool.name)
