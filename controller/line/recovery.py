@@ -7,6 +7,9 @@ where the answer is unambiguous, otherwise it waits for an engineer:
 Stored state -> what the tool shows -> what happens:
 
 * queued, waiting, held, awaiting disposition: the run is restored as it was.
+* awaiting disposition, its step failed, and its tool still holds it (stopped after the
+  failure was stored, before the line's hand-out): handed out as after any failure (the
+  line's ``after_failure``: an alarm still latched recorded and CLEARed first).
 * running or judging a print or placement, and the tool holds the wafer: start it if
   it was only loaded, wait for its result, judge it, go on.
 * running a print or placement, and the tool does not hold it: it was never loaded
@@ -74,7 +77,7 @@ from sequences.kinds.base import (
 from sequences.kinds.batch import Batch
 from sequences.recipes.history import HistoryEntry, WaferHistory
 from sequences.recipes.recipe import Recipe, Step
-from sequences.wafer.machine import AWAITING, HELD, state_of, waiting
+from sequences.wafer.machine import AWAITING, HELD, Phase, state_of, waiting
 from sequences.wafer.runner import WaferRun
 
 log = logging.getLogger("controller.line.recovery")
@@ -156,7 +159,10 @@ class Recovery:
         """Ask the tools about every wafer that was mid-step, and settle each one once.
 
         The wafers are grouped by the tool that had them before anything is asked, so a
-        wafer one settlement moves on is never taken for mid-step by another."""
+        wafer one settlement moves on is never taken for mid-step by another. Then the
+        wafers found awaiting disposition are looked for in their tools (``_left_inside``)."""
+        wafers = list(wafers)
+        failed = [w for w in wafers if w.run.machine.where.phase is Phase.AWAITING]
         by_tool: dict[str, list[ScheduledWafer]] = {}
         for wafer in wafers:
             where = wafer.run.machine.where
@@ -171,7 +177,42 @@ class Recovery:
             by_tool.setdefault(tool_name, []).append(wafer)
         for tool_name, group in by_tool.items():
             await self._settle_tool(tools[tool_name], group)
+        for wafer in failed:
+            await self._left_inside(wafer, tools)
         self.journal.flush()  # what recovery decided is stored before the line goes on
+
+    async def _left_inside(self, wafer: ScheduledWafer, tools: Mapping[str, ScheduledTool]
+                           ) -> None:
+        """A wafer whose step failed is handed out by the line after the failure is stored
+        (``after_failure``: an alarm recorded and CLEARed, then the tool's abort and
+        unload). A stop in between left it in its tool, which then refused every wafer
+        after it ("interlock: cleaner is DONE") with nobody to take it out (the independent
+        soak's seed 7 plan 24: killed between the START and ABORT that bring an FC-1's
+        wafer a CLEAR left LOADED to DONE and its UNLOAD). The tool is asked whether it
+        still holds the wafer; if so, the line hands it out as after any failure."""
+        run = wafer.run
+        number = run.machine.failed_step
+        if number is None or self.failed_inside is None:
+            return
+        tool_name = self._last_tool(run.wafer_id, number)
+        tool = tools.get(tool_name or "")
+        if tool is None or tool.lost:
+            return
+        step = run.recipe.step(number)
+        record = next((s for s in reversed(self.store.steps(run.wafer_id))
+                       if s.step_index == number), None)
+        started = record is not None and any(
+            i.outcome != "failed" for i in self.store.step_intents(record.id))
+        try:
+            inside = await kind_of(step).holds(tool.driver, run.wafer_id, started)
+        except ToolError as exc:
+            self.note(run.wafer_id, f"step {number} failed; {tool.name} could not be asked "
+                      f"whether it still holds the wafer: {exc}")
+            return
+        if inside:
+            self.note(run.wafer_id, f"step {number} failed and {tool.name} still holds it "
+                      f"(the {self.cause} before it was handed out): handing it out")
+            await self.failed_inside(wafer, step, tool)
 
     async def _settle_tool(self, tool: ScheduledTool, group: list[ScheduledWafer]) -> None:
         first = group[0]

@@ -271,6 +271,15 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
             return Unknown(f"{driver.name} no longer shows the wafer, and its START was sent")
         return NeverTaken(f"{driver.name} never took it")
 
+    async def holds(self, driver: Cleaner, wafer_id: str, started: bool) -> bool:
+        """WAFER_ID is the id the last LOAD took; with a wafer in the chamber it is that
+        wafer's once it was started (a LOAD refused after WAFER_ID was written leaves the
+        id of a wafer that never went in: only a started one counts)."""
+        if not started:
+            return False
+        status = await driver.status()
+        return status.wafer_present and await driver.loaded_wafer_id() == wafer_id
+
     def result_from(self, step: C, wafer_id: str, measured: Mapping[str, Any]
                     ) -> CleanResult:
         """(The strip's measurements add the mask residue.)"""
