@@ -17,6 +17,9 @@ first integrates in fixed 1 s steps. Figures chosen where the spec gives none
   60 C for 120 s leaves about 0.3, 40 C for 120 s about 8;
 * rinse water below 10 MOhm.cm adds 0.1 ug/cm2 per MOhm.cm it is short;
 * the measurement carries +-5 % noise from ``random.Random(seed)``.
+
+Its injected faults (a fault plan's door and DI water, and what a test or a person does
+to the tool) are ``sim/cleaner_faults.py``'s.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar
 
+from sim.cleaner_faults import DI_NOMINAL_MOHM_CM, CleanerFaults
 from sim.modbus_map import (
     ILLEGAL_FUNCTION,
     ILLEGAL_VALUE,
-    LatchedAlarms,
     Refusal,
     Table,
     addresses,
@@ -102,10 +105,8 @@ BATH_HEAT_C_S = 0.05
 BATH_COOL_C_S = 0.01
 START_BAND_C = 2.0  # START needs the bath this close to WASH_TEMP_SP
 WASH_BAND_C = 5.0  # 610 when the bath strays further while washing
-DI_NOMINAL_MOHM_CM = 15.0
 DI_LOW_MOHM_CM = 10.0
 DI_NOISE_MOHM_CM = 0.2
-DI_BAD_MOHM_CM = 8.0  # a fault plan's bad water (``di=T-U``)
 CHEMISTRY_LIFE_CYCLES = 500
 # When 640 latches once the chemistry is spent (flux-cleaner.md: "Chemistry lasts 500
 # cycles; then 640 until replenished"): at the next START (refused; the default), or as
@@ -171,7 +172,7 @@ class Cycle:
         return next((end for end in ends if self.elapsed_s < end), self.total_s)
 
 
-class CleanerModel(LatchedAlarms):
+class CleanerModel(CleanerFaults):
     """The cleaner's state and physics; ``read``/``write`` are its register map."""
 
     TOOL = "cleaner"
@@ -217,8 +218,7 @@ class CleanerModel(LatchedAlarms):
         self._chemistry_cycles = 0
         self._init_alarms()
         self._wafers_loaded = 0
-        # A fault plan's inputs: (tool time, "door" or "di", open / low?)
-        self._input_events: list[tuple[float, str, bool]] = []
+        self._init_faults()
         self._events: deque[tuple[float, str]] = deque(maxlen=1000)
         self._last_state = self._state()
 
@@ -243,11 +243,7 @@ class CleanerModel(LatchedAlarms):
             return
         steps = limit
         t = self._t
-        # a scheduled door event or alarm comes in a full step, at its time
-        if self._input_events:
-            steps = min(steps, int(self._input_events[0][0] - t) - 2)
-        if self._time_alarms:
-            steps = min(steps, int(self._time_alarms[0][0] - t) - 2)
+        steps = self._quiet_before_faults(steps)
         cycle = self._cycle
         if cycle is not None:
             phase = cycle.phase()
@@ -279,14 +275,7 @@ class CleanerModel(LatchedAlarms):
             cycle.elapsed_s += 1
         self._t += STEP_S
 
-        while self._input_events and self._input_events[0][0] <= self._t + 1e-9:
-            _, what, on = self._input_events.pop(0)
-            if what == "door":
-                self._set_door(on, "fault plan")
-            else:
-                self._di_mohm = DI_BAD_MOHM_CM if on else DI_NOMINAL_MOHM_CM
-                self._event(f"DI water {'low' if on else 'restored'} (fault plan)")
-        self._fire_due_alarms()
+        self._fire_due_faults()
         cycle = self._cycle
         if cycle is not None:
             phase = cycle.phase()
@@ -563,76 +552,6 @@ class CleanerModel(LatchedAlarms):
                         f"ABORT: state {state.name}")
             self._end_cycle(ResultStatus.ABORTED)
         self._note_state()
-
-    # --- faults ----------------------------------------------------------------------------------
-
-    def schedule_door(self, open_at: float, close_at: float | None = None) -> None:
-        """Open the door (alarm 400) at a tool time; close it again at ``close_at``."""
-        self._schedule_input("door", open_at, close_at)
-
-    def _schedule_input(self, what: str, on_at: float, off_at: float | None) -> None:
-        key = (what, on_at, off_at)
-        if key in self._scheduled:
-            return
-        self._scheduled.add(key)
-        self._input_events.append((on_at, what, True))
-        if off_at is not None:
-            if off_at < on_at:
-                raise ValueError(f"cleaner {what}: ends at {off_at} before it begins at {on_at}")
-            self._input_events.append((off_at, what, False))
-        self._input_events.sort()
-
-    def apply_fault_plan(self, plan: Any, tool: str = "cleaner") -> None:
-        """Take the scheduled parts of a ``sim.faults.FaultPlan`` (alarms, door, DI water:
-        bad from ``di_low_at``, restored at ``di_restored_at``)."""
-        for alarm in plan.alarms:
-            self.schedule_alarm(alarm.code, at_time=alarm.at_time, at_wafer=alarm.at_wafer)
-        if plan.door_open_at is not None:
-            self.schedule_door(plan.door_open_at, plan.door_close_at)
-        if plan.di_low_at is not None:
-            self._schedule_input("di", plan.di_low_at, plan.di_restored_at)
-
-    def open_door(self, now: float) -> None:
-        self.advance(now)
-        self._set_door(True)
-        self._note_state()
-
-    def close_door(self, now: float) -> None:
-        self.advance(now)
-        self._set_door(False)
-        self._note_state()
-
-    def fail_bath_heater(self, now: float) -> None:
-        """The bath heater fails: the bath cools toward room; 610 if it strays while washing."""
-        self.advance(now)
-        self._heater_ok = False
-
-    def repair_bath_heater(self, now: float) -> None:
-        self.advance(now)
-        self._heater_ok = True
-
-    def lose_spray_pressure(self, now: float) -> None:
-        """The spray pump fails: 620 as soon as the tool sprays (wash or rinse)."""
-        self.advance(now)
-        self._spray_ok = False
-
-    def restore_spray_pressure(self, now: float) -> None:
-        self.advance(now)
-        self._spray_ok = True
-
-    def contaminate_di(self, now: float, mohm_cm: float = DI_BAD_MOHM_CM) -> None:
-        """The DI water degrades to ``mohm_cm`` (below 10: 630 before the next START)."""
-        self.advance(now)
-        self._di_mohm = float(mohm_cm)
-
-    def restore_di(self, now: float) -> None:
-        self.advance(now)
-        self._di_mohm = DI_NOMINAL_MOHM_CM
-
-    def replenish_chemistry(self, now: float) -> None:
-        self.advance(now)
-        self._chemistry_cycles = 0
-        self._event("chemistry replenished")
 
     # --- for tests: a read-only look inside ------------------------------------------------------
 

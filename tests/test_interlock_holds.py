@@ -4,7 +4,8 @@ in-process with real drivers and a fresh store (the rig of test_lot_run).
 A HostLink LOD refused past the NAK 06 wait failed the step, though nothing of the wafer
 had reached the tool: an engineer's disposition for a wafer the printer never took. A
 wafer held at the cleaner's DI input stayed held for a person after the water recovered,
-where one held for an alarm goes on once the CLEAR is taken."""
+where one held for an alarm goes on once the CLEAR is taken. After a restart, a wafer the
+line had held at an interlock stayed held for a person, alarm or none."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from test_lot_run import assert_line_empty, rig, run_lots
+import pytest
+from test_lot_run import WAIT_S, Watch, assert_line_empty, is_, rig, run_lots
 
 from controller.line.rechecks import RECHECK_FOR_S
 from sequences.kinds.hostlink_step import INTERLOCK_WAIT_S
@@ -175,6 +177,50 @@ async def test_a_wafer_held_at_low_paste_goes_on_after_the_line_changed_the_prin
         assert resumed.trigger == "resume" and "printer-1 looked at again" in resumed.why
         assert resumed.tool_time - held.tool_time < RECHECK_FOR_S, (held, resumed)
         assert r.model("printer-1").prints_executed == 4
+        await assert_line_empty(r)
+
+
+@pytest.mark.parametrize("fault, why", [
+    ("di=0-2000", "interlock: DI rinse resistivity low"),
+    ("alarm=620@1000", "interlock: alarm 620 SPRAY PRESSURE LOW active; cleaner is ALARM"),
+])
+async def test_a_wafer_held_at_an_interlock_when_the_controller_stopped_goes_on_after_it(
+        tmp_path: Path, fault: str, why: str) -> None:
+    """The wafer reaches the cleaner while its DI water is bad (no alarm), or while it shows
+    620 (the spray pressure, latched before), and is held at its interlock; then the
+    controller stops (its task cancelled: what it committed stays). The next run restored
+    it held and ended at once: held for a person, the water recovered, or the cleaner left
+    in ALARM with the alarm never cleared. Now recovery hands it to the line's alarm
+    handling as the step did: the water is looked at again, the alarm CLEARed (the alarm
+    recorded once), and the wafer goes on (its interlocks checked again) and completes."""
+    faults = {"cleaner-1": parse_tool_faults(fault)}
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", faults=faults) as r:
+        (wafer,) = r.new_lot("RH1", 1)
+        watch = Watch()
+        held = watch.when(is_(wafer, "hold"))
+        stopped = asyncio.ensure_future(r.controller(watch).run(["RH1"]))
+        await asyncio.wait_for(held, WAIT_S)
+        stopped.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopped
+        assert r.store.get_wafer(wafer).state == "held"
+        hold = r.store.events(wafer)[-1]
+        assert (hold.trigger, hold.why, hold.tool) == ("hold", why, "cleaner-1"), hold
+
+        (outcome,) = await run_lots(r.controller(), ["RH1"])
+        assert outcome.wafers == {wafer: "complete"}, outcome.wafers
+        events = r.store.events(wafer)
+        resumed = events[events.index(hold) + 1]
+        assert resumed.trigger == "resume", resumed
+        assert [s.kind for s in r.store.steps(wafer)] == [
+            "print", "reflow", "clean", "print", "reflow", "clean"]  # one clean each
+        alarms = r.store.alarms(tool="cleaner-1")
+        if fault.startswith("alarm"):
+            (alarm,) = alarms
+            assert alarm.code == 620 and alarm.cleared_at is not None, alarm
+        else:
+            assert resumed.tool_time >= 2000.0 and "looked at again" in resumed.why, resumed
+            assert alarms == []
         await assert_line_empty(r)
 
 

@@ -734,7 +734,7 @@ async def test_killed_around_a_batch_each_wafer_is_plated_once(
         assert plater._batches_started == 1  # one START: plated once
     with Store(f"sqlite:///{kill.kept}", create=False) as store:
         # Why a wafer was elsewhere at the kill, for a failure on a loaded machine.
-        why = {w.wafer_id: store.events(w.wafer_id)[-1].why for w in store.wafers("B1")
+        why = {w.id: store.events(w.id)[-1].why for w in store.wafers("B1")
                if w.state != state}
         assert {w.state for w in store.wafers("B1")} == {state}, why
     _each_plated_once(outcome, db, at_kill)
@@ -885,7 +885,7 @@ async def test_killed_after_the_batch_ended_ok_an_alarm_keeps_its_carrier_riders
         assert plater._batches_started == 2 and len(unloads) == 2, unloads
     with Store(f"sqlite:///{kill.kept}", create=False) as store:
         # Why a wafer was elsewhere at the kill, for a failure on a loaded machine.
-        why = {w.wafer_id: store.events(w.wafer_id)[-1].why for w in store.wafers("B1")
+        why = {w.id: store.events(w.id)[-1].why for w in store.wafers("B1")
                if w.state != state}
         assert {w.state for w in store.wafers("B1")} == {state}, why
     assert outcome.wafers == {"B1-01": "complete", "B1-02": "complete"}, outcome.wafers

@@ -223,7 +223,8 @@ class LineController:
     def _recovery(self) -> Recovery:
         return Recovery(self.store, self.journal, self.clock, self._recovery_note,
                         report=self.report, failed_inside=self.scheduler.alarms.after_failure,
-                        carrier_kept=self.scheduler.alarms.carrier_kept)
+                        carrier_kept=self.scheduler.alarms.carrier_kept,
+                        held_at=self.scheduler.alarms.tool_down)
 
     def _recovery_note(self, wafer_id: str, text: str) -> None:
         lot_id = self._lot_of(wafer_id)

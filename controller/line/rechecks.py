@@ -102,10 +102,13 @@ class InterlockRechecks:
             return
         run = wafer.run
         number = run.machine.step
+        why = run.machine.hold_reason
+        # The hold: this run's last move, or, with none yet, the stored one recovery found
+        # at this tool (restored, and handed here by the tool's name it stored).
         last = run.events[-1] if run.events else None
-        if (run.phase is not Phase.HELD or number is None or last is None
-                or last.trigger != "hold" or last.tool != tool.name
-                or not last.why.startswith(INTERLOCK) or last.why != run.machine.hold_reason):
+        if (run.phase is not Phase.HELD or number is None or not why.startswith(INTERLOCK)
+                or (last is not None and (last.trigger != "hold" or last.tool != tool.name
+                                          or last.why != why))):
             return  # not the step's interlock: a person's hold, an internal error
         step = run.recipe.step(number)
         if kind_of(step).batch or history_interlocks(number, step, run.history, run.alloys,
@@ -113,7 +116,7 @@ class InterlockRechecks:
             return
         now = self.clock.now()
         since = self._first.setdefault((wafer_id, number), now)
-        hold = _Held(number, last.why, since)
+        hold = _Held(number, why, since)
         if now - since >= RECHECK_FOR_S:  # held again after the last look's resume
             self._leave(tool.name, wafer_id, hold)
             return

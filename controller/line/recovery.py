@@ -6,7 +6,12 @@ where the answer is unambiguous, otherwise it waits for an engineer:
 
 Stored state -> what the tool shows -> what happens:
 
-* queued, waiting, held, awaiting disposition: the run is restored as it was.
+* queued, waiting, held, awaiting disposition: the run is restored as it was. A wafer the
+  line held at a step's interlock (its hold's reason "interlock: …", not a person's) is
+  handed to the line's alarm handling as a watching controller's step would (``held_at``):
+  a tool in alarm is cleared and the wafer goes on; a condition with no alarm is looked at
+  again (controller/line/rechecks.py). Before, it stayed held for a person after a restart,
+  the water recovered or the alarm cleared.
 * awaiting disposition, its step failed, and its tool still holds it (stopped after the
   failure was stored, before the line's hand-out): handed out as after any failure (the
   line's ``after_failure``: an alarm still latched recorded and CLEARed first).
@@ -58,9 +63,10 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from controller.line.journal import StoreJournal
+from controller.line.journal import INTERLOCK, StoreJournal
 from controller.line.scheduled import ToolReport
 from controller.line.scheduler import ScheduledTool, ScheduledWafer
+from controller.line.tool_alarms import for_a_person
 from controller.store import Store
 from drivers.clock import Clock
 from drivers.errors import ToolError
@@ -87,6 +93,8 @@ Note = Callable[[str, str], None]  # (wafer, text)
 # (``ToolAlarms.carrier_kept``): the tool, the carrier, its step and number, the riders, the
 # alarm.
 CarrierKept = Callable[[ScheduledTool, Batch, Step, int, list[ScheduledWafer], Alarm], None]
+# The line's handling of wafers a step's interlock held at a tool (``ToolAlarms.tool_down``).
+HeldAt = Callable[..., Awaitable[None]]
 
 
 class FailedInside(Protocol):
@@ -104,14 +112,17 @@ class Recovery:
                  *, cause: str = "controller stopped",
                  report: Callable[[ToolReport], None] | None = None,
                  failed_inside: FailedInside | None = None,
-                 carrier_kept: CarrierKept | None = None) -> None:
+                 carrier_kept: CarrierKept | None = None,
+                 held_at: HeldAt | None = None) -> None:
         """``cause``: what interrupted the steps, as the notes and holds say it. ``report``:
         where an alarm a tool shows latched (raised while no controller watched) is recorded
         with the line's alarms, and its clearing (the scheduler's reports go there too).
         ``failed_inside``: the line's handling of wafers whose step an alarm failed with
         them inside (the alarm recorded naming them and cleared, the wafer or the batch's
         carrier handed out). ``carrier_kept``: its handling of a carrier an alarm keeps in
-        after the batch ended OK (the riders held until it is cleared and the carrier out)."""
+        after the batch ended OK (the riders held until it is cleared and the carrier out).
+        ``held_at``: its handling of wafers a step's interlock held at a tool (the tool and
+        the wafers: its alarm cleared, or the tool looked at again)."""
         self.cause = cause
         self.store = store
         self.journal = journal
@@ -120,6 +131,7 @@ class Recovery:
         self.report = report
         self.failed_inside = failed_inside
         self.carrier_kept = carrier_kept
+        self.held_at = held_at
 
     def history(self, recipe: Recipe, wafer_id: str) -> WaferHistory:
         """What the wafer has been through, from its finished steps."""
@@ -180,6 +192,35 @@ class Recovery:
         for wafer in failed:
             await self._left_inside(wafer, tools)
         self.journal.flush()  # what recovery decided is stored before the line goes on
+        await self._take_up_holds(wafers, tools)
+
+    async def _take_up_holds(self, wafers: Iterable[ScheduledWafer],
+                             tools: Mapping[str, ScheduledTool]) -> None:
+        """Wafers the line held at a step's interlock at a tool before the stop, handed to
+        its alarm handling by tool (one alarm read for all of a tool's), as the step would
+        have as it ended held. Not a person's hold, nor one that names no tool, nor one the
+        line left for a person (``for_a_person``: a remedy for a person, a tool out of
+        service for the stopped run; they name their tool since session 22, for the line's
+        interlock alarm), nor one at a tool no longer on this line: those stay held, their
+        reason saying why."""
+        if self.held_at is None:
+            return
+        by_tool: dict[str, list[str]] = {}
+        for wafer in wafers:
+            run = wafer.run
+            number = run.machine.step
+            if (run.phase is not Phase.HELD or number is None
+                    or run.machine.held_from != waiting(number)
+                    or not run.machine.hold_reason.startswith(INTERLOCK)):
+                continue
+            events = self.store.events(run.wafer_id)
+            hold = events[-1] if events else None
+            if (hold is not None and hold.trigger == "hold" and hold.tool is not None
+                    and hold.tool in tools and hold.why == run.machine.hold_reason
+                    and not for_a_person(hold.why)):
+                by_tool.setdefault(hold.tool, []).append(run.wafer_id)
+        for tool, held in by_tool.items():
+            await self.held_at(tools[tool], *held)
 
     async def _left_inside(self, wafer: ScheduledWafer, tools: Mapping[str, ScheduledTool]
                            ) -> None:

@@ -24,7 +24,6 @@ from drivers.clock import Clock
 from drivers.errors import LinkError, ToolAlarm, ToolError, ToolTimeout
 from drivers.protocols import AnyTool
 from drivers.tools import LineTools
-from drivers.types import Alarm
 from sequences.errors import InterlockError, SequenceError
 from sequences.kinds import ROLE_OF_KIND, AnyKind, kind_of
 from sequences.kinds.base import (
@@ -51,6 +50,7 @@ from sequences.wafer.machine import (
     WaferMachine,
     waiting,
 )
+from sequences.wafer.recovery import RecoveryMoves
 
 log = logging.getLogger("sequences.wafer.runner")
 TRACEBACK_KEPT = 4000  # characters of an internal error's traceback stored with its event
@@ -83,8 +83,9 @@ def parse_step_range(text: str | None, count: int) -> tuple[int, int]:
     return first, last
 
 
-class WaferRun:
-    """One wafer through steps first..last of a recipe."""
+class WaferRun(RecoveryMoves):
+    """One wafer through steps first..last of a recipe; what recovery does with it is
+    ``RecoveryMoves`` (sequences/wafer/recovery.py)."""
 
     def __init__(
         self,
@@ -405,60 +406,6 @@ class WaferRun:
             self._fire("step_failed", why=judgment.why, tool=tool,
                        measurements=judgment.measurements)
         return self.state
-
-    # --- recovery after a controller stop ------------------------------------------------------
-
-    def restore(self, state: str, **kwargs: Any) -> None:
-        """Back into the state the store recorded (see WaferMachine.restore); a step that
-        was in progress has its record open."""
-        self.machine.restore(state, **kwargs)
-        self._step_open = self.machine.where.in_step
-
-    def back_to_waiting(self, why: str) -> None:
-        """Recovery: the step in progress provably never reached its tool; its record is
-        closed as aborted and the wafer waits for a tool again."""
-        number = self.machine.where.step
-        if number is None or not self.machine.where.in_step:
-            raise SequenceError(f"wafer {self.wafer_id} is {self.state}: no step in progress")
-        closes = StepClosed("aborted", {"why": why}) if self._step_open else None
-        self._step_open = False
-        self.machine.restore(waiting(number), announce=why, closes=closes)
-
-    async def adopt_result(self, driver: AnyTool, result: object, *, unloaded: bool = False,
-                           alarms: tuple[Alarm, ...] = (), repaired: bool = False) -> str:
-        """The step in progress when the controller stopped has its result at the tool (or
-        stored with its ``step_done``): judge it and go on exactly as if this run had waited
-        for it."""
-        where = self.machine.where
-        if where.step is None or not where.in_step:
-            raise SequenceError(f"wafer {self.wafer_id} is {self.state}: no step in progress")
-        self._idle.clear()
-        self._driver = driver
-        try:
-            return await self._finish(where.step, self.recipe.step(where.step), driver,
-                                      StepResult(result, list(alarms), repaired),
-                                      unloaded=unloaded)
-        finally:
-            self._idle.set()
-
-    def give_up_on_link(self) -> None:
-        """No one waits for the tool to answer again (a one-wafer run): a lost link holds a
-        waiting wafer, or fails its step, as any other tool error does."""
-        exc, self.link_lost = self.link_lost, None
-        if exc is None:
-            return
-        if self.phase is Phase.WAITING:
-            if self.machine.may("hold"):
-                self._fire("hold", why=f"interlock: {exc}", tool=exc.tool)
-        else:
-            self._fail(f"tool error: {exc.detail}", exc.tool, {"error": type(exc).__name__})
-
-    def fail_recovered(self, why: str) -> None:
-        """Recovery could not tell what happened to the step in progress: an engineer decides."""
-        if self.machine.may("step_failed"):
-            self._fire("step_failed", why=f"recovery: {why}")
-        elif self.machine.may("hold"):
-            self._fire("hold", why=f"recovery: {why}")
 
     async def _readiness(
         self, number: int, step: Step, kind: AnyKind, driver: AnyTool, batch: Batch | None
