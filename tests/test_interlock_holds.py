@@ -223,3 +223,43 @@ async def test_a_wafer_held_at_an_interlock_when_the_controller_stopped_goes_on_
             assert alarms == []
         await assert_line_empty(r)
 
+
+async def test_a_cleaner_load_refused_for_an_alarm_since_the_interlock_read_is_held(
+        tmp_path: Path) -> None:
+    """A person opens the cleaner's door as the first wafer's LOAD is sent (400 latched
+    after the interlock read) and closes it 100 tool s later. The LOAD, refused in ALARM
+    with the chamber empty, failed the step for an engineer ("tool error: COMMAND=LOAD
+    (state ALARM, alarm 400 DOOR OPEN)", the independent soak's seed 7 plan 23), though
+    nothing of the wafer went in. Now it is held at the cleaner's interlock naming the
+    alarm, the alarm is recorded and CLEARed once the door is shut, and the wafer goes on,
+    as at the oven's entrance and a HostLink LOD."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}") as r:
+        wafers = r.new_lot("CLD", 2)
+        driver, cleaner = r.tools["cleaner-1"], r.model("cleaner-1")
+        load = driver.load
+        walks: list[asyncio.Future[None]] = []
+
+        async def person() -> None:
+            await r.clock.sleep(100.0)
+            cleaner.close_door(r.clock.now())
+
+        async def opening(*args: Any, **kwargs: Any) -> Any:
+            if not walks:
+                cleaner.open_door(r.clock.now())
+                walks.append(asyncio.ensure_future(person()))
+            return await load(*args, **kwargs)
+
+        driver.load = opening
+        (outcome,) = await run_lots(r.controller(), ["CLD"])
+        await walks[0]
+        assert outcome.wafers == dict.fromkeys(wafers, "complete"), outcome.wafers
+        (alarm,) = r.store.alarms(tool="cleaner-1")
+        assert alarm.code == 400 and alarm.cleared_at is not None, alarm
+        await assert_line_empty(r)
+        events = r.store.events(wafers[0])
+    assert not any(e.to_state == "awaiting_disposition" for e in events), events
+    (back,) = [e for e in events if e.trigger == "recover"]
+    assert back.from_state.endswith("_running") and back.to_state.endswith("_waiting"), back
+    held = events[events.index(back) + 1]
+    assert (held.trigger, held.tool) == ("hold", "cleaner-1"), held
+    assert held.why == "interlock: alarm 400 DOOR OPEN active", held.why

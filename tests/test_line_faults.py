@@ -696,15 +696,23 @@ async def test_an_alarm_no_clear_takes_away_holds_the_wafers_waiting_for_its_too
     whose changeover is refused in ALARM and whose CLR is refused for good (102 needs FIL,
     paste-printer.md). It waited for ever, held by nobody: the run never ended (the random
     fault soak, seed 1 plan 29). Now it is held, naming the alarm and its remedy, and the
-    run ends with the wafers waiting for people."""
+    run ends with the wafers waiting for people. The hold names the printer, so the line's
+    "interlock" alarm does (docs/events.md): it named no tool, and the live view printed
+    it under a tool with no name (the random soak's seed 11 plan 30, a 111 on the mounter)."""
     faults = {"printer-1": FaultPlan(alarms=[ScheduledAlarm(102, at_wafer=2)])}
     async with rig(f"sqlite:///{tmp_path / 'line.db'}", faults=faults) as r:
         first, second = r.new_lot("PST", 2)
-        await run_lots(r.controller(), ["PST"])
+        controller = r.controller()
+        interlocks: list[LineEvent] = []
+        controller.events.listen(lambda e: interlocks.append(e) if (
+            e.kind is EventKind.ALARM_SET and e.data["code"] == "interlock") else None)
+        await run_lots(controller, ["PST"])
         assert r.store.get_wafer(second).state == "awaiting_disposition"
         assert r.store.get_wafer(first).state == "held"
-        why = next(e.why for e in reversed(r.store.events(first)) if e.to_state == "held")
-        assert "printer-1 alarm 102 PASTE EMPTY" in why and "FIL" in why
+        held = next(e for e in reversed(r.store.events(first)) if e.to_state == "held")
+        assert "printer-1 alarm 102 PASTE EMPTY" in held.why and "FIL" in held.why
+        assert held.tool == "printer-1"
+        assert [(e.tool, e.wafer_id) for e in interlocks] == [("printer-1", first)]
         [alarm] = r.store.alarms(tool="printer-1")
         assert alarm.code == 102 and alarm.cleared_at is None  # still latched: it is shown
 
@@ -767,12 +775,20 @@ async def test_a_fault_of_ours_in_a_changeover_puts_the_tool_out_of_service_once
         states = {w: r.store.get_wafer(w).state for w in wafers}
         notes = [a.detail for a in r.store.audit_log() if a.actor == "printer-1"]
         whys = {r.store.events(w)[-1].why for w in wafers}
+        tools = {r.store.events(w)[-1].tool for w in wafers}
+        # The next run leaves them held for a person: they name their tool (for the line's
+        # interlock alarm), yet are not the holds recovery takes up (tests/
+        # test_interlock_holds.py): no changeover is tried again without a person's word.
+        (again,) = await run_lots(r.controller(), ["B1"])
+        assert again.wafers == states, again.wafers
+        assert [r.store.events(w)[-1].why for w in wafers] == [*whys] * len(wafers)
     assert len(tried) == 1, tried  # tried once, not on every pass
     assert any("internal error: RuntimeError: a bug in the changeover" in n for n in notes), notes
     assert outcome.wafers == states and set(states.values()) == {"held"}, states
     assert whys == {"interlock: printer-1 is out of service for this run (changeover failed: "
                     "internal error: RuntimeError: a bug in the changeover); a person "
                     "decides: continued, it goes on in the lot's next run"}, whys
+    assert tools == {"printer-1"}, tools  # the holds (and so the interlock alarm) name it
 
 
 async def test_an_alarm_on_a_tool_the_lot_never_needs_is_recorded_when_the_run_ends(

@@ -550,6 +550,78 @@ async def test_killed_after_an_alarm_stopped_the_placement_the_wafer_comes_out_o
     _failed_inside_then_out(outcome, db, "placer-1")
 
 
+def door_during(tools: LineTools, tool: str, verb: str, model: Any, clock: ScaledClock,
+                ) -> None:
+    """Right after the first ``tool.verb`` returned, the tool's door opens and closes with
+    the controller watching (400 latched over the wafer: its step fails)."""
+    driver = tools[tool]
+    original = getattr(driver, verb)
+    calls = 0
+
+    async def hooked(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        result = await original(*args, **kwargs)
+        calls += 1
+        if calls == 1:
+            model.open_door(clock.now())
+            model.close_door(clock.now())
+        return result
+
+    setattr(driver, verb, hooked)
+
+
+def _handed_out_by_recovery(outcome: Any, db: Path, tool: str) -> None:
+    """The first wafer failed (the door's 400, recorded once and cleared by the first run),
+    then the tool's unload of it was cut short by the kill: recovery finds it still inside
+    and hands it out; the second wafer completes."""
+    assert outcome.wafers == {"B1-01": "awaiting_disposition", "B1-02": "complete"}, (
+        outcome.wafers)
+    assert any(n.startswith("step ") and f"{tool} still holds it" in n
+               for n in _notes(db)), _notes(db)
+    with Store(f"sqlite:///{db}", create=False) as store:
+        (alarm,) = store.alarms(tool=tool)
+        assert alarm.code == 400 and alarm.wafer_id == "B1-01" and not alarm.active
+    audit = _tool_notes(db, tool)
+    assert any("B1-01: wafer unloaded" in a for a in audit), audit
+
+
+async def test_killed_before_a_failed_clean_was_unloaded_recovery_hands_it_out(
+        tmp_path: Path) -> None:
+    """A door opened over the first wafer's wash, the controller watching: the clean failed,
+    the alarm was recorded and CLEARed, and the kill fell before the UNLOAD that hands the
+    wafer out. The store says awaiting disposition, which recovery did not look at: the
+    wafer stayed in the chamber (DONE) and the second was held at "interlock: cleaner is
+    DONE" for good (the independent soak's seed 7 plan 24). Now recovery asks the cleaner,
+    finds the failed wafer inside, and the line hands it out as after any failure."""
+    async with _line() as line:
+        cleaner = line.models["cleaner-1"]
+
+        def hook(tools: LineTools, kill: Kill) -> None:
+            door_during(tools, "cleaner-1", "start", cleaner, line.clock)
+            before(tools, "cleaner-1", "unload", kill)  # the first: the failed wafer's
+
+        outcome, _, db = await _killed_then_resumed(tmp_path, line, hook, wafers=2)
+        assert cleaner._wafer is None  # the chamber is empty at the end
+    _handed_out_by_recovery(outcome, db, "cleaner-1")
+
+
+async def test_killed_before_a_failed_placement_was_unloaded_recovery_hands_it_out(
+        tmp_path: Path) -> None:
+    """The same on a HostLink tool: the mounter's door opened and closed while it placed
+    the first wafer; killed before the ULD that hands it out. Before, the mounter kept it
+    (DONE) and the second wafer was held at its interlock for good."""
+    async with _line() as line:
+        placer = line.models["placer-1"]
+
+        def hook(tools: LineTools, kill: Kill) -> None:
+            door_during(tools, "placer-1", "start_placement", placer, line.clock)
+            before(tools, "placer-1", "unload", kill)
+
+        outcome, _, db = await _killed_then_resumed(tmp_path, line, hook, wafers=2)
+        assert placer.wafer_id is None and placer.state == "IDLE", placer.state
+    _handed_out_by_recovery(outcome, db, "placer-1")
+
+
 # --- a deferred judgment waiting for the flush --------------------------------------------------
 
 async def test_killed_while_a_deferred_judgment_waits_for_its_flush(tmp_path: Path) -> None:

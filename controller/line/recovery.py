@@ -12,6 +12,9 @@ Stored state -> what the tool shows -> what happens:
   a tool in alarm is cleared and the wafer goes on; a condition with no alarm is looked at
   again (controller/line/rechecks.py). Before, it stayed held for a person after a restart,
   the water recovered or the alarm cleared.
+* awaiting disposition, its step failed, and its tool still holds it (stopped after the
+  failure was stored, before the line's hand-out): handed out as after any failure (the
+  line's ``after_failure``: an alarm still latched recorded and CLEARed first).
 * running or judging a print or placement, and the tool holds the wafer: start it if
   it was only loaded, wait for its result, judge it, go on.
 * running a print or placement, and the tool does not hold it: it was never loaded
@@ -63,6 +66,7 @@ from typing import Any, Protocol
 from controller.line.journal import INTERLOCK, StoreJournal
 from controller.line.scheduled import ToolReport
 from controller.line.scheduler import ScheduledTool, ScheduledWafer
+from controller.line.tool_alarms import for_a_person
 from controller.store import Store
 from drivers.clock import Clock
 from drivers.errors import ToolError
@@ -167,7 +171,10 @@ class Recovery:
         """Ask the tools about every wafer that was mid-step, and settle each one once.
 
         The wafers are grouped by the tool that had them before anything is asked, so a
-        wafer one settlement moves on is never taken for mid-step by another."""
+        wafer one settlement moves on is never taken for mid-step by another. Then the
+        wafers found awaiting disposition are looked for in their tools (``_left_inside``)."""
+        wafers = list(wafers)
+        failed = [w for w in wafers if w.run.machine.where.phase is Phase.AWAITING]
         by_tool: dict[str, list[ScheduledWafer]] = {}
         for wafer in wafers:
             where = wafer.run.machine.where
@@ -182,6 +189,8 @@ class Recovery:
             by_tool.setdefault(tool_name, []).append(wafer)
         for tool_name, group in by_tool.items():
             await self._settle_tool(tools[tool_name], group)
+        for wafer in failed:
+            await self._left_inside(wafer, tools)
         self.journal.flush()  # what recovery decided is stored before the line goes on
         await self._take_up_holds(wafers, tools)
 
@@ -189,9 +198,11 @@ class Recovery:
                              tools: Mapping[str, ScheduledTool]) -> None:
         """Wafers the line held at a step's interlock at a tool before the stop, handed to
         its alarm handling by tool (one alarm read for all of a tool's), as the step would
-        have as it ended held. Not a person's hold, nor one that names no tool (a remedy
-        for a person, a tool out of service for the stopped run: a person decides), nor one
-        at a tool no longer on this line: those stay held, their reason saying why."""
+        have as it ended held. Not a person's hold, nor one that names no tool, nor one the
+        line left for a person (``for_a_person``: a remedy for a person, a tool out of
+        service for the stopped run; they name their tool since session 22, for the line's
+        interlock alarm), nor one at a tool no longer on this line: those stay held, their
+        reason saying why."""
         if self.held_at is None:
             return
         by_tool: dict[str, list[str]] = {}
@@ -205,10 +216,44 @@ class Recovery:
             events = self.store.events(run.wafer_id)
             hold = events[-1] if events else None
             if (hold is not None and hold.trigger == "hold" and hold.tool is not None
-                    and hold.tool in tools and hold.why == run.machine.hold_reason):
+                    and hold.tool in tools and hold.why == run.machine.hold_reason
+                    and not for_a_person(hold.why)):
                 by_tool.setdefault(hold.tool, []).append(run.wafer_id)
         for tool, held in by_tool.items():
             await self.held_at(tools[tool], *held)
+
+    async def _left_inside(self, wafer: ScheduledWafer, tools: Mapping[str, ScheduledTool]
+                           ) -> None:
+        """A wafer whose step failed is handed out by the line after the failure is stored
+        (``after_failure``: an alarm recorded and CLEARed, then the tool's abort and
+        unload). A stop in between left it in its tool, which then refused every wafer
+        after it ("interlock: cleaner is DONE") with nobody to take it out (the independent
+        soak's seed 7 plan 24: killed between the START and ABORT that bring an FC-1's
+        wafer a CLEAR left LOADED to DONE and its UNLOAD). The tool is asked whether it
+        still holds the wafer; if so, the line hands it out as after any failure."""
+        run = wafer.run
+        number = run.machine.failed_step
+        if number is None or self.failed_inside is None:
+            return
+        tool_name = self._last_tool(run.wafer_id, number)
+        tool = tools.get(tool_name or "")
+        if tool is None or tool.lost:
+            return
+        step = run.recipe.step(number)
+        record = next((s for s in reversed(self.store.steps(run.wafer_id))
+                       if s.step_index == number), None)
+        started = record is not None and any(
+            i.outcome != "failed" for i in self.store.step_intents(record.id))
+        try:
+            inside = await kind_of(step).holds(tool.driver, run.wafer_id, started)
+        except ToolError as exc:
+            self.note(run.wafer_id, f"step {number} failed; {tool.name} could not be asked "
+                      f"whether it still holds the wafer: {exc}")
+            return
+        if inside:
+            self.note(run.wafer_id, f"step {number} failed and {tool.name} still holds it "
+                      f"(the {self.cause} before it was handed out): handing it out")
+            await self.failed_inside(wafer, step, tool)
 
     async def _settle_tool(self, tool: ScheduledTool, group: list[ScheduledWafer]) -> None:
         first = group[0]

@@ -52,6 +52,17 @@ REMEDIES = {
     ("plater", 740): "REPLENISH (barrier-plater.md)",
 }
 
+# How the holds of ``_hold_waiting`` end: the line's word that only a person moves them on
+# (a remedy only a person carries out; a tool out of service for the run). They name the
+# tool, as the runner's interlock holds do; recovery leaves them held (``for_a_person``).
+REMEDY_HOLD_END = "for a person; the wafer goes on once it is cleared"
+DOWN_HOLD_END = "a person decides: continued, it goes on in the lot's next run"
+
+
+def for_a_person(why: str) -> bool:
+    """A hold reason of ``_hold_waiting``'s: a person decides, not the line after a restart."""
+    return why.endswith((REMEDY_HOLD_END, DOWN_HOLD_END))
+
 
 def _strays_on(tool: ScheduledTool) -> bool:
     """Wafers recovery left on this oven's belt (``ExitWatch.strays``): a step holding the
@@ -218,8 +229,8 @@ class ToolAlarms:
         for tool in self.tools.values():
             if tool.alarm == -1:
                 self._hold_waiting(tool, f"interlock: {tool.name} is out of service for this "
-                                   f"run ({tool.down_why or 'its setup failed'}); a person "
-                                   "decides: continued, it goes on in the lot's next run")
+                                   f"run ({tool.down_why or 'its setup failed'}); "
+                                   + DOWN_HOLD_END)
 
     def _recheck_hold(self, tool: ScheduledTool, wafer_id: str) -> None:
         """Held at its interlock for an alarm the tool, asked again, does not have: a reply
@@ -409,13 +420,13 @@ class ToolAlarms:
         (a 102 PASTE EMPTY during a print). Alarms whose cause a person removes at the tool
         (a door, an e-stop) are still waited for, as before."""
         self._hold_waiting(tool, f"interlock: {tool.name} alarm {alarm.code} {alarm.text} is "
-                           f"not cleared by CLEAR; its remedy is {remedy}, for a person; the "
-                           "wafer goes on once it is cleared")
+                           f"not cleared by CLEAR; its remedy is {remedy}, " + REMEDY_HOLD_END)
 
     def _hold_waiting(self, tool: ScheduledTool, why: str) -> None:
         """The wafers waiting for the tool's role, with no other tool of it in service, are
         held with ``why`` (they go on when the tool is cleared, as those its interlock
-        held, or when a person continues them)."""
+        held, or when a person continues them). The hold names the tool, as the runner's
+        interlock holds do, so the line's "interlock" alarm names it (docs/events.md)."""
         if any(t.role == tool.role and t.alarm == 0 and not t.lost
                for t in self.tools.values()):
             return
@@ -424,4 +435,4 @@ class ToolAlarms:
             if (run.phase is Phase.WAITING and not wafer.running
                     and run.next_role == tool.role):
                 self._held.setdefault(tool.name, set()).add(run.wafer_id)
-                run.hold(why)
+                run.hold(why, tool=tool.name)

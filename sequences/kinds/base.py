@@ -433,6 +433,15 @@ class StepKind(ABC, Generic[S, D, St, R]):
 
     # --- recovery after a controller stop ---
 
+    async def holds(self, driver: D, wafer_id: str, started: bool) -> bool:
+        """Whether the tool still holds this wafer, whose step failed: a stop after the
+        failure was stored and before the line's hand-out (``abort``) took it out leaves it
+        inside, in the way of every wafer after it. ``started``: a command of the step was
+        journalled and not refused (a start: the wafer went in). Asked by recovery only.
+        No, by default: the oven's belt carries its wafers out, and a batch's carrier goes
+        with its batch."""
+        return False
+
     @abstractmethod
     async def settle(self, driver: D, step: S, wafer: Recovering, clock: Clock) -> Settled:
         """Ask the tool what became of a wafer that was mid-step when the controller stopped."""

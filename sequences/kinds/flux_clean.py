@@ -27,6 +27,7 @@ from drivers.types import (
 )
 from sequences.kinds.base import (
     ABORT_UNFINISHED,
+    AlarmBeforeEntry,
     NeverTaken,
     Note,
     Recovering,
@@ -126,10 +127,7 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
                       seen: ToolView[CleanerStatus]) -> StepResult[CleanResult]:
         if seen.own_wafer_done:
             await driver.unload()
-        # Same tank temperature (the interlock checked it); times and pressure are this wafer's.
-        if seen.clean_recipe != step.tool_recipe():
-            await self.write_recipe(driver, step)
-        await driver.load(ctx.wafer_id, self.mode)
+        await self.enter(driver, step, ctx, seen)
         async with guarded(ctx.journal, ctx.wafer_id, "START", driver.name):
             await driver.start()
         # The spec's cycle time from START's reply: the driver reads the inputs in its last
@@ -137,6 +135,30 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
         cycle = self.nominal_s(step)
         return StepResult(await driver.wait_result(timeout_s=timeout_for(cycle),
                                                    ends_at=ctx.clock.now() + cycle))
+
+    async def enter(self, driver: Cleaner, step: C, ctx: StepContext,
+                    seen: ToolView[CleanerStatus]) -> None:
+        """The recipe registers, then [MODE,] WAFER_ID and LOAD: up to LOAD's taking nothing
+        of the wafer is in the chamber. Refused in ALARM with the chamber empty (an alarm
+        latched since the interlock check: a door) is no failed step for an engineer but
+        ``AlarmBeforeEntry``: the wafer held at the cleaner's interlock, going on once the
+        line's CLEAR is taken, as the oven's entrance and a HostLink LOD do. Before, the
+        step failed with "tool error: COMMAND=LOAD (state ALARM, alarm 400 DOOR OPEN)" (the
+        independent soak's seed 7 plan 23). A wafer in the chamber (a LOAD whose reply was
+        lost, then an alarm) failed as before."""
+        try:
+            # Same tank temperature (the interlock checked it); times and pressure are this
+            # wafer's.
+            if seen.clean_recipe != step.tool_recipe():
+                await self.write_recipe(driver, step)
+            await driver.load(ctx.wafer_id, self.mode)
+        except DeviceBusy as exc:
+            status = await driver.status()
+            alarm = (await driver.alarm() if status.state is CleanerState.ALARM
+                     and not status.wafer_present else None)
+            if alarm is None:
+                raise
+            raise AlarmBeforeEntry(driver.name, alarm.code, alarm.text) from exc
 
     def bound_setup(self, step: C) -> SetupKey | None:
         return None  # a bath change is waited out, not a changeover the bound counts
@@ -270,6 +292,15 @@ class CleanerKind(StepKind[C, Cleaner, CleanerStatus, CleanResult]):
             # only we empty after a judgment: someone took it out. Cleaned or not: a person.
             return Unknown(f"{driver.name} no longer shows the wafer, and its START was sent")
         return NeverTaken(f"{driver.name} never took it")
+
+    async def holds(self, driver: Cleaner, wafer_id: str, started: bool) -> bool:
+        """WAFER_ID is the id the last LOAD took; with a wafer in the chamber it is that
+        wafer's once it was started (a LOAD refused after WAFER_ID was written leaves the
+        id of a wafer that never went in: only a started one counts)."""
+        if not started:
+            return False
+        status = await driver.status()
+        return status.wafer_present and await driver.loaded_wafer_id() == wafer_id
 
     def result_from(self, step: C, wafer_id: str, measured: Mapping[str, Any]
                     ) -> CleanResult:

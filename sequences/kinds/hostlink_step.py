@@ -286,6 +286,12 @@ class HostLinkStepKind(StepKind[S, H, HSt, R]):
             notes.append(f"{ABORT_UNFINISHED}: {exc}")
         return notes
 
+    async def holds(self, driver: H, wafer_id: str, started: bool) -> bool:
+        """(The tool names the wafer it holds; one on its way out is not held.)"""
+        status = await driver.status()
+        return (status.wafer_id == wafer_id and status.state is not self.states.IDLE
+                and status.state not in self.handing_out)
+
     async def settle_hostlink(self, driver: H, step: S, wafer: Recovering,
                               start: Callable[[H], Awaitable[None]], clock: Clock) -> Settled:
         """The tool holds the wafer: start it if it was only loaded and no start was

@@ -197,12 +197,13 @@ class WaferRun(RecoveryMoves):
                           f"v{self.recipe.version} {self.recipe.hash[:12]}",
                           deferrable=deferrable)
 
-    def hold(self, why: str) -> WaferEvent | None:
-        """Hold the wafer now; while a step runs, hold it as soon as the step ends."""
+    def hold(self, why: str, *, tool: str | None = None) -> WaferEvent | None:
+        """Hold the wafer now; while a step runs, hold it as soon as the step ends.
+        ``tool``: the tool whose interlock holds a waiting wafer (named by its event)."""
         if self.machine.where.in_step:
             self._hold_after = why or "hold requested"
             return None
-        event = self._fire("hold", why=why)
+        event = self._fire("hold", why=why, tool=tool)
         self._stop_work()  # stop waiting for the tool
         return event
 
