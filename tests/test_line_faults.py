@@ -807,3 +807,30 @@ async def test_an_alarm_on_a_tool_the_lot_never_needs_is_recorded_when_the_run_e
         assert alarm.code == 400 and "found as the run ended" in alarm.text, alarm.text
         assert not alarm.active  # the door was closed: the CLEAR was taken
         assert r.model("placer-1").state == "IDLE"
+
+
+async def test_wafers_held_for_a_remedy_go_on_after_a_restart_once_it_is_done(
+        tmp_path: Path) -> None:
+    """102 PASTE EMPTY latches while the printer is idle between the two passes. The first
+    wafer back for its second print is held at the interlock, the CLR refused (102 needs
+    FIL), and the other, waiting, is held naming the remedy; the run ends. A person refills
+    (FIL clears 102 at the printer) and runs the lot again: both were restored held for a
+    person for good. Now the line's holds at the printer are taken up as the line held
+    them: the printer shows no alarm, they go on (their interlocks checked again) and the
+    lot completes."""
+    faults = {"printer-1": parse_tool_faults("alarm=102@800")}
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", faults=faults) as r:
+        wafers = r.new_lot("FIL", 2)
+        (outcome,) = await run_lots(r.controller(), ["FIL"])
+        assert outcome.wafers == dict.fromkeys(wafers, "held"), outcome.wafers
+        whys = {r.store.events(w)[-1].why for w in wafers}
+        assert any("its remedy is FIL" in why for why in whys), whys
+        assert {r.store.events(w)[-1].tool for w in wafers} == {"printer-1"}
+
+        await r.tools["printer-1"].fill()  # the person's remedy
+        (outcome,) = await run_lots(r.controller(), ["FIL"])
+        assert outcome.wafers == dict.fromkeys(wafers, "complete"), outcome.wafers
+        for wafer in wafers:
+            assert [s.kind for s in r.store.steps(wafer) if s.status == "done"] == [
+                "print", "reflow", "clean", "print", "reflow", "clean"]
+        await assert_line_empty(r)

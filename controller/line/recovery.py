@@ -198,11 +198,11 @@ class Recovery:
                              tools: Mapping[str, ScheduledTool]) -> None:
         """Wafers the line held at a step's interlock at a tool before the stop, handed to
         its alarm handling by tool (one alarm read for all of a tool's), as the step would
-        have as it ended held. Not a person's hold, nor one that names no tool, nor one the
-        line left for a person (``for_a_person``: a remedy for a person, a tool out of
-        service for the stopped run; they name their tool since session 22, for the line's
-        interlock alarm), nor one at a tool no longer on this line: those stay held, their
-        reason saying why."""
+        have as it ended held; also the line's hold of waiting wafers for an alarm only a
+        person's remedy clears (they go on once it is cleared, as with the line watching).
+        Not a person's hold, nor one that names no tool, nor one the line left for a
+        person (``for_a_person``: a tool out of service for the stopped run), nor one at a
+        tool no longer on this line: those stay held, their reason saying why."""
         if self.held_at is None:
             return
         by_tool: dict[str, list[str]] = {}

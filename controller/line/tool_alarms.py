@@ -52,16 +52,18 @@ REMEDIES = {
     ("plater", 740): "REPLENISH (barrier-plater.md)",
 }
 
-# How the holds of ``_hold_waiting`` end: the line's word that only a person moves them on
-# (a remedy only a person carries out; a tool out of service for the run). They name the
-# tool, as the runner's interlock holds do; recovery leaves them held (``for_a_person``).
+# How the holds of ``_hold_waiting`` end. They name the tool, as the runner's interlock
+# holds do. A remedy's goes on once the alarm is cleared (after the person's remedy): a
+# restart takes it up as it takes up the interlock holds. A tool out of service for the run
+# (its setup failed with no alarm): a person decides, and recovery leaves it held
+# (``for_a_person``).
 REMEDY_HOLD_END = "for a person; the wafer goes on once it is cleared"
 DOWN_HOLD_END = "a person decides: continued, it goes on in the lot's next run"
 
 
 def for_a_person(why: str) -> bool:
-    """A hold reason of ``_hold_waiting``'s: a person decides, not the line after a restart."""
-    return why.endswith((REMEDY_HOLD_END, DOWN_HOLD_END))
+    """A hold reason only a person moves on, not the line after a restart."""
+    return why.endswith(DOWN_HOLD_END)
 
 
 def _strays_on(tool: ScheduledTool) -> bool:
