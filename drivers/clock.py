@@ -14,7 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Protocol
+
+# A sleep that wakes this much later than asked (wall s) met a stall: the event loop busy,
+# or the process waiting for a core another process has. Remembered for STALL_MEMORY_S of
+# wall time by what must act within a wall-time margin at simulator speed (the oven's exit
+# between two arrivals, sequences/kinds/oven_exit.py): a loaded machine stalls again.
+STALL_MIN_S = 0.01
+STALL_MEMORY_S = 30.0
+STALLS_KEPT = 32
 
 
 class Clock(Protocol):
@@ -30,6 +39,10 @@ class Clock(Protocol):
         """Wait this many tool seconds."""
         ...
 
+    def recent_stall_s(self) -> float:
+        """The longest a sleep woke late lately, in wall seconds (0 with no wall time)."""
+        ...
+
 
 class ScaledClock:
     """Monotonic wall time multiplied by ``scale`` (tool seconds per wall second)."""
@@ -39,12 +52,22 @@ class ScaledClock:
             raise ValueError(f"time scale must be > 0, got {scale!r}")
         self.scale = float(scale)
         self._origin = time.monotonic()
+        self._stalls: deque[tuple[float, float]] = deque(maxlen=STALLS_KEPT)  # (woke, late)
 
     def now(self) -> float:
         return (time.monotonic() - self._origin) * self.scale
 
     async def sleep(self, tool_seconds: float) -> None:
-        await asyncio.sleep(max(0.0, tool_seconds) / self.scale)
+        wall_s = max(0.0, tool_seconds) / self.scale
+        due = time.monotonic() + wall_s
+        await asyncio.sleep(wall_s)
+        woke = time.monotonic()
+        if woke - due >= STALL_MIN_S:
+            self._stalls.append((woke, woke - due))
+
+    def recent_stall_s(self) -> float:
+        since = time.monotonic() - STALL_MEMORY_S
+        return max((late for woke, late in self._stalls if woke >= since), default=0.0)
 
     def __repr__(self) -> str:
         return f"ScaledClock(scale={self.scale})"
@@ -71,6 +94,9 @@ class ManualClock:
     async def sleep(self, tool_seconds: float) -> None:
         self.advance(tool_seconds)
         await asyncio.sleep(0)  # let other tasks run, as a real wait would
+
+    def recent_stall_s(self) -> float:
+        return 0.0  # no wall time passes
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self._now:g})"

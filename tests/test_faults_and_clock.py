@@ -1,8 +1,12 @@
 """Fault plans and clocks: the small shared pieces."""
 
 
+import asyncio
+import time
+
 import pytest
 
+from drivers.clock import ManualClock as DriverManualClock
 from drivers.clock import ScaledClock
 from sim.clock import ManualClock
 from sim.faults import FaultSpecError, ScheduledAlarm, parse_faults
@@ -65,3 +69,16 @@ async def test_scaled_clock_runs_faster_than_wall_time() -> None:
     assert clock.now() - start >= 50.0
     with pytest.raises(ValueError):
         ScaledClock(0)
+
+
+async def test_a_sleep_that_wakes_late_is_remembered_as_a_stall() -> None:
+    """What must act within a wall-time margin at simulator speed (the oven's exit) learns
+    from the clock how long the loop or the process was held up lately."""
+    clock = ScaledClock(100.0)
+    assert clock.recent_stall_s() == 0.0  # no sleep yet
+    sleeper = asyncio.ensure_future(clock.sleep(0.1))
+    await asyncio.sleep(0)  # the sleeper has armed its timer
+    time.sleep(0.08)  # noqa: ASYNC251 - the loop held up: a stall is this
+    await sleeper
+    assert clock.recent_stall_s() >= 0.07
+    assert DriverManualClock().recent_stall_s() == 0.0  # no wall time passes

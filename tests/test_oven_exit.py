@@ -207,6 +207,10 @@ class FastClock(ManualClock):
     1600x: what a wall-time figure is worth in tool seconds."""
 
     scale = 1600.0
+    stall_s = 0.0  # the longest stall its sleeps met lately (wall s), as a test sets it
+
+    def recent_stall_s(self) -> float:
+        return self.stall_s
 
 
 async def test_loads_are_spaced_by_what_the_exit_needs_to_take_a_wafer_off() -> None:
@@ -238,6 +242,11 @@ async def test_loads_are_spaced_by_what_the_exit_needs_to_take_a_wafer_off() -> 
         watch.ride("EXW-61", transit_s(EUTECTIC), sent_at=1000.0).cancel()
         assert watch.reaction_s() == REACTION_SAFETY * TRIPS_PER_TAKE * 30.0
         assert watch.next_load_at(occupancy) == 1030.0 + REACTION_SAFETY * TRIPS_PER_TAKE * 30
+        # A stall of 80 ms lately (the loop or the process held up: 128 tool s here), which
+        # no take met: the next take may meet one like it.
+        clock.stall_s = 0.08
+        assert watch.reaction_s() == REACTION_SAFETY * 0.08 * 1600.0
+        assert watch.next_load_at(occupancy) == 1030.0 + REACTION_SAFETY * 0.08 * 1600.0
         # At wall speed (a manual clock: no wall time passes) the entrance alone decides.
         still = ExitWatch(oven, ManualClock(1000.0))
         still.entered(1000.0)
@@ -263,7 +272,8 @@ async def test_each_take_is_remembered_as_the_exits_reaction() -> None:
             [max(0.0, late - s) for late, s in zip(watch.latencies, reply_s, strict=True)])
         assert len(watch._trips) == 2  # each LOAD's round trip too
         needs = REACTION_SAFETY * max(*watch._reactions, *(TRIPS_PER_TAKE * t
-                                                           for t in watch._trips))
+                                                           for t in watch._trips),
+                                      oven.clock.recent_stall_s() * SCALE)
         assert watch.reaction_s() == min(max(REACTION_WALL_S * SCALE, needs),
                                          REACTION_MAX_WALL_S * SCALE)
 
