@@ -834,3 +834,42 @@ async def test_wafers_held_for_a_remedy_go_on_after_a_restart_once_it_is_done(
             assert [s.kind for s in r.store.steps(wafer) if s.status == "done"] == [
                 "print", "reflow", "clean", "print", "reflow", "clean"]
         await assert_line_empty(r)
+
+
+@pytest.mark.faults
+async def test_a_plater_silent_mid_batch_whose_batch_an_alarm_ended_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """The plater's link goes away while its batch runs; meanwhile an emergency stop is
+    pressed and released at the plater (900 ends the batch where it stands: ALARM). When
+    the link is back, recovery asks the tool, as after a controller stop: the batch ended
+    in an alarm with the carrier inside (``StoppedByAlarm`` on the link's return): the
+    rider's step failed, for an engineer, the alarm recorded naming it, CLEARed, and the
+    carrier unloaded once, so nothing is left in the plater."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", speed=SLOW, platers=1) as r:
+        wafers = r.new_lot("PLT2", 1, recipe_name="rebump-sncu-niau-snpb")
+        plater = r.model("plater-1")
+        controller = r.controller(Watch())
+        running: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        r.tools["plater-1"].on_event(
+            lambda e: running.set_result(None) if e.name == "STEP" and not running.done()
+            else None)
+        lost: asyncio.Future[LineEvent] = asyncio.get_running_loop().create_future()
+        controller.events.listen(
+            lambda e: lost.set_result(e) if e.kind is EventKind.ALARM_SET
+            and e.data["code"] == "link_lost" and not lost.done() else None)
+        task = asyncio.create_task(controller.run(["PLT2"]))
+        await asyncio.wait_for(running, WAIT_S)
+        await r.line.stop_tool("plater-1")
+        await asyncio.wait_for(lost, WAIT_S)
+        plater.latch_alarm(900, r.clock.now(), "emergency stop pressed and released")
+        await r.line.restart_tool("plater-1")
+        [outcome] = await finish(task)
+        assert outcome.wafers == {wafers[0]: "awaiting_disposition"}, outcome
+        failed = r.store.events(wafers[0])[-1]
+        assert (failed.trigger, failed.step_index) == ("step_failed", 4), failed
+        assert "900" in failed.why, failed.why
+        (alarm,) = [a for a in r.store.alarms(tool="plater-1") if a.code == 900]
+        assert alarm.wafer_id == wafers[0] and alarm.cleared_at is not None, alarm
+        assert (plater.state.value, plater.batch) == ("IDLE", None)  # cleared, carrier out
+        assert plater._batches_started == 1
