@@ -8,6 +8,7 @@ import contextlib
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_lot_run import (
@@ -873,3 +874,46 @@ async def test_a_plater_silent_mid_batch_whose_batch_an_alarm_ended_meanwhile(
         assert alarm.wafer_id == wafers[0] and alarm.cleared_at is not None, alarm
         assert (plater.state.value, plater.batch) == ("IDLE", None)  # cleared, carrier out
         assert plater._batches_started == 1
+
+
+@pytest.mark.faults
+async def test_a_plater_silent_before_its_unload_with_an_alarm_latched_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """The batch ended OK (DONE, its result read); as the line sends its UNLOAD the link
+    goes away, and meanwhile an emergency stop is pressed and released at the plater (900
+    latched in DONE keeps the carrier in). When the link is back, recovery asks the tool:
+    the result is final and OK, the carrier kept in by an alarm (``KeptInside`` on the
+    link's return): the rider is judged from it, never plated again, held until the alarm
+    is recorded, CLEARed and the carrier unloaded once, then goes on and completes."""
+    async with rig(f"sqlite:///{tmp_path / 'line.db'}", speed=SLOW, platers=1) as r:
+        wafers = r.new_lot("PLT3", 1, recipe_name="rebump-sncu-niau-snpb")
+        plater = r.model("plater-1")
+        controller = r.controller(Watch())
+        driver = r.tools["plater-1"]
+        unload = driver.unload
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def silent_at_the_unload(*args: Any, **kwargs: Any) -> Any:
+            if not gone.done():
+                assert plater.state.value == "DONE" and plater.result.status == "OK"
+                plater.latch_alarm(900, r.clock.now(), "emergency stop pressed and released")
+                await r.line.stop_tool("plater-1")
+                gone.set_result(None)
+            return await unload(*args, **kwargs)
+
+        driver.unload = silent_at_the_unload
+        lost: asyncio.Future[LineEvent] = asyncio.get_running_loop().create_future()
+        controller.events.listen(
+            lambda e: lost.set_result(e) if e.kind is EventKind.ALARM_SET
+            and e.data["code"] == "link_lost" and not lost.done() else None)
+        task = asyncio.create_task(controller.run(["PLT3"]))
+        await asyncio.wait_for(lost, WAIT_S)
+        await r.line.restart_tool("plater-1")
+        [outcome] = await finish(task)
+        assert outcome.wafers == {wafers[0]: "complete"}, outcome
+        assert plater._batches_started == 1  # plated once
+        assert (plater.state.value, plater.batch) == ("IDLE", None)  # cleared, carrier out
+        (alarm,) = [a for a in r.store.alarms(tool="plater-1") if a.code == 900]
+        assert alarm.wafer_id == wafers[0] and alarm.cleared_at is not None, alarm
+        assert [s.status for s in r.store.steps(wafers[0]) if s.kind == "barrier"] == ["done"]
