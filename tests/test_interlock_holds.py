@@ -182,12 +182,15 @@ async def test_a_wafer_held_at_low_paste_goes_on_after_the_line_changed_the_prin
 
 @pytest.mark.parametrize("fault, why", [
     ("di=0-2000", "interlock: DI rinse resistivity low"),
-    ("alarm=620@1000", "interlock: alarm 620 SPRAY PRESSURE LOW active; cleaner is ALARM"),
+    # Latched on the idle cleaner long before the wafer can come (nothing reads an idle
+    # tool): found by the wafer's interlock read. At 1000 it once fell in the wafer's
+    # wash on a loaded machine (the wafer then failed inside, no hold).
+    ("alarm=620@500", "interlock: alarm 620 SPRAY PRESSURE LOW active; cleaner is ALARM"),
 ])
 async def test_a_wafer_held_at_an_interlock_when_the_controller_stopped_goes_on_after_it(
         tmp_path: Path, fault: str, why: str) -> None:
     """The wafer reaches the cleaner while its DI water is bad (no alarm), or while it shows
-    620 (the spray pressure, latched before), and is held at its interlock; then the
+    620 (the spray pressure, latched while it stood idle), and is held at its interlock; then the
     controller stops (its task cancelled: what it committed stays). The next run restored
     it held and ended at once: held for a person, the water recovered, or the cleaner left
     in ALARM with the alarm never cleared. Now recovery hands it to the line's alarm
