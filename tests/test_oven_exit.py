@@ -462,3 +462,30 @@ async def test_reads_already_made_stand_for_the_watchers_alarm_look() -> None:
             await asyncio.gather(reads, return_exceptions=True)
         assert result.result.wafer_id == "EXW-A2"
         assert watch.alarm_looks <= 1, watch.alarm_looks
+
+
+async def test_a_wafer_its_step_gave_up_on_is_taken_off_before_the_next_reaches_it() -> None:
+    """A wafer whose step gave up on it (a belt an alarm stopped longer than its deadline)
+    still rides ahead of the wafers loaded after the alarm was cleared. The watcher looked
+    for it only at the first new rider's arrival, so it waited at the exit until that one
+    reached it: alarm 530, a good wafer flagged (the independent soak, seed 8 plan 5). It is
+    looked for every ``LATE_LOOK_S`` while it rides ahead of a rider."""
+    async with sim_oven(scale=SCALE) as (oven, _):
+        await ready(oven)
+        watch = ExitWatch(oven, oven.clock)
+        # Its step waits as if the belt had been stopped before: it gives up at 180 tool s,
+        # before the wafer reaches the exit at 240.
+        sent_at = oven.clock.now()
+        await oven.load("EXW-91")
+        watch.entered(oven.clock.now())
+        given_up = watch.ride("EXW-91", 60.0, sent_at)
+        with pytest.raises(ToolTimeout, match="not at the exit"):
+            await asyncio.wait_for(given_up, 30)
+        assert watch.on_belt("EXW-91")
+        behind = await load_behind(oven, watch, "EXW-92")  # due 240 tool s after its LOAD
+        result = await asyncio.wait_for(behind, 30)
+        assert result.result.wafer_id == "EXW-92"
+        assert result.alarms == [] and result.result.flags == 0
+        status = await oven.status()
+        assert status.alarm_code == 0 and status.wafers_on_belt == 0
+        assert not watch.on_belt("EXW-91")

@@ -98,6 +98,11 @@ ALARM_LOOK_S = 60.0
 # simulator speed a timer fires late): right after that wafer's take instead.
 ALARM_YIELD_S = 10.0
 ALARM_RETRY_S = 5.0  # an alarm look the oven refused (06) is tried again this much later
+# Wafers whose steps gave up on them (a belt an alarm stopped) ride ahead of the wafers
+# loaded since, at no known time: while they do, the exit is looked at this often (tool s),
+# not only at the first rider's arrival, when it would find one of them still there (530).
+# A rider is loaded 450 mm behind them at least (27 s at the fastest belt, 1000 mm/min).
+LATE_LOOK_S = 10.0
 
 
 @dataclass
@@ -299,10 +304,12 @@ class ExitWatch:
                 if now < clear_until and look_at <= now:  # overdue (as after a take)
                     await self._look_alarm()
                     continue
-                if now < look_at < clear_until:
+                if self._late and now + LATE_LOOK_S < arrival:
+                    await self.clock.sleep(LATE_LOOK_S)  # then the exit's look below
+                elif now < look_at < clear_until:
                     await self.clock.sleep(look_at - now)
                     continue  # the look, unless a read meanwhile told the alarm
-                if arrival > now:
+                elif arrival > now:
                     await self.clock.sleep(arrival - now)
             except LinkError:
                 pass  # the oven stopped answering: the exit's look below says so to all
