@@ -49,10 +49,12 @@ demo-barrier: $(STAMP)
 ## three share a 2-core machine well: 10 min, against 14 on two, with every service present
 ## (session 17; also 11 min with a fourth process spinning on one core). The lot tests run at
 ## 250-500x to stay correct on loaded machines.
-## The timing tests and --line-config runs stay on one.
+## The timing tests and --line-config runs stay on one. --dist worksteal: the slowest tests
+## (the browser's and the screen's, last in file order) were left queued behind one worker
+## while the others idled at the end; an idle worker now takes them (session 22).
 test: $(STAMP)
 	@$(MAKE) --no-print-directory gemhost || echo "make gemhost failed: the independent-host GEM test will skip"
-	$(BIN)/python -m pytest -q -W error -n 3
+	$(BIN)/python -m pytest -q -W error -n 3 --dist worksteal
 
 ## make test-timing: the few tests that depend on wall-clock margins at simulator speed
 test-timing: $(STAMP)
