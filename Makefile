@@ -50,8 +50,9 @@ demo-barrier: $(STAMP)
 ## (session 17; also 11 min with a fourth process spinning on one core). The lot tests run at
 ## 250-500x to stay correct on loaded machines.
 ## The timing tests and --line-config runs stay on one. --dist worksteal: the slowest tests
-## (the browser's and the screen's, last in file order) were left queued behind one worker
-## while the others idled at the end; an idle worker now takes them (session 22).
+## (the browser's and the screen's) come last in file order, and an idle worker takes them
+## from a busy one's queue. Session 22, fresh clones: 12:50 with it, 12:39 without (noise);
+## with other work beside, 13:08 against 15:31 (not the same load: a hint, not a measure).
 test: $(STAMP)
 	@$(MAKE) --no-print-directory gemhost || echo "make gemhost failed: the independent-host GEM test will skip"
 	$(BIN)/python -m pytest -q -W error -n 3 --dist worksteal
