@@ -837,6 +837,15 @@ async def test_wafers_held_for_a_remedy_go_on_after_a_restart_once_it_is_done(
         await assert_line_empty(r)
 
 
+def link_lost_heard(controller: Any) -> asyncio.Future[LineEvent]:
+    """The first link-lost alarm the controller's event stream tells, for awaiting."""
+    lost: asyncio.Future[LineEvent] = asyncio.get_running_loop().create_future()
+    controller.events.listen(
+        lambda e: lost.set_result(e) if e.kind is EventKind.ALARM_SET
+        and e.data["code"] == "link_lost" and not lost.done() else None)
+    return lost
+
+
 @pytest.mark.faults
 async def test_a_plater_silent_mid_batch_whose_batch_an_alarm_ended_meanwhile(
     tmp_path: Path,
@@ -855,10 +864,7 @@ async def test_a_plater_silent_mid_batch_whose_batch_an_alarm_ended_meanwhile(
         r.tools["plater-1"].on_event(
             lambda e: running.set_result(None) if e.name == "STEP" and not running.done()
             else None)
-        lost: asyncio.Future[LineEvent] = asyncio.get_running_loop().create_future()
-        controller.events.listen(
-            lambda e: lost.set_result(e) if e.kind is EventKind.ALARM_SET
-            and e.data["code"] == "link_lost" and not lost.done() else None)
+        lost = link_lost_heard(controller)
         task = asyncio.create_task(controller.run(["PLT2"]))
         await asyncio.wait_for(running, WAIT_S)
         await r.line.stop_tool("plater-1")
@@ -903,10 +909,7 @@ async def test_a_plater_silent_before_its_unload_with_an_alarm_latched_meanwhile
             return await unload(*args, **kwargs)
 
         driver.unload = silent_at_the_unload
-        lost: asyncio.Future[LineEvent] = asyncio.get_running_loop().create_future()
-        controller.events.listen(
-            lambda e: lost.set_result(e) if e.kind is EventKind.ALARM_SET
-            and e.data["code"] == "link_lost" and not lost.done() else None)
+        lost = link_lost_heard(controller)
         task = asyncio.create_task(controller.run(["PLT3"]))
         await asyncio.wait_for(lost, WAIT_S)
         await r.line.restart_tool("plater-1")
